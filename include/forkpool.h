@@ -1,0 +1,283 @@
+/*
+ * forkpool: a pre-forked process pool with an event-loop master.
+ *
+ * Embedding API. Every fallible function returns 0 or a negative errno (or a
+ * negative FP_E* code below); fp_strerror() names it. Handles are opaque.
+ *
+ * Threading: a pool and its loop belong to the thread that runs the loop.
+ * Callbacks run on that thread, from inside fp_pool_run()/fp_loop_run() or the
+ * blocking calls, never from inside the call that submitted the work.
+ *
+ * Ownership, in one place:
+ *  - Strings and buffers passed in (task names, arguments, items, module
+ *    paths) are copied before the call returns; the caller keeps them.
+ *  - A struct fp_result passed to a callback, and every pointer in it, is
+ *    owned by the pool and valid only until the callback returns.
+ *  - fp_pool_apply() and fp_pool_map() hand their results to the caller, to
+ *    be released with fp_result_clear() / fp_results_free().
+ */
+#ifndef FORKPOOL_H
+#define FORKPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FP_VERSION_STRING "0.1.0"
+
+/* --- errors -------------------------------------------------------------- */
+
+/* forkpool's own codes, below every errno value. X(name, value, message) */
+#define FP_ERRNO_MAP(X) \
+	X(UNKNOWN_TASK, -10001, "unknown task") \
+	X(NO_BACKEND,   -10002, "no event-loop backend could be started") \
+	X(MODULE,       -10003, "module failed to load") \
+	X(STOPPED,      -10004, "pool is stopping") \
+	X(PROTOCOL,     -10005, "worker broke the frame protocol")
+
+enum {
+#define FP__ERR_ENUM(name, value, msg) FP_E##name = (value),
+	FP_ERRNO_MAP(FP__ERR_ENUM)
+#undef FP__ERR_ENUM
+};
+
+/* A static string naming err (a negative errno or FP_E* code). */
+const char *fp_strerror(int err);
+
+/* --- the event loop ------------------------------------------------------ */
+
+typedef struct fp_loop fp_loop;
+
+typedef enum fp_loop_backend {
+	FP_LOOP_AUTO = 0,   /* FORKPOOL_LOOP from the environment, else io_uring, else epoll */
+	FP_LOOP_URING,
+	FP_LOOP_EPOLL,
+} fp_loop_backend;
+
+/*
+ * Create a loop. With FP_LOOP_AUTO the environment variable FORKPOOL_LOOP
+ * (uring, epoll or auto) decides; auto tries io_uring and falls back to epoll
+ * when the ring cannot be set up (no kernel support, forbidden by sysctl or
+ * seccomp). Forcing a backend that cannot start fails with its errno.
+ */
+int fp_loop_new(fp_loop **out, fp_loop_backend backend);
+void fp_loop_free(fp_loop *loop);
+/* Runs callbacks until fp_loop_stop() or until nothing is pending. */
+int fp_loop_run(fp_loop *loop);
+void fp_loop_stop(fp_loop *loop);
+/* "io_uring" or "epoll". */
+const char *fp_loop_backend_name(const fp_loop *loop);
+/* Parse "auto", "uring"/"io_uring", "epoll"/"uv"; -EINVAL otherwise. */
+int fp_loop_backend_parse(const char *name, fp_loop_backend *out);
+
+/* --- options ------------------------------------------------------------- */
+
+typedef enum fp_log_level {
+	FP_LOG_ERROR, FP_LOG_WARN, FP_LOG_INFO, FP_LOG_DEBUG,
+} fp_log_level;
+
+typedef void (*fp_log_fn)(void *data, fp_log_level level, const char *msg);
+
+#define FP_MODULES_MAX 32
+
+typedef struct fp_options {
+	unsigned workers;            /* 0: online CPUs */
+	unsigned max_tasks_per_child;/* 0: never recycle by count */
+	unsigned max_tasks_jitter;   /* each worker's limit is max + rand[0, jitter] */
+	size_t max_rss_bytes;        /* 0: no limit; checked by the worker after each task */
+	uint64_t timeout_ms;         /* default per task; 0 means none */
+	uint64_t kill_grace_ms;      /* SIGTERM -> SIGKILL delay on timeout/shutdown */
+	size_t max_payload;          /* largest argument or result, bytes (default 64 MiB) */
+	fp_loop_backend backend;     /* used when the pool creates its own loop */
+	const char *modules[FP_MODULES_MAX]; /* shared objects to load; NULL-terminated */
+	fp_log_fn log;               /* NULL: log to stderr at >= log_level */
+	void *log_data;
+	fp_log_level log_level;
+} fp_options;
+
+/* Fill with the defaults: workers 0 (CPUs), timeout 60 s, grace 2 s, 64 MiB. */
+void fp_options_init(fp_options *opts);
+
+/* --- the pool ------------------------------------------------------------ */
+
+typedef struct fp_pool fp_pool;
+
+/*
+ * Load the modules (the built-in `demo` is always there), run their load
+ * hooks, and fork the workers. `loop` may be NULL: the pool then makes and
+ * owns one of opts->backend. A module error fails with FP_EMODULE; its
+ * message (naming the module and what is wrong) is logged and, when `errbuf`
+ * is not NULL, copied there.
+ */
+int fp_pool_new(fp_pool **out, fp_loop *loop, const fp_options *opts,
+		char *errbuf, size_t errlen);
+/* Stops (as fp_pool_shutdown with no grace) if needed, reaps, frees. */
+void fp_pool_free(fp_pool *pool);
+fp_loop *fp_pool_loop(fp_pool *pool);
+
+/* Run the pool's loop until fp_pool_stop(). */
+int fp_pool_run(fp_pool *pool);
+void fp_pool_stop(fp_pool *pool);
+
+/*
+ * Graceful shutdown: stop dispatching, let running tasks finish until
+ * `deadline_ms` passes, then kill them (their items fail with "cancelled"),
+ * fail what is still queued as "cancelled", and reap every worker. Runs the
+ * loop until done.
+ */
+int fp_pool_shutdown(fp_pool *pool, uint64_t deadline_ms);
+
+/* Replace every worker, one at a time, without dropping below N able workers. */
+int fp_pool_reload(fp_pool *pool);
+
+/* --- results ------------------------------------------------------------- */
+
+typedef enum fp_item_status {
+	FP_ITEM_OK = 0,
+	FP_ITEM_TASK_ERROR,   /* the task answered with an error */
+	FP_ITEM_CRASH,        /* the worker died running it: message names signal/status */
+	FP_ITEM_TIMEOUT,
+	FP_ITEM_CANCELLED,
+	FP_ITEM_TOO_LARGE,    /* argument or result over max_payload */
+	FP_ITEM_BAD_OUTPUT,   /* the task returned text that is not JSON */
+	FP_ITEM_UNKNOWN_TASK,
+} fp_item_status;
+
+/* "ok", "task_error", "crash", "timeout", "cancelled", "too_large", ... */
+const char *fp_item_status_name(fp_item_status status);
+
+struct fp_result {
+	size_t index;           /* the item's position in its call */
+	fp_item_status status;
+	const char *value;      /* JSON text when status is OK, else NULL */
+	size_t value_len;
+	const char *message;    /* why, when status is not OK; else NULL */
+	unsigned attempts;      /* how many times the item was started */
+	pid_t pid;              /* the worker that answered, or 0 */
+};
+
+/* Release what fp_pool_apply() put in `r`. */
+void fp_result_clear(struct fp_result *r);
+/* Release an array from fp_pool_map(). */
+void fp_results_free(struct fp_result *r, size_t n);
+
+/* --- calls --------------------------------------------------------------- */
+
+typedef struct fp_call_options {
+	int64_t timeout_ms;     /* < 0: the pool's default; 0: none */
+	unsigned retries;       /* extra attempts for an item whose worker died */
+	size_t chunksize;       /* map only; 0: like Python's Pool.map */
+} fp_call_options;
+
+#define FP_CALL_OPTIONS_DEFAULT { .timeout_ms = -1, .retries = 0, .chunksize = 0 }
+
+struct fp_call_summary {
+	uint64_t id;
+	size_t total, ok, failed;
+	int cancelled;          /* fp_pool_cancel() was called */
+};
+
+/* Per item, in completion order. `r` is valid during the call only. */
+typedef void (*fp_item_cb)(fp_pool *pool, uint64_t call_id,
+			   const struct fp_result *r, void *data);
+/* Once, after the last item's callback. */
+typedef void (*fp_done_cb)(fp_pool *pool, const struct fp_call_summary *s,
+			   void *data);
+
+/* One item to map: JSON text. */
+struct fp_buf {
+	const char *base;
+	size_t len;
+};
+
+/*
+ * Submit. `opts` may be NULL for the defaults. On success *call_id (may be
+ * NULL) names the call for fp_pool_cancel(). An unknown task fails the call
+ * up front with FP_EUNKNOWN_TASK; an argument over max_payload with -E2BIG.
+ * Either callback may be NULL.
+ */
+int fp_pool_apply_async(fp_pool *pool, const char *task,
+			const char *args, size_t args_len,
+			const fp_call_options *opts,
+			fp_item_cb on_item, fp_done_cb on_done, void *data,
+			uint64_t *call_id);
+int fp_pool_map_async(fp_pool *pool, const char *task,
+		      const struct fp_buf *items, size_t n,
+		      const fp_call_options *opts,
+		      fp_item_cb on_item, fp_done_cb on_done, void *data,
+		      uint64_t *call_id);
+
+/*
+ * Cancel: queued items fail with "cancelled" at once, workers running the
+ * call's items are SIGKILLed and those items fail with "cancelled". The item
+ * and done callbacks run from the loop as usual. -ENOENT if the call is over.
+ */
+int fp_pool_cancel(fp_pool *pool, uint64_t call_id);
+
+/*
+ * Blocking forms for simple programs: they run the pool's loop until the call
+ * is done. Not to be called from a callback. Results belong to the caller.
+ */
+int fp_pool_apply(fp_pool *pool, const char *task, const char *args,
+		  size_t args_len, const fp_call_options *opts,
+		  struct fp_result *out);
+int fp_pool_map(fp_pool *pool, const char *task, const struct fp_buf *items,
+		size_t n, const fp_call_options *opts,
+		struct fp_result **out);
+
+/* --- introspection ------------------------------------------------------- */
+
+typedef enum fp_worker_state {
+	FP_WORKER_STARTING,   /* forked, running worker_init */
+	FP_WORKER_IDLE,
+	FP_WORKER_BUSY,
+	FP_WORKER_RETIRING,   /* announced its last task; takes no more */
+	FP_WORKER_STOPPING,   /* being killed: timeout, cancel, shutdown */
+} fp_worker_state;
+
+const char *fp_worker_state_name(fp_worker_state state);
+
+struct fp_worker_stats {
+	pid_t pid;
+	unsigned slot;
+	uint64_t generation;     /* counts forks of this slot */
+	fp_worker_state state;
+	uint64_t tasks_done;
+	uint64_t tasks_limit;    /* this worker's max-tasks-per-child, 0: none */
+	size_t rss_bytes;        /* last reported by the worker */
+	const char *task;        /* current task name or NULL; valid until the loop runs */
+	uint64_t task_started_ms;/* monotonic ms when the current item started */
+	uint64_t started_ms;
+};
+
+struct fp_pool_stats {
+	unsigned workers;        /* configured N */
+	unsigned alive;          /* processes not yet reaped */
+	unsigned able;           /* starting, idle or busy and not leaving */
+	uint64_t queued, running, done, failed;
+	uint64_t crashes, timeouts, recycles, cancelled;
+	uint64_t init_failures;
+	int healthy;             /* 0 while worker start-up keeps failing */
+};
+
+void fp_pool_stats(fp_pool *pool, struct fp_pool_stats *out);
+/* Fills up to `max` entries, returns how many workers there are. */
+size_t fp_pool_workers(fp_pool *pool, struct fp_worker_stats *out, size_t max);
+
+/* Task names, in load order. *n receives the count. Valid for the pool's life. */
+struct fp_task_info {
+	const char *name;
+	const char *module;
+	const char *doc;
+};
+const struct fp_task_info *fp_pool_tasks(fp_pool *pool, size_t *n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,134 @@
+/*
+ * The event loop, completion style: submit a read, write, accept or timer and
+ * get a callback with its result. Two backends sit behind one ops table
+ * (loop_impl.h): io_uring (loop_uring.c) and epoll through libuv (loop_uv.c).
+ *
+ * Rules every backend keeps:
+ *  - Callbacks run only from inside fp_loop_run(), never from inside the call
+ *    that submitted or cancelled an operation.
+ *  - An fp_io is caller-owned and must stay valid, untouched, until its last
+ *    callback: the one after which fp_io_active(io) is false. Every started
+ *    operation gets exactly one last callback, whether it finished, failed or
+ *    was cancelled. Close an fd only after the last callback of every
+ *    operation on it.
+ *  - A timer is different: after fp_timer_stop() returns its callback will not
+ *    run and the fp_timer may be freed at once.
+ */
+#ifndef FP_LOOP_H
+#define FP_LOOP_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "forkpool.h"
+
+typedef struct fp_io fp_io;
+typedef struct fp_timer fp_timer;
+typedef struct fp_signal fp_signal;
+
+/*
+ * An operation's callback.
+ *  read stream: res > 0 bytes in `buf` (loop-owned, valid during the
+ *               callback only); res == 0 end of file (last); res < 0 -errno
+ *               (last). -ECANCELED after fp_io_cancel().
+ *  accept:      res >= 0 a new connection's fd (non-blocking, close-on-exec),
+ *               owned by the callee; res < 0 -errno. Transient errors
+ *               (EMFILE, ECONNABORTED...) are reported with the op still
+ *               active; the op ends on cancel or a fatal error.
+ *  write:       once: res = bytes written (all of them), or -errno.
+ */
+typedef void (*fp_io_cb)(fp_io *io, ssize_t res, const char *buf);
+typedef void (*fp_timer_cb)(fp_timer *timer);
+typedef void (*fp_signal_cb)(fp_signal *sig, int signum);
+
+#define FP_IO_IOV_MAX 8
+
+enum fp_io_kind {
+	FP_IO_NONE = 0,
+	FP_IO_READ,     /* read stream */
+	FP_IO_ACCEPT,   /* multishot accept */
+	FP_IO_WRITE,
+};
+
+struct fp_io {
+	void *data;                  /* the caller's */
+
+	/* Private to the loop and its backends. */
+	fp_loop *loop;
+	fp_io_cb cb;
+	int fd;
+	uint8_t kind;                /* enum fp_io_kind */
+	uint8_t active;              /* started, last callback not yet run */
+	uint8_t cancelled;
+	uint8_t is_socket;
+	struct iovec iov[FP_IO_IOV_MAX];  /* write: what is left to write */
+	int iovcnt;
+	size_t done;                 /* write: bytes written so far */
+	char *buf;                   /* read: loop-owned buffer, when one is used */
+	size_t buflen;
+	void *impl;                  /* backend's per-operation state */
+	fp_io *next;                 /* backend's queues */
+};
+
+struct fp_timer {
+	void *data;
+
+	/* Private. */
+	fp_loop *loop;
+	fp_timer_cb cb;
+	uint64_t due_ms;             /* monotonic */
+	void *impl;                  /* backend's per-timer state */
+};
+
+struct fp_signal {
+	void *data;
+
+	/* Private. */
+	fp_loop *loop;
+	fp_signal_cb cb;
+	int signum;
+	fp_signal *next;
+};
+
+/* Monotonic clock in milliseconds and nanoseconds. */
+uint64_t fp_now_ms(void);
+uint64_t fp_now_ns(void);
+
+static inline int fp_io_active(const fp_io *io) { return io->active; }
+
+/* Continuous reads from fd until EOF, error or cancel. fd must be non-blocking. */
+int fp_io_read_start(fp_loop *loop, fp_io *io, int fd, fp_io_cb cb);
+
+/* Accept connections on a listening, non-blocking socket until cancelled. */
+int fp_io_accept_start(fp_loop *loop, fp_io *io, int fd, fp_io_cb cb);
+
+/*
+ * Write every byte of iov[0..iovcnt) (at most FP_IO_IOV_MAX entries; the
+ * array is copied, the bytes must stay valid until the callback). Sockets are
+ * written with MSG_NOSIGNAL: a closed peer is -EPIPE, never SIGPIPE.
+ */
+int fp_io_write(fp_loop *loop, fp_io *io, int fd, const struct iovec *iov,
+		int iovcnt, fp_io_cb cb);
+
+/* Ask an active operation to end; its last callback follows with -ECANCELED. */
+void fp_io_cancel(fp_io *io);
+
+/* One-shot timer after `ms`. Starting an active timer re-arms it. */
+int fp_timer_start(fp_loop *loop, fp_timer *timer, uint64_t ms, fp_timer_cb cb);
+void fp_timer_stop(fp_timer *timer);
+static inline int fp_timer_active(const fp_timer *t) { return t->cb != NULL; }
+
+/*
+ * Deliver `signum` to cb from the loop. The signal is blocked in the calling
+ * thread and read from a signalfd; handlers never run. Several fp_signal may
+ * watch different signals; one signal has at most one watcher per loop.
+ */
+int fp_signal_start(fp_loop *loop, fp_signal *sig, int signum, fp_signal_cb cb);
+void fp_signal_stop(fp_signal *sig);
+
+/* The signals the loop has blocked, for a child to unblock after fork(). */
+void fp_loop_sigmask(const fp_loop *loop, sigset_t *out);
+
+#endif
