@@ -1,1 +1,47 @@
-/* being written */
+/* Names for error codes and states: one table each, shared by every caller. */
+#include <string.h>
+
+#include "forkpool.h"
+
+const char *fp_strerror(int err)
+{
+	switch (err) {
+#define FP__ERR_CASE(name, value, msg) case FP_E##name: return msg;
+	FP_ERRNO_MAP(FP__ERR_CASE)
+#undef FP__ERR_CASE
+	}
+	/* strerror() is not thread-safe; strerrordesc_np() returns a static string. */
+	const char *s = err < 0 ? strerrordesc_np(-err) : NULL;
+	return s ? s : "unknown error";
+}
+
+const char *fp_item_status_name(fp_item_status status)
+{
+	static const char *const names[] = {
+		[FP_ITEM_OK] = "ok",
+		[FP_ITEM_TASK_ERROR] = "task_error",
+		[FP_ITEM_CRASH] = "crash",
+		[FP_ITEM_TIMEOUT] = "timeout",
+		[FP_ITEM_CANCELLED] = "cancelled",
+		[FP_ITEM_TOO_LARGE] = "too_large",
+		[FP_ITEM_BAD_OUTPUT] = "bad_output",
+		[FP_ITEM_UNKNOWN_TASK] = "unknown_task",
+	};
+	if ((unsigned)status < sizeof(names) / sizeof(names[0]) && names[status])
+		return names[status];
+	return "error";
+}
+
+const char *fp_worker_state_name(fp_worker_state state)
+{
+	static const char *const names[] = {
+		[FP_WORKER_STARTING] = "starting",
+		[FP_WORKER_IDLE] = "idle",
+		[FP_WORKER_BUSY] = "busy",
+		[FP_WORKER_RETIRING] = "retiring",
+		[FP_WORKER_STOPPING] = "stopping",
+	};
+	if ((unsigned)state < sizeof(names) / sizeof(names[0]))
+		return names[state];
+	return "unknown";
+}

@@ -4,7 +4,6 @@
  * the same machine and the same binary) followed by `len` payload bytes.
  *
  *   master -> worker   TASK     id = item id; payload = task name, NUL, args
- *                      QUIT     finish and exit (after worker_fini)
  *   worker -> master   READY    worker_init succeeded; payload empty
  *                      INITFAIL worker_init failed; payload = message
  *                      RESULT   id = item id; payload = JSON value
@@ -14,6 +13,12 @@
  * RESULT and ERROR carry FP_FRAME_RETIRE when this was the worker's last task
  * (its task budget is spent or its RSS is over the limit): the worker exits
  * right after sending it.
+ *
+ * To stop a worker the master does not send a frame: it sets `quit` in the
+ * worker's shared page (see worker.h), which the worker checks before each
+ * task, and shuts down its side of the socket so an idle worker wakes up.
+ * A worker writes several results in one send when tasks are quick; the
+ * shared page, not the frame stream, tells the master which item is running.
  */
 #ifndef FP_FRAME_H
 #define FP_FRAME_H
@@ -26,7 +31,6 @@
 
 enum fp_frame_type {
 	FP_FRAME_TASK = 1,
-	FP_FRAME_QUIT,
 	FP_FRAME_READY,
 	FP_FRAME_INITFAIL,
 	FP_FRAME_RESULT,
@@ -70,6 +74,9 @@ struct fp_frame_reader {
 	size_t cap;
 	size_t pos;          /* start of the first unconsumed frame */
 	size_t max_payload;
+	size_t saved_at;     /* where the terminating NUL of the last payload went */
+	unsigned char saved; /* the byte it replaced */
+	unsigned char has_saved;
 };
 
 void fp_frame_reader_init(struct fp_frame_reader *r, size_t max_payload);
