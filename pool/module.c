@@ -1,1 +1,433 @@
-/* being written */
+/*
+ * The task registry: modules (the built-in one and dlopen()ed ones), their
+ * hooks, and the table that maps a task name to its function.
+ *
+ * The registry is built in the master before any worker forks; workers
+ * inherit it and only read it (apart from their own worker_inited flags), so
+ * nothing here locks.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "module.h"
+
+/* Task names end up in URLs, logs and JSON keys: keep them short and plain. */
+#define TASK_NAME_MAX 64
+
+/* Big enough for "<64-char name> (built-in)"; see module_label(). */
+#define LABEL_MAX 96
+
+static void seterr(char *errbuf, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void seterr(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!errbuf || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(errbuf, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * How errors name a module: its file when it has one, since that is what the
+ * operator typed and can fix; a built-in one has only its name.
+ */
+static const char *module_label(const char *path, const struct fp_module *def,
+				char buf[LABEL_MAX])
+{
+	if (path)
+		return path;
+	snprintf(buf, LABEL_MAX, "%.64s (built-in)",
+		 def && def->name ? def->name : "unnamed");
+	return buf;
+}
+
+static const char *registered_label(const struct fp_registry_module *m,
+				    char buf[LABEL_MAX])
+{
+	return module_label(m->handle ? m->path : NULL, m->def, buf);
+}
+
+void fp_registry_init(struct fp_registry *reg)
+{
+	memset(reg, 0, sizeof(*reg));
+}
+
+static int task_name_valid(const char *name)
+{
+	size_t i;
+
+	for (i = 0; name[i]; i++) {
+		unsigned char c = (unsigned char)name[i];
+
+		/* Spelled out rather than isalnum(): that one follows the locale. */
+		if (i >= TASK_NAME_MAX)
+			return 0;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
+			return 0;
+	}
+	return i > 0;
+}
+
+/*
+ * A printable copy of a name that failed validation: it may hold control
+ * characters or be arbitrarily long, and it is going into a log line.
+ */
+static void printable_name(char *out, size_t outlen, const char *name)
+{
+	size_t i, o = 0;
+
+	for (i = 0; name[i] && o + 4 < outlen; i++) {
+		unsigned char c = (unsigned char)name[i];
+
+		out[o++] = (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') ? (char)c : '?';
+	}
+	if (name[i]) {
+		memcpy(out + o, "...", 3);
+		o += 3;
+	}
+	out[o] = '\0';
+}
+
+static int task_cmp(const void *a, const void *b)
+{
+	const struct fp_registry_task *x = a, *y = b;
+
+	return strcmp(x->name, y->name);
+}
+
+static int task_key_cmp(const void *key, const void *elem)
+{
+	const struct fp_registry_task *t = elem;
+
+	return strcmp(key, t->name);
+}
+
+/* Check the descriptor itself and count its tasks; FP_EMODULE with a message. */
+static int module_check(const struct fp_module *def, const char *label,
+			size_t *ntasks, char *errbuf, size_t errlen)
+{
+	char shown[TASK_NAME_MAX + 8];
+	size_t i;
+
+	if (def->abi_version != FP_TASK_ABI_VERSION) {
+		seterr(errbuf, errlen,
+		       "module %s: built for ABI %u, this forkpool speaks ABI %d "
+		       "(rebuild it against this forkpool's forkpool/task.h)",
+		       label, (unsigned)def->abi_version, FP_TASK_ABI_VERSION);
+		return FP_EMODULE;
+	}
+	if (!def->tasks) {
+		seterr(errbuf, errlen, "module %s: its task table is NULL", label);
+		return FP_EMODULE;
+	}
+	for (i = 0; def->tasks[i].name; i++) {
+		const struct fp_task *t = &def->tasks[i];
+
+		if (!task_name_valid(t->name)) {
+			printable_name(shown, sizeof(shown), t->name);
+			seterr(errbuf, errlen,
+			       "module %s: task #%zu has an invalid name \"%s\" "
+			       "(allowed: 1 to %d of [A-Za-z0-9_.-])",
+			       label, i + 1, shown, TASK_NAME_MAX);
+			return FP_EMODULE;
+		}
+		if (!t->fn) {
+			seterr(errbuf, errlen,
+			       "module %s: task \"%s\" has no function (fn is NULL)",
+			       label, t->name);
+			return FP_EMODULE;
+		}
+	}
+	if (i == 0) {
+		seterr(errbuf, errlen,
+		       "module %s: its task table is empty (the first entry's name is NULL)",
+		       label);
+		return FP_EMODULE;
+	}
+	*ntasks = i;
+	return 0;
+}
+
+/*
+ * The registry's tasks plus the new module's, sorted, in a new array; fails
+ * on a name that appears twice. The old array is left alone so that a
+ * failure changes nothing.
+ */
+static int tasks_merge(const struct fp_registry *reg, const struct fp_module *def,
+		       size_t n, const char *label, struct fp_registry_task **out,
+		       char *errbuf, size_t errlen)
+{
+	unsigned idx = (unsigned)reg->nmodules;
+	struct fp_registry_task *all;
+	char other[LABEL_MAX];
+	size_t i, total = reg->ntasks + n;
+
+	all = malloc(total * sizeof(*all));
+	if (!all)
+		return -ENOMEM;
+	if (reg->ntasks)
+		memcpy(all, reg->tasks, reg->ntasks * sizeof(*all));
+	for (i = 0; i < n; i++) {
+		all[reg->ntasks + i] = (struct fp_registry_task){
+			.name = def->tasks[i].name,
+			.fn = def->tasks[i].fn,
+			.doc = def->tasks[i].doc,
+			.module = idx,
+		};
+	}
+	qsort(all, total, sizeof(*all), task_cmp);
+
+	for (i = 1; i < total; i++) {
+		const struct fp_registry_task *a = &all[i - 1], *b = &all[i];
+
+		if (strcmp(a->name, b->name) != 0)
+			continue;
+		/* The registry had no duplicates, so one of the pair is new. */
+		if (a->module == idx && b->module == idx) {
+			seterr(errbuf, errlen,
+			       "module %s: task \"%s\" is defined twice in its task table",
+			       label, a->name);
+		} else {
+			const struct fp_registry_task *old = a->module == idx ? b : a;
+
+			seterr(errbuf, errlen,
+			       "module %s: task \"%s\" is already defined by module %s",
+			       label, a->name,
+			       registered_label(&reg->modules[old->module], other));
+		}
+		free(all);
+		return FP_EMODULE;
+	}
+	*out = all;
+	return 0;
+}
+
+int fp_registry_add(struct fp_registry *reg, const char *path,
+		    const struct fp_module *def, char *errbuf, size_t errlen)
+{
+	struct fp_registry_module *modules;
+	struct fp_registry_task *tasks = NULL;
+	struct fp_task_info *info;
+	char labelbuf[LABEL_MAX], other[LABEL_MAX];
+	const char *label, *err;
+	void *handle = NULL;
+	char *pathcopy = NULL;
+	size_t i, n = 0;
+	int rc;
+
+	if (!path && !def) {
+		seterr(errbuf, errlen, "module: neither a path nor a descriptor given");
+		return -EINVAL;
+	}
+	if (path) {
+		/*
+		 * RTLD_NOW: an unresolved symbol is reported here, naming the
+		 * module, not as a crash in a worker at the first call.
+		 * RTLD_LOCAL: two modules may define the same helper names.
+		 */
+		handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+		if (!handle) {
+			err = dlerror();
+			seterr(errbuf, errlen, "module %s: cannot load: %s", path,
+			       err ? err : "unknown dlopen error");
+			return FP_EMODULE;
+		}
+		dlerror();
+		def = dlsym(handle, "fp_module");
+		err = dlerror();
+		if (!def) {
+			seterr(errbuf, errlen,
+			       "module %s: no `fp_module` symbol (%s); define it with "
+			       "FP_MODULE() from forkpool/task.h",
+			       path, err ? err : "it is NULL");
+			rc = FP_EMODULE;
+			goto err_close;
+		}
+	}
+	label = module_label(path, def, labelbuf);
+
+	/*
+	 * dlopen() of a file already open returns the same handle, and a
+	 * built-in added twice is the same descriptor: say so, rather than
+	 * report each of its tasks as a duplicate of itself.
+	 */
+	for (i = 0; i < reg->nmodules; i++) {
+		if (reg->modules[i].def == def) {
+			const char *as = registered_label(&reg->modules[i], other);
+
+			if (strcmp(as, label) == 0)
+				seterr(errbuf, errlen, "module %s: already loaded", label);
+			else
+				seterr(errbuf, errlen, "module %s: already loaded as module %s",
+				       label, as);
+			rc = FP_EMODULE;
+			goto err_close;
+		}
+	}
+
+	rc = module_check(def, label, &n, errbuf, errlen);
+	if (rc < 0)
+		goto err_close;
+	rc = tasks_merge(reg, def, n, label, &tasks, errbuf, errlen);
+	if (rc < 0)
+		goto err_close;
+
+	pathcopy = strdup(path ? path : "(built-in)");
+	if (!pathcopy) {
+		rc = -ENOMEM;
+		goto err_tasks;
+	}
+	/*
+	 * Growing the arrays is harmless if a later step fails: the counts,
+	 * which say what is in use, are only raised at the end.
+	 */
+	modules = realloc(reg->modules, (reg->nmodules + 1) * sizeof(*modules));
+	if (!modules) {
+		rc = -ENOMEM;
+		goto err_path;
+	}
+	reg->modules = modules;
+	info = realloc(reg->info, (reg->ntasks + n) * sizeof(*info));
+	if (!info) {
+		rc = -ENOMEM;
+		goto err_path;
+	}
+	reg->info = info;
+
+	modules[reg->nmodules] = (struct fp_registry_module){
+		.def = def,
+		.handle = handle,
+		.path = pathcopy,
+		.name = def->name ? def->name : pathcopy,
+	};
+	for (i = 0; i < n; i++) {
+		info[reg->ntasks + i] = (struct fp_task_info){
+			.name = def->tasks[i].name,
+			.module = modules[reg->nmodules].name,
+			.doc = def->tasks[i].doc,
+		};
+	}
+	free(reg->tasks);
+	reg->tasks = tasks;
+	reg->ntasks += n;
+	reg->nmodules++;
+	return 0;
+
+err_path:
+	free(pathcopy);
+err_tasks:
+	free(tasks);
+err_close:
+	if (handle)
+		dlclose(handle);
+	return rc;
+}
+
+/* A hook's failure, in words: hooks return a negative errno, but may not. */
+static const char *hook_strerror(int rc, char *buf, size_t len)
+{
+	if (rc < 0)
+		return fp_strerror(rc);
+	snprintf(buf, len, "returned %d, not 0 or a negative errno", rc);
+	return buf;
+}
+
+int fp_registry_load(struct fp_registry *reg, char *errbuf, size_t errlen)
+{
+	char labelbuf[LABEL_MAX], why[64];
+	size_t i;
+	int rc;
+
+	for (i = 0; i < reg->nmodules; i++) {
+		struct fp_registry_module *m = &reg->modules[i];
+
+		if (m->loaded)
+			continue;
+		rc = m->def->load ? m->def->load() : 0;
+		if (rc != 0) {
+			seterr(errbuf, errlen, "module %s: load hook failed: %s",
+			       registered_label(m, labelbuf),
+			       hook_strerror(rc, why, sizeof(why)));
+			return FP_EMODULE;
+		}
+		m->loaded = 1;
+	}
+	return 0;
+}
+
+void fp_registry_deinit(struct fp_registry *reg)
+{
+	size_t i;
+
+	/* Reverse order, like destructors: a later module may use an earlier one's state. */
+	for (i = reg->nmodules; i-- > 0;) {
+		struct fp_registry_module *m = &reg->modules[i];
+
+		if (m->loaded && m->def->unload)
+			m->def->unload();
+		/* After unload: the hook's code lives in the object dlclose() unmaps. */
+		if (m->handle)
+			dlclose(m->handle);
+		free(m->path);
+	}
+	free(reg->modules);
+	free(reg->tasks);
+	free(reg->info);
+	memset(reg, 0, sizeof(*reg));
+}
+
+const struct fp_registry_task *fp_registry_find(const struct fp_registry *reg,
+						const char *name)
+{
+	if (!reg->ntasks || !name)
+		return NULL;
+	return bsearch(name, reg->tasks, reg->ntasks, sizeof(*reg->tasks), task_key_cmp);
+}
+
+int fp_registry_worker_init(struct fp_registry *reg, char *errbuf, size_t errlen)
+{
+	char labelbuf[LABEL_MAX], why[64];
+	size_t i;
+	int rc;
+
+	for (i = 0; i < reg->nmodules; i++) {
+		struct fp_registry_module *m = &reg->modules[i];
+
+		if (m->worker_inited)
+			continue;
+		rc = m->def->worker_init ? m->def->worker_init() : 0;
+		if (rc != 0) {
+			seterr(errbuf, errlen, "module %s: worker_init failed: %s",
+			       registered_label(m, labelbuf),
+			       hook_strerror(rc, why, sizeof(why)));
+			fp_registry_worker_fini(reg);
+			return FP_EMODULE;
+		}
+		m->worker_inited = 1;
+	}
+	return 0;
+}
+
+void fp_registry_worker_fini(struct fp_registry *reg)
+{
+	size_t i;
+
+	for (i = reg->nmodules; i-- > 0;) {
+		struct fp_registry_module *m = &reg->modules[i];
+
+		if (!m->worker_inited)
+			continue;
+		m->worker_inited = 0;
+		if (m->def->worker_fini)
+			m->def->worker_fini();
+	}
+}
