@@ -162,7 +162,7 @@ struct fp_result {
 
 /* Release what fp_pool_apply() put in `r`. */
 void fp_result_clear(struct fp_result *r);
-/* Release an array from fp_pool_map(). */
+/* Release the array fp_pool_map() returned (n items) and all it points to. */
 void fp_results_free(struct fp_result *r, size_t n);
 
 /* --- calls --------------------------------------------------------------- */

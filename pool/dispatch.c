@@ -1,1 +1,549 @@
-/* being written */
+/*
+ * Dispatch: one FIFO queue, idle workers only, chunks cut from the head;
+ * results back in item order; what a dead worker leaves unfinished goes back
+ * to the head of the queue, except the one item it was running, which fails
+ * (or is retried while it has attempts left).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "pool_impl.h"
+
+/* A single argument larger than this is written from the call's memory. */
+#define COPY_ARGS_MAX (64u * 1024)
+
+/* --- the queue ----------------------------------------------------------- */
+
+static int queue_grow(struct fp_queue *q)
+{
+	size_t cap = q->cap ? q->cap * 2 : 64, i;
+	struct fp_qent *buf = malloc(cap * sizeof(*buf));
+
+	if (!buf)
+		return -ENOMEM;
+	for (i = 0; i < q->len; i++)
+		buf[i] = q->buf[(q->head + i) % q->cap];
+	free(q->buf);
+	q->buf = buf;
+	q->cap = cap;
+	q->head = 0;
+	return 0;
+}
+
+static struct fp_qent *queue_at(struct fp_queue *q, size_t i)
+{
+	return &q->buf[(q->head + i) % q->cap];
+}
+
+static int queue_push_ent(struct fp_queue *q, const struct fp_qent *e, bool front)
+{
+	if (q->len == q->cap && queue_grow(q) < 0)
+		return -ENOMEM;
+	if (front) {
+		q->head = (q->head + q->cap - 1) % q->cap;
+		q->buf[q->head] = *e;
+	} else {
+		q->buf[(q->head + q->len) % q->cap] = *e;
+	}
+	q->len++;
+	q->items += e->count;
+	return 0;
+}
+
+int fp__queue_push(struct fp_queue *q, struct fp_call *call, uint32_t first,
+		   uint32_t count, bool front)
+{
+	struct fp_qent e = { .call = call, .first = first, .count = count };
+
+	if (!count)
+		return 0;
+	return queue_push_ent(q, &e, front);
+}
+
+static void queue_pop(struct fp_queue *q)
+{
+	q->items -= q->buf[q->head].count;
+	q->head = (q->head + 1) % q->cap;
+	q->len--;
+}
+
+void fp__queue_deinit(struct fp_queue *q)
+{
+	free(q->buf);
+	memset(q, 0, sizeof(*q));
+}
+
+static void defer_cb(fp_timer *t)
+{
+	fp__deliver_failing(t->data);
+}
+
+int fp__fail_later(fp_pool *p, struct fp_call *call, uint32_t first,
+		   uint32_t count, fp_item_status status, const char *why)
+{
+	struct fp_qent e = { call, first, count, status, why };
+	int err = queue_push_ent(&p->failing, &e, false);
+
+	if (!err && !fp_timer_active(&p->defer))
+		err = fp_timer_start(p->loop, &p->defer, 0, defer_cb);
+	return err;
+}
+
+void fp__queue_fail(fp_pool *p, struct fp_call *call, fp_item_status status,
+		    const char *why)
+{
+	struct fp_queue *q = &p->queue;
+	size_t i, kept = 0, len = q->len;
+
+	/* Compact in place, keeping the order of what stays. */
+	for (i = 0; i < len; i++) {
+		struct fp_qent e = *queue_at(q, i);
+		if (!call || e.call == call) {
+			/* Moving to another queue can only fail for memory; the
+			 * item would then be lost, so keep it queued instead. */
+			if (fp__fail_later(p, e.call, e.first, e.count, status, why) == 0) {
+				q->items -= e.count;
+				continue;
+			}
+		}
+		*queue_at(q, kept++) = e;
+	}
+	q->len = kept;
+}
+
+/* --- results ------------------------------------------------------------- */
+
+static void item_deliver(fp_pool *p, struct fp_call *call, uint32_t index,
+			 fp_item_status status, const char *value, size_t len,
+			 const char *msg, pid_t pid)
+{
+	struct fp_result r = {
+		.index = index,
+		.status = status,
+		.value = status == FP_ITEM_OK ? value : NULL,
+		.value_len = status == FP_ITEM_OK ? len : 0,
+		.message = status == FP_ITEM_OK ? NULL : msg,
+		.attempts = call->items[index].attempts,
+		.pid = pid,
+	};
+
+	call->finished++;
+	if (status == FP_ITEM_OK) {
+		call->ok++;
+		p->done++;
+	} else {
+		call->failed++;
+		p->failed++;
+		if (status == FP_ITEM_CANCELLED)
+			p->ncancelled++;
+	}
+	if (call->on_item)
+		call->on_item(p, call->id, &r, call->data);
+	fp__call_maybe_finish(call);
+}
+
+void fp__deliver_failing(fp_pool *p)
+{
+	struct fp_queue *q = &p->failing;
+	struct fp_call *c, *next;
+
+	fp_timer_stop(&p->defer);
+	while (q->len) {
+		struct fp_qent e = q->buf[q->head];
+		queue_pop(q);
+		for (uint32_t i = 0; i < e.count; i++)
+			item_deliver(p, e.call, e.first + i, e.status, NULL, 0, e.why, 0);
+	}
+	/* Calls with no items finish here too. */
+	for (c = p->calls; c; c = next) {
+		next = c->next;
+		if (c->n == 0)
+			fp__call_maybe_finish(c);
+	}
+}
+
+/* --- sending chunks ------------------------------------------------------ */
+
+static struct fp_worker *find_idle(fp_pool *p)
+{
+	struct fp_worker *w;
+
+	for (w = p->workers; w; w = w->next)
+		if (w->state == FP_WORKER_IDLE && !w->leaving && !w->reaped &&
+		    !w->call && !fp_io_active(&w->wio))
+			return w;
+	return NULL;
+}
+
+static char *put_task_header(char *dst, uint64_t id, const struct fp_call *call,
+			     uint32_t args_len)
+{
+	struct fp_frame_header h;
+
+	fp_frame_header_init(&h, FP_FRAME_TASK, id, call->name_len + 1 + args_len, 0);
+	memcpy(dst, &h, sizeof(h));
+	dst += sizeof(h);
+	memcpy(dst, call->task->name, call->name_len + 1);
+	return dst + call->name_len + 1;
+}
+
+static void deadline_cb(fp_timer *t);
+
+static int send_chunk(struct fp_worker *w, struct fp_call *call, uint32_t first,
+		      uint32_t count)
+{
+	fp_pool *p = w->pool;
+	struct iovec iov[2];
+	uint64_t base = p->next_frame_id;
+	size_t total = 0, i;
+	int iovcnt = 1, err;
+	char *dst;
+
+	for (i = 0; i < count; i++)
+		total += FP_FRAME_HEADER_SIZE + call->name_len + 1 + call->items[first + i].args_len;
+
+	if (count == 1 && call->items[first].args_len > COPY_ARGS_MAX) {
+		/* One big argument: send it from where it is. */
+		struct fp_item *it = &call->items[first];
+		w->wbuf = malloc(FP_FRAME_HEADER_SIZE + call->name_len + 1);
+		if (!w->wbuf)
+			return -ENOMEM;
+		dst = put_task_header(w->wbuf, base, call, it->args_len);
+		iov[0] = (struct iovec){ w->wbuf, (size_t)(dst - w->wbuf) };
+		iov[1] = (struct iovec){ (void *)it->args, it->args_len };
+		iovcnt = 2;
+	} else {
+		w->wbuf = malloc(total);
+		if (!w->wbuf)
+			return -ENOMEM;
+		dst = w->wbuf;
+		for (i = 0; i < count; i++) {
+			struct fp_item *it = &call->items[first + i];
+			dst = put_task_header(dst, base + i, call, it->args_len);
+			memcpy(dst, it->args, it->args_len);
+			dst += it->args_len;
+		}
+		iov[0] = (struct iovec){ w->wbuf, total };
+	}
+
+	err = fp_io_write(p->loop, &w->wio, w->fd, iov, iovcnt, fp__worker_write_cb);
+	if (err) {
+		free(w->wbuf);
+		w->wbuf = NULL;
+		return err;
+	}
+	p->next_frame_id += count;
+	for (i = 0; i < count; i++)
+		call->items[first + i].attempts++;
+	w->call = call;
+	w->first = first;
+	w->count = count;
+	w->acked = 0;
+	w->base_id = base;
+	w->state = FP_WORKER_BUSY;
+	w->item_started_ms = fp_now_ms();
+	w->tasks_dispatched += count;
+	if (call->timeout_ms)
+		fp_timer_start(p->loop, &w->deadline, call->timeout_ms, deadline_cb);
+	if (w->tasks_limit && w->tasks_dispatched >= w->tasks_limit) {
+		/* Its last chunk: start the successor now, so capacity holds. */
+		w->leaving = true;
+		fp__spawn_successor(w);
+	}
+	return 0;
+}
+
+static size_t chunk_for(const struct fp_worker *w, const struct fp_qent *e)
+{
+	size_t k = e->count;
+
+	if (k > e->call->chunksize)
+		k = e->call->chunksize;
+	if (w->tasks_limit && k > w->tasks_limit - w->tasks_dispatched)
+		k = w->tasks_limit - w->tasks_dispatched;
+	return k;
+}
+
+void fp__dispatch(fp_pool *p)
+{
+	struct fp_worker *w;
+
+	if (p->state != FP_POOL_RUNNING)
+		return;
+	while (p->queue.len && (w = find_idle(p))) {
+		struct fp_qent *e = queue_at(&p->queue, 0);
+		size_t k = chunk_for(w, e);
+		int err = send_chunk(w, e->call, e->first, (uint32_t)k);
+
+		if (err) {
+			fp_log_error(&p->log, "cannot send work to worker %u: %s",
+				     w->slot, fp_strerror(err));
+			fp__worker_kill(w, SIGKILL, FP_KILL_PROTOCOL);
+			continue;
+		}
+		e->first += (uint32_t)k;
+		e->count -= (uint32_t)k;
+		p->queue.items -= k;
+		if (!e->count)
+			queue_pop(&p->queue);
+	}
+}
+
+void fp__worker_write_cb(fp_io *io, ssize_t res, const char *buf)
+{
+	struct fp_worker *w = io->data;
+	fp_pool *p = w->pool;
+
+	free(w->wbuf);
+	w->wbuf = NULL;
+	if (res < 0 && !w->reaped && w->kill_reason == FP_KILL_NONE && !w->quit_sent) {
+		/* A live worker that cannot be written to is of no use. */
+		fp_log_warn(&p->log, "worker %u (pid %d): write failed: %s", w->slot,
+			    (int)w->pid, fp_strerror((int)res));
+		fp__worker_kill(w, SIGKILL, FP_KILL_PROTOCOL);
+	}
+	if (w->reaped)
+		fp__worker_maybe_free(w);
+	else
+		fp__dispatch(p);
+}
+
+/* --- timeouts ------------------------------------------------------------ */
+
+static void deadline_cb(fp_timer *t)
+{
+	struct fp_worker *w = t->data;
+	fp_pool *p = w->pool;
+	uint64_t cur, started, limit_ns, now;
+
+	if (w->reaped)
+		return;
+	if (w->kill_reason != FP_KILL_NONE) {
+		/* The grace period after SIGTERM is over. */
+		if (!w->sigkilled)
+			fp__worker_kill(w, SIGKILL, w->kill_reason);
+		return;
+	}
+	if (!w->call)
+		return;
+	limit_ns = w->call->timeout_ms * 1000000u;
+	cur = atomic_load_explicit(&w->shm->current, memory_order_acquire);
+	started = atomic_load_explicit(&w->shm->started_ns, memory_order_relaxed);
+	now = fp_now_ns();
+	if (cur < w->base_id + w->acked || cur >= w->base_id + w->count) {
+		/* Between two items of the chunk: check again a full period on. */
+		fp_timer_start(p->loop, t, w->call->timeout_ms, deadline_cb);
+		return;
+	}
+	if (now < started + limit_ns) {
+		fp_timer_start(p->loop, t, (started + limit_ns - now) / 1000000u + 1, deadline_cb);
+		return;
+	}
+	fp_log_warn(&p->log, "worker %u (pid %d): task %s ran past its %llu ms timeout; "
+		    "stopping it", w->slot, (int)w->pid, w->call->task->name,
+		    (unsigned long long)w->call->timeout_ms);
+	fp__worker_kill(w, SIGTERM, FP_KILL_TIMEOUT);
+	fp_timer_start(p->loop, t, p->opts.kill_grace_ms, deadline_cb);
+}
+
+/* --- frames from a worker ------------------------------------------------ */
+
+static void worker_broken(struct fp_worker *w, const char *what, int err)
+{
+	fp_log_error(&w->pool->log, "worker %u (pid %d) %s: %s; killing it", w->slot,
+		     (int)w->pid, what, fp_strerror(err));
+	fp__worker_kill(w, SIGKILL, FP_KILL_PROTOCOL);
+}
+
+static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
+			  const char *payload)
+{
+	fp_pool *p = w->pool;
+	struct fp_call *call = w->call;
+	uint32_t index;
+	fp_item_status status;
+
+	if (!call || h->id != w->base_id + w->acked) {
+		worker_broken(w, "answered an item it was not given", FP_EPROTOCOL);
+		return;
+	}
+	index = w->first + w->acked++;
+	w->tasks_done++;
+	if (h->rss_kib)
+		w->rss_kib = h->rss_kib;
+	if (w->acked == w->count) {
+		w->call = NULL;
+		if (w->kill_reason == FP_KILL_NONE) {
+			fp_timer_stop(&w->deadline);
+			w->state = w->leaving ? FP_WORKER_RETIRING : FP_WORKER_IDLE;
+		}
+	}
+	if (h->flags & FP_FRAME_RETIRE) {
+		p->recycles++;
+		if (w->state != FP_WORKER_STOPPING)
+			w->state = FP_WORKER_RETIRING;
+		w->leaving = true;
+		fp_log_debug(&p->log, "worker %u (pid %d) retires after %llu tasks, rss %zu KiB",
+			     w->slot, (int)w->pid, (unsigned long long)w->tasks_done,
+			     w->rss_kib);
+		fp__spawn_successor(w);
+	}
+
+	status = h->type == FP_FRAME_RESULT ? FP_ITEM_OK : (fp_item_status)(h->flags & 0xff);
+	if (status == FP_ITEM_OK && h->type != FP_FRAME_RESULT)
+		status = FP_ITEM_TASK_ERROR;
+	item_deliver(p, call, index, status, payload, h->len, payload, w->pid);
+}
+
+static void handle_frame(struct fp_worker *w, const struct fp_frame_header *h,
+			 const char *payload)
+{
+	fp_pool *p = w->pool;
+
+	switch (h->type) {
+	case FP_FRAME_READY:
+		w->ready = true;
+		w->rss_kib = h->rss_kib;
+		p->start_failures = 0;
+		p->slots[w->slot].start_failures = 0;
+		if (w->state == FP_WORKER_STARTING)
+			w->state = FP_WORKER_IDLE;
+		if (p->state != FP_POOL_RUNNING)
+			fp__worker_quit(w);
+		break;
+	case FP_FRAME_INITFAIL:
+		snprintf(w->initfail, sizeof(w->initfail), "%.*s", (int)h->len, payload);
+		break;
+	case FP_FRAME_RESULT:
+	case FP_FRAME_ERROR:
+		handle_result(w, h, payload);
+		break;
+	default:
+		worker_broken(w, "sent a frame a worker must not send", FP_EPROTOCOL);
+		break;
+	}
+}
+
+void fp__worker_read_cb(fp_io *io, ssize_t res, const char *buf)
+{
+	struct fp_worker *w = io->data;
+	fp_pool *p = w->pool;
+	struct fp_frame_header h;
+	const char *payload;
+	int rc;
+
+	if (res > 0 && w->kill_reason != FP_KILL_PROTOCOL) {
+		rc = fp_frame_reader_feed(&w->reader, buf, (size_t)res);
+		while (rc == 0 && (rc = fp_frame_reader_next(&w->reader, &h, &payload)) == 1) {
+			handle_frame(w, &h, payload);
+			rc = w->kill_reason == FP_KILL_PROTOCOL ? -EPROTO : 0;
+		}
+		if (rc < 0 && w->kill_reason != FP_KILL_PROTOCOL)
+			worker_broken(w, "sent a bad frame", rc);
+	}
+	if (!fp_io_active(io)) {
+		fp__worker_read_done(w);
+		return;
+	}
+	fp__dispatch(p);
+}
+
+/* --- a worker has gone --------------------------------------------------- */
+
+static void requeue(fp_pool *p, struct fp_call *call, uint32_t first, uint32_t count)
+{
+	if (fp__queue_push(&p->queue, call, first, count, true) < 0) {
+		/* Out of memory for the queue: failing beats losing them. */
+		for (uint32_t i = 0; i < count; i++)
+			item_deliver(p, call, first + i, FP_ITEM_CRASH, NULL, 0,
+				     "could not requeue the item: out of memory", 0);
+	}
+}
+
+void fp__worker_account_exit(struct fp_worker *w)
+{
+	fp_pool *p = w->pool;
+	struct fp_call *call = w->call;
+	uint32_t from, end, run;
+	uint64_t cur;
+	char how[64], msg[256];
+	bool crashed;
+
+	fp__describe_status(w->status, how, sizeof(how));
+	crashed = w->kill_reason == FP_KILL_NONE && !w->quit_sent &&
+		  !(WIFEXITED(w->status) && WEXITSTATUS(w->status) == FP_WORKER_EXIT_OK);
+	if (crashed && w->ready)
+		p->crashes++;
+	if (w->kill_reason == FP_KILL_TIMEOUT)
+		p->timeouts++;
+
+	if (!call || w->acked >= w->count) {
+		if (crashed && w->ready)
+			fp_log_warn(&p->log, "worker %u (pid %d) %s between tasks",
+				    w->slot, (int)w->pid, how);
+		else
+			fp_log_debug(&p->log, "worker %u (pid %d) %s", w->slot, (int)w->pid, how);
+		w->call = NULL;
+		return;
+	}
+	w->call = NULL;
+	from = w->first + w->acked;
+	end = w->first + w->count;
+
+	if (call->cancelled) {
+		fp__fail_later(p, call, from, end - from, FP_ITEM_CANCELLED, "cancelled");
+		return;
+	}
+	if (w->kill_reason == FP_KILL_SHUTDOWN || p->state != FP_POOL_RUNNING) {
+		fp__fail_later(p, call, from, end - from, FP_ITEM_CANCELLED,
+			       "cancelled: the pool shut down before the item finished");
+		return;
+	}
+
+	cur = atomic_load_explicit(&w->shm->current, memory_order_acquire);
+	if (cur < w->base_id + w->acked || cur >= w->base_id + w->count) {
+		/*
+		 * It died between two items (told to quit, or killed from
+		 * outside at that moment): no item is to blame. Results it
+		 * had gathered but not sent are lost, so those run again.
+		 */
+		if (crashed)
+			fp_log_warn(&p->log, "worker %u (pid %d) %s between tasks; "
+				    "requeueing %u items", w->slot, (int)w->pid, how, end - from);
+		requeue(p, call, from, end - from);
+		return;
+	}
+
+	run = w->first + (uint32_t)(cur - w->base_id);
+	struct fp_item *it = &call->items[run];
+	fp_item_status status = w->kill_reason == FP_KILL_TIMEOUT ? FP_ITEM_TIMEOUT : FP_ITEM_CRASH;
+
+	if (status == FP_ITEM_TIMEOUT)
+		snprintf(msg, sizeof(msg), "task %s ran past its %llu ms timeout (worker pid %d %s)",
+			 call->task->name, (unsigned long long)call->timeout_ms, (int)w->pid, how);
+	else
+		snprintf(msg, sizeof(msg), "worker pid %d %s while running task %s",
+			 (int)w->pid, how, call->task->name);
+	fp_log_warn(&p->log, "worker %u: %s (item %u of call %llu, attempt %u of %u)",
+		    w->slot, msg, run, (unsigned long long)call->id, it->attempts,
+		    call->retries + 1);
+
+	if (it->attempts <= call->retries) {
+		/* Try it again, first in line, with the rest behind it. */
+		requeue(p, call, from, end - from);
+		return;
+	}
+	/* The rest of the chunk, then the results that were lost, run again. */
+	requeue(p, call, run + 1, end - run - 1);
+	requeue(p, call, from, run - from);
+	if (it->attempts > 1) {
+		size_t l = strlen(msg);
+		snprintf(msg + l, sizeof(msg) - l, " (attempt %u of %u)", it->attempts,
+			 call->retries + 1);
+	}
+	item_deliver(p, call, run, status, NULL, 0, msg, w->pid);
+}

@@ -1,1 +1,650 @@
-/* being written */
+/*
+ * The embedding API: options, the pool's life, calls, blocking forms,
+ * statistics. The machinery is in dispatch.c and spawn.c.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pool_impl.h"
+
+#define DEFAULT_TIMEOUT_MS 60000
+#define DEFAULT_GRACE_MS 2000
+#define DEFAULT_MAX_PAYLOAD (64u << 20)
+/* The frame length field is 32 bits, and a task name rides along. */
+#define MAX_PAYLOAD_CEILING (UINT32_MAX - 4096u)
+
+void fp_options_init(fp_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->timeout_ms = DEFAULT_TIMEOUT_MS;
+	o->kill_grace_ms = DEFAULT_GRACE_MS;
+	o->max_payload = DEFAULT_MAX_PAYLOAD;
+	o->backend = FP_LOOP_AUTO;
+	o->log_level = FP_LOG_WARN;
+}
+
+static void set_err(char *errbuf, size_t errlen, const char *what, const char *why)
+{
+	if (errbuf && errlen)
+		snprintf(errbuf, errlen, "%s%s%s", what, why ? ": " : "", why ? why : "");
+}
+
+int fp_pool_new(fp_pool **out, fp_loop *loop, const fp_options *opts,
+		char *errbuf, size_t errlen)
+{
+	fp_pool *p;
+	char msg[512] = "";
+	unsigned i, nmod = 0;
+	long ncpu;
+	int err;
+
+	*out = NULL;
+	if (errbuf && errlen)
+		errbuf[0] = '\0';
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->opts = *opts;
+	p->log = (struct fp_logger){ opts->log, opts->log_data, opts->log_level };
+	p->master_pid = getpid();
+	p->rng = ((uint64_t)p->master_pid << 32) ^ fp_now_ns() ^ (uintptr_t)p;
+	if (!p->rng)
+		p->rng = 1;
+	p->next_call_id = 1;
+	p->next_frame_id = 1;
+	fp_registry_init(&p->reg);
+	p->defer.data = p;
+	p->sigchld.data = p;
+	p->shutdown_timer.data = p;
+
+	if (!p->opts.workers) {
+		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		p->opts.workers = ncpu > 0 ? (unsigned)ncpu : 1;
+	}
+	if (!p->opts.max_payload)
+		p->opts.max_payload = DEFAULT_MAX_PAYLOAD;
+	if (p->opts.max_payload > MAX_PAYLOAD_CEILING) {
+		set_err(errbuf, errlen, "max_payload is over the 4 GiB limit", NULL);
+		err = -EINVAL;
+		goto err_free;
+	}
+
+	/* Keep our own copies of the module paths. */
+	while (nmod < FP_MODULES_MAX && opts->modules[nmod])
+		nmod++;
+	p->module_paths = calloc(nmod + 1, sizeof(char *));
+	if (!p->module_paths) {
+		err = -ENOMEM;
+		goto err_free;
+	}
+	for (i = 0; i < nmod; i++) {
+		p->module_paths[i] = strdup(opts->modules[i]);
+		if (!p->module_paths[i]) {
+			err = -ENOMEM;
+			goto err_modules;
+		}
+		p->opts.modules[i] = p->module_paths[i];
+	}
+
+	err = fp_registry_add(&p->reg, NULL, &fp__demo_module, msg, sizeof(msg));
+	for (i = 0; !err && i < nmod; i++)
+		err = fp_registry_add(&p->reg, p->module_paths[i], NULL, msg, sizeof(msg));
+	if (!err)
+		err = fp_registry_load(&p->reg, msg, sizeof(msg));
+	if (err) {
+		fp_log_error(&p->log, "%s", msg[0] ? msg : fp_strerror(err));
+		set_err(errbuf, errlen, msg[0] ? msg : fp_strerror(err), NULL);
+		goto err_modules;
+	}
+
+	if (loop) {
+		p->loop = loop;
+	} else {
+		err = fp_loop_new(&p->loop, opts->backend);
+		if (err) {
+			set_err(errbuf, errlen, "cannot start the event loop", fp_strerror(err));
+			fp_log_error(&p->log, "cannot start the event loop: %s", fp_strerror(err));
+			goto err_modules;
+		}
+		p->own_loop = true;
+	}
+	fp_log_info(&p->log, "event loop backend: %s", fp_loop_backend_name(p->loop));
+
+	err = fp_signal_start(p->loop, &p->sigchld, SIGCHLD, fp__reap);
+	if (err) {
+		set_err(errbuf, errlen, "cannot watch SIGCHLD", fp_strerror(err));
+		goto err_loop;
+	}
+
+	p->slots = calloc(p->opts.workers, sizeof(*p->slots));
+	if (!p->slots) {
+		err = -ENOMEM;
+		goto err_signal;
+	}
+	for (i = 0; i < p->opts.workers; i++) {
+		p->slots[i].pool = p;
+		p->slots[i].index = i;
+		p->slots[i].respawn.data = &p->slots[i];
+	}
+	for (i = 0; i < p->opts.workers; i++) {
+		err = fp__spawn(p, i);
+		if (err) {
+			set_err(errbuf, errlen, "cannot fork a worker", fp_strerror(err));
+			/* Take down the ones that started. */
+			fp_pool_free(p);
+			return err;
+		}
+	}
+	*out = p;
+	return 0;
+
+err_signal:
+	fp_signal_stop(&p->sigchld);
+err_loop:
+	if (p->own_loop)
+		fp_loop_free(p->loop);
+err_modules:
+	fp_registry_deinit(&p->reg);
+	for (i = 0; p->module_paths && i < nmod; i++)
+		free(p->module_paths[i]);
+	free(p->module_paths);
+err_free:
+	free(p);
+	return err;
+}
+
+fp_loop *fp_pool_loop(fp_pool *p)
+{
+	return p->loop;
+}
+
+static void calls_free_all(fp_pool *p)
+{
+	while (p->calls) {
+		struct fp_call *c = p->calls;
+		p->calls = c->next;
+		free(c->items);
+		free(c->arena);
+		free(c);
+	}
+}
+
+void fp_pool_free(fp_pool *p)
+{
+	unsigned i;
+
+	if (!p)
+		return;
+	if (p->state != FP_POOL_STOPPED)
+		fp_pool_shutdown(p, 0);
+	for (i = 0; i < p->opts.workers && p->slots; i++)
+		fp_timer_stop(&p->slots[i].respawn);
+	fp_timer_stop(&p->defer);
+	fp_timer_stop(&p->shutdown_timer);
+	fp_signal_stop(&p->sigchld);
+	calls_free_all(p);
+	fp__queue_deinit(&p->queue);
+	fp__queue_deinit(&p->failing);
+	fp_registry_deinit(&p->reg);
+	if (p->own_loop)
+		fp_loop_free(p->loop);
+	for (i = 0; p->module_paths && p->module_paths[i]; i++)
+		free(p->module_paths[i]);
+	free(p->module_paths);
+	free(p->slots);
+	free(p);
+}
+
+int fp_pool_run(fp_pool *p)
+{
+	return fp_loop_run(p->loop);
+}
+
+void fp_pool_stop(fp_pool *p)
+{
+	fp_loop_stop(p->loop);
+}
+
+static void shutdown_deadline_cb(fp_timer *t)
+{
+	fp_pool *p = t->data;
+	struct fp_worker *w;
+
+	for (w = p->workers; w; w = w->next)
+		if (!w->reaped && !w->sigkilled)
+			fp__worker_kill(w, SIGKILL, FP_KILL_SHUTDOWN);
+}
+
+int fp_pool_shutdown(fp_pool *p, uint64_t deadline_ms)
+{
+	struct fp_worker *w;
+	unsigned i;
+
+	if (p->state == FP_POOL_STOPPED)
+		return 0;
+	p->state = FP_POOL_STOPPING;
+	for (i = 0; i < p->opts.workers; i++)
+		fp_timer_stop(&p->slots[i].respawn);
+	fp__queue_fail(p, NULL, FP_ITEM_CANCELLED,
+		       "cancelled: the pool shut down before the item started");
+	for (w = p->workers; w; w = w->next)
+		fp__worker_quit(w);
+	if (deadline_ms)
+		fp_timer_start(p->loop, &p->shutdown_timer, deadline_ms, shutdown_deadline_cb);
+	else
+		shutdown_deadline_cb(&p->shutdown_timer);
+	while (p->workers)
+		fp_loop_run(p->loop);
+	fp_timer_stop(&p->shutdown_timer);
+	fp__deliver_failing(p);
+	p->state = FP_POOL_STOPPED;
+	return 0;
+}
+
+int fp_pool_reload(fp_pool *p)
+{
+	struct fp_worker *w;
+
+	if (p->state != FP_POOL_RUNNING)
+		return FP_ESTOPPED;
+	/*
+	 * Successors first, then ask the old ones to leave after their
+	 * current item: never fewer than N able workers meanwhile.
+	 */
+	for (w = p->workers; w; w = w->next) {
+		if (!fp__worker_able(w) || w->has_successor)
+			continue;
+		w->leaving = true;
+		fp__spawn_successor(w);
+		fp__worker_quit(w);
+	}
+	return 0;
+}
+
+/* --- calls --------------------------------------------------------------- */
+
+void fp__call_maybe_finish(struct fp_call *c)
+{
+	fp_pool *p = c->pool;
+	struct fp_call_summary s;
+
+	if (c->finished < c->n)
+		return;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		p->calls = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	s = (struct fp_call_summary){ c->id, c->n, c->ok, c->failed, c->cancelled };
+	if (c->on_done)
+		c->on_done(p, &s, c->data);
+	free(c->items);
+	free(c->arena);
+	free(c);
+}
+
+static size_t default_chunksize(const fp_pool *p, size_t n)
+{
+	/* As Python's Pool.map: about four chunks per worker. */
+	size_t per = (size_t)p->opts.workers * 4;
+	size_t k = n / per + (n % per ? 1 : 0);
+
+	return k ? k : 1;
+}
+
+static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
+		       size_t n, const fp_call_options *o, fp_item_cb on_item,
+		       fp_done_cb on_done, void *data, uint64_t *call_id)
+{
+	static const fp_call_options defaults = FP_CALL_OPTIONS_DEFAULT;
+	const struct fp_registry_task *t;
+	struct fp_call *c;
+	size_t i, bytes = 0, off = 0, run_start = 0;
+	int err = 0;
+
+	if (p->state != FP_POOL_RUNNING)
+		return FP_ESTOPPED;
+	if (!task || !(t = fp_registry_find(&p->reg, task)))
+		return FP_EUNKNOWN_TASK;
+	if (n > UINT32_MAX)
+		return -E2BIG;
+	if (!o)
+		o = &defaults;
+	for (i = 0; i < n; i++)
+		if (items[i].len <= p->opts.max_payload)
+			bytes += items[i].len;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->items = calloc(n ? n : 1, sizeof(*c->items));
+	c->arena = malloc(bytes ? bytes : 1);
+	if (!c->items || !c->arena) {
+		free(c->items);
+		free(c->arena);
+		free(c);
+		return -ENOMEM;
+	}
+	c->id = p->next_call_id++;
+	c->pool = p;
+	c->task = t;
+	c->name_len = (uint32_t)strlen(t->name);
+	c->on_item = on_item;
+	c->on_done = on_done;
+	c->data = data;
+	c->timeout_ms = o->timeout_ms < 0 ? p->opts.timeout_ms : (uint64_t)o->timeout_ms;
+	c->retries = o->retries;
+	c->chunksize = o->chunksize ? o->chunksize : default_chunksize(p, n);
+	c->n = n;
+	for (i = 0; i < n; i++) {
+		if (items[i].len > p->opts.max_payload)
+			continue;
+		memcpy(c->arena + off, items[i].base, items[i].len);
+		c->items[i].args = c->arena + off;
+		c->items[i].args_len = (uint32_t)items[i].len;
+		off += items[i].len;
+	}
+
+	c->next = p->calls;
+	if (p->calls)
+		p->calls->prev = c;
+	p->calls = c;
+
+	/* Queue runs of items, leaving out those too large to send. */
+	for (i = 0; i <= n && !err; i++) {
+		if (i < n && items[i].len <= p->opts.max_payload)
+			continue;
+		err = fp__queue_push(&p->queue, c, (uint32_t)run_start,
+				     (uint32_t)(i - run_start), false);
+		if (!err && i < n)
+			err = fp__fail_later(p, c, (uint32_t)i, 1, FP_ITEM_TOO_LARGE,
+					     "argument is over the pool's max_payload");
+		run_start = i + 1;
+	}
+	if (!err && n == 0 && !fp_timer_active(&p->defer))
+		err = fp__fail_later(p, c, 0, 0, FP_ITEM_OK, NULL);
+	if (err) {
+		/* Undo: nothing of this call may stay queued. */
+		fp__queue_fail(p, c, FP_ITEM_CANCELLED, "cancelled");
+		c->on_item = NULL;
+		c->on_done = NULL;
+		c->cancelled = true;
+		return err;
+	}
+	if (call_id)
+		*call_id = c->id;
+	fp__dispatch(p);
+	return 0;
+}
+
+int fp_pool_apply_async(fp_pool *p, const char *task, const char *args, size_t args_len,
+			const fp_call_options *opts, fp_item_cb on_item,
+			fp_done_cb on_done, void *data, uint64_t *call_id)
+{
+	struct fp_buf b = { args, args_len };
+
+	return call_submit(p, task, &b, 1, opts, on_item, on_done, data, call_id);
+}
+
+int fp_pool_map_async(fp_pool *p, const char *task, const struct fp_buf *items,
+		      size_t n, const fp_call_options *opts, fp_item_cb on_item,
+		      fp_done_cb on_done, void *data, uint64_t *call_id)
+{
+	return call_submit(p, task, items, n, opts, on_item, on_done, data, call_id);
+}
+
+int fp_pool_cancel(fp_pool *p, uint64_t call_id)
+{
+	struct fp_call *c;
+	struct fp_worker *w;
+
+	for (c = p->calls; c && c->id != call_id; c = c->next)
+		;
+	if (!c || c->cancelled)
+		return -ENOENT;
+	c->cancelled = true;
+	fp__queue_fail(p, c, FP_ITEM_CANCELLED, "cancelled");
+	/*
+	 * Only workers still running this call's chunk: w->call is cleared
+	 * the moment its last result arrives, and a worker is never reaped
+	 * before we stop signalling it, so the pid is the one we mean.
+	 */
+	for (w = p->workers; w; w = w->next)
+		if (w->call == c && !w->reaped)
+			fp__worker_kill(w, SIGKILL, FP_KILL_CANCEL);
+	return 0;
+}
+
+/* --- blocking forms ------------------------------------------------------ */
+
+/*
+ * fp_pool_map()'s results live in one block: a header, the array, and the
+ * text of every value and message in pages chained from the header. A
+ * million results cost a few dozen allocations instead of two million.
+ */
+#define RESULT_PAGE_SIZE (1u << 20)
+
+struct result_page {
+	struct result_page *next;
+	size_t used, cap;
+	char data[];
+};
+
+struct results_block {
+	struct result_page *pages;
+	struct fp_result r[];
+};
+
+struct sync_wait {
+	struct fp_result *results;
+	struct results_block *block;   /* map; NULL for apply */
+	bool done;
+	bool oom;
+};
+
+static char *block_copy(struct results_block *b, const char *s, size_t len)
+{
+	struct result_page *pg = b->pages;
+	char *d;
+
+	if (!pg || pg->cap - pg->used < len + 1) {
+		size_t cap = len + 1 > RESULT_PAGE_SIZE ? len + 1 : RESULT_PAGE_SIZE;
+		pg = malloc(sizeof(*pg) + cap);
+		if (!pg)
+			return NULL;
+		pg->cap = cap;
+		pg->used = 0;
+		/* A page too big to share goes second, keeping the open page first. */
+		if (cap > RESULT_PAGE_SIZE && b->pages) {
+			pg->next = b->pages->next;
+			b->pages->next = pg;
+		} else {
+			pg->next = b->pages;
+			b->pages = pg;
+		}
+	}
+	d = pg->data + pg->used;
+	pg->used += len + 1;
+	memcpy(d, s, len);
+	d[len] = '\0';
+	return d;
+}
+
+static char *dup_bytes(const char *s, size_t len)
+{
+	char *d = malloc(len + 1);
+
+	if (d) {
+		memcpy(d, s, len);
+		d[len] = '\0';
+	}
+	return d;
+}
+
+static void sync_item(fp_pool *p, uint64_t id, const struct fp_result *r, void *data)
+{
+	struct sync_wait *sw = data;
+	struct fp_result *dst = &sw->results[r->index];
+	const char *msg = r->message;
+
+	*dst = *r;
+	if (sw->block) {
+		dst->value = r->value ? block_copy(sw->block, r->value, r->value_len) : NULL;
+		dst->message = msg ? block_copy(sw->block, msg, strlen(msg)) : NULL;
+	} else {
+		dst->value = r->value ? dup_bytes(r->value, r->value_len) : NULL;
+		dst->message = msg ? dup_bytes(msg, strlen(msg)) : NULL;
+	}
+	if ((r->value && !dst->value) || (msg && !dst->message))
+		sw->oom = true;
+}
+
+static void sync_done(fp_pool *p, const struct fp_call_summary *s, void *data)
+{
+	struct sync_wait *sw = data;
+
+	sw->done = true;
+	fp_loop_stop(p->loop);
+}
+
+static int sync_run(fp_pool *p, const char *task, const struct fp_buf *items, size_t n,
+		    const fp_call_options *opts, struct sync_wait *sw)
+{
+	int err = call_submit(p, task, items, n, opts, sync_item, sync_done, sw, NULL);
+
+	if (err)
+		return err;
+	while (!sw->done)
+		fp_loop_run(p->loop);
+	return sw->oom ? -ENOMEM : 0;
+}
+
+int fp_pool_apply(fp_pool *p, const char *task, const char *args, size_t args_len,
+		  const fp_call_options *opts, struct fp_result *out)
+{
+	struct fp_buf b = { args, args_len };
+	struct sync_wait sw = { .results = out };
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	err = sync_run(p, task, &b, 1, opts, &sw);
+	if (err)
+		fp_result_clear(out);
+	return err;
+}
+
+int fp_pool_map(fp_pool *p, const char *task, const struct fp_buf *items, size_t n,
+		const fp_call_options *opts, struct fp_result **out)
+{
+	struct results_block *b = calloc(1, sizeof(*b) + (n ? n : 1) * sizeof(struct fp_result));
+	struct sync_wait sw = { .block = b };
+	int err;
+
+	*out = NULL;
+	if (!b)
+		return -ENOMEM;
+	sw.results = b->r;
+	err = sync_run(p, task, items, n, opts, &sw);
+	if (err) {
+		fp_results_free(b->r, n);
+		return err;
+	}
+	*out = b->r;
+	return 0;
+}
+
+void fp_result_clear(struct fp_result *r)
+{
+	if (!r)
+		return;
+	free((char *)r->value);
+	free((char *)r->message);
+	memset(r, 0, sizeof(*r));
+}
+
+void fp_results_free(struct fp_result *r, size_t n)
+{
+	struct results_block *b;
+	struct result_page *pg;
+
+	if (!r)
+		return;
+	b = (struct results_block *)((char *)r - offsetof(struct results_block, r));
+	while ((pg = b->pages)) {
+		b->pages = pg->next;
+		free(pg);
+	}
+	free(b);
+}
+
+/* --- introspection ------------------------------------------------------- */
+
+void fp_pool_stats(fp_pool *p, struct fp_pool_stats *s)
+{
+	struct fp_worker *w;
+
+	memset(s, 0, sizeof(*s));
+	s->workers = p->opts.workers;
+	for (w = p->workers; w; w = w->next) {
+		if (!w->reaped)
+			s->alive++;
+		if (fp__worker_able(w))
+			s->able++;
+		if (w->call)
+			s->running += w->count - w->acked;
+	}
+	s->queued = p->queue.items;
+	s->done = p->done;
+	s->failed = p->failed;
+	s->crashes = p->crashes;
+	s->timeouts = p->timeouts;
+	s->recycles = p->recycles;
+	s->cancelled = p->ncancelled;
+	s->init_failures = p->init_failures;
+	s->healthy = p->state == FP_POOL_RUNNING && p->start_failures < FP_UNHEALTHY_AFTER;
+}
+
+size_t fp_pool_workers(fp_pool *p, struct fp_worker_stats *out, size_t max)
+{
+	struct fp_worker *w;
+	size_t n = 0;
+
+	for (w = p->workers; w; w = w->next) {
+		if (w->reaped)
+			continue;
+		if (n < max) {
+			struct fp_worker_stats *s = &out[n];
+			s->pid = w->pid;
+			s->slot = w->slot;
+			s->generation = w->generation;
+			s->state = w->state;
+			s->tasks_done = w->tasks_done;
+			s->tasks_limit = w->tasks_limit;
+			s->rss_bytes = w->rss_kib * 1024;
+			s->task = w->call ? w->call->task->name : NULL;
+			if (w->call) {
+				/* The worker's own clock says when the item began. */
+				uint64_t ns = atomic_load_explicit(&w->shm->started_ns,
+								   memory_order_relaxed);
+				s->task_started_ms = atomic_load(&w->shm->current) ?
+					ns / 1000000u : w->item_started_ms;
+			}
+			s->started_ms = w->started_ms;
+		}
+		n++;
+	}
+	return n;
+}
+
+const struct fp_task_info *fp_pool_tasks(fp_pool *p, size_t *n)
+{
+	*n = p->reg.ntasks;
+	return p->reg.info;
+}

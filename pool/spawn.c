@@ -1,1 +1,495 @@
-/* being written */
+/*
+ * Worker processes from the master's side: fork, reap, kill, replace.
+ *
+ * A worker struct lives from fork until every one of these is true: the
+ * process is reaped, its socket and log pipe reached their last callback,
+ * and its unfinished items were accounted for. Kills go only to processes
+ * not yet reaped, so a pid can never have been reused under us.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pool_impl.h"
+
+/* After a worker is reaped, how long to wait for the rest of its output. */
+#define DRAIN_MS 1000
+/* Crash-storm backoff: 100 ms, doubling, capped. */
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 30000
+
+static void worker_log_cb(fp_io *io, ssize_t res, const char *buf);
+
+/* --- in the child, between fork() and fp_worker_main() ------------------- */
+
+/*
+ * Close what the master opened for itself: other workers' sockets, client
+ * connections of an embedding server, the loop's fds. They are all marked
+ * close-on-exec; a module's load hook may have opened files without that
+ * flag for its workers to share, and those stay open. Without this, a
+ * connection the master closes would stay open in every worker.
+ */
+static void close_master_fds(int keep)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int dfd;
+
+	if (!d)
+		return;
+	dfd = dirfd(d);
+	while ((e = readdir(d))) {
+		int fd = atoi(e->d_name);
+		int fl;
+
+		if (fd < 3 || fd == keep || fd == dfd)
+			continue;
+		fl = fcntl(fd, F_GETFD);
+		if (fl >= 0 && (fl & FD_CLOEXEC))
+			close(fd);
+	}
+	closedir(d);
+}
+
+/*
+ * Name the process for ps: overwrite the argument area the kernel reports
+ * as /proc/PID/cmdline (its bounds are fields 48 and 49 of /proc/self/stat),
+ * and set the short comm name for top.
+ */
+static void set_title(unsigned slot, uint64_t gen)
+{
+	char title[64], stat[2048], comm[16];
+	unsigned long arg_start = 0, arg_end = 0;
+	char *p;
+	int fd, i;
+	ssize_t n;
+
+	snprintf(comm, sizeof(comm), "fp-worker-%u", slot);
+	prctl(PR_SET_NAME, comm, 0, 0, 0);
+	snprintf(title, sizeof(title), "forkpool: worker %u gen %llu", slot,
+		 (unsigned long long)gen);
+
+	fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = read(fd, stat, sizeof(stat) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	stat[n] = '\0';
+	/* Fields after the command name, which may hold spaces and ')'. */
+	p = strrchr(stat, ')');
+	if (!p)
+		return;
+	p += 2;
+	/* p is at field 3; arg_start is field 48. */
+	for (i = 3; i < 48 && p; i++) {
+		p = strchr(p, ' ');
+		if (p)
+			p++;
+	}
+	if (!p || sscanf(p, "%lu %lu", &arg_start, &arg_end) != 2)
+		return;
+	if (arg_end <= arg_start + 1)
+		return;
+	size_t room = arg_end - arg_start - 1;
+	size_t len = strlen(title);
+	if (len > room)
+		len = room;
+	memcpy((char *)arg_start, title, len);
+	memset((char *)arg_start + len, 0, arg_end - arg_start - len);
+}
+
+static _Noreturn void child_main(fp_pool *p, struct fp_worker *w, int fd, int log_wr)
+{
+	struct fp_worker_args args = {
+		.registry = &p->reg,
+		.fd = fd,
+		.shm = w->shm,
+		.slot = w->slot,
+		.generation = w->generation,
+		.task_limit = w->tasks_limit,
+		.max_rss_bytes = p->opts.max_rss_bytes,
+		.max_payload = p->opts.max_payload,
+	};
+	sigset_t none;
+	int sig, devnull;
+
+	/* Handlers of an embedding program are not the worker's. */
+	for (sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			signal(sig, SIG_DFL);
+	/* Die with the master; if it died already, the parent is not it. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	if (getppid() != p->master_pid)
+		_exit(FP_WORKER_EXIT_OK);
+
+	devnull = open("/dev/null", O_RDONLY);
+	if (devnull >= 0) {
+		dup2(devnull, STDIN_FILENO);
+		if (devnull > STDIN_FILENO)
+			close(devnull);
+	}
+	dup2(log_wr, STDOUT_FILENO);
+	dup2(log_wr, STDERR_FILENO);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	close_master_fds(fd);
+	set_title(w->slot, w->generation);
+
+	sigemptyset(&none);
+	pthread_sigmask(SIG_SETMASK, &none, NULL);
+	fp_worker_main(&args);
+}
+
+/* --- in the master ------------------------------------------------------- */
+
+static uint64_t next_rand(fp_pool *p)
+{
+	/* xorshift64*: spreading retirements needs no better randomness. */
+	p->rng ^= p->rng >> 12;
+	p->rng ^= p->rng << 25;
+	p->rng ^= p->rng >> 27;
+	return p->rng * 2685821657736338717ull;
+}
+
+bool fp__worker_able(const struct fp_worker *w)
+{
+	return !w->reaped && !w->leaving &&
+	       (w->state == FP_WORKER_STARTING || w->state == FP_WORKER_IDLE ||
+		w->state == FP_WORKER_BUSY);
+}
+
+static void worker_unlink(fp_pool *p, struct fp_worker *w)
+{
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		p->workers = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	p->nworkers--;
+}
+
+void fp__worker_maybe_free(struct fp_worker *w)
+{
+	fp_pool *p = w->pool;
+
+	if (!w->reaped || !w->accounted || fp_io_active(&w->rio) ||
+	    fp_io_active(&w->wio) || fp_io_active(&w->lio))
+		return;
+	fp_timer_stop(&w->deadline);
+	fp_timer_stop(&w->drain);
+	if (w->fd >= 0)
+		close(w->fd);
+	if (w->log_fd >= 0)
+		close(w->log_fd);
+	fp_frame_reader_deinit(&w->reader);
+	if (w->shm)
+		munmap(w->shm, sizeof(*w->shm));
+	free(w->wbuf);
+	worker_unlink(p, w);
+	free(w);
+	if (p->state == FP_POOL_STOPPING && !p->workers)
+		fp_loop_stop(p->loop);
+}
+
+int fp__spawn(fp_pool *p, unsigned slot)
+{
+	struct fp_worker *w;
+	int sv[2] = { -1, -1 }, lp[2] = { -1, -1 };
+	sigset_t all, old;
+	pid_t pid;
+	int err;
+
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->pool = p;
+	w->fd = w->log_fd = -1;
+	w->slot = slot;
+	w->generation = ++p->slots[slot].generation;
+	w->state = FP_WORKER_STARTING;
+	w->rio.data = w->wio.data = w->lio.data = w;
+	w->deadline.data = w->drain.data = w;
+	fp_frame_reader_init(&w->reader, p->opts.max_payload + 256);
+	if (p->opts.max_tasks_per_child)
+		w->tasks_limit = p->opts.max_tasks_per_child +
+			(p->opts.max_tasks_jitter ?
+			 next_rand(p) % ((uint64_t)p->opts.max_tasks_jitter + 1) : 0);
+
+	w->shm = mmap(NULL, sizeof(*w->shm), PROT_READ | PROT_WRITE,
+		      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (w->shm == MAP_FAILED) {
+		w->shm = NULL;
+		err = -errno;
+		goto err_free;
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
+	    pipe2(lp, O_CLOEXEC) < 0) {
+		err = -errno;
+		goto err_fds;
+	}
+
+	/* Buffered output would be written twice: once by us, once by the child. */
+	fflush(NULL);
+	/* No handler may run in the child before it resets them. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pid = fork();
+	if (pid == 0)
+		child_main(p, w, sv[1], lp[1]);
+	err = -errno;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (pid < 0)
+		goto err_fds;
+
+	close(sv[1]);
+	close(lp[1]);
+	w->pid = pid;
+	w->fd = sv[0];
+	w->log_fd = lp[0];
+	fcntl(w->fd, F_SETFL, O_NONBLOCK);
+	fcntl(w->log_fd, F_SETFL, O_NONBLOCK);
+	w->started_ms = fp_now_ms();
+
+	w->next = p->workers;
+	if (p->workers)
+		p->workers->prev = w;
+	p->workers = w;
+	p->nworkers++;
+
+	err = fp_io_read_start(p->loop, &w->rio, w->fd, fp__worker_read_cb);
+	if (!err)
+		err = fp_io_read_start(p->loop, &w->lio, w->log_fd, worker_log_cb);
+	if (err) {
+		/* Without a way to hear from it the worker is useless. */
+		fp_log_error(&p->log, "worker %u: cannot watch its socket: %s", slot, fp_strerror(err));
+		fp__worker_kill(w, SIGKILL, FP_KILL_PROTOCOL);
+		if (!fp_io_active(&w->rio))
+			w->read_done = true;
+	}
+	fp_log_debug(&p->log, "worker %u gen %llu started, pid %d", slot,
+		     (unsigned long long)w->generation, (int)pid);
+	return 0;
+
+err_fds:
+	if (sv[0] >= 0) {
+		close(sv[0]);
+		close(sv[1]);
+	}
+	if (lp[0] >= 0) {
+		close(lp[0]);
+		close(lp[1]);
+	}
+	munmap(w->shm, sizeof(*w->shm));
+err_free:
+	fp_frame_reader_deinit(&w->reader);
+	free(w);
+	fp_log_error(&p->log, "cannot start worker %u: %s", slot, fp_strerror(err));
+	return err;
+}
+
+/* Fork the one that takes w's place before w leaves. */
+void fp__spawn_successor(struct fp_worker *w)
+{
+	fp_pool *p = w->pool;
+
+	if (w->has_successor || p->state != FP_POOL_RUNNING)
+		return;
+	w->has_successor = true;
+	fp__spawn(p, w->slot);
+}
+
+void fp__worker_kill(struct fp_worker *w, int signum, enum fp_kill_reason why)
+{
+	if (w->reaped)
+		return;
+	if (w->kill_reason == FP_KILL_NONE)
+		w->kill_reason = why;
+	w->leaving = true;
+	w->state = FP_WORKER_STOPPING;
+	if (signum == SIGKILL)
+		w->sigkilled = true;
+	kill(w->pid, signum);
+}
+
+/* Ask a worker to exit before its next task; an idle one wakes on EOF. */
+void fp__worker_quit(struct fp_worker *w)
+{
+	if (w->reaped || w->quit_sent)
+		return;
+	w->quit_sent = true;
+	w->leaving = true;
+	atomic_store_explicit(&w->shm->quit, 1, memory_order_release);
+	shutdown(w->fd, SHUT_WR);
+}
+
+void fp__describe_status(int status, char *buf, size_t len)
+{
+	if (WIFSIGNALED(status)) {
+		const char *abbr = sigabbrev_np(WTERMSIG(status));
+		if (abbr)
+			snprintf(buf, len, "was killed by SIG%s", abbr);
+		else
+			snprintf(buf, len, "was killed by signal %d", WTERMSIG(status));
+	} else if (WIFEXITED(status)) {
+		snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
+	} else {
+		snprintf(buf, len, "ended with wait status 0x%x", status);
+	}
+}
+
+static void respawn_cb(fp_timer *t)
+{
+	struct fp_slot *s = t->data;
+
+	if (s->pool->state == FP_POOL_RUNNING)
+		fp__spawn(s->pool, s->index);
+}
+
+/* The process is gone and its output read: account, then replace. */
+static void worker_gone(struct fp_worker *w)
+{
+	fp_pool *p = w->pool;
+	struct fp_slot *s = &p->slots[w->slot];
+	char how[64];
+
+	fp__describe_status(w->status, how, sizeof(how));
+	fp__worker_account_exit(w);
+	w->accounted = true;
+
+	if (!w->ready && p->state == FP_POOL_RUNNING && w->kill_reason == FP_KILL_NONE) {
+		/* It died before it could take a task: a start-up failure. */
+		p->init_failures++;
+		p->start_failures++;
+		s->start_failures++;
+	}
+
+	if (p->state == FP_POOL_RUNNING && !w->has_successor) {
+		if (!w->ready) {
+			uint64_t delay = BACKOFF_MIN_MS;
+			unsigned k;
+			for (k = 1; k < s->start_failures && delay < BACKOFF_MAX_MS; k++)
+				delay *= 2;
+			if (delay > BACKOFF_MAX_MS)
+				delay = BACKOFF_MAX_MS;
+			fp_log_error(&p->log, "worker %u (pid %d) failed to start: %s%s%s; "
+				     "retrying in %llu ms%s", w->slot, (int)w->pid,
+				     w->initfail[0] ? w->initfail : how,
+				     w->initfail[0] ? ", " : "", w->initfail[0] ? how : "",
+				     (unsigned long long)delay,
+				     p->start_failures >= FP_UNHEALTHY_AFTER ? " (pool unhealthy)" : "");
+			fp_timer_start(p->loop, &s->respawn, delay, respawn_cb);
+		} else {
+			fp__spawn(p, w->slot);
+		}
+	}
+	fp__worker_maybe_free(w);
+	fp__dispatch(p);
+}
+
+static void drain_cb(fp_timer *t)
+{
+	struct fp_worker *w = t->data;
+
+	/*
+	 * A process the worker started may still hold its socket open; EOF
+	 * would never come. What it had sent has been read by now.
+	 */
+	if (fp_io_active(&w->rio))
+		fp_io_cancel(&w->rio);
+	if (fp_io_active(&w->lio))
+		fp_io_cancel(&w->lio);
+}
+
+/* Called when the read stream ends and when the process is reaped. */
+static void worker_check_gone(struct fp_worker *w)
+{
+	if (w->reaped && w->read_done && !w->accounted)
+		worker_gone(w);
+	else
+		fp__worker_maybe_free(w);
+}
+
+void fp__worker_read_done(struct fp_worker *w)
+{
+	w->read_done = true;
+	worker_check_gone(w);
+}
+
+void fp__reap(fp_signal *sig, int signum)
+{
+	fp_pool *p = sig->data;
+	struct fp_worker *w, *next;
+	int status;
+
+	/*
+	 * Collect every exit first, then act: acting may fork, and a new
+	 * worker must not be mistaken for one that has just died. Only our own
+	 * pids are waited for, so an embedding program keeps its children.
+	 */
+	for (w = p->workers; w; w = w->next) {
+		pid_t r;
+
+		if (w->reaped)
+			continue;
+		do
+			r = waitpid(w->pid, &status, WNOHANG);
+		while (r < 0 && errno == EINTR);
+		if (r == w->pid || (r < 0 && errno == ECHILD)) {
+			w->reaped = true;
+			w->status = r == w->pid ? status : 0;
+			fp_timer_stop(&w->deadline);
+		}
+	}
+	for (w = p->workers; w; w = next) {
+		next = w->next;
+		if (!w->reaped || w->accounted || fp_timer_active(&w->drain))
+			continue;
+		if (!w->read_done) {
+			fp_timer_start(p->loop, &w->drain, DRAIN_MS, drain_cb);
+			continue;
+		}
+		worker_gone(w);
+	}
+}
+
+/* --- worker output ------------------------------------------------------- */
+
+static void log_line(struct fp_worker *w)
+{
+	if (!w->line_len)
+		return;
+	fp_log_info(&w->pool->log, "worker %u (pid %d): %.*s", w->slot, (int)w->pid,
+		    (int)w->line_len, w->line);
+	w->line_len = 0;
+}
+
+static void worker_log_cb(fp_io *io, ssize_t res, const char *buf)
+{
+	struct fp_worker *w = io->data;
+	ssize_t i;
+
+	for (i = 0; i < res; i++) {
+		if (buf[i] == '\n') {
+			log_line(w);
+			continue;
+		}
+		if (w->line_len == sizeof(w->line))
+			log_line(w);
+		w->line[w->line_len++] = buf[i];
+	}
+	if (!fp_io_active(io)) {
+		log_line(w);
+		fp__worker_maybe_free(w);
+	}
+}

@@ -1,1 +1,366 @@
-/* being written */
+/*
+ * The worker side: read TASK frames, run each task, answer with one RESULT or
+ * ERROR frame per item. Plain blocking I/O: a worker does one thing at a time.
+ *
+ * Results of quick tasks are gathered and sent together (one send for many
+ * frames); a slow task's result goes out at once. The master learns which item
+ * is running from the shared page, so gathering never blurs which item a
+ * crash belongs to.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "frame.h"
+#include "worker.h"
+
+/* Send gathered results when this much is waiting... */
+#define OUT_FLUSH_BYTES (64u * 1024)
+/* ...or the oldest has waited this long... */
+#define OUT_FLUSH_AGE_NS (1000u * 1000)
+/* ...or the task that produced one took longer than this. */
+#define QUICK_TASK_NS (50u * 1000)
+
+struct out_buf {
+	char *data;
+	size_t len, cap;
+	uint64_t oldest_ns;     /* when the first unsent frame was added */
+};
+
+struct task_ctx {
+	fp_task_ctx base;               /* first: the task sees only this */
+	const struct fp_worker_args *args;
+	struct out_buf *out;
+	size_t frame_at;                /* where this item's frame starts in out */
+	int answered;                   /* 0, FP_FRAME_RESULT or FP_FRAME_ERROR */
+	fp_item_status status;
+	int oom;
+};
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int out_reserve(struct out_buf *o, size_t extra)
+{
+	size_t cap;
+	char *p;
+
+	if (o->len + extra <= o->cap)
+		return 0;
+	cap = o->cap ? o->cap : OUT_FLUSH_BYTES * 2;
+	while (cap < o->len + extra)
+		cap *= 2;
+	p = realloc(o->data, cap);
+	if (!p)
+		return -ENOMEM;
+	o->data = p;
+	o->cap = cap;
+	return 0;
+}
+
+/* Replace this item's payload (a task may answer more than once: last wins). */
+static int ctx_set(struct task_ctx *c, int type, fp_item_status status,
+		   const char *bytes, size_t len)
+{
+	struct out_buf *o = c->out;
+
+	o->len = c->frame_at + FP_FRAME_HEADER_SIZE;
+	if (out_reserve(o, len)) {
+		c->oom = 1;
+		return -ENOMEM;
+	}
+	memcpy(o->data + o->len, bytes, len);
+	o->len += len;
+	c->answered = type;
+	c->status = status;
+	return 0;
+}
+
+static int ctx_error_fmt(struct task_ctx *c, fp_item_status status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int ctx_error_fmt(struct task_ctx *c, fp_item_status status, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n >= sizeof(msg))
+		n = sizeof(msg) - 1;
+	return ctx_set(c, FP_FRAME_ERROR, status, msg, (size_t)n);
+}
+
+static int host_return(fp_task_ctx *ctx, const char *json, size_t len)
+{
+	struct task_ctx *c = (struct task_ctx *)ctx;
+
+	if (len > c->args->max_payload)
+		return ctx_error_fmt(c, FP_ITEM_TOO_LARGE,
+				     "result of %zu bytes is over the %zu-byte limit",
+				     len, c->args->max_payload);
+	return ctx_set(c, FP_FRAME_RESULT, FP_ITEM_OK, json, len);
+}
+
+static int host_error(fp_task_ctx *ctx, const char *msg)
+{
+	struct task_ctx *c = (struct task_ctx *)ctx;
+	size_t len = msg ? strlen(msg) : 0;
+
+	if (len > 64 * 1024)
+		len = 64 * 1024;
+	return ctx_set(c, FP_FRAME_ERROR, FP_ITEM_TASK_ERROR, msg ? msg : "", len);
+}
+
+static int host_worker_slot(fp_task_ctx *ctx)
+{
+	return (int)((struct task_ctx *)ctx)->args->slot;
+}
+
+static const struct fp_task_host worker_host = {
+	.abi_version = FP_TASK_ABI_VERSION,
+	.ret = host_return,
+	.error = host_error,
+	.worker_slot = host_worker_slot,
+};
+
+static void send_all(int fd, const char *p, size_t len)
+{
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			/* The master is gone or broke the socket: nothing to answer to. */
+			_exit(FP_WORKER_EXIT_OK);
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+static void out_flush(int fd, struct out_buf *o)
+{
+	if (o->len)
+		send_all(fd, o->data, o->len);
+	o->len = 0;
+}
+
+static size_t read_rss_kib(int statm_fd)
+{
+	char buf[128];
+	unsigned long size, resident;
+	ssize_t n;
+
+	if (statm_fd < 0)
+		return 0;
+	n = pread(statm_fd, buf, sizeof(buf) - 1, 0);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	if (sscanf(buf, "%lu %lu", &size, &resident) != 2)
+		return 0;
+	return resident * ((size_t)sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/*
+ * Check the value is JSON: the master and the HTTP API pass it on as it is,
+ * so text that is not JSON has to be caught here, in the worker, where the
+ * cost is spread over every core.
+ */
+static int check_json(struct task_ctx *c, const char *task, const char *p, size_t len)
+{
+	json_error_t err;
+	json_t *j = json_loadb(p, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+
+	if (j) {
+		json_decref(j);
+		return 0;
+	}
+	return ctx_error_fmt(c, FP_ITEM_BAD_OUTPUT,
+			     "task %s returned invalid JSON at byte %d: %s",
+			     task, err.position, err.text);
+}
+
+/* Run one TASK frame, appending its answer to `out`. */
+static void run_task(const struct fp_worker_args *a, struct out_buf *out,
+		     const struct fp_frame_header *h, const char *payload)
+{
+	struct task_ctx c = { .base.host = &worker_host, .args = a, .out = out };
+	const struct fp_registry_task *t;
+	struct fp_frame_header rh;
+	const char *name = payload, *args;
+	size_t name_len = strnlen(payload, h->len);
+	size_t args_len;
+	int rc;
+
+	c.frame_at = out->len;
+	if (out_reserve(out, FP_FRAME_HEADER_SIZE)) {
+		/* Nothing sensible left to do without memory: die as a crash. */
+		abort();
+	}
+	out->len += FP_FRAME_HEADER_SIZE;
+
+	if (name_len == h->len) {
+		ctx_error_fmt(&c, FP_ITEM_TASK_ERROR, "task frame without a name");
+		goto done;
+	}
+	args = payload + name_len + 1;
+	args_len = h->len - name_len - 1;
+	t = fp_registry_find(a->registry, name);
+	if (!t) {
+		ctx_error_fmt(&c, FP_ITEM_UNKNOWN_TASK, "unknown task '%s'", name);
+		goto done;
+	}
+
+	rc = t->fn(&c.base, args, args_len);
+	if (c.oom) {
+		/* The answer could not be stored; say so in a small frame. */
+		c.oom = 0;
+		out->len = c.frame_at + FP_FRAME_HEADER_SIZE;
+		ctx_error_fmt(&c, FP_ITEM_TOO_LARGE, "task %s: out of memory storing its result", name);
+	} else if (rc < 0 && c.answered != FP_FRAME_ERROR) {
+		ctx_error_fmt(&c, FP_ITEM_TASK_ERROR, "task %s failed: %s", name,
+			      strerror(-rc));
+	} else if (!c.answered) {
+		ctx_set(&c, FP_FRAME_RESULT, FP_ITEM_OK, "null", 4);
+	} else if (c.answered == FP_FRAME_RESULT) {
+		check_json(&c, name, out->data + c.frame_at + FP_FRAME_HEADER_SIZE,
+			   out->len - c.frame_at - FP_FRAME_HEADER_SIZE);
+	}
+done:
+	fp_frame_header_init(&rh, c.answered ? c.answered : FP_FRAME_ERROR, h->id,
+			     (uint32_t)(out->len - c.frame_at - FP_FRAME_HEADER_SIZE),
+			     c.answered == FP_FRAME_ERROR ? (uint32_t)c.status : 0);
+	memcpy(out->data + c.frame_at, &rh, sizeof(rh));
+}
+
+static _Noreturn void worker_exit(const struct fp_worker_args *a, int fd,
+				  struct out_buf *out, int status)
+{
+	out_flush(fd, out);
+	fp_registry_worker_fini(a->registry);
+	/*
+	 * fflush, then _exit: exit() would run the host program's atexit
+	 * handlers, which belong to the master, in every worker.
+	 */
+	fflush(NULL);
+	_exit(status);
+}
+
+/* Record the worker's RSS in the frame at `frame_at`. */
+static void set_rss(struct out_buf *out, size_t frame_at, size_t rss_kib)
+{
+	struct fp_frame_header h;
+
+	memcpy(&h, out->data + frame_at, sizeof(h));
+	h.rss_kib = (uint32_t)rss_kib;
+	memcpy(out->data + frame_at, &h, sizeof(h));
+}
+
+/* Mark the frame at `frame_at` as this worker's last. */
+static void mark_retire(struct out_buf *out, size_t frame_at, size_t rss_kib)
+{
+	struct fp_frame_header h;
+
+	memcpy(&h, out->data + frame_at, sizeof(h));
+	h.flags |= FP_FRAME_RETIRE;
+	h.rss_kib = (uint32_t)rss_kib;
+	memcpy(out->data + frame_at, &h, sizeof(h));
+}
+
+_Noreturn void fp_worker_main(const struct fp_worker_args *a)
+{
+	struct fp_frame_reader reader;
+	struct out_buf out = { 0 };
+	struct fp_frame_header h;
+	const char *payload;
+	char errbuf[512], rbuf[64 * 1024];
+	uint64_t done = 0;
+	int statm_fd = -1;
+	int rc;
+
+	fp_frame_reader_init(&reader, a->max_payload + 256);
+	if (fp_registry_worker_init(a->registry, errbuf, sizeof(errbuf)) < 0) {
+		fp_frame_header_init(&h, FP_FRAME_INITFAIL, 0, (uint32_t)strlen(errbuf), 0);
+		send_all(a->fd, (const char *)&h, sizeof(h));
+		send_all(a->fd, errbuf, strlen(errbuf));
+		fflush(NULL);
+		_exit(FP_WORKER_EXIT_INIT);
+	}
+	statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	fp_frame_header_init(&h, FP_FRAME_READY, 0, 0, 0);
+	h.rss_kib = (uint32_t)read_rss_kib(statm_fd);
+	send_all(a->fd, (const char *)&h, sizeof(h));
+
+	for (;;) {
+		/* One clock read per item: a task's end is the next one's start. */
+		uint64_t now = mono_ns();
+
+		while ((rc = fp_frame_reader_next(&reader, &h, &payload)) == 1) {
+			uint64_t start = now;
+			size_t frame_at = out.len, rss_kib = 0;
+			int retire = 0;
+
+			if (atomic_load_explicit(&a->shm->quit, memory_order_acquire))
+				worker_exit(a, a->fd, &out, FP_WORKER_EXIT_OK);
+			if (h.type != FP_FRAME_TASK)
+				worker_exit(a, a->fd, &out, FP_WORKER_EXIT_PROTOCOL);
+
+			atomic_store_explicit(&a->shm->started_ns, start, memory_order_relaxed);
+			atomic_store_explicit(&a->shm->current, h.id, memory_order_release);
+			run_task(a, &out, &h, payload);
+			atomic_store_explicit(&a->shm->current, 0, memory_order_release);
+			now = mono_ns();
+			if (frame_at == 0)
+				out.oldest_ns = now;
+
+			done++;
+			if (a->task_limit && done >= a->task_limit)
+				retire = 1;
+			if (a->max_rss_bytes) {
+				rss_kib = read_rss_kib(statm_fd);
+				if (rss_kib * 1024 > a->max_rss_bytes)
+					retire = 1;
+			}
+			if (retire) {
+				mark_retire(&out, frame_at, rss_kib ? rss_kib : read_rss_kib(statm_fd));
+				worker_exit(a, a->fd, &out, FP_WORKER_EXIT_OK);
+			}
+			if (out.len >= OUT_FLUSH_BYTES || now - start > QUICK_TASK_NS ||
+			    now - out.oldest_ns > OUT_FLUSH_AGE_NS) {
+				set_rss(&out, frame_at, rss_kib ? rss_kib : read_rss_kib(statm_fd));
+				out_flush(a->fd, &out);
+			}
+		}
+		if (rc < 0)
+			worker_exit(a, a->fd, &out, FP_WORKER_EXIT_PROTOCOL);
+		/* Nothing more to run: send what is gathered before blocking. */
+		out_flush(a->fd, &out);
+
+		ssize_t n = read(a->fd, rbuf, sizeof(rbuf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			worker_exit(a, a->fd, &out, FP_WORKER_EXIT_OK);
+		if (fp_frame_reader_feed(&reader, rbuf, (size_t)n) < 0)
+			abort();
+	}
+}

@@ -1,1 +1,954 @@
-int main(void) { return 77; }
+/*
+ * The pool, end to end: real workers, real crashes. Runs once per loop
+ * backend (FORKPOOL_LOOP in the environment).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "forkpool.h"
+#include "loop.h"
+
+/* --- helpers ------------------------------------------------------------- */
+
+struct log_capture {
+	char text[16384];
+	size_t len;
+};
+
+static void capture_log(void *data, fp_log_level level, const char *msg)
+{
+	struct log_capture *c = data;
+	int n = snprintf(c->text + c->len, sizeof(c->text) - c->len, "%s\n", msg);
+
+	if (n > 0 && c->len + (size_t)n < sizeof(c->text))
+		c->len += (size_t)n;
+	if (getenv("FP_TEST_VERBOSE"))
+		fprintf(stderr, "log: %s\n", msg);
+}
+
+static void test_options(fp_options *o, unsigned workers)
+{
+	fp_options_init(o);
+	o->workers = workers;
+	o->kill_grace_ms = 200;
+	o->log_level = FP_LOG_DEBUG;
+	o->log = capture_log;
+	o->log_data = calloc(1, sizeof(struct log_capture));
+}
+
+static fp_pool *pool_with(fp_options *o)
+{
+	fp_pool *p = NULL;
+	char err[512];
+	int rc = fp_pool_new(&p, NULL, o, err, sizeof(err));
+
+	if (rc != 0)
+		fail_msg("fp_pool_new: %s (%s)", fp_strerror(rc), err);
+	return p;
+}
+
+static fp_pool *new_pool(unsigned workers)
+{
+	fp_options o;
+
+	test_options(&o, workers);
+	return pool_with(&o);
+}
+
+static void pool_done(fp_pool *p, fp_options *o)
+{
+	fp_pool_free(p);
+	if (o)
+		free(o->log_data);
+}
+
+static pid_t result_pid(const struct fp_result *r)
+{
+	assert_int_equal(r->status, FP_ITEM_OK);
+	return (pid_t)atol(r->value);
+}
+
+static pid_t apply_pid(fp_pool *p)
+{
+	struct fp_result r;
+	pid_t pid;
+
+	assert_int_equal(fp_pool_apply(p, "pid", "null", 4, NULL, &r), 0);
+	pid = result_pid(&r);
+	fp_result_clear(&r);
+	return pid;
+}
+
+/* Run the loop until cond(data) holds, failing after `ms`. */
+struct wait_until {
+	int (*cond)(void *);
+	void *data;
+	fp_loop *loop;
+	fp_timer tick;
+	uint64_t deadline;
+	int met;
+};
+
+static void wait_tick(fp_timer *t)
+{
+	struct wait_until *w = t->data;
+
+	if (w->cond(w->data)) {
+		w->met = 1;
+		fp_loop_stop(w->loop);
+		return;
+	}
+	if (fp_now_ms() >= w->deadline) {
+		fp_loop_stop(w->loop);
+		return;
+	}
+	fp_timer_start(w->loop, t, 5, wait_tick);
+}
+
+static int run_until(fp_pool *p, int (*cond)(void *), void *data, uint64_t ms)
+{
+	struct wait_until w = { cond, data, fp_pool_loop(p) };
+
+	w.tick.data = &w;
+	w.deadline = fp_now_ms() + ms;
+	fp_timer_start(w.loop, &w.tick, 0, wait_tick);
+	while (!w.met && fp_now_ms() < w.deadline)
+		fp_pool_run(p);
+	fp_timer_stop(&w.tick);
+	return w.met;
+}
+
+/* Collects the results of an async call. */
+struct collect {
+	fp_pool *pool;
+	size_t n;
+	struct fp_result *r;
+	unsigned *seen;
+	int done;
+	struct fp_call_summary summary;
+	/* Optional hook per item. */
+	void (*each)(struct collect *c, const struct fp_result *r);
+	void *data;
+};
+
+static void collect_item(fp_pool *p, uint64_t id, const struct fp_result *r, void *data)
+{
+	struct collect *c = data;
+
+	assert_true(r->index < c->n);
+	c->seen[r->index]++;
+	fp_result_clear(&c->r[r->index]);
+	c->r[r->index] = *r;
+	c->r[r->index].value = r->value ? strndup(r->value, r->value_len) : NULL;
+	c->r[r->index].message = r->message ? strdup(r->message) : NULL;
+	if (c->each)
+		c->each(c, r);
+}
+
+static void collect_done(fp_pool *p, const struct fp_call_summary *s, void *data)
+{
+	struct collect *c = data;
+
+	c->done = 1;
+	c->summary = *s;
+	fp_pool_stop(p);
+}
+
+static void collect_init(struct collect *c, fp_pool *p, size_t n)
+{
+	memset(c, 0, sizeof(*c));
+	c->pool = p;
+	c->n = n;
+	c->r = calloc(n ? n : 1, sizeof(*c->r));
+	c->seen = calloc(n ? n : 1, sizeof(*c->seen));
+}
+
+static void collect_wait(struct collect *c)
+{
+	uint64_t deadline = fp_now_ms() + 60000;
+
+	while (!c->done && fp_now_ms() < deadline)
+		fp_pool_run(c->pool);
+	assert_true(c->done);
+}
+
+static void collect_free(struct collect *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		fp_result_clear(&c->r[i]);
+	free(c->r);
+	free(c->seen);
+}
+
+static struct fp_buf *numbers(size_t n, char ***storage)
+{
+	struct fp_buf *b = calloc(n, sizeof(*b));
+	char **s = calloc(n, sizeof(*s));
+
+	for (size_t i = 0; i < n; i++) {
+		if (asprintf(&s[i], "%zu", i) < 0)
+			abort();
+		b[i].base = s[i];
+		b[i].len = strlen(s[i]);
+	}
+	*storage = s;
+	return b;
+}
+
+static void numbers_free(struct fp_buf *b, char **s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(s[i]);
+	free(s);
+	free(b);
+}
+
+/* --- tests --------------------------------------------------------------- */
+
+static void apply_returns_the_value(void **state)
+{
+	fp_pool *p = new_pool(2);
+	struct fp_result r;
+
+	assert_int_equal(fp_pool_apply(p, "square", "7", 1, NULL, &r), 0);
+	assert_int_equal(r.status, FP_ITEM_OK);
+	assert_string_equal(r.value, "49");
+	assert_int_equal(r.attempts, 1);
+	assert_true(r.pid > 0 && r.pid != getpid());
+	fp_result_clear(&r);
+
+	assert_int_equal(fp_pool_apply(p, "echo", "{\"a\":[1,2]}", 11, NULL, &r), 0);
+	assert_string_equal(r.value, "{\"a\":[1,2]}");
+	fp_result_clear(&r);
+	pool_done(p, NULL);
+}
+
+static void unknown_task_is_refused_up_front(void **state)
+{
+	fp_pool *p = new_pool(1);
+	struct fp_result r;
+
+	assert_int_equal(fp_pool_apply(p, "no-such-task", "1", 1, NULL, &r), FP_EUNKNOWN_TASK);
+	assert_string_equal(fp_strerror(FP_EUNKNOWN_TASK), "unknown task");
+	pool_done(p, NULL);
+}
+
+static void map_returns_every_item_in_order(void **state)
+{
+	const size_t n = 1000;
+	fp_pool *p = new_pool(2);
+	struct fp_result *r;
+	char **s;
+	struct fp_buf *items = numbers(n, &s);
+
+	assert_int_equal(fp_pool_map(p, "square", items, n, NULL, &r), 0);
+	for (size_t i = 0; i < n; i++) {
+		char want[32];
+		snprintf(want, sizeof(want), "%zu", i * i);
+		assert_int_equal(r[i].status, FP_ITEM_OK);
+		assert_int_equal(r[i].index, i);
+		assert_string_equal(r[i].value, want);
+	}
+	fp_results_free(r, n);
+	numbers_free(items, s, n);
+	pool_done(p, NULL);
+}
+
+static void empty_map_completes(void **state)
+{
+	fp_pool *p = new_pool(1);
+	struct fp_result *r = NULL;
+	struct collect c;
+
+	assert_int_equal(fp_pool_map(p, "square", NULL, 0, NULL, &r), 0);
+	fp_results_free(r, 0);
+
+	collect_init(&c, p, 0);
+	assert_int_equal(fp_pool_map_async(p, "square", NULL, 0, NULL, collect_item,
+					   collect_done, &c, NULL), 0);
+	collect_wait(&c);
+	assert_int_equal(c.summary.total, 0);
+	collect_free(&c);
+	pool_done(p, NULL);
+}
+
+static void item_errors_stay_inside_their_item(void **state)
+{
+	fp_pool *p = new_pool(1);
+	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
+	struct fp_buf items[] = { { "1", 1 }, { "\"x\"", 3 }, { "3", 1 } };
+	struct fp_result *r;
+
+	/* One chunk of three: the middle one fails, its neighbours do not. */
+	o.chunksize = 3;
+	assert_int_equal(fp_pool_map(p, "square", items, 3, &o, &r), 0);
+	assert_int_equal(r[0].status, FP_ITEM_OK);
+	assert_string_equal(r[0].value, "1");
+	assert_int_equal(r[1].status, FP_ITEM_TASK_ERROR);
+	assert_non_null(strstr(r[1].message, "square"));
+	assert_int_equal(r[2].status, FP_ITEM_OK);
+	assert_string_equal(r[2].value, "9");
+	fp_results_free(r, 3);
+
+	/* The worker survived: a task error is not a crash. */
+	struct fp_pool_stats st;
+	fp_pool_stats(p, &st);
+	assert_int_equal(st.crashes, 0);
+	assert_int_equal(st.failed, 1);
+	pool_done(p, NULL);
+}
+
+static void task_error_carries_its_message(void **state)
+{
+	fp_pool *p = new_pool(1);
+	struct fp_result r;
+
+	assert_int_equal(fp_pool_apply(p, "fail", "\"disk on fire\"", 14, NULL, &r), 0);
+	assert_int_equal(r.status, FP_ITEM_TASK_ERROR);
+	assert_string_equal(r.message, "disk on fire");
+	assert_string_equal(fp_item_status_name(r.status), "task_error");
+	fp_result_clear(&r);
+	pool_done(p, NULL);
+}
+
+static void recycles_after_exactly_k_items(void **state)
+{
+	fp_options o;
+	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
+	struct fp_buf items[9];
+	struct fp_result *r;
+	fp_pool *p;
+
+	test_options(&o, 1);
+	o.max_tasks_per_child = 3;
+	p = pool_with(&o);
+	for (int i = 0; i < 9; i++)
+		items[i] = (struct fp_buf){ "null", 4 };
+	co.chunksize = 9;   /* the budget, not the chunk, must cut it */
+	assert_int_equal(fp_pool_map(p, "pid", items, 9, &co, &r), 0);
+	for (int i = 0; i < 9; i++) {
+		pid_t first = result_pid(&r[i - i % 3]);
+		assert_int_equal(result_pid(&r[i]), first);
+		if (i % 3 == 0 && i > 0)
+			assert_int_not_equal(first, result_pid(&r[i - 1]));
+	}
+	fp_results_free(r, 9);
+
+	struct fp_pool_stats st;
+	fp_pool_stats(p, &st);
+	assert_int_equal(st.recycles, 3);
+	assert_int_equal(st.crashes, 0);
+	pool_done(p, &o);
+}
+
+static void sample_able(struct collect *c, const struct fp_result *r)
+{
+	struct fp_pool_stats st;
+	unsigned *min_able = c->data;
+
+	fp_pool_stats(c->pool, &st);
+	if (st.able < *min_able)
+		*min_able = st.able;
+}
+
+static void recycling_never_drops_capacity(void **state)
+{
+	const size_t n = 10000;
+	fp_options o;
+	struct collect c;
+	unsigned min_able = UINT32_MAX;
+	char **s;
+	struct fp_buf *items = numbers(n, &s);
+	fp_pool *p;
+
+	test_options(&o, 2);
+	o.log_level = FP_LOG_WARN;
+	o.max_tasks_per_child = 10;
+	p = pool_with(&o);
+	collect_init(&c, p, n);
+	c.each = sample_able;
+	c.data = &min_able;
+	assert_int_equal(fp_pool_map_async(p, "square", items, n, NULL, collect_item,
+					   collect_done, &c, NULL), 0);
+	collect_wait(&c);
+	assert_int_equal(c.summary.ok, n);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(c.seen[i], 1);
+	assert_true(min_able >= 2);
+
+	struct fp_pool_stats st;
+	fp_pool_stats(p, &st);
+	assert_true(st.recycles >= n / 10 - 2);
+	assert_int_equal(st.crashes, 0);
+	collect_free(&c);
+	numbers_free(items, s, n);
+	pool_done(p, &o);
+}
+
+/* Submit `task` and then `square 5` on a one-worker pool. */
+static void fails_one_then_next_succeeds(const char *task, const char *args,
+					 fp_item_status want, const char *want_msg,
+					 int64_t timeout_ms)
+{
+	fp_pool *p = new_pool(1);
+	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
+	struct collect bad, good;
+
+	o.timeout_ms = timeout_ms;
+	collect_init(&bad, p, 1);
+	collect_init(&good, p, 1);
+	assert_int_equal(fp_pool_apply_async(p, task, args, strlen(args), &o,
+					     collect_item, collect_done, &bad, NULL), 0);
+	assert_int_equal(fp_pool_apply_async(p, "square", "5", 1, NULL,
+					     collect_item, collect_done, &good, NULL), 0);
+	collect_wait(&bad);
+	collect_wait(&good);
+	assert_int_equal(bad.r[0].status, want);
+	if (!strstr(bad.r[0].message, want_msg))
+		fail_msg("message '%s' does not name '%s'", bad.r[0].message, want_msg);
+	assert_int_equal(good.r[0].status, FP_ITEM_OK);
+	assert_string_equal(good.r[0].value, "25");
+	collect_free(&bad);
+	collect_free(&good);
+	pool_done(p, NULL);
+}
+
+static void segfault_fails_exactly_one_item(void **state)
+{
+	fails_one_then_next_succeeds("crash", "null", FP_ITEM_CRASH, "SIGSEGV", -1);
+}
+
+static void named_signal_is_reported(void **state)
+{
+	fails_one_then_next_succeeds("crash", "\"SIGABRT\"", FP_ITEM_CRASH, "SIGABRT", -1);
+}
+
+static void exit_status_is_reported(void **state)
+{
+	fails_one_then_next_succeeds("exit", "3", FP_ITEM_CRASH, "exited with status 3", -1);
+}
+
+static void timeout_fails_exactly_one_item(void **state)
+{
+	/* hang ignores SIGTERM: this also pins the SIGKILL escalation. */
+	fails_one_then_next_succeeds("hang", "null", FP_ITEM_TIMEOUT, "300 ms timeout", 300);
+}
+
+struct killer {
+	int killed;
+	pid_t victim;
+};
+
+static void kill_one_mid_map(struct collect *c, const struct fp_result *r)
+{
+	struct killer *k = c->data;
+	struct fp_worker_stats ws[8];
+	size_t n, i;
+
+	if (k->killed)
+		return;
+	n = fp_pool_workers(c->pool, ws, 8);
+	for (i = 0; i < n && i < 8; i++) {
+		if (ws[i].state == FP_WORKER_BUSY && ws[i].pid != r->pid) {
+			k->victim = ws[i].pid;
+			assert_int_equal(kill(ws[i].pid, SIGKILL), 0);
+			k->killed = 1;
+			return;
+		}
+	}
+}
+
+static void sigkill_from_outside_loses_no_item(void **state)
+{
+	const size_t n = 200;
+	fp_pool *p = new_pool(2);
+	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
+	struct killer k = { 0 };
+	struct collect c;
+	struct fp_buf *items = calloc(n, sizeof(*items));
+
+	for (size_t i = 0; i < n; i++)
+		items[i] = (struct fp_buf){ "2", 1 };   /* sleep 2 ms */
+	o.chunksize = 10;
+	o.retries = 1;
+	collect_init(&c, p, n);
+	c.each = kill_one_mid_map;
+	c.data = &k;
+	assert_int_equal(fp_pool_map_async(p, "sleep", items, n, &o, collect_item,
+					   collect_done, &c, NULL), 0);
+	collect_wait(&c);
+	assert_true(k.killed);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(c.seen[i], 1);
+		assert_int_equal(c.r[i].status, FP_ITEM_OK);
+		assert_int_not_equal(c.r[i].pid, 0);
+	}
+	assert_int_equal(c.summary.ok, n);
+	collect_free(&c);
+	free(items);
+	pool_done(p, NULL);
+}
+
+static void poison_item_stops_after_its_retries(void **state)
+{
+	fp_pool *p = new_pool(1);
+	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
+	struct fp_pool_stats st;
+	struct fp_result r;
+
+	o.retries = 2;
+	assert_int_equal(fp_pool_apply(p, "crash", "null", 4, &o, &r), 0);
+	assert_int_equal(r.status, FP_ITEM_CRASH);
+	assert_int_equal(r.attempts, 3);
+	assert_non_null(strstr(r.message, "attempt 3 of 3"));
+	fp_result_clear(&r);
+	fp_pool_stats(p, &st);
+	assert_int_equal(st.crashes, 3);
+	/* And the pool still works. */
+	assert_true(apply_pid(p) > 0);
+	pool_done(p, NULL);
+}
+
+static int worker_busy_with_hang(void *data)
+{
+	fp_pool *p = data;
+	struct fp_worker_stats ws[4];
+	size_t n = fp_pool_workers(p, ws, 4);
+
+	for (size_t i = 0; i < n && i < 4; i++)
+		if (ws[i].task && strcmp(ws[i].task, "hang") == 0)
+			return 1;
+	return 0;
+}
+
+static void cancel_kills_only_its_own_workers(void **state)
+{
+	fp_pool *p = new_pool(2);
+	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
+	struct collect hang, slow;
+	struct fp_buf items[6];
+	uint64_t hang_id;
+
+	o.timeout_ms = 0;
+	o.chunksize = 6;
+	for (int i = 0; i < 6; i++)
+		items[i] = (struct fp_buf){ "30", 2 };
+	collect_init(&hang, p, 1);
+	collect_init(&slow, p, 6);
+	assert_int_equal(fp_pool_apply_async(p, "hang", "null", 4, &o, collect_item,
+					     collect_done, &hang, &hang_id), 0);
+	assert_int_equal(fp_pool_map_async(p, "sleep", items, 6, &o, collect_item,
+					   collect_done, &slow, NULL), 0);
+	assert_true(run_until(p, worker_busy_with_hang, p, 10000));
+
+	assert_int_equal(fp_pool_cancel(p, hang_id), 0);
+	assert_int_equal(fp_pool_cancel(p, hang_id), -ENOENT);
+	collect_wait(&hang);
+	collect_wait(&slow);
+	assert_int_equal(hang.r[0].status, FP_ITEM_CANCELLED);
+	assert_true(hang.summary.cancelled);
+	/* The other call's chunk ran in one worker, untouched, to the end. */
+	for (int i = 0; i < 6; i++) {
+		assert_int_equal(slow.r[i].status, FP_ITEM_OK);
+		assert_int_equal(slow.r[i].pid, slow.r[0].pid);
+		assert_int_equal(slow.r[i].attempts, 1);
+	}
+	struct fp_pool_stats st;
+	fp_pool_stats(p, &st);
+	assert_int_equal(st.crashes, 0);
+	assert_int_equal(st.cancelled, 1);
+	collect_free(&hang);
+	collect_free(&slow);
+	pool_done(p, NULL);
+}
+
+static void cancel_drops_queued_items(void **state)
+{
+	fp_pool *p = new_pool(1);
+	struct collect c;
+	struct fp_buf items[50];
+	uint64_t id;
+
+	for (int i = 0; i < 50; i++)
+		items[i] = (struct fp_buf){ "1", 1 };
+	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
+	o.chunksize = 1;
+	collect_init(&c, p, 50);
+	assert_int_equal(fp_pool_map_async(p, "sleep", items, 50, &o, collect_item,
+					   collect_done, &c, &id), 0);
+	assert_int_equal(fp_pool_cancel(p, id), 0);
+	/* Callbacks come from the loop, never from inside cancel. */
+	assert_int_equal(c.seen[49], 0);
+	collect_wait(&c);
+	for (int i = 0; i < 50; i++)
+		assert_int_equal(c.seen[i], 1);
+	assert_true(c.summary.failed >= 49);
+	assert_int_equal(c.r[49].status, FP_ITEM_CANCELLED);
+	collect_free(&c);
+	pool_done(p, NULL);
+}
+
+static void rss_limit_recycles_the_worker(void **state)
+{
+	fp_options o;
+	struct fp_result r;
+	struct fp_pool_stats st;
+	pid_t before;
+	fp_pool *p;
+
+	test_options(&o, 1);
+	o.max_rss_bytes = 64u << 20;
+	p = pool_with(&o);
+	before = apply_pid(p);
+	assert_int_equal(apply_pid(p), before);   /* small tasks do not recycle */
+	assert_int_equal(fp_pool_apply(p, "alloc", "100", 3, NULL, &r), 0);
+	assert_int_equal(r.status, FP_ITEM_OK);
+	assert_int_equal(r.pid, before);
+	fp_result_clear(&r);
+	assert_int_not_equal(apply_pid(p), before);
+	fp_pool_stats(p, &st);
+	assert_int_equal(st.recycles, 1);
+	assert_int_equal(st.crashes, 0);
+	pool_done(p, &o);
+}
+
+static void large_result_up_to_the_limit(void **state)
+{
+	const size_t limit = 64u << 20;
+	fp_pool *p = new_pool(1);
+	struct fp_result r;
+	char arg[32];
+
+	/* bytes n answers a JSON string of n bytes: n + 2 with its quotes. */
+	snprintf(arg, sizeof(arg), "%zu", limit - 2);
+	assert_int_equal(fp_pool_apply(p, "bytes", arg, strlen(arg), NULL, &r), 0);
+	assert_int_equal(r.status, FP_ITEM_OK);
+	assert_int_equal(r.value_len, limit);
+	assert_int_equal(r.value[0], '"');
+	assert_int_equal(r.value[limit - 1], '"');
+	assert_int_equal(r.value[limit / 2], 'x');
+	fp_result_clear(&r);
+
+	snprintf(arg, sizeof(arg), "%zu", limit);
+	assert_int_equal(fp_pool_apply(p, "bytes", arg, strlen(arg), NULL, &r), 0);
+	assert_int_equal(r.status, FP_ITEM_TOO_LARGE);
+	assert_non_null(strstr(r.message, "limit"));
+	fp_result_clear(&r);
+	pool_done(p, NULL);
+}
+
+static void oversized_argument_fails_its_item(void **state)
+{
+	fp_options o;
+	struct fp_buf items[2] = { { "\"ok\"", 4 }, { NULL, 0 } };
+	struct fp_result *r;
+	fp_pool *p;
+	char *big;
+
+	test_options(&o, 1);
+	o.max_payload = 1024;
+	p = pool_with(&o);
+	big = malloc(2048);
+	memset(big, '1', 2048);
+	items[1] = (struct fp_buf){ big, 2048 };
+	assert_int_equal(fp_pool_map(p, "echo", items, 2, NULL, &r), 0);
+	assert_int_equal(r[0].status, FP_ITEM_OK);
+	assert_int_equal(r[1].status, FP_ITEM_TOO_LARGE);
+	fp_results_free(r, 2);
+	free(big);
+	pool_done(p, &o);
+}
+
+static void large_argument_round_trips(void **state)
+{
+	const size_t n = 8u << 20;
+	fp_pool *p = new_pool(1);
+	struct fp_result r;
+	char *s = malloc(n);
+
+	memset(s, 'y', n);
+	s[0] = '"';
+	s[n - 1] = '"';
+	assert_int_equal(fp_pool_apply(p, "echo", s, n, NULL, &r), 0);
+	assert_int_equal(r.status, FP_ITEM_OK);
+	assert_int_equal(r.value_len, n);
+	assert_memory_equal(r.value, s, n);
+	fp_result_clear(&r);
+	free(s);
+	pool_done(p, NULL);
+}
+
+static char *module_path(const char *name)
+{
+	const char *dir = getenv("FP_TEST_MODULE_DIR");
+	char *path;
+
+	assert_non_null(dir);
+	if (asprintf(&path, "%s/%s", dir, name) < 0)
+		abort();
+	return path;
+}
+
+static int pool_unhealthy(void *data)
+{
+	struct fp_pool_stats st;
+
+	fp_pool_stats(data, &st);
+	return !st.healthy;
+}
+
+static void failing_worker_init_backs_off_and_reports_unhealthy(void **state)
+{
+	fp_options o;
+	struct fp_pool_stats st;
+	struct log_capture *log;
+	char *path = module_path(FP_TEST_INITFAIL_MODULE);
+	fp_pool *p;
+
+	test_options(&o, 1);
+	o.modules[0] = path;
+	p = pool_with(&o);
+	assert_true(run_until(p, pool_unhealthy, p, 10000));
+	fp_pool_stats(p, &st);
+	assert_true(st.init_failures >= 3);
+	/* Backoff: 100 + 200 ms before the third try, so no fork loop. */
+	assert_true(st.init_failures <= 4);
+	assert_int_equal(st.crashes, 0);
+	log = o.log_data;
+	assert_non_null(strstr(log->text, "failed to start"));
+	assert_non_null(strstr(log->text, "retrying in"));
+	pool_done(p, &o);
+	free(path);
+}
+
+static void missing_module_stops_the_pool_starting(void **state)
+{
+	fp_options o;
+	fp_pool *p = NULL;
+	char err[512];
+
+	test_options(&o, 1);
+	o.modules[0] = "/nonexistent/libnothing.so";
+	assert_int_equal(fp_pool_new(&p, NULL, &o, err, sizeof(err)), FP_EMODULE);
+	assert_null(p);
+	assert_non_null(strstr(err, "/nonexistent/libnothing.so"));
+	free(o.log_data);
+}
+
+static void stats_describe_the_workers(void **state)
+{
+	fp_pool *p = new_pool(2);
+	struct fp_worker_stats ws[4];
+	struct fp_pool_stats st;
+	size_t n;
+
+	/* Both workers answer once they are up. */
+	apply_pid(p);
+	n = fp_pool_workers(p, ws, 4);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++) {
+		assert_true(ws[i].pid > 0);
+		assert_true(ws[i].slot < 2);
+		assert_int_equal(ws[i].generation, 1);
+		assert_true(ws[i].state == FP_WORKER_IDLE || ws[i].state == FP_WORKER_STARTING);
+	}
+	assert_int_not_equal(ws[0].slot, ws[1].slot);
+	fp_pool_stats(p, &st);
+	assert_int_equal(st.workers, 2);
+	assert_int_equal(st.alive, 2);
+	assert_int_equal(st.done, 1);
+	assert_true(st.healthy);
+
+	size_t nt;
+	const struct fp_task_info *t = fp_pool_tasks(p, &nt);
+	int found = 0;
+	for (size_t i = 0; i < nt; i++)
+		found += strcmp(t[i].name, "square") == 0 && strcmp(t[i].module, "demo") == 0;
+	assert_int_equal(found, 1);
+	pool_done(p, NULL);
+}
+
+static void workers_name_themselves(void **state)
+{
+	fp_pool *p = new_pool(1);
+	pid_t pid = apply_pid(p);
+	char path[64], buf[256] = "";
+	int fd;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	assert_true(n > 0);
+	/* As much of the title as the room argv had: here at least "forkpool:". */
+	assert_true(strlen(buf) >= 9);
+	assert_int_equal(strncmp(buf, "forkpool: worker 0 gen 1", strlen(buf)), 0);
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	assert_string_equal(buf, "fp-worker-0\n");
+	pool_done(p, NULL);
+}
+
+static void reload_replaces_every_worker(void **state)
+{
+	fp_pool *p = new_pool(1);
+	pid_t before = apply_pid(p);
+
+	assert_int_equal(fp_pool_reload(p), 0);
+	assert_int_not_equal(apply_pid(p), before);
+	pool_done(p, NULL);
+}
+
+static void shutdown_cancels_what_is_left(void **state)
+{
+	fp_pool *p = new_pool(1);
+	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
+	struct collect c;
+	struct fp_buf items[4];
+
+	o.timeout_ms = 0;
+	o.chunksize = 1;
+	for (int i = 0; i < 4; i++)
+		items[i] = (struct fp_buf){ "null", 4 };
+	collect_init(&c, p, 4);
+	assert_int_equal(fp_pool_map_async(p, "hang", items, 4, &o, collect_item,
+					   collect_done, &c, NULL), 0);
+	assert_true(run_until(p, worker_busy_with_hang, p, 10000));
+	assert_int_equal(fp_pool_shutdown(p, 100), 0);
+	assert_true(c.done);
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(c.seen[i], 1);
+		assert_int_equal(c.r[i].status, FP_ITEM_CANCELLED);
+	}
+	struct fp_pool_stats st;
+	fp_pool_stats(p, &st);
+	assert_int_equal(st.alive, 0);
+	assert_int_equal(fp_pool_apply_async(p, "square", "1", 1, NULL, NULL, NULL, NULL, NULL),
+			 FP_ESTOPPED);
+	collect_free(&c);
+	pool_done(p, NULL);
+}
+
+/*
+ * The master dies without a word: PDEATHSIG takes the workers down. This
+ * process is made a subreaper so the orphans come back to it to be counted.
+ */
+static void workers_die_with_the_master(void **state)
+{
+	int pfd[2];
+	pid_t master, pids[2];
+	int status;
+
+	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
+	assert_int_equal(pipe(pfd), 0);
+	master = fork();
+	assert_true(master >= 0);
+	if (master == 0) {
+		fp_options o;
+		fp_pool *p;
+		struct fp_worker_stats ws[2];
+
+		close(pfd[0]);
+		fp_options_init(&o);
+		o.workers = 2;
+		if (fp_pool_new(&p, NULL, &o, NULL, 0))
+			_exit(1);
+		apply_pid(p);
+		apply_pid(p);
+		fp_pool_workers(p, ws, 2);
+		pids[0] = ws[0].pid;
+		pids[1] = ws[1].pid;
+		if (write(pfd[1], pids, sizeof(pids)) != sizeof(pids))
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(pfd[1]);
+	assert_int_equal(read(pfd[0], pids, sizeof(pids)), (ssize_t)sizeof(pids));
+	close(pfd[0]);
+	assert_int_equal(kill(master, SIGKILL), 0);
+	assert_int_equal(waitpid(master, &status, 0), master);
+
+	for (int i = 0; i < 2; i++) {
+		/* Blocking wait, bounded by the watchdog alarm below. */
+		alarm(10);
+		assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+		alarm(0);
+		assert_true(WIFSIGNALED(status));
+		assert_int_equal(WTERMSIG(status), SIGKILL);
+	}
+	prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
+}
+
+static int skip_without_backend(void)
+{
+	fp_loop *loop;
+	int err = fp_loop_new(&loop, FP_LOOP_AUTO);
+
+	if (err) {
+		fprintf(stderr, "no loop for FORKPOOL_LOOP=%s: %s\n",
+			getenv("FORKPOOL_LOOP") ? getenv("FORKPOOL_LOOP") : "",
+			fp_strerror(err));
+		return 1;
+	}
+	fp_loop_free(loop);
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(apply_returns_the_value),
+		cmocka_unit_test(unknown_task_is_refused_up_front),
+		cmocka_unit_test(map_returns_every_item_in_order),
+		cmocka_unit_test(empty_map_completes),
+		cmocka_unit_test(item_errors_stay_inside_their_item),
+		cmocka_unit_test(task_error_carries_its_message),
+		cmocka_unit_test(recycles_after_exactly_k_items),
+		cmocka_unit_test(recycling_never_drops_capacity),
+		cmocka_unit_test(segfault_fails_exactly_one_item),
+		cmocka_unit_test(named_signal_is_reported),
+		cmocka_unit_test(exit_status_is_reported),
+		cmocka_unit_test(timeout_fails_exactly_one_item),
+		cmocka_unit_test(sigkill_from_outside_loses_no_item),
+		cmocka_unit_test(poison_item_stops_after_its_retries),
+		cmocka_unit_test(cancel_kills_only_its_own_workers),
+		cmocka_unit_test(cancel_drops_queued_items),
+		cmocka_unit_test(rss_limit_recycles_the_worker),
+		cmocka_unit_test(large_result_up_to_the_limit),
+		cmocka_unit_test(oversized_argument_fails_its_item),
+		cmocka_unit_test(large_argument_round_trips),
+		cmocka_unit_test(failing_worker_init_backs_off_and_reports_unhealthy),
+		cmocka_unit_test(missing_module_stops_the_pool_starting),
+		cmocka_unit_test(stats_describe_the_workers),
+		cmocka_unit_test(workers_name_themselves),
+		cmocka_unit_test(reload_replaces_every_worker),
+		cmocka_unit_test(shutdown_cancels_what_is_left),
+		cmocka_unit_test(workers_die_with_the_master),
+	};
+
+	if (skip_without_backend())
+		return 77;
+	return cmocka_run_group_tests_name("pool", tests, NULL, NULL);
+}

@@ -1,0 +1,197 @@
+/*
+ * The pool's insides, shared by pool.c (the API), dispatch.c (queue, chunks,
+ * results, failures) and spawn.c (fork, reap, replace).
+ *
+ * Items are numbered within their call. A queue entry is a run of
+ * consecutive items of one call; a chunk sent to a worker is taken from the
+ * head entry; what comes back unfinished from a dead worker is a run again
+ * (a suffix of its chunk), pushed back at the head. So every queue entry and
+ * every chunk is a contiguous range, and nothing is lost or counted twice.
+ */
+#ifndef FP_POOL_IMPL_H
+#define FP_POOL_IMPL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "forkpool.h"
+#include "frame.h"
+#include "log.h"
+#include "loop.h"
+#include "module.h"
+#include "worker.h"
+
+/* Consecutive start failures after which the pool reports itself unhealthy. */
+#define FP_UNHEALTHY_AFTER 3
+
+struct fp_item {
+	const char *args;          /* JSON text in the call's arena */
+	uint32_t args_len;
+	uint16_t attempts;         /* times dispatched */
+};
+
+struct fp_call {
+	uint64_t id;
+	fp_pool *pool;
+	struct fp_call *prev, *next;          /* pool->calls */
+	const struct fp_registry_task *task;
+	uint32_t name_len;
+	fp_item_cb on_item;
+	fp_done_cb on_done;
+	void *data;
+	uint64_t timeout_ms;       /* 0: none */
+	unsigned retries;
+	size_t chunksize;          /* resolved, >= 1 */
+	struct fp_item *items;
+	size_t n;
+	char *arena;
+	size_t finished, ok, failed;
+	bool cancelled;
+};
+
+struct fp_qent {
+	struct fp_call *call;
+	uint32_t first, count;
+	/* Only in pool->failing: how these items end, and why. */
+	fp_item_status status;
+	const char *why;
+};
+
+/* A ring-buffer deque of queue entries. */
+struct fp_queue {
+	struct fp_qent *buf;
+	size_t head, len, cap;
+	uint64_t items;            /* sum of counts */
+};
+
+enum fp_kill_reason {
+	FP_KILL_NONE = 0,
+	FP_KILL_TIMEOUT,
+	FP_KILL_CANCEL,
+	FP_KILL_SHUTDOWN,
+	FP_KILL_PROTOCOL,
+};
+
+struct fp_worker {
+	fp_pool *pool;
+	struct fp_worker *prev, *next;        /* pool->workers */
+	unsigned slot;
+	uint64_t generation;
+	pid_t pid;
+	fp_worker_state state;
+	int fd;                    /* master's end of the socketpair */
+	int log_fd;                /* read end of the worker's stdout/stderr pipe */
+	fp_io rio, wio, lio;
+	struct fp_frame_reader reader;
+	struct fp_worker_shm *shm;
+
+	/* The chunk it is running: items [first, first + count) of call. */
+	struct fp_call *call;
+	uint32_t first, count, acked;
+	uint64_t base_id;          /* frame id of the chunk's first item */
+	char *wbuf;
+
+	uint64_t tasks_dispatched, tasks_done, tasks_limit;
+	size_t rss_kib;
+	uint64_t started_ms, item_started_ms;
+	fp_timer deadline;         /* task timeout, then SIGKILL escalation */
+	fp_timer drain;            /* after reaping: give up waiting for EOF */
+	enum fp_kill_reason kill_reason;
+	bool leaving;              /* last chunk sent, retiring, or told to quit */
+	bool has_successor;
+	bool quit_sent;
+	bool sigkilled;
+	bool ready;
+	bool reaped, read_done, accounted;
+	int status;                /* from waitpid */
+	char initfail[256];
+
+	char line[1024];           /* partial line of the worker's output */
+	size_t line_len;
+};
+
+struct fp_slot {
+	uint64_t generation;
+	unsigned start_failures;   /* consecutive deaths before READY */
+	fp_timer respawn;          /* backoff after start failures */
+	fp_pool *pool;
+	unsigned index;
+};
+
+enum fp_pool_state {
+	FP_POOL_RUNNING,
+	FP_POOL_STOPPING,          /* shutdown: no dispatch, waiting for exits */
+	FP_POOL_STOPPED,
+};
+
+struct fp_pool {
+	fp_loop *loop;
+	bool own_loop;
+	fp_options opts;
+	char **module_paths;       /* copies of opts.modules */
+	struct fp_logger log;
+	struct fp_registry reg;
+	pid_t master_pid;
+
+	struct fp_worker *workers;
+	unsigned nworkers;         /* live structs, including leaving ones */
+	struct fp_slot *slots;     /* opts.workers of them */
+
+	struct fp_queue queue;
+	struct fp_call *calls;
+	uint64_t next_call_id;
+	uint64_t next_frame_id;
+
+	/*
+	 * Items that end without running (cancelled while queued, too large,
+	 * the pool shutting down), and calls with no items: delivered from the
+	 * loop, never from inside the API call that decided their fate.
+	 */
+	struct fp_queue failing;
+	fp_timer defer;
+
+	fp_signal sigchld;
+	fp_timer shutdown_timer;
+	enum fp_pool_state state;
+	bool running;              /* inside fp_pool_run() or a blocking call */
+	uint64_t rng;
+
+	/* Totals for fp_pool_stats(). */
+	uint64_t done, failed, crashes, timeouts, recycles, ncancelled;
+	uint64_t init_failures;
+	unsigned start_failures;   /* consecutive, across slots */
+};
+
+/* dispatch.c */
+void fp__dispatch(fp_pool *p);
+int fp__queue_push(struct fp_queue *q, struct fp_call *call, uint32_t first,
+		   uint32_t count, bool front);
+void fp__queue_deinit(struct fp_queue *q);
+/* Move queued items (of one call, or all when call is NULL) to pool->failing. */
+void fp__queue_fail(fp_pool *p, struct fp_call *call, fp_item_status status,
+		    const char *why);
+/* Schedule items to fail from the loop. -ENOMEM. */
+int fp__fail_later(fp_pool *p, struct fp_call *call, uint32_t first,
+		   uint32_t count, fp_item_status status, const char *why);
+/* Deliver everything in pool->failing now (the defer timer's work). */
+void fp__deliver_failing(fp_pool *p);
+void fp__worker_read_cb(fp_io *io, ssize_t res, const char *buf);
+void fp__worker_write_cb(fp_io *io, ssize_t res, const char *buf);
+void fp__worker_account_exit(struct fp_worker *w);
+
+/* spawn.c */
+int fp__spawn(fp_pool *p, unsigned slot);
+void fp__spawn_successor(struct fp_worker *w);
+void fp__reap(fp_signal *sig, int signum);
+void fp__worker_kill(struct fp_worker *w, int signum, enum fp_kill_reason why);
+void fp__worker_quit(struct fp_worker *w);
+void fp__worker_maybe_free(struct fp_worker *w);
+bool fp__worker_able(const struct fp_worker *w);
+void fp__worker_read_done(struct fp_worker *w);
+void fp__describe_status(int status, char *buf, size_t len);
+
+/* pool.c */
+void fp__call_maybe_finish(struct fp_call *call);
+
+#endif
