@@ -70,6 +70,8 @@ struct fp_io {
 	size_t buflen;
 	void *impl;                  /* backend's per-operation state */
 	fp_io *next;                 /* backend's queues */
+	ssize_t res;                 /* last result, while its callback is deferred */
+	uint8_t state;               /* backend's flags for this operation */
 };
 
 struct fp_timer {
