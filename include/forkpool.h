@@ -249,8 +249,9 @@ struct fp_worker_stats {
 	uint64_t tasks_done;
 	uint64_t tasks_limit;    /* this worker's max-tasks-per-child, 0: none */
 	size_t rss_bytes;        /* last reported by the worker */
-	const char *task;        /* current task name or NULL; valid until the loop runs */
-	uint64_t task_started_ms;/* monotonic ms when the current item started */
+	const char *task;        /* task of the item it is running now, or NULL;
+				    valid until the loop runs again */
+	uint64_t task_started_ms;/* monotonic ms when that item started */
 	uint64_t started_ms;
 };
 

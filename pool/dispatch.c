@@ -245,7 +245,6 @@ static int send_chunk(struct fp_worker *w, struct fp_call *call, uint32_t first,
 	w->acked = 0;
 	w->base_id = base;
 	w->state = FP_WORKER_BUSY;
-	w->item_started_ms = fp_now_ms();
 	w->tasks_dispatched += count;
 	if (call->timeout_ms)
 		fp_timer_start(p->loop, &w->deadline, call->timeout_ms, deadline_cb);

@@ -628,13 +628,15 @@ size_t fp_pool_workers(fp_pool *p, struct fp_worker_stats *out, size_t max)
 			s->tasks_done = w->tasks_done;
 			s->tasks_limit = w->tasks_limit;
 			s->rss_bytes = w->rss_kib * 1024;
-			s->task = w->call ? w->call->task->name : NULL;
-			if (w->call) {
-				/* The worker's own clock says when the item began. */
+			/* The item the worker has begun, by its own account. */
+			if (w->call && atomic_load(&w->shm->current)) {
 				uint64_t ns = atomic_load_explicit(&w->shm->started_ns,
 								   memory_order_relaxed);
-				s->task_started_ms = atomic_load(&w->shm->current) ?
-					ns / 1000000u : w->item_started_ms;
+				s->task = w->call->task->name;
+				s->task_started_ms = ns / 1000000u;
+			} else {
+				s->task = NULL;
+				s->task_started_ms = 0;
 			}
 			s->started_ms = w->started_ms;
 		}

@@ -94,7 +94,7 @@ struct fp_worker {
 
 	uint64_t tasks_dispatched, tasks_done, tasks_limit;
 	size_t rss_kib;
-	uint64_t started_ms, item_started_ms;
+	uint64_t started_ms;
 	fp_timer deadline;         /* task timeout, then SIGKILL escalation */
 	fp_timer drain;            /* after reaping: give up waiting for EOF */
 	enum fp_kill_reason kill_reason;

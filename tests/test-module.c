@@ -360,12 +360,14 @@ static void good_module_tasks_are_found_and_callable(void **state)
 	assert_string_equal(reg.modules[1].name, "good");
 
 	/* Load order in info[]: demo's tasks, then good's. */
-	assert_int_equal(reg.ntasks, 14);
+	assert_int_equal(reg.ntasks, 16);
 	assert_string_equal(reg.info[11].name, "good.add");
 	assert_string_equal(reg.info[11].module, "good");
 	assert_string_equal(reg.info[11].doc, "[a, b] -> a + b");
 	assert_string_equal(reg.info[12].name, "good.state");
 	assert_string_equal(reg.info[13].name, "good.enoent");
+	assert_string_equal(reg.info[14].name, "good.say");
+	assert_string_equal(reg.info[15].name, "good.badjson");
 
 	t = fp_registry_find(&reg, "good.add");
 	assert_non_null(t);

@@ -523,14 +523,20 @@ static void poison_item_stops_after_its_retries(void **state)
 	pool_done(p, NULL);
 }
 
-static int worker_busy_with_hang(void *data)
+/* For run_until(): some worker is running `task` right now. */
+struct busy_probe {
+	fp_pool *pool;
+	const char *task;
+};
+
+static int worker_busy_with(void *data)
 {
-	fp_pool *p = data;
+	struct busy_probe *b = data;
 	struct fp_worker_stats ws[4];
-	size_t n = fp_pool_workers(p, ws, 4);
+	size_t n = fp_pool_workers(b->pool, ws, 4);
 
 	for (size_t i = 0; i < n && i < 4; i++)
-		if (ws[i].task && strcmp(ws[i].task, "hang") == 0)
+		if (ws[i].task && strcmp(ws[i].task, b->task) == 0)
 			return 1;
 	return 0;
 }
@@ -553,7 +559,7 @@ static void cancel_kills_only_its_own_workers(void **state)
 					     collect_done, &hang, &hang_id), 0);
 	assert_int_equal(fp_pool_map_async(p, "sleep", items, 6, &o, collect_item,
 					   collect_done, &slow, NULL), 0);
-	assert_true(run_until(p, worker_busy_with_hang, p, 10000));
+	assert_true(run_until(p, worker_busy_with, &(struct busy_probe){ p, "hang" }, 10000));
 
 	assert_int_equal(fp_pool_cancel(p, hang_id), 0);
 	assert_int_equal(fp_pool_cancel(p, hang_id), -ENOENT);
@@ -735,6 +741,59 @@ static void failing_worker_init_backs_off_and_reports_unhealthy(void **state)
 	free(path);
 }
 
+static int log_has_said(void *data)
+{
+	struct log_capture *log = data;
+
+	return strstr(log->text, "said \"hello\"") && strstr(log->text, "complained \"hello\"");
+}
+
+static void module_tasks_run_and_output_is_logged(void **state)
+{
+	fp_options o;
+	struct fp_result r;
+	char *path = module_path("libfp-good.so"), want[64];
+	fp_pool *p;
+
+	test_options(&o, 1);
+	o.modules[0] = path;
+	p = pool_with(&o);
+	assert_int_equal(fp_pool_apply(p, "good.add", "[2, 40]", 7, NULL, &r), 0);
+	assert_int_equal(r.status, FP_ITEM_OK);
+	assert_string_equal(r.value, "42");
+	fp_result_clear(&r);
+
+	/* worker_init ran in the worker, once; load ran before the fork. */
+	assert_int_equal(fp_pool_apply(p, "good.state", "null", 4, NULL, &r), 0);
+	assert_non_null(strstr(r.value, "\"load\":1"));
+	assert_non_null(strstr(r.value, "\"worker_init\":1"));
+	fp_result_clear(&r);
+
+	/* A negative errno without an answer becomes a task error naming it. */
+	assert_int_equal(fp_pool_apply(p, "good.enoent", "null", 4, NULL, &r), 0);
+	assert_int_equal(r.status, FP_ITEM_TASK_ERROR);
+	assert_non_null(strstr(r.message, "good.enoent"));
+	assert_non_null(strstr(r.message, "No such file"));
+	fp_result_clear(&r);
+
+	/* Text that is not JSON is caught, with where it went wrong. */
+	assert_int_equal(fp_pool_apply(p, "good.badjson", "null", 4, NULL, &r), 0);
+	assert_int_equal(r.status, FP_ITEM_BAD_OUTPUT);
+	assert_non_null(strstr(r.message, "good.badjson"));
+	assert_non_null(strstr(r.message, "invalid JSON"));
+	fp_result_clear(&r);
+
+	/* What a worker prints reaches the master's log with its pid. */
+	assert_int_equal(fp_pool_apply(p, "good.say", "\"hello\"", 7, NULL, &r), 0);
+	assert_int_equal(r.status, FP_ITEM_OK);
+	assert_true(run_until(p, log_has_said, o.log_data, 10000));
+	snprintf(want, sizeof(want), "(pid %d): said \"hello\"", (int)r.pid);
+	assert_non_null(strstr(((struct log_capture *)o.log_data)->text, want));
+	fp_result_clear(&r);
+	pool_done(p, &o);
+	free(path);
+}
+
 static void missing_module_stops_the_pool_starting(void **state)
 {
 	fp_options o;
@@ -834,7 +893,7 @@ static void shutdown_cancels_what_is_left(void **state)
 	collect_init(&c, p, 4);
 	assert_int_equal(fp_pool_map_async(p, "hang", items, 4, &o, collect_item,
 					   collect_done, &c, NULL), 0);
-	assert_true(run_until(p, worker_busy_with_hang, p, 10000));
+	assert_true(run_until(p, worker_busy_with, &(struct busy_probe){ p, "hang" }, 10000));
 	assert_int_equal(fp_pool_shutdown(p, 100), 0);
 	assert_true(c.done);
 	for (int i = 0; i < 4; i++) {
@@ -848,6 +907,43 @@ static void shutdown_cancels_what_is_left(void **state)
 			 FP_ESTOPPED);
 	collect_free(&c);
 	pool_done(p, NULL);
+}
+
+static void shutdown_lets_running_items_finish(void **state)
+{
+	fp_pool *p = new_pool(1);
+	struct collect c;
+
+	collect_init(&c, p, 1);
+	assert_int_equal(fp_pool_apply_async(p, "sleep", "200", 3, NULL, collect_item,
+					     collect_done, &c, NULL), 0);
+	assert_true(run_until(p, worker_busy_with, &(struct busy_probe){ p, "sleep" }, 10000));
+	assert_int_equal(fp_pool_shutdown(p, 10000), 0);
+	assert_true(c.done);
+	assert_int_equal(c.r[0].status, FP_ITEM_OK);
+	assert_string_equal(c.r[0].value, "200");
+	collect_free(&c);
+	pool_done(p, NULL);
+}
+
+static void jitter_spreads_task_limits(void **state)
+{
+	fp_options o;
+	struct fp_worker_stats ws[8];
+	fp_pool *p;
+	size_t n;
+
+	test_options(&o, 4);
+	o.max_tasks_per_child = 10;
+	o.max_tasks_jitter = 5;
+	p = pool_with(&o);
+	n = fp_pool_workers(p, ws, 8);
+	assert_int_equal(n, 4);
+	for (size_t i = 0; i < n; i++) {
+		assert_true(ws[i].tasks_limit >= 10);
+		assert_true(ws[i].tasks_limit <= 15);
+	}
+	pool_done(p, &o);
 }
 
 /*
@@ -940,11 +1036,14 @@ int main(void)
 		cmocka_unit_test(oversized_argument_fails_its_item),
 		cmocka_unit_test(large_argument_round_trips),
 		cmocka_unit_test(failing_worker_init_backs_off_and_reports_unhealthy),
+		cmocka_unit_test(module_tasks_run_and_output_is_logged),
 		cmocka_unit_test(missing_module_stops_the_pool_starting),
 		cmocka_unit_test(stats_describe_the_workers),
 		cmocka_unit_test(workers_name_themselves),
 		cmocka_unit_test(reload_replaces_every_worker),
 		cmocka_unit_test(shutdown_cancels_what_is_left),
+		cmocka_unit_test(shutdown_lets_running_items_finish),
+		cmocka_unit_test(jitter_spreads_task_limits),
 		cmocka_unit_test(workers_die_with_the_master),
 	};
 

@@ -72,10 +72,27 @@ static int good_enoent(fp_task_ctx *ctx, const char *args, size_t len)
 	return -ENOENT;
 }
 
+/* Writes its argument to stdout and stderr: the master logs both. */
+static int good_say(fp_task_ctx *ctx, const char *args, size_t len)
+{
+	printf("said %s\n", args);
+	fflush(stdout);
+	fprintf(stderr, "complained %s\n", args);
+	return fp_task_return(ctx, "true", 4);
+}
+
+/* Answers with text that is not JSON. */
+static int good_badjson(fp_task_ctx *ctx, const char *args, size_t len)
+{
+	return fp_task_return(ctx, "{not json", 9);
+}
+
 static const struct fp_task tasks[] = {
 	{ "good.add", good_add, "[a, b] -> a + b" },
 	{ "good.state", good_state, "counts of this module's hooks run in this process" },
 	{ "good.enoent", good_enoent, "returns -ENOENT without answering" },
+	{ "good.say", good_say, "prints its argument to stdout and stderr" },
+	{ "good.badjson", good_badjson, "answers with text that is not JSON" },
 	{ NULL, NULL, NULL },
 };
 
