@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""The Python reference for bench-pool: the same measurements, done with the
+standard library's multiprocessing.Pool, printing the same result line.
+
+  pool_bench.py map N [CHUNKSIZE]        Pool.map(square, range(N), chunksize)
+                                         (CHUNKSIZE 0 or absent: Python's default)
+  pool_bench.py apply-async N [WINDOW]   N Pool.apply_async calls; WINDOW
+                                         outstanding at a time (0 or absent: all)
+  pool_bench.py rtt N                    N sequential Pool.apply calls
+  pool_bench.py mtpc M N map|async       N items with maxtasksperchild M
+                                         (0: None); map uses chunksize 1
+
+Processes: os.cpu_count(), start method fork, as bench-pool's one worker per
+online CPU. The pool is created and warmed with one apply before the clock
+starts. Times are reported, never asserted.
+"""
+
+import multiprocessing
+import os
+import sys
+import threading
+import time
+
+
+def square(x):
+    return x * x
+
+
+def usage():
+    sys.stderr.write(__doc__)
+    sys.exit(2)
+
+
+def size_arg(text):
+    try:
+        value = int(text, 10)
+    except ValueError:
+        usage()
+    if value < 0:
+        usage()
+    return value
+
+
+def percentile(sorted_values, p):
+    """Nearest rank, as bench-pool computes it."""
+    n = len(sorted_values)
+    rank = max(1, min(n, int(p * n + 0.999999)))
+    return sorted_values[rank - 1]
+
+
+class Bench:
+    def __init__(self, mtpc=0):
+        self.workers = os.cpu_count() or 1
+        self.pool = multiprocessing.get_context("fork").Pool(
+            self.workers, maxtasksperchild=mtpc or None)
+        self.ok = 0
+        self.failed = 0
+        self.first_failure = None
+        if self.pool.apply(square, (1,)) != 1:
+            raise RuntimeError("warm-up apply returned a wrong value")
+
+    def close(self):
+        # Not timed: let the workers leave on their own, then reap them.
+        self.pool.close()
+        self.pool.join()
+
+    def fail(self, what):
+        self.failed += 1
+        if self.first_failure is None:
+            self.first_failure = what
+
+    def map(self, n, chunksize):
+        t0 = time.monotonic()
+        results = self.pool.map(square, range(n), chunksize=chunksize or None)
+        secs = time.monotonic() - t0
+        for i, value in enumerate(results):
+            if value == i * i:
+                self.ok += 1
+            else:
+                self.fail("item %d: got %r, want %d" % (i, value, i * i))
+        return secs
+
+    def apply_async(self, n, window):
+        """n calls; with a window, a callback frees a slot as each finishes."""
+        slots = threading.BoundedSemaphore(window) if window else None
+        done = threading.Event()
+        lock = threading.Lock()
+        count = [0]
+
+        def finished(_value=None):
+            # Runs on the pool's result thread.
+            if slots:
+                slots.release()
+            with lock:
+                count[0] += 1
+                if count[0] == n:
+                    done.set()
+
+        def failed(exc):
+            with lock:
+                self.fail(repr(exc))
+            finished()
+
+        t0 = time.monotonic()
+        pending = []
+        for i in range(n):
+            if slots:
+                slots.acquire()
+            pending.append(self.pool.apply_async(square, (i,), callback=finished,
+                                                 error_callback=failed))
+        done.wait()
+        secs = time.monotonic() - t0
+        for i, result in enumerate(pending):
+            if result.successful() and result.get() == i * i:
+                self.ok += 1
+            elif result.successful():
+                self.fail("item %d: got %r" % (i, result.get()))
+        return secs
+
+    def rtt(self, n):
+        latencies = []
+        start = time.monotonic()
+        for i in range(n):
+            t0 = time.monotonic()
+            value = self.pool.apply(square, (i,))
+            latencies.append((time.monotonic() - t0) * 1e6)
+            if value == i * i:
+                self.ok += 1
+            else:
+                self.fail("item %d: got %r" % (i, value))
+        secs = time.monotonic() - start
+        latencies.sort()
+        return secs, percentile(latencies, 0.50), percentile(latencies, 0.99)
+
+
+def main(argv):
+    if len(argv) < 3:
+        usage()
+    cmd = argv[1]
+    if cmd == "mtpc":
+        if len(argv) != 5 or argv[4] not in ("map", "async"):
+            usage()
+        mtpc, n, mode = size_arg(argv[2]), size_arg(argv[3]), argv[4]
+    elif cmd in ("map", "apply-async"):
+        if len(argv) > 4:
+            usage()
+        n = size_arg(argv[2])
+        arg2 = size_arg(argv[3]) if len(argv) == 4 else 0
+        mtpc = 0
+    elif cmd == "rtt":
+        if len(argv) != 3:
+            usage()
+        n, mtpc = size_arg(argv[2]), 0
+    else:
+        usage()
+    if n == 0:
+        usage()
+
+    bench = Bench(mtpc)
+    try:
+        head = "result name=%s backend=python workers=%d" % (cmd, bench.workers)
+        if cmd == "map":
+            secs = bench.map(n, arg2)
+            line = "%s items=%d chunksize=%d seconds=%.6f rate=%.1f" % (
+                head, n, arg2, secs, n / secs)
+        elif cmd == "apply-async":
+            secs = bench.apply_async(n, arg2)
+            line = "%s items=%d window=%d seconds=%.6f rate=%.1f" % (
+                head, n, arg2, secs, n / secs)
+        elif cmd == "rtt":
+            secs, p50, p99 = bench.rtt(n)
+            line = "%s items=%d seconds=%.6f rate=%.1f p50_us=%.1f p99_us=%.1f" % (
+                head, n, secs, n / secs, p50, p99)
+        else:
+            if mode == "map":
+                secs = bench.map(n, 1)
+            else:
+                secs = bench.apply_async(n, 0)
+            line = "%s mtpc=%d mode=%s items=%d seconds=%.6f rate=%.1f" % (
+                head, mtpc, mode, n, secs, n / secs)
+    finally:
+        bench.close()
+    print("%s ok=%d failed=%d" % (line, bench.ok, bench.failed), flush=True)
+    if bench.first_failure:
+        sys.stderr.write("pool_bench: first failure: %s\n" % bench.first_failure)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
