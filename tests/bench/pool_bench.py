@@ -10,7 +10,7 @@ standard library's multiprocessing.Pool, printing the same result line.
   pool_bench.py mtpc M N map|async       N items with maxtasksperchild M
                                          (0: None); map uses chunksize 1
 
-Processes: os.cpu_count(), start method fork, as bench-pool's one worker per
+Processes: one per online CPU, start method fork, as bench-pool's one worker per
 online CPU. The pool is created and warmed with one apply before the clock
 starts. Times are reported, never asserted.
 """
@@ -50,7 +50,8 @@ def percentile(sorted_values, p):
 
 class Bench:
     def __init__(self, mtpc=0):
-        self.workers = os.cpu_count() or 1
+        # Online CPUs, as forkpool counts them for workers = 0.
+        self.workers = os.sysconf("SC_NPROCESSORS_ONLN")
         self.pool = multiprocessing.get_context("fork").Pool(
             self.workers, maxtasksperchild=mtpc or None)
         self.ok = 0
