@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "mem.h"
 #include "pool_impl.h"
 
 /* A single argument larger than this is written from the call's memory. */
@@ -220,6 +221,7 @@ static int send_chunk(struct fp_worker *w, struct fp_call *call, uint32_t first,
 		w->wbuf = malloc(total);
 		if (!w->wbuf)
 			return -ENOMEM;
+		fp_mem_hint_huge(w->wbuf, total);
 		dst = w->wbuf;
 		for (i = 0; i < count; i++) {
 			struct fp_item *it = &call->items[first + i];

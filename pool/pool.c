@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mem.h"
 #include "pool_impl.h"
 
 #define DEFAULT_TIMEOUT_MS 60000
@@ -332,6 +333,8 @@ static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 		free(c);
 		return -ENOMEM;
 	}
+	fp_mem_hint_huge(c->items, n * sizeof(*c->items));
+	fp_mem_hint_huge(c->arena, bytes);
 	c->id = p->next_call_id++;
 	c->pool = p;
 	c->task = t;
@@ -550,6 +553,7 @@ int fp_pool_map(fp_pool *p, const char *task, const struct fp_buf *items, size_t
 	*out = NULL;
 	if (!b)
 		return -ENOMEM;
+	fp_mem_hint_huge(b, sizeof(*b) + n * sizeof(struct fp_result));
 	sw.results = b->r;
 	err = sync_run(p, task, items, n, opts, &sw);
 	if (err) {
