@@ -210,7 +210,7 @@ static int send_chunk(struct fp_worker *w, struct fp_call *call, uint32_t first,
 	if (count == 1 && call->items[first].args_len > COPY_ARGS_MAX) {
 		/* One big argument: send it from where it is. */
 		struct fp_item *it = &call->items[first];
-		w->wbuf = malloc(FP_FRAME_HEADER_SIZE + call->name_len + 1);
+		w->wbuf = fp_mem_alloc(FP_FRAME_HEADER_SIZE + call->name_len + 1);
 		if (!w->wbuf)
 			return -ENOMEM;
 		dst = put_task_header(w->wbuf, base, call, it->args_len);
@@ -218,10 +218,9 @@ static int send_chunk(struct fp_worker *w, struct fp_call *call, uint32_t first,
 		iov[1] = (struct iovec){ (void *)it->args, it->args_len };
 		iovcnt = 2;
 	} else {
-		w->wbuf = malloc(total);
+		w->wbuf = fp_mem_alloc(total);
 		if (!w->wbuf)
 			return -ENOMEM;
-		fp_mem_hint_huge(w->wbuf, total);
 		dst = w->wbuf;
 		for (i = 0; i < count; i++) {
 			struct fp_item *it = &call->items[first + i];
@@ -234,7 +233,7 @@ static int send_chunk(struct fp_worker *w, struct fp_call *call, uint32_t first,
 
 	err = fp_io_write(p->loop, &w->wio, w->fd, iov, iovcnt, fp__worker_write_cb);
 	if (err) {
-		free(w->wbuf);
+		fp_mem_free(w->wbuf);
 		w->wbuf = NULL;
 		return err;
 	}
@@ -299,7 +298,7 @@ void fp__worker_write_cb(fp_io *io, ssize_t res, const char *buf)
 	struct fp_worker *w = io->data;
 	fp_pool *p = w->pool;
 
-	free(w->wbuf);
+	fp_mem_free(w->wbuf);
 	w->wbuf = NULL;
 	if (res < 0 && !w->reaped && w->kill_reason == FP_KILL_NONE && !w->quit_sent) {
 		/* A live worker that cannot be written to is of no use. */

@@ -26,6 +26,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -40,6 +41,8 @@ enum {
 	BR_ENTRIES = 256,              /* provided buffers, a power of two */
 	BR_BUF_LEN = 16384,
 	BR_GROUP = 0,
+	BR_RING_BYTES = BR_ENTRIES * sizeof(struct io_uring_buf),
+	BR_BUFS_BYTES = BR_ENTRIES * BR_BUF_LEN,
 	READ_BUF_LEN = 65536,          /* one-shot reads (pipes, fallback) */
 	READ_BUF_CACHE = 16,
 	WQ_IOV = 64,                   /* iovecs one sendmsg gathers */
@@ -66,7 +69,7 @@ struct rbuf {
 };
 
 struct utimer {
-	struct __kernel_timespec ts;   /* read by the kernel at submission */
+	struct __kernel_timespec ts;   /* absolute; read by the kernel at submission */
 	fp_timer *owner;               /* NULL once stopped: the CQE is ignored */
 	struct utimer *next;           /* arm list or free list */
 	struct utimer *all;            /* every op ever made, for teardown */
@@ -99,6 +102,7 @@ struct uring {
 	struct io_uring ring;
 	fp_loop *loop;
 	unsigned inflight;             /* requests whose last CQE is due */
+	pid_t pid;                     /* the process that owns the requests */
 	uint8_t enabled;               /* R_DISABLED lifted by the first run */
 	uint8_t no_multishot;          /* FORKPOOL_URING_NO_MULTISHOT */
 
@@ -167,22 +171,44 @@ static void br_recycle(struct uring *u, unsigned bid)
 	io_uring_buf_ring_advance(u->br, 1);
 }
 
-/* Provided buffers are an optimisation: failing here means one-shot recv. */
+/*
+ * Provided buffers are an optimisation: failing here means one-shot recv.
+ * Ring and buffers are mappings of their own marked MADV_DONTFORK: a forked
+ * worker never uses them, and otherwise every buffer the kernel fills after
+ * a fork costs the master a copy-on-write fault.
+ */
+static void *br_map(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return NULL;
+	madvise(p, len, MADV_DONTFORK);
+	return p;
+}
+
+static void br_unmap(struct uring *u)
+{
+	if (u->br)
+		munmap(u->br, BR_RING_BYTES);
+	if (u->brbufs)
+		munmap(u->brbufs, BR_BUFS_BYTES);
+	u->br = NULL;
+	u->brbufs = NULL;
+}
+
 static void br_setup(struct uring *u)
 {
 	struct io_uring_buf_reg reg;
 	unsigned i;
-	void *ring;
 
-	if (posix_memalign(&ring, 4096, BR_ENTRIES * sizeof(struct io_uring_buf)))
-		return;
-	u->brbufs = malloc((size_t)BR_ENTRIES * BR_BUF_LEN);
-	if (!u->brbufs)
+	u->br = br_map(BR_RING_BYTES);
+	u->brbufs = br_map(BR_BUFS_BYTES);
+	if (!u->br || !u->brbufs)
 		goto err;
-	u->br = ring;
 	io_uring_buf_ring_init(u->br);
 	memset(&reg, 0, sizeof(reg));
-	reg.ring_addr = (uintptr_t)ring;
+	reg.ring_addr = (uintptr_t)u->br;
 	reg.ring_entries = BR_ENTRIES;
 	reg.bgid = BR_GROUP;
 	if (io_uring_register_buf_ring(&u->ring, &reg, 0) < 0)
@@ -194,10 +220,7 @@ static void br_setup(struct uring *u)
 	io_uring_buf_ring_advance(u->br, BR_ENTRIES);
 	return;
 err:
-	free(u->brbufs);
-	free(ring);
-	u->brbufs = NULL;
-	u->br = NULL;
+	br_unmap(u);
 }
 
 /* --- submission ---------------------------------------------------------- */
@@ -805,14 +828,21 @@ static int uring_timer_start(fp_loop *loop, fp_timer *timer, uint64_t ms)
 {
 	struct uring *u = loop->impl;
 	struct utimer *t = utimer_get(u);
+	uint64_t due;
 
 	if (!t)
 		return -ENOMEM;
 	if (timer->impl)
 		utimer_detach(u, timer->impl);
+	/*
+	 * Absolute, on CLOCK_MONOTONIC: the SQE goes out with the next batch,
+	 * which may be much later than now (a timer started before
+	 * fp_loop_run(), or early in a long callback burst).
+	 */
+	due = fp_now_ns() + ms * 1000000u;
 	t->owner = timer;
-	t->ts.tv_sec = (long long)(ms / 1000);
-	t->ts.tv_nsec = (long long)(ms % 1000) * 1000000;
+	t->ts.tv_sec = (long long)(due / 1000000000u);
+	t->ts.tv_nsec = (long long)(due % 1000000000u);
 	timer->impl = t;
 	if (u->tarm_tail)
 		u->tarm_tail->next = t;
@@ -884,7 +914,8 @@ static int flush(struct uring *u)
 
 				if (!sqe)
 					return 1;
-				io_uring_prep_timeout(sqe, &t->ts, 0, 0);
+				io_uring_prep_timeout(sqe, &t->ts, 0,
+						      IORING_TIMEOUT_ABS);
 				sqe_own(u, sqe, t, UD_TIMER);
 				t->armed = 1;
 			}
@@ -1030,16 +1061,27 @@ static void uring_deinit(fp_loop *loop)
 
 	if (!u)
 		return;
-	if (u->enabled && u->inflight)
-		leak = drain(u) < 0;
-	if (u->br && u->enabled && !leak)
-		io_uring_unregister_buf_ring(&u->ring, BR_GROUP);
+	/*
+	 * In a forked child the requests are the parent's: it can neither
+	 * cancel nor wait for them (SINGLE_ISSUER), and must not try. Its copy
+	 * of the buffers is its own memory, free to release.
+	 */
+	if (u->pid == getpid()) {
+		if (u->enabled && u->inflight)
+			leak = drain(u) < 0;
+		if (u->br && u->enabled && !leak)
+			io_uring_unregister_buf_ring(&u->ring, BR_GROUP);
+	}
 	io_uring_queue_exit(&u->ring);
 
 	/* Requests that would not end may still own memory: keep it. */
+	/*
+	 * The buffer mappings were not inherited by a forked child (they are
+	 * MADV_DONTFORK); there the address may hold something else by now.
+	 */
+	if (!leak && u->pid == getpid())
+		br_unmap(u);
 	if (!leak) {
-		free(u->brbufs);
-		free(u->br);
 		for (h = u->rused.next; h != &u->rused; h = hn) {
 			hn = h->next;
 			free(h);
@@ -1085,6 +1127,7 @@ static int uring_init(fp_loop *loop)
 	if (!u)
 		return -ENOMEM;
 	u->loop = loop;
+	u->pid = getpid();
 	u->rused.next = u->rused.prev = &u->rused;
 
 	for (i = 0; i < sizeof(ladder) / sizeof(ladder[0]); i++) {

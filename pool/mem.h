@@ -1,16 +1,25 @@
-/* Memory helpers shared by the pool's files. */
+/*
+ * Memory for the master's big blocks: a map's items and their arguments,
+ * the chunks written to workers, the results of a blocking map.
+ *
+ * Blocks of FP_MEM_BIG bytes or more get a mapping of their own, marked
+ * MADV_DONTFORK: a worker never touches them, so fork() need not copy their
+ * page tables, and the master does not pay a copy-on-write fault for every
+ * page it writes after each fork (in this VM, the bulk of a recycle's cost).
+ * Blocks of 4 MiB and more also ask for transparent huge pages: a million-item
+ * map touches some 100 MB at once, 25,000 faults in 4 KiB pages.
+ *
+ * Small blocks come from malloc. Both kinds are zeroed, and are released with
+ * fp_mem_free() only.
+ */
 #ifndef FP_MEM_H
 #define FP_MEM_H
 
 #include <stddef.h>
 
-/*
- * Ask for transparent huge pages under a large, fresh heap block (a map's
- * items, their arguments, its results). A million-item map touches some
- * 100 MB at once; in 4 KiB pages that is 25,000 page faults, each costly in
- * a VM. Only the 2 MiB-aligned interior is advised; smaller blocks are left
- * alone. Harmless where THP is off.
- */
-void fp_mem_hint_huge(void *p, size_t len);
+#define FP_MEM_BIG (256u << 10)
+
+void *fp_mem_alloc(size_t len);
+void fp_mem_free(void *p);
 
 #endif

@@ -170,8 +170,8 @@ static void calls_free_all(fp_pool *p)
 	while (p->calls) {
 		struct fp_call *c = p->calls;
 		p->calls = c->next;
-		free(c->items);
-		free(c->arena);
+		fp_mem_free(c->items);
+		fp_mem_free(c->arena);
 		free(c);
 	}
 }
@@ -286,8 +286,8 @@ void fp__call_maybe_finish(struct fp_call *c)
 	s = (struct fp_call_summary){ c->id, c->n, c->ok, c->failed, c->cancelled };
 	if (c->on_done)
 		c->on_done(p, &s, c->data);
-	free(c->items);
-	free(c->arena);
+	fp_mem_free(c->items);
+	fp_mem_free(c->arena);
 	free(c);
 }
 
@@ -325,16 +325,14 @@ static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	c->items = calloc(n ? n : 1, sizeof(*c->items));
-	c->arena = malloc(bytes ? bytes : 1);
+	c->items = fp_mem_alloc((n ? n : 1) * sizeof(*c->items));
+	c->arena = fp_mem_alloc(bytes ? bytes : 1);
 	if (!c->items || !c->arena) {
-		free(c->items);
-		free(c->arena);
+		fp_mem_free(c->items);
+		fp_mem_free(c->arena);
 		free(c);
 		return -ENOMEM;
 	}
-	fp_mem_hint_huge(c->items, n * sizeof(*c->items));
-	fp_mem_hint_huge(c->arena, bytes);
 	c->id = p->next_call_id++;
 	c->pool = p;
 	c->task = t;
@@ -459,7 +457,7 @@ static char *block_copy(struct results_block *b, const char *s, size_t len)
 
 	if (!pg || pg->cap - pg->used < len + 1) {
 		size_t cap = len + 1 > RESULT_PAGE_SIZE ? len + 1 : RESULT_PAGE_SIZE;
-		pg = malloc(sizeof(*pg) + cap);
+		pg = fp_mem_alloc(sizeof(*pg) + cap);
 		if (!pg)
 			return NULL;
 		pg->cap = cap;
@@ -546,14 +544,13 @@ int fp_pool_apply(fp_pool *p, const char *task, const char *args, size_t args_le
 int fp_pool_map(fp_pool *p, const char *task, const struct fp_buf *items, size_t n,
 		const fp_call_options *opts, struct fp_result **out)
 {
-	struct results_block *b = calloc(1, sizeof(*b) + (n ? n : 1) * sizeof(struct fp_result));
+	struct results_block *b = fp_mem_alloc(sizeof(*b) + (n ? n : 1) * sizeof(struct fp_result));
 	struct sync_wait sw = { .block = b };
 	int err;
 
 	*out = NULL;
 	if (!b)
 		return -ENOMEM;
-	fp_mem_hint_huge(b, sizeof(*b) + n * sizeof(struct fp_result));
 	sw.results = b->r;
 	err = sync_run(p, task, items, n, opts, &sw);
 	if (err) {
@@ -583,9 +580,9 @@ void fp_results_free(struct fp_result *r, size_t n)
 	b = (struct results_block *)((char *)r - offsetof(struct results_block, r));
 	while ((pg = b->pages)) {
 		b->pages = pg->next;
-		free(pg);
+		fp_mem_free(pg);
 	}
-	free(b);
+	fp_mem_free(b);
 }
 
 /* --- introspection ------------------------------------------------------- */

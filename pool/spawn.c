@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "mem.h"
 #include "pool_impl.h"
 
 /* After a worker is reaped, how long to wait for the rest of its output. */
@@ -195,7 +196,7 @@ void fp__worker_maybe_free(struct fp_worker *w)
 	fp_frame_reader_deinit(&w->reader);
 	if (w->shm)
 		munmap(w->shm, sizeof(*w->shm));
-	free(w->wbuf);
+	fp_mem_free(w->wbuf);
 	worker_unlink(p, w);
 	free(w);
 	if (p->state == FP_POOL_STOPPING && !p->workers)
