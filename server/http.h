@@ -1,0 +1,147 @@
+/*
+ * HTTP/1.1 server on an fp_loop (either backend), built on http-parser.
+ *
+ * One request per connection at a time: when a request is complete (headers
+ * and body) the handler is called; the connection reads no further request
+ * until that one's response has been sent, so pipelined requests are answered
+ * in order with no extra bookkeeping. Keep-alive by default, HEAD answered
+ * without a body, chunked request bodies decoded, `Expect: 100-continue`
+ * answered (or refused with 413 when the declared body is over the limit),
+ * limits answered with 431, 414, 413, 408, 405 (the API chooses), and a
+ * connection cap. Responses are either whole (fp_http_respond) or streamed
+ * with chunked encoding (fp_http_stream_*), with back-pressure: a stream
+ * write reports when the connection's unsent output is over its high-water
+ * mark, and a drain callback says when it is under again.
+ *
+ * Lifetimes: a request is owned by the server. It stays valid until its
+ * response is finished (fp_http_respond, or fp_http_stream_end) and, if the
+ * client goes away first, until the close callback set with
+ * fp_http_on_close() has run; after either the handler must not touch it.
+ */
+#ifndef FP_SERVER_HTTP_H
+#define FP_SERVER_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loop.h"
+
+typedef struct fp_http_server fp_http_server;
+typedef struct fp_http_request fp_http_request;
+
+struct fp_http_limits {
+	size_t max_header_bytes;     /* request line + headers; 431 over it (16 KiB) */
+	size_t max_uri_bytes;        /* 414 over it (8 KiB) */
+	size_t max_body_bytes;       /* 413 over it (64 MiB) */
+	unsigned max_connections;    /* beyond: accepted and closed at once (1024) */
+	uint64_t header_timeout_ms;  /* whole header must arrive in this (10 s): 408 */
+	uint64_t body_timeout_ms;    /* no body byte for this long (30 s): 408 */
+	uint64_t idle_timeout_ms;    /* keep-alive connection with no request (60 s): closed */
+	size_t high_water_bytes;     /* unsent output that makes writes report back-pressure (1 MiB) */
+};
+
+void fp_http_limits_init(struct fp_http_limits *lim);
+
+/* Called once per complete request. */
+typedef void (*fp_http_handler)(fp_http_request *req, void *data);
+
+/*
+ * Log hook: one call per finished request (method, target, status, bytes
+ * sent, duration). May be NULL.
+ */
+typedef void (*fp_http_access_log)(void *data, const fp_http_request *req,
+				   int status, uint64_t bytes, uint64_t usec);
+
+int fp_http_server_new(fp_http_server **out, fp_loop *loop,
+		       const struct fp_http_limits *lim,
+		       fp_http_handler handler, void *data);
+
+/*
+ * Listen on "HOST:PORT" ("127.0.0.1:8080", "[::1]:0", "localhost:8080") or
+ * "unix:/path". Port 0 picks a free port; the address actually bound is
+ * written to `bound` ("127.0.0.1:41234", "[::1]:41234", "unix:/path").
+ * Errors: negative errno, with a message in errbuf.
+ */
+int fp_http_listen(fp_http_server *srv, const char *addr, char *bound, size_t boundlen,
+		   char *errbuf, size_t errlen);
+
+/* Is the address a loopback one (127.0.0.0/8, ::1, localhost, unix:)? */
+int fp_http_addr_is_loopback(const char *addr);
+
+void fp_http_set_access_log(fp_http_server *srv, fp_http_access_log fn, void *data);
+
+/* Stop accepting; open connections go on. */
+void fp_http_server_stop_accepting(fp_http_server *srv);
+/*
+ * Close every connection and listener, running pending close callbacks,
+ * then free. Runs the loop until the last socket is closed.
+ */
+void fp_http_server_free(fp_http_server *srv);
+
+struct fp_http_stats {
+	uint64_t accepted, open, refused;   /* refused: over max_connections */
+	uint64_t requests;
+	uint64_t responses[6];              /* by status class: [1]=1xx ... [5]=5xx */
+};
+void fp_http_server_stats(const fp_http_server *srv, struct fp_http_stats *out);
+
+/* --- the request ---------------------------------------------------------- */
+
+const char *fp_http_method(const fp_http_request *req);   /* "GET", "HEAD", ... */
+/* Path without the query, percent-decoded: "/v1/jobs/abc". */
+const char *fp_http_path(const fp_http_request *req);
+/* The raw request target as sent: "/v1/jobs/abc?wait=5". */
+const char *fp_http_target(const fp_http_request *req);
+/* A query parameter, percent-decoded; NULL when absent. "" for "?flag". */
+const char *fp_http_query(const fp_http_request *req, const char *name);
+/* A request header by name, any case; NULL when absent. */
+const char *fp_http_header(const fp_http_request *req, const char *name);
+/* The (de-chunked) body; NUL-terminated, len excludes the NUL. */
+const char *fp_http_body(const fp_http_request *req, size_t *len);
+/* The peer, "127.0.0.1:5555" or "unix". */
+const char *fp_http_peer(const fp_http_request *req);
+
+/* A per-request pointer for the handler. */
+void fp_http_set_data(fp_http_request *req, void *data);
+void *fp_http_get_data(const fp_http_request *req);
+
+/* --- responding ----------------------------------------------------------- */
+
+/*
+ * Add a response header (before respond/stream_start); copied. Content-Length,
+ * Transfer-Encoding, Date, Connection are the server's own.
+ */
+int fp_http_add_header(fp_http_request *req, const char *name, const char *value);
+
+/*
+ * The whole response at once. `body` is copied. For HEAD the body is not
+ * sent but Content-Length says its size. Finishes the request.
+ */
+int fp_http_respond(fp_http_request *req, int status, const char *content_type,
+		    const char *body, size_t len);
+
+/* A streamed response: chunked transfer encoding (for HEAD: headers only). */
+int fp_http_stream_start(fp_http_request *req, int status, const char *content_type);
+/*
+ * Send one chunk (copied). Returns 0, or 1 when the connection's unsent output
+ * is now over the high-water mark: stop producing until the drain callback.
+ * -EPIPE when the client has gone (the close callback will follow).
+ */
+int fp_http_stream_write(fp_http_request *req, const char *data, size_t len);
+/* Called once the unsent output is back under the mark. */
+void fp_http_on_drain(fp_http_request *req, void (*cb)(fp_http_request *req, void *data),
+		      void *data);
+/* Last chunk; finishes the request. */
+int fp_http_stream_end(fp_http_request *req);
+
+/*
+ * The client went away (or the server is closing) before the response was
+ * finished. After cb returns the request is freed. Setting NULL clears it.
+ */
+void fp_http_on_close(fp_http_request *req, void (*cb)(fp_http_request *req, void *data),
+		      void *data);
+
+/* "Not Found" for 404, etc. */
+const char *fp_http_reason(int status);
+
+#endif

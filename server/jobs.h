@@ -1,0 +1,129 @@
+/*
+ * Jobs: what the HTTP API calls an apply or a map, kept after it finishes.
+ *
+ * A job wraps one pool call. It records every item's outcome (value or
+ * error), in item order and in completion order, so results can be read
+ * whole, streamed as they come, or long-polled. Finished jobs are kept for
+ * a TTL, then forgotten. Memory is bounded: the number of items not yet
+ * finished across all jobs is capped (max_queue), and a submission that
+ * would pass the cap is refused with -EBUSY (the API answers 429).
+ *
+ * Job ids are 128 random bits from getrandom(), as 32 hex characters: not
+ * guessable from another job's id.
+ */
+#ifndef FP_SERVER_JOBS_H
+#define FP_SERVER_JOBS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "forkpool.h"
+
+typedef struct fp_jobs fp_jobs;
+typedef struct fp_job fp_job;
+
+enum fp_job_kind { FP_JOB_APPLY, FP_JOB_MAP };
+
+enum fp_job_state {
+	FP_JOB_QUEUED,      /* no item has started */
+	FP_JOB_RUNNING,
+	FP_JOB_DONE,        /* every item has a value */
+	FP_JOB_FAILED,      /* finished, some item has an error */
+	FP_JOB_CANCELLED,   /* finished after a cancel */
+};
+
+const char *fp_job_kind_name(enum fp_job_kind kind);
+const char *fp_job_state_name(enum fp_job_state state);
+/* -EINVAL for an unknown name. */
+int fp_job_state_parse(const char *name, enum fp_job_state *out);
+
+struct fp_jobs_options {
+	uint64_t ttl_ms;        /* finished jobs are kept this long (10 min) */
+	uint64_t max_queue;     /* unfinished items across all jobs (1,000,000) */
+	size_t max_jobs;        /* finished jobs kept at most; oldest go first (10,000) */
+};
+
+void fp_jobs_options_init(struct fp_jobs_options *o);
+
+int fp_jobs_new(fp_jobs **out, fp_pool *pool, const struct fp_jobs_options *o);
+/* Cancels what runs (through the pool) and frees every job. */
+void fp_jobs_free(fp_jobs *jobs);
+
+/*
+ * Submit. Items are JSON texts (copied by the pool). -EBUSY when over
+ * max_queue; FP_EUNKNOWN_TASK; FP_ESTOPPED while the pool is stopping.
+ */
+int fp_jobs_submit(fp_jobs *jobs, enum fp_job_kind kind, const char *task,
+		   const struct fp_buf *items, size_t n, const fp_call_options *opts,
+		   fp_job **out);
+
+fp_job *fp_jobs_find(fp_jobs *jobs, const char *id);
+/* Cancel a queued or running job: -EALREADY when it has finished. */
+int fp_jobs_cancel(fp_jobs *jobs, fp_job *job);
+/* Forget a finished job now (its watchers get on_end first if any). */
+void fp_jobs_forget(fp_jobs *jobs, fp_job *job);
+
+/* Newest first, optionally only in one state; fills up to max, returns count. */
+size_t fp_jobs_list(fp_jobs *jobs, const enum fp_job_state *state, fp_job **out,
+		    size_t max);
+
+struct fp_jobs_stats {
+	uint64_t jobs;                 /* kept now */
+	uint64_t by_state[5];          /* jobs kept, per fp_job_state */
+	uint64_t items_pending;        /* counted against max_queue */
+	uint64_t items_ok, items_failed; /* since start */
+	uint64_t submitted, rejected;  /* since start; rejected: over max_queue */
+};
+void fp_jobs_stats(const fp_jobs *jobs, struct fp_jobs_stats *out);
+
+/* Stop taking submissions (drain); fp_jobs_submit then gives FP_ESTOPPED. */
+void fp_jobs_close(fp_jobs *jobs);
+/* Jobs not finished yet. */
+size_t fp_jobs_unfinished(const fp_jobs *jobs);
+
+/* --- one job -------------------------------------------------------------- */
+
+const char *fp_job_id(const fp_job *job);
+enum fp_job_kind fp_job_kind(const fp_job *job);
+const char *fp_job_task(const fp_job *job);
+enum fp_job_state fp_job_state(const fp_job *job);
+bool fp_job_finished(const fp_job *job);
+size_t fp_job_total(const fp_job *job);
+size_t fp_job_done(const fp_job *job);      /* items with a value */
+size_t fp_job_failed(const fp_job *job);    /* items with an error */
+/* Wall-clock times in ms since the epoch; finished_at 0 while running. */
+uint64_t fp_job_created_at(const fp_job *job);
+uint64_t fp_job_finished_at(const fp_job *job);
+
+/* One item's outcome, once it has one. */
+struct fp_job_item {
+	bool finished;
+	fp_item_status status;
+	const char *value;      /* JSON text when status is OK */
+	size_t value_len;
+	const char *message;    /* when not OK */
+	unsigned attempts;
+};
+/* Item i (0 <= i < total); pointers valid until the job is forgotten. */
+void fp_job_item(const fp_job *job, size_t i, struct fp_job_item *out);
+/* The k-th item to finish (0 <= k < done + failed): its index. */
+size_t fp_job_completed_index(const fp_job *job, size_t k);
+
+/*
+ * Watch a job: on_item after each item finishes (with its index), on_end once
+ * when the job finishes or is forgotten. A watch is caller-owned and stays
+ * linked until unwatched or until on_end has run (it is unlinked before).
+ * Watching a finished job calls nothing: check fp_job_finished() first.
+ */
+struct fp_job_watch {
+	void (*on_item)(struct fp_job_watch *w, fp_job *job, size_t index);
+	void (*on_end)(struct fp_job_watch *w, fp_job *job);
+	void *data;
+	struct fp_job_watch *prev, *next;    /* private */
+	fp_job *job;                         /* private */
+};
+void fp_job_watch(fp_job *job, struct fp_job_watch *w);
+void fp_job_unwatch(struct fp_job_watch *w);
+
+#endif
