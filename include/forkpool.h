@@ -158,6 +158,12 @@ struct fp_result {
 	const char *message;    /* why, when status is not OK; else NULL */
 	unsigned attempts;      /* how many times the item was started */
 	pid_t pid;              /* the worker that answered, or 0 */
+	/*
+	 * Master's view of how long it ran: from the worker being handed it
+	 * (or answering the item before it in its chunk) to its answer. 0 for
+	 * items that never ran.
+	 */
+	uint64_t duration_us;
 };
 
 /* Release what fp_pool_apply() put in `r`. */
@@ -255,6 +261,10 @@ struct fp_worker_stats {
 	uint64_t started_ms;
 };
 
+/* Task-duration histogram: upper bounds in seconds; the last is +Inf. */
+#define FP_DURATION_BUCKETS 12
+extern const double fp_duration_bounds[FP_DURATION_BUCKETS];
+
 struct fp_pool_stats {
 	unsigned workers;        /* configured N */
 	unsigned alive;          /* processes not yet reaped */
@@ -263,6 +273,9 @@ struct fp_pool_stats {
 	uint64_t crashes, timeouts, recycles, cancelled;
 	uint64_t init_failures;
 	int healthy;             /* 0 while worker start-up keeps failing */
+	/* Items answered by a worker, by duration (not cumulative), and the sum. */
+	uint64_t duration_counts[FP_DURATION_BUCKETS];
+	double duration_sum_s;
 };
 
 void fp_pool_stats(fp_pool *pool, struct fp_pool_stats *out);

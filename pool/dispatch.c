@@ -118,9 +118,23 @@ void fp__queue_fail(fp_pool *p, struct fp_call *call, fp_item_status status,
 
 /* --- results ------------------------------------------------------------- */
 
+const double fp_duration_bounds[FP_DURATION_BUCKETS] = {
+	0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 60, 1e300,
+};
+
+static void count_duration(fp_pool *p, uint64_t us)
+{
+	unsigned i = 0;
+
+	while (i < FP_DURATION_BUCKETS - 1 && (double)us > fp_duration_bounds[i] * 1e6)
+		i++;
+	p->duration_counts[i]++;
+	p->duration_sum_us += us;
+}
+
 static void item_deliver(fp_pool *p, struct fp_call *call, uint32_t index,
 			 fp_item_status status, const char *value, size_t len,
-			 const char *msg, pid_t pid)
+			 const char *msg, pid_t pid, uint64_t duration_us)
 {
 	struct fp_result r = {
 		.index = index,
@@ -130,6 +144,7 @@ static void item_deliver(fp_pool *p, struct fp_call *call, uint32_t index,
 		.message = status == FP_ITEM_OK ? NULL : msg,
 		.attempts = call->items[index].attempts,
 		.pid = pid,
+		.duration_us = duration_us,
 	};
 
 	call->finished++;
@@ -157,7 +172,7 @@ void fp__deliver_failing(fp_pool *p)
 		struct fp_qent e = q->buf[q->head];
 		queue_pop(q);
 		for (uint32_t i = 0; i < e.count; i++)
-			item_deliver(p, e.call, e.first + i, e.status, NULL, 0, e.why, 0);
+			item_deliver(p, e.call, e.first + i, e.status, NULL, 0, e.why, 0, 0);
 	}
 	/* Calls with no items finish here too. */
 	for (c = p->calls; c; c = next) {
@@ -245,6 +260,7 @@ static int send_chunk(struct fp_worker *w, struct fp_call *call, uint32_t first,
 	w->count = count;
 	w->acked = 0;
 	w->base_id = base;
+	w->mark_ns = fp_now_ns();
 	w->state = FP_WORKER_BUSY;
 	w->tasks_dispatched += count;
 	if (call->timeout_ms)
@@ -366,6 +382,7 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 	struct fp_call *call = w->call;
 	uint32_t index;
 	fp_item_status status;
+	uint64_t now, us;
 
 	if (!call || h->id != w->base_id + w->acked) {
 		worker_broken(w, "answered an item it was not given", FP_EPROTOCOL);
@@ -373,6 +390,10 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 	}
 	index = w->first + w->acked++;
 	w->tasks_done++;
+	now = fp_now_ns();
+	us = (now - w->mark_ns) / 1000u;
+	w->mark_ns = now;
+	count_duration(p, us);
 	if (h->rss_kib)
 		w->rss_kib = h->rss_kib;
 	if (w->acked == w->count) {
@@ -396,7 +417,7 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 	status = h->type == FP_FRAME_RESULT ? FP_ITEM_OK : (fp_item_status)(h->flags & 0xff);
 	if (status == FP_ITEM_OK && h->type != FP_FRAME_RESULT)
 		status = FP_ITEM_TASK_ERROR;
-	item_deliver(p, call, index, status, payload, h->len, payload, w->pid);
+	item_deliver(p, call, index, status, payload, h->len, payload, w->pid, us);
 }
 
 static void handle_frame(struct fp_worker *w, const struct fp_frame_header *h,
@@ -460,7 +481,7 @@ static void requeue(fp_pool *p, struct fp_call *call, uint32_t first, uint32_t c
 		/* Out of memory for the queue: failing beats losing them. */
 		for (uint32_t i = 0; i < count; i++)
 			item_deliver(p, call, first + i, FP_ITEM_CRASH, NULL, 0,
-				     "could not requeue the item: out of memory", 0);
+				     "could not requeue the item: out of memory", 0, 0);
 	}
 }
 
@@ -545,5 +566,6 @@ void fp__worker_account_exit(struct fp_worker *w)
 		snprintf(msg + l, sizeof(msg) - l, " (attempt %u of %u)", it->attempts,
 			 call->retries + 1);
 	}
-	item_deliver(p, call, run, status, NULL, 0, msg, w->pid);
+	item_deliver(p, call, run, status, NULL, 0, msg, w->pid,
+		     (fp_now_ns() - atomic_load(&w->shm->started_ns)) / 1000u);
 }

@@ -610,6 +610,8 @@ void fp_pool_stats(fp_pool *p, struct fp_pool_stats *s)
 	s->cancelled = p->ncancelled;
 	s->init_failures = p->init_failures;
 	s->healthy = p->state == FP_POOL_RUNNING && p->start_failures < FP_UNHEALTHY_AFTER;
+	memcpy(s->duration_counts, p->duration_counts, sizeof(s->duration_counts));
+	s->duration_sum_s = (double)p->duration_sum_us / 1e6;
 }
 
 size_t fp_pool_workers(fp_pool *p, struct fp_worker_stats *out, size_t max)

@@ -90,6 +90,7 @@ struct fp_worker {
 	struct fp_call *call;
 	uint32_t first, count, acked;
 	uint64_t base_id;          /* frame id of the chunk's first item */
+	uint64_t mark_ns;          /* chunk sent, or its last answer came */
 	char *wbuf;
 
 	uint64_t tasks_dispatched, tasks_done, tasks_limit;
@@ -161,6 +162,8 @@ struct fp_pool {
 	uint64_t done, failed, crashes, timeouts, recycles, ncancelled;
 	uint64_t init_failures;
 	unsigned start_failures;   /* consecutive, across slots */
+	uint64_t duration_counts[FP_DURATION_BUCKETS];
+	uint64_t duration_sum_us;
 };
 
 /* dispatch.c */

@@ -234,6 +234,29 @@ static void apply_returns_the_value(void **state)
 	fp_pool_free(p);
 }
 
+static void durations_are_measured(void **state)
+{
+	fp_pool *p = new_pool(1);
+	struct fp_pool_stats st;
+	struct fp_result r;
+	uint64_t n = 0;
+
+	assert_int_equal(fp_pool_apply(p, "sleep", "50", 2, NULL, &r), 0);
+	assert_int_equal(r.status, FP_ITEM_OK);
+	assert_true(r.duration_us >= 50000);
+	fp_result_clear(&r);
+	fp_pool_stats(p, &st);
+	for (int i = 0; i < FP_DURATION_BUCKETS; i++) {
+		n += st.duration_counts[i];
+		/* 50 ms lands in the (0.01, 0.05] bucket or, if slow, above it. */
+		if (fp_duration_bounds[i] < 0.05)
+			assert_int_equal(st.duration_counts[i], 0);
+	}
+	assert_int_equal(n, 1);
+	assert_true(st.duration_sum_s >= 0.05);
+	fp_pool_free(p);
+}
+
 static void unknown_task_is_refused_up_front(void **state)
 {
 	fp_pool *p = new_pool(1);
@@ -1019,6 +1042,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(apply_returns_the_value),
+		cmocka_unit_test(durations_are_measured),
 		cmocka_unit_test(unknown_task_is_refused_up_front),
 		cmocka_unit_test(map_returns_every_item_in_order),
 		cmocka_unit_test(empty_map_completes),
