@@ -1,0 +1,658 @@
+/*
+ * The JSON API: routing, authentication, error bodies, submissions (apply,
+ * map in JSON and NDJSON), and answering a job when it finishes (?wait=S).
+ * Job documents and result streams are in api_jobs.c; tasks, workers,
+ * health and metrics in api_info.c.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
+
+#include "api_impl.h"
+#include "loop.h"
+
+#define DEFAULT_MAX_WAIT_MS (300u * 1000)
+#define MAX_RETRIES 100
+
+const char *const fp__api_restart_reasons[5] = {
+	"recycled", "crash", "timeout", "rss", "reload",
+};
+
+void fp_api_options_init(struct fp_api_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->max_wait_ms = DEFAULT_MAX_WAIT_MS;
+	o->version = FP_VERSION_STRING;
+}
+
+int fp_api_new(fp_api **out, fp_pool *pool, fp_jobs *jobs, const struct fp_api_options *o)
+{
+	fp_api *api = calloc(1, sizeof(*api));
+
+	*out = NULL;
+	if (!api)
+		return -ENOMEM;
+	api->pool = pool;
+	api->jobs = jobs;
+	api->loop = fp_pool_loop(pool);
+	api->max_wait_ms = o->max_wait_ms ? o->max_wait_ms : DEFAULT_MAX_WAIT_MS;
+	api->version = strdup(o->version ? o->version : FP_VERSION_STRING);
+	if (o->token) {
+		api->token = strdup(o->token);
+		api->token_len = strlen(o->token);
+	}
+	if (!api->version || (o->token && !api->token)) {
+		free(api->version);
+		free(api->token);
+		free(api);
+		return -ENOMEM;
+	}
+	api->started_ms = fp_now_ms();
+	*out = api;
+	return 0;
+}
+
+void fp_api_attach_http(fp_api *api, fp_http_server *http)
+{
+	api->http = http;
+}
+
+void fp_api_set_draining(fp_api *api, bool draining)
+{
+	api->draining = draining;
+}
+
+void fp_api_count_restart(fp_api *api, const char *reason)
+{
+	for (size_t i = 0; i < 5; i++)
+		if (strcmp(reason, fp__api_restart_reasons[i]) == 0)
+			api->restarts[i]++;
+}
+
+/* --- responses ----------------------------------------------------------- */
+
+void fp__api_json(fp_http_request *req, int status, struct sbuf *b)
+{
+	if (b->oom) {
+		fp_http_respond(req, 500, "application/json",
+				"{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}", 59);
+		return;
+	}
+	sbuf_add(b, "\n", 1);
+	fp_http_respond(req, status, "application/json", b->data, b->len);
+}
+
+void fp__api_error(fp_http_request *req, int status, const char *code, const char *fmt, ...)
+{
+	struct sbuf b;
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	sbuf_init(&b);
+	sbuf_printf(&b, "{\"error\":{\"code\":\"%s\",\"message\":", code);
+	sbuf_json_string(&b, msg, strlen(msg));
+	sbuf_adds(&b, "}}");
+	fp__api_json(req, status, &b);
+	sbuf_free(&b);
+}
+
+/* --- waiting for a job --------------------------------------------------- */
+
+struct api_waiter {
+	fp_api *api;
+	fp_http_request *req;
+	fp_job *job;
+	struct fp_job_watch watch;
+	fp_timer timer;
+	int status;
+	bool results;
+	struct api_waiter *prev, *next;
+};
+
+static void waiter_unlink(struct api_waiter *w)
+{
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		w->api->waiters = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+}
+
+static void waiter_free(struct api_waiter *w)
+{
+	if (w->watch.job)
+		fp_job_unwatch(&w->watch);
+	fp_timer_stop(&w->timer);
+	fp_http_on_close(w->req, NULL, NULL);
+	waiter_unlink(w);
+	free(w);
+}
+
+/* Answer with the job as it is now, and be done. */
+static void waiter_answer(struct api_waiter *w)
+{
+	struct sbuf b;
+
+	sbuf_init(&b);
+	fp__api_job_doc(&b, w->job, w->results);
+	fp__api_json(w->req, w->status, &b);
+	sbuf_free(&b);
+	waiter_free(w);
+}
+
+static void waiter_on_end(struct fp_job_watch *watch, fp_job *job)
+{
+	struct api_waiter *w = watch->data;
+
+	/* The watch is already unlinked. */
+	w->watch.job = NULL;
+	waiter_answer(w);
+}
+
+static void waiter_timeout(fp_timer *t)
+{
+	waiter_answer(t->data);
+}
+
+static void waiter_closed(fp_http_request *req, void *data)
+{
+	waiter_free(data);
+}
+
+void fp__api_answer_job(fp_api *api, fp_http_request *req, fp_job *job, int status,
+			int64_t wait_ms, bool results)
+{
+	struct api_waiter *w;
+	struct sbuf b;
+
+	if (wait_ms > 0 && !fp_job_finished(job) && (w = calloc(1, sizeof(*w)))) {
+		w->api = api;
+		w->req = req;
+		w->job = job;
+		w->status = status;
+		w->results = results;
+		w->watch.on_end = waiter_on_end;
+		w->watch.data = w;
+		w->timer.data = w;
+		w->next = api->waiters;
+		if (api->waiters)
+			api->waiters->prev = w;
+		api->waiters = w;
+		fp_job_watch(job, &w->watch);
+		fp_timer_start(api->loop, &w->timer, (uint64_t)wait_ms, waiter_timeout);
+		fp_http_on_close(req, waiter_closed, w);
+		return;
+	}
+	sbuf_init(&b);
+	fp__api_job_doc(&b, job, results);
+	fp__api_json(req, status, &b);
+	sbuf_free(&b);
+}
+
+int64_t fp__api_wait_ms(fp_api *api, fp_http_request *req)
+{
+	const char *s = fp_http_query(req, "wait");
+	char *end;
+	double secs;
+
+	if (!s)
+		return -1;
+	secs = strtod(s, &end);
+	if (end == s || *end || secs < 0 || secs != secs)
+		return -2;
+	if (secs * 1000.0 > (double)api->max_wait_ms)
+		return (int64_t)api->max_wait_ms;
+	return (int64_t)(secs * 1000.0);
+}
+
+/* --- submissions --------------------------------------------------------- */
+
+/* Content-Type's media type, without parameters, compared case-insensitively. */
+static bool media_type_is(fp_http_request *req, const char *want)
+{
+	const char *ct = fp_http_header(req, "Content-Type");
+	size_t n = strlen(want);
+
+	if (!ct)
+		return false;
+	while (*ct == ' ')
+		ct++;
+	return strncasecmp(ct, want, n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+static void reply_unknown_task(fp_api *api, fp_http_request *req, const char *task)
+{
+	size_t n, i;
+	const struct fp_task_info *t = fp_pool_tasks(api->pool, &n);
+	struct sbuf known;
+
+	sbuf_init(&known);
+	for (i = 0; i < n; i++) {
+		if (i)
+			sbuf_adds(&known, ", ");
+		sbuf_adds(&known, t[i].name);
+	}
+	fp__api_error(req, 400, "unknown_task", "unknown task '%s'; known tasks: %s", task,
+		      known.data ? known.data : "");
+	sbuf_free(&known);
+}
+
+/* Map a submission error to its answer. */
+static void reply_submit_error(fp_api *api, fp_http_request *req, const char *task, int err)
+{
+	if (err == FP_EUNKNOWN_TASK) {
+		reply_unknown_task(api, req, task);
+	} else if (err == -EBUSY) {
+		fp_http_add_header(req, "Retry-After", "1");
+		fp__api_error(req, 429, "queue_full",
+			      "too many items are waiting; try again later");
+	} else if (err == FP_ESTOPPED) {
+		fp__api_error(req, 503, "shutting_down", "the server is shutting down");
+	} else if (err == -E2BIG) {
+		fp__api_error(req, 413, "body_too_large", "too many items in one call");
+	} else {
+		fp__api_error(req, 500, "internal", "cannot submit: %s", fp_strerror(err));
+	}
+}
+
+/* A non-negative integer member, or the default when absent. */
+static int get_uint(json_t *obj, const char *key, int64_t dflt, int64_t max, int64_t *out,
+		    fp_http_request *req)
+{
+	json_t *v = json_object_get(obj, key);
+
+	if (!v || json_is_null(v)) {
+		*out = dflt;
+		return 0;
+	}
+	if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > max) {
+		fp__api_error(req, 400, "bad_request", "\"%s\" must be an integer from 0 to %lld",
+			      key, (long long)max);
+		return -EINVAL;
+	}
+	*out = json_integer_value(v);
+	return 0;
+}
+
+/* The same from the query string (for NDJSON maps). */
+static int query_uint(fp_http_request *req, const char *key, int64_t dflt, int64_t max,
+		      int64_t *out)
+{
+	const char *s = fp_http_query(req, key);
+	char *end;
+	long long v;
+
+	if (!s) {
+		*out = dflt;
+		return 0;
+	}
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (end == s || *end || errno || v < 0 || v > max) {
+		fp__api_error(req, 400, "bad_request", "?%s= must be an integer from 0 to %lld",
+			      key, (long long)max);
+		return -EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
+static json_t *parse_body(fp_http_request *req)
+{
+	size_t len;
+	const char *body = fp_http_body(req, &len);
+	json_error_t err;
+	json_t *j;
+
+	if (!media_type_is(req, "application/json")) {
+		fp__api_error(req, 415, "unsupported_media_type",
+			      "expected Content-Type: application/json%s, got %s",
+			      strcmp(fp_http_path(req), "/v1/map") == 0 ? " or application/x-ndjson" : "",
+			      fp_http_header(req, "Content-Type") ? fp_http_header(req, "Content-Type") : "none");
+		return NULL;
+	}
+	j = json_loadb(body, len, 0, &err);
+	if (!j) {
+		fp__api_error(req, 400, "bad_json", "invalid JSON at byte %d (line %d, column %d): %s",
+			      err.position, err.line, err.column, err.text);
+		return NULL;
+	}
+	if (!json_is_object(j)) {
+		fp__api_error(req, 400, "bad_request", "the body must be a JSON object");
+		json_decref(j);
+		return NULL;
+	}
+	return j;
+}
+
+static void submitted(fp_api *api, fp_http_request *req, fp_job *job)
+{
+	int64_t wait = fp__api_wait_ms(api, req);
+	char loc[64];
+
+	if (wait >= 0) {
+		fp__api_answer_job(api, req, job, 200, wait, false);
+		return;
+	}
+	snprintf(loc, sizeof(loc), "/v1/jobs/%s", fp_job_id(job));
+	fp_http_add_header(req, "Location", loc);
+	fp__api_answer_job(api, req, job, 202, 0, false);
+}
+
+static void post_apply(fp_api *api, fp_http_request *req)
+{
+	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
+	json_t *body = parse_body(req), *task, *args;
+	int64_t timeout, retries;
+	struct fp_buf item;
+	fp_job *job;
+	char *text;
+	int err;
+
+	if (!body)
+		return;
+	task = json_object_get(body, "task");
+	if (!json_is_string(task)) {
+		fp__api_error(req, 400, "bad_request", "\"task\" must be a string naming a task");
+		goto out;
+	}
+	if (get_uint(body, "timeout_ms", -1, INT64_MAX / 1000000, &timeout, req) ||
+	    get_uint(body, "retries", 0, MAX_RETRIES, &retries, req))
+		goto out;
+	args = json_object_get(body, "args");
+	text = args ? json_dumps(args, JSON_COMPACT | JSON_ENCODE_ANY) : strdup("null");
+	if (!text) {
+		fp__api_error(req, 500, "internal", "out of memory");
+		goto out;
+	}
+	co.timeout_ms = timeout;
+	co.retries = (unsigned)retries;
+	item = (struct fp_buf){ text, strlen(text) };
+	err = fp_jobs_submit(api->jobs, FP_JOB_APPLY, json_string_value(task), &item, 1, &co, &job);
+	free(text);
+	if (err)
+		reply_submit_error(api, req, json_string_value(task), err);
+	else
+		submitted(api, req, job);
+out:
+	json_decref(body);
+}
+
+static void submit_map(fp_api *api, fp_http_request *req, const char *task,
+		       struct fp_buf *items, size_t n, const fp_call_options *co)
+{
+	fp_job *job;
+	int err = fp_jobs_submit(api->jobs, FP_JOB_MAP, task, items, n, co, &job);
+
+	if (err)
+		reply_submit_error(api, req, task, err);
+	else
+		submitted(api, req, job);
+}
+
+static void post_map_json(fp_api *api, fp_http_request *req)
+{
+	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
+	json_t *body = parse_body(req), *task, *items, *v;
+	int64_t timeout, retries, chunksize;
+	struct fp_buf *bufs = NULL;
+	size_t i, n = 0;
+
+	if (!body)
+		return;
+	task = json_object_get(body, "task");
+	items = json_object_get(body, "items");
+	if (!json_is_string(task)) {
+		fp__api_error(req, 400, "bad_request", "\"task\" must be a string naming a task");
+		goto out;
+	}
+	if (!json_is_array(items)) {
+		fp__api_error(req, 400, "bad_request", "\"items\" must be an array");
+		goto out;
+	}
+	if (get_uint(body, "timeout_ms", -1, INT64_MAX / 1000000, &timeout, req) ||
+	    get_uint(body, "retries", 0, MAX_RETRIES, &retries, req) ||
+	    get_uint(body, "chunksize", 0, UINT32_MAX, &chunksize, req))
+		goto out;
+	n = json_array_size(items);
+	bufs = calloc(n ? n : 1, sizeof(*bufs));
+	if (!bufs) {
+		fp__api_error(req, 500, "internal", "out of memory");
+		goto out;
+	}
+	json_array_foreach(items, i, v) {
+		char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		if (!t) {
+			fp__api_error(req, 500, "internal", "out of memory");
+			n = i;
+			goto out;
+		}
+		bufs[i] = (struct fp_buf){ t, strlen(t) };
+	}
+	co.timeout_ms = timeout;
+	co.retries = (unsigned)retries;
+	co.chunksize = (size_t)chunksize;
+	submit_map(api, req, json_string_value(task), bufs, n, &co);
+out:
+	for (i = 0; bufs && i < n; i++)
+		free((char *)bufs[i].base);
+	free(bufs);
+	json_decref(body);
+}
+
+/*
+ * NDJSON: one item per line, so a client can stream millions of items
+ * without building one array. Each line must be JSON on its own.
+ */
+static void post_map_ndjson(fp_api *api, fp_http_request *req)
+{
+	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
+	const char *task = fp_http_query(req, "task");
+	int64_t timeout, retries, chunksize;
+	size_t len, n = 0, cap = 0, line = 0;
+	const char *body = fp_http_body(req, &len), *p = body, *end = body + len;
+	struct fp_buf *bufs = NULL;
+
+	if (!task || !*task) {
+		fp__api_error(req, 400, "bad_request",
+			      "an NDJSON map names its task in the query: /v1/map?task=NAME");
+		return;
+	}
+	if (query_uint(req, "timeout_ms", -1, INT64_MAX / 1000000, &timeout) ||
+	    query_uint(req, "retries", 0, MAX_RETRIES, &retries) ||
+	    query_uint(req, "chunksize", 0, UINT32_MAX, &chunksize))
+		return;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *e = nl ? nl : end, *s = p;
+		json_error_t err;
+		json_t *j;
+
+		line++;
+		p = nl ? nl + 1 : end;
+		while (s < e && (*s == ' ' || *s == '\t' || *s == '\r'))
+			s++;
+		while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+			e--;
+		if (s == e)
+			continue;
+		j = json_loadb(s, (size_t)(e - s), JSON_DECODE_ANY, &err);
+		if (!j) {
+			fp__api_error(req, 400, "bad_json", "line %zu is not JSON (column %d): %s",
+				      line, err.column, err.text);
+			goto out;
+		}
+		json_decref(j);
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 1024;
+			struct fp_buf *nb = realloc(bufs, ncap * sizeof(*nb));
+			if (!nb) {
+				fp__api_error(req, 500, "internal", "out of memory");
+				goto out;
+			}
+			bufs = nb;
+			cap = ncap;
+		}
+		bufs[n++] = (struct fp_buf){ s, (size_t)(e - s) };
+	}
+	co.timeout_ms = timeout;
+	co.retries = (unsigned)retries;
+	co.chunksize = (size_t)chunksize;
+	submit_map(api, req, task, bufs, n, &co);
+out:
+	free(bufs);
+}
+
+/* --- routing ------------------------------------------------------------- */
+
+static void method_not_allowed(fp_http_request *req, const char *allow)
+{
+	fp_http_add_header(req, "Allow", allow);
+	fp__api_error(req, 405, "method_not_allowed", "%s is not allowed on %s; allowed: %s",
+		      fp_http_method(req), fp_http_path(req), allow);
+}
+
+static bool method_is(fp_http_request *req, const char *m)
+{
+	return strcmp(fp_http_method(req), m) == 0;
+}
+
+/* GET, and HEAD where a GET is allowed. */
+static bool is_get(fp_http_request *req)
+{
+	return method_is(req, "GET") || method_is(req, "HEAD");
+}
+
+/* Compare in constant time, so the token cannot be guessed byte by byte. */
+static bool token_ok(fp_api *api, fp_http_request *req)
+{
+	const char *h = fp_http_header(req, "Authorization");
+	unsigned char diff = 0;
+	size_t i, n;
+
+	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+		return false;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	n = strlen(h);
+	diff = n != api->token_len;
+	for (i = 0; i < api->token_len; i++)
+		diff |= (unsigned char)(api->token[i] ^ (i < n ? h[i] : 0));
+	return diff == 0;
+}
+
+static void route_job(fp_api *api, fp_http_request *req, const char *rest)
+{
+	const char *slash = strchr(rest, '/');
+	size_t idlen = slash ? (size_t)(slash - rest) : strlen(rest);
+	char id[80];
+	fp_job *job;
+
+	if (idlen == 0 || idlen >= sizeof(id) || (slash && strcmp(slash, "/results") != 0)) {
+		fp__api_error(req, 404, "not_found", "no such resource: %s", fp_http_path(req));
+		return;
+	}
+	memcpy(id, rest, idlen);
+	id[idlen] = '\0';
+	if (slash) {
+		if (!is_get(req)) {
+			method_not_allowed(req, "GET, HEAD");
+			return;
+		}
+	} else if (!is_get(req) && !method_is(req, "DELETE")) {
+		method_not_allowed(req, "GET, HEAD, DELETE");
+		return;
+	}
+	job = fp_jobs_find(api->jobs, id);
+	if (!job) {
+		fp__api_error(req, 404, "no_such_job",
+			      "no job with id '%s' (finished jobs are kept for a while, then forgotten)", id);
+		return;
+	}
+	if (slash)
+		fp__api_job_results(api, req, job);
+	else if (method_is(req, "DELETE"))
+		fp__api_job_delete(api, req, job);
+	else
+		fp__api_job_get(api, req, job);
+}
+
+void fp_api_handler(fp_http_request *req, void *data)
+{
+	fp_api *api = data;
+	const char *path = fp_http_path(req);
+
+	if (api->token && strcmp(path, "/v1/health") != 0 && !token_ok(api, req)) {
+		fp_http_add_header(req, "WWW-Authenticate", "Bearer");
+		fp__api_error(req, 401, "unauthorized",
+			      "this server needs Authorization: Bearer TOKEN");
+		return;
+	}
+
+	if (strcmp(path, "/v1/apply") == 0 || strcmp(path, "/v1/map") == 0) {
+		bool map = path[4] == 'm';
+		if (!method_is(req, "POST")) {
+			method_not_allowed(req, "POST");
+		} else if (api->draining) {
+			fp__api_error(req, 503, "shutting_down",
+				      "the server is shutting down and takes no new jobs");
+		} else if (fp__api_wait_ms(api, req) == -2) {
+			fp__api_error(req, 400, "bad_request", "?wait= must be a number of seconds");
+		} else if (!map) {
+			post_apply(api, req);
+		} else if (media_type_is(req, "application/x-ndjson")) {
+			post_map_ndjson(api, req);
+		} else {
+			post_map_json(api, req);
+		}
+		return;
+	}
+	if (strncmp(path, "/v1/jobs/", 9) == 0) {
+		route_job(api, req, path + 9);
+		return;
+	}
+
+	static const struct {
+		const char *path;
+		void (*fn)(fp_api *, fp_http_request *);
+	} gets[] = {
+		{ "/v1/jobs", fp__api_jobs_list },
+		{ "/v1/tasks", fp__api_tasks },
+		{ "/v1/workers", fp__api_workers },
+		{ "/v1/health", fp__api_health },
+		{ "/metrics", fp__api_metrics },
+	};
+	for (size_t i = 0; i < sizeof(gets) / sizeof(gets[0]); i++) {
+		if (strcmp(path, gets[i].path) != 0)
+			continue;
+		if (!is_get(req))
+			method_not_allowed(req, "GET, HEAD");
+		else
+			gets[i].fn(api, req);
+		return;
+	}
+	fp__api_error(req, 404, "not_found", "no such resource: %s", path);
+}
+
+void fp_api_free(fp_api *api)
+{
+	if (!api)
+		return;
+	/* Answer every long-poll with what there is now. */
+	while (api->waiters)
+		waiter_answer(api->waiters);
+	fp__api_streams_end(api);
+	free(api->token);
+	free(api->version);
+	free(api);
+}

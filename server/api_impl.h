@@ -1,0 +1,63 @@
+/* The API's insides, shared by api.c (routing, submissions, waiting),
+ * api_jobs.c (job documents and result streams) and api_info.c (tasks,
+ * workers, health, metrics). */
+#ifndef FP_SERVER_API_IMPL_H
+#define FP_SERVER_API_IMPL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "api.h"
+#include "sbuf.h"
+
+struct api_waiter;
+struct api_stream;
+
+struct fp_api {
+	fp_pool *pool;
+	fp_jobs *jobs;
+	fp_http_server *http;
+	fp_loop *loop;
+	char *token;
+	size_t token_len;
+	uint64_t max_wait_ms;
+	char *version;
+	bool draining;
+	uint64_t started_ms;
+
+	/* Open long-polls and streams, answered or ended by fp_api_free(). */
+	struct api_waiter *waiters;
+	struct api_stream *streams;
+
+	/* Worker restarts by reason, for /metrics. */
+	uint64_t restarts[5];
+};
+
+/* Reasons counted in fp_api.restarts, in order. */
+extern const char *const fp__api_restart_reasons[5];
+
+/* api.c */
+void fp__api_error(fp_http_request *req, int status, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+void fp__api_json(fp_http_request *req, int status, struct sbuf *b);
+/* Seconds from ?wait=S as ms, capped; -1 when absent; -2 when malformed. */
+int64_t fp__api_wait_ms(fp_api *api, fp_http_request *req);
+/* Answer `job`'s document now, or once it finishes (or wait_ms passes). */
+void fp__api_answer_job(fp_api *api, fp_http_request *req, fp_job *job, int status,
+			int64_t wait_ms, bool results);
+
+/* api_jobs.c */
+void fp__api_job_doc(struct sbuf *b, fp_job *job, bool results);
+void fp__api_jobs_list(fp_api *api, fp_http_request *req);
+void fp__api_job_get(fp_api *api, fp_http_request *req, fp_job *job);
+void fp__api_job_delete(fp_api *api, fp_http_request *req, fp_job *job);
+void fp__api_job_results(fp_api *api, fp_http_request *req, fp_job *job);
+void fp__api_streams_end(fp_api *api);
+
+/* api_info.c */
+void fp__api_tasks(fp_api *api, fp_http_request *req);
+void fp__api_workers(fp_api *api, fp_http_request *req);
+void fp__api_health(fp_api *api, fp_http_request *req);
+void fp__api_metrics(fp_api *api, fp_http_request *req);
+
+#endif

@@ -1,0 +1,197 @@
+/* What the server can tell about itself: tasks, workers, health, metrics. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api_impl.h"
+#include "loop.h"
+
+#define WORKERS_MAX 1024
+
+void fp__api_tasks(fp_api *api, fp_http_request *req)
+{
+	size_t n, i;
+	const struct fp_task_info *t = fp_pool_tasks(api->pool, &n);
+	struct sbuf b;
+
+	sbuf_init(&b);
+	sbuf_adds(&b, "{\"tasks\":[");
+	for (i = 0; i < n; i++) {
+		sbuf_adds(&b, i ? ",{\"name\":" : "{\"name\":");
+		sbuf_json_string(&b, t[i].name, strlen(t[i].name));
+		sbuf_adds(&b, ",\"module\":");
+		sbuf_json_string(&b, t[i].module, strlen(t[i].module));
+		sbuf_adds(&b, ",\"doc\":");
+		if (t[i].doc)
+			sbuf_json_string(&b, t[i].doc, strlen(t[i].doc));
+		else
+			sbuf_adds(&b, "null");
+		sbuf_adds(&b, "}");
+	}
+	sbuf_adds(&b, "]}");
+	fp__api_json(req, 200, &b);
+	sbuf_free(&b);
+}
+
+void fp__api_workers(fp_api *api, fp_http_request *req)
+{
+	struct fp_worker_stats *ws = calloc(WORKERS_MAX, sizeof(*ws));
+	struct fp_pool_stats st;
+	uint64_t now = fp_now_ms();
+	size_t n, i;
+	struct sbuf b;
+
+	if (!ws) {
+		fp__api_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	n = fp_pool_workers(api->pool, ws, WORKERS_MAX);
+	if (n > WORKERS_MAX)
+		n = WORKERS_MAX;
+	fp_pool_stats(api->pool, &st);
+	sbuf_init(&b);
+	sbuf_adds(&b, "{\"workers\":[");
+	for (i = 0; i < n; i++) {
+		sbuf_printf(&b, "%s{\"pid\":%d,\"slot\":%u,\"generation\":%llu,\"state\":\"%s\","
+			    "\"tasks_done\":%llu,\"tasks_limit\":%llu,\"rss_bytes\":%zu,"
+			    "\"uptime_ms\":%llu,\"task\":",
+			    i ? "," : "", (int)ws[i].pid, ws[i].slot,
+			    (unsigned long long)ws[i].generation, fp_worker_state_name(ws[i].state),
+			    (unsigned long long)ws[i].tasks_done,
+			    (unsigned long long)ws[i].tasks_limit, ws[i].rss_bytes,
+			    (unsigned long long)(now - ws[i].started_ms));
+		if (ws[i].task) {
+			sbuf_json_string(&b, ws[i].task, strlen(ws[i].task));
+			sbuf_printf(&b, ",\"task_running_ms\":%llu",
+				    (unsigned long long)(now > ws[i].task_started_ms ?
+							 now - ws[i].task_started_ms : 0));
+		} else {
+			sbuf_adds(&b, "null");
+		}
+		sbuf_adds(&b, "}");
+	}
+	sbuf_printf(&b, "],\"pool\":{\"workers\":%u,\"alive\":%u,\"able\":%u,\"queued\":%llu,"
+		    "\"running\":%llu,\"done\":%llu,\"failed\":%llu,\"crashes\":%llu,"
+		    "\"timeouts\":%llu,\"recycles\":%llu,\"healthy\":%s}}",
+		    st.workers, st.alive, st.able, (unsigned long long)st.queued,
+		    (unsigned long long)st.running, (unsigned long long)st.done,
+		    (unsigned long long)st.failed, (unsigned long long)st.crashes,
+		    (unsigned long long)st.timeouts, (unsigned long long)st.recycles,
+		    st.healthy ? "true" : "false");
+	fp__api_json(req, 200, &b);
+	sbuf_free(&b);
+	free(ws);
+}
+
+void fp__api_health(fp_api *api, fp_http_request *req)
+{
+	struct fp_pool_stats st;
+	const char *status;
+	struct sbuf b;
+
+	fp_pool_stats(api->pool, &st);
+	if (api->draining)
+		status = "draining";
+	else if (!st.healthy || st.able == 0)
+		status = "unhealthy";
+	else
+		status = "ok";
+	sbuf_init(&b);
+	sbuf_printf(&b, "{\"status\":\"%s\",\"backend\":\"%s\",\"workers\":%u,\"able\":%u,"
+		    "\"queued\":%llu,\"running\":%llu,\"version\":",
+		    status, fp_loop_backend_name(api->loop), st.workers, st.able,
+		    (unsigned long long)st.queued, (unsigned long long)st.running);
+	sbuf_json_string(&b, api->version, strlen(api->version));
+	sbuf_printf(&b, ",\"uptime_ms\":%llu}", (unsigned long long)(fp_now_ms() - api->started_ms));
+	fp__api_json(req, strcmp(status, "ok") == 0 ? 200 : 503, &b);
+	sbuf_free(&b);
+}
+
+static void metric_head(struct sbuf *b, const char *name, const char *type, const char *help)
+{
+	sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* Prometheus text exposition format, version 0.0.4. */
+void fp__api_metrics(fp_api *api, fp_http_request *req)
+{
+	static const char *const classes[] = { "", "1xx", "2xx", "3xx", "4xx", "5xx" };
+	struct fp_http_stats hs = { 0 };
+	struct fp_jobs_stats js;
+	struct fp_pool_stats ps;
+	struct sbuf b;
+	int i;
+
+	if (api->http)
+		fp_http_server_stats(api->http, &hs);
+	fp_jobs_stats(api->jobs, &js);
+	fp_pool_stats(api->pool, &ps);
+	sbuf_init(&b);
+
+	metric_head(&b, "forkpool_http_requests_total", "counter", "HTTP responses sent, by status class.");
+	for (i = 1; i <= 5; i++)
+		sbuf_printf(&b, "forkpool_http_requests_total{code=\"%s\"} %llu\n", classes[i],
+			    (unsigned long long)hs.responses[i]);
+	metric_head(&b, "forkpool_http_connections", "gauge", "Open client connections.");
+	sbuf_printf(&b, "forkpool_http_connections %llu\n", (unsigned long long)hs.open);
+	metric_head(&b, "forkpool_http_connections_refused_total", "counter",
+		    "Connections closed at once for being over --max-connections.");
+	sbuf_printf(&b, "forkpool_http_connections_refused_total %llu\n", (unsigned long long)hs.refused);
+
+	metric_head(&b, "forkpool_jobs", "gauge", "Jobs kept, by state.");
+	for (i = FP_JOB_QUEUED; i <= FP_JOB_CANCELLED; i++)
+		sbuf_printf(&b, "forkpool_jobs{state=\"%s\"} %llu\n", fp_job_state_name(i),
+			    (unsigned long long)js.by_state[i]);
+	metric_head(&b, "forkpool_jobs_submitted_total", "counter", "Jobs accepted.");
+	sbuf_printf(&b, "forkpool_jobs_submitted_total %llu\n", (unsigned long long)js.submitted);
+	metric_head(&b, "forkpool_jobs_rejected_total", "counter", "Submissions refused: queue full.");
+	sbuf_printf(&b, "forkpool_jobs_rejected_total %llu\n", (unsigned long long)js.rejected);
+	metric_head(&b, "forkpool_items_total", "counter", "Items finished, by outcome.");
+	sbuf_printf(&b, "forkpool_items_total{state=\"ok\"} %llu\n", (unsigned long long)js.items_ok);
+	sbuf_printf(&b, "forkpool_items_total{state=\"failed\"} %llu\n", (unsigned long long)js.items_failed);
+	metric_head(&b, "forkpool_items_pending", "gauge", "Items submitted and not finished.");
+	sbuf_printf(&b, "forkpool_items_pending %llu\n", (unsigned long long)js.items_pending);
+
+	metric_head(&b, "forkpool_queue_depth", "gauge", "Items waiting for a worker.");
+	sbuf_printf(&b, "forkpool_queue_depth %llu\n", (unsigned long long)ps.queued);
+	metric_head(&b, "forkpool_items_running", "gauge", "Items handed to workers.");
+	sbuf_printf(&b, "forkpool_items_running %llu\n", (unsigned long long)ps.running);
+	metric_head(&b, "forkpool_workers", "gauge", "Worker processes, and those able to take work.");
+	sbuf_printf(&b, "forkpool_workers{kind=\"configured\"} %u\n", ps.workers);
+	sbuf_printf(&b, "forkpool_workers{kind=\"alive\"} %u\n", ps.alive);
+	sbuf_printf(&b, "forkpool_workers{kind=\"able\"} %u\n", ps.able);
+	metric_head(&b, "forkpool_worker_restarts_total", "counter", "Workers replaced, by reason.");
+	sbuf_printf(&b, "forkpool_worker_restarts_total{reason=\"recycled\"} %llu\n",
+		    (unsigned long long)ps.recycles);
+	sbuf_printf(&b, "forkpool_worker_restarts_total{reason=\"crash\"} %llu\n",
+		    (unsigned long long)ps.crashes);
+	sbuf_printf(&b, "forkpool_worker_restarts_total{reason=\"timeout\"} %llu\n",
+		    (unsigned long long)ps.timeouts);
+	sbuf_printf(&b, "forkpool_worker_restarts_total{reason=\"start_failure\"} %llu\n",
+		    (unsigned long long)ps.init_failures);
+	sbuf_printf(&b, "forkpool_worker_restarts_total{reason=\"reload\"} %llu\n",
+		    (unsigned long long)api->restarts[4]);
+	metric_head(&b, "forkpool_task_duration_seconds", "histogram",
+		    "Time from handing an item to a worker to its answer.");
+	uint64_t cum = 0;
+	for (i = 0; i < FP_DURATION_BUCKETS; i++) {
+		cum += ps.duration_counts[i];
+		if (i == FP_DURATION_BUCKETS - 1)
+			sbuf_printf(&b, "forkpool_task_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+				    (unsigned long long)cum);
+		else
+			sbuf_printf(&b, "forkpool_task_duration_seconds_bucket{le=\"%g\"} %llu\n",
+				    fp_duration_bounds[i], (unsigned long long)cum);
+	}
+	sbuf_printf(&b, "forkpool_task_duration_seconds_sum %.6f\n", ps.duration_sum_s);
+	sbuf_printf(&b, "forkpool_task_duration_seconds_count %llu\n", (unsigned long long)cum);
+	metric_head(&b, "forkpool_healthy", "gauge", "1 when workers can run tasks.");
+	sbuf_printf(&b, "forkpool_healthy %d\n", ps.healthy && ps.able > 0 && !api->draining);
+
+	if (b.oom) {
+		fp__api_error(req, 500, "internal", "out of memory");
+	} else {
+		fp_http_respond(req, 200, "text/plain; version=0.0.4", b.data, b.len);
+	}
+	sbuf_free(&b);
+}

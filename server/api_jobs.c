@@ -1,0 +1,313 @@
+/*
+ * Jobs over HTTP: the job document, the list, cancel and forget, and the
+ * NDJSON stream of results as items finish (in input or completion order),
+ * written with back-pressure.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api_impl.h"
+
+#define LIST_DEFAULT 100
+#define LIST_MAX 1000
+/* A stream writes this much per chunk before checking back-pressure again. */
+#define STREAM_BATCH (64u * 1024)
+/* DELETE waits this long for a cancelled job to settle before answering. */
+#define CANCEL_WAIT_MS 5000
+
+static void item_json(struct sbuf *b, const struct fp_job_item *it)
+{
+	if (it->status == FP_ITEM_OK) {
+		sbuf_adds(b, "{\"value\":");
+		sbuf_add(b, it->value, it->value_len);
+		sbuf_adds(b, "}");
+		return;
+	}
+	sbuf_adds(b, "{\"error\":{\"type\":\"");
+	sbuf_adds(b, fp_item_status_name(it->status));
+	sbuf_adds(b, "\",\"message\":");
+	sbuf_json_string(b, it->message ? it->message : "", it->message ? strlen(it->message) : 0);
+	sbuf_adds(b, "}}");
+}
+
+void fp__api_job_doc(struct sbuf *b, fp_job *job, bool results)
+{
+	struct fp_job_item it;
+	size_t i, n = fp_job_total(job);
+
+	sbuf_printf(b, "{\"id\":\"%s\",\"kind\":\"%s\",\"task\":", fp_job_id(job),
+		    fp_job_kind_name(fp_job_kind(job)));
+	sbuf_json_string(b, fp_job_task(job), strlen(fp_job_task(job)));
+	sbuf_printf(b, ",\"state\":\"%s\",\"total\":%zu,\"done\":%zu,\"failed\":%zu,\"created_at\":",
+		    fp_job_state_name(fp_job_state(job)), n, fp_job_done(job), fp_job_failed(job));
+	sbuf_json_time(b, fp_job_created_at(job));
+	sbuf_adds(b, ",\"finished_at\":");
+	sbuf_json_time(b, fp_job_finished_at(job));
+	if (fp_job_kind(job) == FP_JOB_APPLY && n == 1) {
+		fp_job_item(job, 0, &it);
+		if (it.finished && it.status == FP_ITEM_OK) {
+			sbuf_adds(b, ",\"result\":");
+			sbuf_add(b, it.value, it.value_len);
+		} else if (it.finished) {
+			/* {"value":…} or {"error":{…}}: here the error object alone. */
+			struct sbuf e;
+			sbuf_init(&e);
+			item_json(&e, &it);
+			sbuf_adds(b, ",");
+			sbuf_add(b, e.data + 1, e.len - 2);
+			sbuf_free(&e);
+		}
+	}
+	if (results && fp_job_finished(job)) {
+		sbuf_adds(b, ",\"results\":[");
+		for (i = 0; i < n; i++) {
+			fp_job_item(job, i, &it);
+			if (i)
+				sbuf_adds(b, ",");
+			item_json(b, &it);
+		}
+		sbuf_adds(b, "]");
+	}
+	sbuf_adds(b, "}");
+}
+
+static bool want_results(fp_http_request *req)
+{
+	const char *r = fp_http_query(req, "results");
+
+	return r && (strcmp(r, "1") == 0 || strcmp(r, "true") == 0);
+}
+
+void fp__api_job_get(fp_api *api, fp_http_request *req, fp_job *job)
+{
+	int64_t wait = fp__api_wait_ms(api, req);
+
+	if (wait == -2) {
+		fp__api_error(req, 400, "bad_request", "?wait= must be a number of seconds");
+		return;
+	}
+	fp__api_answer_job(api, req, job, 200, wait, want_results(req));
+}
+
+void fp__api_job_delete(fp_api *api, fp_http_request *req, fp_job *job)
+{
+	if (fp_job_finished(job)) {
+		fp_jobs_forget(api->jobs, job);
+		fp_http_respond(req, 204, NULL, NULL, 0);
+		return;
+	}
+	fp_jobs_cancel(api->jobs, job);
+	/* Killed workers and dropped items settle within a loop turn or two. */
+	fp__api_answer_job(api, req, job, 200, CANCEL_WAIT_MS, false);
+}
+
+void fp__api_jobs_list(fp_api *api, fp_http_request *req)
+{
+	const char *st = fp_http_query(req, "state"), *lim = fp_http_query(req, "limit");
+	enum fp_job_state state;
+	size_t limit = LIST_DEFAULT, n, i;
+	fp_job **jobs;
+	struct sbuf b;
+
+	if (st && fp_job_state_parse(st, &state) < 0) {
+		fp__api_error(req, 400, "bad_request",
+			      "unknown state '%s'; states: queued, running, done, failed, cancelled", st);
+		return;
+	}
+	if (lim) {
+		char *end;
+		unsigned long v = strtoul(lim, &end, 10);
+		if (end == lim || *end || v == 0 || v > LIST_MAX) {
+			fp__api_error(req, 400, "bad_request", "?limit= must be from 1 to %d", LIST_MAX);
+			return;
+		}
+		limit = v;
+	}
+	jobs = calloc(limit, sizeof(*jobs));
+	if (!jobs) {
+		fp__api_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	n = fp_jobs_list(api->jobs, st ? &state : NULL, jobs, limit);
+	sbuf_init(&b);
+	sbuf_adds(&b, "{\"jobs\":[");
+	for (i = 0; i < n; i++) {
+		if (i)
+			sbuf_adds(&b, ",");
+		fp__api_job_doc(&b, jobs[i], false);
+	}
+	sbuf_adds(&b, "]}");
+	fp__api_json(req, 200, &b);
+	sbuf_free(&b);
+	free(jobs);
+}
+
+/* --- the results stream -------------------------------------------------- */
+
+struct api_stream {
+	fp_api *api;
+	fp_http_request *req;
+	fp_job *job;
+	struct fp_job_watch watch;
+	bool completion;          /* ?order=completion */
+	bool blocked;             /* over the high-water mark: wait for drain */
+	size_t next;              /* next index (input order) or rank (completion) */
+	struct sbuf buf;
+	struct api_stream *prev, *next_stream;
+};
+
+static void stream_free(struct api_stream *s)
+{
+	if (s->watch.job)
+		fp_job_unwatch(&s->watch);
+	fp_http_on_close(s->req, NULL, NULL);
+	fp_http_on_drain(s->req, NULL, NULL);
+	if (s->prev)
+		s->prev->next_stream = s->next_stream;
+	else
+		s->api->streams = s->next_stream;
+	if (s->next_stream)
+		s->next_stream->prev = s->prev;
+	sbuf_free(&s->buf);
+	free(s);
+}
+
+/* The index of the next line to write, or SIZE_MAX if it is not known yet. */
+static size_t stream_next_index(struct api_stream *s)
+{
+	struct fp_job_item it;
+
+	if (s->next >= fp_job_total(s->job))
+		return SIZE_MAX;
+	if (s->completion) {
+		if (s->next >= fp_job_done(s->job) + fp_job_failed(s->job))
+			return SIZE_MAX;
+		return fp_job_completed_index(s->job, s->next);
+	}
+	fp_job_item(s->job, s->next, &it);
+	return it.finished ? s->next : SIZE_MAX;
+}
+
+/*
+ * Write what is ready. `force` ignores back-pressure: used when the job is
+ * about to be forgotten and nothing could be written later. Returns 1 when
+ * the stream ended and was freed, -1 when the client is gone (its close
+ * callback frees the stream), 0 when there is more to come.
+ */
+static int stream_pump(struct api_stream *s, bool force)
+{
+	struct fp_job_item it;
+	size_t idx;
+	int rc;
+
+	while (!s->blocked || force) {
+		sbuf_reset(&s->buf);
+		while (s->buf.len < STREAM_BATCH && (idx = stream_next_index(s)) != SIZE_MAX) {
+			fp_job_item(s->job, idx, &it);
+			sbuf_printf(&s->buf, "{\"index\":%zu,", idx);
+			/* item_json's object without its braces, after "index". */
+			struct sbuf one;
+			sbuf_init(&one);
+			item_json(&one, &it);
+			sbuf_add(&s->buf, one.data + 1, one.len - 1);
+			sbuf_free(&one);
+			sbuf_adds(&s->buf, "\n");
+			s->next++;
+		}
+		if (!s->buf.len)
+			break;
+		rc = fp_http_stream_write(s->req, s->buf.data, s->buf.len);
+		if (rc < 0)
+			return -1;
+		if (rc == 1)
+			s->blocked = true;
+	}
+	if (s->next == fp_job_total(s->job) && fp_job_finished(s->job)) {
+		fp_http_stream_end(s->req);
+		stream_free(s);
+		return 1;
+	}
+	return 0;
+}
+
+static void stream_on_item(struct fp_job_watch *w, fp_job *job, size_t index)
+{
+	stream_pump(w->data, false);
+}
+
+static void stream_on_end(struct fp_job_watch *w, fp_job *job)
+{
+	struct api_stream *s = w->data;
+
+	s->watch.job = NULL;
+	/*
+	 * Finished or being forgotten: either way this is the last moment the
+	 * job can be read, so write the rest now.
+	 */
+	if (stream_pump(s, true) == 0) {
+		/* Forgotten before it finished (cannot happen today): end anyway. */
+		fp_http_stream_end(s->req);
+		stream_free(s);
+	}
+}
+
+static void stream_on_drain(fp_http_request *req, void *data)
+{
+	struct api_stream *s = data;
+
+	s->blocked = false;
+	stream_pump(s, false);
+}
+
+static void stream_on_close(fp_http_request *req, void *data)
+{
+	stream_free(data);
+}
+
+void fp__api_job_results(fp_api *api, fp_http_request *req, fp_job *job)
+{
+	const char *order = fp_http_query(req, "order");
+	struct api_stream *s;
+
+	if (order && strcmp(order, "input") != 0 && strcmp(order, "completion") != 0) {
+		fp__api_error(req, 400, "bad_request", "?order= is input or completion, not '%s'", order);
+		return;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		fp__api_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	s->api = api;
+	s->req = req;
+	s->job = job;
+	s->completion = order && strcmp(order, "completion") == 0;
+	sbuf_init(&s->buf);
+	s->watch.on_item = stream_on_item;
+	s->watch.on_end = stream_on_end;
+	s->watch.data = s;
+	s->next_stream = api->streams;
+	if (api->streams)
+		api->streams->prev = s;
+	api->streams = s;
+	if (fp_http_stream_start(req, 200, "application/x-ndjson") < 0) {
+		stream_free(s);
+		return;
+	}
+	fp_http_on_close(req, stream_on_close, s);
+	fp_http_on_drain(req, stream_on_drain, s);
+	/* Watching a finished job still tells us when it is forgotten. */
+	fp_job_watch(job, &s->watch);
+	stream_pump(s, false);
+}
+
+void fp__api_streams_end(fp_api *api)
+{
+	while (api->streams) {
+		struct api_stream *s = api->streams;
+		fp_http_stream_end(s->req);
+		stream_free(s);
+	}
+}

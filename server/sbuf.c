@@ -1,0 +1,167 @@
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sbuf.h"
+
+void sbuf_init(struct sbuf *b)
+{
+	memset(b, 0, sizeof(*b));
+}
+
+void sbuf_free(struct sbuf *b)
+{
+	free(b->data);
+	sbuf_init(b);
+}
+
+void sbuf_reset(struct sbuf *b)
+{
+	b->len = 0;
+	b->oom = false;
+}
+
+static bool reserve(struct sbuf *b, size_t extra)
+{
+	size_t cap;
+	char *p;
+
+	if (b->oom)
+		return false;
+	if (b->len + extra + 1 <= b->cap)
+		return true;
+	cap = b->cap ? b->cap : 256;
+	while (cap < b->len + extra + 1)
+		cap *= 2;
+	p = realloc(b->data, cap);
+	if (!p) {
+		b->oom = true;
+		return false;
+	}
+	b->data = p;
+	b->cap = cap;
+	return true;
+}
+
+void sbuf_add(struct sbuf *b, const char *s, size_t n)
+{
+	if (!reserve(b, n))
+		return;
+	memcpy(b->data + b->len, s, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+void sbuf_adds(struct sbuf *b, const char *s)
+{
+	sbuf_add(b, s, strlen(s));
+}
+
+void sbuf_printf(struct sbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0 || !reserve(b, (size_t)n))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	size_t len, i;
+	unsigned c = s[0];
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		len = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		len = 4;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	for (i = 1; i < len; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	/* Overlong three-byte forms, surrogates, and code points past U+10FFFF. */
+	if (c == 0xe0 && s[1] < 0xa0)
+		return 0;
+	if (c == 0xed && s[1] >= 0xa0)
+		return 0;
+	if (c == 0xf0 && s[1] < 0x90)
+		return 0;
+	if (c == 0xf4 && s[1] >= 0x90)
+		return 0;
+	return len;
+}
+
+void sbuf_json_string(struct sbuf *b, const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0, run = 0;
+
+	sbuf_add(b, "\"", 1);
+	while (i < n) {
+		unsigned c = p[i];
+		size_t ul;
+
+		if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+			run++;
+			i++;
+			continue;
+		}
+		sbuf_add(b, s + i - run, run);
+		run = 0;
+		if (c >= 0x80) {
+			ul = utf8_len(p + i, n - i);
+			if (ul) {
+				sbuf_add(b, s + i, ul);
+				i += ul;
+			} else {
+				sbuf_add(b, "\\ufffd", 6);
+				i++;
+			}
+			continue;
+		}
+		switch (c) {
+		case '"': sbuf_add(b, "\\\"", 2); break;
+		case '\\': sbuf_add(b, "\\\\", 2); break;
+		case '\n': sbuf_add(b, "\\n", 2); break;
+		case '\r': sbuf_add(b, "\\r", 2); break;
+		case '\t': sbuf_add(b, "\\t", 2); break;
+		default: sbuf_printf(b, "\\u%04x", c); break;
+		}
+		i++;
+	}
+	sbuf_add(b, s + i - run, run);
+	sbuf_add(b, "\"", 1);
+}
+
+void sbuf_json_time(struct sbuf *b, unsigned long long ms)
+{
+	struct tm tm;
+	time_t t = (time_t)(ms / 1000);
+	char buf[48];
+
+	if (!ms) {
+		sbuf_adds(b, "null");
+		return;
+	}
+	gmtime_r(&t, &tm);
+	strftime(buf, sizeof(buf), "\"%Y-%m-%dT%H:%M:%S", &tm);
+	sbuf_adds(b, buf);
+	sbuf_printf(b, ".%03lluZ\"", ms % 1000);
+}
