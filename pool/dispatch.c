@@ -209,6 +209,25 @@ static char *put_task_header(char *dst, uint64_t id, const struct fp_call *call,
 
 static void deadline_cb(fp_timer *t);
 
+/*
+ * The worker's chunk buffer is kept from one chunk to the next: a fresh
+ * mapping per chunk would be faulted in and zeroed again every time.
+ */
+static int wbuf_reserve(struct fp_worker *w, size_t len)
+{
+	char *b;
+
+	if (len <= w->wcap)
+		return 0;
+	b = fp_mem_alloc(len);
+	if (!b)
+		return -ENOMEM;
+	fp_mem_free(w->wbuf);
+	w->wbuf = b;
+	w->wcap = len;
+	return 0;
+}
+
 static int send_chunk(struct fp_worker *w, struct fp_call *call, uint32_t first,
 		      uint32_t count)
 {
@@ -225,16 +244,14 @@ static int send_chunk(struct fp_worker *w, struct fp_call *call, uint32_t first,
 	if (count == 1 && call->items[first].args_len > COPY_ARGS_MAX) {
 		/* One big argument: send it from where it is. */
 		struct fp_item *it = &call->items[first];
-		w->wbuf = fp_mem_alloc(FP_FRAME_HEADER_SIZE + call->name_len + 1);
-		if (!w->wbuf)
+		if (wbuf_reserve(w, FP_FRAME_HEADER_SIZE + call->name_len + 1))
 			return -ENOMEM;
 		dst = put_task_header(w->wbuf, base, call, it->args_len);
 		iov[0] = (struct iovec){ w->wbuf, (size_t)(dst - w->wbuf) };
 		iov[1] = (struct iovec){ (void *)it->args, it->args_len };
 		iovcnt = 2;
 	} else {
-		w->wbuf = fp_mem_alloc(total);
-		if (!w->wbuf)
+		if (wbuf_reserve(w, total))
 			return -ENOMEM;
 		dst = w->wbuf;
 		for (i = 0; i < count; i++) {
@@ -247,11 +264,8 @@ static int send_chunk(struct fp_worker *w, struct fp_call *call, uint32_t first,
 	}
 
 	err = fp_io_write(p->loop, &w->wio, w->fd, iov, iovcnt, fp__worker_write_cb);
-	if (err) {
-		fp_mem_free(w->wbuf);
-		w->wbuf = NULL;
+	if (err)
 		return err;
-	}
 	p->next_frame_id += count;
 	for (i = 0; i < count; i++)
 		call->items[first + i].attempts++;
@@ -314,8 +328,6 @@ void fp__worker_write_cb(fp_io *io, ssize_t res, const char *buf)
 	struct fp_worker *w = io->data;
 	fp_pool *p = w->pool;
 
-	fp_mem_free(w->wbuf);
-	w->wbuf = NULL;
 	if (res < 0 && !w->reaped && w->kill_reason == FP_KILL_NONE && !w->quit_sent) {
 		/* A live worker that cannot be written to is of no use. */
 		fp_log_warn(&p->log, "worker %u (pid %d): write failed: %s", w->slot,
@@ -376,13 +388,13 @@ static void worker_broken(struct fp_worker *w, const char *what, int err)
 }
 
 static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
-			  const char *payload)
+			  const char *payload, uint64_t now)
 {
 	fp_pool *p = w->pool;
 	struct fp_call *call = w->call;
 	uint32_t index;
 	fp_item_status status;
-	uint64_t now, us;
+	uint64_t us;
 
 	if (!call || h->id != w->base_id + w->acked) {
 		worker_broken(w, "answered an item it was not given", FP_EPROTOCOL);
@@ -390,8 +402,7 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 	}
 	index = w->first + w->acked++;
 	w->tasks_done++;
-	now = fp_now_ns();
-	us = (now - w->mark_ns) / 1000u;
+	us = now > w->mark_ns ? (now - w->mark_ns) / 1000u : 0;
 	w->mark_ns = now;
 	count_duration(p, us);
 	if (h->rss_kib)
@@ -421,7 +432,7 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 }
 
 static void handle_frame(struct fp_worker *w, const struct fp_frame_header *h,
-			 const char *payload)
+			 const char *payload, uint64_t now)
 {
 	fp_pool *p = w->pool;
 
@@ -441,7 +452,7 @@ static void handle_frame(struct fp_worker *w, const struct fp_frame_header *h,
 		break;
 	case FP_FRAME_RESULT:
 	case FP_FRAME_ERROR:
-		handle_result(w, h, payload);
+		handle_result(w, h, payload, now);
 		break;
 	default:
 		worker_broken(w, "sent a frame a worker must not send", FP_EPROTOCOL);
@@ -455,12 +466,18 @@ void fp__worker_read_cb(fp_io *io, ssize_t res, const char *buf)
 	fp_pool *p = w->pool;
 	struct fp_frame_header h;
 	const char *payload;
+	uint64_t now;
 	int rc;
 
 	if (res > 0 && w->kill_reason != FP_KILL_PROTOCOL) {
+		/*
+		 * One clock reading for all the answers that arrived together:
+		 * a worker gathers answers only of tasks that took microseconds.
+		 */
+		now = fp_now_ns();
 		rc = fp_frame_reader_feed(&w->reader, buf, (size_t)res);
 		while (rc == 0 && (rc = fp_frame_reader_next(&w->reader, &h, &payload)) == 1) {
-			handle_frame(w, &h, payload);
+			handle_frame(w, &h, payload, now);
 			rc = w->kill_reason == FP_KILL_PROTOCOL ? -EPROTO : 0;
 		}
 		if (rc < 0 && w->kill_reason != FP_KILL_PROTOCOL)

@@ -91,7 +91,8 @@ struct fp_worker {
 	uint32_t first, count, acked;
 	uint64_t base_id;          /* frame id of the chunk's first item */
 	uint64_t mark_ns;          /* chunk sent, or its last answer came */
-	char *wbuf;
+	char *wbuf;                /* chunk being written; kept for the next */
+	size_t wcap;
 
 	uint64_t tasks_dispatched, tasks_done, tasks_limit;
 	size_t rss_kib;
