@@ -1,18 +1,21 @@
 /*
  * The epoll backend, on libuv: readiness turned into completions.
  *
- * libuv allows one uv_poll_t per fd, so every fd with work on it has one
- * entry in a registry indexed by fd, holding the read stream or accept and
- * the write queue; the poll watches the union of what they need. An entry
- * lives exactly as long as it has work: its handle is closed (which removes
- * the fd from epoll at once, libuv's uv__platform_invalidate_fd) before the
- * last callback runs, so the caller may close the fd in that callback, and a
- * later fd with the same number, or a dup of the old file kept open by a
- * forked child, never reaches a stale watcher.
+ * libuv allows one uv_poll_t per fd, so every fd the loop has seen has one
+ * entry in a registry indexed by fd, holding its read stream or accept and
+ * its write queue; a poll handle exists only while that work needs
+ * readiness, watching the union of what it needs. The handle is closed
+ * (which removes the fd from epoll at once, libuv's
+ * uv__platform_invalidate_fd) before the last callback of the fd's last
+ * operation runs, so the caller may close the fd in that callback, and a
+ * later file under the same number, or the old file kept open by a forked
+ * child, never reaches a stale watcher.
  *
- * Callbacks that cannot run where they arise (a write that finished at once,
- * a cancel) wait on a done list that an idle handle drains, keeping the loop
- * from sleeping while it is not empty.
+ * Writes go out without waiting for epoll: at once when submitted from
+ * outside the loop, and from inside it at the end of the callback burst
+ * (prepare and check handles), gathering everything queued on the fd into
+ * one sendmsg. Their callbacks, like those of cancels, wait on a done list
+ * that an idle handle drains, keeping the loop from sleeping meanwhile.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -38,20 +41,27 @@ enum {
 };
 
 struct uvfd {
-	uv_poll_t poll;                /* first: the close callback frees the entry */
 	struct uvb *b;
+	uv_poll_t *poll;               /* while the work needs readiness */
 	int fd;
 	int events;
-	uint8_t not_socket;            /* learnt from ENOTSOCK, valid while the entry lives */
+	uint8_t not_socket;            /* learnt from ENOTSOCK while busy */
+	uint8_t wwait;                 /* the queue waits for writability */
+	uint8_t dirty;
 	fp_io *reader;                 /* read stream or accept */
 	fp_io *wq_head, *wq_tail;
+	struct uvfd *dirty_next;
 };
 
 struct uvb {
 	uv_loop_t uv;
 	fp_loop *loop;
+	pid_t pid;
 	uv_idle_t idle;
+	uv_prepare_t prepare;
+	uv_check_t check;
 	fp_io *done_head, *done_tail;
+	struct uvfd *dirty;
 	struct uvfd **fds;
 	unsigned nfds;
 	uv_timer_t *tcache;            /* stopped timers, linked through data */
@@ -98,23 +108,22 @@ static void idle_cb(uv_idle_t *h)
 
 /* --- the fd registry ----------------------------------------------------- */
 
-static void fd_closed(uv_handle_t *h)
+static void poll_cb(uv_poll_t *h, int status, int events);
+
+static void poll_closed(uv_handle_t *h)
 {
 	free(h);
 }
-
-static void poll_cb(uv_poll_t *h, int status, int events);
 
 static struct uvfd *fd_find(struct uvb *b, int fd)
 {
 	return (unsigned)fd < b->nfds ? b->fds[fd] : NULL;
 }
 
-static int fd_get(struct uvb *b, int fd, struct uvfd **out)
+static struct uvfd *fd_get(struct uvb *b, int fd)
 {
 	struct uvfd **n, *f;
 	unsigned cap;
-	int r;
 
 	if ((unsigned)fd >= b->nfds) {
 		cap = b->nfds ? b->nfds : 64;
@@ -122,7 +131,7 @@ static int fd_get(struct uvb *b, int fd, struct uvfd **out)
 			cap *= 2;
 		n = realloc(b->fds, cap * sizeof(*n));
 		if (!n)
-			return -ENOMEM;
+			return NULL;
 		memset(n + b->nfds, 0, (cap - b->nfds) * sizeof(*n));
 		b->fds = n;
 		b->nfds = cap;
@@ -131,37 +140,55 @@ static int fd_get(struct uvb *b, int fd, struct uvfd **out)
 	if (!f) {
 		f = calloc(1, sizeof(*f));
 		if (!f)
-			return -ENOMEM;
-		/* Also makes the fd non-blocking, as libuv requires. */
-		r = uv_poll_init(&b->uv, &f->poll, fd);
-		if (r < 0) {
-			free(f);
-			return r;
-		}
-		f->poll.data = f;
+			return NULL;
 		f->b = b;
 		f->fd = fd;
 		b->fds[fd] = f;
 	}
-	*out = f;
-	return 0;
+	return f;
 }
 
-/* Watch what the entry's work needs; with no work left, close it. */
-static void fd_update(struct uvb *b, struct uvfd *f)
+/*
+ * Watch what the fd's work needs now; without any, close the handle. Called
+ * after every change of that work and before any last callback.
+ */
+static int fd_watch(struct uvb *b, struct uvfd *f)
 {
 	int events = (f->reader ? UV_READABLE : 0) |
-		     (f->wq_head ? UV_WRITABLE : 0);
+		     (f->wq_head && f->wwait ? UV_WRITABLE : 0);
+	int r;
 
+	if (!f->reader && !f->wq_head)
+		f->not_socket = 0;     /* the fd may be closed and reused now */
 	if (!events) {
-		b->fds[f->fd] = NULL;
-		uv_close((uv_handle_t *)&f->poll, fd_closed);
-		return;
+		if (f->poll) {
+			uv_close((uv_handle_t *)f->poll, poll_closed);
+			f->poll = NULL;
+			f->events = 0;
+		}
+		return 0;
+	}
+	if (!f->poll) {
+		f->poll = malloc(sizeof(*f->poll));
+		if (!f->poll)
+			return -ENOMEM;
+		/* Also makes the fd non-blocking, as libuv requires. */
+		r = uv_poll_init(&b->uv, f->poll, f->fd);
+		if (r < 0) {
+			free(f->poll);
+			f->poll = NULL;
+			return r;
+		}
+		f->poll->data = f;
+		f->events = 0;
 	}
 	if (events != f->events) {
-		uv_poll_start(&f->poll, events, poll_cb);
+		r = uv_poll_start(f->poll, events, poll_cb);
+		if (r < 0)
+			return r;
 		f->events = events;
 	}
+	return 0;
 }
 
 /* --- writes -------------------------------------------------------------- */
@@ -180,6 +207,7 @@ static ssize_t write_some(int fd, struct iovec *iov, int n, uint8_t *not_socket)
 		while (r < 0 && errno == EINTR);
 		if (r >= 0 || errno != ENOTSOCK)
 			return r < 0 ? -errno : r;
+		/* Not a socket (a pipe): writev from now until the fd idles. */
 		*not_socket = 1;
 	}
 	do
@@ -188,36 +216,91 @@ static ssize_t write_some(int fd, struct iovec *iov, int n, uint8_t *not_socket)
 	return r < 0 ? -errno : r;
 }
 
+/* Everything queued on f, in as few system calls as the kernel allows. */
+static void fd_flush(struct uvb *b, struct uvfd *f)
+{
+	fp_io **pp, *io, *kept;
+	unsigned i, nios;
+	size_t n, rem, take;
+	ssize_t r;
+	int cnt, end;
+
+	while (f->wq_head && !f->wwait) {
+		cnt = fp__wq_gather(f->wq_head, b->iov, WQ_IOV, &nios);
+		r = write_some(f->fd, b->iov, cnt, &f->not_socket);
+		if (r == -EAGAIN) {
+			f->wwait = 1;
+			break;
+		}
+		n = r > 0 ? (size_t)r : 0;
+		kept = NULL;
+		pp = &f->wq_head;
+		for (i = 0; i < nios && (io = *pp); i++) {
+			if (r >= 0) {
+				rem = fp__io_remaining(io);
+				take = n < rem ? n : rem;
+				n -= take;
+				end = fp__io_advance(io, take);
+			} else {
+				end = 1;
+			}
+			if (!end) {
+				/* Short write: the socket is full. */
+				f->wwait = 1;
+				kept = io;
+				pp = &io->next;
+				continue;
+			}
+			*pp = io->next;
+			done_push(b, io, r >= 0 ? (ssize_t)io->done : r);
+		}
+		if (!*pp)
+			f->wq_tail = kept;
+	}
+	r = fd_watch(b, f);
+	if (r < 0 && f->wwait) {
+		/* Cannot wait for writability (epoll refuses regular files). */
+		while ((io = f->wq_head)) {
+			f->wq_head = io->next;
+			done_push(b, io, r);
+		}
+		f->wq_tail = NULL;
+		f->wwait = 0;
+		fd_watch(b, f);
+	}
+}
+
+static void flush_dirty(struct uvb *b)
+{
+	struct uvfd *f;
+
+	while ((f = b->dirty)) {
+		b->dirty = f->dirty_next;
+		f->dirty_next = NULL;
+		f->dirty = 0;
+		fd_flush(b, f);
+	}
+	uv_prepare_stop(&b->prepare);
+	uv_check_stop(&b->check);
+}
+
+static void prepare_cb(uv_prepare_t *h)
+{
+	flush_dirty(h->data);
+}
+
+static void check_cb(uv_check_t *h)
+{
+	flush_dirty(h->data);
+}
+
 static int uvb_write(fp_loop *loop, fp_io *io)
 {
 	struct uvb *b = loop->impl;
-	struct uvfd *f = fd_find(b, io->fd);
-	uint8_t not_socket = f ? f->not_socket : 0;
-	ssize_t r;
+	struct uvfd *f = fd_get(b, io->fd);
 
-	/*
-	 * Nothing queued on the fd: try at once, which usually finishes the
-	 * write and saves an epoll round trip. The callback still comes from
-	 * the loop.
-	 */
-	if (!f || !f->wq_head) {
-		r = write_some(io->fd, io->iov, io->iovcnt, &not_socket);
-		if (r >= 0 && fp__io_advance(io, (size_t)r)) {
-			done_push(b, io, (ssize_t)io->done);
-			return 0;
-		}
-		if (r < 0 && r != -EAGAIN) {
-			done_push(b, io, r);
-			return 0;
-		}
-	}
-	r = fd_get(b, io->fd, &f);
-	if (r < 0) {
-		/* Some bytes may be out already: report, don't refuse. */
-		done_push(b, io, r);
-		return 0;
-	}
-	f->not_socket = not_socket;
+	if (!f)
+		return -ENOMEM;
 	io->state = S_QUEUED;
 	io->next = NULL;
 	if (f->wq_tail)
@@ -225,58 +308,21 @@ static int uvb_write(fp_loop *loop, fp_io *io)
 	else
 		f->wq_head = io;
 	f->wq_tail = io;
-	fd_update(b, f);
+	if (f->wwait)
+		return 0;              /* goes when the fd is writable */
+	if (!loop->running) {
+		/* Outside the loop nothing else will come to share the call. */
+		fd_flush(b, f);
+		return 0;
+	}
+	if (!f->dirty) {
+		f->dirty = 1;
+		f->dirty_next = b->dirty;
+		b->dirty = f;
+		uv_prepare_start(&b->prepare, prepare_cb);
+		uv_check_start(&b->check, check_cb);
+	}
 	return 0;
-}
-
-static void fd_write(struct uvb *b, struct uvfd *f)
-{
-	fp_io *done = NULL, **dtail = &done, **pp, *io, *kept = NULL;
-	unsigned i, nios;
-	size_t n, rem, take;
-	ssize_t r;
-	int cnt, end;
-
-	cnt = fp__wq_gather(f->wq_head, b->iov, WQ_IOV, &nios);
-	r = write_some(f->fd, b->iov, cnt, &f->not_socket);
-	if (r == -EAGAIN)
-		return;
-	n = r > 0 ? (size_t)r : 0;
-
-	/* Account, and take out what is over, before any callback runs. */
-	pp = &f->wq_head;
-	for (i = 0; i < nios && (io = *pp); i++) {
-		if (r >= 0) {
-			rem = fp__io_remaining(io);
-			take = n < rem ? n : rem;
-			n -= take;
-			end = fp__io_advance(io, take);
-			io->res = (ssize_t)io->done;
-		} else {
-			end = 1;
-			io->res = r;
-		}
-		if (end) {
-			*pp = io->next;
-			io->state = 0;
-			io->next = NULL;
-			*dtail = io;
-			dtail = &io->next;
-		} else {
-			kept = io;
-			pp = &io->next;
-		}
-	}
-	if (!*pp)
-		f->wq_tail = kept;
-	/* Before the callbacks: one of them may close the fd. */
-	fd_update(b, f);
-
-	while ((io = done)) {
-		done = io->next;
-		io->next = NULL;
-		fp__io_finish(io, io->res, NULL);
-	}
 }
 
 /* --- reads and accepts --------------------------------------------------- */
@@ -284,26 +330,26 @@ static void fd_write(struct uvb *b, struct uvfd *f)
 static int uvb_read_start(fp_loop *loop, fp_io *io)
 {
 	struct uvb *b = loop->impl;
-	struct uvfd *f;
+	struct uvfd *f = fd_get(b, io->fd);
 	int r;
 
-	r = fd_get(b, io->fd, &f);
-	if (r < 0)
-		return r;
-	if (f->reader) {
-		/* One reader per fd; the entry may be new, then drop it. */
-		fd_update(b, f);
-		return -EBUSY;
-	}
+	if (!f)
+		return -ENOMEM;
+	if (f->reader)
+		return -EBUSY;        /* one read stream or accept per fd */
 	f->reader = io;
-	fd_update(b, f);
-	return 0;
+	r = fd_watch(b, f);
+	if (r < 0) {
+		f->reader = NULL;
+		fd_watch(b, f);
+	}
+	return r;
 }
 
 static void reader_end(struct uvb *b, struct uvfd *f, fp_io *io, ssize_t res)
 {
 	f->reader = NULL;
-	fd_update(b, f);
+	fd_watch(b, f);
 	fp__io_finish(io, res, NULL);
 }
 
@@ -367,32 +413,31 @@ static void poll_cb(uv_poll_t *h, int status, int events)
 {
 	struct uvfd *f = h->data;
 	struct uvb *b = f->b;
-	fp_io *io, *done;
+	fp_io *io;
 
 	if (status < 0) {
 		/* The fd is unusable: everything on it ends with the error. */
-		io = f->reader;
-		done = f->wq_head;
-		f->reader = NULL;
-		f->wq_head = f->wq_tail = NULL;
-		fd_update(b, f);
-		if (io)
-			fp__io_finish(io, status, NULL);
-		while ((io = done)) {
-			done = io->next;
-			io->next = NULL;
-			io->state = 0;
-			fp__io_finish(io, status, NULL);
+		while ((io = f->wq_head)) {
+			f->wq_head = io->next;
+			done_push(b, io, status);
 		}
+		f->wq_tail = NULL;
+		f->wwait = 0;
+		if ((io = f->reader))
+			reader_end(b, f, io, status);
+		else
+			fd_watch(b, f);
 		return;
 	}
 	/*
-	 * The entry stays allocated until its close callback, later in this
-	 * iteration, so f is valid even if a callback ended its last work.
+	 * f outlives its handle, so it stays valid whatever the callbacks
+	 * below do; a reader started by one of them at worst sees EAGAIN.
 	 */
-	if ((events & UV_WRITABLE) && f->wq_head)
-		fd_write(b, f);
-	if ((events & (UV_READABLE | UV_DISCONNECT)) && f->reader) {
+	if ((events & UV_WRITABLE) && f->wwait) {
+		f->wwait = 0;
+		fd_flush(b, f);
+	}
+	if ((events & UV_READABLE) && f->reader) {
 		if (f->reader->kind == FP_IO_ACCEPT)
 			fd_accept(b, f);
 		else
@@ -411,16 +456,17 @@ static void uvb_cancel(fp_loop *loop, fp_io *io)
 	/* Already waiting for its last callback: the flag makes it -ECANCELED. */
 	if (io->state & S_DONELIST)
 		return;
+	if (!f)
+		return;
 	if (io->kind != FP_IO_WRITE) {
-		if (f && f->reader == io) {
+		if (f->reader == io) {
 			f->reader = NULL;
-			fd_update(b, f);
+			fd_watch(b, f);
 			done_push(b, io, -ECANCELED);
 		}
 		return;
 	}
-	/* Off the queue but not on the done list: its callback is running. */
-	if (!(io->state & S_QUEUED) || !f)
+	if (!(io->state & S_QUEUED))
 		return;
 	for (pp = &f->wq_head; *pp && *pp != io; pp = &(*pp)->next)
 		prev = *pp;
@@ -429,8 +475,7 @@ static void uvb_cancel(fp_loop *loop, fp_io *io)
 	*pp = io->next;
 	if (f->wq_tail == io)
 		f->wq_tail = prev;
-	io->next = NULL;
-	fd_update(b, f);
+	fd_watch(b, f);
 	done_push(b, io, -ECANCELED);
 }
 
@@ -490,7 +535,6 @@ static void uvb_timer_stop(fp_loop *loop, fp_timer *t)
 static int uvb_run(fp_loop *loop)
 {
 	struct uvb *b = loop->impl;
-	int r;
 
 	for (;;) {
 		if (loop->stopping)
@@ -498,9 +542,10 @@ static int uvb_run(fp_loop *loop)
 		done_run(b);
 		if (!fp__loop_alive(loop))
 			break;
-		r = uv_run(&b->uv, UV_RUN_ONCE);
-		(void)r;
+		uv_run(&b->uv, UV_RUN_ONCE);
 	}
+	/* What the last callbacks wrote goes out now, not at the next run. */
+	flush_dirty(b);
 	return 0;
 }
 
@@ -508,12 +553,13 @@ static void uvb_stop(fp_loop *loop)
 {
 	struct uvb *b = loop->impl;
 
-	/* Makes the poll phase of this iteration not sleep. */
+	/* Keeps the poll phase of this iteration from sleeping. */
 	uv_stop(&b->uv);
 }
 
 static void close_any(uv_handle_t *h)
 {
+	/* Idle, prepare and check are embedded in struct uvb. */
 	if (h->type == UV_POLL || h->type == UV_TIMER)
 		free(h);
 }
@@ -527,13 +573,22 @@ static void walk_close(uv_handle_t *h, void *arg)
 static void uvb_deinit(fp_loop *loop)
 {
 	struct uvb *b = loop->impl;
+	unsigned i;
 
 	if (!b)
 		return;
-	/* Idle is embedded: close_any leaves it alone. */
+	/*
+	 * A forked child shares the parent's epoll instance: closing the poll
+	 * handles would EPOLL_CTL_DEL the parent's fds from it. Give the child
+	 * its own epoll first.
+	 */
+	if (b->pid != getpid())
+		uv_loop_fork(&b->uv);
 	uv_walk(&b->uv, walk_close, NULL);
 	uv_run(&b->uv, UV_RUN_DEFAULT);
 	uv_loop_close(&b->uv);
+	for (i = 0; i < b->nfds; i++)
+		free(b->fds[i]);
 	free(b->fds);
 	free(b->rbuf);
 	free(b);
@@ -549,6 +604,7 @@ static int uvb_init(fp_loop *loop)
 	if (!b)
 		return -ENOMEM;
 	b->loop = loop;
+	b->pid = getpid();
 	b->rbuf = malloc(RBUF_LEN);
 	if (!b->rbuf) {
 		r = -ENOMEM;
@@ -560,6 +616,10 @@ static int uvb_init(fp_loop *loop)
 	b->uv.data = b;
 	uv_idle_init(&b->uv, &b->idle);
 	b->idle.data = b;
+	uv_prepare_init(&b->uv, &b->prepare);
+	b->prepare.data = b;
+	uv_check_init(&b->uv, &b->check);
+	b->check.data = b;
 	loop->impl = b;
 	return 0;
 
