@@ -27,7 +27,8 @@ enum fp_job_kind { FP_JOB_APPLY, FP_JOB_MAP };
 
 enum fp_job_state {
 	FP_JOB_QUEUED,      /* no item has started */
-	FP_JOB_RUNNING,
+	FP_JOB_RUNNING,     /* in practice: some item has finished (the pool
+			       does not report when an item starts) */
 	FP_JOB_DONE,        /* every item has a value */
 	FP_JOB_FAILED,      /* finished, some item has an error */
 	FP_JOB_CANCELLED,   /* finished after a cancel */
@@ -47,7 +48,12 @@ struct fp_jobs_options {
 void fp_jobs_options_init(struct fp_jobs_options *o);
 
 int fp_jobs_new(fp_jobs **out, fp_pool *pool, const struct fp_jobs_options *o);
-/* Cancels what runs (through the pool) and frees every job. */
+/*
+ * Cancels what runs (through the pool) and frees every job; calls no
+ * watcher. Call it before fp_pool_free(), not from inside a job's callback.
+ * The pool's callbacks for the cancelled calls may come later, from its loop
+ * or from fp_pool_free(): they find a small tombstone, which they free.
+ */
 void fp_jobs_free(fp_jobs *jobs);
 
 /*
@@ -61,7 +67,12 @@ int fp_jobs_submit(fp_jobs *jobs, enum fp_job_kind kind, const char *task,
 fp_job *fp_jobs_find(fp_jobs *jobs, const char *id);
 /* Cancel a queued or running job: -EALREADY when it has finished. */
 int fp_jobs_cancel(fp_jobs *jobs, fp_job *job);
-/* Forget a finished job now (its watchers get on_end first if any). */
+/*
+ * Forget a finished job now (its watchers get on_end first if any). An
+ * unfinished one is cancelled through the pool and forgotten at once: its
+ * watchers get on_end, and its remaining items are counted in items_pending
+ * until the pool has delivered them.
+ */
 void fp_jobs_forget(fp_jobs *jobs, fp_job *job);
 
 /* Newest first, optionally only in one state; fills up to max, returns count. */
@@ -111,10 +122,24 @@ void fp_job_item(const fp_job *job, size_t i, struct fp_job_item *out);
 size_t fp_job_completed_index(const fp_job *job, size_t k);
 
 /*
+ * What the job holds now: bytes, and how many blocks they are in (the job,
+ * its item array, its completion array, its text pages). Not per item: a
+ * million-item map is a few dozen blocks. Added for the API's statistics
+ * and for the tests that pin that down.
+ */
+void fp_job_memory(const fp_job *job, size_t *bytes, size_t *blocks);
+
+/*
  * Watch a job: on_item after each item finishes (with its index), on_end once
  * when the job finishes or is forgotten. A watch is caller-owned and stays
  * linked until unwatched or until on_end has run (it is unlinked before).
  * Watching a finished job calls nothing: check fp_job_finished() first.
+ *
+ * From inside either callback a watcher may unwatch itself or any other
+ * watch, watch, forget the job or another one, cancel. Watchers are called
+ * newest first; one that starts watching during an on_item round hears of the
+ * items after that one. `w` must not be linked already. fp_jobs_free() calls
+ * no watcher: it only unlinks them.
  */
 struct fp_job_watch {
 	void (*on_item)(struct fp_job_watch *w, fp_job *job, size_t index);

@@ -1,1 +1,1082 @@
-int main(void) { return 77; }
+/*
+ * The job store over a real pool and the built-in demo tasks. Runs once per
+ * loop backend (FORKPOOL_LOOP in the environment). Nothing here sleeps: the
+ * loop runs until a condition holds, with a deadline that fails the test.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "forkpool.h"
+#include "jobs.h"
+#include "loop.h"
+
+/* --- helpers ------------------------------------------------------------- */
+
+static void quiet_log(void *data, fp_log_level level, const char *msg)
+{
+	if (getenv("FP_TEST_VERBOSE"))
+		fprintf(stderr, "log: %s\n", msg);
+}
+
+struct fixture {
+	fp_pool *pool;
+	fp_jobs *jobs;
+};
+
+static void setup_with(struct fixture *f, unsigned workers, const struct fp_jobs_options *jo)
+{
+	fp_options o;
+	char err[512];
+	int rc;
+
+	fp_options_init(&o);
+	o.workers = workers;
+	o.kill_grace_ms = 200;
+	o.log = quiet_log;
+	o.log_level = FP_LOG_DEBUG;
+	rc = fp_pool_new(&f->pool, NULL, &o, err, sizeof(err));
+	if (rc != 0)
+		fail_msg("fp_pool_new: %s (%s)", fp_strerror(rc), err);
+	assert_int_equal(fp_jobs_new(&f->jobs, f->pool, jo), 0);
+}
+
+static void setup(struct fixture *f, unsigned workers)
+{
+	setup_with(f, workers, NULL);
+}
+
+static void teardown(struct fixture *f)
+{
+	fp_jobs_free(f->jobs);
+	fp_pool_free(f->pool);
+}
+
+static uint64_t wall_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Run the loop until cond(data) holds; 0 if `ms` pass first. */
+struct wait_until {
+	int (*cond)(void *);
+	void *data;
+	fp_loop *loop;
+	fp_timer tick;
+	uint64_t deadline;
+	int met;
+};
+
+static void wait_tick(fp_timer *t)
+{
+	struct wait_until *w = t->data;
+
+	if (w->cond(w->data)) {
+		w->met = 1;
+		fp_loop_stop(w->loop);
+		return;
+	}
+	if (fp_now_ms() >= w->deadline) {
+		fp_loop_stop(w->loop);
+		return;
+	}
+	fp_timer_start(w->loop, t, 2, wait_tick);
+}
+
+static int run_until(fp_pool *p, int (*cond)(void *), void *data, uint64_t ms)
+{
+	struct wait_until w = { cond, data, fp_pool_loop(p) };
+
+	w.tick.data = &w;
+	w.deadline = fp_now_ms() + ms;
+	fp_timer_start(w.loop, &w.tick, 0, wait_tick);
+	while (!w.met && fp_now_ms() < w.deadline)
+		fp_pool_run(p);
+	fp_timer_stop(&w.tick);
+	return w.met;
+}
+
+static int job_is_finished(void *data)
+{
+	return fp_job_finished(data);
+}
+
+static void wait_finished(struct fixture *f, fp_job *job)
+{
+	assert_true(run_until(f->pool, job_is_finished, job, 60000));
+}
+
+/* The pool has at least `want` items on workers. */
+struct pool_running {
+	fp_pool *pool;
+	uint64_t want;
+};
+
+static int pool_is_running(void *data)
+{
+	struct pool_running *r = data;
+	struct fp_pool_stats s;
+
+	fp_pool_stats(r->pool, &s);
+	return s.running >= r->want;
+}
+
+static void wait_running(struct fixture *f, uint64_t want)
+{
+	struct pool_running r = { f->pool, want };
+
+	assert_true(run_until(f->pool, pool_is_running, &r, 30000));
+}
+
+static int pool_is_idle(void *data)
+{
+	struct fp_pool_stats s;
+
+	fp_pool_stats(data, &s);
+	return s.running == 0 && s.queued == 0;
+}
+
+/* The id's job is no longer found. */
+struct gone {
+	fp_jobs *jobs;
+	const char *id;
+};
+
+static int job_is_gone(void *data)
+{
+	struct gone *g = data;
+
+	return fp_jobs_find(g->jobs, g->id) == NULL;
+}
+
+static fp_job *submit_apply(struct fixture *f, const char *task, const char *args)
+{
+	struct fp_buf b = { args, strlen(args) };
+	fp_job *job = NULL;
+	int rc = fp_jobs_submit(f->jobs, FP_JOB_APPLY, task, &b, 1, NULL, &job);
+
+	if (rc != 0)
+		fail_msg("submit %s(%s): %s", task, args, fp_strerror(rc));
+	assert_non_null(job);
+	return job;
+}
+
+/* n items, all `text`, or the numbers 0..n-1 when text is NULL. */
+struct items {
+	struct fp_buf *b;
+	char *text;
+	size_t n;
+};
+
+static void items_make(struct items *it, size_t n, const char *text)
+{
+	size_t off = 0;
+
+	it->n = n;
+	it->b = calloc(n ? n : 1, sizeof(*it->b));
+	it->text = malloc(n * 21 + 1);
+	assert_non_null(it->b);
+	assert_non_null(it->text);
+	for (size_t i = 0; i < n; i++) {
+		int len = text ? snprintf(it->text + off, 21, "%s", text)
+			       : snprintf(it->text + off, 21, "%zu", i);
+		it->b[i].base = it->text + off;
+		it->b[i].len = (size_t)len;
+		off += (size_t)len;
+	}
+}
+
+static void items_free(struct items *it)
+{
+	free(it->b);
+	free(it->text);
+}
+
+static fp_job *submit_map(struct fixture *f, const char *task, const struct items *it,
+			  size_t chunksize)
+{
+	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
+	fp_job *job = NULL;
+	int rc;
+
+	o.chunksize = chunksize;
+	rc = fp_jobs_submit(f->jobs, FP_JOB_MAP, task, it->b, it->n, &o, &job);
+	if (rc != 0)
+		fail_msg("submit map %s: %s", task, fp_strerror(rc));
+	assert_non_null(job);
+	return job;
+}
+
+static int is_lower_hex(const char *s)
+{
+	for (; *s; s++)
+		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+			return 0;
+	return 1;
+}
+
+/* --- recording ----------------------------------------------------------- */
+
+static void apply_records_its_value_and_times(void **state)
+{
+	struct fixture f;
+	struct fp_job_item it;
+	struct fp_jobs_stats st;
+	uint64_t before, after;
+	fp_job *job;
+
+	setup(&f, 2);
+	before = wall_now();
+	job = submit_apply(&f, "square", "7");
+	after = wall_now();
+
+	/* Nothing happens inside the submitting call. */
+	assert_int_equal(fp_job_state(job), FP_JOB_QUEUED);
+	assert_false(fp_job_finished(job));
+	assert_int_equal(fp_job_kind(job), FP_JOB_APPLY);
+	assert_string_equal(fp_job_task(job), "square");
+	assert_int_equal(fp_job_total(job), 1);
+	assert_int_equal(fp_job_done(job) + fp_job_failed(job), 0);
+	assert_true(fp_job_created_at(job) >= before && fp_job_created_at(job) <= after);
+	assert_int_equal(fp_job_finished_at(job), 0);
+	fp_job_item(job, 0, &it);
+	assert_false(it.finished);
+	assert_null(it.value);
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.items_pending, 1);
+	assert_int_equal(st.by_state[FP_JOB_QUEUED], 1);
+	assert_int_equal(fp_jobs_unfinished(f.jobs), 1);
+
+	wait_finished(&f, job);
+	after = wall_now();
+	assert_int_equal(fp_job_state(job), FP_JOB_DONE);
+	assert_int_equal(fp_job_done(job), 1);
+	assert_int_equal(fp_job_failed(job), 0);
+	assert_true(fp_job_finished_at(job) >= fp_job_created_at(job));
+	assert_true(fp_job_finished_at(job) <= after);
+	fp_job_item(job, 0, &it);
+	assert_true(it.finished);
+	assert_int_equal(it.status, FP_ITEM_OK);
+	assert_int_equal(it.value_len, 2);
+	assert_memory_equal(it.value, "49", 3);   /* NUL-terminated too */
+	assert_null(it.message);
+	assert_int_equal(it.attempts, 1);
+	assert_int_equal(fp_job_completed_index(job, 0), 0);
+	assert_int_equal(fp_job_completed_index(job, 1), SIZE_MAX);
+
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.jobs, 1);
+	assert_int_equal(st.items_pending, 0);
+	assert_int_equal(st.items_ok, 1);
+	assert_int_equal(st.items_failed, 0);
+	assert_int_equal(st.submitted, 1);
+	assert_int_equal(st.by_state[FP_JOB_DONE], 1);
+	assert_int_equal(st.by_state[FP_JOB_QUEUED] + st.by_state[FP_JOB_RUNNING], 0);
+	assert_int_equal(fp_jobs_unfinished(f.jobs), 0);
+	teardown(&f);
+}
+
+static void map_keeps_item_order_and_a_completion_permutation(void **state)
+{
+	const size_t n = 1000;
+	struct fixture f;
+	struct items in;
+	struct fp_jobs_stats st;
+	unsigned char *seen = calloc(n, 1);
+	fp_job *job;
+
+	setup(&f, 2);
+	items_make(&in, n, NULL);
+	job = submit_map(&f, "square", &in, 7);
+	assert_int_equal(fp_job_kind(job), FP_JOB_MAP);
+	wait_finished(&f, job);
+
+	assert_int_equal(fp_job_state(job), FP_JOB_DONE);
+	assert_int_equal(fp_job_total(job), n);
+	assert_int_equal(fp_job_done(job), n);
+	assert_int_equal(fp_job_failed(job), 0);
+	for (size_t i = 0; i < n; i++) {
+		struct fp_job_item it;
+		char want[32];
+
+		fp_job_item(job, i, &it);
+		snprintf(want, sizeof(want), "%zu", i * i);
+		assert_true(it.finished);
+		assert_int_equal(it.status, FP_ITEM_OK);
+		assert_int_equal(it.value_len, strlen(want));
+		assert_string_equal(it.value, want);
+	}
+	for (size_t k = 0; k < n; k++) {
+		size_t i = fp_job_completed_index(job, k);
+		assert_true(i < n);
+		assert_int_equal(seen[i], 0);
+		seen[i] = 1;
+	}
+	assert_int_equal(fp_job_completed_index(job, n), SIZE_MAX);
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.items_ok, n);
+	assert_int_equal(st.items_pending, 0);
+
+	free(seen);
+	items_free(&in);
+	teardown(&f);
+}
+
+static void empty_map_is_done(void **state)
+{
+	struct fixture f;
+	fp_job *job = NULL;
+
+	setup(&f, 1);
+	assert_int_equal(fp_jobs_submit(f.jobs, FP_JOB_MAP, "square", NULL, 0, NULL, &job), 0);
+	wait_finished(&f, job);
+	assert_int_equal(fp_job_state(job), FP_JOB_DONE);
+	assert_int_equal(fp_job_total(job), 0);
+	assert_int_equal(fp_job_completed_index(job, 0), SIZE_MAX);
+	teardown(&f);
+}
+
+static void a_failing_item_fails_the_job(void **state)
+{
+	struct fixture f;
+	struct fp_buf b[] = { { "1", 1 }, { "\"x\"", 3 }, { "3", 1 } };
+	struct fp_job_item it;
+	struct fp_jobs_stats st;
+	fp_job *job, *app;
+
+	setup(&f, 2);
+	assert_int_equal(fp_jobs_submit(f.jobs, FP_JOB_MAP, "square", b, 3, NULL, &job), 0);
+	app = submit_apply(&f, "fail", "\"disk on fire\"");
+	wait_finished(&f, job);
+	wait_finished(&f, app);
+
+	assert_int_equal(fp_job_state(job), FP_JOB_FAILED);
+	assert_int_equal(fp_job_done(job), 2);
+	assert_int_equal(fp_job_failed(job), 1);
+	fp_job_item(job, 0, &it);
+	assert_string_equal(it.value, "1");
+	fp_job_item(job, 1, &it);
+	assert_true(it.finished);
+	assert_int_equal(it.status, FP_ITEM_TASK_ERROR);
+	assert_null(it.value);
+	assert_non_null(it.message);
+	assert_non_null(strstr(it.message, "square"));
+	fp_job_item(job, 2, &it);
+	assert_string_equal(it.value, "9");
+
+	assert_int_equal(fp_job_state(app), FP_JOB_FAILED);
+	fp_job_item(app, 0, &it);
+	assert_int_equal(it.status, FP_ITEM_TASK_ERROR);
+	assert_string_equal(it.message, "disk on fire");
+
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.items_ok, 2);
+	assert_int_equal(st.items_failed, 2);
+	assert_int_equal(st.by_state[FP_JOB_FAILED], 2);
+	teardown(&f);
+}
+
+static void cancel_ends_hanging_jobs_as_cancelled(void **state)
+{
+	struct fixture f;
+	struct items in;
+	struct fp_job_item it;
+	fp_job *app, *map;
+
+	setup(&f, 2);
+	app = submit_apply(&f, "hang", "null");
+	wait_running(&f, 1);
+	/* No item has finished: the pool cannot tell us it started. */
+	assert_int_equal(fp_job_state(app), FP_JOB_QUEUED);
+	assert_int_equal(fp_jobs_cancel(f.jobs, app), 0);
+	assert_int_equal(fp_jobs_cancel(f.jobs, app), 0);
+	/* The pool's callbacks come from the loop, not from the cancel. */
+	assert_false(fp_job_finished(app));
+	wait_finished(&f, app);
+	assert_int_equal(fp_job_state(app), FP_JOB_CANCELLED);
+	assert_int_equal(fp_job_failed(app), 1);
+	fp_job_item(app, 0, &it);
+	assert_int_equal(it.status, FP_ITEM_CANCELLED);
+	assert_non_null(it.message);
+	assert_int_equal(fp_jobs_cancel(f.jobs, app), -EALREADY);
+
+	/* A map: some items on workers, the rest queued. */
+	items_make(&in, 6, "null");
+	map = submit_map(&f, "hang", &in, 1);
+	wait_running(&f, 2);
+	assert_int_equal(fp_jobs_cancel(f.jobs, map), 0);
+	wait_finished(&f, map);
+	assert_int_equal(fp_job_state(map), FP_JOB_CANCELLED);
+	assert_int_equal(fp_job_failed(map), 6);
+	assert_int_equal(fp_job_done(map), 0);
+	for (size_t i = 0; i < 6; i++) {
+		fp_job_item(map, i, &it);
+		assert_int_equal(it.status, FP_ITEM_CANCELLED);
+	}
+	assert_int_equal(fp_jobs_cancel(f.jobs, map), -EALREADY);
+	items_free(&in);
+	teardown(&f);
+}
+
+/* --- submission ---------------------------------------------------------- */
+
+static void unknown_task_and_bad_arguments_are_refused(void **state)
+{
+	struct fixture f;
+	struct fp_buf b[] = { { "1", 1 }, { "2", 1 } };
+	struct fp_jobs_stats st;
+	fp_job *job = (fp_job *)1, *list[4];
+
+	setup(&f, 1);
+	assert_int_equal(fp_jobs_submit(f.jobs, FP_JOB_APPLY, "no-such-task", b, 1, NULL, &job),
+			 FP_EUNKNOWN_TASK);
+	assert_null(job);
+	assert_int_equal(fp_jobs_submit(f.jobs, FP_JOB_MAP, "no-such-task", b, 2, NULL, &job),
+			 FP_EUNKNOWN_TASK);
+	assert_int_equal(fp_jobs_submit(f.jobs, FP_JOB_APPLY, "square", b, 2, NULL, &job),
+			 -EINVAL);
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.jobs, 0);
+	assert_int_equal(st.submitted, 0);
+	assert_int_equal(st.items_pending, 0);
+	assert_int_equal(fp_jobs_list(f.jobs, NULL, list, 4), 0);
+	teardown(&f);
+}
+
+static void over_max_queue_is_refused_until_items_finish(void **state)
+{
+	struct fp_jobs_options jo;
+	struct fixture f;
+	struct items eight, three, ten, eleven;
+	struct fp_jobs_stats st;
+	fp_job *a, *b, *job = (fp_job *)1, *list[8];
+
+	fp_jobs_options_init(&jo);
+	jo.max_queue = 10;
+	setup_with(&f, 2, &jo);
+	items_make(&eight, 8, "20");
+	items_make(&three, 3, "1");
+	items_make(&ten, 10, "1");
+	items_make(&eleven, 11, "1");
+
+	a = submit_map(&f, "sleep", &eight, 1);
+	assert_int_equal(fp_jobs_submit(f.jobs, FP_JOB_MAP, "square", three.b, 3, NULL, &job),
+			 -EBUSY);
+	assert_null(job);
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.rejected, 1);
+	assert_int_equal(st.submitted, 1);
+	assert_int_equal(st.jobs, 1);
+	assert_int_equal(st.items_pending, 8);
+	assert_int_equal(fp_jobs_list(f.jobs, NULL, list, 8), 1);
+
+	/* Up to the cap exactly is fine. */
+	b = submit_map(&f, "square", &(struct items){ three.b, NULL, 2 }, 0);
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.items_pending, 10);
+	assert_int_equal(fp_jobs_submit(f.jobs, FP_JOB_APPLY, "square", three.b, 1, NULL, &job),
+			 -EBUSY);
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.rejected, 2);
+
+	wait_finished(&f, a);
+	wait_finished(&f, b);
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.items_pending, 0);
+	job = submit_map(&f, "square", &ten, 0);
+	/* More than the cap is never accepted, even with nothing pending. */
+	wait_finished(&f, job);
+	assert_int_equal(fp_jobs_submit(f.jobs, FP_JOB_MAP, "square", eleven.b, 11, NULL, &job),
+			 -EBUSY);
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.rejected, 3);
+	assert_int_equal(st.submitted, 3);
+
+	items_free(&eight);
+	items_free(&three);
+	items_free(&ten);
+	items_free(&eleven);
+	teardown(&f);
+}
+
+static void ids_are_random_hex_and_found_by_id(void **state)
+{
+	enum { N = 150 };   /* past the table's first size */
+	struct fixture f;
+	fp_job *jobs[N];
+	char id[40];
+
+	setup(&f, 2);
+	for (int i = 0; i < N; i++)
+		jobs[i] = submit_apply(&f, "square", "3");
+	for (int i = 0; i < N; i++) {
+		const char *s = fp_job_id(jobs[i]);
+		assert_int_equal(strlen(s), 32);
+		assert_true(is_lower_hex(s));
+		assert_ptr_equal(fp_jobs_find(f.jobs, s), jobs[i]);
+		for (int j = 0; j < i; j++)
+			assert_string_not_equal(s, fp_job_id(jobs[j]));
+	}
+
+	/* Only the exact text finds the job. */
+	strcpy(id, fp_job_id(jobs[0]));
+	for (char *c = id; *c; c++)
+		if (*c >= 'a' && *c <= 'f')
+			*c = (char)(*c - 'a' + 'A');
+	if (strcmp(id, fp_job_id(jobs[0])) != 0)
+		assert_null(fp_jobs_find(f.jobs, id));
+	strcpy(id, fp_job_id(jobs[0]));
+	strcat(id, "0");
+	assert_null(fp_jobs_find(f.jobs, id));
+	id[31] = '\0';
+	assert_null(fp_jobs_find(f.jobs, id));
+	assert_null(fp_jobs_find(f.jobs, "00000000000000000000000000000000"));
+	assert_null(fp_jobs_find(f.jobs, "zz"));
+	assert_null(fp_jobs_find(f.jobs, ""));
+	assert_null(fp_jobs_find(f.jobs, NULL));
+
+	for (int i = 0; i < N; i++)
+		wait_finished(&f, jobs[i]);
+	teardown(&f);
+}
+
+/* --- forgetting ---------------------------------------------------------- */
+
+static void forget_drops_a_finished_job(void **state)
+{
+	struct fixture f;
+	struct fp_jobs_stats st;
+	char id[33];
+	fp_job *job;
+
+	setup(&f, 1);
+	job = submit_apply(&f, "square", "2");
+	strcpy(id, fp_job_id(job));
+	wait_finished(&f, job);
+	fp_jobs_forget(f.jobs, job);
+	assert_null(fp_jobs_find(f.jobs, id));
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.jobs, 0);
+	for (int s = 0; s < 5; s++)
+		assert_int_equal(st.by_state[s], 0);
+	assert_int_equal(st.items_ok, 1);
+	teardown(&f);
+}
+
+static void ttl_forgets_finished_jobs_only(void **state)
+{
+	struct fp_jobs_options jo;
+	struct fixture f;
+	struct fp_jobs_stats st;
+	char a_id[33], b_id[33];
+	struct gone ga = { NULL, a_id }, gb = { NULL, b_id };
+	fp_job *hang, *a, *b;
+	uint64_t finished;
+
+	fp_jobs_options_init(&jo);
+	jo.ttl_ms = 150;
+	setup_with(&f, 2, &jo);
+	ga.jobs = gb.jobs = f.jobs;
+	hang = submit_apply(&f, "hang", "null");
+
+	a = submit_apply(&f, "square", "4");
+	strcpy(a_id, fp_job_id(a));
+	wait_finished(&f, a);
+	finished = fp_now_ms();
+	assert_ptr_equal(fp_jobs_find(f.jobs, a_id), a);
+	assert_true(run_until(f.pool, job_is_gone, &ga, 10000));
+	/* Not before its time (a millisecond of slack for a backend's cached clock). */
+	assert_true(fp_now_ms() - finished + 1 >= jo.ttl_ms);
+
+	/* The timer is armed again for the next one. */
+	b = submit_apply(&f, "sleep", "10");
+	strcpy(b_id, fp_job_id(b));
+	wait_finished(&f, b);
+	assert_true(run_until(f.pool, job_is_gone, &gb, 10000));
+
+	/* A job that has not finished is never expired. */
+	assert_ptr_equal(fp_jobs_find(f.jobs, fp_job_id(hang)), hang);
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.jobs, 1);
+	assert_int_equal(st.by_state[FP_JOB_DONE], 0);
+	teardown(&f);
+}
+
+static void ttl_timer_follows_several_finished_jobs(void **state)
+{
+	struct fp_jobs_options jo;
+	struct fixture f;
+	char ids[3][33];
+	struct gone g[3];
+	fp_job *job;
+
+	fp_jobs_options_init(&jo);
+	jo.ttl_ms = 80;
+	setup_with(&f, 2, &jo);
+	/* Finishing some tens of ms apart: separate expiries, one timer. */
+	for (int i = 0; i < 3; i++) {
+		job = submit_apply(&f, "sleep", "30");
+		strcpy(ids[i], fp_job_id(job));
+		g[i] = (struct gone){ f.jobs, ids[i] };
+		wait_finished(&f, job);
+	}
+	for (int i = 0; i < 3; i++)
+		assert_true(run_until(f.pool, job_is_gone, &g[i], 10000));
+	teardown(&f);
+}
+
+static void max_jobs_forgets_the_oldest_finished_first(void **state)
+{
+	struct fp_jobs_options jo;
+	struct fixture f;
+	struct fp_jobs_stats st;
+	char ids[3][33];
+	fp_job *hang, *job;
+
+	fp_jobs_options_init(&jo);
+	jo.max_jobs = 2;
+	setup_with(&f, 2, &jo);
+	hang = submit_apply(&f, "hang", "null");
+	for (int i = 0; i < 3; i++) {
+		job = submit_apply(&f, "square", "5");
+		strcpy(ids[i], fp_job_id(job));
+		wait_finished(&f, job);
+	}
+	assert_null(fp_jobs_find(f.jobs, ids[0]));
+	assert_non_null(fp_jobs_find(f.jobs, ids[1]));
+	assert_non_null(fp_jobs_find(f.jobs, ids[2]));
+	/* Unfinished jobs are not counted against max_jobs. */
+	assert_ptr_equal(fp_jobs_find(f.jobs, fp_job_id(hang)), hang);
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.jobs, 3);
+	assert_int_equal(st.by_state[FP_JOB_DONE], 2);
+	teardown(&f);
+}
+
+/* --- watchers ------------------------------------------------------------ */
+
+struct watcher {
+	struct fp_job_watch w;
+	fp_jobs *jobs;
+	unsigned *seen;            /* per index, may be NULL */
+	size_t items, ends;
+	size_t finished_at_end;    /* done + failed when on_end ran */
+	size_t unwatch_after;      /* unwatch itself after this many items; 0: never */
+	struct fp_job_watch *victim;   /* unwatched on the first item */
+	bool forget_on_item, forget_on_end;
+	bool bad_order;
+};
+
+static void watcher_item(struct fp_job_watch *w, fp_job *job, size_t index)
+{
+	struct watcher *x = w->data;
+	struct fp_job_item it;
+
+	x->items++;
+	if (x->seen)
+		x->seen[index]++;
+	/* Recorded before it is announced, and the latest to complete. */
+	fp_job_item(job, index, &it);
+	if (!it.finished ||
+	    fp_job_completed_index(job, fp_job_done(job) + fp_job_failed(job) - 1) != index)
+		x->bad_order = true;
+	if (x->victim) {
+		fp_job_unwatch(x->victim);
+		x->victim = NULL;
+	}
+	if (x->unwatch_after && x->items == x->unwatch_after)
+		fp_job_unwatch(w);
+	if (x->forget_on_item) {
+		x->forget_on_item = false;
+		fp_jobs_forget(x->jobs, job);
+	}
+}
+
+static void watcher_end(struct fp_job_watch *w, fp_job *job)
+{
+	struct watcher *x = w->data;
+
+	x->ends++;
+	/* Touches the job: it must still be valid during on_end. */
+	x->finished_at_end = fp_job_finished(job) ? fp_job_done(job) + fp_job_failed(job)
+						   : (size_t)strlen(fp_job_id(job));
+	if (x->forget_on_end)
+		fp_jobs_forget(x->jobs, job);
+}
+
+static void watcher_init(struct watcher *x, fp_jobs *jobs)
+{
+	memset(x, 0, sizeof(*x));
+	x->jobs = jobs;
+	x->w.on_item = watcher_item;
+	x->w.on_end = watcher_end;
+	x->w.data = x;
+}
+
+static void watchers_see_every_item_once_and_the_end_once(void **state)
+{
+	const size_t n = 200;
+	struct fixture f;
+	struct items in;
+	struct watcher all, self, victim, killer, late;
+	fp_job *job;
+
+	setup(&f, 2);
+	items_make(&in, n, NULL);
+	job = submit_map(&f, "square", &in, 5);
+
+	watcher_init(&all, f.jobs);
+	all.seen = calloc(n, sizeof(*all.seen));
+	watcher_init(&self, f.jobs);
+	self.unwatch_after = 3;
+	watcher_init(&victim, f.jobs);
+	watcher_init(&killer, f.jobs);
+	killer.victim = &victim.w;
+	fp_job_watch(job, &all.w);
+	fp_job_watch(job, &self.w);
+	/* Newest first: killer runs just before victim, its successor in the round. */
+	fp_job_watch(job, &victim.w);
+	fp_job_watch(job, &killer.w);
+
+	wait_finished(&f, job);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(all.seen[i], 1);
+	assert_int_equal(all.items, n);
+	assert_int_equal(all.ends, 1);
+	assert_int_equal(all.finished_at_end, n);
+	assert_false(all.bad_order);
+	assert_null(all.w.job);
+
+	assert_int_equal(self.items, 3);
+	assert_int_equal(self.ends, 0);
+	assert_null(self.w.job);
+	assert_int_equal(victim.items, 0);
+	assert_int_equal(victim.ends, 0);
+	assert_int_equal(killer.items, n);
+	assert_int_equal(killer.ends, 1);
+
+	/* Watching a finished job links nothing and calls nothing. */
+	watcher_init(&late, f.jobs);
+	fp_job_watch(job, &late.w);
+	assert_null(late.w.job);
+	fp_job_unwatch(&late.w);
+	assert_int_equal(late.items + late.ends, 0);
+
+	free(all.seen);
+	items_free(&in);
+	teardown(&f);
+}
+
+static void forget_from_inside_on_end_is_safe(void **state)
+{
+	struct fixture f;
+	struct fp_jobs_stats st;
+	struct watcher first, second;
+	char id[33];
+	fp_job *job;
+
+	setup(&f, 1);
+	job = submit_apply(&f, "square", "6");
+	strcpy(id, fp_job_id(job));
+	watcher_init(&first, f.jobs);
+	watcher_init(&second, f.jobs);
+	/* `second` is called first and forgets; `first` must still get a live job. */
+	second.forget_on_end = true;
+	fp_job_watch(job, &first.w);
+	fp_job_watch(job, &second.w);
+
+	struct gone g = { f.jobs, id };
+	assert_true(run_until(f.pool, job_is_gone, &g, 30000));
+	assert_int_equal(second.ends, 1);
+	assert_int_equal(first.ends, 1);
+	assert_int_equal(first.finished_at_end, 1);
+	assert_int_equal(first.items, 1);
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.jobs, 0);
+	assert_int_equal(st.by_state[FP_JOB_DONE], 0);
+	teardown(&f);
+}
+
+static int nothing_pending(void *data)
+{
+	struct fp_jobs_stats st;
+
+	fp_jobs_stats(data, &st);
+	return st.items_pending == 0;
+}
+
+static void forget_from_inside_on_item_cancels_the_rest(void **state)
+{
+	const size_t n = 40;
+	struct fixture f;
+	struct items in;
+	struct fp_jobs_stats st;
+	struct watcher first, second;
+	char id[33];
+	fp_job *job;
+
+	setup(&f, 2);
+	items_make(&in, n, "5");
+	job = submit_map(&f, "sleep", &in, 1);
+	strcpy(id, fp_job_id(job));
+	watcher_init(&first, f.jobs);
+	watcher_init(&second, f.jobs);
+	second.forget_on_item = true;
+	fp_job_watch(job, &first.w);
+	fp_job_watch(job, &second.w);
+
+	/* The job leaves at the first item; the pool's later callbacks find a tombstone. */
+	assert_true(run_until(f.pool, nothing_pending, f.jobs, 60000));
+	assert_true(run_until(f.pool, pool_is_idle, f.pool, 30000));
+	assert_null(fp_jobs_find(f.jobs, id));
+	assert_int_equal(second.items, 1);
+	assert_int_equal(second.ends, 1);
+	assert_int_equal(first.items, 0);
+	assert_int_equal(first.ends, 1);
+	assert_null(first.w.job);
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.jobs, 0);
+	assert_int_equal(st.items_ok + st.items_failed, n);
+	assert_true(st.items_failed > 0);
+	assert_int_equal(fp_jobs_unfinished(f.jobs), 0);
+	items_free(&in);
+	teardown(&f);
+}
+
+/* --- listing, closing, freeing ------------------------------------------- */
+
+static void list_is_newest_first_with_a_state_filter(void **state)
+{
+	struct fixture f;
+	fp_job *a, *b, *c, *d, *out[8];
+	enum fp_job_state s;
+
+	setup(&f, 2);
+	a = submit_apply(&f, "square", "1");
+	wait_finished(&f, a);
+	b = submit_apply(&f, "hang", "null");
+	c = submit_apply(&f, "fail", "\"no\"");
+	wait_finished(&f, c);
+	d = submit_apply(&f, "square", "2");
+	wait_finished(&f, d);
+
+	assert_int_equal(fp_jobs_list(f.jobs, NULL, out, 8), 4);
+	assert_ptr_equal(out[0], d);
+	assert_ptr_equal(out[1], c);
+	assert_ptr_equal(out[2], b);
+	assert_ptr_equal(out[3], a);
+	assert_int_equal(fp_jobs_list(f.jobs, NULL, out, 2), 2);
+	assert_ptr_equal(out[0], d);
+	assert_ptr_equal(out[1], c);
+
+	assert_int_equal(fp_job_state_parse("done", &s), 0);
+	assert_int_equal(fp_jobs_list(f.jobs, &s, out, 8), 2);
+	assert_ptr_equal(out[0], d);
+	assert_ptr_equal(out[1], a);
+	assert_int_equal(fp_job_state_parse("failed", &s), 0);
+	assert_int_equal(fp_jobs_list(f.jobs, &s, out, 8), 1);
+	assert_ptr_equal(out[0], c);
+	assert_int_equal(fp_job_state_parse("queued", &s), 0);
+	assert_int_equal(fp_jobs_list(f.jobs, &s, out, 8), 1);
+	assert_ptr_equal(out[0], b);
+	assert_int_equal(fp_job_state_parse("cancelled", &s), 0);
+	assert_int_equal(fp_jobs_list(f.jobs, &s, out, 8), 0);
+	teardown(&f);
+}
+
+static void names_round_trip(void **state)
+{
+	enum fp_job_state s;
+
+	for (int i = FP_JOB_QUEUED; i <= FP_JOB_CANCELLED; i++) {
+		assert_int_equal(fp_job_state_parse(fp_job_state_name(i), &s), 0);
+		assert_int_equal(s, i);
+	}
+	assert_string_equal(fp_job_state_name(FP_JOB_RUNNING), "running");
+	assert_int_equal(fp_job_state_parse("bogus", &s), -EINVAL);
+	assert_int_equal(fp_job_state_parse("", &s), -EINVAL);
+	assert_string_equal(fp_job_kind_name(FP_JOB_APPLY), "apply");
+	assert_string_equal(fp_job_kind_name(FP_JOB_MAP), "map");
+}
+
+static void close_refuses_new_jobs_and_lets_old_ones_finish(void **state)
+{
+	struct fixture f;
+	struct fp_buf b = { "1", 1 };
+	struct fp_jobs_stats st;
+	fp_job *job, *other = (fp_job *)1;
+
+	setup(&f, 1);
+	job = submit_apply(&f, "sleep", "30");
+	fp_jobs_close(f.jobs);
+	assert_int_equal(fp_jobs_submit(f.jobs, FP_JOB_APPLY, "square", &b, 1, NULL, &other),
+			 FP_ESTOPPED);
+	assert_null(other);
+	assert_int_equal(fp_jobs_unfinished(f.jobs), 1);
+	wait_finished(&f, job);
+	assert_int_equal(fp_job_state(job), FP_JOB_DONE);
+	assert_int_equal(fp_jobs_unfinished(f.jobs), 0);
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.submitted, 1);
+	assert_int_equal(st.rejected, 0);
+	teardown(&f);
+}
+
+static void free_with_jobs_running_then_run_the_loop(void **state)
+{
+	struct fixture f;
+	struct items in;
+	struct watcher w;
+	struct fp_pool_stats ps;
+	fp_job *job;
+
+	setup(&f, 2);
+	items_make(&in, 4, "null");
+	job = submit_apply(&f, "hang", "null");
+	submit_map(&f, "hang", &in, 1);
+	submit_apply(&f, "square", "9");
+	watcher_init(&w, f.jobs);
+	fp_job_watch(job, &w.w);
+	wait_running(&f, 2);
+
+	fp_jobs_free(f.jobs);
+	assert_null(w.w.job);
+	/* The pool still delivers the cancelled calls: into tombstones. */
+	assert_true(run_until(f.pool, pool_is_idle, f.pool, 30000));
+	fp_pool_stats(f.pool, &ps);
+	assert_true(ps.cancelled >= 5);
+	assert_int_equal(w.items + w.ends, 0);
+	fp_pool_free(f.pool);
+	items_free(&in);
+}
+
+static void free_with_jobs_running_then_free_the_pool(void **state)
+{
+	struct fixture f;
+	struct items in;
+
+	setup(&f, 2);
+	items_make(&in, 3, "null");
+	submit_apply(&f, "hang", "null");
+	submit_map(&f, "hang", &in, 1);
+	wait_running(&f, 2);
+	/* The pool's shutdown delivers what is left, after the store is gone. */
+	fp_jobs_free(f.jobs);
+	fp_pool_free(f.pool);
+	items_free(&in);
+}
+
+/* --- size ---------------------------------------------------------------- */
+
+static void big_map_is_a_few_blocks(void **state)
+{
+	const size_t n = 100000;
+	struct fixture f;
+	struct items in;
+	struct fp_jobs_stats st;
+	size_t bytes, blocks;
+	fp_job *job;
+
+	setup(&f, 2);
+	items_make(&in, n, NULL);
+	job = submit_map(&f, "square", &in, 0);
+	fp_job_memory(job, &bytes, &blocks);
+	assert_int_equal(blocks, 3);   /* the job, its items, its completion order */
+	wait_finished(&f, job);
+	assert_int_equal(fp_job_state(job), FP_JOB_DONE);
+	for (size_t i = 0; i < n; i++) {
+		struct fp_job_item it;
+		char want[32];
+
+		fp_job_item(job, i, &it);
+		snprintf(want, sizeof(want), "%zu", i * i);
+		if (!it.finished || it.status != FP_ITEM_OK || strcmp(it.value, want) != 0)
+			fail_msg("item %zu: %s, want %s", i, it.value ? it.value : "(null)", want);
+	}
+	/* About 1 MB of text: pages doubling to 1 MiB, never a block per item. */
+	fp_job_memory(job, &bytes, &blocks);
+	assert_true(blocks < 16);
+	assert_true(bytes < n * 20 + ((size_t)4 << 20));
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.items_ok, n);
+	items_free(&in);
+	teardown(&f);
+}
+
+static void cancelled_big_map_stores_its_message_once(void **state)
+{
+	const size_t n = 100000;
+	struct fixture f;
+	struct items in;
+	struct fp_job_item it;
+	size_t bytes, blocks;
+	fp_job *job;
+
+	setup(&f, 2);
+	items_make(&in, n, "null");
+	job = submit_map(&f, "hang", &in, 0);
+	wait_running(&f, 1);
+	assert_int_equal(fp_jobs_cancel(f.jobs, job), 0);
+	wait_finished(&f, job);
+	assert_int_equal(fp_job_state(job), FP_JOB_CANCELLED);
+	assert_int_equal(fp_job_failed(job), n);
+	fp_job_item(job, 0, &it);
+	assert_int_equal(it.status, FP_ITEM_CANCELLED);
+	fp_job_item(job, n - 1, &it);
+	assert_int_equal(it.status, FP_ITEM_CANCELLED);
+	assert_string_equal(it.message, "cancelled");
+	fp_job_memory(job, &bytes, &blocks);
+	assert_true(blocks <= 5);
+	assert_true(bytes < n * 20 + ((size_t)64 << 10));
+	items_free(&in);
+	teardown(&f);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(names_round_trip),
+		cmocka_unit_test(apply_records_its_value_and_times),
+		cmocka_unit_test(map_keeps_item_order_and_a_completion_permutation),
+		cmocka_unit_test(empty_map_is_done),
+		cmocka_unit_test(a_failing_item_fails_the_job),
+		cmocka_unit_test(cancel_ends_hanging_jobs_as_cancelled),
+		cmocka_unit_test(unknown_task_and_bad_arguments_are_refused),
+		cmocka_unit_test(over_max_queue_is_refused_until_items_finish),
+		cmocka_unit_test(ids_are_random_hex_and_found_by_id),
+		cmocka_unit_test(forget_drops_a_finished_job),
+		cmocka_unit_test(ttl_forgets_finished_jobs_only),
+		cmocka_unit_test(ttl_timer_follows_several_finished_jobs),
+		cmocka_unit_test(max_jobs_forgets_the_oldest_finished_first),
+		cmocka_unit_test(watchers_see_every_item_once_and_the_end_once),
+		cmocka_unit_test(forget_from_inside_on_end_is_safe),
+		cmocka_unit_test(forget_from_inside_on_item_cancels_the_rest),
+		cmocka_unit_test(list_is_newest_first_with_a_state_filter),
+		cmocka_unit_test(close_refuses_new_jobs_and_lets_old_ones_finish),
+		cmocka_unit_test(free_with_jobs_running_then_run_the_loop),
+		cmocka_unit_test(free_with_jobs_running_then_free_the_pool),
+		cmocka_unit_test(big_map_is_a_few_blocks),
+		cmocka_unit_test(cancelled_big_map_stores_its_message_once),
+	};
+	fp_loop *loop = NULL;
+
+	/* The backend FORKPOOL_LOOP asks for may not exist here: skip, not fail. */
+	if (fp_loop_new(&loop, FP_LOOP_AUTO) != 0) {
+		fprintf(stderr, "no event loop for FORKPOOL_LOOP=%s: skipped\n",
+			getenv("FORKPOOL_LOOP") ? getenv("FORKPOOL_LOOP") : "");
+		return 77;
+	}
+	fp_loop_free(loop);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
