@@ -1,0 +1,692 @@
+/*
+ * forkpoold's settings from flags, environment and file; see config.h.
+ *
+ * One table describes every setting (its name, kind, range and help). The
+ * sources are applied weakest first (file, environment, flags), each
+ * overwriting what came before, so precedence needs no other bookkeeping
+ * than, for the two lists, which source filled them.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include "config.h"
+
+extern char **environ;
+
+enum kind {
+	K_UINT,      /* a whole number in [min, max] */
+	K_SIZE,      /* bytes, with an optional k/m/g suffix (binary) */
+	K_LIST,      /* repeatable string: listen, module */
+	K_PATH,      /* one string */
+	K_LOOP,
+	K_LEVEL,
+	K_FORMAT,
+	K_CONFIG,    /* --config: flags and environment only */
+	K_HELP,      /* flags only, take no value */
+	K_VERSION,
+};
+
+/* Where a value came from, weakest first. */
+enum source { SRC_DEFAULT, SRC_FILE, SRC_ENV, SRC_FLAG };
+
+struct setting {
+	const char *name;       /* flag without "--"; file key; env after FORKPOOL_ */
+	enum kind kind;
+	size_t off;             /* into struct fp_config */
+	uint64_t min, max;      /* K_UINT, K_SIZE */
+	const char *metavar;
+	const char *help;
+};
+
+#define OFF(field) offsetof(struct fp_config, field)
+#define DAY_S 86400ull
+
+static const struct setting settings[] = {
+	{ "listen", K_LIST, OFF(listen), 0, 0, "ADDR",
+	  "HOST:PORT, [V6]:PORT or unix:/path; repeatable (default "
+	  FP_CONFIG_DEFAULT_LISTEN "); port 0 picks a free port" },
+	{ "workers", K_UINT, OFF(workers), 1, 1024, "N",
+	  "worker processes (default: one per online CPU)" },
+	{ "max-tasks-per-child", K_UINT, OFF(max_tasks_per_child), 0, UINT32_MAX, "N",
+	  "recycle a worker after N tasks (default 0: never)" },
+	{ "max-tasks-jitter", K_UINT, OFF(max_tasks_jitter), 0, UINT32_MAX, "N",
+	  "add up to N to each worker's limit so they do not all recycle at once" },
+	{ "max-rss-mb", K_UINT, OFF(max_rss_mb), 0, 1ull << 24, "N",
+	  "recycle a worker whose RSS passes N MiB after a task (default 0: no limit)" },
+	{ "task-timeout", K_UINT, OFF(task_timeout_ms), 0, 365 * DAY_S * 1000, "MS",
+	  "default task timeout in milliseconds, 0 for none (default 60000)" },
+	{ "module", K_LIST, OFF(modules), 0, 0, "PATH",
+	  "task module (shared object) to load; repeatable" },
+	{ "loop", K_LOOP, OFF(loop), 0, 0, "auto|uring|epoll",
+	  "event-loop backend (default auto: io_uring, else epoll)" },
+	{ "token-file", K_PATH, OFF(token_file), 0, 0, "PATH",
+	  "file holding the bearer token every request but /v1/health must carry;"
+	  " required to listen on a non-loopback address" },
+	{ "max-body", K_SIZE, OFF(max_body), 1, 1ull << 40, "BYTES",
+	  "largest request body, suffixes k, m, g (default 64m)" },
+	{ "max-queue", K_UINT, OFF(max_queue), 1, 1ull << 40, "N",
+	  "unfinished items across all jobs; past it, 429 (default 1000000)" },
+	{ "max-connections", K_UINT, OFF(max_connections), 1, 1u << 20, "N",
+	  "open connections at most (default 1024)" },
+	{ "job-ttl", K_UINT, OFF(job_ttl_s), 1, 3650 * DAY_S, "SECONDS",
+	  "keep finished jobs this long (default 600)" },
+	{ "drain-timeout", K_UINT, OFF(drain_timeout_s), 0, 7 * DAY_S, "SECONDS",
+	  "on SIGTERM, wait this long for jobs to finish before cancelling them"
+	  " (default 30)" },
+	{ "log-level", K_LEVEL, OFF(log_level), 0, 0, "error|warn|info|debug",
+	  "default info" },
+	{ "log-format", K_FORMAT, OFF(log_format), 0, 0, "text|json",
+	  "default text" },
+	{ "config", K_CONFIG, OFF(config_file), 0, 0, "PATH",
+	  "read settings from a file of `key = value` lines" },
+	{ "help", K_HELP, 0, 0, 0, NULL, "print this and exit" },
+	{ "version", K_VERSION, 0, 0, 0, NULL, "print the version and exit" },
+};
+
+#define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+/* --- errors -------------------------------------------------------------- */
+
+struct ctx {
+	struct fp_config *c;
+	enum source list_src[NSETTINGS];   /* K_LIST: who filled it */
+	char *errbuf;
+	size_t errlen;
+};
+
+/* `where` names the flag, variable or file line; the rest says what. */
+static int fail(struct ctx *x, const char *where, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fail(struct ctx *x, const char *where, const char *fmt, ...)
+{
+	size_t n;
+	va_list ap;
+
+	if (!x->errbuf || !x->errlen)
+		return -EINVAL;
+	snprintf(x->errbuf, x->errlen, "%s: ", where);
+	n = strlen(x->errbuf);
+	va_start(ap, fmt);
+	vsnprintf(x->errbuf + n, x->errlen - n, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+/*
+ * A value quoted back in a message: cut when long, control bytes shown as
+ * '?', so the message stays one line.
+ */
+static const char *quote(const char *v, char *buf, size_t len)
+{
+	size_t i, n = strlen(v), max = len - 4;
+
+	for (i = 0; i < n && i < max; i++)
+		buf[i] = iscntrl((unsigned char)v[i]) ? '?' : v[i];
+	if (n > max) {
+		memcpy(buf + max, "...", 4);
+		return buf;
+	}
+	buf[i] = '\0';
+	return buf;
+}
+
+/* --- values -------------------------------------------------------------- */
+
+/* Decimal digits only: no sign, no blanks, no hex, no overflow. */
+static int parse_u64(const char *s, uint64_t *out, const char **end)
+{
+	uint64_t v = 0;
+	const char *p = s;
+
+	if (!isdigit((unsigned char)*p))
+		return -EINVAL;
+	for (; isdigit((unsigned char)*p); p++) {
+		unsigned d = (unsigned)(*p - '0');
+
+		if (v > (UINT64_MAX - d) / 10)
+			return -ERANGE;
+		v = v * 10 + d;
+	}
+	*out = v;
+	*end = p;
+	return 0;
+}
+
+static int set_uint(struct ctx *x, const struct setting *s, const char *where,
+		    const char *v)
+{
+	uint64_t n, *field = (uint64_t *)((char *)x->c + s->off);
+	const char *end;
+	char q[80];
+	int r = parse_u64(v, &n, &end);
+
+	if (r == 0 && *end)
+		r = -EINVAL;
+	if (r == 0 && (n < s->min || n > s->max))
+		r = -ERANGE;
+	if (r == -EINVAL)
+		return fail(x, where, "expected a %s integer, got \"%s\"",
+			    s->min ? "positive" : "non-negative", quote(v, q, sizeof(q)));
+	if (r < 0)
+		return fail(x, where, "expected an integer from %" PRIu64 " to %" PRIu64
+			    ", got \"%s\"", s->min, s->max, quote(v, q, sizeof(q)));
+	*field = n;
+	return 0;
+}
+
+static int set_size(struct ctx *x, const struct setting *s, const char *where,
+		    const char *v)
+{
+	uint64_t n, mult = 1, *field = (uint64_t *)((char *)x->c + s->off);
+	const char *end;
+	char q[80];
+	int r = parse_u64(v, &n, &end);
+
+	if (r == 0) {
+		switch (*end) {
+		case 'k': case 'K': mult = 1ull << 10; end++; break;
+		case 'm': case 'M': mult = 1ull << 20; end++; break;
+		case 'g': case 'G': mult = 1ull << 30; end++; break;
+		default: break;
+		}
+		/* "64m", "64MB", "64MiB" and "65536b" all mean what they say. */
+		if (mult > 1 && (*end == 'i' || *end == 'I') && (end[1] == 'b' || end[1] == 'B'))
+			end += 2;
+		else if (*end == 'b' || *end == 'B')
+			end++;
+		if (*end)
+			r = -EINVAL;
+	}
+	if (r == 0 && n > UINT64_MAX / mult)
+		r = -ERANGE;
+	if (r == 0) {
+		n *= mult;
+		if (n < s->min || n > s->max)
+			r = -ERANGE;
+	}
+	if (r == -EINVAL)
+		return fail(x, where, "expected a size in bytes such as 65536, 512k, 64m or 1g,"
+			    " got \"%s\"", quote(v, q, sizeof(q)));
+	if (r < 0)
+		return fail(x, where, "expected a size from %" PRIu64 " bytes to %" PRIu64
+			    " GiB, got \"%s\"", s->min, s->max >> 30, quote(v, q, sizeof(q)));
+	*field = n;
+	return 0;
+}
+
+/* The shapes fp_http_listen() takes; the socket layer has the last word. */
+static int check_listen(struct ctx *x, const char *where, const char *v)
+{
+	static const char expected[] =
+		"expected HOST:PORT, [IPV6]:PORT or unix:/path";
+	struct in6_addr a6;
+	const char *colon, *port, *end;
+	char q[80], host[INET6_ADDRSTRLEN + 1];
+	uint64_t p;
+	size_t hl;
+
+	if (!strncmp(v, "unix:", 5)) {
+		if (!v[5])
+			return fail(x, where, "%s, got \"%s\" (no path)", expected,
+				    quote(v, q, sizeof(q)));
+		if (strlen(v + 5) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+			return fail(x, where, "the socket path is longer than %zu bytes: \"%s\"",
+				    sizeof(((struct sockaddr_un *)0)->sun_path) - 1,
+				    quote(v, q, sizeof(q)));
+		return 0;
+	}
+	if (v[0] == '[') {
+		colon = strchr(v, ']');
+		if (!colon || colon[1] != ':')
+			return fail(x, where, "%s, got \"%s\"", expected, quote(v, q, sizeof(q)));
+		hl = (size_t)(colon - v - 1);
+		if (hl == 0 || hl >= sizeof(host))
+			return fail(x, where, "%s, got \"%s\"", expected, quote(v, q, sizeof(q)));
+		memcpy(host, v + 1, hl);
+		host[hl] = '\0';
+		if (inet_pton(AF_INET6, host, &a6) != 1)
+			return fail(x, where, "\"%s\" is not an IPv6 address",
+				    quote(host, q, sizeof(q)));
+		port = colon + 2;
+	} else {
+		colon = strrchr(v, ':');
+		if (!colon || colon == v)
+			return fail(x, where, "%s, got \"%s\"", expected, quote(v, q, sizeof(q)));
+		if (memchr(v, ':', (size_t)(colon - v)))
+			return fail(x, where, "an IPv6 address goes in brackets, as [::1]:8080;"
+				    " got \"%s\"", quote(v, q, sizeof(q)));
+		port = colon + 1;
+	}
+	if (parse_u64(port, &p, &end) < 0 || *end || p > 65535)
+		return fail(x, where, "expected a port from 0 to 65535 after the colon, got \"%s\"",
+			    quote(v, q, sizeof(q)));
+	return 0;
+}
+
+static int list_add(struct ctx *x, const struct setting *s, enum source src,
+		    const char *where, const char *v)
+{
+	size_t idx = (size_t)(s - settings);
+	bool is_listen = s->off == OFF(listen);
+	char **list = is_listen ? x->c->listen : x->c->modules;
+	size_t *n = is_listen ? &x->c->nlisten : &x->c->nmodules;
+	size_t max = is_listen ? FP_CONFIG_LISTEN_MAX : FP_CONFIG_MODULES_MAX;
+	int r;
+
+	if (!*v)
+		return fail(x, where, "expected %s, got an empty value",
+			    is_listen ? "an address" : "a path");
+	if (is_listen && (r = check_listen(x, where, v)) < 0)
+		return r;
+	/* A stronger source replaces the list, it does not add to it. */
+	if (x->list_src[idx] != src) {
+		while (*n) {
+			free(list[--*n]);
+			list[*n] = NULL;
+		}
+		x->list_src[idx] = src;
+	}
+	if (*n >= max)
+		return fail(x, where, "at most %zu are allowed", max);
+	list[*n] = strdup(v);
+	if (!list[*n])
+		return -ENOMEM;
+	list[++*n] = NULL;
+	return 0;
+}
+
+static int set_string(struct ctx *x, const struct setting *s, const char *where,
+		      const char *v)
+{
+	char **field = (char **)((char *)x->c + s->off);
+	char *copy;
+
+	if (!*v)
+		return fail(x, where, "expected a path, got an empty value");
+	copy = strdup(v);
+	if (!copy)
+		return -ENOMEM;
+	free(*field);
+	*field = copy;
+	return 0;
+}
+
+static int apply(struct ctx *x, const struct setting *s, enum source src,
+		 const char *where, const char *v)
+{
+	char q[80];
+
+	switch (s->kind) {
+	case K_UINT:
+		return set_uint(x, s, where, v);
+	case K_SIZE:
+		return set_size(x, s, where, v);
+	case K_LIST:
+		return list_add(x, s, src, where, v);
+	case K_PATH:
+	case K_CONFIG:
+		return set_string(x, s, where, v);
+	case K_LOOP:
+		if (fp_loop_backend_parse(v, &x->c->loop) < 0)
+			return fail(x, where, "expected auto, uring or epoll, got \"%s\"",
+				    quote(v, q, sizeof(q)));
+		return 0;
+	case K_LEVEL:
+		if (fp_dlog_level_parse(v, &x->c->log_level) < 0)
+			return fail(x, where, "expected error, warn, info or debug, got \"%s\"",
+				    quote(v, q, sizeof(q)));
+		return 0;
+	case K_FORMAT:
+		if (fp_dlog_format_parse(v, &x->c->log_format) < 0)
+			return fail(x, where, "expected text or json, got \"%s\"",
+				    quote(v, q, sizeof(q)));
+		return 0;
+	case K_HELP:
+	case K_VERSION:
+		break;
+	}
+	return 0;
+}
+
+/* By name; '_' and '-' are the same so a file may say max_body. */
+static const struct setting *find_setting(const char *name, size_t len)
+{
+	size_t i, j;
+
+	for (i = 0; i < NSETTINGS; i++) {
+		const char *n = settings[i].name;
+
+		if (strlen(n) != len)
+			continue;
+		for (j = 0; j < len; j++) {
+			char c = name[j] == '_' ? '-' : (char)tolower((unsigned char)name[j]);
+
+			if (c != n[j])
+				break;
+		}
+		if (j == len)
+			return &settings[i];
+	}
+	return NULL;
+}
+
+/* --- sources ------------------------------------------------------------- */
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+static int load_file(struct ctx *x, const char *path)
+{
+	char *line = NULL, *key, *val, *eq, *p, where[PATH_MAX + 64], q[80];
+	const struct setting *s;
+	size_t cap = 0, lineno = 0;
+	ssize_t len;
+	FILE *f;
+	int r = 0;
+
+	f = fopen(path, "re");
+	if (!f) {
+		snprintf(where, sizeof(where), "--config %s", path);
+		return fail(x, where, "cannot read it: %s", strerror(errno));
+	}
+	while ((len = getline(&line, &cap, f)) >= 0) {
+		lineno++;
+		snprintf(where, sizeof(where), "%s:%zu", path, lineno);
+		if ((size_t)len != strlen(line)) {
+			r = fail(x, where, "the line holds a NUL byte");
+			break;
+		}
+		key = trim(line);
+		if (!*key || *key == '#')
+			continue;
+		eq = strchr(key, '=');
+		if (!eq) {
+			r = fail(x, where, "expected `key = value`, got \"%s\"",
+				 quote(key, q, sizeof(q)));
+			break;
+		}
+		*eq = '\0';
+		val = trim(eq + 1);
+		key = trim(key);
+		/* A comment after a blank; a quoted value keeps its '#'. */
+		if (*val == '"') {
+			p = strrchr(val + 1, '"');
+			if (!p || (trim(p + 1)[0] && trim(p + 1)[0] != '#')) {
+				r = fail(x, where, "unterminated or trailing text after a quoted value");
+				break;
+			}
+			*p = '\0';
+			val++;
+		} else {
+			for (p = val; *p; p++) {
+				if (*p == '#' && p > val && isspace((unsigned char)p[-1])) {
+					*p = '\0';
+					val = trim(val);
+					break;
+				}
+			}
+		}
+		s = find_setting(key, strlen(key));
+		if (!s || s->kind == K_HELP || s->kind == K_VERSION) {
+			r = fail(x, where, "unknown setting \"%s\"", quote(key, q, sizeof(q)));
+			break;
+		}
+		if (s->kind == K_CONFIG) {
+			r = fail(x, where, "a config file cannot name another one");
+			break;
+		}
+		snprintf(where + strlen(where), sizeof(where) - strlen(where), ": %s", s->name);
+		r = apply(x, s, SRC_FILE, where, val);
+		if (r < 0)
+			break;
+	}
+	if (r == 0 && ferror(f)) {
+		snprintf(where, sizeof(where), "--config %s", path);
+		r = fail(x, where, "cannot read it: %s", strerror(errno));
+	}
+	free(line);
+	fclose(f);
+	return r;
+}
+
+static void env_name(const struct setting *s, char *buf, size_t len)
+{
+	size_t i, n = strlen("FORKPOOL_");
+
+	memcpy(buf, "FORKPOOL_", n);
+	for (i = 0; s->name[i] && n + 1 < len; i++)
+		buf[n++] = s->name[i] == '-' ? '_' : (char)toupper((unsigned char)s->name[i]);
+	buf[n] = '\0';
+}
+
+static const char *env_get(char *const envp[], const char *name)
+{
+	size_t n = strlen(name);
+
+	for (; envp && *envp; envp++)
+		if (!strncmp(*envp, name, n) && (*envp)[n] == '=')
+			return *envp + n + 1;
+	return NULL;
+}
+
+static int load_env(struct ctx *x, char *const envp[], const struct setting *only)
+{
+	char name[64], *copy, *item, *save;
+	const char *v;
+	size_t i;
+	int r;
+
+	for (i = 0; i < NSETTINGS; i++) {
+		const struct setting *s = &settings[i];
+
+		if (s->kind == K_HELP || s->kind == K_VERSION)
+			continue;
+		if ((only && s != only) || (!only && s->kind == K_CONFIG))
+			continue;
+		env_name(s, name, sizeof(name));
+		v = env_get(envp, name);
+		/* Empty is unset, as systemd's Environment= and shells make it. */
+		if (!v || !*v)
+			continue;
+		if (s->kind != K_LIST) {
+			r = apply(x, s, SRC_ENV, name, v);
+			if (r < 0)
+				return r;
+			continue;
+		}
+		copy = strdup(v);
+		if (!copy)
+			return -ENOMEM;
+		r = 0;
+		for (item = strtok_r(copy, ",", &save); item && r == 0;
+		     item = strtok_r(NULL, ",", &save))
+			r = apply(x, s, SRC_ENV, name, trim(item));
+		free(copy);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* A flag with its value, collected before any source is applied. */
+struct flag {
+	const struct setting *s;
+	const char *value;
+	char where[72];
+};
+
+static void defaults(struct fp_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->task_timeout_ms = 60000;
+	c->max_body = 64ull << 20;
+	c->max_queue = 1000000;
+	c->max_connections = 1024;
+	c->job_ttl_s = 600;
+	c->drain_timeout_s = 30;
+	c->loop = FP_LOOP_AUTO;
+	c->log_level = FP_LOG_INFO;
+	c->log_format = FP_DLOG_TEXT;
+}
+
+int fp_config_load(struct fp_config *c, int argc, char *const argv[],
+		   char *const envp[], char *errbuf, size_t errlen)
+{
+	struct ctx x = { .c = c, .errbuf = errbuf, .errlen = errlen };
+	struct flag *flags;
+	const struct setting *s, *config_setting = find_setting("config", 6);
+	const char *arg, *eq;
+	char q[80];
+	int i, nflags = 0, r = 0, action = FP_CONFIG_RUN;
+
+	defaults(c);
+	if (errbuf && errlen)
+		errbuf[0] = '\0';
+	if (!envp)
+		envp = environ;
+	flags = calloc((size_t)(argc > 0 ? argc : 1), sizeof(*flags));
+	if (!flags)
+		return -ENOMEM;
+
+	/* Flags first, to know --config and --help; applied last. */
+	for (i = 1; i < argc; i++) {
+		arg = argv[i];
+		if (!strcmp(arg, "-h"))
+			arg = "--help";
+		else if (!strcmp(arg, "-V"))
+			arg = "--version";
+		if (strncmp(arg, "--", 2) || !arg[2]) {
+			r = fail(&x, quote(arg, q, sizeof(q)),
+				 "unexpected argument (flags start with --; see --help)");
+			goto out;
+		}
+		eq = strchr(arg + 2, '=');
+		s = find_setting(arg + 2, eq ? (size_t)(eq - arg - 2) : strlen(arg + 2));
+		/* The flag's own spelling: find_setting() also takes '_'. */
+		if (s && strncmp(arg + 2, s->name, strlen(s->name)))
+			s = NULL;
+		if (!s) {
+			snprintf(q, sizeof(q), "%.*s", eq ? (int)(eq - arg) : 70, arg);
+			r = fail(&x, q, "unknown flag (see --help)");
+			goto out;
+		}
+		struct flag *f = &flags[nflags++];
+
+		f->s = s;
+		snprintf(f->where, sizeof(f->where), "--%s", s->name);
+		if (s->kind == K_HELP || s->kind == K_VERSION) {
+			if (eq) {
+				r = fail(&x, f->where, "takes no value");
+				goto out;
+			}
+			if (s->kind == K_HELP)
+				action = FP_CONFIG_HELP;
+			else if (action != FP_CONFIG_HELP)
+				action = FP_CONFIG_VERSION;
+			continue;
+		}
+		if (eq) {
+			f->value = eq + 1;
+		} else if (i + 1 < argc) {
+			f->value = argv[++i];
+		} else {
+			r = fail(&x, f->where, "missing value (%s)", s->metavar);
+			goto out;
+		}
+	}
+	if (action != FP_CONFIG_RUN) {
+		r = action;
+		goto out;
+	}
+
+	/* The file: --config wins over FORKPOOL_CONFIG. */
+	for (i = nflags - 1; i >= 0; i--)
+		if (flags[i].s == config_setting)
+			break;
+	if (i >= 0)
+		r = apply(&x, config_setting, SRC_FLAG, flags[i].where, flags[i].value);
+	else
+		r = load_env(&x, envp, config_setting);
+	if (r == 0 && c->config_file)
+		r = load_file(&x, c->config_file);
+	if (r == 0)
+		r = load_env(&x, envp, NULL);
+	for (i = 0; r == 0 && i < nflags; i++)
+		if (flags[i].s != config_setting)
+			r = apply(&x, flags[i].s, SRC_FLAG, flags[i].where, flags[i].value);
+	if (r == 0 && !c->nlisten)
+		r = list_add(&x, find_setting("listen", 6), SRC_DEFAULT, "--listen",
+			     FP_CONFIG_DEFAULT_LISTEN);
+	if (r == 0 && c->max_tasks_jitter && !c->max_tasks_per_child)
+		r = fail(&x, "--max-tasks-jitter",
+			 "needs --max-tasks-per-child: it spreads that limit");
+out:
+	free(flags);
+	if (r == -ENOMEM && errbuf && errlen)
+		snprintf(errbuf, errlen, "out of memory reading the configuration");
+	return r;
+}
+
+void fp_config_deinit(struct fp_config *c)
+{
+	size_t i;
+
+	if (!c)
+		return;
+	for (i = 0; i < c->nlisten; i++)
+		free(c->listen[i]);
+	for (i = 0; i < c->nmodules; i++)
+		free(c->modules[i]);
+	free(c->token_file);
+	free(c->config_file);
+	memset(c, 0, sizeof(*c));
+}
+
+void fp_config_usage(FILE *out)
+{
+	char left[64], env[64];
+	size_t i;
+
+	fprintf(out,
+		"Usage: forkpoold [FLAG...]\n"
+		"forkpool's HTTP/JSON job service: apply and map tasks over pre-forked workers.\n\n"
+		"Flags (each also FORKPOOL_NAME in the environment and `name = value` in the\n"
+		"--config file; flags win over the environment, which wins over the file):\n");
+	for (i = 0; i < NSETTINGS; i++) {
+		const struct setting *s = &settings[i];
+
+		if (s->metavar)
+			snprintf(left, sizeof(left), "--%s %s", s->name, s->metavar);
+		else
+			snprintf(left, sizeof(left), "--%s", s->name);
+		fprintf(out, "  %-32s %s\n", left, s->help);
+		if (s->kind != K_HELP && s->kind != K_VERSION) {
+			env_name(s, env, sizeof(env));
+			fprintf(out, "  %-32s   env %s%s\n", "", env,
+				s->kind == K_LIST ? " (comma-separated)" : "");
+		}
+	}
+	fprintf(out,
+		"\nSignals: SIGTERM/SIGINT drain (a second one exits at once), SIGHUP restarts\n"
+		"every worker. Exit status: 0 after a drain, 1 on a start-up or run-time error,\n"
+		"2 on a bad flag or setting.\n");
+}

@@ -1,0 +1,75 @@
+/*
+ * forkpoold's configuration: command-line flags, FORKPOOL_* environment
+ * variables and an optional `key = value` file, in that order of precedence
+ * (flags win, then the environment, then the file, then the defaults).
+ *
+ * Every setting has one name used three ways: `--max-body 1m` on the command
+ * line, `FORKPOOL_MAX_BODY=1m` in the environment, `max-body = 1m` (or
+ * `max_body`) in the file. The repeatable ones (listen, module) take a
+ * comma-separated list in the environment and one line each in the file; a
+ * source that names them replaces what a weaker source said.
+ *
+ * The file is named by --config PATH or FORKPOOL_CONFIG. Lines are
+ * `key = value`; blank lines and lines starting with '#' are skipped, as is
+ * anything after a '#' that follows a blank; a value may be double-quoted.
+ */
+#ifndef FP_SERVER_CONFIG_H
+#define FP_SERVER_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "forkpool.h"
+#include "log.h"
+
+#define FP_CONFIG_LISTEN_MAX 16
+/* fp_options.modules is NULL-terminated. */
+#define FP_CONFIG_MODULES_MAX (FP_MODULES_MAX - 1)
+
+#define FP_CONFIG_DEFAULT_LISTEN "127.0.0.1:8080"
+
+struct fp_config {
+	char *listen[FP_CONFIG_LISTEN_MAX + 1];   /* NULL-terminated, never empty after load */
+	size_t nlisten;
+	char *modules[FP_CONFIG_MODULES_MAX + 1]; /* NULL-terminated */
+	size_t nmodules;
+	char *token_file;                  /* NULL: no authentication */
+	char *config_file;                 /* the file that was read, or NULL */
+
+	uint64_t workers;                  /* 0: one per online CPU */
+	uint64_t max_tasks_per_child;      /* 0: never recycle by count */
+	uint64_t max_tasks_jitter;
+	uint64_t max_rss_mb;               /* 0: no limit */
+	uint64_t task_timeout_ms;          /* 0: none */
+	uint64_t max_body;                 /* bytes */
+	uint64_t max_queue;                /* unfinished items across jobs */
+	uint64_t max_connections;
+	uint64_t job_ttl_s;
+	uint64_t drain_timeout_s;          /* 0: cancel at once on SIGTERM */
+
+	fp_loop_backend loop;
+	fp_log_level log_level;
+	enum fp_dlog_format log_format;
+};
+
+enum fp_config_action {
+	FP_CONFIG_RUN = 0,
+	FP_CONFIG_HELP,      /* --help: print fp_config_usage(), exit 0 */
+	FP_CONFIG_VERSION,   /* --version */
+};
+
+/*
+ * Fill `c` from argv (argv[0] is the program), envp (NULL: environ) and the
+ * config file they name. Returns an fp_config_action, or -EINVAL (or
+ * -ENOMEM) with one line in errbuf naming the flag, variable or file line and
+ * what was wrong, e.g. `--workers: expected a positive integer, got "x"`.
+ * Call fp_config_deinit() in every case.
+ */
+int fp_config_load(struct fp_config *c, int argc, char *const argv[],
+		   char *const envp[], char *errbuf, size_t errlen);
+void fp_config_deinit(struct fp_config *c);
+
+void fp_config_usage(FILE *out);
+
+#endif

@@ -1,0 +1,346 @@
+/* forkpoold's configuration: flags, environment, file, precedence, errors. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+
+#define ARGV(...) ((char *const[]){ "forkpoold", __VA_ARGS__, NULL })
+#define ARGC(...) ((int)(sizeof((char *[]){ "forkpoold", __VA_ARGS__ }) / sizeof(char *)))
+static char *const no_env[] = { NULL };
+
+struct fx {
+	struct fp_config c;
+	char err[512];
+	char path[64];
+};
+
+static int fx_setup(void **state)
+{
+	struct fx *x = calloc(1, sizeof(*x));
+
+	assert_non_null(x);
+	*state = x;
+	return 0;
+}
+
+static int fx_teardown(void **state)
+{
+	struct fx *x = *state;
+
+	fp_config_deinit(&x->c);
+	if (x->path[0])
+		unlink(x->path);
+	free(x);
+	return 0;
+}
+
+/* Load with argv and env; the config from a previous call is released. */
+static int load(struct fx *x, int argc, char *const argv[], char *const env[])
+{
+	fp_config_deinit(&x->c);
+	x->err[0] = '\0';
+	return fp_config_load(&x->c, argc, argv, env, x->err, sizeof(x->err));
+}
+
+static const char *write_file(struct fx *x, const char *text)
+{
+	int fd;
+
+	strcpy(x->path, "/tmp/test-config-XXXXXX");
+	fd = mkstemp(x->path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	return x->path;
+}
+
+static void defaults_listen_on_loopback_8080(void **state)
+{
+	struct fx *x = *state;
+	char *const argv[] = { "forkpoold", NULL };
+
+	assert_int_equal(load(x, 1, argv, no_env), FP_CONFIG_RUN);
+	assert_int_equal(x->c.nlisten, 1);
+	assert_string_equal(x->c.listen[0], "127.0.0.1:8080");
+	assert_null(x->c.listen[1]);
+	assert_int_equal(x->c.workers, 0);
+	assert_int_equal(x->c.task_timeout_ms, 60000);
+	assert_int_equal(x->c.max_body, 64u << 20);
+	assert_int_equal(x->c.drain_timeout_s, 30);
+	assert_int_equal(x->c.job_ttl_s, 600);
+	assert_int_equal(x->c.loop, FP_LOOP_AUTO);
+	assert_int_equal(x->c.log_level, FP_LOG_INFO);
+	assert_int_equal(x->c.log_format, FP_DLOG_TEXT);
+	assert_null(x->c.token_file);
+	assert_int_equal(x->c.nmodules, 0);
+}
+
+static void flags_take_separate_or_joined_values(void **state)
+{
+	struct fx *x = *state;
+
+	assert_int_equal(load(x, ARGC("--workers", "3", "--max-queue=7", "--loop", "epoll",
+				      "--log-format=json", "--log-level", "debug",
+				      "--task-timeout", "0", "--drain-timeout=5"),
+			      ARGV("--workers", "3", "--max-queue=7", "--loop", "epoll",
+				   "--log-format=json", "--log-level", "debug",
+				   "--task-timeout", "0", "--drain-timeout=5"), no_env), 0);
+	assert_int_equal(x->c.workers, 3);
+	assert_int_equal(x->c.max_queue, 7);
+	assert_int_equal(x->c.loop, FP_LOOP_EPOLL);
+	assert_int_equal(x->c.log_format, FP_DLOG_JSON);
+	assert_int_equal(x->c.log_level, FP_LOG_DEBUG);
+	assert_int_equal(x->c.task_timeout_ms, 0);
+	assert_int_equal(x->c.drain_timeout_s, 5);
+}
+
+static void bad_integer_names_the_flag_and_the_value(void **state)
+{
+	struct fx *x = *state;
+
+	assert_int_equal(load(x, ARGC("--workers", "x"), ARGV("--workers", "x"), no_env), -EINVAL);
+	assert_string_equal(x->err, "--workers: expected a positive integer, got \"x\"");
+	assert_int_equal(load(x, ARGC("--workers", "0"), ARGV("--workers", "0"), no_env), -EINVAL);
+	assert_non_null(strstr(x->err, "--workers: expected an integer from 1 to"));
+	assert_int_equal(load(x, ARGC("--workers", "-1"), ARGV("--workers", "-1"), no_env), -EINVAL);
+	assert_int_equal(load(x, ARGC("--workers", " 2"), ARGV("--workers", " 2"), no_env), -EINVAL);
+	assert_int_equal(load(x, ARGC("--max-queue", "99999999999999999999999"),
+			      ARGV("--max-queue", "99999999999999999999999"), no_env), -EINVAL);
+	assert_non_null(strstr(x->err, "--max-queue: expected an integer from 1 to"));
+	assert_int_equal(load(x, ARGC("--task-timeout", "1.5"), ARGV("--task-timeout", "1.5"),
+			      no_env), -EINVAL);
+	assert_string_equal(x->err, "--task-timeout: expected a non-negative integer, got \"1.5\"");
+}
+
+static void sizes_take_binary_suffixes(void **state)
+{
+	static const struct { const char *in; uint64_t out; } ok[] = {
+		{ "1", 1 }, { "512k", 512u << 10 }, { "2m", 2u << 20 }, { "1g", 1u << 30 },
+		{ "3K", 3u << 10 }, { "10MB", 10u << 20 }, { "1GiB", 1u << 30 }, { "100b", 100 },
+	};
+	static const char *const bad[] = { "", "k", "1x", "1kk", "-1", "0", "1.5m", "1 m" };
+	struct fx *x = *state;
+	size_t i;
+
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		assert_int_equal(load(x, 3, ARGV("--max-body", (char *)ok[i].in), no_env), 0);
+		assert_true(x->c.max_body == ok[i].out);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(load(x, 3, ARGV("--max-body", (char *)bad[i]), no_env), -EINVAL);
+		assert_non_null(strstr(x->err, "--max-body: "));
+	}
+}
+
+static void listen_is_repeatable_and_checked(void **state)
+{
+	struct fx *x = *state;
+
+	assert_int_equal(load(x, 7, ARGV("--listen", "127.0.0.1:0", "--listen", "[::1]:8080",
+					 "--listen=unix:/tmp/fp.sock", "--listen", "localhost:1"),
+			      no_env), -EINVAL);
+	/* argc 7 cut the last value: a missing value is named. */
+	assert_string_equal(x->err, "--listen: missing value (ADDR)");
+	assert_int_equal(load(x, 8, ARGV("--listen", "127.0.0.1:0", "--listen", "[::1]:8080",
+					 "--listen=unix:/tmp/fp.sock", "--listen", "localhost:1"),
+			      no_env), 0);
+	assert_int_equal(x->c.nlisten, 4);
+	assert_string_equal(x->c.listen[1], "[::1]:8080");
+	assert_string_equal(x->c.listen[2], "unix:/tmp/fp.sock");
+	assert_null(x->c.listen[4]);
+
+	assert_int_equal(load(x, 3, ARGV("--listen", "::1:80"), no_env), -EINVAL);
+	assert_non_null(strstr(x->err, "in brackets"));
+	assert_int_equal(load(x, 3, ARGV("--listen", "127.0.0.1:65536"), no_env), -EINVAL);
+	assert_non_null(strstr(x->err, "port from 0 to 65535"));
+	assert_int_equal(load(x, 3, ARGV("--listen", "127.0.0.1"), no_env), -EINVAL);
+	assert_int_equal(load(x, 3, ARGV("--listen", "unix:"), no_env), -EINVAL);
+	assert_int_equal(load(x, 3, ARGV("--listen", "[nope]:1"), no_env), -EINVAL);
+	assert_non_null(strstr(x->err, "not an IPv6 address"));
+}
+
+static void unknown_flags_and_arguments_are_named(void **state)
+{
+	struct fx *x = *state;
+
+	assert_int_equal(load(x, 2, ARGV("--frobnicate"), no_env), -EINVAL);
+	assert_string_equal(x->err, "--frobnicate: unknown flag (see --help)");
+	assert_int_equal(load(x, 2, ARGV("--frob=1"), no_env), -EINVAL);
+	assert_string_equal(x->err, "--frob: unknown flag (see --help)");
+	assert_int_equal(load(x, 2, ARGV("--max_body=1"), no_env), -EINVAL);
+	assert_int_equal(load(x, 2, ARGV("serve"), no_env), -EINVAL);
+	assert_non_null(strstr(x->err, "serve: unexpected argument"));
+	assert_int_equal(load(x, 2, ARGV("--workers"), no_env), -EINVAL);
+	assert_string_equal(x->err, "--workers: missing value (N)");
+	assert_int_equal(load(x, 3, ARGV("--loop", "kqueue"), no_env), -EINVAL);
+	assert_string_equal(x->err, "--loop: expected auto, uring or epoll, got \"kqueue\"");
+	assert_int_equal(load(x, 3, ARGV("--log-level", "loud"), no_env), -EINVAL);
+	assert_int_equal(load(x, 3, ARGV("--log-format", "xml"), no_env), -EINVAL);
+	assert_int_equal(load(x, 3, ARGV("--max-tasks-jitter", "5"), no_env), -EINVAL);
+	assert_non_null(strstr(x->err, "needs --max-tasks-per-child"));
+}
+
+static void help_and_version_win(void **state)
+{
+	struct fx *x = *state;
+
+	assert_int_equal(load(x, 3, ARGV("--workers", "x"), no_env), -EINVAL);
+	assert_int_equal(load(x, 2, ARGV("--version"), no_env), FP_CONFIG_VERSION);
+	assert_int_equal(load(x, 3, ARGV("--version", "--help"), no_env), FP_CONFIG_HELP);
+	assert_int_equal(load(x, 2, ARGV("-h"), no_env), FP_CONFIG_HELP);
+	assert_int_equal(load(x, 2, ARGV("--help=1"), no_env), -EINVAL);
+}
+
+static void environment_is_read_and_flags_win(void **state)
+{
+	struct fx *x = *state;
+	char *const env[] = {
+		"FORKPOOL_WORKERS=4", "FORKPOOL_LISTEN=127.0.0.1:1, 127.0.0.1:2",
+		"FORKPOOL_MAX_BODY=1m", "FORKPOOL_LOG_FORMAT=json", "FORKPOOL_TOKEN_FILE=",
+		"FORKPOOL_MODULE=/a.so,/b.so", "FORKPOOL=ignored", NULL,
+	};
+
+	assert_int_equal(load(x, 1, ARGV(NULL), env), 0);
+	assert_int_equal(x->c.workers, 4);
+	assert_int_equal(x->c.nlisten, 2);
+	assert_string_equal(x->c.listen[1], "127.0.0.1:2");
+	assert_int_equal(x->c.max_body, 1u << 20);
+	assert_int_equal(x->c.log_format, FP_DLOG_JSON);
+	/* Empty means unset. */
+	assert_null(x->c.token_file);
+	assert_int_equal(x->c.nmodules, 2);
+	assert_string_equal(x->c.modules[1], "/b.so");
+
+	/* A flag replaces the environment's list, not adds to it. */
+	assert_int_equal(load(x, 5, ARGV("--workers", "2", "--listen", "127.0.0.1:3"), env), 0);
+	assert_int_equal(x->c.workers, 2);
+	assert_int_equal(x->c.nlisten, 1);
+	assert_string_equal(x->c.listen[0], "127.0.0.1:3");
+	assert_int_equal(x->c.nmodules, 2);
+
+	char *const bad[] = { "FORKPOOL_WORKERS=many", NULL };
+	assert_int_equal(load(x, 1, ARGV(NULL), bad), -EINVAL);
+	assert_string_equal(x->err, "FORKPOOL_WORKERS: expected a positive integer, got \"many\"");
+}
+
+static void file_is_weakest_and_reports_its_line(void **state)
+{
+	struct fx *x = *state;
+	const char *path = write_file(x,
+		"# forkpoold settings\n"
+		"\n"
+		"workers = 6\n"
+		"  max_queue=9   # trailing comment\n"
+		"listen = 127.0.0.1:11\n"
+		"listen = 127.0.0.1:12\n"
+		"token-file = \"/etc/fp token#1\"\n"
+		"job-ttl = 60\n");
+	char *const env[] = { "FORKPOOL_JOB_TTL=70", NULL };
+
+	assert_int_equal(load(x, 3, ARGV("--config", (char *)path), env), 0);
+	assert_int_equal(x->c.workers, 6);
+	assert_int_equal(x->c.max_queue, 9);
+	assert_int_equal(x->c.nlisten, 2);
+	assert_string_equal(x->c.listen[0], "127.0.0.1:11");
+	assert_string_equal(x->c.token_file, "/etc/fp token#1");
+	assert_int_equal(x->c.job_ttl_s, 70);
+	assert_string_equal(x->c.config_file, path);
+
+	/* The environment's list replaces the file's; a flag beats both. */
+	char *const env2[] = { "FORKPOOL_LISTEN=127.0.0.1:21", "FORKPOOL_WORKERS=1", NULL };
+	assert_int_equal(load(x, 5, ARGV("--config", (char *)path, "--workers", "2"), env2), 0);
+	assert_int_equal(x->c.nlisten, 1);
+	assert_string_equal(x->c.listen[0], "127.0.0.1:21");
+	assert_int_equal(x->c.workers, 2);
+
+	/* FORKPOOL_CONFIG names the file too. */
+	char env3_config[128];
+	snprintf(env3_config, sizeof(env3_config), "FORKPOOL_CONFIG=%s", path);
+	char *const env3[] = { env3_config, NULL };
+	assert_int_equal(load(x, 1, ARGV(NULL), env3), 0);
+	assert_int_equal(x->c.workers, 6);
+}
+
+static void file_errors_name_path_line_and_key(void **state)
+{
+	struct fx *x = *state;
+	char want[256];
+	const char *path = write_file(x, "workers = 2\n\nmax-body = lots\n");
+
+	assert_int_equal(load(x, 3, ARGV("--config", (char *)path), no_env), -EINVAL);
+	snprintf(want, sizeof(want), "%s:3: max-body: expected a size", path);
+	assert_true(strncmp(x->err, want, strlen(want)) == 0);
+	unlink(path);
+
+	path = write_file(x, "colour = blue\n");
+	assert_int_equal(load(x, 3, ARGV("--config", (char *)path), no_env), -EINVAL);
+	snprintf(want, sizeof(want), "%s:1: unknown setting \"colour\"", path);
+	assert_string_equal(x->err, want);
+	unlink(path);
+
+	path = write_file(x, "just words\n");
+	assert_int_equal(load(x, 3, ARGV("--config", (char *)path), no_env), -EINVAL);
+	assert_non_null(strstr(x->err, ":1: expected `key = value`"));
+	unlink(path);
+
+	path = write_file(x, "config = /etc/other\n");
+	assert_int_equal(load(x, 3, ARGV("--config", (char *)path), no_env), -EINVAL);
+	unlink(path);
+	x->path[0] = '\0';
+
+	assert_int_equal(load(x, 3, ARGV("--config", "/nonexistent/forkpoold.conf"), no_env),
+			 -EINVAL);
+	assert_string_equal(x->err, "--config /nonexistent/forkpoold.conf: cannot read it:"
+			    " No such file or directory");
+}
+
+static void modules_are_limited(void **state)
+{
+	struct fx *x = *state;
+	char *argv[2 + 2 * (FP_CONFIG_MODULES_MAX + 1)];
+	int i, argc = 1;
+
+	argv[0] = "forkpoold";
+	for (i = 0; i < FP_CONFIG_MODULES_MAX; i++) {
+		argv[argc++] = "--module";
+		argv[argc++] = "/m.so";
+	}
+	argv[argc] = NULL;
+	assert_int_equal(load(x, argc, argv, no_env), 0);
+	assert_int_equal(x->c.nmodules, FP_CONFIG_MODULES_MAX);
+	assert_null(x->c.modules[FP_CONFIG_MODULES_MAX]);
+	argv[argc++] = "--module";
+	argv[argc++] = "/one-too-many.so";
+	argv[argc] = NULL;
+	assert_int_equal(load(x, argc, argv, no_env), -EINVAL);
+	assert_non_null(strstr(x->err, "--module: at most"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+#define T(name) cmocka_unit_test_setup_teardown(name, fx_setup, fx_teardown)
+		T(defaults_listen_on_loopback_8080),
+		T(flags_take_separate_or_joined_values),
+		T(bad_integer_names_the_flag_and_the_value),
+		T(sizes_take_binary_suffixes),
+		T(listen_is_repeatable_and_checked),
+		T(unknown_flags_and_arguments_are_named),
+		T(help_and_version_win),
+		T(environment_is_read_and_flags_win),
+		T(file_is_weakest_and_reports_its_line),
+		T(file_errors_name_path_line_and_key),
+		T(modules_are_limited),
+#undef T
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
