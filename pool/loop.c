@@ -263,8 +263,7 @@ int fp_io_write(fp_loop *loop, fp_io *io, int fd, const struct iovec *iov,
 	for (i = 0; i < iovcnt; i++)
 		if (iov[i].iov_len)
 			io->iov[io->iovcnt++] = iov[i];
-	/* A guess corrected by ENOTSOCK; see the backends' write paths. */
-	io->is_socket = 1;
+	/* Socket or not is learnt per fd by the backends, from ENOTSOCK. */
 	return io_started(loop, io, loop->ops->write(loop, io));
 }
 

@@ -529,8 +529,13 @@ static void accept_cqe(struct uring *u, fp_io *io, int res, unsigned flags)
 			rearm(u, io);
 		return;
 	}
-	if (more)
+	if (more) {
+		/* Not seen from 6.x kernels, which end the multishot on any
+		 * error; should one come, it is only worth a report. */
+		if (!io->cancelled && res != -EINTR && res != -EAGAIN)
+			io->cb(io, res, NULL);
 		return;
+	}
 	if (res == -EINVAL && (io->state & S_MULTISHOT)) {
 		/* Before 5.19 the multishot flag is refused. A listener that
 		 * is not listening fails again, single-shot, and ends. */

@@ -727,6 +727,43 @@ static void cancel_queued_write(void **state)
 	cancel_queued_write_case(1);
 }
 
+/* A closed fd: refused at once or ended with -EBADF, never both. */
+static void bad_fd_fails_cleanly(void **state)
+{
+	struct iovec iov = { .iov_base = "x", .iov_len = 1 };
+	struct sink s;
+	struct wr w;
+	struct ctx c;
+	int fds[2], r;
+
+	/* The loop first, so none of its own fds takes the closed numbers. */
+	ctx_init(&c, 2);
+	socketpair_nb(fds);
+	close(fds[0]);
+	close(fds[1]);
+
+	memset(&s, 0, sizeof(s));
+	s.c = &c;
+	s.io.data = &s;
+	r = fp_io_read_start(c.loop, &s.io, fds[0], sink_cb);
+	if (r < 0) {
+		assert_int_equal(r, -EBADF);
+		assert_false(fp_io_active(&s.io));
+		ctx_part_done(&c);
+	}
+	wr_init(&w, &c);
+	assert_int_equal(fp_io_write(c.loop, &w.io, fds[1], &iov, 1, wr_cb), 0);
+	ctx_run(&c);
+	if (r == 0) {
+		assert_int_equal(s.ends, 1);
+		assert_int_equal(s.final, -EBADF);
+	}
+	assert_int_equal(s.data_calls, 0);
+	assert_int_equal(w.calls, 1);
+	assert_int_equal(w.res, -EBADF);
+	ctx_free(&c);
+}
+
 /* --- accept -------------------------------------------------------------- */
 
 struct acc {
@@ -1216,8 +1253,12 @@ static int blocked(int signum)
 	return sigismember(&cur, signum);
 }
 
-/* raise() is thread-directed, kill() process-directed: both must reach
- * the signalfd read, also when it was submitted before they came. */
+/*
+ * raise() is thread-directed, kill() process-directed: both must reach the
+ * signalfd read, also when that read was submitted before they came. Under
+ * io_uring this pins down that an IORING_OP_READ of a signalfd, completed
+ * from task work, dequeues the loop thread's signals (true on 6.18).
+ */
 static void signals_case(int early)
 {
 	struct sigs s = { 0 };
@@ -1332,24 +1373,59 @@ static void run_returns_when_idle_and_runs_again(void **state)
 	ctx_free(&c);
 }
 
+static void stop_on_data(fp_io *io, ssize_t res, const char *buf)
+{
+	struct sink *s = io->data;
+
+	sink_cb(io, res, buf);
+	if (res > 0)
+		fp_loop_stop(s->c->loop);
+}
+
 static void stop_from_callback(void **state)
 {
 	struct tick a = { 0 }, b = { 0 };
+	struct sink s;
 	struct ctx c;
+	int fds[2];
 
 	ctx_init(&c, 1);
 	a.c = b.c = &c;
 	a.t.data = &a;
 	assert_int_equal(fp_timer_start(c.loop, &a.t, 5, stop_cb), 0);
-	tick_start(&b, &c, 2, 60);
+	tick_start(&b, &c, 2, 5000);
 	assert_int_equal(fp_loop_run(c.loop), 0);
 	/* Returned on the stop, with the other timer still pending. */
 	assert_int_equal(a.fired, 1);
 	assert_int_equal(b.fired, 0);
 	assert_true(fp_timer_active(&b.t));
 	/* The stop ended that run only. */
+	tick_start(&b, &c, 2, 5);
 	ctx_run(&c);
 	assert_int_equal(b.fired, 1);
+
+	/* From a read callback, as the pool's blocking calls do; the stream
+	 * carries on in the next run. */
+	c.parts = 1;
+	assert_int_equal(fp_timer_start(c.loop, &c.wd, WATCHDOG_MS, wd_cb), 0);
+	socketpair_nb(fds);
+	memset(&s, 0, sizeof(s));
+	s.c = &c;
+	s.io.data = &s;
+	assert_int_equal(fp_io_read_start(c.loop, &s.io, fds[0], stop_on_data), 0);
+	assert_int_equal(write(fds[1], "\x00", 1), 1);
+	assert_int_equal(fp_loop_run(c.loop), 0);
+	assert_false(c.wd_fired);
+	assert_int_equal(s.got, 1);
+	assert_true(fp_io_active(&s.io));
+	assert_int_equal(write(fds[1], "\x83", 1), 1);
+	close(fds[1]);
+	/* One more stop on the second byte, then the EOF. */
+	assert_int_equal(fp_loop_run(c.loop), 0);
+	assert_int_equal(s.got, 2);
+	ctx_run(&c);
+	sink_check_eof(&s, 2);
+	close(fds[0]);
 	ctx_free(&c);
 }
 
@@ -1542,6 +1618,7 @@ int main(void)
 		cmocka_unit_test(write_to_closed_peer_is_epipe),
 		cmocka_unit_test(cancel_pending_write),
 		cmocka_unit_test(cancel_queued_write),
+		cmocka_unit_test(bad_fd_fails_cleanly),
 		cmocka_unit_test(accept_connections),
 		cmocka_unit_test(accept_connections_no_multishot),
 		cmocka_unit_test(cancel_read_socket),
