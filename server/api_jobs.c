@@ -298,7 +298,16 @@ void fp__api_job_results(fp_api *api, fp_http_request *req, fp_job *job)
 	}
 	fp_http_on_close(req, stream_on_close, s);
 	fp_http_on_drain(req, stream_on_drain, s);
-	/* Watching a finished job still tells us when it is forgotten. */
+	if (fp_job_finished(job)) {
+		/*
+		 * Nothing would tell us if a finished job were forgotten while
+		 * the client reads slowly, so its results go out at once; they
+		 * are in memory already, so this buffers no more than the job
+		 * holds.
+		 */
+		stream_pump(s, true);
+		return;
+	}
 	fp_job_watch(job, &s->watch);
 	stream_pump(s, false);
 }
