@@ -82,6 +82,7 @@ struct fp_http_stats {
 	uint64_t accepted, open, refused;   /* refused: over max_connections */
 	uint64_t requests;
 	uint64_t responses[6];              /* by status class: [1]=1xx ... [5]=5xx */
+	uint64_t writes;                    /* write operations: pipelined responses share one */
 };
 void fp_http_server_stats(const fp_http_server *srv, struct fp_http_stats *out);
 
@@ -94,6 +95,8 @@ const char *fp_http_path(const fp_http_request *req);
 const char *fp_http_target(const fp_http_request *req);
 /* A query parameter, percent-decoded; NULL when absent. "" for "?flag". */
 const char *fp_http_query(const fp_http_request *req, const char *name);
+/* The n-th (from 0) occurrence of a repeated parameter; fp_http_query is n = 0. */
+const char *fp_http_query_nth(const fp_http_request *req, const char *name, unsigned n);
 /* A request header by name, any case; NULL when absent. */
 const char *fp_http_header(const fp_http_request *req, const char *name);
 /* The (de-chunked) body; NUL-terminated, len excludes the NUL. */
@@ -128,6 +131,8 @@ int fp_http_stream_start(fp_http_request *req, int status, const char *content_t
  * -EPIPE when the client has gone (the close callback will follow).
  */
 int fp_http_stream_write(fp_http_request *req, const char *data, size_t len);
+/* Bytes queued on the request's connection and not yet written. */
+size_t fp_http_unsent(const fp_http_request *req);
 /* Called once the unsent output is back under the mark. */
 void fp_http_on_drain(fp_http_request *req, void (*cb)(fp_http_request *req, void *data),
 		      void *data);

@@ -1,1 +1,885 @@
-int main(void) { return 77; }
+/*
+ * The HTTP layer, under whichever backend FORKPOOL_LOOP names (meson runs
+ * this once per backend). The server and its clients live in this thread:
+ * clients are non-blocking sockets that a 1 ms tick timer reads, and every
+ * wait is the loop running until a condition holds, bounded by a watchdog
+ * timer that fails the test. Nothing sleeps.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <http_parser.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "http.h"
+
+#define WATCHDOG_MS 10000
+#define MAX_CLIENTS 8
+
+/* --- a client socket, read by the tick ----------------------------------- */
+
+struct client {
+	int fd;
+	char *buf;
+	size_t len, cap;
+	int eof;                 /* read returned 0 */
+	int err;                 /* a read failed with this errno (ECONNRESET) */
+	int paused;              /* the tick leaves it alone */
+	size_t per_tick;         /* read at most this much per tick; 0: all */
+	unsigned head_mask;      /* response i answers a HEAD: no body to parse */
+};
+
+/* --- the test's world ---------------------------------------------------- */
+
+struct t;
+typedef void (*on_request_fn)(struct t *t, fp_http_request *req);
+
+struct t {
+	fp_loop *loop;
+	fp_http_server *srv;
+	struct fp_http_limits lim;
+	char bound[160];
+	fp_timer wd, tick;
+	int wd_fired;
+	int (*pred)(struct t *t);
+	uint64_t ticks;
+	struct client cl[MAX_CLIENTS];
+
+	on_request_fn on_request;
+	unsigned handled;
+	unsigned logged;
+	int last_log_status;
+	uint64_t last_log_bytes;
+	fp_http_request *held;   /* answered later by the test */
+	fp_timer later;
+	unsigned closes;         /* close callbacks run */
+	unsigned drains;
+	int saw_backpressure;
+	size_t max_unsent;
+	size_t produced, to_produce;
+	int stream_done;
+	int want_responses;      /* for the response predicate, client 0 */
+	int want_client;
+	char note[1024];         /* what a handler saw, for the test to check */
+};
+
+static void later_cb(fp_timer *tm);
+
+static void handler(fp_http_request *req, void *data)
+{
+	struct t *t = data;
+
+	t->handled++;
+	t->on_request(t, req);
+}
+
+static void access_log(void *data, const fp_http_request *req, int status,
+		       uint64_t bytes, uint64_t usec)
+{
+	struct t *t = data;
+
+	t->logged++;
+	t->last_log_status = status;
+	t->last_log_bytes = bytes;
+}
+
+/* The default: "METHOD PATH BODYLEN:BODY". */
+static void echo(struct t *t, fp_http_request *req)
+{
+	char out[4096];
+	size_t blen;
+	const char *body = fp_http_body(req, &blen);
+	int n;
+
+	n = snprintf(out, sizeof(out), "%s %s %zu:%.*s", fp_http_method(req),
+		     fp_http_path(req), blen, (int)(blen > 2000 ? 2000 : blen), body);
+	assert_int_equal(fp_http_respond(req, 200, "text/plain", out, (size_t)n), 0);
+}
+
+static void t_init_limits(struct t *t, const struct fp_http_limits *lim)
+{
+	int r;
+
+	memset(t, 0, sizeof(*t));
+	r = fp_loop_new(&t->loop, FP_LOOP_AUTO);
+	if (r < 0) {
+		fprintf(stderr, "no loop for FORKPOOL_LOOP=%s: %s\n",
+			getenv("FORKPOOL_LOOP") ? getenv("FORKPOOL_LOOP") : "", strerror(-r));
+		exit(77);
+	}
+	if (lim)
+		t->lim = *lim;
+	else
+		fp_http_limits_init(&t->lim);
+	t->on_request = echo;
+	t->wd.data = t;
+	t->tick.data = t;
+	t->later.data = t;
+	for (r = 0; r < MAX_CLIENTS; r++)
+		t->cl[r].fd = -1;
+	assert_int_equal(fp_http_server_new(&t->srv, t->loop, &t->lim, handler, t), 0);
+	fp_http_set_access_log(t->srv, access_log, t);
+}
+
+static void t_listen(struct t *t, const char *addr)
+{
+	char err[256] = "";
+	int r = fp_http_listen(t->srv, addr, t->bound, sizeof(t->bound), err, sizeof(err));
+
+	if (r < 0)
+		fail_msg("listen %s: %s (%d)", addr, err, r);
+}
+
+static void t_init(struct t *t, const struct fp_http_limits *lim)
+{
+	t_init_limits(t, lim);
+	t_listen(t, "127.0.0.1:0");
+}
+
+static void client_close(struct client *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	free(c->buf);
+	c->buf = NULL;
+	c->len = c->cap = 0;
+	c->eof = c->err = c->paused = 0;
+	c->per_tick = 0;
+	c->head_mask = 0;
+}
+
+static void t_free_server(struct t *t)
+{
+	fp_timer_stop(&t->later);
+	fp_http_server_free(t->srv);
+	t->srv = NULL;
+}
+
+static void t_free(struct t *t)
+{
+	int i;
+
+	if (t->srv)
+		t_free_server(t);
+	for (i = 0; i < MAX_CLIENTS; i++)
+		client_close(&t->cl[i]);
+	fp_timer_stop(&t->tick);
+	fp_timer_stop(&t->wd);
+	fp_loop_free(t->loop);
+}
+
+/* Read what is there (up to per_tick); EOF and errors are recorded. */
+static void client_pump(struct client *c)
+{
+	size_t budget = c->per_tick ? c->per_tick : SIZE_MAX, want;
+	ssize_t n;
+
+	if (c->fd < 0 || c->paused || c->eof || c->err)
+		return;
+	while (budget) {
+		if (c->cap - c->len < 65536) {
+			c->cap = c->cap ? c->cap * 2 : 131072;
+			c->buf = realloc(c->buf, c->cap + 1);
+			assert_non_null(c->buf);
+		}
+		want = c->cap - c->len < budget ? c->cap - c->len : budget;
+		n = recv(c->fd, c->buf + c->len, want, 0);
+		if (n > 0) {
+			c->len += (size_t)n;
+			c->buf[c->len] = '\0';
+			budget -= (size_t)n;
+			continue;
+		}
+		if (n == 0)
+			c->eof = 1;
+		else if (errno != EAGAIN && errno != EINTR)
+			c->err = errno;
+		break;
+	}
+}
+
+static void tick_cb(fp_timer *tm)
+{
+	struct t *t = tm->data;
+	int i;
+
+	t->ticks++;
+	for (i = 0; i < MAX_CLIENTS; i++)
+		client_pump(&t->cl[i]);
+	if (t->pred && t->pred(t)) {
+		fp_loop_stop(t->loop);
+		return;
+	}
+	assert_int_equal(fp_timer_start(t->loop, &t->tick, 1, tick_cb), 0);
+}
+
+static void wd_cb(fp_timer *tm)
+{
+	struct t *t = tm->data;
+
+	t->wd_fired = 1;
+	fp_loop_stop(t->loop);
+}
+
+/* Run the loop until pred holds; 0 if the watchdog (limit_ms) went first. */
+static int run_for(struct t *t, int (*pred)(struct t *t), uint64_t limit_ms)
+{
+	t->pred = pred;
+	t->wd_fired = 0;
+	assert_int_equal(fp_timer_start(t->loop, &t->wd, limit_ms, wd_cb), 0);
+	assert_int_equal(fp_timer_start(t->loop, &t->tick, 0, tick_cb), 0);
+	assert_int_equal(fp_loop_run(t->loop), 0);
+	fp_timer_stop(&t->tick);
+	fp_timer_stop(&t->wd);
+	t->pred = NULL;
+	return !t->wd_fired;
+}
+
+static void run_until(struct t *t, int (*pred)(struct t *t))
+{
+	if (!run_for(t, pred, WATCHDOG_MS))
+		fail_msg("watchdog: condition not reached in %d ms", WATCHDOG_MS);
+}
+
+/* Drive the loop for a few ticks: lets the server read what was sent. */
+static uint64_t tick_goal;
+
+static int ticks_done(struct t *t)
+{
+	return t->ticks >= tick_goal;
+}
+
+static void pump(struct t *t, unsigned n)
+{
+	tick_goal = t->ticks + n;
+	run_until(t, ticks_done);
+}
+
+/* --- connecting ----------------------------------------------------------- */
+
+static int client_connect_to(struct t *t, int i, const char *bound)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char host[128];
+	const char *colon;
+	int fd, family;
+
+	memset(&ss, 0, sizeof(ss));
+	if (!strncmp(bound, "unix:", 5)) {
+		struct sockaddr_un *su = (struct sockaddr_un *)&ss;
+
+		family = AF_UNIX;
+		su->sun_family = AF_UNIX;
+		snprintf(su->sun_path, sizeof(su->sun_path), "%s", bound + 5);
+		len = sizeof(*su);
+	} else if (bound[0] == '[') {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+		const char *end = strchr(bound, ']');
+
+		family = AF_INET6;
+		snprintf(host, sizeof(host), "%.*s", (int)(end - bound - 1), bound + 1);
+		s6->sin6_family = AF_INET6;
+		assert_int_equal(inet_pton(AF_INET6, host, &s6->sin6_addr), 1);
+		s6->sin6_port = htons((uint16_t)atoi(end + 2));
+		len = sizeof(*s6);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+		family = AF_INET;
+		colon = strrchr(bound, ':');
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - bound), bound);
+		s4->sin_family = AF_INET;
+		assert_int_equal(inet_pton(AF_INET, host, &s4->sin_addr), 1);
+		s4->sin_port = htons((uint16_t)atoi(colon + 1));
+		len = sizeof(*s4);
+	}
+	fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	/* Blocking connect: the kernel completes it from the listen backlog. */
+	if (connect(fd, (struct sockaddr *)&ss, len) < 0)
+		fail_msg("connect %s: %s", bound, strerror(errno));
+	assert_int_equal(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
+	client_close(&t->cl[i]);
+	t->cl[i].fd = fd;
+	return fd;
+}
+
+static void client_connect(struct t *t, int i)
+{
+	client_connect_to(t, i, t->bound);
+}
+
+static void client_send_n(struct t *t, int i, const char *s, size_t n)
+{
+	ssize_t w = send(t->cl[i].fd, s, n, MSG_NOSIGNAL);
+
+	if (w < 0 || (size_t)w != n)
+		fail_msg("send %zu bytes: %zd (%s)", n, w, strerror(errno));
+}
+
+static void client_send(struct t *t, int i, const char *s)
+{
+	client_send_n(t, i, s, strlen(s));
+}
+
+/* --- reading responses back, with http-parser in response mode ----------- */
+
+struct resp {
+	int status;
+	char headers[4096];      /* "name: value\n", names lower-cased */
+	size_t hlen;
+	char *body;
+	size_t body_len;
+	int complete;
+	int chunked;
+};
+
+#define MAX_RESP 8
+
+struct rparse {
+	struct resp r[MAX_RESP];
+	int n;
+	unsigned head_mask;
+	int in_value;
+};
+
+static int rp_begin(http_parser *p)
+{
+	struct rparse *rp = p->data;
+
+	if (rp->n == MAX_RESP)
+		return -1;
+	memset(&rp->r[rp->n], 0, sizeof(rp->r[0]));
+	rp->n++;
+	rp->in_value = 0;
+	return 0;
+}
+
+static void rp_hput(struct resp *r, const char *s, size_t n, int lower)
+{
+	size_t i;
+
+	for (i = 0; i < n && r->hlen + 2 < sizeof(r->headers); i++)
+		r->headers[r->hlen++] = lower ? (char)tolower((unsigned char)s[i]) : s[i];
+	r->headers[r->hlen] = '\0';
+}
+
+static int rp_field(http_parser *p, const char *at, size_t n)
+{
+	struct rparse *rp = p->data;
+	struct resp *r = &rp->r[rp->n - 1];
+
+	if (rp->in_value)
+		rp_hput(r, "\n", 1, 0);
+	rp->in_value = 0;
+	rp_hput(r, at, n, 1);
+	return 0;
+}
+
+static int rp_value(http_parser *p, const char *at, size_t n)
+{
+	struct rparse *rp = p->data;
+	struct resp *r = &rp->r[rp->n - 1];
+
+	if (!rp->in_value)
+		rp_hput(r, ": ", 2, 0);
+	rp->in_value = 1;
+	rp_hput(r, at, n, 0);
+	return 0;
+}
+
+static int rp_headers_done(http_parser *p)
+{
+	struct rparse *rp = p->data;
+	struct resp *r = &rp->r[rp->n - 1];
+
+	if (rp->in_value)
+		rp_hput(r, "\n", 1, 0);
+	r->status = (int)p->status_code;
+	r->chunked = (p->flags & F_CHUNKED) != 0;
+	/* A HEAD response has the headers of a body it does not carry. */
+	return (rp->head_mask >> (rp->n - 1)) & 1;
+}
+
+static int rp_body(http_parser *p, const char *at, size_t n)
+{
+	struct rparse *rp = p->data;
+	struct resp *r = &rp->r[rp->n - 1];
+
+	r->body = realloc(r->body, r->body_len + n + 1);
+	assert_non_null(r->body);
+	memcpy(r->body + r->body_len, at, n);
+	r->body_len += n;
+	r->body[r->body_len] = '\0';
+	return 0;
+}
+
+static int rp_complete(http_parser *p)
+{
+	struct rparse *rp = p->data;
+
+	rp->r[rp->n - 1].complete = 1;
+	return 0;
+}
+
+static const http_parser_settings rp_settings = {
+	.on_message_begin = rp_begin,
+	.on_header_field = rp_field,
+	.on_header_value = rp_value,
+	.on_headers_complete = rp_headers_done,
+	.on_body = rp_body,
+	.on_message_complete = rp_complete,
+};
+
+static void rparse_free(struct rparse *rp)
+{
+	int i;
+
+	for (i = 0; i < rp->n; i++)
+		free(rp->r[i].body);
+	rp->n = 0;
+}
+
+/* Parse everything client i has received; returns complete responses. */
+static int parse_responses(struct t *t, int i, struct rparse *rp)
+{
+	struct client *c = &t->cl[i];
+	http_parser p;
+	int done = 0, k;
+
+	memset(rp, 0, sizeof(*rp));
+	rp->head_mask = c->head_mask;
+	http_parser_init(&p, HTTP_RESPONSE);
+	p.data = rp;
+	http_parser_execute(&p, &rp_settings, c->buf ? c->buf : "", c->len);
+	for (k = 0; k < rp->n; k++)
+		done += rp->r[k].complete;
+	return done;
+}
+
+static int have_responses(struct t *t)
+{
+	struct rparse rp;
+	int n = parse_responses(t, t->want_client, &rp);
+
+	rparse_free(&rp);
+	return n >= t->want_responses;
+}
+
+/* Wait for n complete responses on client i, and parse them. */
+static void wait_responses(struct t *t, int i, int n, struct rparse *rp)
+{
+	t->want_client = i;
+	t->want_responses = n;
+	run_until(t, have_responses);
+	assert_int_equal(parse_responses(t, i, rp), n);
+}
+
+static int want_eof_client;
+
+static int client_closed(struct t *t)
+{
+	return t->cl[want_eof_client].eof || t->cl[want_eof_client].err;
+}
+
+static void wait_closed(struct t *t, int i)
+{
+	want_eof_client = i;
+	run_until(t, client_closed);
+}
+
+/* A header of a parsed response: the value, in a static buffer; NULL if absent. */
+static const char *rheader(const struct resp *r, const char *name)
+{
+	static char val[512];
+	char key[128];
+	const char *p, *e;
+
+	snprintf(key, sizeof(key), "%s: ", name);
+	for (p = r->headers; (p = strstr(p, key)); p++) {
+		if (p != r->headers && p[-1] != '\n')
+			continue;
+		p += strlen(key);
+		e = strchr(p, '\n');
+		snprintf(val, sizeof(val), "%.*s", (int)(e ? e - p : (ptrdiff_t)strlen(p)), p);
+		return val;
+	}
+	return NULL;
+}
+
+static void assert_error_body(const struct resp *r, int status, const char *code,
+			      const char *message_part)
+{
+	char want[128];
+
+	assert_int_equal(r->status, status);
+	assert_non_null(r->body);
+	assert_string_equal(rheader(r, "content-type"), "application/json");
+	snprintf(want, sizeof(want), "{\"error\":{\"code\":\"%s\",\"message\":\"", code);
+	if (strncmp(r->body, want, strlen(want)) != 0)
+		fail_msg("error body %s does not start with %s", r->body, want);
+	if (!strstr(r->body, message_part))
+		fail_msg("error body %s does not name \"%s\"", r->body, message_part);
+	assert_string_equal(r->body + r->body_len - 3, "\"}}");
+	assert_string_equal(rheader(r, "connection"), "close");
+}
+
+/* --- plain requests -------------------------------------------------------- */
+
+static void get_keepalive_two_requests(void **state)
+{
+	struct fp_http_stats st;
+	struct rparse rp;
+	struct t t;
+
+	t_init(&t, NULL);
+	client_connect(&t, 0);
+	client_send(&t, 0, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+	wait_responses(&t, 0, 1, &rp);
+	assert_int_equal(rp.r[0].status, 200);
+	assert_string_equal(rp.r[0].body, "GET /hello 0:");
+	assert_string_equal(rheader(&rp.r[0], "content-length"), "13");
+	assert_string_equal(rheader(&rp.r[0], "server"), "forkpoold");
+	assert_string_equal(rheader(&rp.r[0], "content-type"), "text/plain");
+	assert_non_null(rheader(&rp.r[0], "date"));
+	assert_true(strstr(rheader(&rp.r[0], "date"), " GMT") != NULL);
+	assert_null(rheader(&rp.r[0], "connection"));
+	rparse_free(&rp);
+
+	/* The same connection answers again. */
+	client_send(&t, 0, "GET /again HTTP/1.1\r\nHost: x\r\n\r\n");
+	wait_responses(&t, 0, 2, &rp);
+	assert_string_equal(rp.r[1].body, "GET /again 0:");
+	assert_false(t.cl[0].eof);
+	rparse_free(&rp);
+
+	fp_http_server_stats(t.srv, &st);
+	assert_int_equal(st.accepted, 1);
+	assert_int_equal(st.open, 1);
+	assert_int_equal(st.requests, 2);
+	assert_int_equal(st.responses[2], 2);
+	assert_int_equal(t.logged, 2);
+	assert_int_equal(t.last_log_status, 200);
+	/* Head and body: everything the client got for the second one. */
+	assert_true(t.last_log_bytes > 13 && t.last_log_bytes < t.cl[0].len);
+	t_free(&t);
+}
+
+/* /slow is answered from a timer; the requests behind it must wait. */
+static void later_cb(fp_timer *tm)
+{
+	struct t *t = tm->data;
+	fp_http_request *req = t->held;
+
+	t->held = NULL;
+	assert_int_equal(fp_http_respond(req, 200, "text/plain", "slow", 4), 0);
+}
+
+static void slow_or_echo(struct t *t, fp_http_request *req)
+{
+	if (!strcmp(fp_http_path(req), "/slow")) {
+		t->held = req;
+		assert_int_equal(fp_timer_start(t->loop, &t->later, 30, later_cb), 0);
+		return;
+	}
+	echo(t, req);
+}
+
+static void pipelined_in_order_one_write(void **state)
+{
+	struct fp_http_stats before, after;
+	struct rparse rp;
+	struct t t;
+
+	t_init(&t, NULL);
+	t.on_request = slow_or_echo;
+	client_connect(&t, 0);
+	client_send(&t, 0, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
+			   "GET /b HTTP/1.1\r\nHost: x\r\n\r\n"
+			   "POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz");
+	wait_responses(&t, 0, 3, &rp);
+	assert_string_equal(rp.r[0].body, "slow");
+	assert_string_equal(rp.r[1].body, "GET /b 0:");
+	assert_string_equal(rp.r[2].body, "POST /c 3:xyz");
+	rparse_free(&rp);
+
+	/* Three quick ones in one segment: answered by one write. */
+	fp_http_server_stats(t.srv, &before);
+	client_send(&t, 0, "GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n");
+	wait_responses(&t, 0, 6, &rp);
+	assert_string_equal(rp.r[3].body, "GET /1 0:");
+	assert_string_equal(rp.r[4].body, "GET /2 0:");
+	assert_string_equal(rp.r[5].body, "GET /3 0:");
+	rparse_free(&rp);
+	fp_http_server_stats(t.srv, &after);
+	assert_int_equal(after.requests - before.requests, 3);
+	assert_int_equal(after.writes - before.writes, 1);
+	t_free(&t);
+}
+
+static void post_content_length_and_chunked(void **state)
+{
+	const char *req = "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+			  "5\r\nhello\r\n1;ext=1\r\n \r\nb\r\nchunked wor\r\n2\r\nld\r\n0\r\n\r\n";
+	struct rparse rp;
+	struct t t;
+	size_t i;
+
+	t_init(&t, NULL);
+	client_connect(&t, 0);
+	client_send(&t, 0, "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello world");
+	wait_responses(&t, 0, 1, &rp);
+	assert_string_equal(rp.r[0].body, "POST /p 11:hello world");
+	rparse_free(&rp);
+
+	client_send(&t, 0, req);
+	wait_responses(&t, 0, 2, &rp);
+	assert_string_equal(rp.r[1].body, "POST /c 19:hello chunked world");
+	rparse_free(&rp);
+
+	/* The same, a byte at a time: every token split across reads. */
+	for (i = 0; req[i]; i++) {
+		client_send_n(&t, 0, req + i, 1);
+		pump(&t, 1);
+	}
+	wait_responses(&t, 0, 3, &rp);
+	assert_string_equal(rp.r[2].body, "POST /c 19:hello chunked world");
+	rparse_free(&rp);
+	t_free(&t);
+}
+
+static int got_continue(struct t *t)
+{
+	return t->cl[0].len >= 25;
+}
+
+static void expect_continue(void **state)
+{
+	struct fp_http_limits lim;
+	struct rparse rp;
+	struct t t;
+
+	fp_http_limits_init(&lim);
+	lim.max_body_bytes = 100;
+	t_init(&t, &lim);
+	client_connect(&t, 0);
+	client_send(&t, 0, "PUT /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+			   "Content-Length: 5\r\n\r\n");
+	run_until(&t, got_continue);
+	assert_memory_equal(t.cl[0].buf, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	assert_int_equal(t.cl[0].len, 25);
+	assert_int_equal(t.handled, 0);
+	client_send(&t, 0, "abcde");
+	wait_responses(&t, 0, 2, &rp);
+	assert_int_equal(rp.r[0].status, 100);
+	assert_int_equal(rp.r[1].status, 200);
+	assert_string_equal(rp.r[1].body, "PUT /e 5:abcde");
+	rparse_free(&rp);
+
+	/* Over the limit: 413 at once, no 100, the body is never asked for. */
+	client_connect(&t, 1);
+	client_send(&t, 1, "PUT /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+			   "Content-Length: 1000\r\n\r\n");
+	wait_responses(&t, 1, 1, &rp);
+	assert_error_body(&rp.r[0], 413, "body_too_large", "limit of 100 bytes");
+	assert_null(strstr(t.cl[1].buf, "100 Continue"));
+	rparse_free(&rp);
+	wait_closed(&t, 1);
+	assert_int_equal(t.handled, 1);
+	t_free(&t);
+}
+
+static void head_has_length_but_no_body(void **state)
+{
+	struct rparse rp;
+	struct t t;
+
+	t_init(&t, NULL);
+	client_connect(&t, 0);
+	t.cl[0].head_mask = 1;
+	client_send(&t, 0, "HEAD /x HTTP/1.1\r\nHost: x\r\n\r\n");
+	wait_responses(&t, 0, 1, &rp);
+	/* "HEAD /x 0:" is what GET-like echo would send: 10 bytes. */
+	assert_string_equal(rheader(&rp.r[0], "content-length"), "10");
+	assert_null(rp.r[0].body);
+	assert_non_null(strstr(t.cl[0].buf, "\r\n\r\n"));
+	assert_int_equal(strstr(t.cl[0].buf, "\r\n\r\n") + 4 - t.cl[0].buf, (ptrdiff_t)t.cl[0].len);
+	rparse_free(&rp);
+	/* Nothing stray follows: the next response parses cleanly. */
+	client_send(&t, 0, "GET /y HTTP/1.1\r\n\r\n");
+	wait_responses(&t, 0, 2, &rp);
+	assert_string_equal(rp.r[1].body, "GET /y 0:");
+	rparse_free(&rp);
+	t_free(&t);
+}
+
+/* --- limits and malformed requests --------------------------------------- */
+
+static void error_case(struct t *t, const char *request, size_t len, int status,
+		       const char *code, const char *part)
+{
+	struct rparse rp;
+
+	client_connect(t, 0);
+	client_send_n(t, 0, request, len);
+	wait_responses(t, 0, 1, &rp);
+	assert_error_body(&rp.r[0], status, code, part);
+	rparse_free(&rp);
+	/* Flushed, then closed from our side. */
+	wait_closed(t, 0);
+	client_close(&t->cl[0]);
+}
+
+static void limits_answered_with_json_errors(void **state)
+{
+	struct fp_http_limits lim;
+	struct fp_http_stats st;
+	char big[4096];
+	struct t t;
+	int n;
+
+	fp_http_limits_init(&lim);
+	lim.max_header_bytes = 1024;
+	lim.max_uri_bytes = 256;
+	lim.max_body_bytes = 64;
+	t_init(&t, &lim);
+
+	n = snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nX-Big: %0*d\r\n\r\n", 1500, 0);
+	error_case(&t, big, (size_t)n, 431, "headers_too_large", "limit of 1024 bytes");
+	/* Many small headers add up too. */
+	n = snprintf(big, sizeof(big), "GET / HTTP/1.1\r\n");
+	while (n < 1400)
+		n += snprintf(big + n, sizeof(big) - (size_t)n, "X-%d: v\r\n", n);
+	n += snprintf(big + n, sizeof(big) - (size_t)n, "\r\n");
+	error_case(&t, big, (size_t)n, 431, "headers_too_large", "1024 bytes");
+
+	n = snprintf(big, sizeof(big), "GET /%0*d HTTP/1.1\r\n\r\n", 300, 0);
+	error_case(&t, big, (size_t)n, 414, "uri_too_long", "limit of 256 bytes");
+
+	n = snprintf(big, sizeof(big), "POST / HTTP/1.1\r\nContent-Length: 65\r\n\r\n");
+	error_case(&t, big, (size_t)n, 413, "body_too_large", "limit of 64 bytes");
+	n = snprintf(big, sizeof(big), "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+		     "20\r\n%032d\r\n21\r\n%033d\r\n0\r\n\r\n", 0, 0);
+	error_case(&t, big, (size_t)n, 413, "body_too_large", "limit of 64 bytes");
+
+	n = snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nBad\001Header: x\r\n\r\n");
+	error_case(&t, big, (size_t)n, 400, "bad_request", "invalid character in header");
+	n = snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nContent-Length: 12x\r\n\r\n");
+	error_case(&t, big, (size_t)n, 400, "bad_request", "content-length");
+	n = snprintf(big, sizeof(big), "BREW /pot HTTP/1.1\r\n\r\n");
+	error_case(&t, big, (size_t)n, 400, "bad_request", "invalid HTTP method");
+
+	assert_int_equal(t.handled, 0);
+	fp_http_server_stats(t.srv, &st);
+	assert_int_equal(st.responses[4], 8);
+	assert_int_equal(t.logged, 8);
+	assert_int_equal(t.last_log_status, 400);
+	t_free(&t);
+}
+
+/* --- timeouts ------------------------------------------------------------- */
+
+static void header_timeout_answers_408(void **state)
+{
+	struct fp_http_limits lim;
+	struct rparse rp;
+	uint64_t t0;
+	struct t t;
+
+	fp_http_limits_init(&lim);
+	lim.header_timeout_ms = 150;
+	t_init(&t, &lim);
+	client_connect(&t, 0);
+	t0 = fp_now_ms();
+	client_send(&t, 0, "GET / HTTP/1.1\r\nHost: x\r\n");
+	wait_responses(&t, 0, 1, &rp);
+	assert_true(fp_now_ms() - t0 >= 140);
+	assert_error_body(&rp.r[0], 408, "request_timeout", "150 ms");
+	rparse_free(&rp);
+	wait_closed(&t, 0);
+
+	/* Connected, never a byte: closed without an answer. */
+	client_connect(&t, 1);
+	wait_closed(&t, 1);
+	assert_int_equal(t.cl[1].len, 0);
+	assert_int_equal(t.handled, 0);
+	t_free(&t);
+}
+
+static void body_timeout_answers_408(void **state)
+{
+	struct fp_http_limits lim;
+	struct rparse rp;
+	struct t t;
+
+	fp_http_limits_init(&lim);
+	lim.body_timeout_ms = 120;
+	t_init(&t, &lim);
+	client_connect(&t, 0);
+	client_send(&t, 0, "POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
+	wait_responses(&t, 0, 1, &rp);
+	assert_error_body(&rp.r[0], 408, "request_timeout", "120 ms");
+	rparse_free(&rp);
+	wait_closed(&t, 0);
+	assert_int_equal(t.handled, 0);
+	t_free(&t);
+}
+
+static void idle_timeout_closes(void **state)
+{
+	struct fp_http_limits lim;
+	struct fp_http_stats st;
+	struct rparse rp;
+	size_t len;
+	struct t t;
+
+	fp_http_limits_init(&lim);
+	lim.idle_timeout_ms = 100;
+	t_init(&t, &lim);
+	client_connect(&t, 0);
+	client_send(&t, 0, "GET / HTTP/1.1\r\n\r\n");
+	wait_responses(&t, 0, 1, &rp);
+	rparse_free(&rp);
+	len = t.cl[0].len;
+	wait_closed(&t, 0);
+	/* Just closed: no 408 or anything else after the response. */
+	assert_int_equal(t.cl[0].len, len);
+	assert_int_equal(t.cl[0].err, 0);
+	fp_http_server_stats(t.srv, &st);
+	assert_int_equal(st.responses[4], 0);
+	t_free(&t);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(get_keepalive_two_requests),
+		cmocka_unit_test(pipelined_in_order_one_write),
+		cmocka_unit_test(post_content_length_and_chunked),
+		cmocka_unit_test(expect_continue),
+		cmocka_unit_test(head_has_length_but_no_body),
+		cmocka_unit_test(limits_answered_with_json_errors),
+		cmocka_unit_test(header_timeout_answers_408),
+		cmocka_unit_test(body_timeout_answers_408),
+		cmocka_unit_test(idle_timeout_closes),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
