@@ -161,6 +161,8 @@ struct conn {
 	uint8_t processing;            /* inside conn_process() */
 	uint8_t zombie;                /* gone, but the handler holds the request */
 	uint8_t in_close_cb;
+	uint8_t resume_pending;        /* parse buffered requests from the loop */
+	uint8_t reap_later;            /* a released zombie, freed by the sweep */
 	uint8_t want_drain;
 	uint8_t hdr_state;             /* 0 none, 1 in a name, 2 in a value */
 	uint8_t rdl_kind;              /* enum deadline_kind */
@@ -733,9 +735,19 @@ static void request_finish(struct conn *c)
 	if (c->dead || c->closing)
 		return;
 	conn_rdeadline(c, DL_IDLE, c->srv->lim.idle_timeout_ms);
-	/* Pipelined bytes: inside conn_process() its loop goes on by itself. */
-	if (c->in.len)
-		conn_process(c);
+	/*
+	 * Pipelined bytes. Inside conn_process() its loop goes on once the
+	 * handler returns. Otherwise the handler's code is still on the stack
+	 * (an answer from a timer, a drain or a job callback) and may touch
+	 * the request it just finished, so the next one is not parsed into the
+	 * same object until the loop turns: at this response's write
+	 * completion, or from the sweep when nothing was written.
+	 */
+	if (c->in.len && !c->processing) {
+		c->resume_pending = 1;
+		if (!c->unsent)
+			sweep_arm(c->srv, fp_now_ms());
+	}
 }
 
 static size_t json_escape(char *out, size_t cap, const char *s)
@@ -1078,6 +1090,7 @@ static void conn_process(struct conn *c)
 	if (c->processing)
 		return;
 	c->processing = 1;
+	c->resume_pending = 0;
 	while (!c->dead && !c->closing && c->phase != PH_HANDLER && c->in_off < c->in.len) {
 		start = c->in_off;
 		n = http_parser_execute(p, &parser_settings, c->in.p + start, c->in.len - start);
@@ -1154,7 +1167,7 @@ static void conn_reap(struct conn *c)
 {
 	fp_http_server *srv = c->srv;
 
-	if (c->busy || fp_io_active(&c->rio) || fp_io_active(&c->wio))
+	if (c->busy || c->reap_later || fp_io_active(&c->rio) || fp_io_active(&c->wio))
 		return;
 	if (c->fd >= 0) {
 		close(c->fd);
@@ -1299,6 +1312,8 @@ static void conn_write_cb(fp_io *io, ssize_t res, const char *buf)
 		    req->drain_cb)
 			req->drain_cb(req, req->drain_data);
 	}
+	if (c->resume_pending && !c->dead && !c->closing && c->phase == PH_IDLE)
+		conn_process(c);
 	conn_leave(c);
 }
 
@@ -1343,14 +1358,14 @@ static void sweep_cb(fp_timer *t)
 
 	srv->sweep_due = 0;
 	/*
-	 * Pin the expired ones first: a timeout runs handler code (a close
-	 * callback), which must not free a connection under this walk.
+	 * Pin the ones with something to do first: a timeout runs handler
+	 * code (a close callback), which must not free a connection under
+	 * this walk.
 	 */
 	for (c = srv->conns; c; c = c->next) {
-		if (c->dead)
-			continue;
-		if ((c->rdeadline && c->rdeadline <= now) ||
-		    (c->wdeadline && c->wdeadline <= now)) {
+		if (c->reap_later || (!c->dead && c->resume_pending) ||
+		    (!c->dead && c->rdeadline && c->rdeadline <= now) ||
+		    (!c->dead && c->wdeadline && c->wdeadline <= now)) {
 			c->busy++;
 			c->sweep_next = NULL;
 			*tail = c;
@@ -1359,7 +1374,11 @@ static void sweep_cb(fp_timer *t)
 	}
 	for (c = expired; c; c = n) {
 		n = c->sweep_next;
-		conn_timeout(c, now);
+		c->reap_later = 0;
+		if (c->resume_pending && !c->dead && !c->closing && c->phase == PH_IDLE)
+			conn_process(c);
+		if (!c->dead)
+			conn_timeout(c, now);
 		conn_leave(c);
 	}
 	for (c = srv->conns; c; c = c->next) {
@@ -2155,8 +2174,11 @@ static int respond_check(fp_http_request *req, int finishing)
 		return -EINVAL;
 	if (req->gone) {
 		if (finishing && c->zombie && !c->in_close_cb) {
+			/* Freed from the loop, not under the handler's feet. */
 			c->zombie = 0;
+			c->reap_later = 1;
 			request_release(c);
+			sweep_arm(c->srv, fp_now_ms());
 		}
 		return -EPIPE;
 	}

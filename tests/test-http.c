@@ -346,7 +346,7 @@ struct resp {
 	char headers[4096];      /* "name: value\n", names lower-cased */
 	size_t hlen;
 	char *body;
-	size_t body_len;
+	size_t body_len, body_cap;
 	int complete;
 	int chunked;
 };
@@ -423,8 +423,11 @@ static int rp_body(http_parser *p, const char *at, size_t n)
 	struct rparse *rp = p->data;
 	struct resp *r = &rp->r[rp->n - 1];
 
-	r->body = realloc(r->body, r->body_len + n + 1);
-	assert_non_null(r->body);
+	if (r->body_len + n + 1 > r->body_cap) {
+		r->body_cap = (r->body_len + n + 1) * 2;
+		r->body = realloc(r->body, r->body_cap);
+		assert_non_null(r->body);
+	}
 	memcpy(r->body + r->body_len, at, n);
 	r->body_len += n;
 	r->body[r->body_len] = '\0';
@@ -867,6 +870,611 @@ static void idle_timeout_closes(void **state)
 	t_free(&t);
 }
 
+static void http10_and_connection_close(void **state)
+{
+	struct rparse rp;
+	struct t t;
+
+	t_init(&t, NULL);
+	/* HTTP/1.0 closes by default. */
+	client_connect(&t, 0);
+	client_send(&t, 0, "GET /a HTTP/1.0\r\n\r\n");
+	wait_responses(&t, 0, 1, &rp);
+	assert_string_equal(rp.r[0].body, "GET /a 0:");
+	assert_string_equal(rheader(&rp.r[0], "connection"), "close");
+	rparse_free(&rp);
+	wait_closed(&t, 0);
+
+	/* ... unless it asks to keep the connection. */
+	client_connect(&t, 1);
+	client_send(&t, 1, "GET /b HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+	wait_responses(&t, 1, 1, &rp);
+	assert_string_equal(rheader(&rp.r[0], "connection"), "keep-alive");
+	rparse_free(&rp);
+	client_send(&t, 1, "GET /c HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+	wait_responses(&t, 1, 2, &rp);
+	assert_string_equal(rp.r[1].body, "GET /c 0:");
+	assert_false(t.cl[1].eof);
+	rparse_free(&rp);
+
+	/* HTTP/1.1 with Connection: close, and pipelined bytes after it are dropped. */
+	client_connect(&t, 2);
+	client_send(&t, 2, "GET /d HTTP/1.1\r\nConnection: close\r\n\r\nGET /e HTTP/1.1\r\n\r\n");
+	wait_responses(&t, 2, 1, &rp);
+	assert_string_equal(rheader(&rp.r[0], "connection"), "close");
+	rparse_free(&rp);
+	wait_closed(&t, 2);
+	assert_int_equal(parse_responses(&t, 2, &rp), 1);
+	rparse_free(&rp);
+	assert_int_equal(t.handled, 4);
+	t_free(&t);
+}
+
+static int stats_open_is(struct t *t, uint64_t n)
+{
+	struct fp_http_stats st;
+
+	fp_http_server_stats(t->srv, &st);
+	return st.open == n;
+}
+
+static int open_is_one(struct t *t)
+{
+	return stats_open_is(t, 1);
+}
+
+static void connection_cap_refuses(void **state)
+{
+	struct fp_http_limits lim;
+	struct fp_http_stats st;
+	struct rparse rp;
+	struct t t;
+
+	fp_http_limits_init(&lim);
+	lim.max_connections = 2;
+	t_init(&t, &lim);
+	client_connect(&t, 0);
+	client_send(&t, 0, "GET /0 HTTP/1.1\r\n\r\n");
+	wait_responses(&t, 0, 1, &rp);
+	rparse_free(&rp);
+	client_connect(&t, 1);
+	client_send(&t, 1, "GET /1 HTTP/1.1\r\n\r\n");
+	wait_responses(&t, 1, 1, &rp);
+	rparse_free(&rp);
+
+	/* The third is accepted and closed at once, with no answer. */
+	client_connect(&t, 2);
+	client_send(&t, 2, "GET /2 HTTP/1.1\r\n\r\n");
+	wait_closed(&t, 2);
+	assert_int_equal(t.cl[2].len, 0);
+	fp_http_server_stats(t.srv, &st);
+	assert_int_equal(st.accepted, 2);
+	assert_int_equal(st.refused, 1);
+	assert_int_equal(st.open, 2);
+	assert_int_equal(t.handled, 2);
+
+	/* The first two still work; when one leaves there is room again. */
+	client_send(&t, 0, "GET /0b HTTP/1.1\r\n\r\n");
+	wait_responses(&t, 0, 2, &rp);
+	rparse_free(&rp);
+	client_close(&t.cl[1]);
+	run_until(&t, open_is_one);
+	client_connect(&t, 3);
+	client_send(&t, 3, "GET /3 HTTP/1.1\r\n\r\n");
+	wait_responses(&t, 3, 1, &rp);
+	assert_string_equal(rp.r[0].body, "GET /3 0:");
+	rparse_free(&rp);
+	t_free(&t);
+}
+
+/* Note the peer in the body. */
+static void peer_echo(struct t *t, fp_http_request *req)
+{
+	const char *peer = fp_http_peer(req);
+
+	snprintf(t->note, sizeof(t->note), "%s", peer);
+	assert_int_equal(fp_http_respond(req, 200, "text/plain", peer, strlen(peer)), 0);
+}
+
+static void unix_socket_listener(void **state)
+{
+	char dir[] = "/tmp/fp-test-http-XXXXXX", path[64], addr[80], err[256];
+	struct sockaddr_un su;
+	fp_http_server *other;
+	struct rparse rp;
+	struct stat st;
+	struct t t;
+	int fd;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/api.sock", dir);
+	snprintf(addr, sizeof(addr), "unix:%s", path);
+
+	/* A stale socket file, as a crashed server leaves it. */
+	memset(&su, 0, sizeof(su));
+	su.sun_family = AF_UNIX;
+	snprintf(su.sun_path, sizeof(su.sun_path), "%s", path);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&su, sizeof(su)), 0);
+	close(fd);
+	assert_int_equal(stat(path, &st), 0);
+
+	t_init_limits(&t, NULL);
+	t.on_request = peer_echo;
+	t_listen(&t, addr);
+	assert_string_equal(t.bound, addr);
+	client_connect(&t, 0);
+	client_send(&t, 0, "GET / HTTP/1.1\r\n\r\n");
+	wait_responses(&t, 0, 1, &rp);
+	assert_string_equal(rp.r[0].body, "unix");
+	rparse_free(&rp);
+
+	/* A live socket is not taken over. */
+	assert_int_equal(fp_http_server_new(&other, t.loop, NULL, handler, &t), 0);
+	assert_int_equal(fp_http_listen(other, addr, NULL, 0, err, sizeof(err)), -EADDRINUSE);
+	assert_non_null(strstr(err, "another server is listening"));
+	fp_http_server_free(other);
+
+	t_free(&t);
+	/* Our socket file goes with the server. */
+	assert_int_equal(stat(path, &st), -1);
+	assert_int_equal(errno, ENOENT);
+
+	/* A file that is not a socket is never removed. */
+	fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	t_init_limits(&t, NULL);
+	assert_int_equal(fp_http_listen(t.srv, addr, NULL, 0, err, sizeof(err)), -EEXIST);
+	assert_non_null(strstr(err, "not a socket"));
+	t_free(&t);
+	assert_int_equal(stat(path, &st), 0);
+	unlink(path);
+	rmdir(dir);
+}
+
+static void ipv6_loopback_listener(void **state)
+{
+	char err[256];
+	struct rparse rp;
+	struct t t;
+	int r;
+
+	t_init_limits(&t, NULL);
+	t.on_request = peer_echo;
+	r = fp_http_listen(t.srv, "[::1]:0", t.bound, sizeof(t.bound), err, sizeof(err));
+	if (r == -EADDRNOTAVAIL || r == -EAFNOSUPPORT) {
+		t_free(&t);
+		skip();
+	}
+	assert_int_equal(r, 0);
+	assert_int_equal(strncmp(t.bound, "[::1]:", 6), 0);
+	assert_true(atoi(t.bound + 6) > 0);
+	client_connect(&t, 0);
+	client_send(&t, 0, "GET / HTTP/1.1\r\n\r\n");
+	wait_responses(&t, 0, 1, &rp);
+	assert_int_equal(strncmp(rp.r[0].body, "[::1]:", 6), 0);
+	rparse_free(&rp);
+	t_free(&t);
+}
+
+static void listen_address_errors(void **state)
+{
+	char err[256], bound[64];
+	struct t t;
+
+	t_init_limits(&t, NULL);
+	assert_int_equal(fp_http_listen(t.srv, "nope", bound, sizeof(bound), err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "HOST:PORT"));
+	assert_int_equal(fp_http_listen(t.srv, "127.0.0.1:99999", NULL, 0, err, sizeof(err)),
+			 -EINVAL);
+	assert_int_equal(fp_http_listen(t.srv, "::1:80", NULL, 0, err, sizeof(err)), -EINVAL);
+	assert_int_equal(fp_http_listen(t.srv, "127.0.0.1:", NULL, 0, err, sizeof(err)), -EINVAL);
+	/* TEST-NET-1 is nobody's local address. */
+	assert_int_equal(fp_http_listen(t.srv, "192.0.2.1:0", NULL, 0, err, sizeof(err)),
+			 -EADDRNOTAVAIL);
+	assert_non_null(strstr(err, "cannot listen on 192.0.2.1:0"));
+	t_free(&t);
+}
+
+static void loopback_addresses(void **state)
+{
+	assert_true(fp_http_addr_is_loopback("127.0.0.1:8080"));
+	assert_true(fp_http_addr_is_loopback("127.3.2.1:1"));
+	assert_true(fp_http_addr_is_loopback("[::1]:8080"));
+	assert_true(fp_http_addr_is_loopback("localhost:8080"));
+	assert_true(fp_http_addr_is_loopback("LOCALHOST:1"));
+	assert_true(fp_http_addr_is_loopback("unix:/run/forkpoold.sock"));
+	assert_true(fp_http_addr_is_loopback("127.0.0.1"));
+	assert_true(fp_http_addr_is_loopback("::1"));
+	assert_false(fp_http_addr_is_loopback("0.0.0.0:8080"));
+	assert_false(fp_http_addr_is_loopback("[::]:8080"));
+	assert_false(fp_http_addr_is_loopback("10.0.0.1:80"));
+	assert_false(fp_http_addr_is_loopback("example.com:80"));
+	assert_false(fp_http_addr_is_loopback("128.0.0.1:80"));
+	assert_false(fp_http_addr_is_loopback(NULL));
+}
+
+/* --- the request API ------------------------------------------------------ */
+
+struct seen {
+	char path[64], target[160];
+	const char *q[10];
+	char qv[10][32];
+	const char *h[6];
+	char hv[6][32];
+};
+
+static struct seen seen;
+
+static void keep(const char *v, const char **slot, char *copy)
+{
+	*slot = v ? copy : NULL;
+	if (v)
+		snprintf(copy, 32, "%s", v);
+}
+
+static void record_request(struct t *t, fp_http_request *req)
+{
+	static const char *const qs[10] = {
+		"x", "y", "flag", "empty", "plus", "pct", "missing", "enc key", "amp", "nul",
+	};
+	static const char *const hs[6] = {
+		"x-custom", "X-CUSTOM", "x-dup", "X-Empty", "missing", "host",
+	};
+	int i;
+
+	snprintf(seen.path, sizeof(seen.path), "%s", fp_http_path(req));
+	snprintf(seen.target, sizeof(seen.target), "%s", fp_http_target(req));
+	for (i = 0; i < 10; i++)
+		keep(fp_http_query(req, qs[i]), &seen.q[i], seen.qv[i]);
+	for (i = 0; i < 6; i++)
+		keep(fp_http_header(req, hs[i]), &seen.h[i], seen.hv[i]);
+	snprintf(t->note, sizeof(t->note), "%s|%s|%s", fp_http_query_nth(req, "x", 1),
+		 fp_http_query_nth(req, "x", 2) ? "?" : "none", fp_http_method(req));
+	fp_http_set_data(req, t);
+	assert_ptr_equal(fp_http_get_data(req), t);
+	echo(t, req);
+}
+
+static void query_and_headers(void **state)
+{
+	const char *target = "/p%20a/th%2Fx?x=1&y=a%2Fb&x=2&&flag&empty=&plus=a+b"
+			     "&pct=%zz%4&enc%20key=v%3D1&amp=%26&nul=a%00b#frag";
+	char req[512];
+	struct rparse rp;
+	struct t t;
+
+	memset(&seen, 0, sizeof(seen));
+	t_init(&t, NULL);
+	t.on_request = record_request;
+	client_connect(&t, 0);
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: h\r\nX-Custom:   hello world  \r\n"
+		 "x-dup: 1\r\nX-Dup: 2\r\nX-Empty:\r\n\r\n", target);
+	client_send(&t, 0, req);
+	wait_responses(&t, 0, 1, &rp);
+	rparse_free(&rp);
+
+	assert_string_equal(seen.path, "/p a/th/x");
+	assert_string_equal(seen.target, target);
+	assert_string_equal(seen.q[0], "1");          /* the first of a repeated one */
+	assert_string_equal(seen.q[1], "a/b");
+	assert_string_equal(seen.q[2], "");           /* ?flag */
+	assert_string_equal(seen.q[3], "");           /* empty= */
+	assert_string_equal(seen.q[4], "a b");
+	assert_string_equal(seen.q[5], "%zz%4");      /* bad escapes kept as sent */
+	assert_null(seen.q[6]);
+	assert_string_equal(seen.q[7], "v=1");        /* keys are decoded too */
+	assert_string_equal(seen.q[8], "&");
+	assert_string_equal(seen.q[9], "a%00b");      /* no NUL smuggled in */
+	assert_string_equal(t.note, "2|none|GET");
+
+	assert_string_equal(seen.h[0], "hello world"); /* surrounding blanks dropped */
+	assert_string_equal(seen.h[1], "hello world");
+	assert_string_equal(seen.h[2], "1");
+	assert_string_equal(seen.h[3], "");
+	assert_null(seen.h[4]);
+	assert_string_equal(seen.h[5], "h");
+
+	/* Absolute-form target. */
+	client_send(&t, 0, "GET http://example.com/abs/p%41th?x=9 HTTP/1.1\r\n\r\n");
+	wait_responses(&t, 0, 2, &rp);
+	rparse_free(&rp);
+	assert_string_equal(seen.path, "/abs/pAth");
+	assert_string_equal(seen.q[0], "9");
+	t_free(&t);
+}
+
+static void headers_added(struct t *t, fp_http_request *req)
+{
+	assert_int_equal(fp_http_add_header(req, "X-Trace", "abc 123"), 0);
+	assert_int_equal(fp_http_add_header(req, "Server", "custom/1"), 0);
+	assert_int_equal(fp_http_add_header(req, "Content-Length", "5"), -EINVAL);
+	assert_int_equal(fp_http_add_header(req, "connection", "close"), -EINVAL);
+	assert_int_equal(fp_http_add_header(req, "X-Evil", "a\r\nInjected: 1"), -EINVAL);
+	assert_int_equal(fp_http_add_header(req, "Bad Name", "v"), -EINVAL);
+	assert_int_equal(fp_http_add_header(req, "", "v"), -EINVAL);
+	assert_int_equal(fp_http_respond(req, 999, "text/plain", "x", 1), -EINVAL);
+	assert_int_equal(fp_http_respond(req, 204, NULL, NULL, 0), 0);
+}
+
+static void response_headers(void **state)
+{
+	struct rparse rp;
+	struct t t;
+
+	t_init(&t, NULL);
+	t.on_request = headers_added;
+	client_connect(&t, 0);
+	client_send(&t, 0, "DELETE /x HTTP/1.1\r\n\r\nDELETE /y HTTP/1.1\r\n\r\n");
+	wait_responses(&t, 0, 2, &rp);
+	assert_int_equal(rp.r[0].status, 204);
+	assert_string_equal(rheader(&rp.r[0], "x-trace"), "abc 123");
+	assert_string_equal(rheader(&rp.r[0], "server"), "custom/1");
+	assert_null(strstr(rp.r[0].headers, "forkpoold"));
+	assert_null(rheader(&rp.r[0], "injected"));
+	/* 204: neither a body nor a length. */
+	assert_null(rheader(&rp.r[0], "content-length"));
+	assert_null(rp.r[0].body);
+	/* The second request's headers start afresh. */
+	assert_int_equal(rp.r[1].status, 204);
+	assert_string_equal(rheader(&rp.r[1], "x-trace"), "abc 123");
+	assert_non_null(strstr(t.cl[0].buf, "X-Trace: abc 123\r\nServer: custom/1\r\n"));
+	assert_null(strstr(strstr(t.cl[0].buf, "X-Trace") + 1, "X-Trace: abc 123\r\nX-Trace"));
+	rparse_free(&rp);
+	t_free(&t);
+}
+
+/* --- streaming ------------------------------------------------------------ */
+
+#define STREAM_CHUNK 16384
+
+static unsigned char pat(size_t i)
+{
+	return (unsigned char)((i * 131u + (i >> 11)) & 0xff);
+}
+
+static void stream_produce(struct t *t, fp_http_request *req)
+{
+	char chunk[STREAM_CHUNK];
+	size_t n, i, unsent;
+	int r;
+
+	while (t->produced < t->to_produce) {
+		n = t->to_produce - t->produced;
+		if (n > STREAM_CHUNK)
+			n = STREAM_CHUNK;
+		for (i = 0; i < n; i++)
+			chunk[i] = (char)pat(t->produced + i);
+		r = fp_http_stream_write(req, chunk, n);
+		assert_true(r == 0 || r == 1);
+		t->produced += n;
+		unsent = fp_http_unsent(req);
+		if (unsent > t->max_unsent)
+			t->max_unsent = unsent;
+		assert_int_equal(r, unsent > t->lim.high_water_bytes);
+		if (r == 1) {
+			t->saw_backpressure++;
+			return;
+		}
+	}
+	assert_int_equal(fp_http_stream_end(req), 0);
+	t->stream_done = 1;
+}
+
+static void on_drain(fp_http_request *req, void *data)
+{
+	struct t *t = data;
+
+	t->drains++;
+	assert_true(fp_http_unsent(req) <= t->lim.high_water_bytes);
+	stream_produce(t, req);
+}
+
+static void on_close_count(fp_http_request *req, void *data)
+{
+	struct t *t = data;
+
+	t->closes++;
+	fp_timer_stop(&t->later);
+	t->held = NULL;
+	/* Inside the callback the request is still valid, but gone. */
+	assert_int_equal(fp_http_stream_write(req, "x", 1), -EPIPE);
+}
+
+static void streamer(struct t *t, fp_http_request *req)
+{
+	assert_int_equal(fp_http_stream_start(req, 200, "application/octet-stream"), 0);
+	assert_int_equal(fp_http_stream_start(req, 200, NULL), -EALREADY);
+	assert_int_equal(fp_http_respond(req, 200, NULL, NULL, 0), -EALREADY);
+	fp_http_on_drain(req, on_drain, t);
+	fp_http_on_close(req, on_close_count, t);
+	stream_produce(t, req);
+}
+
+static int backpressured(struct t *t)
+{
+	return t->saw_backpressure > 0;
+}
+
+static int stream_received(struct t *t)
+{
+	const struct client *c = &t->cl[0];
+
+	return t->stream_done && c->len >= 5 && !memcmp(c->buf + c->len - 5, "0\r\n\r\n", 5);
+}
+
+static void stream_with_backpressure(void **state)
+{
+	struct fp_http_limits lim;
+	struct rparse rp;
+	struct t t;
+	size_t i, bad = 0;
+	int rcv = 16384;
+
+	fp_http_limits_init(&lim);
+	lim.high_water_bytes = 65536;
+	t_init(&t, &lim);
+	t.on_request = streamer;
+	t.to_produce = 12u << 20;
+	client_connect(&t, 0);
+	setsockopt(t.cl[0].fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+	/* A reader that does not read: the socket buffers fill, then ours. */
+	t.cl[0].paused = 1;
+	client_send(&t, 0, "GET /stream HTTP/1.1\r\n\r\n");
+	run_until(&t, backpressured);
+	/*
+	 * The first reports may drain while the kernel still takes bytes; a
+	 * few more turns let the buffers fill. 12 MiB cannot fit in them, so
+	 * production has stopped short, holding no more than the mark.
+	 */
+	pump(&t, 20);
+	assert_true(t.produced < t.to_produce);
+	assert_true(t.produced < 8u << 20);
+	assert_true(t.max_unsent <= lim.high_water_bytes + STREAM_CHUNK + 32);
+	/* Then a slow one: 256 KiB a tick. */
+	t.cl[0].paused = 0;
+	t.cl[0].per_tick = 256 * 1024;
+	run_until(&t, stream_received);
+	assert_true(t.drains >= 1);
+	assert_int_equal(t.drains, t.saw_backpressure);
+	/* Never more than the mark plus one chunk and its framing. */
+	assert_true(t.max_unsent <= lim.high_water_bytes + STREAM_CHUNK + 32);
+
+	assert_int_equal(parse_responses(&t, 0, &rp), 1);
+	assert_int_equal(rp.r[0].status, 200);
+	assert_true(rp.r[0].chunked);
+	assert_int_equal(rp.r[0].body_len, t.to_produce);
+	for (i = 0; i < rp.r[0].body_len && !bad; i++)
+		if ((unsigned char)rp.r[0].body[i] != pat(i))
+			bad = i + 1;
+	assert_int_equal(bad, 0);
+	rparse_free(&rp);
+	assert_int_equal(t.closes, 0);
+	assert_int_equal(t.logged, 1);
+	assert_int_equal(t.last_log_status, 200);
+	t_free(&t);
+}
+
+/* A stream fed by a timer until the client leaves. */
+static void trickle_cb(fp_timer *tm)
+{
+	struct t *t = tm->data;
+
+	assert_non_null(t->held);
+	assert_int_equal(fp_http_stream_write(t->held, "tick\n", 5), 0);
+	assert_int_equal(fp_timer_start(t->loop, &t->later, 2, trickle_cb), 0);
+}
+
+static void trickler(struct t *t, fp_http_request *req)
+{
+	assert_int_equal(fp_http_stream_start(req, 200, "text/plain"), 0);
+	fp_http_on_close(req, on_close_count, t);
+	assert_int_equal(fp_http_stream_write(req, "first\n", 6), 0);
+	t->held = req;
+	assert_int_equal(fp_timer_start(t->loop, &t->later, 2, trickle_cb), 0);
+}
+
+static int got_first(struct t *t)
+{
+	return t->cl[0].buf && strstr(t->cl[0].buf, "first\n") != NULL;
+}
+
+static int closed_once(struct t *t)
+{
+	return t->closes >= 1;
+}
+
+static int open_is_zero(struct t *t)
+{
+	return stats_open_is(t, 0);
+}
+
+static void client_leaves_mid_stream(void **state)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	int reset;
+	struct t t;
+
+	for (reset = 0; reset <= 1; reset++) {
+		t_init(&t, NULL);
+		t.on_request = trickler;
+		client_connect(&t, 0);
+		client_send(&t, 0, "GET /trickle HTTP/1.1\r\n\r\n");
+		run_until(&t, got_first);
+		/* A plain close (the server reads EOF), or a reset. */
+		if (reset)
+			setsockopt(t.cl[0].fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		client_close(&t.cl[0]);
+		run_until(&t, closed_once);
+		run_until(&t, open_is_zero);
+		pump(&t, 5);
+		assert_int_equal(t.closes, 1);
+		assert_int_equal(t.logged, 1);
+		assert_int_equal(t.last_log_status, 200);
+		t_free(&t);
+	}
+}
+
+/* --- freeing the server with work in progress ---------------------------- */
+
+static void mixed(struct t *t, fp_http_request *req)
+{
+	const char *path = fp_http_path(req);
+
+	if (!strcmp(path, "/hold")) {
+		fp_http_on_close(req, on_close_count, t);
+	} else if (!strcmp(path, "/zombie")) {
+		/* Held with no close callback: the server frees it anyway. */
+	} else if (!strcmp(path, "/stream")) {
+		assert_int_equal(fp_http_stream_start(req, 200, "text/plain"), 0);
+		assert_int_equal(fp_http_stream_write(req, "part", 4), 0);
+		fp_http_on_close(req, on_close_count, t);
+	} else {
+		echo(t, req);
+	}
+}
+
+static int four_handled(struct t *t)
+{
+	return t->handled == 4 && t->cl[3].buf && strstr(t->cl[3].buf, "part");
+}
+
+static void server_free_with_open_connections(void **state)
+{
+	struct rparse rp;
+	struct t t;
+	int i;
+
+	t_init(&t, NULL);
+	t.on_request = mixed;
+	client_connect(&t, 0);
+	client_send(&t, 0, "GET / HTTP/1.1\r\n\r\n");
+	wait_responses(&t, 0, 1, &rp);          /* idle keep-alive */
+	rparse_free(&rp);
+	client_connect(&t, 1);
+	client_send(&t, 1, "GET / HTT");         /* half a request */
+	client_connect(&t, 2);
+	client_send(&t, 2, "GET /hold HTTP/1.1\r\n\r\n");
+	client_connect(&t, 3);
+	client_send(&t, 3, "GET /stream HTTP/1.1\r\n\r\n");
+	client_connect(&t, 4);
+	client_send(&t, 4, "POST /zombie HTTP/1.1\r\nContent-Length: 2\r\n\r\nab"
+			   "GET /behind HTTP/1.1\r\n\r\n");
+	run_until(&t, four_handled);
+
+	t_free_server(&t);
+	assert_int_equal(t.closes, 2);
+	/* Every client sees its connection end. */
+	for (i = 0; i <= 4; i++) {
+		t.cl[i].per_tick = 0;
+		client_pump(&t.cl[i]);
+		assert_true(t.cl[i].eof || t.cl[i].err);
+	}
+	t_free(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -875,10 +1483,21 @@ int main(void)
 		cmocka_unit_test(post_content_length_and_chunked),
 		cmocka_unit_test(expect_continue),
 		cmocka_unit_test(head_has_length_but_no_body),
+		cmocka_unit_test(http10_and_connection_close),
 		cmocka_unit_test(limits_answered_with_json_errors),
 		cmocka_unit_test(header_timeout_answers_408),
 		cmocka_unit_test(body_timeout_answers_408),
 		cmocka_unit_test(idle_timeout_closes),
+		cmocka_unit_test(connection_cap_refuses),
+		cmocka_unit_test(unix_socket_listener),
+		cmocka_unit_test(ipv6_loopback_listener),
+		cmocka_unit_test(listen_address_errors),
+		cmocka_unit_test(loopback_addresses),
+		cmocka_unit_test(query_and_headers),
+		cmocka_unit_test(response_headers),
+		cmocka_unit_test(stream_with_backpressure),
+		cmocka_unit_test(client_leaves_mid_stream),
+		cmocka_unit_test(server_free_with_open_connections),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
