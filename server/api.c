@@ -198,6 +198,13 @@ void fp__api_answer_job(fp_api *api, fp_http_request *req, fp_job *job, int stat
 	sbuf_free(&b);
 }
 
+bool fp__api_want_results(fp_http_request *req)
+{
+	const char *r = fp_http_query(req, "results");
+
+	return r && (strcmp(r, "1") == 0 || strcmp(r, "true") == 0);
+}
+
 int64_t fp__api_wait_ms(fp_api *api, fp_http_request *req)
 {
 	const char *s = fp_http_query(req, "wait");
@@ -340,7 +347,7 @@ static void submitted(fp_api *api, fp_http_request *req, fp_job *job)
 	char loc[64];
 
 	if (wait >= 0) {
-		fp__api_answer_job(api, req, job, 200, wait, false);
+		fp__api_answer_job(api, req, job, 200, wait, fp__api_want_results(req));
 		return;
 	}
 	snprintf(loc, sizeof(loc), "/v1/jobs/%s", fp_job_id(job));

@@ -40,6 +40,8 @@ extern const char *const fp__api_restart_reasons[5];
 void fp__api_error(fp_http_request *req, int status, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 void fp__api_json(fp_http_request *req, int status, struct sbuf *b);
+/* ?results=1 (or true). */
+bool fp__api_want_results(fp_http_request *req);
 /* Seconds from ?wait=S as ms, capped; -1 when absent; -2 when malformed. */
 int64_t fp__api_wait_ms(fp_api *api, fp_http_request *req);
 /* Answer `job`'s document now, or once it finishes (or wait_ms passes). */

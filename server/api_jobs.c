@@ -73,13 +73,6 @@ void fp__api_job_doc(struct sbuf *b, fp_job *job, bool results)
 	sbuf_adds(b, "}");
 }
 
-static bool want_results(fp_http_request *req)
-{
-	const char *r = fp_http_query(req, "results");
-
-	return r && (strcmp(r, "1") == 0 || strcmp(r, "true") == 0);
-}
-
 void fp__api_job_get(fp_api *api, fp_http_request *req, fp_job *job)
 {
 	int64_t wait = fp__api_wait_ms(api, req);
@@ -88,7 +81,7 @@ void fp__api_job_get(fp_api *api, fp_http_request *req, fp_job *job)
 		fp__api_error(req, 400, "bad_request", "?wait= must be a number of seconds");
 		return;
 	}
-	fp__api_answer_job(api, req, job, 200, wait, want_results(req));
+	fp__api_answer_job(api, req, job, 200, wait, fp__api_want_results(req));
 }
 
 void fp__api_job_delete(fp_api *api, fp_http_request *req, fp_job *job)
