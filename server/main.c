@@ -1,0 +1,648 @@
+/*
+ * forkpoold: the HTTP/JSON job service around a forkpool.
+ *
+ * main() reads the configuration, then builds the daemon in dependency
+ * order on one event loop: loop, pool, jobs, API, HTTP server, listeners,
+ * signals; and takes it down in the reverse order. Everything after start-up
+ * happens in loop callbacks.
+ *
+ * Shutdown is a small state machine driven by signals and one timer:
+ *
+ *   RUNNING --SIGTERM/SIGINT--> DRAINING: submissions get 503, jobs go on
+ *   DRAINING --no job left---------------------------> STOPPING
+ *   DRAINING --drain timeout--> CANCELLING: the rest are cancelled
+ *   CANCELLING --cancellations delivered, or a bound-> STOPPING
+ *   any phase --second SIGTERM/SIGINT--> workers SIGKILLed, STOPPING at once
+ *
+ * STOPPING leaves the loop; teardown then answers what is still open, closes
+ * the sockets and shuts the pool down.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "config.h"
+#include "http.h"
+#include "jobs.h"
+#include "log.h"
+#include "loop.h"
+
+/* Exit statuses: config.h's usage text says the same. */
+#define EXIT_RUNTIME 1
+#define EXIT_USAGE 2
+
+/* How often the drain checks whether the jobs have finished. */
+#define DRAIN_POLL_MS 20
+/* After the drain timeout, how long cancelled jobs get to be delivered. */
+#define CANCEL_BOUND_MS 10000
+/* Workers still running after the drain get this long, then SIGKILL. */
+#define POOL_GRACE_MS 2000
+/* How long responses already queued may take to reach their clients. */
+#define LINGER_MS 1000
+#define SETTLE_GRACE_MS 200
+/* The token file is read once; a token is short. */
+#define TOKEN_MAX 4096
+
+enum phase { RUNNING, DRAINING, CANCELLING, STOPPING };
+
+struct daemon {
+	struct fp_config cfg;
+	struct fp_dlog log;
+	char *token;
+
+	fp_loop *loop;
+	fp_pool *pool;
+	fp_jobs *jobs;
+	fp_api *api;
+	fp_http_server *http;
+
+	fp_signal sigterm, sigint, sighup;
+	fp_timer drain_timer;
+	enum phase phase;
+	bool hard;                  /* a second signal: no more waiting */
+	uint64_t drain_deadline_ms, cancel_deadline_ms;
+
+	fp_timer wait_timer;        /* run_until() */
+	bool (*wait_cond)(struct daemon *d);
+	uint64_t wait_deadline_ms;
+	uint64_t settled_since_ms;  /* http_settled() */
+
+	char pool_error[512];       /* the pool's last error line, not to repeat it */
+};
+
+/* --- the pool's log ------------------------------------------------------ */
+
+/*
+ * The pool says in its log why a worker went away; the metrics count those
+ * reasons. The messages are the pool's (pool/dispatch.c); a reworded one is
+ * only missed in a counter.
+ */
+static void count_worker_event(struct daemon *d, const char *msg)
+{
+	unsigned slot;
+	int pid;
+	unsigned long long tasks;
+	size_t rss_kib;
+
+	if (!d->api)
+		return;
+	if (sscanf(msg, "worker %u (pid %d) retires after %llu tasks, rss %zu KiB",
+		   &slot, &pid, &tasks, &rss_kib) == 4) {
+		bool over_rss = d->cfg.max_rss_mb &&
+				(uint64_t)rss_kib > (d->cfg.max_rss_mb << 10);
+
+		fp_api_count_restart(d->api, over_rss ? "rss" : "recycled");
+	} else if (strstr(msg, " timeout; stopping it")) {
+		fp_api_count_restart(d->api, "timeout");
+	} else if (strstr(msg, " while running task ") || strstr(msg, " between tasks")) {
+		fp_api_count_restart(d->api, "crash");
+	}
+}
+
+static void pool_log(void *data, fp_log_level level, const char *msg)
+{
+	struct daemon *d = data;
+
+	count_worker_event(d, msg);
+	if (level == FP_LOG_ERROR)
+		snprintf(d->pool_error, sizeof(d->pool_error), "%s", msg);
+	fp_dlog_fields(&d->log, level, 0, msg, NULL, 0);
+}
+
+/* --- the access log ------------------------------------------------------ */
+
+static void access_log(void *data, const fp_http_request *req, int status,
+		       uint64_t bytes, uint64_t usec)
+{
+	struct daemon *d = data;
+	const char *method = fp_http_method(req), *target = fp_http_target(req);
+	const char *peer = fp_http_peer(req);
+	char msg[1100];
+	double ms = (double)usec / 1000.0;
+
+	if (!fp_dlog_enabled(&d->log, FP_LOG_INFO))
+		return;
+	method = method ? method : "-";
+	target = target ? target : "-";
+	peer = peer ? peer : "-";
+	/* A target near the URI limit would crowd out the fields: cut it. */
+	snprintf(msg, sizeof(msg), "%s %.1024s %d", method, target, status);
+	if (d->log.format == FP_DLOG_JSON) {
+		const struct fp_dlog_field f[] = {
+			FP_DLOG_FSTR("method", method),
+			FP_DLOG_FSTR("target", target),
+			FP_DLOG_FINT("status", status),
+			FP_DLOG_FUINT("bytes", bytes),
+			FP_DLOG_FDBL("duration_ms", ms),
+			FP_DLOG_FSTR("peer", peer),
+		};
+		fp_dlog_fields(&d->log, FP_LOG_INFO, 0, msg, f, sizeof(f) / sizeof(f[0]));
+	} else {
+		const struct fp_dlog_field f[] = {
+			FP_DLOG_FUINT("bytes", bytes),
+			FP_DLOG_FDBL("duration_ms", ms),
+			FP_DLOG_FSTR("peer", peer),
+		};
+		fp_dlog_fields(&d->log, FP_LOG_INFO, 0, msg, f, sizeof(f) / sizeof(f[0]));
+	}
+}
+
+/* --- waiting on the loop ------------------------------------------------- */
+
+static void wait_tick(fp_timer *t)
+{
+	struct daemon *d = t->data;
+
+	if (d->wait_cond(d) || fp_now_ms() >= d->wait_deadline_ms)
+		fp_loop_stop(d->loop);
+	else
+		fp_timer_start(d->loop, t, DRAIN_POLL_MS, wait_tick);
+}
+
+/* Run the loop until cond() holds or `ms` pass. For teardown only. */
+static void run_until(struct daemon *d, bool (*cond)(struct daemon *d), uint64_t ms)
+{
+	if (cond(d))
+		return;
+	d->wait_cond = cond;
+	d->wait_deadline_ms = fp_now_ms() + ms;
+	d->wait_timer.data = d;
+	if (fp_timer_start(d->loop, &d->wait_timer, DRAIN_POLL_MS, wait_tick) < 0)
+		return;
+	fp_loop_run(d->loop);
+	fp_timer_stop(&d->wait_timer);
+}
+
+/* --- shutdown ------------------------------------------------------------ */
+
+static void stop_now(struct daemon *d)
+{
+	d->phase = STOPPING;
+	fp_timer_stop(&d->drain_timer);
+	fp_loop_stop(d->loop);
+}
+
+/*
+ * A second signal: nothing more is waited for. Kill the workers here rather
+ * than leave it to fp_pool_free(), because the pool may be inside its own
+ * graceful shutdown, whose grace this cuts short.
+ */
+static void kill_workers(struct daemon *d)
+{
+	struct fp_worker_stats ws[256];
+	size_t i, n;
+
+	if (!d->pool)
+		return;
+	n = fp_pool_workers(d->pool, ws, sizeof(ws) / sizeof(ws[0]));
+	for (i = 0; i < n && i < sizeof(ws) / sizeof(ws[0]); i++)
+		if (ws[i].pid > 0)
+			kill(ws[i].pid, SIGKILL);
+}
+
+/* Cancel every job not finished yet; returns how many. */
+static size_t cancel_unfinished(struct daemon *d)
+{
+	static const enum fp_job_state states[] = { FP_JOB_QUEUED, FP_JOB_RUNNING };
+	struct fp_jobs_stats st;
+	fp_job **list;
+	size_t i, k, n, cancelled = 0;
+
+	fp_jobs_stats(d->jobs, &st);
+	if (!st.jobs)
+		return 0;
+	list = calloc(st.jobs, sizeof(*list));
+	if (!list) {
+		fp_dlog_error(&d->log, "out of memory listing jobs to cancel");
+		return 0;
+	}
+	for (k = 0; k < sizeof(states) / sizeof(states[0]); k++) {
+		n = fp_jobs_list(d->jobs, &states[k], list, st.jobs);
+		for (i = 0; i < n && i < st.jobs; i++)
+			if (fp_jobs_cancel(d->jobs, list[i]) == 0)
+				cancelled++;
+	}
+	free(list);
+	return cancelled;
+}
+
+static void drain_tick(fp_timer *t)
+{
+	struct daemon *d = t->data;
+	size_t left = fp_jobs_unfinished(d->jobs);
+	uint64_t now = fp_now_ms();
+
+	if (left == 0) {
+		fp_dlog_info(&d->log, d->phase == DRAINING ? "drained: every job finished"
+			     : "drained: the cancelled jobs are settled");
+		stop_now(d);
+		return;
+	}
+	if (d->phase == DRAINING && now >= d->drain_deadline_ms) {
+		fp_dlog_warn(&d->log, "drain timeout (%" PRIu64 " s): cancelling %zu unfinished jobs",
+			     d->cfg.drain_timeout_s, left);
+		d->phase = CANCELLING;
+		d->cancel_deadline_ms = now + CANCEL_BOUND_MS;
+		cancel_unfinished(d);
+	} else if (d->phase == CANCELLING && now >= d->cancel_deadline_ms) {
+		fp_dlog_warn(&d->log, "%zu jobs still unfinished %d s after cancelling them;"
+			     " stopping anyway", left, CANCEL_BOUND_MS / 1000);
+		stop_now(d);
+		return;
+	}
+	fp_timer_start(d->loop, t, DRAIN_POLL_MS, drain_tick);
+}
+
+static void on_stop_signal(fp_signal *sig, int signum)
+{
+	struct daemon *d = sig->data;
+	const char *name = sigabbrev_np(signum);
+
+	if (d->phase != RUNNING) {
+		fp_dlog_warn(&d->log, "second SIG%s: killing the workers and exiting at once",
+			     name ? name : "?");
+		d->hard = true;
+		kill_workers(d);
+		stop_now(d);
+		return;
+	}
+	d->phase = DRAINING;
+	fp_dlog_info(&d->log, "SIG%s: draining: new jobs are refused, %zu unfinished jobs get"
+		     " up to %" PRIu64 " s (a second signal exits at once)",
+		     name ? name : "?", fp_jobs_unfinished(d->jobs), d->cfg.drain_timeout_s);
+	fp_api_set_draining(d->api, true);
+	fp_jobs_close(d->jobs);
+	d->drain_deadline_ms = fp_now_ms() + d->cfg.drain_timeout_s * 1000;
+	d->drain_timer.data = d;
+	fp_timer_start(d->loop, &d->drain_timer, 0, drain_tick);
+}
+
+static void on_reload_signal(fp_signal *sig, int signum)
+{
+	(void)signum;
+	struct daemon *d = sig->data;
+	struct fp_pool_stats st;
+	int r;
+
+	if (d->phase != RUNNING) {
+		fp_dlog_warn(&d->log, "SIGHUP ignored: shutting down");
+		return;
+	}
+	fp_pool_stats(d->pool, &st);
+	r = fp_pool_reload(d->pool);
+	if (r < 0) {
+		fp_dlog_error(&d->log, "SIGHUP: cannot restart the workers: %s", fp_strerror(r));
+		return;
+	}
+	fp_dlog_info(&d->log, "SIGHUP: restarting all %u workers, one at a time", st.workers);
+	for (unsigned i = 0; i < st.workers; i++)
+		fp_api_count_restart(d->api, "reload");
+}
+
+/* --- start-up ------------------------------------------------------------ */
+
+/* The bearer token: the file's text without surrounding blanks, one line. */
+static int read_token(const char *path, char **out, char *err, size_t errlen)
+{
+	char buf[TOKEN_MAX + 1], *s, *e;
+	size_t len = 0;
+	ssize_t n;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot read it: %s", strerror(errno));
+		return -errno;
+	}
+	while (len < sizeof(buf) - 1) {
+		n = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			snprintf(err, errlen, "cannot read it: %s", strerror(errno));
+			close(fd);
+			return -EIO;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	if (len >= TOKEN_MAX) {
+		snprintf(err, errlen, "the file is over %d bytes; a token is one short line",
+			 TOKEN_MAX);
+		return -EINVAL;
+	}
+	buf[len] = '\0';
+	for (s = buf; isspace((unsigned char)*s); s++)
+		;
+	for (e = buf + len; e > s && isspace((unsigned char)e[-1]); e--)
+		;
+	*e = '\0';
+	if (s == e) {
+		snprintf(err, errlen, "the file is empty; put the bearer token in it");
+		return -EINVAL;
+	}
+	for (char *p = s; p < e; p++) {
+		if (iscntrl((unsigned char)*p) || *p == ' ') {
+			snprintf(err, errlen, "the token must be one word with no blanks"
+				 " or control characters");
+			return -EINVAL;
+		}
+	}
+	*out = strdup(s);
+	/* The token is a secret: no copy of it stays on the stack. */
+	explicit_bzero(buf, sizeof(buf));
+	return *out ? 0 : -ENOMEM;
+}
+
+/* Authentication, or loopback only. Exits 2 like any bad setting. */
+static int check_security(struct daemon *d)
+{
+	char err[256];
+	size_t i;
+
+	if (d->cfg.token_file) {
+		if (read_token(d->cfg.token_file, &d->token, err, sizeof(err)) < 0) {
+			fprintf(stderr, "forkpoold: --token-file %s: %s\n", d->cfg.token_file, err);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	for (i = 0; i < d->cfg.nlisten; i++) {
+		if (!fp_http_addr_is_loopback(d->cfg.listen[i])) {
+			fprintf(stderr, "forkpoold: --listen %s: refusing to listen on a non-loopback"
+				" address without authentication; to allow it, give --token-file PATH"
+				" (a file holding the bearer token clients must send)\n",
+				d->cfg.listen[i]);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static const char *backend_flag_name(fp_loop_backend b)
+{
+	return b == FP_LOOP_URING ? "uring" : b == FP_LOOP_EPOLL ? "epoll" : "auto";
+}
+
+static void log_pool(struct daemon *d, unsigned flags)
+{
+	struct fp_worker_stats ws[64];
+	struct fp_pool_stats st;
+	char pids[64 * 12 + 8] = "";
+	size_t i, n, len = 0, ntasks;
+
+	fp_pool_stats(d->pool, &st);
+	n = fp_pool_workers(d->pool, ws, sizeof(ws) / sizeof(ws[0]));
+	for (i = 0; i < n && i < sizeof(ws) / sizeof(ws[0]); i++)
+		len += (size_t)snprintf(pids + len, sizeof(pids) - len, "%s%d",
+					i ? " " : "", (int)ws[i].pid);
+	if (n > sizeof(ws) / sizeof(ws[0]))
+		snprintf(pids + len, sizeof(pids) - len, " ...");
+	fp_pool_tasks(d->pool, &ntasks);
+	fp_dlog_flags(&d->log, FP_LOG_INFO, flags, "workers: %u (pids %s), %zu tasks from %zu"
+		      " module%s", st.workers, pids, ntasks, d->cfg.nmodules + 1,
+		      d->cfg.nmodules ? "s" : "");
+}
+
+/*
+ * Build everything. On failure the message is logged and the caller tears
+ * down what was built.
+ */
+static int start(struct daemon *d)
+{
+	struct fp_http_limits lim;
+	struct fp_jobs_options jo;
+	struct fp_api_options ao;
+	fp_options po;
+	char err[512], bound[FP_CONFIG_LISTEN_MAX][256];
+	size_t i;
+	int r;
+
+	r = fp_loop_new(&d->loop, d->cfg.loop);
+	if (r < 0) {
+		fp_dlog_error(&d->log, "cannot start the event loop (--loop %s): %s%s",
+			      backend_flag_name(d->cfg.loop), fp_strerror(r),
+			      d->cfg.loop == FP_LOOP_URING ? "; --loop epoll works without io_uring" : "");
+		return r;
+	}
+	fp_dlog_debug(&d->log, "event loop: %s", fp_loop_backend_name(d->loop));
+
+	fp_options_init(&po);
+	po.workers = (unsigned)d->cfg.workers;
+	po.max_tasks_per_child = (unsigned)d->cfg.max_tasks_per_child;
+	po.max_tasks_jitter = (unsigned)d->cfg.max_tasks_jitter;
+	po.max_rss_bytes = (size_t)d->cfg.max_rss_mb << 20;
+	po.timeout_ms = d->cfg.task_timeout_ms;
+	for (i = 0; i < d->cfg.nmodules; i++)
+		po.modules[i] = d->cfg.modules[i];
+	po.log = pool_log;
+	po.log_data = d;
+	/* Everything: the daemon's log filters, and counts worker events. */
+	po.log_level = FP_LOG_DEBUG;
+	po.backend = d->cfg.loop;
+	r = fp_pool_new(&d->pool, d->loop, &po, err, sizeof(err));
+	if (r < 0) {
+		/* The pool logged it already when it is the same text. */
+		if (strcmp(err, d->pool_error) != 0)
+			fp_dlog_error(&d->log, "cannot start the pool: %s", err[0] ? err : fp_strerror(r));
+		return r;
+	}
+
+	fp_jobs_options_init(&jo);
+	jo.ttl_ms = d->cfg.job_ttl_s * 1000;
+	jo.max_queue = d->cfg.max_queue;
+	r = fp_jobs_new(&d->jobs, d->pool, &jo);
+	if (r < 0) {
+		fp_dlog_error(&d->log, "cannot start the job store: %s", fp_strerror(r));
+		return r;
+	}
+
+	fp_api_options_init(&ao);
+	ao.token = d->token;
+	ao.version = FP_VERSION_STRING;
+	r = fp_api_new(&d->api, d->pool, d->jobs, &ao);
+	if (r < 0) {
+		fp_dlog_error(&d->log, "cannot start the API: %s", fp_strerror(r));
+		return r;
+	}
+
+	fp_http_limits_init(&lim);
+	lim.max_body_bytes = (size_t)d->cfg.max_body;
+	lim.max_connections = (unsigned)d->cfg.max_connections;
+	r = fp_http_server_new(&d->http, d->loop, &lim, fp_api_handler, d->api);
+	if (r < 0) {
+		fp_dlog_error(&d->log, "cannot start the HTTP server: %s", fp_strerror(r));
+		return r;
+	}
+	fp_http_set_access_log(d->http, access_log, d);
+	fp_api_attach_http(d->api, d->http);
+
+	for (i = 0; i < d->cfg.nlisten; i++) {
+		err[0] = '\0';
+		r = fp_http_listen(d->http, d->cfg.listen[i], bound[i], sizeof(bound[i]),
+				   err, sizeof(err));
+		if (r < 0) {
+			fp_dlog_error(&d->log, "cannot listen on %s: %s", d->cfg.listen[i],
+				      err[0] ? err : fp_strerror(r));
+			return r;
+		}
+	}
+
+	d->sigterm.data = d->sigint.data = d->sighup.data = d;
+	if ((r = fp_signal_start(d->loop, &d->sigterm, SIGTERM, on_stop_signal)) < 0 ||
+	    (r = fp_signal_start(d->loop, &d->sigint, SIGINT, on_stop_signal)) < 0 ||
+	    (r = fp_signal_start(d->loop, &d->sighup, SIGHUP, on_reload_signal)) < 0) {
+		fp_dlog_error(&d->log, "cannot watch signals: %s", fp_strerror(r));
+		return r;
+	}
+
+	/*
+	 * Scripts and tests read the port from the first line: the listening
+	 * lines go out first, whatever the level, ahead of what start-up held.
+	 */
+	for (i = 0; i < d->cfg.nlisten; i++)
+		fp_dlog_flags(&d->log, FP_LOG_INFO, FP_DLOG_FORCE | FP_DLOG_NOW,
+			      "listening on %s", bound[i]);
+	fp_dlog_flags(&d->log, FP_LOG_INFO, FP_DLOG_NOW, "event loop: %s",
+		      fp_loop_backend_name(d->loop));
+	log_pool(d, FP_DLOG_NOW);
+	fp_dlog_flags(&d->log, FP_LOG_INFO, FP_DLOG_NOW, "authentication: %s%s",
+		      d->token ? "bearer token from " : "off (loopback only)",
+		      d->token ? d->cfg.token_file : "");
+	fp_dlog_release(&d->log);
+	if (d->cfg.config_file)
+		fp_dlog_debug(&d->log, "configuration read from %s", d->cfg.config_file);
+	fp_dlog_info(&d->log, "forkpoold %s ready", FP_VERSION_STRING);
+	return 0;
+}
+
+/* --- teardown ------------------------------------------------------------ */
+
+/*
+ * Every connection closed; or every request answered and a short grace since
+ * for the bytes to go out. fp_http_server_free() drops unsent output, and the
+ * server's statistics count a response when it is queued, not when it has
+ * been written, so the grace stands in for "written" (a client reading a big
+ * response slowly can still be cut off; LINGER_MS bounds the wait).
+ */
+static bool http_settled(struct daemon *d)
+{
+	struct fp_http_stats st;
+	uint64_t answered = 0, now = fp_now_ms();
+	size_t i;
+
+	fp_http_server_stats(d->http, &st);
+	if (st.open == 0)
+		return true;
+	for (i = 1; i < sizeof(st.responses) / sizeof(st.responses[0]); i++)
+		answered += st.responses[i];
+	if (answered < st.requests) {
+		d->settled_since_ms = 0;
+		return false;
+	}
+	if (!d->settled_since_ms)
+		d->settled_since_ms = now;
+	return now - d->settled_since_ms >= SETTLE_GRACE_MS;
+}
+
+static void teardown(struct daemon *d)
+{
+	fp_timer_stop(&d->drain_timer);
+	if (d->http) {
+		fp_http_server_stop_accepting(d->http);
+		/* Jobs that just finished were answered; let the bytes go out. */
+		if (!d->hard && d->loop)
+			run_until(d, http_settled, LINGER_MS);
+	}
+	/* Answers the long-polls and streams still open, while the server is. */
+	fp_api_free(d->api);
+	d->api = NULL;
+	fp_http_server_free(d->http);
+	d->http = NULL;
+	fp_jobs_free(d->jobs);
+	d->jobs = NULL;
+	if (d->pool) {
+		if (d->hard)
+			kill_workers(d);
+		else
+			fp_pool_shutdown(d->pool, POOL_GRACE_MS);
+		fp_pool_free(d->pool);
+		d->pool = NULL;
+	}
+	fp_signal_stop(&d->sigterm);
+	fp_signal_stop(&d->sigint);
+	fp_signal_stop(&d->sighup);
+	fp_loop_free(d->loop);
+	d->loop = NULL;
+}
+
+int main(int argc, char *argv[])
+{
+	static struct daemon d;
+	char err[1024];
+	int r, status = 0;
+
+	r = fp_config_load(&d.cfg, argc, argv, NULL, err, sizeof(err));
+	if (r < 0) {
+		fprintf(stderr, "forkpoold: %s\n", err);
+		fp_config_deinit(&d.cfg);
+		return EXIT_USAGE;
+	}
+	if (r == FP_CONFIG_HELP || r == FP_CONFIG_VERSION) {
+		if (r == FP_CONFIG_HELP)
+			fp_config_usage(stdout);
+		else
+			printf("forkpoold %s\n", FP_VERSION_STRING);
+		fp_config_deinit(&d.cfg);
+		return fflush(stdout) == 0 ? 0 : EXIT_RUNTIME;
+	}
+	if (check_security(&d) < 0) {
+		fp_config_deinit(&d.cfg);
+		return EXIT_USAGE;
+	}
+
+	/*
+	 * A client that goes away mid-response must not kill the daemon. Set
+	 * before the pool forks: workers reset every signal to its default.
+	 */
+	signal(SIGPIPE, SIG_IGN);
+
+	fp_dlog_init(&d.log, STDERR_FILENO, d.cfg.log_level, d.cfg.log_format);
+	fp_dlog_hold(&d.log);
+	d.drain_timer.data = &d;
+
+	r = start(&d);
+	if (r < 0) {
+		fp_dlog_release(&d.log);
+		d.hard = true;
+		status = EXIT_RUNTIME;
+	} else {
+		r = fp_loop_run(d.loop);
+		if (r < 0 && d.phase != STOPPING) {
+			fp_dlog_error(&d.log, "the event loop failed: %s", fp_strerror(r));
+			status = EXIT_RUNTIME;
+		}
+		if (d.hard)
+			status = EXIT_RUNTIME;
+	}
+	teardown(&d);
+	if (status == 0)
+		fp_dlog_info(&d.log, "stopped");
+	fp_dlog_deinit(&d.log);
+	if (d.token) {
+		explicit_bzero(d.token, strlen(d.token));
+		free(d.token);
+	}
+	fp_config_deinit(&d.cfg);
+	return status;
+}
