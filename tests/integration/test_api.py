@@ -332,6 +332,25 @@ class ApiTest(DaemonTestCase):
         error_of(self, r, 405, "method_not_allowed")
         self.assertIn("GET", r.header("Allow"))
 
+    def test_uri_and_header_limits(self):
+        s = self.daemon.raw_socket()
+        try:
+            s.sendall(b"GET /v1/health?pad=" + b"a" * (9 * 1024) + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+            r = read_response(s.makefile("rb"))
+            self.assertEqual(r.status, 414)
+            self.assertIn("error", r.json())
+        finally:
+            s.close()
+        s = self.daemon.raw_socket()
+        try:
+            s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: t\r\nX-Pad: " + b"b" * (20 * 1024) +
+                      b"\r\n\r\n")
+            r = read_response(s.makefile("rb"))
+            self.assertEqual(r.status, 431)
+            self.assertIn("error", r.json())
+        finally:
+            s.close()
+
     def test_not_found_and_no_such_job(self):
         error_of(self, self.daemon.get("/nope"), 404, "not_found")
         error_of(self, self.daemon.get("/v1/jobs/0123456789abcdef0123456789abcdef"),
