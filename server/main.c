@@ -197,15 +197,21 @@ static void stop_now(struct daemon *d)
  */
 static void kill_workers(struct daemon *d)
 {
-	struct fp_worker_stats ws[256];
-	size_t i, n;
+	struct fp_worker_stats *ws;
+	size_t i, n, cap;
 
 	if (!d->pool)
 		return;
-	n = fp_pool_workers(d->pool, ws, sizeof(ws) / sizeof(ws[0]));
-	for (i = 0; i < n && i < sizeof(ws) / sizeof(ws[0]); i++)
+	/* Every process the pool has, successors of a reload included. */
+	cap = fp_pool_workers(d->pool, NULL, 0) + 1;
+	ws = calloc(cap, sizeof(*ws));
+	if (!ws)
+		return;     /* fp_pool_free() kills them, after its grace */
+	n = fp_pool_workers(d->pool, ws, cap);
+	for (i = 0; i < n && i < cap; i++)
 		if (ws[i].pid > 0)
 			kill(ws[i].pid, SIGKILL);
+	free(ws);
 }
 
 /* Cancel every job not finished yet; returns how many. */
