@@ -54,6 +54,7 @@ enum {
 	IN_KEEP = 65536,               /* larger ones shrink between requests */
 	OBLK_SIZE = 16384,             /* an output block */
 	OBLK_CACHE = 2,                /* spare blocks a connection keeps */
+	WRITE_MAX = 1 << 20,           /* bytes one write carries at most */
 	HEAD_SLACK = 256,              /* status line, Date, lengths, Connection */
 	LINGER_MS = 2000,              /* after an error: wait this long for the peer's FIN */
 	LINGER_BYTES = 8 << 20,        /* ... or until it has sent this much more */
@@ -484,17 +485,25 @@ static void conn_flush(struct conn *c)
 {
 	fp_http_server *srv = c->srv;
 	struct iovec iov[FP_IO_IOV_MAX];
+	size_t budget = WRITE_MAX, take;
 	struct oblk *b;
 	int n = 0;
 
 	if (c->dead || !c->unsent || fp_io_active(&c->wio))
 		return;
-	for (b = c->oq_head; b && n < FP_IO_IOV_MAX; b = b->next) {
+	/*
+	 * A large body goes out in several writes: each completion frees
+	 * memory, reports progress to the drain callback and moves the
+	 * stall deadline, which a single huge write would not.
+	 */
+	for (b = c->oq_head; b && n < FP_IO_IOV_MAX && budget; b = b->next) {
 		if (b->len == b->sent)
 			continue;
+		take = b->len - b->sent < budget ? b->len - b->sent : budget;
 		iov[n].iov_base = b->data + b->sent;
-		iov[n].iov_len = b->len - b->sent;
-		b->inflight = b->len;
+		iov[n].iov_len = take;
+		b->inflight = b->sent + take;
+		budget -= take;
 		n++;
 	}
 	if (!n)
@@ -1123,6 +1132,9 @@ static void conn_process(struct conn *c)
 		if (c->phase == PH_BODY)
 			body_compact(c);
 	}
+	/* Only blank lines between requests were read: nothing to keep. */
+	if (c->phase == PH_IDLE && !c->closing && c->in_off == c->in.len)
+		c->in.len = c->in_off = 0;
 	c->processing = 0;
 }
 

@@ -17,6 +17,12 @@
  * response is finished (fp_http_respond, or fp_http_stream_end) and, if the
  * client goes away first, until the close callback set with
  * fp_http_on_close() has run; after either the handler must not touch it.
+ * (One tolerance: a request finished from outside its own handler call, say
+ * from a timer, is not reused for the next pipelined request before the
+ * loop turns, so clearing its callbacks right after finishing it is
+ * harmless.) A client that leaves while the handler holds a request with no
+ * close callback leaves it allocated until respond/stream_end, which then
+ * return -EPIPE.
  */
 #ifndef FP_SERVER_HTTP_H
 #define FP_SERVER_HTTP_H

@@ -197,6 +197,8 @@ static void client_pump(struct client *c)
 			c->cap = c->cap ? c->cap * 2 : 131072;
 			c->buf = realloc(c->buf, c->cap + 1);
 			assert_non_null(c->buf);
+			/* Predicates read it as a string: never a freed buffer's bytes. */
+			c->buf[c->len] = '\0';
 		}
 		want = c->cap - c->len < budget ? c->cap - c->len : budget;
 		n = recv(c->fd, c->buf + c->len, want, 0);
@@ -616,20 +618,23 @@ static void pipelined_in_order_one_write(void **state)
 	client_connect(&t, 0);
 	client_send(&t, 0, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
 			   "GET /b HTTP/1.1\r\nHost: x\r\n\r\n"
-			   "POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz");
-	wait_responses(&t, 0, 3, &rp);
+			   "POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz"
+			   "\r\nGET /d HTTP/1.1\r\n\r\n");
+	wait_responses(&t, 0, 4, &rp);
 	assert_string_equal(rp.r[0].body, "slow");
 	assert_string_equal(rp.r[1].body, "GET /b 0:");
+	/* The body's terminating NUL did not eat the next request's first byte. */
 	assert_string_equal(rp.r[2].body, "POST /c 3:xyz");
+	assert_string_equal(rp.r[3].body, "GET /d 0:");
 	rparse_free(&rp);
 
 	/* Three quick ones in one segment: answered by one write. */
 	fp_http_server_stats(t.srv, &before);
 	client_send(&t, 0, "GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n");
-	wait_responses(&t, 0, 6, &rp);
-	assert_string_equal(rp.r[3].body, "GET /1 0:");
-	assert_string_equal(rp.r[4].body, "GET /2 0:");
-	assert_string_equal(rp.r[5].body, "GET /3 0:");
+	wait_responses(&t, 0, 7, &rp);
+	assert_string_equal(rp.r[4].body, "GET /1 0:");
+	assert_string_equal(rp.r[5].body, "GET /2 0:");
+	assert_string_equal(rp.r[6].body, "GET /3 0:");
 	rparse_free(&rp);
 	fp_http_server_stats(t.srv, &after);
 	assert_int_equal(after.requests - before.requests, 3);
@@ -666,6 +671,11 @@ static void post_content_length_and_chunked(void **state)
 	assert_string_equal(rp.r[2].body, "POST /c 19:hello chunked world");
 	rparse_free(&rp);
 	t_free(&t);
+}
+
+static int handled_once(struct t *t)
+{
+	return t->handled >= 1;
 }
 
 static int got_continue(struct t *t)
@@ -1475,6 +1485,176 @@ static void server_free_with_open_connections(void **state)
 	t_free(&t);
 }
 
+/* --- requests the handler finishes late --------------------------------- */
+
+static void end_stream_later_cb(fp_timer *tm)
+{
+	struct t *t = tm->data;
+	fp_http_request *req = t->held;
+
+	t->held = NULL;
+	assert_int_equal(fp_http_stream_write(req, "dropped", 7), 0);
+	assert_int_equal(fp_http_stream_end(req), 0);
+}
+
+static void head_stream_later(struct t *t, fp_http_request *req)
+{
+	if (!strcmp(fp_http_method(req), "HEAD")) {
+		assert_int_equal(fp_http_stream_start(req, 200, "text/plain"), 0);
+		t->held = req;
+		assert_int_equal(fp_timer_start(t->loop, &t->later, 20, end_stream_later_cb), 0);
+		return;
+	}
+	echo(t, req);
+}
+
+/*
+ * A streamed answer to HEAD is headers only, and when it ends from a timer
+ * with nothing left to write, the request pipelined behind it still runs.
+ */
+static void head_stream_then_pipelined(void **state)
+{
+	struct rparse rp;
+	struct t t;
+
+	t_init(&t, NULL);
+	t.on_request = head_stream_later;
+	client_connect(&t, 0);
+	t.cl[0].head_mask = 1;
+	client_send(&t, 0, "HEAD /s HTTP/1.1\r\n\r\nGET /after HTTP/1.1\r\n\r\n");
+	wait_responses(&t, 0, 2, &rp);
+	assert_string_equal(rheader(&rp.r[0], "transfer-encoding"), "chunked");
+	assert_null(rp.r[0].body);
+	assert_null(strstr(t.cl[0].buf, "dropped"));
+	assert_string_equal(rp.r[1].body, "GET /after 0:");
+	rparse_free(&rp);
+	t_free(&t);
+}
+
+static void zombie_answer_cb(fp_timer *tm)
+{
+	struct t *t = tm->data;
+
+	assert_int_equal(fp_http_respond(t->held, 200, "text/plain", "late", 4), -EPIPE);
+	t->held = NULL;
+	t->stream_done = 1;
+}
+
+static void hold_without_close_cb(struct t *t, fp_http_request *req)
+{
+	t->held = req;
+}
+
+static int zombie_answered(struct t *t)
+{
+	return t->stream_done && stats_open_is(t, 0);
+}
+
+/* The client leaves while the handler, which set no close callback, works. */
+static void late_answer_after_client_left(void **state)
+{
+	struct t t;
+
+	t_init(&t, NULL);
+	t.on_request = hold_without_close_cb;
+	client_connect(&t, 0);
+	client_send(&t, 0, "GET /long-poll HTTP/1.1\r\n\r\n");
+	run_until(&t, handled_once);
+	client_close(&t.cl[0]);
+	run_until(&t, open_is_zero);
+	/* The request is still the handler's: answering it fails, then it is freed. */
+	assert_non_null(t.held);
+	assert_int_equal(fp_timer_start(t.loop, &t.later, 1, zombie_answer_cb), 0);
+	run_until(&t, zombie_answered);
+	pump(&t, 3);
+	assert_int_equal(t.logged, 1);
+	assert_int_equal(t.last_log_status, 499);
+	t_free(&t);
+}
+
+/*
+ * A request finished from a timer is not reused for the pipelined request
+ * behind it until the loop turns: the caller may still clear its callbacks
+ * right after finishing it (as the API's long-poll does), without touching
+ * the next request.
+ */
+static fp_http_request *next_req;
+
+static void answer_next_cb(fp_timer *tm)
+{
+	struct t *t = tm->data;
+
+	assert_ptr_equal(fp_http_get_data(next_req), t);
+	assert_int_equal(fp_http_respond(next_req, 200, "text/plain", "next", 4), 0);
+	next_req = NULL;
+}
+
+static void answer_first_cb(fp_timer *tm)
+{
+	struct t *t = tm->data;
+	fp_http_request *req = t->held;
+
+	t->held = NULL;
+	assert_int_equal(fp_http_respond(req, 200, "text/plain", "first", 5), 0);
+	fp_http_on_close(req, NULL, NULL);
+	fp_http_set_data(req, NULL);
+	assert_null(next_req);
+}
+
+static void first_then_next(struct t *t, fp_http_request *req)
+{
+	if (!strcmp(fp_http_path(req), "/first")) {
+		t->held = req;
+		fp_http_on_close(req, on_close_count, t);
+		assert_int_equal(fp_timer_start(t->loop, &t->later, 5, answer_first_cb), 0);
+		return;
+	}
+	next_req = req;
+	fp_http_set_data(req, t);
+	fp_http_on_close(req, on_close_count, t);
+	assert_int_equal(fp_timer_start(t->loop, &t->later, 5, answer_next_cb), 0);
+}
+
+static void finished_request_not_reused_under_caller(void **state)
+{
+	struct rparse rp;
+	struct t t;
+
+	next_req = NULL;
+	t_init(&t, NULL);
+	t.on_request = first_then_next;
+	client_connect(&t, 0);
+	client_send(&t, 0, "GET /first HTTP/1.1\r\n\r\nGET /next HTTP/1.1\r\n\r\n");
+	wait_responses(&t, 0, 2, &rp);
+	assert_string_equal(rp.r[0].body, "first");
+	assert_string_equal(rp.r[1].body, "next");
+	rparse_free(&rp);
+	assert_int_equal(t.closes, 0);
+	t_free(&t);
+}
+
+/* A reader that stops reading for good is dropped once output stalls. */
+static void stalled_reader_dropped(void **state)
+{
+	struct fp_http_limits lim;
+	struct t t;
+
+	fp_http_limits_init(&lim);
+	lim.high_water_bytes = 65536;
+	lim.idle_timeout_ms = 200;
+	t_init(&t, &lim);
+	t.on_request = streamer;
+	t.to_produce = 64u << 20;
+	client_connect(&t, 0);
+	t.cl[0].paused = 1;
+	client_send(&t, 0, "GET /stream HTTP/1.1\r\n\r\n");
+	run_until(&t, closed_once);
+	assert_int_equal(t.closes, 1);
+	assert_true(t.produced < t.to_produce);
+	run_until(&t, open_is_zero);
+	t_free(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1498,6 +1678,10 @@ int main(void)
 		cmocka_unit_test(stream_with_backpressure),
 		cmocka_unit_test(client_leaves_mid_stream),
 		cmocka_unit_test(server_free_with_open_connections),
+		cmocka_unit_test(head_stream_then_pipelined),
+		cmocka_unit_test(late_answer_after_client_left),
+		cmocka_unit_test(finished_request_not_reused_under_caller),
+		cmocka_unit_test(stalled_reader_dropped),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
