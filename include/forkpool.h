@@ -131,7 +131,14 @@ void fp_pool_stop(fp_pool *pool);
  */
 int fp_pool_shutdown(fp_pool *pool, uint64_t deadline_ms);
 
-/* Replace every worker, one at a time, without dropping below N able workers. */
+/*
+ * Load every module again from its file (run its unload and load hooks),
+ * then replace every worker without dropping below N able workers: the
+ * successors are forked first, the old workers leave after their current
+ * item. A module that fails to load refuses the reload with FP_EMODULE (the
+ * message is logged) and changes nothing. fp_pool_tasks() pointers from
+ * before are invalid after a successful reload.
+ */
 int fp_pool_reload(fp_pool *pool);
 
 /* --- results ------------------------------------------------------------- */

@@ -203,7 +203,7 @@ static char *put_task_header(char *dst, uint64_t id, const struct fp_call *call,
 	fp_frame_header_init(&h, FP_FRAME_TASK, id, call->name_len + 1 + args_len, 0);
 	memcpy(dst, &h, sizeof(h));
 	dst += sizeof(h);
-	memcpy(dst, call->task->name, call->name_len + 1);
+	memcpy(dst, call->task, call->name_len + 1);
 	return dst + call->name_len + 1;
 }
 
@@ -372,7 +372,7 @@ static void deadline_cb(fp_timer *t)
 		return;
 	}
 	fp_log_warn(&p->log, "worker %u (pid %d): task %s ran past its %llu ms timeout; "
-		    "stopping it", w->slot, (int)w->pid, w->call->task->name,
+		    "stopping it", w->slot, (int)w->pid, w->call->task,
 		    (unsigned long long)w->call->timeout_ms);
 	fp__worker_kill(w, SIGTERM, FP_KILL_TIMEOUT);
 	fp_timer_start(p->loop, t, p->opts.kill_grace_ms, deadline_cb);
@@ -562,10 +562,10 @@ void fp__worker_account_exit(struct fp_worker *w)
 
 	if (status == FP_ITEM_TIMEOUT)
 		snprintf(msg, sizeof(msg), "task %s ran past its %llu ms timeout (worker pid %d %s)",
-			 call->task->name, (unsigned long long)call->timeout_ms, (int)w->pid, how);
+			 call->task, (unsigned long long)call->timeout_ms, (int)w->pid, how);
 	else
 		snprintf(msg, sizeof(msg), "worker pid %d %s while running task %s",
-			 (int)w->pid, how, call->task->name);
+			 (int)w->pid, how, call->task);
 	fp_log_warn(&p->log, "worker %u: %s (item %u of call %llu, attempt %u of %u)",
 		    w->slot, msg, run, (unsigned long long)call->id, it->attempts,
 		    call->retries + 1);

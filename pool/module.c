@@ -8,10 +8,16 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "module.h"
 
@@ -211,8 +217,74 @@ static int tasks_merge(const struct fp_registry *reg, const struct fp_module *de
 	return 0;
 }
 
+/*
+ * A private copy of the file, to dlopen() as an object of its own: the
+ * dynamic loader hands back the already open object for a file it has open,
+ * so reloading a module in place would change nothing. The copy lives in a
+ * memfd; once dlopen() has mapped it, the fd is no longer needed.
+ */
+static int copy_to_memfd(const char *path, char *errbuf, size_t errlen)
+{
+	int in = open(path, O_RDONLY | O_CLOEXEC), out;
+	struct stat st;
+	off_t off = 0;
+
+	if (in < 0) {
+		seterr(errbuf, errlen, "module %s: cannot open: %s", path, strerror(errno));
+		return -1;
+	}
+	out = memfd_create("forkpool-module", MFD_CLOEXEC);
+	if (out < 0 || fstat(in, &st) < 0) {
+		seterr(errbuf, errlen, "module %s: cannot copy for reloading: %s", path,
+		       strerror(errno));
+		goto fail;
+	}
+	while (off < st.st_size) {
+		ssize_t n = sendfile(out, in, &off, (size_t)(st.st_size - off));
+		if (n <= 0) {
+			seterr(errbuf, errlen, "module %s: cannot copy for reloading: %s", path,
+			       n < 0 ? strerror(errno) : "file shrank");
+			goto fail;
+		}
+	}
+	close(in);
+	return out;
+fail:
+	if (out >= 0)
+		close(out);
+	close(in);
+	return -1;
+}
+
+static int registry_add(struct fp_registry *reg, const char *path, bool fresh,
+			const struct fp_module *def, char *errbuf, size_t errlen);
+
 int fp_registry_add(struct fp_registry *reg, const char *path,
 		    const struct fp_module *def, char *errbuf, size_t errlen)
+{
+	return registry_add(reg, path, false, def, errbuf, errlen);
+}
+
+int fp_registry_reload(struct fp_registry *reg, const struct fp_registry *old,
+		       char *errbuf, size_t errlen)
+{
+	int rc = 0;
+
+	fp_registry_init(reg);
+	for (size_t i = 0; !rc && i < old->nmodules; i++) {
+		const struct fp_registry_module *m = &old->modules[i];
+		rc = m->handle ? registry_add(reg, m->path, true, NULL, errbuf, errlen)
+			       : registry_add(reg, NULL, false, m->def, errbuf, errlen);
+	}
+	if (!rc)
+		rc = fp_registry_load(reg, errbuf, errlen);
+	if (rc)
+		fp_registry_deinit(reg);
+	return rc;
+}
+
+static int registry_add(struct fp_registry *reg, const char *path, bool fresh,
+			const struct fp_module *def, char *errbuf, size_t errlen)
 {
 	struct fp_registry_module *modules;
 	struct fp_registry_task *tasks = NULL;
@@ -234,7 +306,17 @@ int fp_registry_add(struct fp_registry *reg, const char *path,
 		 * module, not as a crash in a worker at the first call.
 		 * RTLD_LOCAL: two modules may define the same helper names.
 		 */
-		handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+		if (fresh) {
+			char fdpath[64];
+			int fd = copy_to_memfd(path, errbuf, errlen);
+			if (fd < 0)
+				return FP_EMODULE;
+			snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", fd);
+			handle = dlopen(fdpath, RTLD_NOW | RTLD_LOCAL);
+			close(fd);
+		} else {
+			handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+		}
 		if (!handle) {
 			err = dlerror();
 			seterr(errbuf, errlen, "module %s: cannot load: %s", path,

@@ -56,6 +56,13 @@ void fp_registry_init(struct fp_registry *reg);
 int fp_registry_add(struct fp_registry *reg, const char *path,
 		    const struct fp_module *def, char *errbuf, size_t errlen);
 /*
+ * Load every module of `old` again from its file, into `reg`, as objects of
+ * their own (the old ones stay loaded until `old` is deinit'ed), and run
+ * their load hooks. On error `reg` is left empty and `old` untouched.
+ */
+int fp_registry_reload(struct fp_registry *reg, const struct fp_registry *old,
+		       char *errbuf, size_t errlen);
+/*
  * Run the load hook of every module not loaded yet, in the order they were
  * added; stops at the first failure with FP_EMODULE and a message. Modules
  * loaded before the failure stay loaded: fp_registry_deinit() unloads them.

@@ -172,6 +172,7 @@ static void calls_free_all(fp_pool *p)
 		p->calls = c->next;
 		fp_mem_free(c->items);
 		fp_mem_free(c->arena);
+		free(c->task);
 		free(c);
 	}
 }
@@ -250,10 +251,26 @@ int fp_pool_shutdown(fp_pool *p, uint64_t deadline_ms)
 
 int fp_pool_reload(fp_pool *p)
 {
+	struct fp_registry fresh, old;
 	struct fp_worker *w;
+	char msg[512] = "";
+	int err;
 
 	if (p->state != FP_POOL_RUNNING)
 		return FP_ESTOPPED;
+	/*
+	 * Modules first, from their files again. If one fails, nothing
+	 * changes: the old modules and workers go on, and the error is told.
+	 */
+	err = fp_registry_reload(&fresh, &p->reg, msg, sizeof(msg));
+	if (err) {
+		fp_log_error(&p->log, "reload refused, the running modules stay: %s",
+			     msg[0] ? msg : fp_strerror(err));
+		return err;
+	}
+	old = p->reg;
+	p->reg = fresh;
+	fp_registry_deinit(&old);
 	/*
 	 * Successors first, then ask the old ones to leave after their
 	 * current item: never fewer than N able workers meanwhile.
@@ -288,6 +305,7 @@ void fp__call_maybe_finish(struct fp_call *c)
 		c->on_done(p, &s, c->data);
 	fp_mem_free(c->items);
 	fp_mem_free(c->arena);
+	free(c->task);
 	free(c);
 }
 
@@ -325,17 +343,18 @@ static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
+	c->task = strdup(t->name);
 	c->items = fp_mem_alloc((n ? n : 1) * sizeof(*c->items));
 	c->arena = fp_mem_alloc(bytes ? bytes : 1);
-	if (!c->items || !c->arena) {
+	if (!c->task || !c->items || !c->arena) {
 		fp_mem_free(c->items);
 		fp_mem_free(c->arena);
+		free(c->task);
 		free(c);
 		return -ENOMEM;
 	}
 	c->id = p->next_call_id++;
 	c->pool = p;
-	c->task = t;
 	c->name_len = (uint32_t)strlen(t->name);
 	c->on_item = on_item;
 	c->on_done = on_done;
@@ -635,7 +654,7 @@ size_t fp_pool_workers(fp_pool *p, struct fp_worker_stats *out, size_t max)
 			if (w->call && atomic_load(&w->shm->current)) {
 				uint64_t ns = atomic_load_explicit(&w->shm->started_ns,
 								   memory_order_relaxed);
-				s->task = w->call->task->name;
+				s->task = w->call->task;
 				s->task_started_ms = ns / 1000000u;
 			} else {
 				s->task = NULL;

@@ -35,7 +35,7 @@ struct fp_call {
 	uint64_t id;
 	fp_pool *pool;
 	struct fp_call *prev, *next;          /* pool->calls */
-	const struct fp_registry_task *task;
+	char *task;                /* its own copy: the registry may be reloaded */
 	uint32_t name_len;
 	fp_item_cb on_item;
 	fp_done_cb on_done;

@@ -898,6 +898,70 @@ static void reload_replaces_every_worker(void **state)
 	fp_pool_free(p);
 }
 
+/*
+ * Replace a file the way a deployment must replace a module: a new file
+ * renamed over the old. Writing into the old one would change the pages
+ * the master has mapped.
+ */
+static void replace_file(const char *to, const char *from, const char *text)
+{
+	char tmp[256], buf[65536];
+	int in = from ? open(from, O_RDONLY) : -1, out;
+	ssize_t n;
+
+	snprintf(tmp, sizeof(tmp), "%s.new", to);
+	out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_true(out >= 0 && (in >= 0 || text));
+	if (text)
+		assert_int_equal(write(out, text, strlen(text)), (ssize_t)strlen(text));
+	while (in >= 0 && (n = read(in, buf, sizeof(buf))) > 0)
+		assert_int_equal(write(out, buf, (size_t)n), n);
+	if (in >= 0)
+		close(in);
+	close(out);
+	assert_int_equal(rename(tmp, to), 0);
+}
+
+/* The file is read again on reload; a broken one refuses it and changes nothing. */
+static void reload_loads_modules_again_from_their_files(void **state)
+{
+	char path[] = "/tmp/fp-test-reload-XXXXXX.so";
+	char *good = module_path("libfp-good.so"), *second = module_path("libfp-second.so");
+	struct fp_result r;
+	fp_options o;
+	fp_pool *p;
+	int fd = mkstemps(path, 3);
+
+	assert_true(fd >= 0);
+	close(fd);
+	replace_file(path, good, NULL);
+	test_options(&o, 1);
+	o.modules[0] = path;
+	p = pool_with(&o);
+	assert_int_equal(fp_pool_apply(p, "good.add", "[1, 2]", 6, NULL, &r), 0);
+	assert_string_equal(r.value, "3");
+	fp_result_clear(&r);
+
+	replace_file(path, second, NULL);
+	assert_int_equal(fp_pool_reload(p), 0);
+	assert_int_equal(fp_pool_apply(p, "good.add", "[1, 2]", 6, NULL, &r), FP_EUNKNOWN_TASK);
+	assert_int_equal(fp_pool_apply(p, "second.hello", "null", 4, NULL, &r), 0);
+	assert_int_equal(r.status, FP_ITEM_OK);
+	fp_result_clear(&r);
+
+	replace_file(path, NULL, "not an ELF file");
+	assert_int_equal(fp_pool_reload(p), FP_EMODULE);
+	assert_non_null(strstr(test_log.text, "reload refused"));
+	assert_non_null(strstr(test_log.text, path));
+	assert_int_equal(fp_pool_apply(p, "second.hello", "null", 4, NULL, &r), 0);
+	assert_int_equal(r.status, FP_ITEM_OK);
+	fp_result_clear(&r);
+	fp_pool_free(p);
+	unlink(path);
+	free(good);
+	free(second);
+}
+
 static void shutdown_cancels_what_is_left(void **state)
 {
 	fp_pool *p = new_pool(1);
@@ -1068,6 +1132,7 @@ int main(void)
 		cmocka_unit_test(stats_describe_the_workers),
 		cmocka_unit_test(workers_name_themselves),
 		cmocka_unit_test(reload_replaces_every_worker),
+		cmocka_unit_test(reload_loads_modules_again_from_their_files),
 		cmocka_unit_test(shutdown_cancels_what_is_left),
 		cmocka_unit_test(shutdown_lets_running_items_finish),
 		cmocka_unit_test(jitter_spreads_task_limits),
