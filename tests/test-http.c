@@ -745,6 +745,9 @@ static void head_has_length_but_no_body(void **state)
 
 /* --- limits and malformed requests --------------------------------------- */
 
+static int stats_open_is(struct t *t, uint64_t n);
+static int open_is_zero(struct t *t);
+
 static void error_case(struct t *t, const char *request, size_t len, int status,
 		       const char *code, const char *part)
 {
@@ -755,9 +758,14 @@ static void error_case(struct t *t, const char *request, size_t len, int status,
 	wait_responses(t, 0, 1, &rp);
 	assert_error_body(&rp.r[0], status, code, part);
 	rparse_free(&rp);
-	/* Flushed, then closed from our side. */
+	/* Flushed, then a FIN (shutdown), not a reset that could lose it. */
 	wait_closed(t, 0);
+	assert_true(t->cl[0].eof);
+	assert_int_equal(t->cl[0].err, 0);
+	/* The server lingers until the peer closes too. */
+	assert_true(stats_open_is(t, 1));
 	client_close(&t->cl[0]);
+	run_until(t, open_is_zero);
 }
 
 static void limits_answered_with_json_errors(void **state)
@@ -1427,6 +1435,75 @@ static void client_leaves_mid_stream(void **state)
 	}
 }
 
+static void stream_abc(struct t *t, fp_http_request *req)
+{
+	assert_int_equal(fp_http_stream_start(req, 200, "text/plain"), 0);
+	assert_int_equal(fp_http_stream_write(req, "a", 1), 0);
+	assert_int_equal(fp_http_stream_write(req, NULL, 0), 0);   /* no empty chunk */
+	assert_int_equal(fp_http_stream_write(req, "bc", 2), 0);
+	assert_int_equal(fp_http_stream_end(req), 0);
+}
+
+/* HTTP/1.1 gets chunks; HTTP/1.0 has none, so the body ends with the connection. */
+static void stream_framing_by_version(void **state)
+{
+	struct rparse rp;
+	struct t t;
+
+	t_init(&t, NULL);
+	t.on_request = stream_abc;
+	client_connect(&t, 0);
+	client_send(&t, 0, "GET / HTTP/1.1\r\n\r\n");
+	wait_responses(&t, 0, 1, &rp);
+	assert_string_equal(rheader(&rp.r[0], "transfer-encoding"), "chunked");
+	assert_null(rheader(&rp.r[0], "content-length"));
+	assert_string_equal(rp.r[0].body, "abc");
+	assert_non_null(strstr(t.cl[0].buf, "\r\n\r\n1\r\na\r\n2\r\nbc\r\n0\r\n\r\n"));
+	rparse_free(&rp);
+
+	client_connect(&t, 1);
+	client_send(&t, 1, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+	wait_closed(&t, 1);
+	assert_null(strstr(t.cl[1].buf, "Transfer-Encoding"));
+	assert_non_null(strstr(t.cl[1].buf, "Connection: close\r\n"));
+	assert_int_equal(strcmp(t.cl[1].buf + t.cl[1].len - 7, "\r\n\r\nabc"), 0);
+	t_free(&t);
+}
+
+static int refused_now(struct t *t)
+{
+	struct sockaddr_in sa;
+	int fd, r;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sa.sin_port = htons((uint16_t)atoi(strrchr(t->bound, ':') + 1));
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	r = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno == ECONNREFUSED;
+	close(fd);
+	return r;
+}
+
+static void stop_accepting_keeps_open_connections(void **state)
+{
+	struct rparse rp;
+	struct t t;
+
+	t_init(&t, NULL);
+	client_connect(&t, 0);
+	client_send(&t, 0, "GET /a HTTP/1.1\r\n\r\n");
+	wait_responses(&t, 0, 1, &rp);
+	rparse_free(&rp);
+	fp_http_server_stop_accepting(t.srv);
+	run_until(&t, refused_now);
+	client_send(&t, 0, "GET /b HTTP/1.1\r\n\r\n");
+	wait_responses(&t, 0, 2, &rp);
+	assert_string_equal(rp.r[1].body, "GET /b 0:");
+	rparse_free(&rp);
+	t_free(&t);
+}
+
 /* --- freeing the server with work in progress ---------------------------- */
 
 static void mixed(struct t *t, fp_http_request *req)
@@ -1677,6 +1754,8 @@ int main(void)
 		cmocka_unit_test(response_headers),
 		cmocka_unit_test(stream_with_backpressure),
 		cmocka_unit_test(client_leaves_mid_stream),
+		cmocka_unit_test(stream_framing_by_version),
+		cmocka_unit_test(stop_accepting_keeps_open_connections),
 		cmocka_unit_test(server_free_with_open_connections),
 		cmocka_unit_test(head_stream_then_pipelined),
 		cmocka_unit_test(late_answer_after_client_left),
