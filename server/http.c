@@ -977,6 +977,17 @@ static int on_headers_complete(http_parser *p)
 	}
 	req->headers_ready = 1;
 	req->http_minor = p->http_major > 1 ? 1 : (uint8_t)p->http_minor;
+	if (req->http_minor >= 1) {
+		/* RFC 9112 3.2: an HTTP/1.1 request has exactly one Host. */
+		unsigned hosts = 0;
+
+		for (i = 0; i < c->nhdrs; i++)
+			hosts += !strcasecmp(in + c->hdrs[i].name, "Host");
+		if (hosts != 1)
+			return refuse(c, 400, "bad_request", hosts ?
+				      "more than one Host header" :
+				      "HTTP/1.1 request without a Host header");
+	}
 	req->keep_alive = (uint8_t)http_should_keep_alive(p);
 
 	if (p->upgrade) {

@@ -619,7 +619,7 @@ static void pipelined_in_order_one_write(void **state)
 	client_send(&t, 0, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
 			   "GET /b HTTP/1.1\r\nHost: x\r\n\r\n"
 			   "POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz"
-			   "\r\nGET /d HTTP/1.1\r\n\r\n");
+			   "\r\nGET /d HTTP/1.1\r\nHost: t\r\n\r\n");
 	wait_responses(&t, 0, 4, &rp);
 	assert_string_equal(rp.r[0].body, "slow");
 	assert_string_equal(rp.r[1].body, "GET /b 0:");
@@ -630,7 +630,7 @@ static void pipelined_in_order_one_write(void **state)
 
 	/* Three quick ones in one segment: answered by one write. */
 	fp_http_server_stats(t.srv, &before);
-	client_send(&t, 0, "GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n");
+	client_send(&t, 0, "GET /1 HTTP/1.1\r\nHost: t\r\n\r\nGET /2 HTTP/1.1\r\nHost: t\r\n\r\nGET /3 HTTP/1.1\r\nHost: t\r\n\r\n");
 	wait_responses(&t, 0, 7, &rp);
 	assert_string_equal(rp.r[4].body, "GET /1 0:");
 	assert_string_equal(rp.r[5].body, "GET /2 0:");
@@ -736,7 +736,7 @@ static void head_has_length_but_no_body(void **state)
 	assert_int_equal(strstr(t.cl[0].buf, "\r\n\r\n") + 4 - t.cl[0].buf, (ptrdiff_t)t.cl[0].len);
 	rparse_free(&rp);
 	/* Nothing stray follows: the next response parses cleanly. */
-	client_send(&t, 0, "GET /y HTTP/1.1\r\n\r\n");
+	client_send(&t, 0, "GET /y HTTP/1.1\r\nHost: t\r\n\r\n");
 	wait_responses(&t, 0, 2, &rp);
 	assert_string_equal(rp.r[1].body, "GET /y 0:");
 	rparse_free(&rp);
@@ -782,35 +782,40 @@ static void limits_answered_with_json_errors(void **state)
 	lim.max_body_bytes = 64;
 	t_init(&t, &lim);
 
-	n = snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nX-Big: %0*d\r\n\r\n", 1500, 0);
+	n = snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nHost: t\r\nX-Big: %0*d\r\n\r\n", 1500, 0);
 	error_case(&t, big, (size_t)n, 431, "headers_too_large", "limit of 1024 bytes");
 	/* Many small headers add up too. */
-	n = snprintf(big, sizeof(big), "GET / HTTP/1.1\r\n");
+	n = snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nHost: t\r\n");
 	while (n < 1400)
 		n += snprintf(big + n, sizeof(big) - (size_t)n, "X-%d: v\r\n", n);
 	n += snprintf(big + n, sizeof(big) - (size_t)n, "\r\n");
 	error_case(&t, big, (size_t)n, 431, "headers_too_large", "1024 bytes");
 
-	n = snprintf(big, sizeof(big), "GET /%0*d HTTP/1.1\r\n\r\n", 300, 0);
+	n = snprintf(big, sizeof(big), "GET /%0*d HTTP/1.1\r\nHost: t\r\n\r\n", 300, 0);
 	error_case(&t, big, (size_t)n, 414, "uri_too_long", "limit of 256 bytes");
 
-	n = snprintf(big, sizeof(big), "POST / HTTP/1.1\r\nContent-Length: 65\r\n\r\n");
+	n = snprintf(big, sizeof(big), "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 65\r\n\r\n");
 	error_case(&t, big, (size_t)n, 413, "body_too_large", "limit of 64 bytes");
-	n = snprintf(big, sizeof(big), "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+	n = snprintf(big, sizeof(big), "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
 		     "20\r\n%032d\r\n21\r\n%033d\r\n0\r\n\r\n", 0, 0);
 	error_case(&t, big, (size_t)n, 413, "body_too_large", "limit of 64 bytes");
 
-	n = snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nBad\001Header: x\r\n\r\n");
+	n = snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nHost: t\r\nBad\001Header: x\r\n\r\n");
 	error_case(&t, big, (size_t)n, 400, "bad_request", "invalid character in header");
-	n = snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nContent-Length: 12x\r\n\r\n");
+	n = snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 12x\r\n\r\n");
 	error_case(&t, big, (size_t)n, 400, "bad_request", "content-length");
-	n = snprintf(big, sizeof(big), "BREW /pot HTTP/1.1\r\n\r\n");
+	n = snprintf(big, sizeof(big), "BREW /pot HTTP/1.1\r\nHost: t\r\n\r\n");
 	error_case(&t, big, (size_t)n, 400, "bad_request", "invalid HTTP method");
+	/* RFC 9112 3.2: exactly one Host in HTTP/1.1. */
+	n = snprintf(big, sizeof(big), "GET / HTTP/1.1\r\n\r\n");
+	error_case(&t, big, (size_t)n, 400, "bad_request", "Host");
+	n = snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n");
+	error_case(&t, big, (size_t)n, 400, "bad_request", "Host");
 
 	assert_int_equal(t.handled, 0);
 	fp_http_server_stats(t.srv, &st);
-	assert_int_equal(st.responses[4], 8);
-	assert_int_equal(t.logged, 8);
+	assert_int_equal(st.responses[4], 10);
+	assert_int_equal(t.logged, 10);
 	assert_int_equal(t.last_log_status, 400);
 	t_free(&t);
 }
@@ -854,7 +859,7 @@ static void body_timeout_answers_408(void **state)
 	lim.body_timeout_ms = 120;
 	t_init(&t, &lim);
 	client_connect(&t, 0);
-	client_send(&t, 0, "POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
+	client_send(&t, 0, "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc");
 	wait_responses(&t, 0, 1, &rp);
 	assert_error_body(&rp.r[0], 408, "request_timeout", "120 ms");
 	rparse_free(&rp);
@@ -875,7 +880,7 @@ static void idle_timeout_closes(void **state)
 	lim.idle_timeout_ms = 100;
 	t_init(&t, &lim);
 	client_connect(&t, 0);
-	client_send(&t, 0, "GET / HTTP/1.1\r\n\r\n");
+	client_send(&t, 0, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
 	wait_responses(&t, 0, 1, &rp);
 	rparse_free(&rp);
 	len = t.cl[0].len;
@@ -917,7 +922,7 @@ static void http10_and_connection_close(void **state)
 
 	/* HTTP/1.1 with Connection: close, and pipelined bytes after it are dropped. */
 	client_connect(&t, 2);
-	client_send(&t, 2, "GET /d HTTP/1.1\r\nConnection: close\r\n\r\nGET /e HTTP/1.1\r\n\r\n");
+	client_send(&t, 2, "GET /d HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\nGET /e HTTP/1.1\r\nHost: t\r\n\r\n");
 	wait_responses(&t, 2, 1, &rp);
 	assert_string_equal(rheader(&rp.r[0], "connection"), "close");
 	rparse_free(&rp);
@@ -952,17 +957,17 @@ static void connection_cap_refuses(void **state)
 	lim.max_connections = 2;
 	t_init(&t, &lim);
 	client_connect(&t, 0);
-	client_send(&t, 0, "GET /0 HTTP/1.1\r\n\r\n");
+	client_send(&t, 0, "GET /0 HTTP/1.1\r\nHost: t\r\n\r\n");
 	wait_responses(&t, 0, 1, &rp);
 	rparse_free(&rp);
 	client_connect(&t, 1);
-	client_send(&t, 1, "GET /1 HTTP/1.1\r\n\r\n");
+	client_send(&t, 1, "GET /1 HTTP/1.1\r\nHost: t\r\n\r\n");
 	wait_responses(&t, 1, 1, &rp);
 	rparse_free(&rp);
 
 	/* The third is accepted and closed at once, with no answer. */
 	client_connect(&t, 2);
-	client_send(&t, 2, "GET /2 HTTP/1.1\r\n\r\n");
+	client_send(&t, 2, "GET /2 HTTP/1.1\r\nHost: t\r\n\r\n");
 	wait_closed(&t, 2);
 	assert_int_equal(t.cl[2].len, 0);
 	fp_http_server_stats(t.srv, &st);
@@ -972,13 +977,13 @@ static void connection_cap_refuses(void **state)
 	assert_int_equal(t.handled, 2);
 
 	/* The first two still work; when one leaves there is room again. */
-	client_send(&t, 0, "GET /0b HTTP/1.1\r\n\r\n");
+	client_send(&t, 0, "GET /0b HTTP/1.1\r\nHost: t\r\n\r\n");
 	wait_responses(&t, 0, 2, &rp);
 	rparse_free(&rp);
 	client_close(&t.cl[1]);
 	run_until(&t, open_is_one);
 	client_connect(&t, 3);
-	client_send(&t, 3, "GET /3 HTTP/1.1\r\n\r\n");
+	client_send(&t, 3, "GET /3 HTTP/1.1\r\nHost: t\r\n\r\n");
 	wait_responses(&t, 3, 1, &rp);
 	assert_string_equal(rp.r[0].body, "GET /3 0:");
 	rparse_free(&rp);
@@ -1022,7 +1027,7 @@ static void unix_socket_listener(void **state)
 	t_listen(&t, addr);
 	assert_string_equal(t.bound, addr);
 	client_connect(&t, 0);
-	client_send(&t, 0, "GET / HTTP/1.1\r\n\r\n");
+	client_send(&t, 0, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
 	wait_responses(&t, 0, 1, &rp);
 	assert_string_equal(rp.r[0].body, "unix");
 	rparse_free(&rp);
@@ -1069,7 +1074,7 @@ static void ipv6_loopback_listener(void **state)
 	assert_int_equal(strncmp(t.bound, "[::1]:", 6), 0);
 	assert_true(atoi(t.bound + 6) > 0);
 	client_connect(&t, 0);
-	client_send(&t, 0, "GET / HTTP/1.1\r\n\r\n");
+	client_send(&t, 0, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
 	wait_responses(&t, 0, 1, &rp);
 	assert_int_equal(strncmp(rp.r[0].body, "[::1]:", 6), 0);
 	rparse_free(&rp);
@@ -1196,7 +1201,7 @@ static void query_and_headers(void **state)
 	assert_string_equal(seen.h[5], "h");
 
 	/* Absolute-form target. */
-	client_send(&t, 0, "GET http://example.com/abs/p%41th?x=9 HTTP/1.1\r\n\r\n");
+	client_send(&t, 0, "GET http://example.com/abs/p%41th?x=9 HTTP/1.1\r\nHost: t\r\n\r\n");
 	wait_responses(&t, 0, 2, &rp);
 	rparse_free(&rp);
 	assert_string_equal(seen.path, "/abs/pAth");
@@ -1225,7 +1230,7 @@ static void response_headers(void **state)
 	t_init(&t, NULL);
 	t.on_request = headers_added;
 	client_connect(&t, 0);
-	client_send(&t, 0, "DELETE /x HTTP/1.1\r\n\r\nDELETE /y HTTP/1.1\r\n\r\n");
+	client_send(&t, 0, "DELETE /x HTTP/1.1\r\nHost: t\r\n\r\nDELETE /y HTTP/1.1\r\nHost: t\r\n\r\n");
 	wait_responses(&t, 0, 2, &rp);
 	assert_int_equal(rp.r[0].status, 204);
 	assert_string_equal(rheader(&rp.r[0], "x-trace"), "abc 123");
@@ -1340,7 +1345,7 @@ static void stream_with_backpressure(void **state)
 	setsockopt(t.cl[0].fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
 	/* A reader that does not read: the socket buffers fill, then ours. */
 	t.cl[0].paused = 1;
-	client_send(&t, 0, "GET /stream HTTP/1.1\r\n\r\n");
+	client_send(&t, 0, "GET /stream HTTP/1.1\r\nHost: t\r\n\r\n");
 	run_until(&t, backpressured);
 	/*
 	 * The first reports may drain while the kernel still takes bytes; a
@@ -1419,7 +1424,7 @@ static void client_leaves_mid_stream(void **state)
 		t_init(&t, NULL);
 		t.on_request = trickler;
 		client_connect(&t, 0);
-		client_send(&t, 0, "GET /trickle HTTP/1.1\r\n\r\n");
+		client_send(&t, 0, "GET /trickle HTTP/1.1\r\nHost: t\r\n\r\n");
 		run_until(&t, got_first);
 		/* A plain close (the server reads EOF), or a reset. */
 		if (reset)
@@ -1453,7 +1458,7 @@ static void stream_framing_by_version(void **state)
 	t_init(&t, NULL);
 	t.on_request = stream_abc;
 	client_connect(&t, 0);
-	client_send(&t, 0, "GET / HTTP/1.1\r\n\r\n");
+	client_send(&t, 0, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
 	wait_responses(&t, 0, 1, &rp);
 	assert_string_equal(rheader(&rp.r[0], "transfer-encoding"), "chunked");
 	assert_null(rheader(&rp.r[0], "content-length"));
@@ -1492,12 +1497,12 @@ static void stop_accepting_keeps_open_connections(void **state)
 
 	t_init(&t, NULL);
 	client_connect(&t, 0);
-	client_send(&t, 0, "GET /a HTTP/1.1\r\n\r\n");
+	client_send(&t, 0, "GET /a HTTP/1.1\r\nHost: t\r\n\r\n");
 	wait_responses(&t, 0, 1, &rp);
 	rparse_free(&rp);
 	fp_http_server_stop_accepting(t.srv);
 	run_until(&t, refused_now);
-	client_send(&t, 0, "GET /b HTTP/1.1\r\n\r\n");
+	client_send(&t, 0, "GET /b HTTP/1.1\r\nHost: t\r\n\r\n");
 	wait_responses(&t, 0, 2, &rp);
 	assert_string_equal(rp.r[1].body, "GET /b 0:");
 	rparse_free(&rp);
@@ -1537,18 +1542,18 @@ static void server_free_with_open_connections(void **state)
 	t_init(&t, NULL);
 	t.on_request = mixed;
 	client_connect(&t, 0);
-	client_send(&t, 0, "GET / HTTP/1.1\r\n\r\n");
+	client_send(&t, 0, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
 	wait_responses(&t, 0, 1, &rp);          /* idle keep-alive */
 	rparse_free(&rp);
 	client_connect(&t, 1);
 	client_send(&t, 1, "GET / HTT");         /* half a request */
 	client_connect(&t, 2);
-	client_send(&t, 2, "GET /hold HTTP/1.1\r\n\r\n");
+	client_send(&t, 2, "GET /hold HTTP/1.1\r\nHost: t\r\n\r\n");
 	client_connect(&t, 3);
-	client_send(&t, 3, "GET /stream HTTP/1.1\r\n\r\n");
+	client_send(&t, 3, "GET /stream HTTP/1.1\r\nHost: t\r\n\r\n");
 	client_connect(&t, 4);
-	client_send(&t, 4, "POST /zombie HTTP/1.1\r\nContent-Length: 2\r\n\r\nab"
-			   "GET /behind HTTP/1.1\r\n\r\n");
+	client_send(&t, 4, "POST /zombie HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nab"
+			   "GET /behind HTTP/1.1\r\nHost: t\r\n\r\n");
 	run_until(&t, four_handled);
 
 	t_free_server(&t);
@@ -1598,7 +1603,7 @@ static void head_stream_then_pipelined(void **state)
 	t.on_request = head_stream_later;
 	client_connect(&t, 0);
 	t.cl[0].head_mask = 1;
-	client_send(&t, 0, "HEAD /s HTTP/1.1\r\n\r\nGET /after HTTP/1.1\r\n\r\n");
+	client_send(&t, 0, "HEAD /s HTTP/1.1\r\nHost: t\r\n\r\nGET /after HTTP/1.1\r\nHost: t\r\n\r\n");
 	wait_responses(&t, 0, 2, &rp);
 	assert_string_equal(rheader(&rp.r[0], "transfer-encoding"), "chunked");
 	assert_null(rp.r[0].body);
@@ -1635,7 +1640,7 @@ static void late_answer_after_client_left(void **state)
 	t_init(&t, NULL);
 	t.on_request = hold_without_close_cb;
 	client_connect(&t, 0);
-	client_send(&t, 0, "GET /long-poll HTTP/1.1\r\n\r\n");
+	client_send(&t, 0, "GET /long-poll HTTP/1.1\r\nHost: t\r\n\r\n");
 	run_until(&t, handled_once);
 	client_close(&t.cl[0]);
 	run_until(&t, open_is_zero);
@@ -1701,7 +1706,7 @@ static void finished_request_not_reused_under_caller(void **state)
 	t_init(&t, NULL);
 	t.on_request = first_then_next;
 	client_connect(&t, 0);
-	client_send(&t, 0, "GET /first HTTP/1.1\r\n\r\nGET /next HTTP/1.1\r\n\r\n");
+	client_send(&t, 0, "GET /first HTTP/1.1\r\nHost: t\r\n\r\nGET /next HTTP/1.1\r\nHost: t\r\n\r\n");
 	wait_responses(&t, 0, 2, &rp);
 	assert_string_equal(rp.r[0].body, "first");
 	assert_string_equal(rp.r[1].body, "next");
@@ -1724,7 +1729,7 @@ static void stalled_reader_dropped(void **state)
 	t.to_produce = 64u << 20;
 	client_connect(&t, 0);
 	t.cl[0].paused = 1;
-	client_send(&t, 0, "GET /stream HTTP/1.1\r\n\r\n");
+	client_send(&t, 0, "GET /stream HTTP/1.1\r\nHost: t\r\n\r\n");
 	run_until(&t, closed_once);
 	assert_int_equal(t.closes, 1);
 	assert_true(t.produced < t.to_produce);
