@@ -1567,6 +1567,44 @@ static void server_free_with_open_connections(void **state)
 	t_free(&t);
 }
 
+/* The daemon may free the server from a callback (a signal, a request). */
+static void quit_from_handler(struct t *t, fp_http_request *req)
+{
+	if (strcmp(fp_http_path(req), "/quit") != 0) {
+		echo(t, req);
+		return;
+	}
+	/* The loop is running: the server finishes freeing itself later. */
+	fp_http_server_free(t->srv);
+	t->srv = NULL;
+}
+
+static int both_closed(struct t *t)
+{
+	return (t->cl[0].eof || t->cl[0].err) && (t->cl[1].eof || t->cl[1].err);
+}
+
+static void server_freed_from_its_handler(void **state)
+{
+	struct rparse rp;
+	struct t t;
+
+	t_init(&t, NULL);
+	t.on_request = quit_from_handler;
+	client_connect(&t, 0);
+	client_send(&t, 0, "GET /idle HTTP/1.1\r\nHost: t\r\n\r\n");
+	wait_responses(&t, 0, 1, &rp);
+	rparse_free(&rp);
+	client_connect(&t, 1);
+	client_send(&t, 1, "GET /quit HTTP/1.1\r\nHost: t\r\n\r\n");
+	run_until(&t, both_closed);
+	assert_null(t.srv);
+	assert_int_equal(t.cl[1].len, 0);
+	/* The last callbacks arrive and the rest is freed (ASan checks). */
+	pump(&t, 5);
+	t_free(&t);
+}
+
 /* --- requests the handler finishes late --------------------------------- */
 
 static void end_stream_later_cb(fp_timer *tm)
@@ -1762,6 +1800,7 @@ int main(void)
 		cmocka_unit_test(stream_framing_by_version),
 		cmocka_unit_test(stop_accepting_keeps_open_connections),
 		cmocka_unit_test(server_free_with_open_connections),
+		cmocka_unit_test(server_freed_from_its_handler),
 		cmocka_unit_test(head_stream_then_pipelined),
 		cmocka_unit_test(late_answer_after_client_left),
 		cmocka_unit_test(finished_request_not_reused_under_caller),
