@@ -419,9 +419,15 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 		if (w->state != FP_WORKER_STOPPING)
 			w->state = FP_WORKER_RETIRING;
 		w->leaving = true;
-		fp_log_debug(&p->log, "worker %u (pid %d) retires after %llu tasks, rss %zu KiB",
-			     w->slot, (int)w->pid, (unsigned long long)w->tasks_done,
-			     w->rss_kib);
+		/* One line per worker event: operators grep these for "recycled". */
+		if (w->tasks_limit && w->tasks_done >= w->tasks_limit)
+			fp_log_info(&p->log, "worker %u (pid %d) recycled: %llu tasks done (max %llu)",
+				    w->slot, (int)w->pid, (unsigned long long)w->tasks_done,
+				    (unsigned long long)w->tasks_limit);
+		else
+			fp_log_info(&p->log, "worker %u (pid %d) recycled: rss %zu MiB over the %zu MiB limit",
+				    w->slot, (int)w->pid, w->rss_kib / 1024,
+				    p->opts.max_rss_bytes >> 20);
 		fp__spawn_successor(w);
 	}
 

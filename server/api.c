@@ -127,12 +127,14 @@ static void waiter_unlink(struct api_waiter *w)
 		w->next->prev = w->prev;
 }
 
-static void waiter_free(struct api_waiter *w)
+/* `closed`: the request is gone (or answered), its callbacks must not be touched. */
+static void waiter_free(struct api_waiter *w, bool closed)
 {
 	if (w->watch.job)
 		fp_job_unwatch(&w->watch);
 	fp_timer_stop(&w->timer);
-	fp_http_on_close(w->req, NULL, NULL);
+	if (!closed)
+		fp_http_on_close(w->req, NULL, NULL);
 	waiter_unlink(w);
 	free(w);
 }
@@ -140,13 +142,16 @@ static void waiter_free(struct api_waiter *w)
 /* Answer with the job as it is now, and be done. */
 static void waiter_answer(struct api_waiter *w)
 {
+	fp_http_request *req = w->req;
+	int status = w->status;
 	struct sbuf b;
 
 	sbuf_init(&b);
 	fp__api_job_doc(&b, w->job, w->results);
-	fp__api_json(w->req, w->status, &b);
+	/* Let go of the request before answering: it is the server's after. */
+	waiter_free(w, false);
+	fp__api_json(req, status, &b);
 	sbuf_free(&b);
-	waiter_free(w);
 }
 
 static void waiter_on_end(struct fp_job_watch *watch, fp_job *job)
@@ -165,7 +170,7 @@ static void waiter_timeout(fp_timer *t)
 
 static void waiter_closed(fp_http_request *req, void *data)
 {
-	waiter_free(data);
+	waiter_free(data, true);
 }
 
 void fp__api_answer_job(fp_api *api, fp_http_request *req, fp_job *job, int status,

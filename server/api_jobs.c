@@ -151,12 +151,15 @@ struct api_stream {
 	struct api_stream *prev, *next_stream;
 };
 
-static void stream_free(struct api_stream *s)
+/* `closed`: the request is gone (or finished), its callbacks must not be touched. */
+static void stream_free(struct api_stream *s, bool closed)
 {
 	if (s->watch.job)
 		fp_job_unwatch(&s->watch);
-	fp_http_on_close(s->req, NULL, NULL);
-	fp_http_on_drain(s->req, NULL, NULL);
+	if (!closed) {
+		fp_http_on_close(s->req, NULL, NULL);
+		fp_http_on_drain(s->req, NULL, NULL);
+	}
 	if (s->prev)
 		s->prev->next_stream = s->next_stream;
 	else
@@ -165,6 +168,15 @@ static void stream_free(struct api_stream *s)
 		s->next_stream->prev = s->prev;
 	sbuf_free(&s->buf);
 	free(s);
+}
+
+/* Finish the response and free the stream, letting go of the request first. */
+static void stream_finish(struct api_stream *s)
+{
+	fp_http_request *req = s->req;
+
+	stream_free(s, false);
+	fp_http_stream_end(req);
 }
 
 /* The index of the next line to write, or SIZE_MAX if it is not known yet. */
@@ -218,8 +230,7 @@ static int stream_pump(struct api_stream *s, bool force)
 			s->blocked = true;
 	}
 	if (s->next == fp_job_total(s->job) && fp_job_finished(s->job)) {
-		fp_http_stream_end(s->req);
-		stream_free(s);
+		stream_finish(s);
 		return 1;
 	}
 	return 0;
@@ -241,8 +252,7 @@ static void stream_on_end(struct fp_job_watch *w, fp_job *job)
 	 */
 	if (stream_pump(s, true) == 0) {
 		/* Forgotten before it finished (cannot happen today): end anyway. */
-		fp_http_stream_end(s->req);
-		stream_free(s);
+		stream_finish(s);
 	}
 }
 
@@ -256,7 +266,7 @@ static void stream_on_drain(fp_http_request *req, void *data)
 
 static void stream_on_close(fp_http_request *req, void *data)
 {
-	stream_free(data);
+	stream_free(data, true);
 }
 
 void fp__api_job_results(fp_api *api, fp_http_request *req, fp_job *job)
@@ -286,7 +296,7 @@ void fp__api_job_results(fp_api *api, fp_http_request *req, fp_job *job)
 		api->streams->prev = s;
 	api->streams = s;
 	if (fp_http_stream_start(req, 200, "application/x-ndjson") < 0) {
-		stream_free(s);
+		stream_free(s, true);
 		return;
 	}
 	fp_http_on_close(req, stream_on_close, s);
@@ -307,9 +317,6 @@ void fp__api_job_results(fp_api *api, fp_http_request *req, fp_job *job)
 
 void fp__api_streams_end(fp_api *api)
 {
-	while (api->streams) {
-		struct api_stream *s = api->streams;
-		fp_http_stream_end(s->req);
-		stream_free(s);
-	}
+	while (api->streams)
+		stream_finish(api->streams);
 }
