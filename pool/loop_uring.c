@@ -4,8 +4,9 @@
  * Every request's user_data points at the object that owns it, with the
  * object's kind in the two low bits (all three kinds are at least 8-byte
  * aligned): an fp_io for read streams and accepts, a per-fd write queue for
- * writes, the op of the one kernel timeout that serves all timers. user_data 0 marks internal requests (cancel,
- * timeout removal) whose completions carry nothing to deliver.
+ * writes, the op of the one kernel timeout that serves all timers. user_data
+ * 0 marks internal requests (cancel, timeout removal) whose completions carry
+ * nothing to deliver.
  *
  * Nothing is submitted from inside the calls of the API: they queue work on
  * lists that flush() turns into SQEs just before the single
@@ -43,7 +44,8 @@ enum {
 	BR_GROUP = 0,
 	BR_RING_BYTES = BR_ENTRIES * sizeof(struct io_uring_buf),
 	BR_BUFS_BYTES = BR_ENTRIES * BR_BUF_LEN,
-	READ_BUF_LEN = 65536,          /* one-shot reads (pipes, fallback) */
+	RBUF_MAP = 65536,              /* one-shot reads (pipes, fallback) */
+	READ_BUF_LEN = RBUF_MAP - 16,  /* after the struct rbuf header */
 	READ_BUF_CACHE = 16,
 	WQ_IOV = 64,                   /* iovecs one sendmsg gathers */
 	DRAIN_MS = 1000,               /* teardown waits this long at most */
@@ -67,6 +69,7 @@ enum {
 struct rbuf {
 	struct rbuf *prev, *next;
 };
+_Static_assert(sizeof(struct rbuf) == 16, "READ_BUF_LEN assumes a 16-byte header");
 
 /*
  * Timers live in a min-heap here; the kernel holds one IORING_OP_TIMEOUT
@@ -148,6 +151,12 @@ struct uring {
 
 /* --- buffers ------------------------------------------------------------- */
 
+static void *br_map(size_t len);
+
+/*
+ * One-shot read buffers are mappings too, for the reason br_map() gives:
+ * they are what the workers' log pipes are read into.
+ */
 static char *rbuf_get(struct uring *u)
 {
 	struct rbuf *h = u->rfree;
@@ -156,7 +165,7 @@ static char *rbuf_get(struct uring *u)
 		u->rfree = h->next;
 		u->nrfree--;
 	} else {
-		h = malloc(sizeof(*h) + READ_BUF_LEN);
+		h = br_map(RBUF_MAP);
 		if (!h)
 			return NULL;
 	}
@@ -178,7 +187,7 @@ static void rbuf_put(struct uring *u, char *p)
 		u->rfree = h;
 		u->nrfree++;
 	} else {
-		free(h);
+		munmap(h, RBUF_MAP);
 	}
 }
 
@@ -197,7 +206,8 @@ static void br_recycle(struct uring *u, unsigned bid)
  */
 static void *br_map(size_t len)
 {
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 	if (p == MAP_FAILED)
 		return NULL;
@@ -1153,22 +1163,23 @@ static void uring_deinit(fp_loop *loop)
 	}
 	io_uring_queue_exit(&u->ring);
 
-	/* Requests that would not end may still own memory: keep it. */
 	/*
-	 * The buffer mappings were not inherited by a forked child (they are
-	 * MADV_DONTFORK); there the address may hold something else by now.
+	 * Requests that would not end may still own memory: keep it. A forked
+	 * child never inherited the buffer mappings (MADV_DONTFORK); there
+	 * the address may hold something else by now.
 	 */
-	if (!leak && u->pid == getpid())
-		br_unmap(u);
-	if (!leak) {
-		for (h = u->rused.next; h != &u->rused; h = hn) {
-			hn = h->next;
-			free(h);
+	if (u->pid == getpid()) {
+		if (!leak) {
+			br_unmap(u);
+			for (h = u->rused.next; h != &u->rused; h = hn) {
+				hn = h->next;
+				munmap(h, RBUF_MAP);
+			}
 		}
-	}
-	for (h = u->rfree; h; h = hn) {
-		hn = h->next;
-		free(h);
+		for (h = u->rfree; h; h = hn) {
+			hn = h->next;
+			munmap(h, RBUF_MAP);
+		}
 	}
 	for (t = u->tlive; t; t = tn) {
 		tn = t->next;

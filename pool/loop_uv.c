@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -590,7 +591,9 @@ static void uvb_deinit(fp_loop *loop)
 	for (i = 0; i < b->nfds; i++)
 		free(b->fds[i]);
 	free(b->fds);
-	free(b->rbuf);
+	/* A forked child never had the mapping; the range may be reused. */
+	if (b->pid == getpid())
+		munmap(b->rbuf, RBUF_LEN);
 	free(b);
 	loop->impl = NULL;
 }
@@ -605,14 +608,20 @@ static int uvb_init(fp_loop *loop)
 		return -ENOMEM;
 	b->loop = loop;
 	b->pid = getpid();
-	b->rbuf = malloc(RBUF_LEN);
-	if (!b->rbuf) {
-		r = -ENOMEM;
+	/*
+	 * Its own mapping, not inherited by forked workers: otherwise the
+	 * first reads after every fork pay a copy-on-write fault per page.
+	 */
+	b->rbuf = mmap(NULL, RBUF_LEN, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (b->rbuf == MAP_FAILED) {
+		r = -errno;
 		goto err_free;
 	}
+	madvise(b->rbuf, RBUF_LEN, MADV_DONTFORK);
 	r = uv_loop_init(&b->uv);
 	if (r < 0)
-		goto err_free;
+		goto err_unmap;
 	b->uv.data = b;
 	uv_idle_init(&b->uv, &b->idle);
 	b->idle.data = b;
@@ -623,8 +632,9 @@ static int uvb_init(fp_loop *loop)
 	loop->impl = b;
 	return 0;
 
+err_unmap:
+	munmap(b->rbuf, RBUF_LEN);
 err_free:
-	free(b->rbuf);
 	free(b);
 	return r;
 }
