@@ -18,6 +18,7 @@
  * that an idle handle drains, keeping the loop from sleeping meanwhile.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -66,6 +67,7 @@ struct uvb {
 	struct uvfd **fds;
 	unsigned nfds;
 	uv_timer_t *tcache;            /* stopped timers, linked through data */
+	bool in_uv_run;                /* inside uv_run(): uv_stop() is safe */
 	char *rbuf;
 	struct iovec iov[WQ_IOV];
 };
@@ -543,7 +545,9 @@ static int uvb_run(fp_loop *loop)
 		done_run(b);
 		if (!fp__loop_alive(loop))
 			break;
+		b->in_uv_run = true;
 		uv_run(&b->uv, UV_RUN_ONCE);
+		b->in_uv_run = false;
 	}
 	/* What the last callbacks wrote goes out now, not at the next run. */
 	flush_dirty(b);
@@ -554,8 +558,14 @@ static void uvb_stop(fp_loop *loop)
 {
 	struct uvb *b = loop->impl;
 
-	/* Keeps the poll phase of this iteration from sleeping. */
-	uv_stop(&b->uv);
+	/*
+	 * Keeps the poll phase of this iteration from sleeping. Outside
+	 * uv_run() the flag would outlive this run and make the uv_run() of
+	 * teardown return before closing the handles (a leak); there,
+	 * loop->stopping alone ends uvb_run().
+	 */
+	if (b->in_uv_run)
+		uv_stop(&b->uv);
 }
 
 static void close_any(uv_handle_t *h)
