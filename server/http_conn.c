@@ -1,0 +1,470 @@
+/*
+ * A connection's life: accepted, its read stream (bytes go to `in`, or to
+ * `over` while the handler holds a request), the request-side deadlines and
+ * the one sweep timer that enforces them, the request released so the next
+ * can be parsed, and the end: kill, half-close and linger, reap, free. The
+ * entry points pin the connection; fp__http_conn_leave() settles it.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "http_impl.h"
+
+/* --- buffers -------------------------------------------------------------- */
+
+/* Room for `extra` more bytes and a NUL after them. */
+int fp__http_buf_reserve(struct buf *b, size_t extra)
+{
+	size_t need = b->len + extra + 1, cap;
+	char *p;
+
+	if (need <= b->cap)
+		return 0;
+	cap = b->cap ? b->cap : IN_INIT;
+	while (cap < need)
+		cap *= 2;
+	p = realloc(b->p, cap);
+	if (!p)
+		return -ENOMEM;
+	b->p = p;
+	b->cap = cap;
+	return 0;
+}
+
+int fp__http_buf_append(struct buf *b, const char *s, size_t n)
+{
+	int r = fp__http_buf_reserve(b, n);
+
+	if (r < 0)
+		return r;
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	return 0;
+}
+
+void fp__http_buf_free(struct buf *b)
+{
+	free(b->p);
+	b->p = NULL;
+	b->len = b->cap = 0;
+}
+
+/* --- deadlines ------------------------------------------------------------ */
+
+static void sweep_cb(fp_timer *t);
+
+/* Make the sweep come by `due` at the latest. */
+void fp__http_sweep_arm(fp_http_server *srv, uint64_t due)
+{
+	uint64_t now;
+
+	if (srv->freeing || (srv->sweep_due && srv->sweep_due <= due))
+		return;
+	now = fp_now_ms();
+	/* Without a timer the deadline is only enforced by a later sweep. */
+	if (fp_timer_start(srv->loop, &srv->sweep, due > now ? due - now : 0,
+			   sweep_cb) == 0)
+		srv->sweep_due = due;
+}
+
+void fp__http_conn_rdeadline(struct conn *c, enum deadline_kind kind, uint64_t ms)
+{
+	c->rdl_kind = (uint8_t)kind;
+	if (kind == DL_NONE || !ms) {
+		c->rdeadline = 0;
+		return;
+	}
+	c->rdeadline = fp_now_ms() + ms;
+	fp__http_sweep_arm(c->srv, c->rdeadline);
+}
+
+/* --- requests: bookkeeping ------------------------------------------------ */
+
+void fp__http_access_log(struct conn *c, int status)
+{
+	fp_http_server *srv = c->srv;
+	uint64_t usec = 0;
+
+	if (!srv->log_fn)
+		return;
+	if (c->req.t_start_ns)
+		usec = (fp_now_ns() - c->req.t_start_ns) / 1000u;
+	srv->log_fn(srv->log_data, &c->req, status, c->out_total - c->req.out_start, usec);
+}
+
+/* Forget the request, keeping its buffers for the next one. */
+static void request_reset(fp_http_request *req)
+{
+	req->data = NULL;
+	req->close_cb = NULL;
+	req->close_data = NULL;
+	req->drain_cb = NULL;
+	req->drain_data = NULL;
+	req->have_method = req->target_ready = req->headers_ready = 0;
+	req->method = 0;
+	req->is_head = req->keep_alive = req->http_minor = 0;
+	req->resp = R_NONE;
+	req->close = req->chunked = req->bodiless = req->gone = 0;
+	req->has_server = req->path_done = req->query_done = 0;
+	req->status = 0;
+	req->t_start_ns = 0;
+	req->url = req->url_len = 0;
+	req->body = req->body_len = 0;
+	req->body_started = 0;
+	req->path = NULL;
+	req->nqp = 0;
+	req->arena_len = 0;
+	req->rh.len = 0;
+}
+
+/*
+ * The request is over (answered, or its client gone): give back the bytes it
+ * used and move what was read meanwhile behind the rest of the input.
+ */
+void fp__http_request_release(struct conn *c)
+{
+	size_t rest;
+	char *p;
+
+	request_reset(&c->req);
+	c->phase = PH_IDLE;
+	c->want_drain = 0;
+	c->nhdrs = 0;
+	c->hdr_state = 0;
+	if (c->saved_set) {
+		c->in.p[c->saved_at] = c->saved;
+		c->saved_set = 0;
+	}
+	if (c->dead || c->closing) {
+		c->in.len = c->in_off = c->over.len = 0;
+		return;
+	}
+	rest = c->in.len - c->in_off;
+	if (rest && c->in_off)
+		memmove(c->in.p, c->in.p + c->in_off, rest);
+	c->in.len = rest;
+	c->in_off = 0;
+	if (c->over.len) {
+		if (fp__http_buf_append(&c->in, c->over.p, c->over.len) < 0)
+			fp__http_conn_kill(c);
+		c->over.len = 0;
+	}
+	/* A large body's buffer is not kept for a connection's lifetime. */
+	if (c->in.cap > IN_KEEP && c->in.len < IN_INIT && (p = realloc(c->in.p, IN_INIT))) {
+		c->in.p = p;
+		c->in.cap = IN_INIT;
+	}
+	if (c->over.cap > IN_KEEP)
+		fp__http_buf_free(&c->over);
+}
+
+/*
+ * The client went away, or the server is closing, while the handler holds a
+ * request: its close callback runs and the request is released. Without a
+ * callback the request stays allocated (a zombie) until the handler
+ * finishes it, which then fails with -EPIPE.
+ */
+static void conn_gone(struct conn *c)
+{
+	fp_http_request *req = &c->req;
+	void (*cb)(fp_http_request *, void *);
+
+	if (c->phase != PH_HANDLER || req->gone)
+		return;
+	req->gone = 1;
+	/* 499, nginx's "client closed request", when no response had begun. */
+	fp__http_access_log(c, req->status ? req->status : 499);
+	cb = req->close_cb;
+	if (!cb) {
+		c->zombie = 1;
+		return;
+	}
+	req->close_cb = NULL;
+	c->in_close_cb = 1;
+	cb(req, req->close_data);
+	c->in_close_cb = 0;
+	fp__http_request_release(c);
+}
+
+/* Cancel everything; conn_reap() frees once the last callbacks are in. */
+void fp__http_conn_kill(struct conn *c)
+{
+	if (c->dead)
+		return;
+	c->dead = 1;
+	conn_gone(c);
+	c->rdeadline = c->wdeadline = 0;
+	c->rdl_kind = DL_NONE;
+	fp_io_cancel(&c->rio);
+	fp_io_cancel(&c->wio);
+}
+
+/* --- connections ---------------------------------------------------------- */
+
+void fp__http_conn_free(struct conn *c)
+{
+	struct oblk *b;
+
+	while ((b = c->oq_head)) {
+		c->oq_head = b->next;
+		free(b);
+	}
+	while ((b = c->ofree)) {
+		c->ofree = b->next;
+		free(b);
+	}
+	fp__http_buf_free(&c->in);
+	fp__http_buf_free(&c->over);
+	fp__http_buf_free(&c->req.rh);
+	free(c->hdrs);
+	free(c->req.qp);
+	free(c->req.arena);
+	free(c);
+}
+
+static void conn_unlink(struct conn *c)
+{
+	fp_http_server *srv = c->srv;
+
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		srv->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+}
+
+/* A dead connection whose operations have all ended: close, then free. */
+static void conn_reap(struct conn *c)
+{
+	fp_http_server *srv = c->srv;
+
+	if (c->busy || c->reap_later || fp_io_active(&c->rio) || fp_io_active(&c->wio))
+		return;
+	if (c->fd >= 0) {
+		close(c->fd);
+		c->fd = -1;
+		srv->stats.open--;
+	}
+	if (!c->zombie) {
+		conn_unlink(c);
+		fp__http_conn_free(c);
+	}
+	fp__http_server_check_done(srv);
+}
+
+/* Flushed and closing: half-close, then wait for the peer's FIN (linger). */
+static void conn_shutdown(struct conn *c)
+{
+	c->shut = 1;
+	shutdown(c->fd, SHUT_WR);
+	if (c->read_done)
+		fp__http_conn_kill(c);
+	else
+		fp__http_conn_rdeadline(c, DL_LINGER, LINGER_MS);
+}
+
+static void conn_settle(struct conn *c)
+{
+	if (!c->dead) {
+		fp__http_conn_flush(c);
+		if (!c->dead && c->closing && !c->unsent && !c->shut)
+			conn_shutdown(c);
+	}
+	if (c->dead)
+		conn_reap(c);
+}
+
+/* The last thing an entry point does: c may be freed by it. */
+void fp__http_conn_leave(struct conn *c)
+{
+	if (--c->busy == 0)
+		conn_settle(c);
+}
+
+/* Bytes read while a request is with the handler: the next requests. */
+static size_t over_limit(const struct conn *c)
+{
+	const struct fp_http_limits *lim = &c->srv->lim;
+
+	return lim->max_header_bytes + lim->max_body_bytes + IN_KEEP;
+}
+
+static void conn_input(struct conn *c, const char *data, size_t n)
+{
+	if (c->dead || c->closing) {
+		/* Lingering: read and drop until the peer is done. */
+		c->discarded += n;
+		if (c->shut && c->discarded > LINGER_BYTES)
+			fp__http_conn_kill(c);
+		return;
+	}
+	if (c->phase == PH_HANDLER) {
+		/*
+		 * Not into `in`: the handler holds pointers into it. The read
+		 * stream is not paused, as cancelling it can lose bytes the
+		 * kernel already handed over, so the limit is a hard one.
+		 */
+		if (c->over.len + n > over_limit(c) || fp__http_buf_append(&c->over, data, n) < 0)
+			fp__http_conn_kill(c);
+		return;
+	}
+	if (fp__http_buf_append(&c->in, data, n) < 0) {
+		fp__http_conn_kill(c);
+		return;
+	}
+	fp__http_conn_process(c);
+	if (!c->dead && !c->closing && c->phase == PH_BODY)
+		fp__http_conn_rdeadline(c, DL_BODY, c->srv->lim.body_timeout_ms);
+}
+
+static void conn_eof(struct conn *c, ssize_t res)
+{
+	if (c->dead)
+		return;
+	/* An error, a FIN after ours, or the client leaving mid-request. */
+	if (res < 0 || c->shut || c->phase != PH_IDLE) {
+		fp__http_conn_kill(c);
+		return;
+	}
+	/* Between requests: what is queued still goes out, then we close. */
+	if (c->unsent || c->closing)
+		c->closing = 1;
+	else
+		fp__http_conn_kill(c);
+}
+
+static void conn_read_cb(fp_io *io, ssize_t res, const char *buf)
+{
+	struct conn *c = io->data;
+
+	c->busy++;
+	if (res > 0) {
+		conn_input(c, buf, (size_t)res);
+	} else {
+		c->read_done = 1;
+		conn_eof(c, res);
+	}
+	fp__http_conn_leave(c);
+}
+
+static void conn_timeout(struct conn *c, uint64_t now)
+{
+	const struct fp_http_limits *lim = &c->srv->lim;
+
+	if (c->wdeadline && c->wdeadline <= now) {
+		/* Output made no progress: the peer stopped reading. */
+		fp__http_conn_kill(c);
+		return;
+	}
+	if (!c->rdeadline || c->rdeadline > now)
+		return;
+	switch (c->rdl_kind) {
+	case DL_HEADER:
+		/* Nothing of a request yet: nobody to answer. */
+		if (c->phase == PH_IDLE)
+			fp__http_conn_kill(c);
+		else
+			fp__http_conn_error(c, 408, "request_timeout",
+				   "request headers not complete within %llu ms",
+				   (unsigned long long)lim->header_timeout_ms);
+		break;
+	case DL_BODY:
+		fp__http_conn_error(c, 408, "request_timeout",
+			   "request body stalled: no byte for %llu ms",
+			   (unsigned long long)lim->body_timeout_ms);
+		break;
+	default:
+		/* Idle keep-alive, or lingering after our last response. */
+		fp__http_conn_kill(c);
+		break;
+	}
+}
+
+static void sweep_cb(fp_timer *t)
+{
+	fp_http_server *srv = t->data;
+	struct conn *c, *expired = NULL, **tail = &expired, *n;
+	uint64_t now = fp_now_ms(), next = 0, d;
+
+	srv->sweep_due = 0;
+	/*
+	 * Pin the ones with something to do first: a timeout runs handler
+	 * code (a close callback), which must not free a connection under
+	 * this walk.
+	 */
+	for (c = srv->conns; c; c = c->next) {
+		if (c->reap_later || (!c->dead && c->resume_pending) ||
+		    (!c->dead && c->rdeadline && c->rdeadline <= now) ||
+		    (!c->dead && c->wdeadline && c->wdeadline <= now)) {
+			c->busy++;
+			c->sweep_next = NULL;
+			*tail = c;
+			tail = &c->sweep_next;
+		}
+	}
+	for (c = expired; c; c = n) {
+		n = c->sweep_next;
+		c->reap_later = 0;
+		if (c->resume_pending && !c->dead && !c->closing && c->phase == PH_IDLE)
+			fp__http_conn_process(c);
+		if (!c->dead)
+			conn_timeout(c, now);
+		fp__http_conn_leave(c);
+	}
+	for (c = srv->conns; c; c = c->next) {
+		d = c->rdeadline;
+		if (c->wdeadline && (!d || c->wdeadline < d))
+			d = c->wdeadline;
+		if (d && (!next || d < next))
+			next = d;
+	}
+	if (next)
+		fp__http_sweep_arm(srv, next);
+}
+
+void fp__http_conn_accept(fp_http_server *srv, struct listener *l, int fd)
+{
+	struct conn *c;
+	int one = 1;
+
+	if (srv->lim.max_connections && srv->stats.open >= srv->lim.max_connections) {
+		close(fd);
+		srv->stats.refused++;
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->srv = srv;
+	c->fd = fd;
+	c->unix_peer = l->family == AF_UNIX;
+	c->rio.data = c;
+	c->wio.data = c;
+	c->req.c = c;
+	http_parser_init(&c->parser, HTTP_REQUEST);
+	c->parser.data = c;
+	/* Each response leaves in one write; Nagle would only delay the next. */
+	if (!c->unix_peer)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (fp_io_read_start(srv->loop, &c->rio, fd, conn_read_cb) < 0) {
+		close(fd);
+		free(c);
+		return;
+	}
+	c->next = srv->conns;
+	if (srv->conns)
+		srv->conns->prev = c;
+	srv->conns = c;
+	srv->stats.accepted++;
+	srv->stats.open++;
+	fp__http_conn_rdeadline(c, DL_HEADER, srv->lim.header_timeout_ms);
+}
