@@ -40,6 +40,9 @@
 
 #define TABLE_MIN 64
 
+/* The longest the TTL timer sleeps: a longer TTL is reached by re-arming. */
+#define TTL_TIMER_MAX_MS ((uint64_t)24 * 3600 * 1000)
+
 /* Kept instead of a result that could not be stored: the job must still end. */
 static const char oom_message[] = "the job store ran out of memory for this result";
 
@@ -343,8 +346,11 @@ static fp_job *job_alloc(const char *task, size_t n)
 	size_t tlen = strlen(task);
 	fp_job *job = calloc(1, sizeof(*job) + tlen + 1);
 
-	if (!job)
+	/* 20 bytes an item must not wrap where size_t is 32 bits. */
+	if (n > SIZE_MAX / (sizeof(struct job_item) + sizeof(uint32_t)) || !job) {
+		free(job);
 		return NULL;
+	}
 	memcpy(job->task, task, tlen + 1);
 	job->total = n;
 	job->mem_bytes = sizeof(*job) + tlen + 1;
@@ -414,7 +420,7 @@ static void ttl_cb(fp_timer *t);
  */
 static void ttl_arm(fp_jobs *jobs)
 {
-	uint64_t now, due;
+	uint64_t now, due, delay;
 
 	if (!jobs->fin_head) {
 		fp_timer_stop(&jobs->ttl);
@@ -424,8 +430,11 @@ static void ttl_arm(fp_jobs *jobs)
 	if (fp_timer_active(&jobs->ttl) && jobs->ttl.due_ms <= due)
 		return;
 	now = fp_now_ms();
+	delay = due > now ? due - now : 0;
+	if (delay > TTL_TIMER_MAX_MS)
+		delay = TTL_TIMER_MAX_MS;
 	/* Should the backend refuse, the next job to finish tries again. */
-	fp_timer_start(jobs->loop, &jobs->ttl, due > now ? due - now : 0, ttl_cb);
+	fp_timer_start(jobs->loop, &jobs->ttl, delay, ttl_cb);
 }
 
 static void ttl_cb(fp_timer *t)
@@ -589,6 +598,7 @@ static void job_done_cb(fp_pool *pool, const struct fp_call_summary *s, void *da
 {
 	fp_job *job = data;
 	fp_jobs *jobs = job->jobs;
+	uint64_t now;
 
 	if (job->forgotten) {
 		/* The last word from the pool: the tombstone can go. */
@@ -598,14 +608,19 @@ static void job_done_cb(fp_pool *pool, const struct fp_call_summary *s, void *da
 		return;
 	}
 	job->finished = true;
+	/* Durations are finished_at - created_at: a clock stepped back gives 0, not 2^64. */
 	job->finished_at = wall_ms();
+	if (job->finished_at < job->created_at)
+		job->finished_at = job->created_at;
 	if (s->cancelled)
 		set_state(job, FP_JOB_CANCELLED);
 	else
 		set_state(job, job->nfailed ? FP_JOB_FAILED : FP_JOB_DONE);
 	jobs->unfinished--;
 
-	job->expire_ms = fp_now_ms() + jobs->opts.ttl_ms;
+	now = fp_now_ms();
+	job->expire_ms = jobs->opts.ttl_ms > UINT64_MAX - now ? UINT64_MAX
+							      : now + jobs->opts.ttl_ms;
 	job->fprev = jobs->fin_tail;
 	if (jobs->fin_tail)
 		jobs->fin_tail->fnext = job;

@@ -226,6 +226,27 @@ static int is_lower_hex(const char *s)
 	return 1;
 }
 
+/* The completion order names every finished item once, and nothing more. */
+static void assert_completion_permutation(const fp_job *job)
+{
+	size_t n = fp_job_total(job), k, finished = fp_job_done(job) + fp_job_failed(job);
+	unsigned char *seen = calloc(n ? n : 1, 1);
+
+	assert_non_null(seen);
+	for (k = 0; k < finished; k++) {
+		size_t i = fp_job_completed_index(job, k);
+		struct fp_job_item it;
+
+		assert_true(i < n);
+		assert_int_equal(seen[i], 0);
+		seen[i] = 1;
+		fp_job_item(job, i, &it);
+		assert_true(it.finished);
+	}
+	assert_int_equal(fp_job_completed_index(job, finished), SIZE_MAX);
+	free(seen);
+}
+
 /* --- recording ----------------------------------------------------------- */
 
 static void apply_records_its_value_and_times(void **state)
@@ -293,7 +314,6 @@ static void map_keeps_item_order_and_a_completion_permutation(void **state)
 	struct fixture f;
 	struct items in;
 	struct fp_jobs_stats st;
-	unsigned char *seen = calloc(n, 1);
 	fp_job *job;
 
 	setup(&f, 2);
@@ -317,18 +337,11 @@ static void map_keeps_item_order_and_a_completion_permutation(void **state)
 		assert_int_equal(it.value_len, strlen(want));
 		assert_string_equal(it.value, want);
 	}
-	for (size_t k = 0; k < n; k++) {
-		size_t i = fp_job_completed_index(job, k);
-		assert_true(i < n);
-		assert_int_equal(seen[i], 0);
-		seen[i] = 1;
-	}
-	assert_int_equal(fp_job_completed_index(job, n), SIZE_MAX);
+	assert_completion_permutation(job);
 	fp_jobs_stats(f.jobs, &st);
 	assert_int_equal(st.items_ok, n);
 	assert_int_equal(st.items_pending, 0);
 
-	free(seen);
 	items_free(&in);
 	teardown(&f);
 }
@@ -364,6 +377,7 @@ static void a_failing_item_fails_the_job(void **state)
 	assert_int_equal(fp_job_state(job), FP_JOB_FAILED);
 	assert_int_equal(fp_job_done(job), 2);
 	assert_int_equal(fp_job_failed(job), 1);
+	assert_completion_permutation(job);
 	fp_job_item(job, 0, &it);
 	assert_string_equal(it.value, "1");
 	fp_job_item(job, 1, &it);
@@ -420,6 +434,7 @@ static void cancel_ends_hanging_jobs_as_cancelled(void **state)
 	assert_int_equal(fp_job_state(map), FP_JOB_CANCELLED);
 	assert_int_equal(fp_job_failed(map), 6);
 	assert_int_equal(fp_job_done(map), 0);
+	assert_completion_permutation(map);
 	for (size_t i = 0; i < 6; i++) {
 		fp_job_item(map, i, &it);
 		assert_int_equal(it.status, FP_ITEM_CANCELLED);
@@ -574,6 +589,12 @@ static void forget_drops_a_finished_job(void **state)
 	teardown(&f);
 }
 
+/* on_end's time on the monotonic clock: when the job finished, to the ms. */
+static void ended_at(struct fp_job_watch *w, fp_job *job)
+{
+	*(uint64_t *)w->data = fp_now_ms();
+}
+
 static void ttl_forgets_finished_jobs_only(void **state)
 {
 	struct fp_jobs_options jo;
@@ -582,7 +603,8 @@ static void ttl_forgets_finished_jobs_only(void **state)
 	char a_id[33], b_id[33];
 	struct gone ga = { NULL, a_id }, gb = { NULL, b_id };
 	fp_job *hang, *a, *b;
-	uint64_t finished;
+	uint64_t ended = 0;
+	struct fp_job_watch w = { .on_end = ended_at, .data = &ended };
 
 	fp_jobs_options_init(&jo);
 	jo.ttl_ms = 150;
@@ -592,12 +614,14 @@ static void ttl_forgets_finished_jobs_only(void **state)
 
 	a = submit_apply(&f, "square", "4");
 	strcpy(a_id, fp_job_id(a));
+	fp_job_watch(a, &w);
 	wait_finished(&f, a);
-	finished = fp_now_ms();
-	assert_ptr_equal(fp_jobs_find(f.jobs, a_id), a);
+	assert_true(ended > 0);
+	if (fp_now_ms() + 1 < ended + jo.ttl_ms)
+		assert_ptr_equal(fp_jobs_find(f.jobs, a_id), a);
 	assert_true(run_until(f.pool, job_is_gone, &ga, 10000));
 	/* Not before its time (a millisecond of slack for a backend's cached clock). */
-	assert_true(fp_now_ms() - finished + 1 >= jo.ttl_ms);
+	assert_true(fp_now_ms() + 1 >= ended + jo.ttl_ms);
 
 	/* The timer is armed again for the next one. */
 	b = submit_apply(&f, "sleep", "10");
@@ -613,26 +637,58 @@ static void ttl_forgets_finished_jobs_only(void **state)
 	teardown(&f);
 }
 
+/* Each job's end on the monotonic clock, and whether one was forgotten early. */
+struct expiry {
+	fp_jobs *jobs;
+	uint64_t ttl_ms;
+	char ids[3][33];
+	uint64_t ended[3];
+	int early;
+};
+
+static int expiry_all_gone(void *data)
+{
+	struct expiry *e = data;
+	int gone = 0;
+
+	for (int i = 0; i < 3; i++) {
+		if (fp_jobs_find(e->jobs, e->ids[i]))
+			continue;
+		gone++;
+		/* The timer never fires before it is due (a ms of slack for a cached clock). */
+		if (fp_now_ms() + 1 < e->ended[i] + e->ttl_ms)
+			e->early = 1;
+	}
+	return gone == 3;
+}
+
 static void ttl_timer_follows_several_finished_jobs(void **state)
 {
 	struct fp_jobs_options jo;
 	struct fixture f;
-	char ids[3][33];
-	struct gone g[3];
+	struct expiry e;
+	struct fp_job_watch w[3];
 	fp_job *job;
 
 	fp_jobs_options_init(&jo);
 	jo.ttl_ms = 80;
 	setup_with(&f, 2, &jo);
+	memset(&e, 0, sizeof(e));
+	e.jobs = f.jobs;
+	e.ttl_ms = jo.ttl_ms;
 	/* Finishing some tens of ms apart: separate expiries, one timer. */
 	for (int i = 0; i < 3; i++) {
 		job = submit_apply(&f, "sleep", "30");
-		strcpy(ids[i], fp_job_id(job));
-		g[i] = (struct gone){ f.jobs, ids[i] };
+		strcpy(e.ids[i], fp_job_id(job));
+		w[i] = (struct fp_job_watch){ .on_end = ended_at, .data = &e.ended[i] };
+		fp_job_watch(job, &w[i]);
 		wait_finished(&f, job);
+		assert_true(e.ended[i] > 0);
+		assert_false(e.early);
+		expiry_all_gone(&e);
 	}
-	for (int i = 0; i < 3; i++)
-		assert_true(run_until(f.pool, job_is_gone, &g[i], 10000));
+	assert_true(run_until(f.pool, expiry_all_gone, &e, 10000));
+	assert_false(e.early);
 	teardown(&f);
 }
 
@@ -1036,6 +1092,7 @@ static void cancelled_big_map_stores_its_message_once(void **state)
 	fp_job_item(job, n - 1, &it);
 	assert_int_equal(it.status, FP_ITEM_CANCELLED);
 	assert_string_equal(it.message, "cancelled");
+	assert_completion_permutation(job);
 	fp_job_memory(job, &bytes, &blocks);
 	assert_true(blocks <= 5);
 	assert_true(bytes < n * 20 + ((size_t)64 << 10));
