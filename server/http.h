@@ -89,6 +89,12 @@ struct fp_http_stats {
 	uint64_t requests;
 	uint64_t responses[6];              /* by status class: [1]=1xx ... [5]=5xx */
 	uint64_t writes;                    /* write operations: pipelined responses share one */
+	/*
+	 * By exact status code, 100 to 599: by_code[status - 100]. Counted with
+	 * responses[] (each response, the server's own errors and 100 Continue
+	 * included), so the codes of a class sum to its class count.
+	 */
+	uint64_t by_code[500];
 };
 void fp_http_server_stats(const fp_http_server *srv, struct fp_http_stats *out);
 

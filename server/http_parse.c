@@ -198,6 +198,7 @@ static int on_headers_complete(http_parser *p)
 		if (fp__http_out_append(c, "HTTP/1.1 100 Continue\r\n\r\n", 25) < 0)
 			return refuse(c, 500, "internal_error", "out of memory");
 		srv->stats.responses[1]++;
+		srv->stats.by_code[100 - 100]++;
 	}
 	c->phase = PH_BODY;
 	fp__http_conn_rdeadline(c, DL_BODY, srv->lim.body_timeout_ms);

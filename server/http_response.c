@@ -97,6 +97,8 @@ static void response_begin(struct conn *c, int status, int streamed)
 	req->close = !req->keep_alive || c->closing || c->srv->freeing ||
 		     (streamed && !req->chunked && !req->bodiless);
 	c->srv->stats.responses[status / 100]++;
+	if (status >= 100 && status <= 599)
+		c->srv->stats.by_code[status - 100]++;
 }
 
 /* An upper bound on the head's size. */

@@ -580,6 +580,7 @@ static void get_keepalive_two_requests(void **state)
 	assert_int_equal(st.open, 1);
 	assert_int_equal(st.requests, 2);
 	assert_int_equal(st.responses[2], 2);
+	assert_int_equal(st.by_code[200 - 100], 2);
 	assert_int_equal(t.logged, 2);
 	assert_int_equal(t.last_log_status, 200);
 	/* Head and body: everything the client got for the second one. */
@@ -686,6 +687,7 @@ static int got_continue(struct t *t)
 static void expect_continue(void **state)
 {
 	struct fp_http_limits lim;
+	struct fp_http_stats st;
 	struct rparse rp;
 	struct t t;
 
@@ -716,6 +718,12 @@ static void expect_continue(void **state)
 	rparse_free(&rp);
 	wait_closed(&t, 1);
 	assert_int_equal(t.handled, 1);
+	/* The interim 100 is counted by its code too. */
+	fp_http_server_stats(t.srv, &st);
+	assert_int_equal(st.responses[1], 1);
+	assert_int_equal(st.by_code[100 - 100], 1);
+	assert_int_equal(st.by_code[200 - 100], 1);
+	assert_int_equal(st.by_code[413 - 100], 1);
 	t_free(&t);
 }
 
@@ -773,8 +781,9 @@ static void limits_answered_with_json_errors(void **state)
 	struct fp_http_limits lim;
 	struct fp_http_stats st;
 	char big[4096];
+	uint64_t sum = 0;
 	struct t t;
-	int n;
+	int n, code;
 
 	fp_http_limits_init(&lim);
 	lim.max_header_bytes = 1024;
@@ -815,6 +824,14 @@ static void limits_answered_with_json_errors(void **state)
 	assert_int_equal(t.handled, 0);
 	fp_http_server_stats(t.srv, &st);
 	assert_int_equal(st.responses[4], 10);
+	/* Each code exactly, and nothing else in the class. */
+	assert_int_equal(st.by_code[400 - 100], 5);
+	assert_int_equal(st.by_code[413 - 100], 2);
+	assert_int_equal(st.by_code[414 - 100], 1);
+	assert_int_equal(st.by_code[431 - 100], 2);
+	for (code = 400; code <= 499; code++)
+		sum += st.by_code[code - 100];
+	assert_int_equal(sum, st.responses[4]);
 	assert_int_equal(t.logged, 10);
 	assert_int_equal(t.last_log_status, 400);
 	t_free(&t);
