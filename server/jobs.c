@@ -484,6 +484,21 @@ void fp_job_unwatch(struct fp_job_watch *w)
 	w->job = NULL;
 }
 
+int fp_job_watch_forget(fp_job *job, struct fp_job_watch *w)
+{
+	w->prev = w->next = NULL;
+	w->job = NULL;
+	if (!job || !job->finished || job->forgotten)
+		return -EINVAL;
+	/* A finished job's list held only watchers of its end, all gone by now. */
+	w->job = job;
+	w->next = job->watchers;
+	if (job->watchers)
+		job->watchers->prev = w;
+	job->watchers = w;
+	return 0;
+}
+
 static void watchers_item(fp_job *job, size_t index)
 {
 	struct fp_job_watch *w = job->watchers;
@@ -801,7 +816,8 @@ void fp_jobs_forget(fp_jobs *jobs, fp_job *job)
 		finished_unlink(jobs, job);
 		if (!jobs->fin_head)
 			fp_timer_stop(&jobs->ttl);
-		/* Its watchers had on_end when it finished. */
+		/* Only fp_job_watch_forget() watchers are left; `forgotten` keeps new ones out. */
+		watchers_end(job);
 		if (!job->busy)
 			job_free(job);
 		return;

@@ -151,4 +151,13 @@ struct fp_job_watch {
 void fp_job_watch(fp_job *job, struct fp_job_watch *w);
 void fp_job_unwatch(struct fp_job_watch *w);
 
+/*
+ * Added: watch a finished job for the moment it is forgotten (TTL, max_jobs,
+ * fp_jobs_forget): on_end runs then, with the job still readable; on_item
+ * never runs. For a reader that goes through a finished job's results at its
+ * own pace. -EINVAL if the job has not finished. Unwatch as usual;
+ * fp_jobs_free() only unlinks.
+ */
+int fp_job_watch_forget(fp_job *job, struct fp_job_watch *w);
+
 #endif

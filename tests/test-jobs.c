@@ -910,6 +910,102 @@ static void forget_from_inside_on_item_cancels_the_rest(void **state)
 	teardown(&f);
 }
 
+/* A reader of a finished job: told when it is forgotten, and can still read it. */
+struct holder {
+	struct fp_job_watch w;
+	size_t ends;
+	char value[32];
+};
+
+static void holder_end(struct fp_job_watch *w, fp_job *job)
+{
+	struct holder *h = w->data;
+	struct fp_job_item it;
+
+	h->ends++;
+	fp_job_item(job, 0, &it);
+	snprintf(h->value, sizeof(h->value), "%s", it.value ? it.value : "(none)");
+}
+
+static void holder_init(struct holder *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->w.on_end = holder_end;
+	h->w.data = h;
+}
+
+static void watch_forget_hears_when_a_finished_job_goes(void **state)
+{
+	struct fp_jobs_options jo;
+	struct fixture f;
+	struct holder byforget, byevict, byttl, quitter, unfinished, atfree;
+	char ids[3][33];
+	struct gone g;
+	fp_job *a, *b, *c, *hang;
+
+	fp_jobs_options_init(&jo);
+	jo.max_jobs = 2;
+	/* Long enough that nothing expires while the eviction part runs. */
+	jo.ttl_ms = 300;
+	setup_with(&f, 2, &jo);
+
+	hang = submit_apply(&f, "hang", "null");
+	holder_init(&unfinished);
+	assert_int_equal(fp_job_watch_forget(hang, &unfinished.w), -EINVAL);
+	assert_null(unfinished.w.job);
+
+	/* Forgotten on demand. */
+	a = submit_apply(&f, "square", "8");
+	wait_finished(&f, a);
+	holder_init(&byforget);
+	holder_init(&quitter);
+	assert_int_equal(fp_job_watch_forget(a, &byforget.w), 0);
+	assert_int_equal(fp_job_watch_forget(a, &quitter.w), 0);
+	fp_job_unwatch(&quitter.w);
+	fp_jobs_forget(f.jobs, a);
+	assert_int_equal(byforget.ends, 1);
+	assert_string_equal(byforget.value, "64");
+	assert_null(byforget.w.job);
+	assert_int_equal(quitter.ends, 0);
+
+	/* Evicted over max_jobs, oldest first. */
+	b = submit_apply(&f, "square", "9");
+	strcpy(ids[0], fp_job_id(b));
+	wait_finished(&f, b);
+	holder_init(&byevict);
+	assert_int_equal(fp_job_watch_forget(b, &byevict.w), 0);
+	for (int i = 1; i < 3; i++) {
+		c = submit_apply(&f, "square", "1");
+		strcpy(ids[i], fp_job_id(c));
+		wait_finished(&f, c);
+	}
+	assert_null(fp_jobs_find(f.jobs, ids[0]));
+	assert_int_equal(byevict.ends, 1);
+	assert_string_equal(byevict.value, "81");
+
+	/* Expired. */
+	c = fp_jobs_find(f.jobs, ids[2]);
+	assert_non_null(c);
+	holder_init(&byttl);
+	assert_int_equal(fp_job_watch_forget(c, &byttl.w), 0);
+	g = (struct gone){ f.jobs, ids[2] };
+	assert_true(run_until(f.pool, job_is_gone, &g, 10000));
+	assert_int_equal(byttl.ends, 1);
+	assert_string_equal(byttl.value, "1");
+
+	/* The store going away calls nothing. */
+	a = submit_apply(&f, "square", "2");
+	wait_finished(&f, a);
+	holder_init(&atfree);
+	assert_int_equal(fp_job_watch_forget(a, &atfree.w), 0);
+	fp_jobs_free(f.jobs);
+	f.jobs = NULL;
+	assert_int_equal(atfree.ends, 0);
+	assert_null(atfree.w.job);
+	assert_int_equal(unfinished.ends, 0);
+	teardown(&f);
+}
+
 /* --- listing, closing, freeing ------------------------------------------- */
 
 static void list_is_newest_first_with_a_state_filter(void **state)
@@ -1119,6 +1215,7 @@ int main(void)
 		cmocka_unit_test(watchers_see_every_item_once_and_the_end_once),
 		cmocka_unit_test(forget_from_inside_on_end_is_safe),
 		cmocka_unit_test(forget_from_inside_on_item_cancels_the_rest),
+		cmocka_unit_test(watch_forget_hears_when_a_finished_job_goes),
 		cmocka_unit_test(list_is_newest_first_with_a_state_filter),
 		cmocka_unit_test(close_refuses_new_jobs_and_lets_old_ones_finish),
 		cmocka_unit_test(free_with_jobs_running_then_run_the_loop),
