@@ -115,7 +115,6 @@ static void metric_head(struct sbuf *b, const char *name, const char *type, cons
 /* Prometheus text exposition format, version 0.0.4. */
 void fp__api_metrics(fp_api *api, fp_http_request *req)
 {
-	static const char *const classes[] = { "", "1xx", "2xx", "3xx", "4xx", "5xx" };
 	struct fp_http_stats hs = { 0 };
 	struct fp_jobs_stats js;
 	struct fp_pool_stats ps;
@@ -128,10 +127,11 @@ void fp__api_metrics(fp_api *api, fp_http_request *req)
 	fp_pool_stats(api->pool, &ps);
 	sbuf_init(&b);
 
-	metric_head(&b, "forkpool_http_requests_total", "counter", "HTTP responses sent, by status class.");
-	for (i = 1; i <= 5; i++)
-		sbuf_printf(&b, "forkpool_http_requests_total{code=\"%s\"} %llu\n", classes[i],
-			    (unsigned long long)hs.responses[i]);
+	metric_head(&b, "forkpool_http_requests_total", "counter", "HTTP responses sent, by status code.");
+	for (i = 0; i < 500; i++)
+		if (hs.by_code[i])
+			sbuf_printf(&b, "forkpool_http_requests_total{code=\"%d\"} %llu\n", i + 100,
+				    (unsigned long long)hs.by_code[i]);
 	metric_head(&b, "forkpool_http_connections", "gauge", "Open client connections.");
 	sbuf_printf(&b, "forkpool_http_connections %llu\n", (unsigned long long)hs.open);
 	metric_head(&b, "forkpool_http_connections_refused_total", "counter",

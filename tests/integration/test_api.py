@@ -425,7 +425,7 @@ class ApiTest(DaemonTestCase):
                              ("forkpool_worker_restarts_total", "counter"),
                              ("forkpool_task_duration_seconds", "histogram")):
             self.assertEqual(types.get(family), kind, family)
-        self.assertRegex(text, r'forkpool_http_requests_total\{code="2xx"\} [1-9]')
+        self.assertRegex(text, r'forkpool_http_requests_total\{code="200"\} [1-9]')
         self.assertRegex(text, r'forkpool_task_duration_seconds_bucket\{le="\+Inf"\} [1-9]')
         self.assertRegex(text, r"forkpool_task_duration_seconds_count [1-9]")
         self.assertRegex(text, r'forkpool_jobs\{state="done"\} [1-9]')
