@@ -17,6 +17,7 @@
 
 #include "forkpool.h"
 #include "jobs.h"
+#include "fp_test.h"
 #include "loop.h"
 
 /* --- helpers ------------------------------------------------------------- */
@@ -68,44 +69,6 @@ static uint64_t wall_now(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* Run the loop until cond(data) holds; 0 if `ms` pass first. */
-struct wait_until {
-	int (*cond)(void *);
-	void *data;
-	fp_loop *loop;
-	fp_timer tick;
-	uint64_t deadline;
-	int met;
-};
-
-static void wait_tick(fp_timer *t)
-{
-	struct wait_until *w = t->data;
-
-	if (w->cond(w->data)) {
-		w->met = 1;
-		fp_loop_stop(w->loop);
-		return;
-	}
-	if (fp_now_ms() >= w->deadline) {
-		fp_loop_stop(w->loop);
-		return;
-	}
-	fp_timer_start(w->loop, t, 2, wait_tick);
-}
-
-static int run_until(fp_pool *p, int (*cond)(void *), void *data, uint64_t ms)
-{
-	struct wait_until w = { cond, data, fp_pool_loop(p) };
-
-	w.tick.data = &w;
-	w.deadline = fp_now_ms() + ms;
-	fp_timer_start(w.loop, &w.tick, 0, wait_tick);
-	while (!w.met && fp_now_ms() < w.deadline)
-		fp_pool_run(p);
-	fp_timer_stop(&w.tick);
-	return w.met;
-}
 
 static int job_is_finished(void *data)
 {
@@ -114,7 +77,7 @@ static int job_is_finished(void *data)
 
 static void wait_finished(struct fixture *f, fp_job *job)
 {
-	assert_true(run_until(f->pool, job_is_finished, job, 60000));
+	assert_true(fp_test_run_until(f->pool, job_is_finished, job, 60000));
 }
 
 /* The pool has at least `want` items on workers. */
@@ -136,7 +99,7 @@ static void wait_running(struct fixture *f, uint64_t want)
 {
 	struct pool_running r = { f->pool, want };
 
-	assert_true(run_until(f->pool, pool_is_running, &r, 30000));
+	assert_true(fp_test_run_until(f->pool, pool_is_running, &r, 30000));
 }
 
 static int pool_is_idle(void *data)
@@ -619,7 +582,7 @@ static void ttl_forgets_finished_jobs_only(void **state)
 	assert_true(ended > 0);
 	if (fp_now_ms() + 1 < ended + jo.ttl_ms)
 		assert_ptr_equal(fp_jobs_find(f.jobs, a_id), a);
-	assert_true(run_until(f.pool, job_is_gone, &ga, 10000));
+	assert_true(fp_test_run_until(f.pool, job_is_gone, &ga, 10000));
 	/* Not before its time (a millisecond of slack for a backend's cached clock). */
 	assert_true(fp_now_ms() + 1 >= ended + jo.ttl_ms);
 
@@ -627,7 +590,7 @@ static void ttl_forgets_finished_jobs_only(void **state)
 	b = submit_apply(&f, "sleep", "10");
 	strcpy(b_id, fp_job_id(b));
 	wait_finished(&f, b);
-	assert_true(run_until(f.pool, job_is_gone, &gb, 10000));
+	assert_true(fp_test_run_until(f.pool, job_is_gone, &gb, 10000));
 
 	/* A job that has not finished is never expired. */
 	assert_ptr_equal(fp_jobs_find(f.jobs, fp_job_id(hang)), hang);
@@ -687,7 +650,7 @@ static void ttl_timer_follows_several_finished_jobs(void **state)
 		assert_false(e.early);
 		expiry_all_gone(&e);
 	}
-	assert_true(run_until(f.pool, expiry_all_gone, &e, 10000));
+	assert_true(fp_test_run_until(f.pool, expiry_all_gone, &e, 10000));
 	assert_false(e.early);
 	teardown(&f);
 }
@@ -853,7 +816,7 @@ static void forget_from_inside_on_end_is_safe(void **state)
 	fp_job_watch(job, &second.w);
 
 	struct gone g = { f.jobs, id };
-	assert_true(run_until(f.pool, job_is_gone, &g, 30000));
+	assert_true(fp_test_run_until(f.pool, job_is_gone, &g, 30000));
 	assert_int_equal(second.ends, 1);
 	assert_int_equal(first.ends, 1);
 	assert_int_equal(first.finished_at_end, 1);
@@ -893,8 +856,8 @@ static void forget_from_inside_on_item_cancels_the_rest(void **state)
 	fp_job_watch(job, &second.w);
 
 	/* The job leaves at the first item; the pool's later callbacks find a tombstone. */
-	assert_true(run_until(f.pool, nothing_pending, f.jobs, 60000));
-	assert_true(run_until(f.pool, pool_is_idle, f.pool, 30000));
+	assert_true(fp_test_run_until(f.pool, nothing_pending, f.jobs, 60000));
+	assert_true(fp_test_run_until(f.pool, pool_is_idle, f.pool, 30000));
 	assert_null(fp_jobs_find(f.jobs, id));
 	assert_int_equal(second.items, 1);
 	assert_int_equal(second.ends, 1);
@@ -989,7 +952,7 @@ static void watch_forget_hears_when_a_finished_job_goes(void **state)
 	holder_init(&byttl);
 	assert_int_equal(fp_job_watch_forget(c, &byttl.w), 0);
 	g = (struct gone){ f.jobs, ids[2] };
-	assert_true(run_until(f.pool, job_is_gone, &g, 10000));
+	assert_true(fp_test_run_until(f.pool, job_is_gone, &g, 10000));
 	assert_int_equal(byttl.ends, 1);
 	assert_string_equal(byttl.value, "1");
 
@@ -1105,7 +1068,7 @@ static void free_with_jobs_running_then_run_the_loop(void **state)
 	fp_jobs_free(f.jobs);
 	assert_null(w.w.job);
 	/* The pool still delivers the cancelled calls: into tombstones. */
-	assert_true(run_until(f.pool, pool_is_idle, f.pool, 30000));
+	assert_true(fp_test_run_until(f.pool, pool_is_idle, f.pool, 30000));
 	fp_pool_stats(f.pool, &ps);
 	assert_true(ps.cancelled >= 5);
 	assert_int_equal(w.items + w.ends, 0);

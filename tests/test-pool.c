@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "forkpool.h"
+#include "fp_test.h"
 #include "loop.h"
 
 /* --- helpers ------------------------------------------------------------- */
@@ -90,44 +91,6 @@ static pid_t apply_pid(fp_pool *p)
 	return pid;
 }
 
-/* Run the loop until cond(data) holds, failing after `ms`. */
-struct wait_until {
-	int (*cond)(void *);
-	void *data;
-	fp_loop *loop;
-	fp_timer tick;
-	uint64_t deadline;
-	int met;
-};
-
-static void wait_tick(fp_timer *t)
-{
-	struct wait_until *w = t->data;
-
-	if (w->cond(w->data)) {
-		w->met = 1;
-		fp_loop_stop(w->loop);
-		return;
-	}
-	if (fp_now_ms() >= w->deadline) {
-		fp_loop_stop(w->loop);
-		return;
-	}
-	fp_timer_start(w->loop, t, 5, wait_tick);
-}
-
-static int run_until(fp_pool *p, int (*cond)(void *), void *data, uint64_t ms)
-{
-	struct wait_until w = { cond, data, fp_pool_loop(p) };
-
-	w.tick.data = &w;
-	w.deadline = fp_now_ms() + ms;
-	fp_timer_start(w.loop, &w.tick, 0, wait_tick);
-	while (!w.met && fp_now_ms() < w.deadline)
-		fp_pool_run(p);
-	fp_timer_stop(&w.tick);
-	return w.met;
-}
 
 /* Collects the results of an async call. */
 struct collect {
@@ -543,7 +506,7 @@ static void poison_item_stops_after_its_retries(void **state)
 	fp_pool_free(p);
 }
 
-/* For run_until(): some worker is running `task` right now. */
+/* For fp_test_run_until(): some worker is running `task` right now. */
 struct busy_probe {
 	fp_pool *pool;
 	const char *task;
@@ -579,7 +542,7 @@ static void cancel_kills_only_its_own_workers(void **state)
 					     collect_done, &hang, &hang_id), 0);
 	assert_int_equal(fp_pool_map_async(p, "sleep", items, 6, &o, collect_item,
 					   collect_done, &slow, NULL), 0);
-	assert_true(run_until(p, worker_busy_with, &(struct busy_probe){ p, "hang" }, 10000));
+	assert_true(fp_test_run_until(p, worker_busy_with, &(struct busy_probe){ p, "hang" }, 10000));
 
 	assert_int_equal(fp_pool_cancel(p, hang_id), 0);
 	assert_int_equal(fp_pool_cancel(p, hang_id), -ENOENT);
@@ -748,7 +711,7 @@ static void failing_worker_init_backs_off_and_reports_unhealthy(void **state)
 	test_options(&o, 1);
 	o.modules[0] = path;
 	p = pool_with(&o);
-	assert_true(run_until(p, pool_unhealthy, p, 10000));
+	assert_true(fp_test_run_until(p, pool_unhealthy, p, 10000));
 	fp_pool_stats(p, &st);
 	assert_true(st.init_failures >= 3);
 	/* Backoff: 100 + 200 ms before the third try, so no fork loop. */
@@ -806,7 +769,7 @@ static void module_tasks_run_and_output_is_logged(void **state)
 	/* What a worker prints reaches the master's log with its pid. */
 	assert_int_equal(fp_pool_apply(p, "good.say", "\"hello\"", 7, NULL, &r), 0);
 	assert_int_equal(r.status, FP_ITEM_OK);
-	assert_true(run_until(p, log_has_said, o.log_data, 10000));
+	assert_true(fp_test_run_until(p, log_has_said, o.log_data, 10000));
 	snprintf(want, sizeof(want), "(pid %d): said \"hello\"", (int)r.pid);
 	assert_non_null(strstr(((struct log_capture *)o.log_data)->text, want));
 	fp_result_clear(&r);
@@ -976,7 +939,7 @@ static void shutdown_cancels_what_is_left(void **state)
 	collect_init(&c, p, 4);
 	assert_int_equal(fp_pool_map_async(p, "hang", items, 4, &o, collect_item,
 					   collect_done, &c, NULL), 0);
-	assert_true(run_until(p, worker_busy_with, &(struct busy_probe){ p, "hang" }, 10000));
+	assert_true(fp_test_run_until(p, worker_busy_with, &(struct busy_probe){ p, "hang" }, 10000));
 	assert_int_equal(fp_pool_shutdown(p, 100), 0);
 	assert_true(c.done);
 	for (int i = 0; i < 4; i++) {
@@ -1000,7 +963,7 @@ static void shutdown_lets_running_items_finish(void **state)
 	collect_init(&c, p, 1);
 	assert_int_equal(fp_pool_apply_async(p, "sleep", "200", 3, NULL, collect_item,
 					     collect_done, &c, NULL), 0);
-	assert_true(run_until(p, worker_busy_with, &(struct busy_probe){ p, "sleep" }, 10000));
+	assert_true(fp_test_run_until(p, worker_busy_with, &(struct busy_probe){ p, "sleep" }, 10000));
 	assert_int_equal(fp_pool_shutdown(p, 10000), 0);
 	assert_true(c.done);
 	assert_int_equal(c.r[0].status, FP_ITEM_OK);
