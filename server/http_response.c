@@ -323,6 +323,14 @@ static int respond_check(fp_http_request *req, int finishing)
 	return 1;
 }
 
+/* Nothing sensible can be sent any more: the request is over, and so is its connection. */
+static void request_abort(struct conn *c, fp_http_request *req)
+{
+	req->gone = 1;
+	fp__http_request_release(c);
+	fp__http_conn_kill(c);
+}
+
 int fp_http_respond(fp_http_request *req, int status, const char *content_type,
 		    const char *body, size_t len)
 {
@@ -340,10 +348,7 @@ int fp_http_respond(fp_http_request *req, int status, const char *content_type,
 		goto out;
 	r = response_whole(c, status, content_type, body, len);
 	if (r < 0) {
-		/* Nothing sensible can be sent any more; the request is over. */
-		req->gone = 1;
-		fp__http_request_release(c);
-		fp__http_conn_kill(c);
+		request_abort(c, req);
 		goto out;
 	}
 	request_finish(c);
@@ -445,9 +450,7 @@ int fp_http_stream_end(fp_http_request *req)
 	r = 0;
 	if (req->chunked && !req->bodiless && fp__http_out_append(c, "0\r\n\r\n", 5) < 0) {
 		r = -ENOMEM;
-		req->gone = 1;
-		fp__http_request_release(c);
-		fp__http_conn_kill(c);
+		request_abort(c, req);
 		goto out;
 	}
 	request_finish(c);
