@@ -156,7 +156,6 @@ struct fp_pool {
 	fp_signal sigchld;
 	fp_timer shutdown_timer;
 	enum fp_pool_state state;
-	bool running;              /* inside fp_pool_run() or a blocking call */
 	uint64_t rng;
 
 	/* Totals for fp_pool_stats(). */
