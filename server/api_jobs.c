@@ -301,17 +301,15 @@ void fp__api_job_results(fp_api *api, fp_http_request *req, fp_job *job)
 	}
 	fp_http_on_close(req, stream_on_close, s);
 	fp_http_on_drain(req, stream_on_drain, s);
-	if (fp_job_finished(job)) {
-		/*
-		 * Nothing would tell us if a finished job were forgotten while
-		 * the client reads slowly, so its results go out at once; they
-		 * are in memory already, so this buffers no more than the job
-		 * holds.
-		 */
-		stream_pump(s, true);
-		return;
-	}
-	fp_job_watch(job, &s->watch);
+	/*
+	 * A finished job streams at the client's pace too: the watch tells us
+	 * if it is about to be forgotten meanwhile (on_end, still readable),
+	 * and the rest is written then.
+	 */
+	if (fp_job_finished(job))
+		fp_job_watch_forget(job, &s->watch);
+	else
+		fp_job_watch(job, &s->watch);
 	stream_pump(s, false);
 }
 
