@@ -171,6 +171,12 @@ struct fp_result {
 	 * items that never ran.
 	 */
 	uint64_t duration_us;
+	/*
+	 * Pipelines only (0 elsewhere): the stage that produced this output or
+	 * failed this item, counted from 0; `index` is then the position of the
+	 * pipeline input that the output came from.
+	 */
+	unsigned stage;
 };
 
 /* Release what fp_pool_apply() put in `r`. */
@@ -241,6 +247,85 @@ int fp_pool_apply(fp_pool *pool, const char *task, const char *args,
 int fp_pool_map(fp_pool *pool, const char *task, const struct fp_buf *items,
 		size_t n, const fp_call_options *opts,
 		struct fp_result **out);
+
+/* --- pipelines ----------------------------------------------------------- */
+
+/*
+ * A pipeline is one call of several stages: every output of stage k becomes
+ * an item of stage k + 1 as soon as it exists (a plain task has one output
+ * per item, a generator task zero or more). What leaves the last stage is
+ * delivered through on_item, with `index` the pipeline input it came from;
+ * a failure in any stage (task error, crash, timeout, ...) is delivered as
+ * that item's error with `stage` set, and the rest carries on. The call ends
+ * when every stage has answered everything it owes: counted, never by a
+ * sentinel. fp_pool_cancel() stops it like any call.
+ */
+
+/* Items waiting before a stage when fp_stage.buffer is 0. */
+#define FP_PIPELINE_BUFFER_DEFAULT 1024
+
+typedef struct fp_stage {
+	const char *task;
+	unsigned workers;       /* at most this many of them at once; 0: no cap */
+	/*
+	 * Most items allowed to wait between the stage before and this one;
+	 * while full, the stage before is not fed (back-pressure). 0: the
+	 * default. Ignored for stage 0, whose items are the call's input.
+	 */
+	size_t buffer;
+	int64_t timeout_ms;     /* < 0: the pool's default; 0: none */
+	unsigned retries;       /* as fp_call_options.retries */
+} fp_stage;
+
+#define FP_STAGE_DEFAULT { .task = NULL, .workers = 0, .buffer = 0, .timeout_ms = -1, .retries = 0 }
+
+typedef struct fp_pipeline_options {
+	/*
+	 * Optional fan-in: a task that folds the last stage's outputs. It is
+	 * called with a JSON array of up to reduce_batch values (outputs, or
+	 * its own earlier results) and returns one value of the same kind, so
+	 * it must be associative (like `sum`). Its final result is the call's
+	 * only delivered output (index 0, stage = the number of stages); items
+	 * that failed earlier are still delivered as errors.
+	 */
+	const char *reduce;
+	size_t reduce_batch;    /* 0: 256; at least 2 */
+	int ordered;            /* deliver outputs in input order, not completion order */
+} fp_pipeline_options;
+
+#define FP_PIPELINE_OPTIONS_DEFAULT { .reduce = NULL, .reduce_batch = 0, .ordered = 0 }
+
+/*
+ * Submit a pipeline of `nstages` stages over `n` input items (JSON texts).
+ * `opts` may be NULL. Fails up front with FP_EUNKNOWN_TASK when a stage's
+ * task or the reduce task does not exist, -EINVAL for no stages or a bad
+ * option. The summary's
+ * counts are of delivered outputs and errors.
+ */
+int fp_pool_pipeline_async(fp_pool *pool, const fp_stage *stages, size_t nstages,
+			   const struct fp_buf *items, size_t n,
+			   const fp_pipeline_options *opts,
+			   fp_item_cb on_item, fp_done_cb on_done, void *data,
+			   uint64_t *call_id);
+
+/* A stage's counters, for watching a pipeline's progress and back-pressure. */
+struct fp_stage_stats {
+	uint64_t in;            /* items this stage has been given */
+	uint64_t done;          /* items it finished (ok or failed) */
+	uint64_t failed;
+	uint64_t out;           /* outputs it produced */
+	uint64_t waiting;       /* items waiting before it now */
+	uint64_t waiting_max;   /* the most that ever waited before it */
+	uint64_t running;       /* its items on workers now */
+};
+
+/*
+ * Fill up to `max` stage counters of a pipeline (the reduce stage, if any,
+ * last) and return how many stages it has, or -ENOENT when the call is over
+ * or is not a pipeline.
+ */
+int fp_pipeline_stats(fp_pool *pool, uint64_t call_id,
+		      struct fp_stage_stats *out, size_t max);
 
 /* --- introspection ------------------------------------------------------- */
 
