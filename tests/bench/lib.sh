@@ -10,6 +10,8 @@
 #   # suite: NAME   one line for --help     (a comment line, read by scripts/bench's usage)
 #   bench_packages+=(pkg ...)                Debian packages it needs (installed before the build)
 #   NAME_budget=SECONDS                      optional: its share of time (default BENCH_BUDGET)
+#   NAME_runs=N                              optional: its repetitions unless --runs or --quick
+#                                            (at least 3)
 #   NAME_header()    optional: prints the "== NAME: <versions>" line of what it compares
 #   NAME_prepare()   optional: probes what can run here (backends, servers); returns non-zero
 #                    when nothing can, and the suite is then counted as failed
@@ -146,6 +148,7 @@ summary_of() {
 		if ("summary" in f) { s = f["summary"]; gsub(/_/, " ", s); print s }
 		else if ("p50_us" in f) printf "p50 %s us, p99 %s us\n", f["p50_us"], f["p99_us"]
 		else if ("rate" in f) printf "%.0f /s in %.3f s\n", f["rate"], f["seconds"]
+		else if ("outcome" in f) { o = f["outcome"]; gsub(/_/, " ", o); printf "%s (%.3f s)\n", o, f["seconds"] }
 		else { sub(/^result /, ""); print }
 	}' <<<"$1"
 }
@@ -307,13 +310,18 @@ wait_http() {
 }
 
 # fpd_start BACKEND [forkpoold options...] : starts forkpoold (2 workers unless the options say
-# otherwise) on 127.0.0.1:0, its log in $tmp/fpd.log; sets server and port.
+# otherwise) on 127.0.0.1:0, its log in $tmp/fpd.log; sets server and port. With fpd_nofile set,
+# it starts with RLIMIT_NOFILE raised to that (forkpoold does not raise its own).
+fpd_nofile=
 fpd_start() {
 	local i b=$1
 	shift
 	: >"$tmp/fpd.log"
-	setsid "$forkpoold" --listen 127.0.0.1:0 --workers 2 --loop "$b" --log-level info "$@" \
-		2>"$tmp/fpd.log" >/dev/null &
+	(
+		if [ -n "$fpd_nofile" ]; then ulimit -n "$fpd_nofile" || exit 1; fi
+		exec setsid "$forkpoold" --listen 127.0.0.1:0 --workers 2 --loop "$b" --log-level info "$@" \
+			2>"$tmp/fpd.log" >/dev/null
+	) &
 	server=$!
 	port=
 	for ((i = 0; i < 50; i++)); do
@@ -399,9 +407,13 @@ wrk_run() {
 
 # bench_run_suite NAME : header, probe, interleaved repetitions inside the budget, the table.
 bench_run_suite() {
-	local name=$1 rep start now took runs_done=0 sbudget
+	local name=$1 rep start now took runs_done=0 sbudget runs=$runs
 	bench_suite=$name
 	sbudget=$budget
+	if [ "$runs_given" -eq 0 ] && [ "$quick" -eq 0 ]; then
+		local r="${name}_runs"
+		[ -n "${!r:-}" ] && runs=${!r}
+	fi
 	if [ -z "${BENCH_BUDGET:-}" ]; then
 		local v="${name}_budget"
 		[ -n "${!v:-}" ] && sbudget=${!v}

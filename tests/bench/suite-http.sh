@@ -1,4 +1,4 @@
-# shellcheck shell=bash disable=SC2154
+# shellcheck shell=bash disable=SC2154,SC2034
 # suite: http      forkpoold's trivial HTTP apply and GET /v1/health under each backend, measured with wrk (tests/bench/wrk-apply.lua), against nginx's `return 200` (1 and 2 workers)
 # Sourced by scripts/bench after tests/bench/lib.sh, which says how a suite is written.
 #
