@@ -9,6 +9,8 @@
  *   bench-pool mtpc M N map|async         N items with max_tasks_per_child M
  *                                         (0: no recycling); map uses chunksize 1,
  *                                         async submits every item at once
+ *   bench-pool spin W N MS                fp_pool_map of N `spin` items of MS ms of
+ *                                         CPU each, chunksize 1, on W workers
  *
  * Prints one line on stdout, e.g.
  *   result name=map backend=io_uring workers=2 items=1000000 chunksize=0 seconds=0.61 rate=1639344.3
@@ -17,7 +19,7 @@
  * both and compares.
  *
  * The pool is created and warmed with one apply before the clock starts, so
- * only the calls are timed. Workers: one per online CPU. FORKPOOL_LOOP picks
+ * only the calls are timed. Workers: one per online CPU (spin: W). FORKPOOL_LOOP picks
  * the backend. Nothing here asserts a time: the numbers are reported only.
  */
 #include <errno.h>
@@ -55,7 +57,8 @@ static int usage(void)
 		"usage: bench-pool map N [CHUNKSIZE]\n"
 		"       bench-pool apply-async N [WINDOW]\n"
 		"       bench-pool rtt N\n"
-		"       bench-pool mtpc M N map|async\n");
+		"       bench-pool mtpc M N map|async\n"
+		"       bench-pool spin W N MS\n");
 	return 2;
 }
 
@@ -80,7 +83,7 @@ static void note_failure(struct bench *b, const struct fp_result *r)
 		 fp_item_status_name(r->status), r->message ? r->message : "(no message)");
 }
 
-static int bench_pool_new(struct bench *b, unsigned max_tasks)
+static int bench_pool_new(struct bench *b, unsigned workers, unsigned max_tasks)
 {
 	struct fp_result r;
 	fp_options opts;
@@ -88,7 +91,7 @@ static int bench_pool_new(struct bench *b, unsigned max_tasks)
 	int rc;
 
 	fp_options_init(&opts);
-	opts.workers = 0;
+	opts.workers = workers;
 	opts.max_tasks_per_child = max_tasks;
 	/* Per-recycle INFO lines would be timed along with the work. */
 	opts.log_level = FP_LOG_WARN;
@@ -158,11 +161,14 @@ static struct fp_buf *items_make(size_t n, char **text)
 	return items;
 }
 
-/* Every result is OK and is the square of its item. */
-static int map_check(struct bench *b, const struct fp_result *res, size_t n)
+/*
+ * Every result is OK and is the square of its item, or with spin_ms the
+ * number of milliseconds spun (what `spin` returns).
+ */
+static int map_check(struct bench *b, const struct fp_result *res, size_t n, size_t spin_ms)
 {
 	for (size_t i = 0; i < n; i++) {
-		unsigned long long want = (unsigned long long)i * i;
+		unsigned long long want = spin_ms ? spin_ms : (unsigned long long)i * i;
 
 		if (res[i].status != FP_ITEM_OK) {
 			note_failure(b, &res[i]);
@@ -180,8 +186,8 @@ static int map_check(struct bench *b, const struct fp_result *res, size_t n)
 	return b->ok == n ? 0 : -EIO;
 }
 
-/* fp_pool_map over n items; seconds in *secs. */
-static int run_map(struct bench *b, size_t n, size_t chunksize, double *secs)
+/* fp_pool_map of `square` over 0..n-1, or with spin_ms of n `spin` items of spin_ms; seconds in *secs. */
+static int run_map(struct bench *b, size_t n, size_t chunksize, size_t spin_ms, double *secs)
 {
 	fp_call_options copts = FP_CALL_OPTIONS_DEFAULT;
 	struct fp_result *res = NULL;
@@ -193,15 +199,21 @@ static int run_map(struct bench *b, size_t n, size_t chunksize, double *secs)
 	items = items_make(n, &text);
 	if (!items)
 		return -ENOMEM;
+	if (spin_ms) {
+		/* Every item the same: the first one's text, made "MS". */
+		items[0].len = (size_t)snprintf(text, NUM_MAX, "%zu", spin_ms);
+		for (size_t i = 1; i < n; i++)
+			items[i] = items[0];
+	}
 	copts.chunksize = chunksize;
 	t0 = now_s();
-	rc = fp_pool_map(b->pool, "square", items, n, &copts, &res);
+	rc = fp_pool_map(b->pool, spin_ms ? "spin" : "square", items, n, &copts, &res);
 	*secs = now_s() - t0;
 	if (rc < 0) {
 		fprintf(stderr, "bench-pool: fp_pool_map: %s\n", fp_strerror(rc));
 	} else {
 		b->completed = n;
-		rc = map_check(b, res, n);
+		rc = map_check(b, res, n, spin_ms);
 		fp_results_free(res, n);
 	}
 	free(items);
@@ -336,7 +348,7 @@ int main(int argc, char **argv)
 {
 	struct bench b = { 0 };
 	struct fp_pool_stats st;
-	size_t n = 0, arg2 = 0, mtpc = 0;
+	size_t n = 0, arg2 = 0, mtpc = 0, workers = 0;
 	const char *cmd, *mode = NULL;
 	double secs = 0, *lat = NULL;
 	int rc;
@@ -358,6 +370,11 @@ int main(int argc, char **argv)
 	} else if (strcmp(cmd, "rtt") == 0) {
 		if (argc != 3 || parse_size(argv[2], &n) < 0)
 			return usage();
+	} else if (strcmp(cmd, "spin") == 0) {
+		if (argc != 5 || parse_size(argv[2], &workers) < 0 || workers == 0 ||
+		    workers > 1024 || parse_size(argv[3], &n) < 0 ||
+		    parse_size(argv[4], &arg2) < 0 || arg2 == 0 || arg2 > 3600000)
+			return usage();
 	} else {
 		return usage();
 	}
@@ -371,12 +388,12 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	rc = bench_pool_new(&b, (unsigned)mtpc);
+	rc = bench_pool_new(&b, (unsigned)workers, (unsigned)mtpc);
 	if (rc < 0)
 		goto out;
 
 	if (strcmp(cmd, "map") == 0) {
-		rc = run_map(&b, n, arg2, &secs);
+		rc = run_map(&b, n, arg2, 0, &secs);
 		printf("result name=map backend=%s workers=%u items=%zu chunksize=%zu "
 		       "seconds=%.6f rate=%.1f",
 		       backend_name(&b), pool_workers(&b), n, arg2, secs, (double)n / secs);
@@ -394,9 +411,14 @@ int main(int argc, char **argv)
 		       backend_name(&b), pool_workers(&b), n, secs, (double)b.completed / secs,
 		       b.completed ? percentile(lat, b.completed, 0.50) : 0.0,
 		       b.completed ? percentile(lat, b.completed, 0.99) : 0.0);
+	} else if (strcmp(cmd, "spin") == 0) {
+		rc = run_map(&b, n, 1, arg2, &secs);
+		printf("result name=spin backend=%s workers=%u items=%zu ms=%zu seconds=%.6f "
+		       "rate=%.1f",
+		       backend_name(&b), pool_workers(&b), n, arg2, secs, (double)n / secs);
 	} else {
 		if (strcmp(mode, "map") == 0)
-			rc = run_map(&b, n, 1, &secs);
+			rc = run_map(&b, n, 1, 0, &secs);
 		else
 			rc = run_async(&b, n, 0, &secs);
 		fp_pool_stats(b.pool, &st);

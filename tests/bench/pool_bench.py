@@ -9,12 +9,18 @@ standard library's multiprocessing.Pool, printing the same result line.
   pool_bench.py rtt N                    N sequential Pool.apply calls
   pool_bench.py mtpc M N map|async       N items with maxtasksperchild M
                                          (0: None); map uses chunksize 1
+  pool_bench.py spin W N MS              Pool(W).map of N spin(MS) items, chunksize 1:
+                                         each burns MS ms of CPU time, as forkpool's
+                                         demo `spin` does
+  pool_bench.py ppe-map N [CHUNKSIZE]    concurrent.futures.ProcessPoolExecutor.map
+                                         of square over range(N)
 
-Processes: one per online CPU, start method fork, as bench-pool's one worker per
+Processes: one per online CPU (spin: W), start method fork, as bench-pool's one worker per
 online CPU. The pool is created and warmed with one apply before the clock
 starts. Times are reported, never asserted.
 """
 
+import concurrent.futures
 import multiprocessing
 import os
 import sys
@@ -24,6 +30,16 @@ import time
 
 def square(x):
     return x * x
+
+
+def spin(ms):
+    """Burns ms milliseconds of this thread's CPU time, as demo `spin` does."""
+    until = time.thread_time() + ms / 1000.0
+    work = 0
+    while time.thread_time() < until:
+        for i in range(100):
+            work += i
+    return ms
 
 
 def usage():
@@ -49,21 +65,33 @@ def percentile(sorted_values, p):
 
 
 class Bench:
-    def __init__(self, mtpc=0):
+    def __init__(self, mtpc=0, workers=0, executor=False):
         # Online CPUs, as forkpool counts them for workers = 0.
-        self.workers = os.sysconf("SC_NPROCESSORS_ONLN")
-        self.pool = multiprocessing.get_context("fork").Pool(
-            self.workers, maxtasksperchild=mtpc or None)
+        self.workers = workers or os.sysconf("SC_NPROCESSORS_ONLN")
+        ctx = multiprocessing.get_context("fork")
+        if executor:
+            self.pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=ctx)
+            # ProcessPoolExecutor starts its processes on demand: submit
+            # enough to have every one up before the clock starts.
+            warm = [self.pool.submit(square, 1) for _ in range(4 * self.workers)]
+            ok = all(f.result() == 1 for f in warm)
+        else:
+            self.pool = ctx.Pool(self.workers, maxtasksperchild=mtpc or None)
+            ok = self.pool.apply(square, (1,)) == 1
+        self.executor = executor
         self.ok = 0
         self.failed = 0
         self.first_failure = None
-        if self.pool.apply(square, (1,)) != 1:
+        if not ok:
             raise RuntimeError("warm-up apply returned a wrong value")
 
     def close(self):
         # Not timed: let the workers leave on their own, then reap them.
-        self.pool.close()
-        self.pool.join()
+        if self.executor:
+            self.pool.shutdown(wait=True)
+        else:
+            self.pool.close()
+            self.pool.join()
 
     def fail(self, what):
         self.failed += 1
@@ -80,6 +108,33 @@ class Bench:
             else:
                 self.fail("item %d: got %r, want %d" % (i, value, i * i))
         return secs
+
+    def ppe_map(self, n, chunksize):
+        t0 = time.monotonic()
+        results = list(self.pool.map(square, range(n), chunksize=chunksize or 1))
+        secs = time.monotonic() - t0
+        self.check_squares(results, n)
+        return secs
+
+    def spin(self, n, ms):
+        t0 = time.monotonic()
+        results = self.pool.map(spin, [ms] * n, chunksize=1)
+        secs = time.monotonic() - t0
+        for i, value in enumerate(results):
+            if value == ms:
+                self.ok += 1
+            else:
+                self.fail("item %d: got %r, want %d" % (i, value, ms))
+        return secs
+
+    def check_squares(self, results, n):
+        if len(results) != n:
+            self.fail("%d results for %d items" % (len(results), n))
+        for i, value in enumerate(results):
+            if value == i * i:
+                self.ok += 1
+            else:
+                self.fail("item %d: got %r, want %d" % (i, value, i * i))
 
     def apply_async(self, n, window):
         """n calls; with a window, a callback frees a slot as each finishes."""
@@ -142,7 +197,13 @@ def main(argv):
         if len(argv) != 5 or argv[4] not in ("map", "async"):
             usage()
         mtpc, n, mode = size_arg(argv[2]), size_arg(argv[3]), argv[4]
-    elif cmd in ("map", "apply-async"):
+    elif cmd == "spin":
+        if len(argv) != 5:
+            usage()
+        workers, n, ms, mtpc = size_arg(argv[2]), size_arg(argv[3]), size_arg(argv[4]), 0
+        if workers == 0 or ms == 0:
+            usage()
+    elif cmd in ("map", "apply-async", "ppe-map"):
         if len(argv) > 4:
             usage()
         n = size_arg(argv[2])
@@ -157,13 +218,21 @@ def main(argv):
     if n == 0:
         usage()
 
-    bench = Bench(mtpc)
+    bench = Bench(mtpc, workers=workers if cmd == "spin" else 0,
+                  executor=cmd == "ppe-map")
     try:
         head = "result name=%s backend=python workers=%d" % (cmd, bench.workers)
         if cmd == "map":
             secs = bench.map(n, arg2)
             line = "%s items=%d chunksize=%d seconds=%.6f rate=%.1f" % (
                 head, n, arg2, secs, n / secs)
+        elif cmd == "ppe-map":
+            secs = bench.ppe_map(n, arg2)
+            line = "%s items=%d chunksize=%d seconds=%.6f rate=%.1f" % (
+                head, n, arg2, secs, n / secs)
+        elif cmd == "spin":
+            secs = bench.spin(n, ms)
+            line = "%s items=%d ms=%d seconds=%.6f rate=%.1f" % (head, n, ms, secs, n / secs)
         elif cmd == "apply-async":
             secs = bench.apply_async(n, arg2)
             line = "%s items=%d window=%d seconds=%.6f rate=%.1f" % (
