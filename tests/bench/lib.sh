@@ -40,9 +40,9 @@
 # Every figure a table prints is also written, one line each, to $bench_results_file
 # (build-bench/bench-results.txt, rewritten by each run of scripts/bench) as
 #   suite=S key=K field=F unit=U median=M min=A max=B n=N [ref=RK ref_field=RF ref_median=RM
-#     ratio=X ref_name=RN] [target=>=T|<=T met=yes|no] name=NAME
-# (names with their spaces as `_`; a continuation row repeats its measurement's name) for the
-# plot and BENCHMARKS.md.
+#     ratio=X] [target=>=T|<=T met=yes|no] | NAME | REFNAME
+# (k=v fields without spaces, then the row's name and its reference's, as printed, after " | ";
+# a continuation row repeats its measurement's name) for the plot and BENCHMARKS.md.
 
 # Upper bound on one measurement, in seconds; `timeout` kills its whole process group after it.
 limit=180
@@ -53,8 +53,13 @@ fork_floor=$builddir/tests/bench/fork-floor
 forkpoold=$builddir/server/forkpoold
 pool_py=tests/bench/pool_bench.py
 bench_results_file=$builddir/bench-results.txt
-# The interpreter itself, not a version manager's shim in front of it.
-python=$(python3 -c 'import sys; print(sys.executable)')
+# Debian's python3 (scripts/deps installs it), the one Debian's Celery and uWSGI run on; else the
+# interpreter itself, not a version manager's shim in front of it.
+if [ -x /usr/bin/python3 ]; then
+	python=/usr/bin/python3
+else
+	python=$(python3 -c 'import sys; print(sys.executable)')
+fi
 
 bench_packages=()
 tmp=
@@ -99,6 +104,18 @@ bench_build() {
 	ninja -C "$builddir"
 	mkdir -p "$builddir"
 	: >"$bench_results_file"
+}
+
+# bench_machine : the machine and the versions every suite shares, for the run's first lines.
+bench_machine() {
+	local cpu mem debian
+	cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+	mem=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+	debian=$(cat /etc/debian_version 2>/dev/null || echo '?')
+	echo "== machine: ${cpu:-?}, $(nproc) CPUs, $mem RAM, $(uname -sr), Debian $debian"
+	echo "   $(cc --version | head -n 1), liburing $(pkg-config --modversion liburing 2>/dev/null || echo -)," \
+		"libuv $(pkg-config --modversion libuv 2>/dev/null || echo -), $("$python" -V 2>&1) ($python)," \
+		"$(curl -V | head -n 1 | cut -d' ' -f1-2), forkpool $(fp_version)"
 }
 
 # forkpool's commit, with "+changes" when the engine or the daemon differ from it.
@@ -201,7 +218,7 @@ row() {
 		-v r="$r" -v target="$target" -v suite="$bench_suite" -v key="$key" -v field="$field" \
 		-v reffield="$reffield" -v lastname="$row_last_name" -v lastunit="$row_last_unit" -v out="$bench_results_file" '
 		function num(x) { return x >= 1000 ? sprintf("%.0f", x) : sprintf("%.1f", x) }
-		function word(x) { gsub(/[ \t]+/, "_", x); return x == "" ? "-" : x }
+		function word(x) { gsub(/[ \t|]+/, "_", x); return x == "" ? "-" : x }
 		BEGIN {
 			split(s, a, " "); split(r, b, " ")
 			med = s == "" ? "failed" : num(a[1]); lo = s == "" ? "-" : num(a[2]); hi = s == "" ? "-" : num(a[3])
@@ -231,10 +248,10 @@ row() {
 			rec = sprintf("suite=%s key=%s field=%s unit=%s median=%s min=%s max=%s n=%s", suite,
 				key, field, word(lastunit), a[1], a[2], a[3], a[4])
 			if (refkey != "" && x != "")
-				rec = rec sprintf(" ref=%s ref_field=%s ref_median=%s ratio=%.4f ref_name=%s",
-					refkey, reffield, b[1], x, word(refname))
+				rec = rec sprintf(" ref=%s ref_field=%s ref_median=%s ratio=%.4f",
+					refkey, reffield, b[1], x)
 			if (met != "") rec = rec sprintf(" target=%s%s met=%s", op, t, met)
-			print rec " name=" word(lastname) >> out
+			print rec " | " lastname " | " refname >> out
 		}'
 }
 

@@ -75,7 +75,7 @@ crash_outcome() {
 	[ -n "$line" ] || { printf '%-44s %s\n' "$name" "failed"; return 0; }
 	read -r ok fl lost outcome hung <<<"$line"
 	printf '%-44s %4s %6s %4s %6s  %s\n' "$name" "$ok" "$fl" "$lost" "$hung" "${outcome//_/ }"
-	echo "suite=crash key=$key field=outcome ok=$ok failed=$fl lost=$lost hung_runs=$hung outcome=$outcome name=${name// /_}" \
+	echo "suite=crash key=$key field=outcome ok=$ok failed=$fl lost=$lost hung_runs=$hung outcome=$outcome | $name |" \
 		>>"$bench_results_file"
 }
 

@@ -111,6 +111,11 @@ http_table() {
 		row "" "fp.$b.apply" rate "" "[$name] GET /v1/health" "fp.$b.health" rate
 	done
 	for i in "${!http_backends[@]}"; do
+		b=${http_backends[$i]}
+		name=${http_backend_names[$i]}
+		row "[$name] GET /v1/health" "fp.$b.health" rate req/s "$refname" "$ref" rate
+	done
+	for i in "${!http_backends[@]}"; do
 		[ "${http_backends[$i]}" = uring ] || continue
 		for j in "${!http_backends[@]}"; do
 			[ "${http_backends[$j]}" = epoll ] || continue
@@ -119,11 +124,6 @@ http_table() {
 			row "io_uring/epoll GET /v1/health" fp.uring.health rate req/s \
 				"[${http_backend_names[$j]}] GET /v1/health" fp.epoll.health rate
 		done
-	done
-	for i in "${!http_backends[@]}"; do
-		b=${http_backends[$i]}
-		name=${http_backend_names[$i]}
-		row "[$name] GET /v1/health" "fp.$b.health" rate req/s "$refname" "$ref" rate
 	done
 	row "nginx return 200, 1 worker" nginx.w1 rate req/s
 	row "nginx return 200, 2 workers" nginx.w2 rate req/s
