@@ -34,9 +34,20 @@
 #define ID_BYTES 16
 #define ID_HEX (2 * ID_BYTES)
 
-/* Text pages grow by doubling, so an apply costs 4 KiB and a big map few pages. */
+/* A map's text pages grow by doubling from 4 KiB, so a big map costs few pages. */
 #define PAGE_MIN ((size_t)4 << 10)
 #define PAGE_MAX ((size_t)1 << 20)
+
+/*
+ * An apply keeps one text, mostly a few bytes: it lives in the job itself
+ * when it fits here, else in a page of its own exact size. A 4 KiB page per
+ * apply was a calloc and a page fault per request under a stream of applies
+ * (docs/PROFILE-http-apply.md).
+ */
+#define APPLY_TEXT_INLINE 48
+
+/* Ids are drawn from getrandom() this many at a time: one syscall per 32 jobs. */
+#define ID_POOL_BYTES (32 * ID_BYTES)
 
 #define TABLE_MIN 64
 
@@ -69,6 +80,9 @@ struct fp_job {
 
 	uint8_t id[ID_BYTES];
 	char hex[ID_HEX + 1];
+	char apply_text[APPLY_TEXT_INLINE];    /* an apply's text, when it fits */
+	struct job_item apply_item;            /* an apply's items[] and order[] */
+	uint32_t apply_order;
 	enum fp_job_kind kind;
 	enum fp_job_state state;
 	uint64_t call_id;
@@ -90,6 +104,7 @@ struct fp_job {
 	bool ended;                /* watchers had on_end; no new ones link */
 	bool forgotten;            /* out of the table and lists */
 	bool cancel_requested;
+	bool apply_text_used;
 	char task[];
 };
 
@@ -107,6 +122,8 @@ struct fp_jobs {
 	fp_job *orphans;           /* forgotten, waiting for their done callback */
 
 	fp_timer ttl;              /* due when fin_head expires */
+	uint8_t id_pool[ID_POOL_BYTES];   /* random bytes not used for an id yet */
+	size_t id_pool_left;
 	bool closed;
 	struct fp_jobs_stats stats;
 };
@@ -224,20 +241,40 @@ static void table_remove(fp_jobs *jobs, fp_job *job)
 	job->hnext = NULL;
 }
 
-static int id_generate(fp_jobs *jobs, fp_job *job)
+/*
+ * 16 bytes from the pool of random bytes, refilled from getrandom() when it
+ * runs dry. Each byte is used once, so ids stay as unguessable as before.
+ */
+static int id_random(fp_jobs *jobs, uint8_t *out)
 {
-	static const char hexdigits[] = "0123456789abcdef";
-
-	do {
+	if (jobs->id_pool_left < ID_BYTES) {
 		size_t got = 0;
-		while (got < ID_BYTES) {
-			ssize_t r = getrandom(job->id + got, ID_BYTES - got, 0);
+		while (got < ID_POOL_BYTES) {
+			ssize_t r = getrandom(jobs->id_pool + got, ID_POOL_BYTES - got, 0);
 			if (r < 0 && errno == EINTR)
 				continue;
 			if (r < 0)
 				return -errno;
 			got += (size_t)r;
 		}
+		jobs->id_pool_left = ID_POOL_BYTES;
+	}
+	jobs->id_pool_left -= ID_BYTES;
+	memcpy(out, jobs->id_pool + jobs->id_pool_left, ID_BYTES);
+	/* Not kept in memory after use. */
+	memset(jobs->id_pool + jobs->id_pool_left, 0, ID_BYTES);
+	return 0;
+}
+
+static int id_generate(fp_jobs *jobs, fp_job *job)
+{
+	static const char hexdigits[] = "0123456789abcdef";
+	int err;
+
+	do {
+		err = id_random(jobs, job->id);
+		if (err)
+			return err;
 		/* 2^-128 per pair; checked anyway, a duplicate would shadow a job. */
 	} while (table_find(jobs, job->id));
 	for (size_t i = 0; i < ID_BYTES; i++) {
@@ -283,6 +320,26 @@ static const char *text_store(fp_job *job, const char *s, size_t len)
 	struct text_page *pg = job->pages;
 	char *d;
 
+	if (job->items == &job->apply_item) {
+		/* An apply stores one text: in the job, or in a page of its size. */
+		if (len < sizeof(job->apply_text) && !job->apply_text_used && !pg) {
+			job->apply_text_used = true;
+			memcpy(job->apply_text, s, len);
+			job->apply_text[len] = '\0';
+			return job->apply_text;
+		}
+		if (!pg) {
+			if (len > SIZE_MAX - sizeof(*pg) - 1)
+				return NULL;
+			pg = fp_mem_alloc(sizeof(*pg) + len + 1);
+			if (!pg)
+				return NULL;
+			pg->cap = len + 1;
+			job->mem_bytes += sizeof(*pg) + len + 1;
+			job->mem_blocks++;
+			job->pages = pg;
+		}
+	}
 	if (!pg || pg->cap - pg->used < len + 1) {
 		size_t cap = pg ? pg->cap * 2 : PAGE_MIN;
 		if (cap > PAGE_MAX)
@@ -326,8 +383,10 @@ static void job_release(fp_job *job)
 		job->pages = pg->next;
 		fp_mem_free(pg);
 	}
-	fp_mem_free(job->items);
-	fp_mem_free(job->order);
+	if (job->items != &job->apply_item) {
+		fp_mem_free(job->items);
+		fp_mem_free(job->order);
+	}
 	job->items = NULL;
 	job->order = NULL;
 	job->last_msg = NULL;
@@ -355,7 +414,11 @@ static fp_job *job_alloc(const char *task, size_t n)
 	job->total = n;
 	job->mem_bytes = sizeof(*job) + tlen + 1;
 	job->mem_blocks = 1;
-	if (n) {
+	if (n == 1) {
+		/* An apply: its item and completion index are part of the job. */
+		job->items = &job->apply_item;
+		job->order = &job->apply_order;
+	} else if (n) {
 		job->items = fp_mem_alloc(n * sizeof(*job->items));
 		job->order = fp_mem_alloc(n * sizeof(*job->order));
 		if (!job->items || !job->order) {
