@@ -271,6 +271,62 @@ static void apply_records_its_value_and_times(void **state)
 	teardown(&f);
 }
 
+/*
+ * An apply's outcome is kept in the job itself when short, else in one block
+ * of its size: every length around the boundary reads back whole.
+ */
+static void apply_results_of_every_size_read_back_whole(void **state)
+{
+	static const size_t sizes[] = { 0, 1, 44, 45, 46, 47, 48, 100, 5000, 70000 };
+	struct fixture f;
+	struct fp_job_item it;
+	fp_job *jobs[sizeof(sizes) / sizeof(sizes[0])], *failing, *empty;
+	size_t i, bytes, blocks;
+	char arg[32];
+
+	setup(&f, 2);
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		snprintf(arg, sizeof(arg), "%zu", sizes[i]);
+		jobs[i] = submit_apply(&f, "bytes", arg);
+	}
+	failing = submit_apply(&f, "fail", "\"a message for the job\"");
+	empty = submit_apply(&f, "echo", "\"\"");
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		/* "bytes" answers a JSON string: n + 2 bytes with the quotes. */
+		size_t len = sizes[i] + 2;
+
+		wait_finished(&f, jobs[i]);
+		assert_int_equal(fp_job_state(jobs[i]), FP_JOB_DONE);
+		fp_job_item(jobs[i], 0, &it);
+		assert_true(it.finished);
+		assert_int_equal(it.value_len, len);
+		assert_int_equal(it.value[0], '"');
+		assert_int_equal(it.value[len - 1], '"');
+		assert_int_equal(it.value[len], '\0');
+		for (size_t k = 1; k + 1 < len; k++)
+			if (it.value[k] != 'x')
+				fail_msg("size %zu: byte %zu is %d", sizes[i], k, it.value[k]);
+		/* The job, plus one block only when the text does not fit inside it. */
+		fp_job_memory(jobs[i], &bytes, &blocks);
+		assert_int_equal(blocks, len + 1 <= 48 ? 1 : 2);
+		if (len + 1 > 48)
+			assert_true(bytes >= len + 1 && bytes < len + 1024);
+	}
+	wait_finished(&f, failing);
+	fp_job_item(failing, 0, &it);
+	assert_int_equal(it.status, FP_ITEM_TASK_ERROR);
+	assert_string_equal(it.message, "a message for the job");
+	wait_finished(&f, empty);
+	fp_job_item(empty, 0, &it);
+	assert_int_equal(it.status, FP_ITEM_OK);
+	assert_int_equal(it.value_len, 2);
+	assert_string_equal(it.value, "\"\"");
+	/* Forgetting frees what each held (ASan counts). */
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+		fp_jobs_forget(f.jobs, jobs[i]);
+	teardown(&f);
+}
+
 static void map_keeps_item_order_and_a_completion_permutation(void **state)
 {
 	const size_t n = 1000;
@@ -1164,6 +1220,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(names_round_trip),
 		cmocka_unit_test(apply_records_its_value_and_times),
+		cmocka_unit_test(apply_results_of_every_size_read_back_whole),
 		cmocka_unit_test(map_keeps_item_order_and_a_completion_permutation),
 		cmocka_unit_test(empty_map_is_done),
 		cmocka_unit_test(a_failing_item_fails_the_job),
