@@ -35,11 +35,6 @@ static int queue_grow(struct fp_queue *q)
 	return 0;
 }
 
-static struct fp_qent *queue_at(struct fp_queue *q, size_t i)
-{
-	return &q->buf[(q->head + i) % q->cap];
-}
-
 static int queue_push_ent(struct fp_queue *q, const struct fp_qent *e, bool front)
 {
 	if (q->len == q->cap && queue_grow(q) < 0)
@@ -102,7 +97,7 @@ void fp__queue_fail(fp_pool *p, struct fp_call *call, fp_item_status status,
 
 	/* Compact in place, keeping the order of what stays. */
 	for (i = 0; i < len; i++) {
-		struct fp_qent e = *queue_at(q, i);
+		struct fp_qent e = *fp__queue_at(q, i);
 		if (!call || e.call == call) {
 			/* Moving to another queue can only fail for memory; the
 			 * item would then be lost, so keep it queued instead. */
@@ -111,7 +106,7 @@ void fp__queue_fail(fp_pool *p, struct fp_call *call, fp_item_status status,
 				continue;
 			}
 		}
-		*queue_at(q, kept++) = e;
+		*fp__queue_at(q, kept++) = e;
 	}
 	q->len = kept;
 }
@@ -228,22 +223,28 @@ static int wbuf_reserve(struct fp_worker *w, size_t len)
 	return 0;
 }
 
-static int send_chunk(struct fp_worker *w, struct fp_call *call, uint32_t first,
-		      uint32_t count)
+static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t nsegs)
 {
 	fp_pool *p = w->pool;
 	struct iovec iov[2];
-	uint64_t base = p->next_frame_id;
+	uint64_t base = p->next_frame_id, id = base, timeout;
 	size_t total = 0, i;
+	uint32_t s, count = 0;
 	int iovcnt = 1, err;
 	char *dst;
 
-	for (i = 0; i < count; i++)
-		total += FP_FRAME_HEADER_SIZE + call->name_len + 1 + call->items[first + i].args_len;
+	for (s = 0; s < nsegs; s++) {
+		const struct fp_call *call = segs[s].call;
+		for (i = 0; i < segs[s].count; i++)
+			total += FP_FRAME_HEADER_SIZE + call->name_len + 1 +
+				 call->items[segs[s].first + i].args_len;
+		count += segs[s].count;
+	}
 
-	if (count == 1 && call->items[first].args_len > COPY_ARGS_MAX) {
+	if (count == 1 && segs[0].call->items[segs[0].first].args_len > COPY_ARGS_MAX) {
 		/* One big argument: send it from where it is. */
-		struct fp_item *it = &call->items[first];
+		struct fp_call *call = segs[0].call;
+		struct fp_item *it = &call->items[segs[0].first];
 		if (wbuf_reserve(w, FP_FRAME_HEADER_SIZE + call->name_len + 1))
 			return -ENOMEM;
 		dst = put_task_header(w->wbuf, base, call, it->args_len);
@@ -254,11 +255,14 @@ static int send_chunk(struct fp_worker *w, struct fp_call *call, uint32_t first,
 		if (wbuf_reserve(w, total))
 			return -ENOMEM;
 		dst = w->wbuf;
-		for (i = 0; i < count; i++) {
-			struct fp_item *it = &call->items[first + i];
-			dst = put_task_header(dst, base + i, call, it->args_len);
-			memcpy(dst, it->args, it->args_len);
-			dst += it->args_len;
+		for (s = 0; s < nsegs; s++) {
+			const struct fp_call *call = segs[s].call;
+			for (i = 0; i < segs[s].count; i++) {
+				struct fp_item *it = &call->items[segs[s].first + i];
+				dst = put_task_header(dst, id++, call, it->args_len);
+				memcpy(dst, it->args, it->args_len);
+				dst += it->args_len;
+			}
 		}
 		iov[0] = (struct iovec){ w->wbuf, total };
 	}
@@ -267,18 +271,24 @@ static int send_chunk(struct fp_worker *w, struct fp_call *call, uint32_t first,
 	if (err)
 		return err;
 	p->next_frame_id += count;
-	for (i = 0; i < count; i++)
-		call->items[first + i].attempts++;
-	w->call = call;
-	w->first = first;
+	for (s = 0; s < nsegs; s++) {
+		for (i = 0; i < segs[s].count; i++)
+			segs[s].call->items[segs[s].first + i].attempts++;
+		w->segs[s] = segs[s];
+	}
+	w->nsegs = nsegs;
+	w->seg = 0;
+	w->seg_acked = 0;
+	w->call = segs[0].call;
 	w->count = count;
 	w->acked = 0;
 	w->base_id = base;
 	w->mark_ns = fp_now_ns();
 	w->state = FP_WORKER_BUSY;
 	w->tasks_dispatched += count;
-	if (call->timeout_ms)
-		fp_timer_start(p->loop, &w->deadline, call->timeout_ms, deadline_cb);
+	timeout = fp__chunk_timeout_ms(w);
+	if (timeout)
+		fp_timer_start(p->loop, &w->deadline, timeout, deadline_cb);
 	if (w->tasks_limit && w->tasks_dispatched >= w->tasks_limit) {
 		/* Its last chunk: start the successor now, so capacity holds. */
 		w->leaving = true;
@@ -287,27 +297,16 @@ static int send_chunk(struct fp_worker *w, struct fp_call *call, uint32_t first,
 	return 0;
 }
 
-static size_t chunk_for(const struct fp_worker *w, const struct fp_qent *e)
-{
-	size_t k = e->count;
-
-	if (k > e->call->chunksize)
-		k = e->call->chunksize;
-	if (w->tasks_limit && k > w->tasks_limit - w->tasks_dispatched)
-		k = w->tasks_limit - w->tasks_dispatched;
-	return k;
-}
-
 void fp__dispatch(fp_pool *p)
 {
+	struct fp_seg segs[FP_BATCH_MAX];
 	struct fp_worker *w;
 
 	if (p->state != FP_POOL_RUNNING)
 		return;
 	while (p->queue.len && (w = find_idle(p))) {
-		struct fp_qent *e = queue_at(&p->queue, 0);
-		size_t k = chunk_for(w, e);
-		int err = send_chunk(w, e->call, e->first, (uint32_t)k);
+		uint32_t n = fp__chunk_plan(p, w, segs);
+		int err = send_chunk(w, segs, n);
 
 		if (err) {
 			fp_log_error(&p->log, "cannot send work to worker %u: %s",
@@ -315,11 +314,15 @@ void fp__dispatch(fp_pool *p)
 			fp__worker_kill(w, SIGKILL, FP_KILL_PROTOCOL);
 			continue;
 		}
-		e->first += (uint32_t)k;
-		e->count -= (uint32_t)k;
-		p->queue.items -= k;
-		if (!e->count)
-			queue_pop(&p->queue);
+		/* The segments are the head entries, in order: take them off. */
+		for (uint32_t s = 0; s < n; s++) {
+			struct fp_qent *e = fp__queue_at(&p->queue, 0);
+			e->first += segs[s].count;
+			e->count -= segs[s].count;
+			p->queue.items -= segs[s].count;
+			if (!e->count)
+				queue_pop(&p->queue);
+		}
 	}
 }
 
@@ -346,7 +349,8 @@ static void deadline_cb(fp_timer *t)
 {
 	struct fp_worker *w = t->data;
 	fp_pool *p = w->pool;
-	uint64_t cur, started, limit_ns, now;
+	struct fp_call *c;
+	uint64_t cur, started, limit_ns, now, period;
 
 	if (w->reaped)
 		return;
@@ -358,22 +362,31 @@ static void deadline_cb(fp_timer *t)
 	}
 	if (!w->call)
 		return;
-	limit_ns = w->call->timeout_ms * 1000000u;
+	period = fp__chunk_timeout_ms(w);
+	if (!period)
+		return;
 	cur = atomic_load_explicit(&w->shm->current, memory_order_acquire);
 	started = atomic_load_explicit(&w->shm->started_ns, memory_order_relaxed);
 	now = fp_now_ns();
-	if (cur < w->base_id + w->acked || cur >= w->base_id + w->count) {
-		/* Between two items of the chunk: check again a full period on. */
-		fp_timer_start(p->loop, t, w->call->timeout_ms, deadline_cb);
+	c = fp__worker_item(w, cur, NULL);
+	if (!c || !c->timeout_ms) {
+		/*
+		 * Between two items of the chunk, or running one without a
+		 * timeout: check again a full period on.
+		 */
+		fp_timer_start(p->loop, t, period, deadline_cb);
 		return;
 	}
+	limit_ns = c->timeout_ms * 1000000u;
 	if (now < started + limit_ns) {
-		fp_timer_start(p->loop, t, (started + limit_ns - now) / 1000000u + 1, deadline_cb);
+		/* Its end, or sooner: an item behind it may have a shorter timeout. */
+		uint64_t ms = (started + limit_ns - now) / 1000000u + 1;
+		fp_timer_start(p->loop, t, ms < period ? ms : period, deadline_cb);
 		return;
 	}
 	fp_log_warn(&p->log, "worker %u (pid %d): task %s ran past its %llu ms timeout; "
-		    "stopping it", w->slot, (int)w->pid, w->call->task,
-		    (unsigned long long)w->call->timeout_ms);
+		    "stopping it", w->slot, (int)w->pid, c->task,
+		    (unsigned long long)c->timeout_ms);
 	fp__worker_kill(w, SIGTERM, FP_KILL_TIMEOUT);
 	fp_timer_start(p->loop, t, p->opts.kill_grace_ms, deadline_cb);
 }
@@ -400,11 +413,18 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 		worker_broken(w, "answered an item it was not given", FP_EPROTOCOL);
 		return;
 	}
-	index = w->first + w->acked++;
+	index = w->segs[w->seg].first + w->seg_acked++;
+	w->acked++;
+	if (w->seg_acked == w->segs[w->seg].count && w->seg + 1 < w->nsegs) {
+		w->seg++;
+		w->seg_acked = 0;
+		w->call = w->segs[w->seg].call;
+	}
 	w->tasks_done++;
 	us = now > w->mark_ns ? (now - w->mark_ns) / 1000u : 0;
 	w->mark_ns = now;
 	count_duration(p, us);
+	fp__task_us_record(p, call, h->flags >> FP_FRAME_US_SHIFT);
 	if (h->rss_kib)
 		w->rss_kib = h->rss_kib;
 	if (w->acked == w->count) {
@@ -508,14 +528,38 @@ static void requeue(fp_pool *p, struct fp_call *call, uint32_t first, uint32_t c
 	}
 }
 
+/*
+ * Items [from, from + count) of `call` that a dead worker left unfinished
+ * and that nothing blames: cancelled with their call or the pool, else run
+ * again. `requeue` says which of the two this pass does, so that the caller
+ * can fail in chunk order and requeue from the back (each push goes to the
+ * head, so the queue ends up in chunk order).
+ */
+static void leftover(fp_pool *p, struct fp_worker *w, struct fp_call *call, uint32_t from,
+		     uint32_t count, bool requeue_pass)
+{
+	bool cancel = call->cancelled || w->kill_reason == FP_KILL_SHUTDOWN ||
+		      p->state != FP_POOL_RUNNING;
+
+	if (!count || cancel == requeue_pass)
+		return;
+	if (!cancel)
+		requeue(p, call, from, count);
+	else if (call->cancelled)
+		fp__fail_later(p, call, from, count, FP_ITEM_CANCELLED, "cancelled");
+	else
+		fp__fail_later(p, call, from, count, FP_ITEM_CANCELLED,
+			       "cancelled: the pool shut down before the item finished");
+}
+
 void fp__worker_account_exit(struct fp_worker *w)
 {
 	fp_pool *p = w->pool;
-	struct fp_call *call = w->call;
-	uint32_t from, end, run;
+	struct fp_call *call, *blamed;
+	uint32_t run = 0, pass;
 	uint64_t cur;
 	char how[64], msg[256];
-	bool crashed;
+	bool crashed, retry;
 
 	fp__describe_status(w->status, how, sizeof(how));
 	crashed = w->kill_reason == FP_KILL_NONE && !w->quit_sent &&
@@ -525,7 +569,7 @@ void fp__worker_account_exit(struct fp_worker *w)
 	if (w->kill_reason == FP_KILL_TIMEOUT)
 		p->timeouts++;
 
-	if (!call || w->acked >= w->count) {
+	if (!w->call || w->acked >= w->count) {
 		if (crashed && w->ready)
 			fp_log_warn(&p->log, "worker %u (pid %d) %s between tasks",
 				    w->slot, (int)w->pid, how);
@@ -534,61 +578,77 @@ void fp__worker_account_exit(struct fp_worker *w)
 		w->call = NULL;
 		return;
 	}
-	w->call = NULL;
-	from = w->first + w->acked;
-	end = w->first + w->count;
 
-	if (call->cancelled) {
-		fp__fail_later(p, call, from, end - from, FP_ITEM_CANCELLED, "cancelled");
-		return;
-	}
-	if (w->kill_reason == FP_KILL_SHUTDOWN || p->state != FP_POOL_RUNNING) {
-		fp__fail_later(p, call, from, end - from, FP_ITEM_CANCELLED,
-			       "cancelled: the pool shut down before the item finished");
-		return;
-	}
-
+	/*
+	 * The item the shared page names is to blame, unless its call was
+	 * cancelled, the pool is going, or it was killed for another call's
+	 * cancel (a chunk can hold several calls): those only end or go back.
+	 */
 	cur = atomic_load_explicit(&w->shm->current, memory_order_acquire);
-	if (cur < w->base_id + w->acked || cur >= w->base_id + w->count) {
+	blamed = fp__worker_item(w, cur, &run);
+	if (blamed && (blamed->cancelled || w->kill_reason == FP_KILL_SHUTDOWN ||
+		       w->kill_reason == FP_KILL_CANCEL || p->state != FP_POOL_RUNNING))
+		blamed = NULL;
+	if (!blamed && crashed && p->state == FP_POOL_RUNNING)
 		/*
 		 * It died between two items (told to quit, or killed from
 		 * outside at that moment): no item is to blame. Results it
 		 * had gathered but not sent are lost, so those run again.
 		 */
-		if (crashed)
-			fp_log_warn(&p->log, "worker %u (pid %d) %s between tasks; "
-				    "requeueing %u items", w->slot, (int)w->pid, how, end - from);
-		requeue(p, call, from, end - from);
-		return;
+		fp_log_warn(&p->log, "worker %u (pid %d) %s between tasks; "
+			    "requeueing %u items", w->slot, (int)w->pid, how, w->count - w->acked);
+	retry = blamed && blamed->items[run].attempts <= blamed->retries;
+	if (blamed) {
+		struct fp_item *it = &blamed->items[run];
+		fp_item_status status = w->kill_reason == FP_KILL_TIMEOUT ? FP_ITEM_TIMEOUT
+									 : FP_ITEM_CRASH;
+		if (status == FP_ITEM_TIMEOUT)
+			snprintf(msg, sizeof(msg), "task %s ran past its %llu ms timeout (worker pid %d %s)",
+				 blamed->task, (unsigned long long)blamed->timeout_ms, (int)w->pid, how);
+		else
+			snprintf(msg, sizeof(msg), "worker pid %d %s while running task %s",
+				 (int)w->pid, how, blamed->task);
+		fp_log_warn(&p->log, "worker %u: %s (item %u of call %llu, attempt %u of %u)",
+			    w->slot, msg, run, (unsigned long long)blamed->id, it->attempts,
+			    blamed->retries + 1);
+		/* A task that crashes or overruns is not one to share a chunk. */
+		fp__task_us_record(p, blamed, FP_FRAME_US_MAX);
 	}
 
-	run = w->first + (uint32_t)(cur - w->base_id);
-	struct fp_item *it = &call->items[run];
-	fp_item_status status = w->kill_reason == FP_KILL_TIMEOUT ? FP_ITEM_TIMEOUT : FP_ITEM_CRASH;
+	/*
+	 * Pass 0 fails what ends with a cancel, in chunk order; pass 1 requeues
+	 * the rest from the back. The blamed item, with retries left, goes
+	 * back first in line with the rest of its segment behind it; without,
+	 * the rest of its segment and then what came before it run again.
+	 */
+	for (pass = 0; pass < 2; pass++) {
+		for (uint32_t k = 0; k < w->nsegs - w->seg; k++) {
+			struct fp_seg *g = &w->segs[pass ? w->nsegs - 1 - k : w->seg + k];
+			uint32_t from = g->first + (g == &w->segs[w->seg] ? w->seg_acked : 0);
+			uint32_t end = g->first + g->count;
 
-	if (status == FP_ITEM_TIMEOUT)
-		snprintf(msg, sizeof(msg), "task %s ran past its %llu ms timeout (worker pid %d %s)",
-			 call->task, (unsigned long long)call->timeout_ms, (int)w->pid, how);
-	else
-		snprintf(msg, sizeof(msg), "worker pid %d %s while running task %s",
-			 (int)w->pid, how, call->task);
-	fp_log_warn(&p->log, "worker %u: %s (item %u of call %llu, attempt %u of %u)",
-		    w->slot, msg, run, (unsigned long long)call->id, it->attempts,
-		    call->retries + 1);
-
-	if (it->attempts <= call->retries) {
-		/* Try it again, first in line, with the rest behind it. */
-		requeue(p, call, from, end - from);
-		return;
+			call = g->call;
+			if (call != blamed || run < from || run >= end) {
+				leftover(p, w, call, from, end - from, pass == 1);
+			} else if (pass == 1 && retry) {
+				requeue(p, call, from, end - from);
+			} else if (pass == 1) {
+				requeue(p, call, run + 1, end - run - 1);
+				requeue(p, call, from, run - from);
+			}
+		}
 	}
-	/* The rest of the chunk, then the results that were lost, run again. */
-	requeue(p, call, run + 1, end - run - 1);
-	requeue(p, call, from, run - from);
-	if (it->attempts > 1) {
-		size_t l = strlen(msg);
-		snprintf(msg + l, sizeof(msg) - l, " (attempt %u of %u)", it->attempts,
-			 call->retries + 1);
+	w->call = NULL;
+	if (blamed && !retry) {
+		struct fp_item *it = &blamed->items[run];
+		fp_item_status status = w->kill_reason == FP_KILL_TIMEOUT ? FP_ITEM_TIMEOUT
+									 : FP_ITEM_CRASH;
+		if (it->attempts > 1) {
+			size_t l = strlen(msg);
+			snprintf(msg + l, sizeof(msg) - l, " (attempt %u of %u)", it->attempts,
+				 blamed->retries + 1);
+		}
+		item_deliver(p, blamed, run, status, NULL, 0, msg, w->pid,
+			     (fp_now_ns() - atomic_load(&w->shm->started_ns)) / 1000u);
 	}
-	item_deliver(p, call, run, status, NULL, 0, msg, w->pid,
-		     (fp_now_ns() - atomic_load(&w->shm->started_ns)) / 1000u);
 }

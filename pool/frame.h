@@ -12,7 +12,7 @@
  *
  * RESULT and ERROR carry FP_FRAME_RETIRE when this was the worker's last task
  * (its task budget is spent or its RSS is over the limit): the worker exits
- * right after sending it.
+ * right after sending it. They also carry the task's run time (below).
  *
  * To stop a worker the master does not send a frame: it sets `quit` in the
  * worker's shared page (see worker.h), which the worker checks before each
@@ -39,6 +39,15 @@ enum fp_frame_type {
 };
 
 #define FP_FRAME_RETIRE 0x100u    /* in flags: last task of this worker */
+/*
+ * RESULT/ERROR flags, bits 12-31: how long the task ran in µs, as the worker
+ * measured it, saturating at FP_FRAME_US_MAX (about a second). The master
+ * learns from it which tasks are quick enough to share a chunk.
+ */
+#define FP_FRAME_US_SHIFT 12
+#define FP_FRAME_US_MAX ((1u << 20) - 1)
+_Static_assert((FP_FRAME_RETIRE | 0xffu) < (1u << FP_FRAME_US_SHIFT),
+	       "run time bits clear of the status byte and RETIRE");
 
 struct fp_frame_header {
 	uint16_t magic;

@@ -191,6 +191,7 @@ void fp_pool_free(fp_pool *p)
 	fp_timer_stop(&p->shutdown_timer);
 	fp_signal_stop(&p->sigchld);
 	calls_free_all(p);
+	free(p->task_us);
 	fp__queue_deinit(&p->queue);
 	fp__queue_deinit(&p->failing);
 	fp_registry_deinit(&p->reg);
@@ -271,6 +272,8 @@ int fp_pool_reload(fp_pool *p)
 	old = p->reg;
 	p->reg = fresh;
 	fp_registry_deinit(&old);
+	/* Task indices of the old registry mean nothing now. */
+	p->reg_gen++;
 	/*
 	 * Successors first, then ask the old ones to leave after their
 	 * current item: never fewer than N able workers meanwhile.
@@ -355,6 +358,9 @@ static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 	}
 	c->id = p->next_call_id++;
 	c->pool = p;
+	c->task_ix = (uint32_t)(t - p->reg.tasks);
+	c->reg_gen = p->reg_gen;
+	fp__task_us_sync(p);
 	c->name_len = (uint32_t)strlen(t->name);
 	c->on_item = on_item;
 	c->on_done = on_done;
@@ -432,12 +438,13 @@ int fp_pool_cancel(fp_pool *p, uint64_t call_id)
 	c->cancelled = true;
 	fp__queue_fail(p, c, FP_ITEM_CANCELLED, "cancelled");
 	/*
-	 * Only workers still running this call's chunk: w->call is cleared
-	 * the moment its last result arrives, and a worker is never reaped
-	 * before we stop signalling it, so the pid is the one we mean.
+	 * Only workers with items of this call still unanswered (a chunk may
+	 * hold several calls; the others' items go back to the queue), and a
+	 * worker is never reaped before we stop signalling it, so the pid is
+	 * the one we mean.
 	 */
 	for (w = p->workers; w; w = w->next)
-		if (w->call == c && !w->reaped)
+		if (!w->reaped && fp__worker_holds(w, c))
 			fp__worker_kill(w, SIGKILL, FP_KILL_CANCEL);
 	return 0;
 }
@@ -651,10 +658,11 @@ size_t fp_pool_workers(fp_pool *p, struct fp_worker_stats *out, size_t max)
 			s->tasks_limit = w->tasks_limit;
 			s->rss_bytes = w->rss_kib * 1024;
 			/* The item the worker has begun, by its own account. */
-			if (w->call && atomic_load(&w->shm->current)) {
+			struct fp_call *c = fp__worker_item(w, atomic_load(&w->shm->current), NULL);
+			if (c) {
 				uint64_t ns = atomic_load_explicit(&w->shm->started_ns,
 								   memory_order_relaxed);
-				s->task = w->call->task;
+				s->task = c->task;
 				s->task_started_ms = ns / 1000000u;
 			} else {
 				s->task = NULL;

@@ -6,7 +6,16 @@
  * consecutive items of one call; a chunk sent to a worker is taken from the
  * head entry; what comes back unfinished from a dead worker is a run again
  * (a suffix of its chunk), pushed back at the head. So every queue entry and
- * every chunk is a contiguous range, and nothing is lost or counted twice.
+ * every chunk segment is a contiguous range, and nothing is lost or counted
+ * twice.
+ *
+ * A chunk is one or more segments, each a run of one call's items, with
+ * frame ids consecutive across the whole chunk. Segments after the first are
+ * joined only from the entries right behind it in the queue, and only items
+ * of tasks that have lately run quickly (pool->task_us): many small applies
+ * then reach a worker in one write and come back in one, instead of a wake-up
+ * of the worker and of the master for each. The shared page still names the
+ * one item running, so crashes and timeouts are accounted per item.
  */
 #ifndef FP_POOL_IMPL_H
 #define FP_POOL_IMPL_H
@@ -24,6 +33,17 @@
 
 /* Consecutive start failures after which the pool reports itself unhealthy. */
 #define FP_UNHEALTHY_AFTER 3
+
+/*
+ * A chunk spans calls only up to this many items, and only items of tasks
+ * whose recent runs took at most FP_BATCH_QUICK_US each (as the worker
+ * measured them): an item that turns out slow holds back at most
+ * FP_BATCH_MAX - 1 quick ones behind it on its worker.
+ */
+#define FP_BATCH_MAX 16
+#define FP_BATCH_QUICK_US 200u
+/* What pool->task_us holds for a task that has not run yet. */
+#define FP_TASK_US_UNKNOWN UINT32_MAX
 
 struct fp_item {
 	const char *args;          /* JSON text in the call's arena */
@@ -47,7 +67,15 @@ struct fp_call {
 	size_t n;
 	char *arena;
 	size_t finished, ok, failed;
+	uint32_t task_ix;          /* its task's place in pool->task_us ... */
+	uint64_t reg_gen;          /* ... valid while this is pool->reg_gen */
 	bool cancelled;
+};
+
+/* A run of one call's items inside a worker's chunk. */
+struct fp_seg {
+	struct fp_call *call;
+	uint32_t first, count;
 };
 
 struct fp_qent {
@@ -86,9 +114,16 @@ struct fp_worker {
 	struct fp_frame_reader reader;
 	struct fp_worker_shm *shm;
 
-	/* The chunk it is running: items [first, first + count) of call. */
+	/*
+	 * The chunk it is running: segs[0..nsegs), `count` items with frame ids
+	 * from base_id on, `acked` of them answered. The next answer is due for
+	 * item segs[seg].first + seg_acked; `call` is segs[seg].call while
+	 * answers are due and NULL once the chunk is done.
+	 */
+	struct fp_seg segs[FP_BATCH_MAX];
+	uint32_t nsegs, seg, seg_acked;
 	struct fp_call *call;
-	uint32_t first, count, acked;
+	uint32_t count, acked;
 	uint64_t base_id;          /* frame id of the chunk's first item */
 	uint64_t mark_ns;          /* chunk sent, or its last answer came */
 	char *wbuf;                /* chunk being written; kept for the next */
@@ -142,6 +177,16 @@ struct fp_pool {
 
 	struct fp_queue queue;
 	struct fp_call *calls;
+	/*
+	 * Per registry task (by index), how long its items ran lately in µs,
+	 * as the workers measured: up at once on a slow run, down by half the
+	 * gap on a quick one (a fresh worker's first runs are slow: cold caches,
+	 * lazy binding). Reset when the registry is reloaded
+	 * (reg_gen moves on); calls of an older registry are never joined.
+	 */
+	uint32_t *task_us;
+	size_t ntask_us;
+	uint64_t reg_gen, task_us_gen;
 	uint64_t next_call_id;
 	uint64_t next_frame_id;
 
@@ -165,6 +210,25 @@ struct fp_pool {
 	uint64_t duration_counts[FP_DURATION_BUCKETS];
 	uint64_t duration_sum_us;
 };
+
+static inline struct fp_qent *fp__queue_at(struct fp_queue *q, size_t i)
+{
+	return &q->buf[(q->head + i) % q->cap];
+}
+
+/* chunk.c */
+/* Plan w's next chunk from the head of the queue (taking nothing off); segments. */
+uint32_t fp__chunk_plan(fp_pool *p, struct fp_worker *w, struct fp_seg *segs);
+/* The shortest timeout of w's unanswered segments; 0 when none has one. */
+uint64_t fp__chunk_timeout_ms(const struct fp_worker *w);
+/* Size pool->task_us for the registry as it is now; false without memory. */
+bool fp__task_us_sync(fp_pool *p);
+/* A run time (µs) of one of c's items. */
+void fp__task_us_record(fp_pool *p, const struct fp_call *c, uint64_t us);
+/* The call (and item index) of frame `id` if w has it unanswered, else NULL. */
+struct fp_call *fp__worker_item(const struct fp_worker *w, uint64_t id, uint32_t *index);
+/* Whether w has an unanswered item of c. */
+bool fp__worker_holds(const struct fp_worker *w, const struct fp_call *c);
 
 /* dispatch.c */
 void fp__dispatch(fp_pool *p);

@@ -275,6 +275,17 @@ static void set_rss(struct out_buf *out, size_t frame_at, size_t rss_kib)
 	memcpy(out->data + frame_at, &h, sizeof(h));
 }
 
+/* Record in the frame at `frame_at` how long its task ran. */
+static void set_run_time(struct out_buf *out, size_t frame_at, uint64_t ns)
+{
+	struct fp_frame_header h;
+	uint64_t us = ns / 1000u;
+
+	memcpy(&h, out->data + frame_at, sizeof(h));
+	h.flags |= (uint32_t)(us > FP_FRAME_US_MAX ? FP_FRAME_US_MAX : us) << FP_FRAME_US_SHIFT;
+	memcpy(out->data + frame_at, &h, sizeof(h));
+}
+
 /* Mark the frame at `frame_at` as this worker's last. */
 static void mark_retire(struct out_buf *out, size_t frame_at, size_t rss_kib)
 {
@@ -329,6 +340,7 @@ _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 			run_task(a, &out, &h, payload);
 			atomic_store_explicit(&a->shm->current, 0, memory_order_release);
 			now = mono_ns();
+			set_run_time(&out, frame_at, now - start);
 			if (frame_at == 0)
 				out.oldest_ns = now;
 

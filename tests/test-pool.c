@@ -565,6 +565,244 @@ static void cancel_kills_only_its_own_workers(void **state)
 	fp_pool_free(p);
 }
 
+/* --- chunks that span calls ---------------------------------------------- */
+
+/*
+ * Several applies of a quick task queued behind a busy worker reach it as
+ * one chunk. "spin 0" is made known as quick first (not "sleep 0": nanosleep
+ * takes up to milliseconds in a VM); the chunk's first item then spins,
+ * holding the chunk in the worker where the stats can see it.
+ */
+#define SHARED_N 5
+
+struct shared {
+	fp_pool *pool;
+	struct collect c[SHARED_N + 1];
+	uint64_t id[SHARED_N + 1];
+	int order[SHARED_N + 1];
+	int next;
+};
+
+static void shared_each(struct collect *c, const struct fp_result *r)
+{
+	struct shared *sh = c->data;
+
+	sh->order[c - sh->c] = sh->next++;
+}
+
+/*
+ * "spin 0" ten times, so the pool knows spin as quick (a fresh worker's
+ * first runs take a millisecond); then one apply of
+ * spin per args[i] (ms of CPU), timeouts[i] each: call 0 takes the idle worker,
+ * calls 1..5 queue behind it and go to the worker together.
+ */
+static void shared_submit(struct shared *sh, fp_pool *p, const char *const args[],
+			  const int64_t timeouts[])
+{
+	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
+	struct fp_result r;
+
+	memset(sh, 0, sizeof(*sh));
+	sh->pool = p;
+	for (int i = 0; i < 10; i++) {
+		assert_int_equal(fp_pool_apply(p, "spin", "0", 1, NULL, &r), 0);
+		assert_int_equal(r.status, FP_ITEM_OK);
+		fp_result_clear(&r);
+	}
+	for (int i = 0; i <= SHARED_N; i++) {
+		collect_init(&sh->c[i], p, 1);
+		sh->c[i].each = shared_each;
+		sh->c[i].data = sh;
+		o.timeout_ms = timeouts ? timeouts[i] : -1;
+		assert_int_equal(fp_pool_apply_async(p, "spin", args[i], strlen(args[i]), &o,
+						     collect_item, collect_done, &sh->c[i],
+						     &sh->id[i]), 0);
+	}
+}
+
+static int shared_chunk_running(void *data)
+{
+	struct shared *sh = data;
+	struct fp_pool_stats st;
+
+	fp_pool_stats(sh->pool, &st);
+	return st.running == SHARED_N && st.queued == 0;
+}
+
+static void shared_wait_free(struct shared *sh)
+{
+	for (int i = 0; i <= SHARED_N; i++)
+		collect_wait(&sh->c[i]);
+}
+
+static void shared_free(struct shared *sh)
+{
+	for (int i = 0; i <= SHARED_N; i++)
+		collect_free(&sh->c[i]);
+}
+
+static void quick_applies_share_a_chunk_in_queue_order(void **state)
+{
+	fp_pool *p = new_pool(1);
+	struct shared sh;
+
+	static const char *const args[] = { "0", "200", "0", "0", "0", "0" };
+
+	shared_submit(&sh, p, args, NULL);
+	/* One worker: without a shared chunk it would hold one item, and 4 would queue. */
+	assert_true(fp_test_run_until(p, shared_chunk_running, &sh, 10000));
+	shared_wait_free(&sh);
+	for (int i = 0; i <= SHARED_N; i++) {
+		assert_int_equal(sh.c[i].r[0].status, FP_ITEM_OK);
+		assert_int_equal(sh.c[i].r[0].attempts, 1);
+		assert_int_equal(sh.c[i].seen[0], 1);
+		/* Answered in the order they were submitted. */
+		assert_int_equal(sh.order[i], i);
+	}
+	shared_free(&sh);
+	fp_pool_free(p);
+}
+
+static int one_spinning_rest_queued(void *data)
+{
+	struct shared *sh = data;
+	struct fp_pool_stats st;
+
+	fp_pool_stats(sh->pool, &st);
+	return st.running == 1 && st.queued == 2 &&
+	       worker_busy_with(&(struct busy_probe){ sh->pool, "spin" });
+}
+
+static void slow_tasks_are_not_joined(void **state)
+{
+	fp_pool *p = new_pool(1);
+	struct shared sh = { .pool = p };
+	struct collect c[3];
+	struct fp_result r;
+	int round;
+
+	/* Never run yet, then known as slow (50 ms a run): one item per chunk. */
+	for (round = 0; round < 2; round++) {
+		for (int i = 0; i < 3; i++) {
+			collect_init(&c[i], p, 1);
+			assert_int_equal(fp_pool_apply_async(p, "spin", "50", 2, NULL, collect_item,
+							     collect_done, &c[i], NULL), 0);
+		}
+		assert_true(fp_test_run_until(p, one_spinning_rest_queued, &sh, 10000));
+		for (int i = 0; i < 3; i++) {
+			collect_wait(&c[i]);
+			assert_int_equal(c[i].r[0].status, FP_ITEM_OK);
+			collect_free(&c[i]);
+		}
+	}
+	/* One quick run does not make a slow task quick again. */
+	assert_int_equal(fp_pool_apply(p, "spin", "0", 1, NULL, &r), 0);
+	fp_result_clear(&r);
+	for (int i = 0; i < 3; i++) {
+		collect_init(&c[i], p, 1);
+		assert_int_equal(fp_pool_apply_async(p, "spin", "50", 2, NULL, collect_item,
+						     collect_done, &c[i], NULL), 0);
+	}
+	assert_true(fp_test_run_until(p, one_spinning_rest_queued, &sh, 10000));
+	for (int i = 0; i < 3; i++) {
+		collect_wait(&c[i]);
+		collect_free(&c[i]);
+	}
+	fp_pool_free(p);
+}
+
+static void timeout_in_a_shared_chunk_fails_only_its_item(void **state)
+{
+	/*
+	 * Call 1 holds the chunk for 400 ms with the pool's timeout; call 2 has
+	 * 300 ms but runs after that and takes none of it; call 3 overruns its 300.
+	 */
+	static const char *const args[] = { "0", "400", "0", "2000", "0", "0" };
+	static const int64_t timeouts[] = { -1, -1, 300, 300, -1, -1 };
+	fp_pool *p = new_pool(1);
+	struct fp_pool_stats st;
+	struct shared sh;
+
+	shared_submit(&sh, p, args, timeouts);
+	assert_true(fp_test_run_until(p, shared_chunk_running, &sh, 10000));
+	shared_wait_free(&sh);
+	for (int i = 0; i <= SHARED_N; i++) {
+		assert_int_equal(sh.c[i].seen[0], 1);
+		if (i != 3)
+			assert_int_equal(sh.c[i].r[0].status, FP_ITEM_OK);
+	}
+	assert_int_equal(sh.c[3].r[0].status, FP_ITEM_TIMEOUT);
+	assert_non_null(strstr(sh.c[3].r[0].message, "300 ms timeout"));
+	fp_pool_stats(p, &st);
+	assert_int_equal(st.timeouts, 1);
+	assert_int_equal(st.crashes, 0);
+	shared_free(&sh);
+	fp_pool_free(p);
+}
+
+static void sigkill_in_a_shared_chunk_fails_only_the_running_item(void **state)
+{
+	fp_pool *p = new_pool(1);
+	struct fp_worker_stats ws[2];
+	struct fp_pool_stats st;
+	struct shared sh;
+
+	static const char *const args[] = { "0", "3000", "0", "0", "0", "0" };
+
+	shared_submit(&sh, p, args, NULL);
+	assert_true(fp_test_run_until(p, shared_chunk_running, &sh, 10000));
+	assert_true(fp_test_run_until(p, worker_busy_with, &(struct busy_probe){ p, "spin" }, 10000));
+	assert_int_equal(fp_pool_workers(p, ws, 2), 1);
+	assert_int_equal(kill(ws[0].pid, SIGKILL), 0);
+	shared_wait_free(&sh);
+	/* Call 1 was running: it fails naming the signal; the rest of the chunk ran again. */
+	assert_int_equal(sh.c[1].r[0].status, FP_ITEM_CRASH);
+	assert_non_null(strstr(sh.c[1].r[0].message, "SIGKILL"));
+	for (int i = 2; i <= SHARED_N; i++) {
+		assert_int_equal(sh.c[i].r[0].status, FP_ITEM_OK);
+		assert_int_equal(sh.c[i].r[0].attempts, 2);
+		assert_int_equal(sh.c[i].seen[0], 1);
+		assert_int_not_equal(sh.c[i].r[0].pid, ws[0].pid);
+	}
+	fp_pool_stats(p, &st);
+	assert_int_equal(st.crashes, 1);
+	shared_free(&sh);
+	fp_pool_free(p);
+}
+
+static void cancel_in_a_shared_chunk_ends_only_its_call(void **state)
+{
+	fp_pool *p = new_pool(1);
+	struct fp_pool_stats st;
+	struct shared sh;
+
+	static const char *const args[] = { "0", "300", "0", "0", "0", "0" };
+
+	shared_submit(&sh, p, args, NULL);
+	assert_true(fp_test_run_until(p, shared_chunk_running, &sh, 10000));
+	assert_true(fp_test_run_until(p, worker_busy_with, &(struct busy_probe){ p, "spin" }, 10000));
+	/* Call 3 waits in the chunk behind the running call 1: the worker goes, the rest stay. */
+	assert_int_equal(fp_pool_cancel(p, sh.id[3]), 0);
+	shared_wait_free(&sh);
+	assert_int_equal(sh.c[3].r[0].status, FP_ITEM_CANCELLED);
+	assert_true(sh.c[3].summary.cancelled);
+	for (int i = 0; i <= SHARED_N; i++) {
+		if (i == 3)
+			continue;
+		assert_int_equal(sh.c[i].r[0].status, FP_ITEM_OK);
+		assert_int_equal(sh.c[i].seen[0], 1);
+		assert_false(sh.c[i].summary.cancelled);
+	}
+	/* Killed for another call's sake: run again, not blamed. */
+	assert_int_equal(sh.c[1].r[0].attempts, 2);
+	fp_pool_stats(p, &st);
+	assert_int_equal(st.crashes, 0);
+	assert_int_equal(st.timeouts, 0);
+	assert_int_equal(st.cancelled, 1);
+	shared_free(&sh);
+	fp_pool_free(p);
+}
+
 static void cancel_drops_queued_items(void **state)
 {
 	fp_pool *p = new_pool(1);
@@ -1082,6 +1320,11 @@ int main(void)
 		cmocka_unit_test(exit_status_is_reported),
 		cmocka_unit_test(timeout_fails_exactly_one_item),
 		cmocka_unit_test(sigkill_from_outside_loses_no_item),
+		cmocka_unit_test(quick_applies_share_a_chunk_in_queue_order),
+		cmocka_unit_test(slow_tasks_are_not_joined),
+		cmocka_unit_test(timeout_in_a_shared_chunk_fails_only_its_item),
+		cmocka_unit_test(sigkill_in_a_shared_chunk_fails_only_the_running_item),
+		cmocka_unit_test(cancel_in_a_shared_chunk_ends_only_its_call),
 		cmocka_unit_test(poison_item_stops_after_its_retries),
 		cmocka_unit_test(cancel_kills_only_its_own_workers),
 		cmocka_unit_test(cancel_drops_queued_items),

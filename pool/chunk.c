@@ -1,0 +1,178 @@
+/*
+ * What one chunk holds: the head entry's run as always, and, for tasks that
+ * have lately run quickly, the runs of the entries behind it, so that many
+ * small calls reach a worker in one write (pool_impl.h says why). Also the
+ * record of how long each task ran, and lookups into a worker's chunk.
+ */
+#include <stdlib.h>
+
+#include "pool_impl.h"
+
+/* The joined items' arguments stay under this, so the chunk stays one small write. */
+#define JOIN_ARGS_MAX (64u * 1024)
+
+/* The shortest timeout among the segments not answered yet; 0 when none has one. */
+uint64_t fp__chunk_timeout_ms(const struct fp_worker *w)
+{
+	uint64_t ms = 0;
+
+	for (uint32_t s = w->seg; s < w->nsegs; s++) {
+		uint64_t t = w->segs[s].call->timeout_ms;
+		if (t && (!ms || t < ms))
+			ms = t;
+	}
+	return ms;
+}
+
+static size_t chunk_for(const struct fp_worker *w, const struct fp_qent *e)
+{
+	size_t k = e->count;
+
+	if (k > e->call->chunksize)
+		k = e->call->chunksize;
+	if (w->tasks_limit && k > w->tasks_limit - w->tasks_dispatched)
+		k = w->tasks_limit - w->tasks_dispatched;
+	return k;
+}
+
+bool fp__task_us_sync(fp_pool *p)
+{
+	uint32_t *t;
+
+	if (p->task_us && p->task_us_gen == p->reg_gen)
+		return true;
+	t = realloc(p->task_us, (p->reg.ntasks ? p->reg.ntasks : 1) * sizeof(*t));
+	if (!t) {
+		/* Without the table no call is joined to another: slower, not wrong. */
+		free(p->task_us);
+		p->task_us = NULL;
+		p->ntask_us = 0;
+		return false;
+	}
+	for (size_t i = 0; i < p->reg.ntasks; i++)
+		t[i] = FP_TASK_US_UNKNOWN;
+	p->task_us = t;
+	p->ntask_us = p->reg.ntasks;
+	p->task_us_gen = p->reg_gen;
+	return true;
+}
+
+static uint32_t *task_us_of(fp_pool *p, const struct fp_call *c)
+{
+	if (!p->task_us || c->reg_gen != p->reg_gen || p->task_us_gen != p->reg_gen ||
+	    c->task_ix >= p->ntask_us)
+		return NULL;
+	return &p->task_us[c->task_ix];
+}
+
+/* A run time for c's task: up at once when slower, down by half the gap when quicker. */
+void fp__task_us_record(fp_pool *p, const struct fp_call *c, uint64_t us)
+{
+	uint32_t *e = task_us_of(p, c);
+	uint32_t v = us > FP_FRAME_US_MAX ? FP_FRAME_US_MAX : (uint32_t)us;
+
+	if (!e)
+		return;
+	if (*e == FP_TASK_US_UNKNOWN || v >= *e)
+		*e = v;
+	else
+		*e -= (*e - v) / 2;
+}
+
+static bool call_quick(fp_pool *p, const struct fp_call *c)
+{
+	const uint32_t *e = task_us_of(p, c);
+
+	return e && *e <= FP_BATCH_QUICK_US && !c->cancelled;
+}
+
+/*
+ * How many items one worker may take at once beyond its first segment: no
+ * more than FP_BATCH_MAX, and about its share of the queue among the workers
+ * able to take work, so that the others find some when they come free.
+ */
+static size_t batch_limit(fp_pool *p)
+{
+	struct fp_worker *w;
+	size_t able = 0, share;
+
+	for (w = p->workers; w; w = w->next)
+		if (fp__worker_able(w))
+			able++;
+	share = able ? (size_t)((p->queue.items + able - 1) / able) : 1;
+	return share < FP_BATCH_MAX ? share : FP_BATCH_MAX;
+}
+
+/*
+ * Cut w's chunk from the head of the queue: the head entry's chunk as
+ * always, then, while the items so far and those of the next entries are of
+ * quick tasks with small arguments, runs of the next entries in queue order.
+ * Nothing is taken off the queue here; returns the number of segments.
+ */
+uint32_t fp__chunk_plan(fp_pool *p, struct fp_worker *w, struct fp_seg *segs)
+{
+	struct fp_qent *e = fp__queue_at(&p->queue, 0);
+	size_t k = chunk_for(w, e), total = k, limit, bytes = 0, i;
+	uint32_t n = 1;
+
+	segs[0] = (struct fp_seg){ e->call, e->first, (uint32_t)k };
+	if (k != e->count || p->queue.len < 2 || !call_quick(p, e->call))
+		return n;
+	limit = batch_limit(p);
+	if (w->tasks_limit && limit > w->tasks_limit - w->tasks_dispatched)
+		limit = w->tasks_limit - w->tasks_dispatched;
+	for (i = 0; i < k; i++)
+		bytes += e->call->items[e->first + i].args_len;
+	for (size_t q = 1; q < p->queue.len && n < FP_BATCH_MAX && total < limit; q++) {
+		struct fp_call *c;
+		size_t take, b = 0;
+
+		e = fp__queue_at(&p->queue, q);
+		c = e->call;
+		if (!call_quick(p, c))
+			break;
+		take = e->count;
+		if (take > c->chunksize)
+			take = c->chunksize;
+		if (take > limit - total)
+			take = limit - total;
+		for (i = 0; i < take; i++)
+			b += c->items[e->first + i].args_len;
+		if (bytes + b > JOIN_ARGS_MAX)
+			break;
+		bytes += b;
+		segs[n++] = (struct fp_seg){ c, e->first, (uint32_t)take };
+		total += take;
+		if (take != e->count)
+			break;
+	}
+	return n;
+}
+
+struct fp_call *fp__worker_item(const struct fp_worker *w, uint64_t id, uint32_t *index)
+{
+	uint64_t at;
+
+	if (!w->call || id < w->base_id + w->acked || id >= w->base_id + w->count)
+		return NULL;
+	at = id - w->base_id - w->acked + w->seg_acked;
+	for (uint32_t s = w->seg; s < w->nsegs; s++) {
+		if (at < w->segs[s].count) {
+			if (index)
+				*index = w->segs[s].first + (uint32_t)at;
+			return w->segs[s].call;
+		}
+		at -= w->segs[s].count;
+	}
+	return NULL;
+}
+
+bool fp__worker_holds(const struct fp_worker *w, const struct fp_call *c)
+{
+	if (!w->call)
+		return false;
+	for (uint32_t s = w->seg; s < w->nsegs; s++)
+		if (w->segs[s].call == c)
+			return true;
+	return false;
+}
