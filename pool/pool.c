@@ -104,6 +104,16 @@ int fp_pool_new(fp_pool **out, fp_loop *loop, const fp_options *opts,
 		goto err_modules;
 	}
 
+	/*
+	 * The zygote now, while the master is small: the modules are loaded,
+	 * and nothing else is here yet (no loop of our own, no workers, no
+	 * calls). Without one, workers are forked by the master.
+	 */
+	p->zygote_off = !fp__zygote_wanted();
+	if (!p->zygote_off && (err = fp__zygote_start(p)) < 0)
+		fp_log_warn(&p->log, "cannot start a zygote, forking workers in the master: %s",
+			    fp_strerror(err));
+
 	if (loop) {
 		p->loop = loop;
 	} else {
@@ -122,6 +132,9 @@ int fp_pool_new(fp_pool **out, fp_loop *loop, const fp_options *opts,
 		set_err(errbuf, errlen, "cannot watch SIGCHLD", fp_strerror(err));
 		goto err_loop;
 	}
+	if ((err = fp__zygote_watch(p)) < 0)
+		fp_log_warn(&p->log, "cannot watch the zygote, forking workers in the master: %s",
+			    fp_strerror(err));
 
 	p->slots = calloc(p->opts.workers, sizeof(*p->slots));
 	if (!p->slots) {
@@ -151,6 +164,7 @@ err_loop:
 	if (p->own_loop)
 		fp_loop_free(p->loop);
 err_modules:
+	fp__zygote_free_all(p);
 	fp_registry_deinit(&p->reg);
 	for (i = 0; p->module_paths && i < nmod; i++)
 		free(p->module_paths[i]);
@@ -190,6 +204,8 @@ void fp_pool_free(fp_pool *p)
 	fp_timer_stop(&p->defer);
 	fp_timer_stop(&p->shutdown_timer);
 	fp_signal_stop(&p->sigchld);
+	/* Nothing is left after a shutdown; this only settles a failed fp_pool_new. */
+	fp__zygote_free_all(p);
 	calls_free_all(p);
 	free(p->task_us);
 	fp__queue_deinit(&p->queue);
@@ -222,6 +238,7 @@ static void shutdown_deadline_cb(fp_timer *t)
 	for (w = p->workers; w; w = w->next)
 		if (!w->reaped && !w->sigkilled)
 			fp__worker_kill(w, SIGKILL, FP_KILL_SHUTDOWN);
+	fp__zygote_kill_all(p);
 }
 
 int fp_pool_shutdown(fp_pool *p, uint64_t deadline_ms)
@@ -238,11 +255,13 @@ int fp_pool_shutdown(fp_pool *p, uint64_t deadline_ms)
 		       "cancelled: the pool shut down before the item started");
 	for (w = p->workers; w; w = w->next)
 		fp__worker_quit(w);
+	/* It answers what it was asked, then leaves; the answers are waited for. */
+	fp__zygote_retire(p);
 	if (deadline_ms)
 		fp_timer_start(p->loop, &p->shutdown_timer, deadline_ms, shutdown_deadline_cb);
 	else
 		shutdown_deadline_cb(&p->shutdown_timer);
-	while (p->workers)
+	while (p->workers || p->zygotes)
 		fp_loop_run(p->loop);
 	fp_timer_stop(&p->shutdown_timer);
 	fp__deliver_failing(p);
@@ -274,6 +293,13 @@ int fp_pool_reload(fp_pool *p)
 	fp_registry_deinit(&old);
 	/* Task indices of the old registry mean nothing now. */
 	p->reg_gen++;
+	/*
+	 * The zygote holds the old modules: a new one forked now holds the
+	 * new ones, and the old one leaves once it has answered.
+	 */
+	if (!p->zygote_off && (err = fp__zygote_start(p)) < 0)
+		fp_log_error(&p->log, "cannot start a zygote, forking workers in the master: %s",
+			     fp_strerror(err));
 	/*
 	 * Successors first, then ask the old ones to leave after their
 	 * current item: never fewer than N able workers meanwhile.
@@ -650,7 +676,8 @@ size_t fp_pool_workers(fp_pool *p, struct fp_worker_stats *out, size_t max)
 			continue;
 		if (n < max) {
 			struct fp_worker_stats *s = &out[n];
-			s->pid = w->pid;
+			/* 0 while its zygote has not said, nor the worker itself. */
+			s->pid = fp__worker_learn_pid(w) ? w->pid : 0;
 			s->slot = w->slot;
 			s->generation = w->generation;
 			s->state = w->state;

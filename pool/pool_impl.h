@@ -30,6 +30,7 @@
 #include "loop.h"
 #include "module.h"
 #include "worker.h"
+#include "zygote.h"
 
 /* Consecutive start failures after which the pool reports itself unhealthy. */
 #define FP_UNHEALTHY_AFTER 3
@@ -106,7 +107,10 @@ struct fp_worker {
 	struct fp_worker *prev, *next;        /* pool->workers */
 	unsigned slot;
 	uint64_t generation;
-	pid_t pid;
+	pid_t pid;                 /* 0 until the zygote's answer (or the page) tells it */
+	struct fp_zygote *zygote;  /* asked to fork it and not answered yet */
+	struct fp_worker *znext;   /* that zygote's unanswered requests, in order */
+	int kill_pending;          /* a signal meant for it before its pid was known */
 	fp_worker_state state;
 	int fd;                    /* master's end of the socketpair */
 	int log_fd;                /* read end of the worker's stdout/stderr pipe */
@@ -141,6 +145,7 @@ struct fp_worker {
 	bool sigkilled;
 	bool ready;
 	bool reaped, read_done, accounted;
+	bool lost;                 /* its zygote died before forking it: ask again */
 	int status;                /* from waitpid */
 	char initfail[256];
 
@@ -172,7 +177,13 @@ struct fp_pool {
 	pid_t master_pid;
 
 	struct fp_worker *workers;
-	unsigned nworkers;         /* live structs, including leaving ones */
+	unsigned nworkers;
+
+	/* pool/zygote.c: the one asked, and retired ones still answering. */
+	struct fp_zygote *zygotes;
+	struct fp_zygote *zygote;  /* NULL: the master forks workers itself */
+	unsigned zygote_deaths;    /* in a row, without a good answer between */
+	bool zygote_off;           /* FORKPOOL_ZYGOTE=0, or too many deaths */         /* live structs, including leaving ones */
 	struct fp_slot *slots;     /* opts.workers of them */
 
 	struct fp_queue queue;
@@ -257,6 +268,14 @@ void fp__worker_maybe_free(struct fp_worker *w);
 bool fp__worker_able(const struct fp_worker *w);
 void fp__worker_read_done(struct fp_worker *w);
 void fp__describe_status(int status, char *buf, size_t len);
+/* The worker's pid, learned from its zygote; delivers a kill asked for meanwhile. */
+void fp__worker_set_pid(struct fp_worker *w, pid_t pid);
+/* Learn the pid from the shared page if it is not known yet; false if not there. */
+bool fp__worker_learn_pid(struct fp_worker *w);
+/* No process was made for w (lost: its zygote died first, so ask again). */
+void fp__worker_unforked(struct fp_worker *w, bool lost);
+/* Stop the loop once a stopping pool has no worker and no zygote left. */
+void fp__pool_check_stopped(fp_pool *p);
 
 /* pool.c */
 void fp__call_maybe_finish(struct fp_call *call);

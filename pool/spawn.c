@@ -6,7 +6,6 @@
  * and its unfinished items were accounted for. Kills go only to processes
  * not yet reaped, so a pid can never have been reused under us.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -14,11 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "mem.h"
 #include "pool_impl.h"
 
@@ -30,125 +29,26 @@
 
 static void worker_log_cb(fp_io *io, ssize_t res, const char *buf);
 
-/* --- in the child, between fork() and fp_worker_main() ------------------- */
-
-/*
- * Close what the master opened for itself: other workers' sockets, client
- * connections of an embedding server, the loop's fds. They are all marked
- * close-on-exec; a module's load hook may have opened files without that
- * flag for its workers to share, and those stay open. Without this, a
- * connection the master closes would stay open in every worker.
- */
-static void close_master_fds(int keep)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int dfd;
-
-	if (!d)
-		return;
-	dfd = dirfd(d);
-	while ((e = readdir(d))) {
-		int fd = atoi(e->d_name);
-		int fl;
-
-		if (fd < 3 || fd == keep || fd == dfd)
-			continue;
-		fl = fcntl(fd, F_GETFD);
-		if (fl >= 0 && (fl & FD_CLOEXEC))
-			close(fd);
-	}
-	closedir(d);
-}
-
-/*
- * Name the process for ps: overwrite the argument area the kernel reports
- * as /proc/PID/cmdline (its bounds are fields 48 and 49 of /proc/self/stat),
- * and set the short comm name for top.
- */
-static void set_title(unsigned slot, uint64_t gen)
-{
-	char title[64], stat[2048], comm[16];
-	unsigned long arg_start = 0, arg_end = 0;
-	char *p;
-	int fd, i;
-	ssize_t n;
-
-	snprintf(comm, sizeof(comm), "fp-worker-%u", slot);
-	prctl(PR_SET_NAME, comm, 0, 0, 0);
-	snprintf(title, sizeof(title), "forkpool: worker %u gen %llu", slot,
-		 (unsigned long long)gen);
-
-	fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	n = read(fd, stat, sizeof(stat) - 1);
-	close(fd);
-	if (n <= 0)
-		return;
-	stat[n] = '\0';
-	/* Fields after the command name, which may hold spaces and ')'. */
-	p = strrchr(stat, ')');
-	if (!p)
-		return;
-	p += 2;
-	/* p is at field 3; arg_start is field 48. */
-	for (i = 3; i < 48 && p; i++) {
-		p = strchr(p, ' ');
-		if (p)
-			p++;
-	}
-	if (!p || sscanf(p, "%lu %lu", &arg_start, &arg_end) != 2)
-		return;
-	if (arg_end <= arg_start + 1)
-		return;
-	size_t room = arg_end - arg_start - 1;
-	size_t len = strlen(title);
-	if (len > room)
-		len = room;
-	memcpy((char *)arg_start, title, len);
-	memset((char *)arg_start + len, 0, arg_end - arg_start - len);
-}
+/* --- in the child, forked by the master itself ---------------------------- */
 
 static _Noreturn void child_main(fp_pool *p, struct fp_worker *w, int fd, int log_wr)
 {
-	struct fp_worker_args args = {
-		.registry = &p->reg,
-		.fd = fd,
-		.shm = w->shm,
-		.slot = w->slot,
-		.generation = w->generation,
-		.task_limit = w->tasks_limit,
-		.max_rss_bytes = p->opts.max_rss_bytes,
-		.max_payload = p->opts.max_payload,
+	struct fp_child c = {
+		.master_pid = p->master_pid,
+		.log_fd = log_wr,
+		.args = {
+			.registry = &p->reg,
+			.fd = fd,
+			.shm = w->shm,
+			.slot = w->slot,
+			.generation = w->generation,
+			.task_limit = w->tasks_limit,
+			.max_rss_bytes = p->opts.max_rss_bytes,
+			.max_payload = p->opts.max_payload,
+		},
 	};
-	sigset_t none;
-	int sig, devnull;
 
-	/* Handlers of an embedding program are not the worker's. */
-	for (sig = 1; sig < NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			signal(sig, SIG_DFL);
-	/* Die with the master; if it died already, the parent is not it. */
-	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-	if (getppid() != p->master_pid)
-		_exit(FP_WORKER_EXIT_OK);
-
-	devnull = open("/dev/null", O_RDONLY);
-	if (devnull >= 0) {
-		dup2(devnull, STDIN_FILENO);
-		if (devnull > STDIN_FILENO)
-			close(devnull);
-	}
-	dup2(log_wr, STDOUT_FILENO);
-	dup2(log_wr, STDERR_FILENO);
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	close_master_fds(fd);
-	set_title(w->slot, w->generation);
-
-	sigemptyset(&none);
-	pthread_sigmask(SIG_SETMASK, &none, NULL);
-	fp_worker_main(&args);
+	fp__child_worker(&c);
 }
 
 /* --- in the master ------------------------------------------------------- */
@@ -184,7 +84,8 @@ void fp__worker_maybe_free(struct fp_worker *w)
 {
 	fp_pool *p = w->pool;
 
-	if (!w->reaped || !w->accounted || fp_io_active(&w->rio) ||
+	/* w->zygote: its zygote's list of requests still holds it. */
+	if (!w->reaped || !w->accounted || w->zygote || fp_io_active(&w->rio) ||
 	    fp_io_active(&w->wio) || fp_io_active(&w->lio))
 		return;
 	fp_timer_stop(&w->deadline);
@@ -199,16 +100,66 @@ void fp__worker_maybe_free(struct fp_worker *w)
 	fp_mem_free(w->wbuf);
 	worker_unlink(p, w);
 	free(w);
-	if (p->state == FP_POOL_STOPPING && !p->workers)
+	fp__pool_check_stopped(p);
+}
+
+void fp__pool_check_stopped(fp_pool *p)
+{
+	if (p->state == FP_POOL_STOPPING && !p->workers && !p->zygotes)
 		fp_loop_stop(p->loop);
+}
+
+/*
+ * The page shared with the worker: a memfd, so that the zygote, forked long
+ * before this page was made, can map it for the worker too.
+ */
+static int shm_make(struct fp_worker *w, int *fd_out)
+{
+	void *m;
+	int fd, err;
+
+	fd = memfd_create("forkpool-worker", MFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, sizeof(*w->shm)) < 0)
+		goto fail;
+	m = mmap(NULL, sizeof(*w->shm), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
+		goto fail;
+	w->shm = m;
+	*fd_out = fd;
+	return 0;
+fail:
+	err = -errno;
+	close(fd);
+	return err;
+}
+
+/* The old way, when there is no zygote: fork here. The pid, or -errno. */
+static pid_t fork_here(fp_pool *p, struct fp_worker *w, int sock, int log_wr)
+{
+	sigset_t all, old;
+	pid_t pid;
+	int err;
+
+	/* Buffered output would be written twice: once by us, once by the child. */
+	fflush(NULL);
+	/* No handler may run in the child before it resets them. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pid = fork();
+	if (pid == 0)
+		child_main(p, w, sock, log_wr);
+	err = -errno;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return pid < 0 ? err : pid;
 }
 
 int fp__spawn(fp_pool *p, unsigned slot)
 {
 	struct fp_worker *w;
-	int sv[2] = { -1, -1 }, lp[2] = { -1, -1 };
-	sigset_t all, old;
-	pid_t pid;
+	int sv[2] = { -1, -1 }, lp[2] = { -1, -1 }, shm_fd = -1;
+	pid_t pid = 0;
 	int err;
 
 	w = calloc(1, sizeof(*w));
@@ -227,34 +178,25 @@ int fp__spawn(fp_pool *p, unsigned slot)
 			(p->opts.max_tasks_jitter ?
 			 next_rand(p) % ((uint64_t)p->opts.max_tasks_jitter + 1) : 0);
 
-	w->shm = mmap(NULL, sizeof(*w->shm), PROT_READ | PROT_WRITE,
-		      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (w->shm == MAP_FAILED) {
-		w->shm = NULL;
-		err = -errno;
+	err = shm_make(w, &shm_fd);
+	if (err)
 		goto err_free;
-	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
 	    pipe2(lp, O_CLOEXEC) < 0) {
 		err = -errno;
 		goto err_fds;
 	}
 
-	/* Buffered output would be written twice: once by us, once by the child. */
-	fflush(NULL);
-	/* No handler may run in the child before it resets them. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pid = fork();
-	if (pid == 0)
-		child_main(p, w, sv[1], lp[1]);
-	err = -errno;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (pid < 0)
-		goto err_fds;
-
+	if (!p->zygote || fp__zygote_spawn(p, w, sv[1], lp[1], shm_fd) < 0) {
+		pid = fork_here(p, w, sv[1], lp[1]);
+		if (pid < 0) {
+			err = pid;
+			goto err_fds;
+		}
+	}
 	close(sv[1]);
 	close(lp[1]);
+	close(shm_fd);
 	w->pid = pid;
 	w->fd = sv[0];
 	w->log_fd = lp[0];
@@ -278,8 +220,9 @@ int fp__spawn(fp_pool *p, unsigned slot)
 		if (!fp_io_active(&w->rio))
 			w->read_done = true;
 	}
-	fp_log_debug(&p->log, "worker %u gen %llu started, pid %d", slot,
-		     (unsigned long long)w->generation, (int)pid);
+	if (pid)
+		fp_log_debug(&p->log, "worker %u gen %llu started, pid %d", slot,
+			     (unsigned long long)w->generation, (int)pid);
 	return 0;
 
 err_fds:
@@ -291,12 +234,36 @@ err_fds:
 		close(lp[0]);
 		close(lp[1]);
 	}
+	close(shm_fd);
 	munmap(w->shm, sizeof(*w->shm));
 err_free:
 	fp_frame_reader_deinit(&w->reader);
 	free(w);
 	fp_log_error(&p->log, "cannot start worker %u: %s", slot, fp_strerror(err));
 	return err;
+}
+
+void fp__worker_set_pid(struct fp_worker *w, pid_t pid)
+{
+	if (w->pid)
+		return;
+	w->pid = pid;
+	if (w->kill_pending && !w->reaped)
+		kill(pid, w->kill_pending);
+	w->kill_pending = 0;
+}
+
+bool fp__worker_learn_pid(struct fp_worker *w)
+{
+	pid_t pid;
+
+	if (w->pid)
+		return true;
+	pid = atomic_load_explicit(&w->shm->pid, memory_order_acquire);
+	if (pid <= 0)
+		return false;
+	fp__worker_set_pid(w, pid);
+	return true;
 }
 
 /* Fork the one that takes w's place before w leaves. */
@@ -320,7 +287,12 @@ void fp__worker_kill(struct fp_worker *w, int signum, enum fp_kill_reason why)
 	w->state = FP_WORKER_STOPPING;
 	if (signum == SIGKILL)
 		w->sigkilled = true;
-	kill(w->pid, signum);
+	if (fp__worker_learn_pid(w)) {
+		kill(w->pid, signum);
+	} else if (w->kill_pending != SIGKILL) {
+		/* Never kill(0, ...): that is our whole process group. */
+		w->kill_pending = signum;
+	}
 }
 
 /* Ask a worker to exit before its next task; an idle one wakes on EOF. */
@@ -364,11 +336,15 @@ static void worker_gone(struct fp_worker *w)
 	struct fp_slot *s = &p->slots[w->slot];
 	char how[64];
 
-	fp__describe_status(w->status, how, sizeof(how));
+	if (w->pid)
+		fp__describe_status(w->status, how, sizeof(how));
+	else
+		snprintf(how, sizeof(how), "was never forked");
 	fp__worker_account_exit(w);
 	w->accounted = true;
 
-	if (!w->ready && p->state == FP_POOL_RUNNING && w->kill_reason == FP_KILL_NONE) {
+	if (!w->ready && p->state == FP_POOL_RUNNING && w->kill_reason == FP_KILL_NONE &&
+	    !w->lost) {
 		/* It died before it could take a task: a start-up failure. */
 		p->init_failures++;
 		p->start_failures++;
@@ -376,7 +352,12 @@ static void worker_gone(struct fp_worker *w)
 	}
 
 	if (p->state == FP_POOL_RUNNING && !w->has_successor) {
-		if (!w->ready) {
+		if (w->lost) {
+			/* Not its fault, nor the modules': the zygote died first. */
+			fp_log_info(&p->log, "worker %u gen %llu: its zygote died before forking it; "
+				    "starting it again", w->slot, (unsigned long long)w->generation);
+			fp__spawn(p, w->slot);
+		} else if (!w->ready) {
 			uint64_t delay = BACKOFF_MIN_MS;
 			unsigned k;
 			for (k = 1; k < s->start_failures && delay < BACKOFF_MAX_MS; k++)
@@ -424,6 +405,25 @@ static void worker_check_gone(struct fp_worker *w)
 void fp__worker_read_done(struct fp_worker *w)
 {
 	w->read_done = true;
+	/*
+	 * Its socket has no other end left. If its zygote is gone without
+	 * answering and the page holds no pid, no process was ever made.
+	 */
+	if (!w->reaped && !w->zygote && !fp__worker_learn_pid(w)) {
+		fp__worker_unforked(w, true);
+		return;
+	}
+	worker_check_gone(w);
+}
+
+void fp__worker_unforked(struct fp_worker *w, bool lost)
+{
+	if (w->reaped)
+		return;
+	w->reaped = true;
+	w->lost = lost;
+	w->status = 0;
+	fp_timer_stop(&w->deadline);
 	worker_check_gone(w);
 }
 
@@ -441,7 +441,8 @@ void fp__reap(fp_signal *sig, int signum)
 	for (w = p->workers; w; w = w->next) {
 		pid_t r;
 
-		if (w->reaped)
+		/* Without a pid there is nothing to wait for: waitpid(0) is any child. */
+		if (w->reaped || !fp__worker_learn_pid(w))
 			continue;
 		do
 			r = waitpid(w->pid, &status, WNOHANG);
@@ -452,6 +453,7 @@ void fp__reap(fp_signal *sig, int signum)
 			fp_timer_stop(&w->deadline);
 		}
 	}
+	fp__zygote_reap(p);
 	for (w = p->workers; w; w = next) {
 		next = w->next;
 		if (!w->reaped || w->accounted || fp_timer_active(&w->drain))

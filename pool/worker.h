@@ -1,6 +1,6 @@
 /*
  * The worker process: what runs after fork(). The master and a worker share
- * one page (MAP_SHARED, made before the fork) through which the worker says
+ * one page (a memfd mapped by both) through which the worker says
  * which item it is running and since when, and the master asks it to stop.
  * The frame stream carries results; this page carries the facts the master
  * needs when the stream stops short: when a worker dies or overruns, the
@@ -19,6 +19,7 @@ struct fp_worker_shm {
 	_Atomic uint64_t current;     /* item id being run, 0 between tasks */
 	_Atomic uint64_t started_ns;  /* CLOCK_MONOTONIC when it started */
 	_Atomic uint32_t quit;        /* master: exit before the next task */
+	_Atomic int32_t pid;          /* the worker's, written by it and its zygote */
 };
 
 struct fp_worker_args {

@@ -1,0 +1,136 @@
+/*
+ * The set-up of a new process, between fork() (or the zygote's clone) and
+ * its main function. Nothing here may return into the master's stack: the
+ * callers end in a function that never returns.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "child.h"
+
+void fp__child_detach(pid_t master_pid)
+{
+	int sig, devnull;
+
+	/* Handlers of an embedding program are not ours. */
+	for (sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			signal(sig, SIG_DFL);
+	/* Die with the master; if it died already, the parent is not it. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	if (getppid() != master_pid)
+		_exit(FP_WORKER_EXIT_OK);
+
+	devnull = open("/dev/null", O_RDONLY);
+	if (devnull >= 0) {
+		dup2(devnull, STDIN_FILENO);
+		if (devnull > STDIN_FILENO)
+			close(devnull);
+	}
+}
+
+/*
+ * Other workers' sockets, client connections of an embedding server, the
+ * loop's fds, the zygote's socket: all close-on-exec. A module's load hook
+ * may have opened files without that flag for its workers to share, and
+ * those stay open. Without this, a connection the master closes would stay
+ * open in every worker.
+ */
+void fp__child_close_cloexec(int keep)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int dfd;
+
+	if (!d)
+		return;
+	dfd = dirfd(d);
+	while ((e = readdir(d))) {
+		int fd = atoi(e->d_name);
+		int fl;
+
+		if (fd < 3 || fd == keep || fd == dfd)
+			continue;
+		fl = fcntl(fd, F_GETFD);
+		if (fl >= 0 && (fl & FD_CLOEXEC))
+			close(fd);
+	}
+	closedir(d);
+}
+
+/*
+ * Overwrite the argument area the kernel reports as /proc/PID/cmdline (its
+ * bounds are fields 48 and 49 of /proc/self/stat), and set the short comm
+ * name for top.
+ */
+void fp__child_set_title(const char *title, const char *comm)
+{
+	char stat[2048];
+	unsigned long arg_start = 0, arg_end = 0;
+	char *p;
+	int fd, i;
+	ssize_t n;
+
+	prctl(PR_SET_NAME, comm, 0, 0, 0);
+	fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = read(fd, stat, sizeof(stat) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	stat[n] = '\0';
+	/* Fields after the command name, which may hold spaces and ')'. */
+	p = strrchr(stat, ')');
+	if (!p)
+		return;
+	p += 2;
+	/* p is at field 3; arg_start is field 48. */
+	for (i = 3; i < 48 && p; i++) {
+		p = strchr(p, ' ');
+		if (p)
+			p++;
+	}
+	if (!p || sscanf(p, "%lu %lu", &arg_start, &arg_end) != 2)
+		return;
+	if (arg_end <= arg_start + 1)
+		return;
+	size_t room = arg_end - arg_start - 1;
+	size_t len = strlen(title);
+	if (len > room)
+		len = room;
+	memcpy((char *)arg_start, title, len);
+	memset((char *)arg_start + len, 0, arg_end - arg_start - len);
+}
+
+_Noreturn void fp__child_worker(const struct fp_child *c)
+{
+	char title[64], comm[16];
+	sigset_t none;
+
+	/*
+	 * First: if the zygote that cloned us dies before it tells the master
+	 * our pid, the master finds it here (pool/zygote.c).
+	 */
+	atomic_store_explicit(&c->args.shm->pid, (int32_t)getpid(), memory_order_release);
+	fp__child_detach(c->master_pid);
+	dup2(c->log_fd, STDOUT_FILENO);
+	dup2(c->log_fd, STDERR_FILENO);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	fp__child_close_cloexec(c->args.fd);
+	snprintf(comm, sizeof(comm), "fp-worker-%u", c->args.slot);
+	snprintf(title, sizeof(title), "forkpool: worker %u gen %llu", c->args.slot,
+		 (unsigned long long)c->args.generation);
+	fp__child_set_title(title, comm);
+
+	sigemptyset(&none);
+	pthread_sigmask(SIG_SETMASK, &none, NULL);
+	fp_worker_main(&c->args);
+}
