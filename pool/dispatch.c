@@ -185,7 +185,7 @@ static struct fp_worker *find_idle(fp_pool *p)
 
 	for (w = p->workers; w; w = w->next)
 		if (w->state == FP_WORKER_IDLE && !w->leaving && !w->reaped &&
-		    !w->call && !fp_io_active(&w->wio))
+		    !w->call && !fp_io_active(&w->wio) && !fp__worker_standby(w))
 			return w;
 	return NULL;
 }
@@ -290,9 +290,11 @@ static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t n
 	if (timeout)
 		fp_timer_start(p->loop, &w->deadline, timeout, deadline_cb);
 	if (w->tasks_limit && w->tasks_dispatched >= w->tasks_limit) {
-		/* Its last chunk: start the successor now, so capacity holds. */
+		/* Its last chunk: the successor takes over now, so capacity holds. */
 		w->leaving = true;
 		fp__spawn_successor(w);
+	} else {
+		fp__spawn_standby(w);
 	}
 	return 0;
 }
@@ -470,8 +472,12 @@ static void handle_frame(struct fp_worker *w, const struct fp_frame_header *h,
 		p->slots[w->slot].start_failures = 0;
 		if (w->state == FP_WORKER_STARTING)
 			w->state = FP_WORKER_IDLE;
+		/* It wrote its pid first thing: known now, whatever its zygote says. */
+		fp__worker_learn_pid(w);
 		if (p->state != FP_POOL_RUNNING)
 			fp__worker_quit(w);
+		else
+			fp__spawn_standby(w);
 		break;
 	case FP_FRAME_INITFAIL:
 		snprintf(w->initfail, sizeof(w->initfail), "%.*s", (int)h->len, payload);
@@ -561,7 +567,10 @@ void fp__worker_account_exit(struct fp_worker *w)
 	char how[64], msg[256];
 	bool crashed, retry;
 
-	fp__describe_status(w->status, how, sizeof(how));
+	if (w->pid)
+		fp__describe_status(w->status, how, sizeof(how));
+	else
+		snprintf(how, sizeof(how), "was never forked");
 	crashed = w->kill_reason == FP_KILL_NONE && !w->quit_sent &&
 		  !(WIFEXITED(w->status) && WEXITSTATUS(w->status) == FP_WORKER_EXIT_OK);
 	if (crashed && w->ready)

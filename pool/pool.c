@@ -305,10 +305,12 @@ int fp_pool_reload(fp_pool *p)
 	 * current item: never fewer than N able workers meanwhile.
 	 */
 	for (w = p->workers; w; w = w->next) {
-		if (!fp__worker_able(w) || w->has_successor)
+		if (!fp__worker_able(w))
 			continue;
 		w->leaving = true;
-		fp__spawn_successor(w);
+		/* A standby successor is replaced in its own turn. */
+		if (!w->has_successor)
+			fp__spawn_successor(w);
 		fp__worker_quit(w);
 	}
 	return 0;
@@ -648,7 +650,7 @@ void fp_pool_stats(fp_pool *p, struct fp_pool_stats *s)
 	for (w = p->workers; w; w = w->next) {
 		if (!w->reaped)
 			s->alive++;
-		if (fp__worker_able(w))
+		if (fp__worker_able(w) && !fp__worker_standby(w))
 			s->able++;
 		if (w->call)
 			s->running += w->count - w->acked;

@@ -141,6 +141,12 @@ struct fp_worker {
 	enum fp_kill_reason kill_reason;
 	bool leaving;              /* last chunk sent, retiring, or told to quit */
 	bool has_successor;
+	/*
+	 * A successor started ahead of time is a standby: it takes no work
+	 * while its predecessor is able (fp__worker_standby()). Each points at
+	 * the other until one is freed.
+	 */
+	struct fp_worker *successor, *predecessor;
 	bool quit_sent;
 	bool sigkilled;
 	bool ready;
@@ -182,7 +188,8 @@ struct fp_pool {
 	/* pool/zygote.c: the one asked, and retired ones still answering. */
 	struct fp_zygote *zygotes;
 	struct fp_zygote *zygote;  /* NULL: the master forks workers itself */
-	unsigned zygote_deaths;    /* in a row, without a good answer between */
+	unsigned zygote_deaths;    /* in a row, each soon after the one before */
+	uint64_t zygote_death_ms;  /* the last one */
 	bool zygote_off;           /* FORKPOOL_ZYGOTE=0, or too many deaths */         /* live structs, including leaving ones */
 	struct fp_slot *slots;     /* opts.workers of them */
 
@@ -261,6 +268,9 @@ void fp__worker_account_exit(struct fp_worker *w);
 /* spawn.c */
 int fp__spawn(fp_pool *p, unsigned slot);
 void fp__spawn_successor(struct fp_worker *w);
+/* Start w's successor as a standby once half of w's task budget is given out. */
+void fp__spawn_standby(struct fp_worker *w);
+bool fp__worker_standby(const struct fp_worker *w);
 void fp__reap(fp_signal *sig, int signum);
 void fp__worker_kill(struct fp_worker *w, int signum, enum fp_kill_reason why);
 void fp__worker_quit(struct fp_worker *w);

@@ -98,6 +98,10 @@ void fp__worker_maybe_free(struct fp_worker *w)
 	if (w->shm)
 		munmap(w->shm, sizeof(*w->shm));
 	fp_mem_free(w->wbuf);
+	if (w->successor)
+		w->successor->predecessor = NULL;
+	if (w->predecessor)
+		w->predecessor->successor = NULL;
 	worker_unlink(p, w);
 	free(w);
 	fp__pool_check_stopped(p);
@@ -155,7 +159,7 @@ static pid_t fork_here(fp_pool *p, struct fp_worker *w, int sock, int log_wr)
 	return pid < 0 ? err : pid;
 }
 
-int fp__spawn(fp_pool *p, unsigned slot)
+static int spawn_worker(fp_pool *p, unsigned slot, struct fp_worker **out)
 {
 	struct fp_worker *w;
 	int sv[2] = { -1, -1 }, lp[2] = { -1, -1 }, shm_fd = -1;
@@ -223,6 +227,8 @@ int fp__spawn(fp_pool *p, unsigned slot)
 	if (pid)
 		fp_log_debug(&p->log, "worker %u gen %llu started, pid %d", slot,
 			     (unsigned long long)w->generation, (int)pid);
+	if (out)
+		*out = w;
 	return 0;
 
 err_fds:
@@ -241,6 +247,11 @@ err_free:
 	free(w);
 	fp_log_error(&p->log, "cannot start worker %u: %s", slot, fp_strerror(err));
 	return err;
+}
+
+int fp__spawn(fp_pool *p, unsigned slot)
+{
+	return spawn_worker(p, slot, NULL);
 }
 
 void fp__worker_set_pid(struct fp_worker *w, pid_t pid)
@@ -275,6 +286,35 @@ void fp__spawn_successor(struct fp_worker *w)
 		return;
 	w->has_successor = true;
 	fp__spawn(p, w->slot);
+}
+
+bool fp__worker_standby(const struct fp_worker *w)
+{
+	return w->predecessor && fp__worker_able(w->predecessor);
+}
+
+/*
+ * Forking at the last chunk leaves the slot with one task's head start,
+ * and a worker takes milliseconds to start: with a small task budget the
+ * slot would stand empty for most of each recycle. So the successor starts
+ * once half the budget is given out (at READY for a budget of one) and
+ * waits, ready, until its predecessor leaves. A slot failing to start gets
+ * no standby: its backoff paces it.
+ */
+void fp__spawn_standby(struct fp_worker *w)
+{
+	fp_pool *p = w->pool;
+	struct fp_worker *s;
+
+	if (!w->tasks_limit || w->has_successor || w->leaving || w->reaped ||
+	    p->state != FP_POOL_RUNNING || p->slots[w->slot].start_failures ||
+	    w->tasks_limit - w->tasks_dispatched > (w->tasks_limit + 1) / 2)
+		return;
+	if (spawn_worker(p, w->slot, &s) < 0)
+		return;
+	w->has_successor = true;
+	w->successor = s;
+	s->predecessor = w;
 }
 
 void fp__worker_kill(struct fp_worker *w, int signum, enum fp_kill_reason why)
@@ -343,6 +383,18 @@ static void worker_gone(struct fp_worker *w)
 	fp__worker_account_exit(w);
 	w->accounted = true;
 
+	/*
+	 * A standby that died while its predecessor works on: the slot is
+	 * still held; the predecessor starts another successor when due.
+	 */
+	bool spare = fp__worker_standby(w);
+	if (w->predecessor) {
+		if (spare)
+			w->predecessor->has_successor = false;
+		w->predecessor->successor = NULL;
+		w->predecessor = NULL;
+	}
+
 	if (!w->ready && p->state == FP_POOL_RUNNING && w->kill_reason == FP_KILL_NONE &&
 	    !w->lost) {
 		/* It died before it could take a task: a start-up failure. */
@@ -351,7 +403,7 @@ static void worker_gone(struct fp_worker *w)
 		s->start_failures++;
 	}
 
-	if (p->state == FP_POOL_RUNNING && !w->has_successor) {
+	if (p->state == FP_POOL_RUNNING && !w->has_successor && !spare) {
 		if (w->lost) {
 			/* Not its fault, nor the modules': the zygote died first. */
 			fp_log_info(&p->log, "worker %u gen %llu: its zygote died before forking it; "

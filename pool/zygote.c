@@ -12,8 +12,8 @@
  * by the loop.
  *
  * When a zygote dies (killed, crashed, stalled and killed by us) the master
- * logs it and starts another; after three deaths in a row without one good
- * answer between them it forks workers itself from then on. Requests it
+ * logs it and starts another; after three deaths less than a minute apart
+ * it forks workers itself from then on. Requests it
  * left unanswered are settled from the shared pages: a worker writes its pid
  * there first thing, and the zygote right after clone(), so a page without
  * a pid, once the worker's socket has closed, is a worker that was never
@@ -41,8 +41,12 @@
 #define ZYGOTE_MAGIC 0x7a79676fu   /* "zygo" */
 /* An answer overdue by this much: the zygote is stuck; kill it. */
 #define ZYGOTE_STALL_MS 5000
-/* Deaths in a row after which workers are forked by the master itself. */
+/*
+ * Deaths, each within ZYGOTE_DEATH_WINDOW_MS of the one before, after which
+ * workers are forked by the master itself.
+ */
 #define ZYGOTE_MAX_DEATHS 3
+#define ZYGOTE_DEATH_WINDOW_MS 60000
 
 struct zygote_req {
 	uint32_t magic;
@@ -342,6 +346,7 @@ void fp__zygote_kill_all(fp_pool *p)
 static void zygote_lost(struct fp_zygote *z, const char *why)
 {
 	fp_pool *p = z->pool;
+	uint64_t now;
 
 	zygote_kill(z);
 	if (p->zygote != z)
@@ -350,9 +355,13 @@ static void zygote_lost(struct fp_zygote *z, const char *why)
 	z->retired = true;
 	if (p->state != FP_POOL_RUNNING)
 		return;
+	now = fp_now_ms();
+	if (p->zygote_deaths && now - p->zygote_death_ms > ZYGOTE_DEATH_WINDOW_MS)
+		p->zygote_deaths = 0;
+	p->zygote_death_ms = now;
 	if (++p->zygote_deaths >= ZYGOTE_MAX_DEATHS) {
 		p->zygote_off = true;
-		fp_log_error(&p->log, "zygote (pid %d) %s; %u in a row: "
+		fp_log_error(&p->log, "zygote (pid %d) %s; %u deaths in a row: "
 			     "forking workers in the master from now on",
 			     (int)z->pid, why, p->zygote_deaths);
 		return;
@@ -397,7 +406,6 @@ static bool zygote_answer(struct fp_zygote *z, const struct zygote_rep *rep)
 	pending_pop(z);
 	if (rep->pid > 0) {
 		fp__worker_set_pid(w, rep->pid);
-		p->zygote_deaths = 0;
 		fp_log_debug(&p->log, "worker %u gen %llu started, pid %d", w->slot,
 			     (unsigned long long)w->generation, (int)rep->pid);
 	} else {
@@ -544,7 +552,8 @@ void fp__zygote_reap(fp_pool *p)
 		z->reaped = true;
 		z->status = r == z->pid ? status : 0;
 		fp__describe_status(z->status, how, sizeof(how));
-		if (z->retired && !z->head && WIFEXITED(z->status) &&
+		/* Its answers may still be on the way: it sent them before it left. */
+		if (z->retired && WIFEXITED(z->status) &&
 		    WEXITSTATUS(z->status) == FP_WORKER_EXIT_OK)
 			fp_log_debug(&p->log, "zygote (pid %d) %s", (int)z->pid, how);
 		else

@@ -1,0 +1,540 @@
+/*
+ * The zygote (pool/zygote.c): workers forked by it are the master's
+ * children, it holds none of the master's fds, it is replaced when it dies
+ * or the modules are reloaded, and it dies with the master. Runs once per
+ * loop backend (FORKPOOL_LOOP in the environment).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "forkpool.h"
+#include "fp_test.h"
+
+/* --- helpers ------------------------------------------------------------- */
+
+struct log_capture {
+	char text[32768];
+	size_t len;
+};
+
+static struct log_capture test_log;
+
+static void capture_log(void *data, fp_log_level level, const char *msg)
+{
+	struct log_capture *c = data;
+	int n = snprintf(c->text + c->len, sizeof(c->text) - c->len, "%s\n", msg);
+
+	if (n > 0 && c->len + (size_t)n < sizeof(c->text))
+		c->len += (size_t)n;
+	if (getenv("FP_TEST_VERBOSE"))
+		fprintf(stderr, "log: %s\n", msg);
+}
+
+static fp_pool *new_pool(unsigned workers, unsigned max_tasks)
+{
+	fp_options o;
+	fp_pool *p = NULL;
+	char err[512];
+	int rc;
+
+	memset(&test_log, 0, sizeof(test_log));
+	fp_options_init(&o);
+	o.workers = workers;
+	o.max_tasks_per_child = max_tasks;
+	o.kill_grace_ms = 200;
+	o.log_level = FP_LOG_DEBUG;
+	o.log = capture_log;
+	o.log_data = &test_log;
+	rc = fp_pool_new(&p, NULL, &o, err, sizeof(err));
+	if (rc != 0)
+		fail_msg("fp_pool_new: %s (%s)", fp_strerror(rc), err);
+	return p;
+}
+
+static pid_t apply_pid(fp_pool *p)
+{
+	struct fp_result r;
+	pid_t pid;
+
+	assert_int_equal(fp_pool_apply(p, "pid", "null", 4, NULL, &r), 0);
+	assert_int_equal(r.status, FP_ITEM_OK);
+	pid = (pid_t)atol(r.value);
+	fp_result_clear(&r);
+	return pid;
+}
+
+/* Field 4 of /proc/PID/stat (after the command name, which may hold ')'). */
+static pid_t parent_of(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	if (!p || p[1] != ' ' || p[2] == 'Z')
+		return -1;           /* gone, or a zombie: not a live process */
+	return (pid_t)atol(p + 4);
+}
+
+static int read_text(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -1;
+	buf[n] = '\0';
+	return 0;
+}
+
+/* Live children of `parent` named fp-zygote, up to max of them; how many. */
+static size_t zygotes_of(pid_t parent, pid_t *out, size_t max)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	size_t n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d))) {
+		char path[64], comm[32];
+		pid_t pid = (pid_t)atol(e->d_name);
+
+		if (pid <= 0 || parent_of(pid) != parent)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+		if (read_text(path, comm, sizeof(comm)) < 0 || strcmp(comm, "fp-zygote\n") != 0)
+			continue;
+		if (n < max)
+			out[n] = pid;
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
+static int one_zygote(void *data)
+{
+	return zygotes_of(getpid(), (pid_t *)data, 1) == 1;
+}
+
+/*
+ * The pool's one zygote. A new one takes its name a moment after its fork:
+ * wait for that, running the pool's loop.
+ */
+static pid_t the_zygote(fp_pool *p)
+{
+	pid_t z = 0;
+
+	assert_true(fp_test_run_until(p, one_zygote, &z, 10000));
+	return z;
+}
+
+/* Gone from the process table: reaped by the pool, not a zombie. */
+static void assert_reaped(pid_t pid)
+{
+	assert_int_equal(waitpid(pid, NULL, WNOHANG), -1);
+	assert_int_equal(errno, ECHILD);
+}
+
+/*
+ * 1 when some worker is alive and every live one is this process's child;
+ * a worker of another parent fails the test.
+ */
+static int workers_are_mine(void *data)
+{
+	struct fp_worker_stats ws[8];
+	size_t n = fp_pool_workers(data, ws, 8);
+	int mine = 0;
+
+	for (size_t i = 0; i < n && i < 8; i++) {
+		pid_t pp = ws[i].pid > 0 ? parent_of(ws[i].pid) : -1;
+
+		if (pp < 0)
+			continue;    /* not told yet, or just left (one task each) */
+		assert_int_equal(pp, getpid());
+		mine++;
+	}
+	return mine > 0;
+}
+
+static void assert_workers_are_mine(fp_pool *p)
+{
+	assert_true(fp_test_run_until(p, workers_are_mine, p, 10000));
+}
+
+/* --- the zygote as a process --------------------------------------------- */
+
+/*
+ * Workers are clone(CLONE_PARENT)ed: the master's children, not the
+ * zygote's. The zygote is named, is never listed as a worker, and holds no
+ * fd the master made for itself (a close-on-exec listening socket here).
+ */
+static void workers_are_the_masters_children(void **state)
+{
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct stat lst;
+	struct fp_worker_stats ws[4];
+	char path[64], buf[256], link[128];
+	fp_pool *p;
+	pid_t z, w;
+	size_t n;
+	DIR *d;
+	struct dirent *e;
+	int sockets = 0;
+
+	assert_true(lfd >= 0);
+	assert_int_equal(fstat(lfd, &lst), 0);
+	p = new_pool(2, 0);
+	w = apply_pid(p);
+	z = the_zygote(p);
+	assert_int_equal(parent_of(w), getpid());
+
+	n = fp_pool_workers(p, ws, 4);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++)
+		assert_int_not_equal(ws[i].pid, z);
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)z);
+	assert_int_equal(read_text(path, buf, sizeof(buf)), 0);
+	/* As much of the title as the room argv had: here at least "forkpool:". */
+	assert_true(strlen(buf) >= 9);
+	assert_int_equal(strncmp(buf, "forkpool: zygote", strlen(buf)), 0);
+
+	/* Its fds: the standard three, and one socket (to the master). */
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)z);
+	d = opendir(path);
+	assert_non_null(d);
+	while ((e = readdir(d))) {
+		char fdpath[384], want[64];
+		ssize_t k;
+
+		if (e->d_name[0] == '.' || atoi(e->d_name) < 3)
+			continue;
+		snprintf(fdpath, sizeof(fdpath), "%s/%s", path, e->d_name);
+		k = readlink(fdpath, link, sizeof(link) - 1);
+		assert_true(k > 0);
+		link[k] = '\0';
+		snprintf(want, sizeof(want), "socket:[%lu]", (unsigned long)lst.st_ino);
+		assert_string_not_equal(link, want);
+		if (strncmp(link, "socket:", 7) == 0)
+			sockets++;
+	}
+	closedir(d);
+	assert_int_equal(sockets, 1);
+	fp_pool_free(p);
+	close(lfd);
+	assert_reaped(z);
+}
+
+/* A worker forked by the zygote dies of the signal it raised. */
+static void abort_in_a_worker_is_sigabrt(void **state)
+{
+	fp_pool *p = new_pool(1, 0);
+	struct fp_result r;
+
+	assert_int_equal(fp_pool_apply(p, "crash", "\"SIGABRT\"", 9, NULL, &r), 0);
+	assert_int_equal(r.status, FP_ITEM_CRASH);
+	assert_non_null(strstr(r.message, "SIGABRT"));
+	fp_result_clear(&r);
+	fp_pool_free(p);
+}
+
+/* --- the zygote dying ---------------------------------------------------- */
+
+struct kill_probe {
+	fp_pool *pool;
+	pid_t zygote;
+	size_t done, ok, n;
+	int killed;
+};
+
+static void count_item(fp_pool *p, uint64_t id, const struct fp_result *r, void *data)
+{
+	struct kill_probe *k = data;
+
+	k->done++;
+	k->ok += r->status == FP_ITEM_OK;
+	/* Mid-map, with workers being forked all the time (one task each). */
+	if (k->done == 5 && !k->killed) {
+		assert_int_equal(kill(k->zygote, SIGKILL), 0);
+		k->killed = 1;
+	}
+}
+
+static void count_done(fp_pool *p, const struct fp_call_summary *s, void *data)
+{
+}
+
+static int all_done(void *data)
+{
+	struct kill_probe *k = data;
+
+	return k->done == k->n;
+}
+
+static struct fp_buf *nulls(size_t n)
+{
+	struct fp_buf *b = calloc(n, sizeof(*b));
+
+	assert_non_null(b);
+	for (size_t i = 0; i < n; i++)
+		b[i] = (struct fp_buf){ "null", 4 };
+	return b;
+}
+
+/*
+ * SIGKILLed mid-map with max_tasks_per_child 1: nothing is lost, the death
+ * is logged, another zygote takes over, and the pool keeps its workers.
+ */
+static void killed_zygote_is_replaced(void **state)
+{
+	const size_t n = 40;
+	struct fp_buf *items = nulls(n);
+	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
+	struct kill_probe k = { .n = n };
+	struct fp_pool_stats st;
+	fp_pool *p = new_pool(2, 1);
+	pid_t z2;
+
+	k.pool = p;
+	apply_pid(p);
+	k.zygote = the_zygote(p);
+	co.chunksize = 1;
+	assert_int_equal(fp_pool_map_async(p, "pid", items, n, &co, count_item, count_done,
+					   &k, NULL), 0);
+	assert_true(fp_test_run_until(p, all_done, &k, 60000));
+	assert_true(k.killed);
+	assert_int_equal(k.ok, n);
+	assert_non_null(strstr(test_log.text, "starting another"));
+
+	z2 = the_zygote(p);
+	assert_int_not_equal(z2, k.zygote);
+	/* The new one forks: more one-task workers come and go. */
+	for (int i = 0; i < 4; i++)
+		apply_pid(p);
+	fp_pool_stats(p, &st);
+	assert_int_equal(st.able, 2);
+	assert_int_equal(st.crashes, 0);
+	assert_true(st.healthy);
+	fp_pool_free(p);
+	assert_reaped(k.zygote);
+	assert_reaped(z2);
+	free(items);
+}
+
+static int log_has(void *data)
+{
+	return strstr(test_log.text, data) != NULL;
+}
+
+static int zygote_gone(void *data)
+{
+	pid_t z = *(pid_t *)data;
+
+	return parent_of(z) < 0;
+}
+
+/* Killed again and again: the master forks its workers itself, and says so. */
+static void zygote_that_keeps_dying_is_given_up(void **state)
+{
+	fp_pool *p = new_pool(1, 1);
+	pid_t z;
+
+	for (int i = 0; i < 3; i++) {
+		apply_pid(p);
+		z = the_zygote(p);
+		assert_int_equal(kill(z, SIGKILL), 0);
+		assert_true(fp_test_run_until(p, zygote_gone, &z, 10000));
+		apply_pid(p);
+	}
+	assert_true(fp_test_run_until(p, log_has, "forking workers in the master from now on",
+				      10000));
+	assert_int_equal(zygotes_of(getpid(), &z, 1), 0);
+	for (int i = 0; i < 3; i++)
+		apply_pid(p);
+	assert_workers_are_mine(p);
+	fp_pool_free(p);
+}
+
+/* --- reload, several pools, no zygote at all ------------------------------ */
+
+static void reload_replaces_the_zygote(void **state)
+{
+	fp_pool *p = new_pool(1, 0);
+	pid_t before, after;
+
+	apply_pid(p);
+	before = the_zygote(p);
+	assert_int_equal(fp_pool_reload(p), 0);
+	assert_true(fp_test_run_until(p, zygote_gone, &before, 10000));
+	after = the_zygote(p);
+	assert_int_not_equal(before, after);
+	apply_pid(p);
+	/* The old one left because it was asked to: no death is reported. */
+	assert_null(strstr(test_log.text, "starting another"));
+	fp_pool_free(p);
+	assert_reaped(before);
+	assert_reaped(after);
+}
+
+static int two_zygotes(void *data)
+{
+	return zygotes_of(getpid(), (pid_t *)data, 2) == 2;
+}
+
+/*
+ * Each pool has its own zygote, and one going away leaves the other working.
+ * Freed newest first: two loops in one thread share SIGCHLD's blocking, and
+ * the first loop's watcher gives it back (pool/loop.c, fp_signal_stop).
+ */
+static void two_pools_have_a_zygote_each(void **state)
+{
+	fp_pool *a = new_pool(1, 1), *b;
+	pid_t za, zb, z[2];
+
+	za = the_zygote(a);
+	b = new_pool(1, 1);
+	assert_true(fp_test_run_until(b, two_zygotes, z, 10000));
+	zb = z[0] == za ? z[1] : z[0];
+	assert_int_not_equal(za, zb);
+	apply_pid(a);
+	apply_pid(b);
+	fp_pool_free(b);
+	assert_reaped(zb);
+	assert_int_equal(parent_of(za), getpid());
+	for (int i = 0; i < 3; i++)
+		apply_pid(a);
+	assert_workers_are_mine(a);
+	fp_pool_free(a);
+	assert_reaped(za);
+}
+
+static void forkpool_zygote_0_forks_in_the_master(void **state)
+{
+	fp_pool *p;
+	pid_t z;
+
+	setenv("FORKPOOL_ZYGOTE", "0", 1);
+	p = new_pool(1, 1);
+	unsetenv("FORKPOOL_ZYGOTE");
+	for (int i = 0; i < 3; i++)
+		apply_pid(p);
+	assert_workers_are_mine(p);
+	assert_int_equal(zygotes_of(getpid(), &z, 1), 0);
+	fp_pool_free(p);
+}
+
+/*
+ * The master dies without a word: PDEATHSIG takes the zygote down too. This
+ * process is made a subreaper so the orphan comes back to it to be counted.
+ */
+static void zygote_dies_with_the_master(void **state)
+{
+	int pfd[2], status;
+	pid_t master, z;
+
+	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
+	assert_int_equal(pipe(pfd), 0);
+	master = fork();
+	assert_true(master >= 0);
+	if (master == 0) {
+		fp_options o;
+		fp_pool *p;
+		pid_t found[2];
+
+		close(pfd[0]);
+		fp_options_init(&o);
+		o.workers = 1;
+		if (fp_pool_new(&p, NULL, &o, NULL, 0))
+			_exit(1);
+		/* Its name comes a moment after its fork. */
+		for (int i = 0; i < 1000 && zygotes_of(getpid(), found, 2) != 1; i++)
+			apply_pid(p);
+		if (zygotes_of(getpid(), found, 2) != 1)
+			_exit(1);
+		if (write(pfd[1], found, sizeof(found[0])) != sizeof(found[0]))
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(pfd[1]);
+	assert_int_equal(read(pfd[0], &z, sizeof(z)), (ssize_t)sizeof(z));
+	close(pfd[0]);
+	assert_int_equal(kill(master, SIGKILL), 0);
+	assert_int_equal(waitpid(master, &status, 0), master);
+	/* Blocking wait, bounded by the watchdog alarm. */
+	alarm(10);
+	assert_int_equal(waitpid(z, &status, 0), z);
+	alarm(0);
+	/* PDEATHSIG, or EOF on its socket first: either way it did not outlive the master. */
+	if (WIFSIGNALED(status))
+		assert_int_equal(WTERMSIG(status), SIGKILL);
+	else
+		assert_int_equal(WEXITSTATUS(status), 0);
+	/* The worker comes back here too; take it so nothing is left. */
+	while (waitpid(-1, &status, WNOHANG) > 0)
+		;
+	prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
+}
+
+static int skip_without_backend(void)
+{
+	fp_loop *loop;
+	int err = fp_loop_new(&loop, FP_LOOP_AUTO);
+
+	if (err) {
+		fprintf(stderr, "no loop for FORKPOOL_LOOP=%s: %s\n",
+			getenv("FORKPOOL_LOOP") ? getenv("FORKPOOL_LOOP") : "",
+			fp_strerror(err));
+		return 1;
+	}
+	fp_loop_free(loop);
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(workers_are_the_masters_children),
+		cmocka_unit_test(abort_in_a_worker_is_sigabrt),
+		cmocka_unit_test(killed_zygote_is_replaced),
+		cmocka_unit_test(zygote_that_keeps_dying_is_given_up),
+		cmocka_unit_test(reload_replaces_the_zygote),
+		cmocka_unit_test(two_pools_have_a_zygote_each),
+		cmocka_unit_test(forkpool_zygote_0_forks_in_the_master),
+		cmocka_unit_test(zygote_dies_with_the_master),
+	};
+
+	if (skip_without_backend())
+		return 77;
+	return cmocka_run_group_tests_name("zygote", tests, NULL, NULL);
+}
