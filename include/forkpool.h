@@ -340,7 +340,8 @@ typedef enum fp_worker_state {
 const char *fp_worker_state_name(fp_worker_state state);
 
 struct fp_worker_stats {
-	pid_t pid;
+	pid_t pid;               /* 0 for a moment after the start: the fork server
+				    has not said yet */
 	unsigned slot;
 	uint64_t generation;     /* counts forks of this slot */
 	fp_worker_state state;
