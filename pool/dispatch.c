@@ -293,6 +293,9 @@ static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t n
 		/* Its last chunk: the successor takes over now, so capacity holds. */
 		w->leaving = true;
 		fp__spawn_successor(w);
+		/* The standby takes over: its own is due now if its budget is small. */
+		if (w->successor && w->successor->ready)
+			fp__spawn_standby(w->successor);
 	} else {
 		fp__spawn_standby(w);
 	}

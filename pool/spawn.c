@@ -306,7 +306,9 @@ void fp__spawn_standby(struct fp_worker *w)
 	fp_pool *p = w->pool;
 	struct fp_worker *s;
 
+	/* A standby gets its own once it takes over: one spare per slot. */
 	if (!w->tasks_limit || w->has_successor || w->leaving || w->reaped ||
+	    fp__worker_standby(w) ||
 	    p->state != FP_POOL_RUNNING || p->slots[w->slot].start_failures ||
 	    w->tasks_limit - w->tasks_dispatched > (w->tasks_limit + 1) / 2)
 		return;
