@@ -132,9 +132,6 @@ int fp_pool_new(fp_pool **out, fp_loop *loop, const fp_options *opts,
 		set_err(errbuf, errlen, "cannot watch SIGCHLD", fp_strerror(err));
 		goto err_loop;
 	}
-	if ((err = fp__zygote_watch(p)) < 0)
-		fp_log_warn(&p->log, "cannot watch the zygote, forking workers in the master: %s",
-			    fp_strerror(err));
 
 	p->slots = calloc(p->opts.workers, sizeof(*p->slots));
 	if (!p->slots) {
@@ -151,10 +148,16 @@ int fp_pool_new(fp_pool **out, fp_loop *loop, const fp_options *opts,
 		if (err) {
 			set_err(errbuf, errlen, "cannot fork a worker", fp_strerror(err));
 			/* Take down the ones that started. */
+			fp__zygote_watch(p);
 			fp_pool_free(p);
 			return err;
 		}
 	}
+	/* A new pool lists its workers with their pids, as when it forked them. */
+	fp__zygote_collect(p, 5000);
+	if ((err = fp__zygote_watch(p)) < 0)
+		fp_log_warn(&p->log, "cannot watch the zygote, forking workers in the master: %s",
+			    fp_strerror(err));
 	*out = p;
 	return 0;
 

@@ -20,6 +20,7 @@
  * made; it is asked for again, not counted as a start failure.
  */
 #include <errno.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -506,7 +507,7 @@ int fp__zygote_spawn(fp_pool *p, struct fp_worker *w, int sock, int log_wr, int 
 	int fds[3] = { sock, log_wr, shm_fd };
 	ssize_t n;
 
-	if (!z || z->dead || !fp_io_active(&z->rio))
+	if (!z || z->dead)
 		return -ENOTCONN;
 	memset(&ctl, 0, sizeof(ctl));
 	cm = CMSG_FIRSTHDR(&m);
@@ -530,6 +531,30 @@ int fp__zygote_spawn(fp_pool *p, struct fp_worker *w, int sock, int log_wr, int 
 	if (!fp_timer_active(&z->stall))
 		fp_timer_start(p->loop, &z->stall, ZYGOTE_STALL_MS, stall_cb);
 	return 0;
+}
+
+void fp__zygote_collect(fp_pool *p, int timeout_ms)
+{
+	struct fp_zygote *z = p->zygote;
+	uint64_t end = fp_now_ms() + (uint64_t)timeout_ms;
+
+	while (z && p->zygote == z && z->head && !fp_io_active(&z->rio)) {
+		struct pollfd pfd = { z->fd, POLLIN, 0 };
+		struct zygote_rep rep;
+		uint64_t now = fp_now_ms();
+		ssize_t n;
+
+		if (now >= end || poll(&pfd, 1, (int)(end - now)) <= 0)
+			return;
+		n = recv(z->fd, &rep, sizeof(rep), MSG_DONTWAIT);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		/* EOF or a short answer: left to the loop, which sees it too. */
+		if (n != (ssize_t)sizeof(rep) || !zygote_answer(z, &rep))
+			return;
+		if (!z->head)
+			fp_timer_stop(&z->stall);
+	}
 }
 
 void fp__zygote_reap(fp_pool *p)

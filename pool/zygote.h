@@ -37,6 +37,12 @@ int fp__zygote_watch(fp_pool *p);
  * the caller closes its copies of the fds; < 0: not asked, fork directly.
  */
 int fp__zygote_spawn(fp_pool *p, struct fp_worker *w, int sock, int log_wr, int shm_fd);
+/*
+ * Before the zygote is watched: wait up to timeout_ms for the answers to
+ * what it was asked, so that a new pool's workers have their pids when
+ * fp_pool_new() returns (it forked them itself before the zygote).
+ */
+void fp__zygote_collect(fp_pool *p, int timeout_ms);
 /* Ask nothing more of the current zygote: it answers what it was asked, then exits. */
 void fp__zygote_retire(fp_pool *p);
 /* SIGKILL every zygote not reaped yet (shutdown deadline). */
