@@ -11,6 +11,8 @@
 # stopped by pid.
 
 bench_packages+=(wrk nginx-light)
+http_runs=3
+http_budget=90
 http_wrk_apply=tests/bench/wrk-apply.lua
 http_backends=()
 http_backend_names=()

@@ -8,6 +8,7 @@
 # for each run.
 
 map_runs=3
+map_budget=150
 if [ "$quick" -eq 1 ]; then
 	map_n=200000
 else

@@ -8,6 +8,7 @@
 # /metrics counts them all open. Sizes are steady-state figures, so runs vary little.
 
 memory_runs=3
+memory_budget=60
 if [ "$quick" -eq 1 ]; then
 	memory_conns=2000
 else

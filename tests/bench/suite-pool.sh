@@ -4,10 +4,11 @@
 # map is the map suite's, recycling the recycle suite's.
 
 pool_runs=3
+pool_budget=100
 if [ "$quick" -eq 1 ]; then
 	pool_async_n=20000 pool_rtt_n=5000
 else
-	pool_async_n=100000 pool_rtt_n=20000
+	pool_async_n=50000 pool_rtt_n=10000
 fi
 
 pool_header() {

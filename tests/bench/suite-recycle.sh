@@ -7,12 +7,13 @@
 # is its ceiling; at mtpc=100 one fork in a hundred items should hardly show.
 
 recycle_runs=3
+recycle_budget=120
 # Python forks a replacement worker far more slowly than forkpool (tens of ms a task at
 # maxtasksperchild=1 on a small VM), so its mtpc=1 runs are shorter: a rate, not a total, is compared.
 if [ "$quick" -eq 1 ]; then
-	recycle_mtpc1_n=200 recycle_py_mtpc1_n=40 recycle_n=3000 recycle_fork_n=1000
+	recycle_mtpc1_n=100 recycle_py_mtpc1_n=20 recycle_n=2000 recycle_fork_n=300
 else
-	recycle_mtpc1_n=300 recycle_py_mtpc1_n=60 recycle_n=5000 recycle_fork_n=2000
+	recycle_mtpc1_n=150 recycle_py_mtpc1_n=30 recycle_n=3000 recycle_fork_n=500
 fi
 
 recycle_header() {

@@ -6,10 +6,12 @@
 # busy the machine is; the wall time of the map is what is measured. On N free cores the ideal
 # speed-up is N; a shared machine's other load takes its share.
 
+scaling_runs=3
+scaling_budget=60
 if [ "$quick" -eq 1 ]; then
-	scaling_items=60
+	scaling_items=40
 else
-	scaling_items=100
+	scaling_items=60
 fi
 scaling_ms=10
 scaling_n=$(nproc)
