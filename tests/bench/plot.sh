@@ -40,7 +40,7 @@ bench_plot() {
 	[ "$n" -eq 1 ] && cols=1
 	rows=$(((n + cols - 1) / cols))
 	{
-		echo "set terminal pngcairo size $((cols * 760)),$((rows * 430)) font 'sans,9'"
+		echo "set terminal pngcairo noenhanced size $((cols * 760)),$((rows * 430)) font 'sans,9'"
 		echo "set output '$png'"
 		echo "set multiplot layout $rows,$cols title 'forkpool and its references: throughput (median of the run, min-max bars; log scale)' font 'sans,12'"
 		echo "set style fill solid 0.8 border -1"

@@ -12,7 +12,7 @@
 # than described, which fails the run.
 
 crash_runs=3
-crash_budget=90
+crash_budget=110
 crash_items=10 crash_ms=200 crash_kill_ms=300
 if [ "$quick" -eq 1 ]; then
 	crash_wait_s=5

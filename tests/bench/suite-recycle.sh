@@ -7,7 +7,7 @@
 # is its ceiling; at mtpc=100 one fork in a hundred items should hardly show.
 
 recycle_runs=3
-recycle_budget=120
+recycle_budget=150
 # Python forks a replacement worker far more slowly than forkpool (tens of ms a task at
 # maxtasksperchild=1 on a small VM), so its mtpc=1 runs are shorter: a rate, not a total, is compared.
 if [ "$quick" -eq 1 ]; then
