@@ -81,13 +81,21 @@ bench_init() {
 	trap 'echo "bench: interrupted" >&2; exit 130' INT TERM
 }
 
+# Functions bench_cleanup calls at exit, before removing $tmp: a suite that starts servers of its
+# own (tests/bench/peers-servers.sh) adds the one that stops them.
+bench_cleanup_hooks=()
+
 bench_cleanup() {
+	local hook
 	if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
 		# timeout passes the signal on to the benchmark's process group, workers included.
 		kill -TERM "$child" 2>/dev/null || true
 		wait "$child" 2>/dev/null || true
 	fi
 	server_stop
+	for hook in "${bench_cleanup_hooks[@]}"; do
+		"$hook" || true
+	done
 	[ -n "$tmp" ] && rm -rf "$tmp"
 }
 
@@ -227,7 +235,7 @@ row() {
 			refmed = refkey == "" ? "" : (r == "" ? "failed" : num(b[1]))
 			ratio = ""; x = ""
 			if (refkey != "") {
-				if (s != "" && r != "" && b[1] > 0) { x = a[1] / b[1]; ratio = sprintf("%.2fx", x) }
+				if (s != "" && r != "" && b[1] > 0) { x = a[1] / b[1]; ratio = sprintf(x >= 0.1 ? "%.2fx" : "%.2gx", x) }
 				else ratio = "-"
 			}
 			line = sprintf("%-40s %10s %10s %10s %-8s %-32s %10s %8s", name, med, lo, hi,
