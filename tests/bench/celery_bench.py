@@ -17,11 +17,12 @@ The client (one result line on stdout, as every scripts/bench program):
   celery_bench.py throughput TASK PROCS WINDOW SECONDS
       PROCS submitter processes, each keeping WINDOW tasks in flight
       (apply_async, then get() of the oldest, then another apply_async) for
-      SECONDS; the tasks still in flight then are waited for and counted
+      SECONDS; the tasks still in flight then are waited for and counted.
+      Each process runs one task before the clock starts (connecting to redis)
       result name=celery-throughput procs=P window=W seconds=S rate=R ok=N failed=0
   celery_bench.py rtt TASK N
-      N sequential TASK.delay(i).get(), each timed; p50/p99 by nearest rank,
-      the method of every round trip in scripts/bench
+      N sequential TASK.delay(i).get(), each timed, after one untimed;
+      p50/p99 by nearest rank, the method of every round trip in scripts/bench
       result name=celery-rtt items=N seconds=S rate=R p50_us=A p99_us=B ok=N failed=0
   celery_bench.py version
 
@@ -134,7 +135,18 @@ def _submitter(name, first, window, seconds, barrier, conn):
     failure = None
     pending = collections.deque()
     i = first
+    # Not timed: the first call of a process connects to redis and imports
+    # the transport, which takes a second or more on a loaded machine.
+    try:
+        _check(name, func, i, task.apply_async((i,)).get(timeout=GET_TIMEOUT))
+        i += 1
+    except Exception as e:
+        failure = "warm-up: %s: %s" % (type(e).__name__, e)
     barrier.wait()
+    if failure:
+        conn.send((0, failure, time.monotonic()))
+        conn.close()
+        return
     start = time.monotonic()
     end = start + seconds
     try:
@@ -188,6 +200,8 @@ def throughput(name, procs, window, seconds):
 def rtt(name, n):
     """n sequential delay().get(); returns (seconds, p50_us, p99_us)."""
     task, func = _task(name)
+    # Not timed: the first call connects (see _submitter).
+    _check(name, func, n, task.delay(n).get(timeout=GET_TIMEOUT))
     latencies = []
     start = time.monotonic()
     for i in range(n):

@@ -39,7 +39,7 @@ peers_backends=()
 peers_backend_names=()
 peers_gearman_clients=50
 peers_celery_procs=4
-peers_celery_window=1
+peers_celery_window=4
 if [ "$quick" -eq 1 ]; then
 	peers_rtt_n=1000 peers_celery_rtt_n=150
 else
