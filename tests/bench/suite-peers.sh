@@ -27,6 +27,8 @@
 
 bench_packages+=(wrk nginx-light redis-server python3-celery python3-redis gearman-job-server
 	libgearman-dev uwsgi uwsgi-plugin-python3 gunicorn curl)
+# Three repetitions keep `scripts/bench all` inside its 15 minutes; the budget bounds a slow run.
+peers_runs=3
 peers_budget=240
 
 # shellcheck source=tests/bench/peers-servers.sh
