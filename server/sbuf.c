@@ -59,19 +59,34 @@ void sbuf_adds(struct sbuf *b, const char *s)
 	sbuf_add(b, s, strlen(s));
 }
 
+/*
+ * Straight into the free space, and again only when it did not fit: most
+ * calls format once (a response is several of them per request).
+ */
 void sbuf_printf(struct sbuf *b, const char *fmt, ...)
 {
 	va_list ap;
+	size_t room;
 	int n;
 
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0 || !reserve(b, (size_t)n))
+	if (!reserve(b, 0))
 		return;
+	room = b->cap - b->len;
 	va_start(ap, fmt);
-	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	n = vsnprintf(b->data + b->len, room, fmt, ap);
 	va_end(ap);
+	if (n >= 0 && (size_t)n >= room && reserve(b, (size_t)n)) {
+		va_start(ap, fmt);
+		n = vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+		va_end(ap);
+	} else if (n >= 0 && (size_t)n >= room) {
+		n = -1;
+	}
+	if (n < 0) {
+		/* Nothing appended: take back what a cut-off attempt wrote. */
+		b->data[b->len] = '\0';
+		return;
+	}
 	b->len += (size_t)n;
 }
 
@@ -150,18 +165,48 @@ void sbuf_json_string(struct sbuf *b, const char *s, size_t n)
 	sbuf_add(b, "\"", 1);
 }
 
+/* `v` in `width` decimal digits, zero-padded, at `d`. */
+static char *put_digits(char *d, unsigned long long v, int width)
+{
+	for (int i = width - 1; i >= 0; i--) {
+		d[i] = (char)('0' + v % 10);
+		v /= 10;
+	}
+	return d + width;
+}
+
+/*
+ * Digits by hand rather than strftime() and printf: two of these go into
+ * every job document, one per HTTP apply (docs/PROFILE-http-apply.md).
+ */
 void sbuf_json_time(struct sbuf *b, unsigned long long ms)
 {
 	struct tm tm;
 	time_t t = (time_t)(ms / 1000);
-	char buf[48];
+	unsigned long long year;
+	char buf[48], *d = buf;
 
-	if (!ms) {
+	if (!ms || !gmtime_r(&t, &tm)) {
 		sbuf_adds(b, "null");
 		return;
 	}
-	gmtime_r(&t, &tm);
-	strftime(buf, sizeof(buf), "\"%Y-%m-%dT%H:%M:%S", &tm);
-	sbuf_adds(b, buf);
-	sbuf_printf(b, ".%03lluZ\"", ms % 1000);
+	*d++ = '"';
+	/* As %Y: the whole year, 1970 at least (ms is unsigned), so 4 digits or more. */
+	year = (unsigned long long)tm.tm_year + 1900;
+	d = put_digits(d, year, year > 9999 ? (int)snprintf(NULL, 0, "%llu", year) : 4);
+	*d++ = '-';
+	d = put_digits(d, (unsigned long long)tm.tm_mon + 1, 2);
+	*d++ = '-';
+	d = put_digits(d, (unsigned long long)tm.tm_mday, 2);
+	*d++ = 'T';
+	d = put_digits(d, (unsigned long long)tm.tm_hour, 2);
+	*d++ = ':';
+	d = put_digits(d, (unsigned long long)tm.tm_min, 2);
+	*d++ = ':';
+	d = put_digits(d, (unsigned long long)tm.tm_sec, 2);
+	*d++ = '.';
+	d = put_digits(d, ms % 1000, 3);
+	*d++ = 'Z';
+	*d++ = '"';
+	sbuf_add(b, buf, (size_t)(d - buf));
 }
