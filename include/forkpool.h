@@ -269,8 +269,15 @@ typedef struct fp_stage {
 	unsigned workers;       /* at most this many of them at once; 0: no cap */
 	/*
 	 * Most items allowed to wait between the stage before and this one;
-	 * while full, the stage before is not fed (back-pressure). 0: the
-	 * default. Ignored for stage 0, whose items are the call's input.
+	 * while full, the stage before is not fed, and a worker of the stage
+	 * before whose task emits a lot is not read (it blocks in fp_emit())
+	 * until there is room: back-pressure. The bound holds while some other
+	 * worker is free to drain the buffer; when every other worker is
+	 * paused, the last one is not (that could deadlock), and the buffer
+	 * may go over by the outputs of one item of a declared generator (of
+	 * one chunk for other tasks); waiting_max shows it. 0: the default.
+	 * For the reduce stage, counted in batches of reduce_batch values.
+	 * Ignored for stage 0, whose items are the call's input.
 	 */
 	size_t buffer;
 	int64_t timeout_ms;     /* < 0: the pool's default; 0: none */
@@ -286,11 +293,20 @@ typedef struct fp_pipeline_options {
 	 * its own earlier results) and returns one value of the same kind, so
 	 * it must be associative (like `sum`). Its final result is the call's
 	 * only delivered output (index 0, stage = the number of stages); items
-	 * that failed earlier are still delivered as errors.
+	 * that failed earlier are still delivered as errors. With no outputs
+	 * at all it is called once with []. If a reduce item fails, that error
+	 * is delivered (index 0, stage = the number of stages) and there is no
+	 * final value.
 	 */
 	const char *reduce;
 	size_t reduce_batch;    /* 0: 256; at least 2 */
-	int ordered;            /* deliver outputs in input order, not completion order */
+	/*
+	 * Deliver results in input order, not completion order: an input's
+	 * results wait until every input before it is finished. Bounded: no
+	 * input is started more than stage 1's buffer (or the default) places
+	 * past the oldest unfinished one. Ignored with a reduce.
+	 */
+	int ordered;
 } fp_pipeline_options;
 
 #define FP_PIPELINE_OPTIONS_DEFAULT { .reduce = NULL, .reduce_batch = 0, .ordered = 0 }
@@ -380,6 +396,7 @@ struct fp_task_info {
 	const char *name;
 	const char *module;
 	const char *doc;
+	int generator;          /* declared a generator: answers zero or more outputs */
 };
 const struct fp_task_info *fp_pool_tasks(fp_pool *pool, size_t *n);
 

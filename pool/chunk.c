@@ -32,6 +32,8 @@ static size_t chunk_for(const struct fp_worker *w, const struct fp_qent *e)
 		k = e->call->chunksize;
 	if (w->tasks_limit && k > w->tasks_limit - w->tasks_dispatched)
 		k = w->tasks_limit - w->tasks_dispatched;
+	if (e->call->stage)
+		k = fp__pipe_chunk_room(e->call, e->first, k);
 	return k;
 }
 
@@ -83,7 +85,8 @@ static bool call_quick(fp_pool *p, const struct fp_call *c)
 {
 	const uint32_t *e = task_us_of(p, c);
 
-	return e && *e <= FP_BATCH_QUICK_US && !c->cancelled;
+	/* A pipeline's batch is never joined: its stage counts its workers. */
+	return e && *e <= FP_BATCH_QUICK_US && !c->cancelled && !c->stage;
 }
 
 /*
@@ -105,26 +108,37 @@ static size_t batch_limit(fp_pool *p)
 }
 
 /*
- * Cut w's chunk from the head of the queue: the head entry's chunk as
- * always, then, while the items so far and those of the next entries are of
- * quick tasks with small arguments, runs of the next entries in queue order.
- * Nothing is taken off the queue here; returns the number of segments.
+ * Cut w's chunk from the first entry that may run now (*at; the head unless
+ * a pipeline stage ahead of it is held back): that entry's chunk as always,
+ * then, while the items so far and those of the next entries are of quick
+ * tasks with small arguments, runs of the next entries in queue order.
+ * Nothing is taken off the queue here; returns the number of segments, 0
+ * when nothing may run.
  */
-uint32_t fp__chunk_plan(fp_pool *p, struct fp_worker *w, struct fp_seg *segs)
+uint32_t fp__chunk_plan(fp_pool *p, struct fp_worker *w, struct fp_seg *segs, size_t *at)
 {
-	struct fp_qent *e = fp__queue_at(&p->queue, 0);
-	size_t k = chunk_for(w, e), total = k, limit, bytes = 0, i;
+	struct fp_qent *e = NULL;
+	size_t k = 0, total, limit, bytes = 0, i, q0;
 	uint32_t n = 1;
 
+	for (q0 = 0; q0 < p->queue.len; q0++) {
+		e = fp__queue_at(&p->queue, q0);
+		if ((k = chunk_for(w, e)) > 0)
+			break;
+	}
+	*at = q0;
+	if (!k)
+		return 0;
+	total = k;
 	segs[0] = (struct fp_seg){ e->call, e->first, (uint32_t)k };
-	if (k != e->count || p->queue.len < 2 || !call_quick(p, e->call))
+	if (k != e->count || p->queue.len < q0 + 2 || !call_quick(p, e->call))
 		return n;
 	limit = batch_limit(p);
 	if (w->tasks_limit && limit > w->tasks_limit - w->tasks_dispatched)
 		limit = w->tasks_limit - w->tasks_dispatched;
 	for (i = 0; i < k; i++)
 		bytes += e->call->items[e->first + i].args_len;
-	for (size_t q = 1; q < p->queue.len && n < FP_BATCH_MAX && total < limit; q++) {
+	for (size_t q = q0 + 1; q < p->queue.len && n < FP_BATCH_MAX && total < limit; q++) {
 		struct fp_call *c;
 		size_t take, b = 0;
 

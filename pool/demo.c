@@ -2,7 +2,7 @@
  * The built-in `demo` module: small tasks that the tests, the README and the
  * benchmarks run. Some are trivial and fast (echo, square), the others make
  * a worker misbehave on purpose (crash, exit, hang, alloc) so the pool's
- * handling of it can be seen.
+ * handling of it can be seen. The pipeline ones are in demo_pipe.c.
  *
  * It is written like any other module: it reaches the host only through
  * fp_task_ctx, so it could be built as a shared object unchanged.
@@ -465,11 +465,21 @@ static const struct fp_task demo_tasks[] = {
 	{ "fail", task_fail, "fails with its argument as the message (a string's text, else the JSON)" },
 	{ "alloc", task_alloc, "MiB -> allocates and touches that much, kept until the worker exits" },
 	{ "bytes", task_bytes, "n -> a JSON string of n 'x' bytes" },
+	{ "range", fp__demo_range, "n -> emits 0, 1, ..., n-1 (a generator)" },
+	{ "words", fp__demo_words, "string -> emits each whitespace-separated word (a generator)" },
+	{ "lower", fp__demo_lower, "string -> the string with ASCII letters lower-cased" },
+	{ "sum", fp__demo_sum, "array of numbers -> their sum (integers stay integers)" },
+	{ "count", fp__demo_count,
+	  "array of strings and/or {word: count} objects -> merged {word: count}; "
+	  "associative, a reducer for word counts" },
 	{ NULL, NULL, NULL },
 };
+
+static const char *const demo_generators[] = { "range", "words", NULL };
 
 const struct fp_module fp__demo_module = {
 	.abi_version = FP_TASK_ABI_VERSION,
 	.name = "demo",
 	.tasks = demo_tasks,
+	.generators = demo_generators,
 };

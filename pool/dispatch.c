@@ -1,8 +1,10 @@
 /*
- * Dispatch: one FIFO queue, idle workers only, chunks cut from the head;
- * results back in item order; what a dead worker leaves unfinished goes back
- * to the head of the queue, except the one item it was running, which fails
- * (or is retried while it has attempts left).
+ * Dispatch: one FIFO queue, idle workers only, chunks cut from the first
+ * entry that may run (the head, unless a pipeline stage is held back by its
+ * worker cap or a full buffer after it); results back in item order; what a
+ * dead worker leaves unfinished goes back to the head of the queue, except
+ * the one item it was running, which fails (or is retried while it has
+ * attempts left).
  */
 #include <errno.h>
 #include <signal.h>
@@ -67,6 +69,16 @@ static void queue_pop(struct fp_queue *q)
 	q->len--;
 }
 
+/* Remove the (empty) entry at i, keeping the order of the rest. */
+static void queue_remove(struct fp_queue *q, size_t i)
+{
+	/* Move the i entries before it one place on: O(i), as finding it was. */
+	for (; i > 0; i--)
+		*fp__queue_at(q, i) = *fp__queue_at(q, i - 1);
+	q->head = (q->head + 1) % q->cap;
+	q->len--;
+}
+
 void fp__queue_deinit(struct fp_queue *q)
 {
 	free(q->buf);
@@ -76,6 +88,8 @@ void fp__queue_deinit(struct fp_queue *q)
 static void defer_cb(fp_timer *t)
 {
 	fp__deliver_failing(t->data);
+	/* A pipeline may have work to queue after its items failed. */
+	fp__dispatch(t->data);
 }
 
 int fp__fail_later(fp_pool *p, struct fp_call *call, uint32_t first,
@@ -142,16 +156,23 @@ static void item_deliver(fp_pool *p, struct fp_call *call, uint32_t index,
 		.duration_us = duration_us,
 	};
 
-	call->finished++;
 	if (status == FP_ITEM_OK) {
-		call->ok++;
 		p->done++;
 	} else {
-		call->failed++;
 		p->failed++;
 		if (status == FP_ITEM_CANCELLED)
 			p->ncancelled++;
 	}
+	if (call->stage) {
+		/* Its outputs went to the pipeline already; this is its end. */
+		fp__pipe_item_end(call, index, status, msg, pid, duration_us);
+		return;
+	}
+	call->finished++;
+	if (status == FP_ITEM_OK)
+		call->ok++;
+	else
+		call->failed++;
 	if (call->on_item)
 		call->on_item(p, call->id, &r, call->data);
 	fp__call_maybe_finish(call);
@@ -163,8 +184,15 @@ void fp__deliver_failing(fp_pool *p)
 	struct fp_call *c, *next;
 
 	fp_timer_stop(&p->defer);
-	while (q->len) {
-		struct fp_qent e = q->buf[q->head];
+	for (;;) {
+		struct fp_qent e;
+
+		/* Outputs gathered for a pipeline fail here too once the pool stops. */
+		if (p->dirty)
+			fp__pipe_flush(p);
+		if (!q->len)
+			break;
+		e = q->buf[q->head];
 		queue_pop(q);
 		for (uint32_t i = 0; i < e.count; i++)
 			item_deliver(p, e.call, e.first + i, e.status, NULL, 0, e.why, 0, 0);
@@ -195,7 +223,8 @@ static char *put_task_header(char *dst, uint64_t id, const struct fp_call *call,
 {
 	struct fp_frame_header h;
 
-	fp_frame_header_init(&h, FP_FRAME_TASK, id, call->name_len + 1 + args_len, 0);
+	fp_frame_header_init(&h, FP_FRAME_TASK, id, call->name_len + 1 + args_len,
+			     call->stage ? FP_FRAME_STREAM : 0);
 	memcpy(dst, &h, sizeof(h));
 	dst += sizeof(h);
 	memcpy(dst, call->task, call->name_len + 1);
@@ -272,9 +301,16 @@ static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t n
 		return err;
 	p->next_frame_id += count;
 	for (s = 0; s < nsegs; s++) {
+		struct fp_pipe_stage *st = segs[s].call->stage;
+
 		for (i = 0; i < segs[s].count; i++)
 			segs[s].call->items[segs[s].first + i].attempts++;
 		w->segs[s] = segs[s];
+		/* A batch's chunk is its only segment (chunk.c): one worker more. */
+		if (st) {
+			st->nworkers++;
+			st->st.running += segs[s].count;
+		}
 	}
 	w->nsegs = nsegs;
 	w->seg = 0;
@@ -309,24 +345,33 @@ void fp__dispatch(fp_pool *p)
 
 	if (p->state != FP_POOL_RUNNING)
 		return;
+	if (p->dirty)
+		fp__pipe_flush(p);
 	while (p->queue.len && (w = find_idle(p))) {
-		uint32_t n = fp__chunk_plan(p, w, segs);
-		int err = send_chunk(w, segs, n);
+		size_t at;
+		uint32_t n = fp__chunk_plan(p, w, segs, &at);
+		int err;
 
+		if (!n)
+			break;     /* all that is queued is held back */
+		err = send_chunk(w, segs, n);
 		if (err) {
 			fp_log_error(&p->log, "cannot send work to worker %u: %s",
 				     w->slot, fp_strerror(err));
 			fp__worker_kill(w, SIGKILL, FP_KILL_PROTOCOL);
 			continue;
 		}
-		/* The segments are the head entries, in order: take them off. */
+		/* Room in a stage's buffer may let a paused worker go on. */
+		if (segs[0].call->stage && p->npaused)
+			fp__resume_later(p);
+		/* The segments are the entries from `at` on, in order: take them off. */
 		for (uint32_t s = 0; s < n; s++) {
-			struct fp_qent *e = fp__queue_at(&p->queue, 0);
+			struct fp_qent *e = fp__queue_at(&p->queue, at);
 			e->first += segs[s].count;
 			e->count -= segs[s].count;
 			p->queue.items -= segs[s].count;
 			if (!e->count)
-				queue_pop(&p->queue);
+				queue_remove(&p->queue, at);
 		}
 	}
 }
@@ -370,6 +415,14 @@ static void deadline_cb(fp_timer *t)
 	period = fp__chunk_timeout_ms(w);
 	if (!period)
 		return;
+	if (w->paused) {
+		/*
+		 * Blocked by back-pressure, not by its own slowness: a task that
+		 * waits for the next stage to drain is not timed out for it.
+		 */
+		fp_timer_start(p->loop, t, period, deadline_cb);
+		return;
+	}
 	cur = atomic_load_explicit(&w->shm->current, memory_order_acquire);
 	started = atomic_load_explicit(&w->shm->started_ns, memory_order_relaxed);
 	now = fp_now_ns();
@@ -434,6 +487,8 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 		w->rss_kib = h->rss_kib;
 	if (w->acked == w->count) {
 		w->call = NULL;
+		if (call->stage)
+			call->stage->nworkers--;
 		if (w->kill_reason == FP_KILL_NONE) {
 			fp_timer_stop(&w->deadline);
 			w->state = w->leaving ? FP_WORKER_RETIRING : FP_WORKER_IDLE;
@@ -459,7 +514,31 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 	status = h->type == FP_FRAME_RESULT ? FP_ITEM_OK : (fp_item_status)(h->flags & 0xff);
 	if (status == FP_ITEM_OK && h->type != FP_FRAME_RESULT)
 		status = FP_ITEM_TASK_ERROR;
+	if (call->stage) {
+		/* A stage's RESULT carries its last output, unless it says it has none. */
+		if (status == FP_ITEM_OK && !(h->flags & FP_FRAME_NOVALUE))
+			fp__pipe_output(call, index, payload, h->len, w->pid,
+					call->items[index].attempts);
+		/* Only now: while it runs, its output is not yet counted waiting. */
+		call->stage->st.running--;
+	}
 	item_deliver(p, call, index, status, payload, h->len, payload, w->pid, us);
+}
+
+static void handle_emit(struct fp_worker *w, const struct fp_frame_header *h,
+			const char *payload)
+{
+	struct fp_call *call = w->call;
+	uint32_t index;
+
+	/* Outputs of the item it is running, and only in a pipeline. */
+	if (!call || !call->stage || h->id != w->base_id + w->acked) {
+		worker_broken(w, "emitted an output for an item it is not running",
+			      FP_EPROTOCOL);
+		return;
+	}
+	index = w->segs[w->seg].first + w->seg_acked;
+	fp__pipe_output(call, index, payload, h->len, w->pid, call->items[index].attempts);
 }
 
 static void handle_frame(struct fp_worker *w, const struct fp_frame_header *h,
@@ -489,40 +568,149 @@ static void handle_frame(struct fp_worker *w, const struct fp_frame_header *h,
 	case FP_FRAME_ERROR:
 		handle_result(w, h, payload, now);
 		break;
+	case FP_FRAME_EMIT:
+		handle_emit(w, h, payload);
+		break;
 	default:
 		worker_broken(w, "sent a frame a worker must not send", FP_EPROTOCOL);
 		break;
 	}
 }
 
+/*
+ * Whether to stop reading a worker: its item's outputs would go into a full
+ * buffer. Never the last worker that is not paused, which may be the only
+ * one left to drain that buffer.
+ */
+static bool must_pause(struct fp_worker *w)
+{
+	fp_pool *p = w->pool;
+	struct fp_worker *o;
+
+	if (!w->call || !w->call->stage || w->reaped || w->read_done ||
+	    w->kill_reason != FP_KILL_NONE || !fp__pipe_blocked(w->call))
+		return false;
+	for (o = p->workers; o; o = o->next)
+		if (o != w && !o->paused && fp__worker_able(o))
+			return true;
+	return false;
+}
+
+static void pause_reading(struct fp_worker *w)
+{
+	w->paused = true;
+	w->pool->npaused++;
+	if (fp_io_active(&w->rio) && !w->rpause) {
+		/* Bytes that still arrive are kept in the reader, unread. */
+		w->rpause = true;
+		fp_io_read_pause(&w->rio);
+	}
+}
+
+/* Handle the whole frames received, until there are none or it is paused. */
+static void process_frames(struct fp_worker *w, uint64_t now)
+{
+	struct fp_frame_header h;
+	const char *payload;
+	int rc = 0;
+
+	while (w->kill_reason != FP_KILL_PROTOCOL) {
+		if (must_pause(w)) {
+			pause_reading(w);
+			return;
+		}
+		rc = fp_frame_reader_next(&w->reader, &h, &payload);
+		if (rc != 1)
+			break;
+		handle_frame(w, &h, payload, now);
+	}
+	if (rc < 0 && w->kill_reason != FP_KILL_PROTOCOL)
+		worker_broken(w, "sent a bad frame", rc);
+}
+
 void fp__worker_read_cb(fp_io *io, ssize_t res, const char *buf)
 {
 	struct fp_worker *w = io->data;
 	fp_pool *p = w->pool;
-	struct fp_frame_header h;
-	const char *payload;
-	uint64_t now;
 	int rc;
 
 	if (res > 0 && w->kill_reason != FP_KILL_PROTOCOL) {
-		/*
-		 * One clock reading for all the answers that arrived together:
-		 * a worker gathers answers only of tasks that took microseconds.
-		 */
-		now = fp_now_ns();
 		rc = fp_frame_reader_feed(&w->reader, buf, (size_t)res);
-		while (rc == 0 && (rc = fp_frame_reader_next(&w->reader, &h, &payload)) == 1) {
-			handle_frame(w, &h, payload, now);
-			rc = w->kill_reason == FP_KILL_PROTOCOL ? -EPROTO : 0;
-		}
-		if (rc < 0 && w->kill_reason != FP_KILL_PROTOCOL)
-			worker_broken(w, "sent a bad frame", rc);
+		if (rc < 0)
+			worker_broken(w, "sent more than could be stored", rc);
+		else if (!w->paused)
+			/*
+			 * One clock reading for all the answers that arrived
+			 * together: a worker gathers answers only of tasks
+			 * that took microseconds.
+			 */
+			process_frames(w, fp_now_ns());
 	}
 	if (!fp_io_active(io)) {
+		if (res == -ECANCELED && w->rpause) {
+			/* Our own pause, not the end of the stream. */
+			w->rpause = false;
+			if (!w->paused) {
+				fp__worker_resume(w);
+				fp__dispatch(p);
+			}
+			return;
+		}
+		/* The stream is over: what it sent is handled now, paused or not. */
+		w->rpause = false;
+		w->read_done = true;
+		if (w->paused) {
+			w->paused = false;
+			p->npaused--;
+		}
+		process_frames(w, fp_now_ns());
 		fp__worker_read_done(w);
+		fp__dispatch(p);
 		return;
 	}
 	fp__dispatch(p);
+}
+
+void fp__worker_resume(struct fp_worker *w)
+{
+	fp_pool *p = w->pool;
+	int err;
+
+	if (w->paused) {
+		w->paused = false;
+		p->npaused--;
+	}
+	process_frames(w, fp_now_ns());
+	if (w->paused || w->rpause || w->read_done || fp_io_active(&w->rio))
+		return;
+	err = fp_io_read_start(p->loop, &w->rio, w->fd, fp__worker_read_cb);
+	if (err) {
+		fp_log_error(&p->log, "worker %u (pid %d): cannot read again: %s", w->slot,
+			     (int)w->pid, fp_strerror(err));
+		fp__worker_kill(w, SIGKILL, FP_KILL_PROTOCOL);
+		/* Nothing more will be read: its end is accounted when it is reaped. */
+		fp__worker_read_done(w);
+	}
+}
+
+static void resume_cb(fp_timer *t)
+{
+	fp_pool *p = t->data;
+	struct fp_worker *w, *next;
+
+	for (w = p->workers; w && p->npaused; w = next) {
+		next = w->next;
+		if (w->paused && (!w->call || !fp__pipe_blocked(w->call) || w->reaped ||
+				  w->kill_reason != FP_KILL_NONE))
+			fp__worker_resume(w);
+	}
+	fp__dispatch(p);
+}
+
+void fp__resume_later(fp_pool *p)
+{
+	if (!fp_timer_active(&p->resume))
+		fp_timer_start(p->loop, &p->resume, 0, resume_cb);
 }
 
 /* --- a worker has gone --------------------------------------------------- */
@@ -591,6 +779,16 @@ void fp__worker_account_exit(struct fp_worker *w)
 		return;
 	}
 
+	/* A pipeline stage's items leave its workers: they wait or end now. */
+	for (uint32_t k = w->seg; k < w->nsegs; k++) {
+		struct fp_seg *g = &w->segs[k];
+
+		if (g->call->stage) {
+			g->call->stage->nworkers--;
+			g->call->stage->st.running -= g->count - (k == w->seg ? w->seg_acked : 0);
+		}
+	}
+
 	/*
 	 * The item the shared page names is to blame, unless its call was
 	 * cancelled, the pool is going, or it was killed for another call's
@@ -649,6 +847,13 @@ void fp__worker_account_exit(struct fp_worker *w)
 				requeue(p, call, from, run - from);
 			}
 		}
+	}
+	for (uint32_t k = w->seg; k < w->nsegs; k++) {
+		struct fp_seg *g = &w->segs[k];
+
+		if (g->call->stage)
+			fp__pipe_note_waiting(g->call->stage,
+					      g->call == blamed && !retry ? 1 : 0);
 	}
 	w->call = NULL;
 	if (blamed && !retry) {

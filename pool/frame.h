@@ -3,12 +3,33 @@
  * socketpair. A frame is a 24-byte header in host byte order (both ends are
  * the same machine and the same binary) followed by `len` payload bytes.
  *
- *   master -> worker   TASK     id = item id; payload = task name, NUL, args
+ *   master -> worker   TASK     id = item id; payload = task name, NUL, args;
+ *                               flags: FP_FRAME_STREAM for a pipeline stage
  *   worker -> master   READY    worker_init succeeded; payload empty
  *                      INITFAIL worker_init failed; payload = message
- *                      RESULT   id = item id; payload = JSON value
+ *                      EMIT     id = item id; payload = one output (JSON);
+ *                               only for a STREAM task, before its end frame
+ *                      RESULT   id = item id; payload = JSON value; ends the item
  *                      ERROR    id = item id; flags low byte = fp_item_status,
- *                               payload = message
+ *                               payload = message; ends the item
+ *
+ * Every TASK is answered by exactly one end frame (RESULT or ERROR), in the
+ * order the tasks were sent.
+ *
+ * Outputs. Without FP_FRAME_STREAM (map, apply) the worker gathers a
+ * generator's outputs into one JSON array, the RESULT's value. With it (a
+ * pipeline stage) each output goes out as an EMIT frame as soon as the task
+ * emits it, and the RESULT that ends the item carries one more output, its
+ * value, unless it has FP_FRAME_NOVALUE (then its payload is empty): a plain
+ * task answers with one RESULT and no EMIT, a generator with n EMITs and a
+ * NOVALUE RESULT. An ERROR after EMITs fails the item; the outputs already
+ * sent stay sent. Anything that speaks for a worker (such as a shim in front
+ * of an external program printing NDJSON lines) sends an EMIT per line and a
+ * NOVALUE RESULT at the end.
+ *
+ * The master may stop reading a worker's socket while the stage after its
+ * item is full; the worker then blocks in its send until the master reads
+ * again. That is the pipeline's back-pressure on a task that emits a lot.
  *
  * RESULT and ERROR carry FP_FRAME_RETIRE when this was the worker's last task
  * (its task budget is spent or its RSS is over the limit): the worker exits
@@ -35,10 +56,13 @@ enum fp_frame_type {
 	FP_FRAME_INITFAIL,
 	FP_FRAME_RESULT,
 	FP_FRAME_ERROR,
+	FP_FRAME_EMIT,
 	FP_FRAME_TYPE_MAX_,
 };
 
-#define FP_FRAME_RETIRE 0x100u    /* in flags: last task of this worker */
+#define FP_FRAME_RETIRE 0x100u    /* RESULT/ERROR: last task of this worker */
+#define FP_FRAME_STREAM 0x200u    /* TASK: send each output as an EMIT frame */
+#define FP_FRAME_NOVALUE 0x400u   /* RESULT of a STREAM task: no value, only the end */
 /*
  * RESULT/ERROR flags, bits 12-31: how long the task ran in µs, as the worker
  * measured it, saturating at FP_FRAME_US_MAX (about a second). The master
@@ -46,8 +70,9 @@ enum fp_frame_type {
  */
 #define FP_FRAME_US_SHIFT 12
 #define FP_FRAME_US_MAX ((1u << 20) - 1)
-_Static_assert((FP_FRAME_RETIRE | 0xffu) < (1u << FP_FRAME_US_SHIFT),
-	       "run time bits clear of the status byte and RETIRE");
+_Static_assert((FP_FRAME_RETIRE | FP_FRAME_STREAM | FP_FRAME_NOVALUE | 0xffu) <
+	       (1u << FP_FRAME_US_SHIFT),
+	       "run time bits clear of the status byte and the flags");
 
 struct fp_frame_header {
 	uint16_t magic;

@@ -198,6 +198,7 @@ static void io_prepare(fp_loop *loop, fp_io *io, int fd, uint8_t kind,
 	io->kind = kind;
 	io->active = 1;
 	io->cancelled = 0;
+	io->keep = 0;
 	io->is_socket = 0;
 	io->iovcnt = 0;
 	io->done = 0;
@@ -265,6 +266,14 @@ int fp_io_write(fp_loop *loop, fp_io *io, int fd, const struct iovec *iov,
 			io->iov[io->iovcnt++] = iov[i];
 	/* Socket or not is learnt per fd by the backends, from ENOTSOCK. */
 	return io_started(loop, io, loop->ops->write(loop, io));
+}
+
+void fp_io_read_pause(fp_io *io)
+{
+	if (!io || !io->active || io->cancelled || io->kind != FP_IO_READ)
+		return;
+	io->keep = 1;
+	fp_io_cancel(io);
 }
 
 void fp_io_cancel(fp_io *io)

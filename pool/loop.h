@@ -62,6 +62,7 @@ struct fp_io {
 	uint8_t kind;                /* enum fp_io_kind */
 	uint8_t active;              /* started, last callback not yet run */
 	uint8_t cancelled;
+	uint8_t keep;                /* read paused: deliver what still arrives */
 	uint8_t is_socket;
 	struct iovec iov[FP_IO_IOV_MAX];  /* write: what is left to write */
 	int iovcnt;
@@ -116,6 +117,14 @@ int fp_io_write(fp_loop *loop, fp_io *io, int fd, const struct iovec *iov,
 
 /* Ask an active operation to end; its last callback follows with -ECANCELED. */
 void fp_io_cancel(fp_io *io);
+
+/*
+ * End a read stream so that it can be started again later, losing nothing:
+ * like fp_io_cancel(), except that bytes the backend has already taken from
+ * the fd are still delivered (res > 0) before the last callback, instead of
+ * being dropped. What is still in the fd stays there for the next start.
+ */
+void fp_io_read_pause(fp_io *io);
 
 /* One-shot timer after `ms`. Starting an active timer re-arms it. */
 int fp_timer_start(fp_loop *loop, fp_timer *timer, uint64_t ms, fp_timer_cb cb);

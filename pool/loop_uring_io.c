@@ -272,8 +272,11 @@ static void read_cqe(struct uring *u, fp_io *io, int res, unsigned flags)
 		buf = u->brbufs + (size_t)bid * BR_BUF_LEN;
 	}
 	if (res > 0) {
-		/* After a cancel nothing but the last callback is due. */
-		if (!io->cancelled)
+		/*
+		 * After a cancel nothing but the last callback is due, unless
+		 * the read is only paused: these bytes left the socket already.
+		 */
+		if (!io->cancelled || io->keep)
 			io->cb(io, res, buf);
 		if (bid >= 0)
 			br_recycle(u, (unsigned)bid);

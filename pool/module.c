@@ -117,6 +117,44 @@ static int task_key_cmp(const void *key, const void *elem)
 	return strcmp(key, t->name);
 }
 
+/* Whether task `name` is in the module's generator list (ABI 2 on). */
+static int is_generator(const struct fp_module *def, const char *name)
+{
+	size_t i;
+
+	/* An ABI-1 descriptor ends before `generators`: never read it. */
+	if (def->abi_version < 2 || !def->generators)
+		return 0;
+	for (i = 0; def->generators[i]; i++)
+		if (strcmp(def->generators[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+/* Every name in `generators` must be one of the module's own tasks. */
+static int generators_check(const struct fp_module *def, size_t ntasks,
+			    const char *label, char *errbuf, size_t errlen)
+{
+	char shown[TASK_NAME_MAX + 8];
+	size_t i, j;
+
+	if (def->abi_version < 2 || !def->generators)
+		return 0;
+	for (i = 0; def->generators[i]; i++) {
+		for (j = 0; j < ntasks; j++)
+			if (strcmp(def->tasks[j].name, def->generators[i]) == 0)
+				break;
+		if (j == ntasks) {
+			printable_name(shown, sizeof(shown), def->generators[i]);
+			seterr(errbuf, errlen,
+			       "module %s: generators names \"%s\", which is not in its task table",
+			       label, shown);
+			return FP_EMODULE;
+		}
+	}
+	return 0;
+}
+
 /* Check the descriptor itself and count its tasks; FP_EMODULE with a message. */
 static int module_check(const struct fp_module *def, const char *label,
 			size_t *ntasks, char *errbuf, size_t errlen)
@@ -124,11 +162,11 @@ static int module_check(const struct fp_module *def, const char *label,
 	char shown[TASK_NAME_MAX + 8];
 	size_t i;
 
-	if (def->abi_version != FP_TASK_ABI_VERSION) {
+	if (def->abi_version < FP_TASK_ABI_MIN || def->abi_version > FP_TASK_ABI_VERSION) {
 		seterr(errbuf, errlen,
-		       "module %s: built for ABI %u, this forkpool speaks ABI %d "
+		       "module %s: built for ABI %u, this forkpool speaks ABI %d to %d "
 		       "(rebuild it against this forkpool's forkpool/task.h)",
-		       label, (unsigned)def->abi_version, FP_TASK_ABI_VERSION);
+		       label, (unsigned)def->abi_version, FP_TASK_ABI_MIN, FP_TASK_ABI_VERSION);
 		return FP_EMODULE;
 	}
 	if (!def->tasks) {
@@ -160,7 +198,7 @@ static int module_check(const struct fp_module *def, const char *label,
 		return FP_EMODULE;
 	}
 	*ntasks = i;
-	return 0;
+	return generators_check(def, i, label, errbuf, errlen);
 }
 
 /*
@@ -188,6 +226,7 @@ static int tasks_merge(const struct fp_registry *reg, const struct fp_module *de
 			.fn = def->tasks[i].fn,
 			.doc = def->tasks[i].doc,
 			.module = idx,
+			.generator = is_generator(def, def->tasks[i].name),
 		};
 	}
 	qsort(all, total, sizeof(*all), task_cmp);
@@ -396,6 +435,7 @@ static int registry_add(struct fp_registry *reg, const char *path, bool fresh,
 			.name = def->tasks[i].name,
 			.module = modules[reg->nmodules].name,
 			.doc = def->tasks[i].doc,
+			.generator = is_generator(def, def->tasks[i].name),
 		};
 	}
 	free(reg->tasks);

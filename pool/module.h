@@ -16,6 +16,7 @@ struct fp_registry_task {
 	fp_task_fn fn;
 	const char *doc;
 	unsigned module;            /* index into fp_registry.modules */
+	int generator;              /* named in its module's `generators` (ABI >= 2) */
 };
 
 struct fp_registry_module {
@@ -41,6 +42,12 @@ struct fp_registry {
 
 /* The built-in demo module (demo.c). */
 extern const struct fp_module fp__demo_module;
+/* Its generator and pipeline tasks (demo_pipe.c). */
+int fp__demo_range(fp_task_ctx *ctx, const char *args, size_t len);
+int fp__demo_words(fp_task_ctx *ctx, const char *args, size_t len);
+int fp__demo_lower(fp_task_ctx *ctx, const char *args, size_t len);
+int fp__demo_sum(fp_task_ctx *ctx, const char *args, size_t len);
+int fp__demo_count(fp_task_ctx *ctx, const char *args, size_t len);
 
 /* Zero the registry; a zeroed registry is valid and empty. */
 void fp_registry_init(struct fp_registry *reg);

@@ -61,6 +61,7 @@ int fp_pool_new(fp_pool **out, fp_loop *loop, const fp_options *opts,
 	p->next_frame_id = 1;
 	fp_registry_init(&p->reg);
 	p->defer.data = p;
+	p->resume.data = p;
 	p->sigchld.data = p;
 	p->shutdown_timer.data = p;
 
@@ -205,12 +206,14 @@ void fp_pool_free(fp_pool *p)
 	for (i = 0; i < p->opts.workers && p->slots; i++)
 		fp_timer_stop(&p->slots[i].respawn);
 	fp_timer_stop(&p->defer);
+	fp_timer_stop(&p->resume);
 	fp_timer_stop(&p->shutdown_timer);
 	fp_signal_stop(&p->sigchld);
 	/* Nothing is left after a shutdown; this only settles a failed fp_pool_new. */
 	fp__zygote_free_all(p);
 	calls_free_all(p);
 	free(p->task_us);
+	fp__pipes_free_all(p);
 	fp__queue_deinit(&p->queue);
 	fp__queue_deinit(&p->failing);
 	fp_registry_deinit(&p->reg);
@@ -343,7 +346,7 @@ void fp__call_maybe_finish(struct fp_call *c)
 	free(c);
 }
 
-static size_t default_chunksize(const fp_pool *p, size_t n)
+size_t fp__default_chunksize(const fp_pool *p, size_t n)
 {
 	/* As Python's Pool.map: about four chunks per worker. */
 	size_t per = (size_t)p->opts.workers * 4;
@@ -398,7 +401,7 @@ static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 	c->data = data;
 	c->timeout_ms = o->timeout_ms < 0 ? p->opts.timeout_ms : (uint64_t)o->timeout_ms;
 	c->retries = o->retries;
-	c->chunksize = o->chunksize ? o->chunksize : default_chunksize(p, n);
+	c->chunksize = o->chunksize ? o->chunksize : fp__default_chunksize(p, n);
 	c->n = n;
 	for (i = 0; i < n; i++) {
 		if (items[i].len > p->opts.max_payload)
@@ -464,7 +467,9 @@ int fp_pool_cancel(fp_pool *p, uint64_t call_id)
 
 	for (c = p->calls; c && c->id != call_id; c = c->next)
 		;
-	if (!c || c->cancelled)
+	if (!c)
+		return fp__pipe_cancel(p, call_id);
+	if (c->cancelled)
 		return -ENOENT;
 	c->cancelled = true;
 	fp__queue_fail(p, c, FP_ITEM_CANCELLED, "cancelled");

@@ -16,6 +16,12 @@
  * then reach a worker in one write and come back in one, instead of a wake-up
  * of the worker and of the master for each. The shared page still names the
  * one item running, so crashes and timeouts are accounted per item.
+ *
+ * A pipeline (pipeline.h) feeds the same queue with batches: internal calls
+ * whose items are one stage's inputs. Dispatch takes the first entry that
+ * may run, not always the head: a stage at its worker cap, or whose next
+ * stage's buffer is full, is skipped and the entries behind it go first. A
+ * chunk with a batch's items holds nothing else (no joining either way).
  */
 #ifndef FP_POOL_IMPL_H
 #define FP_POOL_IMPL_H
@@ -55,7 +61,7 @@ struct fp_item {
 struct fp_call {
 	uint64_t id;
 	fp_pool *pool;
-	struct fp_call *prev, *next;          /* pool->calls */
+	struct fp_call *prev, *next;          /* pool->calls, or its pipeline's batches */
 	char *task;                /* its own copy: the registry may be reloaded */
 	uint32_t name_len;
 	fp_item_cb on_item;
@@ -71,6 +77,15 @@ struct fp_call {
 	uint32_t task_ix;          /* its task's place in pool->task_us ... */
 	uint64_t reg_gen;          /* ... valid while this is pool->reg_gen */
 	bool cancelled;
+
+	/*
+	 * A pipeline stage's batch (pipeline.c), or NULL for map and apply.
+	 * Its items' outputs go to the pipeline, not to on_item.
+	 */
+	struct fp_pipe_stage *stage;
+	uint32_t *origin;          /* each item's pipeline input; NULL: its own index */
+	size_t items_cap, arena_len, arena_cap;  /* while gathering */
+	bool closed;               /* queued: no more items join it */
 };
 
 /* A run of one call's items inside a worker's chunk. */
@@ -152,6 +167,11 @@ struct fp_worker {
 	bool ready;
 	bool reaped, read_done, accounted;
 	bool lost;                 /* its zygote died before forking it: ask again */
+	/*
+	 * Back-pressure (pipelines): its frames are not read while the stage
+	 * after its item is full; rpause says its read was cancelled for that.
+	 */
+	bool paused, rpause;
 	int status;                /* from waitpid */
 	char initfail[256];
 
@@ -216,6 +236,11 @@ struct fp_pool {
 	struct fp_queue failing;
 	fp_timer defer;
 
+	struct fp_pipe *pipes;     /* running pipelines */
+	struct fp_pipe *dirty;     /* pipelines with outputs gathered this turn */
+	unsigned npaused;          /* workers whose reading is paused */
+	fp_timer resume;           /* look at paused workers again */
+
 	fp_signal sigchld;
 	fp_timer shutdown_timer;
 	enum fp_pool_state state;
@@ -235,8 +260,11 @@ static inline struct fp_qent *fp__queue_at(struct fp_queue *q, size_t i)
 }
 
 /* chunk.c */
-/* Plan w's next chunk from the head of the queue (taking nothing off); segments. */
-uint32_t fp__chunk_plan(fp_pool *p, struct fp_worker *w, struct fp_seg *segs);
+/*
+ * Plan w's next chunk from the first queue entry that may run, at *at
+ * (taking nothing off); segments, 0 when every entry is held back.
+ */
+uint32_t fp__chunk_plan(fp_pool *p, struct fp_worker *w, struct fp_seg *segs, size_t *at);
 /* The shortest timeout of w's unanswered segments; 0 when none has one. */
 uint64_t fp__chunk_timeout_ms(const struct fp_worker *w);
 /* Size pool->task_us for the registry as it is now; false without memory. */
@@ -264,6 +292,9 @@ void fp__deliver_failing(fp_pool *p);
 void fp__worker_read_cb(fp_io *io, ssize_t res, const char *buf);
 void fp__worker_write_cb(fp_io *io, ssize_t res, const char *buf);
 void fp__worker_account_exit(struct fp_worker *w);
+/* Let a paused worker's frames be read again (they are handled from the loop). */
+void fp__worker_resume(struct fp_worker *w);
+void fp__resume_later(fp_pool *p);
 
 /* spawn.c */
 int fp__spawn(fp_pool *p, unsigned slot);
@@ -289,5 +320,9 @@ void fp__pool_check_stopped(fp_pool *p);
 
 /* pool.c */
 void fp__call_maybe_finish(struct fp_call *call);
+/* Defaults and limits shared with pipeline.c. */
+size_t fp__default_chunksize(const fp_pool *p, size_t n);
+
+#include "pipeline.h"
 
 #endif

@@ -335,6 +335,9 @@ void fp__worker_kill(struct fp_worker *w, int signum, enum fp_kill_reason why)
 		/* Never kill(0, ...): that is our whole process group. */
 		w->kill_pending = signum;
 	}
+	/* A paused worker's socket must be read again to see it end. */
+	if (w->paused)
+		fp__resume_later(w->pool);
 }
 
 /* Ask a worker to exit before its next task; an idle one wakes on EOF. */
@@ -512,6 +515,8 @@ void fp__reap(fp_signal *sig, int signum)
 		next = w->next;
 		if (!w->reaped || w->accounted || fp_timer_active(&w->drain))
 			continue;
+		if (w->paused)
+			fp__resume_later(p);
 		if (!w->read_done) {
 			fp_timer_start(p->loop, &w->drain, DRAIN_MS, drain_cb);
 			continue;

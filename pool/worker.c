@@ -38,11 +38,17 @@ struct out_buf {
 struct task_ctx {
 	fp_task_ctx base;               /* first: the task sees only this */
 	const struct fp_worker_args *args;
+	const char *name;               /* the task's */
 	struct out_buf *out;
-	size_t frame_at;                /* where this item's frame starts in out */
+	size_t frame_at;                /* where this item's end frame starts in out */
 	int answered;                   /* 0, FP_FRAME_RESULT or FP_FRAME_ERROR */
 	fp_item_status status;
 	int oom;
+	int stream;                     /* outputs go out as EMIT frames (pipeline) */
+	uint64_t id;                    /* the item's frame id */
+	int returned;                   /* fp_task_return() was called */
+	int both;                       /* ... and fp_emit() too: an error */
+	size_t emitted;                 /* outputs emitted */
 };
 
 static uint64_t mono_ns(void)
@@ -112,6 +118,12 @@ static int host_return(fp_task_ctx *ctx, const char *json, size_t len)
 {
 	struct task_ctx *c = (struct task_ctx *)ctx;
 
+	if (c->emitted) {
+		/* Told once the task is over, in run_task(), naming both. */
+		c->both = 1;
+		return -EINVAL;
+	}
+	c->returned = 1;
 	if (len > c->args->max_payload)
 		return ctx_error_fmt(c, FP_ITEM_TOO_LARGE,
 				     "result of %zu bytes is over the %zu-byte limit",
@@ -134,13 +146,6 @@ static int host_worker_slot(fp_task_ctx *ctx)
 	return (int)((struct task_ctx *)ctx)->args->slot;
 }
 
-static const struct fp_task_host worker_host = {
-	.abi_version = FP_TASK_ABI_VERSION,
-	.ret = host_return,
-	.error = host_error,
-	.worker_slot = host_worker_slot,
-};
-
 static void send_all(int fd, const char *p, size_t len)
 {
 	while (len) {
@@ -155,6 +160,85 @@ static void send_all(int fd, const char *p, size_t len)
 		len -= (size_t)n;
 	}
 }
+
+static int check_json(struct task_ctx *c, const char *what, const char *p, size_t len);
+
+/*
+ * In a pipeline: the frames before this item's end frame are complete, so
+ * they can go now. The send blocks while the master is not reading (the
+ * stage after this one is full): that is where back-pressure stops a task
+ * that emits a lot, and why a worker's memory stays bounded.
+ */
+static void stream_flush(struct task_ctx *c)
+{
+	struct out_buf *o = c->out;
+
+	send_all(c->args->fd, o->data, c->frame_at);
+	o->len = FP_FRAME_HEADER_SIZE;
+	c->frame_at = 0;
+}
+
+static int host_emit(fp_task_ctx *ctx, const char *json, size_t len)
+{
+	struct task_ctx *c = (struct task_ctx *)ctx;
+	struct out_buf *o = c->out;
+	struct fp_frame_header h;
+	size_t body = o->len - c->frame_at - FP_FRAME_HEADER_SIZE;
+	uint64_t now;
+	char what[96];
+
+	if (c->answered == FP_FRAME_ERROR || c->oom)
+		return -ECANCELED;
+	if (c->returned) {
+		c->both = 1;
+		return -EINVAL;
+	}
+	if (len > c->args->max_payload ||
+	    (!c->stream && body + len + 2 > c->args->max_payload)) {
+		ctx_error_fmt(c, FP_ITEM_TOO_LARGE,
+			      c->stream ? "output #%zu of %zu bytes is over the %zu-byte limit"
+				        : "outputs up to #%zu (%zu bytes more) are over the %zu-byte limit",
+			      c->emitted + 1, len, c->args->max_payload);
+		return -EMSGSIZE;
+	}
+	snprintf(what, sizeof(what), "%s (output #%zu)", c->name, c->emitted + 1);
+	if (check_json(c, what, json, len) < 0 || c->answered == FP_FRAME_ERROR)
+		return -EINVAL;
+	if (out_reserve(o, len + 2 + (c->stream ? FP_FRAME_HEADER_SIZE : 0))) {
+		c->oom = 1;
+		return -ENOMEM;
+	}
+	if (!c->stream) {
+		/* Gathered into one array: the item's value in map and apply. */
+		o->data[o->len++] = c->emitted ? ',' : '[';
+		memcpy(o->data + o->len, json, len);
+		o->len += len;
+		c->emitted++;
+		return 0;
+	}
+	/* The slot reserved for the end frame becomes this EMIT; reserve anew. */
+	fp_frame_header_init(&h, FP_FRAME_EMIT, c->id, (uint32_t)len, 0);
+	memcpy(o->data + c->frame_at, &h, sizeof(h));
+	memcpy(o->data + o->len, json, len);
+	o->len += len;
+	if (c->frame_at == 0)
+		o->oldest_ns = mono_ns();
+	c->frame_at = o->len;
+	o->len += FP_FRAME_HEADER_SIZE;
+	c->emitted++;
+	now = mono_ns();
+	if (c->frame_at >= OUT_FLUSH_BYTES || now - o->oldest_ns > OUT_FLUSH_AGE_NS)
+		stream_flush(c);
+	return 0;
+}
+
+static const struct fp_task_host worker_host = {
+	.abi_version = FP_TASK_ABI_VERSION,
+	.ret = host_return,
+	.error = host_error,
+	.worker_slot = host_worker_slot,
+	.emit = host_emit,
+};
 
 static void out_flush(int fd, struct out_buf *o)
 {
@@ -185,7 +269,7 @@ static size_t read_rss_kib(int statm_fd)
  * so text that is not JSON has to be caught here, in the worker, where the
  * cost is spread over every core.
  */
-static int check_json(struct task_ctx *c, const char *task, const char *p, size_t len)
+static int check_json(struct task_ctx *c, const char *what, const char *p, size_t len)
 {
 	json_error_t err;
 	json_t *j = json_loadb(p, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
@@ -196,19 +280,27 @@ static int check_json(struct task_ctx *c, const char *task, const char *p, size_
 	}
 	return ctx_error_fmt(c, FP_ITEM_BAD_OUTPUT,
 			     "task %s returned invalid JSON at byte %d: %s",
-			     task, err.position, err.text);
+			     what, err.position, err.text);
 }
 
-/* Run one TASK frame, appending its answer to `out`. */
-static void run_task(const struct fp_worker_args *a, struct out_buf *out,
-		     const struct fp_frame_header *h, const char *payload)
+/*
+ * Run one TASK frame, appending its answer to `out` (and, in a pipeline, its
+ * outputs; some of them may have been sent already). Returns where its end
+ * frame starts in `out`.
+ */
+static size_t run_task(const struct fp_worker_args *a, struct out_buf *out,
+		       const struct fp_frame_header *h, const char *payload)
 {
-	struct task_ctx c = { .base.host = &worker_host, .args = a, .out = out };
+	struct task_ctx c = {
+		.base.host = &worker_host, .args = a, .out = out,
+		.stream = (h->flags & FP_FRAME_STREAM) != 0, .id = h->id,
+	};
 	const struct fp_registry_task *t;
 	struct fp_frame_header rh;
 	const char *name = payload, *args;
 	size_t name_len = strnlen(payload, h->len);
 	size_t args_len;
+	uint32_t flags = 0;
 	int rc;
 
 	c.frame_at = out->len;
@@ -224,6 +316,7 @@ static void run_task(const struct fp_worker_args *a, struct out_buf *out,
 	}
 	args = payload + name_len + 1;
 	args_len = h->len - name_len - 1;
+	c.name = name;
 	t = fp_registry_find(a->registry, name);
 	if (!t) {
 		ctx_error_fmt(&c, FP_ITEM_UNKNOWN_TASK, "unknown task '%s'", name);
@@ -236,20 +329,40 @@ static void run_task(const struct fp_worker_args *a, struct out_buf *out,
 		c.oom = 0;
 		out->len = c.frame_at + FP_FRAME_HEADER_SIZE;
 		ctx_error_fmt(&c, FP_ITEM_TOO_LARGE, "task %s: out of memory storing its result", name);
-	} else if (rc < 0 && c.answered != FP_FRAME_ERROR) {
+	} else if (c.answered == FP_FRAME_ERROR) {
+		/* Its own error, or an emit that failed: already in place. */
+	} else if (c.both) {
+		ctx_error_fmt(&c, FP_ITEM_TASK_ERROR,
+			      "task %s both returned a value and emitted %zu output%s; "
+			      "a task answers with one or the other", name, c.emitted,
+			      c.emitted == 1 ? "" : "s");
+	} else if (rc < 0) {
 		ctx_error_fmt(&c, FP_ITEM_TASK_ERROR, "task %s failed: %s", name,
 			      strerror(-rc));
+	} else if (c.emitted || (!c.answered && t->generator)) {
+		if (c.stream) {
+			out->len = c.frame_at + FP_FRAME_HEADER_SIZE;
+			c.answered = FP_FRAME_RESULT;
+			flags = FP_FRAME_NOVALUE;
+		} else if (c.emitted) {
+			out->data[out->len++] = ']';   /* reserved by the last emit */
+			c.answered = FP_FRAME_RESULT;
+		} else {
+			ctx_set(&c, FP_FRAME_RESULT, FP_ITEM_OK, "[]", 2);
+		}
 	} else if (!c.answered) {
 		ctx_set(&c, FP_FRAME_RESULT, FP_ITEM_OK, "null", 4);
-	} else if (c.answered == FP_FRAME_RESULT) {
+	} else {
 		check_json(&c, name, out->data + c.frame_at + FP_FRAME_HEADER_SIZE,
 			   out->len - c.frame_at - FP_FRAME_HEADER_SIZE);
 	}
 done:
+	if (c.answered == FP_FRAME_ERROR)
+		flags = (uint32_t)c.status;
 	fp_frame_header_init(&rh, c.answered ? c.answered : FP_FRAME_ERROR, h->id,
-			     (uint32_t)(out->len - c.frame_at - FP_FRAME_HEADER_SIZE),
-			     c.answered == FP_FRAME_ERROR ? (uint32_t)c.status : 0);
+			     (uint32_t)(out->len - c.frame_at - FP_FRAME_HEADER_SIZE), flags);
 	memcpy(out->data + c.frame_at, &rh, sizeof(rh));
+	return c.frame_at;
 }
 
 static _Noreturn void worker_exit(const struct fp_worker_args *a, int fd,
@@ -327,7 +440,7 @@ _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 
 		while ((rc = fp_frame_reader_next(&reader, &h, &payload)) == 1) {
 			uint64_t start = now;
-			size_t frame_at = out.len, rss_kib = 0;
+			size_t frame_at, first_at = out.len, rss_kib = 0;
 			int retire = 0;
 
 			if (atomic_load_explicit(&a->shm->quit, memory_order_acquire))
@@ -337,11 +450,11 @@ _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 
 			atomic_store_explicit(&a->shm->started_ns, start, memory_order_relaxed);
 			atomic_store_explicit(&a->shm->current, h.id, memory_order_release);
-			run_task(a, &out, &h, payload);
+			frame_at = run_task(a, &out, &h, payload);
 			atomic_store_explicit(&a->shm->current, 0, memory_order_release);
 			now = mono_ns();
 			set_run_time(&out, frame_at, now - start);
-			if (frame_at == 0)
+			if (first_at == 0 && frame_at == 0)
 				out.oldest_ns = now;
 
 			done++;

@@ -309,7 +309,8 @@ static void demo_tasks_are_listed_in_order_and_found_by_name(void **state)
 {
 	static const char *const order[] = {
 		"echo", "square", "sleep", "spin", "pid", "crash", "exit",
-		"hang", "fail", "alloc", "bytes",
+		"hang", "fail", "alloc", "bytes", "range", "words", "lower", "sum",
+		"count",
 	};
 	struct fp_registry reg;
 	size_t i;
@@ -360,14 +361,14 @@ static void good_module_tasks_are_found_and_callable(void **state)
 	assert_string_equal(reg.modules[1].name, "good");
 
 	/* Load order in info[]: demo's tasks, then good's. */
-	assert_int_equal(reg.ntasks, 16);
-	assert_string_equal(reg.info[11].name, "good.add");
-	assert_string_equal(reg.info[11].module, "good");
-	assert_string_equal(reg.info[11].doc, "[a, b] -> a + b");
-	assert_string_equal(reg.info[12].name, "good.state");
-	assert_string_equal(reg.info[13].name, "good.enoent");
-	assert_string_equal(reg.info[14].name, "good.say");
-	assert_string_equal(reg.info[15].name, "good.badjson");
+	assert_int_equal(reg.ntasks, 21);
+	assert_string_equal(reg.info[16].name, "good.add");
+	assert_string_equal(reg.info[16].module, "good");
+	assert_string_equal(reg.info[16].doc, "[a, b] -> a + b");
+	assert_string_equal(reg.info[17].name, "good.state");
+	assert_string_equal(reg.info[18].name, "good.enoent");
+	assert_string_equal(reg.info[19].name, "good.say");
+	assert_string_equal(reg.info[20].name, "good.badjson");
 
 	t = fp_registry_find(&reg, "good.add");
 	assert_non_null(t);
@@ -439,7 +440,7 @@ static void module_built_for_another_abi_is_refused(void **state)
 	module_path(path, sizeof(path), "badabi");
 	fp_registry_init(&reg);
 	assert_refused(&reg, path, NULL, path,
-		       "built for ABI 7, this forkpool speaks ABI 1", NULL);
+		       "built for ABI 7, this forkpool speaks ABI 1 to 2", NULL);
 	assert_not_open(path);
 	assert_null(fp_registry_find(&reg, "badabi.nop"));
 	fp_registry_deinit(&reg);
@@ -566,6 +567,11 @@ static void bad_descriptors_are_refused(void **state)
 	const struct fp_module control_mod = {
 		.abi_version = FP_TASK_ABI_VERSION, .name = "ctl", .tasks = control_char,
 	};
+	static const char *const no_such_generator[] = { "a123", NULL };
+	const struct fp_module bad_generator_mod = {
+		.abi_version = FP_TASK_ABI_VERSION, .name = "badgen", .tasks = long_ok,
+		.generators = no_such_generator,
+	};
 	struct fp_registry reg;
 	char err[256];
 
@@ -577,6 +583,9 @@ static void bad_descriptors_are_refused(void **state)
 	assert_refused(&reg, NULL, &empty_name_mod, "invalid name \"\"", NULL);
 	/* A name is quoted with what could corrupt a log line replaced. */
 	assert_refused(&reg, NULL, &control_mod, "invalid name \"tab?here\"", NULL);
+	/* A generator must be one of the module's own tasks. */
+	assert_refused(&reg, NULL, &bad_generator_mod, "module badgen (built-in)",
+		       "generators names \"a123\", which is not in its task table", NULL);
 	assert_int_equal(fp_registry_add(&reg, NULL, &long_ok_mod, err, sizeof(err)), 0);
 	assert_non_null(fp_registry_find(&reg, long_ok[0].name));
 	/* Neither a path nor a descriptor is a caller's bug. */

@@ -7,7 +7,8 @@
  * FP_TASK_ABI_VERSION, and runs tasks in the workers.
  *
  * A task is a C function: JSON text in (its arguments), JSON text out (its
- * value), or an error with a message. The worker calls it with an fp_task_ctx
+ * value, or zero or more outputs for a generator task), or an error with a
+ * message. The worker calls it with an fp_task_ctx
  * through which it answers; the host's functions are reached through a table
  * in the context, so a module links against nothing of forkpool's.
  *
@@ -23,18 +24,35 @@
 extern "C" {
 #endif
 
-/* Bumped on any incompatible change to the structures below. */
-#define FP_TASK_ABI_VERSION 1
+/*
+ * The ABI this header describes. Structures only ever grow at their end, and
+ * a field added in version N is read only from modules that declare N or
+ * later, so a module built for any version from FP_TASK_ABI_MIN on still
+ * loads:
+ *   1  tasks that return one value
+ *   2  fp_emit() (generator tasks) and fp_module.generators
+ */
+#define FP_TASK_ABI_VERSION 2
+#define FP_TASK_ABI_MIN 1
 
 typedef struct fp_task_ctx fp_task_ctx;
 
 /*
  * A task. `args` is `args_len` bytes of JSON text, NUL-terminated for
  * convenience (the NUL is not counted), owned by the worker and valid for the
- * call. The task answers with exactly one of fp_task_return() or
- * fp_task_error() and returns 0; a task that returns a negative errno without
- * answering fails its item with that error's message. A task that answers
- * nothing and returns 0 returns JSON `null`.
+ * call. The task answers with one value (fp_task_return()), or with zero or
+ * more outputs (fp_emit(), once per output: a generator, or flat-map), or
+ * fails (fp_task_error()), and returns 0. A task that returns a value and
+ * also emits fails its item with an error saying so. A task that returns a
+ * negative errno without answering fails its item with that error's message.
+ * A task that answers nothing and returns 0 returns JSON `null`, or no
+ * outputs (`[]` in map and apply) when it is declared a generator.
+ *
+ * How the outputs travel depends on the call: in map and apply an item's
+ * outputs come back as one JSON array (gathered in the worker); in a
+ * pipeline each output is sent to the master as soon as it is emitted and
+ * becomes an item of the next stage at once. An emitting task may block in
+ * fp_emit() while the stage after it is full (back-pressure).
  */
 typedef int (*fp_task_fn)(fp_task_ctx *ctx, const char *args, size_t args_len);
 
@@ -63,6 +81,16 @@ struct fp_module {
 	int (*worker_init)(void);
 	void (*worker_fini)(void);
 	void (*unload)(void);
+
+	/* --- ABI 2 and later: read only when abi_version >= 2 ------------- */
+
+	/*
+	 * Names of this module's tasks that are generators (NULL-terminated;
+	 * NULL: none). A generator that emits nothing answers `[]` in map and
+	 * apply rather than `null`, and GET /v1/tasks calls it a generator.
+	 * Any task may call fp_emit(); this only says what "no answer" means.
+	 */
+	const char *const *generators;
 };
 
 /*
@@ -77,6 +105,16 @@ struct fp_task_host {
 	int (*error)(fp_task_ctx *ctx, const char *msg);
 	/* The worker's slot (0..N-1) and generation, for logging or sharding. */
 	int (*worker_slot)(fp_task_ctx *ctx);
+
+	/* --- ABI 2 and later ---------------------------------------------- */
+
+	/*
+	 * One output of a generator task: `len` bytes of JSON text, checked
+	 * and copied. Returns 0, or a negative errno after which the item has
+	 * already failed (output over the size limit, not JSON, returned a
+	 * value before): the task should stop emitting and return.
+	 */
+	int (*emit)(fp_task_ctx *ctx, const char *json, size_t len);
 };
 
 struct fp_task_ctx {
@@ -93,7 +131,17 @@ static inline int fp_task_error(fp_task_ctx *ctx, const char *msg)
 	return ctx->host->error(ctx, msg);
 }
 
-/* Define the module's exported descriptor. */
+/* Emit one output (ABI 2): see fp_task_host.emit. */
+static inline int fp_emit(fp_task_ctx *ctx, const char *json, size_t len)
+{
+	return ctx->host->emit(ctx, json, len);
+}
+
+/*
+ * Define the module's exported descriptor. Optional fields follow as
+ * designated initialisers, e.g.
+ *   FP_MODULE("words", tasks, .generators = (const char *const[]){ "split", NULL });
+ */
 #define FP_MODULE(modname, task_table, ...) \
 	__attribute__((visibility("default"))) \
 	const struct fp_module fp_module = { \

@@ -1,0 +1,407 @@
+/*
+ * Pipelines, the API side: submit, cancel, statistics, delivery and the end;
+ * what dispatch asks of a stage (may it run, must its worker wait). The flow
+ * of items between stages is in pipeline_flow.c, input order in
+ * pipeline_order.c.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mem.h"
+#include "pipeline_impl.h"
+
+#define REDUCE_BATCH_DEFAULT 256
+/* A stage's chunks: a share of the next buffer per worker, within these. */
+#define STAGE_CHUNK_MAX 1024
+
+/* --- what dispatch asks -------------------------------------------------- */
+
+static uint64_t waiting(const struct fp_pipe_stage *s)
+{
+	return s->st.in - s->st.done - s->st.running;
+}
+
+/* Where stage s's outputs go: the next stage, the reduce, or NULL (delivered). */
+static const struct fp_pipe_stage *next_stage(const struct fp_pipe_stage *s)
+{
+	const struct fp_pipe *pipe = s->pipe;
+
+	if (s == pipe->reduce)
+		return NULL;
+	if (s->index + 1 < pipe->nstages)
+		return &pipe->stages[s->index + 1];
+	return pipe->reduce;
+}
+
+size_t fp__pipe_chunk_room(const struct fp_call *b, uint32_t first, size_t want)
+{
+	const struct fp_pipe_stage *s = b->stage, *nx;
+	uint64_t used;
+
+	if (s->cap && s->nworkers >= s->cap)
+		return 0;
+	if (s->index == 0)
+		want = fp__order_room(s->pipe, first, want);
+	nx = next_stage(s);
+	if (!nx || !want)
+		return want;
+	if (nx == s->pipe->reduce)
+		/* Values are folded reduce_batch at a time: count reduce items. */
+		return waiting(nx) < nx->buffer ? want : 0;
+	/*
+	 * Each running item makes at least one output for the next stage if
+	 * it is a plain task: reserve room for them, so only a generator's
+	 * extra outputs can ever meet a full buffer.
+	 */
+	used = waiting(nx) + s->st.running;
+	/*
+	 * A whole chunk or nothing: feeding a nearly full buffer an item at a
+	 * time would turn the pipeline into a ping-pong of one-item chunks.
+	 * The room comes back as the next stage takes its items.
+	 */
+	return used + want <= nx->buffer ? want : 0;
+}
+
+bool fp__pipe_blocked(const struct fp_call *b)
+{
+	const struct fp_pipe_stage *nx = next_stage(b->stage);
+
+	return nx && waiting(nx) >= nx->buffer;
+}
+
+/* --- delivery and the end ------------------------------------------------ */
+
+void fp__pipe_deliver(struct fp_pipe *pipe, const struct fp_result *r)
+{
+	if (r->status == FP_ITEM_OK)
+		pipe->ok++;
+	else
+		pipe->failed++;
+	if (pipe->on_item)
+		pipe->on_item(pipe->pool, pipe->id, r, pipe->data);
+}
+
+void fp__pipe_result(struct fp_pipe *pipe, uint32_t index, unsigned stage,
+		     fp_item_status status, const char *value, size_t len,
+		     const char *msg, pid_t pid, unsigned attempts, uint64_t duration_us)
+{
+	struct fp_result r = {
+		.index = index,
+		.status = status,
+		.value = status == FP_ITEM_OK ? value : NULL,
+		.value_len = status == FP_ITEM_OK ? len : 0,
+		.message = status == FP_ITEM_OK ? NULL : (msg ? msg : fp_item_status_name(status)),
+		.attempts = attempts,
+		.pid = pid,
+		.duration_us = duration_us,
+		.stage = stage,
+	};
+
+	if (!fp__order_hold(pipe, &r))
+		fp__pipe_deliver(pipe, &r);
+}
+
+static void pipe_free(struct fp_pipe *pipe)
+{
+	fp_pool *p = pipe->pool;
+	struct fp_pipe **d;
+
+	fp_timer_stop(&pipe->later);
+	for (d = &p->dirty; *d; d = &(*d)->dirty_next) {
+		if (*d == pipe) {
+			*d = pipe->dirty_next;
+			break;
+		}
+	}
+	if (pipe->prev)
+		pipe->prev->next = pipe->next;
+	else if (p->pipes == pipe)
+		p->pipes = pipe->next;
+	if (pipe->next)
+		pipe->next->prev = pipe->prev;
+	while (pipe->batches)
+		fp__batch_free(pipe, pipe->batches);
+	fp__order_free(pipe);
+	free(pipe->acc);
+	free(pipe->names);
+	free(pipe->stages);
+	free(pipe);
+}
+
+void fp__pipe_end(struct fp_pipe *pipe)
+{
+	struct fp_call_summary s;
+
+	pipe->finishing = true;
+	fp__order_release_all(pipe);
+	s = (struct fp_call_summary){ pipe->id, pipe->ok + pipe->failed, pipe->ok,
+				      pipe->failed, pipe->cancelled };
+	/* Out of the pool's list before on_done: the id is over for the caller. */
+	if (pipe->prev)
+		pipe->prev->next = pipe->next;
+	else
+		pipe->pool->pipes = pipe->next;
+	if (pipe->next)
+		pipe->next->prev = pipe->prev;
+	pipe->prev = pipe->next = NULL;
+	if (pipe->on_done)
+		pipe->on_done(pipe->pool, &s, pipe->data);
+	pipe_free(pipe);
+}
+
+static void later_cb(fp_timer *t)
+{
+	struct fp_pipe *pipe = t->data;
+	fp_pool *p = pipe->pool;
+
+	fp__pipe_check_end(pipe);
+	fp__dispatch(p);
+}
+
+void fp__pipes_free_all(fp_pool *p)
+{
+	while (p->pipes)
+		pipe_free(p->pipes);
+}
+
+/* --- submit -------------------------------------------------------------- */
+
+static int stages_init(fp_pool *p, struct fp_pipe *pipe, const fp_stage *stages,
+		       size_t nstages, const fp_pipeline_options *o)
+{
+	const struct fp_registry_task *t;
+	size_t i, total = nstages + (o->reduce ? 1 : 0), names = 0, off = 0;
+
+	for (i = 0; i < total; i++) {
+		const char *task = i < nstages ? stages[i].task : o->reduce;
+		if (!task || !(t = fp_registry_find(&p->reg, task)))
+			return FP_EUNKNOWN_TASK;
+		names += strlen(t->name) + 1;
+	}
+	pipe->stages = calloc(total, sizeof(*pipe->stages));
+	pipe->names = malloc(names);
+	if (!pipe->stages || !pipe->names)
+		return -ENOMEM;
+	pipe->nstages = (unsigned)nstages;
+	for (i = 0; i < total; i++) {
+		struct fp_pipe_stage *s = &pipe->stages[i];
+		const fp_stage *in = i < nstages ? &stages[i] : NULL;
+
+		t = fp_registry_find(&p->reg, in ? in->task : o->reduce);
+		s->pipe = pipe;
+		s->index = (unsigned)i;
+		s->name_len = (uint32_t)strlen(t->name);
+		s->task_ix = (uint32_t)(t - p->reg.tasks);
+		s->task = memcpy(pipe->names + off, t->name, s->name_len + 1);
+		off += s->name_len + 1;
+		s->cap = in ? in->workers : 0;
+		s->buffer = in && in->buffer ? in->buffer : FP_PIPELINE_BUFFER_DEFAULT;
+		s->timeout_ms = !in || in->timeout_ms < 0 ? p->opts.timeout_ms
+							  : (uint64_t)in->timeout_ms;
+		s->retries = in ? in->retries : 0;
+	}
+	if (o->reduce)
+		pipe->reduce = &pipe->stages[nstages];
+	/* Chunks: a stage's workers together fill half the buffer after it. */
+	for (i = 0; i < total; i++) {
+		struct fp_pipe_stage *s = &pipe->stages[i];
+		const struct fp_pipe_stage *nx = next_stage(s);
+		size_t b = nx ? nx->buffer : s->buffer;
+
+		s->chunk = b / (2 * (size_t)p->opts.workers);
+		if (s->chunk < 1)
+			s->chunk = 1;
+		if (s->chunk > STAGE_CHUNK_MAX)
+			s->chunk = STAGE_CHUNK_MAX;
+		/*
+		 * A generator's items one at a time: the worker that may not
+		 * pause (see pipeline.h) then overfills the next buffer by
+		 * the outputs of one item at most, not of a whole chunk.
+		 */
+		t = fp_registry_find(&p->reg, s->task);
+		if (t && t->generator)
+			s->chunk = 1;
+	}
+	return 0;
+}
+
+/* Stage 0's batch: the call's inputs, copied. */
+static int inputs_init(fp_pool *p, struct fp_pipe *pipe, const struct fp_buf *items, size_t n)
+{
+	struct fp_pipe_stage *s0 = &pipe->stages[0];
+	struct fp_call *b;
+	size_t i, bytes = 0, off = 0, per;
+
+	for (i = 0; i < n; i++)
+		if (items[i].len <= p->opts.max_payload)
+			bytes += items[i].len;
+	b = fp__batch_new(pipe, s0, n, bytes, false);
+	if (!b)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		if (items[i].len > p->opts.max_payload)
+			continue;
+		memcpy(b->arena + off, items[i].base, items[i].len);
+		b->items[i].args = b->arena + off;
+		b->items[i].args_len = (uint32_t)items[i].len;
+		off += items[i].len;
+	}
+	b->n = n;
+	b->closed = true;
+	per = fp__default_chunksize(p, n);
+	b->chunksize = per < s0->chunk ? per : s0->chunk;
+	s0->st.in = n;
+	pipe->live = n;
+	return 0;
+}
+
+/* Queue stage 0's inputs, leaving out (and failing) those too large to send. */
+static int inputs_queue(fp_pool *p, struct fp_pipe *pipe, const struct fp_buf *items, size_t n)
+{
+	struct fp_call *b = pipe->batches;
+	size_t i, run_start = 0;
+	int err = 0;
+
+	for (i = 0; i <= n && !err; i++) {
+		if (i < n && items[i].len <= p->opts.max_payload)
+			continue;
+		if (i > run_start)
+			err = fp__stage_work_submit(p, b->task, b, (uint32_t)run_start,
+						    (uint32_t)(i - run_start));
+		if (!err && i < n)
+			err = fp__fail_later(p, b, (uint32_t)i, 1, FP_ITEM_TOO_LARGE,
+					     "argument is over the pool's max_payload");
+		run_start = i + 1;
+	}
+	return err;
+}
+
+int fp_pool_pipeline_async(fp_pool *p, const fp_stage *stages, size_t nstages,
+			   const struct fp_buf *items, size_t n,
+			   const fp_pipeline_options *opts,
+			   fp_item_cb on_item, fp_done_cb on_done, void *data,
+			   uint64_t *call_id)
+{
+	static const fp_pipeline_options defaults = FP_PIPELINE_OPTIONS_DEFAULT;
+	struct fp_pipe *pipe;
+	int err;
+
+	if (p->state != FP_POOL_RUNNING)
+		return FP_ESTOPPED;
+	if (!stages || nstages == 0 || nstages > UINT32_MAX / 2 || (n && !items))
+		return -EINVAL;
+	if (n > UINT32_MAX)
+		return -E2BIG;
+	if (!opts)
+		opts = &defaults;
+	if (opts->reduce && opts->reduce_batch == 1)
+		return -EINVAL;
+
+	pipe = calloc(1, sizeof(*pipe));
+	if (!pipe)
+		return -ENOMEM;
+	pipe->pool = p;
+	pipe->later.data = pipe;
+	pipe->reg_gen = p->reg_gen;
+	fp__task_us_sync(p);
+	pipe->ninputs = n;
+	pipe->reduce_batch = opts->reduce_batch ? opts->reduce_batch : REDUCE_BATCH_DEFAULT;
+	err = stages_init(p, pipe, stages, nstages, opts);
+	if (err)
+		goto err_free;
+	pipe->id = p->next_call_id++;
+	pipe->on_item = on_item;
+	pipe->on_done = on_done;
+	pipe->data = data;
+	/* Results in input order only mean something without a reduce. */
+	if (opts->ordered && !pipe->reduce) {
+		err = fp__order_new(pipe, n, nstages > 1 ? pipe->stages[1].buffer
+							 : FP_PIPELINE_BUFFER_DEFAULT);
+		if (err)
+			goto err_free;
+	}
+	err = inputs_init(p, pipe, items, n);
+	if (err)
+		goto err_free;
+
+	pipe->next = p->pipes;
+	if (p->pipes)
+		p->pipes->prev = pipe;
+	p->pipes = pipe;
+
+	err = inputs_queue(p, pipe, items, n);
+	if (!err && n == 0)
+		err = fp_timer_start(p->loop, &pipe->later, 0, later_cb);
+	if (err) {
+		/* Undo: nothing of it may stay queued, and nothing is told. */
+		fp__queue_fail(p, pipe->batches, FP_ITEM_CANCELLED, "cancelled");
+		pipe->on_item = NULL;
+		pipe->on_done = NULL;
+		pipe->cancelled = true;
+		pipe->batches->cancelled = true;
+		return err;
+	}
+	if (call_id)
+		*call_id = pipe->id;
+	fp__dispatch(p);
+	return 0;
+
+err_free:
+	pipe_free(pipe);
+	return err;
+}
+
+/* --- cancel and statistics ----------------------------------------------- */
+
+static struct fp_pipe *pipe_find(fp_pool *p, uint64_t id)
+{
+	struct fp_pipe *pipe;
+
+	for (pipe = p->pipes; pipe; pipe = pipe->next)
+		if (pipe->id == id && !pipe->finishing)
+			return pipe;
+	return NULL;
+}
+
+int fp__pipe_cancel(fp_pool *p, uint64_t id)
+{
+	struct fp_pipe *pipe = pipe_find(p, id);
+	struct fp_worker *w;
+	struct fp_call *b;
+
+	if (!pipe || pipe->cancelled)
+		return -ENOENT;
+	pipe->cancelled = true;
+	/* Gathered items are not queued yet: closing them fails them. */
+	fp__pipe_flush(p);
+	for (b = pipe->batches; b; b = b->next) {
+		b->cancelled = true;
+		fp__queue_fail(p, b, FP_ITEM_CANCELLED, "cancelled");
+	}
+	/* As for a call: only workers still running one of its chunks. */
+	for (w = p->workers; w; w = w->next)
+		if (w->call && w->call->stage && w->call->stage->pipe == pipe && !w->reaped)
+			fp__worker_kill(w, SIGKILL, FP_KILL_CANCEL);
+	/* Nothing owed (e.g. no inputs): end it from the loop. */
+	if (!pipe->live && !fp_timer_active(&pipe->later))
+		fp_timer_start(p->loop, &pipe->later, 0, later_cb);
+	return 0;
+}
+
+int fp_pipeline_stats(fp_pool *p, uint64_t call_id, struct fp_stage_stats *out, size_t max)
+{
+	struct fp_pipe *pipe = pipe_find(p, call_id);
+	size_t i, total;
+
+	if (!pipe)
+		return -ENOENT;
+	total = pipe->nstages + (pipe->reduce ? 1 : 0);
+	for (i = 0; i < total && i < max; i++) {
+		out[i] = pipe->stages[i].st;
+		out[i].waiting = waiting(&pipe->stages[i]);
+	}
+	return (int)total;
+}

@@ -1,0 +1,332 @@
+/*
+ * A pipeline's flow: outputs becoming the next stage's items (gathered into
+ * batches), the reduce stage's fan-in, item ends, and the pipeline's end.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mem.h"
+#include "pool_impl.h"
+#include "pipeline_impl.h"
+
+/* A batch starts this small and doubles while its loop turn gathers more. */
+#define BATCH_ITEMS_MIN 64
+#define BATCH_BYTES_MIN 4096
+
+/* --- batches ------------------------------------------------------------- */
+
+/*
+ * Every stage's work is made here, through the task's name: the one place
+ * where a stage could be routed to another pool serving that task.
+ */
+int fp__stage_work_submit(fp_pool *p, const char *task, struct fp_call *b,
+			  uint32_t first, uint32_t count)
+{
+	(void)task;
+	return fp__queue_push(&p->queue, b, first, count, false);
+}
+
+struct fp_call *fp__batch_new(struct fp_pipe *pipe, struct fp_pipe_stage *s,
+			      size_t items, size_t bytes, bool with_origin)
+{
+	struct fp_call *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return NULL;
+	b->items = fp_mem_alloc((items ? items : 1) * sizeof(*b->items));
+	b->arena = fp_mem_alloc(bytes ? bytes : 1);
+	b->origin = with_origin ? fp_mem_alloc((items ? items : 1) * sizeof(*b->origin)) : NULL;
+	if (!b->items || !b->arena || (with_origin && !b->origin)) {
+		fp_mem_free(b->items);
+		fp_mem_free(b->arena);
+		fp_mem_free(b->origin);
+		free(b);
+		return NULL;
+	}
+	b->items_cap = items;
+	b->arena_cap = bytes;
+	b->id = pipe->id;
+	b->pool = pipe->pool;
+	b->task = s->task;
+	b->name_len = s->name_len;
+	b->task_ix = s->task_ix;
+	b->reg_gen = pipe->reg_gen;
+	b->timeout_ms = s->timeout_ms;
+	b->retries = s->retries;
+	b->chunksize = 1;
+	b->stage = s;
+	b->cancelled = pipe->cancelled;
+	b->next = pipe->batches;
+	if (pipe->batches)
+		pipe->batches->prev = b;
+	pipe->batches = b;
+	return b;
+}
+
+void fp__batch_free(struct fp_pipe *pipe, struct fp_call *b)
+{
+	if (b->prev)
+		b->prev->next = b->next;
+	else
+		pipe->batches = b->next;
+	if (b->next)
+		b->next->prev = b->prev;
+	fp_mem_free(b->items);
+	fp_mem_free(b->arena);
+	fp_mem_free(b->origin);
+	free(b);
+}
+
+/* Double what has to grow for one more item of `len` bytes; -ENOMEM. */
+static int batch_grow(struct fp_call *b, size_t len)
+{
+	if (b->n == b->items_cap) {
+		size_t cap = b->items_cap * 2;
+		struct fp_item *items = fp_mem_alloc(cap * sizeof(*items));
+		uint32_t *origin = fp_mem_alloc(cap * sizeof(*origin));
+
+		if (!items || !origin) {
+			fp_mem_free(items);
+			fp_mem_free(origin);
+			return -ENOMEM;
+		}
+		memcpy(items, b->items, b->n * sizeof(*items));
+		memcpy(origin, b->origin, b->n * sizeof(*origin));
+		fp_mem_free(b->items);
+		fp_mem_free(b->origin);
+		b->items = items;
+		b->origin = origin;
+		b->items_cap = cap;
+	}
+	if (b->arena_cap - b->arena_len < len) {
+		size_t cap = b->arena_cap * 2;
+		char *arena;
+
+		while (cap - b->arena_len < len)
+			cap *= 2;
+		arena = fp_mem_alloc(cap);
+		if (!arena)
+			return -ENOMEM;
+		memcpy(arena, b->arena, b->arena_len);
+		fp_mem_free(b->arena);
+		b->arena = arena;
+		b->arena_cap = cap;
+	}
+	return 0;
+}
+
+static void mark_dirty(struct fp_pipe *pipe)
+{
+	fp_pool *p = pipe->pool;
+
+	if (pipe->dirty)
+		return;
+	pipe->dirty = true;
+	pipe->dirty_next = p->dirty;
+	p->dirty = pipe;
+}
+
+void fp__pipe_note_waiting(struct fp_pipe_stage *s, uint64_t ending)
+{
+	uint64_t w = s->st.in - s->st.done - s->st.running;
+
+	w = w > ending ? w - ending : 0;
+	if (w > s->st.waiting_max)
+		s->st.waiting_max = w;
+}
+
+/* One more item for stage s, from pipeline input `origin`. */
+static void stage_add(struct fp_pipe *pipe, struct fp_pipe_stage *s, uint32_t origin,
+		      const char *value, size_t len)
+{
+	struct fp_call *b = s->open;
+	char msg[96];
+
+	if (!b) {
+		b = fp__batch_new(pipe, s, BATCH_ITEMS_MIN,
+				  len > BATCH_BYTES_MIN ? len : BATCH_BYTES_MIN, true);
+		if (!b)
+			goto oom;
+		s->open = b;
+		mark_dirty(pipe);
+	}
+	if (batch_grow(b, len) < 0)
+		goto oom;
+	/* Where args will point is known once the arena stops moving: at close. */
+	b->items[b->n] = (struct fp_item){ .args = NULL, .args_len = (uint32_t)len };
+	b->origin[b->n] = origin;
+	memcpy(b->arena + b->arena_len, value, len);
+	b->arena_len += len;
+	b->n++;
+	s->st.in++;
+	pipe->live++;
+	fp__order_begin(pipe, origin);
+	fp__pipe_note_waiting(s, 0);
+	return;
+oom:
+	snprintf(msg, sizeof(msg), "no memory to give an output to stage %u", s->index);
+	fp__pipe_result(pipe, origin, s->index, FP_ITEM_CRASH, NULL, 0, msg, 0, 0, 0);
+}
+
+/* Close stage s's open batch and hand it to the pool (or fail it). */
+static void stage_close(struct fp_pipe *pipe, struct fp_pipe_stage *s)
+{
+	fp_pool *p = pipe->pool;
+	struct fp_call *b = s->open;
+	size_t i, off = 0, per;
+	int err = 0;
+
+	if (!b)
+		return;
+	s->open = NULL;
+	b->closed = true;
+	for (i = 0; i < b->n; i++) {
+		b->items[i].args = b->arena + off;
+		off += b->items[i].args_len;
+	}
+	/* Spread a small batch over the workers; never more than the stage's chunk. */
+	per = (b->n + p->opts.workers - 1) / p->opts.workers;
+	b->chunksize = per < s->chunk ? (per ? per : 1) : s->chunk;
+	if (pipe->cancelled || p->state != FP_POOL_RUNNING)
+		err = -ECANCELED;
+	else
+		err = fp__stage_work_submit(p, s->task, b, 0, (uint32_t)b->n);
+	if (err)
+		fp__fail_later(p, b, 0, (uint32_t)b->n, FP_ITEM_CANCELLED,
+			       err == -ECANCELED ? "cancelled" : "cancelled: out of memory to queue it");
+}
+
+void fp__pipe_flush(fp_pool *p)
+{
+	while (p->dirty) {
+		struct fp_pipe *pipe = p->dirty;
+		unsigned i;
+
+		p->dirty = pipe->dirty_next;
+		pipe->dirty = false;
+		pipe->dirty_next = NULL;
+		for (i = 1; i < pipe->nstages + (pipe->reduce ? 1u : 0u); i++)
+			stage_close(pipe, &pipe->stages[i]);
+	}
+}
+
+/* --- reduce -------------------------------------------------------------- */
+
+/* Add a value to fold; a full batch of them becomes a reduce item. */
+static void reduce_add(struct fp_pipe *pipe, const char *value, size_t len, bool raw)
+{
+	size_t need = pipe->acc_len + len + 3;
+
+	if (pipe->reduce_failed || pipe->cancelled)
+		return;
+	if (need > pipe->acc_cap) {
+		size_t cap = pipe->acc_cap ? pipe->acc_cap * 2 : 4096;
+		char *acc;
+
+		while (cap < need)
+			cap *= 2;
+		acc = realloc(pipe->acc, cap);
+		if (!acc) {
+			pipe->reduce_failed = true;
+			fp__pipe_result(pipe, 0, pipe->reduce->index, FP_ITEM_CRASH, NULL, 0,
+					"no memory to gather values for the reduce", 0, 0, 0);
+			return;
+		}
+		pipe->acc = acc;
+		pipe->acc_cap = cap;
+	}
+	pipe->acc[pipe->acc_len++] = pipe->acc_n ? ',' : '[';
+	memcpy(pipe->acc + pipe->acc_len, value, len);
+	pipe->acc_len += len;
+	pipe->acc[pipe->acc_len] = '\0';
+	pipe->acc_n++;
+	pipe->acc_raw |= raw;
+	if (pipe->acc_n == pipe->reduce_batch)
+		fp__reduce_close(pipe);
+}
+
+void fp__reduce_close(struct fp_pipe *pipe)
+{
+	if (!pipe->acc_n) {
+		/* Nothing came out of the stages at all: fold nothing, once. */
+		stage_add(pipe, pipe->reduce, 0, "[]", 2);
+		return;
+	}
+	pipe->acc[pipe->acc_len++] = ']';    /* room kept by reduce_add() */
+	stage_add(pipe, pipe->reduce, 0, pipe->acc, pipe->acc_len);
+	pipe->acc_len = 0;
+	pipe->acc_n = 0;
+	pipe->acc_raw = false;
+}
+
+/* --- outputs and item ends ----------------------------------------------- */
+
+void fp__pipe_output(struct fp_call *b, uint32_t index, const char *value,
+		     size_t len, pid_t pid, unsigned attempts)
+{
+	struct fp_pipe_stage *s = b->stage;
+	struct fp_pipe *pipe = s->pipe;
+	uint32_t origin = b->origin ? b->origin[index] : index;
+
+	s->st.out++;
+	if (s == pipe->reduce) {
+		reduce_add(pipe, value, len, false);
+		return;
+	}
+	if (s->index + 1 < pipe->nstages) {
+		/* In a cancelled pipeline the new item fails at once (stage_close). */
+		stage_add(pipe, &pipe->stages[s->index + 1], origin, value, len);
+		return;
+	}
+	if (pipe->reduce) {
+		reduce_add(pipe, value, len, true);
+		return;
+	}
+	fp__pipe_result(pipe, origin, s->index, FP_ITEM_OK, value, len, NULL, pid, attempts, 0);
+}
+
+void fp__pipe_item_end(struct fp_call *b, uint32_t index, fp_item_status status,
+		       const char *msg, pid_t pid, uint64_t duration_us)
+{
+	struct fp_pipe_stage *s = b->stage;
+	struct fp_pipe *pipe = s->pipe;
+	uint32_t origin = b->origin ? b->origin[index] : index;
+
+	s->st.done++;
+	pipe->live--;
+	b->finished++;
+	if (status != FP_ITEM_OK) {
+		s->st.failed++;
+		if (s == pipe->reduce)
+			pipe->reduce_failed = true;
+		fp__pipe_result(pipe, origin, s->index, status, NULL, 0, msg, pid,
+				b->items[index].attempts, duration_us);
+	}
+	if (b->closed && b->finished == b->n)
+		fp__batch_free(pipe, b);
+	fp__order_end(pipe, origin);
+	fp__pipe_check_end(pipe);
+}
+
+void fp__pipe_check_end(struct fp_pipe *pipe)
+{
+	fp_pool *p = pipe->pool;
+
+	if (pipe->live || pipe->finishing)
+		return;
+	if (pipe->reduce && !pipe->cancelled && !pipe->reduce_failed &&
+	    p->state == FP_POOL_RUNNING) {
+		/* Done only once one value is left that came out of the reduce. */
+		if (pipe->acc_n != 1 || pipe->acc_raw) {
+			fp__reduce_close(pipe);
+			if (pipe->live)
+				return;
+		} else {
+			fp__pipe_result(pipe, 0, pipe->reduce->index, FP_ITEM_OK, pipe->acc + 1,
+					pipe->acc_len - 1, NULL, 0, 1, 0);
+		}
+	}
+	fp__pipe_end(pipe);
+}

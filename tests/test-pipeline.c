@@ -1,0 +1,640 @@
+/*
+ * Generator tasks and pipelines, end to end: real workers, real crashes.
+ * Runs once per loop backend (FORKPOOL_LOOP in the environment).
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "forkpool.h"
+#include "fp_test.h"
+
+/* --- helpers ------------------------------------------------------------- */
+
+static void quiet_log(void *data, fp_log_level level, const char *msg)
+{
+	if (getenv("FP_TEST_VERBOSE"))
+		fprintf(stderr, "log: %s\n", msg);
+}
+
+static char *module_path(const char *name)
+{
+	const char *dir = getenv("FP_TEST_MODULE_DIR");
+	char *path;
+
+	assert_non_null(dir);
+	if (asprintf(&path, "%s/%s", dir, name) < 0)
+		abort();
+	return path;
+}
+
+/* A pool with the test modules `pipe` and `abiv1` loaded. */
+static fp_pool *new_pool(unsigned workers, char **paths)
+{
+	fp_options o;
+	fp_pool *p = NULL;
+	char err[512];
+	int rc;
+
+	fp_options_init(&o);
+	o.workers = workers;
+	o.kill_grace_ms = 200;
+	o.log_level = FP_LOG_DEBUG;
+	o.log = quiet_log;
+	paths[0] = module_path("libfp-pipe.so");
+	paths[1] = module_path("libfp-abiv1.so");
+	o.modules[0] = paths[0];
+	o.modules[1] = paths[1];
+	rc = fp_pool_new(&p, NULL, &o, err, sizeof(err));
+	if (rc != 0)
+		fail_msg("fp_pool_new: %s (%s)", fp_strerror(rc), err);
+	return p;
+}
+
+static void free_pool(fp_pool *p, char **paths)
+{
+	fp_pool_free(p);
+	free(paths[0]);
+	free(paths[1]);
+}
+
+static int apply(fp_pool *p, const char *task, const char *args, struct fp_result *r)
+{
+	return fp_pool_apply(p, task, args, strlen(args), NULL, r);
+}
+
+/* Inputs as JSON texts, kept in one block. */
+struct inputs {
+	struct fp_buf *items;
+	char *text;
+	size_t n;
+};
+
+static void inputs_numbers(struct inputs *in, size_t n, long long (*f)(size_t))
+{
+	size_t i, off = 0;
+
+	in->n = n;
+	in->items = calloc(n ? n : 1, sizeof(*in->items));
+	in->text = malloc(n * 24 + 1);
+	assert_non_null(in->items);
+	assert_non_null(in->text);
+	for (i = 0; i < n; i++) {
+		int l = snprintf(in->text + off, 24, "%lld", f(i));
+		in->items[i] = (struct fp_buf){ in->text + off, (size_t)l };
+		off += (size_t)l + 1;
+	}
+}
+
+static void inputs_free(struct inputs *in)
+{
+	free(in->items);
+	free(in->text);
+}
+
+/* Everything a pipeline delivered. */
+struct outcome {
+	fp_pool *pool;
+	size_t ninputs;
+	size_t outputs, errors;
+	size_t *per_input;          /* outputs per input index */
+	long long *value_sum;       /* sum of numeric outputs per input */
+	size_t last_index;
+	int out_of_order;
+	int bad_index;
+	size_t done_calls;
+	struct fp_call_summary summary;
+	/* the first error */
+	size_t err_index;
+	unsigned err_stage;
+	fp_item_status err_status;
+	char err_msg[256];
+	/* the last output's text, for reduce results */
+	char value[4096];
+	unsigned value_stage;
+	/* back-pressure: stats sampled at each delivery */
+	uint64_t call_id;
+	uint64_t waiting_max[4];
+	uint64_t waiting_seen[4];
+	size_t cancel_after;        /* cancel when this many outputs came; 0: never */
+	int cancel_rc;
+};
+
+static void outcome_init(struct outcome *o, fp_pool *p, size_t ninputs)
+{
+	memset(o, 0, sizeof(*o));
+	o->pool = p;
+	o->ninputs = ninputs;
+	o->per_input = calloc(ninputs + 1, sizeof(size_t));
+	o->value_sum = calloc(ninputs + 1, sizeof(long long));
+	o->cancel_rc = 1;
+	assert_non_null(o->per_input);
+	assert_non_null(o->value_sum);
+}
+
+static void outcome_free(struct outcome *o)
+{
+	free(o->per_input);
+	free(o->value_sum);
+}
+
+static void sample_stats(struct outcome *o)
+{
+	struct fp_stage_stats st[4];
+	int n = fp_pipeline_stats(o->pool, o->call_id, st, 4);
+
+	for (int i = 0; i < n && i < 4; i++) {
+		if (st[i].waiting_max > o->waiting_max[i])
+			o->waiting_max[i] = st[i].waiting_max;
+		if (st[i].waiting > o->waiting_seen[i])
+			o->waiting_seen[i] = st[i].waiting;
+	}
+}
+
+static void on_item(fp_pool *p, uint64_t id, const struct fp_result *r, void *data)
+{
+	struct outcome *o = data;
+
+	assert_int_equal(id, o->call_id);
+	if (r->index < o->last_index)
+		o->out_of_order = 1;
+	o->last_index = r->index;
+	if (r->status == FP_ITEM_OK) {
+		o->outputs++;
+		/* A reduce's result is index 0, with or without inputs. */
+		if (r->index < o->ninputs || r->index == 0) {
+			o->per_input[r->index]++;
+			o->value_sum[r->index] += atoll(r->value);
+		} else {
+			o->bad_index = 1;
+		}
+		snprintf(o->value, sizeof(o->value), "%.*s", (int)r->value_len, r->value);
+		o->value_stage = r->stage;
+	} else {
+		if (!o->errors) {
+			o->err_index = r->index;
+			o->err_stage = r->stage;
+			o->err_status = r->status;
+			snprintf(o->err_msg, sizeof(o->err_msg), "%s", r->message);
+		}
+		o->errors++;
+	}
+	sample_stats(o);
+	if (o->cancel_after && r->status == FP_ITEM_OK && o->outputs == o->cancel_after)
+		o->cancel_rc = fp_pool_cancel(p, id);
+}
+
+static void on_done(fp_pool *p, const struct fp_call_summary *s, void *data)
+{
+	struct outcome *o = data;
+
+	o->done_calls++;
+	o->summary = *s;
+}
+
+static int outcome_done(void *data)
+{
+	return ((struct outcome *)data)->done_calls > 0;
+}
+
+/* Submit and run to the end (within 60 s). */
+static void run_pipeline(fp_pool *p, const fp_stage *stages, size_t nstages,
+			 const struct inputs *in, const fp_pipeline_options *opts,
+			 struct outcome *o)
+{
+	int rc = fp_pool_pipeline_async(p, stages, nstages, in->items, in->n, opts,
+					on_item, on_done, o, &o->call_id);
+
+	assert_int_equal(rc, 0);
+	assert_true(fp_test_run_until(p, outcome_done, o, 60000));
+	assert_int_equal(o->done_calls, 1);
+	assert_int_equal(o->summary.id, o->call_id);
+	assert_int_equal(o->summary.ok, o->outputs);
+	assert_int_equal(o->summary.failed, o->errors);
+	assert_int_equal(o->summary.total, o->outputs + o->errors);
+	assert_false(o->bad_index);
+	/* Over: its statistics and its id are gone. */
+	assert_int_equal(fp_pipeline_stats(p, o->call_id, NULL, 0), -ENOENT);
+	assert_int_equal(fp_pool_cancel(p, o->call_id), -ENOENT);
+}
+
+static long long identity(size_t i) { return (long long)i; }
+static long long mod1000(size_t i) { return (long long)(i % 1000); }
+static long long mod5(size_t i) { return (long long)(i % 5); }
+
+/* --- generator tasks in map and apply ------------------------------------ */
+
+static void generator_outputs_come_back_as_a_list_per_item(void **state)
+{
+	char *paths[2];
+	fp_pool *p = new_pool(2, paths);
+	const struct fp_buf items[] = { { "0", 1 }, { "1", 1 }, { "3", 1 }, { "-1", 2 } };
+	struct fp_result *r, one;
+	size_t i;
+
+	assert_int_equal(fp_pool_map(p, "range", items, 4, NULL, &r), 0);
+	assert_int_equal(r[0].status, FP_ITEM_OK);
+	assert_string_equal(r[0].value, "[]");
+	assert_string_equal(r[1].value, "[0]");
+	assert_string_equal(r[2].value, "[0,1,2]");
+	assert_int_equal(r[3].status, FP_ITEM_TASK_ERROR);
+	assert_non_null(strstr(r[3].message, "range: expected a whole number"));
+	fp_results_free(r, 4);
+
+	assert_int_equal(apply(p, "words", "\" Hello  \\\"big\\\"\\tWorld \"", &one), 0);
+	assert_int_equal(one.status, FP_ITEM_OK);
+	assert_string_equal(one.value, "[\"Hello\",\"\\\"big\\\"\",\"World\"]");
+	fp_result_clear(&one);
+
+	/* A declared generator that emits nothing answers [], a plain task null. */
+	assert_int_equal(apply(p, "pipe.none", "1", &one), 0);
+	assert_string_equal(one.value, "[]");
+	fp_result_clear(&one);
+	assert_int_equal(apply(p, "pipe.twice", "\"x\"", &one), 0);
+	assert_string_equal(one.value, "[\"x\",\"x\"]");
+	fp_result_clear(&one);
+
+	/* Emitting and returning both is an error that names both. */
+	assert_int_equal(apply(p, "pipe.both", "1", &one), 0);
+	assert_int_equal(one.status, FP_ITEM_TASK_ERROR);
+	assert_non_null(strstr(one.message, "both returned a value and emitted 1 output"));
+	fp_result_clear(&one);
+
+	/* An output that is not JSON fails the item, naming which output. */
+	assert_int_equal(apply(p, "pipe.badjson", "1", &one), 0);
+	assert_int_equal(one.status, FP_ITEM_BAD_OUTPUT);
+	assert_non_null(strstr(one.message, "pipe.badjson (output #2)"));
+	fp_result_clear(&one);
+
+	/* The other demo tasks of issue 6. */
+	assert_int_equal(apply(p, "lower", "\"MiXeD Case\"", &one), 0);
+	assert_string_equal(one.value, "\"mixed case\"");
+	fp_result_clear(&one);
+	assert_int_equal(apply(p, "sum", "[1, 2, 3]", &one), 0);
+	assert_string_equal(one.value, "6");
+	fp_result_clear(&one);
+	assert_int_equal(apply(p, "sum", "[1, 2.5]", &one), 0);
+	assert_string_equal(one.value, "3.5");
+	fp_result_clear(&one);
+	assert_int_equal(apply(p, "count", "[\"a\", {\"a\": 2, \"b\": 1}, \"b\"]", &one), 0);
+	assert_string_equal(one.value, "{\"a\":3,\"b\":2}");
+	fp_result_clear(&one);
+
+	/* fp_pool_tasks() says which tasks are generators. */
+	const struct fp_task_info *t = fp_pool_tasks(p, &i);
+	int seen = 0;
+	while (i--) {
+		if (strcmp(t[i].name, "range") == 0 || strcmp(t[i].name, "words") == 0 ||
+		    strcmp(t[i].name, "pipe.twice") == 0) {
+			assert_true(t[i].generator);
+			seen++;
+		} else if (strcmp(t[i].name, "square") == 0 || strcmp(t[i].name, "v1.twice") == 0) {
+			assert_false(t[i].generator);
+			seen++;
+		}
+	}
+	assert_int_equal(seen, 5);
+	free_pool(p, paths);
+}
+
+static void abi1_module_loads_and_runs(void **state)
+{
+	char *paths[2];
+	fp_pool *p = new_pool(1, paths);
+	struct fp_result r;
+
+	assert_int_equal(apply(p, "v1.twice", "21", &r), 0);
+	assert_int_equal(r.status, FP_ITEM_OK);
+	assert_string_equal(r.value, "42");
+	fp_result_clear(&r);
+	free_pool(p, paths);
+}
+
+/* --- pipelines ----------------------------------------------------------- */
+
+static void three_stages_equal_doing_it_sequentially(void **state)
+{
+	char *paths[2];
+	fp_pool *p = new_pool(3, paths);
+	fp_stage st[3] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	struct inputs in;
+	struct outcome o;
+	size_t i, n = 100000;
+
+	st[0].task = "square";
+	st[1].task = "pipe.inc";
+	st[2].task = "square";
+	inputs_numbers(&in, n, mod1000);
+	outcome_init(&o, p, n);
+	run_pipeline(p, st, 3, &in, NULL, &o);
+	assert_int_equal(o.errors, 0);
+	assert_int_equal(o.outputs, n);
+	for (i = 0; i < n; i++) {
+		long long x = (long long)(i % 1000), want = (x * x + 1) * (x * x + 1);
+		assert_int_equal(o.per_input[i], 1);
+		assert_int_equal(o.value_sum[i], want);
+	}
+	outcome_free(&o);
+	inputs_free(&in);
+	free_pool(p, paths);
+}
+
+static void range_fans_out(void **state)
+{
+	char *paths[2];
+	fp_pool *p = new_pool(2, paths);
+	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	struct inputs in;
+	struct outcome o;
+	size_t i, n = 300;
+
+	st[0].task = "range";
+	st[1].task = "square";
+	inputs_numbers(&in, n, identity);
+	outcome_init(&o, p, n);
+	run_pipeline(p, st, 2, &in, NULL, &o);
+	assert_int_equal(o.errors, 0);
+	assert_int_equal(o.outputs, n * (n - 1) / 2);
+	for (i = 0; i < n; i++) {
+		long long k = (long long)i, want = (k - 1) * k * (2 * k - 1) / 6;
+		assert_int_equal(o.per_input[i], i);
+		assert_int_equal(o.value_sum[i], i ? want : 0);
+	}
+	outcome_free(&o);
+	inputs_free(&in);
+	free_pool(p, paths);
+}
+
+static const char *const lines[] = {
+	"The quick brown fox", "jumps over the lazy dog", "THE DOG barks",
+	"", "  fox   and Dog  ", "the end",
+};
+
+static void word_count_with_reduce(void **state)
+{
+	char *paths[2];
+	fp_pool *p = new_pool(3, paths);
+	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	fp_pipeline_options po = FP_PIPELINE_OPTIONS_DEFAULT;
+	size_t reps = 200, n = reps * 6, i;
+	struct inputs in = { 0 };
+	struct outcome o;
+	json_t *got, *want;
+	json_error_t jerr;
+	char *text;
+
+	/* Each line 200 times, as JSON strings. */
+	in.n = n;
+	in.items = calloc(n, sizeof(*in.items));
+	in.text = malloc(n * 64);
+	for (i = 0; i < n; i++) {
+		int l = snprintf(in.text + i * 64, 64, "\"%s\"", lines[i % 6]);
+		in.items[i] = (struct fp_buf){ in.text + i * 64, (size_t)l };
+	}
+	st[0].task = "words";
+	st[1].task = "lower";
+	po.reduce = "count";
+	po.reduce_batch = 7;      /* many rounds of folding its own results */
+	outcome_init(&o, p, n);
+	run_pipeline(p, st, 2, &in, &po, &o);
+	assert_int_equal(o.errors, 0);
+	assert_int_equal(o.outputs, 1);
+	assert_int_equal(o.value_stage, 2);
+	got = json_loads(o.value, 0, &jerr);
+	assert_non_null(got);
+	want = json_pack("{sI sI sI sI sI sI sI sI sI sI sI}",
+			 "the", (json_int_t)reps * 4, "quick", (json_int_t)reps,
+			 "brown", (json_int_t)reps, "fox", (json_int_t)reps * 2,
+			 "jumps", (json_int_t)reps, "over", (json_int_t)reps,
+			 "lazy", (json_int_t)reps, "dog", (json_int_t)reps * 3,
+			 "barks", (json_int_t)reps, "and", (json_int_t)reps,
+			 "end", (json_int_t)reps);
+	text = json_dumps(got, JSON_SORT_KEYS | JSON_COMPACT);
+	if (!json_equal(got, want))
+		fail_msg("word counts: %s", text);
+	free(text);
+	json_decref(got);
+	json_decref(want);
+	outcome_free(&o);
+	inputs_free(&in);
+	free_pool(p, paths);
+}
+
+static void reduce_of_nothing_folds_an_empty_list(void **state)
+{
+	char *paths[2];
+	fp_pool *p = new_pool(2, paths);
+	fp_stage st[1] = { FP_STAGE_DEFAULT };
+	fp_pipeline_options po = FP_PIPELINE_OPTIONS_DEFAULT;
+	struct inputs in;
+	struct outcome o;
+
+	st[0].task = "range";
+	po.reduce = "sum";
+	inputs_numbers(&in, 3, mod5);   /* 0, 1, 2: one output 0, one 0 and 1 */
+	outcome_init(&o, p, 3);
+	run_pipeline(p, st, 1, &in, &po, &o);
+	assert_int_equal(o.outputs, 1);
+	assert_string_equal(o.value, "1");
+	outcome_free(&o);
+	inputs_free(&in);
+
+	inputs_numbers(&in, 0, mod5);
+	outcome_init(&o, p, 0);
+	run_pipeline(p, st, 1, &in, &po, &o);
+	assert_int_equal(o.outputs, 1);
+	assert_string_equal(o.value, "0");
+	outcome_free(&o);
+	inputs_free(&in);
+	free_pool(p, paths);
+}
+
+static void crash_in_stage_two_fails_only_that_item(void **state)
+{
+	char *paths[2];
+	fp_pool *p = new_pool(2, paths);
+	fp_stage st[3] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	struct inputs in;
+	struct outcome o;
+	size_t i, n = 200;
+
+	st[0].task = "echo";
+	st[1].task = "pipe.crash13";
+	st[2].task = "square";
+	inputs_numbers(&in, n, identity);
+	outcome_init(&o, p, n);
+	run_pipeline(p, st, 3, &in, NULL, &o);
+	assert_int_equal(o.errors, 1);
+	assert_int_equal(o.err_index, 13);
+	assert_int_equal(o.err_stage, 1);
+	assert_int_equal(o.err_status, FP_ITEM_CRASH);
+	assert_non_null(strstr(o.err_msg, "pipe.crash13"));
+	assert_int_equal(o.outputs, n - 1);
+	for (i = 0; i < n; i++) {
+		assert_int_equal(o.per_input[i], i == 13 ? 0 : 1);
+		if (i != 13)
+			assert_int_equal(o.value_sum[i], (long long)(i * i));
+	}
+	outcome_free(&o);
+	inputs_free(&in);
+	free_pool(p, paths);
+}
+
+static long long two_hundred(size_t i) { return 200; }
+
+static void fast_stage_before_slow_one_stays_within_the_buffer(void **state)
+{
+	char *paths[2];
+	fp_pool *p = new_pool(3, paths);
+	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	struct inputs in;
+	struct outcome o;
+
+	/* Two inputs of 200 outputs each, into a 2 ms stage behind 16 places. */
+	st[0].task = "range";
+	st[1].task = "pipe.slow";
+	st[1].buffer = 16;
+	st[1].workers = 1;
+	inputs_numbers(&in, 2, two_hundred);
+	outcome_init(&o, p, 2);
+	run_pipeline(p, st, 2, &in, NULL, &o);
+	assert_int_equal(o.errors, 0);
+	assert_int_equal(o.outputs, 400);
+	/* The buffer was used, and never went over its bound. */
+	assert_true(o.waiting_seen[1] > 0);
+	assert_true(o.waiting_max[1] >= o.waiting_seen[1]);
+	if (o.waiting_max[1] > 16)
+		fail_msg("waiting_max %llu is over the buffer of 16",
+			 (unsigned long long)o.waiting_max[1]);
+	outcome_free(&o);
+	inputs_free(&in);
+	free_pool(p, paths);
+}
+
+static void cancel_mid_pipeline_ends_the_call_once(void **state)
+{
+	char *paths[2];
+	fp_pool *p = new_pool(2, paths);
+	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	struct inputs in;
+	struct outcome o;
+	struct fp_result r;
+	size_t n = 2000;
+
+	st[0].task = "echo";
+	st[1].task = "pipe.slow";
+	inputs_numbers(&in, n, identity);
+	outcome_init(&o, p, n);
+	o.cancel_after = 10;
+	run_pipeline(p, st, 2, &in, NULL, &o);
+	assert_int_equal(o.cancel_rc, 0);
+	assert_true(o.summary.cancelled);
+	assert_true(o.outputs >= 10);
+	assert_true(o.outputs < n);
+	assert_true(o.errors > 0);
+	/* Every input ends exactly once: an output, or an error (cancelled). */
+	assert_int_equal(o.outputs + o.errors, n);
+	/* The pool goes on. */
+	assert_int_equal(apply(p, "square", "7", &r), 0);
+	assert_string_equal(r.value, "49");
+	fp_result_clear(&r);
+	outcome_free(&o);
+	inputs_free(&in);
+	free_pool(p, paths);
+}
+
+static void ordered_results_come_in_input_order(void **state)
+{
+	char *paths[2];
+	fp_pool *p = new_pool(3, paths);
+	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	fp_pipeline_options po = FP_PIPELINE_OPTIONS_DEFAULT;
+	struct inputs in;
+	struct outcome o;
+	size_t i, n = 3000;
+
+	st[0].task = "range";
+	st[1].task = "pipe.crash13";    /* 13 never appears: range(i % 5) < 5 */
+	st[1].buffer = 64;              /* the window: at most 64 inputs ahead */
+	po.ordered = 1;
+	inputs_numbers(&in, n, mod5);
+	outcome_init(&o, p, n);
+	run_pipeline(p, st, 2, &in, &po, &o);
+	assert_int_equal(o.errors, 0);
+	assert_false(o.out_of_order);
+	assert_int_equal(o.outputs, (n / 5) * (0 + 1 + 2 + 3 + 4));
+	for (i = 0; i < n; i++)
+		assert_int_equal(o.per_input[i], i % 5);
+	outcome_free(&o);
+	inputs_free(&in);
+	free_pool(p, paths);
+}
+
+static void bad_pipelines_are_refused_up_front(void **state)
+{
+	char *paths[2];
+	fp_pool *p = new_pool(1, paths);
+	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	fp_pipeline_options po = FP_PIPELINE_OPTIONS_DEFAULT;
+	const struct fp_buf item = { "1", 1 };
+
+	st[0].task = "echo";
+	st[1].task = "no-such-task";
+	assert_int_equal(fp_pool_pipeline_async(p, st, 2, &item, 1, NULL, NULL, NULL, NULL, NULL),
+			 FP_EUNKNOWN_TASK);
+	assert_int_equal(fp_pool_pipeline_async(p, st, 0, &item, 1, NULL, NULL, NULL, NULL, NULL),
+			 -EINVAL);
+	st[1].task = "echo";
+	po.reduce = "nope";
+	assert_int_equal(fp_pool_pipeline_async(p, st, 2, &item, 1, &po, NULL, NULL, NULL, NULL),
+			 FP_EUNKNOWN_TASK);
+	po.reduce = "sum";
+	po.reduce_batch = 1;
+	assert_int_equal(fp_pool_pipeline_async(p, st, 2, &item, 1, &po, NULL, NULL, NULL, NULL),
+			 -EINVAL);
+	free_pool(p, paths);
+}
+
+static int skip_without_backend(void)
+{
+	fp_loop *loop;
+	int err = fp_loop_new(&loop, FP_LOOP_AUTO);
+
+	if (err) {
+		fprintf(stderr, "no loop for FORKPOOL_LOOP=%s: %s\n",
+			getenv("FORKPOOL_LOOP") ? getenv("FORKPOOL_LOOP") : "",
+			fp_strerror(err));
+		return 1;
+	}
+	fp_loop_free(loop);
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(generator_outputs_come_back_as_a_list_per_item),
+		cmocka_unit_test(abi1_module_loads_and_runs),
+		cmocka_unit_test(three_stages_equal_doing_it_sequentially),
+		cmocka_unit_test(range_fans_out),
+		cmocka_unit_test(word_count_with_reduce),
+		cmocka_unit_test(reduce_of_nothing_folds_an_empty_list),
+		cmocka_unit_test(crash_in_stage_two_fails_only_that_item),
+		cmocka_unit_test(fast_stage_before_slow_one_stays_within_the_buffer),
+		cmocka_unit_test(cancel_mid_pipeline_ends_the_call_once),
+		cmocka_unit_test(ordered_results_come_in_input_order),
+		cmocka_unit_test(bad_pipelines_are_refused_up_front),
+	};
+
+	if (skip_without_backend())
+		return 77;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
