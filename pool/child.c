@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -65,32 +66,27 @@ void fp__child_close_cloexec(int keep)
 	closedir(d);
 }
 
-/*
- * Overwrite the argument area the kernel reports as /proc/PID/cmdline (its
- * bounds are fields 48 and 49 of /proc/self/stat), and set the short comm
- * name for top.
- */
-void fp__child_set_title(const char *title, const char *comm)
+/* Fields 48 and 49 of /proc/self/stat bound the argument area. */
+bool fp__child_title_area(struct fp_title_area *a)
 {
 	char stat[2048];
-	unsigned long arg_start = 0, arg_end = 0;
 	char *p;
 	int fd, i;
 	ssize_t n;
 
-	prctl(PR_SET_NAME, comm, 0, 0, 0);
+	a->start = a->end = 0;
 	fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return;
+		return false;
 	n = read(fd, stat, sizeof(stat) - 1);
 	close(fd);
 	if (n <= 0)
-		return;
+		return false;
 	stat[n] = '\0';
 	/* Fields after the command name, which may hold spaces and ')'. */
 	p = strrchr(stat, ')');
 	if (!p)
-		return;
+		return false;
 	p += 2;
 	/* p is at field 3; arg_start is field 48. */
 	for (i = 3; i < 48 && p; i++) {
@@ -98,39 +94,77 @@ void fp__child_set_title(const char *title, const char *comm)
 		if (p)
 			p++;
 	}
-	if (!p || sscanf(p, "%lu %lu", &arg_start, &arg_end) != 2)
+	if (!p || sscanf(p, "%lu %lu", &a->start, &a->end) != 2 || a->end <= a->start + 1) {
+		a->start = a->end = 0;
+		return false;
+	}
+	return true;
+}
+
+/* Overwrite the argument area, which ps shows, and set comm for top. */
+void fp__child_set_title(const struct fp_title_area *a, const char *title, const char *comm)
+{
+	size_t room, len;
+
+	prctl(PR_SET_NAME, comm, 0, 0, 0);
+	if (!a->end)
 		return;
-	if (arg_end <= arg_start + 1)
-		return;
-	size_t room = arg_end - arg_start - 1;
-	size_t len = strlen(title);
+	room = a->end - a->start - 1;
+	len = strlen(title);
 	if (len > room)
 		len = room;
-	memcpy((char *)arg_start, title, len);
-	memset((char *)arg_start + len, 0, arg_end - arg_start - len);
+	memcpy((char *)a->start, title, len);
+	memset((char *)a->start + len, 0, a->end - a->start - len);
 }
 
 _Noreturn void fp__child_worker(const struct fp_child *c)
 {
+	const struct fp_zygote_child *z = c->zygote;
+	struct fp_worker_args args = c->args;
+	struct fp_title_area area;
 	char title[64], comm[16];
 	sigset_t none;
+	int i;
 
+	if (z) {
+		args.shm = mmap(NULL, sizeof(*args.shm), PROT_READ | PROT_WRITE, MAP_SHARED,
+				z->shm_fd, 0);
+		if (args.shm == MAP_FAILED)
+			_exit(FP_WORKER_EXIT_INIT);
+		close(z->shm_fd);
+	}
 	/*
 	 * First: if the zygote that cloned us dies before it tells the master
 	 * our pid, the master finds it here (pool/zygote.c).
 	 */
-	atomic_store_explicit(&c->args.shm->pid, (int32_t)getpid(), memory_order_release);
-	fp__child_detach(c->master_pid);
+	atomic_store_explicit(&args.shm->pid, (int32_t)getpid(), memory_order_release);
+	if (z) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+		if (getppid() != c->master_pid)
+			_exit(FP_WORKER_EXIT_OK);
+	} else {
+		fp__child_detach(c->master_pid);
+	}
 	dup2(c->log_fd, STDOUT_FILENO);
 	dup2(c->log_fd, STDERR_FILENO);
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	fp__child_close_cloexec(c->args.fd);
-	snprintf(comm, sizeof(comm), "fp-worker-%u", c->args.slot);
-	snprintf(title, sizeof(title), "forkpool: worker %u gen %llu", c->args.slot,
-		 (unsigned long long)c->args.generation);
-	fp__child_set_title(title, comm);
+	/* The zygote set this once: writing it again would copy libc's page. */
+	if (!z)
+		setvbuf(stdout, NULL, _IOLBF, 0);
+	if (z) {
+		for (i = 0; i < 2; i++)
+			if (z->close_fds[i] > STDERR_FILENO)
+				close(z->close_fds[i]);
+		area = z->title;
+	} else {
+		fp__child_close_cloexec(args.fd);
+		fp__child_title_area(&area);
+	}
+	snprintf(comm, sizeof(comm), "fp-worker-%u", args.slot);
+	snprintf(title, sizeof(title), "forkpool: worker %u gen %llu", args.slot,
+		 (unsigned long long)args.generation);
+	fp__child_set_title(&area, title, comm);
 
 	sigemptyset(&none);
 	pthread_sigmask(SIG_SETMASK, &none, NULL);
-	fp_worker_main(&c->args);
+	fp_worker_main(&args);
 }

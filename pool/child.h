@@ -6,15 +6,32 @@
 #ifndef FP_CHILD_H
 #define FP_CHILD_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 #include "worker.h"
+
+/* Where the kernel reports the process's arguments (/proc/PID/cmdline). */
+struct fp_title_area {
+	unsigned long start, end;  /* both 0: unknown, no title */
+};
 
 /* What a new worker process needs to become one. */
 struct fp_child {
 	pid_t master_pid;          /* PDEATHSIG is checked against it */
 	int log_fd;                /* becomes stdout and stderr */
 	struct fp_worker_args args;   /* args.fd: its end of the socketpair */
+	/*
+	 * Forked by the zygote, which did once what every child would do
+	 * again: handlers reset, stdin on /dev/null, the master's fds closed,
+	 * the title area found. Then shm_fd is the page to map (args.shm is
+	 * NULL), and these fds are the only ones to close.
+	 */
+	const struct fp_zygote_child {
+		int shm_fd;
+		int close_fds[2];
+		struct fp_title_area title;
+	} *zygote;
 };
 
 /*
@@ -39,7 +56,9 @@ void fp__child_detach(pid_t master_pid);
  */
 void fp__child_close_cloexec(int keep);
 
-/* Name the process for ps (title) and top (comm, at most 15 bytes). */
-void fp__child_set_title(const char *title, const char *comm);
+/* Find the process's argument area; false when /proc does not say. */
+bool fp__child_title_area(struct fp_title_area *a);
+/* Name the process for ps (title, in area a) and top (comm, at most 15 bytes). */
+void fp__child_set_title(const struct fp_title_area *a, const char *title, const char *comm);
 
 #endif

@@ -5,8 +5,9 @@
  * Protocol, over a SOCK_SEQPACKET socketpair: the master sends one request
  * per worker (slot, generation, task budget) with three fds (the worker's
  * end of its socketpair, the write end of its log pipe, the memfd of its
- * shared page); the zygote maps the page, clones, writes the pid into the
- * page, closes its copies of the fds and answers with the pid or -errno.
+ * shared page); the zygote clones, closes its copies of the fds and answers
+ * with the pid or -errno; the worker maps the page and writes its pid there
+ * first thing.
  * Answers come in request order. The master never blocks: requests are sent
  * without waiting (a full socket means "fork directly"), answers are read
  * by the loop.
@@ -15,9 +16,9 @@
  * logs it and starts another; after three deaths less than a minute apart
  * it forks workers itself from then on. Requests it
  * left unanswered are settled from the shared pages: a worker writes its pid
- * there first thing, and the zygote right after clone(), so a page without
- * a pid, once the worker's socket has closed, is a worker that was never
- * made; it is asked for again, not counted as a start failure.
+ * there before anything else, so a page without a pid, once the worker's
+ * socket has closed (the worker holds it), is a worker that was never made;
+ * it is asked for again, not counted as a start failure.
  */
 #include <errno.h>
 #include <poll.h>
@@ -124,7 +125,7 @@ static pid_t clone_parent(int *ctid)
 }
 
 /* Serve requests until the master closes its end; never returns. */
-static _Noreturn void zygote_serve(fp_pool *p, int fd)
+static _Noreturn void zygote_serve(fp_pool *p, int fd, const struct fp_title_area *area)
 {
 	int *ctid = NULL;
 
@@ -143,7 +144,6 @@ static _Noreturn void zygote_serve(fp_pool *p, int fd)
 			.msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf),
 		};
 		struct cmsghdr *cm;
-		struct fp_worker_shm *shm;
 		int fds[3] = { -1, -1, -1 }, nfds = 0, i;
 		ssize_t n;
 		pid_t pid;
@@ -170,35 +170,37 @@ static _Noreturn void zygote_serve(fp_pool *p, int fd)
 		    (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
 			_exit(FP_WORKER_EXIT_PROTOCOL);
 
-		rep = (struct zygote_rep){ .magic = ZYGOTE_MAGIC, .slot = rq.slot,
-					   .generation = rq.generation };
-		shm = mmap(NULL, sizeof(*shm), PROT_READ | PROT_WRITE, MAP_SHARED, fds[2], 0);
-		if (shm == MAP_FAILED) {
-			rep.pid = -errno;
-		} else {
-			pid = clone_parent(ctid);
-			if (pid == 0) {
-				struct fp_child c = {
-					.master_pid = p->master_pid,
-					.log_fd = fds[1],
-					.args = {
-						.registry = &p->reg,
-						.fd = fds[0],
-						.shm = shm,
-						.slot = rq.slot,
-						.generation = rq.generation,
-						.task_limit = rq.task_limit,
-						.max_rss_bytes = p->opts.max_rss_bytes,
-						.max_payload = p->opts.max_payload,
-					},
-				};
-				fp__child_worker(&c);
-			}
-			rep.pid = pid < 0 ? -errno : pid;
-			if (pid > 0)
-				atomic_store_explicit(&shm->pid, pid, memory_order_release);
-			munmap(shm, sizeof(*shm));
+		/*
+		 * The child maps its page itself and writes its pid there first
+		 * thing: a mapping here would cost a munmap (and its TLB flush)
+		 * per worker, and this process must stay cheap to clone.
+		 */
+		pid = clone_parent(ctid);
+		if (pid == 0) {
+			const struct fp_zygote_child zc = {
+				.shm_fd = fds[2],
+				.close_fds = { fd, fds[1] },
+				.title = *area,
+			};
+			struct fp_child c = {
+				.master_pid = p->master_pid,
+				.log_fd = fds[1],
+				.args = {
+					.registry = &p->reg,
+					.fd = fds[0],
+					.slot = rq.slot,
+					.generation = rq.generation,
+					.task_limit = rq.task_limit,
+					.max_rss_bytes = p->opts.max_rss_bytes,
+					.max_payload = p->opts.max_payload,
+				},
+				.zygote = &zc,
+			};
+			fp__child_worker(&c);
 		}
+		rep = (struct zygote_rep){ .magic = ZYGOTE_MAGIC, .slot = rq.slot,
+					   .generation = rq.generation,
+					   .pid = pid < 0 ? -errno : pid };
 		for (i = 0; i < 3; i++)
 			close(fds[i]);
 		do
@@ -211,15 +213,19 @@ static _Noreturn void zygote_serve(fp_pool *p, int fd)
 
 static _Noreturn void zygote_main(fp_pool *p, int fd)
 {
+	struct fp_title_area area;
 	sigset_t none;
 
+	/* Once here what each worker would otherwise do for itself. */
 	fp__child_detach(p->master_pid);
 	/* Not the master's listening sockets, connections, loop or workers. */
 	fp__child_close_cloexec(fd);
-	fp__child_set_title("forkpool: zygote", "fp-zygote");
+	fp__child_title_area(&area);
+	fp__child_set_title(&area, "forkpool: zygote", "fp-zygote");
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	sigemptyset(&none);
 	pthread_sigmask(SIG_SETMASK, &none, NULL);
-	zygote_serve(p, fd);
+	zygote_serve(p, fd, &area);
 }
 
 /* --- in the master ------------------------------------------------------- */
