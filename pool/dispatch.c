@@ -549,6 +549,7 @@ static void handle_frame(struct fp_worker *w, const struct fp_frame_header *h,
 	switch (h->type) {
 	case FP_FRAME_READY:
 		w->ready = true;
+		fp__worker_ready(w);
 		w->rss_kib = h->rss_kib;
 		p->start_failures = 0;
 		p->slots[w->slot].start_failures = 0;

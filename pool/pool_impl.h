@@ -151,6 +151,7 @@ struct fp_worker {
 	uint64_t tasks_dispatched, tasks_done, tasks_limit;
 	size_t rss_kib;
 	uint64_t started_ms;
+	uint64_t spawn_ns, ready_ns;   /* asked for; READY came */
 	fp_timer deadline;         /* task timeout, then SIGKILL escalation */
 	fp_timer drain;            /* after reaping: give up waiting for EOF */
 	enum fp_kill_reason kill_reason;
@@ -210,7 +211,8 @@ struct fp_pool {
 	struct fp_zygote *zygote;  /* NULL: the master forks workers itself */
 	unsigned zygote_deaths;    /* in a row, each soon after the one before */
 	uint64_t zygote_death_ms;  /* the last one */
-	bool zygote_off;           /* FORKPOOL_ZYGOTE=0, or too many deaths */         /* live structs, including leaving ones */
+	bool zygote_off;           /* FORKPOOL_ZYGOTE=0, or too many deaths */
+	uint64_t start_ns_avg;     /* spawn to READY, recent workers */         /* live structs, including leaving ones */
 	struct fp_slot *slots;     /* opts.workers of them */
 
 	struct fp_queue queue;
@@ -302,6 +304,8 @@ void fp__spawn_successor(struct fp_worker *w);
 /* Start w's successor as a standby once half of w's task budget is given out. */
 void fp__spawn_standby(struct fp_worker *w);
 bool fp__worker_standby(const struct fp_worker *w);
+/* READY came: note how long the start took. */
+void fp__worker_ready(struct fp_worker *w);
 void fp__reap(fp_signal *sig, int signum);
 void fp__worker_kill(struct fp_worker *w, int signum, enum fp_kill_reason why);
 void fp__worker_quit(struct fp_worker *w);

@@ -207,6 +207,7 @@ static int spawn_worker(fp_pool *p, unsigned slot, struct fp_worker **out)
 	fcntl(w->fd, F_SETFL, O_NONBLOCK);
 	fcntl(w->log_fd, F_SETFL, O_NONBLOCK);
 	w->started_ms = fp_now_ms();
+	w->spawn_ns = fp_now_ns();
 
 	w->next = p->workers;
 	if (p->workers)
@@ -294,12 +295,31 @@ bool fp__worker_standby(const struct fp_worker *w)
 }
 
 /*
+ * Whether w's successor should start now: once half of w's budget is given
+ * out, or earlier when w runs through its tasks faster than a worker starts:
+ * when what is left of the budget, at w's pace so far, takes less than
+ * twice the pool's recent start-up time (spawn to READY).
+ */
+static bool standby_due(const struct fp_worker *w)
+{
+	const fp_pool *p = w->pool;
+	uint64_t left = w->tasks_limit - w->tasks_dispatched, now, per_task;
+
+	if (left <= (w->tasks_limit + 1) / 2)
+		return true;
+	if (!w->tasks_done || !p->start_ns_avg)
+		return false;
+	now = fp_now_ns();
+	per_task = (now - w->ready_ns) / w->tasks_done;
+	return left * per_task <= 2 * p->start_ns_avg;
+}
+
+/*
  * Forking at the last chunk leaves the slot with one task's head start,
  * and a worker takes milliseconds to start: with a small task budget the
  * slot would stand empty for most of each recycle. So the successor starts
- * once half the budget is given out (at READY for a budget of one) and
- * waits, ready, until its predecessor leaves. A slot failing to start gets
- * no standby: its backoff paces it.
+ * ahead of time (standby_due()) and waits, ready, until its predecessor
+ * leaves. A slot failing to start gets no standby: its backoff paces it.
  */
 void fp__spawn_standby(struct fp_worker *w)
 {
@@ -310,13 +330,23 @@ void fp__spawn_standby(struct fp_worker *w)
 	if (!w->tasks_limit || w->has_successor || w->leaving || w->reaped ||
 	    fp__worker_standby(w) ||
 	    p->state != FP_POOL_RUNNING || p->slots[w->slot].start_failures ||
-	    w->tasks_limit - w->tasks_dispatched > (w->tasks_limit + 1) / 2)
+	    !standby_due(w))
 		return;
 	if (spawn_worker(p, w->slot, &s) < 0)
 		return;
 	w->has_successor = true;
 	w->successor = s;
 	s->predecessor = w;
+}
+
+void fp__worker_ready(struct fp_worker *w)
+{
+	fp_pool *p = w->pool;
+	uint64_t now = fp_now_ns(), took = now - w->spawn_ns;
+
+	w->ready_ns = now;
+	/* A moving average: the machine's load changes what a start costs. */
+	p->start_ns_avg = p->start_ns_avg ? (3 * p->start_ns_avg + took) / 4 : took;
 }
 
 void fp__worker_kill(struct fp_worker *w, int signum, enum fp_kill_reason why)
