@@ -1,8 +1,8 @@
 /*
  * The JSON API: routing, authentication, error bodies, submissions (apply,
  * map in JSON and NDJSON), and answering a job when it finishes (?wait=S).
- * Job documents and result streams are in api_jobs.c; tasks, workers,
- * health and metrics in api_info.c.
+ * Job documents and result streams are in api_jobs.c; pipelines in
+ * api_pipeline.c; tasks, workers, health and metrics in api_info.c.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -229,7 +229,7 @@ int64_t fp__api_wait_ms(fp_api *api, fp_http_request *req)
 /* --- submissions --------------------------------------------------------- */
 
 /* Content-Type's media type, without parameters, compared case-insensitively. */
-static bool media_type_is(fp_http_request *req, const char *want)
+bool fp__api_media_type_is(fp_http_request *req, const char *want)
 {
 	const char *ct = fp_http_header(req, "Content-Type");
 	size_t n = strlen(want);
@@ -241,7 +241,8 @@ static bool media_type_is(fp_http_request *req, const char *want)
 	return strncasecmp(ct, want, n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
-static void reply_unknown_task(fp_api *api, fp_http_request *req, const char *task)
+void fp__api_unknown_task(fp_api *api, fp_http_request *req, const char *task,
+			  const char *where)
 {
 	size_t n, i;
 	const struct fp_task_info *t = fp_pool_tasks(api->pool, &n);
@@ -253,16 +254,16 @@ static void reply_unknown_task(fp_api *api, fp_http_request *req, const char *ta
 			sbuf_adds(&known, ", ");
 		sbuf_adds(&known, t[i].name);
 	}
-	fp__api_error(req, 400, "unknown_task", "unknown task '%s'; known tasks: %s", task,
-		      known.data ? known.data : "");
+	fp__api_error(req, 400, "unknown_task", "unknown task '%s'%s; known tasks: %s", task,
+		      where ? where : "", known.data ? known.data : "");
 	sbuf_free(&known);
 }
 
 /* Map a submission error to its answer. */
-static void reply_submit_error(fp_api *api, fp_http_request *req, const char *task, int err)
+void fp__api_submit_error(fp_api *api, fp_http_request *req, const char *task, int err)
 {
 	if (err == FP_EUNKNOWN_TASK) {
-		reply_unknown_task(api, req, task);
+		fp__api_unknown_task(api, req, task, NULL);
 	} else if (err == -EBUSY) {
 		fp_http_add_header(req, "Retry-After", "1");
 		fp__api_error(req, 429, "queue_full",
@@ -318,17 +319,17 @@ static int query_uint(fp_http_request *req, const char *key, int64_t dflt, int64
 	return 0;
 }
 
-static json_t *parse_body(fp_http_request *req)
+json_t *fp__api_parse_body(fp_http_request *req)
 {
 	size_t len;
 	const char *body = fp_http_body(req, &len);
 	json_error_t err;
 	json_t *j;
 
-	if (!media_type_is(req, "application/json")) {
+	if (!fp__api_media_type_is(req, "application/json")) {
 		fp__api_error(req, 415, "unsupported_media_type",
 			      "expected Content-Type: application/json%s, got %s",
-			      strcmp(fp_http_path(req), "/v1/map") == 0 ? " or application/x-ndjson" : "",
+			      strcmp(fp_http_path(req), "/v1/apply") != 0 ? " or application/x-ndjson" : "",
 			      fp_http_header(req, "Content-Type") ? fp_http_header(req, "Content-Type") : "none");
 		return NULL;
 	}
@@ -346,7 +347,7 @@ static json_t *parse_body(fp_http_request *req)
 	return j;
 }
 
-static void submitted(fp_api *api, fp_http_request *req, fp_job *job)
+void fp__api_submitted(fp_api *api, fp_http_request *req, fp_job *job)
 {
 	int64_t wait = fp__api_wait_ms(api, req);
 	char loc[64];
@@ -363,7 +364,7 @@ static void submitted(fp_api *api, fp_http_request *req, fp_job *job)
 static void post_apply(fp_api *api, fp_http_request *req)
 {
 	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
-	json_t *body = parse_body(req), *task, *args;
+	json_t *body = fp__api_parse_body(req), *task, *args;
 	int64_t timeout, retries;
 	struct fp_buf item;
 	fp_job *job;
@@ -392,9 +393,9 @@ static void post_apply(fp_api *api, fp_http_request *req)
 	err = fp_jobs_submit(api->jobs, FP_JOB_APPLY, json_string_value(task), &item, 1, &co, &job);
 	free(text);
 	if (err)
-		reply_submit_error(api, req, json_string_value(task), err);
+		fp__api_submit_error(api, req, json_string_value(task), err);
 	else
-		submitted(api, req, job);
+		fp__api_submitted(api, req, job);
 out:
 	json_decref(body);
 }
@@ -406,15 +407,15 @@ static void submit_map(fp_api *api, fp_http_request *req, const char *task,
 	int err = fp_jobs_submit(api->jobs, FP_JOB_MAP, task, items, n, co, &job);
 
 	if (err)
-		reply_submit_error(api, req, task, err);
+		fp__api_submit_error(api, req, task, err);
 	else
-		submitted(api, req, job);
+		fp__api_submitted(api, req, job);
 }
 
 static void post_map_json(fp_api *api, fp_http_request *req)
 {
 	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
-	json_t *body = parse_body(req), *task, *items, *v;
+	json_t *body = fp__api_parse_body(req), *task, *items, *v;
 	int64_t timeout, retries, chunksize;
 	struct fp_buf *bufs = NULL;
 	size_t i, n = 0;
@@ -463,26 +464,18 @@ out:
 
 /*
  * NDJSON: one item per line, so a client can stream millions of items
- * without building one array. Each line must be JSON on its own.
+ * without building one array. Each line must be JSON on its own. The items
+ * point into the body; *out is the caller's to free. On error the answer
+ * is sent.
  */
-static void post_map_ndjson(fp_api *api, fp_http_request *req)
+int fp__api_ndjson_items(fp_http_request *req, struct fp_buf **out, size_t *nout)
 {
-	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
-	const char *task = fp_http_query(req, "task");
-	int64_t timeout, retries, chunksize;
 	size_t len, n = 0, cap = 0, line = 0;
 	const char *body = fp_http_body(req, &len), *p = body, *end = body + len;
 	struct fp_buf *bufs = NULL;
 
-	if (!task || !*task) {
-		fp__api_error(req, 400, "bad_request",
-			      "an NDJSON map names its task in the query: /v1/map?task=NAME");
-		return;
-	}
-	if (query_uint(req, "timeout_ms", -1, INT64_MAX / 1000000, &timeout) ||
-	    query_uint(req, "retries", 0, MAX_RETRIES, &retries) ||
-	    query_uint(req, "chunksize", 0, UINT32_MAX, &chunksize))
-		return;
+	*out = NULL;
+	*nout = 0;
 	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		const char *e = nl ? nl : end, *s = p;
@@ -501,7 +494,7 @@ static void post_map_ndjson(fp_api *api, fp_http_request *req)
 		if (!j) {
 			fp__api_error(req, 400, "bad_json", "line %zu is not JSON (column %d): %s",
 				      line, err.column, err.text);
-			goto out;
+			goto err;
 		}
 		json_decref(j);
 		if (n == cap) {
@@ -509,18 +502,43 @@ static void post_map_ndjson(fp_api *api, fp_http_request *req)
 			struct fp_buf *nb = realloc(bufs, ncap * sizeof(*nb));
 			if (!nb) {
 				fp__api_error(req, 500, "internal", "out of memory");
-				goto out;
+				goto err;
 			}
 			bufs = nb;
 			cap = ncap;
 		}
 		bufs[n++] = (struct fp_buf){ s, (size_t)(e - s) };
 	}
+	*out = bufs;
+	*nout = n;
+	return 0;
+err:
+	free(bufs);
+	return -EINVAL;
+}
+
+static void post_map_ndjson(fp_api *api, fp_http_request *req)
+{
+	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
+	const char *task = fp_http_query(req, "task");
+	int64_t timeout, retries, chunksize;
+	struct fp_buf *bufs;
+	size_t n;
+
+	if (!task || !*task) {
+		fp__api_error(req, 400, "bad_request",
+			      "an NDJSON map names its task in the query: /v1/map?task=NAME");
+		return;
+	}
+	if (query_uint(req, "timeout_ms", -1, INT64_MAX / 1000000, &timeout) ||
+	    query_uint(req, "retries", 0, MAX_RETRIES, &retries) ||
+	    query_uint(req, "chunksize", 0, UINT32_MAX, &chunksize) ||
+	    fp__api_ndjson_items(req, &bufs, &n))
+		return;
 	co.timeout_ms = timeout;
 	co.retries = (unsigned)retries;
 	co.chunksize = (size_t)chunksize;
 	submit_map(api, req, task, bufs, n, &co);
-out:
 	free(bufs);
 }
 
@@ -622,11 +640,23 @@ void fp_api_handler(fp_http_request *req, void *data)
 			fp__api_error(req, 400, "bad_request", "?wait= must be a number of seconds");
 		} else if (!map) {
 			post_apply(api, req);
-		} else if (media_type_is(req, "application/x-ndjson")) {
+		} else if (fp__api_media_type_is(req, "application/x-ndjson")) {
 			post_map_ndjson(api, req);
 		} else {
 			post_map_json(api, req);
 		}
+		return;
+	}
+	if (strcmp(path, "/v1/pipelines") == 0) {
+		if (!method_is(req, "POST"))
+			method_not_allowed(req, "POST");
+		else if (api->draining)
+			fp__api_error(req, 503, "shutting_down",
+				      "the server is shutting down and takes no new jobs");
+		else if (fp__api_wait_ms(api, req) == -2)
+			fp__api_error(req, 400, "bad_request", "?wait= must be a number of seconds");
+		else
+			fp__api_post_pipeline(api, req);
 		return;
 	}
 	if (strncmp(path, "/v1/jobs/", 9) == 0) {

@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "api.h"
 #include "sbuf.h"
 
@@ -47,6 +49,24 @@ int64_t fp__api_wait_ms(fp_api *api, fp_http_request *req);
 /* Answer `job`'s document now, or once it finishes (or wait_ms passes). */
 void fp__api_answer_job(fp_api *api, fp_http_request *req, fp_job *job, int status,
 			int64_t wait_ms, bool results);
+
+/* Submissions, shared with api_pipeline.c. */
+bool fp__api_media_type_is(fp_http_request *req, const char *want);
+/* The body as a JSON object, or NULL after answering 415 or 400. */
+json_t *fp__api_parse_body(fp_http_request *req);
+/* NDJSON items (pointing into the body, *out to free); -EINVAL after answering. */
+int fp__api_ndjson_items(fp_http_request *req, struct fp_buf **out, size_t *n);
+/* 400 unknown_task naming `task` (and `where`, e.g. " in stage 2") and the known ones. */
+void fp__api_unknown_task(fp_api *api, fp_http_request *req, const char *task,
+			  const char *where);
+void fp__api_submit_error(fp_api *api, fp_http_request *req, const char *task, int err);
+/* 202 with Location, or the job once finished with ?wait=S. */
+void fp__api_submitted(fp_api *api, fp_http_request *req, fp_job *job);
+
+/* api_pipeline.c */
+void fp__api_post_pipeline(fp_api *api, fp_http_request *req);
+/* A pipeline job's own members of its document: stages, result. */
+void fp__api_pipeline_doc(struct sbuf *b, fp_job *job);
 
 /* api_jobs.c */
 void fp__api_job_doc(struct sbuf *b, fp_job *job, bool results);

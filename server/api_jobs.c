@@ -32,6 +32,25 @@ static void item_json(struct sbuf *b, const struct fp_job_item *it)
 	sbuf_adds(b, "}}");
 }
 
+/*
+ * An item with its index: a result stream's line. A pipeline's output does
+ * not stand for one input: `index` is the input it came from, and an error
+ * names the stage that failed it.
+ */
+static void line_json(struct sbuf *b, const struct fp_job_item *it, bool pipeline)
+{
+	struct sbuf one;
+
+	sbuf_printf(b, "{\"index\":%zu,", it->index);
+	if (pipeline && it->status != FP_ITEM_OK)
+		sbuf_printf(b, "\"stage\":%u,", it->stage);
+	/* item_json's object without its opening brace, after those. */
+	sbuf_init(&one);
+	item_json(&one, it);
+	sbuf_add(b, one.data + 1, one.len - 1);
+	sbuf_free(&one);
+}
+
 void fp__api_job_doc(struct sbuf *b, fp_job *job, bool results)
 {
 	struct fp_job_item it;
@@ -45,6 +64,8 @@ void fp__api_job_doc(struct sbuf *b, fp_job *job, bool results)
 	sbuf_json_time(b, fp_job_created_at(job));
 	sbuf_adds(b, ",\"finished_at\":");
 	sbuf_json_time(b, fp_job_finished_at(job));
+	if (fp_job_kind(job) == FP_JOB_PIPELINE)
+		fp__api_pipeline_doc(b, job);
 	if (fp_job_kind(job) == FP_JOB_APPLY && n == 1) {
 		fp_job_item(job, 0, &it);
 		if (it.finished && it.status == FP_ITEM_OK) {
@@ -66,7 +87,10 @@ void fp__api_job_doc(struct sbuf *b, fp_job *job, bool results)
 			fp_job_item(job, i, &it);
 			if (i)
 				sbuf_adds(b, ",");
-			item_json(b, &it);
+			if (fp_job_kind(job) == FP_JOB_PIPELINE)
+				line_json(b, &it, true);
+			else
+				item_json(b, &it);
 		}
 		sbuf_adds(b, "]");
 	}
@@ -145,6 +169,7 @@ struct api_stream {
 	fp_job *job;
 	struct fp_job_watch watch;
 	bool completion;          /* ?order=completion */
+	bool pipeline;
 	bool blocked;             /* over the high-water mark: wait for drain */
 	size_t next;              /* next index (input order) or rank (completion) */
 	struct sbuf buf;
@@ -211,13 +236,7 @@ static int stream_pump(struct api_stream *s, bool force)
 		sbuf_reset(&s->buf);
 		while (s->buf.len < STREAM_BATCH && (idx = stream_next_index(s)) != SIZE_MAX) {
 			fp_job_item(s->job, idx, &it);
-			sbuf_printf(&s->buf, "{\"index\":%zu,", idx);
-			/* item_json's object without its braces, after "index". */
-			struct sbuf one;
-			sbuf_init(&one);
-			item_json(&one, &it);
-			sbuf_add(&s->buf, one.data + 1, one.len - 1);
-			sbuf_free(&one);
+			line_json(&s->buf, &it, s->pipeline);
 			sbuf_adds(&s->buf, "\n");
 			s->next++;
 		}
@@ -278,6 +297,15 @@ void fp__api_job_results(fp_api *api, fp_http_request *req, fp_job *job)
 		fp__api_error(req, 400, "bad_request", "?order= is input or completion, not '%s'", order);
 		return;
 	}
+	/* A pipeline's outputs are kept as delivered: its order was chosen at submission. */
+	if (order && fp_job_kind(job) == FP_JOB_PIPELINE &&
+	    (strcmp(order, "input") == 0) != fp_job_ordered(job)) {
+		fp__api_error(req, 400, "bad_request",
+			      "this pipeline delivers in %s order (\"ordered\": %s at submission), not %s",
+			      fp_job_ordered(job) ? "input" : "completion",
+			      fp_job_ordered(job) ? "true" : "false", order);
+		return;
+	}
 	s = calloc(1, sizeof(*s));
 	if (!s) {
 		fp__api_error(req, 500, "internal", "out of memory");
@@ -287,6 +315,7 @@ void fp__api_job_results(fp_api *api, fp_http_request *req, fp_job *job)
 	s->req = req;
 	s->job = job;
 	s->completion = order && strcmp(order, "completion") == 0;
+	s->pipeline = fp_job_kind(job) == FP_JOB_PIPELINE;
 	sbuf_init(&s->buf);
 	s->watch.on_item = stream_on_item;
 	s->watch.on_end = stream_on_end;

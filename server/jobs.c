@@ -27,7 +27,7 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "jobs.h"
+#include "jobs_impl.h"
 #include "loop.h"
 #include "mem.h"
 
@@ -72,6 +72,12 @@ struct job_item {
 	uint16_t attempts;
 };
 
+/* A pipeline output's origin: the input it came from, the stage that made it. */
+struct job_origin {
+	uint32_t index;
+	uint32_t stage;
+};
+
 struct fp_job {
 	fp_jobs *jobs;             /* NULL: the store was freed, only the pool knows us */
 	fp_job *hnext;             /* hash chain */
@@ -90,8 +96,18 @@ struct fp_job {
 	uint64_t created_at, finished_at;   /* wall clock */
 	uint64_t expire_ms;                 /* monotonic, once finished */
 
+	/*
+	 * Apply and map: one record per item, `total` of them. A pipeline:
+	 * one per output as it is delivered (so delivery order is completion
+	 * order and `order` is not kept), `total` so far out of `cap`, each
+	 * with its origin; `inputs` items went in.
+	 */
 	struct job_item *items;
 	uint32_t *order;           /* indices in completion order */
+	struct job_origin *origins;
+	size_t cap, inputs, nlost;
+	void *ext;                 /* the kind's own state (jobs_pipeline.c) */
+	void (*ext_free)(void *ext);
 	struct text_page *pages;   /* the open page first */
 	const char *last_msg;      /* for storing a repeated message once */
 	size_t last_msg_len;
@@ -140,7 +156,8 @@ static const char *const state_names[] = {
 
 const char *fp_job_kind_name(enum fp_job_kind kind)
 {
-	return kind == FP_JOB_APPLY ? "apply" : kind == FP_JOB_MAP ? "map" : "unknown";
+	return kind == FP_JOB_APPLY ? "apply" : kind == FP_JOB_MAP ? "map" :
+	       kind == FP_JOB_PIPELINE ? "pipeline" : "unknown";
 }
 
 const char *fp_job_state_name(enum fp_job_state state)
@@ -387,8 +404,11 @@ static void job_release(fp_job *job)
 		fp_mem_free(job->items);
 		fp_mem_free(job->order);
 	}
+	fp_mem_free(job->origins);
 	job->items = NULL;
 	job->order = NULL;
+	job->origins = NULL;
+	job->cap = 0;
 	job->last_msg = NULL;
 	job->mem_bytes = 0;
 	job->mem_blocks = 0;
@@ -397,7 +417,43 @@ static void job_release(fp_job *job)
 static void job_free(fp_job *job)
 {
 	job_release(job);
+	if (job->ext_free)
+		job->ext_free(job->ext);
 	free(job);
+}
+
+/* Room for a pipeline's next output: records double, like the text pages. */
+static int outputs_grow(fp_job *job)
+{
+	size_t cap = job->cap ? job->cap * 2 : 64, rec = sizeof(*job->items) + sizeof(*job->origins);
+	struct job_item *items;
+	struct job_origin *origins;
+
+	/* Positions are 32-bit, as completion indices are. */
+	if (cap > (size_t)UINT32_MAX + 1)
+		cap = (size_t)UINT32_MAX + 1;
+	if (cap <= job->cap || cap > SIZE_MAX / rec)
+		return -E2BIG;
+	items = fp_mem_alloc(cap * sizeof(*items));
+	origins = fp_mem_alloc(cap * sizeof(*origins));
+	if (!items || !origins) {
+		fp_mem_free(items);
+		fp_mem_free(origins);
+		return -ENOMEM;
+	}
+	if (job->total) {
+		memcpy(items, job->items, job->total * sizeof(*items));
+		memcpy(origins, job->origins, job->total * sizeof(*origins));
+	}
+	fp_mem_free(job->items);
+	fp_mem_free(job->origins);
+	job->items = items;
+	job->origins = origins;
+	job->mem_bytes += (cap - job->cap) * rec;
+	if (!job->cap)
+		job->mem_blocks += 2;
+	job->cap = cap;
+	return 0;
 }
 
 static fp_job *job_alloc(const char *task, size_t n)
@@ -635,6 +691,39 @@ static void item_record(fp_job *job, struct job_item *it, const struct fp_result
 	it->finished = 1;
 }
 
+/*
+ * A pipeline's output (or error) as it is delivered: appended, so that
+ * readers see outputs in delivery order. Its inputs leave the queue count
+ * when the call ends: only then is it known that an input owes nothing more.
+ */
+static void output_append(fp_job *job, const struct fp_result *r)
+{
+	fp_jobs *jobs = job->jobs;
+	size_t pos = job->total;
+	struct job_item *it;
+
+	if (pos == job->cap && outputs_grow(job) < 0) {
+		/* Counted, so the document says outputs are missing. */
+		job->nlost++;
+		jobs->stats.items_failed++;
+		return;
+	}
+	it = &job->items[pos];
+	item_record(job, it, r);
+	job->origins[pos] = (struct job_origin){ (uint32_t)r->index, r->stage };
+	job->total++;
+	if (it->status == FP_ITEM_OK) {
+		job->ndone++;
+		jobs->stats.items_ok++;
+	} else {
+		job->nfailed++;
+		jobs->stats.items_failed++;
+	}
+	if (job->state == FP_JOB_QUEUED)
+		set_state(job, FP_JOB_RUNNING);
+	watchers_item(job, pos);
+}
+
 static void job_item_cb(fp_pool *pool, uint64_t call_id, const struct fp_result *r,
 			void *data)
 {
@@ -645,12 +734,17 @@ static void job_item_cb(fp_pool *pool, uint64_t call_id, const struct fp_result 
 	if (job->forgotten) {
 		/* A tombstone keeps nothing; its items still leave the queue count. */
 		if (jobs) {
-			jobs->stats.items_pending--;
+			if (job->kind != FP_JOB_PIPELINE)
+				jobs->stats.items_pending--;
 			if (r->status == FP_ITEM_OK)
 				jobs->stats.items_ok++;
 			else
 				jobs->stats.items_failed++;
 		}
+		return;
+	}
+	if (job->kind == FP_JOB_PIPELINE) {
+		output_append(job, r);
 		return;
 	}
 	if (r->index >= job->total || job->items[r->index].finished)
@@ -678,6 +772,8 @@ static void job_done_cb(fp_pool *pool, const struct fp_call_summary *s, void *da
 	fp_jobs *jobs = job->jobs;
 	uint64_t now;
 
+	if (job->kind == FP_JOB_PIPELINE && jobs)
+		jobs->stats.items_pending -= job->inputs;
 	if (job->forgotten) {
 		/* The last word from the pool: the tombstone can go. */
 		if (jobs)
@@ -778,18 +874,47 @@ void fp_jobs_free(fp_jobs *jobs)
 	free(jobs);
 }
 
+static int start_apply_map(fp_pool *pool, fp_job *job, const void *arg, fp_item_cb on_item,
+			   fp_done_cb on_done, uint64_t *call_id)
+{
+	const struct fp__job_start *s = arg;
+
+	if (s->kind == FP_JOB_APPLY)
+		return fp_pool_apply_async(pool, s->name, s->items[0].base, s->items[0].len,
+					   s->opts, on_item, on_done, job, call_id);
+	return fp_pool_map_async(pool, s->name, s->items, s->n, s->opts, on_item, on_done,
+				 job, call_id);
+}
+
 int fp_jobs_submit(fp_jobs *jobs, enum fp_job_kind kind, const char *task,
 		   const struct fp_buf *items, size_t n, const fp_call_options *opts,
 		   fp_job **out)
 {
+	struct fp__job_start s = {
+		.kind = kind, .name = task, .n = n, .items = items, .opts = opts,
+		.start = start_apply_map,
+	};
+
+	s.arg = &s;
+	if (out)
+		*out = NULL;
+	if (!task || (n && !items) || (kind == FP_JOB_APPLY && n != 1) ||
+	    (kind != FP_JOB_APPLY && kind != FP_JOB_MAP))
+		return -EINVAL;
+	return fp__jobs_submit(jobs, &s, out);
+}
+
+int fp__jobs_submit(fp_jobs *jobs, const struct fp__job_start *s, fp_job **out)
+{
+	bool pipeline = s->kind == FP_JOB_PIPELINE;
+	size_t n = s->n;
 	uint64_t room;
 	fp_job *job;
 	int err;
 
 	if (out)
 		*out = NULL;
-	if (!jobs || !task || (n && !items) || (kind == FP_JOB_APPLY && n != 1) ||
-	    (kind != FP_JOB_APPLY && kind != FP_JOB_MAP))
+	if (!jobs || !s->name || !s->start)
 		return -EINVAL;
 	if (jobs->closed)
 		return FP_ESTOPPED;
@@ -802,7 +927,8 @@ int fp_jobs_submit(fp_jobs *jobs, enum fp_job_kind kind, const char *task,
 		jobs->stats.rejected++;
 		return -EBUSY;
 	}
-	job = job_alloc(task, n);
+	/* A pipeline's records are made as its outputs come. */
+	job = job_alloc(s->name, pipeline ? 0 : n);
 	if (!job)
 		return -ENOMEM;
 	err = table_reserve(jobs);
@@ -812,19 +938,18 @@ int fp_jobs_submit(fp_jobs *jobs, enum fp_job_kind kind, const char *task,
 	if (err)
 		goto err_job;
 	job->jobs = jobs;
-	job->kind = kind;
+	job->kind = s->kind;
+	job->inputs = n;
 	job->state = FP_JOB_QUEUED;
 	job->created_at = wall_ms();
-	if (kind == FP_JOB_APPLY)
-		err = fp_pool_apply_async(jobs->pool, task, items[0].base, items[0].len,
-					  opts, job_item_cb, job_done_cb, job, &job->call_id);
-	else
-		err = fp_pool_map_async(jobs->pool, task, items, n, opts, job_item_cb,
-					job_done_cb, job, &job->call_id);
+	/* The start function may reach the ext; the job owns it only once started. */
+	job->ext = s->ext;
+	err = s->start(jobs->pool, job, s->arg, job_item_cb, job_done_cb, &job->call_id);
 	if (err)
 		goto err_job;
 
 	/* The pool calls back from its loop only: linking after it is safe. */
+	job->ext_free = s->ext_free;
 	table_insert(jobs, job);
 	job->next = jobs->all;
 	if (jobs->all)
@@ -933,6 +1058,11 @@ bool fp_job_finished(const fp_job *job) { return job->finished; }
 size_t fp_job_total(const fp_job *job) { return job->total; }
 size_t fp_job_done(const fp_job *job) { return job->ndone; }
 size_t fp_job_failed(const fp_job *job) { return job->nfailed; }
+size_t fp_job_inputs(const fp_job *job) { return job->inputs; }
+size_t fp_job_lost(const fp_job *job) { return job->nlost; }
+void *fp__job_ext(const fp_job *job) { return job->ext; }
+uint64_t fp__job_call_id(const fp_job *job) { return job->call_id; }
+fp_pool *fp__jobs_pool(const fp_jobs *jobs) { return jobs->pool; }
 uint64_t fp_job_created_at(const fp_job *job) { return job->created_at; }
 uint64_t fp_job_finished_at(const fp_job *job) { return job->finished_at; }
 
@@ -945,6 +1075,8 @@ void fp_job_item(const fp_job *job, size_t i, struct fp_job_item *out)
 		return;
 	it = &job->items[i];
 	out->finished = true;
+	out->index = job->origins ? job->origins[i].index : i;
+	out->stage = job->origins ? job->origins[i].stage : 0;
 	out->status = (fp_item_status)it->status;
 	out->attempts = it->attempts;
 	if (it->status == FP_ITEM_OK) {
@@ -957,7 +1089,9 @@ void fp_job_item(const fp_job *job, size_t i, struct fp_job_item *out)
 
 size_t fp_job_completed_index(const fp_job *job, size_t k)
 {
-	if (k >= job->ndone + job->nfailed || !job->order)
+	if (k >= job->ndone + job->nfailed)
 		return SIZE_MAX;
-	return job->order[k];
+	if (job->kind == FP_JOB_PIPELINE)
+		return k;
+	return job->order ? job->order[k] : SIZE_MAX;
 }

@@ -23,7 +23,7 @@
 typedef struct fp_jobs fp_jobs;
 typedef struct fp_job fp_job;
 
-enum fp_job_kind { FP_JOB_APPLY, FP_JOB_MAP };
+enum fp_job_kind { FP_JOB_APPLY, FP_JOB_MAP, FP_JOB_PIPELINE };
 
 enum fp_job_state {
 	FP_JOB_QUEUED,      /* no item has started */
@@ -64,6 +64,17 @@ int fp_jobs_submit(fp_jobs *jobs, enum fp_job_kind kind, const char *task,
 		   const struct fp_buf *items, size_t n, const fp_call_options *opts,
 		   fp_job **out);
 
+/*
+ * Submit a pipeline (jobs_pipeline.c): its records are its outputs, in the
+ * order they are delivered, each with the input it came from and its stage;
+ * its task name is the stages' tasks joined by '|'. Its `n` inputs count
+ * against max_queue until the pipeline ends. Errors as fp_jobs_submit and
+ * fp_pool_pipeline_async.
+ */
+int fp_jobs_submit_pipeline(fp_jobs *jobs, const fp_stage *stages, size_t nstages,
+			    const struct fp_buf *items, size_t n,
+			    const fp_pipeline_options *opts, fp_job **out);
+
 fp_job *fp_jobs_find(fp_jobs *jobs, const char *id);
 /* Cancel a queued or running job: -EALREADY when it has finished. */
 int fp_jobs_cancel(fp_jobs *jobs, fp_job *job);
@@ -103,6 +114,27 @@ bool fp_job_finished(const fp_job *job);
 size_t fp_job_total(const fp_job *job);
 size_t fp_job_done(const fp_job *job);      /* items with a value */
 size_t fp_job_failed(const fp_job *job);    /* items with an error */
+/*
+ * A pipeline's total, done and failed count its outputs (so far); these are
+ * the items that went in, and the outputs the store had no memory for.
+ * For apply and map, inputs is the total and nothing is lost.
+ */
+size_t fp_job_inputs(const fp_job *job);
+size_t fp_job_lost(const fp_job *job);
+
+/* A pipeline's stages (the reduce, if any, last): how many, and each one's task. */
+size_t fp_job_stages(const fp_job *job);
+const char *fp_job_stage_task(const fp_job *job, size_t k);
+bool fp_job_has_reduce(const fp_job *job);
+/* Submitted with ordered outputs (input order). */
+bool fp_job_ordered(const fp_job *job);
+/*
+ * Fill up to `max` counters of a pipeline's stages: live while it runs, as
+ * they were at its end afterwards. Returns fp_job_stages(); 0 for others.
+ */
+size_t fp_job_stage_stats(const fp_job *job, struct fp_stage_stats *out, size_t max);
+/* A pipeline's reduced value: the position of that output, or SIZE_MAX. */
+size_t fp_job_reduced(const fp_job *job);
 /* Wall-clock times in ms since the epoch; finished_at 0 while running. */
 uint64_t fp_job_created_at(const fp_job *job);
 uint64_t fp_job_finished_at(const fp_job *job);
@@ -110,13 +142,15 @@ uint64_t fp_job_finished_at(const fp_job *job);
 /* One item's outcome, once it has one. */
 struct fp_job_item {
 	bool finished;
+	size_t index;           /* the input it came from: i, except in pipelines */
+	unsigned stage;         /* pipelines: the stage that made or failed it */
 	fp_item_status status;
 	const char *value;      /* JSON text when status is OK */
 	size_t value_len;
 	const char *message;    /* when not OK */
 	unsigned attempts;
 };
-/* Item i (0 <= i < total); pointers valid until the job is forgotten. */
+/* Item (or output) i (0 <= i < total); pointers valid until the job is forgotten. */
 void fp_job_item(const fp_job *job, size_t i, struct fp_job_item *out);
 /* The k-th item to finish (0 <= k < done + failed): its index. */
 size_t fp_job_completed_index(const fp_job *job, size_t k);

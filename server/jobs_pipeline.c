@@ -1,0 +1,226 @@
+/*
+ * Pipeline jobs: one fp_pool_pipeline_async() call kept by the job store.
+ *
+ * The store keeps a pipeline's outputs as they are delivered (jobs.c); this
+ * file starts the call and keeps what only a pipeline has: its stages' task
+ * names, their counters, and which output is the reduced value. The pool
+ * gives a pipeline's counters only while the call is alive, so they are
+ * copied at every delivery and at the end, and a finished job shows them as
+ * they were when it ended.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jobs_impl.h"
+
+struct pipeline_ext {
+	fp_pool *pool;
+	fp_item_cb on_item;        /* the store's callbacks, called after ours */
+	fp_done_cb on_done;
+	size_t nstages;            /* with the reduce, if any */
+	size_t reduce_stage;       /* the reduce's stage number, or SIZE_MAX */
+	size_t reduced;            /* position of the reduced value, or SIZE_MAX */
+	bool ended;                /* the call is over: stats are final */
+	bool ordered;
+	struct fp_stage_stats *stats;
+	char **names;
+};
+
+struct pipeline_start {
+	const fp_stage *stages;
+	size_t nstages;
+	const struct fp_buf *items;
+	size_t n;
+	const fp_pipeline_options *opts;
+};
+
+static void ext_free(void *p)
+{
+	struct pipeline_ext *x = p;
+
+	if (!x)
+		return;
+	for (size_t i = 0; x->names && i < x->nstages; i++)
+		free(x->names[i]);
+	free(x->names);
+	free(x->stats);
+	free(x);
+}
+
+static void stats_copy(struct pipeline_ext *x, fp_job *job)
+{
+	if (!x->ended)
+		fp_pipeline_stats(x->pool, fp__job_call_id(job), x->stats, x->nstages);
+}
+
+static void pipeline_item_cb(fp_pool *pool, uint64_t call_id, const struct fp_result *r,
+			     void *data)
+{
+	fp_job *job = data;
+	struct pipeline_ext *x = fp__job_ext(job);
+	size_t before = fp_job_total(job);
+
+	stats_copy(x, job);
+	x->on_item(pool, call_id, r, data);
+	/* The store appends: the value is at `before` if it was kept. */
+	if (r->stage == x->reduce_stage && r->status == FP_ITEM_OK && fp_job_total(job) > before)
+		x->reduced = before;
+}
+
+static void pipeline_done_cb(fp_pool *pool, const struct fp_call_summary *s, void *data)
+{
+	fp_job *job = data;
+	struct pipeline_ext *x = fp__job_ext(job);
+
+	stats_copy(x, job);
+	x->ended = true;
+	/* May free the job (and x) when it was forgotten: nothing after this. */
+	x->on_done(pool, s, data);
+}
+
+static int start_pipeline(fp_pool *pool, fp_job *job, const void *arg, fp_item_cb on_item,
+			  fp_done_cb on_done, uint64_t *call_id)
+{
+	const struct pipeline_start *p = arg;
+	struct pipeline_ext *x = fp__job_ext(job);
+
+	x->on_item = on_item;
+	x->on_done = on_done;
+	return fp_pool_pipeline_async(pool, p->stages, p->nstages, p->items, p->n, p->opts,
+				      pipeline_item_cb, pipeline_done_cb, job, call_id);
+}
+
+/* "words|lower|count": the stages' tasks, the reduce's last. */
+static char *pipeline_name(const fp_stage *stages, size_t nstages, const char *reduce)
+{
+	size_t len = 1, i;
+	char *name;
+
+	for (i = 0; i < nstages; i++)
+		len += strlen(stages[i].task) + 1;
+	if (reduce)
+		len += strlen(reduce) + 1;
+	name = malloc(len);
+	if (!name)
+		return NULL;
+	name[0] = '\0';
+	for (i = 0; i < nstages; i++) {
+		if (i)
+			strcat(name, "|");
+		strcat(name, stages[i].task);
+	}
+	if (reduce) {
+		strcat(name, "|");
+		strcat(name, reduce);
+	}
+	return name;
+}
+
+int fp_jobs_submit_pipeline(fp_jobs *jobs, const fp_stage *stages, size_t nstages,
+			    const struct fp_buf *items, size_t n,
+			    const fp_pipeline_options *opts, fp_job **out)
+{
+	const char *reduce = opts && opts->reduce ? opts->reduce : NULL;
+	struct pipeline_start p = { stages, nstages, items, n, opts };
+	struct fp__job_start s = {
+		.kind = FP_JOB_PIPELINE, .n = n, .start = start_pipeline, .arg = &p,
+		.ext_free = ext_free,
+	};
+	struct pipeline_ext *x;
+	char *name = NULL;
+	size_t i;
+	int err = -ENOMEM;
+
+	if (out)
+		*out = NULL;
+	if (!jobs || !stages || !nstages || (n && !items))
+		return -EINVAL;
+	for (i = 0; i < nstages; i++)
+		if (!stages[i].task)
+			return -EINVAL;
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return -ENOMEM;
+	x->pool = fp__jobs_pool(jobs);
+	x->nstages = nstages + (reduce != NULL);
+	x->reduce_stage = reduce ? nstages : SIZE_MAX;
+	x->reduced = SIZE_MAX;
+	x->ordered = opts && opts->ordered;
+	x->stats = calloc(x->nstages, sizeof(*x->stats));
+	x->names = calloc(x->nstages, sizeof(*x->names));
+	if (!x->stats || !x->names)
+		goto err;
+	for (i = 0; i < x->nstages; i++) {
+		x->names[i] = strdup(i < nstages ? stages[i].task : reduce);
+		if (!x->names[i])
+			goto err;
+	}
+	name = pipeline_name(stages, nstages, reduce);
+	if (!name)
+		goto err;
+	/* On failure x is still ours; on success the job frees it. */
+	s.name = name;
+	s.ext = x;
+	err = fp__jobs_submit(jobs, &s, out);
+	if (err)
+		goto err;
+	free(name);
+	return 0;
+
+err:
+	free(name);
+	ext_free(x);
+	return err;
+}
+
+static struct pipeline_ext *pipeline_of(const fp_job *job)
+{
+	return fp_job_kind(job) == FP_JOB_PIPELINE ? fp__job_ext(job) : NULL;
+}
+
+size_t fp_job_stages(const fp_job *job)
+{
+	struct pipeline_ext *x = pipeline_of(job);
+
+	return x ? x->nstages : 0;
+}
+
+const char *fp_job_stage_task(const fp_job *job, size_t k)
+{
+	struct pipeline_ext *x = pipeline_of(job);
+
+	return x && k < x->nstages ? x->names[k] : NULL;
+}
+
+bool fp_job_has_reduce(const fp_job *job)
+{
+	struct pipeline_ext *x = pipeline_of(job);
+
+	return x && x->reduce_stage != SIZE_MAX;
+}
+
+size_t fp_job_stage_stats(const fp_job *job, struct fp_stage_stats *out, size_t max)
+{
+	struct pipeline_ext *x = pipeline_of(job);
+
+	if (!x)
+		return 0;
+	stats_copy(x, (fp_job *)job);
+	memcpy(out, x->stats, (max < x->nstages ? max : x->nstages) * sizeof(*out));
+	return x->nstages;
+}
+
+bool fp_job_ordered(const fp_job *job)
+{
+	struct pipeline_ext *x = pipeline_of(job);
+
+	return x && x->ordered;
+}
+
+size_t fp_job_reduced(const fp_job *job)
+{
+	struct pipeline_ext *x = pipeline_of(job);
+
+	return x ? x->reduced : SIZE_MAX;
+}
