@@ -27,7 +27,7 @@ pipeline_rep() {
 		FORKPOOL_LOOP=$b run "fp.$b.pipeline" "$bench_pipeline" "$pipeline_n"
 	done
 	for b in "${fp_backends[@]}"; do
-		if fpd_start "$b" --log-level warn; then
+		if fpd_start "$b"; then
 			run "fpd.$b.pipeline" "$python" "$pipeline_http" "$port" "$pipeline_n"
 		else
 			failed "fpd.$b.pipeline" "forkpoold did not start"
