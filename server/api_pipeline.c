@@ -447,6 +447,10 @@ void fp__api_pipeline_doc(struct sbuf *b, fp_job *job)
 		    fp_job_ordered(job) ? "true" : "false");
 	if (fp_job_lost(job))
 		sbuf_printf(b, ",\"lost\":%zu", fp_job_lost(job));
+	if (fp_job_overflowed(job))
+		sbuf_printf(b, ",\"error\":{\"type\":\"too_many_outputs\",\"message\":"
+			    "\"the pipeline made more than %zu outputs, the most one job keeps: it was "
+			    "cancelled, and its outputs after those are lost\"}", fp_job_total(job));
 	sbuf_adds(b, ",\"stages\":[");
 	for (i = 0; i < n; i++) {
 		const char *task = fp_job_stage_task(job, i);

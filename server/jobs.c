@@ -121,6 +121,7 @@ struct fp_job {
 	bool forgotten;            /* out of the table and lists */
 	bool cancel_requested;
 	bool apply_text_used;
+	bool overflowed;           /* a pipeline cancelled for passing max_outputs */
 	char task[];
 };
 
@@ -183,6 +184,7 @@ void fp_jobs_options_init(struct fp_jobs_options *o)
 	o->ttl_ms = 10 * 60 * 1000;
 	o->max_queue = 1000000;
 	o->max_jobs = 10000;
+	o->max_outputs = 10000000;
 }
 
 static uint64_t wall_ms(void)
@@ -702,7 +704,12 @@ static void output_append(fp_job *job, const struct fp_result *r)
 	size_t pos = job->total;
 	struct job_item *it;
 
-	if (pos == job->cap && outputs_grow(job) < 0) {
+	if (jobs->opts.max_outputs && pos >= jobs->opts.max_outputs && !job->overflowed) {
+		/* Memory is bounded: stop the pipeline rather than keep everything it makes. */
+		job->overflowed = true;
+		fp_jobs_cancel(jobs, job);
+	}
+	if (job->overflowed || (pos == job->cap && outputs_grow(job) < 0)) {
 		/* Counted, so the document says outputs are missing. */
 		job->nlost++;
 		jobs->stats.items_failed++;
@@ -1060,6 +1067,7 @@ size_t fp_job_done(const fp_job *job) { return job->ndone; }
 size_t fp_job_failed(const fp_job *job) { return job->nfailed; }
 size_t fp_job_inputs(const fp_job *job) { return job->inputs; }
 size_t fp_job_lost(const fp_job *job) { return job->nlost; }
+bool fp_job_overflowed(const fp_job *job) { return job->overflowed; }
 void *fp__job_ext(const fp_job *job) { return job->ext; }
 uint64_t fp__job_call_id(const fp_job *job) { return job->call_id; }
 fp_pool *fp__jobs_pool(const fp_jobs *jobs) { return jobs->pool; }

@@ -43,6 +43,12 @@ struct fp_jobs_options {
 	uint64_t ttl_ms;        /* finished jobs are kept this long (10 min) */
 	uint64_t max_queue;     /* unfinished items across all jobs (1,000,000) */
 	size_t max_jobs;        /* finished jobs kept at most; oldest go first (10,000) */
+	/*
+	 * Outputs one pipeline job keeps at most (10,000,000; 0: no limit).
+	 * A pipeline's fan-out is not known in advance: one that passes this
+	 * is cancelled, and what it delivers after is counted as lost.
+	 */
+	uint64_t max_outputs;
 };
 
 void fp_jobs_options_init(struct fp_jobs_options *o);
@@ -121,6 +127,8 @@ size_t fp_job_failed(const fp_job *job);    /* items with an error */
  */
 size_t fp_job_inputs(const fp_job *job);
 size_t fp_job_lost(const fp_job *job);
+/* The pipeline passed max_outputs and was cancelled for it. */
+bool fp_job_overflowed(const fp_job *job);
 
 /* A pipeline's stages (the reduce, if any, last): how many, and each one's task. */
 size_t fp_job_stages(const fp_job *job);

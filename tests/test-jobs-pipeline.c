@@ -30,7 +30,7 @@ struct fixture {
 	fp_jobs *jobs;
 };
 
-static void setup(struct fixture *f, unsigned workers)
+static void setup_with(struct fixture *f, unsigned workers, const struct fp_jobs_options *jo)
 {
 	fp_options o;
 	char err[512];
@@ -44,7 +44,12 @@ static void setup(struct fixture *f, unsigned workers)
 	rc = fp_pool_new(&f->pool, NULL, &o, err, sizeof(err));
 	if (rc != 0)
 		fail_msg("fp_pool_new: %s (%s)", fp_strerror(rc), err);
-	assert_int_equal(fp_jobs_new(&f->jobs, f->pool, NULL), 0);
+	assert_int_equal(fp_jobs_new(&f->jobs, f->pool, jo), 0);
+}
+
+static void setup(struct fixture *f, unsigned workers)
+{
+	setup_with(f, workers, NULL);
 }
 
 static void teardown(struct fixture *f)
@@ -263,6 +268,32 @@ static void many_outputs_are_a_few_blocks(void **state)
 	teardown(&f);
 }
 
+static void past_max_outputs_the_pipeline_is_cancelled(void **state)
+{
+	static const char *const tasks[] = { "range", NULL };
+	static const char *const in[] = { "100000", "100000", NULL };
+	struct fp_jobs_options jo;
+	struct fp_jobs_stats st;
+	struct fixture f;
+	fp_job *job;
+
+	fp_jobs_options_init(&jo);
+	assert_int_equal(jo.max_outputs, 10000000);
+	jo.max_outputs = 1000;
+	setup_with(&f, 2, &jo);
+	job = submit(&f, tasks, in, NULL);
+	wait_finished(&f, job);
+	assert_true(fp_job_overflowed(job));
+	assert_int_equal(fp_job_state(job), FP_JOB_CANCELLED);
+	assert_int_equal(fp_job_total(job), 1000);
+	assert_true(fp_job_lost(job) >= 1);
+	/* Far fewer than the 200,000 it would have made: it was stopped. */
+	assert_true(fp_job_lost(job) < 150000);
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.items_pending, 0);
+	teardown(&f);
+}
+
 static void forgetting_a_running_pipeline_releases_its_inputs(void **state)
 {
 	static const char *const tasks[] = { "echo", "sleep", NULL };
@@ -331,6 +362,7 @@ int main(void)
 		cmocka_unit_test(reduce_value_is_found),
 		cmocka_unit_test(ordered_outputs_come_in_input_order),
 		cmocka_unit_test(many_outputs_are_a_few_blocks),
+		cmocka_unit_test(past_max_outputs_the_pipeline_is_cancelled),
 		cmocka_unit_test(forgetting_a_running_pipeline_releases_its_inputs),
 		cmocka_unit_test(free_with_a_pipeline_running),
 		cmocka_unit_test(bad_pipelines_are_refused),
