@@ -1069,6 +1069,7 @@ size_t fp_job_inputs(const fp_job *job) { return job->inputs; }
 size_t fp_job_lost(const fp_job *job) { return job->nlost; }
 bool fp_job_overflowed(const fp_job *job) { return job->overflowed; }
 void *fp__job_ext(const fp_job *job) { return job->ext; }
+bool fp__job_forgotten(const fp_job *job) { return job->forgotten; }
 uint64_t fp__job_call_id(const fp_job *job) { return job->call_id; }
 fp_pool *fp__jobs_pool(const fp_jobs *jobs) { return jobs->pool; }
 uint64_t fp_job_created_at(const fp_job *job) { return job->created_at; }

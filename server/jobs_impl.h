@@ -29,6 +29,8 @@ struct fp__job_start {
 /* Submit: the common part of every kind (limits, id, lists). */
 int fp__jobs_submit(fp_jobs *jobs, const struct fp__job_start *s, fp_job **out);
 void *fp__job_ext(const fp_job *job);
+/* A tombstone: forgotten while its call was in the pool, keeping nothing. */
+bool fp__job_forgotten(const fp_job *job);
 uint64_t fp__job_call_id(const fp_job *job);
 fp_pool *fp__jobs_pool(const fp_jobs *jobs);
 

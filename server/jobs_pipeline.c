@@ -48,9 +48,13 @@ static void ext_free(void *p)
 	free(x);
 }
 
+/*
+ * A tombstone asks nothing of the pool: its callbacks may come from inside
+ * fp_pool_free(), and nobody will read the counters.
+ */
 static void stats_copy(struct pipeline_ext *x, fp_job *job)
 {
-	if (!x->ended)
+	if (!x->ended && !fp__job_forgotten(job))
 		fp_pipeline_stats(x->pool, fp__job_call_id(job), x->stats, x->nstages);
 }
 
