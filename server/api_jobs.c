@@ -17,19 +17,26 @@
 /* DELETE waits this long for a cancelled job to settle before answering. */
 #define CANCEL_WAIT_MS 5000
 
-static void item_json(struct sbuf *b, const struct fp_job_item *it)
+/* `"value":V` or `"error":{"type":…,"message":…}`: an item's outcome, without braces. */
+static void item_members(struct sbuf *b, const struct fp_job_item *it)
 {
 	if (it->status == FP_ITEM_OK) {
-		sbuf_adds(b, "{\"value\":");
+		sbuf_add(b, "\"value\":", 8);
 		sbuf_add(b, it->value, it->value_len);
-		sbuf_adds(b, "}");
 		return;
 	}
-	sbuf_adds(b, "{\"error\":{\"type\":\"");
+	sbuf_adds(b, "\"error\":{\"type\":\"");
 	sbuf_adds(b, fp_item_status_name(it->status));
 	sbuf_adds(b, "\",\"message\":");
 	sbuf_json_string(b, it->message ? it->message : "", it->message ? strlen(it->message) : 0);
-	sbuf_adds(b, "}}");
+	sbuf_adds(b, "}");
+}
+
+static void item_json(struct sbuf *b, const struct fp_job_item *it)
+{
+	sbuf_add(b, "{", 1);
+	item_members(b, it);
+	sbuf_add(b, "}", 1);
 }
 
 /*
@@ -39,16 +46,17 @@ static void item_json(struct sbuf *b, const struct fp_job_item *it)
  */
 static void line_json(struct sbuf *b, const struct fp_job_item *it, bool pipeline)
 {
-	struct sbuf one;
+	char head[64];
+	int n;
 
-	sbuf_printf(b, "{\"index\":%zu,", it->index);
+	/* A million lines a stream: no temporary buffer per line. */
 	if (pipeline && it->status != FP_ITEM_OK)
-		sbuf_printf(b, "\"stage\":%u,", it->stage);
-	/* item_json's object without its opening brace, after those. */
-	sbuf_init(&one);
-	item_json(&one, it);
-	sbuf_add(b, one.data + 1, one.len - 1);
-	sbuf_free(&one);
+		n = snprintf(head, sizeof(head), "{\"index\":%zu,\"stage\":%u,", it->index, it->stage);
+	else
+		n = snprintf(head, sizeof(head), "{\"index\":%zu,", it->index);
+	sbuf_add(b, head, (size_t)n);
+	item_members(b, it);
+	sbuf_add(b, "}", 1);
 }
 
 void fp__api_job_doc(struct sbuf *b, fp_job *job, bool results)

@@ -8,7 +8,8 @@ POST /v1/pipelines with the items as NDJSON and ?wait (the answer comes when
 the job is finished), then GET its /results stream to the last byte. Both are
 timed, on one keep-alive connection; building the body before and checking
 the outputs after (their sum and input indices, item i being i % 1000) are
-not. Prints bench-pipeline's result line; exits 1 on a wrong answer.
+not. Prints bench-pipeline's result line (with the time until the POST's answer
+and the time of the stream); exits 1 on a wrong answer.
 """
 
 import http.client
@@ -33,6 +34,7 @@ def main():
     if r.status != 200 or doc.get("state") != "done":
         sys.stderr.write("pipeline_http: POST answered %d: %r\n" % (r.status, doc))
         sys.exit(1)
+    t1 = time.monotonic()
     c.request("GET", "/v1/jobs/%s/results" % doc["id"])
     r = c.getresponse()
     data = r.read()
@@ -52,8 +54,9 @@ def main():
     c.getresponse().read()
     c.close()
     want = sum((i % 1000) ** 4 for i in range(n))
-    print("result name=pipeline-http backend=http items=%d outputs=%d seconds=%.3f rate=%.1f"
-          % (n, outputs, secs, n / secs))
+    print("result name=pipeline-http backend=http items=%d outputs=%d seconds=%.3f rate=%.1f "
+          "post_seconds=%.3f results_seconds=%.3f"
+          % (n, outputs, secs, n / secs, t1 - t0, secs - (t1 - t0)))
     if r.status != 200 or outputs != n or bad or total != want:
         sys.stderr.write("pipeline_http: wrong: status %d outputs=%d bad=%d sum=%d want=%d\n"
                          % (r.status, outputs, bad, total, want))
