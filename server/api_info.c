@@ -26,7 +26,8 @@ void fp__api_tasks(fp_api *api, fp_http_request *req)
 			sbuf_json_string(&b, t[i].doc, strlen(t[i].doc));
 		else
 			sbuf_adds(&b, "null");
-		sbuf_adds(&b, "}");
+		/* Declared a generator: zero or more outputs per item (pipelines). */
+		sbuf_adds(&b, t[i].generator ? ",\"generator\":true}" : ",\"generator\":false}");
 	}
 	sbuf_adds(&b, "]}");
 	fp__api_json(req, 200, &b);

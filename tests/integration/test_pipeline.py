@@ -323,6 +323,13 @@ class PipelineTest(DaemonTestCase):
 
     # --- generators through plain map ----------------------------------------
 
+    def test_tasks_say_which_are_generators(self):
+        tasks = {t["name"]: t for t in self.daemon.get("/v1/tasks").json()["tasks"]}
+        self.assertTrue(tasks["range"]["generator"])
+        self.assertTrue(tasks["words"]["generator"])
+        self.assertFalse(tasks["lower"]["generator"])
+        self.assertFalse(tasks["square"]["generator"])
+
     def test_generator_outputs_through_map_are_one_list_per_item(self):
         r = self.daemon.post("/v1/map?wait=20&results=1", {"task": "range",
                                                              "items": [3, 0, 2]})
