@@ -338,7 +338,8 @@ struct fp_stage_stats {
 /*
  * Fill up to `max` stage counters of a pipeline (the reduce stage, if any,
  * last) and return how many stages it has, or -ENOENT when the call is over
- * or is not a pipeline.
+ * or is not a pipeline. Its done callback can still read them: the final
+ * counters.
  */
 int fp_pipeline_stats(fp_pool *pool, uint64_t call_id,
 		      struct fp_stage_stats *out, size_t max);

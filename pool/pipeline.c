@@ -139,14 +139,12 @@ void fp__pipe_end(struct fp_pipe *pipe)
 	fp__order_release_all(pipe);
 	s = (struct fp_call_summary){ pipe->id, pipe->ok + pipe->failed, pipe->ok,
 				      pipe->failed, pipe->cancelled };
-	/* Out of the pool's list before on_done: the id is over for the caller. */
-	if (pipe->prev)
-		pipe->prev->next = pipe->next;
-	else
-		pipe->pool->pipes = pipe->next;
-	if (pipe->next)
-		pipe->next->prev = pipe->prev;
-	pipe->prev = pipe->next = NULL;
+	/*
+	 * Still in the pool's list during on_done, so that fp_pipeline_stats()
+	 * gives the final counters there (a job keeps them); `finishing` keeps
+	 * fp_pool_cancel() from finding it: the id is over for the caller.
+	 * pipe_free() takes it out.
+	 */
 	if (pipe->on_done)
 		pipe->on_done(pipe->pool, &s, pipe->data);
 	pipe_free(pipe);
@@ -393,9 +391,12 @@ int fp__pipe_cancel(fp_pool *p, uint64_t id)
 
 int fp_pipeline_stats(fp_pool *p, uint64_t call_id, struct fp_stage_stats *out, size_t max)
 {
-	struct fp_pipe *pipe = pipe_find(p, call_id);
+	struct fp_pipe *pipe;
 	size_t i, total;
 
+	/* A finishing pipeline too: its on_done may read the final counters. */
+	for (pipe = p->pipes; pipe && pipe->id != call_id; pipe = pipe->next)
+		;
 	if (!pipe)
 		return -ENOENT;
 	total = pipe->nstages + (pipe->reduce ? 1 : 0);
