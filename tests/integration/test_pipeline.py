@@ -71,22 +71,33 @@ class PipelineTest(DaemonTestCase):
 
     def test_three_stages_over_100000_items_match_python(self):
         n = 100000
-        items = ["Alpha%d BETA%d" % (i, i % 7) for i in range(n)]
-        doc, lines = self.run_pipeline({"stages": [{"task": "words"}, {"task": "lower"},
-                                                   {"task": "echo"}],
+        items = [i % 1000 - 500 for i in range(n)]
+        doc, lines = self.run_pipeline({"stages": [{"task": "square"}, {"task": "echo"},
+                                                   {"task": "square"}],
                                         "items": items}, timeout=240)
         self.assertEqual(doc["state"], "done", doc)
-        want = sorted((i, w.lower()) for i, s in enumerate(items) for w in s.split())
+        want = [(i, (x * x) ** 2) for i, x in enumerate(items)]
         got = sorted((x["index"], x["value"]) for x in lines)
-        self.assertEqual(len(got), 2 * n)
         self.assertEqual(got, want)
         self.assertEqual((doc["inputs"], doc["total"], doc["done"], doc["failed"]),
-                         (n, 2 * n, 2 * n, 0))
-        self.assertEqual(doc["task"], "words|lower|echo")
-        self.assertEqual([s["task"] for s in doc["stages"]], ["words", "lower", "echo"])
-        self.assertEqual([s["out"] for s in doc["stages"]], [2 * n, 2 * n, 2 * n])
+                         (n, n, n, 0))
+        self.assertEqual(doc["task"], "square|echo|square")
+        self.assertEqual([s["task"] for s in doc["stages"]], ["square", "echo", "square"])
+        self.assertEqual([s["out"] for s in doc["stages"]], [n, n, n])
         self.check_counters(doc)
         self.daemon.delete("/v1/jobs/" + doc["id"])
+
+    def test_words_lower_echo_match_python(self):
+        # Generator stages run an item per chunk: fewer items keep it quick.
+        n = 3000
+        items = ["Alpha%d BETA%d" % (i, i % 7) for i in range(n)]
+        doc, lines = self.run_pipeline({"stages": ["words", "lower", "echo"], "items": items})
+        self.assertEqual(doc["state"], "done", doc)
+        want = sorted((i, w.lower()) for i, s in enumerate(items) for w in s.split())
+        self.assertEqual(sorted((x["index"], x["value"]) for x in lines), want)
+        self.assertEqual(doc["task"], "words|lower|echo")
+        self.assertEqual([s["out"] for s in doc["stages"]], [2 * n, 2 * n, 2 * n])
+        self.check_counters(doc)
 
     def test_fan_out_by_range(self):
         items = [0, 1, 3, 5, 10]
