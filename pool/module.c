@@ -260,7 +260,10 @@ static int tasks_merge(const struct fp_registry *reg, const struct fp_module *de
  * A private copy of the file, to dlopen() as an object of its own: the
  * dynamic loader hands back the already open object for a file it has open,
  * so reloading a module in place would change nothing. The copy lives in a
- * memfd; once dlopen() has mapped it, the fd is no longer needed.
+ * memfd, loaded as "/proc/self/fd/N". The fd stays open while the object is
+ * loaded: the loader also recognises an object by the name it was opened
+ * with, so a later copy given the same fd number would be taken for this one
+ * and the old code handed back as the new.
  */
 static int copy_to_memfd(const char *path, char *errbuf, size_t errlen)
 {
@@ -332,6 +335,7 @@ static int registry_add(struct fp_registry *reg, const char *path, bool fresh,
 	const char *label, *err;
 	void *handle = NULL;
 	char *pathcopy = NULL;
+	int memfd = -1;
 	size_t i, n = 0;
 	int rc;
 
@@ -347,12 +351,11 @@ static int registry_add(struct fp_registry *reg, const char *path, bool fresh,
 		 */
 		if (fresh) {
 			char fdpath[64];
-			int fd = copy_to_memfd(path, errbuf, errlen);
-			if (fd < 0)
+			memfd = copy_to_memfd(path, errbuf, errlen);
+			if (memfd < 0)
 				return FP_EMODULE;
-			snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", fd);
+			snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", memfd);
 			handle = dlopen(fdpath, RTLD_NOW | RTLD_LOCAL);
-			close(fd);
 		} else {
 			handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 		}
@@ -360,7 +363,8 @@ static int registry_add(struct fp_registry *reg, const char *path, bool fresh,
 			err = dlerror();
 			seterr(errbuf, errlen, "module %s: cannot load: %s", path,
 			       err ? err : "unknown dlopen error");
-			return FP_EMODULE;
+			rc = FP_EMODULE;
+			goto err_close;
 		}
 		dlerror();
 		def = dlsym(handle, "fp_module");
@@ -427,6 +431,7 @@ static int registry_add(struct fp_registry *reg, const char *path, bool fresh,
 	modules[reg->nmodules] = (struct fp_registry_module){
 		.def = def,
 		.handle = handle,
+		.memfd = memfd,
 		.path = pathcopy,
 		.name = def->name ? def->name : pathcopy,
 	};
@@ -451,6 +456,8 @@ err_tasks:
 err_close:
 	if (handle)
 		dlclose(handle);
+	if (memfd >= 0)
+		close(memfd);
 	return rc;
 }
 
@@ -499,6 +506,8 @@ void fp_registry_deinit(struct fp_registry *reg)
 		/* After unload: the hook's code lives in the object dlclose() unmaps. */
 		if (m->handle)
 			dlclose(m->handle);
+		if (m->memfd >= 0)
+			close(m->memfd);
 		free(m->path);
 	}
 	free(reg->modules);

@@ -22,6 +22,7 @@ struct fp_registry_task {
 struct fp_registry_module {
 	const struct fp_module *def;
 	void *handle;               /* dlopen handle; NULL for built-in */
+	int memfd;                  /* the private copy it was loaded from, or -1 */
 	char *path;                 /* "(built-in)" for built-in */
 	const char *name;           /* def->name, or the path when that is NULL */
 	int loaded;                 /* its load hook ran and succeeded (or it has none) */
