@@ -403,6 +403,10 @@ class ApiTest(DaemonTestCase):
         self.assertTrue(tasks["square"]["doc"])
 
     def test_workers(self):
+        # A worker replaced after an earlier test's crash has no pid until the
+        # zygote has forked it: wait for both to be there.
+        wait_until(lambda: all(w["pid"] > 0 for w in self.daemon.workers()),
+                   what="every worker to have a pid")
         ws = self.daemon.workers()
         self.assertEqual(len(ws), 2, ws)
         pids = [w["pid"] for w in ws]
