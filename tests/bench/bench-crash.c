@@ -150,7 +150,16 @@ int main(int argc, char **argv)
 		rc = -EIO;
 		goto out;
 	}
+	/*
+	 * A worker's pid is 0 until the zygote has answered for it, and
+	 * kill(0, ...) would hit this whole process group.
+	 */
 	k.pid = ws[0].pid;
+	if (k.pid <= 0) {
+		fprintf(stderr, "bench-crash: worker 0 has no pid yet\n");
+		rc = -EAGAIN;
+		goto out;
+	}
 
 	items = calloc(n, sizeof(*items));
 	if (!items) {

@@ -59,6 +59,8 @@ def kill_later(pids, kill_ms, t0):
     """Sleeps until KILL_MS after t0, then SIGKILLs the first worker."""
     if not kill_ms:
         return None
+    if pids[0] <= 0:
+        raise RuntimeError("no worker pid to kill")
     delay = t0 + kill_ms / 1000.0 - time.monotonic()
     if delay > 0:
         time.sleep(delay)
@@ -150,7 +152,10 @@ def http(port, method, path, body=None, timeout=30):
 
 def run_http(port, n, ms, kill_ms, wait_s):
     _, body = http(port, "GET", "/v1/workers")
-    pids = sorted(w["pid"] for w in json.loads(body)["workers"] if w["state"] == "idle")
+    # A worker's pid is 0 until the zygote has answered for it; kill(0) would hit this
+    # whole process group.
+    pids = sorted(w["pid"] for w in json.loads(body)["workers"]
+                  if w["state"] == "idle" and w["pid"] > 0)
     if len(pids) < WORKERS:
         raise RuntimeError("forkpoold has %d idle workers, want %d" % (len(pids), WORKERS))
     job = json.dumps({"task": "sleep", "items": [ms] * n, "chunksize": 1}).encode()
