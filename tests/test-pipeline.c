@@ -124,6 +124,7 @@ struct outcome {
 	uint64_t call_id;
 	uint64_t waiting_max[4];
 	uint64_t waiting_seen[4];
+	int slow_workers_max;       /* most workers seen running pipe.slow at once */
 	size_t cancel_after;        /* cancel when this many outputs came; 0: never */
 	int cancel_rc;
 };
@@ -146,8 +147,14 @@ static void outcome_free(struct outcome *o)
 	free(o->value_sum);
 }
 
+static int slow_workers(fp_pool *p);
+
 static void sample_stats(struct outcome *o)
 {
+	int k = slow_workers(o->pool);
+
+	if (k > o->slow_workers_max)
+		o->slow_workers_max = k;
 	struct fp_stage_stats st[4];
 	int n = fp_pipeline_stats(o->pool, o->call_id, st, 4);
 
@@ -489,6 +496,7 @@ static void crash_in_stage_two_fails_only_that_item(void **state)
 }
 
 static long long two_hundred(size_t i) { return 200; }
+static long long seven_sleeps(size_t i) { return i == 7 ? 5000 : 1; }
 
 static void fast_stage_before_slow_one_stays_within_the_buffer(void **state)
 {
@@ -514,6 +522,8 @@ static void fast_stage_before_slow_one_stays_within_the_buffer(void **state)
 	if (o.waiting_max[1] > 16)
 		fail_msg("waiting_max %llu is over the buffer of 16",
 			 (unsigned long long)o.waiting_max[1]);
+	/* workers = 1: never two running it at once. */
+	assert_true(o.slow_workers_max <= 1);
 	outcome_free(&o);
 	inputs_free(&in);
 	free_pool(p, paths);
@@ -578,6 +588,71 @@ static void ordered_results_come_in_input_order(void **state)
 	free_pool(p, paths);
 }
 
+static int slow_workers(fp_pool *p)
+{
+	struct fp_worker_stats ws[16];
+	size_t n = fp_pool_workers(p, ws, 16), i;
+	int k = 0;
+
+	for (i = 0; i < n && i < 16; i++)
+		if (ws[i].task && strcmp(ws[i].task, "pipe.slow") == 0)
+			k++;
+	return k;
+}
+
+static void stage_timeout_fails_only_that_input(void **state)
+{
+	char *paths[2];
+	fp_pool *p = new_pool(2, paths);
+	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	struct inputs in;
+	struct outcome o;
+	size_t i, n = 40;
+
+	/* Input 7 sleeps 5 s in stage 1, whose timeout is 200 ms. */
+	st[0].task = "echo";
+	st[1].task = "sleep";
+	st[1].timeout_ms = 200;
+	inputs_numbers(&in, n, seven_sleeps);
+	outcome_init(&o, p, n);
+	run_pipeline(p, st, 2, &in, NULL, &o);
+	assert_int_equal(o.errors, 1);
+	assert_int_equal(o.err_index, 7);
+	assert_int_equal(o.err_stage, 1);
+	assert_int_equal(o.err_status, FP_ITEM_TIMEOUT);
+	assert_int_equal(o.outputs, n - 1);
+	for (i = 0; i < n; i++)
+		assert_int_equal(o.per_input[i], i == 7 ? 0 : 1);
+	outcome_free(&o);
+	inputs_free(&in);
+	free_pool(p, paths);
+}
+
+static void failed_reduce_is_an_error_and_no_value(void **state)
+{
+	char *paths[2];
+	fp_pool *p = new_pool(2, paths);
+	fp_stage st[1] = { FP_STAGE_DEFAULT };
+	fp_pipeline_options po = FP_PIPELINE_OPTIONS_DEFAULT;
+	struct inputs in;
+	struct outcome o;
+
+	/* sum of numbers is fine; count of numbers is not. */
+	st[0].task = "square";
+	po.reduce = "count";
+	inputs_numbers(&in, 10, identity);
+	outcome_init(&o, p, 10);
+	run_pipeline(p, st, 1, &in, &po, &o);
+	assert_int_equal(o.outputs, 0);
+	assert_int_equal(o.errors, 1);
+	assert_int_equal(o.err_stage, 1);
+	assert_int_equal(o.err_status, FP_ITEM_TASK_ERROR);
+	assert_non_null(strstr(o.err_msg, "neither a string nor"));
+	outcome_free(&o);
+	inputs_free(&in);
+	free_pool(p, paths);
+}
+
 static void bad_pipelines_are_refused_up_front(void **state)
 {
 	char *paths[2];
@@ -631,6 +706,8 @@ int main(void)
 		cmocka_unit_test(fast_stage_before_slow_one_stays_within_the_buffer),
 		cmocka_unit_test(cancel_mid_pipeline_ends_the_call_once),
 		cmocka_unit_test(ordered_results_come_in_input_order),
+		cmocka_unit_test(stage_timeout_fails_only_that_input),
+		cmocka_unit_test(failed_reduce_is_an_error_and_no_value),
 		cmocka_unit_test(bad_pipelines_are_refused_up_front),
 	};
 
