@@ -81,6 +81,13 @@ void fp__task_us_record(fp_pool *p, const struct fp_call *c, uint64_t us)
 		*e -= (*e - v) / 2;
 }
 
+bool fp__task_quick(fp_pool *p, const struct fp_call *c)
+{
+	const uint32_t *e = task_us_of(p, c);
+
+	return e && *e <= FP_BATCH_QUICK_US;
+}
+
 static bool call_quick(fp_pool *p, const struct fp_call *c)
 {
 	const uint32_t *e = task_us_of(p, c);

@@ -203,13 +203,16 @@ static int stages_init(fp_pool *p, struct fp_pipe *pipe, const fp_stage *stages,
 	}
 	if (o->reduce)
 		pipe->reduce = &pipe->stages[nstages];
-	/* Chunks: a stage's workers together fill half the buffer after it. */
+	/*
+	 * Chunks: each worker's share of the buffer after the stage, so that
+	 * the workers together can fill it, in as few round trips as that.
+	 */
 	for (i = 0; i < total; i++) {
 		struct fp_pipe_stage *s = &pipe->stages[i];
 		const struct fp_pipe_stage *nx = next_stage(s);
 		size_t b = nx ? nx->buffer : s->buffer;
 
-		s->chunk = b / (2 * (size_t)p->opts.workers);
+		s->chunk = b / (size_t)p->opts.workers;
 		if (s->chunk < 1)
 			s->chunk = 1;
 		if (s->chunk > STAGE_CHUNK_MAX)

@@ -186,8 +186,12 @@ static void stage_close(struct fp_pipe *pipe, struct fp_pipe_stage *s)
 		b->items[i].args = b->arena + off;
 		off += b->items[i].args_len;
 	}
-	/* Spread a small batch over the workers; never more than the stage's chunk. */
-	per = (b->n + p->opts.workers - 1) / p->opts.workers;
+	/*
+	 * Spread a batch of slow (or not yet timed) items over the workers;
+	 * quick ones go a whole stage chunk at a time, since there a worker's
+	 * round trip to the master, not the work, is what costs.
+	 */
+	per = fp__task_quick(p, b) ? b->n : (b->n + p->opts.workers - 1) / p->opts.workers;
 	b->chunksize = per < s->chunk ? (per ? per : 1) : s->chunk;
 	if (pipe->cancelled || p->state != FP_POOL_RUNNING)
 		err = -ECANCELED;

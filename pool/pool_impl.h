@@ -271,6 +271,8 @@ uint32_t fp__chunk_plan(fp_pool *p, struct fp_worker *w, struct fp_seg *segs, si
 uint64_t fp__chunk_timeout_ms(const struct fp_worker *w);
 /* Size pool->task_us for the registry as it is now; false without memory. */
 bool fp__task_us_sync(fp_pool *p);
+/* Whether c's task has lately run quickly (at most FP_BATCH_QUICK_US). */
+bool fp__task_quick(fp_pool *p, const struct fp_call *c);
 /* A run time (µs) of one of c's items. */
 void fp__task_us_record(fp_pool *p, const struct fp_call *c, uint64_t us);
 /* The call (and item index) of frame `id` if w has it unanswered, else NULL. */

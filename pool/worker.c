@@ -269,10 +269,75 @@ static size_t read_rss_kib(int statm_fd)
  * so text that is not JSON has to be caught here, in the worker, where the
  * cost is spread over every core.
  */
+static int is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/*
+ * Whether p is, give or take whitespace, a JSON number, true, false, null,
+ * or a string of printable ASCII without escapes: the values quick tasks
+ * mostly return, checked here without building a jansson tree (most of a
+ * trivial task's cost). 0 says nothing: jansson decides.
+ */
+static int json_plain_scalar(const char *p, size_t len)
+{
+	const char *s = p, *end = p + len;
+
+	while (s < end && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r'))
+		s++;
+	while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' ||
+			   end[-1] == '\r'))
+		end--;
+	if (s == end)
+		return 0;
+	if (*s == '"') {
+		for (s++; s < end - 1; s++)
+			if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f ||
+			    *s == '"' || *s == '\\')
+				return 0;
+		return s == end - 1 && *s == '"';
+	}
+	if ((size_t)(end - s) == 4 && (memcmp(s, "true", 4) == 0 || memcmp(s, "null", 4) == 0))
+		return 1;
+	if ((size_t)(end - s) == 5 && memcmp(s, "false", 5) == 0)
+		return 1;
+	/* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+	if (*s == '-')
+		s++;
+	if (s < end && *s == '0')
+		s++;
+	else if (s < end && is_digit(*s))
+		while (s < end && is_digit(*s))
+			s++;
+	else
+		return 0;
+	if (s < end && *s == '.') {
+		if (++s == end || !is_digit(*s))
+			return 0;
+		while (s < end && is_digit(*s))
+			s++;
+	}
+	if (s < end && (*s == 'e' || *s == 'E')) {
+		s++;
+		if (s < end && (*s == '+' || *s == '-'))
+			s++;
+		if (s == end || !is_digit(*s))
+			return 0;
+		while (s < end && is_digit(*s))
+			s++;
+	}
+	return s == end;
+}
+
 static int check_json(struct task_ctx *c, const char *what, const char *p, size_t len)
 {
 	json_error_t err;
-	json_t *j = json_loadb(p, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+	json_t *j;
+
+	if (json_plain_scalar(p, len))
+		return 0;
+	j = json_loadb(p, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
 
 	if (j) {
 		json_decref(j);
@@ -289,7 +354,8 @@ static int check_json(struct task_ctx *c, const char *what, const char *p, size_
  * frame starts in `out`.
  */
 static size_t run_task(const struct fp_worker_args *a, struct out_buf *out,
-		       const struct fp_frame_header *h, const char *payload)
+		       const struct fp_frame_header *h, const char *payload,
+		       const struct fp_registry_task **last)
 {
 	struct task_ctx c = {
 		.base.host = &worker_host, .args = a, .out = out,
@@ -317,7 +383,10 @@ static size_t run_task(const struct fp_worker_args *a, struct out_buf *out,
 	args = payload + name_len + 1;
 	args_len = h->len - name_len - 1;
 	c.name = name;
-	t = fp_registry_find(a->registry, name);
+	/* A chunk's items are mostly of one task: look it up once. */
+	t = *last && strcmp((*last)->name, name) == 0 ? *last
+						       : fp_registry_find(a->registry, name);
+	*last = t;
 	if (!t) {
 		ctx_error_fmt(&c, FP_ITEM_UNKNOWN_TASK, "unknown task '%s'", name);
 		goto done;
@@ -412,6 +481,7 @@ static void mark_retire(struct out_buf *out, size_t frame_at, size_t rss_kib)
 
 _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 {
+	const struct fp_registry_task *last_task = NULL;
 	struct fp_frame_reader reader;
 	struct out_buf out = { 0 };
 	struct fp_frame_header h;
@@ -450,7 +520,7 @@ _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 
 			atomic_store_explicit(&a->shm->started_ns, start, memory_order_relaxed);
 			atomic_store_explicit(&a->shm->current, h.id, memory_order_release);
-			frame_at = run_task(a, &out, &h, payload);
+			frame_at = run_task(a, &out, &h, payload, &last_task);
 			atomic_store_explicit(&a->shm->current, 0, memory_order_release);
 			now = mono_ns();
 			set_run_time(&out, frame_at, now - start);

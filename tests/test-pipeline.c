@@ -312,6 +312,38 @@ static void generator_outputs_come_back_as_a_list_per_item(void **state)
 	free_pool(p, paths);
 }
 
+/* The worker checks plain values without jansson: as strictly as jansson. */
+static void values_are_checked_as_json(void **state)
+{
+	static const char *const bad[] = {
+		"01", "1.", "-", "1e", "1e+", ".5", "+1", "tru", "nul", "\"ab", "\"a\"b\"",
+		"\"\x01\"", "[1,", "1 2",
+	};
+	static const char *const good[] = {
+		"0", "-0.5E+3", "12e-7", " 7 ", "\"\"", "\"x\\\"y\"", "\"caf\xc3\xa9\"",
+		"true", "false", "null", "[1, {\"a\": null}]",
+	};
+	char *paths[2];
+	fp_pool *p = new_pool(1, paths);
+	struct fp_result r;
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(apply(p, "echo", bad[i], &r), 0);
+		if (r.status != FP_ITEM_BAD_OUTPUT)
+			fail_msg("echo %s: %s", bad[i], fp_item_status_name(r.status));
+		fp_result_clear(&r);
+	}
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		assert_int_equal(apply(p, "echo", good[i], &r), 0);
+		if (r.status != FP_ITEM_OK)
+			fail_msg("echo %s: %s", good[i], r.message);
+		assert_string_equal(r.value, good[i]);
+		fp_result_clear(&r);
+	}
+	free_pool(p, paths);
+}
+
 static void abi1_module_loads_and_runs(void **state)
 {
 	char *paths[2];
@@ -697,6 +729,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(generator_outputs_come_back_as_a_list_per_item),
+		cmocka_unit_test(values_are_checked_as_json),
 		cmocka_unit_test(abi1_module_loads_and_runs),
 		cmocka_unit_test(three_stages_equal_doing_it_sequentially),
 		cmocka_unit_test(range_fans_out),
