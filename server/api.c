@@ -415,10 +415,10 @@ static void submit_map(fp_api *api, fp_http_request *req, const char *task,
 static void post_map_json(fp_api *api, fp_http_request *req)
 {
 	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
-	json_t *body = fp__api_parse_body(req), *task, *items, *v;
+	json_t *body = fp__api_parse_body(req), *task, *items;
 	int64_t timeout, retries, chunksize;
 	struct fp_buf *bufs = NULL;
-	size_t i, n = 0;
+	size_t n = 0;
 
 	if (!body)
 		return;
@@ -436,30 +436,46 @@ static void post_map_json(fp_api *api, fp_http_request *req)
 	    get_uint(body, "retries", 0, MAX_RETRIES, &retries, req) ||
 	    get_uint(body, "chunksize", 0, UINT32_MAX, &chunksize, req))
 		goto out;
-	n = json_array_size(items);
-	bufs = calloc(n ? n : 1, sizeof(*bufs));
-	if (!bufs) {
-		fp__api_error(req, 500, "internal", "out of memory");
+	if (fp__api_json_items(req, items, &bufs, &n))
 		goto out;
-	}
-	json_array_foreach(items, i, v) {
-		char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-		if (!t) {
-			fp__api_error(req, 500, "internal", "out of memory");
-			n = i;
-			goto out;
-		}
-		bufs[i] = (struct fp_buf){ t, strlen(t) };
-	}
 	co.timeout_ms = timeout;
 	co.retries = (unsigned)retries;
 	co.chunksize = (size_t)chunksize;
 	submit_map(api, req, json_string_value(task), bufs, n, &co);
 out:
-	for (i = 0; bufs && i < n; i++)
+	fp__api_json_items_free(bufs, n);
+	json_decref(body);
+}
+
+int fp__api_json_items(fp_http_request *req, json_t *items, struct fp_buf **out, size_t *n)
+{
+	size_t i, len = json_array_size(items);
+	struct fp_buf *bufs = calloc(len ? len : 1, sizeof(*bufs));
+	json_t *v;
+
+	if (!bufs)
+		goto nomem;
+	json_array_foreach(items, i, v) {
+		char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		if (!t) {
+			fp__api_json_items_free(bufs, i);
+			goto nomem;
+		}
+		bufs[i] = (struct fp_buf){ t, strlen(t) };
+	}
+	*out = bufs;
+	*n = len;
+	return 0;
+nomem:
+	fp__api_error(req, 500, "internal", "out of memory");
+	return -ENOMEM;
+}
+
+void fp__api_json_items_free(struct fp_buf *bufs, size_t n)
+{
+	for (size_t i = 0; bufs && i < n; i++)
 		free((char *)bufs[i].base);
 	free(bufs);
-	json_decref(body);
 }
 
 /*

@@ -54,6 +54,12 @@ void fp__api_answer_job(fp_api *api, fp_http_request *req, fp_job *job, int stat
 bool fp__api_media_type_is(fp_http_request *req, const char *want);
 /* The body as a JSON object, or NULL after answering 415 or 400. */
 json_t *fp__api_parse_body(fp_http_request *req);
+/*
+ * A JSON array's members as items, each serialised on its own, for a call;
+ * -ENOMEM after answering 500. Release with fp__api_json_items_free().
+ */
+int fp__api_json_items(fp_http_request *req, json_t *items, struct fp_buf **out, size_t *n);
+void fp__api_json_items_free(struct fp_buf *bufs, size_t n);
 /* NDJSON items (pointing into the body, *out to free); -EINVAL after answering. */
 int fp__api_ndjson_items(fp_http_request *req, struct fp_buf **out, size_t *n);
 /* 400 unknown_task naming `task` (and `where`, e.g. " in stage 2") and the known ones. */

@@ -246,26 +246,11 @@ static void post_json(fp_api *api, fp_http_request *req)
 			goto out;
 	}
 	p.nstages = json_array_size(stages);
-	n = json_array_size(items);
-	bufs = calloc(n ? n : 1, sizeof(*bufs));
-	if (!bufs) {
-		fp__api_error(req, 500, "internal", "out of memory");
+	if (fp__api_json_items(req, items, &bufs, &n))
 		goto out;
-	}
-	json_array_foreach(items, i, v) {
-		char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-		if (!t) {
-			fp__api_error(req, 500, "internal", "out of memory");
-			n = i;
-			goto out;
-		}
-		bufs[i] = (struct fp_buf){ t, strlen(t) };
-	}
 	submit(api, req, &p, bufs, n);
 out:
-	for (i = 0; bufs && i < n; i++)
-		free((char *)bufs[i].base);
-	free(bufs);
+	fp__api_json_items_free(bufs, n);
 	json_decref(body);
 }
 
