@@ -83,6 +83,24 @@ typedef enum fp_log_level {
 typedef void (*fp_log_fn)(void *data, fp_log_level level, const char *msg);
 
 #define FP_MODULES_MAX 32
+#define FP_EXEC_MAX 16
+
+/*
+ * An exec pool: workers that are an external program, in any language,
+ * talking NDJSON over its stdin/stdout (see README, "Workers in any
+ * language"). Its tasks are addressed as `NAME.task` in every call. Each
+ * worker slot runs one persistent instance of `command`; every pool
+ * guarantee (prefork, recycling, timeouts, retries, crash isolation, cancel,
+ * back-off on start failures) holds for it as for C workers, with the
+ * program's pid, RSS and fate standing for the worker's.
+ */
+typedef struct fp_exec_options {
+	const char *name;            /* [A-Za-z0-9_-]+: the task prefix; NULL ends the list */
+	const char *command;         /* argv split on blanks ('…' and "…" quote), run by execvp */
+	int shell;                   /* run `command` with /bin/sh -c instead */
+	unsigned workers;            /* 0: as many as the pool */
+	uint64_t startup_timeout_ms; /* to say ready; 0: 10 s */
+} fp_exec_options;
 
 typedef struct fp_options {
 	unsigned workers;            /* 0: online CPUs */
@@ -94,6 +112,11 @@ typedef struct fp_options {
 	size_t max_payload;          /* largest argument or result, bytes (default 64 MiB) */
 	fp_loop_backend backend;     /* used when the pool creates its own loop */
 	const char *modules[FP_MODULES_MAX]; /* shared objects to load; NULL-terminated */
+	/*
+	 * Exec pools, ended by an entry whose name is NULL. Each takes the
+	 * pool's max tasks per child, RSS limit, timeouts and max_payload.
+	 */
+	fp_exec_options exec[FP_EXEC_MAX];
 	fp_log_fn log;               /* NULL: log to stderr at >= log_level */
 	void *log_data;
 	fp_log_level log_level;
@@ -358,7 +381,9 @@ const char *fp_worker_state_name(fp_worker_state state);
 
 struct fp_worker_stats {
 	pid_t pid;               /* 0 for a moment after the start: the fork server
-				    has not said yet */
+				    has not said yet; an exec pool's worker: its
+				    program's pid */
+	const char *pool;        /* the exec pool's name, or NULL for C workers */
 	unsigned slot;
 	uint64_t generation;     /* counts forks of this slot */
 	fp_worker_state state;
@@ -389,10 +414,19 @@ struct fp_pool_stats {
 };
 
 void fp_pool_stats(fp_pool *pool, struct fp_pool_stats *out);
-/* Fills up to `max` entries, returns how many workers there are. */
+/* Fills up to `max` entries, returns how many workers there are (exec pools' too). */
+/*
+ * Figures of the pool and its exec pools together: `workers` is the sum of
+ * their sizes, `healthy` is 0 when any of them keeps failing to start.
+ */
 size_t fp_pool_workers(fp_pool *pool, struct fp_worker_stats *out, size_t max);
 
-/* Task names, in load order. *n receives the count. Valid for the pool's life. */
+/*
+ * Task names, in load order. *n receives the count. Valid for the pool's
+ * life, or with exec pools until the next call (their tasks, `NAME.task`
+ * with module NAME, are those their programs announced; none before the
+ * first of its workers is ready).
+ */
 struct fp_task_info {
 	const char *name;
 	const char *module;

@@ -166,5 +166,8 @@ _Noreturn void fp__child_worker(const struct fp_child *c)
 
 	sigemptyset(&none);
 	pthread_sigmask(SIG_SETMASK, &none, NULL);
+	/* An exec pool's worker runs its program instead (pool/exec_worker.c). */
+	if (args.exec)
+		fp_exec_worker_main(&args);
 	fp_worker_main(&args);
 }

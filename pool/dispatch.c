@@ -174,7 +174,7 @@ static void item_deliver(fp_pool *p, struct fp_call *call, uint32_t index,
 	else
 		call->failed++;
 	if (call->on_item)
-		call->on_item(p, call->id, &r, call->data);
+		call->on_item(p->root, call->id, &r, call->data);
 	fp__call_maybe_finish(call);
 }
 
@@ -458,6 +458,14 @@ static void worker_broken(struct fp_worker *w, const char *what, int err)
 	fp__worker_kill(w, SIGKILL, FP_KILL_PROTOCOL);
 }
 
+/* Who answered: an exec worker's program, else the worker itself. */
+static pid_t answer_pid(const struct fp_worker *w)
+{
+	int32_t prog = atomic_load_explicit(&w->shm->program_pid, memory_order_relaxed);
+
+	return prog > 0 ? (pid_t)prog : w->pid;
+}
+
 static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 			  const char *payload, uint64_t now)
 {
@@ -517,12 +525,12 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 	if (call->stage) {
 		/* A stage's RESULT carries its last output, unless it says it has none. */
 		if (status == FP_ITEM_OK && !(h->flags & FP_FRAME_NOVALUE))
-			fp__pipe_output(call, index, payload, h->len, w->pid,
+			fp__pipe_output(call, index, payload, h->len, answer_pid(w),
 					call->items[index].attempts);
 		/* Only now: while it runs, its output is not yet counted waiting. */
 		call->stage->st.running--;
 	}
-	item_deliver(p, call, index, status, payload, h->len, payload, w->pid, us);
+	item_deliver(p, call, index, status, payload, h->len, payload, answer_pid(w), us);
 }
 
 static void handle_emit(struct fp_worker *w, const struct fp_frame_header *h,
@@ -538,7 +546,7 @@ static void handle_emit(struct fp_worker *w, const struct fp_frame_header *h,
 		return;
 	}
 	index = w->segs[w->seg].first + w->seg_acked;
-	fp__pipe_output(call, index, payload, h->len, w->pid, call->items[index].attempts);
+	fp__pipe_output(call, index, payload, h->len, answer_pid(w), call->items[index].attempts);
 }
 
 static void handle_frame(struct fp_worker *w, const struct fp_frame_header *h,
@@ -548,6 +556,11 @@ static void handle_frame(struct fp_worker *w, const struct fp_frame_header *h,
 
 	switch (h->type) {
 	case FP_FRAME_READY:
+		/* An exec worker's READY lists the tasks its program announced. */
+		if (p->exec && fp__exec_set_tasks(p->exec, payload, h->len) < 0) {
+			worker_broken(w, "said ready without a task list", FP_EPROTOCOL);
+			break;
+		}
 		w->ready = true;
 		fp__worker_ready(w);
 		w->rss_kib = h->rss_kib;
@@ -756,13 +769,21 @@ void fp__worker_account_exit(struct fp_worker *w)
 	struct fp_call *call, *blamed;
 	uint32_t run = 0, pass;
 	uint64_t cur;
-	char how[64], msg[256];
+	uint32_t fate;
+	char how[256], msg[512];
 	bool crashed, retry;
 
 	if (w->pid)
 		fp__describe_status(w->status, how, sizeof(how));
 	else
 		snprintf(how, sizeof(how), "was never forked");
+	/*
+	 * An exec worker that left because of its program says what happened
+	 * to the program: that, not the worker's exit, is the news.
+	 */
+	fate = atomic_load_explicit(&w->shm->fate_status, memory_order_acquire);
+	if (fate)
+		snprintf(how, sizeof(how), "%s", w->shm->fate);
 	crashed = w->kill_reason == FP_KILL_NONE && !w->quit_sent &&
 		  !(WIFEXITED(w->status) && WEXITSTATUS(w->status) == FP_WORKER_EXIT_OK);
 	if (crashed && w->ready)
@@ -811,11 +832,16 @@ void fp__worker_account_exit(struct fp_worker *w)
 	retry = blamed && blamed->items[run].attempts <= blamed->retries;
 	if (blamed) {
 		struct fp_item *it = &blamed->items[run];
-		fp_item_status status = w->kill_reason == FP_KILL_TIMEOUT ? FP_ITEM_TIMEOUT
-									 : FP_ITEM_CRASH;
-		if (status == FP_ITEM_TIMEOUT)
+		fp_item_status status = w->kill_reason == FP_KILL_TIMEOUT ? FP_ITEM_TIMEOUT :
+					fate ? (fp_item_status)fate : FP_ITEM_CRASH;
+		if (status == FP_ITEM_TIMEOUT && fate)
+			snprintf(msg, sizeof(msg), "task %s ran past its %llu ms timeout (%s)",
+				 blamed->task, (unsigned long long)blamed->timeout_ms, how);
+		else if (status == FP_ITEM_TIMEOUT)
 			snprintf(msg, sizeof(msg), "task %s ran past its %llu ms timeout (worker pid %d %s)",
 				 blamed->task, (unsigned long long)blamed->timeout_ms, (int)w->pid, how);
+		else if (fate)
+			snprintf(msg, sizeof(msg), "%s while running task %s", how, blamed->task);
 		else
 			snprintf(msg, sizeof(msg), "worker pid %d %s while running task %s",
 				 (int)w->pid, how, blamed->task);
@@ -859,14 +885,14 @@ void fp__worker_account_exit(struct fp_worker *w)
 	w->call = NULL;
 	if (blamed && !retry) {
 		struct fp_item *it = &blamed->items[run];
-		fp_item_status status = w->kill_reason == FP_KILL_TIMEOUT ? FP_ITEM_TIMEOUT
-									 : FP_ITEM_CRASH;
+		fp_item_status status = w->kill_reason == FP_KILL_TIMEOUT ? FP_ITEM_TIMEOUT :
+					fate ? (fp_item_status)fate : FP_ITEM_CRASH;
 		if (it->attempts > 1) {
 			size_t l = strlen(msg);
 			snprintf(msg + l, sizeof(msg) - l, " (attempt %u of %u)", it->attempts,
 				 blamed->retries + 1);
 		}
-		item_deliver(p, blamed, run, status, NULL, 0, msg, w->pid,
+		item_deliver(p, blamed, run, status, NULL, 0, msg, answer_pid(w),
 			     (fp_now_ns() - atomic_load(&w->shm->started_ns)) / 1000u);
 	}
 }

@@ -8,6 +8,7 @@ struct fp_logger {
 	fp_log_fn fn;          /* NULL: stderr */
 	void *data;
 	fp_log_level level;    /* messages above it are dropped */
+	const char *prefix;    /* put before every message, or NULL */
 };
 
 void fp_log(const struct fp_logger *log, fp_log_level level, const char *fmt, ...)

@@ -36,6 +36,132 @@ static void set_err(char *errbuf, size_t errlen, const char *what, const char *w
 		snprintf(errbuf, errlen, "%s%s%s", what, why ? ": " : "", why ? why : "");
 }
 
+static void calls_free_all(fp_pool *p);
+
+static int slots_new(fp_pool *p)
+{
+	p->slots = calloc(p->opts.workers, sizeof(*p->slots));
+	if (!p->slots)
+		return -ENOMEM;
+	for (unsigned i = 0; i < p->opts.workers; i++) {
+		p->slots[i].pool = p;
+		p->slots[i].index = i;
+		p->slots[i].respawn.data = &p->slots[i];
+	}
+	return 0;
+}
+
+static int spawn_all(fp_pool *p)
+{
+	int err = 0;
+
+	for (unsigned i = 0; !err && i < p->opts.workers; i++)
+		err = fp__spawn(p, i);
+	return err;
+}
+
+/*
+ * Exec pool names are task prefixes: no two alike, and none may hide a C
+ * task whose name starts with it and a dot.
+ */
+static int exec_check(fp_pool *p, char *msg, size_t len)
+{
+	const fp_exec_options *x = p->opts.exec;
+	size_t i, j, n;
+
+	for (i = 0; i < FP_EXEC_MAX && x[i].name; i++) {
+		n = strlen(x[i].name);
+		for (j = 0; j < i; j++) {
+			if (!strcmp(x[i].name, x[j].name)) {
+				snprintf(msg, len, "two exec pools are named '%s'", x[i].name);
+				return -EINVAL;
+			}
+		}
+		for (j = 0; j < p->reg.ntasks; j++) {
+			const char *t = p->reg.tasks[j].name;
+
+			if (!strncmp(t, x[i].name, n) && t[n] == '.') {
+				snprintf(msg, len, "exec pool '%s' would hide task '%s' of module %s",
+					 x[i].name, t, p->reg.modules[p->reg.tasks[j].module].name);
+				return -EINVAL;
+			}
+		}
+	}
+	return 0;
+}
+
+static void child_free(fp_pool *c)
+{
+	if (!c)
+		return;
+	for (unsigned i = 0; c->slots && i < c->opts.workers; i++)
+		fp_timer_stop(&c->slots[i].respawn);
+	fp_timer_stop(&c->defer);
+	fp_timer_stop(&c->resume);
+	calls_free_all(c);
+	fp__queue_deinit(&c->queue);
+	fp__queue_deinit(&c->failing);
+	fp__exec_free(c->exec);
+	free(c->task_us);
+	free(c->slots);
+	free(c);
+}
+
+/*
+ * An exec pool: a pool of its own (slots, queue, calls, workers) on the
+ * root's loop, with the root's options but for its workers, and no modules.
+ * Its workers are forked later, with the root's.
+ */
+static int child_new(fp_pool *root, const fp_exec_options *xo, char *msg, size_t len)
+{
+	fp_pool *c = calloc(1, sizeof(*c));
+	fp_pool **children;
+	int err;
+
+	if (!c)
+		return -ENOMEM;
+	err = fp__exec_new(&c->exec, xo, msg, len);
+	if (err)
+		goto err_free;
+	c->root = root;
+	c->opts = root->opts;
+	memset(c->opts.exec, 0, sizeof(c->opts.exec));
+	memset(c->opts.modules, 0, sizeof(c->opts.modules));
+	if (xo->workers)
+		c->opts.workers = xo->workers;
+	c->log = root->log;
+	c->log.prefix = c->exec->prefix;
+	c->loop = root->loop;
+	c->master_pid = root->master_pid;
+	c->rng = root->rng ^ (uintptr_t)c;
+	if (!c->rng)
+		c->rng = 1;
+	c->next_frame_id = 1;
+	/* Its workers are forked by the master: the zygote has no exec pools. */
+	c->zygote_off = true;
+	c->defer.data = c;
+	c->resume.data = c;
+	c->shutdown_timer.data = c;
+	fp_registry_init(&c->reg);
+	err = slots_new(c);
+	if (err)
+		goto err_free;
+	children = realloc(root->children, (root->nchildren + 1) * sizeof(*children));
+	if (!children) {
+		err = -ENOMEM;
+		goto err_free;
+	}
+	root->children = children;
+	root->children[root->nchildren++] = c;
+	fp_log_info(&c->log, "%u workers running %s%s", c->opts.workers,
+		    xo->shell ? "/bin/sh -c " : "", xo->command);
+	return 0;
+
+err_free:
+	child_free(c);
+	return err;
+}
+
 int fp_pool_new(fp_pool **out, fp_loop *loop, const fp_options *opts,
 		char *errbuf, size_t errlen)
 {
@@ -51,8 +177,9 @@ int fp_pool_new(fp_pool **out, fp_loop *loop, const fp_options *opts,
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
+	p->root = p;
 	p->opts = *opts;
-	p->log = (struct fp_logger){ opts->log, opts->log_data, opts->log_level };
+	p->log = (struct fp_logger){ opts->log, opts->log_data, opts->log_level, NULL };
 	p->master_pid = getpid();
 	p->rng = ((uint64_t)p->master_pid << 32) ^ fp_now_ns() ^ (uintptr_t)p;
 	if (!p->rng)
@@ -134,25 +261,35 @@ int fp_pool_new(fp_pool **out, fp_loop *loop, const fp_options *opts,
 		goto err_loop;
 	}
 
-	p->slots = calloc(p->opts.workers, sizeof(*p->slots));
-	if (!p->slots) {
-		err = -ENOMEM;
+	err = exec_check(p, msg, sizeof(msg));
+	if (!err)
+		err = slots_new(p);
+	if (err) {
+		if (msg[0])
+			fp_log_error(&p->log, "%s", msg);
+		set_err(errbuf, errlen, msg[0] ? msg : fp_strerror(err), NULL);
 		goto err_signal;
 	}
-	for (i = 0; i < p->opts.workers; i++) {
-		p->slots[i].pool = p;
-		p->slots[i].index = i;
-		p->slots[i].respawn.data = &p->slots[i];
-	}
-	for (i = 0; i < p->opts.workers; i++) {
-		err = fp__spawn(p, i);
+	for (i = 0; i < FP_EXEC_MAX && opts->exec[i].name; i++) {
+		err = child_new(p, &opts->exec[i], msg, sizeof(msg));
 		if (err) {
-			set_err(errbuf, errlen, "cannot fork a worker", fp_strerror(err));
-			/* Take down the ones that started. */
+			if (msg[0])
+				fp_log_error(&p->log, "%s", msg);
+			set_err(errbuf, errlen, msg[0] ? msg : fp_strerror(err), NULL);
 			fp__zygote_watch(p);
 			fp_pool_free(p);
 			return err;
 		}
+	}
+	err = spawn_all(p);
+	for (i = 0; !err && i < p->nchildren; i++)
+		err = spawn_all(p->children[i]);
+	if (err) {
+		set_err(errbuf, errlen, "cannot fork a worker", fp_strerror(err));
+		/* Take down the ones that started. */
+		fp__zygote_watch(p);
+		fp_pool_free(p);
+		return err;
 	}
 	/* A new pool lists its workers with their pids, as when it forked them. */
 	fp__zygote_collect(p, 5000);
@@ -203,6 +340,11 @@ void fp_pool_free(fp_pool *p)
 		return;
 	if (p->state != FP_POOL_STOPPED)
 		fp_pool_shutdown(p, 0);
+	for (i = 0; i < p->nchildren; i++)
+		child_free(p->children[i]);
+	free(p->children);
+	free(p->task_list);
+	free(p->task_names);
 	for (i = 0; i < p->opts.workers && p->slots; i++)
 		fp_timer_stop(&p->slots[i].respawn);
 	fp_timer_stop(&p->defer);
@@ -236,50 +378,89 @@ void fp_pool_stop(fp_pool *p)
 	fp_loop_stop(p->loop);
 }
 
-static void shutdown_deadline_cb(fp_timer *t)
+/* The root, then each exec pool: the pools fp_pool_* calls act on. */
+static fp_pool *family_at(fp_pool *root, unsigned i)
 {
-	fp_pool *p = t->data;
-	struct fp_worker *w;
-
-	for (w = p->workers; w; w = w->next)
-		if (!w->reaped && !w->sigkilled)
-			fp__worker_kill(w, SIGKILL, FP_KILL_SHUTDOWN);
-	fp__zygote_kill_all(p);
+	return i == 0 ? root : root->children[i - 1];
 }
 
-int fp_pool_shutdown(fp_pool *p, uint64_t deadline_ms)
+#define FOR_FAMILY(q, root, i) \
+	for ((i) = 0; (i) <= (root)->nchildren && ((q) = family_at((root), (i))); (i)++)
+
+static bool family_has_zygotes(const fp_pool *root)
 {
+	if (root->zygotes)
+		return true;
+	for (unsigned i = 0; i < root->nchildren; i++)
+		if (root->children[i]->zygotes)
+			return true;
+	return false;
+}
+
+bool fp__family_has_workers(const fp_pool *root)
+{
+	if (root->workers)
+		return true;
+	for (unsigned i = 0; i < root->nchildren; i++)
+		if (root->children[i]->workers)
+			return true;
+	return false;
+}
+
+static void shutdown_deadline_cb(fp_timer *t)
+{
+	fp_pool *root = t->data, *p;
 	struct fp_worker *w;
 	unsigned i;
 
-	if (p->state == FP_POOL_STOPPED)
+	FOR_FAMILY(p, root, i) {
+		for (w = p->workers; w; w = w->next)
+			if (!w->reaped && !w->sigkilled)
+				fp__worker_kill(w, SIGKILL, FP_KILL_SHUTDOWN);
+		fp__zygote_kill_all(p);
+	}
+}
+
+int fp_pool_shutdown(fp_pool *root, uint64_t deadline_ms)
+{
+	struct fp_worker *w;
+	fp_pool *p;
+	unsigned i, k;
+
+	if (root->state == FP_POOL_STOPPED)
 		return 0;
-	p->state = FP_POOL_STOPPING;
-	for (i = 0; i < p->opts.workers; i++)
-		fp_timer_stop(&p->slots[i].respawn);
-	fp__queue_fail(p, NULL, FP_ITEM_CANCELLED,
-		       "cancelled: the pool shut down before the item started");
-	for (w = p->workers; w; w = w->next)
-		fp__worker_quit(w);
-	/* It answers what it was asked, then leaves; the answers are waited for. */
-	fp__zygote_retire(p);
+	FOR_FAMILY(p, root, k) {
+		p->state = FP_POOL_STOPPING;
+		for (i = 0; i < p->opts.workers; i++)
+			fp_timer_stop(&p->slots[i].respawn);
+		fp__queue_fail(p, NULL, FP_ITEM_CANCELLED,
+			       "cancelled: the pool shut down before the item started");
+		for (w = p->workers; w; w = w->next)
+			fp__worker_quit(w);
+		/* It answers what it was asked, then leaves; the answers are waited for. */
+		fp__zygote_retire(p);
+	}
 	if (deadline_ms)
-		fp_timer_start(p->loop, &p->shutdown_timer, deadline_ms, shutdown_deadline_cb);
+		fp_timer_start(root->loop, &root->shutdown_timer, deadline_ms, shutdown_deadline_cb);
 	else
-		shutdown_deadline_cb(&p->shutdown_timer);
-	while (p->workers || p->zygotes)
-		fp_loop_run(p->loop);
-	fp_timer_stop(&p->shutdown_timer);
-	fp__deliver_failing(p);
-	p->state = FP_POOL_STOPPED;
+		shutdown_deadline_cb(&root->shutdown_timer);
+	while (fp__family_has_workers(root) || family_has_zygotes(root))
+		fp_loop_run(root->loop);
+	fp_timer_stop(&root->shutdown_timer);
+	FOR_FAMILY(p, root, k) {
+		fp__deliver_failing(p);
+		p->state = FP_POOL_STOPPED;
+	}
 	return 0;
 }
 
-int fp_pool_reload(fp_pool *p)
+int fp_pool_reload(fp_pool *root)
 {
 	struct fp_registry fresh, old;
 	struct fp_worker *w;
 	char msg[512] = "";
+	fp_pool *p = root;
+	unsigned i;
 	int err;
 
 	if (p->state != FP_POOL_RUNNING)
@@ -294,8 +475,8 @@ int fp_pool_reload(fp_pool *p)
 			     msg[0] ? msg : fp_strerror(err));
 		return err;
 	}
-	old = p->reg;
-	p->reg = fresh;
+	old = root->reg;
+	root->reg = fresh;
 	fp_registry_deinit(&old);
 	/* Task indices of the old registry mean nothing now. */
 	p->reg_gen++;
@@ -308,16 +489,19 @@ int fp_pool_reload(fp_pool *p)
 			     fp_strerror(err));
 	/*
 	 * Successors first, then ask the old ones to leave after their
-	 * current item: never fewer than N able workers meanwhile.
+	 * current item: never fewer than N able workers meanwhile. An exec
+	 * pool's successors start its program again from its file.
 	 */
-	for (w = p->workers; w; w = w->next) {
-		if (!fp__worker_able(w))
-			continue;
-		w->leaving = true;
-		/* A standby successor is replaced in its own turn. */
-		if (!w->has_successor)
-			fp__spawn_successor(w);
-		fp__worker_quit(w);
+	FOR_FAMILY(p, root, i) {
+		for (w = p->workers; w; w = w->next) {
+			if (!fp__worker_able(w))
+				continue;
+			w->leaving = true;
+			/* A standby successor is replaced in its own turn. */
+			if (!w->has_successor)
+				fp__spawn_successor(w);
+			fp__worker_quit(w);
+		}
 	}
 	return 0;
 }
@@ -339,7 +523,7 @@ void fp__call_maybe_finish(struct fp_call *c)
 		c->next->prev = c->prev;
 	s = (struct fp_call_summary){ c->id, c->n, c->ok, c->failed, c->cancelled };
 	if (c->on_done)
-		c->on_done(p, &s, c->data);
+		c->on_done(p->root, &s, c->data);
 	fp_mem_free(c->items);
 	fp_mem_free(c->arena);
 	free(c->task);
@@ -355,6 +539,20 @@ size_t fp__default_chunksize(const fp_pool *p, size_t n)
 	return k ? k : 1;
 }
 
+/* The exec pool whose NAME prefixes `task` as NAME.task, else p itself. */
+static fp_pool *route(fp_pool *p, const char *task)
+{
+	const char *dot = strchr(task, '.');
+
+	for (unsigned i = 0; dot && i < p->nchildren; i++) {
+		struct fp_exec *x = p->children[i]->exec;
+
+		if (x->name_len == (size_t)(dot - task) && !memcmp(task, x->name, x->name_len))
+			return p->children[i];
+	}
+	return p;
+}
+
 static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 		       size_t n, const fp_call_options *o, fp_item_cb on_item,
 		       fp_done_cb on_done, void *data, uint64_t *call_id)
@@ -365,10 +563,23 @@ static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 	size_t i, bytes = 0, off = 0, run_start = 0;
 	int err = 0;
 
+	if (!task)
+		return FP_EUNKNOWN_TASK;
+	if (p->nchildren) {
+		fp_pool *x = route(p, task);
+		if (x != p)
+			return call_submit(x, task, items, n, o, on_item, on_done, data, call_id);
+	}
 	if (p->state != FP_POOL_RUNNING)
 		return FP_ESTOPPED;
-	if (!task || !(t = fp_registry_find(&p->reg, task)))
+	if (p->exec) {
+		/* Known once a worker said ready; until then its worker decides. */
+		if (fp__exec_has_task(p->exec, task + p->exec->name_len + 1) == 0)
+			return FP_EUNKNOWN_TASK;
+		t = NULL;
+	} else if (!(t = fp_registry_find(&p->reg, task))) {
 		return FP_EUNKNOWN_TASK;
+	}
 	if (n > UINT32_MAX)
 		return -E2BIG;
 	if (!o)
@@ -380,7 +591,8 @@ static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	c->task = strdup(t->name);
+	/* An exec task keeps its full NAME.task; its worker drops NAME. */
+	c->task = strdup(t ? t->name : task);
 	c->items = fp_mem_alloc((n ? n : 1) * sizeof(*c->items));
 	c->arena = fp_mem_alloc(bytes ? bytes : 1);
 	if (!c->task || !c->items || !c->arena) {
@@ -390,12 +602,13 @@ static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 		free(c);
 		return -ENOMEM;
 	}
-	c->id = p->next_call_id++;
+	c->id = p->root->next_call_id++;
 	c->pool = p;
-	c->task_ix = (uint32_t)(t - p->reg.tasks);
+	/* An exec task has no duration record: its calls are never joined. */
+	c->task_ix = t ? (uint32_t)(t - p->reg.tasks) : UINT32_MAX;
 	c->reg_gen = p->reg_gen;
 	fp__task_us_sync(p);
-	c->name_len = (uint32_t)strlen(t->name);
+	c->name_len = (uint32_t)strlen(c->task);
 	c->on_item = on_item;
 	c->on_done = on_done;
 	c->data = data;
@@ -460,17 +673,24 @@ int fp_pool_map_async(fp_pool *p, const char *task, const struct fp_buf *items,
 	return call_submit(p, task, items, n, opts, on_item, on_done, data, call_id);
 }
 
-int fp_pool_cancel(fp_pool *p, uint64_t call_id)
+int fp_pool_cancel(fp_pool *root, uint64_t call_id)
 {
-	struct fp_call *c;
+	struct fp_call *c = NULL;
 	struct fp_worker *w;
+	fp_pool *p;
+	unsigned i;
 
-	for (c = p->calls; c && c->id != call_id; c = c->next)
-		;
+	FOR_FAMILY(p, root, i) {
+		for (c = p->calls; c && c->id != call_id; c = c->next)
+			;
+		if (c)
+			break;
+	}
 	if (!c)
-		return fp__pipe_cancel(p, call_id);
+		return fp__pipe_cancel(root, call_id);
 	if (c->cancelled)
 		return -ENOENT;
+	p = c->pool;
 	c->cancelled = true;
 	fp__queue_fail(p, c, FP_ITEM_CANCELLED, "cancelled");
 	/*
@@ -649,71 +869,134 @@ void fp_results_free(struct fp_result *r, size_t n)
 
 /* --- introspection ------------------------------------------------------- */
 
-void fp_pool_stats(fp_pool *p, struct fp_pool_stats *s)
+/* Exec pools' figures are added in: one pool, as far as the caller can see. */
+void fp_pool_stats(fp_pool *root, struct fp_pool_stats *s)
 {
 	struct fp_worker *w;
+	fp_pool *p;
+	unsigned i, k;
 
 	memset(s, 0, sizeof(*s));
-	s->workers = p->opts.workers;
-	for (w = p->workers; w; w = w->next) {
-		if (!w->reaped)
-			s->alive++;
-		if (fp__worker_able(w) && !fp__worker_standby(w))
-			s->able++;
-		if (w->call)
-			s->running += w->count - w->acked;
+	s->healthy = 1;
+	FOR_FAMILY(p, root, k) {
+		s->workers += p->opts.workers;
+		for (w = p->workers; w; w = w->next) {
+			if (!w->reaped)
+				s->alive++;
+			if (fp__worker_able(w) && !fp__worker_standby(w))
+				s->able++;
+			if (w->call)
+				s->running += w->count - w->acked;
+		}
+		s->queued += p->queue.items;
+		s->done += p->done;
+		s->failed += p->failed;
+		s->crashes += p->crashes;
+		s->timeouts += p->timeouts;
+		s->recycles += p->recycles;
+		s->cancelled += p->ncancelled;
+		s->init_failures += p->init_failures;
+		if (!(p->state == FP_POOL_RUNNING && p->start_failures < FP_UNHEALTHY_AFTER))
+			s->healthy = 0;
+		for (i = 0; i < FP_DURATION_BUCKETS; i++)
+			s->duration_counts[i] += p->duration_counts[i];
+		s->duration_sum_s += (double)p->duration_sum_us / 1e6;
 	}
-	s->queued = p->queue.items;
-	s->done = p->done;
-	s->failed = p->failed;
-	s->crashes = p->crashes;
-	s->timeouts = p->timeouts;
-	s->recycles = p->recycles;
-	s->cancelled = p->ncancelled;
-	s->init_failures = p->init_failures;
-	s->healthy = p->state == FP_POOL_RUNNING && p->start_failures < FP_UNHEALTHY_AFTER;
-	memcpy(s->duration_counts, p->duration_counts, sizeof(s->duration_counts));
-	s->duration_sum_s = (double)p->duration_sum_us / 1e6;
 }
 
-size_t fp_pool_workers(fp_pool *p, struct fp_worker_stats *out, size_t max)
+size_t fp_pool_workers(fp_pool *root, struct fp_worker_stats *out, size_t max)
 {
 	struct fp_worker *w;
 	size_t n = 0;
+	fp_pool *p;
+	unsigned k;
 
-	for (w = p->workers; w; w = w->next) {
-		if (w->reaped)
-			continue;
-		if (n < max) {
-			struct fp_worker_stats *s = &out[n];
-			/* 0 while its zygote has not said, nor the worker itself. */
-			s->pid = fp__worker_learn_pid(w) ? w->pid : 0;
-			s->slot = w->slot;
-			s->generation = w->generation;
-			s->state = w->state;
-			s->tasks_done = w->tasks_done;
-			s->tasks_limit = w->tasks_limit;
-			s->rss_bytes = w->rss_kib * 1024;
-			/* The item the worker has begun, by its own account. */
-			struct fp_call *c = fp__worker_item(w, atomic_load(&w->shm->current), NULL);
-			if (c) {
-				uint64_t ns = atomic_load_explicit(&w->shm->started_ns,
-								   memory_order_relaxed);
-				s->task = c->task;
-				s->task_started_ms = ns / 1000000u;
-			} else {
-				s->task = NULL;
-				s->task_started_ms = 0;
+	FOR_FAMILY(p, root, k) {
+		for (w = p->workers; w; w = w->next) {
+			if (w->reaped)
+				continue;
+			if (n < max) {
+				struct fp_worker_stats *s = &out[n];
+				int32_t prog = atomic_load(&w->shm->program_pid);
+
+				/*
+				 * 0 while its zygote has not said, nor the worker
+				 * itself; an exec worker is known by its program's pid.
+				 */
+				s->pid = prog > 0 ? (pid_t)prog : fp__worker_learn_pid(w) ? w->pid : 0;
+				s->pool = p->exec ? p->exec->name : NULL;
+				s->slot = w->slot;
+				s->generation = w->generation;
+				s->state = w->state;
+				s->tasks_done = w->tasks_done;
+				s->tasks_limit = w->tasks_limit;
+				s->rss_bytes = w->rss_kib * 1024;
+				/* The item the worker has begun, by its own account. */
+				struct fp_call *c = fp__worker_item(w, atomic_load(&w->shm->current), NULL);
+				if (c) {
+					uint64_t ns = atomic_load_explicit(&w->shm->started_ns,
+									   memory_order_relaxed);
+					s->task = c->task;
+					s->task_started_ms = ns / 1000000u;
+				} else {
+					s->task = NULL;
+					s->task_started_ms = 0;
+				}
+				s->started_ms = w->started_ms;
 			}
-			s->started_ms = w->started_ms;
+			n++;
 		}
-		n++;
 	}
 	return n;
 }
 
+/*
+ * With exec pools the list is built again on each call, from the modules'
+ * tasks and what each exec pool's programs last announced ("NAME.task",
+ * module NAME); the previous list stays valid until the next call.
+ */
 const struct fp_task_info *fp_pool_tasks(fp_pool *p, size_t *n)
 {
+	struct fp_task_info *list;
+	size_t count = p->reg.ntasks, bytes = 0, i, j, k;
+	char *names, *d;
+
 	*n = p->reg.ntasks;
-	return p->reg.info;
+	if (!p->nchildren)
+		return p->reg.info;
+	for (i = 0; i < p->nchildren; i++) {
+		struct fp_exec *x = p->children[i]->exec;
+
+		count += x->ntasks;
+		for (j = 0; j < x->ntasks; j++)
+			bytes += x->name_len + 1 + strlen(x->tasks[j]) + 1;
+	}
+	list = malloc((count ? count : 1) * sizeof(*list));
+	names = malloc(bytes ? bytes : 1);
+	if (!list || !names) {
+		/* Out of memory: the modules' tasks, at least. */
+		free(list);
+		free(names);
+		return p->reg.info;
+	}
+	memcpy(list, p->reg.info, p->reg.ntasks * sizeof(*list));
+	k = p->reg.ntasks;
+	d = names;
+	for (i = 0; i < p->nchildren; i++) {
+		struct fp_exec *x = p->children[i]->exec;
+
+		for (j = 0; j < x->ntasks; j++) {
+			list[k].name = d;
+			d += sprintf(d, "%s.%s", x->name, x->tasks[j]) + 1;
+			list[k].module = x->name;
+			list[k].doc = NULL;
+			k++;
+		}
+	}
+	free(p->task_list);
+	free(p->task_names);
+	p->task_list = list;
+	p->task_names = names;
+	*n = count;
+	return list;
 }

@@ -188,6 +188,22 @@ struct fp_slot {
 	unsigned index;
 };
 
+/*
+ * An exec pool's program and what it said it can do. Made in the master
+ * before any fork, so its workers inherit it.
+ */
+struct fp_exec {
+	char *name;
+	size_t name_len;
+	char **argv;               /* NULL-terminated, for execvp() */
+	char *argv_block;          /* the strings argv points into */
+	uint64_t startup_timeout_ms;
+	/* Announced by the most recent worker to say ready; NULL before. */
+	char **tasks;
+	size_t ntasks;
+	char prefix[80];           /* "exec pool NAME: ", for the log */
+};
+
 enum fp_pool_state {
 	FP_POOL_RUNNING,
 	FP_POOL_STOPPING,          /* shutdown: no dispatch, waiting for exits */
@@ -195,6 +211,18 @@ enum fp_pool_state {
 };
 
 struct fp_pool {
+	/*
+	 * A pool with exec pools owns one child pool per exec entry; they share
+	 * its loop, its SIGCHLD watcher and its call ids. `root` is the pool
+	 * the embedding program holds (itself, for the root).
+	 */
+	fp_pool *root;
+	fp_pool **children;
+	unsigned nchildren;
+	struct fp_exec *exec;      /* a child: its program; NULL for the root */
+	struct fp_task_info *task_list;   /* fp_pool_tasks() with exec tasks */
+	char *task_names;
+
 	fp_loop *loop;
 	bool own_loop;
 	fp_options opts;
@@ -326,6 +354,16 @@ void fp__pool_check_stopped(fp_pool *p);
 
 /* pool.c */
 void fp__call_maybe_finish(struct fp_call *call);
+/* True while any pool of root's family has a worker struct. */
+bool fp__family_has_workers(const fp_pool *root);
+
+/* exec.c: exec pools from the master's side */
+int fp__exec_new(struct fp_exec **out, const fp_exec_options *o, char *errbuf, size_t errlen);
+void fp__exec_free(struct fp_exec *x);
+/* A READY frame's task list (a JSON array of names); -EPROTO if it is not one. */
+int fp__exec_set_tasks(struct fp_exec *x, const char *json, size_t len);
+/* -1: tasks not known yet; 0: not announced; 1: announced. `task` without prefix. */
+int fp__exec_has_task(const struct fp_exec *x, const char *task);
 /* Defaults and limits shared with pipeline.c. */
 size_t fp__default_chunksize(const fp_pool *p, size_t n);
 

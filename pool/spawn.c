@@ -45,6 +45,7 @@ static _Noreturn void child_main(fp_pool *p, struct fp_worker *w, int fd, int lo
 			.task_limit = w->tasks_limit,
 			.max_rss_bytes = p->opts.max_rss_bytes,
 			.max_payload = p->opts.max_payload,
+			.exec = p->exec,
 		},
 	};
 
@@ -109,7 +110,12 @@ void fp__worker_maybe_free(struct fp_worker *w)
 
 void fp__pool_check_stopped(fp_pool *p)
 {
-	if (p->state == FP_POOL_STOPPING && !p->workers && !p->zygotes)
+	fp_pool *root = p->root;
+	bool zygotes = root->zygotes != NULL;
+
+	for (unsigned i = 0; i < root->nchildren; i++)
+		zygotes = zygotes || root->children[i]->zygotes;
+	if (p->state == FP_POOL_STOPPING && !fp__family_has_workers(root) && !zygotes)
 		fp_loop_stop(p->loop);
 }
 
@@ -514,9 +520,9 @@ void fp__worker_unforked(struct fp_worker *w, bool lost)
 	worker_check_gone(w);
 }
 
-void fp__reap(fp_signal *sig, int signum)
+/* One pool's share of a SIGCHLD. */
+static void reap_pool(fp_pool *p)
 {
-	fp_pool *p = sig->data;
 	struct fp_worker *w, *next;
 	int status;
 
@@ -555,13 +561,27 @@ void fp__reap(fp_signal *sig, int signum)
 	}
 }
 
+/* Every pool of the family shares the root's SIGCHLD watcher. */
+void fp__reap(fp_signal *sig, int signum)
+{
+	fp_pool *root = sig->data;
+
+	reap_pool(root);
+	for (unsigned i = 0; i < root->nchildren; i++)
+		reap_pool(root->children[i]);
+}
+
 /* --- worker output ------------------------------------------------------- */
 
 static void log_line(struct fp_worker *w)
 {
+	int32_t prog = w->shm ? atomic_load(&w->shm->program_pid) : 0;
+
 	if (!w->line_len)
 		return;
-	fp_log_info(&w->pool->log, "worker %u (pid %d): %.*s", w->slot, (int)w->pid,
+	/* An exec worker's output is its program's stderr: name that pid. */
+	fp_log_info(&w->pool->log, "worker %u (%spid %d): %.*s", w->slot,
+		    prog ? "program " : "", prog ? (int)prog : (int)w->pid,
 		    (int)w->line_len, w->line);
 	w->line_len = 0;
 }

@@ -20,7 +20,17 @@ struct fp_worker_shm {
 	_Atomic uint64_t started_ns;  /* CLOCK_MONOTONIC when it started */
 	_Atomic uint32_t quit;        /* master: exit before the next task */
 	_Atomic int32_t pid;          /* the worker's, written by it and its zygote */
+	/*
+	 * Exec pools (exec_worker.c): the program the worker runs, and, when
+	 * the worker leaves because of the program, what happened to it. The
+	 * master reports these rather than the worker process's own fate.
+	 */
+	_Atomic int32_t program_pid;
+	_Atomic uint32_t fate_status; /* fp_item_status for the running item */
+	char fate[256];               /* NUL-terminated; written before fate_status */
 };
+
+struct fp_exec;
 
 struct fp_worker_args {
 	struct fp_registry *registry;
@@ -31,6 +41,7 @@ struct fp_worker_args {
 	uint64_t task_limit;          /* 0: none */
 	size_t max_rss_bytes;         /* 0: none */
 	size_t max_payload;
+	const struct fp_exec *exec;   /* an exec pool's worker; NULL for C tasks */
 };
 
 /* Exit statuses a worker uses on purpose; anything else is a crash. */
@@ -38,9 +49,12 @@ enum {
 	FP_WORKER_EXIT_OK = 0,        /* retired, told to quit, or master gone */
 	FP_WORKER_EXIT_INIT = 70,     /* worker_init failed (after INITFAIL) */
 	FP_WORKER_EXIT_PROTOCOL = 71, /* the master sent something unreadable */
+	FP_WORKER_EXIT_PROGRAM = 72,  /* an exec worker's program failed (see fate) */
 };
 
 /* Run tasks until told to stop; never returns. */
 _Noreturn void fp_worker_main(const struct fp_worker_args *args);
+/* The same for an exec pool's worker: run the program, relay its answers. */
+_Noreturn void fp_exec_worker_main(const struct fp_worker_args *args);
 
 #endif

@@ -1,0 +1,202 @@
+/*
+ * Exec pools from the master's side: an fp_exec_options entry checked and
+ * turned into what the workers inherit (the name, argv for execvp), and the
+ * task list the program announces when it says ready.
+ *
+ * The command is split here, once, the way a shell splits words and nothing
+ * more: blanks separate, '…' quotes literally, "…" quotes with \" and \\,
+ * and a backslash outside quotes takes the next byte as it is. No variables,
+ * globs or redirections: for those, ask for a shell.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "pool_impl.h"
+
+#define DEFAULT_STARTUP_MS 10000
+#define NAME_MAX_LEN 64
+
+static int set_err(char *errbuf, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int set_err(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (errbuf && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(errbuf, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -EINVAL;
+}
+
+static int valid_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (!n || n > NAME_MAX_LEN)
+		return 0;
+	return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == n;
+}
+
+/*
+ * Split `cmd` into words in `block` (at least strlen(cmd) + 1 bytes), one
+ * NUL after each; returns the number of words, or -EINVAL for an open quote.
+ */
+static int split_words(const char *cmd, char *block)
+{
+	const char *s = cmd;
+	char *d = block;
+	int n = 0;
+
+	for (;;) {
+		while (*s == ' ' || *s == '\t' || *s == '\n')
+			s++;
+		if (!*s)
+			return n;
+		while (*s && *s != ' ' && *s != '\t' && *s != '\n') {
+			if (*s == '\'') {
+				const char *e = strchr(s + 1, '\'');
+				if (!e)
+					return -EINVAL;
+				memcpy(d, s + 1, (size_t)(e - s - 1));
+				d += e - s - 1;
+				s = e + 1;
+			} else if (*s == '"') {
+				for (s++; *s && *s != '"'; s++) {
+					if (*s == '\\' && (s[1] == '"' || s[1] == '\\'))
+						s++;
+					*d++ = *s;
+				}
+				if (!*s)
+					return -EINVAL;
+				s++;
+			} else if (*s == '\\' && s[1]) {
+				*d++ = s[1];
+				s += 2;
+			} else {
+				*d++ = *s++;
+			}
+		}
+		*d++ = '\0';
+		n++;
+	}
+}
+
+int fp__exec_new(struct fp_exec **out, const fp_exec_options *o, char *errbuf, size_t errlen)
+{
+	struct fp_exec *x;
+	size_t clen;
+	int n, i;
+	char *p;
+
+	*out = NULL;
+	if (!valid_name(o->name))
+		return set_err(errbuf, errlen, "exec pool name '%.*s' must be 1 to %d of "
+			       "A-Z a-z 0-9 _ -", NAME_MAX_LEN, o->name, NAME_MAX_LEN);
+	if (!o->command || !o->command[strspn(o->command, " \t\n")])
+		return set_err(errbuf, errlen, "exec pool %s: the command is empty", o->name);
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return -ENOMEM;
+	clen = strlen(o->command);
+	x->name = strdup(o->name);
+	x->argv_block = malloc(clen + 1 + sizeof("/bin/sh") + sizeof("-c"));
+	if (!x->name || !x->argv_block)
+		goto err_nomem;
+	x->name_len = strlen(x->name);
+	x->startup_timeout_ms = o->startup_timeout_ms ? o->startup_timeout_ms : DEFAULT_STARTUP_MS;
+	snprintf(x->prefix, sizeof(x->prefix), "exec pool %s: ", x->name);
+
+	if (o->shell) {
+		p = x->argv_block;
+		memcpy(p, "/bin/sh", sizeof("/bin/sh"));
+		memcpy(p + sizeof("/bin/sh"), "-c", sizeof("-c"));
+		memcpy(p + sizeof("/bin/sh") + sizeof("-c"), o->command, clen + 1);
+		n = 3;
+	} else {
+		n = split_words(o->command, x->argv_block);
+		if (n < 0) {
+			fp__exec_free(x);
+			return set_err(errbuf, errlen, "exec pool %s: unterminated quote in the "
+				       "command \"%s\"", o->name, o->command);
+		}
+	}
+	x->argv = calloc((size_t)n + 1, sizeof(char *));
+	if (!x->argv)
+		goto err_nomem;
+	for (i = 0, p = x->argv_block; i < n; i++, p += strlen(p) + 1)
+		x->argv[i] = p;
+	*out = x;
+	return 0;
+
+err_nomem:
+	fp__exec_free(x);
+	return -ENOMEM;
+}
+
+static void free_tasks(struct fp_exec *x)
+{
+	for (size_t i = 0; i < x->ntasks; i++)
+		free(x->tasks[i]);
+	free(x->tasks);
+	x->tasks = NULL;
+	x->ntasks = 0;
+}
+
+void fp__exec_free(struct fp_exec *x)
+{
+	if (!x)
+		return;
+	free_tasks(x);
+	free(x->argv);
+	free(x->argv_block);
+	free(x->name);
+	free(x);
+}
+
+int fp__exec_set_tasks(struct fp_exec *x, const char *json, size_t len)
+{
+	json_t *a = json_loadb(json, len, 0, NULL), *v;
+	char **tasks = NULL;
+	size_t i, n;
+
+	if (!a || !json_is_array(a))
+		goto err;
+	n = json_array_size(a);
+	tasks = calloc(n ? n : 1, sizeof(char *));
+	if (!tasks)
+		goto err;
+	json_array_foreach(a, i, v) {
+		if (!json_is_string(v) || !(tasks[i] = strdup(json_string_value(v)))) {
+			while (i)
+				free(tasks[--i]);
+			goto err;
+		}
+	}
+	json_decref(a);
+	free_tasks(x);
+	x->tasks = tasks;
+	x->ntasks = n;
+	return 0;
+err:
+	free(tasks);
+	json_decref(a);
+	return -EPROTO;
+}
+
+int fp__exec_has_task(const struct fp_exec *x, const char *task)
+{
+	if (!x->tasks)
+		return -1;
+	for (size_t i = 0; i < x->ntasks; i++)
+		if (!strcmp(x->tasks[i], task))
+			return 1;
+	return 0;
+}

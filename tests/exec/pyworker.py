@@ -1,0 +1,56 @@
+"""The exec-pool tests' Python worker: well-behaved tasks and misbehaving ones."""
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+import forkpool_worker  # noqa: E402
+from forkpool_worker import serve, task  # noqa: E402
+
+
+@task
+def pid(args):
+    return os.getpid()
+
+
+@task
+def count(args):
+    # A generator task: one output per yield.
+    yield from range(args)
+
+
+@task
+def noisy(args):
+    print("a print() from a task")
+    return "quiet"
+
+
+def hang(args):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN) if args == "stubborn" else None
+    while True:
+        time.sleep(1)
+
+
+def garbage(args):
+    # Past the helper, straight onto the protocol's pipe.
+    forkpool_worker._out.write("hello world, not json\n")
+    forkpool_worker._out.flush()
+    time.sleep(60)
+
+
+def fail(args):
+    raise ValueError(args)
+
+
+serve({
+    "square": lambda x: x * x,
+    "echo": lambda x: x,
+    "bytes": lambda n: "x" * n,
+    "sleep": lambda ms: time.sleep(ms / 1000) or ms,
+    "crash": lambda _: os.kill(os.getpid(), signal.SIGSEGV),
+    "exit": lambda status: os._exit(status),
+    "hang": hang,
+    "garbage": garbage,
+    "fail": fail,
+})
