@@ -55,12 +55,18 @@ void fp__api_workers(fp_api *api, fp_http_request *req)
 	for (i = 0; i < n; i++) {
 		sbuf_printf(&b, "%s{\"pid\":%d,\"slot\":%u,\"generation\":%llu,\"state\":\"%s\","
 			    "\"tasks_done\":%llu,\"tasks_limit\":%llu,\"rss_bytes\":%zu,"
-			    "\"uptime_ms\":%llu,\"task\":",
+			    "\"uptime_ms\":%llu,\"pool\":",
 			    i ? "," : "", (int)ws[i].pid, ws[i].slot,
 			    (unsigned long long)ws[i].generation, fp_worker_state_name(ws[i].state),
 			    (unsigned long long)ws[i].tasks_done,
 			    (unsigned long long)ws[i].tasks_limit, ws[i].rss_bytes,
 			    (unsigned long long)(now - ws[i].started_ms));
+		/* Which pool: null for C workers, else the exec pool's name. */
+		if (ws[i].pool)
+			sbuf_json_string(&b, ws[i].pool, strlen(ws[i].pool));
+		else
+			sbuf_adds(&b, "null");
+		sbuf_adds(&b, ",\"task\":");
 		if (ws[i].task) {
 			sbuf_json_string(&b, ws[i].task, strlen(ws[i].task));
 			sbuf_printf(&b, ",\"task_running_ms\":%llu",

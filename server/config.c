@@ -66,6 +66,15 @@ static const struct setting settings[] = {
 	  "default task timeout in milliseconds, 0 for none (default 60000)" },
 	{ "module", K_LIST, OFF(modules), 0, 0, "PATH",
 	  "task module (shared object) to load; repeatable" },
+	{ "exec", K_LIST, OFF(exec), 0, 0, "NAME=COMMAND",
+	  "an exec pool: workers that run COMMAND (split into words, no shell), whose"
+	  " tasks are called NAME.task; repeatable" },
+	{ "exec-shell", K_LIST, OFF(exec_shell), 0, 0, "NAME=COMMAND",
+	  "the same, with COMMAND run by /bin/sh -c; repeatable" },
+	{ "exec-workers", K_UINT, OFF(exec_workers), 0, 1024, "N",
+	  "workers of each exec pool (default 0: as many as --workers)" },
+	{ "exec-startup-timeout", K_UINT, OFF(exec_startup_timeout_ms), 1, 3600000, "MS",
+	  "how long an exec pool's program has to say ready (default 10000)" },
 	{ "loop", K_LOOP, OFF(loop), 0, 0, "auto|uring|epoll",
 	  "event-loop backend (default auto: io_uring, else epoll)" },
 	{ "token-file", K_PATH, OFF(token_file), 0, 0, "PATH",
@@ -273,20 +282,41 @@ static int check_listen(struct ctx *x, const char *where, const char *v)
 	return 0;
 }
 
+/* NAME=COMMAND: a name fit for a task prefix, and a command. */
+static int check_exec(struct ctx *x, const char *where, const char *v)
+{
+	const char *eq = strchr(v, '=');
+	size_t n = eq ? (size_t)(eq - v) : 0;
+	char q[80];
+
+	if (!eq || !n || n > 64 ||
+	    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != n)
+		return fail(x, where, "expected NAME=COMMAND with NAME of A-Z a-z 0-9 _ -"
+			    " (at most 64), got \"%s\"", quote(v, q, sizeof(q)));
+	if (!eq[1 + strspn(eq + 1, " \t")])
+		return fail(x, where, "the command after \"%.*s=\" is empty", (int)n, v);
+	return 0;
+}
+
 static int list_add(struct ctx *x, const struct setting *s, enum source src,
 		    const char *where, const char *v)
 {
 	size_t idx = (size_t)(s - settings);
 	bool is_listen = s->off == OFF(listen);
-	char **list = is_listen ? x->c->listen : x->c->modules;
-	size_t *n = is_listen ? &x->c->nlisten : &x->c->nmodules;
-	size_t max = is_listen ? FP_CONFIG_LISTEN_MAX : FP_CONFIG_MODULES_MAX;
+	bool is_exec = s->off == OFF(exec) || s->off == OFF(exec_shell);
+	char **list = (char **)((char *)x->c + s->off);
+	size_t *n = is_listen ? &x->c->nlisten : s->off == OFF(modules) ? &x->c->nmodules :
+		    s->off == OFF(exec) ? &x->c->nexec : &x->c->nexec_shell;
+	size_t max = is_listen ? FP_CONFIG_LISTEN_MAX : is_exec ? FP_EXEC_MAX :
+		     FP_CONFIG_MODULES_MAX;
 	int r;
 
 	if (!*v)
 		return fail(x, where, "expected %s, got an empty value",
-			    is_listen ? "an address" : "a path");
+			    is_listen ? "an address" : is_exec ? "NAME=COMMAND" : "a path");
 	if (is_listen && (r = check_listen(x, where, v)) < 0)
+		return r;
+	if (is_exec && (r = check_exec(x, where, v)) < 0)
 		return r;
 	/* A stronger source replaces the list, it does not add to it. */
 	if (x->list_src[idx] != src) {
@@ -507,7 +537,7 @@ static int load_env(struct ctx *x, char *const envp[], const struct setting *onl
 		/* Empty is unset, as systemd's Environment= and shells make it. */
 		if (!v || !*v)
 			continue;
-		if (s->kind != K_LIST) {
+		if (s->kind != K_LIST || s->off == OFF(exec) || s->off == OFF(exec_shell)) {
 			r = apply(x, s, SRC_ENV, name, v);
 			if (r < 0)
 				return r;
@@ -538,6 +568,7 @@ static void defaults(struct fp_config *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->task_timeout_ms = 60000;
+	c->exec_startup_timeout_ms = 10000;
 	c->max_body = 64ull << 20;
 	c->max_queue = 1000000;
 	c->max_connections = 1024;
@@ -636,6 +667,8 @@ int fp_config_load(struct fp_config *c, int argc, char *const argv[],
 	if (r == 0 && !c->nlisten)
 		r = list_add(&x, find_setting("listen", 6), SRC_DEFAULT, "--listen",
 			     FP_CONFIG_DEFAULT_LISTEN);
+	if (r == 0 && c->nexec + c->nexec_shell > FP_EXEC_MAX)
+		r = fail(&x, "--exec", "at most %d exec pools are allowed", FP_EXEC_MAX);
 	if (r == 0 && c->max_tasks_jitter && !c->max_tasks_per_child)
 		r = fail(&x, "--max-tasks-jitter",
 			 "needs --max-tasks-per-child: it spreads that limit");
@@ -656,6 +689,10 @@ void fp_config_deinit(struct fp_config *c)
 		free(c->listen[i]);
 	for (i = 0; i < c->nmodules; i++)
 		free(c->modules[i]);
+	for (i = 0; i < c->nexec; i++)
+		free(c->exec[i]);
+	for (i = 0; i < c->nexec_shell; i++)
+		free(c->exec_shell[i]);
 	free(c->token_file);
 	free(c->config_file);
 	memset(c, 0, sizeof(*c));
@@ -682,7 +719,8 @@ void fp_config_usage(FILE *out)
 		if (s->kind != K_HELP && s->kind != K_VERSION) {
 			env_name(s, env, sizeof(env));
 			fprintf(out, "  %-32s   env %s%s\n", "", env,
-				s->kind == K_LIST ? " (comma-separated)" : "");
+				s->kind == K_LIST && s->off != OFF(exec) &&
+				s->off != OFF(exec_shell) ? " (comma-separated)" : "");
 		}
 	}
 	fprintf(out,

@@ -6,7 +6,8 @@
  * Every setting has one name used three ways: `--max-body 1m` on the command
  * line, `FORKPOOL_MAX_BODY=1m` in the environment, `max-body = 1m` (or
  * `max_body`) in the file. The repeatable ones (listen, module) take a
- * comma-separated list in the environment and one line each in the file; a
+ * comma-separated list in the environment and one line each in the file
+ * (exec and exec-shell, whose commands hold commas, take one per variable); a
  * source that names them replaces what a weaker source said.
  *
  * The file is named by --config PATH or FORKPOOL_CONFIG. Lines are
@@ -34,6 +35,13 @@ struct fp_config {
 	size_t nlisten;
 	char *modules[FP_CONFIG_MODULES_MAX + 1]; /* NULL-terminated */
 	size_t nmodules;
+	/* Exec pools: "NAME=COMMAND", split by argv rules or run by /bin/sh. */
+	char *exec[FP_EXEC_MAX + 1];       /* NULL-terminated */
+	size_t nexec;
+	char *exec_shell[FP_EXEC_MAX + 1];
+	size_t nexec_shell;
+	uint64_t exec_workers;             /* 0: as many as --workers */
+	uint64_t exec_startup_timeout_ms;
 	char *token_file;                  /* NULL: no authentication */
 	char *config_file;                 /* the file that was read, or NULL */
 
