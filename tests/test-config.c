@@ -232,6 +232,40 @@ static void environment_is_read_and_flags_win(void **state)
 	assert_string_equal(x->err, "FORKPOOL_WORKERS: expected a positive integer, got \"many\"");
 }
 
+static void exec_pools_are_named_commands(void **state)
+{
+	struct fx *x = *state;
+	char *const env[] = { "FORKPOOL_EXEC=js=node w.js, with a comma", NULL };
+	const char *path = write_file(x, "exec = py=python3 \"my worker.py\"\n"
+				      "exec-startup-timeout = 2500\n");
+	char cfg[512];
+
+	assert_int_equal(load(x, 7, ARGV("--exec", "py=python3 w.py", "--exec-shell",
+					 "sh=cat | tr a-z A-Z", "--exec-workers", "3"), no_env), 0);
+	assert_int_equal(x->c.nexec, 1);
+	assert_string_equal(x->c.exec[0], "py=python3 w.py");
+	assert_int_equal(x->c.nexec_shell, 1);
+	assert_string_equal(x->c.exec_shell[0], "sh=cat | tr a-z A-Z");
+	assert_int_equal(x->c.exec_workers, 3);
+	assert_int_equal(x->c.exec_startup_timeout_ms, 10000);
+
+	/* The environment's value is one command: commas are the command's. */
+	assert_int_equal(load(x, 1, ARGV(NULL), env), 0);
+	assert_int_equal(x->c.nexec, 1);
+	assert_string_equal(x->c.exec[0], "js=node w.js, with a comma");
+
+	snprintf(cfg, sizeof(cfg), "--config=%s", path);
+	assert_int_equal(load(x, 2, ARGV(cfg), no_env), 0);
+	assert_string_equal(x->c.exec[0], "py=python3 \"my worker.py\"");
+	assert_int_equal(x->c.exec_startup_timeout_ms, 2500);
+
+	assert_int_equal(load(x, 3, ARGV("--exec", "python3 w.py"), no_env), -EINVAL);
+	assert_string_equal(x->err, "--exec: expected NAME=COMMAND with NAME of A-Z a-z 0-9 _ -"
+			    " (at most 64), got \"python3 w.py\"");
+	assert_int_equal(load(x, 3, ARGV("--exec", "py= "), no_env), -EINVAL);
+	assert_string_equal(x->err, "--exec: the command after \"py=\" is empty");
+}
+
 static void file_is_weakest_and_reports_its_line(void **state)
 {
 	struct fx *x = *state;
@@ -340,6 +374,7 @@ int main(void)
 		T(file_is_weakest_and_reports_its_line),
 		T(file_errors_name_path_line_and_key),
 		T(modules_are_limited),
+		T(exec_pools_are_named_commands),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
