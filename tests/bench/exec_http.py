@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Round trips of one client through forkpoold's exec pool, for scripts/bench exec.
 
-  exec_http.py PORT N    N sequential POST /v1/apply?wait=5 {"task":"py.square","args":i}
-                         on one keep-alive connection; each answer is checked
+  exec_http.py PORT N [TASK]   N sequential POST /v1/apply?wait=5 {"task":TASK,"args":i}
+                               (TASK: py.square by default) on one keep-alive
+                               connection; each answer is checked
 
 Prints "result seconds=S rate=R p50_us=P p99_us=Q ok=N failed=F", the fields
 pool_bench.py's rtt prints, after one warm-up request.
@@ -20,9 +21,10 @@ def percentile(sorted_values, p):
 
 
 def main(argv):
-    if len(argv) != 3:
+    if len(argv) not in (3, 4):
         sys.exit(__doc__)
     port, n = int(argv[1]), int(argv[2])
+    task = argv[3] if len(argv) > 3 else "py.square"
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Content-Type": "application/json"}
     ok = failed = 0
@@ -30,7 +32,7 @@ def main(argv):
 
     def one(i):
         conn.request("POST", "/v1/apply?wait=5",
-                     body=json.dumps({"task": "py.square", "args": i}), headers=headers)
+                     body=json.dumps({"task": task, "args": i}), headers=headers)
         r = conn.getresponse()
         body = r.read()
         return r.status == 200 and json.loads(body).get("result") == i * i

@@ -6,7 +6,8 @@
 # forkpoold with 2 Python workers (--exec-workers 2, the C pool cut to 1 worker), compared with
 # Pool.apply_async of the same function in 2 processes, all calls in flight (pool_bench.py).
 # Round trip: one client, sequential applies on one keep-alive connection (exec_http.py), against
-# Pool.apply (pool_bench.py rtt). Celery is measured only when tests/bench/celery_bench.py
+# Pool.apply (pool_bench.py rtt), and against the same HTTP apply of the built-in C task `square`,
+# which shows what the exec pool adds to the HTTP path. Celery is measured only when tests/bench/celery_bench.py
 # (the peers harness) is there: `celery_bench.py exec-square N` printing a result line.
 
 bench_packages+=(wrk)
@@ -60,6 +61,7 @@ exec_rep() {
 		if exec_fpd_start "$b"; then
 			wrk_run "fp.$b.exec.apply" "http://127.0.0.1:$port/v1/apply?wait=5" "$exec_wrk"
 			run "fp.$b.exec.rtt" "$python" "$exec_http" "$port" "$exec_rtt_n"
+			run "fp.$b.c.rtt" "$python" "$exec_http" "$port" "$exec_rtt_n" square
 		else
 			failed "fp.$b.exec.apply" "forkpoold --exec did not start"
 		fi
@@ -92,6 +94,7 @@ exec_table() {
 		fi
 		row "[$name] HTTP round trip p50" "fp.$b.exec.rtt" p50_us us \
 			"Pool.apply p50" py.rtt p50_us "<=2"
+		row "" "fp.$b.exec.rtt" p50_us "" "[$name] HTTP C square p50" "fp.$b.c.rtt" p50_us
 		row "[$name] HTTP round trip p99" "fp.$b.exec.rtt" p99_us us \
 			"Pool.apply p99" py.rtt p99_us
 	done
