@@ -7,20 +7,28 @@
 # Pool.apply_async of the same function in 2 processes, all calls in flight (pool_bench.py).
 # Round trip: one client, sequential applies on one keep-alive connection (exec_http.py), against
 # Pool.apply (pool_bench.py rtt), and against the same HTTP apply of the built-in C task `square`,
-# which shows what the exec pool adds to the HTTP path. Celery is measured only when tests/bench/celery_bench.py
-# (the peers harness) is there: `celery_bench.py exec-square N` printing a result line.
+# which shows what the exec pool adds to the HTTP path. Celery+redis (the peers suite's harness,
+# tests/bench/peers-servers.sh and celery_bench.py, when they are there) runs the same x*x with 2
+# prefork workers: throughput with 4 submitter processes of 4 tasks in flight each, as the peers
+# suite measures it.
 
 bench_packages+=(wrk)
 exec_worker=tests/bench/exec_task.py
 exec_http=tests/bench/exec_http.py
 exec_wrk=tests/bench/wrk-exec.lua
-exec_celery=tests/bench/celery_bench.py
+exec_celery=
+if [ -f tests/bench/peers-servers.sh ] && [ -f tests/bench/celery_bench.py ]; then
+	exec_celery=tests/bench/celery_bench.py
+	bench_packages+=(redis-server python3-celery python3-redis)
+	# shellcheck source=tests/bench/peers-servers.sh
+	declare -F celery_start >/dev/null || . tests/bench/peers-servers.sh
+fi
 exec_backends=()
 exec_backend_names=()
 if [ "$quick" -eq 1 ]; then
-	exec_async_n=20000 exec_rtt_n=2000 exec_celery_n=2000
+	exec_async_n=20000 exec_rtt_n=2000
 else
-	exec_async_n=100000 exec_rtt_n=5000 exec_celery_n=10000
+	exec_async_n=100000 exec_rtt_n=5000
 fi
 
 exec_header() {
@@ -52,7 +60,7 @@ exec_prepare() {
 		server_stop
 	done
 	[ "${#exec_backends[@]}" -gt 0 ] || return 1
-	echo "   backends: ${exec_backend_names[*]}; Celery: $([ -f "$exec_celery" ] && echo yes || echo "no harness, skipped")"
+	echo "   backends: ${exec_backend_names[*]}; Celery: $([ -n "$exec_celery" ] && echo yes || echo "no harness, skipped")"
 }
 
 exec_rep() {
@@ -69,8 +77,15 @@ exec_rep() {
 	done
 	run py.async "$python" "$pool_py" apply-async "$exec_async_n"
 	run py.rtt "$python" "$pool_py" rtt "$exec_rtt_n"
-	if [ -f "$exec_celery" ]; then
-		run celery.async "$python" "$exec_celery" exec-square "$exec_celery_n"
+	if [ -n "$exec_celery" ]; then
+		if redis_start exec-redis && celery_start exec-celery "$redis_url"; then
+			run celery.async "${celery_env[@]}" "$sys_python" "$exec_celery" throughput \
+				celery_bench:square 4 4 "$wrk_seconds"
+		else
+			failed celery.async "redis or the Celery worker did not start"
+		fi
+		peer_stop exec-celery
+		peer_stop exec-redis
 	fi
 }
 
@@ -84,7 +99,7 @@ exec_table() {
 	for i in "${!exec_backends[@]}"; do
 		b=${exec_backends[$i]}
 		name=${exec_backend_names[$i]}
-		if [ -f "$exec_celery" ]; then
+		if [ -n "$exec_celery" ]; then
 			row "[$name] HTTP apply py.square" "fp.$b.exec.apply" rate tasks/s \
 				"Celery apply_async + get" celery.async rate 2
 			row "" "fp.$b.exec.apply" rate "" "Pool.apply_async" py.async rate
