@@ -67,10 +67,11 @@ class ExecApiTest(DaemonTestCase):
         self.assertEqual(tasks.get("py.square"), "py")
         self.assertEqual(tasks.get("sh.upper"), "sh")
         self.assertEqual(tasks.get("square"), "demo")
+        # Slots, not processes: a recycling pool may hold a standby successor per slot.
         def pools():
-            names = [str(w["pool"]) for w in self.daemon.workers() if w["state"] != "retiring"]
-            return names.count("py") == 2 and names.count("sh") == 2 and names.count("None") == 1
-        wait_until(pools, 15, what="1 C worker and 2 of each exec pool")
+            slots = {(str(w["pool"]), w["slot"]) for w in self.daemon.workers()}
+            return slots == {("None", 0), ("py", 0), ("py", 1), ("sh", 0), ("sh", 1)}
+        wait_until(pools, 15, what="1 C worker slot and 2 of each exec pool")
         r = self.daemon.post("/v1/apply", {"task": "py.nope", "args": 1})
         self.assertEqual(r.status, 400, r)
         self.assertIn("py.square", r.json()["error"]["message"])
@@ -80,10 +81,10 @@ class ExecApiTest(DaemonTestCase):
         self.assertGreater(len(set(pids)), 2, pids)
         old = {w["pid"] for w in self.daemon.workers() if w["pool"] == "py"}
         self.daemon.kill(signal.SIGHUP)
-        wait_until(lambda: not old & {w["pid"] for w in self.daemon.workers()
-                                      if w["pool"] == "py"} and
-                   len([w for w in self.daemon.workers() if w["pool"] == "py"]) == 2,
-                   15, what="the py programs replaced")
+        def replaced():
+            py = [w for w in self.daemon.workers() if w["pool"] == "py"]
+            return not old & {w["pid"] for w in py} and {w["slot"] for w in py} == {0, 1}
+        wait_until(replaced, 15, what="the py programs replaced")
         for pid in old:
             wait_until(lambda: process_gone(pid), 10, what="old program %d gone" % pid)
         self.assertEqual(self.apply("py.square", 4)["result"], 16)
