@@ -990,6 +990,8 @@ const struct fp_task_info *fp_pool_tasks(fp_pool *p, size_t *n)
 			d += sprintf(d, "%s.%s", x->name, x->tasks[j]) + 1;
 			list[k].module = x->name;
 			list[k].doc = NULL;
+			/* A program does not say which of its tasks emit. */
+			list[k].generator = 0;
 			k++;
 		}
 	}
