@@ -434,6 +434,9 @@ wrk_run() {
 bench_run_suite() {
 	local name=$1 rep start now took runs_done=0 sbudget runs=$runs
 	bench_suite=$name
+	# A suite's table reads only its own repetitions: suites measure some of the same
+	# things under the same keys (nginx, Pool.apply), and in `all` those would mix.
+	: >"$results"
 	sbudget=$budget
 	if [ "$runs_given" -eq 0 ] && [ "$quick" -eq 0 ]; then
 		local r="${name}_runs"
