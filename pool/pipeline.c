@@ -175,6 +175,8 @@ static int stages_init(fp_pool *p, struct fp_pipe *pipe, const fp_stage *stages,
 
 	for (i = 0; i < total; i++) {
 		const char *task = i < nstages ? stages[i].task : o->reduce;
+		if (task && fp__route(p, task) != p)
+			return -ENOTSUP;   /* an exec pool's task: not a stage yet */
 		if (!task || !(t = fp_registry_find(&p->reg, task)))
 			return FP_EUNKNOWN_TASK;
 		names += strlen(t->name) + 1;

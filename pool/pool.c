@@ -540,7 +540,7 @@ size_t fp__default_chunksize(const fp_pool *p, size_t n)
 }
 
 /* The exec pool whose NAME prefixes `task` as NAME.task, else p itself. */
-static fp_pool *route(fp_pool *p, const char *task)
+fp_pool *fp__route(fp_pool *p, const char *task)
 {
 	const char *dot = strchr(task, '.');
 
@@ -566,7 +566,7 @@ static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 	if (!task)
 		return FP_EUNKNOWN_TASK;
 	if (p->nchildren) {
-		fp_pool *x = route(p, task);
+		fp_pool *x = fp__route(p, task);
 		if (x != p)
 			return call_submit(x, task, items, n, o, on_item, on_done, data, call_id);
 	}

@@ -358,6 +358,8 @@ void fp__call_maybe_finish(struct fp_call *call);
 bool fp__family_has_workers(const fp_pool *root);
 
 /* exec.c: exec pools from the master's side */
+/* pool.c: the exec pool whose NAME prefixes `task` as NAME.task, else p itself. */
+fp_pool *fp__route(fp_pool *p, const char *task);
 int fp__exec_new(struct fp_exec **out, const fp_exec_options *o, char *errbuf, size_t errlen);
 void fp__exec_free(struct fp_exec *x);
 /* A READY frame's task list (a JSON array of names); -EPROTO if it is not one. */

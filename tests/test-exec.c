@@ -202,6 +202,30 @@ static void tasks_workers_and_unknown_tasks(void **state)
 	fp_pool_free(p);
 }
 
+/* Not a pipeline stage yet: refused up front with its own error, not "unknown". */
+static void exec_tasks_are_refused_as_pipeline_stages(void **state)
+{
+	fp_pool *p = new_pool(1);
+	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	fp_pipeline_options po = FP_PIPELINE_OPTIONS_DEFAULT;
+	struct fp_buf item = { "3", 1 };
+	struct fp_pool_stats ps;
+
+	apply_ok(p, "py.square", "3", "9");
+	st[0].task = "square";
+	st[1].task = "py.square";
+	assert_int_equal(fp_pool_pipeline_async(p, st, 2, &item, 1, NULL, NULL, NULL, NULL, NULL),
+			 -ENOTSUP);
+	st[1].task = "square";
+	po.reduce = "py.square";
+	assert_int_equal(fp_pool_pipeline_async(p, st, 2, &item, 1, &po, NULL, NULL, NULL, NULL),
+			 -ENOTSUP);
+	/* Nothing was queued by the refusals. */
+	fp_pool_stats(p, &ps);
+	assert_int_equal(ps.queued, 0);
+	fp_pool_free(p);
+}
+
 static void crash_fails_one_item_and_is_replaced(void **state)
 {
 	fp_pool *p = new_pool(1);
@@ -460,6 +484,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(apply_map_and_generator),
 		cmocka_unit_test(tasks_workers_and_unknown_tasks),
+		cmocka_unit_test(exec_tasks_are_refused_as_pipeline_stages),
 		cmocka_unit_test(crash_fails_one_item_and_is_replaced),
 		cmocka_unit_test(non_json_output_is_quoted),
 		cmocka_unit_test(hang_past_timeout_kills_the_program),

@@ -76,6 +76,15 @@ class ExecApiTest(DaemonTestCase):
         self.assertEqual(r.status, 400, r)
         self.assertIn("py.square", r.json()["error"]["message"])
 
+    def test_exec_tasks_are_refused_as_pipeline_stages(self):
+        self.apply("py.square", 1)
+        for body in ({"stages": ["square", "py.square"], "items": [1, 2]},
+                     {"stages": ["square"], "reduce": {"task": "py.square"}, "items": [1]}):
+            r = self.daemon.post("/v1/pipelines", body)
+            self.assertEqual(r.status, 400, r)
+            self.assertEqual(r.json()["error"]["code"], "unsupported", r.json())
+            self.assertIn("cannot be pipeline stages", r.json()["error"]["message"])
+
     def test_recycles_and_reload_start_new_programs(self):
         pids = [self.apply("py.pid", None)["result"] for _ in range(12)]
         self.assertGreater(len(set(pids)), 2, pids)
