@@ -93,23 +93,6 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void send_all(int fd, const void *p, size_t len)
-{
-	const char *c = p;
-
-	while (len) {
-		ssize_t n = send(fd, c, len, MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			/* The master is gone: nothing to answer to. */
-			_exit(FP_WORKER_EXIT_OK);
-		}
-		c += n;
-		len -= (size_t)n;
-	}
-}
-
 static void send_frame(struct shim *s, enum fp_frame_type type, uint64_t id, uint32_t flags,
 		       uint32_t rss_kib, const char *payload, size_t len)
 {
@@ -117,9 +100,9 @@ static void send_frame(struct shim *s, enum fp_frame_type type, uint64_t id, uin
 
 	fp_frame_header_init(&h, type, id, (uint32_t)len, flags);
 	h.rss_kib = rss_kib;
-	send_all(s->a->fd, &h, sizeof(h));
+	fp__worker_send_all(s->a->fd, &h, sizeof(h));
 	if (len)
-		send_all(s->a->fd, payload, len);
+		fp__worker_send_all(s->a->fd, payload, len);
 }
 
 static size_t program_rss_kib(struct shim *s)

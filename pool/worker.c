@@ -146,8 +146,10 @@ static int host_worker_slot(fp_task_ctx *ctx)
 	return (int)((struct task_ctx *)ctx)->args->slot;
 }
 
-static void send_all(int fd, const char *p, size_t len)
+void fp__worker_send_all(int fd, const void *buf, size_t len)
 {
+	const char *p = buf;
+
 	while (len) {
 		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
 		if (n < 0) {
@@ -173,7 +175,7 @@ static void stream_flush(struct task_ctx *c)
 {
 	struct out_buf *o = c->out;
 
-	send_all(c->args->fd, o->data, c->frame_at);
+	fp__worker_send_all(c->args->fd, o->data, c->frame_at);
 	o->len = FP_FRAME_HEADER_SIZE;
 	c->frame_at = 0;
 }
@@ -243,7 +245,7 @@ static const struct fp_task_host worker_host = {
 static void out_flush(int fd, struct out_buf *o)
 {
 	if (o->len)
-		send_all(fd, o->data, o->len);
+		fp__worker_send_all(fd, o->data, o->len);
 	o->len = 0;
 }
 
@@ -494,15 +496,15 @@ _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 	fp_frame_reader_init(&reader, a->max_payload + 256);
 	if (fp_registry_worker_init(a->registry, errbuf, sizeof(errbuf)) < 0) {
 		fp_frame_header_init(&h, FP_FRAME_INITFAIL, 0, (uint32_t)strlen(errbuf), 0);
-		send_all(a->fd, (const char *)&h, sizeof(h));
-		send_all(a->fd, errbuf, strlen(errbuf));
+		fp__worker_send_all(a->fd, &h, sizeof(h));
+		fp__worker_send_all(a->fd, errbuf, strlen(errbuf));
 		fflush(NULL);
 		_exit(FP_WORKER_EXIT_INIT);
 	}
 	statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
 	fp_frame_header_init(&h, FP_FRAME_READY, 0, 0, 0);
 	h.rss_kib = (uint32_t)read_rss_kib(statm_fd);
-	send_all(a->fd, (const char *)&h, sizeof(h));
+	fp__worker_send_all(a->fd, &h, sizeof(h));
 
 	for (;;) {
 		/* One clock read per item: a task's end is the next one's start. */

@@ -52,6 +52,12 @@ enum {
 	FP_WORKER_EXIT_PROGRAM = 72,  /* an exec worker's program failed (see fate) */
 };
 
+/*
+ * Write all of buf to the master's socket; when the master is gone (or broke
+ * the socket) there is nothing to answer to, and the worker exits.
+ */
+void fp__worker_send_all(int fd, const void *buf, size_t len);
+
 /* Run tasks until told to stop; never returns. */
 _Noreturn void fp_worker_main(const struct fp_worker_args *args);
 /* The same for an exec pool's worker: run the program, relay its answers. */
