@@ -694,6 +694,27 @@ static void item_record(fp_job *job, struct job_item *it, const struct fp_result
 }
 
 /*
+ * An item (or a pipeline's output) at `pos` has its answer recorded: count
+ * it, and tell the job's watchers. The pool does not say when an item
+ * starts, so a job is running from its first answer.
+ */
+static void item_counted(fp_job *job, const struct job_item *it, size_t pos)
+{
+	fp_jobs *jobs = job->jobs;
+
+	if (it->status == FP_ITEM_OK) {
+		job->ndone++;
+		jobs->stats.items_ok++;
+	} else {
+		job->nfailed++;
+		jobs->stats.items_failed++;
+	}
+	if (job->state == FP_JOB_QUEUED)
+		set_state(job, FP_JOB_RUNNING);
+	watchers_item(job, pos);
+}
+
+/*
  * A pipeline's output (or error) as it is delivered: appended, so that
  * readers see outputs in delivery order. Its inputs leave the queue count
  * when the call ends: only then is it known that an input owes nothing more.
@@ -719,16 +740,7 @@ static void output_append(fp_job *job, const struct fp_result *r)
 	item_record(job, it, r);
 	job->origins[pos] = (struct job_origin){ (uint32_t)r->index, r->stage };
 	job->total++;
-	if (it->status == FP_ITEM_OK) {
-		job->ndone++;
-		jobs->stats.items_ok++;
-	} else {
-		job->nfailed++;
-		jobs->stats.items_failed++;
-	}
-	if (job->state == FP_JOB_QUEUED)
-		set_state(job, FP_JOB_RUNNING);
-	watchers_item(job, pos);
+	item_counted(job, it, pos);
 }
 
 static void job_item_cb(fp_pool *pool, uint64_t call_id, const struct fp_result *r,
@@ -760,17 +772,7 @@ static void job_item_cb(fp_pool *pool, uint64_t call_id, const struct fp_result 
 	item_record(job, it, r);
 	job->order[job->ndone + job->nfailed] = (uint32_t)r->index;
 	jobs->stats.items_pending--;
-	if (it->status == FP_ITEM_OK) {
-		job->ndone++;
-		jobs->stats.items_ok++;
-	} else {
-		job->nfailed++;
-		jobs->stats.items_failed++;
-	}
-	/* The pool does not say when an item starts: running from the first result. */
-	if (job->state == FP_JOB_QUEUED)
-		set_state(job, FP_JOB_RUNNING);
-	watchers_item(job, r->index);
+	item_counted(job, it, r->index);
 }
 
 static void job_done_cb(fp_pool *pool, const struct fp_call_summary *s, void *data)
