@@ -18,52 +18,14 @@
 #include "forkpool.h"
 #include "jobs.h"
 #include "fp_test.h"
-
-static void quiet_log(void *data, fp_log_level level, const char *msg)
-{
-	if (getenv("FP_TEST_VERBOSE"))
-		fprintf(stderr, "log: %s\n", msg);
-}
-
-struct fixture {
-	fp_pool *pool;
-	fp_jobs *jobs;
-};
-
-static void setup_with(struct fixture *f, unsigned workers, const struct fp_jobs_options *jo)
-{
-	fp_options o;
-	char err[512];
-	int rc;
-
-	fp_options_init(&o);
-	o.workers = workers;
-	o.kill_grace_ms = 200;
-	o.log = quiet_log;
-	o.log_level = FP_LOG_DEBUG;
-	rc = fp_pool_new(&f->pool, NULL, &o, err, sizeof(err));
-	if (rc != 0)
-		fail_msg("fp_pool_new: %s (%s)", fp_strerror(rc), err);
-	assert_int_equal(fp_jobs_new(&f->jobs, f->pool, jo), 0);
-}
-
-static void setup(struct fixture *f, unsigned workers)
-{
-	setup_with(f, workers, NULL);
-}
-
-static void teardown(struct fixture *f)
-{
-	fp_jobs_free(f->jobs);
-	fp_pool_free(f->pool);
-}
+#include "fp_test_jobs.h"
 
 static int job_is_finished(void *data)
 {
 	return fp_job_finished(data);
 }
 
-static void wait_finished(struct fixture *f, fp_job *job)
+static void wait_finished(struct fp_test_jobs *f, fp_job *job)
 {
 	assert_true(fp_test_run_until(f->pool, job_is_finished, job, 60000));
 }
@@ -86,7 +48,7 @@ static size_t bufs_of(struct fp_buf *b, const char *const *texts)
 	return n;
 }
 
-static fp_job *submit(struct fixture *f, const char *const *tasks, const char *const *texts,
+static fp_job *submit(struct fp_test_jobs *f, const char *const *tasks, const char *const *texts,
 		      const fp_pipeline_options *po)
 {
 	fp_stage st[8];
@@ -116,10 +78,10 @@ static void outputs_keep_their_input_index(void **state)
 	unsigned seen[3] = { 0 }, sum[3] = { 0 };
 	struct fp_stage_stats st[2];
 	struct fp_jobs_stats js;
-	struct fixture f;
+	struct fp_test_jobs f;
 	fp_job *job;
 
-	setup(&f, 2);
+	fp_test_jobs_setup(&f, 2);
 	job = submit(&f, tasks, in, NULL);
 	assert_int_equal(fp_job_kind(job), FP_JOB_PIPELINE);
 	assert_string_equal(fp_job_kind_name(FP_JOB_PIPELINE), "pipeline");
@@ -164,18 +126,18 @@ static void outputs_keep_their_input_index(void **state)
 	fp_jobs_stats(f.jobs, &js);
 	assert_int_equal(js.items_pending, 0);
 	assert_int_equal(js.items_ok, 5);
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 static void a_failure_names_its_stage_and_the_rest_carries_on(void **state)
 {
 	static const char *const tasks[] = { "echo", "square", NULL };
 	static const char *const in[] = { "2", "\"x\"", "3", NULL };
-	struct fixture f;
+	struct fp_test_jobs f;
 	size_t failed = 0;
 	fp_job *job;
 
-	setup(&f, 2);
+	fp_test_jobs_setup(&f, 2);
 	job = submit(&f, tasks, in, NULL);
 	wait_finished(&f, job);
 	assert_int_equal(fp_job_state(job), FP_JOB_FAILED);
@@ -194,7 +156,7 @@ static void a_failure_names_its_stage_and_the_rest_carries_on(void **state)
 		assert_non_null(it.message);
 	}
 	assert_int_equal(failed, 1);
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 static void reduce_value_is_found(void **state)
@@ -204,12 +166,12 @@ static void reduce_value_is_found(void **state)
 	fp_pipeline_options po = FP_PIPELINE_OPTIONS_DEFAULT;
 	struct fp_stage_stats st[2];
 	struct fp_job_item it;
-	struct fixture f;
+	struct fp_test_jobs f;
 	fp_job *job;
 
 	po.reduce = "sum";
 	po.reduce_batch = 4;
-	setup(&f, 2);
+	fp_test_jobs_setup(&f, 2);
 	job = submit(&f, tasks, in, &po);
 	assert_true(fp_job_has_reduce(job));
 	assert_int_equal(fp_job_stages(job), 2);
@@ -223,7 +185,7 @@ static void reduce_value_is_found(void **state)
 	assert_int_equal(atoi(it.value), 45 + 190);
 	assert_int_equal(fp_job_stage_stats(job, st, 2), 2);
 	assert_int_equal(st[0].out, 30);
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 static void ordered_outputs_come_in_input_order(void **state)
@@ -231,11 +193,11 @@ static void ordered_outputs_come_in_input_order(void **state)
 	static const char *const tasks[] = { "sleep", NULL };
 	static const char *const in[] = { "150", "0", "60", "0", NULL };
 	fp_pipeline_options po = FP_PIPELINE_OPTIONS_DEFAULT;
-	struct fixture f;
+	struct fp_test_jobs f;
 	fp_job *job;
 
 	po.ordered = 1;
-	setup(&f, 2);
+	fp_test_jobs_setup(&f, 2);
 	job = submit(&f, tasks, in, &po);
 	assert_true(fp_job_ordered(job));
 	wait_finished(&f, job);
@@ -245,7 +207,7 @@ static void ordered_outputs_come_in_input_order(void **state)
 		fp_job_item(job, k, &it);
 		assert_int_equal(it.index, k);
 	}
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 static void many_outputs_are_a_few_blocks(void **state)
@@ -253,10 +215,10 @@ static void many_outputs_are_a_few_blocks(void **state)
 	static const char *const tasks[] = { "range", NULL };
 	static const char *const in[] = { "100000", NULL };
 	size_t bytes, blocks;
-	struct fixture f;
+	struct fp_test_jobs f;
 	fp_job *job;
 
-	setup(&f, 2);
+	fp_test_jobs_setup(&f, 2);
 	job = submit(&f, tasks, in, NULL);
 	wait_finished(&f, job);
 	assert_int_equal(fp_job_total(job), 100000);
@@ -265,7 +227,7 @@ static void many_outputs_are_a_few_blocks(void **state)
 	/* The job, two record arrays grown by doubling, text pages. */
 	assert_true(blocks < 16);
 	assert_true(bytes < 100000 * 48 + ((size_t)4 << 20));
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 static void past_max_outputs_the_pipeline_is_cancelled(void **state)
@@ -274,13 +236,13 @@ static void past_max_outputs_the_pipeline_is_cancelled(void **state)
 	static const char *const in[] = { "100000", "100000", NULL };
 	struct fp_jobs_options jo;
 	struct fp_jobs_stats st;
-	struct fixture f;
+	struct fp_test_jobs f;
 	fp_job *job;
 
 	fp_jobs_options_init(&jo);
 	assert_int_equal(jo.max_outputs, 10000000);
 	jo.max_outputs = 1000;
-	setup_with(&f, 2, &jo);
+	fp_test_jobs_setup_with(&f, 2, &jo);
 	job = submit(&f, tasks, in, NULL);
 	wait_finished(&f, job);
 	assert_true(fp_job_overflowed(job));
@@ -289,7 +251,7 @@ static void past_max_outputs_the_pipeline_is_cancelled(void **state)
 	assert_true(fp_job_lost(job) >= 1);
 	fp_jobs_stats(f.jobs, &st);
 	assert_int_equal(st.items_pending, 0);
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 static void forgetting_a_running_pipeline_releases_its_inputs(void **state)
@@ -297,11 +259,11 @@ static void forgetting_a_running_pipeline_releases_its_inputs(void **state)
 	static const char *const tasks[] = { "echo", "sleep", NULL };
 	static const char *const in[] = { "300", "300", "300", "300", "300", "300", NULL };
 	struct fp_jobs_stats st;
-	struct fixture f;
+	struct fp_test_jobs f;
 	fp_job *job;
 	char id[64];
 
-	setup(&f, 2);
+	fp_test_jobs_setup(&f, 2);
 	job = submit(&f, tasks, in, NULL);
 	snprintf(id, sizeof(id), "%s", fp_job_id(job));
 	fp_jobs_forget(f.jobs, job);
@@ -310,16 +272,16 @@ static void forgetting_a_running_pipeline_releases_its_inputs(void **state)
 	assert_true(fp_test_run_until(f.pool, nothing_pending, f.jobs, 30000));
 	fp_jobs_stats(f.jobs, &st);
 	assert_int_equal(st.jobs, 0);
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 static void free_with_a_pipeline_running(void **state)
 {
 	static const char *const tasks[] = { "echo", "sleep", NULL };
 	static const char *const in[] = { "300", "300", "300", NULL };
-	struct fixture f;
+	struct fp_test_jobs f;
 
-	setup(&f, 2);
+	fp_test_jobs_setup(&f, 2);
 	submit(&f, tasks, in, NULL);
 	/* The pool's late callbacks find a tombstone (ASan checks the rest). */
 	fp_jobs_free(f.jobs);
@@ -331,12 +293,12 @@ static void bad_pipelines_are_refused(void **state)
 	static const char *const unknown[] = { "echo", "no-such-task", NULL };
 	static const char *const in[] = { "1", NULL };
 	struct fp_jobs_stats st;
-	struct fixture f;
+	struct fp_test_jobs f;
 	struct fp_buf b[1];
 	fp_stage s[2];
 	fp_job *job = (fp_job *)1;
 
-	setup(&f, 1);
+	fp_test_jobs_setup(&f, 1);
 	bufs_of(b, in);
 	assert_int_equal(fp_jobs_submit_pipeline(f.jobs, s, 0, b, 1, NULL, &job), -EINVAL);
 	assert_null(job);
@@ -349,7 +311,7 @@ static void bad_pipelines_are_refused(void **state)
 	fp_jobs_stats(f.jobs, &st);
 	assert_int_equal(st.jobs, 0);
 	assert_int_equal(st.items_pending, 0);
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 int main(void)

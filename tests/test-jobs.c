@@ -18,48 +18,10 @@
 #include "forkpool.h"
 #include "jobs.h"
 #include "fp_test.h"
+#include "fp_test_jobs.h"
 #include "loop.h"
 
 /* --- helpers ------------------------------------------------------------- */
-
-static void quiet_log(void *data, fp_log_level level, const char *msg)
-{
-	if (getenv("FP_TEST_VERBOSE"))
-		fprintf(stderr, "log: %s\n", msg);
-}
-
-struct fixture {
-	fp_pool *pool;
-	fp_jobs *jobs;
-};
-
-static void setup_with(struct fixture *f, unsigned workers, const struct fp_jobs_options *jo)
-{
-	fp_options o;
-	char err[512];
-	int rc;
-
-	fp_options_init(&o);
-	o.workers = workers;
-	o.kill_grace_ms = 200;
-	o.log = quiet_log;
-	o.log_level = FP_LOG_DEBUG;
-	rc = fp_pool_new(&f->pool, NULL, &o, err, sizeof(err));
-	if (rc != 0)
-		fail_msg("fp_pool_new: %s (%s)", fp_strerror(rc), err);
-	assert_int_equal(fp_jobs_new(&f->jobs, f->pool, jo), 0);
-}
-
-static void setup(struct fixture *f, unsigned workers)
-{
-	setup_with(f, workers, NULL);
-}
-
-static void teardown(struct fixture *f)
-{
-	fp_jobs_free(f->jobs);
-	fp_pool_free(f->pool);
-}
 
 static uint64_t wall_now(void)
 {
@@ -75,7 +37,7 @@ static int job_is_finished(void *data)
 	return fp_job_finished(data);
 }
 
-static void wait_finished(struct fixture *f, fp_job *job)
+static void wait_finished(struct fp_test_jobs *f, fp_job *job)
 {
 	assert_true(fp_test_run_until(f->pool, job_is_finished, job, 60000));
 }
@@ -95,7 +57,7 @@ static int pool_is_running(void *data)
 	return s.running >= r->want;
 }
 
-static void wait_running(struct fixture *f, uint64_t want)
+static void wait_running(struct fp_test_jobs *f, uint64_t want)
 {
 	struct pool_running r = { f->pool, want };
 
@@ -123,7 +85,7 @@ static int job_is_gone(void *data)
 	return fp_jobs_find(g->jobs, g->id) == NULL;
 }
 
-static fp_job *submit_apply(struct fixture *f, const char *task, const char *args)
+static fp_job *submit_apply(struct fp_test_jobs *f, const char *task, const char *args)
 {
 	struct fp_buf b = { args, strlen(args) };
 	fp_job *job = NULL;
@@ -166,7 +128,7 @@ static void items_free(struct items *it)
 	free(it->text);
 }
 
-static fp_job *submit_map(struct fixture *f, const char *task, const struct items *it,
+static fp_job *submit_map(struct fp_test_jobs *f, const char *task, const struct items *it,
 			  size_t chunksize)
 {
 	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
@@ -214,13 +176,13 @@ static void assert_completion_permutation(const fp_job *job)
 
 static void apply_records_its_value_and_times(void **state)
 {
-	struct fixture f;
+	struct fp_test_jobs f;
 	struct fp_job_item it;
 	struct fp_jobs_stats st;
 	uint64_t before, after;
 	fp_job *job;
 
-	setup(&f, 2);
+	fp_test_jobs_setup(&f, 2);
 	before = wall_now();
 	job = submit_apply(&f, "square", "7");
 	after = wall_now();
@@ -268,7 +230,7 @@ static void apply_records_its_value_and_times(void **state)
 	assert_int_equal(st.by_state[FP_JOB_DONE], 1);
 	assert_int_equal(st.by_state[FP_JOB_QUEUED] + st.by_state[FP_JOB_RUNNING], 0);
 	assert_int_equal(fp_jobs_unfinished(f.jobs), 0);
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 /*
@@ -278,13 +240,13 @@ static void apply_records_its_value_and_times(void **state)
 static void apply_results_of_every_size_read_back_whole(void **state)
 {
 	static const size_t sizes[] = { 0, 1, 44, 45, 46, 47, 48, 100, 5000, 70000 };
-	struct fixture f;
+	struct fp_test_jobs f;
 	struct fp_job_item it;
 	fp_job *jobs[sizeof(sizes) / sizeof(sizes[0])], *failing, *empty;
 	size_t i, bytes, blocks;
 	char arg[32];
 
-	setup(&f, 2);
+	fp_test_jobs_setup(&f, 2);
 	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		snprintf(arg, sizeof(arg), "%zu", sizes[i]);
 		jobs[i] = submit_apply(&f, "bytes", arg);
@@ -324,18 +286,18 @@ static void apply_results_of_every_size_read_back_whole(void **state)
 	/* Forgetting frees what each held (ASan counts). */
 	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
 		fp_jobs_forget(f.jobs, jobs[i]);
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 static void map_keeps_item_order_and_a_completion_permutation(void **state)
 {
 	const size_t n = 1000;
-	struct fixture f;
+	struct fp_test_jobs f;
 	struct items in;
 	struct fp_jobs_stats st;
 	fp_job *job;
 
-	setup(&f, 2);
+	fp_test_jobs_setup(&f, 2);
 	items_make(&in, n, NULL);
 	job = submit_map(&f, "square", &in, 7);
 	assert_int_equal(fp_job_kind(job), FP_JOB_MAP);
@@ -362,32 +324,32 @@ static void map_keeps_item_order_and_a_completion_permutation(void **state)
 	assert_int_equal(st.items_pending, 0);
 
 	items_free(&in);
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 static void empty_map_is_done(void **state)
 {
-	struct fixture f;
+	struct fp_test_jobs f;
 	fp_job *job = NULL;
 
-	setup(&f, 1);
+	fp_test_jobs_setup(&f, 1);
 	assert_int_equal(fp_jobs_submit(f.jobs, FP_JOB_MAP, "square", NULL, 0, NULL, &job), 0);
 	wait_finished(&f, job);
 	assert_int_equal(fp_job_state(job), FP_JOB_DONE);
 	assert_int_equal(fp_job_total(job), 0);
 	assert_int_equal(fp_job_completed_index(job, 0), SIZE_MAX);
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 static void a_failing_item_fails_the_job(void **state)
 {
-	struct fixture f;
+	struct fp_test_jobs f;
 	struct fp_buf b[] = { { "1", 1 }, { "\"x\"", 3 }, { "3", 1 } };
 	struct fp_job_item it;
 	struct fp_jobs_stats st;
 	fp_job *job, *app;
 
-	setup(&f, 2);
+	fp_test_jobs_setup(&f, 2);
 	assert_int_equal(fp_jobs_submit(f.jobs, FP_JOB_MAP, "square", b, 3, NULL, &job), 0);
 	app = submit_apply(&f, "fail", "\"disk on fire\"");
 	wait_finished(&f, job);
@@ -417,17 +379,17 @@ static void a_failing_item_fails_the_job(void **state)
 	assert_int_equal(st.items_ok, 2);
 	assert_int_equal(st.items_failed, 2);
 	assert_int_equal(st.by_state[FP_JOB_FAILED], 2);
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 static void cancel_ends_hanging_jobs_as_cancelled(void **state)
 {
-	struct fixture f;
+	struct fp_test_jobs f;
 	struct items in;
 	struct fp_job_item it;
 	fp_job *app, *map;
 
-	setup(&f, 2);
+	fp_test_jobs_setup(&f, 2);
 	app = submit_apply(&f, "hang", "null");
 	wait_running(&f, 1);
 	/* No item has finished: the pool cannot tell us it started. */
@@ -460,19 +422,19 @@ static void cancel_ends_hanging_jobs_as_cancelled(void **state)
 	}
 	assert_int_equal(fp_jobs_cancel(f.jobs, map), -EALREADY);
 	items_free(&in);
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 /* --- submission ---------------------------------------------------------- */
 
 static void unknown_task_and_bad_arguments_are_refused(void **state)
 {
-	struct fixture f;
+	struct fp_test_jobs f;
 	struct fp_buf b[] = { { "1", 1 }, { "2", 1 } };
 	struct fp_jobs_stats st;
 	fp_job *job = (fp_job *)1, *list[4];
 
-	setup(&f, 1);
+	fp_test_jobs_setup(&f, 1);
 	assert_int_equal(fp_jobs_submit(f.jobs, FP_JOB_APPLY, "no-such-task", b, 1, NULL, &job),
 			 FP_EUNKNOWN_TASK);
 	assert_null(job);
@@ -485,20 +447,20 @@ static void unknown_task_and_bad_arguments_are_refused(void **state)
 	assert_int_equal(st.submitted, 0);
 	assert_int_equal(st.items_pending, 0);
 	assert_int_equal(fp_jobs_list(f.jobs, NULL, list, 4), 0);
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 static void over_max_queue_is_refused_until_items_finish(void **state)
 {
 	struct fp_jobs_options jo;
-	struct fixture f;
+	struct fp_test_jobs f;
 	struct items eight, three, ten, eleven;
 	struct fp_jobs_stats st;
 	fp_job *a, *b, *job = (fp_job *)1, *list[8];
 
 	fp_jobs_options_init(&jo);
 	jo.max_queue = 10;
-	setup_with(&f, 2, &jo);
+	fp_test_jobs_setup_with(&f, 2, &jo);
 	items_make(&eight, 8, "20");
 	items_make(&three, 3, "1");
 	items_make(&ten, 10, "1");
@@ -541,17 +503,17 @@ static void over_max_queue_is_refused_until_items_finish(void **state)
 	items_free(&three);
 	items_free(&ten);
 	items_free(&eleven);
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 static void ids_are_random_hex_and_found_by_id(void **state)
 {
 	enum { N = 150 };   /* past the table's first size */
-	struct fixture f;
+	struct fp_test_jobs f;
 	fp_job *jobs[N];
 	char id[40];
 
-	setup(&f, 2);
+	fp_test_jobs_setup(&f, 2);
 	for (int i = 0; i < N; i++)
 		jobs[i] = submit_apply(&f, "square", "3");
 	for (int i = 0; i < N; i++) {
@@ -582,19 +544,19 @@ static void ids_are_random_hex_and_found_by_id(void **state)
 
 	for (int i = 0; i < N; i++)
 		wait_finished(&f, jobs[i]);
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 /* --- forgetting ---------------------------------------------------------- */
 
 static void forget_drops_a_finished_job(void **state)
 {
-	struct fixture f;
+	struct fp_test_jobs f;
 	struct fp_jobs_stats st;
 	char id[33];
 	fp_job *job;
 
-	setup(&f, 1);
+	fp_test_jobs_setup(&f, 1);
 	job = submit_apply(&f, "square", "2");
 	strcpy(id, fp_job_id(job));
 	wait_finished(&f, job);
@@ -605,7 +567,7 @@ static void forget_drops_a_finished_job(void **state)
 	for (int s = 0; s < 5; s++)
 		assert_int_equal(st.by_state[s], 0);
 	assert_int_equal(st.items_ok, 1);
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 /* on_end's time on the monotonic clock: when the job finished, to the ms. */
@@ -617,7 +579,7 @@ static void ended_at(struct fp_job_watch *w, fp_job *job)
 static void ttl_forgets_finished_jobs_only(void **state)
 {
 	struct fp_jobs_options jo;
-	struct fixture f;
+	struct fp_test_jobs f;
 	struct fp_jobs_stats st;
 	char a_id[33], b_id[33];
 	struct gone ga = { NULL, a_id }, gb = { NULL, b_id };
@@ -627,7 +589,7 @@ static void ttl_forgets_finished_jobs_only(void **state)
 
 	fp_jobs_options_init(&jo);
 	jo.ttl_ms = 150;
-	setup_with(&f, 2, &jo);
+	fp_test_jobs_setup_with(&f, 2, &jo);
 	ga.jobs = gb.jobs = f.jobs;
 	hang = submit_apply(&f, "hang", "null");
 
@@ -653,7 +615,7 @@ static void ttl_forgets_finished_jobs_only(void **state)
 	fp_jobs_stats(f.jobs, &st);
 	assert_int_equal(st.jobs, 1);
 	assert_int_equal(st.by_state[FP_JOB_DONE], 0);
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 /* Each job's end on the monotonic clock, and whether one was forgotten early. */
@@ -684,14 +646,14 @@ static int expiry_all_gone(void *data)
 static void ttl_timer_follows_several_finished_jobs(void **state)
 {
 	struct fp_jobs_options jo;
-	struct fixture f;
+	struct fp_test_jobs f;
 	struct expiry e;
 	struct fp_job_watch w[3];
 	fp_job *job;
 
 	fp_jobs_options_init(&jo);
 	jo.ttl_ms = 80;
-	setup_with(&f, 2, &jo);
+	fp_test_jobs_setup_with(&f, 2, &jo);
 	memset(&e, 0, sizeof(e));
 	e.jobs = f.jobs;
 	e.ttl_ms = jo.ttl_ms;
@@ -708,20 +670,20 @@ static void ttl_timer_follows_several_finished_jobs(void **state)
 	}
 	assert_true(fp_test_run_until(f.pool, expiry_all_gone, &e, 10000));
 	assert_false(e.early);
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 static void max_jobs_forgets_the_oldest_finished_first(void **state)
 {
 	struct fp_jobs_options jo;
-	struct fixture f;
+	struct fp_test_jobs f;
 	struct fp_jobs_stats st;
 	char ids[3][33];
 	fp_job *hang, *job;
 
 	fp_jobs_options_init(&jo);
 	jo.max_jobs = 2;
-	setup_with(&f, 2, &jo);
+	fp_test_jobs_setup_with(&f, 2, &jo);
 	hang = submit_apply(&f, "hang", "null");
 	for (int i = 0; i < 3; i++) {
 		job = submit_apply(&f, "square", "5");
@@ -736,7 +698,7 @@ static void max_jobs_forgets_the_oldest_finished_first(void **state)
 	fp_jobs_stats(f.jobs, &st);
 	assert_int_equal(st.jobs, 3);
 	assert_int_equal(st.by_state[FP_JOB_DONE], 2);
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 /* --- watchers ------------------------------------------------------------ */
@@ -802,12 +764,12 @@ static void watcher_init(struct watcher *x, fp_jobs *jobs)
 static void watchers_see_every_item_once_and_the_end_once(void **state)
 {
 	const size_t n = 200;
-	struct fixture f;
+	struct fp_test_jobs f;
 	struct items in;
 	struct watcher all, self, victim, killer, late;
 	fp_job *job;
 
-	setup(&f, 2);
+	fp_test_jobs_setup(&f, 2);
 	items_make(&in, n, NULL);
 	job = submit_map(&f, "square", &in, 5);
 
@@ -850,18 +812,18 @@ static void watchers_see_every_item_once_and_the_end_once(void **state)
 
 	free(all.seen);
 	items_free(&in);
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 static void forget_from_inside_on_end_is_safe(void **state)
 {
-	struct fixture f;
+	struct fp_test_jobs f;
 	struct fp_jobs_stats st;
 	struct watcher first, second;
 	char id[33];
 	fp_job *job;
 
-	setup(&f, 1);
+	fp_test_jobs_setup(&f, 1);
 	job = submit_apply(&f, "square", "6");
 	strcpy(id, fp_job_id(job));
 	watcher_init(&first, f.jobs);
@@ -880,7 +842,7 @@ static void forget_from_inside_on_end_is_safe(void **state)
 	fp_jobs_stats(f.jobs, &st);
 	assert_int_equal(st.jobs, 0);
 	assert_int_equal(st.by_state[FP_JOB_DONE], 0);
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 static int nothing_pending(void *data)
@@ -894,14 +856,14 @@ static int nothing_pending(void *data)
 static void forget_from_inside_on_item_cancels_the_rest(void **state)
 {
 	const size_t n = 40;
-	struct fixture f;
+	struct fp_test_jobs f;
 	struct items in;
 	struct fp_jobs_stats st;
 	struct watcher first, second;
 	char id[33];
 	fp_job *job;
 
-	setup(&f, 2);
+	fp_test_jobs_setup(&f, 2);
 	items_make(&in, n, "5");
 	job = submit_map(&f, "sleep", &in, 1);
 	strcpy(id, fp_job_id(job));
@@ -926,7 +888,7 @@ static void forget_from_inside_on_item_cancels_the_rest(void **state)
 	assert_true(st.items_failed > 0);
 	assert_int_equal(fp_jobs_unfinished(f.jobs), 0);
 	items_free(&in);
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 /* A reader of a finished job: told when it is forgotten, and can still read it. */
@@ -956,7 +918,7 @@ static void holder_init(struct holder *h)
 static void watch_forget_hears_when_a_finished_job_goes(void **state)
 {
 	struct fp_jobs_options jo;
-	struct fixture f;
+	struct fp_test_jobs f;
 	struct holder byforget, byevict, byttl, quitter, unfinished, atfree;
 	char ids[3][33];
 	struct gone g;
@@ -966,7 +928,7 @@ static void watch_forget_hears_when_a_finished_job_goes(void **state)
 	jo.max_jobs = 2;
 	/* Long enough that nothing expires while the eviction part runs. */
 	jo.ttl_ms = 300;
-	setup_with(&f, 2, &jo);
+	fp_test_jobs_setup_with(&f, 2, &jo);
 
 	hang = submit_apply(&f, "hang", "null");
 	holder_init(&unfinished);
@@ -1022,18 +984,18 @@ static void watch_forget_hears_when_a_finished_job_goes(void **state)
 	assert_int_equal(atfree.ends, 0);
 	assert_null(atfree.w.job);
 	assert_int_equal(unfinished.ends, 0);
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 /* --- listing, closing, freeing ------------------------------------------- */
 
 static void list_is_newest_first_with_a_state_filter(void **state)
 {
-	struct fixture f;
+	struct fp_test_jobs f;
 	fp_job *a, *b, *c, *d, *out[8];
 	enum fp_job_state s;
 
-	setup(&f, 2);
+	fp_test_jobs_setup(&f, 2);
 	a = submit_apply(&f, "square", "1");
 	wait_finished(&f, a);
 	b = submit_apply(&f, "hang", "null");
@@ -1063,7 +1025,7 @@ static void list_is_newest_first_with_a_state_filter(void **state)
 	assert_ptr_equal(out[0], b);
 	assert_int_equal(fp_job_state_parse("cancelled", &s), 0);
 	assert_int_equal(fp_jobs_list(f.jobs, &s, out, 8), 0);
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 static void names_round_trip(void **state)
@@ -1083,12 +1045,12 @@ static void names_round_trip(void **state)
 
 static void close_refuses_new_jobs_and_lets_old_ones_finish(void **state)
 {
-	struct fixture f;
+	struct fp_test_jobs f;
 	struct fp_buf b = { "1", 1 };
 	struct fp_jobs_stats st;
 	fp_job *job, *other = (fp_job *)1;
 
-	setup(&f, 1);
+	fp_test_jobs_setup(&f, 1);
 	job = submit_apply(&f, "sleep", "30");
 	fp_jobs_close(f.jobs);
 	assert_int_equal(fp_jobs_submit(f.jobs, FP_JOB_APPLY, "square", &b, 1, NULL, &other),
@@ -1101,18 +1063,18 @@ static void close_refuses_new_jobs_and_lets_old_ones_finish(void **state)
 	fp_jobs_stats(f.jobs, &st);
 	assert_int_equal(st.submitted, 1);
 	assert_int_equal(st.rejected, 0);
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 static void free_with_jobs_running_then_run_the_loop(void **state)
 {
-	struct fixture f;
+	struct fp_test_jobs f;
 	struct items in;
 	struct watcher w;
 	struct fp_pool_stats ps;
 	fp_job *job;
 
-	setup(&f, 2);
+	fp_test_jobs_setup(&f, 2);
 	items_make(&in, 4, "null");
 	job = submit_apply(&f, "hang", "null");
 	submit_map(&f, "hang", &in, 1);
@@ -1134,10 +1096,10 @@ static void free_with_jobs_running_then_run_the_loop(void **state)
 
 static void free_with_jobs_running_then_free_the_pool(void **state)
 {
-	struct fixture f;
+	struct fp_test_jobs f;
 	struct items in;
 
-	setup(&f, 2);
+	fp_test_jobs_setup(&f, 2);
 	items_make(&in, 3, "null");
 	submit_apply(&f, "hang", "null");
 	submit_map(&f, "hang", &in, 1);
@@ -1153,13 +1115,13 @@ static void free_with_jobs_running_then_free_the_pool(void **state)
 static void big_map_is_a_few_blocks(void **state)
 {
 	const size_t n = 100000;
-	struct fixture f;
+	struct fp_test_jobs f;
 	struct items in;
 	struct fp_jobs_stats st;
 	size_t bytes, blocks;
 	fp_job *job;
 
-	setup(&f, 2);
+	fp_test_jobs_setup(&f, 2);
 	items_make(&in, n, NULL);
 	job = submit_map(&f, "square", &in, 0);
 	fp_job_memory(job, &bytes, &blocks);
@@ -1182,19 +1144,19 @@ static void big_map_is_a_few_blocks(void **state)
 	fp_jobs_stats(f.jobs, &st);
 	assert_int_equal(st.items_ok, n);
 	items_free(&in);
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 static void cancelled_big_map_stores_its_message_once(void **state)
 {
 	const size_t n = 100000;
-	struct fixture f;
+	struct fp_test_jobs f;
 	struct items in;
 	struct fp_job_item it;
 	size_t bytes, blocks;
 	fp_job *job;
 
-	setup(&f, 2);
+	fp_test_jobs_setup(&f, 2);
 	items_make(&in, n, "null");
 	job = submit_map(&f, "hang", &in, 0);
 	wait_running(&f, 1);
@@ -1212,7 +1174,7 @@ static void cancelled_big_map_stores_its_message_once(void **state)
 	assert_true(blocks <= 5);
 	assert_true(bytes < n * 20 + ((size_t)64 << 10));
 	items_free(&in);
-	teardown(&f);
+	fp_test_jobs_teardown(&f);
 }
 
 int main(void)

@@ -1,0 +1,23 @@
+/* A job store over a real pool, for the suites that test jobs. */
+#ifndef FP_TEST_JOBS_H
+#define FP_TEST_JOBS_H
+
+#include "forkpool.h"
+#include "jobs.h"
+
+struct fp_test_jobs {
+	fp_pool *pool;
+	fp_jobs *jobs;
+};
+
+/*
+ * A pool of `workers` (its own loop, FORKPOOL_LOOP's backend; log shown
+ * only with FP_TEST_VERBOSE) and a job store over it with options `jo`
+ * (NULL: the defaults). Fails the test when either cannot be made.
+ */
+void fp_test_jobs_setup_with(struct fp_test_jobs *f, unsigned workers,
+			     const struct fp_jobs_options *jo);
+void fp_test_jobs_setup(struct fp_test_jobs *f, unsigned workers);
+void fp_test_jobs_teardown(struct fp_test_jobs *f);
+
+#endif
