@@ -9,28 +9,15 @@
 #include <cmocka.h>
 
 #include "fp_test_jobs.h"
-
-static void quiet_log(void *data, fp_log_level level, const char *msg)
-{
-	if (getenv("FP_TEST_VERBOSE"))
-		fprintf(stderr, "log: %s\n", msg);
-}
+#include "fp_test_pool.h"
 
 void fp_test_jobs_setup_with(struct fp_test_jobs *f, unsigned workers,
 			     const struct fp_jobs_options *jo)
 {
 	fp_options o;
-	char err[512];
-	int rc;
 
-	fp_options_init(&o);
-	o.workers = workers;
-	o.kill_grace_ms = 200;
-	o.log = quiet_log;
-	o.log_level = FP_LOG_DEBUG;
-	rc = fp_pool_new(&f->pool, NULL, &o, err, sizeof(err));
-	if (rc != 0)
-		fail_msg("fp_pool_new: %s (%s)", fp_strerror(rc), err);
+	fp_test_options(&o, workers);
+	f->pool = fp_test_pool_with(&o);
 	assert_int_equal(fp_jobs_new(&f->jobs, f->pool, jo), 0);
 }
 

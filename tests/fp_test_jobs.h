@@ -11,8 +11,8 @@ struct fp_test_jobs {
 };
 
 /*
- * A pool of `workers` (its own loop, FORKPOOL_LOOP's backend; log shown
- * only with FP_TEST_VERBOSE) and a job store over it with options `jo`
+ * A pool of `workers` (its own loop, FORKPOOL_LOOP's backend; the tests'
+ * options of fp_test_pool.h, log kept for fp_test_log()) and a job store over it with options `jo`
  * (NULL: the defaults). Fails the test when either cannot be made.
  */
 void fp_test_jobs_setup_with(struct fp_test_jobs *f, unsigned workers,

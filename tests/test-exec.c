@@ -18,48 +18,16 @@
 
 #include "forkpool.h"
 #include "fp_test.h"
-#include "loop.h"
+#include "fp_test_pool.h"
 
-struct log_capture {
-	char text[65536];
-	size_t len;
-};
-
-static struct log_capture test_log;
 static char py_command[4096], sh_command[4096];
 
-static void capture_log(void *data, fp_log_level level, const char *msg)
-{
-	struct log_capture *c = data;
-	int n = snprintf(c->text + c->len, sizeof(c->text) - c->len, "%s\n", msg);
-
-	if (n > 0 && c->len + (size_t)n < sizeof(c->text))
-		c->len += (size_t)n;
-	if (getenv("FP_TEST_VERBOSE"))
-		fprintf(stderr, "log: %s\n", msg);
-}
-
+/* One C worker beside an exec pool "py" of `workers` programs. */
 static void test_options(fp_options *o, unsigned workers)
 {
-	memset(&test_log, 0, sizeof(test_log));
-	fp_options_init(o);
-	o->workers = 1;
+	fp_test_options(o, 1);
 	o->kill_grace_ms = 300;
-	o->log_level = FP_LOG_DEBUG;
-	o->log = capture_log;
-	o->log_data = &test_log;
 	o->exec[0] = (fp_exec_options){ .name = "py", .command = py_command, .workers = workers };
-}
-
-static fp_pool *pool_with(fp_options *o)
-{
-	fp_pool *p = NULL;
-	char err[512];
-	int rc = fp_pool_new(&p, NULL, o, err, sizeof(err));
-
-	if (rc != 0)
-		fail_msg("fp_pool_new: %s (%s)", fp_strerror(rc), err);
-	return p;
 }
 
 static fp_pool *new_pool(unsigned workers)
@@ -67,7 +35,7 @@ static fp_pool *new_pool(unsigned workers)
 	fp_options o;
 
 	test_options(&o, workers);
-	return pool_with(&o);
+	return fp_test_pool_with(&o);
 }
 
 static void apply_ok(fp_pool *p, const char *task, const char *args, const char *want)
@@ -96,25 +64,6 @@ static void apply_fails(fp_pool *p, const char *task, const char *args,
 	fp_result_clear(&r);
 }
 
-static pid_t apply_pid(fp_pool *p, pid_t *answered_by)
-{
-	struct fp_result r;
-	pid_t pid;
-
-	assert_int_equal(fp_pool_apply(p, "py.pid", "null", 4, NULL, &r), 0);
-	assert_int_equal(r.status, FP_ITEM_OK);
-	pid = (pid_t)atol(r.value);
-	if (answered_by)
-		*answered_by = r.pid;
-	fp_result_clear(&r);
-	return pid;
-}
-
-static int log_has(const char *s)
-{
-	return strstr(test_log.text, s) != NULL;
-}
-
 static int gone(void *data)
 {
 	return kill(*(pid_t *)data, 0) < 0 && errno == ESRCH;
@@ -134,7 +83,7 @@ static void apply_map_and_generator(void **state)
 	apply_ok(p, "py.square", "7", "49");
 	apply_ok(p, "py.echo", "{\"a\": [1,\n 2]}", "{\"a\":[1,2]}");
 	/* The result's pid is the program's, which is not the pool's worker. */
-	prog = apply_pid(p, &by);
+	prog = fp_test_apply_pid(p, "py.pid", &by);
 	assert_int_equal(prog, by);
 	/* C tasks of the same pool are there as ever. */
 	apply_ok(p, "square", "6", "36");
@@ -229,11 +178,11 @@ static void exec_tasks_are_refused_as_pipeline_stages(void **state)
 static void crash_fails_one_item_and_is_replaced(void **state)
 {
 	fp_pool *p = new_pool(1);
-	pid_t before = apply_pid(p, NULL), after;
+	pid_t before = fp_test_apply_pid(p, "py.pid", NULL), after;
 
 	apply_fails(p, "py.crash", "null", NULL, FP_ITEM_CRASH, "killed by SIGSEGV");
-	assert_true(log_has("worker program (pid"));
-	after = apply_pid(p, NULL);
+	assert_true(fp_test_log_has("worker program (pid"));
+	after = fp_test_apply_pid(p, "py.pid", NULL);
 	assert_true(after != before);
 
 	apply_fails(p, "py.exit", "3", NULL, FP_ITEM_CRASH, "exited with status 3");
@@ -245,7 +194,7 @@ static void non_json_output_is_quoted(void **state)
 {
 	fp_pool *p = new_pool(1);
 	char want[64];
-	pid_t prog = apply_pid(p, NULL);
+	pid_t prog = fp_test_apply_pid(p, "py.pid", NULL);
 
 	snprintf(want, sizeof(want), "(pid %d) wrote a line that is not JSON: 'hello wor", (int)prog);
 	apply_fails(p, "py.garbage", "null", NULL, FP_ITEM_BAD_OUTPUT, want);
@@ -258,14 +207,14 @@ static void hang_past_timeout_kills_the_program(void **state)
 {
 	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
 	fp_pool *p = new_pool(1);
-	pid_t prog = apply_pid(p, NULL);
+	pid_t prog = fp_test_apply_pid(p, "py.pid", NULL);
 
 	o.timeout_ms = 300;
 	/* SIGTERM reaches the program, which dies of it. */
 	apply_fails(p, "py.hang", "null", &o, FP_ITEM_TIMEOUT, "killed by SIGTERM");
 	assert_true(fp_test_run_until(p, gone, &prog, 5000));
 	/* One that ignores SIGTERM is killed after the grace. */
-	prog = apply_pid(p, NULL);
+	prog = fp_test_apply_pid(p, "py.pid", NULL);
 	apply_fails(p, "py.hang", "\"stubborn\"", &o, FP_ITEM_TIMEOUT, "ran past its 300 ms timeout");
 	assert_true(fp_test_run_until(p, gone, &prog, 5000));
 	apply_ok(p, "py.square", "2", "4");
@@ -279,7 +228,7 @@ static int failed_once(void *data)
 	struct fp_pool_stats st;
 
 	fp_pool_stats(a[0], &st);
-	return st.init_failures >= 1 && log_has(a[1]);
+	return st.init_failures >= 1 && fp_test_log_has(a[1]);
 }
 
 static void start_failures_say_what_happened(void **state)
@@ -302,11 +251,11 @@ static void start_failures_say_what_happened(void **state)
 		test_options(&o, 1);
 		o.exec[0].command = cases[i].command;
 		o.exec[0].startup_timeout_ms = 200;
-		p = pool_with(&o);
+		p = fp_test_pool_with(&o);
 		void *arg[2] = { p, (void *)cases[i].says };
 		if (!fp_test_run_until(p, failed_once, arg, 10000))
 			fail_msg("%s: no \"%s\" in the log:\n%s", cases[i].command, cases[i].says,
-				 test_log.text);
+				 fp_test_log());
 		fp_pool_stats(p, &st);
 		assert_true(st.init_failures >= 1);
 		fp_pool_free(p);
@@ -321,9 +270,9 @@ static void recycles_after_exactly_k_tasks(void **state)
 
 	test_options(&o, 1);
 	o.max_tasks_per_child = 3;
-	p = pool_with(&o);
+	p = fp_test_pool_with(&o);
 	for (int i = 0; i < 7; i++)
-		pids[i] = apply_pid(p, NULL);
+		pids[i] = fp_test_apply_pid(p, "py.pid", NULL);
 	assert_int_equal(pids[0], pids[1]);
 	assert_int_equal(pids[1], pids[2]);
 	assert_true(pids[3] != pids[2]);
@@ -360,34 +309,6 @@ static void ten_mib_argument_and_result(void **state)
 	fp_pool_free(p);
 }
 
-struct one {
-	fp_pool *pool;
-	struct fp_result r;
-	char *message;
-	int done;
-};
-
-static void one_item(fp_pool *p, uint64_t id, const struct fp_result *r, void *data)
-{
-	struct one *o = data;
-
-	o->r = *r;
-	o->message = r->message ? strdup(r->message) : NULL;
-}
-
-static void one_done(fp_pool *p, const struct fp_call_summary *s, void *data)
-{
-	struct one *o = data;
-
-	assert_ptr_equal(p, o->pool);
-	o->done = 1;
-}
-
-static int one_finished(void *data)
-{
-	return ((struct one *)data)->done;
-}
-
 static int running(void *data)
 {
 	struct fp_pool_stats st;
@@ -399,49 +320,50 @@ static int running(void *data)
 static void cancel_kills_the_program(void **state)
 {
 	fp_pool *p = new_pool(1);
-	struct one o = { .pool = p };
-	pid_t prog = apply_pid(p, NULL);
+	struct fp_test_collect c;
+	pid_t prog = fp_test_apply_pid(p, "py.pid", NULL);
 	uint64_t id;
 
-	assert_int_equal(fp_pool_apply_async(p, "py.sleep", "20000", 5, NULL, one_item, one_done,
-					     &o, &id), 0);
+	fp_test_collect_init(&c, p, 1);
+	assert_int_equal(fp_pool_apply_async(p, "py.sleep", "20000", 5, NULL, fp_test_collect_item,
+					     fp_test_collect_done, &c, &id), 0);
 	assert_true(fp_test_run_until(p, running, p, 5000));
 	assert_int_equal(fp_pool_cancel(p, id), 0);
-	assert_true(fp_test_run_until(p, one_finished, &o, 5000));
-	assert_int_equal(o.r.status, FP_ITEM_CANCELLED);
+	assert_true(fp_test_run_until(p, fp_test_collected, &c, 5000));
+	assert_int_equal(c.r[0].status, FP_ITEM_CANCELLED);
 	assert_true(fp_test_run_until(p, gone, &prog, 5000));
-	free(o.message);
+	fp_test_collect_free(&c);
 	apply_ok(p, "py.square", "9", "81");
 	fp_pool_free(p);
 }
 
 static int logged_print(void *data)
 {
-	return log_has("a print() from a task");
+	return fp_test_log_has("a print() from a task");
 }
 
 static void print_goes_to_the_log(void **state)
 {
 	fp_pool *p = new_pool(1);
 	char want[64];
-	pid_t prog = apply_pid(p, NULL);
+	pid_t prog = fp_test_apply_pid(p, "py.pid", NULL);
 
 	apply_ok(p, "py.noisy", "null", "\"quiet\"");
 	assert_true(fp_test_run_until(p, logged_print, NULL, 5000));
 	snprintf(want, sizeof(want), "(program pid %d): a print() from a task", (int)prog);
-	assert_true(log_has(want));
+	assert_true(fp_test_log_has(want));
 	fp_pool_free(p);
 }
 
 static void reload_starts_new_programs(void **state)
 {
 	fp_pool *p = new_pool(1);
-	pid_t before = apply_pid(p, NULL);
+	pid_t before = fp_test_apply_pid(p, "py.pid", NULL);
 
 	assert_int_equal(fp_pool_reload(p), 0);
-	for (int i = 0; i < 100 && apply_pid(p, NULL) == before; i++)
+	for (int i = 0; i < 100 && fp_test_apply_pid(p, "py.pid", NULL) == before; i++)
 		;
-	assert_true(apply_pid(p, NULL) != before);
+	assert_true(fp_test_apply_pid(p, "py.pid", NULL) != before);
 	fp_pool_free(p);
 }
 
@@ -452,7 +374,7 @@ static void shell_example_worker(void **state)
 
 	test_options(&o, 1);
 	o.exec[0] = (fp_exec_options){ .name = "sh", .command = sh_command };
-	p = pool_with(&o);
+	p = fp_test_pool_with(&o);
 	apply_ok(p, "sh.upper", "\"hello\"", "\"HELLO\"");
 	apply_fails(p, "sh.upper", "5", NULL, FP_ITEM_TASK_ERROR, "expected a string");
 	fp_pool_free(p);

@@ -16,47 +16,21 @@
 
 #include "forkpool.h"
 #include "fp_test.h"
+#include "fp_test_pool.h"
 
 /* --- helpers ------------------------------------------------------------- */
-
-static void quiet_log(void *data, fp_log_level level, const char *msg)
-{
-	if (getenv("FP_TEST_VERBOSE"))
-		fprintf(stderr, "log: %s\n", msg);
-}
-
-static char *module_path(const char *name)
-{
-	const char *dir = getenv("FP_TEST_MODULE_DIR");
-	char *path;
-
-	assert_non_null(dir);
-	if (asprintf(&path, "%s/%s", dir, name) < 0)
-		abort();
-	return path;
-}
 
 /* A pool with the test modules `pipe` and `abiv1` loaded. */
 static fp_pool *new_pool(unsigned workers, char **paths)
 {
 	fp_options o;
-	fp_pool *p = NULL;
-	char err[512];
-	int rc;
 
-	fp_options_init(&o);
-	o.workers = workers;
-	o.kill_grace_ms = 200;
-	o.log_level = FP_LOG_DEBUG;
-	o.log = quiet_log;
-	paths[0] = module_path("libfp-pipe.so");
-	paths[1] = module_path("libfp-abiv1.so");
+	fp_test_options(&o, workers);
+	paths[0] = fp_test_module_path("libfp-pipe.so");
+	paths[1] = fp_test_module_path("libfp-abiv1.so");
 	o.modules[0] = paths[0];
 	o.modules[1] = paths[1];
-	rc = fp_pool_new(&p, NULL, &o, err, sizeof(err));
-	if (rc != 0)
-		fail_msg("fp_pool_new: %s (%s)", fp_strerror(rc), err);
-	return p;
+	return fp_test_pool_with(&o);
 }
 
 static void free_pool(fp_pool *p, char **paths)
@@ -710,21 +684,6 @@ static void bad_pipelines_are_refused_up_front(void **state)
 	free_pool(p, paths);
 }
 
-static int skip_without_backend(void)
-{
-	fp_loop *loop;
-	int err = fp_loop_new(&loop, FP_LOOP_AUTO);
-
-	if (err) {
-		fprintf(stderr, "no loop for FORKPOOL_LOOP=%s: %s\n",
-			getenv("FORKPOOL_LOOP") ? getenv("FORKPOOL_LOOP") : "",
-			fp_strerror(err));
-		return 1;
-	}
-	fp_loop_free(loop);
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -744,7 +703,7 @@ int main(void)
 		cmocka_unit_test(bad_pipelines_are_refused_up_front),
 	};
 
-	if (skip_without_backend())
+	if (fp_test_backend_missing())
 		return 77;
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,137 +21,14 @@
 
 #include "forkpool.h"
 #include "fp_test.h"
-#include "loop.h"
+#include "fp_test_pool.h"
 
 /* --- helpers ------------------------------------------------------------- */
-
-struct log_capture {
-	char text[16384];
-	size_t len;
-};
-
-static void capture_log(void *data, fp_log_level level, const char *msg)
-{
-	struct log_capture *c = data;
-	int n = snprintf(c->text + c->len, sizeof(c->text) - c->len, "%s\n", msg);
-
-	if (n > 0 && c->len + (size_t)n < sizeof(c->text))
-		c->len += (size_t)n;
-	if (getenv("FP_TEST_VERBOSE"))
-		fprintf(stderr, "log: %s\n", msg);
-}
-
-/* Tests run one at a time: one log serves them all, emptied per pool. */
-static struct log_capture test_log;
-
-static void test_options(fp_options *o, unsigned workers)
-{
-	memset(&test_log, 0, sizeof(test_log));
-	fp_options_init(o);
-	o->workers = workers;
-	o->kill_grace_ms = 200;
-	o->log_level = FP_LOG_DEBUG;
-	o->log = capture_log;
-	o->log_data = &test_log;
-}
-
-static fp_pool *pool_with(fp_options *o)
-{
-	fp_pool *p = NULL;
-	char err[512];
-	int rc = fp_pool_new(&p, NULL, o, err, sizeof(err));
-
-	if (rc != 0)
-		fail_msg("fp_pool_new: %s (%s)", fp_strerror(rc), err);
-	return p;
-}
-
-static fp_pool *new_pool(unsigned workers)
-{
-	fp_options o;
-
-	test_options(&o, workers);
-	return pool_with(&o);
-}
 
 static pid_t result_pid(const struct fp_result *r)
 {
 	assert_int_equal(r->status, FP_ITEM_OK);
 	return (pid_t)atol(r->value);
-}
-
-static pid_t apply_pid(fp_pool *p)
-{
-	struct fp_result r;
-	pid_t pid;
-
-	assert_int_equal(fp_pool_apply(p, "pid", "null", 4, NULL, &r), 0);
-	pid = result_pid(&r);
-	fp_result_clear(&r);
-	return pid;
-}
-
-
-/* Collects the results of an async call. */
-struct collect {
-	fp_pool *pool;
-	size_t n;
-	struct fp_result *r;
-	unsigned *seen;
-	int done;
-	struct fp_call_summary summary;
-	/* Optional hook per item. */
-	void (*each)(struct collect *c, const struct fp_result *r);
-	void *data;
-};
-
-static void collect_item(fp_pool *p, uint64_t id, const struct fp_result *r, void *data)
-{
-	struct collect *c = data;
-
-	assert_true(r->index < c->n);
-	c->seen[r->index]++;
-	fp_result_clear(&c->r[r->index]);
-	c->r[r->index] = *r;
-	c->r[r->index].value = r->value ? strndup(r->value, r->value_len) : NULL;
-	c->r[r->index].message = r->message ? strdup(r->message) : NULL;
-	if (c->each)
-		c->each(c, r);
-}
-
-static void collect_done(fp_pool *p, const struct fp_call_summary *s, void *data)
-{
-	struct collect *c = data;
-
-	c->done = 1;
-	c->summary = *s;
-	fp_pool_stop(p);
-}
-
-static void collect_init(struct collect *c, fp_pool *p, size_t n)
-{
-	memset(c, 0, sizeof(*c));
-	c->pool = p;
-	c->n = n;
-	c->r = calloc(n ? n : 1, sizeof(*c->r));
-	c->seen = calloc(n ? n : 1, sizeof(*c->seen));
-}
-
-static void collect_wait(struct collect *c)
-{
-	uint64_t deadline = fp_now_ms() + 60000;
-
-	while (!c->done && fp_now_ms() < deadline)
-		fp_pool_run(c->pool);
-	assert_true(c->done);
-}
-
-static void collect_free(struct collect *c)
-{
-	for (size_t i = 0; i < c->n; i++)
-		fp_result_clear(&c->r[i]);
-	free(c->r);
-	free(c->seen);
 }
 
 static struct fp_buf *numbers(size_t n, char ***storage)
@@ -181,7 +58,7 @@ static void numbers_free(struct fp_buf *b, char **s, size_t n)
 
 static void apply_returns_the_value(void **state)
 {
-	fp_pool *p = new_pool(2);
+	fp_pool *p = fp_test_pool(2);
 	struct fp_result r;
 
 	assert_int_equal(fp_pool_apply(p, "square", "7", 1, NULL, &r), 0);
@@ -199,7 +76,7 @@ static void apply_returns_the_value(void **state)
 
 static void durations_are_measured(void **state)
 {
-	fp_pool *p = new_pool(1);
+	fp_pool *p = fp_test_pool(1);
 	struct fp_pool_stats st;
 	struct fp_result r;
 	uint64_t n = 0;
@@ -222,7 +99,7 @@ static void durations_are_measured(void **state)
 
 static void unknown_task_is_refused_up_front(void **state)
 {
-	fp_pool *p = new_pool(1);
+	fp_pool *p = fp_test_pool(1);
 	struct fp_result r;
 
 	assert_int_equal(fp_pool_apply(p, "no-such-task", "1", 1, NULL, &r), FP_EUNKNOWN_TASK);
@@ -233,7 +110,7 @@ static void unknown_task_is_refused_up_front(void **state)
 static void map_returns_every_item_in_order(void **state)
 {
 	const size_t n = 1000;
-	fp_pool *p = new_pool(2);
+	fp_pool *p = fp_test_pool(2);
 	struct fp_result *r;
 	char **s;
 	struct fp_buf *items = numbers(n, &s);
@@ -253,25 +130,25 @@ static void map_returns_every_item_in_order(void **state)
 
 static void empty_map_completes(void **state)
 {
-	fp_pool *p = new_pool(1);
+	fp_pool *p = fp_test_pool(1);
 	struct fp_result *r = NULL;
-	struct collect c;
+	struct fp_test_collect c;
 
 	assert_int_equal(fp_pool_map(p, "square", NULL, 0, NULL, &r), 0);
 	fp_results_free(r, 0);
 
-	collect_init(&c, p, 0);
-	assert_int_equal(fp_pool_map_async(p, "square", NULL, 0, NULL, collect_item,
-					   collect_done, &c, NULL), 0);
-	collect_wait(&c);
+	fp_test_collect_init(&c, p, 0);
+	assert_int_equal(fp_pool_map_async(p, "square", NULL, 0, NULL, fp_test_collect_item,
+					   fp_test_collect_done, &c, NULL), 0);
+	fp_test_collect_wait(&c);
 	assert_int_equal(c.summary.total, 0);
-	collect_free(&c);
+	fp_test_collect_free(&c);
 	fp_pool_free(p);
 }
 
 static void item_errors_stay_inside_their_item(void **state)
 {
-	fp_pool *p = new_pool(1);
+	fp_pool *p = fp_test_pool(1);
 	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
 	struct fp_buf items[] = { { "1", 1 }, { "\"x\"", 3 }, { "3", 1 } };
 	struct fp_result *r;
@@ -297,7 +174,7 @@ static void item_errors_stay_inside_their_item(void **state)
 
 static void task_error_carries_its_message(void **state)
 {
-	fp_pool *p = new_pool(1);
+	fp_pool *p = fp_test_pool(1);
 	struct fp_result r;
 
 	assert_int_equal(fp_pool_apply(p, "fail", "\"disk on fire\"", 14, NULL, &r), 0);
@@ -316,9 +193,9 @@ static void recycles_after_exactly_k_items(void **state)
 	struct fp_result *r;
 	fp_pool *p;
 
-	test_options(&o, 1);
+	fp_test_options(&o, 1);
 	o.max_tasks_per_child = 3;
-	p = pool_with(&o);
+	p = fp_test_pool_with(&o);
 	for (int i = 0; i < 9; i++)
 		items[i] = (struct fp_buf){ "null", 4 };
 	co.chunksize = 9;   /* the budget, not the chunk, must cut it */
@@ -338,7 +215,7 @@ static void recycles_after_exactly_k_items(void **state)
 	fp_pool_free(p);
 }
 
-static void sample_able(struct collect *c, const struct fp_result *r)
+static void sample_able(struct fp_test_collect *c, const struct fp_result *r)
 {
 	struct fp_pool_stats st;
 	unsigned *min_able = c->data;
@@ -352,22 +229,22 @@ static void recycling_never_drops_capacity(void **state)
 {
 	const size_t n = 10000;
 	fp_options o;
-	struct collect c;
+	struct fp_test_collect c;
 	unsigned min_able = UINT32_MAX;
 	char **s;
 	struct fp_buf *items = numbers(n, &s);
 	fp_pool *p;
 
-	test_options(&o, 2);
+	fp_test_options(&o, 2);
 	o.log_level = FP_LOG_WARN;
 	o.max_tasks_per_child = 10;
-	p = pool_with(&o);
-	collect_init(&c, p, n);
+	p = fp_test_pool_with(&o);
+	fp_test_collect_init(&c, p, n);
 	c.each = sample_able;
 	c.data = &min_able;
-	assert_int_equal(fp_pool_map_async(p, "square", items, n, NULL, collect_item,
-					   collect_done, &c, NULL), 0);
-	collect_wait(&c);
+	assert_int_equal(fp_pool_map_async(p, "square", items, n, NULL, fp_test_collect_item,
+					   fp_test_collect_done, &c, NULL), 0);
+	fp_test_collect_wait(&c);
 	assert_int_equal(c.summary.ok, n);
 	for (size_t i = 0; i < n; i++)
 		assert_int_equal(c.seen[i], 1);
@@ -377,7 +254,7 @@ static void recycling_never_drops_capacity(void **state)
 	fp_pool_stats(p, &st);
 	assert_true(st.recycles >= n / 10 - 2);
 	assert_int_equal(st.crashes, 0);
-	collect_free(&c);
+	fp_test_collect_free(&c);
 	numbers_free(items, s, n);
 	fp_pool_free(p);
 }
@@ -387,26 +264,26 @@ static void fails_one_then_next_succeeds(const char *task, const char *args,
 					 fp_item_status want, const char *want_msg,
 					 int64_t timeout_ms)
 {
-	fp_pool *p = new_pool(1);
+	fp_pool *p = fp_test_pool(1);
 	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
-	struct collect bad, good;
+	struct fp_test_collect bad, good;
 
 	o.timeout_ms = timeout_ms;
-	collect_init(&bad, p, 1);
-	collect_init(&good, p, 1);
+	fp_test_collect_init(&bad, p, 1);
+	fp_test_collect_init(&good, p, 1);
 	assert_int_equal(fp_pool_apply_async(p, task, args, strlen(args), &o,
-					     collect_item, collect_done, &bad, NULL), 0);
+					     fp_test_collect_item, fp_test_collect_done, &bad, NULL), 0);
 	assert_int_equal(fp_pool_apply_async(p, "square", "5", 1, NULL,
-					     collect_item, collect_done, &good, NULL), 0);
-	collect_wait(&bad);
-	collect_wait(&good);
+					     fp_test_collect_item, fp_test_collect_done, &good, NULL), 0);
+	fp_test_collect_wait(&bad);
+	fp_test_collect_wait(&good);
 	assert_int_equal(bad.r[0].status, want);
 	if (!strstr(bad.r[0].message, want_msg))
 		fail_msg("message '%s' does not name '%s'", bad.r[0].message, want_msg);
 	assert_int_equal(good.r[0].status, FP_ITEM_OK);
 	assert_string_equal(good.r[0].value, "25");
-	collect_free(&bad);
-	collect_free(&good);
+	fp_test_collect_free(&bad);
+	fp_test_collect_free(&good);
 	fp_pool_free(p);
 }
 
@@ -436,7 +313,7 @@ struct killer {
 	pid_t victim;
 };
 
-static void kill_one_mid_map(struct collect *c, const struct fp_result *r)
+static void kill_one_mid_map(struct fp_test_collect *c, const struct fp_result *r)
 {
 	struct killer *k = c->data;
 	struct fp_worker_stats ws[8];
@@ -458,22 +335,22 @@ static void kill_one_mid_map(struct collect *c, const struct fp_result *r)
 static void sigkill_from_outside_loses_no_item(void **state)
 {
 	const size_t n = 200;
-	fp_pool *p = new_pool(2);
+	fp_pool *p = fp_test_pool(2);
 	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
 	struct killer k = { 0 };
-	struct collect c;
+	struct fp_test_collect c;
 	struct fp_buf *items = calloc(n, sizeof(*items));
 
 	for (size_t i = 0; i < n; i++)
 		items[i] = (struct fp_buf){ "2", 1 };   /* sleep 2 ms */
 	o.chunksize = 10;
 	o.retries = 1;
-	collect_init(&c, p, n);
+	fp_test_collect_init(&c, p, n);
 	c.each = kill_one_mid_map;
 	c.data = &k;
-	assert_int_equal(fp_pool_map_async(p, "sleep", items, n, &o, collect_item,
-					   collect_done, &c, NULL), 0);
-	collect_wait(&c);
+	assert_int_equal(fp_pool_map_async(p, "sleep", items, n, &o, fp_test_collect_item,
+					   fp_test_collect_done, &c, NULL), 0);
+	fp_test_collect_wait(&c);
 	assert_true(k.killed);
 	for (size_t i = 0; i < n; i++) {
 		assert_int_equal(c.seen[i], 1);
@@ -481,14 +358,14 @@ static void sigkill_from_outside_loses_no_item(void **state)
 		assert_int_not_equal(c.r[i].pid, 0);
 	}
 	assert_int_equal(c.summary.ok, n);
-	collect_free(&c);
+	fp_test_collect_free(&c);
 	free(items);
 	fp_pool_free(p);
 }
 
 static void poison_item_stops_after_its_retries(void **state)
 {
-	fp_pool *p = new_pool(1);
+	fp_pool *p = fp_test_pool(1);
 	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
 	struct fp_pool_stats st;
 	struct fp_result r;
@@ -502,7 +379,7 @@ static void poison_item_stops_after_its_retries(void **state)
 	fp_pool_stats(p, &st);
 	assert_int_equal(st.crashes, 3);
 	/* And the pool still works. */
-	assert_true(apply_pid(p) > 0);
+	assert_true(fp_test_apply_pid(p, "pid", NULL) > 0);
 	fp_pool_free(p);
 }
 
@@ -526,9 +403,9 @@ static int worker_busy_with(void *data)
 
 static void cancel_kills_only_its_own_workers(void **state)
 {
-	fp_pool *p = new_pool(2);
+	fp_pool *p = fp_test_pool(2);
 	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
-	struct collect hang, slow;
+	struct fp_test_collect hang, slow;
 	struct fp_buf items[6];
 	uint64_t hang_id;
 
@@ -536,18 +413,18 @@ static void cancel_kills_only_its_own_workers(void **state)
 	o.chunksize = 6;
 	for (int i = 0; i < 6; i++)
 		items[i] = (struct fp_buf){ "30", 2 };
-	collect_init(&hang, p, 1);
-	collect_init(&slow, p, 6);
-	assert_int_equal(fp_pool_apply_async(p, "hang", "null", 4, &o, collect_item,
-					     collect_done, &hang, &hang_id), 0);
-	assert_int_equal(fp_pool_map_async(p, "sleep", items, 6, &o, collect_item,
-					   collect_done, &slow, NULL), 0);
+	fp_test_collect_init(&hang, p, 1);
+	fp_test_collect_init(&slow, p, 6);
+	assert_int_equal(fp_pool_apply_async(p, "hang", "null", 4, &o, fp_test_collect_item,
+					     fp_test_collect_done, &hang, &hang_id), 0);
+	assert_int_equal(fp_pool_map_async(p, "sleep", items, 6, &o, fp_test_collect_item,
+					   fp_test_collect_done, &slow, NULL), 0);
 	assert_true(fp_test_run_until(p, worker_busy_with, &(struct busy_probe){ p, "hang" }, 10000));
 
 	assert_int_equal(fp_pool_cancel(p, hang_id), 0);
 	assert_int_equal(fp_pool_cancel(p, hang_id), -ENOENT);
-	collect_wait(&hang);
-	collect_wait(&slow);
+	fp_test_collect_wait(&hang);
+	fp_test_collect_wait(&slow);
 	assert_int_equal(hang.r[0].status, FP_ITEM_CANCELLED);
 	assert_true(hang.summary.cancelled);
 	/* The other call's chunk ran in one worker, untouched, to the end. */
@@ -560,8 +437,8 @@ static void cancel_kills_only_its_own_workers(void **state)
 	fp_pool_stats(p, &st);
 	assert_int_equal(st.crashes, 0);
 	assert_int_equal(st.cancelled, 1);
-	collect_free(&hang);
-	collect_free(&slow);
+	fp_test_collect_free(&hang);
+	fp_test_collect_free(&slow);
 	fp_pool_free(p);
 }
 
@@ -577,13 +454,13 @@ static void cancel_kills_only_its_own_workers(void **state)
 
 struct shared {
 	fp_pool *pool;
-	struct collect c[SHARED_N + 1];
+	struct fp_test_collect c[SHARED_N + 1];
 	uint64_t id[SHARED_N + 1];
 	int order[SHARED_N + 1];
 	int next;
 };
 
-static void shared_each(struct collect *c, const struct fp_result *r)
+static void shared_each(struct fp_test_collect *c, const struct fp_result *r)
 {
 	struct shared *sh = c->data;
 
@@ -624,12 +501,12 @@ static void shared_submit(struct shared *sh, fp_pool *p, const char *const args[
 		fp_result_clear(&r);
 	}
 	for (int i = 0; i <= SHARED_N; i++) {
-		collect_init(&sh->c[i], p, 1);
+		fp_test_collect_init(&sh->c[i], p, 1);
 		sh->c[i].each = shared_each;
 		sh->c[i].data = sh;
 		o.timeout_ms = timeouts ? timeouts[i] : -1;
 		assert_int_equal(fp_pool_apply_async(p, "spin", args[i], strlen(args[i]), &o,
-						     collect_item, collect_done, &sh->c[i],
+						     fp_test_collect_item, fp_test_collect_done, &sh->c[i],
 						     &sh->id[i]), 0);
 	}
 }
@@ -646,18 +523,18 @@ static int shared_chunk_running(void *data)
 static void shared_wait_free(struct shared *sh)
 {
 	for (int i = 0; i <= SHARED_N; i++)
-		collect_wait(&sh->c[i]);
+		fp_test_collect_wait(&sh->c[i]);
 }
 
 static void shared_free(struct shared *sh)
 {
 	for (int i = 0; i <= SHARED_N; i++)
-		collect_free(&sh->c[i]);
+		fp_test_collect_free(&sh->c[i]);
 }
 
 static void quick_applies_share_a_chunk_in_queue_order(void **state)
 {
-	fp_pool *p = new_pool(1);
+	fp_pool *p = fp_test_pool(1);
 	struct shared sh;
 
 	static const char *const args[] = { "0", "200", "0", "0", "0", "0" };
@@ -689,38 +566,38 @@ static int one_spinning_rest_queued(void *data)
 
 static void slow_tasks_are_not_joined(void **state)
 {
-	fp_pool *p = new_pool(1);
+	fp_pool *p = fp_test_pool(1);
 	struct shared sh = { .pool = p };
-	struct collect c[3];
+	struct fp_test_collect c[3];
 	struct fp_result r;
 	int round;
 
 	/* Never run yet, then known as slow (50 ms a run): one item per chunk. */
 	for (round = 0; round < 2; round++) {
 		for (int i = 0; i < 3; i++) {
-			collect_init(&c[i], p, 1);
-			assert_int_equal(fp_pool_apply_async(p, "spin", "50", 2, NULL, collect_item,
-							     collect_done, &c[i], NULL), 0);
+			fp_test_collect_init(&c[i], p, 1);
+			assert_int_equal(fp_pool_apply_async(p, "spin", "50", 2, NULL, fp_test_collect_item,
+							     fp_test_collect_done, &c[i], NULL), 0);
 		}
 		assert_true(fp_test_run_until(p, one_spinning_rest_queued, &sh, 10000));
 		for (int i = 0; i < 3; i++) {
-			collect_wait(&c[i]);
+			fp_test_collect_wait(&c[i]);
 			assert_int_equal(c[i].r[0].status, FP_ITEM_OK);
-			collect_free(&c[i]);
+			fp_test_collect_free(&c[i]);
 		}
 	}
 	/* One quick run does not make a slow task quick again. */
 	assert_int_equal(fp_pool_apply(p, "spin", "0", 1, NULL, &r), 0);
 	fp_result_clear(&r);
 	for (int i = 0; i < 3; i++) {
-		collect_init(&c[i], p, 1);
-		assert_int_equal(fp_pool_apply_async(p, "spin", "50", 2, NULL, collect_item,
-						     collect_done, &c[i], NULL), 0);
+		fp_test_collect_init(&c[i], p, 1);
+		assert_int_equal(fp_pool_apply_async(p, "spin", "50", 2, NULL, fp_test_collect_item,
+						     fp_test_collect_done, &c[i], NULL), 0);
 	}
 	assert_true(fp_test_run_until(p, one_spinning_rest_queued, &sh, 10000));
 	for (int i = 0; i < 3; i++) {
-		collect_wait(&c[i]);
-		collect_free(&c[i]);
+		fp_test_collect_wait(&c[i]);
+		fp_test_collect_free(&c[i]);
 	}
 	fp_pool_free(p);
 }
@@ -733,7 +610,7 @@ static void timeout_in_a_shared_chunk_fails_only_its_item(void **state)
 	 */
 	static const char *const args[] = { "0", "400", "0", "2000", "0", "0" };
 	static const int64_t timeouts[] = { -1, -1, 300, 300, -1, -1 };
-	fp_pool *p = new_pool(1);
+	fp_pool *p = fp_test_pool(1);
 	struct fp_pool_stats st;
 	struct shared sh;
 
@@ -756,7 +633,7 @@ static void timeout_in_a_shared_chunk_fails_only_its_item(void **state)
 
 static void sigkill_in_a_shared_chunk_fails_only_the_running_item(void **state)
 {
-	fp_pool *p = new_pool(1);
+	fp_pool *p = fp_test_pool(1);
 	struct fp_worker_stats ws[2];
 	struct fp_pool_stats st;
 	struct shared sh;
@@ -786,7 +663,7 @@ static void sigkill_in_a_shared_chunk_fails_only_the_running_item(void **state)
 
 static void cancel_in_a_shared_chunk_ends_only_its_call(void **state)
 {
-	fp_pool *p = new_pool(1);
+	fp_pool *p = fp_test_pool(1);
 	struct fp_pool_stats st;
 	struct shared sh;
 
@@ -819,8 +696,8 @@ static void cancel_in_a_shared_chunk_ends_only_its_call(void **state)
 
 static void cancel_drops_queued_items(void **state)
 {
-	fp_pool *p = new_pool(1);
-	struct collect c;
+	fp_pool *p = fp_test_pool(1);
+	struct fp_test_collect c;
 	struct fp_buf items[50];
 	uint64_t id;
 
@@ -828,18 +705,18 @@ static void cancel_drops_queued_items(void **state)
 		items[i] = (struct fp_buf){ "1", 1 };
 	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
 	o.chunksize = 1;
-	collect_init(&c, p, 50);
-	assert_int_equal(fp_pool_map_async(p, "sleep", items, 50, &o, collect_item,
-					   collect_done, &c, &id), 0);
+	fp_test_collect_init(&c, p, 50);
+	assert_int_equal(fp_pool_map_async(p, "sleep", items, 50, &o, fp_test_collect_item,
+					   fp_test_collect_done, &c, &id), 0);
 	assert_int_equal(fp_pool_cancel(p, id), 0);
 	/* Callbacks come from the loop, never from inside cancel. */
 	assert_int_equal(c.seen[49], 0);
-	collect_wait(&c);
+	fp_test_collect_wait(&c);
 	for (int i = 0; i < 50; i++)
 		assert_int_equal(c.seen[i], 1);
 	assert_true(c.summary.failed >= 49);
 	assert_int_equal(c.r[49].status, FP_ITEM_CANCELLED);
-	collect_free(&c);
+	fp_test_collect_free(&c);
 	fp_pool_free(p);
 }
 
@@ -851,16 +728,16 @@ static void rss_limit_recycles_the_worker(void **state)
 	pid_t before;
 	fp_pool *p;
 
-	test_options(&o, 1);
+	fp_test_options(&o, 1);
 	o.max_rss_bytes = 64u << 20;
-	p = pool_with(&o);
-	before = apply_pid(p);
-	assert_int_equal(apply_pid(p), before);   /* small tasks do not recycle */
+	p = fp_test_pool_with(&o);
+	before = fp_test_apply_pid(p, "pid", NULL);
+	assert_int_equal(fp_test_apply_pid(p, "pid", NULL), before);   /* small tasks do not recycle */
 	assert_int_equal(fp_pool_apply(p, "alloc", "100", 3, NULL, &r), 0);
 	assert_int_equal(r.status, FP_ITEM_OK);
 	assert_int_equal(r.pid, before);
 	fp_result_clear(&r);
-	assert_int_not_equal(apply_pid(p), before);
+	assert_int_not_equal(fp_test_apply_pid(p, "pid", NULL), before);
 	fp_pool_stats(p, &st);
 	assert_int_equal(st.recycles, 1);
 	assert_int_equal(st.crashes, 0);
@@ -870,7 +747,7 @@ static void rss_limit_recycles_the_worker(void **state)
 static void large_result_up_to_the_limit(void **state)
 {
 	const size_t limit = 64u << 20;
-	fp_pool *p = new_pool(1);
+	fp_pool *p = fp_test_pool(1);
 	struct fp_result r;
 	char arg[32];
 
@@ -900,9 +777,9 @@ static void oversized_argument_fails_its_item(void **state)
 	fp_pool *p;
 	char *big;
 
-	test_options(&o, 1);
+	fp_test_options(&o, 1);
 	o.max_payload = 1024;
-	p = pool_with(&o);
+	p = fp_test_pool_with(&o);
 	big = malloc(2048);
 	memset(big, '1', 2048);
 	items[1] = (struct fp_buf){ big, 2048 };
@@ -917,7 +794,7 @@ static void oversized_argument_fails_its_item(void **state)
 static void large_argument_round_trips(void **state)
 {
 	const size_t n = 8u << 20;
-	fp_pool *p = new_pool(1);
+	fp_pool *p = fp_test_pool(1);
 	struct fp_result r;
 	char *s = malloc(n);
 
@@ -933,17 +810,6 @@ static void large_argument_round_trips(void **state)
 	fp_pool_free(p);
 }
 
-static char *module_path(const char *name)
-{
-	const char *dir = getenv("FP_TEST_MODULE_DIR");
-	char *path;
-
-	assert_non_null(dir);
-	if (asprintf(&path, "%s/%s", dir, name) < 0)
-		abort();
-	return path;
-}
-
 static int pool_unhealthy(void *data)
 {
 	struct fp_pool_stats st;
@@ -956,43 +822,39 @@ static void failing_worker_init_backs_off_and_reports_unhealthy(void **state)
 {
 	fp_options o;
 	struct fp_pool_stats st;
-	struct log_capture *log;
-	char *path = module_path(FP_TEST_INITFAIL_MODULE);
+	char *path = fp_test_module_path(FP_TEST_INITFAIL_MODULE);
 	fp_pool *p;
 
-	test_options(&o, 1);
+	fp_test_options(&o, 1);
 	o.modules[0] = path;
-	p = pool_with(&o);
+	p = fp_test_pool_with(&o);
 	assert_true(fp_test_run_until(p, pool_unhealthy, p, 10000));
 	fp_pool_stats(p, &st);
 	assert_true(st.init_failures >= 3);
 	/* Backoff: 100 + 200 ms before the third try, so no fork loop. */
 	assert_true(st.init_failures <= 4);
 	assert_int_equal(st.crashes, 0);
-	log = o.log_data;
-	assert_non_null(strstr(log->text, "failed to start"));
-	assert_non_null(strstr(log->text, "retrying in"));
+	assert_true(fp_test_log_has("failed to start"));
+	assert_true(fp_test_log_has("retrying in"));
 	fp_pool_free(p);
 	free(path);
 }
 
 static int log_has_said(void *data)
 {
-	struct log_capture *log = data;
-
-	return strstr(log->text, "said \"hello\"") && strstr(log->text, "complained \"hello\"");
+	return fp_test_log_has("said \"hello\"") && fp_test_log_has("complained \"hello\"");
 }
 
 static void module_tasks_run_and_output_is_logged(void **state)
 {
 	fp_options o;
 	struct fp_result r;
-	char *path = module_path("libfp-good.so"), want[64];
+	char *path = fp_test_module_path("libfp-good.so"), want[64];
 	fp_pool *p;
 
-	test_options(&o, 1);
+	fp_test_options(&o, 1);
 	o.modules[0] = path;
-	p = pool_with(&o);
+	p = fp_test_pool_with(&o);
 	assert_int_equal(fp_pool_apply(p, "good.add", "[2, 40]", 7, NULL, &r), 0);
 	assert_int_equal(r.status, FP_ITEM_OK);
 	assert_string_equal(r.value, "42");
@@ -1021,9 +883,9 @@ static void module_tasks_run_and_output_is_logged(void **state)
 	/* What a worker prints reaches the master's log with its pid. */
 	assert_int_equal(fp_pool_apply(p, "good.say", "\"hello\"", 7, NULL, &r), 0);
 	assert_int_equal(r.status, FP_ITEM_OK);
-	assert_true(fp_test_run_until(p, log_has_said, o.log_data, 10000));
+	assert_true(fp_test_run_until(p, log_has_said, NULL, 10000));
 	snprintf(want, sizeof(want), "(pid %d): said \"hello\"", (int)r.pid);
-	assert_non_null(strstr(((struct log_capture *)o.log_data)->text, want));
+	assert_true(fp_test_log_has(want));
 	fp_result_clear(&r);
 	fp_pool_free(p);
 	free(path);
@@ -1035,7 +897,7 @@ static void missing_module_stops_the_pool_starting(void **state)
 	fp_pool *p = NULL;
 	char err[512];
 
-	test_options(&o, 1);
+	fp_test_options(&o, 1);
 	o.modules[0] = "/nonexistent/libnothing.so";
 	assert_int_equal(fp_pool_new(&p, NULL, &o, err, sizeof(err)), FP_EMODULE);
 	assert_null(p);
@@ -1044,13 +906,13 @@ static void missing_module_stops_the_pool_starting(void **state)
 
 static void stats_describe_the_workers(void **state)
 {
-	fp_pool *p = new_pool(2);
+	fp_pool *p = fp_test_pool(2);
 	struct fp_worker_stats ws[4];
 	struct fp_pool_stats st;
 	size_t n;
 
 	/* Both workers answer once they are up. */
-	apply_pid(p);
+	fp_test_apply_pid(p, "pid", NULL);
 	n = fp_pool_workers(p, ws, 4);
 	assert_int_equal(n, 2);
 	for (size_t i = 0; i < n; i++) {
@@ -1077,8 +939,8 @@ static void stats_describe_the_workers(void **state)
 
 static void workers_name_themselves(void **state)
 {
-	fp_pool *p = new_pool(1);
-	pid_t pid = apply_pid(p);
+	fp_pool *p = fp_test_pool(1);
+	pid_t pid = fp_test_apply_pid(p, "pid", NULL);
 	char path[64], buf[256] = "";
 	int fd;
 	ssize_t n;
@@ -1105,11 +967,11 @@ static void workers_name_themselves(void **state)
 
 static void reload_replaces_every_worker(void **state)
 {
-	fp_pool *p = new_pool(1);
-	pid_t before = apply_pid(p);
+	fp_pool *p = fp_test_pool(1);
+	pid_t before = fp_test_apply_pid(p, "pid", NULL);
 
 	assert_int_equal(fp_pool_reload(p), 0);
-	assert_int_not_equal(apply_pid(p), before);
+	assert_int_not_equal(fp_test_apply_pid(p, "pid", NULL), before);
 	fp_pool_free(p);
 }
 
@@ -1141,7 +1003,7 @@ static void replace_file(const char *to, const char *from, const char *text)
 static void reload_loads_modules_again_from_their_files(void **state)
 {
 	char path[] = "/tmp/fp-test-reload-XXXXXX.so";
-	char *good = module_path("libfp-good.so"), *second = module_path("libfp-second.so");
+	char *good = fp_test_module_path("libfp-good.so"), *second = fp_test_module_path("libfp-second.so");
 	struct fp_result r;
 	fp_options o;
 	fp_pool *p;
@@ -1150,9 +1012,9 @@ static void reload_loads_modules_again_from_their_files(void **state)
 	assert_true(fd >= 0);
 	close(fd);
 	replace_file(path, good, NULL);
-	test_options(&o, 1);
+	fp_test_options(&o, 1);
 	o.modules[0] = path;
-	p = pool_with(&o);
+	p = fp_test_pool_with(&o);
 	assert_int_equal(fp_pool_apply(p, "good.add", "[1, 2]", 6, NULL, &r), 0);
 	assert_string_equal(r.value, "3");
 	fp_result_clear(&r);
@@ -1166,8 +1028,8 @@ static void reload_loads_modules_again_from_their_files(void **state)
 
 	replace_file(path, NULL, "not an ELF file");
 	assert_int_equal(fp_pool_reload(p), FP_EMODULE);
-	assert_non_null(strstr(test_log.text, "reload refused"));
-	assert_non_null(strstr(test_log.text, path));
+	assert_true(fp_test_log_has("reload refused"));
+	assert_true(fp_test_log_has(path));
 	assert_int_equal(fp_pool_apply(p, "second.hello", "null", 4, NULL, &r), 0);
 	assert_int_equal(r.status, FP_ITEM_OK);
 	fp_result_clear(&r);
@@ -1179,18 +1041,18 @@ static void reload_loads_modules_again_from_their_files(void **state)
 
 static void shutdown_cancels_what_is_left(void **state)
 {
-	fp_pool *p = new_pool(1);
+	fp_pool *p = fp_test_pool(1);
 	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
-	struct collect c;
+	struct fp_test_collect c;
 	struct fp_buf items[4];
 
 	o.timeout_ms = 0;
 	o.chunksize = 1;
 	for (int i = 0; i < 4; i++)
 		items[i] = (struct fp_buf){ "null", 4 };
-	collect_init(&c, p, 4);
-	assert_int_equal(fp_pool_map_async(p, "hang", items, 4, &o, collect_item,
-					   collect_done, &c, NULL), 0);
+	fp_test_collect_init(&c, p, 4);
+	assert_int_equal(fp_pool_map_async(p, "hang", items, 4, &o, fp_test_collect_item,
+					   fp_test_collect_done, &c, NULL), 0);
 	assert_true(fp_test_run_until(p, worker_busy_with, &(struct busy_probe){ p, "hang" }, 10000));
 	assert_int_equal(fp_pool_shutdown(p, 100), 0);
 	assert_true(c.done);
@@ -1203,24 +1065,24 @@ static void shutdown_cancels_what_is_left(void **state)
 	assert_int_equal(st.alive, 0);
 	assert_int_equal(fp_pool_apply_async(p, "square", "1", 1, NULL, NULL, NULL, NULL, NULL),
 			 FP_ESTOPPED);
-	collect_free(&c);
+	fp_test_collect_free(&c);
 	fp_pool_free(p);
 }
 
 static void shutdown_lets_running_items_finish(void **state)
 {
-	fp_pool *p = new_pool(1);
-	struct collect c;
+	fp_pool *p = fp_test_pool(1);
+	struct fp_test_collect c;
 
-	collect_init(&c, p, 1);
-	assert_int_equal(fp_pool_apply_async(p, "sleep", "200", 3, NULL, collect_item,
-					     collect_done, &c, NULL), 0);
+	fp_test_collect_init(&c, p, 1);
+	assert_int_equal(fp_pool_apply_async(p, "sleep", "200", 3, NULL, fp_test_collect_item,
+					     fp_test_collect_done, &c, NULL), 0);
 	assert_true(fp_test_run_until(p, worker_busy_with, &(struct busy_probe){ p, "sleep" }, 10000));
 	assert_int_equal(fp_pool_shutdown(p, 10000), 0);
 	assert_true(c.done);
 	assert_int_equal(c.r[0].status, FP_ITEM_OK);
 	assert_string_equal(c.r[0].value, "200");
-	collect_free(&c);
+	fp_test_collect_free(&c);
 	fp_pool_free(p);
 }
 
@@ -1231,10 +1093,10 @@ static void jitter_spreads_task_limits(void **state)
 	fp_pool *p;
 	size_t n;
 
-	test_options(&o, 4);
+	fp_test_options(&o, 4);
 	o.max_tasks_per_child = 10;
 	o.max_tasks_jitter = 5;
-	p = pool_with(&o);
+	p = fp_test_pool_with(&o);
 	n = fp_pool_workers(p, ws, 8);
 	assert_int_equal(n, 4);
 	for (size_t i = 0; i < n; i++) {
@@ -1268,8 +1130,8 @@ static void workers_die_with_the_master(void **state)
 		o.workers = 2;
 		if (fp_pool_new(&p, NULL, &o, NULL, 0))
 			_exit(1);
-		apply_pid(p);
-		apply_pid(p);
+		fp_test_apply_pid(p, "pid", NULL);
+		fp_test_apply_pid(p, "pid", NULL);
 		fp_pool_workers(p, ws, 2);
 		pids[0] = ws[0].pid;
 		pids[1] = ws[1].pid;
@@ -1300,21 +1162,6 @@ static void workers_die_with_the_master(void **state)
 			assert_int_equal(WEXITSTATUS(status), 0);
 	}
 	prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
-}
-
-static int skip_without_backend(void)
-{
-	fp_loop *loop;
-	int err = fp_loop_new(&loop, FP_LOOP_AUTO);
-
-	if (err) {
-		fprintf(stderr, "no loop for FORKPOOL_LOOP=%s: %s\n",
-			getenv("FORKPOOL_LOOP") ? getenv("FORKPOOL_LOOP") : "",
-			fp_strerror(err));
-		return 1;
-	}
-	fp_loop_free(loop);
-	return 0;
 }
 
 int main(void)
@@ -1359,7 +1206,7 @@ int main(void)
 		cmocka_unit_test(workers_die_with_the_master),
 	};
 
-	if (skip_without_backend())
+	if (fp_test_backend_missing())
 		return 77;
 	return cmocka_run_group_tests_name("pool", tests, NULL, NULL);
 }

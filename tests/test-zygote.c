@@ -25,58 +25,17 @@
 
 #include "forkpool.h"
 #include "fp_test.h"
+#include "fp_test_pool.h"
 
 /* --- helpers ------------------------------------------------------------- */
-
-struct log_capture {
-	char text[32768];
-	size_t len;
-};
-
-static struct log_capture test_log;
-
-static void capture_log(void *data, fp_log_level level, const char *msg)
-{
-	struct log_capture *c = data;
-	int n = snprintf(c->text + c->len, sizeof(c->text) - c->len, "%s\n", msg);
-
-	if (n > 0 && c->len + (size_t)n < sizeof(c->text))
-		c->len += (size_t)n;
-	if (getenv("FP_TEST_VERBOSE"))
-		fprintf(stderr, "log: %s\n", msg);
-}
 
 static fp_pool *new_pool(unsigned workers, unsigned max_tasks)
 {
 	fp_options o;
-	fp_pool *p = NULL;
-	char err[512];
-	int rc;
 
-	memset(&test_log, 0, sizeof(test_log));
-	fp_options_init(&o);
-	o.workers = workers;
+	fp_test_options(&o, workers);
 	o.max_tasks_per_child = max_tasks;
-	o.kill_grace_ms = 200;
-	o.log_level = FP_LOG_DEBUG;
-	o.log = capture_log;
-	o.log_data = &test_log;
-	rc = fp_pool_new(&p, NULL, &o, err, sizeof(err));
-	if (rc != 0)
-		fail_msg("fp_pool_new: %s (%s)", fp_strerror(rc), err);
-	return p;
-}
-
-static pid_t apply_pid(fp_pool *p)
-{
-	struct fp_result r;
-	pid_t pid;
-
-	assert_int_equal(fp_pool_apply(p, "pid", "null", 4, NULL, &r), 0);
-	assert_int_equal(r.status, FP_ITEM_OK);
-	pid = (pid_t)atol(r.value);
-	fp_result_clear(&r);
-	return pid;
+	return fp_test_pool_with(&o);
 }
 
 /* Field 4 of /proc/PID/stat (after the command name, which may hold ')'). */
@@ -214,7 +173,7 @@ static void workers_are_the_masters_children(void **state)
 	assert_true(lfd >= 0);
 	assert_int_equal(fstat(lfd, &lst), 0);
 	p = new_pool(2, 0);
-	w = apply_pid(p);
+	w = fp_test_apply_pid(p, "pid", NULL);
 	z = the_zygote(p);
 	assert_int_equal(parent_of(w), getpid());
 
@@ -271,34 +230,20 @@ static void abort_in_a_worker_is_sigabrt(void **state)
 /* --- the zygote dying ---------------------------------------------------- */
 
 struct kill_probe {
-	fp_pool *pool;
 	pid_t zygote;
-	size_t done, ok, n;
+	size_t done;
 	int killed;
 };
 
-static void count_item(fp_pool *p, uint64_t id, const struct fp_result *r, void *data)
+/* Mid-map, with workers being forked all the time (one task each). */
+static void kill_zygote_mid_map(struct fp_test_collect *c, const struct fp_result *r)
 {
-	struct kill_probe *k = data;
+	struct kill_probe *k = c->data;
 
-	k->done++;
-	k->ok += r->status == FP_ITEM_OK;
-	/* Mid-map, with workers being forked all the time (one task each). */
-	if (k->done == 5 && !k->killed) {
+	if (++k->done == 5 && !k->killed) {
 		assert_int_equal(kill(k->zygote, SIGKILL), 0);
 		k->killed = 1;
 	}
-}
-
-static void count_done(fp_pool *p, const struct fp_call_summary *s, void *data)
-{
-}
-
-static int all_done(void *data)
-{
-	struct kill_probe *k = data;
-
-	return k->done == k->n;
 }
 
 static struct fp_buf *nulls(size_t n)
@@ -320,27 +265,30 @@ static void killed_zygote_is_replaced(void **state)
 	const size_t n = 40;
 	struct fp_buf *items = nulls(n);
 	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
-	struct kill_probe k = { .n = n };
+	struct kill_probe k = { 0 };
+	struct fp_test_collect c;
 	struct fp_pool_stats st;
 	fp_pool *p = new_pool(2, 1);
 	pid_t z2;
 
-	k.pool = p;
-	apply_pid(p);
+	fp_test_apply_pid(p, "pid", NULL);
 	k.zygote = the_zygote(p);
 	co.chunksize = 1;
-	assert_int_equal(fp_pool_map_async(p, "pid", items, n, &co, count_item, count_done,
-					   &k, NULL), 0);
-	assert_true(fp_test_run_until(p, all_done, &k, 60000));
+	fp_test_collect_init(&c, p, n);
+	c.each = kill_zygote_mid_map;
+	c.data = &k;
+	assert_int_equal(fp_pool_map_async(p, "pid", items, n, &co, fp_test_collect_item,
+					   fp_test_collect_done, &c, NULL), 0);
+	fp_test_collect_wait(&c);
 	assert_true(k.killed);
-	assert_int_equal(k.ok, n);
-	assert_non_null(strstr(test_log.text, "starting another"));
+	assert_int_equal(c.summary.ok, n);
+	assert_true(fp_test_log_has("starting another"));
 
 	z2 = the_zygote(p);
 	assert_int_not_equal(z2, k.zygote);
 	/* The new one forks: more one-task workers come and go. */
 	for (int i = 0; i < 4; i++)
-		apply_pid(p);
+		fp_test_apply_pid(p, "pid", NULL);
 	fp_pool_stats(p, &st);
 	assert_int_equal(st.able, 2);
 	assert_int_equal(st.crashes, 0);
@@ -348,12 +296,8 @@ static void killed_zygote_is_replaced(void **state)
 	fp_pool_free(p);
 	assert_reaped(k.zygote);
 	assert_reaped(z2);
+	fp_test_collect_free(&c);
 	free(items);
-}
-
-static int log_has(void *data)
-{
-	return strstr(test_log.text, data) != NULL;
 }
 
 static int zygote_gone(void *data)
@@ -370,17 +314,17 @@ static void zygote_that_keeps_dying_is_given_up(void **state)
 	pid_t z;
 
 	for (int i = 0; i < 3; i++) {
-		apply_pid(p);
+		fp_test_apply_pid(p, "pid", NULL);
 		z = the_zygote(p);
 		assert_int_equal(kill(z, SIGKILL), 0);
 		assert_true(fp_test_run_until(p, zygote_gone, &z, 10000));
-		apply_pid(p);
+		fp_test_apply_pid(p, "pid", NULL);
 	}
-	assert_true(fp_test_run_until(p, log_has, "forking workers in the master from now on",
+	assert_true(fp_test_run_until(p, fp_test_log_says, "forking workers in the master from now on",
 				      10000));
 	assert_int_equal(zygotes_of(getpid(), &z, 1), 0);
 	for (int i = 0; i < 3; i++)
-		apply_pid(p);
+		fp_test_apply_pid(p, "pid", NULL);
 	assert_workers_are_mine(p);
 	fp_pool_free(p);
 }
@@ -392,15 +336,15 @@ static void reload_replaces_the_zygote(void **state)
 	fp_pool *p = new_pool(1, 0);
 	pid_t before, after;
 
-	apply_pid(p);
+	fp_test_apply_pid(p, "pid", NULL);
 	before = the_zygote(p);
 	assert_int_equal(fp_pool_reload(p), 0);
 	assert_true(fp_test_run_until(p, zygote_gone, &before, 10000));
 	after = the_zygote(p);
 	assert_int_not_equal(before, after);
-	apply_pid(p);
+	fp_test_apply_pid(p, "pid", NULL);
 	/* The old one left because it was asked to: no death is reported. */
-	assert_null(strstr(test_log.text, "starting another"));
+	assert_false(fp_test_log_has("starting another"));
 	fp_pool_free(p);
 	assert_reaped(before);
 	assert_reaped(after);
@@ -426,13 +370,13 @@ static void two_pools_have_a_zygote_each(void **state)
 	assert_true(fp_test_run_until(b, two_zygotes, z, 10000));
 	zb = z[0] == za ? z[1] : z[0];
 	assert_int_not_equal(za, zb);
-	apply_pid(a);
-	apply_pid(b);
+	fp_test_apply_pid(a, "pid", NULL);
+	fp_test_apply_pid(b, "pid", NULL);
 	fp_pool_free(b);
 	assert_reaped(zb);
 	assert_int_equal(parent_of(za), getpid());
 	for (int i = 0; i < 3; i++)
-		apply_pid(a);
+		fp_test_apply_pid(a, "pid", NULL);
 	assert_workers_are_mine(a);
 	fp_pool_free(a);
 	assert_reaped(za);
@@ -447,7 +391,7 @@ static void forkpool_zygote_0_forks_in_the_master(void **state)
 	p = new_pool(1, 1);
 	unsetenv("FORKPOOL_ZYGOTE");
 	for (int i = 0; i < 3; i++)
-		apply_pid(p);
+		fp_test_apply_pid(p, "pid", NULL);
 	assert_workers_are_mine(p);
 	assert_int_equal(zygotes_of(getpid(), &z, 1), 0);
 	fp_pool_free(p);
@@ -478,7 +422,7 @@ static void zygote_dies_with_the_master(void **state)
 			_exit(1);
 		/* Its name comes a moment after its fork. */
 		for (int i = 0; i < 1000 && zygotes_of(getpid(), found, 2) != 1; i++)
-			apply_pid(p);
+			fp_test_apply_pid(p, "pid", NULL);
 		if (zygotes_of(getpid(), found, 2) != 1)
 			_exit(1);
 		if (write(pfd[1], found, sizeof(found[0])) != sizeof(found[0]))
@@ -506,21 +450,6 @@ static void zygote_dies_with_the_master(void **state)
 	prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
 }
 
-static int skip_without_backend(void)
-{
-	fp_loop *loop;
-	int err = fp_loop_new(&loop, FP_LOOP_AUTO);
-
-	if (err) {
-		fprintf(stderr, "no loop for FORKPOOL_LOOP=%s: %s\n",
-			getenv("FORKPOOL_LOOP") ? getenv("FORKPOOL_LOOP") : "",
-			fp_strerror(err));
-		return 1;
-	}
-	fp_loop_free(loop);
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -534,7 +463,7 @@ int main(void)
 		cmocka_unit_test(zygote_dies_with_the_master),
 	};
 
-	if (skip_without_backend())
+	if (fp_test_backend_missing())
 		return 77;
 	return cmocka_run_group_tests_name("zygote", tests, NULL, NULL);
 }

@@ -86,6 +86,18 @@ def process_gone(pid):
     return state in ("Z", "X")
 
 
+def error_of(test, r, status, code):
+    """Assert r is an HTTP error with the API's body shape; return the message."""
+    test.assertEqual(r.status, status, r)
+    test.assertTrue(r.header("Content-Type").startswith("application/json"), r.headers)
+    doc = r.json()
+    test.assertEqual(set(doc), {"error"}, doc)
+    test.assertEqual(doc["error"]["code"], code, doc)
+    test.assertIsInstance(doc["error"]["message"], str)
+    test.assertTrue(doc["error"]["message"], doc)
+    return doc["error"]["message"]
+
+
 class Response:
     def __init__(self, status, headers, body):
         self.status = status
@@ -94,6 +106,10 @@ class Response:
 
     def json(self):
         return json.loads(self.body.decode("utf-8"))
+
+    def ndjson(self):
+        """The body as NDJSON: one object a line."""
+        return [json.loads(x) for x in self.body.decode("utf-8").splitlines()]
 
     def header(self, name):
         return self.headers.get(name)
@@ -314,6 +330,30 @@ class Daemon:
             raise AssertionError("/v1/workers: %r" % (r,))
         return r.json()["workers"]
 
+    def job_state(self, job_id):
+        r = self.get("/v1/jobs/" + job_id)
+        if r.status != 200:
+            raise AssertionError("GET job %s: %r" % (job_id, r))
+        return r.json()["state"]
+
+    def stream_ndjson(self, path, check_first):
+        """GET an NDJSON stream and return its objects.
+
+        check_first(first object) runs as soon as the first line came, before
+        the rest is read: for checks on what the job does while it streams."""
+        c = self.connection()
+        try:
+            c.request("GET", path)
+            r = c.getresponse()
+            if r.status != 200:
+                raise AssertionError("GET %s: %d %r" % (path, r.status, r.read()[:300]))
+            first = json.loads(r.readline())
+            check_first(first)
+            rest = [json.loads(x) for x in r.read().decode("utf-8").splitlines()]
+        finally:
+            c.close()
+        return [first] + rest
+
     def wait_job(self, job_id, timeout=30.0, results=False):
         """Long-poll a job until it finishes; returns its document."""
         deadline = time.monotonic() + timeout
@@ -360,6 +400,17 @@ class DaemonTestCase(unittest.TestCase):
         if status != 0 or d.sanitizer_reports():
             raise AssertionError("forkpoold exited with status %s; log tail:\n%s" % (
                 status, d.log_text()[-6000:]))
+
+    def submit(self, path, body, status=202, **kw):
+        """POST body to path; assert the status and return the JSON answer."""
+        r = self.daemon.post(path, body, **kw)
+        self.assertEqual(r.status, status, r)
+        return r.json()
+
+    def apply(self, task, args=None, wait=20, **extra):
+        """POST /v1/apply?wait=...: the finished job's document (200)."""
+        return self.submit("/v1/apply?wait=%g" % wait, dict(task=task, args=args, **extra),
+                           status=200)
 
     def setUp(self):
         if self.daemon is not None and not self.daemon.alive():

@@ -23,21 +23,9 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Daemon, DaemonTestCase, process_gone, wait_until  # noqa: E402
+from harness import Daemon, DaemonTestCase, error_of, process_gone, wait_until  # noqa: E402
 
 DEMO_TASKS = {"echo", "square", "sleep", "spin", "pid", "crash", "exit", "hang", "fail"}
-
-
-def error_of(test, r, status, code):
-    """Assert r is an HTTP error with the issue's body shape; return the message."""
-    test.assertEqual(r.status, status, r)
-    test.assertTrue(r.header("Content-Type").startswith("application/json"), r.headers)
-    doc = r.json()
-    test.assertEqual(set(doc), {"error"}, doc)
-    test.assertEqual(doc["error"]["code"], code, doc)
-    test.assertIsInstance(doc["error"]["message"], str)
-    test.assertTrue(doc["error"]["message"], doc)
-    return doc["error"]["message"]
 
 
 # --- raw HTTP, for what http.client hides ------------------------------------
@@ -91,11 +79,6 @@ def read_response(f, head_only=False):
 
 class ApiTest(DaemonTestCase):
     daemon_kwargs = {"workers": 2, "task_timeout": 20000}
-
-    def submit(self, path, body, status=202, **kw):
-        r = self.daemon.post(path, body, **kw)
-        self.assertEqual(r.status, status, r)
-        return r.json()
 
     def test_apply_202_with_location_then_poll(self):
         r = self.daemon.post("/v1/apply", {"task": "square", "args": 7})
@@ -213,7 +196,7 @@ class ApiTest(DaemonTestCase):
         self.assertEqual(s.status, 200, s)
         self.assertTrue(s.header("Content-Type").startswith("application/x-ndjson"))
         self.assertEqual(s.header("Transfer-Encoding"), "chunked")
-        lines = [json.loads(x) for x in s.body.decode().splitlines()]
+        lines = s.ndjson()
         self.assertEqual([x["index"] for x in lines], [0, 1, 2, 3, 4])
         self.assertEqual([x["value"] for x in lines], [400, 0, 0, 0, 0])
         # ?order=input is the default spelled out.
@@ -223,25 +206,17 @@ class ApiTest(DaemonTestCase):
     def test_results_stream_in_completion_order_as_items_finish(self):
         doc = self.submit("/v1/map", {"task": "sleep", "items": [1500, 0, 0, 0],
                                       "chunksize": 1})
-        c = self.daemon.connection()
-        try:
-            c.request("GET", "/v1/jobs/%s/results?order=completion" % doc["id"])
-            r = c.getresponse()
-            self.assertEqual(r.status, 200)
-            first = json.loads(r.readline())
+        def while_running(first):
             # Streamed: the quick items arrive while the slow one still runs.
             self.assertNotEqual(first["index"], 0)
-            state = self.daemon.get("/v1/jobs/" + doc["id"]).json()["state"]
-            self.assertIn(state, ("queued", "running"))
-            rest = [json.loads(x) for x in r.read().decode().splitlines()]
-        finally:
-            c.close()
-        lines = [first] + rest
+            self.assertIn(self.daemon.job_state(doc["id"]), ("queued", "running"))
+        lines = self.daemon.stream_ndjson("/v1/jobs/%s/results?order=completion" % doc["id"],
+                                          while_running)
         self.assertEqual(sorted(x["index"] for x in lines), [0, 1, 2, 3])
         self.assertEqual(lines[-1], {"index": 0, "value": 1500})
 
     def test_results_stream_bad_order(self):
-        doc = self.submit("/v1/apply?wait=5", {"task": "echo", "args": 1}, status=200)
+        doc = self.apply("echo", 1, wait=5)
         r = self.daemon.get("/v1/jobs/%s/results?order=random" % doc["id"])
         error_of(self, r, 400, "bad_request")
 
@@ -258,7 +233,7 @@ class ApiTest(DaemonTestCase):
         self.daemon.wait_able(2)
 
     def test_delete_forgets_a_finished_job(self):
-        doc = self.submit("/v1/apply?wait=5", {"task": "echo", "args": "x"}, status=200)
+        doc = self.apply("echo", "x", wait=5)
         self.assertEqual(doc["state"], "done")
         r = self.daemon.delete("/v1/jobs/" + doc["id"])
         self.assertEqual(r.status, 204, r)
@@ -287,7 +262,7 @@ class ApiTest(DaemonTestCase):
         self.daemon.wait_able(2)
 
     def test_task_error(self):
-        doc = self.submit("/v1/apply?wait=5", {"task": "fail", "args": "no luck"}, status=200)
+        doc = self.apply("fail", "no luck", wait=5)
         self.assertEqual(doc["state"], "failed")
         self.assertEqual(doc["error"]["type"], "task_error")
         self.assertIn("no luck", doc["error"]["message"])
@@ -357,7 +332,7 @@ class ApiTest(DaemonTestCase):
                  404, "no_such_job")
 
     def test_jobs_list(self):
-        doc = self.submit("/v1/apply?wait=5", {"task": "echo", "args": [1]}, status=200)
+        doc = self.apply("echo", [1], wait=5)
         jobs = self.daemon.get("/v1/jobs").json()["jobs"]
         self.assertIn(doc["id"], [j["id"] for j in jobs])
         done = self.daemon.get("/v1/jobs?state=done").json()["jobs"]
@@ -416,7 +391,7 @@ class ApiTest(DaemonTestCase):
             self.assertNotEqual(pid, self.daemon.pid)
 
     def test_metrics(self):
-        self.submit("/v1/apply?wait=5", {"task": "square", "args": 3}, status=200)
+        self.apply("square", 3, wait=5)
         r = self.daemon.get("/metrics")
         self.assertEqual(r.status, 200, r)
         self.assertTrue(r.header("Content-Type").startswith("text/plain"), r.headers)

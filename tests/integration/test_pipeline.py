@@ -7,7 +7,6 @@ Run by meson once per backend:
 """
 
 import collections
-import json
 import os
 import sys
 import time
@@ -15,23 +14,10 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Daemon, DaemonTestCase, wait_until  # noqa: E402
+from harness import Daemon, DaemonTestCase, error_of, wait_until  # noqa: E402
 
 MODULE_DIR = os.environ.get("FP_TEST_MODULE_DIR", "")
 NDJSON = {"Content-Type": "application/x-ndjson"}
-
-
-def error_of(test, r, status, code):
-    """Assert r is an API error; return its message."""
-    test.assertEqual(r.status, status, r)
-    doc = r.json()
-    test.assertEqual(set(doc), {"error"}, doc)
-    test.assertEqual(doc["error"]["code"], code, doc)
-    return doc["error"]["message"]
-
-
-def lines_of(r):
-    return [json.loads(x) for x in r.body.decode().splitlines()]
 
 
 class PipelineTest(DaemonTestCase):
@@ -43,19 +29,17 @@ class PipelineTest(DaemonTestCase):
         cls.daemon_args = ("--module", module)
         super().setUpClass()
 
-    def submit(self, body, status=202, query=""):
-        r = self.daemon.post("/v1/pipelines" + query, body)
-        self.assertEqual(r.status, status, r)
-        return r.json()
+    def submit_pipeline(self, body, status=202, query=""):
+        return self.submit("/v1/pipelines" + query, body, status)
 
     def run_pipeline(self, body, timeout=120):
         """Submit, wait until finished, return (document, result lines)."""
-        doc = self.submit(body)
+        doc = self.submit_pipeline(body)
         self.assertEqual(doc["kind"], "pipeline")
         done = self.daemon.wait_job(doc["id"], timeout=timeout)
         s = self.daemon.get("/v1/jobs/%s/results" % doc["id"], timeout=timeout)
         self.assertEqual(s.status, 200, s)
-        return done, lines_of(s)
+        return done, s.ndjson()
 
     def check_counters(self, doc):
         """Every stage's counters add up at the end, and feed the next stage."""
@@ -180,9 +164,9 @@ class PipelineTest(DaemonTestCase):
     def test_backpressure_keeps_waiting_within_the_buffer(self):
         buffer = 8
         n = 120
-        doc = self.submit({"stages": [{"task": "echo"},
-                                      {"task": "sleep", "workers": 1, "buffer": buffer}],
-                           "items": [5] * n})
+        doc = self.submit_pipeline({"stages": [{"task": "echo"},
+                                               {"task": "sleep", "workers": 1, "buffer": buffer}],
+                                    "items": [5] * n})
         seen = []
 
         def watch():
@@ -205,8 +189,8 @@ class PipelineTest(DaemonTestCase):
         self.check_counters(g)
 
     def test_cancel_mid_pipeline(self):
-        doc = self.submit({"stages": ["echo", {"task": "sleep", "workers": 1}],
-                           "items": [100] * 100})
+        doc = self.submit_pipeline({"stages": ["echo", {"task": "sleep", "workers": 1}],
+                                    "items": [100] * 100})
         wait_until(lambda: self.daemon.get("/v1/jobs/" + doc["id"]).json()["done"] >= 2,
                    20, what="some outputs")
         r = self.daemon.delete("/v1/jobs/" + doc["id"])
@@ -227,8 +211,8 @@ class PipelineTest(DaemonTestCase):
         self.assertEqual(sorted(x["value"] for x in lines), [1, 4])
 
     def test_wait_and_long_poll_and_list(self):
-        doc = self.submit({"stages": ["sleep"], "items": [200]}, status=200,
-                          query="?wait=20&results=1")
+        doc = self.submit_pipeline({"stages": ["sleep"], "items": [200]}, status=200,
+                                   query="?wait=20&results=1")
         self.assertEqual(doc["state"], "done")
         self.assertEqual(doc["results"], [{"index": 0, "value": 200}])
         listed = self.daemon.get("/v1/jobs?limit=1000").json()["jobs"]
@@ -237,20 +221,13 @@ class PipelineTest(DaemonTestCase):
         self.assertEqual(r.status, 204)
 
     def test_streamed_while_running(self):
-        doc = self.submit({"stages": ["echo", {"task": "sleep", "workers": 1}],
-                           "items": [0, 0, 1500]})
-        c = self.daemon.connection()
-        try:
-            c.request("GET", "/v1/jobs/%s/results" % doc["id"])
-            r = c.getresponse()
-            first = json.loads(r.readline())
+        doc = self.submit_pipeline({"stages": ["echo", {"task": "sleep", "workers": 1}],
+                                    "items": [0, 0, 1500]})
+        def while_running(first):
             self.assertIn(first["index"], (0, 1))
-            state = self.daemon.get("/v1/jobs/" + doc["id"]).json()["state"]
-            self.assertIn(state, ("queued", "running"))
-            rest = [json.loads(x) for x in r.read().decode().splitlines()]
-        finally:
-            c.close()
-        self.assertEqual(sorted(x["index"] for x in [first] + rest), [0, 1, 2])
+            self.assertIn(self.daemon.job_state(doc["id"]), ("queued", "running"))
+        lines = self.daemon.stream_ndjson("/v1/jobs/%s/results" % doc["id"], while_running)
+        self.assertEqual(sorted(x["index"] for x in lines), [0, 1, 2])
 
     # --- NDJSON ---------------------------------------------------------------
 
@@ -354,9 +331,9 @@ class PipelineTest(DaemonTestCase):
                              headers=NDJSON)
         self.assertEqual(r.status, 200, r)
         s = self.daemon.get("/v1/jobs/%s/results" % r.json()["id"])
-        self.assertEqual(lines_of(s), [{"index": 0, "value": ["a", "b"]},
-                                       {"index": 1, "value": []},
-                                       {"index": 2, "value": ["c"]}])
+        self.assertEqual(s.ndjson(), [{"index": 0, "value": ["a", "b"]},
+                                      {"index": 1, "value": []},
+                                      {"index": 2, "value": ["c"]}])
         r = self.daemon.post("/v1/apply?wait=20", {"task": "range", "args": 4})
         self.assertEqual(r.json()["result"], [0, 1, 2, 3])
 
