@@ -17,8 +17,10 @@
 #                    when nothing can, and the suite is then counted as failed
 #   NAME_rep()       one repetition of every measurement of the suite, each one through
 #                      run KEY CMD...            a program printing one "result k=v ..." line, or
-#                      wrk_run KEY URL [LUA]     wrk against the server started with fpd_start,
-#                                                nginx_start or the suite's own *_start
+#                      wrk_run KEY URL [LUA]     wrk against the server started with fpd_start
+#                                                (fpd_start_for KEY records KEY as failed when
+#                                                forkpoold does not start), nginx_start or the
+#                                                suite's own *_start
 #                    (or through record KEY k=v... after checking a result itself); a failed
 #                    measurement is recorded with `failed KEY WHY` and fails the whole run
 #   NAME_table()     the table: table_head "title" "explanation lines...", then one `row` a
@@ -29,7 +31,8 @@
 # asked), runs_done (repetitions made, in NAME_table), quick, builddir, python, tmp (a scratch
 # directory removed at exit), forkpoold, bench_pool, fork_floor, and after fp_backends_probe the
 # arrays fp_backends (uring/epoll as FORKPOOL_LOOP spells them) and fp_backend_names (as
-# fp_loop_backend_name() does).
+# fp_loop_backend_name() does); after fpd_backends_probe, the same for forkpoold in fpd_backends
+# and fpd_backend_names.
 #
 # Repetitions are interleaved: each one measures everything of the suite once, so drift on a
 # shared machine spreads over every figure instead of landing on one. No repetition is started
@@ -356,6 +359,43 @@ fpd_start() {
 		sleep 0.1
 	done
 	[ -n "$port" ] && wait_http "http://127.0.0.1:$port/v1/health"
+}
+
+# fpd_start_for KEY BACKEND [forkpoold options...] : fpd_start, and when forkpoold does not
+# start, KEY is recorded as failed with the tail of forkpoold's log; returns non-zero then.
+fpd_start_for() {
+	local key=$1
+	shift
+	fpd_start "$@" && return 0
+	failed "$key" "forkpoold did not start"
+	sed 's/^/      /' "$tmp/fpd.log" | tail -n 5
+	return 1
+}
+
+# fpd_backends_probe : which backends forkpoold starts under here (once per run), in the arrays
+# fpd_backends (as --loop spells them) and fpd_backend_names (as GET /v1/health names them).
+# Returns non-zero when none can.
+fpd_backends_probed=0
+fpd_backends=()
+fpd_backend_names=()
+fpd_backends_probe() {
+	local b name
+	if [ "$fpd_backends_probed" -eq 0 ]; then
+		fpd_backends_probed=1
+		for b in uring epoll; do
+			if fpd_start "$b"; then
+				name=$(curl -s -m 5 "http://127.0.0.1:$port/v1/health" |
+					sed -n 's/.*"backend":"\([^"]*\)".*/\1/p')
+				fpd_backends+=("$b")
+				fpd_backend_names+=("${name:-$b}")
+			else
+				echo "bench: forkpoold --loop $b did not start here, skipped:" >&2
+				sed 's/^/    /' "$tmp/fpd.log" | tail -n 3 >&2
+			fi
+			server_stop
+		done
+	fi
+	[ "${#fpd_backends[@]}" -gt 0 ]
 }
 
 # nginx_start WORKERS : nginx `return 200 "ok\n"` as a foreground process with a generated config

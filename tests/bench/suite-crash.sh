@@ -41,11 +41,8 @@ crash_rep() {
 		for k in crash crash0; do
 			kill=$crash_kill_ms
 			[ "$k" = crash0 ] && kill=0
-			if fpd_start "$b"; then
+			if fpd_start_for "fp.$b.http.$k" "$b"; then
 				run "fp.$b.http.$k" "$python" "$crash_py" http "$port" "$crash_items" "$crash_ms" "$kill"
-			else
-				failed "fp.$b.http.$k" "forkpoold did not start"
-				sed 's/^/      /' "$tmp/fpd.log" | tail -n 5
 			fi
 			server_stop
 		done

@@ -34,40 +34,25 @@ http_apply_check() {
 # http_fpd_measure BACKEND : a fresh forkpoold for each of its two measurements.
 http_fpd_measure() {
 	local b=$1
-	if ! fpd_start "$b"; then
-		failed "fp.$b.apply" "forkpoold did not start"
-		sed 's/^/      /' "$tmp/fpd.log" | tail -n 5
-	elif http_apply_check; then
-		wrk_run "fp.$b.apply" "http://127.0.0.1:$port/v1/apply?wait=5" "$http_wrk_apply"
-	else
-		failed "fp.$b.apply" "POST /v1/apply did not answer 200 with result 49"
+	if fpd_start_for "fp.$b.apply" "$b"; then
+		if http_apply_check; then
+			wrk_run "fp.$b.apply" "http://127.0.0.1:$port/v1/apply?wait=5" "$http_wrk_apply"
+		else
+			failed "fp.$b.apply" "POST /v1/apply did not answer 200 with result 49"
+		fi
 	fi
 	server_stop
-	if fpd_start "$b"; then
+	if fpd_start_for "fp.$b.health" "$b"; then
 		wrk_run "fp.$b.health" "http://127.0.0.1:$port/v1/health"
-	else
-		failed "fp.$b.health" "forkpoold did not start"
-		sed 's/^/      /' "$tmp/fpd.log" | tail -n 5
 	fi
 	server_stop
 }
 
 # http_prepare : the backends forkpoold can run here, named as GET /v1/health names them.
 http_prepare() {
-	local b name
-	for b in uring epoll; do
-		if fpd_start "$b"; then
-			name=$(curl -s -m 5 "http://127.0.0.1:$port/v1/health" |
-				sed -n 's/.*"backend":"\([^"]*\)".*/\1/p')
-			http_backends+=("$b")
-			http_backend_names+=("${name:-$b}")
-		else
-			echo "bench: forkpoold --loop $b did not start here, skipped:" >&2
-			sed 's/^/    /' "$tmp/fpd.log" | tail -n 3 >&2
-		fi
-		server_stop
-	done
-	[ "${#http_backends[@]}" -gt 0 ] || return 1
+	fpd_backends_probe || return 1
+	http_backends=("${fpd_backends[@]}")
+	http_backend_names=("${fpd_backend_names[@]}")
 	echo "   backends: ${http_backend_names[*]}; runs of ${wrk_seconds} s each"
 }
 

@@ -32,11 +32,8 @@ map_rep() {
 		FORKPOOL_LOOP=$b run "fp.$b.map" "$bench_pool" map "$map_n" "$map_cs"
 	done
 	for b in "${fp_backends[@]}"; do
-		if fpd_start "$b"; then
+		if fpd_start_for "fp.$b.httpmap" "$b"; then
 			run "fp.$b.httpmap" "$python" "$map_http_py" "$port" "$map_n" "$map_cs"
-		else
-			failed "fp.$b.httpmap" "forkpoold did not start"
-			sed 's/^/      /' "$tmp/fpd.log" | tail -n 5
 		fi
 		server_stop
 	done

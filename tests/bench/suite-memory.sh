@@ -30,11 +30,9 @@ memory_prepare() {
 memory_rep() {
 	local b
 	for b in "${fp_backends[@]}"; do
-		if fpd_nofile=$((memory_conns + 200)) fpd_start "$b" --max-connections $((memory_conns + 100)); then
+		if fpd_nofile=$((memory_conns + 200)) fpd_start_for "fp.$b.mem" "$b" \
+			--max-connections $((memory_conns + 100)); then
 			run "fp.$b.mem" "$python" "$memory_py" fpd "$port" "$server" "$memory_conns"
-		else
-			failed "fp.$b.mem" "forkpoold did not start"
-			sed 's/^/      /' "$tmp/fpd.log" | tail -n 5
 		fi
 		server_stop
 	done

@@ -61,24 +61,13 @@ peers_header() {
 
 # peers_prepare : the forkpoold backends that start here; the gearman programs must be built.
 peers_prepare() {
-	local b name
 	if [ ! -x "$gearman_client" ]; then
 		echo "bench: peers: tests/bench/gearman-client was not built (libgearman-dev missing when" \
 			"build-bench/ was configured: meson setup --reconfigure build-bench)" >&2
 	fi
-	for b in uring epoll; do
-		if fpd_start "$b"; then
-			name=$(curl -s -m 5 "http://127.0.0.1:$port/v1/health" |
-				sed -n 's/.*"backend":"\([^"]*\)".*/\1/p')
-			peers_backends+=("$b")
-			peers_backend_names+=("${name:-$b}")
-		else
-			echo "bench: forkpoold --loop $b did not start here, skipped:" >&2
-			sed 's/^/    /' "$tmp/fpd.log" | tail -n 3 >&2
-		fi
-		server_stop
-	done
-	[ "${#peers_backends[@]}" -gt 0 ] || return 1
+	fpd_backends_probe || return 1
+	peers_backends=("${fpd_backends[@]}")
+	peers_backend_names=("${fpd_backend_names[@]}")
 	fp_backends_probe || true
 	echo "   forkpoold backends: ${peers_backend_names[*]}; embedded: ${fp_backend_names[*]:-none};" \
 		"wrk runs of ${wrk_seconds} s; $peers_rtt_n round trips ($peers_celery_rtt_n for Celery)"
@@ -106,20 +95,16 @@ peers_http() {
 # peers_fpd BACKEND : forkpoold's HTTP apply, a fresh server for each measurement.
 peers_fpd() {
 	local b=$1
-	if ! fpd_start "$b"; then
-		failed "fp.$b.rtt" "forkpoold did not start"
-		sed 's/^/      /' "$tmp/fpd.log" | tail -n 5
-	else
+	if fpd_start_for "fp.$b.rtt" "$b"; then
 		run "fp.$b.rtt" "$http_rtt" 127.0.0.1 "$port" "$peers_apply_path" "$peers_rtt_n"
 	fi
 	server_stop
-	if ! fpd_start "$b"; then
-		failed "fp.$b.tput" "forkpoold did not start"
-		sed 's/^/      /' "$tmp/fpd.log" | tail -n 5
-	elif peers_run "fp.$b.check" "$http_rtt" 127.0.0.1 "$port" "$peers_apply_path" 3; then
-		wrk_run "fp.$b.tput" "http://127.0.0.1:$port$peers_apply_path" "$peers_wrk_apply"
-	else
-		failed "fp.$b.tput" "not measured: POST /v1/apply did not answer right"
+	if fpd_start_for "fp.$b.tput" "$b"; then
+		if peers_run "fp.$b.check" "$http_rtt" 127.0.0.1 "$port" "$peers_apply_path" 3; then
+			wrk_run "fp.$b.tput" "http://127.0.0.1:$port$peers_apply_path" "$peers_wrk_apply"
+		else
+			failed "fp.$b.tput" "not measured: POST /v1/apply did not answer right"
+		fi
 	fi
 	server_stop
 }

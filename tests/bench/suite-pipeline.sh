@@ -27,11 +27,8 @@ pipeline_rep() {
 		FORKPOOL_LOOP=$b run "fp.$b.pipeline" "$bench_pipeline" "$pipeline_n"
 	done
 	for b in "${fp_backends[@]}"; do
-		if fpd_start "$b"; then
+		if fpd_start_for "fpd.$b.pipeline" "$b"; then
 			run "fpd.$b.pipeline" "$python" "$pipeline_http" "$port" "$pipeline_n"
-		else
-			failed "fpd.$b.pipeline" "forkpoold did not start"
-			sed 's/^/      /' "$tmp/fpd.log" | tail -n 5
 		fi
 		server_stop
 	done
