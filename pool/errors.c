@@ -1,7 +1,25 @@
-/* Names for error codes and states: one table each, shared by every caller. */
+/*
+ * Names for error codes and states: one table each, shared by every caller;
+ * and the one way a message reaches a caller's errbuf.
+ */
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "errors.h"
 #include "forkpool.h"
+
+int fp__errbuf_printf(char *errbuf, size_t errlen, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (errbuf && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(errbuf, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return err;
+}
 
 const char *fp_strerror(int err)
 {

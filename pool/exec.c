@@ -9,32 +9,17 @@
  * globs or redirections: for those, ask for a shell.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "errors.h"
 #include "pool_impl.h"
 
 #define DEFAULT_STARTUP_MS 10000
 #define NAME_MAX_LEN 64
-
-static int set_err(char *errbuf, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int set_err(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errbuf && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(errbuf, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
 
 static int valid_name(const char *s)
 {
@@ -98,10 +83,12 @@ int fp__exec_new(struct fp_exec **out, const fp_exec_options *o, char *errbuf, s
 
 	*out = NULL;
 	if (!valid_name(o->name))
-		return set_err(errbuf, errlen, "exec pool name '%.*s' must be 1 to %d of "
-			       "A-Z a-z 0-9 _ -", NAME_MAX_LEN, o->name, NAME_MAX_LEN);
+		return fp__errbuf_printf(errbuf, errlen, -EINVAL,
+					 "exec pool name '%.*s' must be 1 to %d of "
+					 "A-Z a-z 0-9 _ -", NAME_MAX_LEN, o->name, NAME_MAX_LEN);
 	if (!o->command || !o->command[strspn(o->command, " \t\n")])
-		return set_err(errbuf, errlen, "exec pool %s: the command is empty", o->name);
+		return fp__errbuf_printf(errbuf, errlen, -EINVAL,
+					 "exec pool %s: the command is empty", o->name);
 	x = calloc(1, sizeof(*x));
 	if (!x)
 		return -ENOMEM;
@@ -124,8 +111,9 @@ int fp__exec_new(struct fp_exec **out, const fp_exec_options *o, char *errbuf, s
 		n = split_words(o->command, x->argv_block);
 		if (n < 0) {
 			fp__exec_free(x);
-			return set_err(errbuf, errlen, "exec pool %s: unterminated quote in the "
-				       "command \"%s\"", o->name, o->command);
+			return fp__errbuf_printf(errbuf, errlen, -EINVAL,
+						 "exec pool %s: unterminated quote in the "
+						 "command \"%s\"", o->name, o->command);
 		}
 	}
 	x->argv = calloc((size_t)n + 1, sizeof(char *));

@@ -9,7 +9,6 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "errors.h"
 #include "module.h"
 
 /* Task names end up in URLs, logs and JSON keys: keep them short and plain. */
@@ -26,20 +26,6 @@
 
 /* Big enough for "<64-char name> (built-in)"; see module_label(). */
 #define LABEL_MAX 96
-
-static void seterr(char *errbuf, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void seterr(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!errbuf || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(errbuf, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /*
  * How errors name a module: its file when it has one, since that is what the
@@ -146,10 +132,9 @@ static int generators_check(const struct fp_module *def, size_t ntasks,
 				break;
 		if (j == ntasks) {
 			printable_name(shown, sizeof(shown), def->generators[i]);
-			seterr(errbuf, errlen,
-			       "module %s: generators names \"%s\", which is not in its task table",
-			       label, shown);
-			return FP_EMODULE;
+			return fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+						 "module %s: generators names \"%s\", which is not in its task table",
+						 label, shown);
 		}
 	}
 	return 0;
@@ -163,39 +148,36 @@ static int module_check(const struct fp_module *def, const char *label,
 	size_t i;
 
 	if (def->abi_version < FP_TASK_ABI_MIN || def->abi_version > FP_TASK_ABI_VERSION) {
-		seterr(errbuf, errlen,
-		       "module %s: built for ABI %u, this forkpool speaks ABI %d to %d "
-		       "(rebuild it against this forkpool's forkpool/task.h)",
-		       label, (unsigned)def->abi_version, FP_TASK_ABI_MIN, FP_TASK_ABI_VERSION);
-		return FP_EMODULE;
+		return fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+					 "module %s: built for ABI %u, this forkpool speaks ABI %d to %d "
+					 "(rebuild it against this forkpool's forkpool/task.h)",
+					 label, (unsigned)def->abi_version, FP_TASK_ABI_MIN,
+					 FP_TASK_ABI_VERSION);
 	}
 	if (!def->tasks) {
-		seterr(errbuf, errlen, "module %s: its task table is NULL", label);
-		return FP_EMODULE;
+		return fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+					 "module %s: its task table is NULL", label);
 	}
 	for (i = 0; def->tasks[i].name; i++) {
 		const struct fp_task *t = &def->tasks[i];
 
 		if (!task_name_valid(t->name)) {
 			printable_name(shown, sizeof(shown), t->name);
-			seterr(errbuf, errlen,
-			       "module %s: task #%zu has an invalid name \"%s\" "
-			       "(allowed: 1 to %d of [A-Za-z0-9_.-])",
-			       label, i + 1, shown, TASK_NAME_MAX);
-			return FP_EMODULE;
+			return fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+						 "module %s: task #%zu has an invalid name \"%s\" "
+						 "(allowed: 1 to %d of [A-Za-z0-9_.-])", label,
+						 i + 1, shown, TASK_NAME_MAX);
 		}
 		if (!t->fn) {
-			seterr(errbuf, errlen,
-			       "module %s: task \"%s\" has no function (fn is NULL)",
-			       label, t->name);
-			return FP_EMODULE;
+			return fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+						 "module %s: task \"%s\" has no function (fn is NULL)",
+						 label, t->name);
 		}
 	}
 	if (i == 0) {
-		seterr(errbuf, errlen,
-		       "module %s: its task table is empty (the first entry's name is NULL)",
-		       label);
-		return FP_EMODULE;
+		return fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+					 "module %s: its task table is empty (the first entry's name is NULL)",
+					 label);
 	}
 	*ntasks = i;
 	return generators_check(def, i, label, errbuf, errlen);
@@ -238,16 +220,16 @@ static int tasks_merge(const struct fp_registry *reg, const struct fp_module *de
 			continue;
 		/* The registry had no duplicates, so one of the pair is new. */
 		if (a->module == idx && b->module == idx) {
-			seterr(errbuf, errlen,
-			       "module %s: task \"%s\" is defined twice in its task table",
-			       label, a->name);
+			fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+					  "module %s: task \"%s\" is defined twice in its task table",
+					  label, a->name);
 		} else {
 			const struct fp_registry_task *old = a->module == idx ? b : a;
 
-			seterr(errbuf, errlen,
-			       "module %s: task \"%s\" is already defined by module %s",
-			       label, a->name,
-			       registered_label(&reg->modules[old->module], other));
+			fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+					  "module %s: task \"%s\" is already defined by module %s",
+					  label, a->name,
+					  registered_label(&reg->modules[old->module], other));
 		}
 		free(all);
 		return FP_EMODULE;
@@ -272,20 +254,21 @@ static int copy_to_memfd(const char *path, char *errbuf, size_t errlen)
 	off_t off = 0;
 
 	if (in < 0) {
-		seterr(errbuf, errlen, "module %s: cannot open: %s", path, strerror(errno));
-		return -1;
+		return fp__errbuf_printf(errbuf, errlen, -1, "module %s: cannot open: %s", path,
+					 strerror(errno));
 	}
 	out = memfd_create("forkpool-module", MFD_CLOEXEC);
 	if (out < 0 || fstat(in, &st) < 0) {
-		seterr(errbuf, errlen, "module %s: cannot copy for reloading: %s", path,
-		       strerror(errno));
+		fp__errbuf_printf(errbuf, errlen, -1, "module %s: cannot copy for reloading: %s",
+				  path, strerror(errno));
 		goto fail;
 	}
 	while (off < st.st_size) {
 		ssize_t n = sendfile(out, in, &off, (size_t)(st.st_size - off));
 		if (n <= 0) {
-			seterr(errbuf, errlen, "module %s: cannot copy for reloading: %s", path,
-			       n < 0 ? strerror(errno) : "file shrank");
+			fp__errbuf_printf(errbuf, errlen, -1,
+					  "module %s: cannot copy for reloading: %s", path,
+					  n < 0 ? strerror(errno) : "file shrank");
 			goto fail;
 		}
 	}
@@ -340,8 +323,8 @@ static int registry_add(struct fp_registry *reg, const char *path, bool fresh,
 	int rc;
 
 	if (!path && !def) {
-		seterr(errbuf, errlen, "module: neither a path nor a descriptor given");
-		return -EINVAL;
+		return fp__errbuf_printf(errbuf, errlen, -EINVAL,
+					 "module: neither a path nor a descriptor given");
 	}
 	if (path) {
 		/*
@@ -361,20 +344,19 @@ static int registry_add(struct fp_registry *reg, const char *path, bool fresh,
 		}
 		if (!handle) {
 			err = dlerror();
-			seterr(errbuf, errlen, "module %s: cannot load: %s", path,
-			       err ? err : "unknown dlopen error");
-			rc = FP_EMODULE;
+			rc = fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+					       "module %s: cannot load: %s", path,
+					       err ? err : "unknown dlopen error");
 			goto err_close;
 		}
 		dlerror();
 		def = dlsym(handle, "fp_module");
 		err = dlerror();
 		if (!def) {
-			seterr(errbuf, errlen,
-			       "module %s: no `fp_module` symbol (%s); define it with "
-			       "FP_MODULE() from forkpool/task.h",
-			       path, err ? err : "it is NULL");
-			rc = FP_EMODULE;
+			rc = fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+					       "module %s: no `fp_module` symbol (%s); define it with "
+					       "FP_MODULE() from forkpool/task.h", path,
+					       err ? err : "it is NULL");
 			goto err_close;
 		}
 	}
@@ -390,11 +372,12 @@ static int registry_add(struct fp_registry *reg, const char *path, bool fresh,
 			const char *as = registered_label(&reg->modules[i], other);
 
 			if (strcmp(as, label) == 0)
-				seterr(errbuf, errlen, "module %s: already loaded", label);
+				rc = fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+						       "module %s: already loaded", label);
 			else
-				seterr(errbuf, errlen, "module %s: already loaded as module %s",
-				       label, as);
-			rc = FP_EMODULE;
+				rc = fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+						       "module %s: already loaded as module %s",
+						       label, as);
 			goto err_close;
 		}
 	}
@@ -483,10 +466,10 @@ int fp_registry_load(struct fp_registry *reg, char *errbuf, size_t errlen)
 			continue;
 		rc = m->def->load ? m->def->load() : 0;
 		if (rc != 0) {
-			seterr(errbuf, errlen, "module %s: load hook failed: %s",
-			       registered_label(m, labelbuf),
-			       hook_strerror(rc, why, sizeof(why)));
-			return FP_EMODULE;
+			return fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+						 "module %s: load hook failed: %s",
+						 registered_label(m, labelbuf),
+						 hook_strerror(rc, why, sizeof(why)));
 		}
 		m->loaded = 1;
 	}
@@ -537,9 +520,10 @@ int fp_registry_worker_init(struct fp_registry *reg, char *errbuf, size_t errlen
 			continue;
 		rc = m->def->worker_init ? m->def->worker_init() : 0;
 		if (rc != 0) {
-			seterr(errbuf, errlen, "module %s: worker_init failed: %s",
-			       registered_label(m, labelbuf),
-			       hook_strerror(rc, why, sizeof(why)));
+			fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+					  "module %s: worker_init failed: %s",
+					  registered_label(m, labelbuf),
+					  hook_strerror(rc, why, sizeof(why)));
 			fp_registry_worker_fini(reg);
 			return FP_EMODULE;
 		}

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +17,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "errors.h"
 #include "http_impl.h"
 
 void fp__http_listener_close(struct listener *l)
@@ -54,21 +54,6 @@ static void accept_cb(fp_io *io, ssize_t res, const char *buf)
 	fp__http_server_check_done(srv);
 }
 
-static int fail(char *errbuf, size_t errlen, int r, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(char *errbuf, size_t errlen, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errbuf && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(errbuf, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return r;
-}
-
 static int listener_add(fp_http_server *srv, int fd, int family, const char *path,
 			char *errbuf, size_t errlen)
 {
@@ -79,7 +64,7 @@ static int listener_add(fp_http_server *srv, int fd, int family, const char *pat
 	l = calloc(1, sizeof(*l));
 	if (!l) {
 		close(fd);
-		return fail(errbuf, errlen, -ENOMEM, "out of memory");
+		return fp__errbuf_printf(errbuf, errlen, -ENOMEM, "out of memory");
 	}
 	l->srv = srv;
 	l->fd = fd;
@@ -98,7 +83,7 @@ static int listener_add(fp_http_server *srv, int fd, int family, const char *pat
 		if (path)
 			unlink(path);
 		free(l);
-		return fail(errbuf, errlen, r, "cannot accept: %s", strerror(-r));
+		return fp__errbuf_printf(errbuf, errlen, r, "cannot accept: %s", strerror(-r));
 	}
 	l->next = srv->listeners;
 	srv->listeners = l;
@@ -131,39 +116,43 @@ static int listen_unix(fp_http_server *srv, const char *path, char *bound,
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
 	if (!*path)
-		return fail(errbuf, errlen, -EINVAL, "unix: needs a path");
+		return fp__errbuf_printf(errbuf, errlen, -EINVAL, "unix: needs a path");
 	if (strlen(path) >= sizeof(sa.sun_path))
-		return fail(errbuf, errlen, -ENAMETOOLONG,
-			    "unix:%s: path longer than %zu bytes", path,
-			    sizeof(sa.sun_path) - 1);
+		return fp__errbuf_printf(errbuf, errlen, -ENAMETOOLONG,
+					 "unix:%s: path longer than %zu bytes", path,
+					 sizeof(sa.sun_path) - 1);
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode))
-			return fail(errbuf, errlen, -EEXIST,
-				    "unix:%s: exists and is not a socket", path);
+			return fp__errbuf_printf(errbuf, errlen, -EEXIST,
+						 "unix:%s: exists and is not a socket", path);
 		if (unix_socket_live(&sa))
-			return fail(errbuf, errlen, -EADDRINUSE,
-				    "unix:%s: another server is listening there", path);
+			return fp__errbuf_printf(errbuf, errlen, -EADDRINUSE,
+						 "unix:%s: another server is listening there",
+						 path);
 		/* Left behind by a server that died: take the path over. */
 		if (unlink(path) < 0 && errno != ENOENT)
-			return fail(errbuf, errlen, -errno, "unix:%s: cannot remove stale socket: %s",
-				    path, strerror(errno));
+			return fp__errbuf_printf(errbuf, errlen, -errno,
+						 "unix:%s: cannot remove stale socket: %s", path,
+						 strerror(errno));
 	}
 
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return fail(errbuf, errlen, -errno, "socket: %s", strerror(errno));
+		return fp__errbuf_printf(errbuf, errlen, -errno, "socket: %s", strerror(errno));
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		r = -errno;
 		close(fd);
-		return fail(errbuf, errlen, r, "cannot bind unix:%s: %s", path, strerror(-r));
+		return fp__errbuf_printf(errbuf, errlen, r, "cannot bind unix:%s: %s", path,
+					 strerror(-r));
 	}
 	if (listen(fd, SOMAXCONN) < 0) {
 		r = -errno;
 		close(fd);
 		unlink(path);
-		return fail(errbuf, errlen, r, "cannot listen on unix:%s: %s", path, strerror(-r));
+		return fp__errbuf_printf(errbuf, errlen, r, "cannot listen on unix:%s: %s", path,
+					 strerror(-r));
 	}
 	r = listener_add(srv, fd, AF_UNIX, path, errbuf, errlen);
 	if (r < 0)
@@ -241,8 +230,8 @@ static int listen_inet(fp_http_server *srv, const char *addr, char *bound,
 
 	r = split_host_port(addr, host, sizeof(host), &port);
 	if (r < 0)
-		return fail(errbuf, errlen, r,
-			    "%s: expected HOST:PORT, [IPV6]:PORT or unix:/path", addr);
+		return fp__errbuf_printf(errbuf, errlen, r,
+					 "%s: expected HOST:PORT, [IPV6]:PORT or unix:/path", addr);
 	if (!*host || !strcmp(host, "*"))
 		snprintf(host, sizeof(host), "0.0.0.0");
 	snprintf(portstr, sizeof(portstr), "%u", port);
@@ -252,8 +241,10 @@ static int listen_inet(fp_http_server *srv, const char *addr, char *bound,
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
 	gai = getaddrinfo(host, portstr, &hints, &res);
 	if (gai)
-		return fail(errbuf, errlen, gai == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL,
-			    "%s: cannot resolve %s: %s", addr, host, gai_strerror(gai));
+		return fp__errbuf_printf(errbuf, errlen,
+					 gai == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL,
+					 "%s: cannot resolve %s: %s", addr, host,
+					 gai_strerror(gai));
 
 	/* The first address that binds ("localhost" may give ::1 and 127.0.0.1). */
 	r = -EADDRNOTAVAIL;
@@ -275,11 +266,12 @@ static int listen_inet(fp_http_server *srv, const char *addr, char *bound,
 	}
 	freeaddrinfo(res);
 	if (fd < 0)
-		return fail(errbuf, errlen, r, "cannot listen on %s: %s", addr, strerror(-r));
+		return fp__errbuf_printf(errbuf, errlen, r, "cannot listen on %s: %s", addr,
+					 strerror(-r));
 	if (getsockname(fd, (struct sockaddr *)&ss, &sslen) < 0) {
 		r = -errno;
 		close(fd);
-		return fail(errbuf, errlen, r, "getsockname: %s", strerror(-r));
+		return fp__errbuf_printf(errbuf, errlen, r, "getsockname: %s", strerror(-r));
 	}
 	r = listener_add(srv, fd, ss.ss_family, NULL, errbuf, errlen);
 	if (r < 0)
@@ -293,9 +285,9 @@ int fp_http_listen(fp_http_server *srv, const char *addr, char *bound, size_t bo
 		   char *errbuf, size_t errlen)
 {
 	if (!srv || !addr)
-		return fail(errbuf, errlen, -EINVAL, "no address");
+		return fp__errbuf_printf(errbuf, errlen, -EINVAL, "no address");
 	if (srv->freeing || srv->stopping)
-		return fail(errbuf, errlen, -EINVAL, "the server is stopping");
+		return fp__errbuf_printf(errbuf, errlen, -EINVAL, "the server is stopping");
 	if (!strncmp(addr, "unix:", 5))
 		return listen_unix(srv, addr + 5, bound, boundlen, errbuf, errlen);
 	return listen_inet(srv, addr, bound, boundlen, errbuf, errlen);
