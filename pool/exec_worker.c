@@ -105,23 +105,6 @@ static void send_frame(struct shim *s, enum fp_frame_type type, uint64_t id, uin
 		fp__worker_send_all(s->a->fd, payload, len);
 }
 
-static size_t program_rss_kib(struct shim *s)
-{
-	char buf[128];
-	unsigned long size, resident;
-	ssize_t n;
-
-	if (s->statm_fd < 0)
-		return 0;
-	n = pread(s->statm_fd, buf, sizeof(buf) - 1, 0);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	if (sscanf(buf, "%lu %lu", &size, &resident) != 2)
-		return 0;
-	return resident * ((size_t)sysconf(_SC_PAGESIZE) / 1024);
-}
-
 /* 'the first bytes' of a line, printable, for a message. */
 static void quote_line(const char *p, size_t len, char *out, size_t outlen)
 {
@@ -448,7 +431,7 @@ static void await_ready(struct shim *s)
 	if (!s->tasks_json)
 		INIT_FAIL(s, "out of memory");
 	s->a->shm->fate[0] = '\0';
-	send_frame(s, FP_FRAME_READY, 0, 0, (uint32_t)program_rss_kib(s), s->tasks_json,
+	send_frame(s, FP_FRAME_READY, 0, 0, (uint32_t)fp__rss_kib(s->statm_fd), s->tasks_json,
 		   strlen(s->tasks_json));
 }
 
@@ -492,7 +475,7 @@ static void gen_add(struct shim *s, const char *p, size_t len)
 static bool answer(struct shim *s, enum fp_frame_type type, uint64_t id, uint32_t flags,
 		   bool retire, const char *payload, size_t len)
 {
-	size_t rss_kib = program_rss_kib(s);
+	size_t rss_kib = fp__rss_kib(s->statm_fd);
 
 	if (s->a->max_rss_bytes && rss_kib * 1024 > s->a->max_rss_bytes)
 		retire = true;

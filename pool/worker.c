@@ -249,7 +249,7 @@ static void out_flush(int fd, struct out_buf *o)
 	o->len = 0;
 }
 
-static size_t read_rss_kib(int statm_fd)
+size_t fp__rss_kib(int statm_fd)
 {
 	char buf[128];
 	unsigned long size, resident;
@@ -503,7 +503,7 @@ _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 	}
 	statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
 	fp_frame_header_init(&h, FP_FRAME_READY, 0, 0, 0);
-	h.rss_kib = (uint32_t)read_rss_kib(statm_fd);
+	h.rss_kib = (uint32_t)fp__rss_kib(statm_fd);
 	fp__worker_send_all(a->fd, &h, sizeof(h));
 
 	for (;;) {
@@ -533,17 +533,17 @@ _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 			if (a->task_limit && done >= a->task_limit)
 				retire = 1;
 			if (a->max_rss_bytes) {
-				rss_kib = read_rss_kib(statm_fd);
+				rss_kib = fp__rss_kib(statm_fd);
 				if (rss_kib * 1024 > a->max_rss_bytes)
 					retire = 1;
 			}
 			if (retire) {
-				mark_retire(&out, frame_at, rss_kib ? rss_kib : read_rss_kib(statm_fd));
+				mark_retire(&out, frame_at, rss_kib ? rss_kib : fp__rss_kib(statm_fd));
 				worker_exit(a, a->fd, &out, FP_WORKER_EXIT_OK);
 			}
 			if (out.len >= OUT_FLUSH_BYTES || now - start > QUICK_TASK_NS ||
 			    now - out.oldest_ns > OUT_FLUSH_AGE_NS) {
-				set_rss(&out, frame_at, rss_kib ? rss_kib : read_rss_kib(statm_fd));
+				set_rss(&out, frame_at, rss_kib ? rss_kib : fp__rss_kib(statm_fd));
 				out_flush(a->fd, &out);
 			}
 		}

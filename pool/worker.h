@@ -58,6 +58,12 @@ enum {
  */
 void fp__worker_send_all(int fd, const void *buf, size_t len);
 
+/*
+ * Resident set size in KiB from an open /proc/PID/statm (read at offset 0,
+ * so one fd serves every reading); 0 when it cannot be read or fd is -1.
+ */
+size_t fp__rss_kib(int statm_fd);
+
 /* Run tasks until told to stop; never returns. */
 _Noreturn void fp_worker_main(const struct fp_worker_args *args);
 /* The same for an exec pool's worker: run the program, relay its answers. */
