@@ -207,11 +207,46 @@ static void run_pipeline(fp_pool *p, const fp_stage *stages, size_t nstages,
 	assert_int_equal(fp_pool_cancel(p, o->call_id), -ENOENT);
 }
 
+/* Input `bad` failed at `stage` with `status`; every other one gave one output. */
+static void assert_only_input_failed(const struct outcome *o, size_t n, size_t bad,
+				     unsigned stage, fp_item_status status)
+{
+	assert_int_equal(o->errors, 1);
+	assert_int_equal(o->err_index, bad);
+	assert_int_equal(o->err_stage, stage);
+	assert_int_equal(o->err_status, status);
+	assert_int_equal(o->outputs, n - 1);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(o->per_input[i], i == bad ? 0 : 1);
+}
+
 static long long identity(size_t i) { return (long long)i; }
 static long long mod1000(size_t i) { return (long long)(i % 1000); }
 static long long mod5(size_t i) { return (long long)(i % 5); }
 
 /* --- generator tasks in map and apply ------------------------------------ */
+
+/* One apply and what it must answer: the value when ok, else words of the message. */
+static const struct apply_case {
+	const char *task, *args;
+	fp_item_status status;
+	const char *want;
+} generator_cases[] = {
+	{ "words", "\" Hello  \\\"big\\\"\\tWorld \"", FP_ITEM_OK,
+	  "[\"Hello\",\"\\\"big\\\"\",\"World\"]" },
+	/* A declared generator that emits nothing answers [], a plain task null. */
+	{ "pipe.none", "1", FP_ITEM_OK, "[]" },
+	{ "pipe.twice", "\"x\"", FP_ITEM_OK, "[\"x\",\"x\"]" },
+	/* Emitting and returning both is an error that names both. */
+	{ "pipe.both", "1", FP_ITEM_TASK_ERROR, "both returned a value and emitted 1 output" },
+	/* An output that is not JSON fails the item, naming which output. */
+	{ "pipe.badjson", "1", FP_ITEM_BAD_OUTPUT, "pipe.badjson (output #2)" },
+	/* The other demo tasks of issue 6. */
+	{ "lower", "\"MiXeD Case\"", FP_ITEM_OK, "\"mixed case\"" },
+	{ "sum", "[1, 2, 3]", FP_ITEM_OK, "6" },
+	{ "sum", "[1, 2.5]", FP_ITEM_OK, "3.5" },
+	{ "count", "[\"a\", {\"a\": 2, \"b\": 1}, \"b\"]", FP_ITEM_OK, "{\"a\":3,\"b\":2}" },
+};
 
 static void generator_outputs_come_back_as_a_list_per_item(void **state)
 {
@@ -230,44 +265,20 @@ static void generator_outputs_come_back_as_a_list_per_item(void **state)
 	assert_non_null(strstr(r[3].message, "range: expected a whole number"));
 	fp_results_free(r, 4);
 
-	assert_int_equal(apply(p, "words", "\" Hello  \\\"big\\\"\\tWorld \"", &one), 0);
-	assert_int_equal(one.status, FP_ITEM_OK);
-	assert_string_equal(one.value, "[\"Hello\",\"\\\"big\\\"\",\"World\"]");
-	fp_result_clear(&one);
+	for (i = 0; i < sizeof(generator_cases) / sizeof(generator_cases[0]); i++) {
+		const struct apply_case *c = &generator_cases[i];
 
-	/* A declared generator that emits nothing answers [], a plain task null. */
-	assert_int_equal(apply(p, "pipe.none", "1", &one), 0);
-	assert_string_equal(one.value, "[]");
-	fp_result_clear(&one);
-	assert_int_equal(apply(p, "pipe.twice", "\"x\"", &one), 0);
-	assert_string_equal(one.value, "[\"x\",\"x\"]");
-	fp_result_clear(&one);
-
-	/* Emitting and returning both is an error that names both. */
-	assert_int_equal(apply(p, "pipe.both", "1", &one), 0);
-	assert_int_equal(one.status, FP_ITEM_TASK_ERROR);
-	assert_non_null(strstr(one.message, "both returned a value and emitted 1 output"));
-	fp_result_clear(&one);
-
-	/* An output that is not JSON fails the item, naming which output. */
-	assert_int_equal(apply(p, "pipe.badjson", "1", &one), 0);
-	assert_int_equal(one.status, FP_ITEM_BAD_OUTPUT);
-	assert_non_null(strstr(one.message, "pipe.badjson (output #2)"));
-	fp_result_clear(&one);
-
-	/* The other demo tasks of issue 6. */
-	assert_int_equal(apply(p, "lower", "\"MiXeD Case\"", &one), 0);
-	assert_string_equal(one.value, "\"mixed case\"");
-	fp_result_clear(&one);
-	assert_int_equal(apply(p, "sum", "[1, 2, 3]", &one), 0);
-	assert_string_equal(one.value, "6");
-	fp_result_clear(&one);
-	assert_int_equal(apply(p, "sum", "[1, 2.5]", &one), 0);
-	assert_string_equal(one.value, "3.5");
-	fp_result_clear(&one);
-	assert_int_equal(apply(p, "count", "[\"a\", {\"a\": 2, \"b\": 1}, \"b\"]", &one), 0);
-	assert_string_equal(one.value, "{\"a\":3,\"b\":2}");
-	fp_result_clear(&one);
+		assert_int_equal(apply(p, c->task, c->args, &one), 0);
+		if (one.status != c->status)
+			fail_msg("%s(%s): want %s, got %s: %s", c->task, c->args,
+				 fp_item_status_name(c->status), fp_item_status_name(one.status),
+				 one.message ? one.message : one.value);
+		if (c->status == FP_ITEM_OK)
+			assert_string_equal(one.value, c->want);
+		else
+			assert_non_null(strstr(one.message, c->want));
+		fp_result_clear(&one);
+	}
 
 	/* fp_pool_tasks() says which tasks are generators. */
 	const struct fp_task_info *t = fp_pool_tasks(p, &i);
@@ -485,17 +496,11 @@ static void crash_in_stage_two_fails_only_that_item(void **state)
 	inputs_numbers(&in, n, identity);
 	outcome_init(&o, p, n);
 	run_pipeline(p, st, 3, &in, NULL, &o);
-	assert_int_equal(o.errors, 1);
-	assert_int_equal(o.err_index, 13);
-	assert_int_equal(o.err_stage, 1);
-	assert_int_equal(o.err_status, FP_ITEM_CRASH);
+	assert_only_input_failed(&o, n, 13, 1, FP_ITEM_CRASH);
 	assert_non_null(strstr(o.err_msg, "pipe.crash13"));
-	assert_int_equal(o.outputs, n - 1);
-	for (i = 0; i < n; i++) {
-		assert_int_equal(o.per_input[i], i == 13 ? 0 : 1);
+	for (i = 0; i < n; i++)
 		if (i != 13)
 			assert_int_equal(o.value_sum[i], (long long)(i * i));
-	}
 	outcome_free(&o);
 	inputs_free(&in);
 	free_pool(p, paths);
@@ -613,7 +618,7 @@ static void stage_timeout_fails_only_that_input(void **state)
 	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
 	struct inputs in;
 	struct outcome o;
-	size_t i, n = 40;
+	size_t n = 40;
 
 	/* Input 7 sleeps 5 s in stage 1, whose timeout is 200 ms. */
 	st[0].task = "echo";
@@ -622,13 +627,7 @@ static void stage_timeout_fails_only_that_input(void **state)
 	inputs_numbers(&in, n, seven_sleeps);
 	outcome_init(&o, p, n);
 	run_pipeline(p, st, 2, &in, NULL, &o);
-	assert_int_equal(o.errors, 1);
-	assert_int_equal(o.err_index, 7);
-	assert_int_equal(o.err_stage, 1);
-	assert_int_equal(o.err_status, FP_ITEM_TIMEOUT);
-	assert_int_equal(o.outputs, n - 1);
-	for (i = 0; i < n; i++)
-		assert_int_equal(o.per_input[i], i == 7 ? 0 : 1);
+	assert_only_input_failed(&o, n, 7, 1, FP_ITEM_TIMEOUT);
 	outcome_free(&o);
 	inputs_free(&in);
 	free_pool(p, paths);
