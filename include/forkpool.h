@@ -380,9 +380,10 @@ typedef enum fp_worker_state {
 const char *fp_worker_state_name(fp_worker_state state);
 
 struct fp_worker_stats {
-	pid_t pid;               /* 0 for a moment after the start: the fork server
-				    has not said yet; an exec pool's worker: its
-				    program's pid */
+	pid_t pid;               /* 0: not known yet, for a moment after the start
+				    while the zygote has not answered (forkpoold's
+				    /v1/workers says "pid": null then); an exec
+				    pool's worker: its program's pid */
 	const char *pool;        /* the exec pool's name, or NULL for C workers */
 	unsigned slot;
 	uint64_t generation;     /* counts forks of this slot */

@@ -53,10 +53,16 @@ void fp__api_workers(fp_api *api, fp_http_request *req)
 	sbuf_init(&b);
 	sbuf_adds(&b, "{\"workers\":[");
 	for (i = 0; i < n; i++) {
-		sbuf_printf(&b, "%s{\"pid\":%d,\"slot\":%u,\"generation\":%llu,\"state\":\"%s\","
+		/* No pid yet (the zygote has not answered): null, never 0. */
+		sbuf_printf(&b, "%s{\"pid\":", i ? "," : "");
+		if (ws[i].pid > 0)
+			sbuf_printf(&b, "%d", (int)ws[i].pid);
+		else
+			sbuf_adds(&b, "null");
+		sbuf_printf(&b, ",\"slot\":%u,\"generation\":%llu,\"state\":\"%s\","
 			    "\"tasks_done\":%llu,\"tasks_limit\":%llu,\"rss_bytes\":%zu,"
 			    "\"uptime_ms\":%llu,\"pool\":",
-			    i ? "," : "", (int)ws[i].pid, ws[i].slot,
+			    ws[i].slot,
 			    (unsigned long long)ws[i].generation, fp_worker_state_name(ws[i].state),
 			    (unsigned long long)ws[i].tasks_done,
 			    (unsigned long long)ws[i].tasks_limit, ws[i].rss_bytes,

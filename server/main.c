@@ -409,9 +409,14 @@ static void log_pool(struct daemon *d, unsigned flags)
 
 	fp_pool_stats(d->pool, &st);
 	n = fp_pool_workers(d->pool, ws, sizeof(ws) / sizeof(ws[0]));
-	for (i = 0; i < n && i < sizeof(ws) / sizeof(ws[0]); i++)
-		len += (size_t)snprintf(pids + len, sizeof(pids) - len, "%s%d",
-					i ? " " : "", (int)ws[i].pid);
+	for (i = 0; i < n && i < sizeof(ws) / sizeof(ws[0]); i++) {
+		/* "?": the zygote has not answered for this one yet. */
+		char pid[16] = "?";
+
+		if (ws[i].pid > 0)
+			snprintf(pid, sizeof(pid), "%d", (int)ws[i].pid);
+		len += (size_t)snprintf(pids + len, sizeof(pids) - len, "%s%s", i ? " " : "", pid);
+	}
 	if (n > sizeof(ws) / sizeof(ws[0]))
 		snprintf(pids + len, sizeof(pids) - len, " ...");
 	fp_pool_tasks(d->pool, &ntasks);

@@ -329,6 +329,59 @@ static void zygote_that_keeps_dying_is_given_up(void **state)
 	fp_pool_free(p);
 }
 
+/* --- a worker not answered for yet --------------------------------------- */
+
+/* Workers whose pid the zygote has not told yet; each is still starting. */
+static size_t workers_without_pid(fp_pool *p)
+{
+	struct fp_worker_stats ws[8];
+	size_t n = fp_pool_workers(p, ws, 8), k = 0;
+
+	for (size_t i = 0; i < n && i < 8; i++) {
+		if (ws[i].pid != 0)
+			continue;
+		assert_int_equal(ws[i].state, FP_WORKER_STARTING);
+		k++;
+	}
+	return k;
+}
+
+static int a_pid_unknown(void *p)
+{
+	return workers_without_pid(p) > 0;
+}
+
+static int every_pid_known(void *p)
+{
+	return workers_without_pid(p) == 0;
+}
+
+/*
+ * While the zygote has not answered, a worker's pid is 0 (forkpoold says
+ * null), never a stale or made-up one; its answer fills it in. The zygote is
+ * stopped for that moment: shorter than its 5 s stall limit.
+ */
+static void worker_being_cloned_has_no_pid_yet(void **state)
+{
+	fp_pool *p = new_pool(1, 1);
+	pid_t z;
+	int seen;
+
+	fp_test_apply_pid(p, "pid", NULL);
+	z = the_zygote(p);
+	assert_true(fp_test_run_until(p, every_pid_known, p, 10000));
+	assert_int_equal(kill(z, SIGSTOP), 0);
+	/* One task each: that worker's successor is asked of the stopped zygote. */
+	fp_test_apply_pid(p, "pid", NULL);
+	seen = fp_test_run_until(p, a_pid_unknown, p, 3000);
+	assert_int_equal(kill(z, SIGCONT), 0);
+	assert_true(seen);
+	assert_true(fp_test_run_until(p, every_pid_known, p, 10000));
+	fp_test_apply_pid(p, "pid", NULL);
+	assert_false(fp_test_log_has("did not answer"));
+	fp_pool_free(p);
+}
+
 /* --- reload, several pools, no zygote at all ------------------------------ */
 
 static void reload_replaces_the_zygote(void **state)
@@ -457,6 +510,7 @@ int main(void)
 		cmocka_unit_test(abort_in_a_worker_is_sigabrt),
 		cmocka_unit_test(killed_zygote_is_replaced),
 		cmocka_unit_test(zygote_that_keeps_dying_is_given_up),
+		cmocka_unit_test(worker_being_cloned_has_no_pid_yet),
 		cmocka_unit_test(reload_replaces_the_zygote),
 		cmocka_unit_test(two_pools_have_a_zygote_each),
 		cmocka_unit_test(forkpool_zygote_0_forks_in_the_master),

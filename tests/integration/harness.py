@@ -72,6 +72,24 @@ def wait_until(cond, timeout=10.0, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+def children_named(parent, name):
+    """Live children of pid `parent` whose command name is `name`."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.find("(") + 1:stat.rfind(")")]
+        fields = stat[stat.rfind(")") + 2:].split()
+        if comm == name and fields[0] not in ("Z", "X") and int(fields[1]) == parent:
+            found.append(int(d))
+    return found
+
+
 def process_gone(pid):
     """True when pid is no process, or only a zombie nobody reaped yet."""
     try:
@@ -329,6 +347,14 @@ class Daemon:
         if r.status != 200:
             raise AssertionError("/v1/workers: %r" % (r,))
         return r.json()["workers"]
+
+    def worker_pids(self, where=lambda w: True, timeout=10.0):
+        """The pids of the workers `where` picks, once each has one: a worker
+        the zygote is still cloning says "pid": null for a moment."""
+        def known():
+            ws = [w for w in self.workers() if where(w)]
+            return ws and all(w["pid"] is not None for w in ws) and [w["pid"] for w in ws]
+        return wait_until(known, timeout, what="every worker's pid")
 
     def job_state(self, job_id):
         r = self.get("/v1/jobs/" + job_id)

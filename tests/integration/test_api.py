@@ -23,7 +23,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Daemon, DaemonTestCase, error_of, process_gone, wait_until  # noqa: E402
+from harness import (Daemon, DaemonTestCase, children_named, error_of,  # noqa: E402
+                     process_gone, wait_until)
 
 DEMO_TASKS = {"echo", "square", "sleep", "spin", "pid", "crash", "exit", "hang", "fail"}
 
@@ -380,12 +381,8 @@ class ApiTest(DaemonTestCase):
     def test_workers(self):
         # A worker replaced after an earlier test's crash has no pid until the
         # zygote has forked it: wait for both to be there.
-        wait_until(lambda: all(w["pid"] > 0 for w in self.daemon.workers()),
-                   what="every worker to have a pid")
-        ws = self.daemon.workers()
-        self.assertEqual(len(ws), 2, ws)
-        pids = [w["pid"] for w in ws]
-        self.assertEqual(len(set(pids)), 2)
+        pids = self.daemon.worker_pids()
+        self.assertEqual(len(set(pids)), 2, pids)
         for pid in pids:
             self.assertFalse(process_gone(pid), pid)
             self.assertNotEqual(pid, self.daemon.pid)
@@ -557,6 +554,30 @@ class LimitsTest(DaemonTestCase):
 
 
 # --- authentication ------------------------------------------------------------
+
+class WorkerPidTest(DaemonTestCase):
+    daemon_kwargs = {"workers": 1}
+    daemon_args = ("--max-tasks-per-child", "1")
+
+    def test_worker_being_cloned_has_pid_null(self):
+        """Until the zygote answers, a worker's pid is null, never 0 or a stale one."""
+        self.apply("pid", wait=10)
+        self.daemon.worker_pids()
+        zygotes = children_named(self.daemon.pid, "fp-zygote")
+        self.assertEqual(len(zygotes), 1, zygotes)
+        # Stopped for less than its 5 s stall limit: asked for the successor
+        # of the one-task worker, it cannot answer meanwhile.
+        os.kill(zygotes[0], signal.SIGSTOP)
+        try:
+            self.apply("pid", wait=10)
+            unknown = wait_until(lambda: [w for w in self.daemon.workers() if w["pid"] is None],
+                                 3, what='a worker with "pid": null')
+            self.assertEqual(unknown[0]["state"], "starting", unknown)
+        finally:
+            os.kill(zygotes[0], signal.SIGCONT)
+        self.assertTrue(all(p > 0 for p in self.daemon.worker_pids()))
+        self.assertNotIn("did not answer", self.daemon.log_text())
+
 
 class AuthTest(unittest.TestCase):
     TOKEN = "s3cret-token-for-tests"
@@ -795,7 +816,7 @@ class SignalTest(unittest.TestCase):
         d = self.start("--drain-timeout", "120")
         d.post("/v1/map", {"task": "hang", "items": [None, None], "chunksize": 1})
         self.running(d, "hang", 2)
-        pids = [w["pid"] for w in d.workers()]
+        pids = d.worker_pids()
         d.kill(signal.SIGTERM)
         d.wait_line("draining", 5)
         t0 = time.monotonic()
@@ -809,7 +830,7 @@ class SignalTest(unittest.TestCase):
 
     def test_sighup_replaces_every_worker_without_failing_items(self):
         d = self.start()
-        old = {w["pid"] for w in d.workers()}
+        old = set(d.worker_pids())
         self.assertEqual(len(old), 2)
         doc = d.post("/v1/map", {"task": "sleep", "items": [20] * 60, "chunksize": 1}).json()
         d.kill(signal.SIGHUP)
@@ -833,7 +854,7 @@ class SignalTest(unittest.TestCase):
         d = self.start()
         d.post("/v1/apply", {"task": "hang"})
         self.running(d, "hang")
-        pids = [w["pid"] for w in d.workers()]
+        pids = d.worker_pids()
         d.kill(signal.SIGKILL)
         d.wait_exit(10)
         for pid in pids:

@@ -77,7 +77,7 @@ class ExecApiTest(DaemonTestCase):
     def test_recycles_and_reload_start_new_programs(self):
         pids = [self.apply("py.pid", None)["result"] for _ in range(12)]
         self.assertGreater(len(set(pids)), 2, pids)
-        old = {w["pid"] for w in self.daemon.workers() if w["pool"] == "py"}
+        old = set(self.daemon.worker_pids(lambda w: w["pool"] == "py"))
         self.daemon.kill(signal.SIGHUP)
         def replaced():
             py = [w for w in self.daemon.workers() if w["pool"] == "py"]
