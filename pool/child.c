@@ -4,6 +4,7 @@
  * callers end in a function that never returns.
  */
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -15,6 +16,23 @@
 #include <unistd.h>
 
 #include "child.h"
+
+pid_t fp__child_fork(void)
+{
+	sigset_t all, old;
+	pid_t pid;
+	int err;
+
+	fflush(NULL);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pid = fork();
+	if (pid == 0)
+		return 0;
+	err = -errno;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return pid < 0 ? err : pid;
+}
 
 void fp__child_detach(pid_t master_pid)
 {

@@ -35,6 +35,15 @@ struct fp_child {
 };
 
 /*
+ * fork() for a worker or the zygote: buffered output is flushed first (else
+ * it would be written twice, once by each process) and every signal is
+ * blocked across it, so that no handler runs in the child before the child
+ * has reset them. 0 in the child, its signals still blocked; in the parent,
+ * the old mask back and the pid, or -errno.
+ */
+pid_t fp__child_fork(void);
+
+/*
  * Run in a new worker process: record its pid in the shared page, reset
  * signal handlers, die with the master, point stdout/stderr at log_fd, close
  * every close-on-exec fd but the socket, take its title, unblock signals and

@@ -148,21 +148,11 @@ fail:
 /* The old way, when there is no zygote: fork here. The pid, or -errno. */
 static pid_t fork_here(fp_pool *p, struct fp_worker *w, int sock, int log_wr)
 {
-	sigset_t all, old;
-	pid_t pid;
-	int err;
+	pid_t pid = fp__child_fork();
 
-	/* Buffered output would be written twice: once by us, once by the child. */
-	fflush(NULL);
-	/* No handler may run in the child before it resets them. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pid = fork();
 	if (pid == 0)
 		child_main(p, w, sock, log_wr);
-	err = -errno;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return pid < 0 ? err : pid;
+	return pid;
 }
 
 static int spawn_worker(fp_pool *p, unsigned slot, struct fp_worker **out)

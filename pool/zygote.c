@@ -262,7 +262,6 @@ int fp__zygote_start(fp_pool *p)
 {
 	struct fp_zygote *z;
 	int sv[2];
-	sigset_t all, old;
 	pid_t pid;
 	int err;
 
@@ -275,21 +274,14 @@ int fp__zygote_start(fp_pool *p)
 		free(z);
 		return err;
 	}
-	/* Buffered output would be written twice: once by us, once by the child. */
-	fflush(NULL);
-	/* No handler may run in the child before it resets them. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pid = fork();
+	pid = fp__child_fork();
 	if (pid == 0)
 		zygote_main(p, sv[1]);
-	err = -errno;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	close(sv[1]);
 	if (pid < 0) {
 		close(sv[0]);
 		free(z);
-		return err;
+		return pid;
 	}
 	z->pool = p;
 	z->pid = pid;
