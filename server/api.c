@@ -480,57 +480,23 @@ void fp__api_json_items_free(struct fp_buf *bufs, size_t n)
 
 /*
  * NDJSON: one item per line, so a client can stream millions of items
- * without building one array. Each line must be JSON on its own. The items
- * point into the body; *out is the caller's to free. On error the answer
- * is sent.
+ * without building one array. Each line must be JSON on its own (ndjson.c).
+ * The items point into the body; release *out with fp_ndjson_free(). On
+ * error the answer is sent.
  */
 int fp__api_ndjson_items(fp_http_request *req, struct fp_buf **out, size_t *nout)
 {
-	size_t len, n = 0, cap = 0, line = 0;
-	const char *body = fp_http_body(req, &len), *p = body, *end = body + len;
-	struct fp_buf *bufs = NULL;
+	struct fp_ndjson_error e;
+	size_t len;
+	const char *body = fp_http_body(req, &len);
+	int err = fp_ndjson_split(body, len, out, nout, &e);
 
-	*out = NULL;
-	*nout = 0;
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		const char *e = nl ? nl : end, *s = p;
-		json_error_t err;
-		json_t *j;
-
-		line++;
-		p = nl ? nl + 1 : end;
-		while (s < e && (*s == ' ' || *s == '\t' || *s == '\r'))
-			s++;
-		while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
-			e--;
-		if (s == e)
-			continue;
-		j = json_loadb(s, (size_t)(e - s), JSON_DECODE_ANY, &err);
-		if (!j) {
-			fp__api_error(req, 400, "bad_json", "line %zu is not JSON (column %d): %s",
-				      line, err.column, err.text);
-			goto err;
-		}
-		json_decref(j);
-		if (n == cap) {
-			size_t ncap = cap ? cap * 2 : 1024;
-			struct fp_buf *nb = realloc(bufs, ncap * sizeof(*nb));
-			if (!nb) {
-				fp__api_error(req, 500, "internal", "out of memory");
-				goto err;
-			}
-			bufs = nb;
-			cap = ncap;
-		}
-		bufs[n++] = (struct fp_buf){ s, (size_t)(e - s) };
-	}
-	*out = bufs;
-	*nout = n;
-	return 0;
-err:
-	free(bufs);
-	return -EINVAL;
+	if (err == -EINVAL)
+		fp__api_error(req, 400, "bad_json", "line %zu is not JSON (column %d): %s",
+			      e.line, e.column, e.text);
+	else if (err)
+		fp__api_error(req, 500, "internal", "out of memory");
+	return err ? -EINVAL : 0;
 }
 
 static void post_map_ndjson(fp_api *api, fp_http_request *req)
@@ -555,7 +521,7 @@ static void post_map_ndjson(fp_api *api, fp_http_request *req)
 	co.retries = (unsigned)retries;
 	co.chunksize = (size_t)chunksize;
 	submit_map(api, req, task, bufs, n, &co);
-	free(bufs);
+	fp_ndjson_free(bufs);
 }
 
 /* --- routing ------------------------------------------------------------- */

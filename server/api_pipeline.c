@@ -408,7 +408,7 @@ static void post_ndjson(fp_api *api, fp_http_request *req)
 	if (fp__api_ndjson_items(req, &bufs, &n))
 		goto out;
 	submit(api, req, &p, bufs, n);
-	free(bufs);
+	fp_ndjson_free(bufs);
 out:
 	free(names);
 }
