@@ -1,12 +1,118 @@
 /*
- * The job store's insides shared by jobs.c (the store, apply and map) and
- * jobs_pipeline.c (pipelines): how a kind of job starts its pool call, and
- * the state a kind keeps beside the store's records.
+ * The job store's insides, shared by its files: jobs.c (the store: submit,
+ * states, lists, TTL, cancel and forget, the pool's callbacks), jobs_table.c
+ * (ids and the table by id), jobs_record.c (a job's records and their text),
+ * jobs_watch.c (watchers) and jobs_pipeline.c (pipelines): how a kind of job
+ * starts its pool call, the state a kind keeps beside the store's records,
+ * and the structs themselves.
  */
 #ifndef FP_SERVER_JOBS_IMPL_H
 #define FP_SERVER_JOBS_IMPL_H
 
 #include "jobs.h"
+#include "loop.h"
+
+#define ID_BYTES 16
+#define ID_HEX (2 * ID_BYTES)
+
+/*
+ * An apply keeps one text, mostly a few bytes: it lives in the job itself
+ * when it fits here, else in a page of its own exact size. A 4 KiB page per
+ * apply was a calloc and a page fault per request under a stream of applies
+ * (docs/PROFILE-http-apply.md).
+ */
+#define APPLY_TEXT_INLINE 48
+
+/* Ids are drawn from getrandom() this many at a time: one syscall per 32 jobs. */
+#define ID_POOL_BYTES (32 * ID_BYTES)
+
+struct text_page {
+	struct text_page *next;
+	size_t used, cap;
+	char data[];
+};
+
+/* 16 bytes: a million items are 16 MB of records. */
+struct job_item {
+	const char *text;          /* the value (OK) or the message, NUL-terminated */
+	uint32_t len;              /* the value's length */
+	uint8_t finished;
+	uint8_t status;            /* fp_item_status */
+	uint16_t attempts;
+};
+
+/* A pipeline output's origin: the input it came from, the stage that made it. */
+struct job_origin {
+	uint32_t index;
+	uint32_t stage;
+};
+
+struct fp_job {
+	fp_jobs *jobs;             /* NULL: the store was freed, only the pool knows us */
+	fp_job *hnext;             /* hash chain */
+	fp_job *prev, *next;       /* jobs->all, newest first */
+	fp_job *fprev, *fnext;     /* jobs->finished (oldest first), or jobs->orphans */
+
+	uint8_t id[ID_BYTES];
+	char hex[ID_HEX + 1];
+	char apply_text[APPLY_TEXT_INLINE];    /* an apply's text, when it fits */
+	struct job_item apply_item;            /* an apply's items[] and order[] */
+	uint32_t apply_order;
+	enum fp_job_kind kind;
+	enum fp_job_state state;
+	uint64_t call_id;
+	size_t total, ndone, nfailed;
+	uint64_t created_at, finished_at;   /* wall clock */
+	uint64_t expire_ms;                 /* monotonic, once finished */
+
+	/*
+	 * Apply and map: one record per item, `total` of them. A pipeline:
+	 * one per output as it is delivered (so delivery order is completion
+	 * order and `order` is not kept), `total` so far out of `cap`, each
+	 * with its origin; `inputs` items went in.
+	 */
+	struct job_item *items;
+	uint32_t *order;           /* indices in completion order */
+	struct job_origin *origins;
+	size_t cap, inputs, nlost;
+	void *ext;                 /* the kind's own state (jobs_pipeline.c) */
+	void (*ext_free)(void *ext);
+	struct text_page *pages;   /* the open page first */
+	const char *last_msg;      /* for storing a repeated message once */
+	size_t last_msg_len;
+	size_t mem_bytes, mem_blocks;
+
+	struct fp_job_watch *watchers;
+	struct fp_job_watch *cursor;   /* next watcher of the on_item round */
+	unsigned busy;             /* callbacks into watchers running now */
+	bool finished;             /* the pool's done callback came */
+	bool ended;                /* watchers had on_end; no new ones link */
+	bool forgotten;            /* out of the table and lists */
+	bool cancel_requested;
+	bool apply_text_used;
+	bool overflowed;           /* a pipeline cancelled for passing max_outputs */
+	char task[];
+};
+
+struct fp_jobs {
+	fp_pool *pool;
+	fp_loop *loop;
+	struct fp_jobs_options opts;
+
+	fp_job **buckets;          /* chained hash table by id, power-of-two size */
+	size_t nbuckets;
+	fp_job *all;               /* kept jobs, newest first */
+	fp_job *fin_head, *fin_tail;   /* finished jobs, in finishing (= expiry) order */
+	size_t nfinished;
+	size_t unfinished;
+	fp_job *orphans;           /* forgotten, waiting for their done callback */
+
+	fp_timer ttl;              /* due when fin_head expires */
+	uint8_t id_pool[ID_POOL_BYTES];   /* random bytes not used for an id yet */
+	size_t id_pool_left;
+	bool closed;
+	struct fp_jobs_stats stats;
+};
 
 struct fp__job_start {
 	enum fp_job_kind kind;
@@ -33,5 +139,26 @@ void *fp__job_ext(const fp_job *job);
 bool fp__job_forgotten(const fp_job *job);
 uint64_t fp__job_call_id(const fp_job *job);
 fp_pool *fp__jobs_pool(const fp_jobs *jobs);
+
+/* jobs_table.c: ids and the table by id. */
+fp_job *fp__jobs_table_find(const fp_jobs *jobs, const uint8_t *id);
+int fp__jobs_table_reserve(fp_jobs *jobs);
+void fp__jobs_table_insert(fp_jobs *jobs, fp_job *job);
+void fp__jobs_table_remove(fp_jobs *jobs, fp_job *job);
+int fp__job_id_generate(fp_jobs *jobs, fp_job *job);
+
+/* jobs_record.c: a job's memory and its records. */
+fp_job *fp__job_alloc(const char *task, size_t n);
+/* Items, indices and text; the struct stays (it may be a tombstone). */
+void fp__job_release(fp_job *job);
+void fp__job_free(fp_job *job);
+/* Room for a pipeline's next output. */
+int fp__job_outputs_grow(fp_job *job);
+/* Keep an outcome in `it` (its text copied into the job's pages). */
+void fp__job_record(fp_job *job, struct job_item *it, const struct fp_result *r);
+
+/* jobs_watch.c: tell the watchers of an item, or of the end. */
+void fp__job_watchers_item(fp_job *job, size_t index);
+void fp__job_watchers_end(fp_job *job);
 
 #endif

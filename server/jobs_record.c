@@ -1,0 +1,248 @@
+/*
+ * A job's records: one 16-byte record per item (a pipeline: per output, with
+ * its origin), and the text of values and messages packed into pages that
+ * double from 4 KiB. Nothing is allocated per item; consecutive equal
+ * messages (a cancelled map's "cancelled" a million times) are stored once.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jobs_impl.h"
+#include "mem.h"
+
+/* A map's text pages grow by doubling from 4 KiB, so a big map costs few pages. */
+#define PAGE_MIN ((size_t)4 << 10)
+#define PAGE_MAX ((size_t)1 << 20)
+
+/* Kept instead of a result that could not be stored: the job must still end. */
+static const char oom_message[] = "the job store ran out of memory for this result";
+
+static const char *text_store(fp_job *job, const char *s, size_t len)
+{
+	struct text_page *pg = job->pages;
+	char *d;
+
+	if (job->items == &job->apply_item) {
+		/* An apply stores one text: in the job, or in a page of its size. */
+		if (len < sizeof(job->apply_text) && !job->apply_text_used && !pg) {
+			job->apply_text_used = true;
+			memcpy(job->apply_text, s, len);
+			job->apply_text[len] = '\0';
+			return job->apply_text;
+		}
+		if (!pg) {
+			if (len > SIZE_MAX - sizeof(*pg) - 1)
+				return NULL;
+			pg = fp_mem_alloc(sizeof(*pg) + len + 1);
+			if (!pg)
+				return NULL;
+			pg->cap = len + 1;
+			job->mem_bytes += sizeof(*pg) + len + 1;
+			job->mem_blocks++;
+			job->pages = pg;
+		}
+	}
+	if (!pg || pg->cap - pg->used < len + 1) {
+		size_t cap = pg ? pg->cap * 2 : PAGE_MIN;
+		if (cap > PAGE_MAX)
+			cap = PAGE_MAX;
+		if (cap < len + 1)
+			cap = len + 1;
+		if (sizeof(*pg) + cap < cap)
+			return NULL;
+		struct text_page *np = fp_mem_alloc(sizeof(*np) + cap);
+		if (!np)
+			return NULL;
+		np->cap = cap;
+		job->mem_bytes += sizeof(*np) + cap;
+		job->mem_blocks++;
+		/*
+		 * A page made for one big text is full at once: it goes behind
+		 * the open page, whose free space is still good for small ones.
+		 */
+		if (pg && cap == len + 1 && pg->cap - pg->used > 0) {
+			np->next = pg->next;
+			pg->next = np;
+		} else {
+			np->next = pg;
+			job->pages = np;
+		}
+		pg = np;
+	}
+	d = pg->data + pg->used;
+	pg->used += len + 1;
+	memcpy(d, s, len);
+	d[len] = '\0';
+	return d;
+}
+
+void fp__job_release(fp_job *job)
+{
+	struct text_page *pg;
+
+	while ((pg = job->pages)) {
+		job->pages = pg->next;
+		fp_mem_free(pg);
+	}
+	if (job->items != &job->apply_item) {
+		fp_mem_free(job->items);
+		fp_mem_free(job->order);
+	}
+	fp_mem_free(job->origins);
+	job->items = NULL;
+	job->order = NULL;
+	job->origins = NULL;
+	job->cap = 0;
+	job->last_msg = NULL;
+	job->mem_bytes = 0;
+	job->mem_blocks = 0;
+}
+
+void fp__job_free(fp_job *job)
+{
+	fp__job_release(job);
+	if (job->ext_free)
+		job->ext_free(job->ext);
+	free(job);
+}
+
+/* Records double, like the text pages. */
+int fp__job_outputs_grow(fp_job *job)
+{
+	size_t cap = job->cap ? job->cap * 2 : 64, rec = sizeof(*job->items) + sizeof(*job->origins);
+	struct job_item *items;
+	struct job_origin *origins;
+
+	/* Positions are 32-bit, as completion indices are. */
+	if (cap > (size_t)UINT32_MAX + 1)
+		cap = (size_t)UINT32_MAX + 1;
+	if (cap <= job->cap || cap > SIZE_MAX / rec)
+		return -E2BIG;
+	items = fp_mem_alloc(cap * sizeof(*items));
+	origins = fp_mem_alloc(cap * sizeof(*origins));
+	if (!items || !origins) {
+		fp_mem_free(items);
+		fp_mem_free(origins);
+		return -ENOMEM;
+	}
+	if (job->total) {
+		memcpy(items, job->items, job->total * sizeof(*items));
+		memcpy(origins, job->origins, job->total * sizeof(*origins));
+	}
+	fp_mem_free(job->items);
+	fp_mem_free(job->origins);
+	job->items = items;
+	job->origins = origins;
+	job->mem_bytes += (cap - job->cap) * rec;
+	if (!job->cap)
+		job->mem_blocks += 2;
+	job->cap = cap;
+	return 0;
+}
+
+fp_job *fp__job_alloc(const char *task, size_t n)
+{
+	size_t tlen = strlen(task);
+	fp_job *job = calloc(1, sizeof(*job) + tlen + 1);
+
+	/* 20 bytes an item must not wrap where size_t is 32 bits. */
+	if (n > SIZE_MAX / (sizeof(struct job_item) + sizeof(uint32_t)) || !job) {
+		free(job);
+		return NULL;
+	}
+	memcpy(job->task, task, tlen + 1);
+	job->total = n;
+	job->mem_bytes = sizeof(*job) + tlen + 1;
+	job->mem_blocks = 1;
+	if (n == 1) {
+		/* An apply: its item and completion index are part of the job. */
+		job->items = &job->apply_item;
+		job->order = &job->apply_order;
+	} else if (n) {
+		job->items = fp_mem_alloc(n * sizeof(*job->items));
+		job->order = fp_mem_alloc(n * sizeof(*job->order));
+		if (!job->items || !job->order) {
+			fp__job_free(job);
+			return NULL;
+		}
+		job->mem_bytes += n * (sizeof(*job->items) + sizeof(*job->order));
+		job->mem_blocks += 2;
+	}
+	return job;
+}
+
+void fp_job_memory(const fp_job *job, size_t *bytes, size_t *blocks)
+{
+	if (bytes)
+		*bytes = job->mem_bytes;
+	if (blocks)
+		*blocks = job->mem_blocks;
+}
+
+
+void fp__job_record(fp_job *job, struct job_item *it, const struct fp_result *r)
+{
+	fp_item_status status = r->status;
+	const char *text = NULL;
+	size_t len = 0;
+
+	if (status == FP_ITEM_OK) {
+		if (r->value_len <= UINT32_MAX)
+			text = text_store(job, r->value ? r->value : "", r->value_len);
+		len = r->value_len;
+	} else {
+		const char *msg = r->message ? r->message : fp_item_status_name(status);
+		len = strlen(msg);
+		if (job->last_msg && job->last_msg_len == len &&
+		    memcmp(job->last_msg, msg, len) == 0) {
+			text = job->last_msg;
+		} else if ((text = text_store(job, msg, len))) {
+			job->last_msg = text;
+			job->last_msg_len = len;
+		}
+		len = 0;
+	}
+	if (!text) {
+		/* The outcome is lost, not the item: it still ends, as an error. */
+		status = status == FP_ITEM_OK ? FP_ITEM_TOO_LARGE : status;
+		text = oom_message;
+		len = 0;
+	}
+	it->text = text;
+	it->len = (uint32_t)len;
+	it->status = (uint8_t)status;
+	it->attempts = r->attempts > UINT16_MAX ? UINT16_MAX : (uint16_t)r->attempts;
+	it->finished = 1;
+}
+
+
+void fp_job_item(const fp_job *job, size_t i, struct fp_job_item *out)
+{
+	const struct job_item *it;
+
+	memset(out, 0, sizeof(*out));
+	if (i >= job->total || !job->items || !job->items[i].finished)
+		return;
+	it = &job->items[i];
+	out->finished = true;
+	out->index = job->origins ? job->origins[i].index : i;
+	out->stage = job->origins ? job->origins[i].stage : 0;
+	out->status = (fp_item_status)it->status;
+	out->attempts = it->attempts;
+	if (it->status == FP_ITEM_OK) {
+		out->value = it->text;
+		out->value_len = it->len;
+	} else {
+		out->message = it->text;
+	}
+}
+
+size_t fp_job_completed_index(const fp_job *job, size_t k)
+{
+	if (k >= job->ndone + job->nfailed)
+		return SIZE_MAX;
+	if (job->kind == FP_JOB_PIPELINE)
+		return k;
+	return job->order ? job->order[k] : SIZE_MAX;
+}
