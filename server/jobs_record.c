@@ -11,9 +11,16 @@
 #include "jobs_impl.h"
 #include "mem.h"
 
-/* A map's text pages grow by doubling from 4 KiB, so a big map costs few pages. */
+/* Text pages grow by doubling from 4 KiB, so a big map costs few pages. */
 #define PAGE_MIN ((size_t)4 << 10)
-#define PAGE_MAX ((size_t)1 << 20)
+/*
+ * Up to 8 MiB: pages of 4 MiB and more get transparent huge pages (pool/mem.c),
+ * so a million outputs' text (some 14 MB) takes a few faults, not thousands.
+ */
+#define PAGE_MAX ((size_t)8 << 20)
+
+/* A pipeline's first record arrays hold at least this many outputs. */
+#define OUTPUTS_MIN 64
 
 /* Kept instead of a result that could not be stored: the job must still end. */
 static const char oom_message[] = "the job store ran out of memory for this result";
@@ -110,9 +117,25 @@ void fp__job_free(fp_job *job)
 /* Records double, like the text pages. */
 int fp__job_outputs_grow(fp_job *job)
 {
-	size_t cap = job->cap ? job->cap * 2 : 64, rec = sizeof(*job->items) + sizeof(*job->origins);
+	size_t cap = job->cap * 2, rec = sizeof(*job->items) + sizeof(*job->origins);
 	struct job_item *items;
 	struct job_origin *origins;
+
+	if (!job->cap) {
+		/*
+		 * First room for as many outputs as inputs (up to max_outputs):
+		 * most pipelines make about one output per input, and growing
+		 * by doubling copied every record some twenty times over for a
+		 * million outputs. Big arrays are mappings, so what is never
+		 * filled (a reduce's single output) costs address space only.
+		 */
+		uint64_t most = job->jobs ? job->jobs->opts.max_outputs : 0;
+		cap = job->inputs;
+		if (most && cap > most)
+			cap = (size_t)most;
+		if (cap < OUTPUTS_MIN)
+			cap = OUTPUTS_MIN;
+	}
 
 	/* Positions are 32-bit, as completion indices are. */
 	if (cap > (size_t)UINT32_MAX + 1)

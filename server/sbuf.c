@@ -54,6 +54,31 @@ void sbuf_add(struct sbuf *b, const char *s, size_t n)
 	b->data[b->len] = '\0';
 }
 
+char *sbuf_reserve(struct sbuf *b, size_t n)
+{
+	return reserve(b, n) ? b->data + b->len : NULL;
+}
+
+void sbuf_commit(struct sbuf *b, size_t n)
+{
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+char *sbuf_put_uint(char *d, unsigned long long v)
+{
+	char tmp[20];
+	size_t n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (n)
+		*d++ = tmp[--n];
+	return d;
+}
+
 void sbuf_adds(struct sbuf *b, const char *s)
 {
 	sbuf_add(b, s, strlen(s));

@@ -16,6 +16,15 @@ void sbuf_free(struct sbuf *b);
 void sbuf_reset(struct sbuf *b);
 void sbuf_add(struct sbuf *b, const char *s, size_t n);
 void sbuf_adds(struct sbuf *b, const char *s);
+/*
+ * Room for n more bytes at data + len, or NULL (oom set); sbuf_commit()
+ * then says how many of them were written. For text written in place, a
+ * line at a time, instead of an append per piece.
+ */
+char *sbuf_reserve(struct sbuf *b, size_t n);
+void sbuf_commit(struct sbuf *b, size_t n);
+/* v in decimal at d (room for 20 digits); returns the end. */
+char *sbuf_put_uint(char *d, unsigned long long v);
 void sbuf_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* `s` as a JSON string, quotes included; invalid UTF-8 bytes become U+FFFD. */
 void sbuf_json_string(struct sbuf *b, const char *s, size_t n);

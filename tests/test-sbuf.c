@@ -41,6 +41,38 @@ static void printf_grows_and_keeps_every_byte(void **state)
 	sbuf_free(&b);
 }
 
+/* Lines written in place grow the buffer like appends, and numbers match printf. */
+static void reserve_and_commit_write_in_place(void **state)
+{
+	static const unsigned long long nums[] = {
+		0, 1, 9, 10, 99, 100, 12345, 4294967295ull, 4294967296ull,
+		999999999999999999ull, 18446744073709551615ull,
+	};
+	struct sbuf b;
+	char want[64];
+
+	(void)state;
+	sbuf_init(&b);
+	for (int round = 0; round < 200; round++) {
+		for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+			size_t before = b.len;
+			char *d = sbuf_reserve(&b, 20), *end;
+			int n = snprintf(want, sizeof(want), "%llu", nums[i]);
+
+			assert_non_null(d);
+			assert_ptr_equal(d, b.data + b.len);
+			end = sbuf_put_uint(d, nums[i]);
+			assert_int_equal(end - d, n);
+			sbuf_commit(&b, (size_t)(end - d));
+			assert_int_equal(b.len, before + (size_t)n);
+			assert_memory_equal(b.data + before, want, (size_t)n);
+			assert_int_equal(b.data[b.len], '\0');
+		}
+	}
+	assert_false(b.oom);
+	sbuf_free(&b);
+}
+
 static void json_time(unsigned long long ms, char *out, size_t len)
 {
 	struct sbuf b;
@@ -102,6 +134,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(printf_grows_and_keeps_every_byte),
 		cmocka_unit_test(json_times_match_strftime),
+		cmocka_unit_test(reserve_and_commit_write_in_place),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
