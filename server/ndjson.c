@@ -79,17 +79,20 @@ int fp_ndjson_split(const char *body, size_t len, struct fp_buf **out, size_t *n
 		    struct fp_ndjson_error *err)
 {
 	const char *p = body, *end = body + len;
-	size_t lines = 1, n = 0, line = 0;
+	size_t most = len / 2 + 1, n = 0, line = 0;
 	struct fp_buf *items;
 
 	*out = NULL;
 	*nout = 0;
-	/* Lines counted first: one exact array, never grown and copied. */
-	for (const char *q = body; q < end && (q = memchr(q, '\n', (size_t)(end - q))); q++)
-		lines++;
-	if (lines > SIZE_MAX / sizeof(*items))
+	/*
+	 * One array, never grown and copied: an item is at least one byte and
+	 * a newline (but the last), so there are at most len / 2 + 1. A big
+	 * array is a mapping of its own, and the part never filled is never
+	 * touched.
+	 */
+	if (most > SIZE_MAX / sizeof(*items))
 		return -ENOMEM;
-	items = fp_mem_alloc(lines * sizeof(*items));
+	items = fp_mem_alloc(most * sizeof(*items));
 	if (!items)
 		return -ENOMEM;
 	while (p < end) {

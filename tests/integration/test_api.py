@@ -216,6 +216,43 @@ class ApiTest(DaemonTestCase):
         self.assertEqual(sorted(x["index"] for x in lines), [0, 1, 2, 3])
         self.assertEqual(lines[-1], {"index": 0, "value": 1500})
 
+    def test_live_stream_writes_a_burst_of_items_as_one_chunk(self):
+        # The slow item 0 keeps the job running while the rest stream past it
+        # in completion order. Items reach the master in bursts (a worker's
+        # answers to quick tasks come batched), and each burst is one chunk:
+        # a chunk per line would be as many chunks as lines.
+        n = 20000
+        items = [800] + [0] * (n - 1)
+        doc = self.submit("/v1/map", {"task": "spin", "items": items, "chunksize": 500})
+        s = self.daemon.raw_socket()
+        try:
+            s.sendall(b"GET /v1/jobs/%s/results?order=completion HTTP/1.1\r\n"
+                      b"Host: x\r\n\r\n" % doc["id"].encode())
+            f = s.makefile("rb")
+            status, _, headers = read_head(f)
+            self.assertEqual(status, 200)
+            self.assertEqual(headers.get("transfer-encoding"), "chunked")
+            chunks, body, running_at_first = 0, b"", None
+            while True:
+                size = int(f.readline(), 16)
+                if size == 0:
+                    f.readline()
+                    break
+                body += f.read(size)
+                f.readline()
+                chunks += 1
+                if running_at_first is None:
+                    running_at_first = self.daemon.get(
+                        "/v1/jobs/" + doc["id"]).json()["state"] in ("queued", "running")
+        finally:
+            s.close()
+        lines = [json.loads(x) for x in body.decode().splitlines()]
+        self.assertEqual(sorted(x["index"] for x in lines), list(range(n)))
+        self.assertIn({"index": 0, "value": 800}, lines)
+        # It did stream while the job ran, and not a chunk a line.
+        self.assertTrue(running_at_first)
+        self.assertLess(chunks * 10, n, "%d chunks for %d lines" % (chunks, n))
+
     def test_results_stream_bad_order(self):
         doc = self.apply("echo", 1, wait=5)
         r = self.daemon.get("/v1/jobs/%s/results?order=random" % doc["id"])
