@@ -40,7 +40,8 @@ pipeline_table() {
 	local i b name
 	table_head "pipeline: medians of $runs_done run(s); min and max over the same runs" \
 		"$pipeline_n items through square -> echo -> square, every output checked (sum and input index)." \
-		"HTTP: POST NDJSON ?wait then GET the /results stream, on one connection. Python: a process" \
+		"HTTP: POST NDJSON ?wait then GET the /results stream to its last byte, on one connection" \
+		"(a plain-socket client; outputs parsed and checked after the clock). Python: a process" \
 		"group per stage (one per CPU) joined by bounded Queues of batches of 1000 (or 5000) items." \
 		"Targets are reported, never asserted."
 	for i in "${!fp_backends[@]}"; do
