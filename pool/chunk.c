@@ -173,18 +173,18 @@ uint32_t fp__chunk_plan(fp_pool *p, struct fp_worker *w, struct fp_seg *segs, si
 
 struct fp_call *fp__worker_item(const struct fp_worker *w, uint64_t id, uint32_t *index)
 {
-	uint64_t at;
-
-	if (!w->call || id < w->base_id + w->acked || id >= w->base_id + w->count)
+	if (!w->call)
 		return NULL;
-	at = id - w->base_id - w->acked + w->seg_acked;
+	/* Segments' ids ascend, but not contiguously across two chunks. */
 	for (uint32_t s = w->seg; s < w->nsegs; s++) {
-		if (at < w->segs[s].count) {
+		const struct fp_seg *g = &w->segs[s];
+		uint64_t from = g->id0 + (s == w->seg ? w->seg_acked : 0);
+
+		if (id >= from && id < g->id0 + g->count) {
 			if (index)
-				*index = w->segs[s].first + (uint32_t)at;
-			return w->segs[s].call;
+				*index = g->first + (uint32_t)(id - g->id0);
+			return g->call;
 		}
-		at -= w->segs[s].count;
 	}
 	return NULL;
 }
@@ -197,4 +197,25 @@ bool fp__worker_holds(const struct fp_worker *w, const struct fp_call *c)
 		if (w->segs[s].call == c)
 			return true;
 	return false;
+}
+
+bool fp__worker_holds_pipe(const struct fp_worker *w, const struct fp_pipe *pipe)
+{
+	if (!w->call)
+		return false;
+	for (uint32_t s = w->seg; s < w->nsegs; s++)
+		if (w->segs[s].call->stage && w->segs[s].call->stage->pipe == pipe)
+			return true;
+	return false;
+}
+
+bool fp__chunk_quick(fp_pool *p, const struct fp_seg *segs, uint32_t n)
+{
+	for (uint32_t s = 0; s < n; s++) {
+		const uint32_t *e = task_us_of(p, segs[s].call);
+
+		if (!e || *e > FP_BATCH_QUICK_US || segs[s].call->cancelled)
+			return false;
+	}
+	return true;
 }

@@ -1,5 +1,6 @@
 /*
- * Dispatch: one FIFO queue, idle workers only, chunks cut from the first
+ * Dispatch: one FIFO queue, chunks to idle workers (and, for quick work while
+ * none is idle, a busy worker's next chunk ahead), cut from the first
  * entry that may run (the head, unless a pipeline stage is held back by its
  * worker cap or a full buffer after it); results back in item order; what a
  * dead worker leaves unfinished goes back to the head of the queue, except
@@ -300,31 +301,56 @@ static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t n
 	if (err)
 		return err;
 	p->next_frame_id += count;
+	/* Answered segments of the chunk before go; the rest stay first in line. */
+	if (!w->call) {
+		w->nsegs = w->seg = w->seg_acked = 0;
+		w->count = w->acked = 0;
+	} else if (w->seg) {
+		for (s = 0; s < w->seg; s++) {
+			w->count -= w->segs[s].count;
+			w->acked -= w->segs[s].count;
+		}
+		memmove(w->segs, w->segs + w->seg, (w->nsegs - w->seg) * sizeof(*w->segs));
+		w->nsegs -= w->seg;
+		w->seg = 0;
+	}
+	id = base;
 	for (s = 0; s < nsegs; s++) {
 		struct fp_pipe_stage *st = segs[s].call->stage;
+		struct fp_seg *g = &w->segs[w->nsegs + s];
 
 		for (i = 0; i < segs[s].count; i++)
 			segs[s].call->items[segs[s].first + i].attempts++;
-		w->segs[s] = segs[s];
+		*g = segs[s];
+		g->id0 = id;
+		g->chunk_end = s + 1 == nsegs;
+		id += segs[s].count;
 		/* A batch's chunk is its only segment (chunk.c): one worker more. */
 		if (st) {
 			st->nworkers++;
 			st->st.running += segs[s].count;
 		}
 	}
-	w->nsegs = nsegs;
-	w->seg = 0;
-	w->seg_acked = 0;
-	w->call = segs[0].call;
-	w->count = count;
-	w->acked = 0;
-	w->base_id = base;
-	w->mark_ns = fp_now_ns();
+	w->nsegs += nsegs;
+	w->call = w->segs[w->seg].call;
+	w->count += count;
+	w->nchunks++;
+	if (w->nchunks == 1) {
+		w->mark_ns = fp_now_ns();
+		timeout = fp__chunk_timeout_ms(w);
+		if (timeout)
+			fp_timer_start(p->loop, &w->deadline, timeout, deadline_cb);
+	} else if (!fp_timer_active(&w->deadline) && (timeout = fp__chunk_timeout_ms(w))) {
+		/*
+		 * The chunk it runs has no timeout; this one's items start
+		 * later than now. A running timer is left alone: a prefetched
+		 * chunk's timeout is never shorter than its period
+		 * (may_prefetch()), and deadline_cb() times each item by its own.
+		 */
+		fp_timer_start(p->loop, &w->deadline, timeout, deadline_cb);
+	}
 	w->state = FP_WORKER_BUSY;
 	w->tasks_dispatched += count;
-	timeout = fp__chunk_timeout_ms(w);
-	if (timeout)
-		fp_timer_start(p->loop, &w->deadline, timeout, deadline_cb);
 	if (w->tasks_limit && w->tasks_dispatched >= w->tasks_limit) {
 		/* Its last chunk: the successor takes over now, so capacity holds. */
 		w->leaving = true;
@@ -338,22 +364,74 @@ static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t n
 	return 0;
 }
 
+/* The segments are the queue entries from `at` on, in order: take them off. */
+static void queue_take(fp_pool *p, size_t at, const struct fp_seg *segs, uint32_t n)
+{
+	for (uint32_t s = 0; s < n; s++) {
+		struct fp_qent *e = fp__queue_at(&p->queue, at);
+		e->first += segs[s].count;
+		e->count -= segs[s].count;
+		p->queue.items -= segs[s].count;
+		if (!e->count)
+			queue_remove(&p->queue, at);
+	}
+}
+
+/*
+ * Whether busy worker w may be sent its next chunk now, to have it in its
+ * socket when it finishes the one it runs: then it never waits a round
+ * trip to the master between chunks. Only behind quick work (a long task
+ * never holds a chunk back from other workers), one chunk ahead at most,
+ * and not for an exec pool, whose program's per-item cost dwarfs the round
+ * trip.
+ */
+static bool may_prefetch(fp_pool *p, const struct fp_worker *w)
+{
+	return w->state == FP_WORKER_BUSY && w->call && w->nchunks == 1 && !w->leaving &&
+	       !w->reaped && !w->read_done && !w->paused && !w->rpause && !w->quit_sent &&
+	       w->kill_reason == FP_KILL_NONE && !fp_io_active(&w->wio) && !p->exec &&
+	       fp__chunk_quick(p, w->segs + w->seg, w->nsegs - w->seg);
+}
+
+/*
+ * Whether the planned chunk may wait behind what w runs: small and quick,
+ * and no item of it with a shorter timeout than w's timer period (a running
+ * timer is not rearmed for it; see send_chunk()).
+ */
+static bool prefetch_fits(fp_pool *p, const struct fp_worker *w, const struct fp_seg *segs,
+			  uint32_t n)
+{
+	uint64_t period = fp__chunk_timeout_ms(w);
+	size_t items = 0;
+
+	if (!fp__chunk_quick(p, segs, n))
+		return false;
+	for (uint32_t s = 0; s < n; s++) {
+		uint64_t t = segs[s].call->timeout_ms;
+
+		items += segs[s].count;
+		if (t && period && t < period)
+			return false;
+	}
+	return items <= FP_PREFETCH_ITEMS_MAX;
+}
+
 void fp__dispatch(fp_pool *p)
 {
 	struct fp_seg segs[FP_BATCH_MAX];
 	struct fp_worker *w;
+	size_t at;
+	uint32_t n;
+	int err;
 
 	if (p->state != FP_POOL_RUNNING)
 		return;
 	if (p->dirty)
 		fp__pipe_flush(p);
 	while (p->queue.len && (w = find_idle(p))) {
-		size_t at;
-		uint32_t n = fp__chunk_plan(p, w, segs, &at);
-		int err;
-
+		n = fp__chunk_plan(p, w, segs, &at);
 		if (!n)
-			break;     /* all that is queued is held back */
+			return;    /* all that is queued is held back */
 		err = send_chunk(w, segs, n);
 		if (err) {
 			fp_log_error(&p->log, "cannot send work to worker %u: %s",
@@ -364,15 +442,21 @@ void fp__dispatch(fp_pool *p)
 		/* Room in a stage's buffer may let a paused worker go on. */
 		if (segs[0].call->stage && p->npaused)
 			fp__resume_later(p);
-		/* The segments are the entries from `at` on, in order: take them off. */
-		for (uint32_t s = 0; s < n; s++) {
-			struct fp_qent *e = fp__queue_at(&p->queue, at);
-			e->first += segs[s].count;
-			e->count -= segs[s].count;
-			p->queue.items -= segs[s].count;
-			if (!e->count)
-				queue_remove(&p->queue, at);
-		}
+		queue_take(p, at, segs, n);
+	}
+	/* No worker is idle: busy ones running quick work may take their next chunk. */
+	for (w = p->workers; w && p->queue.len; w = w->next) {
+		if (!may_prefetch(p, w))
+			continue;
+		n = fp__chunk_plan(p, w, segs, &at);
+		if (!n)
+			return;
+		if (!prefetch_fits(p, w, segs, n) || send_chunk(w, segs, n) < 0)
+			/* Not sent: it waits in the queue for a worker to come free. */
+			continue;
+		if (segs[0].call->stage && p->npaused)
+			fp__resume_later(p);
+		queue_take(p, at, segs, n);
 	}
 }
 
@@ -475,16 +559,25 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 	fp_item_status status;
 	uint64_t us;
 
-	if (!call || h->id != w->base_id + w->acked) {
+	if (!call || h->id != w->segs[w->seg].id0 + w->seg_acked) {
 		worker_broken(w, "answered an item it was not given", FP_EPROTOCOL);
 		return;
 	}
 	index = w->segs[w->seg].first + w->seg_acked++;
 	w->acked++;
-	if (w->seg_acked == w->segs[w->seg].count && w->seg + 1 < w->nsegs) {
-		w->seg++;
-		w->seg_acked = 0;
-		w->call = w->segs[w->seg].call;
+	if (w->seg_acked == w->segs[w->seg].count) {
+		const struct fp_seg *g = &w->segs[w->seg];
+
+		/* A batch's chunk is its only segment: its stage has one worker less. */
+		if (call->stage)
+			call->stage->nworkers--;
+		if (g->chunk_end)
+			w->nchunks--;
+		if (w->seg + 1 < w->nsegs) {
+			w->seg++;
+			w->seg_acked = 0;
+			w->call = w->segs[w->seg].call;
+		}
 	}
 	w->tasks_done++;
 	us = now > w->mark_ns ? (now - w->mark_ns) / 1000u : 0;
@@ -495,8 +588,6 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 		w->rss_kib = h->rss_kib;
 	if (w->acked == w->count) {
 		w->call = NULL;
-		if (call->stage)
-			call->stage->nworkers--;
 		if (w->kill_reason == FP_KILL_NONE) {
 			fp_timer_stop(&w->deadline);
 			w->state = w->leaving ? FP_WORKER_RETIRING : FP_WORKER_IDLE;
@@ -540,7 +631,7 @@ static void handle_emit(struct fp_worker *w, const struct fp_frame_header *h,
 	uint32_t index;
 
 	/* Outputs of the item it is running, and only in a pipeline. */
-	if (!call || !call->stage || h->id != w->base_id + w->acked) {
+	if (!call || !call->stage || h->id != w->segs[w->seg].id0 + w->seg_acked) {
 		worker_broken(w, "emitted an output for an item it is not running",
 			      FP_EPROTOCOL);
 		return;
@@ -798,6 +889,7 @@ void fp__worker_account_exit(struct fp_worker *w)
 		else
 			fp_log_debug(&p->log, "worker %u (pid %d) %s", w->slot, (int)w->pid, how);
 		w->call = NULL;
+		w->nchunks = 0;
 		return;
 	}
 
@@ -883,6 +975,7 @@ void fp__worker_account_exit(struct fp_worker *w)
 					      g->call == blamed && !retry ? 1 : 0);
 	}
 	w->call = NULL;
+	w->nchunks = 0;
 	if (blamed && !retry) {
 		struct fp_item *it = &blamed->items[run];
 		fp_item_status status = w->kill_reason == FP_KILL_TIMEOUT ? FP_ITEM_TIMEOUT :

@@ -386,7 +386,7 @@ int fp__pipe_cancel(fp_pool *p, uint64_t id)
 	}
 	/* As for a call: only workers still running one of its chunks. */
 	for (w = p->workers; w; w = w->next)
-		if (w->call && w->call->stage && w->call->stage->pipe == pipe && !w->reaped)
+		if (!w->reaped && fp__worker_holds_pipe(w, pipe))
 			fp__worker_kill(w, SIGKILL, FP_KILL_CANCEL);
 	/* Nothing owed (e.g. no inputs): end it from the loop. */
 	if (!pipe->live && !fp_timer_active(&pipe->later))

@@ -88,10 +88,20 @@ struct fp_call {
 	bool closed;               /* queued: no more items join it */
 };
 
+/*
+ * A worker holds at most this many chunks at once: the one it runs and, for
+ * quick work while no worker is idle, the next one (dispatch.c says when).
+ */
+#define FP_WORKER_CHUNKS 2
+/* A chunk sent ahead like that holds at most this many items. */
+#define FP_PREFETCH_ITEMS_MAX 1024
+
 /* A run of one call's items inside a worker's chunk. */
 struct fp_seg {
 	struct fp_call *call;
 	uint32_t first, count;
+	uint64_t id0;              /* frame id of its first item (send_chunk) */
+	bool chunk_end;            /* the last segment of its chunk */
 };
 
 struct fp_qent {
@@ -134,16 +144,17 @@ struct fp_worker {
 	struct fp_worker_shm *shm;
 
 	/*
-	 * The chunk it is running: segs[0..nsegs), `count` items with frame ids
-	 * from base_id on, `acked` of them answered. The next answer is due for
-	 * item segs[seg].first + seg_acked; `call` is segs[seg].call while
-	 * answers are due and NULL once the chunk is done.
+	 * The chunks it holds (the one it runs, and maybe the next), in the
+	 * order sent: segs[seg..nsegs), `count` items of which `acked` are
+	 * answered. The next answer is due for item segs[seg].first +
+	 * seg_acked, with frame id segs[seg].id0 + seg_acked; `call` is
+	 * segs[seg].call while answers are due and NULL once all are in.
 	 */
-	struct fp_seg segs[FP_BATCH_MAX];
+	struct fp_seg segs[FP_BATCH_MAX * FP_WORKER_CHUNKS];
 	uint32_t nsegs, seg, seg_acked;
 	struct fp_call *call;
 	uint32_t count, acked;
-	uint64_t base_id;          /* frame id of the chunk's first item */
+	uint32_t nchunks;          /* chunks not fully answered */
 	uint64_t mark_ns;          /* chunk sent, or its last answer came */
 	char *wbuf;                /* chunk being written; kept for the next */
 	size_t wcap;
@@ -289,6 +300,8 @@ static inline struct fp_qent *fp__queue_at(struct fp_queue *q, size_t i)
 	return &q->buf[(q->head + i) % q->cap];
 }
 
+struct fp_pipe;
+
 /* chunk.c */
 /*
  * Plan w's next chunk from the first queue entry that may run, at *at
@@ -305,8 +318,11 @@ bool fp__task_quick(fp_pool *p, const struct fp_call *c);
 void fp__task_us_record(fp_pool *p, const struct fp_call *c, uint64_t us);
 /* The call (and item index) of frame `id` if w has it unanswered, else NULL. */
 struct fp_call *fp__worker_item(const struct fp_worker *w, uint64_t id, uint32_t *index);
-/* Whether w has an unanswered item of c. */
+/* Whether w has an unanswered item of c / of a batch of pipe. */
 bool fp__worker_holds(const struct fp_worker *w, const struct fp_call *c);
+bool fp__worker_holds_pipe(const struct fp_worker *w, const struct fp_pipe *pipe);
+/* Whether every segment is of a task that has lately run quickly, none cancelled. */
+bool fp__chunk_quick(fp_pool *p, const struct fp_seg *segs, uint32_t n);
 
 /* dispatch.c */
 void fp__dispatch(fp_pool *p);

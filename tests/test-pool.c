@@ -482,7 +482,7 @@ static void shared_each(struct fp_test_collect *c, const struct fp_result *r)
  * take a millisecond, and on a busy machine any run may be preempted: so
  * the runs are counted, not assumed); then one apply of spin per args[i]
  * (ms of CPU), timeouts[i] each: call 0 takes the idle worker, calls 1..5
- * queue behind it and go to the worker together.
+ * queue behind it and go to the worker together (as its next chunk).
  */
 static void shared_submit(struct shared *sh, fp_pool *p, const char *const args[],
 			  const int64_t timeouts[])
@@ -511,13 +511,19 @@ static void shared_submit(struct shared *sh, fp_pool *p, const char *const args[
 	}
 }
 
+/*
+ * Calls 1..5 are on the worker, none queued. They may have gone as its next
+ * chunk while it still ran call 0 (sent ahead, dispatch.c), and call 0's
+ * quick answer may wait in the worker behind a slow item: so at least five
+ * running. Without them sharing a chunk, four would be queued.
+ */
 static int shared_chunk_running(void *data)
 {
 	struct shared *sh = data;
 	struct fp_pool_stats st;
 
 	fp_pool_stats(sh->pool, &st);
-	return st.running == SHARED_N && st.queued == 0;
+	return st.running >= SHARED_N && st.queued == 0;
 }
 
 static void shared_wait_free(struct shared *sh)

@@ -1,0 +1,282 @@
+/*
+ * A busy worker's second chunk (dispatch.c, may_prefetch()): while no worker
+ * is idle, a worker running quick work is sent its next chunk ahead. These
+ * pin down that the chunk held that way is accounted like the one running:
+ * a death requeues both and blames only the running item, each item keeps
+ * its own timeout, and a cancel of the held chunk's call ends only that call.
+ * Runs once per loop backend (FORKPOOL_LOOP in the environment).
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include <cmocka.h>
+
+#include "forkpool.h"
+#include "fp_test.h"
+#include "fp_test_pool.h"
+#include "loop.h"
+
+#define N 8          /* items of the map: two chunks of CHUNK */
+#define CHUNK 4
+
+struct calls {
+	fp_pool *pool;
+	struct fp_result r[2][N];
+	unsigned seen[2][N];
+	int done[2];
+	size_t n[2];
+};
+
+/* One set of callbacks per call: the data pointer says which. */
+struct call_ref {
+	struct calls *c;
+	unsigned k;
+};
+
+static void ref_item(fp_pool *p, uint64_t id, const struct fp_result *r, void *data)
+{
+	struct call_ref *ref = data;
+	struct calls *c = ref->c;
+	struct fp_result *dst;
+
+	(void)p;
+	(void)id;
+	assert_true(r->index < c->n[ref->k]);
+	c->seen[ref->k][r->index]++;
+	dst = &c->r[ref->k][r->index];
+	fp_result_clear(dst);
+	*dst = *r;
+	dst->value = r->value ? strndup(r->value, r->value_len) : NULL;
+	dst->message = r->message ? strdup(r->message) : NULL;
+}
+
+static void ref_done(fp_pool *p, const struct fp_call_summary *s, void *data)
+{
+	struct call_ref *ref = data;
+
+	(void)p;
+	(void)s;
+	ref->c->done[ref->k] = 1;
+}
+
+/*
+ * The tests use `spin` (CPU milliseconds): `spin 0` takes microseconds, where
+ * even `sleep 0` takes a timer's slack and a wake-up, too close to what counts
+ * as quick. Items of `spin 0`, so that the pool takes the task for a quick
+ * one: its estimate jumps up on a slow run (a fresh worker's first ones, or a
+ * busy machine) and halves the gap to each quicker one, from at most about a
+ * second; of WARM items in one chunk, the last dozen or so being quick is
+ * enough.
+ */
+#define WARM 512
+
+static void warm_spin(fp_pool *p)
+{
+	static struct fp_buf items[WARM];
+	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
+	struct fp_result *r = NULL;
+
+	o.chunksize = WARM;
+	for (size_t i = 0; i < WARM; i++)
+		items[i] = (struct fp_buf){ "0", 1 };
+	assert_int_equal(fp_pool_map(p, "spin", items, WARM, &o, &r), 0);
+	for (size_t i = 0; i < WARM; i++)
+		assert_int_equal(r[i].status, FP_ITEM_OK);
+	fp_results_free(r, WARM);
+}
+
+static void submit_map(struct calls *c, struct call_ref *ref, unsigned k,
+		       const char *const *args, size_t n, int64_t timeout_ms, uint64_t *id)
+{
+	struct fp_buf items[N];
+	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
+
+	o.chunksize = CHUNK;
+	o.timeout_ms = timeout_ms;
+	for (size_t i = 0; i < n; i++)
+		items[i] = (struct fp_buf){ (char *)args[i], strlen(args[i]) };
+	ref->c = c;
+	ref->k = k;
+	c->n[k] = n;
+	assert_int_equal(fp_pool_map_async(c->pool, "spin", items, n, &o, ref_item, ref_done,
+					   ref, id), 0);
+}
+
+struct held_probe {
+	fp_pool *pool;
+	uint64_t running;
+};
+
+/*
+ * Nothing queued and at least `running` items on the one worker, more than
+ * one chunk: it holds two. (A quick item's answer may wait in the worker,
+ * unsent, while a slow one runs: still running as far as the master knows.)
+ */
+static int holds_both(void *data)
+{
+	struct held_probe *h = data;
+	struct fp_pool_stats st;
+
+	fp_pool_stats(h->pool, &st);
+	return st.queued == 0 && st.running >= h->running;
+}
+
+/* The one worker has run its current item for 50 ms: the slow one, not a `spin 0`. */
+static int running_slow(void *data)
+{
+	struct fp_worker_stats ws[2];
+
+	return fp_pool_workers(data, ws, 2) == 1 && ws[0].task &&
+	       fp_now_ms() >= ws[0].task_started_ms + 50;
+}
+
+static int both_done(void *data)
+{
+	struct calls *c = data;
+
+	return c->done[0] && (c->n[1] == 0 || c->done[1]);
+}
+
+static int one_done(void *data)
+{
+	return ((struct calls *)data)->done[0];
+}
+
+static void calls_clear(struct calls *c)
+{
+	for (unsigned k = 0; k < 2; k++)
+		for (size_t i = 0; i < N; i++)
+			fp_result_clear(&c->r[k][i]);
+}
+
+static void death_with_a_held_chunk_requeues_both_and_blames_the_running_item(void **state)
+{
+	/* Item 1 is running (3 s of CPU) when the worker dies; items 4..7 are held. */
+	static const char *const args[N] = { "0", "3000", "0", "0", "0", "0", "0", "0" };
+	struct calls c = { 0 };
+	struct call_ref ref;
+	struct fp_worker_stats ws[2];
+	struct fp_pool_stats st;
+	pid_t dead;
+
+	(void)state;
+	c.pool = fp_test_pool(1);
+	warm_spin(c.pool);
+	submit_map(&c, &ref, 0, args, N, -1, NULL);
+	assert_true(fp_test_run_until(c.pool, holds_both, &(struct held_probe){ c.pool, N - 1 },
+				      10000));
+	assert_true(fp_test_run_until(c.pool, running_slow, c.pool, 10000));
+	assert_int_equal(fp_pool_workers(c.pool, ws, 2), 1);
+	dead = ws[0].pid;
+	assert_true(dead > 0);
+	assert_int_equal(kill(dead, SIGKILL), 0);
+	assert_true(fp_test_run_until(c.pool, one_done, &c, 30000));
+
+	assert_int_equal(c.r[0][1].status, FP_ITEM_CRASH);
+	assert_non_null(strstr(c.r[0][1].message, "SIGKILL"));
+	for (size_t i = 0; i < N; i++) {
+		assert_int_equal(c.seen[0][i], 1);
+		if (i == 1)
+			continue;
+		assert_int_equal(c.r[0][i].status, FP_ITEM_OK);
+		/* Both chunks ran again elsewhere (item 0's answer may have been sent). */
+		if (i > 1) {
+			assert_int_equal(c.r[0][i].attempts, 2);
+			assert_int_not_equal(c.r[0][i].pid, dead);
+		}
+	}
+	fp_pool_stats(c.pool, &st);
+	assert_int_equal(st.crashes, 1);
+	assert_int_equal(st.failed, 1);
+	calls_clear(&c);
+	fp_pool_free(c.pool);
+}
+
+static void held_chunk_items_keep_their_own_timeouts(void **state)
+{
+	/*
+	 * With a 1000 ms timeout: item 0 takes 150 ms of CPU, so the worker is
+	 * still on its first chunk when the second is held; item 5 of the held
+	 * chunk overruns, timed from its own start, not the chunk's.
+	 */
+	static const char *const args[N] = { "150", "0", "0", "0", "0", "5000", "0", "0" };
+	struct calls c = { 0 };
+	struct call_ref ref;
+	struct fp_pool_stats st;
+
+	(void)state;
+	c.pool = fp_test_pool(1);
+	warm_spin(c.pool);
+	submit_map(&c, &ref, 0, args, N, 1000, NULL);
+	assert_true(fp_test_run_until(c.pool, holds_both, &(struct held_probe){ c.pool, N }, 10000));
+	assert_true(fp_test_run_until(c.pool, one_done, &c, 30000));
+	for (size_t i = 0; i < N; i++) {
+		assert_int_equal(c.seen[0][i], 1);
+		if (i != 5)
+			assert_int_equal(c.r[0][i].status, FP_ITEM_OK);
+	}
+	assert_int_equal(c.r[0][5].status, FP_ITEM_TIMEOUT);
+	assert_non_null(strstr(c.r[0][5].message, "1000 ms timeout"));
+	/* Item 0 ran within its 1000 ms and was not blamed for item 5's overrun. */
+	assert_int_equal(c.r[0][0].attempts, 1);
+	fp_pool_stats(c.pool, &st);
+	assert_int_equal(st.timeouts, 1);
+	assert_int_equal(st.crashes, 0);
+	calls_clear(&c);
+	fp_pool_free(c.pool);
+}
+
+static void cancel_of_the_held_chunks_call_ends_only_that_call(void **state)
+{
+	/* Call 0 runs a 500 ms item; call 1's chunk is held behind it, then cancelled. */
+	static const char *const slow[CHUNK] = { "0", "500", "0", "0" };
+	static const char *const quick[CHUNK] = { "0", "0", "0", "0" };
+	struct calls c = { 0 };
+	struct call_ref ref0, ref1;
+	struct fp_pool_stats st;
+	uint64_t id1;
+
+	(void)state;
+	c.pool = fp_test_pool(1);
+	warm_spin(c.pool);
+	submit_map(&c, &ref0, 0, slow, CHUNK, -1, NULL);
+	assert_true(fp_test_run_until(c.pool, holds_both, &(struct held_probe){ c.pool, CHUNK },
+				      10000));
+	/* Submitted while the worker is busy: it goes as the held chunk, not joined. */
+	submit_map(&c, &ref1, 1, quick, CHUNK, -1, &id1);
+	assert_true(fp_test_run_until(c.pool, holds_both,
+				      &(struct held_probe){ c.pool, CHUNK + CHUNK - 1 }, 10000));
+	assert_int_equal(fp_pool_cancel(c.pool, id1), 0);
+	assert_true(fp_test_run_until(c.pool, both_done, &c, 30000));
+	for (size_t i = 0; i < CHUNK; i++) {
+		assert_int_equal(c.seen[0][i], 1);
+		assert_int_equal(c.r[0][i].status, FP_ITEM_OK);
+		assert_int_equal(c.seen[1][i], 1);
+		assert_int_equal(c.r[1][i].status, FP_ITEM_CANCELLED);
+	}
+	fp_pool_stats(c.pool, &st);
+	/* Killed for the cancel: not a crash, and nothing of call 0 was blamed. */
+	assert_int_equal(st.crashes, 0);
+	calls_clear(&c);
+	fp_pool_free(c.pool);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(death_with_a_held_chunk_requeues_both_and_blames_the_running_item),
+		cmocka_unit_test(held_chunk_items_keep_their_own_timeouts),
+		cmocka_unit_test(cancel_of_the_held_chunks_call_ends_only_that_call),
+	};
+
+	if (fp_test_backend_missing())
+		return 77;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
