@@ -220,12 +220,12 @@ static struct fp_worker *find_idle(fp_pool *p)
 }
 
 static char *put_task_header(char *dst, uint64_t id, const struct fp_call *call,
-			     uint32_t args_len)
+			     uint32_t args_len, bool last)
 {
 	struct fp_frame_header h;
 
 	fp_frame_header_init(&h, FP_FRAME_TASK, id, call->name_len + 1 + args_len,
-			     call->stage ? FP_FRAME_STREAM : 0);
+			     (call->stage ? FP_FRAME_STREAM : 0) | (last ? FP_FRAME_FLUSH : 0));
 	memcpy(dst, &h, sizeof(h));
 	dst += sizeof(h);
 	memcpy(dst, call->task, call->name_len + 1);
@@ -277,7 +277,7 @@ static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t n
 		struct fp_item *it = &call->items[segs[0].first];
 		if (wbuf_reserve(w, FP_FRAME_HEADER_SIZE + call->name_len + 1))
 			return -ENOMEM;
-		dst = put_task_header(w->wbuf, base, call, it->args_len);
+		dst = put_task_header(w->wbuf, base, call, it->args_len, true);
 		iov[0] = (struct iovec){ w->wbuf, (size_t)(dst - w->wbuf) };
 		iov[1] = (struct iovec){ (void *)it->args, it->args_len };
 		iovcnt = 2;
@@ -289,7 +289,9 @@ static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t n
 			const struct fp_call *call = segs[s].call;
 			for (i = 0; i < segs[s].count; i++) {
 				struct fp_item *it = &call->items[segs[s].first + i];
-				dst = put_task_header(dst, id++, call, it->args_len);
+				dst = put_task_header(dst, id, call, it->args_len,
+						      id + 1 == base + count);
+				id++;
 				memcpy(dst, it->args, it->args_len);
 				dst += it->args_len;
 			}
@@ -519,7 +521,9 @@ static void deadline_cb(fp_timer *t)
 		fp_timer_start(p->loop, t, period, deadline_cb);
 		return;
 	}
-	limit_ns = c->timeout_ms * 1000000u;
+	/* The start may be stamped early by up to the slack: never time out early. */
+	limit_ns = c->timeout_ms * 1000000u +
+		   atomic_load_explicit(&w->shm->started_slack_ns, memory_order_relaxed);
 	if (now < started + limit_ns) {
 		/* Its end, or sooner: an item behind it may have a shorter timeout. */
 		uint64_t ms = (started + limit_ns - now) / 1000000u + 1;

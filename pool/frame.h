@@ -4,7 +4,8 @@
  * the same machine and the same binary) followed by `len` payload bytes.
  *
  *   master -> worker   TASK     id = item id; payload = task name, NUL, args;
- *                               flags: FP_FRAME_STREAM for a pipeline stage
+ *                               flags: FP_FRAME_STREAM for a pipeline stage,
+ *                               FP_FRAME_FLUSH on the last of a chunk
  *   worker -> master   READY    worker_init succeeded; payload empty
  *                      INITFAIL worker_init failed; payload = message
  *                      EMIT     id = item id; payload = one output (JSON);
@@ -40,6 +41,12 @@
  * task, and shuts down its side of the socket so an idle worker wakes up.
  * A worker writes several results in one send when tasks are quick; the
  * shared page, not the frame stream, tells the master which item is running.
+ * The master may send a worker its next chunk before the one it runs is
+ * answered; the last TASK of each chunk carries FP_FRAME_FLUSH, so that the
+ * worker sends what it gathered at the chunk's end rather than waiting for
+ * its socket to run dry (the next chunk's items would hold back the answers
+ * the master waits for to send more). A worker may ignore it: the master
+ * then only learns of the answers later.
  */
 #ifndef FP_FRAME_H
 #define FP_FRAME_H
@@ -63,6 +70,7 @@ enum fp_frame_type {
 #define FP_FRAME_RETIRE 0x100u    /* RESULT/ERROR: last task of this worker */
 #define FP_FRAME_STREAM 0x200u    /* TASK: send each output as an EMIT frame */
 #define FP_FRAME_NOVALUE 0x400u   /* RESULT of a STREAM task: no value, only the end */
+#define FP_FRAME_FLUSH 0x800u     /* TASK: the last of its chunk; send the answers after it */
 /*
  * RESULT/ERROR flags, bits 12-31: how long the task ran in µs, as the worker
  * measured it, saturating at FP_FRAME_US_MAX (about a second). The master
@@ -70,7 +78,7 @@ enum fp_frame_type {
  */
 #define FP_FRAME_US_SHIFT 12
 #define FP_FRAME_US_MAX ((1u << 20) - 1)
-_Static_assert((FP_FRAME_RETIRE | FP_FRAME_STREAM | FP_FRAME_NOVALUE | 0xffu) <
+_Static_assert((FP_FRAME_RETIRE | FP_FRAME_STREAM | FP_FRAME_NOVALUE | FP_FRAME_FLUSH | 0xffu) <
 	       (1u << FP_FRAME_US_SHIFT),
 	       "run time bits clear of the status byte and the flags");
 

@@ -3,7 +3,9 @@
  * ERROR frame per item. Plain blocking I/O: a worker does one thing at a time.
  *
  * Results of quick tasks are gathered and sent together (one send for many
- * frames); a slow task's result goes out at once. The master learns which item
+ * frames), at the latest when a chunk ends (FP_FRAME_FLUSH: the master may
+ * have sent the next chunk already); a slow task's result goes out at once.
+ * The master learns which item
  * is running from the shared page, so gathering never blurs which item a
  * crash belongs to.
  */
@@ -28,11 +30,31 @@
 #define OUT_FLUSH_AGE_NS (1000u * 1000)
 /* ...or the task that produced one took longer than this. */
 #define QUICK_TASK_NS (50u * 1000)
+/* Quick items timed together by one clock read, at most (see struct clock_run). */
+#define RUN_MAX 8
 
 struct out_buf {
 	char *data;
 	size_t len, cap;
 	uint64_t oldest_ns;     /* when the first unsent frame was added */
+};
+
+/*
+ * Items timed together. A precise clock read costs about as much as a
+ * trivial task in a VM (kvm-clock: 50-100 ns), so quick items are timed in
+ * runs: one precise read when a run ends, each item of it given the run's
+ * average as its run time. A run ends after RUN_MAX items, at a chunk's end,
+ * and as soon as the coarse clock (a few ns to read) ticks: so no run spans
+ * more than one tick, and an item that starts a tick or more after the run
+ * began ends it. The shared page's started_ns is the run's start: at most
+ * one tick (started_slack_ns) before the item's own start, and never after
+ * it; the master adds that slack to a timeout, so none fires early.
+ */
+struct clock_run {
+	uint64_t start_ns;      /* precise: when its first item started */
+	uint64_t coarse_ns;     /* the coarse clock then */
+	size_t at[RUN_MAX];     /* its items' end frames in out */
+	unsigned n;
 };
 
 struct task_ctx {
@@ -49,6 +71,7 @@ struct task_ctx {
 	int returned;                   /* fp_task_return() was called */
 	int both;                       /* ... and fp_emit() too: an error */
 	size_t emitted;                 /* outputs emitted */
+	struct clock_run *run;          /* the items before it, not yet timed */
 };
 
 static uint64_t mono_ns(void)
@@ -57,6 +80,38 @@ static uint64_t mono_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t coarse_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void set_run_time(struct out_buf *out, size_t frame_at, uint64_t ns);
+
+/* A new run starting at `now` (precise). */
+static void run_start(struct clock_run *r, uint64_t now)
+{
+	r->start_ns = now;
+	r->coarse_ns = coarse_ns();
+	r->n = 0;
+}
+
+/*
+ * Time the run's items: `now` minus its start, shared among them. `extra`
+ * more items (started, not finished) count for a share each.
+ */
+static void run_stamp(struct clock_run *r, struct out_buf *out, uint64_t now, unsigned extra)
+{
+	uint64_t each = r->n + extra ? (now - r->start_ns) / (r->n + extra) : 0;
+
+	for (unsigned i = 0; i < r->n; i++)
+		set_run_time(out, r->at[i], each);
+	r->start_ns += each * r->n;
+	r->n = 0;
 }
 
 static int out_reserve(struct out_buf *o, size_t extra)
@@ -175,6 +230,12 @@ static void stream_flush(struct task_ctx *c)
 {
 	struct out_buf *o = c->out;
 
+	/*
+	 * Items of the run before this one go out now: time them, the one
+	 * running counting for a share so far.
+	 */
+	if (c->run->n)
+		run_stamp(c->run, o, mono_ns(), 1);
 	fp__worker_send_all(c->args->fd, o->data, c->frame_at);
 	o->len = FP_FRAME_HEADER_SIZE;
 	c->frame_at = 0;
@@ -357,11 +418,11 @@ static int check_json(struct task_ctx *c, const char *what, const char *p, size_
  */
 static size_t run_task(const struct fp_worker_args *a, struct out_buf *out,
 		       const struct fp_frame_header *h, const char *payload,
-		       const struct fp_registry_task **last)
+		       const struct fp_registry_task **last, struct clock_run *run)
 {
 	struct task_ctx c = {
 		.base.host = &worker_host, .args = a, .out = out,
-		.stream = (h->flags & FP_FRAME_STREAM) != 0, .id = h->id,
+		.stream = (h->flags & FP_FRAME_STREAM) != 0, .id = h->id, .run = run,
 	};
 	const struct fp_registry_task *t;
 	struct fp_frame_header rh;
@@ -484,6 +545,8 @@ static void mark_retire(struct out_buf *out, size_t frame_at, size_t rss_kib)
 _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 {
 	const struct fp_registry_task *last_task = NULL;
+	struct clock_run run = { 0 };
+	struct timespec tick;
 	struct fp_frame_reader reader;
 	struct out_buf out = { 0 };
 	struct fp_frame_header h;
@@ -506,28 +569,37 @@ _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 	h.rss_kib = (uint32_t)fp__rss_kib(statm_fd);
 	fp__worker_send_all(a->fd, &h, sizeof(h));
 
+	/* A clock tick: what a run's start may be early by (struct clock_run). */
+	if (clock_getres(CLOCK_MONOTONIC_COARSE, &tick) == 0)
+		atomic_store_explicit(&a->shm->started_slack_ns,
+				      (uint32_t)(tick.tv_sec ? UINT32_MAX : (uint64_t)tick.tv_nsec),
+				      memory_order_relaxed);
+
 	for (;;) {
-		/* One clock read per item: a task's end is the next one's start. */
-		uint64_t now = mono_ns();
+		/* Woken with work: a new run of items starts. */
+		run_start(&run, mono_ns());
+		atomic_store_explicit(&a->shm->started_ns, run.start_ns, memory_order_relaxed);
 
 		while ((rc = fp_frame_reader_next(&reader, &h, &payload)) == 1) {
-			uint64_t start = now;
-			size_t frame_at, first_at = out.len, rss_kib = 0;
+			size_t frame_at, rss_kib = 0;
 			int retire = 0;
+			uint64_t now, start;
+			unsigned n;
 
-			if (atomic_load_explicit(&a->shm->quit, memory_order_acquire))
+			if (atomic_load_explicit(&a->shm->quit, memory_order_acquire)) {
+				if (run.n)
+					run_stamp(&run, &out, mono_ns(), 0);
 				worker_exit(a, a->fd, &out, FP_WORKER_EXIT_OK);
+			}
 			if (h.type != FP_FRAME_TASK)
 				worker_exit(a, a->fd, &out, FP_WORKER_EXIT_PROTOCOL);
 
-			atomic_store_explicit(&a->shm->started_ns, start, memory_order_relaxed);
+			if (out.len == 0)
+				out.oldest_ns = run.start_ns;
 			atomic_store_explicit(&a->shm->current, h.id, memory_order_release);
-			frame_at = run_task(a, &out, &h, payload, &last_task);
+			frame_at = run_task(a, &out, &h, payload, &last_task, &run);
 			atomic_store_explicit(&a->shm->current, 0, memory_order_release);
-			now = mono_ns();
-			set_run_time(&out, frame_at, now - start);
-			if (first_at == 0 && frame_at == 0)
-				out.oldest_ns = now;
+			run.at[run.n++] = frame_at;
 
 			done++;
 			if (a->task_limit && done >= a->task_limit)
@@ -538,10 +610,24 @@ _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 					retire = 1;
 			}
 			if (retire) {
+				run_stamp(&run, &out, mono_ns(), 0);
 				mark_retire(&out, frame_at, rss_kib ? rss_kib : fp__rss_kib(statm_fd));
 				worker_exit(a, a->fd, &out, FP_WORKER_EXIT_OK);
 			}
-			if (out.len >= OUT_FLUSH_BYTES || now - start > QUICK_TASK_NS ||
+			/* The run goes on while it is short and within one tick. */
+			if (run.n < RUN_MAX && !(h.flags & FP_FRAME_FLUSH) &&
+			    out.len < OUT_FLUSH_BYTES && coarse_ns() == run.coarse_ns)
+				continue;
+			start = run.start_ns;
+			n = run.n;
+			now = mono_ns();
+			/* Before the next item runs: its start, and what the master times. */
+			atomic_store_explicit(&a->shm->started_ns, now, memory_order_relaxed);
+			run_stamp(&run, &out, now, 0);
+			run_start(&run, now);
+			/* A slow task's answer goes out at once; so do a chunk's last. */
+			if (out.len >= OUT_FLUSH_BYTES || (h.flags & FP_FRAME_FLUSH) ||
+			    (now - start) / n > QUICK_TASK_NS ||
 			    now - out.oldest_ns > OUT_FLUSH_AGE_NS) {
 				set_rss(&out, frame_at, rss_kib ? rss_kib : fp__rss_kib(statm_fd));
 				out_flush(a->fd, &out);
@@ -549,7 +635,9 @@ _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 		}
 		if (rc < 0)
 			worker_exit(a, a->fd, &out, FP_WORKER_EXIT_PROTOCOL);
-		/* Nothing more to run: send what is gathered before blocking. */
+		/* Nothing more to run: time the run, send what is gathered, then block. */
+		if (run.n)
+			run_stamp(&run, &out, mono_ns(), 0);
 		out_flush(a->fd, &out);
 
 		ssize_t n = read(a->fd, rbuf, sizeof(rbuf));

@@ -17,7 +17,13 @@
 
 struct fp_worker_shm {
 	_Atomic uint64_t current;     /* item id being run, 0 between tasks */
-	_Atomic uint64_t started_ns;  /* CLOCK_MONOTONIC when it started */
+	/*
+	 * CLOCK_MONOTONIC when it started, or up to started_slack_ns before
+	 * (quick items are timed in runs: worker.c, struct clock_run); never
+	 * after its start.
+	 */
+	_Atomic uint64_t started_ns;
+	_Atomic uint32_t started_slack_ns;
 	_Atomic uint32_t quit;        /* master: exit before the next task */
 	_Atomic int32_t pid;          /* the worker's, written by it and its zygote */
 	/*

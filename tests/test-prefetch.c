@@ -268,12 +268,53 @@ static void cancel_of_the_held_chunks_call_ends_only_that_call(void **state)
 	fp_pool_free(c.pool);
 }
 
+/* Every item of the first chunk is answered. */
+static int first_chunk_answered(void *data)
+{
+	struct calls *c = data;
+
+	for (size_t i = 0; i < CHUNK; i++)
+		if (!c->seen[0][i])
+			return 0;
+	return 1;
+}
+
+static void first_chunk_is_answered_before_the_held_one_runs_out(void **state)
+{
+	/*
+	 * Item 0 keeps the first chunk running while the second is held;
+	 * items 1..3 are quick, and their answers must leave at the chunk's
+	 * end (FP_FRAME_FLUSH on its last TASK), not wait in the worker behind
+	 * item 5's 5 s: the master needs them to send more work.
+	 */
+	static const char *const args[N] = { "150", "0", "0", "0", "0", "5000", "0", "0" };
+	struct calls c = { 0 };
+	struct call_ref ref;
+	uint64_t id;
+
+	(void)state;
+	c.pool = new_pool();
+	warm_spin(c.pool);
+	submit_map(&c, &ref, 0, args, N, -1, &id);
+	assert_true(fp_test_run_until(c.pool, holds_both, &(struct held_probe){ c.pool, N }, 10000));
+	assert_true(fp_test_run_until(c.pool, first_chunk_answered, &c, 10000));
+	/* Item 5 takes 5 s of CPU: far from done when the first chunk's answers came. */
+	assert_int_equal(c.seen[0][5], 0);
+	for (size_t i = 0; i < CHUNK; i++)
+		assert_int_equal(c.r[0][i].status, FP_ITEM_OK);
+	assert_int_equal(fp_pool_cancel(c.pool, id), 0);
+	assert_true(fp_test_run_until(c.pool, one_done, &c, 30000));
+	calls_clear(&c);
+	fp_pool_free(c.pool);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(death_with_a_held_chunk_requeues_both_and_blames_the_running_item),
 		cmocka_unit_test(held_chunk_items_keep_their_own_timeouts),
 		cmocka_unit_test(cancel_of_the_held_chunks_call_ends_only_that_call),
+		cmocka_unit_test(first_chunk_is_answered_before_the_held_one_runs_out),
 	};
 
 	if (fp_test_backend_missing())
