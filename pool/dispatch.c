@@ -380,6 +380,24 @@ static void queue_take(fp_pool *p, size_t at, const struct fp_seg *segs, uint32_
 }
 
 /*
+ * Whether segments may be held ahead, or have a chunk held behind them: not
+ * those of a capped pipeline stage (a chunk waiting on a worker would hold
+ * one of its few places) nor of a generator's stage (its worker may be
+ * paused by back-pressure, and a chunk behind the paused item would wait
+ * with it).
+ */
+static bool segs_may_queue(const struct fp_seg *segs, uint32_t n)
+{
+	for (uint32_t s = 0; s < n; s++) {
+		const struct fp_pipe_stage *st = segs[s].call->stage;
+
+		if (st && (st->cap || st->generator))
+			return false;
+	}
+	return true;
+}
+
+/*
  * Whether busy worker w may be sent its next chunk now, to have it in its
  * socket when it finishes the one it runs: then it never waits a round
  * trip to the master between chunks. Only behind quick work (a long task
@@ -392,7 +410,8 @@ static bool may_prefetch(fp_pool *p, const struct fp_worker *w)
 	return w->state == FP_WORKER_BUSY && w->call && w->nchunks == 1 && !w->leaving &&
 	       !w->reaped && !w->read_done && !w->paused && !w->rpause && !w->quit_sent &&
 	       w->kill_reason == FP_KILL_NONE && !fp_io_active(&w->wio) && !p->exec &&
-	       fp__chunk_quick(p, w->segs + w->seg, w->nsegs - w->seg);
+	       fp__chunk_quick(p, w->segs + w->seg, w->nsegs - w->seg) &&
+	       segs_may_queue(w->segs + w->seg, w->nsegs - w->seg);
 }
 
 /*
@@ -406,7 +425,7 @@ static bool prefetch_fits(fp_pool *p, const struct fp_worker *w, const struct fp
 	uint64_t period = fp__chunk_timeout_ms(w);
 	size_t items = 0;
 
-	if (!fp__chunk_quick(p, segs, n))
+	if (!fp__chunk_quick(p, segs, n) || !segs_may_queue(segs, n))
 		return false;
 	for (uint32_t s = 0; s < n; s++) {
 		uint64_t t = segs[s].call->timeout_ms;
@@ -446,7 +465,15 @@ void fp__dispatch(fp_pool *p)
 			fp__resume_later(p);
 		queue_take(p, at, segs, n);
 	}
-	/* No worker is idle: busy ones running quick work may take their next chunk. */
+	/*
+	 * No worker is idle: busy ones running quick work may take their next
+	 * chunk, while the queue is long. An item that turns out slow holds
+	 * back the chunk behind it; with a short queue that could be most of
+	 * what is left (a worker coming free finds nothing, the slow worker
+	 * holds the rest), with a long one every worker stays busy anyway.
+	 */
+	if (p->queue.items < FP_PREFETCH_BACKLOG)
+		return;
 	for (w = p->workers; w && p->queue.len; w = w->next) {
 		if (!may_prefetch(p, w))
 			continue;

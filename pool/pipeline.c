@@ -225,7 +225,8 @@ static int stages_init(fp_pool *p, struct fp_pipe *pipe, const fp_stage *stages,
 		 * the outputs of one item at most, not of a whole chunk.
 		 */
 		t = fp_registry_find(&p->reg, s->task);
-		if (t && t->generator)
+		s->generator = t && t->generator;
+		if (s->generator)
 			s->chunk = 1;
 	}
 	return 0;

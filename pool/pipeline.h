@@ -45,6 +45,7 @@ struct fp_pipe_stage {
 	uint32_t name_len;
 	uint32_t task_ix;          /* its place in pool->task_us (chunk.c) */
 	unsigned cap;              /* most workers at once; 0: no cap */
+	bool generator;            /* its task is a declared generator */
 	size_t buffer;             /* bound on waiting */
 	size_t chunk;              /* largest chunk of its items */
 	uint64_t timeout_ms;

@@ -93,8 +93,10 @@ struct fp_call {
  * quick work while no worker is idle, the next one (dispatch.c says when).
  */
 #define FP_WORKER_CHUNKS 2
-/* A chunk sent ahead like that holds at most this many items. */
+/* A chunk sent ahead like that holds at most this many items... */
 #define FP_PREFETCH_ITEMS_MAX 1024
+/* ...and is sent only while at least this many items are queued. */
+#define FP_PREFETCH_BACKLOG 4096
 
 /* A run of one call's items inside a worker's chunk. */
 struct fp_seg {

@@ -22,14 +22,21 @@
 #include "fp_test.h"
 #include "fp_test_pool.h"
 #include "loop.h"
+#include "pool_impl.h"
 
-#define N 8          /* items of the map: two chunks of CHUNK */
+#define N 8          /* items of the map a test looks at: two chunks of CHUNK */
 #define CHUNK 4
+/*
+ * Items of `spin 0` after those: a chunk is sent ahead only while the queue
+ * is long (FP_PREFETCH_BACKLOG), so every test queues that many more.
+ */
+#define TAIL FP_PREFETCH_BACKLOG
+#define MAX_ITEMS (N + TAIL)
 
 struct calls {
 	fp_pool *pool;
-	struct fp_result r[2][N];
-	unsigned seen[2][N];
+	struct fp_result r[2][MAX_ITEMS];
+	unsigned seen[2][MAX_ITEMS];
 	int done[2];
 	size_t n[2];
 };
@@ -92,21 +99,23 @@ static void warm_spin(fp_pool *p)
 	fp_results_free(r, WARM);
 }
 
+/* args[0..n), then TAIL items of `spin 0`, in chunks of CHUNK. */
 static void submit_map(struct calls *c, struct call_ref *ref, unsigned k,
 		       const char *const *args, size_t n, int64_t timeout_ms, uint64_t *id)
 {
-	struct fp_buf items[N];
+	static struct fp_buf items[MAX_ITEMS];
 	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
 
 	o.chunksize = CHUNK;
 	o.timeout_ms = timeout_ms;
-	for (size_t i = 0; i < n; i++)
-		items[i] = (struct fp_buf){ (char *)args[i], strlen(args[i]) };
+	for (size_t i = 0; i < n + TAIL; i++)
+		items[i] = i < n ? (struct fp_buf){ (char *)args[i], strlen(args[i]) }
+				 : (struct fp_buf){ "0", 1 };
 	ref->c = c;
 	ref->k = k;
-	c->n[k] = n;
-	assert_int_equal(fp_pool_map_async(c->pool, "spin", items, n, &o, ref_item, ref_done,
-					   ref, id), 0);
+	c->n[k] = n + TAIL;
+	assert_int_equal(fp_pool_map_async(c->pool, "spin", items, n + TAIL, &o, ref_item,
+					   ref_done, ref, id), 0);
 }
 
 struct held_probe {
@@ -115,9 +124,9 @@ struct held_probe {
 };
 
 /*
- * Nothing queued and at least `running` items on the one worker, more than
- * one chunk: it holds two. (A quick item's answer may wait in the worker,
- * unsent, while a slow one runs: still running as far as the master knows.)
+ * At least `running` items on the one worker, more than a chunk: it holds
+ * two. (A quick item's answer may wait in the worker, unsent, while a slow
+ * one runs: still running as far as the master knows.)
  */
 static int holds_both(void *data)
 {
@@ -125,7 +134,7 @@ static int holds_both(void *data)
 	struct fp_pool_stats st;
 
 	fp_pool_stats(h->pool, &st);
-	return st.queued == 0 && st.running >= h->running;
+	return st.running >= h->running;
 }
 
 /* The one worker has run its current item for 50 ms: the slow one, not a `spin 0`. */
@@ -152,51 +161,72 @@ static int one_done(void *data)
 static void calls_clear(struct calls *c)
 {
 	for (unsigned k = 0; k < 2; k++)
-		for (size_t i = 0; i < N; i++)
+		for (size_t i = 0; i < MAX_ITEMS; i++)
 			fp_result_clear(&c->r[k][i]);
+	free(c);
+}
+
+/* Every item of call k answered once and well, from `from` on. */
+static void all_ok_from(const struct calls *c, unsigned k, size_t from)
+{
+	for (size_t i = from; i < c->n[k]; i++) {
+		assert_int_equal(c->seen[k][i], 1);
+		assert_int_equal(c->r[k][i].status, FP_ITEM_OK);
+	}
+}
+
+static struct calls *calls_new(void)
+{
+	struct calls *c = calloc(1, sizeof(*c));
+
+	assert_non_null(c);
+	c->pool = fp_test_pool(1);
+	warm_spin(c->pool);
+	return c;
+}
+
+static void calls_free(struct calls *c)
+{
+	fp_pool_free(c->pool);
+	calls_clear(c);
 }
 
 static void death_with_a_held_chunk_requeues_both_and_blames_the_running_item(void **state)
 {
 	/* Item 1 is running (3 s of CPU) when the worker dies; items 4..7 are held. */
 	static const char *const args[N] = { "0", "3000", "0", "0", "0", "0", "0", "0" };
-	struct calls c = { 0 };
+	struct calls *c = calls_new();
 	struct call_ref ref;
 	struct fp_worker_stats ws[2];
 	struct fp_pool_stats st;
 	pid_t dead;
 
 	(void)state;
-	c.pool = fp_test_pool(1);
-	warm_spin(c.pool);
-	submit_map(&c, &ref, 0, args, N, -1, NULL);
-	assert_true(fp_test_run_until(c.pool, holds_both, &(struct held_probe){ c.pool, N - 1 },
+	submit_map(c, &ref, 0, args, N, -1, NULL);
+	assert_true(fp_test_run_until(c->pool, holds_both, &(struct held_probe){ c->pool, N - 1 },
 				      10000));
-	assert_true(fp_test_run_until(c.pool, running_slow, c.pool, 10000));
-	assert_int_equal(fp_pool_workers(c.pool, ws, 2), 1);
+	assert_true(fp_test_run_until(c->pool, running_slow, c->pool, 10000));
+	assert_int_equal(fp_pool_workers(c->pool, ws, 2), 1);
 	dead = ws[0].pid;
 	assert_true(dead > 0);
 	assert_int_equal(kill(dead, SIGKILL), 0);
-	assert_true(fp_test_run_until(c.pool, one_done, &c, 30000));
+	assert_true(fp_test_run_until(c->pool, one_done, c, 30000));
 
-	assert_int_equal(c.r[0][1].status, FP_ITEM_CRASH);
-	assert_non_null(strstr(c.r[0][1].message, "SIGKILL"));
-	for (size_t i = 0; i < N; i++) {
-		assert_int_equal(c.seen[0][i], 1);
-		if (i == 1)
-			continue;
-		assert_int_equal(c.r[0][i].status, FP_ITEM_OK);
-		/* Both chunks ran again elsewhere (item 0's answer may have been sent). */
-		if (i > 1) {
-			assert_int_equal(c.r[0][i].attempts, 2);
-			assert_int_not_equal(c.r[0][i].pid, dead);
-		}
+	assert_int_equal(c->seen[0][1], 1);
+	assert_int_equal(c->r[0][1].status, FP_ITEM_CRASH);
+	assert_non_null(strstr(c->r[0][1].message, "SIGKILL"));
+	all_ok_from(c, 0, 2);
+	assert_int_equal(c->seen[0][0], 1);
+	assert_int_equal(c->r[0][0].status, FP_ITEM_OK);
+	/* Both chunks ran again elsewhere (item 0's answer may have been sent). */
+	for (size_t i = 2; i < N; i++) {
+		assert_int_equal(c->r[0][i].attempts, 2);
+		assert_int_not_equal(c->r[0][i].pid, dead);
 	}
-	fp_pool_stats(c.pool, &st);
+	fp_pool_stats(c->pool, &st);
 	assert_int_equal(st.crashes, 1);
 	assert_int_equal(st.failed, 1);
-	calls_clear(&c);
-	fp_pool_free(c.pool);
+	calls_free(c);
 }
 
 static void held_chunk_items_keep_their_own_timeouts(void **state)
@@ -207,65 +237,103 @@ static void held_chunk_items_keep_their_own_timeouts(void **state)
 	 * chunk overruns, timed from its own start, not the chunk's.
 	 */
 	static const char *const args[N] = { "150", "0", "0", "0", "0", "5000", "0", "0" };
-	struct calls c = { 0 };
+	struct calls *c = calls_new();
 	struct call_ref ref;
 	struct fp_pool_stats st;
 
 	(void)state;
-	c.pool = fp_test_pool(1);
-	warm_spin(c.pool);
-	submit_map(&c, &ref, 0, args, N, 1000, NULL);
-	assert_true(fp_test_run_until(c.pool, holds_both, &(struct held_probe){ c.pool, N }, 10000));
-	assert_true(fp_test_run_until(c.pool, one_done, &c, 30000));
-	for (size_t i = 0; i < N; i++) {
-		assert_int_equal(c.seen[0][i], 1);
-		if (i != 5)
-			assert_int_equal(c.r[0][i].status, FP_ITEM_OK);
+	submit_map(c, &ref, 0, args, N, 1000, NULL);
+	assert_true(fp_test_run_until(c->pool, holds_both, &(struct held_probe){ c->pool, N },
+				      10000));
+	assert_true(fp_test_run_until(c->pool, one_done, c, 30000));
+	assert_int_equal(c->seen[0][5], 1);
+	assert_int_equal(c->r[0][5].status, FP_ITEM_TIMEOUT);
+	assert_non_null(strstr(c->r[0][5].message, "1000 ms timeout"));
+	all_ok_from(c, 0, 6);
+	for (size_t i = 0; i < 5; i++) {
+		assert_int_equal(c->seen[0][i], 1);
+		assert_int_equal(c->r[0][i].status, FP_ITEM_OK);
 	}
-	assert_int_equal(c.r[0][5].status, FP_ITEM_TIMEOUT);
-	assert_non_null(strstr(c.r[0][5].message, "1000 ms timeout"));
 	/* Item 0 ran within its 1000 ms and was not blamed for item 5's overrun. */
-	assert_int_equal(c.r[0][0].attempts, 1);
-	fp_pool_stats(c.pool, &st);
+	assert_int_equal(c->r[0][0].attempts, 1);
+	fp_pool_stats(c->pool, &st);
 	assert_int_equal(st.timeouts, 1);
 	assert_int_equal(st.crashes, 0);
-	calls_clear(&c);
-	fp_pool_free(c.pool);
+	calls_free(c);
 }
 
-static void cancel_of_the_held_chunks_call_ends_only_that_call(void **state)
+static void cancel_of_a_queued_call_leaves_the_held_chunk_alone(void **state)
 {
-	/* Call 0 runs a 500 ms item; call 1's chunk is held behind it, then cancelled. */
+	/* Call 0 runs a 500 ms item with its next chunk held; call 1, queued, is cancelled. */
 	static const char *const slow[CHUNK] = { "0", "500", "0", "0" };
 	static const char *const quick[CHUNK] = { "0", "0", "0", "0" };
-	struct calls c = { 0 };
+	struct calls *c = calls_new();
 	struct call_ref ref0, ref1;
 	struct fp_pool_stats st;
 	uint64_t id1;
 
 	(void)state;
-	c.pool = fp_test_pool(1);
-	warm_spin(c.pool);
-	submit_map(&c, &ref0, 0, slow, CHUNK, -1, NULL);
-	assert_true(fp_test_run_until(c.pool, holds_both, &(struct held_probe){ c.pool, CHUNK },
-				      10000));
-	/* Submitted while the worker is busy: it goes as the held chunk, not joined. */
-	submit_map(&c, &ref1, 1, quick, CHUNK, -1, &id1);
-	assert_true(fp_test_run_until(c.pool, holds_both,
-				      &(struct held_probe){ c.pool, CHUNK + CHUNK - 1 }, 10000));
-	assert_int_equal(fp_pool_cancel(c.pool, id1), 0);
-	assert_true(fp_test_run_until(c.pool, both_done, &c, 30000));
-	for (size_t i = 0; i < CHUNK; i++) {
-		assert_int_equal(c.seen[0][i], 1);
-		assert_int_equal(c.r[0][i].status, FP_ITEM_OK);
-		assert_int_equal(c.seen[1][i], 1);
-		assert_int_equal(c.r[1][i].status, FP_ITEM_CANCELLED);
+	/* Call 0: its slow chunk, then TAIL items queued behind it. */
+	submit_map(c, &ref0, 0, slow, CHUNK, -1, NULL);
+	assert_true(fp_test_run_until(c->pool, running_slow, c->pool, 10000));
+	/* Call 1 queues behind call 0's tail: the held chunk is call 0's second. */
+	submit_map(c, &ref1, 1, quick, CHUNK, -1, &id1);
+	assert_true(fp_test_run_until(c->pool, holds_both,
+				      &(struct held_probe){ c->pool, CHUNK + CHUNK - 1 }, 10000));
+	assert_int_equal(fp_pool_cancel(c->pool, id1), 0);
+	assert_true(fp_test_run_until(c->pool, both_done, c, 30000));
+	/* Call 1 held nothing on the worker: the worker lives, call 0 all runs once. */
+	all_ok_from(c, 0, 0);
+	assert_int_equal(c->r[0][1].attempts, 1);
+	for (size_t i = 0; i < c->n[1]; i++) {
+		assert_int_equal(c->seen[1][i], 1);
+		assert_int_equal(c->r[1][i].status, FP_ITEM_CANCELLED);
 	}
-	fp_pool_stats(c.pool, &st);
-	/* Killed for the cancel: not a crash, and nothing of call 0 was blamed. */
+	fp_pool_stats(c->pool, &st);
 	assert_int_equal(st.crashes, 0);
-	calls_clear(&c);
-	fp_pool_free(c.pool);
+	calls_free(c);
+}
+
+static void cancel_of_a_call_whose_chunk_is_held_kills_and_requeues_the_other(void **state)
+{
+	/*
+	 * Call 0 is one slow chunk of CHUNK items; call 1 (all quick, long)
+	 * goes on the worker as its held chunk. Cancelling call 1 kills the
+	 * worker for it: call 0's items run again, none blamed.
+	 */
+	static const char *const slow[CHUNK] = { "0", "500", "0", "0" };
+	static const char *const quick[CHUNK] = { "0", "0", "0", "0" };
+	struct calls *c = calls_new();
+	struct call_ref ref0, ref1;
+	struct fp_pool_stats st;
+	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
+	struct fp_buf items[CHUNK];
+	uint64_t id1;
+
+	(void)state;
+	o.chunksize = CHUNK;
+	for (size_t i = 0; i < CHUNK; i++)
+		items[i] = (struct fp_buf){ (char *)slow[i], strlen(slow[i]) };
+	ref0 = (struct call_ref){ c, 0 };
+	c->n[0] = CHUNK;
+	assert_int_equal(fp_pool_map_async(c->pool, "spin", items, CHUNK, &o, ref_item, ref_done,
+					   &ref0, NULL), 0);
+	assert_true(fp_test_run_until(c->pool, running_slow, c->pool, 10000));
+	submit_map(c, &ref1, 1, quick, CHUNK, -1, &id1);
+	assert_true(fp_test_run_until(c->pool, holds_both,
+				      &(struct held_probe){ c->pool, CHUNK + CHUNK - 1 }, 10000));
+	assert_int_equal(fp_pool_cancel(c->pool, id1), 0);
+	assert_true(fp_test_run_until(c->pool, both_done, c, 30000));
+	all_ok_from(c, 0, 0);
+	/* Killed for the other call's cancel: run again, not blamed. */
+	assert_int_equal(c->r[0][1].attempts, 2);
+	for (size_t i = 0; i < c->n[1]; i++) {
+		assert_int_equal(c->seen[1][i], 1);
+		assert_int_equal(c->r[1][i].status, FP_ITEM_CANCELLED);
+	}
+	fp_pool_stats(c->pool, &st);
+	assert_int_equal(st.crashes, 0);
+	calls_free(c);
 }
 
 /* Every item of the first chunk is answered. */
@@ -288,24 +356,58 @@ static void first_chunk_is_answered_before_the_held_one_runs_out(void **state)
 	 * item 5's 5 s: the master needs them to send more work.
 	 */
 	static const char *const args[N] = { "150", "0", "0", "0", "0", "5000", "0", "0" };
-	struct calls c = { 0 };
+	struct calls *c = calls_new();
 	struct call_ref ref;
 	uint64_t id;
 
 	(void)state;
-	c.pool = new_pool();
-	warm_spin(c.pool);
-	submit_map(&c, &ref, 0, args, N, -1, &id);
-	assert_true(fp_test_run_until(c.pool, holds_both, &(struct held_probe){ c.pool, N }, 10000));
-	assert_true(fp_test_run_until(c.pool, first_chunk_answered, &c, 10000));
+	submit_map(c, &ref, 0, args, N, -1, &id);
+	assert_true(fp_test_run_until(c->pool, holds_both, &(struct held_probe){ c->pool, N },
+				      10000));
+	assert_true(fp_test_run_until(c->pool, first_chunk_answered, c, 10000));
 	/* Item 5 takes 5 s of CPU: far from done when the first chunk's answers came. */
-	assert_int_equal(c.seen[0][5], 0);
+	assert_int_equal(c->seen[0][5], 0);
 	for (size_t i = 0; i < CHUNK; i++)
-		assert_int_equal(c.r[0][i].status, FP_ITEM_OK);
-	assert_int_equal(fp_pool_cancel(c.pool, id), 0);
-	assert_true(fp_test_run_until(c.pool, one_done, &c, 30000));
-	calls_clear(&c);
-	fp_pool_free(c.pool);
+		assert_int_equal(c->r[0][i].status, FP_ITEM_OK);
+	assert_int_equal(fp_pool_cancel(c->pool, id), 0);
+	assert_true(fp_test_run_until(c->pool, one_done, c, 30000));
+	calls_free(c);
+}
+
+static void no_chunk_is_held_while_the_queue_is_short(void **state)
+{
+	/*
+	 * Two calls of one chunk each: the second waits in the queue, not
+	 * behind the first's slow item, so that a worker coming free would
+	 * find it (a short queue is all that is left to do).
+	 */
+	static const char *const slow[CHUNK] = { "0", "300", "0", "0" };
+	struct calls *c = calls_new();
+	struct call_ref ref0, ref1;
+	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
+	struct fp_buf items[CHUNK];
+	struct fp_pool_stats st;
+
+	(void)state;
+	o.chunksize = CHUNK;
+	for (size_t i = 0; i < CHUNK; i++)
+		items[i] = (struct fp_buf){ (char *)slow[i], strlen(slow[i]) };
+	for (unsigned k = 0; k < 2; k++) {
+		ref0 = (struct call_ref){ c, 0 };
+		ref1 = (struct call_ref){ c, 1 };
+		c->n[k] = CHUNK;
+		assert_int_equal(fp_pool_map_async(c->pool, "spin", items, CHUNK, &o, ref_item,
+						   ref_done, k ? &ref1 : &ref0, NULL), 0);
+		if (!k)
+			assert_true(fp_test_run_until(c->pool, running_slow, c->pool, 10000));
+	}
+	fp_pool_stats(c->pool, &st);
+	assert_int_equal(st.queued, CHUNK);
+	assert_true(st.running <= CHUNK);
+	assert_true(fp_test_run_until(c->pool, both_done, c, 30000));
+	all_ok_from(c, 0, 0);
+	all_ok_from(c, 1, 0);
+	calls_free(c);
 }
 
 int main(void)
@@ -313,8 +415,10 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(death_with_a_held_chunk_requeues_both_and_blames_the_running_item),
 		cmocka_unit_test(held_chunk_items_keep_their_own_timeouts),
-		cmocka_unit_test(cancel_of_the_held_chunks_call_ends_only_that_call),
+		cmocka_unit_test(cancel_of_a_queued_call_leaves_the_held_chunk_alone),
+		cmocka_unit_test(cancel_of_a_call_whose_chunk_is_held_kills_and_requeues_the_other),
 		cmocka_unit_test(first_chunk_is_answered_before_the_held_one_runs_out),
+		cmocka_unit_test(no_chunk_is_held_while_the_queue_is_short),
 	};
 
 	if (fp_test_backend_missing())
