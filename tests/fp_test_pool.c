@@ -1,11 +1,14 @@
 /* The fixture the pool's suites share: see fp_test_pool.h. */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -100,6 +103,31 @@ pid_t fp_test_apply_pid(fp_pool *p, const char *task, pid_t *answered_by)
 		*answered_by = r.pid;
 	fp_result_clear(&r);
 	return pid;
+}
+
+int fp_test_pids_known(void *p)
+{
+	struct fp_worker_stats ws[16];
+	size_t n = fp_pool_workers(p, ws, 16);
+
+	for (size_t i = 0; i < n && i < 16; i++)
+		if (ws[i].pid <= 0)
+			return 0;
+	return n > 0;
+}
+
+void fp_test_assert_died_with_master(pid_t pid)
+{
+	int status;
+
+	/* Blocking wait, bounded by the watchdog alarm. */
+	alarm(10);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	alarm(0);
+	if (WIFSIGNALED(status))
+		assert_int_equal(WTERMSIG(status), SIGKILL);
+	else
+		assert_int_equal(WEXITSTATUS(status), 0);
 }
 
 int fp_test_backend_missing(void)

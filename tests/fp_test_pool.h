@@ -42,6 +42,17 @@ char *fp_test_module_path(const char *name);
  */
 pid_t fp_test_apply_pid(fp_pool *p, const char *task, pid_t *answered_by);
 
+/* For fp_test_run_until: every worker of pool `p` has its pid (none still being cloned). */
+int fp_test_pids_known(void *p);
+
+/*
+ * Wait for child `pid` of this process (a worker or zygote orphaned to it, a
+ * subreaper) to end, at most 10 s by the watchdog alarm, and check it did not
+ * outlive its master: killed by PDEATHSIG's SIGKILL, or exited 0 on seeing
+ * its socket close first.
+ */
+void fp_test_assert_died_with_master(pid_t pid);
+
 /* 1 when FORKPOOL_LOOP's backend cannot run here (main() then exits 77). */
 int fp_test_backend_missing(void);
 

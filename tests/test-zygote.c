@@ -351,11 +351,6 @@ static int a_pid_unknown(void *p)
 	return workers_without_pid(p) > 0;
 }
 
-static int every_pid_known(void *p)
-{
-	return workers_without_pid(p) == 0;
-}
-
 /*
  * While the zygote has not answered, a worker's pid is 0 (forkpoold says
  * null), never a stale or made-up one; its answer fills it in. The zygote is
@@ -369,14 +364,14 @@ static void worker_being_cloned_has_no_pid_yet(void **state)
 
 	fp_test_apply_pid(p, "pid", NULL);
 	z = the_zygote(p);
-	assert_true(fp_test_run_until(p, every_pid_known, p, 10000));
+	assert_true(fp_test_run_until(p, fp_test_pids_known, p, 10000));
 	assert_int_equal(kill(z, SIGSTOP), 0);
 	/* One task each: that worker's successor is asked of the stopped zygote. */
 	fp_test_apply_pid(p, "pid", NULL);
 	seen = fp_test_run_until(p, a_pid_unknown, p, 3000);
 	assert_int_equal(kill(z, SIGCONT), 0);
 	assert_true(seen);
-	assert_true(fp_test_run_until(p, every_pid_known, p, 10000));
+	assert_true(fp_test_run_until(p, fp_test_pids_known, p, 10000));
 	fp_test_apply_pid(p, "pid", NULL);
 	assert_false(fp_test_log_has("did not answer"));
 	fp_pool_free(p);
@@ -488,15 +483,8 @@ static void zygote_dies_with_the_master(void **state)
 	close(pfd[0]);
 	assert_int_equal(kill(master, SIGKILL), 0);
 	assert_int_equal(waitpid(master, &status, 0), master);
-	/* Blocking wait, bounded by the watchdog alarm. */
-	alarm(10);
-	assert_int_equal(waitpid(z, &status, 0), z);
-	alarm(0);
 	/* PDEATHSIG, or EOF on its socket first: either way it did not outlive the master. */
-	if (WIFSIGNALED(status))
-		assert_int_equal(WTERMSIG(status), SIGKILL);
-	else
-		assert_int_equal(WEXITSTATUS(status), 0);
+	fp_test_assert_died_with_master(z);
 	/* The worker comes back here too; take it so nothing is left. */
 	while (waitpid(-1, &status, WNOHANG) > 0)
 		;
