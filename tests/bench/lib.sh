@@ -438,6 +438,18 @@ NGINX
 	return 1
 }
 
+# nginx_measure WORKERS : wrk_run against a fresh nginx_start WORKERS, stored under
+# nginx.wWORKERS (the ceiling the HTTP suites compare with); the server is stopped after.
+nginx_measure() {
+	if nginx_start "$1"; then
+		wrk_run "nginx.w$1" "http://127.0.0.1:$port/"
+	else
+		failed "nginx.w$1" "nginx did not start"
+		sed 's/^/      /' "$tmp/err" | tail -n 5
+	fi
+	server_stop
+}
+
 # wrk_run KEY URL [LUA] : one wrk run of wrk_seconds with the options in the array wrk_args
 # against the running server; its rate is stored under KEY. wrk's counts of statuses >= 400 and
 # of socket errors (connect, read, write, timeout) must be zero and it must have completed

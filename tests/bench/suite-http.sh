@@ -61,13 +61,7 @@ http_prepare() {
 http_rep() {
 	local b w
 	for w in 1 2; do
-		if nginx_start "$w"; then
-			wrk_run "nginx.w$w" "http://127.0.0.1:$port/"
-		else
-			failed "nginx.w$w" "nginx did not start"
-			sed 's/^/      /' "$tmp/err" | tail -n 5
-		fi
-		server_stop
+		nginx_measure "$w"
 	done
 	for b in "${http_backends[@]}"; do
 		http_fpd_measure "$b"

@@ -122,13 +122,7 @@ peers_start_failed() {
 peers_rep() {
 	local b w
 	for w in 1 2; do
-		if nginx_start "$w"; then
-			wrk_run "nginx.w$w" "http://127.0.0.1:$port/"
-		else
-			failed "nginx.w$w" "nginx did not start"
-			sed 's/^/      /' "$tmp/err" | tail -n 5
-		fi
-		server_stop
+		nginx_measure "$w"
 	done
 	for b in "${peers_backends[@]}"; do
 		peers_fpd "$b"
