@@ -94,12 +94,30 @@ typedef void (*fp_log_fn)(void *data, fp_log_level level, const char *msg);
  * back-off on start failures) holds for it as for C workers, with the
  * program's pid, RSS and fate standing for the worker's.
  */
+/* An fp_exec_options limit that is off for that exec pool, whatever the pool's is. */
+#define FP_EXEC_NO_LIMIT UINT64_MAX
+
 typedef struct fp_exec_options {
 	const char *name;            /* [A-Za-z0-9_-]+: the task prefix; NULL ends the list */
 	const char *command;         /* argv split on blanks ('…' and "…" quote), run by execvp */
 	int shell;                   /* run `command` with /bin/sh -c instead */
 	unsigned workers;            /* 0: as many as the pool */
 	uint64_t startup_timeout_ms; /* to say ready; 0: 10 s */
+	/*
+	 * This exec pool's own limits, where its programs differ from the C
+	 * tasks (a leaking Python program recycled every 100 tasks, an OCR
+	 * program given 60 s). Each is the pool's fp_options value when 0, and
+	 * off (never recycle, no RSS limit, no timeout) when FP_EXEC_NO_LIMIT.
+	 */
+	uint64_t max_tasks_per_child; /* at most UINT_MAX */
+	/*
+	 * The pool's max_tasks_jitter only while max_tasks_per_child is the
+	 * pool's too: a jitter spreads one limit, not another. Otherwise 0
+	 * means none. At most UINT_MAX.
+	 */
+	uint64_t max_tasks_jitter;
+	uint64_t max_rss_bytes;      /* the program's RSS, checked after each task */
+	uint64_t timeout_ms;         /* default per task, as fp_options.timeout_ms */
 } fp_exec_options;
 
 typedef struct fp_options {
@@ -114,7 +132,8 @@ typedef struct fp_options {
 	const char *modules[FP_MODULES_MAX]; /* shared objects to load; NULL-terminated */
 	/*
 	 * Exec pools, ended by an entry whose name is NULL. Each takes the
-	 * pool's max tasks per child, RSS limit, timeouts and max_payload.
+	 * pool's kill grace and max_payload, and its max tasks per child, RSS
+	 * limit and timeout unless its own fp_exec_options say otherwise.
 	 */
 	fp_exec_options exec[FP_EXEC_MAX];
 	fp_log_fn log;               /* NULL: log to stderr at >= log_level */

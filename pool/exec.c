@@ -1,7 +1,8 @@
 /*
  * Exec pools from the master's side: an fp_exec_options entry checked and
- * turned into what the workers inherit (the name, argv for execvp), and the
- * task list the program announces when it says ready.
+ * turned into what the workers inherit (the name, argv for execvp) and the
+ * child pool's own limits, and the task list the program announces when it
+ * says ready.
  *
  * The command is split here, once, the way a shell splits words and nothing
  * more: blanks separate, '…' quotes literally, "…" quotes with \" and \\,
@@ -9,6 +10,7 @@
  * globs or redirections: for those, ask for a shell.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,6 +129,42 @@ int fp__exec_new(struct fp_exec **out, const fp_exec_options *o, char *errbuf, s
 err_nomem:
 	fp__exec_free(x);
 	return -ENOMEM;
+}
+
+/* 0: the pool's value; FP_EXEC_NO_LIMIT: none (0 in fp_options). */
+static uint64_t own_or_pool(uint64_t own, uint64_t pool)
+{
+	if (own == FP_EXEC_NO_LIMIT)
+		return 0;
+	return own ? own : pool;
+}
+
+int fp__exec_limits(const fp_exec_options *o, fp_options *opts, char *errbuf, size_t errlen)
+{
+	uint64_t max_tasks, jitter;
+
+	if (o->max_tasks_per_child > UINT_MAX && o->max_tasks_per_child != FP_EXEC_NO_LIMIT)
+		return fp__errbuf_printf(errbuf, errlen, -EINVAL, "exec pool %s: max_tasks_per_child "
+					 "%llu is over %u", o->name,
+					 (unsigned long long)o->max_tasks_per_child, UINT_MAX);
+	if (o->max_tasks_jitter > UINT_MAX && o->max_tasks_jitter != FP_EXEC_NO_LIMIT)
+		return fp__errbuf_printf(errbuf, errlen, -EINVAL, "exec pool %s: max_tasks_jitter "
+					 "%llu is over %u", o->name,
+					 (unsigned long long)o->max_tasks_jitter, UINT_MAX);
+	if (o->max_rss_bytes > SIZE_MAX && o->max_rss_bytes != FP_EXEC_NO_LIMIT)
+		return fp__errbuf_printf(errbuf, errlen, -EINVAL, "exec pool %s: max_rss_bytes is "
+					 "too large", o->name);
+	max_tasks = own_or_pool(o->max_tasks_per_child, opts->max_tasks_per_child);
+	/* A jitter spreads one limit: the pool's goes with the pool's limit only. */
+	if (o->max_tasks_jitter)
+		jitter = own_or_pool(o->max_tasks_jitter, 0);
+	else
+		jitter = o->max_tasks_per_child ? 0 : opts->max_tasks_jitter;
+	opts->max_tasks_per_child = (unsigned)max_tasks;
+	opts->max_tasks_jitter = max_tasks ? (unsigned)jitter : 0;
+	opts->max_rss_bytes = (size_t)own_or_pool(o->max_rss_bytes, opts->max_rss_bytes);
+	opts->timeout_ms = own_or_pool(o->timeout_ms, opts->timeout_ms);
+	return 0;
 }
 
 static void free_tasks(struct fp_exec *x)

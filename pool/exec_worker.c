@@ -20,6 +20,18 @@
  * master blames the running item with that message and replaces the worker,
  * as for a crashing C worker. SIGTERM from the master (a timeout's first
  * step) is passed on to the program; the program dies with us (PDEATHSIG).
+ *
+ * Process group: the shim makes its own group, which the program and
+ * everything it starts inherit, so that what the program started (a shell
+ * script's pipelines, a Python program's subprocesses) can be stopped with
+ * it. SIGTERM is passed on to the whole group; when the shim exits, however
+ * it ends (retired, told to quit, the program failed, SIGKILLed by the
+ * master or anyone), the master SIGKILLs the group before it reaps the shim
+ * (spawn.c): the group's id is the shim's pid, which its unreaped zombie
+ * keeps from being reused, so that kill can only reach this worker's
+ * processes. PDEATHSIG alone reaches only the program. A program's own
+ * children may hold its stdout open after it died, so its death is learnt
+ * from SIGCHLD too, not only from EOF.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -62,6 +74,7 @@ struct shim {
 	int out_fd;                /* the program's stdout (we read) */
 	int sig_fd;                /* SIGTERM, SIGCHLD */
 	int statm_fd;              /* /proc/PROG/statm */
+	pid_t pgid;                /* our own group, the program's too; 0: none */
 	bool out_eof;
 	bool reaped;               /* prog was waited for: never signal it again */
 	int status;
@@ -200,14 +213,27 @@ static _Noreturn void shim_exit(struct shim *s, int code)
 
 /* --- signals ------------------------------------------------------------- */
 
+/*
+ * SIGTERM: the master's (a timeout, a shutdown) is meant for the program and
+ * what it started; the one we send the group comes back to us, and is not
+ * passed on again. SIGCHLD: the program may have died.
+ */
 static void read_signals(struct shim *s)
 {
 	struct signalfd_siginfo si;
+	int status;
 
 	while (read(s->sig_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-		/* The master's SIGTERM (a timeout) is meant for the program. */
-		if (si.ssi_signo == SIGTERM && !s->reaped)
+		if (si.ssi_signo != SIGTERM || si.ssi_pid == (uint32_t)getpid())
+			continue;
+		if (s->pgid > 1)
+			kill(-s->pgid, SIGTERM);
+		else if (!s->reaped && s->prog > 0)
 			kill(s->prog, SIGTERM);
+	}
+	if (!s->reaped && s->prog > 0 && waitpid(s->prog, &status, WNOHANG) == s->prog) {
+		s->reaped = true;
+		s->status = status;
 	}
 }
 
@@ -254,6 +280,7 @@ static int next_line(struct shim *s, uint64_t deadline_ms, char **line, size_t *
 		}
 
 		struct pollfd pfd[2] = { { s->out_fd, POLLIN, 0 }, { s->sig_fd, POLLIN, 0 } };
+		bool dead = s->reaped;
 		int timeout = -1;
 
 		if (deadline_ms) {
@@ -262,12 +289,21 @@ static int next_line(struct shim *s, uint64_t deadline_ms, char **line, size_t *
 				return -ETIMEDOUT;
 			timeout = (int)(deadline_ms - now);
 		}
+		/*
+		 * A dead program wrote all it will: what is not in the pipe now
+		 * never comes, even if a child of its holds the pipe open.
+		 */
+		if (dead)
+			timeout = 0;
 		if (poll(pfd, 2, timeout) < 0 && errno != EINTR)
 			program_failed(s, FP_ITEM_CRASH, "poll: %s", strerror(errno));
 		if (pfd[1].revents)
 			read_signals(s);
-		if (!pfd[0].revents)
+		if (!pfd[0].revents) {
+			if (dead)
+				s->out_eof = true;
 			continue;
+		}
 		ssize_t n = read(s->out_fd, s->buf + s->len, s->cap - s->len);
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
@@ -289,6 +325,9 @@ static void write_program(struct shim *s, struct iovec *iov, int cnt)
 
 			if (poll(pfd, 2, -1) > 0 && pfd[1].revents)
 				read_signals(s);
+			/* Dead, while a child of its keeps its stdin open. */
+			if (s->reaped)
+				program_gone(s, " (it stopped reading its input)");
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
@@ -653,7 +692,7 @@ static void wait_for_master(struct shim *s, struct fp_frame_reader *reader, char
 		size_t len;
 		ssize_t n;
 
-		if (s->start < s->len || s->out_eof) {
+		if (s->start < s->len || s->out_eof || s->reaped) {
 			if (next_line(s, 1, &line, &len) == 1) {
 				quote_line(line, len, q, sizeof(q));
 				program_failed(s, FP_ITEM_BAD_OUTPUT, "worker program (pid %d) wrote "
@@ -725,6 +764,14 @@ _Noreturn void fp_exec_worker_main(const struct fp_worker_args *a)
 		init_failed(&s);
 	}
 	fp_frame_reader_init(&reader, a->max_payload + 256);
+	/*
+	 * Our own process group, for the program and what it starts (see the
+	 * top). The master's group (a terminal's Ctrl-C, a service manager's
+	 * kill of the daemon's group) then no longer reaches the program
+	 * directly: the master stops it, in order.
+	 */
+	if (setpgid(0, 0) == 0)
+		s.pgid = getpid();
 
 	if (start_program(&s) < 0)
 		init_failed(&s);

@@ -109,7 +109,8 @@ static void child_free(fp_pool *c)
 
 /*
  * An exec pool: a pool of its own (slots, queue, calls, workers) on the
- * root's loop, with the root's options but for its workers, and no modules.
+ * root's loop, with the root's options but for its workers and the limits it
+ * sets itself, and no modules.
  * Its workers are forked later, with the root's.
  */
 static int child_new(fp_pool *root, const fp_exec_options *xo, char *msg, size_t len)
@@ -129,6 +130,9 @@ static int child_new(fp_pool *root, const fp_exec_options *xo, char *msg, size_t
 	memset(c->opts.modules, 0, sizeof(c->opts.modules));
 	if (xo->workers)
 		c->opts.workers = xo->workers;
+	err = fp__exec_limits(xo, &c->opts, msg, len);
+	if (err)
+		goto err_free;
 	c->log = root->log;
 	c->log.prefix = c->exec->prefix;
 	c->loop = root->loop;
@@ -153,8 +157,11 @@ static int child_new(fp_pool *root, const fp_exec_options *xo, char *msg, size_t
 	}
 	root->children = children;
 	root->children[root->nchildren++] = c;
-	fp_log_info(&c->log, "%u workers running %s%s", c->opts.workers,
-		    xo->shell ? "/bin/sh -c " : "", xo->command);
+	fp_log_info(&c->log, "%u workers running %s%s (max tasks per child %u + %u, "
+		    "max RSS %zu KiB, timeout %llu ms; 0: none)", c->opts.workers,
+		    xo->shell ? "/bin/sh -c " : "", xo->command, c->opts.max_tasks_per_child,
+		    c->opts.max_tasks_jitter, c->opts.max_rss_bytes >> 10,
+		    (unsigned long long)c->opts.timeout_ms);
 	return 0;
 
 err_free:

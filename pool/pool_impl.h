@@ -380,6 +380,12 @@ bool fp__family_has_workers(const fp_pool *root);
 fp_pool *fp__route(fp_pool *p, const char *task);
 int fp__exec_new(struct fp_exec **out, const fp_exec_options *o, char *errbuf, size_t errlen);
 void fp__exec_free(struct fp_exec *x);
+/*
+ * Turn `opts` (a copy of the root's) into exec pool o's: its own max tasks
+ * per child, jitter, RSS limit and timeout where it has them. -EINVAL, with
+ * a message naming the pool, for a value fp_options cannot hold.
+ */
+int fp__exec_limits(const fp_exec_options *o, fp_options *opts, char *errbuf, size_t errlen);
 /* A READY frame's task list (a JSON array of names); -EPROTO if it is not one. */
 int fp__exec_set_tasks(struct fp_exec *x, const char *json, size_t len);
 /* -1: tasks not known yet; 0: not announced; 1: announced. `task` without prefix. */

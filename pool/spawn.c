@@ -510,6 +510,28 @@ void fp__worker_unforked(struct fp_worker *w, bool lost)
 	worker_check_gone(w);
 }
 
+/*
+ * An exec worker (the shim) leads a process group of its own, which its
+ * program and everything that program started are in (exec_worker.c). If w
+ * has exited, kill that group before w is reaped: until then w's zombie
+ * holds its pid, so the group -pid can only be w's own (no other process
+ * can have been given that pid, nor made a group of it), never the
+ * master's, the zygote's or anyone else's. If w never made its group,
+ * there is none by that id and the kill does nothing.
+ */
+static void kill_exec_group(struct fp_worker *w)
+{
+	siginfo_t si;
+
+	if (w->pid <= 1 || w->pid == getpgrp())
+		return;
+	si.si_pid = 0;
+	if (waitid(P_PID, (id_t)w->pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0 ||
+	    si.si_pid != w->pid)
+		return;
+	kill(-w->pid, SIGKILL);
+}
+
 /* One pool's share of a SIGCHLD. */
 static void reap_pool(fp_pool *p)
 {
@@ -527,6 +549,8 @@ static void reap_pool(fp_pool *p)
 		/* Without a pid there is nothing to wait for: waitpid(0) is any child. */
 		if (w->reaped || !fp__worker_learn_pid(w))
 			continue;
+		if (p->exec)
+			kill_exec_group(w);
 		do
 			r = waitpid(w->pid, &status, WNOHANG);
 		while (r < 0 && errno == EINTR);

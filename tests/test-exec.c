@@ -69,6 +69,43 @@ static int gone(void *data)
 	return kill(*(pid_t *)data, 0) < 0 && errno == ESRCH;
 }
 
+/*
+ * Dead: no such pid, or a zombie. A program's orphaned child is reaped by
+ * whatever pid 1 is, which need not reap at once, or at all.
+ */
+static int dead(void *data)
+{
+	pid_t pid = *(pid_t *)data;
+	char path[64], buf[256], *paren;
+	FILE *f;
+	size_t n;
+
+	if (gone(data))
+		return 1;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	paren = strrchr(buf, ')');
+	return paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
+}
+
+static pid_t apply_int(fp_pool *p, const char *task, const char *args)
+{
+	struct fp_result r;
+	pid_t v;
+
+	assert_int_equal(fp_pool_apply(p, task, args, strlen(args), NULL, &r), 0);
+	if (r.status != FP_ITEM_OK)
+		fail_msg("%s(%s): %s: %s", task, args, fp_item_status_name(r.status), r.message);
+	v = (pid_t)atol(r.value);
+	fp_result_clear(&r);
+	return v;
+}
+
 /* --- tests --------------------------------------------------------------- */
 
 static void apply_map_and_generator(void **state)
@@ -400,6 +437,245 @@ static void bad_exec_options_are_refused(void **state)
 	assert_non_null(strstr(err, "two exec pools are named 'py'"));
 }
 
+
+/* --- an exec pool's own limits ------------------------------------------- */
+
+/* A C worker's pid, for telling it apart from the exec pool's. */
+static pid_t c_pid(fp_pool *p)
+{
+	return apply_int(p, "pid", "null");
+}
+
+static void own_max_tasks_per_child_recycles_after_exactly_k(void **state)
+{
+	fp_options o;
+	fp_pool *p;
+	pid_t pids[7], c_before;
+
+	test_options(&o, 1);
+	o.max_tasks_per_child = 1000;
+	o.max_tasks_jitter = 500;
+	o.exec[0].max_tasks_per_child = 3;
+	p = pool_with(&o);
+	c_before = c_pid(p);
+	for (int i = 0; i < 7; i++)
+		pids[i] = apply_pid(p, NULL);
+	/* Exactly 3: the pool's jitter spreads the pool's limit, not this one. */
+	assert_int_equal(pids[0], pids[1]);
+	assert_int_equal(pids[1], pids[2]);
+	assert_true(pids[3] != pids[2]);
+	assert_int_equal(pids[3], pids[4]);
+	assert_int_equal(pids[4], pids[5]);
+	assert_true(pids[6] != pids[5]);
+	/* The C worker keeps its pid: 1000 is its limit. */
+	for (int i = 0; i < 7; i++)
+		assert_int_equal(c_pid(p), c_before);
+	fp_pool_free(p);
+
+	/* The other way round: C workers recycle after 2, the programs never. */
+	test_options(&o, 1);
+	o.max_tasks_per_child = 2;
+	o.exec[0].max_tasks_per_child = FP_EXEC_NO_LIMIT;
+	p = pool_with(&o);
+	pids[0] = apply_pid(p, NULL);
+	c_before = c_pid(p);
+	c_pid(p);
+	assert_true(c_pid(p) != c_before);
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(apply_pid(p, NULL), pids[0]);
+	fp_pool_free(p);
+}
+
+static void tasks_limit_shows_the_pools_own(void **state)
+{
+	struct fp_worker_stats ws[4];
+	fp_options o;
+	fp_pool *p;
+	size_t n;
+
+	test_options(&o, 1);
+	o.max_tasks_per_child = 1000;
+	o.exec[0].max_tasks_per_child = 7;
+	p = pool_with(&o);
+	apply_pid(p, NULL);
+	n = fp_pool_workers(p, ws, 4);
+	assert_true(n >= 2 && n <= 4);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(ws[i].tasks_limit, ws[i].pool ? 7 : 1000);
+	fp_pool_free(p);
+}
+
+static void own_timeout_shorter_and_longer_than_the_pools(void **state)
+{
+	fp_options o;
+	fp_pool *p;
+
+	/* Shorter: the program gets 300 ms where C tasks get a minute. */
+	test_options(&o, 1);
+	o.timeout_ms = 60000;
+	o.exec[0].timeout_ms = 300;
+	p = pool_with(&o);
+	apply_fails(p, "py.hang", "null", NULL, FP_ITEM_TIMEOUT, "killed by SIGTERM");
+	apply_ok(p, "sleep", "500", "500");
+	fp_pool_free(p);
+
+	/* Longer: C tasks time out after 300 ms, the program has 60 s. */
+	test_options(&o, 1);
+	o.timeout_ms = 300;
+	o.exec[0].timeout_ms = 60000;
+	p = pool_with(&o);
+	apply_ok(p, "py.sleep", "700", "700");
+	apply_fails(p, "sleep", "700", NULL, FP_ITEM_TIMEOUT, "300 ms");
+	fp_pool_free(p);
+
+	/* None, where the pool has one: a call that asks for one still gets it. */
+	test_options(&o, 1);
+	o.timeout_ms = 300;
+	o.exec[0].timeout_ms = FP_EXEC_NO_LIMIT;
+	p = pool_with(&o);
+	apply_ok(p, "py.sleep", "700", "700");
+	fp_pool_free(p);
+}
+
+static void own_max_rss_retires_a_growing_program(void **state)
+{
+	fp_options o;
+	fp_pool *p;
+	pid_t first, c_before;
+
+	test_options(&o, 1);
+	o.exec[0].max_rss_bytes = 96u << 20;
+	p = pool_with(&o);
+	c_before = c_pid(p);
+	first = apply_pid(p, NULL);
+	/* 40 MiB more each time: under 96 MiB at first, over it soon. */
+	apply_int(p, "py.grow", "40");
+	assert_int_equal(apply_pid(p, NULL), first);
+	apply_int(p, "py.grow", "40");
+	apply_int(p, "py.grow", "40");
+	assert_true(apply_pid(p, NULL) != first);
+	assert_true(log_has("recycled: rss"));
+	/* The C worker has no RSS limit and allocates more than that, unharmed. */
+	apply_ok(p, "alloc", "150", NULL);
+	assert_int_equal(c_pid(p), c_before);
+	fp_pool_free(p);
+}
+
+static void bad_exec_limits_are_refused(void **state)
+{
+	fp_options o;
+	fp_pool *p = NULL;
+	char err[512];
+
+	test_options(&o, 1);
+	o.exec[0].max_tasks_per_child = (uint64_t)UINT32_MAX + 1;
+	assert_int_equal(fp_pool_new(&p, NULL, &o, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "exec pool py: max_tasks_per_child 4294967296 is over"));
+}
+
+/* --- process groups: what the program starts ends with it --------------- */
+
+/* The program's child, started by py.spawn; killed by pid in any case. */
+static pid_t grandchild = -1;
+
+static int teardown_grandchild(void **state)
+{
+	if (grandchild > 0)
+		kill(grandchild, SIGKILL);
+	grandchild = -1;
+	return 0;
+}
+
+static fp_pool *pool_with_grandchild(uint64_t max_tasks)
+{
+	fp_options o;
+	fp_pool *p;
+
+	test_options(&o, 1);
+	o.exec[0].max_tasks_per_child = max_tasks;
+	p = pool_with(&o);
+	grandchild = apply_int(p, "py.spawn", "null");
+	assert_true(grandchild > 1);
+	assert_false(dead(&grandchild));
+	return p;
+}
+
+static void grandchild_ends_when_the_worker_is_recycled(void **state)
+{
+	fp_pool *p = pool_with_grandchild(2);
+
+	apply_ok(p, "py.square", "3", "9");   /* the second task: it retires */
+	assert_true(fp_test_run_until(p, dead, &grandchild, 5000));
+	apply_ok(p, "py.square", "4", "16");
+	fp_pool_free(p);
+}
+
+static void grandchild_ends_when_the_program_times_out(void **state)
+{
+	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
+	fp_pool *p = pool_with_grandchild(0);
+
+	co.timeout_ms = 300;
+	/* The program ignores SIGTERM: SIGKILL after the grace, for all. */
+	apply_fails(p, "py.hang", "\"stubborn\"", &co, FP_ITEM_TIMEOUT, "300 ms timeout");
+	assert_true(fp_test_run_until(p, dead, &grandchild, 5000));
+	fp_pool_free(p);
+}
+
+static void grandchild_ends_when_the_program_crashes(void **state)
+{
+	fp_pool *p = pool_with_grandchild(0);
+
+	/*
+	 * The grandchild holds the program's stdout open: the crash is seen
+	 * from SIGCHLD, at once, not when the task would time out (60 s).
+	 */
+	apply_fails(p, "py.crash", "null", NULL, FP_ITEM_CRASH, "killed by SIGSEGV");
+	assert_true(fp_test_run_until(p, dead, &grandchild, 5000));
+	apply_ok(p, "py.square", "5", "25");
+	fp_pool_free(p);
+}
+
+static void grandchild_ends_when_the_shim_is_sigkilled(void **state)
+{
+	fp_pool *p = pool_with_grandchild(0);
+	pid_t prog = apply_pid(p, NULL), shim = apply_int(p, "py.ppid", "null");
+
+	/* PDEATHSIG takes the program; only the group kill takes its child. */
+	assert_true(shim > 1 && shim != getpid());
+	assert_int_equal(kill(shim, SIGKILL), 0);
+	assert_true(fp_test_run_until(p, dead, &grandchild, 5000));
+	assert_true(fp_test_run_until(p, dead, &prog, 5000));
+	assert_true(apply_pid(p, NULL) != prog);
+	fp_pool_free(p);
+}
+
+static void grandchild_ends_when_its_call_is_cancelled(void **state)
+{
+	fp_pool *p = pool_with_grandchild(0);
+	struct one o = { .pool = p };
+	uint64_t id;
+
+	assert_int_equal(fp_pool_apply_async(p, "py.sleep", "20000", 5, NULL, one_item, one_done,
+					     &o, &id), 0);
+	assert_true(fp_test_run_until(p, running, p, 5000));
+	assert_int_equal(fp_pool_cancel(p, id), 0);
+	assert_true(fp_test_run_until(p, one_finished, &o, 5000));
+	assert_int_equal(o.r.status, FP_ITEM_CANCELLED);
+	free(o.message);
+	assert_true(fp_test_run_until(p, dead, &grandchild, 5000));
+	fp_pool_free(p);
+}
+
+static void grandchild_ends_at_shutdown(void **state)
+{
+	fp_pool *p = pool_with_grandchild(0);
+
+	assert_int_equal(fp_pool_shutdown(p, 2000), 0);
+	assert_true(fp_test_run_until(p, dead, &grandchild, 5000));
+	fp_pool_free(p);
+}
+
 int main(void)
 {
 	const char *dir = getenv("FP_TEST_EXEC_DIR");
@@ -418,6 +694,22 @@ int main(void)
 		cmocka_unit_test(reload_starts_new_programs),
 		cmocka_unit_test(shell_example_worker),
 		cmocka_unit_test(bad_exec_options_are_refused),
+		cmocka_unit_test(own_max_tasks_per_child_recycles_after_exactly_k),
+		cmocka_unit_test(tasks_limit_shows_the_pools_own),
+		cmocka_unit_test(own_timeout_shorter_and_longer_than_the_pools),
+		cmocka_unit_test(own_max_rss_retires_a_growing_program),
+		cmocka_unit_test(bad_exec_limits_are_refused),
+		cmocka_unit_test_teardown(grandchild_ends_when_the_worker_is_recycled,
+					  teardown_grandchild),
+		cmocka_unit_test_teardown(grandchild_ends_when_the_program_times_out,
+					  teardown_grandchild),
+		cmocka_unit_test_teardown(grandchild_ends_when_the_program_crashes,
+					  teardown_grandchild),
+		cmocka_unit_test_teardown(grandchild_ends_when_the_shim_is_sigkilled,
+					  teardown_grandchild),
+		cmocka_unit_test_teardown(grandchild_ends_when_its_call_is_cancelled,
+					  teardown_grandchild),
+		cmocka_unit_test_teardown(grandchild_ends_at_shutdown, teardown_grandchild),
 	};
 
 	if (!dir || !getenv("FP_TEST_SH_WORKER")) {

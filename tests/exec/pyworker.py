@@ -1,6 +1,7 @@
 """The exec-pool tests' Python worker: well-behaved tasks and misbehaving ones."""
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -18,6 +19,28 @@ def pid(args):
 def count(args):
     # A generator task: one output per yield.
     yield from range(args)
+
+
+@task
+def ppid(args):
+    return os.getppid()
+
+
+@task
+def spawn(args):
+    # A child of the program that outlives the task, holding the program's
+    # stdin and protocol stdout open as `sleep 300 &` in a shell script would.
+    return subprocess.Popen(["sleep", "300"], stdout=forkpool_worker._out).pid
+
+
+_hoard = []
+
+
+@task
+def grow(mib):
+    # Written, so resident: RSS grows by `mib` MiB and stays.
+    _hoard.append(b"x" * (mib << 20))
+    return mib
 
 
 @task
