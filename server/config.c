@@ -4,53 +4,25 @@
  * One table describes every setting (its name, kind, range and help). The
  * sources are applied weakest first (file, environment, flags), each
  * overwriting what came before, so precedence needs no other bookkeeping
- * than, for the two lists, which source filled them.
+ * than, for the lists, which source filled them. Single values are checked
+ * in config_value.c, the exec pools' settings in config_exec.c.
  */
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
-#include <inttypes.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/un.h>
 
-#include "config.h"
+#include "config_impl.h"
 
 extern char **environ;
 
-enum kind {
-	K_UINT,      /* a whole number in [min, max] */
-	K_SIZE,      /* bytes, with an optional k/m/g suffix (binary) */
-	K_LIST,      /* repeatable string: listen, module */
-	K_PATH,      /* one string */
-	K_LOOP,
-	K_LEVEL,
-	K_FORMAT,
-	K_CONFIG,    /* --config: flags and environment only */
-	K_HELP,      /* flags only, take no value */
-	K_VERSION,
-};
-
-/* Where a value came from, weakest first. */
-enum source { SRC_DEFAULT, SRC_FILE, SRC_ENV, SRC_FLAG };
-
-struct setting {
-	const char *name;       /* flag without "--"; file key; env after FORKPOOL_ */
-	enum kind kind;
-	size_t off;             /* into struct fp_config */
-	uint64_t min, max;      /* K_UINT, K_SIZE */
-	const char *metavar;
-	const char *help;
-};
-
-#define OFF(field) offsetof(struct fp_config, field)
+#define OFF(field) FP__CONFIG_OFF(field)
 #define DAY_S 86400ull
 
-static const struct setting settings[] = {
+static const struct fp__config_setting settings[] = {
 	{ "listen", K_LIST, OFF(listen), 0, 0, "ADDR",
 	  "HOST:PORT, [V6]:PORT or unix:/path; repeatable (default "
 	  FP_CONFIG_DEFAULT_LISTEN "); port 0 picks a free port" },
@@ -71,10 +43,24 @@ static const struct setting settings[] = {
 	  " tasks are called NAME.task; repeatable" },
 	{ "exec-shell", K_LIST, OFF(exec_shell), 0, 0, "NAME=COMMAND",
 	  "the same, with COMMAND run by /bin/sh -c; repeatable" },
-	{ "exec-workers", K_UINT, OFF(exec_workers), 0, 1024, "N",
-	  "workers of each exec pool (default 0: as many as --workers)" },
-	{ "exec-startup-timeout", K_UINT, OFF(exec_startup_timeout_ms), 1, 3600000, "MS",
-	  "how long an exec pool's program has to say ready (default 10000)" },
+	{ "exec-workers", K_EXEC_UINT, OFF(exec_workers), 0, 1024, "N",
+	  "workers of each exec pool, or NAME=N of pool NAME; repeatable"
+	  " (default 0: as many as --workers)" },
+	{ "exec-startup-timeout", K_EXEC_UINT, OFF(exec_startup_timeout_ms), 1, 3600000, "MS",
+	  "how long an exec pool's program has to say ready, or NAME=MS for pool"
+	  " NAME; repeatable (default 10000)" },
+	{ "exec-max-tasks-per-child", K_EXEC_UINT, OFF(exec_max_tasks_per_child), 0, UINT32_MAX,
+	  "N", "recycle an exec pool's worker after N tasks, 0 never; NAME=N for pool NAME;"
+	  " repeatable (default: --max-tasks-per-child)" },
+	{ "exec-max-tasks-jitter", K_EXEC_UINT, OFF(exec_max_tasks_jitter), 0, UINT32_MAX, "N",
+	  "as --max-tasks-jitter, for exec pools' own max tasks; NAME=N for pool NAME;"
+	  " repeatable (default: --max-tasks-jitter with --max-tasks-per-child, else 0)" },
+	{ "exec-max-rss-mb", K_EXEC_UINT, OFF(exec_max_rss_mb), 0, 1ull << 24, "N",
+	  "recycle an exec pool's worker whose program's RSS passes N MiB, 0 no limit;"
+	  " NAME=N for pool NAME; repeatable (default: --max-rss-mb)" },
+	{ "exec-task-timeout", K_EXEC_UINT, OFF(exec_task_timeout_ms), 0, 365 * DAY_S * 1000,
+	  "MS", "default timeout of an exec pool's tasks in milliseconds, 0 none; NAME=MS"
+	  " for pool NAME; repeatable (default: --task-timeout)" },
 	{ "loop", K_LOOP, OFF(loop), 0, 0, "auto|uring|epoll",
 	  "event-loop backend (default auto: io_uring, else epoll)" },
 	{ "token-file", K_PATH, OFF(token_file), 0, 0, "PATH",
@@ -103,202 +89,9 @@ static const struct setting settings[] = {
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 
-/* --- errors -------------------------------------------------------------- */
-
-struct ctx {
-	struct fp_config *c;
-	enum source list_src[NSETTINGS];   /* K_LIST: who filled it */
-	char *errbuf;
-	size_t errlen;
-};
-
-/* `where` names the flag, variable or file line; the rest says what. */
-static int fail(struct ctx *x, const char *where, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(struct ctx *x, const char *where, const char *fmt, ...)
-{
-	size_t n;
-	va_list ap;
-
-	if (!x->errbuf || !x->errlen)
-		return -EINVAL;
-	snprintf(x->errbuf, x->errlen, "%s: ", where);
-	n = strlen(x->errbuf);
-	va_start(ap, fmt);
-	vsnprintf(x->errbuf + n, x->errlen - n, fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
-
-/*
- * A value quoted back in a message: cut when long, control bytes shown as
- * '?', so the message stays one line.
- */
-static const char *quote(const char *v, char *buf, size_t len)
-{
-	size_t i, n = strlen(v), max = len - 4;
-
-	for (i = 0; i < n && i < max; i++)
-		buf[i] = iscntrl((unsigned char)v[i]) ? '?' : v[i];
-	if (n > max) {
-		memcpy(buf + max, "...", 4);
-		return buf;
-	}
-	buf[i] = '\0';
-	return buf;
-}
-
 /* --- values -------------------------------------------------------------- */
 
-/* Decimal digits only: no sign, no blanks, no hex, no overflow. */
-static int parse_u64(const char *s, uint64_t *out, const char **end)
-{
-	uint64_t v = 0;
-	const char *p = s;
-
-	if (!isdigit((unsigned char)*p))
-		return -EINVAL;
-	for (; isdigit((unsigned char)*p); p++) {
-		unsigned d = (unsigned)(*p - '0');
-
-		if (v > (UINT64_MAX - d) / 10)
-			return -ERANGE;
-		v = v * 10 + d;
-	}
-	*out = v;
-	*end = p;
-	return 0;
-}
-
-static int set_uint(struct ctx *x, const struct setting *s, const char *where,
-		    const char *v)
-{
-	uint64_t n, *field = (uint64_t *)((char *)x->c + s->off);
-	const char *end;
-	char q[80];
-	int r = parse_u64(v, &n, &end);
-
-	if (r == 0 && *end)
-		r = -EINVAL;
-	if (r == 0 && (n < s->min || n > s->max))
-		r = -ERANGE;
-	if (r == -EINVAL)
-		return fail(x, where, "expected a %s integer, got \"%s\"",
-			    s->min ? "positive" : "non-negative", quote(v, q, sizeof(q)));
-	if (r < 0)
-		return fail(x, where, "expected an integer from %" PRIu64 " to %" PRIu64
-			    ", got \"%s\"", s->min, s->max, quote(v, q, sizeof(q)));
-	*field = n;
-	return 0;
-}
-
-static int set_size(struct ctx *x, const struct setting *s, const char *where,
-		    const char *v)
-{
-	uint64_t n, mult = 1, *field = (uint64_t *)((char *)x->c + s->off);
-	const char *end;
-	char q[80];
-	int r = parse_u64(v, &n, &end);
-
-	if (r == 0) {
-		switch (*end) {
-		case 'k': case 'K': mult = 1ull << 10; end++; break;
-		case 'm': case 'M': mult = 1ull << 20; end++; break;
-		case 'g': case 'G': mult = 1ull << 30; end++; break;
-		default: break;
-		}
-		/* "64m", "64MB", "64MiB" and "65536b" all mean what they say. */
-		if (mult > 1 && (*end == 'i' || *end == 'I') && (end[1] == 'b' || end[1] == 'B'))
-			end += 2;
-		else if (*end == 'b' || *end == 'B')
-			end++;
-		if (*end)
-			r = -EINVAL;
-	}
-	if (r == 0 && n > UINT64_MAX / mult)
-		r = -ERANGE;
-	if (r == 0) {
-		n *= mult;
-		if (n < s->min || n > s->max)
-			r = -ERANGE;
-	}
-	if (r == -EINVAL)
-		return fail(x, where, "expected a size in bytes such as 65536, 512k, 64m or 1g,"
-			    " got \"%s\"", quote(v, q, sizeof(q)));
-	if (r < 0)
-		return fail(x, where, "expected a size from %" PRIu64 " bytes to %" PRIu64
-			    " GiB, got \"%s\"", s->min, s->max >> 30, quote(v, q, sizeof(q)));
-	*field = n;
-	return 0;
-}
-
-/* The shapes fp_http_listen() takes; the socket layer has the last word. */
-static int check_listen(struct ctx *x, const char *where, const char *v)
-{
-	static const char expected[] =
-		"expected HOST:PORT, [IPV6]:PORT or unix:/path";
-	struct in6_addr a6;
-	const char *colon, *port, *end;
-	char q[80], host[INET6_ADDRSTRLEN + 1];
-	uint64_t p;
-	size_t hl;
-
-	if (!strncmp(v, "unix:", 5)) {
-		if (!v[5])
-			return fail(x, where, "%s, got \"%s\" (no path)", expected,
-				    quote(v, q, sizeof(q)));
-		if (strlen(v + 5) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-			return fail(x, where, "the socket path is longer than %zu bytes: \"%s\"",
-				    sizeof(((struct sockaddr_un *)0)->sun_path) - 1,
-				    quote(v, q, sizeof(q)));
-		return 0;
-	}
-	if (v[0] == '[') {
-		colon = strchr(v, ']');
-		if (!colon || colon[1] != ':')
-			return fail(x, where, "%s, got \"%s\"", expected, quote(v, q, sizeof(q)));
-		hl = (size_t)(colon - v - 1);
-		if (hl == 0 || hl >= sizeof(host))
-			return fail(x, where, "%s, got \"%s\"", expected, quote(v, q, sizeof(q)));
-		memcpy(host, v + 1, hl);
-		host[hl] = '\0';
-		if (inet_pton(AF_INET6, host, &a6) != 1)
-			return fail(x, where, "\"%s\" is not an IPv6 address",
-				    quote(host, q, sizeof(q)));
-		port = colon + 2;
-	} else {
-		colon = strrchr(v, ':');
-		if (!colon || colon == v)
-			return fail(x, where, "%s, got \"%s\"", expected, quote(v, q, sizeof(q)));
-		if (memchr(v, ':', (size_t)(colon - v)))
-			return fail(x, where, "an IPv6 address goes in brackets, as [::1]:8080;"
-				    " got \"%s\"", quote(v, q, sizeof(q)));
-		port = colon + 1;
-	}
-	if (parse_u64(port, &p, &end) < 0 || *end || p > 65535)
-		return fail(x, where, "expected a port from 0 to 65535 after the colon, got \"%s\"",
-			    quote(v, q, sizeof(q)));
-	return 0;
-}
-
-/* NAME=COMMAND: a name fit for a task prefix, and a command. */
-static int check_exec(struct ctx *x, const char *where, const char *v)
-{
-	const char *eq = strchr(v, '=');
-	size_t n = eq ? (size_t)(eq - v) : 0;
-	char q[80];
-
-	if (!eq || !n || n > 64 ||
-	    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != n)
-		return fail(x, where, "expected NAME=COMMAND with NAME of A-Z a-z 0-9 _ -"
-			    " (at most 64), got \"%s\"", quote(v, q, sizeof(q)));
-	if (!eq[1 + strspn(eq + 1, " \t")])
-		return fail(x, where, "the command after \"%.*s=\" is empty", (int)n, v);
-	return 0;
-}
-
-static int list_add(struct ctx *x, const struct setting *s, enum source src,
+static int list_add(struct fp__config_ctx *x, const struct fp__config_setting *s, enum fp__config_source src,
 		    const char *where, const char *v)
 {
 	size_t idx = (size_t)(s - settings);
@@ -312,11 +105,11 @@ static int list_add(struct ctx *x, const struct setting *s, enum source src,
 	int r;
 
 	if (!*v)
-		return fail(x, where, "expected %s, got an empty value",
+		return fp__config_fail(x, where, "expected %s, got an empty value",
 			    is_listen ? "an address" : is_exec ? "NAME=COMMAND" : "a path");
-	if (is_listen && (r = check_listen(x, where, v)) < 0)
+	if (is_listen && (r = fp__config_check_listen(x, where, v)) < 0)
 		return r;
-	if (is_exec && (r = check_exec(x, where, v)) < 0)
+	if (is_exec && (r = fp__config_check_exec(x, where, v)) < 0)
 		return r;
 	/* A stronger source replaces the list, it does not add to it. */
 	if (x->list_src[idx] != src) {
@@ -327,7 +120,7 @@ static int list_add(struct ctx *x, const struct setting *s, enum source src,
 		x->list_src[idx] = src;
 	}
 	if (*n >= max)
-		return fail(x, where, "at most %zu are allowed", max);
+		return fp__config_fail(x, where, "at most %zu are allowed", max);
 	list[*n] = strdup(v);
 	if (!list[*n])
 		return -ENOMEM;
@@ -335,51 +128,37 @@ static int list_add(struct ctx *x, const struct setting *s, enum source src,
 	return 0;
 }
 
-static int set_string(struct ctx *x, const struct setting *s, const char *where,
-		      const char *v)
-{
-	char **field = (char **)((char *)x->c + s->off);
-	char *copy;
-
-	if (!*v)
-		return fail(x, where, "expected a path, got an empty value");
-	copy = strdup(v);
-	if (!copy)
-		return -ENOMEM;
-	free(*field);
-	*field = copy;
-	return 0;
-}
-
-static int apply(struct ctx *x, const struct setting *s, enum source src,
+static int apply(struct fp__config_ctx *x, const struct fp__config_setting *s, enum fp__config_source src,
 		 const char *where, const char *v)
 {
 	char q[80];
 
 	switch (s->kind) {
 	case K_UINT:
-		return set_uint(x, s, where, v);
+		return fp__config_set_uint(x, s, where, v);
 	case K_SIZE:
-		return set_size(x, s, where, v);
+		return fp__config_set_size(x, s, where, v);
 	case K_LIST:
 		return list_add(x, s, src, where, v);
+	case K_EXEC_UINT:
+		return fp__config_set_exec_uint(x, s, where, v);
 	case K_PATH:
 	case K_CONFIG:
-		return set_string(x, s, where, v);
+		return fp__config_set_string(x, s, where, v);
 	case K_LOOP:
 		if (fp_loop_backend_parse(v, &x->c->loop) < 0)
-			return fail(x, where, "expected auto, uring or epoll, got \"%s\"",
-				    quote(v, q, sizeof(q)));
+			return fp__config_fail(x, where, "expected auto, uring or epoll, got \"%s\"",
+				    fp__config_quote(v, q, sizeof(q)));
 		return 0;
 	case K_LEVEL:
 		if (fp_dlog_level_parse(v, &x->c->log_level) < 0)
-			return fail(x, where, "expected error, warn, info or debug, got \"%s\"",
-				    quote(v, q, sizeof(q)));
+			return fp__config_fail(x, where, "expected error, warn, info or debug, got \"%s\"",
+				    fp__config_quote(v, q, sizeof(q)));
 		return 0;
 	case K_FORMAT:
 		if (fp_dlog_format_parse(v, &x->c->log_format) < 0)
-			return fail(x, where, "expected text or json, got \"%s\"",
-				    quote(v, q, sizeof(q)));
+			return fp__config_fail(x, where, "expected text or json, got \"%s\"",
+				    fp__config_quote(v, q, sizeof(q)));
 		return 0;
 	case K_HELP:
 	case K_VERSION:
@@ -389,7 +168,7 @@ static int apply(struct ctx *x, const struct setting *s, enum source src,
 }
 
 /* By name; '_' and '-' are the same so a file may say max_body. */
-static const struct setting *find_setting(const char *name, size_t len)
+static const struct fp__config_setting *find_setting(const char *name, size_t len)
 {
 	size_t i, j;
 
@@ -424,10 +203,10 @@ static char *trim(char *s)
 	return s;
 }
 
-static int load_file(struct ctx *x, const char *path)
+static int load_file(struct fp__config_ctx *x, const char *path)
 {
 	char *line = NULL, *key, *val, *eq, *p, where[PATH_MAX + 64], q[80];
-	const struct setting *s;
+	const struct fp__config_setting *s;
 	size_t cap = 0, lineno = 0;
 	ssize_t len;
 	FILE *f;
@@ -436,13 +215,13 @@ static int load_file(struct ctx *x, const char *path)
 	f = fopen(path, "re");
 	if (!f) {
 		snprintf(where, sizeof(where), "--config %s", path);
-		return fail(x, where, "cannot read it: %s", strerror(errno));
+		return fp__config_fail(x, where, "cannot read it: %s", strerror(errno));
 	}
 	while ((len = getline(&line, &cap, f)) >= 0) {
 		lineno++;
 		snprintf(where, sizeof(where), "%s:%zu", path, lineno);
 		if ((size_t)len != strlen(line)) {
-			r = fail(x, where, "the line holds a NUL byte");
+			r = fp__config_fail(x, where, "the line holds a NUL byte");
 			break;
 		}
 		key = trim(line);
@@ -450,8 +229,8 @@ static int load_file(struct ctx *x, const char *path)
 			continue;
 		eq = strchr(key, '=');
 		if (!eq) {
-			r = fail(x, where, "expected `key = value`, got \"%s\"",
-				 quote(key, q, sizeof(q)));
+			r = fp__config_fail(x, where, "expected `key = value`, got \"%s\"",
+				 fp__config_quote(key, q, sizeof(q)));
 			break;
 		}
 		*eq = '\0';
@@ -461,7 +240,7 @@ static int load_file(struct ctx *x, const char *path)
 		if (*val == '"') {
 			p = strrchr(val + 1, '"');
 			if (!p || (trim(p + 1)[0] && trim(p + 1)[0] != '#')) {
-				r = fail(x, where, "unterminated or trailing text after a quoted value");
+				r = fp__config_fail(x, where, "unterminated or trailing text after a quoted value");
 				break;
 			}
 			*p = '\0';
@@ -477,11 +256,11 @@ static int load_file(struct ctx *x, const char *path)
 		}
 		s = find_setting(key, strlen(key));
 		if (!s || s->kind == K_HELP || s->kind == K_VERSION) {
-			r = fail(x, where, "unknown setting \"%s\"", quote(key, q, sizeof(q)));
+			r = fp__config_fail(x, where, "unknown setting \"%s\"", fp__config_quote(key, q, sizeof(q)));
 			break;
 		}
 		if (s->kind == K_CONFIG) {
-			r = fail(x, where, "a config file cannot name another one");
+			r = fp__config_fail(x, where, "a config file cannot name another one");
 			break;
 		}
 		snprintf(where + strlen(where), sizeof(where) - strlen(where), ": %s", s->name);
@@ -491,14 +270,14 @@ static int load_file(struct ctx *x, const char *path)
 	}
 	if (r == 0 && ferror(f)) {
 		snprintf(where, sizeof(where), "--config %s", path);
-		r = fail(x, where, "cannot read it: %s", strerror(errno));
+		r = fp__config_fail(x, where, "cannot read it: %s", strerror(errno));
 	}
 	free(line);
 	fclose(f);
 	return r;
 }
 
-static void env_name(const struct setting *s, char *buf, size_t len)
+static void env_name(const struct fp__config_setting *s, char *buf, size_t len)
 {
 	size_t i, n = strlen("FORKPOOL_");
 
@@ -518,7 +297,16 @@ static const char *env_get(char *const envp[], const char *name)
 	return NULL;
 }
 
-static int load_env(struct ctx *x, char *const envp[], const struct setting *only)
+/* Repeatable settings whose values hold no commas take a list in one variable. */
+static bool comma_separated(const struct fp__config_setting *s)
+{
+	if (s->kind == K_EXEC_UINT)
+		return true;
+	return s->kind == K_LIST && s->off != OFF(exec) && s->off != OFF(exec_shell);
+}
+
+static int load_env(struct fp__config_ctx *x, char *const envp[],
+		    const struct fp__config_setting *only)
 {
 	char name[64], *copy, *item, *save;
 	const char *v;
@@ -526,7 +314,7 @@ static int load_env(struct ctx *x, char *const envp[], const struct setting *onl
 	int r;
 
 	for (i = 0; i < NSETTINGS; i++) {
-		const struct setting *s = &settings[i];
+		const struct fp__config_setting *s = &settings[i];
 
 		if (s->kind == K_HELP || s->kind == K_VERSION)
 			continue;
@@ -537,7 +325,7 @@ static int load_env(struct ctx *x, char *const envp[], const struct setting *onl
 		/* Empty is unset, as systemd's Environment= and shells make it. */
 		if (!v || !*v)
 			continue;
-		if (s->kind != K_LIST || s->off == OFF(exec) || s->off == OFF(exec_shell)) {
+		if (!comma_separated(s)) {
 			r = apply(x, s, SRC_ENV, name, v);
 			if (r < 0)
 				return r;
@@ -559,7 +347,7 @@ static int load_env(struct ctx *x, char *const envp[], const struct setting *onl
 
 /* A flag with its value, collected before any source is applied. */
 struct flag {
-	const struct setting *s;
+	const struct fp__config_setting *s;
 	const char *value;
 	char where[72];
 };
@@ -568,7 +356,8 @@ static void defaults(struct fp_config *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->task_timeout_ms = 60000;
-	c->exec_startup_timeout_ms = 10000;
+	c->exec_startup_timeout_ms.all = 10000;
+	c->exec_startup_timeout_ms.all_set = true;
 	c->max_body = 64ull << 20;
 	c->max_queue = 1000000;
 	c->max_connections = 1024;
@@ -582,9 +371,11 @@ static void defaults(struct fp_config *c)
 int fp_config_load(struct fp_config *c, int argc, char *const argv[],
 		   char *const envp[], char *errbuf, size_t errlen)
 {
-	struct ctx x = { .c = c, .errbuf = errbuf, .errlen = errlen };
+	enum fp__config_source list_src[NSETTINGS] = { SRC_DEFAULT };
+	struct fp__config_ctx x = { .c = c, .list_src = list_src, .errbuf = errbuf,
+				    .errlen = errlen };
 	struct flag *flags;
-	const struct setting *s, *config_setting = find_setting("config", 6);
+	const struct fp__config_setting *s, *config_setting = find_setting("config", 6);
 	const char *arg, *eq;
 	char q[80];
 	int i, nflags = 0, r = 0, action = FP_CONFIG_RUN;
@@ -606,7 +397,7 @@ int fp_config_load(struct fp_config *c, int argc, char *const argv[],
 		else if (!strcmp(arg, "-V"))
 			arg = "--version";
 		if (strncmp(arg, "--", 2) || !arg[2]) {
-			r = fail(&x, quote(arg, q, sizeof(q)),
+			r = fp__config_fail(&x, fp__config_quote(arg, q, sizeof(q)),
 				 "unexpected argument (flags start with --; see --help)");
 			goto out;
 		}
@@ -617,7 +408,7 @@ int fp_config_load(struct fp_config *c, int argc, char *const argv[],
 			s = NULL;
 		if (!s) {
 			snprintf(q, sizeof(q), "%.*s", eq ? (int)(eq - arg) : 70, arg);
-			r = fail(&x, q, "unknown flag (see --help)");
+			r = fp__config_fail(&x, q, "unknown flag (see --help)");
 			goto out;
 		}
 		struct flag *f = &flags[nflags++];
@@ -626,7 +417,7 @@ int fp_config_load(struct fp_config *c, int argc, char *const argv[],
 		snprintf(f->where, sizeof(f->where), "--%s", s->name);
 		if (s->kind == K_HELP || s->kind == K_VERSION) {
 			if (eq) {
-				r = fail(&x, f->where, "takes no value");
+				r = fp__config_fail(&x, f->where, "takes no value");
 				goto out;
 			}
 			if (s->kind == K_HELP)
@@ -640,7 +431,7 @@ int fp_config_load(struct fp_config *c, int argc, char *const argv[],
 		} else if (i + 1 < argc) {
 			f->value = argv[++i];
 		} else {
-			r = fail(&x, f->where, "missing value (%s)", s->metavar);
+			r = fp__config_fail(&x, f->where, "missing value (%s)", s->metavar);
 			goto out;
 		}
 	}
@@ -667,10 +458,10 @@ int fp_config_load(struct fp_config *c, int argc, char *const argv[],
 	if (r == 0 && !c->nlisten)
 		r = list_add(&x, find_setting("listen", 6), SRC_DEFAULT, "--listen",
 			     FP_CONFIG_DEFAULT_LISTEN);
-	if (r == 0 && c->nexec + c->nexec_shell > FP_EXEC_MAX)
-		r = fail(&x, "--exec", "at most %d exec pools are allowed", FP_EXEC_MAX);
+	if (r == 0)
+		r = fp__config_check_exec_pools(&x);
 	if (r == 0 && c->max_tasks_jitter && !c->max_tasks_per_child)
-		r = fail(&x, "--max-tasks-jitter",
+		r = fp__config_fail(&x, "--max-tasks-jitter",
 			 "needs --max-tasks-per-child: it spreads that limit");
 out:
 	free(flags);
@@ -709,7 +500,7 @@ void fp_config_usage(FILE *out)
 		"Flags (each also FORKPOOL_NAME in the environment and `name = value` in the\n"
 		"--config file; flags win over the environment, which wins over the file):\n");
 	for (i = 0; i < NSETTINGS; i++) {
-		const struct setting *s = &settings[i];
+		const struct fp__config_setting *s = &settings[i];
 
 		if (s->metavar)
 			snprintf(left, sizeof(left), "--%s %s", s->name, s->metavar);
@@ -719,8 +510,7 @@ void fp_config_usage(FILE *out)
 		if (s->kind != K_HELP && s->kind != K_VERSION) {
 			env_name(s, env, sizeof(env));
 			fprintf(out, "  %-32s   env %s%s\n", "", env,
-				s->kind == K_LIST && s->off != OFF(exec) &&
-				s->off != OFF(exec_shell) ? " (comma-separated)" : "");
+				comma_separated(s) ? " (comma-separated)" : "");
 		}
 	}
 	fprintf(out,

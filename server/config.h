@@ -10,6 +10,14 @@
  * (exec and exec-shell, whose commands hold commas, take one per variable); a
  * source that names them replaces what a weaker source said.
  *
+ * An exec pool's own settings (exec-workers, exec-startup-timeout,
+ * exec-max-tasks-per-child, exec-max-tasks-jitter, exec-max-rss-mb,
+ * exec-task-timeout) take `N`, for every exec pool, or `NAME=N`, for pool
+ * NAME only; they repeat (a comma-separated list in the environment), and
+ * NAME=N beats N for pool NAME whichever source said which. For the same N
+ * or NAME, the stronger source wins as usual. A NAME that no --exec or
+ * --exec-shell defines is an error.
+ *
  * The file is named by --config PATH or FORKPOOL_CONFIG. Lines are
  * `key = value`; blank lines and lines starting with '#' are skipped, as is
  * anything after a '#' that follows a blank; a value may be double-quoted.
@@ -17,6 +25,7 @@
 #ifndef FP_SERVER_CONFIG_H
 #define FP_SERVER_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -30,6 +39,18 @@
 
 #define FP_CONFIG_DEFAULT_LISTEN "127.0.0.1:8080"
 
+/* An exec pool setting: one value for all exec pools, and some by name. */
+struct fp_config_exec_value {
+	bool all_set;
+	uint64_t all;
+	size_t n;
+	struct fp_config_exec_entry {
+		char name[65];
+		uint64_t value;
+		char where[96];            /* who said it, for an unknown NAME */
+	} by_name[FP_EXEC_MAX];
+};
+
 struct fp_config {
 	char *listen[FP_CONFIG_LISTEN_MAX + 1];   /* NULL-terminated, never empty after load */
 	size_t nlisten;
@@ -40,8 +61,13 @@ struct fp_config {
 	size_t nexec;
 	char *exec_shell[FP_EXEC_MAX + 1];
 	size_t nexec_shell;
-	uint64_t exec_workers;             /* 0: as many as --workers */
-	uint64_t exec_startup_timeout_ms;
+	/* Their own settings, each N for all of them or NAME=N (config_exec.c). */
+	struct fp_config_exec_value exec_workers;            /* 0: as many as --workers */
+	struct fp_config_exec_value exec_startup_timeout_ms;
+	struct fp_config_exec_value exec_max_tasks_per_child;/* 0: never; unset: --max-tasks-per-child */
+	struct fp_config_exec_value exec_max_tasks_jitter;
+	struct fp_config_exec_value exec_max_rss_mb;         /* 0: none; unset: --max-rss-mb */
+	struct fp_config_exec_value exec_task_timeout_ms;    /* 0: none; unset: --task-timeout */
 	char *token_file;                  /* NULL: no authentication */
 	char *config_file;                 /* the file that was read, or NULL */
 
@@ -79,5 +105,15 @@ int fp_config_load(struct fp_config *c, int argc, char *const argv[],
 void fp_config_deinit(struct fp_config *c);
 
 void fp_config_usage(FILE *out);
+
+/*
+ * The exec pools as fp_pool_new() takes them, in the order --exec then
+ * --exec-shell: name (copied into names[i]), command, and each pool's own
+ * settings, with 0 where it has none (the pool's then) and FP_EXEC_NO_LIMIT
+ * where it says 0 (none). Returns how many; the rest of `out` is zeroed.
+ * The commands point into `c`.
+ */
+size_t fp_config_exec_pools(const struct fp_config *c, fp_exec_options out[FP_EXEC_MAX],
+			    char names[FP_EXEC_MAX][72]);
 
 #endif

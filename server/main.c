@@ -436,7 +436,7 @@ static int start(struct daemon *d)
 	struct fp_api_options ao;
 	fp_options po;
 	char err[512], bound[FP_CONFIG_LISTEN_MAX][256], names[FP_EXEC_MAX][72];
-	size_t i, k = 0;
+	size_t i;
 	int r;
 
 	r = fp_loop_new(&d->loop, d->cfg.loop);
@@ -456,21 +456,8 @@ static int start(struct daemon *d)
 	po.timeout_ms = d->cfg.task_timeout_ms;
 	for (i = 0; i < d->cfg.nmodules; i++)
 		po.modules[i] = d->cfg.modules[i];
-	/* NAME=COMMAND, checked by the configuration; the pool copies both. */
-	for (i = 0; i < d->cfg.nexec + d->cfg.nexec_shell && k < FP_EXEC_MAX; i++, k++) {
-		bool shell = i >= d->cfg.nexec;
-		const char *v = shell ? d->cfg.exec_shell[i - d->cfg.nexec] : d->cfg.exec[i];
-		const char *eq = strchr(v, '=');
-
-		snprintf(names[k], sizeof(names[k]), "%.*s", (int)(eq - v), v);
-		po.exec[k] = (fp_exec_options){
-			.name = names[k],
-			.command = eq + 1,
-			.shell = shell,
-			.workers = (unsigned)d->cfg.exec_workers,
-			.startup_timeout_ms = d->cfg.exec_startup_timeout_ms,
-		};
-	}
+	/* Checked by the configuration; the pool copies the strings. */
+	fp_config_exec_pools(&d->cfg, po.exec, names);
 	po.log = pool_log;
 	po.log_data = d;
 	/* Everything: the daemon's log filters, and counts worker events. */

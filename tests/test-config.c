@@ -246,8 +246,8 @@ static void exec_pools_are_named_commands(void **state)
 	assert_string_equal(x->c.exec[0], "py=python3 w.py");
 	assert_int_equal(x->c.nexec_shell, 1);
 	assert_string_equal(x->c.exec_shell[0], "sh=cat | tr a-z A-Z");
-	assert_int_equal(x->c.exec_workers, 3);
-	assert_int_equal(x->c.exec_startup_timeout_ms, 10000);
+	assert_int_equal(x->c.exec_workers.all, 3);
+	assert_int_equal(x->c.exec_startup_timeout_ms.all, 10000);
 
 	/* The environment's value is one command: commas are the command's. */
 	assert_int_equal(load(x, 1, ARGV(NULL), env), 0);
@@ -257,13 +257,124 @@ static void exec_pools_are_named_commands(void **state)
 	snprintf(cfg, sizeof(cfg), "--config=%s", path);
 	assert_int_equal(load(x, 2, ARGV(cfg), no_env), 0);
 	assert_string_equal(x->c.exec[0], "py=python3 \"my worker.py\"");
-	assert_int_equal(x->c.exec_startup_timeout_ms, 2500);
+	assert_int_equal(x->c.exec_startup_timeout_ms.all, 2500);
 
 	assert_int_equal(load(x, 3, ARGV("--exec", "python3 w.py"), no_env), -EINVAL);
 	assert_string_equal(x->err, "--exec: expected NAME=COMMAND with NAME of A-Z a-z 0-9 _ -"
 			    " (at most 64), got \"python3 w.py\"");
 	assert_int_equal(load(x, 3, ARGV("--exec", "py= "), no_env), -EINVAL);
 	assert_string_equal(x->err, "--exec: the command after \"py=\" is empty");
+}
+
+/* The pools of the last load as fp_pool_new() takes them. */
+static size_t pools(struct fx *x, fp_exec_options *o, char names[FP_EXEC_MAX][72])
+{
+	return fp_config_exec_pools(&x->c, o, names);
+}
+
+static void exec_pools_have_their_own_limits(void **state)
+{
+	struct fx *x = *state;
+	fp_exec_options o[FP_EXEC_MAX];
+	char names[FP_EXEC_MAX][72];
+
+	assert_int_equal(load(x, 14, ARGV("--exec", "py=python3 w.py", "--exec-shell", "sh=./w.sh",
+					 "--exec-max-tasks-per-child", "py=100",
+					 "--exec-task-timeout=60000",
+					 "--exec-task-timeout", "sh=0",
+					 "--exec-max-rss-mb", "sh=512",
+					 "--exec-workers", "py=2"), no_env), 0);
+	assert_int_equal(pools(x, o, names), 2);
+	assert_string_equal(o[0].name, "py");
+	assert_string_equal(o[0].command, "python3 w.py");
+	assert_false(o[0].shell);
+	assert_int_equal(o[0].max_tasks_per_child, 100);
+	assert_int_equal(o[0].timeout_ms, 60000);       /* N: every exec pool's */
+	assert_int_equal(o[0].max_rss_bytes, 0);        /* unset: --max-rss-mb */
+	assert_int_equal(o[0].workers, 2);
+	assert_int_equal(o[0].startup_timeout_ms, 10000);
+	assert_string_equal(o[1].name, "sh");
+	assert_true(o[1].shell);
+	assert_int_equal(o[1].max_tasks_per_child, 0);  /* unset: --max-tasks-per-child */
+	assert_int_equal(o[1].timeout_ms, FP_EXEC_NO_LIMIT); /* NAME=0: none, beats N */
+	assert_int_equal(o[1].max_rss_bytes, 512ull << 20);
+	assert_int_equal(o[1].workers, 0);
+	assert_null(o[2].name);
+}
+
+static void exec_limits_from_environment_and_file(void **state)
+{
+	struct fx *x = *state;
+	char *const env[] = { "FORKPOOL_EXEC_MAX_TASKS_PER_CHILD=py=50, sh=7",
+			      "FORKPOOL_EXEC_TASK_TIMEOUT=py=1000", NULL };
+	const char *path = write_file(x, "exec = py=python3 w.py\n"
+				      "exec-shell = sh=./w.sh\n"
+				      "exec-task-timeout = py=5000\n"
+				      "exec_task_timeout = sh=6000\n"
+				      "exec-max-tasks-jitter = 3\n");
+	fp_exec_options o[FP_EXEC_MAX];
+	char names[FP_EXEC_MAX][72], cfg[512];
+
+	snprintf(cfg, sizeof(cfg), "--config=%s", path);
+	/* The environment beats the file for py's timeout; sh keeps the file's. */
+	assert_int_equal(load(x, 4, ARGV(cfg, "--exec-max-tasks-per-child", "sh=9"), env), 0);
+	assert_int_equal(pools(x, o, names), 2);
+	assert_int_equal(o[0].max_tasks_per_child, 50);
+	assert_int_equal(o[1].max_tasks_per_child, 9);  /* the flag beats the environment */
+	assert_int_equal(o[0].timeout_ms, 1000);
+	assert_int_equal(o[1].timeout_ms, 6000);
+	assert_int_equal(o[0].max_tasks_jitter, 3);
+	assert_int_equal(o[1].max_tasks_jitter, 3);
+}
+
+static void bad_exec_limits_name_the_option_and_the_pool(void **state)
+{
+	struct fx *x = *state;
+	char *const env[] = { "FORKPOOL_EXEC_MAX_RSS_MB=py=lots", NULL };
+
+	assert_int_equal(load(x, 5, ARGV("--exec", "py=python3 w.py",
+					 "--exec-max-tasks-per-child", "py=-1"), no_env), -EINVAL);
+	assert_string_equal(x->err, "--exec-max-tasks-per-child (exec pool py): expected N or"
+			    " NAME=N with N a non-negative integer, got \"py=-1\"");
+	assert_int_equal(load(x, 5, ARGV("--exec", "py=python3 w.py",
+					 "--exec-task-timeout", "py=99999999999999"), no_env),
+			 -EINVAL);
+	assert_string_equal(x->err, "--exec-task-timeout (exec pool py): expected an integer"
+			    " from 0 to 31536000000, got \"py=99999999999999\"");
+	assert_int_equal(load(x, 5, ARGV("--exec", "py=python3 w.py",
+					 "--exec-startup-timeout", "py=0"), no_env), -EINVAL);
+	assert_string_equal(x->err, "--exec-startup-timeout (exec pool py): expected an integer"
+			    " from 1 to 3600000, got \"py=0\"");
+	assert_int_equal(load(x, 5, ARGV("--exec", "py=python3 w.py",
+					 "--exec-workers", "p y=2"), no_env), -EINVAL);
+	assert_string_equal(x->err, "--exec-workers: expected N or NAME=N with NAME an exec"
+			    " pool's name (A-Z a-z 0-9 _ -), got \"p y=2\"");
+	assert_int_equal(load(x, 3, ARGV("--exec", "py=python3 w.py"), env), -EINVAL);
+	assert_string_equal(x->err, "FORKPOOL_EXEC_MAX_RSS_MB (exec pool py): expected N or"
+			    " NAME=N with N a non-negative integer, got \"py=lots\"");
+
+	/* A pool nobody defined, wherever it was named. */
+	assert_int_equal(load(x, 5, ARGV("--exec", "py=python3 w.py",
+					 "--exec-task-timeout", "pyy=100"), no_env), -EINVAL);
+	assert_string_equal(x->err, "--exec-task-timeout: no exec pool is named \"pyy\" (--exec"
+			    " or --exec-shell pyy=COMMAND makes one)");
+	const char *path = write_file(x, "exec-max-tasks-per-child = ocr=5\n");
+	char cfg[512];
+
+	snprintf(cfg, sizeof(cfg), "--config=%s", path);
+	assert_int_equal(load(x, 2, ARGV(cfg), no_env), -EINVAL);
+	snprintf(cfg, sizeof(cfg), "%s:1: exec-max-tasks-per-child: no exec pool is named"
+		 " \"ocr\"", path);
+	assert_non_null(strstr(x->err, cfg));
+
+	/* A jitter with nothing to spread, as for --max-tasks-jitter. */
+	assert_int_equal(load(x, 5, ARGV("--exec", "py=python3 w.py",
+					 "--exec-max-tasks-jitter", "py=10"), no_env), -EINVAL);
+	assert_string_equal(x->err, "--exec-max-tasks-jitter: exec pool py has no max tasks per"
+			    " child to spread (--exec-max-tasks-per-child py=N or"
+			    " --max-tasks-per-child)");
+	assert_int_equal(load(x, 7, ARGV("--exec", "py=python3 w.py", "--max-tasks-per-child",
+					 "500", "--exec-max-tasks-jitter", "py=10"), no_env), 0);
 }
 
 static void file_is_weakest_and_reports_its_line(void **state)
@@ -375,6 +486,9 @@ int main(void)
 		T(file_errors_name_path_line_and_key),
 		T(modules_are_limited),
 		T(exec_pools_are_named_commands),
+		T(exec_pools_have_their_own_limits),
+		T(exec_limits_from_environment_and_file),
+		T(bad_exec_limits_name_the_option_and_the_pool),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,8 +5,10 @@ Run by meson once per backend:
     test_exec.py --forkpoold build/server/forkpoold --loop uring|epoll [unittest args]
 """
 
+import itertools
 import os
 import signal
+import subprocess
 import sys
 import unittest
 
@@ -86,6 +88,59 @@ class ExecApiTest(DaemonTestCase):
         for pid in old:
             wait_until(lambda: process_gone(pid), 10, what="old program %d gone" % pid)
         self.assertEqual(self.apply("py.square", 4)["result"], 16)
+
+
+class ExecLimitsApiTest(DaemonTestCase):
+    """An exec pool with limits of its own, beside C workers with others."""
+    daemon_args = ("--exec", "py=python3 %s" % PYWORKER, "--exec-workers", "1",
+                   "--max-tasks-per-child", "1000",
+                   "--exec-max-tasks-per-child", "py=3", "--exec-task-timeout", "py=400")
+    daemon_kwargs = {"workers": 1}
+    grandchild = None
+
+    def tearDown(self):
+        if self.grandchild:
+            try:
+                os.kill(self.grandchild, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def test_workers_show_each_pools_limit(self):
+        self.apply("py.square", 1)
+        limits = {str(w["pool"]): w["tasks_limit"] for w in self.daemon.workers()}
+        self.assertEqual(limits, {"None": 1000, "py": 3})
+
+    def test_own_max_tasks_and_timeout(self):
+        # Each program answers exactly 3 (the first and last runs may be cut).
+        pids = [self.apply("py.pid", None)["result"] for _ in range(7)]
+        runs = [len(list(g)) for _, g in itertools.groupby(pids)]
+        self.assertGreaterEqual(len(runs), 3, pids)
+        self.assertEqual(runs[1:-1], [3] * (len(runs) - 2), pids)
+        self.assertLessEqual(max(runs), 3, pids)
+        c_pids = {self.apply("pid", None)["result"] for _ in range(5)}
+        self.assertEqual(len(c_pids), 1, c_pids)
+        job = self.apply("py.hang", None)
+        self.assertEqual(job["error"]["type"], "timeout", job)
+        self.assertIn("400 ms", job["error"]["message"])
+        self.assertEqual(self.apply("sleep", 600)["result"], 600)
+
+    def test_the_programs_children_end_with_it(self):
+        self.grandchild = self.apply("py.spawn", None)["result"]
+        shim = self.apply("py.ppid", None)["result"]
+        self.assertFalse(process_gone(self.grandchild))
+        os.kill(shim, signal.SIGKILL)
+        wait_until(lambda: process_gone(self.grandchild), 10, what="the program's child gone")
+        self.assertEqual(self.apply("py.square", 6)["result"], 36)
+
+
+class ExecLimitsConfigTest(unittest.TestCase):
+    def test_an_unknown_pool_is_refused_by_name(self):
+        out = subprocess.run(
+            [harness.FORKPOOLD, "--listen", "127.0.0.1:0", "--exec", "py=python3 w.py",
+             "--exec-task-timeout", "ocr=60000"],
+            capture_output=True, timeout=30, text=True)
+        self.assertEqual(out.returncode, 2, out.stderr)
+        self.assertIn('--exec-task-timeout: no exec pool is named "ocr"', out.stderr)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,82 @@
+/*
+ * What the configuration's files share: the table of settings, the loading
+ * context, and the value checks. config.c reads the sources, config_value.c
+ * checks single values, config_exec.c the exec pools' settings.
+ */
+#ifndef FP_SERVER_CONFIG_IMPL_H
+#define FP_SERVER_CONFIG_IMPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+enum fp__config_kind {
+	K_UINT,      /* a whole number in [min, max] */
+	K_SIZE,      /* bytes, with an optional k/m/g suffix (binary) */
+	K_LIST,      /* repeatable string: listen, module, exec, exec-shell */
+	K_EXEC_UINT, /* repeatable N or NAME=N, N in [min, max]: an exec pool's own */
+	K_PATH,      /* one string */
+	K_LOOP,
+	K_LEVEL,
+	K_FORMAT,
+	K_CONFIG,    /* --config: flags and environment only */
+	K_HELP,      /* flags only, take no value */
+	K_VERSION,
+};
+
+/* Where a value came from, weakest first. */
+enum fp__config_source { SRC_DEFAULT, SRC_FILE, SRC_ENV, SRC_FLAG };
+
+struct fp__config_setting {
+	const char *name;       /* flag without "--"; file key; env after FORKPOOL_ */
+	enum fp__config_kind kind;
+	size_t off;             /* into struct fp_config */
+	uint64_t min, max;      /* K_UINT, K_SIZE, K_EXEC_UINT */
+	const char *metavar;
+	const char *help;
+};
+
+#define FP__CONFIG_OFF(field) offsetof(struct fp_config, field)
+
+struct fp__config_ctx {
+	struct fp_config *c;
+	enum fp__config_source *list_src;   /* per setting, K_LIST: who filled it */
+	char *errbuf;
+	size_t errlen;
+};
+
+/* `where` names the flag, variable or file line; the rest says what. -EINVAL. */
+int fp__config_fail(struct fp__config_ctx *x, const char *where, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/*
+ * A value quoted back in a message: cut when long, control bytes shown as
+ * '?', so the message stays one line.
+ */
+const char *fp__config_quote(const char *v, char *buf, size_t len);
+
+/* Decimal digits only: no sign, no blanks, no hex, no overflow. */
+int fp__config_parse_u64(const char *s, uint64_t *out, const char **end);
+
+/* config_value.c: one value of a kind, checked and stored. */
+int fp__config_set_uint(struct fp__config_ctx *x, const struct fp__config_setting *s,
+			const char *where, const char *v);
+int fp__config_set_size(struct fp__config_ctx *x, const struct fp__config_setting *s,
+			const char *where, const char *v);
+int fp__config_set_string(struct fp__config_ctx *x, const struct fp__config_setting *s,
+			  const char *where, const char *v);
+/* The shapes fp_http_listen() takes; the socket layer has the last word. */
+int fp__config_check_listen(struct fp__config_ctx *x, const char *where, const char *v);
+
+/* config_exec.c */
+/* NAME=COMMAND: a name fit for a task prefix, and a command. */
+int fp__config_check_exec(struct fp__config_ctx *x, const char *where, const char *v);
+/* N or NAME=N for a K_EXEC_UINT setting: the later value for the same key wins. */
+int fp__config_set_exec_uint(struct fp__config_ctx *x, const struct fp__config_setting *s,
+			     const char *where, const char *v);
+/* After every source: each NAME names an exec pool, and what goes together. */
+int fp__config_check_exec_pools(struct fp__config_ctx *x);
+
+#endif
