@@ -214,9 +214,10 @@ static _Noreturn void shim_exit(struct shim *s, int code)
 /* --- signals ------------------------------------------------------------- */
 
 /*
- * SIGTERM: the master's (a timeout, a shutdown) is meant for the program and
- * what it started; the one we send the group comes back to us, and is not
- * passed on again. SIGCHLD: the program may have died.
+ * SIGTERM: the master's (a timeout's first step) is meant for the program
+ * and what it started. One from inside the group is not passed on: ours to
+ * the group comes back to us, and a script's `kill 0` reached them all.
+ * SIGCHLD: the program may have died.
  */
 static void read_signals(struct shim *s)
 {
@@ -224,7 +225,8 @@ static void read_signals(struct shim *s)
 	int status;
 
 	while (read(s->sig_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-		if (si.ssi_signo != SIGTERM || si.ssi_pid == (uint32_t)getpid())
+		if (si.ssi_signo != SIGTERM || si.ssi_pid == (uint32_t)getpid() ||
+		    (s->pgid > 1 && getpgid((pid_t)si.ssi_pid) == s->pgid))
 			continue;
 		if (s->pgid > 1)
 			kill(-s->pgid, SIGTERM);
@@ -693,12 +695,13 @@ static void wait_for_master(struct shim *s, struct fp_frame_reader *reader, char
 		ssize_t n;
 
 		if (s->start < s->len || s->out_eof || s->reaped) {
-			if (next_line(s, 1, &line, &len) == 1) {
+			/* Alive: only what is buffered. Dead: all it wrote, then EOF. */
+			if (next_line(s, s->reaped ? 0 : 1, &line, &len) == 1) {
 				quote_line(line, len, q, sizeof(q));
 				program_failed(s, FP_ITEM_BAD_OUTPUT, "worker program (pid %d) wrote "
 					       "a line while it had no task: %s", (int)s->prog, q);
 			}
-			if (s->out_eof)
+			if (s->out_eof || s->reaped)
 				program_gone(s, " while it had no task");
 		}
 		if (poll(pfd, 3, -1) < 0) {

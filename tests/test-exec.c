@@ -575,6 +575,11 @@ static void bad_exec_limits_are_refused(void **state)
 
 /* --- process groups: what the program starts ends with it --------------- */
 
+static int logged_exit_between_tasks(void *data)
+{
+	return log_has("exited with status 4 while it had no task");
+}
+
 /* The program's child, started by py.spawn; killed by pid in any case. */
 static pid_t grandchild = -1;
 
@@ -633,6 +638,20 @@ static void grandchild_ends_when_the_program_crashes(void **state)
 	apply_fails(p, "py.crash", "null", NULL, FP_ITEM_CRASH, "killed by SIGSEGV");
 	assert_true(fp_test_run_until(p, dead, &grandchild, 5000));
 	apply_ok(p, "py.square", "5", "25");
+	fp_pool_free(p);
+}
+
+static void grandchild_ends_when_the_program_exits_between_tasks(void **state)
+{
+	fp_pool *p = pool_with_grandchild(0);
+	pid_t prog = apply_pid(p, NULL);
+
+	/* Its stdout stays open (the grandchild): the exit is seen from SIGCHLD. */
+	assert_int_equal(apply_int(p, "py.exit_soon", "4"), 4);
+	assert_true(fp_test_run_until(p, dead, &grandchild, 5000));
+	assert_true(fp_test_run_until(p, dead, &prog, 5000));
+	assert_true(fp_test_run_until(p, logged_exit_between_tasks, NULL, 5000));
+	assert_true(apply_pid(p, NULL) != prog);
 	fp_pool_free(p);
 }
 
@@ -704,6 +723,8 @@ int main(void)
 		cmocka_unit_test_teardown(grandchild_ends_when_the_program_times_out,
 					  teardown_grandchild),
 		cmocka_unit_test_teardown(grandchild_ends_when_the_program_crashes,
+					  teardown_grandchild),
+		cmocka_unit_test_teardown(grandchild_ends_when_the_program_exits_between_tasks,
 					  teardown_grandchild),
 		cmocka_unit_test_teardown(grandchild_ends_when_the_shim_is_sigkilled,
 					  teardown_grandchild),
