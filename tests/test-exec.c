@@ -456,10 +456,10 @@ static void own_max_tasks_per_child_recycles_after_exactly_k(void **state)
 	o.max_tasks_per_child = 1000;
 	o.max_tasks_jitter = 500;
 	o.exec[0].max_tasks_per_child = 3;
-	p = pool_with(&o);
+	p = fp_test_pool_with(&o);
 	c_before = c_pid(p);
 	for (int i = 0; i < 7; i++)
-		pids[i] = apply_pid(p, NULL);
+		pids[i] = fp_test_apply_pid(p, "py.pid", NULL);
 	/* Exactly 3: the pool's jitter spreads the pool's limit, not this one. */
 	assert_int_equal(pids[0], pids[1]);
 	assert_int_equal(pids[1], pids[2]);
@@ -476,13 +476,13 @@ static void own_max_tasks_per_child_recycles_after_exactly_k(void **state)
 	test_options(&o, 1);
 	o.max_tasks_per_child = 2;
 	o.exec[0].max_tasks_per_child = FP_EXEC_NO_LIMIT;
-	p = pool_with(&o);
-	pids[0] = apply_pid(p, NULL);
+	p = fp_test_pool_with(&o);
+	pids[0] = fp_test_apply_pid(p, "py.pid", NULL);
 	c_before = c_pid(p);
 	c_pid(p);
 	assert_true(c_pid(p) != c_before);
 	for (int i = 0; i < 6; i++)
-		assert_int_equal(apply_pid(p, NULL), pids[0]);
+		assert_int_equal(fp_test_apply_pid(p, "py.pid", NULL), pids[0]);
 	fp_pool_free(p);
 }
 
@@ -496,8 +496,8 @@ static void tasks_limit_shows_the_pools_own(void **state)
 	test_options(&o, 1);
 	o.max_tasks_per_child = 1000;
 	o.exec[0].max_tasks_per_child = 7;
-	p = pool_with(&o);
-	apply_pid(p, NULL);
+	p = fp_test_pool_with(&o);
+	fp_test_apply_pid(p, "py.pid", NULL);
 	n = fp_pool_workers(p, ws, 4);
 	assert_true(n >= 2 && n <= 4);
 	for (size_t i = 0; i < n; i++)
@@ -514,7 +514,7 @@ static void own_timeout_shorter_and_longer_than_the_pools(void **state)
 	test_options(&o, 1);
 	o.timeout_ms = 60000;
 	o.exec[0].timeout_ms = 300;
-	p = pool_with(&o);
+	p = fp_test_pool_with(&o);
 	apply_fails(p, "py.hang", "null", NULL, FP_ITEM_TIMEOUT, "killed by SIGTERM");
 	apply_ok(p, "sleep", "500", "500");
 	fp_pool_free(p);
@@ -523,7 +523,7 @@ static void own_timeout_shorter_and_longer_than_the_pools(void **state)
 	test_options(&o, 1);
 	o.timeout_ms = 300;
 	o.exec[0].timeout_ms = 60000;
-	p = pool_with(&o);
+	p = fp_test_pool_with(&o);
 	apply_ok(p, "py.sleep", "700", "700");
 	apply_fails(p, "sleep", "700", NULL, FP_ITEM_TIMEOUT, "300 ms");
 	fp_pool_free(p);
@@ -532,7 +532,7 @@ static void own_timeout_shorter_and_longer_than_the_pools(void **state)
 	test_options(&o, 1);
 	o.timeout_ms = 300;
 	o.exec[0].timeout_ms = FP_EXEC_NO_LIMIT;
-	p = pool_with(&o);
+	p = fp_test_pool_with(&o);
 	apply_ok(p, "py.sleep", "700", "700");
 	fp_pool_free(p);
 }
@@ -545,16 +545,16 @@ static void own_max_rss_retires_a_growing_program(void **state)
 
 	test_options(&o, 1);
 	o.exec[0].max_rss_bytes = 96u << 20;
-	p = pool_with(&o);
+	p = fp_test_pool_with(&o);
 	c_before = c_pid(p);
-	first = apply_pid(p, NULL);
+	first = fp_test_apply_pid(p, "py.pid", NULL);
 	/* 40 MiB more each time: under 96 MiB at first, over it soon. */
 	apply_int(p, "py.grow", "40");
-	assert_int_equal(apply_pid(p, NULL), first);
+	assert_int_equal(fp_test_apply_pid(p, "py.pid", NULL), first);
 	apply_int(p, "py.grow", "40");
 	apply_int(p, "py.grow", "40");
-	assert_true(apply_pid(p, NULL) != first);
-	assert_true(log_has("recycled: rss"));
+	assert_true(fp_test_apply_pid(p, "py.pid", NULL) != first);
+	assert_true(fp_test_log_has("recycled: rss"));
 	/* The C worker has no RSS limit and allocates more than that, unharmed. */
 	apply_ok(p, "alloc", "150", NULL);
 	assert_int_equal(c_pid(p), c_before);
@@ -577,7 +577,7 @@ static void bad_exec_limits_are_refused(void **state)
 
 static int logged_exit_between_tasks(void *data)
 {
-	return log_has("exited with status 4 while it had no task");
+	return fp_test_log_has("exited with status 4 while it had no task");
 }
 
 /* The program's child, started by py.spawn; killed by pid in any case. */
@@ -598,7 +598,7 @@ static fp_pool *pool_with_grandchild(uint64_t max_tasks)
 
 	test_options(&o, 1);
 	o.exec[0].max_tasks_per_child = max_tasks;
-	p = pool_with(&o);
+	p = fp_test_pool_with(&o);
 	grandchild = apply_int(p, "py.spawn", "null");
 	assert_true(grandchild > 1);
 	assert_false(dead(&grandchild));
@@ -644,44 +644,45 @@ static void grandchild_ends_when_the_program_crashes(void **state)
 static void grandchild_ends_when_the_program_exits_between_tasks(void **state)
 {
 	fp_pool *p = pool_with_grandchild(0);
-	pid_t prog = apply_pid(p, NULL);
+	pid_t prog = fp_test_apply_pid(p, "py.pid", NULL);
 
 	/* Its stdout stays open (the grandchild): the exit is seen from SIGCHLD. */
 	assert_int_equal(apply_int(p, "py.exit_soon", "4"), 4);
 	assert_true(fp_test_run_until(p, dead, &grandchild, 5000));
 	assert_true(fp_test_run_until(p, dead, &prog, 5000));
 	assert_true(fp_test_run_until(p, logged_exit_between_tasks, NULL, 5000));
-	assert_true(apply_pid(p, NULL) != prog);
+	assert_true(fp_test_apply_pid(p, "py.pid", NULL) != prog);
 	fp_pool_free(p);
 }
 
 static void grandchild_ends_when_the_shim_is_sigkilled(void **state)
 {
 	fp_pool *p = pool_with_grandchild(0);
-	pid_t prog = apply_pid(p, NULL), shim = apply_int(p, "py.ppid", "null");
+	pid_t prog = fp_test_apply_pid(p, "py.pid", NULL), shim = apply_int(p, "py.ppid", "null");
 
 	/* PDEATHSIG takes the program; only the group kill takes its child. */
 	assert_true(shim > 1 && shim != getpid());
 	assert_int_equal(kill(shim, SIGKILL), 0);
 	assert_true(fp_test_run_until(p, dead, &grandchild, 5000));
 	assert_true(fp_test_run_until(p, dead, &prog, 5000));
-	assert_true(apply_pid(p, NULL) != prog);
+	assert_true(fp_test_apply_pid(p, "py.pid", NULL) != prog);
 	fp_pool_free(p);
 }
 
 static void grandchild_ends_when_its_call_is_cancelled(void **state)
 {
 	fp_pool *p = pool_with_grandchild(0);
-	struct one o = { .pool = p };
+	struct fp_test_collect c;
 	uint64_t id;
 
-	assert_int_equal(fp_pool_apply_async(p, "py.sleep", "20000", 5, NULL, one_item, one_done,
-					     &o, &id), 0);
+	fp_test_collect_init(&c, p, 1);
+	assert_int_equal(fp_pool_apply_async(p, "py.sleep", "20000", 5, NULL, fp_test_collect_item,
+					     fp_test_collect_done, &c, &id), 0);
 	assert_true(fp_test_run_until(p, running, p, 5000));
 	assert_int_equal(fp_pool_cancel(p, id), 0);
-	assert_true(fp_test_run_until(p, one_finished, &o, 5000));
-	assert_int_equal(o.r.status, FP_ITEM_CANCELLED);
-	free(o.message);
+	assert_true(fp_test_run_until(p, fp_test_collected, &c, 5000));
+	assert_int_equal(c.r[0].status, FP_ITEM_CANCELLED);
+	fp_test_collect_free(&c);
 	assert_true(fp_test_run_until(p, dead, &grandchild, 5000));
 	fp_pool_free(p);
 }
