@@ -253,21 +253,39 @@ static int wbuf_reserve(struct fp_worker *w, size_t len)
 	return 0;
 }
 
+/*
+ * Whether a segment goes as one TASKS frame: two items or more, to a worker
+ * that reads them (an exec pool's shim speaks per-item frames), within what
+ * the worker's reader takes.
+ */
+static bool seg_packed(const fp_pool *p, const struct fp_seg *g, size_t args_total)
+{
+	return g->count >= 2 && !p->exec && g->call->name_len > 0 &&
+	       fp_frame_tasks_len(g->count, g->call->name_len, args_total) <= p->opts.max_payload;
+}
+
 static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t nsegs)
 {
 	fp_pool *p = w->pool;
 	struct iovec iov[2];
 	uint64_t base = p->next_frame_id, id = base, timeout;
-	size_t total = 0, i;
+	size_t total = 0, i, args_total[FP_BATCH_MAX];
 	uint32_t s, count = 0;
 	int iovcnt = 1, err;
 	char *dst;
 
 	for (s = 0; s < nsegs; s++) {
 		const struct fp_call *call = segs[s].call;
+
+		args_total[s] = 0;
 		for (i = 0; i < segs[s].count; i++)
-			total += FP_FRAME_HEADER_SIZE + call->name_len + 1 +
-				 call->items[segs[s].first + i].args_len;
+			args_total[s] += call->items[segs[s].first + i].args_len;
+		if (seg_packed(p, &segs[s], args_total[s]))
+			total += FP_FRAME_HEADER_SIZE +
+				 fp_frame_tasks_len(segs[s].count, call->name_len, args_total[s]);
+		else
+			total += segs[s].count * (FP_FRAME_HEADER_SIZE + call->name_len + 1) +
+				 args_total[s];
 		count += segs[s].count;
 	}
 
@@ -287,6 +305,21 @@ static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t n
 		dst = w->wbuf;
 		for (s = 0; s < nsegs; s++) {
 			const struct fp_call *call = segs[s].call;
+
+			if (seg_packed(p, &segs[s], args_total[s])) {
+				dst = fp_frame_put_tasks(
+					dst, id, segs[s].count, call->task, call->name_len,
+					(uint32_t)fp_frame_tasks_len(segs[s].count, call->name_len,
+								     args_total[s]),
+					(call->stage ? FP_FRAME_STREAM : 0) |
+						(s + 1 == nsegs ? FP_FRAME_FLUSH : 0));
+				for (i = 0; i < segs[s].count; i++) {
+					struct fp_item *it = &call->items[segs[s].first + i];
+					dst = fp_frame_put_tasks_item(dst, it->args, it->args_len);
+				}
+				id += segs[s].count;
+				continue;
+			}
 			for (i = 0; i < segs[s].count; i++) {
 				struct fp_item *it = &call->items[segs[s].first + i];
 				dst = put_task_header(dst, id, call, it->args_len,

@@ -16,6 +16,47 @@ void fp_frame_header_init(struct fp_frame_header *h, enum fp_frame_type type,
 	h->id = id;
 }
 
+char *fp_frame_put_tasks(char *dst, uint64_t id0, uint32_t n, const char *name,
+			 uint32_t name_len, uint32_t len, uint32_t flags)
+{
+	struct fp_frame_header h;
+	struct fp_frame_pack k = { .n = n, .name_len = name_len };
+
+	fp_frame_header_init(&h, FP_FRAME_TASKS, id0, len, flags);
+	memcpy(dst, &h, sizeof(h));
+	memcpy(dst + sizeof(h), &k, sizeof(k));
+	memcpy(dst + sizeof(h) + sizeof(k), name, name_len);
+	return dst + sizeof(h) + sizeof(k) + name_len;
+}
+
+char *fp_frame_put_tasks_item(char *dst, const void *args, uint32_t args_len)
+{
+	memcpy(dst, &args_len, sizeof(args_len));
+	memcpy(dst + sizeof(args_len), args, args_len);
+	return dst + sizeof(args_len) + args_len;
+}
+
+char *fp_frame_put_results(char *dst, uint64_t id0, uint32_t n, uint32_t len,
+			   uint32_t rss_kib)
+{
+	struct fp_frame_header h;
+	struct fp_frame_pack k = { .n = n, .name_len = 0 };
+
+	fp_frame_header_init(&h, FP_FRAME_RESULTS, id0, len, 0);
+	h.rss_kib = rss_kib;
+	memcpy(dst, &h, sizeof(h));
+	memcpy(dst + sizeof(h), &k, sizeof(k));
+	return dst + sizeof(h) + sizeof(k);
+}
+
+char *fp_frame_put_results_item(char *dst, uint32_t flags, const void *value, uint32_t len)
+{
+	memcpy(dst, &flags, sizeof(flags));
+	memcpy(dst + sizeof(flags), &len, sizeof(len));
+	memcpy(dst + sizeof(flags) + sizeof(len), value, len);
+	return dst + sizeof(flags) + sizeof(len) + len;
+}
+
 int fp_frame_header_check(const struct fp_frame_header *h, size_t max_payload)
 {
 	if (h->magic != FP_FRAME_MAGIC || h->type == 0 || h->type >= FP_FRAME_TYPE_MAX_)
@@ -34,6 +75,7 @@ void fp_frame_reader_init(struct fp_frame_reader *r, size_t max_payload)
 void fp_frame_reader_deinit(struct fp_frame_reader *r)
 {
 	free(r->buf);
+	free(r->name);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -86,6 +128,93 @@ int fp_frame_reader_feed(struct fp_frame_reader *r, const void *data, size_t n)
 	return 0;
 }
 
+/*
+ * Check a whole packed frame: its items' lengths must add up to its payload
+ * exactly, so that no item is handed out of a frame that turns out bad.
+ */
+static int pack_check(const struct fp_frame_header *h, const char *payload,
+		      struct fp_frame_pack *k)
+{
+	size_t entry = h->type == FP_FRAME_TASKS ? FP_FRAME_TASKS_ENTRY : FP_FRAME_RESULTS_ENTRY;
+	size_t left = h->len, at;
+	uint32_t i, len;
+
+	if (left < sizeof(*k))
+		return -EPROTO;
+	memcpy(k, payload, sizeof(*k));
+	left -= sizeof(*k);
+	if (k->n == 0 || k->name_len > left ||
+	    (h->type == FP_FRAME_TASKS) != (k->name_len > 0) ||
+	    memchr(payload + sizeof(*k), '\0', k->name_len))
+		return -EPROTO;
+	left -= k->name_len;
+	at = sizeof(*k) + k->name_len;
+	for (i = 0; i < k->n; i++) {
+		if (left < entry)
+			return -EPROTO;
+		memcpy(&len, payload + at + entry - sizeof(len), sizeof(len));
+		left -= entry;
+		if (len > left)
+			return -EPROTO;
+		left -= len;
+		at += entry + len;
+	}
+	return left == 0 ? 0 : -EPROTO;
+}
+
+/* Open a packed frame at pos (whole in the buffer): its items come next. */
+static int pack_open(struct fp_frame_reader *r, const struct fp_frame_header *h)
+{
+	const char *payload = r->buf + r->pos + FP_FRAME_HEADER_SIZE;
+	struct fp_frame_pack k;
+	int err;
+
+	err = pack_check(h, payload, &k);
+	if (err)
+		return err;
+	if (h->type == FP_FRAME_TASKS) {
+		if (k.name_len + 1 > r->name_cap) {
+			char *name = realloc(r->name, k.name_len + 1);
+			if (!name)
+				return -ENOMEM;
+			r->name = name;
+			r->name_cap = k.name_len + 1;
+		}
+		memcpy(r->name, payload + sizeof(k), k.name_len);
+		r->name[k.name_len] = '\0';
+	}
+	r->pack_type = h->type;
+	r->pack_left = k.n;
+	r->pack_flags = h->flags;
+	r->pack_rss = h->rss_kib;
+	r->pack_id = h->id;
+	r->pos += FP_FRAME_HEADER_SIZE + sizeof(k) + k.name_len;
+	return 0;
+}
+
+/* The open packed frame's next item, as a frame of its own. */
+static void pack_next(struct fp_frame_reader *r, struct fp_frame_header *h)
+{
+	uint32_t flags = 0, len;
+	int last = --r->pack_left == 0;
+
+	if (r->pack_type == FP_FRAME_TASKS) {
+		memcpy(&len, r->buf + r->pos, sizeof(len));
+		r->pos += FP_FRAME_TASKS_ENTRY;
+		flags = r->pack_flags & (FP_FRAME_STREAM | (last ? FP_FRAME_FLUSH : 0));
+		fp_frame_header_init(h, FP_FRAME_TASK, r->pack_id++, len, flags);
+		r->item_name = r->name;
+	} else {
+		memcpy(&flags, r->buf + r->pos, sizeof(flags));
+		memcpy(&len, r->buf + r->pos + sizeof(flags), sizeof(len));
+		r->pos += FP_FRAME_RESULTS_ENTRY;
+		fp_frame_header_init(h, FP_FRAME_RESULT, r->pack_id++, len, flags);
+		h->rss_kib = last ? r->pack_rss : 0;
+	}
+	if (last)
+		r->pack_type = 0;
+}
+
 int fp_frame_reader_next(struct fp_frame_reader *r, struct fp_frame_header *h,
 			 const char **payload)
 {
@@ -95,23 +224,37 @@ int fp_frame_reader_next(struct fp_frame_reader *r, struct fp_frame_header *h,
 	int err;
 
 	reader_restore(r);
-	if (avail < FP_FRAME_HEADER_SIZE)
-		return 0;
-	memcpy(h, r->buf + r->pos, FP_FRAME_HEADER_SIZE);
-	err = fp_frame_header_check(h, r->max_payload);
-	if (err)
-		return err;
-	total = FP_FRAME_HEADER_SIZE + (size_t)h->len;
-	if (avail < total) {
-		/*
-		 * Grow to the whole frame now: one allocation for a 64 MiB
-		 * payload instead of a doubling series as it trickles in.
-		 */
-		err = reader_reserve(r, r->pos + total + 1);
-		return err ? err : 0;
+	r->item_name = NULL;
+	/* An open packed frame was checked whole: its items are all here. */
+	if (!r->pack_type) {
+		if (avail < FP_FRAME_HEADER_SIZE)
+			return 0;
+		memcpy(h, r->buf + r->pos, FP_FRAME_HEADER_SIZE);
+		err = fp_frame_header_check(h, r->max_payload);
+		if (err)
+			return err;
+		total = FP_FRAME_HEADER_SIZE + (size_t)h->len;
+		if (avail < total) {
+			/*
+			 * Grow to the whole frame now: one allocation for a 64 MiB
+			 * payload instead of a doubling series as it trickles in.
+			 */
+			err = reader_reserve(r, r->pos + total + 1);
+			return err ? err : 0;
+		}
+		if (h->type != FP_FRAME_TASKS && h->type != FP_FRAME_RESULTS) {
+			p = r->buf + r->pos + FP_FRAME_HEADER_SIZE;
+			r->pos += total;
+			goto out;
+		}
+		err = pack_open(r, h);
+		if (err)
+			return err;
 	}
-	p = r->buf + r->pos + FP_FRAME_HEADER_SIZE;
-	r->pos += total;
+	pack_next(r, h);
+	p = r->buf + r->pos;
+	r->pos += h->len;
+out:
 	/*
 	 * Terminate the payload in place. The byte after it may be the next
 	 * frame's first: keep it aside and put it back on the next call.

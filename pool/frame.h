@@ -17,6 +17,31 @@
  * Every TASK is answered by exactly one end frame (RESULT or ERROR), in the
  * order the tasks were sent.
  *
+ * Packed frames. Quick items travel many to a frame, since the per-frame
+ * work (a 24-byte header made, checked and dispatched per item each way) is
+ * the master's largest cost on trivial tasks:
+ *
+ *   master -> worker   TASKS    id = first item's id; flags as a TASK's, FLUSH
+ *                               meaning its last item ends the chunk; payload
+ *                               = struct fp_frame_pack, the task name once
+ *                               (name_len bytes, no NUL), then per item a
+ *                               uint32_t args length and the args
+ *   worker -> master   RESULTS  id = first item's id; rss_kib as a RESULT's;
+ *                               payload = struct fp_frame_pack (name_len 0),
+ *                               then per item a uint32_t flags (a RESULT's:
+ *                               NOVALUE, RETIRE, run time bits), a uint32_t
+ *                               length and the JSON value
+ *
+ * A TASKS frame covers one segment of a chunk (consecutive items of one
+ * call); the master sends per-item TASK frames where it does not pack (one
+ * item, args too big to copy, an exec pool: its shim speaks per-item frames).
+ * A worker packs consecutive RESULTs it sends together; an EMIT or ERROR
+ * goes out on its own and ends the pack. The reader (below) checks a packed
+ * frame whole, refusing it with -EPROTO if its lengths do not add up exactly,
+ * and then hands out its items as if each had come in a TASK or RESULT frame
+ * of its own, with ids counting up from the packed frame's: so everything
+ * after the reader sees the same frames either way.
+ *
  * Outputs. Without FP_FRAME_STREAM (map, apply) the worker gathers a
  * generator's outputs into one JSON array, the RESULT's value. With it (a
  * pipeline stage) each output goes out as an EMIT frame as soon as the task
@@ -64,6 +89,8 @@ enum fp_frame_type {
 	FP_FRAME_RESULT,
 	FP_FRAME_ERROR,
 	FP_FRAME_EMIT,
+	FP_FRAME_TASKS,
+	FP_FRAME_RESULTS,
 	FP_FRAME_TYPE_MAX_,
 };
 
@@ -95,6 +122,15 @@ struct fp_frame_header {
 _Static_assert(sizeof(struct fp_frame_header) == FP_FRAME_HEADER_SIZE,
 	       "frame header layout");
 
+/* What a packed frame's payload starts with. */
+struct fp_frame_pack {
+	uint32_t n;         /* items, at least 1 */
+	uint32_t name_len;  /* TASKS: the task name's bytes that follow; RESULTS: 0 */
+};
+
+#define FP_FRAME_TASKS_ENTRY 4u     /* per item: uint32_t args length */
+#define FP_FRAME_RESULTS_ENTRY 8u   /* per item: uint32_t flags, uint32_t length */
+
 /* Fill a header; `len` is the payload size. */
 void fp_frame_header_init(struct fp_frame_header *h, enum fp_frame_type type,
 			  uint64_t id, uint32_t len, uint32_t flags);
@@ -106,11 +142,51 @@ void fp_frame_header_init(struct fp_frame_header *h, enum fp_frame_type type,
 int fp_frame_header_check(const struct fp_frame_header *h, size_t max_payload);
 
 /*
+ * Writing packed frames. The payload's size: a TASKS frame of n items of
+ * args_total bytes in all, a RESULTS frame of n values of value_total bytes.
+ */
+static inline size_t fp_frame_tasks_len(uint32_t n, size_t name_len, size_t args_total)
+{
+	return sizeof(struct fp_frame_pack) + name_len + (size_t)n * FP_FRAME_TASKS_ENTRY +
+	       args_total;
+}
+
+static inline size_t fp_frame_results_len(uint32_t n, size_t value_total)
+{
+	return sizeof(struct fp_frame_pack) + (size_t)n * FP_FRAME_RESULTS_ENTRY + value_total;
+}
+
+/* Header and fp_frame_pack of a TASKS frame; returns where the first item goes. */
+char *fp_frame_put_tasks(char *dst, uint64_t id0, uint32_t n, const char *name,
+			 uint32_t name_len, uint32_t len, uint32_t flags);
+/* One item of a TASKS frame; returns where the next goes. */
+char *fp_frame_put_tasks_item(char *dst, const void *args, uint32_t args_len);
+/* Header and fp_frame_pack of a RESULTS frame; returns where the first item goes. */
+char *fp_frame_put_results(char *dst, uint64_t id0, uint32_t n, uint32_t len,
+			   uint32_t rss_kib);
+/* One item of a RESULTS frame; returns where the next goes. */
+char *fp_frame_put_results_item(char *dst, uint32_t flags, const void *value, uint32_t len);
+
+/*
  * Reassembles frames from a byte stream. Payloads are NUL-terminated in the
  * reader's buffer (the NUL is not counted) and stay valid until the next
  * call to fp_frame_reader_feed() or _next().
+ *
+ * A packed frame comes out item by item: a TASKS frame's as TASK frames
+ * whose payload is the args alone, `item_name` then being the task name
+ * (NUL-terminated, valid until the next call to _next()); a RESULTS frame's
+ * as RESULT frames, the packed frame's rss_kib on its last. `item_name` is
+ * NULL for a frame that came whole, whose payload is the name, NUL, args.
  */
 struct fp_frame_reader {
+	const char *item_name;
+	char *name;          /* the open TASKS frame's task name */
+	size_t name_cap;
+	uint32_t pack_type;  /* 0, or FP_FRAME_TASKS / _RESULTS while one is open */
+	uint32_t pack_left;  /* its items not yet handed out, from pos on */
+	uint32_t pack_flags;
+	uint32_t pack_rss;
+	uint64_t pack_id;    /* the id of its next item */
 	char *buf;
 	size_t len;          /* bytes held */
 	size_t cap;

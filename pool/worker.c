@@ -37,6 +37,9 @@ struct out_buf {
 	char *data;
 	size_t len, cap;
 	uint64_t oldest_ns;     /* when the first unsent frame was added */
+	char *packed;           /* what goes out instead: RESULTs packed (send_frames) */
+	size_t packed_cap;
+	size_t pack_max;        /* a RESULTS frame's payload at most: the master's limit */
 };
 
 /*
@@ -91,6 +94,7 @@ static uint64_t coarse_ns(void)
 }
 
 static void set_run_time(struct out_buf *out, size_t frame_at, uint64_t ns);
+static void send_frames(int fd, struct out_buf *o, size_t len);
 
 /* A new run starting at `now` (precise). */
 static void run_start(struct clock_run *r, uint64_t now)
@@ -236,7 +240,7 @@ static void stream_flush(struct task_ctx *c)
 	 */
 	if (c->run->n)
 		run_stamp(c->run, o, mono_ns(), 1);
-	fp__worker_send_all(c->args->fd, o->data, c->frame_at);
+	send_frames(c->args->fd, o, c->frame_at);
 	o->len = FP_FRAME_HEADER_SIZE;
 	c->frame_at = 0;
 }
@@ -303,10 +307,69 @@ static const struct fp_task_host worker_host = {
 	.emit = host_emit,
 };
 
+/* The frame at `at`'s header. */
+static struct fp_frame_header header_at(const struct out_buf *o, size_t at)
+{
+	struct fp_frame_header h;
+
+	memcpy(&h, o->data + at, sizeof(h));
+	return h;
+}
+
+/*
+ * Send out's first `len` bytes of frames, consecutive RESULTs (two or more)
+ * packed into one RESULTS frame: the master then checks and dispatches one
+ * header for them all. A packed run is never longer than its frames were.
+ */
+static void send_frames(int fd, struct out_buf *o, size_t len)
+{
+	char *dst;
+	size_t at = 0;
+
+	if (len > o->packed_cap) {
+		char *b = realloc(o->packed, len);
+		if (!b) {
+			/* Unpacked is as right, only slower for the master. */
+			fp__worker_send_all(fd, o->data, len);
+			return;
+		}
+		o->packed = b;
+		o->packed_cap = len;
+	}
+	dst = o->packed;
+	while (at < len) {
+		struct fp_frame_header h = header_at(o, at), e;
+		size_t end = at, values = 0;
+		uint32_t n = 0, rss = 0;
+
+		while (end < len && (e = header_at(o, end)).type == FP_FRAME_RESULT &&
+		       fp_frame_results_len(n + 1, values + e.len) <= o->pack_max) {
+			n++;
+			values += e.len;
+			rss = e.rss_kib ? e.rss_kib : rss;
+			end += FP_FRAME_HEADER_SIZE + e.len;
+		}
+		if (n < 2) {
+			memcpy(dst, o->data + at, FP_FRAME_HEADER_SIZE + h.len);
+			dst += FP_FRAME_HEADER_SIZE + h.len;
+			at += FP_FRAME_HEADER_SIZE + h.len;
+			continue;
+		}
+		dst = fp_frame_put_results(dst, h.id, n,
+					   (uint32_t)fp_frame_results_len(n, values), rss);
+		for (; at < end; at += FP_FRAME_HEADER_SIZE + e.len) {
+			e = header_at(o, at);
+			dst = fp_frame_put_results_item(dst, e.flags,
+							o->data + at + FP_FRAME_HEADER_SIZE, e.len);
+		}
+	}
+	fp__worker_send_all(fd, o->packed, (size_t)(dst - o->packed));
+}
+
 static void out_flush(int fd, struct out_buf *o)
 {
 	if (o->len)
-		fp__worker_send_all(fd, o->data, o->len);
+		send_frames(fd, o, o->len);
 	o->len = 0;
 }
 
@@ -417,8 +480,9 @@ static int check_json(struct task_ctx *c, const char *what, const char *p, size_
  * frame starts in `out`.
  */
 static size_t run_task(const struct fp_worker_args *a, struct out_buf *out,
-		       const struct fp_frame_header *h, const char *payload,
-		       const struct fp_registry_task **last, struct clock_run *run)
+		       const struct fp_frame_header *h, const char *item_name,
+		       const char *payload, const struct fp_registry_task **last,
+		       struct clock_run *run)
 {
 	struct task_ctx c = {
 		.base.host = &worker_host, .args = a, .out = out,
@@ -426,9 +490,8 @@ static size_t run_task(const struct fp_worker_args *a, struct out_buf *out,
 	};
 	const struct fp_registry_task *t;
 	struct fp_frame_header rh;
-	const char *name = payload, *args;
-	size_t name_len = strnlen(payload, h->len);
-	size_t args_len;
+	const char *name = payload, *args = payload;
+	size_t name_len, args_len = h->len;
 	uint32_t flags = 0;
 	int rc;
 
@@ -439,12 +502,18 @@ static size_t run_task(const struct fp_worker_args *a, struct out_buf *out,
 	}
 	out->len += FP_FRAME_HEADER_SIZE;
 
-	if (name_len == h->len) {
-		ctx_error_fmt(&c, FP_ITEM_TASK_ERROR, "task frame without a name");
-		goto done;
+	if (item_name) {
+		/* Out of a TASKS frame: the name came once for all its items. */
+		name = item_name;
+	} else {
+		name_len = strnlen(payload, h->len);
+		if (name_len == h->len) {
+			ctx_error_fmt(&c, FP_ITEM_TASK_ERROR, "task frame without a name");
+			goto done;
+		}
+		args = payload + name_len + 1;
+		args_len = h->len - name_len - 1;
 	}
-	args = payload + name_len + 1;
-	args_len = h->len - name_len - 1;
 	c.name = name;
 	/* A chunk's items are mostly of one task: look it up once. */
 	t = *last && strcmp((*last)->name, name) == 0 ? *last
@@ -557,6 +626,7 @@ _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 	int rc;
 
 	fp_frame_reader_init(&reader, a->max_payload + 256);
+	out.pack_max = a->max_payload;
 	if (fp_registry_worker_init(a->registry, errbuf, sizeof(errbuf)) < 0) {
 		fp_frame_header_init(&h, FP_FRAME_INITFAIL, 0, (uint32_t)strlen(errbuf), 0);
 		fp__worker_send_all(a->fd, &h, sizeof(h));
@@ -597,7 +667,7 @@ _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 			if (out.len == 0)
 				out.oldest_ns = run.start_ns;
 			atomic_store_explicit(&a->shm->current, h.id, memory_order_release);
-			frame_at = run_task(a, &out, &h, payload, &last_task, &run);
+			frame_at = run_task(a, &out, &h, reader.item_name, payload, &last_task, &run);
 			atomic_store_explicit(&a->shm->current, 0, memory_order_release);
 			run.at[run.n++] = frame_at;
 
