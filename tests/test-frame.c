@@ -200,6 +200,219 @@ static void large_payload_in_uneven_pieces(void **state)
 	free(buf);
 }
 
+/* A TASKS frame of `n` items of task `name`, args args[i]. */
+static void put_tasks(char *buf, size_t *off, uint64_t id0, const char *name,
+		      const char *const *args, uint32_t n, uint32_t flags)
+{
+	size_t total = 0;
+	uint32_t i;
+	char *dst;
+
+	for (i = 0; i < n; i++)
+		total += strlen(args[i]);
+	dst = fp_frame_put_tasks(buf + *off, id0, n, name, (uint32_t)strlen(name),
+				 (uint32_t)fp_frame_tasks_len(n, strlen(name), total), flags);
+	for (i = 0; i < n; i++)
+		dst = fp_frame_put_tasks_item(dst, args[i], (uint32_t)strlen(args[i]));
+	*off = (size_t)(dst - buf);
+}
+
+/* A RESULTS frame of `n` values, flags flags[i]. */
+static void put_results(char *buf, size_t *off, uint64_t id0, const char *const *values,
+			const uint32_t *flags, uint32_t n, uint32_t rss_kib)
+{
+	size_t total = 0;
+	uint32_t i;
+	char *dst;
+
+	for (i = 0; i < n; i++)
+		total += strlen(values[i]);
+	dst = fp_frame_put_results(buf + *off, id0, n,
+				   (uint32_t)fp_frame_results_len(n, total), rss_kib);
+	for (i = 0; i < n; i++)
+		dst = fp_frame_put_results_item(dst, flags[i], values[i],
+						(uint32_t)strlen(values[i]));
+	*off = (size_t)(dst - buf);
+}
+
+/*
+ * A TASKS frame comes out as TASK frames, ids counting up, the name aside,
+ * STREAM on each and FLUSH only on the last; fed a byte at a time, so the
+ * buffer moves under an open packed frame.
+ */
+static void tasks_frame_comes_out_item_by_item(void **state)
+{
+	static const char *const args[] = { "1", "", "[2,3]" };
+	struct fp_frame_reader r;
+	struct fp_frame_header h;
+	const char *p;
+	char buf[512];
+	size_t off = 0, i;
+	int got = 0;
+
+	put_tasks(buf, &off, 40, "square", args, 3, FP_FRAME_STREAM | FP_FRAME_FLUSH);
+	put_frame(buf, &off, FP_FRAME_TASK, 43, "echo\0" "4", 6, FP_FRAME_FLUSH);
+	fp_frame_reader_init(&r, 1024);
+	for (i = 0; i < off; i++) {
+		assert_int_equal(fp_frame_reader_feed(&r, buf + i, 1), 0);
+		while (fp_frame_reader_next(&r, &h, &p) == 1) {
+			assert_int_equal(h.type, FP_FRAME_TASK);
+			assert_true(h.id == 40u + (unsigned)got);
+			if (got < 3) {
+				assert_non_null(r.item_name);
+				assert_string_equal(r.item_name, "square");
+				assert_int_equal(h.len, strlen(args[got]));
+				assert_string_equal(p, args[got]);
+				assert_true(h.flags & FP_FRAME_STREAM);
+				assert_int_equal(!!(h.flags & FP_FRAME_FLUSH), got == 2);
+			} else {
+				/* A whole frame again: the name is in its payload. */
+				assert_null(r.item_name);
+				assert_string_equal(p, "echo");
+				assert_int_equal(h.flags, FP_FRAME_FLUSH);
+			}
+			got++;
+		}
+	}
+	assert_int_equal(got, 4);
+	assert_int_equal(fp_frame_reader_eof(&r), 0);
+	fp_frame_reader_deinit(&r);
+}
+
+/* A RESULTS frame: each item's own flags, the RSS on the last only. */
+static void results_frame_comes_out_item_by_item(void **state)
+{
+	static const char *const values[] = { "49", "\"x\"", "" };
+	static const uint32_t flags[] = { 5u << FP_FRAME_US_SHIFT, 0,
+					  FP_FRAME_NOVALUE | FP_FRAME_RETIRE };
+	struct fp_frame_reader r;
+	struct fp_frame_header h;
+	const char *p;
+	char buf[512];
+	size_t off = 0;
+	int i;
+
+	put_results(buf, &off, 7, values, flags, 3, 1234);
+	put_frame(buf, &off, FP_FRAME_ERROR, 10, "boom", 4, 2);
+	fp_frame_reader_init(&r, 1024);
+	/* In two pieces, cut inside the second item. */
+	assert_int_equal(fp_frame_reader_feed(&r, buf, 50), 0);
+	assert_int_equal(fp_frame_reader_next(&r, &h, &p), 0);
+	assert_int_equal(fp_frame_reader_feed(&r, buf + 50, off - 50), 0);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(fp_frame_reader_next(&r, &h, &p), 1);
+		assert_int_equal(h.type, FP_FRAME_RESULT);
+		assert_true(h.id == 7u + (unsigned)i);
+		assert_int_equal(h.flags, flags[i]);
+		assert_int_equal(h.rss_kib, i == 2 ? 1234 : 0);
+		assert_string_equal(p, values[i]);
+		assert_null(r.item_name);
+	}
+	assert_int_equal(fp_frame_reader_next(&r, &h, &p), 1);
+	assert_int_equal(h.type, FP_FRAME_ERROR);
+	assert_string_equal(p, "boom");
+	assert_int_equal(fp_frame_reader_next(&r, &h, &p), 0);
+	assert_int_equal(fp_frame_reader_eof(&r), 0);
+	fp_frame_reader_deinit(&r);
+}
+
+/* More bytes fed between two items of an open packed frame: both still right. */
+static void feed_while_a_packed_frame_is_open(void **state)
+{
+	static const char *const values[] = { "1", "22", "333" };
+	static const uint32_t flags[] = { 0, 0, 0 };
+	struct fp_frame_reader r;
+	struct fp_frame_header h;
+	const char *p;
+	char buf[512];
+	size_t off = 0, first;
+
+	put_results(buf, &off, 1, values, flags, 3, 0);
+	first = off;
+	put_frame(buf, &off, FP_FRAME_RESULT, 4, "4444", 4, 0);
+	fp_frame_reader_init(&r, 1024);
+	assert_int_equal(fp_frame_reader_feed(&r, buf, first), 0);
+	assert_int_equal(fp_frame_reader_next(&r, &h, &p), 1);
+	assert_string_equal(p, "1");
+	assert_int_equal(fp_frame_reader_feed(&r, buf + first, off - first), 0);
+	assert_int_equal(fp_frame_reader_next(&r, &h, &p), 1);
+	assert_string_equal(p, "22");
+	assert_int_equal(fp_frame_reader_next(&r, &h, &p), 1);
+	assert_string_equal(p, "333");
+	assert_int_equal(fp_frame_reader_next(&r, &h, &p), 1);
+	assert_true(h.id == 4);
+	assert_string_equal(p, "4444");
+	fp_frame_reader_deinit(&r);
+}
+
+/* Feed one packed frame whole: -EPROTO, and not one of its items handed out. */
+static void assert_packed_refused(const char *buf, size_t len)
+{
+	struct fp_frame_reader r;
+	struct fp_frame_header h;
+	const char *p;
+
+	fp_frame_reader_init(&r, 1024);
+	assert_int_equal(fp_frame_reader_feed(&r, buf, len), 0);
+	assert_int_equal(fp_frame_reader_next(&r, &h, &p), -EPROTO);
+	fp_frame_reader_deinit(&r);
+}
+
+/* Set the uint32_t at `at` in a frame's payload. */
+static void poke(char *buf, size_t at, uint32_t v)
+{
+	memcpy(buf + FP_FRAME_HEADER_SIZE + at, &v, sizeof(v));
+}
+
+static void packed_frames_with_bad_lengths_are_refused(void **state)
+{
+	static const char *const args[] = { "1", "22" };
+	static const uint32_t flags[] = { 0, 0 };
+	const size_t pk = sizeof(struct fp_frame_pack);
+	char buf[512];
+	size_t off;
+
+	/* An item's length past the frame's end. */
+	off = 0;
+	put_tasks(buf, &off, 1, "sq", args, 2, 0);
+	poke(buf, pk + 2 + 4 + 1, 3);
+	assert_packed_refused(buf, off);
+	/* Lengths that leave bytes over. */
+	off = 0;
+	put_tasks(buf, &off, 1, "sq", args, 2, 0);
+	poke(buf, pk + 2 + 4 + 1, 1);
+	assert_packed_refused(buf, off);
+	/* More items than there are bytes for, no items, a huge count. */
+	off = 0;
+	put_results(buf, &off, 1, args, flags, 2, 0);
+	poke(buf, 0, 3);
+	assert_packed_refused(buf, off);
+	poke(buf, 0, 0);
+	assert_packed_refused(buf, off);
+	poke(buf, 0, UINT32_MAX);
+	assert_packed_refused(buf, off);
+	/* A RESULTS frame with a name; a TASKS frame without, or past its end. */
+	off = 0;
+	put_results(buf, &off, 1, args, flags, 2, 0);
+	poke(buf, 4, 1);
+	assert_packed_refused(buf, off);
+	off = 0;
+	put_tasks(buf, &off, 1, "sq", args, 2, 0);
+	poke(buf, 4, 0);
+	assert_packed_refused(buf, off);
+	poke(buf, 4, 1000);
+	assert_packed_refused(buf, off);
+	/* A name with a NUL in it. */
+	off = 0;
+	put_tasks(buf, &off, 1, "s", args, 2, 0);
+	buf[FP_FRAME_HEADER_SIZE + pk] = '\0';
+	assert_packed_refused(buf, off);
+	/* Too short for its own head. */
+	off = 0;
+	put_frame(buf, &off, FP_FRAME_RESULTS, 1, "\1\0\0", 3, 0);
+	assert_packed_refused(buf, off);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -210,6 +423,10 @@ int main(void)
 		cmocka_unit_test(nul_termination_does_not_corrupt_next_frame),
 		cmocka_unit_test(truncated_stream_is_a_protocol_error_at_eof),
 		cmocka_unit_test(large_payload_in_uneven_pieces),
+		cmocka_unit_test(tasks_frame_comes_out_item_by_item),
+		cmocka_unit_test(results_frame_comes_out_item_by_item),
+		cmocka_unit_test(feed_while_a_packed_frame_is_open),
+		cmocka_unit_test(packed_frames_with_bad_lengths_are_refused),
 	};
 	return cmocka_run_group_tests_name("frame", tests, NULL, NULL);
 }

@@ -172,6 +172,56 @@ static void item_errors_stay_inside_their_item(void **state)
 	fp_pool_free(p);
 }
 
+/*
+ * A chunk of quick items travels as one TASKS frame and comes back as
+ * RESULTS frames (frame.h). The worker dies at item 13, in the middle of its
+ * 16-item chunk, with the answers before it gathered and perhaps unsent:
+ * exactly item 13 fails, every other item is answered once, with its value.
+ */
+static void crash_inside_a_packed_chunk_fails_only_that_item(void **state)
+{
+	enum { N = 48 };
+	static struct fp_buf items[N];
+	static char args[N][8];
+	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
+	struct fp_test_collect c;
+	struct fp_pool_stats st;
+	fp_options po;
+	fp_pool *p;
+	char *path;
+
+	(void)state;
+	fp_test_options(&po, 1);
+	path = fp_test_module_path("libfp-pipe.so");
+	po.modules[0] = path;
+	p = fp_test_pool_with(&po);
+	for (size_t i = 0; i < N; i++) {
+		int l = snprintf(args[i], sizeof(args[i]), "%zu", i);
+		items[i] = (struct fp_buf){ args[i], (size_t)l };
+	}
+	o.chunksize = 16;
+	fp_test_collect_init(&c, p, N);
+	assert_int_equal(fp_pool_map_async(p, "pipe.crash13", items, N, &o, fp_test_collect_item,
+					   fp_test_collect_done, &c, NULL), 0);
+	fp_test_collect_wait(&c);
+	for (size_t i = 0; i < N; i++) {
+		assert_int_equal(c.seen[i], 1);
+		if (i == 13) {
+			assert_int_equal(c.r[i].status, FP_ITEM_CRASH);
+			assert_non_null(strstr(c.r[i].message, "SIGKILL"));
+			continue;
+		}
+		assert_int_equal(c.r[i].status, FP_ITEM_OK);
+		assert_string_equal(c.r[i].value, args[i]);
+	}
+	fp_pool_stats(p, &st);
+	assert_int_equal(st.crashes, 1);
+	assert_int_equal(st.failed, 1);
+	fp_test_collect_free(&c);
+	fp_pool_free(p);
+	free(path);
+}
+
 static void task_error_carries_its_message(void **state)
 {
 	fp_pool *p = fp_test_pool(1);
@@ -1205,6 +1255,7 @@ int main(void)
 		cmocka_unit_test(shutdown_lets_running_items_finish),
 		cmocka_unit_test(jitter_spreads_task_limits),
 		cmocka_unit_test(workers_die_with_the_master),
+		cmocka_unit_test(crash_inside_a_packed_chunk_fails_only_that_item),
 	};
 
 	if (fp_test_backend_missing())
