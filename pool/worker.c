@@ -2,8 +2,8 @@
  * The worker side: read TASK frames, run each task, answer with one RESULT or
  * ERROR frame per item. Plain blocking I/O: a worker does one thing at a time.
  *
- * Results of quick tasks are gathered and sent together (one send for many
- * frames), at the latest when a chunk ends (FP_FRAME_FLUSH: the master may
+ * Results of quick tasks are gathered and sent together (one send, their
+ * RESULTs packed into one RESULTS frame: see send_frames()), at the latest when a chunk ends (FP_FRAME_FLUSH: the master may
  * have sent the next chunk already); a slow task's result goes out at once.
  * The master learns which item
  * is running from the shared page, so gathering never blurs which item a
@@ -317,8 +317,8 @@ static struct fp_frame_header header_at(const struct out_buf *o, size_t at)
 }
 
 /*
- * Send out's first `len` bytes of frames, consecutive RESULTs (two or more)
- * packed into one RESULTS frame: the master then checks and dispatches one
+ * Send out's first `len` bytes of frames, consecutive RESULTs (two or more,
+ * of consecutive ids) packed into one RESULTS frame: the master then checks and dispatches one
  * header for them all. A packed run is never longer than its frames were.
  */
 static void send_frames(int fd, struct out_buf *o, size_t len)
@@ -342,7 +342,9 @@ static void send_frames(int fd, struct out_buf *o, size_t len)
 		size_t end = at, values = 0;
 		uint32_t n = 0, rss = 0;
 
+		/* Ids count up inside a pack: the next chunk's do not follow on. */
 		while (end < len && (e = header_at(o, end)).type == FP_FRAME_RESULT &&
+		       e.id == h.id + n &&
 		       fp_frame_results_len(n + 1, values + e.len) <= o->pack_max) {
 			n++;
 			values += e.len;
