@@ -3,8 +3,9 @@
  * ERROR frame per item. Plain blocking I/O: a worker does one thing at a time.
  *
  * Results of quick tasks are gathered and sent together (one send, their
- * RESULTs packed into one RESULTS frame: see send_frames()), at the latest when a chunk ends (FP_FRAME_FLUSH: the master may
- * have sent the next chunk already); a slow task's result goes out at once.
+ * RESULTs packed into one RESULTS frame: see send_frames()), at the latest
+ * when a chunk ends (FP_FRAME_FLUSH: the master may have sent the next chunk
+ * already); a slow task's result goes out at once.
  * The master learns which item
  * is running from the shared page, so gathering never blurs which item a
  * crash belongs to.
@@ -318,8 +319,9 @@ static struct fp_frame_header header_at(const struct out_buf *o, size_t at)
 
 /*
  * Send out's first `len` bytes of frames, consecutive RESULTs (two or more,
- * of consecutive ids) packed into one RESULTS frame: the master then checks and dispatches one
- * header for them all. A packed run is never longer than its frames were.
+ * of consecutive ids) packed into one RESULTS frame: the master then checks
+ * and dispatches one header for them all. A packed run is never longer than
+ * its frames were.
  */
 static void send_frames(int fd, struct out_buf *o, size_t len)
 {
