@@ -355,10 +355,13 @@ typedef struct fp_pipeline_options {
 
 /*
  * Submit a pipeline of `nstages` stages over `n` input items (JSON texts).
- * `opts` may be NULL. Fails up front with FP_EUNKNOWN_TASK when a stage's
- * task or the reduce task does not exist, -ENOTSUP when one is an exec
- * pool's task (`NAME.task`: not a pipeline stage yet), -EINVAL for no stages
- * or a bad option. The summary's counts are of delivered outputs and errors.
+ * `opts` may be NULL. A stage (or the reduce) may be an exec pool's task,
+ * `NAME.task`: its items run on that exec pool's workers. Fails up front
+ * with FP_EUNKNOWN_TASK when a stage's task or the reduce task does not
+ * exist (for an exec task: once one of its pool's workers said ready, which
+ * tells its tasks; before that, an unknown one fails its items in the
+ * worker), -EINVAL for no stages or a bad option. The summary's counts are
+ * of delivered outputs and errors.
  */
 int fp_pool_pipeline_async(fp_pool *pool, const fp_stage *stages, size_t nstages,
 			   const struct fp_buf *items, size_t n,

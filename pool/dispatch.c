@@ -189,8 +189,8 @@ void fp__deliver_failing(fp_pool *p)
 		struct fp_qent e;
 
 		/* Outputs gathered for a pipeline fail here too once the pool stops. */
-		if (p->dirty)
-			fp__pipe_flush(p);
+		if (p->root->dirty)
+			fp__pipe_flush(p->root);
 		if (!q->len)
 			break;
 		e = q->buf[q->head];
@@ -470,7 +470,27 @@ static bool prefetch_fits(fp_pool *p, const struct fp_worker *w, const struct fp
 	return items <= FP_PREFETCH_ITEMS_MAX;
 }
 
-void fp__dispatch(fp_pool *p)
+/*
+ * A pipeline's stage ran items from this pool: room in the buffer before
+ * it may let a paused worker go on, or a stage held back for that buffer
+ * run, in this pool or, when stages run in exec pools, in another of the
+ * family. Each is looked at again from the loop.
+ */
+static void stage_taken(fp_pool *p)
+{
+	fp_pool *root = p->root;
+
+	if (p->npaused)
+		fp__resume_later(p);
+	for (unsigned i = 0; i < root->nchildren + 1u && root->nchildren; i++) {
+		fp_pool *q = i ? root->children[i - 1] : root;
+
+		if (q != p && (q->npaused || q->queue.len))
+			fp__resume_later(q);
+	}
+}
+
+static void dispatch_pool(fp_pool *p)
 {
 	struct fp_seg segs[FP_BATCH_MAX];
 	struct fp_worker *w;
@@ -480,8 +500,6 @@ void fp__dispatch(fp_pool *p)
 
 	if (p->state != FP_POOL_RUNNING)
 		return;
-	if (p->dirty)
-		fp__pipe_flush(p);
 	while (p->queue.len && (w = find_idle(p))) {
 		n = fp__chunk_plan(p, w, segs, &at);
 		if (!n)
@@ -493,9 +511,8 @@ void fp__dispatch(fp_pool *p)
 			fp__worker_kill(w, SIGKILL, FP_KILL_PROTOCOL);
 			continue;
 		}
-		/* Room in a stage's buffer may let a paused worker go on. */
-		if (segs[0].call->stage && p->npaused)
-			fp__resume_later(p);
+		if (segs[0].call->stage)
+			stage_taken(p);
 		queue_take(p, at, segs, n);
 	}
 	/*
@@ -516,10 +533,33 @@ void fp__dispatch(fp_pool *p)
 		if (!prefetch_fits(p, w, segs, n) || send_chunk(w, segs, n) < 0)
 			/* Not sent: it waits in the queue for a worker to come free. */
 			continue;
-		if (segs[0].call->stage && p->npaused)
-			fp__resume_later(p);
+		if (segs[0].call->stage)
+			stage_taken(p);
 		queue_take(p, at, segs, n);
 	}
+}
+
+void fp__dispatch(fp_pool *p)
+{
+	fp_pool *root = p->root;
+
+	if (p->state != FP_POOL_RUNNING)
+		return;
+	/*
+	 * Pipelines are the root's, and their batches may go to any pool of
+	 * the family (exec stages): queue what they gathered this turn, and
+	 * then the others get their share too.
+	 */
+	if (root->dirty) {
+		fp__pipe_flush(root);
+		for (unsigned i = 0; i < root->nchildren + 1u && root->nchildren; i++) {
+			fp_pool *q = i ? root->children[i - 1] : root;
+
+			if (q != p && q->queue.len)
+				dispatch_pool(q);
+		}
+	}
+	dispatch_pool(p);
 }
 
 void fp__worker_write_cb(fp_io *io, ssize_t res, const char *buf)

@@ -167,62 +167,84 @@ int fp__exec_limits(const fp_exec_options *o, fp_options *opts, char *errbuf, si
 	return 0;
 }
 
-static void free_tasks(struct fp_exec *x)
+static void free_tasks(struct fp_exec_task *t, size_t n)
 {
-	for (size_t i = 0; i < x->ntasks; i++)
-		free(x->tasks[i]);
-	free(x->tasks);
-	x->tasks = NULL;
-	x->ntasks = 0;
+	for (size_t i = 0; i < n; i++) {
+		free(t[i].name);
+		free(t[i].doc);
+	}
+	free(t);
 }
 
 void fp__exec_free(struct fp_exec *x)
 {
 	if (!x)
 		return;
-	free_tasks(x);
+	free_tasks(x->tasks, x->ntasks);
 	free(x->argv);
 	free(x->argv_block);
 	free(x->name);
 	free(x);
 }
 
+/* One entry of the ready line's list: a name, or an object saying more. */
+static int task_from_json(struct fp_exec_task *t, json_t *v)
+{
+	json_t *name = json_is_string(v) ? v : json_object_get(v, "name");
+	json_t *gen = json_object_get(v, "generator"), *doc = json_object_get(v, "doc");
+
+	if (!json_is_string(name) || (gen && !json_is_boolean(gen)) ||
+	    (doc && !json_is_null(doc) && !json_is_string(doc)))
+		return -EPROTO;
+	t->name = strdup(json_string_value(name));
+	t->doc = json_is_string(doc) ? strdup(json_string_value(doc)) : NULL;
+	t->generator = json_is_true(gen);
+	if (!t->name || (json_is_string(doc) && !t->doc))
+		return -ENOMEM;
+	return 0;
+}
+
 int fp__exec_set_tasks(struct fp_exec *x, const char *json, size_t len)
 {
 	json_t *a = json_loadb(json, len, 0, NULL), *v;
-	char **tasks = NULL;
-	size_t i, n;
+	struct fp_exec_task *tasks = NULL;
+	size_t i, n = 0;
+	int err = -EPROTO;
 
 	if (!a || !json_is_array(a))
 		goto err;
-	n = json_array_size(a);
-	tasks = calloc(n ? n : 1, sizeof(char *));
-	if (!tasks)
+	tasks = calloc(json_array_size(a) ? json_array_size(a) : 1, sizeof(*tasks));
+	if (!tasks) {
+		err = -ENOMEM;
 		goto err;
+	}
 	json_array_foreach(a, i, v) {
-		if (!json_is_string(v) || !(tasks[i] = strdup(json_string_value(v)))) {
-			while (i)
-				free(tasks[--i]);
+		n = i + 1;
+		if ((err = task_from_json(&tasks[i], v)) < 0)
 			goto err;
-		}
 	}
 	json_decref(a);
-	free_tasks(x);
+	free_tasks(x->tasks, x->ntasks);
 	x->tasks = tasks;
 	x->ntasks = n;
 	return 0;
 err:
-	free(tasks);
+	free_tasks(tasks, n);
 	json_decref(a);
-	return -EPROTO;
+	return err;
+}
+
+const struct fp_exec_task *fp__exec_task(const struct fp_exec *x, const char *task)
+{
+	for (size_t i = 0; i < x->ntasks; i++)
+		if (!strcmp(x->tasks[i].name, task))
+			return &x->tasks[i];
+	return NULL;
 }
 
 int fp__exec_has_task(const struct fp_exec *x, const char *task)
 {
 	if (!x->tasks)
 		return -1;
-	for (size_t i = 0; i < x->ntasks; i++)
-		if (!strcmp(x->tasks[i], task))
-			return 1;
-	return 0;
+	return fp__exec_task(x, task) ? 1 : 0;
 }

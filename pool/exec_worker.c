@@ -4,6 +4,7 @@
  * and the program's NDJSON lines:
  *
  *   program -> us   {"ready":{"tasks":["resize",...]}}      once, at start
+ *                   (an entry may be {"name":"split","generator":true,"doc":".."})
  *   us -> program   {"id":7,"task":"resize","args":ARGS}     one per TASK frame
  *   program -> us   {"id":7,"value":V} | {"id":7,"error":"why"}
  *                   | {"id":7,"emit":V}... then {"id":7,"end":true}
@@ -12,7 +13,8 @@
  * after the answer to the one before, and every pipe is read only when its
  * bytes are wanted, so a slow program holds the master back through the
  * socket instead of filling our memory. Outputs of a generator task (emit)
- * are gathered into one JSON array, its value under apply and map.
+ * are gathered into one JSON array, its value under apply and map; for a
+ * pipeline stage (TASK flag STREAM) each is an EMIT frame at once.
  *
  * When the program fails (dies, closes stdout, writes something that is not
  * the protocol, or never says ready) we write what happened to it into the
@@ -432,12 +434,43 @@ static _Noreturn void init_failed(struct shim *s)
 	init_failed(s); \
 } while (0)
 
+/*
+ * What is wrong with one entry of the ready line's task list, or NULL: a
+ * name, or {"name":"split","generator":true,"doc":"..."} (only name needed).
+ */
+static const char *task_entry_fault(json_t *v, char *buf, size_t len)
+{
+	const char *key;
+	json_t *m;
+
+	if (json_is_string(v))
+		return *json_string_value(v) ? NULL : "an empty name";
+	if (!json_is_object(v))
+		return "not a name or an object {\"name\":..,\"generator\":..,\"doc\":..}";
+	m = json_object_get(v, "name");
+	if (!json_is_string(m) || !*json_string_value(m))
+		return "\"name\" must be a non-empty string";
+	json_object_foreach(v, key, m) {
+		if (!strcmp(key, "generator") && !json_is_boolean(m))
+			return "\"generator\" must be true or false";
+		if (!strcmp(key, "doc") && !json_is_string(m) && !json_is_null(m))
+			return "\"doc\" must be a string";
+		if (strcmp(key, "name") && strcmp(key, "generator") && strcmp(key, "doc")) {
+			snprintf(buf, len, "unknown member \"%.32s\" (known: name, generator, doc)",
+				 key);
+			return buf;
+		}
+	}
+	return NULL;
+}
+
 /* Wait for {"ready":{"tasks":[...]}} and tell the master. */
 static void await_ready(struct shim *s)
 {
 	uint64_t deadline = mono_ms() + s->x->startup_timeout_ms;
-	json_t *j, *ready, *tasks, *v;
-	char q[QUOTE_BYTES + 16], how[64], *line;
+	json_t *j, *ready, *tasks, *v, *names;
+	char q[QUOTE_BYTES + 16], how[64], why[96], *line, *list;
+	const char *fault;
 	size_t len, i;
 	int rc;
 
@@ -462,18 +495,25 @@ static void await_ready(struct shim *s)
 	if (!json_is_array(tasks))
 		INIT_FAIL(s, "worker program (pid %d) said %s before saying ready "
 			  "({\"ready\":{\"tasks\":[...]}})", (int)s->prog, q);
-	json_array_foreach(tasks, i, v)
-		if (!json_is_string(v))
-			INIT_FAIL(s, "worker program (pid %d) announced a task name that is not "
-				  "a string: %s", (int)s->prog, q);
-	s->tasks = json_incref(tasks);
-	s->tasks_json = json_dumps(tasks, JSON_COMPACT);
+	names = json_array();
+	if (!names)
+		INIT_FAIL(s, "out of memory");
+	json_array_foreach(tasks, i, v) {
+		if ((fault = task_entry_fault(v, why, sizeof(why))))
+			INIT_FAIL(s, "worker program (pid %d) announced a bad task: entry %zu of "
+				  "\"tasks\": %s", (int)s->prog, i, fault);
+		json_array_append(names, json_is_string(v) ? v : json_object_get(v, "name"));
+	}
+	/* The names, for announced(); the whole list, docs and all, for the master. */
+	s->tasks = names;
+	s->tasks_json = json_dumps(names, JSON_COMPACT);
+	list = json_dumps(tasks, JSON_COMPACT);
 	json_decref(j);
-	if (!s->tasks_json)
+	if (!s->tasks_json || !list)
 		INIT_FAIL(s, "out of memory");
 	s->a->shm->fate[0] = '\0';
-	send_frame(s, FP_FRAME_READY, 0, 0, (uint32_t)fp__rss_kib(s->statm_fd), s->tasks_json,
-		   strlen(s->tasks_json));
+	send_frame(s, FP_FRAME_READY, 0, 0, (uint32_t)fp__rss_kib(s->statm_fd), list, strlen(list));
+	free(list);
 }
 
 /* --- one task ------------------------------------------------------------ */
@@ -525,8 +565,15 @@ static bool answer(struct shim *s, enum fp_frame_type type, uint64_t id, uint32_
 	return retire;
 }
 
-/* Relay the program's answer to task `id`; true when the worker retires. */
-static bool relay_answer(struct shim *s, uint64_t id, const char *task, bool retire)
+/*
+ * Relay the program's answer to task `id`; true when the worker retires.
+ * For a pipeline stage (`stream`, the TASK's FP_FRAME_STREAM) each emit
+ * goes out as an EMIT frame at once and the end as a NOVALUE RESULT, as
+ * frame.h asks of whatever speaks for a worker; otherwise the emits are
+ * gathered into the one JSON array that is the item's value.
+ */
+static bool relay_answer(struct shim *s, uint64_t id, const char *task, bool retire,
+			 bool stream)
 {
 	bool out;
 	char q[QUOTE_BYTES + 16], *line, *text;
@@ -580,19 +627,31 @@ static bool relay_answer(struct shim *s, uint64_t id, const char *task, bool ret
 			text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
 			if (!text)
 				program_failed(s, FP_ITEM_CRASH, "out of memory");
-			if (s->gen_len + strlen(text) + 2 > s->a->max_payload)
+			if (stream && strlen(text) > s->a->max_payload)
+				program_failed(s, FP_ITEM_TOO_LARGE, "worker program (pid %d): an "
+					       "output of task %s is over the %zu-byte limit",
+					       (int)s->prog, task, s->a->max_payload);
+			if (!stream && s->gen_len + strlen(text) + 2 > s->a->max_payload)
 				program_failed(s, FP_ITEM_TOO_LARGE, "worker program (pid %d): the "
 					       "outputs of task %s are over the %zu-byte limit",
 					       (int)s->prog, task, s->a->max_payload);
-			gen_add(s, text, strlen(text));
+			/* May block while the master does not read us: back-pressure. */
+			if (stream)
+				send_frame(s, FP_FRAME_EMIT, id, 0, 0, text, strlen(text));
+			else
+				gen_add(s, text, strlen(text));
 			free(text);
 			json_decref(j);
 			continue;
 		} else if (json_is_true(json_object_get(j, "end"))) {
-			if (!s->gen_count)
-				gen_add(s, "", 0);
-			s->gen[s->gen_len++] = ']';
-			out = answer(s, FP_FRAME_RESULT, id, 0, retire, s->gen, s->gen_len);
+			if (stream) {
+				out = answer(s, FP_FRAME_RESULT, id, FP_FRAME_NOVALUE, retire, "", 0);
+			} else {
+				if (!s->gen_count)
+					gen_add(s, "", 0);
+				s->gen[s->gen_len++] = ']';
+				out = answer(s, FP_FRAME_RESULT, id, 0, retire, s->gen, s->gen_len);
+			}
 		} else {
 			program_failed(s, FP_ITEM_BAD_OUTPUT, "worker program (pid %d) wrote a line "
 				       "with none of value, error, emit, end: %s", (int)s->prog, q);
@@ -668,7 +727,7 @@ static void run_task(struct shim *s, const struct fp_frame_header *h, char *payl
 	atomic_store_explicit(&shm->started_ns, mono_ns(), memory_order_relaxed);
 	atomic_store_explicit(&shm->current, h->id, memory_order_release);
 	write_program(s, iov, 3);
-	retire = relay_answer(s, h->id, task, retire);
+	retire = relay_answer(s, h->id, task, retire, h->flags & FP_FRAME_STREAM);
 	atomic_store_explicit(&shm->current, 0, memory_order_release);
 	if (retire)
 		shim_exit(s, FP_WORKER_EXIT_OK);

@@ -167,19 +167,50 @@ void fp__pipes_free_all(fp_pool *p)
 
 /* --- submit -------------------------------------------------------------- */
 
+/*
+ * Who runs `task` and whether it is there: the pool itself for a module's
+ * task, or the exec pool of NAME.task, which knows its tasks once one of its
+ * workers said ready (until then its worker decides, as for apply). Sets
+ * *gen when the task is declared a generator.
+ */
+static int stage_task(fp_pool *p, const char *task, fp_pool **by,
+		      const struct fp_registry_task **t, bool *gen)
+{
+	const struct fp_exec_task *xt;
+
+	*t = NULL;
+	*gen = false;
+	if (!task)
+		return FP_EUNKNOWN_TASK;
+	*by = fp__route(p, task);
+	if (*by == p) {
+		if (!(*t = fp_registry_find(&p->reg, task)))
+			return FP_EUNKNOWN_TASK;
+		*gen = (*t)->generator;
+		return 0;
+	}
+	task += (*by)->exec->name_len + 1;
+	if (fp__exec_has_task((*by)->exec, task) == 0)
+		return FP_EUNKNOWN_TASK;
+	xt = fp__exec_task((*by)->exec, task);
+	*gen = xt && xt->generator;
+	return 0;
+}
+
 static int stages_init(fp_pool *p, struct fp_pipe *pipe, const fp_stage *stages,
 		       size_t nstages, const fp_pipeline_options *o)
 {
 	const struct fp_registry_task *t;
 	size_t i, total = nstages + (o->reduce ? 1 : 0), names = 0, off = 0;
+	fp_pool *by;
+	bool gen;
+	int err;
 
 	for (i = 0; i < total; i++) {
 		const char *task = i < nstages ? stages[i].task : o->reduce;
-		if (task && fp__route(p, task) != p)
-			return -ENOTSUP;   /* an exec pool's task: not a stage yet */
-		if (!task || !(t = fp_registry_find(&p->reg, task)))
-			return FP_EUNKNOWN_TASK;
-		names += strlen(t->name) + 1;
+		if ((err = stage_task(p, task, &by, &t, &gen)) < 0)
+			return err;
+		names += strlen(task) + 1;
 	}
 	pipe->stages = calloc(total, sizeof(*pipe->stages));
 	pipe->names = malloc(names);
@@ -189,13 +220,16 @@ static int stages_init(fp_pool *p, struct fp_pipe *pipe, const fp_stage *stages,
 	for (i = 0; i < total; i++) {
 		struct fp_pipe_stage *s = &pipe->stages[i];
 		const fp_stage *in = i < nstages ? &stages[i] : NULL;
+		const char *task = in ? in->task : o->reduce;
 
-		t = fp_registry_find(&p->reg, in ? in->task : o->reduce);
+		stage_task(p, task, &by, &t, &gen);
 		s->pipe = pipe;
 		s->index = (unsigned)i;
-		s->name_len = (uint32_t)strlen(t->name);
-		s->task_ix = (uint32_t)(t - p->reg.tasks);
-		s->task = memcpy(pipe->names + off, t->name, s->name_len + 1);
+		s->pool = by;
+		s->name_len = (uint32_t)strlen(task);
+		/* An exec task has no run-time record: never a quick task. */
+		s->task_ix = t ? (uint32_t)(t - p->reg.tasks) : UINT32_MAX;
+		s->task = memcpy(pipe->names + off, task, s->name_len + 1);
 		off += s->name_len + 1;
 		s->cap = in ? in->workers : 0;
 		s->buffer = in && in->buffer ? in->buffer : FP_PIPELINE_BUFFER_DEFAULT;
@@ -208,13 +242,14 @@ static int stages_init(fp_pool *p, struct fp_pipe *pipe, const fp_stage *stages,
 	/*
 	 * Chunks: each worker's share of the buffer after the stage, so that
 	 * the workers together can fill it, in as few round trips as that.
+	 * The workers are those of the pool that runs the stage.
 	 */
 	for (i = 0; i < total; i++) {
 		struct fp_pipe_stage *s = &pipe->stages[i];
 		const struct fp_pipe_stage *nx = next_stage(s);
 		size_t b = nx ? nx->buffer : s->buffer;
 
-		s->chunk = b / (size_t)p->opts.workers;
+		s->chunk = b / (size_t)s->pool->opts.workers;
 		if (s->chunk < 1)
 			s->chunk = 1;
 		if (s->chunk > STAGE_CHUNK_MAX)
@@ -222,10 +257,11 @@ static int stages_init(fp_pool *p, struct fp_pipe *pipe, const fp_stage *stages,
 		/*
 		 * A generator's items one at a time: the worker that may not
 		 * pause (see pipeline.h) then overfills the next buffer by
-		 * the outputs of one item at most, not of a whole chunk.
+		 * the outputs of one item at most, not of a whole chunk. An
+		 * exec task is known as one once its program said so.
 		 */
-		t = fp_registry_find(&p->reg, s->task);
-		s->generator = t && t->generator;
+		stage_task(p, s->task, &by, &t, &gen);
+		s->generator = gen;
 		if (s->generator)
 			s->chunk = 1;
 	}
@@ -255,7 +291,7 @@ static int inputs_init(fp_pool *p, struct fp_pipe *pipe, const struct fp_buf *it
 	}
 	b->n = n;
 	b->closed = true;
-	per = fp__default_chunksize(p, n);
+	per = fp__default_chunksize(s0->pool, n);
 	b->chunksize = per < s0->chunk ? per : s0->chunk;
 	s0->st.in = n;
 	pipe->live = n;
@@ -276,7 +312,7 @@ static int inputs_queue(fp_pool *p, struct fp_pipe *pipe, const struct fp_buf *i
 			err = fp__stage_work_submit(p, b->task, b, (uint32_t)run_start,
 						    (uint32_t)(i - run_start));
 		if (!err && i < n)
-			err = fp__fail_later(p, b, (uint32_t)i, 1, FP_ITEM_TOO_LARGE,
+			err = fp__fail_later(b->pool, b, (uint32_t)i, 1, FP_ITEM_TOO_LARGE,
 					     "argument is over the pool's max_payload");
 		run_start = i + 1;
 	}
@@ -341,7 +377,7 @@ int fp_pool_pipeline_async(fp_pool *p, const fp_stage *stages, size_t nstages,
 		err = fp_timer_start(p->loop, &pipe->later, 0, later_cb);
 	if (err) {
 		/* Undo: nothing of it may stay queued, and nothing is told. */
-		fp__queue_fail(p, pipe->batches, FP_ITEM_CANCELLED, "cancelled");
+		fp__queue_fail(pipe->batches->pool, pipe->batches, FP_ITEM_CANCELLED, "cancelled");
 		pipe->on_item = NULL;
 		pipe->on_done = NULL;
 		pipe->cancelled = true;
@@ -351,6 +387,8 @@ int fp_pool_pipeline_async(fp_pool *p, const fp_stage *stages, size_t nstages,
 	if (call_id)
 		*call_id = pipe->id;
 	fp__dispatch(p);
+	if (pipe->stages[0].pool != p)
+		fp__dispatch(pipe->stages[0].pool);
 	return 0;
 
 err_free:
@@ -381,14 +419,19 @@ int fp__pipe_cancel(fp_pool *p, uint64_t id)
 	pipe->cancelled = true;
 	/* Gathered items are not queued yet: closing them fails them. */
 	fp__pipe_flush(p);
+	/* Each batch is queued in the pool that runs its stage. */
 	for (b = pipe->batches; b; b = b->next) {
 		b->cancelled = true;
-		fp__queue_fail(p, b, FP_ITEM_CANCELLED, "cancelled");
+		fp__queue_fail(b->pool, b, FP_ITEM_CANCELLED, "cancelled");
 	}
-	/* As for a call: only workers still running one of its chunks. */
-	for (w = p->workers; w; w = w->next)
-		if (!w->reaped && fp__worker_holds_pipe(w, pipe))
-			fp__worker_kill(w, SIGKILL, FP_KILL_CANCEL);
+	/* As for a call: only workers still running one of its chunks, in any pool. */
+	for (unsigned i = 0; i <= p->nchildren; i++) {
+		fp_pool *q = i ? p->children[i - 1] : p;
+
+		for (w = q->workers; w; w = w->next)
+			if (!w->reaped && fp__worker_holds_pipe(w, pipe))
+				fp__worker_kill(w, SIGKILL, FP_KILL_CANCEL);
+	}
 	/* Nothing owed (e.g. no inputs): end it from the loop. */
 	if (!pipe->live && !fp_timer_active(&pipe->later))
 		fp_timer_start(p->loop, &pipe->later, 0, later_cb);

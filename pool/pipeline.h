@@ -43,7 +43,12 @@ struct fp_pipe_stage {
 	unsigned index;            /* 0..nstages-1; nstages for the reduce */
 	char *task;                /* in the pipeline's name block */
 	uint32_t name_len;
-	uint32_t task_ix;          /* its place in pool->task_us (chunk.c) */
+	/*
+	 * The pool whose queue and workers run its items: the pipeline's own,
+	 * or the exec pool of a NAME.task (fp__route()).
+	 */
+	fp_pool *pool;
+	uint32_t task_ix;          /* its place in pool->task_us (chunk.c); UINT32_MAX: none */
 	unsigned cap;              /* most workers at once; 0: no cap */
 	bool generator;            /* its task is a declared generator */
 	size_t buffer;             /* bound on waiting */

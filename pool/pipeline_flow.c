@@ -18,14 +18,18 @@
 /* --- batches ------------------------------------------------------------- */
 
 /*
- * Every stage's work is made here, through the task's name: the one place
- * where a stage could be routed to another pool serving that task.
+ * Every stage's work is queued here, in the pool that serves the task: the
+ * pipeline's own, or the exec pool of a NAME.task. The pipeline stays with
+ * its own pool; the batch is one more call in the other pool's queue, run
+ * by its workers (fp__dispatch() of any pool of the family flushes what the
+ * pipelines gathered, then dispatches the whole family).
  */
 int fp__stage_work_submit(fp_pool *p, const char *task, struct fp_call *b,
 			  uint32_t first, uint32_t count)
 {
-	(void)task;
-	return fp__queue_push(&p->queue, b, first, count, false);
+	fp_pool *by = p->nchildren ? fp__route(p, task) : p;
+
+	return fp__queue_push(&by->queue, b, first, count, false);
 }
 
 struct fp_call *fp__batch_new(struct fp_pipe *pipe, struct fp_pipe_stage *s,
@@ -48,7 +52,8 @@ struct fp_call *fp__batch_new(struct fp_pipe *pipe, struct fp_pipe_stage *s,
 	b->items_cap = items;
 	b->arena_cap = bytes;
 	b->id = pipe->id;
-	b->pool = pipe->pool;
+	/* The pool whose queue holds it: items fail and are requeued there. */
+	b->pool = s->pool;
 	b->task = s->task;
 	b->name_len = s->name_len;
 	b->task_ix = s->task_ix;
@@ -191,14 +196,15 @@ static void stage_close(struct fp_pipe *pipe, struct fp_pipe_stage *s)
 	 * quick ones go a whole stage chunk at a time, since there a worker's
 	 * round trip to the master, not the work, is what costs.
 	 */
-	per = fp__task_quick(p, b) ? b->n : (b->n + p->opts.workers - 1) / p->opts.workers;
+	per = fp__task_quick(p, b) ? b->n : (b->n + s->pool->opts.workers - 1) /
+						  s->pool->opts.workers;
 	b->chunksize = per < s->chunk ? (per ? per : 1) : s->chunk;
 	if (pipe->cancelled || p->state != FP_POOL_RUNNING)
 		err = -ECANCELED;
 	else
 		err = fp__stage_work_submit(p, s->task, b, 0, (uint32_t)b->n);
 	if (err)
-		fp__fail_later(p, b, 0, (uint32_t)b->n, FP_ITEM_CANCELLED,
+		fp__fail_later(b->pool, b, 0, (uint32_t)b->n, FP_ITEM_CANCELLED,
 			       err == -ECANCELED ? "cancelled" : "cancelled: out of memory to queue it");
 }
 

@@ -976,7 +976,8 @@ const struct fp_task_info *fp_pool_tasks(fp_pool *p, size_t *n)
 
 		count += x->ntasks;
 		for (j = 0; j < x->ntasks; j++)
-			bytes += x->name_len + 1 + strlen(x->tasks[j]) + 1;
+			bytes += x->name_len + 1 + strlen(x->tasks[j].name) + 1 +
+				 (x->tasks[j].doc ? strlen(x->tasks[j].doc) + 1 : 0);
 	}
 	list = malloc((count ? count : 1) * sizeof(*list));
 	names = malloc(bytes ? bytes : 1);
@@ -994,11 +995,15 @@ const struct fp_task_info *fp_pool_tasks(fp_pool *p, size_t *n)
 
 		for (j = 0; j < x->ntasks; j++) {
 			list[k].name = d;
-			d += sprintf(d, "%s.%s", x->name, x->tasks[j]) + 1;
+			d += sprintf(d, "%s.%s", x->name, x->tasks[j].name) + 1;
 			list[k].module = x->name;
+			/* Copied: the next READY replaces the exec pool's list. */
 			list[k].doc = NULL;
-			/* A program does not say which of its tasks emit. */
-			list[k].generator = 0;
+			if (x->tasks[j].doc) {
+				list[k].doc = d;
+				d += sprintf(d, "%s", x->tasks[j].doc) + 1;
+			}
+			list[k].generator = x->tasks[j].generator;
 			k++;
 		}
 	}

@@ -201,6 +201,13 @@ struct fp_slot {
 	unsigned index;
 };
 
+/* A task an exec pool's program announced in its ready line. */
+struct fp_exec_task {
+	char *name;                /* without the NAME. prefix */
+	char *doc;                 /* NULL: none given */
+	bool generator;            /* declared: zero or more outputs (emit) per item */
+};
+
 /*
  * An exec pool's program and what it said it can do. Made in the master
  * before any fork, so its workers inherit it.
@@ -212,7 +219,7 @@ struct fp_exec {
 	char *argv_block;          /* the strings argv points into */
 	uint64_t startup_timeout_ms;
 	/* Announced by the most recent worker to say ready; NULL before. */
-	char **tasks;
+	struct fp_exec_task *tasks;
 	size_t ntasks;
 	char prefix[80];           /* "exec pool NAME: ", for the log */
 };
@@ -386,10 +393,16 @@ void fp__exec_free(struct fp_exec *x);
  * a message naming the pool, for a value fp_options cannot hold.
  */
 int fp__exec_limits(const fp_exec_options *o, fp_options *opts, char *errbuf, size_t errlen);
-/* A READY frame's task list (a JSON array of names); -EPROTO if it is not one. */
+/*
+ * A READY frame's task list: a JSON array whose entries are names or
+ * {"name":..,"generator":..,"doc":..} objects (the shim checked them);
+ * -EPROTO if it is not one.
+ */
 int fp__exec_set_tasks(struct fp_exec *x, const char *json, size_t len);
 /* -1: tasks not known yet; 0: not announced; 1: announced. `task` without prefix. */
 int fp__exec_has_task(const struct fp_exec *x, const char *task);
+/* The announced task `task` (without prefix), or NULL (not announced, or not known yet). */
+const struct fp_exec_task *fp__exec_task(const struct fp_exec *x, const char *task);
 /* Defaults and limits shared with pipeline.c. */
 size_t fp__default_chunksize(const fp_pool *p, size_t n);
 

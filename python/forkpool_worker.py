@@ -24,7 +24,10 @@ over stdin/stdout in NDJSON (one JSON object per line):
     worker -> forkpool   {"id": 7, "value": ...}  or  {"id": 7, "error": "..."}
 
 A generator function answers with {"id": 7, "emit": ...} per item it yields,
-then {"id": 7, "end": true}. An exception becomes an error line with the
+then {"id": 7, "end": true}; the ready line declares it as one
+({"name": "split", "generator": true, "doc": ...}, the doc being the first
+line of the function's docstring), so /v1/tasks says so and a pipeline
+stage runs it one item at a time. An exception becomes an error line with the
 exception's type and text; the worker goes on with the next task.
 
 The protocol owns the real stdout: sys.stdout is pointed at stderr, so a
@@ -78,6 +81,19 @@ def _run(out, tasks, req):
         _answer(out, {"id": ident, "error": _error_text(exc)})
 
 
+def _describe(name, fn):
+    """A task's entry in the ready line: its name, whether it is a generator
+    (forkpool then runs it one item at a time in a pipeline stage) and the
+    first line of its docstring."""
+    entry = {"name": name}
+    if inspect.isgeneratorfunction(fn):
+        entry["generator"] = True
+    doc = inspect.cleandoc(fn.__doc__) if isinstance(getattr(fn, "__doc__", None), str) else ""
+    if doc.strip():
+        entry["doc"] = doc.strip().splitlines()[0]
+    return entry
+
+
 def serve(tasks=None):
     """Announce the tasks, then answer task lines until stdin ends.
 
@@ -92,7 +108,7 @@ def serve(tasks=None):
     sys.stdout.flush()
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     sys.stdout = sys.stderr
-    _answer(out, {"ready": {"tasks": sorted(tasks)}})
+    _answer(out, {"ready": {"tasks": [_describe(n, tasks[n]) for n in sorted(tasks)]}})
     for line in sys.stdin:
         if not line.strip():
             continue

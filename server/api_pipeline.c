@@ -79,11 +79,7 @@ static void submit(fp_api *api, fp_http_request *req, struct pipeline_req *p,
 	if (check_tasks(api, req, p))
 		return;
 	err = fp_jobs_submit_pipeline(api->jobs, p->stages, p->nstages, items, n, &p->po, &job);
-	if (err == -ENOTSUP)
-		fp__api_error(req, 400, "unsupported",
-			      "exec pools' tasks (NAME.task) cannot be pipeline stages or the "
-			      "reduce yet; run them with /v1/apply or /v1/map");
-	else if (err == -EINVAL)
+	if (err == -EINVAL)
 		fp__api_error(req, 400, "bad_request", "the pool refused this pipeline: %s",
 			      fp_strerror(err));
 	else if (err)

@@ -188,8 +188,184 @@ static void tasks_workers_and_unknown_tasks(void **state)
 	fp_pool_free(p);
 }
 
-/* Not a pipeline stage yet: refused up front with its own error, not "unknown". */
-static void exec_tasks_are_refused_as_pipeline_stages(void **state)
+/* --- pipelines with exec stages ------------------------------------------ */
+
+/* Numbers as JSON texts, in one block. */
+struct inputs {
+	struct fp_buf *items;
+	char (*text)[24];
+	size_t n;
+};
+
+static void inputs_make(struct inputs *in, size_t n, long long (*f)(size_t))
+{
+	in->n = n;
+	in->items = calloc(n ? n : 1, sizeof(*in->items));
+	in->text = calloc(n ? n : 1, sizeof(*in->text));
+	assert_non_null(in->items);
+	assert_non_null(in->text);
+	for (size_t i = 0; i < n; i++) {
+		snprintf(in->text[i], sizeof(in->text[i]), "%lld", f(i));
+		in->items[i] = (struct fp_buf){ in->text[i], strlen(in->text[i]) };
+	}
+}
+
+static void inputs_free(struct inputs *in)
+{
+	free(in->items);
+	free(in->text);
+}
+
+static long long identity(size_t i) { return (long long)i; }
+
+/* Everything a pipeline delivered, and its counters as they went. */
+struct outcome {
+	fp_pool *pool;
+	uint64_t call_id;
+	size_t ninputs, outputs, errors;
+	size_t *per_input;           /* outputs per input */
+	long long *value_sum;        /* sum of numeric outputs per input */
+	char value[4096];            /* the last output */
+	unsigned value_stage;
+	size_t err_index;            /* the first error */
+	unsigned err_stage;
+	fp_item_status err_status;
+	char err_msg[512];
+	struct fp_stage_stats final[4];
+	int nstats;
+	uint64_t waiting_max[4], waiting_seen[4];
+	size_t cancel_after;         /* cancel once this many outputs came; 0: never */
+	int cancel_rc;
+	size_t done_calls;
+	struct fp_call_summary summary;
+};
+
+static void outcome_init(struct outcome *o, fp_pool *p, size_t ninputs)
+{
+	memset(o, 0, sizeof(*o));
+	o->pool = p;
+	o->ninputs = ninputs;
+	o->cancel_rc = 1;
+	o->per_input = calloc(ninputs + 1, sizeof(*o->per_input));
+	o->value_sum = calloc(ninputs + 1, sizeof(*o->value_sum));
+	assert_non_null(o->per_input);
+	assert_non_null(o->value_sum);
+}
+
+static void outcome_free(struct outcome *o)
+{
+	free(o->per_input);
+	free(o->value_sum);
+}
+
+static void sample_stats(struct outcome *o)
+{
+	struct fp_stage_stats st[4];
+	int n = fp_pipeline_stats(o->pool, o->call_id, st, 4);
+
+	for (int i = 0; i < n && i < 4; i++) {
+		if (st[i].waiting_max > o->waiting_max[i])
+			o->waiting_max[i] = st[i].waiting_max;
+		if (st[i].waiting > o->waiting_seen[i])
+			o->waiting_seen[i] = st[i].waiting;
+	}
+}
+
+static void pipe_item(fp_pool *p, uint64_t id, const struct fp_result *r, void *data)
+{
+	struct outcome *o = data;
+
+	assert_int_equal(id, o->call_id);
+	assert_true(r->index < o->ninputs || r->index == 0);
+	if (r->status == FP_ITEM_OK) {
+		o->outputs++;
+		o->per_input[r->index]++;
+		o->value_sum[r->index] += atoll(r->value);
+		snprintf(o->value, sizeof(o->value), "%.*s", (int)r->value_len, r->value);
+		o->value_stage = r->stage;
+	} else {
+		if (!o->errors) {
+			o->err_index = r->index;
+			o->err_stage = r->stage;
+			o->err_status = r->status;
+			snprintf(o->err_msg, sizeof(o->err_msg), "%s", r->message);
+		}
+		o->errors++;
+	}
+	sample_stats(o);
+	if (o->cancel_after && r->status == FP_ITEM_OK && o->outputs == o->cancel_after)
+		o->cancel_rc = fp_pool_cancel(p, id);
+}
+
+static void pipe_done(fp_pool *p, const struct fp_call_summary *s, void *data)
+{
+	struct outcome *o = data;
+
+	o->done_calls++;
+	o->summary = *s;
+	/* The final counters are there during on_done. */
+	o->nstats = fp_pipeline_stats(p, o->call_id, o->final, 4);
+}
+
+static int pipe_finished(void *data)
+{
+	return ((struct outcome *)data)->done_calls > 0;
+}
+
+static void run_pipeline(fp_pool *p, const fp_stage *st, size_t nst, const struct inputs *in,
+			 const fp_pipeline_options *po, struct outcome *o)
+{
+	assert_int_equal(fp_pool_pipeline_async(p, st, nst, in->items, in->n, po, pipe_item,
+						pipe_done, o, &o->call_id), 0);
+	assert_true(fp_test_run_until(p, pipe_finished, o, 60000));
+	assert_int_equal(o->done_calls, 1);
+	assert_int_equal(o->summary.ok, o->outputs);
+	assert_int_equal(o->summary.failed, o->errors);
+	assert_int_equal(fp_pipeline_stats(p, o->call_id, NULL, 0), -ENOENT);
+}
+
+/* Every stage ended what it was given, and fed the next one all it made. */
+static void check_counters(const struct outcome *o, size_t nstages)
+{
+	assert_int_equal(o->nstats, (int)nstages);
+	for (size_t k = 0; k < nstages; k++) {
+		assert_int_equal(o->final[k].done, o->final[k].in);
+		assert_int_equal(o->final[k].waiting, 0);
+		assert_int_equal(o->final[k].running, 0);
+		if (k + 1 < nstages)
+			assert_int_equal(o->final[k + 1].in, o->final[k].out);
+	}
+}
+
+static void c_exec_c_pipeline_matches_sequential(void **state)
+{
+	fp_pool *p = new_pool(2);
+	fp_stage st[3] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	struct inputs in;
+	struct outcome o;
+	size_t i, n = 500;
+
+	st[0].task = "square";
+	st[1].task = "py.inc";
+	st[2].task = "square";
+	inputs_make(&in, n, identity);
+	outcome_init(&o, p, n);
+	run_pipeline(p, st, 3, &in, NULL, &o);
+	assert_int_equal(o.errors, 0);
+	assert_int_equal(o.outputs, n);
+	for (i = 0; i < n; i++) {
+		long long v = (long long)(i * i) + 1;
+		assert_int_equal(o.per_input[i], 1);
+		assert_int_equal(o.value_sum[i], v * v);
+	}
+	assert_int_equal(o.final[1].out, n);
+	check_counters(&o, 3);
+	outcome_free(&o);
+	inputs_free(&in);
+	fp_pool_free(p);
+}
+
+static void unknown_exec_stage_is_refused_once_known(void **state)
 {
 	fp_pool *p = new_pool(1);
 	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
@@ -197,18 +373,207 @@ static void exec_tasks_are_refused_as_pipeline_stages(void **state)
 	struct fp_buf item = { "3", 1 };
 	struct fp_pool_stats ps;
 
+	/* Its worker said ready: the exec pool knows its tasks. */
 	apply_ok(p, "py.square", "3", "9");
 	st[0].task = "square";
-	st[1].task = "py.square";
+	st[1].task = "py.nosuch";
 	assert_int_equal(fp_pool_pipeline_async(p, st, 2, &item, 1, NULL, NULL, NULL, NULL, NULL),
-			 -ENOTSUP);
+			 FP_EUNKNOWN_TASK);
+	st[1].task = "nosuch.square";
+	assert_int_equal(fp_pool_pipeline_async(p, st, 2, &item, 1, NULL, NULL, NULL, NULL, NULL),
+			 FP_EUNKNOWN_TASK);
 	st[1].task = "square";
-	po.reduce = "py.square";
+	po.reduce = "py.nosuch";
 	assert_int_equal(fp_pool_pipeline_async(p, st, 2, &item, 1, &po, NULL, NULL, NULL, NULL),
-			 -ENOTSUP);
+			 FP_EUNKNOWN_TASK);
 	/* Nothing was queued by the refusals. */
 	fp_pool_stats(p, &ps);
 	assert_int_equal(ps.queued, 0);
+	fp_pool_free(p);
+}
+
+static const char *const sentences[] = {
+	"the cat sat", "", "a dog", "one two three four five six seven eight nine ten",
+};
+
+static void exec_generator_stage_fans_out(void **state)
+{
+	fp_pool *p = new_pool(2);
+	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	const struct fp_task_info *t;
+	struct inputs in;
+	struct outcome o;
+	size_t i, n, found = 0;
+	char text[4][128];
+
+	/* The program declared it a generator, with a doc. */
+	apply_ok(p, "py.square", "1", "1");
+	t = fp_pool_tasks(p, &n);
+	for (i = 0; i < n; i++) {
+		if (!strcmp(t[i].name, "py.split")) {
+			assert_true(t[i].generator);
+			assert_string_equal(t[i].doc, "Split a string into its words.");
+			found++;
+		} else if (!strcmp(t[i].name, "py.square")) {
+			assert_false(t[i].generator);
+			found++;
+		}
+	}
+	assert_int_equal(found, 2);
+
+	/* Words out of Python, each lower-cased by a C task. */
+	in.n = 4;
+	in.items = calloc(4, sizeof(*in.items));
+	in.text = NULL;
+	for (i = 0; i < 4; i++) {
+		snprintf(text[i], sizeof(text[i]), "\"%s\"", sentences[i]);
+		in.items[i] = (struct fp_buf){ text[i], strlen(text[i]) };
+	}
+	st[0].task = "py.split";
+	st[1].task = "lower";
+	outcome_init(&o, p, 4);
+	run_pipeline(p, st, 2, &in, NULL, &o);
+	assert_int_equal(o.errors, 0);
+	assert_int_equal(o.per_input[0], 3);
+	assert_int_equal(o.per_input[1], 0);
+	assert_int_equal(o.per_input[2], 2);
+	assert_int_equal(o.per_input[3], 10);
+	assert_int_equal(o.outputs, 15);
+	assert_int_equal(o.final[0].out, 15);
+	check_counters(&o, 2);
+	outcome_free(&o);
+	inputs_free(&in);
+	fp_pool_free(p);
+}
+
+static long long tens(size_t i) { return (long long)(i + 1) * 10; }
+
+static void exec_reduce_folds_everything(void **state)
+{
+	fp_pool *p = new_pool(2);
+	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	fp_pipeline_options po = FP_PIPELINE_OPTIONS_DEFAULT;
+	struct inputs in;
+	struct outcome o;
+
+	/* C fan-out, squares in Python, summed in Python 8 at a time. */
+	st[0].task = "range";
+	st[1].task = "py.square";
+	po.reduce = "py.add";
+	po.reduce_batch = 8;
+	inputs_make(&in, 3, tens);    /* 10, 20, 30 */
+	outcome_init(&o, p, 3);
+	run_pipeline(p, st, 2, &in, &po, &o);
+	assert_int_equal(o.errors, 0);
+	assert_int_equal(o.outputs, 1);
+	/* The sum of k^2 for k below 10, 20 and 30. */
+	assert_string_equal(o.value, "11310");
+	assert_int_equal(o.value_stage, 2);
+	assert_int_equal(o.final[1].in, 60);
+	assert_true(o.final[2].in > 1);    /* folded in several rounds */
+	outcome_free(&o);
+	inputs_free(&in);
+	fp_pool_free(p);
+}
+
+static void crash_in_exec_stage_fails_only_that_input(void **state)
+{
+	fp_pool *p = new_pool(2);
+	fp_stage st[3] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	struct inputs in;
+	struct outcome o;
+	size_t i, n = 100;
+
+	st[0].task = "echo";
+	st[1].task = "py.crash13";
+	st[2].task = "square";
+	inputs_make(&in, n, identity);
+	outcome_init(&o, p, n);
+	run_pipeline(p, st, 3, &in, NULL, &o);
+	assert_int_equal(o.errors, 1);
+	assert_int_equal(o.err_index, 13);
+	assert_int_equal(o.err_stage, 1);
+	assert_int_equal(o.err_status, FP_ITEM_CRASH);
+	if (!strstr(o.err_msg, "killed by SIGKILL") || !strstr(o.err_msg, "py.crash13"))
+		fail_msg("the crash's message: %s", o.err_msg);
+	assert_int_equal(o.outputs, n - 1);
+	for (i = 0; i < n; i++) {
+		assert_int_equal(o.per_input[i], i == 13 ? 0 : 1);
+		if (i != 13)
+			assert_int_equal(o.value_sum[i], (long long)(i * i));
+	}
+	assert_int_equal(o.final[1].failed, 1);
+	check_counters(&o, 3);
+	/* The program was replaced: the pool goes on. */
+	apply_ok(p, "py.square", "5", "25");
+	outcome_free(&o);
+	inputs_free(&in);
+	fp_pool_free(p);
+}
+
+static long long two_hundred(size_t i) { return 200; }
+
+static void fast_c_stage_before_exec_stage_stays_within_the_buffer(void **state)
+{
+	fp_options opt;
+	fp_pool *p;
+	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	struct inputs in;
+	struct outcome o;
+
+	/* Three C workers emitting fast, one Python program behind 16 places. */
+	test_options(&opt, 1);
+	opt.workers = 3;
+	p = fp_test_pool_with(&opt);
+	st[0].task = "range";
+	st[1].task = "py.echo";
+	st[1].buffer = 16;
+	inputs_make(&in, 2, two_hundred);
+	outcome_init(&o, p, 2);
+	run_pipeline(p, st, 2, &in, NULL, &o);
+	assert_int_equal(o.errors, 0);
+	assert_int_equal(o.outputs, 400);
+	assert_int_equal(o.value_sum[0], 199 * 200 / 2);
+	/* The buffer was used, and never went over its bound. */
+	assert_true(o.waiting_seen[1] > 0);
+	assert_true(o.waiting_max[1] >= o.waiting_seen[1]);
+	if (o.waiting_max[1] > 16 || o.final[1].waiting_max > 16)
+		fail_msg("waiting_max %llu is over the buffer of 16",
+			 (unsigned long long)o.final[1].waiting_max);
+	check_counters(&o, 2);
+	outcome_free(&o);
+	inputs_free(&in);
+	fp_pool_free(p);
+}
+
+static long long twenty(size_t i) { return 20; }
+
+static void cancel_mid_pipeline_with_exec_stage(void **state)
+{
+	fp_pool *p = new_pool(2);
+	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	struct inputs in;
+	struct outcome o;
+	size_t n = 300;
+
+	/* Each item sleeps 20 ms in Python: cancelled long before the end. */
+	st[0].task = "echo";
+	st[1].task = "py.sleep";
+	inputs_make(&in, n, twenty);
+	outcome_init(&o, p, n);
+	o.cancel_after = 5;
+	run_pipeline(p, st, 2, &in, NULL, &o);
+	assert_int_equal(o.cancel_rc, 0);
+	assert_true(o.summary.cancelled);
+	assert_true(o.outputs >= 5);
+	assert_true(o.outputs < n);
+	assert_true(o.errors > 0);
+	/* Every input ends exactly once: an output or an error. */
+	assert_int_equal(o.outputs + o.errors, n);
+	assert_int_equal(o.err_status, FP_ITEM_CANCELLED);
+	apply_ok(p, "py.square", "9", "81");
+	outcome_free(&o);
+	inputs_free(&in);
 	fp_pool_free(p);
 }
 
@@ -278,6 +643,14 @@ static void start_failures_say_what_happened(void **state)
 		{ "sh -c 'echo starting up; sleep 30'",
 		  "wrote a line that is not JSON before saying ready: 'starting up'" },
 		{ "sh -c 'exit 3'", "exited with status 3 before saying ready" },
+		{ "sh -c 'echo \"{\\\"ready\\\":{\\\"tasks\\\":[\\\"a\\\",5]}}\"; sleep 30'",
+		  "announced a bad task: entry 1 of \"tasks\": not a name or an object" },
+		{ "sh -c 'echo \"{\\\"ready\\\":{\\\"tasks\\\":[{\\\"name\\\":\\\"x\\\","
+		  "\\\"generater\\\":true}]}}\"; sleep 30'",
+		  "entry 0 of \"tasks\": unknown member \"generater\" (known: name, generator, doc)" },
+		{ "sh -c 'echo \"{\\\"ready\\\":{\\\"tasks\\\":[{\\\"name\\\":\\\"x\\\","
+		  "\\\"generator\\\":1}]}}\"; sleep 30'",
+		  "entry 0 of \"tasks\": \"generator\" must be true or false" },
 		{ "/nonexistent/worker", "cannot run /nonexistent/worker: No such file" },
 	};
 	fp_options o;
@@ -702,7 +1075,13 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(apply_map_and_generator),
 		cmocka_unit_test(tasks_workers_and_unknown_tasks),
-		cmocka_unit_test(exec_tasks_are_refused_as_pipeline_stages),
+		cmocka_unit_test(c_exec_c_pipeline_matches_sequential),
+		cmocka_unit_test(unknown_exec_stage_is_refused_once_known),
+		cmocka_unit_test(exec_generator_stage_fans_out),
+		cmocka_unit_test(exec_reduce_folds_everything),
+		cmocka_unit_test(crash_in_exec_stage_fails_only_that_input),
+		cmocka_unit_test(fast_c_stage_before_exec_stage_stays_within_the_buffer),
+		cmocka_unit_test(cancel_mid_pipeline_with_exec_stage),
 		cmocka_unit_test(crash_fails_one_item_and_is_replaced),
 		cmocka_unit_test(non_json_output_is_quoted),
 		cmocka_unit_test(hang_past_timeout_kills_the_program),

@@ -52,6 +52,30 @@ def grow(mib):
 
 
 @task
+def split(args):
+    """Split a string into its words."""
+    yield from args.split()
+
+
+@task
+def tally(values):
+    """Words and {word: n} objects -> one {word: n} (a reduce)."""
+    counts = {}
+    for v in values:
+        for word, n in (v.items() if isinstance(v, dict) else [(v, 1)]):
+            counts[word] = counts.get(word, 0) + n
+    return counts
+
+
+@task
+def crash13(args):
+    # A pipeline stage that kills its program on one item.
+    if args == 13:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return args
+
+
+@task
 def noisy(args):
     print("a print() from a task")
     return "quiet"
@@ -76,6 +100,8 @@ def fail(args):
 
 serve({
     "square": lambda x: x * x,
+    "inc": lambda x: x + 1,
+    "add": lambda xs: sum(xs),
     "echo": lambda x: x,
     "bytes": lambda n: "x" * n,
     "sleep": lambda ms: time.sleep(ms / 1000) or ms,

@@ -69,12 +69,54 @@ class ExecApiTest(DaemonTestCase):
         r = self.daemon.post("/v1/apply", {"task": "py.nope", "args": 1})
         self.assertIn("py.square", error_of(self, r, 400, "unknown_task"))
 
-    def test_exec_tasks_are_refused_as_pipeline_stages(self):
+    def test_tasks_say_generator_and_doc_for_exec_tasks(self):
         self.apply("py.square", 1)
-        for body in ({"stages": ["square", "py.square"], "items": [1, 2]},
-                     {"stages": ["square"], "reduce": {"task": "py.square"}, "items": [1]}):
-            r = self.daemon.post("/v1/pipelines", body)
-            self.assertIn("cannot be pipeline stages", error_of(self, r, 400, "unsupported"))
+        self.apply("sh.upper", "x")
+        tasks = {t["name"]: t for t in self.daemon.get("/v1/tasks").json()["tasks"]}
+        self.assertIs(tasks["py.split"]["generator"], True, tasks["py.split"])
+        self.assertEqual(tasks["py.split"]["doc"], "Split a string into its words.")
+        self.assertIs(tasks["py.count"]["generator"], True, tasks["py.count"])
+        self.assertIs(tasks["py.square"]["generator"], False, tasks["py.square"])
+        self.assertIsNone(tasks["py.square"]["doc"])
+        # The shell worker announces plain names: no generator, no doc.
+        self.assertEqual((tasks["sh.upper"]["generator"], tasks["sh.upper"]["doc"]),
+                         (False, None))
+
+    def test_mixed_pipeline_python_generator_c_stage_python_reduce(self):
+        self.apply("py.square", 1)
+        sentences = ["The cat sat", "the DOG", "", "a Cat and a dog"]
+        body = {"stages": [{"task": "py.split"}, {"task": "lower", "buffer": 4}],
+                "items": sentences, "reduce": {"task": "py.tally", "batch": 3}}
+        job = self.submit("/v1/pipelines?wait=30", body, status=200)
+        self.assertEqual(job["state"], "done", job)
+        want = {}
+        for word in " ".join(sentences).lower().split():
+            want[word] = want.get(word, 0) + 1
+        self.assertEqual(job["result"], want)
+        st = job["stages"]
+        self.assertEqual([s["task"] for s in st], ["py.split", "lower", "py.tally"])
+        self.assertEqual((st[0]["in"], st[0]["out"]), (4, 10), st)
+        self.assertEqual((st[1]["in"], st[1]["out"]), (10, 10), st)
+        self.assertGreater(st[2]["in"], 1, st)    # folded in several rounds
+
+    def test_crash_in_exec_stage_fails_only_that_input(self):
+        self.apply("py.square", 1)
+        body = {"stages": ["echo", "py.crash13", "square"], "items": list(range(30))}
+        job = self.submit("/v1/pipelines?wait=30", body, status=200)
+        self.assertEqual(job["state"], "failed", job)
+        lines = self.daemon.get("/v1/jobs/%s/results" % job["id"]).ndjson()
+        errors = [x for x in lines if "error" in x]
+        self.assertEqual(len(errors), 1, errors)
+        self.assertEqual((errors[0]["index"], errors[0]["stage"]), (13, 1), errors)
+        self.assertEqual(errors[0]["error"]["type"], "crash", errors)
+        self.assertIn("py.crash13", errors[0]["error"]["message"])
+        values = {x["index"]: x["value"] for x in lines if "value" in x}
+        self.assertEqual(values, {i: i * i for i in range(30) if i != 13})
+
+    def test_unknown_exec_stage_is_refused_naming_it(self):
+        self.apply("py.square", 1)
+        r = self.daemon.post("/v1/pipelines", {"stages": ["square", "py.nosuch"], "items": [1]})
+        self.assertIn("'py.nosuch' in stage 1", error_of(self, r, 400, "unknown_task"))
 
     def test_recycles_and_reload_start_new_programs(self):
         pids = [self.apply("py.pid", None)["result"] for _ in range(12)]
