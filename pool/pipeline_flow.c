@@ -27,9 +27,21 @@
 int fp__stage_work_submit(fp_pool *p, const char *task, struct fp_call *b,
 			  uint32_t first, uint32_t count)
 {
-	fp_pool *by = p->nchildren ? fp__route(p, task) : p;
+	fp_pool *by;
+	int err;
 
-	return fp__queue_push(&by->queue, b, first, count, false);
+	if (!p->nchildren)
+		return fp__queue_push(&p->queue, b, first, count, false);
+	by = fp__route(p, task);
+	err = fp__queue_push(&by->queue, b, first, count, false);
+	/*
+	 * Not every flush is followed by a dispatch of the pool that got the
+	 * work (one while failed items are delivered, a cancel): have the
+	 * loop look at it, in case nothing else does sooner.
+	 */
+	if (!err)
+		fp__resume_later(by);
+	return err;
 }
 
 struct fp_call *fp__batch_new(struct fp_pipe *pipe, struct fp_pipe_stage *s,

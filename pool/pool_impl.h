@@ -351,6 +351,7 @@ void fp__worker_write_cb(fp_io *io, ssize_t res, const char *buf);
 void fp__worker_account_exit(struct fp_worker *w);
 /* Let a paused worker's frames be read again (they are handled from the loop). */
 void fp__worker_resume(struct fp_worker *w);
+/* From the loop: resume p's paused workers that may go on, then dispatch p. */
 void fp__resume_later(fp_pool *p);
 
 /* spawn.c */

@@ -546,6 +546,43 @@ static void fast_c_stage_before_exec_stage_stays_within_the_buffer(void **state)
 	fp_pool_free(p);
 }
 
+static long long forty(size_t i) { return 40; }
+
+static void exec_generator_before_slow_c_stage_is_paused(void **state)
+{
+	fp_pool *p = new_pool(3);
+	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	struct inputs in;
+	struct outcome o;
+
+	/*
+	 * Two Python generators emitting 40 outputs each at once, into one
+	 * C worker sleeping 0..39 ms per item behind 8 places: the master
+	 * stops reading the shims (a third program is left free), which
+	 * stop reading their programs.
+	 */
+	apply_ok(p, "py.square", "1", "1");     /* py.count is known as a generator */
+	st[0].task = "py.count";
+	st[1].task = "sleep";
+	st[1].buffer = 8;
+	st[1].workers = 1;
+	inputs_make(&in, 2, forty);
+	outcome_init(&o, p, 2);
+	run_pipeline(p, st, 2, &in, NULL, &o);
+	assert_int_equal(o.errors, 0);
+	assert_int_equal(o.outputs, 80);
+	assert_int_equal(o.value_sum[0], 39 * 40 / 2);
+	assert_int_equal(o.value_sum[1], 39 * 40 / 2);
+	assert_true(o.waiting_seen[1] > 0);
+	if (o.final[1].waiting_max > 8)
+		fail_msg("waiting_max %llu is over the buffer of 8",
+			 (unsigned long long)o.final[1].waiting_max);
+	check_counters(&o, 2);
+	outcome_free(&o);
+	inputs_free(&in);
+	fp_pool_free(p);
+}
+
 static long long twenty(size_t i) { return 20; }
 
 static void cancel_mid_pipeline_with_exec_stage(void **state)
@@ -1081,6 +1118,7 @@ int main(void)
 		cmocka_unit_test(exec_reduce_folds_everything),
 		cmocka_unit_test(crash_in_exec_stage_fails_only_that_input),
 		cmocka_unit_test(fast_c_stage_before_exec_stage_stays_within_the_buffer),
+		cmocka_unit_test(exec_generator_before_slow_c_stage_is_paused),
 		cmocka_unit_test(cancel_mid_pipeline_with_exec_stage),
 		cmocka_unit_test(crash_fails_one_item_and_is_replaced),
 		cmocka_unit_test(non_json_output_is_quoted),
