@@ -447,8 +447,9 @@ size_t fp_pool_workers(fp_pool *pool, struct fp_worker_stats *out, size_t max);
 /*
  * Task names, in load order. *n receives the count. Valid for the pool's
  * life, or with exec pools until the next call (their tasks, `NAME.task`
- * with module NAME, are those their programs announced; none before the
- * first of its workers is ready).
+ * with module NAME, are those their programs announced, with the doc and
+ * generator flag they declared; none before the first of its workers is
+ * ready).
  */
 struct fp_task_info {
 	const char *name;

@@ -18,7 +18,8 @@
  * one item running, so crashes and timeouts are accounted per item.
  *
  * A pipeline (pipeline.h) feeds the same queue with batches: internal calls
- * whose items are one stage's inputs. Dispatch takes the first entry that
+ * whose items are one stage's inputs (the queue of the pool that runs the
+ * stage: an exec pool's for a NAME.task, while the pipeline stays the root's). Dispatch takes the first entry that
  * may run, not always the head: a stage at its worker cap, or whose next
  * stage's buffer is full, is skipped and the entries behind it go first. A
  * chunk with a batch's items holds nothing else (no joining either way).

@@ -237,6 +237,9 @@ struct outcome {
 	size_t cancel_after;         /* cancel once this many outputs came; 0: never */
 	int cancel_rc;
 	size_t done_calls;
+	size_t last_index;
+	int out_of_order;
+	int sleepers_max;            /* most workers seen running py.sleep at once */
 	struct fp_call_summary summary;
 };
 
@@ -271,12 +274,27 @@ static void sample_stats(struct outcome *o)
 	}
 }
 
+static void sample_sleepers(struct outcome *o)
+{
+	struct fp_worker_stats ws[16];
+	size_t n = fp_pool_workers(o->pool, ws, 16);
+	int k = 0;
+
+	for (size_t i = 0; i < n && i < 16; i++)
+		k += ws[i].task && !strcmp(ws[i].task, "py.sleep");
+	if (k > o->sleepers_max)
+		o->sleepers_max = k;
+}
+
 static void pipe_item(fp_pool *p, uint64_t id, const struct fp_result *r, void *data)
 {
 	struct outcome *o = data;
 
 	assert_int_equal(id, o->call_id);
 	assert_true(r->index < o->ninputs || r->index == 0);
+	if (r->index < o->last_index)
+		o->out_of_order = 1;
+	o->last_index = r->index;
 	if (r->status == FP_ITEM_OK) {
 		o->outputs++;
 		o->per_input[r->index]++;
@@ -293,6 +311,7 @@ static void pipe_item(fp_pool *p, uint64_t id, const struct fp_result *r, void *
 		o->errors++;
 	}
 	sample_stats(o);
+	sample_sleepers(o);
 	if (o->cancel_after && r->status == FP_ITEM_OK && o->outputs == o->cancel_after)
 		o->cancel_rc = fp_pool_cancel(p, id);
 }
@@ -486,6 +505,7 @@ static void crash_in_exec_stage_fails_only_that_input(void **state)
 
 	st[0].task = "echo";
 	st[1].task = "py.crash13";
+	st[1].retries = 1;              /* tried twice, failed once */
 	st[2].task = "square";
 	inputs_make(&in, n, identity);
 	outcome_init(&o, p, n);
@@ -494,7 +514,8 @@ static void crash_in_exec_stage_fails_only_that_input(void **state)
 	assert_int_equal(o.err_index, 13);
 	assert_int_equal(o.err_stage, 1);
 	assert_int_equal(o.err_status, FP_ITEM_CRASH);
-	if (!strstr(o.err_msg, "killed by SIGKILL") || !strstr(o.err_msg, "py.crash13"))
+	if (!strstr(o.err_msg, "killed by SIGKILL") || !strstr(o.err_msg, "py.crash13") ||
+	    !strstr(o.err_msg, "(attempt 2 of 2)"))
 		fail_msg("the crash's message: %s", o.err_msg);
 	assert_int_equal(o.outputs, n - 1);
 	for (i = 0; i < n; i++) {
@@ -540,6 +561,43 @@ static void fast_c_stage_before_exec_stage_stays_within_the_buffer(void **state)
 	if (o.waiting_max[1] > 16 || o.final[1].waiting_max > 16)
 		fail_msg("waiting_max %llu is over the buffer of 16",
 			 (unsigned long long)o.final[1].waiting_max);
+	check_counters(&o, 2);
+	outcome_free(&o);
+	inputs_free(&in);
+	fp_pool_free(p);
+}
+
+static long long seventh_sleeps(size_t i) { return i == 7 ? 5000 : 10; }
+
+static void exec_stage_timeout_cap_and_input_order(void **state)
+{
+	fp_pool *p = new_pool(3);
+	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	fp_pipeline_options po = FP_PIPELINE_OPTIONS_DEFAULT;
+	struct inputs in;
+	struct outcome o;
+	size_t i, n = 30;
+
+	/* One program at a time of three, 10 ms each but input 7's 5 s. */
+	st[0].task = "echo";
+	st[1].task = "py.sleep";
+	st[1].workers = 1;
+	st[1].timeout_ms = 400;
+	po.ordered = 1;
+	inputs_make(&in, n, seventh_sleeps);
+	outcome_init(&o, p, n);
+	run_pipeline(p, st, 2, &in, &po, &o);
+	assert_int_equal(o.errors, 1);
+	assert_int_equal(o.err_index, 7);
+	assert_int_equal(o.err_stage, 1);
+	assert_int_equal(o.err_status, FP_ITEM_TIMEOUT);
+	if (!strstr(o.err_msg, "ran past its 400 ms timeout"))
+		fail_msg("the timeout's message: %s", o.err_msg);
+	assert_int_equal(o.outputs, n - 1);
+	for (i = 0; i < n; i++)
+		assert_int_equal(o.per_input[i], i == 7 ? 0 : 1);
+	assert_false(o.out_of_order);
+	assert_int_equal(o.sleepers_max, 1);
 	check_counters(&o, 2);
 	outcome_free(&o);
 	inputs_free(&in);
@@ -1119,6 +1177,7 @@ int main(void)
 		cmocka_unit_test(crash_in_exec_stage_fails_only_that_input),
 		cmocka_unit_test(fast_c_stage_before_exec_stage_stays_within_the_buffer),
 		cmocka_unit_test(exec_generator_before_slow_c_stage_is_paused),
+		cmocka_unit_test(exec_stage_timeout_cap_and_input_order),
 		cmocka_unit_test(cancel_mid_pipeline_with_exec_stage),
 		cmocka_unit_test(crash_fails_one_item_and_is_replaced),
 		cmocka_unit_test(non_json_output_is_quoted),
