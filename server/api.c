@@ -19,10 +19,6 @@
 #define DEFAULT_MAX_WAIT_MS (300u * 1000)
 #define MAX_RETRIES 100
 
-const char *const fp__api_restart_reasons[5] = {
-	"recycled", "crash", "timeout", "rss", "reload",
-};
-
 void fp_api_options_init(struct fp_api_options *o)
 {
 	memset(o, 0, sizeof(*o));
@@ -67,11 +63,9 @@ void fp_api_set_draining(fp_api *api, bool draining)
 	api->draining = draining;
 }
 
-void fp_api_count_restart(fp_api *api, const char *reason)
+void fp_api_count_reload(fp_api *api, unsigned workers)
 {
-	for (size_t i = 0; i < 5; i++)
-		if (strcmp(reason, fp__api_restart_reasons[i]) == 0)
-			api->restarts[i]++;
+	api->reload_restarts += workers;
 }
 
 /* --- responses ----------------------------------------------------------- */

@@ -46,9 +46,10 @@ void fp_api_handler(fp_http_request *req, void *data);
 void fp_api_set_draining(fp_api *api, bool draining);
 
 /*
- * For the metrics: count a worker event the daemon saw in the pool's log
- * (reason: "recycled", "crash", "timeout", "rss", "reload").
+ * For the metrics: `workers` were restarted by a reload (SIGHUP). The other
+ * reasons (recycled, crash, timeout, start failure) are the pool's own
+ * counters (fp_pool_stats); a reload is the daemon's doing, so it counts it.
  */
-void fp_api_count_restart(fp_api *api, const char *reason);
+void fp_api_count_reload(fp_api *api, unsigned workers);
 
 #endif

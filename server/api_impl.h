@@ -32,12 +32,9 @@ struct fp_api {
 	struct api_waiter *waiters;
 	struct api_stream *streams;
 
-	/* Worker restarts by reason, for /metrics. */
-	uint64_t restarts[5];
+	/* Workers restarted by reloads, for /metrics (the rest: fp_pool_stats). */
+	uint64_t reload_restarts;
 };
-
-/* Reasons counted in fp_api.restarts, in order. */
-extern const char *const fp__api_restart_reasons[5];
 
 /* api.c */
 void fp__api_error(fp_http_request *req, int status, const char *code, const char *fmt, ...)

@@ -183,7 +183,7 @@ void fp__api_metrics(fp_api *api, fp_http_request *req)
 	sbuf_printf(&b, "forkpool_worker_restarts_total{reason=\"start_failure\"} %llu\n",
 		    (unsigned long long)ps.init_failures);
 	sbuf_printf(&b, "forkpool_worker_restarts_total{reason=\"reload\"} %llu\n",
-		    (unsigned long long)api->restarts[4]);
+		    (unsigned long long)api->reload_restarts);
 	metric_head(&b, "forkpool_task_duration_seconds", "histogram",
 		    "Time from handing an item to a worker to its answer.");
 	uint64_t cum = 0;

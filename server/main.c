@@ -80,38 +80,11 @@ struct daemon {
 
 /* --- the pool's log ------------------------------------------------------ */
 
-/*
- * The pool says in its log why a worker went away; the metrics count those
- * reasons. The messages are the pool's (pool/dispatch.c); a reworded one is
- * only missed in a counter.
- */
-static void count_worker_event(struct daemon *d, const char *msg)
-{
-	unsigned slot;
-	int pid;
-	unsigned long long tasks;
-	size_t rss_kib;
-
-	if (!d->api)
-		return;
-	if (sscanf(msg, "worker %u (pid %d) retires after %llu tasks, rss %zu KiB",
-		   &slot, &pid, &tasks, &rss_kib) == 4) {
-		bool over_rss = d->cfg.max_rss_mb &&
-				(uint64_t)rss_kib > (d->cfg.max_rss_mb << 10);
-
-		fp_api_count_restart(d->api, over_rss ? "rss" : "recycled");
-	} else if (strstr(msg, " timeout; stopping it")) {
-		fp_api_count_restart(d->api, "timeout");
-	} else if (strstr(msg, " while running task ") || strstr(msg, " between tasks")) {
-		fp_api_count_restart(d->api, "crash");
-	}
-}
-
+/* The pool's log lines go to the daemon's log; an error is kept for /v1/health. */
 static void pool_log(void *data, fp_log_level level, const char *msg)
 {
 	struct daemon *d = data;
 
-	count_worker_event(d, msg);
 	if (level == FP_LOG_ERROR)
 		snprintf(d->pool_error, sizeof(d->pool_error), "%s", msg);
 	fp_dlog_fields(&d->log, level, 0, msg, NULL, 0);
@@ -309,8 +282,7 @@ static void on_reload_signal(fp_signal *sig, int signum)
 		return;
 	}
 	fp_dlog_info(&d->log, "SIGHUP: restarting all %u workers, one at a time", st.workers);
-	for (unsigned i = 0; i < st.workers; i++)
-		fp_api_count_restart(d->api, "reload");
+	fp_api_count_reload(d->api, st.workers);
 }
 
 /* --- start-up ------------------------------------------------------------ */
@@ -460,7 +432,7 @@ static int start(struct daemon *d)
 	fp_config_exec_pools(&d->cfg, po.exec, names);
 	po.log = pool_log;
 	po.log_data = d;
-	/* Everything: the daemon's log filters, and counts worker events. */
+	/* Everything: the daemon's log filters. */
 	po.log_level = FP_LOG_DEBUG;
 	po.backend = d->cfg.loop;
 	r = fp_pool_new(&d->pool, d->loop, &po, err, sizeof(err));

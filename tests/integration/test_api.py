@@ -615,6 +615,22 @@ class WorkerPidTest(DaemonTestCase):
         self.assertTrue(all(p > 0 for p in self.daemon.worker_pids()))
         self.assertNotIn("did not answer", self.daemon.log_text())
 
+    def test_metrics_count_recycles_and_crashes(self):
+        """/metrics reads the pool's own counters: each reason counts what happened."""
+        def restarts():
+            m = self.daemon.get("/metrics").body.decode()
+            return {r: int(re.search(r'forkpool_worker_restarts_total\{reason="%s"\} (\d+)' % r,
+                                     m).group(1))
+                    for r in ("recycled", "crash", "timeout")}
+        before = restarts()
+        for _ in range(3):
+            self.apply("square", [3], wait=10)
+        self.assertEqual(self.apply("crash", wait=10)["error"]["type"], "crash")
+        after = wait_until(lambda: (lambda a: a if a["recycled"] >= before["recycled"] + 3
+                                    and a["crash"] == before["crash"] + 1 else None)(restarts()),
+                           10, what="three recycles and one crash counted")
+        self.assertEqual(after["timeout"], before["timeout"])
+
 
 class AuthTest(unittest.TestCase):
     TOKEN = "s3cret-token-for-tests"
