@@ -18,6 +18,7 @@
 
 #include "forkpool.h"
 #include "fp_test.h"
+#include "fp_test_pipe.h"
 #include "fp_test_pool.h"
 
 static char py_command[4096], sh_command[4096];
@@ -190,161 +191,10 @@ static void tasks_workers_and_unknown_tasks(void **state)
 
 /* --- pipelines with exec stages ------------------------------------------ */
 
-/* Numbers as JSON texts, in one block. */
-struct inputs {
-	struct fp_buf *items;
-	char (*text)[24];
-	size_t n;
-};
-
-static void inputs_make(struct inputs *in, size_t n, long long (*f)(size_t))
-{
-	in->n = n;
-	in->items = calloc(n ? n : 1, sizeof(*in->items));
-	in->text = calloc(n ? n : 1, sizeof(*in->text));
-	assert_non_null(in->items);
-	assert_non_null(in->text);
-	for (size_t i = 0; i < n; i++) {
-		snprintf(in->text[i], sizeof(in->text[i]), "%lld", f(i));
-		in->items[i] = (struct fp_buf){ in->text[i], strlen(in->text[i]) };
-	}
-}
-
-static void inputs_free(struct inputs *in)
-{
-	free(in->items);
-	free(in->text);
-}
-
 static long long identity(size_t i) { return (long long)i; }
 
-/* Everything a pipeline delivered, and its counters as they went. */
-struct outcome {
-	fp_pool *pool;
-	uint64_t call_id;
-	size_t ninputs, outputs, errors;
-	size_t *per_input;           /* outputs per input */
-	long long *value_sum;        /* sum of numeric outputs per input */
-	char value[4096];            /* the last output */
-	unsigned value_stage;
-	size_t err_index;            /* the first error */
-	unsigned err_stage;
-	fp_item_status err_status;
-	char err_msg[512];
-	struct fp_stage_stats final[4];
-	int nstats;
-	uint64_t waiting_max[4], waiting_seen[4];
-	size_t cancel_after;         /* cancel once this many outputs came; 0: never */
-	int cancel_rc;
-	size_t done_calls;
-	size_t last_index;
-	int out_of_order;
-	int sleepers_max;            /* most workers seen running py.sleep at once */
-	struct fp_call_summary summary;
-};
-
-static void outcome_init(struct outcome *o, fp_pool *p, size_t ninputs)
-{
-	memset(o, 0, sizeof(*o));
-	o->pool = p;
-	o->ninputs = ninputs;
-	o->cancel_rc = 1;
-	o->per_input = calloc(ninputs + 1, sizeof(*o->per_input));
-	o->value_sum = calloc(ninputs + 1, sizeof(*o->value_sum));
-	assert_non_null(o->per_input);
-	assert_non_null(o->value_sum);
-}
-
-static void outcome_free(struct outcome *o)
-{
-	free(o->per_input);
-	free(o->value_sum);
-}
-
-static void sample_stats(struct outcome *o)
-{
-	struct fp_stage_stats st[4];
-	int n = fp_pipeline_stats(o->pool, o->call_id, st, 4);
-
-	for (int i = 0; i < n && i < 4; i++) {
-		if (st[i].waiting_max > o->waiting_max[i])
-			o->waiting_max[i] = st[i].waiting_max;
-		if (st[i].waiting > o->waiting_seen[i])
-			o->waiting_seen[i] = st[i].waiting;
-	}
-}
-
-static void sample_sleepers(struct outcome *o)
-{
-	struct fp_worker_stats ws[16];
-	size_t n = fp_pool_workers(o->pool, ws, 16);
-	int k = 0;
-
-	for (size_t i = 0; i < n && i < 16; i++)
-		k += ws[i].task && !strcmp(ws[i].task, "py.sleep");
-	if (k > o->sleepers_max)
-		o->sleepers_max = k;
-}
-
-static void pipe_item(fp_pool *p, uint64_t id, const struct fp_result *r, void *data)
-{
-	struct outcome *o = data;
-
-	assert_int_equal(id, o->call_id);
-	assert_true(r->index < o->ninputs || r->index == 0);
-	if (r->index < o->last_index)
-		o->out_of_order = 1;
-	o->last_index = r->index;
-	if (r->status == FP_ITEM_OK) {
-		o->outputs++;
-		o->per_input[r->index]++;
-		o->value_sum[r->index] += atoll(r->value);
-		snprintf(o->value, sizeof(o->value), "%.*s", (int)r->value_len, r->value);
-		o->value_stage = r->stage;
-	} else {
-		if (!o->errors) {
-			o->err_index = r->index;
-			o->err_stage = r->stage;
-			o->err_status = r->status;
-			snprintf(o->err_msg, sizeof(o->err_msg), "%s", r->message);
-		}
-		o->errors++;
-	}
-	sample_stats(o);
-	sample_sleepers(o);
-	if (o->cancel_after && r->status == FP_ITEM_OK && o->outputs == o->cancel_after)
-		o->cancel_rc = fp_pool_cancel(p, id);
-}
-
-static void pipe_done(fp_pool *p, const struct fp_call_summary *s, void *data)
-{
-	struct outcome *o = data;
-
-	o->done_calls++;
-	o->summary = *s;
-	/* The final counters are there during on_done. */
-	o->nstats = fp_pipeline_stats(p, o->call_id, o->final, 4);
-}
-
-static int pipe_finished(void *data)
-{
-	return ((struct outcome *)data)->done_calls > 0;
-}
-
-static void run_pipeline(fp_pool *p, const fp_stage *st, size_t nst, const struct inputs *in,
-			 const fp_pipeline_options *po, struct outcome *o)
-{
-	assert_int_equal(fp_pool_pipeline_async(p, st, nst, in->items, in->n, po, pipe_item,
-						pipe_done, o, &o->call_id), 0);
-	assert_true(fp_test_run_until(p, pipe_finished, o, 60000));
-	assert_int_equal(o->done_calls, 1);
-	assert_int_equal(o->summary.ok, o->outputs);
-	assert_int_equal(o->summary.failed, o->errors);
-	assert_int_equal(fp_pipeline_stats(p, o->call_id, NULL, 0), -ENOENT);
-}
-
 /* Every stage ended what it was given, and fed the next one all it made. */
-static void check_counters(const struct outcome *o, size_t nstages)
+static void check_counters(const struct fp_test_pipe *o, size_t nstages)
 {
 	assert_int_equal(o->nstats, (int)nstages);
 	for (size_t k = 0; k < nstages; k++) {
@@ -360,16 +210,16 @@ static void c_exec_c_pipeline_matches_sequential(void **state)
 {
 	fp_pool *p = new_pool(2);
 	fp_stage st[3] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
-	struct inputs in;
-	struct outcome o;
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
 	size_t i, n = 500;
 
 	st[0].task = "square";
 	st[1].task = "py.inc";
 	st[2].task = "square";
-	inputs_make(&in, n, identity);
-	outcome_init(&o, p, n);
-	run_pipeline(p, st, 3, &in, NULL, &o);
+	fp_test_inputs_numbers(&in, n, identity);
+	fp_test_pipe_init(&o, p, n, NULL);
+	fp_test_pipe_run(p, st, 3, &in, NULL, &o);
 	assert_int_equal(o.errors, 0);
 	assert_int_equal(o.outputs, n);
 	for (i = 0; i < n; i++) {
@@ -379,8 +229,8 @@ static void c_exec_c_pipeline_matches_sequential(void **state)
 	}
 	assert_int_equal(o.final[1].out, n);
 	check_counters(&o, 3);
-	outcome_free(&o);
-	inputs_free(&in);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
 	fp_pool_free(p);
 }
 
@@ -420,8 +270,8 @@ static void exec_generator_stage_fans_out(void **state)
 	fp_pool *p = new_pool(2);
 	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
 	const struct fp_task_info *t;
-	struct inputs in;
-	struct outcome o;
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
 	size_t i, n, found = 0;
 	char text[4][128];
 
@@ -450,8 +300,8 @@ static void exec_generator_stage_fans_out(void **state)
 	}
 	st[0].task = "py.split";
 	st[1].task = "lower";
-	outcome_init(&o, p, 4);
-	run_pipeline(p, st, 2, &in, NULL, &o);
+	fp_test_pipe_init(&o, p, 4, NULL);
+	fp_test_pipe_run(p, st, 2, &in, NULL, &o);
 	assert_int_equal(o.errors, 0);
 	assert_int_equal(o.per_input[0], 3);
 	assert_int_equal(o.per_input[1], 0);
@@ -460,8 +310,8 @@ static void exec_generator_stage_fans_out(void **state)
 	assert_int_equal(o.outputs, 15);
 	assert_int_equal(o.final[0].out, 15);
 	check_counters(&o, 2);
-	outcome_free(&o);
-	inputs_free(&in);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
 	fp_pool_free(p);
 }
 
@@ -472,17 +322,17 @@ static void exec_reduce_folds_everything(void **state)
 	fp_pool *p = new_pool(2);
 	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
 	fp_pipeline_options po = FP_PIPELINE_OPTIONS_DEFAULT;
-	struct inputs in;
-	struct outcome o;
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
 
 	/* C fan-out, squares in Python, summed in Python 8 at a time. */
 	st[0].task = "range";
 	st[1].task = "py.square";
 	po.reduce = "py.add";
 	po.reduce_batch = 8;
-	inputs_make(&in, 3, tens);    /* 10, 20, 30 */
-	outcome_init(&o, p, 3);
-	run_pipeline(p, st, 2, &in, &po, &o);
+	fp_test_inputs_numbers(&in, 3, tens);    /* 10, 20, 30 */
+	fp_test_pipe_init(&o, p, 3, NULL);
+	fp_test_pipe_run(p, st, 2, &in, &po, &o);
 	assert_int_equal(o.errors, 0);
 	assert_int_equal(o.outputs, 1);
 	/* The sum of k^2 for k below 10, 20 and 30. */
@@ -490,8 +340,8 @@ static void exec_reduce_folds_everything(void **state)
 	assert_int_equal(o.value_stage, 2);
 	assert_int_equal(o.final[1].in, 60);
 	assert_true(o.final[2].in > 1);    /* folded in several rounds */
-	outcome_free(&o);
-	inputs_free(&in);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
 	fp_pool_free(p);
 }
 
@@ -499,17 +349,17 @@ static void crash_in_exec_stage_fails_only_that_input(void **state)
 {
 	fp_pool *p = new_pool(2);
 	fp_stage st[3] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
-	struct inputs in;
-	struct outcome o;
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
 	size_t i, n = 100;
 
 	st[0].task = "echo";
 	st[1].task = "py.crash13";
 	st[1].retries = 1;              /* tried twice, failed once */
 	st[2].task = "square";
-	inputs_make(&in, n, identity);
-	outcome_init(&o, p, n);
-	run_pipeline(p, st, 3, &in, NULL, &o);
+	fp_test_inputs_numbers(&in, n, identity);
+	fp_test_pipe_init(&o, p, n, NULL);
+	fp_test_pipe_run(p, st, 3, &in, NULL, &o);
 	assert_int_equal(o.errors, 1);
 	assert_int_equal(o.err_index, 13);
 	assert_int_equal(o.err_stage, 1);
@@ -527,8 +377,8 @@ static void crash_in_exec_stage_fails_only_that_input(void **state)
 	check_counters(&o, 3);
 	/* The program was replaced: the pool goes on. */
 	apply_ok(p, "py.square", "5", "25");
-	outcome_free(&o);
-	inputs_free(&in);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
 	fp_pool_free(p);
 }
 
@@ -539,8 +389,8 @@ static void fast_c_stage_before_exec_stage_stays_within_the_buffer(void **state)
 	fp_options opt;
 	fp_pool *p;
 	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
-	struct inputs in;
-	struct outcome o;
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
 
 	/* Three C workers emitting fast, one Python program behind 16 places. */
 	test_options(&opt, 1);
@@ -549,9 +399,9 @@ static void fast_c_stage_before_exec_stage_stays_within_the_buffer(void **state)
 	st[0].task = "range";
 	st[1].task = "py.echo";
 	st[1].buffer = 16;
-	inputs_make(&in, 2, two_hundred);
-	outcome_init(&o, p, 2);
-	run_pipeline(p, st, 2, &in, NULL, &o);
+	fp_test_inputs_numbers(&in, 2, two_hundred);
+	fp_test_pipe_init(&o, p, 2, NULL);
+	fp_test_pipe_run(p, st, 2, &in, NULL, &o);
 	assert_int_equal(o.errors, 0);
 	assert_int_equal(o.outputs, 400);
 	assert_int_equal(o.value_sum[0], 199 * 200 / 2);
@@ -562,8 +412,8 @@ static void fast_c_stage_before_exec_stage_stays_within_the_buffer(void **state)
 		fail_msg("waiting_max %llu is over the buffer of 16",
 			 (unsigned long long)o.final[1].waiting_max);
 	check_counters(&o, 2);
-	outcome_free(&o);
-	inputs_free(&in);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
 	fp_pool_free(p);
 }
 
@@ -574,8 +424,8 @@ static void exec_stage_timeout_cap_and_input_order(void **state)
 	fp_pool *p = new_pool(3);
 	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
 	fp_pipeline_options po = FP_PIPELINE_OPTIONS_DEFAULT;
-	struct inputs in;
-	struct outcome o;
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
 	size_t i, n = 30;
 
 	/* One program at a time of three, 10 ms each but input 7's 5 s. */
@@ -584,9 +434,9 @@ static void exec_stage_timeout_cap_and_input_order(void **state)
 	st[1].workers = 1;
 	st[1].timeout_ms = 400;
 	po.ordered = 1;
-	inputs_make(&in, n, seventh_sleeps);
-	outcome_init(&o, p, n);
-	run_pipeline(p, st, 2, &in, &po, &o);
+	fp_test_inputs_numbers(&in, n, seventh_sleeps);
+	fp_test_pipe_init(&o, p, n, "py.sleep");
+	fp_test_pipe_run(p, st, 2, &in, &po, &o);
 	assert_int_equal(o.errors, 1);
 	assert_int_equal(o.err_index, 7);
 	assert_int_equal(o.err_stage, 1);
@@ -597,10 +447,10 @@ static void exec_stage_timeout_cap_and_input_order(void **state)
 	for (i = 0; i < n; i++)
 		assert_int_equal(o.per_input[i], i == 7 ? 0 : 1);
 	assert_false(o.out_of_order);
-	assert_int_equal(o.sleepers_max, 1);
+	assert_int_equal(o.busy_max, 1);
 	check_counters(&o, 2);
-	outcome_free(&o);
-	inputs_free(&in);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
 	fp_pool_free(p);
 }
 
@@ -610,8 +460,8 @@ static void exec_generator_before_slow_c_stage_is_paused(void **state)
 {
 	fp_pool *p = new_pool(3);
 	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
-	struct inputs in;
-	struct outcome o;
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
 
 	/*
 	 * Two Python generators emitting 40 outputs each at once, into one
@@ -624,9 +474,9 @@ static void exec_generator_before_slow_c_stage_is_paused(void **state)
 	st[1].task = "sleep";
 	st[1].buffer = 8;
 	st[1].workers = 1;
-	inputs_make(&in, 2, forty);
-	outcome_init(&o, p, 2);
-	run_pipeline(p, st, 2, &in, NULL, &o);
+	fp_test_inputs_numbers(&in, 2, forty);
+	fp_test_pipe_init(&o, p, 2, NULL);
+	fp_test_pipe_run(p, st, 2, &in, NULL, &o);
 	assert_int_equal(o.errors, 0);
 	assert_int_equal(o.outputs, 80);
 	assert_int_equal(o.value_sum[0], 39 * 40 / 2);
@@ -636,8 +486,8 @@ static void exec_generator_before_slow_c_stage_is_paused(void **state)
 		fail_msg("waiting_max %llu is over the buffer of 8",
 			 (unsigned long long)o.final[1].waiting_max);
 	check_counters(&o, 2);
-	outcome_free(&o);
-	inputs_free(&in);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
 	fp_pool_free(p);
 }
 
@@ -647,17 +497,17 @@ static void cancel_mid_pipeline_with_exec_stage(void **state)
 {
 	fp_pool *p = new_pool(2);
 	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
-	struct inputs in;
-	struct outcome o;
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
 	size_t n = 300;
 
 	/* Each item sleeps 20 ms in Python: cancelled long before the end. */
 	st[0].task = "echo";
 	st[1].task = "py.sleep";
-	inputs_make(&in, n, twenty);
-	outcome_init(&o, p, n);
+	fp_test_inputs_numbers(&in, n, twenty);
+	fp_test_pipe_init(&o, p, n, NULL);
 	o.cancel_after = 5;
-	run_pipeline(p, st, 2, &in, NULL, &o);
+	fp_test_pipe_run(p, st, 2, &in, NULL, &o);
 	assert_int_equal(o.cancel_rc, 0);
 	assert_true(o.summary.cancelled);
 	assert_true(o.outputs >= 5);
@@ -667,8 +517,8 @@ static void cancel_mid_pipeline_with_exec_stage(void **state)
 	assert_int_equal(o.outputs + o.errors, n);
 	assert_int_equal(o.err_status, FP_ITEM_CANCELLED);
 	apply_ok(p, "py.square", "9", "81");
-	outcome_free(&o);
-	inputs_free(&in);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
 	fp_pool_free(p);
 }
 

@@ -16,6 +16,7 @@
 
 #include "forkpool.h"
 #include "fp_test.h"
+#include "fp_test_pipe.h"
 #include "fp_test_pool.h"
 
 /* --- helpers ------------------------------------------------------------- */
@@ -45,171 +46,9 @@ static int apply(fp_pool *p, const char *task, const char *args, struct fp_resul
 	return fp_pool_apply(p, task, args, strlen(args), NULL, r);
 }
 
-/* Inputs as JSON texts, kept in one block. */
-struct inputs {
-	struct fp_buf *items;
-	char *text;
-	size_t n;
-};
-
-static void inputs_numbers(struct inputs *in, size_t n, long long (*f)(size_t))
-{
-	size_t i, off = 0;
-
-	in->n = n;
-	in->items = calloc(n ? n : 1, sizeof(*in->items));
-	in->text = malloc(n * 24 + 1);
-	assert_non_null(in->items);
-	assert_non_null(in->text);
-	for (i = 0; i < n; i++) {
-		int l = snprintf(in->text + off, 24, "%lld", f(i));
-		in->items[i] = (struct fp_buf){ in->text + off, (size_t)l };
-		off += (size_t)l + 1;
-	}
-}
-
-static void inputs_free(struct inputs *in)
-{
-	free(in->items);
-	free(in->text);
-}
-
-/* Everything a pipeline delivered. */
-struct outcome {
-	fp_pool *pool;
-	size_t ninputs;
-	size_t outputs, errors;
-	size_t *per_input;          /* outputs per input index */
-	long long *value_sum;       /* sum of numeric outputs per input */
-	size_t last_index;
-	int out_of_order;
-	int bad_index;
-	size_t done_calls;
-	struct fp_call_summary summary;
-	/* the first error */
-	size_t err_index;
-	unsigned err_stage;
-	fp_item_status err_status;
-	char err_msg[256];
-	/* the last output's text, for reduce results */
-	char value[4096];
-	unsigned value_stage;
-	/* back-pressure: stats sampled at each delivery */
-	uint64_t call_id;
-	uint64_t waiting_max[4];
-	uint64_t waiting_seen[4];
-	int slow_workers_max;       /* most workers seen running pipe.slow at once */
-	size_t cancel_after;        /* cancel when this many outputs came; 0: never */
-	int cancel_rc;
-};
-
-static void outcome_init(struct outcome *o, fp_pool *p, size_t ninputs)
-{
-	memset(o, 0, sizeof(*o));
-	o->pool = p;
-	o->ninputs = ninputs;
-	o->per_input = calloc(ninputs + 1, sizeof(size_t));
-	o->value_sum = calloc(ninputs + 1, sizeof(long long));
-	o->cancel_rc = 1;
-	assert_non_null(o->per_input);
-	assert_non_null(o->value_sum);
-}
-
-static void outcome_free(struct outcome *o)
-{
-	free(o->per_input);
-	free(o->value_sum);
-}
-
-static int slow_workers(fp_pool *p);
-
-static void sample_stats(struct outcome *o)
-{
-	int k = slow_workers(o->pool);
-
-	if (k > o->slow_workers_max)
-		o->slow_workers_max = k;
-	struct fp_stage_stats st[4];
-	int n = fp_pipeline_stats(o->pool, o->call_id, st, 4);
-
-	for (int i = 0; i < n && i < 4; i++) {
-		if (st[i].waiting_max > o->waiting_max[i])
-			o->waiting_max[i] = st[i].waiting_max;
-		if (st[i].waiting > o->waiting_seen[i])
-			o->waiting_seen[i] = st[i].waiting;
-	}
-}
-
-static void on_item(fp_pool *p, uint64_t id, const struct fp_result *r, void *data)
-{
-	struct outcome *o = data;
-
-	assert_int_equal(id, o->call_id);
-	if (r->index < o->last_index)
-		o->out_of_order = 1;
-	o->last_index = r->index;
-	if (r->status == FP_ITEM_OK) {
-		o->outputs++;
-		/* A reduce's result is index 0, with or without inputs. */
-		if (r->index < o->ninputs || r->index == 0) {
-			o->per_input[r->index]++;
-			o->value_sum[r->index] += atoll(r->value);
-		} else {
-			o->bad_index = 1;
-		}
-		snprintf(o->value, sizeof(o->value), "%.*s", (int)r->value_len, r->value);
-		o->value_stage = r->stage;
-	} else {
-		if (!o->errors) {
-			o->err_index = r->index;
-			o->err_stage = r->stage;
-			o->err_status = r->status;
-			snprintf(o->err_msg, sizeof(o->err_msg), "%s", r->message);
-		}
-		o->errors++;
-	}
-	sample_stats(o);
-	if (o->cancel_after && r->status == FP_ITEM_OK && o->outputs == o->cancel_after)
-		o->cancel_rc = fp_pool_cancel(p, id);
-}
-
-static void on_done(fp_pool *p, const struct fp_call_summary *s, void *data)
-{
-	struct outcome *o = data;
-
-	o->done_calls++;
-	o->summary = *s;
-}
-
-static int outcome_done(void *data)
-{
-	return ((struct outcome *)data)->done_calls > 0;
-}
-
-/* Submit and run to the end (within 60 s). */
-static void run_pipeline(fp_pool *p, const fp_stage *stages, size_t nstages,
-			 const struct inputs *in, const fp_pipeline_options *opts,
-			 struct outcome *o)
-{
-	int rc = fp_pool_pipeline_async(p, stages, nstages, in->items, in->n, opts,
-					on_item, on_done, o, &o->call_id);
-
-	assert_int_equal(rc, 0);
-	assert_true(fp_test_run_until(p, outcome_done, o, 60000));
-	assert_int_equal(o->done_calls, 1);
-	assert_int_equal(o->summary.id, o->call_id);
-	assert_int_equal(o->summary.ok, o->outputs);
-	assert_int_equal(o->summary.failed, o->errors);
-	assert_int_equal(o->summary.total, o->outputs + o->errors);
-	assert_false(o->bad_index);
-	/* Over: its statistics and its id are gone. */
-	assert_int_equal(fp_pipeline_stats(p, o->call_id, NULL, 0), -ENOENT);
-	assert_int_equal(fp_pool_cancel(p, o->call_id), -ENOENT);
-}
-
 /* Input `bad` failed at `stage` with `status`; every other one gave one output. */
-static void assert_only_input_failed(const struct outcome *o, size_t n, size_t bad,
-				     unsigned stage, fp_item_status status)
+static void assert_only_input_failed(const struct fp_test_pipe *o, size_t n,
+				     size_t bad, unsigned stage, fp_item_status status)
 {
 	assert_int_equal(o->errors, 1);
 	assert_int_equal(o->err_index, bad);
@@ -349,16 +188,16 @@ static void three_stages_equal_doing_it_sequentially(void **state)
 	char *paths[2];
 	fp_pool *p = new_pool(3, paths);
 	fp_stage st[3] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
-	struct inputs in;
-	struct outcome o;
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
 	size_t i, n = 100000;
 
 	st[0].task = "square";
 	st[1].task = "pipe.inc";
 	st[2].task = "square";
-	inputs_numbers(&in, n, mod1000);
-	outcome_init(&o, p, n);
-	run_pipeline(p, st, 3, &in, NULL, &o);
+	fp_test_inputs_numbers(&in, n, mod1000);
+	fp_test_pipe_init(&o, p, n, NULL);
+	fp_test_pipe_run(p, st, 3, &in, NULL, &o);
 	assert_int_equal(o.errors, 0);
 	assert_int_equal(o.outputs, n);
 	for (i = 0; i < n; i++) {
@@ -366,8 +205,8 @@ static void three_stages_equal_doing_it_sequentially(void **state)
 		assert_int_equal(o.per_input[i], 1);
 		assert_int_equal(o.value_sum[i], want);
 	}
-	outcome_free(&o);
-	inputs_free(&in);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
 	free_pool(p, paths);
 }
 
@@ -376,15 +215,15 @@ static void range_fans_out(void **state)
 	char *paths[2];
 	fp_pool *p = new_pool(2, paths);
 	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
-	struct inputs in;
-	struct outcome o;
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
 	size_t i, n = 300;
 
 	st[0].task = "range";
 	st[1].task = "square";
-	inputs_numbers(&in, n, identity);
-	outcome_init(&o, p, n);
-	run_pipeline(p, st, 2, &in, NULL, &o);
+	fp_test_inputs_numbers(&in, n, identity);
+	fp_test_pipe_init(&o, p, n, NULL);
+	fp_test_pipe_run(p, st, 2, &in, NULL, &o);
 	assert_int_equal(o.errors, 0);
 	assert_int_equal(o.outputs, n * (n - 1) / 2);
 	for (i = 0; i < n; i++) {
@@ -392,8 +231,8 @@ static void range_fans_out(void **state)
 		assert_int_equal(o.per_input[i], i);
 		assert_int_equal(o.value_sum[i], i ? want : 0);
 	}
-	outcome_free(&o);
-	inputs_free(&in);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
 	free_pool(p, paths);
 }
 
@@ -409,8 +248,8 @@ static void word_count_with_reduce(void **state)
 	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
 	fp_pipeline_options po = FP_PIPELINE_OPTIONS_DEFAULT;
 	size_t reps = 200, n = reps * 6, i;
-	struct inputs in = { 0 };
-	struct outcome o;
+	struct fp_test_inputs in = { 0 };
+	struct fp_test_pipe o;
 	json_t *got, *want;
 	json_error_t jerr;
 	char *text;
@@ -427,8 +266,8 @@ static void word_count_with_reduce(void **state)
 	st[1].task = "lower";
 	po.reduce = "count";
 	po.reduce_batch = 7;      /* many rounds of folding its own results */
-	outcome_init(&o, p, n);
-	run_pipeline(p, st, 2, &in, &po, &o);
+	fp_test_pipe_init(&o, p, n, NULL);
+	fp_test_pipe_run(p, st, 2, &in, &po, &o);
 	assert_int_equal(o.errors, 0);
 	assert_int_equal(o.outputs, 1);
 	assert_int_equal(o.value_stage, 2);
@@ -447,8 +286,8 @@ static void word_count_with_reduce(void **state)
 	free(text);
 	json_decref(got);
 	json_decref(want);
-	outcome_free(&o);
-	inputs_free(&in);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
 	free_pool(p, paths);
 }
 
@@ -458,26 +297,26 @@ static void reduce_of_nothing_folds_an_empty_list(void **state)
 	fp_pool *p = new_pool(2, paths);
 	fp_stage st[1] = { FP_STAGE_DEFAULT };
 	fp_pipeline_options po = FP_PIPELINE_OPTIONS_DEFAULT;
-	struct inputs in;
-	struct outcome o;
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
 
 	st[0].task = "range";
 	po.reduce = "sum";
-	inputs_numbers(&in, 3, mod5);   /* 0, 1, 2: one output 0, one 0 and 1 */
-	outcome_init(&o, p, 3);
-	run_pipeline(p, st, 1, &in, &po, &o);
+	fp_test_inputs_numbers(&in, 3, mod5);   /* 0, 1, 2: one output 0, one 0 and 1 */
+	fp_test_pipe_init(&o, p, 3, NULL);
+	fp_test_pipe_run(p, st, 1, &in, &po, &o);
 	assert_int_equal(o.outputs, 1);
 	assert_string_equal(o.value, "1");
-	outcome_free(&o);
-	inputs_free(&in);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
 
-	inputs_numbers(&in, 0, mod5);
-	outcome_init(&o, p, 0);
-	run_pipeline(p, st, 1, &in, &po, &o);
+	fp_test_inputs_numbers(&in, 0, mod5);
+	fp_test_pipe_init(&o, p, 0, NULL);
+	fp_test_pipe_run(p, st, 1, &in, &po, &o);
 	assert_int_equal(o.outputs, 1);
 	assert_string_equal(o.value, "0");
-	outcome_free(&o);
-	inputs_free(&in);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
 	free_pool(p, paths);
 }
 
@@ -486,23 +325,23 @@ static void crash_in_stage_two_fails_only_that_item(void **state)
 	char *paths[2];
 	fp_pool *p = new_pool(2, paths);
 	fp_stage st[3] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
-	struct inputs in;
-	struct outcome o;
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
 	size_t i, n = 200;
 
 	st[0].task = "echo";
 	st[1].task = "pipe.crash13";
 	st[2].task = "square";
-	inputs_numbers(&in, n, identity);
-	outcome_init(&o, p, n);
-	run_pipeline(p, st, 3, &in, NULL, &o);
+	fp_test_inputs_numbers(&in, n, identity);
+	fp_test_pipe_init(&o, p, n, NULL);
+	fp_test_pipe_run(p, st, 3, &in, NULL, &o);
 	assert_only_input_failed(&o, n, 13, 1, FP_ITEM_CRASH);
 	assert_non_null(strstr(o.err_msg, "pipe.crash13"));
 	for (i = 0; i < n; i++)
 		if (i != 13)
 			assert_int_equal(o.value_sum[i], (long long)(i * i));
-	outcome_free(&o);
-	inputs_free(&in);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
 	free_pool(p, paths);
 }
 
@@ -514,17 +353,17 @@ static void fast_stage_before_slow_one_stays_within_the_buffer(void **state)
 	char *paths[2];
 	fp_pool *p = new_pool(3, paths);
 	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
-	struct inputs in;
-	struct outcome o;
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
 
 	/* Two inputs of 200 outputs each, into a 2 ms stage behind 16 places. */
 	st[0].task = "range";
 	st[1].task = "pipe.slow";
 	st[1].buffer = 16;
 	st[1].workers = 1;
-	inputs_numbers(&in, 2, two_hundred);
-	outcome_init(&o, p, 2);
-	run_pipeline(p, st, 2, &in, NULL, &o);
+	fp_test_inputs_numbers(&in, 2, two_hundred);
+	fp_test_pipe_init(&o, p, 2, "pipe.slow");
+	fp_test_pipe_run(p, st, 2, &in, NULL, &o);
 	assert_int_equal(o.errors, 0);
 	assert_int_equal(o.outputs, 400);
 	/* The buffer was used, and never went over its bound. */
@@ -534,9 +373,9 @@ static void fast_stage_before_slow_one_stays_within_the_buffer(void **state)
 		fail_msg("waiting_max %llu is over the buffer of 16",
 			 (unsigned long long)o.waiting_max[1]);
 	/* workers = 1: never two running it at once. */
-	assert_true(o.slow_workers_max <= 1);
-	outcome_free(&o);
-	inputs_free(&in);
+	assert_true(o.busy_max <= 1);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
 	free_pool(p, paths);
 }
 
@@ -545,17 +384,17 @@ static void cancel_mid_pipeline_ends_the_call_once(void **state)
 	char *paths[2];
 	fp_pool *p = new_pool(2, paths);
 	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
-	struct inputs in;
-	struct outcome o;
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
 	struct fp_result r;
 	size_t n = 2000;
 
 	st[0].task = "echo";
 	st[1].task = "pipe.slow";
-	inputs_numbers(&in, n, identity);
-	outcome_init(&o, p, n);
+	fp_test_inputs_numbers(&in, n, identity);
+	fp_test_pipe_init(&o, p, n, NULL);
 	o.cancel_after = 10;
-	run_pipeline(p, st, 2, &in, NULL, &o);
+	fp_test_pipe_run(p, st, 2, &in, NULL, &o);
 	assert_int_equal(o.cancel_rc, 0);
 	assert_true(o.summary.cancelled);
 	assert_true(o.outputs >= 10);
@@ -567,8 +406,8 @@ static void cancel_mid_pipeline_ends_the_call_once(void **state)
 	assert_int_equal(apply(p, "square", "7", &r), 0);
 	assert_string_equal(r.value, "49");
 	fp_result_clear(&r);
-	outcome_free(&o);
-	inputs_free(&in);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
 	free_pool(p, paths);
 }
 
@@ -578,37 +417,25 @@ static void ordered_results_come_in_input_order(void **state)
 	fp_pool *p = new_pool(3, paths);
 	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
 	fp_pipeline_options po = FP_PIPELINE_OPTIONS_DEFAULT;
-	struct inputs in;
-	struct outcome o;
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
 	size_t i, n = 3000;
 
 	st[0].task = "range";
 	st[1].task = "pipe.crash13";    /* 13 never appears: range(i % 5) < 5 */
 	st[1].buffer = 64;              /* the window: at most 64 inputs ahead */
 	po.ordered = 1;
-	inputs_numbers(&in, n, mod5);
-	outcome_init(&o, p, n);
-	run_pipeline(p, st, 2, &in, &po, &o);
+	fp_test_inputs_numbers(&in, n, mod5);
+	fp_test_pipe_init(&o, p, n, NULL);
+	fp_test_pipe_run(p, st, 2, &in, &po, &o);
 	assert_int_equal(o.errors, 0);
 	assert_false(o.out_of_order);
 	assert_int_equal(o.outputs, (n / 5) * (0 + 1 + 2 + 3 + 4));
 	for (i = 0; i < n; i++)
 		assert_int_equal(o.per_input[i], i % 5);
-	outcome_free(&o);
-	inputs_free(&in);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
 	free_pool(p, paths);
-}
-
-static int slow_workers(fp_pool *p)
-{
-	struct fp_worker_stats ws[16];
-	size_t n = fp_pool_workers(p, ws, 16), i;
-	int k = 0;
-
-	for (i = 0; i < n && i < 16; i++)
-		if (ws[i].task && strcmp(ws[i].task, "pipe.slow") == 0)
-			k++;
-	return k;
 }
 
 static void stage_timeout_fails_only_that_input(void **state)
@@ -616,20 +443,20 @@ static void stage_timeout_fails_only_that_input(void **state)
 	char *paths[2];
 	fp_pool *p = new_pool(2, paths);
 	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
-	struct inputs in;
-	struct outcome o;
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
 	size_t n = 40;
 
 	/* Input 7 sleeps 5 s in stage 1, whose timeout is 200 ms. */
 	st[0].task = "echo";
 	st[1].task = "sleep";
 	st[1].timeout_ms = 200;
-	inputs_numbers(&in, n, seven_sleeps);
-	outcome_init(&o, p, n);
-	run_pipeline(p, st, 2, &in, NULL, &o);
+	fp_test_inputs_numbers(&in, n, seven_sleeps);
+	fp_test_pipe_init(&o, p, n, NULL);
+	fp_test_pipe_run(p, st, 2, &in, NULL, &o);
 	assert_only_input_failed(&o, n, 7, 1, FP_ITEM_TIMEOUT);
-	outcome_free(&o);
-	inputs_free(&in);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
 	free_pool(p, paths);
 }
 
@@ -639,22 +466,22 @@ static void failed_reduce_is_an_error_and_no_value(void **state)
 	fp_pool *p = new_pool(2, paths);
 	fp_stage st[1] = { FP_STAGE_DEFAULT };
 	fp_pipeline_options po = FP_PIPELINE_OPTIONS_DEFAULT;
-	struct inputs in;
-	struct outcome o;
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
 
 	/* sum of numbers is fine; count of numbers is not. */
 	st[0].task = "square";
 	po.reduce = "count";
-	inputs_numbers(&in, 10, identity);
-	outcome_init(&o, p, 10);
-	run_pipeline(p, st, 1, &in, &po, &o);
+	fp_test_inputs_numbers(&in, 10, identity);
+	fp_test_pipe_init(&o, p, 10, NULL);
+	fp_test_pipe_run(p, st, 1, &in, &po, &o);
 	assert_int_equal(o.outputs, 0);
 	assert_int_equal(o.errors, 1);
 	assert_int_equal(o.err_stage, 1);
 	assert_int_equal(o.err_status, FP_ITEM_TASK_ERROR);
 	assert_non_null(strstr(o.err_msg, "neither a string nor"));
-	outcome_free(&o);
-	inputs_free(&in);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
 	free_pool(p, paths);
 }
 

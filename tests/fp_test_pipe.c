@@ -1,0 +1,141 @@
+/* The pipeline suites' fixture: see fp_test_pipe.h. */
+#include <errno.h>
+#include <stdarg.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "fp_test.h"
+#include "fp_test_pipe.h"
+
+void fp_test_inputs_numbers(struct fp_test_inputs *in, size_t n, long long (*f)(size_t))
+{
+	size_t off = 0;
+
+	in->n = n;
+	in->items = calloc(n ? n : 1, sizeof(*in->items));
+	in->text = malloc(n * 24 + 1);
+	assert_non_null(in->items);
+	assert_non_null(in->text);
+	for (size_t i = 0; i < n; i++) {
+		int l = snprintf(in->text + off, 24, "%lld", f(i));
+
+		in->items[i] = (struct fp_buf){ in->text + off, (size_t)l };
+		off += (size_t)l + 1;
+	}
+}
+
+void fp_test_inputs_free(struct fp_test_inputs *in)
+{
+	free(in->items);
+	free(in->text);
+}
+
+void fp_test_pipe_init(struct fp_test_pipe *o, fp_pool *p, size_t ninputs, const char *busy_task)
+{
+	memset(o, 0, sizeof(*o));
+	o->pool = p;
+	o->ninputs = ninputs;
+	o->busy_task = busy_task;
+	o->cancel_rc = 1;
+	o->per_input = calloc(ninputs + 1, sizeof(*o->per_input));
+	o->value_sum = calloc(ninputs + 1, sizeof(*o->value_sum));
+	assert_non_null(o->per_input);
+	assert_non_null(o->value_sum);
+}
+
+void fp_test_pipe_free(struct fp_test_pipe *o)
+{
+	free(o->per_input);
+	free(o->value_sum);
+}
+
+static void sample(struct fp_test_pipe *o)
+{
+	struct fp_stage_stats st[4];
+	int n = fp_pipeline_stats(o->pool, o->call_id, st, 4);
+
+	for (int i = 0; i < n && i < 4; i++) {
+		if (st[i].waiting_max > o->waiting_max[i])
+			o->waiting_max[i] = st[i].waiting_max;
+		if (st[i].waiting > o->waiting_seen[i])
+			o->waiting_seen[i] = st[i].waiting;
+	}
+	if (o->busy_task) {
+		struct fp_worker_stats ws[16];
+		size_t nw = fp_pool_workers(o->pool, ws, 16);
+		int k = 0;
+
+		for (size_t i = 0; i < nw && i < 16; i++)
+			k += ws[i].task && strcmp(ws[i].task, o->busy_task) == 0;
+		if (k > o->busy_max)
+			o->busy_max = k;
+	}
+}
+
+void fp_test_pipe_item(fp_pool *p, uint64_t id, const struct fp_result *r, void *data)
+{
+	struct fp_test_pipe *o = data;
+
+	assert_int_equal(id, o->call_id);
+	if (r->index < o->last_index)
+		o->out_of_order = 1;
+	o->last_index = r->index;
+	/* A reduce's result is index 0, with or without inputs. */
+	if (r->index >= o->ninputs && r->index != 0) {
+		o->bad_index = 1;
+	} else if (r->status == FP_ITEM_OK) {
+		o->outputs++;
+		o->per_input[r->index]++;
+		o->value_sum[r->index] += atoll(r->value);
+		snprintf(o->value, sizeof(o->value), "%.*s", (int)r->value_len, r->value);
+		o->value_stage = r->stage;
+	} else {
+		if (!o->errors) {
+			o->err_index = r->index;
+			o->err_stage = r->stage;
+			o->err_status = r->status;
+			snprintf(o->err_msg, sizeof(o->err_msg), "%s", r->message);
+		}
+		o->errors++;
+	}
+	sample(o);
+	if (o->cancel_after && r->status == FP_ITEM_OK && o->outputs == o->cancel_after)
+		o->cancel_rc = fp_pool_cancel(p, id);
+}
+
+void fp_test_pipe_done(fp_pool *p, const struct fp_call_summary *s, void *data)
+{
+	struct fp_test_pipe *o = data;
+
+	o->done_calls++;
+	o->summary = *s;
+	/* The final counters are there during on_done. */
+	o->nstats = fp_pipeline_stats(p, o->call_id, o->final, 4);
+}
+
+int fp_test_pipe_finished(void *data)
+{
+	return ((struct fp_test_pipe *)data)->done_calls > 0;
+}
+
+void fp_test_pipe_run(fp_pool *p, const fp_stage *stages, size_t nstages,
+		      const struct fp_test_inputs *in, const fp_pipeline_options *opts,
+		      struct fp_test_pipe *o)
+{
+	assert_int_equal(fp_pool_pipeline_async(p, stages, nstages, in->items, in->n, opts,
+						fp_test_pipe_item, fp_test_pipe_done, o,
+						&o->call_id), 0);
+	assert_true(fp_test_run_until(p, fp_test_pipe_finished, o, 60000));
+	assert_int_equal(o->done_calls, 1);
+	assert_int_equal(o->summary.id, o->call_id);
+	assert_int_equal(o->summary.ok, o->outputs);
+	assert_int_equal(o->summary.failed, o->errors);
+	assert_int_equal(o->summary.total, o->outputs + o->errors);
+	assert_false(o->bad_index);
+	/* Over: its statistics and its id are gone. */
+	assert_int_equal(fp_pipeline_stats(p, o->call_id, NULL, 0), -ENOENT);
+	assert_int_equal(fp_pool_cancel(p, o->call_id), -ENOENT);
+}
