@@ -394,22 +394,24 @@ static fp_pool *family_at(fp_pool *root, unsigned i)
 #define FOR_FAMILY(q, root, i) \
 	for ((i) = 0; (i) <= (root)->nchildren && ((q) = family_at((root), (i))); (i)++)
 
-static bool family_has_zygotes(const fp_pool *root)
+bool fp__family_has_zygotes(fp_pool *root)
 {
-	if (root->zygotes)
-		return true;
-	for (unsigned i = 0; i < root->nchildren; i++)
-		if (root->children[i]->zygotes)
+	fp_pool *q;
+	unsigned i;
+
+	FOR_FAMILY(q, root, i)
+		if (q->zygotes)
 			return true;
 	return false;
 }
 
-bool fp__family_has_workers(const fp_pool *root)
+bool fp__family_has_workers(fp_pool *root)
 {
-	if (root->workers)
-		return true;
-	for (unsigned i = 0; i < root->nchildren; i++)
-		if (root->children[i]->workers)
+	fp_pool *q;
+	unsigned i;
+
+	FOR_FAMILY(q, root, i)
+		if (q->workers)
 			return true;
 	return false;
 }
@@ -451,7 +453,7 @@ int fp_pool_shutdown(fp_pool *root, uint64_t deadline_ms)
 		fp_timer_start(root->loop, &root->shutdown_timer, deadline_ms, shutdown_deadline_cb);
 	else
 		shutdown_deadline_cb(&root->shutdown_timer);
-	while (fp__family_has_workers(root) || family_has_zygotes(root))
+	while (fp__family_has_workers(root) || fp__family_has_zygotes(root))
 		fp_loop_run(root->loop);
 	fp_timer_stop(&root->shutdown_timer);
 	FOR_FAMILY(p, root, k) {

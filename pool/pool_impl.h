@@ -382,7 +382,9 @@ void fp__pool_check_stopped(fp_pool *p);
 /* pool.c */
 void fp__call_maybe_finish(struct fp_call *call);
 /* True while any pool of root's family has a worker struct. */
-bool fp__family_has_workers(const fp_pool *root);
+bool fp__family_has_workers(fp_pool *root);
+/* True while any pool of root's family has a zygote (serving or retiring). */
+bool fp__family_has_zygotes(fp_pool *root);
 
 /* exec.c: exec pools from the master's side */
 /* pool.c: the exec pool whose NAME prefixes `task` as NAME.task, else p itself. */

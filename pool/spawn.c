@@ -110,12 +110,8 @@ void fp__worker_maybe_free(struct fp_worker *w)
 
 void fp__pool_check_stopped(fp_pool *p)
 {
-	fp_pool *root = p->root;
-	bool zygotes = root->zygotes != NULL;
-
-	for (unsigned i = 0; i < root->nchildren; i++)
-		zygotes = zygotes || root->children[i]->zygotes;
-	if (p->state == FP_POOL_STOPPING && !fp__family_has_workers(root) && !zygotes)
+	if (p->state == FP_POOL_STOPPING && !fp__family_has_workers(p->root) &&
+	    !fp__family_has_zygotes(p->root))
 		fp_loop_stop(p->loop);
 }
 
