@@ -139,3 +139,14 @@ void fp_test_pipe_run(fp_pool *p, const fp_stage *stages, size_t nstages,
 	assert_int_equal(fp_pipeline_stats(p, o->call_id, NULL, 0), -ENOENT);
 	assert_int_equal(fp_pool_cancel(p, o->call_id), -ENOENT);
 }
+
+void fp_test_pipe_assert_cancelled(const struct fp_test_pipe *o, size_t n)
+{
+	assert_int_equal(o->cancel_rc, 0);
+	assert_true(o->summary.cancelled);
+	assert_true(o->outputs >= o->cancel_after);
+	assert_true(o->outputs < n);
+	assert_true(o->errors > 0);
+	assert_int_equal(o->outputs + o->errors, n);
+	assert_int_equal(o->err_status, FP_ITEM_CANCELLED);
+}

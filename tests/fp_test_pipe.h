@@ -69,4 +69,11 @@ void fp_test_pipe_run(fp_pool *p, const fp_stage *stages, size_t nstages,
 		      const struct fp_test_inputs *in, const fp_pipeline_options *opts,
 		      struct fp_test_pipe *o);
 
+/*
+ * The pipeline of n inputs was cancelled once o->cancel_after outputs came:
+ * the cancel took, and every input ended exactly once, some with an output,
+ * the rest failing as cancelled.
+ */
+void fp_test_pipe_assert_cancelled(const struct fp_test_pipe *o, size_t n);
+
 #endif
