@@ -14,6 +14,8 @@
 #define LIST_MAX 1000
 /* A stream writes this much per chunk before checking back-pressure again. */
 #define STREAM_BATCH (64u * 1024)
+/* Values a stream takes from the job at a time (a chunk may pass STREAM_BATCH by that many lines). */
+#define VALUES_RUN 256
 /* DELETE waits this long for a cancelled job to settle before answering. */
 #define CANCEL_WAIT_MS 5000
 
@@ -39,6 +41,26 @@ static void item_json(struct sbuf *b, const struct fp_job_item *it)
 	sbuf_add(b, "}", 1);
 }
 
+/* A value's line but its newline: what value_line() writes past `value_len`, at most. */
+#define VALUE_LINE_EXTRA (sizeof("{\"index\":,\"value\":}") - 1 + 20)
+
+/*
+ * `{"index":I,"value":V}` at d, returning its end: every line of a value
+ * in a stream, written in place, digits by hand (snprintf and an append per
+ * piece were most of a stream's cost, docs/PROFILE-http-pipeline.md).
+ */
+static char *value_line(char *d, size_t index, const char *value, size_t value_len)
+{
+	memcpy(d, "{\"index\":", 9);
+	d = sbuf_put_uint(d + 9, index);
+	memcpy(d, ",\"value\":", 9);
+	d += 9;
+	memcpy(d, value, value_len);
+	d += value_len;
+	*d++ = '}';
+	return d;
+}
+
 /*
  * An item with its index: a result stream's line. A pipeline's output does
  * not stand for one input: `index` is the input it came from, and an error
@@ -46,27 +68,12 @@ static void item_json(struct sbuf *b, const struct fp_job_item *it)
  */
 static void line_json(struct sbuf *b, const struct fp_job_item *it, bool pipeline)
 {
-	char head[64];
+	char head[64], *d;
 	int n;
 
 	if (it->status == FP_ITEM_OK) {
-		/*
-		 * A million lines a stream, most of them values: each written in
-		 * place at once, digits by hand (snprintf and an append per piece
-		 * were most of a stream's cost, docs/PROFILE-http-pipeline.md).
-		 */
-		char *d = sbuf_reserve(b, it->value_len + 48), *p;
-
-		if (!d)
-			return;
-		p = memcpy(d, "{\"index\":", 9);
-		p = sbuf_put_uint(p + 9, it->index);
-		memcpy(p, ",\"value\":", 9);
-		p += 9;
-		memcpy(p, it->value, it->value_len);
-		p += it->value_len;
-		*p++ = '}';
-		sbuf_commit(b, (size_t)(p - d));
+		if ((d = sbuf_reserve(b, it->value_len + VALUE_LINE_EXTRA)))
+			sbuf_commit(b, (size_t)(value_line(d, it->index, it->value, it->value_len) - d));
 		return;
 	}
 	if (pipeline)
@@ -76,6 +83,26 @@ static void line_json(struct sbuf *b, const struct fp_job_item *it, bool pipelin
 	sbuf_add(b, head, (size_t)n);
 	item_members(b, it);
 	sbuf_add(b, "}", 1);
+}
+
+/*
+ * A run of values' lines, newlines included, as line_json() writes each:
+ * one reservation for the run, and no fp_job_item() per line.
+ */
+static void value_lines(struct sbuf *b, const struct fp_job_value *v, size_t n)
+{
+	size_t room = 0, i;
+	char *d, *p;
+
+	for (i = 0; i < n; i++)
+		room += v[i].value_len + VALUE_LINE_EXTRA + 1;
+	if (!(p = d = sbuf_reserve(b, room)))
+		return;
+	for (i = 0; i < n; i++) {
+		p = value_line(p, v[i].index, v[i].value, v[i].value_len);
+		*p++ = '\n';
+	}
+	sbuf_commit(b, (size_t)(p - d));
 }
 
 void fp__api_job_doc(struct sbuf *b, fp_job *job, bool results)
@@ -257,13 +284,24 @@ static size_t stream_next_index(struct api_stream *s)
  */
 static int stream_pump(struct api_stream *s, bool force)
 {
+	struct fp_job_value vals[VALUES_RUN];
 	struct fp_job_item it;
 	size_t idx;
 	int rc;
 
 	while (!s->blocked || force) {
 		sbuf_reset(&s->buf);
-		while (s->buf.len < STREAM_BATCH && (idx = stream_next_index(s)) != SIZE_MAX) {
+		while (s->buf.len < STREAM_BATCH) {
+			/* Runs of values the fast way; anything else line by line. */
+			size_t n = fp_job_values(s->job, s->next, s->completion, vals, VALUES_RUN);
+
+			if (n) {
+				value_lines(&s->buf, vals, n);
+				s->next += n;
+				continue;
+			}
+			if ((idx = stream_next_index(s)) == SIZE_MAX)
+				break;
 			fp_job_item(s->job, idx, &it);
 			line_json(&s->buf, &it, s->pipeline);
 			sbuf_adds(&s->buf, "\n");

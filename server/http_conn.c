@@ -133,6 +133,7 @@ void fp__http_request_release(struct conn *c)
 
 	request_reset(&c->req);
 	c->phase = PH_IDLE;
+	fp__http_out_spare_free(c);
 	c->want_drain = 0;
 	c->nhdrs = 0;
 	c->hdr_state = 0;
@@ -218,6 +219,7 @@ void fp__http_conn_free(struct conn *c)
 		c->ofree = b->next;
 		free(b);
 	}
+	fp__http_out_spare_free(c);
 	fp__http_buf_free(&c->in);
 	fp__http_buf_free(&c->over);
 	fp__http_buf_free(&c->req.rh);

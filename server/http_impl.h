@@ -55,6 +55,7 @@ enum {
 	IN_KEEP = 65536,               /* larger ones shrink between requests */
 	OBLK_SIZE = 16384,             /* an output block */
 	OBLK_CACHE = 2,                /* spare blocks a connection keeps */
+	OBLK_BIG_SPARE = 2 << 20,      /* bytes of spare large blocks kept during a response */
 	WRITE_MAX = 1 << 20,           /* bytes one write carries at most */
 	HEAD_SLACK = 256,              /* status line, Date, lengths, Connection */
 	LINGER_MS = 2000,              /* after an error: wait this long for the peer's FIN */
@@ -191,6 +192,8 @@ struct conn {
 
 	struct oblk *oq_head, *oq_tail, *ofree;
 	unsigned nfree;
+	struct oblk *obig;             /* spare blocks over OBLK_SIZE, while a response lasts */
+	size_t obig_bytes;
 	size_t unsent;
 	uint64_t out_total;
 
@@ -260,6 +263,8 @@ void fp__http_conn_process(struct conn *c);
 
 char *fp__http_out_reserve(struct conn *c, size_t n);
 void fp__http_out_commit(struct conn *c, size_t n);
+/* Free the spare large blocks (at the end of a response, and with the connection). */
+void fp__http_out_spare_free(struct conn *c);
 int fp__http_out_append(struct conn *c, const char *s, size_t n);
 void fp__http_conn_flush(struct conn *c);
 

@@ -5,6 +5,7 @@
  * is under the high-water mark, and resumes parsing pipelined requests.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -17,14 +18,53 @@ static void oblk_put(struct conn *c, struct oblk *b)
 		b->next = c->ofree;
 		c->ofree = b;
 		c->nfree++;
+	} else if (b->cap > OBLK_SIZE && c->phase == PH_HANDLER &&
+		   c->obig_bytes + b->cap <= OBLK_BIG_SPARE) {
+		b->next = c->obig;
+		c->obig = b;
+		c->obig_bytes += b->cap;
 	} else {
 		free(b);
 	}
 }
 
 /*
+ * The spare large blocks go when the response ends. They are kept while it
+ * lasts because a stream writes a megabyte or so ahead in blocks of 64 KiB
+ * and more: freed as each write completes, they were malloc's top of heap,
+ * trimmed and grown again with fresh pages, a page fault every 4 KiB of the
+ * stream (a sixth of a results stream's time, docs/PROFILE-http-pipeline.md).
+ */
+void fp__http_out_spare_free(struct conn *c)
+{
+	struct oblk *b;
+
+	while ((b = c->obig)) {
+		c->obig = b->next;
+		free(b);
+	}
+	c->obig_bytes = 0;
+}
+
+/* A spare large block of at least n bytes, or NULL. */
+static struct oblk *big_get(struct conn *c, size_t n)
+{
+	struct oblk *b, **pp;
+
+	for (pp = &c->obig; (b = *pp); pp = &b->next) {
+		if (b->cap >= n) {
+			*pp = b->next;
+			c->obig_bytes -= b->cap;
+			return b;
+		}
+	}
+	return NULL;
+}
+
+/*
  * Room for n contiguous bytes at the end of the queue; fp__http_out_commit()
- * says how many were used. A large body gets a block of its own, sized for it.
+ * says how many were used. A large body gets a block of its own, sized for it
+ * (in whole OBLK_SIZEs, so that a spare one fits the next of about its size).
  */
 char *fp__http_out_reserve(struct conn *c, size_t n)
 {
@@ -36,9 +76,14 @@ char *fp__http_out_reserve(struct conn *c, size_t n)
 		b = c->ofree;
 		c->ofree = b->next;
 		c->nfree--;
-	} else {
-		size_t cap = n > OBLK_SIZE ? n : OBLK_SIZE;
+	} else if (n <= OBLK_SIZE || !(b = big_get(c, n))) {
+		size_t cap = OBLK_SIZE;
 
+		if (n > OBLK_SIZE) {
+			if (n > SIZE_MAX - sizeof(*b) - OBLK_SIZE)
+				return NULL;
+			cap = (n + OBLK_SIZE - 1) / OBLK_SIZE * OBLK_SIZE;
+		}
 		b = malloc(sizeof(*b) + cap);
 		if (!b)
 			return NULL;

@@ -261,6 +261,49 @@ void fp_job_item(const fp_job *job, size_t i, struct fp_job_item *out)
 	}
 }
 
+size_t fp_job_values(const fp_job *job, size_t k, bool completion,
+		     struct fp_job_value *out, size_t max)
+{
+	const struct job_item *items = job->items;
+	size_t n = 0, end;
+
+	if (!items)
+		return 0;
+	if (job->kind == FP_JOB_PIPELINE) {
+		/* Outputs are appended finished: every one below total can be read. */
+		if (k >= job->total)
+			return 0;
+		if (job->total - k < max)
+			max = job->total - k;
+		for (; n < max && items[k + n].status == FP_ITEM_OK; n++)
+			out[n] = (struct fp_job_value){ items[k + n].text, items[k + n].len,
+						       job->origins[k + n].index };
+		return n;
+	}
+	if (completion) {
+		end = job->ndone + job->nfailed;
+		if (k >= end || !job->order)
+			return 0;
+		if (end - k < max)
+			max = end - k;
+		for (; n < max; n++) {
+			uint32_t i = job->order[k + n];
+			if (items[i].status != FP_ITEM_OK)
+				break;
+			out[n] = (struct fp_job_value){ items[i].text, items[i].len, i };
+		}
+		return n;
+	}
+	if (k >= job->total)
+		return 0;
+	if (job->total - k < max)
+		max = job->total - k;
+	for (; n < max && items[k + n].finished && items[k + n].status == FP_ITEM_OK; n++)
+		out[n] = (struct fp_job_value){ items[k + n].text, items[k + n].len,
+					       (uint32_t)(k + n) };
+	return n;
+}
+
 size_t fp_job_completed_index(const fp_job *job, size_t k)
 {
 	if (k >= job->ndone + job->nfailed)

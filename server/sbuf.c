@@ -65,18 +65,44 @@ void sbuf_commit(struct sbuf *b, size_t n)
 	b->data[b->len] = '\0';
 }
 
+/* "00" to "99": two digits a step, half the divisions of one at a time. */
+static const char digit_pairs[] =
+	"00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+	"40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+	"8081828384858687888990919293949596979899";
+
+static const unsigned long long powers_of_10[] = {
+	1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull,
+	100000000ull, 1000000000ull, 10000000000ull, 100000000000ull, 1000000000000ull,
+	10000000000000ull, 100000000000000ull, 1000000000000000ull, 10000000000000000ull,
+	100000000000000000ull, 1000000000000000000ull, 10000000000000000000ull,
+};
+
+/*
+ * Written from the end, once the number of digits is known: the stream
+ * writes an index per line, and this was a fifth of its time as a digit a
+ * division into a buffer copied after (docs/PROFILE-http-pipeline.md).
+ */
 char *sbuf_put_uint(char *d, unsigned long long v)
 {
-	char tmp[20];
-	size_t n = 0;
+	size_t len = 1;
+	char *end, *p;
 
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	while (n)
-		*d++ = tmp[--n];
-	return d;
+	while (len < sizeof(powers_of_10) / sizeof(powers_of_10[0]) && v >= powers_of_10[len])
+		len++;
+	end = p = d + len;
+	while (v >= 100) {
+		unsigned r = (unsigned)(v % 100);
+
+		v /= 100;
+		p -= 2;
+		memcpy(p, digit_pairs + 2 * r, 2);
+	}
+	if (v >= 10)
+		memcpy(p - 2, digit_pairs + 2 * v, 2);
+	else
+		p[-1] = (char)('0' + v);
+	return end;
 }
 
 void sbuf_adds(struct sbuf *b, const char *s)

@@ -20,4 +20,11 @@ void fp_test_jobs_setup_with(struct fp_test_jobs *f, unsigned workers,
 void fp_test_jobs_setup(struct fp_test_jobs *f, unsigned workers);
 void fp_test_jobs_teardown(struct fp_test_jobs *f);
 
+/*
+ * fp_job_values() from every position (input order, or the completion order
+ * with `completion`), `max` at a time, gives what fp_job_item() gives item by
+ * item, and stops short only at the end or before an item that is not a value.
+ */
+void fp_test_assert_job_values(const fp_job *job, bool completion, size_t max);
+
 #endif

@@ -129,6 +129,27 @@ static void outputs_keep_their_input_index(void **state)
 	fp_test_jobs_teardown(&f);
 }
 
+/* Outputs read in runs (the results stream's way) are the outputs, and runs stop at an error. */
+static void output_values_in_runs_match_outputs(void **state)
+{
+	static const char *const tasks[] = { "echo", "square", NULL };
+	static const char *const in[] = { "2", "\"x\"", "3", "4", "\"y\"", "\"z\"", "5", "6",
+					  "7", "\"w\"", NULL };
+	struct fp_test_jobs f;
+	fp_job *job;
+
+	fp_test_jobs_setup(&f, 2);
+	job = submit(&f, tasks, in, NULL);
+	wait_finished(&f, job);
+	assert_int_equal(fp_job_total(job), 10);
+	assert_int_equal(fp_job_failed(job), 4);
+	for (size_t max = 1; max <= 11; max++) {
+		fp_test_assert_job_values(job, false, max);
+		fp_test_assert_job_values(job, true, max);
+	}
+	fp_test_jobs_teardown(&f);
+}
+
 static void a_failure_names_its_stage_and_the_rest_carries_on(void **state)
 {
 	static const char *const tasks[] = { "echo", "square", NULL };
@@ -319,6 +340,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(outputs_keep_their_input_index),
 		cmocka_unit_test(a_failure_names_its_stage_and_the_rest_carries_on),
+		cmocka_unit_test(output_values_in_runs_match_outputs),
 		cmocka_unit_test(reduce_value_is_found),
 		cmocka_unit_test(ordered_outputs_come_in_input_order),
 		cmocka_unit_test(many_outputs_are_a_few_blocks),

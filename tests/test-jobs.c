@@ -327,6 +327,57 @@ static void map_keeps_item_order_and_a_completion_permutation(void **state)
 	fp_test_jobs_teardown(&f);
 }
 
+static int all_but_one_done(void *data)
+{
+	return fp_job_done(data) + 1 == fp_job_total(data);
+}
+
+/*
+ * The results stream reads values in runs (fp_job_values); a run must give
+ * what fp_job_item() gives, in both orders, and stop before an error or an
+ * item still running, whatever its length.
+ */
+static void values_in_runs_match_items_around_errors_and_running_items(void **state)
+{
+	static const size_t maxes[] = { 1, 2, 7, 64 };
+	const size_t n = 300;
+	struct fp_test_jobs f;
+	struct items in, slow;
+	fp_job *job;
+
+	fp_test_jobs_setup(&f, 2);
+	/* Every 13th item is not a number: square fails it. */
+	items_make(&in, n, NULL);
+	for (size_t i = 0; i < n; i += 13)
+		in.b[i] = (struct fp_buf){ "\"x\"", 3 };
+	job = submit_map(&f, "square", &in, 5);
+	wait_finished(&f, job);
+	assert_int_equal(fp_job_failed(job), (n + 12) / 13);
+	for (size_t m = 0; m < sizeof(maxes) / sizeof(maxes[0]); m++) {
+		fp_test_assert_job_values(job, false, maxes[m]);
+		fp_test_assert_job_values(job, true, maxes[m]);
+	}
+
+	/* Item 0 still sleeping while the others have finished. */
+	items_make(&slow, 40, "0");
+	slow.b[0] = (struct fp_buf){ "60000", 5 };
+	job = submit_map(&f, "sleep", &slow, 1);
+	assert_true(fp_test_run_until(f.pool, all_but_one_done, job, 30000));
+	assert_false(fp_job_finished(job));
+	for (size_t m = 0; m < sizeof(maxes) / sizeof(maxes[0]); m++) {
+		struct fp_job_value v[1];
+
+		fp_test_assert_job_values(job, false, maxes[m]);
+		fp_test_assert_job_values(job, true, maxes[m]);
+		assert_int_equal(fp_job_values(job, 0, false, v, 1), 0);
+	}
+	assert_int_equal(fp_jobs_cancel(f.jobs, job), 0);
+	wait_finished(&f, job);
+	items_free(&slow);
+	items_free(&in);
+	fp_test_jobs_teardown(&f);
+}
+
 static void empty_map_is_done(void **state)
 {
 	struct fp_test_jobs f;
@@ -1184,6 +1235,7 @@ int main(void)
 		cmocka_unit_test(apply_records_its_value_and_times),
 		cmocka_unit_test(apply_results_of_every_size_read_back_whole),
 		cmocka_unit_test(map_keeps_item_order_and_a_completion_permutation),
+		cmocka_unit_test(values_in_runs_match_items_around_errors_and_running_items),
 		cmocka_unit_test(empty_map_is_done),
 		cmocka_unit_test(a_failing_item_fails_the_job),
 		cmocka_unit_test(cancel_ends_hanging_jobs_as_cancelled),

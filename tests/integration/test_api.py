@@ -204,6 +204,27 @@ class ApiTest(DaemonTestCase):
         s2 = self.daemon.get("/v1/jobs/%s/results?order=input" % doc["id"])
         self.assertEqual(s2.body, s.body)
 
+    def test_results_stream_lines_are_exact_around_errors(self):
+        # Values go out in runs read straight from the records, errors line by
+        # line: every line is still exactly what one line alone would be.
+        items = [i if i % 13 else "x" for i in range(600)] + [2.5, -7, 10 ** 15]
+        doc = self.submit("/v1/map?wait=30", {"task": "square", "items": items,
+                                               "chunksize": 7}, status=200)
+        self.assertEqual(doc["state"], "failed")
+        full = self.daemon.get("/v1/jobs/%s?results=1" % doc["id"]).json()["results"]
+        want = []
+        for i, x in enumerate(items):
+            if isinstance(x, str):
+                err = json.dumps({"error": full[i]["error"]}, separators=(",", ":"))
+                want.append(b'{"index":%d,%s' % (i, err[1:].encode()))
+            else:
+                want.append(b'{"index":%d,"value":%s}' % (i, json.dumps(full[i]["value"]).encode()))
+        lines = self.daemon.get("/v1/jobs/%s/results" % doc["id"]).body.split(b"\n")
+        self.assertEqual(lines[-1], b"")
+        self.assertEqual(lines[:-1], want)
+        done = self.daemon.get("/v1/jobs/%s/results?order=completion" % doc["id"]).body
+        self.assertEqual(sorted(done.split(b"\n")[:-1]), sorted(want))
+
     def test_results_stream_in_completion_order_as_items_finish(self):
         doc = self.submit("/v1/map", {"task": "sleep", "items": [1500, 0, 0, 0],
                                       "chunksize": 1})
