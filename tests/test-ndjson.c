@@ -134,6 +134,80 @@ static void a_bad_line_is_named(void **state)
 	}
 }
 
+/*
+ * What a body splits into, cut and checked line by line as fp_ndjson_split()
+ * did before its one-pass way for integers: that way must not change a thing.
+ */
+static int reference_split(const char *body, size_t len, struct fp_buf *items, size_t *nout,
+			   size_t *bad_line)
+{
+	const char *p = body, *end = body + len;
+	size_t n = 0, line = 0;
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *e = nl ? nl : end, *s = p;
+
+		line++;
+		p = nl ? nl + 1 : end;
+		while (s < e && (*s == ' ' || *s == '\t' || *s == '\r'))
+			s++;
+		while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+			e--;
+		if (s == e)
+			continue;
+		if (!fp_json_plain_scalar(s, (size_t)(e - s)) && !jansson_accepts(s, (size_t)(e - s))) {
+			*bad_line = line;
+			return -EINVAL;
+		}
+		items[n++] = (struct fp_buf){ s, (size_t)(e - s) };
+	}
+	*nout = n;
+	return 0;
+}
+
+/* Random bodies of mostly integers, signs, zeros, blanks and odd bytes, split both ways. */
+static void integer_lines_split_as_line_by_line(void **state)
+{
+	static const char alphabet[] = "01234567890123456789000--\n\n\n\n\n\n\n \r\t.x";
+	char body[64];
+	struct fp_buf want[64];
+	unsigned seed = 777, ok = 0;
+
+	(void)state;
+	for (int k = 0; k < 200000; k++) {
+		size_t len = (seed = seed * 1103515245u + 12345u) % 40, n, wn = 0, bad = 0;
+		struct fp_ndjson_error err;
+		struct fp_buf *items;
+		int rc, wrc;
+
+		for (size_t i = 0; i < len; i++) {
+			seed = seed * 1103515245u + 12345u;
+			body[i] = alphabet[(seed >> 16) % (sizeof(alphabet) - 1)];
+		}
+		/* Sometimes a long run of digits, around the 18-digit limit. */
+		if (k % 7 == 0 && len > 25)
+			memset(body + (seed >> 8) % 4, '7', 17 + (seed >> 12) % 4);
+		wrc = reference_split(body, len, want, &wn, &bad);
+		rc = fp_ndjson_split(body, len, &items, &n, &err);
+		if (rc != wrc)
+			fail_msg("'%.*s': %d, line by line %d", (int)len, body, rc, wrc);
+		if (rc) {
+			assert_int_equal(err.line, bad);
+			continue;
+		}
+		ok++;
+		assert_int_equal(n, wn);
+		for (size_t i = 0; i < n; i++) {
+			assert_ptr_equal(items[i].base, want[i].base);
+			assert_int_equal(items[i].len, want[i].len);
+		}
+		fp_ndjson_free(items);
+	}
+	/* Both outcomes come up often enough to test something. */
+	assert_true(ok > 10000 && ok < 190000);
+}
+
 /* A big body: every line an item, in order. */
 static void a_million_lines(void **state)
 {
@@ -166,6 +240,7 @@ int main(void)
 		cmocka_unit_test(plain_is_never_wider_than_jansson),
 		cmocka_unit_test(lines_become_items),
 		cmocka_unit_test(a_bad_line_is_named),
+		cmocka_unit_test(integer_lines_split_as_line_by_line),
 		cmocka_unit_test(a_million_lines),
 	};
 
