@@ -394,12 +394,17 @@ out:
 	json_decref(body);
 }
 
+/* `ndjson`: the items are fp_ndjson_split()'s array, given to the job (or freed). */
 static void submit_map(fp_api *api, fp_http_request *req, const char *task,
-		       struct fp_buf *items, size_t n, const fp_call_options *co)
+		       struct fp_buf *items, size_t n, const fp_call_options *co, bool ndjson)
 {
 	fp_job *job;
 	int err = fp_jobs_submit(api->jobs, FP_JOB_MAP, task, items, n, co, &job);
 
+	if (ndjson && !err)
+		fp_job_give_block(job, items, n * sizeof(*items));
+	else if (ndjson)
+		fp_ndjson_free(items);
 	if (err)
 		fp__api_submit_error(api, req, task, err);
 	else
@@ -435,7 +440,7 @@ static void post_map_json(fp_api *api, fp_http_request *req)
 	co.timeout_ms = timeout;
 	co.retries = (unsigned)retries;
 	co.chunksize = (size_t)chunksize;
-	submit_map(api, req, json_string_value(task), bufs, n, &co);
+	submit_map(api, req, json_string_value(task), bufs, n, &co, false);
 out:
 	fp__api_json_items_free(bufs, n);
 	json_decref(body);
@@ -514,8 +519,7 @@ static void post_map_ndjson(fp_api *api, fp_http_request *req)
 	co.timeout_ms = timeout;
 	co.retries = (unsigned)retries;
 	co.chunksize = (size_t)chunksize;
-	submit_map(api, req, task, bufs, n, &co);
-	fp_ndjson_free(bufs);
+	submit_map(api, req, task, bufs, n, &co, true);
 }
 
 /* --- routing ------------------------------------------------------------- */

@@ -64,10 +64,12 @@ static int check_tasks(fp_api *api, fp_http_request *req, const struct pipeline_
 	return 0;
 }
 
+/* `ndjson`: the items are fp_ndjson_split()'s array, given to the job (or freed). */
 static void submit(fp_api *api, fp_http_request *req, struct pipeline_req *p,
-		   const struct fp_buf *items, size_t n)
+		   struct fp_buf *items, size_t n, bool ndjson)
 {
 	fp_job *job;
+	bool answered;
 	int err;
 
 	for (size_t i = 0; i < p->nstages; i++) {
@@ -76,9 +78,15 @@ static void submit(fp_api *api, fp_http_request *req, struct pipeline_req *p,
 		if (p->stages[i].retries == UINT32_MAX)
 			p->stages[i].retries = (unsigned)p->retries;
 	}
-	if (check_tasks(api, req, p))
+	answered = check_tasks(api, req, p) != 0;
+	err = answered ? -EINVAL : fp_jobs_submit_pipeline(api->jobs, p->stages, p->nstages,
+							   items, n, &p->po, &job);
+	if (ndjson && !err)
+		fp_job_give_block(job, items, n * sizeof(*items));
+	else if (ndjson)
+		fp_ndjson_free(items);
+	if (answered)
 		return;
-	err = fp_jobs_submit_pipeline(api->jobs, p->stages, p->nstages, items, n, &p->po, &job);
 	if (err == -EINVAL)
 		fp__api_error(req, 400, "bad_request", "the pool refused this pipeline: %s",
 			      fp_strerror(err));
@@ -248,7 +256,7 @@ static void post_json(fp_api *api, fp_http_request *req)
 	p.nstages = json_array_size(stages);
 	if (fp__api_json_items(req, items, &bufs, &n))
 		goto out;
-	submit(api, req, &p, bufs, n);
+	submit(api, req, &p, bufs, n, false);
 out:
 	fp__api_json_items_free(bufs, n);
 	json_decref(body);
@@ -403,8 +411,7 @@ static void post_ndjson(fp_api *api, fp_http_request *req)
 	}
 	if (fp__api_ndjson_items(req, &bufs, &n))
 		goto out;
-	submit(api, req, &p, bufs, n);
-	fp_ndjson_free(bufs);
+	submit(api, req, &p, bufs, n, true);
 out:
 	free(names);
 }

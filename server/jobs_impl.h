@@ -77,6 +77,8 @@ struct fp_job {
 	size_t cap, inputs, nlost;
 	void *ext;                 /* the kind's own state (jobs_pipeline.c) */
 	void (*ext_free)(void *ext);
+	void *spare;               /* a pipeline's given block, until its first records */
+	size_t spare_bytes;
 	struct text_page *pages;   /* the open page first */
 	const char *last_msg;      /* for storing a repeated message once */
 	size_t last_msg_len;

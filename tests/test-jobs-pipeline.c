@@ -19,6 +19,7 @@
 #include "jobs.h"
 #include "fp_test.h"
 #include "fp_test_jobs.h"
+#include "mem.h"
 
 static int job_is_finished(void *data)
 {
@@ -146,6 +147,47 @@ static void output_values_in_runs_match_outputs(void **state)
 	for (size_t max = 1; max <= 11; max++) {
 		fp_test_assert_job_values(job, false, max);
 		fp_test_assert_job_values(job, true, max);
+	}
+	fp_test_jobs_teardown(&f);
+}
+
+/*
+ * A pipeline given a block makes its first records there when they fit (room
+ * for as many outputs as inputs, at least 64), else frees it; the outputs are
+ * the same either way (ASan's leak check sees the blocks not taken go).
+ */
+static void a_given_block_holds_the_first_outputs(void **state)
+{
+	static const char *const tasks[] = { "echo", "square", NULL };
+	static const char *const in[] = { "2", "\"x\"", "3", "4", NULL };
+	static const size_t sizes[] = { 64 * 16, 64 * 16 - 1, 0 };
+	struct fp_test_jobs f;
+
+	fp_test_jobs_setup(&f, 2);
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		fp_job *job = submit(&f, tasks, in, NULL);
+		struct fp_job_item it;
+		unsigned sum = 0;
+		void *b = fp_mem_alloc(sizes[k] + 1);
+
+		assert_non_null(b);
+		memset(b, 0xa5, sizes[k] + 1);
+		fp_job_give_block(job, b, sizes[k]);
+		wait_finished(&f, job);
+		assert_int_equal(fp_job_total(job), 4);
+		assert_int_equal(fp_job_failed(job), 1);
+		for (size_t i = 0; i < 4; i++) {
+			fp_job_item(job, i, &it);
+			assert_true(it.finished);
+			if (it.status == FP_ITEM_OK)
+				sum += (unsigned)atoi(it.value);
+			else
+				assert_int_equal(it.index, 1);
+		}
+		assert_int_equal(sum, 4 + 9 + 16);
+		fp_test_assert_job_values(job, false, 3);
+		/* Its records exist now: a late block is not taken. */
+		fp_job_give_block(job, fp_mem_alloc(4096), 4096);
 	}
 	fp_test_jobs_teardown(&f);
 }
@@ -341,6 +383,7 @@ int main(void)
 		cmocka_unit_test(outputs_keep_their_input_index),
 		cmocka_unit_test(a_failure_names_its_stage_and_the_rest_carries_on),
 		cmocka_unit_test(output_values_in_runs_match_outputs),
+		cmocka_unit_test(a_given_block_holds_the_first_outputs),
 		cmocka_unit_test(reduce_value_is_found),
 		cmocka_unit_test(ordered_outputs_come_in_input_order),
 		cmocka_unit_test(many_outputs_are_a_few_blocks),
