@@ -378,6 +378,13 @@ struct fp_stage_stats {
 	uint64_t waiting;       /* items waiting before it now */
 	uint64_t waiting_max;   /* the most that ever waited before it */
 	uint64_t running;       /* its items on workers now */
+	/*
+	 * Of `in`, the items it ran in the same worker, right after the stage
+	 * before, with no round trip through the master (stage fusion: runs of
+	 * plain stages without a worker cap, retries or a timeout of their
+	 * own; the buffer before such a stage stays empty).
+	 */
+	uint64_t fused;
 };
 
 /*

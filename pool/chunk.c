@@ -24,17 +24,51 @@ uint64_t fp__chunk_timeout_ms(const struct fp_worker *w)
 	return ms;
 }
 
-static size_t chunk_for(const struct fp_worker *w, const struct fp_qent *e)
+/*
+ * Whether k items of e go in one TASKS frame with the names of their chain:
+ * a chain is never sent item by item (frame.h).
+ */
+static bool chain_fits(const fp_pool *p, const struct fp_qent *e, size_t k, unsigned hops)
 {
-	size_t k = e->count;
+	const struct fp_pipe_stage *s = e->call->stage;
+	size_t args = 0, names = 0;
 
-	if (k > e->call->chunksize)
-		k = e->call->chunksize;
-	if (w->tasks_limit && k > w->tasks_limit - w->tasks_dispatched)
-		k = w->tasks_limit - w->tasks_dispatched;
-	if (e->call->stage)
-		k = fp__pipe_chunk_room(e->call, e->first, k);
-	return k;
+	for (size_t i = 0; i < k; i++)
+		args += e->call->items[e->first + i].args_len;
+	for (unsigned j = 0; j <= hops; j++)
+		names += s[j].name_len + 1;
+	return k && fp_frame_tasks_len((uint32_t)k, names - 1, args) <= p->opts.max_payload;
+}
+
+/*
+ * How many items of entry e go to w now; *hops: the stages after a batch's
+ * own that they run through in the same worker (pipeline.h, stage fusion).
+ */
+static size_t chunk_for(fp_pool *p, const struct fp_worker *w, const struct fp_qent *e,
+			unsigned *hops)
+{
+	size_t k = e->count, left;
+	const struct fp_call *c = e->call;
+
+	*hops = c->stage ? fp__pipe_hops(c) : 0;
+	if (k > c->chunksize)
+		k = c->chunksize;
+	if (w->tasks_limit) {
+		/* A chained item is as many tasks as its chain has. */
+		left = w->tasks_limit - w->tasks_dispatched;
+		if (*hops && *hops + 1 > left)
+			*hops = left ? (unsigned)left - 1 : 0;
+		left /= *hops + 1;
+		if (k > left)
+			k = left;
+	}
+	if (!c->stage)
+		return k;
+	left = fp__pipe_chunk_room(c, e->first, k, *hops);
+	if (!*hops || !left || chain_fits(p, e, left, *hops))
+		return left;
+	*hops = 0;
+	return fp__pipe_chunk_room(c, e->first, k, 0);
 }
 
 bool fp__task_us_sync(fp_pool *p)
@@ -59,18 +93,35 @@ bool fp__task_us_sync(fp_pool *p)
 	return true;
 }
 
-static uint32_t *task_us_of(fp_pool *p, const struct fp_call *c)
+static uint32_t *task_us_at(fp_pool *p, uint64_t reg_gen, uint32_t task_ix)
 {
-	if (!p->task_us || c->reg_gen != p->reg_gen || p->task_us_gen != p->reg_gen ||
-	    c->task_ix >= p->ntask_us)
+	if (!p->task_us || reg_gen != p->reg_gen || p->task_us_gen != p->reg_gen ||
+	    task_ix >= p->ntask_us)
 		return NULL;
-	return &p->task_us[c->task_ix];
+	return &p->task_us[task_ix];
 }
 
-/* A run time for c's task: up at once when slower, down by half the gap when quicker. */
+static uint32_t *task_us_of(fp_pool *p, const struct fp_call *c)
+{
+	return task_us_at(p, c->reg_gen, c->task_ix);
+}
+
+uint32_t fp__task_us(fp_pool *p, uint64_t reg_gen, uint32_t task_ix)
+{
+	const uint32_t *e = task_us_at(p, reg_gen, task_ix);
+
+	return e ? *e : FP_TASK_US_UNKNOWN;
+}
+
 void fp__task_us_record(fp_pool *p, const struct fp_call *c, uint64_t us)
 {
-	uint32_t *e = task_us_of(p, c);
+	fp__task_ix_us_record(p, c->reg_gen, c->task_ix, us);
+}
+
+/* A run time for a task: up at once when slower, down by half the gap when quicker. */
+void fp__task_ix_us_record(fp_pool *p, uint64_t reg_gen, uint32_t task_ix, uint64_t us)
+{
+	uint32_t *e = task_us_at(p, reg_gen, task_ix);
 	uint32_t v = us > FP_FRAME_US_MAX ? FP_FRAME_US_MAX : (uint32_t)us;
 
 	if (!e)
@@ -126,18 +177,19 @@ uint32_t fp__chunk_plan(fp_pool *p, struct fp_worker *w, struct fp_seg *segs, si
 {
 	struct fp_qent *e = NULL;
 	size_t k = 0, total, limit, bytes = 0, i, q0;
+	unsigned hops = 0;
 	uint32_t n = 1;
 
 	for (q0 = 0; q0 < p->queue.len; q0++) {
 		e = fp__queue_at(&p->queue, q0);
-		if ((k = chunk_for(w, e)) > 0)
+		if ((k = chunk_for(p, w, e, &hops)) > 0)
 			break;
 	}
 	*at = q0;
 	if (!k)
 		return 0;
 	total = k;
-	segs[0] = (struct fp_seg){ e->call, e->first, (uint32_t)k };
+	segs[0] = (struct fp_seg){ e->call, e->first, (uint32_t)k, .hops = (uint8_t)hops };
 	if (k != e->count || p->queue.len < q0 + 2 || !call_quick(p, e->call))
 		return n;
 	limit = batch_limit(p);
@@ -171,8 +223,11 @@ uint32_t fp__chunk_plan(fp_pool *p, struct fp_worker *w, struct fp_seg *segs, si
 	return n;
 }
 
-struct fp_call *fp__worker_item(const struct fp_worker *w, uint64_t id, uint32_t *index)
+struct fp_call *fp__worker_item(const struct fp_worker *w, uint64_t id, uint32_t *index,
+				unsigned *hop)
 {
+	if (hop)
+		*hop = 0;
 	if (!w->call)
 		return NULL;
 	/* Segments' ids ascend, but not contiguously across two chunks. */
@@ -183,10 +238,20 @@ struct fp_call *fp__worker_item(const struct fp_worker *w, uint64_t id, uint32_t
 		if (id >= from && id < g->id0 + g->count) {
 			if (index)
 				*index = g->first + (uint32_t)(id - g->id0);
+			if (hop && g->hops) {
+				/* The worker's word: never past the chain it was sent. */
+				uint32_t h = atomic_load_explicit(&w->shm->hop, memory_order_acquire);
+				*hop = h < g->hops ? h : g->hops;
+			}
 			return g->call;
 		}
 	}
 	return NULL;
+}
+
+const char *fp__item_task(const struct fp_call *c, unsigned hop)
+{
+	return hop && c->stage ? c->stage[hop].task : c->task;
 }
 
 bool fp__worker_holds(const struct fp_worker *w, const struct fp_call *c)

@@ -142,9 +142,13 @@ static void count_duration(fp_pool *p, uint64_t us)
 	p->duration_sum_us += us;
 }
 
+/*
+ * An item ended; a pipeline batch's at stage `hop` of its chain (the tasks
+ * before it there ran, and count as done).
+ */
 static void item_deliver(fp_pool *p, struct fp_call *call, uint32_t index,
 			 fp_item_status status, const char *value, size_t len,
-			 const char *msg, pid_t pid, uint64_t duration_us)
+			 const char *msg, pid_t pid, uint64_t duration_us, unsigned hop)
 {
 	struct fp_result r = {
 		.index = index,
@@ -157,6 +161,7 @@ static void item_deliver(fp_pool *p, struct fp_call *call, uint32_t index,
 		.duration_us = duration_us,
 	};
 
+	p->done += hop;
 	if (status == FP_ITEM_OK) {
 		p->done++;
 	} else {
@@ -166,7 +171,7 @@ static void item_deliver(fp_pool *p, struct fp_call *call, uint32_t index,
 	}
 	if (call->stage) {
 		/* Its outputs went to the pipeline already; this is its end. */
-		fp__pipe_item_end(call, index, status, msg, pid, duration_us);
+		fp__pipe_item_end(call, index, hop, status, msg, pid, duration_us);
 		return;
 	}
 	call->finished++;
@@ -196,7 +201,7 @@ void fp__deliver_failing(fp_pool *p)
 		e = q->buf[q->head];
 		queue_pop(q);
 		for (uint32_t i = 0; i < e.count; i++)
-			item_deliver(p, e.call, e.first + i, e.status, NULL, 0, e.why, 0, 0);
+			item_deliver(p, e.call, e.first + i, e.status, NULL, 0, e.why, 0, 0, 0);
 	}
 	/* Calls with no items finish here too. */
 	for (c = p->calls; c; c = next) {
@@ -254,21 +259,35 @@ static int wbuf_reserve(struct fp_worker *w, size_t len)
 }
 
 /*
- * Whether a segment goes as one TASKS frame: two items or more, to a worker
- * that reads them (an exec pool's shim speaks per-item frames), within what
- * the worker's reader takes.
+ * The name a segment's TASKS frame carries: its task's, or for a chain its
+ * stages' names, which lie one after the other, NUL-separated, in the
+ * pipeline's name block (pipeline.c).
+ */
+static uint32_t seg_name_len(const struct fp_seg *g)
+{
+	uint32_t len = g->call->name_len;
+
+	for (unsigned j = 1; j <= g->hops; j++)
+		len += 1 + g->call->stage[j].name_len;
+	return len;
+}
+
+/*
+ * Whether a segment goes as one TASKS frame: two items or more, or a chain
+ * (chunk.c made sure it fits), to a worker that reads them (an exec pool's
+ * shim speaks per-item frames), within what the worker's reader takes.
  */
 static bool seg_packed(const fp_pool *p, const struct fp_seg *g, size_t args_total)
 {
-	return g->count >= 2 && !p->exec && g->call->name_len > 0 &&
-	       fp_frame_tasks_len(g->count, g->call->name_len, args_total) <= p->opts.max_payload;
+	return (g->count >= 2 || g->hops) && !p->exec && g->call->name_len > 0 &&
+	       fp_frame_tasks_len(g->count, seg_name_len(g), args_total) <= p->opts.max_payload;
 }
 
 static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t nsegs)
 {
 	fp_pool *p = w->pool;
 	struct iovec iov[2];
-	uint64_t base = p->next_frame_id, id = base, timeout;
+	uint64_t base = p->next_frame_id, id = base, timeout, tasks = 0;
 	size_t total = 0, i, args_total[FP_BATCH_MAX];
 	uint32_t s, count = 0;
 	int iovcnt = 1, err;
@@ -282,14 +301,16 @@ static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t n
 			args_total[s] += call->items[segs[s].first + i].args_len;
 		if (seg_packed(p, &segs[s], args_total[s]))
 			total += FP_FRAME_HEADER_SIZE +
-				 fp_frame_tasks_len(segs[s].count, call->name_len, args_total[s]);
+				 fp_frame_tasks_len(segs[s].count, seg_name_len(&segs[s]),
+						    args_total[s]);
 		else
 			total += segs[s].count * (FP_FRAME_HEADER_SIZE + call->name_len + 1) +
 				 args_total[s];
 		count += segs[s].count;
 	}
 
-	if (count == 1 && segs[0].call->items[segs[0].first].args_len > COPY_ARGS_MAX) {
+	if (count == 1 && !segs[0].hops &&
+	    segs[0].call->items[segs[0].first].args_len > COPY_ARGS_MAX) {
 		/* One big argument: send it from where it is. */
 		struct fp_call *call = segs[0].call;
 		struct fp_item *it = &call->items[segs[0].first];
@@ -307,12 +328,15 @@ static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t n
 			const struct fp_call *call = segs[s].call;
 
 			if (seg_packed(p, &segs[s], args_total[s])) {
+				uint32_t name_len = seg_name_len(&segs[s]);
+
 				dst = fp_frame_put_tasks(
-					dst, id, segs[s].count, call->task, call->name_len,
-					(uint32_t)fp_frame_tasks_len(segs[s].count, call->name_len,
+					dst, id, segs[s].count, call->task, name_len,
+					(uint32_t)fp_frame_tasks_len(segs[s].count, name_len,
 								     args_total[s]),
 					(call->stage ? FP_FRAME_STREAM : 0) |
-						(s + 1 == nsegs ? FP_FRAME_FLUSH : 0));
+						(s + 1 == nsegs ? FP_FRAME_FLUSH : 0),
+					segs[s].hops);
 				for (i = 0; i < segs[s].count; i++) {
 					struct fp_item *it = &call->items[segs[s].first + i];
 					dst = fp_frame_put_tasks_item(dst, it->args, it->args_len);
@@ -364,7 +388,9 @@ static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t n
 		if (st) {
 			st->nworkers++;
 			st->st.running += segs[s].count;
+			fp__pipe_chain_sent(segs[s].call, segs[s].hops, segs[s].count);
 		}
+		tasks += (uint64_t)segs[s].count * (1u + segs[s].hops);
 	}
 	w->nsegs += nsegs;
 	w->call = w->segs[w->seg].call;
@@ -385,7 +411,7 @@ static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t n
 		fp_timer_start(p->loop, &w->deadline, timeout, deadline_cb);
 	}
 	w->state = FP_WORKER_BUSY;
-	w->tasks_dispatched += count;
+	w->tasks_dispatched += tasks;
 	if (w->tasks_limit && w->tasks_dispatched >= w->tasks_limit) {
 		/* Its last chunk: the successor takes over now, so capacity holds. */
 		w->leaving = true;
@@ -587,6 +613,7 @@ static void deadline_cb(fp_timer *t)
 	fp_pool *p = w->pool;
 	struct fp_call *c;
 	uint64_t cur, started, limit_ns, now, period;
+	unsigned hop;
 
 	if (w->reaped)
 		return;
@@ -612,7 +639,7 @@ static void deadline_cb(fp_timer *t)
 	cur = atomic_load_explicit(&w->shm->current, memory_order_acquire);
 	started = atomic_load_explicit(&w->shm->started_ns, memory_order_relaxed);
 	now = fp_now_ns();
-	c = fp__worker_item(w, cur, NULL);
+	c = fp__worker_item(w, cur, NULL, &hop);
 	if (!c || !c->timeout_ms) {
 		/*
 		 * Between two items of the chunk, or running one without a
@@ -631,7 +658,7 @@ static void deadline_cb(fp_timer *t)
 		return;
 	}
 	fp_log_warn(&p->log, "worker %u (pid %d): task %s ran past its %llu ms timeout; "
-		    "stopping it", w->slot, (int)w->pid, c->task,
+		    "stopping it", w->slot, (int)w->pid, fp__item_task(c, hop),
 		    (unsigned long long)c->timeout_ms);
 	fp__worker_kill(w, SIGTERM, FP_KILL_TIMEOUT);
 	fp_timer_start(p->loop, t, p->opts.kill_grace_ms, deadline_cb);
@@ -661,10 +688,16 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 	struct fp_call *call = w->call;
 	uint32_t index;
 	fp_item_status status;
+	unsigned hops, hop = h->hop;
 	uint64_t us;
 
 	if (!call || h->id != w->segs[w->seg].id0 + w->seg_acked) {
 		worker_broken(w, "answered an item it was not given", FP_EPROTOCOL);
+		return;
+	}
+	hops = w->segs[w->seg].hops;
+	if (hop > hops) {
+		worker_broken(w, "answered from past the end of its chain", FP_EPROTOCOL);
 		return;
 	}
 	index = w->segs[w->seg].first + w->seg_acked++;
@@ -683,11 +716,14 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 			w->call = w->segs[w->seg].call;
 		}
 	}
-	w->tasks_done++;
+	w->tasks_done += 1u + hops;
 	us = now > w->mark_ns ? (now - w->mark_ns) / 1000u : 0;
 	w->mark_ns = now;
 	count_duration(p, us);
-	fp__task_us_record(p, call, h->flags >> FP_FRAME_US_SHIFT);
+	if (hops)
+		fp__pipe_chain_us_record(call, hops, h->flags >> FP_FRAME_US_SHIFT);
+	else
+		fp__task_us_record(p, call, h->flags >> FP_FRAME_US_SHIFT);
 	if (h->rss_kib)
 		w->rss_kib = h->rss_kib;
 	if (w->acked == w->count) {
@@ -720,12 +756,14 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 	if (call->stage) {
 		/* A stage's RESULT carries its last output, unless it says it has none. */
 		if (status == FP_ITEM_OK && !(h->flags & FP_FRAME_NOVALUE))
-			fp__pipe_output(call, index, payload, h->len, answer_pid(w),
+			fp__pipe_output(call, index, hop, payload, h->len, answer_pid(w),
 					call->items[index].attempts);
 		/* Only now: while it runs, its output is not yet counted waiting. */
 		call->stage->st.running--;
+		if (hops)
+			fp__pipe_chain_ended(call, hops, hop, 1);
 	}
-	item_deliver(p, call, index, status, payload, h->len, payload, answer_pid(w), us);
+	item_deliver(p, call, index, status, payload, h->len, payload, answer_pid(w), us, hop);
 }
 
 static void handle_emit(struct fp_worker *w, const struct fp_frame_header *h,
@@ -735,13 +773,17 @@ static void handle_emit(struct fp_worker *w, const struct fp_frame_header *h,
 	uint32_t index;
 
 	/* Outputs of the item it is running, and only in a pipeline. */
-	if (!call || !call->stage || h->id != w->segs[w->seg].id0 + w->seg_acked) {
+	if (!call || !call->stage || h->id != w->segs[w->seg].id0 + w->seg_acked ||
+	    h->hop > w->segs[w->seg].hops) {
 		worker_broken(w, "emitted an output for an item it is not running",
 			      FP_EPROTOCOL);
 		return;
 	}
+	/* A task that emits without being declared a generator is never fused again. */
+	call->stage[h->hop].emits = true;
 	index = w->segs[w->seg].first + w->seg_acked;
-	fp__pipe_output(call, index, payload, h->len, answer_pid(w), call->items[index].attempts);
+	fp__pipe_output(call, index, h->hop, payload, h->len, answer_pid(w),
+			call->items[index].attempts);
 }
 
 static void handle_frame(struct fp_worker *w, const struct fp_frame_header *h,
@@ -797,7 +839,7 @@ static bool must_pause(struct fp_worker *w)
 	struct fp_worker *o;
 
 	if (!w->call || !w->call->stage || w->reaped || w->read_done ||
-	    w->kill_reason != FP_KILL_NONE || !fp__pipe_blocked(w->call))
+	    w->kill_reason != FP_KILL_NONE || !fp__pipe_blocked(w->call, w->segs[w->seg].hops))
 		return false;
 	for (o = p->workers; o; o = o->next)
 		if (o != w && !o->paused && fp__worker_able(o))
@@ -909,8 +951,8 @@ static void resume_cb(fp_timer *t)
 
 	for (w = p->workers; w && p->npaused; w = next) {
 		next = w->next;
-		if (w->paused && (!w->call || !fp__pipe_blocked(w->call) || w->reaped ||
-				  w->kill_reason != FP_KILL_NONE))
+		if (w->paused && (!w->call || !fp__pipe_blocked(w->call, w->segs[w->seg].hops) ||
+				  w->reaped || w->kill_reason != FP_KILL_NONE))
 			fp__worker_resume(w);
 	}
 	fp__dispatch(p);
@@ -930,7 +972,7 @@ static void requeue(fp_pool *p, struct fp_call *call, uint32_t first, uint32_t c
 		/* Out of memory for the queue: failing beats losing them. */
 		for (uint32_t i = 0; i < count; i++)
 			item_deliver(p, call, first + i, FP_ITEM_CRASH, NULL, 0,
-				     "could not requeue the item: out of memory", 0, 0);
+				     "could not requeue the item: out of memory", 0, 0, 0);
 	}
 }
 
@@ -963,6 +1005,7 @@ void fp__worker_account_exit(struct fp_worker *w)
 	fp_pool *p = w->pool;
 	struct fp_call *call, *blamed;
 	uint32_t run = 0, pass;
+	unsigned hop = 0;
 	uint64_t cur;
 	uint32_t fate;
 	char how[256], msg[512];
@@ -997,23 +1040,16 @@ void fp__worker_account_exit(struct fp_worker *w)
 		return;
 	}
 
-	/* A pipeline stage's items leave its workers: they wait or end now. */
-	for (uint32_t k = w->seg; k < w->nsegs; k++) {
-		struct fp_seg *g = &w->segs[k];
-
-		if (g->call->stage) {
-			g->call->stage->nworkers--;
-			g->call->stage->st.running -= g->count - (k == w->seg ? w->seg_acked : 0);
-		}
-	}
-
 	/*
 	 * The item the shared page names is to blame, unless its call was
 	 * cancelled, the pool is going, or it was killed for another call's
 	 * cancel (a chunk can hold several calls): those only end or go back.
+	 * In a chain, the page also says which stage's task it was in: the
+	 * item ends there, with no retry past the chain's first (fusion
+	 * leaves out stages with retries: pipeline.h).
 	 */
 	cur = atomic_load_explicit(&w->shm->current, memory_order_acquire);
-	blamed = fp__worker_item(w, cur, &run);
+	blamed = fp__worker_item(w, cur, &run, &hop);
 	if (blamed && (blamed->cancelled || w->kill_reason == FP_KILL_SHUTDOWN ||
 		       w->kill_reason == FP_KILL_CANCEL || p->state != FP_POOL_RUNNING))
 		blamed = NULL;
@@ -1025,27 +1061,53 @@ void fp__worker_account_exit(struct fp_worker *w)
 		 */
 		fp_log_warn(&p->log, "worker %u (pid %d) %s between tasks; "
 			    "requeueing %u items", w->slot, (int)w->pid, how, w->count - w->acked);
-	retry = blamed && blamed->items[run].attempts <= blamed->retries;
+	retry = blamed && hop == 0 && blamed->items[run].attempts <= blamed->retries;
+
+	/* A pipeline stage's items leave its workers: they wait or end now. */
+	for (uint32_t k = w->seg; k < w->nsegs; k++) {
+		struct fp_seg *g = &w->segs[k];
+		uint32_t from = g->first + (k == w->seg ? w->seg_acked : 0);
+		uint32_t left = g->first + g->count - from, ends = 0;
+
+		if (!g->call->stage)
+			continue;
+		g->call->stage->nworkers--;
+		g->call->stage->st.running -= left;
+		if (!g->hops)
+			continue;
+		/* The blamed item ends where it died; the rest never ran their chain. */
+		if (g->call == blamed && !retry && run >= from && run < from + left)
+			ends = 1;
+		fp__pipe_chain_ended(g->call, g->hops, 0, left - ends);
+		if (ends)
+			fp__pipe_chain_ended(g->call, g->hops, hop, 1);
+	}
 	if (blamed) {
 		struct fp_item *it = &blamed->items[run];
 		fp_item_status status = w->kill_reason == FP_KILL_TIMEOUT ? FP_ITEM_TIMEOUT :
 					fate ? (fp_item_status)fate : FP_ITEM_CRASH;
+		const char *task = fp__item_task(blamed, hop);
+
 		if (status == FP_ITEM_TIMEOUT && fate)
 			snprintf(msg, sizeof(msg), "task %s ran past its %llu ms timeout (%s)",
-				 blamed->task, (unsigned long long)blamed->timeout_ms, how);
+				 task, (unsigned long long)blamed->timeout_ms, how);
 		else if (status == FP_ITEM_TIMEOUT)
 			snprintf(msg, sizeof(msg), "task %s ran past its %llu ms timeout (worker pid %d %s)",
-				 blamed->task, (unsigned long long)blamed->timeout_ms, (int)w->pid, how);
+				 task, (unsigned long long)blamed->timeout_ms, (int)w->pid, how);
 		else if (fate)
-			snprintf(msg, sizeof(msg), "%s while running task %s", how, blamed->task);
+			snprintf(msg, sizeof(msg), "%s while running task %s", how, task);
 		else
 			snprintf(msg, sizeof(msg), "worker pid %d %s while running task %s",
-				 (int)w->pid, how, blamed->task);
+				 (int)w->pid, how, task);
 		fp_log_warn(&p->log, "worker %u: %s (item %u of call %llu, attempt %u of %u)",
 			    w->slot, msg, run, (unsigned long long)blamed->id, it->attempts,
 			    blamed->retries + 1);
 		/* A task that crashes or overruns is not one to share a chunk. */
-		fp__task_us_record(p, blamed, FP_FRAME_US_MAX);
+		if (blamed->stage)
+			fp__task_ix_us_record(blamed->stage[hop].pool, blamed->reg_gen,
+					      blamed->stage[hop].task_ix, FP_FRAME_US_MAX);
+		else
+			fp__task_us_record(p, blamed, FP_FRAME_US_MAX);
 	}
 
 	/*
@@ -1090,6 +1152,6 @@ void fp__worker_account_exit(struct fp_worker *w)
 				 blamed->retries + 1);
 		}
 		item_deliver(p, blamed, run, status, NULL, 0, msg, answer_pid(w),
-			     (fp_now_ns() - atomic_load(&w->shm->started_ns)) / 1000u);
+			     (fp_now_ns() - atomic_load(&w->shm->started_ns)) / 1000u, hop);
 	}
 }

@@ -1,5 +1,6 @@
 /* Frame headers and the reassembly of frames from a byte stream. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,12 +18,13 @@ void fp_frame_header_init(struct fp_frame_header *h, enum fp_frame_type type,
 }
 
 char *fp_frame_put_tasks(char *dst, uint64_t id0, uint32_t n, const char *name,
-			 uint32_t name_len, uint32_t len, uint32_t flags)
+			 uint32_t name_len, uint32_t len, uint32_t flags, unsigned hops)
 {
 	struct fp_frame_header h;
 	struct fp_frame_pack k = { .n = n, .name_len = name_len };
 
 	fp_frame_header_init(&h, FP_FRAME_TASKS, id0, len, flags);
+	h.hop = (uint8_t)hops;
 	memcpy(dst, &h, sizeof(h));
 	memcpy(dst + sizeof(h), &k, sizeof(k));
 	memcpy(dst + sizeof(h) + sizeof(k), name, name_len);
@@ -37,13 +39,14 @@ char *fp_frame_put_tasks_item(char *dst, const void *args, uint32_t args_len)
 }
 
 char *fp_frame_put_results(char *dst, uint64_t id0, uint32_t n, uint32_t len,
-			   uint32_t rss_kib)
+			   uint32_t rss_kib, unsigned hop)
 {
 	struct fp_frame_header h;
 	struct fp_frame_pack k = { .n = n, .name_len = 0 };
 
 	fp_frame_header_init(&h, FP_FRAME_RESULTS, id0, len, 0);
 	h.rss_kib = rss_kib;
+	h.hop = (uint8_t)hop;
 	memcpy(dst, &h, sizeof(h));
 	memcpy(dst + sizeof(h), &k, sizeof(k));
 	return dst + sizeof(h) + sizeof(k);
@@ -60,6 +63,8 @@ char *fp_frame_put_results_item(char *dst, uint32_t flags, const void *value, ui
 int fp_frame_header_check(const struct fp_frame_header *h, size_t max_payload)
 {
 	if (h->magic != FP_FRAME_MAGIC || h->type == 0 || h->type >= FP_FRAME_TYPE_MAX_)
+		return -EPROTO;
+	if (h->hop > FP_FRAME_HOPS_MAX)
 		return -EPROTO;
 	if (h->len > max_payload)
 		return -EMSGSIZE;
@@ -129,6 +134,26 @@ int fp_frame_reader_feed(struct fp_frame_reader *r, const void *data, size_t n)
 }
 
 /*
+ * Whether a TASKS frame's name is hops + 1 names, none empty, with a NUL
+ * between each two and none elsewhere.
+ */
+static bool chain_names_ok(const char *name, size_t len, unsigned hops)
+{
+	unsigned nuls = 0;
+
+	if (!len || name[0] == '\0' || name[len - 1] == '\0')
+		return false;
+	for (size_t i = 1; i < len; i++) {
+		if (name[i] != '\0')
+			continue;
+		if (name[i - 1] == '\0')
+			return false;
+		nuls++;
+	}
+	return nuls == hops;
+}
+
+/*
  * Check a whole packed frame: its items' lengths must add up to its payload
  * exactly, so that no item is handed out of a frame that turns out bad.
  */
@@ -145,7 +170,7 @@ static int pack_check(const struct fp_frame_header *h, const char *payload,
 	left -= sizeof(*k);
 	if (k->n == 0 || k->name_len > left ||
 	    (h->type == FP_FRAME_TASKS) != (k->name_len > 0) ||
-	    memchr(payload + sizeof(*k), '\0', k->name_len))
+	    (h->type == FP_FRAME_TASKS && !chain_names_ok(payload + sizeof(*k), k->name_len, h->hop)))
 		return -EPROTO;
 	left -= k->name_len;
 	at = sizeof(*k) + k->name_len;
@@ -187,6 +212,7 @@ static int pack_open(struct fp_frame_reader *r, const struct fp_frame_header *h)
 	r->pack_left = k.n;
 	r->pack_flags = h->flags;
 	r->pack_rss = h->rss_kib;
+	r->pack_hop = h->hop;
 	r->pack_id = h->id;
 	r->pos += FP_FRAME_HEADER_SIZE + sizeof(k) + k.name_len;
 	return 0;
@@ -211,6 +237,7 @@ static void pack_next(struct fp_frame_reader *r, struct fp_frame_header *h)
 		fp_frame_header_init(h, FP_FRAME_RESULT, r->pack_id++, len, flags);
 		h->rss_kib = last ? r->pack_rss : 0;
 	}
+	h->hop = r->pack_hop;
 	if (last)
 		r->pack_type = 0;
 }

@@ -53,6 +53,18 @@
  * of an external program printing NDJSON lines) sends an EMIT per line and a
  * NOVALUE RESULT at the end.
  *
+ * Chains (pipeline stage fusion). A TASKS frame whose `hop` is H > 0 runs
+ * each of its items through H + 1 tasks in turn, the value one returns
+ * being the next one's args: its name is their H + 1 names, each ended by a
+ * NUL but the last (name_len counts them all). The master sends one for a
+ * run of consecutive plain stages (pipeline.c says which), so that an item
+ * crosses them in one round trip. A worker's EMIT, RESULT and ERROR frames
+ * carry in `hop` the place in the chain of the task they come from (0
+ * outside chains): the chain ends early at a task that fails or emits, and
+ * the master counts the item as ended at that stage. Items of a RESULTS
+ * frame have its hop. The shared page's `hop` says which task of its chain
+ * the running item is in.
+ *
  * The master may stop reading a worker's socket while the stage after its
  * item is full; the worker then blocks in its send until the master reads
  * again. That is the pipeline's back-pressure on a task that emits a lot.
@@ -80,6 +92,8 @@
 #include <stdint.h>
 
 #define FP_FRAME_MAGIC 0x4650u    /* "FP" */
+/* A chain's tasks after its first, at most (see "Chains"). */
+#define FP_FRAME_HOPS_MAX 15u
 #define FP_FRAME_HEADER_SIZE 24u
 
 enum fp_frame_type {
@@ -112,7 +126,7 @@ _Static_assert((FP_FRAME_RETIRE | FP_FRAME_STREAM | FP_FRAME_NOVALUE | FP_FRAME_
 struct fp_frame_header {
 	uint16_t magic;
 	uint8_t type;
-	uint8_t reserved;
+	uint8_t hop;        /* stage fusion: see "Chains" above */
 	uint32_t len;       /* payload bytes */
 	uint32_t flags;     /* low byte: fp_item_status for ERROR */
 	uint32_t rss_kib;   /* RESULT/ERROR: worker's RSS after the task */
@@ -156,14 +170,17 @@ static inline size_t fp_frame_results_len(uint32_t n, size_t value_total)
 	return sizeof(struct fp_frame_pack) + (size_t)n * FP_FRAME_RESULTS_ENTRY + value_total;
 }
 
-/* Header and fp_frame_pack of a TASKS frame; returns where the first item goes. */
+/*
+ * Header and fp_frame_pack of a TASKS frame; returns where the first item
+ * goes. `hops` > 0: a chain, `name` being its hops + 1 NUL-separated names.
+ */
 char *fp_frame_put_tasks(char *dst, uint64_t id0, uint32_t n, const char *name,
-			 uint32_t name_len, uint32_t len, uint32_t flags);
+			 uint32_t name_len, uint32_t len, uint32_t flags, unsigned hops);
 /* One item of a TASKS frame; returns where the next goes. */
 char *fp_frame_put_tasks_item(char *dst, const void *args, uint32_t args_len);
-/* Header and fp_frame_pack of a RESULTS frame; returns where the first item goes. */
+/* Header and fp_frame_pack of a RESULTS frame (its items' hop); returns where the first item goes. */
 char *fp_frame_put_results(char *dst, uint64_t id0, uint32_t n, uint32_t len,
-			   uint32_t rss_kib);
+			   uint32_t rss_kib, unsigned hop);
 /* One item of a RESULTS frame; returns where the next goes. */
 char *fp_frame_put_results_item(char *dst, uint32_t flags, const void *value, uint32_t len);
 
@@ -174,8 +191,9 @@ char *fp_frame_put_results_item(char *dst, uint32_t flags, const void *value, ui
  *
  * A packed frame comes out item by item: a TASKS frame's as TASK frames
  * whose payload is the args alone, `item_name` then being the task name
- * (NUL-terminated, valid until the next call to _next()); a RESULTS frame's
- * as RESULT frames, the packed frame's rss_kib on its last. `item_name` is
+ * (NUL-terminated, valid until the next call to _next(); a chain's hop + 1
+ * names one after the other); a RESULTS frame's as RESULT frames, the
+ * packed frame's rss_kib on its last. Each has the packed frame's hop. `item_name` is
  * NULL for a frame that came whole, whose payload is the name, NUL, args.
  */
 struct fp_frame_reader {
@@ -186,6 +204,7 @@ struct fp_frame_reader {
 	uint32_t pack_left;  /* its items not yet handed out, from pos on */
 	uint32_t pack_flags;
 	uint32_t pack_rss;
+	uint8_t pack_hop;
 	uint64_t pack_id;    /* the id of its next item */
 	char *buf;
 	size_t len;          /* bytes held */

@@ -36,16 +36,18 @@ static const struct fp_pipe_stage *next_stage(const struct fp_pipe_stage *s)
 	return pipe->reduce;
 }
 
-size_t fp__pipe_chunk_room(const struct fp_call *b, uint32_t first, size_t want)
+size_t fp__pipe_chunk_room(const struct fp_call *b, uint32_t first, size_t want, unsigned hops)
 {
-	const struct fp_pipe_stage *s = b->stage, *nx;
+	const struct fp_pipe_stage *s = b->stage, *last, *nx;
 	uint64_t used;
 
 	if (s->cap && s->nworkers >= s->cap)
 		return 0;
 	if (s->index == 0)
 		want = fp__order_room(s->pipe, first, want);
-	nx = next_stage(s);
+	/* A chain's outputs come out of its last stage. */
+	last = s + hops;
+	nx = next_stage(last);
 	if (!nx || !want)
 		return want;
 	if (nx == s->pipe->reduce)
@@ -54,9 +56,10 @@ size_t fp__pipe_chunk_room(const struct fp_call *b, uint32_t first, size_t want)
 	/*
 	 * Each running item makes at least one output for the next stage if
 	 * it is a plain task: reserve room for them, so only a generator's
-	 * extra outputs can ever meet a full buffer.
+	 * extra outputs can ever meet a full buffer. (A chained item runs in
+	 * every stage of its chain: the last one's count has it too.)
 	 */
-	used = waiting(nx) + s->st.running;
+	used = waiting(nx) + last->st.running;
 	/*
 	 * A whole chunk or nothing: feeding a nearly full buffer an item at a
 	 * time would turn the pipeline into a ping-pong of one-item chunks.
@@ -65,11 +68,80 @@ size_t fp__pipe_chunk_room(const struct fp_call *b, uint32_t first, size_t want)
 	return used + want <= nx->buffer ? want : 0;
 }
 
-bool fp__pipe_blocked(const struct fp_call *b)
+bool fp__pipe_blocked(const struct fp_call *b, unsigned hops)
 {
-	const struct fp_pipe_stage *nx = next_stage(b->stage);
+	const struct fp_pipe_stage *nx = next_stage(b->stage + hops);
 
 	return nx && waiting(nx) >= nx->buffer;
+}
+
+/* --- stage fusion (pipeline.h) ------------------------------------------- */
+
+static bool stage_slow(const struct fp_pipe_stage *s)
+{
+	uint32_t us = fp__task_us(s->pool, s->pipe->reg_gen, s->task_ix);
+
+	return us != FP_TASK_US_UNKNOWN && us > FP_BATCH_QUICK_US;
+}
+
+/* Whether stage k's chain may go on into nx, the stage after it. */
+static bool chain_link(const struct fp_pipe_stage *k, const struct fp_pipe_stage *nx)
+{
+	return nx->pool == k->pool && !nx->cap && !nx->generator && !nx->emits &&
+	       !nx->retries && nx->timeout_ms == k->timeout_ms && !stage_slow(nx);
+}
+
+unsigned fp__pipe_hops(const struct fp_call *b)
+{
+	const struct fp_pipe_stage *s = b->stage;
+	const struct fp_pipe *pipe = s->pipe;
+	unsigned h = 0;
+
+	if (s == pipe->reduce || s->pool->exec || s->cap || s->generator || s->emits ||
+	    b->cancelled || stage_slow(s))
+		return 0;
+	while (h < FP_FRAME_HOPS_MAX && s->index + h + 1 < pipe->nstages &&
+	       chain_link(s + h, s + h + 1))
+		h++;
+	return h;
+}
+
+void fp__pipe_chain_sent(struct fp_call *b, unsigned hops, uint32_t count)
+{
+	for (unsigned j = 1; j <= hops; j++) {
+		struct fp_pipe_stage *s = b->stage + j;
+
+		s->st.in += count;
+		s->st.running += count;
+	}
+}
+
+void fp__pipe_chain_ended(struct fp_call *b, unsigned hops, unsigned hop, uint32_t count)
+{
+	for (unsigned j = 0; j <= hops; j++) {
+		struct fp_pipe_stage *s = b->stage + j;
+
+		if (j < hop) {
+			/* Passed through: one output, handed on inside the worker. */
+			s->st.out += count;
+			s->st.done += count;
+		}
+		if (j == 0)
+			continue;   /* the batch's own stage: counted as for any item */
+		s->st.running -= count;
+		if (j > hop)
+			s->st.in -= count;
+		else
+			s->st.fused += count;
+	}
+}
+
+void fp__pipe_chain_us_record(struct fp_call *b, unsigned hops, uint64_t us)
+{
+	const struct fp_pipe_stage *s = b->stage;
+
+	for (unsigned j = 0; j <= hops; j++)
+		fp__task_ix_us_record(s[j].pool, s->pipe->reg_gen, s[j].task_ix, us / (hops + 1));
 }
 
 /* --- delivery and the end ------------------------------------------------ */

@@ -25,6 +25,25 @@
  *    items one per chunk, so that is the outputs of one item at most.
  * Items a dead worker gives back also wait again, and may go over.
  * So: waiting <= buffer while some other worker is free to drain it.
+ *
+ * Stage fusion. Runs of plain stages go through a worker as one chain
+ * (frame.h, "Chains"): an item of stage k is sent with the tasks of stages
+ * k+1..k+h, and only what comes out of the last (or of the stage where the
+ * chain stopped: an error, a crash, a task that emits) comes back. Without
+ * that, each stage costs a round trip through the master per item, which on
+ * quick tasks is most of the work. Stage k+1 joins k's chain when both run
+ * in the same pool (not an exec pool: its shim speaks per-item frames), it
+ * has no worker cap (nor has k: the chain runs under k's), it is not a
+ * generator (declared, or seen emitting), it has no retries (what it would
+ * retry is a value only the worker had) and the same timeout as k, and
+ * neither is known to be slow (a chain of slow tasks gains nothing and
+ * would hold a worker's whole chunk through all of them). So the items
+ * behave as they would stage by stage: each failure is its stage's, each
+ * task is timed and counted on its own, and the buffer between two fused
+ * stages stays empty. A fused item counts as given to (in) and running in
+ * every stage of its chain from the moment it is sent; those it did not
+ * reach are taken back when it ends; `fused` counts the items a stage ran
+ * that way.
  */
 #ifndef FP_PIPELINE_H
 #define FP_PIPELINE_H
@@ -51,6 +70,7 @@ struct fp_pipe_stage {
 	uint32_t task_ix;          /* its place in pool->task_us (chunk.c); UINT32_MAX: none */
 	unsigned cap;              /* most workers at once; 0: no cap */
 	bool generator;            /* its task is a declared generator */
+	bool emits;                /* its task was seen emitting: never fused */
 	size_t buffer;             /* bound on waiting */
 	size_t chunk;              /* largest chunk of its items */
 	uint64_t timeout_ms;
@@ -94,21 +114,39 @@ struct fp_pipe {
 	char *names;
 };
 
-/* pipeline.c: a batch's item produced an output / ended. */
-void fp__pipe_output(struct fp_call *batch, uint32_t index, const char *value,
+/*
+ * A batch's item produced an output / ended, at stage `hop` of its chain
+ * (0: the batch's own stage).
+ */
+void fp__pipe_output(struct fp_call *batch, uint32_t index, unsigned hop, const char *value,
 		     size_t len, pid_t pid, unsigned attempts);
-void fp__pipe_item_end(struct fp_call *batch, uint32_t index, fp_item_status status,
-		       const char *msg, pid_t pid, uint64_t duration_us);
+void fp__pipe_item_end(struct fp_call *batch, uint32_t index, unsigned hop,
+		       fp_item_status status, const char *msg, pid_t pid, uint64_t duration_us);
+/* How many stages after the batch's its items run through in the same worker now. */
+unsigned fp__pipe_hops(const struct fp_call *batch);
+/* `count` items of the batch were sent with a chain of `hops` stages after its own. */
+void fp__pipe_chain_sent(struct fp_call *batch, unsigned hops, uint32_t count);
+/*
+ * `count` items sent with a chain of `hops` are over: ended at stage `hop`
+ * of the chain (whose own end the item's end counts), or, with hop 0, gone
+ * back or ended at the batch's stage. The stages before `hop` count them as
+ * done with one output each; those after take them back.
+ */
+void fp__pipe_chain_ended(struct fp_call *batch, unsigned hops, unsigned hop, uint32_t count);
+/* A run time (µs) for each task of a chain of `hops`, shared among them. */
+void fp__pipe_chain_us_record(struct fp_call *batch, unsigned hops, uint64_t us);
 /* Queue what the pipelines gathered during this loop turn. */
 void fp__pipe_flush(fp_pool *p);
 /*
  * How many items of the queue entry (batch, from item `first`, `count` of
- * them) may be given to a worker now: 0 while the stage is at its worker cap
- * or the stage after it is full.
+ * them) may be given to a worker now, sent with a chain of `hops` stages
+ * after its own: 0 while the stage is at its worker cap or the stage after
+ * the chain is full.
  */
-size_t fp__pipe_chunk_room(const struct fp_call *batch, uint32_t first, size_t want);
-/* Whether a worker running an item of this batch must stop being read. */
-bool fp__pipe_blocked(const struct fp_call *batch);
+size_t fp__pipe_chunk_room(const struct fp_call *batch, uint32_t first, size_t want,
+			   unsigned hops);
+/* Whether a worker running an item of this batch (chained through `hops`) must stop being read. */
+bool fp__pipe_blocked(const struct fp_call *batch, unsigned hops);
 int fp__pipe_cancel(fp_pool *p, uint64_t id);
 /*
  * Items of a stage went back to waiting (a worker died): keep waiting_max

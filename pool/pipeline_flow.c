@@ -285,10 +285,10 @@ void fp__reduce_close(struct fp_pipe *pipe)
 
 /* --- outputs and item ends ----------------------------------------------- */
 
-void fp__pipe_output(struct fp_call *b, uint32_t index, const char *value,
+void fp__pipe_output(struct fp_call *b, uint32_t index, unsigned hop, const char *value,
 		     size_t len, pid_t pid, unsigned attempts)
 {
-	struct fp_pipe_stage *s = b->stage;
+	struct fp_pipe_stage *s = b->stage + hop;
 	struct fp_pipe *pipe = s->pipe;
 	uint32_t origin = b->origin ? b->origin[index] : index;
 
@@ -309,10 +309,10 @@ void fp__pipe_output(struct fp_call *b, uint32_t index, const char *value,
 	fp__pipe_result(pipe, origin, s->index, FP_ITEM_OK, value, len, NULL, pid, attempts, 0);
 }
 
-void fp__pipe_item_end(struct fp_call *b, uint32_t index, fp_item_status status,
-		       const char *msg, pid_t pid, uint64_t duration_us)
+void fp__pipe_item_end(struct fp_call *b, uint32_t index, unsigned hop,
+		       fp_item_status status, const char *msg, pid_t pid, uint64_t duration_us)
 {
-	struct fp_pipe_stage *s = b->stage;
+	struct fp_pipe_stage *s = b->stage + hop;
 	struct fp_pipe *pipe = s->pipe;
 	uint32_t origin = b->origin ? b->origin[index] : index;
 

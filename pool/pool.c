@@ -941,11 +941,13 @@ size_t fp_pool_workers(fp_pool *root, struct fp_worker_stats *out, size_t max)
 				s->tasks_limit = w->tasks_limit;
 				s->rss_bytes = w->rss_kib * 1024;
 				/* The item the worker has begun, by its own account. */
-				struct fp_call *c = fp__worker_item(w, atomic_load(&w->shm->current), NULL);
+				unsigned hop;
+				struct fp_call *c = fp__worker_item(w, atomic_load(&w->shm->current),
+								    NULL, &hop);
 				if (c) {
 					uint64_t ns = atomic_load_explicit(&w->shm->started_ns,
 									   memory_order_relaxed);
-					s->task = c->task;
+					s->task = fp__item_task(c, hop);
 					s->task_started_ms = ns / 1000000u;
 				} else {
 					s->task = NULL;

@@ -105,6 +105,7 @@ struct fp_seg {
 	uint32_t first, count;
 	uint64_t id0;              /* frame id of its first item (send_chunk) */
 	bool chunk_end;            /* the last segment of its chunk */
+	uint8_t hops;              /* a batch's items' chain: stages after its own (pipeline.h) */
 };
 
 struct fp_qent {
@@ -326,8 +327,18 @@ bool fp__task_us_sync(fp_pool *p);
 bool fp__task_quick(fp_pool *p, const struct fp_call *c);
 /* A run time (µs) of one of c's items. */
 void fp__task_us_record(fp_pool *p, const struct fp_call *c, uint64_t us);
-/* The call (and item index) of frame `id` if w has it unanswered, else NULL. */
-struct fp_call *fp__worker_item(const struct fp_worker *w, uint64_t id, uint32_t *index);
+/* The same for task task_ix of registry generation reg_gen, and what is known of it. */
+void fp__task_ix_us_record(fp_pool *p, uint64_t reg_gen, uint32_t task_ix, uint64_t us);
+uint32_t fp__task_us(fp_pool *p, uint64_t reg_gen, uint32_t task_ix);
+/*
+ * The call (and item index) of frame `id` if w has it unanswered, else NULL;
+ * *hop: for an item sent with a chain, the stage of it the shared page says
+ * runs (0 otherwise). index and hop may be NULL.
+ */
+struct fp_call *fp__worker_item(const struct fp_worker *w, uint64_t id, uint32_t *index,
+				unsigned *hop);
+/* The task an item of c runs at stage `hop` of its chain (c's own at 0). */
+const char *fp__item_task(const struct fp_call *c, unsigned hop);
 /* Whether w has an unanswered item of c / of a batch of pipe. */
 bool fp__worker_holds(const struct fp_worker *w, const struct fp_call *c);
 bool fp__worker_holds_pipe(const struct fp_worker *w, const struct fp_pipe *pipe);

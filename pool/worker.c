@@ -75,6 +75,7 @@ struct task_ctx {
 	int returned;                   /* fp_task_return() was called */
 	int both;                       /* ... and fp_emit() too: an error */
 	size_t emitted;                 /* outputs emitted */
+	unsigned hop;                   /* its place in the item's chain (frame.h) */
 	struct clock_run *run;          /* the items before it, not yet timed */
 };
 
@@ -286,6 +287,7 @@ static int host_emit(fp_task_ctx *ctx, const char *json, size_t len)
 	}
 	/* The slot reserved for the end frame becomes this EMIT; reserve anew. */
 	fp_frame_header_init(&h, FP_FRAME_EMIT, c->id, (uint32_t)len, 0);
+	h.hop = (uint8_t)c->hop;
 	memcpy(o->data + c->frame_at, &h, sizeof(h));
 	memcpy(o->data + o->len, json, len);
 	o->len += len;
@@ -346,7 +348,7 @@ static void send_frames(int fd, struct out_buf *o, size_t len)
 
 		/* Ids count up inside a pack: the next chunk's do not follow on. */
 		while (end < len && (e = header_at(o, end)).type == FP_FRAME_RESULT &&
-		       e.id == h.id + n &&
+		       e.id == h.id + n && e.hop == h.hop &&
 		       fp_frame_results_len(n + 1, values + e.len) <= o->pack_max) {
 			n++;
 			values += e.len;
@@ -360,7 +362,7 @@ static void send_frames(int fd, struct out_buf *o, size_t len)
 			continue;
 		}
 		dst = fp_frame_put_results(dst, h.id, n,
-					   (uint32_t)fp_frame_results_len(n, values), rss);
+					   (uint32_t)fp_frame_results_len(n, values), rss, h.hop);
 		for (; at < end; at += FP_FRAME_HEADER_SIZE + e.len) {
 			e = header_at(o, at);
 			dst = fp_frame_put_results_item(dst, e.flags,
@@ -479,14 +481,86 @@ static int check_json(struct task_ctx *c, const char *what, const char *p, size_
 }
 
 /*
+ * A chain's next task starts: like an item, it begins a new clock run if
+ * the coarse clock ticked since the run began, so that the shared page's
+ * start is never more than a tick before the task's own and a chain of
+ * tasks each within its timeout is never timed out as a whole.
+ */
+static void chain_hop_clock(struct clock_run *r, struct out_buf *out, struct fp_worker_shm *shm)
+{
+	uint64_t now;
+
+	if (coarse_ns() == r->coarse_ns)
+		return;
+	now = mono_ns();
+	/* The run's items before this one are timed; this one's time goes on. */
+	run_stamp(r, out, now, 1);
+	r->coarse_ns = coarse_ns();
+	atomic_store_explicit(&shm->started_ns, now, memory_order_relaxed);
+}
+
+/*
+ * What one task left in the item's end frame once it returned `rc`: its
+ * value, an error, or (a generator, or in a pipeline a task that emitted)
+ * NOVALUE. Returns the end frame's flags.
+ */
+static uint32_t task_answer(struct task_ctx *c, const struct fp_registry_task *t, int rc)
+{
+	struct out_buf *out = c->out;
+
+	if (c->oom) {
+		/* The answer could not be stored; say so in a small frame. */
+		c->oom = 0;
+		out->len = c->frame_at + FP_FRAME_HEADER_SIZE;
+		ctx_error_fmt(c, FP_ITEM_TOO_LARGE, "task %s: out of memory storing its result",
+			      c->name);
+	} else if (c->answered == FP_FRAME_ERROR) {
+		/* Its own error, or an emit that failed: already in place. */
+	} else if (c->both) {
+		ctx_error_fmt(c, FP_ITEM_TASK_ERROR,
+			      "task %s both returned a value and emitted %zu output%s; "
+			      "a task answers with one or the other", c->name, c->emitted,
+			      c->emitted == 1 ? "" : "s");
+	} else if (rc < 0) {
+		ctx_error_fmt(c, FP_ITEM_TASK_ERROR, "task %s failed: %s", c->name,
+			      strerror(-rc));
+	} else if (c->emitted || (!c->answered && t->generator)) {
+		if (c->stream) {
+			out->len = c->frame_at + FP_FRAME_HEADER_SIZE;
+			c->answered = FP_FRAME_RESULT;
+			return FP_FRAME_NOVALUE;
+		} else if (c->emitted) {
+			out->data[out->len++] = ']';   /* reserved by the last emit */
+			c->answered = FP_FRAME_RESULT;
+		} else {
+			ctx_set(c, FP_FRAME_RESULT, FP_ITEM_OK, "[]", 2);
+		}
+	} else if (!c->answered) {
+		ctx_set(c, FP_FRAME_RESULT, FP_ITEM_OK, "null", 4);
+	} else {
+		check_json(c, c->name, out->data + c->frame_at + FP_FRAME_HEADER_SIZE,
+			   out->len - c->frame_at - FP_FRAME_HEADER_SIZE);
+	}
+	return c->answered == FP_FRAME_ERROR ? (uint32_t)c->status : 0;
+}
+
+/* A chain's value between two of its tasks: the next one's args, NUL-terminated. */
+struct hop_buf {
+	char *data;
+	size_t cap;
+};
+
+/*
  * Run one TASK frame, appending its answer to `out` (and, in a pipeline, its
- * outputs; some of them may have been sent already). Returns where its end
- * frame starts in `out`.
+ * outputs; some of them may have been sent already). A chain's tasks run in
+ * turn on one item, each on the value the one before returned, until the
+ * last, or one that fails or emits (its frames then say which it was).
+ * Returns where its end frame starts in `out`.
  */
 static size_t run_task(const struct fp_worker_args *a, struct out_buf *out,
 		       const struct fp_frame_header *h, const char *item_name,
 		       const char *payload, const struct fp_registry_task **last,
-		       struct clock_run *run)
+		       struct clock_run *run, struct hop_buf *hb)
 {
 	struct task_ctx c = {
 		.base.host = &worker_host, .args = a, .out = out,
@@ -495,8 +569,9 @@ static size_t run_task(const struct fp_worker_args *a, struct out_buf *out,
 	const struct fp_registry_task *t;
 	struct fp_frame_header rh;
 	const char *name = payload, *args = payload;
-	size_t name_len, args_len = h->len;
+	size_t name_len, args_len = h->len, len;
 	uint32_t flags = 0;
+	unsigned hop = 0;
 	int rc;
 
 	c.frame_at = out->len;
@@ -518,54 +593,49 @@ static size_t run_task(const struct fp_worker_args *a, struct out_buf *out,
 		args = payload + name_len + 1;
 		args_len = h->len - name_len - 1;
 	}
-	c.name = name;
-	/* A chunk's items are mostly of one task: look it up once. */
-	t = *last && strcmp((*last)->name, name) == 0 ? *last
-						       : fp_registry_find(a->registry, name);
-	*last = t;
-	if (!t) {
-		ctx_error_fmt(&c, FP_ITEM_UNKNOWN_TASK, "unknown task '%s'", name);
-		goto done;
-	}
-
-	rc = t->fn(&c.base, args, args_len);
-	if (c.oom) {
-		/* The answer could not be stored; say so in a small frame. */
-		c.oom = 0;
-		out->len = c.frame_at + FP_FRAME_HEADER_SIZE;
-		ctx_error_fmt(&c, FP_ITEM_TOO_LARGE, "task %s: out of memory storing its result", name);
-	} else if (c.answered == FP_FRAME_ERROR) {
-		/* Its own error, or an emit that failed: already in place. */
-	} else if (c.both) {
-		ctx_error_fmt(&c, FP_ITEM_TASK_ERROR,
-			      "task %s both returned a value and emitted %zu output%s; "
-			      "a task answers with one or the other", name, c.emitted,
-			      c.emitted == 1 ? "" : "s");
-	} else if (rc < 0) {
-		ctx_error_fmt(&c, FP_ITEM_TASK_ERROR, "task %s failed: %s", name,
-			      strerror(-rc));
-	} else if (c.emitted || (!c.answered && t->generator)) {
-		if (c.stream) {
-			out->len = c.frame_at + FP_FRAME_HEADER_SIZE;
-			c.answered = FP_FRAME_RESULT;
-			flags = FP_FRAME_NOVALUE;
-		} else if (c.emitted) {
-			out->data[out->len++] = ']';   /* reserved by the last emit */
-			c.answered = FP_FRAME_RESULT;
-		} else {
-			ctx_set(&c, FP_FRAME_RESULT, FP_ITEM_OK, "[]", 2);
+	for (;;) {
+		c.name = name;
+		c.hop = hop;
+		if (h->hop) {
+			atomic_store_explicit(&a->shm->hop, hop, memory_order_release);
+			if (hop)
+				chain_hop_clock(run, out, a->shm);
 		}
-	} else if (!c.answered) {
-		ctx_set(&c, FP_FRAME_RESULT, FP_ITEM_OK, "null", 4);
-	} else {
-		check_json(&c, name, out->data + c.frame_at + FP_FRAME_HEADER_SIZE,
-			   out->len - c.frame_at - FP_FRAME_HEADER_SIZE);
+		/* A chunk's items are mostly of one task (per place in a chain): look it up once. */
+		t = last[hop] && strcmp(last[hop]->name, name) == 0
+			    ? last[hop] : fp_registry_find(a->registry, name);
+		last[hop] = t;
+		if (!t) {
+			ctx_error_fmt(&c, FP_ITEM_UNKNOWN_TASK, "unknown task '%s'", name);
+			break;
+		}
+		rc = t->fn(&c.base, args, args_len);
+		flags = task_answer(&c, t, rc);
+		if (hop == h->hop || c.answered != FP_FRAME_RESULT || (flags & FP_FRAME_NOVALUE))
+			break;
+		/* Its value is the next task's args: out of `out`, which the next one writes. */
+		len = out->len - c.frame_at - FP_FRAME_HEADER_SIZE;
+		if (len + 1 > hb->cap) {
+			char *d = realloc(hb->data, len + 1);
+			if (!d)
+				abort();
+			hb->data = d;
+			hb->cap = len + 1;
+		}
+		memcpy(hb->data, out->data + c.frame_at + FP_FRAME_HEADER_SIZE, len);
+		hb->data[len] = '\0';
+		args = hb->data;
+		args_len = len;
+		out->len = c.frame_at + FP_FRAME_HEADER_SIZE;
+		c.answered = 0;
+		c.returned = 0;
+		name += strlen(name) + 1;
+		hop++;
 	}
 done:
-	if (c.answered == FP_FRAME_ERROR)
-		flags = (uint32_t)c.status;
 	fp_frame_header_init(&rh, c.answered ? c.answered : FP_FRAME_ERROR, h->id,
 			     (uint32_t)(out->len - c.frame_at - FP_FRAME_HEADER_SIZE), flags);
+	rh.hop = (uint8_t)hop;
 	memcpy(out->data + c.frame_at, &rh, sizeof(rh));
 	return c.frame_at;
 }
@@ -617,7 +687,8 @@ static void mark_retire(struct out_buf *out, size_t frame_at, size_t rss_kib)
 
 _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 {
-	const struct fp_registry_task *last_task = NULL;
+	const struct fp_registry_task *last_task[FP_FRAME_HOPS_MAX + 1] = { 0 };
+	struct hop_buf hb = { 0 };
 	struct clock_run run = { 0 };
 	struct timespec tick;
 	struct fp_frame_reader reader;
@@ -665,17 +736,20 @@ _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 					run_stamp(&run, &out, mono_ns(), 0);
 				worker_exit(a, a->fd, &out, FP_WORKER_EXIT_OK);
 			}
-			if (h.type != FP_FRAME_TASK)
+			/* A chain comes only in a TASKS frame, whose names were checked. */
+			if (h.type != FP_FRAME_TASK || (h.hop && !reader.item_name))
 				worker_exit(a, a->fd, &out, FP_WORKER_EXIT_PROTOCOL);
 
 			if (out.len == 0)
 				out.oldest_ns = run.start_ns;
 			atomic_store_explicit(&a->shm->current, h.id, memory_order_release);
-			frame_at = run_task(a, &out, &h, reader.item_name, payload, &last_task, &run);
+			frame_at = run_task(a, &out, &h, reader.item_name, payload, last_task, &run,
+					    &hb);
 			atomic_store_explicit(&a->shm->current, 0, memory_order_release);
 			run.at[run.n++] = frame_at;
 
-			done++;
+			/* A chain's item counts as the tasks it was sent for. */
+			done += 1u + h.hop;
 			if (a->task_limit && done >= a->task_limit)
 				retire = 1;
 			if (a->max_rss_bytes) {

@@ -17,6 +17,7 @@
 
 struct fp_worker_shm {
 	_Atomic uint64_t current;     /* item id being run, 0 between tasks */
+	_Atomic uint32_t hop;         /* in a chain (frame.h): which of its tasks runs */
 	/*
 	 * CLOCK_MONOTONIC when it started, or up to started_slack_ns before
 	 * (quick items are timed in runs: worker.c, struct clock_run); never

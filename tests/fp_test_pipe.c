@@ -54,10 +54,10 @@ void fp_test_pipe_free(struct fp_test_pipe *o)
 
 static void sample(struct fp_test_pipe *o)
 {
-	struct fp_stage_stats st[4];
-	int n = fp_pipeline_stats(o->pool, o->call_id, st, 4);
+	struct fp_stage_stats st[FP_TEST_STAGES_MAX];
+	int n = fp_pipeline_stats(o->pool, o->call_id, st, FP_TEST_STAGES_MAX);
 
-	for (int i = 0; i < n && i < 4; i++) {
+	for (int i = 0; i < n && i < FP_TEST_STAGES_MAX; i++) {
 		if (st[i].waiting_max > o->waiting_max[i])
 			o->waiting_max[i] = st[i].waiting_max;
 		if (st[i].waiting > o->waiting_seen[i])
@@ -113,12 +113,44 @@ void fp_test_pipe_done(fp_pool *p, const struct fp_call_summary *s, void *data)
 	o->done_calls++;
 	o->summary = *s;
 	/* The final counters are there during on_done. */
-	o->nstats = fp_pipeline_stats(p, o->call_id, o->final, 4);
+	o->nstats = fp_pipeline_stats(p, o->call_id, o->final, FP_TEST_STAGES_MAX);
 }
 
 int fp_test_pipe_finished(void *data)
 {
 	return ((struct fp_test_pipe *)data)->done_calls > 0;
+}
+
+/*
+ * The final counters of a pipeline of nstages (and maybe a reduce) over n
+ * inputs agree with each other and with what was delivered: nothing is left
+ * waiting or running, every stage ended all it was given, each stage was
+ * given exactly the outputs of the one before, and every error delivered is
+ * one stage's failure. Stage fusion (pipeline.h) must keep all of it.
+ */
+static void assert_counters_add_up(const struct fp_test_pipe *o, size_t nstages, size_t n)
+{
+	uint64_t failed = 0;
+
+	assert_true(o->nstats >= (int)nstages);
+	for (int k = 0; k < o->nstats && k < FP_TEST_STAGES_MAX; k++) {
+		const struct fp_stage_stats *st = &o->final[k];
+
+		if (st->running || st->waiting || st->in != st->done || st->fused > st->in)
+			fail_msg("stage %d: in %llu done %llu running %llu waiting %llu fused %llu",
+				 k, (unsigned long long)st->in, (unsigned long long)st->done,
+				 (unsigned long long)st->running, (unsigned long long)st->waiting,
+				 (unsigned long long)st->fused);
+		if (k > 0 && (size_t)k < nstages && st->in != o->final[k - 1].out)
+			fail_msg("stage %d was given %llu items, stage %d made %llu outputs", k,
+				 (unsigned long long)st->in, k - 1,
+				 (unsigned long long)o->final[k - 1].out);
+		failed += st->failed;
+	}
+	assert_int_equal(o->final[0].in, n);
+	assert_int_equal(o->final[0].fused, 0);
+	if (o->nstats <= FP_TEST_STAGES_MAX)
+		assert_int_equal(failed, o->errors);
 }
 
 void fp_test_pipe_run(fp_pool *p, const fp_stage *stages, size_t nstages,
@@ -135,6 +167,7 @@ void fp_test_pipe_run(fp_pool *p, const fp_stage *stages, size_t nstages,
 	assert_int_equal(o->summary.failed, o->errors);
 	assert_int_equal(o->summary.total, o->outputs + o->errors);
 	assert_false(o->bad_index);
+	assert_counters_add_up(o, nstages, in->n);
 	/* Over: its statistics and its id are gone. */
 	assert_int_equal(fp_pipeline_stats(p, o->call_id, NULL, 0), -ENOENT);
 	assert_int_equal(fp_pool_cancel(p, o->call_id), -ENOENT);

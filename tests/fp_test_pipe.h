@@ -23,6 +23,9 @@ struct fp_test_inputs {
 void fp_test_inputs_numbers(struct fp_test_inputs *in, size_t n, long long (*f)(size_t));
 void fp_test_inputs_free(struct fp_test_inputs *in);
 
+/* Stages (with the reduce) whose counters are kept. */
+#define FP_TEST_STAGES_MAX 8
+
 /* Everything a pipeline delivered, and its counters as they went. */
 struct fp_test_pipe {
 	fp_pool *pool;
@@ -40,8 +43,8 @@ struct fp_test_pipe {
 	fp_item_status err_status;
 	char err_msg[512];
 	/* Counters sampled at each delivery, and the final ones (read in on_done). */
-	uint64_t waiting_max[4], waiting_seen[4];
-	struct fp_stage_stats final[4];
+	uint64_t waiting_max[FP_TEST_STAGES_MAX], waiting_seen[FP_TEST_STAGES_MAX];
+	struct fp_stage_stats final[FP_TEST_STAGES_MAX];
 	int nstats;
 	const char *busy_task;       /* count the workers running this task ... */
 	int busy_max;                /* ... most seen at once */

@@ -200,9 +200,12 @@ static void large_payload_in_uneven_pieces(void **state)
 	free(buf);
 }
 
-/* A TASKS frame of `n` items of task `name`, args args[i]. */
-static void put_tasks(char *buf, size_t *off, uint64_t id0, const char *name,
-		      const char *const *args, uint32_t n, uint32_t flags)
+/*
+ * A TASKS frame of `n` items of a chain of hops + 1 tasks (their names
+ * name_len bytes at `name`), args args[i].
+ */
+static void put_chain(char *buf, size_t *off, uint64_t id0, const char *name, size_t name_len,
+		      unsigned hops, const char *const *args, uint32_t n, uint32_t flags)
 {
 	size_t total = 0;
 	uint32_t i;
@@ -210,16 +213,23 @@ static void put_tasks(char *buf, size_t *off, uint64_t id0, const char *name,
 
 	for (i = 0; i < n; i++)
 		total += strlen(args[i]);
-	dst = fp_frame_put_tasks(buf + *off, id0, n, name, (uint32_t)strlen(name),
-				 (uint32_t)fp_frame_tasks_len(n, strlen(name), total), flags);
+	dst = fp_frame_put_tasks(buf + *off, id0, n, name, (uint32_t)name_len,
+				 (uint32_t)fp_frame_tasks_len(n, name_len, total), flags, hops);
 	for (i = 0; i < n; i++)
 		dst = fp_frame_put_tasks_item(dst, args[i], (uint32_t)strlen(args[i]));
 	*off = (size_t)(dst - buf);
 }
 
-/* A RESULTS frame of `n` values, flags flags[i]. */
-static void put_results(char *buf, size_t *off, uint64_t id0, const char *const *values,
-			const uint32_t *flags, uint32_t n, uint32_t rss_kib)
+/* A TASKS frame of `n` items of task `name`, args args[i]. */
+static void put_tasks(char *buf, size_t *off, uint64_t id0, const char *name,
+		      const char *const *args, uint32_t n, uint32_t flags)
+{
+	put_chain(buf, off, id0, name, strlen(name), 0, args, n, flags);
+}
+
+/* A RESULTS frame of `n` values, flags flags[i], from stage `hop` of their chains. */
+static void put_results_hop(char *buf, size_t *off, uint64_t id0, const char *const *values,
+			    const uint32_t *flags, uint32_t n, uint32_t rss_kib, unsigned hop)
 {
 	size_t total = 0;
 	uint32_t i;
@@ -228,11 +238,17 @@ static void put_results(char *buf, size_t *off, uint64_t id0, const char *const 
 	for (i = 0; i < n; i++)
 		total += strlen(values[i]);
 	dst = fp_frame_put_results(buf + *off, id0, n,
-				   (uint32_t)fp_frame_results_len(n, total), rss_kib);
+				   (uint32_t)fp_frame_results_len(n, total), rss_kib, hop);
 	for (i = 0; i < n; i++)
 		dst = fp_frame_put_results_item(dst, flags[i], values[i],
 						(uint32_t)strlen(values[i]));
 	*off = (size_t)(dst - buf);
+}
+
+static void put_results(char *buf, size_t *off, uint64_t id0, const char *const *values,
+			const uint32_t *flags, uint32_t n, uint32_t rss_kib)
+{
+	put_results_hop(buf, off, id0, values, flags, n, rss_kib, 0);
 }
 
 /*
@@ -314,6 +330,77 @@ static void results_frame_comes_out_item_by_item(void **state)
 	assert_int_equal(fp_frame_reader_next(&r, &h, &p), 0);
 	assert_int_equal(fp_frame_reader_eof(&r), 0);
 	fp_frame_reader_deinit(&r);
+}
+
+/*
+ * A chain (stage fusion): the names come out one after the other and every
+ * item has the frame's hop; answers carry theirs too.
+ */
+static void chain_frames_carry_their_names_and_hop(void **state)
+{
+	static const char names[] = "square\0pipe.inc\0echo";
+	static const char *const args[] = { "1", "22" };
+	static const uint32_t flags[] = { 0, FP_FRAME_NOVALUE };
+	struct fp_frame_reader r;
+	struct fp_frame_header h;
+	const char *p;
+	char buf[512];
+	size_t off = 0;
+	int i;
+
+	put_chain(buf, &off, 5, names, sizeof(names) - 1, 2, args, 2, FP_FRAME_STREAM);
+	put_results_hop(buf, &off, 5, args, flags, 2, 0, 1);
+	fp_frame_reader_init(&r, 1024);
+	assert_int_equal(fp_frame_reader_feed(&r, buf, off), 0);
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(fp_frame_reader_next(&r, &h, &p), 1);
+		assert_int_equal(h.type, FP_FRAME_TASK);
+		assert_int_equal(h.hop, 2);
+		assert_memory_equal(r.item_name, names, sizeof(names));
+		assert_string_equal(p, args[i]);
+	}
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(fp_frame_reader_next(&r, &h, &p), 1);
+		assert_int_equal(h.type, FP_FRAME_RESULT);
+		assert_int_equal(h.hop, 1);
+		assert_int_equal(h.flags, flags[i]);
+	}
+	assert_int_equal(fp_frame_reader_eof(&r), 0);
+	fp_frame_reader_deinit(&r);
+}
+
+/* A chain whose names do not match its hop, or past the most hops, is refused whole. */
+static void bad_chains_are_refused(void **state)
+{
+	static const struct {
+		const char *names;
+		size_t len;
+		unsigned hops;
+	} cases[] = {
+		{ "a\0b", 3, 2 },          /* fewer names than the hop says */
+		{ "a\0b\0c", 5, 1 },       /* more */
+		{ "a\0b", 3, 0 },          /* a NUL in a plain name */
+		{ "a\0\0c", 4, 2 },        /* an empty name */
+		{ "\0b", 2, 1 },
+		{ "a\0", 2, 1 },
+		{ "a", 1, FP_FRAME_HOPS_MAX + 1 },
+	};
+	static const char *const args[] = { "1" };
+	struct fp_frame_header h;
+	const char *p;
+	char buf[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct fp_frame_reader r;
+		size_t off = 0;
+
+		put_chain(buf, &off, 1, cases[i].names, cases[i].len, cases[i].hops, args, 1, 0);
+		fp_frame_reader_init(&r, 1024);
+		assert_int_equal(fp_frame_reader_feed(&r, buf, off), 0);
+		if (fp_frame_reader_next(&r, &h, &p) != -EPROTO)
+			fail_msg("case %zu was not refused", i);
+		fp_frame_reader_deinit(&r);
+	}
 }
 
 /* More bytes fed between two items of an open packed frame: both still right. */
@@ -426,6 +513,8 @@ int main(void)
 		cmocka_unit_test(tasks_frame_comes_out_item_by_item),
 		cmocka_unit_test(results_frame_comes_out_item_by_item),
 		cmocka_unit_test(feed_while_a_packed_frame_is_open),
+		cmocka_unit_test(chain_frames_carry_their_names_and_hop),
+		cmocka_unit_test(bad_chains_are_refused),
 		cmocka_unit_test(packed_frames_with_bad_lengths_are_refused),
 	};
 	return cmocka_run_group_tests_name("frame", tests, NULL, NULL);

@@ -205,6 +205,9 @@ static void three_stages_equal_doing_it_sequentially(void **state)
 		assert_int_equal(o.per_input[i], 1);
 		assert_int_equal(o.value_sum[i], want);
 	}
+	/* Plain quick stages: items went through stages 1 and 2 chained to stage 0. */
+	assert_true(o.final[1].fused > 0);
+	assert_true(o.final[2].fused > 0);
 	fp_test_pipe_free(&o);
 	fp_test_inputs_free(&in);
 	free_pool(p, paths);
@@ -337,6 +340,14 @@ static void crash_in_stage_two_fails_only_that_item(void **state)
 	fp_test_pipe_run(p, st, 3, &in, NULL, &o);
 	assert_only_input_failed(&o, n, 13, 1, FP_ITEM_CRASH);
 	assert_non_null(strstr(o.err_msg, "pipe.crash13"));
+	/*
+	 * A fresh pool fuses from the first chunk (no task is known to be
+	 * slow), so input 13 died inside a chain, at its second task.
+	 */
+	assert_true(o.final[1].fused > 0);
+	assert_int_equal(o.final[1].failed, 1);
+	assert_int_equal(o.final[0].failed, 0);
+	assert_int_equal(o.final[2].in, n - 1);
 	for (i = 0; i < n; i++)
 		if (i != 13)
 			assert_int_equal(o.value_sum[i], (long long)(i * i));
@@ -454,6 +465,174 @@ static void stage_timeout_fails_only_that_input(void **state)
 	free_pool(p, paths);
 }
 
+/*
+ * Stage fusion (pool/pipeline.h) keeps each stage's own failures, timeouts
+ * and counters; these run the chains a fresh pool starts with.
+ */
+static long long four_hundred(size_t i) { return 400; }
+
+static void chained_tasks_are_timed_each_on_its_own(void **state)
+{
+	char *paths[2];
+	fp_pool *p = new_pool(2, paths);
+	fp_stage st[3] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
+	size_t n = 2;
+
+	/* Three 400 ms tasks in one chain, each within its 1 s, the chain not. */
+	for (int k = 0; k < 3; k++) {
+		st[k].task = "sleep";
+		st[k].timeout_ms = 1000;
+	}
+	fp_test_inputs_numbers(&in, n, four_hundred);
+	fp_test_pipe_init(&o, p, n, NULL);
+	fp_test_pipe_run(p, st, 3, &in, NULL, &o);
+	assert_int_equal(o.errors, 0);
+	assert_int_equal(o.outputs, n);
+	assert_int_equal(o.final[1].fused, n);
+	assert_int_equal(o.final[2].fused, n);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
+	free_pool(p, paths);
+}
+
+static void timeout_in_a_chain_fails_its_stage(void **state)
+{
+	char *paths[2];
+	fp_pool *p = new_pool(2, paths);
+	fp_stage st[3] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
+	size_t n = 40;
+
+	/* Input 7 sleeps 5 s in stage 1; every stage has the same 300 ms timeout. */
+	st[0].task = "echo";
+	st[1].task = "sleep";
+	st[2].task = "echo";
+	for (int k = 0; k < 3; k++)
+		st[k].timeout_ms = 300;
+	fp_test_inputs_numbers(&in, n, seven_sleeps);
+	fp_test_pipe_init(&o, p, n, NULL);
+	fp_test_pipe_run(p, st, 3, &in, NULL, &o);
+	assert_only_input_failed(&o, n, 7, 1, FP_ITEM_TIMEOUT);
+	assert_non_null(strstr(o.err_msg, "task sleep ran past its 300 ms timeout"));
+	assert_true(o.final[1].fused > 0);
+	assert_int_equal(o.final[1].failed, 1);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
+	free_pool(p, paths);
+}
+
+static void task_emitting_in_a_chain_hands_its_outputs_on(void **state)
+{
+	char *paths[2];
+	fp_pool *p = new_pool(2, paths);
+	fp_stage st[3] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
+	size_t i, n = 3000;
+
+	/* pipe.dup emits twice without being declared a generator. */
+	st[0].task = "pipe.inc";
+	st[1].task = "pipe.dup";
+	st[2].task = "square";
+	fp_test_inputs_numbers(&in, n, identity);
+	fp_test_pipe_init(&o, p, n, NULL);
+	fp_test_pipe_run(p, st, 3, &in, NULL, &o);
+	assert_int_equal(o.errors, 0);
+	assert_int_equal(o.outputs, 2 * n);
+	for (i = 0; i < n; i++) {
+		assert_int_equal(o.per_input[i], 2);
+		assert_int_equal(o.value_sum[i], 2 * (long long)((i + 1) * (i + 1)));
+	}
+	assert_int_equal(o.final[1].out, 2 * n);
+	/* The first chunk reached it chained; once seen emitting, it is never fused. */
+	assert_true(o.final[1].fused > 0);
+	assert_true(o.final[1].fused < n);
+	assert_int_equal(o.final[2].fused, 0);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
+	free_pool(p, paths);
+}
+
+static void stages_with_their_own_rules_are_not_fused(void **state)
+{
+	char *paths[2];
+	fp_pool *p = new_pool(2, paths);
+	fp_stage st[5] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT, FP_STAGE_DEFAULT,
+			   FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
+	size_t n = 2000;
+
+	/*
+	 * Each stage after the first has one thing that keeps it out of the
+	 * chain before it: a retry, its own timeout, a worker cap, a declared
+	 * generator.
+	 */
+	st[0].task = "echo";
+	st[1].task = "echo";
+	st[1].retries = 1;
+	st[2].task = "echo";
+	st[2].timeout_ms = 50000;
+	st[3].task = "echo";
+	st[3].workers = 1;
+	st[4].task = "range";
+	fp_test_inputs_numbers(&in, n, mod5);
+	fp_test_pipe_init(&o, p, n, NULL);
+	fp_test_pipe_run(p, st, 5, &in, NULL, &o);
+	assert_int_equal(o.errors, 0);
+	assert_int_equal(o.outputs, (n / 5) * (0 + 1 + 2 + 3 + 4));
+	for (int k = 0; k < 5; k++)
+		assert_int_equal(o.final[k].fused, 0);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
+	free_pool(p, paths);
+}
+
+static void chained_items_count_every_task_for_recycling(void **state)
+{
+	char *paths[2];
+	fp_options opts;
+	fp_pool *p;
+	fp_stage st[3] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	struct fp_pool_stats ps;
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
+	size_t i, n = 300;
+
+	fp_test_options(&opts, 2);
+	paths[0] = fp_test_module_path("libfp-pipe.so");
+	paths[1] = fp_test_module_path("libfp-abiv1.so");
+	opts.modules[0] = paths[0];
+	opts.modules[1] = paths[1];
+	opts.max_tasks_per_child = 10;
+	p = fp_test_pool_with(&opts);
+	st[0].task = "pipe.inc";
+	st[1].task = "pipe.inc";
+	st[2].task = "pipe.inc";
+	fp_test_inputs_numbers(&in, n, identity);
+	fp_test_pipe_init(&o, p, n, NULL);
+	fp_test_pipe_run(p, st, 3, &in, NULL, &o);
+	assert_int_equal(o.errors, 0);
+	for (i = 0; i < n; i++)
+		assert_int_equal(o.value_sum[i], (long long)i + 3);
+	assert_true(o.final[1].fused > 0);
+	/*
+	 * 900 tasks, each counted once however it was sent: every worker ran
+	 * exactly 10 before it was recycled, the last of each slot fewer.
+	 */
+	fp_pool_stats(p, &ps);
+	assert_int_equal(ps.done, 3 * n);
+	assert_true(ps.recycles >= 3 * n / 10 - 2);
+	assert_true(ps.recycles <= 3 * n / 10);
+	assert_int_equal(ps.crashes, 0);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
+	free_pool(p, paths);
+}
+
 static void failed_reduce_is_an_error_and_no_value(void **state)
 {
 	char *paths[2];
@@ -519,6 +698,11 @@ int main(void)
 		cmocka_unit_test(cancel_mid_pipeline_ends_the_call_once),
 		cmocka_unit_test(ordered_results_come_in_input_order),
 		cmocka_unit_test(stage_timeout_fails_only_that_input),
+		cmocka_unit_test(chained_tasks_are_timed_each_on_its_own),
+		cmocka_unit_test(timeout_in_a_chain_fails_its_stage),
+		cmocka_unit_test(task_emitting_in_a_chain_hands_its_outputs_on),
+		cmocka_unit_test(stages_with_their_own_rules_are_not_fused),
+		cmocka_unit_test(chained_items_count_every_task_for_recycling),
 		cmocka_unit_test(failed_reduce_is_an_error_and_no_value),
 		cmocka_unit_test(bad_pipelines_are_refused_up_front),
 	};

@@ -68,6 +68,14 @@ static int pipe_badjson(fp_task_ctx *ctx, const char *args, size_t len)
 	return 0;
 }
 
+/* x -> emits x twice, without being declared a generator. */
+static int pipe_dup(fp_task_ctx *ctx, const char *args, size_t len)
+{
+	if (fp_emit(ctx, args, len) < 0)
+		return 0;
+	return fp_emit(ctx, args, len);
+}
+
 /* A generator that emits nothing. */
 static int pipe_none(fp_task_ctx *ctx, const char *args, size_t len)
 {
@@ -82,6 +90,7 @@ static const struct fp_task tasks[] = {
 	{ "pipe.both", pipe_both, "emits and returns: an error" },
 	{ "pipe.badjson", pipe_badjson, "emits 1, then text that is not JSON" },
 	{ "pipe.none", pipe_none, "a generator that emits nothing" },
+	{ "pipe.dup", pipe_dup, "x -> emits x twice (not declared a generator)" },
 	{ NULL, NULL, NULL },
 };
 
