@@ -380,9 +380,9 @@ struct fp_stage_stats {
 	uint64_t running;       /* its items on workers now */
 	/*
 	 * Of `in`, the items it ran in the same worker, right after the stage
-	 * before, with no round trip through the master (stage fusion: runs of
-	 * plain stages without a worker cap, retries or a timeout of their
-	 * own; the buffer before such a stage stays empty).
+	 * before, with no round trip through the master (stage fusion: a plain
+	 * stage with no worker cap and no retries, whose timeout is the stage
+	 * before's, in the same pool; the buffer before it then stays empty).
 	 */
 	uint64_t fused;
 };

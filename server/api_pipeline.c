@@ -451,11 +451,11 @@ void fp__api_pipeline_doc(struct sbuf *b, fp_job *job)
 		if (reduce && i == n - 1)
 			sbuf_adds(b, ",\"reduce\":true");
 		sbuf_printf(b, ",\"in\":%llu,\"done\":%llu,\"failed\":%llu,\"out\":%llu,"
-			    "\"waiting\":%llu,\"waiting_max\":%llu,\"running\":%llu}",
+			    "\"waiting\":%llu,\"waiting_max\":%llu,\"running\":%llu,\"fused\":%llu}",
 			    (unsigned long long)st[i].in, (unsigned long long)st[i].done,
 			    (unsigned long long)st[i].failed, (unsigned long long)st[i].out,
 			    (unsigned long long)st[i].waiting, (unsigned long long)st[i].waiting_max,
-			    (unsigned long long)st[i].running);
+			    (unsigned long long)st[i].running, (unsigned long long)st[i].fused);
 	}
 	sbuf_adds(b, "]");
 	pos = fp_job_reduced(job);

@@ -48,6 +48,7 @@ class PipelineTest(DaemonTestCase):
         for k, s in enumerate(st):
             self.assertEqual((s["waiting"], s["running"]), (0, 0), doc)
             self.assertEqual(s["done"], s["in"], doc)
+            self.assertLessEqual(s["fused"], s["in"], doc)
             if k + 1 < len(st) and not st[k + 1].get("reduce"):
                 self.assertEqual(st[k + 1]["in"], s["out"], doc)
 
@@ -68,6 +69,10 @@ class PipelineTest(DaemonTestCase):
         self.assertEqual(doc["task"], "square|echo|square")
         self.assertEqual([s["task"] for s in doc["stages"]], ["square", "echo", "square"])
         self.assertEqual([s["out"] for s in doc["stages"]], [n, n, n])
+        # Plain quick stages: stages 1 and 2 ran chained to stage 0 (stage fusion).
+        self.assertEqual(doc["stages"][0]["fused"], 0, doc)
+        self.assertGreater(doc["stages"][1]["fused"], 0, doc)
+        self.assertGreater(doc["stages"][2]["fused"], 0, doc)
         self.check_counters(doc)
         self.daemon.delete("/v1/jobs/" + doc["id"])
 
