@@ -596,10 +596,9 @@ static size_t run_task(const struct fp_worker_args *a, struct out_buf *out,
 	for (;;) {
 		c.name = name;
 		c.hop = hop;
-		if (h->hop) {
+		if (hop) {
 			atomic_store_explicit(&a->shm->hop, hop, memory_order_release);
-			if (hop)
-				chain_hop_clock(run, out, a->shm);
+			chain_hop_clock(run, out, a->shm);
 		}
 		/* A chunk's items are mostly of one task (per place in a chain): look it up once. */
 		t = last[hop] && strcmp(last[hop]->name, name) == 0
@@ -742,6 +741,9 @@ _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 
 			if (out.len == 0)
 				out.oldest_ns = run.start_ns;
+			/* A chain starts at its first task; the page never names another's. */
+			if (h.hop)
+				atomic_store_explicit(&a->shm->hop, 0, memory_order_relaxed);
 			atomic_store_explicit(&a->shm->current, h.id, memory_order_release);
 			frame_at = run_task(a, &out, &h, reader.item_name, payload, last_task, &run,
 					    &hb);
