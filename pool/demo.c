@@ -113,7 +113,20 @@ static int number_parse(const char *args, size_t len, struct number *n)
 		return -EINVAL;
 
 	n->is_int = 0;
-	if (!frac) {
+	if (!frac && n->len <= 18 + (n->text[0] == '-')) {
+		/*
+		 * Up to 18 digits cannot overflow an int64_t: summed here, as
+		 * strtoll() would, without its locale and base machinery (the
+		 * most of a trivial task's time).
+		 */
+		const char *d = n->text + (n->text[0] == '-');
+		long long v = 0;
+
+		for (; d < n->text + n->len; d++)
+			v = v * 10 + (*d - '0');
+		n->i = n->text[0] == '-' ? -v : v;
+		n->is_int = 1;
+	} else if (!frac) {
 		errno = 0;
 		n->i = strtoll(n->text, &stop, 10);
 		n->is_int = errno == 0;
@@ -189,6 +202,22 @@ static int task_echo(fp_task_ctx *ctx, const char *args, size_t len)
 	return fp_task_return(ctx, args, len);
 }
 
+/* A square (never negative) in decimal, as "%llu" would write it; its length. */
+static int format_square(char *buf, unsigned long long v)
+{
+	char tmp[24];
+	int n = 0, len;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	for (len = n; n > 0; n--)
+		*buf++ = tmp[n - 1];
+	*buf = '\0';
+	return len;
+}
+
 static int task_square(fp_task_ctx *ctx, const char *args, size_t len)
 {
 	struct number n;
@@ -200,7 +229,7 @@ static int task_square(fp_task_ctx *ctx, const char *args, size_t len)
 		return expected(ctx, "square", "a number", args, len);
 	/* An integer stays an integer until its square leaves int64_t. */
 	if (n.is_int && !__builtin_mul_overflow(n.i, n.i, &sq)) {
-		out = snprintf(buf, sizeof(buf), "%lld", sq);
+		out = format_square(buf, (unsigned long long)sq);
 	} else {
 		out = format_double(buf, sizeof(buf), n.d * n.d);
 		if (out < 0)

@@ -207,6 +207,7 @@ static int pack_open(struct fp_frame_reader *r, const struct fp_frame_header *h)
 		}
 		memcpy(r->name, payload + sizeof(k), k.name_len);
 		r->name[k.name_len] = '\0';
+		r->pack_seq++;
 	}
 	r->pack_type = h->type;
 	r->pack_left = k.n;

@@ -206,6 +206,7 @@ struct fp_frame_reader {
 	uint32_t pack_rss;
 	uint8_t pack_hop;
 	uint64_t pack_id;    /* the id of its next item */
+	uint64_t pack_seq;   /* TASKS frames opened so far: a new one, a new name */
 	char *buf;
 	size_t len;          /* bytes held */
 	size_t cap;

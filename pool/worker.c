@@ -551,16 +551,45 @@ struct hop_buf {
 };
 
 /*
- * Run one TASK frame, appending its answer to `out` (and, in a pipeline, its
+ * The tasks an item runs: one, or a chain's (frame.h), by name and as
+ * looked up (NULL: no such task). A TASKS frame's are looked up once for
+ * all its items: `seq` is the reader's pack_seq they are of.
+ */
+struct item_tasks {
+	uint64_t seq;
+	unsigned n;
+	const char *name[FP_FRAME_HOPS_MAX + 1];
+	const struct fp_registry_task *task[FP_FRAME_HOPS_MAX + 1];
+};
+
+/* Look up the n names at `names` (one after the other, NUL-separated). */
+static void tasks_resolve(struct item_tasks *it, const struct fp_registry *reg,
+			  const char *names, unsigned n)
+{
+	for (unsigned k = 0; k < n; k++) {
+		const struct fp_registry_task *t = it->task[k];
+
+		/* Mostly the same task as the last frame's at this place. */
+		if (!t || strcmp(t->name, names) != 0)
+			t = fp_registry_find(reg, names);
+		it->task[k] = t;
+		it->name[k] = names;
+		names += strlen(names) + 1;
+	}
+	it->n = n;
+}
+
+/*
+ * Run one item, appending its answer to `out` (and, in a pipeline, its
  * outputs; some of them may have been sent already). A chain's tasks run in
- * turn on one item, each on the value the one before returned, until the
- * last, or one that fails or emits (its frames then say which it was).
- * Returns where its end frame starts in `out`.
+ * turn on it, each on the value the one before returned, until the last,
+ * or one that fails or emits (its frames then say which it was). Returns
+ * where its end frame starts in `out`.
  */
 static size_t run_task(const struct fp_worker_args *a, struct out_buf *out,
-		       const struct fp_frame_header *h, const char *item_name,
-		       const char *payload, const struct fp_registry_task **last,
-		       struct clock_run *run, struct hop_buf *hb)
+		       const struct fp_frame_header *h, const struct item_tasks *it,
+		       const char *args, size_t args_len, struct clock_run *run,
+		       struct hop_buf *hb)
 {
 	struct task_ctx c = {
 		.base.host = &worker_host, .args = a, .out = out,
@@ -568,8 +597,7 @@ static size_t run_task(const struct fp_worker_args *a, struct out_buf *out,
 	};
 	const struct fp_registry_task *t;
 	struct fp_frame_header rh;
-	const char *name = payload, *args = payload;
-	size_t name_len, args_len = h->len, len;
+	size_t len;
 	uint32_t flags = 0;
 	unsigned hop = 0;
 	int rc;
@@ -580,37 +608,24 @@ static size_t run_task(const struct fp_worker_args *a, struct out_buf *out,
 		abort();
 	}
 	out->len += FP_FRAME_HEADER_SIZE;
-
-	if (item_name) {
-		/* Out of a TASKS frame: the name came once for all its items. */
-		name = item_name;
-	} else {
-		name_len = strnlen(payload, h->len);
-		if (name_len == h->len) {
-			ctx_error_fmt(&c, FP_ITEM_TASK_ERROR, "task frame without a name");
-			goto done;
-		}
-		args = payload + name_len + 1;
-		args_len = h->len - name_len - 1;
+	if (!it) {
+		ctx_error_fmt(&c, FP_ITEM_TASK_ERROR, "task frame without a name");
+		goto done;
 	}
 	for (;;) {
-		c.name = name;
+		c.name = it->name[hop];
 		c.hop = hop;
 		if (hop) {
 			atomic_store_explicit(&a->shm->hop, hop, memory_order_release);
 			chain_hop_clock(run, out, a->shm);
 		}
-		/* A chunk's items are mostly of one task (per place in a chain): look it up once. */
-		t = last[hop] && strcmp(last[hop]->name, name) == 0
-			    ? last[hop] : fp_registry_find(a->registry, name);
-		last[hop] = t;
-		if (!t) {
-			ctx_error_fmt(&c, FP_ITEM_UNKNOWN_TASK, "unknown task '%s'", name);
+		if (!(t = it->task[hop])) {
+			ctx_error_fmt(&c, FP_ITEM_UNKNOWN_TASK, "unknown task '%s'", c.name);
 			break;
 		}
 		rc = t->fn(&c.base, args, args_len);
 		flags = task_answer(&c, t, rc);
-		if (hop == h->hop || c.answered != FP_FRAME_RESULT || (flags & FP_FRAME_NOVALUE))
+		if (hop + 1 == it->n || c.answered != FP_FRAME_RESULT || (flags & FP_FRAME_NOVALUE))
 			break;
 		/* Its value is the next task's args: out of `out`, which the next one writes. */
 		len = out->len - c.frame_at - FP_FRAME_HEADER_SIZE;
@@ -628,7 +643,6 @@ static size_t run_task(const struct fp_worker_args *a, struct out_buf *out,
 		out->len = c.frame_at + FP_FRAME_HEADER_SIZE;
 		c.answered = 0;
 		c.returned = 0;
-		name += strlen(name) + 1;
 		hop++;
 	}
 done:
@@ -637,6 +651,40 @@ done:
 	rh.hop = (uint8_t)hop;
 	memcpy(out->data + c.frame_at, &rh, sizeof(rh));
 	return c.frame_at;
+}
+
+/*
+ * The tasks of the TASK frame just read and its args: a TASKS frame's item
+ * has its frame's names (looked up when the frame is new), a frame that
+ * came whole has the name before a NUL in its payload. NULL for a payload
+ * without a name.
+ */
+static const struct item_tasks *item_tasks_of(const struct fp_worker_args *a,
+					      const struct fp_frame_reader *r,
+					      const struct fp_frame_header *h,
+					      const char *payload, struct item_tasks *it,
+					      const char **args, size_t *args_len)
+{
+	size_t name_len;
+
+	if (r->item_name) {
+		if (it->seq != r->pack_seq) {
+			tasks_resolve(it, a->registry, r->item_name, 1u + h->hop);
+			it->seq = r->pack_seq;
+		}
+		*args = payload;
+		*args_len = h->len;
+		return it;
+	}
+	name_len = strnlen(payload, h->len);
+	if (name_len == h->len)
+		return NULL;
+	tasks_resolve(it, a->registry, payload, 1);
+	/* Not a TASKS frame's: the next one is looked up anew. */
+	it->seq = 0;
+	*args = payload + name_len + 1;
+	*args_len = h->len - name_len - 1;
+	return it;
 }
 
 static _Noreturn void worker_exit(const struct fp_worker_args *a, int fd,
@@ -686,7 +734,7 @@ static void mark_retire(struct out_buf *out, size_t frame_at, size_t rss_kib)
 
 _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 {
-	const struct fp_registry_task *last_task[FP_FRAME_HOPS_MAX + 1] = { 0 };
+	struct item_tasks tasks = { 0 };
 	struct hop_buf hb = { 0 };
 	struct clock_run run = { 0 };
 	struct timespec tick;
@@ -725,7 +773,9 @@ _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 		atomic_store_explicit(&a->shm->started_ns, run.start_ns, memory_order_relaxed);
 
 		while ((rc = fp_frame_reader_next(&reader, &h, &payload)) == 1) {
-			size_t frame_at, rss_kib = 0;
+			const struct item_tasks *it;
+			const char *args;
+			size_t frame_at, rss_kib = 0, args_len;
 			int retire = 0;
 			uint64_t now, start;
 			unsigned n;
@@ -745,8 +795,8 @@ _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 			if (h.hop)
 				atomic_store_explicit(&a->shm->hop, 0, memory_order_relaxed);
 			atomic_store_explicit(&a->shm->current, h.id, memory_order_release);
-			frame_at = run_task(a, &out, &h, reader.item_name, payload, last_task, &run,
-					    &hb);
+			it = item_tasks_of(a, &reader, &h, payload, &tasks, &args, &args_len);
+			frame_at = run_task(a, &out, &h, it, args, args_len, &run, &hb);
 			atomic_store_explicit(&a->shm->current, 0, memory_order_release);
 			run.at[run.n++] = frame_at;
 

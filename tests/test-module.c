@@ -790,6 +790,18 @@ static void square_keeps_integers_integers(void **state)
 	assert_task_value("square", " 12\n", "144");
 	/* The largest int64 whose square fits. */
 	assert_task_value("square", "3037000499", "9223372030926249001");
+	assert_task_value("square", "-3037000499", "9223372030926249001");
+	/* Integers of every length it reads by hand (up to 18 digits) and past it. */
+	assert_task_value("square", "123456789012345678", "1.5241578753238836e+34");
+	assert_task_value("square", "-123456789012345678", "1.5241578753238836e+34");
+	assert_task_value("square", "1234567890123456789", "1.5241578753238835e+36");
+	for (long long k = -200000; k <= 200000; k += 7) {
+		char in[32], want[32];
+
+		snprintf(in, sizeof(in), "%lld", k * 15173);
+		snprintf(want, sizeof(want), "%lld", k * 15173 * k * 15173);
+		assert_task_value("square", in, want);
+	}
 }
 
 static void square_of_floats_and_big_integers(void **state)
