@@ -621,8 +621,12 @@ class WorkerPidTest(DaemonTestCase):
         """Until the zygote answers, a worker's pid is null, never 0 or a stale one."""
         self.apply("pid", wait=10)
         self.daemon.worker_pids()
-        zygotes = children_named(self.daemon.pid, "fp-zygote")
-        self.assertEqual(len(zygotes), 1, zygotes)
+        # A worker the zygote has just cloned (the master's child) bears the
+        # zygote's name until it renames itself: wait for the one zygote.
+        zygotes = wait_until(
+            lambda: (lambda z: z if len(z) == 1 else None)(
+                children_named(self.daemon.pid, "fp-zygote")),
+            5, what="one fp-zygote child")
         # Stopped for less than its 5 s stall limit: asked for the successor
         # of the one-task worker, it cannot answer meanwhile.
         os.kill(zygotes[0], signal.SIGSTOP)
