@@ -591,6 +591,53 @@ static void stages_with_their_own_rules_are_not_fused(void **state)
 	free_pool(p, paths);
 }
 
+static void chains_keep_input_order_and_feed_a_reduce(void **state)
+{
+	char *paths[2];
+	fp_pool *p = new_pool(3, paths);
+	fp_stage st[3] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	fp_pipeline_options po = FP_PIPELINE_OPTIONS_DEFAULT;
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
+	long long want = 0;
+	size_t i, n = 20000;
+	char text[32];
+
+	st[0].task = "pipe.inc";
+	st[1].task = "square";
+	st[2].task = "pipe.inc";
+	st[1].buffer = 256;             /* the ordered window */
+	fp_test_inputs_numbers(&in, n, mod1000);
+	po.ordered = 1;
+	fp_test_pipe_init(&o, p, n, NULL);
+	fp_test_pipe_run(p, st, 3, &in, &po, &o);
+	assert_int_equal(o.errors, 0);
+	assert_int_equal(o.outputs, n);
+	assert_false(o.out_of_order);
+	assert_true(o.final[2].fused > 0);
+	for (i = 0; i < n; i++) {
+		long long x = (long long)(i % 1000) + 1;
+		assert_int_equal(o.value_sum[i], x * x + 1);
+		want += x * x + 1;
+	}
+	fp_test_pipe_free(&o);
+
+	/* The same chain folded by a reduce: one value, their sum. */
+	po.ordered = 0;
+	po.reduce = "sum";
+	fp_test_pipe_init(&o, p, n, NULL);
+	fp_test_pipe_run(p, st, 3, &in, &po, &o);
+	assert_int_equal(o.errors, 0);
+	assert_int_equal(o.outputs, 1);
+	assert_int_equal(o.value_stage, 3);
+	snprintf(text, sizeof(text), "%lld", want);
+	assert_string_equal(o.value, text);
+	assert_true(o.final[2].fused > 0);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
+	free_pool(p, paths);
+}
+
 static void chained_items_count_every_task_for_recycling(void **state)
 {
 	char *paths[2];
@@ -702,6 +749,7 @@ int main(void)
 		cmocka_unit_test(timeout_in_a_chain_fails_its_stage),
 		cmocka_unit_test(task_emitting_in_a_chain_hands_its_outputs_on),
 		cmocka_unit_test(stages_with_their_own_rules_are_not_fused),
+		cmocka_unit_test(chains_keep_input_order_and_feed_a_reduce),
 		cmocka_unit_test(chained_items_count_every_task_for_recycling),
 		cmocka_unit_test(failed_reduce_is_an_error_and_no_value),
 		cmocka_unit_test(bad_pipelines_are_refused_up_front),
