@@ -689,6 +689,7 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 	uint32_t index;
 	fp_item_status status;
 	unsigned hops, hop = h->hop;
+	bool seg_end;
 	uint64_t us;
 
 	if (!call || h->id != w->segs[w->seg].id0 + w->seg_acked) {
@@ -702,7 +703,8 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 	}
 	index = w->segs[w->seg].first + w->seg_acked++;
 	w->acked++;
-	if (w->seg_acked == w->segs[w->seg].count) {
+	seg_end = w->seg_acked == w->segs[w->seg].count;
+	if (seg_end) {
 		const struct fp_seg *g = &w->segs[w->seg];
 
 		/* A batch's chunk is its only segment: its stage has one worker less. */
@@ -720,9 +722,14 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 	us = now > w->mark_ns ? (now - w->mark_ns) / 1000u : 0;
 	w->mark_ns = now;
 	count_duration(p, us);
-	if (hops)
+	/*
+	 * A chain's time goes to each of its tasks: for quick ones once a
+	 * segment (they ran together; it is their average anyway), a slow one
+	 * at once.
+	 */
+	if (hops && (seg_end || (h->flags >> FP_FRAME_US_SHIFT) / (hops + 1u) > FP_BATCH_QUICK_US))
 		fp__pipe_chain_us_record(call, hops, h->flags >> FP_FRAME_US_SHIFT);
-	else
+	else if (!hops)
 		fp__task_us_record(p, call, h->flags >> FP_FRAME_US_SHIFT);
 	if (h->rss_kib)
 		w->rss_kib = h->rss_kib;

@@ -45,8 +45,13 @@ size_t fp__pipe_chunk_room(const struct fp_call *b, uint32_t first, size_t want,
 		return 0;
 	if (s->index == 0)
 		want = fp__order_room(s->pipe, first, want);
-	/* A chain's outputs come out of its last stage. */
+	/*
+	 * A chain's outputs come out of its last stage: its chunks are sized
+	 * for the buffer after it, the batch's for the buffer after its own.
+	 */
 	last = s + hops;
+	if (want > last->chunk)
+		want = last->chunk;
 	nx = next_stage(last);
 	if (!nx || !want)
 		return want;

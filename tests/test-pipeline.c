@@ -591,6 +591,37 @@ static void stages_with_their_own_rules_are_not_fused(void **state)
 	free_pool(p, paths);
 }
 
+static void a_chain_keeps_the_buffer_after_it_within_bound(void **state)
+{
+	char *paths[2];
+	fp_pool *p = new_pool(3, paths);
+	fp_stage st[3] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
+	size_t n = 400;
+
+	/* Stages 0 and 1 chained, feeding a 2 ms stage on one worker behind 16 places. */
+	st[0].task = "echo";
+	st[1].task = "pipe.inc";
+	st[2].task = "pipe.slow";
+	st[2].workers = 1;
+	st[2].buffer = 16;
+	fp_test_inputs_numbers(&in, n, identity);
+	fp_test_pipe_init(&o, p, n, NULL);
+	fp_test_pipe_run(p, st, 3, &in, NULL, &o);
+	assert_int_equal(o.errors, 0);
+	assert_int_equal(o.outputs, n);
+	assert_true(o.final[1].fused > 0);
+	/* The room checked is the buffer after the chain's last stage. */
+	assert_true(o.waiting_seen[2] > 0);
+	if (o.waiting_max[2] > 16 || o.final[2].waiting_max > 16)
+		fail_msg("waiting_max %llu is over the buffer of 16",
+			 (unsigned long long)o.final[2].waiting_max);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
+	free_pool(p, paths);
+}
+
 static void chains_keep_input_order_and_feed_a_reduce(void **state)
 {
 	char *paths[2];
@@ -749,6 +780,7 @@ int main(void)
 		cmocka_unit_test(timeout_in_a_chain_fails_its_stage),
 		cmocka_unit_test(task_emitting_in_a_chain_hands_its_outputs_on),
 		cmocka_unit_test(stages_with_their_own_rules_are_not_fused),
+		cmocka_unit_test(a_chain_keeps_the_buffer_after_it_within_bound),
 		cmocka_unit_test(chains_keep_input_order_and_feed_a_reduce),
 		cmocka_unit_test(chained_items_count_every_task_for_recycling),
 		cmocka_unit_test(failed_reduce_is_an_error_and_no_value),
