@@ -466,6 +466,15 @@ struct fp_task_info {
 };
 const struct fp_task_info *fp_pool_tasks(fp_pool *pool, size_t *n);
 
+/*
+ * Whether calls to `task` are taken: 1 it exists, 0 it does not, -1 not
+ * known yet (an exec pool's NAME.task before any of that pool's workers
+ * said which tasks its program has; calls are taken, and their items fail
+ * in the worker if it turns out not to exist). What apply, map and
+ * pipelines accept is exactly what this does not call 0.
+ */
+int fp_pool_has_task(fp_pool *pool, const char *task);
+
 #ifdef __cplusplus
 }
 #endif

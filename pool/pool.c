@@ -961,6 +961,15 @@ size_t fp_pool_workers(fp_pool *root, struct fp_worker_stats *out, size_t max)
 	return n;
 }
 
+int fp_pool_has_task(fp_pool *p, const char *task)
+{
+	fp_pool *by = fp__route(p, task);
+
+	if (by == p)
+		return fp_registry_find(&p->reg, task) != NULL;
+	return fp__exec_has_task(by->exec, task + by->exec->name_len + 1);
+}
+
 /*
  * With exec pools the list is built again on each call, from the modules'
  * tasks and what each exec pool's programs last announced ("NAME.task",

@@ -34,15 +34,14 @@ struct pipeline_req {
 	int64_t retries;
 };
 
+/*
+ * As the pool takes it: an exec pool's task is taken before that pool's
+ * program said which tasks it has (its items then fail in the worker if it
+ * has no such task), as apply and map take it.
+ */
 static bool task_exists(fp_api *api, const char *name)
 {
-	size_t n, i;
-	const struct fp_task_info *t = fp_pool_tasks(api->pool, &n);
-
-	for (i = 0; i < n; i++)
-		if (strcmp(t[i].name, name) == 0)
-			return true;
-	return false;
+	return fp_pool_has_task(api->pool, name) != 0;
 }
 
 /* Unknown tasks named with their stage, before the pool is asked. */

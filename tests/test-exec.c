@@ -234,6 +234,37 @@ static void c_exec_c_pipeline_matches_sequential(void **state)
 	fp_pool_free(p);
 }
 
+static void exec_tasks_are_taken_before_their_pool_is_ready(void **state)
+{
+	fp_pool *p = new_pool(2);
+	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
+	size_t i, n = 50;
+
+	/* No worker has said ready yet: the exec pool cannot tell its tasks. */
+	assert_int_equal(fp_pool_has_task(p, "py.square"), -1);
+	assert_int_equal(fp_pool_has_task(p, "py.nosuch"), -1);
+	assert_int_equal(fp_pool_has_task(p, "square"), 1);
+	assert_int_equal(fp_pool_has_task(p, "nosuch"), 0);
+	assert_int_equal(fp_pool_has_task(p, "nosuch.square"), 0);
+	/* A pipeline naming one is taken now, and runs once the program is up. */
+	st[0].task = "square";
+	st[1].task = "py.square";
+	fp_test_inputs_numbers(&in, n, identity);
+	fp_test_pipe_init(&o, p, n, NULL);
+	fp_test_pipe_run(p, st, 2, &in, NULL, &o);
+	assert_int_equal(o.errors, 0);
+	for (i = 0; i < n; i++)
+		assert_int_equal(o.value_sum[i], (long long)(i * i * i * i));
+	/* Now it knows. */
+	assert_int_equal(fp_pool_has_task(p, "py.square"), 1);
+	assert_int_equal(fp_pool_has_task(p, "py.nosuch"), 0);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
+	fp_pool_free(p);
+}
+
 static void unknown_exec_stage_is_refused_once_known(void **state)
 {
 	fp_pool *p = new_pool(1);
@@ -1014,6 +1045,7 @@ int main(void)
 		cmocka_unit_test(apply_map_and_generator),
 		cmocka_unit_test(tasks_workers_and_unknown_tasks),
 		cmocka_unit_test(c_exec_c_pipeline_matches_sequential),
+		cmocka_unit_test(exec_tasks_are_taken_before_their_pool_is_ready),
 		cmocka_unit_test(unknown_exec_stage_is_refused_once_known),
 		cmocka_unit_test(exec_generator_stage_fans_out),
 		cmocka_unit_test(exec_reduce_folds_everything),

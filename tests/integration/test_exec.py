@@ -132,6 +132,28 @@ class ExecApiTest(DaemonTestCase):
         self.assertEqual(self.apply("py.square", 4)["result"], 16)
 
 
+class ExecNotReadyYetTest(DaemonTestCase):
+    # Its program takes a second to start: the request comes before it said
+    # which tasks it has.
+    daemon_args = ("--exec-shell", "slow=sleep 1; exec python3 '%s'" % PYWORKER,
+                   "--exec-workers", "1")
+    daemon_kwargs = {"workers": 1}
+
+    def test_pipeline_naming_an_exec_task_before_ready_is_taken(self):
+        tasks = [t["name"] for t in self.daemon.get("/v1/tasks").json()["tasks"]]
+        self.assertNotIn("slow.square", tasks)      # not said yet
+        job = self.submit("/v1/pipelines?wait=30",
+                          {"stages": ["square", "slow.square"], "items": [1, 2, 3]},
+                          status=200)
+        self.assertEqual(job["state"], "done", job)
+        lines = self.daemon.get("/v1/jobs/%s/results" % job["id"]).ndjson()
+        self.assertEqual(sorted((x["index"], x.get("value", x)) for x in lines),
+                         [(0, 1), (1, 16), (2, 81)])
+        # Once it said, a task it does not have is refused up front.
+        r = self.daemon.post("/v1/pipelines", {"stages": ["slow.nosuch"], "items": [1]})
+        self.assertIn("'slow.nosuch' in stage 0", error_of(self, r, 400, "unknown_task"))
+
+
 class ExecLimitsApiTest(DaemonTestCase):
     """An exec pool with limits of its own, beside C workers with others."""
     daemon_args = ("--exec", "py=python3 %s" % PYWORKER, "--exec-workers", "1",
