@@ -1,5 +1,6 @@
 /* The pipeline suites' fixture: see fp_test_pipe.h. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <setjmp.h>
 #include <stdio.h>
@@ -128,11 +129,12 @@ int fp_test_pipe_finished(void *data)
  * given exactly the outputs of the one before, and every error delivered is
  * one stage's failure. Stage fusion (pipeline.h) must keep all of it.
  */
-static void assert_counters_add_up(const struct fp_test_pipe *o, size_t nstages, size_t n)
+static void assert_counters_add_up(const struct fp_test_pipe *o, size_t nstages, bool reduce,
+				   size_t n)
 {
 	uint64_t failed = 0;
 
-	assert_true(o->nstats >= (int)nstages);
+	assert_int_equal(o->nstats, (int)nstages + reduce);
 	for (int k = 0; k < o->nstats && k < FP_TEST_STAGES_MAX; k++) {
 		const struct fp_stage_stats *st = &o->final[k];
 
@@ -167,7 +169,7 @@ void fp_test_pipe_run(fp_pool *p, const fp_stage *stages, size_t nstages,
 	assert_int_equal(o->summary.failed, o->errors);
 	assert_int_equal(o->summary.total, o->outputs + o->errors);
 	assert_false(o->bad_index);
-	assert_counters_add_up(o, nstages, in->n);
+	assert_counters_add_up(o, nstages, opts && opts->reduce, in->n);
 	/* Over: its statistics and its id are gone. */
 	assert_int_equal(fp_pipeline_stats(p, o->call_id, NULL, 0), -ENOENT);
 	assert_int_equal(fp_pool_cancel(p, o->call_id), -ENOENT);

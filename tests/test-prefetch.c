@@ -109,23 +109,31 @@ static void warm_spin(fp_pool *p)
 	assert_true(tries < 50);
 }
 
-/* args[0..n), then TAIL items of `spin 0`, in chunks of CHUNK. */
-static void submit_map(struct calls *c, struct call_ref *ref, unsigned k,
-		       const char *const *args, size_t n, int64_t timeout_ms, uint64_t *id)
+/* args[0..n), then `tail` items of `spin 0`, in chunks of CHUNK. */
+static void submit_map_tail(struct calls *c, struct call_ref *ref, unsigned k,
+			    const char *const *args, size_t n, size_t tail, int64_t timeout_ms,
+			    uint64_t *id)
 {
 	static struct fp_buf items[MAX_ITEMS];
 	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
 
 	o.chunksize = CHUNK;
 	o.timeout_ms = timeout_ms;
-	for (size_t i = 0; i < n + TAIL; i++)
+	for (size_t i = 0; i < n + tail; i++)
 		items[i] = i < n ? (struct fp_buf){ (char *)args[i], strlen(args[i]) }
 				 : (struct fp_buf){ "0", 1 };
 	ref->c = c;
 	ref->k = k;
-	c->n[k] = n + TAIL;
-	assert_int_equal(fp_pool_map_async(c->pool, "spin", items, n + TAIL, &o, ref_item,
+	c->n[k] = n + tail;
+	assert_int_equal(fp_pool_map_async(c->pool, "spin", items, n + tail, &o, ref_item,
 					   ref_done, ref, id), 0);
+}
+
+/* args[0..n), then TAIL items of `spin 0`. */
+static void submit_map(struct calls *c, struct call_ref *ref, unsigned k,
+		       const char *const *args, size_t n, int64_t timeout_ms, uint64_t *id)
+{
+	submit_map_tail(c, ref, k, args, n, TAIL, timeout_ms, id);
 }
 
 struct held_probe {
@@ -272,6 +280,28 @@ static void held_chunk_items_keep_their_own_timeouts(void **state)
 	calls_free(c);
 }
 
+/*
+ * Cancel call 1 (id1) of c, run both to their end, and check the outcome:
+ * call 0 all ok, its item 1 run `attempts` times; every item of call 1
+ * ended once, cancelled; no crash counted. Frees c.
+ */
+static void cancel_second_call(struct calls *c, uint64_t id1, unsigned attempts)
+{
+	struct fp_pool_stats st;
+
+	assert_int_equal(fp_pool_cancel(c->pool, id1), 0);
+	assert_true(fp_test_run_until(c->pool, both_done, c, 30000));
+	all_ok_from(c, 0, 0);
+	assert_int_equal(c->r[0][1].attempts, attempts);
+	for (size_t i = 0; i < c->n[1]; i++) {
+		assert_int_equal(c->seen[1][i], 1);
+		assert_int_equal(c->r[1][i].status, FP_ITEM_CANCELLED);
+	}
+	fp_pool_stats(c->pool, &st);
+	assert_int_equal(st.crashes, 0);
+	calls_free(c);
+}
+
 static void cancel_of_a_queued_call_leaves_the_held_chunk_alone(void **state)
 {
 	/* Call 0 runs a 500 ms item with its next chunk held; call 1, queued, is cancelled. */
@@ -279,7 +309,6 @@ static void cancel_of_a_queued_call_leaves_the_held_chunk_alone(void **state)
 	static const char *const quick[CHUNK] = { "0", "0", "0", "0" };
 	struct calls *c = calls_new();
 	struct call_ref ref0, ref1;
-	struct fp_pool_stats st;
 	uint64_t id1;
 
 	(void)state;
@@ -290,18 +319,8 @@ static void cancel_of_a_queued_call_leaves_the_held_chunk_alone(void **state)
 	submit_map(c, &ref1, 1, quick, CHUNK, -1, &id1);
 	assert_true(fp_test_run_until(c->pool, holds_both,
 				      &(struct held_probe){ c->pool, CHUNK + CHUNK - 1 }, 10000));
-	assert_int_equal(fp_pool_cancel(c->pool, id1), 0);
-	assert_true(fp_test_run_until(c->pool, both_done, c, 30000));
 	/* Call 1 held nothing on the worker: the worker lives, call 0 all runs once. */
-	all_ok_from(c, 0, 0);
-	assert_int_equal(c->r[0][1].attempts, 1);
-	for (size_t i = 0; i < c->n[1]; i++) {
-		assert_int_equal(c->seen[1][i], 1);
-		assert_int_equal(c->r[1][i].status, FP_ITEM_CANCELLED);
-	}
-	fp_pool_stats(c->pool, &st);
-	assert_int_equal(st.crashes, 0);
-	calls_free(c);
+	cancel_second_call(c, id1, 1);
 }
 
 static void cancel_of_a_call_whose_chunk_is_held_kills_and_requeues_the_other(void **state)
@@ -315,35 +334,16 @@ static void cancel_of_a_call_whose_chunk_is_held_kills_and_requeues_the_other(vo
 	static const char *const quick[CHUNK] = { "0", "0", "0", "0" };
 	struct calls *c = calls_new();
 	struct call_ref ref0, ref1;
-	struct fp_pool_stats st;
-	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
-	struct fp_buf items[CHUNK];
 	uint64_t id1;
 
 	(void)state;
-	o.chunksize = CHUNK;
-	for (size_t i = 0; i < CHUNK; i++)
-		items[i] = (struct fp_buf){ (char *)slow[i], strlen(slow[i]) };
-	ref0 = (struct call_ref){ c, 0 };
-	c->n[0] = CHUNK;
-	assert_int_equal(fp_pool_map_async(c->pool, "spin", items, CHUNK, &o, ref_item, ref_done,
-					   &ref0, NULL), 0);
+	submit_map_tail(c, &ref0, 0, slow, CHUNK, 0, -1, NULL);
 	assert_true(fp_test_run_until(c->pool, running_slow, c->pool, 10000));
 	submit_map(c, &ref1, 1, quick, CHUNK, -1, &id1);
 	assert_true(fp_test_run_until(c->pool, holds_both,
 				      &(struct held_probe){ c->pool, CHUNK + CHUNK - 1 }, 10000));
-	assert_int_equal(fp_pool_cancel(c->pool, id1), 0);
-	assert_true(fp_test_run_until(c->pool, both_done, c, 30000));
-	all_ok_from(c, 0, 0);
 	/* Killed for the other call's cancel: run again, not blamed. */
-	assert_int_equal(c->r[0][1].attempts, 2);
-	for (size_t i = 0; i < c->n[1]; i++) {
-		assert_int_equal(c->seen[1][i], 1);
-		assert_int_equal(c->r[1][i].status, FP_ITEM_CANCELLED);
-	}
-	fp_pool_stats(c->pool, &st);
-	assert_int_equal(st.crashes, 0);
-	calls_free(c);
+	cancel_second_call(c, id1, 2);
 }
 
 /* Every item of the first chunk is answered. */
