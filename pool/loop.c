@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -202,6 +203,8 @@ static void io_prepare(fp_loop *loop, fp_io *io, int fd, uint8_t kind,
 	io->is_socket = 0;
 	io->iovcnt = 0;
 	io->done = 0;
+	io->off = 0;
+	io->datasync = 0;
 	io->buf = NULL;
 	io->buflen = 0;
 	io->impl = NULL;
@@ -266,6 +269,45 @@ int fp_io_write(fp_loop *loop, fp_io *io, int fd, const struct iovec *iov,
 			io->iov[io->iovcnt++] = iov[i];
 	/* Socket or not is learnt per fd by the backends, from ENOTSOCK. */
 	return io_started(loop, io, loop->ops->write(loop, io));
+}
+
+int fp_io_pwrite(fp_loop *loop, fp_io *io, int fd, const struct iovec *iov,
+		 int iovcnt, uint64_t off, fp_io_cb cb)
+{
+	int r = io_check(loop, io, fd, cb);
+	struct stat st;
+	int i;
+
+	if (r < 0)
+		return r;
+	if (!iov || iovcnt < 1 || iovcnt > FP_IO_IOV_MAX || off > INT64_MAX)
+		return -EINVAL;
+	/*
+	 * A pipe or socket has no offsets: io_uring writes one as a stream,
+	 * ignoring `off`, where pwritev(2) says ESPIPE. Say it here, for both.
+	 */
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))
+		return -ESPIPE;
+	io_prepare(loop, io, fd, FP_IO_PWRITE, cb);
+	io->off = off;
+	for (i = 0; i < iovcnt; i++)
+		if (iov[i].iov_len)
+			io->iov[io->iovcnt++] = iov[i];
+	/* Nothing to write still gets its callback from the loop. */
+	return io_started(loop, io, loop->ops->pwrite(loop, io));
+}
+
+int fp_io_fsync(fp_loop *loop, fp_io *io, int fd, int datasync, fp_io_cb cb)
+{
+	int r = io_check(loop, io, fd, cb);
+
+	if (r < 0)
+		return r;
+	io_prepare(loop, io, fd, FP_IO_FSYNC, cb);
+	io->datasync = datasync != 0;
+	return io_started(loop, io, loop->ops->fsync(loop, io));
 }
 
 void fp_io_read_pause(fp_io *io)

@@ -38,6 +38,8 @@ typedef struct fp_signal fp_signal;
  *               (EMFILE, ECONNABORTED...) are reported with the op still
  *               active; the op ends on cancel or a fatal error.
  *  write:       once: res = bytes written (all of them), or -errno.
+ *  pwrite:      once: res = bytes written (all of them), or -errno.
+ *  fsync:       once: res = 0, or -errno.
  */
 typedef void (*fp_io_cb)(fp_io *io, ssize_t res, const char *buf);
 typedef void (*fp_timer_cb)(fp_timer *timer);
@@ -50,6 +52,8 @@ enum fp_io_kind {
 	FP_IO_READ,     /* read stream */
 	FP_IO_ACCEPT,   /* multishot accept */
 	FP_IO_WRITE,
+	FP_IO_PWRITE,   /* positional file write */
+	FP_IO_FSYNC,
 };
 
 struct fp_io {
@@ -64,9 +68,11 @@ struct fp_io {
 	uint8_t cancelled;
 	uint8_t keep;                /* read paused: deliver what still arrives */
 	uint8_t is_socket;
+	uint8_t datasync;            /* fsync: fdatasync(2) */
 	struct iovec iov[FP_IO_IOV_MAX];  /* write: what is left to write */
 	int iovcnt;
 	size_t done;                 /* write: bytes written so far */
+	uint64_t off;                /* pwrite: file offset of iov's first byte */
 	char *buf;                   /* read: loop-owned buffer, when one is used */
 	size_t buflen;
 	void *impl;                  /* backend's per-operation state */
@@ -114,6 +120,34 @@ int fp_io_accept_start(fp_loop *loop, fp_io *io, int fd, fp_io_cb cb);
  */
 int fp_io_write(fp_loop *loop, fp_io *io, int fd, const struct iovec *iov,
 		int iovcnt, fp_io_cb cb);
+
+/*
+ * File operations, for the journal: they may block in the kernel (a full
+ * disk queue, a slow device) and so never run on the loop's thread. The
+ * io_uring backend submits IORING_OP_WRITEV / IORING_OP_FSYNC (buffered
+ * writes go to the ring's io-wq workers); the epoll backend hands them to
+ * libuv's threadpool (uv_fs_write, uv_fs_fsync).
+ *
+ * fp_io_pwrite() writes every byte of iov[0..iovcnt) at file offset `off`
+ * (pwritev(2): the file position is neither used nor moved), continuing
+ * after a short write; the array is copied, the bytes must stay valid until
+ * the callback. A pipe or socket is refused at once with -ESPIPE. Several
+ * may be in flight on one fd; they may complete in
+ * any order and, at overlapping offsets, land in any order.
+ *
+ * fp_io_fsync() is fsync(2), or fdatasync(2) when `datasync` is set. It is
+ * not ordered against operations still in flight: it covers the writes
+ * whose callbacks ran before it was started. That is what group commit
+ * needs (one fsync for everything written so far) and why the backends do
+ * not link it to a write.
+ *
+ * Cancelling either asks the backend not to start it; one already running
+ * in the kernel or a pool thread finishes, and the callback still says
+ * -ECANCELED, so what a cancelled write left in the file is unknown.
+ */
+int fp_io_pwrite(fp_loop *loop, fp_io *io, int fd, const struct iovec *iov,
+		 int iovcnt, uint64_t off, fp_io_cb cb);
+int fp_io_fsync(fp_loop *loop, fp_io *io, int fd, int datasync, fp_io_cb cb);
 
 /* Ask an active operation to end; its last callback follows with -ECANCELED. */
 void fp_io_cancel(fp_io *io);

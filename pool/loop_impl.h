@@ -36,6 +36,9 @@ struct fp_loop_ops {
 	int (*read_start)(fp_loop *loop, fp_io *io);
 	int (*accept_start)(fp_loop *loop, fp_io *io);
 	int (*write)(fp_loop *loop, fp_io *io);
+	/* File operations: io->off / io->datasync are set. */
+	int (*pwrite)(fp_loop *loop, fp_io *io);
+	int (*fsync)(fp_loop *loop, fp_io *io);
 	/* io->cancelled is already set; the last callback must come later. */
 	void (*cancel)(fp_loop *loop, fp_io *io);
 

@@ -329,6 +329,7 @@ static int uring_init(fp_loop *loop)
 		IORING_OP_READ, IORING_OP_RECV, IORING_OP_WRITEV,
 		IORING_OP_SENDMSG, IORING_OP_ACCEPT, IORING_OP_ASYNC_CANCEL,
 		IORING_OP_TIMEOUT, IORING_OP_TIMEOUT_REMOVE, IORING_OP_POLL_ADD,
+		IORING_OP_FSYNC,
 	};
 	struct io_uring_params p;
 	struct io_uring_probe *probe;
@@ -403,6 +404,8 @@ const struct fp_loop_ops fp__loop_uring_ops = {
 	.read_start = fp__uring_read_start,
 	.accept_start = fp__uring_accept_start,
 	.write = fp__uring_write,
+	.pwrite = fp__uring_file_start,
+	.fsync = fp__uring_file_start,
 	.cancel = fp__uring_cancel,
 	.timer_start = fp__uring_timer_start,
 	.timer_stop = fp__uring_timer_stop,

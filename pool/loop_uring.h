@@ -23,6 +23,14 @@
  * address, and SQEs are consumed in order) but still only submitted with the
  * next batch.
  *
+ * File writes and fsyncs (the journal's) are fp_io too, armed like one-shot
+ * reads: IORING_OP_WRITEV at an explicit offset, re-armed for what a short
+ * write left, and IORING_OP_FSYNC. They are never linked (IOSQE_IO_LINK):
+ * a link orders an fsync after one SQE only, not after the other writes in
+ * flight, and a short or failed write would cancel the fsync linked to it;
+ * group commit instead starts its fsync from the callbacks of the writes
+ * it must cover (loop.h).
+ *
  * Kernel floors: IORING_FEAT_NODROP (5.5) so CQ overflow loses nothing,
  * IORING_OP_READ and the probe (5.6). Used when present, with fallbacks:
  * SINGLE_ISSUER|DEFER_TASKRUN (6.1), COOP_TASKRUN (5.19), provided-buffer
@@ -169,6 +177,7 @@ void fp__uring_wq_cqe(struct uring *u, struct uwq *wq, int res);
 int fp__uring_read_start(fp_loop *loop, fp_io *io);
 int fp__uring_accept_start(fp_loop *loop, fp_io *io);
 int fp__uring_write(fp_loop *loop, fp_io *io);
+int fp__uring_file_start(fp_loop *loop, fp_io *io);
 void fp__uring_cancel(fp_loop *loop, fp_io *io);
 
 /* loop_uring_timer.c: the timer heap. */

@@ -204,7 +204,14 @@ int fp__uring_arm_io(struct uring *u, fp_io *io)
 		return -EAGAIN;
 
 	io->state &= ~S_MULTISHOT;
-	if (io->state & S_POLLING) {
+	if (io->kind == FP_IO_PWRITE) {
+		/* The remaining iovecs at the offset of their first byte. */
+		io_uring_prep_writev(sqe, io->fd, io->iov, (unsigned)io->iovcnt,
+				     io->off + io->done);
+	} else if (io->kind == FP_IO_FSYNC) {
+		io_uring_prep_fsync(sqe, io->fd,
+				    io->datasync ? IORING_FSYNC_DATASYNC : 0);
+	} else if (io->state & S_POLLING) {
 		io_uring_prep_poll_add(sqe, io->fd, POLLIN);
 	} else if (io->kind == FP_IO_ACCEPT) {
 		if (single) {
@@ -357,6 +364,38 @@ static void accept_cqe(struct uring *u, fp_io *io, int res, unsigned flags)
 	fp__uring_io_end(u, io, res);
 }
 
+/* --- file writes and fsync ------------------------------------------------ */
+
+int fp__uring_file_start(fp_loop *loop, fp_io *io)
+{
+	arm_push(loop->impl, io);
+	return 0;
+}
+
+static void file_cqe(struct uring *u, fp_io *io, int res)
+{
+	if (res == -EINTR || res == -EAGAIN) {
+		rearm(u, io);
+		return;
+	}
+	if (io->kind == FP_IO_PWRITE && res >= 0) {
+		fp__io_advance(io, (size_t)res);
+		if (io->iovcnt) {
+			/* A regular file takes at least a byte or says why;
+			 * zero would only make us spin. */
+			if (res == 0) {
+				fp__uring_io_end(u, io, -EIO);
+				return;
+			}
+			rearm(u, io);
+			return;
+		}
+		fp__uring_io_end(u, io, (ssize_t)io->done);
+		return;
+	}
+	fp__uring_io_end(u, io, res);
+}
+
 void fp__uring_io_cqe(struct uring *u, fp_io *io, int res, unsigned flags)
 {
 	if (!(flags & IORING_CQE_F_MORE)) {
@@ -373,7 +412,9 @@ void fp__uring_io_cqe(struct uring *u, fp_io *io, int res, unsigned flags)
 			rearm(u, io);
 		return;
 	}
-	if (io->kind == FP_IO_ACCEPT)
+	if (io->kind == FP_IO_PWRITE || io->kind == FP_IO_FSYNC)
+		file_cqe(u, io, res);
+	else if (io->kind == FP_IO_ACCEPT)
 		accept_cqe(u, io, res, flags);
 	else
 		read_cqe(u, io, res, flags);

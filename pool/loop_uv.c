@@ -16,8 +16,15 @@
  * (prepare and check handles), gathering everything queued on the fd into
  * one sendmsg. Their callbacks, like those of cancels, wait on a done list
  * that an idle handle drains, keeping the loop from sleeping meanwhile.
+ *
+ * File writes and fsyncs (loop.h) go to libuv's threadpool: a uv_fs_t per
+ * request, in a wrapper the backend owns and lists, so that teardown can
+ * cut it from its fp_io (no callback may run then) and still wait for the
+ * pool thread to finish with it.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +62,14 @@ struct uvfd {
 	struct uvfd *dirty_next;
 };
 
+/* A file request in libuv's threadpool. io is NULL once orphaned. */
+struct uvfs {
+	uv_fs_t req;
+	struct uvb *b;
+	fp_io *io;
+	struct uvfs *prev, *next;
+};
+
 struct uvb {
 	uv_loop_t uv;
 	fp_loop *loop;
@@ -69,6 +84,7 @@ struct uvb {
 	uv_timer_t *tcache;            /* stopped timers, linked through data */
 	bool in_uv_run;                /* inside uv_run(): uv_stop() is safe */
 	char *rbuf;
+	struct uvfs *fsreqs;           /* in the threadpool */
 	struct iovec iov[WQ_IOV];
 };
 
@@ -448,6 +464,95 @@ static void poll_cb(uv_poll_t *h, int status, int events)
 	}
 }
 
+/* --- file writes and fsync ---------------------------------------------- */
+
+static void fs_cb(uv_fs_t *req);
+
+static int fs_submit(struct uvb *b, fp_io *io)
+{
+	uv_buf_t bufs[FP_IO_IOV_MAX];
+	sigset_t all, old;
+	struct uvfs *w;
+	int i, r;
+
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->b = b;
+	w->io = io;
+	/*
+	 * libuv starts its pool threads on the process's first request, and
+	 * they inherit the mask of the thread that made it. A thread that does
+	 * not block the signals the loop reads from its signalfd would take
+	 * them instead (a SIGCHLD lost, a SIGTERM's default action): so every
+	 * request is made with all signals blocked, the first one included.
+	 */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (io->kind == FP_IO_PWRITE) {
+		for (i = 0; i < io->iovcnt; i++)
+			bufs[i] = uv_buf_init(io->iov[i].iov_base,
+					      (unsigned)io->iov[i].iov_len);
+		r = uv_fs_write(&b->uv, &w->req, io->fd, bufs,
+				(unsigned)io->iovcnt,
+				(int64_t)(io->off + io->done), fs_cb);
+	} else if (io->datasync) {
+		r = uv_fs_fdatasync(&b->uv, &w->req, io->fd, fs_cb);
+	} else {
+		r = uv_fs_fsync(&b->uv, &w->req, io->fd, fs_cb);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r < 0) {
+		free(w);
+		return r;
+	}
+	w->next = b->fsreqs;
+	if (w->next)
+		w->next->prev = w;
+	b->fsreqs = w;
+	io->impl = w;
+	return 0;
+}
+
+static void fs_cb(uv_fs_t *req)
+{
+	struct uvfs *w = fp__container_of(req, struct uvfs, req);
+	struct uvb *b = w->b;
+	ssize_t res = req->result;
+	fp_io *io = w->io;
+	int r;
+
+	uv_fs_req_cleanup(req);
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		b->fsreqs = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	free(w);
+	if (!io)
+		return;
+	io->impl = NULL;
+	if (io->kind == FP_IO_PWRITE && res >= 0 && !io->cancelled) {
+		/* libuv continues after a short write until an error. */
+		fp__io_advance(io, (size_t)res);
+		if (io->iovcnt) {
+			r = res ? fs_submit(b, io) : -EIO;
+			if (r == 0)
+				return;
+			res = r;
+		} else {
+			res = (ssize_t)io->done;
+		}
+	}
+	fp__io_finish(io, res, NULL);
+}
+
+static int uvb_file_start(fp_loop *loop, fp_io *io)
+{
+	return fs_submit(loop->impl, io);
+}
+
 /* --- cancel -------------------------------------------------------------- */
 
 static void uvb_cancel(fp_loop *loop, fp_io *io)
@@ -459,6 +564,13 @@ static void uvb_cancel(fp_loop *loop, fp_io *io)
 	/* Already waiting for its last callback: the flag makes it -ECANCELED. */
 	if (io->state & S_DONELIST)
 		return;
+	if (io->kind == FP_IO_PWRITE || io->kind == FP_IO_FSYNC) {
+		/* Only a request no thread has taken yet can be withdrawn
+		 * (then fs_cb sees UV_ECANCELED); a running one completes. */
+		if (io->impl)
+			uv_cancel((uv_req_t *)&((struct uvfs *)io->impl)->req);
+		return;
+	}
 	if (!f)
 		return;
 	if (io->kind != FP_IO_WRITE) {
@@ -584,20 +696,41 @@ static void walk_close(uv_handle_t *h, void *arg)
 static void uvb_deinit(fp_loop *loop)
 {
 	struct uvb *b = loop->impl;
+	struct uvfs *w;
 	unsigned i;
+	int child;
 
 	if (!b)
 		return;
+	child = b->pid != getpid();
+	/* File requests end without a callback; withdraw what has not started. */
+	for (w = b->fsreqs; w; w = w->next) {
+		w->io->impl = NULL;
+		w->io = NULL;
+		if (!child)
+			uv_cancel((uv_req_t *)&w->req);
+	}
 	/*
 	 * A forked child shares the parent's epoll instance: closing the poll
 	 * handles would EPOLL_CTL_DEL the parent's fds from it. Give the child
 	 * its own epoll first.
 	 */
-	if (b->pid != getpid())
+	if (child)
 		uv_loop_fork(&b->uv);
 	uv_walk(&b->uv, walk_close, NULL);
+	if (child && b->fsreqs) {
+		/*
+		 * The parent's pool threads were not forked: those requests
+		 * never complete here. Close the handles and leave the loop
+		 * (and the requests' memory) be, rather than wait forever.
+		 */
+		uv_run(&b->uv, UV_RUN_NOWAIT);
+		goto out;
+	}
+	/* In the parent this also waits for file requests already running. */
 	uv_run(&b->uv, UV_RUN_DEFAULT);
 	uv_loop_close(&b->uv);
+out:
 	for (i = 0; i < b->nfds; i++)
 		free(b->fds[i]);
 	free(b->fds);
@@ -658,6 +791,8 @@ const struct fp_loop_ops fp__loop_uv_ops = {
 	.read_start = uvb_read_start,
 	.accept_start = uvb_accept_start,
 	.write = uvb_write,
+	.pwrite = uvb_file_start,
+	.fsync = uvb_file_start,
 	.cancel = uvb_cancel,
 	.timer_start = uvb_timer_start,
 	.timer_stop = uvb_timer_stop,

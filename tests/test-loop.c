@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -1639,6 +1640,334 @@ static void loop_freed_in_child_leaves_parent_working(void **state)
 	ctx_free(&c);
 }
 
+/* --- file writes and fsync ----------------------------------------------- */
+
+/* A regular file in TMPDIR (not a memfd: fsync must reach a filesystem). */
+static int tmp_file(void)
+{
+	const char *dir = getenv("TMPDIR");
+	char path[4096];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/fp-test-loop-XXXXXX",
+		 dir && *dir ? dir : "/tmp");
+	fd = mkostemp(path, O_CLOEXEC);
+	assert_true(fd >= 0);
+	unlink(path);
+	return fd;
+}
+
+struct fops;
+
+/* One file operation and what its callbacks said. */
+struct fop {
+	fp_io io;
+	struct fops *f;
+	int calls;
+	int seq;               /* when its callback ran, among the test's */
+	int active_in_cb;
+	ssize_t res;
+};
+
+struct fops {
+	struct ctx *c;
+	int ncalls;
+	int fd;
+	int sync_after;        /* start `sync` when this many writes are done */
+	int writes_done;
+	struct fop sync;
+};
+
+static void fop_cb(fp_io *io, ssize_t res, const char *buf)
+{
+	struct fop *o = io->data;
+	struct fops *f = o->f;
+
+	o->calls++;
+	o->res = res;
+	o->seq = f->ncalls++;
+	o->active_in_cb = fp_io_active(io);
+	if (io->kind == FP_IO_PWRITE && ++f->writes_done == f->sync_after)
+		assert_int_equal(fp_io_fsync(f->c->loop, &f->sync.io, f->fd, 0,
+					     fop_cb), 0);
+	ctx_part_done(f->c);
+}
+
+static void fop_init(struct fop *o, struct fops *f)
+{
+	memset(o, 0, sizeof(*o));
+	o->f = f;
+	o->io.data = o;
+	o->seq = -1;
+}
+
+static void fops_init(struct fops *f, struct ctx *c, int fd)
+{
+	memset(f, 0, sizeof(*f));
+	f->c = c;
+	f->fd = fd;
+	fop_init(&f->sync, f);
+}
+
+/*
+ * Writes at offsets, submitted last block first, each from three iovecs:
+ * every one ends once with its full length, the file holds each at its
+ * place, and an fsync started from the last write's callback ends after
+ * all of them, with 0.
+ */
+static void pwrite_at_offsets_then_fsync(void **state)
+{
+	enum { N = 16, LEN = 65536 };
+	char *data = pattern((size_t)N * LEN, 3), *back = malloc((size_t)N * LEN);
+	struct fop w[N];
+	struct iovec iov[3];
+	struct fops f;
+	struct ctx c;
+	int fd, i;
+
+	assert_non_null(back);
+	ctx_init(&c, N + 1);
+	fd = tmp_file();
+	fops_init(&f, &c, fd);
+	f.sync_after = N;
+	for (i = N - 1; i >= 0; i--) {
+		char *p = data + (size_t)i * LEN;
+
+		fop_init(&w[i], &f);
+		iov[0] = (struct iovec){ p, 100 };
+		iov[1] = (struct iovec){ p + 100, 0 };
+		iov[2] = (struct iovec){ p + 100, LEN - 100 };
+		assert_int_equal(fp_io_pwrite(c.loop, &w[i].io, fd, iov, 3,
+					      (uint64_t)i * LEN, fop_cb), 0);
+		assert_true(fp_io_active(&w[i].io));
+	}
+	/* No callback from inside the submitting call. */
+	assert_int_equal(f.ncalls, 0);
+	ctx_run(&c);
+	for (i = 0; i < N; i++) {
+		assert_int_equal(w[i].calls, 1);
+		assert_int_equal(w[i].res, LEN);
+		assert_false(w[i].active_in_cb);
+		assert_true(w[i].seq < f.sync.seq);
+	}
+	assert_int_equal(f.sync.calls, 1);
+	assert_int_equal(f.sync.res, 0);
+	assert_int_equal(f.sync.seq, N);
+	assert_int_equal(pread(fd, back, (size_t)N * LEN, 0), (ssize_t)N * LEN);
+	assert_memory_equal(back, data, (size_t)N * LEN);
+	/* Positional: the file position never moved. */
+	assert_int_equal(lseek(fd, 0, SEEK_CUR), 0);
+	close(fd);
+	ctx_free(&c);
+	free(back);
+	free(data);
+}
+
+/*
+ * A short write is continued where it stopped: with RLIMIT_FSIZE at 64 KiB
+ * a 100 KiB write lands its first 64 KiB, and the rest then fails with
+ * EFBIG, which is what the callback says.
+ */
+static void pwrite_short_write_is_continued(void **state)
+{
+	enum { LIM = 65536, LEN = 102400 };
+	char *data = pattern(LEN, 5), *back = malloc(LEN);
+	struct rlimit old, lim;
+	struct iovec iov = { data, LEN };
+	void (*oldsig)(int);
+	struct fops f;
+	struct fop w;
+	struct ctx c;
+	int fd;
+
+	assert_non_null(back);
+	ctx_init(&c, 1);
+	fd = tmp_file();
+	fops_init(&f, &c, fd);
+	fop_init(&w, &f);
+	oldsig = signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = LIM;
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	assert_int_equal(fp_io_pwrite(c.loop, &w.io, fd, &iov, 1, 0, fop_cb), 0);
+	ctx_run(&c);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, oldsig);
+	assert_int_equal(w.calls, 1);
+	assert_int_equal(w.res, -EFBIG);
+	assert_int_equal(lseek(fd, 0, SEEK_END), LIM);
+	assert_int_equal(pread(fd, back, LIM, 0), LIM);
+	assert_memory_equal(back, data, LIM);
+	close(fd);
+	ctx_free(&c);
+	free(back);
+	free(data);
+}
+
+/* Each error comes once, as -errno, and leaves the loop as it was. */
+static void file_ops_report_errors(void **state)
+{
+	struct iovec iov = { "journal", 7 };
+	struct fop w[4], s;
+	struct fops f;
+	struct ctx c;
+	int ro, full, p[2];
+
+	ctx_init(&c, 4);
+	fops_init(&f, &c, -1);
+	ro = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+	assert_true(ro >= 0);
+	full = open("/dev/full", O_WRONLY | O_CLOEXEC);
+	assert_true(full >= 0);
+	pipe_nb(p);
+	fop_init(&w[0], &f);
+	fop_init(&w[1], &f);
+	fop_init(&w[2], &f);
+	fop_init(&w[3], &f);
+	fop_init(&s, &f);
+	assert_int_equal(fp_io_pwrite(c.loop, &w[0].io, ro, &iov, 1, 0, fop_cb), 0);
+	assert_int_equal(fp_io_pwrite(c.loop, &w[1].io, full, &iov, 1, 0, fop_cb), 0);
+	/* No offsets on a pipe: refused at once, as by pwritev(2). */
+	assert_int_equal(fp_io_pwrite(c.loop, &w[2].io, p[1], &iov, 1, 0, fop_cb), -ESPIPE);
+	assert_false(fp_io_active(&w[2].io));
+	assert_int_equal(fp_io_pwrite(c.loop, &w[3].io, ro, &iov, 1, 4096, fop_cb), 0);
+	assert_int_equal(fp_io_fsync(c.loop, &s.io, p[1], 1, fop_cb), 0);
+	ctx_run(&c);
+	assert_int_equal(w[0].calls, 1);
+	assert_int_equal(w[0].res, -EBADF);
+	assert_int_equal(w[1].calls, 1);
+	assert_int_equal(w[1].res, -ENOSPC);
+	assert_int_equal(w[2].calls, 0);
+	assert_int_equal(w[3].res, -EBADF);
+	assert_int_equal(s.calls, 1);
+	assert_int_equal(s.res, -EINVAL);
+	/* Bad arguments are refused at once, with no callback. */
+	assert_int_equal(fp_io_pwrite(c.loop, &w[0].io, -1, &iov, 1, 0, fop_cb), -EINVAL);
+	assert_int_equal(fp_io_pwrite(c.loop, &w[0].io, ro, &iov, 0, 0, fop_cb), -EINVAL);
+	assert_int_equal(fp_io_pwrite(c.loop, &w[0].io, ro, &iov, 1,
+				      (uint64_t)INT64_MAX + 1, fop_cb), -EINVAL);
+	assert_int_equal(fp_io_fsync(c.loop, &s.io, -1, 0, fop_cb), -EINVAL);
+	assert_false(fp_io_active(&w[0].io));
+	close(ro);
+	close(full);
+	close(p[0]);
+	close(p[1]);
+	ctx_free(&c);
+}
+
+/* Cancelled before the loop ran: each ends once, with -ECANCELED. */
+static void file_ops_cancel(void **state)
+{
+	struct iovec iov = { "journal", 7 };
+	struct fop w, s;
+	struct fops f;
+	struct ctx c;
+	int fd;
+
+	ctx_init(&c, 2);
+	fd = tmp_file();
+	fops_init(&f, &c, fd);
+	fop_init(&w, &f);
+	fop_init(&s, &f);
+	assert_int_equal(fp_io_pwrite(c.loop, &w.io, fd, &iov, 1, 0, fop_cb), 0);
+	assert_int_equal(fp_io_fsync(c.loop, &s.io, fd, 0, fop_cb), 0);
+	fp_io_cancel(&w.io);
+	fp_io_cancel(&s.io);
+	assert_int_equal(f.ncalls, 0);
+	ctx_run(&c);
+	assert_int_equal(w.calls, 1);
+	assert_int_equal(w.res, -ECANCELED);
+	assert_int_equal(s.calls, 1);
+	assert_int_equal(s.res, -ECANCELED);
+	close(fd);
+	ctx_free(&c);
+}
+
+/* Freed with file operations in flight: no callback, nothing leaks (ASan). */
+static void loop_freed_with_file_ops_pending(void **state)
+{
+	static char big[1 << 20];
+	struct iovec iov = { big, sizeof(big) };
+	struct fop w[4], s;
+	struct fops f;
+	fp_loop *loop;
+	int fd, i;
+
+	assert_int_equal(fp_loop_new(&loop, FP_LOOP_AUTO), 0);
+	fd = tmp_file();
+	fops_init(&f, NULL, fd);
+	for (i = 0; i < 4; i++) {
+		fop_init(&w[i], &f);
+		assert_int_equal(fp_io_pwrite(loop, &w[i].io, fd, &iov, 1,
+					      (uint64_t)i << 20, fop_cb), 0);
+	}
+	fop_init(&s, &f);
+	assert_int_equal(fp_io_fsync(loop, &s.io, fd, 1, fop_cb), 0);
+	fp_loop_free(loop);
+	assert_int_equal(f.ncalls, 0);
+	close(fd);
+}
+
+/*
+ * Signals still reach the loop after file operations started threads (the
+ * epoll backend's libuv pool): in a fresh child, whose pool those threads
+ * are, a pwrite runs first and then SIGUSR1 is sent to the process three
+ * times; a thread that left it unblocked would die of it, or swallow it.
+ */
+struct usr1 {
+	fp_signal sig;
+	fp_loop *loop;
+	int got;
+};
+
+static void usr1_cb(fp_signal *sig, int signum)
+{
+	struct usr1 *u = sig->data;
+
+	if (++u->got < 3) {
+		kill(getpid(), SIGUSR1);
+		return;
+	}
+	fp_signal_stop(sig);
+	fp_loop_stop(u->loop);
+}
+
+static void file_ops_leave_signals_to_the_loop(void **state)
+{
+	struct iovec iov = { "journal", 7 };
+	struct fops f;
+	struct fop w;
+	struct ctx c;
+	struct usr1 u = { 0 };
+	int status, fd;
+	pid_t pid;
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		ctx_init(&c, 1);
+		fd = tmp_file();
+		fops_init(&f, &c, fd);
+		fop_init(&w, &f);
+		if (fp_io_pwrite(c.loop, &w.io, fd, &iov, 1, 0, fop_cb) < 0 ||
+		    fp_loop_run(c.loop) < 0 || w.res != 7)
+			_exit(2);
+		u.sig.data = &u;
+		u.loop = c.loop;
+		if (fp_signal_start(c.loop, &u.sig, SIGUSR1, usr1_cb) < 0)
+			_exit(3);
+		assert_int_equal(fp_timer_start(c.loop, &c.wd, WATCHDOG_MS, wd_cb), 0);
+		kill(getpid(), SIGUSR1);
+		while (u.got < 3 && !c.wd_fired)
+			fp_loop_run(c.loop);
+		_exit(u.got == 3 ? 0 : 4);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* --- fallback when io_uring is forbidden --------------------------------- */
 
 #if defined(__x86_64__)
@@ -1746,6 +2075,12 @@ int main(void)
 		cmocka_unit_test(cancel_pending_write),
 		cmocka_unit_test(cancel_queued_write),
 		cmocka_unit_test(bad_fd_fails_cleanly),
+		cmocka_unit_test(pwrite_at_offsets_then_fsync),
+		cmocka_unit_test(pwrite_short_write_is_continued),
+		cmocka_unit_test(file_ops_report_errors),
+		cmocka_unit_test(file_ops_cancel),
+		cmocka_unit_test(loop_freed_with_file_ops_pending),
+		cmocka_unit_test(file_ops_leave_signals_to_the_loop),
 		cmocka_unit_test(accept_connections),
 		cmocka_unit_test(accept_connections_no_multishot),
 		cmocka_unit_test(cancel_read_socket),
