@@ -1,0 +1,1121 @@
+/*
+ * The journal (server/journal*.c): CRC32C, the record format, replay with
+ * its torn tails and damage, the data directory's lock and errors, and the
+ * writer's group commit and fsync policies, under whichever loop backend
+ * FORKPOOL_LOOP names (meson runs this once per backend).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "journal.h"
+#include "journal_crc.h"
+#include "journal_format.h"
+#include "journal_impl.h"
+#include "journal_read.h"
+#include "loop.h"
+
+#define WATCHDOG_MS 10000
+
+/* --- helpers ------------------------------------------------------------- */
+
+/* A fresh directory under TMPDIR; rm_tree() removes it and its files. */
+static void tmp_dir(char *out, size_t n)
+{
+	const char *t = getenv("TMPDIR");
+
+	snprintf(out, n, "%s/fp-test-journal-XXXXXX", t && *t ? t : "/tmp");
+	assert_non_null(mkdtemp(out));
+}
+
+static void rm_tree(const char *dir)
+{
+	char cmd[4200];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void file_path(char *out, size_t n, const char *dir, const char *name)
+{
+	snprintf(out, n, "%s/%s", dir, name);
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+	struct stat st;
+	char *p;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	p = malloc((size_t)st.st_size + 1);
+	assert_non_null(p);
+	assert_int_equal(pread(fd, p, (size_t)st.st_size, 0), st.st_size);
+	p[st.st_size] = '\0';
+	close(fd);
+	*len = (size_t)st.st_size;
+	return p;
+}
+
+static void write_file(const char *path, const void *p, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, p, len), (ssize_t)len);
+	close(fd);
+}
+
+/* Record i of the test journals: type 1 + i % 3, fields (i, "item-i", i * 7). */
+static void put_test_record(struct sbuf *b, unsigned i)
+{
+	char s[32];
+	size_t start = fp_jrec_begin(b);
+	int n = snprintf(s, sizeof(s), "item-%u", i);
+
+	fp_jrec_put_u32(b, i);
+	fp_jrec_put_bytes(b, s, (size_t)n);
+	fp_jrec_put_u64(b, (uint64_t)i * 7);
+	assert_int_equal(fp_jrec_end(b, start, (uint16_t)(1 + i % 3)), 0);
+}
+
+static void check_test_record(const struct fp_jrec *r, unsigned i)
+{
+	struct fp_jcur c;
+	char s[32];
+	const char *p;
+	size_t n;
+
+	snprintf(s, sizeof(s), "item-%u", i);
+	assert_int_equal(r->type, 1 + i % 3);
+	fp_jcur_init(&c, r);
+	assert_int_equal(fp_jcur_u32(&c), i);
+	p = fp_jcur_bytes(&c, &n);
+	assert_int_equal(n, strlen(s));
+	assert_memory_equal(p, s, n);
+	assert_int_equal(fp_jcur_u64(&c), (uint64_t)i * 7);
+	assert_int_equal(fp_jcur_done(&c), 0);
+}
+
+/* A journal of n test records, in memory; offs[i] where record i starts. */
+static void build_journal(struct sbuf *b, unsigned n, size_t *offs)
+{
+	unsigned char h[FP_JOURNAL_HDR_LEN];
+	unsigned i;
+
+	sbuf_init(b);
+	fp_journal_header_put(h);
+	sbuf_add(b, (const char *)h, sizeof(h));
+	for (i = 0; i < n; i++) {
+		if (offs)
+			offs[i] = b->len;
+		put_test_record(b, i);
+	}
+	assert_false(b->oom);
+}
+
+/* Collects replayed records and checks they are 0, 1, 2, ... */
+struct seen {
+	unsigned n;
+	unsigned skip_from;        /* a record number the damage removed, or -1 */
+	uint64_t offs[64];
+};
+
+static int seen_cb(void *data, const struct fp_jrec *r, uint64_t off)
+{
+	struct seen *s = data;
+	unsigned i = s->n;
+
+	if (s->skip_from != (unsigned)-1 && i >= s->skip_from)
+		i++;
+	check_test_record(r, i);
+	if (s->n < 64)
+		s->offs[s->n] = off;
+	s->n++;
+	return 0;
+}
+
+static int replay_cb(void *data, const struct fp_jrec *r, uint64_t off,
+		     char *err, size_t errlen)
+{
+	return seen_cb(data, r, off);
+}
+
+/* --- CRC32C -------------------------------------------------------------- */
+
+/* RFC 3720 (iSCSI) B.4's vectors, and "123456789". */
+static void crc32c_known_vectors(void **state)
+{
+	unsigned char b[32];
+	int i;
+
+	assert_int_equal(fp_crc32c(0, "123456789", 9), 0xe3069283u);
+	assert_int_equal(fp__crc32c_table(0, "123456789", 9), 0xe3069283u);
+	memset(b, 0, sizeof(b));
+	assert_int_equal(fp_crc32c(0, b, 32), 0x8a9136aau);
+	memset(b, 0xff, sizeof(b));
+	assert_int_equal(fp_crc32c(0, b, 32), 0x62a8ab43u);
+	for (i = 0; i < 32; i++)
+		b[i] = (unsigned char)i;
+	assert_int_equal(fp_crc32c(0, b, 32), 0x46dd794eu);
+	for (i = 0; i < 32; i++)
+		b[i] = (unsigned char)(31 - i);
+	assert_int_equal(fp_crc32c(0, b, 32), 0x113fdb5cu);
+	/* Continued in two parts, the same as in one. */
+	assert_int_equal(fp_crc32c(fp_crc32c(0, b, 13), b + 13, 19), 0x113fdb5cu);
+	assert_int_equal(fp_crc32c(0, b, 0), 0);
+}
+
+/* The instruction and the table agree at every length and alignment. */
+static void crc32c_hw_matches_table(void **state)
+{
+	unsigned char buf[600];
+	size_t off, len;
+	unsigned i;
+
+	if (!fp__crc32c_hw_available()) {
+		print_message("no CRC32C instruction here: the table alone is used\n");
+		return;
+	}
+	for (i = 0; i < sizeof(buf); i++)
+		buf[i] = (unsigned char)(i * 2654435761u >> 13);
+	for (off = 0; off < 16; off++)
+		for (len = 0; len + off <= sizeof(buf); len += 1 + len / 7)
+			assert_int_equal(fp__crc32c_hw(0x1234, buf + off, len),
+					 fp__crc32c_table(0x1234, buf + off, len));
+}
+
+/* --- the format ---------------------------------------------------------- */
+
+static void header_checked(void **state)
+{
+	unsigned char h[FP_JOURNAL_HDR_LEN];
+	uint32_t v = 0;
+
+	fp_journal_header_put(h);
+	assert_int_equal(fp_journal_header_check(h, sizeof(h), &v), 0);
+	assert_int_equal(v, FP_JOURNAL_VERSION);
+	assert_int_equal(fp_journal_header_check(h, sizeof(h) - 1, &v), -ENODATA);
+	h[8] = 99;
+	assert_int_equal(fp_journal_header_check(h, sizeof(h), &v), -EBADMSG);
+	/* A version this build does not know, with its checksum right. */
+	{
+		uint32_t crc = fp_crc32c(0, h, 12);
+
+		h[12] = (unsigned char)crc;
+		h[13] = (unsigned char)(crc >> 8);
+		h[14] = (unsigned char)(crc >> 16);
+		h[15] = (unsigned char)(crc >> 24);
+	}
+	assert_int_equal(fp_journal_header_check(h, sizeof(h), &v), -ENOTSUP);
+	assert_int_equal(v, 99);
+	memcpy(h, "NOTAJRNL", 8);
+	assert_int_equal(fp_journal_header_check(h, sizeof(h), &v), -EBADMSG);
+}
+
+static void record_round_trip(void **state)
+{
+	struct sbuf b;
+	struct fp_jrec r;
+	struct fp_jcur c;
+	size_t start, n;
+
+	sbuf_init(&b);
+	put_test_record(&b, 5);
+	assert_int_equal(fp_jrec_parse(b.data, b.len, &r), 0);
+	assert_int_equal(r.size, b.len);
+	check_test_record(&r, 5);
+
+	/* Reading past the payload is an error, never a read out of bounds. */
+	fp_jcur_init(&c, &r);
+	fp_jcur_u32(&c);
+	fp_jcur_bytes(&c, &n);
+	fp_jcur_u64(&c);
+	assert_int_equal(fp_jcur_u8(&c), 0);
+	assert_int_equal(c.err, -EBADMSG);
+	assert_int_equal(fp_jcur_done(&c), -EBADMSG);
+	/* Fields left over are an error too. */
+	fp_jcur_init(&c, &r);
+	fp_jcur_u32(&c);
+	assert_int_equal(fp_jcur_done(&c), -EBADMSG);
+
+	/* An empty payload is a record. */
+	sbuf_reset(&b);
+	start = fp_jrec_begin(&b);
+	assert_int_equal(fp_jrec_end(&b, start, 9), 0);
+	assert_int_equal(fp_jrec_parse(b.data, b.len, &r), 0);
+	assert_int_equal(r.type, 9);
+	assert_int_equal(r.len, 0);
+	sbuf_free(&b);
+}
+
+/* Every byte of a record matters; a short one says it is short. */
+static void record_damage_detected(void **state)
+{
+	struct sbuf b;
+	struct fp_jrec r;
+	size_t i;
+
+	sbuf_init(&b);
+	put_test_record(&b, 3);
+	for (i = 0; i < b.len; i++) {
+		b.data[i] ^= 0x10;
+		assert_int_equal(fp_jrec_parse(b.data, b.len, &r),
+				 i < FP_JREC_HDR_LEN ? -EBADMSG : -EILSEQ);
+		b.data[i] ^= 0x10;
+	}
+	assert_int_equal(fp_jrec_parse(b.data, b.len - 1, &r), -EMSGSIZE);
+	assert_int_equal(fp_jrec_parse(b.data, FP_JREC_HDR_LEN - 1, &r), -ENODATA);
+	assert_int_equal(fp_jrec_parse(b.data, b.len, &r), 0);
+	sbuf_free(&b);
+}
+
+/* --- replay -------------------------------------------------------------- */
+
+static void scan_init(struct fp_journal_scan *s, struct seen *seen, bool recover)
+{
+	memset(s, 0, sizeof(*s));
+	memset(seen, 0, sizeof(*seen));
+	seen->skip_from = (unsigned)-1;
+	s->recover = recover;
+	s->record = seen_cb;
+	s->data = seen;
+}
+
+/* A cut-off last record, garbage or zeros after the last good one: a torn tail. */
+static void scan_cuts_torn_tails(void **state)
+{
+	struct fp_journal_scan s;
+	struct seen seen;
+	struct sbuf b;
+	size_t offs[5];
+	char *z;
+
+	build_journal(&b, 5, offs);
+	/* The last record half written. */
+	assert_int_equal(fp_journal_scan_mem(b.data, b.len - 7, "J", (scan_init(&s, &seen, false), &s)), 0);
+	assert_int_equal(seen.n, 4);
+	assert_true(s.torn);
+	assert_int_equal(s.end, offs[4]);
+	/* Only part of its header. */
+	scan_init(&s, &seen, false);
+	assert_int_equal(fp_journal_scan_mem(b.data, offs[4] + 5, "J", &s), 0);
+	assert_int_equal(seen.n, 4);
+	assert_true(s.torn);
+	assert_int_equal(s.end, offs[4]);
+	/* Whole, but its payload garbled (a power loss after the length). */
+	b.data[b.len - 2] ^= 1;
+	scan_init(&s, &seen, false);
+	assert_int_equal(fp_journal_scan_mem(b.data, b.len, "J", &s), 0);
+	assert_int_equal(seen.n, 4);
+	assert_true(s.torn);
+	b.data[b.len - 2] ^= 1;
+	/* Nothing torn. */
+	scan_init(&s, &seen, false);
+	assert_int_equal(fp_journal_scan_mem(b.data, b.len, "J", &s), 0);
+	assert_int_equal(seen.n, 5);
+	assert_false(s.torn);
+	assert_int_equal(s.end, b.len);
+	/* Zeros after the last record (space the filesystem had allocated). */
+	z = sbuf_reserve(&b, 4096);
+	memset(z, 0, 4096);
+	sbuf_commit(&b, 4096);
+	scan_init(&s, &seen, false);
+	assert_int_equal(fp_journal_scan_mem(b.data, b.len, "J", &s), 0);
+	assert_int_equal(seen.n, 5);
+	assert_true(s.torn);
+	assert_int_equal(s.end, b.len - 4096);
+	/* A header alone is an empty journal; less is one never finished. */
+	scan_init(&s, &seen, false);
+	assert_int_equal(fp_journal_scan_mem(b.data, FP_JOURNAL_HDR_LEN, "J", &s), 0);
+	assert_int_equal(seen.n, 0);
+	assert_false(s.torn);
+	assert_false(s.empty);
+	scan_init(&s, &seen, false);
+	assert_int_equal(fp_journal_scan_mem(b.data, 3, "J", &s), 0);
+	assert_true(s.empty);
+	sbuf_free(&b);
+}
+
+/*
+ * Damage with valid records after it is refused, naming the file and the
+ * offset; with recover, skipped and counted, and the rest delivered.
+ */
+static void scan_refuses_damage_in_the_middle(void **state)
+{
+	struct fp_journal_scan s;
+	struct seen seen;
+	struct sbuf b;
+	size_t offs[6];
+	char want[64];
+	int pass;
+
+	for (pass = 0; pass < 2; pass++) {
+		/* Pass 0: record 2's payload; pass 1: its header (its length). */
+		size_t at = pass ? offs[2] + 1 : offs[2] + FP_JREC_HDR_LEN + 2;
+
+		build_journal(&b, 6, offs);
+		at = pass ? offs[2] + 1 : offs[2] + FP_JREC_HDR_LEN + 2;
+		b.data[at] ^= 0x40;
+		scan_init(&s, &seen, false);
+		assert_int_equal(fp_journal_scan_mem(b.data, b.len, "/d/journal", &s), -EBADMSG);
+		snprintf(want, sizeof(want), "byte offset %zu,", offs[2]);
+		assert_non_null(strstr(s.err, "/d/journal"));
+		assert_non_null(strstr(s.err, want));
+		assert_non_null(strstr(s.err, "--journal-recover"));
+		assert_non_null(strstr(s.err, pass ? "bad record header" : "bad payload checksum"));
+		assert_int_equal(seen.n, 2);
+
+		scan_init(&s, &seen, true);
+		seen.skip_from = 2;
+		assert_int_equal(fp_journal_scan_mem(b.data, b.len, "/d/journal", &s), 0);
+		assert_int_equal(seen.n, 5);
+		assert_int_equal(s.skipped, 1);
+		assert_int_equal(s.skipped_bytes, offs[3] - offs[2]);
+		assert_int_equal(s.first_skip.off, offs[2]);
+		assert_false(s.torn);
+		assert_int_equal(s.end, b.len);
+		sbuf_free(&b);
+	}
+}
+
+static void scan_refuses_other_versions_and_files(void **state)
+{
+	struct fp_journal_scan s;
+	struct seen seen;
+	struct sbuf b;
+	uint32_t crc;
+
+	build_journal(&b, 2, NULL);
+	b.data[8] = 7;
+	crc = fp_crc32c(0, b.data, 12);
+	memcpy(b.data + 12, &crc, 4);      /* little-endian hosts only */
+	scan_init(&s, &seen, true);
+	assert_int_equal(fp_journal_scan_mem(b.data, b.len, "/d/journal", &s), -ENOTSUP);
+	assert_non_null(strstr(s.err, "/d/journal has journal format version 7"));
+	assert_non_null(strstr(s.err, "reads version 1"));
+	assert_int_equal(seen.n, 0);
+
+	scan_init(&s, &seen, true);
+	assert_int_equal(fp_journal_scan_mem("hello, world\nthis is text", 25,
+					     "/d/journal", &s), -EBADMSG);
+	assert_non_null(strstr(s.err, "/d/journal is not a forkpool journal"));
+	sbuf_free(&b);
+}
+
+/* --- the loop ------------------------------------------------------------ */
+
+struct t {
+	fp_loop *loop;
+	fp_timer wd;
+	int wd_fired;
+	int pending;               /* callbacks still awaited */
+};
+
+static void wd_cb(fp_timer *tm)
+{
+	struct t *t = tm->data;
+
+	t->wd_fired = 1;
+	fp_loop_stop(t->loop);
+}
+
+static void t_init(struct t *t)
+{
+	memset(t, 0, sizeof(*t));
+	assert_int_equal(fp_loop_new(&t->loop, FP_LOOP_AUTO), 0);
+	t->wd.data = t;
+}
+
+/* Run until `pending` callbacks came (each calls t_done), bounded. */
+static void t_run(struct t *t, int pending)
+{
+	t->pending = pending;
+	assert_int_equal(fp_timer_start(t->loop, &t->wd, WATCHDOG_MS, wd_cb), 0);
+	while (t->pending > 0 && !t->wd_fired)
+		assert_int_equal(fp_loop_run(t->loop), 0);
+	fp_timer_stop(&t->wd);
+	assert_false(t->wd_fired);
+}
+
+/* Run until cond(data) holds, checked every 2 ms, bounded by the watchdog. */
+struct poll {
+	fp_timer tm;
+	struct t *t;
+	int (*cond)(void *);
+	void *data;
+};
+
+static void poll_cb(fp_timer *tm)
+{
+	struct poll *p = tm->data;
+
+	if (p->cond(p->data))
+		fp_loop_stop(p->t->loop);
+	else
+		assert_int_equal(fp_timer_start(p->t->loop, tm, 2, poll_cb), 0);
+}
+
+static void t_run_until(struct t *t, int (*cond)(void *), void *data)
+{
+	struct poll p = { .t = t, .cond = cond, .data = data };
+
+	p.tm.data = &p;
+	assert_int_equal(fp_timer_start(t->loop, &t->wd, WATCHDOG_MS, wd_cb), 0);
+	assert_int_equal(fp_timer_start(t->loop, &p.tm, 2, poll_cb), 0);
+	while (!cond(data) && !t->wd_fired)
+		assert_int_equal(fp_loop_run(t->loop), 0);
+	fp_timer_stop(&p.tm);
+	fp_timer_stop(&t->wd);
+	assert_false(t->wd_fired);
+}
+
+static void t_done(struct t *t)
+{
+	if (--t->pending == 0)
+		fp_loop_stop(t->loop);
+}
+
+static void t_free(struct t *t)
+{
+	fp_loop_free(t->loop);
+}
+
+/* A waiter that notes its status and the fsyncs done when it was called. */
+struct w {
+	struct fp_journal_wait jw;
+	struct t *t;
+	fp_journal *j;
+	int calls;
+	int status;
+	uint64_t fsyncs_at_cb;
+	int order;
+	int *counter;
+};
+
+static void w_cb(struct fp_journal_wait *jw, int status)
+{
+	struct w *w = jw->data;
+	struct fp_journal_stats st;
+
+	w->calls++;
+	w->status = status;
+	if (w->j) {
+		fp_journal_stats_get(w->j, &st);
+		w->fsyncs_at_cb = st.fsyncs;
+	}
+	if (w->counter)
+		w->order = (*w->counter)++;
+	t_done(w->t);
+}
+
+static void w_init(struct w *w, struct t *t, fp_journal *j, int *counter)
+{
+	memset(w, 0, sizeof(*w));
+	w->jw.cb = w_cb;
+	w->jw.data = w;
+	w->t = t;
+	w->j = j;
+	w->counter = counter;
+}
+
+static int append(fp_journal *j, unsigned i, struct w *w)
+{
+	struct sbuf *b = fp_journal_buf(j);
+	char s[32];
+	size_t start = fp_journal_begin(j);
+	int n = snprintf(s, sizeof(s), "item-%u", i);
+
+	fp_jrec_put_u32(b, i);
+	fp_jrec_put_bytes(b, s, (size_t)n);
+	fp_jrec_put_u64(b, (uint64_t)i * 7);
+	return fp_journal_end(j, start, (uint16_t)(1 + i % 3), w ? &w->jw : NULL);
+}
+
+static void closed_cb(void *data)
+{
+	t_done(data);
+}
+
+static void close_journal(struct t *t, fp_journal *j)
+{
+	fp_journal_close(j, closed_cb, t);
+	t_run(t, 1);
+}
+
+static void opts_init(struct fp_journal_options *o, const char *dir,
+		      enum fp_fsync_policy p, struct seen *seen)
+{
+	memset(o, 0, sizeof(*o));
+	o->dir = dir;
+	o->fsync = p;
+	o->replay = replay_cb;
+	o->data = seen;
+	if (seen) {
+		memset(seen, 0, sizeof(*seen));
+		seen->skip_from = (unsigned)-1;
+	}
+}
+
+/* --- the data directory and the writer ----------------------------------- */
+
+/*
+ * A new directory is made, records appended under each policy come back
+ * in order after a reopen, and appends continue after them.
+ */
+static void open_append_reopen(void **state)
+{
+	const enum fp_fsync_policy pol[] = { FP_FSYNC_ALWAYS, FP_FSYNC_INTERVAL,
+					     FP_FSYNC_NEVER };
+	struct fp_journal_options o;
+	struct fp_journal_report rep;
+	char dir[4096], sub[4200], err[320];
+	struct seen seen;
+	struct w w[10];
+	fp_journal *j;
+	unsigned k, i, n = 0;
+	struct t t;
+
+	t_init(&t);
+	tmp_dir(dir, sizeof(dir));
+	file_path(sub, sizeof(sub), dir, "data");
+	for (k = 0; k < 3; k++) {
+		opts_init(&o, sub, pol[k], &seen);
+		assert_int_equal(fp_journal_open(&j, t.loop, &o, &rep, err, sizeof(err)), 0);
+		assert_int_equal(rep.created, k == 0);
+		assert_int_equal(rep.records, n);
+		assert_int_equal(seen.n, n);
+		assert_false(rep.torn);
+		for (i = 0; i < 10; i++) {
+			w_init(&w[i], &t, j, NULL);
+			assert_int_equal(append(j, n + i, &w[i]), 0);
+		}
+		t_run(&t, 10);
+		for (i = 0; i < 10; i++) {
+			assert_int_equal(w[i].calls, 1);
+			assert_int_equal(w[i].status, 0);
+		}
+		n += 10;
+		close_journal(&t, j);
+	}
+	opts_init(&o, sub, FP_FSYNC_NEVER, &seen);
+	assert_int_equal(fp_journal_open(&j, t.loop, &o, &rep, err, sizeof(err)), 0);
+	assert_int_equal(seen.n, 30);
+	close_journal(&t, j);
+	rm_tree(dir);
+	t_free(&t);
+}
+
+/*
+ * always: every waiter is called after an fsync that covers it, and one
+ * fsync serves many: 200 records appended in one go need a few, not 200.
+ */
+static void always_group_commits(void **state)
+{
+	enum { N = 200 };
+	struct fp_journal_options o;
+	struct fp_journal_stats st;
+	char dir[4096], err[320];
+	struct w *w = calloc(N, sizeof(*w));
+	fp_journal *j;
+	int i, counter = 0;
+	struct t t;
+
+	assert_non_null(w);
+	t_init(&t);
+	tmp_dir(dir, sizeof(dir));
+	opts_init(&o, dir, FP_FSYNC_ALWAYS, NULL);
+	assert_int_equal(fp_journal_open(&j, t.loop, &o, NULL, err, sizeof(err)), 0);
+	for (i = 0; i < N; i++) {
+		w_init(&w[i], &t, j, &counter);
+		assert_int_equal(append(j, (unsigned)i, &w[i]), 0);
+	}
+	assert_int_equal(counter, 0);
+	t_run(&t, N);
+	for (i = 0; i < N; i++) {
+		assert_int_equal(w[i].calls, 1);
+		assert_int_equal(w[i].status, 0);
+		assert_true(w[i].fsyncs_at_cb >= 1);
+		/* In the order appended. */
+		assert_int_equal(w[i].order, i);
+	}
+	fp_journal_stats_get(j, &st);
+	assert_int_equal(st.records, N);
+	assert_true(st.fsyncs <= 4);
+	assert_true(st.writes <= 4);
+	print_message("always: %d records, %llu writes, %llu fsyncs\n", N,
+		      (unsigned long long)st.writes, (unsigned long long)st.fsyncs);
+	close_journal(&t, j);
+	rm_tree(dir);
+	t_free(&t);
+	free(w);
+}
+
+static int has_fsynced(void *data)
+{
+	struct fp_journal_stats st;
+
+	fp_journal_stats_get(data, &st);
+	return st.fsyncs > 0;
+}
+
+/*
+ * interval: a waiter is called once written, before any fsync, and the
+ * interval's fsync follows by itself; never: no fsync until close.
+ */
+static void interval_and_never_policies(void **state)
+{
+	struct fp_journal_options o;
+	struct fp_journal_stats st;
+	char dir[4096], err[320];
+	struct w w, fl;
+	fp_journal *j;
+	struct t t;
+	int k;
+
+	t_init(&t);
+	for (k = 0; k < 2; k++) {
+		tmp_dir(dir, sizeof(dir));
+		opts_init(&o, dir, k ? FP_FSYNC_NEVER : FP_FSYNC_INTERVAL, NULL);
+		o.fsync_interval_ms = 20;
+		assert_int_equal(fp_journal_open(&j, t.loop, &o, NULL, err, sizeof(err)), 0);
+		w_init(&w, &t, j, NULL);
+		assert_int_equal(append(j, 0, &w), 0);
+		t_run(&t, 1);
+		assert_int_equal(w.status, 0);
+		assert_int_equal(w.fsyncs_at_cb, 0);
+		if (!k) {
+			/* The interval's own fsync follows without anyone asking. */
+			t_run_until(&t, has_fsynced, j);
+		} else {
+			fp_journal_stats_get(j, &st);
+			assert_int_equal(st.fsyncs, 0);
+		}
+		/* A flush asks for one whatever the policy. */
+		w_init(&fl, &t, j, NULL);
+		assert_int_equal(append(j, 1, NULL), 0);
+		fp_journal_flush(j, &fl.jw);
+		t_run(&t, 1);
+		assert_int_equal(fl.status, 0);
+		assert_true(fl.fsyncs_at_cb >= 1);
+		close_journal(&t, j);
+		rm_tree(dir);
+	}
+	t_free(&t);
+}
+
+/* A cancelled waiter is never called; the record is still written. */
+static void cancelled_waiter_is_not_called(void **state)
+{
+	struct fp_journal_options o;
+	char dir[4096], err[320];
+	struct seen seen;
+	struct w w[2];
+	fp_journal *j;
+	struct t t;
+
+	t_init(&t);
+	tmp_dir(dir, sizeof(dir));
+	opts_init(&o, dir, FP_FSYNC_ALWAYS, NULL);
+	assert_int_equal(fp_journal_open(&j, t.loop, &o, NULL, err, sizeof(err)), 0);
+	w_init(&w[0], &t, j, NULL);
+	w_init(&w[1], &t, j, NULL);
+	assert_int_equal(append(j, 0, &w[0]), 0);
+	assert_int_equal(append(j, 1, &w[1]), 0);
+	fp_journal_wait_cancel(&w[0].jw);
+	t_run(&t, 1);
+	assert_int_equal(w[0].calls, 0);
+	assert_int_equal(w[1].calls, 1);
+	close_journal(&t, j);
+	opts_init(&o, dir, FP_FSYNC_ALWAYS, &seen);
+	assert_int_equal(fp_journal_open(&j, t.loop, &o, NULL, err, sizeof(err)), 0);
+	assert_int_equal(seen.n, 2);
+	close_journal(&t, j);
+	rm_tree(dir);
+	t_free(&t);
+}
+
+/*
+ * A write that fails (a full disk: here RLIMIT_FSIZE's EFBIG) fails its
+ * waiters, leaves no part of its records in the file, and later appends
+ * succeed once there is room again: the journal replays exactly the
+ * records whose waiters were told 0.
+ */
+static void failed_write_is_cut_and_later_appends_work(void **state)
+{
+	struct fp_journal_options o;
+	struct fp_journal_stats st;
+	struct rlimit old, lim;
+	char dir[4096], path[4200], err[320];
+	void (*oldsig)(int);
+	struct seen seen;
+	struct w w[3];
+	struct stat sb;
+	fp_journal *j;
+	struct t t;
+
+	t_init(&t);
+	tmp_dir(dir, sizeof(dir));
+	file_path(path, sizeof(path), dir, "journal");
+	opts_init(&o, dir, FP_FSYNC_ALWAYS, NULL);
+	assert_int_equal(fp_journal_open(&j, t.loop, &o, NULL, err, sizeof(err)), 0);
+	w_init(&w[0], &t, j, NULL);
+	assert_int_equal(append(j, 0, &w[0]), 0);
+	t_run(&t, 1);
+	assert_int_equal(w[0].status, 0);
+	assert_int_equal(stat(path, &sb), 0);
+
+	/* Room for part of the next record only. */
+	oldsig = signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = (rlim_t)sb.st_size + 20;
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	w_init(&w[1], &t, j, NULL);
+	assert_int_equal(append(j, 1, &w[1]), 0);
+	t_run(&t, 1);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, oldsig);
+	assert_int_equal(w[1].status, -EFBIG);
+	fp_journal_stats_get(j, &st);
+	assert_int_equal(st.write_errors, 1);
+	assert_int_equal(st.last_error, -EFBIG);
+	assert_int_equal(st.broken, 0);
+
+	/* Room again: the next record goes where the failed one was. */
+	w_init(&w[2], &t, j, NULL);
+	assert_int_equal(append(j, 2, &w[2]), 0);
+	t_run(&t, 1);
+	assert_int_equal(w[2].status, 0);
+	close_journal(&t, j);
+
+	opts_init(&o, dir, FP_FSYNC_ALWAYS, &seen);
+	seen.skip_from = 1;         /* records 0 and 2, as the waiters were told */
+	assert_int_equal(fp_journal_open(&j, t.loop, &o, NULL, err, sizeof(err)), 0);
+	assert_int_equal(seen.n, 2);
+	close_journal(&t, j);
+	rm_tree(dir);
+	t_free(&t);
+}
+
+/*
+ * A failed fsync breaks the journal: the waiter hears the error and every
+ * later append is refused with it. (/dev/null takes writes and refuses
+ * fdatasync with EINVAL.)
+ */
+static void failed_fsync_breaks_the_journal(void **state)
+{
+	struct fp_journal_stats st;
+	struct w w;
+	fp_journal *j;
+	struct t t;
+	int fd;
+
+	t_init(&t);
+	fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(fp__journal_new(&j, t.loop, fd, 0, FP_FSYNC_ALWAYS, 0), 0);
+	w_init(&w, &t, j, NULL);
+	assert_int_equal(append(j, 0, &w), 0);
+	t_run(&t, 1);
+	assert_int_equal(w.status, -EINVAL);
+	fp_journal_stats_get(j, &st);
+	assert_int_equal(st.broken, -EINVAL);
+	assert_int_equal(append(j, 1, NULL), -EINVAL);
+	close_journal(&t, j);
+	t_free(&t);
+}
+
+/* One forkpoold per directory: the second is told who holds it. */
+static void locked_directory_refused(void **state)
+{
+	struct fp_journal_options o;
+	char dir[4096], err[320], want[64];
+	fp_journal *j, *j2;
+	struct t t;
+
+	t_init(&t);
+	tmp_dir(dir, sizeof(dir));
+	opts_init(&o, dir, FP_FSYNC_INTERVAL, NULL);
+	assert_int_equal(fp_journal_open(&j, t.loop, &o, NULL, err, sizeof(err)), 0);
+	assert_int_equal(fp_journal_open(&j2, t.loop, &o, NULL, err, sizeof(err)), -EBUSY);
+	assert_null(j2);
+	assert_non_null(strstr(err, dir));
+	snprintf(want, sizeof(want), "in use by another forkpoold (pid %ld)", (long)getpid());
+	assert_non_null(strstr(err, want));
+	close_journal(&t, j);
+	/* Released with the journal. */
+	assert_int_equal(fp_journal_open(&j2, t.loop, &o, NULL, err, sizeof(err)), 0);
+	close_journal(&t, j2);
+	rm_tree(dir);
+	t_free(&t);
+}
+
+/*
+ * A directory we may not write to is refused at once, naming it. Root may
+ * write anywhere, so a child that is not root (nobody) tries.
+ */
+static void unwritable_directory_refused(void **state)
+{
+	struct fp_journal_options o;
+	char dir[4096], sub[4200], err[320];
+	fp_journal *j;
+	int status, r;
+	pid_t pid;
+
+	/* Under /tmp, which nobody may search whatever TMPDIR says. */
+	snprintf(dir, sizeof(dir), "/tmp/fp-test-journal-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(chmod(dir, 0755), 0);
+	file_path(sub, sizeof(sub), dir, "ro");
+	assert_int_equal(mkdir(sub, 0555), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		fp_loop *loop;
+
+		if (geteuid() == 0 && (setgid(65534) < 0 || setuid(65534) < 0))
+			_exit(10);
+		if (fp_loop_new(&loop, FP_LOOP_AUTO) < 0)
+			_exit(11);
+		opts_init(&o, sub, FP_FSYNC_INTERVAL, NULL);
+		r = fp_journal_open(&j, loop, &o, NULL, err, sizeof(err));
+		if (r != -EACCES)
+			_exit(12);
+		if (!strstr(err, "data directory") || !strstr(err, sub) ||
+		    !strstr(err, "is not writable: Permission denied"))
+			_exit(13);
+		/* A directory that cannot be made. */
+		snprintf(sub + strlen(sub), sizeof(sub) - strlen(sub), "/new");
+		r = fp_journal_open(&j, loop, &o, NULL, err, sizeof(err));
+		if (r != -EACCES || !strstr(err, "cannot create data directory"))
+			_exit(14);
+		fp_loop_free(loop);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	rm_tree(dir);
+}
+
+/* Opening cuts a torn tail, says where in the log, and appends after it. */
+static void open_cuts_torn_tail_and_warns(void **state)
+{
+	struct fp_journal_options o;
+	struct fp_journal_report rep;
+	char dir[4096], path[4200], err[320], want[96], logtext[4096];
+	struct fp_dlog log;
+	struct seen seen;
+	struct sbuf b;
+	struct w w;
+	size_t offs[4], len;
+	fp_journal *j;
+	struct t t;
+	int mfd;
+
+	t_init(&t);
+	tmp_dir(dir, sizeof(dir));
+	file_path(path, sizeof(path), dir, "journal");
+	build_journal(&b, 4, offs);
+	write_file(path, b.data, b.len - 3);
+	mfd = memfd_create("log", MFD_CLOEXEC);
+	assert_true(mfd >= 0);
+	fp_dlog_init(&log, mfd, FP_LOG_INFO, FP_DLOG_TEXT);
+
+	opts_init(&o, dir, FP_FSYNC_ALWAYS, &seen);
+	o.log = &log;
+	assert_int_equal(fp_journal_open(&j, t.loop, &o, &rep, err, sizeof(err)), 0);
+	assert_int_equal(seen.n, 3);
+	assert_true(rep.torn);
+	assert_int_equal(rep.torn_at, offs[3]);
+	assert_int_equal(rep.torn_bytes, b.len - 3 - offs[3]);
+	free(read_file(path, &len));
+	assert_int_equal(len, offs[3]);
+	memset(logtext, 0, sizeof(logtext));
+	assert_true(pread(mfd, logtext, sizeof(logtext) - 1, 0) > 0);
+	snprintf(want, sizeof(want), "cut a torn last record at byte offset %zu", offs[3]);
+	assert_non_null(strstr(logtext, want));
+	assert_non_null(strstr(logtext, " warn "));
+	assert_non_null(strstr(logtext, path));
+
+	w_init(&w, &t, j, NULL);
+	assert_int_equal(append(j, 3, &w), 0);
+	t_run(&t, 1);
+	close_journal(&t, j);
+	opts_init(&o, dir, FP_FSYNC_ALWAYS, &seen);
+	assert_int_equal(fp_journal_open(&j, t.loop, &o, &rep, err, sizeof(err)), 0);
+	assert_int_equal(seen.n, 4);
+	assert_false(rep.torn);
+	close_journal(&t, j);
+
+	fp_dlog_deinit(&log);
+	close(mfd);
+	sbuf_free(&b);
+	rm_tree(dir);
+	t_free(&t);
+}
+
+/*
+ * Damage in the middle stops the start, naming the file and offset; with
+ * recover the valid records are replayed, the damaged file is kept aside
+ * and the journal rewritten, so the next start is clean without recover.
+ */
+static void open_damaged_refused_then_recovered(void **state)
+{
+	struct fp_journal_options o;
+	struct fp_journal_report rep;
+	char dir[4096], path[4200], err[320], want[64], cmd[4400];
+	struct seen seen;
+	struct sbuf b;
+	size_t offs[5];
+	fp_journal *j;
+	struct t t;
+
+	t_init(&t);
+	tmp_dir(dir, sizeof(dir));
+	file_path(path, sizeof(path), dir, "journal");
+	build_journal(&b, 5, offs);
+	b.data[offs[1] + FP_JREC_HDR_LEN + 1] ^= 1;
+	write_file(path, b.data, b.len);
+
+	opts_init(&o, dir, FP_FSYNC_ALWAYS, &seen);
+	assert_int_equal(fp_journal_open(&j, t.loop, &o, &rep, err, sizeof(err)), -EBADMSG);
+	assert_null(j);
+	assert_non_null(strstr(err, path));
+	snprintf(want, sizeof(want), "at byte offset %zu,", offs[1]);
+	assert_non_null(strstr(err, want));
+	/* Refused, the directory is not left locked. */
+	opts_init(&o, dir, FP_FSYNC_ALWAYS, &seen);
+	o.recover = true;
+	seen.skip_from = 1;
+	assert_int_equal(fp_journal_open(&j, t.loop, &o, &rep, err, sizeof(err)), 0);
+	assert_int_equal(seen.n, 4);
+	assert_int_equal(rep.skipped, 1);
+	assert_int_equal(rep.skipped_bytes, offs[2] - offs[1]);
+	assert_int_equal(rep.first_skip_at, offs[1]);
+	assert_int_equal(append(j, 5, NULL), 0);
+	close_journal(&t, j);
+	snprintf(cmd, sizeof(cmd), "ls '%s' | grep -q '^journal.damaged-'", dir);
+	assert_int_equal(system(cmd), 0);
+
+	opts_init(&o, dir, FP_FSYNC_ALWAYS, &seen);
+	seen.skip_from = 1;
+	assert_int_equal(fp_journal_open(&j, t.loop, &o, &rep, err, sizeof(err)), 0);
+	assert_int_equal(seen.n, 5);
+	assert_int_equal(rep.skipped, 0);
+	close_journal(&t, j);
+	sbuf_free(&b);
+	rm_tree(dir);
+	t_free(&t);
+}
+
+static void open_refuses_wrong_version(void **state)
+{
+	struct fp_journal_options o;
+	char dir[4096], path[4200], err[320];
+	struct sbuf b;
+	fp_journal *j;
+	uint32_t crc;
+	struct t t;
+
+	t_init(&t);
+	tmp_dir(dir, sizeof(dir));
+	file_path(path, sizeof(path), dir, "journal");
+	build_journal(&b, 1, NULL);
+	b.data[8] = 2;
+	crc = fp_crc32c(0, b.data, 12);
+	memcpy(b.data + 12, &crc, 4);
+	write_file(path, b.data, b.len);
+	opts_init(&o, dir, FP_FSYNC_ALWAYS, NULL);
+	o.recover = true;          /* no help for a format it cannot read */
+	assert_int_equal(fp_journal_open(&j, t.loop, &o, NULL, err, sizeof(err)), -ENOTSUP);
+	assert_non_null(strstr(err, "journal format version 2"));
+	assert_non_null(strstr(err, path));
+	sbuf_free(&b);
+	rm_tree(dir);
+	t_free(&t);
+}
+
+/* The replay callback can refuse a record, and says why. */
+static int refuse_cb(void *data, const struct fp_jrec *r, uint64_t off,
+		     char *err, size_t errlen)
+{
+	snprintf(err, errlen, "record at %llu: no", (unsigned long long)off);
+	return -EPROTO;
+}
+
+static void open_fails_when_replay_refuses(void **state)
+{
+	struct fp_journal_options o;
+	char dir[4096], path[4200], err[320];
+	struct sbuf b;
+	size_t offs[1];
+	fp_journal *j;
+	struct t t;
+
+	t_init(&t);
+	tmp_dir(dir, sizeof(dir));
+	file_path(path, sizeof(path), dir, "journal");
+	build_journal(&b, 1, offs);
+	write_file(path, b.data, b.len);
+	opts_init(&o, dir, FP_FSYNC_ALWAYS, NULL);
+	o.replay = refuse_cb;
+	assert_int_equal(fp_journal_open(&j, t.loop, &o, NULL, err, sizeof(err)), -EPROTO);
+	assert_string_equal(err, "record at 16: no");
+	sbuf_free(&b);
+	rm_tree(dir);
+	t_free(&t);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(crc32c_known_vectors),
+		cmocka_unit_test(crc32c_hw_matches_table),
+		cmocka_unit_test(header_checked),
+		cmocka_unit_test(record_round_trip),
+		cmocka_unit_test(record_damage_detected),
+		cmocka_unit_test(scan_cuts_torn_tails),
+		cmocka_unit_test(scan_refuses_damage_in_the_middle),
+		cmocka_unit_test(scan_refuses_other_versions_and_files),
+		cmocka_unit_test(open_append_reopen),
+		cmocka_unit_test(always_group_commits),
+		cmocka_unit_test(interval_and_never_policies),
+		cmocka_unit_test(cancelled_waiter_is_not_called),
+		cmocka_unit_test(failed_write_is_cut_and_later_appends_work),
+		cmocka_unit_test(failed_fsync_breaks_the_journal),
+		cmocka_unit_test(locked_directory_refused),
+		cmocka_unit_test(unwritable_directory_refused),
+		cmocka_unit_test(open_cuts_torn_tail_and_warns),
+		cmocka_unit_test(open_damaged_refused_then_recovered),
+		cmocka_unit_test(open_refuses_wrong_version),
+		cmocka_unit_test(open_fails_when_replay_refuses),
+	};
+	fp_loop *loop;
+	int r;
+
+	r = fp_loop_new(&loop, FP_LOOP_AUTO);
+	if (r < 0) {
+		fprintf(stderr, "no loop (%s): skipping\n", strerror(-r));
+		return 77;
+	}
+	fp_loop_free(loop);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
