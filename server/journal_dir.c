@@ -95,6 +95,7 @@ static int take_lock(struct opener *op)
 	}
 	/* For the message above, seen by the next one to try. */
 	len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	errno = 0;
 	if (ftruncate(op->lockfd, 0) < 0 ||
 	    pwrite(op->lockfd, pid, (size_t)len, 0) != len) {
 		r = errno ? -errno : -EIO;
@@ -146,6 +147,7 @@ static int write_header(struct opener *op, int fd)
 	int r;
 
 	fp_journal_header_put(h);
+	errno = 0;
 	if (ftruncate(fd, 0) < 0 || pwrite(fd, h, sizeof(h), 0) != sizeof(h) ||
 	    fdatasync(fd) < 0 || fsync(op->dirfd) < 0) {
 		r = errno ? -errno : -EIO;
