@@ -3,10 +3,12 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -118,7 +120,8 @@ static void bad_integer_names_the_flag_and_the_value(void **state)
 	assert_non_null(strstr(x->err, "--max-queue: expected an integer from 1 to"));
 	assert_int_equal(load(x, ARGC("--task-timeout", "1.5"), ARGV("--task-timeout", "1.5"),
 			      no_env), -EINVAL);
-	assert_string_equal(x->err, "--task-timeout: expected a non-negative integer, got \"1.5\"");
+	assert_non_null(strstr(x->err, "--task-timeout: expected a duration"));
+	assert_non_null(strstr(x->err, "got \"1.5\""));
 }
 
 static void sizes_take_binary_suffixes(void **state)
@@ -470,6 +473,223 @@ static void modules_are_limited(void **state)
 	assert_non_null(strstr(x->err, "--module: at most"));
 }
 
+static void durations_take_units_and_bare_numbers_keep_theirs(void **state)
+{
+	struct fx *x = *state;
+	const char *path = write_file(x, "task-timeout = 2s\njob-ttl = 1h\n");
+	char *const env[] = { "FORKPOOL_DRAIN_TIMEOUT=1m", NULL };
+	fp_exec_options o[FP_EXEC_MAX];
+	char names[FP_EXEC_MAX][72], cfg[512];
+
+	assert_int_equal(load(x, ARGC("--task-timeout", "500ms", "--job-ttl", "10m",
+				      "--drain-timeout", "45"),
+			      ARGV("--task-timeout", "500ms", "--job-ttl", "10m",
+				   "--drain-timeout", "45"), no_env), 0);
+	assert_int_equal(x->c.task_timeout_ms, 500);
+	assert_int_equal(x->c.job_ttl_s, 600);
+	assert_int_equal(x->c.drain_timeout_s, 45);      /* bare: seconds, as documented */
+	assert_int_equal(load(x, ARGC("--task-timeout", "30s"), ARGV("--task-timeout", "30s"),
+			      no_env), 0);
+	assert_int_equal(x->c.task_timeout_ms, 30000);
+	assert_int_equal(load(x, ARGC("--task-timeout", "1h"), ARGV("--task-timeout", "1h"),
+			      no_env), 0);
+	assert_int_equal(x->c.task_timeout_ms, 3600000);
+	assert_int_equal(load(x, ARGC("--task-timeout", "250"), ARGV("--task-timeout", "250"),
+			      no_env), 0);
+	assert_int_equal(x->c.task_timeout_ms, 250);     /* bare: milliseconds */
+	assert_int_equal(load(x, ARGC("--job-ttl", "3000ms"), ARGV("--job-ttl", "3000ms"),
+			      no_env), 0);
+	assert_int_equal(x->c.job_ttl_s, 3);
+	assert_int_equal(load(x, ARGC("--task-timeout", "0s"), ARGV("--task-timeout", "0s"),
+			      no_env), 0);
+	assert_int_equal(x->c.task_timeout_ms, 0);
+
+	/* The file and the environment take them too. */
+	snprintf(cfg, sizeof(cfg), "--config=%s", path);
+	assert_int_equal(load(x, 2, ARGV(cfg), env), 0);
+	assert_int_equal(x->c.task_timeout_ms, 2000);
+	assert_int_equal(x->c.job_ttl_s, 3600);
+	assert_int_equal(x->c.drain_timeout_s, 60);
+
+	/* And the exec pools' own, as N and as NAME=N. */
+	assert_int_equal(load(x, ARGC("--exec", "py=python3 w.py", "--exec-task-timeout", "py=2s",
+				      "--exec-startup-timeout", "1m"),
+			      ARGV("--exec", "py=python3 w.py", "--exec-task-timeout", "py=2s",
+				   "--exec-startup-timeout", "1m"), no_env), 0);
+	assert_int_equal(fp_config_exec_pools(&x->c, o, names), 1);
+	assert_int_equal(o[0].timeout_ms, 2000);
+	assert_int_equal(o[0].startup_timeout_ms, 60000);
+}
+
+static void bad_durations_name_the_flag_and_the_units(void **state)
+{
+	struct fx *x = *state;
+
+	assert_int_equal(load(x, ARGC("--task-timeout", "5x"), ARGV("--task-timeout", "5x"),
+			      no_env), -EINVAL);
+	assert_string_equal(x->err, "--task-timeout: expected a duration such as 500ms, 30s, 10m"
+			    " or 1h (ms, s, m or h; a bare number is milliseconds), got \"5x\"");
+	assert_int_equal(load(x, ARGC("--job-ttl", "ms"), ARGV("--job-ttl", "ms"), no_env),
+			 -EINVAL);
+	assert_non_null(strstr(x->err, "--job-ttl: expected a duration"));
+	assert_non_null(strstr(x->err, "a bare number is seconds"));
+	assert_int_equal(load(x, ARGC("--job-ttl", "10M"), ARGV("--job-ttl", "10M"), no_env),
+			 -EINVAL);
+	assert_int_equal(load(x, ARGC("--job-ttl", "1 h"), ARGV("--job-ttl", "1 h"), no_env),
+			 -EINVAL);
+	/* Seconds cannot hold 1500 ms: said, not rounded. */
+	assert_int_equal(load(x, ARGC("--job-ttl", "1500ms"), ARGV("--job-ttl", "1500ms"),
+			      no_env), -EINVAL);
+	assert_string_equal(x->err, "--job-ttl: \"1500ms\" is not a whole number of seconds");
+	/* Out of range, in the flag's own terms. */
+	assert_int_equal(load(x, ARGC("--drain-timeout", "200h"), ARGV("--drain-timeout", "200h"),
+			      no_env), -EINVAL);
+	assert_string_equal(x->err, "--drain-timeout: expected a duration from 0s to 604800s,"
+			    " got \"200h\"");
+	assert_int_equal(load(x, ARGC("--task-timeout", "99999999999999999h"),
+			      ARGV("--task-timeout", "99999999999999999h"), no_env), -EINVAL);
+	assert_non_null(strstr(x->err, "--task-timeout: expected a duration from 0ms to"));
+	assert_int_equal(load(x, ARGC("--exec", "py=w", "--exec-task-timeout", "py=2parsecs"),
+			      ARGV("--exec", "py=w", "--exec-task-timeout", "py=2parsecs"), no_env),
+			 -EINVAL);
+	assert_non_null(strstr(x->err, "--exec-task-timeout (exec pool py): expected"));
+	assert_non_null(strstr(x->err, "2parsecs"));
+	assert_int_equal(load(x, 1, ARGV(NULL), (char *const[]){ "FORKPOOL_JOB_TTL=5 days", NULL }),
+			 -EINVAL);
+	assert_non_null(strstr(x->err, "FORKPOOL_JOB_TTL: expected a duration"));
+}
+
+static void help_says_each_duration_unit(void **state)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	(void)state;
+	assert_non_null(f);
+	fp_config_usage(f);
+	fclose(f);
+	assert_non_null(strstr(text, "--task-timeout DURATION"));
+	assert_non_null(strstr(text, "--job-ttl DURATION"));
+	assert_non_null(strstr(text, "a bare number is milliseconds"));
+	assert_non_null(strstr(text, "a bare number is seconds"));
+	assert_non_null(strstr(text, "--unix-mode MODE"));
+	assert_non_null(strstr(text, "--strict-perms"));
+	free(text);
+}
+
+static void module_needs_a_path(void **state)
+{
+	struct fx *x = *state;
+
+	assert_int_equal(load(x, ARGC("--module", "librev.so"), ARGV("--module", "librev.so"),
+			      no_env), -EINVAL);
+	assert_string_equal(x->err, "--module: \"librev.so\" is not a path: write ./librev.so for"
+			    " the file in the working directory (a name without a '/' would be"
+			    " looked up in the system's library path)");
+	assert_int_equal(load(x, 1, ARGV(NULL), (char *const[]){ "FORKPOOL_MODULE=/a.so,b.so",
+								  NULL }), -EINVAL);
+	assert_non_null(strstr(x->err, "FORKPOOL_MODULE: \"b.so\" is not a path: write ./b.so"));
+	assert_int_equal(load(x, ARGC("--module", "./librev.so", "--module", "lib/x.so"),
+			      ARGV("--module", "./librev.so", "--module", "lib/x.so"), no_env), 0);
+	assert_string_equal(x->c.modules[0], "./librev.so");
+	assert_string_equal(x->c.modules[1], "lib/x.so");
+}
+
+static void unix_mode_and_strict_perms(void **state)
+{
+	struct fx *x = *state;
+	const char *path;
+	char cfg[512];
+
+	assert_int_equal(load(x, 1, ARGV(NULL), no_env), 0);
+	assert_int_equal(x->c.unix_mode, 0660);
+	assert_false(x->c.strict_perms);
+	assert_int_equal(load(x, ARGC("--unix-mode", "0600", "--strict-perms"),
+			      ARGV("--unix-mode", "0600", "--strict-perms"), no_env), 0);
+	assert_int_equal(x->c.unix_mode, 0600);
+	assert_true(x->c.strict_perms);
+	/* Octal with or without the leading 0, as chmod takes it. */
+	assert_int_equal(load(x, ARGC("--unix-mode=666"), ARGV("--unix-mode=666"), no_env), 0);
+	assert_int_equal(x->c.unix_mode, 0666);
+	assert_int_equal(load(x, ARGC("--unix-mode", "0999"), ARGV("--unix-mode", "0999"), no_env),
+			 -EINVAL);
+	assert_string_equal(x->err, "--unix-mode: expected an octal mode from 0 to 0777 such as"
+			    " 0660, got \"0999\"");
+	assert_int_equal(load(x, ARGC("--unix-mode", "01777"), ARGV("--unix-mode", "01777"),
+			      no_env), -EINVAL);
+	assert_int_equal(load(x, ARGC("--unix-mode", "rw"), ARGV("--unix-mode", "rw"), no_env),
+			 -EINVAL);
+	/* A switch: no value on the command line takes the next argument. */
+	assert_int_equal(load(x, ARGC("--strict-perms", "--workers", "2"),
+			      ARGV("--strict-perms", "--workers", "2"), no_env), 0);
+	assert_true(x->c.strict_perms);
+	assert_int_equal(x->c.workers, 2);
+	assert_int_equal(load(x, ARGC("--strict-perms=false"), ARGV("--strict-perms=false"),
+			      (char *const[]){ "FORKPOOL_STRICT_PERMS=1", NULL }), 0);
+	assert_false(x->c.strict_perms);
+	assert_int_equal(load(x, 1, ARGV(NULL), (char *const[]){ "FORKPOOL_STRICT_PERMS=yes",
+								  NULL }), 0);
+	assert_true(x->c.strict_perms);
+	assert_int_equal(load(x, ARGC("--strict-perms=maybe"), ARGV("--strict-perms=maybe"),
+			      no_env), -EINVAL);
+	assert_string_equal(x->err, "--strict-perms: expected true or false (also 1/0, yes/no,"
+			    " on/off), got \"maybe\"");
+	path = write_file(x, "strict-perms = true\nunix-mode = 0640\n");
+	snprintf(cfg, sizeof(cfg), "--config=%s", path);
+	assert_int_equal(load(x, 2, ARGV(cfg), no_env), 0);
+	assert_true(x->c.strict_perms);
+	assert_int_equal(x->c.unix_mode, 0640);
+}
+
+/* The token file with `mode`: read with or without --strict-perms. */
+static int read_token_mode(struct fx *x, mode_t mode, bool strict, char **token, char *warn,
+			   size_t warnlen)
+{
+	const char *path;
+
+	if (x->path[0])
+		unlink(x->path);
+	path = write_file(x, "  s3cret\n");
+	assert_int_equal(chmod(path, mode), 0);
+	assert_int_equal(load(x, strict ? 4 : 3, ARGV("--token-file", (char *)path,
+						      strict ? "--strict-perms" : NULL), no_env), 0);
+	*token = NULL;
+	return fp_config_read_token(&x->c, token, warn, warnlen, x->err, sizeof(x->err));
+}
+
+static void token_file_open_to_others_warns_or_is_refused(void **state)
+{
+	struct fx *x = *state;
+	char warn[512], want[512], *token;
+
+	assert_int_equal(read_token_mode(x, 0600, false, &token, warn, sizeof(warn)), 0);
+	assert_string_equal(token, "s3cret");
+	assert_string_equal(warn, "");
+	free(token);
+	assert_int_equal(read_token_mode(x, 0400, true, &token, warn, sizeof(warn)), 0);
+	assert_string_equal(warn, "");
+	free(token);
+
+	assert_int_equal(read_token_mode(x, 0644, false, &token, warn, sizeof(warn)), 0);
+	assert_string_equal(token, "s3cret");
+	snprintf(want, sizeof(want), "--token-file %s: readable or writable by group or others"
+		 " (mode 0644); make it private with chmod 600 %s (--strict-perms refuses to"
+		 " start instead)", x->path, x->path);
+	assert_string_equal(warn, want);
+	free(token);
+	assert_int_equal(read_token_mode(x, 0620, false, &token, warn, sizeof(warn)), 0);
+	assert_non_null(strstr(warn, "(mode 0620)"));
+	free(token);
+
+	assert_int_equal(read_token_mode(x, 0640, true, &token, warn, sizeof(warn)), -EPERM);
+	assert_null(token);
+	snprintf(want, sizeof(want), "--token-file %s: readable or writable by group or others"
+		 " (mode 0640), and --strict-perms is set; make it private with chmod 600 %s",
+		 x->path, x->path);
+	assert_string_equal(x->err, want);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -489,6 +709,12 @@ int main(void)
 		T(exec_pools_have_their_own_limits),
 		T(exec_limits_from_environment_and_file),
 		T(bad_exec_limits_name_the_option_and_the_pool),
+		T(durations_take_units_and_bare_numbers_keep_theirs),
+		T(bad_durations_name_the_flag_and_the_units),
+		T(help_says_each_duration_unit),
+		T(module_needs_a_path),
+		T(unix_mode_and_strict_perms),
+		T(token_file_open_to_others_warns_or_is_refused),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

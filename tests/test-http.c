@@ -26,6 +26,7 @@
 
 #include <cmocka.h>
 
+#include "api_impl.h"
 #include "http.h"
 
 #define WATCHDOG_MS 10000
@@ -1073,6 +1074,109 @@ static void unix_socket_listener(void **state)
 	rmdir(dir);
 }
 
+/*
+ * The socket file's mode is the listener's, not the umask's: 0660 unless
+ * told otherwise, whatever umask the process runs under, which is left as
+ * it was.
+ */
+static void unix_socket_mode_is_0660_or_as_set(void **state)
+{
+	char dir[] = "/tmp/fp-test-http-XXXXXX", path[64], addr[80];
+	mode_t old = umask(022);
+	struct stat st;
+	struct t t;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/api.sock", dir);
+	snprintf(addr, sizeof(addr), "unix:%s", path);
+
+	t_init_limits(&t, NULL);
+	t_listen(&t, addr);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0660);
+	t_free(&t);
+
+	umask(0);
+	t_init_limits(&t, NULL);
+	fp_http_set_unix_mode(t.srv, 0600);
+	t_listen(&t, addr);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(umask(077), 0);
+	client_connect(&t, 0);
+	client_send(&t, 0, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+	{
+		struct rparse rp;
+
+		wait_responses(&t, 0, 1, &rp);
+		assert_int_equal(rp.r[0].status, 200);
+		rparse_free(&rp);
+	}
+	t_free(&t);
+	umask(old);
+	rmdir(dir);
+}
+
+/* The names of the query's parameters, in order, repeats included. */
+static void query_names(struct t *t, fp_http_request *req)
+{
+	const char *name;
+	size_t o = 0;
+
+	for (unsigned i = 0; (name = fp_http_query_name(req, i)); i++)
+		o += (size_t)snprintf(t->note + o, sizeof(t->note) - o, "%s|", name);
+	assert_int_equal(fp_http_respond(req, 204, NULL, NULL, 0), 0);
+}
+
+static void query_parameter_names_in_order(void **state)
+{
+	struct rparse rp;
+	struct t t;
+
+	t_init(&t, NULL);
+	t.on_request = query_names;
+	client_connect(&t, 0);
+	client_send(&t, 0, "GET /p?b=1&a&&enc%20key=2&b=3#x HTTP/1.1\r\nHost: t\r\n\r\n");
+	wait_responses(&t, 0, 1, &rp);
+	rparse_free(&rp);
+	assert_string_equal(t.note, "b|a|enc key|b|");
+	client_send(&t, 0, "GET /p HTTP/1.1\r\nHost: t\r\n\r\n");
+	wait_responses(&t, 0, 2, &rp);
+	rparse_free(&rp);
+	assert_string_equal(t.note, "");
+	t_free(&t);
+}
+
+/* The API's answer when building a body ran out of memory. */
+static void api_body_out_of_memory(struct t *t, fp_http_request *req)
+{
+	struct sbuf b;
+
+	sbuf_init(&b);
+	b.oom = true;
+	fp__api_json(req, 200, &b);
+	sbuf_free(&b);
+}
+
+static void api_out_of_memory_answer_is_exactly_its_text(void **state)
+{
+	static const char want[] =
+		"{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+	struct rparse rp;
+	struct t t;
+
+	t_init(&t, NULL);
+	t.on_request = api_body_out_of_memory;
+	client_connect(&t, 0);
+	client_send(&t, 0, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+	wait_responses(&t, 0, 1, &rp);
+	assert_int_equal(rp.r[0].status, 500);
+	assert_int_equal(rp.r[0].body_len, sizeof(want) - 1);
+	assert_memory_equal(rp.r[0].body, want, sizeof(want) - 1);
+	rparse_free(&rp);
+	t_free(&t);
+}
+
 static void ipv6_loopback_listener(void **state)
 {
 	char err[256];
@@ -1807,6 +1911,9 @@ int main(void)
 		cmocka_unit_test(idle_timeout_closes),
 		cmocka_unit_test(connection_cap_refuses),
 		cmocka_unit_test(unix_socket_listener),
+		cmocka_unit_test(unix_socket_mode_is_0660_or_as_set),
+		cmocka_unit_test(query_parameter_names_in_order),
+		cmocka_unit_test(api_out_of_memory_answer_is_exactly_its_text),
 		cmocka_unit_test(ipv6_loopback_listener),
 		cmocka_unit_test(listen_address_errors),
 		cmocka_unit_test(loopback_addresses),

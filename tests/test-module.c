@@ -402,6 +402,20 @@ static void missing_file_is_refused(void **state)
 	fp_registry_deinit(&reg);
 }
 
+/*
+ * A name without a '/' is not searched in the working directory by dlopen(),
+ * and a reload would read it from there: refused, saying what to write.
+ */
+static void name_without_a_slash_is_refused_with_the_path_to_write(void **state)
+{
+	struct fp_registry reg;
+
+	fp_registry_init(&reg);
+	assert_refused(&reg, "librev.so", NULL, "module librev.so", "./librev.so", NULL);
+	assert_refused(&reg, "libc.so.6", NULL, "./libc.so.6", NULL);
+	fp_registry_deinit(&reg);
+}
+
 static void file_that_is_not_a_shared_object_is_refused(void **state)
 {
 	struct fp_registry reg;
@@ -1065,6 +1079,7 @@ int main(void)
 		cmocka_unit_test(demo_tasks_are_listed_in_order_and_found_by_name),
 		cmocka_unit_test(good_module_tasks_are_found_and_callable),
 		cmocka_unit_test(missing_file_is_refused),
+		cmocka_unit_test(name_without_a_slash_is_refused_with_the_path_to_write),
 		cmocka_unit_test(file_that_is_not_a_shared_object_is_refused),
 		cmocka_unit_test(module_without_fp_module_symbol_is_refused),
 		cmocka_unit_test(module_built_for_another_abi_is_refused),
