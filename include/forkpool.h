@@ -129,7 +129,8 @@ typedef struct fp_options {
 	uint64_t kill_grace_ms;      /* SIGTERM -> SIGKILL delay on timeout/shutdown */
 	size_t max_payload;          /* largest argument or result, bytes (default 64 MiB) */
 	fp_loop_backend backend;     /* used when the pool creates its own loop */
-	const char *modules[FP_MODULES_MAX]; /* shared objects to load; NULL-terminated */
+	const char *modules[FP_MODULES_MAX]; /* paths of shared objects to load (with a
+					       '/': "./librev.so"); NULL-terminated */
 	/*
 	 * Exec pools, ended by an entry whose name is NULL. Each takes the
 	 * pool's kill grace and max_payload, and its max tasks per child, RSS

@@ -326,6 +326,19 @@ static int registry_add(struct fp_registry *reg, const char *path, bool fresh,
 		return fp__errbuf_printf(errbuf, errlen, -EINVAL,
 					 "module: neither a path nor a descriptor given");
 	}
+	/*
+	 * dlopen() looks a name without a '/' up in the library path, never
+	 * in the working directory, while a reload copies the file by the
+	 * name as given (copy_to_memfd): the two could load different files,
+	 * and "librev.so" in the working directory failed with "cannot open
+	 * shared object file". A module is a path.
+	 */
+	if (path && !strchr(path, '/')) {
+		return fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+					 "module %s: not a path; write ./%s for the file in the"
+					 " working directory (a name without a '/' would be looked"
+					 " up in the system's library path)", path, path);
+	}
 	if (path) {
 		/*
 		 * RTLD_NOW: an unresolved symbol is reported here, naming the

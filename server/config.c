@@ -21,6 +21,9 @@ extern char **environ;
 
 #define OFF(field) FP__CONFIG_OFF(field)
 #define DAY_S 86400ull
+/* A duration's unit: what a bare number means, as unit_ms. */
+#define IN_MS 1
+#define IN_S 1000
 
 static const struct fp__config_setting settings[] = {
 	{ "listen", K_LIST, OFF(listen), 0, 0, "ADDR",
@@ -34,8 +37,8 @@ static const struct fp__config_setting settings[] = {
 	  "add up to N to each worker's limit so they do not all recycle at once" },
 	{ "max-rss-mb", K_UINT, OFF(max_rss_mb), 0, 1ull << 24, "N",
 	  "recycle a worker whose RSS passes N MiB after a task (default 0: no limit)" },
-	{ "task-timeout", K_UINT, OFF(task_timeout_ms), 0, 365 * DAY_S * 1000, "MS",
-	  "default task timeout in milliseconds, 0 for none (default 60000)" },
+	{ "task-timeout", K_UINT, OFF(task_timeout_ms), 0, 365 * DAY_S * 1000, "DURATION",
+	  "default task timeout, 0 for none (default 60s)", IN_MS },
 	{ "module", K_LIST, OFF(modules), 0, 0, "PATH",
 	  "task module (shared object) to load; repeatable" },
 	{ "exec", K_LIST, OFF(exec), 0, 0, "NAME=COMMAND",
@@ -46,9 +49,9 @@ static const struct fp__config_setting settings[] = {
 	{ "exec-workers", K_EXEC_UINT, OFF(exec_workers), 0, 1024, "N",
 	  "workers of each exec pool, or NAME=N of pool NAME; repeatable"
 	  " (default 0: as many as --workers)" },
-	{ "exec-startup-timeout", K_EXEC_UINT, OFF(exec_startup_timeout_ms), 1, 3600000, "MS",
-	  "how long an exec pool's program has to say ready, or NAME=MS for pool"
-	  " NAME; repeatable (default 10000)" },
+	{ "exec-startup-timeout", K_EXEC_UINT, OFF(exec_startup_timeout_ms), 1, 3600000,
+	  "DURATION", "how long an exec pool's program has to say ready, or NAME=DURATION"
+	  " for pool NAME; repeatable (default 10s)", IN_MS },
 	{ "exec-max-tasks-per-child", K_EXEC_UINT, OFF(exec_max_tasks_per_child), 0, UINT32_MAX,
 	  "N", "recycle an exec pool's worker after N tasks, 0 never; NAME=N for pool NAME;"
 	  " repeatable (default: --max-tasks-per-child)" },
@@ -59,24 +62,31 @@ static const struct fp__config_setting settings[] = {
 	  "recycle an exec pool's worker whose program's RSS passes N MiB, 0 no limit;"
 	  " NAME=N for pool NAME; repeatable (default: --max-rss-mb)" },
 	{ "exec-task-timeout", K_EXEC_UINT, OFF(exec_task_timeout_ms), 0, 365 * DAY_S * 1000,
-	  "MS", "default timeout of an exec pool's tasks in milliseconds, 0 none; NAME=MS"
-	  " for pool NAME; repeatable (default: --task-timeout)" },
+	  "DURATION", "default timeout of an exec pool's tasks, 0 none; NAME=DURATION"
+	  " for pool NAME; repeatable (default: --task-timeout)", IN_MS },
 	{ "loop", K_LOOP, OFF(loop), 0, 0, "auto|uring|epoll",
 	  "event-loop backend (default auto: io_uring, else epoll)" },
 	{ "token-file", K_PATH, OFF(token_file), 0, 0, "PATH",
 	  "file holding the bearer token every request but /v1/health must carry;"
-	  " required to listen on a non-loopback address" },
+	  " required to listen on a non-loopback address; a warning if group or"
+	  " others may read or write it" },
+	{ "strict-perms", K_BOOL, OFF(strict_perms), 0, 0, NULL,
+	  "refuse to start, instead of warning, when group or others may read or"
+	  " write the --token-file" },
+	{ "unix-mode", K_MODE, OFF(unix_mode), 0, 0, "MODE",
+	  "permissions of unix:/path sockets, in octal, whatever the umask (default"
+	  " 0660: the owner and its group may connect)" },
 	{ "max-body", K_SIZE, OFF(max_body), 1, 1ull << 40, "BYTES",
 	  "largest request body, suffixes k, m, g (default 64m)" },
 	{ "max-queue", K_UINT, OFF(max_queue), 1, 1ull << 40, "N",
 	  "unfinished items across all jobs; past it, 429 (default 1000000)" },
 	{ "max-connections", K_UINT, OFF(max_connections), 1, 1u << 20, "N",
 	  "open connections at most (default 1024)" },
-	{ "job-ttl", K_UINT, OFF(job_ttl_s), 1, 3650 * DAY_S, "SECONDS",
-	  "keep finished jobs this long (default 600)" },
-	{ "drain-timeout", K_UINT, OFF(drain_timeout_s), 0, 7 * DAY_S, "SECONDS",
+	{ "job-ttl", K_UINT, OFF(job_ttl_s), 1, 3650 * DAY_S, "DURATION",
+	  "keep finished jobs this long (default 10m)", IN_S },
+	{ "drain-timeout", K_UINT, OFF(drain_timeout_s), 0, 7 * DAY_S, "DURATION",
 	  "on SIGTERM, wait this long for jobs to finish before cancelling them"
-	  " (default 30)" },
+	  " (default 30s)", IN_S },
 	{ "log-level", K_LEVEL, OFF(log_level), 0, 0, "error|warn|info|debug",
 	  "default info" },
 	{ "log-format", K_FORMAT, OFF(log_format), 0, 0, "text|json",
@@ -110,6 +120,8 @@ static int list_add(struct fp__config_ctx *x, const struct fp__config_setting *s
 	if (is_listen && (r = fp__config_check_listen(x, where, v)) < 0)
 		return r;
 	if (is_exec && (r = fp__config_check_exec(x, where, v)) < 0)
+		return r;
+	if (s->off == OFF(modules) && (r = fp__config_check_module(x, where, v)) < 0)
 		return r;
 	/* A stronger source replaces the list, it does not add to it. */
 	if (x->list_src[idx] != src) {
@@ -145,6 +157,10 @@ static int apply(struct fp__config_ctx *x, const struct fp__config_setting *s, e
 	case K_PATH:
 	case K_CONFIG:
 		return fp__config_set_string(x, s, where, v);
+	case K_MODE:
+		return fp__config_set_mode(x, s, where, v);
+	case K_BOOL:
+		return fp__config_set_bool(x, s, where, v);
 	case K_LOOP:
 		if (fp_loop_backend_parse(v, &x->c->loop) < 0)
 			return fp__config_fail(x, where, "expected auto, uring or epoll, got \"%s\"",
@@ -363,6 +379,7 @@ static void defaults(struct fp_config *c)
 	c->max_connections = 1024;
 	c->job_ttl_s = 600;
 	c->drain_timeout_s = 30;
+	c->unix_mode = 0660;
 	c->loop = FP_LOOP_AUTO;
 	c->log_level = FP_LOG_INFO;
 	c->log_format = FP_DLOG_TEXT;
@@ -428,6 +445,9 @@ int fp_config_load(struct fp_config *c, int argc, char *const argv[],
 		}
 		if (eq) {
 			f->value = eq + 1;
+		} else if (s->kind == K_BOOL) {
+			/* A switch: the next argument is not its value. */
+			f->value = "true";
 		} else if (i + 1 < argc) {
 			f->value = argv[++i];
 		} else {
@@ -507,6 +527,9 @@ void fp_config_usage(FILE *out)
 		else
 			snprintf(left, sizeof(left), "--%s", s->name);
 		fprintf(out, "  %-32s %s\n", left, s->help);
+		if (s->unit_ms)
+			fprintf(out, "  %-32s   a duration: 500ms, 30s, 10m, 1h; a bare number is %s\n",
+				"", s->unit_ms == IN_S ? "seconds" : "milliseconds");
 		if (s->kind != K_HELP && s->kind != K_VERSION) {
 			env_name(s, env, sizeof(env));
 			fprintf(out, "  %-32s   env %s%s\n", "", env,

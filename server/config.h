@@ -18,6 +18,11 @@
  * or NAME, the stronger source wins as usual. A NAME that no --exec or
  * --exec-shell defines is an error.
  *
+ * Durations (task-timeout, job-ttl, drain-timeout, the exec pools' timeouts)
+ * take a unit, 500ms, 30s, 10m or 1h; a bare number is in the unit its field
+ * is kept in (ms or s, as the field's name says), and a value that unit
+ * cannot hold (1500ms for seconds) is an error, not rounded.
+ *
  * The file is named by --config PATH or FORKPOOL_CONFIG. Lines are
  * `key = value`; blank lines and lines starting with '#' are skipped, as is
  * anything after a '#' that follows a blank; a value may be double-quoted.
@@ -69,6 +74,8 @@ struct fp_config {
 	struct fp_config_exec_value exec_max_rss_mb;         /* 0: none; unset: --max-rss-mb */
 	struct fp_config_exec_value exec_task_timeout_ms;    /* 0: none; unset: --task-timeout */
 	char *token_file;                  /* NULL: no authentication */
+	bool strict_perms;                 /* a token file open to others: refuse, not warn */
+	uint64_t unix_mode;                /* unix:/path sockets' permissions (0660) */
 	char *config_file;                 /* the file that was read, or NULL */
 
 	uint64_t workers;                  /* 0: one per online CPU */
@@ -105,6 +112,16 @@ int fp_config_load(struct fp_config *c, int argc, char *const argv[],
 void fp_config_deinit(struct fp_config *c);
 
 void fp_config_usage(FILE *out);
+
+/*
+ * The bearer token from c->token_file (config_token.c): the file's text
+ * without surrounding blanks, one word. A file that group or others may read
+ * or write is a warning, written to `warn` ("" when none), or with
+ * c->strict_perms -EPERM. On error, -errno or -EINVAL with one line in
+ * `err`. The caller frees *token (a secret: explicit_bzero() it first).
+ */
+int fp_config_read_token(const struct fp_config *c, char **token, char *warn, size_t warnlen,
+			 char *err, size_t errlen);
 
 /*
  * The exec pools as fp_pool_new() takes them, in the order --exec then

@@ -8,7 +8,6 @@
  * NAME=N wins for pool NAME when the pools are made.
  */
 #include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -35,7 +34,7 @@ int fp__config_set_exec_uint(struct fp__config_ctx *x, const struct fp__config_s
 			     const char *where, const char *v)
 {
 	struct fp_config_exec_value *field = (struct fp_config_exec_value *)((char *)x->c + s->off);
-	const char *eq = strchr(v, '='), *num = eq ? eq + 1 : v, *end;
+	const char *eq = strchr(v, '='), *num = eq ? eq + 1 : v;
 	size_t n = eq ? (size_t)(eq - v) : 0, i;
 	char q[80], at[160];
 	uint64_t value;
@@ -50,19 +49,9 @@ int fp__config_set_exec_uint(struct fp__config_ctx *x, const struct fp__config_s
 		snprintf(at, sizeof(at), "%s (exec pool %.*s)", where, (int)n, v);
 	else
 		snprintf(at, sizeof(at), "%s", where);
-	r = fp__config_parse_u64(num, &value, &end);
-	if (r == 0 && *end)
-		r = -EINVAL;
-	if (r == 0 && (value < s->min || value > s->max))
-		r = -ERANGE;
-	if (r == -EINVAL)
-		return fp__config_fail(x, at, "expected %s or NAME=%s with %s a %s integer, got \"%s\"",
-				       s->metavar, s->metavar, s->metavar,
-				       s->min ? "positive" : "non-negative",
-				       fp__config_quote(v, q, sizeof(q)));
+	r = fp__config_number(x, s, at, num, v, &value);
 	if (r < 0)
-		return fp__config_fail(x, at, "expected an integer from %" PRIu64 " to %" PRIu64
-				       ", got \"%s\"", s->min, s->max, fp__config_quote(v, q, sizeof(q)));
+		return r;
 	if (!eq) {
 		field->all = value;
 		field->all_set = true;

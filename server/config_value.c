@@ -1,6 +1,7 @@
 /*
  * forkpoold's configuration: single values checked and stored (numbers,
- * sizes, addresses, strings), and the error message every check writes.
+ * durations, sizes, modes, switches, addresses, module paths, strings), and
+ * the error message every check writes.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/un.h>
 
 #include "config_impl.h"
@@ -62,26 +64,95 @@ int fp__config_parse_u64(const char *s, uint64_t *out, const char **end)
 	return 0;
 }
 
+/* A duration's unit, as the messages and --help spell it. */
+static const char *unit_name(uint64_t unit_ms)
+{
+	return unit_ms == 1000 ? "s" : "ms";
+}
+
+static const char *unit_words(uint64_t unit_ms)
+{
+	return unit_ms == 1000 ? "seconds" : "milliseconds";
+}
+
+/*
+ * Digits and an optional unit (ms, s, m, h; a bare number is in unit_ms) as
+ * milliseconds. Lower case only: "M" could as well be a month or a mega.
+ */
+static int parse_duration_ms(const char *v, uint64_t unit_ms, uint64_t *ms)
+{
+	static const struct { const char *suffix; uint64_t ms; } units[] = {
+		{ "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 },
+	};
+	const char *end;
+	uint64_t n, mult = 0;
+	int r = fp__config_parse_u64(v, &n, &end);
+
+	if (r < 0)
+		return r;
+	if (!*end)
+		mult = unit_ms;
+	for (size_t i = 0; !mult && i < sizeof(units) / sizeof(units[0]); i++)
+		if (!strcmp(end, units[i].suffix))
+			mult = units[i].ms;
+	if (!mult)
+		return -EINVAL;
+	if (n > UINT64_MAX / mult)
+		return -ERANGE;
+	*ms = n * mult;
+	return 0;
+}
+
+int fp__config_number(struct fp__config_ctx *x, const struct fp__config_setting *s,
+		      const char *where, const char *v, const char *shown, uint64_t *out)
+{
+	uint64_t n, ms;
+	const char *end;
+	char q[80];
+	int r;
+
+	if (!s->unit_ms) {
+		r = fp__config_parse_u64(v, &n, &end);
+		if (r == 0 && *end)
+			r = -EINVAL;
+	} else {
+		r = parse_duration_ms(v, s->unit_ms, &ms);
+		if (r == 0 && ms % s->unit_ms)
+			return fp__config_fail(x, where, "\"%s\" is not a whole number of %s",
+					       fp__config_quote(shown, q, sizeof(q)),
+					       unit_words(s->unit_ms));
+		n = r == 0 ? ms / s->unit_ms : 0;
+	}
+	if (r == 0 && (n < s->min || n > s->max))
+		r = -ERANGE;
+	if (r == -EINVAL && s->unit_ms)
+		return fp__config_fail(x, where, "expected a duration such as 500ms, 30s, 10m or 1h"
+			    " (ms, s, m or h; a bare number is %s), got \"%s\"",
+			    unit_words(s->unit_ms), fp__config_quote(shown, q, sizeof(q)));
+	if (r == -EINVAL && s->kind == K_EXEC_UINT)
+		return fp__config_fail(x, where, "expected %s or NAME=%s with %s a %s integer, got \"%s\"",
+			    s->metavar, s->metavar, s->metavar, s->min ? "positive" : "non-negative",
+			    fp__config_quote(shown, q, sizeof(q)));
+	if (r == -EINVAL)
+		return fp__config_fail(x, where, "expected a %s integer, got \"%s\"",
+			    s->min ? "positive" : "non-negative", fp__config_quote(shown, q, sizeof(q)));
+	if (r < 0 && s->unit_ms)
+		return fp__config_fail(x, where, "expected a duration from %" PRIu64 "%s to %" PRIu64
+			    "%s, got \"%s\"", s->min, unit_name(s->unit_ms), s->max,
+			    unit_name(s->unit_ms), fp__config_quote(shown, q, sizeof(q)));
+	if (r < 0)
+		return fp__config_fail(x, where, "expected an integer from %" PRIu64 " to %" PRIu64
+			    ", got \"%s\"", s->min, s->max, fp__config_quote(shown, q, sizeof(q)));
+	*out = n;
+	return 0;
+}
+
 int fp__config_set_uint(struct fp__config_ctx *x, const struct fp__config_setting *s,
 			const char *where, const char *v)
 {
-	uint64_t n, *field = (uint64_t *)((char *)x->c + s->off);
-	const char *end;
-	char q[80];
-	int r = fp__config_parse_u64(v, &n, &end);
+	uint64_t *field = (uint64_t *)((char *)x->c + s->off);
 
-	if (r == 0 && *end)
-		r = -EINVAL;
-	if (r == 0 && (n < s->min || n > s->max))
-		r = -ERANGE;
-	if (r == -EINVAL)
-		return fp__config_fail(x, where, "expected a %s integer, got \"%s\"",
-			    s->min ? "positive" : "non-negative", fp__config_quote(v, q, sizeof(q)));
-	if (r < 0)
-		return fp__config_fail(x, where, "expected an integer from %" PRIu64 " to %" PRIu64
-			    ", got \"%s\"", s->min, s->max, fp__config_quote(v, q, sizeof(q)));
-	*field = n;
-	return 0;
+	return fp__config_number(x, s, where, v, v, field);
 }
 
 int fp__config_set_size(struct fp__config_ctx *x, const struct fp__config_setting *s,
@@ -186,4 +257,56 @@ int fp__config_set_string(struct fp__config_ctx *x, const struct fp__config_sett
 	free(*field);
 	*field = copy;
 	return 0;
+}
+
+int fp__config_set_mode(struct fp__config_ctx *x, const struct fp__config_setting *s,
+			const char *where, const char *v)
+{
+	uint64_t *field = (uint64_t *)((char *)x->c + s->off), mode = 0;
+	const char *p = v;
+	char q[80];
+
+	/* Octal always, as chmod reads it: "660" is 0660. */
+	for (; *p >= '0' && *p <= '7' && mode <= 0777; p++)
+		mode = mode * 8 + (uint64_t)(*p - '0');
+	if (p == v || *p || mode > 0777)
+		return fp__config_fail(x, where, "expected an octal mode from 0 to 0777 such as 0660,"
+				       " got \"%s\"", fp__config_quote(v, q, sizeof(q)));
+	*field = mode;
+	return 0;
+}
+
+int fp__config_set_bool(struct fp__config_ctx *x, const struct fp__config_setting *s,
+			const char *where, const char *v)
+{
+	static const char *const yes[] = { "true", "1", "yes", "on" };
+	static const char *const no[] = { "false", "0", "no", "off" };
+	bool *field = (bool *)((char *)x->c + s->off);
+	char q[80];
+
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+		if (!strcasecmp(v, yes[i]) || !strcasecmp(v, no[i])) {
+			*field = !strcasecmp(v, yes[i]);
+			return 0;
+		}
+	}
+	return fp__config_fail(x, where, "expected true or false (also 1/0, yes/no, on/off),"
+			       " got \"%s\"", fp__config_quote(v, q, sizeof(q)));
+}
+
+int fp__config_check_module(struct fp__config_ctx *x, const char *where, const char *v)
+{
+	char q[80];
+
+	/*
+	 * dlopen() looks a name without a '/' up in the library path, never in
+	 * the working directory, and a reload (SIGHUP) reads the file by the
+	 * name as given: refused here, with what to write instead.
+	 */
+	if (strchr(v, '/'))
+		return 0;
+	fp__config_quote(v, q, sizeof(q));
+	return fp__config_fail(x, where, "\"%s\" is not a path: write ./%s for the file in the"
+			       " working directory (a name without a '/' would be looked up in"
+			       " the system's library path)", q, q);
 }

@@ -342,12 +342,12 @@ static void bad_exec_limits_name_the_option_and_the_pool(void **state)
 	assert_int_equal(load(x, 5, ARGV("--exec", "py=python3 w.py",
 					 "--exec-task-timeout", "py=99999999999999"), no_env),
 			 -EINVAL);
-	assert_string_equal(x->err, "--exec-task-timeout (exec pool py): expected an integer"
-			    " from 0 to 31536000000, got \"py=99999999999999\"");
+	assert_string_equal(x->err, "--exec-task-timeout (exec pool py): expected a duration"
+			    " from 0ms to 31536000000ms, got \"py=99999999999999\"");
 	assert_int_equal(load(x, 5, ARGV("--exec", "py=python3 w.py",
 					 "--exec-startup-timeout", "py=0"), no_env), -EINVAL);
-	assert_string_equal(x->err, "--exec-startup-timeout (exec pool py): expected an integer"
-			    " from 1 to 3600000, got \"py=0\"");
+	assert_string_equal(x->err, "--exec-startup-timeout (exec pool py): expected a duration"
+			    " from 1ms to 3600000ms, got \"py=0\"");
 	assert_int_equal(load(x, 5, ARGV("--exec", "py=python3 w.py",
 					 "--exec-workers", "p y=2"), no_env), -EINVAL);
 	assert_string_equal(x->err, "--exec-workers: expected N or NAME=N with NAME an exec"
