@@ -71,6 +71,12 @@ int fp_http_server_new(fp_http_server **out, fp_loop *loop,
 int fp_http_listen(fp_http_server *srv, const char *addr, char *bound, size_t boundlen,
 		   char *errbuf, size_t errlen);
 
+/*
+ * The permissions of the socket files of later unix:/path listeners (0660
+ * unless set: the owner and its group may connect), whatever the umask.
+ */
+void fp_http_set_unix_mode(fp_http_server *srv, unsigned mode);
+
 /* Is the address a loopback one (127.0.0.0/8, ::1, localhost, unix:)? */
 int fp_http_addr_is_loopback(const char *addr);
 
@@ -109,6 +115,12 @@ const char *fp_http_target(const fp_http_request *req);
 const char *fp_http_query(const fp_http_request *req, const char *name);
 /* The n-th (from 0) occurrence of a repeated parameter; fp_http_query is n = 0. */
 const char *fp_http_query_nth(const fp_http_request *req, const char *name, unsigned n);
+/*
+ * The name of the i-th (from 0) parameter in the order sent, repeats
+ * included, percent-decoded; NULL past the last. For refusing names a
+ * handler does not know.
+ */
+const char *fp_http_query_name(const fp_http_request *req, unsigned i);
 /* A request header by name, any case; NULL when absent. */
 const char *fp_http_header(const fp_http_request *req, const char *name);
 /* The (de-chunked) body; NUL-terminated, len excludes the NUL. */

@@ -221,6 +221,8 @@ struct fp_http_server {
 	uint8_t freeing;
 	uint8_t killing;               /* fp_http_server_free() closing connections */
 	uint8_t destroy_when_done;     /* freed from inside the loop: finish later */
+	uint8_t unix_mode_set;         /* else unix sockets get FP_HTTP_UNIX_MODE */
+	unsigned unix_mode;
 
 	time_t date_sec;
 	char date[40];                 /* "Date: ...\r\n" */

@@ -1,8 +1,9 @@
 /*
  * Listeners: "HOST:PORT", "[V6]:PORT" and "unix:/path" parsed, resolved,
  * bound and listened on (a unix socket file left by a dead server taken
- * over, one a live server answers on refused), accepted sockets handed to
- * fp__http_conn_accept(), and the loopback check on an address.
+ * over, one a live server answers on refused; its mode the server's, not
+ * the umask's), accepted sockets handed to fp__http_conn_accept(), and the
+ * loopback check on an address.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,6 +20,17 @@
 
 #include "errors.h"
 #include "http_impl.h"
+
+/* The owner and its group may connect; others may not. */
+#define FP_HTTP_UNIX_MODE 0660
+
+void fp_http_set_unix_mode(fp_http_server *srv, unsigned mode)
+{
+	if (!srv)
+		return;
+	srv->unix_mode = mode & 0777;
+	srv->unix_mode_set = 1;
+}
 
 void fp__http_listener_close(struct listener *l)
 {
@@ -111,6 +123,7 @@ static int listen_unix(fp_http_server *srv, const char *path, char *bound,
 {
 	struct sockaddr_un sa;
 	struct stat st;
+	mode_t mode, old_mask;
 	int fd, r;
 
 	memset(&sa, 0, sizeof(sa));
@@ -141,8 +154,19 @@ static int listen_unix(fp_http_server *srv, const char *path, char *bound,
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return fp__errbuf_printf(errbuf, errlen, -errno, "socket: %s", strerror(errno));
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		r = -errno;
+	/*
+	 * bind() makes the file with 0777 less the umask, so the umask alone
+	 * says who may connect (0755 under the usual 022: anyone). The mode is
+	 * set at creation through the umask, not by a chmod() after it: that
+	 * would leave a moment with the umask's mode, and follow a symlink put
+	 * in the socket's place in a shared directory. The umask is the
+	 * process's; the master runs one thread, and it is put back at once.
+	 */
+	mode = srv->unix_mode_set ? srv->unix_mode : FP_HTTP_UNIX_MODE;
+	old_mask = umask(~mode & 0777);
+	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
+	umask(old_mask);
+	if (r < 0) {
 		close(fd);
 		return fp__errbuf_printf(errbuf, errlen, r, "cannot bind unix:%s: %s", path,
 					 strerror(-r));

@@ -188,6 +188,15 @@ const char *fp_http_query(const fp_http_request *req, const char *name)
 	return fp_http_query_nth(req, name, 0);
 }
 
+const char *fp_http_query_name(const fp_http_request *creq, unsigned i)
+{
+	fp_http_request *req = (fp_http_request *)creq;
+
+	if (!req || !req->target_ready || query_parse(req) < 0 || i >= req->nqp)
+		return NULL;
+	return req->arena + req->qp[i].key;
+}
+
 const char *fp__http_header_find(const struct conn *c, const char *name)
 {
 	unsigned i;

@@ -17,10 +17,9 @@
  * STOPPING leaves the loop; teardown then answers what is still open, closes
  * the sockets and shuts the pool down.
  */
-#include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -48,8 +47,6 @@
 /* How long responses already queued may take to reach their clients. */
 #define LINGER_MS 1000
 #define SETTLE_GRACE_MS 200
-/* The token file is read once; a token is short. */
-#define TOKEN_MAX 4096
 
 enum phase { RUNNING, DRAINING, CANCELLING, STOPPING };
 
@@ -57,6 +54,7 @@ struct daemon {
 	struct fp_config cfg;
 	struct fp_dlog log;
 	char *token;
+	char token_warning[PATH_MAX * 2 + 256];   /* logged once the log is up */
 
 	fp_loop *loop;
 	fp_pool *pool;
@@ -204,7 +202,7 @@ static size_t cancel_unfinished(struct daemon *d)
 		return 0;
 	}
 	for (k = 0; k < sizeof(states) / sizeof(states[0]); k++) {
-		n = fp_jobs_list(d->jobs, &states[k], list, st.jobs);
+		n = fp_jobs_list(d->jobs, &states[k], 0, list, st.jobs);
 		for (i = 0; i < n && i < st.jobs; i++)
 			if (fp_jobs_cancel(d->jobs, list[i]) == 0)
 				cancelled++;
@@ -287,70 +285,16 @@ static void on_reload_signal(fp_signal *sig, int signum)
 
 /* --- start-up ------------------------------------------------------------ */
 
-/* The bearer token: the file's text without surrounding blanks, one line. */
-static int read_token(const char *path, char **out, char *err, size_t errlen)
-{
-	char buf[TOKEN_MAX + 1], *s, *e;
-	size_t len = 0;
-	ssize_t n;
-	int fd;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		snprintf(err, errlen, "cannot read it: %s", strerror(errno));
-		return -errno;
-	}
-	while (len < sizeof(buf) - 1) {
-		n = read(fd, buf + len, sizeof(buf) - 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			snprintf(err, errlen, "cannot read it: %s", strerror(errno));
-			close(fd);
-			return -EIO;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
-	if (len >= TOKEN_MAX) {
-		snprintf(err, errlen, "the file is over %d bytes; a token is one short line",
-			 TOKEN_MAX);
-		return -EINVAL;
-	}
-	buf[len] = '\0';
-	for (s = buf; isspace((unsigned char)*s); s++)
-		;
-	for (e = buf + len; e > s && isspace((unsigned char)e[-1]); e--)
-		;
-	*e = '\0';
-	if (s == e) {
-		snprintf(err, errlen, "the file is empty; put the bearer token in it");
-		return -EINVAL;
-	}
-	for (char *p = s; p < e; p++) {
-		if (iscntrl((unsigned char)*p) || *p == ' ') {
-			snprintf(err, errlen, "the token must be one word with no blanks"
-				 " or control characters");
-			return -EINVAL;
-		}
-	}
-	*out = strdup(s);
-	/* The token is a secret: no copy of it stays on the stack. */
-	explicit_bzero(buf, sizeof(buf));
-	return *out ? 0 : -ENOMEM;
-}
-
 /* Authentication, or loopback only. Exits 2 like any bad setting. */
 static int check_security(struct daemon *d)
 {
-	char err[256];
+	char err[PATH_MAX * 2 + 256];
 	size_t i;
 
 	if (d->cfg.token_file) {
-		if (read_token(d->cfg.token_file, &d->token, err, sizeof(err)) < 0) {
-			fprintf(stderr, "forkpoold: --token-file %s: %s\n", d->cfg.token_file, err);
+		if (fp_config_read_token(&d->cfg, &d->token, d->token_warning,
+					 sizeof(d->token_warning), err, sizeof(err)) < 0) {
+			fprintf(stderr, "forkpoold: %s\n", err);
 			return -EINVAL;
 		}
 		return 0;
@@ -470,6 +414,7 @@ static int start(struct daemon *d)
 		return r;
 	}
 	fp_http_set_access_log(d->http, access_log, d);
+	fp_http_set_unix_mode(d->http, (unsigned)d->cfg.unix_mode);
 	fp_api_attach_http(d->api, d->http);
 
 	for (i = 0; i < d->cfg.nlisten; i++) {
@@ -604,6 +549,8 @@ int main(int argc, char *argv[])
 
 	fp_dlog_init(&d.log, STDERR_FILENO, d.cfg.log_level, d.cfg.log_format);
 	fp_dlog_hold(&d.log);
+	if (d.token_warning[0])
+		fp_dlog_warn(&d.log, "%s", d.token_warning);
 	d.drain_timer.data = &d;
 
 	r = start(&d);
