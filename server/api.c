@@ -72,9 +72,11 @@ void fp_api_count_reload(fp_api *api, unsigned workers)
 
 void fp__api_json(fp_http_request *req, int status, struct sbuf *b)
 {
+	/* Its length from the literal itself: a count typed by hand once read past it. */
+	static const char oom[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+
 	if (b->oom) {
-		fp_http_respond(req, 500, "application/json",
-				"{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}", 59);
+		fp_http_respond(req, 500, "application/json", oom, sizeof(oom) - 1);
 		return;
 	}
 	sbuf_add(b, "\n", 1);
@@ -97,6 +99,76 @@ void fp__api_error(fp_http_request *req, int status, const char *code, const cha
 	fp__api_json(req, status, &b);
 	sbuf_free(&b);
 }
+
+/* --- strict input -------------------------------------------------------- */
+
+/*
+ * A name an endpoint does not know is a mistake that would otherwise pass
+ * unseen (a misspelled "timeout_ms" silently left the default 60 s), so it
+ * is refused with the known ones. Each endpoint keeps its known body members
+ * and query parameters in NULL-terminated lists beside its handler: adding
+ * one is one line there.
+ */
+static void known_names(struct sbuf *b, const char *const *known)
+{
+	for (size_t i = 0; known[i]; i++)
+		sbuf_printf(b, "%s%s", i ? ", " : "", known[i]);
+}
+
+int fp__api_only_members(fp_http_request *req, json_t *obj, const char *const *known,
+			 const char *where)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(obj, key, v) {
+		size_t i;
+		struct sbuf names;
+
+		for (i = 0; known[i] && strcmp(known[i], key) != 0; i++)
+			;
+		if (known[i])
+			continue;
+		sbuf_init(&names);
+		known_names(&names, known);
+		fp__api_error(req, 400, "unknown_member", "%sunknown member \"%.100s\"; known: %s",
+			      where, key, names.data ? names.data : "");
+		sbuf_free(&names);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int fp__api_only_params(fp_http_request *req, const char *const *known)
+{
+	const char *name;
+	struct sbuf names;
+
+	for (unsigned k = 0; (name = fp_http_query_name(req, k)); k++) {
+		size_t i;
+
+		for (i = 0; known[i] && strcmp(known[i], name) != 0; i++)
+			;
+		if (known[i])
+			continue;
+		if (!known[0]) {
+			fp__api_error(req, 400, "unknown_parameter", "unknown query parameter"
+				      " \"%.100s\": %s %s takes no query parameters", name,
+				      fp_http_method(req), fp_http_path(req));
+			return -EINVAL;
+		}
+		sbuf_init(&names);
+		known_names(&names, known);
+		fp__api_error(req, 400, "unknown_parameter", "unknown query parameter \"%.100s\""
+			      " for %s %s; known: %s", name, fp_http_method(req), fp_http_path(req),
+			      names.data ? names.data : "");
+		sbuf_free(&names);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+const char *const fp__api_no_params[] = { NULL };
 
 /* --- waiting for a job --------------------------------------------------- */
 
@@ -355,18 +427,25 @@ void fp__api_submitted(fp_api *api, fp_http_request *req, fp_job *job)
 	fp__api_answer_job(api, req, job, 202, 0, false);
 }
 
+/* What a submission's query may say when its body is JSON. */
+static const char *const submit_params[] = { "wait", "results", NULL };
+
+static const char *const apply_members[] = { "task", "args", "timeout_ms", "retries", NULL };
+
 static void post_apply(fp_api *api, fp_http_request *req)
 {
 	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
-	json_t *body = fp__api_parse_body(req), *task, *args;
+	json_t *body, *task, *args;
 	int64_t timeout, retries;
 	struct fp_buf item;
 	fp_job *job;
 	char *text;
 	int err;
 
-	if (!body)
+	if (fp__api_only_params(req, submit_params) || !(body = fp__api_parse_body(req)))
 		return;
+	if (fp__api_only_members(req, body, apply_members, ""))
+		goto out;
 	task = json_object_get(body, "task");
 	if (!json_is_string(task)) {
 		fp__api_error(req, 400, "bad_request", "\"task\" must be a string naming a task");
@@ -411,16 +490,21 @@ static void submit_map(fp_api *api, fp_http_request *req, const char *task,
 		fp__api_submitted(api, req, job);
 }
 
+static const char *const map_members[] = { "task", "items", "timeout_ms", "retries",
+					    "chunksize", NULL };
+
 static void post_map_json(fp_api *api, fp_http_request *req)
 {
 	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
-	json_t *body = fp__api_parse_body(req), *task, *items;
+	json_t *body, *task, *items;
 	int64_t timeout, retries, chunksize;
 	struct fp_buf *bufs = NULL;
 	size_t n = 0;
 
-	if (!body)
+	if (fp__api_only_params(req, submit_params) || !(body = fp__api_parse_body(req)))
 		return;
+	if (fp__api_only_members(req, body, map_members, ""))
+		goto out;
 	task = json_object_get(body, "task");
 	items = json_object_get(body, "items");
 	if (!json_is_string(task)) {
@@ -498,6 +582,10 @@ int fp__api_ndjson_items(fp_http_request *req, struct fp_buf **out, size_t *nout
 	return err ? -EINVAL : 0;
 }
 
+/* An NDJSON map says in its query what a JSON one says in its body. */
+static const char *const map_ndjson_params[] = { "task", "timeout_ms", "retries", "chunksize",
+						 "wait", "results", NULL };
+
 static void post_map_ndjson(fp_api *api, fp_http_request *req)
 {
 	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
@@ -506,6 +594,8 @@ static void post_map_ndjson(fp_api *api, fp_http_request *req)
 	struct fp_buf *bufs;
 	size_t n;
 
+	if (fp__api_only_params(req, map_ndjson_params))
+		return;
 	if (!task || !*task) {
 		fp__api_error(req, 400, "bad_request",
 			      "an NDJSON map names its task in the query: /v1/map?task=NAME");
@@ -561,6 +651,10 @@ static bool token_ok(fp_api *api, fp_http_request *req)
 	return diff == 0;
 }
 
+/* What /v1/jobs/ID (GET; DELETE takes none) and /v1/jobs/ID/results take in their query. */
+static const char *const job_get_params[] = { "wait", "results", NULL };
+static const char *const job_results_params[] = { "order", NULL };
+
 static void route_job(fp_api *api, fp_http_request *req, const char *rest)
 {
 	const char *slash = strchr(rest, '/');
@@ -583,6 +677,9 @@ static void route_job(fp_api *api, fp_http_request *req, const char *rest)
 		method_not_allowed(req, "GET, HEAD, DELETE");
 		return;
 	}
+	if (fp__api_only_params(req, slash ? job_results_params : is_get(req) ? job_get_params
+				: fp__api_no_params))
+		return;
 	job = fp_jobs_find(api->jobs, id);
 	if (!job) {
 		fp__api_error(req, 404, "no_such_job",
@@ -647,19 +744,20 @@ void fp_api_handler(fp_http_request *req, void *data)
 	static const struct {
 		const char *path;
 		void (*fn)(fp_api *, fp_http_request *);
+		const char *const *params;      /* NULL: the handler checks its own */
 	} gets[] = {
-		{ "/v1/jobs", fp__api_jobs_list },
-		{ "/v1/tasks", fp__api_tasks },
-		{ "/v1/workers", fp__api_workers },
-		{ "/v1/health", fp__api_health },
-		{ "/metrics", fp__api_metrics },
+		{ "/v1/jobs", fp__api_jobs_list, NULL },
+		{ "/v1/tasks", fp__api_tasks, fp__api_no_params },
+		{ "/v1/workers", fp__api_workers, fp__api_no_params },
+		{ "/v1/health", fp__api_health, fp__api_no_params },
+		{ "/metrics", fp__api_metrics, fp__api_no_params },
 	};
 	for (size_t i = 0; i < sizeof(gets) / sizeof(gets[0]); i++) {
 		if (strcmp(path, gets[i].path) != 0)
 			continue;
 		if (!is_get(req))
 			method_not_allowed(req, "GET, HEAD");
-		else
+		else if (!gets[i].params || fp__api_only_params(req, gets[i].params) == 0)
 			gets[i].fn(api, req);
 		return;
 	}

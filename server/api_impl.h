@@ -40,6 +40,17 @@ struct fp_api {
 void fp__api_error(fp_http_request *req, int status, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 void fp__api_json(fp_http_request *req, int status, struct sbuf *b);
+/*
+ * Strict input: a member of `obj` not in `known` (NULL-terminated), or a
+ * query parameter not in `known`, is answered 400 unknown_member or
+ * unknown_parameter naming it (after `where`, e.g. "stage 1 (lower): ") and
+ * the known ones; -EINVAL then. fp__api_no_params: an endpoint that takes
+ * none.
+ */
+int fp__api_only_members(fp_http_request *req, json_t *obj, const char *const *known,
+			 const char *where);
+int fp__api_only_params(fp_http_request *req, const char *const *known);
+extern const char *const fp__api_no_params[];
 /* ?results=1 (or true). */
 bool fp__api_want_results(fp_http_request *req);
 /* Seconds from ?wait=S as ms, capped; -1 when absent; -2 when malformed. */

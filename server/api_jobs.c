@@ -1,7 +1,7 @@
 /*
- * Jobs over HTTP: the job document, the list, cancel and forget, and the
- * NDJSON stream of results as items finish (in input or completion order),
- * written with back-pressure.
+ * Jobs over HTTP: the job document, the list (paged by a cursor), cancel and
+ * forget, and the NDJSON stream of results as items finish (in input or
+ * completion order), written with back-pressure.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -174,14 +174,63 @@ void fp__api_job_delete(fp_api *api, fp_http_request *req, fp_job *job)
 	fp__api_answer_job(api, req, job, 200, CANCEL_WAIT_MS, false);
 }
 
+/* --- the list ------------------------------------------------------------ */
+
+static const char *const list_params[] = { "state", "limit", "after", NULL };
+
+/*
+ * ?after= as the list's cursor: a "next" of an earlier page (the last job's
+ * place in submission order, printed as a number, but opaque to clients),
+ * or the id of a job still kept. 0 when absent; -1 after answering 400.
+ */
+static int list_after(fp_api *api, fp_http_request *req, uint64_t *before)
+{
+	const char *s = fp_http_query(req, "after");
+	fp_job *job;
+	char *end;
+
+	*before = 0;
+	if (!s)
+		return 0;
+	if (strlen(s) == 32 && strspn(s, "0123456789abcdef") == 32) {
+		job = fp_jobs_find(api->jobs, s);
+		if (!job) {
+			fp__api_error(req, 400, "bad_request", "?after=%s: no job with that id is kept"
+				      " (any more); page with the \"next\" of the previous answer,"
+				      " which outlives its job", s);
+			return -1;
+		}
+		*before = fp_job_seq(job);
+		return 0;
+	}
+	errno = 0;
+	if (*s >= '1' && *s <= '9')
+		*before = strtoull(s, &end, 10);
+	if (!*before || *end || errno) {
+		fp__api_error(req, 400, "bad_request", "?after= takes the \"next\" of a previous"
+			      " answer (or a job's id), not '%.100s'", s);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * GET /v1/jobs: newest first, by submission. A full page ends with "next",
+ * the cursor ?after= takes to go on after its last job; null at the end.
+ * Jobs submitted since do not shift the pages (they come before the first)
+ * and jobs forgotten since do not either, the cursor's own included.
+ */
 void fp__api_jobs_list(fp_api *api, fp_http_request *req)
 {
 	const char *st = fp_http_query(req, "state"), *lim = fp_http_query(req, "limit");
 	enum fp_job_state state;
 	size_t limit = LIST_DEFAULT, n, i;
+	uint64_t before;
 	fp_job **jobs;
 	struct sbuf b;
 
+	if (fp__api_only_params(req, list_params) || list_after(api, req, &before) < 0)
+		return;
 	if (st && fp_job_state_parse(st, &state) < 0) {
 		fp__api_error(req, 400, "bad_request",
 			      "unknown state '%s'; states: queued, running, done, failed, cancelled", st);
@@ -196,20 +245,25 @@ void fp__api_jobs_list(fp_api *api, fp_http_request *req)
 		}
 		limit = v;
 	}
-	jobs = calloc(limit, sizeof(*jobs));
+	/* One more than the page: whether there is a next one. */
+	jobs = calloc(limit + 1, sizeof(*jobs));
 	if (!jobs) {
 		fp__api_error(req, 500, "internal", "out of memory");
 		return;
 	}
-	n = fp_jobs_list(api->jobs, st ? &state : NULL, jobs, limit);
+	n = fp_jobs_list(api->jobs, st ? &state : NULL, before, jobs, limit + 1);
 	sbuf_init(&b);
 	sbuf_adds(&b, "{\"jobs\":[");
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n && i < limit; i++) {
 		if (i)
 			sbuf_adds(&b, ",");
 		fp__api_job_doc(&b, jobs[i], false);
 	}
-	sbuf_adds(&b, "]}");
+	if (n > limit)
+		sbuf_printf(&b, "],\"next\":\"%llu\"}",
+			    (unsigned long long)fp_job_seq(jobs[limit - 1]));
+	else
+		sbuf_adds(&b, "],\"next\":null}");
 	fp__api_json(req, 200, &b);
 	sbuf_free(&b);
 	free(jobs);

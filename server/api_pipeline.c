@@ -9,7 +9,8 @@
  *   /v1/pipelines?stages=words,lower&workers=0,1&buffer=,100&reduce=count
  *
  * Every mistake is answered before anything runs, with a 400 that names the
- * stage (by index and task) and the member that is wrong. Also the pipeline
+ * stage (by index and task) and the member that is wrong; a member or query
+ * parameter not in this file's lists is refused as unknown. Also the pipeline
  * members of a job's document (its stages' counters, the reduced value).
  */
 #include <errno.h>
@@ -116,35 +117,19 @@ static int member_int(fp_http_request *req, json_t *obj, const char *key, int64_
 	return 0;
 }
 
-/* Members other than `allowed` (NULL-terminated) are typos: say which. */
-static int only_members(fp_http_request *req, json_t *obj, const char *const *allowed,
-			const char *where)
-{
-	const char *key;
-	json_t *v;
-
-	json_object_foreach(obj, key, v) {
-		size_t i;
-		for (i = 0; allowed[i] && strcmp(allowed[i], key) != 0; i++)
-			;
-		if (!allowed[i]) {
-			struct sbuf names;
-			sbuf_init(&names);
-			for (i = 0; allowed[i]; i++)
-				sbuf_printf(&names, "%s%s", i ? ", " : "", allowed[i]);
-			fp__api_error(req, 400, "bad_request", "%sunknown member \"%s\"; known: %s",
-				      where, key, names.data ? names.data : "");
-			sbuf_free(&names);
-			return -EINVAL;
-		}
-	}
-	return 0;
-}
+/* The known members and parameters of each form, one list each. */
+static const char *const stage_members[] = { "task", "workers", "buffer", "timeout_ms",
+					     "retries", NULL };
+static const char *const reduce_members[] = { "task", "batch", NULL };
+static const char *const body_members[] = { "stages", "items", "reduce", "ordered",
+					    "timeout_ms", "retries", NULL };
+static const char *const json_params[] = { "wait", "results", NULL };
+static const char *const ndjson_params[] = { "stages", "workers", "buffer", "stage_timeout_ms",
+					     "stage_retries", "reduce", "batch", "ordered",
+					     "timeout_ms", "retries", "wait", "results", NULL };
 
 static int json_stage(fp_http_request *req, json_t *js, size_t i, fp_stage *st)
 {
-	static const char *const keys[] = { "task", "workers", "buffer", "timeout_ms",
-					    "retries", NULL };
 	char where[96];
 	json_t *task;
 	int64_t workers, buffer, timeout, retries;
@@ -168,7 +153,7 @@ static int json_stage(fp_http_request *req, json_t *js, size_t i, fp_stage *st)
 		return -EINVAL;
 	}
 	snprintf(where, sizeof(where), "stage %zu (%.40s): ", i, json_string_value(task));
-	if (only_members(req, js, keys, where) ||
+	if (fp__api_only_members(req, js, stage_members, where) ||
 	    member_int(req, js, "workers", 0, MAX_STAGE_WORKERS, 0, &workers, where) ||
 	    member_int(req, js, "buffer", 1, MAX_BUFFER, 0, &buffer, where) ||
 	    member_int(req, js, "timeout_ms", 0, MAX_TIMEOUT_MS, -1, &timeout, where) ||
@@ -185,7 +170,6 @@ static int json_stage(fp_http_request *req, json_t *js, size_t i, fp_stage *st)
 
 static int json_reduce(fp_http_request *req, json_t *jr, fp_pipeline_options *po)
 {
-	static const char *const keys[] = { "task", "batch", NULL };
 	json_t *task;
 	int64_t batch;
 
@@ -201,7 +185,7 @@ static int json_reduce(fp_http_request *req, json_t *jr, fp_pipeline_options *po
 			      "\"reduce\" must be a task name or {\"task\":\"NAME\",\"batch\":N}");
 		return -EINVAL;
 	}
-	if (only_members(req, jr, keys, "reduce: ") ||
+	if (fp__api_only_members(req, jr, reduce_members, "reduce: ") ||
 	    member_int(req, jr, "batch", 2, MAX_BATCH, 0, &batch, "reduce: "))
 		return -EINVAL;
 	po->reduce = json_string_value(task);
@@ -211,16 +195,14 @@ static int json_reduce(fp_http_request *req, json_t *jr, fp_pipeline_options *po
 
 static void post_json(fp_api *api, fp_http_request *req)
 {
-	static const char *const keys[] = { "stages", "items", "reduce", "ordered",
-					    "timeout_ms", "retries", NULL };
 	struct pipeline_req p = { .po = FP_PIPELINE_OPTIONS_DEFAULT };
-	json_t *body = fp__api_parse_body(req), *stages, *items, *ordered, *v;
+	json_t *body, *stages, *items, *ordered, *v;
 	struct fp_buf *bufs = NULL;
 	size_t i, n = 0;
 
-	if (!body)
+	if (fp__api_only_params(req, json_params) || !(body = fp__api_parse_body(req)))
 		return;
-	if (only_members(req, body, keys, ""))
+	if (fp__api_only_members(req, body, body_members, ""))
 		goto out;
 	stages = json_object_get(body, "stages");
 	items = json_object_get(body, "items");
@@ -352,6 +334,8 @@ static void post_ndjson(fp_api *api, fp_http_request *req)
 	struct fp_buf *bufs = NULL;
 	size_t i, n;
 
+	if (fp__api_only_params(req, ndjson_params))
+		return;
 	if (!list || !*list) {
 		fp__api_error(req, 400, "bad_request",
 			      "an NDJSON pipeline names its stages in the query: "

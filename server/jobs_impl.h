@@ -61,6 +61,7 @@ struct fp_job {
 	enum fp_job_kind kind;
 	enum fp_job_state state;
 	uint64_t call_id;
+	uint64_t seq;              /* submission order, for paging the list */
 	size_t total, ndone, nfailed;
 	uint64_t created_at, finished_at;   /* wall clock */
 	uint64_t expire_ms;                 /* monotonic, once finished */
@@ -103,7 +104,8 @@ struct fp_jobs {
 
 	fp_job **buckets;          /* chained hash table by id, power-of-two size */
 	size_t nbuckets;
-	fp_job *all;               /* kept jobs, newest first */
+	fp_job *all;               /* kept jobs, newest first (seq descending) */
+	uint64_t last_seq;
 	fp_job *fin_head, *fin_tail;   /* finished jobs, in finishing (= expiry) order */
 	size_t nfinished;
 	size_t unfinished;

@@ -1123,6 +1123,7 @@ static void query_names(struct t *t, fp_http_request *req)
 	const char *name;
 	size_t o = 0;
 
+	t->note[0] = '\0';
 	for (unsigned i = 0; (name = fp_http_query_name(req, i)); i++)
 		o += (size_t)snprintf(t->note + o, sizeof(t->note) - o, "%s|", name);
 	assert_int_equal(fp_http_respond(req, 204, NULL, NULL, 0), 0);

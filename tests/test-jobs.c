@@ -498,7 +498,7 @@ static void unknown_task_and_bad_arguments_are_refused(void **state)
 	assert_int_equal(st.jobs, 0);
 	assert_int_equal(st.submitted, 0);
 	assert_int_equal(st.items_pending, 0);
-	assert_int_equal(fp_jobs_list(f.jobs, NULL, list, 4), 0);
+	assert_int_equal(fp_jobs_list(f.jobs, NULL, 0, list, 4), 0);
 	fp_test_jobs_teardown(&f);
 }
 
@@ -527,7 +527,7 @@ static void over_max_queue_is_refused_until_items_finish(void **state)
 	assert_int_equal(st.submitted, 1);
 	assert_int_equal(st.jobs, 1);
 	assert_int_equal(st.items_pending, 8);
-	assert_int_equal(fp_jobs_list(f.jobs, NULL, list, 8), 1);
+	assert_int_equal(fp_jobs_list(f.jobs, NULL, 0, list, 8), 1);
 
 	/* Up to the cap exactly is fine. */
 	b = submit_map(&f, "square", &(struct items){ three.b, NULL, 2 }, 0);
@@ -1056,27 +1056,59 @@ static void list_is_newest_first_with_a_state_filter(void **state)
 	d = submit_apply(&f, "square", "2");
 	wait_finished(&f, d);
 
-	assert_int_equal(fp_jobs_list(f.jobs, NULL, out, 8), 4);
+	assert_int_equal(fp_jobs_list(f.jobs, NULL, 0, out, 8), 4);
 	assert_ptr_equal(out[0], d);
 	assert_ptr_equal(out[1], c);
 	assert_ptr_equal(out[2], b);
 	assert_ptr_equal(out[3], a);
-	assert_int_equal(fp_jobs_list(f.jobs, NULL, out, 2), 2);
+	assert_int_equal(fp_jobs_list(f.jobs, NULL, 0, out, 2), 2);
 	assert_ptr_equal(out[0], d);
 	assert_ptr_equal(out[1], c);
 
 	assert_int_equal(fp_job_state_parse("done", &s), 0);
-	assert_int_equal(fp_jobs_list(f.jobs, &s, out, 8), 2);
+	assert_int_equal(fp_jobs_list(f.jobs, &s, 0, out, 8), 2);
 	assert_ptr_equal(out[0], d);
 	assert_ptr_equal(out[1], a);
 	assert_int_equal(fp_job_state_parse("failed", &s), 0);
-	assert_int_equal(fp_jobs_list(f.jobs, &s, out, 8), 1);
+	assert_int_equal(fp_jobs_list(f.jobs, &s, 0, out, 8), 1);
 	assert_ptr_equal(out[0], c);
 	assert_int_equal(fp_job_state_parse("queued", &s), 0);
-	assert_int_equal(fp_jobs_list(f.jobs, &s, out, 8), 1);
+	assert_int_equal(fp_jobs_list(f.jobs, &s, 0, out, 8), 1);
 	assert_ptr_equal(out[0], b);
 	assert_int_equal(fp_job_state_parse("cancelled", &s), 0);
-	assert_int_equal(fp_jobs_list(f.jobs, &s, out, 8), 0);
+	assert_int_equal(fp_jobs_list(f.jobs, &s, 0, out, 8), 0);
+	fp_test_jobs_teardown(&f);
+}
+
+/* A page starts before a job's seq; neither new jobs nor forgotten ones move it. */
+static void list_pages_from_a_cursor(void **state)
+{
+	struct fp_test_jobs f;
+	fp_job *j[5], *e, *out[8];
+	enum fp_job_state s;
+	uint64_t cursor;
+
+	fp_test_jobs_setup(&f, 2);
+	for (int i = 0; i < 5; i++) {
+		j[i] = submit_apply(&f, "square", "3");
+		wait_finished(&f, j[i]);
+		assert_int_equal(fp_job_seq(j[i]), i ? fp_job_seq(j[i - 1]) + 1 : 1);
+	}
+	assert_int_equal(fp_jobs_list(f.jobs, NULL, 0, out, 2), 2);
+	assert_ptr_equal(out[1], j[3]);
+	cursor = fp_job_seq(out[1]);
+	/* The job the cursor names goes, a later one comes. */
+	fp_jobs_forget(f.jobs, j[3]);
+	e = submit_apply(&f, "square", "4");
+	wait_finished(&f, e);
+	assert_int_equal(fp_jobs_list(f.jobs, NULL, cursor, out, 8), 3);
+	assert_ptr_equal(out[0], j[2]);
+	assert_ptr_equal(out[1], j[1]);
+	assert_ptr_equal(out[2], j[0]);
+	assert_int_equal(fp_jobs_list(f.jobs, NULL, fp_job_seq(j[0]), out, 8), 0);
+	assert_int_equal(fp_job_state_parse("done", &s), 0);
+	assert_int_equal(fp_jobs_list(f.jobs, &s, fp_job_seq(j[2]), out, 1), 1);
+	assert_ptr_equal(out[0], j[1]);
 	fp_test_jobs_teardown(&f);
 }
 
@@ -1318,6 +1350,7 @@ int main(void)
 		cmocka_unit_test(forget_from_inside_on_item_cancels_the_rest),
 		cmocka_unit_test(watch_forget_hears_when_a_finished_job_goes),
 		cmocka_unit_test(list_is_newest_first_with_a_state_filter),
+		cmocka_unit_test(list_pages_from_a_cursor),
 		cmocka_unit_test(close_refuses_new_jobs_and_lets_old_ones_finish),
 		cmocka_unit_test(free_with_jobs_running_then_run_the_loop),
 		cmocka_unit_test(free_with_jobs_running_then_free_the_pool),

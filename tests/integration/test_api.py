@@ -571,10 +571,10 @@ class ApiTest(DaemonTestCase):
             self.assertIn(b"HTTP/1.1 100", out.stderr)
 
     def test_access_log_line_per_request(self):
-        self.daemon.get("/v1/tasks?x=access-log-probe")
-        line = self.daemon.wait_line(r"GET /v1/tasks\?x=access-log-probe 200", 5)
+        self.daemon.get("/v1/jobs?limit=777")
+        line = self.daemon.wait_line(r"GET /v1/jobs\?limit=777 200", 5)
         self.assertRegex(line, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z info GET "
-                               r"/v1/tasks\?x=access-log-probe 200 bytes=\d+ "
+                               r"/v1/jobs\?limit=777 200 bytes=\d+ "
                                r"duration_ms=\d+\.\d+ peer=")
 
     def test_first_log_line_is_listening(self):

@@ -278,14 +278,14 @@ class PipelineTest(DaemonTestCase):
             ({"stages": ["echo", {"task": "echo", "buffer": 0}], "items": [1]},
              "bad_request", "buffer"),
             ({"stages": ["echo", {"task": "echo", "bufer": 5}], "items": [1]},
-             "bad_request", "bufer"),
+             "unknown_member", "bufer"),
             ({"stages": ["echo"], "items": [1], "reduce": "nosuch"}, "unknown_task",
              "reduce"),
             ({"stages": ["echo"], "items": [1], "reduce": 5}, "bad_request", "reduce"),
             ({"stages": ["echo"], "items": [1], "reduce": {"task": "sum", "batch": 1}},
              "bad_request", "batch"),
             ({"stages": ["echo"], "items": [1], "ordered": "yes"}, "bad_request", "ordered"),
-            ({"stages": ["echo"], "items": [1], "timeout": 5}, "bad_request", "timeout"),
+            ({"stages": ["echo"], "items": [1], "timeout": 5}, "unknown_member", "timeout"),
             ({"stages": ["echo"] * 65, "items": [1]}, "bad_request", "stages"),
         ]
         for body, code, needle in cases:

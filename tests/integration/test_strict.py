@@ -161,9 +161,10 @@ class JobPagingTest(DaemonTestCase):
                 # Submissions and evictions between pages move nothing: the
                 # job the cursor stands after goes, and one of a later page.
                 late = self.submit_many(5)
-                for gone in (got[-1], ids[20]):
-                    self.daemon.wait_job(gone)
-                    self.assertEqual(self.daemon.delete("/v1/jobs/" + gone).status, 204)
+                gone = {got[-1], ids[20]}
+                for g in gone:
+                    self.daemon.wait_job(g)
+                    self.assertEqual(self.daemon.delete("/v1/jobs/" + g).status, 204)
             if cursor is None:
                 break
             self.assertIsInstance(cursor, str)
@@ -180,7 +181,7 @@ class JobPagingTest(DaemonTestCase):
         self.assertIn("next", msg)
         # A state filter pages the same way.
         for i in ids:
-            if i != ids[20]:
+            if i not in gone:
                 self.daemon.wait_job(i)
         done, cursor = self.page("?state=done&limit=2")
         more, _ = self.page("?state=done&limit=2&after=" + cursor)
