@@ -40,7 +40,8 @@ static const struct fp__config_setting settings[] = {
 	{ "task-timeout", K_UINT, OFF(task_timeout_ms), 0, 365 * DAY_S * 1000, "DURATION",
 	  "default task timeout, 0 for none (default 60s)", IN_MS },
 	{ "module", K_LIST, OFF(modules), 0, 0, "PATH",
-	  "task module (shared object) to load; repeatable" },
+	  "task module (shared object) to load, by a path with a '/' (./librev.so);"
+	  " repeatable" },
 	{ "exec", K_LIST, OFF(exec), 0, 0, "NAME=COMMAND",
 	  "an exec pool: workers that run COMMAND (split into words, no shell), whose"
 	  " tasks are called NAME.task; repeatable" },
