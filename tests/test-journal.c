@@ -27,6 +27,7 @@
 #include "journal_crc.h"
 #include "journal_format.h"
 #include "journal_impl.h"
+#include "journal_jobs.h"
 #include "journal_read.h"
 #include "loop.h"
 
@@ -1084,6 +1085,210 @@ static void open_fails_when_replay_refuses(void **state)
 	t_free(&t);
 }
 
+/* --- the job store's records --------------------------------------------- */
+
+/* Every prefix of a record's payload is refused, never read past. */
+static void check_prefixes_refused(const struct sbuf *b, size_t start,
+				   int (*get)(const struct fp_jrec *r))
+{
+	struct fp_jrec r;
+	size_t cut;
+
+	assert_int_equal(fp_jrec_parse(b->data + start, b->len - start, &r), 0);
+	for (cut = 0; cut < r.len; cut++) {
+		struct fp_jrec t = r;
+		unsigned char *copy = malloc(cut ? cut : 1);
+
+		/* A copy of just `cut` bytes, so ASan sees any overread. */
+		assert_non_null(copy);
+		memcpy(copy, r.payload, cut);
+		t.payload = copy;
+		t.len = (uint32_t)cut;
+		assert_int_equal(get(&t), -EBADMSG);
+		free(copy);
+	}
+}
+
+static int get_job_only(const struct fp_jrec *r)
+{
+	struct fp_jr_job j;
+	int e = fp_jr_get_job(r, &j);
+
+	if (e == 0)
+		fp_jr_job_clear(&j);
+	return e;
+}
+
+static int get_outcomes_all(const struct fp_jrec *r)
+{
+	struct fp_jr_outcomes o;
+	struct fp_jr_outcome e;
+	uint8_t id[FP_JR_ID_BYTES];
+	int k;
+
+	if ((k = fp_jr_outcomes_get_begin(&o, r, id)) < 0)
+		return k;
+	while ((k = fp_jr_outcomes_get_next(&o, &e)) == 1)
+		;
+	return k;
+}
+
+static int get_mark_only(const struct fp_jrec *r)
+{
+	struct fp_jr_mark m;
+
+	return fp_jr_get_mark(r, &m);
+}
+
+static void job_records_round_trip(void **state)
+{
+	struct fp_jr_item items[3] = { { "1", 1 }, { "", 0 }, { "{\"a\":[1,2]}", 11 } };
+	struct fp_jr_opts stages[2] = {
+		{ .task = "square", .task_len = 6, .timeout_ms = -1, .retries = 2,
+		  .retry_on = 5, .workers = 3, .buffer = 100 },
+		{ .task = "ex.upper", .task_len = 8, .timeout_ms = 2500 },
+	};
+	struct fp_jr_job in, out;
+	struct fp_jrec r;
+	struct sbuf b;
+	size_t start;
+	int k;
+
+	sbuf_init(&b);
+	for (k = 0; k < 2; k++) {
+		memset(&in, 0, sizeof(in));
+		memset(in.id, 0xa0 + k, sizeof(in.id));
+		in.kind = (uint8_t)(k ? 2 : 1);
+		in.created_at = 1765000000123ull;
+		in.body_hash = 0x1122334455667788ull;
+		in.n = 3;
+		in.items = items;
+		if (k) {
+			in.nstages = 2;
+			in.stages = stages;
+			in.reduce = "sum";
+			in.reduce_len = 3;
+			in.reduce_batch = 256;
+			in.ordered = true;
+		} else {
+			in.idem_key = "key-1";
+			in.idem_key_len = 5;
+			in.opts = (struct fp_jr_opts){ .task = "square", .task_len = 6,
+				.timeout_ms = 60000, .retries = 3, .retry_on = 7, .chunksize = 64 };
+		}
+		sbuf_reset(&b);
+		start = fp_jrec_begin(&b);
+		assert_int_equal(fp_jr_put_job(&b, &in), 0);
+		assert_int_equal(fp_jrec_end(&b, start, FP_JR_JOB), 0);
+		assert_int_equal(fp_jrec_parse(b.data, b.len, &r), 0);
+		assert_int_equal(r.type, FP_JR_JOB);
+		assert_int_equal(fp_jr_get_job(&r, &out), 0);
+		assert_memory_equal(out.id, in.id, FP_JR_ID_BYTES);
+		assert_int_equal(out.kind, in.kind);
+		assert_int_equal(out.created_at, in.created_at);
+		assert_int_equal(out.body_hash, in.body_hash);
+		assert_int_equal(out.n, 3);
+		assert_int_equal(out.items[0].len, 1);
+		assert_memory_equal(out.items[0].text, "1", 1);
+		assert_int_equal(out.items[1].len, 0);
+		assert_int_equal(out.items[2].len, 11);
+		assert_memory_equal(out.items[2].text, items[2].text, 11);
+		if (k) {
+			assert_null(out.idem_key);
+			assert_int_equal(out.nstages, 2);
+			assert_int_equal(out.stages[0].task_len, 6);
+			assert_memory_equal(out.stages[0].task, "square", 6);
+			assert_int_equal(out.stages[0].timeout_ms, -1);
+			assert_int_equal(out.stages[0].retries, 2);
+			assert_int_equal(out.stages[0].retry_on, 5);
+			assert_int_equal(out.stages[0].workers, 3);
+			assert_int_equal(out.stages[0].buffer, 100);
+			assert_memory_equal(out.stages[1].task, "ex.upper", 8);
+			assert_int_equal(out.stages[1].timeout_ms, 2500);
+			assert_int_equal(out.reduce_len, 3);
+			assert_memory_equal(out.reduce, "sum", 3);
+			assert_int_equal(out.reduce_batch, 256);
+			assert_true(out.ordered);
+		} else {
+			assert_int_equal(out.idem_key_len, 5);
+			assert_memory_equal(out.idem_key, "key-1", 5);
+			assert_int_equal(out.nstages, 0);
+			assert_memory_equal(out.opts.task, "square", 6);
+			assert_int_equal(out.opts.timeout_ms, 60000);
+			assert_int_equal(out.opts.retries, 3);
+			assert_int_equal(out.opts.retry_on, 7);
+			assert_int_equal(out.opts.chunksize, 64);
+			assert_null(out.reduce);
+		}
+		fp_jr_job_clear(&out);
+		check_prefixes_refused(&b, 0, get_job_only);
+	}
+	sbuf_free(&b);
+}
+
+static void outcome_and_mark_records_round_trip(void **state)
+{
+	struct fp_jr_outcome e[3] = {
+		{ .pos = 0, .status = 0, .attempts = 1, .text = "42", .len = 2 },
+		{ .pos = 7, .status = 3, .attempts = 4, .index = 9, .stage = 1,
+		  .text = "worker killed by SIGKILL", .len = 24 },
+		{ .pos = 8, .status = 0, .attempts = 1, .text = "", .len = 0 },
+	};
+	uint8_t id[FP_JR_ID_BYTES], got[FP_JR_ID_BYTES];
+	struct fp_jr_outcomes o;
+	struct fp_jr_outcome x;
+	struct fp_jr_mark m, mo;
+	struct fp_jrec r;
+	struct sbuf b;
+	size_t start;
+	int origin, i;
+
+	memset(id, 0x5c, sizeof(id));
+	sbuf_init(&b);
+	for (origin = 0; origin < 2; origin++) {
+		sbuf_reset(&b);
+		start = fp_jrec_begin(&b);
+		fp_jr_outcomes_begin(&o, &b, id, origin);
+		for (i = 0; i < 3; i++)
+			fp_jr_outcomes_put(&o, &e[i]);
+		fp_jr_outcomes_end(&o);
+		assert_int_equal(fp_jrec_end(&b, start, FP_JR_OUTCOMES), 0);
+		assert_int_equal(fp_jrec_parse(b.data, b.len, &r), 0);
+		assert_int_equal(fp_jr_outcomes_get_begin(&o, &r, got), 0);
+		assert_memory_equal(got, id, sizeof(id));
+		for (i = 0; i < 3; i++) {
+			assert_int_equal(fp_jr_outcomes_get_next(&o, &x), 1);
+			assert_int_equal(x.pos, e[i].pos);
+			assert_int_equal(x.status, e[i].status);
+			assert_int_equal(x.attempts, e[i].attempts);
+			assert_int_equal(x.index, origin ? e[i].index : 0);
+			assert_int_equal(x.stage, origin ? e[i].stage : 0);
+			assert_int_equal(x.len, e[i].len);
+			assert_memory_equal(x.text, e[i].text, x.len);
+		}
+		assert_int_equal(fp_jr_outcomes_get_next(&o, &x), 0);
+		check_prefixes_refused(&b, 0, get_outcomes_all);
+	}
+
+	sbuf_reset(&b);
+	memcpy(m.id, id, sizeof(id));
+	m.value = 4;
+	m.when = 1765000000999ull;
+	start = fp_jrec_begin(&b);
+	fp_jr_put_mark(&b, &m);
+	assert_int_equal(fp_jrec_end(&b, start, FP_JR_END), 0);
+	assert_int_equal(fp_jrec_parse(b.data, b.len, &r), 0);
+	assert_int_equal(fp_jr_get_mark(&r, &mo), 0);
+	assert_memory_equal(mo.id, id, sizeof(id));
+	assert_int_equal(mo.value, 4);
+	assert_int_equal(mo.when, m.when);
+	check_prefixes_refused(&b, 0, get_mark_only);
+	assert_string_equal(fp_jr_type_name(FP_JR_FORGET), "FORGET");
+	assert_string_equal(fp_jr_type_name(99), "unknown");
+	sbuf_free(&b);
+}
+
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1107,6 +1312,8 @@ int main(void)
 		cmocka_unit_test(open_damaged_refused_then_recovered),
 		cmocka_unit_test(open_refuses_wrong_version),
 		cmocka_unit_test(open_fails_when_replay_refuses),
+		cmocka_unit_test(job_records_round_trip),
+		cmocka_unit_test(outcome_and_mark_records_round_trip),
 	};
 	fp_loop *loop;
 	int r;

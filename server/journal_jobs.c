@@ -1,0 +1,282 @@
+/*
+ * The job store's journal records: encoding and decoding (journal_jobs.h
+ * lists them). Decoding checks every field against the payload's length
+ * and every count against what is left, so a record that passed its CRC
+ * but was written by a buggy build is refused, never read out of bounds.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "journal_jobs.h"
+
+/* The least bytes one encoded item, stage or outcome takes. */
+enum { ITEM_MIN = 4, STAGE_MIN = 4 + 8 + 4 + 4 + 4 + 8, OUTCOME_MIN = 4 + 1 + 4 + 4 };
+
+const char *fp_jr_type_name(uint16_t type)
+{
+	switch (type) {
+	case FP_JR_JOB:
+		return "JOB";
+	case FP_JR_STARTED:
+		return "STARTED";
+	case FP_JR_OUTCOMES:
+		return "OUTCOMES";
+	case FP_JR_END:
+		return "END";
+	case FP_JR_CANCEL:
+		return "CANCEL";
+	case FP_JR_FORGET:
+		return "FORGET";
+	}
+	return "unknown";
+}
+
+static void put_id(struct sbuf *b, const uint8_t id[FP_JR_ID_BYTES])
+{
+	sbuf_add(b, (const char *)id, FP_JR_ID_BYTES);
+}
+
+static void get_id(struct fp_jcur *c, uint8_t id[FP_JR_ID_BYTES])
+{
+	if (c->err || (size_t)(c->end - c->p) < FP_JR_ID_BYTES) {
+		c->err = -EBADMSG;
+		memset(id, 0, FP_JR_ID_BYTES);
+		return;
+	}
+	memcpy(id, c->p, FP_JR_ID_BYTES);
+	c->p += FP_JR_ID_BYTES;
+}
+
+/* A byte string that may be absent: its length + 1, so 0 is "none". */
+static void put_opt_bytes(struct sbuf *b, const char *p, size_t n)
+{
+	fp_jrec_put_u32(b, p ? (uint32_t)n + 1 : 0);
+	if (p && n)
+		sbuf_add(b, p, n);
+}
+
+static const char *get_opt_bytes(struct fp_jcur *c, size_t *n)
+{
+	uint32_t len = fp_jcur_u32(c);
+	const char *s;
+
+	*n = 0;
+	if (c->err || len == 0)
+		return NULL;
+	if ((size_t)(c->end - c->p) < len - 1) {
+		c->err = -EBADMSG;
+		return NULL;
+	}
+	s = (const char *)c->p;
+	c->p += len - 1;
+	*n = len - 1;
+	return s;
+}
+
+static void put_opts(struct sbuf *b, const struct fp_jr_opts *o, bool stage)
+{
+	fp_jrec_put_bytes(b, o->task, o->task_len);
+	fp_jrec_put_u64(b, (uint64_t)o->timeout_ms);
+	fp_jrec_put_u32(b, o->retries);
+	fp_jrec_put_u32(b, o->retry_on);
+	if (stage) {
+		fp_jrec_put_u32(b, o->workers);
+		fp_jrec_put_u64(b, o->buffer);
+	} else {
+		fp_jrec_put_u64(b, o->chunksize);
+	}
+}
+
+static void get_opts(struct fp_jcur *c, struct fp_jr_opts *o, bool stage)
+{
+	memset(o, 0, sizeof(*o));
+	o->task = fp_jcur_bytes(c, &o->task_len);
+	o->timeout_ms = (int64_t)fp_jcur_u64(c);
+	o->retries = fp_jcur_u32(c);
+	o->retry_on = fp_jcur_u32(c);
+	if (stage) {
+		o->workers = fp_jcur_u32(c);
+		o->buffer = fp_jcur_u64(c);
+	} else {
+		o->chunksize = fp_jcur_u64(c);
+	}
+	if (!c->err && !o->task_len)
+		c->err = -EBADMSG;     /* every call names its task */
+}
+
+/* --- JOB ----------------------------------------------------------------- */
+
+int fp_jr_put_job(struct sbuf *b, const struct fp_jr_job *job)
+{
+	size_t i;
+
+	put_id(b, job->id);
+	fp_jrec_put_u8(b, job->kind);
+	fp_jrec_put_u64(b, job->created_at);
+	put_opt_bytes(b, job->idem_key, job->idem_key_len);
+	fp_jrec_put_u64(b, job->body_hash);
+	fp_jrec_put_u32(b, (uint32_t)job->nstages);
+	if (job->nstages) {
+		for (i = 0; i < job->nstages; i++)
+			put_opts(b, &job->stages[i], true);
+		put_opt_bytes(b, job->reduce, job->reduce_len);
+		fp_jrec_put_u64(b, job->reduce_batch);
+		fp_jrec_put_u8(b, job->ordered);
+	} else {
+		put_opts(b, &job->opts, false);
+	}
+	fp_jrec_put_u64(b, job->n);
+	for (i = 0; i < job->n; i++)
+		fp_jrec_put_bytes(b, job->items[i].text, job->items[i].len);
+	return b->oom ? -ENOMEM : 0;
+}
+
+void fp_jr_job_clear(struct fp_jr_job *job)
+{
+	free(job->stages);
+	free(job->items);
+	job->stages = NULL;
+	job->items = NULL;
+}
+
+int fp_jr_get_job(const struct fp_jrec *r, struct fp_jr_job *out)
+{
+	struct fp_jcur c;
+	uint64_t n;
+	size_t i;
+
+	memset(out, 0, sizeof(*out));
+	fp_jcur_init(&c, r);
+	get_id(&c, out->id);
+	out->kind = fp_jcur_u8(&c);
+	out->created_at = fp_jcur_u64(&c);
+	out->idem_key = get_opt_bytes(&c, &out->idem_key_len);
+	out->body_hash = fp_jcur_u64(&c);
+	out->nstages = fp_jcur_u32(&c);
+	if (c.err || out->nstages > (size_t)(c.end - c.p) / STAGE_MIN)
+		return -EBADMSG;
+	if (out->nstages) {
+		out->stages = calloc(out->nstages, sizeof(*out->stages));
+		if (!out->stages)
+			return -ENOMEM;
+		for (i = 0; i < out->nstages; i++)
+			get_opts(&c, &out->stages[i], true);
+		out->reduce = get_opt_bytes(&c, &out->reduce_len);
+		out->reduce_batch = fp_jcur_u64(&c);
+		out->ordered = fp_jcur_u8(&c) != 0;
+	} else {
+		get_opts(&c, &out->opts, false);
+	}
+	n = fp_jcur_u64(&c);
+	if (c.err || n > (uint64_t)(c.end - c.p) / ITEM_MIN)
+		goto bad;
+	out->n = (size_t)n;
+	out->items = calloc(n ? n : 1, sizeof(*out->items));
+	if (!out->items) {
+		fp_jr_job_clear(out);
+		return -ENOMEM;
+	}
+	for (i = 0; i < out->n; i++)
+		out->items[i].text = fp_jcur_bytes(&c, &out->items[i].len);
+	if (fp_jcur_done(&c) < 0)
+		goto bad;
+	return 0;
+bad:
+	fp_jr_job_clear(out);
+	return -EBADMSG;
+}
+
+/* --- OUTCOMES ------------------------------------------------------------ */
+
+size_t fp_jr_outcomes_begin(struct fp_jr_outcomes *o, struct sbuf *b,
+			    const uint8_t id[FP_JR_ID_BYTES], bool origin)
+{
+	memset(o, 0, sizeof(*o));
+	o->b = b;
+	o->origin = origin;
+	put_id(b, id);
+	fp_jrec_put_u8(b, origin);
+	o->count_at = b->len;
+	fp_jrec_put_u32(b, 0);
+	return o->count_at;
+}
+
+void fp_jr_outcomes_put(struct fp_jr_outcomes *o, const struct fp_jr_outcome *e)
+{
+	fp_jrec_put_u32(o->b, e->pos);
+	fp_jrec_put_u8(o->b, e->status);
+	fp_jrec_put_u32(o->b, e->attempts);
+	if (o->origin) {
+		fp_jrec_put_u32(o->b, e->index);
+		fp_jrec_put_u32(o->b, e->stage);
+	}
+	fp_jrec_put_bytes(o->b, e->text, e->len);
+	o->count++;
+}
+
+void fp_jr_outcomes_end(struct fp_jr_outcomes *o)
+{
+	unsigned char *d;
+
+	if (o->b->oom || o->b->len < o->count_at + 4)
+		return;
+	d = (unsigned char *)o->b->data + o->count_at;
+	d[0] = (unsigned char)o->count;
+	d[1] = (unsigned char)(o->count >> 8);
+	d[2] = (unsigned char)(o->count >> 16);
+	d[3] = (unsigned char)(o->count >> 24);
+}
+
+int fp_jr_outcomes_get_begin(struct fp_jr_outcomes *o, const struct fp_jrec *r,
+			     uint8_t id[FP_JR_ID_BYTES])
+{
+	memset(o, 0, sizeof(*o));
+	fp_jcur_init(&o->cur, r);
+	get_id(&o->cur, id);
+	o->origin = fp_jcur_u8(&o->cur) != 0;
+	o->left = fp_jcur_u32(&o->cur);
+	if (o->cur.err ||
+	    o->left > (size_t)(o->cur.end - o->cur.p) / OUTCOME_MIN)
+		return -EBADMSG;
+	return 0;
+}
+
+int fp_jr_outcomes_get_next(struct fp_jr_outcomes *o, struct fp_jr_outcome *e)
+{
+	struct fp_jcur *c = &o->cur;
+
+	if (!o->left)
+		return fp_jcur_done(c) < 0 ? -EBADMSG : 0;
+	o->left--;
+	memset(e, 0, sizeof(*e));
+	e->pos = fp_jcur_u32(c);
+	e->status = fp_jcur_u8(c);
+	e->attempts = fp_jcur_u32(c);
+	if (o->origin) {
+		e->index = fp_jcur_u32(c);
+		e->stage = fp_jcur_u32(c);
+	}
+	e->text = fp_jcur_bytes(c, &e->len);
+	return c->err ? -EBADMSG : 1;
+}
+
+/* --- the small ones ------------------------------------------------------ */
+
+void fp_jr_put_mark(struct sbuf *b, const struct fp_jr_mark *m)
+{
+	put_id(b, m->id);
+	fp_jrec_put_u8(b, m->value);
+	fp_jrec_put_u64(b, m->when);
+}
+
+int fp_jr_get_mark(const struct fp_jrec *r, struct fp_jr_mark *out)
+{
+	struct fp_jcur c;
+
+	fp_jcur_init(&c, r);
+	get_id(&c, out->id);
+	out->value = fp_jcur_u8(&c);
+	out->when = fp_jcur_u64(&c);
+	return fp_jcur_done(&c);
+}

@@ -1,0 +1,142 @@
+/*
+ * What the job store writes in the journal, and reads back: one record
+ * type per event of a job's life, encoded with journal_format.h's fields.
+ * The store's own structs are not seen here (jobs_journal.c translates), so
+ * the file format changes only when this file does.
+ *
+ *   JOB       accepted: id, kind, created_at, idempotency key and body
+ *             hash, the call's options (a pipeline's stages and reduce),
+ *             and every item as received (its JSON text)
+ *   STARTED   its first item was handed to a worker: started_at
+ *   OUTCOMES  some items' (a pipeline's outputs') values or errors, with
+ *             attempts, and a pipeline output's input index and stage:
+ *             what finished in one loop turn is one record
+ *   END       finished: state and finished_at
+ *   CANCEL    a cancel was asked for
+ *   FORGET    forgotten (deleted, expired): the reason, a byte the store
+ *             gives meaning to
+ *
+ * Replaying is idempotent by design: an outcome for an item that has one,
+ * a second END or JOB for a known id, a FORGET for an unknown one change
+ * nothing. Compaction relies on it (records of the live state, then those
+ * appended meanwhile, may say a thing twice).
+ */
+#ifndef FP_SERVER_JOURNAL_JOBS_H
+#define FP_SERVER_JOURNAL_JOBS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "journal_format.h"
+
+enum fp_jr_type {
+	FP_JR_JOB = 1,
+	FP_JR_STARTED = 2,
+	FP_JR_OUTCOMES = 3,
+	FP_JR_END = 4,
+	FP_JR_CANCEL = 5,
+	FP_JR_FORGET = 6,
+};
+
+#define FP_JR_ID_BYTES 16
+
+/* The options of an apply's or a map's call, or of one pipeline stage. */
+struct fp_jr_opts {
+	const char *task;               /* not NUL-terminated when decoded */
+	size_t task_len;
+	int64_t timeout_ms;
+	uint32_t retries;
+	uint32_t retry_on;
+	uint64_t chunksize;             /* apply, map */
+	uint32_t workers;               /* a stage */
+	uint64_t buffer;                /* a stage */
+};
+
+/* An item as received: its JSON text. */
+struct fp_jr_item {
+	const char *text;
+	size_t len;
+};
+
+struct fp_jr_job {
+	uint8_t id[FP_JR_ID_BYTES];
+	uint8_t kind;                   /* enum fp_job_kind */
+	uint64_t created_at;
+	const char *idem_key;           /* NULL when none */
+	size_t idem_key_len;
+	uint64_t body_hash;
+	/* Apply and map: opts. A pipeline: its stages, reduce and order. */
+	struct fp_jr_opts opts;
+	size_t nstages;
+	struct fp_jr_opts *stages;      /* decoded: allocated */
+	const char *reduce;             /* NULL: none */
+	size_t reduce_len;
+	uint64_t reduce_batch;
+	bool ordered;
+	size_t n;
+	struct fp_jr_item *items;       /* decoded: allocated */
+};
+
+/* Append a JOB record to b (fp_jrec_begin/end around it). */
+int fp_jr_put_job(struct sbuf *b, const struct fp_jr_job *job);
+/*
+ * Decode a JOB record's payload: the strings and items point into it; the
+ * stage and item arrays are allocated (fp_jr_job_clear frees them).
+ * -EBADMSG when a field is missing or out of range, -ENOMEM.
+ */
+int fp_jr_get_job(const struct fp_jrec *r, struct fp_jr_job *out);
+void fp_jr_job_clear(struct fp_jr_job *job);
+
+/* One item's (or pipeline output's) outcome. */
+struct fp_jr_outcome {
+	uint32_t pos;                   /* the item, or the output's place */
+	uint8_t status;                 /* fp_item_status */
+	uint32_t attempts;
+	uint32_t index, stage;          /* a pipeline output's origin */
+	const char *text;               /* value (status OK) or message */
+	size_t len;
+};
+
+/*
+ * OUTCOMES is built in three steps: begin (the job's id; whether entries
+ * carry an origin), one put per outcome, end (fills in the count). Decoded
+ * with get_begin then get_next until it returns 0.
+ */
+struct fp_jr_outcomes {
+	struct sbuf *b;
+	size_t count_at;
+	uint32_t count;
+	bool origin;
+	/* Decoding. */
+	struct fp_jcur cur;
+	uint32_t left;
+};
+
+size_t fp_jr_outcomes_begin(struct fp_jr_outcomes *o, struct sbuf *b,
+			    const uint8_t id[FP_JR_ID_BYTES], bool origin);
+void fp_jr_outcomes_put(struct fp_jr_outcomes *o, const struct fp_jr_outcome *e);
+void fp_jr_outcomes_end(struct fp_jr_outcomes *o);
+
+int fp_jr_outcomes_get_begin(struct fp_jr_outcomes *o, const struct fp_jrec *r,
+			     uint8_t id[FP_JR_ID_BYTES]);
+/* 1 and *e, 0 at the end, -EBADMSG. */
+int fp_jr_outcomes_get_next(struct fp_jr_outcomes *o, struct fp_jr_outcome *e);
+
+/*
+ * The small records: id and one value. STARTED: started_at; END: state
+ * (value) and finished_at (when); CANCEL: none; FORGET: the reason.
+ */
+struct fp_jr_mark {
+	uint8_t id[FP_JR_ID_BYTES];
+	uint8_t value;
+	uint64_t when;
+};
+
+void fp_jr_put_mark(struct sbuf *b, const struct fp_jr_mark *m);
+int fp_jr_get_mark(const struct fp_jrec *r, struct fp_jr_mark *out);
+
+/* "JOB", "OUTCOMES", ... for messages; "unknown" otherwise. */
+const char *fp_jr_type_name(uint16_t type);
+
+#endif
