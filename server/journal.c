@@ -86,7 +86,7 @@ static bool needs_sync(const fp_journal *j, const struct fp_journal_wait *w)
  * will never come. A callback may append or wait again: the list is
  * walked afresh after each.
  */
-static void release(fp_journal *j)
+void fp__journal_release(fp_journal *j)
 {
 	struct fp_journal_wait *w;
 	int status;
@@ -126,7 +126,6 @@ again:
 
 /* --- writes and fsyncs --------------------------------------------------- */
 
-static void progress(fp_journal *j);
 
 static void write_failed(fp_journal *j, int err)
 {
@@ -144,6 +143,10 @@ static void write_failed(fp_journal *j, int err)
 		j->broken = -errno;
 	j->written = j->batch_end;
 	sbuf_reset(&j->flight);
+	/* Those records are in a compaction's tail too: give it up rather
+	 * than let the new file bring back what their waiters hear failed. */
+	if ((j->c.state == C_SNAP || j->c.state == C_WANT_FINAL) && !j->c.err)
+		j->c.err = err;
 	release_failed(j, from, j->batch_end, err);
 }
 
@@ -159,12 +162,11 @@ static void write_cb(fp_io *io, ssize_t res, const char *buf)
 		j->st.writes++;
 		j->written = j->batch_end;
 		sbuf_reset(&j->flight);
-		release(j);
+		fp__journal_release(j);
 	}
-	progress(j);
+	fp__journal_progress(j);
 }
 
-static void soon(fp_journal *j);
 
 static void kick(fp_journal *j)
 {
@@ -172,7 +174,9 @@ static void kick(fp_journal *j)
 	struct iovec iov;
 	int r;
 
-	if (fp_io_active(&j->wio) || j->deferred_err || !j->pend.len)
+	/* Compaction's last steps own the file: appends wait for them. */
+	if (fp_io_active(&j->wio) || j->deferred_err || !j->pend.len ||
+	    j->c.state >= C_WANT_FINAL)
 		return;
 	t = j->flight;
 	j->flight = j->pend;
@@ -184,7 +188,7 @@ static void kick(fp_journal *j)
 	if (r < 0) {
 		/* Its waiters must hear it from the loop, not from an append. */
 		j->deferred_err = r;
-		soon(j);
+		fp__journal_soon(j);
 	}
 }
 
@@ -199,8 +203,8 @@ static void sync_cb(fp_io *io, ssize_t res, const char *buf)
 	} else {
 		j->synced = j->sync_target;
 	}
-	release(j);
-	progress(j);
+	fp__journal_release(j);
+	fp__journal_progress(j);
 }
 
 static bool sync_wanted(const fp_journal *j)
@@ -217,7 +221,8 @@ static bool sync_wanted(const fp_journal *j)
 
 static int start_sync(fp_journal *j)
 {
-	if (fp_io_active(&j->sio) || j->broken || j->written <= j->synced)
+	if (fp_io_active(&j->sio) || j->broken || j->written <= j->synced ||
+	    j->c.state >= C_WANT_FINAL)
 		return 0;
 	j->sync_target = j->written;
 	/* fdatasync: an appended file's size is data to it. */
@@ -231,20 +236,22 @@ static void interval_cb(fp_timer *t)
 
 	if (r < 0) {
 		j->broken = r;
-		release(j);
+		fp__journal_release(j);
 	}
 }
 
 static void finish_close(fp_journal *j);
 
-static void progress(fp_journal *j)
+void fp__journal_progress(fp_journal *j)
 {
 	int r;
 
+	if (j->c.state != C_IDLE)
+		fp__journal_compact_step(j);
 	kick(j);
 	if (sync_wanted(j) && (r = start_sync(j)) < 0) {
 		j->broken = r;
-		release(j);
+		fp__journal_release(j);
 	}
 	if (j->policy == FP_FSYNC_INTERVAL && !j->closing &&
 	    j->written > j->synced && !fp_timer_active(&j->interval))
@@ -263,11 +270,11 @@ static void soon_cb(fp_timer *t)
 		j->batch_end = j->appended;
 		write_failed(j, err);
 	}
-	release(j);
-	progress(j);
+	fp__journal_release(j);
+	fp__journal_progress(j);
 }
 
-static void soon(fp_journal *j)
+void fp__journal_soon(fp_journal *j)
 {
 	if (!fp_timer_active(&j->soon))
 		fp_timer_start(j->loop, &j->soon, 0, soon_cb);
@@ -297,6 +304,9 @@ int fp_journal_end(fp_journal *j, size_t start, uint16_t type,
 	r = fp_jrec_end(&j->pend, start, type);
 	if (r < 0)
 		return r;
+	if (j->c.state == C_SNAP || j->c.state == C_WANT_FINAL)
+		fp__journal_compact_appended(j, j->pend.data + start,
+					     j->pend.len - start);
 	j->appended += j->pend.len - start;
 	j->st.records++;
 	if (w) {
@@ -313,7 +323,7 @@ void fp_journal_flush(fp_journal *j, struct fp_journal_wait *w)
 	w->sync = true;
 	w->upto = j->appended;
 	wait_link(j, w);
-	soon(j);
+	fp__journal_soon(j);
 }
 
 void fp_journal_stats_get(const fp_journal *j, struct fp_journal_stats *out)
@@ -345,6 +355,10 @@ int fp__journal_new(fp_journal **out, fp_loop *loop, int fd, uint64_t end,
 	j->sio.data = j;
 	j->interval.data = j;
 	j->soon.data = j;
+	j->c.fd = j->c.old_fd = -1;
+	j->c.io.data = j;
+	sbuf_init(&j->c.snap);
+	sbuf_init(&j->c.tail);
 	*out = j;
 	return 0;
 }
@@ -352,14 +366,16 @@ int fp__journal_new(fp_journal **out, fp_loop *loop, int fd, uint64_t end,
 bool fp_journal_busy(const fp_journal *j)
 {
 	return fp_io_active(&j->wio) || fp_io_active(&j->sio) ||
-	       j->pend.len || j->deferred_err ||
+	       j->pend.len || j->deferred_err || j->c.state != C_IDLE ||
 	       (!j->broken && j->written > j->synced && j->closing);
 }
 
 void fp_journal_free(fp_journal *j)
 {
-	if (!j || fp_io_active(&j->wio) || fp_io_active(&j->sio))
+	if (!j || fp_io_active(&j->wio) || fp_io_active(&j->sio) ||
+	    fp_io_active(&j->c.io))
 		return;
+	fp__journal_compact_free(j);
 	fp_timer_stop(&j->interval);
 	fp_timer_stop(&j->soon);
 	sbuf_free(&j->pend);
@@ -396,6 +412,10 @@ void fp_journal_close(fp_journal *j, void (*cb)(void *data), void *data)
 	j->close_cb = cb;
 	j->close_data = data;
 	fp_timer_stop(&j->interval);
+	/* A compaction still taking its snapshot is given up; one that has
+	 * begun to switch files finishes first. */
+	if (j->c.state == C_SNAP || j->c.state == C_WANT_FINAL)
+		j->c.err = -ESHUTDOWN;
 	/* Even with nothing to do, the callback comes from the loop. */
-	soon(j);
+	fp__journal_soon(j);
 }

@@ -135,6 +135,27 @@ void fp_journal_wait_cancel(struct fp_journal_wait *w);
 /* Call w once everything appended so far is written and fsynced. */
 void fp_journal_flush(fp_journal *j, struct fp_journal_wait *w);
 
+/*
+ * Compaction: rewrite the journal from the live state, so that its size
+ * follows what is kept, not the history. snapshot(data, b) appends records
+ * that say the whole live state to b, a slice per call, and returns 1 while
+ * there is more, 0 after the last slice, or a negative errno to give up;
+ * it is called once per loop turn at most, and each slice is written
+ * before the next is asked for, so a large state never stalls the loop.
+ * Records appended meanwhile go to the journal as usual and are also kept,
+ * to follow the snapshot in the new file: they may repeat what a later
+ * slice says, which replay must take calmly (journal_jobs.h). When the
+ * snapshot is written, appends wait while the new file gets what came
+ * meanwhile, is fsynced, renamed over DIR/journal and the directory
+ * fsynced; then done(data, 0) and the writer goes on in the new file. On
+ * any failure journal.new is removed, the journal goes on as it was, and
+ * done gets the error. -EBUSY while one runs, -ENOTSUP without a
+ * directory (a writer made by hand), -ESHUTDOWN after close or breakage.
+ */
+int fp_journal_compact(fp_journal *j, int (*snapshot)(void *data, struct sbuf *b),
+		       void (*done)(void *data, int status), void *data);
+bool fp_journal_compacting(const fp_journal *j);
+
 struct fp_journal_stats {
 	uint64_t records;               /* appended since open */
 	uint64_t bytes;                 /* written since open */
@@ -143,6 +164,8 @@ struct fp_journal_stats {
 	int last_error;                 /* 0 or -errno of the last failure */
 	int broken;                     /* a failed fsync: appends refused */
 	uint64_t size;                  /* the file's valid length */
+	uint64_t compactions;           /* finished */
+	uint64_t compacted_from, compacted_to;  /* the last one's sizes */
 	enum fp_fsync_policy fsync;
 };
 

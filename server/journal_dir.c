@@ -294,6 +294,8 @@ int fp_journal_open(fp_journal **out, fp_loop *loop,
 		goto err_dir;
 	if ((r = open_journal(&op)) < 0)
 		goto err_lock;
+	/* A compaction the last run did not finish: the journal is whole. */
+	unlinkat(op.dirfd, "journal.new", 0);
 
 	s.recover = o->recover;
 	s.record = replay_cb;

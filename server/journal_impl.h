@@ -7,6 +7,33 @@
 
 #include "journal.h"
 
+/* Compaction's steps (journal_compact.c). */
+enum {
+	C_IDLE,
+	C_SNAP,                         /* the live state into journal.new */
+	C_WANT_FINAL,                   /* ... done: waiting for the writer to idle */
+	C_FINAL_WRITE,                  /* what was appended meanwhile */
+	C_FINAL_SYNC,                   /* journal.new fsynced */
+	C_FINAL_DIRSYNC,                /* renamed over journal; the directory fsynced */
+};
+
+struct fp_journal_compaction {
+	int state;
+	int fd, old_fd;
+	uint64_t end;                   /* journal.new's size so far */
+	uint64_t l_w, l_f;              /* written, appended when FINAL began */
+	uint64_t old_size;
+	struct sbuf snap;               /* one slice of the live state */
+	struct sbuf tail;               /* every record appended since it began */
+	bool snap_done;
+	int err;                        /* to abort with, from the loop */
+	fp_io io;
+	int (*snapshot)(void *data, struct sbuf *b);
+	void (*done)(void *data, int status);
+	void *data;
+	int fail_step;                  /* tests: this step's I/O fails, EIO */
+};
+
 struct fp_journal {
 	fp_loop *loop;
 	int fd;                         /* DIR/journal */
@@ -39,7 +66,19 @@ struct fp_journal {
 	void (*close_cb)(void *data);
 	void *close_data;
 	struct fp_journal_stats st;
+	struct fp_journal_compaction c;
 };
+
+/* journal.c: drive the writer again after compaction changed its state. */
+void fp__journal_progress(fp_journal *j);
+void fp__journal_soon(fp_journal *j);
+void fp__journal_release(fp_journal *j);
+
+/* journal_compact.c: the next step, if one can be taken; the tail. */
+void fp__journal_compact_step(fp_journal *j);
+void fp__journal_compact_appended(fp_journal *j, const char *rec, size_t len);
+void fp__journal_compact_abort(fp_journal *j, int err);
+void fp__journal_compact_free(fp_journal *j);
 
 /* A writer for fd, whose valid bytes end at `end`. */
 int fp__journal_new(fp_journal **out, fp_loop *loop, int fd, uint64_t end,

@@ -1289,6 +1289,233 @@ static void outcome_and_mark_records_round_trip(void **state)
 }
 
 
+/* --- compaction ---------------------------------------------------------- */
+
+/* Replayed records' numbers (their first field), in order. */
+struct nums {
+	uint32_t v[8192];
+	size_t n;
+};
+
+static int nums_cb(void *data, const struct fp_jrec *r, uint64_t off,
+		   char *err, size_t errlen)
+{
+	struct nums *n = data;
+	struct fp_jcur c;
+
+	fp_jcur_init(&c, r);
+	if (n->n < 8192)
+		n->v[n->n++] = fp_jcur_u32(&c);
+	return 0;
+}
+
+/*
+ * The live state: records first..end-1, per_slice at a time, each slice
+ * also appending one record to the journal itself (state changing while
+ * the snapshot is taken); -EIO at call fail_at.
+ */
+struct snap {
+	struct t *t;
+	fp_journal *j;
+	unsigned next, end, per_slice;
+	int calls, fail_at;
+	unsigned *load_next;
+	int done_calls, done_status;
+	bool done;
+};
+
+static int snap_cb(void *data, struct sbuf *b)
+{
+	struct snap *s = data;
+	unsigned k;
+
+	if (++s->calls == s->fail_at)
+		return -EIO;
+	assert_int_equal(append(s->j, (*s->load_next)++, NULL), 0);
+	if (s->next < s->end) {
+		for (k = 0; k < s->per_slice && s->next < s->end; k++)
+			put_test_record(b, s->next++);
+		return 1;
+	}
+	/*
+	 * The last call gives an empty slice, so the final step begins at
+	 * once: the write of the append above is in flight, and these two
+	 * wait in pend, which the final step must take over (or give back,
+	 * when it fails).
+	 */
+	assert_int_equal(append(s->j, (*s->load_next)++, NULL), 0);
+	assert_int_equal(append(s->j, (*s->load_next)++, NULL), 0);
+	return 0;
+}
+
+static void snap_done_cb(void *data, int status)
+{
+	struct snap *s = data;
+
+	s->done_calls++;
+	s->done_status = status;
+	s->done = true;
+	t_done(s->t);
+}
+
+/* A record appended every millisecond while the compaction runs. */
+struct load {
+	fp_timer tm;
+	fp_journal *j;
+	struct snap *s;
+	unsigned *next;
+	unsigned in_state[C_FINAL_DIRSYNC + 1];   /* appends made in each step */
+};
+
+static void load_cb(fp_timer *tm)
+{
+	struct load *l = tm->data;
+
+	if (l->s->done)
+		return;
+	l->in_state[l->j->c.state]++;
+	assert_int_equal(append(l->j, (*l->next)++, NULL), 0);
+	assert_int_equal(fp_timer_start(l->j->loop, tm, 1, load_cb), 0);
+}
+
+static int all_written(void *data)
+{
+	fp_journal *j = data;
+
+	return !j->pend.len && !fp_io_active(&j->wio);
+}
+
+static void compact_case(enum fp_fsync_policy pol, int fail_at, int fail_step,
+			 bool close_early)
+{
+	struct fp_journal_options o;
+	struct fp_journal_stats st;
+	char dir[4096], path[4200], err[320];
+	struct nums *nums = calloc(1, sizeof(*nums));
+	unsigned i, next = 200, first_tail;
+	struct snap s = { 0 };
+	struct load l = { 0 };
+	struct w w;
+	fp_journal *j;
+	struct t t;
+
+	assert_non_null(nums);
+	t_init(&t);
+	tmp_dir(dir, sizeof(dir));
+	file_path(path, sizeof(path), dir, "journal.new");
+	opts_init(&o, dir, pol, NULL);
+	assert_int_equal(fp_journal_open(&j, t.loop, &o, NULL, err, sizeof(err)), 0);
+	/* History: 200 records the live state no longer needs. */
+	for (i = 0; i < 200; i++)
+		assert_int_equal(append(j, i, NULL), 0);
+	w_init(&w, &t, j, NULL);
+	fp_journal_flush(j, &w.jw);
+	t_run(&t, 1);
+
+	s.t = &t;
+	s.j = j;
+	s.next = 1000;
+	s.end = 1050;
+	s.per_slice = 10;
+	s.fail_at = fail_at;
+	s.load_next = &next;
+	first_tail = next;
+	j->c.fail_step = fail_step;
+	assert_int_equal(fp_journal_compact(j, snap_cb, snap_done_cb, &s), 0);
+	assert_int_equal(fp_journal_compact(j, snap_cb, snap_done_cb, &s), -EBUSY);
+	assert_true(fp_journal_compacting(j));
+	/* Appended after it began, before its first slice. */
+	assert_int_equal(append(j, next++, NULL), 0);
+	l.tm.data = &l;
+	l.j = j;
+	l.s = &s;
+	l.next = &next;
+	assert_int_equal(fp_timer_start(t.loop, &l.tm, 1, load_cb), 0);
+	if (close_early) {
+		fp_timer_stop(&l.tm);
+		fp_journal_close(j, closed_cb, &t);
+		t_run(&t, 2);
+		assert_int_equal(s.done_status, -ESHUTDOWN);
+	} else {
+		t_run(&t, 1);
+		fp_timer_stop(&l.tm);
+		/* After it, appends go on (to whichever file is the journal). */
+		w_init(&w, &t, j, NULL);
+		assert_int_equal(append(j, next++, &w), 0);
+		t_run(&t, 1);
+		assert_int_equal(w.status, 0);
+		t_run_until(&t, all_written, j);
+		fp_journal_stats_get(j, &st);
+		assert_int_equal(st.compactions, fail_at || fail_step ? 0 : 1);
+		if (!fail_at && !fail_step) {
+			assert_int_equal(s.done_status, 0);
+			assert_true(st.compacted_to < st.compacted_from);
+		} else {
+			assert_int_equal(s.done_status, -EIO);
+		}
+		/* The final step, when reached, found records waiting in pend. */
+		if (!fail_at && fail_step != C_SNAP)
+			assert_true(j->c.l_f > j->c.l_w);
+		close_journal(&t, j);
+	}
+	assert_int_equal(s.done_calls, 1);
+	assert_int_not_equal(access(path, F_OK), 0);
+
+	/* What a restart sees. */
+	opts_init(&o, dir, pol, NULL);
+	o.replay = nums_cb;
+	o.data = nums;
+	assert_int_equal(fp_journal_open(&j, t.loop, &o, NULL, err, sizeof(err)), 0);
+	i = 0;
+	if (!fail_at && !fail_step && !close_early) {
+		/* The snapshot, then everything appended since it began. */
+		for (; i < 50; i++)
+			assert_int_equal(nums->v[i], 1000 + i);
+	} else {
+		/* Given up: the history, then everything appended since. */
+		for (; i < 200; i++)
+			assert_int_equal(nums->v[i], i);
+	}
+	assert_int_equal(nums->n, i + (next - first_tail));
+	for (; i < nums->n; i++)
+		assert_int_equal(nums->v[i], first_tail + (i - (nums->n - (next - first_tail))));
+	print_message("%s%s: %u records appended while compacting; by step: "
+		      "snap %u, want_final %u, final %u/%u/%u\n",
+		      fp_fsync_policy_name(pol), fail_at || fail_step ? " (failed)" :
+		      close_early ? " (closed)" : "", next - first_tail,
+		      l.in_state[C_SNAP], l.in_state[C_WANT_FINAL],
+		      l.in_state[C_FINAL_WRITE], l.in_state[C_FINAL_SYNC],
+		      l.in_state[C_FINAL_DIRSYNC]);
+	close_journal(&t, j);
+	rm_tree(dir);
+	t_free(&t);
+	free(nums);
+}
+
+/*
+ * The journal is rewritten as the snapshot plus what was appended
+ * meanwhile, each once and in order; under always and interval.
+ */
+static void compaction_rewrites_from_the_live_state(void **state)
+{
+	compact_case(FP_FSYNC_ALWAYS, 0, 0, false);
+	compact_case(FP_FSYNC_INTERVAL, 0, 0, false);
+}
+
+/*
+ * A snapshot that fails, a failed write or fsync of the new file, or a
+ * close, leave the journal as it was plus what was appended meanwhile.
+ */
+static void compaction_given_up_loses_nothing(void **state)
+{
+	compact_case(FP_FSYNC_ALWAYS, 3, 0, false);
+	compact_case(FP_FSYNC_ALWAYS, 0, C_SNAP, false);
+	compact_case(FP_FSYNC_INTERVAL, 0, C_FINAL_WRITE, false);
+	compact_case(FP_FSYNC_ALWAYS, 0, C_FINAL_SYNC, false);
+	compact_case(FP_FSYNC_NEVER, 0, 0, true);
+}
+
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1314,6 +1541,8 @@ int main(void)
 		cmocka_unit_test(open_fails_when_replay_refuses),
 		cmocka_unit_test(job_records_round_trip),
 		cmocka_unit_test(outcome_and_mark_records_round_trip),
+		cmocka_unit_test(compaction_rewrites_from_the_live_state),
+		cmocka_unit_test(compaction_given_up_loses_nothing),
 	};
 	fp_loop *loop;
 	int r;
