@@ -202,19 +202,17 @@ class JobPagingTest(DaemonTestCase):
 class SettingsTest(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="fp-strict-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
         self.daemons = []
         # Socket files take their mode from the umask unless told otherwise.
-        self.old_umask = os.umask(0o022)
+        self.addCleanup(os.umask, os.umask(0o022))
 
     def tearDown(self):
-        os.umask(self.old_umask)
-        for d in self.daemons:
-            if d.port is None:
-                continue    # refused to start: Daemon.start() stopped it
-            status = d.stop()
+        # Every daemon is stopped before any of them is judged.
+        results = [(d, d.stop()) for d in self.daemons if d.port is not None]
+        for d, status in results:
             self.assertEqual(status, 0, d.log_text()[-3000:])
             self.assertEqual(d.sanitizer_reports(), [])
-        shutil.rmtree(self.dir, ignore_errors=True)
 
     def start(self, *args, **kw):
         d = Daemon(*args, **kw)
