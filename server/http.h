@@ -39,9 +39,37 @@ struct fp_http_limits {
 	size_t max_header_bytes;     /* request line + headers; 431 over it (16 KiB) */
 	size_t max_uri_bytes;        /* 414 over it (8 KiB) */
 	size_t max_body_bytes;       /* 413 over it (64 MiB) */
-	unsigned max_connections;    /* beyond: accepted and closed at once (1024) */
-	uint64_t header_timeout_ms;  /* whole header must arrive in this (10 s): 408 */
-	uint64_t body_timeout_ms;    /* no body byte for this long (30 s): 408 */
+	/*
+	 * Open connections at most (16384). At the cap, the connection idle
+	 * the longest (no request under way and nothing to send: a keep-alive
+	 * one between requests, or a new one that has sent nothing) is closed
+	 * to admit the new one; with none idle, the new one is accepted and
+	 * closed at once (counted as refused).
+	 */
+	unsigned max_connections;
+	/*
+	 * Open connections from one client address (IPv4, or IPv6 in full) at
+	 * most; 0: no cap (the default). Unix-socket peers are not counted. At
+	 * its cap, that address's longest-idle connection is closed to admit
+	 * the new one; with none idle, the new one is answered 429
+	 * too_many_connections and closed.
+	 */
+	unsigned max_connections_per_ip;
+	/*
+	 * The request line and headers must be complete this long after the
+	 * request began (its first byte; a new connection's, its accept): 408.
+	 * Bytes arriving do not move it (10 s).
+	 */
+	uint64_t header_timeout_ms;
+	/*
+	 * The body deadline: this long after the headers (20 s) plus 1 s for
+	 * each body_min_rate bytes received (500), as Apache's mod_reqtimeout
+	 * `body=20,MinRate=500`: a client must keep up that rate after the
+	 * grace, and a byte now and then does not extend it. 408 naming it.
+	 * body_min_rate 0: the body must be complete within body_timeout_ms.
+	 */
+	uint64_t body_timeout_ms;
+	uint64_t body_min_rate;      /* bytes a second */
 	uint64_t idle_timeout_ms;    /* keep-alive connection with no request (60 s): closed */
 	size_t high_water_bytes;     /* unsent output that makes writes report back-pressure (1 MiB) */
 };
@@ -91,7 +119,10 @@ void fp_http_server_stop_accepting(fp_http_server *srv);
 void fp_http_server_free(fp_http_server *srv);
 
 struct fp_http_stats {
-	uint64_t accepted, open, refused;   /* refused: over max_connections */
+	uint64_t accepted, open, refused;   /* refused: over max_connections, none idle */
+	uint64_t evicted;                   /* idle ones closed at a cap to admit another */
+	uint64_t refused_per_ip;            /* answered 429: over max_connections_per_ip */
+	uint64_t timed_out;                 /* answered 408: a header or body deadline */
 	uint64_t requests;
 	uint64_t responses[6];              /* by status class: [1]=1xx ... [5]=5xx */
 	uint64_t writes;                    /* write operations: pipelined responses share one */

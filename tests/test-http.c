@@ -31,6 +31,7 @@
 
 #define WATCHDOG_MS 10000
 #define MAX_CLIENTS 8
+#define MAX_DRIPS 2
 
 /* --- a client socket, read by the tick ----------------------------------- */
 
@@ -43,6 +44,17 @@ struct client {
 	int paused;              /* the tick leaves it alone */
 	size_t per_tick;         /* read at most this much per tick; 0: all */
 	unsigned head_mask;      /* response i answers a HEAD: no body to parse */
+};
+
+/*
+ * A client that sends `data` a few bytes at a time, `step` bytes every
+ * `every_ms`, from the tick: a slow client, as a drip-feeding attacker is.
+ */
+struct drip {
+	int client;
+	const char *data;
+	size_t len, pos, step;
+	uint64_t every_ms, next_ms;
 };
 
 /* --- the test's world ---------------------------------------------------- */
@@ -60,6 +72,7 @@ struct t {
 	int (*pred)(struct t *t);
 	uint64_t ticks;
 	struct client cl[MAX_CLIENTS];
+	struct drip drips[MAX_DRIPS];
 
 	on_request_fn on_request;
 	unsigned handled;
@@ -217,12 +230,57 @@ static void client_pump(struct client *c)
 	}
 }
 
+static void drip_pump(struct t *t)
+{
+	uint64_t now = fp_now_ms();
+	struct drip *d;
+	size_t n;
+	ssize_t w;
+	int i;
+
+	for (i = 0; i < MAX_DRIPS; i++) {
+		d = &t->drips[i];
+		if (!d->data || d->pos == d->len || now < d->next_ms)
+			continue;
+		if (t->cl[d->client].fd < 0 || t->cl[d->client].len || t->cl[d->client].eof) {
+			/* Answered or closed: the server is done with it. */
+			d->data = NULL;
+			continue;
+		}
+		n = d->len - d->pos < d->step ? d->len - d->pos : d->step;
+		w = send(t->cl[d->client].fd, d->data + d->pos, n, MSG_NOSIGNAL);
+		if (w < 0) {
+			d->data = NULL;
+			continue;
+		}
+		d->pos += (size_t)w;
+		d->next_ms = now + d->every_ms;
+	}
+}
+
+/* Start client i dripping: `step` bytes of data now, and every `every_ms` after. */
+static void drip_start(struct t *t, int slot, int i, const char *data, size_t step,
+		       uint64_t every_ms)
+{
+	struct drip *d = &t->drips[slot];
+
+	d->client = i;
+	d->data = data;
+	d->len = strlen(data);
+	d->pos = 0;
+	d->step = step;
+	d->every_ms = every_ms;
+	d->next_ms = 0;
+	drip_pump(t);
+}
+
 static void tick_cb(fp_timer *tm)
 {
 	struct t *t = tm->data;
 	int i;
 
 	t->ticks++;
+	drip_pump(t);
 	for (i = 0; i < MAX_CLIENTS; i++)
 		client_pump(&t->cl[i]);
 	if (t->pred && t->pred(t)) {
@@ -1897,6 +1955,382 @@ static void stalled_reader_dropped(void **state)
 	t_free(&t);
 }
 
+/* --- slow, idle and half-closed clients (issue 13) ------------------------ */
+
+static void limits_defaults(void **state)
+{
+	struct fp_http_limits lim;
+
+	fp_http_limits_init(&lim);
+	assert_int_equal(lim.max_connections, 16384);
+	assert_int_equal(lim.max_connections_per_ip, 0);
+	assert_int_equal(lim.header_timeout_ms, 10000);
+	assert_int_equal(lim.body_timeout_ms, 20000);
+	assert_int_equal(lim.body_min_rate, 500);
+	assert_int_equal(lim.idle_timeout_ms, 60000);
+}
+
+static const char slow_head[] =
+	"GET /slow-headers HTTP/1.1\r\nHost: t\r\n"
+	"X-Pad: 0123456789012345678901234567890123456789012345678901234567890123456789\r\n\r\n";
+static const char slow_body_head[] =
+	"POST /slow-body HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n";
+static const char slow_body[] =
+	"0123456789012345678901234567890123456789012345678901234567890123456789"
+	"012345678901234567890123456789";
+
+/*
+ * A byte every 20 ms would deliver either request in about 2 s; the header
+ * and body deadlines (300 ms, no rate) hold however often a byte comes.
+ */
+static void deadlines_not_extended_by_drip_feeding(void **state)
+{
+	struct fp_http_limits lim;
+	struct fp_http_stats st;
+	struct rparse rp;
+	uint64_t t0, took;
+	struct t t;
+
+	fp_http_limits_init(&lim);
+	lim.header_timeout_ms = 300;
+	lim.body_timeout_ms = 300;
+	lim.body_min_rate = 0;
+	t_init(&t, &lim);
+
+	client_connect(&t, 0);
+	t0 = fp_now_ms();
+	drip_start(&t, 0, 0, slow_head, 1, 20);
+	wait_responses(&t, 0, 1, &rp);
+	took = fp_now_ms() - t0;
+	assert_error_body(&rp.r[0], 408, "request_timeout", "header deadline");
+	assert_non_null(strstr(rp.r[0].body, "300 ms"));
+	rparse_free(&rp);
+	assert_true(took >= 290);
+	wait_closed(&t, 0);
+
+	client_connect(&t, 1);
+	client_send(&t, 1, slow_body_head);
+	t0 = fp_now_ms();
+	drip_start(&t, 1, 1, slow_body, 1, 20);
+	wait_responses(&t, 1, 1, &rp);
+	took = fp_now_ms() - t0;
+	assert_error_body(&rp.r[0], 408, "request_timeout", "body deadline");
+	assert_non_null(strstr(rp.r[0].body, "of 100 body bytes"));
+	rparse_free(&rp);
+	assert_true(took >= 290);
+	wait_closed(&t, 1);
+
+	assert_int_equal(t.handled, 0);
+	fp_http_server_stats(t.srv, &st);
+	assert_int_equal(st.by_code[408 - 100], 2);
+	assert_int_equal(st.timed_out, 2);
+	t_free(&t);
+}
+
+static char rate_body[3001];
+static char rate_head[128];
+
+/*
+ * Body deadline 200 ms after the headers, plus 1 s per 2000 bytes: a client
+ * sending 5000 bytes a second finishes a 3000-byte body in about 600 ms,
+ * past the grace; one sending 333 a second falls behind and gets a 408.
+ */
+static void body_min_rate_after_grace(void **state)
+{
+	struct fp_http_limits lim;
+	struct rparse rp;
+	struct t t;
+
+	memset(rate_body, 'b', sizeof(rate_body) - 1);
+	snprintf(rate_head, sizeof(rate_head),
+		 "POST /rate HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
+		 sizeof(rate_body) - 1);
+	fp_http_limits_init(&lim);
+	lim.body_timeout_ms = 200;
+	lim.body_min_rate = 2000;
+	t_init(&t, &lim);
+
+	client_connect(&t, 0);
+	client_connect(&t, 1);
+	client_send(&t, 0, rate_head);
+	client_send(&t, 1, rate_head);
+	drip_start(&t, 0, 0, rate_body, 150, 30);
+	drip_start(&t, 1, 1, rate_body, 10, 30);
+
+	wait_responses(&t, 1, 1, &rp);
+	assert_error_body(&rp.r[0], 408, "request_timeout", "body deadline");
+	assert_non_null(strstr(rp.r[0].body, "1 s per 2000 bytes"));
+	rparse_free(&rp);
+	wait_closed(&t, 1);
+
+	wait_responses(&t, 0, 1, &rp);
+	assert_int_equal(rp.r[0].status, 200);
+	assert_true(rp.r[0].body_len > 12);
+	assert_memory_equal(rp.r[0].body, "POST /rate 3000:", 16);
+	rparse_free(&rp);
+	assert_int_equal(t.handled, 1);
+	t_free(&t);
+}
+
+/* /hold is kept by the test (t->held) until it answers; the rest echo. */
+static void hold_or_echo(struct t *t, fp_http_request *req)
+{
+	if (!strcmp(fp_http_path(req), "/hold")) {
+		t->held = req;
+		fp_http_on_close(req, on_close_count, t);
+		return;
+	}
+	echo(t, req);
+}
+
+static void answer_held(struct t *t)
+{
+	fp_http_request *req = t->held;
+
+	assert_non_null(req);
+	t->held = NULL;
+	fp_http_on_close(req, NULL, NULL);
+	assert_int_equal(fp_http_respond(req, 200, "text/plain", "held", 4), 0);
+}
+
+static int want_handled;
+
+static int handled_reached(struct t *t)
+{
+	return t->handled >= (unsigned)want_handled;
+}
+
+static void get_answered(struct t *t, int i, int nth)
+{
+	struct rparse rp;
+
+	client_send(t, i, "GET /idle HTTP/1.1\r\nHost: t\r\n\r\n");
+	wait_responses(t, i, nth, &rp);
+	assert_int_equal(rp.r[nth - 1].status, 200);
+	rparse_free(&rp);
+}
+
+/*
+ * At the cap, the connection idle the longest is closed for a new one; one
+ * with a request under way never is, and with none idle the new one is
+ * refused.
+ */
+static void idle_connections_evicted_at_cap(void **state)
+{
+	struct fp_http_limits lim;
+	struct fp_http_stats st;
+	struct rparse rp;
+	struct t t;
+
+	fp_http_limits_init(&lim);
+	lim.max_connections = 3;
+	t_init(&t, &lim);
+	t.on_request = hold_or_echo;
+
+	client_connect(&t, 0);
+	get_answered(&t, 0, 1);
+	client_connect(&t, 1);
+	get_answered(&t, 1, 1);
+	client_connect(&t, 2);
+	client_send(&t, 2, "GET /hold HTTP/1.1\r\nHost: t\r\n\r\n");
+	want_handled = 3;
+	run_until(&t, handled_reached);
+	assert_non_null(t.held);
+
+	/* Client 0 has been idle the longest: it makes room for client 3. */
+	client_connect(&t, 3);
+	get_answered(&t, 3, 1);
+	wait_closed(&t, 0);
+	assert_int_equal(parse_responses(&t, 0, &rp), 1);
+	rparse_free(&rp);
+	assert_false(t.cl[1].eof);
+	fp_http_server_stats(t.srv, &st);
+	assert_int_equal(st.evicted, 1);
+	assert_int_equal(st.refused, 0);
+
+	/* Then client 1, for client 4. */
+	client_connect(&t, 4);
+	get_answered(&t, 4, 1);
+	wait_closed(&t, 1);
+
+	/* Requests under way on every connection (one held, two half-sent). */
+	client_send(&t, 3, "GET /partial HTTP/1.1\r\n");
+	client_send(&t, 4, "GET /partial HTTP/1.1\r\n");
+	pump(&t, 5);
+	client_connect(&t, 5);
+	client_send(&t, 5, "GET /5 HTTP/1.1\r\nHost: t\r\n\r\n");
+	wait_closed(&t, 5);
+	assert_int_equal(t.cl[5].len, 0);
+	fp_http_server_stats(t.srv, &st);
+	assert_int_equal(st.refused, 1);
+	assert_int_equal(st.evicted, 2);
+	assert_false(t.cl[2].eof || t.cl[3].eof || t.cl[4].eof);
+
+	/* Each of them completes. */
+	client_send(&t, 3, "Host: t\r\n\r\n");
+	wait_responses(&t, 3, 2, &rp);
+	rparse_free(&rp);
+	client_send(&t, 4, "Host: t\r\n\r\n");
+	wait_responses(&t, 4, 2, &rp);
+	rparse_free(&rp);
+	answer_held(&t);
+	wait_responses(&t, 2, 1, &rp);
+	assert_string_equal(rp.r[0].body, "held");
+	rparse_free(&rp);
+	assert_int_equal(t.closes, 0);
+	t_free(&t);
+}
+
+/* Connect client i to the server from the local address `src`; -1 if it cannot bind. */
+static int client_connect_from(struct t *t, int i, const char *src)
+{
+	struct sockaddr_in from, to;
+	const char *colon = strrchr(t->bound, ':');
+	char host[64];
+	int fd;
+
+	memset(&from, 0, sizeof(from));
+	from.sin_family = AF_INET;
+	assert_int_equal(inet_pton(AF_INET, src, &from.sin_addr), 1);
+	memset(&to, 0, sizeof(to));
+	to.sin_family = AF_INET;
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - t->bound), t->bound);
+	assert_int_equal(inet_pton(AF_INET, host, &to.sin_addr), 1);
+	to.sin_port = htons((uint16_t)atoi(colon + 1));
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	if (bind(fd, (struct sockaddr *)&from, sizeof(from)) < 0) {
+		close(fd);
+		return -1;
+	}
+	if (connect(fd, (struct sockaddr *)&to, sizeof(to)) < 0)
+		fail_msg("connect %s from %s: %s", t->bound, src, strerror(errno));
+	assert_int_equal(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
+	client_close(&t->cl[i]);
+	t->cl[i].fd = fd;
+	return fd;
+}
+
+/*
+ * Two connections per address: a third from 127.0.0.1 takes the place of
+ * that address's idle one; with none idle it is answered 429. Another
+ * address is not affected.
+ */
+static void per_address_cap(void **state)
+{
+	struct fp_http_limits lim;
+	struct fp_http_stats st;
+	struct rparse rp;
+	struct t t;
+
+	fp_http_limits_init(&lim);
+	lim.max_connections_per_ip = 2;
+	t_init(&t, &lim);
+
+	client_connect(&t, 0);
+	get_answered(&t, 0, 1);
+	client_connect(&t, 1);
+	client_send(&t, 1, "GET /partial HTTP/1.1\r\n");
+	pump(&t, 5);
+
+	client_connect(&t, 2);
+	get_answered(&t, 2, 1);
+	wait_closed(&t, 0);
+	fp_http_server_stats(t.srv, &st);
+	assert_int_equal(st.evicted, 1);
+
+	client_send(&t, 2, "GET /partial HTTP/1.1\r\n");
+	pump(&t, 5);
+	client_connect(&t, 3);
+	wait_responses(&t, 3, 1, &rp);
+	assert_error_body(&rp.r[0], 429, "too_many_connections", "127.0.0.1");
+	assert_non_null(strstr(rp.r[0].body, "2 per address"));
+	rparse_free(&rp);
+	wait_closed(&t, 3);
+	fp_http_server_stats(t.srv, &st);
+	assert_int_equal(st.refused_per_ip, 1);
+	assert_int_equal(st.by_code[429 - 100], 1);
+	assert_false(t.cl[1].eof || t.cl[2].eof);
+
+	/* Another address has room of its own. */
+	if (client_connect_from(&t, 4, "127.0.0.2") >= 0) {
+		get_answered(&t, 4, 1);
+		client_connect_from(&t, 5, "127.0.0.2");
+		get_answered(&t, 5, 1);
+	}
+
+	/* The ones under way complete. */
+	client_send(&t, 1, "Host: t\r\n\r\n");
+	wait_responses(&t, 1, 1, &rp);
+	rparse_free(&rp);
+	client_send(&t, 2, "Host: t\r\n\r\n");
+	wait_responses(&t, 2, 2, &rp);
+	rparse_free(&rp);
+	t_free(&t);
+}
+
+/*
+ * A client that half-closes after its request (shutdown(SHUT_WR), as curl
+ * and scripts do) still gets its answer, then the server closes; a request
+ * it left incomplete is not answered.
+ */
+static void half_closed_client_gets_its_answer(void **state)
+{
+	struct fp_http_stats st;
+	struct rparse rp;
+	struct t t;
+
+	t_init(&t, NULL);
+	t.on_request = slow_or_echo;
+
+	client_connect(&t, 0);
+	client_send(&t, 0, "POST /slow HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi");
+	assert_int_equal(shutdown(t.cl[0].fd, SHUT_WR), 0);
+	wait_responses(&t, 0, 1, &rp);
+	assert_int_equal(rp.r[0].status, 200);
+	assert_string_equal(rp.r[0].body, "slow");
+	assert_string_equal(rheader(&rp.r[0], "connection"), "close");
+	rparse_free(&rp);
+	wait_closed(&t, 0);
+	assert_int_equal(t.cl[0].err, 0);
+
+	/* With Connection: close, as curl sends it. */
+	client_connect(&t, 1);
+	client_send(&t, 1, "GET /slow HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+	assert_int_equal(shutdown(t.cl[1].fd, SHUT_WR), 0);
+	wait_responses(&t, 1, 1, &rp);
+	assert_string_equal(rp.r[0].body, "slow");
+	rparse_free(&rp);
+	wait_closed(&t, 1);
+
+	/* Pipelined: every complete request is answered, the last with close. */
+	client_connect(&t, 2);
+	client_send(&t, 2, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\n\r\n");
+	assert_int_equal(shutdown(t.cl[2].fd, SHUT_WR), 0);
+	wait_responses(&t, 2, 2, &rp);
+	assert_string_equal(rp.r[0].body, "slow");
+	assert_null(rheader(&rp.r[0], "connection"));
+	assert_string_equal(rp.r[1].body, "GET /b 0:");
+	assert_string_equal(rheader(&rp.r[1], "connection"), "close");
+	rparse_free(&rp);
+	wait_closed(&t, 2);
+
+	/* An incomplete request and a FIN: closed, nothing answered. */
+	client_connect(&t, 3);
+	client_send(&t, 3, "GET /never HTTP/1.1\r\nHo");
+	assert_int_equal(shutdown(t.cl[3].fd, SHUT_WR), 0);
+	wait_closed(&t, 3);
+	assert_int_equal(t.cl[3].len, 0);
+	assert_int_equal(t.handled, 4);
+
+	for (int i = 0; i < 4; i++)
+		client_close(&t.cl[i]);
+	run_until(&t, open_is_zero);
+	fp_http_server_stats(t.srv, &st);
+	assert_int_equal(st.responses[2], 4);
+	t_free(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1930,6 +2364,12 @@ int main(void)
 		cmocka_unit_test(late_answer_after_client_left),
 		cmocka_unit_test(finished_request_not_reused_under_caller),
 		cmocka_unit_test(stalled_reader_dropped),
+		cmocka_unit_test(limits_defaults),
+		cmocka_unit_test(deadlines_not_extended_by_drip_feeding),
+		cmocka_unit_test(body_min_rate_after_grace),
+		cmocka_unit_test(idle_connections_evicted_at_cap),
+		cmocka_unit_test(per_address_cap),
+		cmocka_unit_test(half_closed_client_gets_its_answer),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
