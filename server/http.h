@@ -7,8 +7,11 @@
  * in order with no extra bookkeeping. Keep-alive by default, HEAD answered
  * without a body, chunked request bodies decoded, `Expect: 100-continue`
  * answered (or refused with 413 when the declared body is over the limit),
- * limits answered with 431, 414, 413, 408, 405 (the API chooses), and a
- * connection cap. Responses are either whole (fp_http_respond) or streamed
+ * limits answered with 431, 414, 413, 408, 405 (the API chooses), header
+ * and body deadlines that a slow client cannot extend, a connection cap
+ * that closes idle connections to admit new ones, an optional cap per
+ * client address (429), and a client that half-closes after its request
+ * still answered. Responses are either whole (fp_http_respond) or streamed
  * with chunked encoding (fp_http_stream_*), with back-pressure: a stream
  * write reports when the connection's unsent output is over its high-water
  * mark, and a drain callback says when it is under again.
@@ -22,7 +25,9 @@
  * loop turns, so clearing its callbacks right after finishing it is
  * harmless.) A client that leaves while the handler holds a request with no
  * close callback leaves it allocated until respond/stream_end, which then
- * return -EPIPE.
+ * return -EPIPE. A client's FIN alone is not leaving: it may have only
+ * half-closed, so its complete requests are answered; a client that closed
+ * its socket is known to be gone when a write to it fails (or it resets).
  */
 #ifndef FP_SERVER_HTTP_H
 #define FP_SERVER_HTTP_H

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -195,9 +196,19 @@ static void conn_gone(struct conn *c)
 /* Cancel everything; conn_reap() frees once the last callbacks are in. */
 void fp__http_conn_kill(struct conn *c)
 {
+	fp_http_server *srv = c->srv;
+
 	if (c->dead)
 		return;
 	c->dead = 1;
+	/* Its fd stays open until the cancels are in, but it no longer counts
+	 * toward a cap: a new connection may take its place at once. */
+	srv->live--;
+	if (c->ip_counted) {
+		fp__http_peers_remove(srv->peers, &c->ip);
+		c->ip_counted = 0;
+	}
+	fp__http_idle_leave(c);
 	conn_gone(c);
 	c->rdeadline = c->wdeadline = 0;
 	c->rdl_kind = DL_NONE;
@@ -322,20 +333,33 @@ static void conn_input(struct conn *c, const char *data, size_t n)
 		return;
 	}
 	fp__http_conn_process(c);
-	if (!c->dead && !c->closing && c->phase == PH_BODY)
-		fp__http_conn_rdeadline(c, DL_BODY, c->srv->lim.body_timeout_ms);
 }
 
+/*
+ * The client's FIN. It may have closed its socket, or only shut down its
+ * sending side after its request (curl, and scripts that read the answer
+ * after shutdown(SHUT_WR)): a TCP server cannot tell the two apart until
+ * it writes (a closed socket answers with a reset). So requests that
+ * arrived complete are still answered, and the connection closes after
+ * them; a request cut short is never answered.
+ */
 static void conn_eof(struct conn *c, ssize_t res)
 {
 	if (c->dead)
 		return;
-	/* An error, a FIN after ours, or the client leaving mid-request. */
-	if (res < 0 || c->shut || c->phase != PH_IDLE) {
+	/* An error, or a FIN after ours (lingering). */
+	if (res < 0 || c->shut) {
 		fp__http_conn_kill(c);
 		return;
 	}
-	/* Between requests: what is queued still goes out, then we close. */
+	c->peer_eof = 1;
+	fp__http_idle_leave(c);
+	/* The handler has a request, or complete ones wait to be parsed: the
+	 * response to the last of them says close (http_response.c), and
+	 * fp__http_conn_process() closes once nothing is left. */
+	if (c->phase == PH_HANDLER || c->resume_pending)
+		return;
+	/* Between requests, or mid-request: what is queued still goes out. */
 	if (c->unsent || c->closing)
 		c->closing = 1;
 	else
@@ -356,6 +380,25 @@ static void conn_read_cb(fp_io *io, ssize_t res, const char *buf)
 	fp__http_conn_leave(c);
 }
 
+/* The body deadline passed: 408 saying how far the body got and what it was given. */
+static void body_timeout(struct conn *c, uint64_t now)
+{
+	const struct fp_http_limits *lim = &c->srv->lim;
+	char total[48] = " (chunked)", rate[64] = "";
+
+	if (c->body_total)
+		snprintf(total, sizeof(total), " of %llu", (unsigned long long)c->body_total);
+	if (lim->body_min_rate)
+		snprintf(rate, sizeof(rate), " plus 1 s per %llu bytes received",
+			 (unsigned long long)lim->body_min_rate);
+	fp__http_conn_error(c, 408, "request_timeout",
+			    "body deadline: %llu%s body bytes arrived in %llu ms; a body is given"
+			    " %llu ms after the headers%s",
+			    (unsigned long long)c->body_rx, total,
+			    (unsigned long long)(now - c->body_t0),
+			    (unsigned long long)lim->body_timeout_ms, rate);
+}
+
 static void conn_timeout(struct conn *c, uint64_t now)
 {
 	const struct fp_http_limits *lim = &c->srv->lim;
@@ -370,17 +413,19 @@ static void conn_timeout(struct conn *c, uint64_t now)
 	switch (c->rdl_kind) {
 	case DL_HEADER:
 		/* Nothing of a request yet: nobody to answer. */
-		if (c->phase == PH_IDLE)
+		if (c->phase == PH_IDLE) {
 			fp__http_conn_kill(c);
-		else
-			fp__http_conn_error(c, 408, "request_timeout",
-				   "request headers not complete within %llu ms",
-				   (unsigned long long)lim->header_timeout_ms);
+			break;
+		}
+		c->srv->stats.timed_out++;
+		fp__http_conn_error(c, 408, "request_timeout",
+			   "header deadline: the request line and headers were not complete"
+			   " within %llu ms of the request's start",
+			   (unsigned long long)lim->header_timeout_ms);
 		break;
 	case DL_BODY:
-		fp__http_conn_error(c, 408, "request_timeout",
-			   "request body stalled: no byte for %llu ms",
-			   (unsigned long long)lim->body_timeout_ms);
+		c->srv->stats.timed_out++;
+		body_timeout(c, now);
 		break;
 	default:
 		/* Idle keep-alive, or lingering after our last response. */
@@ -433,10 +478,17 @@ static void sweep_cb(fp_timer *t)
 
 void fp__http_conn_accept(fp_http_server *srv, struct listener *l, int fd)
 {
+	enum fp__http_admit admit;
+	struct in6_addr ip;
+	char ip_text[INET6_ADDRSTRLEN] = "";
 	struct conn *c;
-	int one = 1;
+	int one = 1, by_ip;
 
-	if (srv->lim.max_connections && srv->stats.open >= srv->lim.max_connections) {
+	/* The address only when it is counted: no getpeername() per accept otherwise. */
+	by_ip = srv->peers && l->family != AF_UNIX &&
+		fp__http_peer_ip(fd, &ip, ip_text, sizeof(ip_text)) == 0;
+	admit = fp__http_admit(srv, by_ip ? &ip : NULL);
+	if (admit == FP__HTTP_REFUSE) {
 		close(fd);
 		srv->stats.refused++;
 		return;
@@ -468,5 +520,20 @@ void fp__http_conn_accept(fp_http_server *srv, struct listener *l, int fd)
 	srv->conns = c;
 	srv->stats.accepted++;
 	srv->stats.open++;
+	srv->live++;
+	if (admit == FP__HTTP_ADMIT_OVER_IP) {
+		srv->stats.refused_per_ip++;
+		c->busy++;
+		fp__http_conn_error(c, 429, "too_many_connections",
+				    "too many connections from %s: at most %u per address",
+				    ip_text, srv->lim.max_connections_per_ip);
+		fp__http_conn_leave(c);
+		return;
+	}
+	if (by_ip && fp__http_peers_add(srv->peers, &ip) == 0) {
+		c->ip = ip;
+		c->ip_counted = 1;
+	}
 	fp__http_conn_rdeadline(c, DL_HEADER, srv->lim.header_timeout_ms);
+	fp__http_idle_enter(c);
 }

@@ -30,6 +30,19 @@
  * Timeouts are deadlines in the connection, checked by one server-wide
  * timer that is re-armed only when a deadline comes before its due time:
  * a keep-alive request moves deadlines without touching the loop's timers.
+ * No deadline is restarted by a byte arriving: the header deadline runs
+ * from the request's start, the body deadline from the end of the headers
+ * and grows only by the body's minimum rate, so drip-feeding cannot hold a
+ * connection longer than its bytes pay for.
+ *
+ * The connection cap counts live connections (`live`: not yet killed).
+ * Connections waiting for a request with nothing to send are on the
+ * server's idle list in the order they became idle; at a cap the longest
+ * idle is closed to admit a new one (nginx's reusable connections). The
+ * per-address cap counts connections by client address (http_peers.c).
+ *
+ * A FIN from the client ends its requests, not its answers: requests that
+ * arrived complete are answered, then the connection is closed (`peer_eof`).
  *
  * Entry points (loop callbacks and the request API) pin the connection
  * (busy); the last one out flushes output and frees what is dead, so no
@@ -110,6 +123,7 @@ struct listener {
 };
 
 struct conn;
+struct fp__http_peers;
 
 struct fp_http_request {
 	struct conn *c;
@@ -172,11 +186,19 @@ struct conn {
 	uint8_t saved_set;
 	uint8_t peer_done;
 	uint8_t unix_peer;
+	uint8_t peer_eof;              /* the client's FIN came: answer, then close */
+	uint8_t idle_listed;           /* on the server's idle list */
+	uint8_t ip_counted;            /* counted in the per-address table */
 	int err_status;                /* set by a parser callback that refused */
 	const char *err_code;
 	char err_msg[128];
 
 	uint64_t rdeadline;            /* request side, per rdl_kind; 0 none */
+	uint64_t body_t0;              /* the headers' end: the body deadline's start */
+	uint64_t body_rx;              /* body bytes received (de-chunked) */
+	uint64_t body_total;           /* Content-Length; 0 for chunked */
+	struct conn *idle_prev, *idle_next;
+	struct in6_addr ip;            /* the client's address (IPv4 mapped), with ip_counted */
 	uint64_t wdeadline;            /* output must progress by then; 0 none */
 
 	struct buf in;
@@ -212,6 +234,9 @@ struct fp_http_server {
 	struct listener *listeners;
 	unsigned nlisten_open;         /* listeners whose fd is open */
 	struct conn *conns;
+	struct conn *idle_head, *idle_tail;  /* longest idle first */
+	unsigned live;                 /* connections not killed: what the caps count */
+	struct fp__http_peers *peers;  /* per-address counts; NULL without that cap */
 	struct fp_http_stats stats;
 
 	fp_timer sweep;
@@ -228,6 +253,31 @@ struct fp_http_server {
 	char date[40];                 /* "Date: ...\r\n" */
 	size_t date_len;
 };
+
+/* --- http_peers.c -------------------------------------------------------- */
+
+/* Connections per client address, for max_connections_per_ip. */
+int fp__http_peers_new(struct fp__http_peers **out, unsigned max_connections);
+void fp__http_peers_free(struct fp__http_peers *p);
+unsigned fp__http_peers_count(const struct fp__http_peers *p, const struct in6_addr *ip);
+int fp__http_peers_add(struct fp__http_peers *p, const struct in6_addr *ip);
+void fp__http_peers_remove(struct fp__http_peers *p, const struct in6_addr *ip);
+
+/* --- http_admit.c -------------------------------------------------------- */
+
+enum fp__http_admit {
+	FP__HTTP_ADMIT,
+	FP__HTTP_ADMIT_OVER_IP,        /* over its address's cap: answer 429 and close */
+	FP__HTTP_REFUSE,               /* over max_connections with none idle: close */
+};
+
+/*
+ * May a new connection from `ip` (NULL: not counted by address) open?
+ * Closes the longest-idle connection to make room where a cap is reached.
+ */
+enum fp__http_admit fp__http_admit(fp_http_server *srv, const struct in6_addr *ip);
+/* The peer's address (IPv4 mapped into IPv6) and its text, without the port. */
+int fp__http_peer_ip(int fd, struct in6_addr *ip, char *text, size_t textlen);
 
 /* --- http.c -------------------------------------------------------------- */
 
@@ -251,6 +301,10 @@ void fp__http_conn_rdeadline(struct conn *c, enum deadline_kind kind, uint64_t m
 
 void fp__http_access_log(struct conn *c, int status);
 void fp__http_request_release(struct conn *c);
+
+/* On the idle list (again, as the most recent), or off it. */
+void fp__http_idle_enter(struct conn *c);
+void fp__http_idle_leave(struct conn *c);
 
 void fp__http_conn_accept(fp_http_server *srv, struct listener *l, int fd);
 void fp__http_conn_kill(struct conn *c);

@@ -61,6 +61,7 @@ static int on_message_begin(http_parser *p)
 	struct conn *c = p->data;
 
 	c->phase = PH_HEADERS;
+	fp__http_idle_leave(c);
 	/* Each execute starts at in_off and covers at most one message start. */
 	c->msg_start = c->in_off;
 	c->nhdrs = 0;
@@ -201,6 +202,10 @@ static int on_headers_complete(http_parser *p)
 		srv->stats.by_code[100 - 100]++;
 	}
 	c->phase = PH_BODY;
+	/* From here on the body's bytes, not time alone, earn it time (on_body). */
+	c->body_t0 = fp_now_ms();
+	c->body_rx = 0;
+	c->body_total = has_len ? p->content_length : 0;
 	fp__http_conn_rdeadline(c, DL_BODY, srv->lim.body_timeout_ms);
 	return 0;
 }
@@ -227,6 +232,12 @@ static int on_body(http_parser *p, const char *at, size_t len)
 	if (req->body + req->body_len != off)
 		memmove(c->in.p + req->body + req->body_len, at, len);
 	req->body_len += len;
+	c->body_rx += len;
+	/* Only later: the sweep due at the old deadline sees the new one and
+	 * comes back for it. */
+	if (c->rdl_kind == DL_BODY && c->rdeadline && c->srv->lim.body_min_rate)
+		c->rdeadline = c->body_t0 + c->srv->lim.body_timeout_ms +
+			       c->body_rx * 1000u / c->srv->lim.body_min_rate;
 	return 0;
 }
 
@@ -332,5 +343,12 @@ void fp__http_conn_process(struct conn *c)
 	/* Only blank lines between requests were read: nothing to keep. */
 	if (c->phase == PH_IDLE && !c->closing && c->in_off == c->in.len)
 		c->in.len = c->in_off = 0;
+	/*
+	 * After the client's FIN, every complete request has been dispatched
+	 * once the handler has none: what is left is not a request and never
+	 * will be. What is queued goes out, then the connection closes.
+	 */
+	if (c->peer_eof && !c->dead && c->phase != PH_HANDLER)
+		c->closing = 1;
 	c->processing = 0;
 }

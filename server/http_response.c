@@ -94,8 +94,10 @@ static void response_begin(struct conn *c, int status, int streamed)
 	req->bodiless = req->is_head || status == 204 || status == 304;
 	/* HTTP/1.0 has no chunks: a streamed body ends with the connection. */
 	req->chunked = streamed && req->http_minor >= 1 && status != 204 && status != 304;
+	/* After the client's FIN, the last complete request's answer closes. */
 	req->close = !req->keep_alive || c->closing || c->srv->freeing ||
-		     (streamed && !req->chunked && !req->bodiless);
+		     (streamed && !req->chunked && !req->bodiless) ||
+		     (c->peer_eof && c->in_off == c->in.len && !c->over.len);
 	c->srv->stats.responses[status / 100]++;
 	if (status >= 100 && status <= 599)
 		c->srv->stats.by_code[status - 100]++;
@@ -184,6 +186,7 @@ static void request_finish(struct conn *c)
 	if (c->dead || c->closing)
 		return;
 	fp__http_conn_rdeadline(c, DL_IDLE, c->srv->lim.idle_timeout_ms);
+	fp__http_idle_enter(c);
 	/*
 	 * Pipelined bytes. Inside fp__http_conn_process() its loop goes on once the
 	 * handler returns. Otherwise the handler's code is still on the stack
