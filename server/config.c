@@ -82,7 +82,23 @@ static const struct fp__config_setting settings[] = {
 	{ "max-queue", K_UINT, OFF(max_queue), 1, 1ull << 40, "N",
 	  "unfinished items across all jobs; past it, 429 (default 1000000)" },
 	{ "max-connections", K_UINT, OFF(max_connections), 1, 1u << 20, "N",
-	  "open connections at most (default 1024)" },
+	  "open connections at most (default 16384); at the cap the longest-idle"
+	  " connection is closed to admit a new one, and with none idle the new one is"
+	  " closed; the soft RLIMIT_NOFILE is raised to hold them" },
+	{ "max-connections-per-ip", K_UINT, OFF(max_connections_per_ip), 0, 1u << 20, "N",
+	  "open connections from one client address at most, 0 for no cap (default 0);"
+	  " past it that address's longest-idle connection is closed, and with none idle"
+	  " the new one is answered 429" },
+	{ "header-timeout", K_UINT, OFF(header_timeout_ms), 1, DAY_S * 1000, "DURATION",
+	  "a request's line and headers must arrive within this of its first byte (a new"
+	  " connection's: of its accept), however they trickle in; else 408 (default 10s)",
+	  IN_MS },
+	{ "body-timeout", K_UINT, OFF(body_timeout_ms), 1, DAY_S * 1000, "DURATION",
+	  "a request body must arrive within this after its headers plus 1 s per"
+	  " --body-min-rate bytes received; else 408 (default 20s)", IN_MS },
+	{ "body-min-rate", K_SIZE, OFF(body_min_rate), 0, 1ull << 40, "BYTES",
+	  "bytes a second a body must keep up after --body-timeout's grace, suffixes k, m,"
+	  " g; 0: the whole body within --body-timeout (default 500)" },
 	{ "job-ttl", K_UINT, OFF(job_ttl_s), 1, 3650 * DAY_S, "DURATION",
 	  "keep finished jobs this long (default 10m)", IN_S },
 	{ "drain-timeout", K_UINT, OFF(drain_timeout_s), 0, 7 * DAY_S, "DURATION",
@@ -377,7 +393,10 @@ static void defaults(struct fp_config *c)
 	c->exec_startup_timeout_ms.all_set = true;
 	c->max_body = 64ull << 20;
 	c->max_queue = 1000000;
-	c->max_connections = 1024;
+	c->max_connections = 16384;
+	c->header_timeout_ms = 10000;
+	c->body_timeout_ms = 20000;
+	c->body_min_rate = 500;
 	c->job_ttl_s = 600;
 	c->drain_timeout_s = 30;
 	c->unix_mode = 0660;

@@ -86,6 +86,10 @@ struct fp_config {
 	uint64_t max_body;                 /* bytes */
 	uint64_t max_queue;                /* unfinished items across jobs */
 	uint64_t max_connections;
+	uint64_t max_connections_per_ip;   /* 0: no cap */
+	uint64_t header_timeout_ms;
+	uint64_t body_timeout_ms;          /* the body's grace ... */
+	uint64_t body_min_rate;            /* ... plus 1 s per this many bytes; 0: none */
 	uint64_t job_ttl_s;
 	uint64_t drain_timeout_s;          /* 0: cancel at once on SIGTERM */
 

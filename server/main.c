@@ -33,6 +33,7 @@
 #include "jobs.h"
 #include "log.h"
 #include "loop.h"
+#include "nofile.h"
 
 /* Exit statuses: config.h's usage text says the same. */
 #define EXIT_RUNTIME 1
@@ -342,6 +343,53 @@ static void log_pool(struct daemon *d, unsigned flags)
 }
 
 /*
+ * Descriptors besides the connections': the listeners, the loop's, the
+ * log, and per worker its socket, its log pipe and a successor's two.
+ */
+#define NOFILE_RESERVE 256
+#define NOFILE_PER_WORKER 4
+
+/*
+ * Raise the soft RLIMIT_NOFILE to hold --max-connections, and say so. When
+ * the hard limit is too low, the cap becomes what fits: past the limit
+ * accept() would fail with EMFILE, leaving clients in the backlog unanswered.
+ * Returns the connection cap to use.
+ */
+static unsigned open_files(struct daemon *d)
+{
+	uint64_t cap = d->cfg.max_connections, other, need;
+	struct fp_nofile nf;
+	struct fp_pool_stats st;
+	int r;
+
+	fp_pool_stats(d->pool, &st);
+	other = NOFILE_RESERVE + (uint64_t)NOFILE_PER_WORKER * st.workers;
+	need = cap + other;
+	r = fp_nofile_raise(need, &nf);
+	if (r < 0) {
+		fp_dlog_warn(&d->log, "open files: cannot raise RLIMIT_NOFILE to %" PRIu64
+			     " for --max-connections %" PRIu64 ": %s", need, cap, fp_strerror(r));
+		return (unsigned)cap;
+	}
+	if (nf.after < need) {
+		uint64_t fit = nf.after > other + 1 ? nf.after - other : 1;
+
+		fp_dlog_warn(&d->log, "open files: the hard RLIMIT_NOFILE (%" PRIu64 ") is below the"
+			     " %" PRIu64 " descriptors --max-connections %" PRIu64 " needs: taking at"
+			     " most %" PRIu64 " connections (raise the hard limit: ulimit -Hn,"
+			     " LimitNOFILE=; or lower --max-connections)", nf.hard, need, cap, fit);
+		return (unsigned)fit;
+	}
+	if (nf.after > nf.before)
+		fp_dlog_info(&d->log, "open files: raised the soft RLIMIT_NOFILE from %" PRIu64
+			     " to %" PRIu64 " for --max-connections %" PRIu64, nf.before, nf.after, cap);
+	else
+		fp_dlog_info(&d->log, "open files: RLIMIT_NOFILE %" PRIu64 " holds --max-connections"
+			     " %" PRIu64, nf.after, cap);
+	return (unsigned)cap;
+}
+
+/*
  * Build everything. On failure the message is logged and the caller tears
  * down what was built.
  */
@@ -407,7 +455,11 @@ static int start(struct daemon *d)
 
 	fp_http_limits_init(&lim);
 	lim.max_body_bytes = (size_t)d->cfg.max_body;
-	lim.max_connections = (unsigned)d->cfg.max_connections;
+	lim.max_connections = open_files(d);
+	lim.max_connections_per_ip = (unsigned)d->cfg.max_connections_per_ip;
+	lim.header_timeout_ms = d->cfg.header_timeout_ms;
+	lim.body_timeout_ms = d->cfg.body_timeout_ms;
+	lim.body_min_rate = d->cfg.body_min_rate;
 	r = fp_http_server_new(&d->http, d->loop, &lim, fp_api_handler, d->api);
 	if (r < 0) {
 		fp_dlog_error(&d->log, "cannot start the HTTP server: %s", fp_strerror(r));

@@ -690,6 +690,40 @@ static void token_file_open_to_others_warns_or_is_refused(void **state)
 	assert_string_equal(x->err, want);
 }
 
+/* The connection limits and request deadlines (issue 13): defaults and flags. */
+static void connection_limits_and_deadlines(void **state)
+{
+	struct fx *x = *state;
+	char *const argv[] = { "forkpoold", NULL };
+
+	assert_int_equal(load(x, 1, argv, no_env), FP_CONFIG_RUN);
+	assert_int_equal(x->c.max_connections, 16384);
+	assert_int_equal(x->c.max_connections_per_ip, 0);
+	assert_int_equal(x->c.header_timeout_ms, 10000);
+	assert_int_equal(x->c.body_timeout_ms, 20000);
+	assert_int_equal(x->c.body_min_rate, 500);
+
+	assert_int_equal(load(x, ARGC("--max-connections-per-ip", "8", "--header-timeout", "2500",
+				      "--body-timeout=3s", "--body-min-rate", "1k"),
+			      ARGV("--max-connections-per-ip", "8", "--header-timeout", "2500",
+				   "--body-timeout=3s", "--body-min-rate", "1k"), no_env), 0);
+	assert_int_equal(x->c.max_connections_per_ip, 8);
+	assert_int_equal(x->c.header_timeout_ms, 2500);
+	assert_int_equal(x->c.body_timeout_ms, 3000);
+	assert_int_equal(x->c.body_min_rate, 1024);
+	assert_int_equal(load(x, ARGC("--body-min-rate", "0"), ARGV("--body-min-rate", "0"),
+			      no_env), 0);
+	assert_int_equal(x->c.body_min_rate, 0);
+
+	/* A deadline is never off: 0 is refused, naming the flag. */
+	assert_int_equal(load(x, ARGC("--header-timeout", "0"), ARGV("--header-timeout", "0"),
+			      no_env), -EINVAL);
+	assert_non_null(strstr(x->err, "--header-timeout: "));
+	assert_int_equal(load(x, ARGC("--body-timeout", "0"), ARGV("--body-timeout", "0"),
+			      no_env), -EINVAL);
+	assert_non_null(strstr(x->err, "--body-timeout: "));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -715,6 +749,7 @@ int main(void)
 		T(module_needs_a_path),
 		T(unix_mode_and_strict_perms),
 		T(token_file_open_to_others_warns_or_is_refused),
+		T(connection_limits_and_deadlines),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
