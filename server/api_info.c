@@ -148,8 +148,18 @@ void fp__api_metrics(fp_api *api, fp_http_request *req)
 	metric_head(&b, "forkpool_http_connections", "gauge", "Open client connections.");
 	sbuf_printf(&b, "forkpool_http_connections %llu\n", (unsigned long long)hs.open);
 	metric_head(&b, "forkpool_http_connections_refused_total", "counter",
-		    "Connections closed at once for being over --max-connections.");
+		    "Connections closed at once for being over --max-connections, none idle.");
 	sbuf_printf(&b, "forkpool_http_connections_refused_total %llu\n", (unsigned long long)hs.refused);
+	metric_head(&b, "forkpool_http_connections_evicted_total", "counter",
+		    "Idle connections closed at a connection cap to admit another.");
+	sbuf_printf(&b, "forkpool_http_connections_evicted_total %llu\n", (unsigned long long)hs.evicted);
+	metric_head(&b, "forkpool_http_connections_refused_per_ip_total", "counter",
+		    "Connections answered 429 for being over --max-connections-per-ip.");
+	sbuf_printf(&b, "forkpool_http_connections_refused_per_ip_total %llu\n",
+		    (unsigned long long)hs.refused_per_ip);
+	metric_head(&b, "forkpool_http_request_timeouts_total", "counter",
+		    "Requests answered 408: the header or the body deadline passed.");
+	sbuf_printf(&b, "forkpool_http_request_timeouts_total %llu\n", (unsigned long long)hs.timed_out);
 
 	metric_head(&b, "forkpool_jobs", "gauge", "Jobs kept, by state.");
 	for (i = FP_JOB_QUEUED; i <= FP_JOB_CANCELLED; i++)
