@@ -339,7 +339,8 @@ wait_http() {
 
 # fpd_start BACKEND [forkpoold options...] : starts forkpoold (2 workers unless the options say
 # otherwise) on 127.0.0.1:0, its log in $tmp/fpd.log; sets server and port. With fpd_nofile set,
-# it starts with RLIMIT_NOFILE raised to that (forkpoold does not raise its own).
+# it starts with RLIMIT_NOFILE (soft and hard) set to that; forkpoold raises its own soft limit only
+# up to the hard one.
 fpd_nofile=
 fpd_start() {
 	local i b=$1

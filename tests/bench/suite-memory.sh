@@ -3,7 +3,8 @@
 # Sourced by scripts/bench after tests/bench/lib.sh, which says how a suite is written.
 #
 # forkpoold starts with 2 workers, --max-connections just above the count and its RLIMIT_NOFILE
-# raised to hold them (it does not raise its own); mem_bench.py raises its own limit, opens the
+# set to hold them and the descriptors it keeps beside them (with less it lowers its cap);
+# mem_bench.py raises its own limit, opens the
 # connections, has one GET /v1/health answered on each, and reads the master's VmRSS while
 # /metrics counts them all open. Sizes are steady-state figures, so runs vary little.
 
@@ -20,8 +21,8 @@ memory_prepare() {
 	local hard
 	fp_backends_probe || return 1
 	hard=$(ulimit -Hn)
-	if [ "$hard" != unlimited ] && [ "$hard" -lt $((memory_conns + 200)) ]; then
-		echo "bench: memory: RLIMIT_NOFILE's hard limit ($hard) is under the $((memory_conns + 200)) descriptors $memory_conns connections need" >&2
+	if [ "$hard" != unlimited ] && [ "$hard" -lt $((memory_conns + 400)) ]; then
+		echo "bench: memory: RLIMIT_NOFILE's hard limit ($hard) is under the $((memory_conns + 400)) descriptors $memory_conns connections need" >&2
 		return 1
 	fi
 	echo "   backends: ${fp_backend_names[*]}; $memory_conns connections"
@@ -30,7 +31,7 @@ memory_prepare() {
 memory_rep() {
 	local b
 	for b in "${fp_backends[@]}"; do
-		if fpd_nofile=$((memory_conns + 200)) fpd_start_for "fp.$b.mem" "$b" \
+		if fpd_nofile=$((memory_conns + 400)) fpd_start_for "fp.$b.mem" "$b" \
 			--max-connections $((memory_conns + 100)); then
 			run "fp.$b.mem" "$python" "$memory_py" fpd "$port" "$server" "$memory_conns"
 		fi
