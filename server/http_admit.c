@@ -41,7 +41,7 @@ void fp__http_idle_enter(struct conn *c)
 	fp_http_server *srv = c->srv;
 
 	fp__http_idle_leave(c);
-	if (c->dead || c->closing)
+	if (c->dead || c->closing || c->peer_eof)
 		return;
 	c->idle_prev = srv->idle_tail;
 	if (srv->idle_tail)

@@ -183,6 +183,10 @@ static void request_finish(struct conn *c)
 	if (req->close)
 		c->closing = 1;
 	fp__http_request_release(c);
+	/* The client's FIN came while it was answered (after the response
+	 * began): with nothing more to parse, the connection is done. */
+	if (c->peer_eof && !c->in.len)
+		c->closing = 1;
 	if (c->dead || c->closing)
 		return;
 	fp__http_conn_rdeadline(c, DL_IDLE, c->srv->lim.idle_timeout_ms);

@@ -2287,6 +2287,24 @@ static void per_address_cap(void **state)
 	t_free(&t);
 }
 
+/* /stream begins a stream that end_stream_later_cb ends 30 ms later. */
+static void stream_later_or_slow(struct t *t, fp_http_request *req)
+{
+	if (!strcmp(fp_http_path(req), "/stream")) {
+		assert_int_equal(fp_http_stream_start(req, 200, "text/plain"), 0);
+		assert_int_equal(fp_http_stream_write(req, "begun;", 6), 0);
+		t->held = req;
+		assert_int_equal(fp_timer_start(t->loop, &t->later, 30, end_stream_later_cb), 0);
+		return;
+	}
+	slow_or_echo(t, req);
+}
+
+static int got_begun(struct t *t)
+{
+	return t->cl[4].buf && strstr(t->cl[4].buf, "begun;") != NULL;
+}
+
 /*
  * A client that half-closes after its request (shutdown(SHUT_WR), as curl
  * and scripts do) still gets its answer, then the server closes; a request
@@ -2299,7 +2317,7 @@ static void half_closed_client_gets_its_answer(void **state)
 	struct t t;
 
 	t_init(&t, NULL);
-	t.on_request = slow_or_echo;
+	t.on_request = stream_later_or_slow;
 
 	client_connect(&t, 0);
 	client_send(&t, 0, "POST /slow HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi");
@@ -2341,11 +2359,23 @@ static void half_closed_client_gets_its_answer(void **state)
 	assert_int_equal(t.cl[3].len, 0);
 	assert_int_equal(t.handled, 4);
 
-	for (int i = 0; i < 4; i++)
+	/* The FIN comes while the answer streams: it ends, then the server closes. */
+	client_connect(&t, 4);
+	client_send(&t, 4, "GET /stream HTTP/1.1\r\nHost: t\r\n\r\n");
+	run_until(&t, got_begun);
+	assert_int_equal(shutdown(t.cl[4].fd, SHUT_WR), 0);
+	wait_closed(&t, 4);
+	assert_int_equal(parse_responses(&t, 4, &rp), 1);
+	assert_string_equal(rp.r[0].body, "begun;dropped");
+	rparse_free(&rp);
+	assert_int_equal(t.cl[4].err, 0);
+
+	for (int i = 0; i < 5; i++)
 		client_close(&t.cl[i]);
 	run_until(&t, open_is_zero);
 	fp_http_server_stats(t.srv, &st);
-	assert_int_equal(st.responses[2], 4);
+	assert_int_equal(st.responses[2], 5);
+	assert_int_equal(t.closes, 0);
 	t_free(&t);
 }
 
