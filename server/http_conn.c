@@ -472,8 +472,19 @@ static void sweep_cb(fp_timer *t)
 		if (d && (!next || d < next))
 			next = d;
 	}
-	if (next)
+	/*
+	 * A sweep walks every connection. Thousands of them whose deadlines
+	 * pass one by one (a crowd of idle keep-alive clients, or a client
+	 * opening connections to let them expire) would have it walk them all
+	 * once per deadline; at most one walk per SWEEP_GAP_MS bounds that,
+	 * and a deadline of seconds loses nothing by coming that much late.
+	 * Work due at once (resume_pending, reap_later) arms the sweep itself.
+	 */
+	if (next) {
+		if (next < now + SWEEP_GAP_MS)
+			next = now + SWEEP_GAP_MS;
 		fp__http_sweep_arm(srv, next);
+	}
 }
 
 void fp__http_conn_accept(fp_http_server *srv, struct listener *l, int fd)

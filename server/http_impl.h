@@ -73,6 +73,7 @@ enum {
 	HEAD_SLACK = 256,              /* status line, Date, lengths, Connection */
 	LINGER_MS = 2000,              /* after an error: wait this long for the peer's FIN */
 	LINGER_BYTES = 8 << 20,        /* ... or until it has sent this much more */
+	SWEEP_GAP_MS = 50,             /* deadline sweeps at most this often (http_conn.c) */
 };
 
 /* What a connection's request-side deadline means when it passes. */
