@@ -287,6 +287,11 @@ struct sbuf *fp_journal_buf(fp_journal *j)
 	return &j->pend;
 }
 
+uint32_t fp_journal_salt(const fp_journal *j)
+{
+	return j->salt;
+}
+
 size_t fp_journal_begin(fp_journal *j)
 {
 	return fp_jrec_begin(&j->pend);
@@ -301,7 +306,7 @@ int fp_journal_end(fp_journal *j, size_t start, uint16_t type,
 		j->pend.len = start;
 		return j->broken ? j->broken : -ESHUTDOWN;
 	}
-	r = fp_jrec_end(&j->pend, start, type);
+	r = fp_jrec_end(&j->pend, start, type, j->salt);
 	if (r < 0)
 		return r;
 	if (j->c.state == C_SNAP || j->c.state == C_WANT_FINAL)
@@ -337,7 +342,8 @@ void fp_journal_stats_get(const fp_journal *j, struct fp_journal_stats *out)
 /* --- life ---------------------------------------------------------------- */
 
 int fp__journal_new(fp_journal **out, fp_loop *loop, int fd, uint64_t end,
-		    enum fp_fsync_policy policy, uint64_t interval_ms)
+		    uint32_t salt, enum fp_fsync_policy policy,
+		    uint64_t interval_ms)
 {
 	fp_journal *j = calloc(1, sizeof(*j));
 
@@ -345,6 +351,7 @@ int fp__journal_new(fp_journal **out, fp_loop *loop, int fd, uint64_t end,
 		return -ENOMEM;
 	j->loop = loop;
 	j->fd = fd;
+	j->salt = salt;
 	j->dirfd = j->lockfd = -1;
 	j->policy = policy;
 	j->interval_ms = interval_ms ? interval_ms : FP_JOURNAL_FSYNC_INTERVAL_MS;

@@ -126,6 +126,8 @@ struct fp_journal_wait {
  */
 struct sbuf *fp_journal_buf(fp_journal *j);
 size_t fp_journal_begin(fp_journal *j);
+/* The file's salt, for records built elsewhere (a compaction's snapshot). */
+uint32_t fp_journal_salt(const fp_journal *j);
 int fp_journal_end(fp_journal *j, size_t start, uint16_t type,
 		   struct fp_journal_wait *w);
 

@@ -266,7 +266,7 @@ int fp_journal_compact(fp_journal *j, int (*snapshot)(void *data, struct sbuf *b
 	if (c->fd < 0)
 		return -errno;
 	/* Sixteen bytes into the page cache: no wait worth a round trip. */
-	fp_journal_header_put(h);
+	fp_journal_header_put(h, j->salt);
 	if (pwrite(c->fd, h, sizeof(h), 0) != sizeof(h)) {
 		r = errno ? -errno : -EIO;
 		close(c->fd);

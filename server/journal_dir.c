@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -141,12 +142,12 @@ static int open_journal(struct opener *op)
 }
 
 /* A new journal's header, and the directory entry, made durable. */
-static int write_header(struct opener *op, int fd)
+static int write_header(struct opener *op, int fd, uint32_t salt)
 {
 	unsigned char h[FP_JOURNAL_HDR_LEN];
 	int r;
 
-	fp_journal_header_put(h);
+	fp_journal_header_put(h, salt);
 	errno = 0;
 	if (ftruncate(fd, 0) < 0 || pwrite(fd, h, sizeof(h), 0) != sizeof(h) ||
 	    fdatasync(fd) < 0 || fsync(op->dirfd) < 0) {
@@ -222,7 +223,7 @@ static int rewrite(struct opener *op, struct fp_journal_scan *s, char *kept,
 		return fail(op, r, "cannot create %s.new: %s", op->path,
 			    strerror(-r));
 	}
-	r = write_header(op, c.fd);
+	r = write_header(op, c.fd, s->salt);
 	if (r < 0)
 		goto out;
 	s2.recover = true;
@@ -330,7 +331,12 @@ int fp_journal_open(fp_journal **out, fp_loop *loop,
 		    op.path, s.skipped, s.skipped_bytes, s.first_skip.off,
 		    s.records, o->dir, kept);
 	} else if (s.empty) {
-		if ((r = write_header(&op, op.fd)) < 0)
+		if (getrandom(&s.salt, sizeof(s.salt), 0) != sizeof(s.salt)) {
+			r = -errno;
+			fail(&op, r, "cannot draw the journal's salt: %s", strerror(-r));
+			goto err_file;
+		}
+		if ((r = write_header(&op, op.fd, s.salt)) < 0)
 			goto err_file;
 		s.end = FP_JOURNAL_HDR_LEN;
 		rep.created = true;
@@ -341,7 +347,8 @@ int fp_journal_open(fp_journal **out, fp_loop *loop,
 		goto err_file;
 	}
 
-	r = fp__journal_new(&j, loop, op.fd, s.end, o->fsync, o->fsync_interval_ms);
+	r = fp__journal_new(&j, loop, op.fd, s.end, s.salt, o->fsync,
+			    o->fsync_interval_ms);
 	if (r < 0) {
 		fail(&op, r, "journal %s: %s", op.path, strerror(-r));
 		goto err_file;

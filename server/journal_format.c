@@ -29,29 +29,34 @@ static uint16_t get16(const unsigned char *s)
 
 /* --- file header --------------------------------------------------------- */
 
-void fp_journal_header_put(unsigned char out[FP_JOURNAL_HDR_LEN])
+void fp_journal_header_put(unsigned char out[FP_JOURNAL_HDR_LEN], uint32_t salt)
 {
 	memcpy(out, FP_JOURNAL_MAGIC, 8);
 	put32(out + 8, FP_JOURNAL_VERSION);
-	put32(out + 12, fp_crc32c(0, out, 12));
+	put32(out + 12, salt);
+	put32(out + 16, 0);
+	put32(out + 20, fp_crc32c(0, out, 20));
 }
 
-int fp_journal_header_check(const void *p, size_t n, uint32_t *version)
+int fp_journal_header_check(const void *p, size_t n, uint32_t *version,
+			    uint32_t *salt)
 {
 	const unsigned char *s = p;
 
 	if (n < FP_JOURNAL_HDR_LEN)
 		return -ENODATA;
 	if (memcmp(s, FP_JOURNAL_MAGIC, 8) != 0 ||
-	    get32(s + 12) != fp_crc32c(0, s, 12))
+	    get32(s + 20) != fp_crc32c(0, s, 20))
 		return -EBADMSG;
 	*version = get32(s + 8);
+	*salt = get32(s + 12);
 	return *version == FP_JOURNAL_VERSION ? 0 : -ENOTSUP;
 }
 
 /* --- records ------------------------------------------------------------- */
 
-int fp_jrec_parse(const void *p, size_t avail, struct fp_jrec *out)
+int fp_jrec_parse(const void *p, size_t avail, uint32_t salt,
+		  struct fp_jrec *out)
 {
 	const unsigned char *s = p;
 	uint32_t len;
@@ -59,7 +64,7 @@ int fp_jrec_parse(const void *p, size_t avail, struct fp_jrec *out)
 	if (avail < FP_JREC_HDR_LEN)
 		return -ENODATA;
 	len = get32(s);
-	if (get32(s + 12) != fp_crc32c(0, s, 12) || get16(s + 6) != 0 ||
+	if (get32(s + 12) != fp_crc32c(salt, s, 12) || get16(s + 6) != 0 ||
 	    len > FP_JREC_MAX)
 		return -EBADMSG;
 	out->type = get16(s + 4);
@@ -68,7 +73,7 @@ int fp_jrec_parse(const void *p, size_t avail, struct fp_jrec *out)
 	out->size = FP_JREC_HDR_LEN + (size_t)len;
 	if (avail - FP_JREC_HDR_LEN < len)
 		return -EMSGSIZE;
-	if (get32(s + 8) != fp_crc32c(0, out->payload, len))
+	if (get32(s + 8) != fp_crc32c(salt, out->payload, len))
 		return -EILSEQ;
 	return 0;
 }
@@ -115,7 +120,7 @@ void fp_jrec_put_bytes(struct sbuf *b, const void *p, size_t n)
 		sbuf_add(b, p, n);
 }
 
-int fp_jrec_end(struct sbuf *b, size_t start, uint16_t type)
+int fp_jrec_end(struct sbuf *b, size_t start, uint16_t type, uint32_t salt)
 {
 	unsigned char *h;
 	size_t len;
@@ -136,8 +141,8 @@ int fp_jrec_end(struct sbuf *b, size_t start, uint16_t type)
 	h[4] = (unsigned char)type;
 	h[5] = (unsigned char)(type >> 8);
 	h[6] = h[7] = 0;
-	put32(h + 8, fp_crc32c(0, h + FP_JREC_HDR_LEN, len));
-	put32(h + 12, fp_crc32c(0, h, 12));
+	put32(h + 8, fp_crc32c(salt, h + FP_JREC_HDR_LEN, len));
+	put32(h + 12, fp_crc32c(salt, h, 12));
 	return 0;
 }
 

@@ -5,11 +5,17 @@
  *
  * A journal file is a header and then records, back to back:
  *
- *   header   "FPJOURNL"  u32 version  u32 crc32c(the 12 bytes before)
- *   record   u32 len  u16 type  u16 flags(0)  u32 crc32c(payload)
- *            u32 crc32c(the 12 bytes before)  payload[len]
+ *   header   "FPJOURNL"  u32 version  u32 salt  u32 0
+ *            u32 crc32c(the 20 bytes before)
+ *   record   u32 len  u16 type  u16 flags(0)  u32 crc32c(salt; payload)
+ *            u32 crc32c(salt; the 12 bytes before)  payload[len]
  *
- * All integers little-endian. The record header has a checksum of its own
+ * All integers little-endian. A record's checksums start from the file's
+ * salt, a random number drawn when the file is made, instead of 0: a
+ * payload holds bytes that clients sent (items), and without the salt a
+ * client could send bytes that read as a valid record, which the search
+ * for the next record after damage (journal_read.h) would then take for
+ * one. The salt is never shown outside the file. The record header has a checksum of its own
  * so that a reader can tell a damaged length (no way to find the next
  * record but a search) from a damaged payload (the next record is right
  * after it), and so that the search in recovery tests 12 bytes, not a
@@ -32,22 +38,24 @@
 
 enum {
 	FP_JOURNAL_VERSION = 1,
-	FP_JOURNAL_HDR_LEN = 16,
+	FP_JOURNAL_HDR_LEN = 24,
 	FP_JREC_HDR_LEN = 16,
 	/* A payload larger than this is refused when written and, when a
 	 * header claims it, taken for damage when read. */
 	FP_JREC_MAX = 1u << 30,
 };
 
-/* The file header for FP_JOURNAL_VERSION. */
-void fp_journal_header_put(unsigned char out[FP_JOURNAL_HDR_LEN]);
+/* The file header for FP_JOURNAL_VERSION with this salt. */
+void fp_journal_header_put(unsigned char out[FP_JOURNAL_HDR_LEN], uint32_t salt);
 
 /*
- * Check a file header: 0 and *version, or -EBADMSG (not a journal: the
- * magic or the checksum is wrong), -ENOTSUP (a version this build does not
- * read; *version says which), -ENODATA (shorter than a header).
+ * Check a file header: 0 with *version and *salt, or -EBADMSG (not a
+ * journal: the magic or the checksum is wrong), -ENOTSUP (a version this
+ * build does not read; *version says which), -ENODATA (shorter than a
+ * header).
  */
-int fp_journal_header_check(const void *p, size_t n, uint32_t *version);
+int fp_journal_header_check(const void *p, size_t n, uint32_t *version,
+			    uint32_t *salt);
 
 /* One record as read: the payload points into the caller's bytes. */
 struct fp_jrec {
@@ -66,7 +74,8 @@ struct fp_jrec {
  *   -EILSEQ    a good header whose payload's checksum is wrong
  *              (out->size is still set: the next record follows it).
  */
-int fp_jrec_parse(const void *p, size_t avail, struct fp_jrec *out);
+int fp_jrec_parse(const void *p, size_t avail, uint32_t salt,
+		  struct fp_jrec *out);
 
 /*
  * Building a record in an sbuf: begin reserves the header and returns its
@@ -79,7 +88,7 @@ void fp_jrec_put_u8(struct sbuf *b, uint8_t v);
 void fp_jrec_put_u32(struct sbuf *b, uint32_t v);
 void fp_jrec_put_u64(struct sbuf *b, uint64_t v);
 void fp_jrec_put_bytes(struct sbuf *b, const void *p, size_t n);
-int fp_jrec_end(struct sbuf *b, size_t start, uint16_t type);
+int fp_jrec_end(struct sbuf *b, size_t start, uint16_t type, uint32_t salt);
 
 /* Reading a payload's fields. err is set (-EBADMSG) by the first overrun. */
 struct fp_jcur {

@@ -40,6 +40,7 @@ struct fp_journal {
 	int dirfd, lockfd;              /* DIR, and DIR/lock (flocked) */
 	enum fp_fsync_policy policy;
 	uint64_t interval_ms;
+	uint32_t salt;                  /* the file's (journal_format.h) */
 
 	/*
 	 * Records are built in `pend`; a write takes the whole of it (the
@@ -82,6 +83,7 @@ void fp__journal_compact_free(fp_journal *j);
 
 /* A writer for fd, whose valid bytes end at `end`. */
 int fp__journal_new(fp_journal **out, fp_loop *loop, int fd, uint64_t end,
-		    enum fp_fsync_policy policy, uint64_t interval_ms);
+		    uint32_t salt, enum fp_fsync_policy policy,
+		    uint64_t interval_ms);
 
 #endif

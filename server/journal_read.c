@@ -12,13 +12,14 @@
 #include "journal_read.h"
 
 /* The first offset in [from, len) where a whole valid record starts. */
-static uint64_t next_valid(const unsigned char *p, size_t len, size_t from)
+static uint64_t next_valid(const unsigned char *p, size_t len, size_t from,
+			   uint32_t salt)
 {
 	struct fp_jrec r;
 	size_t off;
 
 	for (off = from; off + FP_JREC_HDR_LEN <= len; off++)
-		if (fp_jrec_parse(p + off, len - off, &r) == 0)
+		if (fp_jrec_parse(p + off, len - off, salt, &r) == 0)
 			return off;
 	return len;
 }
@@ -55,7 +56,8 @@ int fp_journal_scan_mem(const void *buf, size_t len, const char *path,
 	s->first_skip.off = s->first_skip.len = 0;
 	s->err[0] = '\0';
 
-	r = fp_journal_header_check(p, len, &s->version);
+	s->salt = 0;
+	r = fp_journal_header_check(p, len, &s->version, &s->salt);
 	if (r == -ENODATA) {
 		/* Created but its header never completed: as good as new. */
 		s->empty = true;
@@ -79,7 +81,7 @@ int fp_journal_scan_mem(const void *buf, size_t len, const char *path,
 	off = FP_JOURNAL_HDR_LEN;
 	s->end = off;
 	while (off < len) {
-		r = fp_jrec_parse(p + off, len - off, &rec);
+		r = fp_jrec_parse(p + off, len - off, s->salt, &rec);
 		if (r == 0) {
 			if (s->record && (r = s->record(s->data, &rec, off)) < 0)
 				return r;
@@ -88,7 +90,7 @@ int fp_journal_scan_mem(const void *buf, size_t len, const char *path,
 			s->end = off;
 			continue;
 		}
-		next = next_valid(p, len, off + 1);
+		next = next_valid(p, len, off + 1, s->salt);
 		if (next >= len) {
 			/* Nothing valid after it: the tail of a cut write. */
 			s->torn = true;

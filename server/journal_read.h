@@ -39,6 +39,7 @@ struct fp_journal_scan {
 
 	/* Out. */
 	uint32_t version;
+	uint32_t salt;              /* the file's (journal_format.h) */
 	bool empty;                 /* no header yet: the caller writes one */
 	uint64_t records;           /* delivered */
 	uint64_t end;               /* after the last valid record */

@@ -32,6 +32,8 @@
 #include "loop.h"
 
 #define WATCHDOG_MS 10000
+/* The salt of the journals the tests build by hand (journal_format.h). */
+#define TEST_SALT 0x5a17c0deu
 
 /* --- helpers ------------------------------------------------------------- */
 
@@ -84,7 +86,7 @@ static void write_file(const char *path, const void *p, size_t len)
 }
 
 /* Record i of the test journals: type 1 + i % 3, fields (i, "item-i", i * 7). */
-static void put_test_record(struct sbuf *b, unsigned i)
+static void put_test_record_salted(struct sbuf *b, unsigned i, uint32_t salt)
 {
 	char s[32];
 	size_t start = fp_jrec_begin(b);
@@ -93,7 +95,12 @@ static void put_test_record(struct sbuf *b, unsigned i)
 	fp_jrec_put_u32(b, i);
 	fp_jrec_put_bytes(b, s, (size_t)n);
 	fp_jrec_put_u64(b, (uint64_t)i * 7);
-	assert_int_equal(fp_jrec_end(b, start, (uint16_t)(1 + i % 3)), 0);
+	assert_int_equal(fp_jrec_end(b, start, (uint16_t)(1 + i % 3), salt), 0);
+}
+
+static void put_test_record(struct sbuf *b, unsigned i)
+{
+	put_test_record_salted(b, i, TEST_SALT);
 }
 
 static void check_test_record(const struct fp_jrec *r, unsigned i)
@@ -121,7 +128,7 @@ static void build_journal(struct sbuf *b, unsigned n, size_t *offs)
 	unsigned i;
 
 	sbuf_init(b);
-	fp_journal_header_put(h);
+	fp_journal_header_put(h, TEST_SALT);
 	sbuf_add(b, (const char *)h, sizeof(h));
 	for (i = 0; i < n; i++) {
 		if (offs)
@@ -207,27 +214,28 @@ static void crc32c_hw_matches_table(void **state)
 static void header_checked(void **state)
 {
 	unsigned char h[FP_JOURNAL_HDR_LEN];
-	uint32_t v = 0;
+	uint32_t v = 0, salt = 0;
 
-	fp_journal_header_put(h);
-	assert_int_equal(fp_journal_header_check(h, sizeof(h), &v), 0);
+	fp_journal_header_put(h, TEST_SALT);
+	assert_int_equal(fp_journal_header_check(h, sizeof(h), &v, &salt), 0);
 	assert_int_equal(v, FP_JOURNAL_VERSION);
-	assert_int_equal(fp_journal_header_check(h, sizeof(h) - 1, &v), -ENODATA);
+	assert_int_equal(salt, TEST_SALT);
+	assert_int_equal(fp_journal_header_check(h, sizeof(h) - 1, &v, &salt), -ENODATA);
 	h[8] = 99;
-	assert_int_equal(fp_journal_header_check(h, sizeof(h), &v), -EBADMSG);
+	assert_int_equal(fp_journal_header_check(h, sizeof(h), &v, &salt), -EBADMSG);
 	/* A version this build does not know, with its checksum right. */
 	{
-		uint32_t crc = fp_crc32c(0, h, 12);
+		uint32_t crc = fp_crc32c(0, h, 20);
 
-		h[12] = (unsigned char)crc;
-		h[13] = (unsigned char)(crc >> 8);
-		h[14] = (unsigned char)(crc >> 16);
-		h[15] = (unsigned char)(crc >> 24);
+		h[20] = (unsigned char)crc;
+		h[21] = (unsigned char)(crc >> 8);
+		h[22] = (unsigned char)(crc >> 16);
+		h[23] = (unsigned char)(crc >> 24);
 	}
-	assert_int_equal(fp_journal_header_check(h, sizeof(h), &v), -ENOTSUP);
+	assert_int_equal(fp_journal_header_check(h, sizeof(h), &v, &salt), -ENOTSUP);
 	assert_int_equal(v, 99);
 	memcpy(h, "NOTAJRNL", 8);
-	assert_int_equal(fp_journal_header_check(h, sizeof(h), &v), -EBADMSG);
+	assert_int_equal(fp_journal_header_check(h, sizeof(h), &v, &salt), -EBADMSG);
 }
 
 static void record_round_trip(void **state)
@@ -239,7 +247,7 @@ static void record_round_trip(void **state)
 
 	sbuf_init(&b);
 	put_test_record(&b, 5);
-	assert_int_equal(fp_jrec_parse(b.data, b.len, &r), 0);
+	assert_int_equal(fp_jrec_parse(b.data, b.len, TEST_SALT, &r), 0);
 	assert_int_equal(r.size, b.len);
 	check_test_record(&r, 5);
 
@@ -259,8 +267,8 @@ static void record_round_trip(void **state)
 	/* An empty payload is a record. */
 	sbuf_reset(&b);
 	start = fp_jrec_begin(&b);
-	assert_int_equal(fp_jrec_end(&b, start, 9), 0);
-	assert_int_equal(fp_jrec_parse(b.data, b.len, &r), 0);
+	assert_int_equal(fp_jrec_end(&b, start, 9, TEST_SALT), 0);
+	assert_int_equal(fp_jrec_parse(b.data, b.len, TEST_SALT, &r), 0);
 	assert_int_equal(r.type, 9);
 	assert_int_equal(r.len, 0);
 	sbuf_free(&b);
@@ -277,13 +285,13 @@ static void record_damage_detected(void **state)
 	put_test_record(&b, 3);
 	for (i = 0; i < b.len; i++) {
 		b.data[i] ^= 0x10;
-		assert_int_equal(fp_jrec_parse(b.data, b.len, &r),
+		assert_int_equal(fp_jrec_parse(b.data, b.len, TEST_SALT, &r),
 				 i < FP_JREC_HDR_LEN ? -EBADMSG : -EILSEQ);
 		b.data[i] ^= 0x10;
 	}
-	assert_int_equal(fp_jrec_parse(b.data, b.len - 1, &r), -EMSGSIZE);
-	assert_int_equal(fp_jrec_parse(b.data, FP_JREC_HDR_LEN - 1, &r), -ENODATA);
-	assert_int_equal(fp_jrec_parse(b.data, b.len, &r), 0);
+	assert_int_equal(fp_jrec_parse(b.data, b.len - 1, TEST_SALT, &r), -EMSGSIZE);
+	assert_int_equal(fp_jrec_parse(b.data, FP_JREC_HDR_LEN - 1, TEST_SALT, &r), -ENODATA);
+	assert_int_equal(fp_jrec_parse(b.data, b.len, TEST_SALT, &r), 0);
 	sbuf_free(&b);
 }
 
@@ -396,6 +404,48 @@ static void scan_refuses_damage_in_the_middle(void **state)
 	}
 }
 
+/*
+ * A record's bytes inside an item cannot pass for a record: a client does
+ * not know the file's salt. The last record, torn, holds a forged record
+ * in its payload; without the salt it reads as garbage and the tail is cut.
+ * Forged with the file's own salt (what the salt prevents), it would make
+ * the torn tail look like damage in the middle and stop the start.
+ */
+static void forged_record_in_a_payload_is_not_a_record(void **state)
+{
+	struct fp_journal_scan s;
+	struct seen seen;
+	struct sbuf b, forged;
+	size_t offs[3], start, cut;
+	uint32_t salts[2] = { 0, TEST_SALT };
+	int k;
+
+	for (k = 0; k < 2; k++) {
+		build_journal(&b, 3, offs);
+		sbuf_init(&forged);
+		put_test_record_salted(&forged, 2, salts[k]);
+		/* Record 3: an item holding the forged record, then more bytes. */
+		start = fp_jrec_begin(&b);
+		fp_jrec_put_u32(&b, 3);
+		fp_jrec_put_bytes(&b, forged.data, forged.len);
+		fp_jrec_put_bytes(&b, "more of the item, never written", 31);
+		assert_int_equal(fp_jrec_end(&b, start, 1, TEST_SALT), 0);
+		/* Torn after the forged bytes, before the record's end. */
+		cut = start + FP_JREC_HDR_LEN + 4 + 4 + forged.len + 10;
+		scan_init(&s, &seen, false);
+		if (k == 0) {
+			assert_int_equal(fp_journal_scan_mem(b.data, cut, "J", &s), 0);
+			assert_true(s.torn);
+			assert_int_equal(s.end, start);
+			assert_int_equal(seen.n, 3);
+		} else {
+			assert_int_equal(fp_journal_scan_mem(b.data, cut, "J", &s), -EBADMSG);
+		}
+		sbuf_free(&forged);
+		sbuf_free(&b);
+	}
+}
+
 static void scan_refuses_other_versions_and_files(void **state)
 {
 	struct fp_journal_scan s;
@@ -405,8 +455,8 @@ static void scan_refuses_other_versions_and_files(void **state)
 
 	build_journal(&b, 2, NULL);
 	b.data[8] = 7;
-	crc = fp_crc32c(0, b.data, 12);
-	memcpy(b.data + 12, &crc, 4);      /* little-endian hosts only */
+	crc = fp_crc32c(0, b.data, 20);
+	memcpy(b.data + 20, &crc, 4);      /* little-endian hosts only */
 	scan_init(&s, &seen, true);
 	assert_int_equal(fp_journal_scan_mem(b.data, b.len, "/d/journal", &s), -ENOTSUP);
 	assert_non_null(strstr(s.err, "/d/journal has journal format version 7"));
@@ -831,7 +881,7 @@ static void failed_fsync_breaks_the_journal(void **state)
 	t_init(&t);
 	fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
 	assert_true(fd >= 0);
-	assert_int_equal(fp__journal_new(&j, t.loop, fd, 0, FP_FSYNC_ALWAYS, 0), 0);
+	assert_int_equal(fp__journal_new(&j, t.loop, fd, 0, TEST_SALT, FP_FSYNC_ALWAYS, 0), 0);
 	w_init(&w, &t, j, NULL);
 	assert_int_equal(append(j, 0, &w), 0);
 	t_run(&t, 1);
@@ -1041,8 +1091,8 @@ static void open_refuses_wrong_version(void **state)
 	file_path(path, sizeof(path), dir, "journal");
 	build_journal(&b, 1, NULL);
 	b.data[8] = 2;
-	crc = fp_crc32c(0, b.data, 12);
-	memcpy(b.data + 12, &crc, 4);
+	crc = fp_crc32c(0, b.data, 20);
+	memcpy(b.data + 20, &crc, 4);
 	write_file(path, b.data, b.len);
 	opts_init(&o, dir, FP_FSYNC_ALWAYS, NULL);
 	o.recover = true;          /* no help for a format it cannot read */
@@ -1079,7 +1129,7 @@ static void open_fails_when_replay_refuses(void **state)
 	opts_init(&o, dir, FP_FSYNC_ALWAYS, NULL);
 	o.replay = refuse_cb;
 	assert_int_equal(fp_journal_open(&j, t.loop, &o, NULL, err, sizeof(err)), -EPROTO);
-	assert_string_equal(err, "record at 16: no");
+	assert_string_equal(err, "record at 24: no");
 	sbuf_free(&b);
 	rm_tree(dir);
 	t_free(&t);
@@ -1094,7 +1144,7 @@ static void check_prefixes_refused(const struct sbuf *b, size_t start,
 	struct fp_jrec r;
 	size_t cut;
 
-	assert_int_equal(fp_jrec_parse(b->data + start, b->len - start, &r), 0);
+	assert_int_equal(fp_jrec_parse(b->data + start, b->len - start, TEST_SALT, &r), 0);
 	for (cut = 0; cut < r.len; cut++) {
 		struct fp_jrec t = r;
 		unsigned char *copy = malloc(cut ? cut : 1);
@@ -1179,8 +1229,8 @@ static void job_records_round_trip(void **state)
 		sbuf_reset(&b);
 		start = fp_jrec_begin(&b);
 		assert_int_equal(fp_jr_put_job(&b, &in), 0);
-		assert_int_equal(fp_jrec_end(&b, start, FP_JR_JOB), 0);
-		assert_int_equal(fp_jrec_parse(b.data, b.len, &r), 0);
+		assert_int_equal(fp_jrec_end(&b, start, FP_JR_JOB, TEST_SALT), 0);
+		assert_int_equal(fp_jrec_parse(b.data, b.len, TEST_SALT, &r), 0);
 		assert_int_equal(r.type, FP_JR_JOB);
 		assert_int_equal(fp_jr_get_job(&r, &out), 0);
 		assert_memory_equal(out.id, in.id, FP_JR_ID_BYTES);
@@ -1252,8 +1302,8 @@ static void outcome_and_mark_records_round_trip(void **state)
 		for (i = 0; i < 3; i++)
 			fp_jr_outcomes_put(&o, &e[i]);
 		fp_jr_outcomes_end(&o);
-		assert_int_equal(fp_jrec_end(&b, start, FP_JR_OUTCOMES), 0);
-		assert_int_equal(fp_jrec_parse(b.data, b.len, &r), 0);
+		assert_int_equal(fp_jrec_end(&b, start, FP_JR_OUTCOMES, TEST_SALT), 0);
+		assert_int_equal(fp_jrec_parse(b.data, b.len, TEST_SALT, &r), 0);
 		assert_int_equal(fp_jr_outcomes_get_begin(&o, &r, got), 0);
 		assert_memory_equal(got, id, sizeof(id));
 		for (i = 0; i < 3; i++) {
@@ -1276,8 +1326,8 @@ static void outcome_and_mark_records_round_trip(void **state)
 	m.when = 1765000000999ull;
 	start = fp_jrec_begin(&b);
 	fp_jr_put_mark(&b, &m);
-	assert_int_equal(fp_jrec_end(&b, start, FP_JR_END), 0);
-	assert_int_equal(fp_jrec_parse(b.data, b.len, &r), 0);
+	assert_int_equal(fp_jrec_end(&b, start, FP_JR_END, TEST_SALT), 0);
+	assert_int_equal(fp_jrec_parse(b.data, b.len, TEST_SALT, &r), 0);
 	assert_int_equal(fp_jr_get_mark(&r, &mo), 0);
 	assert_memory_equal(mo.id, id, sizeof(id));
 	assert_int_equal(mo.value, 4);
@@ -1334,7 +1384,7 @@ static int snap_cb(void *data, struct sbuf *b)
 	assert_int_equal(append(s->j, (*s->load_next)++, NULL), 0);
 	if (s->next < s->end) {
 		for (k = 0; k < s->per_slice && s->next < s->end; k++)
-			put_test_record(b, s->next++);
+			put_test_record_salted(b, s->next++, fp_journal_salt(s->j));
 		return 1;
 	}
 	/*
@@ -1527,6 +1577,7 @@ int main(void)
 		cmocka_unit_test(scan_cuts_torn_tails),
 		cmocka_unit_test(scan_refuses_damage_in_the_middle),
 		cmocka_unit_test(scan_refuses_other_versions_and_files),
+		cmocka_unit_test(forged_record_in_a_payload_is_not_a_record),
 		cmocka_unit_test(open_append_reopen),
 		cmocka_unit_test(always_group_commits),
 		cmocka_unit_test(interval_and_never_policies),
