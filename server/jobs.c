@@ -1,6 +1,7 @@
 /*
  * The job store: one pool call per job, every item's outcome kept after the
- * call ends, jobs found by a random id, forgotten after a TTL.
+ * call ends, jobs found by a random id, forgotten after a TTL, past max_jobs
+ * or for room under max_results_bytes (jobs.h, "Results memory").
  *
  * Memory, so that a million-item map stays cheap: a job is one struct, one
  * array of 16-byte item records, one array of completion indices, and the
@@ -18,7 +19,11 @@
  *
  * Callbacks into watchers may unwatch anything and forget anything: a job
  * that is being called back (`busy`) is unlinked by fp_jobs_forget() at once
- * but freed by the callback that is running, when it returns.
+ * but freed by the callback that is running, when it returns. Readers hold a
+ * job the same way (fp_job_ref()). So a forgotten job is freed by whoever is
+ * last of the three, the pool's done callback, a callback running and the
+ * readers (fp__job_settle()); until then it waits on the orphan list, where
+ * fp_jobs_free() finds it.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -71,7 +76,20 @@ void fp_jobs_options_init(struct fp_jobs_options *o)
 	o->ttl_ms = 10 * 60 * 1000;
 	o->max_queue = 1000000;
 	o->max_jobs = 10000;
+	o->max_results_bytes = (uint64_t)1 << 30;
 	o->max_outputs = 10000000;
+}
+
+static const char *const gone_names[FP_JOB_GONE_COUNT] = {
+	[FP_JOB_GONE_TTL] = "ttl",
+	[FP_JOB_GONE_MAX_JOBS] = "max_jobs",
+	[FP_JOB_GONE_MEMORY] = "memory",
+	[FP_JOB_GONE_DELETED] = "deleted",
+};
+
+const char *fp_job_gone_name(enum fp_job_gone why)
+{
+	return (unsigned)why < FP_JOB_GONE_COUNT ? gone_names[why] : "unknown";
 }
 
 static uint64_t wall_ms(void)
@@ -105,6 +123,19 @@ static void finished_unlink(fp_jobs *jobs, fp_job *job)
 		jobs->fin_tail = job->fprev;
 	job->fprev = job->fnext = NULL;
 	jobs->nfinished--;
+	jobs->fin_bytes -= job->held;
+	if (job->refs)
+		jobs->fin_held_bytes -= job->held;
+}
+
+static void orphan_link(fp_jobs *jobs, fp_job *job)
+{
+	job->fprev = NULL;
+	job->fnext = jobs->orphans;
+	if (jobs->orphans)
+		jobs->orphans->fprev = job;
+	jobs->orphans = job;
+	job->orphan = true;
 }
 
 static void orphan_unlink(fp_jobs *jobs, fp_job *job)
@@ -116,6 +147,21 @@ static void orphan_unlink(fp_jobs *jobs, fp_job *job)
 	if (job->fnext)
 		job->fnext->fprev = job->fprev;
 	job->fprev = job->fnext = NULL;
+	job->orphan = false;
+}
+
+/*
+ * Free a forgotten job once the pool, the callbacks running and its readers
+ * are all done with it; whoever is last calls this. With the store gone
+ * (`jobs` NULL) its orphan list went with it.
+ */
+void fp__job_settle(fp_job *job)
+{
+	if (!job->forgotten || !job->pool_done || job->busy || job->refs)
+		return;
+	if (job->orphan && job->jobs)
+		orphan_unlink(job->jobs, job);
+	fp__job_free(job);
 }
 
 static void ttl_cb(fp_timer *t);
@@ -149,7 +195,7 @@ static void ttl_cb(fp_timer *t)
 	uint64_t now = fp_now_ms();
 
 	while (jobs->fin_head && jobs->fin_head->expire_ms <= now)
-		fp_jobs_forget(jobs, jobs->fin_head);
+		fp__jobs_forget_why(jobs, jobs->fin_head, FP_JOB_GONE_TTL);
 	ttl_arm(jobs);
 }
 
@@ -185,12 +231,25 @@ static void output_append(fp_job *job, const struct fp_result *r)
 {
 	fp_jobs *jobs = job->jobs;
 	size_t pos = job->total;
+	struct fp_result instead;
 	struct job_item *it;
 
 	if (jobs->opts.max_outputs && pos >= jobs->opts.max_outputs && !job->overflowed) {
 		/* Memory is bounded: stop the pipeline rather than keep everything it makes. */
 		job->overflowed = true;
 		fp_jobs_cancel(jobs, job);
+	}
+	if (!job->overflowed &&
+	    !fp__jobs_results_room(jobs, sizeof(struct job_item) + sizeof(struct job_origin))) {
+		/*
+		 * Past the results limit not even the output's record is made: a
+		 * pipeline may make many more outputs than it had inputs. Lost, as
+		 * below, and counted as dropped for the limit.
+		 */
+		jobs->stats.results_dropped++;
+		job->nlost++;
+		jobs->stats.items_failed++;
+		return;
 	}
 	if (job->overflowed || (pos == job->cap && fp__job_outputs_grow(job) < 0)) {
 		/* Counted, so the document says outputs are missing. */
@@ -199,7 +258,7 @@ static void output_append(fp_job *job, const struct fp_result *r)
 		return;
 	}
 	it = &job->items[pos];
-	fp__job_record(job, it, r);
+	fp__job_record(job, it, fp__job_result_to_keep(job, r, &instead));
 	job->origins[pos] = (struct job_origin){ (uint32_t)r->index, r->stage };
 	job->total++;
 	item_counted(job, it, pos);
@@ -210,6 +269,7 @@ static void job_item_cb(fp_pool *pool, uint64_t call_id, const struct fp_result 
 {
 	fp_job *job = data;
 	fp_jobs *jobs = job->jobs;
+	struct fp_result instead;
 	struct job_item *it;
 
 	if (job->forgotten) {
@@ -231,7 +291,7 @@ static void job_item_cb(fp_pool *pool, uint64_t call_id, const struct fp_result 
 	if (r->index >= job->total || job->items[r->index].finished)
 		return;
 	it = &job->items[r->index];
-	fp__job_record(job, it, r);
+	fp__job_record(job, it, fp__job_result_to_keep(job, r, &instead));
 	job->order[job->ndone + job->nfailed] = (uint32_t)r->index;
 	jobs->stats.items_pending--;
 	item_counted(job, it, r->index);
@@ -245,11 +305,10 @@ static void job_done_cb(fp_pool *pool, const struct fp_call_summary *s, void *da
 
 	if (job->kind == FP_JOB_PIPELINE && jobs)
 		jobs->stats.items_pending -= job->inputs;
+	job->pool_done = true;
 	if (job->forgotten) {
-		/* The last word from the pool: the tombstone can go. */
-		if (jobs)
-			orphan_unlink(jobs, job);
-		fp__job_free(job);
+		/* The last word from the pool: the tombstone can go, unless held. */
+		fp__job_settle(job);
 		return;
 	}
 	job->finished = true;
@@ -273,14 +332,15 @@ static void job_done_cb(fp_pool *pool, const struct fp_call_summary *s, void *da
 		jobs->fin_head = job;
 	jobs->fin_tail = job;
 	jobs->nfinished++;
+	jobs->fin_bytes += job->held;
+	if (job->refs)
+		jobs->fin_held_bytes += job->held;
 
 	fp__job_watchers_end(job);
-	if (job->forgotten) {
-		/* Forgotten by a watcher: fp_jobs_forget() left the freeing to us. */
-		fp__job_free(job);
-	}
+	/* Forgotten by a watcher: fp_jobs_forget() left the freeing to us. */
+	fp__job_settle(job);
 	while (jobs->nfinished > jobs->opts.max_jobs)
-		fp_jobs_forget(jobs, jobs->fin_head);
+		fp__jobs_forget_why(jobs, jobs->fin_head, FP_JOB_GONE_MAX_JOBS);
 	ttl_arm(jobs);
 }
 
@@ -327,20 +387,27 @@ void fp_jobs_free(fp_jobs *jobs)
 		/* No callbacks from here: watches are only unlinked. */
 		while ((w = job->watchers))
 			fp_job_unwatch(w);
-		if (job->finished) {
+		if (job->finished && !job->refs) {
 			fp__job_free(job);
 			continue;
 		}
-		/* In the pool still: a tombstone until its done callback. */
-		fp_pool_cancel(jobs->pool, job->call_id);
+		/*
+		 * In the pool still: a tombstone until its done callback. Or held
+		 * by a reader, records and all, until fp_job_unref().
+		 */
+		if (!job->finished) {
+			fp_pool_cancel(jobs->pool, job->call_id);
+			fp__job_release(job);
+		}
 		job->forgotten = true;
 		job->ended = true;
 		job->jobs = NULL;
-		job->prev = job->next = job->hnext = NULL;
-		fp__job_release(job);
+		job->prev = job->next = job->hnext = job->fprev = job->fnext = NULL;
+		job->orphan = false;
 	}
 	for (job = jobs->orphans; job; job = job->fnext)
 		job->jobs = NULL;
+	fp__jobs_gone_free(jobs);
 	free(jobs->buckets);
 	free(jobs);
 }
@@ -379,7 +446,7 @@ int fp__jobs_submit(fp_jobs *jobs, const struct fp__job_start *s, fp_job **out)
 {
 	bool pipeline = s->kind == FP_JOB_PIPELINE;
 	size_t n = s->n;
-	uint64_t room;
+	uint64_t room, need;
 	fp_job *job;
 	int err;
 
@@ -397,6 +464,14 @@ int fp__jobs_submit(fp_jobs *jobs, const struct fp__job_start *s, fp_job **out)
 	if (n > room) {
 		jobs->stats.rejected++;
 		return -EBUSY;
+	}
+	need = jobs->opts.max_results_bytes ? fp__job_estimate(s) : 0;
+	if (need && !fp__jobs_results_room(jobs, need)) {
+		jobs->stats.rejected_memory++;
+		jobs->stats.refused_need = need;
+		jobs->stats.refused_held = jobs->stats.results_bytes -
+					   (jobs->fin_bytes - jobs->fin_held_bytes);
+		return -ENOSPC;
 	}
 	/* A pipeline's records are made as its outputs come. */
 	job = fp__job_alloc(s->name, pipeline ? 0 : n);
@@ -421,6 +496,7 @@ int fp__jobs_submit(fp_jobs *jobs, const struct fp__job_start *s, fp_job **out)
 
 	/* The pool calls back from its loop only: linking after it is safe. */
 	job->ext_free = s->ext_free;
+	fp__job_count(job);
 	fp__jobs_table_insert(jobs, job);
 	job->seq = ++jobs->last_seq;
 	job->next = jobs->all;
@@ -458,8 +534,15 @@ int fp_jobs_cancel(fp_jobs *jobs, fp_job *job)
 
 void fp_jobs_forget(fp_jobs *jobs, fp_job *job)
 {
+	fp__jobs_forget_why(jobs, job, FP_JOB_GONE_DELETED);
+}
+
+void fp__jobs_forget_why(fp_jobs *jobs, fp_job *job, enum fp_job_gone why)
+{
 	if (!jobs || !job || job->forgotten)
 		return;
+	fp__jobs_gone_add(jobs, job->id, why);
+	jobs->stats.forgotten[why]++;
 	fp__jobs_table_remove(jobs, job);
 	if (job->prev)
 		job->prev->next = job->next;
@@ -476,20 +559,17 @@ void fp_jobs_forget(fp_jobs *jobs, fp_job *job)
 		finished_unlink(jobs, job);
 		if (!jobs->fin_head)
 			fp_timer_stop(&jobs->ttl);
+		orphan_link(jobs, job);
 		/* Only fp_job_watch_forget() watchers are left; `forgotten` keeps new ones out. */
 		fp__job_watchers_end(job);
-		if (!job->busy)
-			fp__job_free(job);
+		fp__job_settle(job);
 		return;
 	}
 
 	/* Still in the pool: cancel it, tell the watchers, keep a tombstone. */
 	jobs->unfinished--;
 	fp_pool_cancel(jobs->pool, job->call_id);
-	job->fnext = jobs->orphans;
-	if (jobs->orphans)
-		jobs->orphans->fprev = job;
-	jobs->orphans = job;
+	orphan_link(jobs, job);
 	fp__job_watchers_end(job);
 	fp__job_release(job);
 }
@@ -516,6 +596,11 @@ size_t fp_jobs_list(fp_jobs *jobs, const enum fp_job_state *state, uint64_t befo
 void fp_jobs_stats(const fp_jobs *jobs, struct fp_jobs_stats *out)
 {
 	*out = jobs->stats;
+}
+
+const struct fp_jobs_options *fp_jobs_get_options(const fp_jobs *jobs)
+{
+	return &jobs->opts;
 }
 
 void fp_jobs_close(fp_jobs *jobs)

@@ -6,7 +6,10 @@
  * whole, streamed as they come, or long-polled. Finished jobs are kept for
  * a TTL, then forgotten. Memory is bounded: the number of items not yet
  * finished across all jobs is capped (max_queue), and a submission that
- * would pass the cap is refused with -EBUSY (the API answers 429).
+ * would pass the cap is refused with -EBUSY (the API answers 429); the
+ * finished jobs kept are capped (max_jobs), and so are the bytes of results
+ * held (max_results_bytes): see "Results memory" below. A forgotten job's id
+ * is remembered for a while, with why it went (fp_jobs_gone()).
  *
  * Job ids are 128 random bits from getrandom(), as 32 hex characters: not
  * guessable from another job's id.
@@ -43,6 +46,7 @@ struct fp_jobs_options {
 	uint64_t ttl_ms;        /* finished jobs are kept this long (10 min) */
 	uint64_t max_queue;     /* unfinished items across all jobs (1,000,000) */
 	size_t max_jobs;        /* finished jobs kept at most; oldest go first (10,000) */
+	uint64_t max_results_bytes;   /* results held at most, see below (1 GiB; 0: no limit) */
 	/*
 	 * Outputs one pipeline job keeps at most (10,000,000; 0: no limit).
 	 * A pipeline's fan-out is not known in advance: one that passes this
@@ -52,6 +56,25 @@ struct fp_jobs_options {
 };
 
 void fp_jobs_options_init(struct fp_jobs_options *o);
+
+/*
+ * Results memory. The bytes a job holds are its records (16 bytes an item,
+ * 4 more for the completion order, 8 more for a pipeline output's origin),
+ * the text of its values and messages, and the job itself: what
+ * fp_jobs_stats() reports as results_bytes, for every job the store has, running,
+ * finished, or forgotten while a reader still holds it (fp_job_ref()).
+ *
+ * Past max_results_bytes, finished jobs that no reader holds are forgotten,
+ * oldest first, until what is needed fits:
+ *  - at submission, what a job will need is estimated as its records plus
+ *    the bytes of its items (its arguments: results are often of their
+ *    order); a job whose estimate does not fit even once every such finished
+ *    job is forgotten is refused with -ENOSPC, and nothing is forgotten for it;
+ *  - as results come, a value that does not fit even so is not kept: its item
+ *    ends with FP_ITEM_TOO_LARGE, naming the limit, and the job goes on. So
+ *    running jobs cannot take the master past the limit either, whatever
+ *    they return beyond their estimate.
+ */
 
 int fp_jobs_new(fp_jobs **out, fp_pool *pool, const struct fp_jobs_options *o);
 /*
@@ -64,7 +87,8 @@ void fp_jobs_free(fp_jobs *jobs);
 
 /*
  * Submit. Items are JSON texts (copied by the pool). -EBUSY when over
- * max_queue; FP_EUNKNOWN_TASK; FP_ESTOPPED while the pool is stopping.
+ * max_queue; -ENOSPC when its results could not fit under max_results_bytes
+ * (above); FP_EUNKNOWN_TASK; FP_ESTOPPED while the pool is stopping.
  */
 int fp_jobs_submit(fp_jobs *jobs, enum fp_job_kind kind, const char *task,
 		   const struct fp_buf *items, size_t n, const fp_call_options *opts,
@@ -82,13 +106,35 @@ int fp_jobs_submit_pipeline(fp_jobs *jobs, const fp_stage *stages, size_t nstage
 			    const fp_pipeline_options *opts, fp_job **out);
 
 fp_job *fp_jobs_find(fp_jobs *jobs, const char *id);
+
+/* Why a job was forgotten. */
+enum fp_job_gone {
+	FP_JOB_GONE_TTL,        /* finished longer ago than ttl_ms */
+	FP_JOB_GONE_MAX_JOBS,   /* the oldest finished one, over max_jobs */
+	FP_JOB_GONE_MEMORY,     /* the oldest finished one, for room under max_results_bytes */
+	FP_JOB_GONE_DELETED,    /* fp_jobs_forget() */
+};
+#define FP_JOB_GONE_COUNT 4
+/* "ttl", "max_jobs", "memory", "deleted". */
+const char *fp_job_gone_name(enum fp_job_gone why);
+
+/*
+ * The ids of the last FP_JOBS_GONE_KEPT jobs forgotten are remembered, in
+ * 32 bytes each (2 MiB in all at most), so that a client asking for one
+ * learns that it existed and why it went, where an id never seen is simply
+ * unknown. 1 and why and when (wall clock, ms) if `id` is one of them, else 0.
+ */
+#define FP_JOBS_GONE_KEPT 65536
+int fp_jobs_gone(const fp_jobs *jobs, const char *id, enum fp_job_gone *why,
+		 uint64_t *at_ms);
+const struct fp_jobs_options *fp_jobs_get_options(const fp_jobs *jobs);
 /* Cancel a queued or running job: -EALREADY when it has finished. */
 int fp_jobs_cancel(fp_jobs *jobs, fp_job *job);
 /*
  * Forget a finished job now (its watchers get on_end first if any). An
  * unfinished one is cancelled through the pool and forgotten at once: its
  * watchers get on_end, and its remaining items are counted in items_pending
- * until the pool has delivered them.
+ * until the pool has delivered them. Its id is remembered as deleted.
  */
 void fp_jobs_forget(fp_jobs *jobs, fp_job *job);
 
@@ -108,6 +154,12 @@ struct fp_jobs_stats {
 	uint64_t items_pending;        /* counted against max_queue */
 	uint64_t items_ok, items_failed; /* since start */
 	uint64_t submitted, rejected;  /* since start; rejected: over max_queue */
+	uint64_t results_bytes;        /* held now (see "Results memory") */
+	uint64_t rejected_memory;      /* since start: -ENOSPC */
+	uint64_t results_dropped;      /* since start: values not kept for the limit */
+	uint64_t forgotten[FP_JOB_GONE_COUNT];   /* since start, by fp_job_gone */
+	/* The last -ENOSPC: the job's estimate, and what could not be freed for it. */
+	uint64_t refused_need, refused_held;
 };
 void fp_jobs_stats(const fp_jobs *jobs, struct fp_jobs_stats *out);
 
@@ -228,6 +280,20 @@ struct fp_job_watch {
 };
 void fp_job_watch(fp_job *job, struct fp_job_watch *w);
 void fp_job_unwatch(struct fp_job_watch *w);
+
+/*
+ * Hold a job for a reader that goes through its records at its own pace (a
+ * results stream). Forgotten meanwhile (TTL, max_jobs, memory, deleted), the
+ * job leaves the table and lists at once (its id is gone), but its struct and
+ * records stay readable, and their bytes counted in results_bytes, until
+ * the last hold is let go. A finished job that is held is never forgotten
+ * for memory: that would free nothing. A job forgotten before it finished
+ * still has its records released at once (its watchers' on_end says so:
+ * fp_job_finished() is false there). fp_jobs_free() with holds left leaves
+ * the held jobs to fp_job_unref().
+ */
+void fp_job_ref(fp_job *job);
+void fp_job_unref(fp_job *job);
 
 /*
  * Added: watch a finished job for the moment it is forgotten (TTL, max_jobs,

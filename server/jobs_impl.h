@@ -1,7 +1,9 @@
 /*
  * The job store's insides, shared by its files: jobs.c (the store: submit,
- * states, lists, TTL, cancel and forget, the pool's callbacks), jobs_table.c
- * (ids and the table by id), jobs_record.c (a job's records and their text),
+ * states, lists, TTL and max_jobs, cancel and forget, the pool's callbacks),
+ * jobs_memory.c (max_results_bytes and readers' holds), jobs_table.c (ids
+ * and the table by id), jobs_gone.c (the ids of forgotten jobs),
+ * jobs_record.c (a job's records and their text, and the bytes they hold),
  * jobs_watch.c (watchers) and jobs_pipeline.c (pipelines): how a kind of job
  * starts its pool call, the state a kind keeps beside the store's records,
  * and the structs themselves.
@@ -84,13 +86,24 @@ struct fp_job {
 	const char *last_msg;      /* for storing a repeated message once */
 	size_t last_msg_len;
 	size_t mem_bytes, mem_blocks;
+	/*
+	 * What the job holds, as the store counts it against max_results_bytes:
+	 * the job, its records and the text stored, not the unused room of its
+	 * pages (mappings whose untouched pages cost nothing). Added to the
+	 * store's results_bytes once `counted` (from submission on).
+	 */
+	size_t held;
+	unsigned refs;             /* fp_job_ref() holds */
 
 	struct fp_job_watch *watchers;
 	struct fp_job_watch *cursor;   /* next watcher of the on_item round */
 	unsigned busy;             /* callbacks into watchers running now */
-	bool finished;             /* the pool's done callback came */
+	bool finished;             /* the pool's done callback came (not forgotten then) */
+	bool pool_done;            /* the pool's done callback came, whatever the job was then */
 	bool ended;                /* watchers had on_end; no new ones link */
 	bool forgotten;            /* out of the table and lists */
+	bool orphan;               /* forgotten, on jobs->orphans until it can be freed */
+	bool counted;              /* `held` is in the store's results_bytes */
 	bool cancel_requested;
 	bool apply_text_used;
 	bool overflowed;           /* a pipeline cancelled for passing max_outputs */
@@ -109,7 +122,20 @@ struct fp_jobs {
 	fp_job *fin_head, *fin_tail;   /* finished jobs, in finishing (= expiry) order */
 	size_t nfinished;
 	size_t unfinished;
-	fp_job *orphans;           /* forgotten, waiting for their done callback */
+	/* Bytes the finished jobs hold, and of those the ones held by readers. */
+	uint64_t fin_bytes, fin_held_bytes;
+	/* Forgotten, waiting for their done callback, a callback running or readers. */
+	fp_job *orphans;
+
+	/*
+	 * The ids of forgotten jobs (jobs_gone.c): a ring of FP_JOBS_GONE_KEPT
+	 * records, the oldest overwritten, found through chains of slot numbers
+	 * (plus one: 0 ends a chain). Both are allocated at the first forget and
+	 * zeroed by the kernel, so what is never used costs nothing.
+	 */
+	struct gone_rec *gone;
+	uint32_t *gone_buckets;
+	size_t gone_next, gone_count;
 
 	fp_timer ttl;              /* due when fin_head expires */
 	uint8_t id_pool[ID_POOL_BYTES];   /* random bytes not used for an id yet */
@@ -122,7 +148,7 @@ struct fp__job_start {
 	enum fp_job_kind kind;
 	const char *name;              /* the job's task name */
 	size_t n;                      /* items that go in */
-	const struct fp_buf *items;    /* apply and map */
+	const struct fp_buf *items;    /* apply and map; a pipeline's inputs too, for its estimate */
 	const fp_call_options *opts;
 	/*
 	 * Start the pool call with on_item/on_done and `job` as their data
@@ -138,11 +164,26 @@ struct fp__job_start {
 
 /* Submit: the common part of every kind (limits, id, lists). */
 int fp__jobs_submit(fp_jobs *jobs, const struct fp__job_start *s, fp_job **out);
+/* Forget a job (fp_jobs_forget() says DELETED), its id remembered with why. */
+void fp__jobs_forget_why(fp_jobs *jobs, fp_job *job, enum fp_job_gone why);
+/*
+ * Free a forgotten job once the pool, the callbacks running and its readers
+ * are all done with it; whoever of them is last calls this.
+ */
+void fp__job_settle(fp_job *job);
 void *fp__job_ext(const fp_job *job);
 /* A tombstone: forgotten while its call was in the pool, keeping nothing. */
 bool fp__job_forgotten(const fp_job *job);
 uint64_t fp__job_call_id(const fp_job *job);
 fp_pool *fp__jobs_pool(const fp_jobs *jobs);
+
+/* One forgotten job's id, 32 bytes. */
+struct gone_rec {
+	uint8_t id[ID_BYTES];
+	uint64_t at_ms;            /* wall clock */
+	uint32_t next;             /* the next slot of its chain, plus one; 0 ends it */
+	uint8_t why;               /* enum fp_job_gone */
+};
 
 /* jobs_table.c: ids and the table by id. */
 fp_job *fp__jobs_table_find(const fp_jobs *jobs, const uint8_t *id);
@@ -150,6 +191,19 @@ int fp__jobs_table_reserve(fp_jobs *jobs);
 void fp__jobs_table_insert(fp_jobs *jobs, fp_job *job);
 void fp__jobs_table_remove(fp_jobs *jobs, fp_job *job);
 int fp__job_id_generate(fp_jobs *jobs, fp_job *job);
+/* 32 lowercase hex digits into raw bytes; -EINVAL for anything else. */
+int fp__job_id_parse(const char *hex, uint8_t *raw);
+
+/* jobs_memory.c: room under max_results_bytes, estimates, what is kept without room. */
+bool fp__jobs_results_room(fp_jobs *jobs, uint64_t need);
+uint64_t fp__job_estimate(const struct fp__job_start *s);
+/* `r`, or what is kept instead when there is no room for it (filled in `instead`). */
+const struct fp_result *fp__job_result_to_keep(fp_job *job, const struct fp_result *r,
+					       struct fp_result *instead);
+
+/* jobs_gone.c: remember a forgotten job's id; free what that holds. */
+void fp__jobs_gone_add(fp_jobs *jobs, const uint8_t *id, enum fp_job_gone why);
+void fp__jobs_gone_free(fp_jobs *jobs);
 
 /* jobs_record.c: a job's memory and its records. */
 fp_job *fp__job_alloc(const char *task, size_t n);
@@ -160,6 +214,15 @@ void fp__job_free(fp_job *job);
 int fp__job_outputs_grow(fp_job *job);
 /* Keep an outcome in `it` (its text copied into the job's pages). */
 void fp__job_record(fp_job *job, struct job_item *it, const struct fp_result *r);
+/*
+ * The message of an outcome not kept for max_results_bytes: pass it as the
+ * result's message and it is stored by reference, costing nothing.
+ */
+extern const char fp__over_limit_message[];
+/* The bytes fp__job_record() would add to the job's `held` for this outcome. */
+size_t fp__job_record_need(const fp_job *job, const struct fp_result *r);
+/* Start counting the job's `held` in the store's results_bytes (at submission). */
+void fp__job_count(fp_job *job);
 
 /* jobs_watch.c: tell the watchers of an item, or of the end. */
 void fp__job_watchers_item(fp_job *job, size_t index);

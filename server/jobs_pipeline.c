@@ -129,8 +129,8 @@ int fp_jobs_submit_pipeline(fp_jobs *jobs, const fp_stage *stages, size_t nstage
 	const char *reduce = opts && opts->reduce ? opts->reduce : NULL;
 	struct pipeline_start p = { stages, nstages, items, n, opts };
 	struct fp__job_start s = {
-		.kind = FP_JOB_PIPELINE, .n = n, .start = start_pipeline, .arg = &p,
-		.ext_free = ext_free,
+		.kind = FP_JOB_PIPELINE, .n = n, .items = items, .start = start_pipeline,
+		.arg = &p, .ext_free = ext_free,
 	};
 	struct pipeline_ext *x;
 	char *name = NULL;

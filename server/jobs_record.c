@@ -3,6 +3,7 @@
  * its origin), and the text of values and messages packed into pages that
  * double from 4 KiB. Nothing is allocated per item; consecutive equal
  * messages (a cancelled map's "cancelled" a million times) are stored once.
+ * And the bytes all that holds, as the store counts them (`held`).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -25,6 +26,26 @@
 /* Kept instead of a result that could not be stored: the job must still end. */
 static const char oom_message[] = "the job store ran out of memory for this result";
 
+const char fp__over_limit_message[] =
+	"result not kept: the results this server holds reached its limit"
+	" (--max-results-memory); read and delete finished jobs, or raise the limit";
+
+/* The job's `held` and, once it counts, the store's total with it. */
+static void held_add(fp_job *job, size_t bytes)
+{
+	job->held += bytes;
+	if (job->counted && job->jobs)
+		job->jobs->stats.results_bytes += bytes;
+}
+
+void fp__job_count(fp_job *job)
+{
+	if (job->counted || !job->jobs)
+		return;
+	job->counted = true;
+	job->jobs->stats.results_bytes += job->held;
+}
+
 static const char *text_store(fp_job *job, const char *s, size_t len)
 {
 	struct text_page *pg = job->pages;
@@ -33,6 +54,7 @@ static const char *text_store(fp_job *job, const char *s, size_t len)
 	if (job->items == &job->apply_item) {
 		/* An apply stores one text: in the job, or in a page of its size. */
 		if (len < sizeof(job->apply_text) && !job->apply_text_used && !pg) {
+			/* Part of the job, counted with it. */
 			job->apply_text_used = true;
 			memcpy(job->apply_text, s, len);
 			job->apply_text[len] = '\0';
@@ -47,6 +69,7 @@ static const char *text_store(fp_job *job, const char *s, size_t len)
 			pg->cap = len + 1;
 			job->mem_bytes += sizeof(*pg) + len + 1;
 			job->mem_blocks++;
+			held_add(job, sizeof(*pg));
 			job->pages = pg;
 		}
 	}
@@ -64,6 +87,7 @@ static const char *text_store(fp_job *job, const char *s, size_t len)
 		np->cap = cap;
 		job->mem_bytes += sizeof(*np) + cap;
 		job->mem_blocks++;
+		held_add(job, sizeof(*np));
 		/*
 		 * A page made for one big text is full at once: it goes behind
 		 * the open page, whose free space is still good for small ones.
@@ -79,6 +103,7 @@ static const char *text_store(fp_job *job, const char *s, size_t len)
 	}
 	d = pg->data + pg->used;
 	pg->used += len + 1;
+	held_add(job, len + 1);
 	memcpy(d, s, len);
 	d[len] = '\0';
 	return d;
@@ -106,6 +131,9 @@ void fp__job_release(fp_job *job)
 	job->last_msg = NULL;
 	job->mem_bytes = 0;
 	job->mem_blocks = 0;
+	if (job->counted && job->jobs)
+		job->jobs->stats.results_bytes -= job->held;
+	job->held = 0;
 }
 
 void fp__job_free(fp_job *job)
@@ -188,6 +216,8 @@ fp_job *fp__job_alloc(const char *task, size_t n)
 	job->total = n;
 	job->mem_bytes = sizeof(*job) + tlen + 1;
 	job->mem_blocks = 1;
+	/* A map's records are all written in the end: counted from the start. */
+	job->held = job->mem_bytes + (n > 1 ? n * (sizeof(*job->items) + sizeof(*job->order)) : 0);
 	if (n == 1) {
 		/* An apply: its item and completion index are part of the job. */
 		job->items = &job->apply_item;
@@ -244,12 +274,40 @@ void fp_job_memory(const fp_job *job, size_t *bytes, size_t *blocks)
 }
 
 
+/* A message that is stored once already: the last one, or our own. */
+static const char *message_kept(const fp_job *job, const char *msg, size_t len)
+{
+	if (msg == fp__over_limit_message)
+		return msg;
+	if (job->last_msg && job->last_msg_len == len && memcmp(job->last_msg, msg, len) == 0)
+		return job->last_msg;
+	return NULL;
+}
+
+size_t fp__job_record_need(const fp_job *job, const struct fp_result *r)
+{
+	size_t need = job->origins ? sizeof(struct job_item) + sizeof(struct job_origin) : 0;
+	const char *msg;
+
+	if (r->status == FP_ITEM_OK) {
+		if (job->items == &job->apply_item && r->value_len < sizeof(job->apply_text) &&
+		    !job->apply_text_used && !job->pages)
+			return need;
+		return need + r->value_len + 1;
+	}
+	msg = r->message ? r->message : fp_item_status_name(r->status);
+	return message_kept(job, msg, strlen(msg)) ? need : need + strlen(msg) + 1;
+}
+
 void fp__job_record(fp_job *job, struct job_item *it, const struct fp_result *r)
 {
 	fp_item_status status = r->status;
 	const char *text = NULL;
 	size_t len = 0;
 
+	/* A pipeline's output record (counted as its text is, once written). */
+	if (job->origins)
+		held_add(job, sizeof(struct job_item) + sizeof(struct job_origin));
 	if (status == FP_ITEM_OK) {
 		if (r->value_len <= UINT32_MAX)
 			text = text_store(job, r->value ? r->value : "", r->value_len);
@@ -257,9 +315,8 @@ void fp__job_record(fp_job *job, struct job_item *it, const struct fp_result *r)
 	} else {
 		const char *msg = r->message ? r->message : fp_item_status_name(status);
 		len = strlen(msg);
-		if (job->last_msg && job->last_msg_len == len &&
-		    memcmp(job->last_msg, msg, len) == 0) {
-			text = job->last_msg;
+		if ((text = message_kept(job, msg, len))) {
+			/* Stored once already. */
 		} else if ((text = text_store(job, msg, len))) {
 			job->last_msg = text;
 			job->last_msg_len = len;

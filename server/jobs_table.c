@@ -126,22 +126,24 @@ static int hex_value(char c)
 	return -1;
 }
 
+int fp__job_id_parse(const char *hex, uint8_t *raw)
+{
+	/* Exactly 32 lowercase hex digits: ids are compared as their text is printed. */
+	for (size_t i = 0; i < ID_BYTES; i++) {
+		int hi = hex_value(hex[2 * i]);
+		int lo = hi < 0 ? -1 : hex_value(hex[2 * i + 1]);
+		if (lo < 0)
+			return -EINVAL;
+		raw[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return hex[ID_HEX] == '\0' ? 0 : -EINVAL;
+}
+
 fp_job *fp_jobs_find(fp_jobs *jobs, const char *id)
 {
 	uint8_t raw[ID_BYTES];
 
-	if (!jobs || !id)
-		return NULL;
-	/* Exactly 32 lowercase hex digits: ids are compared as their text is printed. */
-	for (size_t i = 0; i < ID_BYTES; i++) {
-		int hi = hex_value(id[2 * i]);
-		int lo = hi < 0 ? -1 : hex_value(id[2 * i + 1]);
-		if (lo < 0)
-			return NULL;
-		raw[i] = (uint8_t)(hi << 4 | lo);
-	}
-	if (id[ID_HEX] != '\0')
+	if (!jobs || !id || fp__job_id_parse(id, raw) < 0)
 		return NULL;
 	return fp__jobs_table_find(jobs, raw);
 }
-

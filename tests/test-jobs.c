@@ -17,6 +17,7 @@
 
 #include "forkpool.h"
 #include "jobs.h"
+#include "jobs_impl.h"
 #include "fp_test.h"
 #include "fp_test_jobs.h"
 #include "loop.h"
@@ -1194,6 +1195,378 @@ static void free_with_jobs_running_then_free_the_pool(void **state)
 	items_free(&in);
 }
 
+/* --- limits: results memory, max_jobs, the ids of forgotten jobs --------- */
+
+static uint64_t results_bytes(fp_jobs *jobs)
+{
+	struct fp_jobs_stats st;
+
+	fp_jobs_stats(jobs, &st);
+	return st.results_bytes;
+}
+
+/* The job whose id is `id` is gone, for `why`. */
+static void assert_gone(fp_jobs *jobs, const char *id, enum fp_job_gone why)
+{
+	enum fp_job_gone got;
+	uint64_t at = 0;
+
+	assert_null(fp_jobs_find(jobs, id));
+	if (!fp_jobs_gone(jobs, id, &got, &at))
+		fail_msg("job %s is not remembered as gone", id);
+	if (got != why)
+		fail_msg("job %s went for %s, not %s", id, fp_job_gone_name(got), fp_job_gone_name(why));
+	assert_true(at > 0 && at <= wall_now());
+}
+
+/* `n` JSON strings of `len` x's each. */
+static struct fp_buf *long_strings(size_t n, size_t len)
+{
+	struct fp_buf *b = calloc(n, sizeof(*b));
+	char *s = malloc(len + 2);
+
+	assert_non_null(b);
+	assert_non_null(s);
+	memset(s, 'x', len + 2);
+	s[0] = s[len + 1] = '"';
+	for (size_t i = 0; i < n; i++)
+		b[i] = (struct fp_buf){ s, len + 2 };
+	return b;
+}
+
+static void long_strings_free(struct fp_buf *b)
+{
+	free((char *)b[0].base);
+	free(b);
+}
+
+static void forgotten_ids_say_why_and_unknown_ones_are_not_gone(void **state)
+{
+	struct fp_jobs_options jo;
+	struct fp_test_jobs f;
+	struct fp_jobs_stats st;
+	char ids[4][33];
+	fp_job *job;
+
+	fp_jobs_options_init(&jo);
+	jo.max_jobs = 2;
+	fp_test_jobs_setup_with(&f, 2, &jo);
+	for (int i = 0; i < 4; i++) {
+		job = submit_apply(&f, "square", "3");
+		strcpy(ids[i], fp_job_id(job));
+		wait_finished(&f, job);
+		if (i == 0)
+			fp_jobs_forget(f.jobs, job);
+	}
+	/* 0 deleted; 1 the oldest of three finished over max_jobs 2. */
+	assert_gone(f.jobs, ids[0], FP_JOB_GONE_DELETED);
+	assert_gone(f.jobs, ids[1], FP_JOB_GONE_MAX_JOBS);
+	for (int i = 2; i < 4; i++) {
+		assert_non_null(fp_jobs_find(f.jobs, ids[i]));
+		assert_int_equal(fp_jobs_gone(f.jobs, ids[i], NULL, NULL), 0);
+	}
+	assert_int_equal(fp_jobs_gone(f.jobs, "00000000000000000000000000000000", NULL, NULL), 0);
+	assert_int_equal(fp_jobs_gone(f.jobs, "nope", NULL, NULL), 0);
+	ids[0][31] = '\0';
+	assert_int_equal(fp_jobs_gone(f.jobs, ids[0], NULL, NULL), 0);
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.forgotten[FP_JOB_GONE_DELETED], 1);
+	assert_int_equal(st.forgotten[FP_JOB_GONE_MAX_JOBS], 1);
+	assert_int_equal(st.forgotten[FP_JOB_GONE_TTL] + st.forgotten[FP_JOB_GONE_MEMORY], 0);
+	assert_string_equal(fp_job_gone_name(FP_JOB_GONE_TTL), "ttl");
+	assert_string_equal(fp_job_gone_name(FP_JOB_GONE_MAX_JOBS), "max_jobs");
+	assert_string_equal(fp_job_gone_name(FP_JOB_GONE_MEMORY), "memory");
+	assert_string_equal(fp_job_gone_name(FP_JOB_GONE_DELETED), "deleted");
+	fp_test_jobs_teardown(&f);
+}
+
+static void an_expired_id_is_gone_for_its_ttl(void **state)
+{
+	struct fp_jobs_options jo;
+	struct fp_test_jobs f;
+	char id[33];
+	struct gone g = { NULL, id };
+	fp_job *job;
+
+	fp_jobs_options_init(&jo);
+	jo.ttl_ms = 50;
+	fp_test_jobs_setup_with(&f, 1, &jo);
+	job = submit_apply(&f, "square", "2");
+	strcpy(id, fp_job_id(job));
+	g.jobs = f.jobs;
+	assert_true(fp_test_run_until(f.pool, job_is_gone, &g, 10000));
+	assert_gone(f.jobs, id, FP_JOB_GONE_TTL);
+	fp_test_jobs_teardown(&f);
+}
+
+/* 32 hex digits of a made-up id: `i` in its first bytes, `bucket` in its hashed ones. */
+static void made_up_id(uint32_t i, uint32_t bucket, uint8_t raw[16], char hex[33])
+{
+	memset(raw, 0, 16);
+	memcpy(raw, &i, sizeof(i));
+	memcpy(raw + 8, &bucket, sizeof(bucket));
+	for (int k = 0; k < 16; k++)
+		snprintf(hex + 2 * k, 3, "%02x", raw[k]);
+}
+
+static void the_newest_forgotten_ids_are_kept_when_there_are_too_many(void **state)
+{
+	const uint32_t n = FP_JOBS_GONE_KEPT + 100;
+	struct fp_test_jobs f;
+	enum fp_job_gone why;
+	uint8_t raw[16];
+	char hex[33];
+
+	fp_test_jobs_setup(&f, 1);
+	/* A chain of 64 per bucket: the oldest are taken out of chains as they go. */
+	for (uint32_t i = 0; i < n; i++) {
+		made_up_id(i, i % 1024, raw, hex);
+		fp__jobs_gone_add(f.jobs, raw, (enum fp_job_gone)(i % FP_JOB_GONE_COUNT));
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		made_up_id(i, i % 1024, raw, hex);
+		if (fp_jobs_gone(f.jobs, hex, &why, NULL) != (i >= n - FP_JOBS_GONE_KEPT))
+			fail_msg("id %u of %u: %s", i, n, i < 100 ? "still remembered" : "forgotten");
+		if (i >= 100 && why != (enum fp_job_gone)(i % FP_JOB_GONE_COUNT))
+			fail_msg("id %u: went for %s", i, fp_job_gone_name(why));
+	}
+	fp_test_jobs_teardown(&f);
+}
+
+static void results_memory_forgets_the_oldest_finished_first(void **state)
+{
+	struct fp_jobs_options jo;
+	struct fp_test_jobs f;
+	struct fp_jobs_stats st;
+	struct fp_job_item it;
+	char ids[5][33];
+	fp_job *job;
+
+	fp_jobs_options_init(&jo);
+	jo.max_results_bytes = 3500 * 1024;
+	fp_test_jobs_setup_with(&f, 2, &jo);
+	for (int i = 0; i < 5; i++) {
+		job = submit_apply(&f, "bytes", "1000000");
+		strcpy(ids[i], fp_job_id(job));
+		wait_finished(&f, job);
+		assert_true(results_bytes(f.jobs) <= jo.max_results_bytes);
+	}
+	assert_gone(f.jobs, ids[0], FP_JOB_GONE_MEMORY);
+	assert_gone(f.jobs, ids[1], FP_JOB_GONE_MEMORY);
+	for (int i = 2; i < 5; i++) {
+		job = fp_jobs_find(f.jobs, ids[i]);
+		assert_non_null(job);
+		fp_job_item(job, 0, &it);
+		assert_int_equal(it.status, FP_ITEM_OK);
+		assert_int_equal(it.value_len, 1000002);
+	}
+	assert_true(results_bytes(f.jobs) >= 3 * 1000003);
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.forgotten[FP_JOB_GONE_MEMORY], 2);
+	assert_int_equal(st.results_dropped, 0);
+	fp_test_jobs_teardown(&f);
+}
+
+static void a_job_that_cannot_fit_is_refused_and_nothing_is_forgotten(void **state)
+{
+	struct fp_jobs_options jo;
+	struct fp_test_jobs f;
+	struct fp_jobs_stats st;
+	struct fp_buf *three = long_strings(3, 400000);
+	char id[33];
+	fp_job *job, *map = NULL;
+
+	fp_jobs_options_init(&jo);
+	jo.max_results_bytes = 1 << 20;
+	fp_test_jobs_setup_with(&f, 2, &jo);
+	job = submit_apply(&f, "bytes", "400000");
+	strcpy(id, fp_job_id(job));
+	wait_finished(&f, job);
+
+	/* 1.2 MB of items: over the limit whatever is forgotten. */
+	assert_int_equal(fp_jobs_submit(f.jobs, FP_JOB_MAP, "echo", three, 3, NULL, &map), -ENOSPC);
+	assert_null(map);
+	assert_non_null(fp_jobs_find(f.jobs, id));
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.rejected_memory, 1);
+	assert_true(st.refused_need > 1200000 && st.refused_need < 1300000);
+
+	/* 800 KB fits once the finished job is forgotten: it is, for memory. */
+	assert_int_equal(fp_jobs_submit(f.jobs, FP_JOB_MAP, "echo", three, 2, NULL, &map), 0);
+	assert_gone(f.jobs, id, FP_JOB_GONE_MEMORY);
+	wait_finished(&f, map);
+	assert_int_equal(fp_job_state(map), FP_JOB_DONE);
+
+	/* Held by a reader, the room cannot be made: refused, saying what is held. */
+	fp_job_ref(map);
+	job = NULL;
+	assert_int_equal(fp_jobs_submit(f.jobs, FP_JOB_MAP, "echo", three, 2, NULL, &job), -ENOSPC);
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.rejected_memory, 2);
+	assert_true(st.refused_held >= 800000 && st.refused_held <= results_bytes(f.jobs));
+	assert_ptr_equal(fp_jobs_find(f.jobs, fp_job_id(map)), map);
+	fp_job_unref(map);
+	assert_int_equal(fp_jobs_submit(f.jobs, FP_JOB_MAP, "echo", three, 2, NULL, &job), 0);
+	wait_finished(&f, job);
+	long_strings_free(three);
+	fp_test_jobs_teardown(&f);
+}
+
+static void a_value_past_the_limit_ends_too_large_and_the_job_goes_on(void **state)
+{
+	struct fp_jobs_options jo;
+	struct fp_test_jobs f;
+	struct fp_jobs_stats st;
+	struct fp_buf b[] = { { "2000000", 7 }, { "5", 1 }, { "3", 1 } };
+	struct fp_job_item it;
+	char id[33];
+	fp_job *job, *map;
+
+	fp_jobs_options_init(&jo);
+	jo.max_results_bytes = 1 << 20;
+	fp_test_jobs_setup_with(&f, 1, &jo);
+	assert_int_equal(fp_jobs_submit(f.jobs, FP_JOB_MAP, "bytes", b, 3, NULL, &map), 0);
+	wait_finished(&f, map);
+	assert_int_equal(fp_job_state(map), FP_JOB_FAILED);
+	fp_job_item(map, 0, &it);
+	assert_int_equal(it.status, FP_ITEM_TOO_LARGE);
+	assert_non_null(strstr(it.message, "--max-results-memory"));
+	fp_job_item(map, 1, &it);
+	assert_string_equal(it.value, "\"xxxxx\"");
+	fp_job_item(map, 2, &it);
+	assert_string_equal(it.value, "\"xxx\"");
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.results_dropped, 1);
+	assert_true(results_bytes(f.jobs) < 4096);
+
+	/* A value that fits once a finished job is forgotten: it is. */
+	job = submit_apply(&f, "bytes", "600000");
+	strcpy(id, fp_job_id(job));
+	wait_finished(&f, job);
+	job = submit_apply(&f, "bytes", "600000");
+	wait_finished(&f, job);
+	assert_int_equal(fp_job_state(job), FP_JOB_DONE);
+	assert_gone(f.jobs, id, FP_JOB_GONE_MEMORY);
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.results_dropped, 1);
+	fp_test_jobs_teardown(&f);
+}
+
+static void results_bytes_count_records_and_text(void **state)
+{
+	const size_t n = 1000;
+	struct fp_test_jobs f;
+	struct items in;
+	uint64_t text = 0, fixed = sizeof(struct fp_job) + sizeof("square");
+	fp_job *job, *hang;
+
+	fp_test_jobs_setup(&f, 2);
+	assert_int_equal(results_bytes(f.jobs), 0);
+	items_make(&in, n, NULL);
+	job = submit_map(&f, "square", &in, 0);
+	/* The records count from submission on. */
+	assert_int_equal(results_bytes(f.jobs), fixed + n * 20);
+	wait_finished(&f, job);
+	for (size_t i = 0; i < n; i++) {
+		char v[32];
+		text += (uint64_t)snprintf(v, sizeof(v), "%zu", i * i) + 1;
+	}
+	/* And the text, with a few page headers. */
+	assert_true(results_bytes(f.jobs) >= fixed + n * 20 + text);
+	assert_true(results_bytes(f.jobs) <= fixed + n * 20 + text + 16 * 32);
+	fp_jobs_forget(f.jobs, job);
+	assert_int_equal(results_bytes(f.jobs), 0);
+	/* A running job forgotten: its records go at once, its tombstone holds nothing. */
+	hang = submit_apply(&f, "hang", "null");
+	assert_true(results_bytes(f.jobs) > 0);
+	fp_jobs_forget(f.jobs, hang);
+	assert_int_equal(results_bytes(f.jobs), 0);
+	items_free(&in);
+	fp_test_jobs_teardown(&f);
+}
+
+static void a_held_job_is_read_after_it_is_forgotten(void **state)
+{
+	struct fp_jobs_options jo;
+	struct fp_test_jobs f;
+	struct fp_job_item it;
+	uint64_t held;
+	char id[33];
+	fp_job *a, *b;
+
+	fp_jobs_options_init(&jo);
+	jo.max_jobs = 1;
+	fp_test_jobs_setup_with(&f, 1, &jo);
+	a = submit_apply(&f, "bytes", "100000");
+	strcpy(id, fp_job_id(a));
+	wait_finished(&f, a);
+	fp_job_ref(a);
+	fp_job_ref(a);
+	held = results_bytes(f.jobs);
+	b = submit_apply(&f, "square", "2");
+	wait_finished(&f, b);
+	/* Gone for everyone else, whole for its readers, and still counted. */
+	assert_gone(f.jobs, id, FP_JOB_GONE_MAX_JOBS);
+	fp_job_item(a, 0, &it);
+	assert_int_equal(it.status, FP_ITEM_OK);
+	assert_int_equal(it.value_len, 100002);
+	assert_true(fp_job_finished(a));
+	assert_true(results_bytes(f.jobs) > held);
+	fp_job_unref(a);
+	fp_job_item(a, 0, &it);
+	assert_int_equal(it.value_len, 100002);
+	fp_job_unref(a);
+	/* The last reader let go: its memory went with it. */
+	assert_true(results_bytes(f.jobs) < held - 100000 + 4096);
+	fp_test_jobs_teardown(&f);
+}
+
+static void memory_eviction_passes_over_jobs_being_read(void **state)
+{
+	struct fp_jobs_options jo;
+	struct fp_test_jobs f;
+	char ida[33], idb[33];
+	fp_job *a, *b, *c;
+
+	fp_jobs_options_init(&jo);
+	jo.max_results_bytes = 2500 * 1024;
+	fp_test_jobs_setup_with(&f, 1, &jo);
+	a = submit_apply(&f, "bytes", "1000000");
+	strcpy(ida, fp_job_id(a));
+	wait_finished(&f, a);
+	fp_job_ref(a);
+	b = submit_apply(&f, "bytes", "1000000");
+	strcpy(idb, fp_job_id(b));
+	wait_finished(&f, b);
+	/* Forgetting a, the oldest, would free nothing while it is read: b goes. */
+	c = submit_apply(&f, "bytes", "1000000");
+	wait_finished(&f, c);
+	assert_int_equal(fp_job_state(c), FP_JOB_DONE);
+	assert_ptr_equal(fp_jobs_find(f.jobs, ida), a);
+	assert_gone(f.jobs, idb, FP_JOB_GONE_MEMORY);
+	fp_job_unref(a);
+	fp_test_jobs_teardown(&f);
+}
+
+static void freeing_the_store_leaves_a_held_job_to_its_reader(void **state)
+{
+	struct fp_test_jobs f;
+	struct fp_job_item it;
+	fp_job *a;
+
+	fp_test_jobs_setup(&f, 1);
+	a = submit_apply(&f, "bytes", "1000");
+	wait_finished(&f, a);
+	fp_job_ref(a);
+	fp_jobs_free(f.jobs);
+	f.jobs = NULL;
+	fp_job_item(a, 0, &it);
+	assert_int_equal(it.value_len, 1002);
+	/* Freed here: ASan's leak check and use-after-free checks see to the rest. */
+	fp_job_unref(a);
+	fp_test_jobs_teardown(&f);
+}
+
 /* --- size ---------------------------------------------------------------- */
 
 static void big_map_is_a_few_blocks(void **state)
@@ -1357,6 +1730,16 @@ int main(void)
 		cmocka_unit_test(big_map_is_a_few_blocks),
 		cmocka_unit_test(cancelled_big_map_stores_its_message_once),
 		cmocka_unit_test(a_given_block_becomes_a_maps_records),
+		cmocka_unit_test(forgotten_ids_say_why_and_unknown_ones_are_not_gone),
+		cmocka_unit_test(an_expired_id_is_gone_for_its_ttl),
+		cmocka_unit_test(the_newest_forgotten_ids_are_kept_when_there_are_too_many),
+		cmocka_unit_test(results_memory_forgets_the_oldest_finished_first),
+		cmocka_unit_test(a_job_that_cannot_fit_is_refused_and_nothing_is_forgotten),
+		cmocka_unit_test(a_value_past_the_limit_ends_too_large_and_the_job_goes_on),
+		cmocka_unit_test(results_bytes_count_records_and_text),
+		cmocka_unit_test(a_held_job_is_read_after_it_is_forgotten),
+		cmocka_unit_test(memory_eviction_passes_over_jobs_being_read),
+		cmocka_unit_test(freeing_the_store_leaves_a_held_job_to_its_reader),
 	};
 	fp_loop *loop = NULL;
 
