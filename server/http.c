@@ -24,7 +24,7 @@ void fp_http_limits_init(struct fp_http_limits *lim)
 	lim->body_timeout_ms = 20000;
 	lim->body_min_rate = 500;
 	lim->idle_timeout_ms = 60000;
-	lim->high_water_bytes = 1024 * 1024;
+	lim->high_water_bytes = 256 * 1024;
 }
 
 int fp_http_server_new(fp_http_server **out, fp_loop *loop,

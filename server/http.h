@@ -13,8 +13,8 @@
  * client address (429), and a client that half-closes after its request
  * still answered. Responses are either whole (fp_http_respond) or streamed
  * with chunked encoding (fp_http_stream_*), with back-pressure: a stream
- * write reports when the connection's unsent output is over its high-water
- * mark, and a drain callback says when it is under again.
+ * write reports when the connection's unsent output has reached its
+ * high-water mark, and a drain callback says when there is room again.
  *
  * Lifetimes: a request is owned by the server. It stays valid until its
  * response is finished (fp_http_respond, or fp_http_stream_end) and, if the
@@ -76,7 +76,13 @@ struct fp_http_limits {
 	uint64_t body_timeout_ms;
 	uint64_t body_min_rate;      /* bytes a second */
 	uint64_t idle_timeout_ms;    /* keep-alive connection with no request (60 s): closed */
-	size_t high_water_bytes;     /* unsent output that makes writes report back-pressure (1 MiB) */
+	/*
+	 * A stream's window: the unsent output a streamed response may have
+	 * queued on its connection (256 KiB). A producer that writes at most
+	 * fp_http_stream_room() at a time holds no more; a stalled reader
+	 * costs this much, not its response.
+	 */
+	size_t high_water_bytes;
 };
 
 void fp_http_limits_init(struct fp_http_limits *lim);
@@ -187,13 +193,19 @@ int fp_http_respond(fp_http_request *req, int status, const char *content_type,
 int fp_http_stream_start(fp_http_request *req, int status, const char *content_type);
 /*
  * Send one chunk (copied). Returns 0, or 1 when the connection's unsent output
- * is now over the high-water mark: stop producing until the drain callback.
- * -EPIPE when the client has gone (the close callback will follow).
+ * has reached the high-water mark (fp_http_stream_room() is 0): stop
+ * producing until the drain callback. -EPIPE when the client has gone (the
+ * close callback will follow).
  */
 int fp_http_stream_write(fp_http_request *req, const char *data, size_t len);
+/*
+ * How many bytes of data one fp_http_stream_write() may carry without taking
+ * the unsent output past the high-water mark (its chunk framing counted).
+ */
+size_t fp_http_stream_room(const fp_http_request *req);
 /* Bytes queued on the request's connection and not yet written. */
 size_t fp_http_unsent(const fp_http_request *req);
-/* Called once the unsent output is back under the mark. */
+/* Called once there is room again, after a write that returned 1. */
 void fp_http_on_drain(fp_http_request *req, void (*cb)(fp_http_request *req, void *data),
 		      void *data);
 /* Last chunk; finishes the request. */

@@ -329,6 +329,8 @@ void fp__http_conn_flush(struct conn *c);
 
 void fp__http_conn_error(struct conn *c, int status, const char *code,
 			 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* What a stream may still write before its unsent output reaches the mark. */
+size_t fp__http_stream_room(const struct conn *c);
 
 /* --- http_request.c ------------------------------------------------------- */
 

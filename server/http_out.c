@@ -191,7 +191,7 @@ static void conn_write_cb(fp_io *io, ssize_t res, const char *buf)
 	}
 	if (!c->unsent)
 		c->wdeadline = 0;
-	if (c->want_drain && c->unsent <= c->srv->lim.high_water_bytes) {
+	if (c->want_drain && fp__http_stream_room(c)) {
 		c->want_drain = 0;
 		if (c->phase == PH_HANDLER && req->resp == R_STREAM && !req->gone &&
 		    req->drain_cb)

@@ -398,6 +398,21 @@ out:
 	return r;
 }
 
+/* A chunk's framing at most: its length in hex, two CRLFs. */
+#define CHUNK_FRAMING (2 * sizeof(size_t) + 4)
+
+size_t fp__http_stream_room(const struct conn *c)
+{
+	size_t used = c->unsent + CHUNK_FRAMING, mark = c->srv->lim.high_water_bytes;
+
+	return used < mark ? mark - used : 0;
+}
+
+size_t fp_http_stream_room(const fp_http_request *req)
+{
+	return req ? fp__http_stream_room(req->c) : 0;
+}
+
 int fp_http_stream_write(fp_http_request *req, const char *data, size_t len)
 {
 	struct conn *c;
@@ -412,10 +427,14 @@ int fp_http_stream_write(fp_http_request *req, const char *data, size_t len)
 	if (c->phase != PH_HANDLER || req->resp != R_STREAM)
 		return -EINVAL;
 	/* An empty chunk would end the body. */
-	if (!len || req->bodiless)
-		return c->unsent > c->srv->lim.high_water_bytes;
+	if (!len || req->bodiless) {
+		if (fp__http_stream_room(c))
+			return 0;
+		c->want_drain = 1;
+		return 1;
+	}
 	c->busy++;
-	p = fp__http_out_reserve(c, len + (req->chunked ? 2 * sizeof(size_t) + 4 : 0));
+	p = fp__http_out_reserve(c, len + (req->chunked ? CHUNK_FRAMING : 0));
 	if (!p) {
 		r = -ENOMEM;
 		fp__http_conn_kill(c);
@@ -431,7 +450,7 @@ int fp_http_stream_write(fp_http_request *req, const char *data, size_t len)
 		q = PUTS(q, "\r\n");
 	fp__http_out_commit(c, (size_t)(q - p));
 	r = 0;
-	if (c->unsent > c->srv->lim.high_water_bytes) {
+	if (!fp__http_stream_room(c)) {
 		c->want_drain = 1;
 		r = 1;
 	}

@@ -86,6 +86,7 @@ struct t {
 	int saw_backpressure;
 	size_t max_unsent;
 	size_t produced, to_produce;
+	int by_room;             /* stream_produce writes no more than fp_http_stream_room() */
 	int stream_done;
 	int want_responses;      /* for the response predicate, client 0 */
 	int want_client;
@@ -1462,6 +1463,10 @@ static void stream_produce(struct t *t, fp_http_request *req)
 		n = t->to_produce - t->produced;
 		if (n > STREAM_CHUNK)
 			n = STREAM_CHUNK;
+		if (t->by_room && n > fp_http_stream_room(req))
+			n = fp_http_stream_room(req);
+		/* A write returning 1 said there is no room: it never comes to 0 here. */
+		assert_true(n > 0);
 		for (i = 0; i < n; i++)
 			chunk[i] = (char)pat(t->produced + i);
 		r = fp_http_stream_write(req, chunk, n);
@@ -1470,7 +1475,9 @@ static void stream_produce(struct t *t, fp_http_request *req)
 		unsent = fp_http_unsent(req);
 		if (unsent > t->max_unsent)
 			t->max_unsent = unsent;
-		assert_int_equal(r, unsent > t->lim.high_water_bytes);
+		/* 1 exactly when the mark is reached: no room for another byte. */
+		assert_int_equal(r, fp_http_stream_room(req) == 0);
+		assert_int_equal(r, unsent + 2 * sizeof(size_t) + 4 >= t->lim.high_water_bytes);
 		if (r == 1) {
 			t->saw_backpressure++;
 			return;
@@ -1485,7 +1492,7 @@ static void on_drain(fp_http_request *req, void *data)
 	struct t *t = data;
 
 	t->drains++;
-	assert_true(fp_http_unsent(req) <= t->lim.high_water_bytes);
+	assert_true(fp_http_stream_room(req) > 0);
 	stream_produce(t, req);
 }
 
@@ -1520,6 +1527,51 @@ static int stream_received(struct t *t)
 	const struct client *c = &t->cl[0];
 
 	return t->stream_done && c->len >= 5 && !memcmp(c->buf + c->len - 5, "0\r\n\r\n", 5);
+}
+
+/*
+ * A producer that writes no more than the room (the results stream) holds
+ * at most the mark, its chunks' framing included: the window is exact.
+ */
+static void stream_by_room_never_passes_the_mark(void **state)
+{
+	struct fp_http_limits lim;
+	struct rparse rp;
+	struct t t;
+	size_t i, bad = 0;
+	int rcv = 16384;
+
+	fp_http_limits_init(&lim);
+	/* The default: a stream's window. */
+	assert_int_equal(lim.high_water_bytes, 256 * 1024);
+	lim.high_water_bytes = 100000;
+	t_init(&t, &lim);
+	t.on_request = streamer;
+	t.by_room = 1;
+	t.to_produce = 6u << 20;
+	client_connect(&t, 0);
+	setsockopt(t.cl[0].fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+	t.cl[0].paused = 1;
+	client_send(&t, 0, "GET /stream HTTP/1.1\r\nHost: t\r\n\r\n");
+	run_until(&t, backpressured);
+	pump(&t, 20);
+	assert_true(t.produced < t.to_produce);
+	assert_true(t.max_unsent <= lim.high_water_bytes);
+	t.cl[0].paused = 0;
+	t.cl[0].per_tick = 256 * 1024;
+	run_until(&t, stream_received);
+	assert_int_equal(t.drains, t.saw_backpressure);
+	assert_true(t.max_unsent <= lim.high_water_bytes);
+
+	assert_int_equal(parse_responses(&t, 0, &rp), 1);
+	assert_int_equal(rp.r[0].status, 200);
+	assert_int_equal(rp.r[0].body_len, t.to_produce);
+	for (i = 0; i < rp.r[0].body_len && !bad; i++)
+		if ((unsigned char)rp.r[0].body[i] != pat(i))
+			bad = 1;
+	assert_false(bad);
+	rparse_free(&rp);
+	t_free(&t);
 }
 
 static void stream_with_backpressure(void **state)
@@ -2403,6 +2455,7 @@ int main(void)
 		cmocka_unit_test(query_and_headers),
 		cmocka_unit_test(response_headers),
 		cmocka_unit_test(stream_with_backpressure),
+		cmocka_unit_test(stream_by_room_never_passes_the_mark),
 		cmocka_unit_test(client_leaves_mid_stream),
 		cmocka_unit_test(stream_framing_by_version),
 		cmocka_unit_test(stop_accepting_keeps_open_connections),
