@@ -334,6 +334,8 @@ void fp__api_submit_error(fp_api *api, fp_http_request *req, const char *task, i
 		fp_http_add_header(req, "Retry-After", "1");
 		fp__api_error(req, 429, "queue_full",
 			      "too many items are waiting; try again later");
+	} else if (err == -ENOSPC) {
+		fp__api_no_room(api, req);
 	} else if (err == FP_ESTOPPED) {
 		fp__api_error(req, 503, "shutting_down", "the server is shutting down");
 	} else if (err == -E2BIG) {
@@ -681,6 +683,8 @@ static void route_job(fp_api *api, fp_http_request *req, const char *rest)
 				: fp__api_no_params))
 		return;
 	job = fp_jobs_find(api->jobs, id);
+	if (!job && fp__api_job_gone(api, req, id))
+		return;
 	if (!job) {
 		fp__api_error(req, 404, "no_such_job",
 			      "no job with id '%s' (finished jobs are kept for a while, then forgotten)", id);

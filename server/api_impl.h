@@ -1,6 +1,6 @@
 /* The API's insides, shared by api.c (routing, submissions, waiting),
- * api_jobs.c (job documents and result streams) and api_info.c (tasks,
- * workers, health, metrics). */
+ * api_jobs.c (job documents, gone and full), api_stream.c (result streams),
+ * api_pipeline.c and api_info.c (tasks, workers, health, metrics). */
 #ifndef FP_SERVER_API_IMPL_H
 #define FP_SERVER_API_IMPL_H
 
@@ -85,11 +85,21 @@ void fp__api_pipeline_doc(struct sbuf *b, fp_job *job);
 
 /* api_jobs.c */
 void fp__api_job_doc(struct sbuf *b, fp_job *job, bool results);
+/* `"value":V` or `"error":{"type":…,"message":…}`: an item's outcome, without braces. */
+void fp__api_item_members(struct sbuf *b, const struct fp_job_item *it);
 void fp__api_jobs_list(fp_api *api, fp_http_request *req);
 void fp__api_job_get(fp_api *api, fp_http_request *req, fp_job *job);
 void fp__api_job_delete(fp_api *api, fp_http_request *req, fp_job *job);
+/* 410 naming why, when `id` is a job that was forgotten; false otherwise. */
+bool fp__api_job_gone(fp_api *api, fp_http_request *req, const char *id);
+/* 507 for a submission refused with -ENOSPC, naming the limit. */
+void fp__api_no_room(fp_api *api, fp_http_request *req);
+
+/* api_stream.c */
 void fp__api_job_results(fp_api *api, fp_http_request *req, fp_job *job);
 void fp__api_streams_end(fp_api *api);
+/* An item with its index (a pipeline's: and its stage, when an error): a stream's line. */
+void fp__api_result_line(struct sbuf *b, const struct fp_job_item *it, bool pipeline);
 
 /* api_info.c */
 void fp__api_tasks(fp_api *api, fp_http_request *req);

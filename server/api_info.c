@@ -167,8 +167,27 @@ void fp__api_metrics(fp_api *api, fp_http_request *req)
 			    (unsigned long long)js.by_state[i]);
 	metric_head(&b, "forkpool_jobs_submitted_total", "counter", "Jobs accepted.");
 	sbuf_printf(&b, "forkpool_jobs_submitted_total %llu\n", (unsigned long long)js.submitted);
-	metric_head(&b, "forkpool_jobs_rejected_total", "counter", "Submissions refused: queue full.");
-	sbuf_printf(&b, "forkpool_jobs_rejected_total %llu\n", (unsigned long long)js.rejected);
+	metric_head(&b, "forkpool_jobs_rejected_total", "counter",
+		    "Submissions refused: queue full (429), no room for results (507).");
+	sbuf_printf(&b, "forkpool_jobs_rejected_total{reason=\"queue_full\"} %llu\n",
+		    (unsigned long long)js.rejected);
+	sbuf_printf(&b, "forkpool_jobs_rejected_total{reason=\"memory\"} %llu\n",
+		    (unsigned long long)js.rejected_memory);
+	metric_head(&b, "forkpool_jobs_evicted_total", "counter",
+		    "Jobs forgotten, by reason: ttl, max_jobs, memory, deleted.");
+	for (i = 0; i < FP_JOB_GONE_COUNT; i++)
+		sbuf_printf(&b, "forkpool_jobs_evicted_total{reason=\"%s\"} %llu\n",
+			    fp_job_gone_name((enum fp_job_gone)i), (unsigned long long)js.forgotten[i]);
+	metric_head(&b, "forkpool_results_bytes", "gauge",
+		    "Bytes of results held: records and text of every job kept or being read.");
+	sbuf_printf(&b, "forkpool_results_bytes %llu\n", (unsigned long long)js.results_bytes);
+	metric_head(&b, "forkpool_results_bytes_limit", "gauge",
+		    "--max-results-memory (0: no limit).");
+	sbuf_printf(&b, "forkpool_results_bytes_limit %llu\n",
+		    (unsigned long long)fp_jobs_get_options(api->jobs)->max_results_bytes);
+	metric_head(&b, "forkpool_results_dropped_total", "counter",
+		    "Results not kept for --max-results-memory (their items failed too_large).");
+	sbuf_printf(&b, "forkpool_results_dropped_total %llu\n", (unsigned long long)js.results_dropped);
 	metric_head(&b, "forkpool_items_total", "counter", "Items finished, by outcome.");
 	sbuf_printf(&b, "forkpool_items_total{state=\"ok\"} %llu\n", (unsigned long long)js.items_ok);
 	sbuf_printf(&b, "forkpool_items_total{state=\"failed\"} %llu\n", (unsigned long long)js.items_failed);

@@ -1,7 +1,7 @@
 /*
  * Jobs over HTTP: the job document, the list (paged by a cursor), cancel and
- * forget, and the NDJSON stream of results as items finish (in input or
- * completion order), written with back-pressure.
+ * forget, and the answers for jobs that are gone (410) or do not fit (507).
+ * The results stream is api_stream.c.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,15 +12,11 @@
 
 #define LIST_DEFAULT 100
 #define LIST_MAX 1000
-/* A stream writes this much per chunk before checking back-pressure again. */
-#define STREAM_BATCH (64u * 1024)
-/* Values a stream takes from the job at a time (a chunk may pass STREAM_BATCH by that many lines). */
-#define VALUES_RUN 256
 /* DELETE waits this long for a cancelled job to settle before answering. */
 #define CANCEL_WAIT_MS 5000
 
 /* `"value":V` or `"error":{"type":…,"message":…}`: an item's outcome, without braces. */
-static void item_members(struct sbuf *b, const struct fp_job_item *it)
+void fp__api_item_members(struct sbuf *b, const struct fp_job_item *it)
 {
 	if (it->status == FP_ITEM_OK) {
 		sbuf_add(b, "\"value\":", 8);
@@ -37,72 +33,8 @@ static void item_members(struct sbuf *b, const struct fp_job_item *it)
 static void item_json(struct sbuf *b, const struct fp_job_item *it)
 {
 	sbuf_add(b, "{", 1);
-	item_members(b, it);
+	fp__api_item_members(b, it);
 	sbuf_add(b, "}", 1);
-}
-
-/* A value's line but its newline: what value_line() writes past `value_len`, at most. */
-#define VALUE_LINE_EXTRA (sizeof("{\"index\":,\"value\":}") - 1 + 20)
-
-/*
- * `{"index":I,"value":V}` at d, returning its end: every line of a value
- * in a stream, written in place, digits by hand (snprintf and an append per
- * piece were most of a stream's cost, docs/PROFILE-http-pipeline.md).
- */
-static char *value_line(char *d, size_t index, const char *value, size_t value_len)
-{
-	memcpy(d, "{\"index\":", 9);
-	d = sbuf_put_uint(d + 9, index);
-	memcpy(d, ",\"value\":", 9);
-	d += 9;
-	memcpy(d, value, value_len);
-	d += value_len;
-	*d++ = '}';
-	return d;
-}
-
-/*
- * An item with its index: a result stream's line. A pipeline's output does
- * not stand for one input: `index` is the input it came from, and an error
- * names the stage that failed it.
- */
-static void line_json(struct sbuf *b, const struct fp_job_item *it, bool pipeline)
-{
-	char head[64], *d;
-	int n;
-
-	if (it->status == FP_ITEM_OK) {
-		if ((d = sbuf_reserve(b, it->value_len + VALUE_LINE_EXTRA)))
-			sbuf_commit(b, (size_t)(value_line(d, it->index, it->value, it->value_len) - d));
-		return;
-	}
-	if (pipeline)
-		n = snprintf(head, sizeof(head), "{\"index\":%zu,\"stage\":%u,", it->index, it->stage);
-	else
-		n = snprintf(head, sizeof(head), "{\"index\":%zu,", it->index);
-	sbuf_add(b, head, (size_t)n);
-	item_members(b, it);
-	sbuf_add(b, "}", 1);
-}
-
-/*
- * A run of values' lines, newlines included, as line_json() writes each:
- * one reservation for the run, and no fp_job_item() per line.
- */
-static void value_lines(struct sbuf *b, const struct fp_job_value *v, size_t n)
-{
-	size_t room = 0, i;
-	char *d, *p;
-
-	for (i = 0; i < n; i++)
-		room += v[i].value_len + VALUE_LINE_EXTRA + 1;
-	if (!(p = d = sbuf_reserve(b, room)))
-		return;
-	for (i = 0; i < n; i++) {
-		p = value_line(p, v[i].index, v[i].value, v[i].value_len);
-		*p++ = '\n';
-	}
-	sbuf_commit(b, (size_t)(p - d));
 }
 
 void fp__api_job_doc(struct sbuf *b, fp_job *job, bool results)
@@ -142,7 +74,7 @@ void fp__api_job_doc(struct sbuf *b, fp_job *job, bool results)
 			if (i)
 				sbuf_adds(b, ",");
 			if (fp_job_kind(job) == FP_JOB_PIPELINE)
-				line_json(b, &it, true);
+				fp__api_result_line(b, &it, true);
 			else
 				item_json(b, &it);
 		}
@@ -269,220 +201,81 @@ void fp__api_jobs_list(fp_api *api, fp_http_request *req)
 	free(jobs);
 }
 
-/* --- the results stream -------------------------------------------------- */
-
-struct api_stream {
-	fp_api *api;
-	fp_http_request *req;
-	fp_job *job;
-	struct fp_job_watch watch;
-	bool completion;          /* ?order=completion */
-	bool pipeline;
-	bool blocked;             /* over the high-water mark: wait for drain */
-	fp_timer soon;            /* a pump after this burst of items */
-	size_t next;              /* next index (input order) or rank (completion) */
-	struct sbuf buf;
-	struct api_stream *prev, *next_stream;
-};
-
-/* `closed`: the request is gone (or finished), its callbacks must not be touched. */
-static void stream_free(struct api_stream *s, bool closed)
-{
-	if (s->watch.job)
-		fp_job_unwatch(&s->watch);
-	fp_timer_stop(&s->soon);
-	if (!closed) {
-		fp_http_on_close(s->req, NULL, NULL);
-		fp_http_on_drain(s->req, NULL, NULL);
-	}
-	if (s->prev)
-		s->prev->next_stream = s->next_stream;
-	else
-		s->api->streams = s->next_stream;
-	if (s->next_stream)
-		s->next_stream->prev = s->prev;
-	sbuf_free(&s->buf);
-	free(s);
-}
-
-/* Finish the response and free the stream, letting go of the request first. */
-static void stream_finish(struct api_stream *s)
-{
-	fp_http_request *req = s->req;
-
-	stream_free(s, false);
-	fp_http_stream_end(req);
-}
-
-/* The index of the next line to write, or SIZE_MAX if it is not known yet. */
-static size_t stream_next_index(struct api_stream *s)
-{
-	struct fp_job_item it;
-
-	if (s->next >= fp_job_total(s->job))
-		return SIZE_MAX;
-	if (s->completion) {
-		if (s->next >= fp_job_done(s->job) + fp_job_failed(s->job))
-			return SIZE_MAX;
-		return fp_job_completed_index(s->job, s->next);
-	}
-	fp_job_item(s->job, s->next, &it);
-	return it.finished ? s->next : SIZE_MAX;
-}
+/* --- gone and full ------------------------------------------------------- */
 
 /*
- * Write what is ready. `force` ignores back-pressure: used when the job is
- * about to be forgotten and nothing could be written later. Returns 1 when
- * the stream ended and was freed, -1 when the client is gone (its close
- * callback frees the stream), 0 when there is more to come.
+ * A size for a message: exact in the largest unit that divides it when that
+ * reads short ("3500 KiB", "1 GiB": limits as they were given), else to a
+ * tenth ("812.3 MiB").
  */
-static int stream_pump(struct api_stream *s, bool force)
+static const char *size_text(uint64_t n, char *buf, size_t len)
 {
-	struct fp_job_value vals[VALUES_RUN];
-	struct fp_job_item it;
-	size_t idx;
-	int rc;
+	static const char *const units[] = { "bytes", "KiB", "MiB", "GiB", "TiB" };
+	unsigned u = 4;
 
-	while (!s->blocked || force) {
-		sbuf_reset(&s->buf);
-		while (s->buf.len < STREAM_BATCH) {
-			/* Runs of values the fast way; anything else line by line. */
-			size_t n = fp_job_values(s->job, s->next, s->completion, vals, VALUES_RUN);
-
-			if (n) {
-				value_lines(&s->buf, vals, n);
-				s->next += n;
-				continue;
-			}
-			if ((idx = stream_next_index(s)) == SIZE_MAX)
-				break;
-			fp_job_item(s->job, idx, &it);
-			line_json(&s->buf, &it, s->pipeline);
-			sbuf_adds(&s->buf, "\n");
-			s->next++;
+	while (u && (n >> (10 * u)) == 0)
+		u--;
+	for (unsigned e = u; e; e--) {
+		if (n % ((uint64_t)1 << (10 * e)) == 0 && (n >> (10 * e)) < 10000) {
+			snprintf(buf, len, "%llu %s", (unsigned long long)(n >> (10 * e)), units[e]);
+			return buf;
 		}
-		if (!s->buf.len)
-			break;
-		rc = fp_http_stream_write(s->req, s->buf.data, s->buf.len);
-		if (rc < 0)
-			return -1;
-		if (rc == 1)
-			s->blocked = true;
 	}
-	if (s->next == fp_job_total(s->job) && fp_job_finished(s->job)) {
-		stream_finish(s);
-		return 1;
-	}
-	return 0;
-}
-
-static void stream_soon_cb(fp_timer *t)
-{
-	stream_pump(t->data, false);
-}
-
-/*
- * Items come in bursts: the pool delivers all the answers of one read from
- * a worker at once. One pump after the burst (a zero-delay timer fires
- * after this loop turn's callbacks) writes them as one chunk; a pump per
- * item made a chunk, and its framing, per line (about a million chunks for a
- * million-item map streamed as it runs).
- */
-static void stream_on_item(struct fp_job_watch *w, fp_job *job, size_t index)
-{
-	struct api_stream *s = w->data;
-
-	if (s->blocked || fp_timer_active(&s->soon))
-		return;
-	if (fp_timer_start(s->api->loop, &s->soon, 0, stream_soon_cb) < 0)
-		stream_pump(s, false);
-}
-
-static void stream_on_end(struct fp_job_watch *w, fp_job *job)
-{
-	struct api_stream *s = w->data;
-
-	s->watch.job = NULL;
-	/*
-	 * Finished or being forgotten: either way this is the last moment the
-	 * job can be read, so write the rest now.
-	 */
-	if (stream_pump(s, true) == 0) {
-		/* Forgotten before it finished (cannot happen today): end anyway. */
-		stream_finish(s);
-	}
-}
-
-static void stream_on_drain(fp_http_request *req, void *data)
-{
-	struct api_stream *s = data;
-
-	s->blocked = false;
-	stream_pump(s, false);
-}
-
-static void stream_on_close(fp_http_request *req, void *data)
-{
-	stream_free(data, true);
-}
-
-void fp__api_job_results(fp_api *api, fp_http_request *req, fp_job *job)
-{
-	const char *order = fp_http_query(req, "order");
-	struct api_stream *s;
-
-	if (order && strcmp(order, "input") != 0 && strcmp(order, "completion") != 0) {
-		fp__api_error(req, 400, "bad_request", "?order= is input or completion, not '%s'", order);
-		return;
-	}
-	/* A pipeline's outputs are kept as delivered: its order was chosen at submission. */
-	if (order && fp_job_kind(job) == FP_JOB_PIPELINE &&
-	    (strcmp(order, "input") == 0) != fp_job_ordered(job)) {
-		fp__api_error(req, 400, "bad_request",
-			      "this pipeline delivers in %s order (\"ordered\": %s at submission), not %s",
-			      fp_job_ordered(job) ? "input" : "completion",
-			      fp_job_ordered(job) ? "true" : "false", order);
-		return;
-	}
-	s = calloc(1, sizeof(*s));
-	if (!s) {
-		fp__api_error(req, 500, "internal", "out of memory");
-		return;
-	}
-	s->api = api;
-	s->req = req;
-	s->job = job;
-	s->completion = order && strcmp(order, "completion") == 0;
-	s->pipeline = fp_job_kind(job) == FP_JOB_PIPELINE;
-	sbuf_init(&s->buf);
-	s->watch.on_item = stream_on_item;
-	s->watch.on_end = stream_on_end;
-	s->watch.data = s;
-	s->soon.data = s;
-	s->next_stream = api->streams;
-	if (api->streams)
-		api->streams->prev = s;
-	api->streams = s;
-	if (fp_http_stream_start(req, 200, "application/x-ndjson") < 0) {
-		stream_free(s, true);
-		return;
-	}
-	fp_http_on_close(req, stream_on_close, s);
-	fp_http_on_drain(req, stream_on_drain, s);
-	/*
-	 * A finished job streams at the client's pace too: the watch tells us
-	 * if it is about to be forgotten meanwhile (on_end, still readable),
-	 * and the rest is written then.
-	 */
-	if (fp_job_finished(job))
-		fp_job_watch_forget(job, &s->watch);
+	if (!u)
+		snprintf(buf, len, "%llu bytes", (unsigned long long)n);
 	else
-		fp_job_watch(job, &s->watch);
-	stream_pump(s, false);
+		snprintf(buf, len, "%.1f %s", (double)n / (double)((uint64_t)1 << (10 * u)), units[u]);
+	return buf;
 }
 
-void fp__api_streams_end(fp_api *api)
+bool fp__api_job_gone(fp_api *api, fp_http_request *req, const char *id)
 {
-	while (api->streams)
-		stream_finish(api->streams);
+	const struct fp_jobs_options *o = fp_jobs_get_options(api->jobs);
+	enum fp_job_gone why;
+	uint64_t at;
+	char size[32];
+
+	if (!fp_jobs_gone(api->jobs, id, &why, &at))
+		return false;
+	switch (why) {
+	case FP_JOB_GONE_TTL:
+		fp__api_error(req, 410, "expired", "job %s expired: finished jobs are kept for %llu s"
+			      " (--job-ttl)", id, (unsigned long long)(o->ttl_ms / 1000));
+		break;
+	case FP_JOB_GONE_MAX_JOBS:
+		fp__api_error(req, 410, "expired", "job %s was evicted: only the %zu most recently"
+			      " finished jobs are kept (--max-jobs)", id, o->max_jobs);
+		break;
+	case FP_JOB_GONE_MEMORY:
+		fp__api_error(req, 410, "expired", "job %s was evicted to keep the results held under"
+			      " %s (--max-results-memory), oldest finished first", id,
+			      size_text(o->max_results_bytes, size, sizeof(size)));
+		break;
+	case FP_JOB_GONE_DELETED:
+	default:
+		fp__api_error(req, 410, "expired", "job %s was deleted", id);
+		break;
+	}
+	return true;
+}
+
+void fp__api_no_room(fp_api *api, fp_http_request *req)
+{
+	const struct fp_jobs_options *o = fp_jobs_get_options(api->jobs);
+	struct fp_jobs_stats st;
+	char limit[32], need[32], held[32];
+
+	fp_jobs_stats(api->jobs, &st);
+	size_text(o->max_results_bytes, limit, sizeof(limit));
+	size_text(st.refused_need, need, sizeof(need));
+	size_text(st.refused_held, held, sizeof(held));
+	if (st.refused_need > o->max_results_bytes)
+		fp__api_error(req, 507, "insufficient_storage", "this job's results would need about %s"
+			      " (estimated from its items), over the %s the server keeps"
+			      " (--max-results-memory)", need, limit);
+	else
+		fp__api_error(req, 507, "insufficient_storage", "no room for this job's results (about"
+			      " %s, estimated from its items): %s of the %s limit (--max-results-memory)"
+			      " are held by running jobs and results being read; try again later",
+			      need, held, limit);
 }

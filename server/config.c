@@ -81,6 +81,13 @@ static const struct fp__config_setting settings[] = {
 	  "largest request body, suffixes k, m, g (default 64m)" },
 	{ "max-queue", K_UINT, OFF(max_queue), 1, 1ull << 40, "N",
 	  "unfinished items across all jobs; past it, 429 (default 1000000)" },
+	{ "max-jobs", K_UINT, OFF(max_jobs), 1, 1ull << 32, "N",
+	  "finished jobs kept; past it the oldest is forgotten (410 Gone) before its"
+	  " --job-ttl (default 10000)" },
+	{ "max-results-memory", K_SIZE, OFF(max_results_memory), 0, 1ull << 50, "BYTES",
+	  "results held by all jobs, suffixes k, m, g; past it the oldest finished jobs are"
+	  " forgotten (410 Gone), a job that cannot fit is refused with 507 and a result"
+	  " that cannot is not kept (too_large); 0 for no limit (default 1g)" },
 	{ "max-connections", K_UINT, OFF(max_connections), 1, 1u << 20, "N",
 	  "open connections at most (default 16384); at the cap the longest-idle"
 	  " connection is closed to admit a new one, and with none idle the new one is"
@@ -393,6 +400,8 @@ static void defaults(struct fp_config *c)
 	c->exec_startup_timeout_ms.all_set = true;
 	c->max_body = 64ull << 20;
 	c->max_queue = 1000000;
+	c->max_jobs = 10000;
+	c->max_results_memory = 1ull << 30;
 	c->max_connections = 16384;
 	c->header_timeout_ms = 10000;
 	c->body_timeout_ms = 20000;

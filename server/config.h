@@ -85,6 +85,8 @@ struct fp_config {
 	uint64_t task_timeout_ms;          /* 0: none */
 	uint64_t max_body;                 /* bytes */
 	uint64_t max_queue;                /* unfinished items across jobs */
+	uint64_t max_jobs;                 /* finished jobs kept */
+	uint64_t max_results_memory;       /* bytes of results held; 0: no limit */
 	uint64_t max_connections;
 	uint64_t max_connections_per_ip;   /* 0: no cap */
 	uint64_t header_timeout_ms;

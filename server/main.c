@@ -438,6 +438,8 @@ static int start(struct daemon *d)
 	fp_jobs_options_init(&jo);
 	jo.ttl_ms = d->cfg.job_ttl_s * 1000;
 	jo.max_queue = d->cfg.max_queue;
+	jo.max_jobs = (size_t)d->cfg.max_jobs;
+	jo.max_results_bytes = d->cfg.max_results_memory;
 	r = fp_jobs_new(&d->jobs, d->pool, &jo);
 	if (r < 0) {
 		fp_dlog_error(&d->log, "cannot start the job store: %s", fp_strerror(r));

@@ -144,6 +144,35 @@ static void sizes_take_binary_suffixes(void **state)
 	}
 }
 
+static void memory_limits_from_flags_environment_and_file(void **state)
+{
+	static char *const env[] = { "FORKPOOL_MAX_RESULTS_MEMORY=2g", "FORKPOOL_MAX_JOBS=50", NULL };
+	struct fx *x = *state;
+
+	assert_int_equal(load(x, 1, ARGV(NULL), no_env), 0);
+	assert_int_equal(x->c.max_jobs, 10000);
+	assert_true(x->c.max_results_memory == 1ull << 30);
+	assert_int_equal(load(x, 1, ARGV(NULL), env), 0);
+	assert_int_equal(x->c.max_jobs, 50);
+	assert_true(x->c.max_results_memory == 2ull << 30);
+	assert_int_equal(load(x, ARGC("--max-results-memory", "512k", "--max-jobs=7"),
+			      ARGV("--max-results-memory", "512k", "--max-jobs=7"), env), 0);
+	assert_int_equal(x->c.max_jobs, 7);
+	assert_true(x->c.max_results_memory == 512u << 10);
+	/* 0: no limit on memory; a job count of 0 would keep nothing. */
+	assert_int_equal(load(x, 3, ARGV("--max-results-memory", "0"), no_env), 0);
+	assert_true(x->c.max_results_memory == 0);
+	assert_int_equal(load(x, 3, ARGV("--max-jobs", "0"), no_env), -EINVAL);
+	assert_non_null(strstr(x->err, "--max-jobs: expected an integer from 1 to"));
+	assert_int_equal(load(x, 3, ARGV("--max-results-memory", "lots"), no_env), -EINVAL);
+	assert_string_equal(x->err, "--max-results-memory: expected a size in bytes such as"
+			    " 65536, 512k, 64m or 1g, got \"lots\"");
+	assert_int_equal(load(x, 3, ARGV("--config", (char *)write_file(x,
+			      "max-results-memory = 64m\nmax_jobs = 3\n")), no_env), 0);
+	assert_int_equal(x->c.max_jobs, 3);
+	assert_true(x->c.max_results_memory == 64u << 20);
+}
+
 static void listen_is_repeatable_and_checked(void **state)
 {
 	struct fx *x = *state;
@@ -732,6 +761,7 @@ int main(void)
 		T(flags_take_separate_or_joined_values),
 		T(bad_integer_names_the_flag_and_the_value),
 		T(sizes_take_binary_suffixes),
+		T(memory_limits_from_flags_environment_and_file),
 		T(listen_is_repeatable_and_checked),
 		T(unknown_flags_and_arguments_are_named),
 		T(help_and_version_win),

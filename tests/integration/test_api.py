@@ -297,7 +297,9 @@ class ApiTest(DaemonTestCase):
         r = self.daemon.delete("/v1/jobs/" + doc["id"])
         self.assertEqual(r.status, 204, r)
         self.assertEqual(r.body, b"")
-        error_of(self, self.daemon.get("/v1/jobs/" + doc["id"]), 404, "no_such_job")
+        # It existed: gone (410, naming why), not unknown (404).
+        msg = error_of(self, self.daemon.get("/v1/jobs/" + doc["id"]), 410, "expired")
+        self.assertIn("deleted", msg)
 
     def test_crash_fails_its_item_and_the_job_completes(self):
         doc = self.submit("/v1/map?wait=15", {"task": "crash", "items": [None, "SIGSEGV"],
