@@ -93,12 +93,15 @@ void fp_test_pipe_item(fp_pool *p, uint64_t id, const struct fp_result *r, void 
 		o->value_sum[r->index] += atoll(r->value);
 		snprintf(o->value, sizeof(o->value), "%.*s", (int)r->value_len, r->value);
 		o->value_stage = r->stage;
+		if (r->attempts > o->attempts_max)
+			o->attempts_max = r->attempts;
 	} else {
 		if (!o->errors) {
 			o->err_index = r->index;
 			o->err_stage = r->stage;
 			o->err_status = r->status;
 			snprintf(o->err_msg, sizeof(o->err_msg), "%s", r->message);
+			o->err_attempts = r->attempts;
 		}
 		o->errors++;
 	}

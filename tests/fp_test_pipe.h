@@ -42,6 +42,8 @@ struct fp_test_pipe {
 	unsigned err_stage;
 	fp_item_status err_status;
 	char err_msg[512];
+	unsigned err_attempts;       /* the first error's attempts */
+	unsigned attempts_max;       /* the most attempts any output came with */
 	/* Counters sampled at each delivery, and the final ones (read in on_done). */
 	uint64_t waiting_max[FP_TEST_STAGES_MAX], waiting_seen[FP_TEST_STAGES_MAX];
 	struct fp_stage_stats final[FP_TEST_STAGES_MAX];

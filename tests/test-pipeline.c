@@ -356,6 +356,35 @@ static void crash_in_stage_two_fails_only_that_item(void **state)
 	free_pool(p, paths);
 }
 
+static void retried_stage_counts_only_its_items_starts(void **state)
+{
+	char *paths[2];
+	fp_pool *p = new_pool(2, paths);
+	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
+	size_t n = 200;
+
+	/*
+	 * Input 13 kills its worker at stage 1 every time: three starts with
+	 * retries 2. The items sent in the same chunks behind it never started
+	 * there, so each output comes with one attempt.
+	 */
+	st[0].task = "echo";
+	st[1].task = "pipe.crash13";
+	st[1].retries = 2;
+	fp_test_inputs_numbers(&in, n, identity);
+	fp_test_pipe_init(&o, p, n, NULL);
+	fp_test_pipe_run(p, st, 2, &in, NULL, &o);
+	assert_only_input_failed(&o, n, 13, 1, FP_ITEM_CRASH);
+	assert_int_equal(o.err_attempts, 3);
+	assert_non_null(strstr(o.err_msg, "attempt 3 of 3"));
+	assert_int_equal(o.attempts_max, 1);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
+	free_pool(p, paths);
+}
+
 static long long two_hundred(size_t i) { return 200; }
 static long long seven_sleeps(size_t i) { return i == 7 ? 5000 : 1; }
 
@@ -772,6 +801,7 @@ int main(void)
 		cmocka_unit_test(word_count_with_reduce),
 		cmocka_unit_test(reduce_of_nothing_folds_an_empty_list),
 		cmocka_unit_test(crash_in_stage_two_fails_only_that_item),
+		cmocka_unit_test(retried_stage_counts_only_its_items_starts),
 		cmocka_unit_test(fast_stage_before_slow_one_stays_within_the_buffer),
 		cmocka_unit_test(cancel_mid_pipeline_ends_the_call_once),
 		cmocka_unit_test(ordered_results_come_in_input_order),

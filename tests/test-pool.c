@@ -22,6 +22,7 @@
 #include "forkpool.h"
 #include "fp_test.h"
 #include "fp_test_pool.h"
+#include "loop.h"
 
 /* --- helpers ------------------------------------------------------------- */
 
@@ -433,6 +434,73 @@ static void poison_item_stops_after_its_retries(void **state)
 	fp_pool_free(p);
 }
 
+/* --- attempts: counted when an item starts --------------------------------- */
+
+/* For fp_test_run_until(): the one worker, not `dead`, has run its item for 50 ms. */
+struct slow_probe {
+	fp_pool *pool;
+	pid_t dead;
+	pid_t pid;
+};
+
+static int running_slow_not(void *data)
+{
+	struct slow_probe *s = data;
+	struct fp_worker_stats ws[2];
+
+	if (fp_pool_workers(s->pool, ws, 2) != 1 || !ws[0].task || ws[0].pid <= 0 ||
+	    ws[0].pid == s->dead || fp_now_ms() < ws[0].task_started_ms + 50)
+		return 0;
+	s->pid = ws[0].pid;
+	return 1;
+}
+
+static void sigkill_uses_an_attempt_only_for_the_running_item(void **state)
+{
+	/*
+	 * One chunk of six; item 1 sleeps until its worker is SIGKILLed, four
+	 * times. Items 2..5 were sent with it each time and never started:
+	 * they may not use an attempt (they once failed "attempt 5 of 4").
+	 */
+	static const char *const args[] = { "0", "30000", "300", "300", "300", "0" };
+	fp_pool *p = fp_test_pool(1);
+	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
+	struct slow_probe probe = { .pool = p };
+	struct fp_test_collect c;
+	struct fp_buf items[6];
+	struct fp_pool_stats st;
+
+	for (int i = 0; i < 6; i++)
+		items[i] = (struct fp_buf){ args[i], strlen(args[i]) };
+	o.chunksize = 6;
+	o.retries = 3;
+	o.timeout_ms = 0;
+	fp_test_collect_init(&c, p, 6);
+	assert_int_equal(fp_pool_map_async(p, "sleep", items, 6, &o, fp_test_collect_item,
+					   fp_test_collect_done, &c, NULL), 0);
+	for (int k = 0; k < 4; k++) {
+		assert_true(fp_test_run_until(p, running_slow_not, &probe, 10000));
+		assert_int_equal(kill(probe.pid, SIGKILL), 0);
+		probe.dead = probe.pid;
+	}
+	fp_test_collect_wait(&c);
+	/* Started four times, each run killed: retries 3 means 4 starts at most. */
+	assert_int_equal(c.r[1].status, FP_ITEM_CRASH);
+	assert_int_equal(c.r[1].attempts, 4);
+	assert_non_null(strstr(c.r[1].message, "attempt 4 of 4"));
+	for (int i = 0; i < 6; i++) {
+		assert_int_equal(c.seen[i], 1);
+		if (i == 1)
+			continue;
+		assert_int_equal(c.r[i].status, FP_ITEM_OK);
+		assert_int_equal(c.r[i].attempts, 1);
+	}
+	fp_pool_stats(p, &st);
+	assert_int_equal(st.crashes, 4);
+	fp_test_collect_free(&c);
+	fp_pool_free(p);
+}
+
 /* For fp_test_run_until(): some worker is running `task` right now. */
 struct busy_probe {
 	fp_pool *pool;
@@ -702,12 +770,16 @@ static void sigkill_in_a_shared_chunk_fails_only_the_running_item(void **state)
 	assert_int_equal(fp_pool_workers(p, ws, 2), 1);
 	assert_int_equal(kill(ws[0].pid, SIGKILL), 0);
 	shared_wait_free(&sh);
-	/* Call 1 was running: it fails naming the signal; the rest of the chunk ran again. */
+	/*
+	 * Call 1 was running: it fails naming the signal; the rest of the
+	 * chunk had not started, so it runs again without using an attempt.
+	 */
 	assert_int_equal(sh.c[1].r[0].status, FP_ITEM_CRASH);
 	assert_non_null(strstr(sh.c[1].r[0].message, "SIGKILL"));
+	assert_int_equal(sh.c[1].r[0].attempts, 1);
 	for (int i = 2; i <= SHARED_N; i++) {
 		assert_int_equal(sh.c[i].r[0].status, FP_ITEM_OK);
-		assert_int_equal(sh.c[i].r[0].attempts, 2);
+		assert_int_equal(sh.c[i].r[0].attempts, 1);
 		assert_int_equal(sh.c[i].seen[0], 1);
 		assert_int_not_equal(sh.c[i].r[0].pid, ws[0].pid);
 	}
@@ -1238,6 +1310,7 @@ int main(void)
 		cmocka_unit_test(sigkill_in_a_shared_chunk_fails_only_the_running_item),
 		cmocka_unit_test(cancel_in_a_shared_chunk_ends_only_its_call),
 		cmocka_unit_test(poison_item_stops_after_its_retries),
+		cmocka_unit_test(sigkill_uses_an_attempt_only_for_the_running_item),
 		cmocka_unit_test(cancel_kills_only_its_own_workers),
 		cmocka_unit_test(cancel_drops_queued_items),
 		cmocka_unit_test(rss_limit_recycles_the_worker),
