@@ -206,7 +206,16 @@ struct fp_result {
 	const char *value;      /* JSON text when status is OK, else NULL */
 	size_t value_len;
 	const char *message;    /* why, when status is not OK; else NULL */
-	unsigned attempts;      /* how many times the item was started */
+	/*
+	 * How many times the item was started: each run that answered, and
+	 * each run its worker was in (the shared page says which item) when
+	 * the worker died or was killed. Items of a dead worker's chunk that
+	 * had not started run again without using one. An answer the worker
+	 * had made but not yet sent when it died is lost with it: that item
+	 * runs again (execution is at least once, recording exactly once),
+	 * and the lost run is not counted.
+	 */
+	unsigned attempts;
 	pid_t pid;              /* the worker that answered, or 0 */
 	/*
 	 * Master's view of how long it ran: from the worker being handed it
@@ -229,13 +238,50 @@ void fp_results_free(struct fp_result *r, size_t n);
 
 /* --- calls --------------------------------------------------------------- */
 
+/*
+ * Which failures of an item are retried, while it has retries left
+ * (fp_call_options.retry_on, fp_stage.retry_on; 0 means FP_RETRY_DEFAULT).
+ * A retried item is run again from its arguments, which the pool keeps
+ * until the item ends. Never retried: an item that failed inside a stage
+ * fusion chain past its first task (its arguments there were a value only
+ * the worker had) or that had already passed outputs on to the next stage
+ * (they would be given twice).
+ */
+enum fp_retry_on {
+	FP_RETRY_CRASH = 1u << 0,      /* its worker (or exec program) died running it */
+	FP_RETRY_TIMEOUT = 1u << 1,    /* it ran past its timeout */
+	FP_RETRY_TASK_ERROR = 1u << 2, /* the task answered with an error */
+};
+#define FP_RETRY_DEFAULT (FP_RETRY_CRASH | FP_RETRY_TIMEOUT)
+
+/*
+ * A call's start: called once, from the loop, when the first of its items
+ * is handed to a worker, before any of its item callbacks (a call whose
+ * items all end without running, cancelled while queued say, never starts).
+ * `data` is the call's.
+ */
+typedef void (*fp_start_cb)(fp_pool *pool, uint64_t call_id, void *data);
+
 typedef struct fp_call_options {
 	int64_t timeout_ms;     /* < 0: the pool's default; 0: none */
-	unsigned retries;       /* extra attempts for an item whose worker died */
+	/*
+	 * How many times an item may be started again after a failure that
+	 * retry_on names: at most retries + 1 starts. 0: none.
+	 */
+	unsigned retries;
+	unsigned retry_on;      /* enum fp_retry_on bits; 0: FP_RETRY_DEFAULT */
 	size_t chunksize;       /* map only; 0: like Python's Pool.map */
+	fp_start_cb on_start;   /* may be NULL */
+	/*
+	 * Names the call in the pool's log lines instead of its number
+	 * ("item 3 of LABEL": forkpoold gives "job ID"), so that one search
+	 * finds them all. Copied; NULL: "call N".
+	 */
+	const char *label;
 } fp_call_options;
 
-#define FP_CALL_OPTIONS_DEFAULT { .timeout_ms = -1, .retries = 0, .chunksize = 0 }
+#define FP_CALL_OPTIONS_DEFAULT { .timeout_ms = -1, .retries = 0, .retry_on = 0, \
+				  .chunksize = 0, .on_start = NULL, .label = NULL }
 
 struct fp_call_summary {
 	uint64_t id;
@@ -325,9 +371,11 @@ typedef struct fp_stage {
 	size_t buffer;
 	int64_t timeout_ms;     /* < 0: the pool's default; 0: none */
 	unsigned retries;       /* as fp_call_options.retries */
+	unsigned retry_on;      /* as fp_call_options.retry_on */
 } fp_stage;
 
-#define FP_STAGE_DEFAULT { .task = NULL, .workers = 0, .buffer = 0, .timeout_ms = -1, .retries = 0 }
+#define FP_STAGE_DEFAULT { .task = NULL, .workers = 0, .buffer = 0, .timeout_ms = -1, \
+			   .retries = 0, .retry_on = 0 }
 
 typedef struct fp_pipeline_options {
 	/*
@@ -350,9 +398,13 @@ typedef struct fp_pipeline_options {
 	 * past the oldest unfinished one. Ignored with a reduce.
 	 */
 	int ordered;
+	/* As fp_call_options': once the first item of any stage is handed to a worker. */
+	fp_start_cb on_start;
+	const char *label;      /* as fp_call_options.label */
 } fp_pipeline_options;
 
-#define FP_PIPELINE_OPTIONS_DEFAULT { .reduce = NULL, .reduce_batch = 0, .ordered = 0 }
+#define FP_PIPELINE_OPTIONS_DEFAULT { .reduce = NULL, .reduce_batch = 0, .ordered = 0, \
+				      .on_start = NULL, .label = NULL }
 
 /*
  * Submit a pipeline of `nstages` stages over `n` input items (JSON texts).

@@ -81,6 +81,8 @@ void fp_test_pipe_item(fp_pool *p, uint64_t id, const struct fp_result *r, void 
 	struct fp_test_pipe *o = data;
 
 	assert_int_equal(id, o->call_id);
+	if (!o->starts)
+		o->early++;
 	if (r->index < o->last_index)
 		o->out_of_order = 1;
 	o->last_index = r->index;
@@ -118,6 +120,14 @@ void fp_test_pipe_done(fp_pool *p, const struct fp_call_summary *s, void *data)
 	o->summary = *s;
 	/* The final counters are there during on_done. */
 	o->nstats = fp_pipeline_stats(p, o->call_id, o->final, FP_TEST_STAGES_MAX);
+}
+
+void fp_test_pipe_start(fp_pool *p, uint64_t id, void *data)
+{
+	struct fp_test_pipe *o = data;
+
+	assert_int_equal(id, o->call_id);
+	o->starts++;
 }
 
 int fp_test_pipe_finished(void *data)

@@ -44,6 +44,8 @@ struct fp_test_pipe {
 	char err_msg[512];
 	unsigned err_attempts;       /* the first error's attempts */
 	unsigned attempts_max;       /* the most attempts any output came with */
+	int starts;                  /* fp_test_pipe_start() calls */
+	size_t early;                /* deliveries before the first of them */
 	/* Counters sampled at each delivery, and the final ones (read in on_done). */
 	uint64_t waiting_max[FP_TEST_STAGES_MAX], waiting_seen[FP_TEST_STAGES_MAX];
 	struct fp_stage_stats final[FP_TEST_STAGES_MAX];
@@ -62,6 +64,8 @@ void fp_test_pipe_free(struct fp_test_pipe *o);
 /* The pipeline's callbacks, with o as their data. */
 void fp_test_pipe_item(fp_pool *p, uint64_t id, const struct fp_result *r, void *data);
 void fp_test_pipe_done(fp_pool *p, const struct fp_call_summary *s, void *data);
+/* An fp_pipeline_options.on_start that counts starts. */
+void fp_test_pipe_start(fp_pool *p, uint64_t id, void *data);
 /* A condition for fp_test_run_until: the pipeline ended. */
 int fp_test_pipe_finished(void *data);
 

@@ -385,6 +385,113 @@ static void retried_stage_counts_only_its_items_starts(void **state)
 	free_pool(p, paths);
 }
 
+/* A pool with tests/modules/attempts.c loaded (*path to free). */
+static fp_pool *attempts_pool(unsigned workers, char **path)
+{
+	fp_options o;
+
+	fp_test_options(&o, workers);
+	*path = fp_test_module_path("libfp-attempts.so");
+	o.modules[0] = *path;
+	return fp_test_pool_with(&o);
+}
+
+/* n inputs of attempts.starts: count in DIR/iI, fail by HOW for the first k starts. */
+static void starts_inputs(struct fp_test_inputs *in, size_t n, const char *dir,
+			  const char *how, int k)
+{
+	char *t;
+
+	in->n = n;
+	in->items = calloc(n, sizeof(*in->items));
+	in->text = calloc(n, 160);
+	assert_true(in->items && in->text);
+	for (size_t i = 0; i < n; i++) {
+		t = in->text + i * 160;
+		snprintf(t, 160, "\"%s/i%zu %s %d\"", dir, i, how, k);
+		in->items[i] = (struct fp_buf){ t, strlen(t) };
+	}
+}
+
+static void remove_dir(const char *dir)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void emitted_outputs_are_not_given_twice_by_a_retry(void **state)
+{
+	char *path, dir[64] = "/tmp/fp-attempts.XXXXXX";
+	fp_pool *p = attempts_pool(2, &path);
+	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
+
+	/*
+	 * Input 0 emits "1" twice at stage 0, which hands both on, then kills
+	 * its worker: with retries it would emit them again. It is not retried;
+	 * the other input runs as usual.
+	 */
+	assert_non_null(mkdtemp(dir));
+	starts_inputs(&in, 1, dir, "emitcrash", 5);
+	st[0].task = "attempts.starts";
+	st[0].retries = 2;
+	st[1].task = "echo";
+	fp_test_pipe_init(&o, p, 1, NULL);
+	fp_test_pipe_run(p, st, 2, &in, NULL, &o);
+	assert_int_equal(o.outputs, 2);
+	assert_int_equal(o.per_input[0], 2);
+	assert_int_equal(o.errors, 1);
+	assert_int_equal(o.err_status, FP_ITEM_CRASH);
+	assert_int_equal(o.err_attempts, 1);
+	assert_non_null(strstr(o.err_msg, "not retried"));
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
+	remove_dir(dir);
+	fp_pool_free(p);
+	free(path);
+}
+
+static void stage_task_errors_are_retried_when_asked(void **state)
+{
+	char *path, dir[64] = "/tmp/fp-attempts.XXXXXX";
+	fp_pool *p = attempts_pool(2, &path);
+	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	fp_pipeline_options po = FP_PIPELINE_OPTIONS_DEFAULT;
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
+	size_t n = 50;
+
+	/* Every input fails its first start at stage 0, and is run again. */
+	assert_non_null(mkdtemp(dir));
+	starts_inputs(&in, n, dir, "fail", 1);
+	st[0].task = "attempts.starts";
+	st[0].retries = 1;
+	st[0].retry_on = FP_RETRY_TASK_ERROR;
+	st[1].task = "echo";
+	po.on_start = fp_test_pipe_start;
+	fp_test_pipe_init(&o, p, n, NULL);
+	fp_test_pipe_run(p, st, 2, &in, &po, &o);
+	assert_int_equal(o.errors, 0);
+	assert_int_equal(o.outputs, n);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(o.value_sum[i], 2);
+	/* The outputs are stage 1's items, each started once there. */
+	assert_int_equal(o.attempts_max, 1);
+	assert_int_equal(o.final[0].failed, 0);
+	assert_int_equal(o.final[0].done, n);
+	/* Told once, before the first output. */
+	assert_int_equal(o.starts, 1);
+	assert_int_equal(o.early, 0);
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
+	remove_dir(dir);
+	fp_pool_free(p);
+	free(path);
+}
+
 static long long two_hundred(size_t i) { return 200; }
 static long long seven_sleeps(size_t i) { return i == 7 ? 5000 : 1; }
 
@@ -802,6 +909,8 @@ int main(void)
 		cmocka_unit_test(reduce_of_nothing_folds_an_empty_list),
 		cmocka_unit_test(crash_in_stage_two_fails_only_that_item),
 		cmocka_unit_test(retried_stage_counts_only_its_items_starts),
+		cmocka_unit_test(emitted_outputs_are_not_given_twice_by_a_retry),
+		cmocka_unit_test(stage_task_errors_are_retried_when_asked),
 		cmocka_unit_test(fast_stage_before_slow_one_stays_within_the_buffer),
 		cmocka_unit_test(cancel_mid_pipeline_ends_the_call_once),
 		cmocka_unit_test(ordered_results_come_in_input_order),

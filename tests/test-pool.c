@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -498,6 +499,251 @@ static void sigkill_uses_an_attempt_only_for_the_running_item(void **state)
 	fp_pool_stats(p, &st);
 	assert_int_equal(st.crashes, 4);
 	fp_test_collect_free(&c);
+	fp_pool_free(p);
+}
+
+/* A pool of `workers` with tests/modules/attempts.c loaded (*path to free). */
+static fp_pool *attempts_pool(unsigned workers, char **path)
+{
+	fp_options o;
+
+	fp_test_options(&o, workers);
+	*path = fp_test_module_path("libfp-attempts.so");
+	o.modules[0] = *path;
+	return fp_test_pool_with(&o);
+}
+
+/* A scratch directory for attempts.starts' files; the caller rm -r's it. */
+static void scratch_dir(char *dir, size_t len)
+{
+	snprintf(dir, len, "/tmp/fp-attempts.XXXXXX");
+	assert_non_null(mkdtemp(dir));
+}
+
+static void scratch_dir_remove(const char *dir)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* attempts.starts' args: count in DIR/NAME, fail by HOW for the first n starts. */
+static void starts_args(char *buf, size_t len, const char *dir, const char *name,
+			const char *how, int n)
+{
+	snprintf(buf, len, "\"%s/%s %s %d\"", dir, name, how, n);
+}
+
+/* How many times attempts.starts ran with DIR/NAME: its file's size. */
+static long starts_of(const char *dir, const char *name)
+{
+	char path[256];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return stat(path, &st) == 0 ? (long)st.st_size : 0;
+}
+
+static const struct retry_case {
+	const char *how;
+	int n;                  /* starts that fail */
+	unsigned retries, retry_on;
+	int64_t timeout_ms;
+	fp_item_status status;
+	unsigned attempts;      /* what the result says, and the starts counted */
+	const char *msg;        /* part of the message, or the value when ok */
+} retry_cases[] = {
+	/* By default a task's own error is not retried... */
+	{ "fail", 1, 3, 0, -1, FP_ITEM_TASK_ERROR, 1, "failed at start 1" },
+	/* ...and it is with task_error: the item runs again from its arguments. */
+	{ "fail", 2, 3, FP_RETRY_TASK_ERROR, -1, FP_ITEM_OK, 3, "3" },
+	{ "fail", 5, 1, FP_RETRY_TASK_ERROR, -1, FP_ITEM_TASK_ERROR, 2,
+	  "failed at start 2 (attempt 2 of 2)" },
+	/* Timeouts and crashes are retried by default... */
+	{ "hang", 1, 1, 0, 200, FP_ITEM_OK, 2, "2" },
+	{ "crash", 9, 2, 0, -1, FP_ITEM_CRASH, 3, "attempt 3 of 3" },
+	/* ...each only when named, once retry_on is given. */
+	{ "hang", 1, 1, FP_RETRY_CRASH, 200, FP_ITEM_TIMEOUT, 1, "200 ms timeout" },
+	{ "crash", 1, 1, FP_RETRY_TIMEOUT | FP_RETRY_TASK_ERROR, -1, FP_ITEM_CRASH, 1, "SIGKILL" },
+};
+
+static void retry_on_says_which_failures_are_retried(void **state)
+{
+	char *path, dir[64], args[160], name[16];
+	fp_pool *p = attempts_pool(1, &path);
+
+	scratch_dir(dir, sizeof(dir));
+	for (size_t i = 0; i < sizeof(retry_cases) / sizeof(retry_cases[0]); i++) {
+		const struct retry_case *rc = &retry_cases[i];
+		fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
+		struct fp_result r;
+
+		snprintf(name, sizeof(name), "c%zu", i);
+		starts_args(args, sizeof(args), dir, name, rc->how, rc->n);
+		o.retries = rc->retries;
+		o.retry_on = rc->retry_on;
+		o.timeout_ms = rc->timeout_ms;
+		assert_int_equal(fp_pool_apply(p, "attempts.starts", args, strlen(args), &o, &r), 0);
+		if (r.status != rc->status || r.attempts != rc->attempts)
+			fail_msg("case %zu: %s, %u attempts (%s)", i, fp_item_status_name(r.status),
+				 r.attempts, r.message ? r.message : r.value);
+		/* The item ran exactly as often as it says. */
+		assert_int_equal(starts_of(dir, name), rc->attempts);
+		if (rc->status == FP_ITEM_OK)
+			assert_string_equal(r.value, rc->msg);
+		else if (!strstr(r.message, rc->msg))
+			fail_msg("case %zu: \"%s\" does not say \"%s\"", i, r.message, rc->msg);
+		fp_result_clear(&r);
+	}
+	scratch_dir_remove(dir);
+	fp_pool_free(p);
+	free(path);
+}
+
+static void task_error_retry_runs_only_its_item_again(void **state)
+{
+	char *path, dir[64], args[5][160], name[16];
+	fp_pool *p = attempts_pool(1, &path);
+	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
+	struct fp_buf items[5];
+	struct fp_result *r;
+
+	/* One chunk of five; item 2 fails its first start and is run again alone. */
+	scratch_dir(dir, sizeof(dir));
+	for (int i = 0; i < 5; i++) {
+		snprintf(name, sizeof(name), "m%d", i);
+		starts_args(args[i], sizeof(args[i]), dir, name, "fail", i == 2);
+		items[i] = (struct fp_buf){ args[i], strlen(args[i]) };
+	}
+	o.chunksize = 5;
+	o.retries = 1;
+	o.retry_on = FP_RETRY_TASK_ERROR;
+	assert_int_equal(fp_pool_map(p, "attempts.starts", items, 5, &o, &r), 0);
+	for (int i = 0; i < 5; i++) {
+		snprintf(name, sizeof(name), "m%d", i);
+		assert_int_equal(r[i].status, FP_ITEM_OK);
+		assert_string_equal(r[i].value, i == 2 ? "2" : "1");
+		assert_int_equal(r[i].attempts, i == 2 ? 2 : 1);
+		assert_int_equal(starts_of(dir, name), i == 2 ? 2 : 1);
+	}
+	fp_results_free(r, 5);
+	scratch_dir_remove(dir);
+	fp_pool_free(p);
+	free(path);
+}
+
+/* --- a call's start ------------------------------------------------------ */
+
+struct start_probe {
+	int starts;
+	int early;              /* items that came before the start */
+	uint64_t id;
+};
+
+static void probe_start(fp_pool *p, uint64_t id, void *data)
+{
+	struct fp_test_collect *c = data;
+	struct start_probe *sp = c->data;
+
+	sp->starts++;
+	sp->id = id;
+}
+
+static void probe_item(struct fp_test_collect *c, const struct fp_result *r)
+{
+	struct start_probe *sp = c->data;
+
+	if (sp->starts != 1)
+		sp->early++;
+}
+
+static int started_once(void *data)
+{
+	return ((struct start_probe *)data)->starts == 1;
+}
+
+static void started_callback_comes_once_before_the_first_result(void **state)
+{
+	fp_pool *p = fp_test_pool(1);
+	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
+	struct start_probe sa = { 0 }, sb = { 0 }, sm = { 0 };
+	struct fp_test_collect a, b, m;
+	struct fp_buf items[20];
+	struct fp_pool_stats st;
+	uint64_t ida, idb;
+
+	o.on_start = probe_start;
+	fp_test_collect_init(&a, p, 1);
+	fp_test_collect_init(&b, p, 1);
+	a.data = &sa;
+	b.data = &sb;
+	a.each = b.each = probe_item;
+	assert_int_equal(fp_pool_apply_async(p, "sleep", "300", 3, &o, fp_test_collect_item,
+					     fp_test_collect_done, &a, &ida), 0);
+	/* Told from the loop, never from inside the submit. */
+	assert_int_equal(sa.starts, 0);
+	assert_int_equal(fp_pool_apply_async(p, "square", "3", 1, &o, fp_test_collect_item,
+					     fp_test_collect_done, &b, &idb), 0);
+	/* Started while it runs, long before its answer. */
+	assert_true(fp_test_run_until(p, started_once, &sa, 10000));
+	assert_int_equal(sa.id, ida);
+	assert_false(a.done);
+	fp_pool_stats(p, &st);
+	assert_int_equal(st.running, 1);
+	/* Cancelled while queued behind it: never started, never told. */
+	assert_int_equal(fp_pool_cancel(p, idb), 0);
+	fp_test_collect_wait(&a);
+	fp_test_collect_wait(&b);
+	assert_int_equal(sa.starts, 1);
+	assert_int_equal(sa.early, 0);
+	assert_int_equal(sb.starts, 0);
+	assert_int_equal(b.r[0].status, FP_ITEM_CANCELLED);
+
+	/* A map of several chunks: once. */
+	for (int i = 0; i < 20; i++)
+		items[i] = (struct fp_buf){ "4", 1 };
+	o.chunksize = 5;
+	fp_test_collect_init(&m, p, 20);
+	m.data = &sm;
+	m.each = probe_item;
+	assert_int_equal(fp_pool_map_async(p, "square", items, 20, &o, fp_test_collect_item,
+					   fp_test_collect_done, &m, NULL), 0);
+	fp_test_collect_wait(&m);
+	assert_int_equal(sm.starts, 1);
+	assert_int_equal(sm.early, 0);
+	assert_int_equal(m.summary.ok, 20);
+	fp_test_collect_free(&a);
+	fp_test_collect_free(&b);
+	fp_test_collect_free(&m);
+	fp_pool_free(p);
+}
+
+static void log_lines_name_the_label_and_the_item(void **state)
+{
+	fp_pool *p = fp_test_pool(1);
+	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
+	struct fp_buf items[2] = { { "0", 1 }, { "5000", 4 } };
+	struct fp_result r, *rs;
+
+	o.label = "job 5f3a";
+	assert_int_equal(fp_pool_apply(p, "crash", "null", 4, &o, &r), 0);
+	assert_int_equal(r.status, FP_ITEM_CRASH);
+	fp_result_clear(&r);
+	assert_true(fp_test_log_has("SIGSEGV while running task crash (item 0 of job 5f3a, "
+				    "attempt 1 of 1)"));
+	/* A timeout names its item too, when it stops the worker. */
+	o.label = "job 77b0";
+	o.timeout_ms = 200;
+	assert_int_equal(fp_pool_map(p, "sleep", items, 2, &o, &rs), 0);
+	assert_int_equal(rs[1].status, FP_ITEM_TIMEOUT);
+	fp_results_free(rs, 2);
+	assert_true(fp_test_log_has("task sleep ran past its 200 ms timeout; stopping it "
+				    "(item 1 of job 77b0)"));
+	/* Without a label: the call's number. */
+	assert_int_equal(fp_pool_apply(p, "crash", "null", 4, NULL, &r), 0);
+	fp_result_clear(&r);
+	assert_true(fp_test_log_has("(item 0 of call "));
 	fp_pool_free(p);
 }
 
@@ -1311,6 +1557,10 @@ int main(void)
 		cmocka_unit_test(cancel_in_a_shared_chunk_ends_only_its_call),
 		cmocka_unit_test(poison_item_stops_after_its_retries),
 		cmocka_unit_test(sigkill_uses_an_attempt_only_for_the_running_item),
+		cmocka_unit_test(retry_on_says_which_failures_are_retried),
+		cmocka_unit_test(task_error_retry_runs_only_its_item_again),
+		cmocka_unit_test(started_callback_comes_once_before_the_first_result),
+		cmocka_unit_test(log_lines_name_the_label_and_the_item),
 		cmocka_unit_test(cancel_kills_only_its_own_workers),
 		cmocka_unit_test(cancel_drops_queued_items),
 		cmocka_unit_test(rss_limit_recycles_the_worker),
