@@ -142,6 +142,84 @@ static void count_duration(fp_pool *p, uint64_t us)
 	p->duration_sum_us += us;
 }
 
+/* --- attempts and retries ------------------------------------------------ */
+
+/*
+ * How log lines name an item: "item 3 of job 5f3a…" with the caller's label,
+ * "item 3 of call 14" without; a pipeline's by its input and stage.
+ */
+static void item_name(char *buf, size_t len, const struct fp_call *c, uint32_t index,
+		      unsigned hop)
+{
+	const char *label = c->stage ? c->stage->pipe->label : c->label;
+	char num[32];
+
+	if (!label) {
+		snprintf(num, sizeof(num), "call %llu", (unsigned long long)c->id);
+		label = num;
+	}
+	if (c->stage)
+		snprintf(buf, len, "item %u (stage %u) of %s", c->origin ? c->origin[index] : index,
+			 c->stage->index + hop, label);
+	else
+		snprintf(buf, len, "item %u of %s", index, label);
+}
+
+/* An item was started: its run counts, whatever comes of it. */
+static void count_start(struct fp_item *it)
+{
+	if (it->attempts < UINT16_MAX)
+		it->attempts++;
+}
+
+/*
+ * The retries an item of c has at stage `hop` of its chain: none past the
+ * first task (a chain's later stages have none: pipeline.h), whose args
+ * were a value only the worker had.
+ */
+static unsigned retries_at(const struct fp_call *c, unsigned hop)
+{
+	return hop ? 0 : c->retries;
+}
+
+/*
+ * Whether an item of c that failed by `kind` (FP_RETRY_*) at stage `hop`,
+ * its start counted, runs again: while it has been started at most
+ * `retries` times, and not once it handed outputs on (they would be given
+ * twice).
+ */
+static bool retry_wanted(const struct fp_call *c, const struct fp_item *it, unsigned kind,
+			 unsigned hop)
+{
+	return (c->retry_on & kind) && !it->emitted && it->attempts <= retries_at(c, hop) &&
+	       it->attempts < UINT16_MAX;
+}
+
+static const char *retry_kind_name(unsigned kind)
+{
+	return kind == FP_RETRY_TIMEOUT ? "timeout" : kind == FP_RETRY_CRASH ? "crash" : "task_error";
+}
+
+/*
+ * "attempt 2 of 4", and why it is not run again when it had retries to
+ * spare: what a failure's log line and message say of its attempts.
+ */
+static void attempt_note(char *buf, size_t len, const struct fp_call *c,
+			 const struct fp_item *it, unsigned kind, unsigned hop, bool retry)
+{
+	unsigned retries = retries_at(c, hop);
+
+	if (retry || it->attempts > retries || !retries)
+		snprintf(buf, len, "attempt %u of %u%s", it->attempts, retries + 1,
+			 retry ? ", retrying" : "");
+	else if (it->emitted)
+		snprintf(buf, len, "attempt %u, not retried: its outputs were handed on already",
+			 it->attempts);
+	else
+		snprintf(buf, len, "attempt %u, not retried: retry_on has no %s", it->attempts,
+			 retry_kind_name(kind));
+}
+
 /*
  * An item ended; a pipeline batch's at stage `hop` of its chain (the tasks
  * before it there ran, and count as done).
@@ -179,6 +257,9 @@ static void item_deliver(fp_pool *p, struct fp_call *call, uint32_t index,
 		call->ok++;
 	else
 		call->failed++;
+	/* Its start first, if the loop has not told it yet. */
+	if (call->start.queued)
+		fp__start_tell(p, &call->start, false);
 	if (call->on_item)
 		call->on_item(p->root, call->id, &r, call->data);
 	fp__call_maybe_finish(call);
@@ -378,8 +459,11 @@ static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t n
 		struct fp_pipe_stage *st = segs[s].call->stage;
 		struct fp_seg *g = &w->segs[w->nsegs + s];
 
-		for (i = 0; i < segs[s].count; i++)
-			segs[s].call->items[segs[s].first + i].attempts++;
+		/* Handed to a worker: the call has started (attempts count at the item's start). */
+		if (st && !st->pipe->start.started)
+			fp__start_note(p, &st->pipe->start);
+		else if (!st && !segs[s].call->start.started)
+			fp__start_note(p, &segs[s].call->start);
 		*g = segs[s];
 		g->id0 = id;
 		g->chunk_end = s + 1 == nsegs;
@@ -613,7 +697,9 @@ static void deadline_cb(fp_timer *t)
 	fp_pool *p = w->pool;
 	struct fp_call *c;
 	uint64_t cur, started, limit_ns, now, period;
+	uint32_t index;
 	unsigned hop;
+	char name[160];
 
 	if (w->reaped)
 		return;
@@ -639,7 +725,7 @@ static void deadline_cb(fp_timer *t)
 	cur = atomic_load_explicit(&w->shm->current, memory_order_acquire);
 	started = atomic_load_explicit(&w->shm->started_ns, memory_order_relaxed);
 	now = fp_now_ns();
-	c = fp__worker_item(w, cur, NULL, &hop);
+	c = fp__worker_item(w, cur, &index, &hop);
 	if (!c || !c->timeout_ms) {
 		/*
 		 * Between two items of the chunk, or running one without a
@@ -657,9 +743,10 @@ static void deadline_cb(fp_timer *t)
 		fp_timer_start(p->loop, t, ms < period ? ms : period, deadline_cb);
 		return;
 	}
+	item_name(name, sizeof(name), c, index, hop);
 	fp_log_warn(&p->log, "worker %u (pid %d): task %s ran past its %llu ms timeout; "
-		    "stopping it", w->slot, (int)w->pid, fp__item_task(c, hop),
-		    (unsigned long long)c->timeout_ms);
+		    "stopping it (%s)", w->slot, (int)w->pid, fp__item_task(c, hop),
+		    (unsigned long long)c->timeout_ms, name);
 	fp__worker_kill(w, SIGTERM, FP_KILL_TIMEOUT);
 	fp_timer_start(p->loop, t, p->opts.kill_grace_ms, deadline_cb);
 }
@@ -679,6 +766,50 @@ static pid_t answer_pid(const struct fp_worker *w)
 	int32_t prog = atomic_load_explicit(&w->shm->program_pid, memory_order_relaxed);
 
 	return prog > 0 ? (pid_t)prog : w->pid;
+}
+
+static void requeue(fp_pool *p, struct fp_call *call, uint32_t first, uint32_t count);
+
+/*
+ * A task answered with an error (its start counted). Retried when its call
+ * asks for it: the item goes back to the head of the queue to run again
+ * from its arguments, as after a crash. Else it ends, its message saying
+ * which attempt it was when it had retries to spend.
+ */
+static void task_error_end(struct fp_worker *w, struct fp_call *call, uint32_t index,
+			   unsigned hops, unsigned hop, const char *msg, uint64_t us)
+{
+	fp_pool *p = w->pool;
+	struct fp_item *it = &call->items[index];
+	bool retry = p->state == FP_POOL_RUNNING && !call->cancelled &&
+		     retry_wanted(call, it, FP_RETRY_TASK_ERROR, hop);
+	char name[160], note[128], *full = NULL;
+
+	attempt_note(note, sizeof(note), call, it, FP_RETRY_TASK_ERROR, hop, retry);
+	if (retry) {
+		item_name(name, sizeof(name), call, index, hop);
+		fp_log_info(&p->log, "worker %u (pid %d): task %s failed (%s, %s): %.200s",
+			    w->slot, (int)w->pid, fp__item_task(call, hop), name, note, msg);
+	}
+	if (call->stage) {
+		/* Only now: while it runs, its output is not yet counted waiting. */
+		call->stage->st.running--;
+		/* A retry waits at the chain's first stage again; else it ends where it failed. */
+		if (hops)
+			fp__pipe_chain_ended(call, hops, retry ? 0 : hop, 1);
+	}
+	if (retry) {
+		requeue(p, call, index, 1);
+		if (call->stage)
+			fp__pipe_note_waiting(call->stage, 0);
+		return;
+	}
+	if ((it->attempts > 1 || retries_at(call, hop)) &&
+	    (full = malloc(strlen(msg) + strlen(note) + 4)))
+		sprintf(full, "%s (%s)", msg, note);
+	item_deliver(p, call, index, FP_ITEM_TASK_ERROR, NULL, 0, full ? full : msg,
+		     answer_pid(w), us, hop);
+	free(full);
 }
 
 static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
@@ -703,6 +834,8 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 	}
 	index = w->segs[w->seg].first + w->seg_acked++;
 	w->acked++;
+	/* It ran: its answer is the proof. */
+	count_start(&call->items[index]);
 	seg_end = w->seg_acked == w->segs[w->seg].count;
 	if (seg_end) {
 		const struct fp_seg *g = &w->segs[w->seg];
@@ -760,6 +893,10 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 	status = h->type == FP_FRAME_RESULT ? FP_ITEM_OK : (fp_item_status)(h->flags & 0xff);
 	if (status == FP_ITEM_OK && h->type != FP_FRAME_RESULT)
 		status = FP_ITEM_TASK_ERROR;
+	if (status == FP_ITEM_TASK_ERROR) {
+		task_error_end(w, call, index, hops, hop, payload, us);
+		return;
+	}
 	if (call->stage) {
 		/* A stage's RESULT carries its last output, unless it says it has none. */
 		if (status == FP_ITEM_OK && !(h->flags & FP_FRAME_NOVALUE))
@@ -789,8 +926,11 @@ static void handle_emit(struct fp_worker *w, const struct fp_frame_header *h,
 	/* A task that emits without being declared a generator is never fused again. */
 	call->stage[h->hop].emits = true;
 	index = w->segs[w->seg].first + w->seg_acked;
+	/* Handed on: a retry would hand them on twice. */
+	call->items[index].emitted = true;
+	/* It runs now; its start is counted when it ends. */
 	fp__pipe_output(call, index, h->hop, payload, h->len, answer_pid(w),
-			call->items[index].attempts);
+			call->items[index].attempts + 1u);
 }
 
 static void handle_frame(struct fp_worker *w, const struct fp_frame_header *h,
@@ -1012,11 +1152,12 @@ void fp__worker_account_exit(struct fp_worker *w)
 	fp_pool *p = w->pool;
 	struct fp_call *call, *blamed;
 	uint32_t run = 0, pass;
-	unsigned hop = 0;
+	unsigned hop = 0, kind = 0;
 	uint64_t cur;
 	uint32_t fate;
-	char how[256], msg[512];
-	bool crashed, retry;
+	fp_item_status status = FP_ITEM_CRASH;
+	char how[256], msg[512], name[160], note[128];
+	bool crashed, retry = false;
 
 	if (w->pid)
 		fp__describe_status(w->status, how, sizeof(how));
@@ -1057,6 +1198,9 @@ void fp__worker_account_exit(struct fp_worker *w)
 	 */
 	cur = atomic_load_explicit(&w->shm->current, memory_order_acquire);
 	blamed = fp__worker_item(w, cur, &run, &hop);
+	/* Started, blamed or not: a run killed for another call's cancel was one too. */
+	if (blamed)
+		count_start(&blamed->items[run]);
 	if (blamed && (blamed->cancelled || w->kill_reason == FP_KILL_SHUTDOWN ||
 		       w->kill_reason == FP_KILL_CANCEL || p->state != FP_POOL_RUNNING))
 		blamed = NULL;
@@ -1068,7 +1212,13 @@ void fp__worker_account_exit(struct fp_worker *w)
 		 */
 		fp_log_warn(&p->log, "worker %u (pid %d) %s between tasks; "
 			    "requeueing %u items", w->slot, (int)w->pid, how, w->count - w->acked);
-	retry = blamed && hop == 0 && blamed->items[run].attempts <= blamed->retries;
+	if (blamed) {
+		status = w->kill_reason == FP_KILL_TIMEOUT ? FP_ITEM_TIMEOUT :
+			 fate ? (fp_item_status)fate : FP_ITEM_CRASH;
+		/* An exec program's bad line or oversized answer ended it too: a crash. */
+		kind = status == FP_ITEM_TIMEOUT ? FP_RETRY_TIMEOUT : FP_RETRY_CRASH;
+		retry = retry_wanted(blamed, &blamed->items[run], kind, hop);
+	}
 
 	/* A pipeline stage's items leave its workers: they wait or end now. */
 	for (uint32_t k = w->seg; k < w->nsegs; k++) {
@@ -1090,9 +1240,6 @@ void fp__worker_account_exit(struct fp_worker *w)
 			fp__pipe_chain_ended(g->call, g->hops, hop, 1);
 	}
 	if (blamed) {
-		struct fp_item *it = &blamed->items[run];
-		fp_item_status status = w->kill_reason == FP_KILL_TIMEOUT ? FP_ITEM_TIMEOUT :
-					fate ? (fp_item_status)fate : FP_ITEM_CRASH;
 		const char *task = fp__item_task(blamed, hop);
 
 		if (status == FP_ITEM_TIMEOUT && fate)
@@ -1106,9 +1253,9 @@ void fp__worker_account_exit(struct fp_worker *w)
 		else
 			snprintf(msg, sizeof(msg), "worker pid %d %s while running task %s",
 				 (int)w->pid, how, task);
-		fp_log_warn(&p->log, "worker %u: %s (item %u of call %llu, attempt %u of %u)",
-			    w->slot, msg, run, (unsigned long long)blamed->id, it->attempts,
-			    blamed->retries + 1);
+		item_name(name, sizeof(name), blamed, run, hop);
+		attempt_note(note, sizeof(note), blamed, &blamed->items[run], kind, hop, retry);
+		fp_log_warn(&p->log, "worker %u: %s (%s, %s)", w->slot, msg, name, note);
 		/* A task that crashes or overruns is not one to share a chunk. */
 		if (blamed->stage)
 			fp__task_ix_us_record(blamed->stage[hop].pool, blamed->reg_gen,
@@ -1150,13 +1297,10 @@ void fp__worker_account_exit(struct fp_worker *w)
 	w->call = NULL;
 	w->nchunks = 0;
 	if (blamed && !retry) {
-		struct fp_item *it = &blamed->items[run];
-		fp_item_status status = w->kill_reason == FP_KILL_TIMEOUT ? FP_ITEM_TIMEOUT :
-					fate ? (fp_item_status)fate : FP_ITEM_CRASH;
-		if (it->attempts > 1) {
+		/* Which attempt, when it had retries to spend. */
+		if (blamed->items[run].attempts > 1 || retries_at(blamed, hop)) {
 			size_t l = strlen(msg);
-			snprintf(msg + l, sizeof(msg) - l, " (attempt %u of %u)", it->attempts,
-				 blamed->retries + 1);
+			snprintf(msg + l, sizeof(msg) - l, " (%s)", note);
 		}
 		item_deliver(p, blamed, run, status, NULL, 0, msg, answer_pid(w),
 			     (fp_now_ns() - atomic_load(&w->shm->started_ns)) / 1000u, hop);

@@ -153,6 +153,8 @@ void fp__pipe_chain_us_record(struct fp_call *b, unsigned hops, uint64_t us)
 
 void fp__pipe_deliver(struct fp_pipe *pipe, const struct fp_result *r)
 {
+	/* Its start first, if the loop has not told it yet. */
+	fp__start_tell(pipe->pool, &pipe->start, false);
 	if (r->status == FP_ITEM_OK)
 		pipe->ok++;
 	else
@@ -187,6 +189,7 @@ static void pipe_free(struct fp_pipe *pipe)
 	struct fp_pipe **d;
 
 	fp_timer_stop(&pipe->later);
+	fp__start_tell(p, &pipe->start, true);
 	for (d = &p->dirty; *d; d = &(*d)->dirty_next) {
 		if (*d == pipe) {
 			*d = pipe->dirty_next;
@@ -204,6 +207,7 @@ static void pipe_free(struct fp_pipe *pipe)
 	fp__order_free(pipe);
 	free(pipe->acc);
 	free(pipe->names);
+	free(pipe->label);
 	free(pipe->stages);
 	free(pipe);
 }
@@ -214,6 +218,8 @@ void fp__pipe_end(struct fp_pipe *pipe)
 
 	pipe->finishing = true;
 	fp__order_release_all(pipe);
+	/* Started and nothing delivered (every output filtered out): told before its end. */
+	fp__start_tell(pipe->pool, &pipe->start, false);
 	s = (struct fp_call_summary){ pipe->id, pipe->ok + pipe->failed, pipe->ok,
 				      pipe->failed, pipe->cancelled };
 	/*
@@ -313,6 +319,7 @@ static int stages_init(fp_pool *p, struct fp_pipe *pipe, const fp_stage *stages,
 		s->timeout_ms = !in || in->timeout_ms < 0 ? p->opts.timeout_ms
 							  : (uint64_t)in->timeout_ms;
 		s->retries = in ? in->retries : 0;
+		s->retry_on = in && in->retry_on ? in->retry_on : FP_RETRY_DEFAULT;
 	}
 	if (o->reduce)
 		pipe->reduce = &pipe->stages[nstages];
@@ -433,6 +440,11 @@ int fp_pool_pipeline_async(fp_pool *p, const fp_stage *stages, size_t nstages,
 	pipe->on_item = on_item;
 	pipe->on_done = on_done;
 	pipe->data = data;
+	pipe->start = (struct fp_start_note){ .cb = opts->on_start, .data = data, .id = pipe->id };
+	if (opts->label && !(pipe->label = strdup(opts->label))) {
+		err = -ENOMEM;
+		goto err_free;
+	}
 	/* Results in input order only mean something without a reduce. */
 	if (opts->ordered && !pipe->reduce) {
 		err = fp__order_new(pipe, n, nstages > 1 ? pipe->stages[1].buffer
@@ -457,6 +469,7 @@ int fp_pool_pipeline_async(fp_pool *p, const fp_stage *stages, size_t nstages,
 		fp__queue_fail(pipe->batches->pool, pipe->batches, FP_ITEM_CANCELLED, "cancelled");
 		pipe->on_item = NULL;
 		pipe->on_done = NULL;
+		pipe->start.cb = NULL;
 		pipe->cancelled = true;
 		pipe->batches->cancelled = true;
 		return err;

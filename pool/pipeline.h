@@ -75,6 +75,7 @@ struct fp_pipe_stage {
 	size_t chunk;              /* largest chunk of its items */
 	uint64_t timeout_ms;
 	unsigned retries;
+	unsigned retry_on;         /* resolved: never 0 */
 	struct fp_stage_stats st;  /* waiting is worked out when asked */
 	unsigned nworkers;         /* workers running its chunks */
 	struct fp_call *open;      /* batch gathering outputs of the stage before */
@@ -112,6 +113,8 @@ struct fp_pipe {
 	/* ordered: outputs held back until every input before theirs is done */
 	struct fp_pipe_order *order;   /* NULL: completion order */
 	char *names;
+	char *label;                   /* fp_pipeline_options.label, or NULL */
+	struct fp_start_note start;
 };
 
 /*

@@ -72,6 +72,7 @@ struct fp_call *fp__batch_new(struct fp_pipe *pipe, struct fp_pipe_stage *s,
 	b->reg_gen = pipe->reg_gen;
 	b->timeout_ms = s->timeout_ms;
 	b->retries = s->retries;
+	b->retry_on = s->retry_on;
 	b->chunksize = 1;
 	b->stage = s;
 	b->cancelled = pipe->cancelled;

@@ -198,6 +198,7 @@ int fp_pool_new(fp_pool **out, fp_loop *loop, const fp_options *opts,
 	p->resume.data = p;
 	p->sigchld.data = p;
 	p->shutdown_timer.data = p;
+	p->start_timer.data = p;
 
 	if (!p->opts.workers) {
 		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -332,6 +333,7 @@ static void calls_free_all(fp_pool *p)
 	while (p->calls) {
 		struct fp_call *c = p->calls;
 		p->calls = c->next;
+		fp__start_tell(p, &c->start, true);
 		fp_mem_free(c->items);
 		fp_mem_free(c->arena);
 		free(c->task);
@@ -357,6 +359,8 @@ void fp_pool_free(fp_pool *p)
 	fp_timer_stop(&p->defer);
 	fp_timer_stop(&p->resume);
 	fp_timer_stop(&p->shutdown_timer);
+	fp_timer_stop(&p->start_timer);
+	p->starting = p->starting_tail = NULL;
 	fp_signal_stop(&p->sigchld);
 	/* Nothing is left after a shutdown; this only settles a failed fp_pool_new. */
 	fp__zygote_free_all(p);
@@ -517,6 +521,57 @@ int fp_pool_reload(fp_pool *root)
 
 /* --- calls --------------------------------------------------------------- */
 
+/* --- a call's start ------------------------------------------------------ */
+
+static void starts_cb(fp_timer *t)
+{
+	fp_pool *root = t->data;
+
+	while (root->starting)
+		fp__start_tell(root, root->starting, false);
+}
+
+void fp__start_note(fp_pool *p, struct fp_start_note *sn)
+{
+	fp_pool *root = p->root;
+
+	sn->started = true;
+	if (!sn->cb)
+		return;
+	/* Oldest first: calls are told in the order they started. */
+	sn->next = NULL;
+	sn->prev = root->starting_tail;
+	if (root->starting_tail)
+		root->starting_tail->next = sn;
+	else
+		root->starting = sn;
+	root->starting_tail = sn;
+	sn->queued = true;
+	/* Should the timer not start, the call's first result tells it. */
+	if (!fp_timer_active(&root->start_timer))
+		fp_timer_start(root->loop, &root->start_timer, 0, starts_cb);
+}
+
+void fp__start_tell(fp_pool *p, struct fp_start_note *sn, bool forget)
+{
+	fp_pool *root = p->root;
+
+	if (!sn->queued)
+		return;
+	if (sn->prev)
+		sn->prev->next = sn->next;
+	else
+		root->starting = sn->next;
+	if (sn->next)
+		sn->next->prev = sn->prev;
+	else
+		root->starting_tail = sn->prev;
+	sn->prev = sn->next = NULL;
+	sn->queued = false;
+	if (!forget)
+		sn->cb(root, sn->id, sn->data);
+}
+
 void fp__call_maybe_finish(struct fp_call *c)
 {
 	fp_pool *p = c->pool;
@@ -524,6 +579,8 @@ void fp__call_maybe_finish(struct fp_call *c)
 
 	if (c->finished < c->n)
 		return;
+	/* Its items' callbacks told it already; this is only ever a no-op. */
+	fp__start_tell(p, &c->start, false);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -569,7 +626,7 @@ static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 	static const fp_call_options defaults = FP_CALL_OPTIONS_DEFAULT;
 	const struct fp_registry_task *t;
 	struct fp_call *c;
-	size_t i, bytes = 0, off = 0, run_start = 0;
+	size_t i, bytes = 0, off = 0, run_start = 0, name_len, label_len;
 	int err = 0;
 
 	if (!task)
@@ -600,8 +657,15 @@ static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	/* An exec task keeps its full NAME.task; its worker drops NAME. */
-	c->task = strdup(t ? t->name : task);
+	/* An exec task keeps its full NAME.task; its worker drops NAME. The label follows it. */
+	name_len = strlen(t ? t->name : task);
+	label_len = o->label ? strlen(o->label) : 0;
+	c->task = malloc(name_len + 1 + (o->label ? label_len + 1 : 0));
+	if (c->task) {
+		memcpy(c->task, t ? t->name : task, name_len + 1);
+		if (o->label)
+			c->label = memcpy(c->task + name_len + 1, o->label, label_len + 1);
+	}
 	c->items = fp_mem_alloc((n ? n : 1) * sizeof(*c->items));
 	c->arena = fp_mem_alloc(bytes ? bytes : 1);
 	if (!c->task || !c->items || !c->arena) {
@@ -617,12 +681,14 @@ static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 	c->task_ix = t ? (uint32_t)(t - p->reg.tasks) : UINT32_MAX;
 	c->reg_gen = p->reg_gen;
 	fp__task_us_sync(p);
-	c->name_len = (uint32_t)strlen(c->task);
+	c->name_len = (uint32_t)name_len;
 	c->on_item = on_item;
 	c->on_done = on_done;
 	c->data = data;
+	c->start = (struct fp_start_note){ .cb = o->on_start, .data = data, .id = c->id };
 	c->timeout_ms = o->timeout_ms < 0 ? p->opts.timeout_ms : (uint64_t)o->timeout_ms;
 	c->retries = o->retries;
+	c->retry_on = o->retry_on ? o->retry_on : FP_RETRY_DEFAULT;
 	c->chunksize = o->chunksize ? o->chunksize : fp__default_chunksize(p, n);
 	c->n = n;
 	for (i = 0; i < n; i++) {
@@ -657,6 +723,7 @@ static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 		fp__queue_fail(p, c, FP_ITEM_CANCELLED, "cancelled");
 		c->on_item = NULL;
 		c->on_done = NULL;
+		c->start.cb = NULL;
 		c->cancelled = true;
 		return err;
 	}

@@ -56,7 +56,27 @@
 struct fp_item {
 	const char *args;          /* JSON text in the call's arena */
 	uint32_t args_len;
-	uint16_t attempts;         /* times dispatched */
+	/*
+	 * Times started (fp_result.attempts): counted when its answer comes,
+	 * or when its worker dies or is killed while the shared page names
+	 * it; never for being sent in a chunk.
+	 */
+	uint16_t attempts;
+	bool emitted;              /* a stage handed outputs of it on: never retried */
+};
+
+/*
+ * A call's (or a pipeline's) first hand-off to a worker, to be told to its
+ * caller (fp_call_options.on_start) from the loop: never from inside the
+ * submit that dispatched it, and before the call's first result.
+ */
+struct fp_start_note {
+	struct fp_start_note *prev, *next;   /* root->starting while queued */
+	fp_start_cb cb;            /* NULL: nobody asked */
+	void *data;
+	uint64_t id;
+	bool started;              /* an item of it was handed to a worker */
+	bool queued;               /* started, and not told yet */
 };
 
 struct fp_call {
@@ -70,6 +90,7 @@ struct fp_call {
 	void *data;
 	uint64_t timeout_ms;       /* 0: none */
 	unsigned retries;
+	unsigned retry_on;         /* FP_RETRY_* bits, resolved (never 0) */
 	size_t chunksize;          /* resolved, >= 1 */
 	struct fp_item *items;
 	size_t n;
@@ -78,6 +99,9 @@ struct fp_call {
 	uint32_t task_ix;          /* its task's place in pool->task_us ... */
 	uint64_t reg_gen;          /* ... valid while this is pool->reg_gen */
 	bool cancelled;
+	/* Map and apply only (a batch's are its pipeline's): */
+	const char *label;         /* fp_call_options.label, after task in its block; or NULL */
+	struct fp_start_note start;
 
 	/*
 	 * A pipeline stage's batch (pipeline.c), or NULL for map and apply.
@@ -288,6 +312,10 @@ struct fp_pool {
 	struct fp_queue failing;
 	fp_timer defer;
 
+	/* The root's: calls and pipelines started and not told yet, oldest first. */
+	struct fp_start_note *starting, *starting_tail;
+	fp_timer start_timer;
+
 	struct fp_pipe *pipes;     /* running pipelines */
 	struct fp_pipe *dirty;     /* pipelines with outputs gathered this turn */
 	unsigned npaused;          /* workers whose reading is paused */
@@ -392,6 +420,10 @@ void fp__pool_check_stopped(fp_pool *p);
 
 /* pool.c */
 void fp__call_maybe_finish(struct fp_call *call);
+/* An item of the call (or pipeline) of `sn` was handed to a worker: tell it from the loop. */
+void fp__start_note(fp_pool *p, struct fp_start_note *sn);
+/* Tell it now, if it is still to be told; with `forget`, only drop it. */
+void fp__start_tell(fp_pool *p, struct fp_start_note *sn, bool forget);
 /* True while any pool of root's family has a worker struct. */
 bool fp__family_has_workers(fp_pool *root);
 /* True while any pool of root's family has a zygote (serving or retiring). */
