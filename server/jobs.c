@@ -202,9 +202,32 @@ static void ttl_cb(fp_timer *t)
 /* --- the pool's callbacks ------------------------------------------------ */
 
 /*
+ * The pool handed the job's first item to a worker: it is running from now,
+ * whatever its items have answered (none, the pool tells this first).
+ */
+void fp__job_started(fp_pool *pool, uint64_t call_id, void *data)
+{
+	fp_job *job = data;
+
+	if (job->forgotten || job->finished)
+		return;
+	job->started_at = wall_ms();
+	if (job->started_at < job->created_at)
+		job->started_at = job->created_at;
+	if (job->state == FP_JOB_QUEUED)
+		set_state(job, FP_JOB_RUNNING);
+}
+
+void fp__job_label(const fp_job *job, char *buf)
+{
+	memcpy(buf, "job ", 4);
+	memcpy(buf + 4, job->hex, ID_HEX + 1);
+}
+
+/*
  * An item (or a pipeline's output) at `pos` has its answer recorded: count
- * it, and tell the job's watchers. The pool does not say when an item
- * starts, so a job is running from its first answer.
+ * it, and tell the job's watchers. An item that ends without running (too
+ * large, cancelled while queued) leaves the job queued.
  */
 static void item_counted(fp_job *job, const struct job_item *it, size_t pos)
 {
@@ -217,8 +240,6 @@ static void item_counted(fp_job *job, const struct job_item *it, size_t pos)
 		job->nfailed++;
 		jobs->stats.items_failed++;
 	}
-	if (job->state == FP_JOB_QUEUED)
-		set_state(job, FP_JOB_RUNNING);
 	fp__job_watchers_item(job, pos);
 }
 
@@ -415,12 +436,18 @@ void fp_jobs_free(fp_jobs *jobs)
 static int start_apply_map(fp_pool *pool, fp_job *job, const void *arg, fp_item_cb on_item,
 			   fp_done_cb on_done, uint64_t *call_id)
 {
+	static const fp_call_options defaults = FP_CALL_OPTIONS_DEFAULT;
 	const struct fp__job_start *s = arg;
+	fp_call_options o = s->opts ? *s->opts : defaults;
+	char label[FP__JOB_LABEL_LEN];
 
+	fp__job_label(job, label);
+	o.on_start = fp__job_started;
+	o.label = label;
 	if (s->kind == FP_JOB_APPLY)
 		return fp_pool_apply_async(pool, s->name, s->items[0].base, s->items[0].len,
-					   s->opts, on_item, on_done, job, call_id);
-	return fp_pool_map_async(pool, s->name, s->items, s->n, s->opts, on_item, on_done,
+					   &o, on_item, on_done, job, call_id);
+	return fp_pool_map_async(pool, s->name, s->items, s->n, &o, on_item, on_done,
 				 job, call_id);
 }
 
@@ -632,4 +659,5 @@ bool fp__job_forgotten(const fp_job *job) { return job->forgotten; }
 uint64_t fp__job_call_id(const fp_job *job) { return job->call_id; }
 fp_pool *fp__jobs_pool(const fp_jobs *jobs) { return jobs->pool; }
 uint64_t fp_job_created_at(const fp_job *job) { return job->created_at; }
+uint64_t fp_job_started_at(const fp_job *job) { return job->started_at; }
 uint64_t fp_job_finished_at(const fp_job *job) { return job->finished_at; }

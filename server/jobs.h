@@ -29,9 +29,8 @@ typedef struct fp_job fp_job;
 enum fp_job_kind { FP_JOB_APPLY, FP_JOB_MAP, FP_JOB_PIPELINE };
 
 enum fp_job_state {
-	FP_JOB_QUEUED,      /* no item has started */
-	FP_JOB_RUNNING,     /* in practice: some item has finished (the pool
-			       does not report when an item starts) */
+	FP_JOB_QUEUED,      /* no item has been handed to a worker */
+	FP_JOB_RUNNING,     /* an item was handed to a worker (the pool's on_start) */
 	FP_JOB_DONE,        /* every item has a value */
 	FP_JOB_FAILED,      /* finished, some item has an error */
 	FP_JOB_CANCELLED,   /* finished after a cancel */
@@ -203,8 +202,12 @@ bool fp_job_ordered(const fp_job *job);
 size_t fp_job_stage_stats(const fp_job *job, struct fp_stage_stats *out, size_t max);
 /* A pipeline's reduced value: the position of that output, or SIZE_MAX. */
 size_t fp_job_reduced(const fp_job *job);
-/* Wall-clock times in ms since the epoch; finished_at 0 while running. */
+/*
+ * Wall-clock times in ms since the epoch; started_at (the first hand-off of
+ * an item to a worker) 0 until then, finished_at 0 while running.
+ */
 uint64_t fp_job_created_at(const fp_job *job);
+uint64_t fp_job_started_at(const fp_job *job);
 uint64_t fp_job_finished_at(const fp_job *job);
 
 /* One item's outcome, once it has one. */

@@ -65,7 +65,7 @@ struct fp_job {
 	uint64_t call_id;
 	uint64_t seq;              /* submission order, for paging the list */
 	size_t total, ndone, nfailed;
-	uint64_t created_at, finished_at;   /* wall clock */
+	uint64_t created_at, started_at, finished_at;   /* wall clock */
 	uint64_t expire_ms;                 /* monotonic, once finished */
 
 	/*
@@ -171,6 +171,13 @@ void fp__jobs_forget_why(fp_jobs *jobs, fp_job *job, enum fp_job_gone why);
  * are all done with it; whoever of them is last calls this.
  */
 void fp__job_settle(fp_job *job);
+/*
+ * What a kind's start function passes to the pool: the on_start callback
+ * (data: the job) that makes it running, and its log label, "job ID".
+ */
+void fp__job_started(fp_pool *pool, uint64_t call_id, void *data);
+#define FP__JOB_LABEL_LEN (4 + ID_HEX + 1)
+void fp__job_label(const fp_job *job, char *buf);
 void *fp__job_ext(const fp_job *job);
 /* A tombstone: forgotten while its call was in the pool, keeping nothing. */
 bool fp__job_forgotten(const fp_job *job);

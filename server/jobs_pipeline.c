@@ -87,12 +87,18 @@ static void pipeline_done_cb(fp_pool *pool, const struct fp_call_summary *s, voi
 static int start_pipeline(fp_pool *pool, fp_job *job, const void *arg, fp_item_cb on_item,
 			  fp_done_cb on_done, uint64_t *call_id)
 {
+	static const fp_pipeline_options defaults = FP_PIPELINE_OPTIONS_DEFAULT;
 	const struct pipeline_start *p = arg;
 	struct pipeline_ext *x = fp__job_ext(job);
+	fp_pipeline_options o = p->opts ? *p->opts : defaults;
+	char label[FP__JOB_LABEL_LEN];
 
 	x->on_item = on_item;
 	x->on_done = on_done;
-	return fp_pool_pipeline_async(pool, p->stages, p->nstages, p->items, p->n, p->opts,
+	fp__job_label(job, label);
+	o.on_start = fp__job_started;
+	o.label = label;
+	return fp_pool_pipeline_async(pool, p->stages, p->nstages, p->items, p->n, &o,
 				      pipeline_item_cb, pipeline_done_cb, job, call_id);
 }
 

@@ -235,6 +235,43 @@ static void apply_records_its_value_and_times(void **state)
 	fp_test_jobs_teardown(&f);
 }
 
+static int job_is_running(void *data)
+{
+	return fp_job_state(data) == FP_JOB_RUNNING;
+}
+
+static void job_is_running_from_its_first_hand_off(void **state)
+{
+	struct fp_test_jobs f;
+	struct fp_jobs_stats st;
+	fp_job *slow, *queued;
+
+	/* One worker: the second job waits behind the first, and is cancelled there. */
+	fp_test_jobs_setup(&f, 1);
+	slow = submit_apply(&f, "sleep", "300");
+	queued = submit_apply(&f, "square", "2");
+	assert_int_equal(fp_job_state(slow), FP_JOB_QUEUED);
+	assert_int_equal(fp_job_started_at(slow), 0);
+	/* Running while its item runs, before any answer. */
+	assert_true(fp_test_run_until(f.pool, job_is_running, slow, 10000));
+	assert_int_equal(fp_job_done(slow) + fp_job_failed(slow), 0);
+	assert_true(fp_job_started_at(slow) >= fp_job_created_at(slow));
+	assert_true(fp_job_started_at(slow) <= wall_now());
+	assert_int_equal(fp_job_state(queued), FP_JOB_QUEUED);
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.by_state[FP_JOB_RUNNING], 1);
+	assert_int_equal(st.by_state[FP_JOB_QUEUED], 1);
+	assert_int_equal(fp_jobs_cancel(f.jobs, queued), 0);
+	wait_finished(&f, queued);
+	wait_finished(&f, slow);
+	assert_int_equal(fp_job_state(slow), FP_JOB_DONE);
+	assert_true(fp_job_finished_at(slow) >= fp_job_started_at(slow));
+	/* Never handed to a worker: never started. */
+	assert_int_equal(fp_job_state(queued), FP_JOB_CANCELLED);
+	assert_int_equal(fp_job_started_at(queued), 0);
+	fp_test_jobs_teardown(&f);
+}
+
 /*
  * An apply's outcome is kept in the job itself when short, else in one block
  * of its size: every length around the boundary reads back whole.
@@ -445,8 +482,8 @@ static void cancel_ends_hanging_jobs_as_cancelled(void **state)
 	fp_test_jobs_setup(&f, 2);
 	app = submit_apply(&f, "hang", "null");
 	wait_running(&f, 1);
-	/* No item has finished: the pool cannot tell us it started. */
-	assert_int_equal(fp_job_state(app), FP_JOB_QUEUED);
+	/* No item has finished, and it is running: the pool told us it started. */
+	assert_true(fp_test_run_until(f.pool, job_is_running, app, 10000));
 	assert_int_equal(fp_jobs_cancel(f.jobs, app), 0);
 	assert_int_equal(fp_jobs_cancel(f.jobs, app), 0);
 	/* The pool's callbacks come from the loop, not from the cancel. */
@@ -1073,9 +1110,12 @@ static void list_is_newest_first_with_a_state_filter(void **state)
 	assert_int_equal(fp_job_state_parse("failed", &s), 0);
 	assert_int_equal(fp_jobs_list(f.jobs, &s, 0, out, 8), 1);
 	assert_ptr_equal(out[0], c);
-	assert_int_equal(fp_job_state_parse("queued", &s), 0);
+	/* b's item is on a worker: running, not queued. */
+	assert_int_equal(fp_job_state_parse("running", &s), 0);
 	assert_int_equal(fp_jobs_list(f.jobs, &s, 0, out, 8), 1);
 	assert_ptr_equal(out[0], b);
+	assert_int_equal(fp_job_state_parse("queued", &s), 0);
+	assert_int_equal(fp_jobs_list(f.jobs, &s, 0, out, 8), 0);
 	assert_int_equal(fp_job_state_parse("cancelled", &s), 0);
 	assert_int_equal(fp_jobs_list(f.jobs, &s, 0, out, 8), 0);
 	fp_test_jobs_teardown(&f);
@@ -1705,6 +1745,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(names_round_trip),
 		cmocka_unit_test(apply_records_its_value_and_times),
+		cmocka_unit_test(job_is_running_from_its_first_hand_off),
 		cmocka_unit_test(apply_results_of_every_size_read_back_whole),
 		cmocka_unit_test(map_keeps_item_order_and_a_completion_permutation),
 		cmocka_unit_test(values_in_runs_match_items_around_errors_and_running_items),
