@@ -345,6 +345,85 @@ void fp__api_submit_error(fp_api *api, fp_http_request *req, const char *task, i
 	}
 }
 
+/* --- retry_on ------------------------------------------------------------ */
+
+#define RETRY_ON_KNOWN "crash, timeout, task_error"
+
+static const struct {
+	const char *name;
+	unsigned bit;
+} retry_on_names[] = {
+	{ "crash", FP_RETRY_CRASH },
+	{ "timeout", FP_RETRY_TIMEOUT },
+	{ "task_error", FP_RETRY_TASK_ERROR },
+};
+
+/* The FP_RETRY_* bit of a failure's name (len bytes), or 0. */
+static unsigned retry_on_bit(const char *name, size_t len)
+{
+	for (size_t i = 0; i < sizeof(retry_on_names) / sizeof(retry_on_names[0]); i++)
+		if (strlen(retry_on_names[i].name) == len && !memcmp(retry_on_names[i].name, name, len))
+			return retry_on_names[i].bit;
+	return 0;
+}
+
+int fp__api_retry_on(fp_http_request *req, json_t *v, unsigned *out, const char *where)
+{
+	unsigned bits = 0, bit;
+	json_t *e;
+	size_t i;
+
+	*out = 0;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_array(v) || !json_array_size(v)) {
+		fp__api_error(req, 400, "bad_request",
+			      "%s\"retry_on\" must be a non-empty list of the failures to retry, "
+			      "from " RETRY_ON_KNOWN " (for no retries: \"retries\": 0)", where);
+		return -EINVAL;
+	}
+	json_array_foreach(v, i, e) {
+		if (!json_is_string(e) ||
+		    !(bit = retry_on_bit(json_string_value(e), json_string_length(e)))) {
+			char *text = json_dumps(e, JSON_COMPACT | JSON_ENCODE_ANY);
+
+			fp__api_error(req, 400, "bad_request",
+				      "%s\"retry_on\" names %.60s, which is no failure; known: "
+				      RETRY_ON_KNOWN, where, text ? text : "an entry");
+			free(text);
+			return -EINVAL;
+		}
+		bits |= bit;
+	}
+	*out = bits;
+	return 0;
+}
+
+int fp__api_retry_on_query(fp_http_request *req, unsigned *out)
+{
+	const char *s = fp_http_query(req, "retry_on"), *comma;
+	unsigned bits = 0, bit;
+	size_t len;
+
+	*out = 0;
+	if (!s)
+		return 0;
+	do {
+		comma = strchr(s, ',');
+		len = comma ? (size_t)(comma - s) : strlen(s);
+		if (!(bit = retry_on_bit(s, len))) {
+			fp__api_error(req, 400, "bad_request",
+				      "?retry_on= lists the failures to retry, comma-separated, from "
+				      RETRY_ON_KNOWN "; not \"%.*s\"", (int)(len > 60 ? 60 : len), s);
+			return -EINVAL;
+		}
+		bits |= bit;
+		s = comma + 1;
+	} while (comma);
+	*out = bits;
+	return 0;
+}
+
 /* A non-negative integer member, or the default when absent. */
 static int get_uint(json_t *obj, const char *key, int64_t dflt, int64_t max, int64_t *out,
 		    fp_http_request *req)
@@ -420,6 +499,7 @@ void fp__api_submitted(fp_api *api, fp_http_request *req, fp_job *job)
 	int64_t wait = fp__api_wait_ms(api, req);
 	char loc[64];
 
+	fp_http_set_log_field(req, "job", fp_job_id(job));
 	if (wait >= 0) {
 		fp__api_answer_job(api, req, job, 200, wait, fp__api_want_results(req));
 		return;
@@ -432,7 +512,8 @@ void fp__api_submitted(fp_api *api, fp_http_request *req, fp_job *job)
 /* What a submission's query may say when its body is JSON. */
 static const char *const submit_params[] = { "wait", "results", NULL };
 
-static const char *const apply_members[] = { "task", "args", "timeout_ms", "retries", NULL };
+static const char *const apply_members[] = { "task", "args", "timeout_ms", "retries", "retry_on",
+					      NULL };
 
 static void post_apply(fp_api *api, fp_http_request *req)
 {
@@ -454,7 +535,8 @@ static void post_apply(fp_api *api, fp_http_request *req)
 		goto out;
 	}
 	if (get_uint(body, "timeout_ms", -1, INT64_MAX / 1000000, &timeout, req) ||
-	    get_uint(body, "retries", 0, MAX_RETRIES, &retries, req))
+	    get_uint(body, "retries", 0, MAX_RETRIES, &retries, req) ||
+	    fp__api_retry_on(req, json_object_get(body, "retry_on"), &co.retry_on, ""))
 		goto out;
 	args = json_object_get(body, "args");
 	text = args ? json_dumps(args, JSON_COMPACT | JSON_ENCODE_ANY) : strdup("null");
@@ -493,7 +575,7 @@ static void submit_map(fp_api *api, fp_http_request *req, const char *task,
 }
 
 static const char *const map_members[] = { "task", "items", "timeout_ms", "retries",
-					    "chunksize", NULL };
+					    "retry_on", "chunksize", NULL };
 
 static void post_map_json(fp_api *api, fp_http_request *req)
 {
@@ -519,7 +601,8 @@ static void post_map_json(fp_api *api, fp_http_request *req)
 	}
 	if (get_uint(body, "timeout_ms", -1, INT64_MAX / 1000000, &timeout, req) ||
 	    get_uint(body, "retries", 0, MAX_RETRIES, &retries, req) ||
-	    get_uint(body, "chunksize", 0, UINT32_MAX, &chunksize, req))
+	    get_uint(body, "chunksize", 0, UINT32_MAX, &chunksize, req) ||
+	    fp__api_retry_on(req, json_object_get(body, "retry_on"), &co.retry_on, ""))
 		goto out;
 	if (fp__api_json_items(req, items, &bufs, &n))
 		goto out;
@@ -585,8 +668,8 @@ int fp__api_ndjson_items(fp_http_request *req, struct fp_buf **out, size_t *nout
 }
 
 /* An NDJSON map says in its query what a JSON one says in its body. */
-static const char *const map_ndjson_params[] = { "task", "timeout_ms", "retries", "chunksize",
-						 "wait", "results", NULL };
+static const char *const map_ndjson_params[] = { "task", "timeout_ms", "retries", "retry_on",
+						 "chunksize", "wait", "results", NULL };
 
 static void post_map_ndjson(fp_api *api, fp_http_request *req)
 {
@@ -606,6 +689,7 @@ static void post_map_ndjson(fp_api *api, fp_http_request *req)
 	if (query_uint(req, "timeout_ms", -1, INT64_MAX / 1000000, &timeout) ||
 	    query_uint(req, "retries", 0, MAX_RETRIES, &retries) ||
 	    query_uint(req, "chunksize", 0, UINT32_MAX, &chunksize) ||
+	    fp__api_retry_on_query(req, &co.retry_on) ||
 	    fp__api_ndjson_items(req, &bufs, &n))
 		return;
 	co.timeout_ms = timeout;
@@ -690,6 +774,7 @@ static void route_job(fp_api *api, fp_http_request *req, const char *rest)
 			      "no job with id '%s' (finished jobs are kept for a while, then forgotten)", id);
 		return;
 	}
+	fp_http_set_log_field(req, "job", fp_job_id(job));
 	if (slash)
 		fp__api_job_results(api, req, job);
 	else if (method_is(req, "DELETE"))

@@ -75,6 +75,14 @@ int fp__api_ndjson_items(fp_http_request *req, struct fp_buf **out, size_t *n);
 void fp__api_unknown_task(fp_api *api, fp_http_request *req, const char *task,
 			  const char *where);
 void fp__api_submit_error(fp_api *api, fp_http_request *req, const char *task, int err);
+/*
+ * "retry_on": a non-empty JSON array of "crash", "timeout", "task_error" as
+ * FP_RETRY_* bits, 0 when absent or null; -EINVAL after answering 400 (its
+ * message starts with `where`, e.g. "stage 1 (lower): ").
+ */
+int fp__api_retry_on(fp_http_request *req, json_t *v, unsigned *out, const char *where);
+/* The same from ?retry_on=crash,task_error (NDJSON bodies). */
+int fp__api_retry_on_query(fp_http_request *req, unsigned *out);
 /* 202 with Location, or the job once finished with ?wait=S. */
 void fp__api_submitted(fp_api *api, fp_http_request *req, fp_job *job);
 

@@ -37,6 +37,23 @@ static void item_json(struct sbuf *b, const struct fp_job_item *it)
 	sbuf_add(b, "}", 1);
 }
 
+/*
+ * An entry of a document's "results": the item's line (pipelines) or
+ * outcome, with how many times it was started.
+ */
+static void result_json(struct sbuf *b, const struct fp_job_item *it, bool pipeline)
+{
+	if (pipeline)
+		fp__api_result_line(b, it, true);
+	else
+		item_json(b, it);
+	/* The same object, one member more. */
+	if (!b->oom && b->len && b->data[b->len - 1] == '}') {
+		b->len--;
+		sbuf_printf(b, ",\"attempts\":%u}", it->attempts);
+	}
+}
+
 void fp__api_job_doc(struct sbuf *b, fp_job *job, bool results)
 {
 	struct fp_job_item it;
@@ -48,6 +65,8 @@ void fp__api_job_doc(struct sbuf *b, fp_job *job, bool results)
 	sbuf_printf(b, ",\"state\":\"%s\",\"total\":%zu,\"done\":%zu,\"failed\":%zu,\"created_at\":",
 		    fp_job_state_name(fp_job_state(job)), n, fp_job_done(job), fp_job_failed(job));
 	sbuf_json_time(b, fp_job_created_at(job));
+	sbuf_adds(b, ",\"started_at\":");
+	sbuf_json_time(b, fp_job_started_at(job));
 	sbuf_adds(b, ",\"finished_at\":");
 	sbuf_json_time(b, fp_job_finished_at(job));
 	if (fp_job_kind(job) == FP_JOB_PIPELINE)
@@ -66,6 +85,8 @@ void fp__api_job_doc(struct sbuf *b, fp_job *job, bool results)
 			sbuf_add(b, e.data + 1, e.len - 2);
 			sbuf_free(&e);
 		}
+		if (it.finished)
+			sbuf_printf(b, ",\"attempts\":%u", it.attempts);
 	}
 	if (results && fp_job_finished(job)) {
 		sbuf_adds(b, ",\"results\":[");
@@ -73,10 +94,7 @@ void fp__api_job_doc(struct sbuf *b, fp_job *job, bool results)
 			fp_job_item(job, i, &it);
 			if (i)
 				sbuf_adds(b, ",");
-			if (fp_job_kind(job) == FP_JOB_PIPELINE)
-				fp__api_result_line(b, &it, true);
-			else
-				item_json(b, &it);
+			result_json(b, &it, fp_job_kind(job) == FP_JOB_PIPELINE);
 		}
 		sbuf_adds(b, "]");
 	}

@@ -3,7 +3,7 @@
  *
  *   {"stages":[{"task":"words"},{"task":"lower","workers":1,"buffer":100}],
  *    "items":[...], "reduce":{"task":"count","batch":256}, "ordered":false,
- *    "timeout_ms":..., "retries":...}
+ *    "timeout_ms":..., "retries":..., "retry_on":["crash","timeout"]}
  *
  * or NDJSON items with the rest in the query, as an NDJSON map has it:
  *   /v1/pipelines?stages=words,lower&workers=0,1&buffer=,100&reduce=count
@@ -33,6 +33,7 @@ struct pipeline_req {
 	fp_pipeline_options po;
 	int64_t timeout_ms;        /* the default for stages that do not say */
 	int64_t retries;
+	unsigned retry_on;
 };
 
 /*
@@ -77,6 +78,8 @@ static void submit(fp_api *api, fp_http_request *req, struct pipeline_req *p,
 			p->stages[i].timeout_ms = p->timeout_ms;
 		if (p->stages[i].retries == UINT32_MAX)
 			p->stages[i].retries = (unsigned)p->retries;
+		if (!p->stages[i].retry_on)
+			p->stages[i].retry_on = p->retry_on;
 	}
 	answered = check_tasks(api, req, p) != 0;
 	err = answered ? -EINVAL : fp_jobs_submit_pipeline(api->jobs, p->stages, p->nstages,
@@ -119,14 +122,15 @@ static int member_int(fp_http_request *req, json_t *obj, const char *key, int64_
 
 /* The known members and parameters of each form, one list each. */
 static const char *const stage_members[] = { "task", "workers", "buffer", "timeout_ms",
-					     "retries", NULL };
+					     "retries", "retry_on", NULL };
 static const char *const reduce_members[] = { "task", "batch", NULL };
 static const char *const body_members[] = { "stages", "items", "reduce", "ordered",
-					    "timeout_ms", "retries", NULL };
+					    "timeout_ms", "retries", "retry_on", NULL };
 static const char *const json_params[] = { "wait", "results", NULL };
 static const char *const ndjson_params[] = { "stages", "workers", "buffer", "stage_timeout_ms",
 					     "stage_retries", "reduce", "batch", "ordered",
-					     "timeout_ms", "retries", "wait", "results", NULL };
+					     "timeout_ms", "retries", "retry_on", "wait", "results",
+					     NULL };
 
 static int json_stage(fp_http_request *req, json_t *js, size_t i, fp_stage *st)
 {
@@ -157,7 +161,8 @@ static int json_stage(fp_http_request *req, json_t *js, size_t i, fp_stage *st)
 	    member_int(req, js, "workers", 0, MAX_STAGE_WORKERS, 0, &workers, where) ||
 	    member_int(req, js, "buffer", 1, MAX_BUFFER, 0, &buffer, where) ||
 	    member_int(req, js, "timeout_ms", 0, MAX_TIMEOUT_MS, -1, &timeout, where) ||
-	    member_int(req, js, "retries", 0, MAX_RETRIES, UINT32_MAX, &retries, where))
+	    member_int(req, js, "retries", 0, MAX_RETRIES, UINT32_MAX, &retries, where) ||
+	    fp__api_retry_on(req, json_object_get(js, "retry_on"), &st->retry_on, where))
 		return -EINVAL;
 	st->task = json_string_value(task);
 	st->workers = (unsigned)workers;
@@ -228,6 +233,7 @@ static void post_json(fp_api *api, fp_http_request *req)
 	p.po.ordered = json_is_true(ordered);
 	if (member_int(req, body, "timeout_ms", 0, MAX_TIMEOUT_MS, -1, &p.timeout_ms, "") ||
 	    member_int(req, body, "retries", 0, MAX_RETRIES, 0, &p.retries, "") ||
+	    fp__api_retry_on(req, json_object_get(body, "retry_on"), &p.retry_on, "") ||
 	    json_reduce(req, json_object_get(body, "reduce"), &p.po))
 		goto out;
 	json_array_foreach(stages, i, v) {
@@ -361,7 +367,8 @@ static void post_ndjson(fp_api *api, fp_http_request *req)
 	p.po.reduce = reduce;
 	if (query_int(req, "batch", 2, MAX_BATCH, 0, &batch) ||
 	    query_int(req, "timeout_ms", 0, MAX_TIMEOUT_MS, -1, &p.timeout_ms) ||
-	    query_int(req, "retries", 0, MAX_RETRIES, 0, &p.retries))
+	    query_int(req, "retries", 0, MAX_RETRIES, 0, &p.retries) ||
+	    fp__api_retry_on_query(req, &p.retry_on))
 		return;
 	p.po.reduce_batch = (size_t)batch;
 	/* The stage names, cut in place in a copy of the list. */

@@ -174,6 +174,16 @@ const char *fp_http_peer(const fp_http_request *req);
 void fp_http_set_data(fp_http_request *req, void *data);
 void *fp_http_get_data(const fp_http_request *req);
 
+/*
+ * One field for the request's access-log line, say the job it made or read
+ * ("job", its id): the log hook reads it back with fp_http_log_field(). `key`
+ * must outlive the request (a literal); `value` is copied, cut at 39 bytes.
+ * A second call replaces the first.
+ */
+void fp_http_set_log_field(fp_http_request *req, const char *key, const char *value);
+/* The field's value, its key in *key; NULL when none was set. */
+const char *fp_http_log_field(const fp_http_request *req, const char **key);
+
 /* --- responding ----------------------------------------------------------- */
 
 /*

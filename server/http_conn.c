@@ -121,6 +121,7 @@ static void request_reset(fp_http_request *req)
 	req->nqp = 0;
 	req->arena_len = 0;
 	req->rh.len = 0;
+	req->log_key = NULL;
 }
 
 /*

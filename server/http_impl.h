@@ -160,6 +160,8 @@ struct fp_http_request {
 	char *arena;                   /* decoded path and query */
 	size_t arena_cap, arena_len;
 	struct buf rh;                 /* headers added by the handler */
+	const char *log_key;           /* fp_http_set_log_field(); NULL: none */
+	char log_value[40];
 };
 
 struct conn {

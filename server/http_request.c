@@ -260,6 +260,20 @@ void *fp_http_get_data(const fp_http_request *req)
 	return req ? req->data : NULL;
 }
 
+void fp_http_set_log_field(fp_http_request *req, const char *key, const char *value)
+{
+	req->log_key = key;
+	snprintf(req->log_value, sizeof(req->log_value), "%s", value);
+}
+
+const char *fp_http_log_field(const fp_http_request *req, const char **key)
+{
+	if (!req->log_key)
+		return NULL;
+	*key = req->log_key;
+	return req->log_value;
+}
+
 void fp_http_on_close(fp_http_request *req, void (*cb)(fp_http_request *req, void *data),
 		      void *data)
 {

@@ -96,7 +96,9 @@ static void access_log(void *data, const fp_http_request *req, int status,
 {
 	struct daemon *d = data;
 	const char *method = fp_http_method(req), *target = fp_http_target(req);
-	const char *peer = fp_http_peer(req);
+	const char *peer = fp_http_peer(req), *key = NULL;
+	/* The job the request made or read: one grep of its id finds its story. */
+	const char *job = fp_http_log_field(req, &key);
 	char msg[1100];
 	double ms = (double)usec / 1000.0;
 
@@ -115,15 +117,17 @@ static void access_log(void *data, const fp_http_request *req, int status,
 			FP_DLOG_FUINT("bytes", bytes),
 			FP_DLOG_FDBL("duration_ms", ms),
 			FP_DLOG_FSTR("peer", peer),
+			FP_DLOG_FSTR(key, job),
 		};
-		fp_dlog_fields(&d->log, FP_LOG_INFO, 0, msg, f, sizeof(f) / sizeof(f[0]));
+		fp_dlog_fields(&d->log, FP_LOG_INFO, 0, msg, f, sizeof(f) / sizeof(f[0]) - !job);
 	} else {
 		const struct fp_dlog_field f[] = {
 			FP_DLOG_FUINT("bytes", bytes),
 			FP_DLOG_FDBL("duration_ms", ms),
 			FP_DLOG_FSTR("peer", peer),
+			FP_DLOG_FSTR(key, job),
 		};
-		fp_dlog_fields(&d->log, FP_LOG_INFO, 0, msg, f, sizeof(f) / sizeof(f[0]));
+		fp_dlog_fields(&d->log, FP_LOG_INFO, 0, msg, f, sizeof(f) / sizeof(f[0]) - !job);
 	}
 }
 

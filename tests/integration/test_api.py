@@ -138,7 +138,7 @@ class ApiTest(DaemonTestCase):
         self.assertEqual((doc["total"], doc["done"], doc["failed"]), (len(items), len(items), 0))
         g = self.daemon.get("/v1/jobs/%s?results=1" % doc["id"])
         self.assertEqual(g.status, 200, g)
-        self.assertEqual(g.json()["results"], [{"value": i * i} for i in items])
+        self.assertEqual(g.json()["results"], [{"value": i * i, "attempts": 1} for i in items])
 
     def test_map_202_reports_total(self):
         r = self.daemon.post("/v1/map", {"task": "square", "items": [1, 2, 3]})

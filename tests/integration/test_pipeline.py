@@ -219,7 +219,7 @@ class PipelineTest(DaemonTestCase):
         doc = self.submit_pipeline({"stages": ["sleep"], "items": [200]}, status=200,
                                    query="?wait=20&results=1")
         self.assertEqual(doc["state"], "done")
-        self.assertEqual(doc["results"], [{"index": 0, "value": 200}])
+        self.assertEqual(doc["results"], [{"index": 0, "value": 200, "attempts": 1}])
         listed = self.daemon.get("/v1/jobs?limit=1000").json()["jobs"]
         self.assertIn(doc["id"], [j["id"] for j in listed])
         r = self.daemon.delete("/v1/jobs/" + doc["id"])
@@ -330,8 +330,9 @@ class PipelineTest(DaemonTestCase):
         r = self.daemon.post("/v1/map?wait=20&results=1", {"task": "range",
                                                              "items": [3, 0, 2]})
         self.assertEqual(r.status, 200, r)
-        self.assertEqual(r.json()["results"], [{"value": [0, 1, 2]}, {"value": []},
-                                               {"value": [0, 1]}])
+        self.assertEqual(r.json()["results"], [{"value": [0, 1, 2], "attempts": 1},
+                                               {"value": [], "attempts": 1},
+                                               {"value": [0, 1], "attempts": 1}])
         r = self.daemon.post("/v1/map?task=words&wait=20", "\"a b\"\n\"\"\n\"c\"\n",
                              headers=NDJSON)
         self.assertEqual(r.status, 200, r)
