@@ -581,6 +581,8 @@ static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 	}
 	if (p->state != FP_POOL_RUNNING)
 		return FP_ESTOPPED;
+	if (p->unavailable)
+		return FP_EUNAVAILABLE;
 	if (p->exec) {
 		/* Known once a worker said ready; until then its worker decides. */
 		if (fp__exec_has_task(p->exec, task + p->exec->name_len + 1) == 0)
@@ -968,6 +970,13 @@ int fp_pool_has_task(fp_pool *p, const char *task)
 	if (by == p)
 		return fp_registry_find(&p->reg, task) != NULL;
 	return fp__exec_has_task(by->exec, task + by->exec->name_len + 1);
+}
+
+const char *fp_pool_unavailable(fp_pool *p, const char *task)
+{
+	fp_pool *by = task ? fp__route(p, task) : p;
+
+	return by->unavailable ? by->start_error : NULL;
 }
 
 /*
