@@ -448,7 +448,9 @@ extern const double fp_duration_bounds[FP_DURATION_BUCKETS];
 struct fp_pool_stats {
 	unsigned workers;        /* configured N */
 	unsigned alive;          /* processes not yet reaped */
-	unsigned able;           /* starting, idle or busy and not leaving */
+	unsigned able;           /* processes that exist and take work: starting,
+				    idle or busy, not leaving; not one asked of
+				    the zygote that has not been made yet */
 	uint64_t queued, running, done, failed;
 	uint64_t crashes, timeouts, recycles, cancelled;
 	uint64_t init_failures;

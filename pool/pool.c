@@ -259,8 +259,9 @@ int fp_pool_new(fp_pool **out, fp_loop *loop, const fp_options *opts,
 			goto err_modules;
 		}
 		p->own_loop = true;
+		/* A loop the caller made is the caller's to name: each fact once. */
+		fp_log_info(&p->log, "event loop backend: %s", fp_loop_backend_name(p->loop));
 	}
-	fp_log_info(&p->log, "event loop backend: %s", fp_loop_backend_name(p->loop));
 
 	err = fp_signal_start(p->loop, &p->sigchld, SIGCHLD, fp__reap);
 	if (err) {
@@ -894,7 +895,15 @@ void fp_pool_stats(fp_pool *root, struct fp_pool_stats *s)
 		for (w = p->workers; w; w = w->next) {
 			if (!w->reaped)
 				s->alive++;
-			if (fp__worker_able(w) && !fp__worker_standby(w))
+			/*
+			 * Able: a process that exists and takes work (starting,
+			 * idle or busy, not leaving, not a standby). One asked of
+			 * the zygote that neither the zygote's answer nor its own
+			 * page has shown us yet may not exist at all: a zygote
+			 * stopped or stuck makes none.
+			 */
+			if (fp__worker_able(w) && !fp__worker_standby(w) &&
+			    fp__worker_learn_pid(w))
 				s->able++;
 			if (w->call)
 				s->running += w->count - w->acked;
