@@ -37,7 +37,8 @@ extern "C" {
 	X(NO_BACKEND,   -10002, "no event-loop backend could be started") \
 	X(MODULE,       -10003, "module failed to load") \
 	X(STOPPED,      -10004, "pool is stopping") \
-	X(PROTOCOL,     -10005, "worker broke the frame protocol")
+	X(PROTOCOL,     -10005, "worker broke the frame protocol") \
+	X(UNAVAILABLE,  -10006, "the pool's workers keep failing to start")
 
 enum {
 #define FP__ERR_ENUM(name, value, msg) FP_E##name = (value),
@@ -195,9 +196,15 @@ typedef enum fp_item_status {
 	FP_ITEM_TOO_LARGE,    /* argument or result over max_payload */
 	FP_ITEM_BAD_OUTPUT,   /* the task returned text that is not JSON */
 	FP_ITEM_UNKNOWN_TASK,
+	/*
+	 * Its pool's workers keep failing to start (FP_EUNAVAILABLE below): the
+	 * message has the last failure (an exec program's exit status, a
+	 * worker_init's error) and the last lines the worker wrote.
+	 */
+	FP_ITEM_START_FAILURE,
 } fp_item_status;
 
-/* "ok", "task_error", "crash", "timeout", "cancelled", "too_large", ... */
+/* "ok", "task_error", "crash", "timeout", "cancelled", "too_large", ..., "start_failure" */
 const char *fp_item_status_name(fp_item_status status);
 
 struct fp_result {
@@ -307,6 +314,12 @@ struct fp_buf {
  * NULL) names the call for fp_pool_cancel(). An unknown task fails the call
  * up front with FP_EUNKNOWN_TASK; an argument over max_payload with -E2BIG.
  * Either callback may be NULL.
+ *
+ * A pool (the C workers, or an exec pool) whose workers failed to start 3
+ * times in a row while none of them is ready is unavailable: its calls fail
+ * up front with FP_EUNAVAILABLE (fp_pool_unavailable() says why), and items
+ * it had queued end with FP_ITEM_START_FAILURE, until one of its workers
+ * starts (the pool keeps retrying with its backoff, up to 30 s apart).
  */
 int fp_pool_apply_async(fp_pool *pool, const char *task,
 			const char *args, size_t args_len,
@@ -413,8 +426,9 @@ typedef struct fp_pipeline_options {
  * with FP_EUNKNOWN_TASK when a stage's task or the reduce task does not
  * exist (for an exec task: once one of its pool's workers said ready, which
  * tells its tasks; before that, an unknown one fails its items in the
- * worker), -EINVAL for no stages or a bad option. The summary's counts are
- * of delivered outputs and errors.
+ * worker), FP_EUNAVAILABLE when the pool that runs one is unavailable (see
+ * fp_pool_apply_async), -EINVAL for no stages or a bad option. The summary's
+ * counts are of delivered outputs and errors.
  */
 int fp_pool_pipeline_async(fp_pool *pool, const fp_stage *stages, size_t nstages,
 			   const struct fp_buf *items, size_t n,
@@ -486,7 +500,9 @@ extern const double fp_duration_bounds[FP_DURATION_BUCKETS];
 struct fp_pool_stats {
 	unsigned workers;        /* configured N */
 	unsigned alive;          /* processes not yet reaped */
-	unsigned able;           /* starting, idle or busy and not leaving */
+	unsigned able;           /* processes that exist and take work: starting,
+				    idle or busy, not leaving; not one asked of
+				    the zygote that has not been made yet */
 	uint64_t queued, running, done, failed;
 	uint64_t crashes, timeouts, recycles, cancelled;
 	uint64_t init_failures;
@@ -527,6 +543,13 @@ const struct fp_task_info *fp_pool_tasks(fp_pool *pool, size_t *n);
  * pipelines accept is exactly what this does not call 0.
  */
 int fp_pool_has_task(fp_pool *pool, const char *task);
+
+/*
+ * NULL while the pool that runs `task` takes calls; while it is unavailable
+ * (see fp_pool_apply_async), why: how many starts failed, the last failure
+ * and the last lines its worker wrote. Valid until the loop runs again.
+ */
+const char *fp_pool_unavailable(fp_pool *pool, const char *task);
 
 #ifdef __cplusplus
 }

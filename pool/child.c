@@ -34,10 +34,40 @@ pid_t fp__child_fork(void)
 	return pid < 0 ? err : pid;
 }
 
+/*
+ * A terminal's Ctrl-C, Ctrl-\ and Ctrl-Z signal its whole foreground process
+ * group, which is the master's: workers and the zygote that shared it died
+ * of a SIGINT meant for the master, whose answer is to drain and so let
+ * running tasks finish. So each new process leaves that group for one of
+ * its own (a zygote's clones are born in the zygote's). We chose this over
+ * ignoring those signals because a disposition of SIG_IGN survives exec: an
+ * exec pool's program (a shell, Python's KeyboardInterrupt) and whatever a
+ * task starts would inherit it, and a task that wants SIGINT would not get
+ * it. Signals sent to the process itself, or its own group, still act as
+ * before; the exec shim's group (pool/exec_worker.c) is then this one. The
+ * master's death still takes every process with it (PDEATHSIG).
+ *
+ * Called with every signal blocked (fp__child_fork): one sent to the
+ * master's group between the fork and setpgid() is pending here, and is
+ * discarded by ignoring it, which POSIX says drops a pending signal.
+ */
+static void leave_masters_group(void)
+{
+	/* The keyboard's three, and a hangup's SIGHUP to the foreground group. */
+	static const int terminal[] = { SIGINT, SIGQUIT, SIGTSTP, SIGHUP };
+	size_t i;
+
+	/* Only fails if we lead a session, which a forked child cannot. */
+	(void)setpgid(0, 0);
+	for (i = 0; i < sizeof(terminal) / sizeof(terminal[0]); i++)
+		signal(terminal[i], SIG_IGN);
+}
+
 void fp__child_detach(pid_t master_pid)
 {
 	int sig, devnull;
 
+	leave_masters_group();
 	/* Handlers of an embedding program are not ours. */
 	for (sig = 1; sig < NSIG; sig++)
 		if (sig != SIGKILL && sig != SIGSTOP)

@@ -53,9 +53,11 @@ pid_t fp__child_fork(void);
 _Noreturn void fp__child_worker(const struct fp_child *c);
 
 /*
- * Reset every handler, set PDEATHSIG, and check the parent is still the
- * master (else _exit(0): it died before PDEATHSIG was armed). stdin becomes
- * /dev/null.
+ * Leave the master's process group for one of our own (a terminal's SIGINT
+ * to the master's group must not reach workers: child.c says why), reset
+ * every handler, set PDEATHSIG, and check the parent is still the master
+ * (else _exit(0): it died before PDEATHSIG was armed). stdin becomes
+ * /dev/null. Called with every signal blocked.
  */
 void fp__child_detach(pid_t master_pid);
 

@@ -610,6 +610,9 @@ static void dispatch_pool(fp_pool *p)
 
 	if (p->state != FP_POOL_RUNNING)
 		return;
+	/* No worker will start to run them (spawn.c): they end now, saying why. */
+	if (p->unavailable && p->queue.len)
+		fp__queue_fail(p, NULL, FP_ITEM_START_FAILURE, p->start_error);
 	while (p->queue.len && (w = find_idle(p))) {
 		n = fp__chunk_plan(p, w, segs, &at);
 		if (!n)

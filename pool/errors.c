@@ -44,6 +44,7 @@ const char *fp_item_status_name(fp_item_status status)
 		[FP_ITEM_TOO_LARGE] = "too_large",
 		[FP_ITEM_BAD_OUTPUT] = "bad_output",
 		[FP_ITEM_UNKNOWN_TASK] = "unknown_task",
+		[FP_ITEM_START_FAILURE] = "start_failure",
 	};
 	if ((unsigned)status < sizeof(names) / sizeof(names[0]) && names[status])
 		return names[status];

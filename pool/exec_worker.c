@@ -828,9 +828,10 @@ _Noreturn void fp_exec_worker_main(const struct fp_worker_args *a)
 	fp_frame_reader_init(&reader, a->max_payload + 256);
 	/*
 	 * Our own process group, for the program and what it starts (see the
-	 * top). The master's group (a terminal's Ctrl-C, a service manager's
-	 * kill of the daemon's group) then no longer reaches the program
-	 * directly: the master stops it, in order.
+	 * top). The child's set-up made it (pool/child.c: the master's group,
+	 * a terminal's Ctrl-C or a service manager's kill of the daemon's
+	 * group, no longer reaches us or the program: the master stops them,
+	 * in order); asking again confirms there is one to signal.
 	 */
 	if (setpgid(0, 0) == 0)
 		s.pgid = getpid();

@@ -293,6 +293,8 @@ static int stages_init(fp_pool *p, struct fp_pipe *pipe, const fp_stage *stages,
 		const char *task = i < nstages ? stages[i].task : o->reduce;
 		if ((err = stage_task(p, task, &by, &t, &gen)) < 0)
 			return err;
+		if (by->unavailable)
+			return FP_EUNAVAILABLE;
 		names += strlen(task) + 1;
 	}
 	pipe->stages = calloc(total, sizeof(*pipe->stages));

@@ -260,8 +260,9 @@ int fp_pool_new(fp_pool **out, fp_loop *loop, const fp_options *opts,
 			goto err_modules;
 		}
 		p->own_loop = true;
+		/* A loop the caller made is the caller's to name: each fact once. */
+		fp_log_info(&p->log, "event loop backend: %s", fp_loop_backend_name(p->loop));
 	}
-	fp_log_info(&p->log, "event loop backend: %s", fp_loop_backend_name(p->loop));
 
 	err = fp_signal_start(p->loop, &p->sigchld, SIGCHLD, fp__reap);
 	if (err) {
@@ -638,6 +639,8 @@ static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 	}
 	if (p->state != FP_POOL_RUNNING)
 		return FP_ESTOPPED;
+	if (p->unavailable)
+		return FP_EUNAVAILABLE;
 	if (p->exec) {
 		/* Known once a worker said ready; until then its worker decides. */
 		if (fp__exec_has_task(p->exec, task + p->exec->name_len + 1) == 0)
@@ -959,7 +962,15 @@ void fp_pool_stats(fp_pool *root, struct fp_pool_stats *s)
 		for (w = p->workers; w; w = w->next) {
 			if (!w->reaped)
 				s->alive++;
-			if (fp__worker_able(w) && !fp__worker_standby(w))
+			/*
+			 * Able: a process that exists and takes work (starting,
+			 * idle or busy, not leaving, not a standby). One asked of
+			 * the zygote that neither the zygote's answer nor its own
+			 * page has shown us yet may not exist at all: a zygote
+			 * stopped or stuck makes none.
+			 */
+			if (fp__worker_able(w) && !fp__worker_standby(w) &&
+			    fp__worker_learn_pid(w))
 				s->able++;
 			if (w->call)
 				s->running += w->count - w->acked;
@@ -1035,6 +1046,13 @@ int fp_pool_has_task(fp_pool *p, const char *task)
 	if (by == p)
 		return fp_registry_find(&p->reg, task) != NULL;
 	return fp__exec_has_task(by->exec, task + by->exec->name_len + 1);
+}
+
+const char *fp_pool_unavailable(fp_pool *p, const char *task)
+{
+	fp_pool *by = task ? fp__route(p, task) : p;
+
+	return by->unavailable ? by->start_error : NULL;
 }
 
 /*

@@ -39,8 +39,17 @@
 #include "worker.h"
 #include "zygote.h"
 
-/* Consecutive start failures after which the pool reports itself unhealthy. */
+/*
+ * Consecutive start failures after which the pool reports itself unhealthy,
+ * and, while none of its workers is ready, unavailable: its queued items
+ * fail with FP_ITEM_START_FAILURE and new calls get FP_EUNAVAILABLE, until a
+ * worker starts (spawn.c). One failure may be bad luck; three in a row, a
+ * slot's backoff spacing them 100 and 200 ms apart, are the program or the
+ * module itself.
+ */
 #define FP_UNHEALTHY_AFTER 3
+/* The last bytes (whole lines) of what a worker wrote before READY. */
+#define FP_START_OUTPUT_MAX 2048
 
 /*
  * A chunk spans calls only up to this many items, and only items of tasks
@@ -217,6 +226,12 @@ struct fp_worker {
 
 	char line[1024];           /* partial line of the worker's output */
 	size_t line_len;
+	/*
+	 * Its last lines before READY, each ending in '\n': why it failed to
+	 * start, when it does (a Python traceback ends with the exception).
+	 */
+	char start_output[FP_START_OUTPUT_MAX];
+	size_t start_output_len;
 };
 
 struct fp_slot {
@@ -330,6 +345,13 @@ struct fp_pool {
 	uint64_t done, failed, crashes, timeouts, recycles, ncancelled;
 	uint64_t init_failures;
 	unsigned start_failures;   /* consecutive, across slots */
+	/*
+	 * Start-up keeps failing and no worker is ready (FP_UNHEALTHY_AFTER):
+	 * calls are refused and queued items fail with start_error, the last
+	 * failure and the worker's last output, until a worker says READY.
+	 */
+	bool unavailable;
+	char start_error[FP_START_OUTPUT_MAX + 512];
 	uint64_t duration_counts[FP_DURATION_BUCKETS];
 	uint64_t duration_sum_us;
 };
@@ -400,7 +422,7 @@ void fp__spawn_successor(struct fp_worker *w);
 /* Start w's successor as a standby once half of w's task budget is given out. */
 void fp__spawn_standby(struct fp_worker *w);
 bool fp__worker_standby(const struct fp_worker *w);
-/* READY came: note how long the start took. */
+/* READY came: note how long the start took; the pool is available again. */
 void fp__worker_ready(struct fp_worker *w);
 void fp__reap(fp_signal *sig, int signum);
 void fp__worker_kill(struct fp_worker *w, int signum, enum fp_kill_reason why);

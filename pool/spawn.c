@@ -339,6 +339,12 @@ void fp__worker_ready(struct fp_worker *w)
 	w->ready_ns = now;
 	/* A moving average: the machine's load changes what a start costs. */
 	p->start_ns_avg = p->start_ns_avg ? (3 * p->start_ns_avg + took) / 4 : took;
+	w->start_output_len = 0;
+	if (p->unavailable) {
+		p->unavailable = false;
+		fp_log_info(&p->log, "worker %u (pid %d) started after %u failed starts: "
+			    "calls are taken again", w->slot, (int)w->pid, p->start_failures);
+	}
 }
 
 void fp__worker_kill(struct fp_worker *w, int signum, enum fp_kill_reason why)
@@ -388,6 +394,51 @@ void fp__describe_status(int status, char *buf, size_t len)
 	}
 }
 
+/*
+ * A worker failed to start: say what happened, for the log and for the items
+ * that fail with it should the pool become unavailable: the worker's own
+ * account (INITFAIL: an exec program's exit status, a module's worker_init
+ * error) or else how it ended, then the last lines it wrote.
+ */
+static void start_failure_note(struct fp_worker *w, const char *how)
+{
+	fp_pool *p = w->pool;
+	size_t len = w->start_output_len;
+	int n;
+
+	n = snprintf(p->start_error, sizeof(p->start_error),
+		     "%s%u start%s in a row failed, the last: %s", p->exec ? p->exec->prefix : "",
+		     p->start_failures, p->start_failures == 1 ? "" : "s",
+		     w->initfail[0] ? w->initfail : how);
+	/* Without its last '\n'. */
+	if (len && n > 0 && (size_t)n < sizeof(p->start_error))
+		snprintf(p->start_error + n, sizeof(p->start_error) - (size_t)n,
+			 "; its last output:\n%.*s", (int)len - 1, w->start_output);
+}
+
+/*
+ * Start-up keeps failing and no worker of the pool is ready to run what is
+ * queued: fail it (dispatch.c, with start_error) and refuse new calls
+ * (FP_EUNAVAILABLE), rather than keep them waiting, maybe forever, for a
+ * program that never says ready. A worker's READY ends it.
+ */
+static void unavailable_check(fp_pool *p)
+{
+	struct fp_worker *w;
+
+	if (p->unavailable || p->state != FP_POOL_RUNNING ||
+	    p->start_failures < FP_UNHEALTHY_AFTER)
+		return;
+	for (w = p->workers; w; w = w->next)
+		if (w->ready && !w->reaped)
+			return;
+	p->unavailable = true;
+	fp_log_error(&p->log, "%u starts in a row failed and no worker is running: calls are "
+		     "refused until one starts; %llu queued item%s fail%s with start_failure",
+		     p->start_failures, (unsigned long long)p->queue.items,
+		     p->queue.items == 1 ? "" : "s", p->queue.items == 1 ? "s" : "");
+}
+
 static void respawn_cb(fp_timer *t)
 {
 	struct fp_slot *s = t->data;
@@ -428,6 +479,7 @@ static void worker_gone(struct fp_worker *w)
 		p->init_failures++;
 		p->start_failures++;
 		s->start_failures++;
+		start_failure_note(w, how);
 	}
 
 	if (p->state == FP_POOL_RUNNING && !w->has_successor && !spare) {
@@ -443,17 +495,26 @@ static void worker_gone(struct fp_worker *w)
 				delay *= 2;
 			if (delay > BACKOFF_MAX_MS)
 				delay = BACKOFF_MAX_MS;
-			fp_log_error(&p->log, "worker %u (pid %d) failed to start: %s%s%s; "
-				     "retrying in %llu ms%s", w->slot, (int)w->pid,
-				     w->initfail[0] ? w->initfail : how,
-				     w->initfail[0] ? ", " : "", w->initfail[0] ? how : "",
-				     (unsigned long long)delay,
-				     p->start_failures >= FP_UNHEALTHY_AFTER ? " (pool unhealthy)" : "");
+			/*
+			 * A warning: the pool tries again by itself. Its output
+			 * goes with it (each line was logged at info as it came),
+			 * so a traceback shows at the default level.
+			 */
+			fp_log_warn(&p->log, "worker %u (pid %d) failed to start: %s%s%s; "
+				    "retrying in %llu ms%s%s%.*s", w->slot, (int)w->pid,
+				    w->initfail[0] ? w->initfail : how,
+				    w->initfail[0] ? ", " : "", w->initfail[0] ? how : "",
+				    (unsigned long long)delay,
+				    p->start_failures >= FP_UNHEALTHY_AFTER ? " (pool unhealthy)" : "",
+				    w->start_output_len ? "; its last output:\n" : "",
+				    w->start_output_len ? (int)w->start_output_len - 1 : 0,
+				    w->start_output);
 			fp_timer_start(p->loop, &s->respawn, delay, respawn_cb);
 		} else {
 			fp__spawn(p, w->slot);
 		}
 	}
+	unavailable_check(p);
 	fp__worker_maybe_free(w);
 	fp__dispatch(p);
 }
@@ -472,10 +533,20 @@ static void drain_cb(fp_timer *t)
 		fp_io_cancel(&w->lio);
 }
 
-/* Called when the read stream ends and when the process is reaped. */
+/*
+ * Whether all w had to say is in: its frames, and for a worker that never
+ * said READY its output too, whose last lines are why it failed to start
+ * (they are written before it exits, but may be read after its socket's EOF).
+ */
+static bool worker_heard(const struct fp_worker *w)
+{
+	return w->read_done && (w->ready || !fp_io_active(&w->lio));
+}
+
+/* Called when the read streams end and when the process is reaped. */
 static void worker_check_gone(struct fp_worker *w)
 {
-	if (w->reaped && w->read_done && !w->accounted)
+	if (w->reaped && worker_heard(w) && !w->accounted)
 		worker_gone(w);
 	else
 		fp__worker_maybe_free(w);
@@ -563,7 +634,7 @@ static void reap_pool(fp_pool *p)
 			continue;
 		if (w->paused)
 			fp__resume_later(p);
-		if (!w->read_done) {
+		if (!worker_heard(w)) {
 			fp_timer_start(p->loop, &w->drain, DRAIN_MS, drain_cb);
 			continue;
 		}
@@ -583,12 +654,35 @@ void fp__reap(fp_signal *sig, int signum)
 
 /* --- worker output ------------------------------------------------------- */
 
+/* Keep line (without its '\n') as the newest of w's start_output, dropping the oldest. */
+static void start_output_add(struct fp_worker *w, const char *line, size_t len)
+{
+	size_t cap = sizeof(w->start_output), drop;
+	char *nl;
+
+	if (len > cap - 1) {
+		line += len - (cap - 1);
+		len = cap - 1;
+	}
+	while (w->start_output_len + len + 1 > cap) {
+		nl = memchr(w->start_output, '\n', w->start_output_len);
+		drop = nl ? (size_t)(nl - w->start_output) + 1 : w->start_output_len;
+		memmove(w->start_output, w->start_output + drop, w->start_output_len - drop);
+		w->start_output_len -= drop;
+	}
+	memcpy(w->start_output + w->start_output_len, line, len);
+	w->start_output_len += len;
+	w->start_output[w->start_output_len++] = '\n';
+}
+
 static void log_line(struct fp_worker *w)
 {
 	int32_t prog = w->shm ? atomic_load(&w->shm->program_pid) : 0;
 
 	if (!w->line_len)
 		return;
+	if (!w->ready)
+		start_output_add(w, w->line, w->line_len);
 	/* An exec worker's output is its program's stderr: name that pid. */
 	fp_log_info(&w->pool->log, "worker %u (%spid %d): %.*s", w->slot,
 		    prog ? "program " : "", prog ? (int)prog : (int)w->pid,
@@ -612,6 +706,6 @@ static void worker_log_cb(fp_io *io, ssize_t res, const char *buf)
 	}
 	if (!fp_io_active(io)) {
 		log_line(w);
-		fp__worker_maybe_free(w);
+		worker_check_gone(w);
 	}
 }

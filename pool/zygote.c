@@ -77,6 +77,7 @@ struct fp_zygote {
 	size_t rlen;
 	bool retired;              /* asked nothing more; exits after answering */
 	bool dead;                 /* its socket ended */
+	bool killed;               /* SIGKILLed by us while it was alive */
 	bool reaped;
 	bool in_cb;                /* its read callback runs: not to be freed */
 	int status;
@@ -326,8 +327,16 @@ void fp__zygote_retire(fp_pool *p)
 static void zygote_kill(struct fp_zygote *z)
 {
 	/* Not reaped: the pid is still the zygote's, at worst a zombie. */
-	if (!z->reaped)
-		kill(z->pid, SIGKILL);
+	if (z->reaped)
+		return;
+	kill(z->pid, SIGKILL);
+	/*
+	 * Its end is then our doing, said where we chose it (a stall, an
+	 * answer out of turn, the shutdown deadline): no news when it is
+	 * reaped. One whose socket had ended already died of its own.
+	 */
+	if (!z->dead)
+		z->killed = true;
 }
 
 void fp__zygote_kill_all(fp_pool *p)
@@ -575,9 +584,14 @@ void fp__zygote_reap(fp_pool *p)
 		z->reaped = true;
 		z->status = r == z->pid ? status : 0;
 		fp__describe_status(z->status, how, sizeof(how));
-		/* Its answers may still be on the way: it sent them before it left. */
-		if (z->retired && WIFEXITED(z->status) &&
-		    WEXITSTATUS(z->status) == FP_WORKER_EXIT_OK)
+		/*
+		 * Its answers may still be on the way: it sent them before it
+		 * left. Only a death we did not ask for is a warning: a clean
+		 * shutdown's deadline (at once for fp_pool_free()) SIGKILLs a
+		 * retired zygote that has not read its EOF yet.
+		 */
+		if ((z->retired && WIFEXITED(z->status) &&
+		     WEXITSTATUS(z->status) == FP_WORKER_EXIT_OK) || z->killed)
 			fp_log_debug(&p->log, "zygote (pid %d) %s", (int)z->pid, how);
 		else
 			fp_log_warn(&p->log, "zygote (pid %d) %s", (int)z->pid, how);

@@ -338,6 +338,12 @@ void fp__api_submit_error(fp_api *api, fp_http_request *req, const char *task, i
 		fp__api_no_room(api, req);
 	} else if (err == FP_ESTOPPED) {
 		fp__api_error(req, 503, "shutting_down", "the server is shutting down");
+	} else if (err == FP_EUNAVAILABLE) {
+		const char *why = fp_pool_unavailable(api->pool, task);
+
+		fp__api_error(req, 503, "pool_unavailable", "the workers of task '%s' cannot start; "
+			      "it takes jobs again once one does: %s", task,
+			      why ? why : fp_strerror(err));
 	} else if (err == -E2BIG) {
 		fp__api_error(req, 413, "body_too_large", "too many items in one call");
 	} else {

@@ -65,6 +65,17 @@ static int check_tasks(fp_api *api, fp_http_request *req, const struct pipeline_
 	return 0;
 }
 
+/* The task to name for submit error err: the one whose pool is unavailable, if that is it. */
+static const char *refused_task(fp_api *api, const struct pipeline_req *p, int err)
+{
+	for (size_t i = 0; err == FP_EUNAVAILABLE && i < p->nstages; i++)
+		if (fp_pool_unavailable(api->pool, p->stages[i].task))
+			return p->stages[i].task;
+	if (err == FP_EUNAVAILABLE && p->po.reduce && fp_pool_unavailable(api->pool, p->po.reduce))
+		return p->po.reduce;
+	return p->stages[0].task;
+}
+
 /* `ndjson`: the items are fp_ndjson_split()'s array, given to the job (or freed). */
 static void submit(fp_api *api, fp_http_request *req, struct pipeline_req *p,
 		   struct fp_buf *items, size_t n, bool ndjson)
@@ -94,7 +105,7 @@ static void submit(fp_api *api, fp_http_request *req, struct pipeline_req *p,
 		fp__api_error(req, 400, "bad_request", "the pool refused this pipeline: %s",
 			      fp_strerror(err));
 	else if (err)
-		fp__api_submit_error(api, req, p->stages[0].task, err);
+		fp__api_submit_error(api, req, refused_task(api, p, err), err);
 	else
 		fp__api_submitted(api, req, job);
 }

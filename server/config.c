@@ -566,7 +566,8 @@ void fp_config_usage(FILE *out)
 		}
 	}
 	fprintf(out,
-		"\nSignals: SIGTERM/SIGINT drain (a second one exits at once), SIGHUP restarts\n"
-		"every worker. Exit status: 0 after a drain, 1 on a start-up or run-time error,\n"
-		"2 on a bad flag or setting.\n");
+		"\nSignals: SIGTERM/SIGINT drain: running jobs get --drain-timeout (a second exits at once;\n"
+		"a terminal's Ctrl-C reaches forkpoold only, not its workers, which are in process\n"
+		"groups of their own), SIGHUP restarts every worker. Exit status: 0 after a\n"
+		"drain, 1 on a start-up or run-time error, 2 on a bad flag or setting.\n");
 }

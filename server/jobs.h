@@ -87,7 +87,8 @@ void fp_jobs_free(fp_jobs *jobs);
 /*
  * Submit. Items are JSON texts (copied by the pool). -EBUSY when over
  * max_queue; -ENOSPC when its results could not fit under max_results_bytes
- * (above); FP_EUNKNOWN_TASK; FP_ESTOPPED while the pool is stopping.
+ * (above); FP_EUNKNOWN_TASK; FP_ESTOPPED while the pool is stopping;
+ * FP_EUNAVAILABLE while the task's pool cannot start its workers.
  */
 int fp_jobs_submit(fp_jobs *jobs, enum fp_job_kind kind, const char *task,
 		   const struct fp_buf *items, size_t n, const fp_call_options *opts,

@@ -414,7 +414,6 @@ static int start(struct daemon *d)
 			      d->cfg.loop == FP_LOOP_URING ? "; --loop epoll works without io_uring" : "");
 		return r;
 	}
-	fp_dlog_debug(&d->log, "event loop: %s", fp_loop_backend_name(d->loop));
 
 	fp_options_init(&po);
 	po.workers = (unsigned)d->cfg.workers;

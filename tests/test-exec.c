@@ -622,6 +622,73 @@ static void start_failures_say_what_happened(void **state)
 	}
 }
 
+static int pool_unavailable(void *p)
+{
+	return fp_pool_unavailable(p, "py.echo") != NULL;
+}
+
+static int pool_available(void *p)
+{
+	return fp_pool_unavailable(p, "py.echo") == NULL;
+}
+
+/*
+ * A program that exits before it says ready (tests/exec/startfail.py, while
+ * its marker file exists: a Python traceback on stderr, status 1): after 3
+ * failed starts in a row the item queued for its pool fails with
+ * start_failure, naming the exit status and the traceback, and new calls are
+ * refused rather than queued, maybe forever. The C workers go on. Once the
+ * program starts, its pool takes calls again.
+ */
+static void program_that_cannot_start_fails_its_items_until_it_can(void **state)
+{
+	char marker[] = "/tmp/fp-startfail-XXXXXX", command[4200];
+	struct fp_test_collect c;
+	struct fp_result r;
+	const char *msg;
+	fp_options o;
+	fp_pool *p;
+	int fd = mkstemp(marker);
+
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(command, sizeof(command), "python3 '%s/startfail.py' '%s'",
+		 getenv("FP_TEST_EXEC_DIR"), marker);
+	test_options(&o, 1);
+	o.exec[0].command = command;
+	p = fp_test_pool_with(&o);
+	fp_test_collect_init(&c, p, 1);
+	assert_int_equal(fp_pool_apply_async(p, "py.echo", "1", 1, NULL, fp_test_collect_item,
+					     fp_test_collect_done, &c, NULL), 0);
+	/* It stayed queued for good before. */
+	assert_true(fp_test_run_until(p, fp_test_collected, &c, 20000));
+	msg = c.r[0].message;
+	if (c.r[0].status != FP_ITEM_START_FAILURE)
+		fail_msg("want start_failure, got %s: %s", fp_item_status_name(c.r[0].status),
+			 msg ? msg : c.r[0].value);
+	assert_non_null(strstr(msg, "exec pool py: 3 starts in a row failed, the last: "
+				    "worker program (pid "));
+	assert_non_null(strstr(msg, ") exited with status 1 before saying ready; its last output:\n"
+				    "Traceback (most recent call last):\n"));
+	assert_non_null(strstr(msg, "\nModuleNotFoundError: No module named "
+				    "'forkpool_no_such_module'"));
+	/* The log has it too, with the traceback (forkpoold: at warn). */
+	assert_true(fp_test_log_has("failed to start: worker program"));
+	assert_true(fp_test_log_has("; its last output:\nTraceback (most recent call last):"));
+
+	assert_int_equal(fp_pool_apply(p, "py.echo", "2", 1, NULL, &r), FP_EUNAVAILABLE);
+	assert_true(pool_unavailable(p));
+	assert_non_null(strstr(fp_pool_unavailable(p, "py.echo"), "ModuleNotFoundError"));
+	assert_null(fp_pool_unavailable(p, "echo"));
+	apply_ok(p, "echo", "3", "3");
+
+	assert_int_equal(unlink(marker), 0);
+	assert_true(fp_test_run_until(p, pool_available, p, 20000));
+	apply_ok(p, "py.echo", "4", "4");
+	fp_test_collect_free(&c);
+	fp_pool_free(p);
+}
+
 static void recycles_after_exactly_k_tasks(void **state)
 {
 	fp_options o;
@@ -1039,6 +1106,7 @@ int main(void)
 		cmocka_unit_test(non_json_output_is_quoted),
 		cmocka_unit_test(hang_past_timeout_kills_the_program),
 		cmocka_unit_test(start_failures_say_what_happened),
+		cmocka_unit_test(program_that_cannot_start_fails_its_items_until_it_can),
 		cmocka_unit_test(recycles_after_exactly_k_tasks),
 		cmocka_unit_test(ten_mib_argument_and_result),
 		cmocka_unit_test(cancel_kills_the_program),

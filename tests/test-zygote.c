@@ -150,6 +150,23 @@ static void assert_workers_are_mine(fp_pool *p)
 	assert_true(fp_test_run_until(p, workers_are_mine, p, 10000));
 }
 
+static unsigned able(fp_pool *p)
+{
+	struct fp_pool_stats st;
+
+	fp_pool_stats(p, &st);
+	return st.able;
+}
+
+/* Every slot has a process that takes work. */
+static int all_able(void *p)
+{
+	struct fp_pool_stats st;
+
+	fp_pool_stats(p, &st);
+	return st.able == st.workers;
+}
+
 /* --- the zygote as a process --------------------------------------------- */
 
 /*
@@ -289,8 +306,9 @@ static void killed_zygote_is_replaced(void **state)
 	/* The new one forks: more one-task workers come and go. */
 	for (int i = 0; i < 4; i++)
 		fp_test_apply_pid(p, "pid", NULL);
+	/* The last one's successor counts once the new zygote has made it. */
+	assert_true(fp_test_run_until(p, all_able, p, 10000));
 	fp_pool_stats(p, &st);
-	assert_int_equal(st.able, 2);
 	assert_int_equal(st.crashes, 0);
 	assert_true(st.healthy);
 	fp_pool_free(p);
@@ -375,6 +393,108 @@ static void worker_being_cloned_has_no_pid_yet(void **state)
 	fp_test_apply_pid(p, "pid", NULL);
 	assert_false(fp_test_log_has("did not answer"));
 	fp_pool_free(p);
+}
+
+static int two_pids_unknown(void *p)
+{
+	return workers_without_pid(p) == 2;
+}
+
+/*
+ * A worker asked of a stopped zygote does not exist, so it is not able:
+ * with none able, forkpoold's /v1/health answers 503 (it said "ok, able: 2"
+ * until the zygote's 5 s stall limit). Once the zygote goes on, they are
+ * made and count again.
+ */
+static void workers_a_stopped_zygote_has_not_made_are_not_able(void **state)
+{
+	fp_pool *p = new_pool(2, 0);
+	struct fp_worker_stats ws[4];
+	pid_t z;
+	int one, both;
+
+	fp_test_apply_pid(p, "pid", NULL);
+	z = the_zygote(p);
+	assert_true(fp_test_run_until(p, fp_test_pids_known, p, 10000));
+	assert_int_equal(able(p), 2);
+	assert_int_equal(fp_pool_workers(p, ws, 4), 2);
+	assert_int_equal(kill(z, SIGSTOP), 0);
+	/* Each one killed is replaced by a worker asked of the stopped zygote. */
+	assert_int_equal(kill(ws[0].pid, SIGKILL), 0);
+	one = fp_test_run_until(p, a_pid_unknown, p, 3000) && able(p) == 1;
+	assert_int_equal(kill(ws[1].pid, SIGKILL), 0);
+	both = fp_test_run_until(p, two_pids_unknown, p, 3000) && able(p) == 0;
+	assert_int_equal(kill(z, SIGCONT), 0);
+	assert_true(one);
+	assert_true(both);
+	assert_true(fp_test_run_until(p, all_able, p, 10000));
+	fp_pool_free(p);
+}
+
+/* --- signals ------------------------------------------------------------- */
+
+/*
+ * A terminal's Ctrl-C signals the master's whole process group, and the
+ * master answers it by draining, letting running tasks finish: so the
+ * zygote and the workers are in groups of their own, whether the zygote or
+ * the master forked them.
+ */
+static void zygote_and_workers_leave_the_masters_process_group(void **state)
+{
+	struct fp_worker_stats ws[4];
+	fp_pool *p;
+	pid_t z;
+	size_t n;
+
+	p = new_pool(2, 0);
+	fp_test_apply_pid(p, "pid", NULL);
+	z = the_zygote(p);
+	assert_int_not_equal(getpgid(z), getpgrp());
+	assert_true(fp_test_run_until(p, fp_test_pids_known, p, 10000));
+	n = fp_pool_workers(p, ws, 4);
+	assert_int_equal(n, 2);
+	for (size_t i = 0; i < n; i++)
+		assert_int_not_equal(getpgid(ws[i].pid), getpgrp());
+	fp_pool_free(p);
+
+	setenv("FORKPOOL_ZYGOTE", "0", 1);
+	p = new_pool(1, 0);
+	unsetenv("FORKPOOL_ZYGOTE");
+	assert_int_not_equal(getpgid(fp_test_apply_pid(p, "pid", NULL)), getpgrp());
+	fp_pool_free(p);
+}
+
+/* --- what a clean shutdown says ------------------------------------------- */
+
+static void count_warnings(void *data, fp_log_level level, const char *msg)
+{
+	if (level > FP_LOG_WARN)
+		return;
+	fprintf(stderr, "logged at %s: %s\n", level == FP_LOG_WARN ? "warn" : "error", msg);
+	(*(int *)data)++;
+}
+
+/*
+ * Only what went wrong is a warning. fp_pool_free() shuts down with no grace:
+ * it SIGKILLs a zygote that has not read its EOF yet, which is no news (it
+ * was "warn zygote (pid N) was killed by SIGKILL", about every other time).
+ */
+static void clean_shutdown_warns_of_nothing(void **state)
+{
+	int warnings = 0;
+
+	for (int i = 0; i < 10; i++) {
+		fp_options o;
+		fp_pool *p;
+
+		fp_test_options(&o, 2);
+		o.log = count_warnings;
+		o.log_data = &warnings;
+		p = fp_test_pool_with(&o);
+		fp_test_apply_pid(p, "pid", NULL);
+		fp_pool_free(p);
+	}
+	assert_int_equal(warnings, 0);
 }
 
 /* --- reload, several pools, no zygote at all ------------------------------ */
@@ -503,6 +623,9 @@ int main(void)
 		cmocka_unit_test(two_pools_have_a_zygote_each),
 		cmocka_unit_test(forkpool_zygote_0_forks_in_the_master),
 		cmocka_unit_test(zygote_dies_with_the_master),
+		cmocka_unit_test(workers_a_stopped_zygote_has_not_made_are_not_able),
+		cmocka_unit_test(zygote_and_workers_leave_the_masters_process_group),
+		cmocka_unit_test(clean_shutdown_warns_of_nothing),
 	};
 
 	if (fp_test_backend_missing())
