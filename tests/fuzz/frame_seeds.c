@@ -1,0 +1,124 @@
+/*
+ * Writes the seed corpus of the two frame targets with the project's own
+ * encoders (pool/frame.h): what a worker sends (frame-master/) and what the
+ * master sends (frame-worker/), one file per conversation.
+ * Usage: fuzz-frame-seeds DIR   (DIR holds frame-master/ and frame-worker/).
+ * The files in tests/fuzz/corpus/ were made by it; run it again after a
+ * change of the frame format.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "forkpool.h"
+#include "frame.h"
+
+struct out {
+	char buf[4096];
+	size_t len;
+};
+
+static void frame(struct out *o, enum fp_frame_type type, uint64_t id, uint32_t flags,
+		  unsigned hop, const char *payload, size_t len)
+{
+	struct fp_frame_header h;
+
+	/* 0 for a string: its length. */
+	if (!len)
+		len = strlen(payload);
+	fp_frame_header_init(&h, type, id, (uint32_t)len, flags);
+	h.hop = (uint8_t)hop;
+	memcpy(o->buf + o->len, &h, sizeof(h));
+	memcpy(o->buf + o->len + sizeof(h), payload, len);
+	o->len += sizeof(h) + len;
+}
+
+/* A TASKS frame of n items of args[], a chain when hops > 0 (names NUL-separated). */
+static void tasks(struct out *o, uint64_t id0, const char *names, uint32_t names_len,
+		  unsigned hops, uint32_t flags, const char *const *args, uint32_t n)
+{
+	size_t total = 0;
+	char *p;
+
+	for (uint32_t i = 0; i < n; i++)
+		total += strlen(args[i]);
+	p = fp_frame_put_tasks(o->buf + o->len, id0, n, names, names_len,
+			       (uint32_t)fp_frame_tasks_len(n, names_len, total), flags, hops);
+	for (uint32_t i = 0; i < n; i++)
+		p = fp_frame_put_tasks_item(p, args[i], (uint32_t)strlen(args[i]));
+	o->len = (size_t)(p - o->buf);
+}
+
+static void results(struct out *o, uint64_t id0, unsigned hop, const uint32_t *flags,
+		    const char *const *values, uint32_t n)
+{
+	size_t total = 0;
+	char *p;
+
+	for (uint32_t i = 0; i < n; i++)
+		total += strlen(values[i]);
+	p = fp_frame_put_results(o->buf + o->len, id0, n,
+				 (uint32_t)fp_frame_results_len(n, total), 2048, hop);
+	for (uint32_t i = 0; i < n; i++)
+		p = fp_frame_put_results_item(p, flags[i], values[i], (uint32_t)strlen(values[i]));
+	o->len = (size_t)(p - o->buf);
+}
+
+static void save(const char *dir, const char *sub, const char *name, struct out *o)
+{
+	char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s/%s", dir, sub, name);
+	f = fopen(path, "wb");
+	if (!f || fwrite(o->buf, 1, o->len, f) != o->len || fclose(f) != 0) {
+		perror(path);
+		exit(1);
+	}
+	o->len = 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const char *const three[] = { "1", "\"two\"", "[3]" };
+	static const uint32_t rflags[] = { 0, 5u << FP_FRAME_US_SHIFT, FP_FRAME_RETIRE };
+	static const char task[] = "square\0" "7";
+	static const char chain[] = "words\0lower\0count";
+	struct out o = { .len = 0 };
+	const char *dir;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: %s DIR\n", argv[0]);
+		return 2;
+	}
+	dir = argv[1];
+
+	/* What a worker sends the master. */
+	frame(&o, FP_FRAME_READY, 0, 0, 0, "", 0);
+	frame(&o, FP_FRAME_RESULT, 1, 12u << FP_FRAME_US_SHIFT, 0, "49", 0);
+	frame(&o, FP_FRAME_ERROR, 2, FP_ITEM_TASK_ERROR | FP_FRAME_RETIRE, 0, "it failed", 0);
+	save(dir, "frame-master", "ready-result-error", &o);
+	frame(&o, FP_FRAME_INITFAIL, 0, 0, 0, "worker_init: -5 (Input/output error)", 0);
+	save(dir, "frame-master", "initfail", &o);
+	frame(&o, FP_FRAME_READY, 0, 0, 0, "[\"echo\",{\"name\":\"gen\",\"generator\":true}]", 0);
+	results(&o, 10, 0, rflags, three, 3);
+	save(dir, "frame-master", "ready-tasks-results", &o);
+	frame(&o, FP_FRAME_EMIT, 20, 0, 1, "\"a\"", 0);
+	frame(&o, FP_FRAME_EMIT, 20, 0, 1, "\"b\"", 0);
+	frame(&o, FP_FRAME_RESULT, 20, FP_FRAME_NOVALUE, 1, "", 0);
+	results(&o, 21, 2, rflags, three, 2);
+	save(dir, "frame-master", "emits-chain", &o);
+
+	/* What the master sends a worker. */
+	frame(&o, FP_FRAME_TASK, 1, FP_FRAME_FLUSH, 0, task, sizeof(task) - 1);
+	save(dir, "frame-worker", "task", &o);
+	tasks(&o, 5, "square", 6, 0, 0, three, 3);
+	tasks(&o, 8, "echo", 4, 0, FP_FRAME_FLUSH, three, 1);
+	save(dir, "frame-worker", "tasks-two-segments", &o);
+	tasks(&o, 40, chain, sizeof(chain) - 1, 2, FP_FRAME_STREAM | FP_FRAME_FLUSH, three, 3);
+	save(dir, "frame-worker", "tasks-chain", &o);
+	frame(&o, FP_FRAME_TASK, 50, FP_FRAME_STREAM, 0, task, sizeof(task) - 1);
+	tasks(&o, 51, "words", 5, 0, FP_FRAME_STREAM | FP_FRAME_FLUSH, three, 2);
+	save(dir, "frame-worker", "stream-task-then-tasks", &o);
+	return 0;
+}
