@@ -1,10 +1,12 @@
 /*
- * Writes the seed corpus of the two frame targets with the project's own
- * encoders (pool/frame.h): what a worker sends (frame-master/) and what the
- * master sends (frame-worker/), one file per conversation.
- * Usage: fuzz-frame-seeds DIR   (DIR holds frame-master/ and frame-worker/).
+ * Writes the seeds of the targets whose inputs are binary, with the
+ * project's own encoders: frames (pool/frame.h), what a worker sends
+ * (frame-master/) and what the master sends (frame-worker/), one file per
+ * conversation; journal files (server/journal_format.h) for fuzz-journal
+ * (journal/, each after the byte that says "the file itself").
+ * Usage: fuzz-seeds DIR   (DIR holds frame-master/, frame-worker/, journal/).
  * The files in tests/fuzz/corpus/ were made by it; run it again after a
- * change of the frame format.
+ * change of either format.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,9 +14,11 @@
 
 #include "forkpool.h"
 #include "frame.h"
+#include "journal_format.h"
+#include "sbuf.h"
 
 struct out {
-	char buf[4096];
+	char buf[8192];
 	size_t len;
 };
 
@@ -78,6 +82,34 @@ static void save(const char *dir, const char *sub, const char *name, struct out 
 	o->len = 0;
 }
 
+/* A journal of `n` records, each a few fields; the byte before it says "the file itself". */
+static void journal(struct out *o, unsigned n)
+{
+	unsigned char hdr[FP_JOURNAL_HDR_LEN];
+	struct sbuf b;
+	size_t start;
+
+	sbuf_init(&b);
+	sbuf_add(&b, "\x01", 1);
+	fp_journal_header_put(hdr);
+	sbuf_add(&b, (const char *)hdr, sizeof(hdr));
+	for (unsigned i = 0; i < n; i++) {
+		start = fp_jrec_begin(&b);
+		fp_jrec_put_u8(&b, (uint8_t)i);
+		fp_jrec_put_u32(&b, 1000 + i);
+		fp_jrec_put_u64(&b, 1ull << (32 + i));
+		fp_jrec_put_bytes(&b, "0123456789abcdef0123456789abcdef", 32);
+		fp_jrec_put_bytes(&b, "{\"task\":\"square\",\"args\":7}", 27);
+		if (fp_jrec_end(&b, start, (uint16_t)(1 + i % 3)) < 0 || b.len > sizeof(o->buf)) {
+			fprintf(stderr, "journal seed too large\n");
+			exit(1);
+		}
+	}
+	memcpy(o->buf, b.data, b.len);
+	o->len = b.len;
+	sbuf_free(&b);
+}
+
 int main(int argc, char **argv)
 {
 	static const char *const three[] = { "1", "\"two\"", "[3]" };
@@ -120,5 +152,17 @@ int main(int argc, char **argv)
 	frame(&o, FP_FRAME_TASK, 50, FP_FRAME_STREAM, 0, task, sizeof(task) - 1);
 	tasks(&o, 51, "words", 5, 0, FP_FRAME_STREAM | FP_FRAME_FLUSH, three, 2);
 	save(dir, "frame-worker", "stream-task-then-tasks", &o);
+
+	/* Journal files, whole; the torn and damaged ones are the recipes' work. */
+	journal(&o, 0);
+	save(dir, "journal", "header-only", &o);
+	journal(&o, 3);
+	save(dir, "journal", "three-records", &o);
+	journal(&o, 3);
+	o.len -= 10;
+	save(dir, "journal", "torn-tail", &o);
+	journal(&o, 3);
+	o.buf[1 + FP_JOURNAL_HDR_LEN + 20] ^= 0x40;
+	save(dir, "journal", "damaged-first-record", &o);
 	return 0;
 }
