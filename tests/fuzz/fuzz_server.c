@@ -190,7 +190,7 @@ static void store_reset(struct fuzz_server *s)
 	if (queued && fp_job_finished(queued))
 		queued = NULL;
 	do {
-		n = fp_jobs_list(s->jobs, NULL, s->list, JOBS_MAX);
+		n = fp_jobs_list(s->jobs, NULL, 0, s->list, JOBS_MAX);
 		for (i = 0; i < n; i++)
 			if (s->list[i] != done && s->list[i] != queued)
 				fp_jobs_forget(s->jobs, s->list[i]);
