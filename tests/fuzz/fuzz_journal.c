@@ -1,24 +1,27 @@
 /*
- * fuzz-journal: a journal file read back (server/journal_read.c and the
- * record format of journal_format.c): a torn write, a disk error or a
- * person away from garbage, so outside input. Records carry checksums that
- * mutation alone does not get right, so an input is one of two things,
- * chosen by its first byte:
+ * fuzz-journal: a journal file read back as forkpoold replays it: the scan
+ * (server/journal_read.c, the framing of journal_format.c) and each record
+ * decoded as the job store's (server/journal_jobs.c). A journal is a torn
+ * write, a disk error or a person away from garbage: outside input. Records
+ * carry checksums that mutation alone does not get right, so an input is
+ * one of two things, chosen by its first byte:
  *  - odd: the file itself, byte for byte (headers and checksums wrong in
  *    every way);
- *  - even: a recipe. Records are built from it with the project's own
- *    encoders (fp_jrec_*, right checksums), then a few bytes of the file
- *    are damaged and its tail perhaps cut, where the recipe says: torn
- *    tails, damage in the middle, and records found again after it.
- * The file is scanned as forkpoold replays it, without and with recovery,
- * each valid record's payload read as fields (fp_jcur_*), and the two
- * scans held against each other and against what journal_read.h promises.
+ *  - even: a recipe. Records are framed from it by the project's own
+ *    encoder (fp_jrec_begin/end: right checksums) around payloads the input
+ *    gives byte for byte, then a few bytes of the file are damaged and its
+ *    tail perhaps cut, where the recipe says: torn tails, damage in the
+ *    middle, records found again after it, and every decoder's field checks.
+ * The file is scanned without and with recovery and the two scans held
+ * against each other and against journal_read.h; a record that decodes is
+ * encoded again and must decode to the same.
  */
 #include <errno.h>
 #include <string.h>
 
 #include "fuzz_util.h"
 #include "journal_format.h"
+#include "journal_jobs.h"
 #include "journal_read.h"
 #include "sbuf.h"
 
@@ -27,22 +30,139 @@ struct seen {
 	uint64_t records, next_off;
 };
 
-/* Every field the cursor gives is inside the payload; an overrun is an error, not a read. */
-static int record(void *data, const struct fp_jrec *r, uint64_t off)
+static bool inside(const void *p, size_t n, const struct fp_jrec *r)
 {
-	struct seen *s = data;
-	struct fp_jcur c;
-	size_t n;
-	const unsigned char *b;
-	unsigned k = 0;
+	const unsigned char *s = p;
 
-	FUZZ_CHECK(off >= s->next_off);
-	FUZZ_CHECK(r->size == FP_JREC_HDR_LEN + (size_t)r->len);
-	FUZZ_CHECK(off + r->size <= s->len);
-	s->next_off = off + r->size;
-	s->records++;
+	return !s ? n == 0 : s >= r->payload && n <= r->len && s + n <= r->payload + r->len;
+}
+
+static bool same_bytes(const char *a, size_t an, const char *b, size_t bn)
+{
+	return an == bn && (!an || !memcmp(a, b, an)) && (a == NULL) == (b == NULL);
+}
+
+static bool same_opts(const struct fp_jr_opts *a, const struct fp_jr_opts *b)
+{
+	return same_bytes(a->task, a->task_len, b->task, b->task_len) && a->timeout_ms == b->timeout_ms && a->retries == b->retries &&
+	       a->retry_on == b->retry_on && a->chunksize == b->chunksize &&
+	       a->workers == b->workers && a->buffer == b->buffer;
+}
+
+/* Frame what an encoder appended to b after `start` and parse it back. */
+static void reparse(struct sbuf *b, size_t start, uint16_t type, struct fp_jrec *out)
+{
+	FUZZ_CHECK(fp_jrec_end(b, start, type) == 0);
+	FUZZ_CHECK(fp_jrec_parse(b->data + start, b->len - start, out) == 0);
+}
+
+static void check_job(const struct fp_jrec *r)
+{
+	struct fp_jr_job a, z;
+	struct fp_jrec again;
+	struct sbuf b;
+	size_t start, i;
+
+	if (fp_jr_get_job(r, &a) < 0)
+		return;
+	FUZZ_CHECK(a.opts.task == NULL || inside(a.opts.task, a.opts.task_len, r));
+	FUZZ_CHECK(inside(a.idem_key, a.idem_key_len, r) || (a.idem_key && !a.idem_key_len));
+	for (i = 0; i < a.nstages; i++)
+		FUZZ_CHECK(inside(a.stages[i].task, a.stages[i].task_len, r));
+	for (i = 0; i < a.n; i++)
+		FUZZ_CHECK(inside(a.items[i].text, a.items[i].len, r) ||
+			   (a.items[i].text && !a.items[i].len));
+	sbuf_init(&b);
+	start = fp_jrec_begin(&b);
+	FUZZ_CHECK(fp_jr_put_job(&b, &a) == 0);
+	reparse(&b, start, FP_JR_JOB, &again);
+	FUZZ_CHECK(fp_jr_get_job(&again, &z) == 0);
+	FUZZ_CHECK(!memcmp(a.id, z.id, sizeof(a.id)) && a.kind == z.kind &&
+		   a.created_at == z.created_at && a.body_hash == z.body_hash);
+	FUZZ_CHECK(same_bytes(a.idem_key, a.idem_key_len, z.idem_key, z.idem_key_len));
+	FUZZ_CHECK(a.nstages == z.nstages && a.n == z.n);
+	if (a.nstages) {
+		for (i = 0; i < a.nstages; i++)
+			FUZZ_CHECK(same_opts(&a.stages[i], &z.stages[i]));
+		FUZZ_CHECK(same_bytes(a.reduce, a.reduce_len, z.reduce, z.reduce_len));
+		FUZZ_CHECK(a.reduce_batch == z.reduce_batch && a.ordered == z.ordered);
+	} else {
+		FUZZ_CHECK(same_opts(&a.opts, &z.opts));
+	}
+	for (i = 0; i < a.n; i++)
+		FUZZ_CHECK(same_bytes(a.items[i].text, a.items[i].len, z.items[i].text,
+				      z.items[i].len));
+	fp_jr_job_clear(&z);
+	fp_jr_job_clear(&a);
+	sbuf_free(&b);
+}
+
+static void check_outcomes(const struct fp_jrec *r)
+{
+	uint8_t id[FP_JR_ID_BYTES], id2[FP_JR_ID_BYTES];
+	struct fp_jr_outcomes in, out, back;
+	struct fp_jr_outcome e, f;
+	struct fp_jrec again;
+	struct sbuf b;
+	size_t start;
+	int rc;
+
+	if (fp_jr_outcomes_get_begin(&in, r, id) < 0)
+		return;
+	sbuf_init(&b);
+	start = fp_jrec_begin(&b);
+	fp_jr_outcomes_begin(&out, &b, id, in.origin);
+	while ((rc = fp_jr_outcomes_get_next(&in, &e)) == 1) {
+		FUZZ_CHECK(inside(e.text, e.len, r) || (e.text && !e.len));
+		fp_jr_outcomes_put(&out, &e);
+	}
+	FUZZ_CHECK(rc == 0 || rc == -EBADMSG);
+	if (rc == 0) {
+		/* All of it decoded: written again, it reads the same. */
+		fp_jr_outcomes_end(&out);
+		reparse(&b, start, FP_JR_OUTCOMES, &again);
+		FUZZ_CHECK(fp_jr_outcomes_get_begin(&back, &again, id2) == 0);
+		FUZZ_CHECK(!memcmp(id, id2, sizeof(id)) && back.origin == in.origin);
+		fp_jr_outcomes_get_begin(&in, r, id);
+		while ((rc = fp_jr_outcomes_get_next(&in, &e)) == 1) {
+			FUZZ_CHECK(fp_jr_outcomes_get_next(&back, &f) == 1);
+			FUZZ_CHECK(e.pos == f.pos && e.status == f.status &&
+				   e.attempts == f.attempts && e.index == f.index &&
+				   e.stage == f.stage &&
+				   same_bytes(e.text, e.len, f.text, f.len));
+		}
+		FUZZ_CHECK(rc == 0 && fp_jr_outcomes_get_next(&back, &f) == 0);
+	}
+	sbuf_free(&b);
+}
+
+static void check_mark(const struct fp_jrec *r)
+{
+	struct fp_jr_mark a, z;
+	struct fp_jrec again;
+	struct sbuf b;
+	size_t start;
+
+	if (fp_jr_get_mark(r, &a) < 0)
+		return;
+	sbuf_init(&b);
+	start = fp_jrec_begin(&b);
+	fp_jr_put_mark(&b, &a);
+	reparse(&b, start, r->type, &again);
+	FUZZ_CHECK(fp_jr_get_mark(&again, &z) == 0);
+	FUZZ_CHECK(!memcmp(a.id, z.id, sizeof(a.id)) && a.value == z.value && a.when == z.when);
+	sbuf_free(&b);
+}
+
+/* A record of no type the store knows: its payload read as fields, which never overrun. */
+static void check_fields(const struct fp_jrec *r)
+{
+	struct fp_jcur c;
+	const void *b;
+	unsigned k = 0;
+	size_t n;
+
 	fp_jcur_init(&c, r);
-	/* Fields in an order the record's type picks, until the payload runs out. */
 	while (!c.err && c.p < c.end) {
 		switch ((r->type + k++) % 4) {
 		case 0:
@@ -57,59 +177,65 @@ static int record(void *data, const struct fp_jrec *r, uint64_t off)
 		default:
 			b = fp_jcur_bytes(&c, &n);
 			FUZZ_CHECK((b == NULL) == (c.err != 0));
-			FUZZ_CHECK(!b || (b >= r->payload && b + n <= r->payload + r->len));
+			FUZZ_CHECK(!b || inside(b, n, r));
 			break;
 		}
 	}
 	FUZZ_CHECK(c.p <= c.end);
 	FUZZ_CHECK((fp_jcur_done(&c) == 0) == (c.err == 0 && c.p == c.end));
+}
+
+static int record(void *data, const struct fp_jrec *r, uint64_t off)
+{
+	struct seen *s = data;
+
+	FUZZ_CHECK(off >= s->next_off);
+	FUZZ_CHECK(r->size == FP_JREC_HDR_LEN + (size_t)r->len);
+	FUZZ_CHECK(off + r->size <= s->len);
+	s->next_off = off + r->size;
+	s->records++;
+	switch (r->type) {
+	case FP_JR_JOB:
+		check_job(r);
+		break;
+	case FP_JR_OUTCOMES:
+		check_outcomes(r);
+		break;
+	case FP_JR_STARTED:
+	case FP_JR_END:
+	case FP_JR_CANCEL:
+	case FP_JR_FORGET:
+		check_mark(r);
+		break;
+	default:
+		check_fields(r);
+		break;
+	}
 	return 0;
 }
 
 /*
- * The recipe: per record a type byte, a length byte and that many payload
- * bytes (put as u8, u32, u64 and strings in turn); then, after a 0xff, the
- * damage: a count, that many (offset, xor) pairs, and a cut.
+ * The recipe: per record a type byte, a u16 length (little-endian) and that
+ * many payload bytes; then, after a type byte 0xff, the damage: a count,
+ * that many (offset, xor) pairs, and a cut.
  */
 static void build(const uint8_t *data, size_t size, struct sbuf *b)
 {
 	unsigned char hdr[FP_JOURNAL_HDR_LEN];
 	size_t i = 0, n, start, at, damage;
-	uint16_t type;
 
 	fp_journal_header_put(hdr);
 	sbuf_add(b, (const char *)hdr, sizeof(hdr));
-	while (i + 2 <= size && data[i] != 0xff) {
-		type = data[i];
-		n = data[i + 1];
-		i += 2;
-		if (n > size - i)
-			n = size - i;
+	while (i + 3 <= size && data[i] != 0xff) {
+		n = data[i + 1] | (size_t)data[i + 2] << 8;
+		if (n > size - i - 3)
+			n = size - i - 3;
 		start = fp_jrec_begin(b);
-		for (size_t k = 0, f = 0; k < n; f++) {
-			size_t take = (size_t[]){ 1, 4, 8, 3 }[f % 4];
-
-			if (take > n - k)
-				take = n - k;
-			if (f % 4 == 3) {
-				fp_jrec_put_bytes(b, data + i + k, take);
-			} else {
-				uint64_t v = 0;
-
-				memcpy(&v, data + i + k, take);
-				if (take == 1)
-					fp_jrec_put_u8(b, (uint8_t)v);
-				else if (take == 4)
-					fp_jrec_put_u32(b, (uint32_t)v);
-				else
-					fp_jrec_put_u64(b, v);
-			}
-			k += take;
-		}
-		FUZZ_CHECK(fp_jrec_end(b, start, type) == 0);
-		i += n;
+		sbuf_add(b, (const char *)data + i + 3, n);
+		FUZZ_CHECK(fp_jrec_end(b, start, data[i]) == 0);
+		i += 3 + n;
 	}
-	if (i >= size || b->oom)
+	if (i >= size || data[i] != 0xff)
 		return;
 	i++;
 	damage = i < size ? data[i++] % 8 : 0;

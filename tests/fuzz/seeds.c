@@ -15,6 +15,7 @@
 #include "forkpool.h"
 #include "frame.h"
 #include "journal_format.h"
+#include "journal_jobs.h"
 #include "sbuf.h"
 
 struct out {
@@ -110,6 +111,115 @@ static void journal(struct out *o, unsigned n)
 	sbuf_free(&b);
 }
 
+/*
+ * The job store's records (journal_jobs.h), each framed by fp_jrec_end() in
+ * `b` from `start`: an apply, a pipeline, outcomes with and without their
+ * origin, and the four marks.
+ */
+static void job_records(struct sbuf *b, void (*done)(struct sbuf *, size_t, uint16_t))
+{
+	static const uint8_t id[FP_JR_ID_BYTES] = { 0xfa, 0xce, 0xb0, 0x0c, 1, 2, 3, 4,
+						    5, 6, 7, 8, 9, 10, 11, 12 };
+	struct fp_jr_item one[] = { { "7", 1 } }, two[] = { { "\"a b\"", 5 }, { "\"c\"", 3 } };
+	struct fp_jr_opts stages[] = {
+		{ .task = "words", .task_len = 5, .timeout_ms = -1 },
+		{ .task = "lower", .task_len = 5, .timeout_ms = 500, .retries = 2, .retry_on = 3,
+		  .workers = 1, .buffer = 100 },
+	};
+	struct fp_jr_job apply = {
+		.kind = 0, .created_at = 1765000000000ull, .body_hash = 0x1234,
+		.opts = { .task = "square", .task_len = 6, .timeout_ms = -1, .retries = 1,
+			  .retry_on = 3 },
+		.n = 1, .items = one,
+	};
+	struct fp_jr_job pipeline = {
+		.kind = 2, .created_at = 1765000000001ull, .idem_key = "key-1", .idem_key_len = 5,
+		.nstages = 2, .stages = stages, .reduce = "count", .reduce_len = 5,
+		.reduce_batch = 256, .ordered = true, .n = 2, .items = two,
+	};
+	struct fp_jr_outcome ok = { .pos = 0, .status = 0, .attempts = 1, .text = "49", .len = 2 };
+	struct fp_jr_outcome bad = { .pos = 1, .status = 2, .attempts = 3, .index = 1, .stage = 1,
+				     .text = "killed by SIGKILL", .len = 17 };
+	struct fp_jr_mark mark = { .value = 3, .when = 1765000000002ull };
+	struct fp_jr_outcomes o;
+	size_t start;
+
+	memcpy(apply.id, id, sizeof(id));
+	memcpy(pipeline.id, id, sizeof(id));
+	pipeline.id[0] = 0xab;
+	memcpy(mark.id, id, sizeof(id));
+	start = fp_jrec_begin(b);
+	fp_jr_put_job(b, &apply);
+	done(b, start, FP_JR_JOB);
+	start = fp_jrec_begin(b);
+	fp_jr_put_job(b, &pipeline);
+	done(b, start, FP_JR_JOB);
+	start = fp_jrec_begin(b);
+	fp_jr_put_mark(b, &mark);
+	done(b, start, FP_JR_STARTED);
+	start = fp_jrec_begin(b);
+	fp_jr_outcomes_begin(&o, b, id, false);
+	fp_jr_outcomes_put(&o, &ok);
+	fp_jr_outcomes_put(&o, &bad);
+	fp_jr_outcomes_end(&o);
+	done(b, start, FP_JR_OUTCOMES);
+	start = fp_jrec_begin(b);
+	fp_jr_outcomes_begin(&o, b, pipeline.id, true);
+	fp_jr_outcomes_put(&o, &bad);
+	fp_jr_outcomes_end(&o);
+	done(b, start, FP_JR_OUTCOMES);
+	start = fp_jrec_begin(b);
+	fp_jr_put_mark(b, &mark);
+	done(b, start, FP_JR_END);
+	start = fp_jrec_begin(b);
+	fp_jr_put_mark(b, &mark);
+	done(b, start, FP_JR_CANCEL);
+	start = fp_jrec_begin(b);
+	fp_jr_put_mark(b, &mark);
+	done(b, start, FP_JR_FORGET);
+}
+
+/* In a journal file: framed by the real encoder. */
+static void frame_record(struct sbuf *b, size_t start, uint16_t type)
+{
+	if (fp_jrec_end(b, start, type) < 0) {
+		fprintf(stderr, "journal seed: cannot frame a record\n");
+		exit(1);
+	}
+}
+
+/*
+ * In a recipe for fuzz-journal: the header fp_jrec_begin() reserved becomes
+ * the recipe's type byte and u16 length, the payload stays.
+ */
+static void recipe_record(struct sbuf *b, size_t start, uint16_t type)
+{
+	size_t len = b->len - start - FP_JREC_HDR_LEN;
+	char *p = b->data + start;
+
+	if (len > 0xffff) {
+		fprintf(stderr, "journal seed: a record too long for a recipe\n");
+		exit(1);
+	}
+	p[0] = (char)type;
+	p[1] = (char)(len & 0xff);
+	p[2] = (char)(len >> 8);
+	memmove(p + 3, p + FP_JREC_HDR_LEN, len);
+	b->len = start + 3 + len;
+}
+
+static void save_sbuf(const char *dir, const char *name, struct sbuf *b, struct out *o)
+{
+	if (b->oom || b->len > sizeof(o->buf)) {
+		fprintf(stderr, "journal seed %s: too large\n", name);
+		exit(1);
+	}
+	memcpy(o->buf, b->data, b->len);
+	o->len = b->len;
+	save(dir, "journal", name, o);
+	sbuf_reset(b);
+}
+
 int main(int argc, char **argv)
 {
 	static const char *const three[] = { "1", "\"two\"", "[3]" };
@@ -164,5 +274,27 @@ int main(int argc, char **argv)
 	journal(&o, 3);
 	o.buf[1 + FP_JOURNAL_HDR_LEN + 20] ^= 0x40;
 	save(dir, "journal", "damaged-first-record", &o);
+
+	/* The job store's records: a journal of them, and recipes of them (then damaged). */
+	{
+		unsigned char hdr[FP_JOURNAL_HDR_LEN];
+		struct sbuf b;
+
+		sbuf_init(&b);
+		sbuf_add(&b, "\x01", 1);
+		fp_journal_header_put(hdr);
+		sbuf_add(&b, (const char *)hdr, sizeof(hdr));
+		job_records(&b, frame_record);
+		save_sbuf(dir, "jobs", &b, &o);
+		sbuf_add(&b, "\x00", 1);
+		job_records(&b, recipe_record);
+		save_sbuf(dir, "recipe-jobs", &b, &o);
+		sbuf_add(&b, "\x00", 1);
+		job_records(&b, recipe_record);
+		/* Damage: two bytes flipped in the second record and third, no cut. */
+		sbuf_add(&b, "\xff\x02\x06\x20\x0c\x01\x00", 7);
+		save_sbuf(dir, "recipe-jobs-damaged", &b, &o);
+		sbuf_free(&b);
+	}
 	return 0;
 }
