@@ -3,6 +3,7 @@
  * one exchange per input, after which it is as it was before.
  */
 #include <errno.h>
+#include <http_parser.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,6 +164,73 @@ static char *substitute(struct fuzz_server *s, const uint8_t *data, size_t size,
 	return out;
 }
 
+/*
+ * What the server wrote must be HTTP responses, one for each request it
+ * read, and nothing else: http-parser reads the output as responses,
+ * knowing from the input which requests were HEADs (their responses have a
+ * Content-Length and no body).
+ */
+enum { HEADS_MAX = 256 };
+
+struct wire {
+	unsigned nreq, nresp, nfinal;
+	bool head[HEADS_MAX];
+};
+
+static int request_headers(http_parser *p)
+{
+	struct wire *w = p->data;
+
+	if (w->nreq < HEADS_MAX)
+		w->head[w->nreq] = p->method == HTTP_HEAD;
+	w->nreq++;
+	return 0;
+}
+
+static int response_headers(http_parser *p)
+{
+	struct wire *w = p->data;
+	unsigned k;
+
+	/* 100 Continue answers no request of its own. */
+	if (p->status_code < 200)
+		return 0;
+	k = w->nfinal++;
+	return k < HEADS_MAX && k < w->nreq && w->head[k] ? 1 : 0;
+}
+
+static int response_complete(http_parser *p)
+{
+	struct wire *w = p->data;
+
+	w->nresp++;
+	return 0;
+}
+
+static void check_responses(const char *in, size_t inlen, const char *out, size_t outlen)
+{
+	static const http_parser_settings req = { .on_headers_complete = request_headers };
+	static const http_parser_settings resp = { .on_headers_complete = response_headers,
+						   .on_message_complete = response_complete };
+	struct wire w = { 0 };
+	http_parser p;
+	size_t n;
+
+	http_parser_init(&p, HTTP_REQUEST);
+	p.data = &w;
+	http_parser_execute(&p, &req, in, inlen);
+	http_parser_init(&p, HTTP_RESPONSE);
+	p.data = &w;
+	n = http_parser_execute(&p, &resp, out, outlen);
+	if (HTTP_PARSER_ERRNO(&p) != HPE_OK || n != outlen) {
+		fprintf(stderr, "the server's output is not HTTP responses at byte %zu of %zu: %s\n",
+			n, outlen, http_errno_description(HTTP_PARSER_ERRNO(&p)));
+		FUZZ_CHECK(!"well-formed responses");
+	}
+	/* No answer without a question: as many as the requests, and the error that ends them. */
+	FUZZ_CHECK(w.nfinal <= w.nreq + 1);
+}
+
 /* Turn the writes and the loop until neither has anything to do. */
 static void settle(struct fuzz_server *s, fp_http_mem *m)
 {
@@ -233,6 +301,7 @@ void fuzz_server_exchange(struct fuzz_server *s, const uint8_t *data, size_t siz
 	/* Whatever the server wrote is responses: HTTP/1.1, from the first byte. */
 	out = fp_http_mem_output(m, &outlen);
 	FUZZ_CHECK(outlen == 0 || (outlen >= 9 && !memcmp(out, "HTTP/1.1 ", 9)));
+	check_responses(in, len, out, outlen);
 	if (s->show)
 		fprintf(stderr, "--- %zu bytes in, %zu out:\n%.*s\n", len, outlen, (int)outlen, out);
 	fp_http_mem_close(m);
