@@ -100,8 +100,8 @@ static void server_destroy(fp_http_server *srv)
 		srv->conns = c->next;
 		/* Only zombies are left, their fds closed; a handler that still
 		 * holds one must not touch it after the server is freed. */
-		if (c->fd >= 0)
-			close(c->fd);
+		if (!c->closed)
+			c->io->close(c);
 		fp__http_conn_free(c);
 	}
 	while ((l = srv->listeners)) {

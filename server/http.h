@@ -231,4 +231,38 @@ void fp_http_on_close(fp_http_request *req, void (*cb)(fp_http_request *req, voi
 /* "Not Found" for 404, etc. */
 const char *fp_http_reason(int status);
 
+/* --- a connection in memory (tests, fuzzing) ------------------------------- */
+
+/*
+ * A connection with no socket: bytes given to fp_http_mem_send() go through
+ * the server's own code (the parser, the limits, the handler, the responses,
+ * keep-alive and pipelining, the close) as if read from a client, and what
+ * the server writes is kept for the caller to read. The caller stands for the
+ * loop: a write the server makes completes at the next fp_http_mem_turn(),
+ * as a write to a client that reads everything would. None of these may be
+ * called from inside one of the server's callbacks. Close every memory
+ * connection before fp_http_server_free().
+ */
+typedef struct fp_http_mem fp_http_mem;
+
+int fp_http_mem_open(fp_http_server *srv, fp_http_mem **out);
+/* Bytes from the client, as one read brings them. -EPIPE once the server is done reading. */
+int fp_http_mem_send(fp_http_mem *m, const void *data, size_t len);
+/* The client half-closes: the server reads end of file. */
+void fp_http_mem_shutdown(fp_http_mem *m);
+/*
+ * Complete the write in flight, or end what the server cancelled, as one
+ * turn of the loop would. 1 when something happened, 0 when nothing was due.
+ */
+int fp_http_mem_turn(fp_http_mem *m);
+/* Everything the server wrote so far; fp_http_mem_clear() forgets it. */
+const char *fp_http_mem_output(const fp_http_mem *m, size_t *len);
+void fp_http_mem_clear(fp_http_mem *m);
+/* The server sent its FIN (SHUT_WR). */
+int fp_http_mem_server_shut(const fp_http_mem *m);
+/* The server closed the connection: nothing more will be written. */
+int fp_http_mem_closed(const fp_http_mem *m);
+/* The client goes away (a reset, if the server was still reading), then m is freed. */
+void fp_http_mem_close(fp_http_mem *m);
+
 #endif

@@ -69,7 +69,7 @@ static int idle_stale(const struct conn *c)
  */
 static int idle_now(const struct conn *c)
 {
-	return !c->unsent && !fp_io_active(&c->wio) && !c->in.len && !c->resume_pending &&
+	return !c->unsent && !c->writing && !c->in.len && !c->resume_pending &&
 	       !c->zombie && !c->reap_later;
 }
 

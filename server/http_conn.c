@@ -213,8 +213,7 @@ void fp__http_conn_kill(struct conn *c)
 	conn_gone(c);
 	c->rdeadline = c->wdeadline = 0;
 	c->rdl_kind = DL_NONE;
-	fp_io_cancel(&c->rio);
-	fp_io_cancel(&c->wio);
+	c->io->cancel(c);
 }
 
 /* --- connections ---------------------------------------------------------- */
@@ -259,11 +258,11 @@ static void conn_reap(struct conn *c)
 {
 	fp_http_server *srv = c->srv;
 
-	if (c->busy || c->reap_later || fp_io_active(&c->rio) || fp_io_active(&c->wio))
+	if (c->busy || c->reap_later || !c->read_done || c->writing)
 		return;
-	if (c->fd >= 0) {
-		close(c->fd);
-		c->fd = -1;
+	if (!c->closed) {
+		c->io->close(c);
+		c->closed = 1;
 		srv->stats.open--;
 	}
 	if (!c->zombie) {
@@ -277,7 +276,7 @@ static void conn_reap(struct conn *c)
 static void conn_shutdown(struct conn *c)
 {
 	c->shut = 1;
-	shutdown(c->fd, SHUT_WR);
+	c->io->shutdown(c);
 	if (c->read_done)
 		fp__http_conn_kill(c);
 	else
@@ -367,10 +366,8 @@ static void conn_eof(struct conn *c, ssize_t res)
 		fp__http_conn_kill(c);
 }
 
-static void conn_read_cb(fp_io *io, ssize_t res, const char *buf)
+void fp__http_conn_read(struct conn *c, ssize_t res, const char *buf)
 {
-	struct conn *c = io->data;
-
 	c->busy++;
 	if (res > 0) {
 		conn_input(c, buf, (size_t)res);
@@ -488,6 +485,83 @@ static void sweep_cb(fp_timer *t)
 	}
 }
 
+/* --- the socket transport ------------------------------------------------- */
+
+static void sock_read_cb(fp_io *io, ssize_t res, const char *buf)
+{
+	fp__http_conn_read(io->data, res, buf);
+}
+
+static void sock_write_cb(fp_io *io, ssize_t res, const char *buf)
+{
+	fp__http_conn_written(io->data, res);
+}
+
+static int sock_write(struct conn *c, const struct iovec *iov, int iovcnt)
+{
+	return fp_io_write(c->srv->loop, &c->wio, c->fd, iov, iovcnt, sock_write_cb);
+}
+
+static void sock_cancel(struct conn *c)
+{
+	fp_io_cancel(&c->rio);
+	fp_io_cancel(&c->wio);
+}
+
+static void sock_shutdown(struct conn *c)
+{
+	shutdown(c->fd, SHUT_WR);
+}
+
+static void sock_close(struct conn *c)
+{
+	close(c->fd);
+	c->fd = -1;
+}
+
+static const struct conn_io_ops sock_ops = {
+	.write = sock_write,
+	.cancel = sock_cancel,
+	.shutdown = sock_shutdown,
+	.close = sock_close,
+};
+
+struct conn *fp__http_conn_new(fp_http_server *srv, const struct conn_io_ops *io)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->srv = srv;
+	c->io = io;
+	c->fd = -1;
+	c->rio.data = c;
+	c->wio.data = c;
+	c->req.c = c;
+	http_parser_init(&c->parser, HTTP_REQUEST);
+	c->parser.data = c;
+	return c;
+}
+
+void fp__http_conn_open(struct conn *c)
+{
+	fp_http_server *srv = c->srv;
+
+	c->next = srv->conns;
+	if (srv->conns)
+		srv->conns->prev = c;
+	srv->conns = c;
+	srv->stats.accepted++;
+	srv->stats.open++;
+	srv->live++;
+}
+
+void fp__http_conn_await(struct conn *c)
+{
+	fp__http_conn_rdeadline(c, DL_HEADER, c->srv->lim.header_timeout_ms);
+	fp__http_idle_enter(c);
+}
+
 void fp__http_conn_accept(fp_http_server *srv, struct listener *l, int fd)
 {
 	enum fp__http_admit admit;
@@ -505,34 +579,22 @@ void fp__http_conn_accept(fp_http_server *srv, struct listener *l, int fd)
 		srv->stats.refused++;
 		return;
 	}
-	c = calloc(1, sizeof(*c));
+	c = fp__http_conn_new(srv, &sock_ops);
 	if (!c) {
 		close(fd);
 		return;
 	}
-	c->srv = srv;
 	c->fd = fd;
 	c->unix_peer = l->family == AF_UNIX;
-	c->rio.data = c;
-	c->wio.data = c;
-	c->req.c = c;
-	http_parser_init(&c->parser, HTTP_REQUEST);
-	c->parser.data = c;
 	/* Each response leaves in one write; Nagle would only delay the next. */
 	if (!c->unix_peer)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (fp_io_read_start(srv->loop, &c->rio, fd, conn_read_cb) < 0) {
+	if (fp_io_read_start(srv->loop, &c->rio, fd, sock_read_cb) < 0) {
 		close(fd);
 		free(c);
 		return;
 	}
-	c->next = srv->conns;
-	if (srv->conns)
-		srv->conns->prev = c;
-	srv->conns = c;
-	srv->stats.accepted++;
-	srv->stats.open++;
-	srv->live++;
+	fp__http_conn_open(c);
 	if (admit == FP__HTTP_ADMIT_OVER_IP) {
 		srv->stats.refused_per_ip++;
 		c->busy++;
@@ -546,6 +608,5 @@ void fp__http_conn_accept(fp_http_server *srv, struct listener *l, int fd)
 		c->ip = ip;
 		c->ip_counted = 1;
 	}
-	fp__http_conn_rdeadline(c, DL_HEADER, srv->lim.header_timeout_ms);
-	fp__http_idle_enter(c);
+	fp__http_conn_await(c);
 }

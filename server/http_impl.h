@@ -58,6 +58,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 
@@ -126,6 +127,27 @@ struct listener {
 struct conn;
 struct fp__http_peers;
 
+/*
+ * How a connection's bytes move: on its socket through the loop (every
+ * accepted connection, http_conn.c), or in memory (http_mem.c: tests and the
+ * fuzzer feed bytes and collect the answer, through the same parsing, limits
+ * and responses, with no socket). Either way, as the loop's rules say, the
+ * transport calls fp__http_conn_read() for each read and once more at the
+ * read stream's end, and fp__http_conn_written() once per write, never from
+ * inside the call that started or cancelled it. The connection keeps its own
+ * count of what is in flight (read_done, writing), so no query is needed.
+ */
+struct conn_io_ops {
+	/* Write every byte of iov[0..iovcnt) (at most FP_IO_IOV_MAX). */
+	int (*write)(struct conn *c, const struct iovec *iov, int iovcnt);
+	/* End the read stream and the write in flight: their last calls follow. */
+	void (*cancel)(struct conn *c);
+	/* Our side is done sending (SHUT_WR). */
+	void (*shutdown)(struct conn *c);
+	/* After the last call of every operation. */
+	void (*close)(struct conn *c);
+};
+
 struct fp_http_request {
 	struct conn *c;
 	void *data;
@@ -168,7 +190,9 @@ struct conn {
 	fp_http_server *srv;
 	struct conn *prev, *next;
 	struct conn *sweep_next;       /* sweep_cb's list of expired ones */
-	int fd;
+	const struct conn_io_ops *io;
+	void *io_data;                 /* the transport's own (memory) */
+	int fd;                        /* the socket transport's */
 	fp_io rio, wio;
 	http_parser parser;
 
@@ -178,6 +202,8 @@ struct conn {
 	uint8_t closing;               /* no further request: flush, then shut down */
 	uint8_t shut;                  /* SHUT_WR done, lingering */
 	uint8_t read_done;             /* the read stream has ended */
+	uint8_t writing;               /* a write is in flight */
+	uint8_t closed;                /* the transport is closed */
 	uint8_t processing;            /* inside fp__http_conn_process() */
 	uint8_t zombie;                /* gone, but the handler holds the request */
 	uint8_t in_close_cb;
@@ -310,6 +336,14 @@ void fp__http_idle_enter(struct conn *c);
 void fp__http_idle_leave(struct conn *c);
 
 void fp__http_conn_accept(fp_http_server *srv, struct listener *l, int fd);
+/* A connection over `io`, not yet reading nor in the server's list. */
+struct conn *fp__http_conn_new(fp_http_server *srv, const struct conn_io_ops *io);
+/* List it and count it open: it is reading now. */
+void fp__http_conn_open(struct conn *c);
+/* Wait for its first request: the header deadline runs, and it is idle until a byte comes. */
+void fp__http_conn_await(struct conn *c);
+/* A transport's read: res > 0 bytes, 0 end of file, < 0 -errno (the last two end it). */
+void fp__http_conn_read(struct conn *c, ssize_t res, const char *buf);
 void fp__http_conn_kill(struct conn *c);
 void fp__http_conn_leave(struct conn *c);
 void fp__http_conn_free(struct conn *c);
@@ -326,6 +360,8 @@ void fp__http_out_commit(struct conn *c, size_t n);
 void fp__http_out_spare_free(struct conn *c);
 int fp__http_out_append(struct conn *c, const char *s, size_t n);
 void fp__http_conn_flush(struct conn *c);
+/* A transport's write ended: every byte written (res >= 0) or -errno. */
+void fp__http_conn_written(struct conn *c, ssize_t res);
 
 /* --- http_response.c ------------------------------------------------------ */
 

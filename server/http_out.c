@@ -117,8 +117,6 @@ int fp__http_out_append(struct conn *c, const char *s, size_t n)
 	return 0;
 }
 
-static void conn_write_cb(fp_io *io, ssize_t res, const char *buf);
-
 /* Start a write of what is queued, unless one is in flight. */
 void fp__http_conn_flush(struct conn *c)
 {
@@ -128,7 +126,7 @@ void fp__http_conn_flush(struct conn *c)
 	struct oblk *b;
 	int n = 0;
 
-	if (c->dead || !c->unsent || fp_io_active(&c->wio))
+	if (c->dead || !c->unsent || c->writing)
 		return;
 	/*
 	 * A large body goes out in several writes: each completion frees
@@ -147,12 +145,13 @@ void fp__http_conn_flush(struct conn *c)
 	}
 	if (!n)
 		return;
-	if (fp_io_write(srv->loop, &c->wio, c->fd, iov, n, conn_write_cb) < 0) {
+	if (c->io->write(c, iov, n) < 0) {
 		for (b = c->oq_head; b; b = b->next)
 			b->inflight = b->sent;
 		fp__http_conn_kill(c);
 		return;
 	}
+	c->writing = 1;
 	srv->stats.writes++;
 	/* A peer that stops reading is dropped after idle_timeout_ms. */
 	if (srv->lim.idle_timeout_ms) {
@@ -161,13 +160,13 @@ void fp__http_conn_flush(struct conn *c)
 	}
 }
 
-static void conn_write_cb(fp_io *io, ssize_t res, const char *buf)
+void fp__http_conn_written(struct conn *c, ssize_t res)
 {
-	struct conn *c = io->data;
 	fp_http_request *req = &c->req;
 	struct oblk *b, **pp, *prev = NULL;
 
 	c->busy++;
+	c->writing = 0;
 	if (res < 0) {
 		/* -EPIPE, -ECONNRESET: the client is gone; -ECANCELED: we killed it. */
 		fp__http_conn_kill(c);

@@ -228,7 +228,8 @@ void fp__journal_compact_step(fp_journal *j)
 			}
 		}
 		c->state = C_WANT_FINAL;
-		/* fall through */
+		/* clang takes no comment for it: the attribute, which gcc takes too. */
+		__attribute__((fallthrough));
 	case C_WANT_FINAL:
 		if (fp_io_active(&j->wio) || fp_io_active(&j->sio) ||
 		    j->deferred_err)

@@ -2430,6 +2430,75 @@ static void half_closed_client_gets_its_answer(void **state)
 	assert_int_equal(t.closes, 0);
 	t_free(&t);
 }
+/*
+ * The memory transport (tests and the fuzzer): the same parsing and
+ * responses with no socket. Two pipelined requests are answered in order,
+ * in one write, completed by the caller's turn; a malformed third gets its
+ * 400, and the server then half-closes and, at the client's FIN, closes.
+ */
+static void memory_connection_pipelined_then_error(void **state)
+{
+	static const char in[] = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+				 "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz"
+				 "BAD\x01 / HTTP/1.1\r\n\r\n";
+	struct t t;
+	fp_http_mem *m;
+	const char *out;
+	size_t len;
+	struct fp_http_stats st;
+
+	t_init_limits(&t, NULL);
+	assert_int_equal(fp_http_mem_open(t.srv, &m), 0);
+	assert_int_equal(fp_http_mem_send(m, in, sizeof(in) - 1), 0);
+	/* Nothing is written before the turn that stands for the loop. */
+	while (fp_http_mem_turn(m) > 0)
+		;
+	out = fp_http_mem_output(m, &len);
+	assert_non_null(strstr(out, "GET /a 0:"));
+	assert_non_null(strstr(out, "POST /b 3:xyz"));
+	assert_true(strstr(out, "GET /a 0:") < strstr(out, "POST /b 3:xyz"));
+	assert_non_null(strstr(out, "HTTP/1.1 400 "));
+	assert_true(fp_http_mem_server_shut(m));
+	assert_false(fp_http_mem_closed(m));
+	fp_http_mem_shutdown(m);
+	while (fp_http_mem_turn(m) > 0)
+		;
+	assert_true(fp_http_mem_closed(m));
+	assert_int_equal(fp_http_mem_send(m, "x", 1), -EPIPE);
+	fp_http_server_stats(t.srv, &st);
+	assert_int_equal(st.open, 0);
+	assert_int_equal(t.handled, 2);
+	fp_http_mem_close(m);
+	t_free(&t);
+}
+
+static void hold_with_close_cb(struct t *t, fp_http_request *req)
+{
+	t->held = req;
+	fp_http_on_close(req, on_close_count, t);
+}
+
+/* A client that leaves while the handler holds its request: the close callback runs. */
+static void memory_connection_reset_runs_close_callback(void **state)
+{
+	static const char in[] = "GET /held HTTP/1.1\r\nHost: x\r\n\r\n";
+	struct t t;
+	fp_http_mem *m;
+	struct fp_http_stats st;
+
+	t_init_limits(&t, NULL);
+	t.on_request = hold_with_close_cb;
+	assert_int_equal(fp_http_mem_open(t.srv, &m), 0);
+	assert_int_equal(fp_http_mem_send(m, in, sizeof(in) - 1), 0);
+	assert_int_equal(t.handled, 1);
+	assert_int_equal(t.closes, 0);
+	fp_http_mem_close(m);
+	assert_int_equal(t.closes, 1);
+	fp_http_server_stats(t.srv, &st);
+	assert_int_equal(st.open, 0);
+	t_free(&t);
+}
+
 
 int main(void)
 {
@@ -2471,6 +2540,8 @@ int main(void)
 		cmocka_unit_test(idle_connections_evicted_at_cap),
 		cmocka_unit_test(per_address_cap),
 		cmocka_unit_test(half_closed_client_gets_its_answer),
+		cmocka_unit_test(memory_connection_pipelined_then_error),
+		cmocka_unit_test(memory_connection_reset_runs_close_callback),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
