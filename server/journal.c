@@ -11,6 +11,9 @@
 
 #include "journal_impl.h"
 
+/* A write buffer larger than this is freed after its write, not kept. */
+#define FLIGHT_KEEP_MAX (4u << 20)
+
 int fp_fsync_policy_parse(const char *name, enum fp_fsync_policy *out)
 {
 	if (!name || !out)
@@ -162,6 +165,9 @@ static void write_cb(fp_io *io, ssize_t res, const char *buf)
 		j->st.writes++;
 		j->written = j->batch_end;
 		sbuf_reset(&j->flight);
+		/* A big batch (a million-item job) leaves no big buffer behind. */
+		if (j->flight.cap > FLIGHT_KEEP_MAX)
+			sbuf_free(&j->flight);
 		fp__journal_release(j);
 	}
 	fp__journal_progress(j);
