@@ -18,6 +18,40 @@
 
 /* The bar shows bytes sent this often while the items upload. */
 #define UPLOAD_STEP_MS 100
+/* After Ctrl-C with the body sent, the answer naming the job is awaited this long. */
+#define ANSWER_WAIT_MS 2000
+
+/* The job's id in a submission's answer (a new string), or NULL. */
+static char *answer_id(struct cli_req *r)
+{
+	json_t *doc = r->body ? json_loadb(r->body, r->len, 0, NULL) : NULL;
+	const char *id = json_string_value(json_object_get(doc, "id"));
+	char *copy = id ? strdup(id) : NULL;
+
+	json_decref(doc);
+	return copy;
+}
+
+/*
+ * Ctrl-C once the whole body was sent: the job is the server's already, so
+ * its answer is awaited a moment (not past a second Ctrl-C) to name the job
+ * that goes on.
+ */
+static int interrupted_after_sending(struct cli_http *h, struct cli_req *r, const char *cmd)
+{
+	int64_t until = cli_now_ms() + ANSWER_WAIT_MS;
+	char *id = NULL;
+	int rc;
+
+	while (!r->done && cli_now_ms() < until && cli_http_step(h, UPLOAD_STEP_MS, -1) == 0)
+		;
+	if (r->done && r->result == CURLE_OK && r->status == 202)
+		id = answer_id(r);
+	cli_req_abort(r);
+	rc = cli_http_stopped(h, -EINTR, cmd, id);
+	free(id);
+	return rc;
+}
 
 /*
  * POST the request r is set up for (its body in r->upload or r->post) and
@@ -28,7 +62,7 @@ static int submit(struct cli_http *h, struct cli_req *r, const char *cmd, const 
 {
 	struct cli_progress bar;
 	json_t *doc;
-	int err;
+	int err = 0;
 
 	*id = NULL;
 	cli_progress_init(&bar, quiet || !r->upload);
@@ -37,15 +71,18 @@ static int submit(struct cli_http *h, struct cli_req *r, const char *cmd, const 
 		return CLI_EXIT_LOCAL;
 	}
 	while (!r->done) {
-		if ((err = cli_http_step(h, UPLOAD_STEP_MS, -1)) < 0) {
-			cli_req_abort(r);
-			cli_progress_clear(&bar);
-			return cli_http_stopped(h, err, cmd, NULL);
-		}
+		if ((err = cli_http_step(h, UPLOAD_STEP_MS, -1)) < 0)
+			break;
 		if (r->upload)
 			cli_progress_sent(&bar, r->upload->sent);
 	}
 	cli_progress_clear(&bar);
+	if (err == -EINTR && (!r->upload || r->upload->eof))
+		return interrupted_after_sending(h, r, cmd);
+	if (err < 0) {
+		cli_req_abort(r);
+		return cli_http_stopped(h, err, cmd, NULL);
+	}
 	if (r->upload && r->upload->err) {
 		fprintf(stderr, "forkpool %s: cannot read the items from %s: %s\n", cmd,
 			r->upload->name, strerror(-r->upload->err));

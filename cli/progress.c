@@ -66,7 +66,8 @@ static void draw(struct cli_progress *p, int64_t now)
 		     p->total ? (unsigned)((p->done + p->failed) * 100 / p->total) : 100u,
 		     grouped(a, sizeof(a), p->done + p->failed), grouped(b, sizeof(b), p->total),
 		     grouped(c, sizeof(c), p->failed), rate, eta);
-	width = cols - 1 - n - 2;
+	/* The bar keeps its width whether an ETA is shown or not. */
+	width = cols - 1 - (n - (int)strlen(eta)) - (int)sizeof("  ETA 0:00:00") - 2;
 	if (width > BAR_MAX)
 		width = BAR_MAX;
 	if (width < BAR_MIN)

@@ -45,7 +45,9 @@ static json_t *fetch(struct top *t, const char *path, int *stop)
 		return NULL;
 	}
 	if (t->req.result != CURLE_OK) {
-		snprintf(t->err, sizeof(t->err), "cannot reach the server: %s",
+		snprintf(t->err, sizeof(t->err), "cannot reach the server at %s%s: %s",
+			 t->http->unix_path ? "unix:" : "",
+			 t->http->unix_path ? t->http->unix_path : t->http->base,
 			 t->req.errbuf[0] ? t->req.errbuf : curl_easy_strerror(t->req.result));
 		return NULL;
 	}
@@ -122,11 +124,12 @@ static void view(struct top *t, json_t *health, json_t *workers, json_t *jobs)
 		line(t, &row, "status %s  backend %s  version %s  up %llds", str(health, "status", "?"),
 		     str(health, "backend", "?"), str(health, "version", "?"),
 		     num(health, "uptime_ms") / 1000);
-		line(t, &row, "workers %lld (alive %lld, able %lld)  queued %lld  running %lld  done"
-		     " %lld  failed %lld  crashes %lld  timeouts %lld  recycles %lld  %.0f items/s",
-		     num(p, "workers"), num(p, "alive"), num(p, "able"), num(p, "queued"),
-		     num(p, "running"), num(p, "done"), num(p, "failed"), num(p, "crashes"),
-		     num(p, "timeouts"), num(p, "recycles"), t->rate);
+		line(t, &row, "workers %lld (alive %lld, able %lld)  queued %lld  running %lld  %.0f"
+		     " items/s", num(p, "workers"), num(p, "alive"), num(p, "able"),
+		     num(p, "queued"), num(p, "running"), t->rate);
+		line(t, &row, "items done %lld  failed %lld  crashes %lld  timeouts %lld  recycles"
+		     " %lld", num(p, "done"), num(p, "failed"), num(p, "crashes"),
+		     num(p, "timeouts"), num(p, "recycles"));
 		line(t, &row, "%s", "");
 		line(t, &row, "%-5s %-8s %-8s %-5s %-8s %13s %8s %s", "SLOT", "PID", "POOL", "GEN",
 		     "STATE", "TASKS/LIMIT", "RSS(MB)", "TASK");
@@ -142,8 +145,8 @@ static void view(struct top *t, json_t *health, json_t *workers, json_t *jobs)
 			     (double)num(w, "rss_bytes") / 1048576.0, str(w, "task", "-"));
 		}
 		line(t, &row, "%s", "");
-		line(t, &row, "%-32s %-8s %-9s %-22s %15s %7s %s", "JOB", "KIND", "STATE", "PROGRESS",
-		     "DONE/TOTAL", "FAILED", "TASK");
+		line(t, &row, "%-32s %-9s %-23s %13s %7s %s", "JOB", "STATE", "PROGRESS", "DONE/TOTAL",
+		     "FAILED", "TASK");
 		json_array_foreach(json_object_get(jobs, "jobs"), i, j) {
 			long long total = num(j, "total"), fin = num(j, "done") + num(j, "failed");
 			int fill = total ? (int)(fin * 16 / total) : 16;
@@ -152,10 +155,9 @@ static void view(struct top *t, json_t *health, json_t *workers, json_t *jobs)
 			memset(bar, '#', (size_t)(fill > 16 ? 16 : fill));
 			bar[16] = '\0';
 			snprintf(counts, sizeof(counts), "%lld/%lld", fin, total);
-			line(t, &row, "%-32s %-8s %-9s [%s] %3lld%% %15s %7lld %s", str(j, "id", "?"),
-			     str(j, "kind", "?"), str(j, "state", "?"), bar,
-			     total ? fin * 100 / total : 100, counts, num(j, "failed"),
-			     str(j, "task", "?"));
+			line(t, &row, "%-32s %-9s [%s] %3lld%% %13s %7lld %s", str(j, "id", "?"),
+			     str(j, "state", "?"), bar, total ? fin * 100 / total : 100, counts,
+			     num(j, "failed"), str(j, "task", "?"));
 		}
 	}
 	if (t->tty)
@@ -181,7 +183,7 @@ static int refresh(struct top *t)
 	if (health && !stop)
 		workers = fetch(t, "/v1/workers", &stop);
 	/* The jobs fill what the workers leave of the screen. */
-	snprintf(path, sizeof(path), "/v1/jobs?limit=%d", rows > 12 ? rows - 8 : 4);
+	snprintf(path, sizeof(path), "/v1/jobs?limit=%d", rows > 13 ? rows - 9 : 4);
 	if (workers && !stop)
 		jobs = fetch(t, path, &stop);
 	if (!stop)

@@ -54,8 +54,10 @@ size_t cli_upload_read(char *buf, size_t size, size_t nitems, void *userdata)
 	/* A known length is promised in Content-Length: never send more. */
 	if (u->size >= 0 && (uint64_t)u->size - u->sent < want)
 		want = (size_t)((uint64_t)u->size - u->sent);
-	if (!want)
+	if (!want) {
+		u->eof = 1;
 		return 0;
+	}
 	do
 		n = read(u->fd, buf, want);
 	while (n < 0 && errno == EINTR);
@@ -69,5 +71,6 @@ size_t cli_upload_read(char *buf, size_t size, size_t nitems, void *userdata)
 		return CURL_READFUNC_ABORT;
 	}
 	u->sent += (uint64_t)n;
+	u->eof = n == 0;
 	return (size_t)n;
 }

@@ -16,6 +16,7 @@ struct cli_upload {
 	int64_t size;           /* bytes left from the start, -1 when not known */
 	uint64_t sent;          /* bytes read so far */
 	int err;                /* a read error (negative errno), or 0 */
+	int eof;                /* every byte was read */
 	const char *name;       /* "items.ndjson" or "stdin", for messages */
 };
 
