@@ -61,7 +61,6 @@ static int submit(struct cli_http *h, struct cli_req *r, const char *cmd, const 
 		  const char *ctype, bool quiet, char **id)
 {
 	struct cli_progress bar;
-	json_t *doc;
 	int err = 0;
 
 	*id = NULL;
@@ -90,15 +89,12 @@ static int submit(struct cli_http *h, struct cli_req *r, const char *cmd, const 
 	}
 	if ((err = cli_req_check(r, cmd)) != 0)
 		return err;
-	if (!(doc = cli_req_json(r, cmd)))
-		return CLI_EXIT_SERVER;
-	if (json_string_value(json_object_get(doc, "id")))
-		*id = strdup(json_string_value(json_object_get(doc, "id")));
-	else
+	if (!(*id = answer_id(r))) {
 		fprintf(stderr, "forkpool %s: the server's answer names no job: %.200s\n", cmd,
-			r->body);
-	json_decref(doc);
-	return *id ? 0 : CLI_EXIT_SERVER;
+			r->body ? r->body : "");
+		return CLI_EXIT_SERVER;
+	}
+	return 0;
 }
 
 /* After the submission: the id alone (--detach), or the results. */

@@ -8,6 +8,7 @@
 #include "progress.h"
 
 #define REDRAW_MS 100
+#define UPLOAD_SHOW_MS 250
 #define BAR_MIN 10
 #define BAR_MAX 40
 
@@ -102,7 +103,8 @@ void cli_progress_sent(struct cli_progress *p, uint64_t bytes)
 		p->upload_start_ms = now;
 	}
 	p->sent = bytes;
-	if (now - p->last_ms >= REDRAW_MS) {
+	/* A quick upload is not worth a line of its own. */
+	if (now - p->upload_start_ms >= UPLOAD_SHOW_MS && now - p->last_ms >= REDRAW_MS) {
 		p->last_ms = now;
 		draw(p, now);
 	}

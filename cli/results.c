@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -16,6 +17,7 @@ void cli_results_init(struct cli_results *res, const char *cmd, bool values, FIL
 	res->values = values;
 	res->out = out;
 	res->bar = bar;
+	res->out_tty = isatty(fileno(out));
 }
 
 void cli_results_deinit(struct cli_results *res)
@@ -70,6 +72,8 @@ static void item_failed(struct cli_results *res, json_t *line)
 
 static int put(struct cli_results *res, const char *data, size_t len)
 {
+	if (res->out_tty && res->bar)
+		cli_progress_clear(res->bar);
 	if (fwrite(data, 1, len, res->out) != len || putc('\n', res->out) == EOF) {
 		res->err = errno ? -errno : -EIO;
 		return res->err;

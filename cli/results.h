@@ -18,6 +18,7 @@ struct cli_results {
 	bool values;                /* --values */
 	FILE *out;
 	struct cli_progress *bar;   /* cleared before a message; may be NULL */
+	bool out_tty;               /* out is the bar's terminal too: cleared before each line */
 	char *line;                 /* a line not ended yet */
 	size_t len, cap;
 	size_t lines, failed;

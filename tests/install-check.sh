@@ -14,4 +14,8 @@ export PKG_CONFIG_PATH=$pc PKG_CONFIG_SYSROOT_DIR=$root
 # shellcheck disable=SC2046
 cc "$srcdir/examples/map.c" $(pkg-config --cflags --libs libforkpool) -o "$root/example-map"
 "$root/example-map" 2000 | grep -q 'sum of squares: .* (correct)'
+# The client is installed beside the daemon.
+for b in forkpoold forkpool; do
+	[ -x "$(find "$root" -path "*/bin/$b" | head -n 1)" ] || { echo "install-check: no bin/$b installed" >&2; exit 1; }
+done
 echo "install-check: installed library builds and runs the example"
