@@ -109,7 +109,8 @@ void cli_args_help(const struct cli_command *cmd, FILE *f)
 	help_opts(f, common_opts);
 	fprintf(f, "\nExit status: 0 success, 1 some items failed (or the job did), 2 a usage"
 		" error,\n3 the server could not be reached, refused, or --timeout passed, 4 the"
-		" items\ncould not be read or the results written.\n");
+		" items\ncould not be read or the results written, 130 interrupted (the job goes"
+		" on).\n");
 }
 
 int cli_parse_duration(const char *s, int64_t bare_unit_ms, int64_t *out_ms)

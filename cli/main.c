@@ -26,14 +26,14 @@ static void help(FILE *f)
 	for (size_t i = 0; i < NCOMMANDS; i++) {
 		char head[48];
 		snprintf(head, sizeof(head), "%s %s", commands[i]->name, commands[i]->synopsis);
-		fprintf(f, "  %-26s %s\n", head, commands[i]->summary);
+		fprintf(f, "  %-30s %s\n", head, commands[i]->summary);
 	}
 	fprintf(f, "\n"
 		"Every command takes --url URL (default $FORKPOOL_URL, else http://127.0.0.1:8080;\n"
 		"unix:/path for a unix socket), --token-file PATH (default $FORKPOOL_TOKEN_FILE)\n"
 		"and --timeout DURATION. `forkpool COMMAND --help` tells the rest.\n\n"
-		"  printf '1\\n2\\n3\\n' | forkpool map square    {\"index\":0,\"value\":1} ...\n"
-		"  forkpool apply square 7                     49\n"
+		"  printf '1\\n2\\n3\\n' | forkpool map square   {\"index\":0,\"value\":1} ...\n"
+		"  forkpool apply square 7                    49\n"
 		"  forkpool pipeline words,lower --reduce count lines.ndjson\n\n"
 		"Exit status: 0 success, 1 some items failed (or the job did), 2 a usage error,\n"
 		"3 the server could not be reached, refused, or --timeout passed, 4 the items\n"
