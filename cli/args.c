@@ -12,6 +12,8 @@
 #include "args.h"
 
 #define DEFAULT_URL "http://127.0.0.1:8080"
+/* An Idempotency-Key is an id (a UUID is 36), not a document. */
+#define IDEMPOTENCY_KEY_MAX 255
 
 struct opt_info {
 	const char *name;       /* without the dashes */
@@ -170,8 +172,9 @@ static int set_opt(const struct cli_command *cmd, enum cli_opt id, const char *v
 	case OPT_URL: a->url = v; break;
 	case OPT_TOKEN_FILE: a->token_file = v; break;
 	case OPT_IDEMPOTENCY_KEY:
-		if (!*v || strpbrk(v, "\r\n")) {
-			cli_usage_error(cmd, "--idempotency-key must be one non-empty line");
+		if (!*v || strpbrk(v, "\r\n") || strlen(v) > IDEMPOTENCY_KEY_MAX) {
+			cli_usage_error(cmd, "--idempotency-key must be one non-empty line of at most"
+					" %d bytes", IDEMPOTENCY_KEY_MAX);
 			return -EINVAL;
 		}
 		a->idempotency_key = v;

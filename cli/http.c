@@ -77,7 +77,7 @@ static int read_token(struct cli_http *h, const char *path, const char *cmd)
 			return CLI_EXIT_USAGE;
 		}
 	}
-	if (asprintf(&h->auth_header, "Authorization: Bearer %s", s) < 0) {
+	if (asprintf(&h->auth_header, "Bearer %s", s) < 0) {
 		h->auth_header = NULL;
 		return CLI_EXIT_LOCAL;
 	}
@@ -226,10 +226,25 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata)
 	return append(r, data, len) ? 0 : len;
 }
 
+/* One header line onto r's list; the list is kept whole when memory runs out. */
+static int add_header(struct cli_req *r, const char *name, const char *value)
+{
+	struct curl_slist *l;
+	char *line;
+
+	if (asprintf(&line, "%s: %s", name, value) < 0)
+		return -ENOMEM;
+	l = curl_slist_append(r->headers, line);
+	free(line);
+	if (!l)
+		return -ENOMEM;
+	r->headers = l;
+	return 0;
+}
+
 int cli_req_start(struct cli_req *r, const char *method, const char *path, const char *ctype)
 {
 	struct cli_http *h = r->http;
-	char hdr[256];
 	CURL *e;
 
 	req_detach(r);
@@ -262,18 +277,15 @@ int cli_req_start(struct cli_req *r, const char *method, const char *path, const
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "forkpool/" FP_VERSION);
 	if (r->timeout_ms > 0)
 		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)r->timeout_ms);
-	if (h->auth_header)
-		r->headers = curl_slist_append(r->headers, h->auth_header);
+	if (h->auth_header && add_header(r, "Authorization", h->auth_header) < 0)
+		return -ENOMEM;
 	if (!strcmp(method, "POST")) {
 		curl_easy_setopt(e, CURLOPT_POST, 1L);
-		if (ctype) {
-			snprintf(hdr, sizeof(hdr), "Content-Type: %s", ctype);
-			r->headers = curl_slist_append(r->headers, hdr);
-		}
-		if (h->idempotency_key) {
-			snprintf(hdr, sizeof(hdr), "Idempotency-Key: %.200s", h->idempotency_key);
-			r->headers = curl_slist_append(r->headers, hdr);
-		}
+		if (ctype && add_header(r, "Content-Type", ctype) < 0)
+			return -ENOMEM;
+		if (h->idempotency_key &&
+		    add_header(r, "Idempotency-Key", h->idempotency_key) < 0)
+			return -ENOMEM;
 		if (r->upload) {
 			curl_easy_setopt(e, CURLOPT_READFUNCTION, cli_upload_read);
 			curl_easy_setopt(e, CURLOPT_READDATA, r->upload);

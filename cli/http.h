@@ -24,7 +24,7 @@ struct cli_http {
 	CURLM *multi;
 	char *base;                 /* "http://host:port", no trailing slash */
 	char *unix_path;            /* the socket of a unix: URL, else NULL */
-	char *auth_header;          /* "Authorization: Bearer …", or NULL */
+	char *auth_header;          /* the Authorization header's value, "Bearer …", or NULL */
 	const char *idempotency_key;
 	int64_t deadline_ms;        /* --timeout as a monotonic time; 0: none */
 	int sigfd;                  /* SIGINT and SIGTERM, blocked and read here */

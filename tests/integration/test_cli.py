@@ -333,6 +333,7 @@ class CliTest(DaemonTestCase):
             (("pipeline", "words,,lower"), "no empty stage"),
             (("health", "--completion"), "unknown option --completion"),
             (("health", "--url", "ftp://x"), "the scheme must be http"),
+            (("map", "square", "--idempotency-key", "k" * 300), "--idempotency-key must be"),
         ]
         for args, message in cases:
             r = self.run_cli(*args)
