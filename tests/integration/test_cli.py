@@ -220,11 +220,11 @@ class CliTest(DaemonTestCase):
         r = self.ok("results", job, status=1)
         self.assertEqual(len(r.stdout.splitlines()), 3)
         self.assertRegex(r.stderr.decode(), r"forkpool results: item 0: cancelled: ")
-        # A finished job is forgotten: then it is gone.
+        # A finished job is forgotten: then the server says it is gone (410), and why.
         r = self.ok("cancel", job)
         self.assertIn("forgotten", r.stderr.decode())
         r = self.ok("status", job, status=3)
-        self.assertIn("404 no_such_job", r.stderr.decode())
+        self.assertIn("the server refused (410 expired): ", r.stderr.decode())
 
     # --- what the server tells --------------------------------------------
 
