@@ -209,13 +209,18 @@ static void waiter_free(struct api_waiter *w, bool closed)
 static void waiter_answer(struct api_waiter *w)
 {
 	fp_http_request *req = w->req;
+	fp_api *api = w->api;
+	fp_job *job = w->job;
 	int status = w->status;
+	bool results = w->results;
 	struct sbuf b;
 
-	sbuf_init(&b);
-	fp__api_job_doc(&b, w->job, w->results);
 	/* Let go of the request before answering: it is the server's after. */
 	waiter_free(w, false);
+	if (fp__api_job_doc_stream(api, req, job, status, results))
+		return;
+	sbuf_init(&b);
+	fp__api_job_doc(&b, job, results);
 	fp__api_json(req, status, &b);
 	sbuf_free(&b);
 }
@@ -263,6 +268,8 @@ void fp__api_answer_job(fp_api *api, fp_http_request *req, fp_job *job, int stat
 		fp_http_on_close(req, waiter_closed, w);
 		return;
 	}
+	if (fp__api_job_doc_stream(api, req, job, status, results))
+		return;
 	sbuf_init(&b);
 	fp__api_job_doc(&b, job, results);
 	fp__api_json(req, status, &b);
@@ -863,7 +870,8 @@ void fp_api_free(fp_api *api)
 {
 	if (!api)
 		return;
-	/* Answer every long-poll with what there is now. */
+	/* Answer every long-poll with what there is now, whole: streams end here. */
+	api->closing = true;
 	while (api->waiters)
 		waiter_answer(api->waiters);
 	fp__api_streams_end(api);

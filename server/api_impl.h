@@ -26,6 +26,7 @@ struct fp_api {
 	uint64_t max_wait_ms;
 	char *version;
 	bool draining;
+	bool closing;              /* fp_api_free(): answers go whole, nothing is streamed */
 	uint64_t started_ms;
 
 	/* Open long-polls and streams, answered or ended by fp_api_free(). */
@@ -93,6 +94,8 @@ void fp__api_pipeline_doc(struct sbuf *b, fp_job *job);
 
 /* api_jobs.c */
 void fp__api_job_doc(struct sbuf *b, fp_job *job, bool results);
+/* The document's members before its values (an apply's result, ?results=1), unclosed. */
+void fp__api_job_doc_head(struct sbuf *b, fp_job *job);
 /* `"value":V` or `"error":{"type":…,"message":…}`: an item's outcome, without braces. */
 void fp__api_item_members(struct sbuf *b, const struct fp_job_item *it);
 void fp__api_jobs_list(fp_api *api, fp_http_request *req);
@@ -106,6 +109,13 @@ void fp__api_no_room(fp_api *api, fp_http_request *req);
 /* api_stream.c */
 void fp__api_job_results(fp_api *api, fp_http_request *req, fp_job *job);
 void fp__api_streams_end(fp_api *api);
+/*
+ * Answer with a finished job's document, streamed from its records, when it
+ * carries many values (an apply's big result, ?results=1 of a big job):
+ * true once answered. False for the others, which go whole as before.
+ */
+bool fp__api_job_doc_stream(fp_api *api, fp_http_request *req, fp_job *job, int status,
+			    bool results);
 /* An item with its index (a pipeline's: and its stage, when an error): a stream's line. */
 void fp__api_result_line(struct sbuf *b, const struct fp_job_item *it, bool pipeline);
 

@@ -54,10 +54,9 @@ static void result_json(struct sbuf *b, const struct fp_job_item *it, bool pipel
 	}
 }
 
-void fp__api_job_doc(struct sbuf *b, fp_job *job, bool results)
+void fp__api_job_doc_head(struct sbuf *b, fp_job *job)
 {
-	struct fp_job_item it;
-	size_t i, n = fp_job_total(job);
+	size_t n = fp_job_total(job);
 
 	sbuf_printf(b, "{\"id\":\"%s\",\"kind\":\"%s\",\"task\":", fp_job_id(job),
 		    fp_job_kind_name(fp_job_kind(job)));
@@ -71,6 +70,14 @@ void fp__api_job_doc(struct sbuf *b, fp_job *job, bool results)
 	sbuf_json_time(b, fp_job_finished_at(job));
 	if (fp_job_kind(job) == FP_JOB_PIPELINE)
 		fp__api_pipeline_doc(b, job);
+}
+
+void fp__api_job_doc(struct sbuf *b, fp_job *job, bool results)
+{
+	struct fp_job_item it;
+	size_t i, n = fp_job_total(job);
+
+	fp__api_job_doc_head(b, job);
 	if (fp_job_kind(job) == FP_JOB_APPLY && n == 1) {
 		fp_job_item(job, 0, &it);
 		if (it.finished && it.status == FP_ITEM_OK) {

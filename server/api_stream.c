@@ -1,6 +1,8 @@
 /*
  * The results stream, GET /v1/jobs/ID/results: NDJSON lines as items finish,
- * in input or completion order.
+ * in input or completion order. And, written the same way, a finished job's
+ * document when it carries megabytes of values (?results=1, an apply's
+ * result): its small members first, then the values from the records.
  *
  * It is written from the job's records as the client reads: the records
  * are the buffer, and a connection holds at most its window of
@@ -19,6 +21,7 @@
  * may come after the connection's close callback), for the saving of one
  * memcpy per byte, which the write's own copy into the socket costs again.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +32,8 @@
 #define STREAM_BATCH (64u * 1024)
 /* Values a stream takes from the job at a time. */
 #define VALUES_RUN 256
+/* A document is streamed once its job holds this much: else it goes whole. */
+#define DOC_STREAM_MIN (256u * 1024)
 
 /* A value's line but its newline: what value_line() writes past `value_len`, at most. */
 #define VALUE_LINE_EXTRA (sizeof("{\"index\":,\"value\":}") - 1 + 20)
@@ -100,6 +105,9 @@ static void value_lines(struct sbuf *b, const struct fp_job_value *v, size_t n)
 	sbuf_commit(b, (size_t)(p - d));
 }
 
+/* Where a document stream is: its parts, in order. */
+enum doc_part { DOC_HEAD, DOC_RESULT, DOC_RESULTS_OPEN, DOC_ITEMS, DOC_TAIL, DOC_DONE };
+
 struct api_stream {
 	fp_api *api;
 	fp_http_request *req;
@@ -110,11 +118,31 @@ struct api_stream {
 	bool blocked;             /* no room in the window: wait for drain */
 	fp_timer soon;            /* a pump after this burst of items */
 	size_t next;              /* next index (input order) or rank (completion) */
-	size_t part;              /* bytes of item next's line written, when it goes in pieces */
+	size_t part;              /* bytes of the next unit written, when it goes in pieces */
 	struct sbuf line;         /* an error's line, formatted whole */
 	struct sbuf buf;          /* the chunk being formatted */
+	/* A document instead of NDJSON: its part, and its members up to the values. */
+	bool doc, doc_results;
+	enum doc_part doc_at;
+	struct sbuf head;
 	struct api_stream *prev, *next_stream;
 };
+
+/* What a stream writes next, as up to three pieces: a head, a record's value, a tail. */
+struct unit {
+	const char *from[3];
+	size_t len[3];
+	char pre[VALUE_LINE_EXTRA + 2];
+	char post[32];
+};
+
+/* `,"attempts":N` and `close` into u->post, for a document: how long it is. */
+static size_t attempts_member(struct unit *u, unsigned attempts, const char *close)
+{
+	int n = snprintf(u->post, sizeof(u->post), ",\"attempts\":%u%s", attempts, close);
+
+	return n > 0 && (size_t)n < sizeof(u->post) ? (size_t)n : 0;
+}
 
 /* `closed`: the request is gone (or finished), its callbacks must not be touched. */
 static void stream_free(struct api_stream *s, bool closed)
@@ -135,6 +163,7 @@ static void stream_free(struct api_stream *s, bool closed)
 	fp_job_unref(s->job);
 	sbuf_free(&s->line);
 	sbuf_free(&s->buf);
+	sbuf_free(&s->head);
 	free(s);
 }
 
@@ -174,102 +203,214 @@ static bool stream_item(struct api_stream *s, struct fp_job_item *it)
 	return true;
 }
 
-/* An error's line, newline included, into s->line. */
+/* An error's line into s->line: NDJSON's, or a document's `,{…}` (`{…}` first). */
 static void error_line(struct api_stream *s, const struct fp_job_item *it)
 {
 	sbuf_reset(&s->line);
-	fp__api_result_line(&s->line, it, s->pipeline);
-	sbuf_add(&s->line, "\n", 1);
+	if (!s->doc) {
+		fp__api_result_line(&s->line, it, s->pipeline);
+		sbuf_add(&s->line, "\n", 1);
+		return;
+	}
+	if (s->next)
+		sbuf_add(&s->line, ",", 1);
+	if (s->pipeline) {
+		fp__api_result_line(&s->line, it, true);
+	} else {
+		sbuf_add(&s->line, "{", 1);
+		fp__api_item_members(&s->line, it);
+		sbuf_add(&s->line, "}", 1);
+	}
+	/* A document's entry says how many times its item was started: one member more. */
+	if (!s->line.oom && s->line.len) {
+		s->line.len--;
+		sbuf_printf(&s->line, ",\"attempts\":%u}", it->attempts);
+	}
+}
+
+/* An item's unit: its value between a head and a tail, or its error's line. */
+static void item_unit(struct api_stream *s, const struct fp_job_item *it, struct unit *u)
+{
+	char *d = u->pre;
+
+	if (it->status != FP_ITEM_OK) {
+		if (!s->part)
+			error_line(s, it);
+		u->from[0] = s->line.data;
+		u->len[0] = s->line.len;
+		return;
+	}
+	if (s->doc && s->next)
+		*d++ = ',';
+	if (s->doc && !s->pipeline) {
+		memcpy(d, "{\"value\":", 9);
+		d += 9;
+	} else {
+		d = value_head(d, it->index);
+	}
+	u->from[0] = u->pre;
+	u->len[0] = (size_t)(d - u->pre);
+	u->from[1] = it->value;
+	u->len[1] = it->value_len;
+	if (s->doc) {
+		u->from[2] = u->post;
+		u->len[2] = attempts_member(u, it->attempts, "}");
+	} else {
+		u->from[2] = "}\n";
+		u->len[2] = 2;
+	}
+}
+
+/* An apply's result in its document: `,"result":V` or `,"error":{…}`, then its attempts. */
+static void result_unit(struct api_stream *s, const struct fp_job_item *it, struct unit *u)
+{
+	if (it->status == FP_ITEM_OK) {
+		u->from[0] = ",\"result\":";
+		u->len[0] = 10;
+		u->from[1] = it->value;
+		u->len[1] = it->value_len;
+		u->from[2] = u->post;
+		u->len[2] = attempts_member(u, it->attempts, "");
+		return;
+	}
+	if (!s->part) {
+		sbuf_reset(&s->line);
+		sbuf_add(&s->line, ",", 1);
+		fp__api_item_members(&s->line, it);
+		sbuf_printf(&s->line, ",\"attempts\":%u", it->attempts);
+	}
+	u->from[0] = s->line.data;
+	u->len[0] = s->line.len;
+}
+
+/* The next unit to write, or false when there is none yet (or none left). */
+static bool unit_next(struct api_stream *s, struct unit *u)
+{
+	struct fp_job_item it;
+
+	memset(u, 0, offsetof(struct unit, pre));
+	if (!s->doc) {
+		if (!stream_item(s, &it))
+			return false;
+		item_unit(s, &it, u);
+		return true;
+	}
+	switch (s->doc_at) {
+	case DOC_HEAD:
+		u->from[0] = s->head.data;
+		u->len[0] = s->head.len;
+		return true;
+	case DOC_RESULT:
+		fp_job_item(s->job, 0, &it);
+		result_unit(s, &it, u);
+		return true;
+	case DOC_RESULTS_OPEN:
+		u->from[0] = ",\"results\":[";
+		u->len[0] = 12;
+		return true;
+	case DOC_ITEMS:
+		fp_job_item(s->job, s->next, &it);
+		item_unit(s, &it, u);
+		return true;
+	case DOC_TAIL:
+		u->from[0] = s->doc_results ? "]}\n" : "}\n";
+		u->len[0] = s->doc_results ? 3 : 2;
+		return true;
+	case DOC_DONE:
+		break;
+	}
+	return false;
+}
+
+/* The unit is written: on to the next one. */
+static void unit_done(struct api_stream *s)
+{
+	bool apply = fp_job_kind(s->job) == FP_JOB_APPLY && fp_job_total(s->job) == 1;
+
+	s->part = 0;
+	if (s->line.cap > STREAM_BATCH)
+		sbuf_free(&s->line);
+	if (!s->doc) {
+		s->next++;
+		return;
+	}
+	switch (s->doc_at) {
+	case DOC_HEAD:
+		s->doc_at = apply ? DOC_RESULT : s->doc_results ? DOC_RESULTS_OPEN : DOC_TAIL;
+		break;
+	case DOC_RESULT:
+		s->doc_at = s->doc_results ? DOC_RESULTS_OPEN : DOC_TAIL;
+		break;
+	case DOC_RESULTS_OPEN:
+		s->doc_at = fp_job_total(s->job) ? DOC_ITEMS : DOC_TAIL;
+		break;
+	case DOC_ITEMS:
+		if (++s->next == fp_job_total(s->job))
+			s->doc_at = DOC_TAIL;
+		break;
+	case DOC_TAIL:
+	case DOC_DONE:
+		s->doc_at = DOC_DONE;
+		break;
+	}
 }
 
 /*
- * Up to `left` more bytes of item next's line, from s->part on: a value's
- * head, a piece of its record and its tail, or a piece of an error's line.
+ * Up to `left` more bytes of the unit, from s->part on; unit_done() once
+ * it is all written.
  */
-static void line_piece(struct api_stream *s, const struct fp_job_item *it, size_t left)
+static void unit_piece(struct api_stream *s, const struct unit *u, size_t left)
 {
-	char head[VALUE_LINE_EXTRA];
-	const char *from[3];
-	size_t len[3], skip = s->part, total = 0, take, i;
+	size_t skip = s->part, total = 0, take, i;
 
-	if (it->status == FP_ITEM_OK) {
-		from[0] = head;
-		len[0] = (size_t)(value_head(head, it->index) - head);
-		from[1] = it->value;
-		len[1] = it->value_len;
-		from[2] = "}\n";
-		len[2] = 2;
-	} else {
-		if (!s->part)
-			error_line(s, it);
-		from[0] = s->line.data;
-		len[0] = s->line.len;
-		len[1] = len[2] = 0;
-	}
 	for (i = 0; i < 3; i++) {
-		total += len[i];
-		if (skip >= len[i]) {
-			skip -= len[i];
+		total += u->len[i];
+		if (skip >= u->len[i]) {
+			skip -= u->len[i];
 			continue;
 		}
-		take = len[i] - skip < left ? len[i] - skip : left;
-		sbuf_add(&s->buf, from[i] + skip, take);
+		take = u->len[i] - skip < left ? u->len[i] - skip : left;
+		sbuf_add(&s->buf, u->from[i] + skip, take);
 		s->part += take;
 		left -= take;
 		skip = 0;
 	}
-	if (s->part == total) {
-		s->part = 0;
-		s->next++;
-		sbuf_free(&s->line);
-	}
+	if (s->part == total)
+		unit_done(s);
 }
 
 /*
- * Format up to `budget` bytes of lines into s->buf: runs of values the fast
- * way, anything else line by line, and a line that does not fit in a chunk
+ * Format up to `budget` bytes into s->buf: NDJSON runs of values the fast
+ * way, anything else unit by unit, and a unit that does not fit in a chunk
  * of its own in pieces (it starts a chunk, so that it goes in as few as the
  * room allows).
  */
 static void stream_fill(struct api_stream *s, size_t budget)
 {
 	struct fp_job_value vals[VALUES_RUN];
-	struct fp_job_item it;
+	struct unit u;
 	size_t left, n, fit, need, one;
 
 	while (s->buf.len < budget && !s->buf.oom) {
 		left = budget - s->buf.len;
-		if (s->part) {
-			if (!stream_item(s, &it))
-				break;
-			line_piece(s, &it, left);
-			continue;
-		}
-		n = fp_job_values(s->job, s->next, s->completion, vals, VALUES_RUN);
-		for (fit = 0, need = 0; fit < n; fit++, need += one) {
-			one = vals[fit].value_len + VALUE_LINE_EXTRA + 1;
-			if (one > left - need)
-				break;
-		}
-		if (fit) {
-			value_lines(&s->buf, vals, fit);
-			s->next += fit;
-			continue;
-		}
-		if (!stream_item(s, &it))
-			break;
-		if (!n) {
-			/* Not a value: an error, whose line is written whole when it fits. */
-			error_line(s, &it);
-			if (s->line.len <= left) {
-				sbuf_add(&s->buf, s->line.data, s->line.len);
-				s->next++;
+		if (!s->doc && !s->part) {
+			n = fp_job_values(s->job, s->next, s->completion, vals, VALUES_RUN);
+			for (fit = 0, need = 0; fit < n; fit++, need += one) {
+				one = vals[fit].value_len + VALUE_LINE_EXTRA + 1;
+				if (one > left - need)
+					break;
+			}
+			if (fit) {
+				value_lines(&s->buf, vals, fit);
+				s->next += fit;
 				continue;
 			}
 		}
-		if (s->buf.len)
+		if (!unit_next(s, &u))
 			break;
-		line_piece(s, &it, left);
+		if (!s->part && u.len[0] + u.len[1] + u.len[2] > left && s->buf.len)
+			break;
+		unit_piece(s, &u, left);
 	}
 }
 
@@ -300,7 +441,8 @@ static int stream_pump(struct api_stream *s)
 		if (rc == 1)
 			s->blocked = true;
 	}
-	if (s->next == fp_job_total(s->job) && !s->part && fp_job_finished(s->job)) {
+	if (s->doc ? s->doc_at == DOC_DONE
+		   : s->next == fp_job_total(s->job) && !s->part && fp_job_finished(s->job)) {
 		stream_finish(s);
 		return 1;
 	}
@@ -359,6 +501,32 @@ static void stream_on_close(fp_http_request *req, void *data)
 	stream_free(data, true);
 }
 
+/* A stream of `job` for `req`, holding the job, on the API's list; NULL without memory. */
+static struct api_stream *stream_new(fp_api *api, fp_http_request *req, fp_job *job)
+{
+	struct api_stream *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->api = api;
+	s->req = req;
+	s->job = job;
+	fp_job_ref(job);
+	s->pipeline = fp_job_kind(job) == FP_JOB_PIPELINE;
+	sbuf_init(&s->line);
+	sbuf_init(&s->buf);
+	sbuf_init(&s->head);
+	s->watch.on_item = stream_on_item;
+	s->watch.on_end = stream_on_end;
+	s->watch.data = s;
+	s->soon.data = s;
+	s->next_stream = api->streams;
+	if (api->streams)
+		api->streams->prev = s;
+	api->streams = s;
+	return s;
+}
+
 void fp__api_job_results(fp_api *api, fp_http_request *req, fp_job *job)
 {
 	const char *order = fp_http_query(req, "order");
@@ -383,27 +551,12 @@ void fp__api_job_results(fp_api *api, fp_http_request *req, fp_job *job)
 			fp_http_stream_end(req);
 		return;
 	}
-	s = calloc(1, sizeof(*s));
+	s = stream_new(api, req, job);
 	if (!s) {
 		fp__api_error(req, 500, "internal", "out of memory");
 		return;
 	}
-	s->api = api;
-	s->req = req;
-	s->job = job;
-	fp_job_ref(job);
 	s->completion = order && strcmp(order, "completion") == 0;
-	s->pipeline = fp_job_kind(job) == FP_JOB_PIPELINE;
-	sbuf_init(&s->line);
-	sbuf_init(&s->buf);
-	s->watch.on_item = stream_on_item;
-	s->watch.on_end = stream_on_end;
-	s->watch.data = s;
-	s->soon.data = s;
-	s->next_stream = api->streams;
-	if (api->streams)
-		api->streams->prev = s;
-	api->streams = s;
 	if (fp_http_stream_start(req, 200, "application/x-ndjson") < 0) {
 		stream_free(s, true);
 		return;
@@ -414,6 +567,42 @@ void fp__api_job_results(fp_api *api, fp_http_request *req, fp_job *job)
 	if (!fp_job_finished(job))
 		fp_job_watch(job, &s->watch);
 	stream_pump(s);
+}
+
+bool fp__api_job_doc_stream(fp_api *api, fp_http_request *req, fp_job *job, int status,
+			    bool results)
+{
+	bool apply = fp_job_kind(job) == FP_JOB_APPLY && fp_job_total(job) == 1;
+	struct api_stream *s;
+	size_t bytes;
+
+	/*
+	 * Only a finished job's document carries values, and only a big one is
+	 * worth a stream: the others go whole, with a Content-Length, as a
+	 * HEAD does (its body is not sent anyway).
+	 */
+	fp_job_memory(job, &bytes, NULL);
+	if (!fp_job_finished(job) || !(apply || results) || bytes < DOC_STREAM_MIN ||
+	    strcmp(fp_http_method(req), "HEAD") == 0)
+		return false;
+	if (api->closing || !(s = stream_new(api, req, job)))
+		return false;
+	s->doc = true;
+	s->doc_results = results;
+	fp__api_job_doc_head(&s->head, job);
+	if (s->head.oom) {
+		stream_free(s, true);
+		return false;
+	}
+	if (fp_http_stream_start(req, status, "application/json") < 0) {
+		/* The client is gone, or the server closed the connection. */
+		stream_free(s, true);
+		return true;
+	}
+	fp_http_on_close(req, stream_on_close, s);
+	fp_http_on_drain(req, stream_on_drain, s);
+	stream_pump(s);
+	return true;
 }
 
 void fp__api_streams_end(fp_api *api)

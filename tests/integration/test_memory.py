@@ -54,16 +54,16 @@ def metric(daemon, name, labels=""):
 
 
 class StalledReaders:
-    """n clients that ask for a job's results and never read past the head."""
+    """n clients that ask for a job's results (or `path`) and never read past the head."""
 
-    def __init__(self, daemon, job_id, n):
+    def __init__(self, daemon, job_id, n, path="/v1/jobs/%s/results"):
         self.socks = []
         try:
             for _ in range(n):
                 s = socket.create_connection(("127.0.0.1", daemon.port), timeout=30)
                 self.socks.append(s)
-                s.sendall(b"GET /v1/jobs/%s/results HTTP/1.1\r\nHost: t\r\n\r\n"
-                          % job_id.encode())
+                s.sendall(b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n"
+                          % (path % job_id).encode())
         except Exception:
             self.close()
             raise
@@ -98,11 +98,12 @@ class StreamTest(DaemonTestCase):
         doc = self.submit("/v1/map", {"task": "bytes", "items": [MB] * (n or self.items)})
         return doc["id"]
 
-    def check_stalled(self, job_id, base_kb, attach_while_running=False):
+    def check_stalled(self, job_id, base_kb, attach_while_running=False,
+                      path="/v1/jobs/%s/results"):
         """base_kb: the master's RSS before the readers; and before the job
         when it runs after they come, whose own results (the items' values,
         quoted, each with its NUL) are then not counted as the readers'."""
-        readers = StalledReaders(self.daemon, job_id, self.readers)
+        readers = StalledReaders(self.daemon, job_id, self.readers, path)
         try:
             readers.read_heads()
             if attach_while_running:
@@ -113,9 +114,10 @@ class StreamTest(DaemonTestCase):
             grew = rss_kb(self.daemon.pid) - base_kb
             if attach_while_running:
                 grew -= self.items * (MB + 3) // 1024
-            print("\n  [%s] %d stalled readers of %d x 1 MB: master RSS +%d KiB (bound %d KiB)"
-                  % (self.daemon.loop, self.readers, self.items, grew, self.bound_kb),
-                  file=sys.stderr)
+            what = "document" if "?" in path else "results"
+            print("\n  [%s] %d stalled readers of a %d x 1 MB job's %s: master RSS +%d KiB"
+                  " (bound %d KiB)" % (self.daemon.loop, self.readers, self.items, what, grew,
+                                       self.bound_kb), file=sys.stderr)
             self.assertLess(grew, self.bound_kb)
         finally:
             readers.close()
@@ -135,6 +137,56 @@ class StreamTest(DaemonTestCase):
         self.check_stalled(job_id, base, attach_while_running=True)
         for j in sleepers + [job_id]:
             self.daemon.delete("/v1/jobs/" + j)
+
+    def test_stalled_readers_of_a_big_document_keep_the_master_small(self):
+        job_id = self.big_map()
+        self.assertEqual(self.daemon.wait_job(job_id, 60)["state"], "done")
+        self.check_stalled(job_id, rss_kb(self.daemon.pid), path="/v1/jobs/%s?results=1")
+        self.daemon.delete("/v1/jobs/" + job_id)
+
+    def test_big_documents_are_streamed_whole(self):
+        sizes = [700000, "nope", 2 * MiB]
+        job_id = self.submit("/v1/map", {"task": "bytes", "items": sizes})["id"]
+        self.daemon.wait_job(job_id, 60)
+        r = self.daemon.get("/v1/jobs/%s?results=1" % job_id)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.header("Transfer-Encoding"), "chunked")
+        doc = r.json()
+        self.assertEqual((doc["id"], doc["state"], doc["total"]), (job_id, "failed", 3))
+        self.assertEqual([len(x.get("value", "")) for x in doc["results"]], [700000, 0, 2 * MiB])
+        self.assertEqual(doc["results"][1]["error"]["type"], "task_error")
+        # The same members as a document made whole has.
+        small = self.submit("/v1/map?wait=20&results=1", {"task": "bytes", "items": [1, "x"]},
+                            status=200)
+        self.assertEqual(set(doc), set(small))
+        self.assertEqual([set(x) for x in doc["results"]], [set(small["results"][0]),
+                                                             set(small["results"][1]),
+                                                             set(small["results"][0])])
+        self.assertEqual([x["attempts"] for x in doc["results"]], [1, 1, 1])
+        # Without ?results=1 a map's document has no values: whole, as always.
+        r = self.daemon.get("/v1/jobs/" + job_id)
+        self.assertIsNotNone(r.header("Content-Length"))
+        self.assertNotIn("results", r.json())
+        # An apply's big result, in its document and with ?results=1, and as ?wait's answer.
+        doc = self.apply("bytes", MiB)
+        self.assertEqual(len(doc["result"]), MiB)
+        r = self.daemon.get("/v1/jobs/%s?results=1" % doc["id"])
+        self.assertEqual(r.header("Transfer-Encoding"), "chunked")
+        full = r.json()
+        self.assertEqual(len(full["result"]), MiB)
+        self.assertEqual(len(full["results"][0]["value"]), MiB)
+        self.assertEqual(set(full) - {"results"}, set(self.apply("square", 2)))
+        self.assertEqual(full["attempts"], 1)
+        # A pipeline's outputs carry their input's index.
+        doc = self.submit("/v1/pipelines?wait=20", {"stages": ["bytes"], "items": [400000, 1]},
+                          status=200)
+        r = self.daemon.get("/v1/jobs/%s?results=1" % doc["id"])
+        self.assertEqual(sorted((x["index"], len(x["value"])) for x in r.json()["results"]),
+                         [(0, 400000), (1, 1)])
+        # A small document goes whole.
+        r = self.daemon.get("/v1/jobs/%s?results=1" % self.apply("square", 3)["id"])
+        self.assertEqual(r.header("Content-Length"), str(len(r.body)))
+        self.daemon.delete("/v1/jobs/" + job_id)
 
     def test_big_values_stream_whole_in_both_orders(self):
         sizes = [700000, 3, 300000, 1, 2 * MiB, 5]
