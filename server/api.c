@@ -2,7 +2,8 @@
  * The JSON API: routing, authentication, error bodies, submissions (apply,
  * map in JSON and NDJSON), and answering a job when it finishes (?wait=S).
  * Job documents and result streams are in api_jobs.c; pipelines in
- * api_pipeline.c; tasks, workers, health and metrics in api_info.c.
+ * api_pipeline.c; tasks, workers, health and metrics in api_info.c; the
+ * status page in api_ui.c.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -801,6 +802,14 @@ void fp_api_handler(fp_http_request *req, void *data)
 	fp_api *api = data;
 	const char *path = fp_http_path(req);
 
+	/* The status page holds no data: served without the token, it asks for one. */
+	if (strcmp(path, "/") == 0 || strcmp(path, "/ui") == 0) {
+		if (!is_get(req))
+			method_not_allowed(req, "GET, HEAD");
+		else if (fp__api_only_params(req, fp__api_no_params) == 0)
+			fp__api_ui(api, req);
+		return;
+	}
 	if (api->token && strcmp(path, "/v1/health") != 0 && !token_ok(api, req)) {
 		fp_http_add_header(req, "WWW-Authenticate", "Bearer");
 		fp__api_error(req, 401, "unauthorized",

@@ -1,6 +1,7 @@
 /* The API's insides, shared by api.c (routing, submissions, waiting),
  * api_jobs.c (job documents, gone and full), api_stream.c (result streams),
- * api_pipeline.c and api_info.c (tasks, workers, health, metrics). */
+ * api_pipeline.c, api_info.c (tasks, workers, health, metrics) and api_ui.c
+ * (the status page). */
 #ifndef FP_SERVER_API_IMPL_H
 #define FP_SERVER_API_IMPL_H
 
@@ -118,6 +119,9 @@ bool fp__api_job_doc_stream(fp_api *api, fp_http_request *req, fp_job *job, int 
 			    bool results);
 /* An item with its index (a pipeline's: and its stage, when an error): a stream's line. */
 void fp__api_result_line(struct sbuf *b, const struct fp_job_item *it, bool pipeline);
+
+/* api_ui.c: the status page, with its headers. */
+void fp__api_ui(fp_api *api, fp_http_request *req);
 
 /* api_info.c */
 void fp__api_tasks(fp_api *api, fp_http_request *req);
