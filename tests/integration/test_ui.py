@@ -238,8 +238,9 @@ class UiTest(unittest.TestCase):
 
     def test_page_shows_workers_and_a_running_map(self):
         d = self.daemon(workers=2)
-        # 2 workers through 60 items of 200 ms: about 6 s of a map that is running.
-        job = d.post("/v1/map", {"task": "sleep", "items": [200] * 60, "chunksize": 1}).json()
+        # 2 workers through 150 items of 200 ms: 15 s of a running map (cancelled at the end),
+        # time enough under a sanitizer and a loaded machine.
+        job = d.post("/v1/map", {"task": "sleep", "items": [200] * 150, "chunksize": 1}).json()
         wait_until(lambda: d.get("/v1/jobs/" + job["id"]).json()["done"] >= 1, 10,
                    what="the map's first item")
         pids = d.worker_pids()
@@ -252,9 +253,9 @@ class UiTest(unittest.TestCase):
                     and int(rows[0]["done"]) >= 1)
         s = self.until(shows_all, "every worker's pid and the map's progress")
         row = [j for j in s["jobs"] if j["job"] == job["id"]][0]
-        self.assertEqual(row["total"], "60")
+        self.assertEqual(row["total"], "150")
         self.assertEqual(row["state"], "running")
-        self.assertIn("%s / 60" % row["done"], row["text"])
+        self.assertIn("%s / 150" % row["done"], row["text"])
         self.assertEqual(s["health"], "ok")
         self.assertEqual(s["backend"], d.get("/v1/health").json()["backend"])
         self.assertEqual(s["backend"], harness.BACKEND_NAMES.get(harness.LOOP, s["backend"]))
