@@ -1,9 +1,9 @@
 /*
  * The JSON API: routing, authentication, error bodies, submissions (apply,
  * map in JSON and NDJSON), and answering a job when it finishes (?wait=S).
- * Job documents and result streams are in api_jobs.c; pipelines in
- * api_pipeline.c; tasks, workers, health and metrics in api_info.c; the
- * status page in api_ui.c.
+ * Job documents are in api_jobs.c, result streams in api_stream.c;
+ * pipelines in api_pipeline.c; tasks, workers, health and metrics in
+ * api_info.c; the status page in api_ui.c.
  */
 #include <errno.h>
 #include <stdarg.h>
