@@ -125,6 +125,14 @@ static void metric_head(struct sbuf *b, const char *name, const char *type, cons
 	sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A metric of one sample: its name written once, so head and sample cannot disagree. */
+static void metric_one(struct sbuf *b, const char *name, const char *type, const char *help,
+		       uint64_t value)
+{
+	metric_head(b, name, type, help);
+	sbuf_printf(b, "%s %llu\n", name, (unsigned long long)value);
+}
+
 /* Prometheus text exposition format, version 0.0.4. */
 void fp__api_metrics(fp_api *api, fp_http_request *req)
 {
@@ -145,28 +153,27 @@ void fp__api_metrics(fp_api *api, fp_http_request *req)
 		if (hs.by_code[i])
 			sbuf_printf(&b, "forkpool_http_requests_total{code=\"%d\"} %llu\n", i + 100,
 				    (unsigned long long)hs.by_code[i]);
-	metric_head(&b, "forkpool_http_connections", "gauge", "Open client connections.");
-	sbuf_printf(&b, "forkpool_http_connections %llu\n", (unsigned long long)hs.open);
-	metric_head(&b, "forkpool_http_connections_refused_total", "counter",
-		    "Connections closed at once for being over --max-connections, none idle.");
-	sbuf_printf(&b, "forkpool_http_connections_refused_total %llu\n", (unsigned long long)hs.refused);
-	metric_head(&b, "forkpool_http_connections_evicted_total", "counter",
-		    "Idle connections closed at a connection cap to admit another.");
-	sbuf_printf(&b, "forkpool_http_connections_evicted_total %llu\n", (unsigned long long)hs.evicted);
-	metric_head(&b, "forkpool_http_connections_refused_per_ip_total", "counter",
-		    "Connections answered 429 for being over --max-connections-per-ip.");
-	sbuf_printf(&b, "forkpool_http_connections_refused_per_ip_total %llu\n",
-		    (unsigned long long)hs.refused_per_ip);
-	metric_head(&b, "forkpool_http_request_timeouts_total", "counter",
-		    "Requests answered 408: the header or the body deadline passed.");
-	sbuf_printf(&b, "forkpool_http_request_timeouts_total %llu\n", (unsigned long long)hs.timed_out);
+	metric_one(&b, "forkpool_http_connections", "gauge", "Open client connections.",
+		   hs.open);
+	metric_one(&b, "forkpool_http_connections_refused_total", "counter",
+		   "Connections closed at once for being over --max-connections, none idle.",
+		   hs.refused);
+	metric_one(&b, "forkpool_http_connections_evicted_total", "counter",
+		   "Idle connections closed at a connection cap to admit another.",
+		   hs.evicted);
+	metric_one(&b, "forkpool_http_connections_refused_per_ip_total", "counter",
+		   "Connections answered 429 for being over --max-connections-per-ip.",
+		   hs.refused_per_ip);
+	metric_one(&b, "forkpool_http_request_timeouts_total", "counter",
+		   "Requests answered 408: the header or the body deadline passed.",
+		   hs.timed_out);
 
 	metric_head(&b, "forkpool_jobs", "gauge", "Jobs kept, by state.");
 	for (i = FP_JOB_QUEUED; i <= FP_JOB_CANCELLED; i++)
 		sbuf_printf(&b, "forkpool_jobs{state=\"%s\"} %llu\n", fp_job_state_name(i),
 			    (unsigned long long)js.by_state[i]);
-	metric_head(&b, "forkpool_jobs_submitted_total", "counter", "Jobs accepted.");
-	sbuf_printf(&b, "forkpool_jobs_submitted_total %llu\n", (unsigned long long)js.submitted);
+	metric_one(&b, "forkpool_jobs_submitted_total", "counter", "Jobs accepted.",
+		   js.submitted);
 	metric_head(&b, "forkpool_jobs_rejected_total", "counter",
 		    "Submissions refused: queue full (429), no room for results (507).");
 	sbuf_printf(&b, "forkpool_jobs_rejected_total{reason=\"queue_full\"} %llu\n",
@@ -178,26 +185,25 @@ void fp__api_metrics(fp_api *api, fp_http_request *req)
 	for (i = 0; i < FP_JOB_GONE_COUNT; i++)
 		sbuf_printf(&b, "forkpool_jobs_evicted_total{reason=\"%s\"} %llu\n",
 			    fp_job_gone_name((enum fp_job_gone)i), (unsigned long long)js.forgotten[i]);
-	metric_head(&b, "forkpool_results_bytes", "gauge",
-		    "Bytes of results held: records and text of every job kept or being read.");
-	sbuf_printf(&b, "forkpool_results_bytes %llu\n", (unsigned long long)js.results_bytes);
-	metric_head(&b, "forkpool_results_bytes_limit", "gauge",
-		    "--max-results-memory (0: no limit).");
-	sbuf_printf(&b, "forkpool_results_bytes_limit %llu\n",
-		    (unsigned long long)fp_jobs_get_options(api->jobs)->max_results_bytes);
-	metric_head(&b, "forkpool_results_dropped_total", "counter",
-		    "Results not kept for --max-results-memory (their items failed too_large).");
-	sbuf_printf(&b, "forkpool_results_dropped_total %llu\n", (unsigned long long)js.results_dropped);
+	metric_one(&b, "forkpool_results_bytes", "gauge",
+		   "Bytes of results held: records and text of every job kept or being read.",
+		   js.results_bytes);
+	metric_one(&b, "forkpool_results_bytes_limit", "gauge",
+		   "--max-results-memory (0: no limit).",
+		   fp_jobs_get_options(api->jobs)->max_results_bytes);
+	metric_one(&b, "forkpool_results_dropped_total", "counter",
+		   "Results not kept for --max-results-memory (their items failed too_large).",
+		   js.results_dropped);
 	metric_head(&b, "forkpool_items_total", "counter", "Items finished, by outcome.");
 	sbuf_printf(&b, "forkpool_items_total{state=\"ok\"} %llu\n", (unsigned long long)js.items_ok);
 	sbuf_printf(&b, "forkpool_items_total{state=\"failed\"} %llu\n", (unsigned long long)js.items_failed);
-	metric_head(&b, "forkpool_items_pending", "gauge", "Items submitted and not finished.");
-	sbuf_printf(&b, "forkpool_items_pending %llu\n", (unsigned long long)js.items_pending);
+	metric_one(&b, "forkpool_items_pending", "gauge", "Items submitted and not finished.",
+		   js.items_pending);
 
-	metric_head(&b, "forkpool_queue_depth", "gauge", "Items waiting for a worker.");
-	sbuf_printf(&b, "forkpool_queue_depth %llu\n", (unsigned long long)ps.queued);
-	metric_head(&b, "forkpool_items_running", "gauge", "Items handed to workers.");
-	sbuf_printf(&b, "forkpool_items_running %llu\n", (unsigned long long)ps.running);
+	metric_one(&b, "forkpool_queue_depth", "gauge", "Items waiting for a worker.",
+		   ps.queued);
+	metric_one(&b, "forkpool_items_running", "gauge", "Items handed to workers.",
+		   ps.running);
 	metric_head(&b, "forkpool_workers", "gauge", "Worker processes, and those able to take work.");
 	sbuf_printf(&b, "forkpool_workers{kind=\"configured\"} %u\n", ps.workers);
 	sbuf_printf(&b, "forkpool_workers{kind=\"alive\"} %u\n", ps.alive);
