@@ -7,6 +7,8 @@
 
 #include "commands.h"
 #include "http.h"
+#include "json.h"
+#include "rows.h"
 
 #define REQUEST_TIMEOUT_MS 30000
 
@@ -53,42 +55,24 @@ out:
 	return rc;
 }
 
-static const char *str(json_t *o, const char *key, const char *dflt)
-{
-	const char *s = json_string_value(json_object_get(o, key));
-
-	return s ? s : dflt;
-}
-
-static long long num(json_t *o, const char *key)
-{
-	return (long long)json_integer_value(json_object_get(o, key));
-}
-
 static void workers_table(json_t *doc)
 {
 	json_t *w, *p = json_object_get(doc, "pool");
 	size_t i;
-	char pid[16], tasks[48];
+	char row[512];
 
-	printf("%-5s  %-8s  %-8s  %-5s  %-8s  %13s  %8s  %s\n", "SLOT", "PID", "POOL", "GEN",
-	       "STATE", "TASKS/LIMIT", "RSS(MB)", "TASK");
+	cli_worker_head(row, sizeof(row));
+	puts(row);
 	json_array_foreach(json_object_get(doc, "workers"), i, w) {
-		if (json_is_integer(json_object_get(w, "pid")))
-			snprintf(pid, sizeof(pid), "%lld", num(w, "pid"));
-		else
-			snprintf(pid, sizeof(pid), "-");
-		snprintf(tasks, sizeof(tasks), "%lld/%lld", num(w, "tasks_done"),
-			 num(w, "tasks_limit"));
-		printf("%-5lld  %-8s  %-8s  %-5lld  %-8s  %13s  %8.1f  %s\n", num(w, "slot"), pid,
-		       str(w, "pool", "-"), num(w, "generation"), str(w, "state", "?"), tasks,
-		       (double)num(w, "rss_bytes") / 1048576.0, str(w, "task", "-"));
+		cli_worker_row(w, row, sizeof(row));
+		puts(row);
 	}
 	printf("pool: %lld workers, %lld alive, %lld able; %lld queued, %lld running; %lld done,"
 	       " %lld failed; %lld crashes, %lld timeouts, %lld recycles; %s\n",
-	       num(p, "workers"), num(p, "alive"), num(p, "able"), num(p, "queued"),
-	       num(p, "running"), num(p, "done"), num(p, "failed"), num(p, "crashes"),
-	       num(p, "timeouts"), num(p, "recycles"),
+	       cli_json_int(p, "workers"), cli_json_int(p, "alive"), cli_json_int(p, "able"),
+	       cli_json_int(p, "queued"), cli_json_int(p, "running"), cli_json_int(p, "done"),
+	       cli_json_int(p, "failed"), cli_json_int(p, "crashes"), cli_json_int(p, "timeouts"),
+	       cli_json_int(p, "recycles"),
 	       json_is_true(json_object_get(p, "healthy")) ? "healthy" : "unhealthy");
 }
 
@@ -99,9 +83,9 @@ static void tasks_table(json_t *doc)
 
 	printf("%-20s  %-12s  %-9s  %s\n", "TASK", "MODULE", "GENERATOR", "DOC");
 	json_array_foreach(json_object_get(doc, "tasks"), i, t)
-		printf("%-20s  %-12s  %-9s  %s\n", str(t, "name", "?"), str(t, "module", "?"),
+		printf("%-20s  %-12s  %-9s  %s\n", cli_json_str(t, "name", "?"), cli_json_str(t, "module", "?"),
 		       json_is_true(json_object_get(t, "generator")) ? "yes" : "no",
-		       str(t, "doc", ""));
+		       cli_json_str(t, "doc", ""));
 }
 
 static int run_workers(const struct cli_args *a)

@@ -13,6 +13,8 @@
 #include "commands.h"
 #include "follow.h"
 #include "http.h"
+#include "json.h"
+#include "rows.h"
 
 #define REQUEST_TIMEOUT_MS 30000
 /* A DELETE of a running job waits up to 5 s on the server for it to settle. */
@@ -51,18 +53,6 @@ static int check_id(const struct cli_command *cmd, const char *id)
 }
 
 /* --- jobs ---------------------------------------------------------------- */
-
-static const char *str(json_t *doc, const char *key)
-{
-	const char *s = json_string_value(json_object_get(doc, key));
-
-	return s ? s : "-";
-}
-
-static long long num(json_t *doc, const char *key)
-{
-	return (long long)json_integer_value(json_object_get(doc, key));
-}
 
 static int run_jobs(const struct cli_args *a)
 {
@@ -112,12 +102,15 @@ static int run_jobs(const struct cli_args *a)
 	printf("%-32s  %-8s  %-9s  %15s  %7s  %-24s  %s\n", "ID", "KIND", "STATE", "DONE/TOTAL",
 	       "FAILED", "CREATED", "TASK");
 	json_array_foreach(jobs, i, j) {
+		long long fin, total;
 		char counts[48];
-		snprintf(counts, sizeof(counts), "%lld/%lld", num(j, "done") + num(j, "failed"),
-			 num(j, "total"));
-		printf("%-32s  %-8s  %-9s  %15s  %7lld  %-24s  %s\n", str(j, "id"), str(j, "kind"),
-		       str(j, "state"), counts, num(j, "failed"), str(j, "created_at"),
-		       str(j, "task"));
+
+		cli_job_counts(j, &fin, &total);
+		snprintf(counts, sizeof(counts), "%lld/%lld", fin, total);
+		printf("%-32s  %-8s  %-9s  %15s  %7lld  %-24s  %s\n", cli_json_str(j, "id", "-"),
+		       cli_json_str(j, "kind", "-"), cli_json_str(j, "state", "-"), counts,
+		       cli_json_int(j, "failed"), cli_json_str(j, "created_at", "-"),
+		       cli_json_str(j, "task", "-"));
 	}
 	if (!json_is_null(json_object_get(doc, "next")) && isatty(STDOUT_FILENO))
 		fprintf(stderr, "(more: --limit N shows up to 1000)\n");

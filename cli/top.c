@@ -18,6 +18,8 @@
 
 #include "commands.h"
 #include "http.h"
+#include "json.h"
+#include "rows.h"
 
 #define REQUEST_TIMEOUT_MS 10000
 
@@ -61,18 +63,6 @@ static json_t *fetch(struct top *t, const char *path, int *stop)
 	return doc;
 }
 
-static const char *str(json_t *o, const char *key, const char *dflt)
-{
-	const char *s = json_string_value(json_object_get(o, key));
-
-	return s ? s : dflt;
-}
-
-static long long num(json_t *o, const char *key)
-{
-	return (long long)json_integer_value(json_object_get(o, key));
-}
-
 /* One line of the view, cut to the terminal's width, ended for either mode. */
 static void line(struct top *t, int *row, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -99,7 +89,7 @@ static void line(struct top *t, int *row, const char *fmt, ...)
 static void view(struct top *t, json_t *health, json_t *workers, json_t *jobs)
 {
 	json_t *p = json_object_get(workers, "pool"), *w, *j;
-	char clock[16], pid[16], tasks[48], bar[24];
+	char clock[16], text[512], bar[24];
 	time_t now = time(NULL);
 	int64_t ms = cli_now_ms();
 	struct tm tm;
@@ -109,7 +99,7 @@ static void view(struct top *t, json_t *health, json_t *workers, json_t *jobs)
 	localtime_r(&now, &tm);
 	strftime(clock, sizeof(clock), "%H:%M:%S", &tm);
 	if (p) {
-		long long done = num(p, "done") + num(p, "failed");
+		long long done = cli_json_int(p, "done") + cli_json_int(p, "failed");
 		if (t->last_ms && ms > t->last_ms)
 			t->rate = (double)(done - t->last_done) * 1000.0 / (double)(ms - t->last_ms);
 		t->last_done = done;
@@ -121,43 +111,41 @@ static void view(struct top *t, json_t *health, json_t *workers, json_t *jobs)
 	if (!health || !workers || !jobs) {
 		line(t, &row, "%s", t->err);
 	} else {
-		line(t, &row, "status %s  backend %s  version %s  up %llds", str(health, "status", "?"),
-		     str(health, "backend", "?"), str(health, "version", "?"),
-		     num(health, "uptime_ms") / 1000);
+		line(t, &row, "status %s  backend %s  version %s  up %llds",
+		     cli_json_str(health, "status", "?"), cli_json_str(health, "backend", "?"),
+		     cli_json_str(health, "version", "?"), cli_json_int(health, "uptime_ms") / 1000);
 		line(t, &row, "workers %lld (alive %lld, able %lld)  queued %lld  running %lld  %.0f"
-		     " items/s", num(p, "workers"), num(p, "alive"), num(p, "able"),
-		     num(p, "queued"), num(p, "running"), t->rate);
+		     " items/s", cli_json_int(p, "workers"), cli_json_int(p, "alive"),
+		     cli_json_int(p, "able"), cli_json_int(p, "queued"), cli_json_int(p, "running"),
+		     t->rate);
 		line(t, &row, "items done %lld  failed %lld  crashes %lld  timeouts %lld  recycles"
-		     " %lld", num(p, "done"), num(p, "failed"), num(p, "crashes"),
-		     num(p, "timeouts"), num(p, "recycles"));
+		     " %lld", cli_json_int(p, "done"), cli_json_int(p, "failed"),
+		     cli_json_int(p, "crashes"), cli_json_int(p, "timeouts"),
+		     cli_json_int(p, "recycles"));
 		line(t, &row, "%s", "");
-		line(t, &row, "%-5s %-8s %-8s %-5s %-8s %13s %8s %s", "SLOT", "PID", "POOL", "GEN",
-		     "STATE", "TASKS/LIMIT", "RSS(MB)", "TASK");
+		cli_worker_head(text, sizeof(text));
+		line(t, &row, "%s", text);
 		json_array_foreach(json_object_get(workers, "workers"), i, w) {
-			if (json_is_integer(json_object_get(w, "pid")))
-				snprintf(pid, sizeof(pid), "%lld", num(w, "pid"));
-			else
-				snprintf(pid, sizeof(pid), "-");
-			snprintf(tasks, sizeof(tasks), "%lld/%lld", num(w, "tasks_done"),
-				 num(w, "tasks_limit"));
-			line(t, &row, "%-5lld %-8s %-8s %-5lld %-8s %13s %8.1f %s", num(w, "slot"), pid,
-			     str(w, "pool", "-"), num(w, "generation"), str(w, "state", "?"), tasks,
-			     (double)num(w, "rss_bytes") / 1048576.0, str(w, "task", "-"));
+			cli_worker_row(w, text, sizeof(text));
+			line(t, &row, "%s", text);
 		}
 		line(t, &row, "%s", "");
 		line(t, &row, "%-32s %-9s %-23s %13s %7s %s", "JOB", "STATE", "PROGRESS", "DONE/TOTAL",
 		     "FAILED", "TASK");
 		json_array_foreach(json_object_get(jobs, "jobs"), i, j) {
-			long long total = num(j, "total"), fin = num(j, "done") + num(j, "failed");
-			int fill = total ? (int)(fin * 16 / total) : 16;
+			long long fin, total;
+			int fill;
 			char counts[48];
+
+			cli_job_counts(j, &fin, &total);
+			fill = total ? (int)(fin * 16 / total) : 16;
 			memset(bar, '.', 16);
 			memset(bar, '#', (size_t)(fill > 16 ? 16 : fill));
 			bar[16] = '\0';
 			snprintf(counts, sizeof(counts), "%lld/%lld", fin, total);
-			line(t, &row, "%-32s %-9s [%s] %3lld%% %13s %7lld %s", str(j, "id", "?"),
-			     str(j, "state", "?"), bar, total ? fin * 100 / total : 100, counts,
-			     num(j, "failed"), str(j, "task", "?"));
+			line(t, &row, "%-32s %-9s [%s] %3lld%% %13s %7lld %s", cli_json_str(j, "id", "?"),
+			     cli_json_str(j, "state", "?"), bar, total ? fin * 100 / total : 100, counts,
+			     cli_json_int(j, "failed"), cli_json_str(j, "task", "?"));
 		}
 	}
 	if (t->tty)
