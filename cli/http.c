@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fp_config.h"
+#include <forkpool/version.h>
 #include "http.h"
 #include "upload.h"
 

@@ -9,7 +9,7 @@
 #include <curl/curl.h>
 
 #include "commands.h"
-#include "fp_config.h"
+#include <forkpool.h>
 
 static const struct cli_command *const commands[] = {
 	&cli_cmd_map, &cli_cmd_apply, &cli_cmd_pipeline,
@@ -55,7 +55,7 @@ int main(int argc, char **argv)
 		return CLI_EXIT_OK;
 	}
 	if (!strcmp(argv[1], "--version")) {
-		printf("forkpool %s\n", FP_VERSION);
+		printf("forkpool %s\n", fp_version());
 		return CLI_EXIT_OK;
 	}
 	/* `forkpool help map` as `forkpool map --help`. */

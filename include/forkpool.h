@@ -27,7 +27,15 @@
 extern "C" {
 #endif
 
-#define FP_VERSION_STRING "0.1.0"
+/* FP_VERSION, FP_VERSION_MAJOR/MINOR/PATCH, FP_VERSION_NUMBER: these headers' release. */
+#include <forkpool/version.h>
+
+/*
+ * The release of the library linked, "MAJOR.MINOR.PATCH": a static string.
+ * Against FP_VERSION it tells a program built with one release's headers
+ * that it runs with another's shared library.
+ */
+const char *fp_version(void);
 
 /* --- errors -------------------------------------------------------------- */
 

@@ -509,7 +509,7 @@ static int start(struct daemon *d)
 	fp_dlog_release(&d->log);
 	if (d->cfg.config_file)
 		fp_dlog_debug(&d->log, "configuration read from %s", d->cfg.config_file);
-	fp_dlog_info(&d->log, "forkpoold %s ready", FP_VERSION_STRING);
+	fp_dlog_info(&d->log, "forkpoold %s ready", fp_version());
 	return 0;
 }
 
@@ -589,7 +589,7 @@ int main(int argc, char *argv[])
 		if (r == FP_CONFIG_HELP)
 			fp_config_usage(stdout);
 		else
-			printf("forkpoold %s\n", FP_VERSION_STRING);
+			printf("forkpoold %s\n", fp_version());
 		fp_config_deinit(&d.cfg);
 		return fflush(stdout) == 0 ? 0 : EXIT_RUNTIME;
 	}
