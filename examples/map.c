@@ -5,7 +5,7 @@
  *                     contained, and prints the pool's statistics.
  *
  * Build against an installed forkpool with
- *   cc map.c $(pkg-config --cflags --libs libforkpool) -o example-map
+ *   cc map.c $(pkg-config --cflags --libs forkpool) -o example-map
  */
 #include <stdio.h>
 #include <stdlib.h>
