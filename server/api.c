@@ -1,7 +1,8 @@
 /*
  * The JSON API: routing, authentication, error bodies, submissions (apply,
  * map in JSON and NDJSON), and answering a job when it finishes (?wait=S).
- * Job documents are in api_jobs.c, result streams in api_stream.c;
+ * Job documents are in api_jobs.c, result streams in api_stream.c,
+ * submissions' Idempotency-Key in api_idem.c;
  * pipelines in api_pipeline.c; tasks, workers, health and metrics in
  * api_info.c; the status page in api_ui.c.
  */
@@ -344,6 +345,10 @@ void fp__api_submit_error(fp_api *api, fp_http_request *req, const char *task, i
 			      "too many items are waiting; try again later");
 	} else if (err == -ENOSPC) {
 		fp__api_no_room(api, req);
+	} else if (err == -EEXIST) {
+		/* fp__api_idem() answers a held key first: only a bug gets here. */
+		fp__api_error(req, 409, "idempotency_conflict",
+			      "the Idempotency-Key is held by another job");
 	} else if (err == FP_ESTOPPED) {
 		fp__api_error(req, 503, "shutting_down", "the server is shutting down");
 	} else if (err == FP_EUNAVAILABLE) {
@@ -529,7 +534,7 @@ static const char *const submit_params[] = { "wait", "results", NULL };
 static const char *const apply_members[] = { "task", "args", "timeout_ms", "retries", "retry_on",
 					      NULL };
 
-static void post_apply(fp_api *api, fp_http_request *req)
+static void post_apply(fp_api *api, fp_http_request *req, const struct fp_job_idem *idem)
 {
 	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
 	json_t *body, *task, *args;
@@ -561,7 +566,8 @@ static void post_apply(fp_api *api, fp_http_request *req)
 	co.timeout_ms = timeout;
 	co.retries = (unsigned)retries;
 	item = (struct fp_buf){ text, strlen(text) };
-	err = fp_jobs_submit(api->jobs, FP_JOB_APPLY, json_string_value(task), &item, 1, &co, &job);
+	err = fp_jobs_submit_idem(api->jobs, FP_JOB_APPLY, json_string_value(task), &item, 1, &co,
+				  idem, &job);
 	free(text);
 	if (err)
 		fp__api_submit_error(api, req, json_string_value(task), err);
@@ -573,10 +579,11 @@ out:
 
 /* `ndjson`: the items are fp_ndjson_split()'s array, given to the job (or freed). */
 static void submit_map(fp_api *api, fp_http_request *req, const char *task,
-		       struct fp_buf *items, size_t n, const fp_call_options *co, bool ndjson)
+		       struct fp_buf *items, size_t n, const fp_call_options *co, bool ndjson,
+		       const struct fp_job_idem *idem)
 {
 	fp_job *job;
-	int err = fp_jobs_submit(api->jobs, FP_JOB_MAP, task, items, n, co, &job);
+	int err = fp_jobs_submit_idem(api->jobs, FP_JOB_MAP, task, items, n, co, idem, &job);
 
 	if (ndjson && !err)
 		fp_job_give_block(job, items, n * sizeof(*items));
@@ -591,7 +598,7 @@ static void submit_map(fp_api *api, fp_http_request *req, const char *task,
 static const char *const map_members[] = { "task", "items", "timeout_ms", "retries",
 					    "retry_on", "chunksize", NULL };
 
-static void post_map_json(fp_api *api, fp_http_request *req)
+static void post_map_json(fp_api *api, fp_http_request *req, const struct fp_job_idem *idem)
 {
 	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
 	json_t *body, *task, *items;
@@ -623,7 +630,7 @@ static void post_map_json(fp_api *api, fp_http_request *req)
 	co.timeout_ms = timeout;
 	co.retries = (unsigned)retries;
 	co.chunksize = (size_t)chunksize;
-	submit_map(api, req, json_string_value(task), bufs, n, &co, false);
+	submit_map(api, req, json_string_value(task), bufs, n, &co, false, idem);
 out:
 	fp__api_json_items_free(bufs, n);
 	json_decref(body);
@@ -685,7 +692,7 @@ int fp__api_ndjson_items(fp_http_request *req, struct fp_buf **out, size_t *nout
 static const char *const map_ndjson_params[] = { "task", "timeout_ms", "retries", "retry_on",
 						 "chunksize", "wait", "results", NULL };
 
-static void post_map_ndjson(fp_api *api, fp_http_request *req)
+static void post_map_ndjson(fp_api *api, fp_http_request *req, const struct fp_job_idem *idem)
 {
 	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
 	const char *task = fp_http_query(req, "task");
@@ -709,7 +716,7 @@ static void post_map_ndjson(fp_api *api, fp_http_request *req)
 	co.timeout_ms = timeout;
 	co.retries = (unsigned)retries;
 	co.chunksize = (size_t)chunksize;
-	submit_map(api, req, task, bufs, n, &co, true);
+	submit_map(api, req, task, bufs, n, &co, true, idem);
 }
 
 /* --- routing ------------------------------------------------------------- */
@@ -797,6 +804,34 @@ static void route_job(fp_api *api, fp_http_request *req, const char *rest)
 		fp__api_job_get(api, req, job);
 }
 
+/*
+ * A submission. A retry whose key holds a job is answered with that job even
+ * while draining: it asks for nothing new.
+ */
+static void post_submission(fp_api *api, fp_http_request *req, const char *path)
+{
+	struct fp_job_idem idem;
+
+	if (!method_is(req, "POST")) {
+		method_not_allowed(req, "POST");
+	} else if (fp__api_wait_ms(api, req) == -2) {
+		fp__api_error(req, 400, "bad_request", "?wait= must be a number of seconds");
+	} else if (fp__api_idem(api, req, &idem)) {
+		return;
+	} else if (api->draining) {
+		fp__api_error(req, 503, "shutting_down",
+			      "the server is shutting down and takes no new jobs");
+	} else if (strcmp(path, "/v1/pipelines") == 0) {
+		fp__api_post_pipeline(api, req, &idem);
+	} else if (strcmp(path, "/v1/apply") == 0) {
+		post_apply(api, req, &idem);
+	} else if (fp__api_media_type_is(req, "application/x-ndjson")) {
+		post_map_ndjson(api, req, &idem);
+	} else {
+		post_map_json(api, req, &idem);
+	}
+}
+
 void fp_api_handler(fp_http_request *req, void *data)
 {
 	fp_api *api = data;
@@ -817,34 +852,9 @@ void fp_api_handler(fp_http_request *req, void *data)
 		return;
 	}
 
-	if (strcmp(path, "/v1/apply") == 0 || strcmp(path, "/v1/map") == 0) {
-		bool map = path[4] == 'm';
-		if (!method_is(req, "POST")) {
-			method_not_allowed(req, "POST");
-		} else if (api->draining) {
-			fp__api_error(req, 503, "shutting_down",
-				      "the server is shutting down and takes no new jobs");
-		} else if (fp__api_wait_ms(api, req) == -2) {
-			fp__api_error(req, 400, "bad_request", "?wait= must be a number of seconds");
-		} else if (!map) {
-			post_apply(api, req);
-		} else if (fp__api_media_type_is(req, "application/x-ndjson")) {
-			post_map_ndjson(api, req);
-		} else {
-			post_map_json(api, req);
-		}
-		return;
-	}
-	if (strcmp(path, "/v1/pipelines") == 0) {
-		if (!method_is(req, "POST"))
-			method_not_allowed(req, "POST");
-		else if (api->draining)
-			fp__api_error(req, 503, "shutting_down",
-				      "the server is shutting down and takes no new jobs");
-		else if (fp__api_wait_ms(api, req) == -2)
-			fp__api_error(req, 400, "bad_request", "?wait= must be a number of seconds");
-		else
-			fp__api_post_pipeline(api, req);
+	if (strcmp(path, "/v1/apply") == 0 || strcmp(path, "/v1/map") == 0 ||
+	    strcmp(path, "/v1/pipelines") == 0) {
+		post_submission(api, req, path);
 		return;
 	}
 	if (strncmp(path, "/v1/jobs/", 9) == 0) {

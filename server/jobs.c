@@ -378,7 +378,10 @@ int fp_jobs_new(fp_jobs **out, fp_pool *pool, const struct fp_jobs_options *o)
 	if (!jobs)
 		return -ENOMEM;
 	jobs->buckets = calloc(TABLE_MIN, sizeof(*jobs->buckets));
-	if (!jobs->buckets) {
+	jobs->ikeys = calloc(TABLE_MIN, sizeof(*jobs->ikeys));
+	if (!jobs->buckets || !jobs->ikeys) {
+		free(jobs->buckets);
+		free(jobs->ikeys);
 		free(jobs);
 		return -ENOMEM;
 	}
@@ -430,6 +433,7 @@ void fp_jobs_free(fp_jobs *jobs)
 		job->jobs = NULL;
 	fp__jobs_gone_free(jobs);
 	free(jobs->buckets);
+	free(jobs->ikeys);
 	free(jobs);
 }
 
@@ -455,9 +459,16 @@ int fp_jobs_submit(fp_jobs *jobs, enum fp_job_kind kind, const char *task,
 		   const struct fp_buf *items, size_t n, const fp_call_options *opts,
 		   fp_job **out)
 {
+	return fp_jobs_submit_idem(jobs, kind, task, items, n, opts, NULL, out);
+}
+
+int fp_jobs_submit_idem(fp_jobs *jobs, enum fp_job_kind kind, const char *task,
+			const struct fp_buf *items, size_t n, const fp_call_options *opts,
+			const struct fp_job_idem *idem, fp_job **out)
+{
 	struct fp__job_start s = {
 		.kind = kind, .name = task, .n = n, .items = items, .opts = opts,
-		.start = start_apply_map,
+		.start = start_apply_map, .idem = idem,
 	};
 
 	s.arg = &s;
@@ -471,6 +482,7 @@ int fp_jobs_submit(fp_jobs *jobs, enum fp_job_kind kind, const char *task,
 
 int fp__jobs_submit(fp_jobs *jobs, const struct fp__job_start *s, fp_job **out)
 {
+	const struct fp_job_idem *idem = s->idem && s->idem->key ? s->idem : NULL;
 	bool pipeline = s->kind == FP_JOB_PIPELINE;
 	size_t n = s->n;
 	uint64_t room, need;
@@ -483,6 +495,11 @@ int fp__jobs_submit(fp_jobs *jobs, const struct fp__job_start *s, fp_job **out)
 		return -EINVAL;
 	if (jobs->closed)
 		return FP_ESTOPPED;
+	if (idem && fp_idem_key_check(idem->key, idem->len) < 0)
+		return -EINVAL;
+	/* The key's holder answers for it: the API replays or refuses before this. */
+	if (idem && fp_jobs_idem_find(jobs, idem->key, idem->len))
+		return -EEXIST;
 	/* Completion indices are 32-bit, as the pool's own item numbers are. */
 	if (n > UINT32_MAX)
 		return -E2BIG;
@@ -510,6 +527,9 @@ int fp__jobs_submit(fp_jobs *jobs, const struct fp__job_start *s, fp_job **out)
 	err = fp__job_id_generate(jobs, job);
 	if (err)
 		goto err_job;
+	/* Set before the pool is asked: whatever records the job sees its key. */
+	if (idem && (err = fp__job_idem_set(job, idem)) < 0)
+		goto err_job;
 	job->jobs = jobs;
 	job->kind = s->kind;
 	job->inputs = n;
@@ -525,6 +545,7 @@ int fp__jobs_submit(fp_jobs *jobs, const struct fp__job_start *s, fp_job **out)
 	job->ext_free = s->ext_free;
 	fp__job_count(job);
 	fp__jobs_table_insert(jobs, job);
+	fp__jobs_idem_link(jobs, job);
 	job->seq = ++jobs->last_seq;
 	job->next = jobs->all;
 	if (jobs->all)
@@ -571,6 +592,7 @@ void fp__jobs_forget_why(fp_jobs *jobs, fp_job *job, enum fp_job_gone why)
 	fp__jobs_gone_add(jobs, job->id, why);
 	jobs->stats.forgotten[why]++;
 	fp__jobs_table_remove(jobs, job);
+	fp__jobs_idem_unlink(jobs, job);
 	if (job->prev)
 		job->prev->next = job->next;
 	else

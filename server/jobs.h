@@ -107,6 +107,60 @@ int fp_jobs_submit_pipeline(fp_jobs *jobs, const fp_stage *stages, size_t nstage
 
 fp_job *fp_jobs_find(fp_jobs *jobs, const char *id);
 
+/*
+ * Idempotency keys (jobs_idem.c). A job may hold a key, given at submission:
+ * while the job is kept (queued, running, finished and not yet forgotten) no
+ * other job can have it, and fp_jobs_idem_find() finds the job by it. When
+ * the job is forgotten (DELETE, TTL, max_jobs, memory) its key goes with it,
+ * so keys are bounded by the jobs kept, in no table of their own. Beside
+ * the key the job keeps `hash`, a hash of the request that made it, which
+ * the store only keeps: the API compares it to tell a retry of the same
+ * request from another request reusing the key.
+ *
+ * A key is printable ASCII (0x20 to 0x7e), 1 to FP_IDEM_KEY_MAX bytes: it
+ * is an id, say a UUID, not a document. The key is copied; its bytes (256
+ * at most) are not counted in results_bytes.
+ */
+#define FP_IDEM_KEY_MAX 255
+struct fp_job_idem {
+	const char *key;        /* len bytes, not NUL-terminated; NULL: none */
+	size_t len;
+	uint64_t hash;
+};
+/* 0, or -EINVAL when `key` is empty, too long or not printable ASCII. */
+int fp_idem_key_check(const char *key, size_t len);
+/*
+ * A 64-bit hash of bytes, to be chained over the pieces of a request
+ * (h = fp_idem_hash(h, piece, len), from FP_IDEM_HASH_INIT): each piece's
+ * length goes in, so "ab"+"c" and "a"+"bc" differ. The function is part of
+ * what the journal keeps (a job's hash is written, and compared after a
+ * restart): changing it turns every retry across an upgrade into a 409.
+ */
+#define FP_IDEM_HASH_INIT UINT64_C(0x6a09e667f3bcc908)
+uint64_t fp_idem_hash(uint64_t h, const void *data, size_t len);
+/* The kept job that holds `key`, or NULL. */
+fp_job *fp_jobs_idem_find(const fp_jobs *jobs, const char *key, size_t len);
+/*
+ * Submit with a key: as fp_jobs_submit() and fp_jobs_submit_pipeline(),
+ * with -EEXIST when a kept job holds the key already (nothing is submitted)
+ * and -EINVAL for a key fp_idem_key_check() refuses. `idem` NULL or its key
+ * NULL: no key, as the plain functions.
+ */
+int fp_jobs_submit_idem(fp_jobs *jobs, enum fp_job_kind kind, const char *task,
+			const struct fp_buf *items, size_t n, const fp_call_options *opts,
+			const struct fp_job_idem *idem, fp_job **out);
+int fp_jobs_submit_pipeline_idem(fp_jobs *jobs, const fp_stage *stages, size_t nstages,
+				 const struct fp_buf *items, size_t n,
+				 const fp_pipeline_options *opts,
+				 const struct fp_job_idem *idem, fp_job **out);
+/*
+ * Give a kept job that has none a key and hash afterwards: for a job
+ * restored from the journal. -EALREADY when the job has a key, -EEXIST when
+ * another job holds this one, -EINVAL for a bad key or a forgotten job,
+ * -ENOMEM.
+ */
+int fp_jobs_idem_attach(fp_jobs *jobs, fp_job *job, const struct fp_job_idem *idem);
+
 /* Why a job was forgotten. */
 enum fp_job_gone {
 	FP_JOB_GONE_TTL,        /* finished longer ago than ttl_ms */
@@ -175,6 +229,8 @@ const char *fp_job_id(const fp_job *job);
 uint64_t fp_job_seq(const fp_job *job);
 enum fp_job_kind fp_job_kind(const fp_job *job);
 const char *fp_job_task(const fp_job *job);
+/* The job's key and hash (key pointing into the job): false, *out zeroed, when none. */
+bool fp_job_idem(const fp_job *job, struct fp_job_idem *out);
 enum fp_job_state fp_job_state(const fp_job *job);
 bool fp_job_finished(const fp_job *job);
 size_t fp_job_total(const fp_job *job);

@@ -2,11 +2,11 @@
  * The job store's insides, shared by its files: jobs.c (the store: submit,
  * states, lists, TTL and max_jobs, cancel and forget, the pool's callbacks),
  * jobs_memory.c (max_results_bytes and readers' holds), jobs_table.c (ids
- * and the table by id), jobs_gone.c (the ids of forgotten jobs),
- * jobs_record.c (a job's records and their text, and the bytes they hold),
- * jobs_watch.c (watchers) and jobs_pipeline.c (pipelines): how a kind of job
- * starts its pool call, the state a kind keeps beside the store's records,
- * and the structs themselves.
+ * and the table by id), jobs_idem.c (idempotency keys), jobs_gone.c (the
+ * ids of forgotten jobs), jobs_record.c (a job's records and their text, and
+ * the bytes they hold), jobs_watch.c (watchers) and jobs_pipeline.c
+ * (pipelines): how a kind of job starts its pool call, the state a kind
+ * keeps beside the store's records, and the structs themselves.
  */
 #ifndef FP_SERVER_JOBS_IMPL_H
 #define FP_SERVER_JOBS_IMPL_H
@@ -95,6 +95,13 @@ struct fp_job {
 	size_t held;
 	unsigned refs;             /* fp_job_ref() holds */
 
+	/* The idempotency key (jobs_idem.c): NULL when none; its chain in jobs->ikeys. */
+	char *idem_key;
+	size_t idem_len;
+	uint64_t idem_hash;        /* the request's, the API's to compare */
+	size_t idem_slot;          /* the key's own hash, for the index */
+	fp_job *inext;
+
 	struct fp_job_watch *watchers;
 	struct fp_job_watch *cursor;   /* next watcher of the on_item round */
 	unsigned busy;             /* callbacks into watchers running now */
@@ -117,6 +124,8 @@ struct fp_jobs {
 
 	fp_job **buckets;          /* chained hash table by id, power-of-two size */
 	size_t nbuckets;
+	/* Kept jobs with a key, chained by it: as many buckets as `buckets`. */
+	fp_job **ikeys;
 	fp_job *all;               /* kept jobs, newest first (seq descending) */
 	uint64_t last_seq;
 	fp_job *fin_head, *fin_tail;   /* finished jobs, in finishing (= expiry) order */
@@ -157,6 +166,7 @@ struct fp__job_start {
 	int (*start)(fp_pool *pool, fp_job *job, const void *arg, fp_item_cb on_item,
 		     fp_done_cb on_done, uint64_t *call_id);
 	const void *arg;
+	const struct fp_job_idem *idem;   /* NULL: no key */
 	/* The job's once submitted (freed with ext_free); the caller's on failure. */
 	void *ext;
 	void (*ext_free)(void *ext);
@@ -200,6 +210,16 @@ void fp__jobs_table_remove(fp_jobs *jobs, fp_job *job);
 int fp__job_id_generate(fp_jobs *jobs, fp_job *job);
 /* 32 lowercase hex digits into raw bytes; -EINVAL for anything else. */
 int fp__job_id_parse(const char *hex, uint8_t *raw);
+
+/*
+ * jobs_idem.c: the index by idempotency key. set copies the key into a job
+ * not linked yet; link and unlink follow the table by id; rehash moves the
+ * keyed jobs into new buckets (n of them) when the table grows.
+ */
+int fp__job_idem_set(fp_job *job, const struct fp_job_idem *idem);
+void fp__jobs_idem_link(fp_jobs *jobs, fp_job *job);
+void fp__jobs_idem_unlink(fp_jobs *jobs, fp_job *job);
+void fp__jobs_idem_rehash(fp_jobs *jobs, fp_job **ikeys, size_t n);
 
 /* jobs_memory.c: room under max_results_bytes, estimates, what is kept without room. */
 bool fp__jobs_results_room(fp_jobs *jobs, uint64_t need);

@@ -1740,6 +1740,281 @@ static void cancelled_big_map_stores_its_message_once(void **state)
 	fp_test_jobs_teardown(&f);
 }
 
+/* --- idempotency keys ---------------------------------------------------- */
+
+static fp_job *submit_keyed(struct fp_test_jobs *f, const char *task, const char *args,
+			    const char *key, uint64_t hash, int want)
+{
+	struct fp_buf b = { args, strlen(args) };
+	struct fp_job_idem idem = { key, strlen(key), hash };
+	fp_job *job = NULL;
+	int rc = fp_jobs_submit_idem(f->jobs, FP_JOB_APPLY, task, &b, 1, NULL, &idem, &job);
+
+	if (rc != want)
+		fail_msg("submit %s(%s) with key %s: %s, not %s", task, args, key,
+			 fp_strerror(rc), fp_strerror(want));
+	return job;
+}
+
+static void a_key_finds_its_job_until_it_is_forgotten(void **state)
+{
+	struct fp_test_jobs f;
+	struct fp_jobs_stats st;
+	struct fp_job_idem got;
+	fp_job *job, *again;
+	char id[33];
+
+	fp_test_jobs_setup(&f, 1);
+	job = submit_keyed(&f, "square", "3", "order-17", 42, 0);
+	strcpy(id, fp_job_id(job));
+	assert_ptr_equal(fp_jobs_idem_find(f.jobs, "order-17", 8), job);
+	assert_null(fp_jobs_idem_find(f.jobs, "order-1", 7));
+	assert_true(fp_job_idem(job, &got));
+	assert_int_equal(got.len, 8);
+	assert_memory_equal(got.key, "order-17", 8);
+	assert_int_equal(got.hash, 42);
+
+	/* Queued, running or finished: the key is the job's, nothing new is made. */
+	assert_null(submit_keyed(&f, "square", "3", "order-17", 42, -EEXIST));
+	wait_finished(&f, job);
+	assert_null(submit_keyed(&f, "square", "4", "order-17", 43, -EEXIST));
+	assert_ptr_equal(fp_jobs_idem_find(f.jobs, "order-17", 8), job);
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.submitted, 1);
+	assert_int_equal(st.jobs, 1);
+
+	/* Forgotten, the key goes with it: the next submission makes a new job. */
+	fp_jobs_forget(f.jobs, job);
+	assert_null(fp_jobs_idem_find(f.jobs, "order-17", 8));
+	again = submit_keyed(&f, "square", "4", "order-17", 43, 0);
+	assert_string_not_equal(fp_job_id(again), id);
+	assert_ptr_equal(fp_jobs_idem_find(f.jobs, "order-17", 8), again);
+	wait_finished(&f, again);
+	fp_test_jobs_teardown(&f);
+}
+
+static void a_job_without_a_key_has_none(void **state)
+{
+	struct fp_test_jobs f;
+	struct fp_job_idem got = { "x", 1, 1 };
+	fp_job *job;
+
+	fp_test_jobs_setup(&f, 1);
+	job = submit_apply(&f, "square", "2");
+	assert_false(fp_job_idem(job, &got));
+	assert_null(got.key);
+	assert_int_equal(got.len, 0);
+	/* A NULL key is no key. */
+	got = (struct fp_job_idem){ NULL, 0, 9 };
+	{
+		struct fp_buf b = { "2", 1 };
+		fp_job *other;
+		assert_int_equal(fp_jobs_submit_idem(f.jobs, FP_JOB_APPLY, "square", &b, 1,
+						     NULL, &got, &other), 0);
+		assert_false(fp_job_idem(other, &got));
+		wait_finished(&f, other);
+	}
+	wait_finished(&f, job);
+	fp_test_jobs_teardown(&f);
+}
+
+static void bad_keys_are_refused_and_nothing_is_submitted(void **state)
+{
+	struct fp_test_jobs f;
+	struct fp_jobs_stats st;
+	char longest[FP_IDEM_KEY_MAX + 2];
+	fp_job *job;
+
+	memset(longest, 'k', sizeof(longest));
+	longest[FP_IDEM_KEY_MAX + 1] = '\0';
+	assert_int_equal(fp_idem_key_check("", 0), -EINVAL);
+	assert_int_equal(fp_idem_key_check(longest, FP_IDEM_KEY_MAX + 1), -EINVAL);
+	assert_int_equal(fp_idem_key_check(longest, FP_IDEM_KEY_MAX), 0);
+	assert_int_equal(fp_idem_key_check("a\tb", 3), -EINVAL);
+	assert_int_equal(fp_idem_key_check("a\x7f", 2), -EINVAL);
+	assert_int_equal(fp_idem_key_check("caf\xc3\xa9", 5), -EINVAL);
+	assert_int_equal(fp_idem_key_check(" ~!a z", 6), 0);
+
+	fp_test_jobs_setup(&f, 1);
+	assert_null(submit_keyed(&f, "square", "2", "", 1, -EINVAL));
+	assert_null(submit_keyed(&f, "square", "2", "new\nline", 1, -EINVAL));
+	assert_null(submit_keyed(&f, "square", "2", longest, 1, -EINVAL));
+	longest[FP_IDEM_KEY_MAX] = '\0';
+	job = submit_keyed(&f, "square", "2", longest, 1, 0);
+	assert_ptr_equal(fp_jobs_idem_find(f.jobs, longest, FP_IDEM_KEY_MAX), job);
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.submitted, 1);
+	wait_finished(&f, job);
+	fp_test_jobs_teardown(&f);
+}
+
+/* A refused submission (over max_queue here) leaves its key free. */
+static void a_refused_submission_does_not_take_its_key(void **state)
+{
+	struct fp_jobs_options jo;
+	struct fp_test_jobs f;
+	fp_job *job;
+
+	fp_jobs_options_init(&jo);
+	jo.max_queue = 1;
+	fp_test_jobs_setup_with(&f, 1, &jo);
+	job = submit_apply(&f, "hang", "null");
+	assert_null(submit_keyed(&f, "square", "2", "k", 1, -EBUSY));
+	assert_null(fp_jobs_idem_find(f.jobs, "k", 1));
+	fp_jobs_forget(f.jobs, job);
+	assert_int_equal(fp_test_run_until(f.pool, pool_is_idle, f.pool, 30000), 1);
+	assert_null(submit_keyed(&f, "no-such-task", "2", "k", 1, FP_EUNKNOWN_TASK));
+	assert_null(fp_jobs_idem_find(f.jobs, "k", 1));
+	job = submit_keyed(&f, "square", "2", "k", 1, 0);
+	assert_ptr_equal(fp_jobs_idem_find(f.jobs, "k", 1), job);
+	wait_finished(&f, job);
+	fp_test_jobs_teardown(&f);
+}
+
+/* Forgotten for max_jobs, by TTL, or while it still runs: the key is free at once. */
+static void a_key_goes_with_its_job_however_it_is_forgotten(void **state)
+{
+	struct fp_jobs_options jo;
+	struct fp_test_jobs f;
+	struct gone g;
+	fp_job *a, *b, *hang;
+	char id[33];
+
+	fp_jobs_options_init(&jo);
+	jo.max_jobs = 1;
+	jo.ttl_ms = 200;
+	fp_test_jobs_setup_with(&f, 2, &jo);
+	a = submit_keyed(&f, "square", "2", "a", 1, 0);
+	wait_finished(&f, a);
+	b = submit_keyed(&f, "square", "3", "b", 2, 0);
+	wait_finished(&f, b);
+	/* max_jobs 1: a went when b finished. */
+	assert_null(fp_jobs_idem_find(f.jobs, "a", 1));
+	assert_ptr_equal(fp_jobs_idem_find(f.jobs, "b", 1), b);
+	strcpy(id, fp_job_id(b));
+	g = (struct gone){ f.jobs, id };
+	assert_true(fp_test_run_until(f.pool, job_is_gone, &g, 30000));
+	assert_null(fp_jobs_idem_find(f.jobs, "b", 1));
+
+	hang = submit_keyed(&f, "hang", "null", "h", 3, 0);
+	wait_running(&f, 1);
+	fp_jobs_forget(f.jobs, hang);
+	assert_null(fp_jobs_idem_find(f.jobs, "h", 1));
+	a = submit_keyed(&f, "square", "2", "h", 4, 0);
+	assert_ptr_equal(fp_jobs_idem_find(f.jobs, "h", 1), a);
+	wait_finished(&f, a);
+	fp_test_jobs_teardown(&f);
+}
+
+/* Past the table's first 64 buckets, every key is still found (the index grows with it). */
+static void keys_are_found_as_the_table_grows(void **state)
+{
+	struct fp_test_jobs f;
+	fp_job *jobs[300];
+	char key[32];
+
+	fp_test_jobs_setup(&f, 2);
+	for (int i = 0; i < 300; i++) {
+		snprintf(key, sizeof(key), "key-%d", i);
+		jobs[i] = submit_keyed(&f, "square", "1", key, (uint64_t)i, 0);
+	}
+	for (int i = 0; i < 300; i++) {
+		struct fp_job_idem got;
+
+		snprintf(key, sizeof(key), "key-%d", i);
+		assert_ptr_equal(fp_jobs_idem_find(f.jobs, key, strlen(key)), jobs[i]);
+		assert_true(fp_job_idem(jobs[i], &got));
+		assert_int_equal(got.hash, (uint64_t)i);
+	}
+	for (int i = 0; i < 300; i += 2)
+		fp_jobs_forget(f.jobs, jobs[i]);
+	for (int i = 0; i < 300; i++) {
+		fp_job *found;
+
+		snprintf(key, sizeof(key), "key-%d", i);
+		found = fp_jobs_idem_find(f.jobs, key, strlen(key));
+		if (i % 2)
+			assert_ptr_equal(found, jobs[i]);
+		else
+			assert_null(found);
+	}
+	fp_test_jobs_teardown(&f);
+}
+
+/* What the journal's replay does: a kept job given its key afterwards. */
+static void attach_gives_a_kept_job_its_key(void **state)
+{
+	struct fp_test_jobs f;
+	struct fp_job_idem k = { "restored", 8, 77 }, other = { "restored", 8, 78 };
+	struct fp_job_idem bad = { "a\nb", 3, 1 }, got;
+	fp_job *a, *b;
+
+	fp_test_jobs_setup(&f, 1);
+	a = submit_apply(&f, "square", "2");
+	b = submit_apply(&f, "square", "3");
+	assert_int_equal(fp_jobs_idem_attach(f.jobs, a, &bad), -EINVAL);
+	assert_int_equal(fp_jobs_idem_attach(f.jobs, a, &k), 0);
+	assert_ptr_equal(fp_jobs_idem_find(f.jobs, "restored", 8), a);
+	assert_true(fp_job_idem(a, &got));
+	assert_int_equal(got.hash, 77);
+	/* The same again changes nothing (a replay may say it twice); another is refused. */
+	assert_int_equal(fp_jobs_idem_attach(f.jobs, a, &k), 0);
+	assert_int_equal(fp_jobs_idem_attach(f.jobs, a, &other), -EALREADY);
+	assert_int_equal(fp_jobs_idem_attach(f.jobs, b, &k), -EEXIST);
+	assert_false(fp_job_idem(b, &got));
+	wait_finished(&f, a);
+	wait_finished(&f, b);
+	fp_jobs_forget(f.jobs, a);
+	assert_int_equal(fp_jobs_idem_attach(f.jobs, b, &other), 0);
+	assert_ptr_equal(fp_jobs_idem_find(f.jobs, "restored", 8), b);
+	fp_test_jobs_teardown(&f);
+}
+
+static void a_pipeline_holds_its_key(void **state)
+{
+	struct fp_test_jobs f;
+	fp_stage st[1] = { FP_STAGE_DEFAULT };
+	struct fp_buf in[2] = { { "1", 1 }, { "2", 1 } };
+	struct fp_job_idem k = { "pipe", 4, 5 }, got;
+	fp_job *job, *none = NULL;
+
+	st[0].task = "square";
+	fp_test_jobs_setup(&f, 1);
+	assert_int_equal(fp_jobs_submit_pipeline_idem(f.jobs, st, 1, in, 2, NULL, &k, &job), 0);
+	assert_ptr_equal(fp_jobs_idem_find(f.jobs, "pipe", 4), job);
+	assert_true(fp_job_idem(job, &got));
+	assert_int_equal(got.hash, 5);
+	assert_int_equal(fp_jobs_submit_pipeline_idem(f.jobs, st, 1, in, 2, NULL, &k, &none),
+			 -EEXIST);
+	assert_null(none);
+	/* Apply, map and pipeline share one space of keys. */
+	assert_null(submit_keyed(&f, "square", "2", "pipe", 5, -EEXIST));
+	wait_finished(&f, job);
+	fp_test_jobs_teardown(&f);
+}
+
+/*
+ * The request hash is written in the journal and compared after a restart:
+ * pinned to known values, so that a change to it is seen here first.
+ */
+static void the_request_hash_is_stable_and_hashes_where_pieces_end(void **state)
+{
+	uint64_t ab_c = fp_idem_hash(fp_idem_hash(FP_IDEM_HASH_INIT, "ab", 2), "c", 1);
+	uint64_t a_bc = fp_idem_hash(fp_idem_hash(FP_IDEM_HASH_INIT, "a", 1), "bc", 2);
+	uint64_t empty = fp_idem_hash(FP_IDEM_HASH_INIT, "", 0);
+	const char *long_text = "{\"task\":\"square\",\"args\":12345678901234567890}";
+
+	assert_true(ab_c != a_bc);
+	assert_true(empty != FP_IDEM_HASH_INIT);
+	assert_true(fp_idem_hash(FP_IDEM_HASH_INIT, "", 0) !=
+		    fp_idem_hash(fp_idem_hash(FP_IDEM_HASH_INIT, "", 0), "", 0));
+	assert_true(fp_idem_hash(FP_IDEM_HASH_INIT, "12345678", 8) !=
+		    fp_idem_hash(FP_IDEM_HASH_INIT, "12345679", 8));
+	assert_int_equal(ab_c, UINT64_C(0xb77b28da2ea658ea));
+	assert_int_equal(fp_idem_hash(FP_IDEM_HASH_INIT, long_text, strlen(long_text)),
+			 UINT64_C(0x05ea54223191a6d0));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1781,6 +2056,15 @@ int main(void)
 		cmocka_unit_test(a_held_job_is_read_after_it_is_forgotten),
 		cmocka_unit_test(memory_eviction_passes_over_jobs_being_read),
 		cmocka_unit_test(freeing_the_store_leaves_a_held_job_to_its_reader),
+		cmocka_unit_test(a_key_finds_its_job_until_it_is_forgotten),
+		cmocka_unit_test(a_job_without_a_key_has_none),
+		cmocka_unit_test(bad_keys_are_refused_and_nothing_is_submitted),
+		cmocka_unit_test(a_refused_submission_does_not_take_its_key),
+		cmocka_unit_test(a_key_goes_with_its_job_however_it_is_forgotten),
+		cmocka_unit_test(keys_are_found_as_the_table_grows),
+		cmocka_unit_test(attach_gives_a_kept_job_its_key),
+		cmocka_unit_test(a_pipeline_holds_its_key),
+		cmocka_unit_test(the_request_hash_is_stable_and_hashes_where_pieces_end),
 	};
 	fp_loop *loop = NULL;
 
