@@ -12,7 +12,8 @@
  * is remembered for a while, with why it went (fp_jobs_gone()).
  *
  * Job ids are 128 random bits from getrandom(), as 32 hex characters: not
- * guessable from another job's id.
+ * guessable from another job's id. A job may also hold an idempotency key,
+ * found through the store while the job is kept (see "Idempotency keys").
  */
 #ifndef FP_SERVER_JOBS_H
 #define FP_SERVER_JOBS_H
