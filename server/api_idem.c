@@ -129,9 +129,11 @@ int fp__api_idem(fp_api *api, fp_http_request *req, struct fp_job_idem *out)
 
 		fp_job_idem(job, &held);
 		if (held.hash == hash) {
+			api->idem_replayed++;
 			replay(api, req, job);
 			return 1;
 		}
+		api->idem_conflicts++;
 		fp_http_set_log_field(req, "job", fp_job_id(job));
 		fp__api_error(req, 409, "idempotency_conflict", "Idempotency-Key \"%s\" belongs to"
 			      " job %s, made by another request (its route, body or parameters"

@@ -36,6 +36,8 @@ struct fp_api {
 
 	/* Workers restarted by reloads, for /metrics (the rest: fp_pool_stats). */
 	uint64_t reload_restarts;
+	/* Submissions answered for their Idempotency-Key (api_idem.c), for /metrics. */
+	uint64_t idem_replayed, idem_conflicts;
 };
 
 /* api.c */

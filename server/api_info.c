@@ -180,6 +180,13 @@ void fp__api_metrics(fp_api *api, fp_http_request *req)
 		    (unsigned long long)js.rejected);
 	sbuf_printf(&b, "forkpool_jobs_rejected_total{reason=\"memory\"} %llu\n",
 		    (unsigned long long)js.rejected_memory);
+	metric_head(&b, "forkpool_idempotent_requests_total", "counter",
+		    "Submissions with an Idempotency-Key its job already held: replayed (200), "
+		    "conflict (409).");
+	sbuf_printf(&b, "forkpool_idempotent_requests_total{outcome=\"replayed\"} %llu\n",
+		    (unsigned long long)api->idem_replayed);
+	sbuf_printf(&b, "forkpool_idempotent_requests_total{outcome=\"conflict\"} %llu\n",
+		    (unsigned long long)api->idem_conflicts);
 	metric_head(&b, "forkpool_jobs_evicted_total", "counter",
 		    "Jobs forgotten, by reason: ttl, max_jobs, memory, deleted.");
 	for (i = 0; i < FP_JOB_GONE_COUNT; i++)

@@ -12,6 +12,7 @@ Every request goes to 127.0.0.1; the storms are bounded (100 and 20 POSTs).
 """
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -91,15 +92,26 @@ class IdempotencyTest(DaemonTestCase):
 
     # --- the cases ------------------------------------------------------
 
+    def idem_metrics(self):
+        text = self.daemon.get("/metrics").body.decode()
+        return {o: int(re.search(r'^forkpool_idempotent_requests_total\{outcome="%s"\} (\d+)$'
+                                 % o, text, re.M).group(1)) for o in ("replayed", "conflict")}
+
     def test_retry_storm_of_100_posts_makes_one_job(self):
         key = new_key()
         before = self.jobs_listed()
+        counted = self.idem_metrics()
         answers = self.storm(100, lambda: self.post(
             "/v1/apply", {"task": "sleep", "args": 200}, key))
         job_id = self.check_one_job(answers, before)
         self.assertEqual(self.daemon.wait_job(job_id)["result"], 200)
         # Finished, the key still answers with its job.
         self.assert_replay(self.post("/v1/apply", {"task": "sleep", "args": 200}, key), job_id)
+        error_of(self, self.post("/v1/apply", {"task": "sleep", "args": 201}, key), 409,
+                 "idempotency_conflict")
+        now = self.idem_metrics()
+        self.assertEqual((now["replayed"] - counted["replayed"],
+                          now["conflict"] - counted["conflict"]), (100, 1))
 
     def test_concurrent_ndjson_uploads_with_one_key_make_one_job(self):
         key = new_key()
