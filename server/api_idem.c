@@ -76,7 +76,8 @@ static int request_hash(fp_http_request *req, uint64_t *out)
 		if (!params[i].value)
 			params[i].value = "";
 	}
-	qsort(params, n, sizeof(*params), param_cmp);
+	if (n)
+		qsort(params, n, sizeof(*params), param_cmp);
 	for (i = 0; i < n; i++) {
 		if (param_shapes_answer(params[i].name))
 			continue;
