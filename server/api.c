@@ -50,6 +50,10 @@ int fp_api_new(fp_api **out, fp_pool *pool, fp_jobs *jobs, const struct fp_api_o
 		free(api);
 		return -ENOMEM;
 	}
+	if (o->journal_report) {
+		api->journal_report = *o->journal_report;
+		api->journal_reported = true;
+	}
 	api->started_ms = fp_now_ms();
 	*out = api;
 	return 0;
@@ -334,6 +338,8 @@ void fp__api_unknown_task(fp_api *api, fp_http_request *req, const char *task,
 	sbuf_free(&known);
 }
 
+static void journal_failed(fp_api *api, fp_http_request *req, int err);
+
 /* Map a submission error to its answer. */
 void fp__api_submit_error(fp_api *api, fp_http_request *req, const char *task, int err)
 {
@@ -359,6 +365,8 @@ void fp__api_submit_error(fp_api *api, fp_http_request *req, const char *task, i
 			      why ? why : fp_strerror(err));
 	} else if (err == -E2BIG) {
 		fp__api_error(req, 413, "body_too_large", "too many items in one call");
+	} else if (err == -EIO && fp_jobs_journal(api->jobs)) {
+		journal_failed(api, req, fp_jobs_journal_error(api->jobs));
 	} else {
 		fp__api_error(req, 500, "internal", "cannot submit: %s", fp_strerror(err));
 	}
@@ -513,7 +521,99 @@ json_t *fp__api_parse_body(fp_http_request *req)
 	return j;
 }
 
+/*
+ * A submission waiting for its JOB record to be as safe as --fsync makes
+ * it: the answer promises the job survives a crash, so it waits.
+ */
+struct api_jwait {
+	struct fp_journal_wait w;
+	fp_api *api;
+	fp_http_request *req;
+	fp_job *job;
+	struct api_jwait *prev, *next;
+};
+
+static void jwait_free(struct api_jwait *jw, bool closed)
+{
+	fp_journal_wait_cancel(&jw->w);
+	if (!closed)
+		fp_http_on_close(jw->req, NULL, NULL);
+	if (jw->prev)
+		jw->prev->next = jw->next;
+	else
+		jw->api->jwaits = jw->next;
+	if (jw->next)
+		jw->next->prev = jw->prev;
+	fp_job_unref(jw->job);
+	free(jw);
+}
+
+static void journal_failed(fp_api *api, fp_http_request *req, int err)
+{
+	if (err == -ENOSPC)
+		fp__api_error(req, 507, "insufficient_storage", "the job was not accepted: the data"
+			      " directory is full (the journal cannot be written: %s)", fp_strerror(err));
+	else
+		fp__api_error(req, 507, "insufficient_storage", "the job was not accepted: the"
+			      " journal cannot be written: %s", fp_strerror(err));
+}
+
+static void submitted_now(fp_api *api, fp_http_request *req, fp_job *job);
+
+static void jwait_cb(struct fp_journal_wait *w, int status)
+{
+	struct api_jwait *jw = w->data;
+	fp_api *api = jw->api;
+	fp_http_request *req = jw->req;
+	fp_job *job = jw->job;
+
+	fp_job_ref(job);
+	jwait_free(jw, false);
+	if (status == 0) {
+		submitted_now(api, req, job);
+	} else {
+		/* Not in the journal: not accepted. What runs of it is cancelled. */
+		fp_jobs_withdraw(api->jobs, job);
+		journal_failed(api, req, status);
+	}
+	fp_job_unref(job);
+}
+
+static void jwait_closed(fp_http_request *req, void *data)
+{
+	jwait_free(data, true);
+}
+
 void fp__api_submitted(fp_api *api, fp_http_request *req, fp_job *job)
+{
+	struct fp_journal *j = fp_jobs_journal(api->jobs);
+	struct api_jwait *jw;
+
+	if (!j) {
+		submitted_now(api, req, job);
+		return;
+	}
+	jw = calloc(1, sizeof(*jw));
+	if (!jw) {
+		fp_jobs_withdraw(api->jobs, job);
+		fp__api_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	jw->api = api;
+	jw->req = req;
+	jw->job = job;
+	fp_job_ref(job);
+	jw->w.cb = jwait_cb;
+	jw->w.data = jw;
+	jw->next = api->jwaits;
+	if (api->jwaits)
+		api->jwaits->prev = jw;
+	api->jwaits = jw;
+	fp_http_on_close(req, jwait_closed, jw);
+	fp_journal_wait_appended(j, &jw->w);
+}
+
+static void submitted_now(fp_api *api, fp_http_request *req, fp_job *job)
 {
 	int64_t wait = fp__api_wait_ms(api, req);
 	char loc[64];
@@ -893,6 +993,13 @@ void fp_api_free(fp_api *api)
 	api->closing = true;
 	while (api->waiters)
 		waiter_answer(api->waiters);
+	/* Their records may never be written now: not accepted. */
+	while (api->jwaits) {
+		fp_http_request *req = api->jwaits->req;
+
+		jwait_free(api->jwaits, false);
+		fp__api_error(req, 503, "shutting_down", "the server is shutting down");
+	}
 	fp__api_streams_end(api);
 	free(api->token);
 	free(api->version);

@@ -5,6 +5,7 @@
 #ifndef FP_SERVER_API_IMPL_H
 #define FP_SERVER_API_IMPL_H
 
+#include "journal.h"
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -38,6 +39,11 @@ struct fp_api {
 	uint64_t reload_restarts;
 	/* Submissions answered for their Idempotency-Key (api_idem.c), for /metrics. */
 	uint64_t idem_replayed, idem_conflicts;
+
+	/* The journal's start-up report (/metrics), and submissions waiting for their record. */
+	struct fp_journal_report journal_report;
+	bool journal_reported;
+	struct api_jwait *jwaits;
 };
 
 /* api.c */

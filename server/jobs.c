@@ -31,6 +31,7 @@
 #include <time.h>
 
 #include "jobs_impl.h"
+#include "journal_jobs.h"
 
 #define TABLE_MIN 64
 
@@ -211,11 +212,15 @@ void fp__job_started(fp_pool *pool, uint64_t call_id, void *data)
 
 	if (job->forgotten || job->finished)
 		return;
+	/* A recovered job keeps the start it had before the restart. */
+	if (job->started_at)
+		return;
 	job->started_at = wall_ms();
 	if (job->started_at < job->created_at)
 		job->started_at = job->created_at;
 	if (job->state == FP_JOB_QUEUED)
 		set_state(job, FP_JOB_RUNNING);
+	fp__jobs_journal_mark(job->jobs, job, FP_JR_STARTED, 0, job->started_at);
 }
 
 void fp__job_label(const fp_job *job, char *buf)
@@ -282,16 +287,32 @@ static void output_append(fp_job *job, const struct fp_result *r)
 	fp__job_record(job, it, fp__job_result_to_keep(job, r, &instead));
 	job->origins[pos] = (struct job_origin){ (uint32_t)r->index, r->stage };
 	job->total++;
+	fp__jobs_journal_dirty(jobs, job);
 	item_counted(job, it, pos);
 }
 
-static void job_item_cb(fp_pool *pool, uint64_t call_id, const struct fp_result *r,
-			void *data)
+void fp__job_outcome(fp_job *job, size_t pos, const struct fp_result *r)
 {
-	fp_job *job = data;
 	fp_jobs *jobs = job->jobs;
 	struct fp_result instead;
 	struct job_item *it;
+
+	if (pos >= job->total || job->items[pos].finished)
+		return;
+	it = &job->items[pos];
+	fp__job_record(job, it, fp__job_result_to_keep(job, r, &instead));
+	job->order[job->ndone + job->nfailed] = (uint32_t)pos;
+	jobs->stats.items_pending--;
+	fp__jobs_journal_dirty(jobs, job);
+	item_counted(job, it, pos);
+}
+
+void fp__job_item_cb(fp_pool *pool, uint64_t call_id, const struct fp_result *r,
+		     void *data)
+{
+	fp_job *job = data;
+	fp_jobs *jobs = job->jobs;
+	struct fp_result resumed;
 
 	if (job->forgotten) {
 		/* A tombstone keeps nothing; its items still leave the queue count. */
@@ -309,20 +330,22 @@ static void job_item_cb(fp_pool *pool, uint64_t call_id, const struct fp_result 
 		output_append(job, r);
 		return;
 	}
-	if (r->index >= job->total || job->items[r->index].finished)
-		return;
-	it = &job->items[r->index];
-	fp__job_record(job, it, fp__job_result_to_keep(job, r, &instead));
-	job->order[job->ndone + job->nfailed] = (uint32_t)r->index;
-	jobs->stats.items_pending--;
-	item_counted(job, it, r->index);
+	if (job->resume_map) {
+		/* A recovered job runs only its items without an outcome. */
+		if (r->index >= job->resume_n)
+			return;
+		resumed = *r;
+		resumed.index = job->resume_map[r->index];
+		resumed.attempts += job->resume_attempts;
+		r = &resumed;
+	}
+	fp__job_outcome(job, r->index, r);
 }
 
-static void job_done_cb(fp_pool *pool, const struct fp_call_summary *s, void *data)
+void fp__job_done_cb(fp_pool *pool, const struct fp_call_summary *s, void *data)
 {
 	fp_job *job = data;
 	fp_jobs *jobs = job->jobs;
-	uint64_t now;
 
 	if (job->kind == FP_JOB_PIPELINE && jobs)
 		jobs->stats.items_pending -= job->inputs;
@@ -332,20 +355,32 @@ static void job_done_cb(fp_pool *pool, const struct fp_call_summary *s, void *da
 		fp__job_settle(job);
 		return;
 	}
+	free(job->resume_map);
+	job->resume_map = NULL;
+	fp__job_finish(job, s->cancelled ? FP_JOB_CANCELLED :
+		       job->nfailed ? FP_JOB_FAILED : FP_JOB_DONE, wall_ms());
+}
+
+void fp__job_finish(fp_job *job, enum fp_job_state state, uint64_t finished_at)
+{
+	fp_jobs *jobs = job->jobs;
+	uint64_t now, age, wall = wall_ms();
+
 	job->finished = true;
 	/* Durations are finished_at - created_at: a clock stepped back gives 0, not 2^64. */
-	job->finished_at = wall_ms();
-	if (job->finished_at < job->created_at)
-		job->finished_at = job->created_at;
-	if (s->cancelled)
-		set_state(job, FP_JOB_CANCELLED);
-	else
-		set_state(job, job->nfailed ? FP_JOB_FAILED : FP_JOB_DONE);
+	job->finished_at = finished_at < job->created_at ? job->created_at : finished_at;
+	set_state(job, state);
 	jobs->unfinished--;
+	/* Its outcomes go before its END, so a replay finds them all. */
+	fp__jobs_journal_outcomes(jobs, job);
+	fp__jobs_journal_mark(jobs, job, FP_JR_END, (uint8_t)state, job->finished_at);
 
+	/* The TTL runs from finished_at: a recovered job does not start afresh. */
 	now = fp_now_ms();
-	job->expire_ms = jobs->opts.ttl_ms > UINT64_MAX - now ? UINT64_MAX
-							      : now + jobs->opts.ttl_ms;
+	age = wall > job->finished_at ? wall - job->finished_at : 0;
+	age = age > jobs->opts.ttl_ms ? jobs->opts.ttl_ms : age;
+	job->expire_ms = jobs->opts.ttl_ms - age > UINT64_MAX - now ? UINT64_MAX
+			 : now + (jobs->opts.ttl_ms - age);
 	job->fprev = jobs->fin_tail;
 	if (jobs->fin_tail)
 		jobs->fin_tail->fnext = job;
@@ -393,6 +428,7 @@ int fp_jobs_new(fp_jobs **out, fp_pool *pool, const struct fp_jobs_options *o)
 	else
 		fp_jobs_options_init(&jobs->opts);
 	jobs->ttl.data = jobs;
+	jobs->jr_flush.data = jobs;
 	*out = jobs;
 	return 0;
 }
@@ -404,10 +440,13 @@ void fp_jobs_free(fp_jobs *jobs)
 	if (!jobs)
 		return;
 	fp_timer_stop(&jobs->ttl);
+	/* Unfinished jobs stay unfinished in the journal: they resume at the next start. */
+	fp_jobs_detach_journal(jobs);
 	while ((job = jobs->all)) {
 		struct fp_job_watch *w;
 
 		jobs->all = job->next;
+		fp__jobs_journal_drop(jobs, job);
 		/* No callbacks from here: watches are only unlinked. */
 		while ((w = job->watchers))
 			fp_job_unwatch(w);
@@ -437,7 +476,7 @@ void fp_jobs_free(fp_jobs *jobs)
 	free(jobs);
 }
 
-static int start_apply_map(fp_pool *pool, fp_job *job, const void *arg, fp_item_cb on_item,
+int fp__job_start_apply_map(fp_pool *pool, fp_job *job, const void *arg, fp_item_cb on_item,
 			   fp_done_cb on_done, uint64_t *call_id)
 {
 	static const fp_call_options defaults = FP_CALL_OPTIONS_DEFAULT;
@@ -468,7 +507,7 @@ int fp_jobs_submit_idem(fp_jobs *jobs, enum fp_job_kind kind, const char *task,
 {
 	struct fp__job_start s = {
 		.kind = kind, .name = task, .n = n, .items = items, .opts = opts,
-		.start = start_apply_map, .idem = idem,
+		.start = fp__job_start_apply_map, .idem = idem,
 	};
 
 	s.arg = &s;
@@ -537,12 +576,35 @@ int fp__jobs_submit(fp_jobs *jobs, const struct fp__job_start *s, fp_job **out)
 	job->created_at = wall_ms();
 	/* The start function may reach the ext; the job owns it only once started. */
 	job->ext = s->ext;
-	err = s->start(jobs->pool, job, s->arg, job_item_cb, job_done_cb, &job->call_id);
+	err = s->start(jobs->pool, job, s->arg, fp__job_item_cb, fp__job_done_cb, &job->call_id);
 	if (err)
 		goto err_job;
 
 	/* The pool calls back from its loop only: linking after it is safe. */
 	job->ext_free = s->ext_free;
+	fp__jobs_link(jobs, job, n);
+	jobs->stats.submitted++;
+	/*
+	 * Written after the call started, as only a started call is a job;
+	 * the pool's callbacks come from the loop, so its outcomes follow.
+	 */
+	err = fp__jobs_journal_job(jobs, job, s);
+	if (err) {
+		jobs->stats.submitted--;
+		fp__jobs_unlink_quiet(jobs, job);
+		return err;
+	}
+	if (out)
+		*out = job;
+	return 0;
+
+err_job:
+	fp__job_free(job);
+	return err;
+}
+
+void fp__jobs_link(fp_jobs *jobs, fp_job *job, size_t n)
+{
 	fp__job_count(job);
 	fp__jobs_table_insert(jobs, job);
 	fp__jobs_idem_link(jobs, job);
@@ -552,17 +614,9 @@ int fp__jobs_submit(fp_jobs *jobs, const struct fp__job_start *s, fp_job **out)
 		jobs->all->prev = job;
 	jobs->all = job;
 	jobs->stats.jobs++;
-	jobs->stats.by_state[FP_JOB_QUEUED]++;
+	jobs->stats.by_state[job->state]++;
 	jobs->stats.items_pending += n;
-	jobs->stats.submitted++;
 	jobs->unfinished++;
-	if (out)
-		*out = job;
-	return 0;
-
-err_job:
-	fp__job_free(job);
-	return err;
 }
 
 int fp_jobs_cancel(fp_jobs *jobs, fp_job *job)
@@ -575,10 +629,14 @@ int fp_jobs_cancel(fp_jobs *jobs, fp_job *job)
 	/* The pool refuses a second cancel of the same call; to us it is done. */
 	if (err == -ENOENT && job->cancel_requested)
 		err = 0;
+	if (err == 0 && !job->cancel_requested)
+		fp__jobs_journal_mark(jobs, job, FP_JR_CANCEL, 0, 0);
 	if (err == 0)
 		job->cancel_requested = true;
 	return err;
 }
+
+static void forget(fp_jobs *jobs, fp_job *job);
 
 void fp_jobs_forget(fp_jobs *jobs, fp_job *job)
 {
@@ -591,6 +649,19 @@ void fp__jobs_forget_why(fp_jobs *jobs, fp_job *job, enum fp_job_gone why)
 		return;
 	fp__jobs_gone_add(jobs, job->id, why);
 	jobs->stats.forgotten[why]++;
+	fp__jobs_journal_mark(jobs, job, FP_JR_FORGET, (uint8_t)why, wall_ms());
+	forget(jobs, job);
+}
+
+void fp__jobs_unlink_quiet(fp_jobs *jobs, fp_job *job)
+{
+	if (!job->forgotten)
+		forget(jobs, job);
+}
+
+static void forget(fp_jobs *jobs, fp_job *job)
+{
+	fp__jobs_journal_drop(jobs, job);
 	fp__jobs_table_remove(jobs, job);
 	fp__jobs_idem_unlink(jobs, job);
 	if (job->prev)
@@ -615,12 +686,27 @@ void fp__jobs_forget_why(fp_jobs *jobs, fp_job *job, enum fp_job_gone why)
 		return;
 	}
 
-	/* Still in the pool: cancel it, tell the watchers, keep a tombstone. */
 	jobs->unfinished--;
+	if (job->pool_done) {
+		/* Recovered and not started again: no callback will count its items. */
+		jobs->stats.items_pending -= job->inputs - job->ndone - job->nfailed;
+		orphan_link(jobs, job);
+		fp__job_watchers_end(job);
+		fp__job_release(job);
+		fp__job_settle(job);
+		return;
+	}
+	/* Still in the pool: cancel it, tell the watchers, keep a tombstone. */
 	fp_pool_cancel(jobs->pool, job->call_id);
 	orphan_link(jobs, job);
 	fp__job_watchers_end(job);
 	fp__job_release(job);
+}
+
+void fp_jobs_withdraw(fp_jobs *jobs, fp_job *job)
+{
+	if (jobs && job)
+		fp__jobs_unlink_quiet(jobs, job);
 }
 
 size_t fp_jobs_list(fp_jobs *jobs, const enum fp_job_state *state, uint64_t before,

@@ -89,7 +89,8 @@ void fp_jobs_free(fp_jobs *jobs);
  * Submit. Items are JSON texts (copied by the pool). -EBUSY when over
  * max_queue; -ENOSPC when its results could not fit under max_results_bytes
  * (above); FP_EUNKNOWN_TASK; FP_ESTOPPED while the pool is stopping;
- * FP_EUNAVAILABLE while the task's pool cannot start its workers.
+ * FP_EUNAVAILABLE while the task's pool cannot start its workers; -EIO when
+ * the journal refused its record (fp_jobs_journal_error() says why).
  */
 int fp_jobs_submit(fp_jobs *jobs, enum fp_job_kind kind, const char *task,
 		   const struct fp_buf *items, size_t n, const fp_call_options *opts,
@@ -222,6 +223,53 @@ void fp_jobs_stats(const fp_jobs *jobs, struct fp_jobs_stats *out);
 void fp_jobs_close(fp_jobs *jobs);
 /* Jobs not finished yet. */
 size_t fp_jobs_unfinished(const fp_jobs *jobs);
+
+/* --- the journal (jobs_journal.c) ---------------------------------------- */
+
+/*
+ * With a journal (--data-dir), the store writes each job's life into it
+ * (journal_jobs.h's records): a submission's JOB record is appended by
+ * fp_jobs_submit() (the caller answers once fp_journal_wait_appended() says
+ * it is safe), STARTED, one OUTCOMES record per job for what finished in
+ * one loop turn, END, CANCEL, FORGET. Without one nothing of this runs.
+ *
+ * Recovery: open the journal with fp_jobs_replay() as its replay callback
+ * (data: the store) before anything is submitted, then
+ * fp_jobs_attach_journal(), then fp_jobs_resume(): finished jobs are kept
+ * with their results until their TTL, counted from their finished_at;
+ * unfinished ones run their items without an outcome again.
+ */
+struct fp_journal;
+struct fp_jrec;
+
+struct fp_jobs_recovery {
+	uint64_t jobs;              /* recovered and kept */
+	uint64_t finished;          /* of those, finished before */
+	uint64_t resumed;           /* unfinished, started again */
+	uint64_t items_kept;        /* resumed jobs' items with an outcome recorded */
+	uint64_t items_rerun;       /* ... and without: submitted again */
+	uint64_t skipped;           /* records of a kind this store does not resume */
+};
+
+int fp_jobs_replay(void *jobs, const struct fp_jrec *r, uint64_t off, char *err,
+		   size_t errlen);
+void fp_jobs_attach_journal(fp_jobs *jobs, struct fp_journal *j);
+/*
+ * Start what the journal left unfinished. Returns 0; jobs the pool refuses
+ * (a task no module has any more) end at once with every item left failed,
+ * naming why. out may be NULL.
+ */
+int fp_jobs_resume(fp_jobs *jobs, struct fp_jobs_recovery *out);
+/* Append what is pending and stop using the journal (before closing it). */
+void fp_jobs_detach_journal(fp_jobs *jobs);
+struct fp_journal *fp_jobs_journal(const fp_jobs *jobs);
+/* The error of the last append that failed: what a -EIO submission met. */
+int fp_jobs_journal_error(const fp_jobs *jobs);
+/*
+ * Take back a job whose JOB record could not be written (the waiter said
+ * so): cancelled and gone without a trace, its id not remembered.
+ */
+void fp_jobs_withdraw(fp_jobs *jobs, fp_job *job);
 
 /* --- one job -------------------------------------------------------------- */
 

@@ -114,6 +114,17 @@ struct fp_job {
 	bool cancel_requested;
 	bool apply_text_used;
 	bool overflowed;           /* a pipeline cancelled for passing max_outputs */
+
+	/* The journal's (jobs_journal.c). */
+	bool journaled;            /* its JOB record is in the journal */
+	bool jr_dirty;             /* on jobs->jr_dirty: outcomes not appended yet */
+	bool jr_started;           /* recovered: its STARTED record was read */
+	uint16_t resume_attempts;  /* recovered: added to its rerun items' attempts */
+	fp_job *jr_next;
+	size_t jr_done;            /* outcomes appended: the first jr_done of `order` */
+	struct jr_resume *resume;  /* recovered, not finished: its items, to run them again */
+	uint32_t *resume_map;      /* resumed: the pool's item i is the job's item resume_map[i] */
+	size_t resume_n;
 	char task[];
 };
 
@@ -151,6 +162,13 @@ struct fp_jobs {
 	size_t id_pool_left;
 	bool closed;
 	struct fp_jobs_stats stats;
+
+	/* The journal (jobs_journal.c), when --data-dir gave one. */
+	struct fp_journal *journal;
+	int journal_err;           /* the last append's error, for the 507 */
+	fp_job *jr_dirty;          /* jobs with outcomes to append at the turn's end */
+	fp_timer jr_flush;
+	struct fp_jobs_recovery recovery;
 };
 
 struct fp__job_start {
@@ -250,6 +268,36 @@ extern const char fp__over_limit_message[];
 size_t fp__job_record_need(const fp_job *job, const struct fp_result *r);
 /* Start counting the job's `held` in the store's results_bytes (at submission). */
 void fp__job_count(fp_job *job);
+
+/*
+ * The pool's callbacks of every apply and map (jobs.c), for a recovered job
+ * started again (jobs_journal.c); and what both record an outcome with.
+ */
+void fp__job_item_cb(fp_pool *pool, uint64_t call_id, const struct fp_result *r, void *data);
+void fp__job_done_cb(fp_pool *pool, const struct fp_call_summary *s, void *data);
+/* The start function of applies and maps (fp__job_start's). */
+int fp__job_start_apply_map(fp_pool *pool, fp_job *job, const void *arg, fp_item_cb on_item,
+			    fp_done_cb on_done, uint64_t *call_id);
+/* Record item `pos`'s outcome (not a pipeline's) and count it. */
+void fp__job_outcome(fp_job *job, size_t pos, const struct fp_result *r);
+/* End a job: state and finished_at, its TTL from finished_at; watchers told. */
+void fp__job_finish(fp_job *job, enum fp_job_state state, uint64_t finished_at);
+/* Link a job made by submission or recovery into the table and the lists. */
+void fp__jobs_link(fp_jobs *jobs, fp_job *job, size_t n);
+/* Forget without remembering its id or writing it down: it was never accepted. */
+void fp__jobs_unlink_quiet(fp_jobs *jobs, fp_job *job);
+
+/* jobs_journal.c: the store's side of the journal; nothing when there is none. */
+struct fp__job_start;
+int fp__jobs_journal_job(fp_jobs *jobs, fp_job *job, const struct fp__job_start *s);
+void fp__jobs_journal_mark(fp_jobs *jobs, fp_job *job, uint16_t type, uint8_t value,
+			   uint64_t when);
+/* Outcomes were recorded: append them at the end of the loop turn. */
+void fp__jobs_journal_dirty(fp_jobs *jobs, fp_job *job);
+/* Append the job's outcomes now (before its END, or its FORGET). */
+void fp__jobs_journal_outcomes(fp_jobs *jobs, fp_job *job);
+/* The job goes: off the dirty list, its resume state freed. */
+void fp__jobs_journal_drop(fp_jobs *jobs, fp_job *job);
 
 /* jobs_watch.c: tell the watchers of an item, or of the end. */
 void fp__job_watchers_item(fp_job *job, size_t index);
