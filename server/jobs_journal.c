@@ -399,9 +399,12 @@ int fp_jobs_replay(void *data, const struct fp_jrec *rec, uint64_t off, char *er
 	}
 	job = find(jobs, m.id);
 	if (rec->type == FP_JR_FORGET) {
-		if (job)
+		if (job) {
+			jobs->recovery.jobs--;
+			jobs->recovery.finished -= job->finished;
 			fp__jobs_forget_why(jobs, job, m.value < FP_JOB_GONE_COUNT ?
 					    (enum fp_job_gone)m.value : FP_JOB_GONE_DELETED);
+		}
 		return 0;
 	}
 	if (!job || job->finished)

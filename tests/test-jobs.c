@@ -4,6 +4,7 @@
  * loop runs until a condition holds, with a deadline that fails the test.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,12 +13,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "forkpool.h"
 #include "jobs.h"
 #include "jobs_impl.h"
+#include "journal.h"
+#include "journal_impl.h"
 #include "fp_test.h"
 #include "fp_test_jobs.h"
 #include "loop.h"
@@ -2015,10 +2019,302 @@ static void the_request_hash_is_stable_and_hashes_where_pieces_end(void **state)
 			 UINT64_C(0x05ea54223191a6d0));
 }
 
+/* --- the journal (jobs_journal.c) ---------------------------------------- */
+
+struct jr {
+	fp_journal *j;
+	char dir[256];
+	int closed;
+	int wait_status, waited;
+	struct fp_journal_wait w;
+};
+
+static void jr_closed(void *data)
+{
+	((struct jr *)data)->closed = 1;
+}
+
+static int jr_is_closed(void *data)
+{
+	return ((struct jr *)data)->closed;
+}
+
+static void jr_waited(struct fp_journal_wait *w, int status)
+{
+	struct jr *x = w->data;
+
+	x->waited = 1;
+	x->wait_status = status;
+}
+
+static int jr_has_waited(void *data)
+{
+	return ((struct jr *)data)->waited;
+}
+
+/* Open x->dir's journal for the store (replay into it), attach it, resume. */
+static void jr_open(struct jr *x, struct fp_test_jobs *f, struct fp_jobs_recovery *rec)
+{
+	struct fp_journal_options o = {
+		.dir = x->dir, .fsync = FP_FSYNC_INTERVAL, .replay = fp_jobs_replay,
+		.data = f->jobs,
+	};
+	char err[512];
+	int r = fp_journal_open(&x->j, fp_pool_loop(f->pool), &o, NULL, err, sizeof(err));
+
+	if (r < 0)
+		fail_msg("open %s: %s", x->dir, err);
+	fp_jobs_attach_journal(f->jobs, x->j);
+	assert_int_equal(fp_jobs_resume(f->jobs, rec), 0);
+}
+
+/* Wait for what the store appended so far, as an answer would. */
+static int jr_wait(struct jr *x, struct fp_test_jobs *f)
+{
+	x->waited = 0;
+	x->w.cb = jr_waited;
+	x->w.data = x;
+	fp_journal_wait_appended(x->j, &x->w);
+	assert_true(fp_test_run_until(f->pool, jr_has_waited, x, 10000));
+	return x->wait_status;
+}
+
+/* The store goes (writing nothing of what it cancels), then the journal. */
+static void jr_close(struct jr *x, struct fp_test_jobs *f)
+{
+	fp_jobs_detach_journal(f->jobs);
+	x->closed = 0;
+	fp_journal_close(x->j, jr_closed, x);
+	assert_true(fp_test_run_until(f->pool, jr_is_closed, x, 10000));
+	x->j = NULL;
+}
+
+static void jr_dir(struct jr *x)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	memset(x, 0, sizeof(*x));
+	snprintf(x->dir, sizeof(x->dir), "%s/fp-test-jobs-journal-XXXXXX", tmp ? tmp : "/tmp");
+	assert_non_null(mkdtemp(x->dir));
+}
+
+static void jr_rm(struct jr *x)
+{
+	char path[300];
+
+	snprintf(path, sizeof(path), "%s/journal", x->dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/lock", x->dir);
+	unlink(path);
+	rmdir(x->dir);
+}
+
+/* A new store over the same pool, as after a restart. */
+static void store_again(struct fp_test_jobs *f)
+{
+	fp_jobs_free(f->jobs);
+	assert_int_equal(fp_jobs_new(&f->jobs, f->pool, NULL), 0);
+}
+
+/*
+ * Finished jobs come back from the journal with every outcome, their times
+ * and their state; a deleted one is gone, remembered as deleted.
+ */
+static void journaled_jobs_come_back_finished(void **state)
+{
+	struct fp_test_jobs f;
+	struct fp_jobs_recovery rec;
+	struct fp_job_item it, it2;
+	struct items items;
+	fp_job *map, *apply, *gone, *back;
+	char map_id[33], apply_id[33], gone_id[33];
+	uint64_t finished_at;
+	enum fp_job_gone why;
+	uint64_t at;
+	struct jr x;
+
+	jr_dir(&x);
+	fp_test_jobs_setup(&f, 2);
+	jr_open(&x, &f, &rec);
+	assert_int_equal(rec.jobs, 0);
+	items_make(&items, 300, NULL);
+	map = submit_map(&f, "square", &items, 7);
+	apply = submit_apply(&f, "fail", "\"no\"");
+	gone = submit_apply(&f, "square", "3");
+	assert_int_equal(jr_wait(&x, &f), 0);
+	wait_finished(&f, map);
+	wait_finished(&f, apply);
+	wait_finished(&f, gone);
+	strcpy(map_id, fp_job_id(map));
+	strcpy(apply_id, fp_job_id(apply));
+	strcpy(gone_id, fp_job_id(gone));
+	finished_at = fp_job_finished_at(map);
+	fp_jobs_forget(f.jobs, gone);
+	jr_close(&x, &f);
+
+	store_again(&f);
+	jr_open(&x, &f, &rec);
+	assert_int_equal(rec.jobs, 2);
+	assert_int_equal(rec.finished, 2);
+	assert_int_equal(rec.resumed, 0);
+	back = fp_jobs_find(f.jobs, map_id);
+	assert_non_null(back);
+	assert_true(fp_job_finished(back));
+	assert_int_equal(fp_job_state(back), FP_JOB_DONE);
+	assert_int_equal(fp_job_total(back), 300);
+	assert_int_equal(fp_job_done(back), 300);
+	assert_int_equal(fp_job_finished_at(back), finished_at);
+	for (size_t i = 0; i < 300; i++) {
+		char want[32];
+
+		fp_job_item(back, i, &it);
+		assert_true(it.finished);
+		snprintf(want, sizeof(want), "%zu", i * i);
+		assert_string_equal(it.value, want);
+		assert_int_equal(it.attempts, 1);
+	}
+	fp_test_assert_job_values(back, true, 16);
+	back = fp_jobs_find(f.jobs, apply_id);
+	assert_non_null(back);
+	assert_int_equal(fp_job_state(back), FP_JOB_FAILED);
+	fp_job_item(back, 0, &it2);
+	assert_int_equal(it2.status, FP_ITEM_TASK_ERROR);
+	assert_string_equal(it2.message, "no");
+	assert_null(fp_jobs_find(f.jobs, gone_id));
+	assert_int_equal(fp_jobs_gone(f.jobs, gone_id, &why, &at), 1);
+	assert_int_equal(why, FP_JOB_GONE_DELETED);
+
+	jr_close(&x, &f);
+	items_free(&items);
+	fp_test_jobs_teardown(&f);
+	jr_rm(&x);
+}
+
+/* The map has `want` items done. */
+struct done_at_least {
+	fp_jobs *jobs;
+	const char *id;
+	size_t want;
+};
+
+static int has_done(void *data)
+{
+	struct done_at_least *c = data;
+	fp_job *job = fp_jobs_find(c->jobs, c->id);
+
+	/* And its outcomes have gone to the journal (the turn's timer ran). */
+	return job && fp_job_done(job) >= c->want && !c->jobs->jr_dirty;
+}
+
+/*
+ * An unfinished job resumes: the items whose outcome was written keep it,
+ * the others run again, each counting the lost run as an attempt.
+ */
+static void unfinished_job_resumes_the_items_without_an_outcome(void **state)
+{
+	struct fp_test_jobs f;
+	struct fp_jobs_recovery rec;
+	struct fp_job_item it;
+	struct items items;
+	struct done_at_least c;
+	fp_job *map;
+	char id[33];
+	struct jr x;
+
+	jr_dir(&x);
+	fp_test_jobs_setup(&f, 2);
+	jr_open(&x, &f, &rec);
+	/* Eight quick items, then two that hold both workers: the master dies then. */
+	items_make(&items, 10, "0");
+	items.b[8] = items.b[9] = (struct fp_buf){ "1500", 4 };
+	map = submit_map(&f, "sleep", &items, 1);
+	strcpy(id, fp_job_id(map));
+	assert_int_equal(jr_wait(&x, &f), 0);
+	c = (struct done_at_least){ f.jobs, id, 8 };
+	assert_true(fp_test_run_until(f.pool, has_done, &c, 20000));
+	assert_int_equal(jr_wait(&x, &f), 0);
+	assert_false(fp_job_finished(map));
+	/* Detached first: the store's end writes nothing, as after a SIGKILL. */
+	jr_close(&x, &f);
+	store_again(&f);
+
+	jr_open(&x, &f, &rec);
+	assert_int_equal(rec.jobs, 1);
+	assert_int_equal(rec.finished, 0);
+	assert_int_equal(rec.resumed, 1);
+	assert_int_equal(rec.items_kept, 8);
+	assert_int_equal(rec.items_rerun, 2);
+	map = fp_jobs_find(f.jobs, id);
+	assert_non_null(map);
+	assert_int_equal(fp_job_state(map), FP_JOB_RUNNING);
+	assert_int_equal(fp_job_done(map), 8);
+	wait_finished(&f, map);
+	assert_int_equal(fp_job_state(map), FP_JOB_DONE);
+	for (size_t i = 0; i < 10; i++) {
+		fp_job_item(map, i, &it);
+		assert_true(it.finished);
+		assert_string_equal(it.value, i < 8 ? "0" : "1500");
+		assert_int_equal(it.attempts, i < 8 ? 1 : 2);
+	}
+	assert_completion_permutation(map);
+	jr_close(&x, &f);
+
+	/* And once finished, it comes back finished. */
+	store_again(&f);
+	jr_open(&x, &f, &rec);
+	assert_int_equal(rec.finished, 1);
+	assert_int_equal(rec.resumed, 0);
+	map = fp_jobs_find(f.jobs, id);
+	assert_non_null(map);
+	assert_int_equal(fp_job_state(map), FP_JOB_DONE);
+	jr_close(&x, &f);
+	items_free(&items);
+	fp_test_jobs_teardown(&f);
+	jr_rm(&x);
+}
+
+/*
+ * A JOB record that cannot be written (ENOSPC: /dev/full) fails its waiter;
+ * the submission is withdrawn without a trace, and the store goes on.
+ */
+static void a_job_whose_record_fails_is_withdrawn(void **state)
+{
+	struct fp_test_jobs f;
+	struct fp_jobs_stats st;
+	enum fp_job_gone why;
+	fp_job *job;
+	uint64_t at;
+	char id[33];
+	struct jr x;
+	int fd;
+
+	memset(&x, 0, sizeof(x));
+	fp_test_jobs_setup(&f, 1);
+	fd = open("/dev/full", O_WRONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(fp__journal_new(&x.j, fp_pool_loop(f.pool), fd, 0, 1, FP_FSYNC_NEVER, 0), 0);
+	fp_jobs_attach_journal(f.jobs, x.j);
+	job = submit_apply(&f, "sleep", "0");
+	strcpy(id, fp_job_id(job));
+	assert_int_equal(jr_wait(&x, &f), -ENOSPC);
+	fp_jobs_withdraw(f.jobs, job);
+	assert_null(fp_jobs_find(f.jobs, id));
+	assert_int_equal(fp_jobs_gone(f.jobs, id, &why, &at), 0);
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.jobs, 0);
+	/* Its call was cancelled: the pool owes it nothing more. */
+	assert_true(fp_test_run_until(f.pool, nothing_pending, f.jobs, 10000));
+	jr_close(&x, &f);
+	fp_test_jobs_teardown(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(names_round_trip),
+		cmocka_unit_test(journaled_jobs_come_back_finished),
+		cmocka_unit_test(unfinished_job_resumes_the_items_without_an_outcome),
+		cmocka_unit_test(a_job_whose_record_fails_is_withdrawn),
 		cmocka_unit_test(apply_records_its_value_and_times),
 		cmocka_unit_test(job_is_running_from_its_first_hand_off),
 		cmocka_unit_test(apply_results_of_every_size_read_back_whole),
