@@ -124,6 +124,9 @@ static const struct fp__config_setting settings[] = {
 	{ "journal-recover", K_BOOL, OFF(journal_recover), 0, 0, NULL,
 	  "start even if the journal is damaged in the middle, skipping the damaged"
 	  " records (logged, and counted in /metrics); without it such a journal is refused" },
+	{ "journal-compact-size", K_SIZE, OFF(journal_compact_size), 0, 1ull << 50, "BYTES",
+	  "rewrite the journal from the live jobs once it is this large and more than twice"
+	  " what they need, suffixes k, m, g; 0 never (default 64m)" },
 	{ "log-level", K_LEVEL, OFF(log_level), 0, 0, "error|warn|info|debug",
 	  "default info" },
 	{ "log-format", K_FORMAT, OFF(log_format), 0, 0, "text|json",
@@ -428,6 +431,7 @@ static void defaults(struct fp_config *c)
 	c->drain_timeout_s = 30;
 	c->fsync = FP_FSYNC_INTERVAL;
 	c->fsync_interval_ms = FP_JOURNAL_FSYNC_INTERVAL_MS;
+	c->journal_compact_size = 64ull << 20;
 	c->unix_mode = 0660;
 	c->loop = FP_LOOP_AUTO;
 	c->log_level = FP_LOG_INFO;

@@ -99,6 +99,7 @@ struct fp_config {
 	enum fp_fsync_policy fsync;
 	uint64_t fsync_interval_ms;
 	bool journal_recover;              /* skip damage in the middle of the journal */
+	uint64_t journal_compact_size;     /* compaction's threshold; 0: never */
 
 	fp_loop_backend loop;
 	fp_log_level log_level;

@@ -79,6 +79,7 @@ void fp_jobs_options_init(struct fp_jobs_options *o)
 	o->max_jobs = 10000;
 	o->max_results_bytes = (uint64_t)1 << 30;
 	o->max_outputs = 10000000;
+	o->journal_compact_min = (uint64_t)64 << 20;
 }
 
 static const char *const gone_names[FP_JOB_GONE_COUNT] = {

@@ -53,6 +53,11 @@ struct fp_jobs_options {
 	 * is cancelled, and what it delivers after is counted as lost.
 	 */
 	uint64_t max_outputs;
+	/*
+	 * With a journal: rewrite it from the live jobs once it is at least
+	 * this large and more than twice what they need (64 MiB).
+	 */
+	uint64_t journal_compact_min;
 };
 
 void fp_jobs_options_init(struct fp_jobs_options *o);
@@ -265,6 +270,8 @@ void fp_jobs_detach_journal(fp_jobs *jobs);
 struct fp_journal *fp_jobs_journal(const fp_jobs *jobs);
 /* The error of the last append that failed: what a -EIO submission met. */
 int fp_jobs_journal_error(const fp_jobs *jobs);
+/* The last compaction's outcome: 0, or the error it gave up with. */
+int fp_jobs_journal_compact_error(const fp_jobs *jobs);
 /*
  * Take back a job whose JOB record could not be written (the waiter said
  * so): cancelled and gone without a trace, its id not remembered.

@@ -125,6 +125,9 @@ struct fp_job {
 	struct jr_resume *resume;  /* recovered, not finished: its items, to run them again */
 	uint32_t *resume_map;      /* resumed: the pool's item i is the job's item resume_map[i] */
 	size_t resume_n;
+	void *jr_job;              /* unfinished: its JOB record's payload, for a compaction */
+	size_t jr_job_len;
+	uint64_t jr_bytes;         /* its records' bytes in the journal (about) */
 	char task[];
 };
 
@@ -169,6 +172,10 @@ struct fp_jobs {
 	fp_job *jr_dirty;          /* jobs with outcomes to append at the turn's end */
 	fp_timer jr_flush;
 	struct fp_jobs_recovery recovery;
+	uint64_t jr_live;          /* the kept jobs' records' bytes: what a compaction keeps */
+	struct jr_compaction *jr_cmp;  /* the compaction running, if any */
+	uint64_t jr_retry_at;      /* after a failed one, the size to try again at */
+	int jr_compact_err;        /* the last compaction's outcome */
 };
 
 struct fp__job_start {

@@ -9,6 +9,15 @@
  * as before, and a pipeline's JOB record found in a journal is skipped (and
  * counted in fp_jobs_recovery.skipped).
  *
+ * Compaction: once the journal is at least journal_compact_min and more
+ * than twice what the kept jobs' records take (jr_live), it is rewritten
+ * from them (journal.h, fp_journal_compact()): each job's JOB, STARTED,
+ * CANCEL, OUTCOMES and END, a slice of jobs per loop turn. A finished job's
+ * items are not needed again, so its JOB carries empty ones; an unfinished
+ * one's are, so its JOB record's payload is kept in memory until it ends.
+ * Forgotten (expired, deleted) jobs are left out, which is what bounds the
+ * file by the live jobs rather than by history.
+ *
  * Outcomes are appended at the end of the loop turn they came in: the pool
  * delivers a chunk's answers in one turn, and a record per item would cost
  * a header and two checksums for each of a million items. Positions are not
@@ -60,6 +69,23 @@ static void append_failed(fp_jobs *jobs, int err)
 	jobs->journal_err = err;
 }
 
+/* End a record begun at `start` for `job`, counting its bytes as live. */
+static int end_record(fp_jobs *jobs, fp_job *job, size_t start, uint16_t type)
+{
+	size_t bytes = fp_journal_buf(jobs->journal)->len - start;
+	int err = fp_journal_end(jobs->journal, start, type, NULL);
+
+	if (err) {
+		append_failed(jobs, err);
+		return err;
+	}
+	job->jr_bytes += bytes;
+	jobs->jr_live += bytes;
+	return 0;
+}
+
+static void maybe_compact(fp_jobs *jobs);
+
 int fp__jobs_journal_job(fp_jobs *jobs, fp_job *job, const struct fp__job_start *s)
 {
 	static const fp_call_options defaults = FP_CALL_OPTIONS_DEFAULT;
@@ -93,14 +119,22 @@ int fp__jobs_journal_job(fp_jobs *jobs, fp_job *job, const struct fp__job_start 
 	r.items = items;
 	start = fp_journal_begin(j);
 	err = fp_jr_put_job(fp_journal_buf(j), &r);
-	if (err)
-		fp_journal_drop(j, start);
-	else
-		err = fp_journal_end(j, start, FP_JR_JOB, NULL);
 	if (items != &one)
 		free(items);
 	if (err) {
+		fp_journal_drop(j, start);
 		append_failed(jobs, err);
+		return -EIO;
+	}
+	/* Kept for a compaction while the job runs (a copy: ending may swap the buffer). */
+	job->jr_job_len = fp_journal_buf(j)->len - start - FP_JREC_HDR_LEN;
+	job->jr_job = malloc(job->jr_job_len ? job->jr_job_len : 1);
+	if (job->jr_job)
+		memcpy(job->jr_job, fp_journal_buf(j)->data + start + FP_JREC_HDR_LEN,
+		       job->jr_job_len);
+	if (end_record(jobs, job, start, FP_JR_JOB) < 0) {
+		free(job->jr_job);
+		job->jr_job = NULL;
 		return -EIO;
 	}
 	job->journaled = true;
@@ -113,7 +147,6 @@ void fp__jobs_journal_mark(fp_jobs *jobs, fp_job *job, uint16_t type, uint8_t va
 	fp_journal *j = jobs ? jobs->journal : NULL;
 	struct fp_jr_mark m;
 	size_t start;
-	int err;
 
 	if (!j || !job->journaled)
 		return;
@@ -122,9 +155,13 @@ void fp__jobs_journal_mark(fp_jobs *jobs, fp_job *job, uint16_t type, uint8_t va
 	m.when = when;
 	start = fp_journal_begin(j);
 	fp_jr_put_mark(fp_journal_buf(j), &m);
-	err = fp_journal_end(j, start, type, NULL);
-	if (err)
-		append_failed(jobs, err);
+	end_record(jobs, job, start, type);
+	if (type == FP_JR_END) {
+		free(job->jr_job);
+		job->jr_job = NULL;
+	}
+	if (type == FP_JR_FORGET)
+		maybe_compact(jobs);
 }
 
 static void dirty_unlink(fp_jobs *jobs, fp_job *job)
@@ -149,7 +186,6 @@ void fp__jobs_journal_outcomes(fp_jobs *jobs, fp_job *job)
 	fp_journal *j = jobs->journal;
 	size_t count = job->ndone + job->nfailed, start;
 	struct fp_jr_outcomes o;
-	int err;
 
 	dirty_unlink(jobs, job);
 	if (!j || !job->journaled || job->jr_done >= count || job->kind == FP_JOB_PIPELINE)
@@ -168,9 +204,7 @@ void fp__jobs_journal_outcomes(fp_jobs *jobs, fp_job *job)
 		fp_jr_outcomes_put(&o, &e);
 	}
 	fp_jr_outcomes_end(&o);
-	err = fp_journal_end(j, start, FP_JR_OUTCOMES, NULL);
-	if (err)
-		append_failed(jobs, err);
+	end_record(jobs, job, start, FP_JR_OUTCOMES);
 	/* Failed or not, they are not tried again: a restart reruns them. */
 	job->jr_done = count;
 }
@@ -181,6 +215,7 @@ static void flush_cb(fp_timer *t)
 
 	while (jobs->jr_dirty)
 		fp__jobs_journal_outcomes(jobs, jobs->jr_dirty);
+	maybe_compact(jobs);
 }
 
 void fp__jobs_journal_dirty(fp_jobs *jobs, fp_job *job)
@@ -200,6 +235,10 @@ void fp__jobs_journal_drop(fp_jobs *jobs, fp_job *job)
 	dirty_unlink(jobs, job);
 	resume_free(job->resume);
 	job->resume = NULL;
+	free(job->jr_job);
+	job->jr_job = NULL;
+	jobs->jr_live -= job->jr_bytes < jobs->jr_live ? job->jr_bytes : jobs->jr_live;
+	job->jr_bytes = 0;
 }
 
 void fp_jobs_attach_journal(fp_jobs *jobs, struct fp_journal *j)
@@ -207,12 +246,16 @@ void fp_jobs_attach_journal(fp_jobs *jobs, struct fp_journal *j)
 	jobs->journal = j;
 }
 
+static void snap_release(fp_jobs *jobs);
+
 void fp_jobs_detach_journal(fp_jobs *jobs)
 {
 	if (!jobs->journal)
 		return;
 	flush_cb(&jobs->jr_flush);
 	fp_timer_stop(&jobs->jr_flush);
+	/* A compaction still running finds no store: it gives up (closing the journal ends it). */
+	snap_release(jobs);
 	jobs->journal = NULL;
 }
 
@@ -305,6 +348,14 @@ static int replay_job(fp_jobs *jobs, const struct fp_jrec *rec, uint64_t off, ch
 	/* Not in the pool: nothing will call back until fp_jobs_resume(). */
 	job->pool_done = true;
 	job->journaled = true;
+	/* Kept for a compaction until it ends (ending frees it). */
+	job->jr_job = malloc(rec->len ? rec->len : 1);
+	if (job->jr_job) {
+		memcpy(job->jr_job, rec->payload, rec->len);
+		job->jr_job_len = rec->len;
+	}
+	job->jr_bytes = rec->size;
+	jobs->jr_live += rec->size;
 	fp__jobs_link(jobs, job, r.n);
 	jobs->recovery.jobs++;
 out:
@@ -337,6 +388,8 @@ static int replay_outcomes(fp_jobs *jobs, const struct fp_jrec *rec, uint64_t of
 	job = find(jobs, id);
 	if (!job || job->finished || job->kind == FP_JOB_PIPELINE)
 		return 0;
+	job->jr_bytes += rec->size;
+	jobs->jr_live += rec->size;
 	while ((r = fp_jr_outcomes_get_next(&o, &e)) > 0) {
 		struct fp_result res = { .index = e.pos, .status = (fp_item_status)e.status,
 					 .attempts = e.attempts };
@@ -426,6 +479,10 @@ int fp_jobs_replay(void *data, const struct fp_jrec *rec, uint64_t off, char *er
 
 		resume_free(job->resume);
 		job->resume = NULL;
+		free(job->jr_job);
+		job->jr_job = NULL;
+		job->jr_bytes += rec->size;
+		jobs->jr_live += rec->size;
 		jobs->recovery.finished++;
 		fp__job_finish(job, st, m.when);
 	}
@@ -546,4 +603,197 @@ int fp_jobs_resume(fp_jobs *jobs, struct fp_jobs_recovery *out)
 	if (out)
 		*out = jobs->recovery;
 	return 0;
+}
+
+/* --- compaction ---------------------------------------------------------- */
+
+/* Jobs per slice at most, and the bytes a slice stops after. */
+#define SNAP_JOBS 1024
+#define SNAP_BYTES ((size_t)4 << 20)
+
+/*
+ * What the journal calls back: a struct of its own, so that a store freed
+ * while a compaction runs leaves it `jobs` NULL rather than a dangling one.
+ */
+struct jr_compaction {
+	fp_jobs *jobs;
+	fp_job **list;             /* the kept jobs when it began, oldest first, each held */
+	size_t n, next;
+};
+
+static void snap_release(fp_jobs *jobs)
+{
+	struct jr_compaction *c = jobs->jr_cmp;
+
+	if (!c)
+		return;
+	while (c->next < c->n)
+		fp_job_unref(c->list[c->next++]);
+	free(c->list);
+	c->list = NULL;
+	c->n = c->next = 0;
+	c->jobs = NULL;
+	jobs->jr_cmp = NULL;
+}
+
+static int snap_mark(struct sbuf *b, uint32_t salt, const fp_job *job, uint16_t type,
+		     uint8_t value, uint64_t when)
+{
+	struct fp_jr_mark m;
+	size_t start = fp_jrec_begin(b);
+
+	memcpy(m.id, job->id, FP_JR_ID_BYTES);
+	m.value = value;
+	m.when = when;
+	fp_jr_put_mark(b, &m);
+	return fp_jrec_end(b, start, type, salt);
+}
+
+/* One job's records, as replay would rebuild it. */
+static int snap_job(struct sbuf *b, uint32_t salt, const fp_job *job)
+{
+	size_t count = job->ndone + job->nfailed, start;
+	struct fp_jr_outcomes o;
+	int err;
+
+	start = fp_jrec_begin(b);
+	if (job->finished) {
+		struct fp_jr_job r;
+
+		/* Its items will not run again: empty ones keep their count. */
+		memset(&r, 0, sizeof(r));
+		memcpy(r.id, job->id, FP_JR_ID_BYTES);
+		r.kind = (uint8_t)job->kind;
+		r.created_at = job->created_at;
+		r.opts.task = job->task;
+		r.opts.task_len = strlen(job->task);
+		r.n = job->total;
+		r.items = calloc(r.n ? r.n : 1, sizeof(*r.items));
+		if (!r.items)
+			return -ENOMEM;
+		err = fp_jr_put_job(b, &r);
+		free(r.items);
+		if (err)
+			return err;
+	} else if (job->jr_job) {
+		sbuf_add(b, job->jr_job, job->jr_job_len);
+	} else {
+		/* Its items could not be kept: this compaction cannot say it. */
+		b->len = start;
+		return -ENOMEM;
+	}
+	if ((err = fp_jrec_end(b, start, FP_JR_JOB, salt)) < 0)
+		return err;
+	if (job->started_at &&
+	    (err = snap_mark(b, salt, job, FP_JR_STARTED, 0, job->started_at)) < 0)
+		return err;
+	if (job->cancel_requested && !job->finished &&
+	    (err = snap_mark(b, salt, job, FP_JR_CANCEL, 0, 0)) < 0)
+		return err;
+	if (count) {
+		start = fp_jrec_begin(b);
+		fp_jr_outcomes_begin(&o, b, job->id, false);
+		for (size_t k = 0; k < count; k++) {
+			uint32_t pos = job->order[k];
+			const struct job_item *it = &job->items[pos];
+			struct fp_jr_outcome e = {
+				.pos = pos, .status = it->status, .attempts = it->attempts,
+				.text = it->text,
+				.len = it->status == FP_ITEM_OK ? it->len : strlen(it->text),
+			};
+
+			fp_jr_outcomes_put(&o, &e);
+		}
+		fp_jr_outcomes_end(&o);
+		if ((err = fp_jrec_end(b, start, FP_JR_OUTCOMES, salt)) < 0)
+			return err;
+	}
+	if (job->finished)
+		return snap_mark(b, salt, job, FP_JR_END, (uint8_t)job->state, job->finished_at);
+	return 0;
+}
+
+static int snapshot_cb(void *data, struct sbuf *b)
+{
+	struct jr_compaction *c = data;
+	fp_jobs *jobs = c->jobs;
+	size_t slice = 0;
+	uint32_t salt;
+	int err;
+
+	if (!jobs || !jobs->journal)
+		return -ECANCELED;
+	salt = fp_journal_salt(jobs->journal);
+	while (c->next < c->n && slice < SNAP_JOBS && b->len < SNAP_BYTES) {
+		fp_job *job = c->list[c->next++];
+
+		/* One forgotten since has its FORGET in what follows the snapshot. */
+		err = job->forgotten ? 0 : snap_job(b, salt, job);
+		fp_job_unref(job);
+		if (err)
+			return err;
+		slice++;
+	}
+	return c->next < c->n ? 1 : 0;
+}
+
+static void compacted_cb(void *data, int status)
+{
+	struct jr_compaction *c = data;
+	fp_jobs *jobs = c->jobs;
+	struct fp_journal_stats st;
+
+	if (jobs) {
+		jobs->jr_compact_err = status;
+		snap_release(jobs);
+		if (status < 0 && jobs->journal) {
+			/* Not again before it has grown by half the threshold. */
+			fp_journal_stats_get(jobs->journal, &st);
+			jobs->jr_retry_at = st.size + jobs->opts.journal_compact_min / 2;
+		}
+	}
+	free(c);
+}
+
+static void maybe_compact(fp_jobs *jobs)
+{
+	fp_journal *j = jobs->journal;
+	struct jr_compaction *c;
+	struct fp_journal_stats st;
+	fp_job *job, *last = NULL;
+	size_t n = 0;
+
+	if (!j || jobs->jr_cmp || fp_journal_compacting(j) || !jobs->opts.journal_compact_min)
+		return;
+	fp_journal_stats_get(j, &st);
+	if (st.size < jobs->opts.journal_compact_min || st.size < jobs->jr_retry_at ||
+	    st.size / 2 <= jobs->jr_live)
+		return;
+	c = calloc(1, sizeof(*c));
+	for (job = jobs->all; job; job = job->next) {
+		n += job->journaled;
+		last = job;
+	}
+	if (!c || !(c->list = malloc((n ? n : 1) * sizeof(*c->list)))) {
+		free(c);
+		return;
+	}
+	/* `all` is newest first: oldest first keeps the order replay saw. */
+	for (job = last; job; job = job->prev) {
+		if (!job->journaled)
+			continue;
+		fp_job_ref(job);
+		c->list[c->n++] = job;
+	}
+	c->jobs = jobs;
+	jobs->jr_cmp = c;
+	if (fp_journal_compact(j, snapshot_cb, compacted_cb, c) < 0) {
+		snap_release(jobs);
+		free(c);
+	}
+}
+
+int fp_jobs_journal_compact_error(const fp_jobs *jobs)
+{
+	return jobs->jr_compact_err;
 }

@@ -495,6 +495,7 @@ static int start(struct daemon *d)
 	jo.max_queue = d->cfg.max_queue;
 	jo.max_jobs = (size_t)d->cfg.max_jobs;
 	jo.max_results_bytes = d->cfg.max_results_memory;
+	jo.journal_compact_min = d->cfg.journal_compact_size;
 	r = fp_jobs_new(&d->jobs, d->pool, &jo);
 	if (r < 0) {
 		fp_dlog_error(&d->log, "cannot start the job store: %s", fp_strerror(r));

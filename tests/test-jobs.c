@@ -2109,11 +2109,16 @@ static void jr_rm(struct jr *x)
 	rmdir(x->dir);
 }
 
-/* A new store over the same pool, as after a restart. */
-static void store_again(struct fp_test_jobs *f)
+/* A new store over the same pool, as after a restart (jo NULL: the defaults). */
+static void store_again_with(struct fp_test_jobs *f, const struct fp_jobs_options *jo)
 {
 	fp_jobs_free(f->jobs);
-	assert_int_equal(fp_jobs_new(&f->jobs, f->pool, NULL), 0);
+	assert_int_equal(fp_jobs_new(&f->jobs, f->pool, jo), 0);
+}
+
+static void store_again(struct fp_test_jobs *f)
+{
+	store_again_with(f, NULL);
 }
 
 /*
@@ -2308,6 +2313,104 @@ static void a_job_whose_record_fails_is_withdrawn(void **state)
 	fp_test_jobs_teardown(&f);
 }
 
+/* Every job but `keep` has finished. */
+struct all_but {
+	fp_jobs *jobs;
+	size_t keep;
+};
+
+static int all_but_finished(void *data)
+{
+	struct all_but *c = data;
+
+	return fp_jobs_unfinished(c->jobs) <= c->keep;
+}
+
+static int only_one_job(void *data)
+{
+	struct fp_jobs_stats st;
+
+	fp_jobs_stats(data, &st);
+	return st.jobs == 1;
+}
+
+/*
+ * 100,000 short jobs with a short TTL: compactions keep the journal's size
+ * to what the live jobs need, not the history; after them, a restart finds
+ * the same live jobs (an unfinished one resumes with its items).
+ */
+static void compaction_keeps_the_journal_bounded(void **state)
+{
+	struct fp_jobs_options jo;
+	struct fp_test_jobs f;
+	struct fp_jobs_recovery rec;
+	struct fp_journal_stats st;
+	struct all_but c;
+	struct fp_buf item = { "60000", 5 };
+	uint64_t max_size = 0;
+	fp_job *sleeper, *job;
+	char id[33], last[33];
+	struct jr x;
+	int r;
+
+	fp_jobs_options_init(&jo);
+	jo.ttl_ms = 50;
+	jo.journal_compact_min = 64 << 10;
+	jr_dir(&x);
+	fp_test_jobs_setup_with(&f, 2, &jo);
+	jr_open(&x, &f, &rec);
+	assert_int_equal(fp_jobs_submit(f.jobs, FP_JOB_MAP, "sleep", &item, 1, NULL, &sleeper), 0);
+	strcpy(id, fp_job_id(sleeper));
+	c = (struct all_but){ f.jobs, 1 };
+	for (size_t i = 0; i < 100000; i++) {
+		char args[24];
+		struct fp_buf b = { args, (size_t)snprintf(args, sizeof(args), "%zu", i % 1000) };
+
+		r = fp_jobs_submit(f.jobs, FP_JOB_APPLY, "square", &b, 1, NULL, &job);
+		assert_int_equal(r, 0);
+		if (i % 2000 == 1999) {
+			assert_true(fp_test_run_until(f.pool, all_but_finished, &c, 60000));
+			fp_journal_stats_get(x.j, &st);
+			if (st.size > max_size)
+				max_size = st.size;
+		}
+	}
+	strcpy(last, fp_job_id(job));
+	fp_journal_stats_get(x.j, &st);
+	assert_true(st.compactions > 0);
+	assert_int_equal(fp_jobs_journal_compact_error(f.jobs), 0);
+	/* Some 20 MB of records went through it. */
+	assert_true(st.bytes > (uint64_t)15 << 20);
+	print_message("journal: %llu compactions, at most %llu bytes, %llu written\n",
+		      (unsigned long long)st.compactions, (unsigned long long)max_size,
+		      (unsigned long long)st.bytes);
+	/*
+	 * Bounded by the live jobs (a batch or two of 2,000 within their TTL,
+	 * some 450 KB each) and what comes while a compaction runs (its fsyncs
+	 * and rename take a while on a busy disk: 3-5 MB seen here), not by the
+	 * history: a third of it at most.
+	 */
+	assert_true(max_size < (uint64_t)8 << 20);
+	assert_true(max_size * 3 < st.bytes);
+	jr_close(&x, &f);
+
+	store_again_with(&f, &jo);
+	jr_open(&x, &f, &rec);
+	/* The sleeper, and at most the jobs of the last moments before their TTL. */
+	sleeper = fp_jobs_find(f.jobs, id);
+	assert_non_null(sleeper);
+	assert_false(fp_job_finished(sleeper));
+	assert_int_equal(rec.resumed, 1);
+	/* The others had finished: they expire, their TTL counted from before. */
+	assert_true(fp_test_run_until(f.pool, only_one_job, f.jobs, 10000));
+	assert_int_equal(fp_jobs_cancel(f.jobs, sleeper), 0);
+	wait_finished(&f, sleeper);
+	assert_int_equal(fp_job_state(sleeper), FP_JOB_CANCELLED);
+	jr_close(&x, &f);
+	fp_test_jobs_teardown(&f);
+	jr_rm(&x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2315,6 +2418,7 @@ int main(void)
 		cmocka_unit_test(journaled_jobs_come_back_finished),
 		cmocka_unit_test(unfinished_job_resumes_the_items_without_an_outcome),
 		cmocka_unit_test(a_job_whose_record_fails_is_withdrawn),
+		cmocka_unit_test(compaction_keeps_the_journal_bounded),
 		cmocka_unit_test(apply_records_its_value_and_times),
 		cmocka_unit_test(job_is_running_from_its_first_hand_off),
 		cmocka_unit_test(apply_results_of_every_size_read_back_whole),
