@@ -92,6 +92,7 @@ int fp__jobs_journal_job(fp_jobs *jobs, fp_job *job, const struct fp__job_start 
 	const fp_call_options *o = s->opts ? s->opts : &defaults;
 	fp_journal *j = jobs->journal;
 	struct fp_jr_item one, *items;
+	struct fp_job_idem idem;
 	struct fp_jr_job r;
 	size_t start, i;
 	int err;
@@ -115,6 +116,12 @@ int fp__jobs_journal_job(fp_jobs *jobs, fp_job *job, const struct fp__job_start 
 	r.opts.retries = o->retries;
 	r.opts.retry_on = o->retry_on;
 	r.opts.chunksize = o->chunksize;
+	/* The key and the request's hash: a retry after a restart is still answered by this job. */
+	if (fp_job_idem(job, &idem)) {
+		r.idem_key = idem.key;
+		r.idem_key_len = idem.len;
+		r.body_hash = idem.hash;
+	}
 	r.n = s->n;
 	r.items = items;
 	start = fp_journal_begin(j);
@@ -357,6 +364,18 @@ static int replay_job(fp_jobs *jobs, const struct fp_jrec *rec, uint64_t off, ch
 	job->jr_bytes = rec->size;
 	jobs->jr_live += rec->size;
 	fp__jobs_link(jobs, job, r.n);
+	if (r.idem_key) {
+		struct fp_job_idem idem = { r.idem_key, r.idem_key_len, r.body_hash };
+
+		/* -EEXIST cannot be: a key's holder is forgotten before another takes it. */
+		if (fp_jobs_idem_attach(jobs, job, &idem) == -ENOMEM) {
+			e = -ENOMEM;
+			snprintf(err, errlen, "out of memory replaying the job at offset %llu",
+				 (unsigned long long)off);
+			fp_jr_job_clear(&r);
+			return e;
+		}
+	}
 	jobs->recovery.jobs++;
 out:
 	fp_jr_job_clear(&r);
@@ -658,10 +677,16 @@ static int snap_job(struct sbuf *b, uint32_t salt, const fp_job *job)
 
 	start = fp_jrec_begin(b);
 	if (job->finished) {
+		struct fp_job_idem idem;
 		struct fp_jr_job r;
 
 		/* Its items will not run again: empty ones keep their count. */
 		memset(&r, 0, sizeof(r));
+		if (fp_job_idem(job, &idem)) {
+			r.idem_key = idem.key;
+			r.idem_key_len = idem.len;
+			r.body_hash = idem.hash;
+		}
 		memcpy(r.id, job->id, FP_JR_ID_BYTES);
 		r.kind = (uint8_t)job->kind;
 		r.created_at = job->created_at;

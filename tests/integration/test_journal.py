@@ -191,6 +191,36 @@ class JournalTest(unittest.TestCase):
             self.assertEqual(doc["result"], float(text), doc)
         self.stop_clean(d)
 
+    def test_idempotency_holds_across_a_restart(self):
+        d = self.start()
+        key = {"Idempotency-Key": "order-17", "Content-Type": "application/json"}
+        body = '{"task":"sleep","args":300}'
+        first = d.post("/v1/apply", body, headers=key)
+        self.assertEqual(first.status, 202, first)
+        job = first.json()["id"]
+        done = d.post("/v1/apply?wait=20", '{"task":"square","args":5}',
+                      headers={"Idempotency-Key": "done-1", "Content-Type": "application/json"})
+        self.assertEqual(done.status, 200, done)
+        self.crash(d)
+        d = self.start()
+        # Unfinished at the kill, resumed: a retry gets it, not a second job.
+        again = d.post("/v1/apply", body, headers=key)
+        self.assertEqual(again.status, 200, again)
+        self.assertEqual(again.header("Idempotent-Replayed"), "true")
+        self.assertEqual(again.json()["id"], job)
+        other = d.post("/v1/apply", '{"task":"sleep","args":301}', headers=key)
+        self.assertEqual(other.status, 409, other)
+        self.assertEqual(other.json()["error"]["code"], "idempotency_conflict")
+        self.assertEqual(d.wait_job(job)["result"], 300)
+        # Finished before the kill: the same, with its result.
+        again = d.post("/v1/apply", '{"task":"square","args":5}',
+                       headers={"Idempotency-Key": "done-1", "Content-Type": "application/json"})
+        self.assertEqual(again.status, 200, again)
+        self.assertEqual(again.json()["id"], done.json()["id"])
+        self.assertEqual(again.json()["result"], 25)
+        self.assertEqual(len(d.get("/v1/jobs").json()["jobs"]), 2)
+        self.stop_clean(d)
+
     # --- damage --------------------------------------------------------------
 
     def finished_job(self):
