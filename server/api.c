@@ -1,7 +1,8 @@
 /*
  * The JSON API: routing, authentication, error bodies, submissions (apply,
  * map in JSON and NDJSON), and answering a job when it finishes (?wait=S).
- * Job documents are in api_jobs.c, result streams in api_stream.c;
+ * Job documents are in api_jobs.c, result streams in api_stream.c,
+ * submissions' Idempotency-Key in api_idem.c;
  * pipelines in api_pipeline.c; tasks, workers, health and metrics in
  * api_info.c; the status page in api_ui.c.
  */
@@ -48,6 +49,10 @@ int fp_api_new(fp_api **out, fp_pool *pool, fp_jobs *jobs, const struct fp_api_o
 		free(api->token);
 		free(api);
 		return -ENOMEM;
+	}
+	if (o->journal_report) {
+		api->journal_report = *o->journal_report;
+		api->journal_reported = true;
 	}
 	api->started_ms = fp_now_ms();
 	*out = api;
@@ -333,6 +338,8 @@ void fp__api_unknown_task(fp_api *api, fp_http_request *req, const char *task,
 	sbuf_free(&known);
 }
 
+static void journal_failed(fp_api *api, fp_http_request *req, int err);
+
 /* Map a submission error to its answer. */
 void fp__api_submit_error(fp_api *api, fp_http_request *req, const char *task, int err)
 {
@@ -344,6 +351,10 @@ void fp__api_submit_error(fp_api *api, fp_http_request *req, const char *task, i
 			      "too many items are waiting; try again later");
 	} else if (err == -ENOSPC) {
 		fp__api_no_room(api, req);
+	} else if (err == -EEXIST) {
+		/* fp__api_idem() answers a held key first: only a bug gets here. */
+		fp__api_error(req, 409, "idempotency_conflict",
+			      "the Idempotency-Key is held by another job");
 	} else if (err == FP_ESTOPPED) {
 		fp__api_error(req, 503, "shutting_down", "the server is shutting down");
 	} else if (err == FP_EUNAVAILABLE) {
@@ -354,6 +365,8 @@ void fp__api_submit_error(fp_api *api, fp_http_request *req, const char *task, i
 			      why ? why : fp_strerror(err));
 	} else if (err == -E2BIG) {
 		fp__api_error(req, 413, "body_too_large", "too many items in one call");
+	} else if (err == -EIO && fp_jobs_journal(api->jobs)) {
+		journal_failed(api, req, fp_jobs_journal_error(api->jobs));
 	} else {
 		fp__api_error(req, 500, "internal", "cannot submit: %s", fp_strerror(err));
 	}
@@ -508,7 +521,99 @@ json_t *fp__api_parse_body(fp_http_request *req)
 	return j;
 }
 
+/*
+ * A submission waiting for its JOB record to be as safe as --fsync makes
+ * it: the answer promises the job survives a crash, so it waits.
+ */
+struct api_jwait {
+	struct fp_journal_wait w;
+	fp_api *api;
+	fp_http_request *req;
+	fp_job *job;
+	struct api_jwait *prev, *next;
+};
+
+static void jwait_free(struct api_jwait *jw, bool closed)
+{
+	fp_journal_wait_cancel(&jw->w);
+	if (!closed)
+		fp_http_on_close(jw->req, NULL, NULL);
+	if (jw->prev)
+		jw->prev->next = jw->next;
+	else
+		jw->api->jwaits = jw->next;
+	if (jw->next)
+		jw->next->prev = jw->prev;
+	fp_job_unref(jw->job);
+	free(jw);
+}
+
+static void journal_failed(fp_api *api, fp_http_request *req, int err)
+{
+	if (err == -ENOSPC)
+		fp__api_error(req, 507, "insufficient_storage", "the job was not accepted: the data"
+			      " directory is full (the journal cannot be written: %s)", fp_strerror(err));
+	else
+		fp__api_error(req, 507, "insufficient_storage", "the job was not accepted: the"
+			      " journal cannot be written: %s", fp_strerror(err));
+}
+
+static void submitted_now(fp_api *api, fp_http_request *req, fp_job *job);
+
+static void jwait_cb(struct fp_journal_wait *w, int status)
+{
+	struct api_jwait *jw = w->data;
+	fp_api *api = jw->api;
+	fp_http_request *req = jw->req;
+	fp_job *job = jw->job;
+
+	fp_job_ref(job);
+	jwait_free(jw, false);
+	if (status == 0) {
+		submitted_now(api, req, job);
+	} else {
+		/* Not in the journal: not accepted. What runs of it is cancelled. */
+		fp_jobs_withdraw(api->jobs, job);
+		journal_failed(api, req, status);
+	}
+	fp_job_unref(job);
+}
+
+static void jwait_closed(fp_http_request *req, void *data)
+{
+	jwait_free(data, true);
+}
+
 void fp__api_submitted(fp_api *api, fp_http_request *req, fp_job *job)
+{
+	struct fp_journal *j = fp_jobs_journal(api->jobs);
+	struct api_jwait *jw;
+
+	if (!j) {
+		submitted_now(api, req, job);
+		return;
+	}
+	jw = calloc(1, sizeof(*jw));
+	if (!jw) {
+		fp_jobs_withdraw(api->jobs, job);
+		fp__api_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	jw->api = api;
+	jw->req = req;
+	jw->job = job;
+	fp_job_ref(job);
+	jw->w.cb = jwait_cb;
+	jw->w.data = jw;
+	jw->next = api->jwaits;
+	if (api->jwaits)
+		api->jwaits->prev = jw;
+	api->jwaits = jw;
+	fp_http_on_close(req, jwait_closed, jw);
+	fp_journal_wait_appended(j, &jw->w);
+}
+
+static void submitted_now(fp_api *api, fp_http_request *req, fp_job *job)
 {
 	int64_t wait = fp__api_wait_ms(api, req);
 	char loc[64];
@@ -529,7 +634,7 @@ static const char *const submit_params[] = { "wait", "results", NULL };
 static const char *const apply_members[] = { "task", "args", "timeout_ms", "retries", "retry_on",
 					      NULL };
 
-static void post_apply(fp_api *api, fp_http_request *req)
+static void post_apply(fp_api *api, fp_http_request *req, const struct fp_job_idem *idem)
 {
 	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
 	json_t *body, *task, *args;
@@ -561,7 +666,8 @@ static void post_apply(fp_api *api, fp_http_request *req)
 	co.timeout_ms = timeout;
 	co.retries = (unsigned)retries;
 	item = (struct fp_buf){ text, strlen(text) };
-	err = fp_jobs_submit(api->jobs, FP_JOB_APPLY, json_string_value(task), &item, 1, &co, &job);
+	err = fp_jobs_submit_idem(api->jobs, FP_JOB_APPLY, json_string_value(task), &item, 1, &co,
+				  idem, &job);
 	free(text);
 	if (err)
 		fp__api_submit_error(api, req, json_string_value(task), err);
@@ -573,10 +679,11 @@ out:
 
 /* `ndjson`: the items are fp_ndjson_split()'s array, given to the job (or freed). */
 static void submit_map(fp_api *api, fp_http_request *req, const char *task,
-		       struct fp_buf *items, size_t n, const fp_call_options *co, bool ndjson)
+		       struct fp_buf *items, size_t n, const fp_call_options *co, bool ndjson,
+		       const struct fp_job_idem *idem)
 {
 	fp_job *job;
-	int err = fp_jobs_submit(api->jobs, FP_JOB_MAP, task, items, n, co, &job);
+	int err = fp_jobs_submit_idem(api->jobs, FP_JOB_MAP, task, items, n, co, idem, &job);
 
 	if (ndjson && !err)
 		fp_job_give_block(job, items, n * sizeof(*items));
@@ -591,7 +698,7 @@ static void submit_map(fp_api *api, fp_http_request *req, const char *task,
 static const char *const map_members[] = { "task", "items", "timeout_ms", "retries",
 					    "retry_on", "chunksize", NULL };
 
-static void post_map_json(fp_api *api, fp_http_request *req)
+static void post_map_json(fp_api *api, fp_http_request *req, const struct fp_job_idem *idem)
 {
 	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
 	json_t *body, *task, *items;
@@ -623,7 +730,7 @@ static void post_map_json(fp_api *api, fp_http_request *req)
 	co.timeout_ms = timeout;
 	co.retries = (unsigned)retries;
 	co.chunksize = (size_t)chunksize;
-	submit_map(api, req, json_string_value(task), bufs, n, &co, false);
+	submit_map(api, req, json_string_value(task), bufs, n, &co, false, idem);
 out:
 	fp__api_json_items_free(bufs, n);
 	json_decref(body);
@@ -685,7 +792,7 @@ int fp__api_ndjson_items(fp_http_request *req, struct fp_buf **out, size_t *nout
 static const char *const map_ndjson_params[] = { "task", "timeout_ms", "retries", "retry_on",
 						 "chunksize", "wait", "results", NULL };
 
-static void post_map_ndjson(fp_api *api, fp_http_request *req)
+static void post_map_ndjson(fp_api *api, fp_http_request *req, const struct fp_job_idem *idem)
 {
 	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
 	const char *task = fp_http_query(req, "task");
@@ -709,7 +816,7 @@ static void post_map_ndjson(fp_api *api, fp_http_request *req)
 	co.timeout_ms = timeout;
 	co.retries = (unsigned)retries;
 	co.chunksize = (size_t)chunksize;
-	submit_map(api, req, task, bufs, n, &co, true);
+	submit_map(api, req, task, bufs, n, &co, true, idem);
 }
 
 /* --- routing ------------------------------------------------------------- */
@@ -797,6 +904,34 @@ static void route_job(fp_api *api, fp_http_request *req, const char *rest)
 		fp__api_job_get(api, req, job);
 }
 
+/*
+ * A submission. A retry whose key holds a job is answered with that job even
+ * while draining: it asks for nothing new.
+ */
+static void post_submission(fp_api *api, fp_http_request *req, const char *path)
+{
+	struct fp_job_idem idem;
+
+	if (!method_is(req, "POST")) {
+		method_not_allowed(req, "POST");
+	} else if (fp__api_wait_ms(api, req) == -2) {
+		fp__api_error(req, 400, "bad_request", "?wait= must be a number of seconds");
+	} else if (fp__api_idem(api, req, &idem)) {
+		return;
+	} else if (api->draining) {
+		fp__api_error(req, 503, "shutting_down",
+			      "the server is shutting down and takes no new jobs");
+	} else if (strcmp(path, "/v1/pipelines") == 0) {
+		fp__api_post_pipeline(api, req, &idem);
+	} else if (strcmp(path, "/v1/apply") == 0) {
+		post_apply(api, req, &idem);
+	} else if (fp__api_media_type_is(req, "application/x-ndjson")) {
+		post_map_ndjson(api, req, &idem);
+	} else {
+		post_map_json(api, req, &idem);
+	}
+}
+
 void fp_api_handler(fp_http_request *req, void *data)
 {
 	fp_api *api = data;
@@ -817,34 +952,9 @@ void fp_api_handler(fp_http_request *req, void *data)
 		return;
 	}
 
-	if (strcmp(path, "/v1/apply") == 0 || strcmp(path, "/v1/map") == 0) {
-		bool map = path[4] == 'm';
-		if (!method_is(req, "POST")) {
-			method_not_allowed(req, "POST");
-		} else if (api->draining) {
-			fp__api_error(req, 503, "shutting_down",
-				      "the server is shutting down and takes no new jobs");
-		} else if (fp__api_wait_ms(api, req) == -2) {
-			fp__api_error(req, 400, "bad_request", "?wait= must be a number of seconds");
-		} else if (!map) {
-			post_apply(api, req);
-		} else if (fp__api_media_type_is(req, "application/x-ndjson")) {
-			post_map_ndjson(api, req);
-		} else {
-			post_map_json(api, req);
-		}
-		return;
-	}
-	if (strcmp(path, "/v1/pipelines") == 0) {
-		if (!method_is(req, "POST"))
-			method_not_allowed(req, "POST");
-		else if (api->draining)
-			fp__api_error(req, 503, "shutting_down",
-				      "the server is shutting down and takes no new jobs");
-		else if (fp__api_wait_ms(api, req) == -2)
-			fp__api_error(req, 400, "bad_request", "?wait= must be a number of seconds");
-		else
-			fp__api_post_pipeline(api, req);
+	if (strcmp(path, "/v1/apply") == 0 || strcmp(path, "/v1/map") == 0 ||
+	    strcmp(path, "/v1/pipelines") == 0) {
+		post_submission(api, req, path);
 		return;
 	}
 	if (strncmp(path, "/v1/jobs/", 9) == 0) {
@@ -883,6 +993,13 @@ void fp_api_free(fp_api *api)
 	api->closing = true;
 	while (api->waiters)
 		waiter_answer(api->waiters);
+	/* Their records may never be written now: not accepted. */
+	while (api->jwaits) {
+		fp_http_request *req = api->jwaits->req;
+
+		jwait_free(api->jwaits, false);
+		fp__api_error(req, 503, "shutting_down", "the server is shutting down");
+	}
 	fp__api_streams_end(api);
 	free(api->token);
 	free(api->version);

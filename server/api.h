@@ -28,6 +28,8 @@ struct fp_api_options {
 	const char *token;          /* bearer token; NULL: no authentication */
 	uint64_t max_wait_ms;       /* cap on ?wait= (default 300 s) */
 	const char *version;        /* reported by /v1/health */
+	/* What opening the journal found, for /metrics; NULL without one. */
+	const struct fp_journal_report *journal_report;
 };
 
 void fp_api_options_init(struct fp_api_options *o);

@@ -1,10 +1,11 @@
 /* The API's insides, shared by api.c (routing, submissions, waiting),
  * api_jobs.c (job documents, gone and full), api_stream.c (result streams),
- * api_pipeline.c, api_info.c (tasks, workers, health, metrics) and api_ui.c
+ * api_idem.c (Idempotency-Key), api_pipeline.c, api_info.c (tasks, workers, health, metrics) and api_ui.c
  * (the status page). */
 #ifndef FP_SERVER_API_IMPL_H
 #define FP_SERVER_API_IMPL_H
 
+#include "journal.h"
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -36,6 +37,13 @@ struct fp_api {
 
 	/* Workers restarted by reloads, for /metrics (the rest: fp_pool_stats). */
 	uint64_t reload_restarts;
+	/* Submissions answered for their Idempotency-Key (api_idem.c), for /metrics. */
+	uint64_t idem_replayed, idem_conflicts;
+
+	/* The journal's start-up report (/metrics), and submissions waiting for their record. */
+	struct fp_journal_report journal_report;
+	bool journal_reported;
+	struct api_jwait *jwaits;
 };
 
 /* api.c */
@@ -88,8 +96,16 @@ int fp__api_retry_on_query(fp_http_request *req, unsigned *out);
 /* 202 with Location, or the job once finished with ?wait=S. */
 void fp__api_submitted(fp_api *api, fp_http_request *req, fp_job *job);
 
-/* api_pipeline.c */
-void fp__api_post_pipeline(fp_api *api, fp_http_request *req);
+/*
+ * api_idem.c: a submission's Idempotency-Key. 1 once answered: 400 for a
+ * bad key, 409 for a key another request's job holds, or that job replayed
+ * (200, Idempotent-Replayed). 0: go on, submitting with *out (its key NULL
+ * when the request has none; pointing into the request).
+ */
+int fp__api_idem(fp_api *api, fp_http_request *req, struct fp_job_idem *out);
+
+/* api_pipeline.c: submitted with `idem`'s key (fp__api_idem). */
+void fp__api_post_pipeline(fp_api *api, fp_http_request *req, const struct fp_job_idem *idem);
 /* A pipeline job's own members of its document: stages, result. */
 void fp__api_pipeline_doc(struct sbuf *b, fp_job *job);
 

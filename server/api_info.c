@@ -115,7 +115,9 @@ void fp__api_health(fp_api *api, fp_http_request *req)
 		    status, fp_loop_backend_name(api->loop), st.workers, st.able,
 		    (unsigned long long)st.queued, (unsigned long long)st.running);
 	sbuf_json_string(&b, api->version, strlen(api->version));
-	sbuf_printf(&b, ",\"uptime_ms\":%llu}", (unsigned long long)(fp_now_ms() - api->started_ms));
+	sbuf_printf(&b, ",\"uptime_ms\":%llu,\"durable\":%s}",
+		    (unsigned long long)(fp_now_ms() - api->started_ms),
+		    fp_jobs_journal(api->jobs) ? "true" : "false");
 	fp__api_json(req, strcmp(status, "ok") == 0 ? 200 : 503, &b);
 	sbuf_free(&b);
 }
@@ -131,6 +133,46 @@ static void metric_one(struct sbuf *b, const char *name, const char *type, const
 {
 	metric_head(b, name, type, help);
 	sbuf_printf(b, "%s %llu\n", name, (unsigned long long)value);
+}
+
+/* The journal's figures: only with --data-dir. */
+static void journal_metrics(fp_api *api, struct sbuf *b)
+{
+	struct fp_journal *j = fp_jobs_journal(api->jobs);
+	struct fp_journal_stats st;
+
+	if (!j)
+		return;
+	fp_journal_stats_get(j, &st);
+	metric_one(b, "forkpool_journal_records_total", "counter",
+		   "Records appended to the journal since start.", st.records);
+	metric_one(b, "forkpool_journal_bytes_total", "counter",
+		   "Bytes written to the journal since start.", st.bytes);
+	metric_one(b, "forkpool_journal_writes_total", "counter",
+		   "Writes to the journal (each carries every record appended meanwhile).",
+		   st.writes);
+	metric_one(b, "forkpool_journal_fsyncs_total", "counter",
+		   "Fsyncs of the journal (each covers every record written before it).",
+		   st.fsyncs);
+	metric_one(b, "forkpool_journal_write_errors_total", "counter",
+		   "Journal writes that failed (their submissions were answered 507).",
+		   st.write_errors);
+	metric_one(b, "forkpool_journal_size_bytes", "gauge",
+		   "The journal file's size.", st.size);
+	metric_one(b, "forkpool_journal_compactions_total", "counter",
+		   "Compactions of the journal finished.", st.compactions);
+	metric_one(b, "forkpool_journal_broken", "gauge",
+		   "1 after a failed fsync: submissions are refused until a restart.",
+		   st.broken != 0);
+	metric_one(b, "forkpool_journal_replayed_records", "gauge",
+		   "Records read back from the journal at start.", api->journal_report.records);
+	metric_one(b, "forkpool_journal_recover_skipped", "gauge",
+		   "Damaged regions --journal-recover skipped at start.",
+		   api->journal_report.skipped);
+	metric_one(b, "forkpool_journal_recover_skipped_bytes", "gauge",
+		   "Bytes of those damaged regions.", api->journal_report.skipped_bytes);
+	metric_one(b, "forkpool_journal_torn_bytes", "gauge",
+		   "Bytes of a torn last record cut off at start.", api->journal_report.torn_bytes);
 }
 
 /* Prometheus text exposition format, version 0.0.4. */
@@ -180,6 +222,13 @@ void fp__api_metrics(fp_api *api, fp_http_request *req)
 		    (unsigned long long)js.rejected);
 	sbuf_printf(&b, "forkpool_jobs_rejected_total{reason=\"memory\"} %llu\n",
 		    (unsigned long long)js.rejected_memory);
+	metric_head(&b, "forkpool_idempotent_requests_total", "counter",
+		    "Submissions with an Idempotency-Key its job already held: replayed (200), "
+		    "conflict (409).");
+	sbuf_printf(&b, "forkpool_idempotent_requests_total{outcome=\"replayed\"} %llu\n",
+		    (unsigned long long)api->idem_replayed);
+	sbuf_printf(&b, "forkpool_idempotent_requests_total{outcome=\"conflict\"} %llu\n",
+		    (unsigned long long)api->idem_conflicts);
 	metric_head(&b, "forkpool_jobs_evicted_total", "counter",
 		    "Jobs forgotten, by reason: ttl, max_jobs, memory, deleted.");
 	for (i = 0; i < FP_JOB_GONE_COUNT; i++)
@@ -233,6 +282,7 @@ void fp__api_metrics(fp_api *api, fp_http_request *req)
 	}
 	sbuf_printf(&b, "forkpool_task_duration_seconds_sum %.6f\n", ps.duration_sum_s);
 	sbuf_printf(&b, "forkpool_task_duration_seconds_count %llu\n", (unsigned long long)cum);
+	journal_metrics(api, &b);
 	metric_head(&b, "forkpool_healthy", "gauge", "1 when workers can run tasks.");
 	sbuf_printf(&b, "forkpool_healthy %d\n", ps.healthy && ps.able > 0 && !api->draining);
 

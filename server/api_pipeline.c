@@ -34,6 +34,7 @@ struct pipeline_req {
 	int64_t timeout_ms;        /* the default for stages that do not say */
 	int64_t retries;
 	unsigned retry_on;
+	const struct fp_job_idem *idem;
 };
 
 /*
@@ -93,8 +94,8 @@ static void submit(fp_api *api, fp_http_request *req, struct pipeline_req *p,
 			p->stages[i].retry_on = p->retry_on;
 	}
 	answered = check_tasks(api, req, p) != 0;
-	err = answered ? -EINVAL : fp_jobs_submit_pipeline(api->jobs, p->stages, p->nstages,
-							   items, n, &p->po, &job);
+	err = answered ? -EINVAL : fp_jobs_submit_pipeline_idem(api->jobs, p->stages, p->nstages,
+								items, n, &p->po, p->idem, &job);
 	if (ndjson && !err)
 		fp_job_give_block(job, items, n * sizeof(*items));
 	else if (ndjson)
@@ -209,9 +210,9 @@ static int json_reduce(fp_http_request *req, json_t *jr, fp_pipeline_options *po
 	return 0;
 }
 
-static void post_json(fp_api *api, fp_http_request *req)
+static void post_json(fp_api *api, fp_http_request *req, const struct fp_job_idem *idem)
 {
-	struct pipeline_req p = { .po = FP_PIPELINE_OPTIONS_DEFAULT };
+	struct pipeline_req p = { .po = FP_PIPELINE_OPTIONS_DEFAULT, .idem = idem };
 	json_t *body, *stages, *items, *ordered, *v;
 	struct fp_buf *bufs = NULL;
 	size_t i, n = 0;
@@ -341,9 +342,9 @@ static int query_int(fp_http_request *req, const char *key, int64_t lo, int64_t 
 	return 0;
 }
 
-static void post_ndjson(fp_api *api, fp_http_request *req)
+static void post_ndjson(fp_api *api, fp_http_request *req, const struct fp_job_idem *idem)
 {
-	struct pipeline_req p = { .po = FP_PIPELINE_OPTIONS_DEFAULT };
+	struct pipeline_req p = { .po = FP_PIPELINE_OPTIONS_DEFAULT, .idem = idem };
 	const char *list = fp_http_query(req, "stages"), *ord = fp_http_query(req, "ordered");
 	const char *reduce = fp_http_query(req, "reduce");
 	int64_t workers, buffer, timeout, retries, batch;
@@ -417,12 +418,12 @@ out:
 	free(names);
 }
 
-void fp__api_post_pipeline(fp_api *api, fp_http_request *req)
+void fp__api_post_pipeline(fp_api *api, fp_http_request *req, const struct fp_job_idem *idem)
 {
 	if (fp__api_media_type_is(req, "application/x-ndjson"))
-		post_ndjson(api, req);
+		post_ndjson(api, req, idem);
 	else
-		post_json(api, req);
+		post_json(api, req, idem);
 }
 
 /* --- the job document ---------------------------------------------------- */

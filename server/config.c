@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "config_impl.h"
+#include "journal.h"
 
 extern char **environ;
 
@@ -111,6 +112,21 @@ static const struct fp__config_setting settings[] = {
 	{ "drain-timeout", K_UINT, OFF(drain_timeout_s), 0, 7 * DAY_S, "DURATION",
 	  "on SIGTERM, wait this long for jobs to finish before cancelling them"
 	  " (default 30s)", IN_S },
+	{ "data-dir", K_PATH, OFF(data_dir), 0, 0, "DIR",
+	  "keep jobs in a journal in DIR (created if missing; one forkpoold per DIR), so"
+	  " that they survive a restart or a crash; without it jobs live in memory only" },
+	{ "fsync", K_FSYNC, OFF(fsync), 0, 0, "always|interval|never",
+	  "when the journal is fsynced: before each submission is answered (always),"
+	  " every --fsync-interval (default interval), or when the kernel decides (never)" },
+	{ "fsync-interval", K_UINT, OFF(fsync_interval_ms), 1, 3600000, "DURATION",
+	  "--fsync interval's period: at most this much is lost on a power loss"
+	  " (default 50ms)", IN_MS },
+	{ "journal-recover", K_BOOL, OFF(journal_recover), 0, 0, NULL,
+	  "start even if the journal is damaged in the middle, skipping the damaged"
+	  " records (logged, and counted in /metrics); without it such a journal is refused" },
+	{ "journal-compact-size", K_SIZE, OFF(journal_compact_size), 0, 1ull << 50, "BYTES",
+	  "rewrite the journal from the live jobs once it is this large and more than twice"
+	  " what they need, suffixes k, m, g; 0 never (default 64m)" },
 	{ "log-level", K_LEVEL, OFF(log_level), 0, 0, "error|warn|info|debug",
 	  "default info" },
 	{ "log-format", K_FORMAT, OFF(log_format), 0, 0, "text|json",
@@ -188,6 +204,11 @@ static int apply(struct fp__config_ctx *x, const struct fp__config_setting *s, e
 	case K_LOOP:
 		if (fp_loop_backend_parse(v, &x->c->loop) < 0)
 			return fp__config_fail(x, where, "expected auto, uring or epoll, got \"%s\"",
+				    fp__config_quote(v, q, sizeof(q)));
+		return 0;
+	case K_FSYNC:
+		if (fp_fsync_policy_parse(v, &x->c->fsync) < 0)
+			return fp__config_fail(x, where, "expected always, interval or never, got \"%s\"",
 				    fp__config_quote(v, q, sizeof(q)));
 		return 0;
 	case K_LEVEL:
@@ -408,6 +429,9 @@ static void defaults(struct fp_config *c)
 	c->body_min_rate = 500;
 	c->job_ttl_s = 600;
 	c->drain_timeout_s = 30;
+	c->fsync = FP_FSYNC_INTERVAL;
+	c->fsync_interval_ms = FP_JOURNAL_FSYNC_INTERVAL_MS;
+	c->journal_compact_size = 64ull << 20;
 	c->unix_mode = 0660;
 	c->loop = FP_LOOP_AUTO;
 	c->log_level = FP_LOG_INFO;
@@ -534,6 +558,7 @@ void fp_config_deinit(struct fp_config *c)
 	for (i = 0; i < c->nexec_shell; i++)
 		free(c->exec_shell[i]);
 	free(c->token_file);
+	free(c->data_dir);
 	free(c->config_file);
 	memset(c, 0, sizeof(*c));
 }

@@ -36,6 +36,7 @@
 #include <stdio.h>
 
 #include "forkpool.h"
+#include "journal.h"
 #include "log.h"
 
 #define FP_CONFIG_LISTEN_MAX 16
@@ -94,6 +95,11 @@ struct fp_config {
 	uint64_t body_min_rate;            /* ... plus 1 s per this many bytes; 0: none */
 	uint64_t job_ttl_s;
 	uint64_t drain_timeout_s;          /* 0: cancel at once on SIGTERM */
+	char *data_dir;                    /* the journal's directory; NULL: memory only */
+	enum fp_fsync_policy fsync;
+	uint64_t fsync_interval_ms;
+	bool journal_recover;              /* skip damage in the middle of the journal */
+	uint64_t journal_compact_size;     /* compaction's threshold; 0: never */
 
 	fp_loop_backend loop;
 	fp_log_level log_level;

@@ -22,6 +22,7 @@ enum fp__config_kind {
 	K_BOOL,      /* true or false; a flag alone means true */
 	K_LOOP,
 	K_LEVEL,
+	K_FSYNC,
 	K_FORMAT,
 	K_CONFIG,    /* --config: flags and environment only */
 	K_HELP,      /* flags only, take no value */

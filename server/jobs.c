@@ -31,6 +31,7 @@
 #include <time.h>
 
 #include "jobs_impl.h"
+#include "journal_jobs.h"
 
 #define TABLE_MIN 64
 
@@ -78,6 +79,7 @@ void fp_jobs_options_init(struct fp_jobs_options *o)
 	o->max_jobs = 10000;
 	o->max_results_bytes = (uint64_t)1 << 30;
 	o->max_outputs = 10000000;
+	o->journal_compact_min = (uint64_t)64 << 20;
 }
 
 static const char *const gone_names[FP_JOB_GONE_COUNT] = {
@@ -211,11 +213,15 @@ void fp__job_started(fp_pool *pool, uint64_t call_id, void *data)
 
 	if (job->forgotten || job->finished)
 		return;
+	/* A recovered job keeps the start it had before the restart. */
+	if (job->started_at)
+		return;
 	job->started_at = wall_ms();
 	if (job->started_at < job->created_at)
 		job->started_at = job->created_at;
 	if (job->state == FP_JOB_QUEUED)
 		set_state(job, FP_JOB_RUNNING);
+	fp__jobs_journal_mark(job->jobs, job, FP_JR_STARTED, 0, job->started_at);
 }
 
 void fp__job_label(const fp_job *job, char *buf)
@@ -282,16 +288,32 @@ static void output_append(fp_job *job, const struct fp_result *r)
 	fp__job_record(job, it, fp__job_result_to_keep(job, r, &instead));
 	job->origins[pos] = (struct job_origin){ (uint32_t)r->index, r->stage };
 	job->total++;
+	fp__jobs_journal_dirty(jobs, job);
 	item_counted(job, it, pos);
 }
 
-static void job_item_cb(fp_pool *pool, uint64_t call_id, const struct fp_result *r,
-			void *data)
+void fp__job_outcome(fp_job *job, size_t pos, const struct fp_result *r)
 {
-	fp_job *job = data;
 	fp_jobs *jobs = job->jobs;
 	struct fp_result instead;
 	struct job_item *it;
+
+	if (pos >= job->total || job->items[pos].finished)
+		return;
+	it = &job->items[pos];
+	fp__job_record(job, it, fp__job_result_to_keep(job, r, &instead));
+	job->order[job->ndone + job->nfailed] = (uint32_t)pos;
+	jobs->stats.items_pending--;
+	fp__jobs_journal_dirty(jobs, job);
+	item_counted(job, it, pos);
+}
+
+void fp__job_item_cb(fp_pool *pool, uint64_t call_id, const struct fp_result *r,
+		     void *data)
+{
+	fp_job *job = data;
+	fp_jobs *jobs = job->jobs;
+	struct fp_result resumed;
 
 	if (job->forgotten) {
 		/* A tombstone keeps nothing; its items still leave the queue count. */
@@ -309,20 +331,22 @@ static void job_item_cb(fp_pool *pool, uint64_t call_id, const struct fp_result 
 		output_append(job, r);
 		return;
 	}
-	if (r->index >= job->total || job->items[r->index].finished)
-		return;
-	it = &job->items[r->index];
-	fp__job_record(job, it, fp__job_result_to_keep(job, r, &instead));
-	job->order[job->ndone + job->nfailed] = (uint32_t)r->index;
-	jobs->stats.items_pending--;
-	item_counted(job, it, r->index);
+	if (job->resume_map) {
+		/* A recovered job runs only its items without an outcome. */
+		if (r->index >= job->resume_n)
+			return;
+		resumed = *r;
+		resumed.index = job->resume_map[r->index];
+		resumed.attempts += job->resume_attempts;
+		r = &resumed;
+	}
+	fp__job_outcome(job, r->index, r);
 }
 
-static void job_done_cb(fp_pool *pool, const struct fp_call_summary *s, void *data)
+void fp__job_done_cb(fp_pool *pool, const struct fp_call_summary *s, void *data)
 {
 	fp_job *job = data;
 	fp_jobs *jobs = job->jobs;
-	uint64_t now;
 
 	if (job->kind == FP_JOB_PIPELINE && jobs)
 		jobs->stats.items_pending -= job->inputs;
@@ -332,20 +356,32 @@ static void job_done_cb(fp_pool *pool, const struct fp_call_summary *s, void *da
 		fp__job_settle(job);
 		return;
 	}
+	free(job->resume_map);
+	job->resume_map = NULL;
+	fp__job_finish(job, s->cancelled ? FP_JOB_CANCELLED :
+		       job->nfailed ? FP_JOB_FAILED : FP_JOB_DONE, wall_ms());
+}
+
+void fp__job_finish(fp_job *job, enum fp_job_state state, uint64_t finished_at)
+{
+	fp_jobs *jobs = job->jobs;
+	uint64_t now, age, wall = wall_ms();
+
 	job->finished = true;
 	/* Durations are finished_at - created_at: a clock stepped back gives 0, not 2^64. */
-	job->finished_at = wall_ms();
-	if (job->finished_at < job->created_at)
-		job->finished_at = job->created_at;
-	if (s->cancelled)
-		set_state(job, FP_JOB_CANCELLED);
-	else
-		set_state(job, job->nfailed ? FP_JOB_FAILED : FP_JOB_DONE);
+	job->finished_at = finished_at < job->created_at ? job->created_at : finished_at;
+	set_state(job, state);
 	jobs->unfinished--;
+	/* Its outcomes go before its END, so a replay finds them all. */
+	fp__jobs_journal_outcomes(jobs, job);
+	fp__jobs_journal_mark(jobs, job, FP_JR_END, (uint8_t)state, job->finished_at);
 
+	/* The TTL runs from finished_at: a recovered job does not start afresh. */
 	now = fp_now_ms();
-	job->expire_ms = jobs->opts.ttl_ms > UINT64_MAX - now ? UINT64_MAX
-							      : now + jobs->opts.ttl_ms;
+	age = wall > job->finished_at ? wall - job->finished_at : 0;
+	age = age > jobs->opts.ttl_ms ? jobs->opts.ttl_ms : age;
+	job->expire_ms = jobs->opts.ttl_ms - age > UINT64_MAX - now ? UINT64_MAX
+			 : now + (jobs->opts.ttl_ms - age);
 	job->fprev = jobs->fin_tail;
 	if (jobs->fin_tail)
 		jobs->fin_tail->fnext = job;
@@ -378,7 +414,10 @@ int fp_jobs_new(fp_jobs **out, fp_pool *pool, const struct fp_jobs_options *o)
 	if (!jobs)
 		return -ENOMEM;
 	jobs->buckets = calloc(TABLE_MIN, sizeof(*jobs->buckets));
-	if (!jobs->buckets) {
+	jobs->ikeys = calloc(TABLE_MIN, sizeof(*jobs->ikeys));
+	if (!jobs->buckets || !jobs->ikeys) {
+		free(jobs->buckets);
+		free(jobs->ikeys);
 		free(jobs);
 		return -ENOMEM;
 	}
@@ -390,6 +429,7 @@ int fp_jobs_new(fp_jobs **out, fp_pool *pool, const struct fp_jobs_options *o)
 	else
 		fp_jobs_options_init(&jobs->opts);
 	jobs->ttl.data = jobs;
+	jobs->jr_flush.data = jobs;
 	*out = jobs;
 	return 0;
 }
@@ -401,10 +441,13 @@ void fp_jobs_free(fp_jobs *jobs)
 	if (!jobs)
 		return;
 	fp_timer_stop(&jobs->ttl);
+	/* Unfinished jobs stay unfinished in the journal: they resume at the next start. */
+	fp_jobs_detach_journal(jobs);
 	while ((job = jobs->all)) {
 		struct fp_job_watch *w;
 
 		jobs->all = job->next;
+		fp__jobs_journal_drop(jobs, job);
 		/* No callbacks from here: watches are only unlinked. */
 		while ((w = job->watchers))
 			fp_job_unwatch(w);
@@ -430,10 +473,11 @@ void fp_jobs_free(fp_jobs *jobs)
 		job->jobs = NULL;
 	fp__jobs_gone_free(jobs);
 	free(jobs->buckets);
+	free(jobs->ikeys);
 	free(jobs);
 }
 
-static int start_apply_map(fp_pool *pool, fp_job *job, const void *arg, fp_item_cb on_item,
+int fp__job_start_apply_map(fp_pool *pool, fp_job *job, const void *arg, fp_item_cb on_item,
 			   fp_done_cb on_done, uint64_t *call_id)
 {
 	static const fp_call_options defaults = FP_CALL_OPTIONS_DEFAULT;
@@ -455,9 +499,16 @@ int fp_jobs_submit(fp_jobs *jobs, enum fp_job_kind kind, const char *task,
 		   const struct fp_buf *items, size_t n, const fp_call_options *opts,
 		   fp_job **out)
 {
+	return fp_jobs_submit_idem(jobs, kind, task, items, n, opts, NULL, out);
+}
+
+int fp_jobs_submit_idem(fp_jobs *jobs, enum fp_job_kind kind, const char *task,
+			const struct fp_buf *items, size_t n, const fp_call_options *opts,
+			const struct fp_job_idem *idem, fp_job **out)
+{
 	struct fp__job_start s = {
 		.kind = kind, .name = task, .n = n, .items = items, .opts = opts,
-		.start = start_apply_map,
+		.start = fp__job_start_apply_map, .idem = idem,
 	};
 
 	s.arg = &s;
@@ -471,6 +522,7 @@ int fp_jobs_submit(fp_jobs *jobs, enum fp_job_kind kind, const char *task,
 
 int fp__jobs_submit(fp_jobs *jobs, const struct fp__job_start *s, fp_job **out)
 {
+	const struct fp_job_idem *idem = s->idem && s->idem->key ? s->idem : NULL;
 	bool pipeline = s->kind == FP_JOB_PIPELINE;
 	size_t n = s->n;
 	uint64_t room, need;
@@ -483,6 +535,11 @@ int fp__jobs_submit(fp_jobs *jobs, const struct fp__job_start *s, fp_job **out)
 		return -EINVAL;
 	if (jobs->closed)
 		return FP_ESTOPPED;
+	if (idem && fp_idem_key_check(idem->key, idem->len) < 0)
+		return -EINVAL;
+	/* The key's holder answers for it: the API replays or refuses before this. */
+	if (idem && fp_jobs_idem_find(jobs, idem->key, idem->len))
+		return -EEXIST;
 	/* Completion indices are 32-bit, as the pool's own item numbers are. */
 	if (n > UINT32_MAX)
 		return -E2BIG;
@@ -510,6 +567,9 @@ int fp__jobs_submit(fp_jobs *jobs, const struct fp__job_start *s, fp_job **out)
 	err = fp__job_id_generate(jobs, job);
 	if (err)
 		goto err_job;
+	/* Set before the pool is asked: whatever records the job sees its key. */
+	if (idem && (err = fp__job_idem_set(job, idem)) < 0)
+		goto err_job;
 	job->jobs = jobs;
 	job->kind = s->kind;
 	job->inputs = n;
@@ -517,24 +577,24 @@ int fp__jobs_submit(fp_jobs *jobs, const struct fp__job_start *s, fp_job **out)
 	job->created_at = wall_ms();
 	/* The start function may reach the ext; the job owns it only once started. */
 	job->ext = s->ext;
-	err = s->start(jobs->pool, job, s->arg, job_item_cb, job_done_cb, &job->call_id);
+	err = s->start(jobs->pool, job, s->arg, fp__job_item_cb, fp__job_done_cb, &job->call_id);
 	if (err)
 		goto err_job;
 
 	/* The pool calls back from its loop only: linking after it is safe. */
 	job->ext_free = s->ext_free;
-	fp__job_count(job);
-	fp__jobs_table_insert(jobs, job);
-	job->seq = ++jobs->last_seq;
-	job->next = jobs->all;
-	if (jobs->all)
-		jobs->all->prev = job;
-	jobs->all = job;
-	jobs->stats.jobs++;
-	jobs->stats.by_state[FP_JOB_QUEUED]++;
-	jobs->stats.items_pending += n;
+	fp__jobs_link(jobs, job, n);
 	jobs->stats.submitted++;
-	jobs->unfinished++;
+	/*
+	 * Written after the call started, as only a started call is a job;
+	 * the pool's callbacks come from the loop, so its outcomes follow.
+	 */
+	err = fp__jobs_journal_job(jobs, job, s);
+	if (err) {
+		jobs->stats.submitted--;
+		fp__jobs_unlink_quiet(jobs, job);
+		return err;
+	}
 	if (out)
 		*out = job;
 	return 0;
@@ -542,6 +602,22 @@ int fp__jobs_submit(fp_jobs *jobs, const struct fp__job_start *s, fp_job **out)
 err_job:
 	fp__job_free(job);
 	return err;
+}
+
+void fp__jobs_link(fp_jobs *jobs, fp_job *job, size_t n)
+{
+	fp__job_count(job);
+	fp__jobs_table_insert(jobs, job);
+	fp__jobs_idem_link(jobs, job);
+	job->seq = ++jobs->last_seq;
+	job->next = jobs->all;
+	if (jobs->all)
+		jobs->all->prev = job;
+	jobs->all = job;
+	jobs->stats.jobs++;
+	jobs->stats.by_state[job->state]++;
+	jobs->stats.items_pending += n;
+	jobs->unfinished++;
 }
 
 int fp_jobs_cancel(fp_jobs *jobs, fp_job *job)
@@ -554,10 +630,14 @@ int fp_jobs_cancel(fp_jobs *jobs, fp_job *job)
 	/* The pool refuses a second cancel of the same call; to us it is done. */
 	if (err == -ENOENT && job->cancel_requested)
 		err = 0;
+	if (err == 0 && !job->cancel_requested)
+		fp__jobs_journal_mark(jobs, job, FP_JR_CANCEL, 0, 0);
 	if (err == 0)
 		job->cancel_requested = true;
 	return err;
 }
+
+static void forget(fp_jobs *jobs, fp_job *job);
 
 void fp_jobs_forget(fp_jobs *jobs, fp_job *job)
 {
@@ -570,7 +650,21 @@ void fp__jobs_forget_why(fp_jobs *jobs, fp_job *job, enum fp_job_gone why)
 		return;
 	fp__jobs_gone_add(jobs, job->id, why);
 	jobs->stats.forgotten[why]++;
+	fp__jobs_journal_mark(jobs, job, FP_JR_FORGET, (uint8_t)why, wall_ms());
+	forget(jobs, job);
+}
+
+void fp__jobs_unlink_quiet(fp_jobs *jobs, fp_job *job)
+{
+	if (!job->forgotten)
+		forget(jobs, job);
+}
+
+static void forget(fp_jobs *jobs, fp_job *job)
+{
+	fp__jobs_journal_drop(jobs, job);
 	fp__jobs_table_remove(jobs, job);
+	fp__jobs_idem_unlink(jobs, job);
 	if (job->prev)
 		job->prev->next = job->next;
 	else
@@ -593,12 +687,27 @@ void fp__jobs_forget_why(fp_jobs *jobs, fp_job *job, enum fp_job_gone why)
 		return;
 	}
 
-	/* Still in the pool: cancel it, tell the watchers, keep a tombstone. */
 	jobs->unfinished--;
+	if (job->pool_done) {
+		/* Recovered and not started again: no callback will count its items. */
+		jobs->stats.items_pending -= job->inputs - job->ndone - job->nfailed;
+		orphan_link(jobs, job);
+		fp__job_watchers_end(job);
+		fp__job_release(job);
+		fp__job_settle(job);
+		return;
+	}
+	/* Still in the pool: cancel it, tell the watchers, keep a tombstone. */
 	fp_pool_cancel(jobs->pool, job->call_id);
 	orphan_link(jobs, job);
 	fp__job_watchers_end(job);
 	fp__job_release(job);
+}
+
+void fp_jobs_withdraw(fp_jobs *jobs, fp_job *job)
+{
+	if (jobs && job)
+		fp__jobs_unlink_quiet(jobs, job);
 }
 
 size_t fp_jobs_list(fp_jobs *jobs, const enum fp_job_state *state, uint64_t before,

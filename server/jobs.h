@@ -12,7 +12,8 @@
  * is remembered for a while, with why it went (fp_jobs_gone()).
  *
  * Job ids are 128 random bits from getrandom(), as 32 hex characters: not
- * guessable from another job's id.
+ * guessable from another job's id. A job may also hold an idempotency key,
+ * found through the store while the job is kept (see "Idempotency keys").
  */
 #ifndef FP_SERVER_JOBS_H
 #define FP_SERVER_JOBS_H
@@ -52,6 +53,11 @@ struct fp_jobs_options {
 	 * is cancelled, and what it delivers after is counted as lost.
 	 */
 	uint64_t max_outputs;
+	/*
+	 * With a journal: rewrite it from the live jobs once it is at least
+	 * this large and more than twice what they need (64 MiB).
+	 */
+	uint64_t journal_compact_min;
 };
 
 void fp_jobs_options_init(struct fp_jobs_options *o);
@@ -88,7 +94,8 @@ void fp_jobs_free(fp_jobs *jobs);
  * Submit. Items are JSON texts (copied by the pool). -EBUSY when over
  * max_queue; -ENOSPC when its results could not fit under max_results_bytes
  * (above); FP_EUNKNOWN_TASK; FP_ESTOPPED while the pool is stopping;
- * FP_EUNAVAILABLE while the task's pool cannot start its workers.
+ * FP_EUNAVAILABLE while the task's pool cannot start its workers; -EIO when
+ * the journal refused its record (fp_jobs_journal_error() says why).
  */
 int fp_jobs_submit(fp_jobs *jobs, enum fp_job_kind kind, const char *task,
 		   const struct fp_buf *items, size_t n, const fp_call_options *opts,
@@ -106,6 +113,60 @@ int fp_jobs_submit_pipeline(fp_jobs *jobs, const fp_stage *stages, size_t nstage
 			    const fp_pipeline_options *opts, fp_job **out);
 
 fp_job *fp_jobs_find(fp_jobs *jobs, const char *id);
+
+/*
+ * Idempotency keys (jobs_idem.c). A job may hold a key, given at submission:
+ * while the job is kept (queued, running, finished and not yet forgotten) no
+ * other job can have it, and fp_jobs_idem_find() finds the job by it. When
+ * the job is forgotten (DELETE, TTL, max_jobs, memory) its key goes with it,
+ * so keys are bounded by the jobs kept, in no table of their own. Beside
+ * the key the job keeps `hash`, a hash of the request that made it, which
+ * the store only keeps: the API compares it to tell a retry of the same
+ * request from another request reusing the key.
+ *
+ * A key is printable ASCII (0x20 to 0x7e), 1 to FP_IDEM_KEY_MAX bytes: it
+ * is an id, say a UUID, not a document. The key is copied; its bytes (256
+ * at most) are not counted in results_bytes.
+ */
+#define FP_IDEM_KEY_MAX 255
+struct fp_job_idem {
+	const char *key;        /* len bytes, not NUL-terminated; NULL: none */
+	size_t len;
+	uint64_t hash;
+};
+/* 0, or -EINVAL when `key` is empty, too long or not printable ASCII. */
+int fp_idem_key_check(const char *key, size_t len);
+/*
+ * A 64-bit hash of bytes, to be chained over the pieces of a request
+ * (h = fp_idem_hash(h, piece, len), from FP_IDEM_HASH_INIT): each piece's
+ * length goes in, so "ab"+"c" and "a"+"bc" differ. The function is part of
+ * what the journal keeps (a job's hash is written, and compared after a
+ * restart): changing it turns every retry across an upgrade into a 409.
+ */
+#define FP_IDEM_HASH_INIT UINT64_C(0x6a09e667f3bcc908)
+uint64_t fp_idem_hash(uint64_t h, const void *data, size_t len);
+/* The kept job that holds `key`, or NULL. */
+fp_job *fp_jobs_idem_find(const fp_jobs *jobs, const char *key, size_t len);
+/*
+ * Submit with a key: as fp_jobs_submit() and fp_jobs_submit_pipeline(),
+ * with -EEXIST when a kept job holds the key already (nothing is submitted)
+ * and -EINVAL for a key fp_idem_key_check() refuses. `idem` NULL or its key
+ * NULL: no key, as the plain functions.
+ */
+int fp_jobs_submit_idem(fp_jobs *jobs, enum fp_job_kind kind, const char *task,
+			const struct fp_buf *items, size_t n, const fp_call_options *opts,
+			const struct fp_job_idem *idem, fp_job **out);
+int fp_jobs_submit_pipeline_idem(fp_jobs *jobs, const fp_stage *stages, size_t nstages,
+				 const struct fp_buf *items, size_t n,
+				 const fp_pipeline_options *opts,
+				 const struct fp_job_idem *idem, fp_job **out);
+/*
+ * Give a kept job that has none a key and hash afterwards: for a job
+ * restored from the journal. -EALREADY when the job has a key, -EEXIST when
+ * another job holds this one, -EINVAL for a bad key or a forgotten job,
+ * -ENOMEM.
+ */
+int fp_jobs_idem_attach(fp_jobs *jobs, fp_job *job, const struct fp_job_idem *idem);
 
 /* Why a job was forgotten. */
 enum fp_job_gone {
@@ -168,6 +229,55 @@ void fp_jobs_close(fp_jobs *jobs);
 /* Jobs not finished yet. */
 size_t fp_jobs_unfinished(const fp_jobs *jobs);
 
+/* --- the journal (jobs_journal.c) ---------------------------------------- */
+
+/*
+ * With a journal (--data-dir), the store writes each job's life into it
+ * (journal_jobs.h's records): a submission's JOB record is appended by
+ * fp_jobs_submit() (the caller answers once fp_journal_wait_appended() says
+ * it is safe), STARTED, one OUTCOMES record per job for what finished in
+ * one loop turn, END, CANCEL, FORGET. Without one nothing of this runs.
+ *
+ * Recovery: open the journal with fp_jobs_replay() as its replay callback
+ * (data: the store) before anything is submitted, then
+ * fp_jobs_attach_journal(), then fp_jobs_resume(): finished jobs are kept
+ * with their results until their TTL, counted from their finished_at;
+ * unfinished ones run their items without an outcome again.
+ */
+struct fp_journal;
+struct fp_jrec;
+
+struct fp_jobs_recovery {
+	uint64_t jobs;              /* recovered and kept */
+	uint64_t finished;          /* of those, finished before */
+	uint64_t resumed;           /* unfinished, started again */
+	uint64_t items_kept;        /* resumed jobs' items with an outcome recorded */
+	uint64_t items_rerun;       /* ... and without: submitted again */
+	uint64_t skipped;           /* records of a kind this store does not resume */
+};
+
+int fp_jobs_replay(void *jobs, const struct fp_jrec *r, uint64_t off, char *err,
+		   size_t errlen);
+void fp_jobs_attach_journal(fp_jobs *jobs, struct fp_journal *j);
+/*
+ * Start what the journal left unfinished. Returns 0; jobs the pool refuses
+ * (a task no module has any more) end at once with every item left failed,
+ * naming why. out may be NULL.
+ */
+int fp_jobs_resume(fp_jobs *jobs, struct fp_jobs_recovery *out);
+/* Append what is pending and stop using the journal (before closing it). */
+void fp_jobs_detach_journal(fp_jobs *jobs);
+struct fp_journal *fp_jobs_journal(const fp_jobs *jobs);
+/* The error of the last append that failed: what a -EIO submission met. */
+int fp_jobs_journal_error(const fp_jobs *jobs);
+/* The last compaction's outcome: 0, or the error it gave up with. */
+int fp_jobs_journal_compact_error(const fp_jobs *jobs);
+/*
+ * Take back a job whose JOB record could not be written (the waiter said
+ * so): cancelled and gone without a trace, its id not remembered.
+ */
+void fp_jobs_withdraw(fp_jobs *jobs, fp_job *job);
+
 /* --- one job -------------------------------------------------------------- */
 
 const char *fp_job_id(const fp_job *job);
@@ -175,6 +285,8 @@ const char *fp_job_id(const fp_job *job);
 uint64_t fp_job_seq(const fp_job *job);
 enum fp_job_kind fp_job_kind(const fp_job *job);
 const char *fp_job_task(const fp_job *job);
+/* The job's key and hash (key pointing into the job): false, *out zeroed, when none. */
+bool fp_job_idem(const fp_job *job, struct fp_job_idem *out);
 enum fp_job_state fp_job_state(const fp_job *job);
 bool fp_job_finished(const fp_job *job);
 size_t fp_job_total(const fp_job *job);

@@ -2,11 +2,11 @@
  * The job store's insides, shared by its files: jobs.c (the store: submit,
  * states, lists, TTL and max_jobs, cancel and forget, the pool's callbacks),
  * jobs_memory.c (max_results_bytes and readers' holds), jobs_table.c (ids
- * and the table by id), jobs_gone.c (the ids of forgotten jobs),
- * jobs_record.c (a job's records and their text, and the bytes they hold),
- * jobs_watch.c (watchers) and jobs_pipeline.c (pipelines): how a kind of job
- * starts its pool call, the state a kind keeps beside the store's records,
- * and the structs themselves.
+ * and the table by id), jobs_idem.c (idempotency keys), jobs_gone.c (the
+ * ids of forgotten jobs), jobs_record.c (a job's records and their text, and
+ * the bytes they hold), jobs_watch.c (watchers) and jobs_pipeline.c
+ * (pipelines): how a kind of job starts its pool call, the state a kind
+ * keeps beside the store's records, and the structs themselves.
  */
 #ifndef FP_SERVER_JOBS_IMPL_H
 #define FP_SERVER_JOBS_IMPL_H
@@ -95,6 +95,13 @@ struct fp_job {
 	size_t held;
 	unsigned refs;             /* fp_job_ref() holds */
 
+	/* The idempotency key (jobs_idem.c): NULL when none; its chain in jobs->ikeys. */
+	char *idem_key;
+	size_t idem_len;
+	uint64_t idem_hash;        /* the request's, the API's to compare */
+	size_t idem_slot;          /* the key's own hash, for the index */
+	fp_job *inext;
+
 	struct fp_job_watch *watchers;
 	struct fp_job_watch *cursor;   /* next watcher of the on_item round */
 	unsigned busy;             /* callbacks into watchers running now */
@@ -107,6 +114,20 @@ struct fp_job {
 	bool cancel_requested;
 	bool apply_text_used;
 	bool overflowed;           /* a pipeline cancelled for passing max_outputs */
+
+	/* The journal's (jobs_journal.c). */
+	bool journaled;            /* its JOB record is in the journal */
+	bool jr_dirty;             /* on jobs->jr_dirty: outcomes not appended yet */
+	bool jr_started;           /* recovered: its STARTED record was read */
+	uint16_t resume_attempts;  /* recovered: added to its rerun items' attempts */
+	fp_job *jr_next;
+	size_t jr_done;            /* outcomes appended: the first jr_done of `order` */
+	struct jr_resume *resume;  /* recovered, not finished: its items, to run them again */
+	uint32_t *resume_map;      /* resumed: the pool's item i is the job's item resume_map[i] */
+	size_t resume_n;
+	void *jr_job;              /* unfinished: its JOB record's payload, for a compaction */
+	size_t jr_job_len;
+	uint64_t jr_bytes;         /* its records' bytes in the journal (about) */
 	char task[];
 };
 
@@ -117,6 +138,8 @@ struct fp_jobs {
 
 	fp_job **buckets;          /* chained hash table by id, power-of-two size */
 	size_t nbuckets;
+	/* Kept jobs with a key, chained by it: as many buckets as `buckets`. */
+	fp_job **ikeys;
 	fp_job *all;               /* kept jobs, newest first (seq descending) */
 	uint64_t last_seq;
 	fp_job *fin_head, *fin_tail;   /* finished jobs, in finishing (= expiry) order */
@@ -142,6 +165,17 @@ struct fp_jobs {
 	size_t id_pool_left;
 	bool closed;
 	struct fp_jobs_stats stats;
+
+	/* The journal (jobs_journal.c), when --data-dir gave one. */
+	struct fp_journal *journal;
+	int journal_err;           /* the last append's error, for the 507 */
+	fp_job *jr_dirty;          /* jobs with outcomes to append at the turn's end */
+	fp_timer jr_flush;
+	struct fp_jobs_recovery recovery;
+	uint64_t jr_live;          /* the kept jobs' records' bytes: what a compaction keeps */
+	struct jr_compaction *jr_cmp;  /* the compaction running, if any */
+	uint64_t jr_retry_at;      /* after a failed one, the size to try again at */
+	int jr_compact_err;        /* the last compaction's outcome */
 };
 
 struct fp__job_start {
@@ -157,6 +191,7 @@ struct fp__job_start {
 	int (*start)(fp_pool *pool, fp_job *job, const void *arg, fp_item_cb on_item,
 		     fp_done_cb on_done, uint64_t *call_id);
 	const void *arg;
+	const struct fp_job_idem *idem;   /* NULL: no key */
 	/* The job's once submitted (freed with ext_free); the caller's on failure. */
 	void *ext;
 	void (*ext_free)(void *ext);
@@ -201,6 +236,16 @@ int fp__job_id_generate(fp_jobs *jobs, fp_job *job);
 /* 32 lowercase hex digits into raw bytes; -EINVAL for anything else. */
 int fp__job_id_parse(const char *hex, uint8_t *raw);
 
+/*
+ * jobs_idem.c: the index by idempotency key. set copies the key into a job
+ * not linked yet; link and unlink follow the table by id; rehash moves the
+ * keyed jobs into new buckets (n of them) when the table grows.
+ */
+int fp__job_idem_set(fp_job *job, const struct fp_job_idem *idem);
+void fp__jobs_idem_link(fp_jobs *jobs, fp_job *job);
+void fp__jobs_idem_unlink(fp_jobs *jobs, fp_job *job);
+void fp__jobs_idem_rehash(fp_jobs *jobs, fp_job **ikeys, size_t n);
+
 /* jobs_memory.c: room under max_results_bytes, estimates, what is kept without room. */
 bool fp__jobs_results_room(fp_jobs *jobs, uint64_t need);
 uint64_t fp__job_estimate(const struct fp__job_start *s);
@@ -230,6 +275,36 @@ extern const char fp__over_limit_message[];
 size_t fp__job_record_need(const fp_job *job, const struct fp_result *r);
 /* Start counting the job's `held` in the store's results_bytes (at submission). */
 void fp__job_count(fp_job *job);
+
+/*
+ * The pool's callbacks of every apply and map (jobs.c), for a recovered job
+ * started again (jobs_journal.c); and what both record an outcome with.
+ */
+void fp__job_item_cb(fp_pool *pool, uint64_t call_id, const struct fp_result *r, void *data);
+void fp__job_done_cb(fp_pool *pool, const struct fp_call_summary *s, void *data);
+/* The start function of applies and maps (fp__job_start's). */
+int fp__job_start_apply_map(fp_pool *pool, fp_job *job, const void *arg, fp_item_cb on_item,
+			    fp_done_cb on_done, uint64_t *call_id);
+/* Record item `pos`'s outcome (not a pipeline's) and count it. */
+void fp__job_outcome(fp_job *job, size_t pos, const struct fp_result *r);
+/* End a job: state and finished_at, its TTL from finished_at; watchers told. */
+void fp__job_finish(fp_job *job, enum fp_job_state state, uint64_t finished_at);
+/* Link a job made by submission or recovery into the table and the lists. */
+void fp__jobs_link(fp_jobs *jobs, fp_job *job, size_t n);
+/* Forget without remembering its id or writing it down: it was never accepted. */
+void fp__jobs_unlink_quiet(fp_jobs *jobs, fp_job *job);
+
+/* jobs_journal.c: the store's side of the journal; nothing when there is none. */
+struct fp__job_start;
+int fp__jobs_journal_job(fp_jobs *jobs, fp_job *job, const struct fp__job_start *s);
+void fp__jobs_journal_mark(fp_jobs *jobs, fp_job *job, uint16_t type, uint8_t value,
+			   uint64_t when);
+/* Outcomes were recorded: append them at the end of the loop turn. */
+void fp__jobs_journal_dirty(fp_jobs *jobs, fp_job *job);
+/* Append the job's outcomes now (before its END, or its FORGET). */
+void fp__jobs_journal_outcomes(fp_jobs *jobs, fp_job *job);
+/* The job goes: off the dirty list, its resume state freed. */
+void fp__jobs_journal_drop(fp_jobs *jobs, fp_job *job);
 
 /* jobs_watch.c: tell the watchers of an item, or of the end. */
 void fp__job_watchers_item(fp_job *job, size_t index);

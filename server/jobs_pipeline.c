@@ -132,11 +132,19 @@ int fp_jobs_submit_pipeline(fp_jobs *jobs, const fp_stage *stages, size_t nstage
 			    const struct fp_buf *items, size_t n,
 			    const fp_pipeline_options *opts, fp_job **out)
 {
+	return fp_jobs_submit_pipeline_idem(jobs, stages, nstages, items, n, opts, NULL, out);
+}
+
+int fp_jobs_submit_pipeline_idem(fp_jobs *jobs, const fp_stage *stages, size_t nstages,
+				 const struct fp_buf *items, size_t n,
+				 const fp_pipeline_options *opts,
+				 const struct fp_job_idem *idem, fp_job **out)
+{
 	const char *reduce = opts && opts->reduce ? opts->reduce : NULL;
 	struct pipeline_start p = { stages, nstages, items, n, opts };
 	struct fp__job_start s = {
 		.kind = FP_JOB_PIPELINE, .n = n, .items = items, .start = start_pipeline,
-		.arg = &p, .ext_free = ext_free,
+		.arg = &p, .ext_free = ext_free, .idem = idem,
 	};
 	struct pipeline_ext *x;
 	char *name = NULL;

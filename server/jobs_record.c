@@ -141,6 +141,7 @@ void fp__job_free(fp_job *job)
 	fp__job_release(job);
 	if (job->ext_free)
 		job->ext_free(job->ext);
+	free(job->idem_key);
 	free(job);
 }
 

@@ -1,7 +1,7 @@
 /*
  * The job store's ids and its table: 128 random bits per job from a pool of
  * getrandom() bytes, printed as 32 hex digits, found through a chained hash
- * table that doubles as it fills.
+ * table that doubles as it fills (and the index by key with it).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -28,17 +28,28 @@ fp_job *fp__jobs_table_find(const fp_jobs *jobs, const uint8_t *id)
 	return job;
 }
 
-/* Room for one more job at a load of at most 1; done before the pool is asked. */
+/*
+ * Room for one more job at a load of at most 1; done before the pool is
+ * asked. The index by idempotency key (jobs_idem.c) grows with it, so that
+ * linking a job into either never fails.
+ */
 int fp__jobs_table_reserve(fp_jobs *jobs)
 {
 	size_t n = jobs->nbuckets * 2, i;
-	fp_job **b;
+	fp_job **b, **ik;
 
 	if (jobs->stats.jobs < jobs->nbuckets)
 		return 0;
 	b = calloc(n, sizeof(*b));
-	if (!b)
+	ik = calloc(n, sizeof(*ik));
+	if (!b || !ik) {
+		free(b);
+		free(ik);
 		return -ENOMEM;
+	}
+	fp__jobs_idem_rehash(jobs, ik, n);
+	free(jobs->ikeys);
+	jobs->ikeys = ik;
 	for (i = 0; i < jobs->nbuckets; i++) {
 		fp_job *job, *next;
 		for (job = jobs->buckets[i]; job; job = next) {

@@ -337,6 +337,27 @@ void fp_journal_flush(fp_journal *j, struct fp_journal_wait *w)
 	fp__journal_soon(j);
 }
 
+void fp_journal_wait_appended(fp_journal *j, struct fp_journal_wait *w)
+{
+	w->sync = false;
+	w->upto = j->appended;
+	wait_link(j, w);
+	/* Already written: the callback still comes from the loop. */
+	if (w->upto <= j->written)
+		fp__journal_soon(j);
+}
+
+void fp_journal_drop(fp_journal *j, size_t start)
+{
+	if (start <= j->pend.len)
+		j->pend.len = start;
+}
+
+int fp_journal_error(const fp_journal *j)
+{
+	return j->broken ? j->broken : j->closing ? -ESHUTDOWN : 0;
+}
+
 void fp_journal_stats_get(const fp_journal *j, struct fp_journal_stats *out)
 {
 	*out = j->st;

@@ -134,6 +134,19 @@ int fp_journal_end(fp_journal *j, size_t start, uint16_t type,
 /* Forget a waiter without a callback (its requester went away). */
 void fp_journal_wait_cancel(struct fp_journal_wait *w);
 
+/*
+ * Call w once everything appended so far is as safe as the policy makes
+ * it (written; and fsynced under `always`): a caller that appended its
+ * record through others' code (the job store) waits for it this way.
+ */
+void fp_journal_wait_appended(fp_journal *j, struct fp_journal_wait *w);
+
+/* Take back a record begun but not ended (its caller gave it up). */
+void fp_journal_drop(fp_journal *j, size_t start);
+
+/* 0, or the error every append now gets (a failed fsync, closing). */
+int fp_journal_error(const fp_journal *j);
+
 /* Call w once everything appended so far is written and fsynced. */
 void fp_journal_flush(fp_journal *j, struct fp_journal_wait *w);
 

@@ -2,9 +2,10 @@
  * forkpoold: the HTTP/JSON job service around a forkpool.
  *
  * main() reads the configuration, then builds the daemon in dependency
- * order on one event loop: loop, pool, jobs, API, HTTP server, listeners,
- * signals; and takes it down in the reverse order. Everything after start-up
- * happens in loop callbacks.
+ * order on one event loop: loop, pool, jobs, the journal (replayed into the
+ * jobs, whose unfinished ones start again, before anything listens), API,
+ * HTTP server, listeners, signals; and takes it down in the reverse order.
+ * Everything after start-up happens in loop callbacks.
  *
  * Shutdown is a small state machine driven by signals and one timer:
  *
@@ -31,6 +32,7 @@
 #include "config.h"
 #include "http.h"
 #include "jobs.h"
+#include "journal.h"
 #include "log.h"
 #include "loop.h"
 #include "nofile.h"
@@ -48,6 +50,8 @@
 /* How long responses already queued may take to reach their clients. */
 #define LINGER_MS 1000
 #define SETTLE_GRACE_MS 200
+/* How long the journal's last write and fsync may take at exit. */
+#define JOURNAL_CLOSE_MS 5000
 
 enum phase { RUNNING, DRAINING, CANCELLING, STOPPING };
 
@@ -60,6 +64,9 @@ struct daemon {
 	fp_loop *loop;
 	fp_pool *pool;
 	fp_jobs *jobs;
+	fp_journal *journal;        /* --data-dir; NULL: memory only */
+	struct fp_journal_report journal_report;
+	bool journal_closed;
 	fp_api *api;
 	fp_http_server *http;
 
@@ -394,6 +401,51 @@ static unsigned open_files(struct daemon *d)
 }
 
 /*
+ * The journal, replayed into the job store before anything listens, so
+ * that the first request already sees every job the last run accepted.
+ */
+static int open_journal(struct daemon *d)
+{
+	struct fp_journal_options o = {
+		.dir = d->cfg.data_dir, .fsync = d->cfg.fsync,
+		.fsync_interval_ms = d->cfg.fsync_interval_ms,
+		.recover = d->cfg.journal_recover, .replay = fp_jobs_replay,
+		.data = d->jobs, .log = &d->log,
+	};
+	struct fp_jobs_recovery rec;
+	char err[1024];
+	int r;
+
+	if (!d->cfg.data_dir) {
+		fp_dlog_warn(&d->log, "jobs are kept in memory only: --data-dir DIR keeps them"
+			     " across restarts");
+		return 0;
+	}
+	r = fp_journal_open(&d->journal, d->loop, &o, &d->journal_report, err, sizeof(err));
+	if (r < 0) {
+		fp_dlog_error(&d->log, "cannot open the journal in --data-dir %s: %s",
+			      d->cfg.data_dir, err[0] ? err : fp_strerror(r));
+		return r;
+	}
+	fp_jobs_attach_journal(d->jobs, d->journal);
+	r = fp_jobs_resume(d->jobs, &rec);
+	if (r < 0) {
+		fp_dlog_error(&d->log, "cannot resume the journal's jobs: %s", fp_strerror(r));
+		return r;
+	}
+	fp_dlog_info(&d->log, "journal: %s/journal, fsync %s, %" PRIu64 " records replayed;"
+		     " %" PRIu64 " jobs recovered (%" PRIu64 " finished, %" PRIu64 " resumed:"
+		     " %" PRIu64 " items kept their outcome, %" PRIu64 " run again)",
+		     d->cfg.data_dir, fp_fsync_policy_name(d->cfg.fsync),
+		     d->journal_report.records, rec.jobs, rec.finished, rec.resumed,
+		     rec.items_kept, rec.items_rerun);
+	if (rec.skipped)
+		fp_dlog_warn(&d->log, "journal: %" PRIu64 " pipeline jobs were not recovered"
+			     " (pipelines are kept in memory only)", rec.skipped);
+	return 0;
+}
+
+/*
  * Build everything. On failure the message is logged and the caller tears
  * down what was built.
  */
@@ -443,14 +495,20 @@ static int start(struct daemon *d)
 	jo.max_queue = d->cfg.max_queue;
 	jo.max_jobs = (size_t)d->cfg.max_jobs;
 	jo.max_results_bytes = d->cfg.max_results_memory;
+	jo.journal_compact_min = d->cfg.journal_compact_size;
 	r = fp_jobs_new(&d->jobs, d->pool, &jo);
 	if (r < 0) {
 		fp_dlog_error(&d->log, "cannot start the job store: %s", fp_strerror(r));
 		return r;
 	}
 
+	r = open_journal(d);
+	if (r < 0)
+		return r;
+
 	fp_api_options_init(&ao);
 	ao.token = d->token;
+	ao.journal_report = d->journal ? &d->journal_report : NULL;
 	ao.version = FP_VERSION_STRING;
 	r = fp_api_new(&d->api, d->pool, d->jobs, &ao);
 	if (r < 0) {
@@ -542,6 +600,31 @@ static bool http_settled(struct daemon *d)
 	return now - d->settled_since_ms >= SETTLE_GRACE_MS;
 }
 
+static void journal_closed_cb(void *data)
+{
+	struct daemon *d = data;
+
+	d->journal_closed = true;
+}
+
+static bool journal_done(struct daemon *d)
+{
+	return d->journal_closed;
+}
+
+/* What was appended goes to the file and is fsynced; then the lock goes. */
+static void close_journal(struct daemon *d)
+{
+	if (!d->journal)
+		return;
+	fp_journal_close(d->journal, journal_closed_cb, d);
+	d->journal = NULL;
+	run_until(d, journal_done, JOURNAL_CLOSE_MS);
+	if (!d->journal_closed)
+		fp_dlog_warn(&d->log, "the journal was not closed within %d s",
+			     JOURNAL_CLOSE_MS / 1000);
+}
+
 static void teardown(struct daemon *d)
 {
 	fp_timer_stop(&d->drain_timer);
@@ -558,6 +641,7 @@ static void teardown(struct daemon *d)
 	d->http = NULL;
 	fp_jobs_free(d->jobs);
 	d->jobs = NULL;
+	close_journal(d);
 	if (d->pool) {
 		if (d->hard)
 			kill_workers(d);

@@ -4,6 +4,7 @@
  * loop runs until a condition holds, with a deadline that fails the test.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,12 +13,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "forkpool.h"
 #include "jobs.h"
 #include "jobs_impl.h"
+#include "journal.h"
+#include "journal_impl.h"
 #include "fp_test.h"
 #include "fp_test_jobs.h"
 #include "loop.h"
@@ -1740,10 +1744,681 @@ static void cancelled_big_map_stores_its_message_once(void **state)
 	fp_test_jobs_teardown(&f);
 }
 
+/* --- idempotency keys ---------------------------------------------------- */
+
+static fp_job *submit_keyed(struct fp_test_jobs *f, const char *task, const char *args,
+			    const char *key, uint64_t hash, int want)
+{
+	struct fp_buf b = { args, strlen(args) };
+	struct fp_job_idem idem = { key, strlen(key), hash };
+	fp_job *job = NULL;
+	int rc = fp_jobs_submit_idem(f->jobs, FP_JOB_APPLY, task, &b, 1, NULL, &idem, &job);
+
+	if (rc != want)
+		fail_msg("submit %s(%s) with key %s: %s, not %s", task, args, key,
+			 fp_strerror(rc), fp_strerror(want));
+	return job;
+}
+
+static void a_key_finds_its_job_until_it_is_forgotten(void **state)
+{
+	struct fp_test_jobs f;
+	struct fp_jobs_stats st;
+	struct fp_job_idem got;
+	fp_job *job, *again;
+	char id[33];
+
+	fp_test_jobs_setup(&f, 1);
+	job = submit_keyed(&f, "square", "3", "order-17", 42, 0);
+	strcpy(id, fp_job_id(job));
+	assert_ptr_equal(fp_jobs_idem_find(f.jobs, "order-17", 8), job);
+	assert_null(fp_jobs_idem_find(f.jobs, "order-1", 7));
+	assert_true(fp_job_idem(job, &got));
+	assert_int_equal(got.len, 8);
+	assert_memory_equal(got.key, "order-17", 8);
+	assert_int_equal(got.hash, 42);
+
+	/* Queued, running or finished: the key is the job's, nothing new is made. */
+	assert_null(submit_keyed(&f, "square", "3", "order-17", 42, -EEXIST));
+	wait_finished(&f, job);
+	assert_null(submit_keyed(&f, "square", "4", "order-17", 43, -EEXIST));
+	assert_ptr_equal(fp_jobs_idem_find(f.jobs, "order-17", 8), job);
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.submitted, 1);
+	assert_int_equal(st.jobs, 1);
+
+	/* Forgotten, the key goes with it: the next submission makes a new job. */
+	fp_jobs_forget(f.jobs, job);
+	assert_null(fp_jobs_idem_find(f.jobs, "order-17", 8));
+	again = submit_keyed(&f, "square", "4", "order-17", 43, 0);
+	assert_string_not_equal(fp_job_id(again), id);
+	assert_ptr_equal(fp_jobs_idem_find(f.jobs, "order-17", 8), again);
+	wait_finished(&f, again);
+	fp_test_jobs_teardown(&f);
+}
+
+static void a_job_without_a_key_has_none(void **state)
+{
+	struct fp_test_jobs f;
+	struct fp_job_idem got = { "x", 1, 1 };
+	fp_job *job;
+
+	fp_test_jobs_setup(&f, 1);
+	job = submit_apply(&f, "square", "2");
+	assert_false(fp_job_idem(job, &got));
+	assert_null(got.key);
+	assert_int_equal(got.len, 0);
+	/* A NULL key is no key. */
+	got = (struct fp_job_idem){ NULL, 0, 9 };
+	{
+		struct fp_buf b = { "2", 1 };
+		fp_job *other;
+		assert_int_equal(fp_jobs_submit_idem(f.jobs, FP_JOB_APPLY, "square", &b, 1,
+						     NULL, &got, &other), 0);
+		assert_false(fp_job_idem(other, &got));
+		wait_finished(&f, other);
+	}
+	wait_finished(&f, job);
+	fp_test_jobs_teardown(&f);
+}
+
+static void bad_keys_are_refused_and_nothing_is_submitted(void **state)
+{
+	struct fp_test_jobs f;
+	struct fp_jobs_stats st;
+	char longest[FP_IDEM_KEY_MAX + 2];
+	fp_job *job;
+
+	memset(longest, 'k', sizeof(longest));
+	longest[FP_IDEM_KEY_MAX + 1] = '\0';
+	assert_int_equal(fp_idem_key_check("", 0), -EINVAL);
+	assert_int_equal(fp_idem_key_check(longest, FP_IDEM_KEY_MAX + 1), -EINVAL);
+	assert_int_equal(fp_idem_key_check(longest, FP_IDEM_KEY_MAX), 0);
+	assert_int_equal(fp_idem_key_check("a\tb", 3), -EINVAL);
+	assert_int_equal(fp_idem_key_check("a\x7f", 2), -EINVAL);
+	assert_int_equal(fp_idem_key_check("caf\xc3\xa9", 5), -EINVAL);
+	assert_int_equal(fp_idem_key_check(" ~!a z", 6), 0);
+
+	fp_test_jobs_setup(&f, 1);
+	assert_null(submit_keyed(&f, "square", "2", "", 1, -EINVAL));
+	assert_null(submit_keyed(&f, "square", "2", "new\nline", 1, -EINVAL));
+	assert_null(submit_keyed(&f, "square", "2", longest, 1, -EINVAL));
+	longest[FP_IDEM_KEY_MAX] = '\0';
+	job = submit_keyed(&f, "square", "2", longest, 1, 0);
+	assert_ptr_equal(fp_jobs_idem_find(f.jobs, longest, FP_IDEM_KEY_MAX), job);
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.submitted, 1);
+	wait_finished(&f, job);
+	fp_test_jobs_teardown(&f);
+}
+
+/* A refused submission (over max_queue here) leaves its key free. */
+static void a_refused_submission_does_not_take_its_key(void **state)
+{
+	struct fp_jobs_options jo;
+	struct fp_test_jobs f;
+	fp_job *job;
+
+	fp_jobs_options_init(&jo);
+	jo.max_queue = 1;
+	fp_test_jobs_setup_with(&f, 1, &jo);
+	job = submit_apply(&f, "hang", "null");
+	assert_null(submit_keyed(&f, "square", "2", "k", 1, -EBUSY));
+	assert_null(fp_jobs_idem_find(f.jobs, "k", 1));
+	fp_jobs_forget(f.jobs, job);
+	assert_int_equal(fp_test_run_until(f.pool, pool_is_idle, f.pool, 30000), 1);
+	assert_null(submit_keyed(&f, "no-such-task", "2", "k", 1, FP_EUNKNOWN_TASK));
+	assert_null(fp_jobs_idem_find(f.jobs, "k", 1));
+	job = submit_keyed(&f, "square", "2", "k", 1, 0);
+	assert_ptr_equal(fp_jobs_idem_find(f.jobs, "k", 1), job);
+	wait_finished(&f, job);
+	fp_test_jobs_teardown(&f);
+}
+
+/* Forgotten for max_jobs, by TTL, or while it still runs: the key is free at once. */
+static void a_key_goes_with_its_job_however_it_is_forgotten(void **state)
+{
+	struct fp_jobs_options jo;
+	struct fp_test_jobs f;
+	struct gone g;
+	fp_job *a, *b, *hang;
+	char id[33];
+
+	fp_jobs_options_init(&jo);
+	jo.max_jobs = 1;
+	jo.ttl_ms = 200;
+	fp_test_jobs_setup_with(&f, 2, &jo);
+	a = submit_keyed(&f, "square", "2", "a", 1, 0);
+	wait_finished(&f, a);
+	b = submit_keyed(&f, "square", "3", "b", 2, 0);
+	wait_finished(&f, b);
+	/* max_jobs 1: a went when b finished. */
+	assert_null(fp_jobs_idem_find(f.jobs, "a", 1));
+	assert_ptr_equal(fp_jobs_idem_find(f.jobs, "b", 1), b);
+	strcpy(id, fp_job_id(b));
+	g = (struct gone){ f.jobs, id };
+	assert_true(fp_test_run_until(f.pool, job_is_gone, &g, 30000));
+	assert_null(fp_jobs_idem_find(f.jobs, "b", 1));
+
+	hang = submit_keyed(&f, "hang", "null", "h", 3, 0);
+	wait_running(&f, 1);
+	fp_jobs_forget(f.jobs, hang);
+	assert_null(fp_jobs_idem_find(f.jobs, "h", 1));
+	a = submit_keyed(&f, "square", "2", "h", 4, 0);
+	assert_ptr_equal(fp_jobs_idem_find(f.jobs, "h", 1), a);
+	wait_finished(&f, a);
+	fp_test_jobs_teardown(&f);
+}
+
+/* Past the table's first 64 buckets, every key is still found (the index grows with it). */
+static void keys_are_found_as_the_table_grows(void **state)
+{
+	struct fp_test_jobs f;
+	fp_job *jobs[300];
+	char key[32];
+
+	fp_test_jobs_setup(&f, 2);
+	for (int i = 0; i < 300; i++) {
+		snprintf(key, sizeof(key), "key-%d", i);
+		jobs[i] = submit_keyed(&f, "square", "1", key, (uint64_t)i, 0);
+	}
+	for (int i = 0; i < 300; i++) {
+		struct fp_job_idem got;
+
+		snprintf(key, sizeof(key), "key-%d", i);
+		assert_ptr_equal(fp_jobs_idem_find(f.jobs, key, strlen(key)), jobs[i]);
+		assert_true(fp_job_idem(jobs[i], &got));
+		assert_int_equal(got.hash, (uint64_t)i);
+	}
+	for (int i = 0; i < 300; i += 2)
+		fp_jobs_forget(f.jobs, jobs[i]);
+	for (int i = 0; i < 300; i++) {
+		fp_job *found;
+
+		snprintf(key, sizeof(key), "key-%d", i);
+		found = fp_jobs_idem_find(f.jobs, key, strlen(key));
+		if (i % 2)
+			assert_ptr_equal(found, jobs[i]);
+		else
+			assert_null(found);
+	}
+	fp_test_jobs_teardown(&f);
+}
+
+/* What the journal's replay does: a kept job given its key afterwards. */
+static void attach_gives_a_kept_job_its_key(void **state)
+{
+	struct fp_test_jobs f;
+	struct fp_job_idem k = { "restored", 8, 77 }, other = { "restored", 8, 78 };
+	struct fp_job_idem bad = { "a\nb", 3, 1 }, got;
+	fp_job *a, *b;
+
+	fp_test_jobs_setup(&f, 1);
+	a = submit_apply(&f, "square", "2");
+	b = submit_apply(&f, "square", "3");
+	assert_int_equal(fp_jobs_idem_attach(f.jobs, a, &bad), -EINVAL);
+	assert_int_equal(fp_jobs_idem_attach(f.jobs, a, &k), 0);
+	assert_ptr_equal(fp_jobs_idem_find(f.jobs, "restored", 8), a);
+	assert_true(fp_job_idem(a, &got));
+	assert_int_equal(got.hash, 77);
+	/* The same again changes nothing (a replay may say it twice); another is refused. */
+	assert_int_equal(fp_jobs_idem_attach(f.jobs, a, &k), 0);
+	assert_int_equal(fp_jobs_idem_attach(f.jobs, a, &other), -EALREADY);
+	assert_int_equal(fp_jobs_idem_attach(f.jobs, b, &k), -EEXIST);
+	assert_false(fp_job_idem(b, &got));
+	wait_finished(&f, a);
+	wait_finished(&f, b);
+	fp_jobs_forget(f.jobs, a);
+	assert_int_equal(fp_jobs_idem_attach(f.jobs, b, &other), 0);
+	assert_ptr_equal(fp_jobs_idem_find(f.jobs, "restored", 8), b);
+	fp_test_jobs_teardown(&f);
+}
+
+static void a_pipeline_holds_its_key(void **state)
+{
+	struct fp_test_jobs f;
+	fp_stage st[1] = { FP_STAGE_DEFAULT };
+	struct fp_buf in[2] = { { "1", 1 }, { "2", 1 } };
+	struct fp_job_idem k = { "pipe", 4, 5 }, got;
+	fp_job *job, *none = NULL;
+
+	st[0].task = "square";
+	fp_test_jobs_setup(&f, 1);
+	assert_int_equal(fp_jobs_submit_pipeline_idem(f.jobs, st, 1, in, 2, NULL, &k, &job), 0);
+	assert_ptr_equal(fp_jobs_idem_find(f.jobs, "pipe", 4), job);
+	assert_true(fp_job_idem(job, &got));
+	assert_int_equal(got.hash, 5);
+	assert_int_equal(fp_jobs_submit_pipeline_idem(f.jobs, st, 1, in, 2, NULL, &k, &none),
+			 -EEXIST);
+	assert_null(none);
+	/* Apply, map and pipeline share one space of keys. */
+	assert_null(submit_keyed(&f, "square", "2", "pipe", 5, -EEXIST));
+	wait_finished(&f, job);
+	fp_test_jobs_teardown(&f);
+}
+
+/*
+ * The request hash is written in the journal and compared after a restart:
+ * pinned to known values, so that a change to it is seen here first.
+ */
+static void the_request_hash_is_stable_and_hashes_where_pieces_end(void **state)
+{
+	uint64_t ab_c = fp_idem_hash(fp_idem_hash(FP_IDEM_HASH_INIT, "ab", 2), "c", 1);
+	uint64_t a_bc = fp_idem_hash(fp_idem_hash(FP_IDEM_HASH_INIT, "a", 1), "bc", 2);
+	uint64_t empty = fp_idem_hash(FP_IDEM_HASH_INIT, "", 0);
+	const char *long_text = "{\"task\":\"square\",\"args\":12345678901234567890}";
+
+	assert_true(ab_c != a_bc);
+	assert_true(empty != FP_IDEM_HASH_INIT);
+	assert_true(fp_idem_hash(FP_IDEM_HASH_INIT, "", 0) !=
+		    fp_idem_hash(fp_idem_hash(FP_IDEM_HASH_INIT, "", 0), "", 0));
+	assert_true(fp_idem_hash(FP_IDEM_HASH_INIT, "12345678", 8) !=
+		    fp_idem_hash(FP_IDEM_HASH_INIT, "12345679", 8));
+	assert_int_equal(ab_c, UINT64_C(0xb77b28da2ea658ea));
+	assert_int_equal(fp_idem_hash(FP_IDEM_HASH_INIT, long_text, strlen(long_text)),
+			 UINT64_C(0x05ea54223191a6d0));
+}
+
+/* --- the journal (jobs_journal.c) ---------------------------------------- */
+
+struct jr {
+	fp_journal *j;
+	char dir[256];
+	int closed;
+	int wait_status, waited;
+	struct fp_journal_wait w;
+};
+
+static void jr_closed(void *data)
+{
+	((struct jr *)data)->closed = 1;
+}
+
+static int jr_is_closed(void *data)
+{
+	return ((struct jr *)data)->closed;
+}
+
+static void jr_waited(struct fp_journal_wait *w, int status)
+{
+	struct jr *x = w->data;
+
+	x->waited = 1;
+	x->wait_status = status;
+}
+
+static int jr_has_waited(void *data)
+{
+	return ((struct jr *)data)->waited;
+}
+
+/* Open x->dir's journal for the store (replay into it), attach it, resume. */
+static void jr_open(struct jr *x, struct fp_test_jobs *f, struct fp_jobs_recovery *rec)
+{
+	struct fp_journal_options o = {
+		.dir = x->dir, .fsync = FP_FSYNC_INTERVAL, .replay = fp_jobs_replay,
+		.data = f->jobs,
+	};
+	char err[512];
+	int r = fp_journal_open(&x->j, fp_pool_loop(f->pool), &o, NULL, err, sizeof(err));
+
+	if (r < 0)
+		fail_msg("open %s: %s", x->dir, err);
+	fp_jobs_attach_journal(f->jobs, x->j);
+	assert_int_equal(fp_jobs_resume(f->jobs, rec), 0);
+}
+
+/* Wait for what the store appended so far, as an answer would. */
+static int jr_wait(struct jr *x, struct fp_test_jobs *f)
+{
+	x->waited = 0;
+	x->w.cb = jr_waited;
+	x->w.data = x;
+	fp_journal_wait_appended(x->j, &x->w);
+	assert_true(fp_test_run_until(f->pool, jr_has_waited, x, 10000));
+	return x->wait_status;
+}
+
+/* The store goes (writing nothing of what it cancels), then the journal. */
+static void jr_close(struct jr *x, struct fp_test_jobs *f)
+{
+	fp_jobs_detach_journal(f->jobs);
+	x->closed = 0;
+	fp_journal_close(x->j, jr_closed, x);
+	assert_true(fp_test_run_until(f->pool, jr_is_closed, x, 10000));
+	x->j = NULL;
+}
+
+static void jr_dir(struct jr *x)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	memset(x, 0, sizeof(*x));
+	snprintf(x->dir, sizeof(x->dir), "%s/fp-test-jobs-journal-XXXXXX", tmp ? tmp : "/tmp");
+	assert_non_null(mkdtemp(x->dir));
+}
+
+static void jr_rm(struct jr *x)
+{
+	char path[300];
+
+	snprintf(path, sizeof(path), "%s/journal", x->dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/lock", x->dir);
+	unlink(path);
+	rmdir(x->dir);
+}
+
+/* A new store over the same pool, as after a restart (jo NULL: the defaults). */
+static void store_again_with(struct fp_test_jobs *f, const struct fp_jobs_options *jo)
+{
+	fp_jobs_free(f->jobs);
+	assert_int_equal(fp_jobs_new(&f->jobs, f->pool, jo), 0);
+}
+
+static void store_again(struct fp_test_jobs *f)
+{
+	store_again_with(f, NULL);
+}
+
+/*
+ * Finished jobs come back from the journal with every outcome, their times
+ * and their state; a deleted one is gone, remembered as deleted.
+ */
+static void journaled_jobs_come_back_finished(void **state)
+{
+	struct fp_test_jobs f;
+	struct fp_jobs_recovery rec;
+	struct fp_job_item it, it2;
+	struct items items;
+	fp_job *map, *apply, *gone, *back;
+	char map_id[33], apply_id[33], gone_id[33];
+	uint64_t finished_at;
+	enum fp_job_gone why;
+	uint64_t at;
+	struct jr x;
+
+	jr_dir(&x);
+	fp_test_jobs_setup(&f, 2);
+	jr_open(&x, &f, &rec);
+	assert_int_equal(rec.jobs, 0);
+	items_make(&items, 300, NULL);
+	map = submit_map(&f, "square", &items, 7);
+	apply = submit_apply(&f, "fail", "\"no\"");
+	gone = submit_apply(&f, "square", "3");
+	assert_int_equal(jr_wait(&x, &f), 0);
+	wait_finished(&f, map);
+	wait_finished(&f, apply);
+	wait_finished(&f, gone);
+	strcpy(map_id, fp_job_id(map));
+	strcpy(apply_id, fp_job_id(apply));
+	strcpy(gone_id, fp_job_id(gone));
+	finished_at = fp_job_finished_at(map);
+	fp_jobs_forget(f.jobs, gone);
+	jr_close(&x, &f);
+
+	store_again(&f);
+	jr_open(&x, &f, &rec);
+	assert_int_equal(rec.jobs, 2);
+	assert_int_equal(rec.finished, 2);
+	assert_int_equal(rec.resumed, 0);
+	back = fp_jobs_find(f.jobs, map_id);
+	assert_non_null(back);
+	assert_true(fp_job_finished(back));
+	assert_int_equal(fp_job_state(back), FP_JOB_DONE);
+	assert_int_equal(fp_job_total(back), 300);
+	assert_int_equal(fp_job_done(back), 300);
+	assert_int_equal(fp_job_finished_at(back), finished_at);
+	for (size_t i = 0; i < 300; i++) {
+		char want[32];
+
+		fp_job_item(back, i, &it);
+		assert_true(it.finished);
+		snprintf(want, sizeof(want), "%zu", i * i);
+		assert_string_equal(it.value, want);
+		assert_int_equal(it.attempts, 1);
+	}
+	fp_test_assert_job_values(back, true, 16);
+	back = fp_jobs_find(f.jobs, apply_id);
+	assert_non_null(back);
+	assert_int_equal(fp_job_state(back), FP_JOB_FAILED);
+	fp_job_item(back, 0, &it2);
+	assert_int_equal(it2.status, FP_ITEM_TASK_ERROR);
+	assert_string_equal(it2.message, "no");
+	assert_null(fp_jobs_find(f.jobs, gone_id));
+	assert_int_equal(fp_jobs_gone(f.jobs, gone_id, &why, &at), 1);
+	assert_int_equal(why, FP_JOB_GONE_DELETED);
+
+	jr_close(&x, &f);
+	items_free(&items);
+	fp_test_jobs_teardown(&f);
+	jr_rm(&x);
+}
+
+/* The map has `want` items done. */
+struct done_at_least {
+	fp_jobs *jobs;
+	const char *id;
+	size_t want;
+};
+
+static int has_done(void *data)
+{
+	struct done_at_least *c = data;
+	fp_job *job = fp_jobs_find(c->jobs, c->id);
+
+	/* And its outcomes have gone to the journal (the turn's timer ran). */
+	return job && fp_job_done(job) >= c->want && !c->jobs->jr_dirty;
+}
+
+/*
+ * An unfinished job resumes: the items whose outcome was written keep it,
+ * the others run again, each counting the lost run as an attempt.
+ */
+static void unfinished_job_resumes_the_items_without_an_outcome(void **state)
+{
+	struct fp_test_jobs f;
+	struct fp_jobs_recovery rec;
+	struct fp_job_item it;
+	struct items items;
+	struct done_at_least c;
+	fp_job *map;
+	char id[33];
+	struct jr x;
+
+	jr_dir(&x);
+	fp_test_jobs_setup(&f, 2);
+	jr_open(&x, &f, &rec);
+	/* Eight quick items, then two that hold both workers: the master dies then. */
+	items_make(&items, 10, "0");
+	items.b[8] = items.b[9] = (struct fp_buf){ "1500", 4 };
+	map = submit_map(&f, "sleep", &items, 1);
+	strcpy(id, fp_job_id(map));
+	assert_int_equal(jr_wait(&x, &f), 0);
+	c = (struct done_at_least){ f.jobs, id, 8 };
+	assert_true(fp_test_run_until(f.pool, has_done, &c, 20000));
+	assert_int_equal(jr_wait(&x, &f), 0);
+	assert_false(fp_job_finished(map));
+	/* Detached first: the store's end writes nothing, as after a SIGKILL. */
+	jr_close(&x, &f);
+	store_again(&f);
+
+	jr_open(&x, &f, &rec);
+	assert_int_equal(rec.jobs, 1);
+	assert_int_equal(rec.finished, 0);
+	assert_int_equal(rec.resumed, 1);
+	assert_int_equal(rec.items_kept, 8);
+	assert_int_equal(rec.items_rerun, 2);
+	map = fp_jobs_find(f.jobs, id);
+	assert_non_null(map);
+	assert_int_equal(fp_job_state(map), FP_JOB_RUNNING);
+	assert_int_equal(fp_job_done(map), 8);
+	wait_finished(&f, map);
+	assert_int_equal(fp_job_state(map), FP_JOB_DONE);
+	for (size_t i = 0; i < 10; i++) {
+		fp_job_item(map, i, &it);
+		assert_true(it.finished);
+		assert_string_equal(it.value, i < 8 ? "0" : "1500");
+		assert_int_equal(it.attempts, i < 8 ? 1 : 2);
+	}
+	assert_completion_permutation(map);
+	jr_close(&x, &f);
+
+	/* And once finished, it comes back finished. */
+	store_again(&f);
+	jr_open(&x, &f, &rec);
+	assert_int_equal(rec.finished, 1);
+	assert_int_equal(rec.resumed, 0);
+	map = fp_jobs_find(f.jobs, id);
+	assert_non_null(map);
+	assert_int_equal(fp_job_state(map), FP_JOB_DONE);
+	jr_close(&x, &f);
+	items_free(&items);
+	fp_test_jobs_teardown(&f);
+	jr_rm(&x);
+}
+
+/*
+ * A JOB record that cannot be written (ENOSPC: /dev/full) fails its waiter;
+ * the submission is withdrawn without a trace, and the store goes on.
+ */
+static void a_job_whose_record_fails_is_withdrawn(void **state)
+{
+	struct fp_test_jobs f;
+	struct fp_jobs_stats st;
+	enum fp_job_gone why;
+	fp_job *job;
+	uint64_t at;
+	char id[33];
+	struct jr x;
+	int fd;
+
+	memset(&x, 0, sizeof(x));
+	fp_test_jobs_setup(&f, 1);
+	fd = open("/dev/full", O_WRONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(fp__journal_new(&x.j, fp_pool_loop(f.pool), fd, 0, 1, FP_FSYNC_NEVER, 0), 0);
+	fp_jobs_attach_journal(f.jobs, x.j);
+	job = submit_apply(&f, "sleep", "0");
+	strcpy(id, fp_job_id(job));
+	assert_int_equal(jr_wait(&x, &f), -ENOSPC);
+	fp_jobs_withdraw(f.jobs, job);
+	assert_null(fp_jobs_find(f.jobs, id));
+	assert_int_equal(fp_jobs_gone(f.jobs, id, &why, &at), 0);
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.jobs, 0);
+	/* Its call was cancelled: the pool owes it nothing more. */
+	assert_true(fp_test_run_until(f.pool, nothing_pending, f.jobs, 10000));
+	jr_close(&x, &f);
+	fp_test_jobs_teardown(&f);
+}
+
+/* Every job but `keep` has finished. */
+struct all_but {
+	fp_jobs *jobs;
+	size_t keep;
+};
+
+static int all_but_finished(void *data)
+{
+	struct all_but *c = data;
+
+	return fp_jobs_unfinished(c->jobs) <= c->keep;
+}
+
+static int only_one_job(void *data)
+{
+	struct fp_jobs_stats st;
+
+	fp_jobs_stats(data, &st);
+	return st.jobs == 1;
+}
+
+/*
+ * 100,000 short jobs with a short TTL: compactions keep the journal's size
+ * to what the live jobs need, not the history; after them, a restart finds
+ * the same live jobs (an unfinished one resumes with its items).
+ */
+static void compaction_keeps_the_journal_bounded(void **state)
+{
+	struct fp_jobs_options jo;
+	struct fp_test_jobs f;
+	struct fp_jobs_recovery rec;
+	struct fp_journal_stats st;
+	struct all_but c;
+	struct fp_buf item = { "60000", 5 };
+	uint64_t max_size = 0;
+	fp_job *sleeper, *job;
+	char id[33], last[33];
+	struct jr x;
+	int r;
+
+	fp_jobs_options_init(&jo);
+	jo.ttl_ms = 50;
+	jo.journal_compact_min = 64 << 10;
+	jr_dir(&x);
+	fp_test_jobs_setup_with(&f, 2, &jo);
+	jr_open(&x, &f, &rec);
+	assert_int_equal(fp_jobs_submit(f.jobs, FP_JOB_MAP, "sleep", &item, 1, NULL, &sleeper), 0);
+	strcpy(id, fp_job_id(sleeper));
+	c = (struct all_but){ f.jobs, 1 };
+	for (size_t i = 0; i < 100000; i++) {
+		char args[24];
+		struct fp_buf b = { args, (size_t)snprintf(args, sizeof(args), "%zu", i % 1000) };
+
+		r = fp_jobs_submit(f.jobs, FP_JOB_APPLY, "square", &b, 1, NULL, &job);
+		assert_int_equal(r, 0);
+		if (i % 2000 == 1999) {
+			assert_true(fp_test_run_until(f.pool, all_but_finished, &c, 60000));
+			fp_journal_stats_get(x.j, &st);
+			if (st.size > max_size)
+				max_size = st.size;
+		}
+	}
+	strcpy(last, fp_job_id(job));
+	fp_journal_stats_get(x.j, &st);
+	assert_true(st.compactions > 0);
+	assert_int_equal(fp_jobs_journal_compact_error(f.jobs), 0);
+	/* Some 20 MB of records went through it. */
+	assert_true(st.bytes > (uint64_t)15 << 20);
+	print_message("journal: %llu compactions, at most %llu bytes, %llu written\n",
+		      (unsigned long long)st.compactions, (unsigned long long)max_size,
+		      (unsigned long long)st.bytes);
+	/*
+	 * Bounded by the live jobs (a batch or two of 2,000 within their TTL,
+	 * some 450 KB each) and what comes while a compaction runs (its fsyncs
+	 * and rename take a while on a busy disk: 3-5 MB seen here), not by the
+	 * history: a third of it at most.
+	 */
+	assert_true(max_size < (uint64_t)8 << 20);
+	assert_true(max_size * 3 < st.bytes);
+	jr_close(&x, &f);
+
+	store_again_with(&f, &jo);
+	jr_open(&x, &f, &rec);
+	/* The sleeper, and at most the jobs of the last moments before their TTL. */
+	sleeper = fp_jobs_find(f.jobs, id);
+	assert_non_null(sleeper);
+	assert_false(fp_job_finished(sleeper));
+	assert_int_equal(rec.resumed, 1);
+	/* The others had finished: they expire, their TTL counted from before. */
+	assert_true(fp_test_run_until(f.pool, only_one_job, f.jobs, 10000));
+	assert_int_equal(fp_jobs_cancel(f.jobs, sleeper), 0);
+	wait_finished(&f, sleeper);
+	assert_int_equal(fp_job_state(sleeper), FP_JOB_CANCELLED);
+	jr_close(&x, &f);
+	fp_test_jobs_teardown(&f);
+	jr_rm(&x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(names_round_trip),
+		cmocka_unit_test(journaled_jobs_come_back_finished),
+		cmocka_unit_test(unfinished_job_resumes_the_items_without_an_outcome),
+		cmocka_unit_test(a_job_whose_record_fails_is_withdrawn),
+		cmocka_unit_test(compaction_keeps_the_journal_bounded),
 		cmocka_unit_test(apply_records_its_value_and_times),
 		cmocka_unit_test(job_is_running_from_its_first_hand_off),
 		cmocka_unit_test(apply_results_of_every_size_read_back_whole),
@@ -1781,6 +2456,15 @@ int main(void)
 		cmocka_unit_test(a_held_job_is_read_after_it_is_forgotten),
 		cmocka_unit_test(memory_eviction_passes_over_jobs_being_read),
 		cmocka_unit_test(freeing_the_store_leaves_a_held_job_to_its_reader),
+		cmocka_unit_test(a_key_finds_its_job_until_it_is_forgotten),
+		cmocka_unit_test(a_job_without_a_key_has_none),
+		cmocka_unit_test(bad_keys_are_refused_and_nothing_is_submitted),
+		cmocka_unit_test(a_refused_submission_does_not_take_its_key),
+		cmocka_unit_test(a_key_goes_with_its_job_however_it_is_forgotten),
+		cmocka_unit_test(keys_are_found_as_the_table_grows),
+		cmocka_unit_test(attach_gives_a_kept_job_its_key),
+		cmocka_unit_test(a_pipeline_holds_its_key),
+		cmocka_unit_test(the_request_hash_is_stable_and_hashes_where_pieces_end),
 	};
 	fp_loop *loop = NULL;
 

@@ -1,0 +1,824 @@
+/*
+ * The job store's side of the journal (jobs.h, "the journal"): what the
+ * store's hooks write (a submission's JOB, STARTED, OUTCOMES once per job
+ * and loop turn, END, CANCEL, FORGET) and how replay and resume build the
+ * store again from those records. The records' bytes are journal_jobs.c's;
+ * this file translates between them and fp_job.
+ *
+ * Only applies and maps are journaled for now: a pipeline is kept in memory
+ * as before, and a pipeline's JOB record found in a journal is skipped (and
+ * counted in fp_jobs_recovery.skipped).
+ *
+ * Compaction: once the journal is at least journal_compact_min and more
+ * than twice what the kept jobs' records take (jr_live), it is rewritten
+ * from them (journal.h, fp_journal_compact()): each job's JOB, STARTED,
+ * CANCEL, OUTCOMES and END, a slice of jobs per loop turn. A finished job's
+ * items are not needed again, so its JOB carries empty ones; an unfinished
+ * one's are, so its JOB record's payload is kept in memory until it ends.
+ * Forgotten (expired, deleted) jobs are left out, which is what bounds the
+ * file by the live jobs rather than by history.
+ *
+ * Outcomes are appended at the end of the loop turn they came in: the pool
+ * delivers a chunk's answers in one turn, and a record per item would cost
+ * a header and two checksums for each of a million items. Positions are not
+ * kept apart: an apply's or a map's `order` lists its outcomes in the order
+ * they came, so the first jr_done of them are in the journal and the rest
+ * are pending.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "jobs_impl.h"
+#include "journal.h"
+#include "journal_jobs.h"
+
+/* A recovered job's items as received, until they are given to the pool. */
+struct jr_resume {
+	int64_t timeout_ms;
+	uint32_t retries, retry_on;
+	uint64_t chunksize;
+	size_t n;
+	size_t *off;               /* n + 1 offsets into text */
+	char *text;
+};
+
+static uint64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void resume_free(struct jr_resume *rs)
+{
+	if (!rs)
+		return;
+	free(rs->off);
+	free(rs->text);
+	free(rs);
+}
+
+/* --- writing ------------------------------------------------------------- */
+
+static void append_failed(fp_jobs *jobs, int err)
+{
+	jobs->journal_err = err;
+}
+
+/* End a record begun at `start` for `job`, counting its bytes as live. */
+static int end_record(fp_jobs *jobs, fp_job *job, size_t start, uint16_t type)
+{
+	size_t bytes = fp_journal_buf(jobs->journal)->len - start;
+	int err = fp_journal_end(jobs->journal, start, type, NULL);
+
+	if (err) {
+		append_failed(jobs, err);
+		return err;
+	}
+	job->jr_bytes += bytes;
+	jobs->jr_live += bytes;
+	return 0;
+}
+
+static void maybe_compact(fp_jobs *jobs);
+
+int fp__jobs_journal_job(fp_jobs *jobs, fp_job *job, const struct fp__job_start *s)
+{
+	static const fp_call_options defaults = FP_CALL_OPTIONS_DEFAULT;
+	const fp_call_options *o = s->opts ? s->opts : &defaults;
+	fp_journal *j = jobs->journal;
+	struct fp_jr_item one, *items;
+	struct fp_job_idem idem;
+	struct fp_jr_job r;
+	size_t start, i;
+	int err;
+
+	if (!j || s->kind == FP_JOB_PIPELINE)
+		return 0;
+	items = s->n == 1 ? &one : malloc((s->n ? s->n : 1) * sizeof(*items));
+	if (!items) {
+		append_failed(jobs, -ENOMEM);
+		return -EIO;
+	}
+	for (i = 0; i < s->n; i++)
+		items[i] = (struct fp_jr_item){ s->items[i].base, s->items[i].len };
+	memset(&r, 0, sizeof(r));
+	memcpy(r.id, job->id, FP_JR_ID_BYTES);
+	r.kind = (uint8_t)s->kind;
+	r.created_at = job->created_at;
+	r.opts.task = s->name;
+	r.opts.task_len = strlen(s->name);
+	r.opts.timeout_ms = o->timeout_ms;
+	r.opts.retries = o->retries;
+	r.opts.retry_on = o->retry_on;
+	r.opts.chunksize = o->chunksize;
+	/* The key and the request's hash: a retry after a restart is still answered by this job. */
+	if (fp_job_idem(job, &idem)) {
+		r.idem_key = idem.key;
+		r.idem_key_len = idem.len;
+		r.body_hash = idem.hash;
+	}
+	r.n = s->n;
+	r.items = items;
+	start = fp_journal_begin(j);
+	err = fp_jr_put_job(fp_journal_buf(j), &r);
+	if (items != &one)
+		free(items);
+	if (err) {
+		fp_journal_drop(j, start);
+		append_failed(jobs, err);
+		return -EIO;
+	}
+	/* Kept for a compaction while the job runs (a copy: ending may swap the buffer). */
+	job->jr_job_len = fp_journal_buf(j)->len - start - FP_JREC_HDR_LEN;
+	job->jr_job = malloc(job->jr_job_len ? job->jr_job_len : 1);
+	if (job->jr_job)
+		memcpy(job->jr_job, fp_journal_buf(j)->data + start + FP_JREC_HDR_LEN,
+		       job->jr_job_len);
+	if (end_record(jobs, job, start, FP_JR_JOB) < 0) {
+		free(job->jr_job);
+		job->jr_job = NULL;
+		return -EIO;
+	}
+	job->journaled = true;
+	return 0;
+}
+
+void fp__jobs_journal_mark(fp_jobs *jobs, fp_job *job, uint16_t type, uint8_t value,
+			   uint64_t when)
+{
+	fp_journal *j = jobs ? jobs->journal : NULL;
+	struct fp_jr_mark m;
+	size_t start;
+
+	if (!j || !job->journaled)
+		return;
+	memcpy(m.id, job->id, FP_JR_ID_BYTES);
+	m.value = value;
+	m.when = when;
+	start = fp_journal_begin(j);
+	fp_jr_put_mark(fp_journal_buf(j), &m);
+	end_record(jobs, job, start, type);
+	if (type == FP_JR_END) {
+		free(job->jr_job);
+		job->jr_job = NULL;
+	}
+	if (type == FP_JR_FORGET)
+		maybe_compact(jobs);
+}
+
+static void dirty_unlink(fp_jobs *jobs, fp_job *job)
+{
+	fp_job **p;
+
+	if (!job->jr_dirty)
+		return;
+	/* The list holds the jobs that had outcomes this turn: a few. */
+	for (p = &jobs->jr_dirty; *p; p = &(*p)->jr_next) {
+		if (*p == job) {
+			*p = job->jr_next;
+			break;
+		}
+	}
+	job->jr_next = NULL;
+	job->jr_dirty = false;
+}
+
+void fp__jobs_journal_outcomes(fp_jobs *jobs, fp_job *job)
+{
+	fp_journal *j = jobs->journal;
+	size_t count = job->ndone + job->nfailed, start;
+	struct fp_jr_outcomes o;
+
+	dirty_unlink(jobs, job);
+	if (!j || !job->journaled || job->jr_done >= count || job->kind == FP_JOB_PIPELINE)
+		return;
+	start = fp_journal_begin(j);
+	fp_jr_outcomes_begin(&o, fp_journal_buf(j), job->id, false);
+	for (size_t k = job->jr_done; k < count; k++) {
+		uint32_t pos = job->order[k];
+		const struct job_item *it = &job->items[pos];
+		struct fp_jr_outcome e = {
+			.pos = pos, .status = it->status, .attempts = it->attempts,
+			.text = it->text,
+			.len = it->status == FP_ITEM_OK ? it->len : strlen(it->text),
+		};
+
+		fp_jr_outcomes_put(&o, &e);
+	}
+	fp_jr_outcomes_end(&o);
+	end_record(jobs, job, start, FP_JR_OUTCOMES);
+	/* Failed or not, they are not tried again: a restart reruns them. */
+	job->jr_done = count;
+}
+
+static void flush_cb(fp_timer *t)
+{
+	fp_jobs *jobs = t->data;
+
+	while (jobs->jr_dirty)
+		fp__jobs_journal_outcomes(jobs, jobs->jr_dirty);
+	maybe_compact(jobs);
+}
+
+void fp__jobs_journal_dirty(fp_jobs *jobs, fp_job *job)
+{
+	if (!jobs->journal || !job->journaled || job->jr_dirty)
+		return;
+	job->jr_dirty = true;
+	job->jr_next = jobs->jr_dirty;
+	jobs->jr_dirty = job;
+	/* Due at once: it runs after the completions this turn brought. */
+	if (!fp_timer_active(&jobs->jr_flush))
+		fp_timer_start(jobs->loop, &jobs->jr_flush, 0, flush_cb);
+}
+
+void fp__jobs_journal_drop(fp_jobs *jobs, fp_job *job)
+{
+	dirty_unlink(jobs, job);
+	resume_free(job->resume);
+	job->resume = NULL;
+	free(job->jr_job);
+	job->jr_job = NULL;
+	jobs->jr_live -= job->jr_bytes < jobs->jr_live ? job->jr_bytes : jobs->jr_live;
+	job->jr_bytes = 0;
+}
+
+void fp_jobs_attach_journal(fp_jobs *jobs, struct fp_journal *j)
+{
+	jobs->journal = j;
+}
+
+static void snap_release(fp_jobs *jobs);
+
+void fp_jobs_detach_journal(fp_jobs *jobs)
+{
+	if (!jobs->journal)
+		return;
+	flush_cb(&jobs->jr_flush);
+	fp_timer_stop(&jobs->jr_flush);
+	/* A compaction still running finds no store: it gives up (closing the journal ends it). */
+	snap_release(jobs);
+	jobs->journal = NULL;
+}
+
+struct fp_journal *fp_jobs_journal(const fp_jobs *jobs)
+{
+	return jobs->journal;
+}
+
+int fp_jobs_journal_error(const fp_jobs *jobs)
+{
+	return jobs->journal_err;
+}
+
+/* --- replay -------------------------------------------------------------- */
+
+static fp_job *find(fp_jobs *jobs, const uint8_t id[FP_JR_ID_BYTES])
+{
+	return fp__jobs_table_find(jobs, id);
+}
+
+static struct jr_resume *resume_new(const struct fp_jr_job *r)
+{
+	struct jr_resume *rs = calloc(1, sizeof(*rs));
+	size_t i, bytes = 0;
+
+	if (!rs)
+		return NULL;
+	for (i = 0; i < r->n; i++)
+		bytes += r->items[i].len;
+	rs->off = malloc((r->n + 1) * sizeof(*rs->off));
+	rs->text = malloc(bytes ? bytes : 1);
+	if (!rs->off || !rs->text) {
+		resume_free(rs);
+		return NULL;
+	}
+	rs->n = r->n;
+	rs->off[0] = 0;
+	for (i = 0; i < r->n; i++) {
+		memcpy(rs->text + rs->off[i], r->items[i].text, r->items[i].len);
+		rs->off[i + 1] = rs->off[i] + r->items[i].len;
+	}
+	rs->timeout_ms = r->opts.timeout_ms;
+	rs->retries = r->opts.retries;
+	rs->retry_on = r->opts.retry_on;
+	rs->chunksize = r->opts.chunksize;
+	return rs;
+}
+
+static int replay_job(fp_jobs *jobs, const struct fp_jrec *rec, uint64_t off, char *err,
+		      size_t errlen)
+{
+	static const char hexdigits[] = "0123456789abcdef";
+	struct fp_jr_job r;
+	char task[256];
+	fp_job *job = NULL;
+	int e;
+
+	e = fp_jr_get_job(rec, &r);
+	if (e < 0) {
+		snprintf(err, errlen, "a JOB record at offset %llu cannot be read: %s",
+			 (unsigned long long)off, e == -ENOMEM ? "out of memory" : "bad fields");
+		return e;
+	}
+	if (r.nstages || (r.kind != FP_JOB_APPLY && r.kind != FP_JOB_MAP) ||
+	    (r.kind == FP_JOB_APPLY && r.n != 1) || r.n > UINT32_MAX ||
+	    r.opts.task_len >= sizeof(task)) {
+		jobs->recovery.skipped++;
+		goto out;
+	}
+	/* A second JOB for a known id (a compaction's overlap) changes nothing. */
+	if (find(jobs, r.id))
+		goto out;
+	memcpy(task, r.opts.task, r.opts.task_len);
+	task[r.opts.task_len] = '\0';
+	e = -ENOMEM;
+	job = fp__job_alloc(task, r.n);
+	if (!job || fp__jobs_table_reserve(jobs) < 0 || !(job->resume = resume_new(&r)))
+		goto fail;
+	memcpy(job->id, r.id, ID_BYTES);
+	for (size_t i = 0; i < ID_BYTES; i++) {
+		job->hex[2 * i] = hexdigits[job->id[i] >> 4];
+		job->hex[2 * i + 1] = hexdigits[job->id[i] & 15];
+	}
+	job->hex[ID_HEX] = '\0';
+	job->jobs = jobs;
+	job->kind = (enum fp_job_kind)r.kind;
+	job->inputs = r.n;
+	job->state = FP_JOB_QUEUED;
+	job->created_at = r.created_at;
+	/* Not in the pool: nothing will call back until fp_jobs_resume(). */
+	job->pool_done = true;
+	job->journaled = true;
+	/* Kept for a compaction until it ends (ending frees it). */
+	job->jr_job = malloc(rec->len ? rec->len : 1);
+	if (job->jr_job) {
+		memcpy(job->jr_job, rec->payload, rec->len);
+		job->jr_job_len = rec->len;
+	}
+	job->jr_bytes = rec->size;
+	jobs->jr_live += rec->size;
+	fp__jobs_link(jobs, job, r.n);
+	if (r.idem_key) {
+		struct fp_job_idem idem = { r.idem_key, r.idem_key_len, r.body_hash };
+
+		/* -EEXIST cannot be: a key's holder is forgotten before another takes it. */
+		if (fp_jobs_idem_attach(jobs, job, &idem) == -ENOMEM) {
+			e = -ENOMEM;
+			snprintf(err, errlen, "out of memory replaying the job at offset %llu",
+				 (unsigned long long)off);
+			fp_jr_job_clear(&r);
+			return e;
+		}
+	}
+	jobs->recovery.jobs++;
+out:
+	fp_jr_job_clear(&r);
+	return 0;
+fail:
+	if (job) {
+		resume_free(job->resume);
+		job->resume = NULL;
+		fp__job_free(job);
+	}
+	fp_jr_job_clear(&r);
+	snprintf(err, errlen, "out of memory replaying the job at offset %llu",
+		 (unsigned long long)off);
+	return e;
+}
+
+static int replay_outcomes(fp_jobs *jobs, const struct fp_jrec *rec, uint64_t off,
+			   char *err, size_t errlen)
+{
+	uint8_t id[FP_JR_ID_BYTES];
+	struct fp_jr_outcomes o;
+	struct fp_jr_outcome e;
+	char small[512], *msg = NULL;
+	fp_job *job;
+	int r;
+
+	if (fp_jr_outcomes_get_begin(&o, rec, id) < 0)
+		goto bad;
+	job = find(jobs, id);
+	if (!job || job->finished || job->kind == FP_JOB_PIPELINE)
+		return 0;
+	job->jr_bytes += rec->size;
+	jobs->jr_live += rec->size;
+	while ((r = fp_jr_outcomes_get_next(&o, &e)) > 0) {
+		struct fp_result res = { .index = e.pos, .status = (fp_item_status)e.status,
+					 .attempts = e.attempts };
+
+		if (e.status == FP_ITEM_OK) {
+			res.value = e.text;
+			res.value_len = e.len;
+		} else {
+			/* fp__job_record() takes a message as a C string. */
+			msg = e.len < sizeof(small) ? small : malloc(e.len + 1);
+			if (!msg) {
+				snprintf(err, errlen, "out of memory replaying offset %llu",
+					 (unsigned long long)off);
+				return -ENOMEM;
+			}
+			memcpy(msg, e.text, e.len);
+			msg[e.len] = '\0';
+			res.message = msg;
+		}
+		fp__job_outcome(job, e.pos, &res);
+		if (msg != small)
+			free(msg);
+		msg = NULL;
+	}
+	if (r == 0)
+		return 0;
+bad:
+	snprintf(err, errlen, "an OUTCOMES record at offset %llu cannot be read",
+		 (unsigned long long)off);
+	return -EBADMSG;
+}
+
+int fp_jobs_replay(void *data, const struct fp_jrec *rec, uint64_t off, char *err,
+		   size_t errlen)
+{
+	fp_jobs *jobs = data;
+	struct fp_jr_mark m;
+	fp_job *job;
+
+	switch (rec->type) {
+	case FP_JR_JOB:
+		return replay_job(jobs, rec, off, err, errlen);
+	case FP_JR_OUTCOMES:
+		return replay_outcomes(jobs, rec, off, err, errlen);
+	case FP_JR_STARTED:
+	case FP_JR_END:
+	case FP_JR_CANCEL:
+	case FP_JR_FORGET:
+		break;
+	default:
+		/* A newer build's record: its version would have said so. */
+		snprintf(err, errlen, "a record of unknown type %u at offset %llu",
+			 (unsigned)rec->type, (unsigned long long)off);
+		return -EBADMSG;
+	}
+	if (fp_jr_get_mark(rec, &m) < 0) {
+		snprintf(err, errlen, "a %s record at offset %llu cannot be read",
+			 fp_jr_type_name(rec->type), (unsigned long long)off);
+		return -EBADMSG;
+	}
+	job = find(jobs, m.id);
+	if (rec->type == FP_JR_FORGET) {
+		if (job) {
+			jobs->recovery.jobs--;
+			jobs->recovery.finished -= job->finished;
+			fp__jobs_forget_why(jobs, job, m.value < FP_JOB_GONE_COUNT ?
+					    (enum fp_job_gone)m.value : FP_JOB_GONE_DELETED);
+		}
+		return 0;
+	}
+	if (!job || job->finished)
+		return 0;
+	if (rec->type == FP_JR_STARTED) {
+		job->jr_started = true;
+		if (!job->started_at)
+			job->started_at = m.when;
+		if (job->state == FP_JOB_QUEUED) {
+			jobs->stats.by_state[FP_JOB_QUEUED]--;
+			jobs->stats.by_state[FP_JOB_RUNNING]++;
+			job->state = FP_JOB_RUNNING;
+		}
+	} else if (rec->type == FP_JR_CANCEL) {
+		job->cancel_requested = true;
+	} else {
+		enum fp_job_state st = m.value >= FP_JOB_DONE && m.value <= FP_JOB_CANCELLED ?
+				       (enum fp_job_state)m.value : FP_JOB_FAILED;
+
+		resume_free(job->resume);
+		job->resume = NULL;
+		free(job->jr_job);
+		job->jr_job = NULL;
+		job->jr_bytes += rec->size;
+		jobs->jr_live += rec->size;
+		jobs->recovery.finished++;
+		fp__job_finish(job, st, m.when);
+	}
+	return 0;
+}
+
+/* --- resume -------------------------------------------------------------- */
+
+/* The pool would not take it: its items left end with why, and so does the job. */
+static void resume_refused(fp_job *job, int err)
+{
+	char msg[256];
+	struct fp_result res = { .status = FP_ITEM_START_FAILURE, .message = msg };
+
+	snprintf(msg, sizeof(msg), "not run again after the restart: %s", fp_strerror(err));
+	for (size_t i = 0; i < job->total; i++) {
+		if (job->items[i].finished)
+			continue;
+		res.index = i;
+		fp__job_outcome(job, i, &res);
+	}
+	fp__job_finish(job, FP_JOB_FAILED, wall_ms());
+}
+
+static int resume_one(fp_jobs *jobs, fp_job *job)
+{
+	struct jr_resume *rs = job->resume;
+	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
+	struct fp_buf *bufs;
+	uint32_t *map;
+	size_t k = 0, left = job->total - job->ndone - job->nfailed;
+	struct fp__job_start s;
+	int err;
+
+	jobs->recovery.items_kept += job->ndone + job->nfailed;
+	if (!left) {
+		/* Every item answered before the crash; only its END was lost. */
+		fp__job_finish(job, job->cancel_requested ? FP_JOB_CANCELLED :
+			       job->nfailed ? FP_JOB_FAILED : FP_JOB_DONE, wall_ms());
+		return 0;
+	}
+	bufs = malloc(left * sizeof(*bufs));
+	map = malloc(left * sizeof(*map));
+	if (!bufs || !map) {
+		free(bufs);
+		free(map);
+		resume_refused(job, -ENOMEM);
+		return 0;
+	}
+	for (size_t i = 0; i < job->total; i++) {
+		if (job->items[i].finished)
+			continue;
+		bufs[k] = (struct fp_buf){ rs->text + rs->off[i], rs->off[i + 1] - rs->off[i] };
+		map[k++] = (uint32_t)i;
+	}
+	co.timeout_ms = rs->timeout_ms;
+	co.retries = rs->retries;
+	co.retry_on = rs->retry_on;
+	co.chunksize = (size_t)rs->chunksize;
+	memset(&s, 0, sizeof(s));
+	s.kind = job->kind;
+	s.name = job->task;
+	s.n = k;
+	s.items = bufs;
+	s.opts = &co;
+	job->resume_map = map;
+	job->resume_n = k;
+	/*
+	 * The pool cannot say which items were running when the master died:
+	 * every item of a job that had started and has no outcome counts the
+	 * lost run as an attempt (README, "Durability").
+	 */
+	job->resume_attempts = job->jr_started ? 1 : 0;
+	job->pool_done = false;
+	err = fp__job_start_apply_map(jobs->pool, job, &s, fp__job_item_cb, fp__job_done_cb,
+				      &job->call_id);
+	free(bufs);
+	if (err) {
+		job->pool_done = true;
+		job->resume_map = NULL;
+		job->resume_n = 0;
+		free(map);
+		resume_refused(job, err);
+		return 0;
+	}
+	if (job->cancel_requested)
+		fp_pool_cancel(jobs->pool, job->call_id);
+	jobs->recovery.resumed++;
+	jobs->recovery.items_rerun += k;
+	return 0;
+}
+
+int fp_jobs_resume(fp_jobs *jobs, struct fp_jobs_recovery *out)
+{
+	fp_job *job, **list;
+	size_t n = 0, i;
+
+	/*
+	 * Collected first: ending one (all its items had answered) may evict
+	 * finished jobs for max_jobs, and the list walk must not meet that.
+	 */
+	for (job = jobs->all; job; job = job->next)
+		n += job->resume != NULL;
+	list = malloc((n ? n : 1) * sizeof(*list));
+	if (!list)
+		return -ENOMEM;
+	n = 0;
+	for (job = jobs->all; job; job = job->next)
+		if (job->resume)
+			list[n++] = job;
+	/* Oldest first, so that they queue in the order they were submitted. */
+	for (i = n; i-- > 0; ) {
+		resume_one(jobs, list[i]);
+		resume_free(list[i]->resume);
+		list[i]->resume = NULL;
+	}
+	free(list);
+	if (out)
+		*out = jobs->recovery;
+	return 0;
+}
+
+/* --- compaction ---------------------------------------------------------- */
+
+/* Jobs per slice at most, and the bytes a slice stops after. */
+#define SNAP_JOBS 1024
+#define SNAP_BYTES ((size_t)4 << 20)
+
+/*
+ * What the journal calls back: a struct of its own, so that a store freed
+ * while a compaction runs leaves it `jobs` NULL rather than a dangling one.
+ */
+struct jr_compaction {
+	fp_jobs *jobs;
+	fp_job **list;             /* the kept jobs when it began, oldest first, each held */
+	size_t n, next;
+};
+
+static void snap_release(fp_jobs *jobs)
+{
+	struct jr_compaction *c = jobs->jr_cmp;
+
+	if (!c)
+		return;
+	while (c->next < c->n)
+		fp_job_unref(c->list[c->next++]);
+	free(c->list);
+	c->list = NULL;
+	c->n = c->next = 0;
+	c->jobs = NULL;
+	jobs->jr_cmp = NULL;
+}
+
+static int snap_mark(struct sbuf *b, uint32_t salt, const fp_job *job, uint16_t type,
+		     uint8_t value, uint64_t when)
+{
+	struct fp_jr_mark m;
+	size_t start = fp_jrec_begin(b);
+
+	memcpy(m.id, job->id, FP_JR_ID_BYTES);
+	m.value = value;
+	m.when = when;
+	fp_jr_put_mark(b, &m);
+	return fp_jrec_end(b, start, type, salt);
+}
+
+/* One job's records, as replay would rebuild it. */
+static int snap_job(struct sbuf *b, uint32_t salt, const fp_job *job)
+{
+	size_t count = job->ndone + job->nfailed, start;
+	struct fp_jr_outcomes o;
+	int err;
+
+	start = fp_jrec_begin(b);
+	if (job->finished) {
+		struct fp_job_idem idem;
+		struct fp_jr_job r;
+
+		/* Its items will not run again: empty ones keep their count. */
+		memset(&r, 0, sizeof(r));
+		if (fp_job_idem(job, &idem)) {
+			r.idem_key = idem.key;
+			r.idem_key_len = idem.len;
+			r.body_hash = idem.hash;
+		}
+		memcpy(r.id, job->id, FP_JR_ID_BYTES);
+		r.kind = (uint8_t)job->kind;
+		r.created_at = job->created_at;
+		r.opts.task = job->task;
+		r.opts.task_len = strlen(job->task);
+		r.n = job->total;
+		r.items = calloc(r.n ? r.n : 1, sizeof(*r.items));
+		if (!r.items)
+			return -ENOMEM;
+		err = fp_jr_put_job(b, &r);
+		free(r.items);
+		if (err)
+			return err;
+	} else if (job->jr_job) {
+		sbuf_add(b, job->jr_job, job->jr_job_len);
+	} else {
+		/* Its items could not be kept: this compaction cannot say it. */
+		b->len = start;
+		return -ENOMEM;
+	}
+	if ((err = fp_jrec_end(b, start, FP_JR_JOB, salt)) < 0)
+		return err;
+	if (job->started_at &&
+	    (err = snap_mark(b, salt, job, FP_JR_STARTED, 0, job->started_at)) < 0)
+		return err;
+	if (job->cancel_requested && !job->finished &&
+	    (err = snap_mark(b, salt, job, FP_JR_CANCEL, 0, 0)) < 0)
+		return err;
+	if (count) {
+		start = fp_jrec_begin(b);
+		fp_jr_outcomes_begin(&o, b, job->id, false);
+		for (size_t k = 0; k < count; k++) {
+			uint32_t pos = job->order[k];
+			const struct job_item *it = &job->items[pos];
+			struct fp_jr_outcome e = {
+				.pos = pos, .status = it->status, .attempts = it->attempts,
+				.text = it->text,
+				.len = it->status == FP_ITEM_OK ? it->len : strlen(it->text),
+			};
+
+			fp_jr_outcomes_put(&o, &e);
+		}
+		fp_jr_outcomes_end(&o);
+		if ((err = fp_jrec_end(b, start, FP_JR_OUTCOMES, salt)) < 0)
+			return err;
+	}
+	if (job->finished)
+		return snap_mark(b, salt, job, FP_JR_END, (uint8_t)job->state, job->finished_at);
+	return 0;
+}
+
+static int snapshot_cb(void *data, struct sbuf *b)
+{
+	struct jr_compaction *c = data;
+	fp_jobs *jobs = c->jobs;
+	size_t slice = 0;
+	uint32_t salt;
+	int err;
+
+	if (!jobs || !jobs->journal)
+		return -ECANCELED;
+	salt = fp_journal_salt(jobs->journal);
+	while (c->next < c->n && slice < SNAP_JOBS && b->len < SNAP_BYTES) {
+		fp_job *job = c->list[c->next++];
+
+		/* One forgotten since has its FORGET in what follows the snapshot. */
+		err = job->forgotten ? 0 : snap_job(b, salt, job);
+		fp_job_unref(job);
+		if (err)
+			return err;
+		slice++;
+	}
+	return c->next < c->n ? 1 : 0;
+}
+
+static void compacted_cb(void *data, int status)
+{
+	struct jr_compaction *c = data;
+	fp_jobs *jobs = c->jobs;
+	struct fp_journal_stats st;
+
+	if (jobs) {
+		jobs->jr_compact_err = status;
+		snap_release(jobs);
+		if (status < 0 && jobs->journal) {
+			/* Not again before it has grown by half the threshold. */
+			fp_journal_stats_get(jobs->journal, &st);
+			jobs->jr_retry_at = st.size + jobs->opts.journal_compact_min / 2;
+		}
+	}
+	free(c);
+}
+
+static void maybe_compact(fp_jobs *jobs)
+{
+	fp_journal *j = jobs->journal;
+	struct jr_compaction *c;
+	struct fp_journal_stats st;
+	fp_job *job, *last = NULL;
+	size_t n = 0;
+
+	if (!j || jobs->jr_cmp || fp_journal_compacting(j) || !jobs->opts.journal_compact_min)
+		return;
+	fp_journal_stats_get(j, &st);
+	if (st.size < jobs->opts.journal_compact_min || st.size < jobs->jr_retry_at ||
+	    st.size / 2 <= jobs->jr_live)
+		return;
+	c = calloc(1, sizeof(*c));
+	for (job = jobs->all; job; job = job->next) {
+		n += job->journaled;
+		last = job;
+	}
+	if (!c || !(c->list = malloc((n ? n : 1) * sizeof(*c->list)))) {
+		free(c);
+		return;
+	}
+	/* `all` is newest first: oldest first keeps the order replay saw. */
+	for (job = last; job; job = job->prev) {
+		if (!job->journaled)
+			continue;
+		fp_job_ref(job);
+		c->list[c->n++] = job;
+	}
+	c->jobs = jobs;
+	jobs->jr_cmp = c;
+	if (fp_journal_compact(j, snapshot_cb, compacted_cb, c) < 0) {
+		snap_release(jobs);
+		free(c);
+	}
+}
+
+int fp_jobs_journal_compact_error(const fp_jobs *jobs)
+{
+	return jobs->jr_compact_err;
+}
