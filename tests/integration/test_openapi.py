@@ -409,31 +409,40 @@ class AnswersTest(Base):
 
     def test_submissions_answer_as_described(self):
         d = self.daemon
-        r = d.post("/v1/apply", {"task": "square", "args": 7})
+        ops = operations()
+
+        def post(path, body, **kw):
+            """Post body, which the request's schema takes (JSON bodies)."""
+            if isinstance(body, dict):
+                self.assertEqual(validate(body, body_schema(ops[("POST", path.split("?")[0])])), [],
+                                 body)
+            return d.post(path, body, **kw)
+
+        r = post("/v1/apply", {"task": "square", "args": 7})
         doc = self.check("POST", "/v1/apply", 202, r)
         self.assertEqual(r.header("Location"), "/v1/jobs/" + doc["id"])
-        doc = self.check("POST", "/v1/apply", 200, d.post("/v1/apply?wait=10",
-                                                          {"task": "square", "args": 7}))
+        doc = self.check("POST", "/v1/apply", 200, post("/v1/apply?wait=10",
+                                                        {"task": "square", "args": 7}))
         self.assertEqual(doc["result"], 49)
-        doc = self.check("POST", "/v1/apply", 200, d.post(
+        doc = self.check("POST", "/v1/apply", 200, post(
             "/v1/apply?wait=10&results=1", {"task": "fail", "args": "no", "retries": 1,
-                                             "retry_on": ["task_error"], "timeout_ms": 5000}))
+                                            "retry_on": ["task_error"], "timeout_ms": 5000}))
         self.assertEqual(doc["error"]["type"], "task_error")
-        self.check("POST", "/v1/map", 202, d.post("/v1/map", {"task": "square", "items": [1, 2]}))
-        doc = self.check("POST", "/v1/map", 200, d.post(
+        self.check("POST", "/v1/map", 202, post("/v1/map", {"task": "square", "items": [1, 2]}))
+        doc = self.check("POST", "/v1/map", 200, post(
             "/v1/map?wait=10&results=1", {"task": "square", "items": [1, "x"], "chunksize": 1}))
         self.assertEqual(len(doc["results"]), 2)
-        self.check("POST", "/v1/map", 202, d.post(
+        self.check("POST", "/v1/map", 202, post(
             "/v1/map?task=square&retries=1&retry_on=crash,timeout", "1\n2\n",
             headers={"Content-Type": "application/x-ndjson"}))
-        self.check("POST", "/v1/pipelines", 202, d.post(
+        self.check("POST", "/v1/pipelines", 202, post(
             "/v1/pipelines", {"stages": ["range", {"task": "square", "workers": 1, "buffer": 8}],
                               "items": [3], "reduce": {"task": "sum", "batch": 2}}))
-        doc = self.check("POST", "/v1/pipelines", 200, d.post(
+        doc = self.check("POST", "/v1/pipelines", 200, post(
             "/v1/pipelines?wait=10&results=1",
             {"stages": ["range", "square"], "items": [3, "x"], "ordered": True}))
         self.assertTrue(doc["stages"] and doc["results"], doc)
-        self.check("POST", "/v1/pipelines", 200, d.post(
+        self.check("POST", "/v1/pipelines", 200, post(
             "/v1/pipelines?stages=words,lower&reduce=count&ordered=1&wait=10", '"The cat"\n',
             headers={"Content-Type": "application/x-ndjson"}))
 
@@ -484,11 +493,22 @@ class AnswersTest(Base):
         bodies = {"/v1/apply": {"task": "echo", "args": 1},
                   "/v1/map": {"task": "echo", "items": [1]},
                   "/v1/pipelines": {"stages": ["echo"], "items": [1]}}
-        bad = {"/v1/apply": [{"task": 1}, {"task": "nope"}, {"task": "echo", "zz": 1}],
+        bad = {"/v1/apply": [{"task": 1}, {"task": "nope"}, {"task": "echo", "zz": 1},
+                             {"task": "echo", "retries": 101}, {"task": "echo", "retry_on": []},
+                             {"task": "echo", "retry_on": ["never"]},
+                             {"task": "echo", "timeout_ms": -1}],
                "/v1/map": [{"task": "echo", "items": 1}, {"task": "nope", "items": [1]},
-                           {"task": "echo", "items": [], "zz": 1}],
+                           {"task": "echo", "items": [], "zz": 1},
+                           {"task": "echo", "items": [], "chunksize": -1}, {"items": []}],
                "/v1/pipelines": [{"stages": [], "items": []}, {"stages": ["nope"], "items": [1]},
-                                 {"stages": ["echo"], "items": [], "zz": 1}]}
+                                 {"stages": ["echo"], "items": [], "zz": 1},
+                                 {"stages": ["echo"] * 65, "items": []},
+                                 {"stages": [{"task": "echo", "buffer": 0}], "items": []},
+                                 {"stages": [{"task": "echo", "zz": 0}], "items": []},
+                                 {"stages": ["echo"], "items": [], "reduce": {"task": "sum",
+                                                                             "batch": 1}},
+                                 {"stages": ["echo"], "items": [], "ordered": 1},
+                                 {"stages": ["echo"]}]}
         bad_query = {"/v1/jobs": "?limit=0", "/v1/jobs/{id}": "?wait=x",
                      "/v1/jobs/{id}/results": "?order=x"}
         timeouts = {}
@@ -520,7 +540,8 @@ class AnswersTest(Base):
                                   self.raw(method, url, body is not None, True, host=False)] +
                     ([d.request(method, url + bad_query[path])] if path in bad_query else []) +
                     ([d.post(path, "{", headers={"Content-Type": "application/json"})] +
-                     [d.post(path, b) for b in bad[path]] if body else []),
+                     [self.refused_by_schema(method, path, b) for b in bad[path]]
+                     if body else []),
                     401: lambda: [d.request(method, url, body=body, token="")],
                     404: lambda: [d.request(method, path.replace("{id}", never))],
                     410: lambda: [d.request(method, path.replace("{id}", gone))],
@@ -540,6 +561,16 @@ class AnswersTest(Base):
                 for r in provoke():
                     self.check(method, path, s, r)
         RAN.add(type(self).__name__)
+
+    def refused_by_schema(self, method, path, body):
+        """Post a body the server refuses with 400; the request's schema refuses
+        it too, unless the mistake is a task's name (which no schema knows)."""
+        r = self.daemon.post(path, body)
+        if r.status == 400 and r.json()["error"]["code"] != "unknown_task":
+            self.assertNotEqual(validate(body, body_schema(operations()[(method, path)])), [],
+                                "%s %s: the schema takes %r, which the server refuses: %r" % (
+                                    method, path, body, r))
+        return r
 
     def raw(self, method, url, with_body, whole, host=True):
         """A request by hand: without Host, or never ended (408 after a second)."""
