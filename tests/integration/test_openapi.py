@@ -444,6 +444,16 @@ class AnswersTest(Base):
         self.check("POST", "/v1/pipelines", 200, post(
             "/v1/pipelines?stages=words,lower&reduce=count&ordered=1&wait=10", '"The cat"\n',
             headers={"Content-Type": "application/x-ndjson"}))
+        # A repeat with the same Idempotency-Key: the key's job, 200, marked.
+        for path, body in (("/v1/apply", {"task": "echo", "args": 1}),
+                           ("/v1/map", {"task": "echo", "items": [1]}),
+                           ("/v1/pipelines", {"stages": ["echo"], "items": [1]})):
+            key = {"Idempotency-Key": "openapi " + path}
+            first = self.check("POST", path, 202, post(path, body, headers=key))
+            r = post(path + "?wait=10", body, headers=key)
+            again = self.check("POST", path, 200, r)
+            self.assertEqual((again["id"], r.header("Idempotent-Replayed")),
+                             (first["id"], "true"))
 
     def test_jobs_answer_as_described(self):
         d = self.daemon
@@ -492,6 +502,12 @@ class AnswersTest(Base):
         bodies = {"/v1/apply": {"task": "echo", "args": 1},
                   "/v1/map": {"task": "echo", "items": [1]},
                   "/v1/pipelines": {"stages": ["echo"], "items": [1]}}
+        conflict = {}
+        for path, body in bodies.items():
+            key = {"Idempotency-Key": "openapi conflict " + path}
+            self.assertEqual(d.post(path, body, headers=key).status, 202)
+            other = dict(body, args=2) if "args" in body else dict(body, items=[2])
+            conflict[path] = d.post(path, other, headers=key)
         bad = {"/v1/apply": [{"task": 1}, {"task": "nope"}, {"task": "echo", "zz": 1},
                              {"task": "echo", "retries": 101}, {"task": "echo", "retry_on": []},
                              {"task": "echo", "retry_on": ["never"]},
@@ -540,7 +556,10 @@ class AnswersTest(Base):
                     ([d.request(method, url + bad_query[path])] if path in bad_query else []) +
                     ([d.post(path, "{", headers={"Content-Type": "application/json"})] +
                      [self.refused_by_schema(method, path, b) for b in bad[path]]
+                     if body else []) +
+                    ([d.post(path, body, headers={"Idempotency-Key": "k" * 256})]
                      if body else []),
+                    409: lambda: [conflict[path]],
                     401: lambda: [d.request(method, url, body=body, token="")],
                     404: lambda: [d.request(method, path.replace("{id}", never))],
                     410: lambda: [d.request(method, path.replace("{id}", gone))],
