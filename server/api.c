@@ -4,7 +4,8 @@
  * Job documents are in api_jobs.c, result streams in api_stream.c,
  * submissions' Idempotency-Key in api_idem.c;
  * pipelines in api_pipeline.c; tasks, workers, health and metrics in
- * api_info.c; the status page in api_ui.c.
+ * api_info.c; the status page in api_ui.c; the API's description in
+ * api_openapi.c.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -862,59 +863,17 @@ static bool token_ok(fp_api *api, fp_http_request *req)
 static const char *const job_get_params[] = { "wait", "results", NULL };
 static const char *const job_results_params[] = { "order", NULL };
 
-static void route_job(fp_api *api, fp_http_request *req, const char *rest)
-{
-	const char *slash = strchr(rest, '/');
-	size_t idlen = slash ? (size_t)(slash - rest) : strlen(rest);
-	char id[80];
-	fp_job *job;
-
-	if (idlen == 0 || idlen >= sizeof(id) || (slash && strcmp(slash, "/results") != 0)) {
-		fp__api_error(req, 404, "not_found", "no such resource: %s", fp_http_path(req));
-		return;
-	}
-	memcpy(id, rest, idlen);
-	id[idlen] = '\0';
-	if (slash) {
-		if (!is_get(req)) {
-			method_not_allowed(req, "GET, HEAD");
-			return;
-		}
-	} else if (!is_get(req) && !method_is(req, "DELETE")) {
-		method_not_allowed(req, "GET, HEAD, DELETE");
-		return;
-	}
-	if (fp__api_only_params(req, slash ? job_results_params : is_get(req) ? job_get_params
-				: fp__api_no_params))
-		return;
-	job = fp_jobs_find(api->jobs, id);
-	if (!job && fp__api_job_gone(api, req, id))
-		return;
-	if (!job) {
-		fp__api_error(req, 404, "no_such_job",
-			      "no job with id '%s' (finished jobs are kept for a while, then forgotten)", id);
-		return;
-	}
-	fp_http_set_log_field(req, "job", fp_job_id(job));
-	if (slash)
-		fp__api_job_results(api, req, job);
-	else if (method_is(req, "DELETE"))
-		fp__api_job_delete(api, req, job);
-	else
-		fp__api_job_get(api, req, job);
-}
-
 /*
- * A submission. A retry whose key holds a job is answered with that job even
+ * A submission, of any of the three routes (its method checked by the
+ * table). A retry whose key holds a job is answered with that job even
  * while draining: it asks for nothing new.
  */
-static void post_submission(fp_api *api, fp_http_request *req, const char *path)
+static void post_submission(fp_api *api, fp_http_request *req)
 {
+	const char *path = fp_http_path(req);
 	struct fp_job_idem idem;
 
-	if (!method_is(req, "POST")) {
-		method_not_allowed(req, "POST");
-	} else if (fp__api_wait_ms(api, req) == -2) {
+	if (fp__api_wait_ms(api, req) == -2) {
 		fp__api_error(req, 400, "bad_request", "?wait= must be a number of seconds");
 	} else if (fp__api_idem(api, req, &idem)) {
 		return;
@@ -932,57 +891,134 @@ static void post_submission(fp_api *api, fp_http_request *req, const char *path)
 	}
 }
 
+/* No token on these: the status page, the API's description, health. */
+#define ROUTE_PUBLIC 1
+
+/*
+ * Every operation the API answers, one row each: GET rows answer HEAD too.
+ * "{id}" in a path stands for one segment, a job's id; such a row's job_fn
+ * gets the job. docs/openapi.json describes each row and no other, which
+ * tests/integration/test_openapi.py checks by reading this table: a row
+ * keeps the form `{ "METHOD", "/path", ...` on one line.
+ */
+static const struct api_route {
+	const char *method;
+	const char *path;
+	unsigned flags;
+	const char *const *params;      /* NULL: the handler checks its own */
+	void (*fn)(fp_api *, fp_http_request *);
+	void (*job_fn)(fp_api *, fp_http_request *, fp_job *);
+} routes[] = {
+	{ "GET", "/", ROUTE_PUBLIC, fp__api_no_params, fp__api_ui, NULL },
+	{ "GET", "/ui", ROUTE_PUBLIC, fp__api_no_params, fp__api_ui, NULL },
+	{ "GET", "/v1/openapi.json", ROUTE_PUBLIC, fp__api_no_params, fp__api_openapi, NULL },
+	{ "GET", "/v1/health", ROUTE_PUBLIC, fp__api_no_params, fp__api_health, NULL },
+	{ "POST", "/v1/apply", 0, NULL, post_submission, NULL },
+	{ "POST", "/v1/map", 0, NULL, post_submission, NULL },
+	{ "POST", "/v1/pipelines", 0, NULL, post_submission, NULL },
+	{ "GET", "/v1/jobs", 0, NULL, fp__api_jobs_list, NULL },
+	{ "GET", "/v1/jobs/{id}", 0, job_get_params, NULL, fp__api_job_get },
+	{ "DELETE", "/v1/jobs/{id}", 0, fp__api_no_params, NULL, fp__api_job_delete },
+	{ "GET", "/v1/jobs/{id}/results", 0, job_results_params, NULL, fp__api_job_results },
+	{ "GET", "/v1/tasks", 0, fp__api_no_params, fp__api_tasks, NULL },
+	{ "GET", "/v1/workers", 0, fp__api_no_params, fp__api_workers, NULL },
+	{ "GET", "/metrics", 0, fp__api_no_params, fp__api_metrics, NULL },
+};
+
+#define ROUTES (sizeof(routes) / sizeof(routes[0]))
+#define ID_MAX 80
+
+/* Whether `path` is the route's; its "{id}" segment, if any, copied to id[ID_MAX]. */
+static bool route_match(const char *route, const char *path, char *id)
+{
+	const char *brace = strstr(route, "{id}");
+	size_t head, len;
+
+	if (!brace)
+		return strcmp(route, path) == 0;
+	head = (size_t)(brace - route);
+	if (strncmp(route, path, head) != 0)
+		return false;
+	path += head;
+	len = strcspn(path, "/");
+	if (len == 0 || len >= ID_MAX || strcmp(path + len, brace + 4) != 0)
+		return false;
+	memcpy(id, path, len);
+	id[len] = '\0';
+	return true;
+}
+
+static bool route_method_is(fp_http_request *req, const struct api_route *r)
+{
+	return method_is(req, r->method) || (strcmp(r->method, "GET") == 0 && is_get(req));
+}
+
+/* 405 naming the methods of every row of the path, as Allow. */
+static void route_not_allowed(fp_http_request *req, const char *path)
+{
+	char allow[64] = "", id[ID_MAX];
+	size_t len = 0;
+
+	for (size_t i = 0; i < ROUTES; i++)
+		if (route_match(routes[i].path, path, id))
+			len += (size_t)snprintf(allow + len, sizeof(allow) - len, "%s%s%s",
+						len ? ", " : "", routes[i].method,
+						strcmp(routes[i].method, "GET") == 0 ? ", HEAD" : "");
+	method_not_allowed(req, allow);
+}
+
+static void route_job(fp_api *api, fp_http_request *req, const struct api_route *r,
+		      const char *id)
+{
+	fp_job *job = fp_jobs_find(api->jobs, id);
+
+	if (!job && fp__api_job_gone(api, req, id))
+		return;
+	if (!job) {
+		fp__api_error(req, 404, "no_such_job",
+			      "no job with id '%s' (finished jobs are kept for a while, then forgotten)", id);
+		return;
+	}
+	fp_http_set_log_field(req, "job", fp_job_id(job));
+	r->job_fn(api, req, job);
+}
+
 void fp_api_handler(fp_http_request *req, void *data)
 {
 	fp_api *api = data;
 	const char *path = fp_http_path(req);
+	const struct api_route *r = NULL, *first = NULL;
+	char id[ID_MAX];
 
-	/* The status page holds no data: served without the token, it asks for one. */
-	if (strcmp(path, "/") == 0 || strcmp(path, "/ui") == 0) {
-		if (!is_get(req))
-			method_not_allowed(req, "GET, HEAD");
-		else if (fp__api_only_params(req, fp__api_no_params) == 0)
-			fp__api_ui(api, req);
-		return;
+	for (size_t i = 0; i < ROUTES && !r; i++) {
+		if (!route_match(routes[i].path, path, id))
+			continue;
+		if (!first)
+			first = &routes[i];
+		if (route_method_is(req, &routes[i]))
+			r = &routes[i];
 	}
-	if (api->token && strcmp(path, "/v1/health") != 0 && !token_ok(api, req)) {
+	/* A path's rows share their flags: a public path is public whatever the method. */
+	if (api->token && !(first && (first->flags & ROUTE_PUBLIC)) && !token_ok(api, req)) {
 		fp_http_add_header(req, "WWW-Authenticate", "Bearer");
 		fp__api_error(req, 401, "unauthorized",
 			      "this server needs Authorization: Bearer TOKEN");
 		return;
 	}
-
-	if (strcmp(path, "/v1/apply") == 0 || strcmp(path, "/v1/map") == 0 ||
-	    strcmp(path, "/v1/pipelines") == 0) {
-		post_submission(api, req, path);
+	if (!first) {
+		fp__api_error(req, 404, "not_found", "no such resource: %s", path);
 		return;
 	}
-	if (strncmp(path, "/v1/jobs/", 9) == 0) {
-		route_job(api, req, path + 9);
+	if (!r) {
+		route_not_allowed(req, path);
 		return;
 	}
-
-	static const struct {
-		const char *path;
-		void (*fn)(fp_api *, fp_http_request *);
-		const char *const *params;      /* NULL: the handler checks its own */
-	} gets[] = {
-		{ "/v1/jobs", fp__api_jobs_list, NULL },
-		{ "/v1/tasks", fp__api_tasks, fp__api_no_params },
-		{ "/v1/workers", fp__api_workers, fp__api_no_params },
-		{ "/v1/health", fp__api_health, fp__api_no_params },
-		{ "/metrics", fp__api_metrics, fp__api_no_params },
-	};
-	for (size_t i = 0; i < sizeof(gets) / sizeof(gets[0]); i++) {
-		if (strcmp(path, gets[i].path) != 0)
-			continue;
-		if (!is_get(req))
-			method_not_allowed(req, "GET, HEAD");
-		else if (!gets[i].params || fp__api_only_params(req, gets[i].params) == 0)
-			gets[i].fn(api, req);
+	if (r->params && fp__api_only_params(req, r->params))
 		return;
-	}
-	fp__api_error(req, 404, "not_found", "no such resource: %s", path);
+	if (r->job_fn)
+		route_job(api, req, r, id);
+	else
+		r->fn(api, req);
 }
 
 void fp_api_free(fp_api *api)

@@ -139,6 +139,9 @@ void fp__api_result_line(struct sbuf *b, const struct fp_job_item *it, bool pipe
 /* api_ui.c: the status page, with its headers. */
 void fp__api_ui(fp_api *api, fp_http_request *req);
 
+/* api_openapi.c: docs/openapi.json, as compiled in. */
+void fp__api_openapi(fp_api *api, fp_http_request *req);
+
 /* api_info.c */
 void fp__api_tasks(fp_api *api, fp_http_request *req);
 void fp__api_workers(fp_api *api, fp_http_request *req);

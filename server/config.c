@@ -69,8 +69,8 @@ static const struct fp__config_setting settings[] = {
 	{ "loop", K_LOOP, OFF(loop), 0, 0, "auto|uring|epoll",
 	  "event-loop backend (default auto: io_uring, else epoll)" },
 	{ "token-file", K_PATH, OFF(token_file), 0, 0, "PATH",
-	  "file holding the bearer token every request but /v1/health and the"
-	  " status page (/, /ui) must carry; required to listen on a non-loopback address; a warning if group or"
+	  "file holding the bearer token every request but /v1/health, the"
+	  " status page (/, /ui) and /v1/openapi.json must carry; required to listen on a non-loopback address; a warning if group or"
 	  " others may read or write it" },
 	{ "strict-perms", K_BOOL, OFF(strict_perms), 0, 0, NULL,
 	  "refuse to start, instead of warning, when group or others may read or"
