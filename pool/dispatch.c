@@ -1,8 +1,8 @@
 /*
  * Dispatch: one FIFO queue, chunks to idle workers (and, for quick work while
  * none is idle, a busy worker's next chunk ahead), cut from the first
- * entry that may run (the head, unless a pipeline stage is held back by its
- * worker cap or a full buffer after it); results back in item order; what a
+ * entry that may run (the head, unless its call holds it back: call.h's
+ * room); results back in item order; what a
  * dead worker leaves unfinished goes back to the head of the queue, except
  * the one item it was running, which fails (or is retried while it has
  * attempts left).
@@ -89,7 +89,7 @@ void fp__queue_deinit(struct fp_queue *q)
 static void defer_cb(fp_timer *t)
 {
 	fp__deliver_failing(t->data);
-	/* A pipeline may have work to queue after its items failed. */
+	/* A call may have work to queue after its items failed (a pipeline's next stage). */
 	fp__dispatch(t->data);
 }
 
@@ -146,23 +146,12 @@ static void count_duration(fp_pool *p, uint64_t us)
 
 /*
  * How log lines name an item: "item 3 of job 5f3a…" with the caller's label,
- * "item 3 of call 14" without; a pipeline's by its input and stage.
+ * "item 3 of call 14" without (each kind of call words it: call.h).
  */
 static void item_name(char *buf, size_t len, const struct fp_call *c, uint32_t index,
 		      unsigned hop)
 {
-	const char *label = c->stage ? c->stage->pipe->label : c->label;
-	char num[32];
-
-	if (!label) {
-		snprintf(num, sizeof(num), "call %llu", (unsigned long long)c->id);
-		label = num;
-	}
-	if (c->stage)
-		snprintf(buf, len, "item %u (stage %u) of %s", c->origin ? c->origin[index] : index,
-			 c->stage->index + hop, label);
-	else
-		snprintf(buf, len, "item %u of %s", index, label);
+	c->ops->name(c, index, hop, buf, len);
 }
 
 /* An item was started: its run counts, whatever comes of it. */
@@ -174,8 +163,8 @@ static void count_start(struct fp_item *it)
 
 /*
  * The retries an item of c has at stage `hop` of its chain: none past the
- * first task (a chain's later stages have none: pipeline.h), whose args
- * were a value only the worker had.
+ * first task (a chain's later tasks have none: call.h), whose args were a
+ * value only the worker had.
  */
 static unsigned retries_at(const struct fp_call *c, unsigned hop)
 {
@@ -221,8 +210,8 @@ static void attempt_note(char *buf, size_t len, const struct fp_call *c,
 }
 
 /*
- * An item ended; a pipeline batch's at stage `hop` of its chain (the tasks
- * before it there ran, and count as done).
+ * An item ended, at stage `hop` of its chain (the tasks before it there
+ * ran, and count as done).
  */
 static void item_deliver(fp_pool *p, struct fp_call *call, uint32_t index,
 			 fp_item_status status, const char *value, size_t len,
@@ -247,22 +236,7 @@ static void item_deliver(fp_pool *p, struct fp_call *call, uint32_t index,
 		if (status == FP_ITEM_CANCELLED)
 			p->ncancelled++;
 	}
-	if (call->stage) {
-		/* Its outputs went to the pipeline already; this is its end. */
-		fp__pipe_item_end(call, index, hop, status, msg, pid, duration_us);
-		return;
-	}
-	call->finished++;
-	if (status == FP_ITEM_OK)
-		call->ok++;
-	else
-		call->failed++;
-	/* Its start first, if the loop has not told it yet. */
-	if (call->start.queued)
-		fp__start_tell(p, &call->start, false);
-	if (call->on_item)
-		call->on_item(p->root, call->id, &r, call->data);
-	fp__call_maybe_finish(call);
+	call->ops->item_end(call, hop, &r);
 }
 
 void fp__deliver_failing(fp_pool *p)
@@ -274,9 +248,9 @@ void fp__deliver_failing(fp_pool *p)
 	for (;;) {
 		struct fp_qent e;
 
-		/* Outputs gathered for a pipeline fail here too once the pool stops. */
-		if (p->root->dirty)
-			fp__pipe_flush(p->root);
+		/* Work gathered for the queues fails here too once the pool stops. */
+		if (p->root->feed_flush)
+			p->root->feed_flush(p->root);
 		if (!q->len)
 			break;
 		e = q->buf[q->head];
@@ -311,7 +285,7 @@ static char *put_task_header(char *dst, uint64_t id, const struct fp_call *call,
 	struct fp_frame_header h;
 
 	fp_frame_header_init(&h, FP_FRAME_TASK, id, call->name_len + 1 + args_len,
-			     (call->stage ? FP_FRAME_STREAM : 0) | (last ? FP_FRAME_FLUSH : 0));
+			     call->ops->frame_flags | (last ? FP_FRAME_FLUSH : 0));
 	memcpy(dst, &h, sizeof(h));
 	dst += sizeof(h);
 	memcpy(dst, call->task, call->name_len + 1);
@@ -341,16 +315,11 @@ static int wbuf_reserve(struct fp_worker *w, size_t len)
 
 /*
  * The name a segment's TASKS frame carries: its task's, or for a chain its
- * stages' names, which lie one after the other, NUL-separated, in the
- * pipeline's name block (pipeline.c).
+ * tasks' names, one after the other, NUL-separated, from call->task on.
  */
 static uint32_t seg_name_len(const struct fp_seg *g)
 {
-	uint32_t len = g->call->name_len;
-
-	for (unsigned j = 1; j <= g->hops; j++)
-		len += 1 + g->call->stage[j].name_len;
-	return len;
+	return g->hops ? g->call->ops->chain_name_len(g->call, g->hops) : g->call->name_len;
 }
 
 /*
@@ -415,7 +384,7 @@ static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t n
 					dst, id, segs[s].count, call->task, name_len,
 					(uint32_t)fp_frame_tasks_len(segs[s].count, name_len,
 								     args_total[s]),
-					(call->stage ? FP_FRAME_STREAM : 0) |
+					call->ops->frame_flags |
 						(s + 1 == nsegs ? FP_FRAME_FLUSH : 0),
 					segs[s].hops);
 				for (i = 0; i < segs[s].count; i++) {
@@ -456,24 +425,13 @@ static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t n
 	}
 	id = base;
 	for (s = 0; s < nsegs; s++) {
-		struct fp_pipe_stage *st = segs[s].call->stage;
 		struct fp_seg *g = &w->segs[w->nsegs + s];
 
-		/* Handed to a worker: the call has started (attempts count at the item's start). */
-		if (st && !st->pipe->start.started)
-			fp__start_note(p, &st->pipe->start);
-		else if (!st && !segs[s].call->start.started)
-			fp__start_note(p, &segs[s].call->start);
+		segs[s].call->ops->sent(segs[s].call, p, segs[s].hops, segs[s].count);
 		*g = segs[s];
 		g->id0 = id;
 		g->chunk_end = s + 1 == nsegs;
 		id += segs[s].count;
-		/* A batch's chunk is its only segment (chunk.c): one worker more. */
-		if (st) {
-			st->nworkers++;
-			st->st.running += segs[s].count;
-			fp__pipe_chain_sent(segs[s].call, segs[s].hops, segs[s].count);
-		}
 		tasks += (uint64_t)segs[s].count * (1u + segs[s].hops);
 	}
 	w->nsegs += nsegs;
@@ -522,19 +480,13 @@ static void queue_take(fp_pool *p, size_t at, const struct fp_seg *segs, uint32_
 	}
 }
 
-/*
- * Whether segments may be held ahead, or have a chunk held behind them: not
- * those of a capped pipeline stage (a chunk waiting on a worker would hold
- * one of its few places) nor of a generator's stage (its worker may be
- * paused by back-pressure, and a chunk behind the paused item would wait
- * with it).
- */
+/* Whether segments may be held ahead, or have a chunk held behind them (call.h). */
 static bool segs_may_queue(const struct fp_seg *segs, uint32_t n)
 {
 	for (uint32_t s = 0; s < n; s++) {
-		const struct fp_pipe_stage *st = segs[s].call->stage;
+		const struct fp_call *c = segs[s].call;
 
-		if (st && (st->cap || st->generator))
+		if (c->ops->may_wait && !c->ops->may_wait(c))
 			return false;
 	}
 	return true;
@@ -580,26 +532,6 @@ static bool prefetch_fits(fp_pool *p, const struct fp_worker *w, const struct fp
 	return items <= FP_PREFETCH_ITEMS_MAX;
 }
 
-/*
- * A pipeline's stage ran items from this pool: room in the buffer before
- * it may let a paused worker go on, or a stage held back for that buffer
- * run, in this pool or, when stages run in exec pools, in another of the
- * family. Each is looked at again from the loop.
- */
-static void stage_taken(fp_pool *p)
-{
-	fp_pool *root = p->root;
-
-	if (p->npaused)
-		fp__resume_later(p);
-	for (unsigned i = 0; i < root->nchildren + 1u && root->nchildren; i++) {
-		fp_pool *q = i ? root->children[i - 1] : root;
-
-		if (q != p && (q->npaused || q->queue.len))
-			fp__resume_later(q);
-	}
-}
-
 static void dispatch_pool(fp_pool *p)
 {
 	struct fp_seg segs[FP_BATCH_MAX];
@@ -624,8 +556,8 @@ static void dispatch_pool(fp_pool *p)
 			fp__worker_kill(w, SIGKILL, FP_KILL_PROTOCOL);
 			continue;
 		}
-		if (segs[0].call->stage)
-			stage_taken(p);
+		if (segs[0].call->ops->taken)
+			segs[0].call->ops->taken(segs[0].call, p);
 		queue_take(p, at, segs, n);
 	}
 	/*
@@ -646,8 +578,8 @@ static void dispatch_pool(fp_pool *p)
 		if (!prefetch_fits(p, w, segs, n) || send_chunk(w, segs, n) < 0)
 			/* Not sent: it waits in the queue for a worker to come free. */
 			continue;
-		if (segs[0].call->stage)
-			stage_taken(p);
+		if (segs[0].call->ops->taken)
+			segs[0].call->ops->taken(segs[0].call, p);
 		queue_take(p, at, segs, n);
 	}
 }
@@ -659,12 +591,12 @@ void fp__dispatch(fp_pool *p)
 	if (p->state != FP_POOL_RUNNING)
 		return;
 	/*
-	 * Pipelines are the root's, and their batches may go to any pool of
-	 * the family (exec stages): queue what they gathered this turn, and
-	 * then the others get their share too.
+	 * What was gathered this turn (a pipeline's outputs: pipelines are
+	 * the root's) may go to any pool of the family (exec stages): queue
+	 * it, and then the others get their share too.
 	 */
-	if (root->dirty) {
-		fp__pipe_flush(root);
+	if (root->feed_flush) {
+		root->feed_flush(root);
 		for (unsigned i = 0; i < root->nchildren + 1u && root->nchildren; i++) {
 			fp_pool *q = i ? root->children[i - 1] : root;
 
@@ -794,17 +726,13 @@ static void task_error_end(struct fp_worker *w, struct fp_call *call, uint32_t i
 		fp_log_info(&p->log, "worker %u (pid %d): task %s failed (%s, %s): %.200s",
 			    w->slot, (int)w->pid, fp__item_task(call, hop), name, note, msg);
 	}
-	if (call->stage) {
-		/* Only now: while it runs, its output is not yet counted waiting. */
-		call->stage->st.running--;
-		/* A retry waits at the chain's first stage again; else it ends where it failed. */
-		if (hops)
-			fp__pipe_chain_ended(call, hops, retry ? 0 : hop, 1);
-	}
+	/* A retry waits at the chain's first stage again; else it ends where it failed. */
+	if (call->ops->ran)
+		call->ops->ran(call, hops, retry ? 0 : hop, 1);
 	if (retry) {
 		requeue(p, call, index, 1);
-		if (call->stage)
-			fp__pipe_note_waiting(call->stage, 0);
+		if (call->ops->requeued)
+			call->ops->requeued(call, 0);
 		return;
 	}
 	if ((it->attempts > 1 || retries_at(call, hop)) &&
@@ -843,9 +771,8 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 	if (seg_end) {
 		const struct fp_seg *g = &w->segs[w->seg];
 
-		/* A batch's chunk is its only segment: its stage has one worker less. */
-		if (call->stage)
-			call->stage->nworkers--;
+		if (call->ops->seg_end)
+			call->ops->seg_end(call);
 		if (g->chunk_end)
 			w->nchunks--;
 		if (w->seg + 1 < w->nsegs) {
@@ -864,7 +791,7 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 	 * at once.
 	 */
 	if (hops && (seg_end || (h->flags >> FP_FRAME_US_SHIFT) / (hops + 1u) > FP_BATCH_QUICK_US))
-		fp__pipe_chain_us_record(call, hops, h->flags >> FP_FRAME_US_SHIFT);
+		call->ops->chain_us(call, hops, h->flags >> FP_FRAME_US_SHIFT);
 	else if (!hops)
 		fp__task_us_record(p, call, h->flags >> FP_FRAME_US_SHIFT);
 	if (h->rss_kib)
@@ -900,16 +827,12 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 		task_error_end(w, call, index, hops, hop, payload, us);
 		return;
 	}
-	if (call->stage) {
-		/* A stage's RESULT carries its last output, unless it says it has none. */
-		if (status == FP_ITEM_OK && !(h->flags & FP_FRAME_NOVALUE))
-			fp__pipe_output(call, index, hop, payload, h->len, answer_pid(w),
-					call->items[index].attempts);
-		/* Only now: while it runs, its output is not yet counted waiting. */
-		call->stage->st.running--;
-		if (hops)
-			fp__pipe_chain_ended(call, hops, hop, 1);
-	}
+	/* A streamed RESULT carries its last output, unless it says it has none. */
+	if (call->ops->output && status == FP_ITEM_OK && !(h->flags & FP_FRAME_NOVALUE))
+		call->ops->output(call, index, hop, payload, h->len, answer_pid(w),
+				  call->items[index].attempts);
+	if (call->ops->ran)
+		call->ops->ran(call, hops, hop, 1);
 	item_deliver(p, call, index, status, payload, h->len, payload, answer_pid(w), us, hop);
 }
 
@@ -919,20 +842,18 @@ static void handle_emit(struct fp_worker *w, const struct fp_frame_header *h,
 	struct fp_call *call = w->call;
 	uint32_t index;
 
-	/* Outputs of the item it is running, and only in a pipeline. */
-	if (!call || !call->stage || h->id != w->segs[w->seg].id0 + w->seg_acked ||
+	/* Outputs of the item it is running, and only of a call that takes them. */
+	if (!call || !call->ops->emit || h->id != w->segs[w->seg].id0 + w->seg_acked ||
 	    h->hop > w->segs[w->seg].hops) {
 		worker_broken(w, "emitted an output for an item it is not running",
 			      FP_EPROTOCOL);
 		return;
 	}
-	/* A task that emits without being declared a generator is never fused again. */
-	call->stage[h->hop].emits = true;
 	index = w->segs[w->seg].first + w->seg_acked;
 	/* Handed on: a retry would hand them on twice. */
 	call->items[index].emitted = true;
 	/* It runs now; its start is counted when it ends. */
-	fp__pipe_output(call, index, h->hop, payload, h->len, answer_pid(w),
+	call->ops->emit(call, index, h->hop, payload, h->len, answer_pid(w),
 			call->items[index].attempts + 1u);
 }
 
@@ -988,8 +909,9 @@ static bool must_pause(struct fp_worker *w)
 	fp_pool *p = w->pool;
 	struct fp_worker *o;
 
-	if (!w->call || !w->call->stage || w->reaped || w->read_done ||
-	    w->kill_reason != FP_KILL_NONE || !fp__pipe_blocked(w->call, w->segs[w->seg].hops))
+	if (!w->call || !w->call->ops->blocked || w->reaped || w->read_done ||
+	    w->kill_reason != FP_KILL_NONE ||
+	    !w->call->ops->blocked(w->call, w->segs[w->seg].hops))
 		return false;
 	for (o = p->workers; o; o = o->next)
 		if (o != w && !o->paused && fp__worker_able(o))
@@ -1101,7 +1023,8 @@ static void resume_cb(fp_timer *t)
 
 	for (w = p->workers; w && p->npaused; w = next) {
 		next = w->next;
-		if (w->paused && (!w->call || !fp__pipe_blocked(w->call, w->segs[w->seg].hops) ||
+		if (w->paused && (!w->call || !w->call->ops->blocked ||
+				  !w->call->ops->blocked(w->call, w->segs[w->seg].hops) ||
 				  w->reaped || w->kill_reason != FP_KILL_NONE))
 			fp__worker_resume(w);
 	}
@@ -1223,24 +1146,23 @@ void fp__worker_account_exit(struct fp_worker *w)
 		retry = retry_wanted(blamed, &blamed->items[run], kind, hop);
 	}
 
-	/* A pipeline stage's items leave its workers: they wait or end now. */
+	/* The items leave the worker: they wait or end now. */
 	for (uint32_t k = w->seg; k < w->nsegs; k++) {
 		struct fp_seg *g = &w->segs[k];
+		const struct fp_call_ops *ops = g->call->ops;
 		uint32_t from = g->first + (k == w->seg ? w->seg_acked : 0);
 		uint32_t left = g->first + g->count - from, ends = 0;
 
-		if (!g->call->stage)
-			continue;
-		g->call->stage->nworkers--;
-		g->call->stage->st.running -= left;
-		if (!g->hops)
+		if (ops->seg_end)
+			ops->seg_end(g->call);
+		if (!ops->ran)
 			continue;
 		/* The blamed item ends where it died; the rest never ran their chain. */
-		if (g->call == blamed && !retry && run >= from && run < from + left)
+		if (g->hops && g->call == blamed && !retry && run >= from && run < from + left)
 			ends = 1;
-		fp__pipe_chain_ended(g->call, g->hops, 0, left - ends);
+		ops->ran(g->call, g->hops, 0, left - ends);
 		if (ends)
-			fp__pipe_chain_ended(g->call, g->hops, hop, 1);
+			ops->ran(g->call, g->hops, hop, 1);
 	}
 	if (blamed) {
 		const char *task = fp__item_task(blamed, hop);
@@ -1260,9 +1182,8 @@ void fp__worker_account_exit(struct fp_worker *w)
 		attempt_note(note, sizeof(note), blamed, &blamed->items[run], kind, hop, retry);
 		fp_log_warn(&p->log, "worker %u: %s (%s, %s)", w->slot, msg, name, note);
 		/* A task that crashes or overruns is not one to share a chunk. */
-		if (blamed->stage)
-			fp__task_ix_us_record(blamed->stage[hop].pool, blamed->reg_gen,
-					      blamed->stage[hop].task_ix, FP_FRAME_US_MAX);
+		if (blamed->ops->hop_us)
+			blamed->ops->hop_us(blamed, hop, FP_FRAME_US_MAX);
 		else
 			fp__task_us_record(p, blamed, FP_FRAME_US_MAX);
 	}
@@ -1293,9 +1214,8 @@ void fp__worker_account_exit(struct fp_worker *w)
 	for (uint32_t k = w->seg; k < w->nsegs; k++) {
 		struct fp_seg *g = &w->segs[k];
 
-		if (g->call->stage)
-			fp__pipe_note_waiting(g->call->stage,
-					      g->call == blamed && !retry ? 1 : 0);
+		if (g->call->ops->requeued)
+			g->call->ops->requeued(g->call, g->call == blamed && !retry ? 1 : 0);
 	}
 	w->call = NULL;
 	w->nchunks = 0;

@@ -17,12 +17,14 @@
  * of the worker and of the master for each. The shared page still names the
  * one item running, so crashes and timeouts are accounted per item.
  *
- * A pipeline (pipeline.h) feeds the same queue with batches: internal calls
- * whose items are one stage's inputs (the queue of the pool that runs the
- * stage: an exec pool's for a NAME.task, while the pipeline stays the root's). Dispatch takes the first entry that
- * may run, not always the head: a stage at its worker cap, or whose next
- * stage's buffer is full, is skipped and the entries behind it go first. A
- * chunk with a batch's items holds nothing else (no joining either way).
+ * Calls of other kinds feed the same queue: a pipeline's batches (pipeline.h)
+ * are calls whose items are one stage's inputs, queued in the pool that runs
+ * the stage (an exec pool's for a NAME.task). Dispatch reaches every call
+ * through its ops (call.h) and takes the first entry that may run, not
+ * always the head: an entry whose call has no room now (a stage at its
+ * worker cap, or whose next stage's buffer is full) is skipped and the
+ * entries behind it go first. A call that is not joinable has a chunk of
+ * its own.
  */
 #ifndef FP_POOL_IMPL_H
 #define FP_POOL_IMPL_H
@@ -31,6 +33,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "call.h"
 #include "forkpool.h"
 #include "frame.h"
 #include "log.h"
@@ -62,65 +65,6 @@
 /* What pool->task_us holds for a task that has not run yet. */
 #define FP_TASK_US_UNKNOWN UINT32_MAX
 
-struct fp_item {
-	const char *args;          /* JSON text in the call's arena */
-	uint32_t args_len;
-	/*
-	 * Times started (fp_result.attempts): counted when its answer comes,
-	 * or when its worker dies or is killed while the shared page names
-	 * it; never for being sent in a chunk.
-	 */
-	uint16_t attempts;
-	bool emitted;              /* a stage handed outputs of it on: never retried */
-};
-
-/*
- * A call's (or a pipeline's) first hand-off to a worker, to be told to its
- * caller (fp_call_options.on_start) from the loop: never from inside the
- * submit that dispatched it, and before the call's first result.
- */
-struct fp_start_note {
-	struct fp_start_note *prev, *next;   /* root->starting while queued */
-	fp_start_cb cb;            /* NULL: nobody asked */
-	void *data;
-	uint64_t id;
-	bool started;              /* an item of it was handed to a worker */
-	bool queued;               /* started, and not told yet */
-};
-
-struct fp_call {
-	uint64_t id;
-	fp_pool *pool;
-	struct fp_call *prev, *next;          /* pool->calls, or its pipeline's batches */
-	char *task;                /* its own copy: the registry may be reloaded */
-	uint32_t name_len;
-	fp_item_cb on_item;
-	fp_done_cb on_done;
-	void *data;
-	uint64_t timeout_ms;       /* 0: none */
-	unsigned retries;
-	unsigned retry_on;         /* FP_RETRY_* bits, resolved (never 0) */
-	size_t chunksize;          /* resolved, >= 1 */
-	struct fp_item *items;
-	size_t n;
-	char *arena;
-	size_t finished, ok, failed;
-	uint32_t task_ix;          /* its task's place in pool->task_us ... */
-	uint64_t reg_gen;          /* ... valid while this is pool->reg_gen */
-	bool cancelled;
-	/* Map and apply only (a batch's are its pipeline's): */
-	const char *label;         /* fp_call_options.label, after task in its block; or NULL */
-	struct fp_start_note start;
-
-	/*
-	 * A pipeline stage's batch (pipeline.c), or NULL for map and apply.
-	 * Its items' outputs go to the pipeline, not to on_item.
-	 */
-	struct fp_pipe_stage *stage;
-	uint32_t *origin;          /* each item's pipeline input; NULL: its own index */
-	size_t items_cap, arena_len, arena_cap;  /* while gathering */
-	bool closed;               /* queued: no more items join it */
-};
 
 /*
  * A worker holds at most this many chunks at once: the one it runs and, for
@@ -138,7 +82,7 @@ struct fp_seg {
 	uint32_t first, count;
 	uint64_t id0;              /* frame id of its first item (send_chunk) */
 	bool chunk_end;            /* the last segment of its chunk */
-	uint8_t hops;              /* a batch's items' chain: stages after its own (pipeline.h) */
+	uint8_t hops;              /* its items' chain: tasks after the call's own (call.h) */
 };
 
 struct fp_qent {
@@ -331,8 +275,14 @@ struct fp_pool {
 	struct fp_start_note *starting, *starting_tail;
 	fp_timer start_timer;
 
-	struct fp_pipe *pipes;     /* running pipelines */
+	struct fp_pipe *pipes;     /* running pipelines (pipeline.c) */
 	struct fp_pipe *dirty;     /* pipelines with outputs gathered this turn */
+	/*
+	 * Work gathered during this loop turn for the queues (a pipeline's
+	 * outputs, for the next stage): fp__dispatch() has it queued first.
+	 * NULL while nothing is gathered.
+	 */
+	void (*feed_flush)(fp_pool *root);
 	unsigned npaused;          /* workers whose reading is paused */
 	fp_timer resume;           /* look at paused workers again */
 
@@ -387,11 +337,8 @@ uint32_t fp__task_us(fp_pool *p, uint64_t reg_gen, uint32_t task_ix);
  */
 struct fp_call *fp__worker_item(const struct fp_worker *w, uint64_t id, uint32_t *index,
 				unsigned *hop);
-/* The task an item of c runs at stage `hop` of its chain (c's own at 0). */
-const char *fp__item_task(const struct fp_call *c, unsigned hop);
-/* Whether w has an unanswered item of c / of a batch of pipe. */
+/* Whether w has an unanswered item of c. */
 bool fp__worker_holds(const struct fp_worker *w, const struct fp_call *c);
-bool fp__worker_holds_pipe(const struct fp_worker *w, const struct fp_pipe *pipe);
 /* Whether every segment is of a task that has lately run quickly, none cancelled. */
 bool fp__chunk_quick(fp_pool *p, const struct fp_seg *segs, uint32_t n);
 
@@ -474,7 +421,5 @@ int fp__exec_has_task(const struct fp_exec *x, const char *task);
 const struct fp_exec_task *fp__exec_task(const struct fp_exec *x, const char *task);
 /* Defaults and limits shared with pipeline.c. */
 size_t fp__default_chunksize(const fp_pool *p, size_t n);
-
-#include "pipeline.h"
 
 #endif
