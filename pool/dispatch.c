@@ -1073,17 +1073,156 @@ static void leftover(fp_pool *p, struct fp_worker *w, struct fp_call *call, uint
 			       "cancelled: the pool shut down before the item finished");
 }
 
+/* What a dead worker's exit blames: the item the shared page names, if any. */
+struct exit_blame {
+	struct fp_call *call;      /* NULL: no item is to blame */
+	uint32_t run;              /* its index ... */
+	unsigned hop;              /* ... and the stage of its chain it was in */
+	unsigned kind;             /* FP_RETRY_TIMEOUT or FP_RETRY_CRASH */
+	fp_item_status status;
+	bool retry;
+	char msg[512];             /* how it ended, for its result and the log */
+	char note[128];            /* its attempts (attempt_note()) */
+};
+
+/*
+ * The item the shared page names is to blame, unless its call was
+ * cancelled, the pool is going, or it was killed for another call's cancel
+ * (a chunk can hold several calls): those only end or go back. In a chain,
+ * the page also says which stage's task it was in: the item ends there,
+ * with no retry past the chain's first (fusion leaves out stages with
+ * retries: pipeline.h).
+ */
+static void exit_blame(struct fp_worker *w, bool crashed, uint32_t fate, const char *how,
+		       struct exit_blame *b)
+{
+	fp_pool *p = w->pool;
+	uint64_t cur = atomic_load_explicit(&w->shm->current, memory_order_acquire);
+
+	b->call = fp__worker_item(w, cur, &b->run, &b->hop);
+	/* Started, blamed or not: a run killed for another call's cancel was one too. */
+	if (b->call)
+		count_start(&b->call->items[b->run]);
+	if (b->call && (b->call->cancelled || w->kill_reason == FP_KILL_SHUTDOWN ||
+			w->kill_reason == FP_KILL_CANCEL || p->state != FP_POOL_RUNNING))
+		b->call = NULL;
+	if (!b->call && crashed && p->state == FP_POOL_RUNNING)
+		/*
+		 * It died between two items (told to quit, or killed from
+		 * outside at that moment): no item is to blame. Results it
+		 * had gathered but not sent are lost, so those run again.
+		 */
+		fp_log_warn(&p->log, "worker %u (pid %d) %s between tasks; "
+			    "requeueing %u items", w->slot, (int)w->pid, how, w->count - w->acked);
+	if (!b->call)
+		return;
+	b->status = w->kill_reason == FP_KILL_TIMEOUT ? FP_ITEM_TIMEOUT :
+		    fate ? (fp_item_status)fate : FP_ITEM_CRASH;
+	/* An exec program's bad line or oversized answer ended it too: a crash. */
+	b->kind = b->status == FP_ITEM_TIMEOUT ? FP_RETRY_TIMEOUT : FP_RETRY_CRASH;
+	b->retry = retry_wanted(b->call, &b->call->items[b->run], b->kind, b->hop);
+}
+
+/* The items leave the worker's segments: their calls count them as waiting or ending. */
+static void exit_release(struct fp_worker *w, const struct exit_blame *b)
+{
+	for (uint32_t k = w->seg; k < w->nsegs; k++) {
+		struct fp_seg *g = &w->segs[k];
+		const struct fp_call_ops *ops = g->call->ops;
+		uint32_t from = g->first + (k == w->seg ? w->seg_acked : 0);
+		uint32_t left = g->first + g->count - from, ends = 0;
+
+		if (ops->seg_end)
+			ops->seg_end(g->call);
+		if (!ops->ran)
+			continue;
+		/* The blamed item ends where it died; the rest never ran their chain. */
+		if (g->hops && g->call == b->call && !b->retry && b->run >= from &&
+		    b->run < from + left)
+			ends = 1;
+		ops->ran(g->call, g->hops, 0, left - ends);
+		if (ends)
+			ops->ran(g->call, g->hops, b->hop, 1);
+	}
+}
+
+/* Word what befell the blamed item, log it, and never join its task again for now. */
+static void exit_message(struct fp_worker *w, struct exit_blame *b, uint32_t fate,
+			 const char *how)
+{
+	fp_pool *p = w->pool;
+	struct fp_call *c = b->call;
+	const char *task = fp__item_task(c, b->hop);
+	char name[160];
+
+	if (b->status == FP_ITEM_TIMEOUT && fate)
+		snprintf(b->msg, sizeof(b->msg), "task %s ran past its %llu ms timeout (%s)",
+			 task, (unsigned long long)c->timeout_ms, how);
+	else if (b->status == FP_ITEM_TIMEOUT)
+		snprintf(b->msg, sizeof(b->msg), "task %s ran past its %llu ms timeout (worker pid %d %s)",
+			 task, (unsigned long long)c->timeout_ms, (int)w->pid, how);
+	else if (fate)
+		snprintf(b->msg, sizeof(b->msg), "%s while running task %s", how, task);
+	else
+		snprintf(b->msg, sizeof(b->msg), "worker pid %d %s while running task %s",
+			 (int)w->pid, how, task);
+	item_name(name, sizeof(name), c, b->run, b->hop);
+	attempt_note(b->note, sizeof(b->note), c, &c->items[b->run], b->kind, b->hop, b->retry);
+	fp_log_warn(&p->log, "worker %u: %s (%s, %s)", w->slot, b->msg, name, b->note);
+	/* A task that crashes or overruns is not one to share a chunk. */
+	if (c->ops->hop_us)
+		c->ops->hop_us(c, b->hop, FP_FRAME_US_MAX);
+	else
+		fp__task_us_record(p, c, FP_FRAME_US_MAX);
+}
+
+/*
+ * Pass 0 fails what ends with a cancel, in chunk order; pass 1 requeues the
+ * rest from the back. The blamed item, with retries left, goes back first
+ * in line with the rest of its segment behind it; without, the rest of its
+ * segment and then what came before it run again.
+ */
+static void exit_requeue(struct fp_worker *w, const struct exit_blame *b)
+{
+	fp_pool *p = w->pool;
+
+	for (uint32_t pass = 0; pass < 2; pass++) {
+		for (uint32_t k = 0; k < w->nsegs - w->seg; k++) {
+			struct fp_seg *g = &w->segs[pass ? w->nsegs - 1 - k : w->seg + k];
+			uint32_t from = g->first + (g == &w->segs[w->seg] ? w->seg_acked : 0);
+			uint32_t end = g->first + g->count, run = b->run;
+			struct fp_call *call = g->call;
+
+			if (call != b->call || run < from || run >= end) {
+				leftover(p, w, call, from, end - from, pass == 1);
+			} else if (pass == 1 && b->retry) {
+				requeue(p, call, from, end - from);
+			} else if (pass == 1) {
+				requeue(p, call, run + 1, end - run - 1);
+				requeue(p, call, from, run - from);
+			}
+		}
+	}
+	for (uint32_t k = w->seg; k < w->nsegs; k++) {
+		struct fp_seg *g = &w->segs[k];
+
+		if (g->call->ops->requeued)
+			g->call->ops->requeued(g->call, g->call == b->call && !b->retry ? 1 : 0);
+	}
+}
+
+/*
+ * A worker is gone (reaped and its stream read): count its end, and settle
+ * the items it held: the one it was running is blamed (exit_blame()), the
+ * others go back to the queue or end with their cancelled call.
+ */
 void fp__worker_account_exit(struct fp_worker *w)
 {
 	fp_pool *p = w->pool;
-	struct fp_call *call, *blamed;
-	uint32_t run = 0, pass;
-	unsigned hop = 0, kind = 0;
-	uint64_t cur;
+	struct exit_blame b = { 0 };
 	uint32_t fate;
-	fp_item_status status = FP_ITEM_CRASH;
-	char how[256], msg[512], name[160], note[128];
-	bool crashed, retry = false;
+	char how[256];
+	bool crashed;
 
 	if (w->pid)
 		fp__describe_status(w->status, how, sizeof(how));
@@ -1113,119 +1252,20 @@ void fp__worker_account_exit(struct fp_worker *w)
 		w->nchunks = 0;
 		return;
 	}
-
-	/*
-	 * The item the shared page names is to blame, unless its call was
-	 * cancelled, the pool is going, or it was killed for another call's
-	 * cancel (a chunk can hold several calls): those only end or go back.
-	 * In a chain, the page also says which stage's task it was in: the
-	 * item ends there, with no retry past the chain's first (fusion
-	 * leaves out stages with retries: pipeline.h).
-	 */
-	cur = atomic_load_explicit(&w->shm->current, memory_order_acquire);
-	blamed = fp__worker_item(w, cur, &run, &hop);
-	/* Started, blamed or not: a run killed for another call's cancel was one too. */
-	if (blamed)
-		count_start(&blamed->items[run]);
-	if (blamed && (blamed->cancelled || w->kill_reason == FP_KILL_SHUTDOWN ||
-		       w->kill_reason == FP_KILL_CANCEL || p->state != FP_POOL_RUNNING))
-		blamed = NULL;
-	if (!blamed && crashed && p->state == FP_POOL_RUNNING)
-		/*
-		 * It died between two items (told to quit, or killed from
-		 * outside at that moment): no item is to blame. Results it
-		 * had gathered but not sent are lost, so those run again.
-		 */
-		fp_log_warn(&p->log, "worker %u (pid %d) %s between tasks; "
-			    "requeueing %u items", w->slot, (int)w->pid, how, w->count - w->acked);
-	if (blamed) {
-		status = w->kill_reason == FP_KILL_TIMEOUT ? FP_ITEM_TIMEOUT :
-			 fate ? (fp_item_status)fate : FP_ITEM_CRASH;
-		/* An exec program's bad line or oversized answer ended it too: a crash. */
-		kind = status == FP_ITEM_TIMEOUT ? FP_RETRY_TIMEOUT : FP_RETRY_CRASH;
-		retry = retry_wanted(blamed, &blamed->items[run], kind, hop);
-	}
-
-	/* The items leave the worker: they wait or end now. */
-	for (uint32_t k = w->seg; k < w->nsegs; k++) {
-		struct fp_seg *g = &w->segs[k];
-		const struct fp_call_ops *ops = g->call->ops;
-		uint32_t from = g->first + (k == w->seg ? w->seg_acked : 0);
-		uint32_t left = g->first + g->count - from, ends = 0;
-
-		if (ops->seg_end)
-			ops->seg_end(g->call);
-		if (!ops->ran)
-			continue;
-		/* The blamed item ends where it died; the rest never ran their chain. */
-		if (g->hops && g->call == blamed && !retry && run >= from && run < from + left)
-			ends = 1;
-		ops->ran(g->call, g->hops, 0, left - ends);
-		if (ends)
-			ops->ran(g->call, g->hops, hop, 1);
-	}
-	if (blamed) {
-		const char *task = fp__item_task(blamed, hop);
-
-		if (status == FP_ITEM_TIMEOUT && fate)
-			snprintf(msg, sizeof(msg), "task %s ran past its %llu ms timeout (%s)",
-				 task, (unsigned long long)blamed->timeout_ms, how);
-		else if (status == FP_ITEM_TIMEOUT)
-			snprintf(msg, sizeof(msg), "task %s ran past its %llu ms timeout (worker pid %d %s)",
-				 task, (unsigned long long)blamed->timeout_ms, (int)w->pid, how);
-		else if (fate)
-			snprintf(msg, sizeof(msg), "%s while running task %s", how, task);
-		else
-			snprintf(msg, sizeof(msg), "worker pid %d %s while running task %s",
-				 (int)w->pid, how, task);
-		item_name(name, sizeof(name), blamed, run, hop);
-		attempt_note(note, sizeof(note), blamed, &blamed->items[run], kind, hop, retry);
-		fp_log_warn(&p->log, "worker %u: %s (%s, %s)", w->slot, msg, name, note);
-		/* A task that crashes or overruns is not one to share a chunk. */
-		if (blamed->ops->hop_us)
-			blamed->ops->hop_us(blamed, hop, FP_FRAME_US_MAX);
-		else
-			fp__task_us_record(p, blamed, FP_FRAME_US_MAX);
-	}
-
-	/*
-	 * Pass 0 fails what ends with a cancel, in chunk order; pass 1 requeues
-	 * the rest from the back. The blamed item, with retries left, goes
-	 * back first in line with the rest of its segment behind it; without,
-	 * the rest of its segment and then what came before it run again.
-	 */
-	for (pass = 0; pass < 2; pass++) {
-		for (uint32_t k = 0; k < w->nsegs - w->seg; k++) {
-			struct fp_seg *g = &w->segs[pass ? w->nsegs - 1 - k : w->seg + k];
-			uint32_t from = g->first + (g == &w->segs[w->seg] ? w->seg_acked : 0);
-			uint32_t end = g->first + g->count;
-
-			call = g->call;
-			if (call != blamed || run < from || run >= end) {
-				leftover(p, w, call, from, end - from, pass == 1);
-			} else if (pass == 1 && retry) {
-				requeue(p, call, from, end - from);
-			} else if (pass == 1) {
-				requeue(p, call, run + 1, end - run - 1);
-				requeue(p, call, from, run - from);
-			}
-		}
-	}
-	for (uint32_t k = w->seg; k < w->nsegs; k++) {
-		struct fp_seg *g = &w->segs[k];
-
-		if (g->call->ops->requeued)
-			g->call->ops->requeued(g->call, g->call == blamed && !retry ? 1 : 0);
-	}
+	exit_blame(w, crashed, fate, how, &b);
+	exit_release(w, &b);
+	if (b.call)
+		exit_message(w, &b, fate, how);
+	exit_requeue(w, &b);
 	w->call = NULL;
 	w->nchunks = 0;
-	if (blamed && !retry) {
+	if (b.call && !b.retry) {
 		/* Which attempt, when it had retries to spend. */
-		if (blamed->items[run].attempts > 1 || retries_at(blamed, hop)) {
-			size_t l = strlen(msg);
-			snprintf(msg + l, sizeof(msg) - l, " (%s)", note);
+		if (b.call->items[b.run].attempts > 1 || retries_at(b.call, b.hop)) {
+			size_t l = strlen(b.msg);
+			snprintf(b.msg + l, sizeof(b.msg) - l, " (%s)", b.note);
 		}
-		item_deliver(p, blamed, run, status, NULL, 0, msg, answer_pid(w),
-			     (fp_now_ns() - atomic_load(&w->shm->started_ns)) / 1000u, hop);
+		item_deliver(p, b.call, b.run, b.status, NULL, 0, b.msg, answer_pid(w),
+			     (fp_now_ns() - atomic_load(&w->shm->started_ns)) / 1000u, b.hop);
 	}
 }
