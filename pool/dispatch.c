@@ -14,117 +14,12 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "item.h"
 #include "mem.h"
 #include "pool_impl.h"
 
 /* A single argument larger than this is written from the call's memory. */
 #define COPY_ARGS_MAX (64u * 1024)
-
-/* --- the queue ----------------------------------------------------------- */
-
-static int queue_grow(struct fp_queue *q)
-{
-	size_t cap = q->cap ? q->cap * 2 : 64, i;
-	struct fp_qent *buf = malloc(cap * sizeof(*buf));
-
-	if (!buf)
-		return -ENOMEM;
-	for (i = 0; i < q->len; i++)
-		buf[i] = q->buf[(q->head + i) % q->cap];
-	free(q->buf);
-	q->buf = buf;
-	q->cap = cap;
-	q->head = 0;
-	return 0;
-}
-
-static int queue_push_ent(struct fp_queue *q, const struct fp_qent *e, bool front)
-{
-	if (q->len == q->cap && queue_grow(q) < 0)
-		return -ENOMEM;
-	if (front) {
-		q->head = (q->head + q->cap - 1) % q->cap;
-		q->buf[q->head] = *e;
-	} else {
-		q->buf[(q->head + q->len) % q->cap] = *e;
-	}
-	q->len++;
-	q->items += e->count;
-	return 0;
-}
-
-int fp__queue_push(struct fp_queue *q, struct fp_call *call, uint32_t first,
-		   uint32_t count, bool front)
-{
-	struct fp_qent e = { .call = call, .first = first, .count = count };
-
-	if (!count)
-		return 0;
-	return queue_push_ent(q, &e, front);
-}
-
-static void queue_pop(struct fp_queue *q)
-{
-	q->items -= q->buf[q->head].count;
-	q->head = (q->head + 1) % q->cap;
-	q->len--;
-}
-
-/* Remove the (empty) entry at i, keeping the order of the rest. */
-static void queue_remove(struct fp_queue *q, size_t i)
-{
-	/* Move the i entries before it one place on: O(i), as finding it was. */
-	for (; i > 0; i--)
-		*fp__queue_at(q, i) = *fp__queue_at(q, i - 1);
-	q->head = (q->head + 1) % q->cap;
-	q->len--;
-}
-
-void fp__queue_deinit(struct fp_queue *q)
-{
-	free(q->buf);
-	memset(q, 0, sizeof(*q));
-}
-
-static void defer_cb(fp_timer *t)
-{
-	fp__deliver_failing(t->data);
-	/* A call may have work to queue after its items failed (a pipeline's next stage). */
-	fp__dispatch(t->data);
-}
-
-int fp__fail_later(fp_pool *p, struct fp_call *call, uint32_t first,
-		   uint32_t count, fp_item_status status, const char *why)
-{
-	struct fp_qent e = { call, first, count, status, why };
-	int err = queue_push_ent(&p->failing, &e, false);
-
-	if (!err && !fp_timer_active(&p->defer))
-		err = fp_timer_start(p->loop, &p->defer, 0, defer_cb);
-	return err;
-}
-
-void fp__queue_fail(fp_pool *p, struct fp_call *call, fp_item_status status,
-		    const char *why)
-{
-	struct fp_queue *q = &p->queue;
-	size_t i, kept = 0, len = q->len;
-
-	/* Compact in place, keeping the order of what stays. */
-	for (i = 0; i < len; i++) {
-		struct fp_qent e = *fp__queue_at(q, i);
-		if (!call || e.call == call) {
-			/* Moving to another queue can only fail for memory; the
-			 * item would then be lost, so keep it queued instead. */
-			if (fp__fail_later(p, e.call, e.first, e.count, status, why) == 0) {
-				q->items -= e.count;
-				continue;
-			}
-		}
-		*fp__queue_at(q, kept++) = e;
-	}
-	q->len = kept;
-}
 
 /* --- results ------------------------------------------------------------- */
 
@@ -140,130 +35,6 @@ static void count_duration(fp_pool *p, uint64_t us)
 		i++;
 	p->duration_counts[i]++;
 	p->duration_sum_us += us;
-}
-
-/* --- attempts and retries ------------------------------------------------ */
-
-/*
- * How log lines name an item: "item 3 of job 5f3a…" with the caller's label,
- * "item 3 of call 14" without (each kind of call words it: call.h).
- */
-static void item_name(char *buf, size_t len, const struct fp_call *c, uint32_t index,
-		      unsigned hop)
-{
-	c->ops->name(c, index, hop, buf, len);
-}
-
-/* An item was started: its run counts, whatever comes of it. */
-static void count_start(struct fp_item *it)
-{
-	if (it->attempts < UINT16_MAX)
-		it->attempts++;
-}
-
-/*
- * The retries an item of c has at stage `hop` of its chain: none past the
- * first task (a chain's later tasks have none: call.h), whose args were a
- * value only the worker had.
- */
-static unsigned retries_at(const struct fp_call *c, unsigned hop)
-{
-	return hop ? 0 : c->retries;
-}
-
-/*
- * Whether an item of c that failed by `kind` (FP_RETRY_*) at stage `hop`,
- * its start counted, runs again: while it has been started at most
- * `retries` times, and not once it handed outputs on (they would be given
- * twice).
- */
-static bool retry_wanted(const struct fp_call *c, const struct fp_item *it, unsigned kind,
-			 unsigned hop)
-{
-	return (c->retry_on & kind) && !it->emitted && it->attempts <= retries_at(c, hop) &&
-	       it->attempts < UINT16_MAX;
-}
-
-static const char *retry_kind_name(unsigned kind)
-{
-	return kind == FP_RETRY_TIMEOUT ? "timeout" : kind == FP_RETRY_CRASH ? "crash" : "task_error";
-}
-
-/*
- * "attempt 2 of 4", and why it is not run again when it had retries to
- * spare: what a failure's log line and message say of its attempts.
- */
-static void attempt_note(char *buf, size_t len, const struct fp_call *c,
-			 const struct fp_item *it, unsigned kind, unsigned hop, bool retry)
-{
-	unsigned retries = retries_at(c, hop);
-
-	if (retry || it->attempts > retries || !retries)
-		snprintf(buf, len, "attempt %u of %u%s", it->attempts, retries + 1,
-			 retry ? ", retrying" : "");
-	else if (it->emitted)
-		snprintf(buf, len, "attempt %u, not retried: its outputs were handed on already",
-			 it->attempts);
-	else
-		snprintf(buf, len, "attempt %u, not retried: retry_on has no %s", it->attempts,
-			 retry_kind_name(kind));
-}
-
-/*
- * An item ended, at stage `hop` of its chain (the tasks before it there
- * ran, and count as done).
- */
-static void item_deliver(fp_pool *p, struct fp_call *call, uint32_t index,
-			 fp_item_status status, const char *value, size_t len,
-			 const char *msg, pid_t pid, uint64_t duration_us, unsigned hop)
-{
-	struct fp_result r = {
-		.index = index,
-		.status = status,
-		.value = status == FP_ITEM_OK ? value : NULL,
-		.value_len = status == FP_ITEM_OK ? len : 0,
-		.message = status == FP_ITEM_OK ? NULL : msg,
-		.attempts = call->items[index].attempts,
-		.pid = pid,
-		.duration_us = duration_us,
-	};
-
-	p->done += hop;
-	if (status == FP_ITEM_OK) {
-		p->done++;
-	} else {
-		p->failed++;
-		if (status == FP_ITEM_CANCELLED)
-			p->ncancelled++;
-	}
-	call->ops->item_end(call, hop, &r);
-}
-
-void fp__deliver_failing(fp_pool *p)
-{
-	struct fp_queue *q = &p->failing;
-	struct fp_call *c, *next;
-
-	fp_timer_stop(&p->defer);
-	for (;;) {
-		struct fp_qent e;
-
-		/* Work gathered for the queues fails here too once the pool stops. */
-		if (p->root->feed_flush)
-			p->root->feed_flush(p->root);
-		if (!q->len)
-			break;
-		e = q->buf[q->head];
-		queue_pop(q);
-		for (uint32_t i = 0; i < e.count; i++)
-			item_deliver(p, e.call, e.first + i, e.status, NULL, 0, e.why, 0, 0, 0);
-	}
-	/* Calls with no items finish here too. */
-	for (c = p->calls; c; c = next) {
-		next = c->next;
-		if (c->n == 0)
-			fp__call_maybe_finish(c);
-	}
 }
 
 /* --- sending chunks ------------------------------------------------------ */
@@ -476,7 +247,7 @@ static void queue_take(fp_pool *p, size_t at, const struct fp_seg *segs, uint32_
 		e->count -= segs[s].count;
 		p->queue.items -= segs[s].count;
 		if (!e->count)
-			queue_remove(&p->queue, at);
+			fp__queue_remove(&p->queue, at);
 	}
 }
 
@@ -678,7 +449,7 @@ static void deadline_cb(fp_timer *t)
 		fp_timer_start(p->loop, t, ms < period ? ms : period, deadline_cb);
 		return;
 	}
-	item_name(name, sizeof(name), c, index, hop);
+	fp__item_name(name, sizeof(name), c, index, hop);
 	fp_log_warn(&p->log, "worker %u (pid %d): task %s ran past its %llu ms timeout; "
 		    "stopping it (%s)", w->slot, (int)w->pid, fp__item_task(c, hop),
 		    (unsigned long long)c->timeout_ms, name);
@@ -703,8 +474,6 @@ static pid_t answer_pid(const struct fp_worker *w)
 	return prog > 0 ? (pid_t)prog : w->pid;
 }
 
-static void requeue(fp_pool *p, struct fp_call *call, uint32_t first, uint32_t count);
-
 /*
  * A task answered with an error (its start counted). Retried when its call
  * asks for it: the item goes back to the head of the queue to run again
@@ -717,12 +486,12 @@ static void task_error_end(struct fp_worker *w, struct fp_call *call, uint32_t i
 	fp_pool *p = w->pool;
 	struct fp_item *it = &call->items[index];
 	bool retry = p->state == FP_POOL_RUNNING && !call->cancelled &&
-		     retry_wanted(call, it, FP_RETRY_TASK_ERROR, hop);
+		     fp__item_retry_wanted(call, it, FP_RETRY_TASK_ERROR, hop);
 	char name[160], note[128], *full = NULL;
 
-	attempt_note(note, sizeof(note), call, it, FP_RETRY_TASK_ERROR, hop, retry);
+	fp__item_attempt_note(note, sizeof(note), call, it, FP_RETRY_TASK_ERROR, hop, retry);
 	if (retry) {
-		item_name(name, sizeof(name), call, index, hop);
+		fp__item_name(name, sizeof(name), call, index, hop);
 		fp_log_info(&p->log, "worker %u (pid %d): task %s failed (%s, %s): %.200s",
 			    w->slot, (int)w->pid, fp__item_task(call, hop), name, note, msg);
 	}
@@ -730,15 +499,15 @@ static void task_error_end(struct fp_worker *w, struct fp_call *call, uint32_t i
 	if (call->ops->ran)
 		call->ops->ran(call, hops, retry ? 0 : hop, 1);
 	if (retry) {
-		requeue(p, call, index, 1);
+		fp__item_requeue(p, call, index, 1);
 		if (call->ops->requeued)
 			call->ops->requeued(call, 0);
 		return;
 	}
-	if ((it->attempts > 1 || retries_at(call, hop)) &&
+	if ((it->attempts > 1 || fp__item_retries(call, hop)) &&
 	    (full = malloc(strlen(msg) + strlen(note) + 4)))
 		sprintf(full, "%s (%s)", msg, note);
-	item_deliver(p, call, index, FP_ITEM_TASK_ERROR, NULL, 0, full ? full : msg,
+	fp__item_end(p, call, index, FP_ITEM_TASK_ERROR, NULL, 0, full ? full : msg,
 		     answer_pid(w), us, hop);
 	free(full);
 }
@@ -766,7 +535,7 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 	index = w->segs[w->seg].first + w->seg_acked++;
 	w->acked++;
 	/* It ran: its answer is the proof. */
-	count_start(&call->items[index]);
+	fp__item_started(&call->items[index]);
 	seg_end = w->seg_acked == w->segs[w->seg].count;
 	if (seg_end) {
 		const struct fp_seg *g = &w->segs[w->seg];
@@ -833,7 +602,7 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 				  call->items[index].attempts);
 	if (call->ops->ran)
 		call->ops->ran(call, hops, hop, 1);
-	item_deliver(p, call, index, status, payload, h->len, payload, answer_pid(w), us, hop);
+	fp__item_end(p, call, index, status, payload, h->len, payload, answer_pid(w), us, hop);
 }
 
 static void handle_emit(struct fp_worker *w, const struct fp_frame_header *h,
@@ -1039,16 +808,6 @@ void fp__resume_later(fp_pool *p)
 
 /* --- a worker has gone --------------------------------------------------- */
 
-static void requeue(fp_pool *p, struct fp_call *call, uint32_t first, uint32_t count)
-{
-	if (fp__queue_push(&p->queue, call, first, count, true) < 0) {
-		/* Out of memory for the queue: failing beats losing them. */
-		for (uint32_t i = 0; i < count; i++)
-			item_deliver(p, call, first + i, FP_ITEM_CRASH, NULL, 0,
-				     "could not requeue the item: out of memory", 0, 0, 0);
-	}
-}
-
 /*
  * Items [from, from + count) of `call` that a dead worker left unfinished
  * and that nothing blames: cancelled with their call or the pool, else run
@@ -1065,7 +824,7 @@ static void leftover(fp_pool *p, struct fp_worker *w, struct fp_call *call, uint
 	if (!count || cancel == requeue_pass)
 		return;
 	if (!cancel)
-		requeue(p, call, from, count);
+		fp__item_requeue(p, call, from, count);
 	else if (call->cancelled)
 		fp__fail_later(p, call, from, count, FP_ITEM_CANCELLED, "cancelled");
 	else
@@ -1082,7 +841,7 @@ struct exit_blame {
 	fp_item_status status;
 	bool retry;
 	char msg[512];             /* how it ended, for its result and the log */
-	char note[128];            /* its attempts (attempt_note()) */
+	char note[128];            /* its attempts (fp__item_attempt_note()) */
 };
 
 /*
@@ -1102,7 +861,7 @@ static void exit_blame(struct fp_worker *w, bool crashed, uint32_t fate, const c
 	b->call = fp__worker_item(w, cur, &b->run, &b->hop);
 	/* Started, blamed or not: a run killed for another call's cancel was one too. */
 	if (b->call)
-		count_start(&b->call->items[b->run]);
+		fp__item_started(&b->call->items[b->run]);
 	if (b->call && (b->call->cancelled || w->kill_reason == FP_KILL_SHUTDOWN ||
 			w->kill_reason == FP_KILL_CANCEL || p->state != FP_POOL_RUNNING))
 		b->call = NULL;
@@ -1120,7 +879,7 @@ static void exit_blame(struct fp_worker *w, bool crashed, uint32_t fate, const c
 		    fate ? (fp_item_status)fate : FP_ITEM_CRASH;
 	/* An exec program's bad line or oversized answer ended it too: a crash. */
 	b->kind = b->status == FP_ITEM_TIMEOUT ? FP_RETRY_TIMEOUT : FP_RETRY_CRASH;
-	b->retry = retry_wanted(b->call, &b->call->items[b->run], b->kind, b->hop);
+	b->retry = fp__item_retry_wanted(b->call, &b->call->items[b->run], b->kind, b->hop);
 }
 
 /* The items leave the worker's segments: their calls count them as waiting or ending. */
@@ -1166,8 +925,8 @@ static void exit_message(struct fp_worker *w, struct exit_blame *b, uint32_t fat
 	else
 		snprintf(b->msg, sizeof(b->msg), "worker pid %d %s while running task %s",
 			 (int)w->pid, how, task);
-	item_name(name, sizeof(name), c, b->run, b->hop);
-	attempt_note(b->note, sizeof(b->note), c, &c->items[b->run], b->kind, b->hop, b->retry);
+	fp__item_name(name, sizeof(name), c, b->run, b->hop);
+	fp__item_attempt_note(b->note, sizeof(b->note), c, &c->items[b->run], b->kind, b->hop, b->retry);
 	fp_log_warn(&p->log, "worker %u: %s (%s, %s)", w->slot, b->msg, name, b->note);
 	/* A task that crashes or overruns is not one to share a chunk. */
 	if (c->ops->hop_us)
@@ -1196,10 +955,10 @@ static void exit_requeue(struct fp_worker *w, const struct exit_blame *b)
 			if (call != b->call || run < from || run >= end) {
 				leftover(p, w, call, from, end - from, pass == 1);
 			} else if (pass == 1 && b->retry) {
-				requeue(p, call, from, end - from);
+				fp__item_requeue(p, call, from, end - from);
 			} else if (pass == 1) {
-				requeue(p, call, run + 1, end - run - 1);
-				requeue(p, call, from, run - from);
+				fp__item_requeue(p, call, run + 1, end - run - 1);
+				fp__item_requeue(p, call, from, run - from);
 			}
 		}
 	}
@@ -1261,11 +1020,11 @@ void fp__worker_account_exit(struct fp_worker *w)
 	w->nchunks = 0;
 	if (b.call && !b.retry) {
 		/* Which attempt, when it had retries to spend. */
-		if (b.call->items[b.run].attempts > 1 || retries_at(b.call, b.hop)) {
+		if (b.call->items[b.run].attempts > 1 || fp__item_retries(b.call, b.hop)) {
 			size_t l = strlen(b.msg);
 			snprintf(b.msg + l, sizeof(b.msg) - l, " (%s)", b.note);
 		}
-		item_deliver(p, b.call, b.run, b.status, NULL, 0, b.msg, answer_pid(w),
+		fp__item_end(p, b.call, b.run, b.status, NULL, 0, b.msg, answer_pid(w),
 			     (fp_now_ns() - atomic_load(&w->shm->started_ns)) / 1000u, b.hop);
 	}
 }

@@ -57,7 +57,7 @@
 
 #include "frame.h"
 #include "pool_impl.h"
-#include "worker.h"
+#include "worker_main.h"
 
 /* How long a program told to stop (stdin closed) gets before SIGKILL. */
 #define STOP_GRACE_MS 1000

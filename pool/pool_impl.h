@@ -39,7 +39,8 @@
 #include "log.h"
 #include "loop.h"
 #include "module.h"
-#include "worker.h"
+#include "queue.h"
+#include "worker_main.h"
 #include "zygote.h"
 
 /*
@@ -83,21 +84,6 @@ struct fp_seg {
 	uint64_t id0;              /* frame id of its first item (send_chunk) */
 	bool chunk_end;            /* the last segment of its chunk */
 	uint8_t hops;              /* its items' chain: tasks after the call's own (call.h) */
-};
-
-struct fp_qent {
-	struct fp_call *call;
-	uint32_t first, count;
-	/* Only in pool->failing: how these items end, and why. */
-	fp_item_status status;
-	const char *why;
-};
-
-/* A ring-buffer deque of queue entries. */
-struct fp_queue {
-	struct fp_qent *buf;
-	size_t head, len, cap;
-	uint64_t items;            /* sum of counts */
 };
 
 enum fp_kill_reason {
@@ -306,11 +292,6 @@ struct fp_pool {
 	uint64_t duration_sum_us;
 };
 
-static inline struct fp_qent *fp__queue_at(struct fp_queue *q, size_t i)
-{
-	return &q->buf[(q->head + i) % q->cap];
-}
-
 struct fp_pipe;
 
 /* chunk.c */
@@ -342,11 +323,7 @@ bool fp__worker_holds(const struct fp_worker *w, const struct fp_call *c);
 /* Whether every segment is of a task that has lately run quickly, none cancelled. */
 bool fp__chunk_quick(fp_pool *p, const struct fp_seg *segs, uint32_t n);
 
-/* dispatch.c */
-void fp__dispatch(fp_pool *p);
-int fp__queue_push(struct fp_queue *q, struct fp_call *call, uint32_t first,
-		   uint32_t count, bool front);
-void fp__queue_deinit(struct fp_queue *q);
+/* item.c: items that end without running, delivered from the loop */
 /* Move queued items (of one call, or all when call is NULL) to pool->failing. */
 void fp__queue_fail(fp_pool *p, struct fp_call *call, fp_item_status status,
 		    const char *why);
@@ -355,6 +332,9 @@ int fp__fail_later(fp_pool *p, struct fp_call *call, uint32_t first,
 		   uint32_t count, fp_item_status status, const char *why);
 /* Deliver everything in pool->failing now (the defer timer's work). */
 void fp__deliver_failing(fp_pool *p);
+
+/* dispatch.c */
+void fp__dispatch(fp_pool *p);
 void fp__worker_read_cb(fp_io *io, ssize_t res, const char *buf);
 void fp__worker_write_cb(fp_io *io, ssize_t res, const char *buf);
 void fp__worker_account_exit(struct fp_worker *w);

@@ -6,8 +6,8 @@
  * needs when the stream stops short: when a worker dies or overruns, the
  * master reads here which item it was running.
  */
-#ifndef FP_WORKER_H
-#define FP_WORKER_H
+#ifndef FP_WORKER_MAIN_H
+#define FP_WORKER_MAIN_H
 
 #include <stdatomic.h>
 #include <stddef.h>
@@ -20,7 +20,7 @@ struct fp_worker_shm {
 	_Atomic uint32_t hop;         /* in a chain (frame.h): which of its tasks runs */
 	/*
 	 * CLOCK_MONOTONIC when it started, or up to started_slack_ns before
-	 * (quick items are timed in runs: worker.c, struct clock_run); never
+	 * (quick items are timed in runs: worker_main.c, struct clock_run); never
 	 * after its start.
 	 */
 	_Atomic uint64_t started_ns;

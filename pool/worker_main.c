@@ -23,7 +23,7 @@
 #include <jansson.h>
 
 #include "frame.h"
-#include "worker.h"
+#include "worker_main.h"
 
 /* Send gathered results when this much is waiting... */
 #define OUT_FLUSH_BYTES (64u * 1024)
