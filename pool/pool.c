@@ -1,6 +1,6 @@
 /*
  * The embedding API: options, the pool's life, calls, blocking forms,
- * statistics. The machinery is in dispatch.c and spawn.c.
+ * statistics. The machinery is in dispatch.c and worker.c.
  */
 #include <errno.h>
 #include <stddef.h>

@@ -1,5 +1,7 @@
 /*
- * Worker processes from the master's side: fork, reap, kill, replace.
+ * Worker processes from the master's side: fork, ready, standby and
+ * recycling, kill, reap, replace (worker.h). Where a dead worker's items go
+ * is worker_exit.c's.
  *
  * A worker struct lives from fork until every one of these is true: the
  * process is reaped, its socket and log pipe reached their last callback,
@@ -61,13 +63,6 @@ static uint64_t next_rand(fp_pool *p)
 	p->rng ^= p->rng << 25;
 	p->rng ^= p->rng >> 27;
 	return p->rng * 2685821657736338717ull;
-}
-
-bool fp__worker_able(const struct fp_worker *w)
-{
-	return !w->reaped && !w->leaving &&
-	       (w->state == FP_WORKER_STARTING || w->state == FP_WORKER_IDLE ||
-		w->state == FP_WORKER_BUSY);
 }
 
 static void worker_unlink(fp_pool *p, struct fp_worker *w)
@@ -281,11 +276,6 @@ void fp__spawn_successor(struct fp_worker *w)
 	fp__spawn(p, w->slot);
 }
 
-bool fp__worker_standby(const struct fp_worker *w)
-{
-	return w->predecessor && fp__worker_able(w->predecessor);
-}
-
 /*
  * Whether w's successor should start now: once half of w's budget is given
  * out, or earlier when w runs through its tasks faster than a worker starts:
@@ -329,6 +319,48 @@ void fp__spawn_standby(struct fp_worker *w)
 	w->has_successor = true;
 	w->successor = s;
 	s->predecessor = w;
+}
+
+/*
+ * Recycling, all of it decided here. The master counts what it gives a
+ * worker against max_tasks_per_child: the chunk that spends the budget is
+ * its last, and its successor starts then (or took over as a standby).
+ * The worker counts too, and says so with FP_FRAME_RETIRE on its last
+ * answer (or when its RSS is over the limit, which only it can see).
+ */
+void fp__worker_gave(struct fp_worker *w, uint64_t tasks)
+{
+	w->tasks_dispatched += tasks;
+	if (w->tasks_limit && w->tasks_dispatched >= w->tasks_limit) {
+		/* Its last chunk: the successor takes over now, so capacity holds. */
+		w->leaving = true;
+		fp__spawn_successor(w);
+		/* The standby takes over: its own is due now if its budget is small. */
+		if (w->successor && w->successor->ready)
+			fp__spawn_standby(w->successor);
+	} else {
+		fp__spawn_standby(w);
+	}
+}
+
+void fp__worker_retiring(struct fp_worker *w)
+{
+	fp_pool *p = w->pool;
+
+	p->recycles++;
+	if (w->state != FP_WORKER_STOPPING)
+		w->state = FP_WORKER_RETIRING;
+	w->leaving = true;
+	/* One line per worker event: operators grep these for "recycled". */
+	if (w->tasks_limit && w->tasks_done >= w->tasks_limit)
+		fp_log_info(&p->log, "worker %u (pid %d) recycled: %llu tasks done (max %llu)",
+			    w->slot, (int)w->pid, (unsigned long long)w->tasks_done,
+			    (unsigned long long)w->tasks_limit);
+	else
+		fp_log_info(&p->log, "worker %u (pid %d) recycled: rss %zu MiB over the %zu MiB limit",
+			    w->slot, (int)w->pid, w->rss_kib / 1024,
+			    p->opts.max_rss_bytes >> 20);
+	fp__spawn_successor(w);
 }
 
 void fp__worker_ready(struct fp_worker *w)
