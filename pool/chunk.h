@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "forkpool.h"
 
@@ -72,6 +73,14 @@ struct fp_call *fp__worker_item(const struct fp_worker *w, uint64_t id, uint32_t
 				unsigned *hop);
 /* Whether w has an unanswered item of c. */
 bool fp__worker_holds(const struct fp_worker *w, const struct fp_call *c);
+/* chunk_frames.c */
+/*
+ * Write the chunk's frames (ids from `base` on) into w's buffer: iov[0], and
+ * iov[1] for one big argument sent from where it is. The iovec count, or
+ * -ENOMEM.
+ */
+int fp__chunk_encode(struct fp_worker *w, const struct fp_seg *segs, uint32_t nsegs,
+		     uint64_t base, struct iovec iov[2]);
 /* Whether every segment is of a task that has lately run quickly, none cancelled. */
 bool fp__chunk_quick(fp_pool *p, const struct fp_seg *segs, uint32_t n);
 

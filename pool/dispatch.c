@@ -18,9 +18,6 @@
 #include "mem.h"
 #include "pool_impl.h"
 
-/* A single argument larger than this is written from the call's memory. */
-#define COPY_ARGS_MAX (64u * 1024)
-
 /* --- results ------------------------------------------------------------- */
 
 const double fp_duration_bounds[FP_DURATION_BUCKETS] = {
@@ -49,137 +46,16 @@ static struct fp_worker *find_idle(fp_pool *p)
 	return NULL;
 }
 
-static char *put_task_header(char *dst, uint64_t id, const struct fp_call *call,
-			     uint32_t args_len, bool last)
-{
-	struct fp_frame_header h;
-
-	fp_frame_header_init(&h, FP_FRAME_TASK, id, call->name_len + 1 + args_len,
-			     call->ops->frame_flags | (last ? FP_FRAME_FLUSH : 0));
-	memcpy(dst, &h, sizeof(h));
-	dst += sizeof(h);
-	memcpy(dst, call->task, call->name_len + 1);
-	return dst + call->name_len + 1;
-}
-
 static void deadline_cb(fp_timer *t);
 
-/*
- * The worker's chunk buffer is kept from one chunk to the next: a fresh
- * mapping per chunk would be faulted in and zeroed again every time.
- */
-static int wbuf_reserve(struct fp_worker *w, size_t len)
-{
-	char *b;
-
-	if (len <= w->wcap)
-		return 0;
-	b = fp_mem_alloc(len);
-	if (!b)
-		return -ENOMEM;
-	fp_mem_free(w->wbuf);
-	w->wbuf = b;
-	w->wcap = len;
-	return 0;
-}
-
-/*
- * The name a segment's TASKS frame carries: its task's, or for a chain its
- * tasks' names, one after the other, NUL-separated, from call->task on.
- */
-static uint32_t seg_name_len(const struct fp_seg *g)
-{
-	return g->hops ? g->call->ops->chain_name_len(g->call, g->hops) : g->call->name_len;
-}
-
-/*
- * Whether a segment goes as one TASKS frame: two items or more, or a chain
- * (chunk.c made sure it fits), to a worker that reads them (an exec pool's
- * shim speaks per-item frames), within what the worker's reader takes.
- */
-static bool seg_packed(const fp_pool *p, const struct fp_seg *g, size_t args_total)
-{
-	return (g->count >= 2 || g->hops) && !p->exec && g->call->name_len > 0 &&
-	       fp_frame_tasks_len(g->count, seg_name_len(g), args_total) <= p->opts.max_payload;
-}
-
-static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t nsegs)
+/* w holds the segments just sent, after what it still has to answer; their tasks. */
+static uint64_t chunk_held(struct fp_worker *w, const struct fp_seg *segs, uint32_t nsegs,
+		       uint64_t base, uint32_t count)
 {
 	fp_pool *p = w->pool;
-	struct iovec iov[2];
-	uint64_t base = p->next_frame_id, id = base, timeout, tasks = 0;
-	size_t total = 0, i, args_total[FP_BATCH_MAX];
-	uint32_t s, count = 0;
-	int iovcnt = 1, err;
-	char *dst;
+	uint64_t id = base, tasks = 0;
+	uint32_t s;
 
-	for (s = 0; s < nsegs; s++) {
-		const struct fp_call *call = segs[s].call;
-
-		args_total[s] = 0;
-		for (i = 0; i < segs[s].count; i++)
-			args_total[s] += call->items[segs[s].first + i].args_len;
-		if (seg_packed(p, &segs[s], args_total[s]))
-			total += FP_FRAME_HEADER_SIZE +
-				 fp_frame_tasks_len(segs[s].count, seg_name_len(&segs[s]),
-						    args_total[s]);
-		else
-			total += segs[s].count * (FP_FRAME_HEADER_SIZE + call->name_len + 1) +
-				 args_total[s];
-		count += segs[s].count;
-	}
-
-	if (count == 1 && !segs[0].hops &&
-	    segs[0].call->items[segs[0].first].args_len > COPY_ARGS_MAX) {
-		/* One big argument: send it from where it is. */
-		struct fp_call *call = segs[0].call;
-		struct fp_item *it = &call->items[segs[0].first];
-		if (wbuf_reserve(w, FP_FRAME_HEADER_SIZE + call->name_len + 1))
-			return -ENOMEM;
-		dst = put_task_header(w->wbuf, base, call, it->args_len, true);
-		iov[0] = (struct iovec){ w->wbuf, (size_t)(dst - w->wbuf) };
-		iov[1] = (struct iovec){ (void *)it->args, it->args_len };
-		iovcnt = 2;
-	} else {
-		if (wbuf_reserve(w, total))
-			return -ENOMEM;
-		dst = w->wbuf;
-		for (s = 0; s < nsegs; s++) {
-			const struct fp_call *call = segs[s].call;
-
-			if (seg_packed(p, &segs[s], args_total[s])) {
-				uint32_t name_len = seg_name_len(&segs[s]);
-
-				dst = fp_frame_put_tasks(
-					dst, id, segs[s].count, call->task, name_len,
-					(uint32_t)fp_frame_tasks_len(segs[s].count, name_len,
-								     args_total[s]),
-					call->ops->frame_flags |
-						(s + 1 == nsegs ? FP_FRAME_FLUSH : 0),
-					segs[s].hops);
-				for (i = 0; i < segs[s].count; i++) {
-					struct fp_item *it = &call->items[segs[s].first + i];
-					dst = fp_frame_put_tasks_item(dst, it->args, it->args_len);
-				}
-				id += segs[s].count;
-				continue;
-			}
-			for (i = 0; i < segs[s].count; i++) {
-				struct fp_item *it = &call->items[segs[s].first + i];
-				dst = put_task_header(dst, id, call, it->args_len,
-						      id + 1 == base + count);
-				id++;
-				memcpy(dst, it->args, it->args_len);
-				dst += it->args_len;
-			}
-		}
-		iov[0] = (struct iovec){ w->wbuf, total };
-	}
-
-	err = fp_io_write(p->loop, &w->wio, w->fd, iov, iovcnt, fp__worker_write_cb);
-	if (err)
-		return err;
-	p->next_frame_id += count;
 	/* Answered segments of the chunk before go; the rest stay first in line. */
 	if (!w->call) {
 		w->nsegs = w->seg = w->seg_acked = 0;
@@ -193,7 +69,6 @@ static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t n
 		w->nsegs -= w->seg;
 		w->seg = 0;
 	}
-	id = base;
 	for (s = 0; s < nsegs; s++) {
 		struct fp_seg *g = &w->segs[w->nsegs + s];
 
@@ -208,6 +83,27 @@ static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t n
 	w->call = w->segs[w->seg].call;
 	w->count += count;
 	w->nchunks++;
+	return tasks;
+}
+
+static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t nsegs)
+{
+	fp_pool *p = w->pool;
+	struct iovec iov[2];
+	uint64_t base = p->next_frame_id, timeout, tasks;
+	uint32_t count = 0;
+	int iovcnt, err;
+
+	for (uint32_t s = 0; s < nsegs; s++)
+		count += segs[s].count;
+	iovcnt = fp__chunk_encode(w, segs, nsegs, base, iov);
+	if (iovcnt < 0)
+		return iovcnt;
+	err = fp_io_write(p->loop, &w->wio, w->fd, iov, iovcnt, fp__worker_write_cb);
+	if (err)
+		return err;
+	p->next_frame_id += count;
+	tasks = chunk_held(w, segs, nsegs, base, count);
 	if (w->nchunks == 1) {
 		w->mark_ns = fp_now_ns();
 		timeout = fp__chunk_timeout_ms(w);
