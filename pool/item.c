@@ -58,13 +58,6 @@ void fp__item_name(char *buf, size_t len, const struct fp_call *c, uint32_t inde
 	c->ops->name(c, index, hop, buf, len);
 }
 
-/* An item was started: its run counts, whatever comes of it. */
-void fp__item_started(struct fp_item *it)
-{
-	if (it->attempts < UINT16_MAX)
-		it->attempts++;
-}
-
 /*
  * The retries an item of c has at stage `hop` of its chain: none past the
  * first task (a chain's later tasks have none: call.h), whose args were a
@@ -111,36 +104,6 @@ void fp__item_attempt_note(char *buf, size_t len, const struct fp_call *c,
 	else
 		snprintf(buf, len, "attempt %u, not retried: retry_on has no %s", it->attempts,
 			 retry_kind_name(kind));
-}
-
-/*
- * An item ended, at stage `hop` of its chain (the tasks before it there
- * ran, and count as done).
- */
-void fp__item_end(fp_pool *p, struct fp_call *call, uint32_t index, fp_item_status status,
-		  const char *value, size_t len, const char *msg, pid_t pid,
-		  uint64_t duration_us, unsigned hop)
-{
-	struct fp_result r = {
-		.index = index,
-		.status = status,
-		.value = status == FP_ITEM_OK ? value : NULL,
-		.value_len = status == FP_ITEM_OK ? len : 0,
-		.message = status == FP_ITEM_OK ? NULL : msg,
-		.attempts = call->items[index].attempts,
-		.pid = pid,
-		.duration_us = duration_us,
-	};
-
-	p->done += hop;
-	if (status == FP_ITEM_OK) {
-		p->done++;
-	} else {
-		p->failed++;
-		if (status == FP_ITEM_CANCELLED)
-			p->ncancelled++;
-	}
-	call->ops->item_end(call, hop, &r);
 }
 
 void fp__deliver_failing(fp_pool *p)
