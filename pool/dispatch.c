@@ -15,7 +15,6 @@
 #include <sys/wait.h>
 
 #include "item.h"
-#include "mem.h"
 #include "pool_impl.h"
 
 /* --- results ------------------------------------------------------------- */
