@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-#include "worker.h"
+#include "worker_main.h"
 
 /* Where the kernel reports the process's arguments (/proc/PID/cmdline). */
 struct fp_title_area {

@@ -30,19 +30,17 @@ uint64_t fp__chunk_timeout_ms(const struct fp_worker *w)
  */
 static bool chain_fits(const fp_pool *p, const struct fp_qent *e, size_t k, unsigned hops)
 {
-	const struct fp_pipe_stage *s = e->call->stage;
-	size_t args = 0, names = 0;
+	size_t args = 0;
 
 	for (size_t i = 0; i < k; i++)
 		args += e->call->items[e->first + i].args_len;
-	for (unsigned j = 0; j <= hops; j++)
-		names += s[j].name_len + 1;
-	return k && fp_frame_tasks_len((uint32_t)k, names - 1, args) <= p->opts.max_payload;
+	return k && fp_frame_tasks_len((uint32_t)k, e->call->ops->chain_name_len(e->call, hops),
+				       args) <= p->opts.max_payload;
 }
 
 /*
- * How many items of entry e go to w now; *hops: the stages after a batch's
- * own that they run through in the same worker (pipeline.h, stage fusion).
+ * How many items of entry e go to w now; *hops: the tasks after the call's
+ * own that they run through in the same worker (a chain: call.h).
  */
 static size_t chunk_for(fp_pool *p, const struct fp_worker *w, const struct fp_qent *e,
 			unsigned *hops)
@@ -50,7 +48,7 @@ static size_t chunk_for(fp_pool *p, const struct fp_worker *w, const struct fp_q
 	size_t k = e->count, left;
 	const struct fp_call *c = e->call;
 
-	*hops = c->stage ? fp__pipe_hops(c) : 0;
+	*hops = c->ops->hops ? c->ops->hops(c) : 0;
 	if (k > c->chunksize)
 		k = c->chunksize;
 	if (w->tasks_limit) {
@@ -62,13 +60,13 @@ static size_t chunk_for(fp_pool *p, const struct fp_worker *w, const struct fp_q
 		if (k > left)
 			k = left;
 	}
-	if (!c->stage)
+	if (!c->ops->room)
 		return k;
-	left = fp__pipe_chunk_room(c, e->first, k, *hops);
+	left = c->ops->room(c, e->first, k, *hops);
 	if (!*hops || !left || chain_fits(p, e, left, *hops))
 		return left;
 	*hops = 0;
-	return fp__pipe_chunk_room(c, e->first, k, 0);
+	return c->ops->room(c, e->first, k, 0);
 }
 
 bool fp__task_us_sync(fp_pool *p)
@@ -143,8 +141,7 @@ static bool call_quick(fp_pool *p, const struct fp_call *c)
 {
 	const uint32_t *e = task_us_of(p, c);
 
-	/* A pipeline's batch is never joined: its stage counts its workers. */
-	return e && *e <= FP_BATCH_QUICK_US && !c->cancelled && !c->stage;
+	return e && *e <= FP_BATCH_QUICK_US && !c->cancelled && c->ops->joinable;
 }
 
 /*
@@ -167,7 +164,7 @@ static size_t batch_limit(fp_pool *p)
 
 /*
  * Cut w's chunk from the first entry that may run now (*at; the head unless
- * a pipeline stage ahead of it is held back): that entry's chunk as always,
+ * a call ahead of it is held back: its room is 0): that entry's chunk as always,
  * then, while the items so far and those of the next entries are of quick
  * tasks with small arguments, runs of the next entries in queue order.
  * Nothing is taken off the queue here; returns the number of segments, 0
@@ -249,27 +246,12 @@ struct fp_call *fp__worker_item(const struct fp_worker *w, uint64_t id, uint32_t
 	return NULL;
 }
 
-const char *fp__item_task(const struct fp_call *c, unsigned hop)
-{
-	return hop && c->stage ? c->stage[hop].task : c->task;
-}
-
 bool fp__worker_holds(const struct fp_worker *w, const struct fp_call *c)
 {
 	if (!w->call)
 		return false;
 	for (uint32_t s = w->seg; s < w->nsegs; s++)
 		if (w->segs[s].call == c)
-			return true;
-	return false;
-}
-
-bool fp__worker_holds_pipe(const struct fp_worker *w, const struct fp_pipe *pipe)
-{
-	if (!w->call)
-		return false;
-	for (uint32_t s = w->seg; s < w->nsegs; s++)
-		if (w->segs[s].call->stage && w->segs[s].call->stage->pipe == pipe)
 			return true;
 	return false;
 }

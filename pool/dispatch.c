@@ -1,8 +1,8 @@
 /*
  * Dispatch: one FIFO queue, chunks to idle workers (and, for quick work while
  * none is idle, a busy worker's next chunk ahead), cut from the first
- * entry that may run (the head, unless a pipeline stage is held back by its
- * worker cap or a full buffer after it); results back in item order; what a
+ * entry that may run (the head, unless its call holds it back: call.h's
+ * room); results back in item order; what a
  * dead worker leaves unfinished goes back to the head of the queue, except
  * the one item it was running, which fails (or is retried while it has
  * attempts left).
@@ -14,117 +14,8 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "mem.h"
+#include "item.h"
 #include "pool_impl.h"
-
-/* A single argument larger than this is written from the call's memory. */
-#define COPY_ARGS_MAX (64u * 1024)
-
-/* --- the queue ----------------------------------------------------------- */
-
-static int queue_grow(struct fp_queue *q)
-{
-	size_t cap = q->cap ? q->cap * 2 : 64, i;
-	struct fp_qent *buf = malloc(cap * sizeof(*buf));
-
-	if (!buf)
-		return -ENOMEM;
-	for (i = 0; i < q->len; i++)
-		buf[i] = q->buf[(q->head + i) % q->cap];
-	free(q->buf);
-	q->buf = buf;
-	q->cap = cap;
-	q->head = 0;
-	return 0;
-}
-
-static int queue_push_ent(struct fp_queue *q, const struct fp_qent *e, bool front)
-{
-	if (q->len == q->cap && queue_grow(q) < 0)
-		return -ENOMEM;
-	if (front) {
-		q->head = (q->head + q->cap - 1) % q->cap;
-		q->buf[q->head] = *e;
-	} else {
-		q->buf[(q->head + q->len) % q->cap] = *e;
-	}
-	q->len++;
-	q->items += e->count;
-	return 0;
-}
-
-int fp__queue_push(struct fp_queue *q, struct fp_call *call, uint32_t first,
-		   uint32_t count, bool front)
-{
-	struct fp_qent e = { .call = call, .first = first, .count = count };
-
-	if (!count)
-		return 0;
-	return queue_push_ent(q, &e, front);
-}
-
-static void queue_pop(struct fp_queue *q)
-{
-	q->items -= q->buf[q->head].count;
-	q->head = (q->head + 1) % q->cap;
-	q->len--;
-}
-
-/* Remove the (empty) entry at i, keeping the order of the rest. */
-static void queue_remove(struct fp_queue *q, size_t i)
-{
-	/* Move the i entries before it one place on: O(i), as finding it was. */
-	for (; i > 0; i--)
-		*fp__queue_at(q, i) = *fp__queue_at(q, i - 1);
-	q->head = (q->head + 1) % q->cap;
-	q->len--;
-}
-
-void fp__queue_deinit(struct fp_queue *q)
-{
-	free(q->buf);
-	memset(q, 0, sizeof(*q));
-}
-
-static void defer_cb(fp_timer *t)
-{
-	fp__deliver_failing(t->data);
-	/* A pipeline may have work to queue after its items failed. */
-	fp__dispatch(t->data);
-}
-
-int fp__fail_later(fp_pool *p, struct fp_call *call, uint32_t first,
-		   uint32_t count, fp_item_status status, const char *why)
-{
-	struct fp_qent e = { call, first, count, status, why };
-	int err = queue_push_ent(&p->failing, &e, false);
-
-	if (!err && !fp_timer_active(&p->defer))
-		err = fp_timer_start(p->loop, &p->defer, 0, defer_cb);
-	return err;
-}
-
-void fp__queue_fail(fp_pool *p, struct fp_call *call, fp_item_status status,
-		    const char *why)
-{
-	struct fp_queue *q = &p->queue;
-	size_t i, kept = 0, len = q->len;
-
-	/* Compact in place, keeping the order of what stays. */
-	for (i = 0; i < len; i++) {
-		struct fp_qent e = *fp__queue_at(q, i);
-		if (!call || e.call == call) {
-			/* Moving to another queue can only fail for memory; the
-			 * item would then be lost, so keep it queued instead. */
-			if (fp__fail_later(p, e.call, e.first, e.count, status, why) == 0) {
-				q->items -= e.count;
-				continue;
-			}
-		}
-		*fp__queue_at(q, kept++) = e;
-	}
-	q->len = kept;
-}
 
 /* --- results ------------------------------------------------------------- */
 
@@ -142,156 +33,6 @@ static void count_duration(fp_pool *p, uint64_t us)
 	p->duration_sum_us += us;
 }
 
-/* --- attempts and retries ------------------------------------------------ */
-
-/*
- * How log lines name an item: "item 3 of job 5f3a…" with the caller's label,
- * "item 3 of call 14" without; a pipeline's by its input and stage.
- */
-static void item_name(char *buf, size_t len, const struct fp_call *c, uint32_t index,
-		      unsigned hop)
-{
-	const char *label = c->stage ? c->stage->pipe->label : c->label;
-	char num[32];
-
-	if (!label) {
-		snprintf(num, sizeof(num), "call %llu", (unsigned long long)c->id);
-		label = num;
-	}
-	if (c->stage)
-		snprintf(buf, len, "item %u (stage %u) of %s", c->origin ? c->origin[index] : index,
-			 c->stage->index + hop, label);
-	else
-		snprintf(buf, len, "item %u of %s", index, label);
-}
-
-/* An item was started: its run counts, whatever comes of it. */
-static void count_start(struct fp_item *it)
-{
-	if (it->attempts < UINT16_MAX)
-		it->attempts++;
-}
-
-/*
- * The retries an item of c has at stage `hop` of its chain: none past the
- * first task (a chain's later stages have none: pipeline.h), whose args
- * were a value only the worker had.
- */
-static unsigned retries_at(const struct fp_call *c, unsigned hop)
-{
-	return hop ? 0 : c->retries;
-}
-
-/*
- * Whether an item of c that failed by `kind` (FP_RETRY_*) at stage `hop`,
- * its start counted, runs again: while it has been started at most
- * `retries` times, and not once it handed outputs on (they would be given
- * twice).
- */
-static bool retry_wanted(const struct fp_call *c, const struct fp_item *it, unsigned kind,
-			 unsigned hop)
-{
-	return (c->retry_on & kind) && !it->emitted && it->attempts <= retries_at(c, hop) &&
-	       it->attempts < UINT16_MAX;
-}
-
-static const char *retry_kind_name(unsigned kind)
-{
-	return kind == FP_RETRY_TIMEOUT ? "timeout" : kind == FP_RETRY_CRASH ? "crash" : "task_error";
-}
-
-/*
- * "attempt 2 of 4", and why it is not run again when it had retries to
- * spare: what a failure's log line and message say of its attempts.
- */
-static void attempt_note(char *buf, size_t len, const struct fp_call *c,
-			 const struct fp_item *it, unsigned kind, unsigned hop, bool retry)
-{
-	unsigned retries = retries_at(c, hop);
-
-	if (retry || it->attempts > retries || !retries)
-		snprintf(buf, len, "attempt %u of %u%s", it->attempts, retries + 1,
-			 retry ? ", retrying" : "");
-	else if (it->emitted)
-		snprintf(buf, len, "attempt %u, not retried: its outputs were handed on already",
-			 it->attempts);
-	else
-		snprintf(buf, len, "attempt %u, not retried: retry_on has no %s", it->attempts,
-			 retry_kind_name(kind));
-}
-
-/*
- * An item ended; a pipeline batch's at stage `hop` of its chain (the tasks
- * before it there ran, and count as done).
- */
-static void item_deliver(fp_pool *p, struct fp_call *call, uint32_t index,
-			 fp_item_status status, const char *value, size_t len,
-			 const char *msg, pid_t pid, uint64_t duration_us, unsigned hop)
-{
-	struct fp_result r = {
-		.index = index,
-		.status = status,
-		.value = status == FP_ITEM_OK ? value : NULL,
-		.value_len = status == FP_ITEM_OK ? len : 0,
-		.message = status == FP_ITEM_OK ? NULL : msg,
-		.attempts = call->items[index].attempts,
-		.pid = pid,
-		.duration_us = duration_us,
-	};
-
-	p->done += hop;
-	if (status == FP_ITEM_OK) {
-		p->done++;
-	} else {
-		p->failed++;
-		if (status == FP_ITEM_CANCELLED)
-			p->ncancelled++;
-	}
-	if (call->stage) {
-		/* Its outputs went to the pipeline already; this is its end. */
-		fp__pipe_item_end(call, index, hop, status, msg, pid, duration_us);
-		return;
-	}
-	call->finished++;
-	if (status == FP_ITEM_OK)
-		call->ok++;
-	else
-		call->failed++;
-	/* Its start first, if the loop has not told it yet. */
-	if (call->start.queued)
-		fp__start_tell(p, &call->start, false);
-	if (call->on_item)
-		call->on_item(p->root, call->id, &r, call->data);
-	fp__call_maybe_finish(call);
-}
-
-void fp__deliver_failing(fp_pool *p)
-{
-	struct fp_queue *q = &p->failing;
-	struct fp_call *c, *next;
-
-	fp_timer_stop(&p->defer);
-	for (;;) {
-		struct fp_qent e;
-
-		/* Outputs gathered for a pipeline fail here too once the pool stops. */
-		if (p->root->dirty)
-			fp__pipe_flush(p->root);
-		if (!q->len)
-			break;
-		e = q->buf[q->head];
-		queue_pop(q);
-		for (uint32_t i = 0; i < e.count; i++)
-			item_deliver(p, e.call, e.first + i, e.status, NULL, 0, e.why, 0, 0, 0);
-	}
-	/* Calls with no items finish here too. */
-	for (c = p->calls; c; c = next) {
-		next = c->next;
-		if (c->n == 0)
-			fp__call_maybe_finish(c);
-	}
-}
-
 /* --- sending chunks ------------------------------------------------------ */
 
 static struct fp_worker *find_idle(fp_pool *p)
@@ -299,148 +40,21 @@ static struct fp_worker *find_idle(fp_pool *p)
 	struct fp_worker *w;
 
 	for (w = p->workers; w; w = w->next)
-		if (w->state == FP_WORKER_IDLE && !w->leaving && !w->reaped &&
-		    !w->call && !fp_io_active(&w->wio) && !fp__worker_standby(w))
+		if (fp__worker_can_take(w))
 			return w;
 	return NULL;
 }
 
-static char *put_task_header(char *dst, uint64_t id, const struct fp_call *call,
-			     uint32_t args_len, bool last)
-{
-	struct fp_frame_header h;
-
-	fp_frame_header_init(&h, FP_FRAME_TASK, id, call->name_len + 1 + args_len,
-			     (call->stage ? FP_FRAME_STREAM : 0) | (last ? FP_FRAME_FLUSH : 0));
-	memcpy(dst, &h, sizeof(h));
-	dst += sizeof(h);
-	memcpy(dst, call->task, call->name_len + 1);
-	return dst + call->name_len + 1;
-}
-
 static void deadline_cb(fp_timer *t);
 
-/*
- * The worker's chunk buffer is kept from one chunk to the next: a fresh
- * mapping per chunk would be faulted in and zeroed again every time.
- */
-static int wbuf_reserve(struct fp_worker *w, size_t len)
-{
-	char *b;
-
-	if (len <= w->wcap)
-		return 0;
-	b = fp_mem_alloc(len);
-	if (!b)
-		return -ENOMEM;
-	fp_mem_free(w->wbuf);
-	w->wbuf = b;
-	w->wcap = len;
-	return 0;
-}
-
-/*
- * The name a segment's TASKS frame carries: its task's, or for a chain its
- * stages' names, which lie one after the other, NUL-separated, in the
- * pipeline's name block (pipeline.c).
- */
-static uint32_t seg_name_len(const struct fp_seg *g)
-{
-	uint32_t len = g->call->name_len;
-
-	for (unsigned j = 1; j <= g->hops; j++)
-		len += 1 + g->call->stage[j].name_len;
-	return len;
-}
-
-/*
- * Whether a segment goes as one TASKS frame: two items or more, or a chain
- * (chunk.c made sure it fits), to a worker that reads them (an exec pool's
- * shim speaks per-item frames), within what the worker's reader takes.
- */
-static bool seg_packed(const fp_pool *p, const struct fp_seg *g, size_t args_total)
-{
-	return (g->count >= 2 || g->hops) && !p->exec && g->call->name_len > 0 &&
-	       fp_frame_tasks_len(g->count, seg_name_len(g), args_total) <= p->opts.max_payload;
-}
-
-static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t nsegs)
+/* w holds the segments just sent, after what it still has to answer; their tasks. */
+static uint64_t chunk_held(struct fp_worker *w, const struct fp_seg *segs, uint32_t nsegs,
+		       uint64_t base, uint32_t count)
 {
 	fp_pool *p = w->pool;
-	struct iovec iov[2];
-	uint64_t base = p->next_frame_id, id = base, timeout, tasks = 0;
-	size_t total = 0, i, args_total[FP_BATCH_MAX];
-	uint32_t s, count = 0;
-	int iovcnt = 1, err;
-	char *dst;
+	uint64_t id = base, tasks = 0;
+	uint32_t s;
 
-	for (s = 0; s < nsegs; s++) {
-		const struct fp_call *call = segs[s].call;
-
-		args_total[s] = 0;
-		for (i = 0; i < segs[s].count; i++)
-			args_total[s] += call->items[segs[s].first + i].args_len;
-		if (seg_packed(p, &segs[s], args_total[s]))
-			total += FP_FRAME_HEADER_SIZE +
-				 fp_frame_tasks_len(segs[s].count, seg_name_len(&segs[s]),
-						    args_total[s]);
-		else
-			total += segs[s].count * (FP_FRAME_HEADER_SIZE + call->name_len + 1) +
-				 args_total[s];
-		count += segs[s].count;
-	}
-
-	if (count == 1 && !segs[0].hops &&
-	    segs[0].call->items[segs[0].first].args_len > COPY_ARGS_MAX) {
-		/* One big argument: send it from where it is. */
-		struct fp_call *call = segs[0].call;
-		struct fp_item *it = &call->items[segs[0].first];
-		if (wbuf_reserve(w, FP_FRAME_HEADER_SIZE + call->name_len + 1))
-			return -ENOMEM;
-		dst = put_task_header(w->wbuf, base, call, it->args_len, true);
-		iov[0] = (struct iovec){ w->wbuf, (size_t)(dst - w->wbuf) };
-		iov[1] = (struct iovec){ (void *)it->args, it->args_len };
-		iovcnt = 2;
-	} else {
-		if (wbuf_reserve(w, total))
-			return -ENOMEM;
-		dst = w->wbuf;
-		for (s = 0; s < nsegs; s++) {
-			const struct fp_call *call = segs[s].call;
-
-			if (seg_packed(p, &segs[s], args_total[s])) {
-				uint32_t name_len = seg_name_len(&segs[s]);
-
-				dst = fp_frame_put_tasks(
-					dst, id, segs[s].count, call->task, name_len,
-					(uint32_t)fp_frame_tasks_len(segs[s].count, name_len,
-								     args_total[s]),
-					(call->stage ? FP_FRAME_STREAM : 0) |
-						(s + 1 == nsegs ? FP_FRAME_FLUSH : 0),
-					segs[s].hops);
-				for (i = 0; i < segs[s].count; i++) {
-					struct fp_item *it = &call->items[segs[s].first + i];
-					dst = fp_frame_put_tasks_item(dst, it->args, it->args_len);
-				}
-				id += segs[s].count;
-				continue;
-			}
-			for (i = 0; i < segs[s].count; i++) {
-				struct fp_item *it = &call->items[segs[s].first + i];
-				dst = put_task_header(dst, id, call, it->args_len,
-						      id + 1 == base + count);
-				id++;
-				memcpy(dst, it->args, it->args_len);
-				dst += it->args_len;
-			}
-		}
-		iov[0] = (struct iovec){ w->wbuf, total };
-	}
-
-	err = fp_io_write(p->loop, &w->wio, w->fd, iov, iovcnt, fp__worker_write_cb);
-	if (err)
-		return err;
-	p->next_frame_id += count;
 	/* Answered segments of the chunk before go; the rest stay first in line. */
 	if (!w->call) {
 		w->nsegs = w->seg = w->seg_acked = 0;
@@ -454,32 +68,41 @@ static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t n
 		w->nsegs -= w->seg;
 		w->seg = 0;
 	}
-	id = base;
 	for (s = 0; s < nsegs; s++) {
-		struct fp_pipe_stage *st = segs[s].call->stage;
 		struct fp_seg *g = &w->segs[w->nsegs + s];
 
-		/* Handed to a worker: the call has started (attempts count at the item's start). */
-		if (st && !st->pipe->start.started)
-			fp__start_note(p, &st->pipe->start);
-		else if (!st && !segs[s].call->start.started)
-			fp__start_note(p, &segs[s].call->start);
+		segs[s].call->ops->sent(segs[s].call, p, segs[s].hops, segs[s].count);
 		*g = segs[s];
 		g->id0 = id;
 		g->chunk_end = s + 1 == nsegs;
 		id += segs[s].count;
-		/* A batch's chunk is its only segment (chunk.c): one worker more. */
-		if (st) {
-			st->nworkers++;
-			st->st.running += segs[s].count;
-			fp__pipe_chain_sent(segs[s].call, segs[s].hops, segs[s].count);
-		}
 		tasks += (uint64_t)segs[s].count * (1u + segs[s].hops);
 	}
 	w->nsegs += nsegs;
 	w->call = w->segs[w->seg].call;
 	w->count += count;
 	w->nchunks++;
+	return tasks;
+}
+
+static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t nsegs)
+{
+	fp_pool *p = w->pool;
+	struct iovec iov[2];
+	uint64_t base = p->next_frame_id, timeout, tasks;
+	uint32_t count = 0;
+	int iovcnt, err;
+
+	for (uint32_t s = 0; s < nsegs; s++)
+		count += segs[s].count;
+	iovcnt = fp__chunk_encode(w, segs, nsegs, base, iov);
+	if (iovcnt < 0)
+		return iovcnt;
+	err = fp_io_write(p->loop, &w->wio, w->fd, iov, iovcnt, fp__worker_write_cb);
+	if (err)
+		return err;
+	p->next_frame_id += count;
+	tasks = chunk_held(w, segs, nsegs, base, count);
 	if (w->nchunks == 1) {
 		w->mark_ns = fp_now_ns();
 		timeout = fp__chunk_timeout_ms(w);
@@ -495,17 +118,7 @@ static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t n
 		fp_timer_start(p->loop, &w->deadline, timeout, deadline_cb);
 	}
 	w->state = FP_WORKER_BUSY;
-	w->tasks_dispatched += tasks;
-	if (w->tasks_limit && w->tasks_dispatched >= w->tasks_limit) {
-		/* Its last chunk: the successor takes over now, so capacity holds. */
-		w->leaving = true;
-		fp__spawn_successor(w);
-		/* The standby takes over: its own is due now if its budget is small. */
-		if (w->successor && w->successor->ready)
-			fp__spawn_standby(w->successor);
-	} else {
-		fp__spawn_standby(w);
-	}
+	fp__worker_gave(w, tasks);
 	return 0;
 }
 
@@ -518,23 +131,17 @@ static void queue_take(fp_pool *p, size_t at, const struct fp_seg *segs, uint32_
 		e->count -= segs[s].count;
 		p->queue.items -= segs[s].count;
 		if (!e->count)
-			queue_remove(&p->queue, at);
+			fp__queue_remove(&p->queue, at);
 	}
 }
 
-/*
- * Whether segments may be held ahead, or have a chunk held behind them: not
- * those of a capped pipeline stage (a chunk waiting on a worker would hold
- * one of its few places) nor of a generator's stage (its worker may be
- * paused by back-pressure, and a chunk behind the paused item would wait
- * with it).
- */
+/* Whether segments may be held ahead, or have a chunk held behind them (call.h). */
 static bool segs_may_queue(const struct fp_seg *segs, uint32_t n)
 {
 	for (uint32_t s = 0; s < n; s++) {
-		const struct fp_pipe_stage *st = segs[s].call->stage;
+		const struct fp_call *c = segs[s].call;
 
-		if (st && (st->cap || st->generator))
+		if (c->ops->may_wait && !c->ops->may_wait(c))
 			return false;
 	}
 	return true;
@@ -550,9 +157,7 @@ static bool segs_may_queue(const struct fp_seg *segs, uint32_t n)
  */
 static bool may_prefetch(fp_pool *p, const struct fp_worker *w)
 {
-	return w->state == FP_WORKER_BUSY && w->call && w->nchunks == 1 && !w->leaving &&
-	       !w->reaped && !w->read_done && !w->paused && !w->rpause && !w->quit_sent &&
-	       w->kill_reason == FP_KILL_NONE && !fp_io_active(&w->wio) && !p->exec &&
+	return fp__worker_can_prefetch(w) && !p->exec &&
 	       fp__chunk_quick(p, w->segs + w->seg, w->nsegs - w->seg) &&
 	       segs_may_queue(w->segs + w->seg, w->nsegs - w->seg);
 }
@@ -580,26 +185,6 @@ static bool prefetch_fits(fp_pool *p, const struct fp_worker *w, const struct fp
 	return items <= FP_PREFETCH_ITEMS_MAX;
 }
 
-/*
- * A pipeline's stage ran items from this pool: room in the buffer before
- * it may let a paused worker go on, or a stage held back for that buffer
- * run, in this pool or, when stages run in exec pools, in another of the
- * family. Each is looked at again from the loop.
- */
-static void stage_taken(fp_pool *p)
-{
-	fp_pool *root = p->root;
-
-	if (p->npaused)
-		fp__resume_later(p);
-	for (unsigned i = 0; i < root->nchildren + 1u && root->nchildren; i++) {
-		fp_pool *q = i ? root->children[i - 1] : root;
-
-		if (q != p && (q->npaused || q->queue.len))
-			fp__resume_later(q);
-	}
-}
-
 static void dispatch_pool(fp_pool *p)
 {
 	struct fp_seg segs[FP_BATCH_MAX];
@@ -610,7 +195,7 @@ static void dispatch_pool(fp_pool *p)
 
 	if (p->state != FP_POOL_RUNNING)
 		return;
-	/* No worker will start to run them (spawn.c): they end now, saying why. */
+	/* No worker will start to run them (worker.c): they end now, saying why. */
 	if (p->unavailable && p->queue.len)
 		fp__queue_fail(p, NULL, FP_ITEM_START_FAILURE, p->start_error);
 	while (p->queue.len && (w = find_idle(p))) {
@@ -624,8 +209,8 @@ static void dispatch_pool(fp_pool *p)
 			fp__worker_kill(w, SIGKILL, FP_KILL_PROTOCOL);
 			continue;
 		}
-		if (segs[0].call->stage)
-			stage_taken(p);
+		if (segs[0].call->ops->taken)
+			segs[0].call->ops->taken(segs[0].call, p);
 		queue_take(p, at, segs, n);
 	}
 	/*
@@ -646,8 +231,8 @@ static void dispatch_pool(fp_pool *p)
 		if (!prefetch_fits(p, w, segs, n) || send_chunk(w, segs, n) < 0)
 			/* Not sent: it waits in the queue for a worker to come free. */
 			continue;
-		if (segs[0].call->stage)
-			stage_taken(p);
+		if (segs[0].call->ops->taken)
+			segs[0].call->ops->taken(segs[0].call, p);
 		queue_take(p, at, segs, n);
 	}
 }
@@ -659,12 +244,12 @@ void fp__dispatch(fp_pool *p)
 	if (p->state != FP_POOL_RUNNING)
 		return;
 	/*
-	 * Pipelines are the root's, and their batches may go to any pool of
-	 * the family (exec stages): queue what they gathered this turn, and
-	 * then the others get their share too.
+	 * What was gathered this turn (a pipeline's outputs: pipelines are
+	 * the root's) may go to any pool of the family (exec stages): queue
+	 * it, and then the others get their share too.
 	 */
-	if (root->dirty) {
-		fp__pipe_flush(root);
+	if (root->feed_flush) {
+		root->feed_flush(root);
 		for (unsigned i = 0; i < root->nchildren + 1u && root->nchildren; i++) {
 			fp_pool *q = i ? root->children[i - 1] : root;
 
@@ -746,7 +331,7 @@ static void deadline_cb(fp_timer *t)
 		fp_timer_start(p->loop, t, ms < period ? ms : period, deadline_cb);
 		return;
 	}
-	item_name(name, sizeof(name), c, index, hop);
+	fp__item_name(name, sizeof(name), c, index, hop);
 	fp_log_warn(&p->log, "worker %u (pid %d): task %s ran past its %llu ms timeout; "
 		    "stopping it (%s)", w->slot, (int)w->pid, fp__item_task(c, hop),
 		    (unsigned long long)c->timeout_ms, name);
@@ -763,16 +348,6 @@ static void worker_broken(struct fp_worker *w, const char *what, int err)
 	fp__worker_kill(w, SIGKILL, FP_KILL_PROTOCOL);
 }
 
-/* Who answered: an exec worker's program, else the worker itself. */
-static pid_t answer_pid(const struct fp_worker *w)
-{
-	int32_t prog = atomic_load_explicit(&w->shm->program_pid, memory_order_relaxed);
-
-	return prog > 0 ? (pid_t)prog : w->pid;
-}
-
-static void requeue(fp_pool *p, struct fp_call *call, uint32_t first, uint32_t count);
-
 /*
  * A task answered with an error (its start counted). Retried when its call
  * asks for it: the item goes back to the head of the queue to run again
@@ -785,33 +360,29 @@ static void task_error_end(struct fp_worker *w, struct fp_call *call, uint32_t i
 	fp_pool *p = w->pool;
 	struct fp_item *it = &call->items[index];
 	bool retry = p->state == FP_POOL_RUNNING && !call->cancelled &&
-		     retry_wanted(call, it, FP_RETRY_TASK_ERROR, hop);
+		     fp__item_retry_wanted(call, it, FP_RETRY_TASK_ERROR, hop);
 	char name[160], note[128], *full = NULL;
 
-	attempt_note(note, sizeof(note), call, it, FP_RETRY_TASK_ERROR, hop, retry);
+	fp__item_attempt_note(note, sizeof(note), call, it, FP_RETRY_TASK_ERROR, hop, retry);
 	if (retry) {
-		item_name(name, sizeof(name), call, index, hop);
+		fp__item_name(name, sizeof(name), call, index, hop);
 		fp_log_info(&p->log, "worker %u (pid %d): task %s failed (%s, %s): %.200s",
 			    w->slot, (int)w->pid, fp__item_task(call, hop), name, note, msg);
 	}
-	if (call->stage) {
-		/* Only now: while it runs, its output is not yet counted waiting. */
-		call->stage->st.running--;
-		/* A retry waits at the chain's first stage again; else it ends where it failed. */
-		if (hops)
-			fp__pipe_chain_ended(call, hops, retry ? 0 : hop, 1);
-	}
+	/* A retry waits at the chain's first stage again; else it ends where it failed. */
+	if (call->ops->ran)
+		call->ops->ran(call, hops, retry ? 0 : hop, 1);
 	if (retry) {
-		requeue(p, call, index, 1);
-		if (call->stage)
-			fp__pipe_note_waiting(call->stage, 0);
+		fp__item_requeue(p, call, index, 1);
+		if (call->ops->requeued)
+			call->ops->requeued(call, 0);
 		return;
 	}
-	if ((it->attempts > 1 || retries_at(call, hop)) &&
+	if ((it->attempts > 1 || fp__item_retries(call, hop)) &&
 	    (full = malloc(strlen(msg) + strlen(note) + 4)))
 		sprintf(full, "%s (%s)", msg, note);
-	item_deliver(p, call, index, FP_ITEM_TASK_ERROR, NULL, 0, full ? full : msg,
-		     answer_pid(w), us, hop);
+	fp__item_end(p, call, index, FP_ITEM_TASK_ERROR, NULL, 0, full ? full : msg,
+		     fp__worker_answer_pid(w), us, hop);
 	free(full);
 }
 
@@ -838,14 +409,13 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 	index = w->segs[w->seg].first + w->seg_acked++;
 	w->acked++;
 	/* It ran: its answer is the proof. */
-	count_start(&call->items[index]);
+	fp__item_started(&call->items[index]);
 	seg_end = w->seg_acked == w->segs[w->seg].count;
 	if (seg_end) {
 		const struct fp_seg *g = &w->segs[w->seg];
 
-		/* A batch's chunk is its only segment: its stage has one worker less. */
-		if (call->stage)
-			call->stage->nworkers--;
+		if (call->ops->seg_end)
+			call->ops->seg_end(call);
 		if (g->chunk_end)
 			w->nchunks--;
 		if (w->seg + 1 < w->nsegs) {
@@ -864,7 +434,7 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 	 * at once.
 	 */
 	if (hops && (seg_end || (h->flags >> FP_FRAME_US_SHIFT) / (hops + 1u) > FP_BATCH_QUICK_US))
-		fp__pipe_chain_us_record(call, hops, h->flags >> FP_FRAME_US_SHIFT);
+		call->ops->chain_us(call, hops, h->flags >> FP_FRAME_US_SHIFT);
 	else if (!hops)
 		fp__task_us_record(p, call, h->flags >> FP_FRAME_US_SHIFT);
 	if (h->rss_kib)
@@ -876,22 +446,8 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 			w->state = w->leaving ? FP_WORKER_RETIRING : FP_WORKER_IDLE;
 		}
 	}
-	if (h->flags & FP_FRAME_RETIRE) {
-		p->recycles++;
-		if (w->state != FP_WORKER_STOPPING)
-			w->state = FP_WORKER_RETIRING;
-		w->leaving = true;
-		/* One line per worker event: operators grep these for "recycled". */
-		if (w->tasks_limit && w->tasks_done >= w->tasks_limit)
-			fp_log_info(&p->log, "worker %u (pid %d) recycled: %llu tasks done (max %llu)",
-				    w->slot, (int)w->pid, (unsigned long long)w->tasks_done,
-				    (unsigned long long)w->tasks_limit);
-		else
-			fp_log_info(&p->log, "worker %u (pid %d) recycled: rss %zu MiB over the %zu MiB limit",
-				    w->slot, (int)w->pid, w->rss_kib / 1024,
-				    p->opts.max_rss_bytes >> 20);
-		fp__spawn_successor(w);
-	}
+	if (h->flags & FP_FRAME_RETIRE)
+		fp__worker_retiring(w);
 
 	status = h->type == FP_FRAME_RESULT ? FP_ITEM_OK : (fp_item_status)(h->flags & 0xff);
 	if (status == FP_ITEM_OK && h->type != FP_FRAME_RESULT)
@@ -900,17 +456,13 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 		task_error_end(w, call, index, hops, hop, payload, us);
 		return;
 	}
-	if (call->stage) {
-		/* A stage's RESULT carries its last output, unless it says it has none. */
-		if (status == FP_ITEM_OK && !(h->flags & FP_FRAME_NOVALUE))
-			fp__pipe_output(call, index, hop, payload, h->len, answer_pid(w),
-					call->items[index].attempts);
-		/* Only now: while it runs, its output is not yet counted waiting. */
-		call->stage->st.running--;
-		if (hops)
-			fp__pipe_chain_ended(call, hops, hop, 1);
-	}
-	item_deliver(p, call, index, status, payload, h->len, payload, answer_pid(w), us, hop);
+	/* A streamed RESULT carries its last output, unless it says it has none. */
+	if (call->ops->output && status == FP_ITEM_OK && !(h->flags & FP_FRAME_NOVALUE))
+		call->ops->output(call, index, hop, payload, h->len, fp__worker_answer_pid(w),
+				  call->items[index].attempts);
+	if (call->ops->ran)
+		call->ops->ran(call, hops, hop, 1);
+	fp__item_end(p, call, index, status, payload, h->len, payload, fp__worker_answer_pid(w), us, hop);
 }
 
 static void handle_emit(struct fp_worker *w, const struct fp_frame_header *h,
@@ -919,20 +471,18 @@ static void handle_emit(struct fp_worker *w, const struct fp_frame_header *h,
 	struct fp_call *call = w->call;
 	uint32_t index;
 
-	/* Outputs of the item it is running, and only in a pipeline. */
-	if (!call || !call->stage || h->id != w->segs[w->seg].id0 + w->seg_acked ||
+	/* Outputs of the item it is running, and only of a call that takes them. */
+	if (!call || !call->ops->emit || h->id != w->segs[w->seg].id0 + w->seg_acked ||
 	    h->hop > w->segs[w->seg].hops) {
 		worker_broken(w, "emitted an output for an item it is not running",
 			      FP_EPROTOCOL);
 		return;
 	}
-	/* A task that emits without being declared a generator is never fused again. */
-	call->stage[h->hop].emits = true;
 	index = w->segs[w->seg].first + w->seg_acked;
 	/* Handed on: a retry would hand them on twice. */
 	call->items[index].emitted = true;
 	/* It runs now; its start is counted when it ends. */
-	fp__pipe_output(call, index, h->hop, payload, h->len, answer_pid(w),
+	call->ops->emit(call, index, h->hop, payload, h->len, fp__worker_answer_pid(w),
 			call->items[index].attempts + 1u);
 }
 
@@ -988,8 +538,9 @@ static bool must_pause(struct fp_worker *w)
 	fp_pool *p = w->pool;
 	struct fp_worker *o;
 
-	if (!w->call || !w->call->stage || w->reaped || w->read_done ||
-	    w->kill_reason != FP_KILL_NONE || !fp__pipe_blocked(w->call, w->segs[w->seg].hops))
+	if (!w->call || !w->call->ops->blocked || w->reaped || w->read_done ||
+	    w->kill_reason != FP_KILL_NONE ||
+	    !w->call->ops->blocked(w->call, w->segs[w->seg].hops))
 		return false;
 	for (o = p->workers; o; o = o->next)
 		if (o != w && !o->paused && fp__worker_able(o))
@@ -1101,7 +652,8 @@ static void resume_cb(fp_timer *t)
 
 	for (w = p->workers; w && p->npaused; w = next) {
 		next = w->next;
-		if (w->paused && (!w->call || !fp__pipe_blocked(w->call, w->segs[w->seg].hops) ||
+		if (w->paused && (!w->call || !w->call->ops->blocked ||
+				  !w->call->ops->blocked(w->call, w->segs[w->seg].hops) ||
 				  w->reaped || w->kill_reason != FP_KILL_NONE))
 			fp__worker_resume(w);
 	}
@@ -1112,200 +664,4 @@ void fp__resume_later(fp_pool *p)
 {
 	if (!fp_timer_active(&p->resume))
 		fp_timer_start(p->loop, &p->resume, 0, resume_cb);
-}
-
-/* --- a worker has gone --------------------------------------------------- */
-
-static void requeue(fp_pool *p, struct fp_call *call, uint32_t first, uint32_t count)
-{
-	if (fp__queue_push(&p->queue, call, first, count, true) < 0) {
-		/* Out of memory for the queue: failing beats losing them. */
-		for (uint32_t i = 0; i < count; i++)
-			item_deliver(p, call, first + i, FP_ITEM_CRASH, NULL, 0,
-				     "could not requeue the item: out of memory", 0, 0, 0);
-	}
-}
-
-/*
- * Items [from, from + count) of `call` that a dead worker left unfinished
- * and that nothing blames: cancelled with their call or the pool, else run
- * again. `requeue` says which of the two this pass does, so that the caller
- * can fail in chunk order and requeue from the back (each push goes to the
- * head, so the queue ends up in chunk order).
- */
-static void leftover(fp_pool *p, struct fp_worker *w, struct fp_call *call, uint32_t from,
-		     uint32_t count, bool requeue_pass)
-{
-	bool cancel = call->cancelled || w->kill_reason == FP_KILL_SHUTDOWN ||
-		      p->state != FP_POOL_RUNNING;
-
-	if (!count || cancel == requeue_pass)
-		return;
-	if (!cancel)
-		requeue(p, call, from, count);
-	else if (call->cancelled)
-		fp__fail_later(p, call, from, count, FP_ITEM_CANCELLED, "cancelled");
-	else
-		fp__fail_later(p, call, from, count, FP_ITEM_CANCELLED,
-			       "cancelled: the pool shut down before the item finished");
-}
-
-void fp__worker_account_exit(struct fp_worker *w)
-{
-	fp_pool *p = w->pool;
-	struct fp_call *call, *blamed;
-	uint32_t run = 0, pass;
-	unsigned hop = 0, kind = 0;
-	uint64_t cur;
-	uint32_t fate;
-	fp_item_status status = FP_ITEM_CRASH;
-	char how[256], msg[512], name[160], note[128];
-	bool crashed, retry = false;
-
-	if (w->pid)
-		fp__describe_status(w->status, how, sizeof(how));
-	else
-		snprintf(how, sizeof(how), "was never forked");
-	/*
-	 * An exec worker that left because of its program says what happened
-	 * to the program: that, not the worker's exit, is the news.
-	 */
-	fate = atomic_load_explicit(&w->shm->fate_status, memory_order_acquire);
-	if (fate)
-		snprintf(how, sizeof(how), "%s", w->shm->fate);
-	crashed = w->kill_reason == FP_KILL_NONE && !w->quit_sent &&
-		  !(WIFEXITED(w->status) && WEXITSTATUS(w->status) == FP_WORKER_EXIT_OK);
-	if (crashed && w->ready)
-		p->crashes++;
-	if (w->kill_reason == FP_KILL_TIMEOUT)
-		p->timeouts++;
-
-	if (!w->call || w->acked >= w->count) {
-		if (crashed && w->ready)
-			fp_log_warn(&p->log, "worker %u (pid %d) %s between tasks",
-				    w->slot, (int)w->pid, how);
-		else
-			fp_log_debug(&p->log, "worker %u (pid %d) %s", w->slot, (int)w->pid, how);
-		w->call = NULL;
-		w->nchunks = 0;
-		return;
-	}
-
-	/*
-	 * The item the shared page names is to blame, unless its call was
-	 * cancelled, the pool is going, or it was killed for another call's
-	 * cancel (a chunk can hold several calls): those only end or go back.
-	 * In a chain, the page also says which stage's task it was in: the
-	 * item ends there, with no retry past the chain's first (fusion
-	 * leaves out stages with retries: pipeline.h).
-	 */
-	cur = atomic_load_explicit(&w->shm->current, memory_order_acquire);
-	blamed = fp__worker_item(w, cur, &run, &hop);
-	/* Started, blamed or not: a run killed for another call's cancel was one too. */
-	if (blamed)
-		count_start(&blamed->items[run]);
-	if (blamed && (blamed->cancelled || w->kill_reason == FP_KILL_SHUTDOWN ||
-		       w->kill_reason == FP_KILL_CANCEL || p->state != FP_POOL_RUNNING))
-		blamed = NULL;
-	if (!blamed && crashed && p->state == FP_POOL_RUNNING)
-		/*
-		 * It died between two items (told to quit, or killed from
-		 * outside at that moment): no item is to blame. Results it
-		 * had gathered but not sent are lost, so those run again.
-		 */
-		fp_log_warn(&p->log, "worker %u (pid %d) %s between tasks; "
-			    "requeueing %u items", w->slot, (int)w->pid, how, w->count - w->acked);
-	if (blamed) {
-		status = w->kill_reason == FP_KILL_TIMEOUT ? FP_ITEM_TIMEOUT :
-			 fate ? (fp_item_status)fate : FP_ITEM_CRASH;
-		/* An exec program's bad line or oversized answer ended it too: a crash. */
-		kind = status == FP_ITEM_TIMEOUT ? FP_RETRY_TIMEOUT : FP_RETRY_CRASH;
-		retry = retry_wanted(blamed, &blamed->items[run], kind, hop);
-	}
-
-	/* A pipeline stage's items leave its workers: they wait or end now. */
-	for (uint32_t k = w->seg; k < w->nsegs; k++) {
-		struct fp_seg *g = &w->segs[k];
-		uint32_t from = g->first + (k == w->seg ? w->seg_acked : 0);
-		uint32_t left = g->first + g->count - from, ends = 0;
-
-		if (!g->call->stage)
-			continue;
-		g->call->stage->nworkers--;
-		g->call->stage->st.running -= left;
-		if (!g->hops)
-			continue;
-		/* The blamed item ends where it died; the rest never ran their chain. */
-		if (g->call == blamed && !retry && run >= from && run < from + left)
-			ends = 1;
-		fp__pipe_chain_ended(g->call, g->hops, 0, left - ends);
-		if (ends)
-			fp__pipe_chain_ended(g->call, g->hops, hop, 1);
-	}
-	if (blamed) {
-		const char *task = fp__item_task(blamed, hop);
-
-		if (status == FP_ITEM_TIMEOUT && fate)
-			snprintf(msg, sizeof(msg), "task %s ran past its %llu ms timeout (%s)",
-				 task, (unsigned long long)blamed->timeout_ms, how);
-		else if (status == FP_ITEM_TIMEOUT)
-			snprintf(msg, sizeof(msg), "task %s ran past its %llu ms timeout (worker pid %d %s)",
-				 task, (unsigned long long)blamed->timeout_ms, (int)w->pid, how);
-		else if (fate)
-			snprintf(msg, sizeof(msg), "%s while running task %s", how, task);
-		else
-			snprintf(msg, sizeof(msg), "worker pid %d %s while running task %s",
-				 (int)w->pid, how, task);
-		item_name(name, sizeof(name), blamed, run, hop);
-		attempt_note(note, sizeof(note), blamed, &blamed->items[run], kind, hop, retry);
-		fp_log_warn(&p->log, "worker %u: %s (%s, %s)", w->slot, msg, name, note);
-		/* A task that crashes or overruns is not one to share a chunk. */
-		if (blamed->stage)
-			fp__task_ix_us_record(blamed->stage[hop].pool, blamed->reg_gen,
-					      blamed->stage[hop].task_ix, FP_FRAME_US_MAX);
-		else
-			fp__task_us_record(p, blamed, FP_FRAME_US_MAX);
-	}
-
-	/*
-	 * Pass 0 fails what ends with a cancel, in chunk order; pass 1 requeues
-	 * the rest from the back. The blamed item, with retries left, goes
-	 * back first in line with the rest of its segment behind it; without,
-	 * the rest of its segment and then what came before it run again.
-	 */
-	for (pass = 0; pass < 2; pass++) {
-		for (uint32_t k = 0; k < w->nsegs - w->seg; k++) {
-			struct fp_seg *g = &w->segs[pass ? w->nsegs - 1 - k : w->seg + k];
-			uint32_t from = g->first + (g == &w->segs[w->seg] ? w->seg_acked : 0);
-			uint32_t end = g->first + g->count;
-
-			call = g->call;
-			if (call != blamed || run < from || run >= end) {
-				leftover(p, w, call, from, end - from, pass == 1);
-			} else if (pass == 1 && retry) {
-				requeue(p, call, from, end - from);
-			} else if (pass == 1) {
-				requeue(p, call, run + 1, end - run - 1);
-				requeue(p, call, from, run - from);
-			}
-		}
-	}
-	for (uint32_t k = w->seg; k < w->nsegs; k++) {
-		struct fp_seg *g = &w->segs[k];
-
-		if (g->call->stage)
-			fp__pipe_note_waiting(g->call->stage,
-					      g->call == blamed && !retry ? 1 : 0);
-	}
-	w->call = NULL;
-	w->nchunks = 0;
-	if (blamed && !retry) {
-		/* Which attempt, when it had retries to spend. */
-		if (blamed->items[run].attempts > 1 || retries_at(blamed, hop)) {
-			size_t l = strlen(msg);
-			snprintf(msg + l, sizeof(msg) - l, " (%s)", note);
-		}
-		item_deliver(p, blamed, run, status, NULL, 0, msg, answer_pid(w),
-			     (fp_now_ns() - atomic_load(&w->shm->started_ns)) / 1000u, hop);
-	}
 }

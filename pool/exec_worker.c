@@ -29,7 +29,7 @@
  * it. SIGTERM is passed on to the whole group; when the shim exits, however
  * it ends (retired, told to quit, the program failed, SIGKILLed by the
  * master or anyone), the master SIGKILLs the group before it reaps the shim
- * (spawn.c): the group's id is the shim's pid, which its unreaped zombie
+ * (worker.c): the group's id is the shim's pid, which its unreaped zombie
  * keeps from being reused, so that kill can only reach this worker's
  * processes. PDEATHSIG alone reaches only the program. A program's own
  * children may hold its stdout open after it died, so its death is learnt
@@ -57,7 +57,7 @@
 
 #include "frame.h"
 #include "pool_impl.h"
-#include "worker.h"
+#include "worker_main.h"
 
 /* How long a program told to stop (stdin closed) gets before SIGKILL. */
 #define STOP_GRACE_MS 1000

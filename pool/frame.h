@@ -74,7 +74,7 @@
  * right after sending it. They also carry the task's run time (below).
  *
  * To stop a worker the master does not send a frame: it sets `quit` in the
- * worker's shared page (see worker.h), which the worker checks before each
+ * worker's shared page (see worker_main.h), which the worker checks before each
  * task, and shuts down its side of the socket so an idle worker wakes up.
  * A worker writes several results in one send when tasks are quick; the
  * shared page, not the frame stream, tells the master which item is running.

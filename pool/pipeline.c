@@ -38,7 +38,7 @@ static const struct fp_pipe_stage *next_stage(const struct fp_pipe_stage *s)
 
 size_t fp__pipe_chunk_room(const struct fp_call *b, uint32_t first, size_t want, unsigned hops)
 {
-	const struct fp_pipe_stage *s = b->stage, *last, *nx;
+	const struct fp_pipe_stage *s = fp__batch(b)->stage, *last, *nx;
 	uint64_t used;
 
 	if (s->cap && s->nworkers >= s->cap)
@@ -75,7 +75,7 @@ size_t fp__pipe_chunk_room(const struct fp_call *b, uint32_t first, size_t want,
 
 bool fp__pipe_blocked(const struct fp_call *b, unsigned hops)
 {
-	const struct fp_pipe_stage *nx = next_stage(b->stage + hops);
+	const struct fp_pipe_stage *nx = next_stage(fp__batch(b)->stage + hops);
 
 	return nx && waiting(nx) >= nx->buffer;
 }
@@ -98,7 +98,7 @@ static bool chain_link(const struct fp_pipe_stage *k, const struct fp_pipe_stage
 
 unsigned fp__pipe_hops(const struct fp_call *b)
 {
-	const struct fp_pipe_stage *s = b->stage;
+	const struct fp_pipe_stage *s = fp__batch(b)->stage;
 	const struct fp_pipe *pipe = s->pipe;
 	unsigned h = 0;
 
@@ -114,7 +114,7 @@ unsigned fp__pipe_hops(const struct fp_call *b)
 void fp__pipe_chain_sent(struct fp_call *b, unsigned hops, uint32_t count)
 {
 	for (unsigned j = 1; j <= hops; j++) {
-		struct fp_pipe_stage *s = b->stage + j;
+		struct fp_pipe_stage *s = fp__batch(b)->stage + j;
 
 		s->st.in += count;
 		s->st.running += count;
@@ -124,7 +124,7 @@ void fp__pipe_chain_sent(struct fp_call *b, unsigned hops, uint32_t count)
 void fp__pipe_chain_ended(struct fp_call *b, unsigned hops, unsigned hop, uint32_t count)
 {
 	for (unsigned j = 0; j <= hops; j++) {
-		struct fp_pipe_stage *s = b->stage + j;
+		struct fp_pipe_stage *s = fp__batch(b)->stage + j;
 
 		if (j < hop) {
 			/* Passed through: one output, handed on inside the worker. */
@@ -143,7 +143,7 @@ void fp__pipe_chain_ended(struct fp_call *b, unsigned hops, unsigned hop, uint32
 
 void fp__pipe_chain_us_record(struct fp_call *b, unsigned hops, uint64_t us)
 {
-	const struct fp_pipe_stage *s = b->stage;
+	const struct fp_pipe_stage *s = fp__batch(b)->stage;
 
 	for (unsigned j = 0; j <= hops; j++)
 		fp__task_ix_us_record(s[j].pool, s->pipe->reg_gen, s[j].task_ix, us / (hops + 1));
@@ -196,6 +196,8 @@ static void pipe_free(struct fp_pipe *pipe)
 			break;
 		}
 	}
+	if (!p->dirty)
+		p->feed_flush = NULL;
 	if (pipe->prev)
 		pipe->prev->next = pipe->next;
 	else if (p->pipes == pipe)
@@ -376,7 +378,7 @@ static int inputs_init(fp_pool *p, struct fp_pipe *pipe, const struct fp_buf *it
 		off += items[i].len;
 	}
 	b->n = n;
-	b->closed = true;
+	fp__batch(b)->closed = true;
 	per = fp__default_chunksize(s0->pool, n);
 	b->chunksize = per < s0->chunk ? per : s0->chunk;
 	s0->st.in = n;
@@ -490,6 +492,18 @@ err_free:
 
 /* --- cancel and statistics ----------------------------------------------- */
 
+/* Whether w has an unanswered item of a batch of pipe. */
+static bool worker_holds_pipe(const struct fp_worker *w, const struct fp_pipe *pipe)
+{
+	if (!w->call)
+		return false;
+	for (uint32_t s = w->seg; s < w->nsegs; s++)
+		if (w->segs[s].call->ops == &fp__batch_ops &&
+		    fp__batch(w->segs[s].call)->stage->pipe == pipe)
+			return true;
+	return false;
+}
+
 static struct fp_pipe *pipe_find(fp_pool *p, uint64_t id)
 {
 	struct fp_pipe *pipe;
@@ -521,7 +535,7 @@ int fp__pipe_cancel(fp_pool *p, uint64_t id)
 		fp_pool *q = i ? p->children[i - 1] : p;
 
 		for (w = q->workers; w; w = w->next)
-			if (!w->reaped && fp__worker_holds_pipe(w, pipe))
+			if (!w->reaped && worker_holds_pipe(w, pipe))
 				fp__worker_kill(w, SIGKILL, FP_KILL_CANCEL);
 	}
 	/* Nothing owed (e.g. no inputs): end it from the loop. */

@@ -47,22 +47,23 @@ int fp__stage_work_submit(fp_pool *p, const char *task, struct fp_call *b,
 struct fp_call *fp__batch_new(struct fp_pipe *pipe, struct fp_pipe_stage *s,
 			      size_t items, size_t bytes, bool with_origin)
 {
-	struct fp_call *b = calloc(1, sizeof(*b));
+	struct fp_batch *batch = calloc(1, sizeof(*batch));
+	struct fp_call *b = batch ? &batch->call : NULL;
 
 	if (!b)
 		return NULL;
 	b->items = fp_mem_alloc((items ? items : 1) * sizeof(*b->items));
 	b->arena = fp_mem_alloc(bytes ? bytes : 1);
-	b->origin = with_origin ? fp_mem_alloc((items ? items : 1) * sizeof(*b->origin)) : NULL;
-	if (!b->items || !b->arena || (with_origin && !b->origin)) {
+	fp__batch(b)->origin = with_origin ? fp_mem_alloc((items ? items : 1) * sizeof(*fp__batch(b)->origin)) : NULL;
+	if (!b->items || !b->arena || (with_origin && !fp__batch(b)->origin)) {
 		fp_mem_free(b->items);
 		fp_mem_free(b->arena);
-		fp_mem_free(b->origin);
-		free(b);
+		fp_mem_free(fp__batch(b)->origin);
+		free(batch);
 		return NULL;
 	}
-	b->items_cap = items;
-	b->arena_cap = bytes;
+	fp__batch(b)->items_cap = items;
+	fp__batch(b)->arena_cap = bytes;
 	b->id = pipe->id;
 	/* The pool whose queue holds it: items fail and are requeued there. */
 	b->pool = s->pool;
@@ -74,7 +75,8 @@ struct fp_call *fp__batch_new(struct fp_pipe *pipe, struct fp_pipe_stage *s,
 	b->retries = s->retries;
 	b->retry_on = s->retry_on;
 	b->chunksize = 1;
-	b->stage = s;
+	fp__batch(b)->stage = s;
+	b->ops = &fp__batch_ops;
 	b->cancelled = pipe->cancelled;
 	b->next = pipe->batches;
 	if (pipe->batches)
@@ -93,15 +95,15 @@ void fp__batch_free(struct fp_pipe *pipe, struct fp_call *b)
 		b->next->prev = b->prev;
 	fp_mem_free(b->items);
 	fp_mem_free(b->arena);
-	fp_mem_free(b->origin);
-	free(b);
+	fp_mem_free(fp__batch(b)->origin);
+	free(fp__batch(b));
 }
 
 /* Double what has to grow for one more item of `len` bytes; -ENOMEM. */
 static int batch_grow(struct fp_call *b, size_t len)
 {
-	if (b->n == b->items_cap) {
-		size_t cap = b->items_cap * 2;
+	if (b->n == fp__batch(b)->items_cap) {
+		size_t cap = fp__batch(b)->items_cap * 2;
 		struct fp_item *items = fp_mem_alloc(cap * sizeof(*items));
 		uint32_t *origin = fp_mem_alloc(cap * sizeof(*origin));
 
@@ -111,26 +113,26 @@ static int batch_grow(struct fp_call *b, size_t len)
 			return -ENOMEM;
 		}
 		memcpy(items, b->items, b->n * sizeof(*items));
-		memcpy(origin, b->origin, b->n * sizeof(*origin));
+		memcpy(origin, fp__batch(b)->origin, b->n * sizeof(*origin));
 		fp_mem_free(b->items);
-		fp_mem_free(b->origin);
+		fp_mem_free(fp__batch(b)->origin);
 		b->items = items;
-		b->origin = origin;
-		b->items_cap = cap;
+		fp__batch(b)->origin = origin;
+		fp__batch(b)->items_cap = cap;
 	}
-	if (b->arena_cap - b->arena_len < len) {
-		size_t cap = b->arena_cap * 2;
+	if (fp__batch(b)->arena_cap - fp__batch(b)->arena_len < len) {
+		size_t cap = fp__batch(b)->arena_cap * 2;
 		char *arena;
 
-		while (cap - b->arena_len < len)
+		while (cap - fp__batch(b)->arena_len < len)
 			cap *= 2;
 		arena = fp_mem_alloc(cap);
 		if (!arena)
 			return -ENOMEM;
-		memcpy(arena, b->arena, b->arena_len);
+		memcpy(arena, b->arena, fp__batch(b)->arena_len);
 		fp_mem_free(b->arena);
 		b->arena = arena;
-		b->arena_cap = cap;
+		fp__batch(b)->arena_cap = cap;
 	}
 	return 0;
 }
@@ -144,6 +146,7 @@ static void mark_dirty(struct fp_pipe *pipe)
 	pipe->dirty = true;
 	pipe->dirty_next = p->dirty;
 	p->dirty = pipe;
+	p->feed_flush = fp__pipe_flush;
 }
 
 void fp__pipe_note_waiting(struct fp_pipe_stage *s, uint64_t ending)
@@ -174,9 +177,9 @@ static void stage_add(struct fp_pipe *pipe, struct fp_pipe_stage *s, uint32_t or
 		goto oom;
 	/* Where args will point is known once the arena stops moving: at close. */
 	b->items[b->n] = (struct fp_item){ .args = NULL, .args_len = (uint32_t)len };
-	b->origin[b->n] = origin;
-	memcpy(b->arena + b->arena_len, value, len);
-	b->arena_len += len;
+	fp__batch(b)->origin[b->n] = origin;
+	memcpy(b->arena + fp__batch(b)->arena_len, value, len);
+	fp__batch(b)->arena_len += len;
 	b->n++;
 	s->st.in++;
 	pipe->live++;
@@ -199,7 +202,7 @@ static void stage_close(struct fp_pipe *pipe, struct fp_pipe_stage *s)
 	if (!b)
 		return;
 	s->open = NULL;
-	b->closed = true;
+	fp__batch(b)->closed = true;
 	for (i = 0; i < b->n; i++) {
 		b->items[i].args = b->arena + off;
 		off += b->items[i].args_len;
@@ -233,6 +236,7 @@ void fp__pipe_flush(fp_pool *p)
 		for (i = 1; i < pipe->nstages + (pipe->reduce ? 1u : 0u); i++)
 			stage_close(pipe, &pipe->stages[i]);
 	}
+	p->feed_flush = NULL;
 }
 
 /* --- reduce -------------------------------------------------------------- */
@@ -289,9 +293,9 @@ void fp__reduce_close(struct fp_pipe *pipe)
 void fp__pipe_output(struct fp_call *b, uint32_t index, unsigned hop, const char *value,
 		     size_t len, pid_t pid, unsigned attempts)
 {
-	struct fp_pipe_stage *s = b->stage + hop;
+	struct fp_pipe_stage *s = fp__batch(b)->stage + hop;
 	struct fp_pipe *pipe = s->pipe;
-	uint32_t origin = b->origin ? b->origin[index] : index;
+	uint32_t origin = fp__batch(b)->origin ? fp__batch(b)->origin[index] : index;
 
 	s->st.out++;
 	if (s == pipe->reduce) {
@@ -313,9 +317,9 @@ void fp__pipe_output(struct fp_call *b, uint32_t index, unsigned hop, const char
 void fp__pipe_item_end(struct fp_call *b, uint32_t index, unsigned hop,
 		       fp_item_status status, const char *msg, pid_t pid, uint64_t duration_us)
 {
-	struct fp_pipe_stage *s = b->stage + hop;
+	struct fp_pipe_stage *s = fp__batch(b)->stage + hop;
 	struct fp_pipe *pipe = s->pipe;
-	uint32_t origin = b->origin ? b->origin[index] : index;
+	uint32_t origin = fp__batch(b)->origin ? fp__batch(b)->origin[index] : index;
 
 	s->st.done++;
 	pipe->live--;
@@ -327,7 +331,7 @@ void fp__pipe_item_end(struct fp_call *b, uint32_t index, unsigned hop,
 		fp__pipe_result(pipe, origin, s->index, status, NULL, 0, msg, pid,
 				b->items[index].attempts, duration_us);
 	}
-	if (b->closed && b->finished == b->n)
+	if (fp__batch(b)->closed && b->finished == b->n)
 		fp__batch_free(pipe, b);
 	fp__order_end(pipe, origin);
 	fp__pipe_check_end(pipe);

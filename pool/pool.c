@@ -1,6 +1,6 @@
 /*
  * The embedding API: options, the pool's life, calls, blocking forms,
- * statistics. The machinery is in dispatch.c and spawn.c.
+ * statistics. The machinery is in dispatch.c and worker.c.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "mem.h"
+#include "pipeline.h"
 #include "pool_impl.h"
 
 #define DEFAULT_TIMEOUT_MS 60000
@@ -680,6 +681,7 @@ static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 	}
 	c->id = p->root->next_call_id++;
 	c->pool = p;
+	c->ops = &fp__call_ops;
 	/* An exec task has no duration record: its calls are never joined. */
 	c->task_ix = t ? (uint32_t)(t - p->reg.tasks) : UINT32_MAX;
 	c->reg_gen = p->reg_gen;

@@ -1,851 +1,743 @@
 /*
- * The worker side: read TASK frames, run each task, answer with one RESULT or
- * ERROR frame per item. Plain blocking I/O: a worker does one thing at a time.
+ * Worker processes from the master's side: fork, ready, standby and
+ * recycling, kill, reap, replace (worker.h). Where a dead worker's items go
+ * is worker_exit.c's.
  *
- * Results of quick tasks are gathered and sent together (one send, their
- * RESULTs packed into one RESULTS frame: see send_frames()), at the latest
- * when a chunk ends (FP_FRAME_FLUSH: the master may have sent the next chunk
- * already); a slow task's result goes out at once.
- * The master learns which item
- * is running from the shared page, so gathering never blurs which item a
- * crash belongs to.
+ * A worker struct lives from fork until every one of these is true: the
+ * process is reaped, its socket and log pipe reached their last callback,
+ * and its unfinished items were accounted for. Kills go only to processes
+ * not yet reaped, so a pid can never have been reused under us.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
-#include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
-#include <jansson.h>
+#include "child.h"
+#include "mem.h"
+#include "pool_impl.h"
 
-#include "frame.h"
-#include "worker.h"
+/* After a worker is reaped, how long to wait for the rest of its output. */
+#define DRAIN_MS 1000
+/* Crash-storm backoff: 100 ms, doubling, capped. */
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 30000
 
-/* Send gathered results when this much is waiting... */
-#define OUT_FLUSH_BYTES (64u * 1024)
-/* ...or the oldest has waited this long... */
-#define OUT_FLUSH_AGE_NS (1000u * 1000)
-/* ...or the task that produced one took longer than this. */
-#define QUICK_TASK_NS (50u * 1000)
-/* Quick items timed together by one clock read, at most (see struct clock_run). */
-#define RUN_MAX 8
+static void worker_log_cb(fp_io *io, ssize_t res, const char *buf);
 
-struct out_buf {
-	char *data;
-	size_t len, cap;
-	uint64_t oldest_ns;     /* when the first unsent frame was added */
-	char *packed;           /* what goes out instead: RESULTs packed (send_frames) */
-	size_t packed_cap;
-	size_t pack_max;        /* a RESULTS frame's payload at most: the master's limit */
-};
+/* --- in the child, forked by the master itself ---------------------------- */
+
+static _Noreturn void child_main(fp_pool *p, struct fp_worker *w, int fd, int log_wr)
+{
+	struct fp_child c = {
+		.master_pid = p->master_pid,
+		.log_fd = log_wr,
+		.args = {
+			.registry = &p->reg,
+			.fd = fd,
+			.shm = w->shm,
+			.slot = w->slot,
+			.generation = w->generation,
+			.task_limit = w->tasks_limit,
+			.max_rss_bytes = p->opts.max_rss_bytes,
+			.max_payload = p->opts.max_payload,
+			.exec = p->exec,
+		},
+	};
+
+	fp__child_worker(&c);
+}
+
+/* --- in the master ------------------------------------------------------- */
+
+static uint64_t next_rand(fp_pool *p)
+{
+	/* xorshift64*: spreading retirements needs no better randomness. */
+	p->rng ^= p->rng >> 12;
+	p->rng ^= p->rng << 25;
+	p->rng ^= p->rng >> 27;
+	return p->rng * 2685821657736338717ull;
+}
+
+static void worker_unlink(fp_pool *p, struct fp_worker *w)
+{
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		p->workers = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	p->nworkers--;
+}
+
+void fp__worker_maybe_free(struct fp_worker *w)
+{
+	fp_pool *p = w->pool;
+
+	/* w->zygote: its zygote's list of requests still holds it. */
+	if (!w->reaped || !w->accounted || w->zygote || fp_io_active(&w->rio) ||
+	    fp_io_active(&w->wio) || fp_io_active(&w->lio))
+		return;
+	fp_timer_stop(&w->deadline);
+	fp_timer_stop(&w->drain);
+	if (w->fd >= 0)
+		close(w->fd);
+	if (w->log_fd >= 0)
+		close(w->log_fd);
+	fp_frame_reader_deinit(&w->reader);
+	if (w->shm)
+		munmap(w->shm, sizeof(*w->shm));
+	fp_mem_free(w->wbuf);
+	if (w->successor)
+		w->successor->predecessor = NULL;
+	if (w->predecessor)
+		w->predecessor->successor = NULL;
+	worker_unlink(p, w);
+	free(w);
+	fp__pool_check_stopped(p);
+}
+
+void fp__pool_check_stopped(fp_pool *p)
+{
+	if (p->state == FP_POOL_STOPPING && !fp__family_has_workers(p->root) &&
+	    !fp__family_has_zygotes(p->root))
+		fp_loop_stop(p->loop);
+}
 
 /*
- * Items timed together. A precise clock read costs about as much as a
- * trivial task in a VM (kvm-clock: 50-100 ns), so quick items are timed in
- * runs: one precise read when a run ends, each item of it given the run's
- * average as its run time. A run ends after RUN_MAX items, at a chunk's end,
- * and as soon as the coarse clock (a few ns to read) ticks: so no run spans
- * more than one tick, and an item that starts a tick or more after the run
- * began ends it. The shared page's started_ns is the run's start: at most
- * one tick (started_slack_ns) before the item's own start, and never after
- * it; the master adds that slack to a timeout, so none fires early.
+ * The page shared with the worker: a memfd, so that the zygote, forked long
+ * before this page was made, can map it for the worker too.
  */
-struct clock_run {
-	uint64_t start_ns;      /* precise: when its first item started */
-	uint64_t coarse_ns;     /* the coarse clock then */
-	size_t at[RUN_MAX];     /* its items' end frames in out */
-	unsigned n;
-};
-
-struct task_ctx {
-	fp_task_ctx base;               /* first: the task sees only this */
-	const struct fp_worker_args *args;
-	const char *name;               /* the task's */
-	struct out_buf *out;
-	size_t frame_at;                /* where this item's end frame starts in out */
-	int answered;                   /* 0, FP_FRAME_RESULT or FP_FRAME_ERROR */
-	fp_item_status status;
-	int oom;
-	int stream;                     /* outputs go out as EMIT frames (pipeline) */
-	uint64_t id;                    /* the item's frame id */
-	int returned;                   /* fp_task_return() was called */
-	int both;                       /* ... and fp_emit() too: an error */
-	size_t emitted;                 /* outputs emitted */
-	unsigned hop;                   /* its place in the item's chain (frame.h) */
-	struct clock_run *run;          /* the items before it, not yet timed */
-};
-
-static uint64_t mono_ns(void)
+static int shm_make(struct fp_worker *w, int *fd_out)
 {
-	struct timespec ts;
+	void *m;
+	int fd, err;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t coarse_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void set_run_time(struct out_buf *out, size_t frame_at, uint64_t ns);
-static void send_frames(int fd, struct out_buf *o, size_t len);
-
-/* A new run starting at `now` (precise). */
-static void run_start(struct clock_run *r, uint64_t now)
-{
-	r->start_ns = now;
-	r->coarse_ns = coarse_ns();
-	r->n = 0;
-}
-
-/*
- * Time the run's items: `now` minus its start, shared among them. `extra`
- * more items (started, not finished) count for a share each.
- */
-static void run_stamp(struct clock_run *r, struct out_buf *out, uint64_t now, unsigned extra)
-{
-	uint64_t each = r->n + extra ? (now - r->start_ns) / (r->n + extra) : 0;
-
-	for (unsigned i = 0; i < r->n; i++)
-		set_run_time(out, r->at[i], each);
-	r->start_ns += each * r->n;
-	r->n = 0;
-}
-
-static int out_reserve(struct out_buf *o, size_t extra)
-{
-	size_t cap;
-	char *p;
-
-	if (o->len + extra <= o->cap)
-		return 0;
-	cap = o->cap ? o->cap : OUT_FLUSH_BYTES * 2;
-	while (cap < o->len + extra)
-		cap *= 2;
-	p = realloc(o->data, cap);
-	if (!p)
-		return -ENOMEM;
-	o->data = p;
-	o->cap = cap;
+	fd = memfd_create("forkpool-worker", MFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, sizeof(*w->shm)) < 0)
+		goto fail;
+	m = mmap(NULL, sizeof(*w->shm), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
+		goto fail;
+	w->shm = m;
+	*fd_out = fd;
 	return 0;
+fail:
+	err = -errno;
+	close(fd);
+	return err;
 }
 
-/* Replace this item's payload (a task may answer more than once: last wins). */
-static int ctx_set(struct task_ctx *c, int type, fp_item_status status,
-		   const char *bytes, size_t len)
+/* The old way, when there is no zygote: fork here. The pid, or -errno. */
+static pid_t fork_here(fp_pool *p, struct fp_worker *w, int sock, int log_wr)
 {
-	struct out_buf *o = c->out;
+	pid_t pid = fp__child_fork();
 
-	o->len = c->frame_at + FP_FRAME_HEADER_SIZE;
-	if (out_reserve(o, len)) {
-		c->oom = 1;
+	if (pid == 0)
+		child_main(p, w, sock, log_wr);
+	return pid;
+}
+
+static int spawn_worker(fp_pool *p, unsigned slot, struct fp_worker **out)
+{
+	struct fp_worker *w;
+	int sv[2] = { -1, -1 }, lp[2] = { -1, -1 }, shm_fd = -1;
+	pid_t pid = 0;
+	int err;
+
+	w = calloc(1, sizeof(*w));
+	if (!w)
 		return -ENOMEM;
+	w->pool = p;
+	w->fd = w->log_fd = -1;
+	w->slot = slot;
+	w->generation = ++p->slots[slot].generation;
+	w->state = FP_WORKER_STARTING;
+	w->rio.data = w->wio.data = w->lio.data = w;
+	w->deadline.data = w->drain.data = w;
+	fp_frame_reader_init(&w->reader, p->opts.max_payload + 256);
+	if (p->opts.max_tasks_per_child)
+		w->tasks_limit = p->opts.max_tasks_per_child +
+			(p->opts.max_tasks_jitter ?
+			 next_rand(p) % ((uint64_t)p->opts.max_tasks_jitter + 1) : 0);
+
+	err = shm_make(w, &shm_fd);
+	if (err)
+		goto err_free;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
+	    pipe2(lp, O_CLOEXEC) < 0) {
+		err = -errno;
+		goto err_fds;
 	}
-	memcpy(o->data + o->len, bytes, len);
-	o->len += len;
-	c->answered = type;
-	c->status = status;
+
+	if (!p->zygote || fp__zygote_spawn(p, w, sv[1], lp[1], shm_fd) < 0) {
+		pid = fork_here(p, w, sv[1], lp[1]);
+		if (pid < 0) {
+			err = pid;
+			goto err_fds;
+		}
+	}
+	close(sv[1]);
+	close(lp[1]);
+	close(shm_fd);
+	w->pid = pid;
+	w->fd = sv[0];
+	w->log_fd = lp[0];
+	fcntl(w->fd, F_SETFL, O_NONBLOCK);
+	fcntl(w->log_fd, F_SETFL, O_NONBLOCK);
+	w->started_ms = fp_now_ms();
+	w->spawn_ns = fp_now_ns();
+
+	w->next = p->workers;
+	if (p->workers)
+		p->workers->prev = w;
+	p->workers = w;
+	p->nworkers++;
+
+	err = fp_io_read_start(p->loop, &w->rio, w->fd, fp__worker_read_cb);
+	if (!err)
+		err = fp_io_read_start(p->loop, &w->lio, w->log_fd, worker_log_cb);
+	if (err) {
+		/* Without a way to hear from it the worker is useless. */
+		fp_log_error(&p->log, "worker %u: cannot watch its socket: %s", slot, fp_strerror(err));
+		fp__worker_kill(w, SIGKILL, FP_KILL_PROTOCOL);
+		if (!fp_io_active(&w->rio))
+			w->read_done = true;
+	}
+	if (pid)
+		fp_log_debug(&p->log, "worker %u gen %llu started, pid %d", slot,
+			     (unsigned long long)w->generation, (int)pid);
+	if (out)
+		*out = w;
 	return 0;
+
+err_fds:
+	if (sv[0] >= 0) {
+		close(sv[0]);
+		close(sv[1]);
+	}
+	if (lp[0] >= 0) {
+		close(lp[0]);
+		close(lp[1]);
+	}
+	close(shm_fd);
+	munmap(w->shm, sizeof(*w->shm));
+err_free:
+	fp_frame_reader_deinit(&w->reader);
+	free(w);
+	fp_log_error(&p->log, "cannot start worker %u: %s", slot, fp_strerror(err));
+	return err;
 }
 
-static int ctx_error_fmt(struct task_ctx *c, fp_item_status status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int ctx_error_fmt(struct task_ctx *c, fp_item_status status, const char *fmt, ...)
+int fp__spawn(fp_pool *p, unsigned slot)
 {
-	char msg[512];
-	va_list ap;
+	return spawn_worker(p, slot, NULL);
+}
+
+void fp__worker_set_pid(struct fp_worker *w, pid_t pid)
+{
+	if (w->pid)
+		return;
+	w->pid = pid;
+	if (w->kill_pending && !w->reaped)
+		kill(pid, w->kill_pending);
+	w->kill_pending = 0;
+}
+
+bool fp__worker_learn_pid(struct fp_worker *w)
+{
+	pid_t pid;
+
+	if (w->pid)
+		return true;
+	pid = atomic_load_explicit(&w->shm->pid, memory_order_acquire);
+	if (pid <= 0)
+		return false;
+	fp__worker_set_pid(w, pid);
+	return true;
+}
+
+/* Fork the one that takes w's place before w leaves. */
+void fp__spawn_successor(struct fp_worker *w)
+{
+	fp_pool *p = w->pool;
+
+	if (w->has_successor || p->state != FP_POOL_RUNNING)
+		return;
+	w->has_successor = true;
+	fp__spawn(p, w->slot);
+}
+
+/*
+ * Whether w's successor should start now: once half of w's budget is given
+ * out, or earlier when w runs through its tasks faster than a worker starts:
+ * when what is left of the budget, at w's pace so far, takes less than
+ * twice the pool's recent start-up time (spawn to READY).
+ */
+static bool standby_due(const struct fp_worker *w)
+{
+	const fp_pool *p = w->pool;
+	uint64_t left = w->tasks_limit - w->tasks_dispatched, now, per_task;
+
+	if (left <= (w->tasks_limit + 1) / 2)
+		return true;
+	if (!w->tasks_done || !p->start_ns_avg)
+		return false;
+	now = fp_now_ns();
+	per_task = (now - w->ready_ns) / w->tasks_done;
+	return left * per_task <= 2 * p->start_ns_avg;
+}
+
+/*
+ * Forking at the last chunk leaves the slot with one task's head start,
+ * and a worker takes milliseconds to start: with a small task budget the
+ * slot would stand empty for most of each recycle. So the successor starts
+ * ahead of time (standby_due()) and waits, ready, until its predecessor
+ * leaves. A slot failing to start gets no standby: its backoff paces it.
+ */
+void fp__spawn_standby(struct fp_worker *w)
+{
+	fp_pool *p = w->pool;
+	struct fp_worker *s;
+
+	/* A standby gets its own once it takes over: one spare per slot. */
+	if (!w->tasks_limit || w->has_successor || w->leaving || w->reaped ||
+	    fp__worker_standby(w) ||
+	    p->state != FP_POOL_RUNNING || p->slots[w->slot].start_failures ||
+	    !standby_due(w))
+		return;
+	if (spawn_worker(p, w->slot, &s) < 0)
+		return;
+	w->has_successor = true;
+	w->successor = s;
+	s->predecessor = w;
+}
+
+/*
+ * Recycling, all of it decided here. The master counts what it gives a
+ * worker against max_tasks_per_child: the chunk that spends the budget is
+ * its last, and its successor starts then (or took over as a standby).
+ * The worker counts too, and says so with FP_FRAME_RETIRE on its last
+ * answer (or when its RSS is over the limit, which only it can see).
+ */
+void fp__worker_gave(struct fp_worker *w, uint64_t tasks)
+{
+	w->tasks_dispatched += tasks;
+	if (w->tasks_limit && w->tasks_dispatched >= w->tasks_limit) {
+		/* Its last chunk: the successor takes over now, so capacity holds. */
+		w->leaving = true;
+		fp__spawn_successor(w);
+		/* The standby takes over: its own is due now if its budget is small. */
+		if (w->successor && w->successor->ready)
+			fp__spawn_standby(w->successor);
+	} else {
+		fp__spawn_standby(w);
+	}
+}
+
+void fp__worker_retiring(struct fp_worker *w)
+{
+	fp_pool *p = w->pool;
+
+	p->recycles++;
+	if (w->state != FP_WORKER_STOPPING)
+		w->state = FP_WORKER_RETIRING;
+	w->leaving = true;
+	/* One line per worker event: operators grep these for "recycled". */
+	if (w->tasks_limit && w->tasks_done >= w->tasks_limit)
+		fp_log_info(&p->log, "worker %u (pid %d) recycled: %llu tasks done (max %llu)",
+			    w->slot, (int)w->pid, (unsigned long long)w->tasks_done,
+			    (unsigned long long)w->tasks_limit);
+	else
+		fp_log_info(&p->log, "worker %u (pid %d) recycled: rss %zu MiB over the %zu MiB limit",
+			    w->slot, (int)w->pid, w->rss_kib / 1024,
+			    p->opts.max_rss_bytes >> 20);
+	fp__spawn_successor(w);
+}
+
+void fp__worker_ready(struct fp_worker *w)
+{
+	fp_pool *p = w->pool;
+	uint64_t now = fp_now_ns(), took = now - w->spawn_ns;
+
+	w->ready_ns = now;
+	/* A moving average: the machine's load changes what a start costs. */
+	p->start_ns_avg = p->start_ns_avg ? (3 * p->start_ns_avg + took) / 4 : took;
+	w->start_output_len = 0;
+	if (p->unavailable) {
+		p->unavailable = false;
+		fp_log_info(&p->log, "worker %u (pid %d) started after %u failed starts: "
+			    "calls are taken again", w->slot, (int)w->pid, p->start_failures);
+	}
+}
+
+void fp__worker_kill(struct fp_worker *w, int signum, enum fp_kill_reason why)
+{
+	if (w->reaped)
+		return;
+	if (w->kill_reason == FP_KILL_NONE)
+		w->kill_reason = why;
+	w->leaving = true;
+	w->state = FP_WORKER_STOPPING;
+	if (signum == SIGKILL)
+		w->sigkilled = true;
+	if (fp__worker_learn_pid(w)) {
+		kill(w->pid, signum);
+	} else if (w->kill_pending != SIGKILL) {
+		/* Never kill(0, ...): that is our whole process group. */
+		w->kill_pending = signum;
+	}
+	/* A paused worker's socket must be read again to see it end. */
+	if (w->paused)
+		fp__resume_later(w->pool);
+}
+
+/* Ask a worker to exit before its next task; an idle one wakes on EOF. */
+void fp__worker_quit(struct fp_worker *w)
+{
+	if (w->reaped || w->quit_sent)
+		return;
+	w->quit_sent = true;
+	w->leaving = true;
+	atomic_store_explicit(&w->shm->quit, 1, memory_order_release);
+	shutdown(w->fd, SHUT_WR);
+}
+
+void fp__describe_status(int status, char *buf, size_t len)
+{
+	if (WIFSIGNALED(status)) {
+		const char *abbr = sigabbrev_np(WTERMSIG(status));
+		if (abbr)
+			snprintf(buf, len, "was killed by SIG%s", abbr);
+		else
+			snprintf(buf, len, "was killed by signal %d", WTERMSIG(status));
+	} else if (WIFEXITED(status)) {
+		snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
+	} else {
+		snprintf(buf, len, "ended with wait status 0x%x", status);
+	}
+}
+
+/*
+ * A worker failed to start: say what happened, for the log and for the items
+ * that fail with it should the pool become unavailable: the worker's own
+ * account (INITFAIL: an exec program's exit status, a module's worker_init
+ * error) or else how it ended, then the last lines it wrote.
+ */
+static void start_failure_note(struct fp_worker *w, const char *how)
+{
+	fp_pool *p = w->pool;
+	size_t len = w->start_output_len;
 	int n;
 
-	va_start(ap, fmt);
-	n = vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		n = 0;
-	if ((size_t)n >= sizeof(msg))
-		n = sizeof(msg) - 1;
-	return ctx_set(c, FP_FRAME_ERROR, status, msg, (size_t)n);
-}
-
-static int host_return(fp_task_ctx *ctx, const char *json, size_t len)
-{
-	struct task_ctx *c = (struct task_ctx *)ctx;
-
-	if (c->emitted) {
-		/* Told once the task is over, in run_task(), naming both. */
-		c->both = 1;
-		return -EINVAL;
-	}
-	c->returned = 1;
-	if (len > c->args->max_payload)
-		return ctx_error_fmt(c, FP_ITEM_TOO_LARGE,
-				     "result of %zu bytes is over the %zu-byte limit",
-				     len, c->args->max_payload);
-	return ctx_set(c, FP_FRAME_RESULT, FP_ITEM_OK, json, len);
-}
-
-static int host_error(fp_task_ctx *ctx, const char *msg)
-{
-	struct task_ctx *c = (struct task_ctx *)ctx;
-	size_t len = msg ? strlen(msg) : 0;
-
-	if (len > 64 * 1024)
-		len = 64 * 1024;
-	return ctx_set(c, FP_FRAME_ERROR, FP_ITEM_TASK_ERROR, msg ? msg : "", len);
-}
-
-static int host_worker_slot(fp_task_ctx *ctx)
-{
-	return (int)((struct task_ctx *)ctx)->args->slot;
-}
-
-void fp__worker_send_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			/* The master is gone or broke the socket: nothing to answer to. */
-			_exit(FP_WORKER_EXIT_OK);
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-}
-
-static int check_json(struct task_ctx *c, const char *what, const char *p, size_t len);
-
-/*
- * In a pipeline: the frames before this item's end frame are complete, so
- * they can go now. The send blocks while the master is not reading (the
- * stage after this one is full): that is where back-pressure stops a task
- * that emits a lot, and why a worker's memory stays bounded.
- */
-static void stream_flush(struct task_ctx *c)
-{
-	struct out_buf *o = c->out;
-
-	/*
-	 * Items of the run before this one go out now: time them, the one
-	 * running counting for a share so far.
-	 */
-	if (c->run->n)
-		run_stamp(c->run, o, mono_ns(), 1);
-	send_frames(c->args->fd, o, c->frame_at);
-	o->len = FP_FRAME_HEADER_SIZE;
-	c->frame_at = 0;
-}
-
-static int host_emit(fp_task_ctx *ctx, const char *json, size_t len)
-{
-	struct task_ctx *c = (struct task_ctx *)ctx;
-	struct out_buf *o = c->out;
-	struct fp_frame_header h;
-	size_t body = o->len - c->frame_at - FP_FRAME_HEADER_SIZE;
-	uint64_t now;
-	char what[96];
-
-	if (c->answered == FP_FRAME_ERROR || c->oom)
-		return -ECANCELED;
-	if (c->returned) {
-		c->both = 1;
-		return -EINVAL;
-	}
-	if (len > c->args->max_payload ||
-	    (!c->stream && body + len + 2 > c->args->max_payload)) {
-		ctx_error_fmt(c, FP_ITEM_TOO_LARGE,
-			      c->stream ? "output #%zu of %zu bytes is over the %zu-byte limit"
-				        : "outputs up to #%zu (%zu bytes more) are over the %zu-byte limit",
-			      c->emitted + 1, len, c->args->max_payload);
-		return -EMSGSIZE;
-	}
-	snprintf(what, sizeof(what), "%s (output #%zu)", c->name, c->emitted + 1);
-	if (check_json(c, what, json, len) < 0 || c->answered == FP_FRAME_ERROR)
-		return -EINVAL;
-	if (out_reserve(o, len + 2 + (c->stream ? FP_FRAME_HEADER_SIZE : 0))) {
-		c->oom = 1;
-		return -ENOMEM;
-	}
-	if (!c->stream) {
-		/* Gathered into one array: the item's value in map and apply. */
-		o->data[o->len++] = c->emitted ? ',' : '[';
-		memcpy(o->data + o->len, json, len);
-		o->len += len;
-		c->emitted++;
-		return 0;
-	}
-	/* The slot reserved for the end frame becomes this EMIT; reserve anew. */
-	fp_frame_header_init(&h, FP_FRAME_EMIT, c->id, (uint32_t)len, 0);
-	h.hop = (uint8_t)c->hop;
-	memcpy(o->data + c->frame_at, &h, sizeof(h));
-	memcpy(o->data + o->len, json, len);
-	o->len += len;
-	if (c->frame_at == 0)
-		o->oldest_ns = mono_ns();
-	c->frame_at = o->len;
-	o->len += FP_FRAME_HEADER_SIZE;
-	c->emitted++;
-	now = mono_ns();
-	if (c->frame_at >= OUT_FLUSH_BYTES || now - o->oldest_ns > OUT_FLUSH_AGE_NS)
-		stream_flush(c);
-	return 0;
-}
-
-static const struct fp_task_host worker_host = {
-	.abi_version = FP_TASK_ABI_VERSION,
-	.ret = host_return,
-	.error = host_error,
-	.worker_slot = host_worker_slot,
-	.emit = host_emit,
-};
-
-/* The frame at `at`'s header. */
-static struct fp_frame_header header_at(const struct out_buf *o, size_t at)
-{
-	struct fp_frame_header h;
-
-	memcpy(&h, o->data + at, sizeof(h));
-	return h;
+	n = snprintf(p->start_error, sizeof(p->start_error),
+		     "%s%u start%s in a row failed, the last: %s", p->exec ? p->exec->prefix : "",
+		     p->start_failures, p->start_failures == 1 ? "" : "s",
+		     w->initfail[0] ? w->initfail : how);
+	/* Without its last '\n'. */
+	if (len && n > 0 && (size_t)n < sizeof(p->start_error))
+		snprintf(p->start_error + n, sizeof(p->start_error) - (size_t)n,
+			 "; its last output:\n%.*s", (int)len - 1, w->start_output);
 }
 
 /*
- * Send out's first `len` bytes of frames, consecutive RESULTs (two or more,
- * of consecutive ids) packed into one RESULTS frame: the master then checks
- * and dispatches one header for them all. A packed run is never longer than
- * its frames were.
+ * Start-up keeps failing and no worker of the pool is ready to run what is
+ * queued: fail it (dispatch.c, with start_error) and refuse new calls
+ * (FP_EUNAVAILABLE), rather than keep them waiting, maybe forever, for a
+ * program that never says ready. A worker's READY ends it.
  */
-static void send_frames(int fd, struct out_buf *o, size_t len)
+static void unavailable_check(fp_pool *p)
 {
-	char *dst;
-	size_t at = 0;
+	struct fp_worker *w;
 
-	if (len > o->packed_cap) {
-		char *b = realloc(o->packed, len);
-		if (!b) {
-			/* Unpacked is as right, only slower for the master. */
-			fp__worker_send_all(fd, o->data, len);
-			return;
-		}
-		o->packed = b;
-		o->packed_cap = len;
-	}
-	dst = o->packed;
-	while (at < len) {
-		struct fp_frame_header h = header_at(o, at), e;
-		size_t end = at, values = 0;
-		uint32_t n = 0, rss = 0;
-
-		/* Ids count up inside a pack: the next chunk's do not follow on. */
-		while (end < len && (e = header_at(o, end)).type == FP_FRAME_RESULT &&
-		       e.id == h.id + n && e.hop == h.hop &&
-		       fp_frame_results_len(n + 1, values + e.len) <= o->pack_max) {
-			n++;
-			values += e.len;
-			rss = e.rss_kib ? e.rss_kib : rss;
-			end += FP_FRAME_HEADER_SIZE + e.len;
-		}
-		if (n < 2) {
-			memcpy(dst, o->data + at, FP_FRAME_HEADER_SIZE + h.len);
-			dst += FP_FRAME_HEADER_SIZE + h.len;
-			at += FP_FRAME_HEADER_SIZE + h.len;
-			continue;
-		}
-		dst = fp_frame_put_results(dst, h.id, n,
-					   (uint32_t)fp_frame_results_len(n, values), rss, h.hop);
-		for (; at < end; at += FP_FRAME_HEADER_SIZE + e.len) {
-			e = header_at(o, at);
-			dst = fp_frame_put_results_item(dst, e.flags,
-							o->data + at + FP_FRAME_HEADER_SIZE, e.len);
-		}
-	}
-	fp__worker_send_all(fd, o->packed, (size_t)(dst - o->packed));
-}
-
-static void out_flush(int fd, struct out_buf *o)
-{
-	if (o->len)
-		send_frames(fd, o, o->len);
-	o->len = 0;
-}
-
-size_t fp__rss_kib(int statm_fd)
-{
-	char buf[128];
-	unsigned long size, resident;
-	ssize_t n;
-
-	if (statm_fd < 0)
-		return 0;
-	n = pread(statm_fd, buf, sizeof(buf) - 1, 0);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	if (sscanf(buf, "%lu %lu", &size, &resident) != 2)
-		return 0;
-	return resident * ((size_t)sysconf(_SC_PAGESIZE) / 1024);
-}
-
-/*
- * Check the value is JSON: the master and the HTTP API pass it on as it is,
- * so text that is not JSON has to be caught here, in the worker, where the
- * cost is spread over every core.
- */
-static int is_digit(char c)
-{
-	return c >= '0' && c <= '9';
-}
-
-/*
- * Whether p is, give or take whitespace, a JSON number, true, false, null,
- * or a string of printable ASCII without escapes: the values quick tasks
- * mostly return, checked here without building a jansson tree (most of a
- * trivial task's cost). 0 says nothing: jansson decides.
- */
-static int json_plain_scalar(const char *p, size_t len)
-{
-	const char *s = p, *end = p + len;
-
-	while (s < end && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r'))
-		s++;
-	while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' ||
-			   end[-1] == '\r'))
-		end--;
-	if (s == end)
-		return 0;
-	if (*s == '"') {
-		for (s++; s < end - 1; s++)
-			if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f ||
-			    *s == '"' || *s == '\\')
-				return 0;
-		return s == end - 1 && *s == '"';
-	}
-	if ((size_t)(end - s) == 4 && (memcmp(s, "true", 4) == 0 || memcmp(s, "null", 4) == 0))
-		return 1;
-	if ((size_t)(end - s) == 5 && memcmp(s, "false", 5) == 0)
-		return 1;
-	/* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
-	if (*s == '-')
-		s++;
-	if (s < end && *s == '0')
-		s++;
-	else if (s < end && is_digit(*s))
-		while (s < end && is_digit(*s))
-			s++;
-	else
-		return 0;
-	if (s < end && *s == '.') {
-		if (++s == end || !is_digit(*s))
-			return 0;
-		while (s < end && is_digit(*s))
-			s++;
-	}
-	if (s < end && (*s == 'e' || *s == 'E')) {
-		s++;
-		if (s < end && (*s == '+' || *s == '-'))
-			s++;
-		if (s == end || !is_digit(*s))
-			return 0;
-		while (s < end && is_digit(*s))
-			s++;
-	}
-	return s == end;
-}
-
-static int check_json(struct task_ctx *c, const char *what, const char *p, size_t len)
-{
-	json_error_t err;
-	json_t *j;
-
-	if (json_plain_scalar(p, len))
-		return 0;
-	j = json_loadb(p, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
-
-	if (j) {
-		json_decref(j);
-		return 0;
-	}
-	return ctx_error_fmt(c, FP_ITEM_BAD_OUTPUT,
-			     "task %s returned invalid JSON at byte %d: %s",
-			     what, err.position, err.text);
-}
-
-/*
- * A chain's next task starts: like an item, it begins a new clock run if
- * the coarse clock ticked since the run began, so that the shared page's
- * start is never more than a tick before the task's own and a chain of
- * tasks each within its timeout is never timed out as a whole.
- */
-static void chain_hop_clock(struct clock_run *r, struct out_buf *out, struct fp_worker_shm *shm)
-{
-	uint64_t now;
-
-	if (coarse_ns() == r->coarse_ns)
+	if (p->unavailable || p->state != FP_POOL_RUNNING ||
+	    p->start_failures < FP_UNHEALTHY_AFTER)
 		return;
-	now = mono_ns();
-	/* The run's items before this one are timed; this one's time goes on. */
-	run_stamp(r, out, now, 1);
-	r->coarse_ns = coarse_ns();
-	atomic_store_explicit(&shm->started_ns, now, memory_order_relaxed);
+	for (w = p->workers; w; w = w->next)
+		if (w->ready && !w->reaped)
+			return;
+	p->unavailable = true;
+	fp_log_error(&p->log, "%u starts in a row failed and no worker is running: calls are "
+		     "refused until one starts; %llu queued item%s fail%s with start_failure",
+		     p->start_failures, (unsigned long long)p->queue.items,
+		     p->queue.items == 1 ? "" : "s", p->queue.items == 1 ? "s" : "");
 }
 
-/*
- * What one task left in the item's end frame once it returned `rc`: its
- * value, an error, or (a generator, or in a pipeline a task that emitted)
- * NOVALUE. Returns the end frame's flags.
- */
-static uint32_t task_answer(struct task_ctx *c, const struct fp_registry_task *t, int rc)
+static void respawn_cb(fp_timer *t)
 {
-	struct out_buf *out = c->out;
+	struct fp_slot *s = t->data;
 
-	if (c->oom) {
-		/* The answer could not be stored; say so in a small frame. */
-		c->oom = 0;
-		out->len = c->frame_at + FP_FRAME_HEADER_SIZE;
-		ctx_error_fmt(c, FP_ITEM_TOO_LARGE, "task %s: out of memory storing its result",
-			      c->name);
-	} else if (c->answered == FP_FRAME_ERROR) {
-		/* Its own error, or an emit that failed: already in place. */
-	} else if (c->both) {
-		ctx_error_fmt(c, FP_ITEM_TASK_ERROR,
-			      "task %s both returned a value and emitted %zu output%s; "
-			      "a task answers with one or the other", c->name, c->emitted,
-			      c->emitted == 1 ? "" : "s");
-	} else if (rc < 0) {
-		ctx_error_fmt(c, FP_ITEM_TASK_ERROR, "task %s failed: %s", c->name,
-			      strerror(-rc));
-	} else if (c->emitted || (!c->answered && t->generator)) {
-		if (c->stream) {
-			out->len = c->frame_at + FP_FRAME_HEADER_SIZE;
-			c->answered = FP_FRAME_RESULT;
-			return FP_FRAME_NOVALUE;
-		} else if (c->emitted) {
-			out->data[out->len++] = ']';   /* reserved by the last emit */
-			c->answered = FP_FRAME_RESULT;
-		} else {
-			ctx_set(c, FP_FRAME_RESULT, FP_ITEM_OK, "[]", 2);
-		}
-	} else if (!c->answered) {
-		ctx_set(c, FP_FRAME_RESULT, FP_ITEM_OK, "null", 4);
-	} else {
-		check_json(c, c->name, out->data + c->frame_at + FP_FRAME_HEADER_SIZE,
-			   out->len - c->frame_at - FP_FRAME_HEADER_SIZE);
-	}
-	return c->answered == FP_FRAME_ERROR ? (uint32_t)c->status : 0;
+	if (s->pool->state == FP_POOL_RUNNING)
+		fp__spawn(s->pool, s->index);
 }
 
-/* A chain's value between two of its tasks: the next one's args, NUL-terminated. */
-struct hop_buf {
-	char *data;
-	size_t cap;
-};
-
-/*
- * The tasks an item runs: one, or a chain's (frame.h), by name and as
- * looked up (NULL: no such task). A TASKS frame's are looked up once for
- * all its items: `seq` is the reader's pack_seq they are of.
- */
-struct item_tasks {
-	uint64_t seq;
-	unsigned n;
-	const char *name[FP_FRAME_HOPS_MAX + 1];
-	const struct fp_registry_task *task[FP_FRAME_HOPS_MAX + 1];
-};
-
-/* Look up the n names at `names` (one after the other, NUL-separated). */
-static void tasks_resolve(struct item_tasks *it, const struct fp_registry *reg,
-			  const char *names, unsigned n)
+/* The process is gone and its output read: account, then replace. */
+static void worker_gone(struct fp_worker *w)
 {
-	for (unsigned k = 0; k < n; k++) {
-		const struct fp_registry_task *t = it->task[k];
+	fp_pool *p = w->pool;
+	struct fp_slot *s = &p->slots[w->slot];
+	char how[64];
 
-		/* Mostly the same task as the last frame's at this place. */
-		if (!t || strcmp(t->name, names) != 0)
-			t = fp_registry_find(reg, names);
-		it->task[k] = t;
-		it->name[k] = names;
-		names += strlen(names) + 1;
-	}
-	it->n = n;
-}
+	if (w->pid)
+		fp__describe_status(w->status, how, sizeof(how));
+	else
+		snprintf(how, sizeof(how), "was never forked");
+	fp__worker_account_exit(w);
+	w->accounted = true;
 
-/*
- * Run one item, appending its answer to `out` (and, in a pipeline, its
- * outputs; some of them may have been sent already). A chain's tasks run in
- * turn on it, each on the value the one before returned, until the last,
- * or one that fails or emits (its frames then say which it was). Returns
- * where its end frame starts in `out`.
- */
-static size_t run_task(const struct fp_worker_args *a, struct out_buf *out,
-		       const struct fp_frame_header *h, const struct item_tasks *it,
-		       const char *args, size_t args_len, struct clock_run *run,
-		       struct hop_buf *hb)
-{
-	struct task_ctx c = {
-		.base.host = &worker_host, .args = a, .out = out,
-		.stream = (h->flags & FP_FRAME_STREAM) != 0, .id = h->id, .run = run,
-	};
-	const struct fp_registry_task *t;
-	struct fp_frame_header rh;
-	size_t len;
-	uint32_t flags = 0;
-	unsigned hop = 0;
-	int rc;
-
-	c.frame_at = out->len;
-	if (out_reserve(out, FP_FRAME_HEADER_SIZE)) {
-		/* Nothing sensible left to do without memory: die as a crash. */
-		abort();
-	}
-	out->len += FP_FRAME_HEADER_SIZE;
-	if (!it) {
-		ctx_error_fmt(&c, FP_ITEM_TASK_ERROR, "task frame without a name");
-		goto done;
-	}
-	for (;;) {
-		c.name = it->name[hop];
-		c.hop = hop;
-		if (hop) {
-			atomic_store_explicit(&a->shm->hop, hop, memory_order_release);
-			chain_hop_clock(run, out, a->shm);
-		}
-		if (!(t = it->task[hop])) {
-			ctx_error_fmt(&c, FP_ITEM_UNKNOWN_TASK, "unknown task '%s'", c.name);
-			break;
-		}
-		rc = t->fn(&c.base, args, args_len);
-		flags = task_answer(&c, t, rc);
-		if (hop + 1 == it->n || c.answered != FP_FRAME_RESULT || (flags & FP_FRAME_NOVALUE))
-			break;
-		/* Its value is the next task's args: out of `out`, which the next one writes. */
-		len = out->len - c.frame_at - FP_FRAME_HEADER_SIZE;
-		if (len + 1 > hb->cap) {
-			char *d = realloc(hb->data, len + 1);
-			if (!d)
-				abort();
-			hb->data = d;
-			hb->cap = len + 1;
-		}
-		memcpy(hb->data, out->data + c.frame_at + FP_FRAME_HEADER_SIZE, len);
-		hb->data[len] = '\0';
-		args = hb->data;
-		args_len = len;
-		out->len = c.frame_at + FP_FRAME_HEADER_SIZE;
-		c.answered = 0;
-		c.returned = 0;
-		hop++;
-	}
-done:
-	fp_frame_header_init(&rh, c.answered ? c.answered : FP_FRAME_ERROR, h->id,
-			     (uint32_t)(out->len - c.frame_at - FP_FRAME_HEADER_SIZE), flags);
-	rh.hop = (uint8_t)hop;
-	memcpy(out->data + c.frame_at, &rh, sizeof(rh));
-	return c.frame_at;
-}
-
-/*
- * The tasks of the TASK frame just read and its args: a TASKS frame's item
- * has its frame's names (looked up when the frame is new), a frame that
- * came whole has the name before a NUL in its payload. NULL for a payload
- * without a name.
- */
-static const struct item_tasks *item_tasks_of(const struct fp_worker_args *a,
-					      const struct fp_frame_reader *r,
-					      const struct fp_frame_header *h,
-					      const char *payload, struct item_tasks *it,
-					      const char **args, size_t *args_len)
-{
-	size_t name_len;
-
-	if (r->item_name) {
-		if (it->seq != r->pack_seq) {
-			tasks_resolve(it, a->registry, r->item_name, 1u + h->hop);
-			it->seq = r->pack_seq;
-		}
-		*args = payload;
-		*args_len = h->len;
-		return it;
-	}
-	name_len = strnlen(payload, h->len);
-	if (name_len == h->len)
-		return NULL;
-	tasks_resolve(it, a->registry, payload, 1);
-	/* Not a TASKS frame's: the next one is looked up anew. */
-	it->seq = 0;
-	*args = payload + name_len + 1;
-	*args_len = h->len - name_len - 1;
-	return it;
-}
-
-static _Noreturn void worker_exit(const struct fp_worker_args *a, int fd,
-				  struct out_buf *out, int status)
-{
-	out_flush(fd, out);
-	fp_registry_worker_fini(a->registry);
 	/*
-	 * fflush, then _exit: exit() would run the host program's atexit
-	 * handlers, which belong to the master, in every worker.
+	 * A standby that died while its predecessor works on: the slot is
+	 * still held; the predecessor starts another successor when due.
 	 */
-	fflush(NULL);
-	_exit(status);
-}
-
-/* Record the worker's RSS in the frame at `frame_at`. */
-static void set_rss(struct out_buf *out, size_t frame_at, size_t rss_kib)
-{
-	struct fp_frame_header h;
-
-	memcpy(&h, out->data + frame_at, sizeof(h));
-	h.rss_kib = (uint32_t)rss_kib;
-	memcpy(out->data + frame_at, &h, sizeof(h));
-}
-
-/* Record in the frame at `frame_at` how long its task ran. */
-static void set_run_time(struct out_buf *out, size_t frame_at, uint64_t ns)
-{
-	struct fp_frame_header h;
-	uint64_t us = ns / 1000u;
-
-	memcpy(&h, out->data + frame_at, sizeof(h));
-	h.flags |= (uint32_t)(us > FP_FRAME_US_MAX ? FP_FRAME_US_MAX : us) << FP_FRAME_US_SHIFT;
-	memcpy(out->data + frame_at, &h, sizeof(h));
-}
-
-/* Mark the frame at `frame_at` as this worker's last. */
-static void mark_retire(struct out_buf *out, size_t frame_at, size_t rss_kib)
-{
-	struct fp_frame_header h;
-
-	memcpy(&h, out->data + frame_at, sizeof(h));
-	h.flags |= FP_FRAME_RETIRE;
-	h.rss_kib = (uint32_t)rss_kib;
-	memcpy(out->data + frame_at, &h, sizeof(h));
-}
-
-_Noreturn void fp_worker_main(const struct fp_worker_args *a)
-{
-	struct item_tasks tasks = { 0 };
-	struct hop_buf hb = { 0 };
-	struct clock_run run = { 0 };
-	struct timespec tick;
-	struct fp_frame_reader reader;
-	struct out_buf out = { 0 };
-	struct fp_frame_header h;
-	const char *payload;
-	char errbuf[512], rbuf[64 * 1024];
-	uint64_t done = 0;
-	int statm_fd = -1;
-	int rc;
-
-	fp_frame_reader_init(&reader, a->max_payload + 256);
-	out.pack_max = a->max_payload;
-	if (fp_registry_worker_init(a->registry, errbuf, sizeof(errbuf)) < 0) {
-		fp_frame_header_init(&h, FP_FRAME_INITFAIL, 0, (uint32_t)strlen(errbuf), 0);
-		fp__worker_send_all(a->fd, &h, sizeof(h));
-		fp__worker_send_all(a->fd, errbuf, strlen(errbuf));
-		fflush(NULL);
-		_exit(FP_WORKER_EXIT_INIT);
+	bool spare = fp__worker_standby(w);
+	if (w->predecessor) {
+		if (spare)
+			w->predecessor->has_successor = false;
+		w->predecessor->successor = NULL;
+		w->predecessor = NULL;
 	}
-	statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-	fp_frame_header_init(&h, FP_FRAME_READY, 0, 0, 0);
-	h.rss_kib = (uint32_t)fp__rss_kib(statm_fd);
-	fp__worker_send_all(a->fd, &h, sizeof(h));
 
-	/* A clock tick: what a run's start may be early by (struct clock_run). */
-	if (clock_getres(CLOCK_MONOTONIC_COARSE, &tick) == 0)
-		atomic_store_explicit(&a->shm->started_slack_ns,
-				      (uint32_t)(tick.tv_sec ? UINT32_MAX : (uint64_t)tick.tv_nsec),
-				      memory_order_relaxed);
+	if (!w->ready && p->state == FP_POOL_RUNNING && w->kill_reason == FP_KILL_NONE &&
+	    !w->lost) {
+		/* It died before it could take a task: a start-up failure. */
+		p->init_failures++;
+		p->start_failures++;
+		s->start_failures++;
+		start_failure_note(w, how);
+	}
 
-	for (;;) {
-		/* Woken with work: a new run of items starts. */
-		run_start(&run, mono_ns());
-		atomic_store_explicit(&a->shm->started_ns, run.start_ns, memory_order_relaxed);
-
-		while ((rc = fp_frame_reader_next(&reader, &h, &payload)) == 1) {
-			const struct item_tasks *it;
-			const char *args;
-			size_t frame_at, rss_kib = 0, args_len;
-			int retire = 0;
-			uint64_t now, start;
-			unsigned n;
-
-			if (atomic_load_explicit(&a->shm->quit, memory_order_acquire)) {
-				if (run.n)
-					run_stamp(&run, &out, mono_ns(), 0);
-				worker_exit(a, a->fd, &out, FP_WORKER_EXIT_OK);
-			}
-			/* A chain comes only in a TASKS frame, whose names were checked. */
-			if (h.type != FP_FRAME_TASK || (h.hop && !reader.item_name))
-				worker_exit(a, a->fd, &out, FP_WORKER_EXIT_PROTOCOL);
-
-			if (out.len == 0)
-				out.oldest_ns = run.start_ns;
-			/* A chain starts at its first task; the page never names another's. */
-			if (h.hop)
-				atomic_store_explicit(&a->shm->hop, 0, memory_order_relaxed);
-			atomic_store_explicit(&a->shm->current, h.id, memory_order_release);
-			it = item_tasks_of(a, &reader, &h, payload, &tasks, &args, &args_len);
-			frame_at = run_task(a, &out, &h, it, args, args_len, &run, &hb);
-			atomic_store_explicit(&a->shm->current, 0, memory_order_release);
-			run.at[run.n++] = frame_at;
-
-			/* A chain's item counts as the tasks it was sent for. */
-			done += 1u + h.hop;
-			if (a->task_limit && done >= a->task_limit)
-				retire = 1;
-			if (a->max_rss_bytes) {
-				rss_kib = fp__rss_kib(statm_fd);
-				if (rss_kib * 1024 > a->max_rss_bytes)
-					retire = 1;
-			}
-			if (retire) {
-				run_stamp(&run, &out, mono_ns(), 0);
-				mark_retire(&out, frame_at, rss_kib ? rss_kib : fp__rss_kib(statm_fd));
-				worker_exit(a, a->fd, &out, FP_WORKER_EXIT_OK);
-			}
-			/* The run goes on while it is short and within one tick. */
-			if (run.n < RUN_MAX && !(h.flags & FP_FRAME_FLUSH) &&
-			    out.len < OUT_FLUSH_BYTES && coarse_ns() == run.coarse_ns)
-				continue;
-			start = run.start_ns;
-			n = run.n;
-			now = mono_ns();
-			/* Before the next item runs: its start, and what the master times. */
-			atomic_store_explicit(&a->shm->started_ns, now, memory_order_relaxed);
-			run_stamp(&run, &out, now, 0);
-			run_start(&run, now);
-			/* A slow task's answer goes out at once; so do a chunk's last. */
-			if (out.len >= OUT_FLUSH_BYTES || (h.flags & FP_FRAME_FLUSH) ||
-			    (now - start) / n > QUICK_TASK_NS ||
-			    now - out.oldest_ns > OUT_FLUSH_AGE_NS) {
-				set_rss(&out, frame_at, rss_kib ? rss_kib : fp__rss_kib(statm_fd));
-				out_flush(a->fd, &out);
-			}
+	if (p->state == FP_POOL_RUNNING && !w->has_successor && !spare) {
+		if (w->lost) {
+			/* Not its fault, nor the modules': the zygote died first. */
+			fp_log_info(&p->log, "worker %u gen %llu: its zygote died before forking it; "
+				    "starting it again", w->slot, (unsigned long long)w->generation);
+			fp__spawn(p, w->slot);
+		} else if (!w->ready) {
+			uint64_t delay = BACKOFF_MIN_MS;
+			unsigned k;
+			for (k = 1; k < s->start_failures && delay < BACKOFF_MAX_MS; k++)
+				delay *= 2;
+			if (delay > BACKOFF_MAX_MS)
+				delay = BACKOFF_MAX_MS;
+			/*
+			 * A warning: the pool tries again by itself. Its output
+			 * goes with it (each line was logged at info as it came),
+			 * so a traceback shows at the default level.
+			 */
+			fp_log_warn(&p->log, "worker %u (pid %d) failed to start: %s%s%s; "
+				    "retrying in %llu ms%s%s%.*s", w->slot, (int)w->pid,
+				    w->initfail[0] ? w->initfail : how,
+				    w->initfail[0] ? ", " : "", w->initfail[0] ? how : "",
+				    (unsigned long long)delay,
+				    p->start_failures >= FP_UNHEALTHY_AFTER ? " (pool unhealthy)" : "",
+				    w->start_output_len ? "; its last output:\n" : "",
+				    w->start_output_len ? (int)w->start_output_len - 1 : 0,
+				    w->start_output);
+			fp_timer_start(p->loop, &s->respawn, delay, respawn_cb);
+		} else {
+			fp__spawn(p, w->slot);
 		}
-		if (rc < 0)
-			worker_exit(a, a->fd, &out, FP_WORKER_EXIT_PROTOCOL);
-		/* Nothing more to run: time the run, send what is gathered, then block. */
-		if (run.n)
-			run_stamp(&run, &out, mono_ns(), 0);
-		out_flush(a->fd, &out);
+	}
+	unavailable_check(p);
+	fp__worker_maybe_free(w);
+	fp__dispatch(p);
+}
 
-		ssize_t n = read(a->fd, rbuf, sizeof(rbuf));
-		if (n < 0 && errno == EINTR)
+static void drain_cb(fp_timer *t)
+{
+	struct fp_worker *w = t->data;
+
+	/*
+	 * A process the worker started may still hold its socket open; EOF
+	 * would never come. What it had sent has been read by now.
+	 */
+	if (fp_io_active(&w->rio))
+		fp_io_cancel(&w->rio);
+	if (fp_io_active(&w->lio))
+		fp_io_cancel(&w->lio);
+}
+
+/*
+ * Whether all w had to say is in: its frames, and for a worker that never
+ * said READY its output too, whose last lines are why it failed to start
+ * (they are written before it exits, but may be read after its socket's EOF).
+ */
+static bool worker_heard(const struct fp_worker *w)
+{
+	return w->read_done && (w->ready || !fp_io_active(&w->lio));
+}
+
+/* Called when the read streams end and when the process is reaped. */
+static void worker_check_gone(struct fp_worker *w)
+{
+	if (w->reaped && worker_heard(w) && !w->accounted)
+		worker_gone(w);
+	else
+		fp__worker_maybe_free(w);
+}
+
+void fp__worker_read_done(struct fp_worker *w)
+{
+	w->read_done = true;
+	/*
+	 * Its socket has no other end left. If its zygote is gone without
+	 * answering and the page holds no pid, no process was ever made.
+	 */
+	if (!w->reaped && !w->zygote && !fp__worker_learn_pid(w)) {
+		fp__worker_unforked(w, true);
+		return;
+	}
+	worker_check_gone(w);
+}
+
+void fp__worker_unforked(struct fp_worker *w, bool lost)
+{
+	if (w->reaped)
+		return;
+	w->reaped = true;
+	w->lost = lost;
+	w->status = 0;
+	fp_timer_stop(&w->deadline);
+	worker_check_gone(w);
+}
+
+/*
+ * An exec worker (the shim) leads a process group of its own, which its
+ * program and everything that program started are in (exec_worker.c). If w
+ * has exited, kill that group before w is reaped: until then w's zombie
+ * holds its pid, so the group -pid can only be w's own (no other process
+ * can have been given that pid, nor made a group of it), never the
+ * master's, the zygote's or anyone else's. If w never made its group,
+ * there is none by that id and the kill does nothing.
+ */
+static void kill_exec_group(struct fp_worker *w)
+{
+	siginfo_t si;
+
+	if (w->pid <= 1 || w->pid == getpgrp())
+		return;
+	si.si_pid = 0;
+	if (waitid(P_PID, (id_t)w->pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0 ||
+	    si.si_pid != w->pid)
+		return;
+	kill(-w->pid, SIGKILL);
+}
+
+/* One pool's share of a SIGCHLD. */
+static void reap_pool(fp_pool *p)
+{
+	struct fp_worker *w, *next;
+	int status;
+
+	/*
+	 * Collect every exit first, then act: acting may fork, and a new
+	 * worker must not be mistaken for one that has just died. Only our own
+	 * pids are waited for, so an embedding program keeps its children.
+	 */
+	for (w = p->workers; w; w = w->next) {
+		pid_t r;
+
+		/* Without a pid there is nothing to wait for: waitpid(0) is any child. */
+		if (w->reaped || !fp__worker_learn_pid(w))
 			continue;
-		if (n <= 0)
-			worker_exit(a, a->fd, &out, FP_WORKER_EXIT_OK);
-		if (fp_frame_reader_feed(&reader, rbuf, (size_t)n) < 0)
-			abort();
+		if (p->exec)
+			kill_exec_group(w);
+		do
+			r = waitpid(w->pid, &status, WNOHANG);
+		while (r < 0 && errno == EINTR);
+		if (r == w->pid || (r < 0 && errno == ECHILD)) {
+			w->reaped = true;
+			w->status = r == w->pid ? status : 0;
+			fp_timer_stop(&w->deadline);
+		}
+	}
+	fp__zygote_reap(p);
+	for (w = p->workers; w; w = next) {
+		next = w->next;
+		if (!w->reaped || w->accounted || fp_timer_active(&w->drain))
+			continue;
+		if (w->paused)
+			fp__resume_later(p);
+		if (!worker_heard(w)) {
+			fp_timer_start(p->loop, &w->drain, DRAIN_MS, drain_cb);
+			continue;
+		}
+		worker_gone(w);
+	}
+}
+
+/* Every pool of the family shares the root's SIGCHLD watcher. */
+void fp__reap(fp_signal *sig, int signum)
+{
+	fp_pool *root = sig->data;
+
+	reap_pool(root);
+	for (unsigned i = 0; i < root->nchildren; i++)
+		reap_pool(root->children[i]);
+}
+
+/* --- worker output ------------------------------------------------------- */
+
+/* Keep line (without its '\n') as the newest of w's start_output, dropping the oldest. */
+static void start_output_add(struct fp_worker *w, const char *line, size_t len)
+{
+	size_t cap = sizeof(w->start_output), drop;
+	char *nl;
+
+	if (len > cap - 1) {
+		line += len - (cap - 1);
+		len = cap - 1;
+	}
+	while (w->start_output_len + len + 1 > cap) {
+		nl = memchr(w->start_output, '\n', w->start_output_len);
+		drop = nl ? (size_t)(nl - w->start_output) + 1 : w->start_output_len;
+		memmove(w->start_output, w->start_output + drop, w->start_output_len - drop);
+		w->start_output_len -= drop;
+	}
+	memcpy(w->start_output + w->start_output_len, line, len);
+	w->start_output_len += len;
+	w->start_output[w->start_output_len++] = '\n';
+}
+
+static void log_line(struct fp_worker *w)
+{
+	int32_t prog = w->shm ? atomic_load(&w->shm->program_pid) : 0;
+
+	if (!w->line_len)
+		return;
+	if (!w->ready)
+		start_output_add(w, w->line, w->line_len);
+	/* An exec worker's output is its program's stderr: name that pid. */
+	fp_log_info(&w->pool->log, "worker %u (%spid %d): %.*s", w->slot,
+		    prog ? "program " : "", prog ? (int)prog : (int)w->pid,
+		    (int)w->line_len, w->line);
+	w->line_len = 0;
+}
+
+static void worker_log_cb(fp_io *io, ssize_t res, const char *buf)
+{
+	struct fp_worker *w = io->data;
+	ssize_t i;
+
+	for (i = 0; i < res; i++) {
+		if (buf[i] == '\n') {
+			log_line(w);
+			continue;
+		}
+		if (w->line_len == sizeof(w->line))
+			log_line(w);
+		w->line[w->line_len++] = buf[i];
+	}
+	if (!fp_io_active(io)) {
+		log_line(w);
+		worker_check_gone(w);
 	}
 }

@@ -140,7 +140,8 @@ class Browser:
 
 # What the page shows, read from its DOM.
 SHOWN = """(() => {
-  if (!document.getElementById('health') || !document.body) return null;
+  if (document.readyState === 'loading' || !document.getElementById('health') ||
+      !document.body) return null;
   const rows = (id, attr) => [...document.querySelectorAll('#' + id + ' tr')]
     .filter((r) => r.dataset[attr] !== undefined).map((r) => Object.assign({}, r.dataset,
       {text: r.textContent}));

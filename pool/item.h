@@ -1,0 +1,71 @@
+/*
+ * One item's fate, for those who see it end: dispatch (an answer) and the
+ * worker's exit accounting (a crash, a timeout). Attempts and retries, how
+ * log lines name it, its delivery (item.c).
+ */
+#ifndef FP_ITEM_H
+#define FP_ITEM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "call.h"
+#include "forkpool.h"
+#include "pool_impl.h"
+
+/* "item 3 of job 5f3a…", "item 3 of call 14": how log lines name an item. */
+void fp__item_name(char *buf, size_t len, const struct fp_call *c, uint32_t index,
+		   unsigned hop);
+/* An item was started: its run counts, whatever comes of it. */
+static inline void fp__item_started(struct fp_item *it)
+{
+	if (it->attempts < UINT16_MAX)
+		it->attempts++;
+}
+/* The retries an item of c has at stage `hop` of its chain (none past the first). */
+unsigned fp__item_retries(const struct fp_call *c, unsigned hop);
+/*
+ * Whether an item of c that failed by `kind` (FP_RETRY_*) at stage `hop`,
+ * its start counted, runs again.
+ */
+bool fp__item_retry_wanted(const struct fp_call *c, const struct fp_item *it, unsigned kind,
+			   unsigned hop);
+/* "attempt 2 of 4", and why it is not run again when it had retries to spare. */
+void fp__item_attempt_note(char *buf, size_t len, const struct fp_call *c,
+			   const struct fp_item *it, unsigned kind, unsigned hop, bool retry);
+/*
+ * The item ended (at stage `hop` of its chain: the tasks before it there
+ * ran, and count as done): count it, and tell its call. Inline: it is on
+ * every answer's path.
+ */
+static inline void fp__item_end(fp_pool *p, struct fp_call *call, uint32_t index,
+				fp_item_status status, const char *value, size_t len,
+				const char *msg, pid_t pid, uint64_t duration_us, unsigned hop)
+{
+	struct fp_result r = {
+		.index = index,
+		.status = status,
+		.value = status == FP_ITEM_OK ? value : NULL,
+		.value_len = status == FP_ITEM_OK ? len : 0,
+		.message = status == FP_ITEM_OK ? NULL : msg,
+		.attempts = call->items[index].attempts,
+		.pid = pid,
+		.duration_us = duration_us,
+	};
+
+	p->done += hop;
+	if (status == FP_ITEM_OK) {
+		p->done++;
+	} else {
+		p->failed++;
+		if (status == FP_ITEM_CANCELLED)
+			p->ncancelled++;
+	}
+	call->ops->item_end(call, hop, &r);
+}
+/* Put items back at the head of p's queue; without memory for it they fail. */
+void fp__item_requeue(fp_pool *p, struct fp_call *call, uint32_t first, uint32_t count);
+
+#endif
