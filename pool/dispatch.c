@@ -224,9 +224,10 @@ static void attempt_note(char *buf, size_t len, const struct fp_call *c,
  * An item ended; a pipeline batch's at stage `hop` of its chain (the tasks
  * before it there ran, and count as done).
  */
-static void item_deliver(fp_pool *p, struct fp_call *call, uint32_t index,
-			 fp_item_status status, const char *value, size_t len,
-			 const char *msg, pid_t pid, uint64_t duration_us, unsigned hop)
+static void item_deliver_tb(fp_pool *p, struct fp_call *call, uint32_t index,
+			    fp_item_status status, const char *value, size_t len,
+			    const char *msg, const char *traceback, pid_t pid,
+			    uint64_t duration_us, unsigned hop)
 {
 	struct fp_result r = {
 		.index = index,
@@ -237,6 +238,7 @@ static void item_deliver(fp_pool *p, struct fp_call *call, uint32_t index,
 		.attempts = call->items[index].attempts,
 		.pid = pid,
 		.duration_us = duration_us,
+		.traceback = status == FP_ITEM_TASK_ERROR ? traceback : NULL,
 	};
 
 	p->done += hop;
@@ -263,6 +265,14 @@ static void item_deliver(fp_pool *p, struct fp_call *call, uint32_t index,
 	if (call->on_item)
 		call->on_item(p->root, call->id, &r, call->data);
 	fp__call_maybe_finish(call);
+}
+
+/* Every end but a task error's has no traceback. */
+static void item_deliver(fp_pool *p, struct fp_call *call, uint32_t index,
+			 fp_item_status status, const char *value, size_t len,
+			 const char *msg, pid_t pid, uint64_t duration_us, unsigned hop)
+{
+	item_deliver_tb(p, call, index, status, value, len, msg, NULL, pid, duration_us, hop);
 }
 
 void fp__deliver_failing(fp_pool *p)
@@ -780,7 +790,8 @@ static void requeue(fp_pool *p, struct fp_call *call, uint32_t first, uint32_t c
  * which attempt it was when it had retries to spend.
  */
 static void task_error_end(struct fp_worker *w, struct fp_call *call, uint32_t index,
-			   unsigned hops, unsigned hop, const char *msg, uint64_t us)
+			   unsigned hops, unsigned hop, const char *msg, const char *tb,
+			   uint64_t us)
 {
 	fp_pool *p = w->pool;
 	struct fp_item *it = &call->items[index];
@@ -810,8 +821,8 @@ static void task_error_end(struct fp_worker *w, struct fp_call *call, uint32_t i
 	if ((it->attempts > 1 || retries_at(call, hop)) &&
 	    (full = malloc(strlen(msg) + strlen(note) + 4)))
 		sprintf(full, "%s (%s)", msg, note);
-	item_deliver(p, call, index, FP_ITEM_TASK_ERROR, NULL, 0, full ? full : msg,
-		     answer_pid(w), us, hop);
+	item_deliver_tb(p, call, index, FP_ITEM_TASK_ERROR, NULL, 0, full ? full : msg, tb,
+			answer_pid(w), us, hop);
 	free(full);
 }
 
@@ -897,7 +908,11 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 	if (status == FP_ITEM_OK && h->type != FP_FRAME_RESULT)
 		status = FP_ITEM_TASK_ERROR;
 	if (status == FP_ITEM_TASK_ERROR) {
-		task_error_end(w, call, index, hops, hop, payload, us);
+		/* The payload is NUL-terminated; a traceback follows a NUL inside it. */
+		const char *nul = memchr(payload, '\0', h->len);
+
+		task_error_end(w, call, index, hops, hop, payload,
+			       nul && nul + 1 < payload + h->len ? nul + 1 : NULL, us);
 		return;
 	}
 	if (call->stage) {
