@@ -244,6 +244,12 @@ struct fp_result {
 	 * pipeline input that the output came from.
 	 */
 	unsigned stage;
+	/*
+	 * A task error's traceback, when the task gave one (an exec program's
+	 * error line with "traceback", as forkpool.worker writes for a Python
+	 * exception), else NULL. Not kept for pipeline items yet.
+	 */
+	const char *traceback;
 };
 
 /* Release what fp_pool_apply() put in `r`. */

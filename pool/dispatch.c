@@ -355,7 +355,8 @@ static void worker_broken(struct fp_worker *w, const char *what, int err)
  * which attempt it was when it had retries to spend.
  */
 static void task_error_end(struct fp_worker *w, struct fp_call *call, uint32_t index,
-			   unsigned hops, unsigned hop, const char *msg, uint64_t us)
+			   unsigned hops, unsigned hop, const char *msg, const char *tb,
+			   uint64_t us)
 {
 	fp_pool *p = w->pool;
 	struct fp_item *it = &call->items[index];
@@ -381,8 +382,8 @@ static void task_error_end(struct fp_worker *w, struct fp_call *call, uint32_t i
 	if ((it->attempts > 1 || fp__item_retries(call, hop)) &&
 	    (full = malloc(strlen(msg) + strlen(note) + 4)))
 		sprintf(full, "%s (%s)", msg, note);
-	fp__item_end(p, call, index, FP_ITEM_TASK_ERROR, NULL, 0, full ? full : msg,
-		     fp__worker_answer_pid(w), us, hop);
+	fp__item_end_tb(p, call, index, FP_ITEM_TASK_ERROR, NULL, 0, full ? full : msg, tb,
+			fp__worker_answer_pid(w), us, hop);
 	free(full);
 }
 
@@ -453,7 +454,11 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 	if (status == FP_ITEM_OK && h->type != FP_FRAME_RESULT)
 		status = FP_ITEM_TASK_ERROR;
 	if (status == FP_ITEM_TASK_ERROR) {
-		task_error_end(w, call, index, hops, hop, payload, us);
+		/* The payload is NUL-terminated; a traceback follows a NUL inside it. */
+		const char *nul = memchr(payload, '\0', h->len);
+
+		task_error_end(w, call, index, hops, hop, payload,
+			       nul && nul + 1 < payload + h->len ? nul + 1 : NULL, us);
 		return;
 	}
 	/* A streamed RESULT carries its last output, unless it says it has none. */

@@ -6,7 +6,7 @@
  *   program -> us   {"ready":{"tasks":["resize",...]}}      once, at start
  *                   (an entry may be {"name":"split","generator":true,"doc":".."})
  *   us -> program   {"id":7,"task":"resize","args":ARGS}     one per TASK frame
- *   program -> us   {"id":7,"value":V} | {"id":7,"error":"why"}
+ *   program -> us   {"id":7,"value":V} | {"id":7,"error":"why"[,"traceback":"..."]}
  *                   | {"id":7,"emit":V}... then {"id":7,"end":true}
  *
  * One task at a time, like a C worker: the next task line is written only
@@ -566,6 +566,46 @@ static bool answer(struct shim *s, enum fp_frame_type type, uint64_t id, uint32_
 }
 
 /*
+ * An ERROR frame's payload from an error line: the message (a string's
+ * text, else the JSON), then, when the line has a string "traceback", a NUL
+ * and the traceback (frame.h). A message cut at its first NUL keeps the
+ * frame's two parts apart. A frame over max_payload would be a protocol
+ * error, so only the traceback's tail is kept then: its last lines are the
+ * innermost calls and the exception.
+ */
+static char *error_payload(json_t *err, json_t *tb, size_t max, size_t *len)
+{
+	const char *t;
+	char *msg, *out;
+	size_t mlen, tlen;
+
+	msg = json_is_string(err) ? strdup(json_string_value(err))
+				  : json_dumps(err, JSON_ENCODE_ANY | JSON_COMPACT);
+	if (!msg)
+		return NULL;
+	mlen = strlen(msg);
+	if (!json_is_string(tb) || !json_string_length(tb) || mlen + 2 > max) {
+		*len = mlen;
+		return msg;
+	}
+	t = json_string_value(tb);
+	tlen = strnlen(t, json_string_length(tb));
+	if (mlen + 1 + tlen > max) {
+		t += tlen - (max - mlen - 1);
+		tlen = max - mlen - 1;
+	}
+	out = realloc(msg, mlen + 1 + tlen + 1);
+	if (!out) {
+		free(msg);
+		return NULL;
+	}
+	memcpy(out + mlen + 1, t, tlen);
+	out[mlen + 1 + tlen] = '\0';
+	*len = mlen + 1 + tlen;
+	return out;
+}
+
+/*
  * Relay the program's answer to task `id`; true when the worker retires.
  * For a pipeline stage (`stream`, the TASK's FP_FRAME_STREAM) each emit
  * goes out as an EMIT frame at once and the end as a NOVALUE RESULT, as
@@ -616,12 +656,11 @@ static bool relay_answer(struct shim *s, uint64_t id, const char *task, bool ret
 			}
 			free(text);
 		} else if ((v = json_object_get(j, "error"))) {
-			text = json_is_string(v) ? strdup(json_string_value(v))
-						 : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+			text = error_payload(v, json_object_get(j, "traceback"),
+					     s->a->max_payload, &len);
 			if (!text)
 				program_failed(s, FP_ITEM_CRASH, "out of memory");
-			out = answer(s, FP_FRAME_ERROR, id, FP_ITEM_TASK_ERROR, retire,
-				     text, strlen(text));
+			out = answer(s, FP_FRAME_ERROR, id, FP_ITEM_TASK_ERROR, retire, text, len);
 			free(text);
 		} else if ((v = json_object_get(j, "emit"))) {
 			text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);

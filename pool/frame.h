@@ -12,7 +12,9 @@
  *                               only for a STREAM task, before its end frame
  *                      RESULT   id = item id; payload = JSON value; ends the item
  *                      ERROR    id = item id; flags low byte = fp_item_status,
- *                               payload = message; ends the item
+ *                               payload = message, and for a task error
+ *                               optionally a NUL and its traceback (an exec
+ *                               program's, e.g. Python's); ends the item
  *
  * Every TASK is answered by exactly one end frame (RESULT or ERROR), in the
  * order the tasks were sent.

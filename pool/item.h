@@ -40,9 +40,10 @@ void fp__item_attempt_note(char *buf, size_t len, const struct fp_call *c,
  * ran, and count as done): count it, and tell its call. Inline: it is on
  * every answer's path.
  */
-static inline void fp__item_end(fp_pool *p, struct fp_call *call, uint32_t index,
-				fp_item_status status, const char *value, size_t len,
-				const char *msg, pid_t pid, uint64_t duration_us, unsigned hop)
+static inline void fp__item_end_tb(fp_pool *p, struct fp_call *call, uint32_t index,
+				   fp_item_status status, const char *value, size_t len,
+				   const char *msg, const char *traceback, pid_t pid,
+				   uint64_t duration_us, unsigned hop)
 {
 	struct fp_result r = {
 		.index = index,
@@ -53,6 +54,7 @@ static inline void fp__item_end(fp_pool *p, struct fp_call *call, uint32_t index
 		.attempts = call->items[index].attempts,
 		.pid = pid,
 		.duration_us = duration_us,
+		.traceback = status == FP_ITEM_TASK_ERROR ? traceback : NULL,
 	};
 
 	p->done += hop;
@@ -64,6 +66,14 @@ static inline void fp__item_end(fp_pool *p, struct fp_call *call, uint32_t index
 			p->ncancelled++;
 	}
 	call->ops->item_end(call, hop, &r);
+}
+
+/* Every end but a task error's has no traceback. */
+static inline void fp__item_end(fp_pool *p, struct fp_call *call, uint32_t index,
+				fp_item_status status, const char *value, size_t len,
+				const char *msg, pid_t pid, uint64_t duration_us, unsigned hop)
+{
+	fp__item_end_tb(p, call, index, status, value, len, msg, NULL, pid, duration_us, hop);
 }
 /* Put items back at the head of p's queue; without memory for it they fail. */
 void fp__item_requeue(fp_pool *p, struct fp_call *call, uint32_t first, uint32_t count);

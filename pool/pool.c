@@ -856,17 +856,19 @@ static void sync_item(fp_pool *p, uint64_t id, const struct fp_result *r, void *
 {
 	struct sync_wait *sw = data;
 	struct fp_result *dst = &sw->results[r->index];
-	const char *msg = r->message;
+	const char *msg = r->message, *tb = r->traceback;
 
 	*dst = *r;
 	if (sw->block) {
 		dst->value = r->value ? block_copy(sw->block, r->value, r->value_len) : NULL;
 		dst->message = msg ? block_copy(sw->block, msg, strlen(msg)) : NULL;
+		dst->traceback = tb ? block_copy(sw->block, tb, strlen(tb)) : NULL;
 	} else {
 		dst->value = r->value ? dup_bytes(r->value, r->value_len) : NULL;
 		dst->message = msg ? dup_bytes(msg, strlen(msg)) : NULL;
+		dst->traceback = tb ? dup_bytes(tb, strlen(tb)) : NULL;
 	}
-	if ((r->value && !dst->value) || (msg && !dst->message))
+	if ((r->value && !dst->value) || (msg && !dst->message) || (tb && !dst->traceback))
 		sw->oom = true;
 }
 
@@ -930,6 +932,7 @@ void fp_result_clear(struct fp_result *r)
 		return;
 	free((char *)r->value);
 	free((char *)r->message);
+	free((char *)r->traceback);
 	memset(r, 0, sizeof(*r));
 }
 

@@ -15,7 +15,10 @@
 /* DELETE waits this long for a cancelled job to settle before answering. */
 #define CANCEL_WAIT_MS 5000
 
-/* `"value":V` or `"error":{"type":…,"message":…}`: an item's outcome, without braces. */
+/*
+ * `"value":V` or `"error":{"type":…,"message":…}` (and `"traceback":…` when
+ * the task gave one): an item's outcome, without braces.
+ */
 void fp__api_item_members(struct sbuf *b, const struct fp_job_item *it)
 {
 	if (it->status == FP_ITEM_OK) {
@@ -27,6 +30,10 @@ void fp__api_item_members(struct sbuf *b, const struct fp_job_item *it)
 	sbuf_adds(b, fp_item_status_name(it->status));
 	sbuf_adds(b, "\",\"message\":");
 	sbuf_json_string(b, it->message ? it->message : "", it->message ? strlen(it->message) : 0);
+	if (it->traceback) {
+		sbuf_adds(b, ",\"traceback\":");
+		sbuf_json_string(b, it->traceback, strlen(it->traceback));
+	}
 	sbuf_adds(b, "}");
 }
 

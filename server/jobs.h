@@ -332,6 +332,7 @@ struct fp_job_item {
 	const char *value;      /* JSON text when status is OK */
 	size_t value_len;
 	const char *message;    /* when not OK */
+	const char *traceback;  /* a task error's, when its task gave one; else NULL */
 	unsigned attempts;
 };
 /* Item (or output) i (0 <= i < total); pointers valid until the job is forgotten. */

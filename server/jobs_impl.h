@@ -36,8 +36,12 @@ struct text_page {
 
 /* 16 bytes: a million items are 16 MB of records. */
 struct job_item {
-	const char *text;          /* the value (OK) or the message, NUL-terminated */
-	uint32_t len;              /* the value's length */
+	/*
+	 * The value (OK) or the message, NUL-terminated; a message with a
+	 * traceback is followed by it, after its NUL.
+	 */
+	const char *text;
+	uint32_t len;              /* the value's length; the message's and traceback's, or 0 */
 	uint8_t finished;
 	uint8_t status;            /* fp_item_status */
 	uint16_t attempts;

@@ -59,6 +59,7 @@ const struct fp_result *fp__job_result_to_keep(fp_job *job, const struct fp_resu
 	instead->value = NULL;
 	instead->value_len = 0;
 	instead->message = fp__over_limit_message;
+	instead->traceback = NULL;
 	return instead;
 }
 

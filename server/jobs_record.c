@@ -285,6 +285,26 @@ static const char *message_kept(const fp_job *job, const char *msg, size_t len)
 	return NULL;
 }
 
+/* `msg`, a NUL and `tb` stored as one text; *len covers both (not the last NUL). */
+static const char *message_with_traceback(fp_job *job, const char *msg, const char *tb,
+					  size_t *len)
+{
+	size_t mlen = strlen(msg), tlen = strlen(tb);
+	const char *text;
+	char *both;
+
+	*len = 0;
+	if (mlen + 1 + tlen > UINT32_MAX || !(both = malloc(mlen + 1 + tlen)))
+		return NULL;
+	memcpy(both, msg, mlen + 1);
+	memcpy(both + mlen + 1, tb, tlen);
+	text = text_store(job, both, mlen + 1 + tlen);
+	free(both);
+	if (text)
+		*len = mlen + 1 + tlen;
+	return text;
+}
+
 size_t fp__job_record_need(const fp_job *job, const struct fp_result *r)
 {
 	size_t need = job->origins ? sizeof(struct job_item) + sizeof(struct job_origin) : 0;
@@ -297,6 +317,8 @@ size_t fp__job_record_need(const fp_job *job, const struct fp_result *r)
 		return need + r->value_len + 1;
 	}
 	msg = r->message ? r->message : fp_item_status_name(r->status);
+	if (r->traceback)
+		return need + strlen(msg) + 1 + strlen(r->traceback) + 1;
 	return message_kept(job, msg, strlen(msg)) ? need : need + strlen(msg) + 1;
 }
 
@@ -313,6 +335,9 @@ void fp__job_record(fp_job *job, struct job_item *it, const struct fp_result *r)
 		if (r->value_len <= UINT32_MAX)
 			text = text_store(job, r->value ? r->value : "", r->value_len);
 		len = r->value_len;
+	} else if (r->traceback) {
+		/* Message NUL traceback, in one text; never shared with another item. */
+		text = message_with_traceback(job, r->message ? r->message : "", r->traceback, &len);
 	} else {
 		const char *msg = r->message ? r->message : fp_item_status_name(status);
 		len = strlen(msg);
@@ -356,6 +381,8 @@ void fp_job_item(const fp_job *job, size_t i, struct fp_job_item *out)
 		out->value_len = it->len;
 	} else {
 		out->message = it->text;
+		if (it->len)
+			out->traceback = it->text + strlen(it->text) + 1;
 	}
 }
 

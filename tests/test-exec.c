@@ -146,6 +146,15 @@ static void apply_map_and_generator(void **state)
 	assert_int_equal(fp_pool_apply(p, "py.fail", "\"bad input\"", 11, NULL, &r), 0);
 	assert_int_equal(r.status, FP_ITEM_TASK_ERROR);
 	assert_string_equal(r.message, "ValueError: bad input");
+	/* forkpool.worker sends the traceback; the pool hands it on. */
+	assert_non_null(r.traceback);
+	assert_non_null(strstr(r.traceback, "Traceback (most recent call last):"));
+	assert_non_null(strstr(r.traceback, "raise ValueError(args)"));
+	fp_result_clear(&r);
+	/* A C task's error has none. */
+	assert_int_equal(fp_pool_apply(p, "fail", "\"no\"", 4, NULL, &r), 0);
+	assert_int_equal(r.status, FP_ITEM_TASK_ERROR);
+	assert_null(r.traceback);
 	fp_result_clear(&r);
 	fp_pool_free(p);
 }
