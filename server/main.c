@@ -457,9 +457,7 @@ static void cluster_connected(void *data, bool connected, const char *why)
 	(void)why;
 	if (!d->cluster_starting)
 		return;
-	/* Without --cluster-wait the first answer decides; with it, only success. */
-	if (!connected && d->cfg.cluster_wait)
-		return;
+	/* Without --cluster-wait the first answer decides whether we run. */
 	d->cluster_failed = !connected;
 	d->cluster_starting = false;
 	fp_loop_stop(d->loop);
@@ -498,18 +496,17 @@ static int start_cluster(struct daemon *d, const char *bound)
 	fp_dlog_info(&d->log, "cluster: node %s joining through %s (prefix %s)%s",
 		     co.node_name, d->cfg.cluster, co.prefix,
 		     d->cfg.cluster_wait ? ", waiting for Redis as long as it takes" : "");
-	if (fp_cluster_connected(d->cluster))
+	/* With --cluster-wait the node serves meanwhile; redis.c retries. */
+	if (d->cfg.cluster_wait)
 		return 0;
 	d->cluster_starting = true;
-	if (!d->cfg.cluster_wait) {
-		fp_loop_run(d->loop);
-		if (d->cluster_starting || d->cluster_failed) {
-			d->cluster_starting = false;
-			fp_dlog_error(&d->log, "--cluster %s: cannot reach Redis: %s (--cluster-wait"
-				      " waits for it instead)", d->cfg.cluster,
-				      fp_cluster_last_error(d->cluster));
-			return -EHOSTUNREACH;
-		}
+	fp_loop_run(d->loop);
+	if (d->cluster_starting || d->cluster_failed) {
+		d->cluster_starting = false;
+		fp_dlog_error(&d->log, "--cluster %s: cannot reach Redis: %s (--cluster-wait"
+			      " waits for it instead)", d->cfg.cluster,
+			      fp_cluster_last_error(d->cluster));
+		return -EHOSTUNREACH;
 	}
 	return 0;
 }
