@@ -45,8 +45,13 @@ class ClusterTest(unittest.TestCase):
 
     def node(self, url, *args, **kw):
         d = Daemon("--cluster", url, *args, workers=kw.pop("workers", 1), **kw).start()
-        self.addCleanup(d.stop, signal.SIGKILL)
+        self.addCleanup(self.stop_clean, d)
         return d
+
+    def stop_clean(self, d):
+        """SIGTERM, so that a sanitizer build checks the exit for leaks too."""
+        d.stop(signal.SIGTERM)
+        self.assertEqual(d.sanitizer_reports(), [], d.log_text()[-4000:])
 
     def health(self, d):
         r = d.get("/v1/health")
@@ -63,7 +68,9 @@ class ClusterTest(unittest.TestCase):
                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, timeout=timeout,
                            preexec_fn=harness._die_with_parent)
-        return p.returncode, p.stderr.decode("utf-8", "replace")
+        err = p.stderr.decode("utf-8", "replace")
+        self.assertNotRegex(err, r"AddressSanitizer|LeakSanitizer|runtime error:")
+        return p.returncode, err
 
     # --- the registry -----------------------------------------------------
 
