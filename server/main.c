@@ -626,10 +626,10 @@ static int start(struct daemon *d)
 		      d->token ? "bearer token from " : "off (loopback only)",
 		      d->token ? d->cfg.token_file : "");
 	fp_dlog_release(&d->log);
-	if (d->cfg.config_file)
-		fp_dlog_debug(&d->log, "configuration read from %s", d->cfg.config_file);
 	if (d->cfg.cluster && (r = start_cluster(d, bound[0])) < 0)
 		return r;
+	if (d->cfg.config_file)
+		fp_dlog_debug(&d->log, "configuration read from %s", d->cfg.config_file);
 	fp_dlog_info(&d->log, "forkpoold %s ready", FP_VERSION_STRING);
 	return 0;
 }
