@@ -548,11 +548,11 @@ void fp_config_deinit(struct fp_config *c)
 		free(c->exec[i]);
 	for (i = 0; i < c->nexec_shell; i++)
 		free(c->exec_shell[i]);
-	free(c->token_file);
 	free(c->cluster);
 	free(c->cluster_auth_file);
 	free(c->cluster_prefix);
 	free(c->node_name);
+	free(c->token_file);
 	free(c->config_file);
 	memset(c, 0, sizeof(*c));
 }
