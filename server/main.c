@@ -680,12 +680,13 @@ static void teardown(struct daemon *d)
 	/* Answers the long-polls and streams still open, while the server is. */
 	fp_api_free(d->api);
 	d->api = NULL;
+	/* Left the registry above; nothing refers to it once the API is gone. */
+	fp_cluster_free(d->cluster);
+	d->cluster = NULL;
 	fp_http_server_free(d->http);
 	d->http = NULL;
 	fp_jobs_free(d->jobs);
 	d->jobs = NULL;
-	fp_cluster_free(d->cluster);
-	d->cluster = NULL;
 	if (d->pool) {
 		if (d->hard)
 			kill_workers(d);
