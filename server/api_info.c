@@ -152,10 +152,9 @@ void fp__api_health(fp_api *api, fp_http_request *req)
 		    status, fp_loop_backend_name(api->loop), st.workers, st.able,
 		    (unsigned long long)st.queued, (unsigned long long)st.running);
 	sbuf_json_string(&b, api->version, strlen(api->version));
-	sbuf_printf(&b, ",\"uptime_ms\":%llu", (unsigned long long)(fp_now_ms() - api->started_ms));
 	/* Redis lost is no reason for 503: the node still runs its own jobs. */
 	cluster_fields(api, &b);
-	sbuf_adds(&b, "}");
+	sbuf_printf(&b, ",\"uptime_ms\":%llu}", (unsigned long long)(fp_now_ms() - api->started_ms));
 	fp__api_json(req, strcmp(status, "ok") == 0 ? 200 : 503, &b);
 	sbuf_free(&b);
 }
