@@ -172,6 +172,24 @@ static void metric_one(struct sbuf *b, const char *name, const char *type, const
 	sbuf_printf(b, "%s %llu\n", name, (unsigned long long)value);
 }
 
+/* The cluster's figures: only with --cluster; the rest stays per node. */
+static void cluster_metrics(fp_api *api, struct sbuf *b)
+{
+	const struct fp_cluster_node *n;
+
+	if (!api->cluster)
+		return;
+	metric_one(b, "forkpool_cluster_connected", "gauge",
+		   "1 while this node's Redis connection is up.",
+		   fp_cluster_connected(api->cluster));
+	metric_one(b, "forkpool_cluster_nodes", "gauge",
+		   "Live nodes in the registry, this one included.",
+		   fp_cluster_nodes(api->cluster, &n));
+	metric_one(b, "forkpool_cluster_reconnects_total", "counter",
+		   "Redis connections re-established after being lost.",
+		   fp_cluster_reconnects(api->cluster));
+}
+
 /* Prometheus text exposition format, version 0.0.4. */
 void fp__api_metrics(fp_api *api, fp_http_request *req)
 {
@@ -239,6 +257,7 @@ void fp__api_metrics(fp_api *api, fp_http_request *req)
 	metric_one(&b, "forkpool_items_pending", "gauge", "Items submitted and not finished.",
 		   js.items_pending);
 
+	cluster_metrics(api, &b);
 	metric_one(&b, "forkpool_queue_depth", "gauge", "Items waiting for a worker.",
 		   ps.queued);
 	metric_one(&b, "forkpool_items_running", "gauge", "Items handed to workers.",
@@ -272,19 +291,6 @@ void fp__api_metrics(fp_api *api, fp_http_request *req)
 	}
 	sbuf_printf(&b, "forkpool_task_duration_seconds_sum %.6f\n", ps.duration_sum_s);
 	sbuf_printf(&b, "forkpool_task_duration_seconds_count %llu\n", (unsigned long long)cum);
-	if (api->cluster) {
-		const struct fp_cluster_node *n;
-
-		metric_one(&b, "forkpool_cluster_connected", "gauge",
-			   "1 while this node's Redis connection is up.",
-			   fp_cluster_connected(api->cluster));
-		metric_one(&b, "forkpool_cluster_nodes", "gauge",
-			   "Live nodes in the registry, this one included.",
-			   fp_cluster_nodes(api->cluster, &n));
-		metric_one(&b, "forkpool_cluster_reconnects_total", "counter",
-			   "Redis connections re-established after being lost.",
-			   fp_cluster_reconnects(api->cluster));
-	}
 	metric_head(&b, "forkpool_healthy", "gauge", "1 when workers can run tasks.");
 	sbuf_printf(&b, "forkpool_healthy %d\n", ps.healthy && ps.able > 0 && !api->draining);
 
