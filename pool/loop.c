@@ -7,6 +7,7 @@
  * backends exist; fp_config.h says which ones were compiled in.
  */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,6 +206,7 @@ static void io_prepare(fp_loop *loop, fp_io *io, int fd, uint8_t kind,
 	io->done = 0;
 	io->off = 0;
 	io->datasync = 0;
+	io->events = 0;
 	io->buf = NULL;
 	io->buflen = 0;
 	io->impl = NULL;
@@ -308,6 +310,20 @@ int fp_io_fsync(fp_loop *loop, fp_io *io, int fd, int datasync, fp_io_cb cb)
 	io_prepare(loop, io, fd, FP_IO_FSYNC, cb);
 	io->datasync = datasync != 0;
 	return io_started(loop, io, loop->ops->fsync(loop, io));
+}
+
+int fp_io_poll_start(fp_loop *loop, fp_io *io, int fd, unsigned events,
+		     fp_io_cb cb)
+{
+	int r = io_check(loop, io, fd, cb);
+
+	if (r < 0)
+		return r;
+	if (!events || (events & ~(unsigned)(POLLIN | POLLOUT)))
+		return -EINVAL;
+	io_prepare(loop, io, fd, FP_IO_POLL, cb);
+	io->events = (uint16_t)events;
+	return io_started(loop, io, loop->ops->poll_start(loop, io));
 }
 
 void fp_io_read_pause(fp_io *io)

@@ -40,6 +40,9 @@ typedef struct fp_signal fp_signal;
  *  write:       once: res = bytes written (all of them), or -errno.
  *  pwrite:      once: res = bytes written (all of them), or -errno.
  *  fsync:       once: res = 0, or -errno.
+ *  poll:        res > 0 the ready events (POLLIN, POLLOUT, POLLERR,
+ *               POLLHUP), again and again while the fd stays ready;
+ *               res < 0 -errno (last). -ECANCELED after fp_io_cancel().
  */
 typedef void (*fp_io_cb)(fp_io *io, ssize_t res, const char *buf);
 typedef void (*fp_timer_cb)(fp_timer *timer);
@@ -54,6 +57,7 @@ enum fp_io_kind {
 	FP_IO_WRITE,
 	FP_IO_PWRITE,   /* positional file write */
 	FP_IO_FSYNC,
+	FP_IO_POLL,     /* readiness, level-triggered */
 };
 
 struct fp_io {
@@ -69,6 +73,7 @@ struct fp_io {
 	uint8_t keep;                /* read paused: deliver what still arrives */
 	uint8_t is_socket;
 	uint8_t datasync;            /* fsync: fdatasync(2) */
+	uint16_t events;             /* poll: POLLIN and/or POLLOUT */
 	struct iovec iov[FP_IO_IOV_MAX];  /* write: what is left to write */
 	int iovcnt;
 	size_t done;                 /* write: bytes written so far */
@@ -148,6 +153,20 @@ int fp_io_write(fp_loop *loop, fp_io *io, int fd, const struct iovec *iov,
 int fp_io_pwrite(fp_loop *loop, fp_io *io, int fd, const struct iovec *iov,
 		 int iovcnt, uint64_t off, fp_io_cb cb);
 int fp_io_fsync(fp_loop *loop, fp_io *io, int fd, int datasync, fp_io_cb cb);
+
+/*
+ * Readiness, for libraries that do their own I/O on an fd they own (the
+ * Redis client, server/redis_loop.c): the callback gets the ready events
+ * of `events` (POLLIN and/or POLLOUT; POLLERR and POLLHUP always count),
+ * level-triggered: while the fd stays ready the callback comes again after
+ * each return, so a reader that takes only part of what is there is called
+ * for the rest. It ends only with fp_io_cancel() or an error. Two polls
+ * (one per direction) may watch one fd; a poll may share its fd with a
+ * write but not with a read stream or accept. The fd is the caller's: it
+ * may be closed once the cancel was asked for, the last callback follows.
+ */
+int fp_io_poll_start(fp_loop *loop, fp_io *io, int fd, unsigned events,
+		     fp_io_cb cb);
 
 /* Ask an active operation to end; its last callback follows with -ECANCELED. */
 void fp_io_cancel(fp_io *io);

@@ -39,6 +39,8 @@ struct fp_loop_ops {
 	/* File operations: io->off / io->datasync are set. */
 	int (*pwrite)(fp_loop *loop, fp_io *io);
 	int (*fsync)(fp_loop *loop, fp_io *io);
+	/* Readiness: io->events is set (POLLIN and/or POLLOUT). */
+	int (*poll_start)(fp_loop *loop, fp_io *io);
 	/* io->cancelled is already set; the last callback must come later. */
 	void (*cancel)(fp_loop *loop, fp_io *io);
 

@@ -406,6 +406,7 @@ const struct fp_loop_ops fp__loop_uring_ops = {
 	.write = fp__uring_write,
 	.pwrite = fp__uring_file_start,
 	.fsync = fp__uring_file_start,
+	.poll_start = fp__uring_poll_start,
 	.cancel = fp__uring_cancel,
 	.timer_start = fp__uring_timer_start,
 	.timer_stop = fp__uring_timer_stop,

@@ -178,6 +178,7 @@ int fp__uring_read_start(fp_loop *loop, fp_io *io);
 int fp__uring_accept_start(fp_loop *loop, fp_io *io);
 int fp__uring_write(fp_loop *loop, fp_io *io);
 int fp__uring_file_start(fp_loop *loop, fp_io *io);
+int fp__uring_poll_start(fp_loop *loop, fp_io *io);
 void fp__uring_cancel(fp_loop *loop, fp_io *io);
 
 /* loop_uring_timer.c: the timer heap. */

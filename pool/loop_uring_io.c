@@ -211,6 +211,8 @@ int fp__uring_arm_io(struct uring *u, fp_io *io)
 	} else if (io->kind == FP_IO_FSYNC) {
 		io_uring_prep_fsync(sqe, io->fd,
 				    io->datasync ? IORING_FSYNC_DATASYNC : 0);
+	} else if (io->kind == FP_IO_POLL) {
+		io_uring_prep_poll_add(sqe, io->fd, io->events);
 	} else if (io->state & S_POLLING) {
 		io_uring_prep_poll_add(sqe, io->fd, POLLIN);
 	} else if (io->kind == FP_IO_ACCEPT) {
@@ -364,6 +366,38 @@ static void accept_cqe(struct uring *u, fp_io *io, int res, unsigned flags)
 	fp__uring_io_end(u, io, res);
 }
 
+/* --- readiness ------------------------------------------------------------ */
+
+/*
+ * One-shot POLL_ADDs, re-armed after each callback: the kernel checks the
+ * file's readiness when a poll is armed, so this is level-triggered, which
+ * is what fp_io_poll_start() promises. A multishot poll (5.13) posts only
+ * on wake-ups, edge-triggered unless IORING_POLL_ADD_LEVEL (6.0) is given;
+ * hiredis reads at most 16 KiB per readiness call, so an edge would strand
+ * the rest of a large reply. The one SQE per event is cheap at the rates a
+ * readiness user has here (a Redis connection, a few commands a second).
+ */
+int fp__uring_poll_start(fp_loop *loop, fp_io *io)
+{
+	arm_push(loop->impl, io);
+	return 0;
+}
+
+static void poll_cqe(struct uring *u, fp_io *io, int res)
+{
+	if (res > 0) {
+		if (!io->cancelled)
+			io->cb(io, res, NULL);
+		rearm(u, io);
+		return;
+	}
+	if (res == 0 || res == -EINTR || res == -EAGAIN) {
+		rearm(u, io);
+		return;
+	}
+	fp__uring_io_end(u, io, res);
+}
+
 /* --- file writes and fsync ------------------------------------------------ */
 
 int fp__uring_file_start(fp_loop *loop, fp_io *io)
@@ -412,7 +446,9 @@ void fp__uring_io_cqe(struct uring *u, fp_io *io, int res, unsigned flags)
 			rearm(u, io);
 		return;
 	}
-	if (io->kind == FP_IO_PWRITE || io->kind == FP_IO_FSYNC)
+	if (io->kind == FP_IO_POLL)
+		poll_cqe(u, io, res);
+	else if (io->kind == FP_IO_PWRITE || io->kind == FP_IO_FSYNC)
 		file_cqe(u, io, res);
 	else if (io->kind == FP_IO_ACCEPT)
 		accept_cqe(u, io, res, flags);

@@ -23,6 +23,7 @@
  * pool thread to finish with it.
  */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -58,6 +59,7 @@ struct uvfd {
 	uint8_t wwait;                 /* the queue waits for writability */
 	uint8_t dirty;
 	fp_io *reader;                 /* read stream or accept */
+	fp_io *pollers[2];             /* fp_io_poll_start(): one per direction */
 	fp_io *wq_head, *wq_tail;
 	struct uvfd *dirty_next;
 };
@@ -175,9 +177,13 @@ static int fd_watch(struct uvb *b, struct uvfd *f)
 {
 	int events = (f->reader ? UV_READABLE : 0) |
 		     (f->wq_head && f->wwait ? UV_WRITABLE : 0);
-	int r;
+	int r, i;
 
-	if (!f->reader && !f->wq_head)
+	for (i = 0; i < 2; i++)
+		if (f->pollers[i])
+			events |= (f->pollers[i]->events & POLLIN ? UV_READABLE : 0) |
+				  (f->pollers[i]->events & POLLOUT ? UV_WRITABLE : 0);
+	if (!f->reader && !f->wq_head && !f->pollers[0] && !f->pollers[1])
 		f->not_socket = 0;     /* the fd may be closed and reused now */
 	if (!events) {
 		if (f->poll) {
@@ -354,7 +360,7 @@ static int uvb_read_start(fp_loop *loop, fp_io *io)
 
 	if (!f)
 		return -ENOMEM;
-	if (f->reader)
+	if (f->reader || f->pollers[0] || f->pollers[1])
 		return -EBUSY;        /* one read stream or accept per fd */
 	f->reader = io;
 	r = fd_watch(b, f);
@@ -428,6 +434,61 @@ static int uvb_accept_start(fp_loop *loop, fp_io *io)
 	return uvb_read_start(loop, io);
 }
 
+/* --- readiness ----------------------------------------------------------- */
+
+/* epoll through libuv is level-triggered already: nothing to re-arm. */
+static int uvb_poll_start(fp_loop *loop, fp_io *io)
+{
+	struct uvb *b = loop->impl;
+	struct uvfd *f = fd_get(b, io->fd);
+	int i, r;
+
+	if (!f)
+		return -ENOMEM;
+	if (f->reader)
+		return -EBUSY;
+	for (i = 0; i < 2 && f->pollers[i]; i++)
+		;
+	if (i == 2)
+		return -EBUSY;
+	f->pollers[i] = io;
+	r = fd_watch(b, f);
+	if (r < 0) {
+		f->pollers[i] = NULL;
+		fd_watch(b, f);
+	}
+	return r;
+}
+
+static void pollers_end(struct uvb *b, struct uvfd *f, ssize_t res)
+{
+	fp_io *io;
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		if ((io = f->pollers[i])) {
+			f->pollers[i] = NULL;
+			done_push(b, io, res);
+		}
+	}
+}
+
+static void pollers_ready(struct uvfd *f, int events)
+{
+	unsigned ready = (events & UV_READABLE ? POLLIN : 0) |
+			 (events & UV_WRITABLE ? POLLOUT : 0);
+	unsigned hup = events & UV_DISCONNECT ? POLLHUP : 0;
+	fp_io *io;
+	int i;
+
+	/* A slot is read again after each callback: it may have changed. */
+	for (i = 0; i < 2; i++) {
+		io = f->pollers[i];
+		if (io && ((ready & io->events) || hup))
+			io->cb(io, (ssize_t)((ready & io->events) | hup), NULL);
+	}
+}
+
 static void poll_cb(uv_poll_t *h, int status, int events)
 {
 	struct uvfd *f = h->data;
@@ -435,6 +496,7 @@ static void poll_cb(uv_poll_t *h, int status, int events)
 	fp_io *io;
 
 	if (status < 0) {
+		pollers_end(b, f, status);
 		/* The fd is unusable: everything on it ends with the error. */
 		while ((io = f->wq_head)) {
 			f->wq_head = io->next;
@@ -456,6 +518,8 @@ static void poll_cb(uv_poll_t *h, int status, int events)
 		f->wwait = 0;
 		fd_flush(b, f);
 	}
+	if (f->pollers[0] || f->pollers[1])
+		pollers_ready(f, events);
 	if ((events & UV_READABLE) && f->reader) {
 		if (f->reader->kind == FP_IO_ACCEPT)
 			fd_accept(b, f);
@@ -573,6 +637,17 @@ static void uvb_cancel(fp_loop *loop, fp_io *io)
 	}
 	if (!f)
 		return;
+	if (io->kind == FP_IO_POLL) {
+		for (int i = 0; i < 2; i++) {
+			if (f->pollers[i] == io) {
+				f->pollers[i] = NULL;
+				/* Out of epoll now: the caller may close the fd. */
+				fd_watch(b, f);
+				done_push(b, io, -ECANCELED);
+			}
+		}
+		return;
+	}
 	if (io->kind != FP_IO_WRITE) {
 		if (f->reader == io) {
 			f->reader = NULL;
@@ -793,6 +868,7 @@ const struct fp_loop_ops fp__loop_uv_ops = {
 	.write = uvb_write,
 	.pwrite = uvb_file_start,
 	.fsync = uvb_file_start,
+	.poll_start = uvb_poll_start,
 	.cancel = uvb_cancel,
 	.timer_start = uvb_timer_start,
 	.timer_stop = uvb_timer_stop,

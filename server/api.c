@@ -65,6 +65,11 @@ void fp_api_attach_http(fp_api *api, fp_http_server *http)
 	api->http = http;
 }
 
+void fp_api_set_cluster(fp_api *api, struct fp_cluster *cluster)
+{
+	api->cluster = cluster;
+}
+
 void fp_api_set_draining(fp_api *api, bool draining)
 {
 	api->draining = draining;

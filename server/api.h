@@ -47,6 +47,10 @@ void fp_api_handler(fp_http_request *req, void *data);
 /* While draining: submissions get 503 shutting_down, /v1/health 503. */
 void fp_api_set_draining(fp_api *api, bool draining);
 
+/* The cluster's registry for /v1/health, /v1/workers, /metrics; NULL: none. */
+struct fp_cluster;
+void fp_api_set_cluster(fp_api *api, struct fp_cluster *cluster);
+
 /*
  * For the metrics: `workers` were restarted by a reload (SIGHUP). The other
  * reasons (recycled, crash, timeout, start failure) are the pool's own

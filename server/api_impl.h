@@ -28,6 +28,7 @@ struct fp_api {
 	uint64_t max_wait_ms;
 	char *version;
 	bool draining;
+	struct fp_cluster *cluster;    /* NULL: a single node */
 	bool closing;              /* fp_api_free(): answers go whole, nothing is streamed */
 	uint64_t started_ms;
 

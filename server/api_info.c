@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "api_impl.h"
+#include "cluster.h"
 #include "loop.h"
 
 #define WORKERS_MAX 1024
@@ -32,6 +33,40 @@ void fp__api_tasks(fp_api *api, fp_http_request *req)
 	sbuf_adds(&b, "]}");
 	fp__api_json(req, 200, &b);
 	sbuf_free(&b);
+}
+
+/*
+ * With --cluster: ,"cluster":"connected|disconnected","node":NAME,"nodes":[...]
+ * every live node as the registry last said, this one first and marked.
+ */
+static void cluster_fields(fp_api *api, struct sbuf *b)
+{
+	const struct fp_cluster_node *n;
+	const char *name;
+	size_t i, count;
+
+	if (!api->cluster)
+		return;
+	name = fp_cluster_node_name(api->cluster);
+	count = fp_cluster_nodes(api->cluster, &n);
+	sbuf_printf(b, ",\"cluster\":\"%s\",\"node\":",
+		    fp_cluster_connected(api->cluster) ? "connected" : "disconnected");
+	sbuf_json_string(b, name, strlen(name));
+	sbuf_adds(b, ",\"nodes\":[");
+	for (i = 0; i < count; i++) {
+		sbuf_adds(b, i ? ",{\"name\":" : "{\"name\":");
+		sbuf_json_string(b, n[i].name, strlen(n[i].name));
+		sbuf_adds(b, ",\"address\":");
+		sbuf_json_string(b, n[i].address, strlen(n[i].address));
+		sbuf_adds(b, ",\"backend\":");
+		sbuf_json_string(b, n[i].backend, strlen(n[i].backend));
+		sbuf_printf(b, ",\"pid\":%ld,\"started_at_ms\":%llu,\"heartbeat_age_ms\":%llu,"
+			    "\"workers\":{\"count\":%u,\"busy\":%u,\"able\":%u},\"self\":%s}",
+			    n[i].pid, (unsigned long long)n[i].started_at_ms,
+			    (unsigned long long)n[i].age_ms, n[i].load.workers, n[i].load.busy,
+			    n[i].load.able, n[i].self ? "true" : "false");
+	}
+	sbuf_adds(b, "]");
 }
 
 void fp__api_workers(fp_api *api, fp_http_request *req)
@@ -85,12 +120,14 @@ void fp__api_workers(fp_api *api, fp_http_request *req)
 	}
 	sbuf_printf(&b, "],\"pool\":{\"workers\":%u,\"alive\":%u,\"able\":%u,\"queued\":%llu,"
 		    "\"running\":%llu,\"done\":%llu,\"failed\":%llu,\"crashes\":%llu,"
-		    "\"timeouts\":%llu,\"recycles\":%llu,\"healthy\":%s}}",
+		    "\"timeouts\":%llu,\"recycles\":%llu,\"healthy\":%s}",
 		    st.workers, st.alive, st.able, (unsigned long long)st.queued,
 		    (unsigned long long)st.running, (unsigned long long)st.done,
 		    (unsigned long long)st.failed, (unsigned long long)st.crashes,
 		    (unsigned long long)st.timeouts, (unsigned long long)st.recycles,
 		    st.healthy ? "true" : "false");
+	cluster_fields(api, &b);
+	sbuf_adds(&b, "}");
 	fp__api_json(req, 200, &b);
 	sbuf_free(&b);
 	free(ws);
@@ -115,6 +152,8 @@ void fp__api_health(fp_api *api, fp_http_request *req)
 		    status, fp_loop_backend_name(api->loop), st.workers, st.able,
 		    (unsigned long long)st.queued, (unsigned long long)st.running);
 	sbuf_json_string(&b, api->version, strlen(api->version));
+	/* Redis lost is no reason for 503: the node still runs its own jobs. */
+	cluster_fields(api, &b);
 	sbuf_printf(&b, ",\"uptime_ms\":%llu,\"durable\":%s}",
 		    (unsigned long long)(fp_now_ms() - api->started_ms),
 		    fp_jobs_journal(api->jobs) ? "true" : "false");
@@ -173,6 +212,24 @@ static void journal_metrics(fp_api *api, struct sbuf *b)
 		   "Bytes of those damaged regions.", api->journal_report.skipped_bytes);
 	metric_one(b, "forkpool_journal_torn_bytes", "gauge",
 		   "Bytes of a torn last record cut off at start.", api->journal_report.torn_bytes);
+}
+
+/* The cluster's figures: only with --cluster; the rest stays per node. */
+static void cluster_metrics(fp_api *api, struct sbuf *b)
+{
+	const struct fp_cluster_node *n;
+
+	if (!api->cluster)
+		return;
+	metric_one(b, "forkpool_cluster_connected", "gauge",
+		   "1 while this node's Redis connection is up.",
+		   fp_cluster_connected(api->cluster));
+	metric_one(b, "forkpool_cluster_nodes", "gauge",
+		   "Live nodes in the registry, this one included.",
+		   fp_cluster_nodes(api->cluster, &n));
+	metric_one(b, "forkpool_cluster_reconnects_total", "counter",
+		   "Redis connections re-established after being lost.",
+		   fp_cluster_reconnects(api->cluster));
 }
 
 /* Prometheus text exposition format, version 0.0.4. */
@@ -249,6 +306,7 @@ void fp__api_metrics(fp_api *api, fp_http_request *req)
 	metric_one(&b, "forkpool_items_pending", "gauge", "Items submitted and not finished.",
 		   js.items_pending);
 
+	cluster_metrics(api, &b);
 	metric_one(&b, "forkpool_queue_depth", "gauge", "Items waiting for a worker.",
 		   ps.queued);
 	metric_one(&b, "forkpool_items_running", "gauge", "Items handed to workers.",

@@ -75,6 +75,21 @@ static const struct fp__config_setting settings[] = {
 	{ "strict-perms", K_BOOL, OFF(strict_perms), 0, 0, NULL,
 	  "refuse to start, instead of warning, when group or others may read or"
 	  " write the --token-file" },
+	{ "cluster", K_PATH, OFF(cluster), 0, 0, "URL",
+	  "experimental (issue 15): join a cluster of nodes through Redis at"
+	  " redis://HOST[:PORT][/DB] or unix:/PATH[?db=N]; nodes register and see each"
+	  " other in /v1/health and /v1/workers, and jobs are still run by the node that"
+	  " took them; Redis unreachable at start is an error (exit 1)" },
+	{ "cluster-auth-file", K_PATH, OFF(cluster_auth_file), 0, 0, "PATH",
+	  "file holding Redis's password (AUTH); checked as --token-file is" },
+	{ "cluster-prefix", K_PATH, OFF(cluster_prefix), 0, 0, "PREFIX",
+	  "prefix of every Redis key, so that clusters can share one Redis"
+	  " (default forkpool:)" },
+	{ "node-name", K_PATH, OFF(node_name), 0, 0, "NAME",
+	  "this node's name in the cluster (default hostname:port)" },
+	{ "cluster-wait", K_BOOL, OFF(cluster_wait), 0, 0, NULL,
+	  "at start, wait for Redis (retrying with backoff, serving meanwhile) instead"
+	  " of exiting 1" },
 	{ "unix-mode", K_MODE, OFF(unix_mode), 0, 0, "MODE",
 	  "permissions of unix:/path sockets, in octal, whatever the umask (default"
 	  " 0660: the owner and its group may connect)" },
@@ -557,6 +572,10 @@ void fp_config_deinit(struct fp_config *c)
 		free(c->exec[i]);
 	for (i = 0; i < c->nexec_shell; i++)
 		free(c->exec_shell[i]);
+	free(c->cluster);
+	free(c->cluster_auth_file);
+	free(c->cluster_prefix);
+	free(c->node_name);
 	free(c->token_file);
 	free(c->data_dir);
 	free(c->config_file);

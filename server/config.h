@@ -79,6 +79,13 @@ struct fp_config {
 	uint64_t unix_mode;                /* unix:/path sockets' permissions (0660) */
 	char *config_file;                 /* the file that was read, or NULL */
 
+	/* The cluster (issue 15): NULL url, a single node. */
+	char *cluster;                     /* redis://HOST[:PORT][/DB] or unix:/PATH */
+	char *cluster_auth_file;           /* Redis's password; NULL: no AUTH */
+	char *cluster_prefix;              /* NULL: "forkpool:" */
+	char *node_name;                   /* NULL: hostname:port */
+	bool cluster_wait;                 /* Redis down at start: wait, not exit 1 */
+
 	uint64_t workers;                  /* 0: one per online CPU */
 	uint64_t max_tasks_per_child;      /* 0: never recycle by count */
 	uint64_t max_tasks_jitter;
@@ -134,6 +141,14 @@ void fp_config_usage(FILE *out);
  */
 int fp_config_read_token(const struct fp_config *c, char **token, char *warn, size_t warnlen,
 			 char *err, size_t errlen);
+
+/*
+ * The Redis password from c->cluster_auth_file, read and checked as the
+ * token file is (one word, a warning or with --strict-perms an error when
+ * group or others may read or write it). Same contract as above.
+ */
+int fp_config_read_cluster_password(const struct fp_config *c, char **password, char *warn,
+				    size_t warnlen, char *err, size_t errlen);
 
 /*
  * The exec pools as fp_pool_new() takes them, in the order --exec then

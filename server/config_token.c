@@ -1,6 +1,7 @@
 /*
- * forkpoold's bearer token: read from --token-file, and that file's
- * permissions checked, since a token others can read is no secret.
+ * forkpoold's secrets: the bearer token from --token-file and Redis's
+ * password from --cluster-auth-file, each file's permissions checked, since
+ * a secret others can read is no secret.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -21,39 +22,38 @@
  * set the token): either way it is not the owner's alone. Checked on the
  * open file, so it is the file that was read.
  */
-static int check_mode(const struct fp_config *c, int fd, char *warn, size_t warnlen,
-		      char *err, size_t errlen)
+static int check_mode(const struct fp_config *c, const char *flag, const char *path, int fd,
+		      char *warn, size_t warnlen, char *err, size_t errlen)
 {
-	const char *path = c->token_file;
 	struct stat st;
 
 	if (fstat(fd, &st) < 0) {
-		snprintf(err, errlen, "--token-file %s: cannot stat it: %s", path, strerror(errno));
+		snprintf(err, errlen, "%s %s: cannot stat it: %s", flag, path, strerror(errno));
 		return -errno;
 	}
 	if (!(st.st_mode & (S_IRWXG | S_IRWXO)))
 		return 0;
 	if (c->strict_perms) {
-		snprintf(err, errlen, "--token-file %s: readable or writable by group or others"
+		snprintf(err, errlen, "%s %s: readable or writable by group or others"
 			 " (mode %04o), and --strict-perms is set; make it private with chmod 600 %s",
-			 path, (unsigned)(st.st_mode & 07777), path);
+			 flag, path, (unsigned)(st.st_mode & 07777), path);
 		return -EPERM;
 	}
-	snprintf(warn, warnlen, "--token-file %s: readable or writable by group or others"
+	snprintf(warn, warnlen, "%s %s: readable or writable by group or others"
 		 " (mode %04o); make it private with chmod 600 %s (--strict-perms refuses to"
-		 " start instead)", path, (unsigned)(st.st_mode & 07777), path);
+		 " start instead)", flag, path, (unsigned)(st.st_mode & 07777), path);
 	return 0;
 }
 
 /* The token in buf[0..len): without surrounding blanks, one word. */
-static int token_text(char *buf, size_t len, char **out, const char *path, char *err,
-		      size_t errlen)
+static int token_text(char *buf, size_t len, char **out, const char *flag, const char *path,
+		      const char *what, char *err, size_t errlen)
 {
 	char *s, *e;
 
 	if (len >= TOKEN_MAX) {
-		snprintf(err, errlen, "--token-file %s: the file is over %d bytes; a token is one"
-			 " short line", path, TOKEN_MAX);
+		snprintf(err, errlen, "%s %s: the file is over %d bytes; a %s is one"
+			 " short line", flag, path, TOKEN_MAX, what);
 		return -EINVAL;
 	}
 	buf[len] = '\0';
@@ -63,14 +63,14 @@ static int token_text(char *buf, size_t len, char **out, const char *path, char 
 		;
 	*e = '\0';
 	if (s == e) {
-		snprintf(err, errlen, "--token-file %s: the file is empty; put the bearer token in it",
-			 path);
+		snprintf(err, errlen, "%s %s: the file is empty; put the %s in it",
+			 flag, path, what);
 		return -EINVAL;
 	}
 	for (char *p = s; p < e; p++) {
 		if (iscntrl((unsigned char)*p) || *p == ' ') {
-			snprintf(err, errlen, "--token-file %s: the token must be one word with no"
-				 " blanks or control characters", path);
+			snprintf(err, errlen, "%s %s: the %s must be one word with no"
+				 " blanks or control characters", flag, path, what);
 			return -EINVAL;
 		}
 	}
@@ -78,8 +78,9 @@ static int token_text(char *buf, size_t len, char **out, const char *path, char 
 	return *out ? 0 : -ENOMEM;
 }
 
-int fp_config_read_token(const struct fp_config *c, char **token, char *warn, size_t warnlen,
-			 char *err, size_t errlen)
+static int read_secret(const struct fp_config *c, const char *flag, const char *path,
+		       const char *what, char **token, char *warn, size_t warnlen,
+		       char *err, size_t errlen)
 {
 	char buf[TOKEN_MAX + 1];
 	size_t len = 0;
@@ -91,22 +92,21 @@ int fp_config_read_token(const struct fp_config *c, char **token, char *warn, si
 		warn[0] = '\0';
 	if (errlen)
 		err[0] = '\0';
-	if (!c->token_file)
+	if (!path)
 		return 0;
-	fd = open(c->token_file, O_RDONLY | O_CLOEXEC);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		r = -errno;
-		snprintf(err, errlen, "--token-file %s: cannot read it: %s", c->token_file,
-			 strerror(-r));
+		snprintf(err, errlen, "%s %s: cannot read it: %s", flag, path, strerror(-r));
 		return r;
 	}
-	r = check_mode(c, fd, warn, warnlen, err, errlen);
+	r = check_mode(c, flag, path, fd, warn, warnlen, err, errlen);
 	while (r == 0 && len < sizeof(buf) - 1) {
 		n = read(fd, buf + len, sizeof(buf) - 1 - len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			snprintf(err, errlen, "--token-file %s: cannot read it: %s", c->token_file,
+			snprintf(err, errlen, "%s %s: cannot read it: %s", flag, path,
 				 strerror(errno));
 			r = -EIO;
 		}
@@ -116,8 +116,22 @@ int fp_config_read_token(const struct fp_config *c, char **token, char *warn, si
 	}
 	close(fd);
 	if (r == 0)
-		r = token_text(buf, len, token, c->token_file, err, errlen);
-	/* The token is a secret: no copy of it stays on the stack. */
+		r = token_text(buf, len, token, flag, path, what, err, errlen);
+	/* A secret: no copy of it stays on the stack. */
 	explicit_bzero(buf, sizeof(buf));
 	return r;
+}
+
+int fp_config_read_token(const struct fp_config *c, char **token, char *warn, size_t warnlen,
+			 char *err, size_t errlen)
+{
+	return read_secret(c, "--token-file", c->token_file, "bearer token", token, warn,
+			   warnlen, err, errlen);
+}
+
+int fp_config_read_cluster_password(const struct fp_config *c, char **password, char *warn,
+				    size_t warnlen, char *err, size_t errlen)
+{
+	return read_secret(c, "--cluster-auth-file", c->cluster_auth_file, "password",
+			   password, warn, warnlen, err, errlen);
 }

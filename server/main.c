@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "cluster.h"
 #include "config.h"
 #include "http.h"
 #include "jobs.h"
@@ -36,11 +37,14 @@
 #include "log.h"
 #include "loop.h"
 #include "nofile.h"
+#include "redis.h"
 
 /* Exit statuses: config.h's usage text says the same. */
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
 
+/* How long a clean shutdown waits for Redis to take this node's goodbye. */
+#define CLUSTER_LEAVE_MS 1000
 /* How often the drain checks whether the jobs have finished. */
 #define DRAIN_POLL_MS 20
 /* After the drain timeout, how long cancelled jobs get to be delivered. */
@@ -60,6 +64,8 @@ struct daemon {
 	struct fp_dlog log;
 	char *token;
 	char token_warning[PATH_MAX * 2 + 256];   /* logged once the log is up */
+	char *cluster_password;
+	char cluster_warning[PATH_MAX * 2 + 256];
 
 	fp_loop *loop;
 	fp_pool *pool;
@@ -69,6 +75,9 @@ struct daemon {
 	bool journal_closed;
 	fp_api *api;
 	fp_http_server *http;
+	fp_cluster *cluster;        /* --cluster; NULL: a single node */
+	bool cluster_starting;      /* start() waits for Redis's first answer */
+	bool cluster_failed;
 
 	fp_signal sigterm, sigint, sighup;
 	fp_timer drain_timer;
@@ -297,11 +306,42 @@ static void on_reload_signal(fp_signal *sig, int signum)
 
 /* --- start-up ------------------------------------------------------------ */
 
+/*
+ * The cluster's settings: a URL that parses, flags that need --cluster only
+ * with it, the password file read. Exits 2 like any bad setting.
+ */
+static int check_cluster(struct daemon *d)
+{
+	char err[PATH_MAX * 2 + 256];
+	struct fp_redis_addr addr;
+	const char *alone = d->cfg.cluster_auth_file ? "--cluster-auth-file" :
+			    d->cfg.cluster_prefix ? "--cluster-prefix" :
+			    d->cfg.node_name ? "--node-name" :
+			    d->cfg.cluster_wait ? "--cluster-wait" : NULL;
+
+	if (!d->cfg.cluster) {
+		if (!alone)
+			return 0;
+		fprintf(stderr, "forkpoold: %s: needs --cluster URL\n", alone);
+		return -EINVAL;
+	}
+	if (fp_redis_addr_parse(d->cfg.cluster, &addr, err, sizeof(err)) < 0 ||
+	    fp_config_read_cluster_password(&d->cfg, &d->cluster_password, d->cluster_warning,
+					    sizeof(d->cluster_warning), err, sizeof(err)) < 0) {
+		fprintf(stderr, "forkpoold: %s\n", err);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* Authentication, or loopback only. Exits 2 like any bad setting. */
 static int check_security(struct daemon *d)
 {
 	char err[PATH_MAX * 2 + 256];
 	size_t i;
+
+	if (check_cluster(d) < 0)
+		return -EINVAL;
 
 	if (d->cfg.token_file) {
 		if (fp_config_read_token(&d->cfg, &d->token, d->token_warning,
@@ -449,6 +489,85 @@ static int open_journal(struct daemon *d)
  * Build everything. On failure the message is logged and the caller tears
  * down what was built.
  */
+/* --- the cluster -------------------------------------------------------- */
+
+static void cluster_load(void *data, struct fp_cluster_load *out)
+{
+	struct daemon *d = data;
+	struct fp_pool_stats st;
+
+	fp_pool_stats(d->pool, &st);
+	out->workers = st.workers;
+	out->able = st.able;
+	out->busy = st.running < st.alive ? (unsigned)st.running : st.alive;
+}
+
+static void cluster_connected(void *data, bool connected, const char *why)
+{
+	struct daemon *d = data;
+
+	(void)why;
+	if (!d->cluster_starting)
+		return;
+	/* Without --cluster-wait the first answer decides whether we run. */
+	d->cluster_failed = !connected;
+	d->cluster_starting = false;
+	fp_loop_stop(d->loop);
+}
+
+/*
+ * Join the cluster once the listeners are bound (the default name and the
+ * address come from the first). Without --cluster-wait, Redis must answer
+ * now: the loop runs (serving) until the first connect succeeds or fails.
+ */
+static int start_cluster(struct daemon *d, const char *bound)
+{
+	struct fp_cluster_options co;
+	char name[512], err[PATH_MAX + 512];
+	int r;
+
+	fp_cluster_options_init(&co);
+	fp_cluster_default_name(name, sizeof(name), bound);
+	co.url = d->cfg.cluster;
+	co.password = d->cluster_password;
+	if (d->cfg.cluster_prefix)
+		co.prefix = d->cfg.cluster_prefix;
+	co.node_name = d->cfg.node_name ? d->cfg.node_name : name;
+	co.address = bound;
+	co.backend = fp_loop_backend_name(d->loop);
+	co.log = &d->log;
+	co.load = cluster_load;
+	co.on_connected = cluster_connected;
+	co.data = d;
+	r = fp_cluster_new(&d->cluster, d->loop, &co, err, sizeof(err));
+	if (r < 0) {
+		fp_dlog_error(&d->log, "%s", err[0] ? err : fp_strerror(r));
+		return r;
+	}
+	fp_api_set_cluster(d->api, d->cluster);
+	fp_dlog_info(&d->log, "cluster: node %s joining through %s (prefix %s)%s",
+		     co.node_name, d->cfg.cluster, co.prefix,
+		     d->cfg.cluster_wait ? ", waiting for Redis as long as it takes" : "");
+	/* With --cluster-wait the node serves meanwhile; redis.c retries. */
+	if (d->cfg.cluster_wait)
+		return 0;
+	d->cluster_starting = true;
+	fp_loop_run(d->loop);
+	if (d->cluster_starting || d->cluster_failed) {
+		d->cluster_starting = false;
+		fp_dlog_error(&d->log, "--cluster %s: cannot reach Redis: %s (--cluster-wait"
+			      " waits for it instead)", d->cfg.cluster,
+			      fp_cluster_last_error(d->cluster));
+		return -EHOSTUNREACH;
+	}
+	return 0;
+}
+
+static bool cluster_settled(struct daemon *d)
+{
+	return fp_cluster_settled(d->cluster);
+}
+
 static int start(struct daemon *d)
 {
 	struct fp_http_limits lim;
@@ -565,6 +684,8 @@ static int start(struct daemon *d)
 		      d->token ? "bearer token from " : "off (loopback only)",
 		      d->token ? d->cfg.token_file : "");
 	fp_dlog_release(&d->log);
+	if (d->cfg.cluster && (r = start_cluster(d, bound[0])) < 0)
+		return r;
 	if (d->cfg.config_file)
 		fp_dlog_debug(&d->log, "configuration read from %s", d->cfg.config_file);
 	fp_dlog_info(&d->log, "forkpoold %s ready", fp_version());
@@ -628,6 +749,11 @@ static void close_journal(struct daemon *d)
 static void teardown(struct daemon *d)
 {
 	fp_timer_stop(&d->drain_timer);
+	/* Out of the registry first, so other nodes stop listing this one. */
+	if (d->cluster && d->loop) {
+		fp_cluster_leave(d->cluster);
+		run_until(d, cluster_settled, CLUSTER_LEAVE_MS);
+	}
 	if (d->http) {
 		fp_http_server_stop_accepting(d->http);
 		/* Jobs that just finished were answered; let the bytes go out. */
@@ -637,6 +763,9 @@ static void teardown(struct daemon *d)
 	/* Answers the long-polls and streams still open, while the server is. */
 	fp_api_free(d->api);
 	d->api = NULL;
+	/* Left the registry above; nothing refers to it once the API is gone. */
+	fp_cluster_free(d->cluster);
+	d->cluster = NULL;
 	fp_http_server_free(d->http);
 	d->http = NULL;
 	fp_jobs_free(d->jobs);
@@ -692,6 +821,8 @@ int main(int argc, char *argv[])
 	fp_dlog_hold(&d.log);
 	if (d.token_warning[0])
 		fp_dlog_warn(&d.log, "%s", d.token_warning);
+	if (d.cluster_warning[0])
+		fp_dlog_warn(&d.log, "%s", d.cluster_warning);
 	d.drain_timer.data = &d;
 
 	r = start(&d);
@@ -715,6 +846,10 @@ int main(int argc, char *argv[])
 	if (d.token) {
 		explicit_bzero(d.token, strlen(d.token));
 		free(d.token);
+	}
+	if (d.cluster_password) {
+		explicit_bzero(d.cluster_password, strlen(d.cluster_password));
+		free(d.cluster_password);
 	}
 	fp_config_deinit(&d.cfg);
 	return status;

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -2057,6 +2058,170 @@ static void auto_falls_back_when_seccomp_forbids_io_uring(void **state)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* --- readiness ------------------------------------------------------------ */
+
+struct poller {
+	fp_io io;
+	struct ctx *c;
+	int fd;
+	size_t want, got;               /* bytes to take, a few per callback */
+	int calls, ends, after_end;
+	ssize_t final;
+	const char *send;               /* POLLOUT: write this once, then stop */
+	struct poller *peer;            /* POLLIN on the other end: answer it */
+};
+
+static void poller_cb(fp_io *io, ssize_t res, const char *buf)
+{
+	struct poller *p = io->data;
+	char tmp[16];
+	ssize_t n;
+
+	(void)buf;
+	if (p->ends) {
+		p->after_end++;
+		return;
+	}
+	if (res < 0) {
+		p->ends++;
+		p->final = res;
+		ctx_part_done(p->c);
+		return;
+	}
+	p->calls++;
+	if (p->send) {
+		assert_true(res & POLLOUT);
+		n = write(p->fd, p->send, strlen(p->send));
+		assert_int_equal(n, (ssize_t)strlen(p->send));
+		p->send = NULL;
+		fp_io_cancel(io);
+		return;
+	}
+	assert_true(res & POLLIN);
+	/* Take only 3 bytes: the rest must bring the callback back. */
+	n = read(p->fd, tmp, p->want - p->got < 3 ? p->want - p->got : 3);
+	assert_true(n > 0);
+	p->got += (size_t)n;
+	if (p->got == p->want) {
+		if (p->peer)
+			assert_int_equal(write(p->fd, "pong", 4), 4);
+		fp_io_cancel(io);
+	}
+}
+
+static void poller_start(struct poller *p, struct ctx *c, int fd,
+			 unsigned events)
+{
+	memset(p, 0, sizeof(*p));
+	p->c = c;
+	p->fd = fd;
+	p->io.data = p;
+	assert_int_equal(fp_io_poll_start(c->loop, &p->io, fd, events, poller_cb), 0);
+}
+
+/* A reader that leaves bytes behind is called again for them. */
+static void poll_is_level_triggered(void **state)
+{
+	struct poller p;
+	struct ctx c;
+	int sv[2];
+
+	(void)state;
+	ctx_init(&c, 1);
+	socketpair_nb(sv);
+	assert_int_equal(write(sv[1], "0123456789abcdefghij", 20), 20);
+	poller_start(&p, &c, sv[0], POLLIN);
+	p.want = 20;
+	assert_int_equal(p.calls, 0);       /* never from inside the call */
+	ctx_run(&c);
+	assert_int_equal(p.got, 20);
+	assert_int_equal(p.calls, 7);       /* 3 bytes at a time */
+	assert_int_equal(p.ends, 1);
+	assert_int_equal(p.final, -ECANCELED);
+	assert_int_equal(p.after_end, 0);
+	assert_false(fp_io_active(&p.io));
+	close(sv[0]);
+	close(sv[1]);
+	ctx_free(&c);
+}
+
+/*
+ * Two polls on one fd, one per direction, as the Redis adapter keeps them:
+ * the POLLOUT one sends a request and stops, the peer's POLLIN answers it,
+ * and the first fd's POLLIN poll reads the answer.
+ */
+static void poll_both_directions_on_one_fd(void **state)
+{
+	struct poller out, in, peer;
+	struct ctx c;
+	int sv[2];
+
+	(void)state;
+	ctx_init(&c, 3);
+	socketpair_nb(sv);
+	poller_start(&in, &c, sv[0], POLLIN);
+	in.want = 4;
+	poller_start(&out, &c, sv[0], POLLOUT);
+	out.send = "ping";
+	poller_start(&peer, &c, sv[1], POLLIN);
+	peer.want = 4;
+	peer.peer = &in;
+	ctx_run(&c);
+	assert_int_equal(out.calls, 1);
+	assert_int_equal(peer.got, 4);
+	assert_int_equal(in.got, 4);
+	assert_int_equal(out.final + in.final + peer.final, -3 * ECANCELED);
+	assert_int_equal(out.after_end + in.after_end + peer.after_end, 0);
+	close(sv[0]);
+	close(sv[1]);
+	ctx_free(&c);
+}
+
+/* The fd may be closed right after the cancel: hiredis closes its socket so. */
+static void poll_cancel_then_close(void **state)
+{
+	struct poller p, q;
+	struct ctx c;
+	int sv[2];
+
+	(void)state;
+	ctx_init(&c, 2);
+	socketpair_nb(sv);
+	assert_int_equal(write(sv[1], "x", 1), 1);
+	poller_start(&p, &c, sv[0], POLLIN);
+	poller_start(&q, &c, sv[0], POLLOUT);
+	fp_io_cancel(&p.io);
+	fp_io_cancel(&q.io);
+	fp_io_cancel(&q.io);                /* twice is harmless */
+	close(sv[0]);
+	ctx_run(&c);
+	assert_int_equal(p.calls + q.calls, 0);
+	assert_int_equal(p.final, -ECANCELED);
+	assert_int_equal(q.final, -ECANCELED);
+	assert_int_equal(p.after_end + q.after_end, 0);
+	close(sv[1]);
+	ctx_free(&c);
+}
+
+static void poll_bad_arguments(void **state)
+{
+	struct poller p;
+	struct ctx c;
+	int sv[2];
+
+	(void)state;
+	ctx_init(&c, 0);
+	socketpair_nb(sv);
+	memset(&p, 0, sizeof(p));
+	assert_int_equal(fp_io_poll_start(c.loop, &p.io, sv[0], 0, poller_cb), -EINVAL);
+	assert_int_equal(fp_io_poll_start(c.loop, &p.io, sv[0], POLLPRI, poller_cb), -EINVAL);
+	assert_int_equal(fp_io_poll_start(c.loop, &p.io, -1, POLLIN, poller_cb), -EINVAL);
+	assert_false(fp_io_active(&p.io));
+	close(sv[0]);
+	close(sv[1]);
+	ctx_free(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2086,6 +2251,10 @@ int main(void)
 		cmocka_unit_test(cancel_read_socket),
 		cmocka_unit_test(cancel_read_pipe),
 		cmocka_unit_test(cancel_accept),
+		cmocka_unit_test(poll_is_level_triggered),
+		cmocka_unit_test(poll_both_directions_on_one_fd),
+		cmocka_unit_test(poll_cancel_then_close),
+		cmocka_unit_test(poll_bad_arguments),
 		cmocka_unit_test(tiny_ring_loses_nothing),
 		cmocka_unit_test(timers_fire_in_order),
 		cmocka_unit_test(timer_rearm),
