@@ -216,15 +216,21 @@ static int run_top(const struct cli_args *a)
 		int64_t next = cli_now_ms() + a->interval_ms;
 		if ((err = refresh(&t)) != 0)
 			break;
-		while (!err && cli_now_ms() < next) {
-			int r = cli_http_step(&h, (int)(next - cli_now_ms()), STDIN_FILENO);
+		/*
+		 * At least one step after each refresh, even when the refresh took
+		 * longer than --interval (a loaded server): else the keyboard is never
+		 * read and q never quits.
+		 */
+		do {
+			int64_t left = next - cli_now_ms();
+			int r = cli_http_step(&h, left > 0 ? (int)left : 0, STDIN_FILENO);
 			if (r < 0)
 				err = r;
 			else if (r == 1 && read(STDIN_FILENO, &key, 1) == 1 && (key == 'q' || key == 'Q'))
 				goto quit;
 			else if (r == 1 && key == 'r')  /* r: refresh now */
 				break;
-		}
+		} while (!err && cli_now_ms() < next);
 		if (err)
 			break;
 	}

@@ -248,6 +248,49 @@ class CliTest(DaemonTestCase):
         for pid in pids:
             self.assertRegex(out, r"\b%d\b" % pid)
 
+    def test_top_quits_on_q_when_a_refresh_takes_longer_than_the_interval(self):
+        # A server that takes 100 ms an answer: each refresh (three requests)
+        # outlasts --interval 50ms, and the keyboard must still be read.
+        class Slow(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                time.sleep(0.1)
+                path = self.path.split("?")[0]
+                doc = {"/v1/health": {"status": "ok"},
+                       "/v1/workers": {"pool": {}, "workers": []},
+                       "/v1/jobs": {"jobs": [], "next": None}}.get(path, {})
+                body = json.dumps(doc).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        master, slave = os.openpty()
+        try:
+            env = dict(os.environ, FORKPOOL_URL="http://127.0.0.1:%d" % server.server_port)
+            p = subprocess.Popen([FORKPOOL, "top", "--interval", "50ms"], stdin=slave,
+                                 stdout=slave, stderr=slave, env=env)
+            try:
+                screen = read_pty(master, lambda b: b.count(b"forkpool top") >= 2, 20)
+                self.assertGreaterEqual(screen.count(b"forkpool top"), 2)
+                os.write(master, b"q")
+                self.assertEqual(p.wait(10), 0)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait(10)
+        finally:
+            os.close(slave)
+            os.close(master)
+            server.shutdown()
+            server.server_close()
+
     def test_top_on_a_terminal_shows_the_workers_quits_on_q_and_restores_it(self):
         pids = self.daemon.worker_pids()
         master, slave = os.openpty()
