@@ -1,11 +1,15 @@
 /*
- * Apply and map as calls: how dispatch names their items, tells their start
- * and hands each item's end to the caller's on_item. The call's life (made,
- * cancelled, finished) is pool.c's; what dispatch asks of any call is in
- * call.h.
+ * Apply and map as calls: made (their items copied), named in the log,
+ * their start told, each item's end handed to the caller's on_item, and
+ * their end. Submitting and cancelling are pool.c's; what dispatch asks of
+ * any call is in call.h.
  */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "mem.h"
 #include "pool_impl.h"
 
 static void call_name(const struct fp_call *c, uint32_t index, unsigned hop, char *buf,
@@ -39,6 +43,101 @@ static void call_item_end(struct fp_call *c, unsigned hop, const struct fp_resul
 	if (c->on_item)
 		c->on_item(root, c->id, r, c->data);
 	fp__call_maybe_finish(c);
+}
+
+/*
+ * A new call of task t (NULL: an exec pool's, by its full name `task`) on
+ * pool p, its items copied into its arena (those over max_payload left
+ * empty: the caller fails them), linked into p->calls. -ENOMEM.
+ */
+int fp__call_new(struct fp_call **out, fp_pool *p, const struct fp_registry_task *t,
+		 const char *task, const struct fp_buf *items, size_t n,
+		 const fp_call_options *o, fp_item_cb on_item, fp_done_cb on_done, void *data)
+{
+	struct fp_call *c;
+	size_t i, bytes = 0, off = 0, name_len, label_len;
+
+	for (i = 0; i < n; i++)
+		if (items[i].len <= p->opts.max_payload)
+			bytes += items[i].len;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	/* An exec task keeps its full NAME.task; its worker drops NAME. The label follows it. */
+	name_len = strlen(t ? t->name : task);
+	label_len = o->label ? strlen(o->label) : 0;
+	c->task = malloc(name_len + 1 + (o->label ? label_len + 1 : 0));
+	if (c->task) {
+		memcpy(c->task, t ? t->name : task, name_len + 1);
+		if (o->label)
+			c->label = memcpy(c->task + name_len + 1, o->label, label_len + 1);
+	}
+	c->items = fp_mem_alloc((n ? n : 1) * sizeof(*c->items));
+	c->arena = fp_mem_alloc(bytes ? bytes : 1);
+	if (!c->task || !c->items || !c->arena) {
+		fp_mem_free(c->items);
+		fp_mem_free(c->arena);
+		free(c->task);
+		free(c);
+		return -ENOMEM;
+	}
+	c->id = p->root->next_call_id++;
+	c->pool = p;
+	c->ops = &fp__call_ops;
+	/* An exec task has no duration record: its calls are never joined. */
+	c->task_ix = t ? (uint32_t)(t - p->reg.tasks) : UINT32_MAX;
+	c->reg_gen = p->reg_gen;
+	fp__task_us_sync(p);
+	c->name_len = (uint32_t)name_len;
+	c->on_item = on_item;
+	c->on_done = on_done;
+	c->data = data;
+	c->start = (struct fp_start_note){ .cb = o->on_start, .data = data, .id = c->id };
+	c->timeout_ms = o->timeout_ms < 0 ? p->opts.timeout_ms : (uint64_t)o->timeout_ms;
+	c->retries = o->retries;
+	c->retry_on = o->retry_on ? o->retry_on : FP_RETRY_DEFAULT;
+	c->chunksize = o->chunksize ? o->chunksize : fp__default_chunksize(p, n);
+	c->n = n;
+	for (i = 0; i < n; i++) {
+		if (items[i].len > p->opts.max_payload)
+			continue;
+		memcpy(c->arena + off, items[i].base, items[i].len);
+		c->items[i].args = c->arena + off;
+		c->items[i].args_len = (uint32_t)items[i].len;
+		off += items[i].len;
+	}
+
+	c->next = p->calls;
+	if (p->calls)
+		p->calls->prev = c;
+	p->calls = c;
+	*out = c;
+	return 0;
+}
+
+void fp__call_maybe_finish(struct fp_call *c)
+{
+	fp_pool *p = c->pool;
+	struct fp_call_summary s;
+
+	if (c->finished < c->n)
+		return;
+	/* Its items' callbacks told it already; this is only ever a no-op. */
+	fp__start_tell(p, &c->start, false);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		p->calls = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	s = (struct fp_call_summary){ c->id, c->n, c->ok, c->failed, c->cancelled };
+	if (c->on_done)
+		c->on_done(p->root, &s, c->data);
+	fp_mem_free(c->items);
+	fp_mem_free(c->arena);
+	free(c->task);
+	free(c);
 }
 
 const struct fp_call_ops fp__call_ops = {

@@ -574,30 +574,6 @@ void fp__start_tell(fp_pool *p, struct fp_start_note *sn, bool forget)
 		sn->cb(root, sn->id, sn->data);
 }
 
-void fp__call_maybe_finish(struct fp_call *c)
-{
-	fp_pool *p = c->pool;
-	struct fp_call_summary s;
-
-	if (c->finished < c->n)
-		return;
-	/* Its items' callbacks told it already; this is only ever a no-op. */
-	fp__start_tell(p, &c->start, false);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		p->calls = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	s = (struct fp_call_summary){ c->id, c->n, c->ok, c->failed, c->cancelled };
-	if (c->on_done)
-		c->on_done(p->root, &s, c->data);
-	fp_mem_free(c->items);
-	fp_mem_free(c->arena);
-	free(c->task);
-	free(c);
-}
-
 size_t fp__default_chunksize(const fp_pool *p, size_t n)
 {
 	/* As Python's Pool.map: about four chunks per worker. */
@@ -628,7 +604,7 @@ static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 	static const fp_call_options defaults = FP_CALL_OPTIONS_DEFAULT;
 	const struct fp_registry_task *t;
 	struct fp_call *c;
-	size_t i, bytes = 0, off = 0, run_start = 0, name_len, label_len;
+	size_t i, run_start = 0;
 	int err = 0;
 
 	if (!task)
@@ -654,61 +630,9 @@ static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 		return -E2BIG;
 	if (!o)
 		o = &defaults;
-	for (i = 0; i < n; i++)
-		if (items[i].len <= p->opts.max_payload)
-			bytes += items[i].len;
-
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		return -ENOMEM;
-	/* An exec task keeps its full NAME.task; its worker drops NAME. The label follows it. */
-	name_len = strlen(t ? t->name : task);
-	label_len = o->label ? strlen(o->label) : 0;
-	c->task = malloc(name_len + 1 + (o->label ? label_len + 1 : 0));
-	if (c->task) {
-		memcpy(c->task, t ? t->name : task, name_len + 1);
-		if (o->label)
-			c->label = memcpy(c->task + name_len + 1, o->label, label_len + 1);
-	}
-	c->items = fp_mem_alloc((n ? n : 1) * sizeof(*c->items));
-	c->arena = fp_mem_alloc(bytes ? bytes : 1);
-	if (!c->task || !c->items || !c->arena) {
-		fp_mem_free(c->items);
-		fp_mem_free(c->arena);
-		free(c->task);
-		free(c);
-		return -ENOMEM;
-	}
-	c->id = p->root->next_call_id++;
-	c->pool = p;
-	c->ops = &fp__call_ops;
-	/* An exec task has no duration record: its calls are never joined. */
-	c->task_ix = t ? (uint32_t)(t - p->reg.tasks) : UINT32_MAX;
-	c->reg_gen = p->reg_gen;
-	fp__task_us_sync(p);
-	c->name_len = (uint32_t)name_len;
-	c->on_item = on_item;
-	c->on_done = on_done;
-	c->data = data;
-	c->start = (struct fp_start_note){ .cb = o->on_start, .data = data, .id = c->id };
-	c->timeout_ms = o->timeout_ms < 0 ? p->opts.timeout_ms : (uint64_t)o->timeout_ms;
-	c->retries = o->retries;
-	c->retry_on = o->retry_on ? o->retry_on : FP_RETRY_DEFAULT;
-	c->chunksize = o->chunksize ? o->chunksize : fp__default_chunksize(p, n);
-	c->n = n;
-	for (i = 0; i < n; i++) {
-		if (items[i].len > p->opts.max_payload)
-			continue;
-		memcpy(c->arena + off, items[i].base, items[i].len);
-		c->items[i].args = c->arena + off;
-		c->items[i].args_len = (uint32_t)items[i].len;
-		off += items[i].len;
-	}
-
-	c->next = p->calls;
-	if (p->calls)
-		p->calls->prev = c;
-	p->calls = c;
+	err = fp__call_new(&c, p, t, task, items, n, o, on_item, on_done, data);
+	if (err)
+		return err;
 
 	/* Queue runs of items, leaving out those too large to send. */
 	for (i = 0; i <= n && !err; i++) {

@@ -157,8 +157,14 @@ void fp__deliver_failing(fp_pool *p);
 /* dispatch.c */
 void fp__dispatch(fp_pool *p);
 
-/* pool.c */
+/* call.c: apply and map's calls */
+int fp__call_new(struct fp_call **out, fp_pool *p, const struct fp_registry_task *t,
+		 const char *task, const struct fp_buf *items, size_t n,
+		 const fp_call_options *o, fp_item_cb on_item, fp_done_cb on_done, void *data);
+/* Its end, once every item ended: on_done, then it is freed. */
 void fp__call_maybe_finish(struct fp_call *call);
+
+/* pool.c */
 /* An item of the call (or pipeline) of `sn` was handed to a worker: tell it from the loop. */
 void fp__start_note(fp_pool *p, struct fp_start_note *sn);
 /* Tell it now, if it is still to be told; with `forget`, only drop it. */
