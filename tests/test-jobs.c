@@ -2278,6 +2278,167 @@ static void unfinished_job_resumes_the_items_without_an_outcome(void **state)
 	jr_rm(&x);
 }
 
+/* A pipeline of one stage per task over texts (NULL-terminated lists). */
+static fp_job *submit_pipeline(struct fp_test_jobs *f, const char *const *tasks,
+			       const char *const *texts, const fp_pipeline_options *po)
+{
+	fp_stage st[4];
+	struct fp_buf b[16];
+	size_t ns = 0, n = 0;
+	fp_job *job = NULL;
+	int rc;
+
+	for (; tasks[ns]; ns++) {
+		st[ns] = (fp_stage)FP_STAGE_DEFAULT;
+		st[ns].task = tasks[ns];
+	}
+	for (; texts[n]; n++)
+		b[n] = (struct fp_buf){ texts[n], strlen(texts[n]) };
+	rc = fp_jobs_submit_pipeline(f->jobs, st, ns, b, n, po, &job);
+	if (rc != 0)
+		fail_msg("submit pipeline: %s", fp_strerror(rc));
+	return job;
+}
+
+/*
+ * A finished pipeline comes back from the journal with its outputs, their
+ * origins, its stages and its reduced value.
+ */
+static void finished_pipeline_comes_back_with_its_outputs(void **state)
+{
+	static const char *const tasks[] = { "range", "square", NULL };
+	static const char *const in[] = { "3", "0", "2", NULL };
+	static const char *const rtasks[] = { "range", NULL };
+	static const char *const rin[] = { "10", "20", NULL };
+	fp_pipeline_options po = FP_PIPELINE_OPTIONS_DEFAULT;
+	struct fp_jobs_recovery rec;
+	struct fp_jobs_stats js;
+	struct fp_test_jobs f;
+	struct fp_job_item it;
+	fp_job *p, *r;
+	char pid[33], rid[33];
+	unsigned sum[3] = { 0 }, seen[3] = { 0 };
+	struct jr x;
+
+	jr_dir(&x);
+	fp_test_jobs_setup(&f, 2);
+	jr_open(&x, &f, &rec);
+	p = submit_pipeline(&f, tasks, in, NULL);
+	po.reduce = "sum";
+	po.reduce_batch = 4;
+	r = submit_pipeline(&f, rtasks, rin, &po);
+	strcpy(pid, fp_job_id(p));
+	strcpy(rid, fp_job_id(r));
+	assert_int_equal(jr_wait(&x, &f), 0);
+	wait_finished(&f, p);
+	wait_finished(&f, r);
+	jr_close(&x, &f);
+
+	store_again(&f);
+	jr_open(&x, &f, &rec);
+	assert_int_equal(rec.jobs, 2);
+	assert_int_equal(rec.finished, 2);
+	assert_int_equal(rec.resumed, 0);
+	assert_int_equal(rec.skipped, 0);
+	p = fp_jobs_find(f.jobs, pid);
+	assert_non_null(p);
+	assert_int_equal(fp_job_kind(p), FP_JOB_PIPELINE);
+	assert_int_equal(fp_job_state(p), FP_JOB_DONE);
+	assert_string_equal(fp_job_task(p), "range|square");
+	assert_int_equal(fp_job_stages(p), 2);
+	assert_string_equal(fp_job_stage_task(p, 1), "square");
+	assert_int_equal(fp_job_inputs(p), 3);
+	/* range(3) squared from input 0, range(2) squared from input 2: once each. */
+	assert_int_equal(fp_job_total(p), 5);
+	for (size_t k = 0; k < 5; k++) {
+		fp_job_item(p, k, &it);
+		assert_int_equal(it.status, FP_ITEM_OK);
+		assert_true(it.index == 0 || it.index == 2);
+		assert_int_equal(it.stage, 1);
+		seen[it.index]++;
+		sum[it.index] += (unsigned)atoi(it.value);
+	}
+	assert_int_equal(seen[0], 3);
+	assert_int_equal(sum[0], 0 + 1 + 4);
+	assert_int_equal(seen[2], 2);
+	assert_int_equal(sum[2], 0 + 1);
+	r = fp_jobs_find(f.jobs, rid);
+	assert_non_null(r);
+	assert_true(fp_job_has_reduce(r));
+	assert_string_equal(fp_job_task(r), "range|sum");
+	assert_int_not_equal(fp_job_reduced(r), SIZE_MAX);
+	fp_job_item(r, fp_job_reduced(r), &it);
+	assert_int_equal(atoi(it.value), 45 + 190);
+	fp_jobs_stats(f.jobs, &js);
+	assert_int_equal(js.items_pending, 0);
+	jr_close(&x, &f);
+	fp_test_jobs_teardown(&f);
+	jr_rm(&x);
+}
+
+/*
+ * An unfinished pipeline reruns from its inputs: the outputs recorded before
+ * the restart are dropped, so every input's output is there once; and after
+ * it finishes, a second restart finds it finished with the same outputs.
+ */
+static void unfinished_pipeline_reruns_from_its_inputs(void **state)
+{
+	static const char *const tasks[] = { "sleep", NULL };
+	static const char *const in[] = { "0", "0", "0", "1500", "1500", NULL };
+	struct fp_jobs_recovery rec;
+	struct fp_test_jobs f;
+	struct fp_job_item it;
+	struct done_at_least c;
+	fp_job *p;
+	char id[33];
+	struct jr x;
+
+	jr_dir(&x);
+	fp_test_jobs_setup(&f, 2);
+	jr_open(&x, &f, &rec);
+	p = submit_pipeline(&f, tasks, in, NULL);
+	strcpy(id, fp_job_id(p));
+	assert_int_equal(jr_wait(&x, &f), 0);
+	c = (struct done_at_least){ f.jobs, id, 3 };
+	assert_true(fp_test_run_until(f.pool, has_done, &c, 20000));
+	assert_int_equal(jr_wait(&x, &f), 0);
+	assert_false(fp_job_finished(p));
+	jr_close(&x, &f);
+	store_again(&f);
+
+	for (int round = 0; round < 2; round++) {
+		unsigned seen[5] = { 0 };
+
+		jr_open(&x, &f, &rec);
+		assert_int_equal(rec.jobs, 1);
+		assert_int_equal(rec.skipped, 0);
+		assert_int_equal(rec.finished, (uint64_t)round);
+		assert_int_equal(rec.resumed, round ? 0 : 1);
+		assert_int_equal(rec.items_rerun, round ? 0 : 5);
+		p = fp_jobs_find(f.jobs, id);
+		assert_non_null(p);
+		if (!round)
+			assert_int_equal(fp_job_total(p), 0);
+		wait_finished(&f, p);
+		assert_int_equal(fp_job_state(p), FP_JOB_DONE);
+		assert_int_equal(fp_job_total(p), 5);
+		for (size_t k = 0; k < 5; k++) {
+			fp_job_item(p, k, &it);
+			assert_int_equal(it.status, FP_ITEM_OK);
+			assert_true(it.index < 5);
+			seen[it.index]++;
+			assert_string_equal(it.value, in[it.index]);
+		}
+		for (size_t i = 0; i < 5; i++)
+			assert_int_equal(seen[i], 1);
+		assert_true(fp_test_run_until(f.pool, nothing_pending, f.jobs, 10000));
+		jr_close(&x, &f);
+		store_again(&f);
+	}
+	fp_test_jobs_teardown(&f);
+	jr_rm(&x);
+}
+
 /*
  * A JOB record that cannot be written (ENOSPC: /dev/full) fails its waiter;
  * the submission is withdrawn without a trace, and the store goes on.
@@ -2416,6 +2577,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(names_round_trip),
 		cmocka_unit_test(journaled_jobs_come_back_finished),
+		cmocka_unit_test(finished_pipeline_comes_back_with_its_outputs),
+		cmocka_unit_test(unfinished_pipeline_reruns_from_its_inputs),
 		cmocka_unit_test(unfinished_job_resumes_the_items_without_an_outcome),
 		cmocka_unit_test(a_job_whose_record_fails_is_withdrawn),
 		cmocka_unit_test(compaction_keeps_the_journal_bounded),
