@@ -307,7 +307,8 @@ void fp__jobs_unlink_quiet(fp_jobs *jobs, fp_job *job);
  * again (the stages, the reduce's among them, named one by one), an output
  * read back appended as if delivered, and the call started again.
  */
-void *fp__pipeline_ext_new(fp_jobs *jobs, size_t nstages, bool reduce, bool ordered);
+void *fp__pipeline_ext_new(fp_jobs *jobs, size_t nstages, bool reduce, bool ordered,
+			    bool recovered);
 int fp__pipeline_ext_name(void *ext, size_t k, const char *task, size_t len);
 void fp__pipeline_ext_free(void *ext);
 void fp__job_pipeline_output(fp_job *job, const struct fp_result *r);

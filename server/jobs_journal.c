@@ -411,7 +411,8 @@ static int job_name(const struct fp_jr_job *r, char *buf, size_t size)
 /* A recovered pipeline's own state (jobs_pipeline.c's): its stages' names. */
 static int pipeline_ext(fp_job *job, fp_jobs *jobs, const struct fp_jr_job *r)
 {
-	void *x = fp__pipeline_ext_new(jobs, r->nstages, r->reduce != NULL, r->ordered);
+	void *x = fp__pipeline_ext_new(jobs, r->nstages, r->reduce != NULL, r->ordered,
+					true);
 	size_t k;
 
 	if (!x)

@@ -8,6 +8,12 @@
  * them from the pool while it lasts, and they are copied once at the end, so
  * a finished job shows them as they were when it ended. (They were copied at
  * every delivery, a million copies for a million outputs.)
+ *
+ * A pipeline recovered from the journal (jobs_journal.c) is made with the
+ * fp__pipeline_ext_* and fp__job_pipeline_* functions below: its state from
+ * its JOB record, its outputs read back, its call started again. One that
+ * finished before the restart has no counters to show (its call is gone):
+ * they read zero.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -128,7 +134,8 @@ static char *pipeline_name(const fp_stage *stages, size_t nstages, const char *r
 	return name;
 }
 
-void *fp__pipeline_ext_new(fp_jobs *jobs, size_t nstages, bool reduce, bool ordered)
+void *fp__pipeline_ext_new(fp_jobs *jobs, size_t nstages, bool reduce, bool ordered,
+			    bool recovered)
 {
 	struct pipeline_ext *x = calloc(1, sizeof(*x));
 
@@ -139,6 +146,8 @@ void *fp__pipeline_ext_new(fp_jobs *jobs, size_t nstages, bool reduce, bool orde
 	x->reduce_stage = reduce ? nstages : SIZE_MAX;
 	x->reduced = SIZE_MAX;
 	x->ordered = ordered;
+	/* Recovered: no call in the pool until it is started again. */
+	x->ended = recovered;
 	x->stats = calloc(x->nstages, sizeof(*x->stats));
 	x->names = calloc(x->nstages, sizeof(*x->names));
 	if (!x->stats || !x->names) {
@@ -173,8 +182,6 @@ void fp__job_pipeline_output(fp_job *job, const struct fp_result *r)
 	struct pipeline_ext *x = fp__job_ext(job);
 	size_t before = fp_job_total(job);
 
-	/* What the call ended with: no live counters to ask the pool for. */
-	x->ended = true;
 	fp__job_item_cb(x->pool, 0, r, job);
 	if (r->stage == x->reduce_stage && r->status == FP_ITEM_OK && fp_job_total(job) > before)
 		x->reduced = before;
@@ -226,7 +233,7 @@ int fp_jobs_submit_pipeline_idem(fp_jobs *jobs, const fp_stage *stages, size_t n
 	for (i = 0; i < nstages; i++)
 		if (!stages[i].task)
 			return -EINVAL;
-	x = fp__pipeline_ext_new(jobs, nstages, reduce != NULL, opts && opts->ordered);
+	x = fp__pipeline_ext_new(jobs, nstages, reduce != NULL, opts && opts->ordered, false);
 	if (!x)
 		return -ENOMEM;
 	for (i = 0; i < x->nstages; i++) {

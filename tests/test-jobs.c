@@ -2572,6 +2572,93 @@ static void compaction_keeps_the_journal_bounded(void **state)
 	jr_rm(&x);
 }
 
+struct compacted {
+	fp_journal *j;
+	uint64_t before;
+};
+
+static int compaction_done(void *data)
+{
+	struct compacted *c = data;
+	struct fp_journal_stats st;
+
+	fp_journal_stats_get(c->j, &st);
+	return st.compactions > c->before && !fp_journal_compacting(c->j);
+}
+
+/*
+ * A compaction rewrites pipelines too: after it, a finished one still comes
+ * back with its outputs and reduced value, an unfinished one reruns.
+ */
+static void compaction_keeps_pipelines(void **state)
+{
+	static const char *const tasks[] = { "range", "square", NULL };
+	static const char *const in[] = { "3", "5", NULL };
+	static const char *const stasks[] = { "sleep", NULL };
+	static const char *const sin[] = { "0", "60000", NULL };
+	fp_pipeline_options po = FP_PIPELINE_OPTIONS_DEFAULT;
+	static fp_job *applies[2000];
+	struct fp_jobs_recovery rec;
+	struct fp_jobs_options jo;
+	struct fp_job_item it;
+	struct fp_test_jobs f;
+	struct compacted cc;
+	struct all_but c;
+	fp_job *p, *sleeper;
+	char pid[33], sid[33];
+	struct jr x;
+
+	fp_jobs_options_init(&jo);
+	jo.journal_compact_min = 32 << 10;
+	jr_dir(&x);
+	fp_test_jobs_setup_with(&f, 2, &jo);
+	jr_open(&x, &f, &rec);
+	po.reduce = "sum";
+	p = submit_pipeline(&f, tasks, in, &po);
+	sleeper = submit_pipeline(&f, stasks, sin, NULL);
+	strcpy(pid, fp_job_id(p));
+	strcpy(sid, fp_job_id(sleeper));
+	wait_finished(&f, p);
+	/* Dead records: applies made and deleted, until a compaction runs. */
+	cc = (struct compacted){ x.j, 0 };
+	c = (struct all_but){ f.jobs, 1 };
+	for (size_t i = 0; i < 2000; i++) {
+		struct fp_buf b = { "7", 1 };
+
+		assert_int_equal(fp_jobs_submit(f.jobs, FP_JOB_APPLY, "square", &b, 1, NULL,
+						&applies[i]), 0);
+	}
+	assert_true(fp_test_run_until(f.pool, all_but_finished, &c, 60000));
+	for (size_t i = 0; i < 2000; i++)
+		fp_jobs_forget(f.jobs, applies[i]);
+	assert_true(fp_test_run_until(f.pool, compaction_done, &cc, 20000));
+	assert_int_equal(fp_jobs_journal_compact_error(f.jobs), 0);
+	jr_close(&x, &f);
+
+	store_again_with(&f, &jo);
+	jr_open(&x, &f, &rec);
+	assert_int_equal(rec.jobs, 2);
+	assert_int_equal(rec.finished, 1);
+	assert_int_equal(rec.resumed, 1);
+	p = fp_jobs_find(f.jobs, pid);
+	assert_non_null(p);
+	assert_int_equal(fp_job_state(p), FP_JOB_DONE);
+	assert_string_equal(fp_job_task(p), "range|square|sum");
+	assert_int_not_equal(fp_job_reduced(p), SIZE_MAX);
+	fp_job_item(p, fp_job_reduced(p), &it);
+	assert_int_equal(atoi(it.value), 0 + 1 + 4 + 0 + 1 + 4 + 9 + 16);
+	sleeper = fp_jobs_find(f.jobs, sid);
+	assert_non_null(sleeper);
+	assert_false(fp_job_finished(sleeper));
+	assert_int_equal(fp_job_inputs(sleeper), 2);
+	assert_int_equal(fp_jobs_cancel(f.jobs, sleeper), 0);
+	wait_finished(&f, sleeper);
+	assert_int_equal(fp_job_state(sleeper), FP_JOB_CANCELLED);
+	jr_close(&x, &f);
+	fp_test_jobs_teardown(&f);
+	jr_rm(&x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2579,6 +2666,7 @@ int main(void)
 		cmocka_unit_test(journaled_jobs_come_back_finished),
 		cmocka_unit_test(finished_pipeline_comes_back_with_its_outputs),
 		cmocka_unit_test(unfinished_pipeline_reruns_from_its_inputs),
+		cmocka_unit_test(compaction_keeps_pipelines),
 		cmocka_unit_test(unfinished_job_resumes_the_items_without_an_outcome),
 		cmocka_unit_test(a_job_whose_record_fails_is_withdrawn),
 		cmocka_unit_test(compaction_keeps_the_journal_bounded),
