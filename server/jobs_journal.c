@@ -383,29 +383,43 @@ static struct jr_resume *resume_new(const struct fp_jr_job *r)
 	return rs;
 }
 
-/*
- * The job's task name, NUL-terminated: an apply's or a map's task, or a
- * pipeline's stages and reduce joined by '|' as at submission. -ENAMETOOLONG.
- */
-static int job_name(const struct fp_jr_job *r, char *buf, size_t size)
+/* Part k of a job's name: its task, a stage's, or the reduce's. */
+static void name_part(const struct fp_jr_job *r, size_t k, const char **t, size_t *len)
 {
-	size_t len = 0, k, parts = r->nstages ? r->nstages + (r->reduce != NULL) : 1;
+	const struct fp_jr_opts *o = !r->nstages ? &r->opts :
+				     k < r->nstages ? &r->stages[k] : NULL;
+
+	*t = o ? o->task : r->reduce;
+	*len = o ? o->task_len : r->reduce_len;
+}
+
+/*
+ * The job's task name, NUL-terminated and allocated: an apply's or a map's
+ * task, or a pipeline's stages and reduce joined by '|' as at submission.
+ */
+static char *job_name(const struct fp_jr_job *r)
+{
+	size_t len = 0, tl, k, parts = r->nstages ? r->nstages + (r->reduce != NULL) : 1;
+	const char *t;
+	char *buf;
 
 	for (k = 0; k < parts; k++) {
-		const struct fp_jr_opts *o = !r->nstages ? &r->opts :
-					     k < r->nstages ? &r->stages[k] : NULL;
-		const char *t = o ? o->task : r->reduce;
-		size_t tl = o ? o->task_len : r->reduce_len;
-
-		if (len + (k > 0) + tl >= size)
-			return -ENAMETOOLONG;
+		name_part(r, k, &t, &tl);
+		len += (k > 0) + tl;
+	}
+	buf = malloc(len + 1);
+	if (!buf)
+		return NULL;
+	len = 0;
+	for (k = 0; k < parts; k++) {
+		name_part(r, k, &t, &tl);
 		if (k)
 			buf[len++] = '|';
 		memcpy(buf + len, t, tl);
 		len += tl;
 	}
 	buf[len] = '\0';
-	return 0;
+	return buf;
 }
 
 /* A recovered pipeline's own state (jobs_pipeline.c's): its stages' names. */
@@ -435,7 +449,7 @@ static int replay_job(fp_jobs *jobs, const struct fp_jrec *rec, uint64_t off, ch
 {
 	static const char hexdigits[] = "0123456789abcdef";
 	struct fp_jr_job r;
-	char task[256];
+	char *task;
 	fp_job *job = NULL;
 	bool pipeline;
 	int e;
@@ -449,8 +463,7 @@ static int replay_job(fp_jobs *jobs, const struct fp_jrec *rec, uint64_t off, ch
 	pipeline = r.kind == FP_JOB_PIPELINE;
 	if ((pipeline ? !r.nstages : r.nstages != 0) ||
 	    (r.kind != FP_JOB_APPLY && r.kind != FP_JOB_MAP && !pipeline) ||
-	    (r.kind == FP_JOB_APPLY && r.n != 1) || r.n > UINT32_MAX ||
-	    job_name(&r, task, sizeof(task)) < 0) {
+	    (r.kind == FP_JOB_APPLY && r.n != 1) || r.n > UINT32_MAX) {
 		jobs->recovery.skipped++;
 		goto out;
 	}
@@ -458,8 +471,12 @@ static int replay_job(fp_jobs *jobs, const struct fp_jrec *rec, uint64_t off, ch
 	if (find(jobs, r.id))
 		goto out;
 	e = -ENOMEM;
+	task = job_name(&r);
+	if (!task)
+		goto fail;
 	/* A pipeline's records are made as its outputs come, as at submission. */
 	job = fp__job_alloc(task, pipeline ? 0 : r.n);
+	free(task);
 	if (!job || fp__jobs_table_reserve(jobs) < 0)
 		goto fail;
 	if (pipeline) {
