@@ -270,8 +270,9 @@ class JournalTest(unittest.TestCase):
 
     def test_finished_pipeline_answers_after_a_restart(self):
         d = self.start()
-        r = d.post("/v1/pipelines?wait=20", {"stages": ["range", "square"], "items": [3, 5],
-                                             "reduce": "sum"})
+        body = {"stages": ["range", "square"], "items": [3, 5], "reduce": "sum"}
+        key = {"Idempotency-Key": "pipe-1"}
+        r = d.post("/v1/pipelines?wait=20", body, headers=key)
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json()["result"], 35)
         reduced = r.json()["id"]
@@ -287,6 +288,11 @@ class JournalTest(unittest.TestCase):
         self.assertEqual([s["task"] for s in doc["stages"]], ["range", "square", "sum"])
         self.assertEqual(doc["result"], 35)
         self.check_pipeline_outputs(d, plain, [2, 0, 3])
+        # Its key came back with it: a retry gets it, not a second job.
+        again = d.post("/v1/pipelines", body, headers=key)
+        self.assertEqual(again.status, 200, again)
+        self.assertEqual(again.header("Idempotent-Replayed"), "true")
+        self.assertEqual(again.json()["id"], reduced)
         self.stop_clean(d)
 
     # --- damage --------------------------------------------------------------
