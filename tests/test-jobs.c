@@ -14,10 +14,15 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
 
 #include "forkpool.h"
+#include "api.h"
+#include "http.h"
 #include "jobs.h"
 #include "jobs_impl.h"
 #include "journal.h"
@@ -2659,6 +2664,112 @@ static void compaction_keeps_pipelines(void **state)
 	jr_rm(&x);
 }
 
+/* --- the journal and the API's Idempotency-Key ---------------------------- */
+
+/* A client of the test's HTTP server: its request sent, its answer read to EOF. */
+struct http_client {
+	int fd;
+	char buf[4096];
+	size_t len;
+	bool eof;
+};
+
+static void client_send(struct http_client *c, const char *bound, const char *req)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	const char *colon = strrchr(bound, ':');
+
+	memset(c, 0, sizeof(*c));
+	assert_non_null(colon);
+	sa.sin_port = htons((uint16_t)atoi(colon + 1));
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(c->fd >= 0);
+	assert_int_equal(connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(send(c->fd, req, strlen(req), 0), (ssize_t)strlen(req));
+}
+
+struct clients {
+	struct http_client *c;
+	size_t n;
+};
+
+static int clients_answered(void *data)
+{
+	struct clients *cs = data;
+	size_t done = 0;
+
+	for (size_t i = 0; i < cs->n; i++) {
+		struct http_client *c = &cs->c[i];
+		ssize_t r;
+
+		while (!c->eof && c->len < sizeof(c->buf) - 1 &&
+		       (r = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len,
+				 MSG_DONTWAIT)) >= 0) {
+			c->eof = r == 0;
+			c->len += (size_t)r;
+		}
+		c->buf[c->len] = '\0';
+		done += c->eof;
+	}
+	return done == cs->n;
+}
+
+/*
+ * A retry with the same Idempotency-Key that comes while the first
+ * request's JOB record is still being written is not answered before that
+ * record is safe: here the record fails (ENOSPC: /dev/full), so the first
+ * request is refused 507 and the retry must not be told 200 for a job that
+ * was never accepted. Both requests are sent before the loop runs, so the
+ * server reads them in the same turn, before the write's outcome is known.
+ */
+static void a_retry_waits_for_the_first_requests_record(void **state)
+{
+	static const char req[] =
+		"POST /v1/apply HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+		"Idempotency-Key: once\r\nConnection: close\r\nContent-Length: 25\r\n\r\n"
+		"{\"task\":\"sleep\",\"args\":0}";
+	struct fp_api_options ao;
+	struct fp_http_limits lim;
+	struct http_client c[2];
+	struct clients cs = { c, 2 };
+	struct fp_test_jobs f;
+	fp_http_server *http;
+	char bound[64], err[256];
+	fp_api *api;
+	struct jr x;
+	int fd;
+
+	memset(&x, 0, sizeof(x));
+	fp_test_jobs_setup(&f, 1);
+	fd = open("/dev/full", O_WRONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(fp__journal_new(&x.j, fp_pool_loop(f.pool), fd, 0, 1, FP_FSYNC_NEVER, 0), 0);
+	fp_jobs_attach_journal(f.jobs, x.j);
+	fp_api_options_init(&ao);
+	assert_int_equal(fp_api_new(&api, f.pool, f.jobs, &ao), 0);
+	fp_http_limits_init(&lim);
+	assert_int_equal(fp_http_server_new(&http, fp_pool_loop(f.pool), &lim, fp_api_handler, api),
+			 0);
+	fp_api_attach_http(api, http);
+	if (fp_http_listen(http, "127.0.0.1:0", bound, sizeof(bound), err, sizeof(err)) < 0)
+		fail_msg("listen: %s", err);
+	client_send(&c[0], bound, req);
+	client_send(&c[1], bound, req);
+	assert_true(fp_test_run_until(f.pool, clients_answered, &cs, 20000));
+	for (size_t i = 0; i < 2; i++) {
+		if (strncmp(c[i].buf, "HTTP/1.1 507", 12) != 0)
+			fail_msg("request %zu was answered: %.300s", i, c[i].buf);
+		assert_non_null(strstr(c[i].buf, "insufficient_storage"));
+		close(c[i].fd);
+	}
+	assert_int_equal(fp_jobs_unfinished(f.jobs), 0);
+	fp_api_free(api);
+	fp_http_server_free(http);
+	jr_close(&x, &f);
+	fp_test_jobs_teardown(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2669,6 +2780,7 @@ int main(void)
 		cmocka_unit_test(compaction_keeps_pipelines),
 		cmocka_unit_test(unfinished_job_resumes_the_items_without_an_outcome),
 		cmocka_unit_test(a_job_whose_record_fails_is_withdrawn),
+		cmocka_unit_test(a_retry_waits_for_the_first_requests_record),
 		cmocka_unit_test(compaction_keeps_the_journal_bounded),
 		cmocka_unit_test(apply_records_its_value_and_times),
 		cmocka_unit_test(job_is_running_from_its_first_hand_off),
