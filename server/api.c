@@ -1064,11 +1064,24 @@ void fp_api_free(fp_api *api)
 	api->closing = true;
 	while (api->waiters)
 		waiter_answer(api->waiters);
-	/* Their records may never be written now: not accepted. */
+	/*
+	 * Submissions whose records are not safe yet (the shutdown's linger
+	 * let most of them end): not accepted. Their JOB records may still
+	 * reach the file as the journal closes, so each job is forgotten, its
+	 * FORGET after its JOB: a restart does not bring back a job answered
+	 * 503. A retry's wait concerns a job answered before: left alone.
+	 */
 	while (api->jwaits) {
-		fp_http_request *req = api->jwaits->req;
+		struct api_jwait *jw = api->jwaits;
+		fp_http_request *req = jw->req;
+		fp_job *job = jw->job;
+		bool replay = jw->replay;
 
-		jwait_free(api->jwaits, false);
+		fp_job_ref(job);
+		jwait_free(jw, false);
+		if (!replay)
+			fp_jobs_forget(api->jobs, job);
+		fp_job_unref(job);
 		fp__api_error(req, 503, "shutting_down", "the server is shutting down");
 	}
 	fp__api_streams_end(api);

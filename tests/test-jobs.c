@@ -2770,6 +2770,91 @@ static void a_retry_waits_for_the_first_requests_record(void **state)
 	fp_test_jobs_teardown(&f);
 }
 
+/* The API's handler, then the loop stops: the turn that read a request is its last. */
+struct stop_after {
+	fp_api *api;
+	fp_loop *loop;
+	int handled;
+};
+
+static void handle_then_stop(fp_http_request *req, void *data)
+{
+	struct stop_after *s = data;
+
+	fp_api_handler(req, s->api);
+	s->handled++;
+	fp_loop_stop(s->loop);
+}
+
+static void stop_loop_cb(fp_timer *t)
+{
+	fp_loop_stop(t->data);
+}
+
+/*
+ * A submission whose JOB record is not safe yet when the API goes (a
+ * shutdown) is answered 503; its record reaches the file as the journal
+ * closes, and a restart must not bring back the job it refused.
+ */
+static void a_submission_refused_at_shutdown_does_not_come_back(void **state)
+{
+	static const char req[] =
+		"POST /v1/apply HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+		"Connection: close\r\nContent-Length: 25\r\n\r\n"
+		"{\"task\":\"sleep\",\"args\":0}";
+	struct fp_jobs_recovery rec;
+	struct fp_api_options ao;
+	struct fp_http_limits lim;
+	struct fp_jobs_stats st;
+	struct http_client c;
+	struct clients cs = { &c, 1 };
+	struct stop_after sa;
+	struct fp_test_jobs f;
+	fp_http_server *http;
+	char bound[64], err[256];
+	fp_timer guard;
+	struct jr x;
+
+	jr_dir(&x);
+	fp_test_jobs_setup(&f, 1);
+	jr_open(&x, &f, &rec);
+	fp_api_options_init(&ao);
+	sa = (struct stop_after){ NULL, fp_pool_loop(f.pool), 0 };
+	assert_int_equal(fp_api_new(&sa.api, f.pool, f.jobs, &ao), 0);
+	fp_http_limits_init(&lim);
+	assert_int_equal(fp_http_server_new(&http, sa.loop, &lim, handle_then_stop, &sa), 0);
+	fp_api_attach_http(sa.api, http);
+	if (fp_http_listen(http, "127.0.0.1:0", bound, sizeof(bound), err, sizeof(err)) < 0)
+		fail_msg("listen: %s", err);
+	client_send(&c, bound, req);
+	memset(&guard, 0, sizeof(guard));
+	guard.data = sa.loop;
+	fp_timer_start(sa.loop, &guard, 10000, stop_loop_cb);
+	while (!sa.handled && fp_timer_active(&guard))
+		fp_pool_run(f.pool);
+	fp_timer_stop(&guard);
+	assert_int_equal(sa.handled, 1);
+	/* Submitted, its record appended, the answer waiting for it: now the API goes. */
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.submitted, 1);
+	assert_int_equal(fp_jobs_unfinished(f.jobs), 1);
+	fp_api_free(sa.api);
+	assert_true(fp_test_run_until(f.pool, clients_answered, &cs, 20000));
+	if (strncmp(c.buf, "HTTP/1.1 503", 12) != 0)
+		fail_msg("answered: %.300s", c.buf);
+	close(c.fd);
+	fp_http_server_free(http);
+	jr_close(&x, &f);
+
+	store_again(&f);
+	jr_open(&x, &f, &rec);
+	assert_int_equal(rec.jobs, 0);
+	assert_int_equal(fp_jobs_unfinished(f.jobs), 0);
+	jr_close(&x, &f);
+	fp_test_jobs_teardown(&f);
+	jr_rm(&x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2781,6 +2866,7 @@ int main(void)
 		cmocka_unit_test(unfinished_job_resumes_the_items_without_an_outcome),
 		cmocka_unit_test(a_job_whose_record_fails_is_withdrawn),
 		cmocka_unit_test(a_retry_waits_for_the_first_requests_record),
+		cmocka_unit_test(a_submission_refused_at_shutdown_does_not_come_back),
 		cmocka_unit_test(compaction_keeps_the_journal_bounded),
 		cmocka_unit_test(apply_records_its_value_and_times),
 		cmocka_unit_test(job_is_running_from_its_first_hand_off),
