@@ -573,16 +573,16 @@ static void jwait_cb(struct fp_journal_wait *w, int status)
 	fp_api *api = jw->api;
 	fp_http_request *req = jw->req;
 	fp_job *job = jw->job;
-	bool jw_replay = jw->replay;
+	bool replay = jw->replay;
 
 	fp_job_ref(job);
 	jwait_free(jw, false);
-	if (status == 0 && jw_replay && fp_jobs_find(api->jobs, fp_job_id(job)) != job) {
+	if (status == 0 && replay && fp_jobs_find(api->jobs, fp_job_id(job)) != job) {
 		/* Deleted while the retry waited: answered as a GET of it would be. */
 		if (!fp__api_job_gone(api, req, fp_job_id(job)))
 			fp__api_error(req, 404, "not_found", "no such job: %s", fp_job_id(job));
 	} else if (status == 0) {
-		if (jw_replay)
+		if (replay)
 			fp__api_idem_replay(api, req, job);
 		else
 			submitted_now(api, req, job);
@@ -592,7 +592,7 @@ static void jwait_cb(struct fp_journal_wait *w, int status)
 		 * A retry's wait may have failed on later records only: the
 		 * first request's own wait says what became of its job.
 		 */
-		if (!jw_replay)
+		if (!replay)
 			fp_jobs_withdraw(api->jobs, job);
 		journal_failed(api, req, status);
 	}
