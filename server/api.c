@@ -536,6 +536,7 @@ struct api_jwait {
 	fp_api *api;
 	fp_http_request *req;
 	fp_job *job;
+	bool replay;               /* a retry's: answered as a replay */
 	struct api_jwait *prev, *next;
 };
 
@@ -572,14 +573,27 @@ static void jwait_cb(struct fp_journal_wait *w, int status)
 	fp_api *api = jw->api;
 	fp_http_request *req = jw->req;
 	fp_job *job = jw->job;
+	bool replay = jw->replay;
 
 	fp_job_ref(job);
 	jwait_free(jw, false);
-	if (status == 0) {
-		submitted_now(api, req, job);
+	if (status == 0 && replay && fp_jobs_find(api->jobs, fp_job_id(job)) != job) {
+		/* Deleted while the retry waited: answered as a GET of it would be. */
+		if (!fp__api_job_gone(api, req, fp_job_id(job)))
+			fp__api_error(req, 404, "not_found", "no such job: %s", fp_job_id(job));
+	} else if (status == 0) {
+		if (replay)
+			fp__api_idem_replay(api, req, job);
+		else
+			submitted_now(api, req, job);
 	} else {
-		/* Not in the journal: not accepted. What runs of it is cancelled. */
-		fp_jobs_withdraw(api->jobs, job);
+		/*
+		 * Not in the journal: not accepted. What runs of it is cancelled.
+		 * A retry's wait may have failed on later records only: the
+		 * first request's own wait says what became of its job.
+		 */
+		if (!replay)
+			fp_jobs_withdraw(api->jobs, job);
 		journal_failed(api, req, status);
 	}
 	fp_job_unref(job);
@@ -590,24 +604,30 @@ static void jwait_closed(fp_http_request *req, void *data)
 	jwait_free(data, true);
 }
 
-void fp__api_submitted(fp_api *api, fp_http_request *req, fp_job *job)
+/* Answer once what was appended so far is safe: submitted, or a replay. */
+static void answer_when_safe(fp_api *api, fp_http_request *req, fp_job *job, bool replay)
 {
 	struct fp_journal *j = fp_jobs_journal(api->jobs);
 	struct api_jwait *jw;
 
 	if (!j) {
-		submitted_now(api, req, job);
+		if (replay)
+			fp__api_idem_replay(api, req, job);
+		else
+			submitted_now(api, req, job);
 		return;
 	}
 	jw = calloc(1, sizeof(*jw));
 	if (!jw) {
-		fp_jobs_withdraw(api->jobs, job);
+		if (!replay)
+			fp_jobs_withdraw(api->jobs, job);
 		fp__api_error(req, 500, "internal", "out of memory");
 		return;
 	}
 	jw->api = api;
 	jw->req = req;
 	jw->job = job;
+	jw->replay = replay;
 	fp_job_ref(job);
 	jw->w.cb = jwait_cb;
 	jw->w.data = jw;
@@ -617,6 +637,16 @@ void fp__api_submitted(fp_api *api, fp_http_request *req, fp_job *job)
 	api->jwaits = jw;
 	fp_http_on_close(req, jwait_closed, jw);
 	fp_journal_wait_appended(j, &jw->w);
+}
+
+void fp__api_submitted(fp_api *api, fp_http_request *req, fp_job *job)
+{
+	answer_when_safe(api, req, job, false);
+}
+
+void fp__api_replay_when_safe(fp_api *api, fp_http_request *req, fp_job *job)
+{
+	answer_when_safe(api, req, job, true);
 }
 
 static void submitted_now(fp_api *api, fp_http_request *req, fp_job *job)
@@ -1034,11 +1064,24 @@ void fp_api_free(fp_api *api)
 	api->closing = true;
 	while (api->waiters)
 		waiter_answer(api->waiters);
-	/* Their records may never be written now: not accepted. */
+	/*
+	 * Submissions whose records are not safe yet (the shutdown's linger
+	 * let most of them end): not accepted. Their JOB records may still
+	 * reach the file as the journal closes, so each job is forgotten, its
+	 * FORGET after its JOB: a restart does not bring back a job answered
+	 * 503. A retry's wait concerns a job answered before: left alone.
+	 */
 	while (api->jwaits) {
-		fp_http_request *req = api->jwaits->req;
+		struct api_jwait *jw = api->jwaits;
+		fp_http_request *req = jw->req;
+		fp_job *job = jw->job;
+		bool replay = jw->replay;
 
-		jwait_free(api->jwaits, false);
+		fp_job_ref(job);
+		jwait_free(jw, false);
+		if (!replay)
+			fp_jobs_forget(api->jobs, job);
+		fp_job_unref(job);
 		fp__api_error(req, 503, "shutting_down", "the server is shutting down");
 	}
 	fp__api_streams_end(api);

@@ -12,6 +12,11 @@
  * Parameters are compared by name whatever their order, repeats in the order
  * sent (the first one is the one used).
  *
+ * With a journal, a replay is answered once what was appended before it is
+ * as safe as --fsync makes it (api.c's journal waits): the job's JOB record
+ * may still be on its way when a retry comes, and the retry's 200 promises
+ * what the first 202 does.
+ *
  * No request can slip between the look-up here and the submission that
  * links the key: the loop runs one handler at a time, and a handler is
  * called with the whole body (http.h), an NDJSON upload included. So of
@@ -90,8 +95,8 @@ static int request_hash(fp_http_request *req, uint64_t *out)
 	return 0;
 }
 
-/* The job the key holds, as a GET would give it (with ?wait and ?results=1 as asked). */
-static void replay(fp_api *api, fp_http_request *req, fp_job *job)
+/* With ?wait and ?results=1 as asked. */
+void fp__api_idem_replay(fp_api *api, fp_http_request *req, fp_job *job)
 {
 	int64_t wait = fp__api_wait_ms(api, req);
 	char loc[64];
@@ -131,7 +136,11 @@ int fp__api_idem(fp_api *api, fp_http_request *req, struct fp_job_idem *out)
 		fp_job_idem(job, &held);
 		if (held.hash == hash) {
 			api->idem_replayed++;
-			replay(api, req, job);
+			/*
+			 * Not before the first answer could be: a retry that came
+			 * while the job's record is being written waits for it.
+			 */
+			fp__api_replay_when_safe(api, req, job);
 			return 1;
 		}
 		api->idem_conflicts++;

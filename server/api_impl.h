@@ -96,6 +96,12 @@ int fp__api_retry_on(fp_http_request *req, json_t *v, unsigned *out, const char 
 int fp__api_retry_on_query(fp_http_request *req, unsigned *out);
 /* 202 with Location, or the job once finished with ?wait=S. */
 void fp__api_submitted(fp_api *api, fp_http_request *req, fp_job *job);
+/*
+ * The job a retry's Idempotency-Key found, answered as fp__api_idem_replay()
+ * does once its JOB record is as safe as the first answer waits for (it may
+ * still be on its way to the file); 507 if that record fails.
+ */
+void fp__api_replay_when_safe(fp_api *api, fp_http_request *req, fp_job *job);
 
 /*
  * api_idem.c: a submission's Idempotency-Key. 1 once answered: 400 for a
@@ -104,6 +110,8 @@ void fp__api_submitted(fp_api *api, fp_http_request *req, fp_job *job);
  * when the request has none; pointing into the request).
  */
 int fp__api_idem(fp_api *api, fp_http_request *req, struct fp_job_idem *out);
+/* The job the key holds, as a GET would give it (200, Idempotent-Replayed). */
+void fp__api_idem_replay(fp_api *api, fp_http_request *req, fp_job *job);
 
 /* api_pipeline.c: submitted with `idem`'s key (fp__api_idem). */
 void fp__api_post_pipeline(fp_api *api, fp_http_request *req, const struct fp_job_idem *idem);

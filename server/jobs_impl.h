@@ -196,6 +196,10 @@ struct fp__job_start {
 		     fp_done_cb on_done, uint64_t *call_id);
 	const void *arg;
 	const struct fp_job_idem *idem;   /* NULL: no key */
+	/* A pipeline's stages and options, for its JOB record. */
+	const fp_stage *stages;
+	size_t nstages;
+	const fp_pipeline_options *popts;
 	/* The job's once submitted (freed with ext_free); the caller's on failure. */
 	void *ext;
 	void (*ext_free)(void *ext);
@@ -297,6 +301,20 @@ void fp__job_finish(fp_job *job, enum fp_job_state state, uint64_t finished_at);
 void fp__jobs_link(fp_jobs *jobs, fp_job *job, size_t n);
 /* Forget without remembering its id or writing it down: it was never accepted. */
 void fp__jobs_unlink_quiet(fp_jobs *jobs, fp_job *job);
+
+/*
+ * jobs_pipeline.c, for a pipeline recovered from the journal: its state made
+ * again (the stages, the reduce's among them, named one by one), an output
+ * read back appended as if delivered, and the call started again.
+ */
+void *fp__pipeline_ext_new(fp_jobs *jobs, size_t nstages, bool reduce, bool ordered,
+			    bool recovered);
+int fp__pipeline_ext_name(void *ext, size_t k, const char *task, size_t len);
+void fp__pipeline_ext_free(void *ext);
+void fp__job_pipeline_output(fp_job *job, const struct fp_result *r);
+int fp__job_pipeline_restart(fp_job *job, const fp_stage *stages, size_t nstages,
+			     const struct fp_buf *items, size_t n,
+			     const fp_pipeline_options *opts);
 
 /* jobs_journal.c: the store's side of the journal; nothing when there is none. */
 struct fp__job_start;

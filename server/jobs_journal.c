@@ -5,9 +5,12 @@
  * store again from those records. The records' bytes are journal_jobs.c's;
  * this file translates between them and fp_job.
  *
- * Only applies and maps are journaled for now: a pipeline is kept in memory
- * as before, and a pipeline's JOB record found in a journal is skipped (and
- * counted in fp_jobs_recovery.skipped).
+ * Pipelines too: their JOB record has the stages, the reduce and the order,
+ * their outputs are OUTCOMES entries with their origin and place. At replay
+ * a pipeline's outputs are kept aside (in its jr_resume) until its END: a
+ * finished pipeline gets them then; an unfinished one drops them and reruns
+ * whole from its inputs, after a RERUN record that voids them in the file
+ * (journal_jobs.h says why not input by input).
  *
  * Compaction: once the journal is at least journal_compact_min and more
  * than twice what the kept jobs' records take (jr_live), it is rewritten
@@ -35,7 +38,17 @@
 #include "journal.h"
 #include "journal_jobs.h"
 
-/* A recovered job's items as received, until they are given to the pool. */
+/* A pipeline's OUTCOMES record read back, kept until its END says whether they count. */
+struct jr_stash {
+	unsigned char *payload;
+	size_t len;
+};
+
+/*
+ * A recovered job's items as received, until they are given to the pool. A
+ * pipeline's are read again from its JOB record (jr_job) when it reruns;
+ * what it keeps here is its outputs read so far.
+ */
 struct jr_resume {
 	int64_t timeout_ms;
 	uint32_t retries, retry_on;
@@ -43,7 +56,18 @@ struct jr_resume {
 	size_t n;
 	size_t *off;               /* n + 1 offsets into text */
 	char *text;
+	struct jr_stash *outs;
+	size_t nouts, capouts;
 };
+
+static void stash_clear(struct jr_resume *rs)
+{
+	for (size_t i = 0; i < rs->nouts; i++)
+		free(rs->outs[i].payload);
+	free(rs->outs);
+	rs->outs = NULL;
+	rs->nouts = rs->capouts = 0;
+}
 
 static uint64_t wall_ms(void)
 {
@@ -57,6 +81,7 @@ static void resume_free(struct jr_resume *rs)
 {
 	if (!rs)
 		return;
+	stash_clear(rs);
 	free(rs->off);
 	free(rs->text);
 	free(rs);
@@ -91,16 +116,22 @@ int fp__jobs_journal_job(fp_jobs *jobs, fp_job *job, const struct fp__job_start 
 	static const fp_call_options defaults = FP_CALL_OPTIONS_DEFAULT;
 	const fp_call_options *o = s->opts ? s->opts : &defaults;
 	fp_journal *j = jobs->journal;
+	struct fp_jr_opts *stages = NULL;
 	struct fp_jr_item one, *items;
 	struct fp_job_idem idem;
 	struct fp_jr_job r;
 	size_t start, i;
 	int err;
 
-	if (!j || s->kind == FP_JOB_PIPELINE)
+	if (!j)
 		return 0;
 	items = s->n == 1 ? &one : malloc((s->n ? s->n : 1) * sizeof(*items));
-	if (!items) {
+	if (s->kind == FP_JOB_PIPELINE)
+		stages = calloc(s->nstages ? s->nstages : 1, sizeof(*stages));
+	if (!items || (s->kind == FP_JOB_PIPELINE && !stages)) {
+		if (items != &one)
+			free(items);
+		free(stages);
 		append_failed(jobs, -ENOMEM);
 		return -EIO;
 	}
@@ -116,6 +147,27 @@ int fp__jobs_journal_job(fp_jobs *jobs, fp_job *job, const struct fp__job_start 
 	r.opts.retries = o->retries;
 	r.opts.retry_on = o->retry_on;
 	r.opts.chunksize = o->chunksize;
+	if (stages) {
+		static const fp_pipeline_options pdefaults = FP_PIPELINE_OPTIONS_DEFAULT;
+		const fp_pipeline_options *po = s->popts ? s->popts : &pdefaults;
+
+		for (i = 0; i < s->nstages; i++) {
+			const fp_stage *st = &s->stages[i];
+
+			stages[i] = (struct fp_jr_opts){
+				.task = st->task, .task_len = strlen(st->task),
+				.timeout_ms = st->timeout_ms, .retries = st->retries,
+				.retry_on = st->retry_on, .workers = st->workers,
+				.buffer = st->buffer,
+			};
+		}
+		r.nstages = s->nstages;
+		r.stages = stages;
+		r.reduce = po->reduce;
+		r.reduce_len = po->reduce ? strlen(po->reduce) : 0;
+		r.reduce_batch = po->reduce_batch;
+		r.ordered = po->ordered != 0;
+	}
 	/* The key and the request's hash: a retry after a restart is still answered by this job. */
 	if (fp_job_idem(job, &idem)) {
 		r.idem_key = idem.key;
@@ -128,6 +180,7 @@ int fp__jobs_journal_job(fp_jobs *jobs, fp_job *job, const struct fp__job_start 
 	err = fp_jr_put_job(fp_journal_buf(j), &r);
 	if (items != &one)
 		free(items);
+	free(stages);
 	if (err) {
 		fp_journal_drop(j, start);
 		append_failed(jobs, err);
@@ -188,28 +241,47 @@ static void dirty_unlink(fp_jobs *jobs, fp_job *job)
 	job->jr_dirty = false;
 }
 
+/*
+ * The k-th outcome in the order they came: an apply's or a map's item by
+ * `order`; a pipeline's output is at its place, k, with its origin.
+ */
+static void put_outcome(struct fp_jr_outcomes *o, const fp_job *job, size_t k)
+{
+	bool pipeline = job->kind == FP_JOB_PIPELINE;
+	uint32_t pos = pipeline ? (uint32_t)k : job->order[k];
+	const struct job_item *it = &job->items[pos];
+	struct fp_jr_outcome e = {
+		.pos = pos, .status = it->status, .attempts = it->attempts,
+		.text = it->text,
+		.len = it->status == FP_ITEM_OK ? it->len : strlen(it->text),
+	};
+
+	if (pipeline) {
+		e.index = job->origins[pos].index;
+		e.stage = job->origins[pos].stage;
+	}
+	fp_jr_outcomes_put(o, &e);
+}
+
+/* Outcomes so far: a pipeline's outputs are appended, so they are its first `total`. */
+static size_t outcomes_count(const fp_job *job)
+{
+	return job->kind == FP_JOB_PIPELINE ? job->total : job->ndone + job->nfailed;
+}
+
 void fp__jobs_journal_outcomes(fp_jobs *jobs, fp_job *job)
 {
 	fp_journal *j = jobs->journal;
-	size_t count = job->ndone + job->nfailed, start;
+	size_t count = outcomes_count(job), start;
 	struct fp_jr_outcomes o;
 
 	dirty_unlink(jobs, job);
-	if (!j || !job->journaled || job->jr_done >= count || job->kind == FP_JOB_PIPELINE)
+	if (!j || !job->journaled || job->jr_done >= count)
 		return;
 	start = fp_journal_begin(j);
-	fp_jr_outcomes_begin(&o, fp_journal_buf(j), job->id, false);
-	for (size_t k = job->jr_done; k < count; k++) {
-		uint32_t pos = job->order[k];
-		const struct job_item *it = &job->items[pos];
-		struct fp_jr_outcome e = {
-			.pos = pos, .status = it->status, .attempts = it->attempts,
-			.text = it->text,
-			.len = it->status == FP_ITEM_OK ? it->len : strlen(it->text),
-		};
-
-		fp_jr_outcomes_put(&o, &e);
-	}
+	fp_jr_outcomes_begin(&o, fp_journal_buf(j), job->id, job->kind == FP_JOB_PIPELINE);
+	for (size_t k = job->jr_done; k < count; k++)
+		put_outcome(&o, job, k);
 	fp_jr_outcomes_end(&o);
 	end_record(jobs, job, start, FP_JR_OUTCOMES);
 	/* Failed or not, they are not tried again: a restart reruns them. */
@@ -311,13 +383,75 @@ static struct jr_resume *resume_new(const struct fp_jr_job *r)
 	return rs;
 }
 
+/* Part k of a job's name: its task, a stage's, or the reduce's. */
+static void name_part(const struct fp_jr_job *r, size_t k, const char **t, size_t *len)
+{
+	const struct fp_jr_opts *o = !r->nstages ? &r->opts :
+				     k < r->nstages ? &r->stages[k] : NULL;
+
+	*t = o ? o->task : r->reduce;
+	*len = o ? o->task_len : r->reduce_len;
+}
+
+/*
+ * The job's task name, NUL-terminated and allocated: an apply's or a map's
+ * task, or a pipeline's stages and reduce joined by '|' as at submission.
+ */
+static char *job_name(const struct fp_jr_job *r)
+{
+	size_t len = 0, tl, k, parts = r->nstages ? r->nstages + (r->reduce != NULL) : 1;
+	const char *t;
+	char *buf;
+
+	for (k = 0; k < parts; k++) {
+		name_part(r, k, &t, &tl);
+		len += (k > 0) + tl;
+	}
+	buf = malloc(len + 1);
+	if (!buf)
+		return NULL;
+	len = 0;
+	for (k = 0; k < parts; k++) {
+		name_part(r, k, &t, &tl);
+		if (k)
+			buf[len++] = '|';
+		memcpy(buf + len, t, tl);
+		len += tl;
+	}
+	buf[len] = '\0';
+	return buf;
+}
+
+/* A recovered pipeline's own state (jobs_pipeline.c's): its stages' names. */
+static int pipeline_ext(fp_job *job, fp_jobs *jobs, const struct fp_jr_job *r)
+{
+	void *x = fp__pipeline_ext_new(jobs, r->nstages, r->reduce != NULL, r->ordered,
+					true);
+	size_t k;
+
+	if (!x)
+		return -ENOMEM;
+	for (k = 0; k < r->nstages; k++)
+		if (fp__pipeline_ext_name(x, k, r->stages[k].task, r->stages[k].task_len) < 0)
+			goto fail;
+	if (r->reduce && fp__pipeline_ext_name(x, k, r->reduce, r->reduce_len) < 0)
+		goto fail;
+	job->ext = x;
+	job->ext_free = fp__pipeline_ext_free;
+	return 0;
+fail:
+	fp__pipeline_ext_free(x);
+	return -ENOMEM;
+}
+
 static int replay_job(fp_jobs *jobs, const struct fp_jrec *rec, uint64_t off, char *err,
 		      size_t errlen)
 {
 	static const char hexdigits[] = "0123456789abcdef";
 	struct fp_jr_job r;
-	char task[256];
+	char *task;
 	fp_job *job = NULL;
+	bool pipeline;
 	int e;
 
 	e = fp_jr_get_job(rec, &r);
@@ -326,21 +460,32 @@ static int replay_job(fp_jobs *jobs, const struct fp_jrec *rec, uint64_t off, ch
 			 (unsigned long long)off, e == -ENOMEM ? "out of memory" : "bad fields");
 		return e;
 	}
-	if (r.nstages || (r.kind != FP_JOB_APPLY && r.kind != FP_JOB_MAP) ||
-	    (r.kind == FP_JOB_APPLY && r.n != 1) || r.n > UINT32_MAX ||
-	    r.opts.task_len >= sizeof(task)) {
+	pipeline = r.kind == FP_JOB_PIPELINE;
+	if ((pipeline ? !r.nstages : r.nstages != 0) ||
+	    (r.kind != FP_JOB_APPLY && r.kind != FP_JOB_MAP && !pipeline) ||
+	    (r.kind == FP_JOB_APPLY && r.n != 1) || r.n > UINT32_MAX) {
 		jobs->recovery.skipped++;
 		goto out;
 	}
 	/* A second JOB for a known id (a compaction's overlap) changes nothing. */
 	if (find(jobs, r.id))
 		goto out;
-	memcpy(task, r.opts.task, r.opts.task_len);
-	task[r.opts.task_len] = '\0';
 	e = -ENOMEM;
-	job = fp__job_alloc(task, r.n);
-	if (!job || fp__jobs_table_reserve(jobs) < 0 || !(job->resume = resume_new(&r)))
+	task = job_name(&r);
+	if (!task)
 		goto fail;
+	/* A pipeline's records are made as its outputs come, as at submission. */
+	job = fp__job_alloc(task, pipeline ? 0 : r.n);
+	free(task);
+	if (!job || fp__jobs_table_reserve(jobs) < 0)
+		goto fail;
+	if (pipeline) {
+		job->resume = calloc(1, sizeof(*job->resume));
+		if (!job->resume || pipeline_ext(job, jobs, &r) < 0)
+			goto fail;
+	} else if (!(job->resume = resume_new(&r))) {
+		goto fail;
+	}
 	memcpy(job->id, r.id, ID_BYTES);
 	for (size_t i = 0; i < ID_BYTES; i++) {
 		job->hex[2 * i] = hexdigits[job->id[i] >> 4];
@@ -392,6 +537,75 @@ fail:
 	return e;
 }
 
+static int stash_add(struct jr_resume *rs, const struct fp_jrec *rec)
+{
+	struct jr_stash *outs = rs->outs;
+
+	if (rs->nouts == rs->capouts) {
+		size_t cap = rs->capouts ? 2 * rs->capouts : 16;
+
+		outs = realloc(rs->outs, cap * sizeof(*outs));
+		if (!outs)
+			return -ENOMEM;
+		rs->outs = outs;
+		rs->capouts = cap;
+	}
+	outs[rs->nouts].payload = malloc(rec->len ? rec->len : 1);
+	if (!outs[rs->nouts].payload)
+		return -ENOMEM;
+	memcpy(outs[rs->nouts].payload, rec->payload, rec->len);
+	outs[rs->nouts++].len = rec->len;
+	return 0;
+}
+
+/*
+ * A pipeline finished before the restart: its outputs kept aside are its
+ * own now, each once (an output at a place already filled is said again).
+ */
+static int stash_apply(fp_job *job)
+{
+	struct jr_resume *rs = job->resume;
+	uint8_t id[FP_JR_ID_BYTES];
+	struct fp_jr_outcomes o;
+	struct fp_jr_outcome e;
+	char small[512], *msg;
+	int r;
+
+	for (size_t i = 0; rs && i < rs->nouts; i++) {
+		struct fp_jrec rec = { FP_JR_OUTCOMES, (uint32_t)rs->outs[i].len,
+				       rs->outs[i].payload, 0 };
+
+		if (fp_jr_outcomes_get_begin(&o, &rec, id) < 0)
+			return -EBADMSG;
+		while ((r = fp_jr_outcomes_get_next(&o, &e)) > 0) {
+			struct fp_result res = { .index = e.index, .stage = e.stage,
+						 .status = (fp_item_status)e.status,
+						 .attempts = e.attempts };
+
+			if (e.pos < job->total + job->nlost)
+				continue;
+			msg = NULL;
+			if (e.status == FP_ITEM_OK) {
+				res.value = e.text;
+				res.value_len = e.len;
+			} else {
+				msg = e.len < sizeof(small) ? small : malloc(e.len + 1);
+				if (!msg)
+					return -ENOMEM;
+				memcpy(msg, e.text, e.len);
+				msg[e.len] = '\0';
+				res.message = msg;
+			}
+			fp__job_pipeline_output(job, &res);
+			if (msg != small)
+				free(msg);
+		}
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 static int replay_outcomes(fp_jobs *jobs, const struct fp_jrec *rec, uint64_t off,
 			   char *err, size_t errlen)
 {
@@ -405,10 +619,23 @@ static int replay_outcomes(fp_jobs *jobs, const struct fp_jrec *rec, uint64_t of
 	if (fp_jr_outcomes_get_begin(&o, rec, id) < 0)
 		goto bad;
 	job = find(jobs, id);
-	if (!job || job->finished || job->kind == FP_JOB_PIPELINE)
+	if (!job || job->finished)
 		return 0;
 	job->jr_bytes += rec->size;
 	jobs->jr_live += rec->size;
+	if (job->kind == FP_JOB_PIPELINE) {
+		if (stash_add(job->resume, rec) < 0) {
+			snprintf(err, errlen, "out of memory replaying offset %llu",
+				 (unsigned long long)off);
+			return -ENOMEM;
+		}
+		/* Read now, so that a bad record is named where it is. */
+		while ((r = fp_jr_outcomes_get_next(&o, &e)) > 0)
+			;
+		if (r == 0)
+			return 0;
+		goto bad;
+	}
 	while ((r = fp_jr_outcomes_get_next(&o, &e)) > 0) {
 		struct fp_result res = { .index = e.pos, .status = (fp_item_status)e.status,
 					 .attempts = e.attempts };
@@ -457,6 +684,7 @@ int fp_jobs_replay(void *data, const struct fp_jrec *rec, uint64_t off, char *er
 	case FP_JR_END:
 	case FP_JR_CANCEL:
 	case FP_JR_FORGET:
+	case FP_JR_RERUN:
 		break;
 	default:
 		/* A newer build's record: its version would have said so. */
@@ -492,10 +720,27 @@ int fp_jobs_replay(void *data, const struct fp_jrec *rec, uint64_t off, char *er
 		}
 	} else if (rec->type == FP_JR_CANCEL) {
 		job->cancel_requested = true;
+	} else if (rec->type == FP_JR_RERUN) {
+		/* The outputs before it were made again by the rerun. */
+		if (job->resume)
+			stash_clear(job->resume);
 	} else {
 		enum fp_job_state st = m.value >= FP_JOB_DONE && m.value <= FP_JOB_CANCELLED ?
 				       (enum fp_job_state)m.value : FP_JOB_FAILED;
 
+		if (job->kind == FP_JOB_PIPELINE) {
+			int e = stash_apply(job);
+
+			if (e < 0) {
+				snprintf(err, errlen, "%s replaying the END record at offset %llu",
+					 e == -ENOMEM ? "out of memory" : "a bad OUTCOMES record",
+					 (unsigned long long)off);
+				return e;
+			}
+			/* Its call is over: its inputs owe nothing (as its done callback says). */
+			jobs->stats.items_pending -= job->inputs;
+			job->jr_done = job->total;
+		}
 		resume_free(job->resume);
 		job->resume = NULL;
 		free(job->jr_job);
@@ -523,6 +768,71 @@ static void resume_refused(fp_job *job, int err)
 		res.index = i;
 		fp__job_outcome(job, i, &res);
 	}
+	fp__job_finish(job, FP_JOB_FAILED, wall_ms());
+}
+
+/*
+ * A pipeline left unfinished runs again from its inputs, read from its JOB
+ * record; the outputs recorded before are dropped (they were kept aside,
+ * never given) and voided in the file by a RERUN record written first.
+ */
+static void resume_pipeline(fp_jobs *jobs, fp_job *job)
+{
+	struct fp_jrec rec = { FP_JR_JOB, (uint32_t)job->jr_job_len, job->jr_job, 0 };
+	fp_pipeline_options po = FP_PIPELINE_OPTIONS_DEFAULT;
+	fp_stage *stages = NULL;
+	struct fp_buf *bufs = NULL;
+	struct fp_jr_job r;
+	char msg[256];
+	struct fp_result res = { .status = FP_ITEM_START_FAILURE, .message = msg };
+	int err = -ENOMEM;
+
+	memset(&r, 0, sizeof(r));
+	stash_clear(job->resume);
+	if (!job->jr_job || (err = fp_jr_get_job(&rec, &r)) < 0)
+		goto refused;
+	err = -ENOMEM;
+	stages = calloc(r.nstages, sizeof(*stages));
+	bufs = calloc(r.n ? r.n : 1, sizeof(*bufs));
+	if (!stages || !bufs)
+		goto refused;
+	for (size_t i = 0; i < r.nstages; i++) {
+		/* The names kept in the job are NUL-terminated; the record's are not. */
+		stages[i] = (fp_stage){
+			.task = fp_job_stage_task(job, i), .workers = r.stages[i].workers,
+			.buffer = (size_t)r.stages[i].buffer,
+			.timeout_ms = r.stages[i].timeout_ms, .retries = r.stages[i].retries,
+			.retry_on = r.stages[i].retry_on,
+		};
+	}
+	for (size_t i = 0; i < r.n; i++)
+		bufs[i] = (struct fp_buf){ r.items[i].text, r.items[i].len };
+	po.reduce = r.reduce ? fp_job_stage_task(job, r.nstages) : NULL;
+	po.reduce_batch = (size_t)r.reduce_batch;
+	po.ordered = r.ordered;
+	fp__jobs_journal_mark(jobs, job, FP_JR_RERUN, 0, wall_ms());
+	job->pool_done = false;
+	err = fp__job_pipeline_restart(job, stages, r.nstages, bufs, r.n, &po);
+	if (err)
+		goto refused;
+	free(stages);
+	free(bufs);
+	fp_jr_job_clear(&r);
+	if (job->cancel_requested)
+		fp_pool_cancel(jobs->pool, job->call_id);
+	jobs->recovery.resumed++;
+	jobs->recovery.items_rerun += job->inputs;
+	return;
+
+refused:
+	free(stages);
+	free(bufs);
+	fp_jr_job_clear(&r);
+	job->pool_done = true;
+	/* Its inputs leave the queue count; one error output says why it ends. */
+	jobs->stats.items_pending -= job->inputs;
+	snprintf(msg, sizeof(msg), "not run again after the restart: %s", fp_strerror(err));
+	fp__job_pipeline_output(job, &res);
 	fp__job_finish(job, FP_JOB_FAILED, wall_ms());
 }
 
@@ -614,7 +924,10 @@ int fp_jobs_resume(fp_jobs *jobs, struct fp_jobs_recovery *out)
 			list[n++] = job;
 	/* Oldest first, so that they queue in the order they were submitted. */
 	for (i = n; i-- > 0; ) {
-		resume_one(jobs, list[i]);
+		if (list[i]->kind == FP_JOB_PIPELINE)
+			resume_pipeline(jobs, list[i]);
+		else
+			resume_one(jobs, list[i]);
 		resume_free(list[i]->resume);
 		list[i]->resume = NULL;
 	}
@@ -668,10 +981,37 @@ static int snap_mark(struct sbuf *b, uint32_t salt, const fp_job *job, uint16_t 
 	return fp_jrec_end(b, start, type, salt);
 }
 
+/*
+ * A finished pipeline's stages for its JOB record: their tasks (the stage
+ * options matter only to a call that runs, and it will not run again), the
+ * reduce and the order.
+ */
+static int snap_stages(const fp_job *job, struct fp_jr_job *r)
+{
+	size_t n = fp_job_stages(job) - fp_job_has_reduce(job);
+
+	if (job->kind != FP_JOB_PIPELINE)
+		return 0;
+	r->stages = calloc(n ? n : 1, sizeof(*r->stages));
+	if (!r->stages)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		r->stages[i].task = fp_job_stage_task(job, i);
+		r->stages[i].task_len = strlen(r->stages[i].task);
+	}
+	r->nstages = n;
+	if (fp_job_has_reduce(job)) {
+		r->reduce = fp_job_stage_task(job, n);
+		r->reduce_len = strlen(r->reduce);
+	}
+	r->ordered = fp_job_ordered(job);
+	return 0;
+}
+
 /* One job's records, as replay would rebuild it. */
 static int snap_job(struct sbuf *b, uint32_t salt, const fp_job *job)
 {
-	size_t count = job->ndone + job->nfailed, start;
+	size_t count = outcomes_count(job), start;
 	struct fp_jr_outcomes o;
 	int err;
 
@@ -692,12 +1032,15 @@ static int snap_job(struct sbuf *b, uint32_t salt, const fp_job *job)
 		r.created_at = job->created_at;
 		r.opts.task = job->task;
 		r.opts.task_len = strlen(job->task);
-		r.n = job->total;
+		r.n = job->kind == FP_JOB_PIPELINE ? job->inputs : job->total;
 		r.items = calloc(r.n ? r.n : 1, sizeof(*r.items));
-		if (!r.items)
+		if (!r.items || (err = snap_stages(job, &r)) < 0) {
+			free(r.items);
 			return -ENOMEM;
+		}
 		err = fp_jr_put_job(b, &r);
 		free(r.items);
+		free(r.stages);
 		if (err)
 			return err;
 	} else if (job->jr_job) {
@@ -717,18 +1060,9 @@ static int snap_job(struct sbuf *b, uint32_t salt, const fp_job *job)
 		return err;
 	if (count) {
 		start = fp_jrec_begin(b);
-		fp_jr_outcomes_begin(&o, b, job->id, false);
-		for (size_t k = 0; k < count; k++) {
-			uint32_t pos = job->order[k];
-			const struct job_item *it = &job->items[pos];
-			struct fp_jr_outcome e = {
-				.pos = pos, .status = it->status, .attempts = it->attempts,
-				.text = it->text,
-				.len = it->status == FP_ITEM_OK ? it->len : strlen(it->text),
-			};
-
-			fp_jr_outcomes_put(&o, &e);
-		}
+		fp_jr_outcomes_begin(&o, b, job->id, job->kind == FP_JOB_PIPELINE);
+		for (size_t k = 0; k < count; k++)
+			put_outcome(&o, job, k);
 		fp_jr_outcomes_end(&o);
 		if ((err = fp_jrec_end(b, start, FP_JR_OUTCOMES, salt)) < 0)
 			return err;

@@ -8,6 +8,12 @@
  * them from the pool while it lasts, and they are copied once at the end, so
  * a finished job shows them as they were when it ended. (They were copied at
  * every delivery, a million copies for a million outputs.)
+ *
+ * A pipeline recovered from the journal (jobs_journal.c) is made with the
+ * fp__pipeline_ext_* and fp__job_pipeline_* functions below: its state from
+ * its JOB record, its outputs read back, its call started again. One that
+ * finished before the restart has no counters to show (its call is gone):
+ * they read zero.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -128,6 +134,74 @@ static char *pipeline_name(const fp_stage *stages, size_t nstages, const char *r
 	return name;
 }
 
+void *fp__pipeline_ext_new(fp_jobs *jobs, size_t nstages, bool reduce, bool ordered,
+			    bool recovered)
+{
+	struct pipeline_ext *x = calloc(1, sizeof(*x));
+
+	if (!x)
+		return NULL;
+	x->pool = fp__jobs_pool(jobs);
+	x->nstages = nstages + reduce;
+	x->reduce_stage = reduce ? nstages : SIZE_MAX;
+	x->reduced = SIZE_MAX;
+	x->ordered = ordered;
+	/* Recovered: no call in the pool until it is started again. */
+	x->ended = recovered;
+	x->stats = calloc(x->nstages, sizeof(*x->stats));
+	x->names = calloc(x->nstages, sizeof(*x->names));
+	if (!x->stats || !x->names) {
+		ext_free(x);
+		return NULL;
+	}
+	return x;
+}
+
+int fp__pipeline_ext_name(void *ext, size_t k, const char *task, size_t len)
+{
+	struct pipeline_ext *x = ext;
+
+	if (k >= x->nstages)
+		return -EINVAL;
+	free(x->names[k]);
+	x->names[k] = malloc(len + 1);
+	if (!x->names[k])
+		return -ENOMEM;
+	memcpy(x->names[k], task, len);
+	x->names[k][len] = '\0';
+	return 0;
+}
+
+void fp__pipeline_ext_free(void *ext)
+{
+	ext_free(ext);
+}
+
+void fp__job_pipeline_output(fp_job *job, const struct fp_result *r)
+{
+	struct pipeline_ext *x = fp__job_ext(job);
+	size_t before = fp_job_total(job);
+
+	fp__job_item_cb(x->pool, 0, r, job);
+	if (r->stage == x->reduce_stage && r->status == FP_ITEM_OK && fp_job_total(job) > before)
+		x->reduced = before;
+}
+
+int fp__job_pipeline_restart(fp_job *job, const fp_stage *stages, size_t nstages,
+			     const struct fp_buf *items, size_t n,
+			     const fp_pipeline_options *opts)
+{
+	struct pipeline_start p = { stages, nstages, items, n, opts };
+	struct pipeline_ext *x = fp__job_ext(job);
+	int err;
+
+	err = start_pipeline(x->pool, job, &p, fp__job_item_cb, fp__job_done_cb,
+			     &job->call_id);
+	if (err == 0)
+		x->ended = false;
+	return err;
+}
+
 int fp_jobs_submit_pipeline(fp_jobs *jobs, const fp_stage *stages, size_t nstages,
 			    const struct fp_buf *items, size_t n,
 			    const fp_pipeline_options *opts, fp_job **out)
@@ -145,6 +219,7 @@ int fp_jobs_submit_pipeline_idem(fp_jobs *jobs, const fp_stage *stages, size_t n
 	struct fp__job_start s = {
 		.kind = FP_JOB_PIPELINE, .n = n, .items = items, .start = start_pipeline,
 		.arg = &p, .ext_free = ext_free, .idem = idem,
+		.stages = stages, .nstages = nstages, .popts = opts,
 	};
 	struct pipeline_ext *x;
 	char *name = NULL;
@@ -158,21 +233,13 @@ int fp_jobs_submit_pipeline_idem(fp_jobs *jobs, const fp_stage *stages, size_t n
 	for (i = 0; i < nstages; i++)
 		if (!stages[i].task)
 			return -EINVAL;
-	x = calloc(1, sizeof(*x));
+	x = fp__pipeline_ext_new(jobs, nstages, reduce != NULL, opts && opts->ordered, false);
 	if (!x)
 		return -ENOMEM;
-	x->pool = fp__jobs_pool(jobs);
-	x->nstages = nstages + (reduce != NULL);
-	x->reduce_stage = reduce ? nstages : SIZE_MAX;
-	x->reduced = SIZE_MAX;
-	x->ordered = opts && opts->ordered;
-	x->stats = calloc(x->nstages, sizeof(*x->stats));
-	x->names = calloc(x->nstages, sizeof(*x->names));
-	if (!x->stats || !x->names)
-		goto err;
 	for (i = 0; i < x->nstages; i++) {
-		x->names[i] = strdup(i < nstages ? stages[i].task : reduce);
-		if (!x->names[i])
+		const char *task = i < nstages ? stages[i].task : reduce;
+
+		if (fp__pipeline_ext_name(x, i, task, strlen(task)) < 0)
 			goto err;
 	}
 	name = pipeline_name(stages, nstages, reduce);

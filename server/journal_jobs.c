@@ -28,6 +28,8 @@ const char *fp_jr_type_name(uint16_t type)
 		return "CANCEL";
 	case FP_JR_FORGET:
 		return "FORGET";
+	case FP_JR_RERUN:
+		return "RERUN";
 	}
 	return "unknown";
 }

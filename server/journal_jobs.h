@@ -15,11 +15,24 @@
  *   CANCEL    a cancel was asked for
  *   FORGET    forgotten (deleted, expired): the reason, a byte the store
  *             gives meaning to
+ *   RERUN     a pipeline started again from its inputs after a restart:
+ *             the outputs recorded before it are void (the rerun makes
+ *             them again), so a second restart does not give them twice
  *
  * Replaying is idempotent by design: an outcome for an item that has one,
  * a second END or JOB for a known id, a FORGET for an unknown one change
- * nothing. Compaction relies on it (records of the live state, then those
- * appended meanwhile, may say a thing twice).
+ * nothing; a pipeline's outputs carry their place (pos), and one whose
+ * place is already filled is the same output said again. Compaction relies
+ * on it (records of the live state, then those appended meanwhile, may say
+ * a thing twice).
+ *
+ * A pipeline left unfinished reruns whole, from its inputs, rather than
+ * from the inputs whose outputs are not all recorded: no record says that
+ * an input owes nothing more, and none can be written cheaply, because the
+ * pool does not tell when an input is done (its outputs come from every
+ * stage, a generator's at any time, and a reduce folds all of them into
+ * values that belong to no input). Its outputs recorded before the restart
+ * are dropped at replay (RERUN), so none is given twice.
  */
 #ifndef FP_SERVER_JOURNAL_JOBS_H
 #define FP_SERVER_JOURNAL_JOBS_H
@@ -37,6 +50,7 @@ enum fp_jr_type {
 	FP_JR_END = 4,
 	FP_JR_CANCEL = 5,
 	FP_JR_FORGET = 6,
+	FP_JR_RERUN = 7,
 };
 
 #define FP_JR_ID_BYTES 16
@@ -125,7 +139,8 @@ int fp_jr_outcomes_get_next(struct fp_jr_outcomes *o, struct fp_jr_outcome *e);
 
 /*
  * The small records: id and one value. STARTED: started_at; END: state
- * (value) and finished_at (when); CANCEL: none; FORGET: the reason.
+ * (value) and finished_at (when); CANCEL: none; FORGET: the reason;
+ * RERUN: when.
  */
 struct fp_jr_mark {
 	uint8_t id[FP_JR_ID_BYTES];

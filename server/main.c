@@ -480,8 +480,9 @@ static int open_journal(struct daemon *d)
 		     d->journal_report.records, rec.jobs, rec.finished, rec.resumed,
 		     rec.items_kept, rec.items_rerun);
 	if (rec.skipped)
-		fp_dlog_warn(&d->log, "journal: %" PRIu64 " pipeline jobs were not recovered"
-			     " (pipelines are kept in memory only)", rec.skipped);
+		fp_dlog_warn(&d->log, "journal: %" PRIu64 " jobs were not recovered (their JOB"
+			     " records are of a kind or shape this forkpoold does not resume)",
+			     rec.skipped);
 	return 0;
 }
 

@@ -14,10 +14,15 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
 
 #include "forkpool.h"
+#include "api.h"
+#include "http.h"
 #include "jobs.h"
 #include "jobs_impl.h"
 #include "journal.h"
@@ -2278,6 +2283,167 @@ static void unfinished_job_resumes_the_items_without_an_outcome(void **state)
 	jr_rm(&x);
 }
 
+/* A pipeline of one stage per task over texts (NULL-terminated lists). */
+static fp_job *submit_pipeline(struct fp_test_jobs *f, const char *const *tasks,
+			       const char *const *texts, const fp_pipeline_options *po)
+{
+	fp_stage st[4];
+	struct fp_buf b[16];
+	size_t ns = 0, n = 0;
+	fp_job *job = NULL;
+	int rc;
+
+	for (; tasks[ns]; ns++) {
+		st[ns] = (fp_stage)FP_STAGE_DEFAULT;
+		st[ns].task = tasks[ns];
+	}
+	for (; texts[n]; n++)
+		b[n] = (struct fp_buf){ texts[n], strlen(texts[n]) };
+	rc = fp_jobs_submit_pipeline(f->jobs, st, ns, b, n, po, &job);
+	if (rc != 0)
+		fail_msg("submit pipeline: %s", fp_strerror(rc));
+	return job;
+}
+
+/*
+ * A finished pipeline comes back from the journal with its outputs, their
+ * origins, its stages and its reduced value.
+ */
+static void finished_pipeline_comes_back_with_its_outputs(void **state)
+{
+	static const char *const tasks[] = { "range", "square", NULL };
+	static const char *const in[] = { "3", "0", "2", NULL };
+	static const char *const rtasks[] = { "range", NULL };
+	static const char *const rin[] = { "10", "20", NULL };
+	fp_pipeline_options po = FP_PIPELINE_OPTIONS_DEFAULT;
+	struct fp_jobs_recovery rec;
+	struct fp_jobs_stats js;
+	struct fp_test_jobs f;
+	struct fp_job_item it;
+	fp_job *p, *r;
+	char pid[33], rid[33];
+	unsigned sum[3] = { 0 }, seen[3] = { 0 };
+	struct jr x;
+
+	jr_dir(&x);
+	fp_test_jobs_setup(&f, 2);
+	jr_open(&x, &f, &rec);
+	p = submit_pipeline(&f, tasks, in, NULL);
+	po.reduce = "sum";
+	po.reduce_batch = 4;
+	r = submit_pipeline(&f, rtasks, rin, &po);
+	strcpy(pid, fp_job_id(p));
+	strcpy(rid, fp_job_id(r));
+	assert_int_equal(jr_wait(&x, &f), 0);
+	wait_finished(&f, p);
+	wait_finished(&f, r);
+	jr_close(&x, &f);
+
+	store_again(&f);
+	jr_open(&x, &f, &rec);
+	assert_int_equal(rec.jobs, 2);
+	assert_int_equal(rec.finished, 2);
+	assert_int_equal(rec.resumed, 0);
+	assert_int_equal(rec.skipped, 0);
+	p = fp_jobs_find(f.jobs, pid);
+	assert_non_null(p);
+	assert_int_equal(fp_job_kind(p), FP_JOB_PIPELINE);
+	assert_int_equal(fp_job_state(p), FP_JOB_DONE);
+	assert_string_equal(fp_job_task(p), "range|square");
+	assert_int_equal(fp_job_stages(p), 2);
+	assert_string_equal(fp_job_stage_task(p, 1), "square");
+	assert_int_equal(fp_job_inputs(p), 3);
+	/* range(3) squared from input 0, range(2) squared from input 2: once each. */
+	assert_int_equal(fp_job_total(p), 5);
+	for (size_t k = 0; k < 5; k++) {
+		fp_job_item(p, k, &it);
+		assert_int_equal(it.status, FP_ITEM_OK);
+		assert_true(it.index == 0 || it.index == 2);
+		assert_int_equal(it.stage, 1);
+		seen[it.index]++;
+		sum[it.index] += (unsigned)atoi(it.value);
+	}
+	assert_int_equal(seen[0], 3);
+	assert_int_equal(sum[0], 0 + 1 + 4);
+	assert_int_equal(seen[2], 2);
+	assert_int_equal(sum[2], 0 + 1);
+	r = fp_jobs_find(f.jobs, rid);
+	assert_non_null(r);
+	assert_true(fp_job_has_reduce(r));
+	assert_string_equal(fp_job_task(r), "range|sum");
+	assert_int_not_equal(fp_job_reduced(r), SIZE_MAX);
+	fp_job_item(r, fp_job_reduced(r), &it);
+	assert_int_equal(atoi(it.value), 45 + 190);
+	fp_jobs_stats(f.jobs, &js);
+	assert_int_equal(js.items_pending, 0);
+	jr_close(&x, &f);
+	fp_test_jobs_teardown(&f);
+	jr_rm(&x);
+}
+
+/*
+ * An unfinished pipeline reruns from its inputs: the outputs recorded before
+ * the restart are dropped, so every input's output is there once; and after
+ * it finishes, a second restart finds it finished with the same outputs.
+ */
+static void unfinished_pipeline_reruns_from_its_inputs(void **state)
+{
+	static const char *const tasks[] = { "sleep", NULL };
+	static const char *const in[] = { "0", "0", "0", "1500", "1500", NULL };
+	struct fp_jobs_recovery rec;
+	struct fp_test_jobs f;
+	struct fp_job_item it;
+	struct done_at_least c;
+	fp_job *p;
+	char id[33];
+	struct jr x;
+
+	jr_dir(&x);
+	fp_test_jobs_setup(&f, 2);
+	jr_open(&x, &f, &rec);
+	p = submit_pipeline(&f, tasks, in, NULL);
+	strcpy(id, fp_job_id(p));
+	assert_int_equal(jr_wait(&x, &f), 0);
+	c = (struct done_at_least){ f.jobs, id, 3 };
+	assert_true(fp_test_run_until(f.pool, has_done, &c, 20000));
+	assert_int_equal(jr_wait(&x, &f), 0);
+	assert_false(fp_job_finished(p));
+	jr_close(&x, &f);
+	store_again(&f);
+
+	for (int round = 0; round < 2; round++) {
+		unsigned seen[5] = { 0 };
+
+		jr_open(&x, &f, &rec);
+		assert_int_equal(rec.jobs, 1);
+		assert_int_equal(rec.skipped, 0);
+		assert_int_equal(rec.finished, (uint64_t)round);
+		assert_int_equal(rec.resumed, round ? 0 : 1);
+		assert_int_equal(rec.items_rerun, round ? 0 : 5);
+		p = fp_jobs_find(f.jobs, id);
+		assert_non_null(p);
+		if (!round)
+			assert_int_equal(fp_job_total(p), 0);
+		wait_finished(&f, p);
+		assert_int_equal(fp_job_state(p), FP_JOB_DONE);
+		assert_int_equal(fp_job_total(p), 5);
+		for (size_t k = 0; k < 5; k++) {
+			fp_job_item(p, k, &it);
+			assert_int_equal(it.status, FP_ITEM_OK);
+			assert_true(it.index < 5);
+			seen[it.index]++;
+			assert_string_equal(it.value, in[it.index]);
+		}
+		for (size_t i = 0; i < 5; i++)
+			assert_int_equal(seen[i], 1);
+		assert_true(fp_test_run_until(f.pool, nothing_pending, f.jobs, 10000));
+		jr_close(&x, &f);
+		store_again(&f);
+	}
+	fp_test_jobs_teardown(&f);
+	jr_rm(&x);
+}
+
 /*
  * A JOB record that cannot be written (ENOSPC: /dev/full) fails its waiter;
  * the submission is withdrawn without a trace, and the store goes on.
@@ -2411,13 +2577,296 @@ static void compaction_keeps_the_journal_bounded(void **state)
 	jr_rm(&x);
 }
 
+struct compacted {
+	fp_journal *j;
+	uint64_t before;
+};
+
+static int compaction_done(void *data)
+{
+	struct compacted *c = data;
+	struct fp_journal_stats st;
+
+	fp_journal_stats_get(c->j, &st);
+	return st.compactions > c->before && !fp_journal_compacting(c->j);
+}
+
+/*
+ * A compaction rewrites pipelines too: after it, a finished one still comes
+ * back with its outputs and reduced value, an unfinished one reruns.
+ */
+static void compaction_keeps_pipelines(void **state)
+{
+	static const char *const tasks[] = { "range", "square", NULL };
+	static const char *const in[] = { "3", "5", NULL };
+	static const char *const stasks[] = { "sleep", NULL };
+	static const char *const sin[] = { "0", "60000", NULL };
+	fp_pipeline_options po = FP_PIPELINE_OPTIONS_DEFAULT;
+	static fp_job *applies[2000];
+	struct fp_jobs_recovery rec;
+	struct fp_jobs_options jo;
+	struct fp_job_item it;
+	struct fp_test_jobs f;
+	struct compacted cc;
+	struct all_but c;
+	fp_job *p, *sleeper;
+	char pid[33], sid[33];
+	struct jr x;
+
+	fp_jobs_options_init(&jo);
+	jo.journal_compact_min = 32 << 10;
+	jr_dir(&x);
+	fp_test_jobs_setup_with(&f, 2, &jo);
+	jr_open(&x, &f, &rec);
+	po.reduce = "sum";
+	p = submit_pipeline(&f, tasks, in, &po);
+	sleeper = submit_pipeline(&f, stasks, sin, NULL);
+	strcpy(pid, fp_job_id(p));
+	strcpy(sid, fp_job_id(sleeper));
+	wait_finished(&f, p);
+	/* Dead records: applies made and deleted, until a compaction runs. */
+	cc = (struct compacted){ x.j, 0 };
+	c = (struct all_but){ f.jobs, 1 };
+	for (size_t i = 0; i < 2000; i++) {
+		struct fp_buf b = { "7", 1 };
+
+		assert_int_equal(fp_jobs_submit(f.jobs, FP_JOB_APPLY, "square", &b, 1, NULL,
+						&applies[i]), 0);
+	}
+	assert_true(fp_test_run_until(f.pool, all_but_finished, &c, 60000));
+	for (size_t i = 0; i < 2000; i++)
+		fp_jobs_forget(f.jobs, applies[i]);
+	assert_true(fp_test_run_until(f.pool, compaction_done, &cc, 20000));
+	assert_int_equal(fp_jobs_journal_compact_error(f.jobs), 0);
+	jr_close(&x, &f);
+
+	store_again_with(&f, &jo);
+	jr_open(&x, &f, &rec);
+	assert_int_equal(rec.jobs, 2);
+	assert_int_equal(rec.finished, 1);
+	assert_int_equal(rec.resumed, 1);
+	p = fp_jobs_find(f.jobs, pid);
+	assert_non_null(p);
+	assert_int_equal(fp_job_state(p), FP_JOB_DONE);
+	assert_string_equal(fp_job_task(p), "range|square|sum");
+	assert_int_not_equal(fp_job_reduced(p), SIZE_MAX);
+	fp_job_item(p, fp_job_reduced(p), &it);
+	assert_int_equal(atoi(it.value), 0 + 1 + 4 + 0 + 1 + 4 + 9 + 16);
+	sleeper = fp_jobs_find(f.jobs, sid);
+	assert_non_null(sleeper);
+	assert_false(fp_job_finished(sleeper));
+	assert_int_equal(fp_job_inputs(sleeper), 2);
+	assert_int_equal(fp_jobs_cancel(f.jobs, sleeper), 0);
+	wait_finished(&f, sleeper);
+	assert_int_equal(fp_job_state(sleeper), FP_JOB_CANCELLED);
+	jr_close(&x, &f);
+	fp_test_jobs_teardown(&f);
+	jr_rm(&x);
+}
+
+/* --- the journal and the API's Idempotency-Key ---------------------------- */
+
+/* A client of the test's HTTP server: its request sent, its answer read to EOF. */
+struct http_client {
+	int fd;
+	char buf[4096];
+	size_t len;
+	bool eof;
+};
+
+static void client_send(struct http_client *c, const char *bound, const char *req)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	const char *colon = strrchr(bound, ':');
+
+	memset(c, 0, sizeof(*c));
+	assert_non_null(colon);
+	sa.sin_port = htons((uint16_t)atoi(colon + 1));
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(c->fd >= 0);
+	assert_int_equal(connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(send(c->fd, req, strlen(req), 0), (ssize_t)strlen(req));
+}
+
+struct clients {
+	struct http_client *c;
+	size_t n;
+};
+
+static int clients_answered(void *data)
+{
+	struct clients *cs = data;
+	size_t done = 0;
+
+	for (size_t i = 0; i < cs->n; i++) {
+		struct http_client *c = &cs->c[i];
+		ssize_t r;
+
+		while (!c->eof && c->len < sizeof(c->buf) - 1 &&
+		       (r = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len,
+				 MSG_DONTWAIT)) >= 0) {
+			c->eof = r == 0;
+			c->len += (size_t)r;
+		}
+		c->buf[c->len] = '\0';
+		done += c->eof;
+	}
+	return done == cs->n;
+}
+
+/*
+ * A retry with the same Idempotency-Key that comes while the first
+ * request's JOB record is still being written is not answered before that
+ * record is safe: here the record fails (ENOSPC: /dev/full), so the first
+ * request is refused 507 and the retry must not be told 200 for a job that
+ * was never accepted. Both requests are sent before the loop runs, so the
+ * server reads them in the same turn, before the write's outcome is known.
+ */
+static void a_retry_waits_for_the_first_requests_record(void **state)
+{
+	static const char req[] =
+		"POST /v1/apply HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+		"Idempotency-Key: once\r\nConnection: close\r\nContent-Length: 25\r\n\r\n"
+		"{\"task\":\"sleep\",\"args\":0}";
+	struct fp_api_options ao;
+	struct fp_http_limits lim;
+	struct http_client c[2];
+	struct clients cs = { c, 2 };
+	struct fp_test_jobs f;
+	fp_http_server *http;
+	char bound[64], err[256];
+	fp_api *api;
+	struct jr x;
+	int fd;
+
+	memset(&x, 0, sizeof(x));
+	fp_test_jobs_setup(&f, 1);
+	fd = open("/dev/full", O_WRONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(fp__journal_new(&x.j, fp_pool_loop(f.pool), fd, 0, 1, FP_FSYNC_NEVER, 0), 0);
+	fp_jobs_attach_journal(f.jobs, x.j);
+	fp_api_options_init(&ao);
+	assert_int_equal(fp_api_new(&api, f.pool, f.jobs, &ao), 0);
+	fp_http_limits_init(&lim);
+	assert_int_equal(fp_http_server_new(&http, fp_pool_loop(f.pool), &lim, fp_api_handler, api),
+			 0);
+	fp_api_attach_http(api, http);
+	if (fp_http_listen(http, "127.0.0.1:0", bound, sizeof(bound), err, sizeof(err)) < 0)
+		fail_msg("listen: %s", err);
+	client_send(&c[0], bound, req);
+	client_send(&c[1], bound, req);
+	assert_true(fp_test_run_until(f.pool, clients_answered, &cs, 20000));
+	for (size_t i = 0; i < 2; i++) {
+		if (strncmp(c[i].buf, "HTTP/1.1 507", 12) != 0)
+			fail_msg("request %zu was answered: %.300s", i, c[i].buf);
+		assert_non_null(strstr(c[i].buf, "insufficient_storage"));
+		close(c[i].fd);
+	}
+	assert_int_equal(fp_jobs_unfinished(f.jobs), 0);
+	fp_api_free(api);
+	fp_http_server_free(http);
+	jr_close(&x, &f);
+	fp_test_jobs_teardown(&f);
+}
+
+/* The API's handler, then the loop stops: the turn that read a request is its last. */
+struct stop_after {
+	fp_api *api;
+	fp_loop *loop;
+	int handled;
+};
+
+static void handle_then_stop(fp_http_request *req, void *data)
+{
+	struct stop_after *s = data;
+
+	fp_api_handler(req, s->api);
+	s->handled++;
+	fp_loop_stop(s->loop);
+}
+
+static void stop_loop_cb(fp_timer *t)
+{
+	fp_loop_stop(t->data);
+}
+
+/*
+ * A submission whose JOB record is not safe yet when the API goes (a
+ * shutdown) is answered 503; its record reaches the file as the journal
+ * closes, and a restart must not bring back the job it refused.
+ */
+static void a_submission_refused_at_shutdown_does_not_come_back(void **state)
+{
+	static const char req[] =
+		"POST /v1/apply HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+		"Connection: close\r\nContent-Length: 25\r\n\r\n"
+		"{\"task\":\"sleep\",\"args\":0}";
+	struct fp_jobs_recovery rec;
+	struct fp_api_options ao;
+	struct fp_http_limits lim;
+	struct fp_jobs_stats st;
+	struct http_client c;
+	struct clients cs = { &c, 1 };
+	struct stop_after sa;
+	struct fp_test_jobs f;
+	fp_http_server *http;
+	char bound[64], err[256];
+	fp_timer guard;
+	struct jr x;
+
+	jr_dir(&x);
+	fp_test_jobs_setup(&f, 1);
+	jr_open(&x, &f, &rec);
+	fp_api_options_init(&ao);
+	sa = (struct stop_after){ NULL, fp_pool_loop(f.pool), 0 };
+	assert_int_equal(fp_api_new(&sa.api, f.pool, f.jobs, &ao), 0);
+	fp_http_limits_init(&lim);
+	assert_int_equal(fp_http_server_new(&http, sa.loop, &lim, handle_then_stop, &sa), 0);
+	fp_api_attach_http(sa.api, http);
+	if (fp_http_listen(http, "127.0.0.1:0", bound, sizeof(bound), err, sizeof(err)) < 0)
+		fail_msg("listen: %s", err);
+	client_send(&c, bound, req);
+	memset(&guard, 0, sizeof(guard));
+	guard.data = sa.loop;
+	fp_timer_start(sa.loop, &guard, 10000, stop_loop_cb);
+	while (!sa.handled && fp_timer_active(&guard))
+		fp_pool_run(f.pool);
+	fp_timer_stop(&guard);
+	assert_int_equal(sa.handled, 1);
+	/* Submitted, its record appended, the answer waiting for it: now the API goes. */
+	fp_jobs_stats(f.jobs, &st);
+	assert_int_equal(st.submitted, 1);
+	assert_int_equal(fp_jobs_unfinished(f.jobs), 1);
+	fp_api_free(sa.api);
+	assert_true(fp_test_run_until(f.pool, clients_answered, &cs, 20000));
+	if (strncmp(c.buf, "HTTP/1.1 503", 12) != 0)
+		fail_msg("answered: %.300s", c.buf);
+	close(c.fd);
+	fp_http_server_free(http);
+	jr_close(&x, &f);
+
+	store_again(&f);
+	jr_open(&x, &f, &rec);
+	assert_int_equal(rec.jobs, 0);
+	assert_int_equal(fp_jobs_unfinished(f.jobs), 0);
+	jr_close(&x, &f);
+	fp_test_jobs_teardown(&f);
+	jr_rm(&x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(names_round_trip),
 		cmocka_unit_test(journaled_jobs_come_back_finished),
+		cmocka_unit_test(finished_pipeline_comes_back_with_its_outputs),
+		cmocka_unit_test(unfinished_pipeline_reruns_from_its_inputs),
+		cmocka_unit_test(compaction_keeps_pipelines),
 		cmocka_unit_test(unfinished_job_resumes_the_items_without_an_outcome),
 		cmocka_unit_test(a_job_whose_record_fails_is_withdrawn),
+		cmocka_unit_test(a_retry_waits_for_the_first_requests_record),
+		cmocka_unit_test(a_submission_refused_at_shutdown_does_not_come_back),
 		cmocka_unit_test(compaction_keeps_the_journal_bounded),
 		cmocka_unit_test(apply_records_its_value_and_times),
 		cmocka_unit_test(job_is_running_from_its_first_hand_off),

@@ -1452,6 +1452,7 @@ static void outcome_and_mark_records_round_trip(void **state)
 	assert_int_equal(mo.when, m.when);
 	check_prefixes_refused(&b, 0, get_mark_only);
 	assert_string_equal(fp_jr_type_name(FP_JR_FORGET), "FORGET");
+	assert_string_equal(fp_jr_type_name(FP_JR_RERUN), "RERUN");
 	assert_string_equal(fp_jr_type_name(99), "unknown");
 	sbuf_free(&b);
 }

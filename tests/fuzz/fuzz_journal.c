@@ -212,6 +212,7 @@ static int record(void *data, const struct fp_jrec *r, uint64_t off)
 	case FP_JR_END:
 	case FP_JR_CANCEL:
 	case FP_JR_FORGET:
+	case FP_JR_RERUN:
 		check_mark(r);
 		break;
 	default:

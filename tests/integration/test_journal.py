@@ -3,7 +3,9 @@
 Crash injection: the master is SIGKILLed at 20 points of a 100,000-item map
 and at 20 points of 1,000 applies, restarted on the same --data-dir each
 time; every item must end exactly once with its right value, and a job that
-had finished before a kill still answers with its results. The journal's
+had finished before a kill still answers with its results. A pipeline killed
+at 4 points reruns from its inputs and ends with each input's outputs once;
+a finished one (with a reduce) answers after a restart. The journal's
 damage (a torn tail cut from a copy mid-record, a corrupt record in the
 middle, a wrong format version) and the data directory's troubles (locked
 by another forkpoold, not writable, full) each have their message.
@@ -219,6 +221,78 @@ class JournalTest(unittest.TestCase):
         self.assertEqual(again.json()["id"], done.json()["id"])
         self.assertEqual(again.json()["result"], 25)
         self.assertEqual(len(d.get("/v1/jobs").json()["jobs"]), 2)
+        self.stop_clean(d)
+
+    # --- pipelines -----------------------------------------------------------
+
+    def check_pipeline_outputs(self, d, job, inputs):
+        """Every input's outputs once each: range(v) slept, 0..v-1 for input v."""
+        r = d.get("/v1/jobs/%s/results" % job, timeout=60)
+        self.assertEqual(r.status, 200, r)
+        got = {}
+        for line in r.ndjson():
+            self.assertIn("value", line, line)
+            got.setdefault(line["index"], []).append(line["value"])
+        self.assertEqual(sorted(got), [i for i, v in enumerate(inputs) if v > 0])
+        for i, values in got.items():
+            self.assertEqual(sorted(values), list(range(inputs[i])), "input %d" % i)
+
+    def test_pipeline_killed_mid_run_reruns_from_its_inputs(self):
+        # range(v) then sleep: input v makes v outputs 0..v-1 (sleeping that
+        # many ms), about 1 s of work for two workers, so that kills land in it.
+        inputs = [i % 4 for i in range(2000)]
+        total = sum(inputs)
+        d = self.start()
+        r = d.post("/v1/pipelines", {"stages": ["range", "sleep"], "items": inputs})
+        self.assertEqual(r.status, 202, r)
+        job = r.json()["id"]
+        kills_mid_run = 0
+        for k in range(1, 5):
+            # A rerun starts from no outputs: each kill lands further into it.
+            target = k * total // 6
+            wait_until(lambda: d.get("/v1/jobs/" + job).json()["done"] >= target or
+                       d.job_state(job) == "done", 60, interval=0.005,
+                       what="%d outputs" % target)
+            kills_mid_run += d.job_state(job) != "done"
+            self.crash(d)
+            d = self.start()
+            doc = d.get("/v1/jobs/" + job).json()
+            self.assertEqual(doc["kind"], "pipeline")
+            self.assertEqual(doc["inputs"], len(inputs))
+            # Never more outputs than the inputs make: none is given twice.
+            self.assertLessEqual(doc["total"], total)
+        self.assertGreaterEqual(kills_mid_run, 2, "kills should land while it runs")
+        doc = d.wait_job(job, timeout=120)
+        self.assertEqual(doc["state"], "done", doc)
+        self.assertEqual(doc["total"], total)
+        self.check_pipeline_outputs(d, job, inputs)
+        self.stop_clean(d)
+
+    def test_finished_pipeline_answers_after_a_restart(self):
+        d = self.start()
+        body = {"stages": ["range", "square"], "items": [3, 5], "reduce": "sum"}
+        key = {"Idempotency-Key": "pipe-1"}
+        r = d.post("/v1/pipelines?wait=20", body, headers=key)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["result"], 35)
+        reduced = r.json()["id"]
+        r = d.post("/v1/pipelines?wait=20", {"stages": ["range", "sleep"], "items": [2, 0, 3]})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["state"], "done")
+        plain = r.json()["id"]
+        self.crash(d)
+        d = self.start()
+        doc = d.get("/v1/jobs/" + reduced).json()
+        self.assertEqual(doc["state"], "done", doc)
+        self.assertEqual(doc["task"], "range|square|sum")
+        self.assertEqual([s["task"] for s in doc["stages"]], ["range", "square", "sum"])
+        self.assertEqual(doc["result"], 35)
+        self.check_pipeline_outputs(d, plain, [2, 0, 3])
+        # Its key came back with it: a retry gets it, not a second job.
+        again = d.post("/v1/pipelines", body, headers=key)
+        self.assertEqual(again.status, 200, again)
+        self.assertEqual(again.header("Idempotent-Replayed"), "true")
+        self.assertEqual(again.json()["id"], reduced)
         self.stop_clean(d)
 
     # --- damage --------------------------------------------------------------
