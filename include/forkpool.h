@@ -57,6 +57,17 @@ enum {
 /* A static string naming err (a negative errno or FP_E* code). */
 const char *fp_strerror(int err);
 
+/*
+ * The errbuf convention (fp_pool_new() and every call that takes
+ * `char *errbuf, size_t errlen`): formats a message into errbuf, cut to
+ * errlen, unless errbuf is NULL or errlen 0 (the caller did not ask), and
+ * returns err, so that a failure is one line:
+ * `return fp_errbuf_printf(errbuf, errlen, -EINVAL, "...", ...);`.
+ * For programs that wrap the pool and keep its convention.
+ */
+int fp_errbuf_printf(char *errbuf, size_t errlen, int err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 /* --- the event loop ------------------------------------------------------ */
 
 typedef struct fp_loop fp_loop;

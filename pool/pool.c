@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "mem.h"
+#include "forkpool/loop.h"
 #include "pipeline.h"
 #include "pool_impl.h"
 

@@ -39,7 +39,7 @@
 #include "forkpool.h"
 #include "frame.h"
 #include "log.h"
-#include "loop.h"
+#include "forkpool/loop.h"
 #include "module.h"
 #include "queue.h"
 #include "worker.h"

@@ -17,7 +17,7 @@
 #include <jansson.h>
 
 #include "api_impl.h"
-#include "loop.h"
+#include "forkpool/loop.h"
 
 #define DEFAULT_MAX_WAIT_MS (300u * 1000)
 #define MAX_RETRIES 100

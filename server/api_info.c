@@ -5,7 +5,7 @@
 
 #include "api_impl.h"
 #include "cluster.h"
-#include "loop.h"
+#include "forkpool/loop.h"
 
 #define WORKERS_MAX 1024
 

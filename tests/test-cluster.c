@@ -24,7 +24,7 @@
 
 #include <cmocka.h>
 
-#include "loop.h"
+#include "forkpool/loop.h"
 #include "redis.h"
 
 #define WATCHDOG_MS 15000

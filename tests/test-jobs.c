@@ -29,8 +29,7 @@
 #include "journal_impl.h"
 #include "fp_test.h"
 #include "fp_test_jobs.h"
-#include "loop.h"
-#include "mem.h"
+#include "forkpool/loop.h"
 
 /* --- helpers ------------------------------------------------------------- */
 
