@@ -300,7 +300,7 @@ int fp__kv_del(fp_kv *kv, const char *key, size_t klen, uint64_t now_ms)
 	return 0;
 }
 
-/* A JSON integer (blanks around it allowed), into *out: -EINVAL, -ERANGE. */
+/* A JSON integer (blanks around it allowed), into *out: -EDOM, -ERANGE. */
 static int parse_int(const char *s, size_t len, int64_t *out)
 {
 	const char *end = s + len;
@@ -316,12 +316,12 @@ static int parse_int(const char *s, size_t len, int64_t *out)
 		s++;
 	}
 	if (s == end || (*s == '0' && end - s > 1))
-		return -EINVAL;
+		return -EDOM;
 	limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
 	for (; s < end; s++) {
 		unsigned d = (unsigned char)*s - '0';
 		if (d > 9)
-			return -EINVAL;
+			return -EDOM;
 		if (v > (limit - d) / 10)
 			return -ERANGE;
 		v = v * 10 + d;

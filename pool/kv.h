@@ -13,7 +13,7 @@
  *   -E2BIG         the value is longer than max_value
  *   -ENOSPC        the store would pass max_bytes
  *   -ENOENT        no such key (or it expired)
- *   -EINVAL        fp__kv_incr() on a value that is not an integer
+ *   -EDOM          fp__kv_incr() on a value that is not an integer
  *   -ERANGE        fp__kv_incr() would overflow int64
  *   -ENOMEM
  */

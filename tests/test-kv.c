@@ -95,11 +95,11 @@ static void incr_counts_and_refuses(void **state)
 	assert_value(kv, "c", 0, "-8");
 
 	assert_int_equal(fp__kv_set(kv, S("s"), S("\"text\""), 0, 0), 0);
-	assert_int_equal(fp__kv_incr(kv, S("s"), 1, 0, &out), -EINVAL);
+	assert_int_equal(fp__kv_incr(kv, S("s"), 1, 0, &out), -EDOM);
 	assert_int_equal(fp__kv_set(kv, S("f"), S("1.5"), 0, 0), 0);
-	assert_int_equal(fp__kv_incr(kv, S("f"), 1, 0, &out), -EINVAL);
+	assert_int_equal(fp__kv_incr(kv, S("f"), 1, 0, &out), -EDOM);
 	assert_int_equal(fp__kv_set(kv, S("z"), S("007"), 0, 0), 0);
-	assert_int_equal(fp__kv_incr(kv, S("z"), 1, 0, &out), -EINVAL);
+	assert_int_equal(fp__kv_incr(kv, S("z"), 1, 0, &out), -EDOM);
 	assert_int_equal(fp__kv_set(kv, S("sp"), S(" 5\n"), 0, 0), 0);
 	assert_int_equal(fp__kv_incr(kv, S("sp"), 1, 0, &out), 0);
 	assert_int_equal(out, 6);
