@@ -268,6 +268,19 @@ static int store(fp_kv *kv, struct kv_ent **link, const char *key, size_t klen, 
 	return 0;
 }
 
+/*
+ * Expired entries nobody read again still count against max_bytes: before
+ * a write a few buckets are swept (so memory comes back as the store is
+ * used), and a write that finds the store full sweeps it all and says
+ * whether that freed anything worth a second try.
+ */
+#define SWEEP_PER_WRITE 2
+
+static bool reclaim(fp_kv *kv, uint64_t now_ms)
+{
+	return fp__kv_sweep(kv, now_ms, kv->nbuckets) > 0;
+}
+
 static uint64_t expiry(uint64_t ttl_ms, uint64_t now_ms)
 {
 	return ttl_ms ? now_ms + ttl_ms : 0;
@@ -282,8 +295,13 @@ int fp__kv_set(fp_kv *kv, const char *key, size_t klen, const char *val, size_t 
 	if (rc)
 		return rc;
 	hash = siphash13(kv->k0, kv->k1, key, klen);
-	return store(kv, find(kv, key, klen, hash, now_ms), key, klen, hash, val, vlen,
-		     expiry(ttl_ms, now_ms));
+	fp__kv_sweep(kv, now_ms, SWEEP_PER_WRITE);
+	rc = store(kv, find(kv, key, klen, hash, now_ms), key, klen, hash, val, vlen,
+		   expiry(ttl_ms, now_ms));
+	if (rc == -ENOSPC && reclaim(kv, now_ms))
+		rc = store(kv, find(kv, key, klen, hash, now_ms), key, klen, hash, val, vlen,
+			   expiry(ttl_ms, now_ms));
+	return rc;
 }
 
 int fp__kv_del(fp_kv *kv, const char *key, size_t klen, uint64_t now_ms)
@@ -342,6 +360,7 @@ int fp__kv_incr(fp_kv *kv, const char *key, size_t klen, int64_t by, uint64_t no
 	if (rc)
 		return rc;
 	hash = siphash13(kv->k0, kv->k1, key, klen);
+	fp__kv_sweep(kv, now_ms, SWEEP_PER_WRITE);
 	link = find(kv, key, klen, hash, now_ms);
 	if (*link) {
 		rc = parse_int((*link)->val, (*link)->vlen, &v);
@@ -354,6 +373,9 @@ int fp__kv_incr(fp_kv *kv, const char *key, size_t klen, int64_t by, uint64_t no
 	v += by;
 	n = snprintf(text, sizeof(text), "%lld", (long long)v);
 	rc = store(kv, link, key, klen, hash, text, (size_t)n, expires);
+	if (rc == -ENOSPC && reclaim(kv, now_ms))
+		rc = store(kv, find(kv, key, klen, hash, now_ms), key, klen, hash, text, (size_t)n,
+			   expires);
 	if (rc == 0)
 		*out = v;
 	return rc;
@@ -369,11 +391,15 @@ int fp__kv_cas(fp_kv *kv, const char *key, size_t klen, const char *expect, size
 	if (rc)
 		return rc;
 	hash = siphash13(kv->k0, kv->k1, key, klen);
+	fp__kv_sweep(kv, now_ms, SWEEP_PER_WRITE);
 	link = find(kv, key, klen, hash, now_ms);
 	if (!expect ? *link != NULL
 		    : !*link || (*link)->vlen != elen || memcmp((*link)->val, expect, elen) != 0)
 		return 0;
 	rc = store(kv, link, key, klen, hash, val, vlen, expiry(ttl_ms, now_ms));
+	if (rc == -ENOSPC && reclaim(kv, now_ms))
+		rc = store(kv, find(kv, key, klen, hash, now_ms), key, klen, hash, val, vlen,
+			   expiry(ttl_ms, now_ms));
 	return rc ? rc : 1;
 }
 

@@ -164,6 +164,31 @@ static void caps_are_named(void **state)
 	fp__kv_free(kv);
 }
 
+/* Keys whose time passed, never read again, do not keep a write out. */
+static void expired_keys_do_not_fill_the_store(void **state)
+{
+	struct fp_kv_limits lim = { .max_bytes = 200 * (FP_KV_ENTRY_OVERHEAD + 8) };
+	fp_kv *kv = fp__kv_new(&lim);
+	char key[16];
+	int64_t out;
+	int n = 0;
+
+	(void)state;
+	for (;; n++) {
+		snprintf(key, sizeof(key), "t%05d", n);
+		int rc = fp__kv_set(kv, S(key), S("1"), 10, 0);
+		if (rc == -ENOSPC)
+			break;
+		assert_int_equal(rc, 0);
+	}
+	assert_true(n > 100);
+	assert_int_equal(fp__kv_set(kv, S("late"), S("1"), 0, 5), -ENOSPC);
+	assert_int_equal(fp__kv_set(kv, S("late"), S("1"), 0, 10), 0);
+	assert_int_equal(fp__kv_incr(kv, S("n"), 1, 10, &out), 0);
+	assert_int_equal(fp__kv_cas(kv, S("c"), NULL, 0, S("1"), 0, 10), 1);
+	fp__kv_free(kv);
+}
+
 struct seen {
 	char keys[8][16];
 	int n, stop_at;     /* returns 7 at the stop_at-th key; 0: never */
@@ -245,6 +270,7 @@ int main(void)
 		cmocka_unit_test(incr_counts_and_refuses),
 		cmocka_unit_test(cas_sets_only_on_match),
 		cmocka_unit_test(caps_are_named),
+		cmocka_unit_test(expired_keys_do_not_fill_the_store),
 		cmocka_unit_test(each_by_prefix_in_order),
 		cmocka_unit_test(many_keys_survive_growth),
 	};
