@@ -1026,6 +1026,12 @@ static int resume_one(fp_jobs *jobs, fp_job *job)
 	int err;
 
 	jobs->recovery.items_kept += job->ndone + job->nfailed;
+	/*
+	 * Its recovered outcomes came from the journal: they are the first of
+	 * `order`, and appending them again would write a resumed map's
+	 * million outcomes twice.
+	 */
+	job->jr_done = job->ndone + job->nfailed;
 	if (!left) {
 		/* Every item answered before the crash; only its END was lost. */
 		fp__job_finish(job, job->cancel_requested ? FP_JOB_CANCELLED :

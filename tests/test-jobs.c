@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -2283,6 +2284,72 @@ static void unfinished_job_resumes_the_items_without_an_outcome(void **state)
 	jr_rm(&x);
 }
 
+static uint64_t journal_file_size(const struct jr *x)
+{
+	char path[300];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/journal", x->dir);
+	assert_int_equal(stat(path, &st), 0);
+	return (uint64_t)st.st_size;
+}
+
+/*
+ * A resumed job's recovered outcomes are in the journal already: they are
+ * not appended again when it goes on (200 of them would be some 3 KB), and
+ * after another restart they are there once.
+ */
+static void resumed_job_does_not_write_its_outcomes_again(void **state)
+{
+	struct fp_test_jobs f;
+	struct fp_jobs_recovery rec;
+	struct items items;
+	struct done_at_least c;
+	uint64_t before, grew;
+	fp_job *map;
+	char id[33];
+	struct jr x;
+
+	jr_dir(&x);
+	fp_test_jobs_setup(&f, 2);
+	jr_open(&x, &f, &rec);
+	items_make(&items, 202, "0");
+	items.b[200] = items.b[201] = (struct fp_buf){ "1500", 4 };
+	map = submit_map(&f, "sleep", &items, 1);
+	strcpy(id, fp_job_id(map));
+	c = (struct done_at_least){ f.jobs, id, 200 };
+	assert_true(fp_test_run_until(f.pool, has_done, &c, 20000));
+	assert_int_equal(jr_wait(&x, &f), 0);
+	jr_close(&x, &f);
+	store_again(&f);
+	before = journal_file_size(&x);
+
+	jr_open(&x, &f, &rec);
+	assert_int_equal(rec.items_kept, 200);
+	assert_int_equal(rec.items_rerun, 2);
+	map = fp_jobs_find(f.jobs, id);
+	assert_non_null(map);
+	wait_finished(&f, map);
+	assert_int_equal(jr_wait(&x, &f), 0);
+	/* Two outcomes, a STARTED and the END: not 202 outcomes. */
+	grew = journal_file_size(&x) - before;
+	if (grew >= 512)
+		fail_msg("the rest of the job appended %llu bytes", (unsigned long long)grew);
+	jr_close(&x, &f);
+	store_again(&f);
+
+	jr_open(&x, &f, &rec);
+	assert_int_equal(rec.finished, 1);
+	map = fp_jobs_find(f.jobs, id);
+	assert_non_null(map);
+	assert_int_equal(fp_job_state(map), FP_JOB_DONE);
+	assert_int_equal(fp_job_done(map), 202);
+	jr_close(&x, &f);
+	items_free(&items);
+	fp_test_jobs_teardown(&f);
+	jr_rm(&x);
+}
+
 /* A pipeline of one stage per task over texts (NULL-terminated lists). */
 static fp_job *submit_pipeline(struct fp_test_jobs *f, const char *const *tasks,
 			       const char *const *texts, const fp_pipeline_options *po)
@@ -2926,6 +2993,7 @@ int main(void)
 		cmocka_unit_test(unfinished_reduce_pipeline_reruns_whole),
 		cmocka_unit_test(compaction_keeps_pipelines),
 		cmocka_unit_test(unfinished_job_resumes_the_items_without_an_outcome),
+		cmocka_unit_test(resumed_job_does_not_write_its_outcomes_again),
 		cmocka_unit_test(a_job_whose_record_fails_is_withdrawn),
 		cmocka_unit_test(a_retry_waits_for_the_first_requests_record),
 		cmocka_unit_test(a_submission_refused_at_shutdown_does_not_come_back),
