@@ -415,6 +415,9 @@ typedef struct fp_stage {
 #define FP_STAGE_DEFAULT { .task = NULL, .workers = 0, .buffer = 0, .timeout_ms = -1, \
 			   .retries = 0, .retry_on = 0 }
 
+/* A pipeline's input is done (fp_pipeline_options.on_input_done). */
+typedef void (*fp_input_done_cb)(fp_pool *pool, uint64_t call_id, size_t input, void *data);
+
 typedef struct fp_pipeline_options {
 	/*
 	 * Optional fan-in: a task that folds the last stage's outputs. It is
@@ -439,10 +442,22 @@ typedef struct fp_pipeline_options {
 	/* As fp_call_options': once the first item of any stage is handed to a worker. */
 	fp_start_cb on_start;
 	const char *label;      /* as fp_call_options.label */
+	/*
+	 * Optional: input `input` owes nothing more. Every item it made, in
+	 * every stage, has ended, and its outputs and errors have been given
+	 * to on_item (with `ordered`, after those of every input before it),
+	 * so a caller that keeps outputs may start again from the inputs not
+	 * told (a journal does). Called once per input at most, from the
+	 * loop, before the done callback. Not called with a reduce (its values
+	 * are folded together and belong to no input), nor once the call is
+	 * cancelled or the pool is stopping (its inputs then end unfinished).
+	 * It must not cancel the call or free the pool.
+	 */
+	fp_input_done_cb on_input_done;
 } fp_pipeline_options;
 
 #define FP_PIPELINE_OPTIONS_DEFAULT { .reduce = NULL, .reduce_batch = 0, .ordered = 0, \
-				      .on_start = NULL, .label = NULL }
+				      .on_start = NULL, .label = NULL, .on_input_done = NULL }
 
 /*
  * Submit a pipeline of `nstages` stages over `n` input items (JSON texts).
