@@ -14,7 +14,7 @@
 #include <jansson.h>
 
 #include "kv.h"
-#include "loop.h"
+#include "forkpool/loop.h"
 #include "pool_impl.h"
 
 static fp_kv *store(fp_pool *pool)

@@ -70,6 +70,11 @@ void fp_api_set_cluster(fp_api *api, struct fp_cluster *cluster)
 	api->cluster = cluster;
 }
 
+void fp_api_set_cluster_jobs(fp_api *api, struct fp_cluster_jobs *cjobs)
+{
+	api->cjobs = cjobs;
+}
+
 void fp_api_set_draining(fp_api *api, bool draining)
 {
 	api->draining = draining;
@@ -702,6 +707,11 @@ static void post_apply(fp_api *api, fp_http_request *req, const struct fp_job_id
 	co.timeout_ms = timeout;
 	co.retries = (unsigned)retries;
 	item = (struct fp_buf){ text, strlen(text) };
+	if (api->cjobs) {
+		fp__api_cluster_submit(api, req, FP_JOB_APPLY, json_string_value(task), &item, 1, &co);
+		free(text);
+		goto out;
+	}
 	err = fp_jobs_submit_idem(api->jobs, FP_JOB_APPLY, json_string_value(task), &item, 1, &co,
 				  idem, &job);
 	free(text);
@@ -719,7 +729,15 @@ static void submit_map(fp_api *api, fp_http_request *req, const char *task,
 		       const struct fp_job_idem *idem)
 {
 	fp_job *job;
-	int err = fp_jobs_submit_idem(api->jobs, FP_JOB_MAP, task, items, n, co, idem, &job);
+	int err;
+
+	if (api->cjobs) {
+		fp__api_cluster_submit(api, req, FP_JOB_MAP, task, items, n, co);
+		if (ndjson)
+			fp_ndjson_free(items);
+		return;
+	}
+	err = fp_jobs_submit_idem(api->jobs, FP_JOB_MAP, task, items, n, co, idem, &job);
 
 	if (ndjson && !err)
 		fp_job_give_block(job, items, n * sizeof(*items));
@@ -1021,6 +1039,12 @@ static void route_job(fp_api *api, fp_http_request *req, const struct api_route 
 {
 	fp_job *job = fp_jobs_find(api->jobs, id);
 
+	if (!job && api->cjobs) {
+		fp__api_cluster_job(api, req, r->job_fn == fp__api_job_get ? FP_API_JOB_GET :
+				    r->job_fn == fp__api_job_delete ? FP_API_JOB_DELETE :
+				    FP_API_JOB_RESULTS, id);
+		return;
+	}
 	if (!job && fp__api_job_gone(api, req, id))
 		return;
 	if (!job) {
@@ -1098,6 +1122,7 @@ void fp_api_free(fp_api *api)
 		fp_job_unref(job);
 		fp__api_error(req, 503, "shutting_down", "the server is shutting down");
 	}
+	fp__api_cluster_end(api);
 	fp__api_streams_end(api);
 	free(api->token);
 	free(api->version);
