@@ -156,7 +156,7 @@ static size_t batch_limit(fp_pool *p)
 
 	/* A standby takes no work while its predecessor can: not one to share with. */
 	for (w = p->workers; w; w = w->next)
-		if (fp__worker_able(w) && !fp__worker_standby(w))
+		if (fp__worker_serving(w))
 			able++;
 	share = able ? (size_t)((p->queue.items + able - 1) / able) : 1;
 	return share < FP_BATCH_MAX ? share : FP_BATCH_MAX;

@@ -432,7 +432,7 @@ static void shutdown_deadline_cb(fp_timer *t)
 
 	FOR_FAMILY(p, root, i) {
 		for (w = p->workers; w; w = w->next)
-			if (!w->reaped && !w->sigkilled)
+			if (!fp__worker_exited(w) && !w->sigkilled)
 				fp__worker_kill(w, SIGKILL, FP_KILL_SHUTDOWN);
 		fp__zygote_kill_all(p);
 	}
@@ -513,7 +513,7 @@ int fp_pool_reload(fp_pool *root)
 		for (w = p->workers; w; w = w->next) {
 			if (!fp__worker_able(w))
 				continue;
-			w->leaving = true;
+			fp__worker_leave(w);
 			/* A standby successor is replaced in its own turn. */
 			if (!w->has_successor)
 				fp__spawn_successor(w);
@@ -707,7 +707,7 @@ int fp_pool_cancel(fp_pool *root, uint64_t call_id)
 	 * the one we mean.
 	 */
 	for (w = p->workers; w; w = w->next)
-		if (!w->reaped && fp__worker_holds(w, c))
+		if (!fp__worker_exited(w) && fp__worker_holds(w, c))
 			fp__worker_kill(w, SIGKILL, FP_KILL_CANCEL);
 	return 0;
 }
@@ -891,7 +891,7 @@ void fp_pool_stats(fp_pool *root, struct fp_pool_stats *s)
 	FOR_FAMILY(p, root, k) {
 		s->workers += p->opts.workers;
 		for (w = p->workers; w; w = w->next) {
-			if (!w->reaped)
+			if (!fp__worker_exited(w))
 				s->alive++;
 			/*
 			 * Able: a process that exists and takes work (starting,
@@ -900,7 +900,7 @@ void fp_pool_stats(fp_pool *root, struct fp_pool_stats *s)
 			 * page has shown us yet may not exist at all: a zygote
 			 * stopped or stuck makes none.
 			 */
-			if (fp__worker_able(w) && !fp__worker_standby(w) &&
+			if (fp__worker_serving(w) &&
 			    fp__worker_learn_pid(w))
 				s->able++;
 			if (w->call)
@@ -931,7 +931,7 @@ size_t fp_pool_workers(fp_pool *root, struct fp_worker_stats *out, size_t max)
 
 	FOR_FAMILY(p, root, k) {
 		for (w = p->workers; w; w = w->next) {
-			if (w->reaped)
+			if (fp__worker_exited(w))
 				continue;
 			if (n < max) {
 				struct fp_worker_stats *s = &out[n];
@@ -945,7 +945,7 @@ size_t fp_pool_workers(fp_pool *root, struct fp_worker_stats *out, size_t max)
 				s->pool = p->exec ? p->exec->name : NULL;
 				s->slot = w->slot;
 				s->generation = w->generation;
-				s->state = w->state;
+				s->state = fp__worker_shown_state(w);
 				s->tasks_done = w->tasks_done;
 				s->tasks_limit = w->tasks_limit;
 				s->rss_bytes = w->rss_kib * 1024;

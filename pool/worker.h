@@ -31,6 +31,35 @@ struct fp_zygote;
 /* The last bytes (whole lines) of what a worker wrote before READY. */
 #define FP_START_OUTPUT_MAX 2048
 
+/*
+ * A worker's life, one state at a time. worker.c moves it, through
+ * fp__worker_set_life() (dispatch.c only between IDLE and BUSY):
+ *
+ *   STARTING --READY--> IDLE <--a chunk sent / all its answers in--> BUSY
+ *   STANDBY   a successor started ahead of time (fp__spawn_standby()),
+ *             ready or not, while its predecessor is still able; it becomes
+ *             STARTING or IDLE the moment that ends.
+ *   LEAVING   takes no more work: its last chunk is out (recycling), it
+ *             announced its retirement, or it was asked to quit (reload,
+ *             shutdown); it may still be running that chunk.
+ *   STOPPING  a signal was sent to end it (timeout, cancel, shutdown,
+ *             a broken protocol; kill_reason says which).
+ *   EXITED    reaped, or never forked; the struct waits for its streams
+ *             to end and its exit to be accounted.
+ *
+ * The order matters: the first four are able, the rest take no work again.
+ * What the API shows (fp_worker_state) is derived: fp__worker_shown_state().
+ */
+enum fp_worker_life {
+	FP_LIFE_STARTING,
+	FP_LIFE_STANDBY,
+	FP_LIFE_IDLE,
+	FP_LIFE_BUSY,
+	FP_LIFE_LEAVING,
+	FP_LIFE_STOPPING,
+	FP_LIFE_EXITED,
+};
+
 enum fp_kill_reason {
 	FP_KILL_NONE = 0,
 	FP_KILL_TIMEOUT,
@@ -48,7 +77,7 @@ struct fp_worker {
 	struct fp_zygote *zygote;  /* asked to fork it and not answered yet */
 	struct fp_worker *znext;   /* that zygote's unanswered requests, in order */
 	int kill_pending;          /* a signal meant for it before its pid was known */
-	fp_worker_state state;
+	enum fp_worker_life life;
 	int fd;                    /* master's end of the socketpair */
 	int log_fd;                /* read end of the worker's stdout/stderr pipe */
 	fp_io rio, wio, lio;
@@ -78,24 +107,24 @@ struct fp_worker {
 	fp_timer deadline;         /* task timeout, then SIGKILL escalation */
 	fp_timer drain;            /* after reaping: give up waiting for EOF */
 	enum fp_kill_reason kill_reason;
-	bool leaving;              /* last chunk sent, retiring, or told to quit */
-	bool has_successor;
 	/*
-	 * A successor started ahead of time is a standby: it takes no work
-	 * while its predecessor is able (fp__worker_standby()). Each points at
-	 * the other until one is freed.
+	 * A successor started ahead of time is a standby (FP_LIFE_STANDBY):
+	 * each points at the other until one is freed.
 	 */
 	struct fp_worker *successor, *predecessor;
-	bool quit_sent;
-	bool sigkilled;
-	bool ready;
-	bool reaped, read_done, accounted;
-	bool lost;                 /* its zygote died before forking it: ask again */
+	/* What has happened to it, whatever its state now. */
+	bool ready;                /* it said READY: its death is a crash, not a failed start */
+	bool has_successor;        /* its replacement was started (it may be gone since) */
+	bool quit_sent;            /* asked to quit: it ends on its own, not a crash */
+	bool sigkilled;            /* SIGKILL sent: nothing to escalate */
+	bool lost;                 /* EXITED because its zygote died before forking it */
+	bool accounted;            /* its exit was accounted (worker_exit.c) */
 	/*
-	 * Back-pressure (pipelines): its frames are not read while the stage
-	 * after its item is full; rpause says its read was cancelled for that.
+	 * Its socket: the stream ended (read_done); back-pressure (pipelines)
+	 * stopped reading its frames while the stage after its item is full
+	 * (paused), and rpause says its read was cancelled for that.
 	 */
-	bool paused, rpause;
+	bool read_done, paused, rpause;
 	int status;                /* from waitpid */
 	char initfail[256];
 
@@ -118,39 +147,40 @@ struct fp_slot {
 };
 
 /*
- * Whether w may be given work, now or once it has started: not leaving, not
- * reaped (a standby counts: it takes over when its predecessor goes).
+ * Whether w may be given work, now or once it has started (a standby
+ * counts: it takes over when its predecessor goes).
  */
 static inline bool fp__worker_able(const struct fp_worker *w)
 {
-	return !w->reaped && !w->leaving &&
-	       (w->state == FP_WORKER_STARTING || w->state == FP_WORKER_IDLE ||
-		w->state == FP_WORKER_BUSY);
+	return w->life <= FP_LIFE_BUSY;
 }
 
-/* A standby takes no work while its predecessor is able (worker.c). */
-static inline bool fp__worker_standby(const struct fp_worker *w)
+/* Able, and not a standby: it takes work now or as soon as it is ready. */
+static inline bool fp__worker_serving(const struct fp_worker *w)
 {
-	return w->predecessor && fp__worker_able(w->predecessor);
+	return fp__worker_able(w) && w->life != FP_LIFE_STANDBY;
 }
 
-/* Whether w may be sent a chunk now: started, idle, holding nothing, not a standby. */
+static inline bool fp__worker_exited(const struct fp_worker *w)
+{
+	return w->life == FP_LIFE_EXITED;
+}
+
+/* Whether w may be sent a chunk now: idle, its socket's writer free. */
 static inline bool fp__worker_can_take(const struct fp_worker *w)
 {
-	return w->state == FP_WORKER_IDLE && !w->leaving && !w->reaped && !w->call &&
-	       !fp_io_active(&w->wio) && !fp__worker_standby(w);
+	return w->life == FP_LIFE_IDLE && !w->call && !fp_io_active(&w->wio);
 }
 
 /*
  * Whether busy w, as a process, may be sent its next chunk ahead: it runs
- * one, is read and written freely, and nothing is ending it. (Whether the
- * work suits is dispatch.c's may_prefetch().)
+ * one, is read and written freely. (Whether the work suits is dispatch.c's
+ * may_prefetch().) BUSY excludes leaving, killed, told to quit and reaped.
  */
 static inline bool fp__worker_can_prefetch(const struct fp_worker *w)
 {
-	return w->state == FP_WORKER_BUSY && w->call && w->nchunks == 1 && !w->leaving &&
-	       !w->reaped && !w->read_done && !w->paused && !w->rpause && !w->quit_sent &&
-	       w->kill_reason == FP_KILL_NONE && !fp_io_active(&w->wio);
+	return w->life == FP_LIFE_BUSY && w->call && w->nchunks == 1 && !w->read_done &&
+	       !w->paused && !w->rpause && !fp_io_active(&w->wio);
 }
 
 /* Who answered: an exec worker's program, else the worker itself. */
@@ -162,6 +192,12 @@ static inline pid_t fp__worker_answer_pid(const struct fp_worker *w)
 }
 
 /* worker.c */
+/* The one way w's life changes: a standby it had takes over when w stops being able. */
+void fp__worker_set_life(struct fp_worker *w, enum fp_worker_life life);
+/* w takes no more work (recycling, retirement, quit); nothing if it is stopping or gone. */
+void fp__worker_leave(struct fp_worker *w);
+/* The state the API shows for w (fp_pool_workers()). */
+fp_worker_state fp__worker_shown_state(const struct fp_worker *w);
 int fp__spawn(fp_pool *p, unsigned slot);
 void fp__spawn_successor(struct fp_worker *w);
 /* Start w's successor as a standby once half of w's task budget is given out. */
