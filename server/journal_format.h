@@ -90,6 +90,28 @@ void fp_jrec_put_u64(struct sbuf *b, uint64_t v);
 void fp_jrec_put_bytes(struct sbuf *b, const void *p, size_t n);
 int fp_jrec_end(struct sbuf *b, size_t start, uint16_t type, uint32_t salt);
 
+/*
+ * Many small fields at once (a record's entries: a million of them in a
+ * map's): room for them taken with sbuf_reserve(), each written with
+ * fp_jrec_w8/w32 (which return where the next goes), then sbuf_commit().
+ * A field at a time through sbuf_add() was most of what the journal cost
+ * a map (a call, a check of the room and a memcpy for each 4 bytes).
+ */
+static inline unsigned char *fp_jrec_w8(unsigned char *p, uint8_t v)
+{
+	*p = v;
+	return p + 1;
+}
+
+static inline unsigned char *fp_jrec_w32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)v;
+	p[1] = (unsigned char)(v >> 8);
+	p[2] = (unsigned char)(v >> 16);
+	p[3] = (unsigned char)(v >> 24);
+	return p + 4;
+}
+
 /* Reading a payload's fields. err is set (-EBADMSG) by the first overrun. */
 struct fp_jcur {
 	const unsigned char *p, *end;

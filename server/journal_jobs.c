@@ -111,6 +111,29 @@ static void get_opts(struct fp_jcur *c, struct fp_jr_opts *o, bool stage)
 
 /* --- JOB ----------------------------------------------------------------- */
 
+/* The items as byte strings, in one reservation when they fit a record. */
+static void put_items(struct sbuf *b, const struct fp_jr_item *items, size_t n)
+{
+	unsigned char *p, *start;
+	size_t i, bytes = 0;
+
+	for (i = 0; i < n && bytes <= FP_JREC_MAX; i++)
+		bytes += 4 + items[i].len;
+	if (bytes > FP_JREC_MAX || !(start = (unsigned char *)sbuf_reserve(b, bytes))) {
+		/* Too big for a record (fp_jrec_end says so) or no memory: as it comes. */
+		for (i = 0; i < n && !b->oom; i++)
+			fp_jrec_put_bytes(b, items[i].text, items[i].len);
+		return;
+	}
+	p = start;
+	for (i = 0; i < n; i++) {
+		p = fp_jrec_w32(p, (uint32_t)items[i].len);
+		memcpy(p, items[i].text, items[i].len);
+		p += items[i].len;
+	}
+	sbuf_commit(b, (size_t)(p - start));
+}
+
 int fp_jr_put_job(struct sbuf *b, const struct fp_jr_job *job)
 {
 	size_t i;
@@ -131,8 +154,7 @@ int fp_jr_put_job(struct sbuf *b, const struct fp_jr_job *job)
 		put_opts(b, &job->opts, false);
 	}
 	fp_jrec_put_u64(b, job->n);
-	for (i = 0; i < job->n; i++)
-		fp_jrec_put_bytes(b, job->items[i].text, job->items[i].len);
+	put_items(b, job->items, job->n);
 	return b->oom ? -ENOMEM : 0;
 }
 
@@ -208,6 +230,27 @@ size_t fp_jr_outcomes_begin(struct fp_jr_outcomes *o, struct sbuf *b,
 
 void fp_jr_outcomes_put(struct fp_jr_outcomes *o, const struct fp_jr_outcome *e)
 {
+	unsigned char *p, *start;
+
+	/* One reservation an entry (a field at a time, in the record's order, when too big). */
+	if (e->len <= FP_JREC_MAX &&
+	    (start = (unsigned char *)sbuf_reserve(o->b, OUTCOME_MIN + 12 + e->len))) {
+		p = fp_jrec_w32(start, e->pos);
+		p = fp_jrec_w8(p, e->status);
+		p = fp_jrec_w32(p, e->attempts);
+		if (o->origin) {
+			p = fp_jrec_w32(p, e->index);
+			p = fp_jrec_w32(p, e->stage);
+		}
+		p = fp_jrec_w32(p, (uint32_t)e->len);
+		if (e->len)
+			memcpy(p, e->text, e->len);
+		sbuf_commit(o->b, (size_t)(p - start) + e->len);
+		o->count++;
+		return;
+	}
+	if (o->b->oom)
+		return;
 	fp_jrec_put_u32(o->b, e->pos);
 	fp_jrec_put_u8(o->b, e->status);
 	fp_jrec_put_u32(o->b, e->attempts);
