@@ -230,11 +230,20 @@ size_t fp_jr_outcomes_begin(struct fp_jr_outcomes *o, struct sbuf *b,
 
 void fp_jr_outcomes_put(struct fp_jr_outcomes *o, const struct fp_jr_outcome *e)
 {
+	size_t need = OUTCOME_MIN + 12 + e->len;
+	struct sbuf *b = o->b;
 	unsigned char *p, *start;
 
-	/* One reservation an entry (a field at a time, in the record's order, when too big). */
-	if (e->len <= FP_JREC_MAX &&
-	    (start = (unsigned char *)sbuf_reserve(o->b, OUTCOME_MIN + 12 + e->len))) {
+	/*
+	 * One reservation an entry, and no call at all while the buffer has
+	 * room (it doubles when it has not: a turn's outcomes are one record);
+	 * a field at a time, in the record's order, when too big.
+	 */
+	if (!b->oom && b->cap - b->len > need)
+		start = (unsigned char *)b->data + b->len;
+	else
+		start = e->len <= FP_JREC_MAX ? (unsigned char *)sbuf_reserve(b, need) : NULL;
+	if (start) {
 		p = fp_jrec_w32(start, e->pos);
 		p = fp_jrec_w8(p, e->status);
 		p = fp_jrec_w32(p, e->attempts);
@@ -245,7 +254,9 @@ void fp_jr_outcomes_put(struct fp_jr_outcomes *o, const struct fp_jr_outcome *e)
 		p = fp_jrec_w32(p, (uint32_t)e->len);
 		if (e->len)
 			memcpy(p, e->text, e->len);
-		sbuf_commit(o->b, (size_t)(p - start) + e->len);
+		/* sbuf_commit()'s work: the length, and the NUL an sbuf keeps after it. */
+		b->len += (size_t)(p - start) + e->len;
+		b->data[b->len] = '\0';
 		o->count++;
 		return;
 	}
