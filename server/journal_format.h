@@ -103,6 +103,20 @@ static inline unsigned char *fp_jrec_w8(unsigned char *p, uint8_t v)
 	return p + 1;
 }
 
+/*
+ * A varint: 7 bits a byte, low first, the high bit saying more follow (at
+ * most 5 bytes for 32 bits, 10 for 64).
+ */
+static inline unsigned char *fp_jrec_wvar(unsigned char *p, uint64_t v)
+{
+	while (v >= 0x80) {
+		*p++ = (unsigned char)(v | 0x80);
+		v >>= 7;
+	}
+	*p++ = (unsigned char)v;
+	return p;
+}
+
 static inline unsigned char *fp_jrec_w32(unsigned char *p, uint32_t v)
 {
 	p[0] = (unsigned char)v;
@@ -128,6 +142,9 @@ static inline void fp_jcur_init(struct fp_jcur *c, const struct fp_jrec *r)
 uint8_t fp_jcur_u8(struct fp_jcur *c);
 uint32_t fp_jcur_u32(struct fp_jcur *c);
 uint64_t fp_jcur_u64(struct fp_jcur *c);
+/* A varint (fp_jrec_wvar's) of at most 32 / 64 bits; a longer or wider one is an error. */
+uint32_t fp_jcur_var(struct fp_jcur *c);
+uint64_t fp_jcur_var64(struct fp_jcur *c);
 /* The bytes of a string field, in place; NULL and *n = 0 on overrun. */
 const void *fp_jcur_bytes(struct fp_jcur *c, size_t *n);
 /* 0 when every field was there and nothing is left over; else -EBADMSG. */
