@@ -131,7 +131,9 @@ static void put_items(struct sbuf *b, const struct fp_jr_item *items, size_t n)
 	p = start;
 	for (i = 0; i < n; i++) {
 		p = fp_jrec_w32(p, (uint32_t)items[i].len);
-		memcpy(p, items[i].text, items[i].len);
+		/* A finished job's compaction writes empty items, with no text. */
+		if (items[i].len)
+			memcpy(p, items[i].text, items[i].len);
 		p += items[i].len;
 	}
 	sbuf_commit(b, (size_t)(p - start));
