@@ -708,7 +708,8 @@ static void post_apply(fp_api *api, fp_http_request *req, const struct fp_job_id
 	co.retries = (unsigned)retries;
 	item = (struct fp_buf){ text, strlen(text) };
 	if (api->cjobs) {
-		fp__api_cluster_submit(api, req, FP_JOB_APPLY, json_string_value(task), &item, 1, &co);
+		fp__api_cluster_submit(api, req, FP_JOB_APPLY, json_string_value(task), &item, 1, &co,
+				       idem);
 		free(text);
 		goto out;
 	}
@@ -732,7 +733,7 @@ static void submit_map(fp_api *api, fp_http_request *req, const char *task,
 	int err;
 
 	if (api->cjobs) {
-		fp__api_cluster_submit(api, req, FP_JOB_MAP, task, items, n, co);
+		fp__api_cluster_submit(api, req, FP_JOB_MAP, task, items, n, co, idem);
 		if (ndjson)
 			fp_ndjson_free(items);
 		return;

@@ -30,6 +30,8 @@ struct api_creq {
 	bool input_order;
 	bool blocked;                 /* the client's window is full: drain first */
 	int status;                   /* of the answer: 200, 202 */
+	bool replayed;                /* Location is set already */
+	uint64_t idem_hash;           /* the submission's request, for its key */
 	char id[65];
 	uint64_t chunks, next_chunk;
 	char **held;                  /* input order, ?results=1: chunks' lines by number */
@@ -193,7 +195,7 @@ static void answer_doc(struct api_creq *c, const struct fp_cluster_doc *d)
 	if (c->results && d->finished_at)
 		results_json(&b, c);
 	sbuf_adds(&b, "}");
-	if (status == 202) {
+	if (status == 202 && !c->replayed) {
 		snprintf(loc, sizeof(loc), "/v1/jobs/%s", d->id);
 		fp_http_add_header(req, "Location", loc);
 	}
@@ -405,9 +407,11 @@ static void doc_cb(void *data, int status, const struct fp_cluster_doc *d)
 		answer_or_wait(c, d);
 }
 
-static void submit_cb(void *data, int status, const char *id)
+static void submit_cb(void *data, int status, const char *id,
+		      const struct fp_cluster_held *held)
 {
 	struct api_creq *c = data;
+	char loc[96];
 	int r;
 
 	c->op = NULL;
@@ -417,6 +421,26 @@ static void submit_cb(void *data, int status, const char *id)
 	}
 	snprintf(c->id, sizeof(c->id), "%s", id);
 	fp_http_set_log_field(c->req, "job", id);
+	if (held->held && held->hash != c->idem_hash) {
+		fp_http_request *req = c->req;
+
+		c->api->idem_conflicts++;
+		creq_free(c, false);
+		fp__api_error(req, 409, "idempotency_conflict", "Idempotency-Key \"%s\" belongs to"
+			      " job %s, made by another request (its route, body or parameters"
+			      " differ); a new request needs a new key",
+			      fp_http_header(req, "Idempotency-Key"), id);
+		return;
+	}
+	if (held->held) {
+		/* The same request again: the job it made, as a GET would give it. */
+		c->api->idem_replayed++;
+		c->status = 200;
+		snprintf(loc, sizeof(loc), "/v1/jobs/%s", id);
+		fp_http_add_header(c->req, "Location", loc);
+		fp_http_add_header(c->req, "Idempotent-Replayed", "true");
+		c->replayed = true;
+	}
 	r = fp_cluster_jobs_get(c->api->cjobs, c->id, doc_cb, c, &c->op);
 	if (r < 0)
 		fail(c, r);
@@ -424,7 +448,7 @@ static void submit_cb(void *data, int status, const char *id)
 
 void fp__api_cluster_submit(fp_api *api, fp_http_request *req, enum fp_job_kind kind,
 			    const char *task, const struct fp_buf *items, size_t n,
-			    const fp_call_options *co)
+			    const fp_call_options *co, const struct fp_job_idem *idem)
 {
 	struct api_creq *c;
 	int r;
@@ -443,7 +467,9 @@ void fp__api_cluster_submit(fp_api *api, fp_http_request *req, enum fp_job_kind 
 	c->wait_ms = fp__api_wait_ms(api, req);
 	c->results = c->wait_ms >= 0 && fp__api_want_results(req);
 	c->status = c->wait_ms >= 0 ? 200 : 202;
-	r = fp_cluster_jobs_submit(api->cjobs, kind, task, items, n, co, submit_cb, c, &c->op);
+	c->idem_hash = idem ? idem->hash : 0;
+	r = fp_cluster_jobs_submit(api->cjobs, kind, task, items, n, co, idem, submit_cb, c,
+				   &c->op);
 	if (r < 0)
 		fail(c, r == -ENOMEM ? r : -ENOTCONN);
 }

@@ -252,153 +252,232 @@ static void new_id(char out[33])
 	out[32] = '\0';
 }
 
-static void exec_cb(fp_redis *r, int status, redisReply *reply, void *data)
+/*
+ * A submission in one script, so that the idempotency key's check and the
+ * job's writing are one atomic step (as MULTI/EXEC would write it, but
+ * MULTI cannot write only when a key is free). KEYS: the job's hash, its
+ * results stream, the work stream, the idempotency key ("" for none).
+ * ARGV: id, the key's value ("ID HASH"), the key's TTL, the job's TTL, the
+ * number of hash fields, the fields and values, the number of chunks, and
+ * per chunk its first item, its count and its items. Chunk K's key is the
+ * hash's + ":chunk:K". Answers nil when written, or the key's value when a
+ * job still kept holds it (a key whose job is gone is taken over).
+ */
+static const char submit_script[] =
+	"if KEYS[4] ~= '' then\n"
+	"  local old = redis.call('GET', KEYS[4])\n"
+	"  if old then\n"
+	"    local j = string.match(old, '^(%x+) ')\n"
+	"    local base = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[1])\n"
+	"    if j and redis.call('EXISTS', base .. j) == 1 then return old end\n"
+	"  end\n"
+	"  redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[3])\n"
+	"end\n"
+	"local nf = tonumber(ARGV[5])\n"
+	"local h = {}\n"
+	"for i = 1, nf * 2 do h[i] = ARGV[5 + i] end\n"
+	"redis.call('HSET', KEYS[1], unpack(h))\n"
+	"local at = 6 + nf * 2\n"
+	"local nc = tonumber(ARGV[at])\n"
+	"for k = 0, nc - 1 do\n"
+	"  local b = at + 1 + k * 3\n"
+	"  redis.call('SET', KEYS[1] .. ':chunk:' .. k, ARGV[b + 2])\n"
+	"  redis.call('XADD', KEYS[3], '*', 'job', ARGV[1], 'chunk', tostring(k),"
+	" 'first', ARGV[b], 'n', ARGV[b + 1])\n"
+	"end\n"
+	"if nc == 0 then\n"
+	"  redis.call('XADD', KEYS[2], '*', 'end', 'done')\n"
+	"  redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
+	"  redis.call('PEXPIRE', KEYS[2], ARGV[4])\n"
+	"end\n"
+	"return false\n";
+
+/* An idempotency key outlives its job's TTL by this much (a key whose job is gone is free). */
+#define IDEM_EXTRA_MS (24u * 3600 * 1000)
+
+static void submit_cb(fp_redis *r, int status, redisReply *reply, void *data)
 {
 	struct fp_cluster_op *op = data;
+	struct fp_cluster_held held = { 0 };
+	const char *id = op->id;
 
 	(void)r;
-	if (status == 0 && (reply->type != REDIS_REPLY_ARRAY))
-		status = -EIO;        /* EXECABORT: a command was refused */
+	if (status == 0 && reply->type == REDIS_REPLY_STRING) {
+		/* "ID HASH": the job that holds the key. */
+		char *sp = memchr(reply->str, ' ', reply->len);
+
+		if (sp && (size_t)(sp - reply->str) <= FP_CLUSTER_ID_MAX) {
+			memcpy(op->id, reply->str, (size_t)(sp - reply->str));
+			op->id[sp - reply->str] = '\0';
+			held.held = true;
+			held.hash = strtoull(sp + 1, NULL, 16);
+		} else {
+			status = -EIO;
+		}
+	} else if (status == 0 && reply->type != REDIS_REPLY_NIL) {
+		/* Refused: Redis out of memory under noeviction, say. */
+		if (op->cj->log)
+			fp_dlog_error(op->cj->log, "cluster: Redis refused a submission: %s",
+				      reply->type == REDIS_REPLY_ERROR ? reply->str : "(not an answer)");
+		status = -EIO;
+	}
 	if (!op->dropped && op->cb.submit)
-		op->cb.submit(op->data, status, op->id);
+		op->cb.submit(op->data, status, id, &held);
 	free(op);
 }
 
-/* One command of a MULTI, arguments as strings: what it sends is queued. */
-static int cmdv(fp_redis *r, int argc, const char **argv, const size_t *lens)
+/* The work's arguments: a growing array of pointers and lengths. */
+struct args {
+	const char **v;
+	size_t *len;
+	size_t n, cap;
+	char **owned;             /* strings made here, freed with the array */
+	size_t nowned;
+};
+
+static int arg(struct args *a, const char *s, size_t len)
 {
-	return fp_redis_command(r, NULL, NULL, argc, argv, lens);
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? 2 * a->cap : 64;
+		const char **v = realloc(a->v, cap * sizeof(*v));
+		size_t *l;
+
+		if (!v)
+			return -ENOMEM;
+		a->v = v;
+		if (!(l = realloc(a->len, cap * sizeof(*l))))
+			return -ENOMEM;
+		a->len = l;
+		a->cap = cap;
+	}
+	a->v[a->n] = s;
+	a->len[a->n++] = len;
+	return 0;
+}
+
+static int arg_s(struct args *a, const char *s)
+{
+	return arg(a, s, strlen(s));
+}
+
+/* A number, kept until the arguments are freed. */
+static int arg_u64(struct args *a, uint64_t v)
+{
+	char buf[24], *s, **o;
+
+	snprintf(buf, sizeof(buf), "%" PRIu64, v);
+	if (!(s = strdup(buf)))
+		return -ENOMEM;
+	if (!(o = realloc(a->owned, (a->nowned + 1) * sizeof(*o)))) {
+		free(s);
+		return -ENOMEM;
+	}
+	a->owned = o;
+	a->owned[a->nowned++] = s;
+	return arg_s(a, s);
+}
+
+static void args_free(struct args *a)
+{
+	size_t i;
+
+	for (i = 0; i < a->nowned; i++)
+		free(a->owned[i]);
+	free(a->owned);
+	free(a->v);
+	free(a->len);
 }
 
 int fp_cluster_jobs_submit(fp_cluster_jobs *cj, enum fp_job_kind kind, const char *task,
 			   const struct fp_buf *items, size_t n, const fp_call_options *co,
-			   fp_cluster_submit_cb cb, void *data, struct fp_cluster_op **opp)
+			   const struct fp_job_idem *idem, fp_cluster_submit_cb cb, void *data,
+			   struct fp_cluster_op **opp)
 {
-	char id[33], total[24], nchunks[24], created[24], timeout[24], retries[24],
-	     retry_on[24], ttl[24], kbuf[24], fbuf[24], nbuf[24];
 	size_t chunks = fp_cluster_chunk_count(items, n, FP_CLUSTER_CHUNK_ITEMS,
 					       FP_CLUSTER_CHUNK_BYTES);
-	char *job_key = NULL, *results_key = NULL, *chunk_prefix = NULL;
+	char id[33], timeout[24], idem_value[64], *idem_key = NULL;
+	char *job_key = NULL, *results_key = NULL;
 	struct fp_cluster_op *op;
+	struct args a = { 0 };
 	struct sbuf body;
 	uint64_t now = wall_ms();
-	size_t first, k;
+	size_t first, k, cnt, *ends = NULL;
 	int r = -ENOMEM;
 
 	if (!fp_cluster_jobs_ready(cj))
 		return -ENOTCONN;
 	new_id(id);
+	sbuf_init(&body);
 	op = op_new(cj, data);
 	job_key = fp__cj_key(cj, "job:", id, NULL);
 	results_key = fp__cj_key(cj, "results:", id, NULL);
-	chunk_prefix = fp__cj_key(cj, "job:", id, ":chunk:");
-	if (!op || !job_key || !results_key || !chunk_prefix)
+	if (idem && idem->key) {
+		if ((idem_key = malloc(strlen(cj->prefix) + 5 + idem->len + 1))) {
+			sprintf(idem_key, "%sidem:", cj->prefix);
+			memcpy(idem_key + strlen(idem_key), idem->key, idem->len);
+			idem_key[strlen(cj->prefix) + 5 + idem->len] = '\0';
+		}
+	}
+	ends = calloc(chunks ? chunks : 1, sizeof(*ends));
+	if (!op || !job_key || !results_key || !ends || (idem && idem->key && !idem_key))
 		goto out;
 	memcpy(op->id, id, sizeof(id));
 	op->cb.submit = cb;
-	snprintf(total, sizeof(total), "%zu", n);
-	snprintf(nchunks, sizeof(nchunks), "%zu", chunks);
-	snprintf(created, sizeof(created), "%" PRIu64, now);
 	snprintf(timeout, sizeof(timeout), "%" PRId64, co->timeout_ms);
-	snprintf(retries, sizeof(retries), "%u", co->retries);
-	snprintf(retry_on, sizeof(retry_on), "%u", co->retry_on);
-	snprintf(ttl, sizeof(ttl), "%" PRIu64, cj->ttl_ms);
+	snprintf(idem_value, sizeof(idem_value), "%s %016" PRIx64, id, idem ? idem->hash : 0);
 
-	{
-		const char *multi[] = { "MULTI" };
-		size_t multil[] = { 5 };
-		const char *kname = fp_job_kind_name(kind);
-		const char *state = n ? "queued" : "done";
-		const char *hset[] = { "HSET", job_key, "kind", kname, "task", task,
-				       "state", state, "total", total, "done", "0", "failed", "0",
-				       "chunks", nchunks, "created_at", created,
-				       "timeout_ms", timeout, "retries", retries,
-				       "retry_on", retry_on, "ttl_ms", ttl, "node", cj->name,
-				       "finished_at", n ? "0" : created };
-		size_t hsetl[sizeof(hset) / sizeof(hset[0])];
-
-		for (k = 0; k < sizeof(hset) / sizeof(hset[0]); k++)
-			hsetl[k] = strlen(hset[k]);
-		if ((r = cmdv(cj->cmd, 1, multi, multil)) < 0 ||
-		    (r = cmdv(cj->cmd, (int)(sizeof(hset) / sizeof(hset[0])), hset, hsetl)) < 0)
-			goto out;
-	}
-	sbuf_init(&body);
-	for (first = 0, k = 0; first < n; k++) {
-		size_t cnt = fp_cluster_chunk_next(items, n, first, FP_CLUSTER_CHUNK_ITEMS,
-						   FP_CLUSTER_CHUNK_BYTES);
-		char *chunk_key;
-
-		sbuf_reset(&body);
+	/* Every chunk's text in one buffer (the arguments point into it once it stops moving). */
+	for (first = 0, k = 0; first < n; k++, first += cnt) {
+		cnt = fp_cluster_chunk_next(items, n, first, FP_CLUSTER_CHUNK_ITEMS,
+					    FP_CLUSTER_CHUNK_BYTES);
 		fp_cluster_chunk_encode(&body, items + first, cnt);
-		snprintf(kbuf, sizeof(kbuf), "%zu", k);
-		snprintf(fbuf, sizeof(fbuf), "%zu", first);
-		snprintf(nbuf, sizeof(nbuf), "%zu", cnt);
-		chunk_key = malloc(strlen(chunk_prefix) + strlen(kbuf) + 1);
-		if (!chunk_key || body.oom) {
-			free(chunk_key);
-			sbuf_free(&body);
-			r = -ENOMEM;
-			goto out;
-		}
-		sprintf(chunk_key, "%s%s", chunk_prefix, kbuf);
-		{
-			const char *set[] = { "SET", chunk_key, body.data };
-			size_t setl[] = { 3, strlen(chunk_key), body.len };
-			const char *xadd[] = { "XADD", cj->work_key, "*", "job", id,
-					       "chunk", kbuf, "first", fbuf, "n", nbuf };
-			size_t xaddl[] = { 4, strlen(cj->work_key), 1, 3, 32, 5, strlen(kbuf),
-					   5, strlen(fbuf), 1, strlen(nbuf) };
+		ends[k] = body.len;
+	}
+	if (body.oom)
+		goto out;
+	if (arg_s(&a, "EVAL") || arg(&a, submit_script, sizeof(submit_script) - 1) ||
+	    arg_s(&a, "4") || arg_s(&a, job_key) || arg_s(&a, results_key) ||
+	    arg_s(&a, cj->work_key) || arg_s(&a, idem_key ? idem_key : "") ||
+	    arg_s(&a, id) || arg_s(&a, idem_value) || arg_u64(&a, cj->ttl_ms + IDEM_EXTRA_MS) ||
+	    arg_u64(&a, cj->ttl_ms) || arg_s(&a, "16") ||
+	    arg_s(&a, "kind") || arg_s(&a, fp_job_kind_name(kind)) ||
+	    arg_s(&a, "task") || arg_s(&a, task) ||
+	    arg_s(&a, "state") || arg_s(&a, n ? "queued" : "done") ||
+	    arg_s(&a, "total") || arg_u64(&a, n) ||
+	    arg_s(&a, "done") || arg_s(&a, "0") || arg_s(&a, "failed") || arg_s(&a, "0") ||
+	    arg_s(&a, "chunks") || arg_u64(&a, chunks) ||
+	    arg_s(&a, "created_at") || arg_u64(&a, now) ||
+	    arg_s(&a, "started_at") || arg_s(&a, "0") ||
+	    arg_s(&a, "finished_at") || (n ? arg_s(&a, "0") : arg_u64(&a, now)) ||
+	    arg_s(&a, "timeout_ms") || arg_s(&a, timeout) ||
+	    arg_s(&a, "retries") || arg_u64(&a, co->retries) ||
+	    arg_s(&a, "retry_on") || arg_u64(&a, co->retry_on) ||
+	    arg_s(&a, "ttl_ms") || arg_u64(&a, cj->ttl_ms) ||
+	    arg_s(&a, "node") || arg_s(&a, cj->name) ||
+	    arg_s(&a, "idem") || arg_s(&a, idem_key ? idem_key : "") ||
+	    arg_u64(&a, chunks))
+		goto out;
+	for (first = 0, k = 0; k < chunks; k++) {
+		size_t from = k ? ends[k - 1] : 0;
 
-			r = cmdv(cj->cmd, 3, set, setl);
-			if (r == 0)
-				r = cmdv(cj->cmd, 11, xadd, xaddl);
-		}
-		free(chunk_key);
-		if (r < 0) {
-			sbuf_free(&body);
+		cnt = fp_cluster_chunk_next(items, n, first, FP_CLUSTER_CHUNK_ITEMS,
+					    FP_CLUSTER_CHUNK_BYTES);
+		if (arg_u64(&a, first) || arg_u64(&a, cnt) ||
+		    arg(&a, body.data + from, ends[k] - from))
 			goto out;
-		}
 		first += cnt;
 	}
-	sbuf_free(&body);
-	if (n == 0) {
-		/* Nothing to run: finished as it is written, and expiring. */
-		const char *xadd[] = { "XADD", results_key, "*", "end", "done" };
-		size_t xaddl[] = { 4, strlen(results_key), 1, 3, 4 };
-		const char *pe1[] = { "PEXPIRE", job_key, ttl };
-		const char *pe2[] = { "PEXPIRE", results_key, ttl };
-		size_t pel1[] = { 7, strlen(job_key), strlen(ttl) };
-		size_t pel2[] = { 7, strlen(results_key), strlen(ttl) };
-
-		if ((r = cmdv(cj->cmd, 5, xadd, xaddl)) < 0 || (r = cmdv(cj->cmd, 3, pe1, pel1)) < 0 ||
-		    (r = cmdv(cj->cmd, 3, pe2, pel2)) < 0)
-			goto out;
-	}
-	{
-		const char *exec[] = { "EXEC" };
-		size_t execl[] = { 4 };
-
-		r = fp_redis_command(cj->cmd, exec_cb, op, 1, exec, execl);
-	}
+	r = fp_redis_command(cj->cmd, submit_cb, op, (int)a.n, a.v, a.len);
 	if (r == 0) {
 		*opp = op;
 		op = NULL;
 	}
 out:
-	/*
-	 * A failure after MULTI went out leaves a transaction open on the
-	 * connection only if the connection is still there, which a failed
-	 * command says it is not (or memory ran out: DISCARD then).
-	 */
-	if (r < 0 && fp_redis_state(cj->cmd) == FP_REDIS_READY) {
-		const char *discard[] = { "DISCARD" };
-		size_t discardl[] = { 7 };
-
-		cmdv(cj->cmd, 1, discard, discardl);
-	}
+	args_free(&a);
+	sbuf_free(&body);
+	free(ends);
 	free(op);
-	free(chunk_prefix);
+	free(idem_key);
 	free(results_key);
 	free(job_key);
 	return r;

@@ -484,6 +484,8 @@ static void land_send(struct cj_run *run)
 		run->state = RUN_UNWRITTEN;      /* written when Redis returns */
 	else if (r < 0)
 		run_end(run);
+	else
+		pull(cj);                        /* its place is free while it is written */
 	free(chunk_key);
 	free(chunk_prefix);
 	free(results_key);
@@ -507,6 +509,21 @@ static void land(struct cj_run *run)
 }
 
 /* --- pulling ---------------------------------------------------------------- */
+
+/*
+ * Chunks that hold a place: being fetched or run. One that only waits for
+ * its outcomes to be written holds none, so the next one is pulled while
+ * they go (a round trip less between two chunks on a worker).
+ */
+static unsigned taking(const fp_cluster_jobs *cj)
+{
+	const struct cj_run *run;
+	unsigned n = 0;
+
+	for (run = cj->runs; run; run = run->next)
+		n += run->state == RUN_FETCHING || run->state == RUN_RUNNING;
+	return n;
+}
 
 static unsigned capacity(fp_cluster_jobs *cj)
 {
@@ -565,7 +582,7 @@ static void group_cb(fp_redis *r, int status, redisReply *reply, void *data)
 static void pull(fp_cluster_jobs *cj)
 {
 	char count[16];
-	unsigned cap;
+	unsigned cap, busy;
 
 	if (cj->leaving || cj->pulling || fp_redis_state(cj->pull) != FP_REDIS_READY ||
 	    !ready(cj))
@@ -580,9 +597,10 @@ static void pull(fp_cluster_jobs *cj)
 		return;
 	}
 	cap = capacity(cj);
-	if (cj->nruns >= cap)
+	busy = taking(cj);
+	if (busy >= cap)
 		return;
-	snprintf(count, sizeof(count), "%u", cap - cj->nruns);
+	snprintf(count, sizeof(count), "%u", cap - busy);
 	{
 		const char *argv[] = { "XREADGROUP", "GROUP", CJ_GROUP, cj->name, "COUNT", count,
 				       "BLOCK", PULL_BLOCK_MS, "STREAMS", cj->work_key, ">" };
@@ -674,7 +692,7 @@ void fp__cj_run_tick(fp_timer *t)
 {
 	fp_cluster_jobs *cj = t->data;
 	char idle[24], count[16];
-	unsigned cap;
+	unsigned cap, busy;
 
 	if (cj->leaving)
 		return;
@@ -684,10 +702,11 @@ void fp__cj_run_tick(fp_timer *t)
 	/* Ours stay young while we live, so nobody takes them from a live node. */
 	refresh(cj);
 	cap = capacity(cj);
-	if (cj->claiming || cj->nruns >= cap)
+	busy = taking(cj);
+	if (cj->claiming || busy >= cap)
 		return;
 	snprintf(idle, sizeof(idle), "%" PRIu64, cj->visibility_ms);
-	snprintf(count, sizeof(count), "%u", cap - cj->nruns);
+	snprintf(count, sizeof(count), "%u", cap - busy);
 	{
 		const char *argv[] = { "XAUTOCLAIM", cj->work_key, CJ_GROUP, cj->name, idle, "0-0",
 				       "COUNT", count };

@@ -48,6 +48,8 @@
 #define CLUSTER_LEAVE_MS 1000
 /* Chunks taken by a node that stops get this long to land their outcomes. */
 #define CLUSTER_JOBS_LEAVE_MS 10000
+/* At start, the jobs' connections get this long to follow the registry's. */
+#define CLUSTER_JOBS_CONNECT_MS 2000
 /* How often the drain checks whether the jobs have finished. */
 #define DRAIN_POLL_MS 20
 /* After the drain timeout, how long cancelled jobs get to be delivered. */
@@ -163,7 +165,7 @@ static void wait_tick(fp_timer *t)
 		fp_timer_start(d->loop, t, DRAIN_POLL_MS, wait_tick);
 }
 
-/* Run the loop until cond() holds or `ms` pass. For teardown only. */
+/* Run the loop until cond() holds or `ms` pass. For teardown (and the cluster's start). */
 static void run_until(struct daemon *d, bool (*cond)(struct daemon *d), uint64_t ms)
 {
 	if (cond(d))
@@ -520,6 +522,8 @@ static void cluster_connected(void *data, bool connected, const char *why)
 	fp_loop_stop(d->loop);
 }
 
+static bool cluster_jobs_ready(struct daemon *d);
+
 /*
  * Join the cluster once the listeners are bound (the default name and the
  * address come from the first). Without --cluster-wait, Redis must answer
@@ -582,7 +586,19 @@ static int start_cluster(struct daemon *d, const char *bound)
 			      fp_cluster_last_error(d->cluster));
 		return -EHOSTUNREACH;
 	}
+	/*
+	 * The jobs' own connections came up with the registry's, or are about
+	 * to: a submission right after "ready" must not meet 503. (Redis
+	 * answered the registry; a failure here is rare and is retried as at
+	 * run time.)
+	 */
+	run_until(d, cluster_jobs_ready, CLUSTER_JOBS_CONNECT_MS);
 	return 0;
+}
+
+static bool cluster_jobs_ready(struct daemon *d)
+{
+	return fp_cluster_jobs_ready(d->cjobs);
 }
 
 static bool cluster_jobs_settled(struct daemon *d)

@@ -13,6 +13,9 @@
   dir) under the nodes: the map completes, every item once.
 - Two clusters with different prefixes on one Redis do not see each
   other's jobs; submissions while Redis is away get 503 store_unavailable.
+- An Idempotency-Key holds across nodes: the same request on another node
+  is that job (200, Idempotent-Replayed), another request 409; a deleted
+  job frees its key.
 
 Needs redis-server (scripts/deps installs it); without it the suite exits 77.
 
@@ -50,6 +53,9 @@ class ClusterJobsTest(unittest.TestCase):
 
     def node(self, url, name, *args, workers=1, clean=True):
         d = Daemon("--cluster", url, "--node-name", name, *args, workers=workers).start()
+        # It serves from its first line on; jobs go to Redis once it said ready
+        # (before, a submission is 503 store_unavailable, as with Redis away).
+        d.wait_line(r"forkpoold \S+ ready", 10, fail_on_exit=True)
         if clean:
             self.addCleanup(self.stop_clean, d)
         else:
@@ -219,6 +225,34 @@ class ClusterJobsTest(unittest.TestCase):
             return x.status == 200 and x.json()
         doc = wait_until(accepted, 20, interval=0.2, what="submissions taken again")
         self.assertEqual(doc["result"], 9)
+
+    # --- idempotency keys ---------------------------------------------------
+
+    def test_idempotency_key_holds_cluster_wide(self):
+        r = self.redis()
+        a = self.node(r.url, "a")
+        b = self.node(r.url, "b")
+        key = {"Idempotency-Key": "order-1234"}
+        body = {"task": "square", "items": [1, 2, 3]}
+        first = a.post("/v1/map", body, headers=key)
+        self.assertEqual(first.status, 202, first)
+        again = b.post("/v1/map?wait=30", body, headers=key)
+        self.assertEqual(again.status, 200, again)
+        self.assertEqual(again.header("Idempotent-Replayed"), "true")
+        self.assertEqual(again.json()["id"], first.json()["id"])
+        self.assertEqual(again.header("Location"), "/v1/jobs/" + first.json()["id"])
+        error_of(self, b.post("/v1/map", {"task": "square", "items": [4]}, headers=key),
+                 409, "idempotency_conflict")
+        error_of(self, a.post("/v1/apply", {"task": "square", "args": 1}, headers=key),
+                 409, "idempotency_conflict")
+        # Deleted, the job frees its key: the next request makes a new job.
+        b.wait_job(first.json()["id"])
+        self.assertEqual(a.delete("/v1/jobs/" + first.json()["id"]).status, 204)
+        fresh = b.post("/v1/map", body, headers=key)
+        self.assertEqual(fresh.status, 202, fresh)
+        self.assertNotEqual(fresh.json()["id"], first.json()["id"])
+        self.assertEqual(r.command("GET", "forkpool:idem:order-1234").split()[0],
+                         fresh.json()["id"])
 
     # --- two clusters on one Redis -----------------------------------------
 
