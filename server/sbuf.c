@@ -105,6 +105,14 @@ char *sbuf_put_uint(char *d, unsigned long long v)
 	return end;
 }
 
+void sbuf_add_uint(struct sbuf *b, unsigned long long v)
+{
+	char *d = sbuf_reserve(b, 20);
+
+	if (d)
+		sbuf_commit(b, (size_t)(sbuf_put_uint(d, v) - d));
+}
+
 void sbuf_adds(struct sbuf *b, const char *s)
 {
 	sbuf_add(b, s, strlen(s));

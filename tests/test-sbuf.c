@@ -71,6 +71,21 @@ static void reserve_and_commit_write_in_place(void **state)
 	}
 	assert_false(b.oom);
 	sbuf_free(&b);
+	/* sbuf_add_uint() is the same at the end, growing the buffer as it goes. */
+	sbuf_init(&b);
+	for (int round = 0; round < 200; round++) {
+		for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+			size_t before = b.len;
+			int n = snprintf(want, sizeof(want), "%llu", nums[i]);
+
+			sbuf_add_uint(&b, nums[i]);
+			assert_int_equal(b.len, before + (size_t)n);
+			assert_memory_equal(b.data + before, want, (size_t)n);
+			assert_int_equal(b.data[b.len], '\0');
+		}
+	}
+	assert_false(b.oom);
+	sbuf_free(&b);
 }
 
 static void json_time(unsigned long long ms, char *out, size_t len)
