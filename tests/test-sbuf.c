@@ -138,6 +138,19 @@ static void json_times_match_strftime(void **state)
 			fail_msg("%llu ms: %s, want %s", ms, got, want);
 		ms = ms * 3 + 7919;
 	}
+	/*
+	 * Every day to 2517 (each leap rule, every month's end), then every
+	 * 37th to the end of 9999, at a time of day that moves.
+	 */
+	for (unsigned long long day = 0; day <= 2932896; day += day < 200000 ? 1 : 37) {
+		ms = day * 86400000ull + (day * 7919ull) % 86400000ull;
+		if (!ms)
+			continue;
+		json_time(ms, got, sizeof(got));
+		json_time_reference(ms, want, sizeof(want));
+		if (strcmp(got, want) != 0)
+			fail_msg("day %llu, %llu ms: %s, want %s", day, ms, got, want);
+	}
 	json_time(1700000000123ull, got, sizeof(got));
 	assert_string_equal(got, "\"2023-11-14T22:13:20.123Z\"");
 	json_time(0, got, sizeof(got));
