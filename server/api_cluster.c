@@ -273,11 +273,22 @@ static void wait_follow_cb(struct fp_cluster_follow *f, const struct fp_cluster_
 		fp_cluster_follow_more(f);
 }
 
+/* Follow the job's results to their end (collected with ?results=1), or until wait_ms. */
+static void wait_for_end(struct api_creq *c, bool finished)
+{
+	int r = fp_cluster_follow_start(c->api->cjobs, c->id, wait_follow_cb, c, &c->follow);
+
+	if (r < 0) {
+		fail(c, r);
+		return;
+	}
+	if (!finished)
+		fp_timer_start(c->api->loop, &c->timer, (uint64_t)c->wait_ms, wait_timeout);
+}
+
 /* The document now, or once the job finished (the end of its results) or wait_ms passed. */
 static void answer_or_wait(struct api_creq *c, const struct fp_cluster_doc *d)
 {
-	int r;
-
 	if (d->finished_at && !c->results) {
 		answer_doc(c, d);
 		return;
@@ -290,13 +301,7 @@ static void answer_or_wait(struct api_creq *c, const struct fp_cluster_doc *d)
 		answer_doc(c, d);
 		return;
 	}
-	r = fp_cluster_follow_start(c->api->cjobs, c->id, wait_follow_cb, c, &c->follow);
-	if (r < 0) {
-		fail(c, r);
-		return;
-	}
-	if (!d->finished_at)
-		fp_timer_start(c->api->loop, &c->timer, (uint64_t)c->wait_ms, wait_timeout);
+	wait_for_end(c, d->finished_at != 0);
 }
 
 /* --- the results stream ----------------------------------------------------- */
@@ -440,6 +445,14 @@ static void submit_cb(void *data, int status, const char *id,
 		fp_http_add_header(c->req, "Location", loc);
 		fp_http_add_header(c->req, "Idempotent-Replayed", "true");
 		c->replayed = true;
+	}
+	/*
+	 * A new job waited for (an apply's round trip, mostly): straight to its
+	 * results' end, then the document; a round trip less than reading it first.
+	 */
+	if (!held->held && c->wait_ms > 0 && !c->results) {
+		wait_for_end(c, false);
+		return;
 	}
 	r = fp_cluster_jobs_get(c->api->cjobs, c->id, doc_cb, c, &c->op);
 	if (r < 0)
