@@ -50,6 +50,11 @@ struct cj_run {
 	struct sbuf out;               /* the lines, joined, once all are in */
 };
 
+/*
+ * KEYS: job, chunk, work. ARGV: K, now, the entry's id. nil: the job is
+ * gone; {'landed'}: ran before; else state, task, timeout_ms, retries,
+ * retry_on, the items, and the entry's delivery count (its attempt).
+ */
 static const char fetch_script[] =
 	"local h = redis.call('HMGET', KEYS[1], 'task', 'timeout_ms', 'retries', 'retry_on',"
 	" 'state', 'c:' .. ARGV[1])\n"
@@ -58,7 +63,9 @@ static const char fetch_script[] =
 	"if h[5] == 'queued' then redis.call('HSET', KEYS[1], 'state', 'running',"
 	" 'started_at', ARGV[2]) end\n"
 	"local body = redis.call('GET', KEYS[2])\n"
-	"return {h[5], h[1], h[2] or '-1', h[3] or '0', h[4] or '0', body or ''}\n";
+	"local p = redis.call('XPENDING', KEYS[3], '" CJ_GROUP "', ARGV[3], ARGV[3], 1)\n"
+	"local d = (p[1] and p[1][4]) or 1\n"
+	"return {h[5], h[1], h[2] or '-1', h[3] or '0', h[4] or '0', body or '', tostring(d)}\n";
 
 /*
  * KEYS: job, results, work, chunk. ARGV: K, ok, failed, lines, entry id,
@@ -251,6 +258,7 @@ static void start(struct cj_run *run, redisReply *const *f)
 	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
 	struct fp_ndjson_error nerr;
 	char task[256], label[96];
+	int64_t deliveries;
 	size_t n = 0;
 	int r;
 
@@ -279,6 +287,27 @@ static void start(struct cj_run *run, redisReply *const *f)
 	co.timeout_ms = elem_i64(f[2], -1);
 	co.retries = (unsigned)elem_i64(f[3], 0);
 	co.retry_on = (unsigned)elem_i64(f[4], 0);
+	/*
+	 * Delivered again: the node that had it stopped refreshing it (killed,
+	 * cut off) and its items may have been running there, as a worker's
+	 * are when it dies. Each delivery is an attempt, counted against the
+	 * job's retries like a crash (for a retry_on that retries crashes).
+	 */
+	deliveries = elem_i64(f[6], 1);
+	if (deliveries > 1) {
+		int64_t extra = deliveries - 1;
+
+		if (!(co.retry_on ? co.retry_on & FP_RETRY_CRASH : true) ||
+		    extra > (int64_t)co.retries) {
+			char why[160];
+
+			snprintf(why, sizeof(why), "the node running this item's chunk stopped (killed"
+				 " or cut off) %" PRId64 " time(s); retries: %u", extra, co.retries);
+			fail_all(run, FP_ITEM_CRASH, why);
+			return;
+		}
+		co.retries -= (unsigned)extra;
+	}
 	snprintf(label, sizeof(label), "job %s chunk %" PRIu64, run->e.job, run->e.chunk);
 	co.label = label;
 	r = fp_pool_map_async(cj->pool, task, run->items, n, &co, on_item, on_done, run,
@@ -322,7 +351,7 @@ static void fetch_cb(fp_redis *r, int status, redisReply *reply, void *data)
 		run_end(run);
 		return;
 	}
-	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 6) {
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 7) {
 		run_end(run);
 		return;
 	}
@@ -390,11 +419,13 @@ static void take(fp_cluster_jobs *cj, const redisReply *entry)
 			chunk_key = k;
 		}
 		if (job_key && chunk_key) {
-			const char *argv[] = { "EVAL", fetch_script, "2", job_key, chunk_key, kbuf, now };
+			const char *argv[] = { "EVAL", fetch_script, "3", job_key, chunk_key,
+					       cj->work_key, kbuf, now, run->entry_id };
 			size_t argl[] = { 4, sizeof(fetch_script) - 1, 1, strlen(job_key),
-					  strlen(chunk_key), strlen(kbuf), strlen(now) };
+					  strlen(chunk_key), strlen(cj->work_key), strlen(kbuf),
+					  strlen(now), strlen(run->entry_id) };
 
-			r = fp_redis_command(cj->cmd, fetch_cb, run, 7, argv, argl);
+			r = fp_redis_command(cj->cmd, fetch_cb, run, 9, argv, argl);
 		}
 		free(chunk_key);
 		free(job_key);
