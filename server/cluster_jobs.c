@@ -93,10 +93,14 @@ static struct fp_cluster_op *op_new(fp_cluster_jobs *cj, void *data)
 
 static void on_cmd_state(fp_redis *r, enum fp_redis_state st, const char *why, void *data)
 {
+	fp_cluster_jobs *cj = data;
+
 	(void)r;
 	(void)why;
 	if (st == FP_REDIS_READY)
-		fp__cj_run_ready(data);
+		fp__cj_run_ready(cj);
+	else
+		cj->ready_at = 0;
 }
 
 static void on_pull_state(fp_redis *r, enum fp_redis_state st, const char *why, void *data)

@@ -34,6 +34,7 @@ struct fp_cluster_jobs {
 	bool pulling;              /* an XREADGROUP is out */
 	bool group_made;           /* XGROUP CREATE answered on this connection */
 	bool claiming;             /* an XAUTOCLAIM is out */
+	uint64_t ready_at;         /* monotonic ms the command connection came up; 0: down */
 	struct cj_run *runs;       /* chunks taken: fetched, running or writing */
 	unsigned nruns;
 	fp_timer tick, retry;

@@ -643,10 +643,22 @@ static void pull(fp_cluster_jobs *cj)
 	}
 }
 
+static void refresh(fp_cluster_jobs *cj);
+
 void fp__cj_run_ready(fp_cluster_jobs *cj)
 {
 	struct cj_run *run, *next;
 
+	if (ready(cj) && cj->ready_at == 0) {
+		/*
+		 * Back (or first) on the command connection: ours are made young
+		 * at once, and nothing is claimed for one visibility period, so
+		 * that every live node that lost Redis too has refreshed its own
+		 * first (their idle times may have run on while Redis was away).
+		 */
+		cj->ready_at = fp_now_ms();
+		refresh(cj);
+	}
 	/* Outcomes that waited for Redis go first. */
 	if (ready(cj))
 		for (run = cj->runs; run; run = next) {
@@ -734,7 +746,7 @@ void fp__cj_run_tick(fp_timer *t)
 	refresh(cj);
 	cap = capacity(cj);
 	busy = taking(cj);
-	if (cj->claiming || busy >= cap)
+	if (cj->claiming || busy >= cap || fp_now_ms() - cj->ready_at < cj->visibility_ms)
 		return;
 	snprintf(idle, sizeof(idle), "%" PRIu64, cj->visibility_ms);
 	snprintf(count, sizeof(count), "%u", cap - busy);

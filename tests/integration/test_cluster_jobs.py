@@ -9,8 +9,10 @@
 - A 100k-item map (retries=1) with node C SIGKILLed mid-way completes,
   every item exactly once (the results stream has each index once, with
   its value), C's chunks taken over by the others.
-- Redis stopped and restarted mid-map (appendonly yes, in the test's temp
-  dir) under the nodes: the map completes, every item once.
+- Redis stopped for longer than the visibility timeout and started again
+  mid-map (appendonly yes, in the test's temp dir) under the nodes: the map
+  completes, every item once and none failed (nothing taken from a live
+  node, the outcomes kept meanwhile written).
 - Two clusters with different prefixes on one Redis do not see each
   other's jobs; submissions while Redis is away get 503 store_unavailable.
 - An Idempotency-Key holds across nodes: the same request on another node
@@ -200,7 +202,15 @@ class ClusterJobsTest(unittest.TestCase):
                    (metric(b, "forkpool_cluster_chunks_run_total") or 0) >= 3, 30,
                    interval=0.005, what="chunks landing")
         self.assertEqual(r.command("HGET", "forkpool:job:" + job["id"], "state"), "running")
-        r.restart()
+        r.stop()
+        for d in (a, b):
+            wait_until(lambda: d.get("/v1/health").json()["cluster"] == "disconnected", 10,
+                       what="the nodes seeing Redis gone")
+        # An outage longer than the visibility timeout (5 s): the chunks the
+        # nodes held look idle once Redis is back, and must not be taken
+        # from their live nodes (nor their outcomes, kept meanwhile, lost).
+        time.sleep(6)
+        r.start()
         # The nodes reconnect with their backoff; meanwhile reads are 503.
         wait_until(lambda: b.get("/v1/jobs/" + job["id"]).status == 200, 20,
                    interval=0.1, what="node b reading the job again")
