@@ -126,6 +126,12 @@ class ClusterJobsTest(unittest.TestCase):
         fail = a.post("/v1/apply?wait=30", {"task": "fail", "args": "no"})
         self.assertEqual(fail.json()["state"], "failed", fail)
         self.assertEqual(fail.json()["error"]["type"], "task_error")
+        # The job's options travel with it: a timeout set on A holds on the node that runs it.
+        slow = b.post("/v1/map?wait=30", {"task": "sleep", "items": [5000, 5000],
+                                          "timeout_ms": 200})
+        self.assertEqual(slow.json()["state"], "failed", slow)
+        self.assertEqual({x["error"]["type"] for x in self.results(c, slow.json()["id"])},
+                         {"timeout"})
 
         # Cancel on C a job that runs on A and B: it ends cancelled everywhere.
         slow = self.map_ndjson(a, "sleep", [300] * 300)
