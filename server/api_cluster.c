@@ -13,7 +13,7 @@
 #include "api_impl.h"
 #include "cluster_jobs.h"
 
-enum creq_what { CR_SUBMIT, CR_GET, CR_DELETE, CR_RESULTS };
+enum creq_what { CR_SUBMIT, CR_GET, CR_DELETE, CR_RESULTS, CR_LIST };
 
 struct api_creq {
 	fp_api *api;
@@ -533,6 +533,67 @@ void fp__api_cluster_job(fp_api *api, fp_http_request *req, enum fp_api_job_op w
 		r = fp_cluster_jobs_cancel(api->cjobs, id, cancel_cb, c, &c->op);
 	else
 		r = fp_cluster_jobs_get(api->cjobs, id, doc_cb, c, &c->op);
+	if (r < 0)
+		fail(c, r);
+}
+
+/* --- the list ---------------------------------------------------------------- */
+
+static void list_cb(void *data, int status, const struct fp_cluster_doc *docs,
+		    const uint64_t *places, size_t n)
+{
+	struct api_creq *c = data;
+	fp_http_request *req = c->req;
+	size_t i, limit = (size_t)c->wait_ms;
+	struct sbuf b;
+
+	c->op = NULL;
+	if (status == -ENOENT) {
+		creq_free(c, false);
+		fp__api_error(req, 400, "bad_request", "?after=%s: no job with that id is kept"
+			      " (any more); page with the \"next\" of the previous answer,"
+			      " which outlives its job", fp_http_query(req, "after"));
+		return;
+	}
+	if (status < 0) {
+		fail(c, status);
+		return;
+	}
+	sbuf_init(&b);
+	sbuf_adds(&b, "{\"jobs\":[");
+	for (i = 0; i < n && i < limit; i++) {
+		if (i)
+			sbuf_adds(&b, ",");
+		doc_json(&b, &docs[i]);
+		sbuf_adds(&b, "}");
+	}
+	if (n > limit)
+		sbuf_printf(&b, "],\"next\":\"%llu\"}", (unsigned long long)places[limit - 1]);
+	else
+		sbuf_adds(&b, "],\"next\":null}");
+	creq_free(c, false);
+	fp__api_json(req, 200, &b);
+	sbuf_free(&b);
+}
+
+void fp__api_cluster_list(fp_api *api, fp_http_request *req, const char *state, size_t limit)
+{
+	const char *after = fp_http_query(req, "after");
+	struct api_creq *c;
+	int r;
+
+	if (after && !(strlen(after) == 32 && strspn(after, "0123456789abcdef") == 32) &&
+	    !(after[0] >= '1' && after[0] <= '9' && strspn(after, "0123456789") == strlen(after) &&
+	      strlen(after) <= 19)) {
+		fp__api_error(req, 400, "bad_request", "?after= takes the \"next\" of a previous"
+			      " answer (or a job's id), not '%.100s'", after);
+		return;
+	}
+	if (!(c = creq_new(api, req, CR_LIST)))
+		return;
+	c->wait_ms = (int64_t)limit;           /* the page's size, for list_cb */
+	/* One more than the page: whether there is a next one. */
+	r = fp_cluster_jobs_list(api->cjobs, after, limit + 1, state, list_cb, c, &c->op);
 	if (r < 0)
 		fail(c, r);
 }

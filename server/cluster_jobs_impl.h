@@ -22,6 +22,7 @@ struct fp_cluster_jobs {
 	struct fp_dlog *log;
 	char *prefix, *name;
 	char *work_key, *cancel_channel;
+	char *seq_key, *jobs_key, *job_prefix;     /* P seq, P jobs, P job: */
 	uint64_t ttl_ms, visibility_ms, tick_ms;
 
 	fp_redis *cmd;       /* commands: submissions, reads, outcomes, claims */

@@ -15,6 +15,8 @@
   node, the outcomes kept meanwhile written).
 - Two clusters with different prefixes on one Redis do not see each
   other's jobs; submissions while Redis is away get 503 store_unavailable.
+- GET /v1/jobs on any node lists the cluster's jobs, newest first, paged
+  by its cursor, filtered by state; a deleted job leaves it.
 - An Idempotency-Key holds across nodes: the same request on another node
   is that job (200, Idempotent-Replayed), another request 409; a deleted
   job frees its key.
@@ -271,6 +273,39 @@ class ClusterJobsTest(unittest.TestCase):
         self.assertNotEqual(fresh.json()["id"], first.json()["id"])
         self.assertEqual(r.command("GET", "forkpool:idem:order-1234").split()[0],
                          fresh.json()["id"])
+
+    # --- the list --------------------------------------------------------------
+
+    def test_job_list_is_the_clusters_on_every_node(self):
+        r = self.redis()
+        a = self.node(r.url, "a")
+        b = self.node(r.url, "b")
+        ids = [self.map_ndjson(a if i % 2 else b, "square", [i], query="&wait=30",
+                               status=200)["id"] for i in range(5)]
+        failed = a.post("/v1/apply?wait=30", {"task": "fail", "args": "x"}).json()["id"]
+        for node in (a, b):
+            page = node.get("/v1/jobs").json()
+            self.assertEqual([j["id"] for j in page["jobs"]], [failed] + ids[::-1])
+            self.assertIsNone(page["next"])
+        # Paged by the cursor, two at a time, newest first, the same on both nodes.
+        seen, after = [], None
+        while True:
+            page = (a if len(seen) % 4 else b).get(
+                "/v1/jobs?limit=2" + ("&after=" + after if after else "")).json()
+            seen += [j["id"] for j in page["jobs"]]
+            after = page["next"]
+            if after is None:
+                break
+        self.assertEqual(seen, [failed] + ids[::-1])
+        self.assertEqual([j["id"] for j in b.get("/v1/jobs?state=failed").json()["jobs"]],
+                         [failed])
+        self.assertEqual([j["id"] for j in a.get("/v1/jobs?after=" + ids[2]).json()["jobs"]],
+                         [ids[1], ids[0]])
+        # A job deleted leaves the list; a cursor naming no kept job is refused.
+        self.assertEqual(a.delete("/v1/jobs/" + ids[4]).status, 204)
+        self.assertNotIn(ids[4], [j["id"] for j in b.get("/v1/jobs").json()["jobs"]])
+        error_of(self, b.get("/v1/jobs?after=" + ids[4]), 400, "bad_request")
+        error_of(self, b.get("/v1/jobs?after=x1"), 400, "bad_request")
 
     # --- two clusters on one Redis -----------------------------------------
 
