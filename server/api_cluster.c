@@ -13,6 +13,9 @@
 #include "api_impl.h"
 #include "cluster_jobs.h"
 
+/* DELETE waits this long for a cancelled job's chunks to land (api_jobs.c's wait). */
+#define CANCEL_WAIT_MS 5000
+
 enum creq_what { CR_SUBMIT, CR_GET, CR_DELETE, CR_RESULTS, CR_LIST };
 
 struct api_creq {
@@ -491,7 +494,6 @@ static void cancel_cb(void *data, int status)
 {
 	struct api_creq *c = data;
 	fp_http_request *req = c->req;
-	int r;
 
 	c->op = NULL;
 	if (status < 0) {
@@ -499,8 +501,10 @@ static void cancel_cb(void *data, int status)
 	} else if (status == 0) {
 		creq_free(c, false);
 		fp_http_respond(req, 204, NULL, NULL, 0);
-	} else if ((r = fp_cluster_jobs_get(c->api->cjobs, c->id, doc_cb, c, &c->op)) < 0) {
-		fail(c, r);
+	} else {
+		/* As on one node: the answer waits a little for the cancel to settle everywhere. */
+		c->wait_ms = CANCEL_WAIT_MS;
+		wait_for_end(c, false);
 	}
 }
 

@@ -608,15 +608,17 @@ int fp_cluster_jobs_get(fp_cluster_jobs *cj, const char *id, fp_cluster_doc_cb c
 
 /*
  * A finished job (finished_at set) is forgotten; an unfinished one is
- * marked cancelled and announced. The state and the message go together,
- * so a node that pulls a chunk of it after the message reads the state.
+ * marked (cancel) and announced. The mark and the message go together, so
+ * a node that pulls a chunk of it after the message reads the mark. The
+ * state becomes "cancelled" when the last chunk lands (land_script), every
+ * item accounted for, as a single node's cancelled job is.
  */
 static const char cancel_script[] =
 	"local h = redis.call('HMGET', KEYS[1], 'state', 'finished_at')\n"
 	"if not h[1] then return -1 end\n"
 	"if h[2] and h[2] ~= '0' then redis.call('DEL', KEYS[1], KEYS[2])"
 	" redis.call('ZREM', KEYS[3], ARGV[2]) return 0 end\n"
-	"redis.call('HSET', KEYS[1], 'state', 'cancelled')\n"
+	"redis.call('HSET', KEYS[1], 'cancel', '1')\n"
 	"redis.call('PUBLISH', ARGV[1], ARGV[2])\n"
 	"return 1\n";
 

@@ -31,7 +31,12 @@
 /* Outcome bytes kept for Redis while it is away, at most (see write_lost). */
 #define UNWRITTEN_MAX (64u * 1024 * 1024)
 
-enum run_state { RUN_FETCHING, RUN_RUNNING, RUN_WRITING, RUN_UNWRITTEN };
+/*
+ * RUN_REFETCH: taken, but Redis went away before the chunk could be read:
+ * kept (and refreshed) to be read again on reconnect, rather than left to
+ * be claimed later, which would count an attempt for items that never ran.
+ */
+enum run_state { RUN_FETCHING, RUN_REFETCH, RUN_RUNNING, RUN_WRITING, RUN_UNWRITTEN };
 
 struct cj_run {
 	fp_cluster_jobs *cj;           /* NULL: orphaned, the pool's done frees it */
@@ -57,10 +62,11 @@ struct cj_run {
  */
 static const char fetch_script[] =
 	"local h = redis.call('HMGET', KEYS[1], 'task', 'timeout_ms', 'retries', 'retry_on',"
-	" 'state', 'c:' .. ARGV[1])\n"
+	" 'state', 'c:' .. ARGV[1], 'cancel')\n"
 	"if not h[1] then return false end\n"
 	"if h[6] then return {'landed'} end\n"
-	"if h[5] == 'queued' then redis.call('HSET', KEYS[1], 'state', 'running',"
+	"if h[7] then h[5] = 'cancelled'\n"
+	"elseif h[5] == 'queued' then redis.call('HSET', KEYS[1], 'state', 'running',"
 	" 'started_at', ARGV[2]) end\n"
 	"local body = redis.call('GET', KEYS[2])\n"
 	"local p = redis.call('XPENDING', KEYS[3], '" CJ_GROUP "', ARGV[3], ARGV[3], 1)\n"
@@ -82,11 +88,11 @@ static const char land_script[] =
 	"local failed = redis.call('HINCRBY', KEYS[1], 'failed', ARGV[3])\n"
 	"ack()\n"
 	"redis.call('DEL', KEYS[4])\n"
-	"local h = redis.call('HMGET', KEYS[1], 'total', 'state', 'kind', 'ttl_ms')\n"
+	"local h = redis.call('HMGET', KEYS[1], 'total', 'cancel', 'kind', 'ttl_ms')\n"
 	"if h[3] == 'apply' then redis.call('HSET', KEYS[1], 'o', ARGV[4]) end\n"
 	"if done + failed < tonumber(h[1]) then return 1 end\n"
-	"local st = h[2]\n"
-	"if st ~= 'cancelled' then if failed > 0 then st = 'failed' else st = 'done' end end\n"
+	"local st = 'done'\n"
+	"if h[2] then st = 'cancelled' elseif failed > 0 then st = 'failed' end\n"
 	"redis.call('HSET', KEYS[1], 'state', st, 'finished_at', ARGV[6])\n"
 	"redis.call('XADD', KEYS[2], '*', 'end', st)\n"
 	"redis.call('PEXPIRE', KEYS[1], h[4])\n"
@@ -331,9 +337,13 @@ static void fetch_cb(fp_redis *r, int status, redisReply *reply, void *data)
 		run_free(run);
 		return;
 	}
-	if (status < 0 || reply->type == REDIS_REPLY_ERROR) {
+	if (status < 0) {
+		run->state = RUN_REFETCH;      /* read again when Redis is back */
+		return;
+	}
+	if (reply->type == REDIS_REPLY_ERROR) {
 		/* Not taken after all: pending, and claimed again once it idles. */
-		if (status == 0 && cj->log)
+		if (cj->log)
 			fp_dlog_warn(cj->log, "cluster: chunk %" PRIu64 " of job %s: %s",
 				     run->e.chunk, run->e.job, reply->str);
 		run_end(run);
@@ -356,6 +366,44 @@ static void fetch_cb(fp_redis *r, int status, redisReply *reply, void *data)
 		return;
 	}
 	start(run, reply->element);
+}
+
+/* Read the chunk and its job's options (fetch_script), and mark the job running. */
+static void fetch(struct cj_run *run)
+{
+	fp_cluster_jobs *cj = run->cj;
+	char kbuf[24], now[24];
+	char *job_key = fp__cj_key(cj, "job:", run->e.job, NULL);
+	char *chunk_key;
+	int r = -ENOMEM;
+
+	run->state = RUN_FETCHING;
+	snprintf(kbuf, sizeof(kbuf), "%" PRIu64, run->e.chunk);
+	snprintf(now, sizeof(now), "%" PRIu64, wall_ms());
+	chunk_key = job_key ? fp__cj_key(cj, "job:", run->e.job, ":chunk:") : NULL;
+	if (chunk_key) {
+		char *k = malloc(strlen(chunk_key) + strlen(kbuf) + 1);
+
+		if (k)
+			sprintf(k, "%s%s", chunk_key, kbuf);
+		free(chunk_key);
+		chunk_key = k;
+	}
+	if (job_key && chunk_key) {
+		const char *argv[] = { "EVAL", fetch_script, "3", job_key, chunk_key,
+				       cj->work_key, kbuf, now, run->entry_id };
+		size_t argl[] = { 4, sizeof(fetch_script) - 1, 1, strlen(job_key),
+				  strlen(chunk_key), strlen(cj->work_key), strlen(kbuf),
+				  strlen(now), strlen(run->entry_id) };
+
+		r = fp_redis_command(cj->cmd, fetch_cb, run, 9, argv, argl);
+	}
+	free(chunk_key);
+	free(job_key);
+	if (r == -ENOTCONN)
+		run->state = RUN_REFETCH;
+	else if (r < 0)
+		run_free(run);        /* out of memory: pending, claimed again later */
 }
 
 /* An entry XREADGROUP or XAUTOCLAIM gave: [id, [field, value, ...]]. */
@@ -401,37 +449,7 @@ static void take(fp_cluster_jobs *cj, const redisReply *entry)
 		cj->runs->prev = run;
 	cj->runs = run;
 	cj->nruns++;
-	{
-		char kbuf[24], now[24];
-		char *job_key = fp__cj_key(cj, "job:", run->e.job, NULL);
-		char *chunk_key;
-		int r = -ENOMEM;
-
-		snprintf(kbuf, sizeof(kbuf), "%" PRIu64, run->e.chunk);
-		snprintf(now, sizeof(now), "%" PRIu64, wall_ms());
-		chunk_key = job_key ? fp__cj_key(cj, "job:", run->e.job, ":chunk:") : NULL;
-		if (chunk_key) {
-			char *k = malloc(strlen(chunk_key) + strlen(kbuf) + 1);
-
-			if (k)
-				sprintf(k, "%s%s", chunk_key, kbuf);
-			free(chunk_key);
-			chunk_key = k;
-		}
-		if (job_key && chunk_key) {
-			const char *argv[] = { "EVAL", fetch_script, "3", job_key, chunk_key,
-					       cj->work_key, kbuf, now, run->entry_id };
-			size_t argl[] = { 4, sizeof(fetch_script) - 1, 1, strlen(job_key),
-					  strlen(chunk_key), strlen(cj->work_key), strlen(kbuf),
-					  strlen(now), strlen(run->entry_id) };
-
-			r = fp_redis_command(cj->cmd, fetch_cb, run, 9, argv, argl);
-		}
-		free(chunk_key);
-		free(job_key);
-		if (r < 0)
-			run_free(run);
-	}
+	fetch(run);
 }
 
 /* --- landing ---------------------------------------------------------------- */
@@ -552,7 +570,8 @@ static unsigned taking(const fp_cluster_jobs *cj)
 	unsigned n = 0;
 
 	for (run = cj->runs; run; run = run->next)
-		n += run->state == RUN_FETCHING || run->state == RUN_RUNNING;
+		n += run->state == RUN_FETCHING || run->state == RUN_REFETCH ||
+		     run->state == RUN_RUNNING;
 	return n;
 }
 
@@ -659,12 +678,14 @@ void fp__cj_run_ready(fp_cluster_jobs *cj)
 		cj->ready_at = fp_now_ms();
 		refresh(cj);
 	}
-	/* Outcomes that waited for Redis go first. */
+	/* Outcomes that waited for Redis go first, then chunks taken and not read. */
 	if (ready(cj))
 		for (run = cj->runs; run; run = next) {
 			next = run->next;
 			if (run->state == RUN_UNWRITTEN)
 				land_send(run);
+			else if (run->state == RUN_REFETCH)
+				fetch(run);
 		}
 	pull(cj);
 }
@@ -784,7 +805,7 @@ bool fp_cluster_jobs_settled(fp_cluster_jobs *cj)
 	if (!cj)
 		return true;
 	for (run = cj->runs; run; run = run->next)
-		if (run->state != RUN_UNWRITTEN)
+		if (run->state != RUN_UNWRITTEN && run->state != RUN_REFETCH)
 			return false;
 	fp__cj_close(cj);
 	return fp_redis_settled(cj->cmd) && fp_redis_settled(cj->pull) &&
