@@ -58,7 +58,10 @@ struct cj_run {
 /*
  * KEYS: job, chunk, work. ARGV: K, now, the entry's id. nil: the job is
  * gone; {'landed'}: ran before; else state, task, timeout_ms, retries,
- * retry_on, the items, and the entry's delivery count (its attempt).
+ * retry_on, the items, and how many times the chunk was read to run
+ * (f:K, counted here: its attempt). Not the entry's delivery count: an
+ * entry delivered whose XREADGROUP answer was lost with the connection is
+ * delivered again without having run anywhere.
  */
 static const char fetch_script[] =
 	"local h = redis.call('HMGET', KEYS[1], 'task', 'timeout_ms', 'retries', 'retry_on',"
@@ -69,8 +72,8 @@ static const char fetch_script[] =
 	"elseif h[5] == 'queued' then redis.call('HSET', KEYS[1], 'state', 'running',"
 	" 'started_at', ARGV[2]) end\n"
 	"local body = redis.call('GET', KEYS[2])\n"
-	"local p = redis.call('XPENDING', KEYS[3], '" CJ_GROUP "', ARGV[3], ARGV[3], 1)\n"
-	"local d = (p[1] and p[1][4]) or 1\n"
+	"local d = 1\n"
+	"if h[5] ~= 'cancelled' then d = redis.call('HINCRBY', KEYS[1], 'f:' .. ARGV[1], 1) end\n"
 	"return {h[5], h[1], h[2] or '-1', h[3] or '0', h[4] or '0', body or '', tostring(d)}\n";
 
 /*
@@ -294,10 +297,11 @@ static void start(struct cj_run *run, redisReply *const *f)
 	co.retries = (unsigned)elem_i64(f[3], 0);
 	co.retry_on = (unsigned)elem_i64(f[4], 0);
 	/*
-	 * Delivered again: the node that had it stopped refreshing it (killed,
-	 * cut off) and its items may have been running there, as a worker's
-	 * are when it dies. Each delivery is an attempt, counted against the
-	 * job's retries like a crash (for a retry_on that retries crashes).
+	 * Read to run before: the node that had it stopped refreshing it
+	 * (killed, cut off) and its items may have been running there, as a
+	 * worker's are when it dies. Each such read is an attempt, counted
+	 * against the job's retries like a crash (for a retry_on that retries
+	 * crashes).
 	 */
 	deliveries = elem_i64(f[6], 1);
 	if (deliveries > 1) {
