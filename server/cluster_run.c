@@ -718,11 +718,16 @@ static void claim_cb(fp_redis *r, int status, redisReply *reply, void *data)
 	for (i = 0; reply->type == REDIS_REPLY_ARRAY && i < reply->elements; i++) {
 		if (cj->leaving)
 			break;
+		const redisReply *e = reply->element[i];
+
+		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+		    e->element[0]->type != REDIS_REPLY_STRING)
+			continue;
 		cj->stats.chunks_claimed++;
 		if (cj->log)
 			fp_dlog_info(cj->log, "cluster: took over work entry %s (its node stopped"
-				     " refreshing it)", reply->element[i]->element[0]->str);
-		take(cj, reply->element[i]);
+				     " refreshing it)", e->element[0]->str);
+		take(cj, e);
 	}
 }
 
