@@ -56,12 +56,14 @@ struct cj_run {
 };
 
 /*
- * KEYS: job, chunk, work. ARGV: K, now, the entry's id. nil: the job is
- * gone; {'landed'}: ran before; else state, task, timeout_ms, retries,
- * retry_on, the items, and how many times the chunk was read to run
- * (f:K, counted here: its attempt). Not the entry's delivery count: an
- * entry delivered whose XREADGROUP answer was lost with the connection is
- * delivered again without having run anywhere.
+ * KEYS: job, chunk, work. ARGV: K, now, the entry's id, this node's name.
+ * nil: the job is gone; {'landed'}: ran before; else state, task,
+ * timeout_ms, retries, retry_on, the items, and how many nodes read the
+ * chunk to run it, one after the other (f:K, counted here when r:K, the
+ * last reader, is another node: its attempt). Not the entry's delivery
+ * count: an entry whose XREADGROUP answer was lost with the connection is
+ * delivered again without having run anywhere; and a node reading again a
+ * chunk whose first answer it lost (Redis went away) is not a new attempt.
  */
 static const char fetch_script[] =
 	"local h = redis.call('HMGET', KEYS[1], 'task', 'timeout_ms', 'retries', 'retry_on',"
@@ -73,7 +75,14 @@ static const char fetch_script[] =
 	" 'started_at', ARGV[2]) end\n"
 	"local body = redis.call('GET', KEYS[2])\n"
 	"local d = 1\n"
-	"if h[5] ~= 'cancelled' then d = redis.call('HINCRBY', KEYS[1], 'f:' .. ARGV[1], 1) end\n"
+	"if h[5] ~= 'cancelled' then\n"
+	"  if redis.call('HGET', KEYS[1], 'r:' .. ARGV[1]) ~= ARGV[4] then\n"
+	"    d = redis.call('HINCRBY', KEYS[1], 'f:' .. ARGV[1], 1)\n"
+	"    redis.call('HSET', KEYS[1], 'r:' .. ARGV[1], ARGV[4])\n"
+	"  else\n"
+	"    d = tonumber(redis.call('HGET', KEYS[1], 'f:' .. ARGV[1]) or '1')\n"
+	"  end\n"
+	"end\n"
 	"return {h[5], h[1], h[2] or '-1', h[3] or '0', h[4] or '0', body or '', tostring(d)}\n";
 
 /*
@@ -395,12 +404,12 @@ static void fetch(struct cj_run *run)
 	}
 	if (job_key && chunk_key) {
 		const char *argv[] = { "EVAL", fetch_script, "3", job_key, chunk_key,
-				       cj->work_key, kbuf, now, run->entry_id };
+				       cj->work_key, kbuf, now, run->entry_id, cj->name };
 		size_t argl[] = { 4, sizeof(fetch_script) - 1, 1, strlen(job_key),
 				  strlen(chunk_key), strlen(cj->work_key), strlen(kbuf),
-				  strlen(now), strlen(run->entry_id) };
+				  strlen(now), strlen(run->entry_id), strlen(cj->name) };
 
-		r = fp_redis_command(cj->cmd, fetch_cb, run, 9, argv, argl);
+		r = fp_redis_command(cj->cmd, fetch_cb, run, 10, argv, argl);
 	}
 	free(chunk_key);
 	free(job_key);
