@@ -171,6 +171,8 @@ void fp__api_cluster_submit(fp_api *api, fp_http_request *req, enum fp_job_kind 
 void fp__api_cluster_job(fp_api *api, fp_http_request *req, enum fp_api_job_op what,
 			 const char *id);
 void fp__api_cluster_end(fp_api *api);
+/* GET /v1/jobs with --cluster: the cluster's apply and map jobs (state and limit checked). */
+void fp__api_cluster_list(fp_api *api, fp_http_request *req, const char *state, size_t limit);
 
 /* api_ui.c: the status page, with its headers. */
 void fp__api_ui(fp_api *api, fp_http_request *req);

@@ -204,11 +204,12 @@ void fp__api_jobs_list(fp_api *api, fp_http_request *req)
 	const char *st = fp_http_query(req, "state"), *lim = fp_http_query(req, "limit");
 	enum fp_job_state state;
 	size_t limit = LIST_DEFAULT, n, i;
-	uint64_t before;
+	uint64_t before = 0;
 	fp_job **jobs;
 	struct sbuf b;
 
-	if (fp__api_only_params(req, list_params) || list_after(api, req, &before) < 0)
+	if (fp__api_only_params(req, list_params) ||
+	    (!api->cjobs && list_after(api, req, &before) < 0))
 		return;
 	if (st && fp_job_state_parse(st, &state) < 0) {
 		fp__api_error(req, 400, "bad_request",
@@ -223,6 +224,11 @@ void fp__api_jobs_list(fp_api *api, fp_http_request *req)
 			return;
 		}
 		limit = v;
+	}
+	if (api->cjobs) {
+		/* With --cluster the list is the cluster's (api_cluster.c). */
+		fp__api_cluster_list(api, req, st, limit);
+		return;
 	}
 	/* One more than the page: whether there is a next one. */
 	jobs = calloc(limit + 1, sizeof(*jobs));

@@ -20,6 +20,7 @@ struct fp_cluster_op {
 		fp_cluster_submit_cb submit;
 		fp_cluster_doc_cb doc;
 		fp_cluster_status_cb status;
+		fp_cluster_list_cb list;
 	} cb;
 	void *data;
 	bool dropped;
@@ -93,10 +94,14 @@ static struct fp_cluster_op *op_new(fp_cluster_jobs *cj, void *data)
 
 static void on_cmd_state(fp_redis *r, enum fp_redis_state st, const char *why, void *data)
 {
+	fp_cluster_jobs *cj = data;
+
 	(void)r;
 	(void)why;
 	if (st == FP_REDIS_READY)
-		fp__cj_run_ready(data);
+		fp__cj_run_ready(cj);
+	else
+		cj->ready_at = 0;
 }
 
 static void on_pull_state(fp_redis *r, enum fp_redis_state st, const char *why, void *data)
@@ -184,6 +189,9 @@ void fp_cluster_jobs_free(fp_cluster_jobs *cj)
 	fp_redis_free(cj->pull);
 	fp_redis_free(cj->sub);
 	fp_redis_free(cj->follow);
+	free(cj->job_prefix);
+	free(cj->jobs_key);
+	free(cj->seq_key);
 	free(cj->cancel_channel);
 	free(cj->work_key);
 	free(cj->name);
@@ -214,7 +222,11 @@ int fp_cluster_jobs_new(fp_cluster_jobs **out, fp_loop *loop, fp_pool *pool,
 		goto err_nomem;
 	cj->work_key = fp__cj_key(cj, "work", NULL, NULL);
 	cj->cancel_channel = fp__cj_key(cj, "cancel", NULL, NULL);
-	if (!cj->work_key || !cj->cancel_channel)
+	cj->seq_key = fp__cj_key(cj, "seq", NULL, NULL);
+	cj->jobs_key = fp__cj_key(cj, "jobs", NULL, NULL);
+	cj->job_prefix = fp__cj_key(cj, "job:", NULL, NULL);
+	if (!cj->work_key || !cj->cancel_channel || !cj->seq_key || !cj->jobs_key ||
+	    !cj->job_prefix)
 		goto err_nomem;
 	if ((r = connect_one(cj, &cj->cmd, o, on_cmd_state, err, errlen)) < 0 ||
 	    (r = connect_one(cj, &cj->pull, o, on_pull_state, err, errlen)) < 0 ||
@@ -256,7 +268,9 @@ static void new_id(char out[33])
  * A submission in one script, so that the idempotency key's check and the
  * job's writing are one atomic step (as MULTI/EXEC would write it, but
  * MULTI cannot write only when a key is free). KEYS: the job's hash, its
- * results stream, the work stream, the idempotency key ("" for none).
+ * results stream, the work stream, the idempotency key ("" for none), the
+ * submission counter and the list of jobs (P seq, P jobs: the job's place
+ * in submission order, the list's cursor).
  * ARGV: id, the key's value ("ID HASH"), the key's TTL, the job's TTL, the
  * number of hash fields, the fields and values, the number of chunks, and
  * per chunk its first item, its count and its items. Chunk K's key is the
@@ -277,6 +291,9 @@ static const char submit_script[] =
 	"local h = {}\n"
 	"for i = 1, nf * 2 do h[i] = ARGV[5 + i] end\n"
 	"redis.call('HSET', KEYS[1], unpack(h))\n"
+	"local seq = redis.call('INCR', KEYS[5])\n"
+	"redis.call('HSET', KEYS[1], 'seq', seq)\n"
+	"redis.call('ZADD', KEYS[6], seq, ARGV[1])\n"
 	"local at = 6 + nf * 2\n"
 	"local nc = tonumber(ARGV[at])\n"
 	"for k = 0, nc - 1 do\n"
@@ -436,8 +453,9 @@ int fp_cluster_jobs_submit(fp_cluster_jobs *cj, enum fp_job_kind kind, const cha
 	if (body.oom)
 		goto out;
 	if (arg_s(&a, "EVAL") || arg(&a, submit_script, sizeof(submit_script) - 1) ||
-	    arg_s(&a, "4") || arg_s(&a, job_key) || arg_s(&a, results_key) ||
+	    arg_s(&a, "6") || arg_s(&a, job_key) || arg_s(&a, results_key) ||
 	    arg_s(&a, cj->work_key) || arg_s(&a, idem_key ? idem_key : "") ||
+	    arg_s(&a, cj->seq_key) || arg_s(&a, cj->jobs_key) ||
 	    arg_s(&a, id) || arg_s(&a, idem_value) || arg_u64(&a, cj->ttl_ms + IDEM_EXTRA_MS) ||
 	    arg_u64(&a, cj->ttl_ms) || arg_s(&a, "16") ||
 	    arg_s(&a, "kind") || arg_s(&a, fp_job_kind_name(kind)) ||
@@ -496,14 +514,11 @@ static uint64_t reply_u64(const redisReply *e)
 	return e->type == REDIS_REPLY_STRING ? strtoull(e->str, NULL, 10) : 0;
 }
 
-static int doc_parse(const redisReply *reply, const char *id, struct fp_cluster_doc *d)
+/* A job's fields (doc_fields' order) into *d. -ENOENT: no hash (no such job, or expired). */
+static int fields_parse(redisReply *const *e, const char *id, struct fp_cluster_doc *d)
 {
-	const redisReply *const *e = (const redisReply *const *)reply->element;
-
-	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != DOC_FIELDS)
-		return -EIO;
 	if (e[0]->type != REDIS_REPLY_STRING || e[2]->type != REDIS_REPLY_STRING)
-		return -ENOENT;        /* no hash: no such job (or it expired) */
+		return -ENOENT;
 	memset(d, 0, sizeof(*d));
 	snprintf(d->id, sizeof(d->id), "%s", id);
 	d->kind = !strcmp(e[0]->str, "apply") ? FP_JOB_APPLY : FP_JOB_MAP;
@@ -518,12 +533,18 @@ static int doc_parse(const redisReply *reply, const char *id, struct fp_cluster_
 	d->created_at = reply_u64(e[7]);
 	d->started_at = reply_u64(e[8]);
 	d->finished_at = reply_u64(e[9]);
-	/* Cancelled but with chunks still to account for: not finished yet. */
-	if (e[10]->type == REDIS_REPLY_STRING) {
+	if (e[10]->type == REDIS_REPLY_STRING && e[10]->len) {
 		d->outcome = e[10]->str;
 		d->outcome_len = e[10]->len;
 	}
 	return 0;
+}
+
+static int doc_parse(const redisReply *reply, const char *id, struct fp_cluster_doc *d)
+{
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != DOC_FIELDS)
+		return -EIO;
+	return fields_parse(reply->element, id, d);
 }
 
 static void doc_cb(fp_redis *r, int status, redisReply *reply, void *data)
@@ -587,14 +608,17 @@ int fp_cluster_jobs_get(fp_cluster_jobs *cj, const char *id, fp_cluster_doc_cb c
 
 /*
  * A finished job (finished_at set) is forgotten; an unfinished one is
- * marked cancelled and announced. The state and the message go together,
- * so a node that pulls a chunk of it after the message reads the state.
+ * marked (cancel) and announced. The mark and the message go together, so
+ * a node that pulls a chunk of it after the message reads the mark. The
+ * state becomes "cancelled" when the last chunk lands (land_script), every
+ * item accounted for, as a single node's cancelled job is.
  */
 static const char cancel_script[] =
 	"local h = redis.call('HMGET', KEYS[1], 'state', 'finished_at')\n"
 	"if not h[1] then return -1 end\n"
-	"if h[2] and h[2] ~= '0' then redis.call('DEL', KEYS[1], KEYS[2]); return 0 end\n"
-	"redis.call('HSET', KEYS[1], 'state', 'cancelled')\n"
+	"if h[2] and h[2] ~= '0' then redis.call('DEL', KEYS[1], KEYS[2])"
+	" redis.call('ZREM', KEYS[3], ARGV[2]) return 0 end\n"
+	"redis.call('HSET', KEYS[1], 'cancel', '1')\n"
 	"redis.call('PUBLISH', ARGV[1], ARGV[2])\n"
 	"return 1\n";
 
@@ -626,14 +650,15 @@ int fp_cluster_jobs_cancel(fp_cluster_jobs *cj, const char *id, fp_cluster_statu
 	job_key = fp__cj_key(cj, "job:", id, NULL);
 	results_key = fp__cj_key(cj, "results:", id, NULL);
 	if (op && job_key && results_key) {
-		const char *argv[] = { "EVAL", cancel_script, "2", job_key, results_key,
-				       cj->cancel_channel, id };
+		const char *argv[] = { "EVAL", cancel_script, "3", job_key, results_key,
+				       cj->jobs_key, cj->cancel_channel, id };
 		size_t lens[] = { 4, sizeof(cancel_script) - 1, 1, strlen(job_key),
-				  strlen(results_key), strlen(cj->cancel_channel), strlen(id) };
+				  strlen(results_key), strlen(cj->jobs_key),
+				  strlen(cj->cancel_channel), strlen(id) };
 
 		snprintf(op->id, sizeof(op->id), "%s", id);
 		op->cb.status = cb;
-		r = fp_redis_command(cj->cmd, cancel_cb, op, 7, argv, lens);
+		r = fp_redis_command(cj->cmd, cancel_cb, op, 8, argv, lens);
 	}
 	if (r == 0)
 		*opp = op;
@@ -642,4 +667,106 @@ int fp_cluster_jobs_cancel(fp_cluster_jobs *cj, const char *id, fp_cluster_statu
 	free(results_key);
 	free(job_key);
 	return r;
+}
+
+/* --- the list --------------------------------------------------------------- */
+
+/*
+ * KEYS: P jobs. ARGV: the cursor (0: from the newest; a number: jobs before
+ * that place; a job id: jobs before it), how many, a state ("" any), the
+ * jobs' key prefix. Answers -1 for an id no job has, else a flat array:
+ * per job its id, its place, and doc_fields' values ("" for none). Names
+ * of jobs gone (expired) are dropped from the list on the way.
+ */
+static const char list_script[] =
+	"local before = ARGV[1]\n"
+	"if string.len(before) == 32 then\n"
+	"  before = redis.call('HGET', ARGV[4] .. before, 'seq')\n"
+	"  if not before then return -1 end\n"
+	"end\n"
+	"local max = (before == '0') and '+inf' or ('(' .. before)\n"
+	"local want, got, out = tonumber(ARGV[2]), 0, {}\n"
+	"while got < want do\n"
+	"  local ids = redis.call('ZREVRANGEBYSCORE', KEYS[1], max, '-inf', 'WITHSCORES',"
+	" 'LIMIT', 0, 200)\n"
+	"  if #ids == 0 then break end\n"
+	"  for i = 1, #ids, 2 do\n"
+	"    max = '(' .. ids[i + 1]\n"
+	"    local h = redis.call('HMGET', ARGV[4] .. ids[i], 'kind', 'task', 'state', 'total',"
+	" 'done', 'failed', 'chunks', 'created_at', 'started_at', 'finished_at', 'o')\n"
+	"    if not h[3] then redis.call('ZREM', KEYS[1], ids[i])\n"
+	"    elseif ARGV[3] == '' or h[3] == ARGV[3] then\n"
+	"      got = got + 1\n"
+	"      out[#out + 1] = ids[i]\n"
+	"      out[#out + 1] = ids[i + 1]\n"
+	"      for k = 1, 11 do out[#out + 1] = h[k] or '' end\n"
+	"      if got >= want then break end\n"
+	"    end\n"
+	"  end\n"
+	"end\n"
+	"return out\n";
+
+static void list_cb(fp_redis *r, int status, redisReply *reply, void *data)
+{
+	struct fp_cluster_op *op = data;
+	struct fp_cluster_doc *docs = NULL;
+	uint64_t *seqs = NULL;
+	size_t n = 0, i, per = 2 + DOC_FIELDS;
+
+	(void)r;
+	if (status == 0 && reply->type == REDIS_REPLY_INTEGER)
+		status = -ENOENT;
+	else if (status == 0 && (reply->type != REDIS_REPLY_ARRAY || reply->elements % per))
+		status = -EIO;
+	if (status == 0 && reply->elements) {
+		n = reply->elements / per;
+		docs = calloc(n, sizeof(*docs));
+		seqs = calloc(n, sizeof(*seqs));
+		if (!docs || !seqs)
+			status = -ENOMEM;
+		for (i = 0; status == 0 && i < n; i++) {
+			redisReply *const *e = reply->element + i * per;
+
+			if (e[0]->type != REDIS_REPLY_STRING || e[0]->len > FP_CLUSTER_ID_MAX ||
+			    fields_parse(e + 2, e[0]->str, &docs[i]) < 0)
+				status = -EIO;
+			seqs[i] = reply_u64(e[1]);
+		}
+	}
+	if (!op->dropped)
+		op->cb.list(op->data, status, docs, seqs, status == 0 ? n : 0);
+	free(seqs);
+	free(docs);
+	free(op);
+}
+
+int fp_cluster_jobs_list(fp_cluster_jobs *cj, const char *after, size_t max,
+			 const char *state, fp_cluster_list_cb cb, void *data,
+			 struct fp_cluster_op **opp)
+{
+	struct fp_cluster_op *op;
+	char count[24];
+	int r;
+
+	if (fp_redis_state(cj->cmd) != FP_REDIS_READY)
+		return -ENOTCONN;
+	if (!(op = op_new(cj, data)))
+		return -ENOMEM;
+	op->cb.list = cb;
+	snprintf(count, sizeof(count), "%zu", max);
+	{
+		const char *argv[] = { "EVAL", list_script, "1", cj->jobs_key, after ? after : "0",
+				       count, state ? state : "", cj->job_prefix };
+		size_t argl[8];
+
+		for (size_t i = 0; i < 8; i++)
+			argl[i] = i == 1 ? sizeof(list_script) - 1 : strlen(argv[i]);
+		r = fp_redis_command(cj->cmd, list_cb, op, 8, argv, argl);
+	}
+	if (r < 0) {
+		free(op);
+		return r;
+	}
+	*opp = op;
+	return 0;
 }

@@ -18,6 +18,8 @@
  *                      its outcome lines), then one "end" entry (the state)
  *   P cancel           channel: the id of a job cancelled
  *   P idem:KEY         "ID HASH": the job an Idempotency-Key made
+ *   P seq, P jobs      the submission counter, and the jobs by it (sorted
+ *                      set): GET /v1/jobs's order and cursor
  * A finished job's hash and results expire with its TTL (PEXPIRE).
  *
  * Four connections, each for what would block the others: commands,
@@ -134,6 +136,18 @@ int fp_cluster_jobs_get(fp_cluster_jobs *cj, const char *id, fp_cluster_doc_cb c
 typedef void (*fp_cluster_status_cb)(void *data, int status);
 int fp_cluster_jobs_cancel(fp_cluster_jobs *cj, const char *id, fp_cluster_status_cb cb,
 			   void *data, struct fp_cluster_op **op);
+
+/*
+ * The jobs of the cluster newest first (by their place in submission
+ * order, P seq), up to `max`, only those in `state` (its name; NULL: any),
+ * after the cursor `after` (NULL or "0": from the newest; a place; a job's
+ * id). cb(0, docs, places, n); -ENOENT: `after` is an id no kept job has.
+ */
+typedef void (*fp_cluster_list_cb)(void *data, int status, const struct fp_cluster_doc *docs,
+				   const uint64_t *places, size_t n);
+int fp_cluster_jobs_list(fp_cluster_jobs *cj, const char *after, size_t max,
+			 const char *state, fp_cluster_list_cb cb, void *data,
+			 struct fp_cluster_op **op);
 
 /*
  * Follow a job's results stream from its start: batches of landed chunks,

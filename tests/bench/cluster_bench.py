@@ -18,7 +18,9 @@ with it), each stopped by pid at the end. Then, on the first node:
     the p50 and p90 round trip.
 Prints one line:
   result name=cluster nodes=K workers=W task=T items=N seconds=S rate=R
-         share=a:b share1=a cmds_per_item=C apply_p50_ms=P apply_p90_ms=Q
+         share=a:b share1_pct=A cmds_per_1k=C apply_p50_ms=P apply_p90_ms=Q
+(share: each node's fraction of the items; share1_pct: the first node's, in
+percent; cmds_per_1k: Redis commands per 1,000 items)
 """
 
 import http.client
@@ -125,7 +127,7 @@ def main(argv):
         after = [metric(p, "forkpool_cluster_items_run_total") for _, p in procs]
         ran = [a - b for a, b in zip(after, before)]
         share = ":".join("%.3f" % (r / n) for r in ran) if redis else "1.000"
-        share1 = ran[0] / n if redis else 1.0
+        share1 = 100.0 * ran[0] / n if redis else 100.0
 
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         rtts = []
@@ -140,9 +142,9 @@ def main(argv):
         conn.close()
         rtts.sort()
         print("result name=cluster nodes=%d workers=%d task=%s items=%d seconds=%.3f rate=%.1f"
-              " share=%s share1=%.3f cmds_per_item=%.4f apply_p50_ms=%.3f apply_p90_ms=%.3f"
+              " share=%s share1_pct=%.1f cmds_per_1k=%.1f apply_p50_ms=%.3f apply_p90_ms=%.3f"
               % (nodes, workers, task, n, secs, n / secs, share, share1,
-                 (c1 - c0) / n if redis else 0, rtts[len(rtts) // 2],
+                 1000.0 * (c1 - c0) / n if redis else 0, rtts[len(rtts) // 2],
                  rtts[len(rtts) * 9 // 10]), flush=True)
         return 0
     finally:
