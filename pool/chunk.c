@@ -1,7 +1,7 @@
 /*
  * What one chunk holds: the head entry's run as always, and, for tasks that
  * have lately run quickly, the runs of the entries behind it, so that many
- * small calls reach a worker in one write (pool_impl.h says why). Also the
+ * small calls reach a worker in one write (queue.h says why). Also the
  * record of how long each task ran, and lookups into a worker's chunk.
  */
 #include <stdlib.h>

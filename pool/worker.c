@@ -150,16 +150,13 @@ static pid_t fork_here(fp_pool *p, struct fp_worker *w, int sock, int log_wr)
 	return pid;
 }
 
-static int spawn_worker(fp_pool *p, unsigned slot, struct fp_worker **out)
+/* A new worker struct for `slot`, nothing acquired but itself; NULL: no memory. */
+static struct fp_worker *worker_alloc(fp_pool *p, unsigned slot)
 {
-	struct fp_worker *w;
-	int sv[2] = { -1, -1 }, lp[2] = { -1, -1 }, shm_fd = -1;
-	pid_t pid = 0;
-	int err;
+	struct fp_worker *w = calloc(1, sizeof(*w));
 
-	w = calloc(1, sizeof(*w));
 	if (!w)
-		return -ENOMEM;
+		return NULL;
 	w->pool = p;
 	w->fd = w->log_fd = -1;
 	w->slot = slot;
@@ -172,16 +169,29 @@ static int spawn_worker(fp_pool *p, unsigned slot, struct fp_worker **out)
 		w->tasks_limit = p->opts.max_tasks_per_child +
 			(p->opts.max_tasks_jitter ?
 			 next_rand(p) % ((uint64_t)p->opts.max_tasks_jitter + 1) : 0);
+	return w;
+}
+
+/*
+ * Its process: the shared page, the socketpair and the log pipe, handed to
+ * the zygote (or to a fork here when there is none, or it refuses). On
+ * success w holds the master's ends; on failure nothing is left open but
+ * w->shm, which the caller unmaps.
+ */
+static int worker_fork(fp_pool *p, struct fp_worker *w)
+{
+	int sv[2] = { -1, -1 }, lp[2] = { -1, -1 }, shm_fd = -1;
+	pid_t pid = 0;
+	int err;
 
 	err = shm_make(w, &shm_fd);
 	if (err)
-		goto err_free;
+		return err;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
 	    pipe2(lp, O_CLOEXEC) < 0) {
 		err = -errno;
 		goto err_fds;
 	}
-
 	if (!p->zygote || fp__zygote_spawn(p, w, sv[1], lp[1], shm_fd) < 0) {
 		pid = fork_here(p, w, sv[1], lp[1]);
 		if (pid < 0) {
@@ -197,6 +207,34 @@ static int spawn_worker(fp_pool *p, unsigned slot, struct fp_worker **out)
 	w->log_fd = lp[0];
 	fcntl(w->fd, F_SETFL, O_NONBLOCK);
 	fcntl(w->log_fd, F_SETFL, O_NONBLOCK);
+	return 0;
+
+err_fds:
+	if (sv[0] >= 0) {
+		close(sv[0]);
+		close(sv[1]);
+	}
+	if (lp[0] >= 0) {
+		close(lp[0]);
+		close(lp[1]);
+	}
+	close(shm_fd);
+	return err;
+}
+
+static int spawn_worker(fp_pool *p, unsigned slot, struct fp_worker **out)
+{
+	struct fp_worker *w;
+	pid_t pid;
+	int err;
+
+	w = worker_alloc(p, slot);
+	if (!w)
+		return -ENOMEM;
+	err = worker_fork(p, w);
+	if (err)
+		goto err_free;
+	pid = w->pid;             /* 0: the zygote's answer tells it */
 	w->started_ms = fp_now_ms();
 	w->spawn_ns = fp_now_ns();
 
@@ -223,18 +261,9 @@ static int spawn_worker(fp_pool *p, unsigned slot, struct fp_worker **out)
 		*out = w;
 	return 0;
 
-err_fds:
-	if (sv[0] >= 0) {
-		close(sv[0]);
-		close(sv[1]);
-	}
-	if (lp[0] >= 0) {
-		close(lp[0]);
-		close(lp[1]);
-	}
-	close(shm_fd);
-	munmap(w->shm, sizeof(*w->shm));
 err_free:
+	if (w->shm)
+		munmap(w->shm, sizeof(*w->shm));
 	fp_frame_reader_deinit(&w->reader);
 	free(w);
 	fp_log_error(&p->log, "cannot start worker %u: %s", slot, fp_strerror(err));
