@@ -48,6 +48,7 @@ struct fp_call {
 	char *task;                /* its own copy: the registry may be reloaded */
 	uint32_t name_len;
 	fp_item_cb on_item;
+	fp_items_cb on_items;      /* instead of on_item: results in runs */
 	fp_done_cb on_done;
 	void *data;
 	uint64_t timeout_ms;       /* 0: none */
@@ -56,7 +57,7 @@ struct fp_call {
 	size_t chunksize;          /* resolved, >= 1 */
 	struct fp_item *items;
 	size_t n;
-	char *arena;
+	char *arena;               /* the items' text, or NULL: borrowed from the caller */
 	size_t finished, ok, failed;
 	uint32_t task_ix;          /* its task's place in pool->task_us ... */
 	uint64_t reg_gen;          /* ... valid while this is pool->reg_gen */
@@ -88,6 +89,12 @@ struct fp_call_ops {
 	void (*sent)(struct fp_call *c, fp_pool *p, unsigned hops, uint32_t count);
 	/* Item `index` ended at stage `hop` of its chain, as r says. */
 	void (*item_end)(struct fp_call *c, unsigned hop, const struct fp_result *r);
+	/*
+	 * Optional: n items (r[0..n)) ended OK at the call's own task, answered
+	 * together: dispatch then hands the run over whole (item_end each,
+	 * else). Only for a call without chains, outputs or `blocked`.
+	 */
+	void (*items_end)(struct fp_call *c, const struct fp_result *r, size_t n);
 
 	/* Optional (0): the chain its items may run through now. */
 	unsigned (*hops)(const struct fp_call *c);
@@ -134,6 +141,15 @@ struct fp_call_ops {
 	 */
 	void (*chain_us)(struct fp_call *c, unsigned hops, uint64_t us);
 	void (*hop_us)(struct fp_call *c, unsigned hop, uint64_t us);
+};
+
+/* What a submit of apply or map asks for: its callbacks, and whether it borrows its items. */
+struct fp_call_spec {
+	fp_item_cb on_item;
+	fp_items_cb on_items;      /* instead of on_item */
+	fp_done_cb on_done;
+	void *data;
+	bool borrow;               /* the items' text stays the caller's until on_done */
 };
 
 /* Apply and map's (call.c). */

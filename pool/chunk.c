@@ -111,23 +111,22 @@ uint32_t fp__task_us(fp_pool *p, uint64_t reg_gen, uint32_t task_ix)
 	return e ? *e : FP_TASK_US_UNKNOWN;
 }
 
+uint32_t *fp__task_us_slot(fp_pool *p, const struct fp_call *c)
+{
+	return task_us_of(p, c);
+}
+
 void fp__task_us_record(fp_pool *p, const struct fp_call *c, uint64_t us)
 {
 	fp__task_ix_us_record(p, c->reg_gen, c->task_ix, us);
 }
 
-/* A run time for a task: up at once when slower, down by half the gap when quicker. */
 void fp__task_ix_us_record(fp_pool *p, uint64_t reg_gen, uint32_t task_ix, uint64_t us)
 {
 	uint32_t *e = task_us_at(p, reg_gen, task_ix);
-	uint32_t v = us > FP_FRAME_US_MAX ? FP_FRAME_US_MAX : (uint32_t)us;
 
-	if (!e)
-		return;
-	if (*e == FP_TASK_US_UNKNOWN || v >= *e)
-		*e = v;
-	else
-		*e -= (*e - v) / 2;
+	if (e)
+		fp__task_us_update(e, us);
 }
 
 bool fp__task_quick(fp_pool *p, const struct fp_call *c)

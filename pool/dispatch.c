@@ -470,6 +470,111 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 	fp__item_end(p, call, index, status, payload, h->len, payload, fp__worker_answer_pid(w), us, hop);
 }
 
+/*
+ * A run of answers of one segment, all OK (RESULTS entries), handed to the
+ * call whole: what handle_result() does for each, done once for the run
+ * where it can be. Answers read together arrived in one instant, so the
+ * first takes the time since the worker's last answer and the rest 0, as
+ * one by one.
+ */
+static void handle_results(struct fp_worker *w, const struct fp_frame_header *h,
+			   char *payload, uint32_t n, uint64_t now)
+{
+	fp_pool *p = w->pool;
+	struct fp_call *call = w->call;
+	struct fp_frame_results_walk k;
+	struct fp_result *r = p->answers;
+	uint32_t i, first, flags, len, *task_us;
+	uint64_t us;
+	pid_t pid;
+	bool retire = false;
+
+	/* process_frames() asked for no more than the segment owes, and only without a chain. */
+	if (!call || h->id != w->segs[w->seg].id0 + w->seg_acked || h->hop) {
+		worker_broken(w, "answered an item it was not given", FP_EPROTOCOL);
+		return;
+	}
+	first = w->segs[w->seg].first + w->seg_acked;
+	us = now > w->mark_ns ? (now - w->mark_ns) / 1000u : 0;
+	w->mark_ns = now;
+	count_duration(p, us);
+	p->duration_counts[0] += n - 1;
+	task_us = fp__task_us_slot(p, call);
+	pid = fp__worker_answer_pid(w);
+	fp_frame_results_walk_init(&k, payload, n);
+	for (i = 0; i < n; i++) {
+		const char *v = fp_frame_results_walk_next(&k, &flags, &len);
+		struct fp_item *it = &call->items[first + i];
+
+		/* It ran: its answer is the proof. */
+		fp__item_started(it);
+		r[i] = (struct fp_result){
+			.index = first + i,
+			.status = FP_ITEM_OK,
+			.value = v,
+			.value_len = len,
+			.attempts = it->attempts,
+			.pid = pid,
+			.duration_us = i ? 0 : us,
+		};
+		if (task_us)
+			fp__task_us_update(task_us, flags >> FP_FRAME_US_SHIFT);
+		retire |= (flags & FP_FRAME_RETIRE) != 0;
+	}
+
+	w->seg_acked += n;
+	w->acked += n;
+	if (w->seg_acked == w->segs[w->seg].count) {
+		if (call->ops->seg_end)
+			call->ops->seg_end(call);
+		if (w->segs[w->seg].chunk_end)
+			w->nchunks--;
+		if (w->seg + 1 < w->nsegs) {
+			w->seg++;
+			w->seg_acked = 0;
+			w->call = w->segs[w->seg].call;
+		}
+	}
+	w->tasks_done += n;
+	if (h->rss_kib)
+		w->rss_kib = h->rss_kib;
+	if (w->acked == w->count) {
+		w->call = NULL;
+		if (w->kill_reason == FP_KILL_NONE) {
+			fp_timer_stop(&w->deadline);
+			w->state = w->leaving ? FP_WORKER_RETIRING : FP_WORKER_IDLE;
+		}
+	}
+	if (retire)
+		fp__worker_retiring(w);
+	if (call->ops->ran)
+		call->ops->ran(call, 0, 0, n);
+	fp__items_ok(p, call, r, n);
+}
+
+/*
+ * How many answers of a RESULTS frame process_frames() may take at once:
+ * what the segment being answered still owes, when its call takes runs
+ * whole (items_end, no chain, no outputs, never paused); else one at a time.
+ */
+static uint32_t answers_run_max(struct fp_worker *w)
+{
+	const struct fp_call *c = w->call;
+	const struct fp_seg *g;
+	uint32_t left;
+
+	if (!c || !c->ops->items_end || c->ops->output || c->ops->blocked)
+		return 1;
+	g = &w->segs[w->seg];
+	if (g->hops)
+		return 1;
+	if (!w->pool->answers &&
+	    !(w->pool->answers = malloc(FP_ANSWERS_MAX * sizeof(*w->pool->answers))))
+		return 1;   /* one at a time is as right */
+	left = g->count - w->seg_acked;
+	return left < FP_ANSWERS_MAX ? left : FP_ANSWERS_MAX;
+}
+
 static void handle_emit(struct fp_worker *w, const struct fp_frame_header *h,
 			const char *payload)
 {
@@ -492,11 +597,15 @@ static void handle_emit(struct fp_worker *w, const struct fp_frame_header *h,
 }
 
 static void handle_frame(struct fp_worker *w, const struct fp_frame_header *h,
-			 const char *payload, uint64_t now)
+			 char *payload, uint32_t count, uint64_t now)
 {
 	fp_pool *p = w->pool;
 
 	switch (h->type) {
+	case FP_FRAME_RESULTS:
+		/* A run of a packed frame's answers (fp_frame_reader_next_run()). */
+		handle_results(w, h, payload, count, now);
+		break;
 	case FP_FRAME_READY:
 		/* An exec worker's READY lists the tasks its program announced. */
 		if (p->exec && fp__exec_set_tasks(p->exec, payload, h->len) < 0) {
@@ -568,7 +677,8 @@ static void pause_reading(struct fp_worker *w)
 static void process_frames(struct fp_worker *w, uint64_t now)
 {
 	struct fp_frame_header h;
-	const char *payload;
+	char *payload;
+	uint32_t count;
 	int rc = 0;
 
 	while (w->kill_reason != FP_KILL_PROTOCOL) {
@@ -576,10 +686,11 @@ static void process_frames(struct fp_worker *w, uint64_t now)
 			pause_reading(w);
 			return;
 		}
-		rc = fp_frame_reader_next(&w->reader, &h, &payload);
+		rc = fp_frame_reader_next_run(&w->reader, &h, &payload, answers_run_max(w),
+					      &count);
 		if (rc != 1)
 			break;
-		handle_frame(w, &h, payload, now);
+		handle_frame(w, &h, payload, count, now);
 	}
 	if (rc < 0 && w->kill_reason != FP_KILL_PROTOCOL)
 		worker_broken(w, "sent a bad frame", rc);

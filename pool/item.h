@@ -68,6 +68,22 @@ static inline void fp__item_end_tb(fp_pool *p, struct fp_call *call, uint32_t in
 	call->ops->item_end(call, hop, &r);
 }
 
+/*
+ * n items of call ended OK at its own task, answered together (r[0..n)):
+ * counted, and handed over whole when the call takes runs.
+ */
+static inline void fp__items_ok(fp_pool *p, struct fp_call *call, const struct fp_result *r,
+				size_t n)
+{
+	p->done += n;
+	if (call->ops->items_end) {
+		call->ops->items_end(call, r, n);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		call->ops->item_end(call, 0, &r[i]);
+}
+
 /* Every end but a task error's has no traceback. */
 static inline void fp__item_end(fp_pool *p, struct fp_call *call, uint32_t index,
 				fp_item_status status, const char *value, size_t len,
