@@ -93,13 +93,17 @@ int fp__call_new(struct fp_call **out, fp_pool *p, const struct fp_registry_task
 		if (o->label)
 			c->label = memcpy(c->task + name_len + 1, o->label, label_len + 1);
 	}
-	c->items = fp_mem_alloc((n ? n : 1) * sizeof(*c->items));
-	c->arena = spec->borrow ? NULL : fp_mem_alloc(bytes ? bytes : 1);
-	if (!c->task || !c->items || (!spec->borrow && !c->arena)) {
-		fp_mem_free(c->items);
-		fp_mem_free(c->arena);
-		free(c->task);
-		free(c);
+	if (spec->borrow) {
+		/* Read only, for as long as the call lives: the caller's word (forkpool.h). */
+		c->items = (struct fp_buf *)items;
+		c->borrowed = true;
+	} else {
+		c->items = fp_mem_alloc((n ? n : 1) * sizeof(*c->items));
+		c->arena = fp_mem_alloc(bytes ? bytes : 1);
+	}
+	if (!c->task || (!spec->borrow && (!c->items || !c->arena))) {
+		c->n = n;
+		fp__call_free(c);
 		return -ENOMEM;
 	}
 	c->id = p->root->next_call_id++;
@@ -120,16 +124,11 @@ int fp__call_new(struct fp_call **out, fp_pool *p, const struct fp_registry_task
 	c->retry_on = o->retry_on ? o->retry_on : FP_RETRY_DEFAULT;
 	c->chunksize = o->chunksize ? o->chunksize : fp__default_chunksize(p, n);
 	c->n = n;
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n && !spec->borrow; i++) {
 		if (items[i].len > p->opts.max_payload)
 			continue;
-		c->items[i].args_len = (uint32_t)items[i].len;
-		if (spec->borrow) {
-			c->items[i].args = items[i].base;
-			continue;
-		}
 		memcpy(c->arena + off, items[i].base, items[i].len);
-		c->items[i].args = c->arena + off;
+		c->items[i] = (struct fp_buf){ c->arena + off, items[i].len };
 		off += items[i].len;
 	}
 
@@ -159,8 +158,15 @@ void fp__call_maybe_finish(struct fp_call *c)
 	s = (struct fp_call_summary){ c->id, c->n, c->ok, c->failed, c->cancelled };
 	if (c->on_done)
 		c->on_done(p->root, &s, c->data);
-	fp_mem_free(c->items);
+	fp__call_free(c);
+}
+
+void fp__call_free(struct fp_call *c)
+{
+	if (!c->borrowed)
+		fp_mem_free(c->items);
 	fp_mem_free(c->arena);
+	fp_mem_free(c->marks);
 	free(c->task);
 	free(c);
 }

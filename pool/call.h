@@ -15,15 +15,19 @@
 
 #include "forkpool.h"
 
-struct fp_item {
-	const char *args;          /* JSON text in the call's arena */
-	uint32_t args_len;
+/*
+ * What an item keeps of its runs, once there is something to keep: a start
+ * before the one that ends it (a crash, a timeout, a task error retried, a
+ * kill for another call's cancel), or outputs handed on. Most items have
+ * neither, so a call has no array of these until one does (item.c).
+ */
+struct fp_item_mark {
 	/*
-	 * Times started (fp_result.attempts): counted when its answer comes,
-	 * or when its worker dies or is killed while the shared page names
-	 * it; never for being sent in a chunk.
+	 * Starts counted so far (fp_result.attempts once it ends): an answer
+	 * counts one, and so does its worker's death or kill while the shared
+	 * page names it; being sent in a chunk counts nothing.
 	 */
-	uint16_t attempts;
+	uint16_t starts;
 	bool emitted;              /* a stage handed outputs of it on: never retried */
 };
 
@@ -55,9 +59,16 @@ struct fp_call {
 	unsigned retries;
 	unsigned retry_on;         /* FP_RETRY_* bits, resolved (never 0) */
 	size_t chunksize;          /* resolved, >= 1 */
-	struct fp_item *items;
+	/*
+	 * Its items' arguments (JSON text): the caller's own array when it
+	 * lends them (`borrowed`: then never written), else a copy in arena.
+	 */
+	struct fp_buf *items;
 	size_t n;
-	char *arena;               /* the items' text, or NULL: borrowed from the caller */
+	char *arena;
+	bool borrowed;
+	struct fp_item_mark *marks;   /* NULL until an item has something to keep */
+	bool no_retry;             /* marks could not be made: retrying could repeat outputs */
 	size_t finished, ok, failed;
 	uint32_t task_ix;          /* its task's place in pool->task_us ... */
 	uint64_t reg_gen;          /* ... valid while this is pool->reg_gen */

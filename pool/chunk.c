@@ -33,7 +33,7 @@ static bool chain_fits(const fp_pool *p, const struct fp_qent *e, size_t k, unsi
 	size_t args = 0;
 
 	for (size_t i = 0; i < k; i++)
-		args += e->call->items[e->first + i].args_len;
+		args += e->call->items[e->first + i].len;
 	return k && fp_frame_tasks_len((uint32_t)k, e->call->ops->chain_name_len(e->call, hops),
 				       args) <= p->opts.max_payload;
 }
@@ -192,7 +192,7 @@ uint32_t fp__chunk_plan(fp_pool *p, struct fp_worker *w, struct fp_seg *segs, si
 	if (w->tasks_limit && limit > w->tasks_limit - w->tasks_dispatched)
 		limit = w->tasks_limit - w->tasks_dispatched;
 	for (i = 0; i < k; i++)
-		bytes += e->call->items[e->first + i].args_len;
+		bytes += e->call->items[e->first + i].len;
 	for (size_t q = q0 + 1; q < p->queue.len && n < FP_BATCH_MAX && total < limit; q++) {
 		struct fp_call *c;
 		size_t take, b = 0;
@@ -207,7 +207,7 @@ uint32_t fp__chunk_plan(fp_pool *p, struct fp_worker *w, struct fp_seg *segs, si
 		if (take > limit - total)
 			take = limit - total;
 		for (i = 0; i < take; i++)
-			b += c->items[e->first + i].args_len;
+			b += c->items[e->first + i].len;
 		if (bytes + b > JOIN_ARGS_MAX)
 			break;
 		bytes += b;

@@ -359,12 +359,13 @@ static void task_error_end(struct fp_worker *w, struct fp_call *call, uint32_t i
 			   uint64_t us)
 {
 	fp_pool *p = w->pool;
-	struct fp_item *it = &call->items[index];
+	unsigned attempts = fp__item_starts(call, index) + 1;
 	bool retry = p->state == FP_POOL_RUNNING && !call->cancelled &&
-		     fp__item_retry_wanted(call, it, FP_RETRY_TASK_ERROR, hop);
+		     fp__item_retry_wanted(call, index, attempts, FP_RETRY_TASK_ERROR, hop);
 	char name[160], note[128], *full = NULL;
 
-	fp__item_attempt_note(note, sizeof(note), call, it, FP_RETRY_TASK_ERROR, hop, retry);
+	fp__item_attempt_note(note, sizeof(note), call, index, attempts, FP_RETRY_TASK_ERROR, hop,
+			      retry);
 	if (retry) {
 		fp__item_name(name, sizeof(name), call, index, hop);
 		fp_log_info(&p->log, "worker %u (pid %d): task %s failed (%s, %s): %.200s",
@@ -374,16 +375,18 @@ static void task_error_end(struct fp_worker *w, struct fp_call *call, uint32_t i
 	if (call->ops->ran)
 		call->ops->ran(call, hops, retry ? 0 : hop, 1);
 	if (retry) {
+		/* Its next run is its next attempt. */
+		fp__item_started(call, index);
 		fp__item_requeue(p, call, index, 1);
 		if (call->ops->requeued)
 			call->ops->requeued(call, 0);
 		return;
 	}
-	if ((it->attempts > 1 || fp__item_retries(call, hop)) &&
+	if ((attempts > 1 || fp__item_retries(call, hop)) &&
 	    (full = malloc(strlen(msg) + strlen(note) + 4)))
 		sprintf(full, "%s (%s)", msg, note);
 	fp__item_end_tb(p, call, index, FP_ITEM_TASK_ERROR, NULL, 0, full ? full : msg, tb,
-			fp__worker_answer_pid(w), us, hop);
+			fp__worker_answer_pid(w), us, hop, attempts);
 	free(full);
 }
 
@@ -409,8 +412,7 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 	}
 	index = w->segs[w->seg].first + w->seg_acked++;
 	w->acked++;
-	/* It ran: its answer is the proof. */
-	fp__item_started(&call->items[index]);
+	/* It ran: its answer is the proof (counted where it is used, below). */
 	seg_end = w->seg_acked == w->segs[w->seg].count;
 	if (seg_end) {
 		const struct fp_seg *g = &w->segs[w->seg];
@@ -464,10 +466,11 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 	/* A streamed RESULT carries its last output, unless it says it has none. */
 	if (call->ops->output && status == FP_ITEM_OK && !(h->flags & FP_FRAME_NOVALUE))
 		call->ops->output(call, index, hop, payload, h->len, fp__worker_answer_pid(w),
-				  call->items[index].attempts);
+				  fp__item_starts(call, index) + 1);
 	if (call->ops->ran)
 		call->ops->ran(call, hops, hop, 1);
-	fp__item_end(p, call, index, status, payload, h->len, payload, fp__worker_answer_pid(w), us, hop);
+	fp__item_end(p, call, index, status, payload, h->len, payload, fp__worker_answer_pid(w), us, hop,
+		     fp__item_starts(call, index) + 1);
 }
 
 /*
@@ -504,16 +507,14 @@ static void handle_results(struct fp_worker *w, const struct fp_frame_header *h,
 	fp_frame_results_walk_init(&k, payload, n);
 	for (i = 0; i < n; i++) {
 		const char *v = fp_frame_results_walk_next(&k, &flags, &len);
-		struct fp_item *it = &call->items[first + i];
 
-		/* It ran: its answer is the proof. */
-		fp__item_started(it);
 		r[i] = (struct fp_result){
 			.index = first + i,
 			.status = FP_ITEM_OK,
 			.value = v,
 			.value_len = len,
-			.attempts = it->attempts,
+			/* It ran: its answer is the proof. */
+			.attempts = fp__item_starts(call, first + i) + 1,
 			.pid = pid,
 			.duration_us = i ? 0 : us,
 		};
@@ -590,10 +591,10 @@ static void handle_emit(struct fp_worker *w, const struct fp_frame_header *h,
 	}
 	index = w->segs[w->seg].first + w->seg_acked;
 	/* Handed on: a retry would hand them on twice. */
-	call->items[index].emitted = true;
+	fp__item_emitted(call, index);
 	/* It runs now; its start is counted when it ends. */
 	call->ops->emit(call, index, h->hop, payload, h->len, fp__worker_answer_pid(w),
-			call->items[index].attempts + 1u);
+			fp__item_starts(call, index) + 1u);
 }
 
 static void handle_frame(struct fp_worker *w, const struct fp_frame_header *h,

@@ -373,8 +373,7 @@ static int inputs_init(fp_pool *p, struct fp_pipe *pipe, const struct fp_buf *it
 		if (items[i].len > p->opts.max_payload)
 			continue;
 		memcpy(b->arena + off, items[i].base, items[i].len);
-		b->items[i].args = b->arena + off;
-		b->items[i].args_len = (uint32_t)items[i].len;
+		b->items[i] = (struct fp_buf){ b->arena + off, items[i].len };
 		off += items[i].len;
 	}
 	b->n = n;

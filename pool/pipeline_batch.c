@@ -41,7 +41,7 @@ static void batch_sent(struct fp_call *c, fp_pool *p, unsigned hops, uint32_t co
 static void batch_item_end(struct fp_call *c, unsigned hop, const struct fp_result *r)
 {
 	fp__pipe_item_end(c, (uint32_t)r->index, hop, r->status, r->message, r->pid,
-			  r->duration_us);
+			  r->attempts, r->duration_us);
 }
 
 static const char *batch_chain_task(const struct fp_call *c, unsigned hop)

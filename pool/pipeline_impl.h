@@ -37,7 +37,8 @@ extern const struct fp_call_ops fp__batch_ops;
 void fp__pipe_output(struct fp_call *batch, uint32_t index, unsigned hop, const char *value,
 		     size_t len, pid_t pid, unsigned attempts);
 void fp__pipe_item_end(struct fp_call *batch, uint32_t index, unsigned hop,
-		       fp_item_status status, const char *msg, pid_t pid, uint64_t duration_us);
+		       fp_item_status status, const char *msg, pid_t pid, unsigned attempts,
+		       uint64_t duration_us);
 /* How many stages after the batch's its items run through in the same worker now. */
 unsigned fp__pipe_hops(const struct fp_call *batch);
 /* `count` items of the batch were sent with a chain of `hops` stages after its own. */

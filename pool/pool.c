@@ -337,10 +337,7 @@ static void calls_free_all(fp_pool *p)
 		struct fp_call *c = p->calls;
 		p->calls = c->next;
 		fp__start_tell(p, &c->start, true);
-		fp_mem_free(c->items);
-		fp_mem_free(c->arena);
-		free(c->task);
-		free(c);
+		fp__call_free(c);
 	}
 }
 

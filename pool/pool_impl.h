@@ -168,6 +168,8 @@ int fp__call_new(struct fp_call **out, fp_pool *p, const struct fp_registry_task
 		 const fp_call_options *o, const struct fp_call_spec *spec);
 /* Its end, once every item ended: on_done, then it is freed. */
 void fp__call_maybe_finish(struct fp_call *call);
+/* Free it, without a word to anyone. */
+void fp__call_free(struct fp_call *call);
 
 /* pool.c */
 /* An item of the call (or pipeline) of `sn` was handed to a worker: tell it from the loop. */
