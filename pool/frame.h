@@ -259,6 +259,7 @@ static inline void fp_frame_results_walk_init(struct fp_frame_results_walk *k, c
 {
 	k->at = payload + FP_FRAME_RESULTS_ENTRY;
 	k->left = n;
+	k->flags = k->len = 0;
 	if (n) {
 		memcpy(&k->flags, payload, sizeof(k->flags));
 		memcpy(&k->len, payload + sizeof(k->flags), sizeof(k->len));
