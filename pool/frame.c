@@ -6,17 +6,6 @@
 
 #include "frame.h"
 
-void fp_frame_header_init(struct fp_frame_header *h, enum fp_frame_type type,
-			  uint64_t id, uint32_t len, uint32_t flags)
-{
-	memset(h, 0, sizeof(*h));
-	h->magic = FP_FRAME_MAGIC;
-	h->type = (uint8_t)type;
-	h->len = len;
-	h->flags = flags;
-	h->id = id;
-}
-
 char *fp_frame_put_tasks(char *dst, uint64_t id0, uint32_t n, const char *name,
 			 uint32_t name_len, uint32_t len, uint32_t flags, unsigned hops)
 {

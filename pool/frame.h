@@ -148,9 +148,21 @@ struct fp_frame_pack {
 #define FP_FRAME_TASKS_ENTRY 4u     /* per item: uint32_t args length */
 #define FP_FRAME_RESULTS_ENTRY 8u   /* per item: uint32_t flags, uint32_t length */
 
-/* Fill a header; `len` is the payload size. */
-void fp_frame_header_init(struct fp_frame_header *h, enum fp_frame_type type,
-			  uint64_t id, uint32_t len, uint32_t flags);
+/*
+ * Fill a header; `len` is the payload size. Inline: the reader makes one
+ * for every item of a packed frame, on both sides.
+ */
+static inline void fp_frame_header_init(struct fp_frame_header *h, enum fp_frame_type type,
+					uint64_t id, uint32_t len, uint32_t flags)
+{
+	*h = (struct fp_frame_header){
+		.magic = FP_FRAME_MAGIC,
+		.type = (uint8_t)type,
+		.len = len,
+		.flags = flags,
+		.id = id,
+	};
+}
 
 /*
  * Check a received header: -EPROTO for a bad magic or type, -EMSGSIZE for a
