@@ -103,7 +103,8 @@ struct fp_call_ops {
 	/*
 	 * Optional: n items (r[0..n)) ended OK at the call's own task, answered
 	 * together: dispatch then hands the run over whole (item_end each,
-	 * else). Only for a call without chains, outputs or `blocked`.
+	 * else). Only for a call without chains, outputs or `blocked`; such a
+	 * call's answers are always read a run at a time.
 	 */
 	void (*items_end)(struct fp_call *c, const struct fp_result *r, size_t n);
 
@@ -146,6 +147,13 @@ struct fp_call_ops {
 		     size_t len, pid_t pid, unsigned attempts);
 	/* Optional (false): whether a worker running its item (chain of `hops`) must not be read. */
 	bool (*blocked)(const struct fp_call *c, unsigned hops);
+	/*
+	 * Optional (false): whether the answers of its items sent with a chain
+	 * of `hops` may be read a run at a time even though it has outputs or
+	 * `blocked` (none of them can ever pause the worker). They are then
+	 * still handed over item by item (output, ran, item_end).
+	 */
+	bool (*runs)(const struct fp_call *c, unsigned hops);
 	/*
 	 * Chains only: a run time (µs) of a chain of `hops`, shared by its
 	 * tasks; and of the task at stage `hop` alone (hop 0: the call's own).

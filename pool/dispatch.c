@@ -474,11 +474,14 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 }
 
 /*
- * A run of answers of one segment, all OK (RESULTS entries), handed to the
- * call whole: what handle_result() does for each, done once for the run
- * where it can be. Answers read together arrived in one instant, so the
- * first takes the time since the worker's last answer and the rest 0, as
- * one by one.
+ * A run of answers of one segment, all OK (RESULTS entries): what
+ * handle_result() does for each, done once for the run where it can be,
+ * and the run handed to a call that takes it whole (items_end), else item
+ * by item as handle_result() would (output, ran, item_end). Answers read
+ * together arrived in one instant, so the first takes the time since the
+ * worker's last answer and the rest 0, as one by one. The results are made
+ * in pool->answers: nothing a delivery calls reads frames of this pool
+ * again before it returns.
  */
 static void handle_results(struct fp_worker *w, const struct fp_frame_header *h,
 			   char *payload, uint32_t n, uint64_t now)
@@ -487,45 +490,58 @@ static void handle_results(struct fp_worker *w, const struct fp_frame_header *h,
 	struct fp_call *call = w->call;
 	struct fp_frame_results_walk k;
 	struct fp_result *r = p->answers;
-	uint32_t i, first, flags, len, *task_us;
+	uint32_t i, first, flags, len, *task_us = NULL;
+	unsigned hops, hop = h->hop;
 	uint64_t us;
 	pid_t pid;
-	bool retire = false;
+	bool retire = false, seg_end;
 
-	/* process_frames() asked for no more than the segment owes, and only without a chain. */
-	if (!call || h->id != w->segs[w->seg].id0 + w->seg_acked || h->hop) {
+	/* process_frames() asked for no more than the segment being answered owes. */
+	if (!call || h->id != w->segs[w->seg].id0 + w->seg_acked) {
 		worker_broken(w, "answered an item it was not given", FP_EPROTOCOL);
 		return;
 	}
+	hops = w->segs[w->seg].hops;
+	if (hop > hops) {
+		worker_broken(w, "answered from past the end of its chain", FP_EPROTOCOL);
+		return;
+	}
 	first = w->segs[w->seg].first + w->seg_acked;
+	seg_end = w->seg_acked + n == w->segs[w->seg].count;
 	us = now > w->mark_ns ? (now - w->mark_ns) / 1000u : 0;
 	w->mark_ns = now;
 	count_duration(p, us);
 	p->duration_counts[0] += n - 1;
-	task_us = fp__task_us_slot(p, call);
+	if (!hops)
+		task_us = fp__task_us_slot(p, call);
 	pid = fp__worker_answer_pid(w);
 	fp_frame_results_walk_init(&k, payload, n);
 	for (i = 0; i < n; i++) {
 		const char *v = fp_frame_results_walk_next(&k, &flags, &len);
+		uint64_t ran_us = flags >> FP_FRAME_US_SHIFT;
 
 		r[i] = (struct fp_result){
 			.index = first + i,
 			.status = FP_ITEM_OK,
-			.value = v,
-			.value_len = len,
+			/* A streamed RESULT without a value ends its item and hands nothing on. */
+			.value = flags & FP_FRAME_NOVALUE ? NULL : v,
+			.value_len = flags & FP_FRAME_NOVALUE ? 0 : len,
 			/* It ran: its answer is the proof. */
 			.attempts = fp__item_starts(call, first + i) + 1,
 			.pid = pid,
 			.duration_us = i ? 0 : us,
 		};
+		/* A chain's time goes to each of its tasks, as handle_result() says. */
 		if (task_us)
-			fp__task_us_update(task_us, flags >> FP_FRAME_US_SHIFT);
+			fp__task_us_update(task_us, ran_us);
+		else if (hops && ((seg_end && i + 1 == n) || ran_us / (hops + 1u) > FP_BATCH_QUICK_US))
+			call->ops->chain_us(call, hops, ran_us);
 		retire |= (flags & FP_FRAME_RETIRE) != 0;
 	}
 
 	w->seg_acked += n;
 	w->acked += n;
-	if (w->seg_acked == w->segs[w->seg].count) {
+	if (seg_end) {
 		if (call->ops->seg_end)
 			call->ops->seg_end(call);
 		if (w->segs[w->seg].chunk_end)
@@ -536,7 +552,7 @@ static void handle_results(struct fp_worker *w, const struct fp_frame_header *h,
 			w->call = w->segs[w->seg].call;
 		}
 	}
-	w->tasks_done += n;
+	w->tasks_done += (uint64_t)n * (1u + hops);
 	if (h->rss_kib)
 		w->rss_kib = h->rss_kib;
 	if (w->acked == w->count) {
@@ -548,15 +564,29 @@ static void handle_results(struct fp_worker *w, const struct fp_frame_header *h,
 	}
 	if (retire)
 		fp__worker_retiring(w);
-	if (call->ops->ran)
-		call->ops->ran(call, 0, 0, n);
-	fp__items_ok(p, call, r, n);
+
+	if (call->ops->items_end && !call->ops->output && !hops) {
+		if (call->ops->ran)
+			call->ops->ran(call, 0, 0, n);
+		fp__items_ok(p, call, r, n);
+		return;
+	}
+	/* The last end may free the call: nothing of it is read after. */
+	for (i = 0; i < n; i++) {
+		if (call->ops->output && r[i].value)
+			call->ops->output(call, first + i, hop, r[i].value, r[i].value_len, pid,
+					  r[i].attempts);
+		if (call->ops->ran)
+			call->ops->ran(call, hops, hop, 1);
+		fp__item_end(p, call, first + i, FP_ITEM_OK, r[i].value ? r[i].value : "",
+			     r[i].value_len, NULL, pid, r[i].duration_us, hop, r[i].attempts);
+	}
 }
 
 /*
  * How many answers of a RESULTS frame process_frames() may take at once:
- * what the segment being answered still owes, when its call takes runs
- * whole (items_end, no chain, no outputs, never paused); else one at a time.
+ * what the segment being answered still owes, when none of them can pause
+ * the worker (call.h's items_end and runs); else one at a time.
  */
 static uint32_t answers_run_max(struct fp_worker *w)
 {
@@ -564,10 +594,11 @@ static uint32_t answers_run_max(struct fp_worker *w)
 	const struct fp_seg *g;
 	uint32_t left;
 
-	if (!c || !c->ops->items_end || c->ops->output || c->ops->blocked)
+	if (!c)
 		return 1;
 	g = &w->segs[w->seg];
-	if (g->hops)
+	if (!(c->ops->items_end && !c->ops->output && !c->ops->blocked && !g->hops) &&
+	    !(c->ops->runs && c->ops->runs(c, g->hops)))
 		return 1;
 	if (!w->pool->answers &&
 	    !(w->pool->answers = malloc(FP_ANSWERS_MAX * sizeof(*w->pool->answers))))

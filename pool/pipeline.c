@@ -80,6 +80,16 @@ bool fp__pipe_blocked(const struct fp_call *b, unsigned hops)
 	return nx && waiting(nx) >= nx->buffer;
 }
 
+/*
+ * The chain ends at the last stage (no reduce): its outputs are the
+ * pipeline's and wait in no buffer, so no answer of it can pause its
+ * worker, and a run of answers may be handled at once.
+ */
+bool fp__pipe_runs(const struct fp_call *b, unsigned hops)
+{
+	return !next_stage(fp__batch(b)->stage + hops);
+}
+
 /* --- stage fusion (pipeline.h) ------------------------------------------- */
 
 static bool stage_slow(const struct fp_pipe_stage *s)

@@ -150,6 +150,7 @@ const struct fp_call_ops fp__batch_ops = {
 	.output = fp__pipe_output,
 	.emit = batch_emit,
 	.blocked = fp__pipe_blocked,
+	.runs = fp__pipe_runs,
 	.chain_us = fp__pipe_chain_us_record,
 	.hop_us = batch_hop_us,
 };

@@ -62,6 +62,8 @@ size_t fp__pipe_chunk_room(const struct fp_call *batch, uint32_t first, size_t w
 			   unsigned hops);
 /* Whether a worker running an item of this batch (chained through `hops`) must stop being read. */
 bool fp__pipe_blocked(const struct fp_call *batch, unsigned hops);
+/* Whether answers of its items sent with a chain of `hops` may be taken a run at a time. */
+bool fp__pipe_runs(const struct fp_call *batch, unsigned hops);
 
 /* pipeline_flow.c */
 /*
