@@ -11,8 +11,10 @@
  * Ownership, in one place:
  *  - Strings and buffers passed in (task names, arguments, items, module
  *    paths) are copied before the call returns; the caller keeps them.
- *    The one exception: fp_pool_map_borrow_async() borrows its items until
- *    the call is done (and fp_pool_map() borrows them while it blocks).
+ *    The exceptions: fp_pool_map_borrow_async() and
+ *    fp_pool_pipeline_borrow_async() borrow their items until the call is
+ *    done (and fp_pool_apply() and fp_pool_map() borrow theirs while they
+ *    block).
  *  - A struct fp_result passed to a callback, and every pointer in it, is
  *    owned by the pool and valid only until the callback returns.
  *  - fp_pool_apply() and fp_pool_map() hand their results to the caller, to
@@ -472,6 +474,18 @@ int fp_pool_pipeline_async(fp_pool *pool, const fp_stage *stages, size_t nstages
 			   const fp_pipeline_options *opts,
 			   fp_item_cb on_item, fp_done_cb on_done, void *data,
 			   uint64_t *call_id);
+
+/*
+ * The same, but the inputs are borrowed, not copied: the array and the
+ * text it points to must stay as they are until on_done has been called
+ * (or the call failed up front). For big inputs: a million of them are
+ * then neither copied nor given a second array.
+ */
+int fp_pool_pipeline_borrow_async(fp_pool *pool, const fp_stage *stages, size_t nstages,
+				  const struct fp_buf *items, size_t n,
+				  const fp_pipeline_options *opts,
+				  fp_item_cb on_item, fp_done_cb on_done, void *data,
+				  uint64_t *call_id);
 
 /* A stage's counters, for watching a pipeline's progress and back-pressure. */
 struct fp_stage_stats {

@@ -45,18 +45,26 @@ int fp__stage_work_submit(fp_pool *p, const char *task, struct fp_call *b,
 }
 
 struct fp_call *fp__batch_new(struct fp_pipe *pipe, struct fp_pipe_stage *s,
-			      size_t items, size_t bytes, bool with_origin)
+			      size_t items, size_t bytes, bool with_origin,
+			      const struct fp_buf *lent)
 {
 	struct fp_batch *batch = calloc(1, sizeof(*batch));
 	struct fp_call *b = batch ? &batch->call : NULL;
 
 	if (!b)
 		return NULL;
-	b->items = fp_mem_alloc((items ? items : 1) * sizeof(*b->items));
-	b->arena = fp_mem_alloc(bytes ? bytes : 1);
+	if (lent) {
+		/* Read only while the pipeline lives: its caller's word (forkpool.h). */
+		b->items = (struct fp_buf *)lent;
+		b->borrowed = true;
+	} else {
+		b->items = fp_mem_alloc((items ? items : 1) * sizeof(*b->items));
+		b->arena = fp_mem_alloc(bytes ? bytes : 1);
+	}
 	fp__batch(b)->origin = with_origin ? fp_mem_alloc((items ? items : 1) * sizeof(*fp__batch(b)->origin)) : NULL;
-	if (!b->items || !b->arena || (with_origin && !fp__batch(b)->origin)) {
-		fp_mem_free(b->items);
+	if (!b->items || (!lent && !b->arena) || (with_origin && !fp__batch(b)->origin)) {
+		if (!lent)
+			fp_mem_free(b->items);
 		fp_mem_free(b->arena);
 		fp_mem_free(fp__batch(b)->origin);
 		free(batch);
@@ -93,7 +101,8 @@ void fp__batch_free(struct fp_pipe *pipe, struct fp_call *b)
 		pipe->batches = b->next;
 	if (b->next)
 		b->next->prev = b->prev;
-	fp_mem_free(b->items);
+	if (!b->borrowed)
+		fp_mem_free(b->items);
 	fp_mem_free(b->arena);
 	fp_mem_free(b->marks);
 	fp_mem_free(fp__batch(b)->origin);
@@ -168,7 +177,7 @@ static void stage_add(struct fp_pipe *pipe, struct fp_pipe_stage *s, uint32_t or
 
 	if (!b) {
 		b = fp__batch_new(pipe, s, BATCH_ITEMS_MIN,
-				  len > BATCH_BYTES_MIN ? len : BATCH_BYTES_MIN, true);
+				  len > BATCH_BYTES_MIN ? len : BATCH_BYTES_MIN, true, NULL);
 		if (!b)
 			goto oom;
 		s->open = b;

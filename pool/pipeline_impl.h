@@ -80,8 +80,13 @@ void fp__pipe_flush(fp_pool *p);
  */
 int fp__stage_work_submit(fp_pool *p, const char *task, struct fp_call *b,
 			  uint32_t first, uint32_t count);
+/*
+ * A new batch of stage s with room for `items` items of `bytes` in all; or,
+ * `lent` not NULL, whose items are those (the caller's: a borrowed input).
+ */
 struct fp_call *fp__batch_new(struct fp_pipe *pipe, struct fp_pipe_stage *s,
-			      size_t items, size_t bytes, bool with_origin);
+			      size_t items, size_t bytes, bool with_origin,
+			      const struct fp_buf *lent);
 void fp__batch_free(struct fp_pipe *pipe, struct fp_call *b);
 /* Fold what is gathered for the reduce into one more reduce item. */
 void fp__reduce_close(struct fp_pipe *pipe);
