@@ -2786,7 +2786,8 @@ static int compaction_done(void *data)
 }
 
 /*
- * A compaction rewrites pipelines too: after it, a finished one still comes
+ * A compaction rewrites pipelines too (an unfinished one's done inputs as
+ * one INPUTS record): after it, a finished one still comes
  * back with its outputs and reduced value, an unfinished one reruns.
  */
 static void compaction_keeps_pipelines(void **state)
@@ -2850,6 +2851,13 @@ static void compaction_keeps_pipelines(void **state)
 	assert_non_null(sleeper);
 	assert_false(fp_job_finished(sleeper));
 	assert_int_equal(fp_job_inputs(sleeper), 2);
+	/* Its done input came through the compaction (an INPUTS record): kept, not rerun. */
+	assert_int_equal(rec.items_kept, 1);
+	assert_int_equal(rec.items_rerun, 1);
+	assert_int_equal(fp_job_total(sleeper), 1);
+	fp_job_item(sleeper, 0, &it);
+	assert_int_equal(it.index, 0);
+	assert_string_equal(it.value, "0");
 	assert_int_equal(fp_jobs_cancel(f.jobs, sleeper), 0);
 	wait_finished(&f, sleeper);
 	assert_int_equal(fp_job_state(sleeper), FP_JOB_CANCELLED);
