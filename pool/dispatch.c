@@ -348,6 +348,17 @@ static void worker_broken(struct fp_worker *w, const char *what, int err)
 	fp__worker_kill(w, SIGKILL, FP_KILL_PROTOCOL);
 }
 
+/* Every item sent to w is answered: it has no call, and a busy worker is idle again. */
+static void answered_all(struct fp_worker *w)
+{
+	w->call = NULL;
+	if (w->kill_reason == FP_KILL_NONE) {
+		fp_timer_stop(&w->deadline);
+		if (w->life == FP_LIFE_BUSY)
+			w->life = FP_LIFE_IDLE;
+	}
+}
+
 /*
  * A task answered with an error (its start counted). Retried when its call
  * asks for it: the item goes back to the head of the queue to run again
@@ -442,14 +453,8 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 		fp__task_us_record(p, call, h->flags >> FP_FRAME_US_SHIFT);
 	if (h->rss_kib)
 		w->rss_kib = h->rss_kib;
-	if (w->acked == w->count) {
-		w->call = NULL;
-		if (w->kill_reason == FP_KILL_NONE) {
-			fp_timer_stop(&w->deadline);
-			if (w->life == FP_LIFE_BUSY)
-				w->life = FP_LIFE_IDLE;
-		}
-	}
+	if (w->acked == w->count)
+		answered_all(w);
 	if (h->flags & FP_FRAME_RETIRE)
 		fp__worker_retiring(w);
 
@@ -556,13 +561,8 @@ static void handle_results(struct fp_worker *w, const struct fp_frame_header *h,
 	w->tasks_done += (uint64_t)n * (1u + hops);
 	if (h->rss_kib)
 		w->rss_kib = h->rss_kib;
-	if (w->acked == w->count) {
-		w->call = NULL;
-		if (w->kill_reason == FP_KILL_NONE) {
-			fp_timer_stop(&w->deadline);
-			w->state = w->leaving ? FP_WORKER_RETIRING : FP_WORKER_IDLE;
-		}
-	}
+	if (w->acked == w->count)
+		answered_all(w);
 	if (retire)
 		fp__worker_retiring(w);
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 
 #include "item.h"
-#include "mem.h"
+#include "forkpool/loop.h"
 #include "pool_impl.h"
 
 static void defer_cb(fp_timer *t)
