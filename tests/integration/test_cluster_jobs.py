@@ -115,7 +115,7 @@ class ClusterJobsTest(unittest.TestCase):
         self.assert_squares_once(self.results(c, job["id"], "completion"), n)
         whole = c.get("/v1/jobs/%s?results=1" % job["id"]).json()
         self.assertEqual(len(whole["results"]), n)
-        self.assertEqual(whole["results"][7], {"value": 49})
+        self.assertEqual(whole["results"][7], {"value": 49, "attempts": 1})
 
         # A JSON map and an apply, each answered by another node than ran it.
         r2 = b.post("/v1/map?wait=30", {"task": "square", "items": [1, 2, 3]})
@@ -124,7 +124,8 @@ class ClusterJobsTest(unittest.TestCase):
         self.assertEqual([x["value"] for x in self.results(a, r2.json()["id"])], [1, 4, 9])
         ap = c.post("/v1/apply?wait=30", {"task": "square", "args": 12})
         self.assertEqual(ap.status, 200, ap)
-        self.assertEqual((ap.json()["state"], ap.json()["result"]), ("done", 144))
+        self.assertEqual((ap.json()["state"], ap.json()["result"], ap.json()["attempts"]),
+                         ("done", 144, 1))
         fail = a.post("/v1/apply?wait=30", {"task": "fail", "args": "no"})
         self.assertEqual(fail.json()["state"], "failed", fail)
         self.assertEqual(fail.json()["error"]["type"], "task_error")
@@ -134,6 +135,10 @@ class ClusterJobsTest(unittest.TestCase):
         self.assertEqual(slow.json()["state"], "failed", slow)
         self.assertEqual({x["error"]["type"] for x in self.results(c, slow.json()["id"])},
                          {"timeout"})
+        # Documents say how many times each item was started, as one node's do.
+        again = a.get("/v1/jobs/%s?results=1" % slow.json()["id"]).json()["results"]
+        self.assertEqual([(x["error"]["type"], x["attempts"]) for x in again],
+                         [("timeout", 1), ("timeout", 1)])
 
         # Cancel on C a job that runs on A and B: it ends cancelled everywhere.
         slow = self.map_ndjson(a, "sleep", [300] * 300)
