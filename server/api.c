@@ -17,7 +17,7 @@
 #include <jansson.h>
 
 #include "api_impl.h"
-#include "loop.h"
+#include "forkpool/loop.h"
 
 #define DEFAULT_MAX_WAIT_MS (300u * 1000)
 #define MAX_RETRIES 100
@@ -950,8 +950,8 @@ static void post_submission(fp_api *api, fp_http_request *req)
 
 /*
  * Every operation the API answers, one row each: GET rows answer HEAD too.
- * "{id}" in a path stands for one segment, a job's id; such a row's job_fn
- * gets the job. docs/openapi.json describes each row and no other, which
+ * "{...}" in a path stands for one segment: "{id}" a job's id, whose row's
+ * job_fn gets the job; "{key}" a shared value's key, read by its handler. docs/openapi.json describes each row and no other, which
  * tests/integration/test_openapi.py checks by reading this table: a row
  * keeps the form `{ "METHOD", "/path", ...` on one line.
  */
@@ -977,25 +977,39 @@ static const struct api_route {
 	{ "GET", "/v1/tasks", 0, fp__api_no_params, fp__api_tasks, NULL },
 	{ "GET", "/v1/workers", 0, fp__api_no_params, fp__api_workers, NULL },
 	{ "GET", "/metrics", 0, fp__api_no_params, fp__api_metrics, NULL },
+	{ "GET", "/v1/kv", 0, fp__api_kv_list_params, fp__api_kv_list, NULL },
+	{ "GET", "/v1/kv/{key}", 0, fp__api_no_params, fp__api_kv_get, NULL },
+	{ "PUT", "/v1/kv/{key}", 0, fp__api_kv_put_params, fp__api_kv_put, NULL },
+	{ "DELETE", "/v1/kv/{key}", 0, fp__api_no_params, fp__api_kv_delete, NULL },
+	{ "POST", "/v1/kv/{key}/incr", 0, fp__api_kv_incr_params, fp__api_kv_incr, NULL },
+	{ "POST", "/v1/kv/{key}/cas", 0, fp__api_no_params, fp__api_kv_cas, NULL },
 };
 
 #define ROUTES (sizeof(routes) / sizeof(routes[0]))
-#define ID_MAX 80
+/*
+ * The longest "{...}" segment a row takes: a job id past 79 bytes is no
+ * path of the API (404 not_found); a key gets room past its limit of 256, so
+ * that a long one is refused by its handler, by name.
+ */
+#define ID_MAX 1024
+#define JOB_ID_MAX 80
 
-/* Whether `path` is the route's; its "{id}" segment, if any, copied to id[ID_MAX]. */
+/* Whether `path` is the route's; its "{...}" segment, if any, copied to id[ID_MAX]. */
 static bool route_match(const char *route, const char *path, char *id)
 {
-	const char *brace = strstr(route, "{id}");
-	size_t head, len;
+	const char *brace = strchr(route, '{'), *tail;
+	size_t head, len, max;
 
 	if (!brace)
 		return strcmp(route, path) == 0;
+	tail = strchr(brace, '}') + 1;
 	head = (size_t)(brace - route);
 	if (strncmp(route, path, head) != 0)
 		return false;
 	path += head;
 	len = strcspn(path, "/");
-	if (len == 0 || len >= ID_MAX || strcmp(path + len, brace + 4) != 0)
+	max = strncmp(brace, "{id}", 4) == 0 ? JOB_ID_MAX : ID_MAX;
+	if (len == 0 || len >= max || strcmp(path + len, tail) != 0)
 		return false;
 	memcpy(id, path, len);
 	id[len] = '\0';

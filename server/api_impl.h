@@ -115,6 +115,17 @@ int fp__api_idem(fp_api *api, fp_http_request *req, struct fp_job_idem *out);
 /* The job the key holds, as a GET would give it (200, Idempotent-Replayed). */
 void fp__api_idem_replay(fp_api *api, fp_http_request *req, fp_job *job);
 
+/* api_kv.c: shared values (/v1/kv), over fp_pool_kv; the params lists for the route table. */
+void fp__api_kv_get(fp_api *api, fp_http_request *req);
+void fp__api_kv_put(fp_api *api, fp_http_request *req);
+void fp__api_kv_delete(fp_api *api, fp_http_request *req);
+void fp__api_kv_incr(fp_api *api, fp_http_request *req);
+void fp__api_kv_cas(fp_api *api, fp_http_request *req);
+void fp__api_kv_list(fp_api *api, fp_http_request *req);
+extern const char *const fp__api_kv_put_params[];
+extern const char *const fp__api_kv_incr_params[];
+extern const char *const fp__api_kv_list_params[];
+
 /* api_pipeline.c: submitted with `idem`'s key (fp__api_idem). */
 void fp__api_post_pipeline(fp_api *api, fp_http_request *req, const struct fp_job_idem *idem);
 /* A pipeline job's own members of its document: stages, result. */

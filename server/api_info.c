@@ -6,7 +6,7 @@
 #include "api_impl.h"
 #include "cluster.h"
 #include "cluster_jobs.h"
-#include "loop.h"
+#include "forkpool/loop.h"
 
 #define WORKERS_MAX 1024
 

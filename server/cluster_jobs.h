@@ -35,8 +35,8 @@
 
 #include "forkpool.h"
 #include "jobs.h"
-#include "log.h"
-#include "loop.h"
+#include "dlog.h"
+#include "forkpool/loop.h"
 
 typedef struct fp_cluster_jobs fp_cluster_jobs;
 

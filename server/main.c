@@ -35,8 +35,8 @@
 #include "http.h"
 #include "jobs.h"
 #include "journal.h"
-#include "log.h"
-#include "loop.h"
+#include "dlog.h"
+#include "forkpool/loop.h"
 #include "nofile.h"
 #include "redis.h"
 

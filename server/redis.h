@@ -20,8 +20,8 @@
 
 #include <hiredis/hiredis.h>
 
-#include "loop.h"
-#include "log.h"
+#include "forkpool/loop.h"
+#include "dlog.h"
 
 typedef struct fp_redis fp_redis;
 

@@ -25,7 +25,7 @@
 #include <cmocka.h>
 
 #include "cluster_chunk.h"
-#include "loop.h"
+#include "forkpool/loop.h"
 #include "ndjson.h"
 #include "redis.h"
 
