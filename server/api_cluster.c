@@ -39,6 +39,7 @@ struct api_creq {
 	uint64_t chunks, next_chunk;
 	char **held;                  /* input order, ?results=1: chunks' lines by number */
 	size_t *held_len;
+	char **held_att;              /* ?results=1: their attempts, "1,1,2", NUL-ended */
 };
 
 static void creq_free(struct api_creq *c, bool closed)
@@ -61,6 +62,10 @@ static void creq_free(struct api_creq *c, bool closed)
 	if (c->held)
 		for (i = 0; i < c->chunks; i++)
 			free(c->held[i]);
+	if (c->held_att)
+		for (i = 0; i < c->chunks; i++)
+			free(c->held_att[i]);
+	free(c->held_att);
 	free(c->held);
 	free(c->held_len);
 	free(c);
@@ -157,6 +162,7 @@ static void doc_json(struct sbuf *b, const struct fp_cluster_doc *d)
 			sbuf_adds(b, ",");
 			sbuf_add(b, m, mlen);
 		}
+		sbuf_printf(b, ",\"attempts\":%u", d->attempts);
 	}
 }
 
@@ -169,15 +175,20 @@ static void results_json(struct sbuf *b, struct api_creq *c)
 	sbuf_adds(b, ",\"results\":[");
 	for (k = 0; c->held && k < c->chunks; k++) {
 		const char *p = c->held[k], *end = p ? p + c->held_len[k] : NULL;
+		const char *att = c->held_att[k];
 
 		while (p && p < end) {
 			const char *nl = memchr(p, '\n', (size_t)(end - p)), *m;
 			size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p), mlen;
+			/* The chunk's attempts, one a line, in the lines' order. */
+			unsigned long a = att ? strtoul(att, (char **)&att, 10) : 0;
 
+			if (att && *att == ',')
+				att++;
 			if (line_members(p, len, &m, &mlen)) {
 				sbuf_adds(b, first ? "{" : ",{");
 				sbuf_add(b, m, mlen);
-				sbuf_adds(b, "}");
+				sbuf_printf(b, ",\"attempts\":%lu}", a);
 				first = false;
 			}
 			p += len + 1;
@@ -240,6 +251,10 @@ static int hold(struct api_creq *c, const struct fp_cluster_landed *l)
 		return -ENOMEM;
 	memcpy(c->held[l->chunk], l->lines, l->len);
 	c->held_len[l->chunk] = l->len;
+	if (c->results && l->attempts) {
+		if (!(c->held_att[l->chunk] = strndup(l->attempts, l->attempts_len)))
+			return -ENOMEM;
+	}
 	return 0;
 }
 
@@ -248,7 +263,8 @@ static int held_init(struct api_creq *c, uint64_t chunks)
 	c->chunks = chunks;
 	c->held = calloc(chunks ? chunks : 1, sizeof(*c->held));
 	c->held_len = calloc(chunks ? chunks : 1, sizeof(*c->held_len));
-	return c->held && c->held_len ? 0 : -ENOMEM;
+	c->held_att = calloc(chunks ? chunks : 1, sizeof(*c->held_att));
+	return c->held && c->held_len && c->held_att ? 0 : -ENOMEM;
 }
 
 /* --- waiting (?wait=) ------------------------------------------------------- */

@@ -151,6 +151,10 @@ static void deliver(fp_cluster_jobs *cj, const struct cj_round *rd, const redisR
 			continue;
 		l[n].lines = v->str;
 		l[n].len = v->len;
+		if ((v = field(fields, "a")) && v->type == REDIS_REPLY_STRING) {
+			l[n].attempts = v->str;
+			l[n].attempts_len = v->len;
+		}
 		l[n].chunk = (v = field(fields, "chunk")) ? strtoull(v->str, NULL, 10) : 0;
 		l[n].first = (v = field(fields, "first")) ? strtoull(v->str, NULL, 10) : 0;
 		n++;

@@ -505,7 +505,7 @@ out:
 
 static const char *const doc_fields[] = {
 	"kind", "task", "state", "total", "done", "failed", "chunks",
-	"created_at", "started_at", "finished_at", "o",
+	"created_at", "started_at", "finished_at", "o", "a",
 };
 #define DOC_FIELDS (sizeof(doc_fields) / sizeof(doc_fields[0]))
 
@@ -537,6 +537,7 @@ static int fields_parse(redisReply *const *e, const char *id, struct fp_cluster_
 		d->outcome = e[10]->str;
 		d->outcome_len = e[10]->len;
 	}
+	d->attempts = (unsigned)reply_u64(e[11]);
 	return 0;
 }
 
@@ -693,13 +694,13 @@ static const char list_script[] =
 	"  for i = 1, #ids, 2 do\n"
 	"    max = '(' .. ids[i + 1]\n"
 	"    local h = redis.call('HMGET', ARGV[4] .. ids[i], 'kind', 'task', 'state', 'total',"
-	" 'done', 'failed', 'chunks', 'created_at', 'started_at', 'finished_at', 'o')\n"
+	" 'done', 'failed', 'chunks', 'created_at', 'started_at', 'finished_at', 'o', 'a')\n"
 	"    if not h[3] then redis.call('ZREM', KEYS[1], ids[i])\n"
 	"    elseif ARGV[3] == '' or h[3] == ARGV[3] then\n"
 	"      got = got + 1\n"
 	"      out[#out + 1] = ids[i]\n"
 	"      out[#out + 1] = ids[i + 1]\n"
-	"      for k = 1, 11 do out[#out + 1] = h[k] or '' end\n"
+	"      for k = 1, 12 do out[#out + 1] = h[k] or '' end\n"
 	"      if got >= want then break end\n"
 	"    end\n"
 	"  end\n"

@@ -98,6 +98,7 @@ struct fp_cluster_doc {
 	uint64_t created_at, started_at, finished_at;
 	char *outcome;                /* an apply's outcome line, or NULL */
 	size_t outcome_len;
+	unsigned attempts;            /* an apply's item's, once it has an outcome */
 };
 
 /*
@@ -162,6 +163,8 @@ struct fp_cluster_landed {
 	uint64_t chunk, first;
 	const char *lines;            /* outcome lines, each ending in '\n' */
 	size_t len;
+	const char *attempts;         /* each line's item's attempts, "1,1,2" (NULL: none) */
+	size_t attempts_len;
 };
 struct fp_cluster_follow;
 typedef void (*fp_cluster_follow_cb)(struct fp_cluster_follow *f,

@@ -50,9 +50,11 @@ struct cj_run {
 	char *body;                    /* the chunk's items (fp_ndjson_split points into it) */
 	struct fp_buf *items;
 	char **lines;                  /* per item, its outcome line */
+	unsigned *attempts;            /* per item, how many times it was started */
 	size_t *lens;
 	uint64_t nok, nfailed;
 	struct sbuf out;               /* the lines, joined, once all are in */
+	struct sbuf att;               /* the attempts, "1,1,2,...", in the same order */
 };
 
 /*
@@ -87,7 +89,8 @@ static const char fetch_script[] =
 
 /*
  * KEYS: job, results, work, chunk. ARGV: K, ok, failed, lines, entry id,
- * now, first. -1: the job is gone; 0: landed before (acknowledged only);
+ * now, first, attempts (each item's, comma-separated: the documents'
+ * "attempts", which the stream's lines do not carry). -1: the job is gone; 0: landed before (acknowledged only);
  * 1: landed; 2: landed and the job finished.
  */
 static const char land_script[] =
@@ -95,13 +98,14 @@ static const char land_script[] =
 	" redis.call('XDEL', KEYS[3], ARGV[5]) end\n"
 	"if redis.call('EXISTS', KEYS[1]) == 0 then ack() return -1 end\n"
 	"if redis.call('HSETNX', KEYS[1], 'c:' .. ARGV[1], 1) == 0 then ack() return 0 end\n"
-	"redis.call('XADD', KEYS[2], '*', 'chunk', ARGV[1], 'first', ARGV[7], 'o', ARGV[4])\n"
+	"redis.call('XADD', KEYS[2], '*', 'chunk', ARGV[1], 'first', ARGV[7], 'o', ARGV[4],"
+	" 'a', ARGV[8])\n"
 	"local done = redis.call('HINCRBY', KEYS[1], 'done', ARGV[2])\n"
 	"local failed = redis.call('HINCRBY', KEYS[1], 'failed', ARGV[3])\n"
 	"ack()\n"
 	"redis.call('DEL', KEYS[4])\n"
 	"local h = redis.call('HMGET', KEYS[1], 'total', 'cancel', 'kind', 'ttl_ms')\n"
-	"if h[3] == 'apply' then redis.call('HSET', KEYS[1], 'o', ARGV[4]) end\n"
+	"if h[3] == 'apply' then redis.call('HSET', KEYS[1], 'o', ARGV[4], 'a', ARGV[8]) end\n"
 	"if done + failed < tonumber(h[1]) then return 1 end\n"
 	"local st = 'done'\n"
 	"if h[2] then st = 'cancelled' elseif failed > 0 then st = 'failed' end\n"
@@ -155,10 +159,12 @@ static void run_free(struct cj_run *run)
 		for (i = 0; i < run->e.n; i++)
 			free(run->lines[i]);
 	free(run->lines);
+	free(run->attempts);
 	free(run->lens);
 	fp_ndjson_free(run->items);
 	free(run->body);
 	sbuf_free(&run->out);
+	sbuf_free(&run->att);
 	free(run);
 }
 
@@ -229,6 +235,7 @@ static void on_item(fp_pool *pool, uint64_t call_id, const struct fp_result *r, 
 		return;
 	sbuf_init(&line);
 	fp_cluster_outcome_line(&line, run->e.first + r->index, r);
+	run->attempts[r->index] = r->attempts;
 	if (set_line(run, r->index, &line) == 0) {
 		if (r->status == FP_ITEM_OK)
 			run->nok++;
@@ -451,8 +458,10 @@ static void take(fp_cluster_jobs *cj, const redisReply *entry)
 	}
 	run->lines = calloc(run->e.n, sizeof(*run->lines));
 	run->lens = calloc(run->e.n, sizeof(*run->lens));
+	run->attempts = calloc(run->e.n, sizeof(*run->attempts));
 	sbuf_init(&run->out);
-	if (!run->lines || !run->lens) {
+	sbuf_init(&run->att);
+	if (!run->lines || !run->lens || !run->attempts) {
 		run_free(run);
 		return;
 	}
@@ -534,13 +543,13 @@ static void land_send(struct cj_run *run)
 	if (job_key && results_key && chunk_key) {
 		const char *argv[] = { "EVAL", land_script, "4", job_key, results_key, cj->work_key,
 				       chunk_key, kbuf, ok, failed, run->out.data, run->entry_id,
-				       now, first };
+				       now, first, run->att.data };
 		size_t argl[] = { 4, sizeof(land_script) - 1, 1, strlen(job_key),
 				  strlen(results_key), strlen(cj->work_key), strlen(chunk_key),
 				  strlen(kbuf), strlen(ok), strlen(failed), run->out.len,
-				  strlen(run->entry_id), strlen(now), strlen(first) };
+				  strlen(run->entry_id), strlen(now), strlen(first), run->att.len };
 
-		r = fp_redis_command(cj->cmd, land_cb, run, 14, argv, argl);
+		r = fp_redis_command(cj->cmd, land_cb, run, 15, argv, argl);
 	}
 	if (r == -ENOTCONN)
 		run->state = RUN_UNWRITTEN;      /* written when Redis returns */
@@ -559,11 +568,13 @@ static void land(struct cj_run *run)
 	size_t i;
 
 	sbuf_reset(&run->out);
+	sbuf_reset(&run->att);
 	for (i = 0; i < run->e.n; i++) {
 		sbuf_add(&run->out, run->lines[i], run->lens[i]);
 		sbuf_add(&run->out, "\n", 1);
+		sbuf_printf(&run->att, i ? ",%u" : "%u", run->attempts[i]);
 	}
-	if (run->out.oom) {
+	if (run->out.oom || run->att.oom) {
 		run_end(run);
 		return;
 	}

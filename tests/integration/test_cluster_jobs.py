@@ -17,6 +17,8 @@
   other's jobs; submissions while Redis is away get 503 store_unavailable.
 - GET /v1/jobs on any node lists the cluster's jobs, newest first, paged
   by its cursor, filtered by state; a deleted job leaves it.
+- Every JSON answer checked is what docs/openapi.json describes (its
+  schema, by test_openapi.py's validator): documents, the list, 409, 503.
 - An Idempotency-Key holds across nodes: the same request on another node
   is that job (200, Idempotent-Replayed), another request 409; a deleted
   job frees its key.
@@ -38,6 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Daemon, error_of, wait_until  # noqa: E402
 from redis_harness import REDIS_SERVER, RedisServer  # noqa: E402
+import test_openapi as openapi  # noqa: E402  (docs/openapi.json and its validator)
 
 NDJSON = {"Content-Type": "application/x-ndjson"}
 
@@ -72,6 +75,13 @@ class ClusterJobsTest(unittest.TestCase):
             return
         d.stop(signal.SIGTERM)
         self.assertEqual(d.sanitizer_reports(), [], d.log_text()[-4000:])
+
+    def assert_described(self, method, path, r):
+        """r (JSON) is what docs/openapi.json says `method path` answers with its status."""
+        op = openapi.DOC["paths"][path][method.lower()]
+        self.assertIn(str(r.status), op["responses"], "%s %s: %r" % (method, path, r))
+        schema = openapi.response_of(op, r.status)["content"]["application/json"]["schema"]
+        self.assertEqual(openapi.validate(r.json(), schema), [], "%s %s: %r" % (method, path, r))
 
     def map_ndjson(self, d, task, items, status=202, query=""):
         r = d.post("/v1/map?task=%s%s" % (task, query),
@@ -113,9 +123,11 @@ class ClusterJobsTest(unittest.TestCase):
         self.assertEqual([x["index"] for x in lines], list(range(n)), "input order")
         self.assert_squares_once(lines, n)
         self.assert_squares_once(self.results(c, job["id"], "completion"), n)
-        whole = c.get("/v1/jobs/%s?results=1" % job["id"]).json()
+        whole = c.get("/v1/jobs/%s?results=1" % job["id"])
+        self.assert_described("GET", "/v1/jobs/{id}", whole)
+        whole = whole.json()
         self.assertEqual(len(whole["results"]), n)
-        self.assertEqual(whole["results"][7], {"value": 49})
+        self.assertEqual(whole["results"][7], {"value": 49, "attempts": 1})
 
         # A JSON map and an apply, each answered by another node than ran it.
         r2 = b.post("/v1/map?wait=30", {"task": "square", "items": [1, 2, 3]})
@@ -124,7 +136,9 @@ class ClusterJobsTest(unittest.TestCase):
         self.assertEqual([x["value"] for x in self.results(a, r2.json()["id"])], [1, 4, 9])
         ap = c.post("/v1/apply?wait=30", {"task": "square", "args": 12})
         self.assertEqual(ap.status, 200, ap)
-        self.assertEqual((ap.json()["state"], ap.json()["result"]), ("done", 144))
+        self.assert_described("POST", "/v1/apply", ap)
+        self.assertEqual((ap.json()["state"], ap.json()["result"], ap.json()["attempts"]),
+                         ("done", 144, 1))
         fail = a.post("/v1/apply?wait=30", {"task": "fail", "args": "no"})
         self.assertEqual(fail.json()["state"], "failed", fail)
         self.assertEqual(fail.json()["error"]["type"], "task_error")
@@ -134,6 +148,10 @@ class ClusterJobsTest(unittest.TestCase):
         self.assertEqual(slow.json()["state"], "failed", slow)
         self.assertEqual({x["error"]["type"] for x in self.results(c, slow.json()["id"])},
                          {"timeout"})
+        # Documents say how many times each item was started, as one node's do.
+        again = a.get("/v1/jobs/%s?results=1" % slow.json()["id"]).json()["results"]
+        self.assertEqual([(x["error"]["type"], x["attempts"]) for x in again],
+                         [("timeout", 1), ("timeout", 1)])
 
         # Cancel on C a job that runs on A and B: it ends cancelled everywhere.
         slow = self.map_ndjson(a, "sleep", [300] * 300)
@@ -144,6 +162,7 @@ class ClusterJobsTest(unittest.TestCase):
         t0 = time.monotonic()
         d = c.delete("/v1/jobs/" + slow["id"])
         self.assertEqual(d.status, 200, d)
+        self.assert_described("DELETE", "/v1/jobs/{id}", d)
         self.assertEqual(d.json()["state"], "cancelled")
         doc = a.wait_job(slow["id"], timeout=30)
         self.assertEqual(doc["state"], "cancelled")
@@ -239,6 +258,13 @@ class ClusterJobsTest(unittest.TestCase):
         error_of(self, a.post("/v1/apply", {"task": "square", "args": 2}), 503,
                  "store_unavailable")
         error_of(self, a.get("/v1/jobs/" + "a" * 32), 503, "store_unavailable")
+        for method, path, route, body in (
+                ("POST", "/v1/map", "/v1/map", {"task": "square", "items": [1]}),
+                ("GET", "/v1/jobs/" + "a" * 32, "/v1/jobs/{id}", None),
+                ("GET", "/v1/jobs/%s/results" % ("a" * 32), "/v1/jobs/{id}/results", None),
+                ("DELETE", "/v1/jobs/" + "a" * 32, "/v1/jobs/{id}", None),
+                ("GET", "/v1/jobs", "/v1/jobs", None)):
+            self.assert_described(method, route, a.request(method, path, body=body))
         r.start()
 
         def accepted():
@@ -262,8 +288,10 @@ class ClusterJobsTest(unittest.TestCase):
         self.assertEqual(again.header("Idempotent-Replayed"), "true")
         self.assertEqual(again.json()["id"], first.json()["id"])
         self.assertEqual(again.header("Location"), "/v1/jobs/" + first.json()["id"])
-        error_of(self, b.post("/v1/map", {"task": "square", "items": [4]}, headers=key),
-                 409, "idempotency_conflict")
+        conflict = b.post("/v1/map", {"task": "square", "items": [4]}, headers=key)
+        error_of(self, conflict, 409, "idempotency_conflict")
+        self.assert_described("POST", "/v1/map", conflict)
+        self.assert_described("POST", "/v1/map", again)
         error_of(self, a.post("/v1/apply", {"task": "square", "args": 1}, headers=key),
                  409, "idempotency_conflict")
         # Deleted, the job frees its key: the next request makes a new job.
@@ -284,6 +312,7 @@ class ClusterJobsTest(unittest.TestCase):
         ids = [self.map_ndjson(a if i % 2 else b, "square", [i], query="&wait=30",
                                status=200)["id"] for i in range(5)]
         failed = a.post("/v1/apply?wait=30", {"task": "fail", "args": "x"}).json()["id"]
+        self.assert_described("GET", "/v1/jobs", a.get("/v1/jobs"))
         for node in (a, b):
             page = node.get("/v1/jobs").json()
             self.assertEqual([j["id"] for j in page["jobs"]], [failed] + ids[::-1])
