@@ -2490,6 +2490,67 @@ static void pipeline_with_every_input_done_ends_at_restart(void **state)
 	jr_rm(&x);
 }
 
+/*
+ * A pipeline the pool will not run again (its task is gone) ends failed
+ * with one error saying why; the outputs recorded before are void, so a
+ * second restart finds the same error, not an earlier output in its place.
+ */
+static void pipeline_refused_at_restart_keeps_its_error(void **state)
+{
+	static const struct fp_jr_item in[] = { { "0", 1 }, { "1", 1 } };
+	struct fp_jr_opts stage = { .task = "nosuch", .task_len = 6, .timeout_ms = -1 };
+	struct fp_jobs_recovery rec;
+	struct fp_test_jobs f;
+	struct fp_jr_outcomes o;
+	struct fp_jr_job r;
+	struct fp_job_item it;
+	fp_job *job;
+	size_t start;
+	struct jr x;
+
+	jr_dir(&x);
+	fp_test_jobs_setup(&f, 1);
+	jr_open(&x, &f, &rec);
+	memset(&r, 0, sizeof(r));
+	memset(r.id, 0xc2, FP_JR_ID_BYTES);
+	r.kind = FP_JOB_PIPELINE;
+	r.created_at = 1765000000000ull;
+	r.opts = (struct fp_jr_opts){ .task = "nosuch", .task_len = 6 };
+	r.nstages = 1;
+	r.stages = &stage;
+	r.n = 2;
+	r.items = (struct fp_jr_item *)in;
+	start = fp_journal_begin(x.j);
+	assert_int_equal(fp_jr_put_job(fp_journal_buf(x.j), &r), 0);
+	assert_int_equal(fp_journal_end(x.j, start, FP_JR_JOB, NULL), 0);
+	/* An output of an input not done: partial, dropped at the restart. */
+	start = fp_journal_begin(x.j);
+	fp_jr_outcomes_begin(&o, fp_journal_buf(x.j), r.id, true);
+	fp_jr_outcomes_put(&o, &(struct fp_jr_outcome){ .pos = 0, .attempts = 1, .index = 0,
+							.text = "0", .len = 1 });
+	fp_jr_outcomes_end(&o);
+	assert_int_equal(fp_journal_end(x.j, start, fp_jr_outcomes_type(&o), NULL), 0);
+	assert_int_equal(jr_wait(&x, &f), 0);
+	jr_close(&x, &f);
+	store_again(&f);
+
+	for (int round = 0; round < 2; round++) {
+		jr_open(&x, &f, &rec);
+		assert_int_equal(rec.finished, round);
+		job = fp_jobs_find(f.jobs, "c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2");
+		assert_non_null(job);
+		assert_int_equal(fp_job_state(job), FP_JOB_FAILED);
+		assert_int_equal(fp_job_total(job), 1);
+		fp_job_item(job, 0, &it);
+		assert_int_equal(it.status, FP_ITEM_START_FAILURE);
+		assert_non_null(strstr(it.message, "not run again after the restart"));
+		jr_close(&x, &f);
+		store_again(&f);
+	}
+	fp_test_jobs_teardown(&f);
+	jr_rm(&x);
+}
+
 /* A pipeline of one stage per task over texts (NULL-terminated lists). */
 static fp_job *submit_pipeline(struct fp_test_jobs *f, const char *const *tasks,
 			       const char *const *texts, const fp_pipeline_options *po)
@@ -3144,6 +3205,7 @@ int main(void)
 		cmocka_unit_test(resumed_job_does_not_write_its_outcomes_again),
 		cmocka_unit_test(outcomes_of_an_older_build_are_read),
 		cmocka_unit_test(pipeline_with_every_input_done_ends_at_restart),
+		cmocka_unit_test(pipeline_refused_at_restart_keeps_its_error),
 		cmocka_unit_test(a_job_whose_record_fails_is_withdrawn),
 		cmocka_unit_test(a_retry_waits_for_the_first_requests_record),
 		cmocka_unit_test(a_submission_refused_at_shutdown_does_not_come_back),
