@@ -57,6 +57,17 @@ enum {
 /* A static string naming err (a negative errno or FP_E* code). */
 const char *fp_strerror(int err);
 
+/*
+ * The errbuf convention (fp_pool_new() and every call that takes
+ * `char *errbuf, size_t errlen`): formats a message into errbuf, cut to
+ * errlen, unless errbuf is NULL or errlen 0 (the caller did not ask), and
+ * returns err, so that a failure is one line:
+ * `return fp_errbuf_printf(errbuf, errlen, -EINVAL, "...", ...);`.
+ * For programs that wrap the pool and keep its convention.
+ */
+int fp_errbuf_printf(char *errbuf, size_t errlen, int err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 /* --- the event loop ------------------------------------------------------ */
 
 typedef struct fp_loop fp_loop;
@@ -579,6 +590,81 @@ int fp_pool_has_task(fp_pool *pool, const char *task);
  * and the last lines its worker wrote. Valid until the loop runs again.
  */
 const char *fp_pool_unavailable(fp_pool *pool, const char *task);
+
+/*
+ * Shared values (the pool's manager dict): small JSON values by key that the
+ * embedding program and, through <forkpool/task.h>, every task of the pool
+ * read and change; the store lives in the master, so an operation is atomic
+ * with respect to every other. A key is 1 to FP_KV_KEY_MAX bytes of
+ * [A-Za-z0-9_.:@-]; a value is JSON text, kept in jansson's compact form (so
+ * CAS compares values, not spellings) of at most 64 KiB, and the store holds
+ * at most 64 MiB (keys, values and 64 bytes an entry).
+ */
+#define FP_KV_KEY_MAX 256
+
+typedef enum {
+	FP_KV_GET,      /* the value */
+	FP_KV_SET,      /* value, ttl_ms */
+	FP_KV_DEL,
+	FP_KV_INCR,     /* adds `by` to an integer (a missing key counts as 0) */
+	FP_KV_CAS,      /* sets value only if the value now is `expect` (NULL: absent) */
+} fp_kv_op;
+
+struct fp_kv_request {
+	fp_kv_op op;
+	const char *key;
+	size_t key_len;
+	const char *value;      /* SET, CAS: JSON text */
+	size_t value_len;
+	const char *expect;     /* CAS: the JSON value it must hold now; NULL: no key */
+	size_t expect_len;
+	int64_t by;             /* INCR */
+	uint64_t ttl_ms;        /* SET, CAS: the key goes after this long; 0: never */
+};
+
+/*
+ * What an operation gave. `err` is 0 or a negative errno, which
+ * fp_kv_strerror() names: -ENOENT no such key (GET, DEL), -EINVAL a bad key,
+ * -EBADMSG a value that is not JSON, -EDOM INCR of a value that is not an
+ * integer, -E2BIG a value over the cap, -ENOSPC the store is full, -ERANGE
+ * INCR past int64. `value` (GET; INCR: the new value as text; CAS: the value after it,
+ * NULL when there is none) is valid during the callback only.
+ */
+struct fp_kv_reply {
+	int err;
+	const char *value;
+	size_t value_len;
+	int64_t number;         /* INCR: the new value */
+	int swapped;            /* CAS: 1 set, 0 the value differed */
+};
+typedef void (*fp_kv_cb)(fp_pool *pool, const struct fp_kv_reply *reply, void *data);
+
+/*
+ * Runs one operation and calls `cb` with its outcome, once, possibly
+ * before this returns (the store is in this process). Returns 0, or -ENOMEM
+ * without calling `cb`.
+ */
+int fp_pool_kv(fp_pool *pool, const struct fp_kv_request *req, fp_kv_cb cb, void *data);
+
+struct fp_kv_entry {
+	const char *key;
+	size_t key_len;
+	const char *value;
+	size_t value_len;
+	uint64_t ttl_ms;        /* left to live; 0: no expiry */
+};
+/*
+ * Every key starting with `prefix` (prefix_len 0: all), in byte order, at
+ * most `max` of them; `more` says whether there were more. The entries are
+ * valid during the callback only. Returns 0 or -ENOMEM (cb not called).
+ */
+typedef void (*fp_kv_list_cb)(fp_pool *pool, int err, const struct fp_kv_entry *entries,
+			      size_t n, int more, void *data);
+int fp_pool_kv_list(fp_pool *pool, const char *prefix, size_t prefix_len, size_t max,
+		    fp_kv_list_cb cb, void *data);
+
+/* What a shared-value error means, in words that name the limit it broke. */
+const char *fp_kv_strerror(int err);
 
 #ifdef __cplusplus
 }

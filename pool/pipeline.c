@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mem.h"
+#include "forkpool/loop.h"
 #include "pipeline_impl.h"
 
 #define REDUCE_BATCH_DEFAULT 256

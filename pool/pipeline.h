@@ -54,7 +54,7 @@
 
 #include "call.h"
 #include "forkpool.h"
-#include "loop.h"
+#include "forkpool/loop.h"
 
 
 struct fp_pipe_stage {

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mem.h"
+#include "forkpool/loop.h"
 #include "pool_impl.h"
 #include "pipeline_impl.h"
 

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mem.h"
+#include "forkpool/loop.h"
 #include "pipeline_impl.h"
 
 #define NONE UINT32_MAX

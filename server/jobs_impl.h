@@ -12,7 +12,7 @@
 #define FP_SERVER_JOBS_IMPL_H
 
 #include "jobs.h"
-#include "loop.h"
+#include "forkpool/loop.h"
 
 #define ID_BYTES 16
 #define ID_HEX (2 * ID_BYTES)

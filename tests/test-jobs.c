@@ -31,8 +31,7 @@
 #include "journal_jobs.h"
 #include "fp_test.h"
 #include "fp_test_jobs.h"
-#include "loop.h"
-#include "mem.h"
+#include "forkpool/loop.h"
 
 /* --- helpers ------------------------------------------------------------- */
 

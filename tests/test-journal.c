@@ -29,7 +29,7 @@
 #include "journal_impl.h"
 #include "journal_jobs.h"
 #include "journal_read.h"
-#include "loop.h"
+#include "forkpool/loop.h"
 
 #define WATCHDOG_MS 10000
 /* The salt of the journals the tests build by hand (journal_format.h). */
