@@ -2416,6 +2416,140 @@ static void outcomes_of_an_older_build_are_read(void **state)
 	jr_rm(&x);
 }
 
+/*
+ * A pipeline whose every input was recorded done, its END lost: a restart
+ * ends it with the recorded outputs and runs nothing; a second restart
+ * finds it finished with them, once each.
+ */
+static void pipeline_with_every_input_done_ends_at_restart(void **state)
+{
+	static const struct fp_jr_item in[] = { { "0", 1 }, { "1", 1 } };
+	static const uint32_t done[] = { 1, 0 };
+	struct fp_jr_opts stage = { .task = "sleep", .task_len = 5, .timeout_ms = -1 };
+	struct fp_jobs_recovery rec;
+	struct fp_test_jobs f;
+	struct fp_jr_outcomes o;
+	struct fp_jr_job r;
+	struct fp_job_item it;
+	fp_job *job;
+	size_t start;
+	struct jr x;
+
+	jr_dir(&x);
+	fp_test_jobs_setup(&f, 1);
+	jr_open(&x, &f, &rec);
+	memset(&r, 0, sizeof(r));
+	memset(r.id, 0xb1, FP_JR_ID_BYTES);
+	r.kind = FP_JOB_PIPELINE;
+	r.created_at = 1765000000000ull;
+	r.opts = (struct fp_jr_opts){ .task = "sleep", .task_len = 5 };
+	r.nstages = 1;
+	r.stages = &stage;
+	r.n = 2;
+	r.items = (struct fp_jr_item *)in;
+	start = fp_journal_begin(x.j);
+	assert_int_equal(fp_jr_put_job(fp_journal_buf(x.j), &r), 0);
+	assert_int_equal(fp_journal_end(x.j, start, FP_JR_JOB, NULL), 0);
+	start = fp_journal_begin(x.j);
+	fp_jr_outcomes_begin(&o, fp_journal_buf(x.j), r.id, true);
+	for (uint32_t i = 0; i < 2; i++)
+		fp_jr_outcomes_put(&o, &(struct fp_jr_outcome){ .pos = i, .attempts = 1,
+								.index = 1 - i, .text = in[1 - i].text,
+								.len = 1 });
+	fp_jr_outcomes_end(&o);
+	assert_int_equal(fp_journal_end(x.j, start, fp_jr_outcomes_type(&o), NULL), 0);
+	start = fp_journal_begin(x.j);
+	fp_jr_put_inputs(fp_journal_buf(x.j), r.id, done, 2);
+	assert_int_equal(fp_journal_end(x.j, start, FP_JR_INPUTS, NULL), 0);
+	assert_int_equal(jr_wait(&x, &f), 0);
+	jr_close(&x, &f);
+	store_again(&f);
+
+	for (int round = 0; round < 2; round++) {
+		jr_open(&x, &f, &rec);
+		assert_int_equal(rec.jobs, 1);
+		assert_int_equal(rec.finished, round);
+		assert_int_equal(rec.resumed, 0);
+		assert_int_equal(rec.items_kept, round ? 0 : 2);
+		assert_int_equal(rec.items_rerun, 0);
+		job = fp_jobs_find(f.jobs, "b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1");
+		assert_non_null(job);
+		assert_int_equal(fp_job_state(job), FP_JOB_DONE);
+		assert_int_equal(fp_job_total(job), 2);
+		for (size_t k = 0; k < 2; k++) {
+			fp_job_item(job, k, &it);
+			assert_int_equal(it.index, 1 - k);
+			assert_string_equal(it.value, in[1 - k].text);
+		}
+		assert_true(fp_test_run_until(f.pool, nothing_pending, f.jobs, 10000));
+		jr_close(&x, &f);
+		store_again(&f);
+	}
+	fp_test_jobs_teardown(&f);
+	jr_rm(&x);
+}
+
+/*
+ * A pipeline the pool will not run again (its task is gone) ends failed
+ * with one error saying why; the outputs recorded before are void, so a
+ * second restart finds the same error, not an earlier output in its place.
+ */
+static void pipeline_refused_at_restart_keeps_its_error(void **state)
+{
+	static const struct fp_jr_item in[] = { { "0", 1 }, { "1", 1 } };
+	struct fp_jr_opts stage = { .task = "nosuch", .task_len = 6, .timeout_ms = -1 };
+	struct fp_jobs_recovery rec;
+	struct fp_test_jobs f;
+	struct fp_jr_outcomes o;
+	struct fp_jr_job r;
+	struct fp_job_item it;
+	fp_job *job;
+	size_t start;
+	struct jr x;
+
+	jr_dir(&x);
+	fp_test_jobs_setup(&f, 1);
+	jr_open(&x, &f, &rec);
+	memset(&r, 0, sizeof(r));
+	memset(r.id, 0xc2, FP_JR_ID_BYTES);
+	r.kind = FP_JOB_PIPELINE;
+	r.created_at = 1765000000000ull;
+	r.opts = (struct fp_jr_opts){ .task = "nosuch", .task_len = 6 };
+	r.nstages = 1;
+	r.stages = &stage;
+	r.n = 2;
+	r.items = (struct fp_jr_item *)in;
+	start = fp_journal_begin(x.j);
+	assert_int_equal(fp_jr_put_job(fp_journal_buf(x.j), &r), 0);
+	assert_int_equal(fp_journal_end(x.j, start, FP_JR_JOB, NULL), 0);
+	/* An output of an input not done: partial, dropped at the restart. */
+	start = fp_journal_begin(x.j);
+	fp_jr_outcomes_begin(&o, fp_journal_buf(x.j), r.id, true);
+	fp_jr_outcomes_put(&o, &(struct fp_jr_outcome){ .pos = 0, .attempts = 1, .index = 0,
+							.text = "0", .len = 1 });
+	fp_jr_outcomes_end(&o);
+	assert_int_equal(fp_journal_end(x.j, start, fp_jr_outcomes_type(&o), NULL), 0);
+	assert_int_equal(jr_wait(&x, &f), 0);
+	jr_close(&x, &f);
+	store_again(&f);
+
+	for (int round = 0; round < 2; round++) {
+		jr_open(&x, &f, &rec);
+		assert_int_equal(rec.finished, round);
+		job = fp_jobs_find(f.jobs, "c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2");
+		assert_non_null(job);
+		assert_int_equal(fp_job_state(job), FP_JOB_FAILED);
+		assert_int_equal(fp_job_total(job), 1);
+		fp_job_item(job, 0, &it);
+		assert_int_equal(it.status, FP_ITEM_START_FAILURE);
+		assert_non_null(strstr(it.message, "not run again after the restart"));
+		jr_close(&x, &f);
+		store_again(&f);
+	}
+	fp_test_jobs_teardown(&f);
+	jr_rm(&x);
+}
+
 /* A pipeline of one stage per task over texts (NULL-terminated lists). */
 static fp_job *submit_pipeline(struct fp_test_jobs *f, const char *const *tasks,
 			       const char *const *texts, const fp_pipeline_options *po)
@@ -3069,6 +3203,8 @@ int main(void)
 		cmocka_unit_test(unfinished_job_resumes_the_items_without_an_outcome),
 		cmocka_unit_test(resumed_job_does_not_write_its_outcomes_again),
 		cmocka_unit_test(outcomes_of_an_older_build_are_read),
+		cmocka_unit_test(pipeline_with_every_input_done_ends_at_restart),
+		cmocka_unit_test(pipeline_refused_at_restart_keeps_its_error),
 		cmocka_unit_test(a_job_whose_record_fails_is_withdrawn),
 		cmocka_unit_test(a_retry_waits_for_the_first_requests_record),
 		cmocka_unit_test(a_submission_refused_at_shutdown_does_not_come_back),

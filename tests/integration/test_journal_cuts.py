@@ -5,7 +5,9 @@ retry storm over the journal.
   cut in the middle of one of its records (in its payload, or in its
   header), as a crash during that write leaves it. forkpoold started on each
   copy cuts the torn record naming its offset, and the map ends with every
-  item once, with its right value.
+  item once, with its right value. The same during 1,000 applies: every job
+  whose JOB record is whole in a copy ends once, with its value, and no
+  other job appears.
 - --journal-recover keeps what follows the damage: of two finished jobs, the
   first's JOB record damaged, the second comes back whole.
 - 100 concurrent POSTs with one Idempotency-Key under --fsync always (each
@@ -115,6 +117,64 @@ class JournalCutsTest(unittest.TestCase):
             for i, line in enumerate(lines):
                 self.assertEqual(line.get("index"), i, line)
                 self.assertEqual(line.get("value"), float(map_item(i)), line)
+            self.stop_clean(d)
+
+    def test_applies_resume_from_copies_cut_mid_write(self):
+        d = self.start()
+        sent = {}               # job id -> the sleep text it was given
+        lock = threading.Lock()
+        counter = [0]
+        stop = threading.Event()
+
+        def submit_loop():
+            while not stop.is_set():
+                with lock:
+                    i = counter[0]
+                    counter[0] += 1
+                    if i >= 1000:
+                        return
+                text = "1.%09d" % i
+                r = d.post("/v1/apply", '{"task":"sleep","args":%s}' % text,
+                           headers={"Content-Type": "application/json"})
+                self.assertEqual(r.status, 202, r)
+                with lock:
+                    sent[r.json()["id"]] = text
+        threads = [threading.Thread(target=submit_loop) for _ in range(4)]
+        for t in threads:
+            t.start()
+        copies = []
+        try:
+            for k in range(4):
+                wait_until(lambda: len(sent) >= (k + 1) * 200, 60, interval=0.002,
+                           what="%d applies" % ((k + 1) * 200))
+                with open(os.path.join(self.data, "journal"), "rb") as f:
+                    data = f.read()
+                off, size = records(data)[-1 - k]
+                cut = off + (size // 2 if k % 2 == 0 else REC_HDR_LEN // 2)
+                path = os.path.join(self.dir, "cut%d" % k)
+                os.makedirs(path)
+                with open(os.path.join(path, "journal"), "wb") as f:
+                    f.write(data[:cut])
+                # The jobs a restart on this copy must know: their JOB record whole.
+                jobs = {data[o + REC_HDR_LEN:o + REC_HDR_LEN + 16].hex()
+                        for o, n in records(data[:cut])
+                        if struct.unpack_from("<H", data, o + 4)[0] == 1}
+                copies.append((path, off, jobs))
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(60)
+        self.stop_clean(d)
+        for path, off, jobs in copies:
+            self.assertTrue(jobs)
+            d = self.start(data=path)
+            d.wait_line(r"cut a torn last record at byte offset %d\b" % off, 5)
+            listed = {j["id"] for j in d.get("/v1/jobs?limit=1000").json()["jobs"]}
+            self.assertEqual(listed, jobs)
+            for job in jobs:
+                doc = d.wait_job(job, timeout=60)
+                self.assertEqual(doc["state"], "done", doc)
+                self.assertEqual(doc["result"], float(sent[job]), doc)
             self.stop_clean(d)
 
     def test_recover_keeps_what_follows_the_damage(self):
