@@ -107,8 +107,9 @@ static void child_free(fp_pool *c)
 /*
  * An exec pool: a pool of its own (slots, queue, calls, workers) on the
  * root's loop, with the root's options but for its workers and the limits it
- * sets itself, and no modules.
- * Its workers are forked later, with the root's.
+ * sets itself, and no modules. Made before the zygote, which forks its
+ * workers too and so must hold it; its loop is the root's once that is
+ * attached (loop_attach()), its workers are forked later, with the root's.
  */
 static int child_new(fp_pool *root, const fp_exec_options *xo, char *msg, size_t len)
 {
@@ -132,13 +133,12 @@ static int child_new(fp_pool *root, const fp_exec_options *xo, char *msg, size_t
 		goto err_free;
 	c->log = root->log;
 	c->log.prefix = c->exec->prefix;
-	c->loop = root->loop;
 	c->master_pid = root->master_pid;
 	c->rng = root->rng ^ (uintptr_t)c;
 	if (!c->rng)
 		c->rng = 1;
 	c->next_frame_id = 1;
-	/* Its workers are forked by the master: the zygote has no exec pools. */
+	/* The root's zygote forks its workers (fp__zygote_spawn()): none of its own. */
 	c->zygote_off = true;
 	c->defer.data = c;
 	c->resume.data = c;
@@ -154,11 +154,6 @@ static int child_new(fp_pool *root, const fp_exec_options *xo, char *msg, size_t
 	}
 	root->children = children;
 	root->children[root->nchildren++] = c;
-	fp_log_info(&c->log, "%u workers running %s%s (max tasks per child %u + %u, "
-		    "max RSS %zu KiB, timeout %llu ms; 0: none)", c->opts.workers,
-		    xo->shell ? "/bin/sh -c " : "", xo->command, c->opts.max_tasks_per_child,
-		    c->opts.max_tasks_jitter, c->opts.max_rss_bytes >> 10,
-		    (unsigned long long)c->opts.timeout_ms);
 	return 0;
 
 err_free:
@@ -246,17 +241,19 @@ static int loop_attach(fp_pool *p, fp_loop *loop, char *errbuf, size_t errlen)
 
 	if (loop) {
 		p->loop = loop;
-		return 0;
+	} else {
+		err = fp_loop_new(&p->loop, p->opts.backend);
+		if (err) {
+			fp_log_error(&p->log, "cannot start the event loop: %s", fp_strerror(err));
+			return fp_errbuf_printf(errbuf, errlen, err,
+						"cannot start the event loop: %s", fp_strerror(err));
+		}
+		p->own_loop = true;
+		/* A loop the caller made is the caller's to name: each fact once. */
+		fp_log_info(&p->log, "event loop backend: %s", fp_loop_backend_name(p->loop));
 	}
-	err = fp_loop_new(&p->loop, p->opts.backend);
-	if (err) {
-		fp_log_error(&p->log, "cannot start the event loop: %s", fp_strerror(err));
-		return fp_errbuf_printf(errbuf, errlen, err, "cannot start the event loop: %s",
-					fp_strerror(err));
-	}
-	p->own_loop = true;
-	/* A loop the caller made is the caller's to name: each fact once. */
-	fp_log_info(&p->log, "event loop backend: %s", fp_loop_backend_name(p->loop));
+	for (unsigned i = 0; i < p->nchildren; i++)
+		p->children[i]->loop = p->loop;
 	return 0;
 }
 
@@ -268,17 +265,47 @@ static int fail_with(fp_pool *p, int err, const char *msg, char *errbuf, size_t 
 	return fp_errbuf_printf(errbuf, errlen, err, "%s", msg[0] ? msg : fp_strerror(err));
 }
 
-/* The exec pools, then every pool's workers. On failure the caller frees p. */
-static int workers_start(fp_pool *p, const fp_options *opts, char *errbuf, size_t errlen)
+/*
+ * The exec pools (checked first: exec_check()), before the zygote that
+ * forks their workers. On failure the caller frees them (children_free()).
+ */
+static int children_new(fp_pool *p, const fp_options *opts, char *errbuf, size_t errlen)
 {
 	char msg[512] = "";
+	int err;
+
+	err = exec_check(p, msg, sizeof(msg));
+	for (unsigned i = 0; !err && i < FP_EXEC_MAX && opts->exec[i].name; i++)
+		err = child_new(p, &opts->exec[i], msg, sizeof(msg));
+	if (err)
+		return fail_with(p, err, msg, errbuf, errlen);
+	return 0;
+}
+
+static void children_free(fp_pool *p)
+{
+	for (unsigned i = 0; i < p->nchildren; i++)
+		child_free(p->children[i]);
+	free(p->children);
+	p->children = NULL;
+	p->nchildren = 0;
+}
+
+/* Every pool's workers. On failure the caller frees p. */
+static int workers_start(fp_pool *p, const fp_options *opts, char *errbuf, size_t errlen)
+{
 	unsigned i;
 	int err;
 
-	for (i = 0; i < FP_EXEC_MAX && opts->exec[i].name; i++) {
-		err = child_new(p, &opts->exec[i], msg, sizeof(msg));
-		if (err)
-			return fail_with(p, err, msg, errbuf, errlen);
+	for (i = 0; i < p->nchildren; i++) {
+		const fp_exec_options *xo = &opts->exec[i];
+		fp_pool *c = p->children[i];
+
+		fp_log_info(&c->log, "%u workers running %s%s (max tasks per child %u + %u, "
+			    "max RSS %zu KiB, timeout %llu ms; 0: none)", c->opts.workers,
+			    xo->shell ? "/bin/sh -c " : "", xo->command,
+			    c->opts.max_tasks_per_child, c->opts.max_tasks_jitter,
+			    c->opts.max_rss_bytes >> 10, (unsigned long long)c->opts.timeout_ms);
 	}
 	err = spawn_all(p);
 	for (i = 0; !err && i < p->nchildren; i++)
@@ -309,11 +336,15 @@ int fp_pool_new(fp_pool **out, fp_loop *loop, const fp_options *opts,
 	err = modules_load(p, opts, errbuf, errlen);
 	if (err)
 		goto err_modules;
+	err = children_new(p, opts, errbuf, errlen);
+	if (err)
+		goto err_children;
 
 	/*
-	 * The zygote now, while the master is small: the modules are loaded,
-	 * and nothing else is here yet (no loop of our own, no workers, no
-	 * calls). Without one, workers are forked by the master.
+	 * The zygote now, while the master is small: the modules are loaded
+	 * and the exec pools made, and nothing else is here yet (no loop of
+	 * our own, no workers, no calls). Without one, workers are forked by
+	 * the master.
 	 */
 	p->zygote_off = !fp__zygote_wanted();
 	if (!p->zygote_off && (err = fp__zygote_start(p)) < 0)
@@ -322,15 +353,13 @@ int fp_pool_new(fp_pool **out, fp_loop *loop, const fp_options *opts,
 
 	err = loop_attach(p, loop, errbuf, errlen);
 	if (err)
-		goto err_modules;
+		goto err_children;
 	err = fp_signal_start(p->loop, &p->sigchld, SIGCHLD, fp__reap);
 	if (err) {
 		fp_errbuf_printf(errbuf, errlen, err, "cannot watch SIGCHLD: %s", fp_strerror(err));
 		goto err_loop;
 	}
-	err = exec_check(p, msg, sizeof(msg));
-	if (!err)
-		err = slots_new(p);
+	err = slots_new(p);
 	if (err) {
 		fail_with(p, err, msg, errbuf, errlen);
 		goto err_signal;
@@ -355,8 +384,10 @@ err_signal:
 err_loop:
 	if (p->own_loop)
 		fp_loop_free(p->loop);
-err_modules:
+err_children:
 	fp__zygote_free_all(p);
+	children_free(p);
+err_modules:
 	modules_free(p);
 err_free:
 	free(p);
@@ -386,9 +417,7 @@ void fp_pool_free(fp_pool *p)
 		return;
 	if (p->state != FP_POOL_STOPPED)
 		fp_pool_shutdown(p, 0);
-	for (i = 0; i < p->nchildren; i++)
-		child_free(p->children[i]);
-	free(p->children);
+	children_free(p);
 	free(p->task_list);
 	free(p->task_names);
 	fp__kv_free(p->kv);

@@ -192,7 +192,7 @@ static int worker_fork(fp_pool *p, struct fp_worker *w)
 		err = -errno;
 		goto err_fds;
 	}
-	if (!p->zygote || fp__zygote_spawn(p, w, sv[1], lp[1], shm_fd) < 0) {
+	if (!p->root->zygote || fp__zygote_spawn(p, w, sv[1], lp[1], shm_fd) < 0) {
 		pid = fork_here(p, w, sv[1], lp[1]);
 		if (pid < 0) {
 			err = pid;

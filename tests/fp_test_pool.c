@@ -4,6 +4,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "fp_test.h"
 #include "fp_test_pool.h"
 #include "forkpool/loop.h"
 
@@ -201,4 +204,85 @@ void fp_test_collect_free(struct fp_test_collect *c)
 		fp_result_clear(&c->r[i]);
 	free(c->r);
 	free(c->seen);
+}
+
+/* --- processes ---------------------------------------------------------- */
+
+/* Field 4 of /proc/PID/stat (after the command name, which may hold ')'). */
+pid_t fp_test_parent_of(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	if (!p || p[1] != ' ' || p[2] == 'Z')
+		return -1;           /* gone, or a zombie: not a live process */
+	return (pid_t)atol(p + 4);
+}
+
+int fp_test_read_text(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -1;
+	buf[n] = '\0';
+	return 0;
+}
+
+/* Live children of `parent` named fp-zygote, up to max of them; how many. */
+size_t fp_test_zygotes_of(pid_t parent, pid_t *out, size_t max)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	size_t n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d))) {
+		char path[64], comm[32];
+		pid_t pid = (pid_t)atol(e->d_name);
+
+		if (pid <= 0 || fp_test_parent_of(pid) != parent)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+		if (fp_test_read_text(path, comm, sizeof(comm)) < 0 || strcmp(comm, "fp-zygote\n") != 0)
+			continue;
+		if (n < max)
+			out[n] = pid;
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
+static int one_zygote(void *data)
+{
+	return fp_test_zygotes_of(getpid(), (pid_t *)data, 1) == 1;
+}
+
+/*
+ * The pool's one zygote. A new one takes its name a moment after its fork:
+ * wait for that, running the pool's loop.
+ */
+pid_t fp_test_zygote(fp_pool *p)
+{
+	pid_t z = 0;
+
+	assert_true(fp_test_run_until(p, one_zygote, &z, 10000));
+	return z;
 }

@@ -53,6 +53,15 @@ int fp_test_pids_known(void *p);
  */
 void fp_test_assert_died_with_master(pid_t pid);
 
+/* The parent of live process pid (/proc/PID/stat), or -1 if gone or a zombie. */
+pid_t fp_test_parent_of(pid_t pid);
+/* A small file's text, NUL-terminated, into buf; -1 if it cannot be read. */
+int fp_test_read_text(const char *path, char *buf, size_t len);
+/* Live children of `parent` named fp-zygote, up to max of them in out; how many. */
+size_t fp_test_zygotes_of(pid_t parent, pid_t *out, size_t max);
+/* The pool's one zygote, waited for (running the pool's loop) until it has its name. */
+pid_t fp_test_zygote(fp_pool *p);
+
 /* 1 when FORKPOOL_LOOP's backend cannot run here (main() then exits 77). */
 int fp_test_backend_missing(void);
 

@@ -551,6 +551,43 @@ static void crash_fails_one_item_and_is_replaced(void **state)
 	fp_pool_free(p);
 }
 
+/* An exec worker of pool p that has no process yet: its pid is unknown. */
+static int exec_pid_unknown(void *p)
+{
+	struct fp_worker_stats ws[8];
+	size_t n = fp_pool_workers(p, ws, 8);
+
+	for (size_t i = 0; i < n && i < 8; i++)
+		if (ws[i].pool && ws[i].pid == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * An exec pool's workers are cloned by the pool's zygote, as its C workers
+ * are (the master forked them itself, with its whole memory): while the
+ * zygote is stopped, the worker asked for in place of one whose program
+ * crashed is not made, so its pid is unknown, until the zygote goes on.
+ */
+static void exec_workers_are_cloned_by_the_zygote(void **state)
+{
+	fp_pool *p = new_pool(1);
+	pid_t z;
+	int seen;
+
+	apply_ok(p, "py.square", "5", "25");
+	z = fp_test_zygote(p);
+	assert_true(fp_test_run_until(p, fp_test_pids_known, p, 10000));
+	assert_int_equal(kill(z, SIGSTOP), 0);
+	apply_fails(p, "py.crash", "null", NULL, FP_ITEM_CRASH, "killed by SIGSEGV");
+	seen = fp_test_run_until(p, exec_pid_unknown, p, 3000);
+	assert_int_equal(kill(z, SIGCONT), 0);
+	assert_true(seen);
+	assert_true(fp_test_run_until(p, fp_test_pids_known, p, 10000));
+	apply_ok(p, "py.square", "6", "36");
+	fp_pool_free(p);
+}
+
 static void non_json_output_is_quoted(void **state)
 {
 	fp_pool *p = new_pool(1);
@@ -1112,6 +1149,7 @@ int main(void)
 		cmocka_unit_test(exec_stage_timeout_cap_and_input_order),
 		cmocka_unit_test(cancel_mid_pipeline_with_exec_stage),
 		cmocka_unit_test(crash_fails_one_item_and_is_replaced),
+		cmocka_unit_test(exec_workers_are_cloned_by_the_zygote),
 		cmocka_unit_test(non_json_output_is_quoted),
 		cmocka_unit_test(hang_past_timeout_kills_the_program),
 		cmocka_unit_test(start_failures_say_what_happened),

@@ -38,85 +38,6 @@ static fp_pool *new_pool(unsigned workers, unsigned max_tasks)
 	return fp_test_pool_with(&o);
 }
 
-/* Field 4 of /proc/PID/stat (after the command name, which may hold ')'). */
-static pid_t parent_of(pid_t pid)
-{
-	char path[64], buf[512], *p;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	if (!p || p[1] != ' ' || p[2] == 'Z')
-		return -1;           /* gone, or a zombie: not a live process */
-	return (pid_t)atol(p + 4);
-}
-
-static int read_text(const char *path, char *buf, size_t len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, len - 1);
-	close(fd);
-	if (n < 0)
-		return -1;
-	buf[n] = '\0';
-	return 0;
-}
-
-/* Live children of `parent` named fp-zygote, up to max of them; how many. */
-static size_t zygotes_of(pid_t parent, pid_t *out, size_t max)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	size_t n = 0;
-
-	assert_non_null(d);
-	while ((e = readdir(d))) {
-		char path[64], comm[32];
-		pid_t pid = (pid_t)atol(e->d_name);
-
-		if (pid <= 0 || parent_of(pid) != parent)
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
-		if (read_text(path, comm, sizeof(comm)) < 0 || strcmp(comm, "fp-zygote\n") != 0)
-			continue;
-		if (n < max)
-			out[n] = pid;
-		n++;
-	}
-	closedir(d);
-	return n;
-}
-
-static int one_zygote(void *data)
-{
-	return zygotes_of(getpid(), (pid_t *)data, 1) == 1;
-}
-
-/*
- * The pool's one zygote. A new one takes its name a moment after its fork:
- * wait for that, running the pool's loop.
- */
-static pid_t the_zygote(fp_pool *p)
-{
-	pid_t z = 0;
-
-	assert_true(fp_test_run_until(p, one_zygote, &z, 10000));
-	return z;
-}
-
 /* Gone from the process table: reaped by the pool, not a zombie. */
 static void assert_reaped(pid_t pid)
 {
@@ -135,7 +56,7 @@ static int workers_are_mine(void *data)
 	int mine = 0;
 
 	for (size_t i = 0; i < n && i < 8; i++) {
-		pid_t pp = ws[i].pid > 0 ? parent_of(ws[i].pid) : -1;
+		pid_t pp = ws[i].pid > 0 ? fp_test_parent_of(ws[i].pid) : -1;
 
 		if (pp < 0)
 			continue;    /* not told yet, or just left (one task each) */
@@ -191,8 +112,8 @@ static void workers_are_the_masters_children(void **state)
 	assert_int_equal(fstat(lfd, &lst), 0);
 	p = new_pool(2, 0);
 	w = fp_test_apply_pid(p, "pid", NULL);
-	z = the_zygote(p);
-	assert_int_equal(parent_of(w), getpid());
+	z = fp_test_zygote(p);
+	assert_int_equal(fp_test_parent_of(w), getpid());
 
 	n = fp_pool_workers(p, ws, 4);
 	assert_int_equal(n, 2);
@@ -200,7 +121,7 @@ static void workers_are_the_masters_children(void **state)
 		assert_int_not_equal(ws[i].pid, z);
 
 	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)z);
-	assert_int_equal(read_text(path, buf, sizeof(buf)), 0);
+	assert_int_equal(fp_test_read_text(path, buf, sizeof(buf)), 0);
 	/* As much of the title as the room argv had: here at least "forkpool:". */
 	assert_true(strlen(buf) >= 9);
 	assert_int_equal(strncmp(buf, "forkpool: zygote", strlen(buf)), 0);
@@ -289,7 +210,7 @@ static void killed_zygote_is_replaced(void **state)
 	pid_t z2;
 
 	fp_test_apply_pid(p, "pid", NULL);
-	k.zygote = the_zygote(p);
+	k.zygote = fp_test_zygote(p);
 	co.chunksize = 1;
 	fp_test_collect_init(&c, p, n);
 	c.each = kill_zygote_mid_map;
@@ -301,7 +222,7 @@ static void killed_zygote_is_replaced(void **state)
 	assert_int_equal(c.summary.ok, n);
 	assert_true(fp_test_log_has("starting another"));
 
-	z2 = the_zygote(p);
+	z2 = fp_test_zygote(p);
 	assert_int_not_equal(z2, k.zygote);
 	/* The new one forks: more one-task workers come and go. */
 	for (int i = 0; i < 4; i++)
@@ -322,7 +243,7 @@ static int zygote_gone(void *data)
 {
 	pid_t z = *(pid_t *)data;
 
-	return parent_of(z) < 0;
+	return fp_test_parent_of(z) < 0;
 }
 
 /* Killed again and again: the master forks its workers itself, and says so. */
@@ -333,14 +254,14 @@ static void zygote_that_keeps_dying_is_given_up(void **state)
 
 	for (int i = 0; i < 3; i++) {
 		fp_test_apply_pid(p, "pid", NULL);
-		z = the_zygote(p);
+		z = fp_test_zygote(p);
 		assert_int_equal(kill(z, SIGKILL), 0);
 		assert_true(fp_test_run_until(p, zygote_gone, &z, 10000));
 		fp_test_apply_pid(p, "pid", NULL);
 	}
 	assert_true(fp_test_run_until(p, fp_test_log_says, "forking workers in the master from now on",
 				      10000));
-	assert_int_equal(zygotes_of(getpid(), &z, 1), 0);
+	assert_int_equal(fp_test_zygotes_of(getpid(), &z, 1), 0);
 	for (int i = 0; i < 3; i++)
 		fp_test_apply_pid(p, "pid", NULL);
 	assert_workers_are_mine(p);
@@ -381,7 +302,7 @@ static void worker_being_cloned_has_no_pid_yet(void **state)
 	int seen;
 
 	fp_test_apply_pid(p, "pid", NULL);
-	z = the_zygote(p);
+	z = fp_test_zygote(p);
 	assert_true(fp_test_run_until(p, fp_test_pids_known, p, 10000));
 	assert_int_equal(kill(z, SIGSTOP), 0);
 	/* One task each: that worker's successor is asked of the stopped zygote. */
@@ -414,7 +335,7 @@ static void workers_a_stopped_zygote_has_not_made_are_not_able(void **state)
 	int one, both;
 
 	fp_test_apply_pid(p, "pid", NULL);
-	z = the_zygote(p);
+	z = fp_test_zygote(p);
 	assert_true(fp_test_run_until(p, fp_test_pids_known, p, 10000));
 	assert_int_equal(able(p), 2);
 	assert_int_equal(fp_pool_workers(p, ws, 4), 2);
@@ -448,7 +369,7 @@ static void zygote_and_workers_leave_the_masters_process_group(void **state)
 
 	p = new_pool(2, 0);
 	fp_test_apply_pid(p, "pid", NULL);
-	z = the_zygote(p);
+	z = fp_test_zygote(p);
 	assert_int_not_equal(getpgid(z), getpgrp());
 	assert_true(fp_test_run_until(p, fp_test_pids_known, p, 10000));
 	n = fp_pool_workers(p, ws, 4);
@@ -505,10 +426,10 @@ static void reload_replaces_the_zygote(void **state)
 	pid_t before, after;
 
 	fp_test_apply_pid(p, "pid", NULL);
-	before = the_zygote(p);
+	before = fp_test_zygote(p);
 	assert_int_equal(fp_pool_reload(p), 0);
 	assert_true(fp_test_run_until(p, zygote_gone, &before, 10000));
-	after = the_zygote(p);
+	after = fp_test_zygote(p);
 	assert_int_not_equal(before, after);
 	fp_test_apply_pid(p, "pid", NULL);
 	/* The old one left because it was asked to: no death is reported. */
@@ -520,7 +441,7 @@ static void reload_replaces_the_zygote(void **state)
 
 static int two_zygotes(void *data)
 {
-	return zygotes_of(getpid(), (pid_t *)data, 2) == 2;
+	return fp_test_zygotes_of(getpid(), (pid_t *)data, 2) == 2;
 }
 
 /*
@@ -533,7 +454,7 @@ static void two_pools_have_a_zygote_each(void **state)
 	fp_pool *a = new_pool(1, 1), *b;
 	pid_t za, zb, z[2];
 
-	za = the_zygote(a);
+	za = fp_test_zygote(a);
 	b = new_pool(1, 1);
 	assert_true(fp_test_run_until(b, two_zygotes, z, 10000));
 	zb = z[0] == za ? z[1] : z[0];
@@ -542,7 +463,7 @@ static void two_pools_have_a_zygote_each(void **state)
 	fp_test_apply_pid(b, "pid", NULL);
 	fp_pool_free(b);
 	assert_reaped(zb);
-	assert_int_equal(parent_of(za), getpid());
+	assert_int_equal(fp_test_parent_of(za), getpid());
 	for (int i = 0; i < 3; i++)
 		fp_test_apply_pid(a, "pid", NULL);
 	assert_workers_are_mine(a);
@@ -561,7 +482,7 @@ static void forkpool_zygote_0_forks_in_the_master(void **state)
 	for (int i = 0; i < 3; i++)
 		fp_test_apply_pid(p, "pid", NULL);
 	assert_workers_are_mine(p);
-	assert_int_equal(zygotes_of(getpid(), &z, 1), 0);
+	assert_int_equal(fp_test_zygotes_of(getpid(), &z, 1), 0);
 	fp_pool_free(p);
 }
 
@@ -589,9 +510,9 @@ static void zygote_dies_with_the_master(void **state)
 		if (fp_pool_new(&p, NULL, &o, NULL, 0))
 			_exit(1);
 		/* Its name comes a moment after its fork. */
-		for (int i = 0; i < 1000 && zygotes_of(getpid(), found, 2) != 1; i++)
+		for (int i = 0; i < 1000 && fp_test_zygotes_of(getpid(), found, 2) != 1; i++)
 			fp_test_apply_pid(p, "pid", NULL);
-		if (zygotes_of(getpid(), found, 2) != 1)
+		if (fp_test_zygotes_of(getpid(), found, 2) != 1)
 			_exit(1);
 		if (write(pfd[1], found, sizeof(found[0])) != sizeof(found[0]))
 			_exit(1);
