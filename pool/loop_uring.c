@@ -238,8 +238,13 @@ static int uring_run(fp_loop *loop)
 		    r != -ETIME)
 			return r;
 		reap(u);
-		if (due)
-			fp__uring_timer_fire_due(u);
+		/*
+		 * Due timers, those the callbacks just reaped started at 0 ms
+		 * included, fire now: waiting for the next round would cost
+		 * that round an io_uring_enter of its own (forkpoold's log
+		 * batch is such a timer, started by nearly every round).
+		 */
+		fp__uring_timer_fire_early(u);
 	}
 	/* Let the kernel start on what the last callbacks queued. */
 	if (io_uring_sq_ready(&u->ring))

@@ -169,6 +169,13 @@ void fp__uring_timer_cqe(struct uring *u, struct utimer *op)
 	fp__uring_timer_fire_due(u);
 }
 
+void fp__uring_timer_fire_early(struct uring *u)
+{
+	/* Only a timer earlier than the kernel op (or without one) can be due here. */
+	if (u->nheap && (!u->tcur || u->tcur->due > u->heap[0].due))
+		fp__uring_timer_fire_due(u);
+}
+
 void fp__uring_timer_fire_due(struct uring *u)
 {
 	uint64_t now = fp_now_ns(), seq = u->tseq;
