@@ -58,6 +58,7 @@ enum fp_jr_type {
 	FP_JR_FORGET = 6,
 	FP_JR_RERUN = 7,
 	FP_JR_INPUTS = 8,
+	/* 9 and 10: the shared values' KV_SET and KV_DEL (kv_journal.h). */
 };
 
 #define FP_JR_ID_BYTES 16
