@@ -664,7 +664,8 @@ struct fp_kv_request {
  * fp_kv_strerror() names: -ENOENT no such key (GET, DEL), -EINVAL a bad key,
  * -EBADMSG a value that is not JSON, -EDOM INCR of a value that is not an
  * integer, -E2BIG a value over the cap, -ENOSPC the store is full, -ERANGE
- * INCR past int64. `value` (GET; INCR: the new value as text; CAS: the value after it,
+ * INCR past int64, -EIO the change could not be made durable (fp_pool_kv_persist).
+ * `value` (GET; INCR: the new value as text; CAS: the value after it,
  * NULL when there is none) is valid during the callback only.
  */
 struct fp_kv_reply {
@@ -677,9 +678,11 @@ struct fp_kv_reply {
 typedef void (*fp_kv_cb)(fp_pool *pool, const struct fp_kv_reply *reply, void *data);
 
 /*
- * Runs one operation and calls `cb` with its outcome, once, possibly
- * before this returns (the store is in this process). Returns 0, or -ENOMEM
- * without calling `cb`.
+ * Runs one operation and calls `cb` with its outcome, once: before this
+ * returns when nothing is persisted, or, for a write with a persister
+ * (fp_pool_kv_persist), later from the loop once its change is kept; the
+ * request's strings are not needed after this returns. Returns 0, or
+ * -ENOMEM without calling `cb`.
  */
 int fp_pool_kv(fp_pool *pool, const struct fp_kv_request *req, fp_kv_cb cb, void *data);
 
@@ -699,6 +702,40 @@ typedef void (*fp_kv_list_cb)(fp_pool *pool, int err, const struct fp_kv_entry *
 			      size_t n, int more, void *data);
 int fp_pool_kv_list(fp_pool *pool, const char *prefix, size_t prefix_len, size_t max,
 		    fp_kv_list_cb cb, void *data);
+
+/*
+ * Keeping the shared values beyond the process (forkpoold's --data-dir):
+ * after every write that changed the store, `fn` gets the change as its
+ * result (the value the key now holds, or its deletion), never the
+ * operation, so that applying it twice is the same as once. The write's
+ * caller gets its reply only when `fn`'s `done(token, status)` is called:
+ * status 0, or a negative errno that becomes the reply's err as -EIO (the
+ * store keeps the change in memory; it may not survive a restart). `fn`
+ * returning a negative errno is the same as done() with it at once.
+ * `expires_ms` is wall-clock time (ms since the Unix epoch), so that a TTL
+ * counts the time the process was down. fn NULL: memory only.
+ */
+struct fp_kv_change {
+	const char *key;
+	size_t key_len;
+	const char *value;      /* NULL: the key was deleted */
+	size_t value_len;
+	uint64_t expires_ms;    /* wall clock; 0: never */
+};
+typedef void (*fp_kv_done_fn)(void *token, int status);
+typedef int (*fp_kv_persist_fn)(void *data, const struct fp_kv_change *change,
+				fp_kv_done_fn done, void *token);
+void fp_pool_kv_persist(fp_pool *pool, fp_kv_persist_fn fn, void *data);
+
+/*
+ * Puts back a change persisted earlier (a journal's replay): the value, or
+ * a deletion (value NULL); one whose expiry has passed deletes the key.
+ * Not persisted again. 0, or -EINVAL, -E2BIG, -ENOSPC, -ENOMEM.
+ */
+int fp_pool_kv_restore(fp_pool *pool, const struct fp_kv_change *change);
+
+/* How many live keys there are and the bytes they hold (keys, values, 64 bytes each). */
+void fp_pool_kv_usage(fp_pool *pool, size_t *keys, size_t *bytes);
 
 /* What a shared-value error means, in words that name the limit it broke. */
 const char *fp_kv_strerror(int err);

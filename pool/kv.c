@@ -223,6 +223,21 @@ int fp__kv_get(fp_kv *kv, const char *key, size_t klen, uint64_t now_ms,
 	return 0;
 }
 
+int fp__kv_expiry(fp_kv *kv, const char *key, size_t klen, uint64_t now_ms,
+		  uint64_t *expires_ms)
+{
+	struct kv_ent **link;
+	int rc = check_key(kv, klen);
+
+	if (rc)
+		return rc;
+	link = find(kv, key, klen, siphash13(kv->k0, kv->k1, key, klen), now_ms);
+	if (!*link)
+		return -ENOENT;
+	*expires_ms = (*link)->expires_ms;
+	return 0;
+}
+
 /*
  * Puts `val` at *link (an entry of `key`, or the end of its chain), with
  * `expires_ms`. The caller checked the key.

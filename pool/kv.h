@@ -49,6 +49,10 @@ void fp__kv_free(fp_kv *kv);
 int fp__kv_get(fp_kv *kv, const char *key, size_t klen, uint64_t now_ms,
 	       const char **val, size_t *vlen);
 
+/* When `key` expires (*expires_ms 0: never), on the clock of now_ms. -ENOENT. */
+int fp__kv_expiry(fp_kv *kv, const char *key, size_t klen, uint64_t now_ms,
+		  uint64_t *expires_ms);
+
 /* Sets `key` to `val`; ttl_ms 0 keeps it until deleted. */
 int fp__kv_set(fp_kv *kv, const char *key, size_t klen, const char *val, size_t vlen,
 	       uint64_t ttl_ms, uint64_t now_ms);

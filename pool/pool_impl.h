@@ -42,6 +42,8 @@ struct fp_pool {
 	struct fp_task_info *task_list;   /* fp_pool_tasks() with exec tasks */
 	char *task_names;
 	struct fp_kv *kv;          /* the root's shared values (pool_kv.c), made on first use */
+	fp_kv_persist_fn kv_persist;   /* the root's: where changes are kept (NULL: memory only) */
+	void *kv_persist_data;
 
 	fp_loop *loop;
 	bool own_loop;

@@ -4,12 +4,19 @@
  * value is JSON — checked once here, over the root pool's store (kv.c), so
  * that HTTP clients, the embedding program and tasks see one store with one
  * set of rules.
+ *
+ * With a persister (fp_pool_kv_persist: forkpoold's journal) a write's
+ * reply waits for its change to be kept, as a job's acceptance waits for its
+ * record: the change is the key's value afterwards with its expiry on the
+ * wall clock, read back from the store, so that replaying it is idempotent
+ * and an INCR's or a CAS's outcome is recorded, not their arithmetic.
  */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -71,6 +78,124 @@ static void current(fp_kv *kv, const struct fp_kv_request *req, uint64_t now,
 	}
 }
 
+static fp_pool *root_of(fp_pool *pool)
+{
+	return pool->root ? pool->root : pool;
+}
+
+static uint64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Whether a successful operation changed the store. */
+static bool changed(const struct fp_kv_request *req, const struct fp_kv_reply *r)
+{
+	return req->op == FP_KV_SET || req->op == FP_KV_DEL || req->op == FP_KV_INCR ||
+	       (req->op == FP_KV_CAS && r->swapped);
+}
+
+/* A reply held until its change is kept: a copy of it, with its value. */
+struct kv_pending {
+	fp_pool *pool;
+	fp_kv_cb cb;
+	void *data;
+	struct fp_kv_reply r;
+	char value[];
+};
+
+static void persisted(void *token, int status)
+{
+	struct kv_pending *p = token;
+
+	if (status < 0) {
+		p->r.err = -EIO;
+		p->r.value = NULL;
+		p->r.value_len = 0;
+	}
+	p->cb(p->pool, &p->r, p->data);
+	free(p);
+}
+
+/*
+ * Hands the change `req` made to the persister (when there is one) and
+ * replies once it is kept.
+ */
+static int persist(fp_pool *pool, const struct fp_kv_request *req, const struct fp_kv_reply *r,
+		   fp_kv_cb cb, void *data, uint64_t now)
+{
+	fp_pool *root = root_of(pool);
+	struct fp_kv_change c = { .key = req->key, .key_len = req->key_len };
+	struct kv_pending *p;
+	uint64_t exp = 0;
+	int rc;
+
+	if (!root->kv_persist) {
+		cb(pool, r, data);
+		return 0;
+	}
+	p = malloc(sizeof(*p) + r->value_len + 1);
+	if (!p)
+		return -ENOMEM;
+	p->pool = pool;
+	p->cb = cb;
+	p->data = data;
+	p->r = *r;
+	if (r->value) {
+		memcpy(p->value, r->value, r->value_len);
+		p->value[r->value_len] = '\0';
+		p->r.value = p->value;
+	}
+	if (req->op != FP_KV_DEL &&
+	    fp__kv_get(root->kv, req->key, req->key_len, now, &c.value, &c.value_len) == 0 &&
+	    fp__kv_expiry(root->kv, req->key, req->key_len, now, &exp) == 0 && exp)
+		c.expires_ms = wall_ms() + (exp > now ? exp - now : 0);
+	rc = root->kv_persist(root->kv_persist_data, &c, persisted, p);
+	if (rc < 0)
+		persisted(p, rc);
+	return 0;
+}
+
+void fp_pool_kv_persist(fp_pool *pool, fp_kv_persist_fn fn, void *data)
+{
+	fp_pool *root = root_of(pool);
+
+	root->kv_persist = fn;
+	root->kv_persist_data = data;
+}
+
+int fp_pool_kv_restore(fp_pool *pool, const struct fp_kv_change *c)
+{
+	fp_kv *kv = store(pool);
+	uint64_t now = fp_now_ms(), wall = wall_ms();
+	int rc;
+
+	if (!kv)
+		return -ENOMEM;
+	if (!key_ok(c->key, c->key_len))
+		return -EINVAL;
+	if (!c->value || (c->expires_ms && c->expires_ms <= wall)) {
+		rc = fp__kv_del(kv, c->key, c->key_len, now);
+		return rc == -ENOENT ? 0 : rc;
+	}
+	return fp__kv_set(kv, c->key, c->key_len, c->value, c->value_len,
+			  c->expires_ms ? c->expires_ms - wall : 0, now);
+}
+
+void fp_pool_kv_usage(fp_pool *pool, size_t *keys, size_t *bytes)
+{
+	fp_kv *kv = store(pool);
+	struct fp_kv_stats st = { 0 };
+
+	if (kv)
+		fp__kv_stats(kv, &st);
+	*keys = st.keys;
+	*bytes = st.bytes;
+}
+
 int fp_pool_kv(fp_pool *pool, const struct fp_kv_request *req, fp_kv_cb cb, void *data)
 {
 	fp_kv *kv = store(pool);
@@ -124,10 +249,13 @@ int fp_pool_kv(fp_pool *pool, const struct fp_kv_request *req, fp_kv_cb cb, void
 		r.err = -EINVAL;
 	}
 out:
-	cb(pool, &r, data);
+	if (r.err == 0 && changed(req, &r))
+		rc = persist(pool, req, &r, cb, data, now);
+	else
+		rc = (cb(pool, &r, data), 0);
 	free(val);
 	free(expect);
-	return 0;
+	return rc;
 }
 
 struct list_ctx {
@@ -198,6 +326,8 @@ const char *fp_kv_strerror(int err)
 		return "the increment takes the value past a 64-bit integer";
 	case -ENOMEM:
 		return "out of memory";
+	case -EIO:
+		return "the change could not be kept: the data directory's journal cannot be written";
 	default:
 		return "shared value error";
 	}

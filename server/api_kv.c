@@ -3,10 +3,16 @@
  * incremented and compared-and-set, and /v1/kv listed by prefix, over the
  * pool's store (fp_pool_kv), the one tasks use. A value is answered as its
  * JSON text, so that `curl .../v1/kv/hits` prints the count.
+ *
+ * A write's answer may come after fp_pool_kv returns: with --data-dir it
+ * waits for the change's journal record (kv_journal.h). The request is held
+ * meanwhile in a struct kv_answer whose close callback only marks the
+ * client gone, since the pool still holds the struct and frees nothing.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +46,9 @@ static void kv_error(fp_http_request *req, const char *key, int err)
 	case -ENOSPC:
 		status = 507, code = "kv_full";
 		break;
+	case -EIO:
+		status = 507, code = "insufficient_storage";
+		break;
 	}
 	fp__api_error(req, status, code, "shared value '%s': %s", key, fp_kv_strerror(err));
 }
@@ -54,10 +63,32 @@ static const char *path_key(fp_http_request *req, size_t *len)
 }
 
 struct kv_answer {
-	fp_http_request *req;
+	fp_http_request *req;   /* NULL once the client went away */
 	char key[FP_KV_KEY_MAX + 1];
 	int ok_status;          /* 200: the value as the body; 204: none */
 };
+
+static void client_gone(fp_http_request *req, void *data)
+{
+	struct kv_answer *a = data;
+
+	(void)req;
+	a->req = NULL;
+}
+
+/*
+ * Whether `a`'s request is still there to answer; `a` is freed when not.
+ * The caller answers, then frees `a`.
+ */
+static bool answerable(struct kv_answer *a)
+{
+	if (!a->req) {
+		free(a);
+		return false;
+	}
+	fp_http_on_close(a->req, NULL, NULL);
+	return true;
+}
 
 static void answer_value(fp_pool *pool, const struct fp_kv_reply *r, void *data)
 {
@@ -65,18 +96,19 @@ static void answer_value(fp_pool *pool, const struct fp_kv_reply *r, void *data)
 	struct sbuf b;
 
 	(void)pool;
+	if (!answerable(a))
+		return;
 	if (r->err) {
 		kv_error(a->req, a->key, r->err);
-		return;
-	}
-	if (a->ok_status == 204) {
+	} else if (a->ok_status == 204) {
 		fp_http_respond(a->req, 204, NULL, NULL, 0);
-		return;
+	} else {
+		sbuf_init(&b);
+		sbuf_add(&b, r->value, r->value_len);
+		fp__api_json(a->req, 200, &b);
+		sbuf_free(&b);
 	}
-	sbuf_init(&b);
-	sbuf_add(&b, r->value, r->value_len);
-	fp__api_json(a->req, 200, &b);
-	sbuf_free(&b);
+	free(a);
 }
 
 static void answer_cas(fp_pool *pool, const struct fp_kv_reply *r, void *data)
@@ -85,8 +117,11 @@ static void answer_cas(fp_pool *pool, const struct fp_kv_reply *r, void *data)
 	struct sbuf b;
 
 	(void)pool;
+	if (!answerable(a))
+		return;
 	if (r->err) {
 		kv_error(a->req, a->key, r->err);
+		free(a);
 		return;
 	}
 	sbuf_init(&b);
@@ -98,25 +133,36 @@ static void answer_cas(fp_pool *pool, const struct fp_kv_reply *r, void *data)
 	sbuf_adds(&b, "}");
 	fp__api_json(a->req, 200, &b);
 	sbuf_free(&b);
+	free(a);
 }
 
-/* Runs `kr` for the request's key and answers through `cb`. */
+/* Runs `kr` for the request's key and answers through `cb`, now or once the change is kept. */
 static void kv_run(fp_api *api, fp_http_request *req, struct fp_kv_request *kr, fp_kv_cb cb,
 		   int ok_status)
 {
-	struct kv_answer a = { .req = req, .ok_status = ok_status };
+	struct kv_answer *a = calloc(1, sizeof(*a));
 	size_t len;
 	const char *key = path_key(req, &len);
 
+	if (!a) {
+		fp__api_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	a->req = req;
+	a->ok_status = ok_status;
 	/* Named in messages whole when it fits, else cut: it is refused anyway. */
-	memcpy(a.key, key, len < FP_KV_KEY_MAX ? len : FP_KV_KEY_MAX);
-	a.key[len < FP_KV_KEY_MAX ? len : FP_KV_KEY_MAX] = '\0';
+	memcpy(a->key, key, len < FP_KV_KEY_MAX ? len : FP_KV_KEY_MAX);
+	a->key[len < FP_KV_KEY_MAX ? len : FP_KV_KEY_MAX] = '\0';
 	kr->key = key;
 	kr->key_len = len;
-	fp_http_set_log_field(req, "key", a.key);
-	/* The store is in this process: the answer is given before fp_pool_kv returns. */
-	if (fp_pool_kv(api->pool, kr, cb, &a) < 0)
+	fp_http_set_log_field(req, "key", a->key);
+	fp_http_on_close(req, client_gone, a);
+	if (fp_pool_kv(api->pool, kr, cb, a) < 0) {
+		/* The callback was not called and will not be. */
+		fp_http_on_close(req, NULL, NULL);
+		free(a);
 		fp__api_error(req, 500, "internal", "out of memory");
+	}
 }
 
 /* ?ttl=SECONDS (a number > 0; fractions allowed) as ms: 0 when absent, -1 after answering 400. */

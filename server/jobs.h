@@ -272,6 +272,23 @@ struct fp_journal *fp_jobs_journal(const fp_jobs *jobs);
 int fp_jobs_journal_error(const fp_jobs *jobs);
 /* The last compaction's outcome: 0, or the error it gave up with. */
 int fp_jobs_journal_compact_error(const fp_jobs *jobs);
+
+/*
+ * Another owner of records in the same journal (the shared values,
+ * kv_journal.c): compaction keeps its live records too. live() says the
+ * bytes they take now, counted with the jobs' against the file's size;
+ * snapshot() appends them all to a compaction's first slice. After
+ * appending, the guest calls fp_jobs_journal_appended() so that a file grown
+ * by its records alone is compacted as well. g NULL: none.
+ */
+struct sbuf;
+struct fp_jobs_journal_guest {
+	uint64_t (*live)(void *data);
+	int (*snapshot)(void *data, struct sbuf *b, uint32_t salt);
+	void *data;
+};
+void fp_jobs_journal_guest(fp_jobs *jobs, const struct fp_jobs_journal_guest *g);
+void fp_jobs_journal_appended(fp_jobs *jobs);
 /*
  * Take back a job whose JOB record could not be written (the waiter said
  * so): cancelled and gone without a trace, its id not remembered.

@@ -181,6 +181,7 @@ struct fp_jobs {
 	struct jr_compaction *jr_cmp;  /* the compaction running, if any */
 	uint64_t jr_retry_at;      /* after a failed one, the size to try again at */
 	int jr_compact_err;        /* the last compaction's outcome */
+	struct fp_jobs_journal_guest jr_guest;  /* other records kept by compaction */
 };
 
 struct fp__job_start {

@@ -22,7 +22,8 @@
  * items are not needed again, so its JOB carries empty ones; an unfinished
  * one's are, so its JOB record's payload is kept in memory until it ends.
  * Forgotten (expired, deleted) jobs are left out, which is what bounds the
- * file by the live jobs rather than by history.
+ * file by the live jobs rather than by history. A guest's records (the
+ * shared values', fp_jobs_journal_guest) lead the snapshot and count as live.
  *
  * Outcomes are appended at the end of the loop turn they came in: the pool
  * delivers a chunk's answers in one turn, and a record per item would cost
@@ -1137,6 +1138,7 @@ int fp_jobs_resume(fp_jobs *jobs, struct fp_jobs_recovery *out)
  */
 struct jr_compaction {
 	fp_jobs *jobs;
+	bool guest_done;           /* the guest's records are in the snapshot */
 	fp_job **list;             /* the kept jobs when it began, oldest first, each held */
 	size_t n, next;
 };
@@ -1292,6 +1294,12 @@ static int snapshot_cb(void *data, struct sbuf *b)
 	if (!jobs || !jobs->journal)
 		return -ECANCELED;
 	salt = fp_journal_salt(jobs->journal);
+	if (!c->guest_done) {
+		c->guest_done = true;
+		if (jobs->jr_guest.snapshot &&
+		    (err = jobs->jr_guest.snapshot(jobs->jr_guest.data, b, salt)) < 0)
+			return err;
+	}
 	while (c->next < c->n && slice < SNAP_JOBS && b->len < SNAP_BYTES) {
 		fp_job *job = c->list[c->next++];
 
@@ -1323,6 +1331,11 @@ static void compacted_cb(void *data, int status)
 	free(c);
 }
 
+static uint64_t guest_live(fp_jobs *jobs)
+{
+	return jobs->jr_guest.live ? jobs->jr_guest.live(jobs->jr_guest.data) : 0;
+}
+
 static void maybe_compact(fp_jobs *jobs)
 {
 	fp_journal *j = jobs->journal;
@@ -1335,7 +1348,7 @@ static void maybe_compact(fp_jobs *jobs)
 		return;
 	fp_journal_stats_get(j, &st);
 	if (st.size < jobs->opts.journal_compact_min || st.size < jobs->jr_retry_at ||
-	    st.size / 2 <= jobs->jr_live)
+	    st.size / 2 <= jobs->jr_live + guest_live(jobs))
 		return;
 	c = calloc(1, sizeof(*c));
 	for (job = jobs->all; job; job = job->next) {
@@ -1359,6 +1372,19 @@ static void maybe_compact(fp_jobs *jobs)
 		snap_release(jobs);
 		free(c);
 	}
+}
+
+void fp_jobs_journal_guest(fp_jobs *jobs, const struct fp_jobs_journal_guest *g)
+{
+	if (g)
+		jobs->jr_guest = *g;
+	else
+		memset(&jobs->jr_guest, 0, sizeof(jobs->jr_guest));
+}
+
+void fp_jobs_journal_appended(fp_jobs *jobs)
+{
+	maybe_compact(jobs);
 }
 
 int fp_jobs_journal_compact_error(const fp_jobs *jobs)

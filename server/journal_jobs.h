@@ -63,6 +63,7 @@ enum fp_jr_type {
 	FP_JR_RERUN = 7,
 	FP_JR_INPUTS = 8,
 	FP_JR_OUTCOMES_PACKED = 9,
+	/* 10 and 11: the shared values' KV_SET and KV_DEL (kv_journal.h). */
 };
 
 #define FP_JR_ID_BYTES 16

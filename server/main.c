@@ -35,6 +35,7 @@
 #include "http.h"
 #include "jobs.h"
 #include "journal.h"
+#include "kv_journal.h"
 #include "dlog.h"
 #include "forkpool/loop.h"
 #include "nofile.h"
@@ -76,6 +77,7 @@ struct daemon {
 	fp_pool *pool;
 	fp_jobs *jobs;
 	fp_journal *journal;        /* --data-dir; NULL: memory only */
+	fp_kv_journal *kv_journal;  /* the shared values in it */
 	struct fp_journal_report journal_report;
 	bool journal_closed;
 	fp_api *api;
@@ -486,25 +488,37 @@ static unsigned open_files(struct daemon *d)
 	return (unsigned)cap;
 }
 
+/* A record goes back to its owner: the shared values or the job store. */
+static int replay(void *data, const struct fp_jrec *r, uint64_t off, char *err, size_t errlen)
+{
+	struct daemon *d = data;
+
+	if (fp_kv_journal_owns(r->type))
+		return fp_kv_journal_replay(d->pool, r, off, err, errlen);
+	return fp_jobs_replay(d->jobs, r, off, err, errlen);
+}
+
 /*
- * The journal, replayed into the job store before anything listens, so
- * that the first request already sees every job the last run accepted.
+ * The journal, replayed into the job store and the shared values before
+ * anything listens, so that the first request already sees every job the
+ * last run accepted and every value it answered for.
  */
 static int open_journal(struct daemon *d)
 {
 	struct fp_journal_options o = {
 		.dir = d->cfg.data_dir, .fsync = d->cfg.fsync,
 		.fsync_interval_ms = d->cfg.fsync_interval_ms,
-		.recover = d->cfg.journal_recover, .replay = fp_jobs_replay,
-		.data = d->jobs, .log = &d->log,
+		.recover = d->cfg.journal_recover, .replay = replay,
+		.data = d, .log = &d->log,
 	};
+	size_t kv_keys, kv_bytes;
 	struct fp_jobs_recovery rec;
 	char err[1024];
 	int r;
 
 	if (!d->cfg.data_dir) {
-		fp_dlog_warn(&d->log, "jobs are kept in memory only: --data-dir DIR keeps them"
-			     " across restarts");
+		fp_dlog_warn(&d->log, "jobs and shared values are kept in memory only: --data-dir"
+			     " DIR keeps them across restarts");
 		return 0;
 	}
 	r = fp_journal_open(&d->journal, d->loop, &o, &d->journal_report, err, sizeof(err));
@@ -514,6 +528,14 @@ static int open_journal(struct daemon *d)
 		return r;
 	}
 	fp_jobs_attach_journal(d->jobs, d->journal);
+	r = fp_kv_journal_new(&d->kv_journal, d->pool, d->journal, d->jobs);
+	if (r < 0) {
+		fp_dlog_error(&d->log, "cannot keep the shared values in the journal: %s",
+			      fp_strerror(r));
+		return r;
+	}
+	fp_pool_kv_usage(d->pool, &kv_keys, &kv_bytes);
+	fp_dlog_info(&d->log, "journal: %zu shared values recovered", kv_keys);
 	r = fp_jobs_resume(d->jobs, &rec);
 	if (r < 0) {
 		fp_dlog_error(&d->log, "cannot resume the journal's jobs: %s", fp_strerror(r));
@@ -861,6 +883,8 @@ static void teardown(struct daemon *d)
 	d->cluster = NULL;
 	fp_http_server_free(d->http);
 	d->http = NULL;
+	fp_kv_journal_free(d->kv_journal);
+	d->kv_journal = NULL;
 	fp_jobs_free(d->jobs);
 	d->jobs = NULL;
 	close_journal(d);

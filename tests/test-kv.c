@@ -79,6 +79,29 @@ static void expiry_on_read_and_by_sweep(void **state)
 	fp__kv_free(kv);
 }
 
+/* What a persisted change records: the deadline a key has, kept by incr, none when set without. */
+static void expiry_is_told_and_kept_by_incr(void **state)
+{
+	fp_kv *kv = fp__kv_new(NULL);
+	uint64_t exp = 1;
+	int64_t n;
+
+	(void)state;
+	assert_int_equal(fp__kv_set(kv, S("c"), S("1"), 500, 1000), 0);
+	assert_int_equal(fp__kv_expiry(kv, S("c"), 1200, &exp), 0);
+	assert_int_equal(exp, 1500);
+	assert_int_equal(fp__kv_incr(kv, S("c"), 2, 1300, &n), 0);
+	assert_int_equal(fp__kv_expiry(kv, S("c"), 1300, &exp), 0);
+	assert_int_equal(exp, 1500);
+	assert_int_equal(fp__kv_set(kv, S("c"), S("7"), 0, 1400), 0);
+	assert_int_equal(fp__kv_expiry(kv, S("c"), 1400, &exp), 0);
+	assert_int_equal(exp, 0);
+	assert_int_equal(fp__kv_set(kv, S("d"), S("1"), 10, 1400), 0);
+	assert_int_equal(fp__kv_expiry(kv, S("d"), 1410, &exp), -ENOENT);
+	assert_int_equal(fp__kv_expiry(kv, S("none"), 1410, &exp), -ENOENT);
+	fp__kv_free(kv);
+}
+
 static void incr_counts_and_refuses(void **state)
 {
 	fp_kv *kv = fp__kv_new(NULL);
@@ -267,6 +290,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(set_get_delete),
 		cmocka_unit_test(expiry_on_read_and_by_sweep),
+		cmocka_unit_test(expiry_is_told_and_kept_by_incr),
 		cmocka_unit_test(incr_counts_and_refuses),
 		cmocka_unit_test(cas_sets_only_on_match),
 		cmocka_unit_test(caps_are_named),
