@@ -38,6 +38,7 @@
 #include "exec.h"
 #include "forkpool.h"
 #include "frame.h"
+#include "limit.h"
 #include "log.h"
 #include "forkpool/loop.h"
 #include "module.h"
@@ -64,6 +65,7 @@ struct fp_pool {
 	struct fp_task_info *task_list;   /* fp_pool_tasks() with exec tasks */
 	char *task_names;
 	struct fp_kv *kv;          /* the root's shared values (pool_kv.c), made on first use */
+	struct fp_limits limits;   /* the root's concurrency limits (limit.c) */
 
 	fp_loop *loop;
 	bool own_loop;
