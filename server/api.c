@@ -669,17 +669,39 @@ static void submitted_now(fp_api *api, fp_http_request *req, fp_job *job)
 	fp__api_answer_job(api, req, job, 202, 0, false);
 }
 
+/*
+ * A job's "concurrency": at most that many of its items at once, 0 (or
+ * absent) for no cap; refused on a cluster, which does not carry it to the
+ * nodes that run the job's chunks.
+ */
+static int get_concurrency(fp_api *api, fp_http_request *req, json_t *body, int64_t *out)
+{
+	if (get_uint(body, "concurrency", 0, FP_API_CONCURRENCY_MAX, out, req))
+		return -EINVAL;
+	return fp__api_concurrency_here(api, req, *out);
+}
+
+int fp__api_concurrency_here(fp_api *api, fp_http_request *req, int64_t concurrency)
+{
+	if (!concurrency || !api->cjobs)
+		return 0;
+	fp__api_error(req, 400, "bad_request", "\"concurrency\" is not supported with --cluster:"
+		      " a job's chunks run on several nodes, and limits across nodes are not"
+		      " there yet");
+	return -EINVAL;
+}
+
 /* What a submission's query may say when its body is JSON. */
 static const char *const submit_params[] = { "wait", "results", NULL };
 
 static const char *const apply_members[] = { "task", "args", "timeout_ms", "retries", "retry_on",
-					      NULL };
+					      "concurrency", NULL };
 
 static void post_apply(fp_api *api, fp_http_request *req, const struct fp_job_idem *idem)
 {
 	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
 	json_t *body, *task, *args;
-	int64_t timeout, retries;
+	int64_t timeout, retries, concurrency;
 	struct fp_buf item;
 	fp_job *job;
 	char *text;
@@ -696,6 +718,7 @@ static void post_apply(fp_api *api, fp_http_request *req, const struct fp_job_id
 	}
 	if (get_uint(body, "timeout_ms", -1, INT64_MAX / 1000000, &timeout, req) ||
 	    get_uint(body, "retries", 0, MAX_RETRIES, &retries, req) ||
+	    get_concurrency(api, req, body, &concurrency) ||
 	    fp__api_retry_on(req, json_object_get(body, "retry_on"), &co.retry_on, ""))
 		goto out;
 	args = json_object_get(body, "args");
@@ -706,6 +729,7 @@ static void post_apply(fp_api *api, fp_http_request *req, const struct fp_job_id
 	}
 	co.timeout_ms = timeout;
 	co.retries = (unsigned)retries;
+	co.concurrency = (unsigned)concurrency;
 	item = (struct fp_buf){ text, strlen(text) };
 	if (api->cjobs) {
 		fp__api_cluster_submit(api, req, FP_JOB_APPLY, json_string_value(task), &item, 1, &co);
@@ -750,13 +774,13 @@ static void submit_map(fp_api *api, fp_http_request *req, const char *task,
 }
 
 static const char *const map_members[] = { "task", "items", "timeout_ms", "retries",
-					    "retry_on", "chunksize", NULL };
+					    "retry_on", "chunksize", "concurrency", NULL };
 
 static void post_map_json(fp_api *api, fp_http_request *req, const struct fp_job_idem *idem)
 {
 	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
 	json_t *body, *task, *items;
-	int64_t timeout, retries, chunksize;
+	int64_t timeout, retries, chunksize, concurrency;
 	struct fp_buf *bufs = NULL;
 	size_t n = 0;
 
@@ -777,6 +801,7 @@ static void post_map_json(fp_api *api, fp_http_request *req, const struct fp_job
 	if (get_uint(body, "timeout_ms", -1, INT64_MAX / 1000000, &timeout, req) ||
 	    get_uint(body, "retries", 0, MAX_RETRIES, &retries, req) ||
 	    get_uint(body, "chunksize", 0, UINT32_MAX, &chunksize, req) ||
+	    get_concurrency(api, req, body, &concurrency) ||
 	    fp__api_retry_on(req, json_object_get(body, "retry_on"), &co.retry_on, ""))
 		goto out;
 	if (fp__api_json_items(req, items, &bufs, &n))
@@ -784,6 +809,7 @@ static void post_map_json(fp_api *api, fp_http_request *req, const struct fp_job
 	co.timeout_ms = timeout;
 	co.retries = (unsigned)retries;
 	co.chunksize = (size_t)chunksize;
+	co.concurrency = (unsigned)concurrency;
 	submit_map(api, req, json_string_value(task), bufs, n, &co, false, idem);
 out:
 	fp__api_json_items_free(bufs, n);
@@ -844,13 +870,14 @@ int fp__api_ndjson_items(fp_http_request *req, struct fp_buf **out, size_t *nout
 
 /* An NDJSON map says in its query what a JSON one says in its body. */
 static const char *const map_ndjson_params[] = { "task", "timeout_ms", "retries", "retry_on",
-						 "chunksize", "wait", "results", NULL };
+						 "chunksize", "concurrency", "wait", "results",
+						 NULL };
 
 static void post_map_ndjson(fp_api *api, fp_http_request *req, const struct fp_job_idem *idem)
 {
 	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
 	const char *task = fp_http_query(req, "task");
-	int64_t timeout, retries, chunksize;
+	int64_t timeout, retries, chunksize, concurrency;
 	struct fp_buf *bufs;
 	size_t n;
 
@@ -864,12 +891,15 @@ static void post_map_ndjson(fp_api *api, fp_http_request *req, const struct fp_j
 	if (query_uint(req, "timeout_ms", -1, INT64_MAX / 1000000, &timeout) ||
 	    query_uint(req, "retries", 0, MAX_RETRIES, &retries) ||
 	    query_uint(req, "chunksize", 0, UINT32_MAX, &chunksize) ||
+	    query_uint(req, "concurrency", 0, FP_API_CONCURRENCY_MAX, &concurrency) ||
+	    fp__api_concurrency_here(api, req, concurrency) ||
 	    fp__api_retry_on_query(req, &co.retry_on) ||
 	    fp__api_ndjson_items(req, &bufs, &n))
 		return;
 	co.timeout_ms = timeout;
 	co.retries = (unsigned)retries;
 	co.chunksize = (size_t)chunksize;
+	co.concurrency = (unsigned)concurrency;
 	submit_map(api, req, task, bufs, n, &co, true, idem);
 }
 

@@ -2,8 +2,8 @@
  * Tasks that record how many of them ran at once, for the concurrency
  * limit tests: the task itself measures it, whatever the pool reports.
  *
- * overlap.hold and overlap.free (two names, one function, so that a test
- * can limit one and not the other), args "PATH MS" (a JSON string): under
+ * overlap.hold, overlap.free and overlap.other (three names, one function,
+ * so that a test can limit some and not the others), args "PATH MS" (a JSON string): under
  * an exclusive flock on PATH, add one to the running count kept in it and
  * raise the most seen; sleep MS; take one off again. PATH holds
  * "RUNNING MOST" in text; the task returns the most seen so far.
@@ -65,6 +65,7 @@ static int overlap_run(fp_task_ctx *ctx, const char *args, size_t len)
 static const struct fp_task tasks[] = {
 	{ "overlap.hold", overlap_run, "\"PATH MS\" -> the most running at once so far" },
 	{ "overlap.free", overlap_run, "the same, under another name" },
+	{ "overlap.other", overlap_run, "the same, under a third name" },
 	{ NULL, NULL, NULL },
 };
 
