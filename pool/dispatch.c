@@ -2,7 +2,7 @@
  * Dispatch: one FIFO queue, chunks to idle workers (and, for quick work while
  * none is idle, a busy worker's next chunk ahead), cut from the first
  * entry that may run (the head, unless its call holds it back: call.h's
- * room); results back in item order; what a
+ * room, or a concurrency limit: limit.h); results back in item order; what a
  * dead worker leaves unfinished goes back to the head of the queue, except
  * the one item it was running, which fails (or is retried while it has
  * attempts left).
