@@ -314,10 +314,17 @@ typedef struct fp_call_options {
 	 * finds them all. Copied; NULL: "call N".
 	 */
 	const char *label;
+	/*
+	 * At most this many of the call's items run at once (a semaphore of
+	 * its own, on top of its task's limit, fp_pool_limit_set()); the rest
+	 * wait in the queue without holding a worker. 0: no cap.
+	 */
+	unsigned concurrency;
 } fp_call_options;
 
 #define FP_CALL_OPTIONS_DEFAULT { .timeout_ms = -1, .retries = 0, .retry_on = 0, \
-				  .chunksize = 0, .on_start = NULL, .label = NULL }
+				  .chunksize = 0, .on_start = NULL, .label = NULL, \
+				  .concurrency = 0 }
 
 struct fp_call_summary {
 	uint64_t id;
@@ -611,6 +618,37 @@ struct fp_task_info {
 	int generator;          /* declared a generator: answers zero or more outputs */
 };
 const struct fp_task_info *fp_pool_tasks(fp_pool *pool, size_t *n);
+
+/*
+ * Concurrency limits (the semaphore): at most `max` items of the tasks a
+ * limit covers run at once, across the pool and its exec pools. Their
+ * other items wait in the queue without holding a worker, other tasks'
+ * items pass them, and one starts as soon as a running one ends. A chunk
+ * never carries more items of a limited task than may run at once.
+ *
+ * fp_pool_limit_set() makes limit `name` ([A-Za-z0-9_.:-], 1 to 64 bytes)
+ * or changes its max; -EINVAL for a bad name or max 0, -EEXIST for the name
+ * of a task's own limit. fp_pool_task_limit() puts `task` under limit
+ * `limit` (NULL: under none): -ENOENT for a limit never set, -EEXIST when
+ * the task has a limit already. fp_pool_task_concurrency() gives `task` a
+ * limit of its own, named after it (max 0: none). Tasks are named as in
+ * calls (`NAME.task` for an exec pool's) and need not exist yet. Items
+ * already running are never stopped by a lower max.
+ */
+int fp_pool_limit_set(fp_pool *pool, const char *name, unsigned max);
+int fp_pool_task_limit(fp_pool *pool, const char *task, const char *limit);
+int fp_pool_task_concurrency(fp_pool *pool, const char *task, unsigned max);
+
+struct fp_limit_stats {
+	const char *name;       /* valid until the limits change */
+	unsigned max;
+	unsigned running;       /* items of its tasks held by workers now */
+	uint64_t waiting;       /* items of its tasks queued */
+};
+/* The limits in the order they were made, up to `max`; returns how many there are. */
+size_t fp_pool_limits(fp_pool *pool, struct fp_limit_stats *out, size_t max);
+/* The name of the limit `task` is under, or NULL. */
+const char *fp_pool_task_limit_name(fp_pool *pool, const char *task);
 
 /*
  * Whether calls to `task` are taken: 1 it exists, 0 it does not, -1 not

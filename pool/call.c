@@ -123,6 +123,7 @@ int fp__call_new(struct fp_call **out, fp_pool *p, const struct fp_registry_task
 	c->retries = o->retries;
 	c->retry_on = o->retry_on ? o->retry_on : FP_RETRY_DEFAULT;
 	c->chunksize = o->chunksize ? o->chunksize : fp__default_chunksize(p, n);
+	c->concurrency = o->concurrency;
 	c->n = n;
 	for (i = 0; i < n && !spec->borrow; i++) {
 		if (items[i].len > p->opts.max_payload)

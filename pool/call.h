@@ -56,6 +56,7 @@ struct fp_call {
 	fp_done_cb on_done;
 	void *data;
 	uint64_t timeout_ms;       /* 0: none */
+	unsigned concurrency;      /* at most this many items at once (limit.c); 0: no cap */
 	unsigned retries;
 	unsigned retry_on;         /* FP_RETRY_* bits, resolved (never 0) */
 	size_t chunksize;          /* resolved, >= 1 */

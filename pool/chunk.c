@@ -60,7 +60,8 @@ static size_t chunk_for(fp_pool *p, const struct fp_worker *w, const struct fp_q
 		if (k > left)
 			k = left;
 	}
-	if (!c->ops->room)
+	k = fp__limit_room(p, w, c, hops, NULL, 0, k);
+	if (!k || !c->ops->room)
 		return k;
 	left = c->ops->room(c, e->first, k, *hops);
 	if (!*hops || !left || chain_fits(p, e, left, *hops))
@@ -206,6 +207,8 @@ uint32_t fp__chunk_plan(fp_pool *p, struct fp_worker *w, struct fp_seg *segs, si
 			take = c->chunksize;
 		if (take > limit - total)
 			take = limit - total;
+		if (!(take = fp__limit_room(p, w, c, &(unsigned){ 0 }, segs, n, take)))
+			break;
 		for (i = 0; i < take; i++)
 			b += c->items[e->first + i].len;
 		if (bytes + b > JOIN_ARGS_MAX)

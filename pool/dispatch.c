@@ -2,7 +2,7 @@
  * Dispatch: one FIFO queue, chunks to idle workers (and, for quick work while
  * none is idle, a busy worker's next chunk ahead), cut from the first
  * entry that may run (the head, unless its call holds it back: call.h's
- * room); results back in item order; what a
+ * room, or a concurrency limit: limit.h); results back in item order; what a
  * dead worker leaves unfinished goes back to the head of the queue, except
  * the one item it was running, which fails (or is retried while it has
  * attempts left).
@@ -240,16 +240,20 @@ static void dispatch_pool(fp_pool *p)
 void fp__dispatch(fp_pool *p)
 {
 	fp_pool *root = p->root;
+	bool family;
 
 	if (p->state != FP_POOL_RUNNING)
 		return;
 	/*
 	 * What was gathered this turn (a pipeline's outputs: pipelines are
 	 * the root's) may go to any pool of the family (exec stages): queue
-	 * it, and then the others get their share too.
+	 * it, and then the others get their share too. So may an item that a
+	 * limit shared across the family held back (limit.c).
 	 */
-	if (root->feed_flush) {
+	family = root->feed_flush || fp__limits_shared(root);
+	if (root->feed_flush)
 		root->feed_flush(root);
+	if (family) {
 		for (unsigned i = 0; i < root->nchildren + 1u && root->nchildren; i++) {
 			fp_pool *q = i ? root->children[i - 1] : root;
 

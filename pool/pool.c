@@ -421,6 +421,7 @@ void fp_pool_free(fp_pool *p)
 	free(p->task_list);
 	free(p->task_names);
 	fp__kv_free(p->kv);
+	fp__limits_deinit(&p->limits);
 	for (i = 0; i < p->opts.workers && p->slots; i++)
 		fp_timer_stop(&p->slots[i].respawn);
 	fp_timer_stop(&p->defer);

@@ -16,6 +16,7 @@
 #include "exec.h"
 #include "forkpool.h"
 #include "frame.h"
+#include "limit.h"
 #include "log.h"
 #include "forkpool/loop.h"
 #include "module.h"
@@ -44,6 +45,7 @@ struct fp_pool {
 	struct fp_kv *kv;          /* the root's shared values (pool_kv.c), made on first use */
 	fp_kv_persist_fn kv_persist;   /* the root's: where changes are kept (NULL: memory only) */
 	void *kv_persist_data;
+	struct fp_limits limits;   /* the root's concurrency limits (limit.c) */
 
 	fp_loop *loop;
 	bool own_loop;

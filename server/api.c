@@ -680,11 +680,33 @@ static void submitted_now(fp_api *api, fp_http_request *req, fp_job *job)
 	fp__api_answer_job(api, req, job, 202, 0, false);
 }
 
+/*
+ * A job's "concurrency": at most that many of its items at once, 0 (or
+ * absent) for no cap; refused on a cluster, which does not carry it to the
+ * nodes that run the job's chunks.
+ */
+static int get_concurrency(fp_api *api, fp_http_request *req, json_t *body, int64_t *out)
+{
+	if (get_uint(body, "concurrency", 0, FP_API_CONCURRENCY_MAX, out, req))
+		return -EINVAL;
+	return fp__api_concurrency_here(api, req, *out);
+}
+
+int fp__api_concurrency_here(fp_api *api, fp_http_request *req, int64_t concurrency)
+{
+	if (!concurrency || !api->cjobs)
+		return 0;
+	fp__api_error(req, 400, "bad_request", "\"concurrency\" is not supported with --cluster:"
+		      " a job's chunks run on several nodes, and limits across nodes are not"
+		      " there yet");
+	return -EINVAL;
+}
+
 /* What a submission's query may say when its body is JSON. */
 static const char *const submit_params[] = { "wait", "results", NULL };
 
 static const char *const apply_members[] = { "task", "args", "timeout_ms", "retries", "retry_on",
-					      NULL };
+					      "concurrency", NULL };
 
 /* Submit and answer an apply of `task` on the item `args` (JSON text). */
 static void apply_submit(fp_api *api, fp_http_request *req, const struct fp_job_idem *idem,
@@ -711,7 +733,7 @@ static void post_apply(fp_api *api, fp_http_request *req, const struct fp_job_id
 	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
 	struct fp_apply_body plain;
 	json_t *body, *task, *args;
-	int64_t timeout, retries;
+	int64_t timeout, retries, concurrency;
 	const char *data;
 	size_t len;
 	char *text;
@@ -741,6 +763,7 @@ static void post_apply(fp_api *api, fp_http_request *req, const struct fp_job_id
 	}
 	if (get_uint(body, "timeout_ms", -1, INT64_MAX / 1000000, &timeout, req) ||
 	    get_uint(body, "retries", 0, MAX_RETRIES, &retries, req) ||
+	    get_concurrency(api, req, body, &concurrency) ||
 	    fp__api_retry_on(req, json_object_get(body, "retry_on"), &co.retry_on, ""))
 		goto out;
 	args = json_object_get(body, "args");
@@ -751,6 +774,7 @@ static void post_apply(fp_api *api, fp_http_request *req, const struct fp_job_id
 	}
 	co.timeout_ms = timeout;
 	co.retries = (unsigned)retries;
+	co.concurrency = (unsigned)concurrency;
 	apply_submit(api, req, idem, json_string_value(task), text, strlen(text), &co);
 	free(text);
 out:
@@ -784,13 +808,13 @@ static void submit_map(fp_api *api, fp_http_request *req, const char *task,
 }
 
 static const char *const map_members[] = { "task", "items", "timeout_ms", "retries",
-					    "retry_on", "chunksize", NULL };
+					    "retry_on", "chunksize", "concurrency", NULL };
 
 static void post_map_json(fp_api *api, fp_http_request *req, const struct fp_job_idem *idem)
 {
 	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
 	json_t *body, *task, *items;
-	int64_t timeout, retries, chunksize;
+	int64_t timeout, retries, chunksize, concurrency;
 	struct fp_buf *bufs = NULL;
 	size_t n = 0;
 
@@ -811,6 +835,7 @@ static void post_map_json(fp_api *api, fp_http_request *req, const struct fp_job
 	if (get_uint(body, "timeout_ms", -1, INT64_MAX / 1000000, &timeout, req) ||
 	    get_uint(body, "retries", 0, MAX_RETRIES, &retries, req) ||
 	    get_uint(body, "chunksize", 0, UINT32_MAX, &chunksize, req) ||
+	    get_concurrency(api, req, body, &concurrency) ||
 	    fp__api_retry_on(req, json_object_get(body, "retry_on"), &co.retry_on, ""))
 		goto out;
 	if (fp__api_json_items(req, items, &bufs, &n))
@@ -818,6 +843,7 @@ static void post_map_json(fp_api *api, fp_http_request *req, const struct fp_job
 	co.timeout_ms = timeout;
 	co.retries = (unsigned)retries;
 	co.chunksize = (size_t)chunksize;
+	co.concurrency = (unsigned)concurrency;
 	submit_map(api, req, json_string_value(task), bufs, n, &co, false, idem);
 out:
 	fp__api_json_items_free(bufs, n);
@@ -878,13 +904,14 @@ int fp__api_ndjson_items(fp_http_request *req, struct fp_buf **out, size_t *nout
 
 /* An NDJSON map says in its query what a JSON one says in its body. */
 static const char *const map_ndjson_params[] = { "task", "timeout_ms", "retries", "retry_on",
-						 "chunksize", "wait", "results", NULL };
+						 "chunksize", "concurrency", "wait", "results",
+						 NULL };
 
 static void post_map_ndjson(fp_api *api, fp_http_request *req, const struct fp_job_idem *idem)
 {
 	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
 	const char *task = fp_http_query(req, "task");
-	int64_t timeout, retries, chunksize;
+	int64_t timeout, retries, chunksize, concurrency;
 	struct fp_buf *bufs;
 	size_t n;
 
@@ -898,12 +925,15 @@ static void post_map_ndjson(fp_api *api, fp_http_request *req, const struct fp_j
 	if (query_uint(req, "timeout_ms", -1, INT64_MAX / 1000000, &timeout) ||
 	    query_uint(req, "retries", 0, MAX_RETRIES, &retries) ||
 	    query_uint(req, "chunksize", 0, UINT32_MAX, &chunksize) ||
+	    query_uint(req, "concurrency", 0, FP_API_CONCURRENCY_MAX, &concurrency) ||
+	    fp__api_concurrency_here(api, req, concurrency) ||
 	    fp__api_retry_on_query(req, &co.retry_on) ||
 	    fp__api_ndjson_items(req, &bufs, &n))
 		return;
 	co.timeout_ms = timeout;
 	co.retries = (unsigned)retries;
 	co.chunksize = (size_t)chunksize;
+	co.concurrency = (unsigned)concurrency;
 	submit_map(api, req, task, bufs, n, &co, true, idem);
 }
 

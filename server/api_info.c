@@ -10,10 +10,38 @@
 
 #define WORKERS_MAX 1024
 
+/* The pool's limits now, to free(); *n of them (0, and NULL, without memory). */
+static struct fp_limit_stats *limits_now(fp_api *api, size_t *n)
+{
+	size_t count = fp_pool_limits(api->pool, NULL, 0);
+	struct fp_limit_stats *st = count ? calloc(count, sizeof(*st)) : NULL;
+
+	*n = st ? fp_pool_limits(api->pool, st, count) : 0;
+	return st;
+}
+
+/* ,"limit":{"name":...,"max":N,"running":N} or ,"limit":null */
+static void task_limit(fp_api *api, struct sbuf *b, const char *task,
+		       const struct fp_limit_stats *st, size_t n)
+{
+	const char *name = fp_pool_task_limit_name(api->pool, task);
+
+	for (size_t i = 0; name && i < n; i++) {
+		if (strcmp(st[i].name, name))
+			continue;
+		sbuf_adds(b, ",\"limit\":{\"name\":");
+		sbuf_json_string(b, name, strlen(name));
+		sbuf_printf(b, ",\"max\":%u,\"running\":%u}", st[i].max, st[i].running);
+		return;
+	}
+	sbuf_adds(b, ",\"limit\":null");
+}
+
 void fp__api_tasks(fp_api *api, fp_http_request *req)
 {
-	size_t n, i;
+	size_t n, i, nlim;
 	const struct fp_task_info *t = fp_pool_tasks(api->pool, &n);
+	struct fp_limit_stats *lim = limits_now(api, &nlim);
 	struct sbuf b;
 
 	sbuf_init(&b);
@@ -28,10 +56,12 @@ void fp__api_tasks(fp_api *api, fp_http_request *req)
 			sbuf_json_string(&b, t[i].doc, strlen(t[i].doc));
 		else
 			sbuf_adds(&b, "null");
+		task_limit(api, &b, t[i].name, lim, nlim);
 		/* Declared a generator: zero or more outputs per item (pipelines). */
 		sbuf_adds(&b, t[i].generator ? ",\"generator\":true}" : ",\"generator\":false}");
 	}
 	sbuf_adds(&b, "]}");
+	free(lim);
 	fp__api_json(req, 200, &b);
 	sbuf_free(&b);
 }
@@ -251,6 +281,33 @@ static void cluster_metrics(fp_api *api, struct sbuf *b)
 }
 
 /* Prometheus text exposition format, version 0.0.4. */
+/* Each concurrency limit: its max, items of its tasks running, and waiting in the queue. */
+static void limit_metrics(fp_api *api, struct sbuf *b)
+{
+	size_t n;
+	struct fp_limit_stats *st = limits_now(api, &n);
+
+	if (!n) {
+		free(st);
+		return;
+	}
+	/* Limit names are [A-Za-z0-9_.:-]: nothing to escape in a label. */
+	metric_head(b, "forkpool_limit_max", "gauge", "Items a concurrency limit lets run at once.");
+	for (size_t i = 0; i < n; i++)
+		sbuf_printf(b, "forkpool_limit_max{limit=\"%s\"} %u\n", st[i].name, st[i].max);
+	metric_head(b, "forkpool_limit_running", "gauge",
+		    "Items of a concurrency limit's tasks handed to workers.");
+	for (size_t i = 0; i < n; i++)
+		sbuf_printf(b, "forkpool_limit_running{limit=\"%s\"} %u\n", st[i].name,
+			    st[i].running);
+	metric_head(b, "forkpool_limit_waiting", "gauge",
+		    "Items of a concurrency limit's tasks waiting in the queue.");
+	for (size_t i = 0; i < n; i++)
+		sbuf_printf(b, "forkpool_limit_waiting{limit=\"%s\"} %llu\n", st[i].name,
+			    (unsigned long long)st[i].waiting);
+	free(st);
+}
+
 void fp__api_metrics(fp_api *api, fp_http_request *req)
 {
 	struct fp_http_stats hs = { 0 };
@@ -329,6 +386,7 @@ void fp__api_metrics(fp_api *api, fp_http_request *req)
 		   ps.queued);
 	metric_one(&b, "forkpool_items_running", "gauge", "Items handed to workers.",
 		   ps.running);
+	limit_metrics(api, &b);
 	metric_head(&b, "forkpool_workers", "gauge", "Worker processes, and those able to take work.");
 	sbuf_printf(&b, "forkpool_workers{kind=\"configured\"} %u\n", ps.workers);
 	sbuf_printf(&b, "forkpool_workers{kind=\"alive\"} %u\n", ps.alive);

@@ -3,7 +3,7 @@
  *
  *   {"stages":[{"task":"words"},{"task":"lower","workers":1,"buffer":100}],
  *    "items":[...], "reduce":{"task":"count","batch":256}, "ordered":false,
- *    "timeout_ms":..., "retries":..., "retry_on":["crash","timeout"]}
+ *    "timeout_ms":..., "retries":..., "retry_on":["crash","timeout"], "concurrency":N}
  *
  * or NDJSON items with the rest in the query, as an NDJSON map has it:
  *   /v1/pipelines?stages=words,lower&workers=0,1&buffer=,100&reduce=count
@@ -34,6 +34,8 @@ struct pipeline_req {
 	int64_t timeout_ms;        /* the default for stages that do not say */
 	int64_t retries;
 	unsigned retry_on;
+	/* Every stage's cap: as its `workers`, whichever is smaller; 0 none. */
+	int64_t concurrency;
 	const struct fp_job_idem *idem;
 };
 
@@ -92,6 +94,10 @@ static void submit(fp_api *api, fp_http_request *req, struct pipeline_req *p,
 			p->stages[i].retries = (unsigned)p->retries;
 		if (!p->stages[i].retry_on)
 			p->stages[i].retry_on = p->retry_on;
+		/* One meaning: a job's concurrency is each stage's `workers` cap. */
+		if (p->concurrency && (!p->stages[i].workers ||
+				       p->stages[i].workers > (uint64_t)p->concurrency))
+			p->stages[i].workers = (unsigned)p->concurrency;
 	}
 	answered = check_tasks(api, req, p) != 0;
 	err = answered ? -EINVAL : fp_jobs_submit_pipeline_idem(api->jobs, p->stages, p->nstages,
@@ -137,12 +143,13 @@ static const char *const stage_members[] = { "task", "workers", "buffer", "timeo
 					     "retries", "retry_on", NULL };
 static const char *const reduce_members[] = { "task", "batch", NULL };
 static const char *const body_members[] = { "stages", "items", "reduce", "ordered",
-					    "timeout_ms", "retries", "retry_on", NULL };
+					    "timeout_ms", "retries", "retry_on", "concurrency",
+					    NULL };
 static const char *const json_params[] = { "wait", "results", NULL };
 static const char *const ndjson_params[] = { "stages", "workers", "buffer", "stage_timeout_ms",
 					     "stage_retries", "reduce", "batch", "ordered",
-					     "timeout_ms", "retries", "retry_on", "wait", "results",
-					     NULL };
+					     "timeout_ms", "retries", "retry_on", "concurrency",
+					     "wait", "results", NULL };
 
 static int json_stage(fp_http_request *req, json_t *js, size_t i, fp_stage *st)
 {
@@ -245,6 +252,7 @@ static void post_json(fp_api *api, fp_http_request *req, const struct fp_job_ide
 	p.po.ordered = json_is_true(ordered);
 	if (member_int(req, body, "timeout_ms", 0, MAX_TIMEOUT_MS, -1, &p.timeout_ms, "") ||
 	    member_int(req, body, "retries", 0, MAX_RETRIES, 0, &p.retries, "") ||
+	    member_int(req, body, "concurrency", 0, MAX_STAGE_WORKERS, 0, &p.concurrency, "") ||
 	    fp__api_retry_on(req, json_object_get(body, "retry_on"), &p.retry_on, "") ||
 	    json_reduce(req, json_object_get(body, "reduce"), &p.po))
 		goto out;
@@ -380,6 +388,7 @@ static void post_ndjson(fp_api *api, fp_http_request *req, const struct fp_job_i
 	if (query_int(req, "batch", 2, MAX_BATCH, 0, &batch) ||
 	    query_int(req, "timeout_ms", 0, MAX_TIMEOUT_MS, -1, &p.timeout_ms) ||
 	    query_int(req, "retries", 0, MAX_RETRIES, 0, &p.retries) ||
+	    query_int(req, "concurrency", 0, MAX_STAGE_WORKERS, 0, &p.concurrency) ||
 	    fp__api_retry_on_query(req, &p.retry_on))
 		return;
 	p.po.reduce_batch = (size_t)batch;

@@ -66,6 +66,15 @@ static const struct fp__config_setting settings[] = {
 	{ "exec-task-timeout", K_EXEC_UINT, OFF(exec_task_timeout_ms), 0, 365 * DAY_S * 1000,
 	  "DURATION", "default timeout of an exec pool's tasks, 0 none; NAME=DURATION"
 	  " for pool NAME; repeatable (default: --task-timeout)", IN_MS },
+	{ "limit", K_LIMIT, OFF(limits), 0, 0, "NAME=N",
+	  "a concurrency limit: at most N items of the tasks --task-limit puts under NAME"
+	  " run at once; repeatable, or a comma-separated list" },
+	{ "task-concurrency", K_LIMIT, OFF(task_concurrency), 0, 0, "TASK=N",
+	  "at most N items of TASK run at once (a limit of its own, named TASK);"
+	  " repeatable, or a comma-separated list" },
+	{ "task-limit", K_LIMIT, OFF(task_limits), 0, 0, "TASK=LIMIT",
+	  "put TASK under the --limit named LIMIT, shared with the other tasks under it;"
+	  " repeatable, or a comma-separated list" },
 	{ "loop", K_LOOP, OFF(loop), 0, 0, "auto|uring|epoll",
 	  "event-loop backend (default auto: io_uring, else epoll)" },
 	{ "token-file", K_PATH, OFF(token_file), 0, 0, "PATH",
@@ -209,6 +218,8 @@ static int apply(struct fp__config_ctx *x, const struct fp__config_setting *s, e
 		return list_add(x, s, src, where, v);
 	case K_EXEC_UINT:
 		return fp__config_set_exec_uint(x, s, where, v);
+	case K_LIMIT:
+		return fp__config_set_limit(x, s, src, &x->list_src[s - settings], where, v);
 	case K_PATH:
 	case K_CONFIG:
 		return fp__config_set_string(x, s, where, v);
@@ -376,7 +387,7 @@ static const char *env_get(char *const envp[], const char *name)
 /* Repeatable settings whose values hold no commas take a list in one variable. */
 static bool comma_separated(const struct fp__config_setting *s)
 {
-	if (s->kind == K_EXEC_UINT)
+	if (s->kind == K_EXEC_UINT || s->kind == K_LIMIT)
 		return true;
 	return s->kind == K_LIST && s->off != OFF(exec) && s->off != OFF(exec_shell);
 }
@@ -548,6 +559,8 @@ int fp_config_load(struct fp_config *c, int argc, char *const argv[],
 			     FP_CONFIG_DEFAULT_LISTEN);
 	if (r == 0)
 		r = fp__config_check_exec_pools(&x);
+	if (r == 0)
+		r = fp__config_check_limits(&x);
 	if (r == 0 && c->max_tasks_jitter && !c->max_tasks_per_child)
 		r = fp__config_fail(&x, "--max-tasks-jitter",
 			 "needs --max-tasks-per-child: it spreads that limit");

@@ -45,6 +45,18 @@
 
 #define FP_CONFIG_DEFAULT_LISTEN "127.0.0.1:8080"
 
+/* Concurrency limits: --limit NAME=N, --task-concurrency TASK=N, --task-limit TASK=LIMIT. */
+#define FP_CONFIG_LIMITS_MAX 64
+struct fp_config_limits {
+	size_t n;
+	struct fp_config_limit {
+		char name[129];            /* the limit's, or the task's */
+		char limit[65];            /* --task-limit: the limit's name */
+		unsigned max;              /* --limit, --task-concurrency: N */
+		char where[96];            /* who said it */
+	} v[FP_CONFIG_LIMITS_MAX];
+};
+
 /* An exec pool setting: one value for all exec pools, and some by name. */
 struct fp_config_exec_value {
 	bool all_set;
@@ -74,6 +86,8 @@ struct fp_config {
 	struct fp_config_exec_value exec_max_tasks_jitter;
 	struct fp_config_exec_value exec_max_rss_mb;         /* 0: none; unset: --max-rss-mb */
 	struct fp_config_exec_value exec_task_timeout_ms;    /* 0: none; unset: --task-timeout */
+	/* Concurrency limits (config_limit.c), handed to the pool by fp_config_apply_limits(). */
+	struct fp_config_limits limits, task_concurrency, task_limits;
 	char *token_file;                  /* NULL: no authentication */
 	bool strict_perms;                 /* a token file open to others: refuse, not warn */
 	uint64_t unix_mode;                /* unix:/path sockets' permissions (0660) */
@@ -159,5 +173,12 @@ int fp_config_read_cluster_password(const struct fp_config *c, char **password, 
  */
 size_t fp_config_exec_pools(const struct fp_config *c, fp_exec_options out[FP_EXEC_MAX],
 			    char names[FP_EXEC_MAX][72]);
+
+/*
+ * Give the pool the limits: --limit, then --task-concurrency, then
+ * --task-limit (config_limit.c). Checked when loaded, so only memory can
+ * fail: a negative errno, the setting it was in errbuf.
+ */
+int fp_config_apply_limits(const struct fp_config *c, fp_pool *pool, char *errbuf, size_t errlen);
 
 #endif

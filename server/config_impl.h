@@ -17,6 +17,7 @@ enum fp__config_kind {
 	K_SIZE,      /* bytes, with an optional k/m/g suffix (binary) */
 	K_LIST,      /* repeatable string: listen, module, exec, exec-shell */
 	K_EXEC_UINT, /* repeatable N or NAME=N, N as K_UINT's: an exec pool's own */
+	K_LIMIT,     /* repeatable NAME=N or TASK=LIMIT, comma lists too (config_limit.c) */
 	K_PATH,      /* one string */
 	K_MODE,      /* file permission bits in octal, 0 to 0777 */
 	K_BOOL,      /* true or false; a flag alone means true */
@@ -101,5 +102,12 @@ int fp__config_set_exec_uint(struct fp__config_ctx *x, const struct fp__config_s
 			     const char *where, const char *v);
 /* After every source: each NAME names an exec pool, and what goes together. */
 int fp__config_check_exec_pools(struct fp__config_ctx *x);
+
+/* config_limit.c: one value (or comma list) of --limit, --task-concurrency, --task-limit. */
+int fp__config_set_limit(struct fp__config_ctx *x, const struct fp__config_setting *s,
+			 enum fp__config_source src, enum fp__config_source *filled,
+			 const char *where, const char *v);
+/* Once every source is read: limits named by tasks exist, no task is limited twice. */
+int fp__config_check_limits(struct fp__config_ctx *x);
 
 #endif

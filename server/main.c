@@ -714,6 +714,12 @@ static int start(struct daemon *d)
 		return r;
 	}
 
+	r = fp_config_apply_limits(&d->cfg, d->pool, err, sizeof(err));
+	if (r < 0) {
+		fp_dlog_error(&d->log, "cannot set the concurrency limits: %s", err);
+		return r;
+	}
+
 	fp_jobs_options_init(&jo);
 	jo.ttl_ms = d->cfg.job_ttl_s * 1000;
 	jo.max_queue = d->cfg.max_queue;

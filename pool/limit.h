@@ -1,0 +1,51 @@
+/*
+ * Concurrency limits (the semaphore): named limits, the tasks each one
+ * covers, and dispatch's question "how many items of this call may start
+ * now". A limit's running count is never kept: it is read from what the
+ * family's workers hold unanswered, so no path by which an item ends (an
+ * answer, a crash, a kill, a requeue) can leave it wrong.
+ */
+#ifndef FP_LIMIT_H
+#define FP_LIMIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "forkpool.h"
+
+struct fp_call;
+struct fp_seg;
+struct fp_worker;
+
+/* The root pool's limits, shared by its exec pools. */
+struct fp_limits {
+	struct fp_limit {
+		char *name;
+		unsigned max;
+		bool own;          /* fp_pool_task_concurrency()'s: named after its task */
+	} *v;
+	size_t n;
+	struct fp_limit_task {
+		char *task;
+		size_t limit;      /* index into v */
+	} *t;
+	size_t nt;
+};
+
+/*
+ * How many of `want` items of c, sent to worker w with a chain of *hops,
+ * may start now besides the `n` segments already planned for the same
+ * chunk: `want` when nothing limits them. A chain is cut before the first
+ * limited task after the call's own (*hops lowered), so that a limited
+ * task's items are always counted as its own segments. A worker that
+ * already holds a chunk is sent none of a limited task: an item waiting
+ * behind another would hold a place of the limit without running.
+ */
+size_t fp__limit_room(fp_pool *p, const struct fp_worker *w, const struct fp_call *c,
+		      unsigned *hops, const struct fp_seg *planned, uint32_t n, size_t want);
+/* Whether an item ending in one pool may let an item of another pool start. */
+bool fp__limits_shared(const fp_pool *root);
+void fp__limits_deinit(struct fp_limits *l);
+
+#endif

@@ -1,0 +1,236 @@
+/*
+ * Concurrency limits (limit.c): a limited task never runs more items at
+ * once than its limit, as the task itself records (tests/modules/overlap.c),
+ * while other tasks' items pass its waiting ones; a named limit holds across
+ * the tasks it covers; a call's own concurrency caps that call; and bad
+ * limits are refused with the errno the header names. Runs once per loop
+ * backend (FORKPOOL_LOOP in the environment).
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "forkpool.h"
+#include "fp_test.h"
+#include "fp_test_pool.h"
+
+#define WORKERS 4
+
+struct fixture {
+	fp_pool *pool;
+	char *module;
+	char dir[64];
+	char path[2][96];
+};
+
+static void fixture_init(struct fixture *f)
+{
+	fp_options o;
+
+	memset(f, 0, sizeof(*f));
+	snprintf(f->dir, sizeof(f->dir), "/tmp/fp-test-limit-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	for (int i = 0; i < 2; i++)
+		snprintf(f->path[i], sizeof(f->path[i]), "%s/overlap%d", f->dir, i);
+	fp_test_options(&o, WORKERS);
+	f->module = fp_test_module_path("libfp-overlap.so");
+	o.modules[0] = f->module;
+	f->pool = fp_test_pool_with(&o);
+}
+
+static void fixture_free(struct fixture *f)
+{
+	fp_pool_free(f->pool);
+	for (int i = 0; i < 2; i++)
+		unlink(f->path[i]);
+	rmdir(f->dir);
+	free(f->module);
+}
+
+/* The most items that ran at once, as the tasks wrote in file i. */
+static long most_at_once(struct fixture *f, int i)
+{
+	long running = -1, most = -1;
+	FILE *in = fopen(f->path[i], "r");
+
+	assert_non_null(in);
+	assert_int_equal(fscanf(in, "%ld %ld", &running, &most), 2);
+	fclose(in);
+	assert_int_equal(running, 0);
+	return most;
+}
+
+/* Map `task` over n items "PATH MS" with options o; the collector is c. */
+static void submit(struct fixture *f, struct fp_test_collect *c, const char *task, int file,
+		   size_t n, unsigned ms, const fp_call_options *o)
+{
+	struct fp_buf *items = calloc(n, sizeof(*items));
+	char arg[160];
+
+	assert_non_null(items);
+	snprintf(arg, sizeof(arg), "\"%s %u\"", f->path[file], ms);
+	for (size_t i = 0; i < n; i++)
+		items[i] = (struct fp_buf){ arg, strlen(arg) };
+	fp_test_collect_init(c, f->pool, n);
+	assert_int_equal(fp_pool_map_async(f->pool, task, items, n, o, fp_test_collect_item,
+					   fp_test_collect_done, c, NULL), 0);
+	free(items);
+}
+
+static void all_ok(const struct fp_test_collect *c)
+{
+	assert_int_equal(c->summary.ok, c->n);
+}
+
+struct watch {
+	fp_pool *pool;
+	struct fp_test_collect *limited, *other;
+	unsigned most_running;
+	uint64_t waiting_seen;
+	int other_first;           /* the other call ended while the limited one still ran */
+};
+
+/* Polled by fp_test_run_until: what /v1/tasks would show, and which call ends first. */
+static int watch_both(void *data)
+{
+	struct watch *wt = data;
+	struct fp_limit_stats st[4];
+	size_t n = fp_pool_limits(wt->pool, st, 4);
+
+	assert_int_equal(n, 1);
+	if (st[0].running > wt->most_running)
+		wt->most_running = st[0].running;
+	if (st[0].waiting > wt->waiting_seen)
+		wt->waiting_seen = st[0].waiting;
+	if (wt->other->done && !wt->limited->done)
+		wt->other_first = 1;
+	return wt->limited->done && wt->other->done;
+}
+
+static void task_limited_to_one_never_runs_two_while_others_pass(void **state)
+{
+	struct fixture f;
+	struct fp_test_collect hold, other;
+	struct watch wt = { 0 };
+	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
+
+	(void)state;
+	fixture_init(&f);
+	assert_int_equal(fp_pool_task_concurrency(f.pool, "overlap.hold", 1), 0);
+	assert_string_equal(fp_pool_task_limit_name(f.pool, "overlap.hold"), "overlap.hold");
+	assert_null(fp_pool_task_limit_name(f.pool, "overlap.free"));
+	/* Queued first, and with chunks as large as they can be: still one at a time. */
+	o.chunksize = 6;
+	submit(&f, &hold, "overlap.hold", 0, 6, 100, &o);
+	submit(&f, &other, "overlap.free", 1, 6, 100, NULL);
+	wt = (struct watch){ .pool = f.pool, .limited = &hold, .other = &other };
+	assert_true(fp_test_run_until(f.pool, watch_both, &wt, 30000));
+	all_ok(&hold);
+	all_ok(&other);
+	assert_int_equal(most_at_once(&f, 0), 1);
+	/* The other task's items ran beside it, on the workers it did not hold. */
+	assert_true(most_at_once(&f, 1) >= 2);
+	assert_true(wt.other_first);
+	assert_int_equal(wt.most_running, 1);
+	assert_true(wt.waiting_seen >= 4);
+	fp_test_collect_free(&hold);
+	fp_test_collect_free(&other);
+	fixture_free(&f);
+}
+
+static void named_limit_holds_across_the_tasks_it_covers(void **state)
+{
+	struct fixture f;
+	struct fp_test_collect a, b;
+
+	(void)state;
+	fixture_init(&f);
+	assert_int_equal(fp_pool_limit_set(f.pool, "api", 2), 0);
+	assert_int_equal(fp_pool_task_limit(f.pool, "overlap.hold", "api"), 0);
+	assert_int_equal(fp_pool_task_limit(f.pool, "overlap.free", "api"), 0);
+	/* Both tasks count in one file: the limit is on the two together. */
+	submit(&f, &a, "overlap.hold", 0, 6, 60, NULL);
+	submit(&f, &b, "overlap.free", 0, 6, 60, NULL);
+	fp_test_collect_wait(&a);
+	fp_test_collect_wait(&b);
+	all_ok(&a);
+	all_ok(&b);
+	assert_int_equal(most_at_once(&f, 0), 2);
+	fp_test_collect_free(&a);
+	fp_test_collect_free(&b);
+	fixture_free(&f);
+}
+
+static void call_concurrency_caps_that_call_only(void **state)
+{
+	struct fixture f;
+	struct fp_test_collect a, b;
+	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
+
+	(void)state;
+	fixture_init(&f);
+	o.concurrency = 2;
+	submit(&f, &a, "overlap.free", 0, 8, 60, &o);
+	submit(&f, &b, "overlap.free", 1, 8, 60, NULL);
+	fp_test_collect_wait(&a);
+	fp_test_collect_wait(&b);
+	all_ok(&a);
+	all_ok(&b);
+	assert_int_equal(most_at_once(&f, 0), 2);
+	/* The same task in another call is not capped by it: it ran beside. */
+	assert_true(most_at_once(&f, 1) >= 2);
+	fp_test_collect_free(&a);
+	fp_test_collect_free(&b);
+	fixture_free(&f);
+}
+
+static void bad_limits_are_refused(void **state)
+{
+	fp_pool *p = fp_test_pool(1);
+
+	(void)state;
+	assert_int_equal(fp_pool_limit_set(p, "api", 0), -EINVAL);
+	assert_int_equal(fp_pool_limit_set(p, "bad name", 3), -EINVAL);
+	assert_int_equal(fp_pool_limit_set(p, "", 3), -EINVAL);
+	assert_int_equal(fp_pool_task_limit(p, "square", "nosuch"), -ENOENT);
+	assert_int_equal(fp_pool_limit_set(p, "api", 3), 0);
+	assert_int_equal(fp_pool_limit_set(p, "db", 1), 0);
+	assert_int_equal(fp_pool_task_limit(p, "square", "api"), 0);
+	/* Limited twice: refused, not moved. */
+	assert_int_equal(fp_pool_task_limit(p, "square", "db"), -EEXIST);
+	assert_int_equal(fp_pool_task_concurrency(p, "square", 2), -EEXIST);
+	assert_string_equal(fp_pool_task_limit_name(p, "square"), "api");
+	/* A task's own limit and a shared limit do not share a name. */
+	assert_int_equal(fp_pool_task_concurrency(p, "api", 2), -EEXIST);
+	assert_int_equal(fp_pool_task_concurrency(p, "sleep", 2), 0);
+	assert_int_equal(fp_pool_limit_set(p, "sleep", 5), -EEXIST);
+	/* Off again: the task runs unlimited and its limit is not listed. */
+	assert_int_equal(fp_pool_task_concurrency(p, "sleep", 0), 0);
+	assert_null(fp_pool_task_limit_name(p, "sleep"));
+	assert_int_equal(fp_pool_limits(p, NULL, 0), 2);
+	assert_int_equal(fp_pool_task_limit(p, "square", NULL), 0);
+	assert_null(fp_pool_task_limit_name(p, "square"));
+	fp_pool_free(p);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(task_limited_to_one_never_runs_two_while_others_pass),
+		cmocka_unit_test(named_limit_holds_across_the_tasks_it_covers),
+		cmocka_unit_test(call_concurrency_caps_that_call_only),
+		cmocka_unit_test(bad_limits_are_refused),
+	};
+
+	if (fp_test_backend_missing())
+		return 77;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
