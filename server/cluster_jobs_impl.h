@@ -1,7 +1,7 @@
 /*
  * Shared by cluster_jobs.c (the object, submissions, reads, cancel),
- * cluster_run.c (pulling and running chunks) and cluster_follow.c (result
- * streams): the object and the key names.
+ * cluster_pull.c (when chunks are taken), cluster_run.c (running them) and
+ * cluster_follow.c (result streams): the object, its runs, the key names.
  */
 #ifndef FP_SERVER_CLUSTER_JOBS_IMPL_H
 #define FP_SERVER_CLUSTER_JOBS_IMPL_H
@@ -30,7 +30,7 @@ struct fp_cluster_jobs {
 	fp_redis *sub;       /* SUBSCRIBE P cancel */
 	fp_redis *follow;    /* XREAD ... BLOCK for every follower */
 
-	/* cluster_run.c */
+	/* cluster_pull.c and cluster_run.c */
 	bool leaving;
 	bool pulling;              /* an XREADGROUP is out */
 	bool group_made;           /* XGROUP CREATE answered on this connection */
@@ -60,10 +60,43 @@ void fp__cj_close(fp_cluster_jobs *cj);
 /* Close the four connections: what they had pending is answered -ECANCELED now. */
 void fp__cj_close(fp_cluster_jobs *cj);
 
-/* cluster_run.c */
-void fp__cj_run_ready(fp_cluster_jobs *cj);          /* pull or cmd connection up */
+/* A chunk taken by this node: cluster_run.c's, listed in cj->runs. */
+/*
+ * RUN_REFETCH: taken, but Redis went away before the chunk could be read:
+ * kept (and refreshed) to be read again on reconnect, rather than left to
+ * be claimed later, which would count an attempt for items that never ran.
+ */
+enum run_state { RUN_FETCHING, RUN_REFETCH, RUN_RUNNING, RUN_WRITING, RUN_UNWRITTEN };
+
+struct cj_run {
+	fp_cluster_jobs *cj;           /* NULL: orphaned, the pool's done frees it */
+	struct cj_run *prev, *next;
+	enum run_state state;
+	char entry_id[48];
+	struct fp_cluster_entry e;
+	uint64_t call_id;
+	bool calling;                  /* the pool call is not done yet */
+	bool left;                     /* cancelled by a leave: not to be written */
+	char *body;                    /* the chunk's items (fp_ndjson_split points into it) */
+	struct fp_buf *items;
+	char **lines;                  /* per item, its outcome line */
+	unsigned *attempts;            /* per item, how many times it was started */
+	size_t *lens;
+	uint64_t nok, nfailed;
+	struct sbuf out;               /* the lines, joined, once all are in */
+	struct sbuf att;               /* the attempts, "1,1,2,...", in the same order */
+};
+
+/* cluster_run.c: a chunk's life once taken. */
+void fp__cj_take(fp_cluster_jobs *cj, const redisReply *entry);   /* XREADGROUP/XAUTOCLAIM's */
+void fp__cj_fetch(struct cj_run *run);
+void fp__cj_land_send(struct cj_run *run);
 void fp__cj_run_cancel(fp_cluster_jobs *cj, const char *id, size_t len);
 void fp__cj_run_free(fp_cluster_jobs *cj);
+
+/* cluster_pull.c: when chunks are taken. */
+void fp__cj_pull(fp_cluster_jobs *cj);
+void fp__cj_run_ready(fp_cluster_jobs *cj);          /* pull or cmd connection up */
 void fp__cj_run_tick(fp_timer *t);
 
 /* cluster_follow.c */
