@@ -10,7 +10,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "server/apply_body.h"
+#include "apply_body.h"
 
 /*
  * When the hand reading takes a body, jansson reads the same: an object of
