@@ -13,6 +13,7 @@
 
 #include "forkpool/loop.h"
 #include "pipeline.h"
+#include "kv.h"
 #include "pool_impl.h"
 
 #define DEFAULT_TIMEOUT_MS 60000
@@ -421,6 +422,7 @@ void fp_pool_free(fp_pool *p)
 	children_free(p);
 	free(p->task_list);
 	free(p->task_names);
+	fp__kv_free(p->kv);
 	for (i = 0; i < p->opts.workers && p->slots; i++)
 		fp_timer_stop(&p->slots[i].respawn);
 	fp_timer_stop(&p->defer);

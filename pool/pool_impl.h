@@ -41,6 +41,7 @@ struct fp_pool {
 	struct fp_exec *exec;      /* a child: its program; NULL for the root */
 	struct fp_task_info *task_list;   /* fp_pool_tasks() with exec tasks */
 	char *task_names;
+	struct fp_kv *kv;          /* the root's shared values (pool_kv.c), made on first use */
 
 	fp_loop *loop;
 	bool own_loop;
