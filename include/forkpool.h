@@ -61,6 +61,17 @@ enum {
 /* A static string naming err (a negative errno or FP_E* code). */
 const char *fp_strerror(int err);
 
+/*
+ * The errbuf convention (fp_pool_new() and every call that takes
+ * `char *errbuf, size_t errlen`): formats a message into errbuf, cut to
+ * errlen, unless errbuf is NULL or errlen 0 (the caller did not ask), and
+ * returns err, so that a failure is one line:
+ * `return fp_errbuf_printf(errbuf, errlen, -EINVAL, "...", ...);`.
+ * For programs that wrap the pool and keep its convention.
+ */
+int fp_errbuf_printf(char *errbuf, size_t errlen, int err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 /* --- the event loop ------------------------------------------------------ */
 
 typedef struct fp_loop fp_loop;
@@ -429,6 +440,9 @@ typedef struct fp_stage {
 #define FP_STAGE_DEFAULT { .task = NULL, .workers = 0, .buffer = 0, .timeout_ms = -1, \
 			   .retries = 0, .retry_on = 0 }
 
+/* A pipeline's input is done (fp_pipeline_options.on_input_done). */
+typedef void (*fp_input_done_cb)(fp_pool *pool, uint64_t call_id, size_t input, void *data);
+
 typedef struct fp_pipeline_options {
 	/*
 	 * Optional fan-in: a task that folds the last stage's outputs. It is
@@ -453,10 +467,22 @@ typedef struct fp_pipeline_options {
 	/* As fp_call_options': once the first item of any stage is handed to a worker. */
 	fp_start_cb on_start;
 	const char *label;      /* as fp_call_options.label */
+	/*
+	 * Optional: input `input` owes nothing more. Every item it made, in
+	 * every stage, has ended, and its outputs and errors have been given
+	 * to on_item (with `ordered`, after those of every input before it),
+	 * so a caller that keeps outputs may start again from the inputs not
+	 * told (a journal does). Called once per input at most, from the
+	 * loop, before the done callback. Not called with a reduce (its values
+	 * are folded together and belong to no input), nor once the call is
+	 * cancelled or the pool is stopping (its inputs then end unfinished).
+	 * It must not cancel the call or free the pool.
+	 */
+	fp_input_done_cb on_input_done;
 } fp_pipeline_options;
 
 #define FP_PIPELINE_OPTIONS_DEFAULT { .reduce = NULL, .reduce_batch = 0, .ordered = 0, \
-				      .on_start = NULL, .label = NULL }
+				      .on_start = NULL, .label = NULL, .on_input_done = NULL }
 
 /*
  * Submit a pipeline of `nstages` stages over `n` input items (JSON texts).
@@ -601,6 +627,81 @@ int fp_pool_has_task(fp_pool *pool, const char *task);
  * and the last lines its worker wrote. Valid until the loop runs again.
  */
 const char *fp_pool_unavailable(fp_pool *pool, const char *task);
+
+/*
+ * Shared values (the pool's manager dict): small JSON values by key that the
+ * embedding program and, through <forkpool/task.h>, every task of the pool
+ * read and change; the store lives in the master, so an operation is atomic
+ * with respect to every other. A key is 1 to FP_KV_KEY_MAX bytes of
+ * [A-Za-z0-9_.:@-]; a value is JSON text, kept in jansson's compact form (so
+ * CAS compares values, not spellings) of at most 64 KiB, and the store holds
+ * at most 64 MiB (keys, values and 64 bytes an entry).
+ */
+#define FP_KV_KEY_MAX 256
+
+typedef enum {
+	FP_KV_GET,      /* the value */
+	FP_KV_SET,      /* value, ttl_ms */
+	FP_KV_DEL,
+	FP_KV_INCR,     /* adds `by` to an integer (a missing key counts as 0) */
+	FP_KV_CAS,      /* sets value only if the value now is `expect` (NULL: absent) */
+} fp_kv_op;
+
+struct fp_kv_request {
+	fp_kv_op op;
+	const char *key;
+	size_t key_len;
+	const char *value;      /* SET, CAS: JSON text */
+	size_t value_len;
+	const char *expect;     /* CAS: the JSON value it must hold now; NULL: no key */
+	size_t expect_len;
+	int64_t by;             /* INCR */
+	uint64_t ttl_ms;        /* SET, CAS: the key goes after this long; 0: never */
+};
+
+/*
+ * What an operation gave. `err` is 0 or a negative errno, which
+ * fp_kv_strerror() names: -ENOENT no such key (GET, DEL), -EINVAL a bad key,
+ * -EBADMSG a value that is not JSON, -EDOM INCR of a value that is not an
+ * integer, -E2BIG a value over the cap, -ENOSPC the store is full, -ERANGE
+ * INCR past int64. `value` (GET; INCR: the new value as text; CAS: the value after it,
+ * NULL when there is none) is valid during the callback only.
+ */
+struct fp_kv_reply {
+	int err;
+	const char *value;
+	size_t value_len;
+	int64_t number;         /* INCR: the new value */
+	int swapped;            /* CAS: 1 set, 0 the value differed */
+};
+typedef void (*fp_kv_cb)(fp_pool *pool, const struct fp_kv_reply *reply, void *data);
+
+/*
+ * Runs one operation and calls `cb` with its outcome, once, possibly
+ * before this returns (the store is in this process). Returns 0, or -ENOMEM
+ * without calling `cb`.
+ */
+int fp_pool_kv(fp_pool *pool, const struct fp_kv_request *req, fp_kv_cb cb, void *data);
+
+struct fp_kv_entry {
+	const char *key;
+	size_t key_len;
+	const char *value;
+	size_t value_len;
+	uint64_t ttl_ms;        /* left to live; 0: no expiry */
+};
+/*
+ * Every key starting with `prefix` (prefix_len 0: all), in byte order, at
+ * most `max` of them; `more` says whether there were more. The entries are
+ * valid during the callback only. Returns 0 or -ENOMEM (cb not called).
+ */
+typedef void (*fp_kv_list_cb)(fp_pool *pool, int err, const struct fp_kv_entry *entries,
+			      size_t n, int more, void *data);
+int fp_pool_kv_list(fp_pool *pool, const char *prefix, size_t prefix_len, size_t max,
+		    fp_kv_list_cb cb, void *data);
+
+/* What a shared-value error means, in words that name the limit it broke. */
+const char *fp_kv_strerror(int err);
 
 #ifdef __cplusplus
 }

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mem.h"
+#include "forkpool/loop.h"
 #include "pool_impl.h"
 
 static void call_name(const struct fp_call *c, uint32_t index, unsigned hop, char *buf,

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "chunk.h"
-#include "mem.h"
+#include "forkpool/loop.h"
 #include "pool_impl.h"
 
 /* A single argument larger than this is written from the call's memory. */

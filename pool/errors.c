@@ -6,10 +6,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "errors.h"
 #include "forkpool.h"
 
-int fp__errbuf_printf(char *errbuf, size_t errlen, int err, const char *fmt, ...)
+int fp_errbuf_printf(char *errbuf, size_t errlen, int err, const char *fmt, ...)
 {
 	va_list ap;
 

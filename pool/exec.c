@@ -17,7 +17,6 @@
 
 #include <jansson.h>
 
-#include "errors.h"
 #include "pool_impl.h"
 
 #define DEFAULT_STARTUP_MS 10000
@@ -85,11 +84,11 @@ int fp__exec_new(struct fp_exec **out, const fp_exec_options *o, char *errbuf, s
 
 	*out = NULL;
 	if (!valid_name(o->name))
-		return fp__errbuf_printf(errbuf, errlen, -EINVAL,
+		return fp_errbuf_printf(errbuf, errlen, -EINVAL,
 					 "exec pool name '%.*s' must be 1 to %d of "
 					 "A-Z a-z 0-9 _ -", NAME_MAX_LEN, o->name, NAME_MAX_LEN);
 	if (!o->command || !o->command[strspn(o->command, " \t\n")])
-		return fp__errbuf_printf(errbuf, errlen, -EINVAL,
+		return fp_errbuf_printf(errbuf, errlen, -EINVAL,
 					 "exec pool %s: the command is empty", o->name);
 	x = calloc(1, sizeof(*x));
 	if (!x)
@@ -113,7 +112,7 @@ int fp__exec_new(struct fp_exec **out, const fp_exec_options *o, char *errbuf, s
 		n = split_words(o->command, x->argv_block);
 		if (n < 0) {
 			fp__exec_free(x);
-			return fp__errbuf_printf(errbuf, errlen, -EINVAL,
+			return fp_errbuf_printf(errbuf, errlen, -EINVAL,
 						 "exec pool %s: unterminated quote in the "
 						 "command \"%s\"", o->name, o->command);
 		}
@@ -144,15 +143,15 @@ int fp__exec_limits(const fp_exec_options *o, fp_options *opts, char *errbuf, si
 	uint64_t max_tasks, jitter;
 
 	if (o->max_tasks_per_child > UINT_MAX && o->max_tasks_per_child != FP_EXEC_NO_LIMIT)
-		return fp__errbuf_printf(errbuf, errlen, -EINVAL, "exec pool %s: max_tasks_per_child "
+		return fp_errbuf_printf(errbuf, errlen, -EINVAL, "exec pool %s: max_tasks_per_child "
 					 "%llu is over %u", o->name,
 					 (unsigned long long)o->max_tasks_per_child, UINT_MAX);
 	if (o->max_tasks_jitter > UINT_MAX && o->max_tasks_jitter != FP_EXEC_NO_LIMIT)
-		return fp__errbuf_printf(errbuf, errlen, -EINVAL, "exec pool %s: max_tasks_jitter "
+		return fp_errbuf_printf(errbuf, errlen, -EINVAL, "exec pool %s: max_tasks_jitter "
 					 "%llu is over %u", o->name,
 					 (unsigned long long)o->max_tasks_jitter, UINT_MAX);
 	if (o->max_rss_bytes > SIZE_MAX && o->max_rss_bytes != FP_EXEC_NO_LIMIT)
-		return fp__errbuf_printf(errbuf, errlen, -EINVAL, "exec pool %s: max_rss_bytes is "
+		return fp_errbuf_printf(errbuf, errlen, -EINVAL, "exec pool %s: max_rss_bytes is "
 					 "too large", o->name);
 	max_tasks = own_or_pool(o->max_tasks_per_child, opts->max_tasks_per_child);
 	/* A jitter spreads one limit: the pool's goes with the pool's limit only. */

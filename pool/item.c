@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "forkpool/loop.h"
 #include "item.h"
-#include "mem.h"
 #include "pool_impl.h"
 
 static void defer_cb(fp_timer *t)

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <sys/signalfd.h>
 
-#include "loop.h"
+#include "forkpool/loop.h"
 
 struct fp_loop_ops {
 	const char *name;              /* fp_loop_backend_name() */

@@ -1,9 +1,15 @@
+/*
+ * fp_mem_alloc() and fp_mem_free(), the big-block allocator <forkpool/loop.h>
+ * describes: malloc below MEM_BIG, a MADV_DONTFORK mapping of its own above.
+ */
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
-#include "mem.h"
+#include "forkpool/loop.h"
 
+/* Blocks from here up get a mapping of their own (see <forkpool/loop.h>). */
+#define MEM_BIG (256u << 10)
 #define HUGE_PAGE (2u << 20)
 
 /* In front of every block: how it was made. 16 bytes keep it aligned. */
@@ -28,7 +34,7 @@ void *fp_mem_alloc(size_t len)
 
 	if (total < len)
 		return NULL;
-	if (total < FP_MEM_BIG) {
+	if (total < MEM_BIG) {
 		h = calloc(1, total);
 		if (!h)
 			return NULL;

@@ -18,7 +18,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "errors.h"
 #include "module.h"
 
 /* Task names end up in URLs, logs and JSON keys: keep them short and plain. */
@@ -132,7 +131,7 @@ static int generators_check(const struct fp_module *def, size_t ntasks,
 				break;
 		if (j == ntasks) {
 			printable_name(shown, sizeof(shown), def->generators[i]);
-			return fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+			return fp_errbuf_printf(errbuf, errlen, FP_EMODULE,
 						 "module %s: generators names \"%s\", which is not in its task table",
 						 label, shown);
 		}
@@ -148,14 +147,14 @@ static int module_check(const struct fp_module *def, const char *label,
 	size_t i;
 
 	if (def->abi_version < FP_TASK_ABI_MIN || def->abi_version > FP_TASK_ABI_VERSION) {
-		return fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+		return fp_errbuf_printf(errbuf, errlen, FP_EMODULE,
 					 "module %s: built for ABI %u, this forkpool speaks ABI %d to %d "
 					 "(rebuild it against this forkpool's forkpool/task.h)",
 					 label, (unsigned)def->abi_version, FP_TASK_ABI_MIN,
 					 FP_TASK_ABI_VERSION);
 	}
 	if (!def->tasks) {
-		return fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+		return fp_errbuf_printf(errbuf, errlen, FP_EMODULE,
 					 "module %s: its task table is NULL", label);
 	}
 	for (i = 0; def->tasks[i].name; i++) {
@@ -163,19 +162,19 @@ static int module_check(const struct fp_module *def, const char *label,
 
 		if (!task_name_valid(t->name)) {
 			printable_name(shown, sizeof(shown), t->name);
-			return fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+			return fp_errbuf_printf(errbuf, errlen, FP_EMODULE,
 						 "module %s: task #%zu has an invalid name \"%s\" "
 						 "(allowed: 1 to %d of [A-Za-z0-9_.-])", label,
 						 i + 1, shown, TASK_NAME_MAX);
 		}
 		if (!t->fn) {
-			return fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+			return fp_errbuf_printf(errbuf, errlen, FP_EMODULE,
 						 "module %s: task \"%s\" has no function (fn is NULL)",
 						 label, t->name);
 		}
 	}
 	if (i == 0) {
-		return fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+		return fp_errbuf_printf(errbuf, errlen, FP_EMODULE,
 					 "module %s: its task table is empty (the first entry's name is NULL)",
 					 label);
 	}
@@ -220,13 +219,13 @@ static int tasks_merge(const struct fp_registry *reg, const struct fp_module *de
 			continue;
 		/* The registry had no duplicates, so one of the pair is new. */
 		if (a->module == idx && b->module == idx) {
-			fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+			fp_errbuf_printf(errbuf, errlen, FP_EMODULE,
 					  "module %s: task \"%s\" is defined twice in its task table",
 					  label, a->name);
 		} else {
 			const struct fp_registry_task *old = a->module == idx ? b : a;
 
-			fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+			fp_errbuf_printf(errbuf, errlen, FP_EMODULE,
 					  "module %s: task \"%s\" is already defined by module %s",
 					  label, a->name,
 					  registered_label(&reg->modules[old->module], other));
@@ -254,19 +253,19 @@ static int copy_to_memfd(const char *path, char *errbuf, size_t errlen)
 	off_t off = 0;
 
 	if (in < 0) {
-		return fp__errbuf_printf(errbuf, errlen, -1, "module %s: cannot open: %s", path,
+		return fp_errbuf_printf(errbuf, errlen, -1, "module %s: cannot open: %s", path,
 					 strerror(errno));
 	}
 	out = memfd_create("forkpool-module", MFD_CLOEXEC);
 	if (out < 0 || fstat(in, &st) < 0) {
-		fp__errbuf_printf(errbuf, errlen, -1, "module %s: cannot copy for reloading: %s",
+		fp_errbuf_printf(errbuf, errlen, -1, "module %s: cannot copy for reloading: %s",
 				  path, strerror(errno));
 		goto fail;
 	}
 	while (off < st.st_size) {
 		ssize_t n = sendfile(out, in, &off, (size_t)(st.st_size - off));
 		if (n <= 0) {
-			fp__errbuf_printf(errbuf, errlen, -1,
+			fp_errbuf_printf(errbuf, errlen, -1,
 					  "module %s: cannot copy for reloading: %s", path,
 					  n < 0 ? strerror(errno) : "file shrank");
 			goto fail;
@@ -323,7 +322,7 @@ static int registry_add(struct fp_registry *reg, const char *path, bool fresh,
 	int rc;
 
 	if (!path && !def) {
-		return fp__errbuf_printf(errbuf, errlen, -EINVAL,
+		return fp_errbuf_printf(errbuf, errlen, -EINVAL,
 					 "module: neither a path nor a descriptor given");
 	}
 	/*
@@ -334,7 +333,7 @@ static int registry_add(struct fp_registry *reg, const char *path, bool fresh,
 	 * shared object file". A module is a path.
 	 */
 	if (path && !strchr(path, '/')) {
-		return fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+		return fp_errbuf_printf(errbuf, errlen, FP_EMODULE,
 					 "module %s: not a path; write ./%s for the file in the"
 					 " working directory (a name without a '/' would be looked"
 					 " up in the system's library path)", path, path);
@@ -357,7 +356,7 @@ static int registry_add(struct fp_registry *reg, const char *path, bool fresh,
 		}
 		if (!handle) {
 			err = dlerror();
-			rc = fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+			rc = fp_errbuf_printf(errbuf, errlen, FP_EMODULE,
 					       "module %s: cannot load: %s", path,
 					       err ? err : "unknown dlopen error");
 			goto err_close;
@@ -366,7 +365,7 @@ static int registry_add(struct fp_registry *reg, const char *path, bool fresh,
 		def = dlsym(handle, "fp_module");
 		err = dlerror();
 		if (!def) {
-			rc = fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+			rc = fp_errbuf_printf(errbuf, errlen, FP_EMODULE,
 					       "module %s: no `fp_module` symbol (%s); define it with "
 					       "FP_MODULE() from forkpool/task.h", path,
 					       err ? err : "it is NULL");
@@ -385,10 +384,10 @@ static int registry_add(struct fp_registry *reg, const char *path, bool fresh,
 			const char *as = registered_label(&reg->modules[i], other);
 
 			if (strcmp(as, label) == 0)
-				rc = fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+				rc = fp_errbuf_printf(errbuf, errlen, FP_EMODULE,
 						       "module %s: already loaded", label);
 			else
-				rc = fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+				rc = fp_errbuf_printf(errbuf, errlen, FP_EMODULE,
 						       "module %s: already loaded as module %s",
 						       label, as);
 			goto err_close;
@@ -479,7 +478,7 @@ int fp_registry_load(struct fp_registry *reg, char *errbuf, size_t errlen)
 			continue;
 		rc = m->def->load ? m->def->load() : 0;
 		if (rc != 0) {
-			return fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+			return fp_errbuf_printf(errbuf, errlen, FP_EMODULE,
 						 "module %s: load hook failed: %s",
 						 registered_label(m, labelbuf),
 						 hook_strerror(rc, why, sizeof(why)));
@@ -533,7 +532,7 @@ int fp_registry_worker_init(struct fp_registry *reg, char *errbuf, size_t errlen
 			continue;
 		rc = m->def->worker_init ? m->def->worker_init() : 0;
 		if (rc != 0) {
-			fp__errbuf_printf(errbuf, errlen, FP_EMODULE,
+			fp_errbuf_printf(errbuf, errlen, FP_EMODULE,
 					  "module %s: worker_init failed: %s",
 					  registered_label(m, labelbuf),
 					  hook_strerror(rc, why, sizeof(why)));

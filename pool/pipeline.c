@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mem.h"
+#include "forkpool/loop.h"
 #include "pipeline_impl.h"
 
 #define REDUCE_BATCH_DEFAULT 256
@@ -217,6 +217,7 @@ static void pipe_free(struct fp_pipe *pipe)
 	while (pipe->batches)
 		fp__batch_free(pipe, pipe->batches);
 	fp__order_free(pipe);
+	fp_mem_free(pipe->input_live);
 	free(pipe->acc);
 	free(pipe->names);
 	free(pipe->label);
@@ -464,6 +465,18 @@ static int pipeline_submit(fp_pool *p, const fp_stage *stages, size_t nstages,
 							 : FP_PIPELINE_BUFFER_DEFAULT);
 		if (err)
 			goto err_free;
+	}
+	/* Without a reduce only: with one, values belong to no input. */
+	if (opts->on_input_done && !pipe->reduce) {
+		pipe->on_input_done = opts->on_input_done;
+		if (!pipe->order && !(pipe->input_live = fp_mem_alloc((n ? n : 1) *
+								     sizeof(uint32_t)))) {
+			err = -ENOMEM;
+			goto err_free;
+		}
+		/* Its stage-0 item each. */
+		for (size_t i = 0; pipe->input_live && i < n; i++)
+			pipe->input_live[i] = 1;
 	}
 	err = inputs_init(p, pipe, items, n, borrow);
 	if (err)

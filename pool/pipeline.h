@@ -54,7 +54,7 @@
 
 #include "call.h"
 #include "forkpool.h"
-#include "loop.h"
+#include "forkpool/loop.h"
 
 
 struct fp_pipe_stage {
@@ -114,6 +114,13 @@ struct fp_pipe {
 	struct fp_pipe_order *order;   /* NULL: completion order */
 	char *names;
 	char *label;                   /* fp_pipeline_options.label, or NULL */
+	/*
+	 * fp_pipeline_options.on_input_done, and (in completion order) each
+	 * input's items not ended yet; in input order pipeline_order.c's
+	 * pending counts serve.
+	 */
+	fp_input_done_cb on_input_done;
+	uint32_t *input_live;
 	struct fp_start_note start;
 };
 

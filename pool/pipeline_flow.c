@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mem.h"
+#include "forkpool/loop.h"
 #include "pool_impl.h"
 #include "pipeline_impl.h"
 
@@ -193,6 +193,8 @@ static void stage_add(struct fp_pipe *pipe, struct fp_pipe_stage *s, uint32_t or
 	b->n++;
 	s->st.in++;
 	pipe->live++;
+	if (pipe->input_live)
+		pipe->input_live[origin]++;
 	fp__order_begin(pipe, origin);
 	fp__pipe_note_waiting(s, 0);
 	return;
@@ -344,8 +346,22 @@ void fp__pipe_item_end(struct fp_call *b, uint32_t index, unsigned hop,
 	}
 	if (fp__batch(b)->closed && b->finished == b->n)
 		fp__batch_free(pipe, b);
+	/* Its error, if any, went out above: the input may be done now. */
+	if (pipe->input_live && --pipe->input_live[origin] == 0)
+		fp__pipe_input_done(pipe, origin);
 	fp__order_end(pipe, origin);
 	fp__pipe_check_end(pipe);
+}
+
+void fp__pipe_input_done(struct fp_pipe *pipe, uint32_t i)
+{
+	/*
+	 * A cancelled call's inputs, or a stopping pool's, end with errors
+	 * that are not theirs: told as done, a caller keeping outputs would
+	 * keep those errors rather than run the inputs again.
+	 */
+	if (pipe->on_input_done && !pipe->cancelled && pipe->pool->state == FP_POOL_RUNNING)
+		pipe->on_input_done(pipe->pool, pipe->id, i, pipe->data);
 }
 
 void fp__pipe_check_end(struct fp_pipe *pipe)

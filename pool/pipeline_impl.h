@@ -90,6 +90,8 @@ struct fp_call *fp__batch_new(struct fp_pipe *pipe, struct fp_pipe_stage *s,
 void fp__batch_free(struct fp_pipe *pipe, struct fp_call *b);
 /* Fold what is gathered for the reduce into one more reduce item. */
 void fp__reduce_close(struct fp_pipe *pipe);
+/* Input i owes nothing more: tell the caller, if it asked and the call runs on. */
+void fp__pipe_input_done(struct fp_pipe *pipe, uint32_t i);
 /* End the pipeline if nothing is owed any more (maybe after one more reduce). */
 void fp__pipe_check_end(struct fp_pipe *pipe);
 

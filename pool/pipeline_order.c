@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mem.h"
+#include "forkpool/loop.h"
 #include "pipeline_impl.h"
 
 #define NONE UINT32_MAX
@@ -132,6 +132,8 @@ void fp__order_end(struct fp_pipe *pipe, uint32_t i)
 	if (--o->pending[i] || i != o->next_input)
 		return;
 	while (o->next_input < o->n && o->pending[o->next_input] == 0) {
+		/* Its results went out already: it was the oldest unfinished one. */
+		fp__pipe_input_done(pipe, (uint32_t)o->next_input);
 		o->next_input++;
 		if (o->next_input < o->n)
 			release(pipe, (uint32_t)o->next_input);

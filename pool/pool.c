@@ -11,8 +11,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "mem.h"
+#include "forkpool/loop.h"
 #include "pipeline.h"
+#include "kv.h"
 #include "pool_impl.h"
 
 #define DEFAULT_TIMEOUT_MS 60000
@@ -354,6 +355,7 @@ void fp_pool_free(fp_pool *p)
 	free(p->children);
 	free(p->task_list);
 	free(p->task_names);
+	fp__kv_free(p->kv);
 	for (i = 0; i < p->opts.workers && p->slots; i++)
 		fp_timer_stop(&p->slots[i].respawn);
 	fp_timer_stop(&p->defer);

@@ -39,7 +39,7 @@
 #include "forkpool.h"
 #include "frame.h"
 #include "log.h"
-#include "loop.h"
+#include "forkpool/loop.h"
 #include "module.h"
 #include "queue.h"
 #include "worker.h"
@@ -63,6 +63,7 @@ struct fp_pool {
 	struct fp_exec *exec;      /* a child: its program; NULL for the root */
 	struct fp_task_info *task_list;   /* fp_pool_tasks() with exec tasks */
 	char *task_names;
+	struct fp_kv *kv;          /* the root's shared values (pool_kv.c), made on first use */
 
 	fp_loop *loop;
 	bool own_loop;

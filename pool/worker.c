@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "child.h"
-#include "mem.h"
+#include "forkpool/loop.h"
 #include "pool_impl.h"
 
 /* After a worker is reaped, how long to wait for the rest of its output. */

@@ -14,7 +14,7 @@
 #include "chunk.h"
 #include "forkpool.h"
 #include "frame.h"
-#include "loop.h"
+#include "forkpool/loop.h"
 #include "worker_main.h"
 
 struct fp_zygote;

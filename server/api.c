@@ -17,7 +17,7 @@
 #include <jansson.h>
 
 #include "api_impl.h"
-#include "loop.h"
+#include "forkpool/loop.h"
 
 #define DEFAULT_MAX_WAIT_MS (300u * 1000)
 #define MAX_RETRIES 100
@@ -68,6 +68,11 @@ void fp_api_attach_http(fp_api *api, fp_http_server *http)
 void fp_api_set_cluster(fp_api *api, struct fp_cluster *cluster)
 {
 	api->cluster = cluster;
+}
+
+void fp_api_set_cluster_jobs(fp_api *api, struct fp_cluster_jobs *cjobs)
+{
+	api->cjobs = cjobs;
 }
 
 void fp_api_set_draining(fp_api *api, bool draining)
@@ -702,6 +707,11 @@ static void post_apply(fp_api *api, fp_http_request *req, const struct fp_job_id
 	co.timeout_ms = timeout;
 	co.retries = (unsigned)retries;
 	item = (struct fp_buf){ text, strlen(text) };
+	if (api->cjobs) {
+		fp__api_cluster_submit(api, req, FP_JOB_APPLY, json_string_value(task), &item, 1, &co);
+		free(text);
+		goto out;
+	}
 	err = fp_jobs_submit_idem(api->jobs, FP_JOB_APPLY, json_string_value(task), &item, 1, &co,
 				  idem, &job);
 	free(text);
@@ -719,7 +729,15 @@ static void submit_map(fp_api *api, fp_http_request *req, const char *task,
 		       const struct fp_job_idem *idem)
 {
 	fp_job *job;
-	int err = fp_jobs_submit_idem(api->jobs, FP_JOB_MAP, task, items, n, co, idem, &job);
+	int err;
+
+	if (api->cjobs) {
+		fp__api_cluster_submit(api, req, FP_JOB_MAP, task, items, n, co);
+		if (ndjson)
+			fp_ndjson_free(items);
+		return;
+	}
+	err = fp_jobs_submit_idem(api->jobs, FP_JOB_MAP, task, items, n, co, idem, &job);
 
 	if (ndjson && !err)
 		fp_job_give_block(job, items, n * sizeof(*items));
@@ -931,8 +949,8 @@ static void post_submission(fp_api *api, fp_http_request *req)
 
 /*
  * Every operation the API answers, one row each: GET rows answer HEAD too.
- * "{id}" in a path stands for one segment, a job's id; such a row's job_fn
- * gets the job. docs/openapi.json describes each row and no other, which
+ * "{...}" in a path stands for one segment: "{id}" a job's id, whose row's
+ * job_fn gets the job; "{key}" a shared value's key, read by its handler. docs/openapi.json describes each row and no other, which
  * tests/integration/test_openapi.py checks by reading this table: a row
  * keeps the form `{ "METHOD", "/path", ...` on one line.
  */
@@ -958,25 +976,39 @@ static const struct api_route {
 	{ "GET", "/v1/tasks", 0, fp__api_no_params, fp__api_tasks, NULL },
 	{ "GET", "/v1/workers", 0, fp__api_no_params, fp__api_workers, NULL },
 	{ "GET", "/metrics", 0, fp__api_no_params, fp__api_metrics, NULL },
+	{ "GET", "/v1/kv", 0, fp__api_kv_list_params, fp__api_kv_list, NULL },
+	{ "GET", "/v1/kv/{key}", 0, fp__api_no_params, fp__api_kv_get, NULL },
+	{ "PUT", "/v1/kv/{key}", 0, fp__api_kv_put_params, fp__api_kv_put, NULL },
+	{ "DELETE", "/v1/kv/{key}", 0, fp__api_no_params, fp__api_kv_delete, NULL },
+	{ "POST", "/v1/kv/{key}/incr", 0, fp__api_kv_incr_params, fp__api_kv_incr, NULL },
+	{ "POST", "/v1/kv/{key}/cas", 0, fp__api_no_params, fp__api_kv_cas, NULL },
 };
 
 #define ROUTES (sizeof(routes) / sizeof(routes[0]))
-#define ID_MAX 80
+/*
+ * The longest "{...}" segment a row takes: a job id past 79 bytes is no
+ * path of the API (404 not_found); a key gets room past its limit of 256, so
+ * that a long one is refused by its handler, by name.
+ */
+#define ID_MAX 1024
+#define JOB_ID_MAX 80
 
-/* Whether `path` is the route's; its "{id}" segment, if any, copied to id[ID_MAX]. */
+/* Whether `path` is the route's; its "{...}" segment, if any, copied to id[ID_MAX]. */
 static bool route_match(const char *route, const char *path, char *id)
 {
-	const char *brace = strstr(route, "{id}");
-	size_t head, len;
+	const char *brace = strchr(route, '{'), *tail;
+	size_t head, len, max;
 
 	if (!brace)
 		return strcmp(route, path) == 0;
+	tail = strchr(brace, '}') + 1;
 	head = (size_t)(brace - route);
 	if (strncmp(route, path, head) != 0)
 		return false;
 	path += head;
 	len = strcspn(path, "/");
-	if (len == 0 || len >= ID_MAX || strcmp(path + len, brace + 4) != 0)
+	max = strncmp(brace, "{id}", 4) == 0 ? JOB_ID_MAX : ID_MAX;
+	if (len == 0 || len >= max || strcmp(path + len, tail) != 0)
 		return false;
 	memcpy(id, path, len);
 	id[len] = '\0';
@@ -1007,6 +1039,12 @@ static void route_job(fp_api *api, fp_http_request *req, const struct api_route 
 {
 	fp_job *job = fp_jobs_find(api->jobs, id);
 
+	if (!job && api->cjobs) {
+		fp__api_cluster_job(api, req, r->job_fn == fp__api_job_get ? FP_API_JOB_GET :
+				    r->job_fn == fp__api_job_delete ? FP_API_JOB_DELETE :
+				    FP_API_JOB_RESULTS, id);
+		return;
+	}
 	if (!job && fp__api_job_gone(api, req, id))
 		return;
 	if (!job) {
@@ -1084,6 +1122,7 @@ void fp_api_free(fp_api *api)
 		fp_job_unref(job);
 		fp__api_error(req, 503, "shutting_down", "the server is shutting down");
 	}
+	fp__api_cluster_end(api);
 	fp__api_streams_end(api);
 	free(api->token);
 	free(api->version);

@@ -50,6 +50,9 @@ void fp_api_set_draining(fp_api *api, bool draining);
 /* The cluster's registry for /v1/health, /v1/workers, /metrics; NULL: none. */
 struct fp_cluster;
 void fp_api_set_cluster(fp_api *api, struct fp_cluster *cluster);
+/* With it, apply and map are cluster jobs, run by any node (api_cluster.c). */
+struct fp_cluster_jobs;
+void fp_api_set_cluster_jobs(fp_api *api, struct fp_cluster_jobs *cjobs);
 
 /*
  * For the metrics: `workers` were restarted by a reload (SIGHUP). The other

@@ -29,6 +29,8 @@ struct fp_api {
 	char *version;
 	bool draining;
 	struct fp_cluster *cluster;    /* NULL: a single node */
+	struct fp_cluster_jobs *cjobs; /* NULL: jobs run where they were taken */
+	struct api_creq *creqs;        /* api_cluster.c's requests waiting for Redis */
 	bool closing;              /* fp_api_free(): answers go whole, nothing is streamed */
 	uint64_t started_ms;
 
@@ -113,6 +115,17 @@ int fp__api_idem(fp_api *api, fp_http_request *req, struct fp_job_idem *out);
 /* The job the key holds, as a GET would give it (200, Idempotent-Replayed). */
 void fp__api_idem_replay(fp_api *api, fp_http_request *req, fp_job *job);
 
+/* api_kv.c: shared values (/v1/kv), over fp_pool_kv; the params lists for the route table. */
+void fp__api_kv_get(fp_api *api, fp_http_request *req);
+void fp__api_kv_put(fp_api *api, fp_http_request *req);
+void fp__api_kv_delete(fp_api *api, fp_http_request *req);
+void fp__api_kv_incr(fp_api *api, fp_http_request *req);
+void fp__api_kv_cas(fp_api *api, fp_http_request *req);
+void fp__api_kv_list(fp_api *api, fp_http_request *req);
+extern const char *const fp__api_kv_put_params[];
+extern const char *const fp__api_kv_incr_params[];
+extern const char *const fp__api_kv_list_params[];
+
 /* api_pipeline.c: submitted with `idem`'s key (fp__api_idem). */
 void fp__api_post_pipeline(fp_api *api, fp_http_request *req, const struct fp_job_idem *idem);
 /* A pipeline job's own members of its document: stages, result. */
@@ -144,6 +157,19 @@ bool fp__api_job_doc_stream(fp_api *api, fp_http_request *req, fp_job *job, int 
 			    bool results);
 /* An item with its index (a pipeline's: and its stage, when an error): a stream's line. */
 void fp__api_result_line(struct sbuf *b, const struct fp_job_item *it, bool pipeline);
+
+/*
+ * api_cluster.c: with --cluster, apply and map go to Redis, and a job not
+ * kept here is looked for there. fp__api_cluster_end() answers what waits
+ * (fp_api_free()).
+ */
+enum fp_api_job_op { FP_API_JOB_GET, FP_API_JOB_DELETE, FP_API_JOB_RESULTS };
+void fp__api_cluster_submit(fp_api *api, fp_http_request *req, enum fp_job_kind kind,
+			    const char *task, const struct fp_buf *items, size_t n,
+			    const fp_call_options *co);
+void fp__api_cluster_job(fp_api *api, fp_http_request *req, enum fp_api_job_op what,
+			 const char *id);
+void fp__api_cluster_end(fp_api *api);
 
 /* api_ui.c: the status page, with its headers. */
 void fp__api_ui(fp_api *api, fp_http_request *req);

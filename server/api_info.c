@@ -5,7 +5,8 @@
 
 #include "api_impl.h"
 #include "cluster.h"
-#include "loop.h"
+#include "cluster_jobs.h"
+#include "forkpool/loop.h"
 
 #define WORKERS_MAX 1024
 
@@ -230,6 +231,23 @@ static void cluster_metrics(fp_api *api, struct sbuf *b)
 	metric_one(b, "forkpool_cluster_reconnects_total", "counter",
 		   "Redis connections re-established after being lost.",
 		   fp_cluster_reconnects(api->cluster));
+	if (api->cjobs) {
+		struct fp_cluster_jobs_stats st;
+
+		fp_cluster_jobs_stats(api->cjobs, &st);
+		metric_one(b, "forkpool_cluster_chunks_run_total", "counter",
+			   "Chunks of cluster jobs this node ran.", st.chunks_run);
+		metric_one(b, "forkpool_cluster_items_run_total", "counter",
+			   "Items of cluster jobs this node ran.", st.items_run);
+		metric_one(b, "forkpool_cluster_chunks_claimed_total", "counter",
+			   "Chunks this node took over from a node that stopped refreshing them.",
+			   st.chunks_claimed);
+		metric_one(b, "forkpool_cluster_chunks_skipped_total", "counter",
+			   "Chunks acknowledged without running: landed before, or their job gone.",
+			   st.chunks_skipped);
+		metric_one(b, "forkpool_cluster_chunks_running", "gauge",
+			   "Chunks taken by this node and not landed yet.", st.running);
+	}
 }
 
 /* Prometheus text exposition format, version 0.0.4. */

@@ -18,8 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "log.h"
-#include "loop.h"
+#include "dlog.h"
+#include "forkpool/loop.h"
 
 typedef struct fp_cluster fp_cluster;
 

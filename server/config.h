@@ -37,7 +37,7 @@
 
 #include "forkpool.h"
 #include "journal.h"
-#include "log.h"
+#include "dlog.h"
 
 #define FP_CONFIG_LISTEN_MAX 16
 /* fp_options.modules is NULL-terminated. */

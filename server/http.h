@@ -35,7 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "loop.h"
+#include "forkpool/loop.h"
 
 typedef struct fp_http_server fp_http_server;
 typedef struct fp_http_request fp_http_request;

@@ -18,7 +18,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "errors.h"
 #include "http_impl.h"
 
 /* The owner and its group may connect; others may not. */
@@ -76,7 +75,7 @@ static int listener_add(fp_http_server *srv, int fd, int family, const char *pat
 	l = calloc(1, sizeof(*l));
 	if (!l) {
 		close(fd);
-		return fp__errbuf_printf(errbuf, errlen, -ENOMEM, "out of memory");
+		return fp_errbuf_printf(errbuf, errlen, -ENOMEM, "out of memory");
 	}
 	l->srv = srv;
 	l->fd = fd;
@@ -95,7 +94,7 @@ static int listener_add(fp_http_server *srv, int fd, int family, const char *pat
 		if (path)
 			unlink(path);
 		free(l);
-		return fp__errbuf_printf(errbuf, errlen, r, "cannot accept: %s", strerror(-r));
+		return fp_errbuf_printf(errbuf, errlen, r, "cannot accept: %s", strerror(-r));
 	}
 	l->next = srv->listeners;
 	srv->listeners = l;
@@ -129,31 +128,31 @@ static int listen_unix(fp_http_server *srv, const char *path, char *bound,
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
 	if (!*path)
-		return fp__errbuf_printf(errbuf, errlen, -EINVAL, "unix: needs a path");
+		return fp_errbuf_printf(errbuf, errlen, -EINVAL, "unix: needs a path");
 	if (strlen(path) >= sizeof(sa.sun_path))
-		return fp__errbuf_printf(errbuf, errlen, -ENAMETOOLONG,
+		return fp_errbuf_printf(errbuf, errlen, -ENAMETOOLONG,
 					 "unix:%s: path longer than %zu bytes", path,
 					 sizeof(sa.sun_path) - 1);
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode))
-			return fp__errbuf_printf(errbuf, errlen, -EEXIST,
+			return fp_errbuf_printf(errbuf, errlen, -EEXIST,
 						 "unix:%s: exists and is not a socket", path);
 		if (unix_socket_live(&sa))
-			return fp__errbuf_printf(errbuf, errlen, -EADDRINUSE,
+			return fp_errbuf_printf(errbuf, errlen, -EADDRINUSE,
 						 "unix:%s: another server is listening there",
 						 path);
 		/* Left behind by a server that died: take the path over. */
 		if (unlink(path) < 0 && errno != ENOENT)
-			return fp__errbuf_printf(errbuf, errlen, -errno,
+			return fp_errbuf_printf(errbuf, errlen, -errno,
 						 "unix:%s: cannot remove stale socket: %s", path,
 						 strerror(errno));
 	}
 
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return fp__errbuf_printf(errbuf, errlen, -errno, "socket: %s", strerror(errno));
+		return fp_errbuf_printf(errbuf, errlen, -errno, "socket: %s", strerror(errno));
 	/*
 	 * bind() makes the file with 0777 less the umask, so the umask alone
 	 * says who may connect (0755 under the usual 022: anyone). The mode is
@@ -168,14 +167,14 @@ static int listen_unix(fp_http_server *srv, const char *path, char *bound,
 	umask(old_mask);
 	if (r < 0) {
 		close(fd);
-		return fp__errbuf_printf(errbuf, errlen, r, "cannot bind unix:%s: %s", path,
+		return fp_errbuf_printf(errbuf, errlen, r, "cannot bind unix:%s: %s", path,
 					 strerror(-r));
 	}
 	if (listen(fd, SOMAXCONN) < 0) {
 		r = -errno;
 		close(fd);
 		unlink(path);
-		return fp__errbuf_printf(errbuf, errlen, r, "cannot listen on unix:%s: %s", path,
+		return fp_errbuf_printf(errbuf, errlen, r, "cannot listen on unix:%s: %s", path,
 					 strerror(-r));
 	}
 	r = listener_add(srv, fd, AF_UNIX, path, errbuf, errlen);
@@ -254,7 +253,7 @@ static int listen_inet(fp_http_server *srv, const char *addr, char *bound,
 
 	r = split_host_port(addr, host, sizeof(host), &port);
 	if (r < 0)
-		return fp__errbuf_printf(errbuf, errlen, r,
+		return fp_errbuf_printf(errbuf, errlen, r,
 					 "%s: expected HOST:PORT, [IPV6]:PORT or unix:/path", addr);
 	if (!*host || !strcmp(host, "*"))
 		snprintf(host, sizeof(host), "0.0.0.0");
@@ -265,7 +264,7 @@ static int listen_inet(fp_http_server *srv, const char *addr, char *bound,
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
 	gai = getaddrinfo(host, portstr, &hints, &res);
 	if (gai)
-		return fp__errbuf_printf(errbuf, errlen,
+		return fp_errbuf_printf(errbuf, errlen,
 					 gai == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL,
 					 "%s: cannot resolve %s: %s", addr, host,
 					 gai_strerror(gai));
@@ -290,12 +289,12 @@ static int listen_inet(fp_http_server *srv, const char *addr, char *bound,
 	}
 	freeaddrinfo(res);
 	if (fd < 0)
-		return fp__errbuf_printf(errbuf, errlen, r, "cannot listen on %s: %s", addr,
+		return fp_errbuf_printf(errbuf, errlen, r, "cannot listen on %s: %s", addr,
 					 strerror(-r));
 	if (getsockname(fd, (struct sockaddr *)&ss, &sslen) < 0) {
 		r = -errno;
 		close(fd);
-		return fp__errbuf_printf(errbuf, errlen, r, "getsockname: %s", strerror(-r));
+		return fp_errbuf_printf(errbuf, errlen, r, "getsockname: %s", strerror(-r));
 	}
 	r = listener_add(srv, fd, ss.ss_family, NULL, errbuf, errlen);
 	if (r < 0)
@@ -309,9 +308,9 @@ int fp_http_listen(fp_http_server *srv, const char *addr, char *bound, size_t bo
 		   char *errbuf, size_t errlen)
 {
 	if (!srv || !addr)
-		return fp__errbuf_printf(errbuf, errlen, -EINVAL, "no address");
+		return fp_errbuf_printf(errbuf, errlen, -EINVAL, "no address");
 	if (srv->freeing || srv->stopping)
-		return fp__errbuf_printf(errbuf, errlen, -EINVAL, "the server is stopping");
+		return fp_errbuf_printf(errbuf, errlen, -EINVAL, "the server is stopping");
 	if (!strncmp(addr, "unix:", 5))
 		return listen_unix(srv, addr + 5, bound, boundlen, errbuf, errlen);
 	return listen_inet(srv, addr, bound, boundlen, errbuf, errlen);

@@ -12,7 +12,7 @@
 #define FP_SERVER_JOBS_IMPL_H
 
 #include "jobs.h"
-#include "loop.h"
+#include "forkpool/loop.h"
 
 #define ID_BYTES 16
 #define ID_HEX (2 * ID_BYTES)
@@ -132,6 +132,7 @@ struct fp_job {
 	void *jr_job;              /* unfinished: its JOB record's payload, for a compaction */
 	size_t jr_job_len;
 	uint64_t jr_bytes;         /* its records' bytes in the journal (about) */
+	struct jr_inputs *jr_in;   /* a pipeline's done inputs (jobs_journal.c), or NULL */
 	char task[];
 };
 
@@ -312,9 +313,13 @@ void *fp__pipeline_ext_new(fp_jobs *jobs, size_t nstages, bool reduce, bool orde
 int fp__pipeline_ext_name(void *ext, size_t k, const char *task, size_t len);
 void fp__pipeline_ext_free(void *ext);
 void fp__job_pipeline_output(fp_job *job, const struct fp_result *r);
+/*
+ * `input_map` (allocated, taken; NULL: none) says which of the job's
+ * inputs each of the call's `n` is, when only some run again.
+ */
 int fp__job_pipeline_restart(fp_job *job, const fp_stage *stages, size_t nstages,
 			     const struct fp_buf *items, size_t n,
-			     const fp_pipeline_options *opts);
+			     const fp_pipeline_options *opts, uint32_t *input_map);
 
 /* jobs_journal.c: the store's side of the journal; nothing when there is none. */
 struct fp__job_start;
@@ -325,6 +330,11 @@ void fp__jobs_journal_mark(fp_jobs *jobs, fp_job *job, uint16_t type, uint8_t va
 void fp__jobs_journal_dirty(fp_jobs *jobs, fp_job *job);
 /* Append the job's outcomes now (before its END, or its FORGET). */
 void fp__jobs_journal_outcomes(fp_jobs *jobs, fp_job *job);
+/*
+ * A pipeline's input is done (its outputs all delivered): an INPUTS record
+ * says so at the end of the turn, after the OUTCOMES with those outputs.
+ */
+void fp__jobs_journal_input_done(fp_jobs *jobs, fp_job *job, size_t input);
 /* The job goes: off the dirty list, its resume state freed. */
 void fp__jobs_journal_drop(fp_jobs *jobs, fp_job *job);
 

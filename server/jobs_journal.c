@@ -6,11 +6,14 @@
  * this file translates between them and fp_job.
  *
  * Pipelines too: their JOB record has the stages, the reduce and the order,
- * their outputs are OUTCOMES entries with their origin and place. At replay
- * a pipeline's outputs are kept aside (in its jr_resume) until its END: a
- * finished pipeline gets them then; an unfinished one drops them and reruns
- * whole from its inputs, after a RERUN record that voids them in the file
- * (journal_jobs.h says why not input by input).
+ * their outputs are OUTCOMES entries with their origin and place, and the
+ * inputs the pool says are done (jr_inputs) INPUTS entries, appended after
+ * the OUTCOMES of the same turn. At replay a pipeline's outputs are kept
+ * aside (in its jr_resume) until its END: a finished pipeline gets them
+ * then; an unfinished one keeps those of its done inputs, drops the rest,
+ * and runs again only the inputs not done, after a RERUN record that voids
+ * the earlier outputs in the file and is followed by the kept ones in
+ * their new places and the done inputs (journal_jobs.h).
  *
  * Compaction: once the journal is at least journal_compact_min and more
  * than twice what the kept jobs' records take (jr_live), it is rewritten
@@ -59,6 +62,73 @@ struct jr_resume {
 	struct jr_stash *outs;
 	size_t nouts, capouts;
 };
+
+/*
+ * A pipeline's done inputs: a bit each (read back at replay, then kept
+ * while it runs, for a compaction), and those not yet appended.
+ */
+struct jr_inputs {
+	uint8_t *done;
+	size_t ndone;
+	uint32_t *pend;
+	size_t npend, cap;
+};
+
+static void inputs_free(fp_job *job)
+{
+	if (!job->jr_in)
+		return;
+	free(job->jr_in->done);
+	free(job->jr_in->pend);
+	free(job->jr_in);
+	job->jr_in = NULL;
+}
+
+/* The job's set, made on first use; NULL without memory (a rerun then, not a loss). */
+static struct jr_inputs *inputs_of(fp_job *job)
+{
+	struct jr_inputs *in = job->jr_in;
+
+	if (in)
+		return in;
+	in = calloc(1, sizeof(*in));
+	if (!in || !(in->done = calloc(job->inputs / 8 + 1, 1))) {
+		free(in);
+		return NULL;
+	}
+	job->jr_in = in;
+	return in;
+}
+
+static bool input_done(const struct jr_inputs *in, size_t i)
+{
+	return in && (in->done[i / 8] >> (i % 8)) & 1;
+}
+
+/* Mark input i done; 1 if it was not. */
+static int input_set(struct jr_inputs *in, size_t i)
+{
+	if (input_done(in, i))
+		return 0;
+	in->done[i / 8] |= (uint8_t)(1u << (i % 8));
+	in->ndone++;
+	return 1;
+}
+
+static int input_pend(struct jr_inputs *in, size_t i)
+{
+	if (in->npend == in->cap) {
+		size_t cap = in->cap ? 2 * in->cap : 64;
+		uint32_t *p = realloc(in->pend, cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		in->pend = p;
+		in->cap = cap;
+	}
+	in->pend[in->npend++] = (uint32_t)i;
+	return 0;
+}
 
 static void stash_clear(struct jr_resume *rs)
 {
@@ -219,6 +289,7 @@ void fp__jobs_journal_mark(fp_jobs *jobs, fp_job *job, uint16_t type, uint8_t va
 	if (type == FP_JR_END) {
 		free(job->jr_job);
 		job->jr_job = NULL;
+		inputs_free(job);
 	}
 	if (type == FP_JR_FORGET)
 		maybe_compact(jobs);
@@ -273,19 +344,50 @@ void fp__jobs_journal_outcomes(fp_jobs *jobs, fp_job *job)
 {
 	fp_journal *j = jobs->journal;
 	size_t count = outcomes_count(job), start;
+	struct jr_inputs *in = job->jr_in;
 	struct fp_jr_outcomes o;
+	int err = 0;
 
 	dirty_unlink(jobs, job);
-	if (!j || !job->journaled || job->jr_done >= count)
+	if (!j || !job->journaled)
 		return;
-	start = fp_journal_begin(j);
-	fp_jr_outcomes_begin(&o, fp_journal_buf(j), job->id, job->kind == FP_JOB_PIPELINE);
-	for (size_t k = job->jr_done; k < count; k++)
-		put_outcome(&o, job, k);
-	fp_jr_outcomes_end(&o);
-	end_record(jobs, job, start, FP_JR_OUTCOMES);
-	/* Failed or not, they are not tried again: a restart reruns them. */
-	job->jr_done = count;
+	if (job->jr_done < count) {
+		start = fp_journal_begin(j);
+		fp_jr_outcomes_begin(&o, fp_journal_buf(j), job->id,
+				     job->kind == FP_JOB_PIPELINE);
+		for (size_t k = job->jr_done; k < count; k++)
+			put_outcome(&o, job, k);
+		fp_jr_outcomes_end(&o);
+		err = end_record(jobs, job, start, FP_JR_OUTCOMES);
+		/* Failed or not, they are not tried again: a restart reruns them. */
+		job->jr_done = count;
+	}
+	/*
+	 * After the outputs they made, never without them: an input said done
+	 * whose outputs failed to go in would be kept without them. Not for a
+	 * job that ends now: its END says more.
+	 */
+	if (in && in->npend) {
+		if (!err && !job->finished) {
+			start = fp_journal_begin(j);
+			fp_jr_put_inputs(fp_journal_buf(j), job->id, in->pend, in->npend);
+			end_record(jobs, job, start, FP_JR_INPUTS);
+		}
+		in->npend = 0;
+	}
+}
+
+void fp__jobs_journal_input_done(fp_jobs *jobs, fp_job *job, size_t input)
+{
+	struct jr_inputs *in;
+
+	if (!jobs->journal || !job->journaled || job->finished || input >= job->inputs)
+		return;
+	in = inputs_of(job);
+	/* Without memory it is not written: the input runs again after a restart. */
+	if (!in || !input_set(in, input) || input_pend(in, input) < 0)
+		return;
+	fp__jobs_journal_dirty(jobs, job);
 }
 
 static void flush_cb(fp_timer *t)
@@ -312,6 +414,7 @@ void fp__jobs_journal_dirty(fp_jobs *jobs, fp_job *job)
 void fp__jobs_journal_drop(fp_jobs *jobs, fp_job *job)
 {
 	dirty_unlink(jobs, job);
+	inputs_free(job);
 	resume_free(job->resume);
 	job->resume = NULL;
 	free(job->jr_job);
@@ -559,16 +662,19 @@ static int stash_add(struct jr_resume *rs, const struct fp_jrec *rec)
 }
 
 /*
- * A pipeline finished before the restart: its outputs kept aside are its
- * own now, each once (an output at a place already filled is said again).
+ * A pipeline's outputs kept aside are its own now, each once (an output at
+ * a place already passed is said again: places only grow, but a compaction
+ * may write some twice): all of them when it finished before the restart,
+ * or, with `only`, those of the inputs done.
  */
-static int stash_apply(fp_job *job)
+static int stash_apply(fp_job *job, const struct jr_inputs *only)
 {
 	struct jr_resume *rs = job->resume;
 	uint8_t id[FP_JR_ID_BYTES];
 	struct fp_jr_outcomes o;
 	struct fp_jr_outcome e;
 	char small[512], *msg;
+	uint64_t next_pos = 0;
 	int r;
 
 	for (size_t i = 0; rs && i < rs->nouts; i++) {
@@ -582,7 +688,10 @@ static int stash_apply(fp_job *job)
 						 .status = (fp_item_status)e.status,
 						 .attempts = e.attempts };
 
-			if (e.pos < job->total + job->nlost)
+			if (e.pos < next_pos)
+				continue;
+			next_pos = (uint64_t)e.pos + 1;
+			if (only && (e.index >= job->inputs || !input_done(only, e.index)))
 				continue;
 			msg = NULL;
 			if (e.status == FP_ITEM_OK) {
@@ -668,6 +777,38 @@ bad:
 	return -EBADMSG;
 }
 
+static int replay_inputs(fp_jobs *jobs, const struct fp_jrec *rec, uint64_t off,
+			 char *err, size_t errlen)
+{
+	uint8_t id[FP_JR_ID_BYTES];
+	struct jr_inputs *in;
+	uint32_t *idx;
+	size_t n;
+	fp_job *job;
+	int e = fp_jr_get_inputs(rec, id, &idx, &n);
+
+	if (e < 0) {
+		snprintf(err, errlen, "%s reading an INPUTS record at offset %llu",
+			 e == -ENOMEM ? "out of memory" : "bad fields",
+			 (unsigned long long)off);
+		return e;
+	}
+	job = find(jobs, id);
+	if (!job || job->finished || job->kind != FP_JOB_PIPELINE) {
+		free(idx);
+		return 0;
+	}
+	job->jr_bytes += rec->size;
+	jobs->jr_live += rec->size;
+	/* Without memory the inputs are not known done: they run again. */
+	in = inputs_of(job);
+	for (size_t i = 0; in && i < n; i++)
+		if (idx[i] < job->inputs)
+			input_set(in, idx[i]);
+	free(idx);
+	return 0;
+}
+
 int fp_jobs_replay(void *data, const struct fp_jrec *rec, uint64_t off, char *err,
 		   size_t errlen)
 {
@@ -680,6 +821,8 @@ int fp_jobs_replay(void *data, const struct fp_jrec *rec, uint64_t off, char *er
 		return replay_job(jobs, rec, off, err, errlen);
 	case FP_JR_OUTCOMES:
 		return replay_outcomes(jobs, rec, off, err, errlen);
+	case FP_JR_INPUTS:
+		return replay_inputs(jobs, rec, off, err, errlen);
 	case FP_JR_STARTED:
 	case FP_JR_END:
 	case FP_JR_CANCEL:
@@ -721,15 +864,16 @@ int fp_jobs_replay(void *data, const struct fp_jrec *rec, uint64_t off, char *er
 	} else if (rec->type == FP_JR_CANCEL) {
 		job->cancel_requested = true;
 	} else if (rec->type == FP_JR_RERUN) {
-		/* The outputs before it were made again by the rerun. */
+		/* The outputs before it were made again, or written again, after it. */
 		if (job->resume)
 			stash_clear(job->resume);
+		inputs_free(job);
 	} else {
 		enum fp_job_state st = m.value >= FP_JOB_DONE && m.value <= FP_JOB_CANCELLED ?
 				       (enum fp_job_state)m.value : FP_JOB_FAILED;
 
 		if (job->kind == FP_JOB_PIPELINE) {
-			int e = stash_apply(job);
+			int e = stash_apply(job, NULL);
 
 			if (e < 0) {
 				snprintf(err, errlen, "%s replaying the END record at offset %llu",
@@ -745,6 +889,7 @@ int fp_jobs_replay(void *data, const struct fp_jrec *rec, uint64_t off, char *er
 		job->resume = NULL;
 		free(job->jr_job);
 		job->jr_job = NULL;
+		inputs_free(job);
 		job->jr_bytes += rec->size;
 		jobs->jr_live += rec->size;
 		jobs->recovery.finished++;
@@ -772,28 +917,55 @@ static void resume_refused(fp_job *job, int err)
 }
 
 /*
- * A pipeline left unfinished runs again from its inputs, read from its JOB
- * record; the outputs recorded before are dropped (they were kept aside,
- * never given) and voided in the file by a RERUN record written first.
+ * A pipeline left unfinished runs again from its inputs that were not done,
+ * read from its JOB record; the outputs of the done ones are kept, those of
+ * the others dropped (partial: they are made again). The file says the same
+ * for a second restart: a RERUN record voids every earlier output and done
+ * input, then the kept outputs are written again in their new places and
+ * the done inputs after them. (A crash between the two reruns it whole.)
  */
 static void resume_pipeline(fp_jobs *jobs, fp_job *job)
 {
 	struct fp_jrec rec = { FP_JR_JOB, (uint32_t)job->jr_job_len, job->jr_job, 0 };
 	fp_pipeline_options po = FP_PIPELINE_OPTIONS_DEFAULT;
+	struct jr_inputs *in = job->jr_in;
 	fp_stage *stages = NULL;
 	struct fp_buf *bufs = NULL;
+	uint32_t *map = NULL;
+	size_t kept = 0, k = 0;
 	struct fp_jr_job r;
 	char msg[256];
 	struct fp_result res = { .status = FP_ITEM_START_FAILURE, .message = msg };
 	int err = -ENOMEM;
 
 	memset(&r, 0, sizeof(r));
+	fp__jobs_journal_mark(jobs, job, FP_JR_RERUN, 0, wall_ms());
+	if (in && in->ndone && (err = stash_apply(job, in)) < 0) {
+		stash_clear(job->resume);
+		goto refused;
+	}
 	stash_clear(job->resume);
+	kept = in ? in->ndone : 0;
+	/* The kept outputs in their new places, then their inputs, done. */
+	for (size_t i = 0; in && i < job->inputs; i++)
+		if (input_done(in, i) && input_pend(in, i) < 0)
+			break;
+	fp__jobs_journal_outcomes(jobs, job);
+	if (kept == job->inputs) {
+		/* Every input was done; only its END was lost. */
+		jobs->stats.items_pending -= job->inputs;
+		jobs->recovery.items_kept += kept;
+		fp__job_finish(job, job->cancel_requested ? FP_JOB_CANCELLED :
+			       job->nfailed ? FP_JOB_FAILED : FP_JOB_DONE, wall_ms());
+		return;
+	}
 	if (!job->jr_job || (err = fp_jr_get_job(&rec, &r)) < 0)
 		goto refused;
 	err = -ENOMEM;
 	stages = calloc(r.nstages, sizeof(*stages));
 	bufs = calloc(r.n ? r.n : 1, sizeof(*bufs));
+	if (kept && !(map = malloc((r.n - kept) * sizeof(*map))))
+		goto refused;
 	if (!stages || !bufs)
 		goto refused;
 	for (size_t i = 0; i < r.nstages; i++) {
@@ -805,14 +977,19 @@ static void resume_pipeline(fp_jobs *jobs, fp_job *job)
 			.retry_on = r.stages[i].retry_on,
 		};
 	}
-	for (size_t i = 0; i < r.n; i++)
-		bufs[i] = (struct fp_buf){ r.items[i].text, r.items[i].len };
+	for (size_t i = 0; i < r.n; i++) {
+		if (input_done(in, i))
+			continue;
+		if (map)
+			map[k] = (uint32_t)i;
+		bufs[k++] = (struct fp_buf){ r.items[i].text, r.items[i].len };
+	}
 	po.reduce = r.reduce ? fp_job_stage_task(job, r.nstages) : NULL;
 	po.reduce_batch = (size_t)r.reduce_batch;
 	po.ordered = r.ordered;
-	fp__jobs_journal_mark(jobs, job, FP_JR_RERUN, 0, wall_ms());
 	job->pool_done = false;
-	err = fp__job_pipeline_restart(job, stages, r.nstages, bufs, r.n, &po);
+	err = fp__job_pipeline_restart(job, stages, r.nstages, bufs, k, &po, map);
+	map = NULL;     /* the job's now, whatever came of it */
 	if (err)
 		goto refused;
 	free(stages);
@@ -821,10 +998,12 @@ static void resume_pipeline(fp_jobs *jobs, fp_job *job)
 	if (job->cancel_requested)
 		fp_pool_cancel(jobs->pool, job->call_id);
 	jobs->recovery.resumed++;
-	jobs->recovery.items_rerun += job->inputs;
+	jobs->recovery.items_kept += kept;
+	jobs->recovery.items_rerun += k;
 	return;
 
 refused:
+	free(map);
 	free(stages);
 	free(bufs);
 	fp_jr_job_clear(&r);
@@ -847,6 +1026,12 @@ static int resume_one(fp_jobs *jobs, fp_job *job)
 	int err;
 
 	jobs->recovery.items_kept += job->ndone + job->nfailed;
+	/*
+	 * Its recovered outcomes came from the journal: they are the first of
+	 * `order`, and appending them again would write a resumed map's
+	 * million outcomes twice.
+	 */
+	job->jr_done = job->ndone + job->nfailed;
 	if (!left) {
 		/* Every item answered before the crash; only its END was lost. */
 		fp__job_finish(job, job->cancel_requested ? FP_JOB_CANCELLED :
@@ -1008,6 +1193,24 @@ static int snap_stages(const fp_job *job, struct fp_jr_job *r)
 	return 0;
 }
 
+/* An unfinished pipeline's done inputs: one INPUTS record with all of them. */
+static int snap_inputs(struct sbuf *b, uint32_t salt, const fp_job *job)
+{
+	const struct jr_inputs *in = job->jr_in;
+	uint32_t *idx = malloc(in->ndone * sizeof(*idx));
+	size_t n = 0, start;
+
+	if (!idx)
+		return -ENOMEM;
+	for (size_t i = 0; i < job->inputs && n < in->ndone; i++)
+		if (input_done(in, i))
+			idx[n++] = (uint32_t)i;
+	start = fp_jrec_begin(b);
+	fp_jr_put_inputs(b, job->id, idx, n);
+	free(idx);
+	return fp_jrec_end(b, start, FP_JR_INPUTS, salt);
+}
+
 /* One job's records, as replay would rebuild it. */
 static int snap_job(struct sbuf *b, uint32_t salt, const fp_job *job)
 {
@@ -1067,6 +1270,9 @@ static int snap_job(struct sbuf *b, uint32_t salt, const fp_job *job)
 		if ((err = fp_jrec_end(b, start, FP_JR_OUTCOMES, salt)) < 0)
 			return err;
 	}
+	if (!job->finished && job->jr_in && job->jr_in->ndone &&
+	    (err = snap_inputs(b, salt, job)) < 0)
+		return err;
 	if (job->finished)
 		return snap_mark(b, salt, job, FP_JR_END, (uint8_t)job->state, job->finished_at);
 	return 0;

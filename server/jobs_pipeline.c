@@ -32,6 +32,12 @@ struct pipeline_ext {
 	bool ordered;
 	struct fp_stage_stats *stats;
 	char **names;
+	/*
+	 * Resumed from the inputs that were not done: the call's input i is
+	 * the job's input input_map[i] (NULL: the same).
+	 */
+	uint32_t *input_map;
+	size_t input_map_n;
 };
 
 struct pipeline_start {
@@ -52,6 +58,7 @@ static void ext_free(void *p)
 		free(x->names[i]);
 	free(x->names);
 	free(x->stats);
+	free(x->input_map);
 	free(x);
 }
 
@@ -71,12 +78,34 @@ static void pipeline_item_cb(fp_pool *pool, uint64_t call_id, const struct fp_re
 	fp_job *job = data;
 	struct pipeline_ext *x = fp__job_ext(job);
 	size_t before = fp_job_total(job);
+	struct fp_result resumed;
 
+	if (x->input_map && r->index < x->input_map_n) {
+		resumed = *r;
+		resumed.index = x->input_map[r->index];
+		r = &resumed;
+	}
 	/* No copy of the counters here: a reader gets them live while the call lasts. */
 	x->on_item(pool, call_id, r, data);
 	/* The store appends: the value is at `before` if it was kept. */
 	if (r->stage == x->reduce_stage && r->status == FP_ITEM_OK && fp_job_total(job) > before)
 		x->reduced = before;
+}
+
+/* Every output of the input is delivered: the journal says so (jobs_journal.c). */
+static void pipeline_input_cb(fp_pool *pool, uint64_t call_id, size_t input, void *data)
+{
+	fp_job *job = data;
+	struct pipeline_ext *x = fp__job_ext(job);
+
+	(void)pool;
+	(void)call_id;
+	if (fp__job_forgotten(job))
+		return;
+	if (x->input_map)
+		input = input < x->input_map_n ? x->input_map[input] : SIZE_MAX;
+	if (input < job->inputs)
+		fp__jobs_journal_input_done(job->jobs, job, input);
 }
 
 static void pipeline_done_cb(fp_pool *pool, const struct fp_call_summary *s, void *data)
@@ -104,6 +133,11 @@ static int start_pipeline(fp_pool *pool, fp_job *job, const void *arg, fp_item_c
 	fp__job_label(job, label);
 	o.on_start = fp__job_started;
 	o.label = label;
+	/*
+	 * The store's, not the caller's (its data is the job). Only a journal
+	 * has a use for it: a restart resumes from the inputs not done.
+	 */
+	o.on_input_done = !o.reduce && fp_jobs_journal(job->jobs) ? pipeline_input_cb : NULL;
 	return fp_pool_pipeline_async(pool, p->stages, p->nstages, p->items, p->n, &o,
 				      pipeline_item_cb, pipeline_done_cb, job, call_id);
 }
@@ -189,11 +223,15 @@ void fp__job_pipeline_output(fp_job *job, const struct fp_result *r)
 
 int fp__job_pipeline_restart(fp_job *job, const fp_stage *stages, size_t nstages,
 			     const struct fp_buf *items, size_t n,
-			     const fp_pipeline_options *opts)
+			     const fp_pipeline_options *opts, uint32_t *input_map)
 {
 	struct pipeline_start p = { stages, nstages, items, n, opts };
 	struct pipeline_ext *x = fp__job_ext(job);
 	int err;
+
+	free(x->input_map);
+	x->input_map = input_map;
+	x->input_map_n = input_map ? n : 0;
 
 	err = start_pipeline(x->pool, job, &p, fp__job_item_cb, fp__job_done_cb,
 			     &job->call_id);

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "jobs_impl.h"
-#include "mem.h"
+#include "forkpool/loop.h"
 
 /* Text pages grow by doubling from 4 KiB, so a big map costs few pages. */
 #define PAGE_MIN ((size_t)4 << 10)

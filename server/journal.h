@@ -39,8 +39,8 @@
 #include <stdint.h>
 
 #include "journal_format.h"
-#include "log.h"
-#include "loop.h"
+#include "dlog.h"
+#include "forkpool/loop.h"
 #include "sbuf.h"
 
 typedef struct fp_journal fp_journal;

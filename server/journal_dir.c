@@ -32,18 +32,8 @@ struct opener {
 	size_t errlen;
 };
 
-static int fail(struct opener *op, int r, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(struct opener *op, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(op->err, op->errlen, fmt, ap);
-	va_end(ap);
-	return r;
-}
+/* An opener's failure: its message in op->err, the one errbuf helper's way. */
+#define fail(op, r, ...) fp_errbuf_printf((op)->err, (op)->errlen, (r), __VA_ARGS__)
 
 static int open_dir(struct opener *op)
 {

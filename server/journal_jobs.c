@@ -30,6 +30,8 @@ const char *fp_jr_type_name(uint16_t type)
 		return "FORGET";
 	case FP_JR_RERUN:
 		return "RERUN";
+	case FP_JR_INPUTS:
+		return "INPUTS";
 	}
 	return "unknown";
 }
@@ -281,4 +283,43 @@ int fp_jr_get_mark(const struct fp_jrec *r, struct fp_jr_mark *out)
 	out->value = fp_jcur_u8(&c);
 	out->when = fp_jcur_u64(&c);
 	return fp_jcur_done(&c);
+}
+
+/* --- INPUTS -------------------------------------------------------------- */
+
+void fp_jr_put_inputs(struct sbuf *b, const uint8_t id[FP_JR_ID_BYTES], const uint32_t *idx,
+		      size_t n)
+{
+	put_id(b, id);
+	fp_jrec_put_u32(b, (uint32_t)n);
+	for (size_t i = 0; i < n; i++)
+		fp_jrec_put_u32(b, idx[i]);
+}
+
+int fp_jr_get_inputs(const struct fp_jrec *r, uint8_t id[FP_JR_ID_BYTES], uint32_t **idx,
+		     size_t *n)
+{
+	struct fp_jcur c;
+	uint32_t count;
+
+	*idx = NULL;
+	*n = 0;
+	fp_jcur_init(&c, r);
+	get_id(&c, id);
+	count = fp_jcur_u32(&c);
+	/* The count is checked against what is left before anything is allocated. */
+	if (c.err || count != (size_t)(c.end - c.p) / 4 || (size_t)(c.end - c.p) % 4)
+		return -EBADMSG;
+	*idx = malloc((count ? count : 1) * sizeof(**idx));
+	if (!*idx)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < count; i++)
+		(*idx)[i] = fp_jcur_u32(&c);
+	if (fp_jcur_done(&c) < 0) {
+		free(*idx);
+		*idx = NULL;
+		return -EBADMSG;
+	}
+	*n = count;
+	return 0;
 }

@@ -15,9 +15,13 @@
  *   CANCEL    a cancel was asked for
  *   FORGET    forgotten (deleted, expired): the reason, a byte the store
  *             gives meaning to
- *   RERUN     a pipeline started again from its inputs after a restart:
- *             the outputs recorded before it are void (the rerun makes
- *             them again), so a second restart does not give them twice
+ *   RERUN     a pipeline started again after a restart: the outputs and
+ *             INPUTS recorded before it are void, so a second restart
+ *             does not give them twice (those it keeps are written again
+ *             after it, in their new places)
+ *   INPUTS    some of a pipeline's inputs are done: every output they
+ *             made is in an OUTCOMES record before this one (the pool
+ *             tells, fp_pipeline_options.on_input_done)
  *
  * Replaying is idempotent by design: an outcome for an item that has one,
  * a second END or JOB for a known id, a FORGET for an unknown one change
@@ -26,13 +30,15 @@
  * on it (records of the live state, then those appended meanwhile, may say
  * a thing twice).
  *
- * A pipeline left unfinished reruns whole, from its inputs, rather than
- * from the inputs whose outputs are not all recorded: no record says that
- * an input owes nothing more, and none can be written cheaply, because the
- * pool does not tell when an input is done (its outputs come from every
- * stage, a generator's at any time, and a reduce folds all of them into
- * values that belong to no input). Its outputs recorded before the restart
- * are dropped at replay (RERUN), so none is given twice.
+ * A pipeline left unfinished resumes from its inputs that are not done:
+ * the outputs of those an INPUTS record names are kept, the others' are
+ * dropped (they were partial: an input's outputs come from every stage,
+ * a generator's at any time) and those inputs run again. A pipeline with a
+ * reduce reruns whole: its values are folded together and belong to no
+ * input, so none is ever done on its own. INPUTS is a record type that
+ * older builds do not know: they refuse such a journal naming the type
+ * and offset, while this build reads every older journal (one without
+ * INPUTS simply reruns its pipelines whole, as those builds did).
  */
 #ifndef FP_SERVER_JOURNAL_JOBS_H
 #define FP_SERVER_JOURNAL_JOBS_H
@@ -51,6 +57,7 @@ enum fp_jr_type {
 	FP_JR_CANCEL = 5,
 	FP_JR_FORGET = 6,
 	FP_JR_RERUN = 7,
+	FP_JR_INPUTS = 8,
 };
 
 #define FP_JR_ID_BYTES 16
@@ -150,6 +157,16 @@ struct fp_jr_mark {
 
 void fp_jr_put_mark(struct sbuf *b, const struct fp_jr_mark *m);
 int fp_jr_get_mark(const struct fp_jrec *r, struct fp_jr_mark *out);
+
+/*
+ * INPUTS: the job's id, then the done inputs' indices (u32 each). get
+ * fills *idx with an allocated array of *n of them (free it); -EBADMSG,
+ * -ENOMEM.
+ */
+void fp_jr_put_inputs(struct sbuf *b, const uint8_t id[FP_JR_ID_BYTES], const uint32_t *idx,
+		      size_t n);
+int fp_jr_get_inputs(const struct fp_jrec *r, uint8_t id[FP_JR_ID_BYTES], uint32_t **idx,
+		     size_t *n);
 
 /* "JOB", "OUTCOMES", ... for messages; "unknown" otherwise. */
 const char *fp_jr_type_name(uint16_t type);

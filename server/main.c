@@ -30,12 +30,13 @@
 
 #include "api.h"
 #include "cluster.h"
+#include "cluster_jobs.h"
 #include "config.h"
 #include "http.h"
 #include "jobs.h"
 #include "journal.h"
-#include "log.h"
-#include "loop.h"
+#include "dlog.h"
+#include "forkpool/loop.h"
 #include "nofile.h"
 #include "redis.h"
 
@@ -45,6 +46,8 @@
 
 /* How long a clean shutdown waits for Redis to take this node's goodbye. */
 #define CLUSTER_LEAVE_MS 1000
+/* Chunks taken by a node that stops get this long to land their outcomes. */
+#define CLUSTER_JOBS_LEAVE_MS 10000
 /* How often the drain checks whether the jobs have finished. */
 #define DRAIN_POLL_MS 20
 /* After the drain timeout, how long cancelled jobs get to be delivered. */
@@ -76,6 +79,7 @@ struct daemon {
 	fp_api *api;
 	fp_http_server *http;
 	fp_cluster *cluster;        /* --cluster; NULL: a single node */
+	fp_cluster_jobs *cjobs;     /* --cluster: apply and map through Redis */
 	bool cluster_starting;      /* start() waits for Redis's first answer */
 	bool cluster_failed;
 
@@ -546,6 +550,23 @@ static int start_cluster(struct daemon *d, const char *bound)
 		return r;
 	}
 	fp_api_set_cluster(d->api, d->cluster);
+	{
+		struct fp_cluster_jobs_options jo;
+
+		fp_cluster_jobs_options_init(&jo);
+		jo.url = co.url;
+		jo.password = co.password;
+		jo.prefix = co.prefix;
+		jo.node_name = co.node_name;
+		jo.ttl_ms = d->cfg.job_ttl_s * 1000;
+		jo.log = &d->log;
+		r = fp_cluster_jobs_new(&d->cjobs, d->loop, d->pool, &jo, err, sizeof(err));
+		if (r < 0) {
+			fp_dlog_error(&d->log, "%s", err[0] ? err : fp_strerror(r));
+			return r;
+		}
+		fp_api_set_cluster_jobs(d->api, d->cjobs);
+	}
 	fp_dlog_info(&d->log, "cluster: node %s joining through %s (prefix %s)%s",
 		     co.node_name, d->cfg.cluster, co.prefix,
 		     d->cfg.cluster_wait ? ", waiting for Redis as long as it takes" : "");
@@ -562,6 +583,11 @@ static int start_cluster(struct daemon *d, const char *bound)
 		return -EHOSTUNREACH;
 	}
 	return 0;
+}
+
+static bool cluster_jobs_settled(struct daemon *d)
+{
+	return fp_cluster_jobs_settled(d->cjobs);
 }
 
 static bool cluster_settled(struct daemon *d)
@@ -750,6 +776,11 @@ static void close_journal(struct daemon *d)
 static void teardown(struct daemon *d)
 {
 	fp_timer_stop(&d->drain_timer);
+	/* No more chunks taken; those taken land (or stay pending for another node). */
+	if (d->cjobs && d->loop) {
+		fp_cluster_jobs_leave(d->cjobs);
+		run_until(d, cluster_jobs_settled, CLUSTER_JOBS_LEAVE_MS);
+	}
 	/* Out of the registry first, so other nodes stop listing this one. */
 	if (d->cluster && d->loop) {
 		fp_cluster_leave(d->cluster);
@@ -765,6 +796,8 @@ static void teardown(struct daemon *d)
 	fp_api_free(d->api);
 	d->api = NULL;
 	/* Left the registry above; nothing refers to it once the API is gone. */
+	fp_cluster_jobs_free(d->cjobs);
+	d->cjobs = NULL;
 	fp_cluster_free(d->cluster);
 	d->cluster = NULL;
 	fp_http_server_free(d->http);

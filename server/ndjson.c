@@ -12,7 +12,7 @@
 
 #include <jansson.h>
 
-#include "mem.h"
+#include "forkpool/loop.h"
 #include "ndjson.h"
 
 #define INT_DIGITS_MAX 18     /* 10^18 - 1 < 2^63: jansson's json_int_t holds it */

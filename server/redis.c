@@ -56,6 +56,7 @@ struct cmd {
 	fp_redis *r;
 	fp_redis_cb cb;
 	void *data;
+	bool subscribed;       /* called per message; freed at the NULL of the end */
 };
 
 static void connect_now(fp_redis *r);
@@ -405,7 +406,9 @@ static void reply_cb(redisAsyncContext *ac, void *reply, void *priv)
 	(void)ac;
 	if (c->cb)
 		c->cb(r, reply ? 0 : r->closing ? -ECANCELED : -ENOTCONN, reply, c->data);
-	free(c);
+	/* hiredis calls a subscription's callback with NULL once, as it frees the context. */
+	if (!c->subscribed || !reply)
+		free(c);
 }
 
 int fp_redis_command(fp_redis *r, fp_redis_cb cb, void *data, int argc,
@@ -421,7 +424,27 @@ int fp_redis_command(fp_redis *r, fp_redis_cb cb, void *data, int argc,
 	c->r = r;
 	c->cb = cb;
 	c->data = data;
+	c->subscribed = false;
 	if (redisAsyncCommandArgv(r->ac, reply_cb, c, argc, argv, argvlen) != REDIS_OK) {
+		free(c);
+		return -ENOTCONN;
+	}
+	return 0;
+}
+
+int fp_redis_subscribe(fp_redis *r, const char *channel, fp_redis_cb cb, void *data)
+{
+	const char *argv[] = { "SUBSCRIBE", channel };
+	size_t lens[] = { 9, strlen(channel) };
+	struct cmd *c;
+
+	if (!r || r->state != FP_REDIS_READY || !r->ac)
+		return -ENOTCONN;
+	c = malloc(sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	*c = (struct cmd){ .r = r, .cb = cb, .data = data, .subscribed = true };
+	if (redisAsyncCommandArgv(r->ac, reply_cb, c, 2, argv, lens) != REDIS_OK) {
 		free(c);
 		return -ENOTCONN;
 	}

@@ -20,8 +20,8 @@
 
 #include <hiredis/hiredis.h>
 
-#include "loop.h"
-#include "log.h"
+#include "forkpool/loop.h"
+#include "dlog.h"
 
 typedef struct fp_redis fp_redis;
 
@@ -102,5 +102,14 @@ typedef void (*fp_redis_cb)(fp_redis *r, int status, redisReply *reply, void *da
  */
 int fp_redis_command(fp_redis *r, fp_redis_cb cb, void *data, int argc,
 		     const char **argv, const size_t *argvlen);
+
+/*
+ * SUBSCRIBE to one channel: the connection is in pub/sub mode from then on
+ * (no other command). cb gets the subscription's confirmation, then each
+ * message (an array "message", channel, payload), with status 0; once the
+ * connection ends, one last call with status < 0. Subscribe again after a
+ * reconnect. -ENOTCONN when not READY, with no callback.
+ */
+int fp_redis_subscribe(fp_redis *r, const char *channel, fp_redis_cb cb, void *data);
 
 #endif

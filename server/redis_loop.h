@@ -8,7 +8,7 @@
 
 #include <hiredis/async.h>
 
-#include "loop.h"
+#include "forkpool/loop.h"
 
 /*
  * Attach before redisAsyncSetConnectCallback() (which asks for the first

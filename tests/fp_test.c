@@ -1,5 +1,5 @@
 #include "fp_test.h"
-#include "loop.h"
+#include "forkpool/loop.h"
 
 struct wait_until {
 	int (*cond)(void *);

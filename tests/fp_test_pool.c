@@ -13,7 +13,7 @@
 #include <cmocka.h>
 
 #include "fp_test_pool.h"
-#include "loop.h"
+#include "forkpool/loop.h"
 
 struct log_capture {
 	char text[65536];

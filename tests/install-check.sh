@@ -2,7 +2,7 @@
 # `meson install` into a scratch DESTDIR, then everything a user or a packager
 # relies on from it: examples/map.c built out of tree with nothing but
 # `pkg-config forkpool` and linked against the SHARED library, which it runs
-# with; the soname, the exported symbols (exactly <forkpool.h>'s functions)
+# with; the soname, the exported symbols (exactly the public headers' functions)
 # and the version macros against fp_version(); both binaries and their
 # --version; the man pages; the systemd unit, its paths and its hardening
 # (under 3.0 by systemd-analyze when it is installed); docs, examples,
@@ -39,13 +39,17 @@ need "$libdir/libforkpool.so.${version%%.*}"
 need "$libdir/libforkpool.so.$version"
 soname=$(readelf -d "$so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
 [ "$soname" = "libforkpool.so.${version%%.*}" ] || fail "soname is '$soname', want libforkpool.so.${version%%.*}"
-# It exports exactly the functions <forkpool.h> declares.
-declared=$(echo '#include <forkpool.h>' | cc -E $(pc_flags --cflags forkpool) -x c - |
-	grep -oE '\bfp_[a-z0-9_]+[[:space:]]*\(' | sed 's/[[:space:]]*(//' | sort -u)
+# It exports exactly the functions <forkpool.h> and <forkpool/loop.h> declare,
+# less their static inline ones (fp_io_active...), which have no symbol.
+headers=$(printf '#include <forkpool.h>\n#include <forkpool/loop.h>\n' | cc -E $(pc_flags --cflags forkpool) -x c -)
+inline=$(echo "$headers" | grep -oE 'static inline [^(]*\bfp_[a-z0-9_]+[[:space:]]*\(' |
+	grep -oE 'fp_[a-z0-9_]+[[:space:]]*\($' | sed 's/[[:space:]]*(//' | sort -u)
+declared=$(echo "$headers" | grep -oE '\bfp_[a-z0-9_]+[[:space:]]*\(' | sed 's/[[:space:]]*(//' | sort -u |
+	comm -23 - <(echo "$inline"))
 exported=$(nm -D --defined-only "$so" | awk '$2 == "T" { sub(/@.*/, "", $3); print $3 }' | sort -u)
 if [ "$declared" != "$exported" ]; then
 	diff <(echo "$declared") <(echo "$exported") | sed 's/^</  declared, not exported:/; s/^>/  exported, not declared:/' >&2 || true
-	fail "libforkpool.so's symbols and <forkpool.h> differ (include/libforkpool.map lists them)"
+	fail "libforkpool.so's symbols and <forkpool.h>, <forkpool/loop.h> differ (include/libforkpool.map lists them)"
 fi
 
 # examples/map.c, out of tree, against the installed headers and shared library.
@@ -87,6 +91,7 @@ for b in forkpoold forkpool; do
 done
 need "$root$prefix/include/forkpool.h"
 need "$root$prefix/include/forkpool/task.h"
+need "$root$prefix/include/forkpool/loop.h"
 need "$root$prefix/include/forkpool/version.h"
 if command -v scdoc >/dev/null; then
 	for m in man8/forkpoold.8 man1/forkpool.1; do

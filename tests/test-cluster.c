@@ -24,7 +24,9 @@
 
 #include <cmocka.h>
 
-#include "loop.h"
+#include "cluster_chunk.h"
+#include "forkpool/loop.h"
+#include "ndjson.h"
 #include "redis.h"
 
 #define WATCHDOG_MS 15000
@@ -494,11 +496,138 @@ static void refused_port_is_retried(void **state)
 	ctx_free(&c);
 }
 
+/* --- chunks, entries and outcome lines (no Redis) ------------------------ */
+
+static void chunks_cut_by_count_and_bytes(void **state)
+{
+	static char big[70000];
+	struct fp_buf items[1000];
+	char text[1000][8];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < 1000; i++) {
+		snprintf(text[i], sizeof(text[i]), "%zu", i);
+		items[i] = (struct fp_buf){ text[i], strlen(text[i]) };
+	}
+	/* 256 items a chunk: 1000 is 3 full chunks and 232. */
+	assert_int_equal(fp_cluster_chunk_next(items, 1000, 0, FP_CLUSTER_CHUNK_ITEMS,
+					       FP_CLUSTER_CHUNK_BYTES), 256);
+	assert_int_equal(fp_cluster_chunk_next(items, 1000, 768, FP_CLUSTER_CHUNK_ITEMS,
+					       FP_CLUSTER_CHUNK_BYTES), 232);
+	assert_int_equal(fp_cluster_chunk_count(items, 1000, FP_CLUSTER_CHUNK_ITEMS,
+						FP_CLUSTER_CHUNK_BYTES), 4);
+	assert_int_equal(fp_cluster_chunk_count(items, 0, FP_CLUSTER_CHUNK_ITEMS,
+						FP_CLUSTER_CHUNK_BYTES), 0);
+	/* Bytes bound first: 10 bytes with newlines hold "0\n".."4\n", not a sixth. */
+	assert_int_equal(fp_cluster_chunk_next(items, 1000, 0, 256, 10), 5);
+	/* An item larger than the bound goes alone, never in an empty chunk. */
+	memset(big, '1', sizeof(big) - 1);
+	items[1] = (struct fp_buf){ big, sizeof(big) - 1 };
+	assert_int_equal(fp_cluster_chunk_next(items, 1000, 0, 256, FP_CLUSTER_CHUNK_BYTES), 1);
+	assert_int_equal(fp_cluster_chunk_next(items, 1000, 1, 256, FP_CLUSTER_CHUNK_BYTES), 1);
+	assert_int_equal(fp_cluster_chunk_next(items, 1000, 2, 256, FP_CLUSTER_CHUNK_BYTES), 256);
+}
+
+static void chunk_text_splits_back_into_its_items(void **state)
+{
+	const char *in[] = { "1", "\"a\\nb\"", "{\"k\":[1,2]}", "null", "-2.5" };
+	struct fp_buf items[5], *out = NULL;
+	struct fp_ndjson_error err;
+	struct sbuf b;
+	size_t i, n = 0;
+
+	(void)state;
+	for (i = 0; i < 5; i++)
+		items[i] = (struct fp_buf){ in[i], strlen(in[i]) };
+	sbuf_init(&b);
+	fp_cluster_chunk_encode(&b, items, 5);
+	assert_string_equal(b.data, "1\n\"a\\nb\"\n{\"k\":[1,2]}\nnull\n-2.5\n");
+	assert_int_equal(fp_ndjson_split(b.data, b.len, &out, &n, &err), 0);
+	assert_int_equal(n, 5);
+	for (i = 0; i < 5; i++) {
+		assert_int_equal(out[i].len, items[i].len);
+		assert_memory_equal(out[i].base, in[i], items[i].len);
+	}
+	fp_ndjson_free(out);
+	sbuf_free(&b);
+}
+
+static int parse_entry(const char *const *fv, size_t n, struct fp_cluster_entry *e)
+{
+	size_t lens[16], i;
+
+	for (i = 0; i < n; i++)
+		lens[i] = strlen(fv[i]);
+	return fp_cluster_entry_parse(fv, lens, n, e);
+}
+
+static void work_entries_parse_or_are_refused(void **state)
+{
+	const char *good[] = { "job", "0123456789abcdef0123456789abcdef", "chunk", "3",
+			       "first", "768", "n", "256" };
+	const char *no_n[] = { "job", "ab", "chunk", "3", "first", "768" };
+	const char *bad_id[] = { "job", "AB", "chunk", "3", "first", "7", "n", "1" };
+	const char *big_n[] = { "job", "ab", "chunk", "3", "first", "7", "n", "257" };
+	const char *zero_n[] = { "job", "ab", "chunk", "3", "first", "7", "n", "0" };
+	const char *neg[] = { "job", "ab", "chunk", "-3", "first", "7", "n", "1" };
+	const char *extra[] = { "n", "2", "x", "y", "job", "ab", "first", "7", "chunk", "1" };
+	struct fp_cluster_entry e;
+
+	(void)state;
+	assert_int_equal(parse_entry(good, 8, &e), 0);
+	assert_string_equal(e.job, "0123456789abcdef0123456789abcdef");
+	assert_int_equal(e.chunk, 3);
+	assert_int_equal(e.first, 768);
+	assert_int_equal(e.n, 256);
+	assert_int_equal(parse_entry(no_n, 6, &e), -EINVAL);
+	assert_int_equal(parse_entry(bad_id, 8, &e), -EINVAL);
+	assert_int_equal(parse_entry(big_n, 8, &e), -EINVAL);
+	assert_int_equal(parse_entry(zero_n, 8, &e), -EINVAL);
+	assert_int_equal(parse_entry(neg, 8, &e), -EINVAL);
+	/* Fields in any order, unknown ones ignored. */
+	assert_int_equal(parse_entry(extra, 10, &e), 0);
+	assert_int_equal(e.n, 2);
+	assert_false(fp_cluster_id_valid("", 0));
+	assert_false(fp_cluster_id_valid("0123456789abcdef0123456789abcdef"
+					  "0123456789abcdef0123456789abcdef0", 65));
+}
+
+static void outcome_lines_are_the_streams_lines(void **state)
+{
+	struct fp_result ok = { .status = FP_ITEM_OK, .value = "[1,\"x\"]", .value_len = 7 };
+	struct fp_result err = { .status = FP_ITEM_TASK_ERROR, .message = "bad \"arg\"\n" };
+	struct fp_result tb = { .status = FP_ITEM_TASK_ERROR, .message = "m", .traceback = "t" };
+	struct sbuf b;
+
+	(void)state;
+	sbuf_init(&b);
+	fp_cluster_outcome_line(&b, 12345678901ULL, &ok);
+	assert_string_equal(b.data, "{\"index\":12345678901,\"value\":[1,\"x\"]}");
+	sbuf_reset(&b);
+	fp_cluster_outcome_line(&b, 0, &err);
+	assert_string_equal(b.data, "{\"index\":0,\"error\":{\"type\":\"task_error\","
+			    "\"message\":\"bad \\\"arg\\\"\\n\"}}");
+	sbuf_reset(&b);
+	fp_cluster_outcome_line(&b, 1, &tb);
+	assert_string_equal(b.data, "{\"index\":1,\"error\":{\"type\":\"task_error\","
+			    "\"message\":\"m\",\"traceback\":\"t\"}}");
+	sbuf_reset(&b);
+	fp_cluster_outcome_error(&b, 7, FP_ITEM_CANCELLED, "the job was cancelled");
+	assert_string_equal(b.data, "{\"index\":7,\"error\":{\"type\":\"cancelled\","
+			    "\"message\":\"the job was cancelled\"}}");
+	sbuf_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(urls_parse),
 		cmocka_unit_test(bad_urls_are_named),
+		cmocka_unit_test(chunks_cut_by_count_and_bytes),
+		cmocka_unit_test(chunk_text_splits_back_into_its_items),
+		cmocka_unit_test(work_entries_parse_or_are_refused),
+		cmocka_unit_test(outcome_lines_are_the_streams_lines),
 		cmocka_unit_test_setup_teardown(big_reply_arrives_whole, server_setup, server_teardown),
 		cmocka_unit_test_setup_teardown(close_cancels_pending, server_setup, server_teardown),
 		cmocka_unit_test_setup_teardown(reconnects_after_redis_dies, server_setup,

@@ -19,7 +19,7 @@
 #include "jobs.h"
 #include "fp_test.h"
 #include "fp_test_jobs.h"
-#include "mem.h"
+#include "forkpool/loop.h"
 
 static int job_is_finished(void *data)
 {

@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -29,8 +30,7 @@
 #include "journal_impl.h"
 #include "fp_test.h"
 #include "fp_test_jobs.h"
-#include "loop.h"
-#include "mem.h"
+#include "forkpool/loop.h"
 
 /* --- helpers ------------------------------------------------------------- */
 
@@ -2283,6 +2283,72 @@ static void unfinished_job_resumes_the_items_without_an_outcome(void **state)
 	jr_rm(&x);
 }
 
+static uint64_t journal_file_size(const struct jr *x)
+{
+	char path[300];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/journal", x->dir);
+	assert_int_equal(stat(path, &st), 0);
+	return (uint64_t)st.st_size;
+}
+
+/*
+ * A resumed job's recovered outcomes are in the journal already: they are
+ * not appended again when it goes on (200 of them would be some 3 KB), and
+ * after another restart they are there once.
+ */
+static void resumed_job_does_not_write_its_outcomes_again(void **state)
+{
+	struct fp_test_jobs f;
+	struct fp_jobs_recovery rec;
+	struct items items;
+	struct done_at_least c;
+	uint64_t before, grew;
+	fp_job *map;
+	char id[33];
+	struct jr x;
+
+	jr_dir(&x);
+	fp_test_jobs_setup(&f, 2);
+	jr_open(&x, &f, &rec);
+	items_make(&items, 202, "0");
+	items.b[200] = items.b[201] = (struct fp_buf){ "1500", 4 };
+	map = submit_map(&f, "sleep", &items, 1);
+	strcpy(id, fp_job_id(map));
+	c = (struct done_at_least){ f.jobs, id, 200 };
+	assert_true(fp_test_run_until(f.pool, has_done, &c, 20000));
+	assert_int_equal(jr_wait(&x, &f), 0);
+	jr_close(&x, &f);
+	store_again(&f);
+	before = journal_file_size(&x);
+
+	jr_open(&x, &f, &rec);
+	assert_int_equal(rec.items_kept, 200);
+	assert_int_equal(rec.items_rerun, 2);
+	map = fp_jobs_find(f.jobs, id);
+	assert_non_null(map);
+	wait_finished(&f, map);
+	assert_int_equal(jr_wait(&x, &f), 0);
+	/* Two outcomes, a STARTED and the END: not 202 outcomes. */
+	grew = journal_file_size(&x) - before;
+	if (grew >= 512)
+		fail_msg("the rest of the job appended %llu bytes", (unsigned long long)grew);
+	jr_close(&x, &f);
+	store_again(&f);
+
+	jr_open(&x, &f, &rec);
+	assert_int_equal(rec.finished, 1);
+	map = fp_jobs_find(f.jobs, id);
+	assert_non_null(map);
+	assert_int_equal(fp_job_state(map), FP_JOB_DONE);
+	assert_int_equal(fp_job_done(map), 202);
+	jr_close(&x, &f);
+	items_free(&items);
+	fp_test_jobs_teardown(&f);
+	jr_rm(&x);
+}
+
 /* A pipeline of one stage per task over texts (NULL-terminated lists). */
 static fp_job *submit_pipeline(struct fp_test_jobs *f, const char *const *tasks,
 			       const char *const *texts, const fp_pipeline_options *po)
@@ -2381,18 +2447,38 @@ static void finished_pipeline_comes_back_with_its_outputs(void **state)
 	jr_rm(&x);
 }
 
+/* A recovered pipeline's outputs: each input's once, with its value; how many. */
+static size_t outputs_once(fp_job *p, const char *const *in, size_t n)
+{
+	unsigned seen[8] = { 0 };
+	struct fp_job_item it;
+
+	assert_true(n <= 8);
+	for (size_t k = 0; k < fp_job_total(p); k++) {
+		fp_job_item(p, k, &it);
+		assert_int_equal(it.status, FP_ITEM_OK);
+		assert_true(it.index < n);
+		seen[it.index]++;
+		assert_string_equal(it.value, in[it.index]);
+	}
+	for (size_t i = 0; i < n; i++)
+		assert_true(seen[i] <= 1);
+	return fp_job_total(p);
+}
+
 /*
- * An unfinished pipeline reruns from its inputs: the outputs recorded before
- * the restart are dropped, so every input's output is there once; and after
- * it finishes, a second restart finds it finished with the same outputs.
+ * An unfinished pipeline resumes from its inputs that were not done: the
+ * outputs of the done ones are kept, the others run again. Restarted again
+ * before the rerun ends, it keeps the same (the kept outputs were written
+ * again after a RERUN, in their new places: none twice); once finished, a
+ * restart finds it finished with every input's output once.
  */
-static void unfinished_pipeline_reruns_from_its_inputs(void **state)
+static void unfinished_pipeline_resumes_from_its_inputs_not_done(void **state)
 {
 	static const char *const tasks[] = { "sleep", NULL };
 	static const char *const in[] = { "0", "0", "0", "1500", "1500", NULL };
 	struct fp_jobs_recovery rec;
 	struct fp_test_jobs f;
-	struct fp_job_item it;
 	struct done_at_least c;
 	fp_job *p;
 	char id[33];
@@ -2411,35 +2497,76 @@ static void unfinished_pipeline_reruns_from_its_inputs(void **state)
 	jr_close(&x, &f);
 	store_again(&f);
 
-	for (int round = 0; round < 2; round++) {
-		unsigned seen[5] = { 0 };
-
+	for (int round = 0; round < 3; round++) {
 		jr_open(&x, &f, &rec);
 		assert_int_equal(rec.jobs, 1);
 		assert_int_equal(rec.skipped, 0);
-		assert_int_equal(rec.finished, (uint64_t)round);
-		assert_int_equal(rec.resumed, round ? 0 : 1);
-		assert_int_equal(rec.items_rerun, round ? 0 : 5);
+		assert_int_equal(rec.finished, round == 2);
+		assert_int_equal(rec.resumed, round < 2);
+		assert_int_equal(rec.items_kept, round < 2 ? 3 : 0);
+		assert_int_equal(rec.items_rerun, round < 2 ? 2 : 0);
 		p = fp_jobs_find(f.jobs, id);
 		assert_non_null(p);
-		if (!round)
-			assert_int_equal(fp_job_total(p), 0);
+		/* The three done inputs' outputs, there before anything ran. */
+		assert_int_equal(outputs_once(p, in, 5), round < 2 ? 3 : 5);
+		if (round == 0) {
+			/* Restarted again while the two rerun. */
+			assert_int_equal(jr_wait(&x, &f), 0);
+			assert_false(fp_job_finished(p));
+			jr_close(&x, &f);
+			store_again(&f);
+			continue;
+		}
 		wait_finished(&f, p);
 		assert_int_equal(fp_job_state(p), FP_JOB_DONE);
-		assert_int_equal(fp_job_total(p), 5);
-		for (size_t k = 0; k < 5; k++) {
-			fp_job_item(p, k, &it);
-			assert_int_equal(it.status, FP_ITEM_OK);
-			assert_true(it.index < 5);
-			seen[it.index]++;
-			assert_string_equal(it.value, in[it.index]);
-		}
-		for (size_t i = 0; i < 5; i++)
-			assert_int_equal(seen[i], 1);
+		assert_int_equal(outputs_once(p, in, 5), 5);
 		assert_true(fp_test_run_until(f.pool, nothing_pending, f.jobs, 10000));
 		jr_close(&x, &f);
 		store_again(&f);
 	}
+	fp_test_jobs_teardown(&f);
+	jr_rm(&x);
+}
+
+/*
+ * A pipeline with a reduce reruns whole: its values belong to no input, so
+ * no input is done on its own, and a rerun folds every input once.
+ */
+static void unfinished_reduce_pipeline_reruns_whole(void **state)
+{
+	static const char *const tasks[] = { "sleep", NULL };
+	static const char *const in[] = { "0", "0", "0", "1500", "1500", NULL };
+	fp_pipeline_options po = FP_PIPELINE_OPTIONS_DEFAULT;
+	struct fp_jobs_recovery rec;
+	struct fp_test_jobs f;
+	struct fp_job_item it;
+	fp_job *p;
+	char id[33];
+	struct jr x;
+
+	po.reduce = "sum";
+	jr_dir(&x);
+	fp_test_jobs_setup(&f, 2);
+	jr_open(&x, &f, &rec);
+	p = submit_pipeline(&f, tasks, in, &po);
+	strcpy(id, fp_job_id(p));
+	assert_int_equal(jr_wait(&x, &f), 0);
+	assert_false(fp_job_finished(p));
+	jr_close(&x, &f);
+	store_again(&f);
+
+	jr_open(&x, &f, &rec);
+	assert_int_equal(rec.resumed, 1);
+	assert_int_equal(rec.items_kept, 0);
+	assert_int_equal(rec.items_rerun, 5);
+	p = fp_jobs_find(f.jobs, id);
+	assert_non_null(p);
+	wait_finished(&f, p);
+	assert_int_equal(fp_job_state(p), FP_JOB_DONE);
+	assert_int_equal(fp_job_total(p), 1);
+	fp_job_item(p, 0, &it);
+	assert_string_equal(it.value, "3000");
+	jr_close(&x, &f);
 	fp_test_jobs_teardown(&f);
 	jr_rm(&x);
 }
@@ -2861,9 +2988,11 @@ int main(void)
 		cmocka_unit_test(names_round_trip),
 		cmocka_unit_test(journaled_jobs_come_back_finished),
 		cmocka_unit_test(finished_pipeline_comes_back_with_its_outputs),
-		cmocka_unit_test(unfinished_pipeline_reruns_from_its_inputs),
+		cmocka_unit_test(unfinished_pipeline_resumes_from_its_inputs_not_done),
+		cmocka_unit_test(unfinished_reduce_pipeline_reruns_whole),
 		cmocka_unit_test(compaction_keeps_pipelines),
 		cmocka_unit_test(unfinished_job_resumes_the_items_without_an_outcome),
+		cmocka_unit_test(resumed_job_does_not_write_its_outcomes_again),
 		cmocka_unit_test(a_job_whose_record_fails_is_withdrawn),
 		cmocka_unit_test(a_retry_waits_for_the_first_requests_record),
 		cmocka_unit_test(a_submission_refused_at_shutdown_does_not_come_back),

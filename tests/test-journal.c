@@ -29,7 +29,7 @@
 #include "journal_impl.h"
 #include "journal_jobs.h"
 #include "journal_read.h"
-#include "loop.h"
+#include "forkpool/loop.h"
 
 #define WATCHDOG_MS 10000
 /* The salt of the journals the tests build by hand (journal_format.h). */
@@ -1458,6 +1458,57 @@ static void outcome_and_mark_records_round_trip(void **state)
 }
 
 
+static int get_inputs_only(const struct fp_jrec *r)
+{
+	uint8_t id[FP_JR_ID_BYTES];
+	uint32_t *idx;
+	size_t n;
+	int e = fp_jr_get_inputs(r, id, &idx, &n);
+
+	free(idx);
+	return e;
+}
+
+/* INPUTS: the done inputs' indices come back; a short or long record is refused. */
+static void inputs_record_round_trip(void **state)
+{
+	static const uint8_t id[FP_JR_ID_BYTES] = { 9, 8, 7, 6, 5, 4, 3, 2, 1 };
+	static const uint32_t in[] = { 0, 7, 3, 4000000000u };
+	uint8_t got[FP_JR_ID_BYTES];
+	uint32_t *idx;
+	struct fp_jrec r;
+	struct sbuf b;
+	size_t start, n;
+
+	(void)state;
+	sbuf_init(&b);
+	for (size_t count = 0; count <= 4; count += 4) {
+		sbuf_reset(&b);
+		start = fp_jrec_begin(&b);
+		fp_jr_put_inputs(&b, id, in, count);
+		assert_int_equal(fp_jrec_end(&b, start, FP_JR_INPUTS, TEST_SALT), 0);
+		assert_int_equal(fp_jrec_parse(b.data, b.len, TEST_SALT, &r), 0);
+		assert_int_equal(r.type, FP_JR_INPUTS);
+		assert_int_equal(fp_jr_get_inputs(&r, got, &idx, &n), 0);
+		assert_memory_equal(got, id, sizeof(id));
+		assert_int_equal(n, count);
+		if (count)
+			assert_memory_equal(idx, in, sizeof(in));
+		free(idx);
+		check_prefixes_refused(&b, 0, get_inputs_only);
+	}
+	/* A byte too many is not an index. */
+	sbuf_reset(&b);
+	start = fp_jrec_begin(&b);
+	fp_jr_put_inputs(&b, id, in, 2);
+	fp_jrec_put_u8(&b, 1);
+	assert_int_equal(fp_jrec_end(&b, start, FP_JR_INPUTS, TEST_SALT), 0);
+	assert_int_equal(fp_jrec_parse(b.data, b.len, TEST_SALT, &r), 0);
+	assert_int_equal(get_inputs_only(&r), -EBADMSG);
+	assert_string_equal(fp_jr_type_name(FP_JR_INPUTS), "INPUTS");
+	sbuf_free(&b);
+}
+
 /* --- compaction ---------------------------------------------------------- */
 
 /* Replayed records' numbers (their first field), in order. */
@@ -1713,6 +1764,7 @@ int main(void)
 		cmocka_unit_test(open_fails_when_replay_refuses),
 		cmocka_unit_test(job_records_round_trip),
 		cmocka_unit_test(outcome_and_mark_records_round_trip),
+		cmocka_unit_test(inputs_record_round_trip),
 		cmocka_unit_test(compaction_rewrites_from_the_live_state),
 		cmocka_unit_test(compaction_given_up_loses_nothing),
 	};

@@ -29,7 +29,7 @@
 
 #include <cmocka.h>
 
-#include "loop.h"
+#include "forkpool/loop.h"
 
 #define WATCHDOG_MS 10000
 

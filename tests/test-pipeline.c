@@ -612,6 +612,113 @@ static void ordered_results_come_in_input_order(void **state)
 	free_pool(p, paths);
 }
 
+/* What on_input_done saw: the fixture first, as its callbacks take the same data. */
+struct inputs_seen {
+	struct fp_test_pipe o;
+	size_t *told;                /* per input: times told */
+	size_t n, count, next;
+	size_t mod;                  /* input i makes i % mod outputs; 0: one */
+	int bad;                     /* told with outputs missing, or after the end */
+	int out_of_order;            /* ordered: told before an input before it */
+	int after_cancel;
+};
+
+static void input_done_seen(fp_pool *p, uint64_t id, size_t input, void *data)
+{
+	struct inputs_seen *x = data;
+
+	(void)p;
+	(void)id;
+	if (input >= x->n || x->o.done_calls ||
+	    x->o.per_input[input] != (x->mod ? input % x->mod : 1))
+		x->bad++;
+	if (input < x->n)
+		x->told[input]++;
+	x->out_of_order += input != x->next;
+	x->next = input + 1;
+	x->after_cancel += x->o.cancel_rc != 1;
+	x->count++;
+}
+
+static void inputs_seen_init(struct inputs_seen *x, fp_pool *p, size_t n, size_t mod)
+{
+	fp_test_pipe_init(&x->o, p, n, NULL);
+	x->told = calloc(n ? n : 1, sizeof(*x->told));
+	assert_non_null(x->told);
+	x->n = n;
+	x->mod = mod;
+	x->count = x->next = 0;
+	x->bad = x->out_of_order = x->after_cancel = 0;
+}
+
+static void inputs_seen_free(struct inputs_seen *x)
+{
+	free(x->told);
+	fp_test_pipe_free(&x->o);
+}
+
+/*
+ * An input is told done once, after every output it made (through a
+ * generator, in every stage) was delivered and before the call's end; in
+ * input order when the results are; never with a reduce, nor once the
+ * call is cancelled.
+ */
+static void inputs_are_told_done_once_after_their_outputs(void **state)
+{
+	char *paths[2];
+	fp_pool *p = new_pool(3, paths);
+	fp_stage st[3] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	fp_pipeline_options po = FP_PIPELINE_OPTIONS_DEFAULT;
+	struct fp_test_inputs in;
+	struct inputs_seen x;
+	size_t i, n = 3000;
+
+	/* range(i % 5): input i makes i % 5 outputs, through two more stages. */
+	st[0].task = "range";
+	st[1].task = "echo";
+	st[2].task = "echo";
+	st[1].buffer = 64;
+	po.on_input_done = input_done_seen;
+	fp_test_inputs_numbers(&in, n, mod5);
+	for (int ordered = 0; ordered < 2; ordered++) {
+		po.ordered = ordered;
+		inputs_seen_init(&x, p, n, 5);
+		fp_test_pipe_run(p, st, 3, &in, &po, &x.o);
+		assert_int_equal(x.o.errors, 0);
+		assert_int_equal(x.bad, 0);
+		assert_int_equal(x.count, n);
+		for (i = 0; i < n; i++)
+			assert_int_equal(x.told[i], 1);
+		if (ordered)
+			assert_int_equal(x.out_of_order, 0);
+		inputs_seen_free(&x);
+	}
+	/* With a reduce no input is its own. */
+	po.ordered = 0;
+	po.reduce = "sum";
+	inputs_seen_init(&x, p, n, 5);
+	fp_test_pipe_run(p, st, 3, &in, &po, &x.o);
+	assert_int_equal(x.count, 0);
+	assert_string_equal(x.o.value, "6000");
+	inputs_seen_free(&x);
+	fp_test_inputs_free(&in);
+
+	/* Cancelled: the inputs it stopped are not done. */
+	po.reduce = NULL;
+	st[0].task = "echo";
+	st[1].task = "pipe.slow";
+	fp_test_inputs_numbers(&in, n, identity);
+	inputs_seen_init(&x, p, n, 0);
+	x.o.cancel_after = 10;
+	fp_test_pipe_run(p, st, 2, &in, &po, &x.o);
+	fp_test_pipe_assert_cancelled(&x.o, n);
+	assert_int_equal(x.after_cancel, 0);
+	assert_true(x.count <= x.o.outputs);
+	inputs_seen_free(&x);
+	fp_test_inputs_free(&in);
+	free_pool(p, paths);
+}
+
 static void stage_timeout_fails_only_that_input(void **state)
 {
 	char *paths[2];
@@ -948,6 +1055,7 @@ int main(void)
 		cmocka_unit_test(fast_stage_before_slow_one_stays_within_the_buffer),
 		cmocka_unit_test(cancel_mid_pipeline_ends_the_call_once),
 		cmocka_unit_test(ordered_results_come_in_input_order),
+		cmocka_unit_test(inputs_are_told_done_once_after_their_outputs),
 		cmocka_unit_test(stage_timeout_fails_only_that_input),
 		cmocka_unit_test(chained_tasks_are_timed_each_on_its_own),
 		cmocka_unit_test(timeout_in_a_chain_fails_its_stage),

@@ -23,7 +23,7 @@
 #include "forkpool.h"
 #include "fp_test.h"
 #include "fp_test_pool.h"
-#include "loop.h"
+#include "forkpool/loop.h"
 
 /* --- helpers ------------------------------------------------------------- */
 

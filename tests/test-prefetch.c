@@ -21,7 +21,7 @@
 #include "forkpool.h"
 #include "fp_test.h"
 #include "fp_test_pool.h"
-#include "loop.h"
+#include "forkpool/loop.h"
 #include "pool_impl.h"
 
 #define N 8          /* items of the map a test looks at: two chunks of CHUNK */

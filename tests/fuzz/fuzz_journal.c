@@ -17,6 +17,7 @@
  * encoded again and must decode to the same.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fuzz_util.h"
@@ -161,6 +162,29 @@ static void check_mark(const struct fp_jrec *r)
 	sbuf_free(&b);
 }
 
+static void check_inputs(const struct fp_jrec *r)
+{
+	uint8_t id[FP_JR_ID_BYTES], id2[FP_JR_ID_BYTES];
+	uint32_t *a, *z;
+	size_t n, m, start;
+	struct fp_jrec again;
+	struct sbuf b;
+
+	if (fp_jr_get_inputs(r, id, &a, &n) < 0)
+		return;
+	/* As many indices as the payload holds: never more than it could. */
+	FUZZ_CHECK(n <= r->len / 4);
+	sbuf_init(&b);
+	start = fp_jrec_begin(&b);
+	fp_jr_put_inputs(&b, id, a, n);
+	reparse(&b, start, FP_JR_INPUTS, &again);
+	FUZZ_CHECK(fp_jr_get_inputs(&again, id2, &z, &m) == 0);
+	FUZZ_CHECK(!memcmp(id, id2, sizeof(id)) && m == n && (!n || !memcmp(a, z, n * 4)));
+	free(a);
+	free(z);
+	sbuf_free(&b);
+}
+
 /* A record of no type the store knows: its payload read as fields, which never overrun. */
 static void check_fields(const struct fp_jrec *r)
 {
@@ -214,6 +238,9 @@ static int record(void *data, const struct fp_jrec *r, uint64_t off)
 	case FP_JR_FORGET:
 	case FP_JR_RERUN:
 		check_mark(r);
+		break;
+	case FP_JR_INPUTS:
+		check_inputs(r);
 		break;
 	default:
 		check_fields(r);

@@ -15,7 +15,7 @@
 #include "fuzz_util.h"
 #include "http.h"
 #include "jobs.h"
-#include "loop.h"
+#include "forkpool/loop.h"
 
 /* Loop and write turns of one exchange at most: a response that never ends is a finding. */
 #define TURNS_MAX 10000

@@ -96,6 +96,11 @@ class RedisServer:
                 return self.command("PING") == "PONG"
             except (OSError, ConnectionError):
                 return False
+            except RuntimeError as e:
+                # Restarted with appendonly: it answers LOADING until the file is read.
+                if str(e).startswith("LOADING"):
+                    return False
+                raise
         wait_until(up, timeout, what="redis-server answering PING")
         return self
 

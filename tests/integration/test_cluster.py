@@ -6,8 +6,8 @@
   heartbeat TTL; a node stopped cleanly deletes its key on the way out.
 - Redis unreachable at start: exit 1 naming the URL; with --cluster-wait the
   node serves meanwhile and registers once Redis comes up.
-- Redis restarted under a running node: it reports "disconnected", keeps
-  running its own jobs, reconnects, registers again, counts the reconnect.
+- Redis restarted under a running node: it reports "disconnected", refuses
+  submissions with 503 store_unavailable meanwhile, reconnects, registers again, counts the reconnect.
 - A password from --cluster-auth-file, a wrong one refused by name; two
   prefixes on one Redis are two clusters; a unix: socket URL; a peer that is
   not Redis named; bad URLs and flags exit 2 with the reason.
@@ -145,14 +145,21 @@ class ClusterTest(unittest.TestCase):
         wait_until(lambda: self.health(d)["cluster"] == "disconnected", 10,
                    what="disconnected")
         d.wait_line(r"lost Redis at %s" % r.url, 5)
-        # Still a node of its own for jobs.
+        # Jobs live in Redis: a submission meanwhile is refused by name (503).
         res = d.post("/v1/apply?wait=20", b'{"task":"square","args":7}',
                      headers={"Content-Type": "application/json"})
-        self.assertEqual(res.status, 200, res)
-        self.assertEqual(res.json()["result"], 49)
+        self.assertEqual(res.status, 503, res)
+        self.assertEqual(res.json()["error"]["code"], "store_unavailable")
         r.start()
         wait_until(lambda: self.health(d)["cluster"] == "connected", 10,
                    what="reconnected")
+
+        def applied():
+            x = d.post("/v1/apply?wait=20", b'{"task":"square","args":7}',
+                       headers={"Content-Type": "application/json"})
+            return x.status == 200 and x.json()
+        self.assertEqual(wait_until(applied, 10, interval=0.1, what="taken again")["result"],
+                         49)
         wait_until(lambda: r.command("EXISTS", "forkpool:node:n1") == 1, 5,
                    what="registered again")
         self.assertIn("forkpool_cluster_reconnects_total 1", d.get("/metrics").body.decode())

@@ -248,7 +248,7 @@ class RoutesTest(Base):
         cls.stop(cls.daemon)
 
     def concrete(self, path):
-        return path.replace("{id}", self.job)
+        return path.replace("{id}", self.job).replace("{key}", "openapi-key")
 
     def test_every_route_in_the_code_is_described_and_nothing_else(self):
         described = set(operations())
@@ -479,6 +479,21 @@ class AnswersTest(Base):
         self.assertEqual(doc["state"], "cancelled")
         self.check("DELETE", P, 204, d.delete("/v1/jobs/" + job))
 
+    def test_kv_answers_as_described(self):
+        d = self.daemon
+        J = {"Content-Type": "application/json"}
+        K = "/v1/kv/{key}"
+        self.check("PUT", K, 204, d.request("PUT", "/v1/kv/doc", body='{"a": 1}', headers=J))
+        self.check("PUT", K, 204, d.request("PUT", "/v1/kv/doc2?ttl=30", body="2", headers=J))
+        self.assertEqual(self.check("GET", K, 200, d.get("/v1/kv/doc")), {"a": 1})
+        self.assertEqual(self.check("POST", K + "/incr", 200, d.post("/v1/kv/n/incr?by=3", None)), 3)
+        doc = self.check("POST", K + "/cas", 200,
+                         d.post("/v1/kv/doc/cas", {"expect": {"a": 1}, "value": [3], "ttl": 5}))
+        self.assertEqual(doc, {"swapped": True, "value": [3]})
+        doc = self.check("GET", "/v1/kv", 200, d.get("/v1/kv?prefix=doc&limit=10"))
+        self.assertEqual([e["key"] for e in doc["keys"]], ["doc", "doc2"])
+        self.check("DELETE", K, 204, d.delete("/v1/kv/doc"))
+
     def test_server_and_pages_answer_as_described(self):
         d = self.daemon
         for path in ("/v1/tasks", "/v1/workers", "/v1/health", "/metrics", "/", "/ui",
@@ -542,7 +557,7 @@ class AnswersTest(Base):
         finally:
             self.assertEqual(d.delete("/v1/jobs/" + filler).status, 200)
         for (method, path), op in operations().items():
-            url = path.replace("{id}", job)
+            url = path.replace("{id}", job).replace("{key}", "openapi-key")
             body = bodies.get(path)
             for status in sorted(op["responses"]):
                 s = int(status)
@@ -574,11 +589,94 @@ class AnswersTest(Base):
                                          if path == "/v1/apply" else
                                          dict(body, items=["x" * 40000]))],
                 }.get(s)
+                if path.startswith("/v1/kv") and s not in (401, 408, 414, 431):
+                    provoke = lambda: self.kv_provoke(method, path, s, url)  # noqa: E731
                 self.assertIsNotNone(provoke, "%s %s documents %d: the test provokes no such "
                                      "answer" % (method, path, s))
                 for r in provoke():
                     self.check(method, path, s, r)
         RAN.add(type(self).__name__)
+
+    def kv_provoke(self, method, path, status, url):
+        """The answers of a shared-value operation (/v1/kv...) with `status`."""
+        d = self.daemon
+        J = {"Content-Type": "application/json"}
+        cas = path.endswith("/cas")
+        body = '{"value": 1}' if cas else "1" if method == "PUT" else None
+        if status == 400:
+            rs = [d.request(method, url + "?zz=1", body=body, headers=J),
+                  self.raw(method, url, False, True, host=False)]
+            if "{key}" in path:
+                rs.append(d.request(method, path.replace("{key}", "bad%20key"), body=body,
+                                    headers=J))
+            if path == "/v1/kv":
+                rs.append(d.get("/v1/kv?limit=0"))
+            elif method == "PUT":
+                rs += [d.request("PUT", url, body="{", headers=J),
+                       d.request("PUT", url + "?ttl=0", body="1", headers=J)]
+            elif path.endswith("/incr"):
+                rs.append(d.post(url + "?by=x", None))
+            elif cas:
+                rs += [d.request("POST", url, body="{", headers=J), d.post(url, {"expect": 1}),
+                       d.post(url, {"value": 1, "zz": 1})]
+            return rs
+        if status == 404:
+            return [d.request(method, path.replace("{key}", "never-set"))]
+        if not getattr(self, "kv_ready", False):
+            # Before the store is filled for the 507s: the values the 409s need.
+            self.kv_ready = True
+            self.assertEqual(d.request("PUT", "/v1/kv/openapi-word", body='"w"', headers=J).status, 204)
+            self.assertEqual(d.request("PUT", "/v1/kv/openapi-max", body=str(2**63 - 1),
+                                       headers=J).status, 204)
+        if status == 409:
+            return [d.post("/v1/kv/openapi-word/incr", None), d.post("/v1/kv/openapi-max/incr", None)]
+        if status == 413:
+            # 24 KiB of body that the store keeps as 78 KiB: 1e9 is 1000000000.0 compact.
+            grows = "[" + ",".join(["1e9"] * 6000) + "]"
+            big = "x" * (70 * 1024)
+            return [d.request(method, url, body='{"value": %s}' % grows if cas else grows,
+                              headers=J),
+                    d.request(method, url, body=big, headers=J)]
+        if status == 415:
+            return [d.request(method, url, body="1", headers={"Content-Type": "text/plain"})]
+        if status == 507:
+            self.fill_kv()
+            return [d.request(method, path.replace("{key}", "openapi-new"), body=body, headers=J)]
+        return None
+
+    def fill_kv(self):
+        """Fill the shared values to their 64 MiB (once); emptied again after the test."""
+        d = self.daemon
+        if getattr(self, "kv_filled", None):
+            return
+        self.kv_filled = []
+        self.addCleanup(self.empty_kv)
+        conn = d.connection(20)
+        try:
+            # Big values to the brim, then smaller ones into what is left, down to
+            # the smallest, so that no new key fits.
+            for size in (60 * 1024, 4096, 256, 1):
+                value = "1" if size == 1 else '"%s"' % ("x" * size)
+                while True:
+                    key = "openapi-fill-%d" % len(self.kv_filled)
+                    r = d.request("PUT", "/v1/kv/" + key, body=value,
+                                  headers={"Content-Type": "application/json"}, conn=conn)
+                    if r.status == 507:
+                        break
+                    self.assertEqual(r.status, 204, r)
+                    self.kv_filled.append(key)
+                    self.assertLess(len(self.kv_filled), 2000)
+        finally:
+            conn.close()
+        self.assertGreater(len(self.kv_filled), 1000)
+
+    def empty_kv(self):
+        conn = self.daemon.connection(20)
+        try:
+            for key in self.kv_filled:
+                self.daemon.request("DELETE", "/v1/kv/" + key, conn=conn)
+        finally:
+            conn.close()
 
     def refused_by_schema(self, method, path, body):
         """Post a body the server refuses with 400; the request's schema refuses
@@ -717,7 +815,8 @@ class DrainingTest(Base):
 
 
 # Codes no test here can cause: out of memory, and a pool whose workers cannot start.
-UNREACHED = {"internal", "internal_error", "pool_unavailable"}
+# store_unavailable needs a cluster whose Redis is away: test_cluster_jobs.py answers it.
+UNREACHED = {"internal", "internal_error", "pool_unavailable", "store_unavailable"}
 
 
 class ZzEveryCodeTest(unittest.TestCase):

@@ -11,6 +11,10 @@
  *   hang       sleep until killed (for timeouts)
  *   emitcrash  emit K (sent to the master), then die of SIGKILL
  * and once it is over N, return the number of starts.
+ *
+ * attempts.note, args "PATH I V" (a JSON string): append the line "I" to
+ * PATH and return V, so that a test counts each pipeline input's runs
+ * (one short O_APPEND write: lines from several workers never mix).
  */
 #include <fcntl.h>
 #include <signal.h>
@@ -70,8 +74,28 @@ static int attempts_starts(fp_task_ctx *ctx, const char *args, size_t len)
 	return 0;
 }
 
+static int attempts_note(fp_task_ctx *ctx, const char *args, size_t len)
+{
+	char path[256], line[24];
+	long i, v;
+	int fd, l, ok;
+
+	if (len < 2 || sscanf(args, "\"%255s %ld %ld\"", path, &i, &v) != 3)
+		return fp_task_error(ctx, "attempts.note: expected \"PATH I V\"");
+	l = snprintf(line, sizeof(line), "%ld\n", i);
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	ok = fd >= 0 && write(fd, line, (size_t)l) == l;
+	if (fd >= 0)
+		close(fd);
+	if (!ok)
+		return fp_task_error(ctx, "attempts.note: cannot write the file");
+	l = snprintf(line, sizeof(line), "%ld", v);
+	return fp_task_return(ctx, line, (size_t)l);
+}
+
 static const struct fp_task tasks[] = {
 	{ "attempts.starts", attempts_starts, "\"PATH HOW N\" -> fails by HOW for N starts" },
+	{ "attempts.note", attempts_note, "\"PATH I V\" -> V, after appending the line I to PATH" },
 	{ NULL },
 };
 

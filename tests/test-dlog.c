@@ -14,8 +14,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-/* pool/ has a log.h too: this is the daemon's. */
-#include "server/log.h"
+#include "dlog.h"
 
 struct fx {
 	int fds[2];

@@ -19,8 +19,8 @@
  * first lines printed are the `listening on ADDR` ones that scripts and
  * tests read the port from; fp_dlog_release() prints what was held.
  */
-#ifndef FP_SERVER_LOG_H
-#define FP_SERVER_LOG_H
+#ifndef FP_SERVER_DLOG_H
+#define FP_SERVER_DLOG_H
 
 #include <stdbool.h>
 #include <stddef.h>

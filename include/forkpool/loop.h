@@ -1,11 +1,21 @@
 /*
- * The event loop, completion style: submit a read, write, accept or timer and
- * get a callback with its result. Two backends sit behind one ops table
- * (loop_impl.h): io_uring (loop_uring.c) and epoll through libuv (loop_uv.c).
+ * <forkpool/loop.h>: forkpool's event loop, for programs that run their own
+ * I/O beside a pool on the same thread (forkpoold's HTTP server, its job
+ * journal and Redis client are such programs). <forkpool.h> creates, runs and
+ * frees a loop; this header adds what runs on it: I/O, timers, signals, the
+ * clock, and the big-block allocator the engine uses for its buffers.
  *
- * Rules every backend keeps:
- *  - Callbacks run only from inside fp_loop_run(), never from inside the call
- *    that submitted or cancelled an operation.
+ * Completion style: submit a read, write, accept or timer and get a callback
+ * with its result. Two backends sit behind one interface: io_uring and epoll
+ * (through libuv); fp_loop_backend_name() says which one runs.
+ *
+ * Errors: every fallible function returns 0 or a negative errno; a callback
+ * gets its result as `res`, bytes or a negative errno.
+ *
+ * Ownership and lifetimes, in one place:
+ *  - Callbacks run only from inside fp_loop_run() (or a pool call that runs
+ *    the loop), never from inside the call that submitted or cancelled an
+ *    operation.
  *  - An fp_io is caller-owned and must stay valid, untouched, until its last
  *    callback: the one after which fp_io_active(io) is false. Every started
  *    operation gets exactly one last callback, whether it finished, failed or
@@ -13,6 +23,12 @@
  *    operation on it.
  *  - A timer is different: after fp_timer_stop() returns its callback will not
  *    run and the fp_timer may be freed at once.
+ *  - Buffers a read stream hands to its callback are the loop's, valid during
+ *    the callback only. Bytes given to a write are the caller's, and must stay
+ *    valid until its callback.
+ *  - The structs below are public so that a caller can embed them in its own
+ *    objects; only their `data` member is the caller's, the rest is the
+ *    loop's and may change in any release.
  */
 #ifndef FP_LOOP_H
 #define FP_LOOP_H
@@ -22,7 +38,11 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-#include "forkpool.h"
+#include <forkpool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct fp_io fp_io;
 typedef struct fp_timer fp_timer;
@@ -194,5 +214,29 @@ void fp_signal_stop(fp_signal *sig);
 
 /* The signals the loop has blocked, for a child to unblock after fork(). */
 void fp_loop_sigmask(const fp_loop *loop, sigset_t *out);
+
+/* --- buffers -------------------------------------------------------------- */
+/*
+ * Memory for big blocks: a map's items and their arguments, the chunks
+ * written to workers, a server's result buffers.
+ *
+ * Blocks of 256 KiB or more get a mapping of their own, marked
+ * MADV_DONTFORK: a worker never touches them, so fork() need not copy their
+ * page tables, and the master does not pay a copy-on-write fault for every
+ * page it writes after each fork (in a VM, the bulk of a recycle's cost).
+ * Blocks of 4 MiB and more also ask for transparent huge pages: a million-item
+ * map touches some 100 MB at once, 25,000 faults in 4 KiB pages.
+ *
+ * Small blocks come from malloc. Both kinds are zeroed. fp_mem_alloc()
+ * returns NULL when out of memory (or when len overflows); a block is
+ * released with fp_mem_free() only, which accepts NULL. A child forked by
+ * the caller must not touch a big block: it is not in the child.
+ */
+void *fp_mem_alloc(size_t len);
+void fp_mem_free(void *p);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -1,4 +1,4 @@
-/* forkpoold's log lines, text or JSON; see log.h. */
+/* forkpoold's log lines, text or JSON; see dlog.h. */
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -9,7 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "dlog.h"
 
 /* A line longer than this is cut, and says so. */
 #define LINE_MAX_BYTES 8192

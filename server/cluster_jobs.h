@@ -1,0 +1,150 @@
+/*
+ * Jobs shared by the nodes of a cluster through Redis (issue 15, the job
+ * flow of docs/CLUSTER.md): a submission written as a job hash and chunks
+ * on a work stream, chunks pulled by capacity and run in this node's pool,
+ * outcomes written back per chunk, job documents and results read by any
+ * node, cancel broadcast to every node. Knows the pool and the job keys in
+ * Redis; nothing of HTTP (api_cluster.c answers requests with it).
+ *
+ * Keys, under the prefix P:
+ *   P job:J            hash: kind task state total done failed chunks
+ *                      created_at started_at finished_at timeout_ms retries
+ *                      retry_on ttl_ms node; o (an apply's outcome line);
+ *                      c:K for each chunk whose outcomes landed
+ *   P job:J:chunk:K    string: chunk K's items, NDJSON; deleted as it lands
+ *   P work             stream: one entry a chunk (job, chunk, first, n),
+ *                      consumer group "workers", each node a consumer
+ *   P results:J        stream: one entry a chunk landed (chunk, first, o:
+ *                      its outcome lines), then one "end" entry (the state)
+ *   P cancel           channel: the id of a job cancelled
+ * A finished job's hash and results expire with its TTL (PEXPIRE).
+ *
+ * Four connections, each for what would block the others: commands,
+ * the blocking XREADGROUP of the pull, the pub/sub of cancels, and the
+ * blocking XREAD that serves every result follower of this node at once.
+ */
+#ifndef FP_SERVER_CLUSTER_JOBS_H
+#define FP_SERVER_CLUSTER_JOBS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "forkpool.h"
+#include "jobs.h"
+#include "dlog.h"
+#include "forkpool/loop.h"
+
+typedef struct fp_cluster_jobs fp_cluster_jobs;
+
+struct fp_cluster_jobs_options {
+	const char *url;
+	const char *password;
+	const char *prefix;
+	const char *node_name;
+	uint64_t ttl_ms;              /* a finished job's keys expire after it */
+	/*
+	 * A chunk pending in the group this long without its node refreshing
+	 * it (XCLAIM JUSTID at every tick, while the node lives) is taken by
+	 * another node (XAUTOCLAIM): its node died.
+	 */
+	uint64_t visibility_ms;       /* default 5000 */
+	uint64_t tick_ms;             /* refresh and claim period (default 1000) */
+	struct fp_dlog *log;
+};
+
+void fp_cluster_jobs_options_init(struct fp_cluster_jobs_options *o);
+
+/* Connect its four connections (the URL was checked by fp_cluster_new()). */
+int fp_cluster_jobs_new(fp_cluster_jobs **out, fp_loop *loop, fp_pool *pool,
+			const struct fp_cluster_jobs_options *o, char *err, size_t errlen);
+/*
+ * Stop pulling; chunks running go on and their outcomes are written while
+ * the loop runs; fp_cluster_jobs_settled() is true once they are (or can
+ * no longer be: the entries stay pending for another node) and the
+ * connections are closed. Then fp_cluster_jobs_free().
+ */
+void fp_cluster_jobs_leave(fp_cluster_jobs *cj);
+bool fp_cluster_jobs_settled(fp_cluster_jobs *cj);
+void fp_cluster_jobs_free(fp_cluster_jobs *cj);
+
+/* Submissions are taken (the command connection is up). */
+bool fp_cluster_jobs_ready(const fp_cluster_jobs *cj);
+
+/* Chunks run here, and outcome batches waiting for Redis, for /metrics and tests. */
+struct fp_cluster_jobs_stats {
+	uint64_t chunks_run, items_run, chunks_claimed, chunks_skipped;
+	unsigned running;
+};
+void fp_cluster_jobs_stats(const fp_cluster_jobs *cj, struct fp_cluster_jobs_stats *out);
+
+/*
+ * An asynchronous request's handle: fp_cluster_op_drop() before its
+ * callback says the caller is gone (its callback will not run).
+ */
+struct fp_cluster_op;
+void fp_cluster_op_drop(struct fp_cluster_op *op);
+
+/* A job as its hash says. */
+struct fp_cluster_doc {
+	char id[65];
+	enum fp_job_kind kind;
+	char task[256];
+	enum fp_job_state state;
+	uint64_t total, done, failed, chunks;
+	uint64_t created_at, started_at, finished_at;
+	char *outcome;                /* an apply's outcome line, or NULL */
+	size_t outcome_len;
+};
+
+/*
+ * Write a job: its hash, its chunks and their work entries in one
+ * MULTI/EXEC; cb(status 0, id) once EXEC is answered. -ENOTCONN at once
+ * when Redis is not there (nothing was written). status < 0 later: the
+ * connection was lost before EXEC's answer (nothing, or everything, was
+ * written: EXEC is atomic; the answer is the unknown).
+ */
+typedef void (*fp_cluster_submit_cb)(void *data, int status, const char *id);
+int fp_cluster_jobs_submit(fp_cluster_jobs *cj, enum fp_job_kind kind, const char *task,
+			   const struct fp_buf *items, size_t n, const fp_call_options *co,
+			   fp_cluster_submit_cb cb, void *data, struct fp_cluster_op **op);
+
+/* Read job `id`'s document: cb(0, doc) or cb(-ENOENT, NULL), or another error. */
+typedef void (*fp_cluster_doc_cb)(void *data, int status, const struct fp_cluster_doc *doc);
+int fp_cluster_jobs_get(fp_cluster_jobs *cj, const char *id, fp_cluster_doc_cb cb,
+			void *data, struct fp_cluster_op **op);
+
+/*
+ * DELETE: an unfinished job is cancelled everywhere (its state, then a
+ * message to every node: those running its chunks cancel those calls, and
+ * chunks pulled later end as cancelled without running): cb(1). A finished
+ * one is forgotten (its keys deleted): cb(0). -ENOENT: no such job.
+ */
+typedef void (*fp_cluster_status_cb)(void *data, int status);
+int fp_cluster_jobs_cancel(fp_cluster_jobs *cj, const char *id, fp_cluster_status_cb cb,
+			   void *data, struct fp_cluster_op **op);
+
+/*
+ * Follow a job's results stream from its start: batches of landed chunks,
+ * in the order they landed, each given once. After each batch the follower
+ * asks for more with fp_cluster_follow_more() when it can take it (a slow
+ * HTTP client slows the reading, nothing piles up). The last batch has the
+ * end (`end` set, the job's final state). Reads block in Redis: no
+ * polling. fp_cluster_follow_stop() frees the follower (not from inside
+ * another follower's callback... it may be its own).
+ */
+struct fp_cluster_landed {
+	uint64_t chunk, first;
+	const char *lines;            /* outcome lines, each ending in '\n' */
+	size_t len;
+};
+struct fp_cluster_follow;
+typedef void (*fp_cluster_follow_cb)(struct fp_cluster_follow *f,
+				     const struct fp_cluster_landed *l, size_t n,
+				     bool end, const char *state, void *data);
+int fp_cluster_follow_start(fp_cluster_jobs *cj, const char *id, fp_cluster_follow_cb cb,
+			    void *data, struct fp_cluster_follow **out);
+void fp_cluster_follow_more(struct fp_cluster_follow *f);
+void fp_cluster_follow_stop(struct fp_cluster_follow *f);
+
+#endif

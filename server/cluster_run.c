@@ -1,0 +1,744 @@
+/*
+ * Running the cluster's chunks on this node (cluster_jobs.h): pull by
+ * capacity, fetch a chunk and its job's options, run it in the local pool,
+ * write its outcomes back; keep the chunks taken fresh in the group while
+ * this node lives, and take over those of nodes that died.
+ *
+ * A chunk's life here: XREADGROUP (or XAUTOCLAIM) gives its entry; one
+ * EVAL (fetch_script) reads the job's task, options and state and the
+ * chunk's items, and marks the job running; fp_pool_map_async() runs the
+ * items; one EVAL (land_script) appends the outcome lines to the job's
+ * results stream, counts them, acknowledges and deletes the entry, and
+ * finishes the job when its counts reach its total. That script is where
+ * "exactly once" holds: a chunk whose outcomes landed already (its c:K
+ * field set: it ran twice, its first node taken for dead too early) is only
+ * acknowledged, so its items are counted and streamed once.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "cluster_jobs_impl.h"
+#include "ndjson.h"
+
+/* Chunks taken beyond one per able worker: the next one is here when a worker frees. */
+#define PREFETCH 1
+/* Reads block this long at most, so a node that went idle notices a leave. */
+#define PULL_BLOCK_MS "2000"
+/* Outcome bytes kept for Redis while it is away, at most (see write_lost). */
+#define UNWRITTEN_MAX (64u * 1024 * 1024)
+
+enum run_state { RUN_FETCHING, RUN_RUNNING, RUN_WRITING, RUN_UNWRITTEN };
+
+struct cj_run {
+	fp_cluster_jobs *cj;           /* NULL: orphaned, the pool's done frees it */
+	struct cj_run *prev, *next;
+	enum run_state state;
+	char entry_id[48];
+	struct fp_cluster_entry e;
+	uint64_t call_id;
+	bool calling;                  /* the pool call is not done yet */
+	bool left;                     /* cancelled by a leave: not to be written */
+	char *body;                    /* the chunk's items (fp_ndjson_split points into it) */
+	struct fp_buf *items;
+	char **lines;                  /* per item, its outcome line */
+	size_t *lens;
+	uint64_t nok, nfailed;
+	struct sbuf out;               /* the lines, joined, once all are in */
+};
+
+static const char fetch_script[] =
+	"local h = redis.call('HMGET', KEYS[1], 'task', 'timeout_ms', 'retries', 'retry_on',"
+	" 'state', 'c:' .. ARGV[1])\n"
+	"if not h[1] then return false end\n"
+	"if h[6] then return {'landed'} end\n"
+	"if h[5] == 'queued' then redis.call('HSET', KEYS[1], 'state', 'running',"
+	" 'started_at', ARGV[2]) end\n"
+	"local body = redis.call('GET', KEYS[2])\n"
+	"return {h[5], h[1], h[2] or '-1', h[3] or '0', h[4] or '0', body or ''}\n";
+
+/*
+ * KEYS: job, results, work, chunk. ARGV: K, ok, failed, lines, entry id,
+ * now, first. -1: the job is gone; 0: landed before (acknowledged only);
+ * 1: landed; 2: landed and the job finished.
+ */
+static const char land_script[] =
+	"local function ack() redis.call('XACK', KEYS[3], '" CJ_GROUP "', ARGV[5])"
+	" redis.call('XDEL', KEYS[3], ARGV[5]) end\n"
+	"if redis.call('EXISTS', KEYS[1]) == 0 then ack() return -1 end\n"
+	"if redis.call('HSETNX', KEYS[1], 'c:' .. ARGV[1], 1) == 0 then ack() return 0 end\n"
+	"redis.call('XADD', KEYS[2], '*', 'chunk', ARGV[1], 'first', ARGV[7], 'o', ARGV[4])\n"
+	"local done = redis.call('HINCRBY', KEYS[1], 'done', ARGV[2])\n"
+	"local failed = redis.call('HINCRBY', KEYS[1], 'failed', ARGV[3])\n"
+	"ack()\n"
+	"redis.call('DEL', KEYS[4])\n"
+	"local h = redis.call('HMGET', KEYS[1], 'total', 'state', 'kind', 'ttl_ms')\n"
+	"if h[3] == 'apply' then redis.call('HSET', KEYS[1], 'o', ARGV[4]) end\n"
+	"if done + failed < tonumber(h[1]) then return 1 end\n"
+	"local st = h[2]\n"
+	"if st ~= 'cancelled' then if failed > 0 then st = 'failed' else st = 'done' end end\n"
+	"redis.call('HSET', KEYS[1], 'state', st, 'finished_at', ARGV[6])\n"
+	"redis.call('XADD', KEYS[2], '*', 'end', st)\n"
+	"redis.call('PEXPIRE', KEYS[1], h[4])\n"
+	"redis.call('PEXPIRE', KEYS[2], h[4])\n"
+	"return 2\n";
+
+static void pull(fp_cluster_jobs *cj);
+static void land(struct cj_run *run);
+
+static uint64_t wall_ms(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
+}
+
+static bool ready(const fp_cluster_jobs *cj)
+{
+	return fp_redis_state(cj->cmd) == FP_REDIS_READY;
+}
+
+/* --- a run's life ------------------------------------------------------------- */
+
+static void run_unlink(struct cj_run *run)
+{
+	fp_cluster_jobs *cj = run->cj;
+
+	if (!cj)
+		return;
+	if (run->prev)
+		run->prev->next = run->next;
+	else
+		cj->runs = run->next;
+	if (run->next)
+		run->next->prev = run->prev;
+	run->prev = run->next = NULL;
+	cj->nruns--;
+	run->cj = NULL;
+}
+
+static void run_free(struct cj_run *run)
+{
+	size_t i;
+
+	run_unlink(run);
+	if (run->lines)
+		for (i = 0; i < run->e.n; i++)
+			free(run->lines[i]);
+	free(run->lines);
+	free(run->lens);
+	fp_ndjson_free(run->items);
+	free(run->body);
+	sbuf_free(&run->out);
+	free(run);
+}
+
+/* Done with a run: freed now, or by the pool's done callback if it has one out. */
+static void run_end(struct cj_run *run)
+{
+	fp_cluster_jobs *cj = run->cj;
+
+	if (run->calling) {
+		run_unlink(run);
+		return;
+	}
+	run_free(run);
+	if (cj)
+		pull(cj);
+}
+
+/* Acknowledge and delete an entry that is not to run (not ours, its job gone, landed). */
+static void ack(fp_cluster_jobs *cj, const char *entry_id)
+{
+	const char *xack[] = { "XACK", cj->work_key, CJ_GROUP, entry_id };
+	size_t xackl[] = { 4, strlen(cj->work_key), sizeof(CJ_GROUP) - 1, strlen(entry_id) };
+	const char *xdel[] = { "XDEL", cj->work_key, entry_id };
+	size_t xdell[] = { 4, strlen(cj->work_key), strlen(entry_id) };
+
+	fp_redis_command(cj->cmd, NULL, NULL, 4, xack, xackl);
+	fp_redis_command(cj->cmd, NULL, NULL, 3, xdel, xdell);
+}
+
+static int set_line(struct cj_run *run, size_t i, struct sbuf *line)
+{
+	if (line->oom || !(run->lines[i] = malloc(line->len + 1)))
+		return -ENOMEM;
+	memcpy(run->lines[i], line->data, line->len + 1);
+	run->lens[i] = line->len;
+	return 0;
+}
+
+/* Every item of the run ends with one error: it could not run (or was cancelled first). */
+static void fail_all(struct cj_run *run, fp_item_status status, const char *message)
+{
+	struct sbuf line;
+	size_t i;
+
+	sbuf_init(&line);
+	for (i = 0; i < run->e.n; i++) {
+		if (run->lines[i])
+			continue;
+		sbuf_reset(&line);
+		fp_cluster_outcome_error(&line, run->e.first + i, status, message);
+		set_line(run, i, &line);
+		run->nfailed++;
+	}
+	sbuf_free(&line);
+	land(run);
+}
+
+/* --- running ---------------------------------------------------------------- */
+
+static void on_item(fp_pool *pool, uint64_t call_id, const struct fp_result *r, void *data)
+{
+	struct cj_run *run = data;
+	struct sbuf line;
+
+	(void)pool;
+	(void)call_id;
+	if (!run->cj || r->index >= run->e.n || run->lines[r->index])
+		return;
+	sbuf_init(&line);
+	fp_cluster_outcome_line(&line, run->e.first + r->index, r);
+	if (set_line(run, r->index, &line) == 0) {
+		if (r->status == FP_ITEM_OK)
+			run->nok++;
+		else
+			run->nfailed++;
+	}
+	sbuf_free(&line);
+}
+
+static void on_done(fp_pool *pool, const struct fp_call_summary *s, void *data)
+{
+	struct cj_run *run = data;
+
+	(void)pool;
+	(void)s;
+	run->calling = false;
+	if (!run->cj || run->left) {
+		/* Orphaned, or stopped by this node's leave: the entry stays pending. */
+		fp_cluster_jobs *cj = run->cj;
+
+		run_free(run);
+		if (cj)
+			pull(cj);
+		return;
+	}
+	run->cj->stats.chunks_run++;
+	run->cj->stats.items_run += run->e.n;
+	/* Items the pool never answered (out of memory) fail by name, not silently. */
+	fail_all(run, FP_ITEM_CRASH, "no outcome was recorded for this item");
+}
+
+static bool elem_is(const redisReply *e, const char *s)
+{
+	return e->type == REDIS_REPLY_STRING && e->len == strlen(s) && !memcmp(e->str, s, e->len);
+}
+
+static int64_t elem_i64(const redisReply *e, int64_t dflt)
+{
+	return e->type == REDIS_REPLY_STRING ? strtoll(e->str, NULL, 10) : dflt;
+}
+
+static void start(struct cj_run *run, redisReply *const *f)
+{
+	fp_cluster_jobs *cj = run->cj;
+	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
+	struct fp_ndjson_error nerr;
+	char task[256], label[96];
+	size_t n = 0;
+	int r;
+
+	if (elem_is(f[0], "cancelled")) {
+		fail_all(run, FP_ITEM_CANCELLED, "the job was cancelled");
+		return;
+	}
+	if (f[1]->type != REDIS_REPLY_STRING || f[5]->type != REDIS_REPLY_STRING ||
+	    f[1]->len >= sizeof(task)) {
+		fail_all(run, FP_ITEM_UNKNOWN_TASK, "the job's record in Redis is damaged");
+		return;
+	}
+	memcpy(task, f[1]->str, f[1]->len);
+	task[f[1]->len] = '\0';
+	run->body = malloc(f[5]->len + 1);
+	if (!run->body) {
+		fail_all(run, FP_ITEM_CRASH, "out of memory for the chunk's items");
+		return;
+	}
+	memcpy(run->body, f[5]->str, f[5]->len);
+	run->body[f[5]->len] = '\0';
+	if (fp_ndjson_split(run->body, f[5]->len, &run->items, &n, &nerr) < 0 || n != run->e.n) {
+		fail_all(run, FP_ITEM_UNKNOWN_TASK, "the chunk's items in Redis are damaged or gone");
+		return;
+	}
+	co.timeout_ms = elem_i64(f[2], -1);
+	co.retries = (unsigned)elem_i64(f[3], 0);
+	co.retry_on = (unsigned)elem_i64(f[4], 0);
+	snprintf(label, sizeof(label), "job %s chunk %" PRIu64, run->e.job, run->e.chunk);
+	co.label = label;
+	r = fp_pool_map_async(cj->pool, task, run->items, n, &co, on_item, on_done, run,
+			      &run->call_id);
+	if (r < 0) {
+		fail_all(run, r == FP_EUNKNOWN_TASK ? FP_ITEM_UNKNOWN_TASK : FP_ITEM_START_FAILURE,
+			 fp_strerror(r));
+		return;
+	}
+	run->calling = true;
+	run->state = RUN_RUNNING;
+}
+
+static void fetch_cb(fp_redis *r, int status, redisReply *reply, void *data)
+{
+	struct cj_run *run = data;
+	fp_cluster_jobs *cj = run->cj;
+
+	(void)r;
+	if (!cj) {
+		run_free(run);
+		return;
+	}
+	if (status < 0 || reply->type == REDIS_REPLY_ERROR) {
+		/* Not taken after all: pending, and claimed again once it idles. */
+		if (status == 0 && cj->log)
+			fp_dlog_warn(cj->log, "cluster: chunk %" PRIu64 " of job %s: %s",
+				     run->e.chunk, run->e.job, reply->str);
+		run_end(run);
+		return;
+	}
+	if (reply->type == REDIS_REPLY_NIL) {
+		ack(cj, run->entry_id);        /* its job is gone: deleted or expired */
+		cj->stats.chunks_skipped++;
+		run_end(run);
+		return;
+	}
+	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1) {
+		ack(cj, run->entry_id);        /* landed before: ran elsewhere */
+		cj->stats.chunks_skipped++;
+		run_end(run);
+		return;
+	}
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 6) {
+		run_end(run);
+		return;
+	}
+	start(run, reply->element);
+}
+
+/* An entry XREADGROUP or XAUTOCLAIM gave: [id, [field, value, ...]]. */
+static void take(fp_cluster_jobs *cj, const redisReply *entry)
+{
+	const char *fv[16];
+	size_t lens[16], i, nf;
+	struct cj_run *run;
+	const redisReply *fields;
+
+	if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 ||
+	    entry->element[0]->type != REDIS_REPLY_STRING ||
+	    entry->element[0]->len >= sizeof(run->entry_id))
+		return;
+	fields = entry->element[1];
+	run = calloc(1, sizeof(*run));
+	if (!run)
+		return;                        /* pending: claimed again later */
+	memcpy(run->entry_id, entry->element[0]->str, entry->element[0]->len);
+	nf = fields->type == REDIS_REPLY_ARRAY ? fields->elements : 0;
+	for (i = 0; i < nf && i < 16; i++) {
+		fv[i] = fields->element[i]->type == REDIS_REPLY_STRING ? fields->element[i]->str : "";
+		lens[i] = fields->element[i]->type == REDIS_REPLY_STRING ? fields->element[i]->len : 0;
+	}
+	if (fp_cluster_entry_parse(fv, lens, i, &run->e) < 0) {
+		if (cj->log)
+			fp_dlog_warn(cj->log, "cluster: work entry %s is not a chunk; acknowledged",
+				     run->entry_id);
+		ack(cj, run->entry_id);
+		free(run);
+		return;
+	}
+	run->lines = calloc(run->e.n, sizeof(*run->lines));
+	run->lens = calloc(run->e.n, sizeof(*run->lens));
+	sbuf_init(&run->out);
+	if (!run->lines || !run->lens) {
+		run_free(run);
+		return;
+	}
+	run->cj = cj;
+	run->next = cj->runs;
+	if (cj->runs)
+		cj->runs->prev = run;
+	cj->runs = run;
+	cj->nruns++;
+	{
+		char kbuf[24], now[24];
+		char *job_key = fp__cj_key(cj, "job:", run->e.job, NULL);
+		char *chunk_key;
+		int r = -ENOMEM;
+
+		snprintf(kbuf, sizeof(kbuf), "%" PRIu64, run->e.chunk);
+		snprintf(now, sizeof(now), "%" PRIu64, wall_ms());
+		chunk_key = job_key ? fp__cj_key(cj, "job:", run->e.job, ":chunk:") : NULL;
+		if (chunk_key) {
+			char *k = malloc(strlen(chunk_key) + strlen(kbuf) + 1);
+
+			if (k)
+				sprintf(k, "%s%s", chunk_key, kbuf);
+			free(chunk_key);
+			chunk_key = k;
+		}
+		if (job_key && chunk_key) {
+			const char *argv[] = { "EVAL", fetch_script, "2", job_key, chunk_key, kbuf, now };
+			size_t argl[] = { 4, sizeof(fetch_script) - 1, 1, strlen(job_key),
+					  strlen(chunk_key), strlen(kbuf), strlen(now) };
+
+			r = fp_redis_command(cj->cmd, fetch_cb, run, 7, argv, argl);
+		}
+		free(chunk_key);
+		free(job_key);
+		if (r < 0)
+			run_free(run);
+	}
+}
+
+/* --- landing ---------------------------------------------------------------- */
+
+static uint64_t unwritten_bytes(const fp_cluster_jobs *cj)
+{
+	const struct cj_run *run;
+	uint64_t n = 0;
+
+	for (run = cj->runs; run; run = run->next)
+		if (run->state == RUN_UNWRITTEN)
+			n += run->out.len;
+	return n;
+}
+
+static void land_cb(fp_redis *r, int status, redisReply *reply, void *data)
+{
+	struct cj_run *run = data;
+	fp_cluster_jobs *cj = run->cj;
+
+	(void)r;
+	if (!cj) {
+		run_free(run);
+		return;
+	}
+	if (status < 0) {
+		/*
+		 * Redis went away with the outcomes unanswered: kept, and written
+		 * again when it returns (the script makes a second landing an
+		 * acknowledgement only). Past the bound they go, loudly: the entry
+		 * stays pending and the chunk runs again, here or elsewhere.
+		 */
+		if (unwritten_bytes(cj) + run->out.len > UNWRITTEN_MAX) {
+			if (cj->log)
+				fp_dlog_error(cj->log, "cluster: Redis is away and %u MiB of outcomes wait"
+					      " already: chunk %" PRIu64 " of job %s is dropped here and"
+					      " will run again (store_unavailable)",
+					      UNWRITTEN_MAX >> 20, run->e.chunk, run->e.job);
+			run_end(run);
+			return;
+		}
+		run->state = RUN_UNWRITTEN;
+		return;
+	}
+	if (reply->type == REDIS_REPLY_ERROR && cj->log)
+		fp_dlog_error(cj->log, "cluster: the outcomes of chunk %" PRIu64 " of job %s were"
+			      " refused: %s", run->e.chunk, run->e.job, reply->str);
+	run_end(run);
+}
+
+static void land_send(struct cj_run *run)
+{
+	fp_cluster_jobs *cj = run->cj;
+	char kbuf[24], ok[24], failed[24], now[24], first[24];
+	char *job_key = fp__cj_key(cj, "job:", run->e.job, NULL);
+	char *results_key = fp__cj_key(cj, "results:", run->e.job, NULL);
+	char *chunk_prefix = fp__cj_key(cj, "job:", run->e.job, ":chunk:");
+	char *chunk_key = NULL;
+	int r = -ENOMEM;
+
+	snprintf(kbuf, sizeof(kbuf), "%" PRIu64, run->e.chunk);
+	snprintf(ok, sizeof(ok), "%" PRIu64, run->nok);
+	snprintf(failed, sizeof(failed), "%" PRIu64, run->nfailed);
+	snprintf(now, sizeof(now), "%" PRIu64, wall_ms());
+	snprintf(first, sizeof(first), "%" PRIu64, run->e.first);
+	if (chunk_prefix && (chunk_key = malloc(strlen(chunk_prefix) + strlen(kbuf) + 1)))
+		sprintf(chunk_key, "%s%s", chunk_prefix, kbuf);
+	run->state = RUN_WRITING;
+	if (job_key && results_key && chunk_key) {
+		const char *argv[] = { "EVAL", land_script, "4", job_key, results_key, cj->work_key,
+				       chunk_key, kbuf, ok, failed, run->out.data, run->entry_id,
+				       now, first };
+		size_t argl[] = { 4, sizeof(land_script) - 1, 1, strlen(job_key),
+				  strlen(results_key), strlen(cj->work_key), strlen(chunk_key),
+				  strlen(kbuf), strlen(ok), strlen(failed), run->out.len,
+				  strlen(run->entry_id), strlen(now), strlen(first) };
+
+		r = fp_redis_command(cj->cmd, land_cb, run, 14, argv, argl);
+	}
+	if (r == -ENOTCONN)
+		run->state = RUN_UNWRITTEN;      /* written when Redis returns */
+	else if (r < 0)
+		run_end(run);
+	free(chunk_key);
+	free(chunk_prefix);
+	free(results_key);
+	free(job_key);
+}
+
+static void land(struct cj_run *run)
+{
+	size_t i;
+
+	sbuf_reset(&run->out);
+	for (i = 0; i < run->e.n; i++) {
+		sbuf_add(&run->out, run->lines[i], run->lens[i]);
+		sbuf_add(&run->out, "\n", 1);
+	}
+	if (run->out.oom) {
+		run_end(run);
+		return;
+	}
+	land_send(run);
+}
+
+/* --- pulling ---------------------------------------------------------------- */
+
+static unsigned capacity(fp_cluster_jobs *cj)
+{
+	struct fp_pool_stats st;
+
+	fp_pool_stats(cj->pool, &st);
+	return (st.able ? st.able : 1) + PREFETCH;
+}
+
+static void retry_cb(fp_timer *t)
+{
+	pull(t->data);
+}
+
+static void pull_cb(fp_redis *r, int status, redisReply *reply, void *data)
+{
+	fp_cluster_jobs *cj = data;
+	size_t i;
+
+	(void)r;
+	cj->pulling = false;
+	if (status < 0)
+		return;                        /* the connection's READY pulls again */
+	if (reply->type == REDIS_REPLY_ERROR) {
+		/* NOGROUP: Redis lost the group (restarted without persistence). */
+		cj->group_made = false;
+		fp_timer_start(cj->loop, &cj->retry, 200, retry_cb);
+		return;
+	}
+	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
+	    reply->element[0]->type == REDIS_REPLY_ARRAY && reply->element[0]->elements == 2) {
+		const redisReply *entries = reply->element[0]->element[1];
+
+		for (i = 0; entries->type == REDIS_REPLY_ARRAY && i < entries->elements; i++)
+			take(cj, entries->element[i]);
+	}
+	pull(cj);
+}
+
+static void group_cb(fp_redis *r, int status, redisReply *reply, void *data)
+{
+	fp_cluster_jobs *cj = data;
+
+	(void)r;
+	cj->pulling = false;
+	if (status < 0)
+		return;
+	/* OK, or BUSYGROUP: it was there already. */
+	cj->group_made = reply->type != REDIS_REPLY_ERROR || !strncmp(reply->str, "BUSYGROUP", 9);
+	if (cj->group_made)
+		pull(cj);
+	else
+		fp_timer_start(cj->loop, &cj->retry, 1000, retry_cb);
+}
+
+static void pull(fp_cluster_jobs *cj)
+{
+	char count[16];
+	unsigned cap;
+
+	if (cj->leaving || cj->pulling || fp_redis_state(cj->pull) != FP_REDIS_READY ||
+	    !ready(cj))
+		return;
+	if (!cj->group_made) {
+		/* From the stream's start: entries written before the group are work too. */
+		const char *argv[] = { "XGROUP", "CREATE", cj->work_key, CJ_GROUP, "0", "MKSTREAM" };
+		size_t argl[] = { 6, 6, strlen(cj->work_key), sizeof(CJ_GROUP) - 1, 1, 8 };
+
+		if (fp_redis_command(cj->pull, group_cb, cj, 6, argv, argl) == 0)
+			cj->pulling = true;
+		return;
+	}
+	cap = capacity(cj);
+	if (cj->nruns >= cap)
+		return;
+	snprintf(count, sizeof(count), "%u", cap - cj->nruns);
+	{
+		const char *argv[] = { "XREADGROUP", "GROUP", CJ_GROUP, cj->name, "COUNT", count,
+				       "BLOCK", PULL_BLOCK_MS, "STREAMS", cj->work_key, ">" };
+		size_t argl[] = { 10, 5, sizeof(CJ_GROUP) - 1, strlen(cj->name), 5, strlen(count),
+				  5, strlen(PULL_BLOCK_MS), 7, strlen(cj->work_key), 1 };
+
+		if (fp_redis_command(cj->pull, pull_cb, cj, 11, argv, argl) == 0)
+			cj->pulling = true;
+	}
+}
+
+void fp__cj_run_ready(fp_cluster_jobs *cj)
+{
+	struct cj_run *run, *next;
+
+	/* Outcomes that waited for Redis go first. */
+	if (ready(cj))
+		for (run = cj->runs; run; run = next) {
+			next = run->next;
+			if (run->state == RUN_UNWRITTEN)
+				land_send(run);
+		}
+	pull(cj);
+}
+
+void fp__cj_run_cancel(fp_cluster_jobs *cj, const char *id, size_t len)
+{
+	struct cj_run *run;
+
+	for (run = cj->runs; run; run = run->next)
+		if (run->calling && strlen(run->e.job) == len && !memcmp(run->e.job, id, len))
+			fp_pool_cancel(cj->pool, run->call_id);
+}
+
+/* --- the tick: refresh ours, claim the dead's ----------------------------- */
+
+static void claim_cb(fp_redis *r, int status, redisReply *reply, void *data)
+{
+	fp_cluster_jobs *cj = data;
+	size_t i;
+
+	(void)r;
+	cj->claiming = false;
+	if (status < 0 || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2)
+		return;
+	reply = reply->element[1];
+	for (i = 0; reply->type == REDIS_REPLY_ARRAY && i < reply->elements; i++) {
+		if (cj->leaving)
+			break;
+		cj->stats.chunks_claimed++;
+		if (cj->log)
+			fp_dlog_info(cj->log, "cluster: took over work entry %s (its node stopped"
+				     " refreshing it)", reply->element[i]->element[0]->str);
+		take(cj, reply->element[i]);
+	}
+}
+
+static void refresh(fp_cluster_jobs *cj)
+{
+	const char **argv;
+	size_t *argl, n = 0;
+	struct cj_run *run;
+
+	for (run = cj->runs; run; run = run->next)
+		n++;
+	if (!n)
+		return;
+	argv = calloc(n + 6, sizeof(*argv));
+	argl = calloc(n + 6, sizeof(*argl));
+	if (argv && argl) {
+		argv[0] = "XCLAIM";
+		argv[1] = cj->work_key;
+		argv[2] = CJ_GROUP;
+		argv[3] = cj->name;
+		argv[4] = "0";
+		n = 5;
+		for (run = cj->runs; run; run = run->next)
+			argv[n++] = run->entry_id;
+		argv[n++] = "JUSTID";
+		for (size_t i = 0; i < n; i++)
+			argl[i] = strlen(argv[i]);
+		fp_redis_command(cj->cmd, NULL, NULL, (int)n, argv, argl);
+	}
+	free(argl);
+	free(argv);
+}
+
+void fp__cj_run_tick(fp_timer *t)
+{
+	fp_cluster_jobs *cj = t->data;
+	char idle[24], count[16];
+	unsigned cap;
+
+	if (cj->leaving)
+		return;
+	fp_timer_start(cj->loop, &cj->tick, cj->tick_ms, fp__cj_run_tick);
+	if (!ready(cj) || !cj->group_made)
+		return;
+	/* Ours stay young while we live, so nobody takes them from a live node. */
+	refresh(cj);
+	cap = capacity(cj);
+	if (cj->claiming || cj->nruns >= cap)
+		return;
+	snprintf(idle, sizeof(idle), "%" PRIu64, cj->visibility_ms);
+	snprintf(count, sizeof(count), "%u", cap - cj->nruns);
+	{
+		const char *argv[] = { "XAUTOCLAIM", cj->work_key, CJ_GROUP, cj->name, idle, "0-0",
+				       "COUNT", count };
+		size_t argl[] = { 10, strlen(cj->work_key), sizeof(CJ_GROUP) - 1, strlen(cj->name),
+				  strlen(idle), 3, 5, strlen(count) };
+
+		if (fp_redis_command(cj->cmd, claim_cb, cj, 8, argv, argl) == 0)
+			cj->claiming = true;
+	}
+}
+
+/* --- leaving ---------------------------------------------------------------- */
+
+void fp_cluster_jobs_leave(fp_cluster_jobs *cj)
+{
+	if (!cj || cj->leaving)
+		return;
+	cj->leaving = true;
+	fp_timer_stop(&cj->tick);
+	fp_timer_stop(&cj->retry);
+}
+
+/*
+ * Settled once the chunks taken here have landed (or can only wait for a
+ * Redis that is away: their entries stay pending for another node); then
+ * the connections close, and it is settled once their sockets are released.
+ */
+bool fp_cluster_jobs_settled(fp_cluster_jobs *cj)
+{
+	const struct cj_run *run;
+
+	if (!cj)
+		return true;
+	for (run = cj->runs; run; run = run->next)
+		if (run->state != RUN_UNWRITTEN)
+			return false;
+	fp__cj_close(cj);
+	return fp_redis_settled(cj->cmd) && fp_redis_settled(cj->pull) &&
+	       fp_redis_settled(cj->sub) && fp_redis_settled(cj->follow);
+}
+
+void fp__cj_run_free(fp_cluster_jobs *cj)
+{
+	while (cj->runs) {
+		struct cj_run *run = cj->runs;
+
+		if (run->calling) {
+			/* The pool's done callback frees it, now or when the pool goes. */
+			run->left = true;
+			fp_pool_cancel(cj->pool, run->call_id);
+		}
+		run_end(run);
+	}
+}

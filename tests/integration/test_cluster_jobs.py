@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""Jobs shared by forkpoold nodes through Redis (issue 15, the job flow).
+
+- Three nodes on one Redis: a map submitted on A is read on B (document,
+  ?wait=, results in input and completion order, ?results=1) and C; an
+  apply answered with ?wait= through the cluster; a job cancelled on C
+  stops on the node running it, its items counted as cancelled; a
+  finished job deleted on any node is gone from all.
+- A 100k-item map with node C SIGKILLed mid-way completes, every item
+  exactly once (the results stream has each index once, with its value),
+  C's chunks taken over by the others.
+- Redis stopped and restarted mid-map (appendonly yes, in the test's temp
+  dir) under the nodes: the map completes, every item once.
+- Two clusters with different prefixes on one Redis do not see each
+  other's jobs; submissions while Redis is away get 503 store_unavailable.
+
+Needs redis-server (scripts/deps installs it); without it the suite exits 77.
+
+Run by meson once per backend:
+    test_cluster_jobs.py --forkpoold build/server/forkpoold --loop uring|epoll [unittest args]
+"""
+
+import os
+import re
+import signal
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import Daemon, error_of, wait_until  # noqa: E402
+from redis_harness import REDIS_SERVER, RedisServer  # noqa: E402
+
+NDJSON = {"Content-Type": "application/x-ndjson"}
+
+
+def metric(d, name):
+    text = d.get("/metrics").body.decode()
+    m = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
+    return int(m.group(1)) if m else None
+
+
+class ClusterJobsTest(unittest.TestCase):
+
+    def redis(self, **kw):
+        r = RedisServer(**kw).start()
+        self.addCleanup(r.close)
+        return r
+
+    def node(self, url, name, *args, workers=1, clean=True):
+        d = Daemon("--cluster", url, "--node-name", name, *args, workers=workers).start()
+        if clean:
+            self.addCleanup(self.stop_clean, d)
+        else:
+            self.addCleanup(d.stop, signal.SIGKILL)
+        return d
+
+    def stop_clean(self, d):
+        """SIGTERM, so that a sanitizer build checks the exit for leaks too."""
+        if not d.alive():
+            return
+        d.stop(signal.SIGTERM)
+        self.assertEqual(d.sanitizer_reports(), [], d.log_text()[-4000:])
+
+    def map_ndjson(self, d, task, items, status=202, query=""):
+        r = d.post("/v1/map?task=%s%s" % (task, query),
+                   "".join("%s\n" % i for i in items), headers=NDJSON)
+        self.assertEqual(r.status, status, r)
+        return r.json()
+
+    def results(self, d, job, order="input", timeout=60):
+        r = d.get("/v1/jobs/%s/results?order=%s" % (job, order), timeout=timeout)
+        self.assertEqual(r.status, 200, r)
+        return r.ndjson()
+
+    def assert_squares_once(self, lines, n):
+        """Every index 0..n-1 exactly once, each with its square."""
+        seen = {}
+        for line in lines:
+            self.assertNotIn(line["index"], seen, "index %d twice" % line["index"])
+            seen[line["index"]] = line.get("value")
+        self.assertEqual(len(seen), n)
+        bad = [i for i in range(n) if seen.get(i) != i * i]
+        self.assertEqual(bad[:5], [], "wrong or missing values")
+
+    # --- one job, three nodes --------------------------------------------
+
+    def test_submit_on_a_read_on_b_cancel_on_c(self):
+        r = self.redis()
+        a = self.node(r.url, "a")
+        b = self.node(r.url, "b")
+        c = self.node(r.url, "c")
+
+        n = 3000
+        job = self.map_ndjson(a, "square", range(n))
+        self.assertEqual((job["kind"], job["task"], job["total"]), ("map", "square", n))
+        self.assertEqual(a.get("/v1/jobs/" + job["id"]).status, 200)
+        doc = b.wait_job(job["id"], timeout=60)
+        self.assertEqual((doc["state"], doc["done"], doc["failed"]), ("done", n, 0))
+        self.assertIsNotNone(doc["finished_at"])
+        lines = self.results(b, job["id"])
+        self.assertEqual([x["index"] for x in lines], list(range(n)), "input order")
+        self.assert_squares_once(lines, n)
+        self.assert_squares_once(self.results(c, job["id"], "completion"), n)
+        whole = c.get("/v1/jobs/%s?results=1" % job["id"]).json()
+        self.assertEqual(len(whole["results"]), n)
+        self.assertEqual(whole["results"][7], {"value": 49})
+
+        # A JSON map and an apply, each answered by another node than ran it.
+        r2 = b.post("/v1/map?wait=30", {"task": "square", "items": [1, 2, 3]})
+        self.assertEqual(r2.status, 200, r2)
+        self.assertEqual(r2.json()["state"], "done")
+        self.assertEqual([x["value"] for x in self.results(a, r2.json()["id"])], [1, 4, 9])
+        ap = c.post("/v1/apply?wait=30", {"task": "square", "args": 12})
+        self.assertEqual(ap.status, 200, ap)
+        self.assertEqual((ap.json()["state"], ap.json()["result"]), ("done", 144))
+        fail = a.post("/v1/apply?wait=30", {"task": "fail", "args": "no"})
+        self.assertEqual(fail.json()["state"], "failed", fail)
+        self.assertEqual(fail.json()["error"]["type"], "task_error")
+
+        # Cancel on C a job that runs on A and B: it ends cancelled everywhere.
+        slow = self.map_ndjson(a, "sleep", [300] * 300)
+        wait_until(lambda: b.job_state(slow["id"]) == "running", 20, what="the job running")
+        wait_until(lambda: (metric(a, "forkpool_cluster_chunks_running") or 0) +
+                   (metric(b, "forkpool_cluster_chunks_running") or 0) > 0, 20,
+                   what="a chunk running on a or b")
+        t0 = time.monotonic()
+        d = c.delete("/v1/jobs/" + slow["id"])
+        self.assertEqual(d.status, 200, d)
+        self.assertEqual(d.json()["state"], "cancelled")
+        doc = a.wait_job(slow["id"], timeout=30)
+        self.assertEqual(doc["state"], "cancelled")
+        self.assertEqual(doc["done"] + doc["failed"], 300)
+        self.assertGreater(doc["failed"], 250, "most items never ran")
+        # The running sleeps were killed, not waited for: 300 x 0.3 s / 3 is 30 s.
+        self.assertLess(time.monotonic() - t0, 10)
+        lines = self.results(b, slow["id"])
+        self.assertEqual(len(lines), 300)
+        self.assertTrue(any(x.get("error", {}).get("type") == "cancelled" for x in lines))
+
+        # A finished job deleted on one node is gone on every node.
+        self.assertEqual(c.delete("/v1/jobs/" + job["id"]).status, 204)
+        for node in (a, b, c):
+            error_of(self, node.get("/v1/jobs/" + job["id"]), 404, "no_such_job")
+        error_of(self, b.get("/v1/jobs/" + "0" * 32), 404, "no_such_job")
+        error_of(self, b.post("/v1/map", {"task": "nope", "items": [1]}), 400, "unknown_task")
+
+    # --- a node dies -------------------------------------------------------
+
+    def test_node_killed_mid_map_loses_nothing(self):
+        r = self.redis()
+        a = self.node(r.url, "a")
+        b = self.node(r.url, "b")
+        c = self.node(r.url, "c", clean=False)
+
+        n = 100000
+        job = self.map_ndjson(a, "square", range(n))
+        # C has taken chunks (it pulls as the others do): kill it mid-way,
+        # frozen first at a moment it holds chunks not yet acknowledged.
+        wait_until(lambda: (metric(c, "forkpool_cluster_chunks_run_total") or 0) >= 1, 30,
+                   interval=0.005, what="node c running chunks")
+
+        def holding():
+            os.kill(c.pid, signal.SIGSTOP)
+            if r.command("XPENDING", "forkpool:work", "workers", "-", "+", "10", "c"):
+                return True
+            os.kill(c.pid, signal.SIGCONT)
+            return False
+        wait_until(holding, 30, interval=0.01, what="node c holding chunks")
+        c.kill(signal.SIGKILL)
+        c.wait_exit()
+        self.assertNotEqual(r.command("HGET", "forkpool:job:" + job["id"], "state"), "done")
+        doc = b.wait_job(job["id"], timeout=90)
+        self.assertEqual((doc["state"], doc["done"], doc["failed"]), ("done", n, 0), doc)
+        self.assert_squares_once(self.results(a, job["id"], "completion"), n)
+        # What C held unacknowledged was taken over once it stopped refreshing it.
+        self.assertGreater(metric(a, "forkpool_cluster_chunks_claimed_total") +
+                           metric(b, "forkpool_cluster_chunks_claimed_total"), 0)
+        self.assertEqual(r.command("XPENDING", "forkpool:work", "workers")[0], 0)
+
+    # --- Redis goes away ----------------------------------------------------
+
+    def test_redis_restarted_mid_map_completes(self):
+        r = self.redis(appendonly=True)
+        a = self.node(r.url, "a")
+        b = self.node(r.url, "b")
+
+        n = 50000
+        job = self.map_ndjson(a, "sleep", [0] * n)
+        wait_until(lambda: (metric(a, "forkpool_cluster_chunks_run_total") or 0) +
+                   (metric(b, "forkpool_cluster_chunks_run_total") or 0) >= 3, 30,
+                   interval=0.005, what="chunks landing")
+        self.assertEqual(r.command("HGET", "forkpool:job:" + job["id"], "state"), "running")
+        r.restart()
+        # The nodes reconnect with their backoff; meanwhile reads are 503.
+        wait_until(lambda: b.get("/v1/jobs/" + job["id"]).status == 200, 20,
+                   interval=0.1, what="node b reading the job again")
+        doc = b.wait_job(job["id"], timeout=90)
+        self.assertEqual((doc["state"], doc["done"], doc["failed"]), ("done", n, 0), doc)
+        lines = self.results(a, job["id"])
+        self.assertEqual([x["index"] for x in lines], list(range(n)))
+
+    def test_store_unavailable(self):
+        r = self.redis()
+        a = self.node(r.url, "a")
+        r.stop()
+        wait_until(lambda: a.get("/v1/health").json()["cluster"] == "disconnected", 10,
+                   what="the node seeing Redis gone")
+        error_of(self, a.post("/v1/map", {"task": "square", "items": [1, 2]}), 503,
+                 "store_unavailable")
+        error_of(self, a.post("/v1/apply", {"task": "square", "args": 2}), 503,
+                 "store_unavailable")
+        error_of(self, a.get("/v1/jobs/" + "a" * 32), 503, "store_unavailable")
+        r.start()
+
+        def accepted():
+            x = a.post("/v1/apply?wait=10", {"task": "square", "args": 3})
+            return x.status == 200 and x.json()
+        doc = wait_until(accepted, 20, interval=0.2, what="submissions taken again")
+        self.assertEqual(doc["result"], 9)
+
+    # --- two clusters on one Redis -----------------------------------------
+
+    def test_prefixes_are_separate_clusters(self):
+        r = self.redis()
+        a = self.node(r.url, "a", "--cluster-prefix", "one:")
+        b = self.node(r.url, "b", "--cluster-prefix", "two:")
+        ja = self.map_ndjson(a, "square", range(10), query="&wait=30", status=200)
+        jb = self.map_ndjson(b, "square", range(20), query="&wait=30", status=200)
+        self.assertEqual((ja["state"], jb["state"]), ("done", "done"))
+        error_of(self, b.get("/v1/jobs/" + ja["id"]), 404, "no_such_job")
+        error_of(self, a.get("/v1/jobs/" + jb["id"]), 404, "no_such_job")
+        # Each cluster ran its own: nothing crossed over.
+        self.assertEqual(metric(a, "forkpool_cluster_items_run_total"), 10)
+        self.assertEqual(metric(b, "forkpool_cluster_items_run_total"), 20)
+        self.assertTrue(all(k.startswith(("one:", "two:")) for k in r.command("KEYS", "*")))
+
+
+if __name__ == "__main__":
+    if not REDIS_SERVER:
+        print("redis-server not found (scripts/deps installs it): skipping")
+        sys.exit(77)
+    harness.main()
