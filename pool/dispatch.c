@@ -405,6 +405,77 @@ static void task_error_end(struct fp_worker *w, struct fp_call *call, uint32_t i
 	free(full);
 }
 
+/*
+ * Whether answer frame h (one answer, or a run from its id on) is of the
+ * item w is to answer next, from no further than its chain; else w is
+ * broken. Frames come in the order the items were sent.
+ */
+static bool answer_expected(struct fp_worker *w, const struct fp_frame_header *h)
+{
+	if (!w->call || h->id != w->segs[w->seg].id0 + w->seg_acked) {
+		worker_broken(w, "answered an item it was not given", FP_EPROTOCOL);
+		return false;
+	}
+	if (h->hop > w->segs[w->seg].hops) {
+		worker_broken(w, "answered from past the end of its chain", FP_EPROTOCOL);
+		return false;
+	}
+	return true;
+}
+
+/* The time since w's last answer (µs), counted; the next one's runs from now. */
+static uint64_t answer_us(struct fp_worker *w, uint64_t now)
+{
+	uint64_t us = now > w->mark_ns ? (now - w->mark_ns) / 1000u : 0;
+
+	w->mark_ns = now;
+	count_duration(w->pool, us);
+	return us;
+}
+
+/*
+ * n items of the segment w answers (its call's, with a chain of `hops`)
+ * were answered: the worker's books (segment, chunk, task budget, RSS,
+ * state and timer, RETIRE). Whether that ended the segment.
+ */
+static bool worker_answered(struct fp_worker *w, struct fp_call *call, uint32_t n,
+			    unsigned hops, uint32_t rss_kib, bool retire)
+{
+	bool seg_end;
+
+	w->seg_acked += n;
+	w->acked += n;
+	seg_end = w->seg_acked == w->segs[w->seg].count;
+	if (seg_end) {
+		if (call->ops->seg_end)
+			call->ops->seg_end(call);
+		if (w->segs[w->seg].chunk_end)
+			w->nchunks--;
+		if (w->seg + 1 < w->nsegs) {
+			w->seg++;
+			w->seg_acked = 0;
+			w->call = w->segs[w->seg].call;
+		}
+	}
+	w->tasks_done += (uint64_t)n * (1u + hops);
+	if (rss_kib)
+		w->rss_kib = rss_kib;
+	if (w->acked == w->count)
+		answered_all(w);
+	if (retire)
+		fp__worker_retiring(w);
+	return seg_end;
+}
+
+/*
+ * A chain's time goes to each of its tasks: for quick ones once a segment
+ * (they ran together; it is their average anyway), a slow one at once.
+ */
+static bool chain_time_wanted(unsigned hops, bool seg_end, uint64_t ran_us)
+{
+	return hops && (seg_end || ran_us / (hops + 1u) > FP_BATCH_QUICK_US);
+}
+
 static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 			  const char *payload, uint64_t now)
 {
@@ -414,53 +485,19 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 	fp_item_status status;
 	unsigned hops, hop = h->hop;
 	bool seg_end;
-	uint64_t us;
+	uint64_t us, ran_us = h->flags >> FP_FRAME_US_SHIFT;
 
-	if (!call || h->id != w->segs[w->seg].id0 + w->seg_acked) {
-		worker_broken(w, "answered an item it was not given", FP_EPROTOCOL);
+	if (!answer_expected(w, h))
 		return;
-	}
 	hops = w->segs[w->seg].hops;
-	if (hop > hops) {
-		worker_broken(w, "answered from past the end of its chain", FP_EPROTOCOL);
-		return;
-	}
-	index = w->segs[w->seg].first + w->seg_acked++;
-	w->acked++;
 	/* It ran: its answer is the proof (counted where it is used, below). */
-	seg_end = w->seg_acked == w->segs[w->seg].count;
-	if (seg_end) {
-		const struct fp_seg *g = &w->segs[w->seg];
-
-		if (call->ops->seg_end)
-			call->ops->seg_end(call);
-		if (g->chunk_end)
-			w->nchunks--;
-		if (w->seg + 1 < w->nsegs) {
-			w->seg++;
-			w->seg_acked = 0;
-			w->call = w->segs[w->seg].call;
-		}
-	}
-	w->tasks_done += 1u + hops;
-	us = now > w->mark_ns ? (now - w->mark_ns) / 1000u : 0;
-	w->mark_ns = now;
-	count_duration(p, us);
-	/*
-	 * A chain's time goes to each of its tasks: for quick ones once a
-	 * segment (they ran together; it is their average anyway), a slow one
-	 * at once.
-	 */
-	if (hops && (seg_end || (h->flags >> FP_FRAME_US_SHIFT) / (hops + 1u) > FP_BATCH_QUICK_US))
-		call->ops->chain_us(call, hops, h->flags >> FP_FRAME_US_SHIFT);
+	index = w->segs[w->seg].first + w->seg_acked;
+	seg_end = worker_answered(w, call, 1, hops, h->rss_kib, h->flags & FP_FRAME_RETIRE);
+	us = answer_us(w, now);
+	if (chain_time_wanted(hops, seg_end, ran_us))
+		call->ops->chain_us(call, hops, ran_us);
 	else if (!hops)
-		fp__task_us_record(p, call, h->flags >> FP_FRAME_US_SHIFT);
-	if (h->rss_kib)
-		w->rss_kib = h->rss_kib;
-	if (w->acked == w->count)
-		answered_all(w);
-	if (h->flags & FP_FRAME_RETIRE)
-		fp__worker_retiring(w);
+		fp__task_us_record(p, call, ran_us);
 
 	status = h->type == FP_FRAME_RESULT ? FP_ITEM_OK : (fp_item_status)(h->flags & 0xff);
 	if (status == FP_ITEM_OK && h->type != FP_FRAME_RESULT)
@@ -507,20 +544,12 @@ static void handle_results(struct fp_worker *w, const struct fp_frame_header *h,
 	bool retire = false, seg_end;
 
 	/* process_frames() asked for no more than the segment being answered owes. */
-	if (!call || h->id != w->segs[w->seg].id0 + w->seg_acked) {
-		worker_broken(w, "answered an item it was not given", FP_EPROTOCOL);
+	if (!answer_expected(w, h))
 		return;
-	}
 	hops = w->segs[w->seg].hops;
-	if (hop > hops) {
-		worker_broken(w, "answered from past the end of its chain", FP_EPROTOCOL);
-		return;
-	}
 	first = w->segs[w->seg].first + w->seg_acked;
 	seg_end = w->seg_acked + n == w->segs[w->seg].count;
-	us = now > w->mark_ns ? (now - w->mark_ns) / 1000u : 0;
-	w->mark_ns = now;
-	count_duration(p, us);
+	us = answer_us(w, now);
 	p->duration_counts[0] += n - 1;
 	if (!hops)
 		task_us = fp__task_us_slot(p, call);
@@ -541,34 +570,13 @@ static void handle_results(struct fp_worker *w, const struct fp_frame_header *h,
 			.pid = pid,
 			.duration_us = i ? 0 : us,
 		};
-		/* A chain's time goes to each of its tasks, as handle_result() says. */
 		if (task_us)
 			fp__task_us_update(task_us, ran_us);
-		else if (hops && ((seg_end && i + 1 == n) || ran_us / (hops + 1u) > FP_BATCH_QUICK_US))
+		else if (chain_time_wanted(hops, seg_end && i + 1 == n, ran_us))
 			call->ops->chain_us(call, hops, ran_us);
 		retire |= (flags & FP_FRAME_RETIRE) != 0;
 	}
-
-	w->seg_acked += n;
-	w->acked += n;
-	if (seg_end) {
-		if (call->ops->seg_end)
-			call->ops->seg_end(call);
-		if (w->segs[w->seg].chunk_end)
-			w->nchunks--;
-		if (w->seg + 1 < w->nsegs) {
-			w->seg++;
-			w->seg_acked = 0;
-			w->call = w->segs[w->seg].call;
-		}
-	}
-	w->tasks_done += (uint64_t)n * (1u + hops);
-	if (h->rss_kib)
-		w->rss_kib = h->rss_kib;
-	if (w->acked == w->count)
-		answered_all(w);
-	if (retire)
-		fp__worker_retiring(w);
+	worker_answered(w, call, n, hops, h->rss_kib, retire);
 
 	if (call->ops->items_end && !call->ops->output && !hops) {
 		if (call->ops->ran)

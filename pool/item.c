@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "forkpool/loop.h"
 #include "item.h"
 #include "forkpool/loop.h"
 #include "pool_impl.h"

@@ -671,7 +671,7 @@ static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 	static const fp_call_options defaults = FP_CALL_OPTIONS_DEFAULT;
 	const struct fp_registry_task *t;
 	struct fp_call *c;
-	size_t i, run_start = 0;
+	size_t i, run_start = 0, max = p->opts.max_payload;
 	int err = 0;
 
 	if (!task)
@@ -703,8 +703,9 @@ static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 
 	/* Queue runs of items, leaving out those too large to send. */
 	for (i = 0; i <= n && !err; i++) {
-		if (i < n && items[i].len <= p->opts.max_payload)
-			continue;
+		/* The common case in a tight loop: a million items pass it. */
+		while (i < n && items[i].len <= max)
+			i++;
 		err = fp__queue_push(&p->queue, c, (uint32_t)run_start,
 				     (uint32_t)(i - run_start), false);
 		if (!err && i < n)
