@@ -66,6 +66,8 @@ struct fp_pool {
 	struct fp_kv *kv;          /* the root's shared values (pool_kv.c), made on first use */
 	fp_kv_persist_fn kv_persist;   /* the root's: where changes are kept (NULL: memory only) */
 	void *kv_persist_data;
+	const struct fp_kv_backend *kv_backend;   /* the root's: NULL, its own store */
+	void *kv_backend_data;
 
 	fp_loop *loop;
 	bool own_loop;
