@@ -317,8 +317,9 @@ static void scanned(fp_redis *redis, int status, redisReply *rep, void *data)
 		 rep->element[0]->str);
 	if (strcmp(l->cursor, "0") != 0)
 		return scan_next(l);
-	/* In byte order (strcmp: keys hold no NUL), duplicates out. */
-	qsort(l->keys, l->n, sizeof(*l->keys), key_cmp);
+	/* In byte order (strcmp: keys hold no NUL), duplicates out; none: no array at all. */
+	if (l->n)
+		qsort(l->keys, l->n, sizeof(*l->keys), key_cmp);
 	size_t w = 0;
 	for (size_t i = 0; i < l->n; i++) {
 		if (w && strcmp(l->keys[w - 1], l->keys[i]) == 0)
