@@ -596,8 +596,8 @@ const char *fp_pool_unavailable(fp_pool *pool, const char *task);
  * embedding program and, through <forkpool/task.h>, every task of the pool
  * read and change; the store lives in the master, so an operation is atomic
  * with respect to every other. A key is 1 to FP_KV_KEY_MAX bytes of
- * [A-Za-z0-9_.:@-]; a value is JSON text, kept in jansson's compact form (so
- * CAS compares values, not spellings) of at most 64 KiB, and the store holds
+ * [A-Za-z0-9_.:@-]; a value is JSON text, kept in jansson's compact form with
+ * object members sorted (so CAS compares values, not spellings) of at most 64 KiB, and the store holds
  * at most 64 MiB (keys, values and 64 bytes an entry).
  */
 #define FP_KV_KEY_MAX 256
