@@ -671,8 +671,8 @@ const char *fp_pool_unavailable(fp_pool *pool, const char *task);
  * embedding program and, through <forkpool/task.h>, every task of the pool
  * read and change; the store lives in the master, so an operation is atomic
  * with respect to every other. A key is 1 to FP_KV_KEY_MAX bytes of
- * [A-Za-z0-9_.:@-]; a value is JSON text, kept in jansson's compact form (so
- * CAS compares values, not spellings) of at most 64 KiB, and the store holds
+ * [A-Za-z0-9_.:@-]; a value is JSON text, kept in jansson's compact form with
+ * object members sorted (so CAS compares values, not spellings) of at most 64 KiB, and the store holds
  * at most 64 MiB (keys, values and 64 bytes an entry).
  */
 #define FP_KV_KEY_MAX 256
@@ -702,7 +702,8 @@ struct fp_kv_request {
  * fp_kv_strerror() names: -ENOENT no such key (GET, DEL), -EINVAL a bad key,
  * -EBADMSG a value that is not JSON, -EDOM INCR of a value that is not an
  * integer, -E2BIG a value over the cap, -ENOSPC the store is full, -ERANGE
- * INCR past int64, -EIO the change could not be made durable (fp_pool_kv_persist).
+ * INCR past int64, -EIO the change could not be made durable (fp_pool_kv_persist),
+ * -ENOTCONN the store is elsewhere and cannot be reached (fp_pool_kv_backend).
  * `value` (GET; INCR: the new value as text; CAS: the value after it,
  * NULL when there is none) is valid during the callback only.
  */
@@ -771,6 +772,23 @@ void fp_pool_kv_persist(fp_pool *pool, fp_kv_persist_fn fn, void *data);
  * Not persisted again. 0, or -EINVAL, -E2BIG, -ENOSPC, -ENOMEM.
  */
 int fp_pool_kv_restore(fp_pool *pool, const struct fp_kv_change *change);
+
+/*
+ * Another store for the shared values (forkpoold's --cluster: Redis): once
+ * installed, fp_pool_kv() and fp_pool_kv_list() (and so HTTP clients and
+ * tasks alike) go to it after the key and the values were checked and made
+ * canonical here. run() and list() answer through their callback once,
+ * usually later from the loop; they copy what they keep of the request
+ * before returning, and return 0 or -ENOMEM (callback not called). A store
+ * that cannot be reached answers -ENOTCONN. b NULL: the pool's own store.
+ */
+struct fp_kv_backend {
+	int (*run)(void *data, fp_pool *pool, const struct fp_kv_request *req, fp_kv_cb cb,
+		   void *cb_data);
+	int (*list)(void *data, fp_pool *pool, const char *prefix, size_t prefix_len, size_t max,
+		    fp_kv_list_cb cb, void *cb_data);
+};
+void fp_pool_kv_backend(fp_pool *pool, const struct fp_kv_backend *b, void *data);
 
 /* How many live keys there are and the bytes they hold (keys, values, 64 bytes each). */
 void fp_pool_kv_usage(fp_pool *pool, size_t *keys, size_t *bytes);

@@ -46,6 +46,8 @@ struct fp_pool {
 	fp_kv_persist_fn kv_persist;   /* the root's: where changes are kept (NULL: memory only) */
 	void *kv_persist_data;
 	struct fp_limits limits;   /* the root's concurrency limits (limit.c) */
+	const struct fp_kv_backend *kv_backend;   /* the root's: NULL, its own store */
+	void *kv_backend_data;
 
 	fp_loop *loop;
 	bool own_loop;

@@ -10,6 +10,9 @@
  * record: the change is the key's value afterwards with its expiry on the
  * wall clock, read back from the store, so that replaying it is idempotent
  * and an INCR's or a CAS's outcome is recorded, not their arithmetic.
+ *
+ * With a backend (fp_pool_kv_backend: forkpoold's Redis on a cluster) the
+ * rules are still checked here, then the operation goes to it instead.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -61,7 +64,8 @@ static char *canon(const char *text, size_t len, int *err)
 		*err = -EBADMSG;
 		return NULL;
 	}
-	out = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	/* Members sorted: {"a":1,"b":2} and {"b":2,"a":1} are one value. */
+	out = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
 	json_decref(v);
 	if (!out)
 		*err = -ENOMEM;
@@ -159,6 +163,45 @@ static int persist(fp_pool *pool, const struct fp_kv_request *req, const struct 
 	return 0;
 }
 
+/* `req` with its values in canonical form, to the backend; the rules' refusals answered here. */
+static int to_backend(fp_pool *pool, const struct fp_kv_request *req, fp_kv_cb cb, void *data)
+{
+	fp_pool *root = root_of(pool);
+	struct fp_kv_request c = *req;
+	struct fp_kv_reply r = { 0 };
+	char *val = NULL, *expect = NULL;
+	int rc = 0;
+
+	if (req->op == FP_KV_SET || req->op == FP_KV_CAS) {
+		val = canon(req->value, req->value_len, &r.err);
+		if (val && req->op == FP_KV_CAS && req->expect)
+			expect = canon(req->expect, req->expect_len, &r.err);
+		if (val && strlen(val) > FP_KV_MAX_VALUE)
+			r.err = -E2BIG;
+		if (r.err == 0) {
+			c.value = val;
+			c.value_len = strlen(val);
+			c.expect = expect;
+			c.expect_len = expect ? strlen(expect) : 0;
+		}
+	}
+	if (r.err == 0)
+		rc = root->kv_backend->run(root->kv_backend_data, pool, &c, cb, data);
+	else
+		cb(pool, &r, data);
+	free(val);
+	free(expect);
+	return rc;
+}
+
+void fp_pool_kv_backend(fp_pool *pool, const struct fp_kv_backend *b, void *data)
+{
+	fp_pool *root = root_of(pool);
+
+	root->kv_backend = b;
+	root->kv_backend_data = data;
+}
+
 void fp_pool_kv_persist(fp_pool *pool, fp_kv_persist_fn fn, void *data)
 {
 	fp_pool *root = root_of(pool);
@@ -210,6 +253,8 @@ int fp_pool_kv(fp_pool *pool, const struct fp_kv_request *req, fp_kv_cb cb, void
 		r.err = -EINVAL;
 		goto out;
 	}
+	if (root_of(pool)->kv_backend)
+		return to_backend(pool, req, cb, data);
 	switch (req->op) {
 	case FP_KV_GET:
 		r.err = fp__kv_get(kv, req->key, req->key_len, now, &r.value, &r.value_len);
@@ -283,10 +328,14 @@ int fp_pool_kv_list(fp_pool *pool, const char *prefix, size_t prefix_len, size_t
 		    fp_kv_list_cb cb, void *data)
 {
 	fp_kv *kv = store(pool);
+	fp_pool *root = root_of(pool);
 	struct fp_kv_stats st;
 	struct list_ctx c = { .now = fp_now_ms() };
 	int rc;
 
+	if (root->kv_backend)
+		return root->kv_backend->list(root->kv_backend_data, pool, prefix, prefix_len, max,
+					      cb, data);
 	if (!kv)
 		return -ENOMEM;
 	fp__kv_stats(kv, &st);
@@ -326,6 +375,8 @@ const char *fp_kv_strerror(int err)
 		return "the increment takes the value past a 64-bit integer";
 	case -ENOMEM:
 		return "out of memory";
+	case -ENOTCONN:
+		return "the cluster's store (Redis) cannot be reached; nothing was done (retry later)";
 	case -EIO:
 		return "the change could not be kept: the data directory's journal cannot be written";
 	default:

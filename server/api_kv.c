@@ -49,6 +49,9 @@ static void kv_error(fp_http_request *req, const char *key, int err)
 	case -EIO:
 		status = 507, code = "insufficient_storage";
 		break;
+	case -ENOTCONN:
+		status = 503, code = "store_unavailable";
+		break;
 	}
 	fp__api_error(req, status, code, "shared value '%s': %s", key, fp_kv_strerror(err));
 }
@@ -284,17 +287,36 @@ out:
 
 const char *const fp__api_kv_list_params[] = { "prefix", "limit", NULL };
 
-struct kv_list {
-	fp_http_request *req;
-};
+static void answer_list_to(struct kv_answer *l, int err, const struct fp_kv_entry *e, size_t n,
+			   int more);
 
+/* A listing is answered through the same held request as an operation. */
 static void answer_list(fp_pool *pool, int err, const struct fp_kv_entry *e, size_t n,
 			int more, void *data)
 {
-	struct kv_list *l = data;
-	struct sbuf b;
+	struct kv_answer *a = data;
 
 	(void)pool;
+	if (!answerable(a))
+		return;
+	answer_list_to(a, err, e, n, more);
+	free(a);
+}
+
+static void answer_list_to(struct kv_answer *l, int err, const struct fp_kv_entry *e, size_t n,
+			   int more)
+{
+	struct sbuf b;
+
+	if (err == -ENOTCONN) {
+		fp__api_error(l->req, 503, "store_unavailable", "%s", fp_kv_strerror(err));
+		return;
+	}
+	if (err == -E2BIG) {
+		fp__api_error(l->req, 507, "kv_full", "more than 100000 shared values match"
+			      " the prefix: give a longer one");
+		return;
+	}
 	if (err) {
 		fp__api_error(l->req, 500, "internal", "%s", fp_kv_strerror(err));
 		return;
@@ -320,7 +342,7 @@ static void answer_list(fp_pool *pool, int err, const struct fp_kv_entry *e, siz
 void fp__api_kv_list(fp_api *api, fp_http_request *req)
 {
 	const char *prefix = fp_http_query(req, "prefix"), *limit = fp_http_query(req, "limit");
-	struct kv_list l = { req };
+	struct kv_answer *a;
 	unsigned long max = 1000;
 	char *end;
 
@@ -333,7 +355,17 @@ void fp__api_kv_list(fp_api *api, fp_http_request *req)
 			return;
 		}
 	}
-	if (fp_pool_kv_list(api->pool, prefix ? prefix : "", prefix ? strlen(prefix) : 0, max,
-			    answer_list, &l) < 0)
+	a = calloc(1, sizeof(*a));
+	if (!a) {
 		fp__api_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	a->req = req;
+	fp_http_on_close(req, client_gone, a);
+	if (fp_pool_kv_list(api->pool, prefix ? prefix : "", prefix ? strlen(prefix) : 0, max,
+			    answer_list, a) < 0) {
+		fp_http_on_close(req, NULL, NULL);
+		free(a);
+		fp__api_error(req, 500, "internal", "out of memory");
+	}
 }

@@ -78,6 +78,16 @@ const char *fp_cluster_node_name(const fp_cluster *c)
 	return c->name;
 }
 
+const char *fp_cluster_prefix(const fp_cluster *c)
+{
+	return c->prefix;
+}
+
+struct fp_redis *fp_cluster_redis(fp_cluster *c)
+{
+	return c->redis;
+}
+
 uint64_t fp_cluster_reconnects(const fp_cluster *c)
 {
 	return fp_redis_reconnects(c->redis);

@@ -68,6 +68,9 @@ int fp_cluster_new(fp_cluster **out, fp_loop *loop, const struct fp_cluster_opti
 bool fp_cluster_connected(const fp_cluster *c);
 const char *fp_cluster_last_error(const fp_cluster *c);
 const char *fp_cluster_node_name(const fp_cluster *c);
+/* Its key prefix, and its command connection, for others' keys under it (cluster_kv.c). */
+const char *fp_cluster_prefix(const fp_cluster *c);
+struct fp_redis *fp_cluster_redis(fp_cluster *c);
 uint64_t fp_cluster_reconnects(const fp_cluster *c);
 
 /*

@@ -31,6 +31,7 @@
 #include "api.h"
 #include "cluster.h"
 #include "cluster_jobs.h"
+#include "cluster_kv.h"
 #include "config.h"
 #include "http.h"
 #include "jobs.h"
@@ -84,6 +85,7 @@ struct daemon {
 	fp_http_server *http;
 	fp_cluster *cluster;        /* --cluster; NULL: a single node */
 	fp_cluster_jobs *cjobs;     /* --cluster: apply and map through Redis */
+	fp_cluster_kv *ckv;         /* --cluster: the shared values in Redis */
 	bool cluster_starting;      /* start() waits for Redis's first answer */
 	bool cluster_failed;
 
@@ -616,6 +618,12 @@ static int start_cluster(struct daemon *d, const char *bound)
 		return r;
 	}
 	fp_api_set_cluster(d->api, d->cluster);
+	r = fp_cluster_kv_new(&d->ckv, d->pool, d->cluster);
+	if (r < 0) {
+		fp_dlog_error(&d->log, "cannot keep the shared values in the cluster: %s",
+			      fp_strerror(r));
+		return r;
+	}
 	{
 		struct fp_cluster_jobs_options jo;
 
@@ -869,6 +877,8 @@ static void teardown(struct daemon *d)
 		run_until(d, cluster_jobs_settled, CLUSTER_JOBS_LEAVE_MS);
 	}
 	/* Out of the registry first, so other nodes stop listing this one. */
+	/* The pool's own store again; what is out is answered as the connection closes. */
+	fp_cluster_kv_stop(d->ckv);
 	if (d->cluster && d->loop) {
 		fp_cluster_leave(d->cluster);
 		run_until(d, cluster_settled, CLUSTER_LEAVE_MS);
@@ -887,6 +897,8 @@ static void teardown(struct daemon *d)
 	d->cjobs = NULL;
 	fp_cluster_free(d->cluster);
 	d->cluster = NULL;
+	fp_cluster_kv_free(d->ckv);
+	d->ckv = NULL;
 	fp_http_server_free(d->http);
 	d->http = NULL;
 	fp_kv_journal_free(d->kv_journal);

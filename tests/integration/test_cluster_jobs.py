@@ -67,6 +67,8 @@ class ClusterJobsTest(unittest.TestCase):
             self.addCleanup(self.stop_clean, d)
         else:
             self.addCleanup(d.stop, signal.SIGKILL)
+        # It listens before it joins: a request in between is answered 503.
+        d.wait_line(r"forkpoold .* ready", 20, fail_on_exit=True)
         return d
 
     def stop_clean(self, d):

@@ -203,6 +203,38 @@ class KvDurableTest(unittest.TestCase):
         self.assertGreater(ttl, 500000)
         self.stop_clean(d)
 
+    def test_write_the_journal_cannot_take_is_507(self):
+        """Without root: RLIMIT_FSIZE makes the journal's writes fail (EFBIG)."""
+        import resource
+        d = self.start()
+        self.stop_clean(d)
+        size = os.path.getsize(os.path.join(self.data, "journal"))
+        # forkpoold inherits the limit and the ignored SIGXFSZ, for its start only.
+        old = signal.getsignal(signal.SIGXFSZ)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 4096, hard))
+        try:
+            d = self.start()
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            signal.signal(signal.SIGXFSZ, old)
+        for method, path, body in (("PUT", "/v1/kv/big", '"%s"' % ("x" * 8000)),
+                                   ("POST", "/v1/kv/big2/cas", '{"value":"%s"}' % ("y" * 8000))):
+            r = d.request(method, path, body=body, headers=JSON)
+            msg = error_of(self, r, 507, "insufficient_storage")
+            self.assertIn("journal cannot be written", msg)
+        # The file was cut back: a write that fits is kept, and answered.
+        self.put(d, "small", "1")
+        self.assertEqual(d.post("/v1/kv/small/incr", None).json(), 2)
+        d.stop(signal.SIGKILL)
+        d = self.start()
+        self.assertEqual(self.value(d, "small"), 2)
+        # Refused writes were not kept (in memory they stood until the restart).
+        self.assertIsNone(self.value(d, "big"))
+        self.assertIsNone(self.value(d, "big2"))
+        self.stop_clean(d)
+
     # --- compaction ----------------------------------------------------------
 
     def journal_size(self):
