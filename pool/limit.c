@@ -224,13 +224,13 @@ static uint64_t queued(fp_pool *root, long lim)
 
 /*
  * Of `max` places, those free now, and at most a worker's share of them
- * in one chunk: a limit of 3 over 4 workers runs its items on 3 of them,
- * not 3 in a row on one.
+ * in one chunk (rounded down, at least 1): a limit of 3 over 4 workers runs
+ * its items on 3 of them, not 3 in a row on one, and a limit of 5 on all 4.
  */
 static size_t places(const fp_pool *p, unsigned max, uint64_t used, size_t want)
 {
 	unsigned nw = p->opts.workers ? p->opts.workers : 1;
-	uint64_t share = (max + nw - 1) / nw;
+	uint64_t share = max / nw ? max / nw : 1;
 	uint64_t room = used >= max ? 0 : max - used;
 
 	if (room > share)

@@ -169,6 +169,41 @@ static void named_limit_holds_across_the_tasks_it_covers(void **state)
 	fixture_free(&f);
 }
 
+/* Every worker is up and idle. */
+static int all_idle(void *pool)
+{
+	struct fp_worker_stats ws[WORKERS + 1];
+	size_t n = fp_pool_workers(pool, ws, WORKERS + 1);
+	size_t idle = 0;
+
+	for (size_t i = 0; i < n && i <= WORKERS; i++)
+		idle += ws[i].state == FP_WORKER_IDLE;
+	return n == WORKERS && idle == WORKERS;
+}
+
+static void limit_above_the_workers_keeps_every_worker_busy(void **state)
+{
+	struct fixture f;
+	struct fp_test_collect a;
+	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
+
+	(void)state;
+	fixture_init(&f);
+	/*
+	 * 5 places over 4 idle workers and 5 items: one item each and the
+	 * fifth after, not chunks of 2 + 2 + 1 that leave a worker idle.
+	 */
+	assert_int_equal(fp_pool_task_concurrency(f.pool, "overlap.hold", WORKERS + 1), 0);
+	assert_true(fp_test_run_until(f.pool, all_idle, f.pool, 30000));
+	o.chunksize = 8;
+	submit(&f, &a, "overlap.hold", 0, WORKERS + 1, 100, &o);
+	fp_test_collect_wait(&a);
+	all_ok(&a);
+	assert_int_equal(most_at_once(&f, 0), WORKERS);
+	fp_test_collect_free(&a);
+	fixture_free(&f);
+}
+
 static void call_concurrency_caps_that_call_only(void **state)
 {
 	struct fixture f;
@@ -226,6 +261,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(task_limited_to_one_never_runs_two_while_others_pass),
 		cmocka_unit_test(named_limit_holds_across_the_tasks_it_covers),
+		cmocka_unit_test(limit_above_the_workers_keeps_every_worker_busy),
 		cmocka_unit_test(call_concurrency_caps_that_call_only),
 		cmocka_unit_test(bad_limits_are_refused),
 	};
