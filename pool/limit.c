@@ -66,7 +66,8 @@ static int limit_add(struct fp_limits *l, const char *name, unsigned max, bool o
 	l->v = v;
 	if (!(copy = strdup(name)))
 		return -ENOMEM;
-	v[l->n++] = (struct fp_limit){ copy, max, own };
+	/* held_plan 0 is never a plan's number: read at its first use. */
+	v[l->n++] = (struct fp_limit){ copy, max, own, 0, 0 };
 	return 0;
 }
 
@@ -242,7 +243,7 @@ size_t fp__limit_room(fp_pool *p, const struct fp_worker *w, const struct fp_cal
 		      unsigned *hops, const struct fp_seg *planned, uint32_t n, size_t want)
 {
 	fp_pool *root = p->root;
-	const struct fp_limits *l = &root->limits;
+	struct fp_limits *l = &root->limits;
 	long lim;
 
 	/* The common case, and the unlimited pool's only one: nothing to look up. */
@@ -259,7 +260,14 @@ size_t fp__limit_room(fp_pool *p, const struct fp_worker *w, const struct fp_cal
 	if (w->call)
 		return 0;
 	if (lim >= 0) {
-		uint64_t used = held(root, lim, NULL);
+		struct fp_limit *v = &l->v[lim];
+		uint64_t used;
+
+		if (v->held_plan != l->plan) {
+			v->held = held(root, lim, NULL);
+			v->held_plan = l->plan;
+		}
+		used = v->held;
 
 		for (uint32_t s = 0; s < n; s++)
 			if (limit_of(l, planned[s].call->task) == lim)
