@@ -177,11 +177,6 @@ void fp__limits_deinit(struct fp_limits *l)
 	memset(l, 0, sizeof(*l));
 }
 
-bool fp__limits_shared(const fp_pool *root)
-{
-	return root->limits.nt && root->nchildren;
-}
-
 /* --- counting ------------------------------------------------------------ */
 
 /* Items a worker holds unanswered, of segment s. */
