@@ -250,7 +250,7 @@ void fp__dispatch(fp_pool *p)
 	 * it, and then the others get their share too. So may an item that a
 	 * limit shared across the family held back (limit.c).
 	 */
-	family = root->feed_flush || fp__limits_shared(root);
+	family = root->feed_flush || fp__limits_shared(&root->limits, root->nchildren);
 	if (root->feed_flush)
 		root->feed_flush(root);
 	if (family) {

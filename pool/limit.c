@@ -66,7 +66,8 @@ static int limit_add(struct fp_limits *l, const char *name, unsigned max, bool o
 	l->v = v;
 	if (!(copy = strdup(name)))
 		return -ENOMEM;
-	v[l->n++] = (struct fp_limit){ copy, max, own };
+	/* held_plan 0 is never a plan's number: read at its first use. */
+	v[l->n++] = (struct fp_limit){ copy, max, own, 0, 0 };
 	return 0;
 }
 
@@ -176,11 +177,6 @@ void fp__limits_deinit(struct fp_limits *l)
 	memset(l, 0, sizeof(*l));
 }
 
-bool fp__limits_shared(const fp_pool *root)
-{
-	return root->limits.nt && root->nchildren;
-}
-
 /* --- counting ------------------------------------------------------------ */
 
 /* Items a worker holds unanswered, of segment s. */
@@ -224,13 +220,13 @@ static uint64_t queued(fp_pool *root, long lim)
 
 /*
  * Of `max` places, those free now, and at most a worker's share of them
- * in one chunk: a limit of 3 over 4 workers runs its items on 3 of them,
- * not 3 in a row on one.
+ * in one chunk (rounded down, at least 1): a limit of 3 over 4 workers runs
+ * its items on 3 of them, not 3 in a row on one, and a limit of 5 on all 4.
  */
 static size_t places(const fp_pool *p, unsigned max, uint64_t used, size_t want)
 {
 	unsigned nw = p->opts.workers ? p->opts.workers : 1;
-	uint64_t share = (max + nw - 1) / nw;
+	uint64_t share = max / nw ? max / nw : 1;
 	uint64_t room = used >= max ? 0 : max - used;
 
 	if (room > share)
@@ -242,7 +238,7 @@ size_t fp__limit_room(fp_pool *p, const struct fp_worker *w, const struct fp_cal
 		      unsigned *hops, const struct fp_seg *planned, uint32_t n, size_t want)
 {
 	fp_pool *root = p->root;
-	const struct fp_limits *l = &root->limits;
+	struct fp_limits *l = &root->limits;
 	long lim;
 
 	/* The common case, and the unlimited pool's only one: nothing to look up. */
@@ -259,7 +255,14 @@ size_t fp__limit_room(fp_pool *p, const struct fp_worker *w, const struct fp_cal
 	if (w->call)
 		return 0;
 	if (lim >= 0) {
-		uint64_t used = held(root, lim, NULL);
+		struct fp_limit *v = &l->v[lim];
+		uint64_t used;
+
+		if (v->held_plan != l->plan) {
+			v->held = held(root, lim, NULL);
+			v->held_plan = l->plan;
+		}
+		used = v->held;
 
 		for (uint32_t s = 0; s < n; s++)
 			if (limit_of(l, planned[s].call->task) == lim)

@@ -24,6 +24,8 @@ struct fp_limits {
 		char *name;
 		unsigned max;
 		bool own;          /* fp_pool_task_concurrency()'s: named after its task */
+		/* Items its tasks' workers hold, as counted during plan `held_plan`. */
+		uint64_t held, held_plan;
 	} *v;
 	size_t n;
 	struct fp_limit_task {
@@ -31,6 +33,13 @@ struct fp_limits {
 		size_t limit;      /* index into v */
 	} *t;
 	size_t nt;
+	/*
+	 * Counts chunk plans (fp__limit_plan_begin()): nothing is sent or
+	 * answered while one is cut, so a limit's count is read once per plan,
+	 * not once per queue entry (a queue of many small calls of a full
+	 * limit is walked entry by entry on every dispatch).
+	 */
+	uint64_t plan;
 };
 
 /*
@@ -44,8 +53,25 @@ struct fp_limits {
  */
 size_t fp__limit_room(fp_pool *p, const struct fp_worker *w, const struct fp_call *c,
 		      unsigned *hops, const struct fp_seg *planned, uint32_t n, size_t want);
+/*
+ * Whether fp__limit_room() may say less than `want` for a call with this
+ * `concurrency`: inline, so that a pool without limits pays one test per
+ * planned run and no call.
+ */
+static inline bool fp__limits_may_apply(const struct fp_limits *l, unsigned concurrency)
+{
+	return l->nt || concurrency;
+}
+/* A chunk plan begins: counts read before it are stale. */
+static inline void fp__limit_plan_begin(struct fp_limits *l)
+{
+	l->plan++;
+}
 /* Whether an item ending in one pool may let an item of another pool start. */
-bool fp__limits_shared(const fp_pool *root);
+static inline bool fp__limits_shared(const struct fp_limits *l, unsigned nchildren)
+{
+	return l->nt && nchildren;
+}
 void fp__limits_deinit(struct fp_limits *l);
 
 #endif

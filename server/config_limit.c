@@ -28,7 +28,8 @@ static int set_one(struct fp__config_ctx *x, const struct fp__config_setting *s,
 	const char *eq = memchr(v, '=', len);
 	bool numeric = s->off != FP__CONFIG_OFF(task_limits);
 	size_t n = eq ? (size_t)(eq - v) : 0, vlen = eq ? len - n - 1 : 0;
-	size_t namemax = s->off == FP__CONFIG_OFF(limits) ? LIMIT_NAME_MAX : TASK_NAME_MAX;
+	/* A task's own limit is named after it: its name is a limit's name too. */
+	size_t namemax = s->off == FP__CONFIG_OFF(task_limits) ? TASK_NAME_MAX : LIMIT_NAME_MAX;
 	struct fp_config_limit *e;
 	char q[80], shown[256];
 	uint64_t value = 0;

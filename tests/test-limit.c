@@ -7,6 +7,7 @@
  * backend (FORKPOOL_LOOP in the environment).
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -31,8 +32,10 @@ struct fixture {
 	char path[2][96];
 };
 
-static void fixture_init(struct fixture *f)
+/* With an exec pool "ex" of 2 programs (tests/exec/overlap.py) when `exec`. */
+static void fixture_init_exec(struct fixture *f, bool exec)
 {
+	static char command[4096];
 	fp_options o;
 
 	memset(f, 0, sizeof(*f));
@@ -43,7 +46,19 @@ static void fixture_init(struct fixture *f)
 	fp_test_options(&o, WORKERS);
 	f->module = fp_test_module_path("libfp-overlap.so");
 	o.modules[0] = f->module;
+	if (exec) {
+		const char *dir = getenv("FP_TEST_EXEC_DIR");
+
+		assert_non_null(dir);
+		snprintf(command, sizeof(command), "python3 '%s/overlap.py'", dir);
+		o.exec[0] = (fp_exec_options){ .name = "ex", .command = command, .workers = 2 };
+	}
 	f->pool = fp_test_pool_with(&o);
+}
+
+static void fixture_init(struct fixture *f)
+{
+	fixture_init_exec(f, false);
 }
 
 static void fixture_free(struct fixture *f)
@@ -169,6 +184,67 @@ static void named_limit_holds_across_the_tasks_it_covers(void **state)
 	fixture_free(&f);
 }
 
+/* Every worker is up and idle. */
+static int all_idle(void *pool)
+{
+	struct fp_worker_stats ws[WORKERS + 1];
+	size_t n = fp_pool_workers(pool, ws, WORKERS + 1);
+	size_t idle = 0;
+
+	for (size_t i = 0; i < n && i <= WORKERS; i++)
+		idle += ws[i].state == FP_WORKER_IDLE;
+	return n == WORKERS && idle == WORKERS;
+}
+
+static void limit_above_the_workers_keeps_every_worker_busy(void **state)
+{
+	struct fixture f;
+	struct fp_test_collect a;
+	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
+
+	(void)state;
+	fixture_init(&f);
+	/*
+	 * 5 places over 4 idle workers and 5 items: one item each and the
+	 * fifth after, not chunks of 2 + 2 + 1 that leave a worker idle.
+	 */
+	assert_int_equal(fp_pool_task_concurrency(f.pool, "overlap.hold", WORKERS + 1), 0);
+	assert_true(fp_test_run_until(f.pool, all_idle, f.pool, 30000));
+	o.chunksize = 8;
+	submit(&f, &a, "overlap.hold", 0, WORKERS + 1, 100, &o);
+	fp_test_collect_wait(&a);
+	all_ok(&a);
+	assert_int_equal(most_at_once(&f, 0), WORKERS);
+	fp_test_collect_free(&a);
+	fixture_free(&f);
+}
+
+static void named_limit_holds_across_a_c_task_and_an_exec_task(void **state)
+{
+	struct fixture f;
+	struct fp_test_collect a, b;
+
+	(void)state;
+	fixture_init_exec(&f, true);
+	assert_int_equal(fp_pool_limit_set(f.pool, "api", 1), 0);
+	assert_int_equal(fp_pool_task_limit(f.pool, "overlap.hold", "api"), 0);
+	assert_int_equal(fp_pool_task_limit(f.pool, "ex.hold", "api"), 0);
+	/*
+	 * 4 C workers and 2 programs, one place: an item ending in one pool
+	 * lets the other pool's start, and never two at once across them.
+	 */
+	submit(&f, &a, "overlap.hold", 0, 4, 60, NULL);
+	submit(&f, &b, "ex.hold", 0, 4, 60, NULL);
+	fp_test_collect_wait(&a);
+	fp_test_collect_wait(&b);
+	all_ok(&a);
+	all_ok(&b);
+	assert_int_equal(most_at_once(&f, 0), 1);
+	fp_test_collect_free(&a);
+	fp_test_collect_free(&b);
+	fixture_free(&f);
+}
+
 static void call_concurrency_caps_that_call_only(void **state)
 {
 	struct fixture f;
@@ -226,6 +302,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(task_limited_to_one_never_runs_two_while_others_pass),
 		cmocka_unit_test(named_limit_holds_across_the_tasks_it_covers),
+		cmocka_unit_test(limit_above_the_workers_keeps_every_worker_busy),
+		cmocka_unit_test(named_limit_holds_across_a_c_task_and_an_exec_task),
 		cmocka_unit_test(call_concurrency_caps_that_call_only),
 		cmocka_unit_test(bad_limits_are_refused),
 	};

@@ -158,6 +158,7 @@ class FlagsTest(unittest.TestCase):
               "--task-concurrency", "fetch=2"], "limited twice"),
             (["--limit", "api=3,db=1", "--task-limit", "fetch=api,fetch=db"], "twice"),
             (["--limit", "sleep=3", "--task-concurrency", "sleep=1"], "--task-concurrency"),
+            (["--task-concurrency", "t" * 65 + "=1"], "at most 64"),
         ]
         for args, want in cases:
             with self.subTest(args=args):
