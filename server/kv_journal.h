@@ -27,7 +27,8 @@
 #include "jobs.h"
 #include "journal.h"
 
-enum { FP_JR_KV_SET = 9, FP_JR_KV_DEL = 10 };
+/* After the job store's types (journal_jobs.h). */
+enum { FP_JR_KV_SET = 10, FP_JR_KV_DEL = 11 };
 
 typedef struct fp_kv_journal fp_kv_journal;
 
