@@ -27,6 +27,7 @@
 #include "jobs.h"
 #include "journal.h"
 
+/* After the job store's types (journal_jobs.h). */
 enum { FP_JR_KV_SET = 10, FP_JR_KV_DEL = 11 };
 
 typedef struct fp_kv_journal fp_kv_journal;
