@@ -273,7 +273,7 @@ void fp__worker_write_cb(fp_io *io, ssize_t res, const char *buf)
 	}
 	if (w->reaped)
 		fp__worker_maybe_free(w);
-	else
+	else if (!fp__kv_reply_flush(w))
 		fp__dispatch(p);
 }
 
@@ -526,6 +526,10 @@ static void handle_frame(struct fp_worker *w, const struct fp_frame_header *h,
 		break;
 	case FP_FRAME_EMIT:
 		handle_emit(w, h, payload);
+		break;
+	case FP_FRAME_KV:
+		if (fp__kv_serve(w, h, payload) < 0)
+			worker_broken(w, "sent a malformed shared-value call", FP_EPROTOCOL);
 		break;
 	default:
 		worker_broken(w, "sent a frame a worker must not send", FP_EPROTOCOL);

@@ -23,6 +23,7 @@
 #include <jansson.h>
 
 #include "frame.h"
+#include "worker_kv.h"
 #include "worker_main.h"
 
 /* Send gathered results when this much is waiting... */
@@ -77,6 +78,7 @@ struct task_ctx {
 	size_t emitted;                 /* outputs emitted */
 	unsigned hop;                   /* its place in the item's chain (frame.h) */
 	struct clock_run *run;          /* the items before it, not yet timed */
+	struct fp_worker_kv *kv;        /* its shared-value calls (worker_kv.h) */
 };
 
 static uint64_t mono_ns(void)
@@ -302,12 +304,46 @@ static int host_emit(fp_task_ctx *ctx, const char *json, size_t len)
 	return 0;
 }
 
+static int host_kv_get(fp_task_ctx *ctx, const char *key, const char **json, size_t *len)
+{
+	return fp__worker_kv_get(((struct task_ctx *)ctx)->kv, key, json, len);
+}
+
+static int host_kv_set(fp_task_ctx *ctx, const char *key, const char *json, size_t len,
+		       uint64_t ttl_ms)
+{
+	return fp__worker_kv_set(((struct task_ctx *)ctx)->kv, key, json, len, ttl_ms);
+}
+
+static int host_kv_del(fp_task_ctx *ctx, const char *key)
+{
+	return fp__worker_kv_del(((struct task_ctx *)ctx)->kv, key);
+}
+
+static int host_kv_incr(fp_task_ctx *ctx, const char *key, int64_t by, int64_t *out)
+{
+	return fp__worker_kv_incr(((struct task_ctx *)ctx)->kv, key, by, out);
+}
+
+static int host_kv_cas(fp_task_ctx *ctx, const char *key, const char *expect, size_t expect_len,
+		       const char *json, size_t len, uint64_t ttl_ms)
+{
+	return fp__worker_kv_cas(((struct task_ctx *)ctx)->kv, key, expect, expect_len, json,
+				 len, ttl_ms);
+}
+
 static const struct fp_task_host worker_host = {
 	.abi_version = FP_TASK_ABI_VERSION,
 	.ret = host_return,
 	.error = host_error,
 	.worker_slot = host_worker_slot,
 	.emit = host_emit,
+	.kv_get = host_kv_get,
+	.kv_set = host_kv_set,
+	.kv_del = host_kv_del,
+	.kv_incr = host_kv_incr,
+	.kv_cas = host_kv_cas,
+	.kv_errmsg = fp_kv_strerror,
 };
 
 /* The frame at `at`'s header. */
@@ -589,11 +625,11 @@ static void tasks_resolve(struct item_tasks *it, const struct fp_registry *reg,
 static size_t run_task(const struct fp_worker_args *a, struct out_buf *out,
 		       const struct fp_frame_header *h, const struct item_tasks *it,
 		       const char *args, size_t args_len, struct clock_run *run,
-		       struct hop_buf *hb)
+		       struct hop_buf *hb, struct fp_worker_kv *kv)
 {
 	struct task_ctx c = {
 		.base.host = &worker_host, .args = a, .out = out,
-		.stream = (h->flags & FP_FRAME_STREAM) != 0, .id = h->id, .run = run,
+		.stream = (h->flags & FP_FRAME_STREAM) != 0, .id = h->id, .run = run, .kv = kv,
 	};
 	const struct fp_registry_task *t;
 	struct fp_frame_header rh;
@@ -739,6 +775,7 @@ _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 	struct clock_run run = { 0 };
 	struct timespec tick;
 	struct fp_frame_reader reader;
+	struct fp_worker_kv kv;
 	struct out_buf out = { 0 };
 	struct fp_frame_header h;
 	const char *payload;
@@ -748,6 +785,7 @@ _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 	int rc;
 
 	fp_frame_reader_init(&reader, a->max_payload + 256);
+	fp__worker_kv_init(&kv, a->fd, &reader);
 	out.pack_max = a->max_payload;
 	if (fp_registry_worker_init(a->registry, errbuf, sizeof(errbuf)) < 0) {
 		fp_frame_header_init(&h, FP_FRAME_INITFAIL, 0, (uint32_t)strlen(errbuf), 0);
@@ -796,7 +834,7 @@ _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 				atomic_store_explicit(&a->shm->hop, 0, memory_order_relaxed);
 			atomic_store_explicit(&a->shm->current, h.id, memory_order_release);
 			it = item_tasks_of(a, &reader, &h, payload, &tasks, &args, &args_len);
-			frame_at = run_task(a, &out, &h, it, args, args_len, &run, &hb);
+			frame_at = run_task(a, &out, &h, it, args, args_len, &run, &hb, &kv);
 			atomic_store_explicit(&a->shm->current, 0, memory_order_release);
 			run.at[run.n++] = frame_at;
 
@@ -840,6 +878,12 @@ _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 			run_stamp(&run, &out, mono_ns(), 0);
 		out_flush(a->fd, &out);
 
+		/* What a task's shared-value call read past its answer comes first. */
+		rc = fp__worker_kv_take(&kv);
+		if (rc < 0)
+			abort();
+		if (rc)
+			continue;
 		ssize_t n = read(a->fd, rbuf, sizeof(rbuf));
 		if (n < 0 && errno == EINTR)
 			continue;

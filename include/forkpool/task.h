@@ -31,8 +31,10 @@ extern "C" {
  * loads:
  *   1  tasks that return one value
  *   2  fp_emit() (generator tasks) and fp_module.generators
+ *   3  shared values: fp_kv_get(), fp_kv_set(), fp_kv_del(), fp_kv_incr(),
+ *      fp_kv_cas()
  */
-#define FP_TASK_ABI_VERSION 2
+#define FP_TASK_ABI_VERSION 3
 #define FP_TASK_ABI_MIN 1
 
 typedef struct fp_task_ctx fp_task_ctx;
@@ -115,6 +117,16 @@ struct fp_task_host {
 	 * value before): the task should stop emitting and return.
 	 */
 	int (*emit)(fp_task_ctx *ctx, const char *json, size_t len);
+
+	/* --- ABI 3 and later: shared values (see fp_kv_get() below) -------- */
+	int (*kv_get)(fp_task_ctx *ctx, const char *key, const char **json, size_t *len);
+	int (*kv_set)(fp_task_ctx *ctx, const char *key, const char *json, size_t len,
+		      uint64_t ttl_ms);
+	int (*kv_del)(fp_task_ctx *ctx, const char *key);
+	int (*kv_incr)(fp_task_ctx *ctx, const char *key, int64_t by, int64_t *out);
+	int (*kv_cas)(fp_task_ctx *ctx, const char *key, const char *expect, size_t expect_len,
+		      const char *json, size_t len, uint64_t ttl_ms);
+	const char *(*kv_errmsg)(int err);
 };
 
 struct fp_task_ctx {
@@ -135,6 +147,68 @@ static inline int fp_task_error(fp_task_ctx *ctx, const char *msg)
 static inline int fp_emit(fp_task_ctx *ctx, const char *json, size_t len)
 {
 	return ctx->host->emit(ctx, json, len);
+}
+
+/*
+ * Shared values (ABI 3): small JSON values by key that every task of the
+ * pool sees, the same store as the HTTP API's /v1/kv (what Python's
+ * multiprocessing.Manager().dict() gives its processes). Each call is one
+ * round trip to the master, atomic there. A key is 1 to 256 characters of
+ * A-Z a-z 0-9 _ . : @ -, NUL-terminated here; a value is JSON text of at
+ * most 64 KiB, kept in its compact form.
+ *
+ * Each returns 0 or a negative errno that fp_kv_errmsg() puts in words:
+ * -ENOENT no such key, -EINVAL a bad key, -EBADMSG a value that is not JSON,
+ * -EDOM incr of a value that is not an integer, -ERANGE incr past int64,
+ * -E2BIG a value over the cap, -ENOSPC the store is full, -ENOMEM.
+ */
+
+/*
+ * The value of `key`: *json (NUL-terminated, *len bytes) is the worker's,
+ * valid until the next fp_kv_* call or the task's end.
+ */
+static inline int fp_kv_get(fp_task_ctx *ctx, const char *key, const char **json, size_t *len)
+{
+	return ctx->host->kv_get(ctx, key, json, len);
+}
+
+/* Set `key` to `len` bytes of JSON text; it goes after ttl_ms (0: never). */
+static inline int fp_kv_set(fp_task_ctx *ctx, const char *key, const char *json, size_t len,
+			    uint64_t ttl_ms)
+{
+	return ctx->host->kv_set(ctx, key, json, len, ttl_ms);
+}
+
+/* Delete `key`: 0, or -ENOENT when it did not exist. */
+static inline int fp_kv_del(fp_task_ctx *ctx, const char *key)
+{
+	return ctx->host->kv_del(ctx, key);
+}
+
+/*
+ * Add `by` to the integer at `key` (a missing key counts as 0) and give the
+ * new value in *out (out may be NULL).
+ */
+static inline int fp_kv_incr(fp_task_ctx *ctx, const char *key, int64_t by, int64_t *out)
+{
+	return ctx->host->kv_incr(ctx, key, by, out);
+}
+
+/*
+ * Compare and set: set `key` to `json` only if its value now equals the
+ * JSON `expect` (compared as values, not spellings; expect NULL: only if the
+ * key does not exist). 1 when it was set, 0 when the value differed.
+ */
+static inline int fp_kv_cas(fp_task_ctx *ctx, const char *key, const char *expect,
+			    size_t expect_len, const char *json, size_t len, uint64_t ttl_ms)
+{
+	return ctx->host->kv_cas(ctx, key, expect, expect_len, json, len, ttl_ms);
+}
+
+/* What a shared-value error means, naming the limit it broke. */
+static inline const char *fp_kv_errmsg(fp_task_ctx *ctx, int err)
+{
+	return ctx->host->kv_errmsg(err);
 }
 
 /*

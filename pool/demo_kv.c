@@ -1,0 +1,92 @@
+/*
+ * The demo module's shared-value tasks (issue 18), for the tests, the README
+ * and `scripts/bench kv`: written against include/forkpool/task.h only, as
+ * any module's would be.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "module.h"
+
+/*
+ * The key in `args`: a JSON string, or {"key": string, "by": integer} (by
+ * may be left out: 1). Fails the item naming what was wrong, and returns
+ * -1, when it is neither.
+ */
+static int key_args(fp_task_ctx *ctx, const char *task, const char *args, size_t len,
+		    char *key, size_t keycap, int64_t *by)
+{
+	json_t *v = json_loadb(args, len, JSON_DECODE_ANY, NULL), *k = v, *b = NULL;
+	char msg[160];
+	int rc = -1;
+
+	*by = 1;
+	if (json_is_object(v)) {
+		k = json_object_get(v, "key");
+		b = json_object_get(v, "by");
+	}
+	if (!json_is_string(k) || (b && !json_is_integer(b))) {
+		snprintf(msg, sizeof(msg),
+			 "%s: expected a key (a JSON string) or {\"key\": string, \"by\": integer}",
+			 task);
+		fp_task_error(ctx, msg);
+		goto out;
+	}
+	if (json_string_length(k) >= keycap || strlen(json_string_value(k)) != json_string_length(k)) {
+		snprintf(msg, sizeof(msg), "%s: %s", task, fp_kv_errmsg(ctx, -EINVAL));
+		fp_task_error(ctx, msg);
+		goto out;
+	}
+	memcpy(key, json_string_value(k), json_string_length(k) + 1);
+	if (b)
+		*by = (int64_t)json_integer_value(b);
+	rc = 0;
+out:
+	json_decref(v);
+	return rc;
+}
+
+/* Fail the item with "<task> <key>: <what the error means>". */
+static int kv_failed(fp_task_ctx *ctx, const char *task, const char *key, int err)
+{
+	char msg[512];
+
+	snprintf(msg, sizeof(msg), "%s %s: %s", task, key, fp_kv_errmsg(ctx, err));
+	return fp_task_error(ctx, msg);
+}
+
+int fp__demo_incr(fp_task_ctx *ctx, const char *args, size_t len)
+{
+	char key[FP_KV_KEY_MAX + 1], out[24];
+	int64_t by, now;
+	int err;
+
+	if (key_args(ctx, "incr", args, len, key, sizeof(key), &by))
+		return 0;
+	err = fp_kv_incr(ctx, key, by, &now);
+	if (err)
+		return kv_failed(ctx, "incr", key, err);
+	return fp_task_return(ctx, out, (size_t)snprintf(out, sizeof(out), "%" PRId64, now));
+}
+
+int fp__demo_get(fp_task_ctx *ctx, const char *args, size_t len)
+{
+	char key[FP_KV_KEY_MAX + 1];
+	const char *val;
+	size_t vlen;
+	int64_t by;
+	int err;
+
+	if (key_args(ctx, "get", args, len, key, sizeof(key), &by))
+		return 0;
+	err = fp_kv_get(ctx, key, &val, &vlen);
+	if (err == -ENOENT)
+		return fp_task_return(ctx, "null", 4);
+	if (err)
+		return kv_failed(ctx, "get", key, err);
+	return fp_task_return(ctx, val, vlen);
+}

@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Shared values from tasks (issue 18): fp_kv_* from C tasks in the workers.
+
+The demo tasks `incr` and `get` reach the master's store in one round trip
+each; the answer is picked out of a socket that may already carry the
+worker's next chunk, so none of the items it holds is lost or reordered.
+
+Run by meson once per backend:
+    test_task_kv.py --forkpoold build/server/forkpoold --loop uring|epoll [unittest args]
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import Daemon, DaemonTestCase  # noqa: E402
+
+
+class TaskKvTest(DaemonTestCase):
+    daemon_kwargs = {"workers": 2}
+
+    def map_done(self, task, items, wait=120):
+        r = self.daemon.post("/v1/map?wait=%d" % wait, {"task": task, "items": items},
+                             timeout=wait + 30)
+        self.assertEqual(r.status, 200, r)
+        doc = r.json()
+        self.assertEqual(doc["state"], "done", doc)
+        return self.results(doc["id"])
+
+    def results(self, job_id):
+        g = self.daemon.get("/v1/jobs/%s?results=1" % job_id)
+        self.assertEqual(g.status, 200, g)
+        return [r["value"] for r in g.json()["results"]]
+
+    def test_incr_and_get_are_listed(self):
+        names = {t["name"] for t in self.daemon.get("/v1/tasks").json()["tasks"]}
+        self.assertLessEqual({"incr", "get"}, names)
+
+    def test_incr_returns_the_new_value_and_http_sees_it(self):
+        doc = self.apply("incr", "t1")
+        self.assertEqual(doc["result"], 1, doc)
+        doc = self.apply("incr", {"key": "t1", "by": 41})
+        self.assertEqual(doc["result"], 42, doc)
+        self.assertEqual(self.daemon.get("/v1/kv/t1").json(), 42)
+        r = self.daemon.request("PUT", "/v1/kv/doc", body='{"a": [1, 2]}',
+                                headers={"Content-Type": "application/json"})
+        self.assertEqual(r.status, 204, r)
+        self.assertEqual(self.apply("get", "doc")["result"], {"a": [1, 2]})
+        self.assertIsNone(self.apply("get", "nothing-here")["result"])
+
+    def test_errors_are_named_and_the_worker_goes_on(self):
+        self.daemon.request("PUT", "/v1/kv/word", body='"text"',
+                            headers={"Content-Type": "application/json"})
+        doc = self.submit("/v1/apply?wait=20", {"task": "incr", "args": "word"}, status=200)
+        self.assertEqual(doc["state"], "failed", doc)
+        self.assertIn("integer", doc["error"]["message"], doc)
+        doc = self.submit("/v1/apply?wait=20", {"task": "incr", "args": "bad key!"}, status=200)
+        self.assertEqual(doc["state"], "failed", doc)
+        self.assertIn("A-Z a-z 0-9", doc["error"]["message"], doc)
+        self.assertEqual(self.apply("incr", "after-errors")["result"], 1)
+
+    def test_10000_increments_over_2_workers_lose_none(self):
+        values = self.map_done("incr", ["c2"] * 10000)
+        self.assertEqual(self.daemon.get("/v1/kv/c2").json(), 10000)
+        # Each item saw a value of its own: 1..10000 once each.
+        self.assertEqual(sorted(values), list(range(1, 10001)))
+
+    def test_calls_between_prefetched_chunks_keep_every_item(self):
+        # Two jobs at once: a worker's socket holds square chunks sent
+        # ahead while an incr waits for its answer, and the reverse. Every
+        # item of both answers, with its own value.
+        squares = self.submit("/v1/map", {"task": "square", "items": list(range(6000)),
+                                          "chunksize": 7})
+        incrs = self.submit("/v1/map", {"task": "incr", "items": [{"key": "mix", "by": 2}] * 3000,
+                                        "chunksize": 5})
+        for job in (squares, incrs):
+            self.assertEqual(self.daemon.wait_job(job["id"], timeout=120)["state"], "done")
+        self.assertEqual(self.results(squares["id"]), [i * i for i in range(6000)])
+        self.assertEqual(sorted(self.results(incrs["id"])), list(range(2, 6001, 2)))
+        self.assertEqual(self.daemon.get("/v1/kv/mix").json(), 6000)
+
+
+class TaskKvFourWorkersTest(DaemonTestCase):
+    daemon_kwargs = {"workers": 4}
+
+    def test_10000_increments_over_4_workers_lose_none(self):
+        r = self.daemon.post("/v1/map?wait=120", {"task": "incr", "items": ["c4"] * 10000},
+                             timeout=150)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["state"], "done", r.json())
+        self.assertEqual(self.daemon.get("/v1/kv/c4").json(), 10000)
+        g = self.daemon.get("/v1/jobs/%s?results=1" % r.json()["id"])
+        self.assertEqual(sorted(x["value"] for x in g.json()["results"]), list(range(1, 10001)))
+
+
+if __name__ == "__main__":
+    harness.main()
