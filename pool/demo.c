@@ -504,6 +504,8 @@ static const struct fp_task demo_tasks[] = {
 	{ "incr", fp__demo_incr,
 	  "key or {key, by} -> adds 1 (or by) to that shared value, returns the new value" },
 	{ "get", fp__demo_get, "key -> that shared value, or null when there is none" },
+	{ "watch", fp__demo_watch,
+	  "ms or {ms, key} -> burns CPU up to ms, returns \"cancelled\" (and sets key) once fp_cancelled()" },
 	{ NULL, NULL, NULL },
 };
 

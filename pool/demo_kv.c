@@ -1,12 +1,14 @@
 /*
- * The demo module's shared-value tasks (issue 18), for the tests, the README
- * and `scripts/bench kv`: written against include/forkpool/task.h only, as
- * any module's would be.
+ * The demo module's coordination tasks (issue 18): shared values (incr,
+ * get) and cooperative cancel (watch), for the tests, the README and
+ * `scripts/bench kv`; written against include/forkpool/task.h only, as any
+ * module's would be.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -89,4 +91,60 @@ int fp__demo_get(fp_task_ctx *ctx, const char *args, size_t len)
 	if (err)
 		return kv_failed(ctx, "get", key, err);
 	return fp_task_return(ctx, val, vlen);
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/*
+ * {"ms": N, "key": K}: sets shared value K (when given) to "running", then
+ * burns CPU for up to N ms, asking fp_cancelled() every millisecond or so.
+ * Given up on meanwhile, it sets K to "cancelled" and returns "cancelled"
+ * (an item given up on ends as the master meant, timeout or cancelled: the
+ * shared value is what shows the task saw it in time); else returns N.
+ */
+int fp__demo_watch(fp_task_ctx *ctx, const char *args, size_t len)
+{
+	json_t *v = json_loadb(args, len, JSON_DECODE_ANY, NULL);
+	json_t *ms = json_is_object(v) ? json_object_get(v, "ms") : v;
+	json_t *key = json_is_object(v) ? json_object_get(v, "key") : NULL;
+	char out[24];
+	uint64_t end, next = 0;
+	int rc;
+
+	if (!json_is_integer(ms) || json_integer_value(ms) < 0 || (key && !json_is_string(key))) {
+		json_decref(v);
+		return fp_task_error(ctx, "watch: expected milliseconds, or {\"ms\": integer, \"key\": string}");
+	}
+	if (key && (rc = fp_kv_set(ctx, json_string_value(key), "\"running\"", 9, 0))) {
+		json_decref(v);
+		return fp_task_error(ctx, fp_kv_errmsg(ctx, rc));
+	}
+	end = now_ms() + (uint64_t)json_integer_value(ms);
+	for (;;) {
+		uint64_t t = now_ms();
+
+		if (t >= end)
+			break;
+		if (t >= next) {
+			next = t + 1;
+			if (fp_cancelled(ctx)) {
+				if (key && (rc = fp_kv_set(ctx, json_string_value(key), "\"cancelled\"", 11, 0)))
+					rc = fp_task_error(ctx, fp_kv_errmsg(ctx, rc));
+				else
+					rc = fp_task_return(ctx, "\"cancelled\"", 11);
+				json_decref(v);
+				return rc;
+			}
+		}
+	}
+	rc = fp_task_return(ctx, out, (size_t)snprintf(out, sizeof(out), "%" JSON_INTEGER_FORMAT,
+							json_integer_value(ms)));
+	json_decref(v);
+	return rc;
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "cancel.h"
 #include "item.h"
 #include "pool_impl.h"
 
@@ -335,8 +336,8 @@ static void deadline_cb(fp_timer *t)
 	fp_log_warn(&p->log, "worker %u (pid %d): task %s ran past its %llu ms timeout; "
 		    "stopping it (%s)", w->slot, (int)w->pid, fp__item_task(c, hop),
 		    (unsigned long long)c->timeout_ms, name);
-	fp__worker_kill(w, SIGTERM, FP_KILL_TIMEOUT);
-	fp_timer_start(p->loop, t, p->opts.kill_grace_ms, deadline_cb);
+	/* The task may see fp_cancelled() and stop by itself within the grace. */
+	fp__worker_stop(w, FP_KILL_TIMEOUT, true);
 }
 
 /* --- frames from a worker ------------------------------------------------ */

@@ -81,7 +81,8 @@ static void answered(fp_pool *pool, const struct fp_kv_reply *r, void *data)
 	char *p;
 
 	(void)pool;
-	if (!w || w->reaped || w->kill_reason != FP_KILL_NONE)
+	/* A worker being stopped still gets its answer: its task may be cleaning up. */
+	if (!w || w->reaped || w->kill_reason == FP_KILL_PROTOCOL)
 		goto out;
 	if (len > w->kv_reply_cap) {
 		p = realloc(w->kv_reply, len);

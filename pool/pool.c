@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cancel.h"
 #include "forkpool/loop.h"
 #include "pipeline.h"
 #include "kv.h"
@@ -706,9 +707,17 @@ int fp_pool_cancel(fp_pool *root, uint64_t call_id)
 	 * worker is never reaped before we stop signalling it, so the pid is
 	 * the one we mean.
 	 */
-	for (w = p->workers; w; w = w->next)
-		if (!w->reaped && fp__worker_holds(w, c))
-			fp__worker_kill(w, SIGKILL, FP_KILL_CANCEL);
+	for (w = p->workers; w; w = w->next) {
+		uint64_t cur;
+		uint32_t index;
+		unsigned hop;
+
+		if (w->reaped || !fp__worker_holds(w, c))
+			continue;
+		/* Its task may see fp_cancelled() and stop by itself within the grace. */
+		cur = atomic_load_explicit(&w->shm->current, memory_order_acquire);
+		fp__worker_stop(w, FP_KILL_CANCEL, fp__worker_item(w, cur, &index, &hop) == c);
+	}
 	return 0;
 }
 

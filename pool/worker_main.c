@@ -22,6 +22,7 @@
 
 #include <jansson.h>
 
+#include "cancel.h"
 #include "frame.h"
 #include "worker_kv.h"
 #include "worker_main.h"
@@ -79,6 +80,7 @@ struct task_ctx {
 	unsigned hop;                   /* its place in the item's chain (frame.h) */
 	struct clock_run *run;          /* the items before it, not yet timed */
 	struct fp_worker_kv *kv;        /* its shared-value calls (worker_kv.h) */
+	struct fp_task_cancel *cancel;  /* fp_cancelled() (cancel.h) */
 };
 
 static uint64_t mono_ns(void)
@@ -332,6 +334,13 @@ static int host_kv_cas(fp_task_ctx *ctx, const char *key, const char *expect, si
 				 len, ttl_ms);
 }
 
+static int host_cancelled(fp_task_ctx *ctx)
+{
+	struct task_ctx *c = (struct task_ctx *)ctx;
+
+	return fp__task_cancelled(c->cancel, c->args->shm, c->id);
+}
+
 static const struct fp_task_host worker_host = {
 	.abi_version = FP_TASK_ABI_VERSION,
 	.ret = host_return,
@@ -344,6 +353,7 @@ static const struct fp_task_host worker_host = {
 	.kv_incr = host_kv_incr,
 	.kv_cas = host_kv_cas,
 	.kv_errmsg = fp_kv_strerror,
+	.cancelled = host_cancelled,
 };
 
 /* The frame at `at`'s header. */
@@ -625,11 +635,12 @@ static void tasks_resolve(struct item_tasks *it, const struct fp_registry *reg,
 static size_t run_task(const struct fp_worker_args *a, struct out_buf *out,
 		       const struct fp_frame_header *h, const struct item_tasks *it,
 		       const char *args, size_t args_len, struct clock_run *run,
-		       struct hop_buf *hb, struct fp_worker_kv *kv)
+		       struct hop_buf *hb, struct fp_worker_kv *kv, struct fp_task_cancel *tc)
 {
 	struct task_ctx c = {
 		.base.host = &worker_host, .args = a, .out = out,
 		.stream = (h->flags & FP_FRAME_STREAM) != 0, .id = h->id, .run = run, .kv = kv,
+		.cancel = tc,
 	};
 	const struct fp_registry_task *t;
 	struct fp_frame_header rh;
@@ -776,6 +787,7 @@ _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 	struct timespec tick;
 	struct fp_frame_reader reader;
 	struct fp_worker_kv kv;
+	struct fp_task_cancel tc = { .armed = false };
 	struct out_buf out = { 0 };
 	struct fp_frame_header h;
 	const char *payload;
@@ -834,7 +846,25 @@ _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 				atomic_store_explicit(&a->shm->hop, 0, memory_order_relaxed);
 			atomic_store_explicit(&a->shm->current, h.id, memory_order_release);
 			it = item_tasks_of(a, &reader, &h, payload, &tasks, &args, &args_len);
-			frame_at = run_task(a, &out, &h, it, args, args_len, &run, &hb, &kv);
+			frame_at = run_task(a, &out, &h, it, args, args_len, &run, &hb, &kv, &tc);
+			if (fp__task_cancel_end(&tc)) {
+				/*
+				 * SIGTERM came while the task said it would stop by
+				 * itself: the master wants us gone. The answers before
+				 * go; this one too unless it is the item given up on,
+				 * which the page goes on naming, so that the master
+				 * ends it as it meant to (timeout, cancelled).
+				 */
+				if (atomic_load_explicit(&a->shm->cancel, memory_order_acquire) == h.id) {
+					out.len = frame_at;
+				} else {
+					atomic_store_explicit(&a->shm->current, 0, memory_order_release);
+					run.at[run.n++] = frame_at;
+				}
+				if (run.n)
+					run_stamp(&run, &out, mono_ns(), 0);
+				worker_exit(a, a->fd, &out, FP_WORKER_EXIT_OK);
+			}
 			atomic_store_explicit(&a->shm->current, 0, memory_order_release);
 			run.at[run.n++] = frame_at;
 

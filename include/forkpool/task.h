@@ -32,7 +32,7 @@ extern "C" {
  *   1  tasks that return one value
  *   2  fp_emit() (generator tasks) and fp_module.generators
  *   3  shared values: fp_kv_get(), fp_kv_set(), fp_kv_del(), fp_kv_incr(),
- *      fp_kv_cas()
+ *      fp_kv_cas(); fp_cancelled()
  */
 #define FP_TASK_ABI_VERSION 3
 #define FP_TASK_ABI_MIN 1
@@ -127,6 +127,8 @@ struct fp_task_host {
 	int (*kv_cas)(fp_task_ctx *ctx, const char *key, const char *expect, size_t expect_len,
 		      const char *json, size_t len, uint64_t ttl_ms);
 	const char *(*kv_errmsg)(int err);
+	/* Whether the task should stop: see fp_cancelled(). */
+	int (*cancelled)(fp_task_ctx *ctx);
 };
 
 struct fp_task_ctx {
@@ -209,6 +211,20 @@ static inline int fp_kv_cas(fp_task_ctx *ctx, const char *key, const char *expec
 static inline const char *fp_kv_errmsg(fp_task_ctx *ctx, int err)
 {
 	return ctx->host->kv_errmsg(err);
+}
+
+/*
+ * Cooperative cancel (ABI 3): 1 when the running item was given up on (its
+ * job cancelled, or past its timeout) or the worker is being stopped, else
+ * 0. A load from memory the master writes, cheap enough to poll in a loop.
+ * The worker is SIGKILLed after the pool's grace (2 s by default) whatever
+ * the task does; a task that polls this should clean up and return within
+ * it. A task that has called it once is not ended by the SIGTERM that starts
+ * the grace; one that never calls it is, as before.
+ */
+static inline int fp_cancelled(fp_task_ctx *ctx)
+{
+	return ctx->host->cancelled(ctx);
 }
 
 /*

@@ -14,7 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Daemon, DaemonTestCase  # noqa: E402
+from harness import DaemonTestCase, wait_until  # noqa: E402
 
 
 class TaskKvTest(DaemonTestCase):
@@ -92,6 +92,42 @@ class TaskKvFourWorkersTest(DaemonTestCase):
         self.assertEqual(self.daemon.get("/v1/kv/c4").json(), 10000)
         g = self.daemon.get("/v1/jobs/%s?results=1" % r.json()["id"])
         self.assertEqual(sorted(x["value"] for x in g.json()["results"]), list(range(1, 10001)))
+
+
+class CancelTest(DaemonTestCase):
+    """fp_cancelled(): the demo's watch task polls it and records what it saw."""
+
+    daemon_kwargs = {"workers": 1, "task_timeout": 60000}
+
+    def kv(self, key):
+        r = self.daemon.get("/v1/kv/" + key)
+        return r.json() if r.status == 200 else None
+
+    def test_a_cancelled_jobs_task_sees_fp_cancelled_before_its_kill(self):
+        pid = self.daemon.worker_pids()[0]
+        doc = self.submit("/v1/map", {"task": "watch", "items": [{"ms": 60000, "key": "w1"}]})
+        wait_until(lambda: self.kv("w1") == "running", 20, what="watch running")
+        r = self.daemon.delete("/v1/jobs/%s" % doc["id"])
+        self.assertIn(r.status, (200, 202, 204), r)
+        # The task saw it and wrote so through the store: only a task alive
+        # after the cancel can, so it saw it before any kill.
+        wait_until(lambda: self.kv("w1") == "cancelled", 15, what="watch saw fp_cancelled")
+        self.assertEqual(self.daemon.wait_job(doc["id"])["state"], "cancelled")
+        # Its worker left (by itself, with status 0) and was replaced.
+        wait_until(lambda: pid not in self.daemon.worker_pids(), 10, what="worker replaced")
+        self.assertEqual(self.apply("square", 7)["result"], 49)
+
+    def test_a_timed_out_task_sees_fp_cancelled_and_its_item_is_a_timeout(self):
+        doc = self.submit("/v1/apply?wait=30", {"task": "watch", "args": {"ms": 60000, "key": "w2"},
+                                                "timeout_ms": 300}, status=200)
+        self.assertEqual(doc["state"], "failed", doc)
+        self.assertEqual(doc["error"]["type"], "timeout", doc)
+        self.assertIn("300 ms timeout", doc["error"]["message"], doc)
+        self.assertEqual(self.kv("w2"), "cancelled")
+
+    def test_a_task_that_finishes_is_not_cancelled(self):
+        self.assertEqual(self.apply("watch", {"ms": 50, "key": "w3"})["result"], 50)
+        self.assertEqual(self.kv("w3"), "running")
 
 
 if __name__ == "__main__":
