@@ -506,6 +506,8 @@ static const struct fp_task demo_tasks[] = {
 	{ "get", fp__demo_get, "key -> that shared value, or null when there is none" },
 	{ "watch", fp__demo_watch,
 	  "ms or {ms, key} -> burns CPU up to ms, returns \"cancelled\" (and sets key) once fp_cancelled()" },
+	{ "lock", fp__demo_lock,
+	  "{name, timeout_ms, hold_ms, key, keep} -> takes lock name, holds it hold_ms, returns the pid" },
 	{ NULL, NULL, NULL },
 };
 

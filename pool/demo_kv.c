@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -147,4 +148,58 @@ int fp__demo_watch(fp_task_ctx *ctx, const char *args, size_t len)
 							json_integer_value(ms)));
 	json_decref(v);
 	return rc;
+}
+
+/*
+ * {"name": L, "timeout_ms": T, "hold_ms": H, "key": K, "keep": bool}: takes
+ * lock L (waiting up to T ms, default 10 s), sets shared value K (when
+ * given) to its worker's pid, holds the lock H ms (default 0) or until
+ * fp_cancelled(), then gives it back, unless keep (the task's end gives it
+ * back then). Returns the pid. Refused in time: an error naming the timeout.
+ */
+int fp__demo_lock(fp_task_ctx *ctx, const char *args, size_t len)
+{
+	json_t *v = json_loadb(args, len, 0, NULL);
+	json_t *name = json_object_get(v, "name"), *to = json_object_get(v, "timeout_ms");
+	json_t *hold = json_object_get(v, "hold_ms"), *key = json_object_get(v, "key");
+	uint64_t timeout = 10000, end;
+	char msg[FP_KV_KEY_MAX + 128], pid[24];
+	int rc, n;
+
+	if (!json_is_string(name) || (to && !json_is_integer(to)) || (hold && !json_is_integer(hold)) ||
+	    (key && !json_is_string(key))) {
+		json_decref(v);
+		return fp_task_error(ctx, "lock: expected {\"name\": string, \"timeout_ms\": integer, "
+				     "\"hold_ms\": integer, \"key\": string, \"keep\": boolean}");
+	}
+	if (to)
+		timeout = (uint64_t)json_integer_value(to);
+	rc = fp_lock(ctx, json_string_value(name), timeout);
+	if (rc == -ETIMEDOUT) {
+		snprintf(msg, sizeof(msg), "lock %s was not free within %llu ms",
+			 json_string_value(name), (unsigned long long)timeout);
+		goto fail;
+	}
+	if (rc) {
+		snprintf(msg, sizeof(msg), "lock %s: %s", json_string_value(name), strerror(-rc));
+		goto fail;
+	}
+	n = snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	if (key && (rc = fp_kv_set(ctx, json_string_value(key), pid, (size_t)n, 0))) {
+		snprintf(msg, sizeof(msg), "lock: %s", fp_kv_errmsg(ctx, rc));
+		goto fail;
+	}
+	end = now_ms() + (hold ? (uint64_t)json_integer_value(hold) : 0);
+	while (now_ms() < end && !fp_cancelled(ctx)) {
+		struct timespec ms = { 0, 1000000 };
+
+		nanosleep(&ms, NULL);
+	}
+	if (!json_is_true(json_object_get(v, "keep")))
+		fp_unlock(ctx, json_string_value(name));
+	json_decref(v);
+	return fp_task_return(ctx, pid, (size_t)n);
+fail:
+	json_decref(v);
+	return fp_task_error(ctx, msg);
 }

@@ -11,11 +11,13 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
 
 #include "kv_wire.h"
+#include "locks.h"
 #include "pool_impl.h"
 #include "worker.h"
 
@@ -65,10 +67,11 @@ bool fp__kv_reply_flush(struct fp_worker *w)
 	return true;
 }
 
-static void answered(fp_pool *pool, const struct fp_kv_reply *r, void *data)
+/* Answer call `id` of the worker (pool, slot, generation), if it is still there to hear it. */
+static void answer(fp_pool *pool, unsigned slot, uint64_t generation, uint64_t id,
+		   const struct fp_kv_reply *r)
 {
-	struct kv_call *call = data;
-	struct fp_worker *w = find_worker(call->pool, call->slot, call->generation);
+	struct fp_worker *w = find_worker(pool, slot, generation);
 	struct fp_kv_wire_reply wr = {
 		.err = r->err,
 		.swapped = r->swapped,
@@ -80,21 +83,20 @@ static void answered(fp_pool *pool, const struct fp_kv_reply *r, void *data)
 	size_t len = sizeof(h) + sizeof(wr) + wr.value_len;
 	char *p;
 
-	(void)pool;
 	/* A worker being stopped still gets its answer: its task may be cleaning up. */
 	if (!w || w->reaped || w->kill_reason == FP_KILL_PROTOCOL)
-		goto out;
+		return;
 	if (len > w->kv_reply_cap) {
 		p = realloc(w->kv_reply, len);
 		if (!p) {
 			/* Its task would wait for an answer that never comes. */
 			fp__worker_kill(w, SIGKILL, FP_KILL_PROTOCOL);
-			goto out;
+			return;
 		}
 		w->kv_reply = p;
 		w->kv_reply_cap = len;
 	}
-	fp_frame_header_init(&h, FP_FRAME_KV_REPLY, call->id, (uint32_t)(len - sizeof(h)), 0);
+	fp_frame_header_init(&h, FP_FRAME_KV_REPLY, id, (uint32_t)(len - sizeof(h)), 0);
 	p = w->kv_reply;
 	memcpy(p, &h, sizeof(h));
 	memcpy(p + sizeof(h), &wr, sizeof(wr));
@@ -103,8 +105,62 @@ static void answered(fp_pool *pool, const struct fp_kv_reply *r, void *data)
 	w->kv_reply_len = len;
 	w->kv_reply_due = true;
 	fp__kv_reply_flush(w);
-out:
+}
+
+static void answered(fp_pool *pool, const struct fp_kv_reply *r, void *data)
+{
+	struct kv_call *call = data;
+
+	(void)pool;
+	answer(call->pool, call->slot, call->generation, call->id, r);
 	free(call);
+}
+
+/* A lock's answer (locks.h), now or when it is free or the wait is over. */
+static void lock_answered(fp_pool *pool, unsigned slot, uint64_t generation, uint64_t id,
+			  int err, const char *msg)
+{
+	struct fp_kv_reply r = { .err = err, .value = msg, .value_len = msg ? strlen(msg) : 0 };
+
+	answer(pool, slot, generation, id, &r);
+}
+
+/* LOCK, UNLOCK, UNLOCK_ALL: the lock table, not the store. */
+static int serve_lock(struct fp_worker *w, uint64_t id, const struct fp_kv_wire_req *wr,
+		      const char *name)
+{
+	struct fp_kv_reply r = { 0 };
+	char msg[FP_KV_KEY_MAX + 64];
+	int err;
+
+	if (wr->op != FP_KV_WIRE_UNLOCK_ALL && (wr->key_len == 0 || wr->key_len > FP_KV_KEY_MAX)) {
+		r.err = -EINVAL;
+		r.value = "a lock's name is 1 to 256 bytes";
+		r.value_len = strlen(r.value);
+		answer(w->pool, w->slot, w->generation, id, &r);
+		return 0;
+	}
+	switch (wr->op) {
+	case FP_KV_WIRE_LOCK:
+		err = fp__lock(w, id, name, wr->key_len, wr->ttl_ms, lock_answered);
+		if (err)
+			fp__worker_kill(w, SIGKILL, FP_KILL_PROTOCOL);
+		return 0;
+	case FP_KV_WIRE_UNLOCK:
+		r.err = fp__unlock(w, name, wr->key_len);
+		if (r.err) {
+			snprintf(msg, sizeof(msg), "lock '%.*s' is not held by this task",
+				 (int)wr->key_len, name);
+			r.value = msg;
+			r.value_len = strlen(msg);
+		}
+		break;
+	default:
+		r.number = fp__unlock_all(w);
+		break;
+	}
+	answer(w->pool, w->slot, w->generation, id, &r);
+	return 0;
 }
 
 int fp__kv_serve(struct fp_worker *w, const struct fp_frame_header *h, const char *payload)
@@ -121,6 +177,8 @@ int fp__kv_serve(struct fp_worker *w, const struct fp_frame_header *h, const cha
 	if ((uint64_t)wr.key_len + wr.value_len + wr.expect_len != h->len - sizeof(wr) ||
 	    (!wr.has_expect && wr.expect_len) || w->kv_reply_due)
 		return -EPROTO;
+	if (wr.op >= FP_KV_WIRE_LOCK && wr.op <= FP_KV_WIRE_UNLOCK_ALL)
+		return serve_lock(w, h->id, &wr, p);
 	req = (struct fp_kv_request){
 		.op = (fp_kv_op)wr.op,
 		.key = p,

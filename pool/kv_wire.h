@@ -18,8 +18,20 @@
 
 #include <stdint.h>
 
+/*
+ * Operations besides fp_kv_op's, for locks (locks.h): the key is the lock's
+ * name; LOCK's ttl_ms is how long it may wait. UNLOCK_ALL (no key) gives
+ * back what the task still holds when it ends. A lock's refusal carries its
+ * message as the value.
+ */
+enum {
+	FP_KV_WIRE_LOCK = 100,
+	FP_KV_WIRE_UNLOCK,
+	FP_KV_WIRE_UNLOCK_ALL,
+};
+
 struct fp_kv_wire_req {
-	uint32_t op;            /* fp_kv_op */
+	uint32_t op;            /* fp_kv_op, or one of the above */
 	uint32_t key_len;
 	uint32_t value_len;
 	uint32_t expect_len;

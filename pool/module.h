@@ -53,6 +53,7 @@ int fp__demo_count(fp_task_ctx *ctx, const char *args, size_t len);
 int fp__demo_incr(fp_task_ctx *ctx, const char *args, size_t len);
 int fp__demo_get(fp_task_ctx *ctx, const char *args, size_t len);
 int fp__demo_watch(fp_task_ctx *ctx, const char *args, size_t len);
+int fp__demo_lock(fp_task_ctx *ctx, const char *args, size_t len);
 
 /* Zero the registry; a zeroed registry is valid and empty. */
 void fp_registry_init(struct fp_registry *reg);

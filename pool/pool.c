@@ -15,6 +15,7 @@
 #include "forkpool/loop.h"
 #include "pipeline.h"
 #include "kv.h"
+#include "locks.h"
 #include "pool_impl.h"
 
 #define DEFAULT_TIMEOUT_MS 60000
@@ -359,6 +360,7 @@ void fp_pool_free(fp_pool *p)
 	free(p->task_list);
 	free(p->task_names);
 	fp__kv_free(p->kv);
+	fp__locks_free(p->locks);
 	for (i = 0; i < p->opts.workers && p->slots; i++)
 		fp_timer_stop(&p->slots[i].respawn);
 	fp_timer_stop(&p->defer);

@@ -64,6 +64,7 @@ struct fp_pool {
 	struct fp_task_info *task_list;   /* fp_pool_tasks() with exec tasks */
 	char *task_names;
 	struct fp_kv *kv;          /* the root's shared values (pool_kv.c), made on first use */
+	struct fp_locks *locks;    /* the root's named locks for tasks (locks.c), made on first use */
 
 	fp_loop *loop;
 	bool own_loop;

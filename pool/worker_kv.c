@@ -291,3 +291,47 @@ int fp__worker_kv_cas(struct fp_worker_kv *k, const char *key, const char *expec
 		return err;
 	return r.err ? r.err : r.swapped;
 }
+
+static int lock_call(struct fp_worker_kv *k, uint32_t op, const char *name, uint64_t timeout_ms,
+		     const char **msg)
+{
+	struct fp_kv_request req = {
+		.op = (fp_kv_op)op, .key = name, .key_len = name ? strnlen(name, FP_KV_KEY_MAX + 1) : 0,
+		.ttl_ms = timeout_ms,
+	};
+	struct fp_kv_reply r;
+	int err = fp__worker_kv_call(k, &req, &r);
+
+	if (err)
+		return err;
+	if (msg)
+		*msg = r.err ? r.value : NULL;
+	return r.err;
+}
+
+int fp__worker_lock(struct fp_worker_kv *k, const char *name, uint64_t timeout_ms,
+		    const char **msg)
+{
+	int err = lock_call(k, FP_KV_WIRE_LOCK, name, timeout_ms, msg);
+
+	if (err == 0)
+		k->locks++;
+	return err;
+}
+
+int fp__worker_unlock(struct fp_worker_kv *k, const char *name, const char **msg)
+{
+	int err = lock_call(k, FP_KV_WIRE_UNLOCK, name, 0, msg);
+
+	if (err == 0 && k->locks)
+		k->locks--;
+	return err;
+}
+
+void fp__worker_kv_task_end(struct fp_worker_kv *k)
+{
+	if (!k->locks)
+		return;
+	(void)lock_call(k, FP_KV_WIRE_UNLOCK_ALL, NULL, 0, NULL);
+	k->locks = 0;
+}

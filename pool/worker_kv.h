@@ -30,6 +30,7 @@ struct fp_worker_kv {
 	char *value;                    /* the last answer's value, NUL-terminated */
 	size_t value_cap;
 	uint64_t seq;                   /* calls made */
+	unsigned locks;                 /* held by the running task (a count: the master knows which) */
 };
 
 void fp__worker_kv_init(struct fp_worker_kv *k, int fd, struct fp_frame_reader *reader);
@@ -61,5 +62,17 @@ int fp__worker_kv_del(struct fp_worker_kv *k, const char *key);
 int fp__worker_kv_incr(struct fp_worker_kv *k, const char *key, int64_t by, int64_t *out);
 int fp__worker_kv_cas(struct fp_worker_kv *k, const char *key, const char *expect,
 		      size_t expect_len, const char *json, size_t len, uint64_t ttl_ms);
+
+/*
+ * Locks (locks.h): 0, or -ETIMEDOUT (not free within timeout_ms), -EDEADLK
+ * (held by this task already), -EINVAL (a bad name), -ENOENT (unlock of a
+ * lock the task does not hold). *msg (may be NULL) is then the master's
+ * words for it, valid until the next call.
+ */
+int fp__worker_lock(struct fp_worker_kv *k, const char *name, uint64_t timeout_ms,
+		    const char **msg);
+int fp__worker_unlock(struct fp_worker_kv *k, const char *name, const char **msg);
+/* The task ended: give back what it still holds (one round trip, only then). */
+void fp__worker_kv_task_end(struct fp_worker_kv *k);
 
 #endif

@@ -341,6 +341,16 @@ static int host_cancelled(fp_task_ctx *ctx)
 	return fp__task_cancelled(c->cancel, c->args->shm, c->id);
 }
 
+static int host_lock(fp_task_ctx *ctx, const char *name, uint64_t timeout_ms)
+{
+	return fp__worker_lock(((struct task_ctx *)ctx)->kv, name, timeout_ms, NULL);
+}
+
+static int host_unlock(fp_task_ctx *ctx, const char *name)
+{
+	return fp__worker_unlock(((struct task_ctx *)ctx)->kv, name, NULL);
+}
+
 static const struct fp_task_host worker_host = {
 	.abi_version = FP_TASK_ABI_VERSION,
 	.ret = host_return,
@@ -354,6 +364,8 @@ static const struct fp_task_host worker_host = {
 	.kv_cas = host_kv_cas,
 	.kv_errmsg = fp_kv_strerror,
 	.cancelled = host_cancelled,
+	.lock = host_lock,
+	.unlock = host_unlock,
 };
 
 /* The frame at `at`'s header. */
@@ -847,6 +859,8 @@ _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 			atomic_store_explicit(&a->shm->current, h.id, memory_order_release);
 			it = item_tasks_of(a, &reader, &h, payload, &tasks, &args, &args_len);
 			frame_at = run_task(a, &out, &h, it, args, args_len, &run, &hb, &kv, &tc);
+			/* No lock outlives the task that took it. */
+			fp__worker_kv_task_end(&kv);
 			if (fp__task_cancel_end(&tc)) {
 				/*
 				 * SIGTERM came while the task said it would stop by

@@ -32,7 +32,7 @@ extern "C" {
  *   1  tasks that return one value
  *   2  fp_emit() (generator tasks) and fp_module.generators
  *   3  shared values: fp_kv_get(), fp_kv_set(), fp_kv_del(), fp_kv_incr(),
- *      fp_kv_cas(); fp_cancelled()
+ *      fp_kv_cas(); fp_lock(), fp_unlock(); fp_cancelled()
  */
 #define FP_TASK_ABI_VERSION 3
 #define FP_TASK_ABI_MIN 1
@@ -129,6 +129,9 @@ struct fp_task_host {
 	const char *(*kv_errmsg)(int err);
 	/* Whether the task should stop: see fp_cancelled(). */
 	int (*cancelled)(fp_task_ctx *ctx);
+	/* Named locks: see fp_lock(). */
+	int (*lock)(fp_task_ctx *ctx, const char *name, uint64_t timeout_ms);
+	int (*unlock)(fp_task_ctx *ctx, const char *name);
 };
 
 struct fp_task_ctx {
@@ -211,6 +214,28 @@ static inline int fp_kv_cas(fp_task_ctx *ctx, const char *key, const char *expec
 static inline const char *fp_kv_errmsg(fp_task_ctx *ctx, int err)
 {
 	return ctx->host->kv_errmsg(err);
+}
+
+/*
+ * Named locks (ABI 3), held in the master: at most one task of the pool
+ * holds `name` (1 to 256 bytes) at a time. fp_lock() waits up to timeout_ms
+ * (0: not at all) for it; waiters have it in the order they asked. Returns
+ * 0, -ETIMEDOUT when it was not free in time (the item's error should say
+ * so: "lock NAME was not free within N ms"), -EDEADLK when this task holds
+ * it already (locks are not re-entrant), -EINVAL for a bad name.
+ * fp_unlock() gives it back: 0, or -ENOENT when this task does not hold it.
+ * No lock outlives its holder: what a task still holds when it returns is
+ * given back then, and what a worker held when it died (crash, SIGKILL,
+ * timeout) is free at once.
+ */
+static inline int fp_lock(fp_task_ctx *ctx, const char *name, uint64_t timeout_ms)
+{
+	return ctx->host->lock(ctx, name, timeout_ms);
+}
+
+static inline int fp_unlock(fp_task_ctx *ctx, const char *name)
+{
+	return ctx->host->unlock(ctx, name);
 }
 
 /*

@@ -10,6 +10,7 @@ Run by meson once per backend:
 """
 
 import os
+import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -128,6 +129,57 @@ class CancelTest(DaemonTestCase):
     def test_a_task_that_finishes_is_not_cancelled(self):
         self.assertEqual(self.apply("watch", {"ms": 50, "key": "w3"})["result"], 50)
         self.assertEqual(self.kv("w3"), "running")
+
+
+class LockTest(DaemonTestCase):
+    """fp_lock()/fp_unlock() through the demo's lock task."""
+
+    daemon_kwargs = {"workers": 2, "task_timeout": 120000}
+
+    def holder(self, key):
+        r = self.daemon.get("/v1/kv/" + key)
+        return r.json() if r.status == 200 else None
+
+    def hold(self, name, key):
+        """A job whose task takes `name` and holds it; returns (job, holder pid)."""
+        doc = self.submit("/v1/map", {"task": "lock", "items": [
+            {"name": name, "hold_ms": 100000, "key": key}]})
+        pid = wait_until(lambda: self.holder(key), 20, what="lock %s taken" % name)
+        return doc, pid
+
+    def test_a_lock_held_by_a_killed_worker_is_free_at_once(self):
+        doc, pid = self.hold("L", "holder-L")
+        os.kill(pid, signal.SIGKILL)
+        # Its timeout is a minute; the apply waits 20 s at most: only a lock
+        # freed when its holder died lets it finish.
+        r = self.daemon.post("/v1/apply?wait=20", {"task": "lock",
+                                                   "args": {"name": "L", "timeout_ms": 60000}},
+                             timeout=40)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["state"], "done", r.json())
+        self.assertNotEqual(r.json()["result"], pid)
+        self.assertEqual(self.daemon.wait_job(doc["id"])["state"], "failed")
+
+    def test_a_locks_timeout_is_named_in_the_error(self):
+        doc, pid = self.hold("T", "holder-T")
+        r = self.submit("/v1/apply?wait=20", {"task": "lock",
+                                              "args": {"name": "T", "timeout_ms": 300}}, status=200)
+        self.assertEqual(r["state"], "failed", r)
+        self.assertIn("300 ms", r["error"]["message"], r)
+        self.assertIn("lock T", r["error"]["message"], r)
+        # The holder sees the cancel, gives the lock back and goes.
+        self.assertIn(self.daemon.delete("/v1/jobs/%s" % doc["id"]).status, (200, 202, 204))
+        self.assertEqual(self.daemon.wait_job(doc["id"])["state"], "cancelled")
+        r = self.submit("/v1/apply?wait=20", {"task": "lock",
+                                              "args": {"name": "T", "timeout_ms": 20000}}, status=200)
+        self.assertEqual(r["state"], "done", r)
+
+    def test_a_lock_left_held_is_given_back_when_its_task_ends(self):
+        self.assertEqual(self.apply("lock", {"name": "K", "keep": True})["state"], "done")
+        # Not waiting at all: it must be free now, whichever worker asks.
+        for _ in range(4):
+            doc = self.apply("lock", {"name": "K", "timeout_ms": 0, "keep": True})
+            self.assertEqual(doc["state"], "done", doc)
 
 
 if __name__ == "__main__":
