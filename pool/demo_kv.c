@@ -122,6 +122,12 @@ int fp__demo_watch(fp_task_ctx *ctx, const char *args, size_t len)
 		json_decref(v);
 		return fp_task_error(ctx, "watch: expected milliseconds, or {\"ms\": integer, \"key\": string}");
 	}
+	/*
+	 * Asked once before it says it runs: from here a SIGTERM only marks
+	 * it cancelled, so one sent as soon as "running" is seen cannot kill
+	 * it before its first look.
+	 */
+	(void)fp_cancelled(ctx);
 	if (key && (rc = fp_kv_set(ctx, json_string_value(key), "\"running\"", 9, 0))) {
 		json_decref(v);
 		return fp_task_error(ctx, fp_kv_errmsg(ctx, rc));

@@ -52,6 +52,8 @@ static int grow(char **buf, size_t *cap, size_t need)
  */
 static void reader_bytes(const struct fp_frame_reader *r, size_t at, void *dst, size_t n)
 {
+	if (!n)
+		return;
 	memcpy(dst, r->buf + at, n);
 	if (r->has_saved && r->saved_at >= at && r->saved_at < at + n)
 		((char *)dst)[r->saved_at - at] = (char)r->saved;
@@ -166,7 +168,8 @@ int fp__worker_kv_call(struct fp_worker_kv *k, const struct fp_kv_request *req,
 	 */
 	if (grow(&k->held, &k->held_cap, k->held_len + skip))
 		return -ENOMEM;
-	memmove(k->held + skip, k->held, k->held_len);
+	if (skip && k->held_len)
+		memmove(k->held + skip, k->held, k->held_len);
 	reader_bytes(r, tail_at, k->held, skip);
 	k->held_len += skip;
 	for (;;) {
