@@ -182,5 +182,78 @@ class LockTest(DaemonTestCase):
             self.assertEqual(doc["state"], "done", doc)
 
 
+COORDWORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "exec",
+                           "coordworker.py")
+
+
+class ExecCallsTest(DaemonTestCase):
+    """The same round trips from an exec program through forkpool.worker."""
+
+    daemon_args = ("--exec", "py=python3 %s" % COORDWORKER, "--exec-workers", "2")
+    daemon_kwargs = {"workers": 1, "task_timeout": 120000}
+
+    def kv(self, key):
+        r = self.daemon.get("/v1/kv/" + key)
+        return r.json() if r.status == 200 else None
+
+    def test_increments_from_python_workers_lose_none(self):
+        r = self.daemon.post("/v1/map?wait=120", {"task": "py.incr", "items": ["pc"] * 2000},
+                             timeout=150)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["state"], "done", r.json())
+        self.assertEqual(self.kv("pc"), 2000)
+        # C tasks and Python tasks share the one store.
+        self.assertEqual(self.apply("incr", "pc")["result"], 2001)
+        self.assertEqual(self.apply("py.get", "pc")["result"], 2001)
+        self.assertEqual(self.apply("py.get", "no-such")["result"], "absent")
+
+    def test_set_get_cas_del_round_trip(self):
+        got = self.apply("py.roundtrip", "rt")["result"]
+        self.assertEqual(got["got"], {"n": 1})
+        self.assertEqual(got["lost"], [False, {"n": 1}])
+        self.assertEqual(got["won"], [True, {"n": 2}])
+        self.assertEqual(got["fresh"], [True, 5])
+        self.assertEqual(got["bad"][0], "EDOM")
+        self.assertIn("integer", got["bad"][1])
+        self.assertEqual((got["deleted"], got["again"]), (True, False))
+
+    def test_a_bad_call_line_is_answered_and_the_program_goes_on(self):
+        bad, good = self.apply("py.raw", "raw")["result"]
+        self.assertFalse(bad["ok"])
+        self.assertIn("unknown call 'frobnicate'", bad["error"])
+        self.assertEqual(good, {"id": good["id"], "ok": True, "value": 5})
+
+    def test_locks_from_python_are_freed_with_their_killed_holder_and_time_out_named(self):
+        doc = self.submit("/v1/map", {"task": "py.locker", "items": [
+            {"name": "PL", "hold_ms": 100000, "key": "py-holder"}]})
+        pid = wait_until(lambda: self.kv("py-holder"), 20, what="lock taken")
+        r = self.submit("/v1/apply?wait=20", {"task": "py.locker",
+                                              "args": {"name": "PL", "timeout_ms": 200}}, status=200)
+        self.assertEqual(r["state"], "failed", r)
+        self.assertIn("200 ms", r["error"]["message"], r)
+        self.assertIn("ETIMEDOUT", r["error"]["message"], r)
+        # The C demo task waits for the same lock, pool-wide.
+        os.kill(pid, signal.SIGKILL)
+        r = self.daemon.post("/v1/apply?wait=20", {"task": "lock",
+                                                   "args": {"name": "PL", "timeout_ms": 60000}},
+                             timeout=40)
+        self.assertEqual(r.json()["state"], "done", r.json())
+        self.daemon.wait_job(doc["id"])
+
+    def test_a_cancelled_python_task_sees_cancelled_before_its_kill(self):
+        doc = self.submit("/v1/map", {"task": "py.watch", "items": [{"ms": 60000, "key": "pw"}]})
+        wait_until(lambda: self.kv("pw") == "running", 20, what="watch running")
+        self.assertIn(self.daemon.delete("/v1/jobs/%s" % doc["id"]).status, (200, 202, 204))
+        wait_until(lambda: self.kv("pw") == "cancelled", 15, what="watch saw cancelled()")
+        self.assertEqual(self.daemon.wait_job(doc["id"])["state"], "cancelled")
+
+    def test_a_timed_out_python_task_sees_cancelled_and_its_item_is_a_timeout(self):
+        doc = self.submit("/v1/apply?wait=30", {"task": "py.watch", "args": {"ms": 60000, "key": "pt"},
+                                                "timeout_ms": 500}, status=200)
+        self.assertEqual(doc["state"], "failed", doc)
+        self.assertEqual(doc["error"]["type"], "timeout", doc)
+        self.assertEqual(self.kv("pt"), "cancelled")
+
+
 if __name__ == "__main__":
     harness.main()
