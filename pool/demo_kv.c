@@ -190,6 +190,8 @@ int fp__demo_lock(fp_task_ctx *ctx, const char *args, size_t len)
 		snprintf(msg, sizeof(msg), "lock %s: %s", json_string_value(name), strerror(-rc));
 		goto fail;
 	}
+	/* Armed before it says it holds the lock, as watch is (above). */
+	(void)fp_cancelled(ctx);
 	n = snprintf(pid, sizeof(pid), "%d", (int)getpid());
 	if (key && (rc = fp_kv_set(ctx, json_string_value(key), pid, (size_t)n, 0))) {
 		snprintf(msg, sizeof(msg), "lock: %s", fp_kv_errmsg(ctx, rc));
