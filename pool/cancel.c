@@ -14,7 +14,7 @@ static void grace_over(fp_timer *t)
 {
 	struct fp_worker *w = t->data;
 
-	if (!w->reaped && !w->sigkilled)
+	if (!fp__worker_exited(w) && !w->sigkilled)
 		fp__worker_kill(w, SIGKILL, w->kill_reason);
 }
 
@@ -22,7 +22,7 @@ void fp__worker_stop(struct fp_worker *w, enum fp_kill_reason why, bool tell)
 {
 	fp_pool *p = w->pool;
 
-	if (w->reaped)
+	if (fp__worker_exited(w))
 		return;
 	if (tell)
 		atomic_store_explicit(&w->shm->cancel,

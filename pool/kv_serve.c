@@ -52,7 +52,7 @@ bool fp__kv_reply_flush(struct fp_worker *w)
 	struct iovec iov;
 	int err;
 
-	if (!w->kv_reply_due || w->reaped || fp_io_active(&w->wio))
+	if (!w->kv_reply_due || fp__worker_exited(w) || fp_io_active(&w->wio))
 		return false;
 	w->kv_reply_due = false;
 	iov.iov_base = w->kv_reply;
@@ -84,7 +84,7 @@ static void answer(fp_pool *pool, unsigned slot, uint64_t generation, uint64_t i
 	char *p;
 
 	/* A worker being stopped still gets its answer: its task may be cleaning up. */
-	if (!w || w->reaped || w->kill_reason == FP_KILL_PROTOCOL)
+	if (!w || fp__worker_exited(w) || w->kill_reason == FP_KILL_PROTOCOL)
 		return;
 	if (len > w->kv_reply_cap) {
 		p = realloc(w->kv_reply, len);

@@ -1,30 +1,8 @@
 /*
- * The pool's insides, shared by pool.c (the API), dispatch.c (queue, chunks,
- * results) and worker.c (fork, reap, replace).
- *
- * Items are numbered within their call. A queue entry is a run of
- * consecutive items of one call; a chunk sent to a worker is taken from the
- * head entry; what comes back unfinished from a dead worker is a run again
- * (a suffix of its chunk), pushed back at the head. So every queue entry and
- * every chunk segment is a contiguous range, and nothing is lost or counted
- * twice.
- *
- * A chunk is one or more segments, each a run of one call's items, with
- * frame ids consecutive across the whole chunk. Segments after the first are
- * joined only from the entries right behind it in the queue, and only items
- * of tasks that have lately run quickly (pool->task_us): many small applies
- * then reach a worker in one write and come back in one, instead of a wake-up
- * of the worker and of the master for each. The shared page still names the
- * one item running, so crashes and timeouts are accounted per item.
- *
- * Calls of other kinds feed the same queue: a pipeline's batches (pipeline.h)
- * are calls whose items are one stage's inputs, queued in the pool that runs
- * the stage (an exec pool's for a NAME.task). Dispatch reaches every call
- * through its ops (call.h) and takes the first entry that may run, not
- * always the head: an entry whose call has no room now (a stage at its
- * worker cap, or whose next stage's buffer is full) is skipped and the
- * entries behind it go first. A call that is not joinable has a chunk of
- * its own.
+ * The pool's insides: struct fp_pool, shared by pool.c (the API), dispatch.c
+ * (queue, chunks, answers) and worker.c (fork, reap, replace), and the
+ * calls between them. How items travel (queue entries, chunks, segments)
+ * is queue.h's first comment.
  */
 #ifndef FP_POOL_IMPL_H
 #define FP_POOL_IMPL_H
@@ -83,7 +61,7 @@ struct fp_pool {
 	unsigned zygote_deaths;    /* in a row, each soon after the one before */
 	uint64_t zygote_death_ms;  /* the last one */
 	bool zygote_off;           /* FORKPOOL_ZYGOTE=0, or too many deaths */
-	uint64_t start_ns_avg;     /* spawn to READY, recent workers */         /* live structs, including leaving ones */
+	uint64_t start_ns_avg;     /* spawn to READY, recent workers */
 	struct fp_slot *slots;     /* opts.workers of them */
 
 	struct fp_queue queue;
@@ -142,6 +120,11 @@ struct fp_pool {
 	char start_error[FP_START_OUTPUT_MAX + 512];
 	uint64_t duration_counts[FP_DURATION_BUCKETS];
 	uint64_t duration_sum_us;
+	/*
+	 * dispatch.c: a run of answers as results, handed to a call whole
+	 * (FP_ANSWERS_MAX of them; made at the first run, kept).
+	 */
+	struct fp_result *answers;
 };
 
 struct fp_pipe;
@@ -162,9 +145,11 @@ void fp__dispatch(fp_pool *p);
 /* call.c: apply and map's calls */
 int fp__call_new(struct fp_call **out, fp_pool *p, const struct fp_registry_task *t,
 		 const char *task, const struct fp_buf *items, size_t n,
-		 const fp_call_options *o, fp_item_cb on_item, fp_done_cb on_done, void *data);
+		 const fp_call_options *o, const struct fp_call_spec *spec);
 /* Its end, once every item ended: on_done, then it is freed. */
 void fp__call_maybe_finish(struct fp_call *call);
+/* Free it, without a word to anyone. */
+void fp__call_free(struct fp_call *call);
 
 /* pool.c */
 /* An item of the call (or pipeline) of `sn` was handed to a worker: tell it from the loop. */
