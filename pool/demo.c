@@ -501,6 +501,13 @@ static const struct fp_task demo_tasks[] = {
 	{ "count", fp__demo_count,
 	  "array of strings and/or {word: count} objects -> merged {word: count}; "
 	  "associative, a reducer for word counts" },
+	{ "incr", fp__demo_incr,
+	  "key or {key, by} -> adds 1 (or by) to that shared value, returns the new value" },
+	{ "get", fp__demo_get, "key -> that shared value, or null when there is none" },
+	{ "watch", fp__demo_watch,
+	  "ms or {ms, key} -> burns CPU up to ms, returns \"cancelled\" (and sets key) once fp_cancelled()" },
+	{ "lock", fp__demo_lock,
+	  "{name, timeout_ms, hold_ms, key, keep} -> takes lock name, holds it hold_ms, returns the pid" },
 	{ NULL, NULL, NULL },
 };
 

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "cancel.h"
 #include "item.h"
 #include "pool_impl.h"
 
@@ -277,7 +278,7 @@ void fp__worker_write_cb(fp_io *io, ssize_t res, const char *buf)
 	}
 	if (fp__worker_exited(w))
 		fp__worker_maybe_free(w);
-	else
+	else if (!fp__kv_reply_flush(w))
 		fp__dispatch(p);
 }
 
@@ -339,8 +340,8 @@ static void deadline_cb(fp_timer *t)
 	fp_log_warn(&p->log, "worker %u (pid %d): task %s ran past its %llu ms timeout; "
 		    "stopping it (%s)", w->slot, (int)w->pid, fp__item_task(c, hop),
 		    (unsigned long long)c->timeout_ms, name);
-	fp__worker_kill(w, SIGTERM, FP_KILL_TIMEOUT);
-	fp_timer_start(p->loop, t, p->opts.kill_grace_ms, deadline_cb);
+	/* The task may see fp_cancelled() and stop by itself within the grace. */
+	fp__worker_stop(w, FP_KILL_TIMEOUT, true);
 }
 
 /* --- frames from a worker ------------------------------------------------ */
@@ -680,6 +681,10 @@ static void handle_frame(struct fp_worker *w, const struct fp_frame_header *h,
 		break;
 	case FP_FRAME_EMIT:
 		handle_emit(w, h, payload);
+		break;
+	case FP_FRAME_KV:
+		if (fp__kv_serve(w, h, payload) < 0)
+			worker_broken(w, "sent a malformed shared-value call", FP_EPROTOCOL);
 		break;
 	default:
 		worker_broken(w, "sent a frame a worker must not send", FP_EPROTOCOL);

@@ -8,6 +8,7 @@
  *   us -> program   {"id":7,"task":"resize","args":ARGS}     one per TASK frame
  *   program -> us   {"id":7,"value":V} | {"id":7,"error":"why"[,"traceback":"..."]}
  *                   | {"id":7,"emit":V}... then {"id":7,"end":true}
+ *                   | {"id":7,"call":...} (exec_calls.h), answered on its stdin
  *
  * One task at a time, like a C worker: the next task line is written only
  * after the answer to the one before, and every pipe is read only when its
@@ -55,6 +56,7 @@
 
 #include <jansson.h>
 
+#include "exec_calls.h"
 #include "frame.h"
 #include "pool_impl.h"
 #include "worker_main.h"
@@ -90,6 +92,8 @@ struct shim {
 	char *gen;
 	size_t gen_len, gen_cap;
 	uint64_t gen_count;
+	/* The program's calls (exec_calls.h) go to the master through this. */
+	struct fp_worker_kv kv;
 };
 
 static uint64_t mono_ms(void)
@@ -558,6 +562,13 @@ static bool answer(struct shim *s, enum fp_frame_type type, uint64_t id, uint32_
 {
 	size_t rss_kib = fp__rss_kib(s->statm_fd);
 
+	/*
+	 * The item was given up on (cancel.h) and its program stopped in the
+	 * grace: its answer is not the item's. We go without it, the page still
+	 * naming the item, so the master ends it as it meant (timeout, cancelled).
+	 */
+	if (atomic_load_explicit(&s->a->shm->cancel, memory_order_acquire) == id)
+		shim_exit(s, FP_WORKER_EXIT_OK);
 	if (s->a->max_rss_bytes && rss_kib * 1024 > s->a->max_rss_bytes)
 		retire = true;
 	send_frame(s, type, id, flags | (retire ? FP_FRAME_RETIRE : 0), (uint32_t)rss_kib,
@@ -641,6 +652,22 @@ static bool relay_answer(struct shim *s, uint64_t id, const char *task, bool ret
 			program_failed(s, FP_ITEM_BAD_OUTPUT, "worker program (pid %d) answered "
 				       "with the wrong id (task %s has id %llu): %s", (int)s->prog,
 				       task, (unsigned long long)id, q);
+		if (json_object_get(j, "call")) {
+			/* A call during the task: answer it on stdin, then read on. */
+			json_t *ans = fp__exec_call(&s->kv, s->a->shm, id, j);
+			struct iovec iov[2];
+
+			text = ans ? json_dumps(ans, JSON_COMPACT) : NULL;
+			json_decref(ans);
+			if (!text)
+				program_failed(s, FP_ITEM_CRASH, "out of memory");
+			iov[0] = (struct iovec){ text, strlen(text) };
+			iov[1] = (struct iovec){ "\n", 1 };
+			write_program(s, iov, 2);
+			free(text);
+			json_decref(j);
+			continue;
+		}
 		if ((v = json_object_get(j, "value"))) {
 			text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
 			if (!text)
@@ -767,6 +794,8 @@ static void run_task(struct shim *s, const struct fp_frame_header *h, char *payl
 	atomic_store_explicit(&shm->current, h->id, memory_order_release);
 	write_program(s, iov, 3);
 	retire = relay_answer(s, h->id, task, retire, h->flags & FP_FRAME_STREAM);
+	/* No lock outlives the task that took it. */
+	fp__worker_kv_task_end(&s->kv);
 	atomic_store_explicit(&shm->current, 0, memory_order_release);
 	if (retire)
 		shim_exit(s, FP_WORKER_EXIT_OK);
@@ -865,6 +894,7 @@ _Noreturn void fp_exec_worker_main(const struct fp_worker_args *a)
 		init_failed(&s);
 	}
 	fp_frame_reader_init(&reader, a->max_payload + 256);
+	fp__worker_kv_init(&s.kv, a->fd, &reader);
 	/*
 	 * Our own process group, for the program and what it starts (see the
 	 * top). The child's set-up made it (pool/child.c: the master's group,
@@ -890,6 +920,12 @@ _Noreturn void fp_exec_worker_main(const struct fp_worker_args *a)
 		}
 		if (rc < 0)
 			_exit(FP_WORKER_EXIT_PROTOCOL);
+		/* What a call read past its answer comes before the socket. */
+		rc = fp__worker_kv_take(&s.kv);
+		if (rc < 0)
+			program_failed(&s, FP_ITEM_CRASH, "out of memory reading a task");
+		if (rc)
+			continue;
 		wait_for_master(&s, &reader, rbuf, sizeof(rbuf));
 	}
 }

@@ -108,6 +108,8 @@ enum fp_frame_type {
 	FP_FRAME_EMIT,
 	FP_FRAME_TASKS,
 	FP_FRAME_RESULTS,
+	FP_FRAME_KV,        /* worker -> master: a task's shared-value call (kv_wire.h) */
+	FP_FRAME_KV_REPLY,  /* master -> worker: its answer, picked out of the stream */
 	FP_FRAME_TYPE_MAX_,
 };
 

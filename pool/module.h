@@ -49,6 +49,11 @@ int fp__demo_words(fp_task_ctx *ctx, const char *args, size_t len);
 int fp__demo_lower(fp_task_ctx *ctx, const char *args, size_t len);
 int fp__demo_sum(fp_task_ctx *ctx, const char *args, size_t len);
 int fp__demo_count(fp_task_ctx *ctx, const char *args, size_t len);
+/* demo_kv.c: shared values (issue 18) */
+int fp__demo_incr(fp_task_ctx *ctx, const char *args, size_t len);
+int fp__demo_get(fp_task_ctx *ctx, const char *args, size_t len);
+int fp__demo_watch(fp_task_ctx *ctx, const char *args, size_t len);
+int fp__demo_lock(fp_task_ctx *ctx, const char *args, size_t len);
 
 /* Zero the registry; a zeroed registry is valid and empty. */
 void fp_registry_init(struct fp_registry *reg);

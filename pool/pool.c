@@ -11,9 +11,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cancel.h"
 #include "forkpool/loop.h"
 #include "pipeline.h"
 #include "kv.h"
+#include "locks.h"
 #include "pool_impl.h"
 
 #define DEFAULT_TIMEOUT_MS 60000
@@ -422,6 +424,7 @@ void fp_pool_free(fp_pool *p)
 	free(p->task_names);
 	fp__kv_free(p->kv);
 	fp__limits_deinit(&p->limits);
+	fp__locks_free(p->locks);
 	for (i = 0; i < p->opts.workers && p->slots; i++)
 		fp_timer_stop(&p->slots[i].respawn);
 	fp_timer_stop(&p->defer);
@@ -787,9 +790,17 @@ int fp_pool_cancel(fp_pool *root, uint64_t call_id)
 	 * worker is never reaped before we stop signalling it, so the pid is
 	 * the one we mean.
 	 */
-	for (w = p->workers; w; w = w->next)
-		if (!fp__worker_exited(w) && fp__worker_holds(w, c))
-			fp__worker_kill(w, SIGKILL, FP_KILL_CANCEL);
+	for (w = p->workers; w; w = w->next) {
+		uint64_t cur;
+		uint32_t index;
+		unsigned hop;
+
+		if (fp__worker_exited(w) || !fp__worker_holds(w, c))
+			continue;
+		/* Its task may see fp_cancelled() and stop by itself within the grace. */
+		cur = atomic_load_explicit(&w->shm->current, memory_order_acquire);
+		fp__worker_stop(w, FP_KILL_CANCEL, fp__worker_item(w, cur, &index, &hop) == c);
+	}
 	return 0;
 }
 

@@ -48,6 +48,7 @@ struct fp_pool {
 	struct fp_limits limits;   /* the root's concurrency limits (limit.c) */
 	const struct fp_kv_backend *kv_backend;   /* the root's: NULL, its own store */
 	void *kv_backend_data;
+	struct fp_locks *locks;    /* the root's named locks for tasks (locks.c), made on first use */
 
 	fp_loop *loop;
 	bool own_loop;

@@ -98,6 +98,7 @@ void fp__worker_maybe_free(struct fp_worker *w)
 	if (w->shm)
 		munmap(w->shm, sizeof(*w->shm));
 	fp_mem_free(w->wbuf);
+	free(w->kv_reply);
 	if (w->successor)
 		w->successor->predecessor = NULL;
 	if (w->predecessor)

@@ -88,6 +88,15 @@ struct fp_worker {
 	 */
 	char start_output[FP_START_OUTPUT_MAX];
 	size_t start_output_len;
+
+	/*
+	 * The answer to its task's shared-value call (kv_serve.c), waiting for
+	 * the socket when a chunk is being written: a worker waits for each
+	 * answer, so there is never more than one.
+	 */
+	char *kv_reply;
+	size_t kv_reply_len, kv_reply_cap;
+	bool kv_reply_due;
 };
 
 /*
@@ -134,6 +143,12 @@ static inline pid_t fp__worker_answer_pid(const struct fp_worker *w)
 
 	return prog > 0 ? (pid_t)prog : w->pid;
 }
+
+/* kv_serve.c: its tasks' shared-value calls (kv_wire.h) */
+/* A KV frame from w: answer it (0), or -EPROTO when it is malformed. */
+int fp__kv_serve(struct fp_worker *w, const struct fp_frame_header *h, const char *payload);
+/* Write w's answer if one waits and the socket is free; true when it did. */
+bool fp__kv_reply_flush(struct fp_worker *w);
 
 /* dispatch.c: its socket */
 void fp__worker_read_cb(fp_io *io, ssize_t res, const char *buf);

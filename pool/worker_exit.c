@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 
 #include "item.h"
+#include "locks.h"
 #include "pool_impl.h"
 
 /*
@@ -188,6 +189,8 @@ void fp__worker_account_exit(struct fp_worker *w)
 	char how[256];
 	bool crashed;
 
+	/* No lock outlives its holder: the next waiter has it now. */
+	fp__locks_worker_gone(w);
 	if (w->pid)
 		fp__describe_status(w->status, how, sizeof(how));
 	else

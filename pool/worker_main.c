@@ -22,7 +22,9 @@
 
 #include <jansson.h>
 
+#include "cancel.h"
 #include "frame.h"
+#include "worker_kv.h"
 #include "worker_main.h"
 
 /* Send gathered results when this much is waiting... */
@@ -77,6 +79,8 @@ struct task_ctx {
 	size_t emitted;                 /* outputs emitted */
 	unsigned hop;                   /* its place in the item's chain (frame.h) */
 	struct clock_run *run;          /* the items before it, not yet timed */
+	struct fp_worker_kv *kv;        /* its shared-value calls (worker_kv.h) */
+	struct fp_task_cancel *cancel;  /* fp_cancelled() (cancel.h) */
 };
 
 static uint64_t mono_ns(void)
@@ -302,12 +306,66 @@ static int host_emit(fp_task_ctx *ctx, const char *json, size_t len)
 	return 0;
 }
 
+static int host_kv_get(fp_task_ctx *ctx, const char *key, const char **json, size_t *len)
+{
+	return fp__worker_kv_get(((struct task_ctx *)ctx)->kv, key, json, len);
+}
+
+static int host_kv_set(fp_task_ctx *ctx, const char *key, const char *json, size_t len,
+		       uint64_t ttl_ms)
+{
+	return fp__worker_kv_set(((struct task_ctx *)ctx)->kv, key, json, len, ttl_ms);
+}
+
+static int host_kv_del(fp_task_ctx *ctx, const char *key)
+{
+	return fp__worker_kv_del(((struct task_ctx *)ctx)->kv, key);
+}
+
+static int host_kv_incr(fp_task_ctx *ctx, const char *key, int64_t by, int64_t *out)
+{
+	return fp__worker_kv_incr(((struct task_ctx *)ctx)->kv, key, by, out);
+}
+
+static int host_kv_cas(fp_task_ctx *ctx, const char *key, const char *expect, size_t expect_len,
+		       const char *json, size_t len, uint64_t ttl_ms)
+{
+	return fp__worker_kv_cas(((struct task_ctx *)ctx)->kv, key, expect, expect_len, json,
+				 len, ttl_ms);
+}
+
+static int host_cancelled(fp_task_ctx *ctx)
+{
+	struct task_ctx *c = (struct task_ctx *)ctx;
+
+	return fp__task_cancelled(c->cancel, c->args->shm, c->id);
+}
+
+static int host_lock(fp_task_ctx *ctx, const char *name, uint64_t timeout_ms)
+{
+	return fp__worker_lock(((struct task_ctx *)ctx)->kv, name, timeout_ms, NULL);
+}
+
+static int host_unlock(fp_task_ctx *ctx, const char *name)
+{
+	return fp__worker_unlock(((struct task_ctx *)ctx)->kv, name, NULL);
+}
+
 static const struct fp_task_host worker_host = {
 	.abi_version = FP_TASK_ABI_VERSION,
 	.ret = host_return,
 	.error = host_error,
 	.worker_slot = host_worker_slot,
 	.emit = host_emit,
+	.kv_get = host_kv_get,
+	.kv_set = host_kv_set,
+	.kv_del = host_kv_del,
+	.kv_incr = host_kv_incr,
+	.kv_cas = host_kv_cas,
+	.kv_errmsg = fp_kv_strerror,
+	.cancelled = host_cancelled,
+	.lock = host_lock,
+	.unlock = host_unlock,
 };
 
 /* The frame at `at`'s header. */
@@ -589,11 +647,12 @@ static void tasks_resolve(struct item_tasks *it, const struct fp_registry *reg,
 static size_t run_task(const struct fp_worker_args *a, struct out_buf *out,
 		       const struct fp_frame_header *h, const struct item_tasks *it,
 		       const char *args, size_t args_len, struct clock_run *run,
-		       struct hop_buf *hb)
+		       struct hop_buf *hb, struct fp_worker_kv *kv, struct fp_task_cancel *tc)
 {
 	struct task_ctx c = {
 		.base.host = &worker_host, .args = a, .out = out,
-		.stream = (h->flags & FP_FRAME_STREAM) != 0, .id = h->id, .run = run,
+		.stream = (h->flags & FP_FRAME_STREAM) != 0, .id = h->id, .run = run, .kv = kv,
+		.cancel = tc,
 	};
 	const struct fp_registry_task *t;
 	struct fp_frame_header rh;
@@ -742,6 +801,8 @@ struct wloop {
 	struct out_buf out;
 	uint64_t done;             /* tasks run, a chain's counting as its hops + 1 */
 	int statm_fd;
+	struct fp_worker_kv kv;    /* the tasks' shared-value and lock calls (worker_kv.h) */
+	struct fp_task_cancel tc;  /* fp_cancelled() (cancel.h) */
 };
 
 /* worker_init, then READY; or INITFAIL with its message, and exit. */
@@ -753,6 +814,7 @@ static void worker_hello(struct wloop *l)
 	char errbuf[512];
 
 	fp_frame_reader_init(&l->reader, a->max_payload + 256);
+	fp__worker_kv_init(&l->kv, a->fd, &l->reader);
 	l->out.pack_max = a->max_payload;
 	if (fp_registry_worker_init(a->registry, errbuf, sizeof(errbuf)) < 0) {
 		fp_frame_header_init(&h, FP_FRAME_INITFAIL, 0, (uint32_t)strlen(errbuf), 0);
@@ -807,7 +869,27 @@ static void item_run(struct wloop *l, const struct fp_frame_header *h, const cha
 		atomic_store_explicit(&a->shm->hop, 0, memory_order_relaxed);
 	atomic_store_explicit(&a->shm->current, h->id, memory_order_release);
 	it = item_tasks_of(a, &l->reader, h, payload, &l->tasks, &args, &args_len);
-	frame_at = run_task(a, out, h, it, args, args_len, run, &l->hb);
+	frame_at = run_task(a, out, h, it, args, args_len, run, &l->hb, &l->kv, &l->tc);
+	/* No lock outlives the task that took it. */
+	fp__worker_kv_task_end(&l->kv);
+	if (fp__task_cancel_end(&l->tc)) {
+		/*
+		 * SIGTERM came while the task said it would stop by itself: the
+		 * master wants us gone. The answers before go; this one too
+		 * unless it is the item given up on, which the page goes on
+		 * naming, so that the master ends it as it meant to (timeout,
+		 * cancelled).
+		 */
+		if (atomic_load_explicit(&a->shm->cancel, memory_order_acquire) == h->id) {
+			out->len = frame_at;
+		} else {
+			atomic_store_explicit(&a->shm->current, 0, memory_order_release);
+			run->at[run->n++] = frame_at;
+		}
+		if (run->n)
+			run_stamp(run, out, mono_ns(), 0);
+		worker_exit(a, a->fd, out, FP_WORKER_EXIT_OK);
+	}
 	atomic_store_explicit(&a->shm->current, 0, memory_order_release);
 	run->at[run->n++] = frame_at;
 
@@ -869,6 +951,12 @@ _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 			run_stamp(&l.run, &l.out, mono_ns(), 0);
 		out_flush(a->fd, &l.out);
 
+		/* What a task's shared-value call read past its answer comes first. */
+		rc = fp__worker_kv_take(&l.kv);
+		if (rc < 0)
+			abort();
+		if (rc)
+			continue;
 		n = read(a->fd, rbuf, sizeof(rbuf));
 		if (n < 0 && errno == EINTR)
 			continue;

@@ -35,6 +35,12 @@ struct fp_worker_shm {
 	_Atomic int32_t program_pid;
 	_Atomic uint32_t fate_status; /* fp_item_status for the running item */
 	char fate[256];               /* NUL-terminated; written before fate_status */
+	/*
+	 * Cooperative cancel (cancel.h): the item id the master gave up on
+	 * (its call cancelled, or past its timeout), written before the
+	 * SIGTERM that starts the grace; fp_cancelled() reads it.
+	 */
+	_Atomic uint64_t cancel;
 };
 
 struct fp_exec;

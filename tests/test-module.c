@@ -310,7 +310,7 @@ static void demo_tasks_are_listed_in_order_and_found_by_name(void **state)
 	static const char *const order[] = {
 		"echo", "square", "sleep", "spin", "pid", "crash", "exit",
 		"hang", "fail", "alloc", "bytes", "range", "words", "lower", "sum",
-		"count",
+		"count", "incr", "get", "watch", "lock",
 	};
 	struct fp_registry reg;
 	size_t i;
@@ -361,14 +361,14 @@ static void good_module_tasks_are_found_and_callable(void **state)
 	assert_string_equal(reg.modules[1].name, "good");
 
 	/* Load order in info[]: demo's tasks, then good's. */
-	assert_int_equal(reg.ntasks, 21);
-	assert_string_equal(reg.info[16].name, "good.add");
-	assert_string_equal(reg.info[16].module, "good");
-	assert_string_equal(reg.info[16].doc, "[a, b] -> a + b");
-	assert_string_equal(reg.info[17].name, "good.state");
-	assert_string_equal(reg.info[18].name, "good.enoent");
-	assert_string_equal(reg.info[19].name, "good.say");
-	assert_string_equal(reg.info[20].name, "good.badjson");
+	assert_int_equal(reg.ntasks, 25);
+	assert_string_equal(reg.info[20].name, "good.add");
+	assert_string_equal(reg.info[20].module, "good");
+	assert_string_equal(reg.info[20].doc, "[a, b] -> a + b");
+	assert_string_equal(reg.info[21].name, "good.state");
+	assert_string_equal(reg.info[22].name, "good.enoent");
+	assert_string_equal(reg.info[23].name, "good.say");
+	assert_string_equal(reg.info[24].name, "good.badjson");
 
 	t = fp_registry_find(&reg, "good.add");
 	assert_non_null(t);
@@ -454,7 +454,7 @@ static void module_built_for_another_abi_is_refused(void **state)
 	module_path(path, sizeof(path), "badabi");
 	fp_registry_init(&reg);
 	assert_refused(&reg, path, NULL, path,
-		       "built for ABI 7, this forkpool speaks ABI 1 to 2", NULL);
+		       "built for ABI 7, this forkpool speaks ABI 1 to 3", NULL);
 	assert_not_open(path);
 	assert_null(fp_registry_find(&reg, "badabi.nop"));
 	fp_registry_deinit(&reg);

@@ -31,8 +31,10 @@ extern "C" {
  * loads:
  *   1  tasks that return one value
  *   2  fp_emit() (generator tasks) and fp_module.generators
+ *   3  shared values: fp_kv_get(), fp_kv_set(), fp_kv_del(), fp_kv_incr(),
+ *      fp_kv_cas(); fp_lock(), fp_unlock(); fp_cancelled()
  */
-#define FP_TASK_ABI_VERSION 2
+#define FP_TASK_ABI_VERSION 3
 #define FP_TASK_ABI_MIN 1
 
 typedef struct fp_task_ctx fp_task_ctx;
@@ -115,6 +117,21 @@ struct fp_task_host {
 	 * value before): the task should stop emitting and return.
 	 */
 	int (*emit)(fp_task_ctx *ctx, const char *json, size_t len);
+
+	/* --- ABI 3 and later: shared values (see fp_kv_get() below) -------- */
+	int (*kv_get)(fp_task_ctx *ctx, const char *key, const char **json, size_t *len);
+	int (*kv_set)(fp_task_ctx *ctx, const char *key, const char *json, size_t len,
+		      uint64_t ttl_ms);
+	int (*kv_del)(fp_task_ctx *ctx, const char *key);
+	int (*kv_incr)(fp_task_ctx *ctx, const char *key, int64_t by, int64_t *out);
+	int (*kv_cas)(fp_task_ctx *ctx, const char *key, const char *expect, size_t expect_len,
+		      const char *json, size_t len, uint64_t ttl_ms);
+	const char *(*kv_errmsg)(int err);
+	/* Whether the task should stop: see fp_cancelled(). */
+	int (*cancelled)(fp_task_ctx *ctx);
+	/* Named locks: see fp_lock(). */
+	int (*lock)(fp_task_ctx *ctx, const char *name, uint64_t timeout_ms);
+	int (*unlock)(fp_task_ctx *ctx, const char *name);
 };
 
 struct fp_task_ctx {
@@ -135,6 +152,104 @@ static inline int fp_task_error(fp_task_ctx *ctx, const char *msg)
 static inline int fp_emit(fp_task_ctx *ctx, const char *json, size_t len)
 {
 	return ctx->host->emit(ctx, json, len);
+}
+
+/*
+ * Shared values (ABI 3): small JSON values by key that every task of the
+ * pool sees, the same store as the HTTP API's /v1/kv (what Python's
+ * multiprocessing.Manager().dict() gives its processes). Each call is one
+ * round trip to the master, atomic there. A key is 1 to 256 characters of
+ * A-Z a-z 0-9 _ . : @ -, NUL-terminated here; a value is JSON text of at
+ * most 64 KiB, kept in its compact form.
+ *
+ * Each returns 0 or a negative errno that fp_kv_errmsg() puts in words:
+ * -ENOENT no such key, -EINVAL a bad key, -EBADMSG a value that is not JSON,
+ * -EDOM incr of a value that is not an integer, -ERANGE incr past int64,
+ * -E2BIG a value over the cap, -ENOSPC the store is full, -ENOMEM.
+ */
+
+/*
+ * The value of `key`: *json (NUL-terminated, *len bytes) is the worker's,
+ * valid until the next fp_kv_* call or the task's end.
+ */
+static inline int fp_kv_get(fp_task_ctx *ctx, const char *key, const char **json, size_t *len)
+{
+	return ctx->host->kv_get(ctx, key, json, len);
+}
+
+/* Set `key` to `len` bytes of JSON text; it goes after ttl_ms (0: never). */
+static inline int fp_kv_set(fp_task_ctx *ctx, const char *key, const char *json, size_t len,
+			    uint64_t ttl_ms)
+{
+	return ctx->host->kv_set(ctx, key, json, len, ttl_ms);
+}
+
+/* Delete `key`: 0, or -ENOENT when it did not exist. */
+static inline int fp_kv_del(fp_task_ctx *ctx, const char *key)
+{
+	return ctx->host->kv_del(ctx, key);
+}
+
+/*
+ * Add `by` to the integer at `key` (a missing key counts as 0) and give the
+ * new value in *out (out may be NULL).
+ */
+static inline int fp_kv_incr(fp_task_ctx *ctx, const char *key, int64_t by, int64_t *out)
+{
+	return ctx->host->kv_incr(ctx, key, by, out);
+}
+
+/*
+ * Compare and set: set `key` to `json` only if its value now equals the
+ * JSON `expect` (compared as values, not spellings; expect NULL: only if the
+ * key does not exist). 1 when it was set, 0 when the value differed.
+ */
+static inline int fp_kv_cas(fp_task_ctx *ctx, const char *key, const char *expect,
+			    size_t expect_len, const char *json, size_t len, uint64_t ttl_ms)
+{
+	return ctx->host->kv_cas(ctx, key, expect, expect_len, json, len, ttl_ms);
+}
+
+/* What a shared-value error means, naming the limit it broke. */
+static inline const char *fp_kv_errmsg(fp_task_ctx *ctx, int err)
+{
+	return ctx->host->kv_errmsg(err);
+}
+
+/*
+ * Named locks (ABI 3), held in the master: at most one task of the pool
+ * holds `name` (1 to 256 bytes) at a time. fp_lock() waits up to timeout_ms
+ * (0: not at all) for it; waiters have it in the order they asked. Returns
+ * 0, -ETIMEDOUT when it was not free in time (the item's error should say
+ * so: "lock NAME was not free within N ms"), -EDEADLK when this task holds
+ * it already (locks are not re-entrant), -EINVAL for a bad name.
+ * fp_unlock() gives it back: 0, or -ENOENT when this task does not hold it.
+ * No lock outlives its holder: what a task still holds when it returns is
+ * given back then, and what a worker held when it died (crash, SIGKILL,
+ * timeout) is free at once.
+ */
+static inline int fp_lock(fp_task_ctx *ctx, const char *name, uint64_t timeout_ms)
+{
+	return ctx->host->lock(ctx, name, timeout_ms);
+}
+
+static inline int fp_unlock(fp_task_ctx *ctx, const char *name)
+{
+	return ctx->host->unlock(ctx, name);
+}
+
+/*
+ * Cooperative cancel (ABI 3): 1 when the running item was given up on (its
+ * job cancelled, or past its timeout) or the worker is being stopped, else
+ * 0. A load from memory the master writes, cheap enough to poll in a loop.
+ * The worker is SIGKILLed after the pool's grace (2 s by default) whatever
+ * the task does; a task that polls this should clean up and return within
+ * it. A task that has called it once is not ended by the SIGTERM that starts
+ * the grace; one that never calls it is, as before.
+ */
+static inline int fp_cancelled(fp_task_ctx *ctx)
+{
+	return ctx->host->cancelled(ctx);
 }
 
 /*

@@ -34,18 +34,148 @@ so forkpoold's log has it. The worker goes on with the next task.
 
 The protocol owns the real stdout: sys.stdout is pointed at stderr, so a
 print() in a task goes to forkpool's log instead of corrupting an answer.
+
+Coordination (issue 18): while a task runs it may use the pool's shared
+values, named locks and cooperative cancel, each one round trip to the
+master (a "call" line answered on stdin; see README "Coordination"):
+
+    from forkpool.worker import kv_incr, kv_get, locked, cancelled
+
+    @task
+    def count(args):
+        return kv_incr("seen")            # atomic across every worker
+
+    @task
+    def report(args):
+        with locked("report.csv", timeout_ms=5000):
+            ...                           # one task at a time, pool-wide
+        while not cancelled():            # the job was cancelled or timed out
+            ...
+
+A failed call raises CallError (its .errno is "ENOENT", "ETIMEDOUT", ...).
 """
 
 import inspect
 import json
 import os
+import signal
 import sys
 import traceback
 
-__all__ = ["serve", "task"]
+__all__ = ["serve", "task", "CallError", "kv_get", "kv_set", "kv_del", "kv_incr", "kv_cas",
+           "lock", "unlock", "locked", "cancelled"]
 
 _registry = {}
 _out = None  # the protocol's stream, once serve() runs
+_current = None  # the running task's id, for its calls
+_term = False  # SIGTERM came while a task said it stops by itself
+_ABSENT = object()
+
+
+class CallError(Exception):
+    """A shared-value, lock or cancel call was refused: .errno names why
+    ("ENOENT" no such key, "ETIMEDOUT" a lock not free in time, ...)."""
+
+    def __init__(self, message, errno):
+        super().__init__(message)
+        self.errno = errno
+
+
+def _call(op, **fields):
+    """One call of the running task: a line out, its answer line back."""
+    if _current is None:
+        raise RuntimeError("forkpool.worker.%s is for a running task" % op)
+    fields.update(id=_current, call=op)
+    _answer(_out, fields)
+    line = sys.stdin.readline()
+    if not line:
+        raise SystemExit(0)  # forkpool is gone
+    reply = json.loads(line)
+    if not reply.get("ok"):
+        raise CallError(reply.get("error", "call %s failed" % op), reply.get("errno"))
+    return reply.get("value")
+
+
+def kv_get(key, default=None):
+    """The shared value at `key`, or `default` when there is none."""
+    try:
+        return _call("get", key=key)
+    except CallError as e:
+        if e.errno == "ENOENT":
+            return default
+        raise
+
+
+def kv_set(key, value, ttl_ms=0):
+    """Set `key` to the JSON-serialisable `value` (gone after ttl_ms; 0: never)."""
+    _call("set", key=key, value=value, ttl_ms=ttl_ms)
+
+
+def kv_del(key):
+    """Delete `key`; True when it existed."""
+    try:
+        _call("del", key=key)
+        return True
+    except CallError as e:
+        if e.errno == "ENOENT":
+            return False
+        raise
+
+
+def kv_incr(key, by=1):
+    """Add `by` to the integer at `key` (missing: 0), atomically; the new value."""
+    return _call("incr", key=key, by=by)
+
+
+def kv_cas(key, value, expect=_ABSENT, ttl_ms=0):
+    """Set `key` to `value` only if it now holds `expect` (left out: only
+    if there is no such key). Returns (swapped, value now)."""
+    fields = dict(key=key, value=value, ttl_ms=ttl_ms)
+    if expect is not _ABSENT:
+        fields["expect"] = expect
+    got = _call("cas", **fields)
+    return got["swapped"], got["value"]
+
+
+def lock(name, timeout_ms=10000):
+    """Take the pool-wide lock `name`, waiting up to timeout_ms; CallError
+    (errno "ETIMEDOUT", the message naming the timeout) when not free in time.
+    Given back by unlock(), or when the task ends or its worker dies."""
+    _call("lock", key=name, timeout_ms=timeout_ms)
+
+
+def unlock(name):
+    """Give the lock `name` back."""
+    _call("unlock", key=name)
+
+
+class locked:
+    """with locked(name, timeout_ms=...): lock() around a block."""
+
+    def __init__(self, name, timeout_ms=10000):
+        self.name, self.timeout_ms = name, timeout_ms
+
+    def __enter__(self):
+        lock(self.name, self.timeout_ms)
+        return self
+
+    def __exit__(self, *exc):
+        unlock(self.name)
+        return False
+
+
+def _on_term(signum, frame):
+    global _term
+    _term = True
+
+
+def cancelled():
+    """True when the running task's job was cancelled or its item timed out:
+    stop and return soon, before the kill that follows the grace. The first
+    call makes SIGTERM (the grace's start) only noted, for the rest of the task."""
+    if signal.getsignal(signal.SIGTERM) is not _on_term:
+        signal.signal(signal.SIGTERM, _on_term)
+    return _term or bool(_call("cancelled"))
 
 
 def task(fn=None, *, name=None):
@@ -68,7 +198,17 @@ def _error_text(exc):
 
 
 def _run(out, tasks, req):
-    ident = req.get("id")
+    global _current
+    ident = _current = req.get("id")
+    try:
+        _run_task(out, tasks, req, ident)
+    finally:
+        _current = None
+        if signal.getsignal(signal.SIGTERM) is _on_term:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _run_task(out, tasks, req, ident):
     fn = tasks.get(req.get("task"))
     if fn is None:
         _answer(out, {"id": ident, "error": "unknown task %r" % req.get("task")})
