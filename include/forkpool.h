@@ -11,6 +11,10 @@
  * Ownership, in one place:
  *  - Strings and buffers passed in (task names, arguments, items, module
  *    paths) are copied before the call returns; the caller keeps them.
+ *    The exceptions: fp_pool_map_borrow_async() and
+ *    fp_pool_pipeline_borrow_async() borrow their items until the call is
+ *    done (and fp_pool_apply() and fp_pool_map() borrow theirs while they
+ *    block).
  *  - A struct fp_result passed to a callback, and every pointer in it, is
  *    owned by the pool and valid only until the callback returns.
  *  - fp_pool_apply() and fp_pool_map() hand their results to the caller, to
@@ -324,6 +328,14 @@ struct fp_call_summary {
 /* Per item, in completion order. `r` is valid during the call only. */
 typedef void (*fp_item_cb)(fp_pool *pool, uint64_t call_id,
 			   const struct fp_result *r, void *data);
+/*
+ * Per run of items: n >= 1 results at once, each as fp_item_cb's `r` would
+ * be, in completion order; valid during the call only. A run is what one
+ * worker answered together (up to a chunk of 1024), so the caller pays one
+ * call per run instead of one per item.
+ */
+typedef void (*fp_items_cb)(fp_pool *pool, uint64_t call_id,
+			    const struct fp_result *r, size_t n, void *data);
 /* Once, after the last item's callback. */
 typedef void (*fp_done_cb)(fp_pool *pool, const struct fp_call_summary *s,
 			   void *data);
@@ -356,6 +368,19 @@ int fp_pool_map_async(fp_pool *pool, const char *task,
 		      const fp_call_options *opts,
 		      fp_item_cb on_item, fp_done_cb on_done, void *data,
 		      uint64_t *call_id);
+
+/*
+ * fp_pool_map_async() at less cost per item, for big maps: the items are
+ * borrowed, not copied (the array and the text it points to must stay as
+ * they are until on_done has been called, or until the call fails up
+ * front), and results come in runs (fp_items_cb), not one call each.
+ * Everything else is fp_pool_map_async()'s.
+ */
+int fp_pool_map_borrow_async(fp_pool *pool, const char *task,
+			     const struct fp_buf *items, size_t n,
+			     const fp_call_options *opts,
+			     fp_items_cb on_items, fp_done_cb on_done, void *data,
+			     uint64_t *call_id);
 
 /*
  * Cancel: queued items fail with "cancelled" at once, workers running the
@@ -475,6 +500,18 @@ int fp_pool_pipeline_async(fp_pool *pool, const fp_stage *stages, size_t nstages
 			   const fp_pipeline_options *opts,
 			   fp_item_cb on_item, fp_done_cb on_done, void *data,
 			   uint64_t *call_id);
+
+/*
+ * The same, but the inputs are borrowed, not copied: the array and the
+ * text it points to must stay as they are until on_done has been called
+ * (or the call failed up front). For big inputs: a million of them are
+ * then neither copied nor given a second array.
+ */
+int fp_pool_pipeline_borrow_async(fp_pool *pool, const fp_stage *stages, size_t nstages,
+				  const struct fp_buf *items, size_t n,
+				  const fp_pipeline_options *opts,
+				  fp_item_cb on_item, fp_done_cb on_done, void *data,
+				  uint64_t *call_id);
 
 /* A stage's counters, for watching a pipeline's progress and back-pressure. */
 struct fp_stage_stats {

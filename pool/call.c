@@ -1,7 +1,7 @@
 /*
- * Apply and map as calls: made (their items copied), named in the log,
- * their start told, each item's end handed to the caller's on_item, and
- * their end. Submitting and cancelling are pool.c's; what dispatch asks of
+ * Apply and map as calls: made (their items copied, or borrowed), named
+ * in the log, their start told, each item's end handed to the caller's
+ * on_item (or a run of them to on_items), and their end. Submitting and cancelling are pool.c's; what dispatch asks of
  * any call is in call.h.
  */
 #include <errno.h>
@@ -40,24 +40,44 @@ static void call_item_end(struct fp_call *c, unsigned hop, const struct fp_resul
 	/* Its start first, if the loop has not told it yet. */
 	if (c->start.queued)
 		fp__start_tell(root, &c->start, false);
-	if (c->on_item)
+	if (c->on_items)
+		c->on_items(root, c->id, r, 1, c->data);
+	else if (c->on_item)
 		c->on_item(root, c->id, r, c->data);
+	fp__call_maybe_finish(c);
+}
+
+/* A run answered OK together: one callback for it all when the caller takes runs. */
+static void call_items_end(struct fp_call *c, const struct fp_result *r, size_t n)
+{
+	fp_pool *root = c->pool->root;
+
+	c->finished += n;
+	c->ok += n;
+	if (c->start.queued)
+		fp__start_tell(root, &c->start, false);
+	if (c->on_items)
+		c->on_items(root, c->id, r, n, c->data);
+	else if (c->on_item)
+		for (size_t i = 0; i < n; i++)
+			c->on_item(root, c->id, &r[i], c->data);
 	fp__call_maybe_finish(c);
 }
 
 /*
  * A new call of task t (NULL: an exec pool's, by its full name `task`) on
- * pool p, its items copied into its arena (those over max_payload left
- * empty: the caller fails them), linked into p->calls. -ENOMEM.
+ * pool p, its items copied into its arena or, with spec->borrow, pointing
+ * at the caller's text (those over max_payload left empty: the caller
+ * fails them), linked into p->calls. -ENOMEM.
  */
 int fp__call_new(struct fp_call **out, fp_pool *p, const struct fp_registry_task *t,
 		 const char *task, const struct fp_buf *items, size_t n,
-		 const fp_call_options *o, fp_item_cb on_item, fp_done_cb on_done, void *data)
+		 const fp_call_options *o, const struct fp_call_spec *spec)
 {
 	struct fp_call *c;
 	size_t i, bytes = 0, off = 0, name_len, label_len;
 
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n && !spec->borrow; i++)
 		if (items[i].len <= p->opts.max_payload)
 			bytes += items[i].len;
 
@@ -73,13 +93,17 @@ int fp__call_new(struct fp_call **out, fp_pool *p, const struct fp_registry_task
 		if (o->label)
 			c->label = memcpy(c->task + name_len + 1, o->label, label_len + 1);
 	}
-	c->items = fp_mem_alloc((n ? n : 1) * sizeof(*c->items));
-	c->arena = fp_mem_alloc(bytes ? bytes : 1);
-	if (!c->task || !c->items || !c->arena) {
-		fp_mem_free(c->items);
-		fp_mem_free(c->arena);
-		free(c->task);
-		free(c);
+	if (spec->borrow) {
+		/* Read only, for as long as the call lives: the caller's word (forkpool.h). */
+		c->items = (struct fp_buf *)items;
+		c->borrowed = true;
+	} else {
+		c->items = fp_mem_alloc((n ? n : 1) * sizeof(*c->items));
+		c->arena = fp_mem_alloc(bytes ? bytes : 1);
+	}
+	if (!c->task || (!spec->borrow && (!c->items || !c->arena))) {
+		c->n = n;
+		fp__call_free(c);
 		return -ENOMEM;
 	}
 	c->id = p->root->next_call_id++;
@@ -90,21 +114,21 @@ int fp__call_new(struct fp_call **out, fp_pool *p, const struct fp_registry_task
 	c->reg_gen = p->reg_gen;
 	fp__task_us_sync(p);
 	c->name_len = (uint32_t)name_len;
-	c->on_item = on_item;
-	c->on_done = on_done;
-	c->data = data;
-	c->start = (struct fp_start_note){ .cb = o->on_start, .data = data, .id = c->id };
+	c->on_item = spec->on_item;
+	c->on_items = spec->on_items;
+	c->on_done = spec->on_done;
+	c->data = spec->data;
+	c->start = (struct fp_start_note){ .cb = o->on_start, .data = spec->data, .id = c->id };
 	c->timeout_ms = o->timeout_ms < 0 ? p->opts.timeout_ms : (uint64_t)o->timeout_ms;
 	c->retries = o->retries;
 	c->retry_on = o->retry_on ? o->retry_on : FP_RETRY_DEFAULT;
 	c->chunksize = o->chunksize ? o->chunksize : fp__default_chunksize(p, n);
 	c->n = n;
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n && !spec->borrow; i++) {
 		if (items[i].len > p->opts.max_payload)
 			continue;
 		memcpy(c->arena + off, items[i].base, items[i].len);
-		c->items[i].args = c->arena + off;
-		c->items[i].args_len = (uint32_t)items[i].len;
+		c->items[i] = (struct fp_buf){ c->arena + off, items[i].len };
 		off += items[i].len;
 	}
 
@@ -134,8 +158,15 @@ void fp__call_maybe_finish(struct fp_call *c)
 	s = (struct fp_call_summary){ c->id, c->n, c->ok, c->failed, c->cancelled };
 	if (c->on_done)
 		c->on_done(p->root, &s, c->data);
-	fp_mem_free(c->items);
+	fp__call_free(c);
+}
+
+void fp__call_free(struct fp_call *c)
+{
+	if (!c->borrowed)
+		fp_mem_free(c->items);
 	fp_mem_free(c->arena);
+	fp_mem_free(c->marks);
 	free(c->task);
 	free(c);
 }
@@ -145,4 +176,5 @@ const struct fp_call_ops fp__call_ops = {
 	.name = call_name,
 	.sent = call_sent,
 	.item_end = call_item_end,
+	.items_end = call_items_end,
 };

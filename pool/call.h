@@ -15,15 +15,19 @@
 
 #include "forkpool.h"
 
-struct fp_item {
-	const char *args;          /* JSON text in the call's arena */
-	uint32_t args_len;
+/*
+ * What an item keeps of its runs, once there is something to keep: a start
+ * before the one that ends it (a crash, a timeout, a task error retried, a
+ * kill for another call's cancel), or outputs handed on. Most items have
+ * neither, so a call has no array of these until one does (item.c).
+ */
+struct fp_item_mark {
 	/*
-	 * Times started (fp_result.attempts): counted when its answer comes,
-	 * or when its worker dies or is killed while the shared page names
-	 * it; never for being sent in a chunk.
+	 * Starts counted so far (fp_result.attempts once it ends): an answer
+	 * counts one, and so does its worker's death or kill while the shared
+	 * page names it; being sent in a chunk counts nothing.
 	 */
-	uint16_t attempts;
+	uint16_t starts;
 	bool emitted;              /* a stage handed outputs of it on: never retried */
 };
 
@@ -48,15 +52,23 @@ struct fp_call {
 	char *task;                /* its own copy: the registry may be reloaded */
 	uint32_t name_len;
 	fp_item_cb on_item;
+	fp_items_cb on_items;      /* instead of on_item: results in runs */
 	fp_done_cb on_done;
 	void *data;
 	uint64_t timeout_ms;       /* 0: none */
 	unsigned retries;
 	unsigned retry_on;         /* FP_RETRY_* bits, resolved (never 0) */
 	size_t chunksize;          /* resolved, >= 1 */
-	struct fp_item *items;
+	/*
+	 * Its items' arguments (JSON text): the caller's own array when it
+	 * lends them (`borrowed`: then never written), else a copy in arena.
+	 */
+	struct fp_buf *items;
 	size_t n;
 	char *arena;
+	bool borrowed;
+	struct fp_item_mark *marks;   /* NULL until an item has something to keep */
+	bool no_retry;             /* marks could not be made: retrying could repeat outputs */
 	size_t finished, ok, failed;
 	uint32_t task_ix;          /* its task's place in pool->task_us ... */
 	uint64_t reg_gen;          /* ... valid while this is pool->reg_gen */
@@ -88,6 +100,13 @@ struct fp_call_ops {
 	void (*sent)(struct fp_call *c, fp_pool *p, unsigned hops, uint32_t count);
 	/* Item `index` ended at stage `hop` of its chain, as r says. */
 	void (*item_end)(struct fp_call *c, unsigned hop, const struct fp_result *r);
+	/*
+	 * Optional: n items (r[0..n)) ended OK at the call's own task, answered
+	 * together: dispatch then hands the run over whole (item_end each,
+	 * else). Only for a call without chains, outputs or `blocked`; such a
+	 * call's answers are always read a run at a time.
+	 */
+	void (*items_end)(struct fp_call *c, const struct fp_result *r, size_t n);
 
 	/* Optional (0): the chain its items may run through now. */
 	unsigned (*hops)(const struct fp_call *c);
@@ -129,11 +148,27 @@ struct fp_call_ops {
 	/* Optional (false): whether a worker running its item (chain of `hops`) must not be read. */
 	bool (*blocked)(const struct fp_call *c, unsigned hops);
 	/*
+	 * Optional (false): whether the answers of its items sent with a chain
+	 * of `hops` may be read a run at a time even though it has outputs or
+	 * `blocked` (none of them can ever pause the worker). They are then
+	 * still handed over item by item (output, ran, item_end).
+	 */
+	bool (*runs)(const struct fp_call *c, unsigned hops);
+	/*
 	 * Chains only: a run time (µs) of a chain of `hops`, shared by its
 	 * tasks; and of the task at stage `hop` alone (hop 0: the call's own).
 	 */
 	void (*chain_us)(struct fp_call *c, unsigned hops, uint64_t us);
 	void (*hop_us)(struct fp_call *c, unsigned hop, uint64_t us);
+};
+
+/* What a submit of apply or map asks for: its callbacks, and whether it borrows its items. */
+struct fp_call_spec {
+	fp_item_cb on_item;
+	fp_items_cb on_items;      /* instead of on_item */
+	fp_done_cb on_done;
+	void *data;
+	bool borrow;               /* the items' text stays the caller's until on_done */
 };
 
 /* Apply and map's (call.c). */

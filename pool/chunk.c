@@ -33,7 +33,7 @@ static bool chain_fits(const fp_pool *p, const struct fp_qent *e, size_t k, unsi
 	size_t args = 0;
 
 	for (size_t i = 0; i < k; i++)
-		args += e->call->items[e->first + i].args_len;
+		args += e->call->items[e->first + i].len;
 	return k && fp_frame_tasks_len((uint32_t)k, e->call->ops->chain_name_len(e->call, hops),
 				       args) <= p->opts.max_payload;
 }
@@ -111,23 +111,22 @@ uint32_t fp__task_us(fp_pool *p, uint64_t reg_gen, uint32_t task_ix)
 	return e ? *e : FP_TASK_US_UNKNOWN;
 }
 
+uint32_t *fp__task_us_slot(fp_pool *p, const struct fp_call *c)
+{
+	return task_us_of(p, c);
+}
+
 void fp__task_us_record(fp_pool *p, const struct fp_call *c, uint64_t us)
 {
 	fp__task_ix_us_record(p, c->reg_gen, c->task_ix, us);
 }
 
-/* A run time for a task: up at once when slower, down by half the gap when quicker. */
 void fp__task_ix_us_record(fp_pool *p, uint64_t reg_gen, uint32_t task_ix, uint64_t us)
 {
 	uint32_t *e = task_us_at(p, reg_gen, task_ix);
-	uint32_t v = us > FP_FRAME_US_MAX ? FP_FRAME_US_MAX : (uint32_t)us;
 
-	if (!e)
-		return;
-	if (*e == FP_TASK_US_UNKNOWN || v >= *e)
-		*e = v;
-	else
-		*e -= (*e - v) / 2;
+	if (e)
+		fp__task_us_update(e, us);
 }
 
 bool fp__task_quick(fp_pool *p, const struct fp_call *c)
@@ -193,7 +192,7 @@ uint32_t fp__chunk_plan(fp_pool *p, struct fp_worker *w, struct fp_seg *segs, si
 	if (w->tasks_limit && limit > w->tasks_limit - w->tasks_dispatched)
 		limit = w->tasks_limit - w->tasks_dispatched;
 	for (i = 0; i < k; i++)
-		bytes += e->call->items[e->first + i].args_len;
+		bytes += e->call->items[e->first + i].len;
 	for (size_t q = q0 + 1; q < p->queue.len && n < FP_BATCH_MAX && total < limit; q++) {
 		struct fp_call *c;
 		size_t take, b = 0;
@@ -208,7 +207,7 @@ uint32_t fp__chunk_plan(fp_pool *p, struct fp_worker *w, struct fp_seg *segs, si
 		if (take > limit - total)
 			take = limit - total;
 		for (i = 0; i < take; i++)
-			b += c->items[e->first + i].args_len;
+			b += c->items[e->first + i].len;
 		if (bytes + b > JOIN_ARGS_MAX)
 			break;
 		bytes += b;

@@ -13,6 +13,7 @@
 #include <sys/uio.h>
 
 #include "forkpool.h"
+#include "frame.h"
 
 struct fp_call;
 struct fp_worker;
@@ -25,6 +26,11 @@ struct fp_worker;
  */
 #define FP_BATCH_MAX 16
 #define FP_BATCH_QUICK_US 200u
+/*
+ * Answers a RESULTS frame hands to a call at once (dispatch.c): a chunk of
+ * Python's usual size in one callback, and a bounded array to make them in.
+ */
+#define FP_ANSWERS_MAX 1024
 /* What pool->task_us holds for a task that has not run yet. */
 #define FP_TASK_US_UNKNOWN UINT32_MAX
 
@@ -61,6 +67,18 @@ bool fp__task_us_sync(fp_pool *p);
 bool fp__task_quick(fp_pool *p, const struct fp_call *c);
 /* A run time (µs) of one of c's items. */
 void fp__task_us_record(fp_pool *p, const struct fp_call *c, uint64_t us);
+/* c's task's record, for a run of answers to update in turn (NULL: none is kept). */
+uint32_t *fp__task_us_slot(fp_pool *p, const struct fp_call *c);
+/* A run time into a record: up at once when slower, down by half the gap when quicker. */
+static inline void fp__task_us_update(uint32_t *e, uint64_t us)
+{
+	uint32_t v = us > FP_FRAME_US_MAX ? FP_FRAME_US_MAX : (uint32_t)us;
+
+	if (*e == FP_TASK_US_UNKNOWN || v >= *e)
+		*e = v;
+	else
+		*e -= (*e - v) / 2;
+}
 /* The same for task task_ix of registry generation reg_gen, and what is known of it. */
 void fp__task_ix_us_record(fp_pool *p, uint64_t reg_gen, uint32_t task_ix, uint64_t us);
 uint32_t fp__task_us(fp_pool *p, uint64_t reg_gen, uint32_t task_ix);

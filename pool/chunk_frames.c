@@ -80,7 +80,7 @@ int fp__chunk_encode(struct fp_worker *w, const struct fp_seg *segs, uint32_t ns
 
 		args_total[s] = 0;
 		for (i = 0; i < segs[s].count; i++)
-			args_total[s] += call->items[segs[s].first + i].args_len;
+			args_total[s] += call->items[segs[s].first + i].len;
 		if (seg_packed(p, &segs[s], args_total[s]))
 			total += FP_FRAME_HEADER_SIZE +
 				 fp_frame_tasks_len(segs[s].count, seg_name_len(&segs[s]),
@@ -92,15 +92,15 @@ int fp__chunk_encode(struct fp_worker *w, const struct fp_seg *segs, uint32_t ns
 	}
 
 	if (count == 1 && !segs[0].hops &&
-	    segs[0].call->items[segs[0].first].args_len > COPY_ARGS_MAX) {
+	    segs[0].call->items[segs[0].first].len > COPY_ARGS_MAX) {
 		/* One big argument: send it from where it is. */
 		struct fp_call *call = segs[0].call;
-		struct fp_item *it = &call->items[segs[0].first];
+		const struct fp_buf *it = &call->items[segs[0].first];
 		if (wbuf_reserve(w, FP_FRAME_HEADER_SIZE + call->name_len + 1))
 			return -ENOMEM;
-		dst = put_task_header(w->wbuf, base, call, it->args_len, true);
+		dst = put_task_header(w->wbuf, base, call, (uint32_t)it->len, true);
 		iov[0] = (struct iovec){ w->wbuf, (size_t)(dst - w->wbuf) };
-		iov[1] = (struct iovec){ (void *)it->args, it->args_len };
+		iov[1] = (struct iovec){ (void *)it->base, it->len };
 		iovcnt = 2;
 	} else {
 		if (wbuf_reserve(w, total))
@@ -120,19 +120,19 @@ int fp__chunk_encode(struct fp_worker *w, const struct fp_seg *segs, uint32_t ns
 						(s + 1 == nsegs ? FP_FRAME_FLUSH : 0),
 					segs[s].hops);
 				for (i = 0; i < segs[s].count; i++) {
-					struct fp_item *it = &call->items[segs[s].first + i];
-					dst = fp_frame_put_tasks_item(dst, it->args, it->args_len);
+					const struct fp_buf *it = &call->items[segs[s].first + i];
+					dst = fp_frame_put_tasks_item(dst, it->base, (uint32_t)it->len);
 				}
 				id += segs[s].count;
 				continue;
 			}
 			for (i = 0; i < segs[s].count; i++) {
-				struct fp_item *it = &call->items[segs[s].first + i];
-				dst = put_task_header(dst, id, call, it->args_len,
+				const struct fp_buf *it = &call->items[segs[s].first + i];
+				dst = put_task_header(dst, id, call, (uint32_t)it->len,
 						      id + 1 == base + count);
 				id++;
-				memcpy(dst, it->args, it->args_len);
-				dst += it->args_len;
+				memcpy(dst, it->base, it->len);
+				dst += it->len;
 			}
 		}
 		iov[0] = (struct iovec){ w->wbuf, total };

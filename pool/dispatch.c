@@ -348,6 +348,17 @@ static void worker_broken(struct fp_worker *w, const char *what, int err)
 	fp__worker_kill(w, SIGKILL, FP_KILL_PROTOCOL);
 }
 
+/* Every item sent to w is answered: it has no call, and a busy worker is idle again. */
+static void answered_all(struct fp_worker *w)
+{
+	w->call = NULL;
+	if (w->kill_reason == FP_KILL_NONE) {
+		fp_timer_stop(&w->deadline);
+		if (w->life == FP_LIFE_BUSY)
+			w->life = FP_LIFE_IDLE;
+	}
+}
+
 /*
  * A task answered with an error (its start counted). Retried when its call
  * asks for it: the item goes back to the head of the queue to run again
@@ -359,12 +370,13 @@ static void task_error_end(struct fp_worker *w, struct fp_call *call, uint32_t i
 			   uint64_t us)
 {
 	fp_pool *p = w->pool;
-	struct fp_item *it = &call->items[index];
+	unsigned attempts = fp__item_starts(call, index) + 1;
 	bool retry = p->state == FP_POOL_RUNNING && !call->cancelled &&
-		     fp__item_retry_wanted(call, it, FP_RETRY_TASK_ERROR, hop);
+		     fp__item_retry_wanted(call, index, attempts, FP_RETRY_TASK_ERROR, hop);
 	char name[160], note[128], *full = NULL;
 
-	fp__item_attempt_note(note, sizeof(note), call, it, FP_RETRY_TASK_ERROR, hop, retry);
+	fp__item_attempt_note(note, sizeof(note), call, index, attempts, FP_RETRY_TASK_ERROR, hop,
+			      retry);
 	if (retry) {
 		fp__item_name(name, sizeof(name), call, index, hop);
 		fp_log_info(&p->log, "worker %u (pid %d): task %s failed (%s, %s): %.200s",
@@ -374,16 +386,18 @@ static void task_error_end(struct fp_worker *w, struct fp_call *call, uint32_t i
 	if (call->ops->ran)
 		call->ops->ran(call, hops, retry ? 0 : hop, 1);
 	if (retry) {
+		/* Its next run is its next attempt. */
+		fp__item_started(call, index);
 		fp__item_requeue(p, call, index, 1);
 		if (call->ops->requeued)
 			call->ops->requeued(call, 0);
 		return;
 	}
-	if ((it->attempts > 1 || fp__item_retries(call, hop)) &&
+	if ((attempts > 1 || fp__item_retries(call, hop)) &&
 	    (full = malloc(strlen(msg) + strlen(note) + 4)))
 		sprintf(full, "%s (%s)", msg, note);
 	fp__item_end_tb(p, call, index, FP_ITEM_TASK_ERROR, NULL, 0, full ? full : msg, tb,
-			fp__worker_answer_pid(w), us, hop);
+			fp__worker_answer_pid(w), us, hop, attempts);
 	free(full);
 }
 
@@ -409,8 +423,7 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 	}
 	index = w->segs[w->seg].first + w->seg_acked++;
 	w->acked++;
-	/* It ran: its answer is the proof. */
-	fp__item_started(&call->items[index]);
+	/* It ran: its answer is the proof (counted where it is used, below). */
 	seg_end = w->seg_acked == w->segs[w->seg].count;
 	if (seg_end) {
 		const struct fp_seg *g = &w->segs[w->seg];
@@ -440,14 +453,8 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 		fp__task_us_record(p, call, h->flags >> FP_FRAME_US_SHIFT);
 	if (h->rss_kib)
 		w->rss_kib = h->rss_kib;
-	if (w->acked == w->count) {
-		w->call = NULL;
-		if (w->kill_reason == FP_KILL_NONE) {
-			fp_timer_stop(&w->deadline);
-			if (w->life == FP_LIFE_BUSY)
-				w->life = FP_LIFE_IDLE;
-		}
-	}
+	if (w->acked == w->count)
+		answered_all(w);
 	if (h->flags & FP_FRAME_RETIRE)
 		fp__worker_retiring(w);
 
@@ -465,10 +472,140 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 	/* A streamed RESULT carries its last output, unless it says it has none. */
 	if (call->ops->output && status == FP_ITEM_OK && !(h->flags & FP_FRAME_NOVALUE))
 		call->ops->output(call, index, hop, payload, h->len, fp__worker_answer_pid(w),
-				  call->items[index].attempts);
+				  fp__item_starts(call, index) + 1);
 	if (call->ops->ran)
 		call->ops->ran(call, hops, hop, 1);
-	fp__item_end(p, call, index, status, payload, h->len, payload, fp__worker_answer_pid(w), us, hop);
+	fp__item_end(p, call, index, status, payload, h->len, payload, fp__worker_answer_pid(w), us, hop,
+		     fp__item_starts(call, index) + 1);
+}
+
+/*
+ * A run of answers of one segment, all OK (RESULTS entries): what
+ * handle_result() does for each, done once for the run where it can be,
+ * and the run handed to a call that takes it whole (items_end), else item
+ * by item as handle_result() would (output, ran, item_end). Answers read
+ * together arrived in one instant, so the first takes the time since the
+ * worker's last answer and the rest 0, as one by one. The results are made
+ * in pool->answers: nothing a delivery calls reads frames of this pool
+ * again before it returns.
+ */
+static void handle_results(struct fp_worker *w, const struct fp_frame_header *h,
+			   char *payload, uint32_t n, uint64_t now)
+{
+	fp_pool *p = w->pool;
+	struct fp_call *call = w->call;
+	struct fp_frame_results_walk k;
+	struct fp_result *r = p->answers;
+	uint32_t i, first, flags, len, *task_us = NULL;
+	unsigned hops, hop = h->hop;
+	uint64_t us;
+	pid_t pid;
+	bool retire = false, seg_end;
+
+	/* process_frames() asked for no more than the segment being answered owes. */
+	if (!call || h->id != w->segs[w->seg].id0 + w->seg_acked) {
+		worker_broken(w, "answered an item it was not given", FP_EPROTOCOL);
+		return;
+	}
+	hops = w->segs[w->seg].hops;
+	if (hop > hops) {
+		worker_broken(w, "answered from past the end of its chain", FP_EPROTOCOL);
+		return;
+	}
+	first = w->segs[w->seg].first + w->seg_acked;
+	seg_end = w->seg_acked + n == w->segs[w->seg].count;
+	us = now > w->mark_ns ? (now - w->mark_ns) / 1000u : 0;
+	w->mark_ns = now;
+	count_duration(p, us);
+	p->duration_counts[0] += n - 1;
+	if (!hops)
+		task_us = fp__task_us_slot(p, call);
+	pid = fp__worker_answer_pid(w);
+	fp_frame_results_walk_init(&k, payload, n);
+	for (i = 0; i < n; i++) {
+		const char *v = fp_frame_results_walk_next(&k, &flags, &len);
+		uint64_t ran_us = flags >> FP_FRAME_US_SHIFT;
+
+		r[i] = (struct fp_result){
+			.index = first + i,
+			.status = FP_ITEM_OK,
+			/* A streamed RESULT without a value ends its item and hands nothing on. */
+			.value = flags & FP_FRAME_NOVALUE ? NULL : v,
+			.value_len = flags & FP_FRAME_NOVALUE ? 0 : len,
+			/* It ran: its answer is the proof. */
+			.attempts = fp__item_starts(call, first + i) + 1,
+			.pid = pid,
+			.duration_us = i ? 0 : us,
+		};
+		/* A chain's time goes to each of its tasks, as handle_result() says. */
+		if (task_us)
+			fp__task_us_update(task_us, ran_us);
+		else if (hops && ((seg_end && i + 1 == n) || ran_us / (hops + 1u) > FP_BATCH_QUICK_US))
+			call->ops->chain_us(call, hops, ran_us);
+		retire |= (flags & FP_FRAME_RETIRE) != 0;
+	}
+
+	w->seg_acked += n;
+	w->acked += n;
+	if (seg_end) {
+		if (call->ops->seg_end)
+			call->ops->seg_end(call);
+		if (w->segs[w->seg].chunk_end)
+			w->nchunks--;
+		if (w->seg + 1 < w->nsegs) {
+			w->seg++;
+			w->seg_acked = 0;
+			w->call = w->segs[w->seg].call;
+		}
+	}
+	w->tasks_done += (uint64_t)n * (1u + hops);
+	if (h->rss_kib)
+		w->rss_kib = h->rss_kib;
+	if (w->acked == w->count)
+		answered_all(w);
+	if (retire)
+		fp__worker_retiring(w);
+
+	if (call->ops->items_end && !call->ops->output && !hops) {
+		if (call->ops->ran)
+			call->ops->ran(call, 0, 0, n);
+		fp__items_ok(p, call, r, n);
+		return;
+	}
+	/* The last end may free the call: nothing of it is read after. */
+	for (i = 0; i < n; i++) {
+		if (call->ops->output && r[i].value)
+			call->ops->output(call, first + i, hop, r[i].value, r[i].value_len, pid,
+					  r[i].attempts);
+		if (call->ops->ran)
+			call->ops->ran(call, hops, hop, 1);
+		fp__item_end(p, call, first + i, FP_ITEM_OK, r[i].value ? r[i].value : "",
+			     r[i].value_len, NULL, pid, r[i].duration_us, hop, r[i].attempts);
+	}
+}
+
+/*
+ * How many answers of a RESULTS frame process_frames() may take at once:
+ * what the segment being answered still owes, when none of them can pause
+ * the worker (call.h's items_end and runs); else one at a time.
+ */
+static uint32_t answers_run_max(struct fp_worker *w)
+{
+	const struct fp_call *c = w->call;
+	const struct fp_seg *g;
+	uint32_t left;
+
+	if (!c)
+		return 1;
+	g = &w->segs[w->seg];
+	if (!(c->ops->items_end && !c->ops->output && !c->ops->blocked && !g->hops) &&
+	    !(c->ops->runs && c->ops->runs(c, g->hops)))
+		return 1;
+	if (!w->pool->answers &&
+	    !(w->pool->answers = malloc(FP_ANSWERS_MAX * sizeof(*w->pool->answers))))
+		return 1;   /* one at a time is as right */
+	left = g->count - w->seg_acked;
+	return left < FP_ANSWERS_MAX ? left : FP_ANSWERS_MAX;
 }
 
 static void handle_emit(struct fp_worker *w, const struct fp_frame_header *h,
@@ -486,18 +623,22 @@ static void handle_emit(struct fp_worker *w, const struct fp_frame_header *h,
 	}
 	index = w->segs[w->seg].first + w->seg_acked;
 	/* Handed on: a retry would hand them on twice. */
-	call->items[index].emitted = true;
+	fp__item_emitted(call, index);
 	/* It runs now; its start is counted when it ends. */
 	call->ops->emit(call, index, h->hop, payload, h->len, fp__worker_answer_pid(w),
-			call->items[index].attempts + 1u);
+			fp__item_starts(call, index) + 1u);
 }
 
 static void handle_frame(struct fp_worker *w, const struct fp_frame_header *h,
-			 const char *payload, uint64_t now)
+			 char *payload, uint32_t count, uint64_t now)
 {
 	fp_pool *p = w->pool;
 
 	switch (h->type) {
+	case FP_FRAME_RESULTS:
+		/* A run of a packed frame's answers (fp_frame_reader_next_run()). */
+		handle_results(w, h, payload, count, now);
+		break;
 	case FP_FRAME_READY:
 		/* An exec worker's READY lists the tasks its program announced. */
 		if (p->exec && fp__exec_set_tasks(p->exec, payload, h->len) < 0) {
@@ -569,7 +710,8 @@ static void pause_reading(struct fp_worker *w)
 static void process_frames(struct fp_worker *w, uint64_t now)
 {
 	struct fp_frame_header h;
-	const char *payload;
+	char *payload;
+	uint32_t count;
 	int rc = 0;
 
 	while (w->kill_reason != FP_KILL_PROTOCOL) {
@@ -577,10 +719,11 @@ static void process_frames(struct fp_worker *w, uint64_t now)
 			pause_reading(w);
 			return;
 		}
-		rc = fp_frame_reader_next(&w->reader, &h, &payload);
+		rc = fp_frame_reader_next_run(&w->reader, &h, &payload, answers_run_max(w),
+					      &count);
 		if (rc != 1)
 			break;
-		handle_frame(w, &h, payload, now);
+		handle_frame(w, &h, payload, count, now);
 	}
 	if (rc < 0 && w->kill_reason != FP_KILL_PROTOCOL)
 		worker_broken(w, "sent a bad frame", rc);

@@ -6,17 +6,6 @@
 
 #include "frame.h"
 
-void fp_frame_header_init(struct fp_frame_header *h, enum fp_frame_type type,
-			  uint64_t id, uint32_t len, uint32_t flags)
-{
-	memset(h, 0, sizeof(*h));
-	h->magic = FP_FRAME_MAGIC;
-	h->type = (uint8_t)type;
-	h->len = len;
-	h->flags = flags;
-	h->id = id;
-}
-
 char *fp_frame_put_tasks(char *dst, uint64_t id0, uint32_t n, const char *name,
 			 uint32_t name_len, uint32_t len, uint32_t flags, unsigned hops)
 {
@@ -243,8 +232,45 @@ static void pack_next(struct fp_frame_reader *r, struct fp_frame_header *h)
 		r->pack_type = 0;
 }
 
+/*
+ * Up to `max` (>= 2) items of the open RESULTS frame at once, from pos on:
+ * their entries stay as they are in the frame, the caller walks them
+ * (fp_frame_results_walk()); the byte after the last is kept aside like a
+ * payload's NUL.
+ */
+static void pack_run(struct fp_frame_reader *r, struct fp_frame_header *h, uint32_t max,
+		     uint32_t *count)
+{
+	uint32_t n = r->pack_left < max ? r->pack_left : max, len;
+	size_t at = r->pos;
+
+	/* pack_check() found every length in bounds. */
+	for (uint32_t i = 0; i < n; i++) {
+		memcpy(&len, r->buf + at + sizeof(uint32_t), sizeof(len));
+		at += FP_FRAME_RESULTS_ENTRY + len;
+	}
+	fp_frame_header_init(h, FP_FRAME_RESULTS, r->pack_id, (uint32_t)(at - r->pos), 0);
+	h->hop = r->pack_hop;
+	r->pack_id += n;
+	r->pack_left -= n;
+	h->rss_kib = r->pack_left ? 0 : r->pack_rss;
+	if (!r->pack_left)
+		r->pack_type = 0;
+	*count = n;
+}
+
 int fp_frame_reader_next(struct fp_frame_reader *r, struct fp_frame_header *h,
 			 const char **payload)
+{
+	char *p;
+	int rc = fp_frame_reader_next_run(r, h, &p, 1, NULL);
+
+	*payload = p;
+	return rc;
+}
+
+int fp_frame_reader_next_run(struct fp_frame_reader *r, struct fp_frame_header *h,
+			     char **payload, uint32_t max, uint32_t *count)
 {
 	size_t avail = r->len - r->pos;
 	size_t total;
@@ -279,10 +305,23 @@ int fp_frame_reader_next(struct fp_frame_reader *r, struct fp_frame_header *h,
 		if (err)
 			return err;
 	}
+	p = r->buf + r->pos;
+	if (max >= 2 && r->pack_type == FP_FRAME_RESULTS) {
+		pack_run(r, h, max, count);
+		r->pos += h->len;
+		/* The entries stay as sent: the caller terminates the values it walks. */
+		r->saved = (unsigned char)r->buf[r->pos];
+		r->saved_at = r->pos;
+		r->has_saved = 1;
+		*payload = p;
+		return 1;
+	}
 	pack_next(r, h);
 	p = r->buf + r->pos;
 	r->pos += h->len;
 out:
+	if (count)
+		*count = 1;
 	/*
 	 * Terminate the payload in place. The byte after it may be the next
 	 * frame's first: keep it aside and put it back on the next call.

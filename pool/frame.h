@@ -92,6 +92,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define FP_FRAME_MAGIC 0x4650u    /* "FP" */
 /* A chain's tasks after its first, at most (see "Chains"). */
@@ -147,9 +148,21 @@ struct fp_frame_pack {
 #define FP_FRAME_TASKS_ENTRY 4u     /* per item: uint32_t args length */
 #define FP_FRAME_RESULTS_ENTRY 8u   /* per item: uint32_t flags, uint32_t length */
 
-/* Fill a header; `len` is the payload size. */
-void fp_frame_header_init(struct fp_frame_header *h, enum fp_frame_type type,
-			  uint64_t id, uint32_t len, uint32_t flags);
+/*
+ * Fill a header; `len` is the payload size. Inline: the reader makes one
+ * for every item of a packed frame, on both sides.
+ */
+static inline void fp_frame_header_init(struct fp_frame_header *h, enum fp_frame_type type,
+					uint64_t id, uint32_t len, uint32_t flags)
+{
+	*h = (struct fp_frame_header){
+		.magic = FP_FRAME_MAGIC,
+		.type = (uint8_t)type,
+		.len = len,
+		.flags = flags,
+		.id = id,
+	};
+}
 
 /*
  * Check a received header: -EPROTO for a bad magic or type, -EMSGSIZE for a
@@ -229,6 +242,59 @@ int fp_frame_reader_feed(struct fp_frame_reader *r, const void *data, size_t n);
  */
 int fp_frame_reader_next(struct fp_frame_reader *r, struct fp_frame_header *h,
 			 const char **payload);
+/*
+ * The same, but up to `max` items of a RESULTS frame come at once when
+ * `max` >= 2 (the master's answer path: one pass over a run of answers
+ * instead of a frame each): *h is then a RESULTS header whose id is the
+ * first item's, len the bytes of their entries (as in the frame: flags,
+ * length, value; walk them with struct fp_frame_results_walk), hop the
+ * frame's, rss_kib the frame's when the run ends it; *count (may be NULL
+ * when max < 2) the items handed out: 1 for any other frame. The payload is
+ * the reader's buffer, which the walk writes NULs into.
+ */
+int fp_frame_reader_next_run(struct fp_frame_reader *r, struct fp_frame_header *h,
+			     char **payload, uint32_t max, uint32_t *count);
+
+/*
+ * A walk over a run of RESULTS entries: each value comes NUL-terminated in
+ * place. The NUL goes over the first byte of the entry after it, so the
+ * walk reads each entry's header before it terminates the value before.
+ */
+struct fp_frame_results_walk {
+	char *at;           /* the next entry's value */
+	uint32_t left;      /* entries not handed out */
+	uint32_t flags, len;   /* the next entry's */
+};
+
+static inline void fp_frame_results_walk_init(struct fp_frame_results_walk *k, char *payload,
+					      uint32_t n)
+{
+	k->at = payload + FP_FRAME_RESULTS_ENTRY;
+	k->left = n;
+	k->flags = k->len = 0;
+	if (n) {
+		memcpy(&k->flags, payload, sizeof(k->flags));
+		memcpy(&k->len, payload + sizeof(k->flags), sizeof(k->len));
+	}
+}
+
+/* The next value (NUL-terminated), its flags and length; only while k->left. */
+static inline const char *fp_frame_results_walk_next(struct fp_frame_results_walk *k,
+						     uint32_t *flags, uint32_t *len)
+{
+	char *v = k->at;
+
+	*flags = k->flags;
+	*len = k->len;
+	k->at = v + k->len + FP_FRAME_RESULTS_ENTRY;
+	if (--k->left) {
+		memcpy(&k->flags, v + *len, sizeof(k->flags));
+		memcpy(&k->len, v + *len + sizeof(k->flags), sizeof(k->len));
+	}
+	v[*len] = '\0';
+	return v;
+}
+
 /* At end of stream: 0 if it ended between frames, -EPROTO if inside one. */
 int fp_frame_reader_eof(const struct fp_frame_reader *r);
 

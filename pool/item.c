@@ -4,8 +4,10 @@
  * for items that end without running, from the loop (pool->failing).
  */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "item.h"
+#include "forkpool/loop.h"
 #include "pool_impl.h"
 
 static void defer_cb(fp_timer *t)
@@ -69,16 +71,51 @@ unsigned fp__item_retries(const struct fp_call *c, unsigned hop)
 }
 
 /*
- * Whether an item of c that failed by `kind` (FP_RETRY_*) at stage `hop`,
- * its start counted, runs again: while it has been started at most
+ * c's marks, made at the first item with something to keep: most calls
+ * never need them. Without memory, no item of c is retried any more (one
+ * that handed outputs on could not be told from one that did not), and
+ * starts stop being counted past the one that ends an item.
+ */
+static struct fp_item_mark *item_mark(struct fp_call *c, uint32_t i)
+{
+	if (!c->marks && !c->no_retry) {
+		c->marks = fp_mem_alloc((c->n ? c->n : 1) * sizeof(*c->marks));
+		if (!c->marks)
+			c->no_retry = true;
+	}
+	return c->marks ? &c->marks[i] : NULL;
+}
+
+unsigned fp__item_started(struct fp_call *c, uint32_t i)
+{
+	struct fp_item_mark *m = item_mark(c, i);
+
+	if (!m)
+		return 1;
+	if (m->starts < UINT16_MAX)
+		m->starts++;
+	return m->starts;
+}
+
+void fp__item_emitted(struct fp_call *c, uint32_t i)
+{
+	struct fp_item_mark *m = item_mark(c, i);
+
+	if (m)
+		m->emitted = true;
+}
+
+/*
+ * Whether item i of c that failed by `kind` (FP_RETRY_*) at stage `hop`,
+ * started `attempts` times, runs again: while it has been started at most
  * `retries` times, and not once it handed outputs on (they would be given
  * twice).
  */
-bool fp__item_retry_wanted(const struct fp_call *c, const struct fp_item *it, unsigned kind,
-			 unsigned hop)
+bool fp__item_retry_wanted(const struct fp_call *c, uint32_t i, unsigned attempts,
+			   unsigned kind, unsigned hop)
 {
-	return (c->retry_on & kind) && !it->emitted && it->attempts <= fp__item_retries(c, hop) &&
-	       it->attempts < UINT16_MAX;
+	return (c->retry_on & kind) && !c->no_retry && !(c->marks && c->marks[i].emitted) &&
+	       attempts <= fp__item_retries(c, hop) && attempts < UINT16_MAX;
 }
 
 static const char *retry_kind_name(unsigned kind)
@@ -90,19 +127,22 @@ static const char *retry_kind_name(unsigned kind)
  * "attempt 2 of 4", and why it is not run again when it had retries to
  * spare: what a failure's log line and message say of its attempts.
  */
-void fp__item_attempt_note(char *buf, size_t len, const struct fp_call *c,
-			 const struct fp_item *it, unsigned kind, unsigned hop, bool retry)
+void fp__item_attempt_note(char *buf, size_t len, const struct fp_call *c, uint32_t i,
+			   unsigned attempts, unsigned kind, unsigned hop, bool retry)
 {
 	unsigned retries = fp__item_retries(c, hop);
 
-	if (retry || it->attempts > retries || !retries)
-		snprintf(buf, len, "attempt %u of %u%s", it->attempts, retries + 1,
+	if (retry || attempts > retries || !retries)
+		snprintf(buf, len, "attempt %u of %u%s", attempts, retries + 1,
 			 retry ? ", retrying" : "");
-	else if (it->emitted)
+	else if (c->marks && c->marks[i].emitted)
 		snprintf(buf, len, "attempt %u, not retried: its outputs were handed on already",
-			 it->attempts);
+			 attempts);
+	else if (c->no_retry && (c->retry_on & kind))
+		snprintf(buf, len, "attempt %u, not retried: no memory to keep its attempts",
+			 attempts);
 	else
-		snprintf(buf, len, "attempt %u, not retried: retry_on has no %s", it->attempts,
+		snprintf(buf, len, "attempt %u, not retried: retry_on has no %s", attempts,
 			 retry_kind_name(kind));
 }
 
@@ -123,7 +163,8 @@ void fp__deliver_failing(fp_pool *p)
 		e = q->buf[q->head];
 		fp__queue_pop(q);
 		for (uint32_t i = 0; i < e.count; i++)
-			fp__item_end(p, e.call, e.first + i, e.status, NULL, 0, e.why, 0, 0, 0);
+			fp__item_end(p, e.call, e.first + i, e.status, NULL, 0, e.why, 0, 0, 0,
+				     fp__item_starts(e.call, e.first + i));
 	}
 	/* Calls with no items finish here too. */
 	for (c = p->calls; c; c = next) {
@@ -139,6 +180,7 @@ void fp__item_requeue(fp_pool *p, struct fp_call *call, uint32_t first, uint32_t
 		/* Out of memory for the queue: failing beats losing them. */
 		for (uint32_t i = 0; i < count; i++)
 			fp__item_end(p, call, first + i, FP_ITEM_CRASH, NULL, 0,
-				     "could not requeue the item: out of memory", 0, 0, 0);
+				     "could not requeue the item: out of memory", 0, 0, 0,
+				     fp__item_starts(call, first + i));
 	}
 }

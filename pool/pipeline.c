@@ -80,6 +80,16 @@ bool fp__pipe_blocked(const struct fp_call *b, unsigned hops)
 	return nx && waiting(nx) >= nx->buffer;
 }
 
+/*
+ * The chain ends at the last stage (no reduce): its outputs are the
+ * pipeline's and wait in no buffer, so no answer of it can pause its
+ * worker, and a run of answers may be handled at once.
+ */
+bool fp__pipe_runs(const struct fp_call *b, unsigned hops)
+{
+	return !next_stage(fp__batch(b)->stage + hops);
+}
+
 /* --- stage fusion (pipeline.h) ------------------------------------------- */
 
 static bool stage_slow(const struct fp_pipe_stage *s)
@@ -357,25 +367,25 @@ static int stages_init(fp_pool *p, struct fp_pipe *pipe, const fp_stage *stages,
 	return 0;
 }
 
-/* Stage 0's batch: the call's inputs, copied. */
-static int inputs_init(fp_pool *p, struct fp_pipe *pipe, const struct fp_buf *items, size_t n)
+/* Stage 0's batch: the call's inputs, copied, or the caller's own when `borrow`. */
+static int inputs_init(fp_pool *p, struct fp_pipe *pipe, const struct fp_buf *items, size_t n,
+		       bool borrow)
 {
 	struct fp_pipe_stage *s0 = &pipe->stages[0];
 	struct fp_call *b;
 	size_t i, bytes = 0, off = 0, per;
 
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n && !borrow; i++)
 		if (items[i].len <= p->opts.max_payload)
 			bytes += items[i].len;
-	b = fp__batch_new(pipe, s0, n, bytes, false);
+	b = fp__batch_new(pipe, s0, n, bytes, false, borrow ? items : NULL);
 	if (!b)
 		return -ENOMEM;
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n && !borrow; i++) {
 		if (items[i].len > p->opts.max_payload)
 			continue;
 		memcpy(b->arena + off, items[i].base, items[i].len);
-		b->items[i].args = b->arena + off;
-		b->items[i].args_len = (uint32_t)items[i].len;
+		b->items[i] = (struct fp_buf){ b->arena + off, items[i].len };
 		off += items[i].len;
 	}
 	b->n = n;
@@ -408,11 +418,10 @@ static int inputs_queue(fp_pool *p, struct fp_pipe *pipe, const struct fp_buf *i
 	return err;
 }
 
-int fp_pool_pipeline_async(fp_pool *p, const fp_stage *stages, size_t nstages,
+static int pipeline_submit(fp_pool *p, const fp_stage *stages, size_t nstages,
 			   const struct fp_buf *items, size_t n,
-			   const fp_pipeline_options *opts,
-			   fp_item_cb on_item, fp_done_cb on_done, void *data,
-			   uint64_t *call_id)
+			   const fp_pipeline_options *opts, fp_item_cb on_item,
+			   fp_done_cb on_done, void *data, uint64_t *call_id, bool borrow)
 {
 	static const fp_pipeline_options defaults = FP_PIPELINE_OPTIONS_DEFAULT;
 	struct fp_pipe *pipe;
@@ -469,7 +478,7 @@ int fp_pool_pipeline_async(fp_pool *p, const fp_stage *stages, size_t nstages,
 		for (size_t i = 0; pipe->input_live && i < n; i++)
 			pipe->input_live[i] = 1;
 	}
-	err = inputs_init(p, pipe, items, n);
+	err = inputs_init(p, pipe, items, n, borrow);
 	if (err)
 		goto err_free;
 
@@ -501,6 +510,26 @@ int fp_pool_pipeline_async(fp_pool *p, const fp_stage *stages, size_t nstages,
 err_free:
 	pipe_free(pipe);
 	return err;
+}
+
+int fp_pool_pipeline_async(fp_pool *p, const fp_stage *stages, size_t nstages,
+			   const struct fp_buf *items, size_t n,
+			   const fp_pipeline_options *opts,
+			   fp_item_cb on_item, fp_done_cb on_done, void *data,
+			   uint64_t *call_id)
+{
+	return pipeline_submit(p, stages, nstages, items, n, opts, on_item, on_done, data,
+			       call_id, false);
+}
+
+int fp_pool_pipeline_borrow_async(fp_pool *p, const fp_stage *stages, size_t nstages,
+				  const struct fp_buf *items, size_t n,
+				  const fp_pipeline_options *opts,
+				  fp_item_cb on_item, fp_done_cb on_done, void *data,
+				  uint64_t *call_id)
+{
+	return pipeline_submit(p, stages, nstages, items, n, opts, on_item, on_done, data,
+			       call_id, true);
 }
 
 /* --- cancel and statistics ----------------------------------------------- */

@@ -41,7 +41,7 @@ static void batch_sent(struct fp_call *c, fp_pool *p, unsigned hops, uint32_t co
 static void batch_item_end(struct fp_call *c, unsigned hop, const struct fp_result *r)
 {
 	fp__pipe_item_end(c, (uint32_t)r->index, hop, r->status, r->message, r->pid,
-			  r->duration_us);
+			  r->attempts, r->duration_us);
 }
 
 static const char *batch_chain_task(const struct fp_call *c, unsigned hop)
@@ -150,6 +150,7 @@ const struct fp_call_ops fp__batch_ops = {
 	.output = fp__pipe_output,
 	.emit = batch_emit,
 	.blocked = fp__pipe_blocked,
+	.runs = fp__pipe_runs,
 	.chain_us = fp__pipe_chain_us_record,
 	.hop_us = batch_hop_us,
 };

@@ -45,18 +45,26 @@ int fp__stage_work_submit(fp_pool *p, const char *task, struct fp_call *b,
 }
 
 struct fp_call *fp__batch_new(struct fp_pipe *pipe, struct fp_pipe_stage *s,
-			      size_t items, size_t bytes, bool with_origin)
+			      size_t items, size_t bytes, bool with_origin,
+			      const struct fp_buf *lent)
 {
 	struct fp_batch *batch = calloc(1, sizeof(*batch));
 	struct fp_call *b = batch ? &batch->call : NULL;
 
 	if (!b)
 		return NULL;
-	b->items = fp_mem_alloc((items ? items : 1) * sizeof(*b->items));
-	b->arena = fp_mem_alloc(bytes ? bytes : 1);
+	if (lent) {
+		/* Read only while the pipeline lives: its caller's word (forkpool.h). */
+		b->items = (struct fp_buf *)lent;
+		b->borrowed = true;
+	} else {
+		b->items = fp_mem_alloc((items ? items : 1) * sizeof(*b->items));
+		b->arena = fp_mem_alloc(bytes ? bytes : 1);
+	}
 	fp__batch(b)->origin = with_origin ? fp_mem_alloc((items ? items : 1) * sizeof(*fp__batch(b)->origin)) : NULL;
-	if (!b->items || !b->arena || (with_origin && !fp__batch(b)->origin)) {
-		fp_mem_free(b->items);
+	if (!b->items || (!lent && !b->arena) || (with_origin && !fp__batch(b)->origin)) {
+		if (!lent)
+			fp_mem_free(b->items);
 		fp_mem_free(b->arena);
 		fp_mem_free(fp__batch(b)->origin);
 		free(batch);
@@ -93,8 +101,10 @@ void fp__batch_free(struct fp_pipe *pipe, struct fp_call *b)
 		pipe->batches = b->next;
 	if (b->next)
 		b->next->prev = b->prev;
-	fp_mem_free(b->items);
+	if (!b->borrowed)
+		fp_mem_free(b->items);
 	fp_mem_free(b->arena);
+	fp_mem_free(b->marks);
 	fp_mem_free(fp__batch(b)->origin);
 	free(fp__batch(b));
 }
@@ -104,7 +114,7 @@ static int batch_grow(struct fp_call *b, size_t len)
 {
 	if (b->n == fp__batch(b)->items_cap) {
 		size_t cap = fp__batch(b)->items_cap * 2;
-		struct fp_item *items = fp_mem_alloc(cap * sizeof(*items));
+		struct fp_buf *items = fp_mem_alloc(cap * sizeof(*items));
 		uint32_t *origin = fp_mem_alloc(cap * sizeof(*origin));
 
 		if (!items || !origin) {
@@ -167,7 +177,7 @@ static void stage_add(struct fp_pipe *pipe, struct fp_pipe_stage *s, uint32_t or
 
 	if (!b) {
 		b = fp__batch_new(pipe, s, BATCH_ITEMS_MIN,
-				  len > BATCH_BYTES_MIN ? len : BATCH_BYTES_MIN, true);
+				  len > BATCH_BYTES_MIN ? len : BATCH_BYTES_MIN, true, NULL);
 		if (!b)
 			goto oom;
 		s->open = b;
@@ -176,7 +186,7 @@ static void stage_add(struct fp_pipe *pipe, struct fp_pipe_stage *s, uint32_t or
 	if (batch_grow(b, len) < 0)
 		goto oom;
 	/* Where args will point is known once the arena stops moving: at close. */
-	b->items[b->n] = (struct fp_item){ .args = NULL, .args_len = (uint32_t)len };
+	b->items[b->n] = (struct fp_buf){ .base = NULL, .len = len };
 	fp__batch(b)->origin[b->n] = origin;
 	memcpy(b->arena + fp__batch(b)->arena_len, value, len);
 	fp__batch(b)->arena_len += len;
@@ -206,8 +216,8 @@ static void stage_close(struct fp_pipe *pipe, struct fp_pipe_stage *s)
 	s->open = NULL;
 	fp__batch(b)->closed = true;
 	for (i = 0; i < b->n; i++) {
-		b->items[i].args = b->arena + off;
-		off += b->items[i].args_len;
+		b->items[i].base = b->arena + off;
+		off += b->items[i].len;
 	}
 	/*
 	 * Spread a batch of slow (or not yet timed) items over the workers;
@@ -317,7 +327,8 @@ void fp__pipe_output(struct fp_call *b, uint32_t index, unsigned hop, const char
 }
 
 void fp__pipe_item_end(struct fp_call *b, uint32_t index, unsigned hop,
-		       fp_item_status status, const char *msg, pid_t pid, uint64_t duration_us)
+		       fp_item_status status, const char *msg, pid_t pid, unsigned attempts,
+		       uint64_t duration_us)
 {
 	struct fp_pipe_stage *s = fp__batch(b)->stage + hop;
 	struct fp_pipe *pipe = s->pipe;
@@ -330,8 +341,8 @@ void fp__pipe_item_end(struct fp_call *b, uint32_t index, unsigned hop,
 		s->st.failed++;
 		if (s == pipe->reduce)
 			pipe->reduce_failed = true;
-		fp__pipe_result(pipe, origin, s->index, status, NULL, 0, msg, pid,
-				b->items[index].attempts, duration_us);
+		fp__pipe_result(pipe, origin, s->index, status, NULL, 0, msg, pid, attempts,
+				duration_us);
 	}
 	if (fp__batch(b)->closed && b->finished == b->n)
 		fp__batch_free(pipe, b);

@@ -37,7 +37,8 @@ extern const struct fp_call_ops fp__batch_ops;
 void fp__pipe_output(struct fp_call *batch, uint32_t index, unsigned hop, const char *value,
 		     size_t len, pid_t pid, unsigned attempts);
 void fp__pipe_item_end(struct fp_call *batch, uint32_t index, unsigned hop,
-		       fp_item_status status, const char *msg, pid_t pid, uint64_t duration_us);
+		       fp_item_status status, const char *msg, pid_t pid, unsigned attempts,
+		       uint64_t duration_us);
 /* How many stages after the batch's its items run through in the same worker now. */
 unsigned fp__pipe_hops(const struct fp_call *batch);
 /* `count` items of the batch were sent with a chain of `hops` stages after its own. */
@@ -61,6 +62,8 @@ size_t fp__pipe_chunk_room(const struct fp_call *batch, uint32_t first, size_t w
 			   unsigned hops);
 /* Whether a worker running an item of this batch (chained through `hops`) must stop being read. */
 bool fp__pipe_blocked(const struct fp_call *batch, unsigned hops);
+/* Whether answers of its items sent with a chain of `hops` may be taken a run at a time. */
+bool fp__pipe_runs(const struct fp_call *batch, unsigned hops);
 
 /* pipeline_flow.c */
 /*
@@ -77,8 +80,13 @@ void fp__pipe_flush(fp_pool *p);
  */
 int fp__stage_work_submit(fp_pool *p, const char *task, struct fp_call *b,
 			  uint32_t first, uint32_t count);
+/*
+ * A new batch of stage s with room for `items` items of `bytes` in all; or,
+ * `lent` not NULL, whose items are those (the caller's: a borrowed input).
+ */
 struct fp_call *fp__batch_new(struct fp_pipe *pipe, struct fp_pipe_stage *s,
-			      size_t items, size_t bytes, bool with_origin);
+			      size_t items, size_t bytes, bool with_origin,
+			      const struct fp_buf *lent);
 void fp__batch_free(struct fp_pipe *pipe, struct fp_call *b);
 /* Fold what is gathered for the reduce into one more reduce item. */
 void fp__reduce_close(struct fp_pipe *pipe);

@@ -99,6 +99,7 @@ static void child_free(fp_pool *c)
 	fp__queue_deinit(&c->failing);
 	fp__exec_free(c->exec);
 	free(c->task_us);
+	free(c->answers);
 	free(c->slots);
 	free(c);
 }
@@ -404,10 +405,7 @@ static void calls_free_all(fp_pool *p)
 		struct fp_call *c = p->calls;
 		p->calls = c->next;
 		fp__start_tell(p, &c->start, true);
-		fp_mem_free(c->items);
-		fp_mem_free(c->arena);
-		free(c->task);
-		free(c);
+		fp__call_free(c);
 	}
 }
 
@@ -435,6 +433,7 @@ void fp_pool_free(fp_pool *p)
 	fp__zygote_free_all(p);
 	calls_free_all(p);
 	free(p->task_us);
+	free(p->answers);
 	fp__pipes_free_all(p);
 	fp__queue_deinit(&p->queue);
 	fp__queue_deinit(&p->failing);
@@ -665,8 +664,8 @@ fp_pool *fp__route(fp_pool *p, const char *task)
 }
 
 static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
-		       size_t n, const fp_call_options *o, fp_item_cb on_item,
-		       fp_done_cb on_done, void *data, uint64_t *call_id)
+		       size_t n, const fp_call_options *o, const struct fp_call_spec *spec,
+		       uint64_t *call_id)
 {
 	static const fp_call_options defaults = FP_CALL_OPTIONS_DEFAULT;
 	const struct fp_registry_task *t;
@@ -679,7 +678,7 @@ static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 	if (p->nchildren) {
 		fp_pool *x = fp__route(p, task);
 		if (x != p)
-			return call_submit(x, task, items, n, o, on_item, on_done, data, call_id);
+			return call_submit(x, task, items, n, o, spec, call_id);
 	}
 	if (p->state != FP_POOL_RUNNING)
 		return FP_ESTOPPED;
@@ -697,7 +696,7 @@ static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 		return -E2BIG;
 	if (!o)
 		o = &defaults;
-	err = fp__call_new(&c, p, t, task, items, n, o, on_item, on_done, data);
+	err = fp__call_new(&c, p, t, task, items, n, o, spec);
 	if (err)
 		return err;
 
@@ -718,6 +717,7 @@ static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 		/* Undo: nothing of this call may stay queued. */
 		fp__queue_fail(p, c, FP_ITEM_CANCELLED, "cancelled");
 		c->on_item = NULL;
+		c->on_items = NULL;
 		c->on_done = NULL;
 		c->start.cb = NULL;
 		c->cancelled = true;
@@ -734,15 +734,29 @@ int fp_pool_apply_async(fp_pool *p, const char *task, const char *args, size_t a
 			fp_done_cb on_done, void *data, uint64_t *call_id)
 {
 	struct fp_buf b = { args, args_len };
+	struct fp_call_spec spec = { .on_item = on_item, .on_done = on_done, .data = data };
 
-	return call_submit(p, task, &b, 1, opts, on_item, on_done, data, call_id);
+	return call_submit(p, task, &b, 1, opts, &spec, call_id);
 }
 
 int fp_pool_map_async(fp_pool *p, const char *task, const struct fp_buf *items,
 		      size_t n, const fp_call_options *opts, fp_item_cb on_item,
 		      fp_done_cb on_done, void *data, uint64_t *call_id)
 {
-	return call_submit(p, task, items, n, opts, on_item, on_done, data, call_id);
+	struct fp_call_spec spec = { .on_item = on_item, .on_done = on_done, .data = data };
+
+	return call_submit(p, task, items, n, opts, &spec, call_id);
+}
+
+int fp_pool_map_borrow_async(fp_pool *p, const char *task, const struct fp_buf *items,
+			     size_t n, const fp_call_options *opts, fp_items_cb on_items,
+			     fp_done_cb on_done, void *data, uint64_t *call_id)
+{
+	struct fp_call_spec spec = {
+		.on_items = on_items, .on_done = on_done, .data = data, .borrow = true,
+	};
+
+	return call_submit(p, task, items, n, opts, &spec, call_id);
 }
 
 int fp_pool_cancel(fp_pool *root, uint64_t call_id)
@@ -804,13 +818,14 @@ struct sync_wait {
 	bool oom;
 };
 
-static char *block_copy(struct results_block *b, const char *s, size_t len)
+/* `len` bytes in b's open page (a page of their own when they would not fit one). */
+static char *block_reserve(struct results_block *b, size_t len)
 {
 	struct result_page *pg = b->pages;
 	char *d;
 
-	if (!pg || pg->cap - pg->used < len + 1) {
-		size_t cap = len + 1 > RESULT_PAGE_SIZE ? len + 1 : RESULT_PAGE_SIZE;
+	if (!pg || pg->cap - pg->used < len) {
+		size_t cap = len > RESULT_PAGE_SIZE ? len : RESULT_PAGE_SIZE;
 		pg = fp_mem_alloc(sizeof(*pg) + cap);
 		if (!pg)
 			return NULL;
@@ -826,9 +841,18 @@ static char *block_copy(struct results_block *b, const char *s, size_t len)
 		}
 	}
 	d = pg->data + pg->used;
-	pg->used += len + 1;
-	memcpy(d, s, len);
-	d[len] = '\0';
+	pg->used += len;
+	return d;
+}
+
+static char *block_copy(struct results_block *b, const char *s, size_t len)
+{
+	char *d = block_reserve(b, len + 1);
+
+	if (d) {
+		memcpy(d, s, len);
+		d[len] = '\0';
+	}
 	return d;
 }
 
@@ -863,6 +887,35 @@ static void sync_item(fp_pool *p, uint64_t id, const struct fp_result *r, void *
 		sw->oom = true;
 }
 
+/* fp_pool_map()'s: a run's values copied into the block with one reservation. */
+static void sync_items(fp_pool *p, uint64_t id, const struct fp_result *r, size_t n, void *data)
+{
+	struct sync_wait *sw = data;
+	size_t i, bytes = 0;
+	char *d;
+
+	for (i = 0; i < n; i++)
+		if (r[i].value)
+			bytes += r[i].value_len + 1;
+	d = bytes ? block_reserve(sw->block, bytes) : NULL;
+	for (i = 0; i < n; i++) {
+		struct fp_result *dst = &sw->results[r[i].index];
+
+		if (r[i].message || r[i].traceback || (r[i].value && !d)) {
+			/* Failures are few: each on its own, as fp_pool_apply() does. */
+			sync_item(p, id, &r[i], data);
+			continue;
+		}
+		*dst = r[i];
+		if (r[i].value) {
+			memcpy(d, r[i].value, r[i].value_len);
+			d[r[i].value_len] = '\0';
+			dst->value = d;
+			d += r[i].value_len + 1;
+		}
+	}
+}
+
 static void sync_done(fp_pool *p, const struct fp_call_summary *s, void *data)
 {
 	struct sync_wait *sw = data;
@@ -871,10 +924,21 @@ static void sync_done(fp_pool *p, const struct fp_call_summary *s, void *data)
 	fp_loop_stop(p->loop);
 }
 
+/*
+ * Blocking: the call borrows the caller's items, which cannot change
+ * before it returns; a map takes its results in runs.
+ */
 static int sync_run(fp_pool *p, const char *task, const struct fp_buf *items, size_t n,
 		    const fp_call_options *opts, struct sync_wait *sw)
 {
-	int err = call_submit(p, task, items, n, opts, sync_item, sync_done, sw, NULL);
+	struct fp_call_spec spec = {
+		.on_item = sw->block ? NULL : sync_item,
+		.on_items = sw->block ? sync_items : NULL,
+		.on_done = sync_done,
+		.data = sw,
+		.borrow = true,
+	};
+	int err = call_submit(p, task, items, n, opts, &spec, NULL);
 
 	if (err)
 		return err;

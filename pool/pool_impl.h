@@ -119,6 +119,11 @@ struct fp_pool {
 	char start_error[FP_START_OUTPUT_MAX + 512];
 	uint64_t duration_counts[FP_DURATION_BUCKETS];
 	uint64_t duration_sum_us;
+	/*
+	 * dispatch.c: a run of answers as results, handed to a call whole
+	 * (FP_ANSWERS_MAX of them; made at the first run, kept).
+	 */
+	struct fp_result *answers;
 };
 
 struct fp_pipe;
@@ -139,9 +144,11 @@ void fp__dispatch(fp_pool *p);
 /* call.c: apply and map's calls */
 int fp__call_new(struct fp_call **out, fp_pool *p, const struct fp_registry_task *t,
 		 const char *task, const struct fp_buf *items, size_t n,
-		 const fp_call_options *o, fp_item_cb on_item, fp_done_cb on_done, void *data);
+		 const fp_call_options *o, const struct fp_call_spec *spec);
 /* Its end, once every item ended: on_done, then it is freed. */
 void fp__call_maybe_finish(struct fp_call *call);
+/* Free it, without a word to anyone. */
+void fp__call_free(struct fp_call *call);
 
 /* pool.c */
 /* An item of the call (or pipeline) of `sn` was handed to a worker: tell it from the loop. */

@@ -42,6 +42,7 @@ struct exit_blame {
 	unsigned hop;              /* ... and the stage of its chain it was in */
 	unsigned kind;             /* FP_RETRY_TIMEOUT or FP_RETRY_CRASH */
 	fp_item_status status;
+	unsigned attempts;         /* its starts, this run's counted */
 	bool retry;
 	char msg[512];             /* how it ended, for its result and the log */
 	char note[128];            /* its attempts (fp__item_attempt_note()) */
@@ -64,7 +65,7 @@ static void exit_blame(struct fp_worker *w, bool crashed, uint32_t fate, const c
 	b->call = fp__worker_item(w, cur, &b->run, &b->hop);
 	/* Started, blamed or not: a run killed for another call's cancel was one too. */
 	if (b->call)
-		fp__item_started(&b->call->items[b->run]);
+		b->attempts = fp__item_started(b->call, b->run);
 	if (b->call && (b->call->cancelled || w->kill_reason == FP_KILL_SHUTDOWN ||
 			w->kill_reason == FP_KILL_CANCEL || p->state != FP_POOL_RUNNING))
 		b->call = NULL;
@@ -82,7 +83,7 @@ static void exit_blame(struct fp_worker *w, bool crashed, uint32_t fate, const c
 		    fate ? (fp_item_status)fate : FP_ITEM_CRASH;
 	/* An exec program's bad line or oversized answer ended it too: a crash. */
 	b->kind = b->status == FP_ITEM_TIMEOUT ? FP_RETRY_TIMEOUT : FP_RETRY_CRASH;
-	b->retry = fp__item_retry_wanted(b->call, &b->call->items[b->run], b->kind, b->hop);
+	b->retry = fp__item_retry_wanted(b->call, b->run, b->attempts, b->kind, b->hop);
 }
 
 /* The items leave the worker's segments: their calls count them as waiting or ending. */
@@ -129,7 +130,8 @@ static void exit_message(struct fp_worker *w, struct exit_blame *b, uint32_t fat
 		snprintf(b->msg, sizeof(b->msg), "worker pid %d %s while running task %s",
 			 (int)w->pid, how, task);
 	fp__item_name(name, sizeof(name), c, b->run, b->hop);
-	fp__item_attempt_note(b->note, sizeof(b->note), c, &c->items[b->run], b->kind, b->hop, b->retry);
+	fp__item_attempt_note(b->note, sizeof(b->note), c, b->run, b->attempts, b->kind, b->hop,
+			      b->retry);
 	fp_log_warn(&p->log, "worker %u: %s (%s, %s)", w->slot, b->msg, name, b->note);
 	/* A task that crashes or overruns is not one to share a chunk. */
 	if (c->ops->hop_us)
@@ -223,11 +225,12 @@ void fp__worker_account_exit(struct fp_worker *w)
 	w->nchunks = 0;
 	if (b.call && !b.retry) {
 		/* Which attempt, when it had retries to spend. */
-		if (b.call->items[b.run].attempts > 1 || fp__item_retries(b.call, b.hop)) {
+		if (b.attempts > 1 || fp__item_retries(b.call, b.hop)) {
 			size_t l = strlen(b.msg);
 			snprintf(b.msg + l, sizeof(b.msg) - l, " (%s)", b.note);
 		}
 		fp__item_end(p, b.call, b.run, b.status, NULL, 0, b.msg, fp__worker_answer_pid(w),
-			     (fp_now_ns() - atomic_load(&w->shm->started_ns)) / 1000u, b.hop);
+			     (fp_now_ns() - atomic_load(&w->shm->started_ns)) / 1000u, b.hop,
+			     b.attempts);
 	}
 }

@@ -172,9 +172,12 @@ void fp_test_pipe_run(fp_pool *p, const fp_stage *stages, size_t nstages,
 		      const struct fp_test_inputs *in, const fp_pipeline_options *opts,
 		      struct fp_test_pipe *o)
 {
-	assert_int_equal(fp_pool_pipeline_async(p, stages, nstages, in->items, in->n, opts,
-						fp_test_pipe_item, fp_test_pipe_done, o,
-						&o->call_id), 0);
+	int (*submit)(fp_pool *, const fp_stage *, size_t, const struct fp_buf *, size_t,
+		      const fp_pipeline_options *, fp_item_cb, fp_done_cb, void *, uint64_t *) =
+		o->borrow ? fp_pool_pipeline_borrow_async : fp_pool_pipeline_async;
+
+	assert_int_equal(submit(p, stages, nstages, in->items, in->n, opts, fp_test_pipe_item,
+				fp_test_pipe_done, o, &o->call_id), 0);
 	assert_true(fp_test_run_until(p, fp_test_pipe_finished, o, 60000));
 	assert_int_equal(o->done_calls, 1);
 	assert_int_equal(o->summary.id, o->call_id);

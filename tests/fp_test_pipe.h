@@ -36,6 +36,7 @@ struct fp_test_pipe {
 	int bad_index;               /* an index past the inputs (not a reduce's 0) */
 	size_t last_index;
 	int out_of_order;
+	int borrow;                  /* fp_test_pipe_run(): fp_pool_pipeline_borrow_async() */
 	char value[4096];            /* the last output's text, for reduce results */
 	unsigned value_stage;
 	size_t err_index;            /* the first error */

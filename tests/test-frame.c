@@ -333,6 +333,92 @@ static void results_frame_comes_out_item_by_item(void **state)
 }
 
 /*
+ * The master's answer path takes a RESULTS frame's items in runs of at most
+ * `max`: each run's values come NUL-terminated by the walk, the run that
+ * ends the frame carries its rss_kib, the byte after a run is back for the
+ * next one, and what follows the frame comes out as before.
+ */
+static void results_frame_comes_out_in_runs(void **state)
+{
+	static const char *const values[] = { "49", "\"x\"", "", "1234567", "5" };
+	static const uint32_t flags[] = { 5u << FP_FRAME_US_SHIFT, 0, FP_FRAME_NOVALUE, 0,
+					  FP_FRAME_RETIRE };
+	struct fp_frame_reader r;
+	struct fp_frame_header h;
+	struct fp_frame_results_walk k;
+	uint32_t count, f, len;
+	char *p;
+	const char *v;
+	char buf[512];
+	size_t off = 0;
+	int i = 0;
+
+	put_results(buf, &off, 7, values, flags, 5, 1234);
+	put_frame(buf, &off, FP_FRAME_ERROR, 12, "boom", 4, 2);
+	fp_frame_reader_init(&r, 1024);
+	assert_int_equal(fp_frame_reader_feed(&r, buf, off), 0);
+	/* Runs of 2, 2, 1: each walked whole before the next is asked for. */
+	for (uint32_t run = 0; run < 3; run++) {
+		assert_int_equal(fp_frame_reader_next_run(&r, &h, &p, 2, &count), 1);
+		assert_int_equal(h.type, FP_FRAME_RESULTS);
+		assert_int_equal(count, run < 2 ? 2 : 1);
+		assert_true(h.id == 7u + (unsigned)i);
+		assert_int_equal(h.rss_kib, run == 2 ? 1234 : 0);
+		fp_frame_results_walk_init(&k, p, count);
+		for (uint32_t j = 0; j < count; j++, i++) {
+			v = fp_frame_results_walk_next(&k, &f, &len);
+			assert_int_equal(f, flags[i]);
+			assert_int_equal(len, strlen(values[i]));
+			assert_string_equal(v, values[i]);
+		}
+	}
+	assert_int_equal(i, 5);
+	/* Asked for one at a time, a frame comes as fp_frame_reader_next() gives it. */
+	assert_int_equal(fp_frame_reader_next_run(&r, &h, &p, 1, &count), 1);
+	assert_int_equal(count, 1);
+	assert_int_equal(h.type, FP_FRAME_ERROR);
+	assert_string_equal(p, "boom");
+	assert_int_equal(fp_frame_reader_next_run(&r, &h, &p, 2, &count), 0);
+	assert_int_equal(fp_frame_reader_eof(&r), 0);
+	fp_frame_reader_deinit(&r);
+}
+
+/* A run may stop inside a frame and the rest come item by item, and the other way round. */
+static void results_runs_and_items_mix(void **state)
+{
+	static const char *const values[] = { "1", "22", "333", "4444" };
+	static const uint32_t flags[] = { 0, 0, 0, 0 };
+	struct fp_frame_reader r;
+	struct fp_frame_header h;
+	struct fp_frame_results_walk k;
+	uint32_t count, f, len;
+	char *p;
+	const char *cp;
+	char buf[256];
+	size_t off = 0;
+
+	put_results(buf, &off, 1, values, flags, 4, 9);
+	fp_frame_reader_init(&r, 1024);
+	assert_int_equal(fp_frame_reader_feed(&r, buf, off), 0);
+	assert_int_equal(fp_frame_reader_next(&r, &h, &cp), 1);
+	assert_int_equal(h.type, FP_FRAME_RESULT);
+	assert_string_equal(cp, "1");
+	assert_int_equal(fp_frame_reader_next_run(&r, &h, &p, 2, &count), 1);
+	assert_int_equal(count, 2);
+	assert_true(h.id == 2);
+	fp_frame_results_walk_init(&k, p, count);
+	assert_string_equal(fp_frame_results_walk_next(&k, &f, &len), "22");
+	assert_string_equal(fp_frame_results_walk_next(&k, &f, &len), "333");
+	assert_int_equal(fp_frame_reader_next(&r, &h, &cp), 1);
+	assert_int_equal(h.type, FP_FRAME_RESULT);
+	assert_true(h.id == 4);
+	assert_int_equal(h.rss_kib, 9);
+	assert_string_equal(cp, "4444");
+	assert_int_equal(fp_frame_reader_next(&r, &h, &cp), 0);
+	fp_frame_reader_deinit(&r);
+}
+
+/*
  * A chain (stage fusion): the names come out one after the other and every
  * item has the frame's hop; answers carry theirs too.
  */
@@ -512,6 +598,8 @@ int main(void)
 		cmocka_unit_test(large_payload_in_uneven_pieces),
 		cmocka_unit_test(tasks_frame_comes_out_item_by_item),
 		cmocka_unit_test(results_frame_comes_out_item_by_item),
+		cmocka_unit_test(results_frame_comes_out_in_runs),
+		cmocka_unit_test(results_runs_and_items_mix),
 		cmocka_unit_test(feed_while_a_packed_frame_is_open),
 		cmocka_unit_test(chain_frames_carry_their_names_and_hop),
 		cmocka_unit_test(bad_chains_are_refused),

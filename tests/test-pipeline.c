@@ -213,6 +213,38 @@ static void three_stages_equal_doing_it_sequentially(void **state)
 	free_pool(p, paths);
 }
 
+/*
+ * The same from borrowed inputs: stage 0 reads the caller's items where
+ * they are, and every output is there once and right.
+ */
+static void three_stages_from_borrowed_inputs(void **state)
+{
+	char *paths[2];
+	fp_pool *p = new_pool(2, paths);
+	fp_stage st[3] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	struct fp_test_inputs in;
+	struct fp_test_pipe o;
+	size_t i, n = 20000;
+
+	st[0].task = "square";
+	st[1].task = "pipe.inc";
+	st[2].task = "square";
+	fp_test_inputs_numbers(&in, n, mod1000);
+	fp_test_pipe_init(&o, p, n, NULL);
+	o.borrow = 1;
+	fp_test_pipe_run(p, st, 3, &in, NULL, &o);
+	assert_int_equal(o.errors, 0);
+	assert_int_equal(o.outputs, n);
+	for (i = 0; i < n; i++) {
+		long long x = (long long)(i % 1000), want = (x * x + 1) * (x * x + 1);
+		assert_int_equal(o.per_input[i], 1);
+		assert_int_equal(o.value_sum[i], want);
+	}
+	fp_test_pipe_free(&o);
+	fp_test_inputs_free(&in);
+	free_pool(p, paths);
+}
+
 static void range_fans_out(void **state)
 {
 	char *paths[2];
@@ -1012,6 +1044,7 @@ int main(void)
 		cmocka_unit_test(values_are_checked_as_json),
 		cmocka_unit_test(abi1_module_loads_and_runs),
 		cmocka_unit_test(three_stages_equal_doing_it_sequentially),
+		cmocka_unit_test(three_stages_from_borrowed_inputs),
 		cmocka_unit_test(range_fans_out),
 		cmocka_unit_test(word_count_with_reduce),
 		cmocka_unit_test(reduce_of_nothing_folds_an_empty_list),

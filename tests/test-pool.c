@@ -224,6 +224,113 @@ static void crash_inside_a_packed_chunk_fails_only_that_item(void **state)
 	free(path);
 }
 
+/* fp_pool_map_borrow_async()'s results, kept item by item, and its runs counted. */
+struct runs {
+	struct fp_test_collect c;
+	size_t runs, longest;
+};
+
+static void runs_item(fp_pool *p, uint64_t id, const struct fp_result *r, size_t n, void *data)
+{
+	struct runs *ru = data;
+
+	assert_true(n >= 1);
+	ru->runs++;
+	if (n > ru->longest)
+		ru->longest = n;
+	for (size_t i = 0; i < n; i++)
+		fp_test_collect_item(p, id, &r[i], &ru->c);
+}
+
+static void runs_done(fp_pool *p, const struct fp_call_summary *s, void *data)
+{
+	fp_test_collect_done(p, s, &((struct runs *)data)->c);
+}
+
+/*
+ * A borrowed map: every item once, right, from the caller's own items; the
+ * answers a worker sent together come in one callback, never more than a
+ * chunk (the run is one segment's).
+ */
+static void borrowed_map_hands_results_over_in_runs(void **state)
+{
+	const size_t n = 1000;
+	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
+	fp_pool *p = fp_test_pool(2);
+	struct runs ru = { 0 };
+	char **s;
+	struct fp_buf *items = numbers(n, &s);
+
+	o.chunksize = 100;
+	fp_test_collect_init(&ru.c, p, n);
+	assert_int_equal(fp_pool_map_borrow_async(p, "square", items, n, &o, runs_item, runs_done,
+						  &ru, NULL), 0);
+	fp_test_collect_wait(&ru.c);
+	for (size_t i = 0; i < n; i++) {
+		char want[32];
+
+		snprintf(want, sizeof(want), "%zu", i * i);
+		assert_int_equal(ru.c.seen[i], 1);
+		assert_int_equal(ru.c.r[i].status, FP_ITEM_OK);
+		assert_int_equal(ru.c.r[i].attempts, 1);
+		assert_string_equal(ru.c.r[i].value, want);
+	}
+	assert_int_equal(ru.c.summary.ok, n);
+	/* Quick items come back packed: runs, each within its chunk. */
+	assert_true(ru.runs < n);
+	assert_true(ru.longest > 1 && ru.longest <= 100);
+	fp_test_collect_free(&ru.c);
+	numbers_free(items, s, n);
+	fp_pool_free(p);
+}
+
+/*
+ * A crash in a borrowed map: the crashing item is retried from the
+ * caller's items and counts its attempts (kept only for it), the others
+ * answer once.
+ */
+static void borrowed_map_retries_count_their_attempts(void **state)
+{
+	enum { N = 48 };
+	static struct fp_buf items[N];
+	static char args[N][8];
+	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
+	struct runs ru = { 0 };
+	fp_options po;
+	fp_pool *p;
+	char *path;
+
+	fp_test_options(&po, 1);
+	path = fp_test_module_path("libfp-pipe.so");
+	po.modules[0] = path;
+	p = fp_test_pool_with(&po);
+	for (size_t i = 0; i < N; i++) {
+		int l = snprintf(args[i], sizeof(args[i]), "%zu", i);
+		items[i] = (struct fp_buf){ args[i], (size_t)l };
+	}
+	o.chunksize = 16;
+	o.retries = 2;
+	fp_test_collect_init(&ru.c, p, N);
+	assert_int_equal(fp_pool_map_borrow_async(p, "pipe.crash13", items, N, &o, runs_item,
+						  runs_done, &ru, NULL), 0);
+	fp_test_collect_wait(&ru.c);
+	for (size_t i = 0; i < N; i++) {
+		assert_int_equal(ru.c.seen[i], 1);
+		if (i == 13) {
+			assert_int_equal(ru.c.r[i].status, FP_ITEM_CRASH);
+			assert_int_equal(ru.c.r[i].attempts, 3);
+			assert_non_null(strstr(ru.c.r[i].message, "attempt 3 of 3"));
+			continue;
+		}
+		assert_int_equal(ru.c.r[i].status, FP_ITEM_OK);
+		assert_int_equal(ru.c.r[i].attempts, 1);
+		assert_string_equal(ru.c.r[i].value, args[i]);
+	}
+	fp_test_collect_free(&ru.c);
+	fp_pool_free(p);
+	free(path);
+}
+
 static void task_error_carries_its_message(void **state)
 {
 	fp_pool *p = fp_test_pool(1);
@@ -1629,6 +1736,8 @@ int main(void)
 		cmocka_unit_test(jitter_spreads_task_limits),
 		cmocka_unit_test(workers_die_with_the_master),
 		cmocka_unit_test(crash_inside_a_packed_chunk_fails_only_that_item),
+		cmocka_unit_test(borrowed_map_hands_results_over_in_runs),
+		cmocka_unit_test(borrowed_map_retries_count_their_attempts),
 	};
 
 	if (fp_test_backend_missing())

@@ -6,9 +6,10 @@
  *   bench-pool apply-async N [WINDOW]     N fp_pool_apply_async calls; WINDOW
  *                                         outstanding at a time (0 or absent: all)
  *   bench-pool rtt N                      N sequential fp_pool_apply calls
- *   bench-pool mtpc M N map|async         N items with max_tasks_per_child M
+ *   bench-pool mtpc M N map|async [MS]    N items with max_tasks_per_child M
  *                                         (0: no recycling); map uses chunksize 1,
- *                                         async submits every item at once
+ *                                         async submits every item at once; with
+ *                                         MS (map only), `spin` items of MS ms
  *   bench-pool spin W N MS                fp_pool_map of N `spin` items of MS ms of
  *                                         CPU each, chunksize 1, on W workers
  *
@@ -57,7 +58,7 @@ static int usage(void)
 		"usage: bench-pool map N [CHUNKSIZE]\n"
 		"       bench-pool apply-async N [WINDOW]\n"
 		"       bench-pool rtt N\n"
-		"       bench-pool mtpc M N map|async\n"
+		"       bench-pool mtpc M N map|async [SPIN_MS]\n"
 		"       bench-pool spin W N MS\n");
 	return 2;
 }
@@ -357,11 +358,14 @@ int main(int argc, char **argv)
 		return usage();
 	cmd = argv[1];
 	if (strcmp(cmd, "mtpc") == 0) {
-		if (argc != 5 || parse_size(argv[2], &mtpc) < 0 || mtpc > UINT32_MAX ||
-		    parse_size(argv[3], &n) < 0)
+		if ((argc != 5 && argc != 6) || parse_size(argv[2], &mtpc) < 0 ||
+		    mtpc > UINT32_MAX || parse_size(argv[3], &n) < 0)
 			return usage();
 		mode = argv[4];
 		if (strcmp(mode, "map") != 0 && strcmp(mode, "async") != 0)
+			return usage();
+		if (argc == 6 && (strcmp(mode, "map") != 0 || parse_size(argv[5], &arg2) < 0 ||
+				  arg2 == 0 || arg2 > 3600000))
 			return usage();
 	} else if (strcmp(cmd, "map") == 0 || strcmp(cmd, "apply-async") == 0) {
 		if (argc > 4 || parse_size(argv[2], &n) < 0 ||
@@ -418,13 +422,13 @@ int main(int argc, char **argv)
 		       backend_name(&b), pool_workers(&b), n, arg2, secs, (double)n / secs);
 	} else {
 		if (strcmp(mode, "map") == 0)
-			rc = run_map(&b, n, 1, 0, &secs);
+			rc = run_map(&b, n, 1, arg2, &secs);
 		else
 			rc = run_async(&b, n, 0, &secs);
 		fp_pool_stats(b.pool, &st);
-		printf("result name=mtpc backend=%s workers=%u mtpc=%zu mode=%s items=%zu "
-		       "seconds=%.6f rate=%.1f recycles=%" PRIu64,
-		       backend_name(&b), st.workers, mtpc, mode, n, secs,
+		printf("result name=mtpc backend=%s workers=%u mtpc=%zu mode=%s spin_ms=%zu "
+		       "items=%zu seconds=%.6f rate=%.1f recycles=%" PRIu64,
+		       backend_name(&b), st.workers, mtpc, mode, arg2, n, secs,
 		       (double)b.completed / secs, st.recycles);
 	}
 	printf(" ok=%zu failed=%zu\n", b.ok, b.completed - b.ok);

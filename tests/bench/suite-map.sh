@@ -51,7 +51,7 @@ map_table() {
 		b=${fp_backends[$i]}
 		name=${fp_backend_names[$i]}
 		row "[$name] embedded map" "fp.$b.map" rate items/s \
-			"Python Pool.map" py.map rate 10
+			"Python Pool.map" py.map rate 4
 		row "" "fp.$b.map" rate "" "Python PPE.map" py.ppemap rate
 		row "[$name] HTTP NDJSON map" "fp.$b.httpmap" rate items/s \
 			"Python Pool.map" py.map rate 2
