@@ -37,24 +37,30 @@ static void worker_log_cb(fp_io *io, ssize_t res, const char *buf);
 
 /* --- in the child, forked by the master itself ---------------------------- */
 
+struct fp_worker_args fp__worker_args(fp_pool *p, unsigned slot, uint64_t generation,
+				     uint64_t task_limit, int fd)
+{
+	return (struct fp_worker_args){
+		.registry = &p->reg,
+		.fd = fd,
+		.slot = slot,
+		.generation = generation,
+		.task_limit = task_limit,
+		.max_rss_bytes = p->opts.max_rss_bytes,
+		.max_payload = p->opts.max_payload,
+		.exec = p->exec,
+	};
+}
+
 static _Noreturn void child_main(fp_pool *p, struct fp_worker *w, int fd, int log_wr)
 {
 	struct fp_child c = {
 		.master_pid = p->master_pid,
 		.log_fd = log_wr,
-		.args = {
-			.registry = &p->reg,
-			.fd = fd,
-			.shm = w->shm,
-			.slot = w->slot,
-			.generation = w->generation,
-			.task_limit = w->tasks_limit,
-			.max_rss_bytes = p->opts.max_rss_bytes,
-			.max_payload = p->opts.max_payload,
-			.exec = p->exec,
-		},
+		.args = fp__worker_args(p, w->slot, w->generation, w->tasks_limit, fd),
 	};
 
+	c.args.shm = w->shm;
 	fp__child_worker(&c);
 }
 

@@ -17,6 +17,7 @@
 #include "forkpool/loop.h"
 
 struct fp_worker;
+struct fp_worker_args;
 
 /*
  * Consecutive start failures after which the pool reports itself unhealthy,
@@ -82,6 +83,9 @@ void fp__worker_set_life(struct fp_worker *w, enum fp_worker_life life);
 void fp__worker_leave(struct fp_worker *w);
 /* The state the API shows for w (fp_pool_workers()). */
 fp_worker_state fp__worker_shown_state(const struct fp_worker *w);
+/* What a new worker of pool p runs with (its shared page aside), in the master or a zygote. */
+struct fp_worker_args fp__worker_args(fp_pool *p, unsigned slot, uint64_t generation,
+				     uint64_t task_limit, int fd);
 int fp__spawn(fp_pool *p, unsigned slot);
 void fp__spawn_successor(struct fp_worker *w);
 /* Start w's successor as a standby once half of w's task budget is given out. */

@@ -180,7 +180,7 @@ static bool zygote_recv(int fd, unsigned nchildren, struct zygote_req *rq, int f
 static _Noreturn void zygote_child(fp_pool *p, int fd, const struct zygote_req *rq,
 				   const int fds[3], const struct fp_title_area *area)
 {
-	const fp_pool *q = rq->group ? p->children[rq->group - 1] : p;
+	fp_pool *q = rq->group ? p->children[rq->group - 1] : p;
 	const struct fp_zygote_child zc = {
 		.shm_fd = fds[2],
 		.close_fds = { fd, fds[1] },
@@ -189,16 +189,7 @@ static _Noreturn void zygote_child(fp_pool *p, int fd, const struct zygote_req *
 	struct fp_child c = {
 		.master_pid = p->master_pid,
 		.log_fd = fds[1],
-		.args = {
-			.registry = &p->reg,
-			.fd = fds[0],
-			.slot = rq->slot,
-			.generation = rq->generation,
-			.task_limit = rq->task_limit,
-			.max_rss_bytes = q->opts.max_rss_bytes,
-			.max_payload = q->opts.max_payload,
-			.exec = q->exec,
-		},
+		.args = fp__worker_args(q, rq->slot, rq->generation, rq->task_limit, fds[0]),
 		.zygote = &zc,
 	};
 
