@@ -1,7 +1,7 @@
 /*
  * What one chunk holds: the head entry's run as always, and, for tasks that
  * have lately run quickly, the runs of the entries behind it, so that many
- * small calls reach a worker in one write (pool_impl.h says why). Also the
+ * small calls reach a worker in one write (queue.h says why). Also the
  * record of how long each task ran, and lookups into a worker's chunk.
  */
 #include <stdlib.h>
@@ -155,7 +155,7 @@ static size_t batch_limit(fp_pool *p)
 
 	/* A standby takes no work while its predecessor can: not one to share with. */
 	for (w = p->workers; w; w = w->next)
-		if (fp__worker_able(w) && !fp__worker_standby(w))
+		if (fp__worker_serving(w))
 			able++;
 	share = able ? (size_t)((p->queue.items + able - 1) / able) : 1;
 	return share < FP_BATCH_MAX ? share : FP_BATCH_MAX;

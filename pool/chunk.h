@@ -1,6 +1,6 @@
 /*
  * A chunk: what one write to a worker holds (one or more segments, each a
- * run of one call's items: pool_impl.h says how they are chosen), and the
+ * run of one call's items: queue.h says how they are chosen), and the
  * record of how long each task ran that decides what may be joined
  * (chunk.c).
  */

@@ -117,7 +117,7 @@ static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t n
 		 */
 		fp_timer_start(p->loop, &w->deadline, timeout, deadline_cb);
 	}
-	w->state = FP_WORKER_BUSY;
+	w->life = FP_LIFE_BUSY;
 	fp__worker_gave(w, tasks);
 	return 0;
 }
@@ -265,13 +265,13 @@ void fp__worker_write_cb(fp_io *io, ssize_t res, const char *buf)
 	struct fp_worker *w = io->data;
 	fp_pool *p = w->pool;
 
-	if (res < 0 && !w->reaped && w->kill_reason == FP_KILL_NONE && !w->quit_sent) {
+	if (res < 0 && !fp__worker_exited(w) && w->kill_reason == FP_KILL_NONE && !w->quit_sent) {
 		/* A live worker that cannot be written to is of no use. */
 		fp_log_warn(&p->log, "worker %u (pid %d): write failed: %s", w->slot,
 			    (int)w->pid, fp_strerror((int)res));
 		fp__worker_kill(w, SIGKILL, FP_KILL_PROTOCOL);
 	}
-	if (w->reaped)
+	if (fp__worker_exited(w))
 		fp__worker_maybe_free(w);
 	else
 		fp__dispatch(p);
@@ -289,7 +289,7 @@ static void deadline_cb(fp_timer *t)
 	unsigned hop;
 	char name[160];
 
-	if (w->reaped)
+	if (fp__worker_exited(w))
 		return;
 	if (w->kill_reason != FP_KILL_NONE) {
 		/* The grace period after SIGTERM is over. */
@@ -346,6 +346,17 @@ static void worker_broken(struct fp_worker *w, const char *what, int err)
 	fp_log_error(&w->pool->log, "worker %u (pid %d) %s: %s; killing it", w->slot,
 		     (int)w->pid, what, fp_strerror(err));
 	fp__worker_kill(w, SIGKILL, FP_KILL_PROTOCOL);
+}
+
+/* Every item sent to w is answered: it has no call, and a busy worker is idle again. */
+static void answered_all(struct fp_worker *w)
+{
+	w->call = NULL;
+	if (w->kill_reason == FP_KILL_NONE) {
+		fp_timer_stop(&w->deadline);
+		if (w->life == FP_LIFE_BUSY)
+			w->life = FP_LIFE_IDLE;
+	}
 }
 
 /*
@@ -445,13 +456,8 @@ static bool worker_answered(struct fp_worker *w, struct fp_call *call, uint32_t 
 	w->tasks_done += (uint64_t)n * (1u + hops);
 	if (rss_kib)
 		w->rss_kib = rss_kib;
-	if (w->acked == w->count) {
-		w->call = NULL;
-		if (w->kill_reason == FP_KILL_NONE) {
-			fp_timer_stop(&w->deadline);
-			w->state = w->leaving ? FP_WORKER_RETIRING : FP_WORKER_IDLE;
-		}
-	}
+	if (w->acked == w->count)
+		answered_all(w);
 	if (retire)
 		fp__worker_retiring(w);
 	return seg_end;
@@ -652,8 +658,8 @@ static void handle_frame(struct fp_worker *w, const struct fp_frame_header *h,
 		w->rss_kib = h->rss_kib;
 		p->start_failures = 0;
 		p->slots[w->slot].start_failures = 0;
-		if (w->state == FP_WORKER_STARTING)
-			w->state = FP_WORKER_IDLE;
+		if (w->life == FP_LIFE_STARTING)
+			w->life = FP_LIFE_IDLE;
 		/* It wrote its pid first thing: known now, whatever its zygote says. */
 		fp__worker_learn_pid(w);
 		if (p->state != FP_POOL_RUNNING)
@@ -687,7 +693,7 @@ static bool must_pause(struct fp_worker *w)
 	fp_pool *p = w->pool;
 	struct fp_worker *o;
 
-	if (!w->call || !w->call->ops->blocked || w->reaped || w->read_done ||
+	if (!w->call || !w->call->ops->blocked || fp__worker_exited(w) || w->read_done ||
 	    w->kill_reason != FP_KILL_NONE ||
 	    !w->call->ops->blocked(w->call, w->segs[w->seg].hops))
 		return false;
@@ -805,7 +811,7 @@ static void resume_cb(fp_timer *t)
 		next = w->next;
 		if (w->paused && (!w->call || !w->call->ops->blocked ||
 				  !w->call->ops->blocked(w->call, w->segs[w->seg].hops) ||
-				  w->reaped || w->kill_reason != FP_KILL_NONE))
+				  fp__worker_exited(w) || w->kill_reason != FP_KILL_NONE))
 			fp__worker_resume(w);
 	}
 	fp__dispatch(p);

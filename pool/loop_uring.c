@@ -114,15 +114,17 @@ static void dispatch(struct uring *u, const struct ucqe *c)
 /*
  * Turn queued work into SQEs. Returns 1 when some of it could not get an
  * SQE (the caller must then not sleep), 0 when everything went out.
+ * *due: a timer is due already (fp__uring_timer_arm), to fire after the
+ * next reap, so the caller must not sleep either.
  */
-static int flush(struct uring *u)
+static int flush(struct uring *u, int *due)
 {
 	struct uwq *wq;
 	fp_io *io;
 	int r;
 
-	while (u->done_head || u->arm_head || u->dirty ||
-	       (u->nheap && (!u->tcur || u->tcur->due > u->heap[0].due))) {
+	*due = 0;
+	while (u->done_head || u->arm_head || u->dirty) {
 		while ((io = u->done_head)) {
 			u->done_head = io->next;
 			if (!u->done_head)
@@ -130,8 +132,6 @@ static int flush(struct uring *u)
 			io->next = NULL;
 			fp__uring_io_end(u, io, io->res);
 		}
-		if (fp__uring_timer_arm(u) < 0)
-			return 1;
 		while ((io = u->arm_head)) {
 			if (io->state & S_INFLIGHT) {
 				/* Queued for its cancel only. */
@@ -163,6 +163,11 @@ static int flush(struct uring *u)
 			wq->dirty = 0;
 		}
 	}
+	/* Last: the callbacks above may have started timers; arming runs none. */
+	r = fp__uring_timer_arm(u);
+	if (r < 0)
+		return 1;
+	*due = r;
 	return 0;
 }
 
@@ -203,7 +208,7 @@ static int ring_enable(struct uring *u)
 static int uring_run(fp_loop *loop)
 {
 	struct uring *u = loop->impl;
-	int r, blocked;
+	int r, blocked, due;
 
 	/*
 	 * The ring was created disabled so that SINGLE_ISSUER binds it to the
@@ -215,15 +220,26 @@ static int uring_run(fp_loop *loop)
 	for (;;) {
 		if (loop->stopping)
 			break;
-		blocked = flush(u);
+		blocked = flush(u, &due);
 		if (!fp__loop_alive(loop))
 			break;
-		r = io_uring_submit_and_wait(&u->ring,
-					     blocked || u->nstash ? 0 : 1);
+		/*
+		 * A due timer must not starve I/O: with DEFER_TASKRUN the
+		 * kernel posts completions only inside an io_uring_enter with
+		 * GETEVENTS, which submit_and_wait(0) skips when there is
+		 * nothing to submit. submit_and_get_events() always enters.
+		 */
+		if (due)
+			r = io_uring_submit_and_get_events(&u->ring);
+		else
+			r = io_uring_submit_and_wait(&u->ring,
+						     blocked || u->nstash ? 0 : 1);
 		if (r < 0 && r != -EINTR && r != -EBUSY && r != -EAGAIN &&
 		    r != -ETIME)
 			return r;
 		reap(u);
+		if (due)
+			fp__uring_timer_fire_due(u);
 	}
 	/* Let the kernel start on what the last callbacks queued. */
 	if (io_uring_sq_ready(&u->ring))

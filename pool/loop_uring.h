@@ -15,6 +15,10 @@
  * 0 marks internal requests (cancel, timeout removal) whose completions carry
  * nothing to deliver.
  *
+ * A timer already due when flush() runs (0 ms: "on the next round", as the
+ * pool uses them) gets no kernel op at all: the run loop does not sleep and
+ * fires it after its reap, as epoll's loop does with a zero timeout.
+ *
  * Nothing is submitted from inside the calls of the API: they queue work on
  * lists that flush() turns into SQEs just before the single
  * io_uring_submit_and_wait() of each iteration, so a burst of callbacks costs
@@ -184,6 +188,7 @@ void fp__uring_cancel(fp_loop *loop, fp_io *io);
 /* loop_uring_timer.c: the timer heap. */
 int fp__uring_timer_arm(struct uring *u);
 void fp__uring_timer_cqe(struct uring *u, struct utimer *op);
+void fp__uring_timer_fire_due(struct uring *u);
 int fp__uring_timer_start(fp_loop *loop, fp_timer *timer, uint64_t ms);
 void fp__uring_timer_stop(fp_loop *loop, fp_timer *timer);
 

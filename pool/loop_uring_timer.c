@@ -89,7 +89,19 @@ void fp__uring_timer_stop(fp_loop *loop, fp_timer *timer)
 		heap_remove(loop->impl, timer);
 }
 
-/* Make the kernel op cover heap[0]. -EAGAIN: no SQE, try again later. */
+/*
+ * Make the kernel op cover heap[0]. Returns 1 when heap[0] is due already:
+ * no op is armed for it, and the run loop, which must then not sleep, fires
+ * it after its next reap (fp__uring_timer_fire_due). -EAGAIN: no SQE, try
+ * again later.
+ *
+ * A timer due at once is what the pool uses to run something "on the next
+ * round" (0 ms), several times per HTTP apply. Armed as an
+ * IORING_OP_TIMEOUT it cost a kernel round under the timeout lock, its CQE
+ * a second io_uring_enter, and often a TIMEOUT_REMOVE of the later op it
+ * superseded: 0.3 timeout SQEs an apply and about a fifth of the master's
+ * samples under wrk (docs/PROFILE-http-apply.md, "io_uring's timers").
+ */
 int fp__uring_timer_arm(struct uring *u)
 {
 	struct io_uring_sqe *sqe;
@@ -98,6 +110,9 @@ int fp__uring_timer_arm(struct uring *u)
 
 	if (!u->nheap || (u->tcur && u->tcur->due <= u->heap[0].due))
 		return 0;
+	/* Only read the clock when an op would be armed otherwise. */
+	if (u->heap[0].due <= fp_now_ns())
+		return 1;
 	sqe = fp__uring_get_sqe(u);
 	if (!sqe)
 		return -EAGAIN;
@@ -141,8 +156,6 @@ int fp__uring_timer_arm(struct uring *u)
 void fp__uring_timer_cqe(struct uring *u, struct utimer *op)
 {
 	struct utimer **pp;
-	uint64_t now, seq;
-	fp_timer *t;
 	int current = op == u->tcur;
 
 	for (pp = &u->tlive; *pp != op; pp = &(*pp)->next)
@@ -153,14 +166,18 @@ void fp__uring_timer_cqe(struct uring *u, struct utimer *op)
 	if (!current)
 		return;
 	u->tcur = NULL;
+	fp__uring_timer_fire_due(u);
+}
+
+void fp__uring_timer_fire_due(struct uring *u)
+{
+	uint64_t now = fp_now_ns(), seq = u->tseq;
+	fp_timer *t;
 
 	/*
-	 * Fire what is due. Timers started by these callbacks wait for the
-	 * next round even at 0 ms, so a timer re-arming itself cannot keep
-	 * this loop going.
+	 * Timers started by these callbacks wait for the next round even at
+	 * 0 ms, so a timer re-arming itself cannot keep this loop going.
 	 */
-	now = fp_now_ns();
-	seq = u->tseq;
 	while (u->nheap && u->heap[0].due <= now && u->heap[0].seq < seq) {
 		t = u->heap[0].t;
 		heap_remove(u, t);

@@ -84,6 +84,7 @@ struct uvb {
 	struct uvfd **fds;
 	unsigned nfds;
 	uv_timer_t *tcache;            /* stopped timers, linked through data */
+	fp_timer *firing;              /* the timer whose callback runs */
 	bool in_uv_run;                /* inside uv_run(): uv_stop() is safe */
 	char *rbuf;
 	struct uvfs *fsreqs;           /* in the threadpool */
@@ -680,7 +681,9 @@ static void timer_cb(uv_timer_t *h)
 	 * restarted by its callback. */
 	h->data = b->tcache;
 	b->tcache = h;
+	b->firing = t;
 	fp__timer_fire(t);
+	b->firing = NULL;
 }
 
 static int uvb_timer_start(fp_loop *loop, fp_timer *t, uint64_t ms)
@@ -704,6 +707,14 @@ static int uvb_timer_start(fp_loop *loop, fp_timer *t, uint64_t ms)
 	/* libuv measures from the time cached at the top of the iteration;
 	 * outside a callback that can be long ago. */
 	uv_update_time(&b->uv);
+	/*
+	 * A timer started again at 0 ms from its own callback waits for the
+	 * next round, as under io_uring: libuv 1.44's uv__run_timers() would
+	 * fire it again in the same pass, for ever, the clock never moving
+	 * past its deadline (test-loop.c zero_ms_timer_starves_...).
+	 */
+	if (!ms && t == b->firing)
+		ms = 1;
 	uv_timer_start(h, timer_cb, ms, 0);
 	return 0;
 }

@@ -307,18 +307,136 @@ int fp_registry_reload(struct fp_registry *reg, const struct fp_registry *old,
 	return rc;
 }
 
+/*
+ * A module file's descriptor: dlopen() it (a reload's fresh copy from a
+ * memfd, so that a file changed in place is read anew) and find its
+ * fp_module. What it opened is in *handle and *memfd, failure or not: the
+ * caller closes them.
+ */
+static int module_open(const char *path, bool fresh, void **handle, int *memfd,
+		       const struct fp_module **def, char *errbuf, size_t errlen)
+{
+	const char *err;
+
+	/*
+	 * RTLD_NOW: an unresolved symbol is reported here, naming the
+	 * module, not as a crash in a worker at the first call.
+	 * RTLD_LOCAL: two modules may define the same helper names.
+	 */
+	if (fresh) {
+		char fdpath[64];
+		*memfd = copy_to_memfd(path, errbuf, errlen);
+		if (*memfd < 0)
+			return FP_EMODULE;
+		snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", *memfd);
+		*handle = dlopen(fdpath, RTLD_NOW | RTLD_LOCAL);
+	} else {
+		*handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	}
+	if (!*handle) {
+		err = dlerror();
+		return fp_errbuf_printf(errbuf, errlen, FP_EMODULE, "module %s: cannot load: %s",
+					path, err ? err : "unknown dlopen error");
+	}
+	dlerror();
+	*def = dlsym(*handle, "fp_module");
+	err = dlerror();
+	if (!*def)
+		return fp_errbuf_printf(errbuf, errlen, FP_EMODULE,
+					"module %s: no `fp_module` symbol (%s); define it with "
+					"FP_MODULE() from forkpool/task.h", path,
+					err ? err : "it is NULL");
+	return 0;
+}
+
+/*
+ * dlopen() of a file already open returns the same handle, and a built-in
+ * added twice is the same descriptor: say so, rather than report each of
+ * its tasks as a duplicate of itself.
+ */
+static int module_duplicate(const struct fp_registry *reg, const struct fp_module *def,
+			    const char *label, char *errbuf, size_t errlen)
+{
+	char other[LABEL_MAX];
+
+	for (size_t i = 0; i < reg->nmodules; i++) {
+		if (reg->modules[i].def != def)
+			continue;
+		const char *as = registered_label(&reg->modules[i], other);
+
+		if (strcmp(as, label) == 0)
+			return fp_errbuf_printf(errbuf, errlen, FP_EMODULE,
+						"module %s: already loaded", label);
+		return fp_errbuf_printf(errbuf, errlen, FP_EMODULE,
+					"module %s: already loaded as module %s", label, as);
+	}
+	return 0;
+}
+
+/*
+ * The module's entry and its tasks' info in reg, and `tasks` (the merged
+ * table, tasks_merge()) as reg's; -ENOMEM leaves reg as it was, the caller
+ * still owning tasks, handle and memfd.
+ */
+static int registry_insert(struct fp_registry *reg, const char *path,
+			   const struct fp_module *def, void *handle, int memfd,
+			   struct fp_registry_task *tasks, size_t n)
+{
+	struct fp_registry_module *modules;
+	struct fp_task_info *info;
+	char *pathcopy;
+
+	pathcopy = strdup(path ? path : "(built-in)");
+	if (!pathcopy)
+		return -ENOMEM;
+	/*
+	 * Growing the arrays is harmless if a later step fails: the counts,
+	 * which say what is in use, are only raised at the end.
+	 */
+	modules = realloc(reg->modules, (reg->nmodules + 1) * sizeof(*modules));
+	if (!modules)
+		goto err_path;
+	reg->modules = modules;
+	info = realloc(reg->info, (reg->ntasks + n) * sizeof(*info));
+	if (!info)
+		goto err_path;
+	reg->info = info;
+
+	modules[reg->nmodules] = (struct fp_registry_module){
+		.def = def,
+		.handle = handle,
+		.memfd = memfd,
+		.path = pathcopy,
+		.name = def->name ? def->name : pathcopy,
+	};
+	for (size_t i = 0; i < n; i++) {
+		info[reg->ntasks + i] = (struct fp_task_info){
+			.name = def->tasks[i].name,
+			.module = modules[reg->nmodules].name,
+			.doc = def->tasks[i].doc,
+			.generator = is_generator(def, def->tasks[i].name),
+		};
+	}
+	free(reg->tasks);
+	reg->tasks = tasks;
+	reg->ntasks += n;
+	reg->nmodules++;
+	return 0;
+
+err_path:
+	free(pathcopy);
+	return -ENOMEM;
+}
+
 static int registry_add(struct fp_registry *reg, const char *path, bool fresh,
 			const struct fp_module *def, char *errbuf, size_t errlen)
 {
-	struct fp_registry_module *modules;
 	struct fp_registry_task *tasks = NULL;
-	struct fp_task_info *info;
-	char labelbuf[LABEL_MAX], other[LABEL_MAX];
-	const char *label, *err;
+	char labelbuf[LABEL_MAX];
+	const char *label;
 	void *handle = NULL;
-	char *pathcopy = NULL;
 	int memfd = -1;
-	size_t i, n = 0;
+	size_t n = 0;
 	int rc;
 
 	if (!path && !def) {
@@ -338,62 +456,12 @@ static int registry_add(struct fp_registry *reg, const char *path, bool fresh,
 					 " working directory (a name without a '/' would be looked"
 					 " up in the system's library path)", path, path);
 	}
-	if (path) {
-		/*
-		 * RTLD_NOW: an unresolved symbol is reported here, naming the
-		 * module, not as a crash in a worker at the first call.
-		 * RTLD_LOCAL: two modules may define the same helper names.
-		 */
-		if (fresh) {
-			char fdpath[64];
-			memfd = copy_to_memfd(path, errbuf, errlen);
-			if (memfd < 0)
-				return FP_EMODULE;
-			snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", memfd);
-			handle = dlopen(fdpath, RTLD_NOW | RTLD_LOCAL);
-		} else {
-			handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-		}
-		if (!handle) {
-			err = dlerror();
-			rc = fp_errbuf_printf(errbuf, errlen, FP_EMODULE,
-					       "module %s: cannot load: %s", path,
-					       err ? err : "unknown dlopen error");
-			goto err_close;
-		}
-		dlerror();
-		def = dlsym(handle, "fp_module");
-		err = dlerror();
-		if (!def) {
-			rc = fp_errbuf_printf(errbuf, errlen, FP_EMODULE,
-					       "module %s: no `fp_module` symbol (%s); define it with "
-					       "FP_MODULE() from forkpool/task.h", path,
-					       err ? err : "it is NULL");
-			goto err_close;
-		}
-	}
+	if (path && (rc = module_open(path, fresh, &handle, &memfd, &def, errbuf, errlen)) < 0)
+		goto err_close;
 	label = module_label(path, def, labelbuf);
-
-	/*
-	 * dlopen() of a file already open returns the same handle, and a
-	 * built-in added twice is the same descriptor: say so, rather than
-	 * report each of its tasks as a duplicate of itself.
-	 */
-	for (i = 0; i < reg->nmodules; i++) {
-		if (reg->modules[i].def == def) {
-			const char *as = registered_label(&reg->modules[i], other);
-
-			if (strcmp(as, label) == 0)
-				rc = fp_errbuf_printf(errbuf, errlen, FP_EMODULE,
-						       "module %s: already loaded", label);
-			else
-				rc = fp_errbuf_printf(errbuf, errlen, FP_EMODULE,
-						       "module %s: already loaded as module %s",
-						       label, as);
-			goto err_close;
-		}
-	}
-
+	rc = module_duplicate(reg, def, label, errbuf, errlen);
+	if (rc < 0)
+		goto err_close;
 	rc = module_check(def, label, &n, errbuf, errlen);
 	if (rc < 0)
 		goto err_close;
@@ -401,51 +469,11 @@ static int registry_add(struct fp_registry *reg, const char *path, bool fresh,
 	if (rc < 0)
 		goto err_close;
 
-	pathcopy = strdup(path ? path : "(built-in)");
-	if (!pathcopy) {
-		rc = -ENOMEM;
+	rc = registry_insert(reg, path, def, handle, memfd, tasks, n);
+	if (rc < 0)
 		goto err_tasks;
-	}
-	/*
-	 * Growing the arrays is harmless if a later step fails: the counts,
-	 * which say what is in use, are only raised at the end.
-	 */
-	modules = realloc(reg->modules, (reg->nmodules + 1) * sizeof(*modules));
-	if (!modules) {
-		rc = -ENOMEM;
-		goto err_path;
-	}
-	reg->modules = modules;
-	info = realloc(reg->info, (reg->ntasks + n) * sizeof(*info));
-	if (!info) {
-		rc = -ENOMEM;
-		goto err_path;
-	}
-	reg->info = info;
-
-	modules[reg->nmodules] = (struct fp_registry_module){
-		.def = def,
-		.handle = handle,
-		.memfd = memfd,
-		.path = pathcopy,
-		.name = def->name ? def->name : pathcopy,
-	};
-	for (i = 0; i < n; i++) {
-		info[reg->ntasks + i] = (struct fp_task_info){
-			.name = def->tasks[i].name,
-			.module = modules[reg->nmodules].name,
-			.doc = def->tasks[i].doc,
-			.generator = is_generator(def, def->tasks[i].name),
-		};
-	}
-	free(reg->tasks);
-	reg->tasks = tasks;
-	reg->ntasks += n;
-	reg->nmodules++;
 	return 0;
 
-err_path:
-	free(pathcopy);
 err_tasks:
 	free(tasks);
 err_close:

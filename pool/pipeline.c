@@ -577,7 +577,7 @@ int fp__pipe_cancel(fp_pool *p, uint64_t id)
 		fp_pool *q = i ? p->children[i - 1] : p;
 
 		for (w = q->workers; w; w = w->next)
-			if (!w->reaped && worker_holds_pipe(w, pipe))
+			if (!fp__worker_exited(w) && worker_holds_pipe(w, pipe))
 				fp__worker_kill(w, SIGKILL, FP_KILL_CANCEL);
 	}
 	/* Nothing owed (e.g. no inputs): end it from the loop. */

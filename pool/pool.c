@@ -32,12 +32,6 @@ void fp_options_init(fp_options *o)
 	o->log_level = FP_LOG_WARN;
 }
 
-static void set_err(char *errbuf, size_t errlen, const char *what, const char *why)
-{
-	if (errbuf && errlen)
-		snprintf(errbuf, errlen, "%s%s%s", what, why ? ": " : "", why ? why : "");
-}
-
 static void calls_free_all(fp_pool *p);
 
 static int slots_new(fp_pool *p)
@@ -172,21 +166,14 @@ err_free:
 	return err;
 }
 
-int fp_pool_new(fp_pool **out, fp_loop *loop, const fp_options *opts,
-		char *errbuf, size_t errlen)
+/* A pool with its options' defaults, nothing acquired yet but itself. */
+static fp_pool *pool_alloc(const fp_options *opts)
 {
-	fp_pool *p;
-	char msg[512] = "";
-	unsigned i, nmod = 0;
+	fp_pool *p = calloc(1, sizeof(*p));
 	long ncpu;
-	int err;
 
-	*out = NULL;
-	if (errbuf && errlen)
-		errbuf[0] = '\0';
-	p = calloc(1, sizeof(*p));
 	if (!p)
-		return -ENOMEM;
+		return NULL;
 	p->root = p;
 	p->opts = *opts;
 	p->log = (struct fp_logger){ opts->log, opts->log_data, opts->log_level, NULL };
@@ -202,36 +189,36 @@ int fp_pool_new(fp_pool **out, fp_loop *loop, const fp_options *opts,
 	p->sigchld.data = p;
 	p->shutdown_timer.data = p;
 	p->start_timer.data = p;
-
 	if (!p->opts.workers) {
 		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 		p->opts.workers = ncpu > 0 ? (unsigned)ncpu : 1;
 	}
 	if (!p->opts.max_payload)
 		p->opts.max_payload = DEFAULT_MAX_PAYLOAD;
-	if (p->opts.max_payload > MAX_PAYLOAD_CEILING) {
-		set_err(errbuf, errlen, "max_payload is over the 4 GiB limit", NULL);
-		err = -EINVAL;
-		goto err_free;
-	}
+	return p;
+}
 
-	/* Keep our own copies of the module paths. */
+/*
+ * Our own copies of the module paths, then the registry: the demo module
+ * and each of them, loaded. What it made is modules_free()'s to undo.
+ */
+static int modules_load(fp_pool *p, const fp_options *opts, char *errbuf, size_t errlen)
+{
+	char msg[512] = "";
+	unsigned i, nmod = 0;
+	int err;
+
 	while (nmod < FP_MODULES_MAX && opts->modules[nmod])
 		nmod++;
 	p->module_paths = calloc(nmod + 1, sizeof(char *));
-	if (!p->module_paths) {
-		err = -ENOMEM;
-		goto err_free;
-	}
+	if (!p->module_paths)
+		return -ENOMEM;
 	for (i = 0; i < nmod; i++) {
 		p->module_paths[i] = strdup(opts->modules[i]);
-		if (!p->module_paths[i]) {
-			err = -ENOMEM;
-			goto err_modules;
-		}
+		if (!p->module_paths[i])
+			return -ENOMEM;
 		p->opts.modules[i] = p->module_paths[i];
 	}
-
 	err = fp_registry_add(&p->reg, NULL, &fp__demo_module, msg, sizeof(msg));
 	for (i = 0; !err && i < nmod; i++)
 		err = fp_registry_add(&p->reg, p->module_paths[i], NULL, msg, sizeof(msg));
@@ -239,9 +226,89 @@ int fp_pool_new(fp_pool **out, fp_loop *loop, const fp_options *opts,
 		err = fp_registry_load(&p->reg, msg, sizeof(msg));
 	if (err) {
 		fp_log_error(&p->log, "%s", msg[0] ? msg : fp_strerror(err));
-		set_err(errbuf, errlen, msg[0] ? msg : fp_strerror(err), NULL);
-		goto err_modules;
+		fp_errbuf_printf(errbuf, errlen, err, "%s", msg[0] ? msg : fp_strerror(err));
 	}
+	return err;
+}
+
+static void modules_free(fp_pool *p)
+{
+	fp_registry_deinit(&p->reg);
+	for (unsigned i = 0; p->module_paths && p->module_paths[i]; i++)
+		free(p->module_paths[i]);
+	free(p->module_paths);
+}
+
+/* The caller's loop, or one of the pool's own (p->own_loop). */
+static int loop_attach(fp_pool *p, fp_loop *loop, char *errbuf, size_t errlen)
+{
+	int err;
+
+	if (loop) {
+		p->loop = loop;
+		return 0;
+	}
+	err = fp_loop_new(&p->loop, p->opts.backend);
+	if (err) {
+		fp_log_error(&p->log, "cannot start the event loop: %s", fp_strerror(err));
+		return fp_errbuf_printf(errbuf, errlen, err, "cannot start the event loop: %s",
+					fp_strerror(err));
+	}
+	p->own_loop = true;
+	/* A loop the caller made is the caller's to name: each fact once. */
+	fp_log_info(&p->log, "event loop backend: %s", fp_loop_backend_name(p->loop));
+	return 0;
+}
+
+/* Log msg, else err's name, as the pool's failure, and give it to errbuf. */
+static int fail_with(fp_pool *p, int err, const char *msg, char *errbuf, size_t errlen)
+{
+	if (msg[0])
+		fp_log_error(&p->log, "%s", msg);
+	return fp_errbuf_printf(errbuf, errlen, err, "%s", msg[0] ? msg : fp_strerror(err));
+}
+
+/* The exec pools, then every pool's workers. On failure the caller frees p. */
+static int workers_start(fp_pool *p, const fp_options *opts, char *errbuf, size_t errlen)
+{
+	char msg[512] = "";
+	unsigned i;
+	int err;
+
+	for (i = 0; i < FP_EXEC_MAX && opts->exec[i].name; i++) {
+		err = child_new(p, &opts->exec[i], msg, sizeof(msg));
+		if (err)
+			return fail_with(p, err, msg, errbuf, errlen);
+	}
+	err = spawn_all(p);
+	for (i = 0; !err && i < p->nchildren; i++)
+		err = spawn_all(p->children[i]);
+	if (err)
+		return fp_errbuf_printf(errbuf, errlen, err, "cannot fork a worker: %s",
+					fp_strerror(err));
+	return 0;
+}
+
+int fp_pool_new(fp_pool **out, fp_loop *loop, const fp_options *opts,
+		char *errbuf, size_t errlen)
+{
+	fp_pool *p;
+	char msg[512] = "";
+	int err;
+
+	*out = NULL;
+	if (errbuf && errlen)
+		errbuf[0] = '\0';
+	p = pool_alloc(opts);
+	if (!p)
+		return -ENOMEM;
+	if (p->opts.max_payload > MAX_PAYLOAD_CEILING) {
+		err = fp_errbuf_printf(errbuf, errlen, -EINVAL, "max_payload is over the 4 GiB limit");
+		goto err_free;
+	}
+	err = modules_load(p, opts, errbuf, errlen);
+	if (err)
+		goto err_modules;
 
 	/*
 	 * The zygote now, while the master is small: the modules are loaded,
@@ -253,51 +320,23 @@ int fp_pool_new(fp_pool **out, fp_loop *loop, const fp_options *opts,
 		fp_log_warn(&p->log, "cannot start a zygote, forking workers in the master: %s",
 			    fp_strerror(err));
 
-	if (loop) {
-		p->loop = loop;
-	} else {
-		err = fp_loop_new(&p->loop, opts->backend);
-		if (err) {
-			set_err(errbuf, errlen, "cannot start the event loop", fp_strerror(err));
-			fp_log_error(&p->log, "cannot start the event loop: %s", fp_strerror(err));
-			goto err_modules;
-		}
-		p->own_loop = true;
-		/* A loop the caller made is the caller's to name: each fact once. */
-		fp_log_info(&p->log, "event loop backend: %s", fp_loop_backend_name(p->loop));
-	}
-
+	err = loop_attach(p, loop, errbuf, errlen);
+	if (err)
+		goto err_modules;
 	err = fp_signal_start(p->loop, &p->sigchld, SIGCHLD, fp__reap);
 	if (err) {
-		set_err(errbuf, errlen, "cannot watch SIGCHLD", fp_strerror(err));
+		fp_errbuf_printf(errbuf, errlen, err, "cannot watch SIGCHLD: %s", fp_strerror(err));
 		goto err_loop;
 	}
-
 	err = exec_check(p, msg, sizeof(msg));
 	if (!err)
 		err = slots_new(p);
 	if (err) {
-		if (msg[0])
-			fp_log_error(&p->log, "%s", msg);
-		set_err(errbuf, errlen, msg[0] ? msg : fp_strerror(err), NULL);
+		fail_with(p, err, msg, errbuf, errlen);
 		goto err_signal;
 	}
-	for (i = 0; i < FP_EXEC_MAX && opts->exec[i].name; i++) {
-		err = child_new(p, &opts->exec[i], msg, sizeof(msg));
-		if (err) {
-			if (msg[0])
-				fp_log_error(&p->log, "%s", msg);
-			set_err(errbuf, errlen, msg[0] ? msg : fp_strerror(err), NULL);
-			fp__zygote_watch(p);
-			fp_pool_free(p);
-			return err;
-		}
-	}
-	err = spawn_all(p);
-	for (i = 0; !err && i < p->nchildren; i++)
-		err = spawn_all(p->children[i]);
+	err = workers_start(p, opts, errbuf, errlen);
 	if (err) {
-		set_err(errbuf, errlen, "cannot fork a worker", fp_strerror(err));
 		/* Take down the ones that started. */
 		fp__zygote_watch(p);
 		fp_pool_free(p);
@@ -318,10 +357,7 @@ err_loop:
 		fp_loop_free(p->loop);
 err_modules:
 	fp__zygote_free_all(p);
-	fp_registry_deinit(&p->reg);
-	for (i = 0; p->module_paths && i < nmod; i++)
-		free(p->module_paths[i]);
-	free(p->module_paths);
+	modules_free(p);
 err_free:
 	free(p);
 	return err;
@@ -431,7 +467,7 @@ static void shutdown_deadline_cb(fp_timer *t)
 
 	FOR_FAMILY(p, root, i) {
 		for (w = p->workers; w; w = w->next)
-			if (!w->reaped && !w->sigkilled)
+			if (!fp__worker_exited(w) && !w->sigkilled)
 				fp__worker_kill(w, SIGKILL, FP_KILL_SHUTDOWN);
 		fp__zygote_kill_all(p);
 	}
@@ -512,7 +548,7 @@ int fp_pool_reload(fp_pool *root)
 		for (w = p->workers; w; w = w->next) {
 			if (!fp__worker_able(w))
 				continue;
-			w->leaving = true;
+			fp__worker_leave(w);
 			/* A standby successor is replaced in its own turn. */
 			if (!w->has_successor)
 				fp__spawn_successor(w);
@@ -722,7 +758,7 @@ int fp_pool_cancel(fp_pool *root, uint64_t call_id)
 	 * the one we mean.
 	 */
 	for (w = p->workers; w; w = w->next)
-		if (!w->reaped && fp__worker_holds(w, c))
+		if (!fp__worker_exited(w) && fp__worker_holds(w, c))
 			fp__worker_kill(w, SIGKILL, FP_KILL_CANCEL);
 	return 0;
 }
@@ -956,7 +992,7 @@ void fp_pool_stats(fp_pool *root, struct fp_pool_stats *s)
 	FOR_FAMILY(p, root, k) {
 		s->workers += p->opts.workers;
 		for (w = p->workers; w; w = w->next) {
-			if (!w->reaped)
+			if (!fp__worker_exited(w))
 				s->alive++;
 			/*
 			 * Able: a process that exists and takes work (starting,
@@ -965,7 +1001,7 @@ void fp_pool_stats(fp_pool *root, struct fp_pool_stats *s)
 			 * page has shown us yet may not exist at all: a zygote
 			 * stopped or stuck makes none.
 			 */
-			if (fp__worker_able(w) && !fp__worker_standby(w) &&
+			if (fp__worker_serving(w) &&
 			    fp__worker_learn_pid(w))
 				s->able++;
 			if (w->call)
@@ -996,7 +1032,7 @@ size_t fp_pool_workers(fp_pool *root, struct fp_worker_stats *out, size_t max)
 
 	FOR_FAMILY(p, root, k) {
 		for (w = p->workers; w; w = w->next) {
-			if (w->reaped)
+			if (fp__worker_exited(w))
 				continue;
 			if (n < max) {
 				struct fp_worker_stats *s = &out[n];
@@ -1010,7 +1046,7 @@ size_t fp_pool_workers(fp_pool *root, struct fp_worker_stats *out, size_t max)
 				s->pool = p->exec ? p->exec->name : NULL;
 				s->slot = w->slot;
 				s->generation = w->generation;
-				s->state = w->state;
+				s->state = fp__worker_shown_state(w);
 				s->tasks_done = w->tasks_done;
 				s->tasks_limit = w->tasks_limit;
 				s->rss_bytes = w->rss_kib * 1024;

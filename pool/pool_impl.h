@@ -1,30 +1,8 @@
 /*
- * The pool's insides, shared by pool.c (the API), dispatch.c (queue, chunks,
- * results) and worker.c (fork, reap, replace).
- *
- * Items are numbered within their call. A queue entry is a run of
- * consecutive items of one call; a chunk sent to a worker is taken from the
- * head entry; what comes back unfinished from a dead worker is a run again
- * (a suffix of its chunk), pushed back at the head. So every queue entry and
- * every chunk segment is a contiguous range, and nothing is lost or counted
- * twice.
- *
- * A chunk is one or more segments, each a run of one call's items, with
- * frame ids consecutive across the whole chunk. Segments after the first are
- * joined only from the entries right behind it in the queue, and only items
- * of tasks that have lately run quickly (pool->task_us): many small applies
- * then reach a worker in one write and come back in one, instead of a wake-up
- * of the worker and of the master for each. The shared page still names the
- * one item running, so crashes and timeouts are accounted per item.
- *
- * Calls of other kinds feed the same queue: a pipeline's batches (pipeline.h)
- * are calls whose items are one stage's inputs, queued in the pool that runs
- * the stage (an exec pool's for a NAME.task). Dispatch reaches every call
- * through its ops (call.h) and takes the first entry that may run, not
- * always the head: an entry whose call has no room now (a stage at its
- * worker cap, or whose next stage's buffer is full) is skipped and the
- * entries behind it go first. A call that is not joinable has a chunk of
- * its own.
+ * The pool's insides: struct fp_pool, shared by pool.c (the API), dispatch.c
+ * (queue, chunks, answers) and worker.c (fork, reap, replace), and the
+ * calls between them. How items travel (queue entries, chunks, segments)
+ * is queue.h's first comment.
  */
 #ifndef FP_POOL_IMPL_H
 #define FP_POOL_IMPL_H
@@ -82,7 +60,7 @@ struct fp_pool {
 	unsigned zygote_deaths;    /* in a row, each soon after the one before */
 	uint64_t zygote_death_ms;  /* the last one */
 	bool zygote_off;           /* FORKPOOL_ZYGOTE=0, or too many deaths */
-	uint64_t start_ns_avg;     /* spawn to READY, recent workers */         /* live structs, including leaving ones */
+	uint64_t start_ns_avg;     /* spawn to READY, recent workers */
 	struct fp_slot *slots;     /* opts.workers of them */
 
 	struct fp_queue queue;

@@ -1,7 +1,30 @@
 /*
  * The queue: a ring-buffer deque of entries, each a run of consecutive items
- * of one call (pool_impl.h says why runs). It knows nothing of what a call
- * is.
+ * of one call. It knows nothing of what a call is.
+ *
+ * Items are numbered within their call. A queue entry is a run of
+ * consecutive items of one call; a chunk sent to a worker is taken from the
+ * head entry; what comes back unfinished from a dead worker is a run again
+ * (a suffix of its chunk), pushed back at the head. So every queue entry and
+ * every chunk segment is a contiguous range, and nothing is lost or counted
+ * twice.
+ *
+ * A chunk is one or more segments, each a run of one call's items, with
+ * frame ids consecutive across the whole chunk. Segments after the first are
+ * joined only from the entries right behind it in the queue, and only items
+ * of tasks that have lately run quickly (pool->task_us): many small applies
+ * then reach a worker in one write and come back in one, instead of a wake-up
+ * of the worker and of the master for each. The shared page still names the
+ * one item running, so crashes and timeouts are accounted per item.
+ *
+ * Calls of other kinds feed the same queue: a pipeline's batches (pipeline.h)
+ * are calls whose items are one stage's inputs, queued in the pool that runs
+ * the stage (an exec pool's for a NAME.task). Dispatch reaches every call
+ * through its ops (call.h) and takes the first entry that may run, not
+ * always the head: an entry whose call has no room now (a stage at its
+ * worker cap, or whose next stage's buffer is full) is skipped and the
+ * entries behind it go first. A call that is not joinable has a chunk of
+ * its own.
  */
 #ifndef FP_QUEUE_H
 #define FP_QUEUE_H

@@ -1,7 +1,11 @@
 /*
  * Worker processes from the master's side: fork, ready, standby and
- * recycling, kill, reap, replace (worker.h). Where a dead worker's items go
- * is worker_exit.c's.
+ * recycling, kill, reap, replace (worker.h), and the one state a worker is
+ * in (enum fp_worker_life), which only fp__worker_set_life() moves out of
+ * the able states. Recycling is decided here only: fp__worker_gave() (the
+ * master's count), fp__worker_retiring() (the worker's own word),
+ * fp__spawn_standby() (when its successor starts). Where a dead worker's
+ * items go is worker_exit.c's.
  *
  * A worker struct lives from fork until every one of these is true: the
  * process is reaped, its socket and log pipe reached their last callback,
@@ -81,7 +85,7 @@ void fp__worker_maybe_free(struct fp_worker *w)
 	fp_pool *p = w->pool;
 
 	/* w->zygote: its zygote's list of requests still holds it. */
-	if (!w->reaped || !w->accounted || w->zygote || fp_io_active(&w->rio) ||
+	if (!fp__worker_exited(w) || !w->accounted || w->zygote || fp_io_active(&w->rio) ||
 	    fp_io_active(&w->wio) || fp_io_active(&w->lio))
 		return;
 	fp_timer_stop(&w->deadline);
@@ -146,21 +150,18 @@ static pid_t fork_here(fp_pool *p, struct fp_worker *w, int sock, int log_wr)
 	return pid;
 }
 
-static int spawn_worker(fp_pool *p, unsigned slot, struct fp_worker **out)
+/* A new worker struct for `slot`, nothing acquired but itself; NULL: no memory. */
+static struct fp_worker *worker_alloc(fp_pool *p, unsigned slot)
 {
-	struct fp_worker *w;
-	int sv[2] = { -1, -1 }, lp[2] = { -1, -1 }, shm_fd = -1;
-	pid_t pid = 0;
-	int err;
+	struct fp_worker *w = calloc(1, sizeof(*w));
 
-	w = calloc(1, sizeof(*w));
 	if (!w)
-		return -ENOMEM;
+		return NULL;
 	w->pool = p;
 	w->fd = w->log_fd = -1;
 	w->slot = slot;
 	w->generation = ++p->slots[slot].generation;
-	w->state = FP_WORKER_STARTING;
+	w->life = FP_LIFE_STARTING;
 	w->rio.data = w->wio.data = w->lio.data = w;
 	w->deadline.data = w->drain.data = w;
 	fp_frame_reader_init(&w->reader, p->opts.max_payload + 256);
@@ -168,16 +169,29 @@ static int spawn_worker(fp_pool *p, unsigned slot, struct fp_worker **out)
 		w->tasks_limit = p->opts.max_tasks_per_child +
 			(p->opts.max_tasks_jitter ?
 			 next_rand(p) % ((uint64_t)p->opts.max_tasks_jitter + 1) : 0);
+	return w;
+}
+
+/*
+ * Its process: the shared page, the socketpair and the log pipe, handed to
+ * the zygote (or to a fork here when there is none, or it refuses). On
+ * success w holds the master's ends; on failure nothing is left open but
+ * w->shm, which the caller unmaps.
+ */
+static int worker_fork(fp_pool *p, struct fp_worker *w)
+{
+	int sv[2] = { -1, -1 }, lp[2] = { -1, -1 }, shm_fd = -1;
+	pid_t pid = 0;
+	int err;
 
 	err = shm_make(w, &shm_fd);
 	if (err)
-		goto err_free;
+		return err;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
 	    pipe2(lp, O_CLOEXEC) < 0) {
 		err = -errno;
 		goto err_fds;
 	}
-
 	if (!p->zygote || fp__zygote_spawn(p, w, sv[1], lp[1], shm_fd) < 0) {
 		pid = fork_here(p, w, sv[1], lp[1]);
 		if (pid < 0) {
@@ -193,6 +207,34 @@ static int spawn_worker(fp_pool *p, unsigned slot, struct fp_worker **out)
 	w->log_fd = lp[0];
 	fcntl(w->fd, F_SETFL, O_NONBLOCK);
 	fcntl(w->log_fd, F_SETFL, O_NONBLOCK);
+	return 0;
+
+err_fds:
+	if (sv[0] >= 0) {
+		close(sv[0]);
+		close(sv[1]);
+	}
+	if (lp[0] >= 0) {
+		close(lp[0]);
+		close(lp[1]);
+	}
+	close(shm_fd);
+	return err;
+}
+
+static int spawn_worker(fp_pool *p, unsigned slot, struct fp_worker **out)
+{
+	struct fp_worker *w;
+	pid_t pid;
+	int err;
+
+	w = worker_alloc(p, slot);
+	if (!w)
+		return -ENOMEM;
+	err = worker_fork(p, w);
+	if (err)
+		goto err_free;
+	pid = w->pid;             /* 0: the zygote's answer tells it */
 	w->started_ms = fp_now_ms();
 	w->spawn_ns = fp_now_ns();
 
@@ -219,18 +261,9 @@ static int spawn_worker(fp_pool *p, unsigned slot, struct fp_worker **out)
 		*out = w;
 	return 0;
 
-err_fds:
-	if (sv[0] >= 0) {
-		close(sv[0]);
-		close(sv[1]);
-	}
-	if (lp[0] >= 0) {
-		close(lp[0]);
-		close(lp[1]);
-	}
-	close(shm_fd);
-	munmap(w->shm, sizeof(*w->shm));
 err_free:
+	if (w->shm)
+		munmap(w->shm, sizeof(*w->shm));
 	fp_frame_reader_deinit(&w->reader);
 	free(w);
 	fp_log_error(&p->log, "cannot start worker %u: %s", slot, fp_strerror(err));
@@ -247,7 +280,7 @@ void fp__worker_set_pid(struct fp_worker *w, pid_t pid)
 	if (w->pid)
 		return;
 	w->pid = pid;
-	if (w->kill_pending && !w->reaped)
+	if (w->kill_pending && !fp__worker_exited(w))
 		kill(pid, w->kill_pending);
 	w->kill_pending = 0;
 }
@@ -263,6 +296,52 @@ bool fp__worker_learn_pid(struct fp_worker *w)
 		return false;
 	fp__worker_set_pid(w, pid);
 	return true;
+}
+
+void fp__worker_set_life(struct fp_worker *w, enum fp_worker_life life)
+{
+	struct fp_worker *s = w->successor;
+	bool was_able = fp__worker_able(w);
+
+	w->life = life;
+	/* Its standby's wait is over: it takes work as soon as it is ready. */
+	if (was_able && !fp__worker_able(w) && s && s->life == FP_LIFE_STANDBY)
+		s->life = s->ready ? FP_LIFE_IDLE : FP_LIFE_STARTING;
+}
+
+void fp__worker_leave(struct fp_worker *w)
+{
+	if (fp__worker_able(w))
+		fp__worker_set_life(w, FP_LIFE_LEAVING);
+}
+
+/*
+ * What fp_worker_state said before the life above: a leaving worker reads
+ * busy while it holds a chunk and retiring after, except one asked to quit
+ * (reload, shutdown), which reads as what it was doing.
+ */
+fp_worker_state fp__worker_shown_state(const struct fp_worker *w)
+{
+	switch (w->life) {
+	case FP_LIFE_STARTING:
+		return FP_WORKER_STARTING;
+	case FP_LIFE_STANDBY:
+		return w->ready ? FP_WORKER_IDLE : FP_WORKER_STARTING;
+	case FP_LIFE_IDLE:
+		return FP_WORKER_IDLE;
+	case FP_LIFE_BUSY:
+		return FP_WORKER_BUSY;
+	case FP_LIFE_LEAVING:
+		if (w->call)
+			return FP_WORKER_BUSY;
+		if (!w->ready)
+			return FP_WORKER_STARTING;
+		return w->quit_sent ? FP_WORKER_IDLE : FP_WORKER_RETIRING;
+	case FP_LIFE_STOPPING:
+	case FP_LIFE_EXITED:
+		break;
+	}
+	return FP_WORKER_STOPPING;
 }
 
 /* Fork the one that takes w's place before w leaves. */
@@ -309,8 +388,7 @@ void fp__spawn_standby(struct fp_worker *w)
 	struct fp_worker *s;
 
 	/* A standby gets its own once it takes over: one spare per slot. */
-	if (!w->tasks_limit || w->has_successor || w->leaving || w->reaped ||
-	    fp__worker_standby(w) ||
+	if (!w->tasks_limit || w->has_successor || !fp__worker_serving(w) ||
 	    p->state != FP_POOL_RUNNING || p->slots[w->slot].start_failures ||
 	    !standby_due(w))
 		return;
@@ -319,6 +397,8 @@ void fp__spawn_standby(struct fp_worker *w)
 	w->has_successor = true;
 	w->successor = s;
 	s->predecessor = w;
+	if (s->life == FP_LIFE_STARTING)
+		s->life = FP_LIFE_STANDBY;
 }
 
 /*
@@ -333,7 +413,7 @@ void fp__worker_gave(struct fp_worker *w, uint64_t tasks)
 	w->tasks_dispatched += tasks;
 	if (w->tasks_limit && w->tasks_dispatched >= w->tasks_limit) {
 		/* Its last chunk: the successor takes over now, so capacity holds. */
-		w->leaving = true;
+		fp__worker_leave(w);
 		fp__spawn_successor(w);
 		/* The standby takes over: its own is due now if its budget is small. */
 		if (w->successor && w->successor->ready)
@@ -348,9 +428,7 @@ void fp__worker_retiring(struct fp_worker *w)
 	fp_pool *p = w->pool;
 
 	p->recycles++;
-	if (w->state != FP_WORKER_STOPPING)
-		w->state = FP_WORKER_RETIRING;
-	w->leaving = true;
+	fp__worker_leave(w);
 	/* One line per worker event: operators grep these for "recycled". */
 	if (w->tasks_limit && w->tasks_done >= w->tasks_limit)
 		fp_log_info(&p->log, "worker %u (pid %d) recycled: %llu tasks done (max %llu)",
@@ -381,12 +459,11 @@ void fp__worker_ready(struct fp_worker *w)
 
 void fp__worker_kill(struct fp_worker *w, int signum, enum fp_kill_reason why)
 {
-	if (w->reaped)
+	if (fp__worker_exited(w))
 		return;
 	if (w->kill_reason == FP_KILL_NONE)
 		w->kill_reason = why;
-	w->leaving = true;
-	w->state = FP_WORKER_STOPPING;
+	fp__worker_set_life(w, FP_LIFE_STOPPING);
 	if (signum == SIGKILL)
 		w->sigkilled = true;
 	if (fp__worker_learn_pid(w)) {
@@ -403,10 +480,10 @@ void fp__worker_kill(struct fp_worker *w, int signum, enum fp_kill_reason why)
 /* Ask a worker to exit before its next task; an idle one wakes on EOF. */
 void fp__worker_quit(struct fp_worker *w)
 {
-	if (w->reaped || w->quit_sent)
+	if (fp__worker_exited(w) || w->quit_sent)
 		return;
 	w->quit_sent = true;
-	w->leaving = true;
+	fp__worker_leave(w);
 	atomic_store_explicit(&w->shm->quit, 1, memory_order_release);
 	shutdown(w->fd, SHUT_WR);
 }
@@ -462,7 +539,7 @@ static void unavailable_check(fp_pool *p)
 	    p->start_failures < FP_UNHEALTHY_AFTER)
 		return;
 	for (w = p->workers; w; w = w->next)
-		if (w->ready && !w->reaped)
+		if (w->ready && !fp__worker_exited(w))
 			return;
 	p->unavailable = true;
 	fp_log_error(&p->log, "%u starts in a row failed and no worker is running: calls are "
@@ -497,7 +574,7 @@ static void worker_gone(struct fp_worker *w)
 	 * A standby that died while its predecessor works on: the slot is
 	 * still held; the predecessor starts another successor when due.
 	 */
-	bool spare = fp__worker_standby(w);
+	bool spare = w->predecessor && fp__worker_able(w->predecessor);
 	if (w->predecessor) {
 		if (spare)
 			w->predecessor->has_successor = false;
@@ -578,7 +655,7 @@ static bool worker_heard(const struct fp_worker *w)
 /* Called when the read streams end and when the process is reaped. */
 static void worker_check_gone(struct fp_worker *w)
 {
-	if (w->reaped && worker_heard(w) && !w->accounted)
+	if (fp__worker_exited(w) && worker_heard(w) && !w->accounted)
 		worker_gone(w);
 	else
 		fp__worker_maybe_free(w);
@@ -591,7 +668,7 @@ void fp__worker_read_done(struct fp_worker *w)
 	 * Its socket has no other end left. If its zygote is gone without
 	 * answering and the page holds no pid, no process was ever made.
 	 */
-	if (!w->reaped && !w->zygote && !fp__worker_learn_pid(w)) {
+	if (!fp__worker_exited(w) && !w->zygote && !fp__worker_learn_pid(w)) {
 		fp__worker_unforked(w, true);
 		return;
 	}
@@ -600,9 +677,9 @@ void fp__worker_read_done(struct fp_worker *w)
 
 void fp__worker_unforked(struct fp_worker *w, bool lost)
 {
-	if (w->reaped)
+	if (fp__worker_exited(w))
 		return;
-	w->reaped = true;
+	fp__worker_set_life(w, FP_LIFE_EXITED);
 	w->lost = lost;
 	w->status = 0;
 	fp_timer_stop(&w->deadline);
@@ -646,7 +723,7 @@ static void reap_pool(fp_pool *p)
 		pid_t r;
 
 		/* Without a pid there is nothing to wait for: waitpid(0) is any child. */
-		if (w->reaped || !fp__worker_learn_pid(w))
+		if (fp__worker_exited(w) || !fp__worker_learn_pid(w))
 			continue;
 		if (p->exec)
 			kill_exec_group(w);
@@ -654,7 +731,7 @@ static void reap_pool(fp_pool *p)
 			r = waitpid(w->pid, &status, WNOHANG);
 		while (r < 0 && errno == EINTR);
 		if (r == w->pid || (r < 0 && errno == ECHILD)) {
-			w->reaped = true;
+			fp__worker_set_life(w, FP_LIFE_EXITED);
 			w->status = r == w->pid ? status : 0;
 			fp_timer_stop(&w->deadline);
 		}
@@ -662,7 +739,7 @@ static void reap_pool(fp_pool *p)
 	fp__zygote_reap(p);
 	for (w = p->workers; w; w = next) {
 		next = w->next;
-		if (!w->reaped || w->accounted || fp_timer_active(&w->drain))
+		if (!fp__worker_exited(w) || w->accounted || fp_timer_active(&w->drain))
 			continue;
 		if (w->paused)
 			fp__resume_later(p);

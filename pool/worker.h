@@ -1,8 +1,8 @@
 /*
  * A worker as the master sees it: its process, its socket and log pipe, the
- * chunks it holds, and its life from start to exit (worker.c: start, ready,
- * standby and recycling, kill, reap; worker_exit.c: what its exit blames and
- * where its items go). The worker process's own side is worker_main.h.
+ * chunks it holds, what has happened to it, and the predicates dispatch asks
+ * of it. Its life (states, slot, the calls that start, recycle, kill and reap
+ * it) is worker_life.h; the worker process's own side is worker_main.h.
  */
 #ifndef FP_WORKER_H
 #define FP_WORKER_H
@@ -15,29 +15,10 @@
 #include "forkpool.h"
 #include "frame.h"
 #include "forkpool/loop.h"
+#include "worker_life.h"
 #include "worker_main.h"
 
 struct fp_zygote;
-
-/*
- * Consecutive start failures after which the pool reports itself unhealthy,
- * and, while none of its workers is ready, unavailable: its queued items
- * fail with FP_ITEM_START_FAILURE and new calls get FP_EUNAVAILABLE, until a
- * worker starts (worker.c). One failure may be bad luck; three in a row, a
- * slot's backoff spacing them 100 and 200 ms apart, are the program or the
- * module itself.
- */
-#define FP_UNHEALTHY_AFTER 3
-/* The last bytes (whole lines) of what a worker wrote before READY. */
-#define FP_START_OUTPUT_MAX 2048
-
-enum fp_kill_reason {
-	FP_KILL_NONE = 0,
-	FP_KILL_TIMEOUT,
-	FP_KILL_CANCEL,
-	FP_KILL_SHUTDOWN,
-	FP_KILL_PROTOCOL,
-};
 
 struct fp_worker {
 	fp_pool *pool;
@@ -48,7 +29,7 @@ struct fp_worker {
 	struct fp_zygote *zygote;  /* asked to fork it and not answered yet */
 	struct fp_worker *znext;   /* that zygote's unanswered requests, in order */
 	int kill_pending;          /* a signal meant for it before its pid was known */
-	fp_worker_state state;
+	enum fp_worker_life life;
 	int fd;                    /* master's end of the socketpair */
 	int log_fd;                /* read end of the worker's stdout/stderr pipe */
 	fp_io rio, wio, lio;
@@ -78,24 +59,24 @@ struct fp_worker {
 	fp_timer deadline;         /* task timeout, then SIGKILL escalation */
 	fp_timer drain;            /* after reaping: give up waiting for EOF */
 	enum fp_kill_reason kill_reason;
-	bool leaving;              /* last chunk sent, retiring, or told to quit */
-	bool has_successor;
 	/*
-	 * A successor started ahead of time is a standby: it takes no work
-	 * while its predecessor is able (fp__worker_standby()). Each points at
-	 * the other until one is freed.
+	 * A successor started ahead of time is a standby (FP_LIFE_STANDBY):
+	 * each points at the other until one is freed.
 	 */
 	struct fp_worker *successor, *predecessor;
-	bool quit_sent;
-	bool sigkilled;
-	bool ready;
-	bool reaped, read_done, accounted;
-	bool lost;                 /* its zygote died before forking it: ask again */
+	/* What has happened to it, whatever its state now. */
+	bool ready;                /* it said READY: its death is a crash, not a failed start */
+	bool has_successor;        /* its replacement was started (it may be gone since) */
+	bool quit_sent;            /* asked to quit: it ends on its own, not a crash */
+	bool sigkilled;            /* SIGKILL sent: nothing to escalate */
+	bool lost;                 /* EXITED because its zygote died before forking it */
+	bool accounted;            /* its exit was accounted (worker_exit.c) */
 	/*
-	 * Back-pressure (pipelines): its frames are not read while the stage
-	 * after its item is full; rpause says its read was cancelled for that.
+	 * Its socket: the stream ended (read_done); back-pressure (pipelines)
+	 * stopped reading its frames while the stage after its item is full
+	 * (paused), and rpause says its read was cancelled for that.
 	 */
-	bool paused, rpause;
+	bool read_done, paused, rpause;
 	int status;                /* from waitpid */
 	char initfail[256];
 
@@ -109,48 +90,41 @@ struct fp_worker {
 	size_t start_output_len;
 };
 
-struct fp_slot {
-	uint64_t generation;
-	unsigned start_failures;   /* consecutive deaths before READY */
-	fp_timer respawn;          /* backoff after start failures */
-	fp_pool *pool;
-	unsigned index;
-};
-
 /*
- * Whether w may be given work, now or once it has started: not leaving, not
- * reaped (a standby counts: it takes over when its predecessor goes).
+ * Whether w may be given work, now or once it has started (a standby
+ * counts: it takes over when its predecessor goes).
  */
 static inline bool fp__worker_able(const struct fp_worker *w)
 {
-	return !w->reaped && !w->leaving &&
-	       (w->state == FP_WORKER_STARTING || w->state == FP_WORKER_IDLE ||
-		w->state == FP_WORKER_BUSY);
+	return w->life <= FP_LIFE_BUSY;
 }
 
-/* A standby takes no work while its predecessor is able (worker.c). */
-static inline bool fp__worker_standby(const struct fp_worker *w)
+/* Able, and not a standby: it takes work now or as soon as it is ready. */
+static inline bool fp__worker_serving(const struct fp_worker *w)
 {
-	return w->predecessor && fp__worker_able(w->predecessor);
+	return fp__worker_able(w) && w->life != FP_LIFE_STANDBY;
 }
 
-/* Whether w may be sent a chunk now: started, idle, holding nothing, not a standby. */
+static inline bool fp__worker_exited(const struct fp_worker *w)
+{
+	return w->life == FP_LIFE_EXITED;
+}
+
+/* Whether w may be sent a chunk now: idle, its socket's writer free. */
 static inline bool fp__worker_can_take(const struct fp_worker *w)
 {
-	return w->state == FP_WORKER_IDLE && !w->leaving && !w->reaped && !w->call &&
-	       !fp_io_active(&w->wio) && !fp__worker_standby(w);
+	return w->life == FP_LIFE_IDLE && !w->call && !fp_io_active(&w->wio);
 }
 
 /*
  * Whether busy w, as a process, may be sent its next chunk ahead: it runs
- * one, is read and written freely, and nothing is ending it. (Whether the
- * work suits is dispatch.c's may_prefetch().)
+ * one, is read and written freely. (Whether the work suits is dispatch.c's
+ * may_prefetch().) BUSY excludes leaving, killed, told to quit and reaped.
  */
 static inline bool fp__worker_can_prefetch(const struct fp_worker *w)
 {
-	return w->state == FP_WORKER_BUSY && w->call && w->nchunks == 1 && !w->leaving &&
-	       !w->reaped && !w->read_done && !w->paused && !w->rpause && !w->quit_sent &&
-	       w->kill_reason == FP_KILL_NONE && !fp_io_active(&w->wio);
+	return w->life == FP_LIFE_BUSY && w->call && w->nchunks == 1 && !w->read_done &&
+	       !w->paused && !w->rpause && !fp_io_active(&w->wio);
 }
 
 /* Who answered: an exec worker's program, else the worker itself. */
@@ -160,39 +134,6 @@ static inline pid_t fp__worker_answer_pid(const struct fp_worker *w)
 
 	return prog > 0 ? (pid_t)prog : w->pid;
 }
-
-/* worker.c */
-int fp__spawn(fp_pool *p, unsigned slot);
-void fp__spawn_successor(struct fp_worker *w);
-/* Start w's successor as a standby once half of w's task budget is given out. */
-void fp__spawn_standby(struct fp_worker *w);
-/* w was sent a chunk of `tasks` tasks: recycle it when that spends its budget. */
-void fp__worker_gave(struct fp_worker *w, uint64_t tasks);
-/* Its answer said it leaves after it (FP_FRAME_RETIRE): its successor starts. */
-void fp__worker_retiring(struct fp_worker *w);
-/* READY came: note how long the start took; the pool is available again. */
-void fp__worker_ready(struct fp_worker *w);
-void fp__reap(fp_signal *sig, int signum);
-void fp__worker_kill(struct fp_worker *w, int signum, enum fp_kill_reason why);
-void fp__worker_quit(struct fp_worker *w);
-void fp__worker_maybe_free(struct fp_worker *w);
-void fp__worker_read_done(struct fp_worker *w);
-void fp__describe_status(int status, char *buf, size_t len);
-/* The worker's pid, learned from its zygote; delivers a kill asked for meanwhile. */
-void fp__worker_set_pid(struct fp_worker *w, pid_t pid);
-/* Learn the pid from the shared page if it is not known yet; false if not there. */
-bool fp__worker_learn_pid(struct fp_worker *w);
-/* No process was made for w (lost: its zygote died first, so ask again). */
-void fp__worker_unforked(struct fp_worker *w, bool lost);
-/* Stop the loop once a stopping pool has no worker and no zygote left. */
-void fp__pool_check_stopped(fp_pool *p);
-
-/* worker_exit.c */
-/*
- * A worker is gone (reaped and its stream read): count its end, and settle
- * the items it held.
- */
-void fp__worker_account_exit(struct fp_worker *w);
 
 /* dispatch.c: its socket */
 void fp__worker_read_cb(fp_io *io, ssize_t res, const char *buf);

@@ -732,23 +732,28 @@ static void mark_retire(struct out_buf *out, size_t frame_at, size_t rss_kib)
 	memcpy(out->data + frame_at, &h, sizeof(h));
 }
 
-_Noreturn void fp_worker_main(const struct fp_worker_args *a)
-{
-	struct item_tasks tasks = { 0 };
-	struct hop_buf hb = { 0 };
-	struct clock_run run = { 0 };
-	struct timespec tick;
+/* What the worker's loop keeps from one item to the next. */
+struct wloop {
+	const struct fp_worker_args *a;
+	struct item_tasks tasks;
+	struct hop_buf hb;
+	struct clock_run run;
 	struct fp_frame_reader reader;
-	struct out_buf out = { 0 };
-	struct fp_frame_header h;
-	const char *payload;
-	char errbuf[512], rbuf[64 * 1024];
-	uint64_t done = 0;
-	int statm_fd = -1;
-	int rc;
+	struct out_buf out;
+	uint64_t done;             /* tasks run, a chain's counting as its hops + 1 */
+	int statm_fd;
+};
 
-	fp_frame_reader_init(&reader, a->max_payload + 256);
-	out.pack_max = a->max_payload;
+/* worker_init, then READY; or INITFAIL with its message, and exit. */
+static void worker_hello(struct wloop *l)
+{
+	const struct fp_worker_args *a = l->a;
+	struct fp_frame_header h;
+	struct timespec tick;
+	char errbuf[512];
+
+	fp_frame_reader_init(&l->reader, a->max_payload + 256);
+	l->out.pack_max = a->max_payload;
 	if (fp_registry_worker_init(a->registry, errbuf, sizeof(errbuf)) < 0) {
 		fp_frame_header_init(&h, FP_FRAME_INITFAIL, 0, (uint32_t)strlen(errbuf), 0);
 		fp__worker_send_all(a->fd, &h, sizeof(h));
@@ -756,9 +761,9 @@ _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 		fflush(NULL);
 		_exit(FP_WORKER_EXIT_INIT);
 	}
-	statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	l->statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
 	fp_frame_header_init(&h, FP_FRAME_READY, 0, 0, 0);
-	h.rss_kib = (uint32_t)fp__rss_kib(statm_fd);
+	h.rss_kib = (uint32_t)fp__rss_kib(l->statm_fd);
 	fp__worker_send_all(a->fd, &h, sizeof(h));
 
 	/* A clock tick: what a run's start may be early by (struct clock_run). */
@@ -766,86 +771,110 @@ _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 		atomic_store_explicit(&a->shm->started_slack_ns,
 				      (uint32_t)(tick.tv_sec ? UINT32_MAX : (uint64_t)tick.tv_nsec),
 				      memory_order_relaxed);
+}
 
+/*
+ * Run one TASK (or one item of a TASKS frame) and gather its answer; end
+ * the run and send what is gathered when the run is long, slow or the
+ * chunk's last. Exits when asked to quit, on a frame a worker must not get,
+ * and after its last task (budget spent, RSS over the limit).
+ */
+static void item_run(struct wloop *l, const struct fp_frame_header *h, const char *payload)
+{
+	const struct fp_worker_args *a = l->a;
+	struct clock_run *run = &l->run;
+	struct out_buf *out = &l->out;
+	const struct item_tasks *it;
+	const char *args;
+	size_t frame_at, rss_kib = 0, args_len;
+	int retire = 0;
+	uint64_t now, start;
+	unsigned n;
+
+	if (atomic_load_explicit(&a->shm->quit, memory_order_acquire)) {
+		if (run->n)
+			run_stamp(run, out, mono_ns(), 0);
+		worker_exit(a, a->fd, out, FP_WORKER_EXIT_OK);
+	}
+	/* A chain comes only in a TASKS frame, whose names were checked. */
+	if (h->type != FP_FRAME_TASK || (h->hop && !l->reader.item_name))
+		worker_exit(a, a->fd, out, FP_WORKER_EXIT_PROTOCOL);
+
+	if (out->len == 0)
+		out->oldest_ns = run->start_ns;
+	/* A chain starts at its first task; the page never names another's. */
+	if (h->hop)
+		atomic_store_explicit(&a->shm->hop, 0, memory_order_relaxed);
+	atomic_store_explicit(&a->shm->current, h->id, memory_order_release);
+	it = item_tasks_of(a, &l->reader, h, payload, &l->tasks, &args, &args_len);
+	frame_at = run_task(a, out, h, it, args, args_len, run, &l->hb);
+	atomic_store_explicit(&a->shm->current, 0, memory_order_release);
+	run->at[run->n++] = frame_at;
+
+	/* A chain's item counts as the tasks it was sent for. */
+	l->done += 1u + h->hop;
+	if (a->task_limit && l->done >= a->task_limit)
+		retire = 1;
+	if (a->max_rss_bytes) {
+		rss_kib = fp__rss_kib(l->statm_fd);
+		if (rss_kib * 1024 > a->max_rss_bytes)
+			retire = 1;
+	}
+	if (retire) {
+		run_stamp(run, out, mono_ns(), 0);
+		mark_retire(out, frame_at, rss_kib ? rss_kib : fp__rss_kib(l->statm_fd));
+		worker_exit(a, a->fd, out, FP_WORKER_EXIT_OK);
+	}
+	/* The run goes on while it is short and within one tick. */
+	if (run->n < RUN_MAX && !(h->flags & FP_FRAME_FLUSH) &&
+	    out->len < OUT_FLUSH_BYTES && coarse_ns() == run->coarse_ns)
+		return;
+	start = run->start_ns;
+	n = run->n;
+	now = mono_ns();
+	/* Before the next item runs: its start, and what the master times. */
+	atomic_store_explicit(&a->shm->started_ns, now, memory_order_relaxed);
+	run_stamp(run, out, now, 0);
+	run_start(run, now);
+	/* A slow task's answer goes out at once; so do a chunk's last. */
+	if (out->len >= OUT_FLUSH_BYTES || (h->flags & FP_FRAME_FLUSH) ||
+	    (now - start) / n > QUICK_TASK_NS ||
+	    now - out->oldest_ns > OUT_FLUSH_AGE_NS) {
+		set_rss(out, frame_at, rss_kib ? rss_kib : fp__rss_kib(l->statm_fd));
+		out_flush(a->fd, out);
+	}
+}
+
+_Noreturn void fp_worker_main(const struct fp_worker_args *a)
+{
+	struct wloop l = { .a = a, .statm_fd = -1 };
+	struct fp_frame_header h;
+	const char *payload;
+	char rbuf[64 * 1024];
+	ssize_t n;
+	int rc;
+
+	worker_hello(&l);
 	for (;;) {
 		/* Woken with work: a new run of items starts. */
-		run_start(&run, mono_ns());
-		atomic_store_explicit(&a->shm->started_ns, run.start_ns, memory_order_relaxed);
+		run_start(&l.run, mono_ns());
+		atomic_store_explicit(&a->shm->started_ns, l.run.start_ns, memory_order_relaxed);
 
-		while ((rc = fp_frame_reader_next(&reader, &h, &payload)) == 1) {
-			const struct item_tasks *it;
-			const char *args;
-			size_t frame_at, rss_kib = 0, args_len;
-			int retire = 0;
-			uint64_t now, start;
-			unsigned n;
-
-			if (atomic_load_explicit(&a->shm->quit, memory_order_acquire)) {
-				if (run.n)
-					run_stamp(&run, &out, mono_ns(), 0);
-				worker_exit(a, a->fd, &out, FP_WORKER_EXIT_OK);
-			}
-			/* A chain comes only in a TASKS frame, whose names were checked. */
-			if (h.type != FP_FRAME_TASK || (h.hop && !reader.item_name))
-				worker_exit(a, a->fd, &out, FP_WORKER_EXIT_PROTOCOL);
-
-			if (out.len == 0)
-				out.oldest_ns = run.start_ns;
-			/* A chain starts at its first task; the page never names another's. */
-			if (h.hop)
-				atomic_store_explicit(&a->shm->hop, 0, memory_order_relaxed);
-			atomic_store_explicit(&a->shm->current, h.id, memory_order_release);
-			it = item_tasks_of(a, &reader, &h, payload, &tasks, &args, &args_len);
-			frame_at = run_task(a, &out, &h, it, args, args_len, &run, &hb);
-			atomic_store_explicit(&a->shm->current, 0, memory_order_release);
-			run.at[run.n++] = frame_at;
-
-			/* A chain's item counts as the tasks it was sent for. */
-			done += 1u + h.hop;
-			if (a->task_limit && done >= a->task_limit)
-				retire = 1;
-			if (a->max_rss_bytes) {
-				rss_kib = fp__rss_kib(statm_fd);
-				if (rss_kib * 1024 > a->max_rss_bytes)
-					retire = 1;
-			}
-			if (retire) {
-				run_stamp(&run, &out, mono_ns(), 0);
-				mark_retire(&out, frame_at, rss_kib ? rss_kib : fp__rss_kib(statm_fd));
-				worker_exit(a, a->fd, &out, FP_WORKER_EXIT_OK);
-			}
-			/* The run goes on while it is short and within one tick. */
-			if (run.n < RUN_MAX && !(h.flags & FP_FRAME_FLUSH) &&
-			    out.len < OUT_FLUSH_BYTES && coarse_ns() == run.coarse_ns)
-				continue;
-			start = run.start_ns;
-			n = run.n;
-			now = mono_ns();
-			/* Before the next item runs: its start, and what the master times. */
-			atomic_store_explicit(&a->shm->started_ns, now, memory_order_relaxed);
-			run_stamp(&run, &out, now, 0);
-			run_start(&run, now);
-			/* A slow task's answer goes out at once; so do a chunk's last. */
-			if (out.len >= OUT_FLUSH_BYTES || (h.flags & FP_FRAME_FLUSH) ||
-			    (now - start) / n > QUICK_TASK_NS ||
-			    now - out.oldest_ns > OUT_FLUSH_AGE_NS) {
-				set_rss(&out, frame_at, rss_kib ? rss_kib : fp__rss_kib(statm_fd));
-				out_flush(a->fd, &out);
-			}
-		}
+		while ((rc = fp_frame_reader_next(&l.reader, &h, &payload)) == 1)
+			item_run(&l, &h, payload);
 		if (rc < 0)
-			worker_exit(a, a->fd, &out, FP_WORKER_EXIT_PROTOCOL);
+			worker_exit(a, a->fd, &l.out, FP_WORKER_EXIT_PROTOCOL);
 		/* Nothing more to run: time the run, send what is gathered, then block. */
-		if (run.n)
-			run_stamp(&run, &out, mono_ns(), 0);
-		out_flush(a->fd, &out);
+		if (l.run.n)
+			run_stamp(&l.run, &l.out, mono_ns(), 0);
+		out_flush(a->fd, &l.out);
 
-		ssize_t n = read(a->fd, rbuf, sizeof(rbuf));
+		n = read(a->fd, rbuf, sizeof(rbuf));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			worker_exit(a, a->fd, &out, FP_WORKER_EXIT_OK);
-		if (fp_frame_reader_feed(&reader, rbuf, (size_t)n) < 0)
+			worker_exit(a, a->fd, &l.out, FP_WORKER_EXIT_OK);
+		if (fp_frame_reader_feed(&l.reader, rbuf, (size_t)n) < 0)
 			abort();
 	}
 }

@@ -125,6 +125,78 @@ static pid_t clone_parent(int *ctid)
 	return (pid_t)r;
 }
 
+/*
+ * The master's next request and the three fds it comes with (socket, log
+ * pipe, page): false when the master closed its end. A malformed one ends
+ * the zygote.
+ */
+static bool zygote_recv(int fd, struct zygote_req *rq, int fds[3])
+{
+	union {
+		char buf[CMSG_SPACE(4 * sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = { rq, sizeof(*rq) };
+	struct msghdr m;
+	struct cmsghdr *cm;
+	int nfds = 0;
+	ssize_t n;
+
+	do {
+		m = (struct msghdr){
+			.msg_iov = &iov, .msg_iovlen = 1,
+			.msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf),
+		};
+		n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
+	} while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		return false;
+	for (cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm)) {
+		int *in = (int *)CMSG_DATA(cm);
+		size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t j = 0; j < k; j++) {
+			if (nfds < 3)
+				fds[nfds++] = in[j];
+			else
+				close(in[j]);
+		}
+	}
+	if (n != (ssize_t)sizeof(*rq) || rq->magic != ZYGOTE_MAGIC || nfds != 3 ||
+	    (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
+		_exit(FP_WORKER_EXIT_PROTOCOL);
+	return true;
+}
+
+/* In the new worker, cloned for request rq: become it. */
+static _Noreturn void zygote_child(fp_pool *p, int fd, const struct zygote_req *rq,
+				   const int fds[3], const struct fp_title_area *area)
+{
+	const struct fp_zygote_child zc = {
+		.shm_fd = fds[2],
+		.close_fds = { fd, fds[1] },
+		.title = *area,
+	};
+	struct fp_child c = {
+		.master_pid = p->master_pid,
+		.log_fd = fds[1],
+		.args = {
+			.registry = &p->reg,
+			.fd = fds[0],
+			.slot = rq->slot,
+			.generation = rq->generation,
+			.task_limit = rq->task_limit,
+			.max_rss_bytes = p->opts.max_rss_bytes,
+			.max_payload = p->opts.max_payload,
+		},
+		.zygote = &zc,
+	};
+
+	fp__child_worker(&c);
+}
+
 /* Serve requests until the master closes its end; never returns. */
 static _Noreturn void zygote_serve(fp_pool *p, int fd, const struct fp_title_area *area)
 {
@@ -135,74 +207,24 @@ static _Noreturn void zygote_serve(fp_pool *p, int fd, const struct fp_title_are
 	for (;;) {
 		struct zygote_req rq;
 		struct zygote_rep rep;
-		union {
-			char buf[CMSG_SPACE(4 * sizeof(int))];
-			struct cmsghdr align;
-		} ctl;
-		struct iovec iov = { &rq, sizeof(rq) };
-		struct msghdr m = {
-			.msg_iov = &iov, .msg_iovlen = 1,
-			.msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf),
-		};
-		struct cmsghdr *cm;
-		int fds[3] = { -1, -1, -1 }, nfds = 0, i;
+		int fds[3] = { -1, -1, -1 };
 		ssize_t n;
 		pid_t pid;
 
-		n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
+		if (!zygote_recv(fd, &rq, fds))
 			_exit(FP_WORKER_EXIT_OK);
-		for (cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm)) {
-			int *in = (int *)CMSG_DATA(cm);
-			size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-
-			if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-				continue;
-			for (size_t j = 0; j < k; j++) {
-				if (nfds < 3)
-					fds[nfds++] = in[j];
-				else
-					close(in[j]);
-			}
-		}
-		if (n != (ssize_t)sizeof(rq) || rq.magic != ZYGOTE_MAGIC || nfds != 3 ||
-		    (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
-			_exit(FP_WORKER_EXIT_PROTOCOL);
-
 		/*
 		 * The child maps its page itself and writes its pid there first
 		 * thing: a mapping here would cost a munmap (and its TLB flush)
 		 * per worker, and this process must stay cheap to clone.
 		 */
 		pid = clone_parent(ctid);
-		if (pid == 0) {
-			const struct fp_zygote_child zc = {
-				.shm_fd = fds[2],
-				.close_fds = { fd, fds[1] },
-				.title = *area,
-			};
-			struct fp_child c = {
-				.master_pid = p->master_pid,
-				.log_fd = fds[1],
-				.args = {
-					.registry = &p->reg,
-					.fd = fds[0],
-					.slot = rq.slot,
-					.generation = rq.generation,
-					.task_limit = rq.task_limit,
-					.max_rss_bytes = p->opts.max_rss_bytes,
-					.max_payload = p->opts.max_payload,
-				},
-				.zygote = &zc,
-			};
-			fp__child_worker(&c);
-		}
+		if (pid == 0)
+			zygote_child(p, fd, &rq, fds, area);
 		rep = (struct zygote_rep){ .magic = ZYGOTE_MAGIC, .slot = rq.slot,
 					   .generation = rq.generation,
 					   .pid = pid < 0 ? -errno : pid };
-		for (i = 0; i < 3; i++)
+		for (int i = 0; i < 3; i++)
 			close(fds[i]);
 		do
 			n = send(fd, &rep, sizeof(rep), MSG_NOSIGNAL);

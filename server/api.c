@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "api_impl.h"
+#include "apply_body.h"
 #include "forkpool/loop.h"
 
 #define DEFAULT_MAX_WAIT_MS (300u * 1000)
@@ -308,6 +309,16 @@ int64_t fp__api_wait_ms(fp_api *api, fp_http_request *req)
 
 	if (!s)
 		return -1;
+	/* Whole seconds, as clients mostly write them: strtod()'s answer without its cost. */
+	if (*s >= '0' && *s <= '9' && strspn(s, "0123456789") == strlen(s) && strlen(s) <= 9) {
+		int64_t whole = 0;
+
+		for (; *s; s++)
+			whole = whole * 10 + (*s - '0');
+		if ((double)whole * 1000.0 > (double)api->max_wait_ms)
+			return (int64_t)api->max_wait_ms;
+		return whole * 1000;
+	}
 	secs = strtod(s, &end);
 	if (end == s || *end || secs < 0 || secs != secs)
 		return -2;
@@ -675,17 +686,51 @@ static const char *const submit_params[] = { "wait", "results", NULL };
 static const char *const apply_members[] = { "task", "args", "timeout_ms", "retries", "retry_on",
 					      NULL };
 
+/* Submit and answer an apply of `task` on the item `args` (JSON text). */
+static void apply_submit(fp_api *api, fp_http_request *req, const struct fp_job_idem *idem,
+			 const char *task, const char *args, size_t args_len,
+			 const fp_call_options *co)
+{
+	struct fp_buf item = { args, args_len };
+	fp_job *job;
+	int err;
+
+	if (api->cjobs) {
+		fp__api_cluster_submit(api, req, FP_JOB_APPLY, task, &item, 1, co, idem);
+		return;
+	}
+	err = fp_jobs_submit_idem(api->jobs, FP_JOB_APPLY, task, &item, 1, co, idem, &job);
+	if (err)
+		fp__api_submit_error(api, req, task, err);
+	else
+		fp__api_submitted(api, req, job);
+}
+
 static void post_apply(fp_api *api, fp_http_request *req, const struct fp_job_idem *idem)
 {
 	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
+	struct fp_apply_body plain;
 	json_t *body, *task, *args;
 	int64_t timeout, retries;
-	struct fp_buf item;
-	fp_job *job;
+	const char *data;
+	size_t len;
 	char *text;
-	int err;
 
-	if (fp__api_only_params(req, submit_params) || !(body = fp__api_parse_body(req)))
+	if (fp__api_only_params(req, submit_params))
+		return;
+	/*
+	 * The usual body, read by hand: the same job as jansson's way below
+	 * would make of it, with every option at its default
+	 * (apply_body.h). Any other body, or a wrong Content-Type, takes
+	 * that way, errors and all.
+	 */
+	data = fp_http_body(req, &len);
+	if (fp__api_media_type_is(req, "application/json") &&
+	    fp_apply_body_plain(data, len, &plain)) {
+		apply_submit(api, req, idem, plain.task, plain.args, plain.args_len, &co);
+		return;
+	}
+	if (!(body = fp__api_parse_body(req)))
 		return;
 	if (fp__api_only_members(req, body, apply_members, ""))
 		goto out;
@@ -706,19 +751,8 @@ static void post_apply(fp_api *api, fp_http_request *req, const struct fp_job_id
 	}
 	co.timeout_ms = timeout;
 	co.retries = (unsigned)retries;
-	item = (struct fp_buf){ text, strlen(text) };
-	if (api->cjobs) {
-		fp__api_cluster_submit(api, req, FP_JOB_APPLY, json_string_value(task), &item, 1, &co);
-		free(text);
-		goto out;
-	}
-	err = fp_jobs_submit_idem(api->jobs, FP_JOB_APPLY, json_string_value(task), &item, 1, &co,
-				  idem, &job);
+	apply_submit(api, req, idem, json_string_value(task), text, strlen(text), &co);
 	free(text);
-	if (err)
-		fp__api_submit_error(api, req, json_string_value(task), err);
-	else
-		fp__api_submitted(api, req, job);
 out:
 	json_decref(body);
 }
@@ -732,7 +766,7 @@ static void submit_map(fp_api *api, fp_http_request *req, const char *task,
 	int err;
 
 	if (api->cjobs) {
-		fp__api_cluster_submit(api, req, FP_JOB_MAP, task, items, n, co);
+		fp__api_cluster_submit(api, req, FP_JOB_MAP, task, items, n, co, idem);
 		if (ndjson)
 			fp_ndjson_free(items);
 		return;

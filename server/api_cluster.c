@@ -13,7 +13,10 @@
 #include "api_impl.h"
 #include "cluster_jobs.h"
 
-enum creq_what { CR_SUBMIT, CR_GET, CR_DELETE, CR_RESULTS };
+/* DELETE waits this long for a cancelled job's chunks to land (api_jobs.c's wait). */
+#define CANCEL_WAIT_MS 5000
+
+enum creq_what { CR_SUBMIT, CR_GET, CR_DELETE, CR_RESULTS, CR_LIST };
 
 struct api_creq {
 	fp_api *api;
@@ -30,6 +33,8 @@ struct api_creq {
 	bool input_order;
 	bool blocked;                 /* the client's window is full: drain first */
 	int status;                   /* of the answer: 200, 202 */
+	bool replayed;                /* Location is set already */
+	uint64_t idem_hash;           /* the submission's request, for its key */
 	char id[65];
 	uint64_t chunks, next_chunk;
 	char **held;                  /* input order, ?results=1: chunks' lines by number */
@@ -193,7 +198,7 @@ static void answer_doc(struct api_creq *c, const struct fp_cluster_doc *d)
 	if (c->results && d->finished_at)
 		results_json(&b, c);
 	sbuf_adds(&b, "}");
-	if (status == 202) {
+	if (status == 202 && !c->replayed) {
 		snprintf(loc, sizeof(loc), "/v1/jobs/%s", d->id);
 		fp_http_add_header(req, "Location", loc);
 	}
@@ -271,11 +276,22 @@ static void wait_follow_cb(struct fp_cluster_follow *f, const struct fp_cluster_
 		fp_cluster_follow_more(f);
 }
 
+/* Follow the job's results to their end (collected with ?results=1), or until wait_ms. */
+static void wait_for_end(struct api_creq *c, bool finished)
+{
+	int r = fp_cluster_follow_start(c->api->cjobs, c->id, wait_follow_cb, c, &c->follow);
+
+	if (r < 0) {
+		fail(c, r);
+		return;
+	}
+	if (!finished)
+		fp_timer_start(c->api->loop, &c->timer, (uint64_t)c->wait_ms, wait_timeout);
+}
+
 /* The document now, or once the job finished (the end of its results) or wait_ms passed. */
 static void answer_or_wait(struct api_creq *c, const struct fp_cluster_doc *d)
 {
-	int r;
-
 	if (d->finished_at && !c->results) {
 		answer_doc(c, d);
 		return;
@@ -288,13 +304,7 @@ static void answer_or_wait(struct api_creq *c, const struct fp_cluster_doc *d)
 		answer_doc(c, d);
 		return;
 	}
-	r = fp_cluster_follow_start(c->api->cjobs, c->id, wait_follow_cb, c, &c->follow);
-	if (r < 0) {
-		fail(c, r);
-		return;
-	}
-	if (!d->finished_at)
-		fp_timer_start(c->api->loop, &c->timer, (uint64_t)c->wait_ms, wait_timeout);
+	wait_for_end(c, d->finished_at != 0);
 }
 
 /* --- the results stream ----------------------------------------------------- */
@@ -405,9 +415,11 @@ static void doc_cb(void *data, int status, const struct fp_cluster_doc *d)
 		answer_or_wait(c, d);
 }
 
-static void submit_cb(void *data, int status, const char *id)
+static void submit_cb(void *data, int status, const char *id,
+		      const struct fp_cluster_held *held)
 {
 	struct api_creq *c = data;
+	char loc[96];
 	int r;
 
 	c->op = NULL;
@@ -417,6 +429,34 @@ static void submit_cb(void *data, int status, const char *id)
 	}
 	snprintf(c->id, sizeof(c->id), "%s", id);
 	fp_http_set_log_field(c->req, "job", id);
+	if (held->held && held->hash != c->idem_hash) {
+		fp_http_request *req = c->req;
+
+		c->api->idem_conflicts++;
+		creq_free(c, false);
+		fp__api_error(req, 409, "idempotency_conflict", "Idempotency-Key \"%s\" belongs to"
+			      " job %s, made by another request (its route, body or parameters"
+			      " differ); a new request needs a new key",
+			      fp_http_header(req, "Idempotency-Key"), id);
+		return;
+	}
+	if (held->held) {
+		/* The same request again: the job it made, as a GET would give it. */
+		c->api->idem_replayed++;
+		c->status = 200;
+		snprintf(loc, sizeof(loc), "/v1/jobs/%s", id);
+		fp_http_add_header(c->req, "Location", loc);
+		fp_http_add_header(c->req, "Idempotent-Replayed", "true");
+		c->replayed = true;
+	}
+	/*
+	 * A new job waited for (an apply's round trip, mostly): straight to its
+	 * results' end, then the document; a round trip less than reading it first.
+	 */
+	if (!held->held && c->wait_ms > 0 && !c->results) {
+		wait_for_end(c, false);
+		return;
+	}
 	r = fp_cluster_jobs_get(c->api->cjobs, c->id, doc_cb, c, &c->op);
 	if (r < 0)
 		fail(c, r);
@@ -424,7 +464,7 @@ static void submit_cb(void *data, int status, const char *id)
 
 void fp__api_cluster_submit(fp_api *api, fp_http_request *req, enum fp_job_kind kind,
 			    const char *task, const struct fp_buf *items, size_t n,
-			    const fp_call_options *co)
+			    const fp_call_options *co, const struct fp_job_idem *idem)
 {
 	struct api_creq *c;
 	int r;
@@ -443,7 +483,9 @@ void fp__api_cluster_submit(fp_api *api, fp_http_request *req, enum fp_job_kind 
 	c->wait_ms = fp__api_wait_ms(api, req);
 	c->results = c->wait_ms >= 0 && fp__api_want_results(req);
 	c->status = c->wait_ms >= 0 ? 200 : 202;
-	r = fp_cluster_jobs_submit(api->cjobs, kind, task, items, n, co, submit_cb, c, &c->op);
+	c->idem_hash = idem ? idem->hash : 0;
+	r = fp_cluster_jobs_submit(api->cjobs, kind, task, items, n, co, idem, submit_cb, c,
+				   &c->op);
 	if (r < 0)
 		fail(c, r == -ENOMEM ? r : -ENOTCONN);
 }
@@ -452,7 +494,6 @@ static void cancel_cb(void *data, int status)
 {
 	struct api_creq *c = data;
 	fp_http_request *req = c->req;
-	int r;
 
 	c->op = NULL;
 	if (status < 0) {
@@ -460,8 +501,10 @@ static void cancel_cb(void *data, int status)
 	} else if (status == 0) {
 		creq_free(c, false);
 		fp_http_respond(req, 204, NULL, NULL, 0);
-	} else if ((r = fp_cluster_jobs_get(c->api->cjobs, c->id, doc_cb, c, &c->op)) < 0) {
-		fail(c, r);
+	} else {
+		/* As on one node: the answer waits a little for the cancel to settle everywhere. */
+		c->wait_ms = CANCEL_WAIT_MS;
+		wait_for_end(c, false);
 	}
 }
 
@@ -494,6 +537,67 @@ void fp__api_cluster_job(fp_api *api, fp_http_request *req, enum fp_api_job_op w
 		r = fp_cluster_jobs_cancel(api->cjobs, id, cancel_cb, c, &c->op);
 	else
 		r = fp_cluster_jobs_get(api->cjobs, id, doc_cb, c, &c->op);
+	if (r < 0)
+		fail(c, r);
+}
+
+/* --- the list ---------------------------------------------------------------- */
+
+static void list_cb(void *data, int status, const struct fp_cluster_doc *docs,
+		    const uint64_t *places, size_t n)
+{
+	struct api_creq *c = data;
+	fp_http_request *req = c->req;
+	size_t i, limit = (size_t)c->wait_ms;
+	struct sbuf b;
+
+	c->op = NULL;
+	if (status == -ENOENT) {
+		creq_free(c, false);
+		fp__api_error(req, 400, "bad_request", "?after=%s: no job with that id is kept"
+			      " (any more); page with the \"next\" of the previous answer,"
+			      " which outlives its job", fp_http_query(req, "after"));
+		return;
+	}
+	if (status < 0) {
+		fail(c, status);
+		return;
+	}
+	sbuf_init(&b);
+	sbuf_adds(&b, "{\"jobs\":[");
+	for (i = 0; i < n && i < limit; i++) {
+		if (i)
+			sbuf_adds(&b, ",");
+		doc_json(&b, &docs[i]);
+		sbuf_adds(&b, "}");
+	}
+	if (n > limit)
+		sbuf_printf(&b, "],\"next\":\"%llu\"}", (unsigned long long)places[limit - 1]);
+	else
+		sbuf_adds(&b, "],\"next\":null}");
+	creq_free(c, false);
+	fp__api_json(req, 200, &b);
+	sbuf_free(&b);
+}
+
+void fp__api_cluster_list(fp_api *api, fp_http_request *req, const char *state, size_t limit)
+{
+	const char *after = fp_http_query(req, "after");
+	struct api_creq *c;
+	int r;
+
+	if (after && !(strlen(after) == 32 && strspn(after, "0123456789abcdef") == 32) &&
+	    !(after[0] >= '1' && after[0] <= '9' && strspn(after, "0123456789") == strlen(after) &&
+	      strlen(after) <= 19)) {
+		fp__api_error(req, 400, "bad_request", "?after= takes the \"next\" of a previous"
+			      " answer (or a job's id), not '%.100s'", after);
+		return;
+	}
+	if (!(c = creq_new(api, req, CR_LIST)))
+		return;
+	c->wait_ms = (int64_t)limit;           /* the page's size, for list_cb */
+	/* One more than the page: whether there is a next one. */
+	r = fp_cluster_jobs_list(api->cjobs, after, limit + 1, state, list_cb, c, &c->op);
 	if (r < 0)
 		fail(c, r);
 }

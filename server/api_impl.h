@@ -159,17 +159,20 @@ bool fp__api_job_doc_stream(fp_api *api, fp_http_request *req, fp_job *job, int 
 void fp__api_result_line(struct sbuf *b, const struct fp_job_item *it, bool pipeline);
 
 /*
- * api_cluster.c: with --cluster, apply and map go to Redis, and a job not
- * kept here is looked for there. fp__api_cluster_end() answers what waits
+ * api_cluster.c: with --cluster, apply and map go to Redis (an
+ * Idempotency-Key with them, cluster-wide), and a job not kept here is
+ * looked for there. fp__api_cluster_end() answers what waits
  * (fp_api_free()).
  */
 enum fp_api_job_op { FP_API_JOB_GET, FP_API_JOB_DELETE, FP_API_JOB_RESULTS };
 void fp__api_cluster_submit(fp_api *api, fp_http_request *req, enum fp_job_kind kind,
 			    const char *task, const struct fp_buf *items, size_t n,
-			    const fp_call_options *co);
+			    const fp_call_options *co, const struct fp_job_idem *idem);
 void fp__api_cluster_job(fp_api *api, fp_http_request *req, enum fp_api_job_op what,
 			 const char *id);
 void fp__api_cluster_end(fp_api *api);
+/* GET /v1/jobs with --cluster: the cluster's apply and map jobs (state and limit checked). */
+void fp__api_cluster_list(fp_api *api, fp_http_request *req, const char *state, size_t limit);
 
 /* api_ui.c: the status page, with its headers. */
 void fp__api_ui(fp_api *api, fp_http_request *req);

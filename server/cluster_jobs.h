@@ -9,14 +9,17 @@
  * Keys, under the prefix P:
  *   P job:J            hash: kind task state total done failed chunks
  *                      created_at started_at finished_at timeout_ms retries
- *                      retry_on ttl_ms node; o (an apply's outcome line);
- *                      c:K for each chunk whose outcomes landed
+ *                      retry_on ttl_ms node idem; o (an apply's outcome
+ *                      line); c:K for each chunk whose outcomes landed
  *   P job:J:chunk:K    string: chunk K's items, NDJSON; deleted as it lands
  *   P work             stream: one entry a chunk (job, chunk, first, n),
  *                      consumer group "workers", each node a consumer
  *   P results:J        stream: one entry a chunk landed (chunk, first, o:
  *                      its outcome lines), then one "end" entry (the state)
  *   P cancel           channel: the id of a job cancelled
+ *   P idem:KEY         "ID HASH": the job an Idempotency-Key made
+ *   P seq, P jobs      the submission counter, and the jobs by it (sorted
+ *                      set): GET /v1/jobs's order and cursor
  * A finished job's hash and results expire with its TTL (PEXPIRE).
  *
  * Four connections, each for what would block the others: commands,
@@ -98,16 +101,26 @@ struct fp_cluster_doc {
 };
 
 /*
- * Write a job: its hash, its chunks and their work entries in one
- * MULTI/EXEC; cb(status 0, id) once EXEC is answered. -ENOTCONN at once
- * when Redis is not there (nothing was written). status < 0 later: the
- * connection was lost before EXEC's answer (nothing, or everything, was
- * written: EXEC is atomic; the answer is the unknown).
+ * Write a job: its hash, its chunks and their work entries, in one script
+ * (atomic: all or nothing); cb(status 0, id) once Redis answered. With an
+ * idempotency key (`idem` not NULL, its key set) the key is taken in the
+ * same step, P idem:KEY = "ID HASH", for the job's TTL and a day; when a
+ * job still kept holds it already nothing is written and cb gets that
+ * job's id with held->held set and its request hash. -ENOTCONN at once when
+ * Redis is not there (nothing was written). status < 0 later: the
+ * connection was lost before the answer (the job was written whole, or not
+ * at all; which is unknown).
  */
-typedef void (*fp_cluster_submit_cb)(void *data, int status, const char *id);
+struct fp_cluster_held {
+	bool held;
+	uint64_t hash;
+};
+typedef void (*fp_cluster_submit_cb)(void *data, int status, const char *id,
+				     const struct fp_cluster_held *held);
 int fp_cluster_jobs_submit(fp_cluster_jobs *cj, enum fp_job_kind kind, const char *task,
 			   const struct fp_buf *items, size_t n, const fp_call_options *co,
-			   fp_cluster_submit_cb cb, void *data, struct fp_cluster_op **op);
+			   const struct fp_job_idem *idem, fp_cluster_submit_cb cb, void *data,
+			   struct fp_cluster_op **op);
 
 /* Read job `id`'s document: cb(0, doc) or cb(-ENOENT, NULL), or another error. */
 typedef void (*fp_cluster_doc_cb)(void *data, int status, const struct fp_cluster_doc *doc);
@@ -123,6 +136,18 @@ int fp_cluster_jobs_get(fp_cluster_jobs *cj, const char *id, fp_cluster_doc_cb c
 typedef void (*fp_cluster_status_cb)(void *data, int status);
 int fp_cluster_jobs_cancel(fp_cluster_jobs *cj, const char *id, fp_cluster_status_cb cb,
 			   void *data, struct fp_cluster_op **op);
+
+/*
+ * The jobs of the cluster newest first (by their place in submission
+ * order, P seq), up to `max`, only those in `state` (its name; NULL: any),
+ * after the cursor `after` (NULL or "0": from the newest; a place; a job's
+ * id). cb(0, docs, places, n); -ENOENT: `after` is an id no kept job has.
+ */
+typedef void (*fp_cluster_list_cb)(void *data, int status, const struct fp_cluster_doc *docs,
+				   const uint64_t *places, size_t n);
+int fp_cluster_jobs_list(fp_cluster_jobs *cj, const char *after, size_t max,
+			 const char *state, fp_cluster_list_cb cb, void *data,
+			 struct fp_cluster_op **op);
 
 /*
  * Follow a job's results stream from its start: batches of landed chunks,

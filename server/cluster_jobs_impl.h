@@ -22,6 +22,7 @@ struct fp_cluster_jobs {
 	struct fp_dlog *log;
 	char *prefix, *name;
 	char *work_key, *cancel_channel;
+	char *seq_key, *jobs_key, *job_prefix;     /* P seq, P jobs, P job: */
 	uint64_t ttl_ms, visibility_ms, tick_ms;
 
 	fp_redis *cmd;       /* commands: submissions, reads, outcomes, claims */
@@ -34,6 +35,7 @@ struct fp_cluster_jobs {
 	bool pulling;              /* an XREADGROUP is out */
 	bool group_made;           /* XGROUP CREATE answered on this connection */
 	bool claiming;             /* an XAUTOCLAIM is out */
+	uint64_t ready_at;         /* monotonic ms the command connection came up; 0: down */
 	struct cj_run *runs;       /* chunks taken: fetched, running or writing */
 	unsigned nruns;
 	fp_timer tick, retry;

@@ -31,7 +31,12 @@
 /* Outcome bytes kept for Redis while it is away, at most (see write_lost). */
 #define UNWRITTEN_MAX (64u * 1024 * 1024)
 
-enum run_state { RUN_FETCHING, RUN_RUNNING, RUN_WRITING, RUN_UNWRITTEN };
+/*
+ * RUN_REFETCH: taken, but Redis went away before the chunk could be read:
+ * kept (and refreshed) to be read again on reconnect, rather than left to
+ * be claimed later, which would count an attempt for items that never ran.
+ */
+enum run_state { RUN_FETCHING, RUN_REFETCH, RUN_RUNNING, RUN_WRITING, RUN_UNWRITTEN };
 
 struct cj_run {
 	fp_cluster_jobs *cj;           /* NULL: orphaned, the pool's done frees it */
@@ -50,15 +55,35 @@ struct cj_run {
 	struct sbuf out;               /* the lines, joined, once all are in */
 };
 
+/*
+ * KEYS: job, chunk, work. ARGV: K, now, the entry's id, this node's name.
+ * nil: the job is gone; {'landed'}: ran before; else state, task,
+ * timeout_ms, retries, retry_on, the items, and how many nodes read the
+ * chunk to run it, one after the other (f:K, counted here when r:K, the
+ * last reader, is another node: its attempt). Not the entry's delivery
+ * count: an entry whose XREADGROUP answer was lost with the connection is
+ * delivered again without having run anywhere; and a node reading again a
+ * chunk whose first answer it lost (Redis went away) is not a new attempt.
+ */
 static const char fetch_script[] =
 	"local h = redis.call('HMGET', KEYS[1], 'task', 'timeout_ms', 'retries', 'retry_on',"
-	" 'state', 'c:' .. ARGV[1])\n"
+	" 'state', 'c:' .. ARGV[1], 'cancel')\n"
 	"if not h[1] then return false end\n"
 	"if h[6] then return {'landed'} end\n"
-	"if h[5] == 'queued' then redis.call('HSET', KEYS[1], 'state', 'running',"
+	"if h[7] then h[5] = 'cancelled'\n"
+	"elseif h[5] == 'queued' then redis.call('HSET', KEYS[1], 'state', 'running',"
 	" 'started_at', ARGV[2]) end\n"
 	"local body = redis.call('GET', KEYS[2])\n"
-	"return {h[5], h[1], h[2] or '-1', h[3] or '0', h[4] or '0', body or ''}\n";
+	"local d = 1\n"
+	"if h[5] ~= 'cancelled' then\n"
+	"  if redis.call('HGET', KEYS[1], 'r:' .. ARGV[1]) ~= ARGV[4] then\n"
+	"    d = redis.call('HINCRBY', KEYS[1], 'f:' .. ARGV[1], 1)\n"
+	"    redis.call('HSET', KEYS[1], 'r:' .. ARGV[1], ARGV[4])\n"
+	"  else\n"
+	"    d = tonumber(redis.call('HGET', KEYS[1], 'f:' .. ARGV[1]) or '1')\n"
+	"  end\n"
+	"end\n"
+	"return {h[5], h[1], h[2] or '-1', h[3] or '0', h[4] or '0', body or '', tostring(d)}\n";
 
 /*
  * KEYS: job, results, work, chunk. ARGV: K, ok, failed, lines, entry id,
@@ -75,11 +100,11 @@ static const char land_script[] =
 	"local failed = redis.call('HINCRBY', KEYS[1], 'failed', ARGV[3])\n"
 	"ack()\n"
 	"redis.call('DEL', KEYS[4])\n"
-	"local h = redis.call('HMGET', KEYS[1], 'total', 'state', 'kind', 'ttl_ms')\n"
+	"local h = redis.call('HMGET', KEYS[1], 'total', 'cancel', 'kind', 'ttl_ms')\n"
 	"if h[3] == 'apply' then redis.call('HSET', KEYS[1], 'o', ARGV[4]) end\n"
 	"if done + failed < tonumber(h[1]) then return 1 end\n"
-	"local st = h[2]\n"
-	"if st ~= 'cancelled' then if failed > 0 then st = 'failed' else st = 'done' end end\n"
+	"local st = 'done'\n"
+	"if h[2] then st = 'cancelled' elseif failed > 0 then st = 'failed' end\n"
 	"redis.call('HSET', KEYS[1], 'state', st, 'finished_at', ARGV[6])\n"
 	"redis.call('XADD', KEYS[2], '*', 'end', st)\n"
 	"redis.call('PEXPIRE', KEYS[1], h[4])\n"
@@ -251,6 +276,7 @@ static void start(struct cj_run *run, redisReply *const *f)
 	fp_call_options co = FP_CALL_OPTIONS_DEFAULT;
 	struct fp_ndjson_error nerr;
 	char task[256], label[96];
+	int64_t deliveries;
 	size_t n = 0;
 	int r;
 
@@ -279,6 +305,28 @@ static void start(struct cj_run *run, redisReply *const *f)
 	co.timeout_ms = elem_i64(f[2], -1);
 	co.retries = (unsigned)elem_i64(f[3], 0);
 	co.retry_on = (unsigned)elem_i64(f[4], 0);
+	/*
+	 * Read to run before: the node that had it stopped refreshing it
+	 * (killed, cut off) and its items may have been running there, as a
+	 * worker's are when it dies. Each such read is an attempt, counted
+	 * against the job's retries like a crash (for a retry_on that retries
+	 * crashes).
+	 */
+	deliveries = elem_i64(f[6], 1);
+	if (deliveries > 1) {
+		int64_t extra = deliveries - 1;
+
+		if (!(co.retry_on ? co.retry_on & FP_RETRY_CRASH : true) ||
+		    extra > (int64_t)co.retries) {
+			char why[160];
+
+			snprintf(why, sizeof(why), "the node running this item's chunk stopped (killed"
+				 " or cut off) %" PRId64 " time(s); retries: %u", extra, co.retries);
+			fail_all(run, FP_ITEM_CRASH, why);
+			return;
+		}
+		co.retries -= (unsigned)extra;
+	}
 	snprintf(label, sizeof(label), "job %s chunk %" PRIu64, run->e.job, run->e.chunk);
 	co.label = label;
 	r = fp_pool_map_async(cj->pool, task, run->items, n, &co, on_item, on_done, run,
@@ -302,9 +350,13 @@ static void fetch_cb(fp_redis *r, int status, redisReply *reply, void *data)
 		run_free(run);
 		return;
 	}
-	if (status < 0 || reply->type == REDIS_REPLY_ERROR) {
+	if (status < 0) {
+		run->state = RUN_REFETCH;      /* read again when Redis is back */
+		return;
+	}
+	if (reply->type == REDIS_REPLY_ERROR) {
 		/* Not taken after all: pending, and claimed again once it idles. */
-		if (status == 0 && cj->log)
+		if (cj->log)
 			fp_dlog_warn(cj->log, "cluster: chunk %" PRIu64 " of job %s: %s",
 				     run->e.chunk, run->e.job, reply->str);
 		run_end(run);
@@ -322,11 +374,49 @@ static void fetch_cb(fp_redis *r, int status, redisReply *reply, void *data)
 		run_end(run);
 		return;
 	}
-	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 6) {
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 7) {
 		run_end(run);
 		return;
 	}
 	start(run, reply->element);
+}
+
+/* Read the chunk and its job's options (fetch_script), and mark the job running. */
+static void fetch(struct cj_run *run)
+{
+	fp_cluster_jobs *cj = run->cj;
+	char kbuf[24], now[24];
+	char *job_key = fp__cj_key(cj, "job:", run->e.job, NULL);
+	char *chunk_key;
+	int r = -ENOMEM;
+
+	run->state = RUN_FETCHING;
+	snprintf(kbuf, sizeof(kbuf), "%" PRIu64, run->e.chunk);
+	snprintf(now, sizeof(now), "%" PRIu64, wall_ms());
+	chunk_key = job_key ? fp__cj_key(cj, "job:", run->e.job, ":chunk:") : NULL;
+	if (chunk_key) {
+		char *k = malloc(strlen(chunk_key) + strlen(kbuf) + 1);
+
+		if (k)
+			sprintf(k, "%s%s", chunk_key, kbuf);
+		free(chunk_key);
+		chunk_key = k;
+	}
+	if (job_key && chunk_key) {
+		const char *argv[] = { "EVAL", fetch_script, "3", job_key, chunk_key,
+				       cj->work_key, kbuf, now, run->entry_id, cj->name };
+		size_t argl[] = { 4, sizeof(fetch_script) - 1, 1, strlen(job_key),
+				  strlen(chunk_key), strlen(cj->work_key), strlen(kbuf),
+				  strlen(now), strlen(run->entry_id), strlen(cj->name) };
+
+		r = fp_redis_command(cj->cmd, fetch_cb, run, 10, argv, argl);
+	}
+	free(chunk_key);
+	free(job_key);
+	if (r == -ENOTCONN)
+		run->state = RUN_REFETCH;
+	else if (r < 0)
+		run_free(run);        /* out of memory: pending, claimed again later */
 }
 
 /* An entry XREADGROUP or XAUTOCLAIM gave: [id, [field, value, ...]]. */
@@ -372,35 +462,7 @@ static void take(fp_cluster_jobs *cj, const redisReply *entry)
 		cj->runs->prev = run;
 	cj->runs = run;
 	cj->nruns++;
-	{
-		char kbuf[24], now[24];
-		char *job_key = fp__cj_key(cj, "job:", run->e.job, NULL);
-		char *chunk_key;
-		int r = -ENOMEM;
-
-		snprintf(kbuf, sizeof(kbuf), "%" PRIu64, run->e.chunk);
-		snprintf(now, sizeof(now), "%" PRIu64, wall_ms());
-		chunk_key = job_key ? fp__cj_key(cj, "job:", run->e.job, ":chunk:") : NULL;
-		if (chunk_key) {
-			char *k = malloc(strlen(chunk_key) + strlen(kbuf) + 1);
-
-			if (k)
-				sprintf(k, "%s%s", chunk_key, kbuf);
-			free(chunk_key);
-			chunk_key = k;
-		}
-		if (job_key && chunk_key) {
-			const char *argv[] = { "EVAL", fetch_script, "2", job_key, chunk_key, kbuf, now };
-			size_t argl[] = { 4, sizeof(fetch_script) - 1, 1, strlen(job_key),
-					  strlen(chunk_key), strlen(kbuf), strlen(now) };
-
-			r = fp_redis_command(cj->cmd, fetch_cb, run, 7, argv, argl);
-		}
-		free(chunk_key);
-		free(job_key);
-		if (r < 0)
-			run_free(run);
-	}
+	fetch(run);
 }
 
 /* --- landing ---------------------------------------------------------------- */
@@ -484,6 +546,8 @@ static void land_send(struct cj_run *run)
 		run->state = RUN_UNWRITTEN;      /* written when Redis returns */
 	else if (r < 0)
 		run_end(run);
+	else
+		pull(cj);                        /* its place is free while it is written */
 	free(chunk_key);
 	free(chunk_prefix);
 	free(results_key);
@@ -507,6 +571,22 @@ static void land(struct cj_run *run)
 }
 
 /* --- pulling ---------------------------------------------------------------- */
+
+/*
+ * Chunks that hold a place: being fetched or run. One that only waits for
+ * its outcomes to be written holds none, so the next one is pulled while
+ * they go (a round trip less between two chunks on a worker).
+ */
+static unsigned taking(const fp_cluster_jobs *cj)
+{
+	const struct cj_run *run;
+	unsigned n = 0;
+
+	for (run = cj->runs; run; run = run->next)
+		n += run->state == RUN_FETCHING || run->state == RUN_REFETCH ||
+		     run->state == RUN_RUNNING;
+	return n;
+}
 
 static unsigned capacity(fp_cluster_jobs *cj)
 {
@@ -565,7 +645,7 @@ static void group_cb(fp_redis *r, int status, redisReply *reply, void *data)
 static void pull(fp_cluster_jobs *cj)
 {
 	char count[16];
-	unsigned cap;
+	unsigned cap, busy;
 
 	if (cj->leaving || cj->pulling || fp_redis_state(cj->pull) != FP_REDIS_READY ||
 	    !ready(cj))
@@ -580,9 +660,10 @@ static void pull(fp_cluster_jobs *cj)
 		return;
 	}
 	cap = capacity(cj);
-	if (cj->nruns >= cap)
+	busy = taking(cj);
+	if (busy >= cap)
 		return;
-	snprintf(count, sizeof(count), "%u", cap - cj->nruns);
+	snprintf(count, sizeof(count), "%u", cap - busy);
 	{
 		const char *argv[] = { "XREADGROUP", "GROUP", CJ_GROUP, cj->name, "COUNT", count,
 				       "BLOCK", PULL_BLOCK_MS, "STREAMS", cj->work_key, ">" };
@@ -594,16 +675,30 @@ static void pull(fp_cluster_jobs *cj)
 	}
 }
 
+static void refresh(fp_cluster_jobs *cj);
+
 void fp__cj_run_ready(fp_cluster_jobs *cj)
 {
 	struct cj_run *run, *next;
 
-	/* Outcomes that waited for Redis go first. */
+	if (ready(cj) && cj->ready_at == 0) {
+		/*
+		 * Back (or first) on the command connection: ours are made young
+		 * at once, and nothing is claimed for one visibility period, so
+		 * that every live node that lost Redis too has refreshed its own
+		 * first (their idle times may have run on while Redis was away).
+		 */
+		cj->ready_at = fp_now_ms();
+		refresh(cj);
+	}
+	/* Outcomes that waited for Redis go first, then chunks taken and not read. */
 	if (ready(cj))
 		for (run = cj->runs; run; run = next) {
 			next = run->next;
 			if (run->state == RUN_UNWRITTEN)
 				land_send(run);
+			else if (run->state == RUN_REFETCH)
+				fetch(run);
 		}
 	pull(cj);
 }
@@ -632,11 +727,16 @@ static void claim_cb(fp_redis *r, int status, redisReply *reply, void *data)
 	for (i = 0; reply->type == REDIS_REPLY_ARRAY && i < reply->elements; i++) {
 		if (cj->leaving)
 			break;
+		const redisReply *e = reply->element[i];
+
+		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+		    e->element[0]->type != REDIS_REPLY_STRING)
+			continue;
 		cj->stats.chunks_claimed++;
 		if (cj->log)
 			fp_dlog_info(cj->log, "cluster: took over work entry %s (its node stopped"
-				     " refreshing it)", reply->element[i]->element[0]->str);
-		take(cj, reply->element[i]);
+				     " refreshing it)", e->element[0]->str);
+		take(cj, e);
 	}
 }
 
@@ -674,7 +774,7 @@ void fp__cj_run_tick(fp_timer *t)
 {
 	fp_cluster_jobs *cj = t->data;
 	char idle[24], count[16];
-	unsigned cap;
+	unsigned cap, busy;
 
 	if (cj->leaving)
 		return;
@@ -684,10 +784,11 @@ void fp__cj_run_tick(fp_timer *t)
 	/* Ours stay young while we live, so nobody takes them from a live node. */
 	refresh(cj);
 	cap = capacity(cj);
-	if (cj->claiming || cj->nruns >= cap)
+	busy = taking(cj);
+	if (cj->claiming || busy >= cap || fp_now_ms() - cj->ready_at < cj->visibility_ms)
 		return;
 	snprintf(idle, sizeof(idle), "%" PRIu64, cj->visibility_ms);
-	snprintf(count, sizeof(count), "%u", cap - cj->nruns);
+	snprintf(count, sizeof(count), "%u", cap - busy);
 	{
 		const char *argv[] = { "XAUTOCLAIM", cj->work_key, CJ_GROUP, cj->name, idle, "0-0",
 				       "COUNT", count };
@@ -722,7 +823,7 @@ bool fp_cluster_jobs_settled(fp_cluster_jobs *cj)
 	if (!cj)
 		return true;
 	for (run = cj->runs; run; run = run->next)
-		if (run->state != RUN_UNWRITTEN)
+		if (run->state != RUN_UNWRITTEN && run->state != RUN_REFETCH)
 			return false;
 	fp__cj_close(cj);
 	return fp_redis_settled(cj->cmd) && fp_redis_settled(cj->pull) &&

@@ -11,7 +11,9 @@
  *    "bytes":57,"duration_ms":0.213}
  *
  * Each line is formatted whole and written with one write(2), so lines from
- * the daemon never interleave with each other. Text that comes from outside
+ * the daemon never interleave with each other. With fp_dlog_batch() info and
+ * debug lines (one per HTTP request) are gathered and written whole, several
+ * to a write(2), at most one loop round late. Text that comes from outside
  * (request targets, worker output) is escaped: it cannot start a new line
  * or forge a field.
  *
@@ -46,6 +48,12 @@ struct fp_dlog {
 	char *held;
 	size_t held_len, held_cap;
 	size_t held_dropped;
+	/* Private: fp_dlog_batch()'s buffer, and the second its timestamps are of. */
+	struct fp_dlog_batch *batch;
+	void (*flush_soon)(void *data);
+	void *flush_data;
+	int64_t ts_sec;
+	char ts_text[24];           /* "YYYY-MM-DDTHH:MM:SS" of ts_sec */
 };
 
 /* A log to fd at `level` in `format`. Holds nothing until told to. */
@@ -54,6 +62,16 @@ void fp_dlog_init(struct fp_dlog *l, int fd, fp_log_level level,
 /* Prints what is held, frees it. Accepts a zeroed log. */
 void fp_dlog_deinit(struct fp_dlog *l);
 
+/*
+ * Gather info and debug lines instead of writing each at once: `flush_soon`
+ * is called when the first line of a batch comes, and must see that
+ * fp_dlog_flush() runs soon (the daemon: a 0 ms timer, the next loop round).
+ * A full batch, a warning or an error is written at once, after the lines
+ * before it. NULL stops batching (what is gathered is written). -errno, and
+ * no batching, when the buffer cannot be had.
+ */
+int fp_dlog_batch(struct fp_dlog *l, void (*flush_soon)(void *data), void *data);
+void fp_dlog_flush(struct fp_dlog *l);
 /* Hold lines in memory (bounded) until fp_dlog_release(). */
 void fp_dlog_hold(struct fp_dlog *l);
 void fp_dlog_release(struct fp_dlog *l);
@@ -64,7 +82,8 @@ static inline bool fp_dlog_enabled(const struct fp_dlog *l, fp_log_level level)
 }
 
 /* A field after the message: a string, an integer or a number. */
-enum fp_dlog_field_kind { FP_DLOG_STR, FP_DLOG_INT, FP_DLOG_UINT, FP_DLOG_DOUBLE };
+/* FP_DLOG_MILLI: v.u thousandths, printed as %.3f of v.u / 1000.0 would be. */
+enum fp_dlog_field_kind { FP_DLOG_STR, FP_DLOG_INT, FP_DLOG_UINT, FP_DLOG_DOUBLE, FP_DLOG_MILLI };
 
 struct fp_dlog_field {
 	const char *key;            /* plain ASCII, chosen by the daemon */
@@ -81,6 +100,7 @@ struct fp_dlog_field {
 #define FP_DLOG_FINT(k, val)  { .key = (k), .kind = FP_DLOG_INT, .v.i = (val) }
 #define FP_DLOG_FUINT(k, val) { .key = (k), .kind = FP_DLOG_UINT, .v.u = (val) }
 #define FP_DLOG_FDBL(k, val)  { .key = (k), .kind = FP_DLOG_DOUBLE, .v.d = (val) }
+#define FP_DLOG_FMILLI(k, val) { .key = (k), .kind = FP_DLOG_MILLI, .v.u = (val) }
 
 /* fp_dlog_fields() flags. */
 enum {

@@ -262,8 +262,12 @@ void *fp_http_get_data(const fp_http_request *req)
 
 void fp_http_set_log_field(fp_http_request *req, const char *key, const char *value)
 {
+	size_t n = strnlen(value, sizeof(req->log_value) - 1);
+
+	/* As snprintf("%s") would, without printf: once a request. */
 	req->log_key = key;
-	snprintf(req->log_value, sizeof(req->log_value), "%s", value);
+	memcpy(req->log_value, value, n);
+	req->log_value[n] = '\0';
 }
 
 const char *fp_http_log_field(const fp_http_request *req, const char **key)

@@ -45,6 +45,7 @@
 struct jr_stash {
 	unsigned char *payload;
 	size_t len;
+	uint16_t type;             /* OUTCOMES, packed or not */
 };
 
 /*
@@ -358,7 +359,7 @@ void fp__jobs_journal_outcomes(fp_jobs *jobs, fp_job *job)
 		for (size_t k = job->jr_done; k < count; k++)
 			put_outcome(&o, job, k);
 		fp_jr_outcomes_end(&o);
-		err = end_record(jobs, job, start, FP_JR_OUTCOMES);
+		err = end_record(jobs, job, start, fp_jr_outcomes_type(&o));
 		/* Failed or not, they are not tried again: a restart reruns them. */
 		job->jr_done = count;
 	}
@@ -657,6 +658,7 @@ static int stash_add(struct jr_resume *rs, const struct fp_jrec *rec)
 	if (!outs[rs->nouts].payload)
 		return -ENOMEM;
 	memcpy(outs[rs->nouts].payload, rec->payload, rec->len);
+	outs[rs->nouts].type = rec->type;
 	outs[rs->nouts++].len = rec->len;
 	return 0;
 }
@@ -678,7 +680,7 @@ static int stash_apply(fp_job *job, const struct jr_inputs *only)
 	int r;
 
 	for (size_t i = 0; rs && i < rs->nouts; i++) {
-		struct fp_jrec rec = { FP_JR_OUTCOMES, (uint32_t)rs->outs[i].len,
+		struct fp_jrec rec = { rs->outs[i].type, (uint32_t)rs->outs[i].len,
 				       rs->outs[i].payload, 0 };
 
 		if (fp_jr_outcomes_get_begin(&o, &rec, id) < 0)
@@ -820,6 +822,7 @@ int fp_jobs_replay(void *data, const struct fp_jrec *rec, uint64_t off, char *er
 	case FP_JR_JOB:
 		return replay_job(jobs, rec, off, err, errlen);
 	case FP_JR_OUTCOMES:
+	case FP_JR_OUTCOMES_PACKED:
 		return replay_outcomes(jobs, rec, off, err, errlen);
 	case FP_JR_INPUTS:
 		return replay_inputs(jobs, rec, off, err, errlen);
@@ -1267,7 +1270,7 @@ static int snap_job(struct sbuf *b, uint32_t salt, const fp_job *job)
 		for (size_t k = 0; k < count; k++)
 			put_outcome(&o, job, k);
 		fp_jr_outcomes_end(&o);
-		if ((err = fp_jrec_end(b, start, FP_JR_OUTCOMES, salt)) < 0)
+		if ((err = fp_jrec_end(b, start, fp_jr_outcomes_type(&o), salt)) < 0)
 			return err;
 	}
 	if (!job->finished && job->jr_in && job->jr_in->ndone &&

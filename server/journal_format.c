@@ -181,6 +181,41 @@ uint64_t fp_jcur_u64(struct fp_jcur *c)
 	return s ? get32(s) | (uint64_t)get32(s + 4) << 32 : 0;
 }
 
+uint64_t fp_jcur_var64(struct fp_jcur *c)
+{
+	uint64_t v = 0;
+
+	for (unsigned shift = 0; !c->err; shift += 7) {
+		unsigned b;
+
+		if (c->p == c->end || shift > 63) {
+			c->err = -EBADMSG;
+			break;
+		}
+		b = *c->p++;
+		/* The tenth byte has room for one bit only. */
+		if (shift == 63 && b > 1) {
+			c->err = -EBADMSG;
+			break;
+		}
+		v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return v;
+	}
+	return 0;
+}
+
+uint32_t fp_jcur_var(struct fp_jcur *c)
+{
+	uint64_t v = fp_jcur_var64(c);
+
+	if (v > UINT32_MAX) {
+		c->err = -EBADMSG;
+		return 0;
+	}
+	return (uint32_t)v;
+}
+
 const void *fp_jcur_bytes(struct fp_jcur *c, size_t *n)
 {
 	uint32_t len = fp_jcur_u32(c);

@@ -11,7 +11,8 @@
 #include "journal_jobs.h"
 
 /* The least bytes one encoded item, stage or outcome takes. */
-enum { ITEM_MIN = 4, STAGE_MIN = 4 + 8 + 4 + 4 + 4 + 8, OUTCOME_MIN = 4 + 1 + 4 + 4 };
+enum { ITEM_MIN = 4, STAGE_MIN = 4 + 8 + 4 + 4 + 4 + 8, OUTCOME_MIN = 4 + 1 + 4 + 4,
+       PACKED_MIN = 4, PACKED_MAX = 5 * 7 };
 
 const char *fp_jr_type_name(uint16_t type)
 {
@@ -32,6 +33,8 @@ const char *fp_jr_type_name(uint16_t type)
 		return "RERUN";
 	case FP_JR_INPUTS:
 		return "INPUTS";
+	case FP_JR_OUTCOMES_PACKED:
+		return "OUTCOMES";
 	}
 	return "unknown";
 }
@@ -111,6 +114,31 @@ static void get_opts(struct fp_jcur *c, struct fp_jr_opts *o, bool stage)
 
 /* --- JOB ----------------------------------------------------------------- */
 
+/* The items as byte strings, in one reservation when they fit a record. */
+static void put_items(struct sbuf *b, const struct fp_jr_item *items, size_t n)
+{
+	unsigned char *p, *start;
+	size_t i, bytes = 0;
+
+	for (i = 0; i < n && bytes <= FP_JREC_MAX; i++)
+		bytes += 4 + items[i].len;
+	if (bytes > FP_JREC_MAX || !(start = (unsigned char *)sbuf_reserve(b, bytes))) {
+		/* Too big for a record (fp_jrec_end says so) or no memory: as it comes. */
+		for (i = 0; i < n && !b->oom; i++)
+			fp_jrec_put_bytes(b, items[i].text, items[i].len);
+		return;
+	}
+	p = start;
+	for (i = 0; i < n; i++) {
+		p = fp_jrec_w32(p, (uint32_t)items[i].len);
+		/* A finished job's compaction writes empty items, with no text. */
+		if (items[i].len)
+			memcpy(p, items[i].text, items[i].len);
+		p += items[i].len;
+	}
+	sbuf_commit(b, (size_t)(p - start));
+}
+
 int fp_jr_put_job(struct sbuf *b, const struct fp_jr_job *job)
 {
 	size_t i;
@@ -131,8 +159,7 @@ int fp_jr_put_job(struct sbuf *b, const struct fp_jr_job *job)
 		put_opts(b, &job->opts, false);
 	}
 	fp_jrec_put_u64(b, job->n);
-	for (i = 0; i < job->n; i++)
-		fp_jrec_put_bytes(b, job->items[i].text, job->items[i].len);
+	put_items(b, job->items, job->n);
 	return b->oom ? -ENOMEM : 0;
 }
 
@@ -196,9 +223,22 @@ bad:
 size_t fp_jr_outcomes_begin(struct fp_jr_outcomes *o, struct sbuf *b,
 			    const uint8_t id[FP_JR_ID_BYTES], bool origin)
 {
+	return fp_jr_outcomes_begin_as(o, b, id, origin, FP_JR_OUTCOMES_PACKED);
+}
+
+uint16_t fp_jr_outcomes_type(const struct fp_jr_outcomes *o)
+{
+	return o->packed ? FP_JR_OUTCOMES_PACKED : FP_JR_OUTCOMES;
+}
+
+size_t fp_jr_outcomes_begin_as(struct fp_jr_outcomes *o, struct sbuf *b,
+			       const uint8_t id[FP_JR_ID_BYTES], bool origin, uint16_t type)
+{
 	memset(o, 0, sizeof(*o));
 	o->b = b;
 	o->origin = origin;
+	o->packed = type == FP_JR_OUTCOMES_PACKED;
+	o->prev = -1;
 	put_id(b, id);
 	fp_jrec_put_u8(b, origin);
 	o->count_at = b->len;
@@ -208,6 +248,59 @@ size_t fp_jr_outcomes_begin(struct fp_jr_outcomes *o, struct sbuf *b,
 
 void fp_jr_outcomes_put(struct fp_jr_outcomes *o, const struct fp_jr_outcome *e)
 {
+	size_t need = (o->packed ? PACKED_MAX : OUTCOME_MIN + 12) + e->len;
+	struct sbuf *b = o->b;
+	unsigned char *p, *start;
+
+	/*
+	 * One reservation an entry, and no call at all while the buffer has
+	 * room (it doubles when it has not: a turn's outcomes are one record);
+	 * a field at a time, in the record's order, when too big.
+	 */
+	if (!b->oom && b->cap - b->len > need)
+		start = (unsigned char *)b->data + b->len;
+	else
+		start = e->len <= FP_JREC_MAX ? (unsigned char *)sbuf_reserve(b, need) : NULL;
+	if (start && o->packed) {
+		/* Zigzag: a map's places go mostly up by one (0), at times back. */
+		int64_t d = (int64_t)e->pos - o->prev - 1;
+
+		p = fp_jrec_wvar(start, d >= 0 ? (uint64_t)(2 * d) : (uint64_t)(-2 * d - 1));
+		o->prev = e->pos;
+		p = fp_jrec_wvar(p, e->status);
+		p = fp_jrec_wvar(p, e->attempts);
+		if (o->origin) {
+			p = fp_jrec_wvar(p, e->index);
+			p = fp_jrec_wvar(p, e->stage);
+		}
+		p = fp_jrec_wvar(p, (uint32_t)e->len);
+	} else if (start) {
+		p = fp_jrec_w32(start, e->pos);
+		p = fp_jrec_w8(p, e->status);
+		p = fp_jrec_w32(p, e->attempts);
+		if (o->origin) {
+			p = fp_jrec_w32(p, e->index);
+			p = fp_jrec_w32(p, e->stage);
+		}
+		p = fp_jrec_w32(p, (uint32_t)e->len);
+	}
+	if (start) {
+		if (e->len)
+			memcpy(p, e->text, e->len);
+		/* sbuf_commit()'s work: the length, and the NUL an sbuf keeps after it. */
+		b->len += (size_t)(p - start) + e->len;
+		b->data[b->len] = '\0';
+		o->count++;
+		return;
+	}
+	if (o->b->oom)
+		return;
+	if (o->packed) {
+		/* A text over a record's size: the record cannot be (fp_jrec_end says so). */
+		fp_jrec_put_bytes(o->b, e->text, e->len);
+		o->count++;
+		return;
+	}
 	fp_jrec_put_u32(o->b, e->pos);
 	fp_jrec_put_u8(o->b, e->status);
 	fp_jrec_put_u32(o->b, e->attempts);
@@ -236,12 +329,16 @@ int fp_jr_outcomes_get_begin(struct fp_jr_outcomes *o, const struct fp_jrec *r,
 			     uint8_t id[FP_JR_ID_BYTES])
 {
 	memset(o, 0, sizeof(*o));
+	if (r->type != FP_JR_OUTCOMES && r->type != FP_JR_OUTCOMES_PACKED)
+		return -EBADMSG;
+	o->packed = r->type == FP_JR_OUTCOMES_PACKED;
+	o->prev = -1;
 	fp_jcur_init(&o->cur, r);
 	get_id(&o->cur, id);
 	o->origin = fp_jcur_u8(&o->cur) != 0;
 	o->left = fp_jcur_u32(&o->cur);
 	if (o->cur.err ||
-	    o->left > (size_t)(o->cur.end - o->cur.p) / OUTCOME_MIN)
+	    o->left > (size_t)(o->cur.end - o->cur.p) / (o->packed ? PACKED_MIN : OUTCOME_MIN))
 		return -EBADMSG;
 	return 0;
 }
@@ -254,6 +351,37 @@ int fp_jr_outcomes_get_next(struct fp_jr_outcomes *o, struct fp_jr_outcome *e)
 		return fp_jcur_done(c) < 0 ? -EBADMSG : 0;
 	o->left--;
 	memset(e, 0, sizeof(*e));
+	if (o->packed) {
+		/* 33 bits at most: a distance between two u32 places. */
+		uint64_t z = fp_jcur_var64(c);
+		int64_t pos = z >> 34 ? -1 :
+			      o->prev + 1 + (z & 1 ? -(int64_t)(z >> 1) - 1 : (int64_t)(z >> 1));
+		uint32_t len;
+		uint32_t status;
+
+		if (pos < 0 || pos > UINT32_MAX)
+			c->err = -EBADMSG;
+		e->pos = (uint32_t)pos;
+		o->prev = pos;
+		status = fp_jcur_var(c);
+		if (status > UINT8_MAX)
+			c->err = -EBADMSG;
+		e->status = (uint8_t)status;
+		e->attempts = fp_jcur_var(c);
+		if (o->origin) {
+			e->index = fp_jcur_var(c);
+			e->stage = fp_jcur_var(c);
+		}
+		len = fp_jcur_var(c);
+		if (!c->err && (size_t)(c->end - c->p) < len)
+			c->err = -EBADMSG;
+		if (c->err)
+			return -EBADMSG;
+		e->text = (const char *)c->p;
+		e->len = len;
+		c->p += len;
+		return 1;
+	}
 	e->pos = fp_jcur_u32(c);
 	e->status = fp_jcur_u8(c);
 	e->attempts = fp_jcur_u32(c);

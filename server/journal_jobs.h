@@ -10,7 +10,11 @@
  *   STARTED   its first item was handed to a worker: started_at
  *   OUTCOMES  some items' (a pipeline's outputs') values or errors, with
  *             attempts, and a pipeline output's input index and stage:
- *             what finished in one loop turn is one record
+ *             what finished in one loop turn is one record. Written as
+ *             OUTCOMES_PACKED (type 9: varints, each place as the distance
+ *             from the one before, some 15 bytes a map's item instead of
+ *             24); type 3, fixed-width, is what older builds wrote, still
+ *             read
  *   END       finished: state and finished_at
  *   CANCEL    a cancel was asked for
  *   FORGET    forgotten (deleted, expired): the reason, a byte the store
@@ -58,6 +62,7 @@ enum fp_jr_type {
 	FP_JR_FORGET = 6,
 	FP_JR_RERUN = 7,
 	FP_JR_INPUTS = 8,
+	FP_JR_OUTCOMES_PACKED = 9,
 };
 
 #define FP_JR_ID_BYTES 16
@@ -121,14 +126,23 @@ struct fp_jr_outcome {
 
 /*
  * OUTCOMES is built in three steps: begin (the job's id; whether entries
- * carry an origin), one put per outcome, end (fills in the count). Decoded
- * with get_begin then get_next until it returns 0.
+ * carry an origin), one put per outcome, end (fills in the count); the
+ * record's type is fp_jr_outcomes_type()'s. Decoded with get_begin (either
+ * type) then get_next until it returns 0.
+ *
+ * The payload: id, u8 origin, u32 count, then each entry. Packed: varints
+ * of the place's distance from the one before (zigzag: pos - prev - 1, the
+ * first's prev being -1), status, attempts, [index, stage,] the text's
+ * length, then the text. Fixed (type 3): u32 pos, u8 status, u32 attempts,
+ * [u32 index, u32 stage,] the text as a byte string.
  */
 struct fp_jr_outcomes {
 	struct sbuf *b;
 	size_t count_at;
 	uint32_t count;
 	bool origin;
+	bool packed;
+	int64_t prev;                   /* packed: the place before */
 	/* Decoding. */
 	struct fp_jcur cur;
 	uint32_t left;
@@ -136,6 +150,10 @@ struct fp_jr_outcomes {
 
 size_t fp_jr_outcomes_begin(struct fp_jr_outcomes *o, struct sbuf *b,
 			    const uint8_t id[FP_JR_ID_BYTES], bool origin);
+/* As begin, in the layout of `type` (FP_JR_OUTCOMES: as older builds wrote it). */
+size_t fp_jr_outcomes_begin_as(struct fp_jr_outcomes *o, struct sbuf *b,
+			       const uint8_t id[FP_JR_ID_BYTES], bool origin, uint16_t type);
+uint16_t fp_jr_outcomes_type(const struct fp_jr_outcomes *o);
 void fp_jr_outcomes_put(struct fp_jr_outcomes *o, const struct fp_jr_outcome *e);
 void fp_jr_outcomes_end(struct fp_jr_outcomes *o);
 

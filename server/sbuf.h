@@ -25,6 +25,8 @@ char *sbuf_reserve(struct sbuf *b, size_t n);
 void sbuf_commit(struct sbuf *b, size_t n);
 /* v in decimal at d (room for 20 digits); returns the end. */
 char *sbuf_put_uint(char *d, unsigned long long v);
+/* v in decimal at the end. */
+void sbuf_add_uint(struct sbuf *b, unsigned long long v);
 void sbuf_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* `s` as a JSON string, quotes included; invalid UTF-8 bytes become U+FFFD. */
 void sbuf_json_string(struct sbuf *b, const char *s, size_t n);

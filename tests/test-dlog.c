@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -190,6 +191,105 @@ static void held_lines_follow_the_ones_sent_now(void **state)
 		       "[^ ]+ info event loop backend: epoll\n[^ ]+ info after\n$");
 }
 
+/* A count of thousandths prints as "%.3f" of the count / 1000.0 did. */
+static void milli_field_prints_as_printf_did(void **state)
+{
+	struct fx *x = *state;
+	unsigned long long v, seed = 88172645463325252ull;
+	char want[64], *at;
+	const char *out;
+	int i;
+
+	fp_dlog_init(&x->log, x->fds[1], FP_LOG_INFO, FP_DLOG_TEXT);
+	for (i = 0; i < 3000; i++) {
+		if (i < 2000) {
+			v = (unsigned long long)i;
+		} else {
+			seed ^= seed << 13;
+			seed ^= seed >> 7;
+			seed ^= seed << 17;
+			v = seed % (1ull << (i % 44 + 1));
+		}
+		struct fp_dlog_field f[] = { FP_DLOG_FMILLI("d", v), FP_DLOG_FINT("i", -(long long)v) };
+		fp_dlog_fields(&x->log, FP_LOG_INFO, 0, "m", f, 2);
+		out = drain(x);
+		at = strstr(out, " d=");
+		assert_non_null(at);
+		snprintf(want, sizeof(want), " d=%.3f i=%lld\n", (double)v / 1000.0, -(long long)v);
+		assert_string_equal(at, want);
+	}
+}
+
+static void count_flush_soon(void *data)
+{
+	(*(int *)data)++;
+}
+
+/*
+ * Batched info lines wait for fp_dlog_flush() (asked for once a batch); a
+ * warning writes them first, then itself; a full batch goes out whole; a
+ * child forked meanwhile has none of them to write again.
+ */
+static void batched_lines_keep_their_order(void **state)
+{
+	struct fx *x = *state;
+	int asked = 0, i, status;
+	const char *out;
+	pid_t pid;
+
+	fp_dlog_init(&x->log, x->fds[1], FP_LOG_INFO, FP_DLOG_TEXT);
+	assert_int_equal(fp_dlog_batch(&x->log, count_flush_soon, &asked), 0);
+	fp_dlog_info(&x->log, "one");
+	fp_dlog_info(&x->log, "two");
+	assert_int_equal(asked, 1);
+	assert_string_equal(drain(x), "");
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		fp_dlog_flush(&x->log);
+		fp_dlog_warn(&x->log, "child");
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_matches(drain(x), "^[^ ]+ warn child\n$");
+
+	fp_dlog_warn(&x->log, "three");
+	assert_matches(drain(x), "^[^ ]+ info one\n[^ ]+ info two\n[^ ]+ warn three\n$");
+	fp_dlog_info(&x->log, "four");
+	assert_int_equal(asked, 2);
+	fp_dlog_flush(&x->log);
+	assert_matches(drain(x), "^[^ ]+ info four\n$");
+
+	/* More than a batch holds: written when full, nothing lost or repeated. */
+	for (i = 0; i < 1000; i++)
+		fp_dlog_info(&x->log, "line %04d", i);
+	out = drain(x);
+	assert_true(strlen(out) > 0);
+	fp_dlog_batch(&x->log, NULL, NULL);
+	{
+		char *all = strdup(out), *p;
+		size_t n = 0;
+
+		assert_non_null(all);
+		all = realloc(all, strlen(all) + sizeof(x->out));
+		assert_non_null(all);
+		strcat(all, drain(x));
+		for (p = all; (p = strstr(p, " info line ")); p++) {
+			char want[16];
+
+			snprintf(want, sizeof(want), "%04zu", n);
+			assert_memory_equal(p + 11, want, 4);
+			n++;
+		}
+		assert_int_equal(n, 1000);
+		free(all);
+	}
+	/* Not batching any more: at once. */
+	fp_dlog_info(&x->log, "five");
+	assert_matches(drain(x), "^[^ ]+ info five\n$");
+}
+
 static void names_parse(void **state)
 {
 	fp_log_level l;
@@ -216,6 +316,8 @@ int main(void)
 		T(json_line_is_one_valid_object),
 		T(long_lines_are_cut_and_stay_valid),
 		T(held_lines_follow_the_ones_sent_now),
+		T(batched_lines_keep_their_order),
+		T(milli_field_prints_as_printf_did),
 		T(names_parse),
 #undef T
 	};

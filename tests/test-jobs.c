@@ -28,6 +28,7 @@
 #include "jobs_impl.h"
 #include "journal.h"
 #include "journal_impl.h"
+#include "journal_jobs.h"
 #include "fp_test.h"
 #include "fp_test_jobs.h"
 #include "forkpool/loop.h"
@@ -2349,6 +2350,72 @@ static void resumed_job_does_not_write_its_outcomes_again(void **state)
 	jr_rm(&x);
 }
 
+/*
+ * A journal written by an older build, its OUTCOMES in the fixed layout
+ * (type 3, before the packed one): replayed as ever, the map comes back
+ * finished with its values.
+ */
+static void outcomes_of_an_older_build_are_read(void **state)
+{
+	static const struct fp_jr_item in[] = { { "1", 1 }, { "2", 1 }, { "3", 1 } };
+	static const char *const out[] = { "1", "4", "9" };
+	struct fp_jobs_recovery rec;
+	struct fp_test_jobs f;
+	struct fp_jr_outcomes o;
+	struct fp_jr_job r;
+	struct fp_jr_mark m;
+	struct fp_job_item it;
+	fp_job *job;
+	size_t start;
+	struct jr x;
+
+	jr_dir(&x);
+	fp_test_jobs_setup(&f, 1);
+	jr_open(&x, &f, &rec);
+	memset(&r, 0, sizeof(r));
+	for (size_t i = 0; i < FP_JR_ID_BYTES; i++)
+		r.id[i] = (uint8_t)(0xa0 + i);
+	r.kind = FP_JOB_MAP;
+	r.created_at = 1765000000000ull;
+	r.opts = (struct fp_jr_opts){ .task = "square", .task_len = 6, .timeout_ms = -1 };
+	r.n = 3;
+	r.items = (struct fp_jr_item *)in;
+	start = fp_journal_begin(x.j);
+	assert_int_equal(fp_jr_put_job(fp_journal_buf(x.j), &r), 0);
+	assert_int_equal(fp_journal_end(x.j, start, FP_JR_JOB, NULL), 0);
+	start = fp_journal_begin(x.j);
+	fp_jr_outcomes_begin_as(&o, fp_journal_buf(x.j), r.id, false, FP_JR_OUTCOMES);
+	for (uint32_t i = 0; i < 3; i++)
+		fp_jr_outcomes_put(&o, &(struct fp_jr_outcome){ .pos = 2 - i, .attempts = 1,
+								.text = out[2 - i], .len = 1 });
+	fp_jr_outcomes_end(&o);
+	assert_int_equal(fp_journal_end(x.j, start, FP_JR_OUTCOMES, NULL), 0);
+	memcpy(m.id, r.id, FP_JR_ID_BYTES);
+	m.value = FP_JOB_DONE;
+	m.when = r.created_at + 5;
+	start = fp_journal_begin(x.j);
+	fp_jr_put_mark(fp_journal_buf(x.j), &m);
+	assert_int_equal(fp_journal_end(x.j, start, FP_JR_END, NULL), 0);
+	assert_int_equal(jr_wait(&x, &f), 0);
+	jr_close(&x, &f);
+	store_again(&f);
+
+	jr_open(&x, &f, &rec);
+	assert_int_equal(rec.jobs, 1);
+	assert_int_equal(rec.finished, 1);
+	job = fp_jobs_find(f.jobs, "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf");
+	assert_non_null(job);
+	assert_int_equal(fp_job_state(job), FP_JOB_DONE);
+	assert_int_equal(fp_job_done(job), 3);
+	for (size_t i = 0; i < 3; i++) {
+		fp_job_item(job, i, &it);
+		assert_string_equal(it.value, out[i]);
+	}
+	jr_close(&x, &f);
+	fp_test_jobs_teardown(&f);
+	jr_rm(&x);
+}
+
 /* A pipeline of one stage per task over texts (NULL-terminated lists). */
 static fp_job *submit_pipeline(struct fp_test_jobs *f, const char *const *tasks,
 			       const char *const *texts, const fp_pipeline_options *po)
@@ -2719,7 +2786,8 @@ static int compaction_done(void *data)
 }
 
 /*
- * A compaction rewrites pipelines too: after it, a finished one still comes
+ * A compaction rewrites pipelines too (an unfinished one's done inputs as
+ * one INPUTS record): after it, a finished one still comes
  * back with its outputs and reduced value, an unfinished one reruns.
  */
 static void compaction_keeps_pipelines(void **state)
@@ -2783,6 +2851,13 @@ static void compaction_keeps_pipelines(void **state)
 	assert_non_null(sleeper);
 	assert_false(fp_job_finished(sleeper));
 	assert_int_equal(fp_job_inputs(sleeper), 2);
+	/* Its done input came through the compaction (an INPUTS record): kept, not rerun. */
+	assert_int_equal(rec.items_kept, 1);
+	assert_int_equal(rec.items_rerun, 1);
+	assert_int_equal(fp_job_total(sleeper), 1);
+	fp_job_item(sleeper, 0, &it);
+	assert_int_equal(it.index, 0);
+	assert_string_equal(it.value, "0");
 	assert_int_equal(fp_jobs_cancel(f.jobs, sleeper), 0);
 	wait_finished(&f, sleeper);
 	assert_int_equal(fp_job_state(sleeper), FP_JOB_CANCELLED);
@@ -2993,6 +3068,7 @@ int main(void)
 		cmocka_unit_test(compaction_keeps_pipelines),
 		cmocka_unit_test(unfinished_job_resumes_the_items_without_an_outcome),
 		cmocka_unit_test(resumed_job_does_not_write_its_outcomes_again),
+		cmocka_unit_test(outcomes_of_an_older_build_are_read),
 		cmocka_unit_test(a_job_whose_record_fails_is_withdrawn),
 		cmocka_unit_test(a_retry_waits_for_the_first_requests_record),
 		cmocka_unit_test(a_submission_refused_at_shutdown_does_not_come_back),

@@ -1396,12 +1396,20 @@ static void job_records_round_trip(void **state)
 
 static void outcome_and_mark_records_round_trip(void **state)
 {
-	struct fp_jr_outcome e[3] = {
+	struct fp_jr_outcome e[6] = {
 		{ .pos = 0, .status = 0, .attempts = 1, .text = "42", .len = 2 },
 		{ .pos = 7, .status = 3, .attempts = 4, .index = 9, .stage = 1,
 		  .text = "worker killed by SIGKILL", .len = 24 },
 		{ .pos = 8, .status = 0, .attempts = 1, .text = "", .len = 0 },
+		/* Places going back, and far: a map's chunks end out of order. */
+		{ .pos = 3, .status = 0, .attempts = 300, .text = "9", .len = 1 },
+		{ .pos = 4000000000u, .status = 1, .attempts = 1, .index = 70000, .stage = 2,
+		  .text = "x", .len = 1 },
+		{ .pos = 0, .status = 0, .attempts = 1, .text = "0", .len = 1 },
 	};
+	static const uint16_t types[] = { FP_JR_OUTCOMES_PACKED, FP_JR_OUTCOMES };
+	size_t sizes[2][2];
+	int t;
 	uint8_t id[FP_JR_ID_BYTES], got[FP_JR_ID_BYTES];
 	struct fp_jr_outcomes o;
 	struct fp_jr_outcome x;
@@ -1413,18 +1421,25 @@ static void outcome_and_mark_records_round_trip(void **state)
 
 	memset(id, 0x5c, sizeof(id));
 	sbuf_init(&b);
+	/* Both layouts: the packed one written now, the fixed one older builds wrote. */
+	for (t = 0; t < 2; t++)
 	for (origin = 0; origin < 2; origin++) {
 		sbuf_reset(&b);
 		start = fp_jrec_begin(&b);
-		fp_jr_outcomes_begin(&o, &b, id, origin);
-		for (i = 0; i < 3; i++)
+		if (t == 0)
+			fp_jr_outcomes_begin(&o, &b, id, origin);
+		else
+			fp_jr_outcomes_begin_as(&o, &b, id, origin, types[t]);
+		for (i = 0; i < 6; i++)
 			fp_jr_outcomes_put(&o, &e[i]);
 		fp_jr_outcomes_end(&o);
-		assert_int_equal(fp_jrec_end(&b, start, FP_JR_OUTCOMES, TEST_SALT), 0);
+		assert_int_equal(fp_jr_outcomes_type(&o), types[t]);
+		assert_int_equal(fp_jrec_end(&b, start, types[t], TEST_SALT), 0);
 		assert_int_equal(fp_jrec_parse(b.data, b.len, TEST_SALT, &r), 0);
+		sizes[t][origin] = r.len;
 		assert_int_equal(fp_jr_outcomes_get_begin(&o, &r, got), 0);
 		assert_memory_equal(got, id, sizeof(id));
-		for (i = 0; i < 3; i++) {
+		for (i = 0; i < 6; i++) {
 			assert_int_equal(fp_jr_outcomes_get_next(&o, &x), 1);
 			assert_int_equal(x.pos, e[i].pos);
 			assert_int_equal(x.status, e[i].status);
@@ -1437,6 +1452,10 @@ static void outcome_and_mark_records_round_trip(void **state)
 		assert_int_equal(fp_jr_outcomes_get_next(&o, &x), 0);
 		check_prefixes_refused(&b, 0, get_outcomes_all);
 	}
+	/* Packed is smaller, and a record of another type is not outcomes. */
+	assert_true(sizes[0][0] < sizes[1][0] && sizes[0][1] < sizes[1][1]);
+	r.type = FP_JR_END;
+	assert_int_equal(fp_jr_outcomes_get_begin(&o, &r, got), -EBADMSG);
 
 	sbuf_reset(&b);
 	memcpy(m.id, id, sizeof(id));
@@ -1506,6 +1525,7 @@ static void inputs_record_round_trip(void **state)
 	assert_int_equal(fp_jrec_parse(b.data, b.len, TEST_SALT, &r), 0);
 	assert_int_equal(get_inputs_only(&r), -EBADMSG);
 	assert_string_equal(fp_jr_type_name(FP_JR_INPUTS), "INPUTS");
+	assert_string_equal(fp_jr_type_name(FP_JR_OUTCOMES_PACKED), "OUTCOMES");
 	sbuf_free(&b);
 }
 

@@ -1199,6 +1199,75 @@ static void timer_rearm(void **state)
 }
 
 /*
+ * A 0 ms timer that keeps starting itself again (the pool's "next round")
+ * must let the loop go on with everything else: io_uring fires such timers
+ * without a kernel op and without sleeping (loop_uring.h), so this pins that
+ * the loop still reaps I/O and still fires a later timer meanwhile.
+ */
+struct spin {
+	fp_timer next_round, writer;
+	fp_io io;
+	struct ctx *c;
+	int fds[2];
+	int rounds, got, writer_fired;
+};
+
+static void spin_round_cb(fp_timer *t)
+{
+	struct spin *s = t->data;
+
+	s->rounds++;
+	if (!s->got)
+		assert_int_equal(fp_timer_start(t->loop, t, 0, spin_round_cb), 0);
+}
+
+static void spin_writer_cb(fp_timer *t)
+{
+	struct spin *s = t->data;
+
+	s->writer_fired = 1;
+	assert_int_equal(write(s->fds[1], "x", 1), 1);
+}
+
+static void spin_read_cb(fp_io *io, ssize_t res, const char *buf)
+{
+	struct spin *s = io->data;
+
+	if (res == -ECANCELED)
+		return;
+	assert_int_equal(res, 1);
+	assert_int_equal(buf[0], 'x');
+	s->got = 1;
+	fp_io_cancel(io);
+	ctx_part_done(s->c);
+}
+
+static void zero_ms_timer_starves_neither_io_nor_later_timers(void **state)
+{
+	struct spin s = { 0 };
+	struct ctx c;
+
+	ctx_init(&c, 1);
+	s.c = &c;
+	socketpair_nb(s.fds);
+	s.io.data = &s;
+	s.next_round.data = &s;
+	s.writer.data = &s;
+	assert_int_equal(fp_io_read_start(c.loop, &s.io, s.fds[0], spin_read_cb), 0);
+	assert_int_equal(fp_timer_start(c.loop, &s.writer, 20, spin_writer_cb), 0);
+	assert_int_equal(fp_timer_start(c.loop, &s.next_round, 0, spin_round_cb), 0);
+	ctx_run(&c);
+	assert_int_equal(s.writer_fired, 1);
+	assert_int_equal(s.got, 1);
+	/* It spun while the writer's 20 ms passed, and stopped once the byte came. */
+	assert_true(s.rounds > 1);
+	assert_false(fp_timer_active(&s.next_round));
+	close(s.fds[0]);
+	close(s.fds[1]);
+	ctx_free(&c);
+}
+
+/*
  * More timers due at once than the submission queue and the completion
  * queue hold: submissions must go out in several batches and completions
  * that overflow the CQ must still arrive, each exactly once.
@@ -2258,6 +2327,7 @@ int main(void)
 		cmocka_unit_test(tiny_ring_loses_nothing),
 		cmocka_unit_test(timers_fire_in_order),
 		cmocka_unit_test(timer_rearm),
+		cmocka_unit_test(zero_ms_timer_starves_neither_io_nor_later_timers),
 		cmocka_unit_test(timer_stop_prevents_callback),
 		cmocka_unit_test(timer_stopped_and_freed_from_callback),
 		cmocka_unit_test(many_timers_at_once),

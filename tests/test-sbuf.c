@@ -71,6 +71,21 @@ static void reserve_and_commit_write_in_place(void **state)
 	}
 	assert_false(b.oom);
 	sbuf_free(&b);
+	/* sbuf_add_uint() is the same at the end, growing the buffer as it goes. */
+	sbuf_init(&b);
+	for (int round = 0; round < 200; round++) {
+		for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+			size_t before = b.len;
+			int n = snprintf(want, sizeof(want), "%llu", nums[i]);
+
+			sbuf_add_uint(&b, nums[i]);
+			assert_int_equal(b.len, before + (size_t)n);
+			assert_memory_equal(b.data + before, want, (size_t)n);
+			assert_int_equal(b.data[b.len], '\0');
+		}
+	}
+	assert_false(b.oom);
+	sbuf_free(&b);
 }
 
 static void json_time(unsigned long long ms, char *out, size_t len)
@@ -122,6 +137,19 @@ static void json_times_match_strftime(void **state)
 		if (strcmp(got, want) != 0)
 			fail_msg("%llu ms: %s, want %s", ms, got, want);
 		ms = ms * 3 + 7919;
+	}
+	/*
+	 * Every day to 2517 (each leap rule, every month's end), then every
+	 * 37th to the end of 9999, at a time of day that moves.
+	 */
+	for (unsigned long long day = 0; day <= 2932896; day += day < 200000 ? 1 : 37) {
+		ms = day * 86400000ull + (day * 7919ull) % 86400000ull;
+		if (!ms)
+			continue;
+		json_time(ms, got, sizeof(got));
+		json_time_reference(ms, want, sizeof(want));
+		if (strcmp(got, want) != 0)
+			fail_msg("day %llu, %llu ms: %s, want %s", day, ms, got, want);
 	}
 	json_time(1700000000123ull, got, sizeof(got));
 	assert_string_equal(got, "\"2023-11-14T22:13:20.123Z\"");

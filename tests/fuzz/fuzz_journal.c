@@ -119,7 +119,7 @@ static void check_outcomes(const struct fp_jrec *r)
 		return;
 	sbuf_init(&b);
 	start = fp_jrec_begin(&b);
-	fp_jr_outcomes_begin(&out, &b, id, in.origin);
+	fp_jr_outcomes_begin_as(&out, &b, id, in.origin, r->type);
 	while ((rc = fp_jr_outcomes_get_next(&in, &e)) == 1) {
 		FUZZ_CHECK(inside(e.text, e.len, r) || (e.text && !e.len));
 		fp_jr_outcomes_put(&out, &e);
@@ -128,7 +128,7 @@ static void check_outcomes(const struct fp_jrec *r)
 	if (rc == 0) {
 		/* All of it decoded: written again, it reads the same. */
 		fp_jr_outcomes_end(&out);
-		reparse(&b, start, FP_JR_OUTCOMES, &again);
+		reparse(&b, start, r->type, &again);
 		FUZZ_CHECK(fp_jr_outcomes_get_begin(&back, &again, id2) == 0);
 		FUZZ_CHECK(!memcmp(id, id2, sizeof(id)) && back.origin == in.origin);
 		fp_jr_outcomes_get_begin(&in, r, id);
@@ -230,6 +230,7 @@ static int record(void *data, const struct fp_jrec *r, uint64_t off)
 		check_job(r);
 		break;
 	case FP_JR_OUTCOMES:
+	case FP_JR_OUTCOMES_PACKED:
 		check_outcomes(r);
 		break;
 	case FP_JR_STARTED:

@@ -166,12 +166,13 @@ static void job_records(struct sbuf *b, void (*done)(struct sbuf *, size_t, uint
 	fp_jr_outcomes_put(&o, &ok);
 	fp_jr_outcomes_put(&o, &bad);
 	fp_jr_outcomes_end(&o);
-	done(b, start, FP_JR_OUTCOMES);
+	done(b, start, fp_jr_outcomes_type(&o));
+	/* The fixed layout of older builds, which replay still reads. */
 	start = fp_jrec_begin(b);
-	fp_jr_outcomes_begin(&o, b, pipeline.id, true);
+	fp_jr_outcomes_begin_as(&o, b, pipeline.id, true, FP_JR_OUTCOMES);
 	fp_jr_outcomes_put(&o, &bad);
 	fp_jr_outcomes_end(&o);
-	done(b, start, FP_JR_OUTCOMES);
+	done(b, start, fp_jr_outcomes_type(&o));
 	start = fp_jrec_begin(b);
 	fp_jr_put_mark(b, &mark);
 	done(b, start, FP_JR_END);

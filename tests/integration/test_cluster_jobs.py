@@ -6,13 +6,20 @@
   apply answered with ?wait= through the cluster; a job cancelled on C
   stops on the node running it, its items counted as cancelled; a
   finished job deleted on any node is gone from all.
-- A 100k-item map with node C SIGKILLed mid-way completes, every item
-  exactly once (the results stream has each index once, with its value),
-  C's chunks taken over by the others.
-- Redis stopped and restarted mid-map (appendonly yes, in the test's temp
-  dir) under the nodes: the map completes, every item once.
+- A 100k-item map (retries=1) with node C SIGKILLed mid-way completes,
+  every item exactly once (the results stream has each index once, with
+  its value), C's chunks taken over by the others.
+- Redis stopped for longer than the visibility timeout and started again
+  mid-map (appendonly yes, in the test's temp dir) under the nodes: the map
+  completes, every item once and none failed (nothing taken from a live
+  node, the outcomes kept meanwhile written).
 - Two clusters with different prefixes on one Redis do not see each
   other's jobs; submissions while Redis is away get 503 store_unavailable.
+- GET /v1/jobs on any node lists the cluster's jobs, newest first, paged
+  by its cursor, filtered by state; a deleted job leaves it.
+- An Idempotency-Key holds across nodes: the same request on another node
+  is that job (200, Idempotent-Replayed), another request 409; a deleted
+  job frees its key.
 
 Needs redis-server (scripts/deps installs it); without it the suite exits 77.
 
@@ -50,6 +57,9 @@ class ClusterJobsTest(unittest.TestCase):
 
     def node(self, url, name, *args, workers=1, clean=True):
         d = Daemon("--cluster", url, "--node-name", name, *args, workers=workers).start()
+        # It serves from its first line on; jobs go to Redis once it said ready
+        # (before, a submission is 503 store_unavailable, as with Redis away).
+        d.wait_line(r"forkpoold \S+ ready", 10, fail_on_exit=True)
         if clean:
             self.addCleanup(self.stop_clean, d)
         else:
@@ -118,6 +128,12 @@ class ClusterJobsTest(unittest.TestCase):
         fail = a.post("/v1/apply?wait=30", {"task": "fail", "args": "no"})
         self.assertEqual(fail.json()["state"], "failed", fail)
         self.assertEqual(fail.json()["error"]["type"], "task_error")
+        # The job's options travel with it: a timeout set on A holds on the node that runs it.
+        slow = b.post("/v1/map?wait=30", {"task": "sleep", "items": [5000, 5000],
+                                          "timeout_ms": 200})
+        self.assertEqual(slow.json()["state"], "failed", slow)
+        self.assertEqual({x["error"]["type"] for x in self.results(c, slow.json()["id"])},
+                         {"timeout"})
 
         # Cancel on C a job that runs on A and B: it ends cancelled everywhere.
         slow = self.map_ndjson(a, "sleep", [300] * 300)
@@ -155,7 +171,9 @@ class ClusterJobsTest(unittest.TestCase):
         c = self.node(r.url, "c", clean=False)
 
         n = 100000
-        job = self.map_ndjson(a, "square", range(n))
+        # A chunk taken over counts as an attempt (its node may have been running
+        # it, as a dead worker's item): one retry lets it run again.
+        job = self.map_ndjson(a, "square", range(n), query="&retries=1")
         # C has taken chunks (it pulls as the others do): kill it mid-way,
         # frozen first at a moment it holds chunks not yet acknowledged.
         wait_until(lambda: (metric(c, "forkpool_cluster_chunks_run_total") or 0) >= 1, 30,
@@ -192,12 +210,21 @@ class ClusterJobsTest(unittest.TestCase):
                    (metric(b, "forkpool_cluster_chunks_run_total") or 0) >= 3, 30,
                    interval=0.005, what="chunks landing")
         self.assertEqual(r.command("HGET", "forkpool:job:" + job["id"], "state"), "running")
-        r.restart()
+        r.stop()
+        for d in (a, b):
+            wait_until(lambda: d.get("/v1/health").json()["cluster"] == "disconnected", 10,
+                       what="the nodes seeing Redis gone")
+        # An outage longer than the visibility timeout (5 s): the chunks the
+        # nodes held look idle once Redis is back, and must not be taken
+        # from their live nodes (nor their outcomes, kept meanwhile, lost).
+        time.sleep(6)
+        r.start()
         # The nodes reconnect with their backoff; meanwhile reads are 503.
         wait_until(lambda: b.get("/v1/jobs/" + job["id"]).status == 200, 20,
                    interval=0.1, what="node b reading the job again")
         doc = b.wait_job(job["id"], timeout=90)
-        self.assertEqual((doc["state"], doc["done"], doc["failed"]), ("done", n, 0), doc)
+        errors = [x for x in self.results(a, job["id"], "completion") if "error" in x][:3]
+        self.assertEqual((doc["state"], doc["done"], doc["failed"]), ("done", n, 0), errors)
         lines = self.results(a, job["id"])
         self.assertEqual([x["index"] for x in lines], list(range(n)))
 
@@ -219,6 +246,67 @@ class ClusterJobsTest(unittest.TestCase):
             return x.status == 200 and x.json()
         doc = wait_until(accepted, 20, interval=0.2, what="submissions taken again")
         self.assertEqual(doc["result"], 9)
+
+    # --- idempotency keys ---------------------------------------------------
+
+    def test_idempotency_key_holds_cluster_wide(self):
+        r = self.redis()
+        a = self.node(r.url, "a")
+        b = self.node(r.url, "b")
+        key = {"Idempotency-Key": "order-1234"}
+        body = {"task": "square", "items": [1, 2, 3]}
+        first = a.post("/v1/map", body, headers=key)
+        self.assertEqual(first.status, 202, first)
+        again = b.post("/v1/map?wait=30", body, headers=key)
+        self.assertEqual(again.status, 200, again)
+        self.assertEqual(again.header("Idempotent-Replayed"), "true")
+        self.assertEqual(again.json()["id"], first.json()["id"])
+        self.assertEqual(again.header("Location"), "/v1/jobs/" + first.json()["id"])
+        error_of(self, b.post("/v1/map", {"task": "square", "items": [4]}, headers=key),
+                 409, "idempotency_conflict")
+        error_of(self, a.post("/v1/apply", {"task": "square", "args": 1}, headers=key),
+                 409, "idempotency_conflict")
+        # Deleted, the job frees its key: the next request makes a new job.
+        b.wait_job(first.json()["id"])
+        self.assertEqual(a.delete("/v1/jobs/" + first.json()["id"]).status, 204)
+        fresh = b.post("/v1/map", body, headers=key)
+        self.assertEqual(fresh.status, 202, fresh)
+        self.assertNotEqual(fresh.json()["id"], first.json()["id"])
+        self.assertEqual(r.command("GET", "forkpool:idem:order-1234").split()[0],
+                         fresh.json()["id"])
+
+    # --- the list --------------------------------------------------------------
+
+    def test_job_list_is_the_clusters_on_every_node(self):
+        r = self.redis()
+        a = self.node(r.url, "a")
+        b = self.node(r.url, "b")
+        ids = [self.map_ndjson(a if i % 2 else b, "square", [i], query="&wait=30",
+                               status=200)["id"] for i in range(5)]
+        failed = a.post("/v1/apply?wait=30", {"task": "fail", "args": "x"}).json()["id"]
+        for node in (a, b):
+            page = node.get("/v1/jobs").json()
+            self.assertEqual([j["id"] for j in page["jobs"]], [failed] + ids[::-1])
+            self.assertIsNone(page["next"])
+        # Paged by the cursor, two at a time, newest first, the same on both nodes.
+        seen, after = [], None
+        while True:
+            page = (a if len(seen) % 4 else b).get(
+                "/v1/jobs?limit=2" + ("&after=" + after if after else "")).json()
+            seen += [j["id"] for j in page["jobs"]]
+            after = page["next"]
+            if after is None:
+                break
+        self.assertEqual(seen, [failed] + ids[::-1])
+        self.assertEqual([j["id"] for j in b.get("/v1/jobs?state=failed").json()["jobs"]],
+                         [failed])
+        self.assertEqual([j["id"] for j in a.get("/v1/jobs?after=" + ids[2]).json()["jobs"]],
+                         [ids[1], ids[0]])
+        # A job deleted leaves the list; a cursor naming no kept job is refused.
+        self.assertEqual(a.delete("/v1/jobs/" + ids[4]).status, 204)
+        self.assertNotIn(ids[4], [j["id"] for j in b.get("/v1/jobs").json()["jobs"]])
+        error_of(self, b.get("/v1/jobs?after=" + ids[4]), 400, "bad_request")
+        error_of(self, b.get("/v1/jobs?after=x1"), 400, "bad_request")
 
     # --- two clusters on one Redis -----------------------------------------
 
