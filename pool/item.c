@@ -8,7 +8,6 @@
 
 #include "forkpool/loop.h"
 #include "item.h"
-#include "forkpool/loop.h"
 #include "pool_impl.h"
 
 static void defer_cb(fp_timer *t)
