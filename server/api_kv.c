@@ -313,7 +313,7 @@ static void answer_list_to(struct kv_answer *l, int err, const struct fp_kv_entr
 		return;
 	}
 	if (err == -E2BIG) {
-		fp__api_error(l->req, 507, "kv_full", "more than 100000 shared values match"
+		fp__api_error(l->req, 400, "bad_request", "more than 100000 shared values match"
 			      " the prefix: give a longer one");
 		return;
 	}

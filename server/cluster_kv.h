@@ -14,7 +14,7 @@
  *   cas    a Lua script comparing the stored text with the canonical JSON of
  *          `expect` (both compact, so values compare as values), then SET
  *   list   SCAN MATCH P kv:PREFIX* to the end (at most 100,000 keys, or
- *          -E2BIG), sorted here, then the first `max` read by one script
+ *          -E2BIG, answered 400), sorted here, then the first `max` read by one script
  *          (value and PTTL of each); not a snapshot, as SCAN is not
  *
  * Redis away: -ENOTCONN (503 store_unavailable over HTTP). The 64 MiB cap

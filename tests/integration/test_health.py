@@ -143,8 +143,8 @@ class HealthTest(unittest.TestCase):
         self.assertEqual(d.stop(), 0)
         lines = d.log_text().splitlines()
         # Without --data-dir the one warning is that jobs live in memory only (issue 14).
-        memory_only = ("warn jobs and shared values are kept in memory only: --data-dir DIR keeps them "
-                       "across restarts")
+        memory_only = ("warn jobs and shared values are kept in memory only: --data-dir DIR keeps"
+                       " them across restarts")
         self.assertEqual(len([l for l in lines if l.endswith(memory_only)]), 1, "\n".join(lines))
         bad = [l for l in lines if (" warn " in l or " error " in l) and
                not l.endswith(memory_only)]
