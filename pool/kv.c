@@ -207,17 +207,26 @@ static void grow(fp_kv *kv)
 	kv->sweep_at = 0;
 }
 
-int fp__kv_get(fp_kv *kv, const char *key, size_t klen, uint64_t now_ms,
-	       const char **val, size_t *vlen)
+/* The link to `key`'s live entry: -ENAMETOOLONG (a bad key) or -ENOENT. */
+static int lookup(fp_kv *kv, const char *key, size_t klen, uint64_t now_ms,
+		  struct kv_ent ***link)
 {
-	struct kv_ent **link;
 	int rc = check_key(kv, klen);
 
 	if (rc)
 		return rc;
-	link = find(kv, key, klen, siphash13(kv->k0, kv->k1, key, klen), now_ms);
-	if (!*link)
-		return -ENOENT;
+	*link = find(kv, key, klen, siphash13(kv->k0, kv->k1, key, klen), now_ms);
+	return **link ? 0 : -ENOENT;
+}
+
+int fp__kv_get(fp_kv *kv, const char *key, size_t klen, uint64_t now_ms,
+	       const char **val, size_t *vlen)
+{
+	struct kv_ent **link;
+	int rc = lookup(kv, key, klen, now_ms, &link);
+
+	if (rc)
+		return rc;
 	*val = (*link)->val;
 	*vlen = (*link)->vlen;
 	return 0;
@@ -227,13 +236,10 @@ int fp__kv_expiry(fp_kv *kv, const char *key, size_t klen, uint64_t now_ms,
 		  uint64_t *expires_ms)
 {
 	struct kv_ent **link;
-	int rc = check_key(kv, klen);
+	int rc = lookup(kv, key, klen, now_ms, &link);
 
 	if (rc)
 		return rc;
-	link = find(kv, key, klen, siphash13(kv->k0, kv->k1, key, klen), now_ms);
-	if (!*link)
-		return -ENOENT;
 	*expires_ms = (*link)->expires_ms;
 	return 0;
 }
@@ -286,14 +292,21 @@ static int store(fp_kv *kv, struct kv_ent **link, const char *key, size_t klen, 
 /*
  * Expired entries nobody read again still count against max_bytes: before
  * a write a few buckets are swept (so memory comes back as the store is
- * used), and a write that finds the store full sweeps it all and says
- * whether that freed anything worth a second try.
+ * used), and a write that finds the store full sweeps it all and tries
+ * once more if that freed anything (put()).
  */
 #define SWEEP_PER_WRITE 2
 
-static bool reclaim(fp_kv *kv, uint64_t now_ms)
+/* store(), and once more after a whole sweep when expired entries filled the store. */
+static int put(fp_kv *kv, struct kv_ent **link, const char *key, size_t klen, uint64_t hash,
+	       const char *val, size_t vlen, uint64_t expires_ms, uint64_t now_ms)
 {
-	return fp__kv_sweep(kv, now_ms, kv->nbuckets) > 0;
+	int rc = store(kv, link, key, klen, hash, val, vlen, expires_ms);
+
+	if (rc == -ENOSPC && fp__kv_sweep(kv, now_ms, kv->nbuckets) > 0)
+		rc = store(kv, find(kv, key, klen, hash, now_ms), key, klen, hash, val, vlen,
+			   expires_ms);
+	return rc;
 }
 
 static uint64_t expiry(uint64_t ttl_ms, uint64_t now_ms)
@@ -311,24 +324,17 @@ int fp__kv_set(fp_kv *kv, const char *key, size_t klen, const char *val, size_t 
 		return rc;
 	hash = siphash13(kv->k0, kv->k1, key, klen);
 	fp__kv_sweep(kv, now_ms, SWEEP_PER_WRITE);
-	rc = store(kv, find(kv, key, klen, hash, now_ms), key, klen, hash, val, vlen,
-		   expiry(ttl_ms, now_ms));
-	if (rc == -ENOSPC && reclaim(kv, now_ms))
-		rc = store(kv, find(kv, key, klen, hash, now_ms), key, klen, hash, val, vlen,
-			   expiry(ttl_ms, now_ms));
-	return rc;
+	return put(kv, find(kv, key, klen, hash, now_ms), key, klen, hash, val, vlen,
+		   expiry(ttl_ms, now_ms), now_ms);
 }
 
 int fp__kv_del(fp_kv *kv, const char *key, size_t klen, uint64_t now_ms)
 {
 	struct kv_ent **link;
-	int rc = check_key(kv, klen);
+	int rc = lookup(kv, key, klen, now_ms, &link);
 
 	if (rc)
 		return rc;
-	link = find(kv, key, klen, siphash13(kv->k0, kv->k1, key, klen), now_ms);
-	if (!*link)
-		return -ENOENT;
 	unlink_ent(kv, link);
 	return 0;
 }
@@ -387,10 +393,7 @@ int fp__kv_incr(fp_kv *kv, const char *key, size_t klen, int64_t by, uint64_t no
 		return -ERANGE;
 	v += by;
 	n = snprintf(text, sizeof(text), "%lld", (long long)v);
-	rc = store(kv, link, key, klen, hash, text, (size_t)n, expires);
-	if (rc == -ENOSPC && reclaim(kv, now_ms))
-		rc = store(kv, find(kv, key, klen, hash, now_ms), key, klen, hash, text, (size_t)n,
-			   expires);
+	rc = put(kv, link, key, klen, hash, text, (size_t)n, expires, now_ms);
 	if (rc == 0)
 		*out = v;
 	return rc;
@@ -411,10 +414,7 @@ int fp__kv_cas(fp_kv *kv, const char *key, size_t klen, const char *expect, size
 	if (!expect ? *link != NULL
 		    : !*link || (*link)->vlen != elen || memcmp((*link)->val, expect, elen) != 0)
 		return 0;
-	rc = store(kv, link, key, klen, hash, val, vlen, expiry(ttl_ms, now_ms));
-	if (rc == -ENOSPC && reclaim(kv, now_ms))
-		rc = store(kv, find(kv, key, klen, hash, now_ms), key, klen, hash, val, vlen,
-			   expiry(ttl_ms, now_ms));
+	rc = put(kv, link, key, klen, hash, val, vlen, expiry(ttl_ms, now_ms), now_ms);
 	return rc ? rc : 1;
 }
 
