@@ -23,10 +23,12 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -402,6 +404,25 @@ class Daemon:
             r = self.get("/v1/health")
             return r.status == 200 and r.json().get("able", n) >= n
         wait_until(able, timeout, what="%d able workers" % n)
+
+
+class DataDirTestCase(unittest.TestCase):
+    """A test case whose daemons keep a --data-dir: self.dir (a temporary
+    directory, removed after each test), self.data inside it, and
+    self.daemons, each SIGKILLed after the test if still alive."""
+
+    tmp_prefix = "fp-test-"
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix=self.tmp_prefix)
+        self.data = os.path.join(self.dir, "data")
+        self.daemons = []
+
+    def tearDown(self):
+        for d in self.daemons:
+            if d.alive():
+                d.stop(signal.SIGKILL)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class DaemonTestCase(unittest.TestCase):

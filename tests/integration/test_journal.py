@@ -19,10 +19,8 @@ import shutil
 import signal
 import struct
 import subprocess
-import tempfile
 import threading
 import time
-import unittest
 
 import harness
 from harness import Daemon, wait_until
@@ -64,18 +62,9 @@ def map_item(i):
     return ("10.%09d" if i % 500 == 0 else "0.%09d") % i
 
 
-class JournalTest(unittest.TestCase):
+class JournalTest(harness.DataDirTestCase):
 
-    def setUp(self):
-        self.dir = tempfile.mkdtemp(prefix="fp-test-journal-")
-        self.data = os.path.join(self.dir, "data")
-        self.daemons = []
-
-    def tearDown(self):
-        for d in self.daemons:
-            if d.alive():
-                d.stop(signal.SIGKILL)
-        shutil.rmtree(self.dir, ignore_errors=True)
+    tmp_prefix = "fp-test-journal-"
 
     def start(self, *args, **kw):
         d = Daemon("--data-dir", kw.pop("data", self.data), *args, **kw).start()

@@ -19,15 +19,13 @@ Every daemon is started and stopped by pid through the harness.
 """
 
 import os
-import shutil
 import signal
 import struct
-import tempfile
 import threading
-import unittest
 
 import harness
 from harness import Daemon, wait_until
+from test_journal import map_item  # one item in 500 sleeps 10 ms, so the map lasts
 
 N_MAP = 100000
 CUTS = 6
@@ -48,23 +46,9 @@ def records(data):
     return out
 
 
-def map_item(i):
-    # As test_journal.py's: one item in 500 sleeps 10 ms, so the map lasts.
-    return ("10.%09d" if i % 500 == 0 else "0.%09d") % i
+class JournalCutsTest(harness.DataDirTestCase):
 
-
-class JournalCutsTest(unittest.TestCase):
-
-    def setUp(self):
-        self.dir = tempfile.mkdtemp(prefix="fp-test-cuts-")
-        self.data = os.path.join(self.dir, "data")
-        self.daemons = []
-
-    def tearDown(self):
-        for d in self.daemons:
-            if d.alive():
-                d.stop(signal.SIGKILL)
-        shutil.rmtree(self.dir, ignore_errors=True)
+    tmp_prefix = "fp-test-cuts-"
 
     def start(self, *args, data=None):
         d = Daemon("--data-dir", data or self.data, *args).start()

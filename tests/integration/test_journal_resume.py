@@ -19,11 +19,8 @@ the master kills its process group too, so no worker outlives it).
 import collections
 import os
 import re
-import shutil
 import signal
 import sys
-import tempfile
-import unittest
 
 import harness
 from harness import Daemon, wait_until
@@ -33,19 +30,13 @@ MODULE_DIR = os.environ.get("FP_TEST_MODULE_DIR", "")
 RESUMED = re.compile(r"(\d+) resumed: (\d+) items kept their outcome, (\d+) run again")
 
 
-class JournalResumeTest(unittest.TestCase):
+class JournalResumeTest(harness.DataDirTestCase):
+
+    tmp_prefix = "fp-test-resume-"
 
     def setUp(self):
-        self.dir = tempfile.mkdtemp(prefix="fp-test-resume-")
-        self.data = os.path.join(self.dir, "data")
+        super().setUp()
         self.notes = os.path.join(self.dir, "notes")
-        self.daemons = []
-
-    def tearDown(self):
-        for d in self.daemons:
-            if d.alive():
-                d.stop(signal.SIGKILL)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
     def start(self):
         d = Daemon("--data-dir", self.data, "--module",

@@ -13,13 +13,10 @@ Run by meson once per backend:
 """
 
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -31,18 +28,9 @@ KEYS_PER_THREAD = 8
 WRITES_PER_KILL = 300
 
 
-class KvDurableTest(unittest.TestCase):
+class KvDurableTest(harness.DataDirTestCase):
 
-    def setUp(self):
-        self.dir = tempfile.mkdtemp(prefix="fp-test-kv-durable-")
-        self.data = os.path.join(self.dir, "data")
-        self.daemons = []
-
-    def tearDown(self):
-        for d in self.daemons:
-            if d.alive():
-                d.stop(signal.SIGKILL)
-        shutil.rmtree(self.dir, ignore_errors=True)
+    tmp_prefix = "fp-test-kv-durable-"
 
     def start(self, *args):
         d = Daemon("--data-dir", self.data, *args, workers=1).start()
