@@ -185,8 +185,8 @@ int fp_cluster_jobs_submit(fp_cluster_jobs *cj, enum fp_job_kind kind, const cha
 			   const struct fp_job_idem *idem, fp_cluster_submit_cb cb, void *data,
 			   struct fp_cluster_op **opp)
 {
-	size_t chunks = fp_cluster_chunk_count(items, n, FP_CLUSTER_CHUNK_ITEMS,
-					       FP_CLUSTER_CHUNK_BYTES);
+	size_t per = fp_cluster_chunk_items(n, co->chunksize);
+	size_t chunks = fp_cluster_chunk_count(items, n, per, FP_CLUSTER_CHUNK_BYTES);
 	char id[33], timeout[24], idem_value[64], *idem_key = NULL;
 	char *job_key = NULL, *results_key = NULL;
 	struct fp_cluster_op *op;
@@ -220,8 +220,7 @@ int fp_cluster_jobs_submit(fp_cluster_jobs *cj, enum fp_job_kind kind, const cha
 
 	/* Every chunk's text in one buffer (the arguments point into it once it stops moving). */
 	for (first = 0, k = 0; first < n; k++, first += cnt) {
-		cnt = fp_cluster_chunk_next(items, n, first, FP_CLUSTER_CHUNK_ITEMS,
-					    FP_CLUSTER_CHUNK_BYTES);
+		cnt = fp_cluster_chunk_next(items, n, first, per, FP_CLUSTER_CHUNK_BYTES);
 		fp_cluster_chunk_encode(&body, items + first, cnt);
 		ends[k] = body.len;
 	}
@@ -232,7 +231,7 @@ int fp_cluster_jobs_submit(fp_cluster_jobs *cj, enum fp_job_kind kind, const cha
 	    arg_s(&a, cj->work_key) || arg_s(&a, idem_key ? idem_key : "") ||
 	    arg_s(&a, cj->seq_key) || arg_s(&a, cj->jobs_key) ||
 	    arg_s(&a, id) || arg_s(&a, idem_value) || arg_u64(&a, cj->ttl_ms + IDEM_EXTRA_MS) ||
-	    arg_u64(&a, cj->ttl_ms) || arg_s(&a, "16") ||
+	    arg_u64(&a, cj->ttl_ms) || arg_s(&a, "17") ||
 	    arg_s(&a, "kind") || arg_s(&a, fp_job_kind_name(kind)) ||
 	    arg_s(&a, "task") || arg_s(&a, task) ||
 	    arg_s(&a, "state") || arg_s(&a, n ? "queued" : "done") ||
@@ -245,6 +244,7 @@ int fp_cluster_jobs_submit(fp_cluster_jobs *cj, enum fp_job_kind kind, const cha
 	    arg_s(&a, "timeout_ms") || arg_s(&a, timeout) ||
 	    arg_s(&a, "retries") || arg_u64(&a, co->retries) ||
 	    arg_s(&a, "retry_on") || arg_u64(&a, co->retry_on) ||
+	    arg_s(&a, "chunksize") || arg_u64(&a, co->chunksize) ||
 	    arg_s(&a, "ttl_ms") || arg_u64(&a, cj->ttl_ms) ||
 	    arg_s(&a, "node") || arg_s(&a, cj->name) ||
 	    arg_s(&a, "idem") || arg_s(&a, idem_key ? idem_key : "") ||
@@ -253,8 +253,7 @@ int fp_cluster_jobs_submit(fp_cluster_jobs *cj, enum fp_job_kind kind, const cha
 	for (first = 0, k = 0; k < chunks; k++) {
 		size_t from = k ? ends[k - 1] : 0;
 
-		cnt = fp_cluster_chunk_next(items, n, first, FP_CLUSTER_CHUNK_ITEMS,
-					    FP_CLUSTER_CHUNK_BYTES);
+		cnt = fp_cluster_chunk_next(items, n, first, per, FP_CLUSTER_CHUNK_BYTES);
 		if (arg_u64(&a, first) || arg_u64(&a, cnt) ||
 		    arg(&a, body.data + from, ends[k] - from))
 			goto out;
