@@ -239,6 +239,44 @@ class ClusterJobsTest(unittest.TestCase):
                            metric(b, "forkpool_cluster_chunks_claimed_total"), 0)
         self.assertEqual(r.command("XPENDING", "forkpool:work", "workers")[0], 0)
 
+    def test_node_frozen_then_resumed_lands_nothing_twice(self):
+        """A node taken for dead too early (frozen past the visibility timeout
+        while it holds chunks, then resumed) lands chunks another node ran
+        already: its outcome entries are taken out again in the same step, so
+        the results stream holds each chunk once, and no reader ever sees a
+        second copy."""
+        r = self.redis()
+        a = self.node(r.url, "a")
+        b = self.node(r.url, "b")
+        c = self.node(r.url, "c")
+
+        n = 100000
+        job = self.map_ndjson(a, "square", range(n), query="&retries=1&chunksize=256")
+        chunks = int(r.command("HGET", "forkpool:job:" + job["id"], "chunks"))
+        wait_until(lambda: (metric(c, "forkpool_cluster_chunks_run_total") or 0) >= 1, 30,
+                   interval=0.005, what="node c running chunks")
+
+        def holding():
+            os.kill(c.pid, signal.SIGSTOP)
+            if r.command("XPENDING", "forkpool:work", "workers", "-", "+", "10", "c"):
+                return True
+            os.kill(c.pid, signal.SIGCONT)
+            return False
+        wait_until(holding, 30, interval=0.01, what="node c holding chunks")
+        try:
+            doc = b.wait_job(job["id"], timeout=90)
+        finally:
+            os.kill(c.pid, signal.SIGCONT)
+        self.assertEqual((doc["state"], doc["done"], doc["failed"]), ("done", n, 0), doc)
+        self.assertGreater(metric(a, "forkpool_cluster_chunks_claimed_total") +
+                           metric(b, "forkpool_cluster_chunks_claimed_total"), 0)
+        # C goes on and lands what it held: each a second landing.
+        wait_until(lambda: metric(c, "forkpool_cluster_chunks_running") == 0, 30,
+                   interval=0.02, what="node c landing what it held")
+        self.assertEqual(r.command("XLEN", "forkpool:results:" + job["id"]), chunks + 1)
+        self.assert_squares_once(self.results(c, job["id"], "completion"), n)
+        self.assertEqual(c.get("/v1/jobs/" + job["id"]).json()["done"], n)
+
     # --- Redis goes away ----------------------------------------------------
 
     def test_redis_restarted_mid_map_completes(self):
