@@ -95,9 +95,9 @@ struct cj_run {
 	bool left;                     /* cancelled by a leave: not to be written */
 	char *body;                    /* the chunk's items (fp_ndjson_split points into it) */
 	struct fp_buf *items;
-	char **lines;                  /* per item, its outcome line */
+	struct sbuf raw;               /* the outcome lines as they came, one after the other */
+	size_t *offs, *lens;           /* per item, its line in raw (len 0: none yet) */
 	unsigned *attempts;            /* per item, how many times it was started */
-	size_t *lens;
 	uint64_t nok, nfailed;
 	struct sbuf out;               /* the lines, joined, once all are in */
 	struct sbuf att;               /* the attempts, "1,1,2,...", in the same order */

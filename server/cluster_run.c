@@ -132,13 +132,9 @@ static void run_unlink(struct cj_run *run)
 
 static void run_free(struct cj_run *run)
 {
-	size_t i;
-
 	run_unlink(run);
-	if (run->lines)
-		for (i = 0; i < run->e.n; i++)
-			free(run->lines[i]);
-	free(run->lines);
+	sbuf_free(&run->raw);
+	free(run->offs);
 	free(run->attempts);
 	free(run->lens);
 	fp_ndjson_free(run->items);
@@ -174,31 +170,33 @@ static void ack(fp_cluster_jobs *cj, const char *entry_id)
 	fp_redis_command(cj->cmd, NULL, NULL, 3, xdel, xdell);
 }
 
-static int set_line(struct cj_run *run, size_t i, struct sbuf *line)
+/*
+ * Item i's line, just written at the end of raw from `start`: kept where it
+ * is (one buffer for the chunk, not an allocation per item); joined in
+ * item order when the chunk lands.
+ */
+static int set_line(struct cj_run *run, size_t i, size_t start)
 {
-	if (line->oom || !(run->lines[i] = malloc(line->len + 1)))
+	if (run->raw.oom)
 		return -ENOMEM;
-	memcpy(run->lines[i], line->data, line->len + 1);
-	run->lens[i] = line->len;
+	run->offs[i] = start;
+	run->lens[i] = run->raw.len - start;
 	return 0;
 }
 
 /* Every item of the run ends with one error: it could not run (or was cancelled first). */
 static void fail_all(struct cj_run *run, fp_item_status status, const char *message)
 {
-	struct sbuf line;
-	size_t i;
+	size_t i, start;
 
-	sbuf_init(&line);
 	for (i = 0; i < run->e.n; i++) {
-		if (run->lines[i])
+		if (run->lens[i])
 			continue;
-		sbuf_reset(&line);
-		fp_cluster_outcome_error(&line, run->e.first + i, status, message);
-		set_line(run, i, &line);
+		start = run->raw.len;
+		fp_cluster_outcome_error(&run->raw, run->e.first + i, status, message);
+		set_line(run, i, start);
 		run->nfailed++;
 	}
-	sbuf_free(&line);
 	land(run);
 }
 
@@ -207,22 +205,21 @@ static void fail_all(struct cj_run *run, fp_item_status status, const char *mess
 static void on_item(fp_pool *pool, uint64_t call_id, const struct fp_result *r, void *data)
 {
 	struct cj_run *run = data;
-	struct sbuf line;
+	size_t start;
 
 	(void)pool;
 	(void)call_id;
-	if (!run->cj || r->index >= run->e.n || run->lines[r->index])
+	if (!run->cj || r->index >= run->e.n || run->lens[r->index])
 		return;
-	sbuf_init(&line);
-	fp_cluster_outcome_line(&line, run->e.first + r->index, r);
+	start = run->raw.len;
+	fp_cluster_outcome_line(&run->raw, run->e.first + r->index, r);
 	run->attempts[r->index] = r->attempts;
-	if (set_line(run, r->index, &line) == 0) {
+	if (set_line(run, r->index, start) == 0) {
 		if (r->status == FP_ITEM_OK)
 			run->nok++;
 		else
 			run->nfailed++;
 	}
-	sbuf_free(&line);
 }
 
 static void on_done(fp_pool *pool, const struct fp_call_summary *s, void *data)
@@ -449,12 +446,13 @@ void fp__cj_take(fp_cluster_jobs *cj, const redisReply *entry)
 		free(run);
 		return;
 	}
-	run->lines = calloc(run->e.n, sizeof(*run->lines));
+	run->offs = calloc(run->e.n, sizeof(*run->offs));
 	run->lens = calloc(run->e.n, sizeof(*run->lens));
 	run->attempts = calloc(run->e.n, sizeof(*run->attempts));
+	sbuf_init(&run->raw);
 	sbuf_init(&run->out);
 	sbuf_init(&run->att);
-	if (!run->lines || !run->lens || !run->attempts) {
+	if (!run->offs || !run->lens || !run->attempts) {
 		run_free(run);
 		return;
 	}
@@ -568,21 +566,33 @@ void fp__cj_land_send(struct cj_run *run)
 	free(job_key);
 }
 
+/* The lines joined in item order, and the attempts ("1,1,2,..."), each written in one go. */
 static void land(struct cj_run *run)
 {
+	char *o, *a, *o0, *a0;
 	size_t i;
 
 	sbuf_reset(&run->out);
 	sbuf_reset(&run->att);
-	for (i = 0; i < run->e.n; i++) {
-		sbuf_add(&run->out, run->lines[i], run->lens[i]);
-		sbuf_add(&run->out, "\n", 1);
-		sbuf_printf(&run->att, i ? ",%u" : "%u", run->attempts[i]);
-	}
-	if (run->out.oom || run->att.oom) {
+	o = o0 = run->raw.oom ? NULL : sbuf_reserve(&run->out, run->raw.len + run->e.n);
+	a = a0 = sbuf_reserve(&run->att, 21 * run->e.n);
+	if (!o || !a) {
 		run_end(run);
 		return;
 	}
+	for (i = 0; i < run->e.n; i++) {
+		memcpy(o, run->raw.data + run->offs[i], run->lens[i]);
+		o += run->lens[i];
+		*o++ = '\n';
+		if (i)
+			*a++ = ',';
+		a = sbuf_put_uint(a, run->attempts[i]);
+	}
+	sbuf_commit(&run->out, (size_t)(o - o0));
+	sbuf_commit(&run->att, (size_t)(a - a0));
+	/* The joined text is what is sent (and kept while Redis is away): raw is done with. */
+	sbuf_free(&run->raw);
+	sbuf_init(&run->raw);
 	fp__cj_land_send(run);
 }
 
