@@ -103,6 +103,15 @@ struct cj_run {
 	struct sbuf att;               /* the attempts, "1,1,2,...", in the same order */
 };
 
+/*
+ * cluster_read.c: the job hash's fields a document is made of, and the
+ * document made of their values (e: FP_CJ_DOC_FIELDS replies in that
+ * order). -ENOENT: no job (its kind or state missing).
+ */
+#define FP_CJ_DOC_FIELDS 12
+extern const char *const fp__cj_doc_fields[FP_CJ_DOC_FIELDS];
+int fp__cj_doc_parse(redisReply *const *e, const char *id, struct fp_cluster_doc *d);
+
 /* cluster_run.c: a chunk's life once taken. */
 void fp__cj_take(fp_cluster_jobs *cj, const redisReply *entry);   /* XREADGROUP/XAUTOCLAIM's */
 void fp__cj_fetch(struct cj_run *run);

@@ -73,7 +73,10 @@ static const char fetch_script[] =
  * KEYS: job, results, work, chunk. ARGV: K, ok, failed, entry id, now, and
  * for a one-item chunk its outcome line and attempts (an apply's document
  * keeps them; "" otherwise). -1: the job is gone; 0: landed before
- * (acknowledged only); 1: landed; 2: landed and the job finished.
+ * (acknowledged only); 1: landed; 2: landed and the job finished. The
+ * stream's end entry carries the job's document as it ended ("d:" and
+ * fp__cj_doc_fields' names, "" for none), so that a reader waiting for the
+ * end (an apply's ?wait=) answers without reading the hash again.
  */
 static const char land_script[] =
 	"local function ack() redis.call('XACK', KEYS[3], '" CJ_GROUP "', ARGV[4])"
@@ -96,7 +99,12 @@ static const char land_script[] =
 	"local st = 'done'\n"
 	"if h[2] then st = 'cancelled' elseif failed > 0 then st = 'failed' end\n"
 	"redis.call('HSET', KEYS[1], 'state', st, 'finished_at', ARGV[5])\n"
-	"redis.call('XADD', KEYS[2], '*', 'end', st)\n"
+	"local names = {'kind', 'task', 'state', 'total', 'done', 'failed', 'chunks', 'created_at',"
+	" 'started_at', 'finished_at', 'o', 'a'}\n"
+	"local v = redis.call('HMGET', KEYS[1], unpack(names))\n"
+	"local e = {'end', st}\n"
+	"for i = 1, #names do e[#e + 1] = 'd:' .. names[i] e[#e + 1] = v[i] or '' end\n"
+	"redis.call('XADD', KEYS[2], '*', unpack(e))\n"
 	"redis.call('PEXPIRE', KEYS[1], h[4])\n"
 	"redis.call('PEXPIRE', KEYS[2], h[4])\n"
 	"return 2\n";

@@ -144,6 +144,14 @@ class ClusterJobsTest(unittest.TestCase):
         fail = a.post("/v1/apply?wait=30", {"task": "fail", "args": "no"})
         self.assertEqual(fail.json()["state"], "failed", fail)
         self.assertEqual(fail.json()["error"]["type"], "task_error")
+        # A ?wait= answer is made from the document the results stream's end
+        # carries (no second read of the hash): it is the job's document.
+        for x in (ap, fail, r2):
+            ended = r.command("XREVRANGE", "forkpool:results:" + x.json()["id"], "+", "-",
+                              "COUNT", "1")[0][1]
+            self.assertEqual(ended[:2], ["end", x.json()["state"]])
+            self.assertIn("d:finished_at", ended)
+            self.assertEqual(x.json(), a.get("/v1/jobs/" + x.json()["id"]).json())
         # The job's options travel with it: a timeout set on A holds on the node that runs it.
         slow = b.post("/v1/map?wait=30", {"task": "sleep", "items": [5000, 5000],
                                           "timeout_ms": 200})
