@@ -157,7 +157,7 @@ static void run_end(struct cj_run *run)
 {
 	fp_cluster_jobs *cj = run->cj;
 
-	if (run->calling) {
+	if (run->calling || run->marking) {
 		run_unlink(run);
 		return;
 	}
@@ -241,9 +241,17 @@ static void on_done(fp_pool *pool, const struct fp_call_summary *s, void *data)
 		/* Orphaned, or stopped by this node's leave: the entry stays pending. */
 		fp_cluster_jobs *cj = run->cj;
 
-		run_free(run);
+		run_unlink(run);
+		if (!run->marking)
+			run_free(run);           /* else mark_cb frees it */
 		if (cj)
 			fp__cj_pull(cj);
+		return;
+	}
+	if (run->skip) {
+		ack(run->cj, run->entry_id);
+		run->cj->stats.chunks_skipped++;
+		run_end(run);
 		return;
 	}
 	run->cj->stats.chunks_run++;
@@ -383,8 +391,41 @@ static void fetch_cb(fp_redis *r, int status, redisReply *reply, void *data)
 	start(run, f);
 }
 
-/* Read the chunk and its job's options (fetch_script), and mark the job running. */
-void fp__cj_fetch(struct cj_run *run)
+/*
+ * A run started from its entry (an apply's chunk carries its items and
+ * options): fetch_script's answer only says whether it should stop. The
+ * run is freed here when it was orphaned meanwhile and its pool call is
+ * done (on_done left it to this answer).
+ */
+static void mark_cb(fp_redis *r, int status, redisReply *reply, void *data)
+{
+	struct cj_run *run = data;
+
+	(void)r;
+	run->marking = false;
+	if (!run->cj) {
+		if (!run->calling)
+			run_free(run);
+		return;
+	}
+	if (status < 0 || !run->calling)
+		return;         /* landing already: land_script sorts out gone and landed */
+	if (reply->type == REDIS_REPLY_NIL ||
+	    (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1)) {
+		run->skip = true;              /* gone, or ran elsewhere: acknowledged when done */
+		fp_pool_cancel(run->cj->pool, run->call_id);
+	} else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 8 &&
+		   elem_is(reply->element[0], "cancelled")) {
+		fp_pool_cancel(run->cj->pool, run->call_id);
+	}
+}
+
+/*
+ * Read the chunk and its job's options (fetch_script, then GET of the
+ * items), and mark the job running; or, for a run started from its entry
+ * (mark_only), the script alone.
+ */
+static void send_fetch(struct cj_run *run, bool mark_only)
 {
 	fp_cluster_jobs *cj = run->cj;
 	char kbuf[24], now[24];
@@ -392,7 +433,8 @@ void fp__cj_fetch(struct cj_run *run)
 	char *chunk_key;
 	int r = -ENOMEM;
 
-	run->state = RUN_FETCHING;
+	if (!mark_only)
+		run->state = RUN_FETCHING;
 	snprintf(kbuf, sizeof(kbuf), "%" PRIu64, run->e.chunk);
 	snprintf(now, sizeof(now), "%" PRIu64, wall_ms());
 	chunk_key = job_key ? fp__cj_key(cj, "job:", run->e.job, ":chunk:") : NULL;
@@ -414,21 +456,76 @@ void fp__cj_fetch(struct cj_run *run)
 		size_t getl[] = { 3, strlen(chunk_key) };
 		const struct fp_redis_cmdv cmds[] = { { 10, argv, argl }, { 2, get, getl } };
 
-		r = fp_redis_transaction(cj->cmd, fetch_cb, run, 2, cmds);
+		if (mark_only)
+			r = fp_redis_command(cj->cmd, mark_cb, run, 10, argv, argl);
+		else
+			r = fp_redis_transaction(cj->cmd, fetch_cb, run, 2, cmds);
 	}
 	free(chunk_key);
 	free(job_key);
-	if (r == -ENOTCONN)
+	if (mark_only)
+		run->marking = r == 0;   /* unmarked (Redis away): it runs; a claim counts no attempt */
+	else if (r == -ENOTCONN)
 		run->state = RUN_REFETCH;
 	else if (r < 0)
 		run_free(run);        /* out of memory: pending, claimed again later */
 }
 
-/* An entry XREADGROUP or XAUTOCLAIM gave: [id, [field, value, ...]]. */
-void fp__cj_take(fp_cluster_jobs *cj, const redisReply *entry)
+void fp__cj_fetch(struct cj_run *run)
 {
-	const char *fv[16];
-	size_t lens[16], i, nf;
+	send_fetch(run, false);
+}
+
+static const redisReply *entry_field(const redisReply *fields, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i + 1 < fields->elements; i += 2)
+		if (elem_is(fields->element[i], name))
+			return fields->element[i + 1]->type == REDIS_REPLY_STRING ?
+			       fields->element[i + 1] : NULL;
+	return NULL;
+}
+
+/*
+ * A fresh entry that carries its items and options (an apply's: see
+ * cluster_submit.c) starts at once, without waiting for the fetch's round
+ * trip; the mark goes meanwhile (mark_cb). Never for a claimed entry: its
+ * attempts are counted by the fetch first. False: not such an entry.
+ */
+static bool start_from_entry(struct cj_run *run, const redisReply *fields)
+{
+	static const char *const names[] = { "task", "timeout_ms", "retries", "retry_on",
+					     "chunksize", "items" };
+	const redisReply *v[6];
+	char queued[] = "queued", one[] = "1";
+	redisReply q = { .type = REDIS_REPLY_STRING, .str = queued, .len = 6 };
+	redisReply d = { .type = REDIS_REPLY_STRING, .str = one, .len = 1 };
+	redisReply *f[8];
+	size_t i;
+
+	for (i = 0; i < 6; i++)
+		if (!(v[i] = entry_field(fields, names[i])))
+			return false;
+	f[0] = &q;
+	f[1] = (redisReply *)v[0];
+	f[2] = (redisReply *)v[1];
+	f[3] = (redisReply *)v[2];
+	f[4] = (redisReply *)v[3];
+	f[5] = (redisReply *)v[5];
+	f[6] = &d;
+	f[7] = (redisReply *)v[4];
+	/* The mark goes first: a landing (sent after it) finds the job marked running. */
+	send_fetch(run, true);
+	start(run, f);
+	return true;
+}
+
+/* An entry XREADGROUP or XAUTOCLAIM gave: [id, [field, value, ...]]. */
+void fp__cj_take(fp_cluster_jobs *cj, const redisReply *entry, bool fresh)
+{
+	const char *fv[32];
+	size_t lens[32], i, nf;
 	struct cj_run *run;
 	const redisReply *fields;
 
@@ -442,7 +539,7 @@ void fp__cj_take(fp_cluster_jobs *cj, const redisReply *entry)
 		return;                        /* pending: claimed again later */
 	memcpy(run->entry_id, entry->element[0]->str, entry->element[0]->len);
 	nf = fields->type == REDIS_REPLY_ARRAY ? fields->elements : 0;
-	for (i = 0; i < nf && i < 16; i++) {
+	for (i = 0; i < nf && i < 32; i++) {
 		fv[i] = fields->element[i]->type == REDIS_REPLY_STRING ? fields->element[i]->str : "";
 		lens[i] = fields->element[i]->type == REDIS_REPLY_STRING ? fields->element[i]->len : 0;
 	}
@@ -470,7 +567,8 @@ void fp__cj_take(fp_cluster_jobs *cj, const redisReply *entry)
 		cj->runs->prev = run;
 	cj->runs = run;
 	cj->nruns++;
-	fp__cj_fetch(run);
+	if (!fresh || !start_from_entry(run, fields))
+		fp__cj_fetch(run);
 }
 
 /* --- landing ---------------------------------------------------------------- */

@@ -50,7 +50,11 @@ static void new_id(char out[33])
  * in submission order, the list's cursor).
  * ARGV: id, the key's value ("ID HASH"), the key's TTL, the job's TTL, the
  * number of hash fields, the fields and values, the number of chunks, and
- * per chunk its first item and its count. Chunk K's key is the hash's +
+ * per chunk its first item and its count, then for a job of one small item
+ * (an apply, mostly) its task, timeout_ms, retries, retry_on, chunksize and
+ * chunk text, which its work entry carries too: the node that reads it
+ * starts at once, without a fetch's round trip (cluster_run.c,
+ * start_from_entry). Chunk K's key is the hash's +
  * ":chunk:K". Answers nil when written, or the key's value when a job still
  * kept holds it (a key whose job is gone is taken over); the chunks the
  * MSET wrote are then deleted.
@@ -77,10 +81,18 @@ static const char submit_script[] =
 	"local seq = redis.call('INCR', KEYS[5])\n"
 	"redis.call('HSET', KEYS[1], 'seq', seq)\n"
 	"redis.call('ZADD', KEYS[6], seq, ARGV[1])\n"
+	"local x = at + 1 + nc * 2\n"
 	"for k = 0, nc - 1 do\n"
 	"  local b = at + 1 + k * 2\n"
-	"  redis.call('XADD', KEYS[3], '*', 'job', ARGV[1], 'chunk', tostring(k),"
+	"  if ARGV[x] then\n"
+	"    redis.call('XADD', KEYS[3], '*', 'job', ARGV[1], 'chunk', tostring(k),"
+	" 'first', ARGV[b], 'n', ARGV[b + 1], 'task', ARGV[x], 'timeout_ms', ARGV[x + 1],"
+	" 'retries', ARGV[x + 2], 'retry_on', ARGV[x + 3], 'chunksize', ARGV[x + 4],"
+	" 'items', ARGV[x + 5])\n"
+	"  else\n"
+	"    redis.call('XADD', KEYS[3], '*', 'job', ARGV[1], 'chunk', tostring(k),"
 	" 'first', ARGV[b], 'n', ARGV[b + 1])\n"
+	"  end\n"
 	"end\n"
 "if nc == 0 then\n"
 	"  redis.call('XADD', KEYS[2], '*', 'end', 'done')\n"
@@ -88,6 +100,9 @@ static const char submit_script[] =
 	"  redis.call('PEXPIRE', KEYS[2], ARGV[4])\n"
 	"end\n"
 	"return false\n";
+
+/* A one-item job's chunk text up to this size rides in its work entry. */
+#define ENTRY_ITEMS_MAX 4096
 
 /* An idempotency key outlives its job's TTL by this much (a key whose job is gone is free). */
 #define IDEM_EXTRA_MS (24u * 3600 * 1000)
@@ -282,6 +297,12 @@ int fp_cluster_jobs_submit(fp_cluster_jobs *cj, enum fp_job_kind kind, const cha
 			goto out;
 		first += cnt;
 	}
+	/* One small item: it travels in its work entry too (the script's ARGV[x]). */
+	if (n == 1 && body.len <= ENTRY_ITEMS_MAX &&
+	    (arg_s(&a, task) || arg_s(&a, timeout) || arg_u64(&a, co->retries) ||
+	     arg_u64(&a, co->retry_on) || arg_u64(&a, co->chunksize) ||
+	     arg(&a, body.data, body.len)))
+		goto out;
 	{
 		const struct fp_redis_cmdv cmds[] = { { (int)m.n, m.v, m.len },
 						      { (int)a.n, a.v, a.len } };

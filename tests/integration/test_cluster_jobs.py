@@ -212,6 +212,28 @@ class ClusterJobsTest(unittest.TestCase):
             self.assertEqual((doc["state"], doc["done"], doc["failed"]), ("done", n, 0), doc)
             self.assert_squares_once(self.results(b, job["id"], "completion"), n)
 
+    def test_apply_runs_from_its_work_entry(self):
+        """An apply's one item and options ride in its work entry: the node that
+        reads it starts at once (no fetch of its chunk: a round trip less), while
+        the job is still marked running and counted as any other."""
+        r = self.redis()
+        a = self.node(r.url, "a")
+
+        def gets():
+            m = re.search(r"cmdstat_get:calls=(\d+)", r.command("INFO", "commandstats"))
+            return int(m.group(1)) if m else 0
+        before = gets()
+        for i in range(5):
+            ap = a.post("/v1/apply?wait=30", {"task": "square", "args": i})
+            self.assertEqual((ap.status, ap.json()["state"], ap.json()["result"]),
+                             (200, "done", i * i), ap)
+            self.assertIsNotNone(ap.json()["started_at"], ap)
+        self.assertEqual(gets(), before)
+        # A map of more than one item is fetched as before.
+        self.assertEqual(a.post("/v1/map?wait=30", {"task": "square", "items": [1, 2]})
+                         .json()["state"], "done")
+        self.assertGreater(gets(), before)
+
     # --- a node dies -------------------------------------------------------
 
     def test_node_killed_mid_map_loses_nothing(self):
