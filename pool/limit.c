@@ -69,7 +69,7 @@ static int limit_add(struct fp_limits *l, const char *name, unsigned max, bool o
 
 int fp_pool_limit_set(fp_pool *pool, const char *name, unsigned max)
 {
-	struct fp_limits *l = &pool->root->limits;
+	struct fp_limits *l = &pool->limits;
 	long i;
 
 	if (!name || !name_ok(name) || !max)
@@ -80,7 +80,7 @@ int fp_pool_limit_set(fp_pool *pool, const char *name, unsigned max)
 	if (i >= 0) {
 		l->v[i].max = max;
 		/* A higher max may let waiting items start. */
-		fp__dispatch(pool->root);
+		fp__dispatch(pool->groups[0]);
 		return 0;
 	}
 	return limit_add(l, name, max, false);
@@ -108,7 +108,7 @@ static int task_add(struct fp_limits *l, const char *task, size_t limit)
 
 int fp_pool_task_limit(fp_pool *pool, const char *task, const char *limit)
 {
-	struct fp_limits *l = &pool->root->limits;
+	struct fp_limits *l = &pool->limits;
 	long i, t;
 
 	if (!task || !*task)
@@ -117,7 +117,7 @@ int fp_pool_task_limit(fp_pool *pool, const char *task, const char *limit)
 	if (!limit) {
 		if (t >= 0) {
 			task_drop(l, (size_t)t);
-			fp__dispatch(pool->root);
+			fp__dispatch(pool->groups[0]);
 		}
 		return 0;
 	}
@@ -130,7 +130,7 @@ int fp_pool_task_limit(fp_pool *pool, const char *task, const char *limit)
 
 int fp_pool_task_concurrency(fp_pool *pool, const char *task, unsigned max)
 {
-	struct fp_limits *l = &pool->root->limits;
+	struct fp_limits *l = &pool->limits;
 	long i, t;
 	int err;
 
@@ -143,7 +143,7 @@ int fp_pool_task_concurrency(fp_pool *pool, const char *task, unsigned max)
 			task_drop(l, (size_t)t);
 		if (i >= 0 && l->v[i].own)
 			l->v[i].max = UINT32_MAX;   /* kept: its index may be in use */
-		fp__dispatch(pool->root);
+		fp__dispatch(pool->groups[0]);
 		return 0;
 	}
 	if (i >= 0 && !l->v[i].own)
@@ -158,7 +158,7 @@ int fp_pool_task_concurrency(fp_pool *pool, const char *task, unsigned max)
 	l->v[i].max = max;
 	if (t < 0 && (err = task_add(l, task, (size_t)i)) < 0)
 		return err;
-	fp__dispatch(pool->root);
+	fp__dispatch(pool->groups[0]);
 	return 0;
 }
 
@@ -181,7 +181,7 @@ static uint64_t seg_left(const struct fp_worker *w, uint32_t s)
 	return w->segs[s].count - (s == w->seg ? w->seg_acked : 0);
 }
 
-/* Items of limit `lim` (or, lim < 0, of call c) that the family's workers hold. */
+/* Items of limit `lim` (or, lim < 0, of call c) that the workers of every group hold. */
 static uint64_t held(fp_pool *root, long lim, const struct fp_call *c)
 {
 	uint64_t n = 0;
@@ -219,9 +219,9 @@ static uint64_t queued(fp_pool *root, long lim)
  * in one chunk (rounded down, at least 1): a limit of 3 over 4 workers runs
  * its items on 3 of them, not 3 in a row on one, and a limit of 5 on all 4.
  */
-static size_t places(const fp_pool *p, unsigned max, uint64_t used, size_t want)
+static size_t places(const struct fp_group *g, unsigned max, uint64_t used, size_t want)
 {
-	unsigned nw = p->opts.workers ? p->opts.workers : 1;
+	unsigned nw = g->opts.workers ? g->opts.workers : 1;
 	uint64_t share = max / nw ? max / nw : 1;
 	uint64_t room = used >= max ? 0 : max - used;
 
@@ -230,10 +230,10 @@ static size_t places(const fp_pool *p, unsigned max, uint64_t used, size_t want)
 	return room < want ? (size_t)room : want;
 }
 
-size_t fp__limit_room(fp_pool *p, const struct fp_worker *w, const struct fp_call *c,
+size_t fp__limit_room(struct fp_group *g, const struct fp_worker *w, const struct fp_call *c,
 		      unsigned *hops, const struct fp_seg *planned, uint32_t n, size_t want)
 {
-	fp_pool *root = p->root;
+	fp_pool *root = g->pool;
 	struct fp_limits *l = &root->limits;
 	long lim;
 
@@ -263,7 +263,7 @@ size_t fp__limit_room(fp_pool *p, const struct fp_worker *w, const struct fp_cal
 		for (uint32_t s = 0; s < n; s++)
 			if (limit_of(l, planned[s].call->task) == lim)
 				used += planned[s].count;
-		want = places(p, l->v[lim].max, used, want);
+		want = places(g, l->v[lim].max, used, want);
 	}
 	if (c->concurrency && want) {
 		uint64_t used = held(root, -1, c);
@@ -271,7 +271,7 @@ size_t fp__limit_room(fp_pool *p, const struct fp_worker *w, const struct fp_cal
 		for (uint32_t s = 0; s < n; s++)
 			if (planned[s].call == c)
 				used += planned[s].count;
-		want = places(p, c->concurrency, used, want);
+		want = places(g, c->concurrency, used, want);
 	}
 	return want;
 }
@@ -280,8 +280,7 @@ size_t fp__limit_room(fp_pool *p, const struct fp_worker *w, const struct fp_cal
 
 size_t fp_pool_limits(fp_pool *pool, struct fp_limit_stats *out, size_t max)
 {
-	fp_pool *root = pool->root;
-	const struct fp_limits *l = &root->limits;
+	const struct fp_limits *l = &pool->limits;
 	size_t k = 0;
 
 	for (size_t i = 0; i < l->n; i++) {
@@ -292,8 +291,8 @@ size_t fp_pool_limits(fp_pool *pool, struct fp_limit_stats *out, size_t max)
 			out[k] = (struct fp_limit_stats){
 				.name = l->v[i].name,
 				.max = l->v[i].max,
-				.running = (unsigned)held(root, (long)i, NULL),
-				.waiting = queued(root, (long)i),
+				.running = (unsigned)held(pool, (long)i, NULL),
+				.waiting = queued(pool, (long)i),
 			};
 		k++;
 	}
@@ -302,7 +301,7 @@ size_t fp_pool_limits(fp_pool *pool, struct fp_limit_stats *out, size_t max)
 
 const char *fp_pool_task_limit_name(fp_pool *pool, const char *task)
 {
-	const struct fp_limits *l = &pool->root->limits;
+	const struct fp_limits *l = &pool->limits;
 	long lim = limit_of(l, task);
 
 	return lim < 0 ? NULL : l->v[lim].name;

@@ -2,7 +2,7 @@
  * Concurrency limits (the semaphore): named limits, the tasks each one
  * covers, and dispatch's question "how many items of this call may start
  * now". A limit's running count is never kept: it is read from what the
- * family's workers hold unanswered, so no path by which an item ends (an
+ * workers of every group hold unanswered, so no path by which an item ends (an
  * answer, a crash, a kill, a requeue) can leave it wrong.
  */
 #ifndef FP_LIMIT_H
@@ -15,10 +15,11 @@
 #include "forkpool.h"
 
 struct fp_call;
+struct fp_group;
 struct fp_seg;
 struct fp_worker;
 
-/* The root pool's limits, shared by its exec pools. */
+/* The pool's limits, shared by all its groups. */
 struct fp_limits {
 	struct fp_limit {
 		char *name;
@@ -51,7 +52,7 @@ struct fp_limits {
  * already holds a chunk is sent none of a limited task: an item waiting
  * behind another would hold a place of the limit without running.
  */
-size_t fp__limit_room(fp_pool *p, const struct fp_worker *w, const struct fp_call *c,
+size_t fp__limit_room(struct fp_group *g, const struct fp_worker *w, const struct fp_call *c,
 		      unsigned *hops, const struct fp_seg *planned, uint32_t n, size_t want);
 /*
  * Whether fp__limit_room() may say less than `want` for a call with this

@@ -18,8 +18,8 @@
  * one item running, so crashes and timeouts are accounted per item.
  *
  * Calls of other kinds feed the same queue: a pipeline's batches (pipeline.h)
- * are calls whose items are one stage's inputs, queued in the pool that runs
- * the stage (an exec pool's for a NAME.task). Dispatch reaches every call
+ * are calls whose items are one stage's inputs, queued in the group that
+ * runs the stage (an exec group's for a NAME.task). Dispatch reaches every call
  * through its ops (call.h) and takes the first entry that may run, not
  * always the head: an entry whose call has no room now (a stage at its
  * worker cap, or whose next stage's buffer is full) is skipped and the
