@@ -178,12 +178,17 @@ uint32_t fp__chunk_plan(fp_pool *p, struct fp_worker *w, struct fp_seg *segs, si
 	unsigned hops = 0;
 	uint32_t n = 1;
 
-	if (p->root->limits.nt)
+	q0 = 0;
+	if (p->root->limits.nt) {
 		fp__limit_plan_begin(&p->root->limits);
-	for (q0 = 0; q0 < p->queue.len; q0++) {
+		q0 = fp__limit_held_back(p);
+	}
+	for (; q0 < p->queue.len; q0++) {
 		e = fp__queue_at(&p->queue, q0);
 		if ((k = chunk_for(p, w, e, &hops)) > 0)
 			break;
+		if (p->root->limits.nt)
+			fp__limit_held_back_note(p, q0, e->call);
 	}
 	*at = q0;
 	if (!k)

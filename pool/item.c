@@ -48,6 +48,8 @@ void fp__queue_fail(fp_pool *p, struct fp_call *call, fp_item_status status,
 		*fp__queue_at(q, kept++) = e;
 	}
 	q->len = kept;
+	/* The entries held back may be among those gone. */
+	q->held_back = 0;
 }
 
 /*
