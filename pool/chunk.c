@@ -178,12 +178,17 @@ uint32_t fp__chunk_plan(struct fp_group *g, struct fp_worker *w, struct fp_seg *
 	unsigned hops = 0;
 	uint32_t n = 1;
 
-	if (g->pool->limits.nt)
+	q0 = 0;
+	if (g->pool->limits.nt) {
 		fp__limit_plan_begin(&g->pool->limits);
-	for (q0 = 0; q0 < g->queue.len; q0++) {
+		q0 = fp__limit_held_back(g);
+	}
+	for (; q0 < g->queue.len; q0++) {
 		e = fp__queue_at(&g->queue, q0);
 		if ((k = chunk_for(g, w, e, &hops)) > 0)
 			break;
+		if (g->pool->limits.nt)
+			fp__limit_held_back_note(g, q0, e->call);
 	}
 	*at = q0;
 	if (!k)

@@ -48,6 +48,8 @@ void fp__queue_fail(struct fp_group *g, struct fp_call *call, fp_item_status sta
 		*fp__queue_at(q, kept++) = e;
 	}
 	q->len = kept;
+	/* The entries held back may be among those gone. */
+	q->held_back = 0;
 }
 
 /*

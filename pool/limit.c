@@ -90,6 +90,7 @@ static void task_drop(struct fp_limits *l, size_t t)
 {
 	free(l->t[t].task);
 	l->t[t] = l->t[--l->nt];
+	l->gen++;
 }
 
 static int task_add(struct fp_limits *l, const char *task, size_t limit)
@@ -103,6 +104,7 @@ static int task_add(struct fp_limits *l, const char *task, size_t limit)
 	if (!(copy = strdup(task)))
 		return -ENOMEM;
 	t[l->nt++] = (struct fp_limit_task){ copy, limit };
+	l->gen++;
 	return 0;
 }
 
@@ -214,6 +216,63 @@ static uint64_t queued(fp_pool *root, long lim)
 	return n;
 }
 
+/* Whether limit `lim` has no place free, counted once per plan. */
+static bool limit_full(fp_pool *root, size_t lim)
+{
+	struct fp_limits *l = &root->limits;
+	struct fp_limit *v = &l->v[lim];
+
+	if (v->held_plan != l->plan) {
+		v->held = held(root, (long)lim, NULL);
+		v->held_plan = l->plan;
+	}
+	return v->held >= v->max;
+}
+
+size_t fp__limit_held_back(struct fp_group *g)
+{
+	struct fp_queue *q = &g->queue;
+	struct fp_limits *l = &g->pool->limits;
+	uint64_t bits = q->held_back_limits;
+
+	if (!q->held_back)
+		return 0;
+	if (q->held_back_gen != l->gen) {
+		/* Which limit an entry is under may have changed: forget them. */
+		q->held_back = 0;
+		return 0;
+	}
+	/*
+	 * A place free in any of them: the walk starts at the head, and the
+	 * entries stay counted (what they are under has not changed), so that
+	 * once the place is taken the next plan skips them again.
+	 */
+	for (size_t i = 0; bits; i++, bits >>= 1)
+		if ((bits & 1) && !limit_full(g->pool, i))
+			return 0;
+	return q->held_back;
+}
+
+void fp__limit_held_back_note(struct fp_group *g, size_t at, const struct fp_call *c)
+{
+	struct fp_queue *q = &g->queue;
+	struct fp_limits *l = &g->pool->limits;
+	long lim;
+
+	if (at != q->held_back)
+		return;
+	lim = limit_of(l, c->task);
+	/* Only a full limit holds an entry back whatever worker asks (fp__limit_room()). */
+	if (lim < 0 || lim >= 64 || !limit_full(g->pool, (size_t)lim))
+		return;
+	if (!q->held_back) {
+		q->held_back_limits = 0;
+		q->held_back_gen = l->gen;
+	}
+	q->held_back++;
+	q->held_back_limits |= UINT64_C(1) << lim;
+}
+
 /*
  * Of `max` places, those free now, and at most a worker's share of them
  * in one chunk (rounded down, at least 1): a limit of 3 over 4 workers runs
@@ -254,10 +313,7 @@ size_t fp__limit_room(struct fp_group *g, const struct fp_worker *w, const struc
 		struct fp_limit *v = &l->v[lim];
 		uint64_t used;
 
-		if (v->held_plan != l->plan) {
-			v->held = held(root, lim, NULL);
-			v->held_plan = l->plan;
-		}
+		limit_full(root, (size_t)lim);
 		used = v->held;
 
 		for (uint32_t s = 0; s < n; s++)

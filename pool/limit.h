@@ -41,6 +41,8 @@ struct fp_limits {
 	 * limit is walked entry by entry on every dispatch).
 	 */
 	uint64_t plan;
+	/* Counts changes of which task is under which limit (a queue's held_back). */
+	uint64_t gen;
 };
 
 /*
@@ -63,6 +65,18 @@ static inline bool fp__limits_may_apply(const struct fp_limits *l, unsigned conc
 {
 	return l->nt || concurrency;
 }
+/*
+ * Where pool p's chunk plan may start its walk of the queue: after the
+ * leading entries it found held back by full limits (queue.h's held_back),
+ * while all of those limits are still full; else 0, forgetting them.
+ */
+size_t fp__limit_held_back(struct fp_group *g);
+/*
+ * Entry `at` of p's queue, of call c, had no room: counted among the
+ * leading entries held back when it is the next of them and its task's
+ * limit is full.
+ */
+void fp__limit_held_back_note(struct fp_group *g, size_t at, const struct fp_call *c);
 /* A chunk plan begins: counts read before it are stale. */
 static inline void fp__limit_plan_begin(struct fp_limits *l)
 {

@@ -5,11 +5,12 @@
  * pipeline_order.c.
  */
 #include <errno.h>
-#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cancel.h"
 #include "forkpool/loop.h"
 #include "pipeline_impl.h"
 
@@ -546,6 +547,17 @@ static bool worker_holds_pipe(const struct fp_worker *w, const struct fp_pipe *p
 	return false;
 }
 
+/* Whether the item w runs now is of one of pipe's batches (it may run another call's). */
+static bool running_pipe(struct fp_worker *w, const struct fp_pipe *pipe)
+{
+	uint64_t cur = atomic_load_explicit(&w->shm->current, memory_order_acquire);
+	uint32_t index;
+	unsigned hop;
+	struct fp_call *c = fp__worker_item(w, cur, &index, &hop);
+
+	return c && c->ops == &fp__batch_ops && fp__batch(c)->stage->pipe == pipe;
+}
+
 static struct fp_pipe *pipe_find(fp_pool *p, uint64_t id)
 {
 	struct fp_pipe *pipe;
@@ -574,11 +586,15 @@ int fp__pipe_cancel(fp_pool *p, uint64_t id)
 		b->cancelled = true;
 		fp__queue_fail(b->group, b, FP_ITEM_CANCELLED, "cancelled");
 	}
-	/* As for a call: only workers still running one of its chunks, in any group. */
+	/*
+	 * As for a call: only workers still running one of its chunks, in any
+	 * group, stopped as a call's are (cancel.h), so that a stage's task may
+	 * see fp_cancelled() and end within the grace.
+	 */
 	FP_FOR_GROUPS(g, p, i) {
 		for (w = g->workers; w; w = w->next)
 			if (!fp__worker_exited(w) && worker_holds_pipe(w, pipe))
-				fp__worker_kill(w, SIGKILL, FP_KILL_CANCEL);
+				fp__worker_stop(w, FP_KILL_CANCEL, running_pipe(w, pipe));
 	}
 	/* Nothing owed (e.g. no inputs): end it from the loop. */
 	if (!pipe->live && !fp_timer_active(&pipe->later))

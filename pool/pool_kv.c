@@ -16,7 +16,6 @@
  */
 #include <errno.h>
 #include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -233,7 +232,7 @@ int fp_pool_kv(fp_pool *pool, const struct fp_kv_request *req, fp_kv_cb cb, void
 	fp_kv *kv = store(pool);
 	struct fp_kv_reply r = { 0 };
 	uint64_t now = fp_now_ms();
-	char num[24], *val = NULL, *expect = NULL;
+	char num[FP_KV_INT_TEXT], *val = NULL, *expect = NULL;
 	int rc;
 
 	if (!kv)
@@ -260,7 +259,7 @@ int fp_pool_kv(fp_pool *pool, const struct fp_kv_request *req, fp_kv_cb cb, void
 	case FP_KV_INCR:
 		r.err = fp__kv_incr(kv, req->key, req->key_len, req->by, now, &r.number);
 		if (r.err == 0) {
-			r.value_len = (size_t)snprintf(num, sizeof(num), "%lld", (long long)r.number);
+			r.value_len = fp__kv_int_text(r.number, num);
 			r.value = num;
 		}
 		break;
