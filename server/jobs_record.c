@@ -73,12 +73,25 @@ static const char *text_store(fp_job *job, const char *s, size_t len)
 			job->pages = pg;
 		}
 	}
-	if (!pg || pg->cap - pg->used < len + 1) {
+	d = fp__job_text_room(job, len + 1);
+	if (!d)
+		return NULL;
+	memcpy(d, s, len);
+	d[len] = '\0';
+	return d;
+}
+
+char *fp__job_text_room(fp_job *job, size_t bytes)
+{
+	struct text_page *pg = job->pages;
+	char *d;
+
+	if (!pg || pg->cap - pg->used < bytes) {
 		size_t cap = pg ? pg->cap * 2 : PAGE_MIN;
 		if (cap > PAGE_MAX)
 			cap = PAGE_MAX;
-		if (cap < len + 1)
-			cap = len + 1;
+		if (cap < bytes)
+			cap = bytes;
 		if (sizeof(*pg) + cap < cap)
 			return NULL;
 		struct text_page *np = fp_mem_alloc(sizeof(*np) + cap);
@@ -92,7 +105,7 @@ static const char *text_store(fp_job *job, const char *s, size_t len)
 		 * A page made for one big text is full at once: it goes behind
 		 * the open page, whose free space is still good for small ones.
 		 */
-		if (pg && cap == len + 1 && pg->cap - pg->used > 0) {
+		if (pg && cap == bytes && pg->cap - pg->used > 0) {
 			np->next = pg->next;
 			pg->next = np;
 		} else {
@@ -102,10 +115,8 @@ static const char *text_store(fp_job *job, const char *s, size_t len)
 		pg = np;
 	}
 	d = pg->data + pg->used;
-	pg->used += len + 1;
-	held_add(job, len + 1);
-	memcpy(d, s, len);
-	d[len] = '\0';
+	pg->used += bytes;
+	held_add(job, bytes);
 	return d;
 }
 
@@ -139,6 +150,8 @@ void fp__job_release(fp_job *job)
 void fp__job_free(fp_job *job)
 {
 	fp__job_release(job);
+	/* Only ever a job whose call is over (or never began): the pool lets go first. */
+	fp__job_lent_free(job);
 	if (job->ext_free)
 		job->ext_free(job->ext);
 	free(job->idem_key);
