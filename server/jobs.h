@@ -390,18 +390,6 @@ size_t fp_job_values(const fp_job *job, size_t k, bool completion,
 		     struct fp_job_value *out, size_t max);
 
 /*
- * Give a job that was just submitted (from the call that submitted it, before
- * the loop runs) a block of fp_mem_alloc() memory whose content is no longer
- * needed and whose first `bytes` have been written: the array an NDJSON body
- * was cut into. Its item records (a map's; a pipeline's first outputs) go
- * there when they fit, else it is freed. The job owns it either way. Memory
- * already written costs nothing more to use, where each fresh page is a fault
- * and a zeroing by the kernel: in this VM that was most of what keeping a
- * million results cost (docs/PROFILE-http-pipeline.md).
- */
-void fp_job_give_block(fp_job *job, void *block, size_t bytes);
-
-/*
  * What the job holds now: bytes, and how many blocks they are in (the job,
  * its item array, its completion array, its text pages). Not per item: a
  * million-item map is a few dozen blocks. Added for the API's statistics

@@ -91,8 +91,6 @@ struct fp_job {
 	 */
 	struct fp_buf *lent;
 	void *lent_text;
-	void *spare;               /* a pipeline's given block, until its first records */
-	size_t spare_bytes;
 	struct text_page *pages;   /* the open page first */
 	const char *last_msg;      /* for storing a repeated message once */
 	size_t last_msg_len;

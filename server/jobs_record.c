@@ -133,8 +133,6 @@ void fp__job_release(fp_job *job)
 		fp_mem_free(job->order);
 	}
 	fp_mem_free(job->origins);
-	fp_mem_free(job->spare);
-	job->spare = NULL;
 	job->items = NULL;
 	job->order = NULL;
 	job->origins = NULL;
@@ -186,15 +184,7 @@ int fp__job_outputs_grow(fp_job *job)
 		cap = (size_t)UINT32_MAX + 1;
 	if (cap <= job->cap || cap > SIZE_MAX / rec)
 		return -E2BIG;
-	/* Records are written whole before they are read: a given block needs no zeroing. */
-	if (!job->cap && job->spare && job->spare_bytes >= cap * sizeof(*items)) {
-		items = job->spare;
-		job->spare = NULL;
-	} else {
-		items = fp_mem_alloc(cap * sizeof(*items));
-	}
-	fp_mem_free(job->spare);
-	job->spare = NULL;
+	items = fp_mem_alloc(cap * sizeof(*items));
 	origins = fp_mem_alloc(cap * sizeof(*origins));
 	if (!items || !origins) {
 		fp_mem_free(items);
@@ -247,36 +237,6 @@ fp_job *fp__job_alloc(const char *task, size_t n)
 		job->mem_blocks += 2;
 	}
 	return job;
-}
-
-void fp_job_give_block(fp_job *job, void *block, size_t bytes)
-{
-	size_t need;
-
-	if (!block)
-		return;
-	if (!job || job->forgotten || job->ndone + job->nfailed || job->spare ||
-	    job->items == &job->apply_item)
-		goto unused;
-	if (job->kind == FP_JOB_PIPELINE) {
-		/* Its records are made at the first output, sized then. */
-		if (job->cap)
-			goto unused;
-		job->spare = block;
-		job->spare_bytes = bytes;
-		return;
-	}
-	need = job->total * sizeof(*job->items);
-	if (!job->items || bytes < need)
-		goto unused;
-	/* A map's records are read as unfinished until written: zeroed, as fp_mem_alloc's. */
-	memset(block, 0, need);
-	fp_mem_free(job->items);
-	job->items = block;
-	return;
-
-unused:
-	fp_mem_free(block);
 }
 
 void fp_job_memory(const fp_job *job, size_t *bytes, size_t *blocks)

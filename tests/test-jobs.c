@@ -1654,72 +1654,6 @@ static void big_map_is_a_few_blocks(void **state)
 	fp_test_jobs_teardown(&f);
 }
 
-/* A block of garbage, as the NDJSON item array is once the pool has copied the items. */
-static void *garbage_block(size_t bytes)
-{
-	void *b = fp_mem_alloc(bytes);
-
-	assert_non_null(b);
-	memset(b, 0xa5, bytes);
-	return b;
-}
-
-/*
- * A map given a block keeps its records there: nothing reads as finished
- * before its answer, every answer is kept, the job counts the same memory.
- * Blocks it cannot use (too small, an apply's, an empty map's, after an
- * answer) are freed: ASan's leak check sees to that.
- */
-static void a_given_block_becomes_a_maps_records(void **state)
-{
-	const size_t n = 100000;
-	struct fp_test_jobs f;
-	struct items in;
-	size_t bytes, blocks, bytes0, blocks0;
-	fp_job *job, *other;
-
-	fp_test_jobs_setup(&f, 2);
-	items_make(&in, n, NULL);
-	other = submit_map(&f, "square", &in, 0);
-	fp_job_memory(other, &bytes0, &blocks0);
-	job = submit_map(&f, "square", &in, 0);
-	fp_job_give_block(job, garbage_block(n * sizeof(struct fp_buf)), n * sizeof(struct fp_buf));
-	fp_job_memory(job, &bytes, &blocks);
-	assert_int_equal(bytes, bytes0);
-	assert_int_equal(blocks, blocks0);
-	for (size_t i = 0; i < n; i++) {
-		struct fp_job_item it;
-
-		fp_job_item(job, i, &it);
-		if (it.finished)
-			fail_msg("item %zu finished before its answer", i);
-	}
-	/* Too small: not taken. */
-	fp_job_give_block(other, garbage_block(n), n);
-	wait_finished(&f, job);
-	wait_finished(&f, other);
-	for (size_t i = 0; i < n; i++) {
-		struct fp_job_item it, it0;
-		char want[32];
-
-		fp_job_item(job, i, &it);
-		fp_job_item(other, i, &it0);
-		snprintf(want, sizeof(want), "%zu", i * i);
-		if (!it.finished || it.status != FP_ITEM_OK || strcmp(it.value, want) != 0 ||
-		    !it0.finished || strcmp(it0.value, want) != 0)
-			fail_msg("item %zu: %s, want %s", i, it.value ? it.value : "(null)", want);
-	}
-	assert_completion_permutation(job);
-	/* Answered already, an apply, an empty map, none: freed or nothing. */
-	fp_job_give_block(job, garbage_block(n * sizeof(struct fp_buf)), n * sizeof(struct fp_buf));
-	fp_job_give_block(submit_apply(&f, "echo", "1"), garbage_block(64), 64);
-	assert_int_equal(fp_jobs_submit(f.jobs, FP_JOB_MAP, "square", NULL, 0, NULL, &other), 0);
-	fp_job_give_block(other, garbage_block(64), 64);
-	fp_job_give_block(other, NULL, 0);
-	items_free(&in);
-	fp_test_jobs_teardown(&f);
-}
-
 /* `it` copied into fp_mem_alloc() blocks, as the API hands a taking submission. */
 static fp_job *submit_map_taking(struct fp_test_jobs *f, const char *task,
 				 const struct items *it, size_t chunksize, int want)
@@ -3321,7 +3255,6 @@ int main(void)
 		cmocka_unit_test(free_with_jobs_running_then_free_the_pool),
 		cmocka_unit_test(big_map_is_a_few_blocks),
 		cmocka_unit_test(cancelled_big_map_stores_its_message_once),
-		cmocka_unit_test(a_given_block_becomes_a_maps_records),
 		cmocka_unit_test(a_map_on_taken_items_runs_them_and_frees_them_at_its_end),
 		cmocka_unit_test(forgotten_ids_say_why_and_unknown_ones_are_not_gone),
 		cmocka_unit_test(an_expired_id_is_gone_for_its_ttl),
