@@ -244,8 +244,11 @@ class ClusterJobsTest(unittest.TestCase):
 
         n = 100000
         # A chunk taken over counts as an attempt (its node may have been running
-        # it, as a dead worker's item): one retry lets it run again.
-        job = self.map_ndjson(a, "square", range(n), query="&retries=1")
+        # it, as a dead worker's item): one retry lets it run again. Small chunks
+        # (as in the frozen node's test below), so that the map is still running
+        # when C is caught holding some: with the default of n/64 a loaded machine
+        # could see the whole map land before C was ever stopped holding one.
+        job = self.map_ndjson(a, "square", range(n), query="&retries=1&chunksize=256")
         # C has taken chunks (it pulls as the others do): kill it mid-way,
         # frozen first at a moment it holds chunks not yet acknowledged.
         wait_until(lambda: (metric(c, "forkpool_cluster_chunks_run_total") or 0) >= 1, 30,
