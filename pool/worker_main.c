@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -465,6 +466,22 @@ static int is_digit(char c)
 }
 
 /*
+ * Whether the 8 bytes at p are all ASCII digits: each byte's high nibble is 3
+ * and adding 6 keeps it 3 (0x3a..0x3f become 0x40..0x45). Once every high
+ * nibble is 3 no byte plus 6 carries into the next, so the bytes are judged
+ * one by one.
+ */
+static int digits8(const char *p)
+{
+	uint64_t x;
+
+	memcpy(&x, p, sizeof(x));
+	return (x & UINT64_C(0xf0f0f0f0f0f0f0f0)) == UINT64_C(0x3030303030303030) &&
+	       ((x + UINT64_C(0x0606060606060606)) & UINT64_C(0xf0f0f0f0f0f0f0f0)) ==
+		       UINT64_C(0x3030303030303030);
+}
+
+/*
  * Whether p is, give or take whitespace, a JSON number, true, false, null,
  * or a string of printable ASCII without escapes: the values quick tasks
  * mostly return, checked here without building a jansson tree (most of a
@@ -476,12 +493,14 @@ static int json_plain_scalar(const char *p, size_t len)
 
 	/*
 	 * The answer quick tasks give most, an integer with no sign and no
-	 * space, in one tight loop: the general walk below cost a trivial
+	 * space, eight digits at a time: the general walk below cost a trivial
 	 * map's worker about 125 instructions an answer, a tenth of its time.
 	 */
 	if (s < end && *s >= '1' && *s <= '9') {
-		while (++s < end && (unsigned char)(*s - '0') < 10)
+		for (s++; end - s >= 8 && digits8(s); s += 8)
 			;
+		while (s < end && (unsigned char)(*s - '0') < 10)
+			s++;
 		if (s == end)
 			return 1;
 		s = p;

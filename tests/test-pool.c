@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -127,6 +128,44 @@ static void map_returns_every_item_in_order(void **state)
 	}
 	fp_results_free(r, n);
 	numbers_free(items, s, n);
+	fp_pool_free(p);
+}
+
+/*
+ * The worker checks every answer is JSON before the master passes it on;
+ * integers take a quick way there. Answers on the edges of that way (a digit
+ * run broken by the bytes next to '0' and '9', by a space, a sign, a leading
+ * zero, a digit run longer than a machine word) are judged as the general
+ * check judges them: `echo` answers its item unchanged.
+ */
+static void answers_that_look_like_integers_are_judged_as_json_is(void **state)
+{
+	static const struct {
+		const char *text;
+		bool ok;
+	} cases[] = {
+		{ "7", true }, { "1234567", true }, { "12345678", true },
+		{ "123456789012345678901234567890", true }, { "0", true }, { "-12", true },
+		{ "10.5", true }, { "1e9", true }, { " 42 ", true },
+		{ "12345678:", false }, { "1234567/8", false }, { "123456789012345a", false },
+		{ "1234 5678", false }, { "0123", false }, { "12345678\x80", false },
+		{ "1-2", false }, { "99999999.", false },
+	};
+	const size_t n = sizeof(cases) / sizeof(cases[0]);
+	struct fp_buf items[sizeof(cases) / sizeof(cases[0])];
+	fp_pool *p = fp_test_pool(2);
+	struct fp_result *r;
+
+	for (size_t i = 0; i < n; i++)
+		items[i] = (struct fp_buf){ cases[i].text, strlen(cases[i].text) };
+	assert_int_equal(fp_pool_map(p, "echo", items, n, NULL, &r), 0);
+	for (size_t i = 0; i < n; i++) {
+		if (cases[i].ok && r[i].status != FP_ITEM_OK)
+			fail_msg("'%s' refused: %s", cases[i].text, r[i].message);
+		if (!cases[i].ok && r[i].status != FP_ITEM_BAD_OUTPUT)
+			fail_msg("'%s' passed as JSON", cases[i].text);
+	}
+	fp_results_free(r, n);
 	fp_pool_free(p);
 }
 
@@ -1696,6 +1735,7 @@ int main(void)
 		cmocka_unit_test(durations_are_measured),
 		cmocka_unit_test(unknown_task_is_refused_up_front),
 		cmocka_unit_test(map_returns_every_item_in_order),
+		cmocka_unit_test(answers_that_look_like_integers_are_judged_as_json_is),
 		cmocka_unit_test(empty_map_completes),
 		cmocka_unit_test(item_errors_stay_inside_their_item),
 		cmocka_unit_test(task_error_carries_its_message),
