@@ -189,13 +189,14 @@ peers_rep() {
 # peers_nginx_ref SUFFIX : the better of nginx's 1 and 2 workers with that access log setting
 # ("" off, ".log" buffered), as "KEY|NAME".
 peers_nginx_ref() {
-	local m1 m2 what=${1:+, access log}
+	local m1 m2 what="nginx return 200"
+	[ -n "$1" ] && what="nginx 200 access log"
 	m1=$(stats "nginx.w1$1" rate | cut -d' ' -f1)
 	m2=$(stats "nginx.w2$1" rate | cut -d' ' -f1)
 	if [ -n "$m2" ] && { [ -z "$m1" ] || awk -v a="$m1" -v b="$m2" 'BEGIN { exit !(b > a) }'; }; then
-		echo "nginx.w2$1|nginx return 200$what, 2 workers"
+		echo "nginx.w2$1|$what, 2 workers"
 	else
-		echo "nginx.w1$1|nginx return 200$what, 1 worker"
+		echo "nginx.w1$1|$what, 1 worker"
 	fi
 }
 
