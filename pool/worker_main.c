@@ -11,6 +11,7 @@
  * crash belongs to.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <fcntl.h>
@@ -958,6 +959,14 @@ static void item_run(struct wloop *l, const struct fp_frame_header *h, const cha
 	}
 }
 
+/* Why poll() and not a blocking read(): worker_main.h. */
+int fp__worker_wait_readable(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, -1) < 0 && errno == EINTR ? -1 : 0;
+}
+
 _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 {
 	struct wloop l = { .a = a, .statm_fd = -1 };
@@ -987,6 +996,8 @@ _Noreturn void fp_worker_main(const struct fp_worker_args *a)
 		if (rc < 0)
 			abort();
 		if (rc)
+			continue;
+		if (fp__worker_wait_readable(a->fd) < 0)
 			continue;
 		n = read(a->fd, rbuf, sizeof(rbuf));
 		if (n < 0 && errno == EINTR)

@@ -77,6 +77,21 @@ void fp__worker_send_all(int fd, const void *buf, size_t len);
  */
 size_t fp__rss_kib(int statm_fd);
 
+/*
+ * Wait until the master's socket is readable, in poll() rather than in a
+ * blocking read(): a reader blocked in a unix stream read() waits on the
+ * socket's queue with a wake function that ignores the event, so each time
+ * the master consumes an answer of ours (freeing send space:
+ * unix_write_space) the kernel woke the worker for nothing and it slept
+ * again, two context switches and a wake-up paid by the master per round
+ * trip (Linux 6.18; perf put unix_write_space under the master's recv at
+ * about 5% of its samples under HTTP apply load). poll() waits with a
+ * wake function that lets a write-space wake-up pass by a reader asking
+ * for POLLIN only. Returns -1 on EINTR, else 0 (readable, hung up, or an
+ * error that the read() after it reports).
+ */
+int fp__worker_wait_readable(int fd);
+
 /* Run tasks until told to stop; never returns. */
 _Noreturn void fp_worker_main(const struct fp_worker_args *args);
 /* The same for an exec pool's worker: run the program, relay its answers. */

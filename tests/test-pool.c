@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -25,6 +27,7 @@
 #include "fp_test.h"
 #include "fp_test_pool.h"
 #include "forkpool/loop.h"
+#include "worker_main.h"
 
 /* --- helpers ------------------------------------------------------------- */
 
@@ -75,6 +78,83 @@ static void apply_returns_the_value(void **state)
 	assert_string_equal(r.value, "{\"a\":[1,2]}");
 	fp_result_clear(&r);
 	fp_pool_free(p);
+}
+
+/* The state letter in /proc/PID/stat (R, S, ...); 0 if unreadable. */
+static char proc_state(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p[2] : 0;
+}
+
+/* Until pid sleeps (state S), for at most 10 s. */
+static void await_sleeping(pid_t pid)
+{
+	struct timespec ms = { 0, 1000000 };
+
+	for (int i = 0; i < 10000 && proc_state(pid) != 'S'; i++)
+		nanosleep(&ms, NULL);
+	assert_int_equal(proc_state(pid), 'S');
+}
+
+/*
+ * A worker waiting for its next item sleeps once, however its master reads
+ * its answers: taking the bytes the worker sent (which frees its send
+ * space) must not wake it. It did when the worker slept in read(): that
+ * wait is woken by any event on the socket, and the worker slept twice a
+ * round trip (worker_main.h).
+ */
+static void idle_worker_is_not_woken_by_its_answer_being_read(void **state)
+{
+	int sv[2], st;
+	long sleeps = -1;
+	char c;
+	pid_t pid;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct rusage a, b;
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		close(sv[0]);
+		/* The answer, then the wait for the next item, as a worker does. */
+		if (write(sv[1], "a", 1) != 1)
+			_exit(2);
+		getrusage(RUSAGE_SELF, &a);
+		while (fp__worker_wait_readable(sv[1]) < 0)
+			;
+		getrusage(RUSAGE_SELF, &b);
+		sleeps = b.ru_nvcsw - a.ru_nvcsw;
+		if (read(sv[1], &c, 1) != 1 || write(sv[1], &sleeps, sizeof(sleeps)) != sizeof(sleeps))
+			_exit(2);
+		_exit(0);
+	}
+	close(sv[1]);
+	await_sleeping(pid);
+	/* The master takes the answer; a woken worker is runnable at once. */
+	assert_int_equal(read(sv[0], &c, 1), 1);
+	await_sleeping(pid);
+	assert_int_equal(write(sv[0], "b", 1), 1);
+	assert_int_equal(read(sv[0], &sleeps, sizeof(sleeps)), sizeof(sleeps));
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	close(sv[0]);
+	assert_int_equal(sleeps, 1);
 }
 
 static void durations_are_measured(void **state)
@@ -1733,6 +1813,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(apply_returns_the_value),
 		cmocka_unit_test(durations_are_measured),
+		cmocka_unit_test(idle_worker_is_not_woken_by_its_answer_being_read),
 		cmocka_unit_test(unknown_task_is_refused_up_front),
 		cmocka_unit_test(map_returns_every_item_in_order),
 		cmocka_unit_test(answers_that_look_like_integers_are_judged_as_json_is),

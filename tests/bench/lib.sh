@@ -399,11 +399,15 @@ fpd_backends_probe() {
 	[ "${#fpd_backends[@]}" -gt 0 ]
 }
 
-# nginx_start WORKERS : nginx `return 200 "ok\n"` as a foreground process with a generated config
-# in its own prefix directory, on a free port of 127.0.0.1; sets server and port. When another
-# process takes the port first nginx fails, and another port is tried.
+# nginx_start WORKERS [log] : nginx `return 200 "ok\n"` as a foreground process with a generated
+# config in its own prefix directory, on a free port of 127.0.0.1; sets server and port. When
+# another process takes the port first nginx fails, and another port is tried. With `log`, nginx
+# writes an access line a request as forkpoold does at its default level, through a 64 KiB buffer
+# (nginx's own way to keep a write(2) off every request; forkpoold batches its lines too);
+# without, `access_log off`.
 nginx_start() {
-	local dir=$tmp/nginx attempt
+	local dir=$tmp/nginx attempt access="access_log off;"
+	[ "${2:-}" = log ] && access="access_log $dir/logs/access.log combined buffer=64k;"
 	for ((attempt = 1; attempt <= 3; attempt++)); do
 		rm -rf "$dir"
 		mkdir -p "$dir/logs"
@@ -416,7 +420,7 @@ pid $dir/nginx.pid;
 error_log $dir/logs/error.log warn;
 events { worker_connections 1024; }
 http {
-	access_log off;
+	$access
 	keepalive_requests 1000000;
 	client_body_temp_path $dir/client_body;
 	proxy_temp_path $dir/proxy;
@@ -439,13 +443,15 @@ NGINX
 	return 1
 }
 
-# nginx_measure WORKERS : wrk_run against a fresh nginx_start WORKERS, stored under
-# nginx.wWORKERS (the ceiling the HTTP suites compare with); the server is stopped after.
+# nginx_measure WORKERS [log] : wrk_run against a fresh nginx_start WORKERS [log], stored under
+# nginx.wWORKERS, or nginx.wWORKERS.log with its access log (the ceilings the HTTP suites compare
+# with); the server is stopped after.
 nginx_measure() {
-	if nginx_start "$1"; then
-		wrk_run "nginx.w$1" "http://127.0.0.1:$port/"
+	local key=nginx.w$1${2:+.$2}
+	if nginx_start "$@"; then
+		wrk_run "$key" "http://127.0.0.1:$port/"
 	else
-		failed "nginx.w$1" "nginx did not start"
+		failed "$key" "nginx did not start"
 		sed 's/^/      /' "$tmp/err" | tail -n 5
 	fi
 	server_stop

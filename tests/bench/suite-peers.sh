@@ -8,7 +8,10 @@
 # 1. Throughput, many clients, for wrk_seconds a run (lib.sh: 3 s):
 #    - HTTP (forkpoold under each backend, uWSGI, gunicorn, nginx): wrk -t1 -c50 keep-alive, the
 #      request of tests/bench/wrk-apply.lua; nginx answers `return 200` without any work (the
-#      ceiling; the better of 1 and 2 nginx workers is the reference). A server's answers are
+#      ceiling; the better of 1 and 2 nginx workers is the reference). Like for like, twice:
+#      forkpoold at its default level writes an access line a request, so it is compared with
+#      nginx writing one too (`access_log FILE buffer=64k`); forkpoold at `--log-level warn`
+#      writes none and is compared with nginx's `access_log off`. A server's answers are
 #      first checked with tests/bench/http-rtt (200 and the right square), then wrk's counts of
 #      statuses >= 400 and socket errors must be zero.
 #    - gearmand: tests/bench/gearman-client with 50 threads, one connection and one job in flight
@@ -29,7 +32,7 @@ bench_packages+=(wrk nginx-light redis-server python3-celery python3-redis gearm
 	libgearman-dev uwsgi uwsgi-plugin-python3 gunicorn curl)
 # Three repetitions keep `scripts/bench all` inside its 15 minutes; the budget bounds a slow run.
 peers_runs=3
-peers_budget=240
+peers_budget=300
 
 # shellcheck source=tests/bench/peers-servers.sh
 . tests/bench/peers-servers.sh
@@ -109,6 +112,20 @@ peers_fpd() {
 	server_stop
 }
 
+# peers_fpd_quiet BACKEND : forkpoold's HTTP apply throughput at --log-level warn (no access
+# log: nginx's `access_log off` counterpart), a fresh server.
+peers_fpd_quiet() {
+	local b=$1
+	if fpd_start_for "fp.$b.quiet" "$b" --log-level warn; then
+		if peers_run "fp.$b.quiet.check" "$http_rtt" 127.0.0.1 "$port" "$peers_apply_path" 3; then
+			wrk_run "fp.$b.quiet" "http://127.0.0.1:$port$peers_apply_path" "$peers_wrk_apply"
+		else
+			failed "fp.$b.quiet" "not measured: POST /v1/apply did not answer right"
+		fi
+	fi
+	server_stop
+}
+
 # peers_start_failed KEY... : the peer did not come up; each of its measurements fails.
 peers_start_failed() {
 	local k
@@ -123,9 +140,11 @@ peers_rep() {
 	local b w
 	for w in 1 2; do
 		nginx_measure "$w"
+		nginx_measure "$w" log
 	done
 	for b in "${peers_backends[@]}"; do
 		peers_fpd "$b"
+		peers_fpd_quiet "$b"
 	done
 	for b in "${fp_backends[@]}"; do
 		FORKPOOL_LOOP=$b run "emb.$b.rtt" "$bench_pool" rtt "$peers_rtt_n"
@@ -167,32 +186,59 @@ peers_rep() {
 	peer_stop redis
 }
 
-peers_table() {
-	local i b name ref refname m1 m2 f what
-	m1=$(stats nginx.w1 rate | cut -d' ' -f1)
-	m2=$(stats nginx.w2 rate | cut -d' ' -f1)
-	ref=nginx.w1 refname="nginx return 200, 1 worker"
+# peers_nginx_ref SUFFIX : the better of nginx's 1 and 2 workers with that access log setting
+# ("" off, ".log" buffered), as "KEY|NAME".
+peers_nginx_ref() {
+	local m1 m2 what="nginx return 200"
+	[ -n "$1" ] && what="nginx 200 access log"
+	m1=$(stats "nginx.w1$1" rate | cut -d' ' -f1)
+	m2=$(stats "nginx.w2$1" rate | cut -d' ' -f1)
 	if [ -n "$m2" ] && { [ -z "$m1" ] || awk -v a="$m1" -v b="$m2" 'BEGIN { exit !(b > a) }'; }; then
-		ref=nginx.w2 refname="nginx return 200, 2 workers"
+		echo "nginx.w2$1|$what, 2 workers"
+	else
+		echo "nginx.w1$1|$what, 1 worker"
 	fi
+}
+
+peers_table() {
+	local i b name ref refname lref lrefname f what
+	IFS='|' read -r ref refname <<<"$(peers_nginx_ref "")"
+	IFS='|' read -r lref lrefname <<<"$(peers_nginx_ref .log)"
 	table_head "peers, throughput: medians of $runs_done run(s) of ${wrk_seconds} s; min and max over the same runs" \
 		"Trivial task (square of an integer, checked), many clients, 2 worker processes each." \
 		"HTTP: wrk -t1 -c50 keep-alive (gunicorn's sync workers close every connection), POST" \
 		"$peers_apply_path {\"task\":\"square\",\"args\":7}; nginx: return 200, no work (the ceiling," \
-		"its better configuration of this run). gearmand: $peers_gearman_clients client threads, one job in flight each." \
+		"its better configuration of this run). Like for like: forkpoold at its default level (an" \
+		"access line a request) against nginx with access_log FILE buffer=64k; forkpoold --log-level" \
+		"warn (no access line) against nginx with access_log off." \
+		"gearmand: $peers_gearman_clients client threads, one job in flight each." \
 		"Celery+redis: $peers_celery_procs submitter processes x $peers_celery_window tasks in flight." \
 		"ratio = median / reference median. Targets are reported, never asserted."
 	for i in "${!peers_backends[@]}"; do
 		b=${peers_backends[$i]}
 		name=${peers_backend_names[$i]}
-		row "[$name] HTTP apply square" "fp.$b.tput" rate req/s "$refname" "$ref" rate 0.5
+		row "[$name] HTTP apply square" "fp.$b.tput" rate req/s "$lrefname" "$lref" rate 0.8
+		row "" "fp.$b.tput" rate "" "$refname" "$ref" rate 0.5
 		row "" "fp.$b.tput" rate "" "gearmand, C workers" gearman.tput rate 3
 		row "" "fp.$b.tput" rate "" "uWSGI, 2 processes" uwsgi.tput rate
 		row "" "fp.$b.tput" rate "" "gunicorn, 2 sync workers" gunicorn.tput rate
 		row "" "fp.$b.tput" rate "" "Celery+redis, prefork 2" celery.tput rate
 	done
+	for i in "${!peers_backends[@]}"; do
+		b=${peers_backends[$i]}
+		name=${peers_backend_names[$i]}
+		row "[$name] HTTP apply, --log-level warn" "fp.$b.quiet" rate req/s "$refname" "$ref" rate 0.8
+	done
+	if [ "${#peers_backends[@]}" -eq 2 ]; then
+		row "io_uring/epoll HTTP apply" "fp.${peers_backends[0]}.tput" rate req/s \
+			"[${peers_backend_names[1]}] HTTP apply square" "fp.${peers_backends[1]}.tput" rate 1.1
+		row "io_uring/epoll, --log-level warn" "fp.${peers_backends[0]}.quiet" rate req/s \
+			"[${peers_backend_names[1]}] --log-level warn" "fp.${peers_backends[1]}.quiet" rate 1.1
+	fi
 	row "nginx return 200, 1 worker" nginx.w1 rate req/s
 	row "nginx return 200, 2 workers" nginx.w2 rate req/s
+	row "nginx return 200, access log, 1 worker" nginx.w1.log rate req/s
+	row "nginx return 200, access log, 2 workers" nginx.w2.log rate req/s
 	row "uWSGI, 2 processes" uwsgi.tput rate req/s
 	row "gunicorn, 2 sync workers" gunicorn.tput rate req/s
 	row "gearmand, 2 C workers" gearman.tput rate jobs/s
