@@ -279,7 +279,7 @@ static int stage_task(fp_pool *p, const char *task, fp_pool **by,
 	*gen = false;
 	if (!task)
 		return FP_EUNKNOWN_TASK;
-	*by = fp__route(p, task);
+	*by = fp__group_of(p, task);
 	if (*by == p) {
 		if (!(*t = fp_registry_find(&p->reg, task)))
 			return FP_EUNKNOWN_TASK;
@@ -572,6 +572,8 @@ int fp__pipe_cancel(fp_pool *p, uint64_t id)
 {
 	struct fp_pipe *pipe = pipe_find(p, id);
 	struct fp_worker *w;
+	fp_pool *g;
+	unsigned i;
 	struct fp_call *b;
 
 	if (!pipe || pipe->cancelled)
@@ -586,13 +588,11 @@ int fp__pipe_cancel(fp_pool *p, uint64_t id)
 	}
 	/*
 	 * As for a call: only workers still running one of its chunks, in any
-	 * pool, stopped as a call's are (cancel.h), so that a stage's task may
-	 * see fp_cancelled() and end within the grace.
+	 * group, stopped as a call's are (cancel.h), so that a stage's task
+	 * may see fp_cancelled() and end within the grace.
 	 */
-	for (unsigned i = 0; i <= p->nchildren; i++) {
-		fp_pool *q = i ? p->children[i - 1] : p;
-
-		for (w = q->workers; w; w = w->next)
+	FP_FOR_GROUPS(g, p, i) {
+		for (w = g->workers; w; w = w->next)
 			if (!fp__worker_exited(w) && worker_holds_pipe(w, pipe))
 				fp__worker_stop(w, FP_KILL_CANCEL, running_pipe(w, pipe));
 	}
