@@ -1,6 +1,7 @@
 /*
  * The embedding API: options, the pool's life, calls, blocking forms,
- * statistics. The machinery is in dispatch.c and worker.c.
+ * statistics, and the worker groups (fp__group_of()). The machinery is in
+ * dispatch.c, answers.c and worker.c.
  */
 #include <errno.h>
 #include <stddef.h>

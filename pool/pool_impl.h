@@ -1,8 +1,9 @@
 /*
  * The pool's insides: struct fp_pool and its worker groups (struct
- * fp_group), shared by pool.c (the API), dispatch.c (queue, chunks,
- * answers) and worker.c (fork, reap, replace), and the calls between them. How items travel (queue entries, chunks, segments)
- * is queue.h's first comment.
+ * fp_group), shared by pool.c (the API), dispatch.c and answers.c (chunks
+ * out, answers in) and worker.c (fork, reap, replace), and the calls
+ * between them. How items travel (queue entries, chunks, segments) is
+ * queue.h's first comment.
  */
 #ifndef FP_POOL_IMPL_H
 #define FP_POOL_IMPL_H
@@ -93,7 +94,7 @@ struct fp_group {
 	uint64_t duration_counts[FP_DURATION_BUCKETS];
 	uint64_t duration_sum_us;
 	/*
-	 * dispatch.c: a run of answers as results, handed to a call whole
+	 * answers.c: a run of answers as results, handed to a call whole
 	 * (FP_ANSWERS_MAX of them; made at the first run, kept).
 	 */
 	struct fp_result *answers;
