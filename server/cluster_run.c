@@ -29,16 +29,17 @@
 /*
  * KEYS: job, chunk, work. ARGV: K, now, the entry's id, this node's name.
  * nil: the job is gone; {'landed'}: ran before; else state, task,
- * timeout_ms, retries, retry_on, the items, and how many nodes read the
+ * timeout_ms, retries, retry_on, the items, how many nodes read the
  * chunk to run it, one after the other (f:K, counted here when r:K, the
- * last reader, is another node: its attempt). Not the entry's delivery
+ * last reader, is another node: its attempt), and the map's chunksize
+ * (items a worker is handed at a time; 0: the pool's). Not the entry's delivery
  * count: an entry whose XREADGROUP answer was lost with the connection is
  * delivered again without having run anywhere; and a node reading again a
  * chunk whose first answer it lost (Redis went away) is not a new attempt.
  */
 static const char fetch_script[] =
 	"local h = redis.call('HMGET', KEYS[1], 'task', 'timeout_ms', 'retries', 'retry_on',"
-	" 'state', 'c:' .. ARGV[1], 'cancel')\n"
+	" 'state', 'c:' .. ARGV[1], 'cancel', 'chunksize')\n"
 	"if not h[1] then return false end\n"
 	"if h[6] then return {'landed'} end\n"
 	"if h[7] then h[5] = 'cancelled'\n"
@@ -54,7 +55,8 @@ static const char fetch_script[] =
 	"    d = tonumber(redis.call('HGET', KEYS[1], 'f:' .. ARGV[1]) or '1')\n"
 	"  end\n"
 	"end\n"
-	"return {h[5], h[1], h[2] or '-1', h[3] or '0', h[4] or '0', body or '', tostring(d)}\n";
+	"return {h[5], h[1], h[2] or '-1', h[3] or '0', h[4] or '0', body or '', tostring(d),"
+	" h[8] or '0'}\n";
 
 /*
  * KEYS: job, results, work, chunk. ARGV: K, ok, failed, lines, entry id,
@@ -275,6 +277,7 @@ static void start(struct cj_run *run, redisReply *const *f)
 	co.timeout_ms = elem_i64(f[2], -1);
 	co.retries = (unsigned)elem_i64(f[3], 0);
 	co.retry_on = (unsigned)elem_i64(f[4], 0);
+	co.chunksize = (size_t)elem_i64(f[7], 0);
 	/*
 	 * Read to run before: the node that had it stopped refreshing it
 	 * (killed, cut off) and its items may have been running there, as a
@@ -344,7 +347,7 @@ static void fetch_cb(fp_redis *r, int status, redisReply *reply, void *data)
 		run_end(run);
 		return;
 	}
-	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 7) {
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 8) {
 		run_end(run);
 		return;
 	}
