@@ -28,7 +28,7 @@ struct fp_worker;
 #define FP_BATCH_MAX 16
 #define FP_BATCH_QUICK_US 200u
 /*
- * Answers a RESULTS frame hands to a call at once (dispatch.c): a chunk of
+ * Answers a RESULTS frame hands to a call at once (answers.c): a chunk of
  * Python's usual size in one callback, and a bounded array to make them in.
  */
 #define FP_ANSWERS_MAX 1024

@@ -57,6 +57,24 @@ static int opt_uint(json_t *line, const char *name, uint64_t *out)
 	return 0;
 }
 
+/* The answer line to call `id`, from the store's reply to its `op`. */
+static json_t *reply(uint64_t id, fp_kv_op op, const struct fp_kv_reply *r)
+{
+	if (r->err)
+		return failed(id, r->err, fp_kv_strerror(r->err));
+	switch (op) {
+	case FP_KV_GET:
+		return done(id, stored(r->value, r->value_len));
+	case FP_KV_INCR:
+		return done(id, json_integer((json_int_t)r->number));
+	case FP_KV_CAS:
+		return done(id, json_pack("{sbso}", "swapped", r->swapped, "value",
+					  stored(r->value, r->value_len)));
+	default:
+		return done(id, NULL);
+	}
+}
+
 json_t *fp__exec_call(struct fp_worker_kv *kv, struct fp_worker_shm *shm, uint64_t id,
 		      json_t *line)
 {
@@ -68,7 +86,6 @@ json_t *fp__exec_call(struct fp_worker_kv *kv, struct fp_worker_shm *shm, uint64
 	char msg[160], *vtext = NULL, *etext = NULL;
 	const char *lmsg = NULL;
 	uint64_t ms = 0;
-	json_t *out;
 	int err;
 
 	if (!op)
@@ -130,21 +147,5 @@ json_t *fp__exec_call(struct fp_worker_kv *kv, struct fp_worker_shm *shm, uint64
 	free(etext);
 	if (err)
 		return NULL;
-	if (r.err)
-		return failed(id, r.err, fp_kv_strerror(r.err));
-	switch (req.op) {
-	case FP_KV_GET:
-		out = done(id, stored(r.value, r.value_len));
-		break;
-	case FP_KV_INCR:
-		out = done(id, json_integer((json_int_t)r.number));
-		break;
-	case FP_KV_CAS:
-		out = done(id, json_pack("{sbso}", "swapped", r.swapped, "value",
-					 stored(r.value, r.value_len)));
-		break;
-	default:
-		out = done(id, NULL);
-	}
-	return out;
+	return reply(id, req.op, &r);
 }

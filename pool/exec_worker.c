@@ -617,6 +617,98 @@ static char *error_payload(json_t *err, json_t *tb, size_t max, size_t *len)
 }
 
 /*
+ * The program's next line for task `id`, as a JSON object (its text quoted
+ * into q for messages); a line that is none, or for another id, fails the
+ * item and ends the worker.
+ */
+static json_t *answer_line(struct shim *s, uint64_t id, const char *task, char *q, size_t qlen)
+{
+	char *line;
+	json_t *j, *jid;
+	size_t len;
+	int rc;
+
+	rc = next_line(s, 0, &line, &len);
+	if (rc == 0)
+		program_gone(s, "");
+	if (rc == -E2BIG)
+		program_failed(s, FP_ITEM_TOO_LARGE, "worker program (pid %d) wrote a line "
+			       "over the %zu-byte limit", (int)s->prog, s->max_line);
+	quote_line(line, len, q, qlen);
+	j = json_loadb(line, len, JSON_ALLOW_NUL, NULL);
+	if (!j || !json_is_object(j))
+		program_failed(s, FP_ITEM_BAD_OUTPUT, "worker program (pid %d) wrote a "
+			       "line that is not %s: %s", (int)s->prog,
+			       j ? "a JSON object" : "JSON", q);
+	jid = json_object_get(j, "id");
+	if (!json_is_integer(jid) || (uint64_t)json_integer_value(jid) != id)
+		program_failed(s, FP_ITEM_BAD_OUTPUT, "worker program (pid %d) answered "
+			       "with the wrong id (task %s has id %llu): %s", (int)s->prog,
+			       task, (unsigned long long)id, q);
+	return j;
+}
+
+/* A call during task `id` (shared values, locks, cancelled): answered on the program's stdin. */
+static void relay_call(struct shim *s, uint64_t id, json_t *j)
+{
+	json_t *ans = fp__exec_call(&s->kv, s->a->shm, id, j);
+	struct iovec iov[2];
+	char *text;
+
+	text = ans ? json_dumps(ans, JSON_COMPACT) : NULL;
+	json_decref(ans);
+	if (!text)
+		program_failed(s, FP_ITEM_CRASH, "out of memory");
+	iov[0] = (struct iovec){ text, strlen(text) };
+	iov[1] = (struct iovec){ "\n", 1 };
+	write_program(s, iov, 2);
+	free(text);
+}
+
+/* An output of task `id`: an EMIT frame now for a stream, else gathered into its value. */
+static void relay_emit(struct shim *s, uint64_t id, const char *task, json_t *v, bool stream)
+{
+	char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+
+	if (!text)
+		program_failed(s, FP_ITEM_CRASH, "out of memory");
+	if (stream && strlen(text) > s->a->max_payload)
+		program_failed(s, FP_ITEM_TOO_LARGE, "worker program (pid %d): an "
+			       "output of task %s is over the %zu-byte limit",
+			       (int)s->prog, task, s->a->max_payload);
+	if (!stream && s->gen_len + strlen(text) + 2 > s->a->max_payload)
+		program_failed(s, FP_ITEM_TOO_LARGE, "worker program (pid %d): the "
+			       "outputs of task %s are over the %zu-byte limit",
+			       (int)s->prog, task, s->a->max_payload);
+	/* May block while the master does not read us: back-pressure. */
+	if (stream)
+		send_frame(s, FP_FRAME_EMIT, id, 0, 0, text, strlen(text));
+	else
+		gen_add(s, text, strlen(text));
+	free(text);
+}
+
+/* A `value` line: the item's RESULT, or an ERROR when it is over the payload limit. */
+static bool relay_value(struct shim *s, uint64_t id, bool retire, json_t *v)
+{
+	char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+	bool out;
+
+	if (!text)
+		program_failed(s, FP_ITEM_CRASH, "out of memory");
+	if (strlen(text) > s->a->max_payload) {
+		char msg[128];
+		int n = snprintf(msg, sizeof(msg), "result of %zu bytes is over the "
+				 "%zu-byte limit", strlen(text), s->a->max_payload);
+		out = answer(s, FP_FRAME_ERROR, id, FP_ITEM_TOO_LARGE, retire, msg, (size_t)n);
+	} else {
+		out = answer(s, FP_FRAME_RESULT, id, 0, retire, text, strlen(text));
+	}
+	free(text);
+	return out;
+}
+
+/*
  * Relay the program's answer to task `id`; true when the worker retires.
  * For a pipeline stage (`stream`, the TASK's FP_FRAME_STREAM) each emit
  * goes out as an EMIT frame at once and the end as a NOVALUE RESULT, as
@@ -626,105 +718,48 @@ static char *error_payload(json_t *err, json_t *tb, size_t max, size_t *len)
 static bool relay_answer(struct shim *s, uint64_t id, const char *task, bool retire,
 			 bool stream)
 {
-	bool out;
-	char q[QUOTE_BYTES + 16], *line, *text;
-	json_t *j, *jid, *v;
+	char q[QUOTE_BYTES + 16], *text;
+	json_t *j, *v;
 	size_t len;
-	int rc;
+	bool out;
 
 	s->gen_len = 0;
 	s->gen_count = 0;
 	for (;;) {
-		rc = next_line(s, 0, &line, &len);
-		if (rc == 0)
-			program_gone(s, "");
-		if (rc == -E2BIG)
-			program_failed(s, FP_ITEM_TOO_LARGE, "worker program (pid %d) wrote a line "
-				       "over the %zu-byte limit", (int)s->prog, s->max_line);
-		quote_line(line, len, q, sizeof(q));
-		j = json_loadb(line, len, JSON_ALLOW_NUL, NULL);
-		if (!j || !json_is_object(j))
-			program_failed(s, FP_ITEM_BAD_OUTPUT, "worker program (pid %d) wrote a "
-				       "line that is not %s: %s", (int)s->prog,
-				       j ? "a JSON object" : "JSON", q);
-		jid = json_object_get(j, "id");
-		if (!json_is_integer(jid) || (uint64_t)json_integer_value(jid) != id)
-			program_failed(s, FP_ITEM_BAD_OUTPUT, "worker program (pid %d) answered "
-				       "with the wrong id (task %s has id %llu): %s", (int)s->prog,
-				       task, (unsigned long long)id, q);
-		if (json_object_get(j, "call")) {
-			/* A call during the task: answer it on stdin, then read on. */
-			json_t *ans = fp__exec_call(&s->kv, s->a->shm, id, j);
-			struct iovec iov[2];
-
-			text = ans ? json_dumps(ans, JSON_COMPACT) : NULL;
-			json_decref(ans);
-			if (!text)
-				program_failed(s, FP_ITEM_CRASH, "out of memory");
-			iov[0] = (struct iovec){ text, strlen(text) };
-			iov[1] = (struct iovec){ "\n", 1 };
-			write_program(s, iov, 2);
-			free(text);
-			json_decref(j);
-			continue;
-		}
-		if ((v = json_object_get(j, "value"))) {
-			text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-			if (!text)
-				program_failed(s, FP_ITEM_CRASH, "out of memory");
-			if (strlen(text) > s->a->max_payload) {
-				char msg[128];
-				int n = snprintf(msg, sizeof(msg), "result of %zu bytes is over the "
-						 "%zu-byte limit", strlen(text), s->a->max_payload);
-				out = answer(s, FP_FRAME_ERROR, id, FP_ITEM_TOO_LARGE, retire,
-					     msg, (size_t)n);
-			} else {
-				out = answer(s, FP_FRAME_RESULT, id, 0, retire, text, strlen(text));
-			}
-			free(text);
-		} else if ((v = json_object_get(j, "error"))) {
-			text = error_payload(v, json_object_get(j, "traceback"),
-					     s->a->max_payload, &len);
-			if (!text)
-				program_failed(s, FP_ITEM_CRASH, "out of memory");
-			out = answer(s, FP_FRAME_ERROR, id, FP_ITEM_TASK_ERROR, retire, text, len);
-			free(text);
-		} else if ((v = json_object_get(j, "emit"))) {
-			text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-			if (!text)
-				program_failed(s, FP_ITEM_CRASH, "out of memory");
-			if (stream && strlen(text) > s->a->max_payload)
-				program_failed(s, FP_ITEM_TOO_LARGE, "worker program (pid %d): an "
-					       "output of task %s is over the %zu-byte limit",
-					       (int)s->prog, task, s->a->max_payload);
-			if (!stream && s->gen_len + strlen(text) + 2 > s->a->max_payload)
-				program_failed(s, FP_ITEM_TOO_LARGE, "worker program (pid %d): the "
-					       "outputs of task %s are over the %zu-byte limit",
-					       (int)s->prog, task, s->a->max_payload);
-			/* May block while the master does not read us: back-pressure. */
-			if (stream)
-				send_frame(s, FP_FRAME_EMIT, id, 0, 0, text, strlen(text));
-			else
-				gen_add(s, text, strlen(text));
-			free(text);
-			json_decref(j);
-			continue;
-		} else if (json_is_true(json_object_get(j, "end"))) {
-			if (stream) {
-				out = answer(s, FP_FRAME_RESULT, id, FP_FRAME_NOVALUE, retire, "", 0);
-			} else {
-				if (!s->gen_count)
-					gen_add(s, "", 0);
-				s->gen[s->gen_len++] = ']';
-				out = answer(s, FP_FRAME_RESULT, id, 0, retire, s->gen, s->gen_len);
-			}
-		} else {
-			program_failed(s, FP_ITEM_BAD_OUTPUT, "worker program (pid %d) wrote a line "
-				       "with none of value, error, emit, end: %s", (int)s->prog, q);
-		}
+		j = answer_line(s, id, task, q, sizeof(q));
+		/* The same precedence as ever: call, value, error, emit, end. */
+		if (json_object_get(j, "call"))
+			relay_call(s, id, j);
+		else if (!json_object_get(j, "value") && !json_object_get(j, "error") &&
+			 (v = json_object_get(j, "emit")))
+			relay_emit(s, id, task, v, stream);
+		else
+			break;
 		json_decref(j);
-		return out;
 	}
+	if ((v = json_object_get(j, "value"))) {
+		out = relay_value(s, id, retire, v);
+	} else if ((v = json_object_get(j, "error"))) {
+		text = error_payload(v, json_object_get(j, "traceback"), s->a->max_payload, &len);
+		if (!text)
+			program_failed(s, FP_ITEM_CRASH, "out of memory");
+		out = answer(s, FP_FRAME_ERROR, id, FP_ITEM_TASK_ERROR, retire, text, len);
+		free(text);
+	} else if (json_is_true(json_object_get(j, "end"))) {
+		if (stream) {
+			out = answer(s, FP_FRAME_RESULT, id, FP_FRAME_NOVALUE, retire, "", 0);
+		} else {
+			if (!s->gen_count)
+				gen_add(s, "", 0);
+			s->gen[s->gen_len++] = ']';
+			out = answer(s, FP_FRAME_RESULT, id, 0, retire, s->gen, s->gen_len);
+		}
+	} else {
+		program_failed(s, FP_ITEM_BAD_OUTPUT, "worker program (pid %d) wrote a line "
+			       "with none of value, error, emit, end: %s", (int)s->prog, q);
+	}
+	json_decref(j);
+	return out;
 }
 
 /* One TASK frame: write its line, relay its answer. Returns true when retiring. */

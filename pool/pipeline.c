@@ -419,6 +419,32 @@ static int inputs_queue(fp_pool *p, struct fp_pipe *pipe, const struct fp_buf *i
 	return err;
 }
 
+/* What the options ask of a new pipeline beyond its stages: label, order, input ends. */
+static int pipe_options(struct fp_pipe *pipe, const fp_pipeline_options *opts, size_t n,
+			size_t nstages)
+{
+	if (opts->label && !(pipe->label = strdup(opts->label)))
+		return -ENOMEM;
+	/* Results in input order only mean something without a reduce. */
+	if (opts->ordered && !pipe->reduce) {
+		int err = fp__order_new(pipe, n, nstages > 1 ? pipe->stages[1].buffer
+							     : FP_PIPELINE_BUFFER_DEFAULT);
+		if (err)
+			return err;
+	}
+	/* Without a reduce only: with one, values belong to no input. */
+	if (opts->on_input_done && !pipe->reduce) {
+		pipe->on_input_done = opts->on_input_done;
+		if (!pipe->order && !(pipe->input_live = fp_mem_alloc((n ? n : 1) *
+								     sizeof(uint32_t))))
+			return -ENOMEM;
+		/* Its stage-0 item each. */
+		for (size_t i = 0; pipe->input_live && i < n; i++)
+			pipe->input_live[i] = 1;
+	}
+	return 0;
+}
+
 static int pipeline_submit(fp_pool *p, const fp_stage *stages, size_t nstages,
 			   const struct fp_buf *items, size_t n,
 			   const fp_pipeline_options *opts, fp_item_cb on_item,
@@ -456,30 +482,9 @@ static int pipeline_submit(fp_pool *p, const fp_stage *stages, size_t nstages,
 	pipe->on_done = on_done;
 	pipe->data = data;
 	pipe->start = (struct fp_start_note){ .cb = opts->on_start, .data = data, .id = pipe->id };
-	if (opts->label && !(pipe->label = strdup(opts->label))) {
-		err = -ENOMEM;
-		goto err_free;
-	}
-	/* Results in input order only mean something without a reduce. */
-	if (opts->ordered && !pipe->reduce) {
-		err = fp__order_new(pipe, n, nstages > 1 ? pipe->stages[1].buffer
-							 : FP_PIPELINE_BUFFER_DEFAULT);
-		if (err)
-			goto err_free;
-	}
-	/* Without a reduce only: with one, values belong to no input. */
-	if (opts->on_input_done && !pipe->reduce) {
-		pipe->on_input_done = opts->on_input_done;
-		if (!pipe->order && !(pipe->input_live = fp_mem_alloc((n ? n : 1) *
-								     sizeof(uint32_t)))) {
-			err = -ENOMEM;
-			goto err_free;
-		}
-		/* Its stage-0 item each. */
-		for (size_t i = 0; pipe->input_live && i < n; i++)
-			pipe->input_live[i] = 1;
-	}
-	err = inputs_init(p, pipe, items, n, borrow);
+	err = pipe_options(pipe, opts, n, nstages);
+	if (!err)
+		err = inputs_init(p, pipe, items, n, borrow);
 	if (err)
 		goto err_free;
 

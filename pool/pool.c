@@ -1,6 +1,7 @@
 /*
  * The embedding API: options, the pool's life, calls, blocking forms,
- * statistics. The machinery is in dispatch.c and worker.c.
+ * statistics. The groups are group.c's, the machinery dispatch.c's,
+ * answers.c's and worker.c's.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -34,139 +35,6 @@ void fp_options_init(fp_options *o)
 	o->log_level = FP_LOG_WARN;
 }
 
-static void calls_free_all(struct fp_group *g);
-
-static int slots_new(struct fp_group *g)
-{
-	g->slots = calloc(g->opts.workers, sizeof(*g->slots));
-	if (!g->slots)
-		return -ENOMEM;
-	for (unsigned i = 0; i < g->opts.workers; i++) {
-		g->slots[i].group = g;
-		g->slots[i].index = i;
-		g->slots[i].respawn.data = &g->slots[i];
-	}
-	return 0;
-}
-
-static int spawn_all(struct fp_group *g)
-{
-	int err = 0;
-
-	for (unsigned i = 0; !err && i < g->opts.workers; i++)
-		err = fp__spawn(g, i);
-	return err;
-}
-
-/*
- * Exec pool names are task prefixes: no two alike, and none may hide a C
- * task whose name starts with it and a dot.
- */
-static int exec_check(fp_pool *p, char *msg, size_t len)
-{
-	const fp_exec_options *x = p->opts.exec;
-	size_t i, j, n;
-
-	for (i = 0; i < FP_EXEC_MAX && x[i].name; i++) {
-		n = strlen(x[i].name);
-		for (j = 0; j < i; j++) {
-			if (!strcmp(x[i].name, x[j].name)) {
-				snprintf(msg, len, "two exec pools are named '%s'", x[i].name);
-				return -EINVAL;
-			}
-		}
-		for (j = 0; j < p->reg.ntasks; j++) {
-			const char *t = p->reg.tasks[j].name;
-
-			if (!strncmp(t, x[i].name, n) && t[n] == '.') {
-				snprintf(msg, len, "exec pool '%s' would hide task '%s' of module %s",
-					 x[i].name, t, p->reg.modules[p->reg.tasks[j].module].name);
-				return -EINVAL;
-			}
-		}
-	}
-	return 0;
-}
-
-static void group_free(struct fp_group *g)
-{
-	if (!g)
-		return;
-	for (unsigned i = 0; g->slots && i < g->opts.workers; i++)
-		fp_timer_stop(&g->slots[i].respawn);
-	fp_timer_stop(&g->defer);
-	fp_timer_stop(&g->resume);
-	calls_free_all(g);
-	fp__queue_deinit(&g->queue);
-	fp__queue_deinit(&g->failing);
-	fp__exec_free(g->exec);
-	free(g->task_us);
-	free(g->answers);
-	free(g->slots);
-	free(g);
-}
-
-/*
- * Group p->groups[p->ngroups], with p's options (modules and exec programs
- * aside: those are the pool's) and `workers` slots; an exec group's program
- * and limits are its caller's to set before its workers start. At most
- * FP_EXEC_MAX + 1 of them: fp_options has room for no more exec programs.
- */
-static struct fp_group *group_new(fp_pool *p, unsigned workers)
-{
-	struct fp_group *g = calloc(1, sizeof(*g));
-
-	if (!g)
-		return NULL;
-	g->pool = p;
-	g->index = p->ngroups;
-	g->loop = p->loop;
-	g->opts = p->opts;
-	memset(g->opts.exec, 0, sizeof(g->opts.exec));
-	memset(g->opts.modules, 0, sizeof(g->opts.modules));
-	if (workers)
-		g->opts.workers = workers;
-	g->log = p->log;
-	g->rng = g->index ? p->rng ^ (uintptr_t)g : p->rng;
-	if (!g->rng)
-		g->rng = 1;
-	g->next_frame_id = 1;
-	g->defer.data = g;
-	g->resume.data = g;
-	if (slots_new(g) < 0) {
-		free(g);
-		return NULL;
-	}
-	p->groups[p->ngroups++] = g;
-	return g;
-}
-
-/*
- * An exec group: its own slots, queue, calls and workers on the pool's
- * loop, with the pool's options but for its workers and the limits it sets
- * itself. Made before the zygote, which clones its workers too and so must
- * hold it; its loop is the pool's once that is attached (loop_attach()),
- * its workers are started later, with group 0's.
- */
-static int exec_group_new(fp_pool *p, const fp_exec_options *xo, char *msg, size_t len)
-{
-	struct fp_group *g = group_new(p, xo->workers);
-	int err;
-
-	if (!g)
-		return -ENOMEM;
-	err = fp__exec_new(&g->exec, xo, msg, len);
-	if (!err)
-		err = fp__exec_limits(xo, &g->opts, msg, len);
-	if (err) {
-		p->groups[--p->ngroups] = NULL;
-		group_free(g);
-		return err;
-	}
-	g->log.prefix = g->exec->prefix;
-	return 0;
-}
-
 /* A pool with its options' defaults, nothing acquired yet but itself. */
 static fp_pool *pool_alloc(const fp_options *opts)
 {
@@ -193,7 +61,7 @@ static fp_pool *pool_alloc(const fp_options *opts)
 	if (!p->opts.max_payload)
 		p->opts.max_payload = DEFAULT_MAX_PAYLOAD;
 	/* Group 0: the C modules' workers. */
-	if (!group_new(p, 0)) {
+	if (!fp__group_new(p, 0)) {
 		free(p);
 		return NULL;
 	}
@@ -264,37 +132,6 @@ static int loop_attach(fp_pool *p, fp_loop *loop, char *errbuf, size_t errlen)
 	return 0;
 }
 
-/* Log msg, else err's name, as the pool's failure, and give it to errbuf. */
-static int fail_with(fp_pool *p, int err, const char *msg, char *errbuf, size_t errlen)
-{
-	if (msg[0])
-		fp_log_error(&p->log, "%s", msg);
-	return fp_errbuf_printf(errbuf, errlen, err, "%s", msg[0] ? msg : fp_strerror(err));
-}
-
-/*
- * The exec groups (checked first: exec_check()), before the zygote that
- * clones their workers. On failure the caller frees them (exec_groups_free()).
- */
-static int exec_groups_new(fp_pool *p, const fp_options *opts, char *errbuf, size_t errlen)
-{
-	char msg[512] = "";
-	int err;
-
-	err = exec_check(p, msg, sizeof(msg));
-	for (unsigned i = 0; !err && i < FP_EXEC_MAX && opts->exec[i].name; i++)
-		err = exec_group_new(p, &opts->exec[i], msg, sizeof(msg));
-	if (err)
-		return fail_with(p, err, msg, errbuf, errlen);
-	return 0;
-}
-
-static void exec_groups_free(fp_pool *p)
-{
-	while (p->ngroups > 1)
-		group_free(p->groups[--p->ngroups]);
-}
-
 /* Every group's workers. On failure the caller frees p. */
 static int workers_start(fp_pool *p, const fp_options *opts, char *errbuf, size_t errlen)
 {
@@ -314,7 +151,7 @@ static int workers_start(fp_pool *p, const fp_options *opts, char *errbuf, size_
 			    c->opts.max_rss_bytes >> 10, (unsigned long long)c->opts.timeout_ms);
 	}
 	FP_FOR_GROUPS(c, p, i)
-		if ((err = spawn_all(c)))
+		if ((err = fp__group_spawn_all(c)))
 			break;
 	if (err)
 		return fp_errbuf_printf(errbuf, errlen, err, "cannot fork a worker: %s",
@@ -341,7 +178,7 @@ int fp_pool_new(fp_pool **out, fp_loop *loop, const fp_options *opts,
 	err = modules_load(p, opts, errbuf, errlen);
 	if (err)
 		goto err_modules;
-	err = exec_groups_new(p, opts, errbuf, errlen);
+	err = fp__exec_groups_new(p, opts, errbuf, errlen);
 	if (err)
 		goto err_groups;
 
@@ -384,11 +221,11 @@ err_loop:
 		fp_loop_free(p->loop);
 err_groups:
 	fp__zygote_free_all(p);
-	exec_groups_free(p);
+	fp__exec_groups_free(p);
 err_modules:
 	modules_free(p);
 err_free:
-	group_free(p->groups[0]);
+	fp__group_free(p->groups[0]);
 	free(p);
 	return err;
 }
@@ -396,16 +233,6 @@ err_free:
 fp_loop *fp_pool_loop(fp_pool *p)
 {
 	return p->loop;
-}
-
-static void calls_free_all(struct fp_group *g)
-{
-	while (g->calls) {
-		struct fp_call *c = g->calls;
-		g->calls = c->next;
-		fp__start_tell(g->pool, &c->start, true);
-		fp__call_free(c);
-	}
 }
 
 void fp_pool_free(fp_pool *p)
@@ -416,7 +243,7 @@ void fp_pool_free(fp_pool *p)
 		return;
 	if (p->state != FP_POOL_STOPPED)
 		fp_pool_shutdown(p, 0);
-	exec_groups_free(p);
+	fp__exec_groups_free(p);
 	free(p->task_list);
 	free(p->task_names);
 	fp__kv_free(p->kv);
@@ -428,9 +255,9 @@ void fp_pool_free(fp_pool *p)
 	fp_signal_stop(&p->sigchld);
 	/* Nothing is left after a shutdown; this only settles a failed fp_pool_new. */
 	fp__zygote_free_all(p);
-	calls_free_all(p->groups[0]);
+	fp__group_calls_free(p->groups[0]);
 	fp__pipes_free_all(p);
-	group_free(p->groups[0]);
+	fp__group_free(p->groups[0]);
 	fp_registry_deinit(&p->reg);
 	if (p->own_loop)
 		fp_loop_free(p->loop);
@@ -448,17 +275,6 @@ int fp_pool_run(fp_pool *p)
 void fp_pool_stop(fp_pool *p)
 {
 	fp_loop_stop(p->loop);
-}
-
-bool fp__groups_have_workers(fp_pool *p)
-{
-	struct fp_group *g;
-	unsigned i;
-
-	FP_FOR_GROUPS(g, p, i)
-		if (g->workers)
-			return true;
-	return false;
 }
 
 static void shutdown_deadline_cb(fp_timer *t)
@@ -610,34 +426,6 @@ void fp__start_tell(fp_pool *root, struct fp_start_note *sn, bool forget)
 	sn->queued = false;
 	if (!forget)
 		sn->cb(root, sn->id, sn->data);
-}
-
-size_t fp__default_chunksize(const struct fp_group *g, size_t n)
-{
-	/* As Python's Pool.map: about four chunks per worker. */
-	size_t per = (size_t)g->opts.workers * 4;
-	size_t k = n / per + (n % per ? 1 : 0);
-
-	return k ? k : 1;
-}
-
-/*
- * Task names are what users type: an exec group's are NAME.task, and
- * exec_check() made sure no C task begins with an exec group's NAME and a
- * dot, so the name alone says which group serves it, before any of that
- * group's workers announced its tasks.
- */
-struct fp_group *fp__group_of(fp_pool *p, const char *task)
-{
-	const char *dot = strchr(task, '.');
-
-	for (unsigned i = 1; dot && i < p->ngroups; i++) {
-		struct fp_exec *x = p->groups[i]->exec;
-
-		if (x->name_len == (size_t)(dot - task) && !memcmp(task, x->name, x->name_len))
-			return p->groups[i];
-	}
-	return p->groups[0];
 }
 
 static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,

@@ -1,8 +1,9 @@
 /*
- * The pool's insides: struct fp_pool and its worker groups (struct
- * fp_group), shared by pool.c (the API), dispatch.c (queue, chunks,
- * answers) and worker.c (fork, reap, replace), and the calls between them. How items travel (queue entries, chunks, segments)
- * is queue.h's first comment.
+ * The pool's insides: struct fp_pool (its worker groups are group.h's),
+ * shared by pool.c (the API), dispatch.c and answers.c (chunks out,
+ * answers in) and worker.c (fork, reap, replace), and the calls between
+ * them. How items travel (queue entries, chunks, segments) is
+ * queue.h's first comment.
  */
 #ifndef FP_POOL_IMPL_H
 #define FP_POOL_IMPL_H
@@ -16,6 +17,7 @@
 #include "exec.h"
 #include "forkpool.h"
 #include "frame.h"
+#include "group.h"
 #include "limit.h"
 #include "log.h"
 #include "forkpool/loop.h"
@@ -23,81 +25,6 @@
 #include "queue.h"
 #include "worker.h"
 #include "zygote.h"
-
-enum fp_pool_state {
-	FP_POOL_RUNNING,
-	FP_POOL_STOPPING,          /* shutdown: no dispatch, waiting for exits */
-	FP_POOL_STOPPED,
-};
-
-/*
- * A worker group: workers of one kind that share a queue and limits. The
- * pool's groups[0] runs the C modules' tasks; groups[k] (k >= 1) one exec
- * program's (NAME.task), made with the pool and living as long. A group has
- * its own workers, slots, queue, calls, limits and counters; the loop,
- * SIGCHLD watcher, zygote, registry, call ids and pipelines are the pool's.
- * Which group serves a task is fp__group_of().
- */
-struct fp_group {
-	fp_pool *pool;
-	unsigned index;            /* in pool->groups; the zygote is told it */
-	struct fp_exec *exec;      /* an exec group's program; NULL for group 0 */
-	fp_loop *loop;             /* the pool's, once attached */
-	/* The pool's options, with the group's own workers and limits. */
-	fp_options opts;
-	struct fp_logger log;      /* the pool's; an exec group's lines name it */
-	enum fp_pool_state state;
-	uint64_t rng;
-
-	struct fp_worker *workers;
-	unsigned nworkers;
-	uint64_t start_ns_avg;     /* spawn to READY, recent workers */
-	struct fp_slot *slots;     /* opts.workers of them */
-
-	struct fp_queue queue;
-	struct fp_call *calls;
-	/*
-	 * Per registry task (by index), how long its items ran lately in µs,
-	 * as the workers measured: up at once on a slow run, down by half the
-	 * gap on a quick one (a fresh worker's first runs are slow: cold caches,
-	 * lazy binding). Reset when the registry is reloaded
-	 * (pool->reg_gen moves on); calls of an older registry are never joined.
-	 */
-	uint32_t *task_us;
-	size_t ntask_us;
-	uint64_t task_us_gen;
-	uint64_t next_frame_id;
-
-	/*
-	 * Items that end without running (cancelled while queued, too large,
-	 * the pool shutting down), and calls with no items: delivered from the
-	 * loop, never from inside the API call that decided their fate.
-	 */
-	struct fp_queue failing;
-	fp_timer defer;
-
-	unsigned npaused;          /* workers whose reading is paused */
-	fp_timer resume;           /* look at paused workers again */
-
-	/* Totals for fp_pool_stats(). */
-	uint64_t done, failed, crashes, timeouts, recycles, ncancelled;
-	uint64_t init_failures;
-	unsigned start_failures;   /* consecutive, across slots */
-	/*
-	 * Start-up keeps failing and no worker is ready (FP_UNHEALTHY_AFTER):
-	 * calls are refused and queued items fail with start_error, the last
-	 * failure and the worker's last output, until a worker says READY.
-	 */
-	bool unavailable;
-	char start_error[FP_START_OUTPUT_MAX + 512];
-	uint64_t duration_counts[FP_DURATION_BUCKETS];
-	uint64_t duration_sum_us;
-	/*
-	 * dispatch.c: a run of answers as results, handed to a call whole
-	 * (FP_ANSWERS_MAX of them; made at the first run, kept).
-	 */
-	struct fp_result *answers;
-};
 
 struct fp_pool {
 	/* groups[0] the C modules' workers, then one per exec program. */
@@ -180,19 +107,5 @@ void fp__call_free(struct fp_call *call);
 void fp__start_note(fp_pool *p, struct fp_start_note *sn);
 /* Tell it now, if it is still to be told; with `forget`, only drop it. */
 void fp__start_tell(fp_pool *p, struct fp_start_note *sn, bool forget);
-/* True while any group of p's has a worker struct. */
-bool fp__groups_have_workers(fp_pool *p);
-
-/* Each group `g` of pool `p`, group 0 (the C modules) first; `i` its index. */
-#define FP_FOR_GROUPS(g, p, i) \
-	for ((i) = 0; (i) < (p)->ngroups && ((g) = (p)->groups[(i)]); (i)++)
-
-/*
- * pool.c: the group that serves `task`: the exec group whose name it
- * begins with as NAME.task, else group 0 (whose registry may not know it).
- */
-struct fp_group *fp__group_of(fp_pool *p, const char *task);
-/* Defaults and limits shared with pipeline.c. */
-size_t fp__default_chunksize(const struct fp_group *g, size_t n);
 
 #endif

@@ -151,12 +151,12 @@ int fp__kv_serve(struct fp_worker *w, const struct fp_frame_header *h, const cha
 /* Write w's answer if one waits and the socket is free; true when it did. */
 bool fp__kv_reply_flush(struct fp_worker *w);
 
-/* dispatch.c: its socket */
+/* answers.c: its socket (fp__worker_write_cb: dispatch.c) */
 void fp__worker_read_cb(fp_io *io, ssize_t res, const char *buf);
 void fp__worker_write_cb(fp_io *io, ssize_t res, const char *buf);
 /* Let a paused worker's frames be read again (they are handled from the loop). */
 void fp__worker_resume(struct fp_worker *w);
-/* From the loop: resume p's paused workers that may go on, then dispatch p. */
+/* From the loop: resume g's paused workers that may go on, then dispatch g. */
 void fp__resume_later(struct fp_group *g);
 
 #endif

@@ -33,7 +33,7 @@ struct fp_worker_args;
 
 /*
  * A worker's life, one state at a time. worker.c moves it, through
- * fp__worker_set_life() (dispatch.c only between IDLE and BUSY):
+ * fp__worker_set_life() (dispatch.c and answers.c only between IDLE and BUSY):
  *
  *   STARTING --READY--> IDLE <--a chunk sent / all its answers in--> BUSY
  *   STANDBY   a successor started ahead of time (fp__spawn_standby()),
