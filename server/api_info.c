@@ -280,7 +280,6 @@ static void cluster_metrics(fp_api *api, struct sbuf *b)
 	}
 }
 
-/* Prometheus text exposition format, version 0.0.4. */
 /* Each concurrency limit: its max, items of its tasks running, and waiting in the queue. */
 static void limit_metrics(fp_api *api, struct sbuf *b)
 {
@@ -308,13 +307,125 @@ static void limit_metrics(fp_api *api, struct sbuf *b)
 	free(st);
 }
 
+/* The HTTP layer's counters: responses by code, connections, refusals, timeouts. */
+static void http_metrics(struct sbuf *b, const struct fp_http_stats *hs)
+{
+	int i;
+
+	metric_head(b, "forkpool_http_requests_total", "counter", "HTTP responses sent, by status code.");
+	for (i = 0; i < 500; i++)
+		if (hs->by_code[i])
+			sbuf_printf(b, "forkpool_http_requests_total{code=\"%d\"} %llu\n", i + 100,
+				    (unsigned long long)hs->by_code[i]);
+	metric_one(b, "forkpool_http_connections", "gauge", "Open client connections.",
+		   hs->open);
+	metric_one(b, "forkpool_http_connections_refused_total", "counter",
+		   "Connections closed at once for being over --max-connections, none idle.",
+		   hs->refused);
+	metric_one(b, "forkpool_http_connections_evicted_total", "counter",
+		   "Idle connections closed at a connection cap to admit another.",
+		   hs->evicted);
+	metric_one(b, "forkpool_http_connections_refused_per_ip_total", "counter",
+		   "Connections answered 429 for being over --max-connections-per-ip.",
+		   hs->refused_per_ip);
+	metric_one(b, "forkpool_http_request_timeouts_total", "counter",
+		   "Requests answered 408: the header or the body deadline passed.",
+		   hs->timed_out);
+}
+
+/* The job store: jobs by state, submissions, refusals, evictions, results and items. */
+static void jobs_metrics(fp_api *api, struct sbuf *b, const struct fp_jobs_stats *js)
+{
+	int i;
+
+	metric_head(b, "forkpool_jobs", "gauge", "Jobs kept, by state.");
+	for (i = FP_JOB_QUEUED; i <= FP_JOB_CANCELLED; i++)
+		sbuf_printf(b, "forkpool_jobs{state=\"%s\"} %llu\n", fp_job_state_name(i),
+			    (unsigned long long)js->by_state[i]);
+	metric_one(b, "forkpool_jobs_submitted_total", "counter", "Jobs accepted.",
+		   js->submitted);
+	metric_head(b, "forkpool_jobs_rejected_total", "counter",
+		    "Submissions refused: queue full (429), no room for results (507).");
+	sbuf_printf(b, "forkpool_jobs_rejected_total{reason=\"queue_full\"} %llu\n",
+		    (unsigned long long)js->rejected);
+	sbuf_printf(b, "forkpool_jobs_rejected_total{reason=\"memory\"} %llu\n",
+		    (unsigned long long)js->rejected_memory);
+	metric_head(b, "forkpool_idempotent_requests_total", "counter",
+		    "Submissions with an Idempotency-Key its job already held: replayed (200), "
+		    "conflict (409).");
+	sbuf_printf(b, "forkpool_idempotent_requests_total{outcome=\"replayed\"} %llu\n",
+		    (unsigned long long)api->idem_replayed);
+	sbuf_printf(b, "forkpool_idempotent_requests_total{outcome=\"conflict\"} %llu\n",
+		    (unsigned long long)api->idem_conflicts);
+	metric_head(b, "forkpool_jobs_evicted_total", "counter",
+		    "Jobs forgotten, by reason: ttl, max_jobs, memory, deleted.");
+	for (i = 0; i < FP_JOB_GONE_COUNT; i++)
+		sbuf_printf(b, "forkpool_jobs_evicted_total{reason=\"%s\"} %llu\n",
+			    fp_job_gone_name((enum fp_job_gone)i), (unsigned long long)js->forgotten[i]);
+	metric_one(b, "forkpool_results_bytes", "gauge",
+		   "Bytes of results held: records and text of every job kept or being read.",
+		   js->results_bytes);
+	metric_one(b, "forkpool_results_bytes_limit", "gauge",
+		   "--max-results-memory (0: no limit).",
+		   fp_jobs_get_options(api->jobs)->max_results_bytes);
+	metric_one(b, "forkpool_results_dropped_total", "counter",
+		   "Results not kept for --max-results-memory (their items failed too_large).",
+		   js->results_dropped);
+	metric_head(b, "forkpool_items_total", "counter", "Items finished, by outcome.");
+	sbuf_printf(b, "forkpool_items_total{state=\"ok\"} %llu\n", (unsigned long long)js->items_ok);
+	sbuf_printf(b, "forkpool_items_total{state=\"failed\"} %llu\n", (unsigned long long)js->items_failed);
+	metric_one(b, "forkpool_items_pending", "gauge", "Items submitted and not finished.",
+		   js->items_pending);
+}
+
+/* The pool's workers: how many, and why they were replaced. */
+static void worker_metrics(fp_api *api, struct sbuf *b, const struct fp_pool_stats *ps)
+{
+	metric_head(b, "forkpool_workers", "gauge", "Worker processes, and those able to take work.");
+	sbuf_printf(b, "forkpool_workers{kind=\"configured\"} %u\n", ps->workers);
+	sbuf_printf(b, "forkpool_workers{kind=\"alive\"} %u\n", ps->alive);
+	sbuf_printf(b, "forkpool_workers{kind=\"able\"} %u\n", ps->able);
+	metric_head(b, "forkpool_worker_restarts_total", "counter", "Workers replaced, by reason.");
+	sbuf_printf(b, "forkpool_worker_restarts_total{reason=\"recycled\"} %llu\n",
+		    (unsigned long long)ps->recycles);
+	sbuf_printf(b, "forkpool_worker_restarts_total{reason=\"crash\"} %llu\n",
+		    (unsigned long long)ps->crashes);
+	sbuf_printf(b, "forkpool_worker_restarts_total{reason=\"timeout\"} %llu\n",
+		    (unsigned long long)ps->timeouts);
+	sbuf_printf(b, "forkpool_worker_restarts_total{reason=\"start_failure\"} %llu\n",
+		    (unsigned long long)ps->init_failures);
+	sbuf_printf(b, "forkpool_worker_restarts_total{reason=\"reload\"} %llu\n",
+		    (unsigned long long)api->reload_restarts);
+}
+
+/* Task durations as a Prometheus histogram: buckets are cumulative, the last is +Inf. */
+static void duration_metrics(struct sbuf *b, const struct fp_pool_stats *ps)
+{
+	uint64_t cum = 0;
+	int i;
+
+	metric_head(b, "forkpool_task_duration_seconds", "histogram",
+		    "Time from handing an item to a worker to its answer.");
+	for (i = 0; i < FP_DURATION_BUCKETS; i++) {
+		cum += ps->duration_counts[i];
+		if (i == FP_DURATION_BUCKETS - 1)
+			sbuf_printf(b, "forkpool_task_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+				    (unsigned long long)cum);
+		else
+			sbuf_printf(b, "forkpool_task_duration_seconds_bucket{le=\"%g\"} %llu\n",
+				    fp_duration_bounds[i], (unsigned long long)cum);
+	}
+	sbuf_printf(b, "forkpool_task_duration_seconds_sum %.6f\n", ps->duration_sum_s);
+	sbuf_printf(b, "forkpool_task_duration_seconds_count %llu\n", (unsigned long long)cum);
+}
+
+/* Prometheus text exposition format, version 0.0.4; one step per layer, in the order scrapers saw. */
 void fp__api_metrics(fp_api *api, fp_http_request *req)
 {
 	struct fp_http_stats hs = { 0 };
 	struct fp_jobs_stats js;
 	struct fp_pool_stats ps;
 	struct sbuf b;
-	int i;
 
 	if (api->http)
 		fp_http_server_stats(api->http, &hs);
@@ -322,100 +433,16 @@ void fp__api_metrics(fp_api *api, fp_http_request *req)
 	fp_pool_stats(api->pool, &ps);
 	sbuf_init(&b);
 
-	metric_head(&b, "forkpool_http_requests_total", "counter", "HTTP responses sent, by status code.");
-	for (i = 0; i < 500; i++)
-		if (hs.by_code[i])
-			sbuf_printf(&b, "forkpool_http_requests_total{code=\"%d\"} %llu\n", i + 100,
-				    (unsigned long long)hs.by_code[i]);
-	metric_one(&b, "forkpool_http_connections", "gauge", "Open client connections.",
-		   hs.open);
-	metric_one(&b, "forkpool_http_connections_refused_total", "counter",
-		   "Connections closed at once for being over --max-connections, none idle.",
-		   hs.refused);
-	metric_one(&b, "forkpool_http_connections_evicted_total", "counter",
-		   "Idle connections closed at a connection cap to admit another.",
-		   hs.evicted);
-	metric_one(&b, "forkpool_http_connections_refused_per_ip_total", "counter",
-		   "Connections answered 429 for being over --max-connections-per-ip.",
-		   hs.refused_per_ip);
-	metric_one(&b, "forkpool_http_request_timeouts_total", "counter",
-		   "Requests answered 408: the header or the body deadline passed.",
-		   hs.timed_out);
-
-	metric_head(&b, "forkpool_jobs", "gauge", "Jobs kept, by state.");
-	for (i = FP_JOB_QUEUED; i <= FP_JOB_CANCELLED; i++)
-		sbuf_printf(&b, "forkpool_jobs{state=\"%s\"} %llu\n", fp_job_state_name(i),
-			    (unsigned long long)js.by_state[i]);
-	metric_one(&b, "forkpool_jobs_submitted_total", "counter", "Jobs accepted.",
-		   js.submitted);
-	metric_head(&b, "forkpool_jobs_rejected_total", "counter",
-		    "Submissions refused: queue full (429), no room for results (507).");
-	sbuf_printf(&b, "forkpool_jobs_rejected_total{reason=\"queue_full\"} %llu\n",
-		    (unsigned long long)js.rejected);
-	sbuf_printf(&b, "forkpool_jobs_rejected_total{reason=\"memory\"} %llu\n",
-		    (unsigned long long)js.rejected_memory);
-	metric_head(&b, "forkpool_idempotent_requests_total", "counter",
-		    "Submissions with an Idempotency-Key its job already held: replayed (200), "
-		    "conflict (409).");
-	sbuf_printf(&b, "forkpool_idempotent_requests_total{outcome=\"replayed\"} %llu\n",
-		    (unsigned long long)api->idem_replayed);
-	sbuf_printf(&b, "forkpool_idempotent_requests_total{outcome=\"conflict\"} %llu\n",
-		    (unsigned long long)api->idem_conflicts);
-	metric_head(&b, "forkpool_jobs_evicted_total", "counter",
-		    "Jobs forgotten, by reason: ttl, max_jobs, memory, deleted.");
-	for (i = 0; i < FP_JOB_GONE_COUNT; i++)
-		sbuf_printf(&b, "forkpool_jobs_evicted_total{reason=\"%s\"} %llu\n",
-			    fp_job_gone_name((enum fp_job_gone)i), (unsigned long long)js.forgotten[i]);
-	metric_one(&b, "forkpool_results_bytes", "gauge",
-		   "Bytes of results held: records and text of every job kept or being read.",
-		   js.results_bytes);
-	metric_one(&b, "forkpool_results_bytes_limit", "gauge",
-		   "--max-results-memory (0: no limit).",
-		   fp_jobs_get_options(api->jobs)->max_results_bytes);
-	metric_one(&b, "forkpool_results_dropped_total", "counter",
-		   "Results not kept for --max-results-memory (their items failed too_large).",
-		   js.results_dropped);
-	metric_head(&b, "forkpool_items_total", "counter", "Items finished, by outcome.");
-	sbuf_printf(&b, "forkpool_items_total{state=\"ok\"} %llu\n", (unsigned long long)js.items_ok);
-	sbuf_printf(&b, "forkpool_items_total{state=\"failed\"} %llu\n", (unsigned long long)js.items_failed);
-	metric_one(&b, "forkpool_items_pending", "gauge", "Items submitted and not finished.",
-		   js.items_pending);
-
+	http_metrics(&b, &hs);
+	jobs_metrics(api, &b, &js);
 	cluster_metrics(api, &b);
 	metric_one(&b, "forkpool_queue_depth", "gauge", "Items waiting for a worker.",
 		   ps.queued);
 	metric_one(&b, "forkpool_items_running", "gauge", "Items handed to workers.",
 		   ps.running);
 	limit_metrics(api, &b);
-	metric_head(&b, "forkpool_workers", "gauge", "Worker processes, and those able to take work.");
-	sbuf_printf(&b, "forkpool_workers{kind=\"configured\"} %u\n", ps.workers);
-	sbuf_printf(&b, "forkpool_workers{kind=\"alive\"} %u\n", ps.alive);
-	sbuf_printf(&b, "forkpool_workers{kind=\"able\"} %u\n", ps.able);
-	metric_head(&b, "forkpool_worker_restarts_total", "counter", "Workers replaced, by reason.");
-	sbuf_printf(&b, "forkpool_worker_restarts_total{reason=\"recycled\"} %llu\n",
-		    (unsigned long long)ps.recycles);
-	sbuf_printf(&b, "forkpool_worker_restarts_total{reason=\"crash\"} %llu\n",
-		    (unsigned long long)ps.crashes);
-	sbuf_printf(&b, "forkpool_worker_restarts_total{reason=\"timeout\"} %llu\n",
-		    (unsigned long long)ps.timeouts);
-	sbuf_printf(&b, "forkpool_worker_restarts_total{reason=\"start_failure\"} %llu\n",
-		    (unsigned long long)ps.init_failures);
-	sbuf_printf(&b, "forkpool_worker_restarts_total{reason=\"reload\"} %llu\n",
-		    (unsigned long long)api->reload_restarts);
-	metric_head(&b, "forkpool_task_duration_seconds", "histogram",
-		    "Time from handing an item to a worker to its answer.");
-	uint64_t cum = 0;
-	for (i = 0; i < FP_DURATION_BUCKETS; i++) {
-		cum += ps.duration_counts[i];
-		if (i == FP_DURATION_BUCKETS - 1)
-			sbuf_printf(&b, "forkpool_task_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
-				    (unsigned long long)cum);
-		else
-			sbuf_printf(&b, "forkpool_task_duration_seconds_bucket{le=\"%g\"} %llu\n",
-				    fp_duration_bounds[i], (unsigned long long)cum);
-	}
-	sbuf_printf(&b, "forkpool_task_duration_seconds_sum %.6f\n", ps.duration_sum_s);
-	sbuf_printf(&b, "forkpool_task_duration_seconds_count %llu\n", (unsigned long long)cum);
+	worker_metrics(api, &b, &ps);
+	duration_metrics(&b, &ps);
 	journal_metrics(api, &b);
 	metric_head(&b, "forkpool_healthy", "gauge", "1 when workers can run tasks.");
 	sbuf_printf(&b, "forkpool_healthy %d\n", ps.healthy && ps.able > 0 && !api->draining);

@@ -464,58 +464,56 @@ static void defaults(struct fp_config *c)
 	c->log_format = FP_DLOG_TEXT;
 }
 
-int fp_config_load(struct fp_config *c, int argc, char *const argv[],
-		   char *const envp[], char *errbuf, size_t errlen)
+/* argv[i] as a flag's name, "-h" and "-V" spelled long; NULL (failed in x) when unknown. */
+static const struct fp__config_setting *flag_setting(struct fp__config_ctx *x, const char *arg,
+						      const char **eq)
 {
-	enum fp__config_source list_src[NSETTINGS] = { SRC_DEFAULT };
-	struct fp__config_ctx x = { .c = c, .list_src = list_src, .errbuf = errbuf,
-				    .errlen = errlen };
-	struct flag *flags;
-	const struct fp__config_setting *s, *config_setting = find_setting("config", 6);
-	const char *arg, *eq;
+	const struct fp__config_setting *s;
 	char q[80];
-	int i, nflags = 0, r = 0, action = FP_CONFIG_RUN;
 
-	defaults(c);
-	if (errbuf && errlen)
-		errbuf[0] = '\0';
-	if (!envp)
-		envp = environ;
-	flags = calloc((size_t)(argc > 0 ? argc : 1), sizeof(*flags));
-	if (!flags)
-		return -ENOMEM;
+	if (strncmp(arg, "--", 2) || !arg[2]) {
+		fp__config_fail(x, fp__config_quote(arg, q, sizeof(q)),
+				"unexpected argument (flags start with --; see --help)");
+		return NULL;
+	}
+	*eq = strchr(arg + 2, '=');
+	s = find_setting(arg + 2, *eq ? (size_t)(*eq - arg - 2) : strlen(arg + 2));
+	/* The flag's own spelling: find_setting() also takes '_'. */
+	if (s && strncmp(arg + 2, s->name, strlen(s->name)))
+		s = NULL;
+	if (!s) {
+		snprintf(q, sizeof(q), "%.*s", *eq ? (int)(*eq - arg) : 70, arg);
+		fp__config_fail(x, q, "unknown flag (see --help)");
+	}
+	return s;
+}
 
-	/* Flags first, to know --config and --help; applied last. */
+/*
+ * Flags first, to know --config and --help; applied last. Fills flags[] and
+ * *nflags; returns 0, FP_CONFIG_HELP/VERSION, or a negative errno.
+ */
+static int read_flags(struct fp__config_ctx *x, int argc, char *const argv[],
+		      struct flag *flags, int *nflags)
+{
+	const struct fp__config_setting *s;
+	const char *arg, *eq = NULL;
+	int i, action = FP_CONFIG_RUN;
+
 	for (i = 1; i < argc; i++) {
 		arg = argv[i];
 		if (!strcmp(arg, "-h"))
 			arg = "--help";
 		else if (!strcmp(arg, "-V"))
 			arg = "--version";
-		if (strncmp(arg, "--", 2) || !arg[2]) {
-			r = fp__config_fail(&x, fp__config_quote(arg, q, sizeof(q)),
-				 "unexpected argument (flags start with --; see --help)");
-			goto out;
-		}
-		eq = strchr(arg + 2, '=');
-		s = find_setting(arg + 2, eq ? (size_t)(eq - arg - 2) : strlen(arg + 2));
-		/* The flag's own spelling: find_setting() also takes '_'. */
-		if (s && strncmp(arg + 2, s->name, strlen(s->name)))
-			s = NULL;
-		if (!s) {
-			snprintf(q, sizeof(q), "%.*s", eq ? (int)(eq - arg) : 70, arg);
-			r = fp__config_fail(&x, q, "unknown flag (see --help)");
-			goto out;
-		}
-		struct flag *f = &flags[nflags++];
+		if (!(s = flag_setting(x, arg, &eq)))
+			return -EINVAL;
+		struct flag *f = &flags[(*nflags)++];
 
 		f->s = s;
 		snprintf(f->where, sizeof(f->where), "--%s", s->name);
 		if (s->kind == K_HELP || s->kind == K_VERSION) {
-			if (eq) {
-				r = fp__config_fail(&x, f->where, "takes no value");
-				goto out;
-			}
+			if (eq)
+				return fp__config_fail(x, f->where, "takes no value");
 			if (s->kind == K_HELP)
 				action = FP_CONFIG_HELP;
 			else if (action != FP_CONFIG_HELP)
@@ -530,41 +528,78 @@ int fp_config_load(struct fp_config *c, int argc, char *const argv[],
 		} else if (i + 1 < argc) {
 			f->value = argv[++i];
 		} else {
-			r = fp__config_fail(&x, f->where, "missing value (%s)", s->metavar);
-			goto out;
+			return fp__config_fail(x, f->where, "missing value (%s)", s->metavar);
 		}
 	}
-	if (action != FP_CONFIG_RUN) {
-		r = action;
-		goto out;
-	}
+	return action;
+}
 
-	/* The file: --config wins over FORKPOOL_CONFIG. */
+/* The sources in rising precedence: the file (--config wins over FORKPOOL_CONFIG), environment, flags. */
+static int apply_sources(struct fp__config_ctx *x, char *const envp[], const struct flag *flags,
+			 int nflags)
+{
+	const struct fp__config_setting *config_setting = find_setting("config", 6);
+	int i, r;
+
 	for (i = nflags - 1; i >= 0; i--)
 		if (flags[i].s == config_setting)
 			break;
 	if (i >= 0)
-		r = apply(&x, config_setting, SRC_FLAG, flags[i].where, flags[i].value);
+		r = apply(x, config_setting, SRC_FLAG, flags[i].where, flags[i].value);
 	else
-		r = load_env(&x, envp, config_setting);
-	if (r == 0 && c->config_file)
-		r = load_file(&x, c->config_file);
+		r = load_env(x, envp, config_setting);
+	if (r == 0 && x->c->config_file)
+		r = load_file(x, x->c->config_file);
 	if (r == 0)
-		r = load_env(&x, envp, NULL);
+		r = load_env(x, envp, NULL);
 	for (i = 0; r == 0 && i < nflags; i++)
 		if (flags[i].s != config_setting)
-			r = apply(&x, flags[i].s, SRC_FLAG, flags[i].where, flags[i].value);
-	if (r == 0 && !c->nlisten)
-		r = list_add(&x, find_setting("listen", 6), SRC_DEFAULT, "--listen",
+			r = apply(x, flags[i].s, SRC_FLAG, flags[i].where, flags[i].value);
+	return r;
+}
+
+/* What only the whole configuration can tell: defaults of lists, and settings that need others. */
+static int complete(struct fp__config_ctx *x)
+{
+	struct fp_config *c = x->c;
+	int r = 0;
+
+	if (!c->nlisten)
+		r = list_add(x, find_setting("listen", 6), SRC_DEFAULT, "--listen",
 			     FP_CONFIG_DEFAULT_LISTEN);
 	if (r == 0)
-		r = fp__config_check_exec_pools(&x);
+		r = fp__config_check_exec_pools(x);
 	if (r == 0)
-		r = fp__config_check_limits(&x);
+		r = fp__config_check_limits(x);
 	if (r == 0 && c->max_tasks_jitter && !c->max_tasks_per_child)
-		r = fp__config_fail(&x, "--max-tasks-jitter",
+		r = fp__config_fail(x, "--max-tasks-jitter",
 			 "needs --max-tasks-per-child: it spreads that limit");
-out:
+	return r;
+}
+
+int fp_config_load(struct fp_config *c, int argc, char *const argv[],
+		   char *const envp[], char *errbuf, size_t errlen)
+{
+	enum fp__config_source list_src[NSETTINGS] = { SRC_DEFAULT };
+	struct fp__config_ctx x = { .c = c, .list_src = list_src, .errbuf = errbuf,
+				    .errlen = errlen };
+	struct flag *flags;
+	int nflags = 0, r;
+
+	defaults(c);
+	if (errbuf && errlen)
+		errbuf[0] = '\0';
+	if (!envp)
+		envp = environ;
+	flags = calloc((size_t)(argc > 0 ? argc : 1), sizeof(*flags));
+	if (!flags)
+		return -ENOMEM;
+
+	r = read_flags(&x, argc, argv, flags, &nflags);
+	if (r == 0)
+		r = apply_sources(&x, envp, flags, nflags);
+	if (r == 0)
+		r = complete(&x);
 	free(flags);
 	if (r == -ENOMEM && errbuf && errlen)
 		snprintf(errbuf, errlen, "out of memory reading the configuration");

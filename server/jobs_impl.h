@@ -254,6 +254,8 @@ int fp__jobs_table_reserve(fp_jobs *jobs);
 void fp__jobs_table_insert(fp_jobs *jobs, fp_job *job);
 void fp__jobs_table_remove(fp_jobs *jobs, fp_job *job);
 int fp__job_id_generate(fp_jobs *jobs, fp_job *job);
+/* job->hex from job->id. */
+void fp__job_id_hex(fp_job *job);
 /* 32 lowercase hex digits into raw bytes; -EINVAL for anything else. */
 int fp__job_id_parse(const char *hex, uint8_t *raw);
 

@@ -552,59 +552,60 @@ fail:
 	return -ENOMEM;
 }
 
-static int replay_job(fp_jobs *jobs, const struct fp_jrec *rec, uint64_t off, char *err,
-		      size_t errlen)
+/* A JOB record this build can resume: one item to apply, a map, or a pipeline with stages. */
+static bool replayable(const struct fp_jr_job *r)
 {
-	static const char hexdigits[] = "0123456789abcdef";
-	struct fp_jr_job r;
-	char *task;
-	fp_job *job = NULL;
-	bool pipeline;
-	int e;
+	bool pipeline = r->kind == FP_JOB_PIPELINE;
 
-	e = fp_jr_get_job(rec, &r);
-	if (e < 0) {
-		snprintf(err, errlen, "a JOB record at offset %llu cannot be read: %s",
-			 (unsigned long long)off, e == -ENOMEM ? "out of memory" : "bad fields");
-		return e;
-	}
-	pipeline = r.kind == FP_JOB_PIPELINE;
-	if ((pipeline ? !r.nstages : r.nstages != 0) ||
-	    (r.kind != FP_JOB_APPLY && r.kind != FP_JOB_MAP && !pipeline) ||
-	    (r.kind == FP_JOB_APPLY && r.n != 1) || r.n > UINT32_MAX) {
-		jobs->recovery.skipped++;
-		goto out;
-	}
-	/* A second JOB for a known id (a compaction's overlap) changes nothing. */
-	if (find(jobs, r.id))
-		goto out;
-	e = -ENOMEM;
-	task = job_name(&r);
+	if (pipeline ? !r->nstages : r->nstages != 0)
+		return false;
+	if (r->kind != FP_JOB_APPLY && r->kind != FP_JOB_MAP && !pipeline)
+		return false;
+	return (r->kind != FP_JOB_APPLY || r->n == 1) && r->n <= UINT32_MAX;
+}
+
+/* The job a JOB record names, with what resuming it needs and a table slot; NULL: no memory. */
+static fp_job *replayed_job_new(fp_jobs *jobs, const struct fp_jr_job *r)
+{
+	bool pipeline = r->kind == FP_JOB_PIPELINE;
+	char *task = job_name(r);
+	fp_job *job;
+
 	if (!task)
-		goto fail;
+		return NULL;
 	/* A pipeline's records are made as its outputs come, as at submission. */
-	job = fp__job_alloc(task, pipeline ? 0 : r.n);
+	job = fp__job_alloc(task, pipeline ? 0 : r->n);
 	free(task);
 	if (!job || fp__jobs_table_reserve(jobs) < 0)
 		goto fail;
 	if (pipeline) {
 		job->resume = calloc(1, sizeof(*job->resume));
-		if (!job->resume || pipeline_ext(job, jobs, &r) < 0)
+		if (!job->resume || pipeline_ext(job, jobs, r) < 0)
 			goto fail;
-	} else if (!(job->resume = resume_new(&r))) {
+	} else if (!(job->resume = resume_new(r))) {
 		goto fail;
 	}
-	memcpy(job->id, r.id, ID_BYTES);
-	for (size_t i = 0; i < ID_BYTES; i++) {
-		job->hex[2 * i] = hexdigits[job->id[i] >> 4];
-		job->hex[2 * i + 1] = hexdigits[job->id[i] & 15];
+	return job;
+fail:
+	if (job) {
+		resume_free(job->resume);
+		job->resume = NULL;
+		fp__job_free(job);
 	}
-	job->hex[ID_HEX] = '\0';
+	return NULL;
+}
+
+/* The fields a submission would have set, from the record; the record's bytes kept for compaction. */
+static void replayed_job_fill(fp_jobs *jobs, fp_job *job, const struct fp_jr_job *r,
+			      const struct fp_jrec *rec)
+{
+	memcpy(job->id, r->id, ID_BYTES);
+	fp__job_id_hex(job);
 	job->jobs = jobs;
-	job->kind = (enum fp_job_kind)r.kind;
-	job->inputs = r.n;
+	job->kind = (enum fp_job_kind)r->kind;
+	job->inputs = r->n;
 	job->state = FP_JOB_QUEUED;
-	job->created_at = r.created_at;
+	job->created_at = r->created_at;
 	/* Not in the pool: nothing will call back until fp_jobs_resume(). */
 	job->pool_done = true;
 	job->journaled = true;
@@ -616,29 +617,45 @@ static int replay_job(fp_jobs *jobs, const struct fp_jrec *rec, uint64_t off, ch
 	}
 	job->jr_bytes = rec->size;
 	jobs->jr_live += rec->size;
+}
+
+static int replay_job(fp_jobs *jobs, const struct fp_jrec *rec, uint64_t off, char *err,
+		      size_t errlen)
+{
+	struct fp_jr_job r;
+	fp_job *job;
+	int e;
+
+	e = fp_jr_get_job(rec, &r);
+	if (e < 0) {
+		snprintf(err, errlen, "a JOB record at offset %llu cannot be read: %s",
+			 (unsigned long long)off, e == -ENOMEM ? "out of memory" : "bad fields");
+		return e;
+	}
+	if (!replayable(&r)) {
+		jobs->recovery.skipped++;
+		goto out;
+	}
+	/* A second JOB for a known id (a compaction's overlap) changes nothing. */
+	if (find(jobs, r.id))
+		goto out;
+	e = -ENOMEM;
+	if (!(job = replayed_job_new(jobs, &r)))
+		goto fail;
+	replayed_job_fill(jobs, job, &r, rec);
 	fp__jobs_link(jobs, job, r.n);
 	if (r.idem_key) {
 		struct fp_job_idem idem = { r.idem_key, r.idem_key_len, r.body_hash };
 
 		/* -EEXIST cannot be: a key's holder is forgotten before another takes it. */
-		if (fp_jobs_idem_attach(jobs, job, &idem) == -ENOMEM) {
-			e = -ENOMEM;
-			snprintf(err, errlen, "out of memory replaying the job at offset %llu",
-				 (unsigned long long)off);
-			fp_jr_job_clear(&r);
-			return e;
-		}
+		if (fp_jobs_idem_attach(jobs, job, &idem) == -ENOMEM)
+			goto fail; /* linked: the store frees it */
 	}
 	jobs->recovery.jobs++;
 out:
 	fp_jr_job_clear(&r);
 	return 0;
 fail:
-	if (job) {
-		resume_free(job->resume);
-		job->resume = NULL;
-		fp__job_free(job);
-	}
 	fp_jr_job_clear(&r);
 	snprintf(err, errlen, "out of memory replaying the job at offset %llu",
 		 (unsigned long long)off);

@@ -109,9 +109,19 @@ static int id_random(fp_jobs *jobs, uint8_t *out)
 	return 0;
 }
 
-int fp__job_id_generate(fp_jobs *jobs, fp_job *job)
+void fp__job_id_hex(fp_job *job)
 {
 	static const char hexdigits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < ID_BYTES; i++) {
+		job->hex[2 * i] = hexdigits[job->id[i] >> 4];
+		job->hex[2 * i + 1] = hexdigits[job->id[i] & 15];
+	}
+	job->hex[ID_HEX] = '\0';
+}
+
+int fp__job_id_generate(fp_jobs *jobs, fp_job *job)
+{
 	int err;
 
 	do {
@@ -120,11 +130,7 @@ int fp__job_id_generate(fp_jobs *jobs, fp_job *job)
 			return err;
 		/* 2^-128 per pair; checked anyway, a duplicate would shadow a job. */
 	} while (fp__jobs_table_find(jobs, job->id));
-	for (size_t i = 0; i < ID_BYTES; i++) {
-		job->hex[2 * i] = hexdigits[job->id[i] >> 4];
-		job->hex[2 * i + 1] = hexdigits[job->id[i] & 15];
-	}
-	job->hex[ID_HEX] = '\0';
+	fp__job_id_hex(job);
 	return 0;
 }
 

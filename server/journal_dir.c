@@ -260,6 +260,69 @@ static void say(const struct fp_journal_options *o, fp_log_level level,
 	fp_dlog(o->log, level, "%s", line);
 }
 
+/* What the scan found, for the report; a torn last record is worth a warning. */
+static void report_scan(const struct opener *op, const struct fp_journal_scan *s,
+			struct fp_journal_report *rep)
+{
+	const struct fp_journal_options *o = op->o;
+
+	rep->records = s->records;
+	rep->size = s->size;
+	rep->skipped = s->skipped;
+	rep->skipped_bytes = s->skipped_bytes;
+	rep->first_skip_at = s->first_skip.off;
+	if (s->torn && !s->empty) {
+		rep->torn = true;
+		rep->torn_at = s->end;
+		rep->torn_bytes = s->size - s->end;
+		say(o, FP_LOG_WARN,
+		    "journal %s: cut a torn last record at byte offset %" PRIu64
+		    " (%" PRIu64 " bytes; the process or the machine stopped while writing it)",
+		    op->path, rep->torn_at, rep->torn_bytes);
+	}
+}
+
+/*
+ * Leave the file ready for appends at s->end: rewritten without the damage
+ * (--journal-recover), given a header with a fresh salt (new), or cut after
+ * its last whole record (torn). rep->created says which.
+ */
+static int settle_file(struct opener *op, struct fp_journal_scan *s,
+		       struct fp_journal_report *rep)
+{
+	const struct fp_journal_options *o = op->o;
+	char kept[64] = "";
+	int r;
+
+	if (s->skipped) {
+		r = rewrite(op, s, kept, sizeof(kept));
+		if (r < 0)
+			return r;
+		say(o, FP_LOG_WARN,
+		    "journal %s: --journal-recover skipped %" PRIu64
+		    " damaged region(s), %" PRIu64 " bytes, the first at byte offset %"
+		    PRIu64 "; kept %" PRIu64 " valid records; the damaged file is kept as %s/%s",
+		    op->path, s->skipped, s->skipped_bytes, s->first_skip.off,
+		    s->records, o->dir, kept);
+	} else if (s->empty) {
+		if (getrandom(&s->salt, sizeof(s->salt), 0) != sizeof(s->salt)) {
+			r = -errno;
+			fail(op, r, "cannot draw the journal's salt: %s", strerror(-r));
+			return r;
+		}
+		if ((r = write_header(op, op->fd, s->salt)) < 0)
+			return r;
+		s->end = FP_JOURNAL_HDR_LEN;
+		rep->created = true;
+	} else if (s->torn && ftruncate(op->fd, (off_t)s->end) < 0) {
+		r = -errno;
+		fail(op, r, "cannot cut the torn tail of %s: %s", op->path,
+		     strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
 int fp_journal_open(fp_journal **out, fp_loop *loop,
 		    const struct fp_journal_options *o,
 		    struct fp_journal_report *report, char *err, size_t errlen)
@@ -269,7 +332,6 @@ int fp_journal_open(fp_journal **out, fp_loop *loop,
 	struct fp_journal_report rep = { 0 };
 	struct fp_journal_scan s = { 0 };
 	struct replayer rp = { &op, &s };
-	char kept[64] = "";
 	fp_journal *j;
 	int r;
 
@@ -296,47 +358,9 @@ int fp_journal_open(fp_journal **out, fp_loop *loop,
 		fail(&op, r, "%s", s.err);
 		goto err_file;
 	}
-	rep.records = s.records;
-	rep.size = s.size;
-	rep.skipped = s.skipped;
-	rep.skipped_bytes = s.skipped_bytes;
-	rep.first_skip_at = s.first_skip.off;
-	if (s.torn && !s.empty) {
-		rep.torn = true;
-		rep.torn_at = s.end;
-		rep.torn_bytes = s.size - s.end;
-		say(o, FP_LOG_WARN,
-		    "journal %s: cut a torn last record at byte offset %" PRIu64
-		    " (%" PRIu64 " bytes; the process or the machine stopped while writing it)",
-		    op.path, rep.torn_at, rep.torn_bytes);
-	}
-	if (s.skipped) {
-		r = rewrite(&op, &s, kept, sizeof(kept));
-		if (r < 0)
-			goto err_file;
-		say(o, FP_LOG_WARN,
-		    "journal %s: --journal-recover skipped %" PRIu64
-		    " damaged region(s), %" PRIu64 " bytes, the first at byte offset %"
-		    PRIu64 "; kept %" PRIu64 " valid records; the damaged file is kept as %s/%s",
-		    op.path, s.skipped, s.skipped_bytes, s.first_skip.off,
-		    s.records, o->dir, kept);
-	} else if (s.empty) {
-		if (getrandom(&s.salt, sizeof(s.salt), 0) != sizeof(s.salt)) {
-			r = -errno;
-			fail(&op, r, "cannot draw the journal's salt: %s", strerror(-r));
-			goto err_file;
-		}
-		if ((r = write_header(&op, op.fd, s.salt)) < 0)
-			goto err_file;
-		s.end = FP_JOURNAL_HDR_LEN;
-		rep.created = true;
-	} else if (s.torn && ftruncate(op.fd, (off_t)s.end) < 0) {
-		r = -errno;
-		fail(&op, r, "cannot cut the torn tail of %s: %s", op.path,
-		     strerror(-r));
+	report_scan(&op, &s, &rep);
+	if ((r = settle_file(&op, &s, &rep)) < 0)
 		goto err_file;
-	}
-
 	r = fp__journal_new(&j, loop, op.fd, s.end, s.salt, o->fsync,
 			    o->fsync_interval_ms);
 	if (r < 0) {

@@ -681,13 +681,11 @@ static bool cluster_settled(struct daemon *d)
 	return fp_cluster_settled(d->cluster);
 }
 
-static int start(struct daemon *d)
+/* The event loop, the pool on it (its workers start here) and the pool's concurrency limits. */
+static int start_pool(struct daemon *d)
 {
-	struct fp_http_limits lim;
-	struct fp_jobs_options jo;
-	struct fp_api_options ao;
 	fp_options po;
-	char err[512], bound[FP_CONFIG_LISTEN_MAX][256], names[FP_EXEC_MAX][72];
+	char err[512], names[FP_EXEC_MAX][72];
 	size_t i;
 	int r;
 
@@ -727,6 +725,15 @@ static int start(struct daemon *d)
 		fp_dlog_error(&d->log, "cannot set the concurrency limits: %s", err);
 		return r;
 	}
+	return 0;
+}
+
+/* The job store, the journal that replays into it, and the API over both. */
+static int start_jobs(struct daemon *d)
+{
+	struct fp_jobs_options jo;
+	struct fp_api_options ao;
+	int r;
 
 	fp_jobs_options_init(&jo);
 	jo.ttl_ms = d->cfg.job_ttl_s * 1000;
@@ -753,6 +760,16 @@ static int start(struct daemon *d)
 		fp_dlog_error(&d->log, "cannot start the API: %s", fp_strerror(r));
 		return r;
 	}
+	return 0;
+}
+
+/* The HTTP server with its limits, listening on every --listen; bound[i] is what it got. */
+static int start_http(struct daemon *d, char (*bound)[256])
+{
+	struct fp_http_limits lim;
+	char err[512];
+	size_t i;
+	int r;
 
 	fp_http_limits_init(&lim);
 	lim.max_body_bytes = (size_t)d->cfg.max_body;
@@ -780,6 +797,13 @@ static int start(struct daemon *d)
 			return r;
 		}
 	}
+	return 0;
+}
+
+/* Stop and reload arrive through the loop (signalfd or the self-pipe), never in a handler. */
+static int watch_signals(struct daemon *d)
+{
+	int r;
 
 	d->sigterm.data = d->sigint.data = d->sighup.data = d;
 	if ((r = fp_signal_start(d->loop, &d->sigterm, SIGTERM, on_stop_signal)) < 0 ||
@@ -788,6 +812,13 @@ static int start(struct daemon *d)
 		fp_dlog_error(&d->log, "cannot watch signals: %s", fp_strerror(r));
 		return r;
 	}
+	return 0;
+}
+
+/* What start-up decided, logged once the daemon can be reached; then batching begins. */
+static void announce(struct daemon *d, char (*bound)[256])
+{
+	size_t i;
 
 	/*
 	 * Scripts and tests read the port from the first line: the listening
@@ -806,6 +837,21 @@ static int start(struct daemon *d)
 	d->log_timer.data = d;
 	/* Without the buffer each line is written at once, as before. */
 	fp_dlog_batch(&d->log, log_flush_soon, d);
+}
+
+/*
+ * In dependency order. Each step logs why it failed and returns; teardown()
+ * frees whatever a failed start made, as it did before the steps were split.
+ */
+static int start(struct daemon *d)
+{
+	char bound[FP_CONFIG_LISTEN_MAX][256];
+	int r;
+
+	if ((r = start_pool(d)) < 0 || (r = start_jobs(d)) < 0 ||
+	    (r = start_http(d, bound)) < 0 || (r = watch_signals(d)) < 0)
+		return r;
+	announce(d, bound);
 	if (d->cfg.cluster && (r = start_cluster(d, bound[0])) < 0)
 		return r;
 	if (d->cfg.config_file)
