@@ -370,6 +370,15 @@ static void results_cb(struct fp_cluster_follow *f, const struct fp_cluster_land
 				return;
 		}
 	}
+	if (end && !state) {
+		/* The job expired under its reader: the stream is cut, not ended, so
+		 * that the client does not take what it read for the whole. */
+		fp_http_request *req = c->req;
+
+		creq_free(c, false);
+		fp_http_stream_cut(req);
+		return;
+	}
 	if (end) {
 		stream_done(c);
 		return;

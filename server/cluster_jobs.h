@@ -157,7 +157,9 @@ int fp_cluster_jobs_list(fp_cluster_jobs *cj, const char *after, size_t max,
  * HTTP client slows the reading, nothing piles up). The last batch has the
  * end (`end` set, the job's final state). Reads block in Redis: no
  * polling. fp_cluster_follow_stop() frees the follower (not from inside
- * another follower's callback... it may be its own).
+ * another follower's callback... it may be its own). A job that is gone
+ * (expired or deleted) while followed ends its followers within a read's
+ * block time with `end` set and `state` NULL: no end was read, none will come.
  */
 struct fp_cluster_landed {
 	uint64_t chunk, first;

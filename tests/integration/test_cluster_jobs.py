@@ -32,6 +32,7 @@ Run by meson once per backend:
 import os
 import re
 import signal
+import socket
 import sys
 import time
 import unittest
@@ -182,6 +183,48 @@ class ClusterJobsTest(unittest.TestCase):
             error_of(self, node.get("/v1/jobs/" + job["id"]), 404, "no_such_job")
         error_of(self, b.get("/v1/jobs/" + "0" * 32), 404, "no_such_job")
         error_of(self, b.post("/v1/map", {"task": "nope", "items": [1]}), 400, "unknown_task")
+
+    # --- a follower of a job whose keys expire ------------------------------
+
+    def test_follower_of_an_expiring_job_gets_an_end(self):
+        """A reader of /results whose job expires under it (its keys' TTL passed
+        while it read slowly) is cut within a read's block time, the stream left
+        without its last chunk, so that the client sees it incomplete; it is
+        not kept waiting for outcomes that can never come."""
+        r = self.redis()
+        a = self.node(r.url, "a", "--job-ttl", "1s")
+        # 71 chunks of 256 items, 18 MB of outcomes: a read of the stream gives
+        # 64 entries at most, and they fill the sockets and the node's
+        # high-water mark while the client does not read, so that the end is
+        # read only after the job's keys expired.
+        job = a.post("/v1/map?wait=60", {"task": "bytes", "items": [1000] * 18000})
+        self.assertEqual(job.status, 200, job)
+        self.assertEqual(job.json()["state"], "done")
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(30)
+        s.connect(("127.0.0.1", a.port))
+        self.addCleanup(s.close)
+        s.sendall(b"GET /v1/jobs/%s/results HTTP/1.1\r\nHost: x\r\n\r\n"
+                  % job.json()["id"].encode())
+        head = s.recv(4096)
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head[:200])
+        wait_until(lambda: a.get("/v1/jobs/" + job.json()["id"]).status == 404, 20,
+                   what="the job's keys expiring")
+        body, t0 = bytearray(head), time.monotonic()
+        try:
+            # Until the connection closes, or the last chunk (it stays open after).
+            while not body.endswith(b"\r\n0\r\n\r\n"):
+                got = s.recv(1 << 20)
+                if not got:
+                    break
+                body += got
+        except socket.timeout:
+            self.fail("the stream of an expired job never ended (%d bytes read)" % len(body))
+        self.assertLess(time.monotonic() - t0, 20)
+        self.assertFalse(body.endswith(b"\r\n0\r\n\r\n"),
+                         "an expired job's stream must not end as a complete one")
+        self.assertTrue(a.alive())
 
     # --- a node dies -------------------------------------------------------
 
