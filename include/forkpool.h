@@ -638,6 +638,15 @@ const struct fp_task_info *fp_pool_tasks(fp_pool *pool, size_t *n);
 int fp_pool_limit_set(fp_pool *pool, const char *name, unsigned max);
 int fp_pool_task_limit(fp_pool *pool, const char *task, const char *limit);
 int fp_pool_task_concurrency(fp_pool *pool, const char *task, unsigned max);
+/*
+ * For a limit shared with something outside this pool (forkpoold's
+ * cluster holds a limit's places in Redis for every node): of the limit's
+ * max, at most `places` of its items start here until it says otherwise
+ * (UINT_MAX, the default: all of max; 0: none). Like a lower max, fewer
+ * places stop nothing running. -ENOENT for a limit never set (a task's own
+ * limit is named after its task).
+ */
+int fp_pool_limit_lend(fp_pool *pool, const char *name, unsigned places);
 
 struct fp_limit_stats {
 	const char *name;       /* valid until the limits change */

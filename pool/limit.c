@@ -5,6 +5,7 @@
  * item belongs to; a limit counts items by their task's name.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,7 +68,7 @@ static int limit_add(struct fp_limits *l, const char *name, unsigned max, bool o
 	if (!(copy = strdup(name)))
 		return -ENOMEM;
 	/* held_plan 0 is never a plan's number: read at its first use. */
-	v[l->n++] = (struct fp_limit){ copy, max, own, 0, 0 };
+	v[l->n++] = (struct fp_limit){ copy, max, own, UINT_MAX, 0, 0 };
 	return 0;
 }
 
@@ -88,6 +89,22 @@ int fp_pool_limit_set(fp_pool *pool, const char *name, unsigned max)
 		return 0;
 	}
 	return limit_add(l, name, max, false);
+}
+
+int fp_pool_limit_lend(fp_pool *pool, const char *name, unsigned places)
+{
+	struct fp_limits *l = &pool->root->limits;
+	long i = name ? find_limit(l, name) : -1;
+	unsigned was;
+
+	if (i < 0)
+		return -ENOENT;
+	was = l->v[i].lent;
+	l->v[i].lent = places;
+	/* More places may let waiting items start; fewer stop nothing running. */
+	if (places > was)
+		fp__dispatch(pool->root);
+	return 0;
 }
 
 static void task_drop(struct fp_limits *l, size_t t)
@@ -267,7 +284,7 @@ size_t fp__limit_room(fp_pool *p, const struct fp_worker *w, const struct fp_cal
 		for (uint32_t s = 0; s < n; s++)
 			if (limit_of(l, planned[s].call->task) == lim)
 				used += planned[s].count;
-		want = places(p, l->v[lim].max, used, want);
+		want = places(p, v->lent < v->max ? v->lent : v->max, used, want);
 	}
 	if (c->concurrency && want) {
 		uint64_t used = held(root, -1, c);

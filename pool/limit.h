@@ -24,6 +24,8 @@ struct fp_limits {
 		char *name;
 		unsigned max;
 		bool own;          /* fp_pool_task_concurrency()'s: named after its task */
+		/* Of max, the places a lender lets this pool use (fp_pool_limit_lend()). */
+		unsigned lent;
 		/* Items its tasks' workers hold, as counted during plan `held_plan`. */
 		uint64_t held, held_plan;
 	} *v;

@@ -2,7 +2,8 @@
  * Concurrency limits (limit.c): a limited task never runs more items at
  * once than its limit, as the task itself records (tests/modules/overlap.c),
  * while other tasks' items pass its waiting ones; a named limit holds across
- * the tasks it covers; a call's own concurrency caps that call; and bad
+ * the tasks it covers; a call's own concurrency caps that call; places
+ * lent by a cluster (fp_pool_limit_lend()) bound a limit below its max; bad
  * limits are refused with the errno the header names. Runs once per loop
  * backend (FORKPOOL_LOOP in the environment).
  */
@@ -184,6 +185,46 @@ static void named_limit_holds_across_the_tasks_it_covers(void **state)
 	fixture_free(&f);
 }
 
+/* For fp_test_run_until: any item of the call answered. */
+static int any_answered(void *data)
+{
+	const struct fp_test_collect *c = data;
+
+	for (size_t i = 0; i < c->n; i++)
+		if (c->seen[i])
+			return 1;
+	return 0;
+}
+
+/* What a cluster does (server/cluster_limit.c): lends a limit's places to the pool. */
+static void lent_places_bound_a_limit_until_more_are_lent(void **state)
+{
+	struct fixture f;
+	struct fp_test_collect c;
+	struct fp_limit_stats st[2];
+
+	(void)state;
+	fixture_init(&f);
+	assert_int_equal(fp_pool_limit_lend(f.pool, "api", 1), -ENOENT);
+	assert_int_equal(fp_pool_limit_set(f.pool, "api", 3), 0);
+	assert_int_equal(fp_pool_task_limit(f.pool, "overlap.hold", "api"), 0);
+	assert_int_equal(fp_pool_limit_lend(f.pool, "api", 0), 0);
+	submit(&f, &c, "overlap.hold", 0, 4, 40, NULL);
+	/* None lent: all four wait, holding no worker, however long. */
+	assert_false(fp_test_run_until(f.pool, any_answered, &c, 300));
+	assert_int_equal(fp_pool_limits(f.pool, st, 2), 1);
+	assert_int_equal(st[0].running, 0);
+	assert_int_equal(st[0].waiting, 4);
+	assert_int_equal(st[0].max, 3);
+	/* One lent: they run, one at a time, though max is 3. */
+	assert_int_equal(fp_pool_limit_lend(f.pool, "api", 1), 0);
+	fp_test_collect_wait(&c);
+	all_ok(&c);
+	assert_int_equal(most_at_once(&f, 0), 1);
+	fp_test_collect_free(&c);
+	fixture_free(&f);
+}
+
 /* Every worker is up and idle. */
 static int all_idle(void *pool)
 {
@@ -306,6 +347,7 @@ int main(void)
 		cmocka_unit_test(named_limit_holds_across_a_c_task_and_an_exec_task),
 		cmocka_unit_test(call_concurrency_caps_that_call_only),
 		cmocka_unit_test(bad_limits_are_refused),
+		cmocka_unit_test(lent_places_bound_a_limit_until_more_are_lent),
 	};
 
 	if (fp_test_backend_missing())
