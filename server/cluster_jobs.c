@@ -194,6 +194,7 @@ void fp_cluster_jobs_free(fp_cluster_jobs *cj)
 	free(cj->seq_key);
 	free(cj->cancel_channel);
 	free(cj->work_key);
+	free(cj->pending_key);
 	free(cj->name);
 	free(cj->prefix);
 	free(cj);
@@ -215,6 +216,7 @@ int fp_cluster_jobs_new(fp_cluster_jobs **out, fp_loop *loop, fp_pool *pool,
 	cj->ttl_ms = o->ttl_ms ? o->ttl_ms : 600000;
 	cj->visibility_ms = o->visibility_ms ? o->visibility_ms : 5000;
 	cj->tick_ms = o->tick_ms ? o->tick_ms : 1000;
+	cj->max_queue = o->max_queue;
 	cj->tick.data = cj->retry.data = cj->follow_soon.data = cj;
 	cj->prefix = strdup(o->prefix);
 	cj->name = strdup(o->node_name);
@@ -225,8 +227,9 @@ int fp_cluster_jobs_new(fp_cluster_jobs **out, fp_loop *loop, fp_pool *pool,
 	cj->seq_key = fp__cj_key(cj, "seq", NULL, NULL);
 	cj->jobs_key = fp__cj_key(cj, "jobs", NULL, NULL);
 	cj->job_prefix = fp__cj_key(cj, "job:", NULL, NULL);
+	cj->pending_key = fp__cj_key(cj, "pending", NULL, NULL);
 	if (!cj->work_key || !cj->cancel_channel || !cj->seq_key || !cj->jobs_key ||
-	    !cj->job_prefix)
+	    !cj->job_prefix || !cj->pending_key)
 		goto err_nomem;
 	if ((r = connect_one(cj, &cj->cmd, o, on_cmd_state, err, errlen)) < 0 ||
 	    (r = connect_one(cj, &cj->pull, o, on_pull_state, err, errlen)) < 0 ||
@@ -270,12 +273,16 @@ static void new_id(char out[33])
  * MULTI cannot write only when a key is free). KEYS: the job's hash, its
  * results stream, the work stream, the idempotency key ("" for none), the
  * submission counter and the list of jobs (P seq, P jobs: the job's place
- * in submission order, the list's cursor).
+ * in submission order, the list's cursor), and P pending (the cluster's
+ * unfinished items).
  * ARGV: id, the key's value ("ID HASH"), the key's TTL, the job's TTL, the
- * number of hash fields, the fields and values, the number of chunks, and
- * per chunk its first item, its count and its items. Chunk K's key is the
- * hash's + ":chunk:K". Answers nil when written, or the key's value when a
- * job still kept holds it (a key whose job is gone is taken over).
+ * number of hash fields, the fields and values, the number of chunks, per
+ * chunk its first item, its count and its items, then the job's items and
+ * the most the cluster may hold unfinished ("0": no bound). Chunk K's key
+ * is the hash's + ":chunk:K". Answers nil when written, the key's value
+ * when a job still kept holds it (a key whose job is gone is taken over),
+ * or -1 when the cluster's queue has no room for the items (--max-queue:
+ * then nothing is written, the key not taken).
  */
 static const char submit_script[] =
 	"if KEYS[4] ~= '' then\n"
@@ -285,8 +292,14 @@ static const char submit_script[] =
 	"    local base = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[1])\n"
 	"    if j and redis.call('EXISTS', base .. j) == 1 then return old end\n"
 	"  end\n"
-	"  redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[3])\n"
 	"end\n"
+	"local items, qmax = tonumber(ARGV[#ARGV - 1]), tonumber(ARGV[#ARGV])\n"
+	"if qmax > 0 then\n"
+	"  local q = math.max(tonumber(redis.call('GET', KEYS[7]) or '0'), 0)\n"
+	"  if items > qmax - math.min(q, qmax) then return -1 end\n"
+	"end\n"
+	"if items > 0 then redis.call('INCRBY', KEYS[7], items) end\n"
+	"if KEYS[4] ~= '' then redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[3]) end\n"
 	"local nf = tonumber(ARGV[5])\n"
 	"local h = {}\n"
 	"for i = 1, nf * 2 do h[i] = ARGV[5 + i] end\n"
@@ -331,6 +344,8 @@ static void submit_cb(fp_redis *r, int status, redisReply *reply, void *data)
 		} else {
 			status = -EIO;
 		}
+	} else if (status == 0 && reply->type == REDIS_REPLY_INTEGER && reply->integer == -1) {
+		status = -EBUSY;               /* --max-queue: the cluster's queue is full */
 	} else if (status == 0 && reply->type != REDIS_REPLY_NIL) {
 		/* Refused: Redis out of memory under noeviction, say. */
 		if (op->cj->log)
@@ -453,9 +468,9 @@ int fp_cluster_jobs_submit(fp_cluster_jobs *cj, enum fp_job_kind kind, const cha
 	if (body.oom)
 		goto out;
 	if (arg_s(&a, "EVAL") || arg(&a, submit_script, sizeof(submit_script) - 1) ||
-	    arg_s(&a, "6") || arg_s(&a, job_key) || arg_s(&a, results_key) ||
+	    arg_s(&a, "7") || arg_s(&a, job_key) || arg_s(&a, results_key) ||
 	    arg_s(&a, cj->work_key) || arg_s(&a, idem_key ? idem_key : "") ||
-	    arg_s(&a, cj->seq_key) || arg_s(&a, cj->jobs_key) ||
+	    arg_s(&a, cj->seq_key) || arg_s(&a, cj->jobs_key) || arg_s(&a, cj->pending_key) ||
 	    arg_s(&a, id) || arg_s(&a, idem_value) || arg_u64(&a, cj->ttl_ms + IDEM_EXTRA_MS) ||
 	    arg_u64(&a, cj->ttl_ms) || arg_s(&a, "16") ||
 	    arg_s(&a, "kind") || arg_s(&a, fp_job_kind_name(kind)) ||
@@ -485,6 +500,8 @@ int fp_cluster_jobs_submit(fp_cluster_jobs *cj, enum fp_job_kind kind, const cha
 			goto out;
 		first += cnt;
 	}
+	if (arg_u64(&a, n) || arg_u64(&a, cj->max_queue))
+		goto out;
 	r = fp_redis_command(cj->cmd, submit_cb, op, (int)a.n, a.v, a.len);
 	if (r == 0) {
 		*opp = op;

@@ -53,6 +53,12 @@ struct fp_cluster_jobs_options {
 	 */
 	uint64_t visibility_ms;       /* default 5000 */
 	uint64_t tick_ms;             /* refresh and claim period (default 1000) */
+	/*
+	 * Unfinished items in the whole cluster at most (--max-queue): the
+	 * cluster's queue is one, so its count is too (P pending, kept by the
+	 * scripts that add and delete work entries). Past it, -EBUSY. 0: none.
+	 */
+	uint64_t max_queue;
 	struct fp_dlog *log;
 };
 

@@ -23,7 +23,9 @@ struct fp_cluster_jobs {
 	char *prefix, *name;
 	char *work_key, *cancel_channel;
 	char *seq_key, *jobs_key, *job_prefix;     /* P seq, P jobs, P job: */
-	uint64_t ttl_ms, visibility_ms, tick_ms;
+	/* P pending: the items of the work entries not yet deleted (cluster_jobs.h). */
+	char *pending_key;
+	uint64_t ttl_ms, visibility_ms, tick_ms, max_queue;
 
 	fp_redis *cmd;       /* commands: submissions, reads, outcomes, claims */
 	fp_redis *pull;      /* XREADGROUP ... BLOCK */

@@ -57,14 +57,15 @@ static const char fetch_script[] =
 	"return {h[5], h[1], h[2] or '-1', h[3] or '0', h[4] or '0', body or '', tostring(d)}\n";
 
 /*
- * KEYS: job, results, work, chunk. ARGV: K, ok, failed, lines, entry id,
+ * KEYS: job, results, work, chunk, pending. ARGV: K, ok, failed, lines, entry id,
  * now, first, attempts (each item's, comma-separated: the documents'
  * "attempts", which the stream's lines do not carry). -1: the job is gone; 0: landed before (acknowledged only);
  * 1: landed; 2: landed and the job finished.
  */
 static const char land_script[] =
 	"local function ack() redis.call('XACK', KEYS[3], '" CJ_GROUP "', ARGV[5])"
-	" redis.call('XDEL', KEYS[3], ARGV[5]) end\n"
+	" if redis.call('XDEL', KEYS[3], ARGV[5]) == 1 then"
+	" redis.call('DECRBY', KEYS[5], ARGV[2] + ARGV[3]) end end\n"
 	"if redis.call('EXISTS', KEYS[1]) == 0 then ack() return -1 end\n"
 	"if redis.call('HSETNX', KEYS[1], 'c:' .. ARGV[1], 1) == 0 then ack() return 0 end\n"
 	"redis.call('XADD', KEYS[2], '*', 'chunk', ARGV[1], 'first', ARGV[7], 'o', ARGV[4],"
@@ -145,16 +146,31 @@ static void run_end(struct cj_run *run)
 		fp__cj_pull(cj);
 }
 
-/* Acknowledge and delete an entry that is not to run (not ours, its job gone, landed). */
-static void ack(fp_cluster_jobs *cj, const char *entry_id)
-{
-	const char *xack[] = { "XACK", cj->work_key, CJ_GROUP, entry_id };
-	size_t xackl[] = { 4, strlen(cj->work_key), sizeof(CJ_GROUP) - 1, strlen(entry_id) };
-	const char *xdel[] = { "XDEL", cj->work_key, entry_id };
-	size_t xdell[] = { 4, strlen(cj->work_key), strlen(entry_id) };
+/*
+ * KEYS: work, pending. ARGV: the entry's id, its items. Acknowledged and
+ * deleted; its items leave the cluster's count (P pending) only if this
+ * deleted it, as land_script's ack() does: whoever deletes an entry counts
+ * its items out, once.
+ */
+static const char ack_script[] =
+	"redis.call('XACK', KEYS[1], '" CJ_GROUP "', ARGV[1])\n"
+	"if redis.call('XDEL', KEYS[1], ARGV[1]) == 1 then"
+	" redis.call('DECRBY', KEYS[2], ARGV[2]) end\n";
 
-	fp_redis_command(cj->cmd, NULL, NULL, 4, xack, xackl);
-	fp_redis_command(cj->cmd, NULL, NULL, 3, xdel, xdell);
+/* Acknowledge and delete an entry that is not to run (not ours, its job gone, landed). */
+static void ack(fp_cluster_jobs *cj, const char *entry_id, uint64_t n)
+{
+	char items[24];
+
+	snprintf(items, sizeof(items), "%" PRIu64, n);
+	{
+		const char *argv[] = { "EVAL", ack_script, "2", cj->work_key, cj->pending_key,
+				       entry_id, items };
+		size_t argl[] = { 4, sizeof(ack_script) - 1, 1, strlen(cj->work_key),
+				  strlen(cj->pending_key), strlen(entry_id), strlen(items) };
+
+		fp_redis_command(cj->cmd, NULL, NULL, 7, argv, argl);
+	}
 }
 
 static int set_line(struct cj_run *run, size_t i, struct sbuf *line)
@@ -333,13 +349,13 @@ static void fetch_cb(fp_redis *r, int status, redisReply *reply, void *data)
 		return;
 	}
 	if (reply->type == REDIS_REPLY_NIL) {
-		ack(cj, run->entry_id);        /* its job is gone: deleted or expired */
+		ack(cj, run->entry_id, run->e.n);   /* its job is gone: deleted or expired */
 		cj->stats.chunks_skipped++;
 		run_end(run);
 		return;
 	}
 	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1) {
-		ack(cj, run->entry_id);        /* landed before: ran elsewhere */
+		ack(cj, run->entry_id, run->e.n);   /* landed before: ran elsewhere */
 		cj->stats.chunks_skipped++;
 		run_end(run);
 		return;
@@ -415,7 +431,7 @@ void fp__cj_take(fp_cluster_jobs *cj, const redisReply *entry)
 		if (cj->log)
 			fp_dlog_warn(cj->log, "cluster: work entry %s is not a chunk; acknowledged",
 				     run->entry_id);
-		ack(cj, run->entry_id);
+		ack(cj, run->entry_id, 0);     /* counted, if at all, by a count we cannot read */
 		free(run);
 		return;
 	}
@@ -504,15 +520,16 @@ void fp__cj_land_send(struct cj_run *run)
 		sprintf(chunk_key, "%s%s", chunk_prefix, kbuf);
 	run->state = RUN_WRITING;
 	if (job_key && results_key && chunk_key) {
-		const char *argv[] = { "EVAL", land_script, "4", job_key, results_key, cj->work_key,
-				       chunk_key, kbuf, ok, failed, run->out.data, run->entry_id,
-				       now, first, run->att.data };
+		const char *argv[] = { "EVAL", land_script, "5", job_key, results_key, cj->work_key,
+				       chunk_key, cj->pending_key, kbuf, ok, failed, run->out.data,
+				       run->entry_id, now, first, run->att.data };
 		size_t argl[] = { 4, sizeof(land_script) - 1, 1, strlen(job_key),
 				  strlen(results_key), strlen(cj->work_key), strlen(chunk_key),
-				  strlen(kbuf), strlen(ok), strlen(failed), run->out.len,
-				  strlen(run->entry_id), strlen(now), strlen(first), run->att.len };
+				  strlen(cj->pending_key), strlen(kbuf), strlen(ok), strlen(failed),
+				  run->out.len, strlen(run->entry_id), strlen(now), strlen(first),
+				  run->att.len };
 
-		r = fp_redis_command(cj->cmd, land_cb, run, 15, argv, argl);
+		r = fp_redis_command(cj->cmd, land_cb, run, 16, argv, argl);
 	}
 	if (r == -ENOTCONN)
 		run->state = RUN_UNWRITTEN;      /* written when Redis returns */

@@ -105,7 +105,8 @@ static const struct fp__config_setting settings[] = {
 	{ "max-body", K_SIZE, OFF(max_body), 1, 1ull << 40, "BYTES",
 	  "largest request body, suffixes k, m, g (default 64m)" },
 	{ "max-queue", K_UINT, OFF(max_queue), 1, 1ull << 40, "N",
-	  "unfinished items across all jobs; past it, 429 (default 1000000)" },
+	  "unfinished items across all jobs (with --cluster: the cluster's); past it, 429"
+	  " (default 1000000)" },
 	{ "max-jobs", K_UINT, OFF(max_jobs), 1, 1ull << 32, "N",
 	  "finished jobs kept; past it the oldest is forgotten (410 Gone) before its"
 	  " --job-ttl (default 10000)" },

@@ -318,6 +318,39 @@ class ClusterJobsTest(unittest.TestCase):
         doc = wait_until(accepted, 20, interval=0.2, what="submissions taken again")
         self.assertEqual(doc["result"], 9)
 
+    # --- admission: the rules a node applies alone ---------------------------
+
+    def test_max_queue_counts_the_clusters_items_and_results_memory_a_jobs(self):
+        """--max-queue counts the unfinished items of the whole cluster (its
+        queue is the cluster's): past it a submission on any node is 429
+        queue_full; the items' room comes back as they finish. A job whose
+        results alone would need more than --max-results-memory is 507
+        insufficient_storage, as on one node (the held-by-others part of
+        that rule is about one node's memory; the cluster's results are in
+        Redis, whose maxmemory is the bound)."""
+        r = self.redis()
+        a = self.node(r.url, "a", "--max-queue", "10", "--max-results-memory", "64k",
+                      workers=2)
+        b = self.node(r.url, "b", "--max-queue", "10", "--max-results-memory", "64k",
+                      workers=2)
+        slow = a.post("/v1/map", {"task": "sleep", "items": [1500] * 8})
+        self.assertEqual(slow.status, 202, slow)
+        full = b.post("/v1/map", {"task": "square", "items": [1, 2, 3]})
+        error_of(self, full, 429, "queue_full")
+        self.assertEqual(full.header("Retry-After"), "1")
+        self.assert_described("POST", "/v1/map", full)
+        ok = b.post("/v1/map?wait=30", {"task": "square", "items": [1, 2]})
+        self.assertEqual(ok.status, 200, ok)
+        a.wait_job(slow.json()["id"], timeout=30)
+        # Finished, the eight give their room back.
+        again = b.post("/v1/map?wait=30", {"task": "square", "items": list(range(10))})
+        self.assertEqual(again.status, 200, again)
+        self.assertEqual(again.json()["state"], "done")
+        big = a.post("/v1/map", {"task": "echo", "items": ["x" * 1000] * 80})
+        error_of(self, big, 507, "insufficient_storage")
+        self.assertIn("--max-results-memory", big.json()["error"]["message"])
+        self.assert_described("POST", "/v1/map", big)
+
     # --- idempotency keys ---------------------------------------------------
 
     def test_idempotency_key_holds_cluster_wide(self):
