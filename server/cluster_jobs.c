@@ -217,6 +217,7 @@ int fp_cluster_jobs_new(fp_cluster_jobs **out, fp_loop *loop, fp_pool *pool,
 	cj->visibility_ms = o->visibility_ms ? o->visibility_ms : 5000;
 	cj->tick_ms = o->tick_ms ? o->tick_ms : 1000;
 	cj->max_queue = o->max_queue;
+	cj->buffer_max = o->buffer_max ? o->buffer_max : 64u << 20;
 	cj->tick.data = cj->retry.data = cj->follow_soon.data = cj;
 	cj->prefix = strdup(o->prefix);
 	cj->name = strdup(o->node_name);

@@ -59,6 +59,13 @@ struct fp_cluster_jobs_options {
 	 * scripts that add and delete work entries). Past it, -EBUSY. 0: none.
 	 */
 	uint64_t max_queue;
+	/*
+	 * Outcome bytes kept in memory while Redis is away (--cluster-buffer,
+	 * default 64 MiB): a chunk whose outcomes do not fit keeps instead one
+	 * short error line per item (store_unavailable), landed when Redis is
+	 * back, so that its items end named, once.
+	 */
+	uint64_t buffer_max;
 	struct fp_dlog *log;
 };
 

@@ -25,7 +25,7 @@ struct fp_cluster_jobs {
 	char *seq_key, *jobs_key, *job_prefix;     /* P seq, P jobs, P job: */
 	/* P pending: the items of the work entries not yet deleted (cluster_jobs.h). */
 	char *pending_key;
-	uint64_t ttl_ms, visibility_ms, tick_ms, max_queue;
+	uint64_t ttl_ms, visibility_ms, tick_ms, max_queue, buffer_max;
 
 	fp_redis *cmd;       /* commands: submissions, reads, outcomes, claims */
 	fp_redis *pull;      /* XREADGROUP ... BLOCK */

@@ -23,9 +23,6 @@
 #include "cluster_jobs_impl.h"
 #include "ndjson.h"
 
-/* Outcome bytes kept for Redis while it is away, at most (see land_cb). */
-#define UNWRITTEN_MAX (64u * 1024 * 1024)
-
 /*
  * KEYS: job, chunk, work. ARGV: K, now, the entry's id, this node's name.
  * nil: the job is gone; {'landed'}: ran before; else state, task,
@@ -466,6 +463,58 @@ static uint64_t unwritten_bytes(const fp_cluster_jobs *cj)
 	return n;
 }
 
+/*
+ * Redis is away with this run's outcomes unwritten: kept, and written when
+ * it returns (the script makes a second landing an acknowledgement only).
+ * Past --cluster-buffer the outcomes give way to one short error line per
+ * item, store_unavailable, kept (and landed) instead, so that the items end
+ * named and the chunk does not run again: those lines are not counted
+ * against the bound, a few dozen bytes an item being what naming them costs.
+ */
+static void keep_unwritten(struct cj_run *run)
+{
+	fp_cluster_jobs *cj = run->cj;
+	char msg[256];
+	struct sbuf line;
+	size_t i;
+	uint64_t held = unwritten_bytes(cj);   /* of the others: this one is not UNWRITTEN yet */
+
+	run->state = RUN_UNWRITTEN;
+	if (held + run->out.len <= cj->buffer_max)
+		return;
+	if (cj->log)
+		fp_dlog_error(cj->log, "cluster: Redis is away and the outcome buffer (%" PRIu64
+			      " bytes, --cluster-buffer) is full: the %" PRIu64 " items of chunk %"
+			      PRIu64 " of job %s end with store_unavailable", cj->buffer_max,
+			      run->e.n, run->e.chunk, run->e.job);
+	snprintf(msg, sizeof(msg), "the item ran, but Redis was away and this node's outcome"
+		 " buffer (--cluster-buffer %" PRIu64 " bytes) was full: its outcome was not kept",
+		 cj->buffer_max);
+	sbuf_init(&line);
+	for (i = 0; i < run->e.n; i++) {
+		free(run->lines[i]);
+		run->lines[i] = NULL;
+		sbuf_reset(&line);
+		fp_cluster_outcome_named(&line, run->e.first + i, "store_unavailable", msg);
+		if (set_line(run, i, &line) < 0)
+			break;
+	}
+	sbuf_free(&line);
+	run->nok = 0;
+	run->nfailed = run->e.n;
+	sbuf_reset(&run->out);
+	sbuf_reset(&run->att);
+	for (i = 0; i < run->e.n && run->lines[i]; i++) {
+		sbuf_add(&run->out, run->lines[i], run->lens[i]);
+		sbuf_add(&run->out, "\n", 1);
+		sbuf_printf(&run->att, i ? ",%u" : "%u", run->attempts[i]);
+	}
+	if (i < run->e.n || run->out.oom || run->att.oom) {
+		/* Not even the errors: the entry stays pending, to run again elsewhere. */
+		run_end(run);
+	}
+}
+
 static void land_cb(fp_redis *r, int status, redisReply *reply, void *data)
 {
 	struct cj_run *run = data;
@@ -477,22 +526,7 @@ static void land_cb(fp_redis *r, int status, redisReply *reply, void *data)
 		return;
 	}
 	if (status < 0) {
-		/*
-		 * Redis went away with the outcomes unanswered: kept, and written
-		 * again when it returns (the script makes a second landing an
-		 * acknowledgement only). Past the bound they go, loudly: the entry
-		 * stays pending and the chunk runs again, here or elsewhere.
-		 */
-		if (unwritten_bytes(cj) + run->out.len > UNWRITTEN_MAX) {
-			if (cj->log)
-				fp_dlog_error(cj->log, "cluster: Redis is away and %u MiB of outcomes wait"
-					      " already: chunk %" PRIu64 " of job %s is dropped here and"
-					      " will run again (store_unavailable)",
-					      UNWRITTEN_MAX >> 20, run->e.chunk, run->e.job);
-			run_end(run);
-			return;
-		}
-		run->state = RUN_UNWRITTEN;
+		keep_unwritten(run);        /* Redis went away with the outcomes unanswered */
 		return;
 	}
 	if (reply->type == REDIS_REPLY_ERROR && cj->log)
@@ -532,7 +566,7 @@ void fp__cj_land_send(struct cj_run *run)
 		r = fp_redis_command(cj->cmd, land_cb, run, 16, argv, argl);
 	}
 	if (r == -ENOTCONN)
-		run->state = RUN_UNWRITTEN;      /* written when Redis returns */
+		keep_unwritten(run);             /* written when Redis returns */
 	else if (r < 0)
 		run_end(run);
 	else

@@ -642,6 +642,7 @@ static int start_cluster(struct daemon *d, const char *bound)
 		jo.node_name = co.node_name;
 		jo.ttl_ms = d->cfg.job_ttl_s * 1000;
 		jo.max_queue = d->cfg.max_queue;
+		jo.buffer_max = d->cfg.cluster_buffer;
 		jo.log = &d->log;
 		r = fp_cluster_jobs_new(&d->cjobs, d->loop, d->pool, &jo, err, sizeof(err));
 		if (r < 0) {

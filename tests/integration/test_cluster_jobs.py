@@ -13,6 +13,8 @@
   mid-map (appendonly yes, in the test's temp dir) under the nodes: the map
   completes, every item once and none failed (nothing taken from a live
   node, the outcomes kept meanwhile written).
+- Outcomes past --cluster-buffer while Redis is away end their items with
+  the error store_unavailable once it is back, each item run once.
 - Two clusters with different prefixes on one Redis do not see each
   other's jobs; submissions while Redis is away get 503 store_unavailable.
 - GET /v1/jobs on any node lists the cluster's jobs, newest first, paged
@@ -291,6 +293,36 @@ class ClusterJobsTest(unittest.TestCase):
         self.assertEqual((doc["state"], doc["done"], doc["failed"]), ("done", n, 0), errors)
         lines = self.results(a, job["id"])
         self.assertEqual([x["index"] for x in lines], list(range(n)))
+
+    def test_outcomes_past_the_buffer_fail_named_and_run_once(self):
+        """Outcomes of chunks that end while Redis is away wait in memory up to
+        --cluster-buffer; past it a chunk's items end with the error
+        store_unavailable (written when Redis is back), not silently dropped
+        and not run again while their node lives."""
+        r = self.redis(appendonly=True)
+        a = self.node(r.url, "a", "--cluster-buffer", "1", workers=2)
+        job = a.post("/v1/map", {"task": "sleep", "items": [1500, 1500]})
+        self.assertEqual(job.status, 202, job)
+        job = job.json()["id"]
+        wait_until(lambda: (metric(a, "forkpool_cluster_chunks_running") or 0) > 0, 20,
+                   interval=0.01, what="the chunk running")
+        r.stop()
+        # The chunk ends while Redis is away: its outcomes do not fit in 1 byte.
+        a.wait_line(r"outcome buffer .* is full", 20, fail_on_exit=True)
+        r.start()
+        # The jobs' own connections come back after the registry's: until then, 503.
+        wait_until(lambda: a.get("/v1/jobs/" + job).status == 200, 20,
+                   what="the node's jobs back on Redis")
+        doc = a.wait_job(job, timeout=30, results=True)
+        self.assertEqual((doc["state"], doc["done"], doc["failed"]), ("failed", 0, 2), doc)
+        for x in doc["results"]:
+            self.assertEqual(x["error"]["type"], "store_unavailable", x)
+            self.assertIn("--cluster-buffer", x["error"]["message"])
+            self.assertEqual(x["attempts"], 1)
+        self.assert_described("GET", "/v1/jobs/{id}", a.get("/v1/jobs/%s?results=1" % job))
+        # Run once: the chunk was landed with its errors, not left to run again.
+        self.assertEqual(metric(a, "forkpool_cluster_items_run_total"), 2)
+        self.assertEqual(r.command("XPENDING", "forkpool:work", "workers")[0], 0)
 
     def test_store_unavailable(self):
         r = self.redis()
