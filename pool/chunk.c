@@ -60,7 +60,7 @@ static size_t chunk_for(fp_pool *p, const struct fp_worker *w, const struct fp_q
 		if (k > left)
 			k = left;
 	}
-	if (fp__limits_may_apply(&p->root->limits, c->concurrency))
+	if (fp__limits_may_apply(&p->root->limits, c->concurrency || c->limit_no))
 		k = fp__limit_room(p, w, c, hops, NULL, 0, k);
 	if (!k || !c->ops->room)
 		return k;
@@ -178,7 +178,7 @@ uint32_t fp__chunk_plan(fp_pool *p, struct fp_worker *w, struct fp_seg *segs, si
 	unsigned hops = 0;
 	uint32_t n = 1;
 
-	if (p->root->limits.nt)
+	if (p->root->limits.n)
 		fp__limit_plan_begin(&p->root->limits);
 	for (q0 = 0; q0 < p->queue.len; q0++) {
 		e = fp__queue_at(&p->queue, q0);
@@ -210,7 +210,7 @@ uint32_t fp__chunk_plan(fp_pool *p, struct fp_worker *w, struct fp_seg *segs, si
 			take = c->chunksize;
 		if (take > limit - total)
 			take = limit - total;
-		if (fp__limits_may_apply(&p->root->limits, c->concurrency) &&
+		if (fp__limits_may_apply(&p->root->limits, c->concurrency || c->limit_no) &&
 		    !(take = fp__limit_room(p, w, c, &(unsigned){ 0 }, segs, n, take)))
 			break;
 		for (i = 0; i < take; i++)

@@ -26,6 +26,8 @@ struct fp_limits {
 		bool own;          /* fp_pool_task_concurrency()'s: named after its task */
 		/* Of max, the places a lender lets this pool use (fp_pool_limit_lend()). */
 		unsigned lent;
+		/* Calls not done that count under it (fp_call_options.limit). */
+		unsigned calls;
 		/* Items its tasks' workers hold, as counted during plan `held_plan`. */
 		uint64_t held, held_plan;
 	} *v;
@@ -56,14 +58,20 @@ struct fp_limits {
 size_t fp__limit_room(fp_pool *p, const struct fp_worker *w, const struct fp_call *c,
 		      unsigned *hops, const struct fp_seg *planned, uint32_t n, size_t want);
 /*
- * Whether fp__limit_room() may say less than `want` for a call with this
- * `concurrency`: inline, so that a pool without limits pays one test per
- * planned run and no call.
+ * Whether fp__limit_room() may say less than `want` for a call with a cap
+ * of its own (`own`: a concurrency, or a limit it counts under): inline, so
+ * that a pool without limits pays one test per planned run and no call.
  */
-static inline bool fp__limits_may_apply(const struct fp_limits *l, unsigned concurrency)
+static inline bool fp__limits_may_apply(const struct fp_limits *l, bool own)
 {
-	return l->nt || concurrency;
+	return l->nt || own;
 }
+/*
+ * A call counts under limit `name` (fp_call_options.limit): *no is 1 + its
+ * index, kept by the call until fp__limit_detach(). -ENOENT: no such limit.
+ */
+int fp__limit_attach(fp_pool *root, const char *name, uint32_t *no);
+void fp__limit_detach(fp_pool *root, uint32_t no);
 /* A chunk plan begins: counts read before it are stale. */
 static inline void fp__limit_plan_begin(struct fp_limits *l)
 {
@@ -72,7 +80,7 @@ static inline void fp__limit_plan_begin(struct fp_limits *l)
 /* Whether an item ending in one pool may let an item of another pool start. */
 static inline bool fp__limits_shared(const struct fp_limits *l, unsigned nchildren)
 {
-	return l->nt && nchildren;
+	return l->n && nchildren;
 }
 void fp__limits_deinit(struct fp_limits *l);
 

@@ -473,7 +473,7 @@ int fp_cluster_jobs_submit(fp_cluster_jobs *cj, enum fp_job_kind kind, const cha
 	    arg_s(&a, cj->work_key) || arg_s(&a, idem_key ? idem_key : "") ||
 	    arg_s(&a, cj->seq_key) || arg_s(&a, cj->jobs_key) || arg_s(&a, cj->pending_key) ||
 	    arg_s(&a, id) || arg_s(&a, idem_value) || arg_u64(&a, cj->ttl_ms + IDEM_EXTRA_MS) ||
-	    arg_u64(&a, cj->ttl_ms) || arg_s(&a, "16") ||
+	    arg_u64(&a, cj->ttl_ms) || arg_s(&a, "17") ||
 	    arg_s(&a, "kind") || arg_s(&a, fp_job_kind_name(kind)) ||
 	    arg_s(&a, "task") || arg_s(&a, task) ||
 	    arg_s(&a, "state") || arg_s(&a, n ? "queued" : "done") ||
@@ -486,6 +486,7 @@ int fp_cluster_jobs_submit(fp_cluster_jobs *cj, enum fp_job_kind kind, const cha
 	    arg_s(&a, "timeout_ms") || arg_s(&a, timeout) ||
 	    arg_s(&a, "retries") || arg_u64(&a, co->retries) ||
 	    arg_s(&a, "retry_on") || arg_u64(&a, co->retry_on) ||
+	    arg_s(&a, "concurrency") || arg_u64(&a, co->concurrency) ||
 	    arg_s(&a, "ttl_ms") || arg_u64(&a, cj->ttl_ms) ||
 	    arg_s(&a, "node") || arg_s(&a, cj->name) ||
 	    arg_s(&a, "idem") || arg_s(&a, idem_key ? idem_key : "") ||

@@ -79,6 +79,7 @@ struct cj_run {
 	uint64_t call_id;
 	bool calling;                  /* the pool call is not done yet */
 	bool left;                     /* cancelled by a leave: not to be written */
+	char limit[FP_CLUSTER_ID_MAX + 8]; /* "job:ID" when the job has a concurrency, else "" */
 	char *body;                    /* the chunk's items (fp_ndjson_split points into it) */
 	struct fp_buf *items;
 	char **lines;                  /* per item, its outcome line */

@@ -19,7 +19,7 @@
 #define IDLE_SYNC_MS 1000
 /* A limit's hash outlives its last asker by this much (any ask renews it). */
 #define KEY_TTL_MS "60000"
-/* Limits a node has, at most (the configuration's own cap is far lower). */
+/* Limits a node starts with, at most (the configuration's; jobs' come later). */
 #define LIMITS_MAX 256
 
 /*
@@ -89,6 +89,8 @@ static const char grant_script[] =
 struct held_limit {
 	char *name;
 	unsigned lent;              /* what the pool was lent */
+	/* Dropped from the pool (a job's limit, its chunks done here): its hold is given back. */
+	bool gone;
 };
 
 struct fp_cluster_limits {
@@ -98,7 +100,7 @@ struct fp_cluster_limits {
 	char *key_prefix;           /* P limit: */
 	char *node_prefix;          /* P node: */
 	struct held_limit *v;
-	size_t n;
+	size_t n, ngone;
 	/* The limits asked for by the script out, in KEYS order (their indexes in v). */
 	size_t *asked;
 	size_t nasked;
@@ -147,12 +149,50 @@ static long slot_of(fp_cluster_limits *l, const char *name)
 	if (!(v[l->n].name = strdup(name)))
 		return -1;
 	v[l->n].lent = UINT32_MAX;
+	v[l->n].gone = false;
 	l->n++;
 	lend(l, l->n - 1, 0);
 	return (long)l->n - 1;
 }
 
 static void schedule(fp_cluster_limits *l, uint64_t ms);
+
+/* Forget the limits given back (after an ask that released them was answered). */
+static void forget_gone(fp_cluster_limits *l)
+{
+	size_t i, k = 0;
+
+	for (i = 0; i < l->n; i++) {
+		if (l->v[i].gone)
+			free(l->v[i].name);
+		else
+			l->v[k++] = l->v[i];
+	}
+	l->n = k;
+	l->ngone = 0;
+}
+
+/* Which of v are still the pool's limits (s[0..n)): the others are gone. -ENOMEM. */
+static int mark(fp_cluster_limits *l, const struct fp_limit_stats *s, size_t n)
+{
+	size_t i;
+	long k;
+
+	for (i = 0; i < l->n; i++)
+		l->v[i].gone = true;
+	for (i = 0; i < n; i++) {
+		if ((k = slot_of(l, s[i].name)) < 0)
+			return -ENOMEM;
+		l->v[k].gone = false;
+	}
+	l->ngone = 0;
+	for (i = 0; i < l->n; i++)
+		if (l->v[i].gone) {
+			l->v[i].lent = 0;   /* a limit made again of that name starts with none */
+			l->ngone++;
+		}
+	return 0;
+}
 
 static void grant_cb(fp_redis *r, int status, redisReply *reply, void *data)
 {
@@ -169,9 +209,11 @@ static void grant_cb(fp_redis *r, int status, redisReply *reply, void *data)
 		for (size_t k = 0; k < reply->elements; k++) {
 			const redisReply *g = reply->element[k];
 
-			lend(l, l->asked[k], g->type == REDIS_REPLY_INTEGER && g->integer > 0
-				 ? (unsigned)g->integer : 0);
+			if (!l->v[l->asked[k]].gone)
+				lend(l, l->asked[k], g->type == REDIS_REPLY_INTEGER && g->integer > 0
+				     ? (unsigned)g->integer : 0);
 		}
+		forget_gone(l);
 	}
 	schedule(l, SYNC_MS);
 }
@@ -194,7 +236,7 @@ static void limit_args(const struct fp_limit_stats *s, unsigned lent, char *max,
  */
 static bool due(fp_cluster_limits *l, const struct fp_limit_stats *s, size_t n)
 {
-	if (fp_now_ms() - l->last_sync >= IDLE_SYNC_MS)
+	if (l->ngone || fp_now_ms() - l->last_sync >= IDLE_SYNC_MS)
 		return true;
 	for (size_t i = 0; i < n; i++) {
 		long k = slot_of(l, s[i].name);
@@ -208,49 +250,64 @@ static bool due(fp_cluster_limits *l, const struct fp_limit_stats *s, size_t n)
 	return false;
 }
 
+/* Entry k of an ask: the pool's limit s[k] (k < n), else the k-n'th gone one. */
+static size_t entry_of(fp_cluster_limits *l, const struct fp_limit_stats *s, size_t n, size_t k,
+		       size_t *gone_at)
+{
+	if (k < n)
+		return (size_t)slot_of(l, s[k].name);   /* found: mark() made it */
+	while (!l->v[*gone_at].gone)
+		(*gone_at)++;
+	return (*gone_at)++;
+}
+
+/* One EVAL for every limit the pool has, and for those it dropped (asking for 0). */
 static int ask(fp_cluster_limits *l, const struct fp_limit_stats *s, size_t n)
 {
-	size_t argc = 5 + 4 * n, a = 0, k;   /* EVAL, script, count, keys, 2, 3 each */
+	size_t m = n + l->ngone, argc = 5 + 4 * m, a = 0, k, gone_at = 0;
 	const char **argv = calloc(argc, sizeof(*argv));
 	size_t *argl = calloc(argc, sizeof(*argl));
-	char (*num)[24] = calloc(3 * n + 1, sizeof(*num));
-	char **keys = calloc(n + 1, sizeof(*keys));
+	char (*num)[24] = calloc(3 * m + 1, sizeof(*num));
+	char **keys = calloc(m + 1, sizeof(*keys));
+	size_t *asked = realloc(l->asked, (m + 1) * sizeof(*asked));
 	char nkeys[24];
 	int r = -ENOMEM;
 
-	if (!argv || !argl || !num || !keys || !(l->asked = realloc(l->asked, (n + 1) * sizeof(size_t))))
+	if (asked)
+		l->asked = asked;
+	if (!argv || !argl || !num || !keys || !asked)
 		goto out;
-	snprintf(nkeys, sizeof(nkeys), "%zu", n);
+	snprintf(nkeys, sizeof(nkeys), "%zu", m);
 	argv[a++] = "EVAL";
 	argv[a++] = grant_script;
 	argv[a++] = nkeys;
-	for (k = 0; k < n; k++) {
-		long i = slot_of(l, s[k].name);
-
-		if (i < 0 || !(keys[k] = cat(l->key_prefix, s[k].name)))
+	for (k = 0; k < m; k++) {
+		asked[k] = entry_of(l, s, n, k, &gone_at);
+		if (!(keys[k] = cat(l->key_prefix, l->v[asked[k]].name)))
 			goto out;
-		l->asked[k] = (size_t)i;
 		argv[a++] = keys[k];
 	}
 	argv[a++] = fp_cluster_node_name(l->c);
 	argv[a++] = l->node_prefix;
-	for (k = 0; k < n; k++) {
-		limit_args(&s[k], l->v[l->asked[k]].lent, num[3 * k], num[3 * k + 1],
-			   num[3 * k + 2], sizeof(num[0]));
+	for (k = 0; k < m; k++) {
+		static const struct fp_limit_stats none;   /* a gone limit asks for nothing */
+
+		limit_args(k < n ? &s[k] : &none, k < n ? l->v[asked[k]].lent : 0, num[3 * k],
+			   num[3 * k + 1], num[3 * k + 2], sizeof(num[0]));
 		argv[a++] = num[3 * k];
 		argv[a++] = num[3 * k + 1];
 		argv[a++] = num[3 * k + 2];
 	}
 	for (k = 0; k < a; k++)
 		argl[k] = strlen(argv[k]);
-	l->nasked = n;
+	l->nasked = m;
 	r = fp_redis_command(fp_cluster_redis(l->c), grant_cb, l, (int)a, argv, argl);
 	if (r == 0) {
 		l->asking = true;
 		l->last_sync = fp_now_ms();
 	}
 out:
-	for (k = 0; keys && k < n; k++)
+	for (k = 0; keys && k < m; k++)
 		free(keys[k]);
 	free(keys);
 	free(num);
@@ -262,7 +319,7 @@ out:
 static void tick_cb(fp_timer *t)
 {
 	fp_cluster_limits *l = t->data;
-	struct fp_limit_stats s[LIMITS_MAX];
+	struct fp_limit_stats *s;
 	size_t n;
 
 	if (l->stopped || l->asking)
@@ -272,11 +329,16 @@ static void tick_cb(fp_timer *t)
 		schedule(l, SYNC_MS);
 		return;
 	}
-	n = fp_pool_limits(l->pool, s, LIMITS_MAX);
-	if (n > LIMITS_MAX)
-		n = LIMITS_MAX;
-	if (!n || !due(l, s, n) || ask(l, s, n) < 0)
+	/* Jobs' limits come and go (cluster_run.c): as many as the pool has now. */
+	n = fp_pool_limits(l->pool, NULL, 0);
+	if (!(s = calloc(n + 1, sizeof(*s)))) {
+		schedule(l, SYNC_MS);
+		return;
+	}
+	n = fp_pool_limits(l->pool, s, n);
+	if (mark(l, s, n) < 0 || !(n + l->ngone) || !due(l, s, n) || ask(l, s, n) < 0)
 		schedule(l, n ? SYNC_MS : IDLE_SYNC_MS);
+	free(s);
 }
 
 static void schedule(fp_cluster_limits *l, uint64_t ms)

@@ -21,6 +21,11 @@
  * the node may be running, so a shrinking grant is safe: the node starts
  * nothing until it runs fewer than its new grant, and says so next time.
  *
+ * A job's "concurrency" is a limit of the same kind, "job:ID", which
+ * cluster_run.c makes while the job's chunks run here and then drops: a
+ * limit gone from the pool is asked for once more with nothing wanted, so
+ * that its hold is given back, and forgotten.
+ *
  * Redis away: the node starts no item under a limit (lends 0) until it is
  * back; items running go on (they are not stopped). Every node should be
  * given the same limits: each applies its own max.

@@ -26,16 +26,16 @@
 /*
  * KEYS: job, chunk, work. ARGV: K, now, the entry's id, this node's name.
  * nil: the job is gone; {'landed'}: ran before; else state, task,
- * timeout_ms, retries, retry_on, the items, and how many nodes read the
+ * timeout_ms, retries, retry_on, the items, how many nodes read the
  * chunk to run it, one after the other (f:K, counted here when r:K, the
- * last reader, is another node: its attempt). Not the entry's delivery
+ * last reader, is another node: its attempt), and the job's concurrency. Not the entry's delivery
  * count: an entry whose XREADGROUP answer was lost with the connection is
  * delivered again without having run anywhere; and a node reading again a
  * chunk whose first answer it lost (Redis went away) is not a new attempt.
  */
 static const char fetch_script[] =
 	"local h = redis.call('HMGET', KEYS[1], 'task', 'timeout_ms', 'retries', 'retry_on',"
-	" 'state', 'c:' .. ARGV[1], 'cancel')\n"
+	" 'state', 'c:' .. ARGV[1], 'cancel', 'concurrency')\n"
 	"if not h[1] then return false end\n"
 	"if h[6] then return {'landed'} end\n"
 	"if h[7] then h[5] = 'cancelled'\n"
@@ -51,7 +51,8 @@ static const char fetch_script[] =
 	"    d = tonumber(redis.call('HGET', KEYS[1], 'f:' .. ARGV[1]) or '1')\n"
 	"  end\n"
 	"end\n"
-	"return {h[5], h[1], h[2] or '-1', h[3] or '0', h[4] or '0', body or '', tostring(d)}\n";
+	"return {h[5], h[1], h[2] or '-1', h[3] or '0', h[4] or '0', body or '', tostring(d),"
+	" h[8] or '0'}\n";
 
 /*
  * KEYS: job, results, work, chunk, pending. ARGV: K, ok, failed, lines, entry id,
@@ -198,6 +199,39 @@ static void fail_all(struct cj_run *run, fp_item_status status, const char *mess
 	land(run);
 }
 
+/*
+ * A job's "concurrency" holds across the cluster: its chunks here count
+ * under a pool limit of its own, "job:ID", made with none of its places
+ * lent, so that cluster_limit.c asks Redis for them as for any limit (key
+ * P limit:job:ID); dropped when its last chunk here is done (drop_limit()).
+ */
+static int job_limit(struct cj_run *run, unsigned max)
+{
+	fp_pool *pool = run->cj->pool;
+	const struct cj_run *o;
+	int r;
+
+	snprintf(run->limit, sizeof(run->limit), "job:%s", run->e.job);
+	/* Made by a chunk of the job still running here: its places are lent already. */
+	for (o = run->cj->runs; o; o = o->next)
+		if (o != run && o->calling && !strcmp(o->limit, run->limit))
+			return 0;
+	if ((r = fp_pool_limit_set(pool, run->limit, max)) < 0 ||
+	    (r = fp_pool_limit_lend(pool, run->limit, 0)) < 0) {
+		run->limit[0] = '\0';
+		return r;
+	}
+	return 0;
+}
+
+/* The job's limit goes with its last chunk here (-EBUSY while another counts under it). */
+static void drop_limit(struct cj_run *run, fp_pool *pool)
+{
+	if (run->limit[0])
+		fp_pool_limit_drop(pool, run->limit);
+	run->limit[0] = '\0';
+}
+
 /* --- running ---------------------------------------------------------------- */
 
 static void on_item(fp_pool *pool, uint64_t call_id, const struct fp_result *r, void *data)
@@ -225,9 +259,9 @@ static void on_done(fp_pool *pool, const struct fp_call_summary *s, void *data)
 {
 	struct cj_run *run = data;
 
-	(void)pool;
 	(void)s;
 	run->calling = false;
+	drop_limit(run, pool);
 	if (!run->cj || run->left) {
 		/* Orphaned, or stopped by this node's leave: the entry stays pending. */
 		fp_cluster_jobs *cj = run->cj;
@@ -312,9 +346,15 @@ static void start(struct cj_run *run, redisReply *const *f)
 	}
 	snprintf(label, sizeof(label), "job %s chunk %" PRIu64, run->e.job, run->e.chunk);
 	co.label = label;
+	if (elem_i64(f[7], 0) > 0 && (r = job_limit(run, (unsigned)elem_i64(f[7], 0))) < 0) {
+		fail_all(run, FP_ITEM_START_FAILURE, fp_strerror(r));
+		return;
+	}
+	co.limit = run->limit[0] ? run->limit : NULL;
 	r = fp_pool_map_async(cj->pool, task, run->items, n, &co, on_item, on_done, run,
 			      &run->call_id);
 	if (r < 0) {
+		drop_limit(run, cj->pool);
 		fail_all(run, r == FP_EUNKNOWN_TASK ? FP_ITEM_UNKNOWN_TASK : FP_ITEM_START_FAILURE,
 			 fp_strerror(r));
 		return;
@@ -357,7 +397,7 @@ static void fetch_cb(fp_redis *r, int status, redisReply *reply, void *data)
 		run_end(run);
 		return;
 	}
-	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 7) {
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 8) {
 		run_end(run);
 		return;
 	}

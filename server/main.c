@@ -626,9 +626,8 @@ static int start_cluster(struct daemon *d, const char *bound)
 			      fp_strerror(r));
 		return r;
 	}
-	/* Limits hold across the cluster: their places are held in Redis. */
-	if (fp_pool_limits(d->pool, NULL, 0) &&
-	    (r = fp_cluster_limits_new(&d->climits, d->loop, d->pool, d->cluster)) < 0) {
+	/* Limits (the flags', and jobs' "concurrency") hold across the cluster: places in Redis. */
+	if ((r = fp_cluster_limits_new(&d->climits, d->loop, d->pool, d->cluster)) < 0) {
 		fp_dlog_error(&d->log, "cannot hold the limits in the cluster: %s", fp_strerror(r));
 		return r;
 	}

@@ -3,7 +3,8 @@
  * once than its limit, as the task itself records (tests/modules/overlap.c),
  * while other tasks' items pass its waiting ones; a named limit holds across
  * the tasks it covers; a call's own concurrency caps that call; places
- * lent by a cluster (fp_pool_limit_lend()) bound a limit below its max; bad
+ * lent by a cluster (fp_pool_limit_lend()) bound a limit below its max;
+ * calls counting under one limit (fp_call_options.limit) share it; bad
  * limits are refused with the errno the header names. Runs once per loop
  * backend (FORKPOOL_LOOP in the environment).
  */
@@ -225,6 +226,38 @@ static void lent_places_bound_a_limit_until_more_are_lent(void **state)
 	fixture_free(&f);
 }
 
+static void calls_under_one_limit_share_it_and_it_is_dropped_after(void **state)
+{
+	struct fixture f;
+	struct fp_test_collect a, b;
+	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
+
+	(void)state;
+	fixture_init(&f);
+	o.limit = "job:1";
+	assert_int_equal(fp_pool_map_async(f.pool, "overlap.other", NULL, 0, &o, NULL, NULL,
+					   NULL, NULL), -ENOENT);
+	assert_int_equal(fp_pool_limit_set(f.pool, "job:1", 2), 0);
+	/* Two calls of a task under no limit of its own, both counting under job:1. */
+	submit(&f, &a, "overlap.other", 0, 5, 60, &o);
+	submit(&f, &b, "overlap.other", 0, 5, 60, &o);
+	assert_int_equal(fp_pool_limit_drop(f.pool, "job:1"), -EBUSY);
+	fp_test_collect_wait(&a);
+	fp_test_collect_wait(&b);
+	all_ok(&a);
+	all_ok(&b);
+	assert_int_equal(most_at_once(&f, 0), 2);
+	assert_int_equal(fp_pool_limit_drop(f.pool, "job:1"), 0);
+	assert_int_equal(fp_pool_limit_drop(f.pool, "job:1"), -ENOENT);
+	assert_int_equal(fp_pool_limits(f.pool, NULL, 0), 0);
+	/* Its slot is taken by the next limit made. */
+	assert_int_equal(fp_pool_limit_set(f.pool, "job:2", 1), 0);
+	assert_int_equal(fp_pool_limits(f.pool, NULL, 0), 1);
+	fp_test_collect_free(&a);
+	fp_test_collect_free(&b);
+	fixture_free(&f);
+}
+
 /* Every worker is up and idle. */
 static int all_idle(void *pool)
 {
@@ -348,6 +381,7 @@ int main(void)
 		cmocka_unit_test(call_concurrency_caps_that_call_only),
 		cmocka_unit_test(bad_limits_are_refused),
 		cmocka_unit_test(lent_places_bound_a_limit_until_more_are_lent),
+		cmocka_unit_test(calls_under_one_limit_share_it_and_it_is_dropped_after),
 	};
 
 	if (fp_test_backend_missing())

@@ -11,6 +11,8 @@ Three nodes on a redis-server of the test's own, each with the same
   task's own limit of 1 holds the same way;
 - items waiting for a place hold no worker: an unlimited task submitted
   behind them finishes first;
+- a job's "concurrency" (JSON and NDJSON) holds over the nodes that run its
+  chunks, and its places are given back once it is done;
 - a node SIGKILLed while it holds both places gives them back (its
   heartbeat expires): a job submitted after still runs, 2 at a time, and
   Redis no longer lists the dead node's hold.
@@ -23,6 +25,7 @@ Run by meson once per backend:
 """
 
 import os
+import re
 import shutil
 import signal
 import sys
@@ -35,6 +38,11 @@ from harness import Daemon, wait_until  # noqa: E402
 from redis_harness import REDIS_SERVER, RedisServer  # noqa: E402
 
 MODULE_DIR = os.environ.get("FP_TEST_MODULE_DIR", "")
+
+
+def metric(d, name):
+    m = re.search(r"^%s (\d+)$" % re.escape(name), d.get("/metrics").body.decode(), re.M)
+    return int(m.group(1)) if m else 0
 
 
 class ClusterLimitsTest(unittest.TestCase):
@@ -106,6 +114,28 @@ class ClusterLimitsTest(unittest.TestCase):
                                            "items": self.items("free", 2, 200)})
                 for i in range(6)]
         self.assertEqual(self.most_at_once(nodes[0], free), 1)
+
+    def test_a_jobs_concurrency_holds_across_the_nodes(self):
+        nodes = [self.node(n) for n in ("a", "b", "c")]
+        # 1024 items: four chunks of 256, more than one node takes (three at
+        # most each), of a task under no limit but the job's own.
+        r = nodes[0].post("/v1/map", {"task": "overlap.other", "concurrency": 2,
+                                      "items": self.items("job", 1024, 5)})
+        self.assertEqual(r.status, 202, r)
+        job = r.json()["id"]
+        self.assertEqual(self.most_at_once(nodes[1], [job]), 2)
+        ran = [metric(d, "forkpool_cluster_chunks_run_total") for d in nodes]
+        self.assertEqual(sum(ran), 4, ran)
+        self.assertGreaterEqual(len([x for x in ran if x]), 2, ran)
+        # Its limit is given back and forgotten once its chunks are done.
+        wait_until(lambda: not self.hkeys("forkpool:limit:job:" + job), 10,
+                   what="the job's places given back")
+        # NDJSON's ?concurrency= too.
+        body = "".join('"%s"\n' % a for a in self.items("nd", 300, 5))
+        r = nodes[2].post("/v1/map?task=overlap.other&concurrency=1", body,
+                          headers={"Content-Type": "application/x-ndjson"})
+        self.assertEqual(r.status, 202, r)
+        self.assertEqual(self.most_at_once(nodes[0], [r.json()["id"]]), 1)
 
     def test_a_killed_nodes_places_come_back(self):
         c = self.node("c", clean=False)
