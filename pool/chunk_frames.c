@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "chunk.h"
+#include "frame_pack.h"
 #include "forkpool/loop.h"
 #include "pool_impl.h"
 

@@ -240,28 +240,25 @@ static void dispatch_pool(fp_pool *p)
 
 void fp__dispatch(fp_pool *p)
 {
-	fp_pool *root = p->root;
-	bool family;
+	fp_pool *root = p->root, *g;
+	bool all;
+	unsigned i;
 
 	if (p->state != FP_POOL_RUNNING)
 		return;
 	/*
 	 * What was gathered this turn (a pipeline's outputs: pipelines are
-	 * the root's) may go to any pool of the family (exec stages): queue
-	 * it, and then the others get their share too. So may an item that a
-	 * limit shared across the family held back (limit.c).
+	 * the root's) may go to any group (exec stages): queue it, and then
+	 * the other groups get their share too. So may an item that a limit
+	 * shared across the groups held back (limit.c).
 	 */
-	family = root->feed_flush || fp__limits_shared(&root->limits, root->nchildren);
+	all = root->feed_flush || fp__limits_shared(&root->limits, root->ngroups);
 	if (root->feed_flush)
 		root->feed_flush(root);
-	if (family) {
-		for (unsigned i = 0; i < root->nchildren + 1u && root->nchildren; i++) {
-			fp_pool *q = i ? root->children[i - 1] : root;
-
-			if (q != p && q->queue.len)
-				dispatch_pool(q);
-		}
-	}
+	if (all && root->ngroups > 1)
+		FP_FOR_GROUPS(g, root, i)
+			if (g != p && g->queue.len)
+				dispatch_pool(g);
 	dispatch_pool(p);
 }
 

@@ -57,7 +57,7 @@
 #include <jansson.h>
 
 #include "exec_calls.h"
-#include "frame.h"
+#include "frame_reader.h"
 #include "pool_impl.h"
 #include "worker_main.h"
 

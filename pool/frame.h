@@ -19,30 +19,8 @@
  * Every TASK is answered by exactly one end frame (RESULT or ERROR), in the
  * order the tasks were sent.
  *
- * Packed frames. Quick items travel many to a frame, since the per-frame
- * work (a 24-byte header made, checked and dispatched per item each way) is
- * the master's largest cost on trivial tasks:
- *
- *   master -> worker   TASKS    id = first item's id; flags as a TASK's, FLUSH
- *                               meaning its last item ends the chunk; payload
- *                               = struct fp_frame_pack, the task name once
- *                               (name_len bytes, no NUL), then per item a
- *                               uint32_t args length and the args
- *   worker -> master   RESULTS  id = first item's id; rss_kib as a RESULT's;
- *                               payload = struct fp_frame_pack (name_len 0),
- *                               then per item a uint32_t flags (a RESULT's:
- *                               NOVALUE, RETIRE, run time bits), a uint32_t
- *                               length and the JSON value
- *
- * A TASKS frame covers one segment of a chunk (consecutive items of one
- * call); the master sends per-item TASK frames where it does not pack (one
- * item, args too big to copy, an exec pool: its shim speaks per-item frames).
- * A worker packs consecutive RESULTs it sends together; an EMIT or ERROR
- * goes out on its own and ends the pack. The reader (below) checks a packed
- * frame whole, refusing it with -EPROTO if its lengths do not add up exactly,
- * and then hands out its items as if each had come in a TASK or RESULT frame
- * of its own, with ids counting up from the packed frame's: so everything
- * after the reader sees the same frames either way.
+ * Packed frames (TASKS, RESULTS: many items to a frame) are frame_pack.h's,
+ * and reassembling frames from a byte stream frame_reader.h's.
  *
  * Outputs. Without FP_FRAME_STREAM (map, apply) the worker gathers a
  * generator's outputs into one JSON array, the RESULT's value. With it (a
@@ -141,15 +119,6 @@ struct fp_frame_header {
 _Static_assert(sizeof(struct fp_frame_header) == FP_FRAME_HEADER_SIZE,
 	       "frame header layout");
 
-/* What a packed frame's payload starts with. */
-struct fp_frame_pack {
-	uint32_t n;         /* items, at least 1 */
-	uint32_t name_len;  /* TASKS: the task name's bytes that follow; RESULTS: 0 */
-};
-
-#define FP_FRAME_TASKS_ENTRY 4u     /* per item: uint32_t args length */
-#define FP_FRAME_RESULTS_ENTRY 8u   /* per item: uint32_t flags, uint32_t length */
-
 /*
  * Fill a header; `len` is the payload size. Inline: the reader makes one
  * for every item of a packed frame, on both sides.
@@ -171,133 +140,5 @@ static inline void fp_frame_header_init(struct fp_frame_header *h, enum fp_frame
  * payload over max_payload.
  */
 int fp_frame_header_check(const struct fp_frame_header *h, size_t max_payload);
-
-/*
- * Writing packed frames. The payload's size: a TASKS frame of n items of
- * args_total bytes in all, a RESULTS frame of n values of value_total bytes.
- */
-static inline size_t fp_frame_tasks_len(uint32_t n, size_t name_len, size_t args_total)
-{
-	return sizeof(struct fp_frame_pack) + name_len + (size_t)n * FP_FRAME_TASKS_ENTRY +
-	       args_total;
-}
-
-static inline size_t fp_frame_results_len(uint32_t n, size_t value_total)
-{
-	return sizeof(struct fp_frame_pack) + (size_t)n * FP_FRAME_RESULTS_ENTRY + value_total;
-}
-
-/*
- * Header and fp_frame_pack of a TASKS frame; returns where the first item
- * goes. `hops` > 0: a chain, `name` being its hops + 1 NUL-separated names.
- */
-char *fp_frame_put_tasks(char *dst, uint64_t id0, uint32_t n, const char *name,
-			 uint32_t name_len, uint32_t len, uint32_t flags, unsigned hops);
-/* One item of a TASKS frame; returns where the next goes. */
-char *fp_frame_put_tasks_item(char *dst, const void *args, uint32_t args_len);
-/* Header and fp_frame_pack of a RESULTS frame (its items' hop); returns where the first item goes. */
-char *fp_frame_put_results(char *dst, uint64_t id0, uint32_t n, uint32_t len,
-			   uint32_t rss_kib, unsigned hop);
-/* One item of a RESULTS frame; returns where the next goes. */
-char *fp_frame_put_results_item(char *dst, uint32_t flags, const void *value, uint32_t len);
-
-/*
- * Reassembles frames from a byte stream. Payloads are NUL-terminated in the
- * reader's buffer (the NUL is not counted) and stay valid until the next
- * call to fp_frame_reader_feed() or _next().
- *
- * A packed frame comes out item by item: a TASKS frame's as TASK frames
- * whose payload is the args alone, `item_name` then being the task name
- * (NUL-terminated, valid until the next call to _next(); a chain's hop + 1
- * names one after the other); a RESULTS frame's as RESULT frames, the
- * packed frame's rss_kib on its last. Each has the packed frame's hop. `item_name` is
- * NULL for a frame that came whole, whose payload is the name, NUL, args.
- */
-struct fp_frame_reader {
-	const char *item_name;
-	char *name;          /* the open TASKS frame's task name */
-	size_t name_cap;
-	uint32_t pack_type;  /* 0, or FP_FRAME_TASKS / _RESULTS while one is open */
-	uint32_t pack_left;  /* its items not yet handed out, from pos on */
-	uint32_t pack_flags;
-	uint32_t pack_rss;
-	uint8_t pack_hop;
-	uint64_t pack_id;    /* the id of its next item */
-	uint64_t pack_seq;   /* TASKS frames opened so far: a new one, a new name */
-	char *buf;
-	size_t len;          /* bytes held */
-	size_t cap;
-	size_t pos;          /* start of the first unconsumed frame */
-	size_t max_payload;
-	size_t saved_at;     /* where the terminating NUL of the last payload went */
-	unsigned char saved; /* the byte it replaced */
-	unsigned char has_saved;
-};
-
-void fp_frame_reader_init(struct fp_frame_reader *r, size_t max_payload);
-void fp_frame_reader_deinit(struct fp_frame_reader *r);
-/* Append received bytes; -ENOMEM. */
-int fp_frame_reader_feed(struct fp_frame_reader *r, const void *data, size_t n);
-/*
- * The next whole frame: 1 with *h and *payload set, 0 when more bytes are
- * needed, or -EPROTO / -EMSGSIZE for a bad header (the stream is then dead).
- */
-int fp_frame_reader_next(struct fp_frame_reader *r, struct fp_frame_header *h,
-			 const char **payload);
-/*
- * The same, but up to `max` items of a RESULTS frame come at once when
- * `max` >= 2 (the master's answer path: one pass over a run of answers
- * instead of a frame each): *h is then a RESULTS header whose id is the
- * first item's, len the bytes of their entries (as in the frame: flags,
- * length, value; walk them with struct fp_frame_results_walk), hop the
- * frame's, rss_kib the frame's when the run ends it; *count (may be NULL
- * when max < 2) the items handed out: 1 for any other frame. The payload is
- * the reader's buffer, which the walk writes NULs into.
- */
-int fp_frame_reader_next_run(struct fp_frame_reader *r, struct fp_frame_header *h,
-			     char **payload, uint32_t max, uint32_t *count);
-
-/*
- * A walk over a run of RESULTS entries: each value comes NUL-terminated in
- * place. The NUL goes over the first byte of the entry after it, so the
- * walk reads each entry's header before it terminates the value before.
- */
-struct fp_frame_results_walk {
-	char *at;           /* the next entry's value */
-	uint32_t left;      /* entries not handed out */
-	uint32_t flags, len;   /* the next entry's */
-};
-
-static inline void fp_frame_results_walk_init(struct fp_frame_results_walk *k, char *payload,
-					      uint32_t n)
-{
-	k->at = payload + FP_FRAME_RESULTS_ENTRY;
-	k->left = n;
-	k->flags = k->len = 0;
-	if (n) {
-		memcpy(&k->flags, payload, sizeof(k->flags));
-		memcpy(&k->len, payload + sizeof(k->flags), sizeof(k->len));
-	}
-}
-
-/* The next value (NUL-terminated), its flags and length; only while k->left. */
-static inline const char *fp_frame_results_walk_next(struct fp_frame_results_walk *k,
-						     uint32_t *flags, uint32_t *len)
-{
-	char *v = k->at;
-
-	*flags = k->flags;
-	*len = k->len;
-	k->at = v + k->len + FP_FRAME_RESULTS_ENTRY;
-	if (--k->left) {
-		memcpy(&k->flags, v + *len, sizeof(k->flags));
-		memcpy(&k->len, v + *len + sizeof(k->flags), sizeof(k->len));
-	}
-	v[*len] = '\0';
-	return v;
-}
-
-/* At end of stream: 0 if it ended between frames, -EPROTO if inside one. */
-int fp_frame_reader_eof(const struct fp_frame_reader *r);
 
 #endif

@@ -14,10 +14,6 @@
 
 #define LIMIT_NAME_MAX 64
 
-static fp_pool *family_at(fp_pool *root, unsigned i)
-{
-	return i ? root->children[i - 1] : root;
-}
 
 static bool name_ok(const char *s)
 {
@@ -254,8 +250,8 @@ static uint64_t held(fp_pool *root, long lim, const struct fp_call *c)
 {
 	uint64_t n = 0;
 
-	for (unsigned i = 0; i <= root->nchildren; i++)
-		for (struct fp_worker *w = family_at(root, i)->workers; w; w = w->next) {
+	for (unsigned i = 0; i < root->ngroups; i++)
+		for (struct fp_worker *w = root->groups[i]->workers; w; w = w->next) {
 			if (!w->call)
 				continue;
 			for (uint32_t s = w->seg; s < w->nsegs; s++) {
@@ -272,8 +268,8 @@ static uint64_t queued(fp_pool *root, long lim)
 {
 	uint64_t n = 0;
 
-	for (unsigned i = 0; i <= root->nchildren; i++) {
-		struct fp_queue *q = &family_at(root, i)->queue;
+	for (unsigned i = 0; i < root->ngroups; i++) {
+		struct fp_queue *q = &root->groups[i]->queue;
 
 		for (size_t e = 0; e < q->len; e++)
 			if (under(&root->limits, fp__queue_at(q, e)->call, lim))

@@ -77,10 +77,10 @@ static inline void fp__limit_plan_begin(struct fp_limits *l)
 {
 	l->plan++;
 }
-/* Whether an item ending in one pool may let an item of another pool start. */
-static inline bool fp__limits_shared(const struct fp_limits *l, unsigned nchildren)
+/* Whether an item ending in one group may let an item of another group start. */
+static inline bool fp__limits_shared(const struct fp_limits *l, unsigned ngroups)
 {
-	return l->n && nchildren;
+	return l->n && ngroups > 1;
 }
 void fp__limits_deinit(struct fp_limits *l);
 

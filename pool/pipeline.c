@@ -278,7 +278,7 @@ static int stage_task(fp_pool *p, const char *task, fp_pool **by,
 	*gen = false;
 	if (!task)
 		return FP_EUNKNOWN_TASK;
-	*by = fp__route(p, task);
+	*by = fp__group_of(p, task);
 	if (*by == p) {
 		if (!(*t = fp_registry_find(&p->reg, task)))
 			return FP_EUNKNOWN_TASK;
@@ -560,6 +560,8 @@ int fp__pipe_cancel(fp_pool *p, uint64_t id)
 {
 	struct fp_pipe *pipe = pipe_find(p, id);
 	struct fp_worker *w;
+	fp_pool *g;
+	unsigned i;
 	struct fp_call *b;
 
 	if (!pipe || pipe->cancelled)
@@ -572,11 +574,9 @@ int fp__pipe_cancel(fp_pool *p, uint64_t id)
 		b->cancelled = true;
 		fp__queue_fail(b->pool, b, FP_ITEM_CANCELLED, "cancelled");
 	}
-	/* As for a call: only workers still running one of its chunks, in any pool. */
-	for (unsigned i = 0; i <= p->nchildren; i++) {
-		fp_pool *q = i ? p->children[i - 1] : p;
-
-		for (w = q->workers; w; w = w->next)
+	/* As for a call: only workers still running one of its chunks, in any group. */
+	FP_FOR_GROUPS(g, p, i) {
+		for (w = g->workers; w; w = w->next)
 			if (!fp__worker_exited(w) && worker_holds_pipe(w, pipe))
 				fp__worker_kill(w, SIGKILL, FP_KILL_CANCEL);
 	}

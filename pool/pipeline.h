@@ -64,7 +64,7 @@ struct fp_pipe_stage {
 	uint32_t name_len;
 	/*
 	 * The pool whose queue and workers run its items: the pipeline's own,
-	 * or the exec pool of a NAME.task (fp__route()).
+	 * or the exec group of a NAME.task (fp__group_of()).
 	 */
 	fp_pool *pool;
 	uint32_t task_ix;          /* its place in pool->task_us (chunk.c); UINT32_MAX: none */

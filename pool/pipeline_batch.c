@@ -77,23 +77,22 @@ static bool batch_may_wait(const struct fp_call *c)
 }
 
 /*
- * The stage ran items of pool p's queue: room in the buffer before it may
+ * The stage ran items of group p's queue: room in the buffer before it may
  * let a paused worker go on, or a stage held back for that buffer run, in
- * this pool or, when stages run in exec pools, in another of the family.
- * Each is looked at again from the loop.
+ * this group or, when stages run in exec groups, in another one. Each is
+ * looked at again from the loop.
  */
 static void batch_taken(struct fp_call *c, fp_pool *p)
 {
-	fp_pool *root = p->root;
+	fp_pool *root = p->root, *g;
+	unsigned i;
 
 	if (p->npaused)
 		fp__resume_later(p);
-	for (unsigned i = 0; i < root->nchildren + 1u && root->nchildren; i++) {
-		fp_pool *q = i ? root->children[i - 1] : root;
-
-		if (q != p && (q->npaused || q->queue.len))
-			fp__resume_later(q);
-	}
+	if (root->ngroups > 1)
+		FP_FOR_GROUPS(g, root, i)
+			if (g != p && (g->npaused || g->queue.len))
+				fp__resume_later(g);
 }
 
 /* Its worker holds the stage's place no more. */

@@ -30,9 +30,9 @@ int fp__stage_work_submit(fp_pool *p, const char *task, struct fp_call *b,
 	fp_pool *by;
 	int err;
 
-	if (!p->nchildren)
+	if (p->ngroups == 1)
 		return fp__queue_push(&p->queue, b, first, count, false);
-	by = fp__route(p, task);
+	by = fp__group_of(p, task);
 	err = fp__queue_push(&by->queue, b, first, count, false);
 	/*
 	 * Not every flush is followed by a dispatch of the pool that got the

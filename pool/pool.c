@@ -88,7 +88,7 @@ static int exec_check(fp_pool *p, char *msg, size_t len)
 	return 0;
 }
 
-static void child_free(fp_pool *c)
+static void exec_group_free(fp_pool *c)
 {
 	if (!c)
 		return;
@@ -107,16 +107,16 @@ static void child_free(fp_pool *c)
 }
 
 /*
- * An exec pool: a pool of its own (slots, queue, calls, workers) on the
- * root's loop, with the root's options but for its workers and the limits it
- * sets itself, and no modules. Made before the zygote, which forks its
- * workers too and so must hold it; its loop is the root's once that is
- * attached (loop_attach()), its workers are forked later, with the root's.
+ * An exec group, root->groups[root->ngroups]: its own slots, queue, calls
+ * and workers on the root's loop, with the root's options but for its
+ * workers and the limits it sets itself, and no modules. Made before the
+ * zygote, which clones its workers too and so must hold it; its loop is the
+ * root's once that is attached (loop_attach()), its workers are started
+ * later, with the root's.
  */
-static int child_new(fp_pool *root, const fp_exec_options *xo, char *msg, size_t len)
+static int exec_group_new(fp_pool *root, const fp_exec_options *xo, char *msg, size_t len)
 {
 	fp_pool *c = calloc(1, sizeof(*c));
-	fp_pool **children;
 	int err;
 
 	if (!c)
@@ -149,17 +149,13 @@ static int child_new(fp_pool *root, const fp_exec_options *xo, char *msg, size_t
 	err = slots_new(c);
 	if (err)
 		goto err_free;
-	children = realloc(root->children, (root->nchildren + 1) * sizeof(*children));
-	if (!children) {
-		err = -ENOMEM;
-		goto err_free;
-	}
-	root->children = children;
-	root->children[root->nchildren++] = c;
+	/* At most FP_EXEC_MAX of them: fp_options has room for no more. */
+	c->group = root->ngroups;
+	root->groups[root->ngroups++] = c;
 	return 0;
 
 err_free:
-	child_free(c);
+	exec_group_free(c);
 	return err;
 }
 
@@ -172,6 +168,8 @@ static fp_pool *pool_alloc(const fp_options *opts)
 	if (!p)
 		return NULL;
 	p->root = p;
+	p->groups[0] = p;
+	p->ngroups = 1;
 	p->opts = *opts;
 	p->log = (struct fp_logger){ opts->log, opts->log_data, opts->log_level, NULL };
 	p->master_pid = getpid();
@@ -254,8 +252,8 @@ static int loop_attach(fp_pool *p, fp_loop *loop, char *errbuf, size_t errlen)
 		/* A loop the caller made is the caller's to name: each fact once. */
 		fp_log_info(&p->log, "event loop backend: %s", fp_loop_backend_name(p->loop));
 	}
-	for (unsigned i = 0; i < p->nchildren; i++)
-		p->children[i]->loop = p->loop;
+	for (unsigned i = 1; i < p->ngroups; i++)
+		p->groups[i]->loop = p->loop;
 	return 0;
 }
 
@@ -268,40 +266,40 @@ static int fail_with(fp_pool *p, int err, const char *msg, char *errbuf, size_t 
 }
 
 /*
- * The exec pools (checked first: exec_check()), before the zygote that
- * forks their workers. On failure the caller frees them (children_free()).
+ * The exec groups (checked first: exec_check()), before the zygote that
+ * clones their workers. On failure the caller frees them (exec_groups_free()).
  */
-static int children_new(fp_pool *p, const fp_options *opts, char *errbuf, size_t errlen)
+static int exec_groups_new(fp_pool *p, const fp_options *opts, char *errbuf, size_t errlen)
 {
 	char msg[512] = "";
 	int err;
 
 	err = exec_check(p, msg, sizeof(msg));
 	for (unsigned i = 0; !err && i < FP_EXEC_MAX && opts->exec[i].name; i++)
-		err = child_new(p, &opts->exec[i], msg, sizeof(msg));
+		err = exec_group_new(p, &opts->exec[i], msg, sizeof(msg));
 	if (err)
 		return fail_with(p, err, msg, errbuf, errlen);
 	return 0;
 }
 
-static void children_free(fp_pool *p)
+static void exec_groups_free(fp_pool *p)
 {
-	for (unsigned i = 0; i < p->nchildren; i++)
-		child_free(p->children[i]);
-	free(p->children);
-	p->children = NULL;
-	p->nchildren = 0;
+	for (unsigned i = 1; i < p->ngroups; i++)
+		exec_group_free(p->groups[i]);
+	p->ngroups = 1;
 }
 
-/* Every pool's workers. On failure the caller frees p. */
+/* Every group's workers. On failure the caller frees p. */
 static int workers_start(fp_pool *p, const fp_options *opts, char *errbuf, size_t errlen)
 {
+	fp_pool *c;
 	unsigned i;
-	int err;
+	int err = 0;
 
-	for (i = 0; i < p->nchildren; i++) {
-		const fp_exec_options *xo = &opts->exec[i];
-		fp_pool *c = p->children[i];
+	for (i = 1; i < p->ngroups; i++) {
+		const fp_exec_options *xo = &opts->exec[i - 1];
+
+		c = p->groups[i];
 
 		fp_log_info(&c->log, "%u workers running %s%s (max tasks per child %u + %u, "
 			    "max RSS %zu KiB, timeout %llu ms; 0: none)", c->opts.workers,
@@ -309,9 +307,9 @@ static int workers_start(fp_pool *p, const fp_options *opts, char *errbuf, size_
 			    c->opts.max_tasks_per_child, c->opts.max_tasks_jitter,
 			    c->opts.max_rss_bytes >> 10, (unsigned long long)c->opts.timeout_ms);
 	}
-	err = spawn_all(p);
-	for (i = 0; !err && i < p->nchildren; i++)
-		err = spawn_all(p->children[i]);
+	FP_FOR_GROUPS(c, p, i)
+		if ((err = spawn_all(c)))
+			break;
 	if (err)
 		return fp_errbuf_printf(errbuf, errlen, err, "cannot fork a worker: %s",
 					fp_strerror(err));
@@ -338,9 +336,9 @@ int fp_pool_new(fp_pool **out, fp_loop *loop, const fp_options *opts,
 	err = modules_load(p, opts, errbuf, errlen);
 	if (err)
 		goto err_modules;
-	err = children_new(p, opts, errbuf, errlen);
+	err = exec_groups_new(p, opts, errbuf, errlen);
 	if (err)
-		goto err_children;
+		goto err_groups;
 
 	/*
 	 * The zygote now, while the master is small: the modules are loaded
@@ -355,7 +353,7 @@ int fp_pool_new(fp_pool **out, fp_loop *loop, const fp_options *opts,
 
 	err = loop_attach(p, loop, errbuf, errlen);
 	if (err)
-		goto err_children;
+		goto err_groups;
 	err = fp_signal_start(p->loop, &p->sigchld, SIGCHLD, fp__reap);
 	if (err) {
 		fp_errbuf_printf(errbuf, errlen, err, "cannot watch SIGCHLD: %s", fp_strerror(err));
@@ -386,9 +384,9 @@ err_signal:
 err_loop:
 	if (p->own_loop)
 		fp_loop_free(p->loop);
-err_children:
+err_groups:
 	fp__zygote_free_all(p);
-	children_free(p);
+	exec_groups_free(p);
 err_modules:
 	modules_free(p);
 err_free:
@@ -419,7 +417,7 @@ void fp_pool_free(fp_pool *p)
 		return;
 	if (p->state != FP_POOL_STOPPED)
 		fp_pool_shutdown(p, 0);
-	children_free(p);
+	exec_groups_free(p);
 	free(p->task_list);
 	free(p->task_names);
 	fp__kv_free(p->kv);
@@ -461,32 +459,23 @@ void fp_pool_stop(fp_pool *p)
 	fp_loop_stop(p->loop);
 }
 
-/* The root, then each exec pool: the pools fp_pool_* calls act on. */
-static fp_pool *family_at(fp_pool *root, unsigned i)
-{
-	return i == 0 ? root : root->children[i - 1];
-}
-
-#define FOR_FAMILY(q, root, i) \
-	for ((i) = 0; (i) <= (root)->nchildren && ((q) = family_at((root), (i))); (i)++)
-
-bool fp__family_has_zygotes(fp_pool *root)
+bool fp__groups_have_zygotes(fp_pool *root)
 {
 	fp_pool *q;
 	unsigned i;
 
-	FOR_FAMILY(q, root, i)
+	FP_FOR_GROUPS(q, root, i)
 		if (q->zygotes)
 			return true;
 	return false;
 }
 
-bool fp__family_has_workers(fp_pool *root)
+bool fp__groups_have_workers(fp_pool *root)
 {
 	fp_pool *q;
 	unsigned i;
 
-	FOR_FAMILY(q, root, i)
+	FP_FOR_GROUPS(q, root, i)
 		if (q->workers)
 			return true;
 	return false;
@@ -498,7 +487,7 @@ static void shutdown_deadline_cb(fp_timer *t)
 	struct fp_worker *w;
 	unsigned i;
 
-	FOR_FAMILY(p, root, i) {
+	FP_FOR_GROUPS(p, root, i) {
 		for (w = p->workers; w; w = w->next)
 			if (!fp__worker_exited(w) && !w->sigkilled)
 				fp__worker_kill(w, SIGKILL, FP_KILL_SHUTDOWN);
@@ -514,7 +503,7 @@ int fp_pool_shutdown(fp_pool *root, uint64_t deadline_ms)
 
 	if (root->state == FP_POOL_STOPPED)
 		return 0;
-	FOR_FAMILY(p, root, k) {
+	FP_FOR_GROUPS(p, root, k) {
 		p->state = FP_POOL_STOPPING;
 		for (i = 0; i < p->opts.workers; i++)
 			fp_timer_stop(&p->slots[i].respawn);
@@ -529,10 +518,10 @@ int fp_pool_shutdown(fp_pool *root, uint64_t deadline_ms)
 		fp_timer_start(root->loop, &root->shutdown_timer, deadline_ms, shutdown_deadline_cb);
 	else
 		shutdown_deadline_cb(&root->shutdown_timer);
-	while (fp__family_has_workers(root) || fp__family_has_zygotes(root))
+	while (fp__groups_have_workers(root) || fp__groups_have_zygotes(root))
 		fp_loop_run(root->loop);
 	fp_timer_stop(&root->shutdown_timer);
-	FOR_FAMILY(p, root, k) {
+	FP_FOR_GROUPS(p, root, k) {
 		fp__deliver_failing(p);
 		p->state = FP_POOL_STOPPED;
 	}
@@ -577,7 +566,7 @@ int fp_pool_reload(fp_pool *root)
 	 * current item: never fewer than N able workers meanwhile. An exec
 	 * pool's successors start its program again from its file.
 	 */
-	FOR_FAMILY(p, root, i) {
+	FP_FOR_GROUPS(p, root, i) {
 		for (w = p->workers; w; w = w->next) {
 			if (!fp__worker_able(w))
 				continue;
@@ -653,18 +642,23 @@ size_t fp__default_chunksize(const fp_pool *p, size_t n)
 	return k ? k : 1;
 }
 
-/* The exec pool whose NAME prefixes `task` as NAME.task, else p itself. */
-fp_pool *fp__route(fp_pool *p, const char *task)
+/*
+ * Task names are what users type: an exec group's are NAME.task, and
+ * exec_check() made sure no C task begins with an exec group's NAME and a
+ * dot, so the name alone says which group serves it, before any of that
+ * group's workers announced its tasks.
+ */
+fp_pool *fp__group_of(fp_pool *root, const char *task)
 {
 	const char *dot = strchr(task, '.');
 
-	for (unsigned i = 0; dot && i < p->nchildren; i++) {
-		struct fp_exec *x = p->children[i]->exec;
+	for (unsigned i = 1; dot && i < root->ngroups; i++) {
+		struct fp_exec *x = root->groups[i]->exec;
 
 		if (x->name_len == (size_t)(dot - task) && !memcmp(task, x->name, x->name_len))
-			return p->children[i];
+			return root->groups[i];
 	}
-	return p;
+	return root;
 }
 
 static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
@@ -679,10 +673,10 @@ static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 
 	if (!task)
 		return FP_EUNKNOWN_TASK;
-	if (p->nchildren) {
-		fp_pool *x = fp__route(p, task);
-		if (x != p)
-			return call_submit(x, task, items, n, o, spec, call_id);
+	if (p->ngroups > 1) {
+		fp_pool *g = fp__group_of(p, task);
+		if (g != p)
+			return call_submit(g, task, items, n, o, spec, call_id);
 	}
 	if (p->state != FP_POOL_RUNNING)
 		return FP_ESTOPPED;
@@ -771,7 +765,7 @@ int fp_pool_cancel(fp_pool *root, uint64_t call_id)
 	fp_pool *p;
 	unsigned i;
 
-	FOR_FAMILY(p, root, i) {
+	FP_FOR_GROUPS(p, root, i) {
 		for (c = p->calls; c && c->id != call_id; c = c->next)
 			;
 		if (c)
@@ -1030,7 +1024,7 @@ void fp_pool_stats(fp_pool *root, struct fp_pool_stats *s)
 
 	memset(s, 0, sizeof(*s));
 	s->healthy = 1;
-	FOR_FAMILY(p, root, k) {
+	FP_FOR_GROUPS(p, root, k) {
 		s->workers += p->opts.workers;
 		for (w = p->workers; w; w = w->next) {
 			if (!fp__worker_exited(w))
@@ -1071,7 +1065,7 @@ size_t fp_pool_workers(fp_pool *root, struct fp_worker_stats *out, size_t max)
 	fp_pool *p;
 	unsigned k;
 
-	FOR_FAMILY(p, root, k) {
+	FP_FOR_GROUPS(p, root, k) {
 		for (w = p->workers; w; w = w->next) {
 			if (fp__worker_exited(w))
 				continue;
@@ -1114,7 +1108,7 @@ size_t fp_pool_workers(fp_pool *root, struct fp_worker_stats *out, size_t max)
 
 int fp_pool_has_task(fp_pool *p, const char *task)
 {
-	fp_pool *by = fp__route(p, task);
+	fp_pool *by = fp__group_of(p, task);
 
 	if (by == p)
 		return fp_registry_find(&p->reg, task) != NULL;
@@ -1123,7 +1117,7 @@ int fp_pool_has_task(fp_pool *p, const char *task)
 
 const char *fp_pool_unavailable(fp_pool *p, const char *task)
 {
-	fp_pool *by = task ? fp__route(p, task) : p;
+	fp_pool *by = task ? fp__group_of(p, task) : p;
 
 	return by->unavailable ? by->start_error : NULL;
 }
@@ -1140,10 +1134,10 @@ const struct fp_task_info *fp_pool_tasks(fp_pool *p, size_t *n)
 	char *names, *d;
 
 	*n = p->reg.ntasks;
-	if (!p->nchildren)
+	if (p->ngroups == 1)
 		return p->reg.info;
-	for (i = 0; i < p->nchildren; i++) {
-		struct fp_exec *x = p->children[i]->exec;
+	for (i = 1; i < p->ngroups; i++) {
+		struct fp_exec *x = p->groups[i]->exec;
 
 		count += x->ntasks;
 		for (j = 0; j < x->ntasks; j++)
@@ -1161,8 +1155,8 @@ const struct fp_task_info *fp_pool_tasks(fp_pool *p, size_t *n)
 	memcpy(list, p->reg.info, p->reg.ntasks * sizeof(*list));
 	k = p->reg.ntasks;
 	d = names;
-	for (i = 0; i < p->nchildren; i++) {
-		struct fp_exec *x = p->children[i]->exec;
+	for (i = 1; i < p->ngroups; i++) {
+		struct fp_exec *x = p->groups[i]->exec;
 
 		for (j = 0; j < x->ntasks; j++) {
 			list[k].name = d;

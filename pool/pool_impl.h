@@ -32,14 +32,21 @@ enum fp_pool_state {
 
 struct fp_pool {
 	/*
-	 * A pool with exec pools owns one child pool per exec entry; they share
-	 * its loop, its SIGCHLD watcher and its call ids. `root` is the pool
-	 * the embedding program holds (itself, for the root).
+	 * The worker groups: groups[0] is the root itself, the C modules'
+	 * workers; groups[k] (k >= 1) one per exec program, made with the root
+	 * and living as long. Each group has its own workers, slots, queue,
+	 * calls, limits and counters; they share the root's loop, SIGCHLD
+	 * watcher, zygote and call ids. `root` is the pool the embedding
+	 * program holds (itself, for the root); `group` this one's index in
+	 * root->groups, which is how the zygote is told whose worker to make.
+	 * Walk them with FP_FOR_GROUPS; which one serves a task is
+	 * fp__group_of().
 	 */
 	fp_pool *root;
-	fp_pool **children;
-	unsigned nchildren;
-	struct fp_exec *exec;      /* a child: its program; NULL for the root */
+	fp_pool *groups[FP_EXEC_MAX + 1];   /* the root's; unused in the others */
+	unsigned ngroups;
+	unsigned group;
+	struct fp_exec *exec;      /* an exec group's program; NULL for group 0 */
 	struct fp_task_info *task_list;   /* fp_pool_tasks() with exec tasks */
 	char *task_names;
 	struct fp_kv *kv;          /* the root's shared values (pool_kv.c), made on first use */
@@ -162,13 +169,20 @@ void fp__call_free(struct fp_call *call);
 void fp__start_note(fp_pool *p, struct fp_start_note *sn);
 /* Tell it now, if it is still to be told; with `forget`, only drop it. */
 void fp__start_tell(fp_pool *p, struct fp_start_note *sn, bool forget);
-/* True while any pool of root's family has a worker struct. */
-bool fp__family_has_workers(fp_pool *root);
-/* True while any pool of root's family has a zygote (serving or retiring). */
-bool fp__family_has_zygotes(fp_pool *root);
+/* True while any group of root's has a worker struct. */
+bool fp__groups_have_workers(fp_pool *root);
+/* True while any group of root's has a zygote (serving or retiring). */
+bool fp__groups_have_zygotes(fp_pool *root);
 
-/* pool.c: the exec pool whose NAME prefixes `task` as NAME.task, else p itself. */
-fp_pool *fp__route(fp_pool *p, const char *task);
+/* Each group `g` of `root`, group 0 (the C modules) first; `i` its index. */
+#define FP_FOR_GROUPS(g, root, i) \
+	for ((i) = 0; (i) < (root)->ngroups && ((g) = (root)->groups[(i)]); (i)++)
+
+/*
+ * pool.c: the group that serves `task`: the exec group whose name it
+ * begins with as NAME.task, else group 0 (whose registry may not know it).
+ */
+fp_pool *fp__group_of(fp_pool *root, const char *task);
 /* Defaults and limits shared with pipeline.c. */
 size_t fp__default_chunksize(const fp_pool *p, size_t n);
 

@@ -116,8 +116,8 @@ void fp__worker_maybe_free(struct fp_worker *w)
 
 void fp__pool_check_stopped(fp_pool *p)
 {
-	if (p->state == FP_POOL_STOPPING && !fp__family_has_workers(p->root) &&
-	    !fp__family_has_zygotes(p->root))
+	if (p->state == FP_POOL_STOPPING && !fp__groups_have_workers(p->root) &&
+	    !fp__groups_have_zygotes(p->root))
 		fp_loop_stop(p->loop);
 }
 
@@ -758,14 +758,14 @@ static void reap_pool(fp_pool *p)
 	}
 }
 
-/* Every pool of the family shares the root's SIGCHLD watcher. */
+/* Every group shares the root's SIGCHLD watcher. */
 void fp__reap(fp_signal *sig, int signum)
 {
-	fp_pool *root = sig->data;
+	fp_pool *root = sig->data, *g;
+	unsigned i;
 
-	reap_pool(root);
-	for (unsigned i = 0; i < root->nchildren; i++)
-		reap_pool(root->children[i]);
+	FP_FOR_GROUPS(g, root, i)
+		reap_pool(g);
 }
 
 /* --- worker output ------------------------------------------------------- */

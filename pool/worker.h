@@ -13,7 +13,7 @@
 
 #include "chunk.h"
 #include "forkpool.h"
-#include "frame.h"
+#include "frame_reader.h"
 #include "forkpool/loop.h"
 #include "worker_life.h"
 #include "worker_main.h"

@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #include "forkpool.h"
-#include "frame.h"
+#include "frame_reader.h"
 
 struct fp_worker_kv {
 	int fd;

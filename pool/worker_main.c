@@ -23,7 +23,7 @@
 #include <jansson.h>
 
 #include "cancel.h"
-#include "frame.h"
+#include "frame_reader.h"
 #include "worker_kv.h"
 #include "worker_main.h"
 

@@ -55,7 +55,7 @@ struct zygote_req {
 	uint32_t slot;
 	uint64_t generation;
 	uint64_t task_limit;
-	uint32_t group;             /* 0: the root's C workers; k: exec pool children[k - 1] */
+	uint32_t group;             /* the worker's group: its index in root->groups */
 	uint32_t pad;
 };
 
@@ -132,7 +132,7 @@ static pid_t clone_parent(int *ctid)
  * pipe, page): false when the master closed its end. A malformed one ends
  * the zygote.
  */
-static bool zygote_recv(int fd, unsigned nchildren, struct zygote_req *rq, int fds[3])
+static bool zygote_recv(int fd, unsigned ngroups, struct zygote_req *rq, int fds[3])
 {
 	union {
 		char buf[CMSG_SPACE(4 * sizeof(int))];
@@ -167,7 +167,7 @@ static bool zygote_recv(int fd, unsigned nchildren, struct zygote_req *rq, int f
 		}
 	}
 	if (n != (ssize_t)sizeof(*rq) || rq->magic != ZYGOTE_MAGIC || nfds != 3 ||
-	    (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || rq->group > nchildren)
+	    (m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || rq->group >= ngroups)
 		_exit(FP_WORKER_EXIT_PROTOCOL);
 	return true;
 }
@@ -180,7 +180,7 @@ static bool zygote_recv(int fd, unsigned nchildren, struct zygote_req *rq, int f
 static _Noreturn void zygote_child(fp_pool *p, int fd, const struct zygote_req *rq,
 				   const int fds[3], const struct fp_title_area *area)
 {
-	fp_pool *q = rq->group ? p->children[rq->group - 1] : p;
+	fp_pool *q = p->groups[rq->group];
 	const struct fp_zygote_child zc = {
 		.shm_fd = fds[2],
 		.close_fds = { fd, fds[1] },
@@ -210,7 +210,7 @@ static _Noreturn void zygote_serve(fp_pool *p, int fd, const struct fp_title_are
 		ssize_t n;
 		pid_t pid;
 
-		if (!zygote_recv(fd, p->nchildren, &rq, fds))
+		if (!zygote_recv(fd, p->ngroups, &rq, fds))
 			_exit(FP_WORKER_EXIT_OK);
 		/*
 		 * The child maps its page itself and writes its pid there first
@@ -513,17 +513,6 @@ static void zygote_read_cb(fp_io *io, ssize_t res, const char *buf)
 	fp__dispatch(p);
 }
 
-/* Which of the root's pools p is, for the zygote: 0 the root, k its children[k - 1]. */
-static uint32_t group_of(const fp_pool *p)
-{
-	const fp_pool *root = p->root;
-
-	for (unsigned i = 0; i < root->nchildren; i++)
-		if (root->children[i] == p)
-			return i + 1;
-	return 0;
-}
-
 int fp__zygote_spawn(fp_pool *p, struct fp_worker *w, int sock, int log_wr, int shm_fd)
 {
 	/* The root's zygote forks every pool's workers, its exec pools' too. */
@@ -533,7 +522,7 @@ int fp__zygote_spawn(fp_pool *p, struct fp_worker *w, int sock, int log_wr, int 
 		.slot = w->slot,
 		.generation = w->generation,
 		.task_limit = w->tasks_limit,
-		.group = group_of(p),
+		.group = p->group,
 	};
 	union {
 		char buf[CMSG_SPACE(3 * sizeof(int))];

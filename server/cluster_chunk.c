@@ -8,6 +8,18 @@
 
 #include "cluster_chunk.h"
 
+size_t fp_cluster_chunk_items(size_t n, size_t chunksize)
+{
+	size_t k;
+
+	if (chunksize)
+		return chunksize < FP_CLUSTER_CHUNK_ITEMS_MAX ? chunksize : FP_CLUSTER_CHUNK_ITEMS_MAX;
+	k = n / FP_CLUSTER_CHUNK_SPREAD + (n % FP_CLUSTER_CHUNK_SPREAD != 0);
+	if (k < FP_CLUSTER_CHUNK_ITEMS)
+		return FP_CLUSTER_CHUNK_ITEMS;
+	return k < FP_CLUSTER_CHUNK_ITEMS_BIG ? k : FP_CLUSTER_CHUNK_ITEMS_BIG;
+}
+
 size_t fp_cluster_chunk_next(const struct fp_buf *items, size_t n, size_t first,
 			     size_t max_items, size_t max_bytes)
 {
@@ -115,7 +127,7 @@ int fp_cluster_entry_parse(const char *const *fv, const size_t *lens, size_t nfi
 			seen |= 4;
 		} else if (field_is(fv[i], lens[i], "n")) {
 			if (parse_u64(v, vl, &out->n) < 0 || out->n == 0 ||
-			    out->n > FP_CLUSTER_CHUNK_ITEMS)
+			    out->n > FP_CLUSTER_CHUNK_ITEMS_MAX)
 				return -EINVAL;
 			seen |= 8;
 		}

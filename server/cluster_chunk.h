@@ -16,12 +16,28 @@
 #include "sbuf.h"
 
 /*
- * A chunk holds at most this many items and, unless one item alone is
- * larger, this many bytes of them: a 1M-item map is ~4,000 entries, and
- * one entry is small enough to move in one write.
+ * A chunk holds at most fp_cluster_chunk_items() items and, unless one item
+ * alone is larger, FP_CLUSTER_CHUNK_BYTES of them: one entry is small enough
+ * to move in one write. Every chunk costs its round trips to Redis (read,
+ * fetch, land), whatever its size, so a map of small items takes big
+ * chunks; but a node's share of a job is counted in chunks, so a job is cut
+ * into FP_CLUSTER_CHUNK_SPREAD of them at least while they hold
+ * FP_CLUSTER_CHUNK_ITEMS or more. FP_CLUSTER_CHUNK_ITEMS_MAX bounds what a
+ * work entry may say (the map's own chunksize included).
  */
 #define FP_CLUSTER_CHUNK_ITEMS 256
+#define FP_CLUSTER_CHUNK_ITEMS_BIG 4096
+#define FP_CLUSTER_CHUNK_ITEMS_MAX 65536
+#define FP_CLUSTER_CHUNK_SPREAD 64
 #define FP_CLUSTER_CHUNK_BYTES (64u * 1024)
+
+/*
+ * The item bound of n items' chunks: the map's chunksize when it gives one
+ * (items handed out at a time, up to FP_CLUSTER_CHUNK_ITEMS_MAX), else
+ * n / FP_CLUSTER_CHUNK_SPREAD between FP_CLUSTER_CHUNK_ITEMS and
+ * FP_CLUSTER_CHUNK_ITEMS_BIG.
+ */
+size_t fp_cluster_chunk_items(size_t n, size_t chunksize);
 
 /*
  * How many items from `first` (< n) go in the next chunk: at least one, at

@@ -1,7 +1,9 @@
 /*
- * Shared by cluster_jobs.c (the object, submissions, reads, cancel),
- * cluster_pull.c (when chunks are taken), cluster_run.c (running them) and
- * cluster_follow.c (result streams): the object, its runs, the key names.
+ * Shared by cluster_jobs.c (the object and its connections),
+ * cluster_submit.c, cluster_read.c and cluster_cancel.c (what a request
+ * asks), cluster_pull.c (when chunks are taken), cluster_run.c (running
+ * them) and cluster_follow.c (result streams): the object, a request in
+ * flight, its runs, the key names.
  */
 #ifndef FP_SERVER_CLUSTER_JOBS_IMPL_H
 #define FP_SERVER_CLUSTER_JOBS_IMPL_H
@@ -59,8 +61,22 @@ char *fp__cj_key(const fp_cluster_jobs *cj, const char *a, const char *b, const 
 /* Close the four connections: what they had pending is answered -ECANCELED now. */
 void fp__cj_close(fp_cluster_jobs *cj);
 
-/* Close the four connections: what they had pending is answered -ECANCELED now. */
-void fp__cj_close(fp_cluster_jobs *cj);
+/* A request in flight on the command connection; dropped: answered to no one. */
+struct fp_cluster_op {
+	fp_cluster_jobs *cj;
+	union {
+		fp_cluster_submit_cb submit;
+		fp_cluster_doc_cb doc;
+		fp_cluster_status_cb status;
+		fp_cluster_list_cb list;
+	} cb;
+	void *data;
+	bool dropped;
+	char id[FP_CLUSTER_ID_MAX + 1];
+};
+
+/* A request for DATA's caller, its callback still to be set; NULL on ENOMEM. */
+struct fp_cluster_op *fp__cj_op_new(fp_cluster_jobs *cj, void *data);
 
 /* A chunk taken by this node: cluster_run.c's, listed in cj->runs. */
 /*

@@ -28,14 +28,16 @@
  * nil: the job is gone; {'landed'}: ran before; else state, task,
  * timeout_ms, retries, retry_on, the items, how many nodes read the
  * chunk to run it, one after the other (f:K, counted here when r:K, the
- * last reader, is another node: its attempt), and the job's concurrency. Not the entry's delivery
+ * last reader, is another node: its attempt), the map's chunksize (items
+ * a worker is handed at a time; 0: the pool's) and the job's concurrency
+ * (0: none). Not the entry's delivery
  * count: an entry whose XREADGROUP answer was lost with the connection is
  * delivered again without having run anywhere; and a node reading again a
  * chunk whose first answer it lost (Redis went away) is not a new attempt.
  */
 static const char fetch_script[] =
 	"local h = redis.call('HMGET', KEYS[1], 'task', 'timeout_ms', 'retries', 'retry_on',"
-	" 'state', 'c:' .. ARGV[1], 'cancel', 'concurrency')\n"
+	" 'state', 'c:' .. ARGV[1], 'cancel', 'chunksize', 'concurrency')\n"
 	"if not h[1] then return false end\n"
 	"if h[6] then return {'landed'} end\n"
 	"if h[7] then h[5] = 'cancelled'\n"
@@ -52,7 +54,7 @@ static const char fetch_script[] =
 	"  end\n"
 	"end\n"
 	"return {h[5], h[1], h[2] or '-1', h[3] or '0', h[4] or '0', body or '', tostring(d),"
-	" h[8] or '0'}\n";
+	" h[8] or '0', h[9] or '0'}\n";
 
 /*
  * KEYS: job, results, work, chunk, pending. ARGV: K, ok, failed, lines, entry id,
@@ -322,6 +324,7 @@ static void start(struct cj_run *run, redisReply *const *f)
 	co.timeout_ms = elem_i64(f[2], -1);
 	co.retries = (unsigned)elem_i64(f[3], 0);
 	co.retry_on = (unsigned)elem_i64(f[4], 0);
+	co.chunksize = (size_t)elem_i64(f[7], 0);
 	/*
 	 * Read to run before: the node that had it stopped refreshing it
 	 * (killed, cut off) and its items may have been running there, as a
@@ -346,7 +349,7 @@ static void start(struct cj_run *run, redisReply *const *f)
 	}
 	snprintf(label, sizeof(label), "job %s chunk %" PRIu64, run->e.job, run->e.chunk);
 	co.label = label;
-	if (elem_i64(f[7], 0) > 0 && (r = job_limit(run, (unsigned)elem_i64(f[7], 0))) < 0) {
+	if (elem_i64(f[8], 0) > 0 && (r = job_limit(run, (unsigned)elem_i64(f[8], 0))) < 0) {
 		fail_all(run, FP_ITEM_START_FAILURE, fp_strerror(r));
 		return;
 	}
@@ -397,7 +400,7 @@ static void fetch_cb(fp_redis *r, int status, redisReply *reply, void *data)
 		run_end(run);
 		return;
 	}
-	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 8) {
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 9) {
 		run_end(run);
 		return;
 	}

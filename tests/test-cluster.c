@@ -529,6 +529,27 @@ static void chunks_cut_by_count_and_bytes(void **state)
 	assert_int_equal(fp_cluster_chunk_next(items, 1000, 2, 256, FP_CLUSTER_CHUNK_BYTES), 256);
 }
 
+/*
+ * Small maps keep 256-item chunks; big ones take fewer, bigger chunks (each
+ * costs its round trips) but still 64 of them up to 4096 items each, so
+ * that nodes share a job finely; a map's own chunksize is taken as given.
+ */
+static void chunk_items_follow_the_map(void **state)
+{
+	(void)state;
+	assert_int_equal(fp_cluster_chunk_items(0, 0), 256);
+	assert_int_equal(fp_cluster_chunk_items(1, 0), 256);
+	assert_int_equal(fp_cluster_chunk_items(10000, 0), 256);
+	assert_int_equal(fp_cluster_chunk_items(16384, 0), 256);
+	assert_int_equal(fp_cluster_chunk_items(16385, 0), 257);
+	assert_int_equal(fp_cluster_chunk_items(200000, 0), 3125);
+	assert_int_equal(fp_cluster_chunk_items(262144, 0), 4096);
+	assert_int_equal(fp_cluster_chunk_items(10000000, 0), 4096);
+	assert_int_equal(fp_cluster_chunk_items(200000, 1), 1);
+	assert_int_equal(fp_cluster_chunk_items(10, 1000), 1000);
+	assert_int_equal(fp_cluster_chunk_items(10, 100000), FP_CLUSTER_CHUNK_ITEMS_MAX);
+}
+
 static void chunk_text_splits_back_into_its_items(void **state)
 {
 	const char *in[] = { "1", "\"a\\nb\"", "{\"k\":[1,2]}", "null", "-2.5" };
@@ -568,7 +589,8 @@ static void work_entries_parse_or_are_refused(void **state)
 			       "first", "768", "n", "256" };
 	const char *no_n[] = { "job", "ab", "chunk", "3", "first", "768" };
 	const char *bad_id[] = { "job", "AB", "chunk", "3", "first", "7", "n", "1" };
-	const char *big_n[] = { "job", "ab", "chunk", "3", "first", "7", "n", "257" };
+	const char *big_n[] = { "job", "ab", "chunk", "3", "first", "7", "n", "65537" };
+	const char *max_n[] = { "job", "ab", "chunk", "3", "first", "7", "n", "65536" };
 	const char *zero_n[] = { "job", "ab", "chunk", "3", "first", "7", "n", "0" };
 	const char *neg[] = { "job", "ab", "chunk", "-3", "first", "7", "n", "1" };
 	const char *extra[] = { "n", "2", "x", "y", "job", "ab", "first", "7", "chunk", "1" };
@@ -583,6 +605,8 @@ static void work_entries_parse_or_are_refused(void **state)
 	assert_int_equal(parse_entry(no_n, 6, &e), -EINVAL);
 	assert_int_equal(parse_entry(bad_id, 8, &e), -EINVAL);
 	assert_int_equal(parse_entry(big_n, 8, &e), -EINVAL);
+	assert_int_equal(parse_entry(max_n, 8, &e), 0);
+	assert_int_equal(e.n, FP_CLUSTER_CHUNK_ITEMS_MAX);
 	assert_int_equal(parse_entry(zero_n, 8, &e), -EINVAL);
 	assert_int_equal(parse_entry(neg, 8, &e), -EINVAL);
 	/* Fields in any order, unknown ones ignored. */
@@ -625,6 +649,7 @@ int main(void)
 		cmocka_unit_test(urls_parse),
 		cmocka_unit_test(bad_urls_are_named),
 		cmocka_unit_test(chunks_cut_by_count_and_bytes),
+		cmocka_unit_test(chunk_items_follow_the_map),
 		cmocka_unit_test(chunk_text_splits_back_into_its_items),
 		cmocka_unit_test(work_entries_parse_or_are_refused),
 		cmocka_unit_test(outcome_lines_are_the_streams_lines),

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "frame.h"
+#include "frame_reader.h"
 
 /* Append one encoded frame to buf at *off. */
 static void put_frame(char *buf, size_t *off, enum fp_frame_type type, uint64_t id,

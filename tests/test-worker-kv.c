@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "frame.h"
+#include "frame_reader.h"
 #include "kv_wire.h"
 #include "worker_kv.h"
 #include "worker_main.h"

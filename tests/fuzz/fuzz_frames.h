@@ -11,7 +11,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "frame.h"
+#include "frame_reader.h"
 #include "fuzz_util.h"
 
 /* The side's look at one frame; nonzero: that side stops reading (it would kill or exit). */

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "forkpool.h"
-#include "frame.h"
+#include "frame_reader.h"
 #include "journal_format.h"
 #include "journal_jobs.h"
 #include "sbuf.h"

@@ -186,6 +186,27 @@ class ClusterJobsTest(unittest.TestCase):
         error_of(self, b.get("/v1/jobs/" + "0" * 32), 404, "no_such_job")
         error_of(self, b.post("/v1/map", {"task": "nope", "items": [1]}), 400, "unknown_task")
 
+    # --- chunk sizes --------------------------------------------------------
+
+    def test_chunks_follow_the_maps_size_and_chunksize(self):
+        """A big map of small items takes fewer, bigger chunks (each chunk costs
+        its round trips to Redis) but 64 at least; a small one keeps 256-item
+        chunks; the map's own chunksize is taken as given, and kept in the job
+        for the nodes' pools."""
+        r = self.redis()
+        a = self.node(r.url, "a", workers=2)
+        b = self.node(r.url, "b")
+        for n, query, chunks, chunksize in ((3000, "", 12, "0"),
+                                            (40000, "", 64, "0"),
+                                            (1000, "&chunksize=100", 10, "100")):
+            job = self.map_ndjson(a, "square", range(n), query=query)
+            key = "forkpool:job:" + job["id"]
+            self.assertEqual(r.command("HGET", key, "chunks"), str(chunks), (n, query))
+            self.assertEqual(r.command("HGET", key, "chunksize"), chunksize, (n, query))
+            doc = b.wait_job(job["id"])
+            self.assertEqual((doc["state"], doc["done"], doc["failed"]), ("done", n, 0), doc)
+            self.assert_squares_once(self.results(b, job["id"], "completion"), n)
+
     # --- a follower of a job whose keys expire ------------------------------
 
     def test_follower_of_an_expiring_job_gets_an_end(self):
@@ -199,7 +220,8 @@ class ClusterJobsTest(unittest.TestCase):
         # 64 entries at most, and they fill the sockets and the node's
         # high-water mark while the client does not read, so that the end is
         # read only after the job's keys expired.
-        job = a.post("/v1/map?wait=60", {"task": "bytes", "items": [1000] * 18000})
+        job = a.post("/v1/map?wait=60", {"task": "bytes", "items": [1000] * 18000,
+                                          "chunksize": 256})
         self.assertEqual(job.status, 200, job)
         self.assertEqual(job.json()["state"], "done")
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
