@@ -229,6 +229,60 @@ static void args_free(struct args *a)
 	free(a->len);
 }
 
+/* P idem:KEY, malloc'd; NULL on ENOMEM. */
+static char *idem_key_new(const fp_cluster_jobs *cj, const struct fp_job_idem *idem)
+{
+	size_t lp = strlen(cj->prefix);
+	char *k = malloc(lp + 5 + idem->len + 1);
+
+	if (k) {
+		memcpy(k, cj->prefix, lp);
+		memcpy(k + lp, "idem:", 5);
+		memcpy(k + lp + 5, idem->key, idem->len);
+		k[lp + 5 + idem->len] = '\0';
+	}
+	return k;
+}
+
+/* n items' chunks of at most `per` items, one after the other in body; ends[k]: where K ends. */
+static int encode_chunks(struct sbuf *body, size_t *ends, const struct fp_buf *items, size_t n,
+			 size_t per)
+{
+	size_t first, k, cnt;
+
+	for (first = 0, k = 0; first < n; k++, first += cnt) {
+		cnt = fp_cluster_chunk_next(items, n, first, per, FP_CLUSTER_CHUNK_BYTES);
+		fp_cluster_chunk_encode(body, items + first, cnt);
+		ends[k] = body->len;
+	}
+	return body->oom ? -ENOMEM : 0;
+}
+
+/* The job hash's fields, counted then named and valued (the script's ARGV[5...]). */
+static int job_fields(struct args *a, const fp_cluster_jobs *cj, enum fp_job_kind kind,
+		      const char *task, size_t n, size_t chunks, const fp_call_options *co,
+		      const char *timeout, const char *idem_key, uint64_t now)
+{
+	return arg_s(a, "18") ||
+	       arg_s(a, "kind") || arg_s(a, fp_job_kind_name(kind)) ||
+	       arg_s(a, "task") || arg_s(a, task) ||
+	       arg_s(a, "state") || arg_s(a, n ? "queued" : "done") ||
+	       arg_s(a, "total") || arg_u64(a, n) ||
+	       arg_s(a, "done") || arg_s(a, "0") || arg_s(a, "failed") || arg_s(a, "0") ||
+	       arg_s(a, "chunks") || arg_u64(a, chunks) ||
+	       arg_s(a, "created_at") || arg_u64(a, now) ||
+	       arg_s(a, "started_at") || arg_s(a, "0") ||
+	       arg_s(a, "finished_at") || (n ? arg_s(a, "0") : arg_u64(a, now)) ||
+	       arg_s(a, "timeout_ms") || arg_s(a, timeout) ||
+	       arg_s(a, "retries") || arg_u64(a, co->retries) ||
+	       arg_s(a, "retry_on") || arg_u64(a, co->retry_on) ||
+	       arg_s(a, "chunksize") || arg_u64(a, co->chunksize) ||
+	       arg_s(a, "concurrency") || arg_u64(a, co->concurrency) ||
+	       arg_s(a, "ttl_ms") || arg_u64(a, cj->ttl_ms) ||
+	       arg_s(a, "node") || arg_s(a, cj->name) ||
+	       arg_s(a, "idem") || arg_s(a, idem_key ? idem_key : "") ? -ENOMEM : 0;
+}
+
 int fp_cluster_jobs_submit(fp_cluster_jobs *cj, enum fp_job_kind kind, const char *task,
 			   const struct fp_buf *items, size_t n, const fp_call_options *co,
 			   const struct fp_job_idem *idem, fp_cluster_submit_cb cb, void *data,
@@ -241,7 +295,6 @@ int fp_cluster_jobs_submit(fp_cluster_jobs *cj, enum fp_job_kind kind, const cha
 	struct fp_cluster_op *op;
 	struct args a = { 0 }, m = { 0 };        /* the script's, MSET's */
 	struct sbuf body;
-	uint64_t now = wall_ms();
 	size_t first, k, cnt, *ends = NULL;
 	int r = -ENOMEM;
 
@@ -252,13 +305,8 @@ int fp_cluster_jobs_submit(fp_cluster_jobs *cj, enum fp_job_kind kind, const cha
 	op = fp__cj_op_new(cj, data);
 	job_key = fp__cj_key(cj, "job:", id, NULL);
 	results_key = fp__cj_key(cj, "results:", id, NULL);
-	if (idem && idem->key) {
-		if ((idem_key = malloc(strlen(cj->prefix) + 5 + idem->len + 1))) {
-			sprintf(idem_key, "%sidem:", cj->prefix);
-			memcpy(idem_key + strlen(idem_key), idem->key, idem->len);
-			idem_key[strlen(cj->prefix) + 5 + idem->len] = '\0';
-		}
-	}
+	if (idem && idem->key)
+		idem_key = idem_key_new(cj, idem);
 	ends = calloc(chunks ? chunks : 1, sizeof(*ends));
 	if (!op || !job_key || !results_key || !ends || (idem && idem->key && !idem_key))
 		goto out;
@@ -268,39 +316,16 @@ int fp_cluster_jobs_submit(fp_cluster_jobs *cj, enum fp_job_kind kind, const cha
 	snprintf(idem_value, sizeof(idem_value), "%s %016" PRIx64, id, idem ? idem->hash : 0);
 
 	/* Every chunk's text in one buffer (the arguments point into it once it stops moving). */
-	for (first = 0, k = 0; first < n; k++, first += cnt) {
-		cnt = fp_cluster_chunk_next(items, n, first, per, FP_CLUSTER_CHUNK_BYTES);
-		fp_cluster_chunk_encode(&body, items + first, cnt);
-		ends[k] = body.len;
-	}
-	if (body.oom)
+	if (encode_chunks(&body, ends, items, n, per) < 0)
 		goto out;
 	if (arg_s(&a, "EVAL") || arg(&a, submit_script, sizeof(submit_script) - 1) ||
 	    arg_s(&a, "7") || arg_s(&a, job_key) || arg_s(&a, results_key) ||
 	    arg_s(&a, cj->work_key) || arg_s(&a, idem_key ? idem_key : "") ||
 	    arg_s(&a, cj->seq_key) || arg_s(&a, cj->jobs_key) || arg_s(&a, cj->pending_key) ||
 	    arg_s(&a, id) || arg_s(&a, idem_value) || arg_u64(&a, cj->ttl_ms + IDEM_EXTRA_MS) ||
-	    arg_u64(&a, cj->ttl_ms) || arg_s(&a, "18") ||
-	    arg_s(&a, "kind") || arg_s(&a, fp_job_kind_name(kind)) ||
-	    arg_s(&a, "task") || arg_s(&a, task) ||
-	    arg_s(&a, "state") || arg_s(&a, n ? "queued" : "done") ||
-	    arg_s(&a, "total") || arg_u64(&a, n) ||
-	    arg_s(&a, "done") || arg_s(&a, "0") || arg_s(&a, "failed") || arg_s(&a, "0") ||
-	    arg_s(&a, "chunks") || arg_u64(&a, chunks) ||
-	    arg_s(&a, "created_at") || arg_u64(&a, now) ||
-	    arg_s(&a, "started_at") || arg_s(&a, "0") ||
-	    arg_s(&a, "finished_at") || (n ? arg_s(&a, "0") : arg_u64(&a, now)) ||
-	    arg_s(&a, "timeout_ms") || arg_s(&a, timeout) ||
-	    arg_s(&a, "retries") || arg_u64(&a, co->retries) ||
-	    arg_s(&a, "retry_on") || arg_u64(&a, co->retry_on) ||
-	    arg_s(&a, "chunksize") || arg_u64(&a, co->chunksize) ||
-	    arg_s(&a, "concurrency") || arg_u64(&a, co->concurrency) ||
-	    arg_s(&a, "ttl_ms") || arg_u64(&a, cj->ttl_ms) ||
-	    arg_s(&a, "node") || arg_s(&a, cj->name) ||
-	    arg_s(&a, "idem") || arg_s(&a, idem_key ? idem_key : "") ||
-	    arg_u64(&a, chunks))
-		goto out;
-	if (arg_s(&m, "MSET"))
+	    arg_u64(&a, cj->ttl_ms) ||
+	    job_fields(&a, cj, kind, task, n, chunks, co, timeout, idem_key, wall_ms()) ||
+	    arg_u64(&a, chunks) || arg_s(&m, "MSET"))
 		goto out;
 	for (first = 0, k = 0; k < chunks; k++) {
 		size_t from = k ? ends[k - 1] : 0;

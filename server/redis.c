@@ -411,8 +411,23 @@ static void reply_cb(redisAsyncContext *ac, void *reply, void *priv)
 		free(c);
 }
 
-int fp_redis_command(fp_redis *r, fp_redis_cb cb, void *data, int argc,
-		     const char **argv, const size_t *argvlen)
+/*
+ * Write what hiredis has queued now rather than when the loop next says the
+ * socket is writable: a request leaves at once (a loop turn less on every
+ * round trip). Only the write: an error stays in the context, for hiredis
+ * to meet in its own write handler (the write poll it armed still fires),
+ * so nothing is torn down under the caller.
+ */
+static void flush(fp_redis *r)
+{
+	int done = 0;
+
+	if (r->ac && !r->ac->c.err)
+		redisBufferWrite(&r->ac->c, &done);
+}
+
+static int send_command(fp_redis *r, fp_redis_cb cb, void *data, int argc,
+			const char **argv, const size_t *argvlen)
 {
 	struct cmd *c;
 
@@ -432,6 +447,16 @@ int fp_redis_command(fp_redis *r, fp_redis_cb cb, void *data, int argc,
 	return 0;
 }
 
+int fp_redis_command(fp_redis *r, fp_redis_cb cb, void *data, int argc,
+		     const char **argv, const size_t *argvlen)
+{
+	int err = send_command(r, cb, data, argc, argv, argvlen);
+
+	if (err == 0)
+		flush(r);
+	return err;
+}
+
 int fp_redis_transaction(fp_redis *r, fp_redis_cb cb, void *data, size_t n,
 			 const struct fp_redis_cmdv *cmds)
 {
@@ -441,14 +466,15 @@ int fp_redis_transaction(fp_redis *r, fp_redis_cb cb, void *data, size_t n,
 	size_t i;
 	int err;
 
-	if ((err = fp_redis_command(r, NULL, NULL, 1, (const char **)multi, multil)) < 0)
+	if ((err = send_command(r, NULL, NULL, 1, (const char **)multi, multil)) < 0)
 		return err;
 	for (i = 0; i < n; i++)
-		if ((err = fp_redis_command(r, NULL, NULL, cmds[i].argc, cmds[i].argv,
-					    cmds[i].argvlen)) < 0)
+		if ((err = send_command(r, NULL, NULL, cmds[i].argc, cmds[i].argv,
+					cmds[i].argvlen)) < 0)
 			goto discard;
-	if ((err = fp_redis_command(r, cb, data, 1, (const char **)exec, execl)) < 0)
+	if ((err = send_command(r, cb, data, 1, (const char **)exec, execl)) < 0)
 		goto discard;
+	flush(r);
 	return 0;
 
 discard:
