@@ -320,11 +320,18 @@ typedef struct fp_call_options {
 	 * wait in the queue without holding a worker. 0: no cap.
 	 */
 	unsigned concurrency;
+	/*
+	 * A limit (fp_pool_limit_set()'s name) the call's items count under
+	 * too, besides their task's: several calls share one cap (forkpoold
+	 * gives the chunks of a cluster job with a "concurrency" their job's
+	 * own limit). The limit must exist: -ENOENT. NULL: none.
+	 */
+	const char *limit;
 } fp_call_options;
 
 #define FP_CALL_OPTIONS_DEFAULT { .timeout_ms = -1, .retries = 0, .retry_on = 0, \
 				  .chunksize = 0, .on_start = NULL, .label = NULL, \
-				  .concurrency = 0 }
+				  .concurrency = 0, .limit = NULL }
 
 struct fp_call_summary {
 	uint64_t id;
@@ -638,6 +645,22 @@ const struct fp_task_info *fp_pool_tasks(fp_pool *pool, size_t *n);
 int fp_pool_limit_set(fp_pool *pool, const char *name, unsigned max);
 int fp_pool_task_limit(fp_pool *pool, const char *task, const char *limit);
 int fp_pool_task_concurrency(fp_pool *pool, const char *task, unsigned max);
+/*
+ * For a limit shared with something outside this pool (forkpoold's
+ * cluster holds a limit's places in Redis for every node): of the limit's
+ * max, at most `places` of its items start here until it says otherwise
+ * (UINT_MAX, the default: all of max; 0: none). Like a lower max, fewer
+ * places stop nothing running. -ENOENT for a limit never set (a task's own
+ * limit is named after its task).
+ */
+int fp_pool_limit_lend(fp_pool *pool, const char *name, unsigned places);
+/*
+ * Forget limit `name` (a shared one, made by fp_pool_limit_set()), for
+ * limits made for a while, as forkpoold makes one per cluster job: -ENOENT
+ * for no such limit, -EBUSY while a task is under it or a call counts
+ * under it (fp_call_options.limit) and is not done.
+ */
+int fp_pool_limit_drop(fp_pool *pool, const char *name);
 
 struct fp_limit_stats {
 	const char *name;       /* valid until the limits change */

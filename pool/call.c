@@ -124,6 +124,15 @@ int fp__call_new(struct fp_call **out, struct fp_group *g, const struct fp_regis
 	c->retry_on = o->retry_on ? o->retry_on : FP_RETRY_DEFAULT;
 	c->chunksize = o->chunksize ? o->chunksize : fp__default_chunksize(g, n);
 	c->concurrency = o->concurrency;
+	if (o->limit) {
+		int err = fp__limit_attach(p->root, o->limit, &c->limit_no);
+
+		if (err < 0) {
+			c->n = n;
+			fp__call_free(c);
+			return err;
+		}
+	}
 	c->n = n;
 	for (i = 0; i < n && !spec->borrow; i++) {
 		if (items[i].len > g->opts.max_payload)
@@ -157,6 +166,11 @@ void fp__call_maybe_finish(struct fp_call *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	s = (struct fp_call_summary){ c->id, c->n, c->ok, c->failed, c->cancelled };
+	/* Its items are done: the limit it counted under may be dropped from on_done. */
+	if (c->limit_no) {
+		fp__limit_detach(p->root, c->limit_no);
+		c->limit_no = 0;
+	}
 	if (c->on_done)
 		c->on_done(g->pool, &s, c->data);
 	fp__call_free(c);
@@ -164,6 +178,8 @@ void fp__call_maybe_finish(struct fp_call *c)
 
 void fp__call_free(struct fp_call *c)
 {
+	if (c->limit_no)
+		fp__limit_detach(c->pool->root, c->limit_no);
 	if (!c->borrowed)
 		fp_mem_free(c->items);
 	fp_mem_free(c->arena);

@@ -59,6 +59,7 @@ struct fp_call {
 	void *data;
 	uint64_t timeout_ms;       /* 0: none */
 	unsigned concurrency;      /* at most this many items at once (limit.c); 0: no cap */
+	uint32_t limit_no;         /* 1 + the limit it counts under (options' `limit`); 0: none */
 	unsigned retries;
 	unsigned retry_on;         /* FP_RETRY_* bits, resolved (never 0) */
 	size_t chunksize;          /* resolved, >= 1 */

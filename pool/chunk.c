@@ -60,7 +60,7 @@ static size_t chunk_for(struct fp_group *g, const struct fp_worker *w, const str
 		if (k > left)
 			k = left;
 	}
-	if (fp__limits_may_apply(&g->pool->limits, c->concurrency))
+	if (fp__limits_may_apply(&g->pool->limits, c->concurrency || c->limit_no))
 		k = fp__limit_room(g, w, c, hops, NULL, 0, k);
 	if (!k || !c->ops->room)
 		return k;
@@ -179,7 +179,7 @@ uint32_t fp__chunk_plan(struct fp_group *g, struct fp_worker *w, struct fp_seg *
 	uint32_t n = 1;
 
 	q0 = 0;
-	if (g->pool->limits.nt) {
+	if (g->pool->limits.n) {
 		fp__limit_plan_begin(&g->pool->limits);
 		q0 = fp__limit_held_back(g);
 	}
@@ -215,7 +215,7 @@ uint32_t fp__chunk_plan(struct fp_group *g, struct fp_worker *w, struct fp_seg *
 			take = c->chunksize;
 		if (take > limit - total)
 			take = limit - total;
-		if (fp__limits_may_apply(&g->pool->limits, c->concurrency) &&
+		if (fp__limits_may_apply(&g->pool->limits, c->concurrency || c->limit_no) &&
 		    !(take = fp__limit_room(g, w, c, &(unsigned){ 0 }, segs, n, take)))
 			break;
 		for (i = 0; i < take; i++)

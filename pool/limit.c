@@ -5,6 +5,7 @@
  * item belongs to; a limit counts items by their task's name.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,10 +29,11 @@ static bool name_ok(const char *s)
 	return n >= 1 && n <= LIMIT_NAME_MAX;
 }
 
+/* A dropped limit's slot keeps a NULL name until a new limit takes it. */
 static long find_limit(const struct fp_limits *l, const char *name)
 {
 	for (size_t i = 0; i < l->n; i++)
-		if (!strcmp(l->v[i].name, name))
+		if (l->v[i].name && !strcmp(l->v[i].name, name))
 			return (long)i;
 	return -1;
 }
@@ -52,19 +54,27 @@ static long limit_of(const struct fp_limits *l, const char *task)
 	return t < 0 ? -1 : (long)l->t[t].limit;
 }
 
-static int limit_add(struct fp_limits *l, const char *name, unsigned max, bool own)
+/* A new limit, in a dropped one's slot if there is one; its index, or -ENOMEM. */
+static long limit_add(struct fp_limits *l, const char *name, unsigned max, bool own)
 {
-	struct fp_limit *v = realloc(l->v, (l->n + 1) * sizeof(*v));
+	struct fp_limit *v;
 	char *copy;
+	size_t i;
 
-	if (!v)
-		return -ENOMEM;
-	l->v = v;
+	for (i = 0; i < l->n && l->v[i].name; i++)
+		;
+	if (i == l->n) {
+		if (!(v = realloc(l->v, (l->n + 1) * sizeof(*v))))
+			return -ENOMEM;
+		l->v = v;
+	}
 	if (!(copy = strdup(name)))
 		return -ENOMEM;
 	/* held_plan 0 is never a plan's number: read at its first use. */
-	v[l->n++] = (struct fp_limit){ copy, max, own, 0, 0 };
-	return 0;
+	l->v[i] = (struct fp_limit){ copy, max, own, UINT_MAX, 0, 0, 0 };
+	if (i == l->n)
+		l->n++;
+	return (long)i;
 }
 
 int fp_pool_limit_set(fp_pool *pool, const char *name, unsigned max)
@@ -83,7 +93,58 @@ int fp_pool_limit_set(fp_pool *pool, const char *name, unsigned max)
 		fp__dispatch(pool->groups[0]);
 		return 0;
 	}
-	return limit_add(l, name, max, false);
+	i = limit_add(l, name, max, false);
+	return i < 0 ? (int)i : 0;
+}
+
+int fp_pool_limit_drop(fp_pool *pool, const char *name)
+{
+	struct fp_limits *l = &pool->root->limits;
+	long i = name ? find_limit(l, name) : -1;
+
+	if (i < 0 || l->v[i].own)
+		return -ENOENT;
+	if (l->v[i].calls)
+		return -EBUSY;
+	for (size_t t = 0; t < l->nt; t++)
+		if (l->t[t].limit == (size_t)i)
+			return -EBUSY;
+	free(l->v[i].name);
+	l->v[i].name = NULL;
+	return 0;
+}
+
+int fp__limit_attach(fp_pool *root, const char *name, uint32_t *no)
+{
+	struct fp_limits *l = &root->limits;
+	long i = find_limit(l, name);
+
+	if (i < 0 || l->v[i].own)
+		return -ENOENT;
+	l->v[i].calls++;
+	*no = (uint32_t)i + 1;
+	return 0;
+}
+
+void fp__limit_detach(fp_pool *root, uint32_t no)
+{
+	root->limits.v[no - 1].calls--;
+}
+
+int fp_pool_limit_lend(fp_pool *pool, const char *name, unsigned places)
+{
+	struct fp_limits *l = &pool->root->limits;
+	long i = name ? find_limit(l, name) : -1;
+	unsigned was;
+
+	if (i < 0)
+		return -ENOENT;
+	was = l->v[i].lent;
+	l->v[i].lent = places;
+	/* More places may let waiting items start; fewer stop nothing running. */
+	if (places > was)
+		fp__dispatch(pool->root);
+	return 0;
 }
 
 static void task_drop(struct fp_limits *l, size_t t)
@@ -152,11 +213,8 @@ int fp_pool_task_concurrency(fp_pool *pool, const char *task, unsigned max)
 		return -EEXIST;   /* a shared limit of that name */
 	if (t >= 0 && (i < 0 || l->t[t].limit != (size_t)i))
 		return -EEXIST;   /* under a shared limit already */
-	if (i < 0) {
-		if ((err = limit_add(l, task, max, true)) < 0)
-			return err;
-		i = (long)l->n - 1;
-	}
+	if (i < 0 && (i = limit_add(l, task, max, true)) < 0)
+		return (int)i;
 	l->v[i].max = max;
 	if (t < 0 && (err = task_add(l, task, (size_t)i)) < 0)
 		return err;
@@ -183,6 +241,12 @@ static uint64_t seg_left(const struct fp_worker *w, uint32_t s)
 	return w->segs[s].count - (s == w->seg ? w->seg_acked : 0);
 }
 
+/* Whether call g's items count under limit lim: by their task, or by the call's own. */
+static bool under(const struct fp_limits *l, const struct fp_call *g, long lim)
+{
+	return (long)g->limit_no - 1 == lim || limit_of(l, g->task) == lim;
+}
+
 /* Items of limit `lim` (or, lim < 0, of call c) that the workers of every group hold. */
 static uint64_t held(fp_pool *root, long lim, const struct fp_call *c)
 {
@@ -195,7 +259,7 @@ static uint64_t held(fp_pool *root, long lim, const struct fp_call *c)
 			for (uint32_t s = w->seg; s < w->nsegs; s++) {
 				const struct fp_call *g = w->segs[s].call;
 
-				if (lim < 0 ? g == c : limit_of(&root->limits, g->task) == lim)
+				if (lim < 0 ? g == c : under(&root->limits, g, lim))
 					n += seg_left(w, s);
 			}
 		}
@@ -210,7 +274,7 @@ static uint64_t queued(fp_pool *root, long lim)
 		struct fp_queue *q = &root->groups[i]->queue;
 
 		for (size_t e = 0; e < q->len; e++)
-			if (limit_of(&root->limits, fp__queue_at(q, e)->call->task) == lim)
+			if (under(&root->limits, fp__queue_at(q, e)->call, lim))
 				n += fp__queue_at(q, e)->count;
 	}
 	return n;
@@ -226,7 +290,8 @@ static bool limit_full(fp_pool *root, size_t lim)
 		v->held = held(root, (long)lim, NULL);
 		v->held_plan = l->plan;
 	}
-	return v->held >= v->max;
+	/* Of max, only the places lent count (a cluster-wide limit: fp_pool_limit_lend()). */
+	return v->held >= (v->lent < v->max ? v->lent : v->max);
 }
 
 size_t fp__limit_held_back(struct fp_group *g)
@@ -289,15 +354,35 @@ static size_t places(const struct fp_group *g, unsigned max, uint64_t used, size
 	return room < want ? (size_t)room : want;
 }
 
+/* Of `want`, how many more items of limit lim may start besides the planned segments. */
+static size_t named_room(struct fp_group *g, long lim, const struct fp_seg *planned, uint32_t n,
+			 size_t want)
+{
+	fp_pool *root = g->pool;
+	struct fp_limits *l = &root->limits;
+	struct fp_limit *v = &l->v[lim];
+	uint64_t used;
+
+	if (v->held_plan != l->plan) {
+		v->held = held(root, lim, NULL);
+		v->held_plan = l->plan;
+	}
+	used = v->held;
+	for (uint32_t s = 0; s < n; s++)
+		if (under(l, planned[s].call, lim))
+			used += planned[s].count;
+	return places(g, v->lent < v->max ? v->lent : v->max, used, want);
+}
+
 size_t fp__limit_room(struct fp_group *g, const struct fp_worker *w, const struct fp_call *c,
 		      unsigned *hops, const struct fp_seg *planned, uint32_t n, size_t want)
 {
 	fp_pool *root = g->pool;
 	struct fp_limits *l = &root->limits;
-	long lim;
+	long lim, own = (long)c->limit_no - 1;
 
 	/* The common case, and the unlimited pool's only one: nothing to look up. */
-	if (!l->nt && !c->concurrency)
+	if (!l->nt && !c->concurrency && own < 0)
 		return want;
 	for (unsigned h = 1; l->nt && h <= *hops; h++)
 		if (limit_of(l, c->ops->chain_task(c, h)) >= 0) {
@@ -305,22 +390,14 @@ size_t fp__limit_room(struct fp_group *g, const struct fp_worker *w, const struc
 			break;
 		}
 	lim = limit_of(l, c->task);
-	if (lim < 0 && !c->concurrency)
+	if (lim < 0 && !c->concurrency && own < 0)
 		return want;
 	if (w->call)
 		return 0;
-	if (lim >= 0) {
-		struct fp_limit *v = &l->v[lim];
-		uint64_t used;
-
-		limit_full(root, (size_t)lim);
-		used = v->held;
-
-		for (uint32_t s = 0; s < n; s++)
-			if (limit_of(l, planned[s].call->task) == lim)
-				used += planned[s].count;
-		want = places(g, l->v[lim].max, used, want);
-	}
+	if (lim >= 0)
+		want = named_room(g, lim, planned, n, want);
+	if (own >= 0 && own != lim && want)
+		want = named_room(g, own, planned, n, want);
 	if (c->concurrency && want) {
 		uint64_t used = held(root, -1, c);
 
@@ -340,8 +417,8 @@ size_t fp_pool_limits(fp_pool *pool, struct fp_limit_stats *out, size_t max)
 	size_t k = 0;
 
 	for (size_t i = 0; i < l->n; i++) {
-		/* An own limit switched off (max 0) is kept for its index, not shown. */
-		if (l->v[i].own && find_task(l, l->v[i].name) < 0)
+		/* An own limit switched off (max 0) is kept for its index, not shown; nor a dropped one. */
+		if (!l->v[i].name || (l->v[i].own && find_task(l, l->v[i].name) < 0))
 			continue;
 		if (k < max)
 			out[k] = (struct fp_limit_stats){

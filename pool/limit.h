@@ -25,6 +25,10 @@ struct fp_limits {
 		char *name;
 		unsigned max;
 		bool own;          /* fp_pool_task_concurrency()'s: named after its task */
+		/* Of max, the places a lender lets this pool use (fp_pool_limit_lend()). */
+		unsigned lent;
+		/* Calls not done that count under it (fp_call_options.limit). */
+		unsigned calls;
 		/* Items its tasks' workers hold, as counted during plan `held_plan`. */
 		uint64_t held, held_plan;
 	} *v;
@@ -57,26 +61,32 @@ struct fp_limits {
 size_t fp__limit_room(struct fp_group *g, const struct fp_worker *w, const struct fp_call *c,
 		      unsigned *hops, const struct fp_seg *planned, uint32_t n, size_t want);
 /*
- * Whether fp__limit_room() may say less than `want` for a call with this
- * `concurrency`: inline, so that a pool without limits pays one test per
- * planned run and no call.
+ * Whether fp__limit_room() may say less than `want` for a call with a cap
+ * of its own (`own`: a concurrency, or a limit it counts under): inline, so
+ * that a pool without limits pays one test per planned run and no call.
  */
-static inline bool fp__limits_may_apply(const struct fp_limits *l, unsigned concurrency)
+static inline bool fp__limits_may_apply(const struct fp_limits *l, bool own)
 {
-	return l->nt || concurrency;
+	return l->nt || own;
 }
 /*
- * Where pool p's chunk plan may start its walk of the queue: after the
+ * Where group g's chunk plan may start its walk of the queue: after the
  * leading entries it found held back by full limits (queue.h's held_back),
  * while all of those limits are still full; else 0, forgetting them.
  */
 size_t fp__limit_held_back(struct fp_group *g);
 /*
- * Entry `at` of p's queue, of call c, had no room: counted among the
+ * Entry `at` of g's queue, of call c, had no room: counted among the
  * leading entries held back when it is the next of them and its task's
  * limit is full.
  */
 void fp__limit_held_back_note(struct fp_group *g, size_t at, const struct fp_call *c);
+/*
+ * A call counts under limit `name` (fp_call_options.limit): *no is 1 + its
+ * index, kept by the call until fp__limit_detach(). -ENOENT: no such limit.
+ */
+int fp__limit_attach(fp_pool *root, const char *name, uint32_t *no);
+void fp__limit_detach(fp_pool *root, uint32_t no);
 /* A chunk plan begins: counts read before it are stale. */
 static inline void fp__limit_plan_begin(struct fp_limits *l)
 {
@@ -85,7 +95,7 @@ static inline void fp__limit_plan_begin(struct fp_limits *l)
 /* Whether an item ending in one group may let an item of another group start. */
 static inline bool fp__limits_shared(const struct fp_limits *l, unsigned ngroups)
 {
-	return l->nt && ngroups > 1;
+	return l->n && ngroups > 1;
 }
 void fp__limits_deinit(struct fp_limits *l);
 

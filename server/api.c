@@ -682,24 +682,12 @@ static void submitted_now(fp_api *api, fp_http_request *req, fp_job *job)
 
 /*
  * A job's "concurrency": at most that many of its items at once, 0 (or
- * absent) for no cap; refused on a cluster, which does not carry it to the
- * nodes that run the job's chunks.
+ * absent) for no cap; on a cluster, across every node that runs its chunks
+ * (cluster_run.c).
  */
-static int get_concurrency(fp_api *api, fp_http_request *req, json_t *body, int64_t *out)
+static int get_concurrency(fp_http_request *req, json_t *body, int64_t *out)
 {
-	if (get_uint(body, "concurrency", 0, FP_API_CONCURRENCY_MAX, out, req))
-		return -EINVAL;
-	return fp__api_concurrency_here(api, req, *out);
-}
-
-int fp__api_concurrency_here(fp_api *api, fp_http_request *req, int64_t concurrency)
-{
-	if (!concurrency || !api->cjobs)
-		return 0;
-	fp__api_error(req, 400, "bad_request", "\"concurrency\" is not supported with --cluster:"
-		      " a job's chunks run on several nodes, and limits across nodes are not"
-		      " there yet");
-	return -EINVAL;
+	return get_uint(body, "concurrency", 0, FP_API_CONCURRENCY_MAX, out, req) ? -EINVAL : 0;
 }
 
 /* What a submission's query may say when its body is JSON. */
@@ -763,7 +751,7 @@ static void post_apply(fp_api *api, fp_http_request *req, const struct fp_job_id
 	}
 	if (get_uint(body, "timeout_ms", -1, INT64_MAX / 1000000, &timeout, req) ||
 	    get_uint(body, "retries", 0, MAX_RETRIES, &retries, req) ||
-	    get_concurrency(api, req, body, &concurrency) ||
+	    get_concurrency(req, body, &concurrency) ||
 	    fp__api_retry_on(req, json_object_get(body, "retry_on"), &co.retry_on, ""))
 		goto out;
 	args = json_object_get(body, "args");
@@ -839,7 +827,7 @@ static void post_map_json(fp_api *api, fp_http_request *req, const struct fp_job
 	if (get_uint(body, "timeout_ms", -1, INT64_MAX / 1000000, &timeout, req) ||
 	    get_uint(body, "retries", 0, MAX_RETRIES, &retries, req) ||
 	    get_uint(body, "chunksize", 0, UINT32_MAX, &chunksize, req) ||
-	    get_concurrency(api, req, body, &concurrency) ||
+	    get_concurrency(req, body, &concurrency) ||
 	    fp__api_retry_on(req, json_object_get(body, "retry_on"), &co.retry_on, ""))
 		goto out;
 	if (fp__api_json_items(req, items, &bufs, &n))
@@ -945,7 +933,6 @@ static void post_map_ndjson(fp_api *api, fp_http_request *req, const struct fp_j
 	    query_uint(req, "retries", 0, MAX_RETRIES, &retries) ||
 	    query_uint(req, "chunksize", 0, UINT32_MAX, &chunksize) ||
 	    query_uint(req, "concurrency", 0, FP_API_CONCURRENCY_MAX, &concurrency) ||
-	    fp__api_concurrency_here(api, req, concurrency) ||
 	    fp__api_retry_on_query(req, &co.retry_on) ||
 	    fp__api_ndjson_items(req, &bufs, &n, &text))
 		return;

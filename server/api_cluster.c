@@ -380,6 +380,15 @@ static void results_cb(struct fp_cluster_follow *f, const struct fp_cluster_land
 				return;
 		}
 	}
+	if (end && !state) {
+		/* The job expired under its reader: the stream is cut, not ended, so
+		 * that the client does not take what it read for the whole. */
+		fp_http_request *req = c->req;
+
+		creq_free(c, false);
+		fp_http_stream_cut(req);
+		return;
+	}
 	if (end) {
 		stream_done(c);
 		return;
@@ -449,6 +458,15 @@ static void submit_cb(void *data, int status, const char *id,
 	int r;
 
 	c->op = NULL;
+	if (status == -EBUSY) {
+		/* --max-queue, counted over the cluster: 429 as alone. */
+		fp_http_request *req = c->req;
+		fp_api *api = c->api;
+
+		creq_free(c, false);
+		fp__api_submit_error(api, req, NULL, -EBUSY);
+		return;
+	}
 	if (status < 0) {
 		fail(c, -ENOTCONN);
 		return;
@@ -502,6 +520,11 @@ void fp__api_cluster_submit(fp_api *api, fp_http_request *req, enum fp_job_kind 
 	}
 	if (!fp_cluster_jobs_ready(api->cjobs)) {
 		unavailable(req);
+		return;
+	}
+	/* As alone: a job whose results could never be kept (507); the queue's room is Redis's to count. */
+	if ((r = fp_jobs_fits_alone(api->jobs, kind, task, items, n)) < 0) {
+		fp__api_submit_error(api, req, task, r);
 		return;
 	}
 	if (!(c = creq_new(api, req, CR_SUBMIT)))

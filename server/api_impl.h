@@ -102,8 +102,6 @@ int fp__api_retry_on(fp_http_request *req, json_t *v, unsigned *out, const char 
 int fp__api_retry_on_query(fp_http_request *req, unsigned *out);
 /* A job's "concurrency" (fp_call_options.concurrency) goes up to this. */
 #define FP_API_CONCURRENCY_MAX 1000000
-/* 0, or answers 400 and returns -EINVAL where a job's concurrency cannot be kept (a cluster). */
-int fp__api_concurrency_here(fp_api *api, fp_http_request *req, int64_t concurrency);
 /* 202 with Location, or the job once finished with ?wait=S. */
 void fp__api_submitted(fp_api *api, fp_http_request *req, fp_job *job);
 /*

@@ -135,11 +135,11 @@ int fp_cluster_entry_parse(const char *const *fv, const size_t *lens, size_t nfi
 	return seen == 15 ? 0 : -EINVAL;
 }
 
-static void error_members(struct sbuf *b, fp_item_status status, const char *message,
+static void error_members(struct sbuf *b, const char *type, const char *message,
 			  const char *traceback)
 {
 	sbuf_adds(b, "\"error\":{\"type\":\"");
-	sbuf_adds(b, fp_item_status_name(status));
+	sbuf_adds(b, type);
 	sbuf_adds(b, "\",\"message\":");
 	sbuf_json_string(b, message ? message : "", message ? strlen(message) : 0);
 	if (traceback) {
@@ -168,7 +168,7 @@ void fp_cluster_outcome_line(struct sbuf *b, uint64_t index, const struct fp_res
 		return;
 	}
 	sbuf_printf(b, "{\"index\":%llu,", (unsigned long long)index);
-	error_members(b, r->status, r->message, r->traceback);
+	error_members(b, fp_item_status_name(r->status), r->message, r->traceback);
 	sbuf_adds(b, "}");
 }
 
@@ -176,6 +176,14 @@ void fp_cluster_outcome_error(struct sbuf *b, uint64_t index, fp_item_status sta
 			      const char *message)
 {
 	sbuf_printf(b, "{\"index\":%llu,", (unsigned long long)index);
-	error_members(b, status, message, NULL);
+	error_members(b, fp_item_status_name(status), message, NULL);
+	sbuf_adds(b, "}");
+}
+
+void fp_cluster_outcome_named(struct sbuf *b, uint64_t index, const char *type,
+			      const char *message)
+{
+	sbuf_printf(b, "{\"index\":%llu,", (unsigned long long)index);
+	error_members(b, type, message, NULL);
 	sbuf_adds(b, "}");
 }

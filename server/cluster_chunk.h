@@ -92,5 +92,8 @@ void fp_cluster_outcome_line(struct sbuf *b, uint64_t index, const struct fp_res
 /* The outcome of an item that did not run: {"index":I,"error":{"type":..,"message":..}}. */
 void fp_cluster_outcome_error(struct sbuf *b, uint64_t index, fp_item_status status,
 			      const char *message);
+/* The same with an error type the server names (store_unavailable), not the pool. */
+void fp_cluster_outcome_named(struct sbuf *b, uint64_t index, const char *type,
+			      const char *message);
 
 #endif

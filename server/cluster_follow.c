@@ -6,6 +6,12 @@
  * blocked wakes it with CLIENT UNBLOCK (from the command connection), so
  * the next read names it too. Nothing polls: an idle read waits in Redis
  * until an outcome lands or its block time passes.
+ *
+ * XREAD waits on a key that does not exist as on an empty stream, so a
+ * follower whose job expired (or was deleted) under it would wait for ever:
+ * a read that gave a follower nothing asks, once, whether its job's hash is
+ * still there (the results stream appears only with the first outcome, the
+ * hash is there from submission to expiry), and ends it if not.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -22,7 +28,8 @@
 struct fp_cluster_follow {
 	fp_cluster_jobs *cj;
 	struct fp_cluster_follow *prev, *next;
-	char *key;
+	char *key;                     /* P results:ID */
+	char *job_key;                 /* P job:ID */
 	char last[48];                 /* the last entry id given ("0": none yet) */
 	bool want, ended;
 	unsigned seen;                 /* the round that served it last */
@@ -200,6 +207,67 @@ static void deliver(fp_cluster_jobs *cj, const struct cj_round *rd, const redisR
 	free(l);
 }
 
+/* A follower of `key` (the results stream) that has not ended, or NULL. */
+static struct fp_cluster_follow *live_of(fp_cluster_jobs *cj, const char *key)
+{
+	struct fp_cluster_follow *f;
+
+	for (f = cj->followers; f; f = f->next)
+		if (!f->ended && !strcmp(f->key, key))
+			return f;
+	return NULL;
+}
+
+struct gone_check {
+	fp_cluster_jobs *cj;
+	char *key;
+};
+
+static void gone_cb(fp_redis *r, int status, redisReply *reply, void *data)
+{
+	struct gone_check *g = data;
+	struct fp_cluster_follow *f;
+
+	(void)r;
+	if (status == 0 && reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
+		/* Each callback may stop any follower: look again after each. */
+		while ((f = live_of(g->cj, g->key))) {
+			f->ended = true;
+			f->want = false;
+			f->cb(f, NULL, 0, true, NULL, NULL, f->data);
+		}
+	free(g->key);
+	free(g);
+}
+
+/* Ask whether the job of a stream the round gave nothing to is still there. */
+static void check_gone(fp_cluster_jobs *cj, const struct cj_round *rd)
+{
+	struct fp_cluster_follow *f;
+	struct gone_check *g;
+	size_t i;
+
+	if (fp_redis_state(cj->cmd) != FP_REDIS_READY)
+		return;
+	for (i = 0; i < rd->n; i++) {
+		for (f = cj->followers; f; f = f->next)
+			if (f->want && !f->ended && f->seen != rd->seq && !strcmp(f->key, rd->key[i]))
+				break;
+		if (!f || !(g = calloc(1, sizeof(*g))))
+			continue;
+		g->cj = cj;
+		if ((g->key = strdup(f->key))) {
+			const char *argv[] = { "EXISTS", f->job_key };
+			size_t argl[] = { 6, strlen(f->job_key) };
+
+			if (fp_redis_command(cj->cmd, gone_cb, g, 2, argv, argl) == 0)
+				continue;
+		}
+		free(g->key);
+		free(g);
+	}
+}
+
 static void read_cb(fp_redis *r, int status, redisReply *reply, void *data)
 {
 	fp_cluster_jobs *cj = data;
@@ -214,6 +282,8 @@ static void read_cb(fp_redis *r, int status, redisReply *reply, void *data)
 			if (reply->element[i]->type == REDIS_REPLY_ARRAY &&
 			    reply->element[i]->elements == 2)
 				deliver(cj, rd, reply->element[i]);
+	if (status == 0 && rd)
+		check_gone(cj, rd);
 	round_free(rd);
 	/* Lost: the connection's READY pumps again. */
 	if (status == 0)
@@ -310,7 +380,9 @@ int fp_cluster_follow_start(fp_cluster_jobs *cj, const char *id, fp_cluster_foll
 		return -ENOENT;
 	if (!(f = calloc(1, sizeof(*f))))
 		return -ENOMEM;
-	if (!(f->key = fp__cj_key(cj, "results:", id, NULL))) {
+	if (!(f->key = fp__cj_key(cj, "results:", id, NULL)) ||
+	    !(f->job_key = fp__cj_key(cj, "job:", id, NULL))) {
+		free(f->key);
 		free(f);
 		return -ENOMEM;
 	}
@@ -352,6 +424,7 @@ void fp_cluster_follow_stop(struct fp_cluster_follow *f)
 			f->next->prev = f->prev;
 	}
 	free(f->key);
+	free(f->job_key);
 	free(f);
 }
 

@@ -170,6 +170,7 @@ void fp_cluster_jobs_free(fp_cluster_jobs *cj)
 	free(cj->seq_key);
 	free(cj->cancel_channel);
 	free(cj->work_key);
+	free(cj->pending_key);
 	free(cj->name);
 	free(cj->prefix);
 	free(cj);
@@ -191,6 +192,8 @@ int fp_cluster_jobs_new(fp_cluster_jobs **out, fp_loop *loop, fp_pool *pool,
 	cj->ttl_ms = o->ttl_ms ? o->ttl_ms : 600000;
 	cj->visibility_ms = o->visibility_ms ? o->visibility_ms : 5000;
 	cj->tick_ms = o->tick_ms ? o->tick_ms : 1000;
+	cj->max_queue = o->max_queue;
+	cj->buffer_max = o->buffer_max ? o->buffer_max : 64u << 20;
 	cj->tick.data = cj->retry.data = cj->follow_soon.data = cj;
 	cj->prefix = strdup(o->prefix);
 	cj->name = strdup(o->node_name);
@@ -201,8 +204,9 @@ int fp_cluster_jobs_new(fp_cluster_jobs **out, fp_loop *loop, fp_pool *pool,
 	cj->seq_key = fp__cj_key(cj, "seq", NULL, NULL);
 	cj->jobs_key = fp__cj_key(cj, "jobs", NULL, NULL);
 	cj->job_prefix = fp__cj_key(cj, "job:", NULL, NULL);
+	cj->pending_key = fp__cj_key(cj, "pending", NULL, NULL);
 	if (!cj->work_key || !cj->cancel_channel || !cj->seq_key || !cj->jobs_key ||
-	    !cj->job_prefix)
+	    !cj->job_prefix || !cj->pending_key)
 		goto err_nomem;
 	if ((r = connect_one(cj, &cj->cmd, o, on_cmd_state, err, errlen)) < 0 ||
 	    (r = connect_one(cj, &cj->pull, o, on_pull_state, err, errlen)) < 0 ||

@@ -53,6 +53,19 @@ struct fp_cluster_jobs_options {
 	 */
 	uint64_t visibility_ms;       /* default 5000 */
 	uint64_t tick_ms;             /* refresh and claim period (default 1000) */
+	/*
+	 * Unfinished items in the whole cluster at most (--max-queue): the
+	 * cluster's queue is one, so its count is too (P pending, kept by the
+	 * scripts that add and delete work entries). Past it, -EBUSY. 0: none.
+	 */
+	uint64_t max_queue;
+	/*
+	 * Outcome bytes kept in memory while Redis is away (--cluster-buffer,
+	 * default 64 MiB): a chunk whose outcomes do not fit keeps instead one
+	 * short error line per item (store_unavailable), landed when Redis is
+	 * back, so that its items end named, once.
+	 */
+	uint64_t buffer_max;
 	struct fp_dlog *log;
 };
 
@@ -159,7 +172,9 @@ int fp_cluster_jobs_list(fp_cluster_jobs *cj, const char *after, size_t max,
  * ended, when the landing that ended it wrote it: NULL otherwise, and
  * valid during the callback only). Reads block in Redis: no
  * polling. fp_cluster_follow_stop() frees the follower (not from inside
- * another follower's callback... it may be its own).
+ * another follower's callback... it may be its own). A job that is gone
+ * (expired or deleted) while followed ends its followers within a read's
+ * block time with `end` set and `state` NULL: no end was read, none will come.
  */
 struct fp_cluster_landed {
 	uint64_t chunk, first;

@@ -25,7 +25,9 @@ struct fp_cluster_jobs {
 	char *prefix, *name;
 	char *work_key, *cancel_channel;
 	char *seq_key, *jobs_key, *job_prefix;     /* P seq, P jobs, P job: */
-	uint64_t ttl_ms, visibility_ms, tick_ms;
+	/* P pending: the items of the work entries not yet deleted (cluster_jobs.h). */
+	char *pending_key;
+	uint64_t ttl_ms, visibility_ms, tick_ms, max_queue, buffer_max;
 
 	fp_redis *cmd;       /* commands: submissions, reads, outcomes, claims */
 	fp_redis *pull;      /* XREADGROUP ... BLOCK */
@@ -95,6 +97,7 @@ struct cj_run {
 	bool left;                     /* cancelled by a leave: not to be written */
 	bool marking;                  /* started from its entry: the mark (fetch_script) is out */
 	bool skip;                     /* its job gone or the chunk landed elsewhere: not written */
+	char limit[FP_CLUSTER_ID_MAX + 8]; /* "job:ID" when the job has a concurrency, else "" */
 	char *body;                    /* the chunk's items (fp_ndjson_split points into it) */
 	struct fp_buf *items;
 	struct sbuf raw;               /* the outcome lines as they came, one after the other */

@@ -26,9 +26,6 @@
 #include "cluster_jobs_impl.h"
 #include "ndjson.h"
 
-/* Outcome bytes kept for Redis while it is away, at most (see land_cb). */
-#define UNWRITTEN_MAX (64u * 1024 * 1024)
-
 /*
  * KEYS: job, chunk, work. ARGV: K, now, the entry's id, this node's name.
  * nil: the job is gone; {'landed'}: ran before; else state, task,
@@ -36,15 +33,16 @@
  * a GET in the same transaction, out of Lua, see land_script), how many
  * nodes read the
  * chunk to run it, one after the other (f:K, counted here when r:K, the
- * last reader, is another node: its attempt), and the map's chunksize
- * (items a worker is handed at a time; 0: the pool's). Not the entry's delivery
+ * last reader, is another node: its attempt), the map's chunksize (items
+ * a worker is handed at a time; 0: the pool's) and the job's concurrency
+ * (0: none). Not the entry's delivery
  * count: an entry whose XREADGROUP answer was lost with the connection is
  * delivered again without having run anywhere; and a node reading again a
  * chunk whose first answer it lost (Redis went away) is not a new attempt.
  */
 static const char fetch_script[] =
 	"local h = redis.call('HMGET', KEYS[1], 'task', 'timeout_ms', 'retries', 'retry_on',"
-	" 'state', 'c:' .. ARGV[1], 'cancel', 'chunksize')\n"
+	" 'state', 'c:' .. ARGV[1], 'cancel', 'chunksize', 'concurrency')\n"
 	"if not h[1] then return false end\n"
 	"if h[6] then return {'landed'} end\n"
 	"if h[7] then h[5] = 'cancelled'\n"
@@ -60,7 +58,7 @@ static const char fetch_script[] =
 	"  end\n"
 	"end\n"
 	"return {h[5], h[1], h[2] or '-1', h[3] or '0', h[4] or '0', '', tostring(d),"
-	" h[8] or '0'}\n";
+	" h[8] or '0', h[9] or '0'}\n";
 
 /*
  * A chunk lands as one transaction: XADD of its outcome lines to the job's
@@ -70,17 +68,19 @@ static const char fetch_script[] =
  * Being one transaction, the entry just added is the stream's last when
  * the script runs; a landing that is not the chunk's first takes it out.
  *
- * KEYS: job, results, work, chunk. ARGV: K, ok, failed, entry id, now, and
+ * KEYS: job, results, work, chunk, pending. ARGV: K, ok, failed, entry id, now, and
  * for a one-item chunk its outcome line and attempts (an apply's document
  * keeps them; "" otherwise). -1: the job is gone; 0: landed before
  * (acknowledged only); 1: landed; 2: landed and the job finished. The
  * stream's end entry carries the job's document as it ended ("d:" and
  * fp__cj_doc_fields' names, "" for none), so that a reader waiting for the
- * end (an apply's ?wait=) answers without reading the hash again.
+ * end (an apply's ?wait=) answers without reading the hash again. Whoever
+ * deletes a work entry counts its items out of P pending (--max-queue), once.
  */
 static const char land_script[] =
 	"local function ack() redis.call('XACK', KEYS[3], '" CJ_GROUP "', ARGV[4])"
-	" redis.call('XDEL', KEYS[3], ARGV[4]) end\n"
+	" if redis.call('XDEL', KEYS[3], ARGV[4]) == 1 then"
+	" redis.call('DECRBY', KEYS[5], ARGV[2] + ARGV[3]) end end\n"
 	"local function unadd() local e = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)"
 	" if e[1] then redis.call('XDEL', KEYS[2], e[1][1]) end end\n"
 	"if redis.call('EXISTS', KEYS[1]) == 0 then\n"
@@ -110,6 +110,7 @@ static const char land_script[] =
 	"return 2\n";
 
 static void land(struct cj_run *run);
+static int join(struct cj_run *run);
 
 static uint64_t wall_ms(void)
 {
@@ -166,16 +167,31 @@ static void run_end(struct cj_run *run)
 		fp__cj_pull(cj);
 }
 
-/* Acknowledge and delete an entry that is not to run (not ours, its job gone, landed). */
-static void ack(fp_cluster_jobs *cj, const char *entry_id)
-{
-	const char *xack[] = { "XACK", cj->work_key, CJ_GROUP, entry_id };
-	size_t xackl[] = { 4, strlen(cj->work_key), sizeof(CJ_GROUP) - 1, strlen(entry_id) };
-	const char *xdel[] = { "XDEL", cj->work_key, entry_id };
-	size_t xdell[] = { 4, strlen(cj->work_key), strlen(entry_id) };
+/*
+ * KEYS: work, pending. ARGV: the entry's id, its items. Acknowledged and
+ * deleted; its items leave the cluster's count (P pending) only if this
+ * deleted it, as land_script's ack() does: whoever deletes an entry counts
+ * its items out, once.
+ */
+static const char ack_script[] =
+	"redis.call('XACK', KEYS[1], '" CJ_GROUP "', ARGV[1])\n"
+	"if redis.call('XDEL', KEYS[1], ARGV[1]) == 1 then"
+	" redis.call('DECRBY', KEYS[2], ARGV[2]) end\n";
 
-	fp_redis_command(cj->cmd, NULL, NULL, 4, xack, xackl);
-	fp_redis_command(cj->cmd, NULL, NULL, 3, xdel, xdell);
+/* Acknowledge and delete an entry that is not to run (not ours, its job gone, landed). */
+static void ack(fp_cluster_jobs *cj, const char *entry_id, uint64_t n)
+{
+	char items[24];
+
+	snprintf(items, sizeof(items), "%" PRIu64, n);
+	{
+		const char *argv[] = { "EVAL", ack_script, "2", cj->work_key, cj->pending_key,
+				       entry_id, items };
+		size_t argl[] = { 4, sizeof(ack_script) - 1, 1, strlen(cj->work_key),
+				  strlen(cj->pending_key), strlen(entry_id), strlen(items) };
+
+		fp_redis_command(cj->cmd, NULL, NULL, 7, argv, argl);
+	}
 }
 
 /*
@@ -208,6 +224,39 @@ static void fail_all(struct cj_run *run, fp_item_status status, const char *mess
 	land(run);
 }
 
+/*
+ * A job's "concurrency" holds across the cluster: its chunks here count
+ * under a pool limit of its own, "job:ID", made with none of its places
+ * lent, so that cluster_limit.c asks Redis for them as for any limit (key
+ * P limit:job:ID); dropped when its last chunk here is done (drop_limit()).
+ */
+static int job_limit(struct cj_run *run, unsigned max)
+{
+	fp_pool *pool = run->cj->pool;
+	const struct cj_run *o;
+	int r;
+
+	snprintf(run->limit, sizeof(run->limit), "job:%s", run->e.job);
+	/* Made by a chunk of the job still running here: its places are lent already. */
+	for (o = run->cj->runs; o; o = o->next)
+		if (o != run && o->calling && !strcmp(o->limit, run->limit))
+			return 0;
+	if ((r = fp_pool_limit_set(pool, run->limit, max)) < 0 ||
+	    (r = fp_pool_limit_lend(pool, run->limit, 0)) < 0) {
+		run->limit[0] = '\0';
+		return r;
+	}
+	return 0;
+}
+
+/* The job's limit goes with its last chunk here (-EBUSY while another counts under it). */
+static void drop_limit(struct cj_run *run, fp_pool *pool)
+{
+	if (run->limit[0])
+		fp_pool_limit_drop(pool, run->limit);
+	run->limit[0] = '\0';
+}
+
 /* --- running ---------------------------------------------------------------- */
 
 static void on_item(fp_pool *pool, uint64_t call_id, const struct fp_result *r, void *data)
@@ -234,9 +283,9 @@ static void on_done(fp_pool *pool, const struct fp_call_summary *s, void *data)
 {
 	struct cj_run *run = data;
 
-	(void)pool;
 	(void)s;
 	run->calling = false;
+	drop_limit(run, pool);
 	if (!run->cj || run->left) {
 		/* Orphaned, or stopped by this node's leave: the entry stays pending. */
 		fp_cluster_jobs *cj = run->cj;
@@ -249,7 +298,7 @@ static void on_done(fp_pool *pool, const struct fp_call_summary *s, void *data)
 		return;
 	}
 	if (run->skip) {
-		ack(run->cj, run->entry_id);
+		ack(run->cj, run->entry_id, run->e.n);
 		run->cj->stats.chunks_skipped++;
 		run_end(run);
 		return;
@@ -330,9 +379,15 @@ static void start(struct cj_run *run, redisReply *const *f)
 	}
 	snprintf(label, sizeof(label), "job %s chunk %" PRIu64, run->e.job, run->e.chunk);
 	co.label = label;
+	if (elem_i64(f[8], 0) > 0 && (r = job_limit(run, (unsigned)elem_i64(f[8], 0))) < 0) {
+		fail_all(run, FP_ITEM_START_FAILURE, fp_strerror(r));
+		return;
+	}
+	co.limit = run->limit[0] ? run->limit : NULL;
 	r = fp_pool_map_async(cj->pool, task, run->items, n, &co, on_item, on_done, run,
 			      &run->call_id);
 	if (r < 0) {
+		drop_limit(run, cj->pool);
 		fail_all(run, r == FP_EUNKNOWN_TASK ? FP_ITEM_UNKNOWN_TASK : FP_ITEM_START_FAILURE,
 			 fp_strerror(r));
 		return;
@@ -345,7 +400,7 @@ static void fetch_cb(fp_redis *r, int status, redisReply *reply, void *data)
 {
 	struct cj_run *run = data;
 	fp_cluster_jobs *cj = run->cj;
-	redisReply *f[8], *body = NULL;
+	redisReply *f[9], *body = NULL;
 
 	(void)r;
 	if (!cj) {
@@ -370,18 +425,18 @@ static void fetch_cb(fp_redis *r, int status, redisReply *reply, void *data)
 		return;
 	}
 	if (reply->type == REDIS_REPLY_NIL) {
-		ack(cj, run->entry_id);        /* its job is gone: deleted or expired */
+		ack(cj, run->entry_id, run->e.n);   /* its job is gone: deleted or expired */
 		cj->stats.chunks_skipped++;
 		run_end(run);
 		return;
 	}
 	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1) {
-		ack(cj, run->entry_id);        /* landed before: ran elsewhere */
+		ack(cj, run->entry_id, run->e.n);   /* landed before: ran elsewhere */
 		cj->stats.chunks_skipped++;
 		run_end(run);
 		return;
 	}
-	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 8) {
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 9) {
 		run_end(run);
 		return;
 	}
@@ -501,7 +556,9 @@ static bool start_from_entry(struct cj_run *run, const redisReply *fields)
 	char queued[] = "queued", one[] = "1";
 	redisReply q = { .type = REDIS_REPLY_STRING, .str = queued, .len = 6 };
 	redisReply d = { .type = REDIS_REPLY_STRING, .str = one, .len = 1 };
-	redisReply *f[8];
+	char zero[] = "0";
+	redisReply c = { .type = REDIS_REPLY_STRING, .str = zero, .len = 1 };
+	redisReply *f[9];
 	size_t i;
 
 	for (i = 0; i < 6; i++)
@@ -515,6 +572,7 @@ static bool start_from_entry(struct cj_run *run, const redisReply *fields)
 	f[5] = (redisReply *)v[5];
 	f[6] = &d;
 	f[7] = (redisReply *)v[4];
+	f[8] = &c;                     /* one item: a concurrency could not hold it back */
 	/* The mark goes first: a landing (sent after it) finds the job marked running. */
 	send_fetch(run, true);
 	start(run, f);
@@ -547,7 +605,7 @@ void fp__cj_take(fp_cluster_jobs *cj, const redisReply *entry, bool fresh)
 		if (cj->log)
 			fp_dlog_warn(cj->log, "cluster: work entry %s is not a chunk; acknowledged",
 				     run->entry_id);
-		ack(cj, run->entry_id);
+		ack(cj, run->entry_id, 0);     /* counted, if at all, by a count we cannot read */
 		free(run);
 		return;
 	}
@@ -584,6 +642,46 @@ static uint64_t unwritten_bytes(const fp_cluster_jobs *cj)
 	return n;
 }
 
+/*
+ * Redis is away with this run's outcomes unwritten: kept, and written when
+ * it returns (the script makes a second landing an acknowledgement only).
+ * Past --cluster-buffer the outcomes give way to one short error line per
+ * item, store_unavailable, kept (and landed) instead, so that the items end
+ * named and the chunk does not run again: those lines are not counted
+ * against the bound, a few dozen bytes an item being what naming them costs.
+ */
+static void keep_unwritten(struct cj_run *run)
+{
+	fp_cluster_jobs *cj = run->cj;
+	uint64_t held = unwritten_bytes(cj);   /* of the others: this one is not UNWRITTEN yet */
+	char msg[256];
+	size_t i;
+
+	run->state = RUN_UNWRITTEN;
+	if (held + run->out.len <= cj->buffer_max)
+		return;
+	if (cj->log)
+		fp_dlog_error(cj->log, "cluster: Redis is away and the outcome buffer (%" PRIu64
+			      " bytes, --cluster-buffer) is full: the %" PRIu64 " items of chunk %"
+			      PRIu64 " of job %s end with store_unavailable", cj->buffer_max,
+			      run->e.n, run->e.chunk, run->e.job);
+	snprintf(msg, sizeof(msg), "the item ran, but Redis was away and this node's outcome"
+		 " buffer (--cluster-buffer %" PRIu64 " bytes) was full: its outcome was not kept",
+		 cj->buffer_max);
+	sbuf_reset(&run->raw);
+	for (i = 0; i < run->e.n; i++) {
+		size_t start = run->raw.len;
+
+		fp_cluster_outcome_named(&run->raw, run->e.first + i, "store_unavailable", msg);
+		set_line(run, i, start);
+	}
+	run->nok = 0;
+	run->nfailed = run->e.n;
+	/* Not even the errors: the entry stays pending, to run again elsewhere. */
+	if (join(run) < 0)
+		run_end(run);
+}
+
 static void land_cb(fp_redis *r, int status, redisReply *reply, void *data)
 {
 	struct cj_run *run = data;
@@ -595,22 +693,7 @@ static void land_cb(fp_redis *r, int status, redisReply *reply, void *data)
 		return;
 	}
 	if (status < 0) {
-		/*
-		 * Redis went away with the outcomes unanswered: kept, and written
-		 * again when it returns (the script makes a second landing an
-		 * acknowledgement only). Past the bound they go, loudly: the entry
-		 * stays pending and the chunk runs again, here or elsewhere.
-		 */
-		if (unwritten_bytes(cj) + run->out.len > UNWRITTEN_MAX) {
-			if (cj->log)
-				fp_dlog_error(cj->log, "cluster: Redis is away and %u MiB of outcomes wait"
-					      " already: chunk %" PRIu64 " of job %s is dropped here and"
-					      " will run again (store_unavailable)",
-					      UNWRITTEN_MAX >> 20, run->e.chunk, run->e.job);
-			run_end(run);
-			return;
-		}
-		run->state = RUN_UNWRITTEN;
+		keep_unwritten(run);        /* Redis went away with the outcomes unanswered */
 		return;
 	}
 	/* EXEC's answer: [the XADD's, the script's]; either may be Redis's refusal. */
@@ -649,19 +732,20 @@ void fp__cj_land_send(struct cj_run *run)
 				       "o", run->out.data, "a", run->att.data };
 		size_t xaddl[] = { 4, strlen(results_key), 1, 5, strlen(kbuf), 5, strlen(first),
 				   1, run->out.len, 1, run->att.len };
-		const char *eval[] = { "EVAL", land_script, "4", job_key, results_key, cj->work_key,
-				       chunk_key, kbuf, ok, failed, run->entry_id, now,
-				       one ? run->out.data : "", one ? run->att.data : "" };
+		const char *eval[] = { "EVAL", land_script, "5", job_key, results_key, cj->work_key,
+				       chunk_key, cj->pending_key, kbuf, ok, failed, run->entry_id,
+				       now, one ? run->out.data : "", one ? run->att.data : "" };
 		size_t evall[] = { 4, sizeof(land_script) - 1, 1, strlen(job_key),
 				   strlen(results_key), strlen(cj->work_key), strlen(chunk_key),
-				   strlen(kbuf), strlen(ok), strlen(failed), strlen(run->entry_id),
-				   strlen(now), one ? run->out.len : 0, one ? run->att.len : 0 };
-		const struct fp_redis_cmdv cmds[] = { { 11, xadd, xaddl }, { 14, eval, evall } };
+				   strlen(cj->pending_key), strlen(kbuf), strlen(ok), strlen(failed),
+				   strlen(run->entry_id), strlen(now), one ? run->out.len : 0,
+				   one ? run->att.len : 0 };
+		const struct fp_redis_cmdv cmds[] = { { 11, xadd, xaddl }, { 15, eval, evall } };
 
 		r = fp_redis_transaction(cj->cmd, land_cb, run, 2, cmds);
 	}
 	if (r == -ENOTCONN)
-		run->state = RUN_UNWRITTEN;      /* written when Redis returns */
+		keep_unwritten(run);             /* written when Redis returns */
 	else if (r < 0)
 		run_end(run);
 	else
@@ -673,7 +757,7 @@ void fp__cj_land_send(struct cj_run *run)
 }
 
 /* The lines joined in item order, and the attempts ("1,1,2,..."), each written in one go. */
-static void land(struct cj_run *run)
+static int join(struct cj_run *run)
 {
 	char *o, *a, *o0, *a0;
 	size_t i;
@@ -682,10 +766,8 @@ static void land(struct cj_run *run)
 	sbuf_reset(&run->att);
 	o = o0 = run->raw.oom ? NULL : sbuf_reserve(&run->out, run->raw.len + run->e.n);
 	a = a0 = sbuf_reserve(&run->att, 21 * run->e.n);
-	if (!o || !a) {
-		run_end(run);
-		return;
-	}
+	if (!o || !a)
+		return -ENOMEM;
 	for (i = 0; i < run->e.n; i++) {
 		memcpy(o, run->raw.data + run->offs[i], run->lens[i]);
 		o += run->lens[i];
@@ -699,6 +781,15 @@ static void land(struct cj_run *run)
 	/* The joined text is what is sent (and kept while Redis is away): raw is done with. */
 	sbuf_free(&run->raw);
 	sbuf_init(&run->raw);
+	return 0;
+}
+
+static void land(struct cj_run *run)
+{
+	if (join(run) < 0) {
+		run_end(run);
+		return;
+	}
 	fp__cj_land_send(run);
 }
 

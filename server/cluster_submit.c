@@ -47,17 +47,20 @@ static void new_id(char out[33])
  * alone cannot write only when a key is free). KEYS: the job's hash, its
  * results stream, the work stream, the idempotency key ("" for none), the
  * submission counter and the list of jobs (P seq, P jobs: the job's place
- * in submission order, the list's cursor).
+ * in submission order, the list's cursor), and P pending (the cluster's
+ * unfinished items).
  * ARGV: id, the key's value ("ID HASH"), the key's TTL, the job's TTL, the
  * number of hash fields, the fields and values, the number of chunks, and
- * per chunk its first item and its count, then for a job of one small item
+ * per chunk its first item and its count, the job's items and the most the
+ * cluster may hold unfinished (--max-queue, "0": no bound), then for a job of one small item
  * (an apply, mostly) its task, timeout_ms, retries, retry_on, chunksize and
  * chunk text, which its work entry carries too: the node that reads it
  * starts at once, without a fetch's round trip (cluster_run.c,
  * start_from_entry). Chunk K's key is the hash's +
  * ":chunk:K". Answers nil when written, or the key's value when a job still
- * kept holds it (a key whose job is gone is taken over); the chunks the
- * MSET wrote are then deleted.
+ * kept holds it (a key whose job is gone is taken over), or -1 when the
+ * cluster's queue has no room for the items (nothing written, the key not
+ * taken); in both cases the chunks the MSET wrote are then deleted.
  */
 static const char submit_script[] =
 	"local nf = tonumber(ARGV[5])\n"
@@ -73,15 +76,23 @@ static const char submit_script[] =
 	"      return old\n"
 	"    end\n"
 	"  end\n"
-	"  redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[3])\n"
 	"end\n"
+	"local q0 = at + 1 + nc * 2\n"
+	"local items, qmax = tonumber(ARGV[q0]), tonumber(ARGV[q0 + 1])\n"
+	"local q = math.max(redis.call('INCRBY', KEYS[7], items) - items, 0)\n"
+	"if qmax > 0 and items > qmax - math.min(q, qmax) then\n"
+	"  redis.call('DECRBY', KEYS[7], items)\n"
+	"  for k = 0, nc - 1 do redis.call('DEL', KEYS[1] .. ':chunk:' .. k) end\n"
+	"  return -1\n"
+	"end\n"
+	"if KEYS[4] ~= '' then redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[3]) end\n"
 	"local h = {}\n"
 	"for i = 1, nf * 2 do h[i] = ARGV[5 + i] end\n"
 	"redis.call('HSET', KEYS[1], unpack(h))\n"
 	"local seq = redis.call('INCR', KEYS[5])\n"
 	"redis.call('HSET', KEYS[1], 'seq', seq)\n"
 	"redis.call('ZADD', KEYS[6], seq, ARGV[1])\n"
-	"local x = at + 1 + nc * 2\n"
+	"local x = q0 + 2\n"
 	"for k = 0, nc - 1 do\n"
 	"  local b = at + 1 + k * 2\n"
 	"  if ARGV[x] then\n"
@@ -129,6 +140,8 @@ static void submit_cb(fp_redis *r, int status, redisReply *reply, void *data)
 		} else {
 			status = -EIO;
 		}
+	} else if (status == 0 && reply->type == REDIS_REPLY_INTEGER && reply->integer == -1) {
+		status = -EBUSY;               /* --max-queue: the cluster's queue is full */
 	} else if (status == 0 && reply->type != REDIS_REPLY_NIL) {
 		/* Refused: Redis out of memory under noeviction, say. */
 		if (op->cj->log)
@@ -250,7 +263,7 @@ static int job_fields(struct args *a, const fp_cluster_jobs *cj, enum fp_job_kin
 		      const char *task, size_t n, size_t chunks, const fp_call_options *co,
 		      const char *timeout, const char *idem_key, uint64_t now)
 {
-	return arg_s(a, "17") ||
+	return arg_s(a, "18") ||
 	       arg_s(a, "kind") || arg_s(a, fp_job_kind_name(kind)) ||
 	       arg_s(a, "task") || arg_s(a, task) ||
 	       arg_s(a, "state") || arg_s(a, n ? "queued" : "done") ||
@@ -264,6 +277,7 @@ static int job_fields(struct args *a, const fp_cluster_jobs *cj, enum fp_job_kin
 	       arg_s(a, "retries") || arg_u64(a, co->retries) ||
 	       arg_s(a, "retry_on") || arg_u64(a, co->retry_on) ||
 	       arg_s(a, "chunksize") || arg_u64(a, co->chunksize) ||
+	       arg_s(a, "concurrency") || arg_u64(a, co->concurrency) ||
 	       arg_s(a, "ttl_ms") || arg_u64(a, cj->ttl_ms) ||
 	       arg_s(a, "node") || arg_s(a, cj->name) ||
 	       arg_s(a, "idem") || arg_s(a, idem_key ? idem_key : "") ? -ENOMEM : 0;
@@ -305,9 +319,9 @@ int fp_cluster_jobs_submit(fp_cluster_jobs *cj, enum fp_job_kind kind, const cha
 	if (encode_chunks(&body, ends, items, n, per) < 0)
 		goto out;
 	if (arg_s(&a, "EVAL") || arg(&a, submit_script, sizeof(submit_script) - 1) ||
-	    arg_s(&a, "6") || arg_s(&a, job_key) || arg_s(&a, results_key) ||
+	    arg_s(&a, "7") || arg_s(&a, job_key) || arg_s(&a, results_key) ||
 	    arg_s(&a, cj->work_key) || arg_s(&a, idem_key ? idem_key : "") ||
-	    arg_s(&a, cj->seq_key) || arg_s(&a, cj->jobs_key) ||
+	    arg_s(&a, cj->seq_key) || arg_s(&a, cj->jobs_key) || arg_s(&a, cj->pending_key) ||
 	    arg_s(&a, id) || arg_s(&a, idem_value) || arg_u64(&a, cj->ttl_ms + IDEM_EXTRA_MS) ||
 	    arg_u64(&a, cj->ttl_ms) ||
 	    job_fields(&a, cj, kind, task, n, chunks, co, timeout, idem_key, wall_ms()) ||
@@ -322,6 +336,8 @@ int fp_cluster_jobs_submit(fp_cluster_jobs *cj, enum fp_job_kind kind, const cha
 			goto out;
 		first += cnt;
 	}
+	if (arg_u64(&a, n) || arg_u64(&a, cj->max_queue))
+		goto out;
 	/* One small item: it travels in its work entry too (the script's ARGV[x]). */
 	if (n == 1 && body.len <= ENTRY_ITEMS_MAX &&
 	    (arg_s(&a, task) || arg_s(&a, timeout) || arg_u64(&a, co->retries) ||

@@ -99,13 +99,18 @@ static const struct fp__config_setting settings[] = {
 	{ "cluster-wait", K_BOOL, OFF(cluster_wait), 0, 0, NULL,
 	  "at start, wait for Redis (retrying with backoff, serving meanwhile) instead"
 	  " of exiting 1" },
+	{ "cluster-buffer", K_SIZE, OFF(cluster_buffer), 1, 1ull << 40, "BYTES",
+	  "outcome bytes a node keeps in memory while Redis is away, suffixes k, m, g;"
+	  " a chunk whose outcomes do not fit ends its items with the error"
+	  " store_unavailable instead (default 64m)" },
 	{ "unix-mode", K_MODE, OFF(unix_mode), 0, 0, "MODE",
 	  "permissions of unix:/path sockets, in octal, whatever the umask (default"
 	  " 0660: the owner and its group may connect)" },
 	{ "max-body", K_SIZE, OFF(max_body), 1, 1ull << 40, "BYTES",
 	  "largest request body, suffixes k, m, g (default 64m)" },
 	{ "max-queue", K_UINT, OFF(max_queue), 1, 1ull << 40, "N",
-	  "unfinished items across all jobs; past it, 429 (default 1000000)" },
+	  "unfinished items across all jobs (with --cluster: the cluster's); past it, 429"
+	  " (default 1000000)" },
 	{ "max-jobs", K_UINT, OFF(max_jobs), 1, 1ull << 32, "N",
 	  "finished jobs kept; past it the oldest is forgotten (410 Gone) before its"
 	  " --job-ttl (default 10000)" },
@@ -449,6 +454,7 @@ static void defaults(struct fp_config *c)
 	c->max_queue = 1000000;
 	c->max_jobs = 10000;
 	c->max_results_memory = 1ull << 30;
+	c->cluster_buffer = 64ull << 20;
 	c->max_connections = 16384;
 	c->header_timeout_ms = 10000;
 	c->body_timeout_ms = 20000;

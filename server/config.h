@@ -99,6 +99,7 @@ struct fp_config {
 	char *cluster_prefix;              /* NULL: "forkpool:" */
 	char *node_name;                   /* NULL: hostname:port */
 	bool cluster_wait;                 /* Redis down at start: wait, not exit 1 */
+	uint64_t cluster_buffer;           /* outcome bytes kept while Redis is away */
 
 	uint64_t workers;                  /* 0: one per online CPU */
 	uint64_t max_tasks_per_child;      /* 0: never recycle by count */

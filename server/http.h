@@ -220,6 +220,13 @@ void fp_http_on_drain(fp_http_request *req, void (*cb)(fp_http_request *req, voi
 		      void *data);
 /* Last chunk; finishes the request. */
 int fp_http_stream_end(fp_http_request *req);
+/*
+ * Finishes the request without the last chunk: what was written is still
+ * sent, then the connection is closed. A chunked body without its last
+ * chunk is how HTTP/1.1 says "incomplete", for a stream that cannot go on
+ * (its source is gone) and must not pass for a whole one.
+ */
+int fp_http_stream_cut(fp_http_request *req);
 
 /*
  * The client went away (or the server is closing) before the response was

@@ -485,6 +485,29 @@ out:
 	return r;
 }
 
+int fp_http_stream_cut(fp_http_request *req)
+{
+	struct conn *c;
+	int r;
+
+	if (!req)
+		return -EINVAL;
+	c = req->c;
+	if (!req->gone && req->resp != R_STREAM)
+		return -EINVAL;
+	c->busy++;
+	r = respond_check(req, 1);
+	if (r <= 0)
+		goto out;
+	r = 0;
+	/* Flushed, then closed (request_finish): the client reads all but an end. */
+	req->close = 1;
+	request_finish(c);
+out:
+	fp__http_conn_leave(c);
+	return r;
+}
+
 /* --- back-pressure -------------------------------------------------------- */
 
 size_t fp_http_unsent(const fp_http_request *req)

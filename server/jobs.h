@@ -177,6 +177,15 @@ int fp_jobs_submit_pipeline_taking(fp_jobs *jobs, const fp_stage *stages, size_t
 				   const fp_pipeline_options *opts,
 				   const struct fp_job_idem *idem, fp_job **out);
 /*
+ * -ENOSPC when a job of these items would alone need more results memory
+ * (as estimated before it runs) than max_results_bytes; counted and kept in
+ * the stats as a refused submission's are. The check a cluster's jobs get
+ * from this node: their results are kept in Redis, not in the store, so the
+ * room other jobs hold here does not apply to them.
+ */
+int fp_jobs_fits_alone(fp_jobs *jobs, enum fp_job_kind kind, const char *task,
+		       const struct fp_buf *items, size_t n);
+/*
  * Give a kept job that has none a key and hash afterwards: for a job
  * restored from the journal. -EALREADY when the job has a key, -EEXIST when
  * another job holds this one, -EINVAL for a bad key or a forgotten job,

@@ -5,6 +5,7 @@
  * room; and readers' holds, which make a finished job's bytes not freeable.
  * What each job holds is counted where its records are made (jobs_record.c).
  */
+#include <errno.h>
 #include <string.h>
 
 #include "jobs_impl.h"
@@ -78,6 +79,23 @@ uint64_t fp__job_estimate(const struct fp__job_start *s)
 	for (size_t i = 0; s->items && i < s->n; i++)
 		need += s->items[i].len + 1;
 	return need;
+}
+
+int fp_jobs_fits_alone(fp_jobs *jobs, enum fp_job_kind kind, const char *task,
+		       const struct fp_buf *items, size_t n)
+{
+	struct fp__job_start s = { .kind = kind, .name = task, .n = n, .items = items };
+	uint64_t need;
+
+	if (!jobs->opts.max_results_bytes)
+		return 0;
+	need = fp__job_estimate(&s);
+	if (need <= jobs->opts.max_results_bytes)
+		return 0;
+	jobs->stats.rejected_memory++;
+	jobs->stats.refused_need = need;
+	jobs->stats.refused_held = 0;
+	return -ENOSPC;
 }
 
 void fp_job_ref(fp_job *job)

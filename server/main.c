@@ -32,6 +32,7 @@
 #include "cluster.h"
 #include "cluster_jobs.h"
 #include "cluster_kv.h"
+#include "cluster_limit.h"
 #include "config.h"
 #include "http.h"
 #include "jobs.h"
@@ -86,6 +87,7 @@ struct daemon {
 	fp_cluster *cluster;        /* --cluster; NULL: a single node */
 	fp_cluster_jobs *cjobs;     /* --cluster: apply and map through Redis */
 	fp_cluster_kv *ckv;         /* --cluster: the shared values in Redis */
+	fp_cluster_limits *climits; /* --cluster: the limits' places held in Redis */
 	bool cluster_starting;      /* start() waits for Redis's first answer */
 	bool cluster_failed;
 
@@ -624,6 +626,11 @@ static int start_cluster(struct daemon *d, const char *bound)
 			      fp_strerror(r));
 		return r;
 	}
+	/* Limits (the flags', and jobs' "concurrency") hold across the cluster: places in Redis. */
+	if ((r = fp_cluster_limits_new(&d->climits, d->loop, d->pool, d->cluster)) < 0) {
+		fp_dlog_error(&d->log, "cannot hold the limits in the cluster: %s", fp_strerror(r));
+		return r;
+	}
 	{
 		struct fp_cluster_jobs_options jo;
 
@@ -633,6 +640,8 @@ static int start_cluster(struct daemon *d, const char *bound)
 		jo.prefix = co.prefix;
 		jo.node_name = co.node_name;
 		jo.ttl_ms = d->cfg.job_ttl_s * 1000;
+		jo.max_queue = d->cfg.max_queue;
+		jo.buffer_max = d->cfg.cluster_buffer;
 		jo.log = &d->log;
 		r = fp_cluster_jobs_new(&d->cjobs, d->loop, d->pool, &jo, err, sizeof(err));
 		if (r < 0) {
@@ -925,6 +934,7 @@ static void teardown(struct daemon *d)
 	/* Out of the registry first, so other nodes stop listing this one. */
 	/* The pool's own store again; what is out is answered as the connection closes. */
 	fp_cluster_kv_stop(d->ckv);
+	fp_cluster_limits_stop(d->climits);
 	if (d->cluster && d->loop) {
 		fp_cluster_leave(d->cluster);
 		run_until(d, cluster_settled, CLUSTER_LEAVE_MS);
@@ -945,6 +955,8 @@ static void teardown(struct daemon *d)
 	d->cluster = NULL;
 	fp_cluster_kv_free(d->ckv);
 	d->ckv = NULL;
+	fp_cluster_limits_free(d->climits);
+	d->climits = NULL;
 	fp_http_server_free(d->http);
 	d->http = NULL;
 	fp_kv_journal_free(d->kv_journal);

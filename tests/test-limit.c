@@ -2,7 +2,9 @@
  * Concurrency limits (limit.c): a limited task never runs more items at
  * once than its limit, as the task itself records (tests/modules/overlap.c),
  * while other tasks' items pass its waiting ones; a named limit holds across
- * the tasks it covers; a call's own concurrency caps that call; and bad
+ * the tasks it covers; a call's own concurrency caps that call; places
+ * lent by a cluster (fp_pool_limit_lend()) bound a limit below its max;
+ * calls counting under one limit (fp_call_options.limit) share it; bad
  * limits are refused with the errno the header names. Runs once per loop
  * backend (FORKPOOL_LOOP in the environment).
  */
@@ -268,6 +270,78 @@ static void named_limit_holds_across_the_tasks_it_covers(void **state)
 	fixture_free(&f);
 }
 
+/* For fp_test_run_until: any item of the call answered. */
+static int any_answered(void *data)
+{
+	const struct fp_test_collect *c = data;
+
+	for (size_t i = 0; i < c->n; i++)
+		if (c->seen[i])
+			return 1;
+	return 0;
+}
+
+/* What a cluster does (server/cluster_limit.c): lends a limit's places to the pool. */
+static void lent_places_bound_a_limit_until_more_are_lent(void **state)
+{
+	struct fixture f;
+	struct fp_test_collect c;
+	struct fp_limit_stats st[2];
+
+	(void)state;
+	fixture_init(&f);
+	assert_int_equal(fp_pool_limit_lend(f.pool, "api", 1), -ENOENT);
+	assert_int_equal(fp_pool_limit_set(f.pool, "api", 3), 0);
+	assert_int_equal(fp_pool_task_limit(f.pool, "overlap.hold", "api"), 0);
+	assert_int_equal(fp_pool_limit_lend(f.pool, "api", 0), 0);
+	submit(&f, &c, "overlap.hold", 0, 4, 40, NULL);
+	/* None lent: all four wait, holding no worker, however long. */
+	assert_false(fp_test_run_until(f.pool, any_answered, &c, 300));
+	assert_int_equal(fp_pool_limits(f.pool, st, 2), 1);
+	assert_int_equal(st[0].running, 0);
+	assert_int_equal(st[0].waiting, 4);
+	assert_int_equal(st[0].max, 3);
+	/* One lent: they run, one at a time, though max is 3. */
+	assert_int_equal(fp_pool_limit_lend(f.pool, "api", 1), 0);
+	fp_test_collect_wait(&c);
+	all_ok(&c);
+	assert_int_equal(most_at_once(&f, 0), 1);
+	fp_test_collect_free(&c);
+	fixture_free(&f);
+}
+
+static void calls_under_one_limit_share_it_and_it_is_dropped_after(void **state)
+{
+	struct fixture f;
+	struct fp_test_collect a, b;
+	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
+
+	(void)state;
+	fixture_init(&f);
+	o.limit = "job:1";
+	assert_int_equal(fp_pool_map_async(f.pool, "overlap.other", NULL, 0, &o, NULL, NULL,
+					   NULL, NULL), -ENOENT);
+	assert_int_equal(fp_pool_limit_set(f.pool, "job:1", 2), 0);
+	/* Two calls of a task under no limit of its own, both counting under job:1. */
+	submit(&f, &a, "overlap.other", 0, 5, 60, &o);
+	submit(&f, &b, "overlap.other", 0, 5, 60, &o);
+	assert_int_equal(fp_pool_limit_drop(f.pool, "job:1"), -EBUSY);
+	fp_test_collect_wait(&a);
+	fp_test_collect_wait(&b);
+	all_ok(&a);
+	all_ok(&b);
+	assert_int_equal(most_at_once(&f, 0), 2);
+	assert_int_equal(fp_pool_limit_drop(f.pool, "job:1"), 0);
+	assert_int_equal(fp_pool_limit_drop(f.pool, "job:1"), -ENOENT);
+	assert_int_equal(fp_pool_limits(f.pool, NULL, 0), 0);
+	/* Its slot is taken by the next limit made. */
+	assert_int_equal(fp_pool_limit_set(f.pool, "job:2", 1), 0);
+	assert_int_equal(fp_pool_limits(f.pool, NULL, 0), 1);
+	fp_test_collect_free(&a);
+	fp_test_collect_free(&b);
+	fixture_free(&f);
+}
+
 /* Every worker is up and idle. */
 static int all_idle(void *pool)
 {
@@ -392,6 +466,8 @@ int main(void)
 		cmocka_unit_test(named_limit_holds_across_a_c_task_and_an_exec_task),
 		cmocka_unit_test(call_concurrency_caps_that_call_only),
 		cmocka_unit_test(bad_limits_are_refused),
+		cmocka_unit_test(lent_places_bound_a_limit_until_more_are_lent),
+		cmocka_unit_test(calls_under_one_limit_share_it_and_it_is_dropped_after),
 	};
 
 	if (fp_test_backend_missing())

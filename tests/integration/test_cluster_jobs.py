@@ -13,6 +13,8 @@
   mid-map (appendonly yes, in the test's temp dir) under the nodes: the map
   completes, every item once and none failed (nothing taken from a live
   node, the outcomes kept meanwhile written).
+- Outcomes past --cluster-buffer while Redis is away end their items with
+  the error store_unavailable once it is back, each item run once.
 - Two clusters with different prefixes on one Redis do not see each
   other's jobs; submissions while Redis is away get 503 store_unavailable.
 - GET /v1/jobs on any node lists the cluster's jobs, newest first, paged
@@ -32,6 +34,7 @@ Run by meson once per backend:
 import os
 import re
 import signal
+import socket
 import sys
 import time
 import unittest
@@ -234,6 +237,49 @@ class ClusterJobsTest(unittest.TestCase):
                          .json()["state"], "done")
         self.assertGreater(gets(), before)
 
+    # --- a follower of a job whose keys expire ------------------------------
+
+    def test_follower_of_an_expiring_job_gets_an_end(self):
+        """A reader of /results whose job expires under it (its keys' TTL passed
+        while it read slowly) is cut within a read's block time, the stream left
+        without its last chunk, so that the client sees it incomplete; it is
+        not kept waiting for outcomes that can never come."""
+        r = self.redis()
+        a = self.node(r.url, "a", "--job-ttl", "1s")
+        # 71 chunks of 256 items, 18 MB of outcomes: a read of the stream gives
+        # 64 entries at most, and they fill the sockets and the node's
+        # high-water mark while the client does not read, so that the end is
+        # read only after the job's keys expired.
+        job = a.post("/v1/map?wait=60", {"task": "bytes", "items": [1000] * 18000,
+                                          "chunksize": 256})
+        self.assertEqual(job.status, 200, job)
+        self.assertEqual(job.json()["state"], "done")
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(30)
+        s.connect(("127.0.0.1", a.port))
+        self.addCleanup(s.close)
+        s.sendall(b"GET /v1/jobs/%s/results HTTP/1.1\r\nHost: x\r\n\r\n"
+                  % job.json()["id"].encode())
+        head = s.recv(4096)
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head[:200])
+        wait_until(lambda: a.get("/v1/jobs/" + job.json()["id"]).status == 404, 20,
+                   what="the job's keys expiring")
+        body, t0 = bytearray(head), time.monotonic()
+        try:
+            # Until the connection closes, or the last chunk (it stays open after).
+            while not body.endswith(b"\r\n0\r\n\r\n"):
+                got = s.recv(1 << 20)
+                if not got:
+                    break
+                body += got
+        except socket.timeout:
+            self.fail("the stream of an expired job never ended (%d bytes read)" % len(body))
+        self.assertLess(time.monotonic() - t0, 20)
+        self.assertFalse(body.endswith(b"\r\n0\r\n\r\n"),
+                         "an expired job's stream must not end as a complete one")
+        self.assertTrue(a.alive())
+
     # --- a node dies -------------------------------------------------------
 
     def test_node_killed_mid_map_loses_nothing(self):
@@ -341,6 +387,36 @@ class ClusterJobsTest(unittest.TestCase):
         lines = self.results(a, job["id"])
         self.assertEqual([x["index"] for x in lines], list(range(n)))
 
+    def test_outcomes_past_the_buffer_fail_named_and_run_once(self):
+        """Outcomes of chunks that end while Redis is away wait in memory up to
+        --cluster-buffer; past it a chunk's items end with the error
+        store_unavailable (written when Redis is back), not silently dropped
+        and not run again while their node lives."""
+        r = self.redis(appendonly=True)
+        a = self.node(r.url, "a", "--cluster-buffer", "1", workers=2)
+        job = a.post("/v1/map", {"task": "sleep", "items": [1500, 1500]})
+        self.assertEqual(job.status, 202, job)
+        job = job.json()["id"]
+        wait_until(lambda: (metric(a, "forkpool_cluster_chunks_running") or 0) > 0, 20,
+                   interval=0.01, what="the chunk running")
+        r.stop()
+        # The chunk ends while Redis is away: its outcomes do not fit in 1 byte.
+        a.wait_line(r"outcome buffer .* is full", 20, fail_on_exit=True)
+        r.start()
+        # The jobs' own connections come back after the registry's: until then, 503.
+        wait_until(lambda: a.get("/v1/jobs/" + job).status == 200, 20,
+                   what="the node's jobs back on Redis")
+        doc = a.wait_job(job, timeout=30, results=True)
+        self.assertEqual((doc["state"], doc["done"], doc["failed"]), ("failed", 0, 2), doc)
+        for x in doc["results"]:
+            self.assertEqual(x["error"]["type"], "store_unavailable", x)
+            self.assertIn("--cluster-buffer", x["error"]["message"])
+            self.assertEqual(x["attempts"], 1)
+        self.assert_described("GET", "/v1/jobs/{id}", a.get("/v1/jobs/%s?results=1" % job))
+        # Run once: the chunk was landed with its errors, not left to run again.
+        self.assertEqual(metric(a, "forkpool_cluster_items_run_total"), 2)
+        self.assertEqual(r.command("XPENDING", "forkpool:work", "workers")[0], 0)
+
     def test_store_unavailable(self):
         r = self.redis()
         a = self.node(r.url, "a")
@@ -366,6 +442,39 @@ class ClusterJobsTest(unittest.TestCase):
             return x.status == 200 and x.json()
         doc = wait_until(accepted, 20, interval=0.2, what="submissions taken again")
         self.assertEqual(doc["result"], 9)
+
+    # --- admission: the rules a node applies alone ---------------------------
+
+    def test_max_queue_counts_the_clusters_items_and_results_memory_a_jobs(self):
+        """--max-queue counts the unfinished items of the whole cluster (its
+        queue is the cluster's): past it a submission on any node is 429
+        queue_full; the items' room comes back as they finish. A job whose
+        results alone would need more than --max-results-memory is 507
+        insufficient_storage, as on one node (the held-by-others part of
+        that rule is about one node's memory; the cluster's results are in
+        Redis, whose maxmemory is the bound)."""
+        r = self.redis()
+        a = self.node(r.url, "a", "--max-queue", "10", "--max-results-memory", "64k",
+                      workers=2)
+        b = self.node(r.url, "b", "--max-queue", "10", "--max-results-memory", "64k",
+                      workers=2)
+        slow = a.post("/v1/map", {"task": "sleep", "items": [1500] * 8})
+        self.assertEqual(slow.status, 202, slow)
+        full = b.post("/v1/map", {"task": "square", "items": [1, 2, 3]})
+        error_of(self, full, 429, "queue_full")
+        self.assertEqual(full.header("Retry-After"), "1")
+        self.assert_described("POST", "/v1/map", full)
+        ok = b.post("/v1/map?wait=30", {"task": "square", "items": [1, 2]})
+        self.assertEqual(ok.status, 200, ok)
+        a.wait_job(slow.json()["id"], timeout=30)
+        # Finished, the eight give their room back.
+        again = b.post("/v1/map?wait=30", {"task": "square", "items": list(range(10))})
+        self.assertEqual(again.status, 200, again)
+        self.assertEqual(again.json()["state"], "done")
+        big = a.post("/v1/map", {"task": "echo", "items": ["x" * 1000] * 80})
+        error_of(self, big, 507, "insufficient_storage")
+        self.assertIn("--max-results-memory", big.json()["error"]["message"])
+        self.assert_described("POST", "/v1/map", big)
 
     # --- idempotency keys ---------------------------------------------------
 

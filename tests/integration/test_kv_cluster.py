@@ -6,6 +6,9 @@
   is read, compared-and-set, listed and deleted on the others, with its TTL
   as Redis's PEXPIRE; INCR refuses what is not an integer and an overflow
   as the local store does.
+- 10,000 items of the demo incr task, in maps submitted to the three
+  nodes, end at exactly 10,000, each item with a value of its own, and the
+  items ran on more than one node.
 - Two clusters with different prefixes on one Redis do not see each
   other's values (keys P kv:KEY).
 - Redis away: every /v1/kv route answers 503 store_unavailable; back, they
@@ -18,6 +21,7 @@ Run by meson once per backend:
 """
 
 import os
+import re
 import signal
 import sys
 import threading
@@ -86,6 +90,31 @@ class KvClusterTest(unittest.TestCase):
             x = d.get("/v1/kv/hits")
             self.assertEqual((x.status, x.json()), (200, INCREMENTS), x)
         self.assertEqual(r.command("GET", "forkpool:kv:hits"), str(INCREMENTS))
+
+    def test_incr_task_items_on_three_nodes_are_exact(self):
+        """The demo incr task, as items of maps spread over three nodes: its
+        calls reach Redis from every node's workers, and 10,000 of them end
+        at exactly 10,000, each item seeing a value of its own."""
+        r = self.redis()
+        nodes = [self.node(r.url, n) for n in ("a", "b", "c")]
+        jobs = []
+        for i in range(10):
+            x = nodes[i % 3].post("/v1/map", {"task": "incr",
+                                              "items": ["tasks"] * (INCREMENTS // 10)})
+            self.assertEqual(x.status, 202, x)
+            jobs.append(x.json()["id"])
+        values = []
+        for job in jobs:
+            doc = nodes[0].wait_job(job, timeout=120, results=True)
+            self.assertEqual(doc["state"], "done", doc)
+            values += [x["value"] for x in doc["results"]]
+        self.assertEqual(sorted(values), list(range(1, INCREMENTS + 1)))
+        for d in nodes:
+            self.assertEqual(d.get("/v1/kv/tasks").json(), INCREMENTS)
+        ran = [int(re.search(r"^forkpool_cluster_items_run_total (\d+)$",
+                             d.get("/metrics").body.decode(), re.M).group(1)) for d in nodes]
+        self.assertEqual(sum(ran), INCREMENTS, ran)
+        self.assertGreaterEqual(len([n for n in ran if n]), 2, "items ran on one node only")
 
     def test_one_store_seen_from_every_node(self):
         r = self.redis()
