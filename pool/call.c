@@ -125,7 +125,7 @@ int fp__call_new(struct fp_call **out, struct fp_group *g, const struct fp_regis
 	c->chunksize = o->chunksize ? o->chunksize : fp__default_chunksize(g, n);
 	c->concurrency = o->concurrency;
 	if (o->limit) {
-		int err = fp__limit_attach(p->root, o->limit, &c->limit_no);
+		int err = fp__limit_attach(g->pool, o->limit, &c->limit_no);
 
 		if (err < 0) {
 			c->n = n;
@@ -168,7 +168,7 @@ void fp__call_maybe_finish(struct fp_call *c)
 	s = (struct fp_call_summary){ c->id, c->n, c->ok, c->failed, c->cancelled };
 	/* Its items are done: the limit it counted under may be dropped from on_done. */
 	if (c->limit_no) {
-		fp__limit_detach(p->root, c->limit_no);
+		fp__limit_detach(g->pool, c->limit_no);
 		c->limit_no = 0;
 	}
 	if (c->on_done)
@@ -179,7 +179,7 @@ void fp__call_maybe_finish(struct fp_call *c)
 void fp__call_free(struct fp_call *c)
 {
 	if (c->limit_no)
-		fp__limit_detach(c->pool->root, c->limit_no);
+		fp__limit_detach(c->group->pool, c->limit_no);
 	if (!c->borrowed)
 		fp_mem_free(c->items);
 	fp_mem_free(c->arena);

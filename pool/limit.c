@@ -99,7 +99,7 @@ int fp_pool_limit_set(fp_pool *pool, const char *name, unsigned max)
 
 int fp_pool_limit_drop(fp_pool *pool, const char *name)
 {
-	struct fp_limits *l = &pool->root->limits;
+	struct fp_limits *l = &pool->limits;
 	long i = name ? find_limit(l, name) : -1;
 
 	if (i < 0 || l->v[i].own)
@@ -133,7 +133,7 @@ void fp__limit_detach(fp_pool *root, uint32_t no)
 
 int fp_pool_limit_lend(fp_pool *pool, const char *name, unsigned places)
 {
-	struct fp_limits *l = &pool->root->limits;
+	struct fp_limits *l = &pool->limits;
 	long i = name ? find_limit(l, name) : -1;
 	unsigned was;
 
@@ -143,7 +143,7 @@ int fp_pool_limit_lend(fp_pool *pool, const char *name, unsigned places)
 	l->v[i].lent = places;
 	/* More places may let waiting items start; fewer stop nothing running. */
 	if (places > was)
-		fp__dispatch(pool->root);
+		fp__dispatch(pool->groups[0]);
 	return 0;
 }
 
