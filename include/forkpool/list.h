@@ -49,16 +49,11 @@
 	} while (0)
 
 /* elm, on the list at head and tail, leaves it. */
-#define FP_LIST_UNLINK_TAIL(head, tail, elm)               \
-	do {                                               \
-		if ((elm)->prev)                           \
-			(elm)->prev->next = (elm)->next;   \
-		else                                       \
-			(head) = (elm)->next;              \
-		if ((elm)->next)                           \
-			(elm)->next->prev = (elm)->prev;   \
-		else                                       \
-			(tail) = (elm)->prev;              \
+#define FP_LIST_UNLINK_TAIL(head, tail, elm)       \
+	do {                                       \
+		if (!(elm)->next)                  \
+			(tail) = (elm)->prev;      \
+		FP_LIST_UNLINK(head, elm);         \
 	} while (0)
 
 #endif
