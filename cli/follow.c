@@ -51,14 +51,50 @@ static int stream_data(struct cli_req *r, const char *data, size_t len)
 	return cli_results_feed(r->data, data, len) == 0;
 }
 
+/* The poll's answer, when it is the job's document, drawn on the bar. */
+static void show_answer(struct cli_progress *bar, const struct cli_req *poll)
+{
+	json_t *doc;
+
+	if (poll->status == 200 && (doc = json_loadb(poll->body, poll->len, 0, NULL))) {
+		show(bar, doc);
+		json_decref(doc);
+	}
+}
+
+/*
+ * The results stream read to its end while, for the bar, the job's document
+ * is fetched every POLL_MS. *err: the transfer's error, if it stopped on one;
+ * -1 when the poll could not even be started (out of memory).
+ */
+static int pump(struct cli_http *h, struct cli_req *stream, struct cli_req *poll,
+		const char *dpath, struct cli_progress *bar, int *err)
+{
+	int64_t next_poll = 0;
+
+	while (!stream->done) {
+		int64_t now = cli_now_ms();
+		if (bar->on && !poll->active && now >= next_poll) {
+			poll->timeout_ms = REQUEST_SLACK_MS;
+			if (cli_req_start(poll, "GET", dpath, NULL) < 0)
+				return -1;
+			next_poll = now + POLL_MS;
+		}
+		if ((*err = cli_http_step(h, POLL_MS / 2, -1)) < 0)
+			break;
+		if (poll->done)
+			show_answer(bar, poll);
+		poll->done = false;
+	}
+	return 0;
+}
+
 int cli_follow_results(struct cli_http *h, const struct cli_follow *f)
 {
 	struct cli_progress bar;
 	struct cli_results res;
 	struct cli_req stream, poll;
 	char *spath = NULL, *dpath = NULL;
-	int64_t next_poll = 0;
-	json_t *doc;
 	int rc = CLI_EXIT_LOCAL, err = 0;
 
 	cli_progress_init(&bar, f->quiet);
@@ -75,22 +111,8 @@ int cli_follow_results(struct cli_http *h, const struct cli_follow *f)
 	stream.data = &res;
 	if (cli_req_start(&stream, "GET", spath, NULL) < 0)
 		goto out;
-	while (!stream.done) {
-		int64_t now = cli_now_ms();
-		if (bar.on && !poll.active && now >= next_poll) {
-			poll.timeout_ms = REQUEST_SLACK_MS;
-			if (cli_req_start(&poll, "GET", dpath, NULL) < 0)
-				goto out;
-			next_poll = now + POLL_MS;
-		}
-		if ((err = cli_http_step(h, POLL_MS / 2, -1)) < 0)
-			break;
-		if (poll.done && poll.status == 200 && (doc = json_loadb(poll.body, poll.len, 0, NULL))) {
-			show(&bar, doc);
-			json_decref(doc);
-		}
-		poll.done = false;
-	}
+	if (pump(h, &stream, &poll, dpath, &bar, &err) < 0)
+		goto out;
 	cli_req_abort(&poll);
 	if (err < 0) {
 		cli_req_abort(&stream);
@@ -117,11 +139,8 @@ int cli_follow_results(struct cli_http *h, const struct cli_follow *f)
 	/* The job has finished: its last counts for the bar's last draw. */
 	if (bar.on) {
 		poll.timeout_ms = REQUEST_SLACK_MS;
-		if (cli_req_call(&poll, "GET", dpath) == 0 && poll.status == 200 &&
-		    (doc = json_loadb(poll.body, poll.len, 0, NULL))) {
-			show(&bar, doc);
-			json_decref(doc);
-		}
+		if (cli_req_call(&poll, "GET", dpath) == 0)
+			show_answer(&bar, &poll);
 		cli_progress_finish(&bar);
 	}
 	rc = res.failed ? CLI_EXIT_FAILED : CLI_EXIT_OK;

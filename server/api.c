@@ -18,6 +18,7 @@
 
 #include "api_impl.h"
 #include "apply_body.h"
+#include "forkpool/list.h"
 #include "forkpool/loop.h"
 
 #define DEFAULT_MAX_WAIT_MS (300u * 1000)
@@ -203,12 +204,7 @@ struct api_waiter {
 
 static void waiter_unlink(struct api_waiter *w)
 {
-	if (w->prev)
-		w->prev->next = w->next;
-	else
-		w->api->waiters = w->next;
-	if (w->next)
-		w->next->prev = w->prev;
+	FP_LIST_UNLINK(w->api->waiters, w);
 }
 
 /* `closed`: the request is gone (or answered), its callbacks must not be touched. */
@@ -277,10 +273,7 @@ void fp__api_answer_job(fp_api *api, fp_http_request *req, fp_job *job, int stat
 		w->watch.on_end = waiter_on_end;
 		w->watch.data = w;
 		w->timer.data = w;
-		w->next = api->waiters;
-		if (api->waiters)
-			api->waiters->prev = w;
-		api->waiters = w;
+		FP_LIST_PUSH(api->waiters, w);
 		fp_job_watch(job, &w->watch);
 		fp_timer_start(api->loop, &w->timer, (uint64_t)wait_ms, waiter_timeout);
 		fp_http_on_close(req, waiter_closed, w);
@@ -561,12 +554,7 @@ static void jwait_free(struct api_jwait *jw, bool closed)
 	fp_journal_wait_cancel(&jw->w);
 	if (!closed)
 		fp_http_on_close(jw->req, NULL, NULL);
-	if (jw->prev)
-		jw->prev->next = jw->next;
-	else
-		jw->api->jwaits = jw->next;
-	if (jw->next)
-		jw->next->prev = jw->prev;
+	FP_LIST_UNLINK(jw->api->jwaits, jw);
 	fp_job_unref(jw->job);
 	free(jw);
 }
@@ -647,10 +635,7 @@ static void answer_when_safe(fp_api *api, fp_http_request *req, fp_job *job, boo
 	fp_job_ref(job);
 	jw->w.cb = jwait_cb;
 	jw->w.data = jw;
-	jw->next = api->jwaits;
-	if (api->jwaits)
-		api->jwaits->prev = jw;
-	api->jwaits = jw;
+	FP_LIST_PUSH(api->jwaits, jw);
 	fp_http_on_close(req, jwait_closed, jw);
 	fp_journal_wait_appended(j, &jw->w);
 }

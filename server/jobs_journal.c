@@ -832,33 +832,45 @@ static int replay_inputs(fp_jobs *jobs, const struct fp_jrec *rec, uint64_t off,
 	return 0;
 }
 
-int fp_jobs_replay(void *data, const struct fp_jrec *rec, uint64_t off, char *err,
-		   size_t errlen)
+/* An END record: the job's state as it ended; what was kept to resume it is let go. */
+static int replay_end(fp_jobs *jobs, fp_job *job, const struct fp_jrec *rec,
+		      const struct fp_jr_mark *m, uint64_t off, char *err, size_t errlen)
 {
-	fp_jobs *jobs = data;
+	enum fp_job_state st = m->value >= FP_JOB_DONE && m->value <= FP_JOB_CANCELLED ?
+			       (enum fp_job_state)m->value : FP_JOB_FAILED;
+
+	if (job->kind == FP_JOB_PIPELINE) {
+		int e = stash_apply(job, NULL);
+
+		if (e < 0) {
+			snprintf(err, errlen, "%s replaying the END record at offset %llu",
+				 e == -ENOMEM ? "out of memory" : "a bad OUTCOMES record",
+				 (unsigned long long)off);
+			return e;
+		}
+		/* Its call is over: its inputs owe nothing (as its done callback says). */
+		jobs->stats.items_pending -= job->inputs;
+		job->jr_done = job->total;
+	}
+	resume_free(job->resume);
+	job->resume = NULL;
+	free(job->jr_job);
+	job->jr_job = NULL;
+	inputs_free(job);
+	job->jr_bytes += rec->size;
+	jobs->jr_live += rec->size;
+	jobs->recovery.finished++;
+	fp__job_finish(job, st, m->when);
+	return 0;
+}
+
+/* STARTED, CANCEL, RERUN, END, FORGET: a mark on a job the JOB records made. */
+static int replay_mark(fp_jobs *jobs, const struct fp_jrec *rec, uint64_t off, char *err,
+		       size_t errlen)
+{
 	struct fp_jr_mark m;
 	fp_job *job;
 
-	switch (rec->type) {
-	case FP_JR_JOB:
-		return replay_job(jobs, rec, off, err, errlen);
-	case FP_JR_OUTCOMES:
-	case FP_JR_OUTCOMES_PACKED:
-		return replay_outcomes(jobs, rec, off, err, errlen);
-	case FP_JR_INPUTS:
-		return replay_inputs(jobs, rec, off, err, errlen);
-	case FP_JR_STARTED:
-	case FP_JR_END:
-	case FP_JR_CANCEL:
-	case FP_JR_FORGET:
-	case FP_JR_RERUN:
-		break;
-	default:
-		/* A newer build's record: its version would have said so. */
-		snprintf(err, errlen, "a record of unknown type %u at offset %llu",
-			 (unsigned)rec->type, (unsigned long long)off);
-		return -EBADMSG;
-	}
 	if (fp_jr_get_mark(rec, &m) < 0) {
 		snprintf(err, errlen, "a %s record at offset %llu cannot be read",
 			 fp_jr_type_name(rec->type), (unsigned long long)off);
@@ -893,33 +905,36 @@ int fp_jobs_replay(void *data, const struct fp_jrec *rec, uint64_t off, char *er
 			stash_clear(job->resume);
 		inputs_free(job);
 	} else {
-		enum fp_job_state st = m.value >= FP_JOB_DONE && m.value <= FP_JOB_CANCELLED ?
-				       (enum fp_job_state)m.value : FP_JOB_FAILED;
-
-		if (job->kind == FP_JOB_PIPELINE) {
-			int e = stash_apply(job, NULL);
-
-			if (e < 0) {
-				snprintf(err, errlen, "%s replaying the END record at offset %llu",
-					 e == -ENOMEM ? "out of memory" : "a bad OUTCOMES record",
-					 (unsigned long long)off);
-				return e;
-			}
-			/* Its call is over: its inputs owe nothing (as its done callback says). */
-			jobs->stats.items_pending -= job->inputs;
-			job->jr_done = job->total;
-		}
-		resume_free(job->resume);
-		job->resume = NULL;
-		free(job->jr_job);
-		job->jr_job = NULL;
-		inputs_free(job);
-		job->jr_bytes += rec->size;
-		jobs->jr_live += rec->size;
-		jobs->recovery.finished++;
-		fp__job_finish(job, st, m.when);
+		return replay_end(jobs, job, rec, &m, off, err, errlen);
 	}
 	return 0;
+}
+
+int fp_jobs_replay(void *data, const struct fp_jrec *rec, uint64_t off, char *err,
+		   size_t errlen)
+{
+	fp_jobs *jobs = data;
+
+	switch (rec->type) {
+	case FP_JR_JOB:
+		return replay_job(jobs, rec, off, err, errlen);
+	case FP_JR_OUTCOMES:
+	case FP_JR_OUTCOMES_PACKED:
+		return replay_outcomes(jobs, rec, off, err, errlen);
+	case FP_JR_INPUTS:
+		return replay_inputs(jobs, rec, off, err, errlen);
+	case FP_JR_STARTED:
+	case FP_JR_END:
+	case FP_JR_CANCEL:
+	case FP_JR_FORGET:
+	case FP_JR_RERUN:
+		return replay_mark(jobs, rec, off, err, errlen);
+	default:
+		/* A newer build's record: its version would have said so. */
+		snprintf(err, errlen, "a record of unknown type %u at offset %llu",
+			 (unsigned)rec->type, (unsigned long long)off);
+		return -EBADMSG;
+	}
 }
 
 /* --- resume -------------------------------------------------------------- */
@@ -940,6 +955,70 @@ static void resume_refused(fp_job *job, int err)
 	fp__job_finish(job, FP_JOB_FAILED, wall_ms());
 }
 
+/* The RERUN mark, then the kept outputs in their new places, then their inputs, done. */
+static int rerun_mark(fp_jobs *jobs, fp_job *job, struct jr_inputs *in)
+{
+	int err;
+
+	fp__jobs_journal_mark(jobs, job, FP_JR_RERUN, 0, wall_ms());
+	if (in && in->ndone && (err = stash_apply(job, in)) < 0) {
+		stash_clear(job->resume);
+		return err;
+	}
+	stash_clear(job->resume);
+	for (size_t i = 0; in && i < job->inputs; i++)
+		if (input_done(in, i) && input_pend(in, i) < 0)
+			break;
+	fp__jobs_journal_outcomes(jobs, job);
+	return 0;
+}
+
+/*
+ * The pipeline started again over the r->n inputs that are not done, *k of
+ * them; with kept ones, map[] tells the pipeline each one's first place.
+ */
+static int restart_rest(fp_job *job, const struct fp_jr_job *r, const struct jr_inputs *in,
+			size_t kept, size_t *k)
+{
+	fp_pipeline_options po = FP_PIPELINE_OPTIONS_DEFAULT;
+	fp_stage *stages = calloc(r->nstages, sizeof(*stages));
+	struct fp_buf *bufs = calloc(r->n ? r->n : 1, sizeof(*bufs));
+	uint32_t *map = NULL;
+	int err = -ENOMEM;
+
+	if (kept && !(map = malloc((r->n - kept) * sizeof(*map))))
+		goto out;
+	if (!stages || !bufs)
+		goto out;
+	for (size_t i = 0; i < r->nstages; i++) {
+		/* The names kept in the job are NUL-terminated; the record's are not. */
+		stages[i] = (fp_stage){
+			.task = fp_job_stage_task(job, i), .workers = r->stages[i].workers,
+			.buffer = (size_t)r->stages[i].buffer,
+			.timeout_ms = r->stages[i].timeout_ms, .retries = r->stages[i].retries,
+			.retry_on = r->stages[i].retry_on,
+		};
+	}
+	for (size_t i = 0; i < r->n; i++) {
+		if (input_done(in, i))
+			continue;
+		if (map)
+			map[*k] = (uint32_t)i;
+		bufs[(*k)++] = (struct fp_buf){ r->items[i].text, r->items[i].len };
+	}
+	po.reduce = r->reduce ? fp_job_stage_task(job, r->nstages) : NULL;
+	po.reduce_batch = (size_t)r->reduce_batch;
+	po.ordered = r->ordered;
+	job->pool_done = false;
+	err = fp__job_pipeline_restart(job, stages, r->nstages, bufs, *k, &po, map);
+	map = NULL;     /* the job's now, whatever came of it */
+out:
+	free(map);
+	free(stages);
+	free(bufs);
+	return err;
+}
+
 /*
  * A pipeline left unfinished runs again from its inputs that were not done,
  * read from its JOB record; the outputs of the done ones are kept, those of
@@ -951,30 +1030,16 @@ static void resume_refused(fp_job *job, int err)
 static void resume_pipeline(fp_jobs *jobs, fp_job *job)
 {
 	struct fp_jrec rec = { FP_JR_JOB, (uint32_t)job->jr_job_len, job->jr_job, 0 };
-	fp_pipeline_options po = FP_PIPELINE_OPTIONS_DEFAULT;
 	struct jr_inputs *in = job->jr_in;
-	fp_stage *stages = NULL;
-	struct fp_buf *bufs = NULL;
-	uint32_t *map = NULL;
-	size_t kept = 0, k = 0;
+	size_t kept = in ? in->ndone : 0, k = 0;
 	struct fp_jr_job r;
 	char msg[256];
 	struct fp_result res = { .status = FP_ITEM_START_FAILURE, .message = msg };
-	int err = -ENOMEM;
+	int err;
 
 	memset(&r, 0, sizeof(r));
-	fp__jobs_journal_mark(jobs, job, FP_JR_RERUN, 0, wall_ms());
-	if (in && in->ndone && (err = stash_apply(job, in)) < 0) {
-		stash_clear(job->resume);
+	if ((err = rerun_mark(jobs, job, in)) < 0)
 		goto refused;
-	}
-	stash_clear(job->resume);
-	kept = in ? in->ndone : 0;
-	/* The kept outputs in their new places, then their inputs, done. */
-	for (size_t i = 0; in && i < job->inputs; i++)
-		if (input_done(in, i) && input_pend(in, i) < 0)
-			break;
-	fp__jobs_journal_outcomes(jobs, job);
 	if (kept == job->inputs) {
 		/* Every input was done; only its END was lost. */
 		jobs->stats.items_pending -= job->inputs;
@@ -983,41 +1048,11 @@ static void resume_pipeline(fp_jobs *jobs, fp_job *job)
 			       job->nfailed ? FP_JOB_FAILED : FP_JOB_DONE, wall_ms());
 		return;
 	}
+	err = -ENOMEM;
 	if (!job->jr_job || (err = fp_jr_get_job(&rec, &r)) < 0)
 		goto refused;
-	err = -ENOMEM;
-	stages = calloc(r.nstages, sizeof(*stages));
-	bufs = calloc(r.n ? r.n : 1, sizeof(*bufs));
-	if (kept && !(map = malloc((r.n - kept) * sizeof(*map))))
+	if ((err = restart_rest(job, &r, in, kept, &k)) != 0)
 		goto refused;
-	if (!stages || !bufs)
-		goto refused;
-	for (size_t i = 0; i < r.nstages; i++) {
-		/* The names kept in the job are NUL-terminated; the record's are not. */
-		stages[i] = (fp_stage){
-			.task = fp_job_stage_task(job, i), .workers = r.stages[i].workers,
-			.buffer = (size_t)r.stages[i].buffer,
-			.timeout_ms = r.stages[i].timeout_ms, .retries = r.stages[i].retries,
-			.retry_on = r.stages[i].retry_on,
-		};
-	}
-	for (size_t i = 0; i < r.n; i++) {
-		if (input_done(in, i))
-			continue;
-		if (map)
-			map[k] = (uint32_t)i;
-		bufs[k++] = (struct fp_buf){ r.items[i].text, r.items[i].len };
-	}
-	po.reduce = r.reduce ? fp_job_stage_task(job, r.nstages) : NULL;
-	po.reduce_batch = (size_t)r.reduce_batch;
-	po.ordered = r.ordered;
-	job->pool_done = false;
-	err = fp__job_pipeline_restart(job, stages, r.nstages, bufs, k, &po, map);
-	map = NULL;     /* the job's now, whatever came of it */
-	if (err)
-		goto refused;
-	free(stages);
-	free(bufs);
 	fp_jr_job_clear(&r);
 	if (job->cancel_requested)
 		fp_pool_cancel(jobs->pool, job->call_id);
@@ -1027,9 +1062,6 @@ static void resume_pipeline(fp_jobs *jobs, fp_job *job)
 	return;
 
 refused:
-	free(map);
-	free(stages);
-	free(bufs);
 	fp_jr_job_clear(&r);
 	job->pool_done = true;
 	/* Its inputs leave the queue count; one error output says why it ends. */

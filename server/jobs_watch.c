@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 
+#include "forkpool/list.h"
 #include "jobs_impl.h"
 
 void fp_job_watch(fp_job *job, struct fp_job_watch *w)
@@ -17,10 +18,7 @@ void fp_job_watch(fp_job *job, struct fp_job_watch *w)
 	 * by that round, so it hears only of items recorded after it watched.
 	 */
 	w->job = job;
-	w->next = job->watchers;
-	if (job->watchers)
-		job->watchers->prev = w;
-	job->watchers = w;
+	FP_LIST_PUSH(job->watchers, w);
 }
 
 void fp_job_unwatch(struct fp_job_watch *w)
@@ -31,12 +29,7 @@ void fp_job_unwatch(struct fp_job_watch *w)
 		return;
 	if (job->cursor == w)
 		job->cursor = w->next;
-	if (w->prev)
-		w->prev->next = w->next;
-	else
-		job->watchers = w->next;
-	if (w->next)
-		w->next->prev = w->prev;
+	FP_LIST_UNLINK(job->watchers, w);
 	w->prev = w->next = NULL;
 	w->job = NULL;
 }
@@ -49,10 +42,7 @@ int fp_job_watch_forget(fp_job *job, struct fp_job_watch *w)
 		return -EINVAL;
 	/* A finished job's list held only watchers of its end, all gone by now. */
 	w->job = job;
-	w->next = job->watchers;
-	if (job->watchers)
-		job->watchers->prev = w;
-	job->watchers = w;
+	FP_LIST_PUSH(job->watchers, w);
 	return 0;
 }
 

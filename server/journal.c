@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "forkpool/list.h"
 #include "journal_impl.h"
 
 /* A write buffer larger than this is freed after its write, not kept. */
@@ -47,27 +48,14 @@ const char *fp_fsync_policy_name(enum fp_fsync_policy p)
 static void wait_link(fp_journal *j, struct fp_journal_wait *w)
 {
 	w->j = j;
-	w->next = NULL;
-	w->prev = j->wt;
-	if (j->wt)
-		j->wt->next = w;
-	else
-		j->wh = w;
-	j->wt = w;
+	FP_LIST_APPEND_TAIL(j->wh, j->wt, w);
 }
 
 static void wait_unlink(struct fp_journal_wait *w)
 {
 	fp_journal *j = w->j;
 
-	if (w->prev)
-		w->prev->next = w->next;
-	else
-		j->wh = w->next;
-	if (w->next)
-		w->next->prev = w->prev;
-	else
-		j->wt = w->prev;
+	FP_LIST_UNLINK_TAIL(j->wh, j->wt, w);
 	w->prev = w->next = NULL;
 	w->j = NULL;
 }
