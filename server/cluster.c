@@ -356,7 +356,7 @@ static int check_text(const char *flag, const char *v, size_t max, char *err, si
 	return 0;
 }
 
-static char *concat(const char *a, const char *b)
+char *fp__cluster_cat(const char *a, const char *b)
 {
 	size_t la = strlen(a), lb = strlen(b);
 	char *s = malloc(la + lb + 1);
@@ -417,7 +417,7 @@ int fp_cluster_new(fp_cluster **out, fp_loop *loop, const struct fp_cluster_opti
 	c->nnodes = 1;
 	if (!c->prefix || !c->name || !c->address || !c->backend || !c->nodes)
 		goto err_nomem;
-	c->set_key = concat(c->prefix, "nodes");
+	c->set_key = fp__cluster_cat(c->prefix, "nodes");
 	c->node_key = malloc(strlen(c->prefix) + 5 + strlen(c->name) + 1);
 	if (!c->set_key || !c->node_key)
 		goto err_nomem;

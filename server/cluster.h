@@ -91,4 +91,7 @@ void fp_cluster_free(fp_cluster *c);
 /* The default --node-name: hostname:port. */
 void fp_cluster_default_name(char *out, size_t len, const char *bound_addr);
 
+/* a followed by b in a fresh string (malloc'd), or NULL: a key under a prefix, say. */
+char *fp__cluster_cat(const char *a, const char *b);
+
 #endif

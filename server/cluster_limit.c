@@ -109,18 +109,6 @@ struct fp_cluster_limits {
 	fp_timer tick;
 };
 
-static char *cat(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b);
-	char *s = malloc(la + lb + 1);
-
-	if (s) {
-		memcpy(s, a, la);
-		memcpy(s + la, b, lb + 1);
-	}
-	return s;
-}
-
 static void lend(fp_cluster_limits *l, size_t i, unsigned places)
 {
 	if (l->v[i].lent == places)
@@ -283,7 +271,7 @@ static int ask(fp_cluster_limits *l, const struct fp_limit_stats *s, size_t n)
 	argv[a++] = nkeys;
 	for (k = 0; k < m; k++) {
 		asked[k] = entry_of(l, s, n, k, &gone_at);
-		if (!(keys[k] = cat(l->key_prefix, l->v[asked[k]].name)))
+		if (!(keys[k] = fp__cluster_cat(l->key_prefix, l->v[asked[k]].name)))
 			goto out;
 		argv[a++] = keys[k];
 	}
@@ -359,8 +347,8 @@ int fp_cluster_limits_new(fp_cluster_limits **out, fp_loop *loop, fp_pool *pool,
 	l->loop = loop;
 	l->pool = pool;
 	l->c = c;
-	l->key_prefix = cat(fp_cluster_prefix(c), "limit:");
-	l->node_prefix = cat(fp_cluster_prefix(c), "node:");
+	l->key_prefix = fp__cluster_cat(fp_cluster_prefix(c), "limit:");
+	l->node_prefix = fp__cluster_cat(fp_cluster_prefix(c), "node:");
 	if (!l->key_prefix || !l->node_prefix)
 		goto fail;
 	/* Nothing limited starts before Redis granted it a place. */

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -459,7 +460,13 @@ out:
 	return r;
 }
 
-int fp_http_stream_end(fp_http_request *req)
+/*
+ * A stream's close: ended (the last chunk of a chunked body, the connection
+ * kept), or cut (flushed, then the connection closed without that last
+ * chunk: the client sees the body incomplete, as it must when what it
+ * streams has gone).
+ */
+static int stream_close(fp_http_request *req, bool cut)
 {
 	struct conn *c;
 	int r;
@@ -474,7 +481,9 @@ int fp_http_stream_end(fp_http_request *req)
 	if (r <= 0)
 		goto out;
 	r = 0;
-	if (req->chunked && !req->bodiless && fp__http_out_append(c, "0\r\n\r\n", 5) < 0) {
+	if (cut)
+		req->close = 1;
+	else if (req->chunked && !req->bodiless && fp__http_out_append(c, "0\r\n\r\n", 5) < 0) {
 		r = -ENOMEM;
 		request_abort(c, req);
 		goto out;
@@ -485,27 +494,14 @@ out:
 	return r;
 }
 
+int fp_http_stream_end(fp_http_request *req)
+{
+	return stream_close(req, false);
+}
+
 int fp_http_stream_cut(fp_http_request *req)
 {
-	struct conn *c;
-	int r;
-
-	if (!req)
-		return -EINVAL;
-	c = req->c;
-	if (!req->gone && req->resp != R_STREAM)
-		return -EINVAL;
-	c->busy++;
-	r = respond_check(req, 1);
-	if (r <= 0)
-		goto out;
-	r = 0;
-	/* Flushed, then closed (request_finish): the client reads all but an end. */
-	req->close = 1;
-	request_finish(c);
-out:
-	fp__http_conn_leave(c);
-	return r;
+	return stream_close(req, true);
 }
 
 /* --- back-pressure -------------------------------------------------------- */

@@ -15,8 +15,9 @@ import socket
 import subprocess
 import tempfile
 import time
+import unittest
 
-from harness import _die_with_parent, wait_until
+from harness import Daemon, _die_with_parent, wait_until
 
 REDIS_SERVER = shutil.which("redis-server")
 
@@ -140,3 +141,27 @@ class RedisServer:
     def close(self):
         self.stop(signal.SIGKILL)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class ClusterCase(unittest.TestCase):
+    """A test case that starts forkpoold nodes joined to a Redis of its own."""
+
+    def cluster_node(self, url, name, *args, workers=1, clean=True):
+        """A node of the cluster at url, named name, ready: stopped cleanly
+        (SIGTERM, checked for sanitizer reports) or, clean=False, by SIGKILL
+        (a test that kills it itself)."""
+        d = Daemon("--cluster", url, "--node-name", name, *args, workers=workers).start()
+        if clean:
+            self.addCleanup(self.stop_clean, d)
+        else:
+            self.addCleanup(d.stop, signal.SIGKILL)
+        # It listens before it joins: a request in between is answered 503.
+        d.wait_line(r"forkpoold .* ready", 20, fail_on_exit=True)
+        return d
+
+    def stop_clean(self, d):
+        """SIGTERM, so that a sanitizer build checks the exit for leaks too."""
+        if not d.alive():
+            return
+        d.stop(signal.SIGTERM)
+        self.assertEqual(d.sanitizer_reports(), [], d.log_text()[-4000:])

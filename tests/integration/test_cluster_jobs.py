@@ -37,12 +37,11 @@ import signal
 import socket
 import sys
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Daemon, error_of, wait_until  # noqa: E402
-from redis_harness import REDIS_SERVER, RedisServer  # noqa: E402
+from harness import error_of, wait_until  # noqa: E402
+from redis_harness import REDIS_SERVER, ClusterCase, RedisServer  # noqa: E402
 import test_openapi as openapi  # noqa: E402  (docs/openapi.json and its validator)
 
 NDJSON = {"Content-Type": "application/x-ndjson"}
@@ -54,7 +53,7 @@ def metric(d, name):
     return int(m.group(1)) if m else None
 
 
-class ClusterJobsTest(unittest.TestCase):
+class ClusterJobsTest(ClusterCase):
 
     def redis(self, **kw):
         r = RedisServer(**kw).start()
@@ -62,24 +61,7 @@ class ClusterJobsTest(unittest.TestCase):
         return r
 
     def node(self, url, name, *args, workers=1, clean=True):
-        d = Daemon("--cluster", url, "--node-name", name, *args, workers=workers).start()
-        # It serves from its first line on; jobs go to Redis once it said ready
-        # (before, a submission is 503 store_unavailable, as with Redis away).
-        d.wait_line(r"forkpoold \S+ ready", 10, fail_on_exit=True)
-        if clean:
-            self.addCleanup(self.stop_clean, d)
-        else:
-            self.addCleanup(d.stop, signal.SIGKILL)
-        # It listens before it joins: a request in between is answered 503.
-        d.wait_line(r"forkpoold .* ready", 20, fail_on_exit=True)
-        return d
-
-    def stop_clean(self, d):
-        """SIGTERM, so that a sanitizer build checks the exit for leaks too."""
-        if not d.alive():
-            return
-        d.stop(signal.SIGTERM)
-        self.assertEqual(d.sanitizer_reports(), [], d.log_text()[-4000:])
+        return self.cluster_node(url, name, *args, workers=workers, clean=clean)
 
     def assert_described(self, method, path, r):
         """r (JSON) is what docs/openapi.json says `method path` answers with its status."""

@@ -30,12 +30,11 @@ import shutil
 import signal
 import sys
 import tempfile
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Daemon, wait_until  # noqa: E402
-from redis_harness import REDIS_SERVER, RedisServer  # noqa: E402
+from harness import wait_until  # noqa: E402
+from redis_harness import REDIS_SERVER, ClusterCase, RedisServer  # noqa: E402
 
 MODULE_DIR = os.environ.get("FP_TEST_MODULE_DIR", "")
 
@@ -45,7 +44,7 @@ def metric(d, name):
     return int(m.group(1)) if m else 0
 
 
-class ClusterLimitsTest(unittest.TestCase):
+class ClusterLimitsTest(ClusterCase):
 
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="fp-climits.")
@@ -54,22 +53,10 @@ class ClusterLimitsTest(unittest.TestCase):
         self.addCleanup(self.r.close)
 
     def node(self, name, clean=True):
-        d = Daemon("--cluster", self.r.url, "--node-name", name,
-                   "--module", os.path.join(MODULE_DIR, "libfp-overlap.so"),
-                   "--limit", "api=2", "--task-limit", "overlap.hold=api",
-                   "--task-concurrency", "overlap.free=1", workers=2).start()
-        if clean:
-            self.addCleanup(self.stop_clean, d)
-        else:
-            self.addCleanup(d.stop, signal.SIGKILL)
-        d.wait_line(r"forkpoold .* ready", 20, fail_on_exit=True)
-        return d
-
-    def stop_clean(self, d):
-        if not d.alive():
-            return
-        d.stop(signal.SIGTERM)
-        self.assertEqual(d.sanitizer_reports(), [], d.log_text()[-4000:])
+        return self.cluster_node(self.r.url, name,
+                                 "--module", os.path.join(MODULE_DIR, "libfp-overlap.so"),
+                                 "--limit", "api=2", "--task-limit", "overlap.hold=api",
+                                 "--task-concurrency", "overlap.free=1", workers=2, clean=clean)
 
     def items(self, name, n, ms):
         return ["%s %d" % (os.path.join(self.tmp, name), ms)] * n

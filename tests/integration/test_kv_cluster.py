@@ -22,22 +22,20 @@ Run by meson once per backend:
 
 import os
 import re
-import signal
 import sys
 import threading
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Daemon, error_of, wait_until  # noqa: E402
-from redis_harness import REDIS_SERVER, RedisServer  # noqa: E402
+from harness import error_of, wait_until  # noqa: E402
+from redis_harness import REDIS_SERVER, ClusterCase, RedisServer  # noqa: E402
 
 JSON = {"Content-Type": "application/json"}
 INCREMENTS = 10000
 THREADS_PER_NODE = 2
 
 
-class KvClusterTest(unittest.TestCase):
+class KvClusterTest(ClusterCase):
 
     def redis(self, **kw):
         r = RedisServer(**kw).start()
@@ -45,17 +43,10 @@ class KvClusterTest(unittest.TestCase):
         return r
 
     def node(self, url, name, *args):
-        d = Daemon("--cluster", url, "--node-name", name, *args, workers=1).start()
-        self.addCleanup(self.stop_clean, d)
+        d = self.cluster_node(url, name, *args)
         wait_until(lambda: d.get("/v1/health").json().get("cluster") == "connected", 10,
                    what="node %s connected to Redis" % name)
         return d
-
-    def stop_clean(self, d):
-        if not d.alive():
-            return
-        d.stop(signal.SIGTERM)
-        self.assertEqual(d.sanitizer_reports(), [], d.log_text()[-4000:])
 
     def put(self, d, key, text, query=""):
         r = d.request("PUT", "/v1/kv/%s%s" % (key, query), body=text, headers=JSON)
