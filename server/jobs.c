@@ -520,7 +520,21 @@ int fp_jobs_submit_idem(fp_jobs *jobs, enum fp_job_kind kind, const char *task,
 	return fp__jobs_submit(jobs, &s, out);
 }
 
+static int submit(fp_jobs *jobs, const struct fp__job_start *s, bool *took, fp_job **out);
+
+/* The ext is the job's from here, whatever the outcome (jobs_impl.h). */
 int fp__jobs_submit(fp_jobs *jobs, const struct fp__job_start *s, fp_job **out)
+{
+	bool took = false;
+	int err = submit(jobs, s, &took, out);
+
+	if (!took && s->ext && s->ext_free)
+		s->ext_free(s->ext);
+	return err;
+}
+
+/* *took: the job holds s's ext (its call started); else it is still s's. */
+static int submit(fp_jobs *jobs, const struct fp__job_start *s, bool *took, fp_job **out)
 {
 	const struct fp_job_idem *idem = s->idem && s->idem->key ? s->idem : NULL;
 	bool pipeline = s->kind == FP_JOB_PIPELINE;
@@ -581,8 +595,13 @@ int fp__jobs_submit(fp_jobs *jobs, const struct fp__job_start *s, fp_job **out)
 	if (err)
 		goto err_job;
 
-	/* The pool calls back from its loop only: linking after it is safe. */
+	/*
+	 * The pool calls back from its loop only: linking after it is safe.
+	 * The call's callbacks read the ext until its done callback, so from
+	 * here it is the job's, even if the journal refuses the job below.
+	 */
 	job->ext_free = s->ext_free;
+	*took = true;
 	fp__jobs_link(jobs, job, n);
 	jobs->stats.submitted++;
 	/*
@@ -592,6 +611,7 @@ int fp__jobs_submit(fp_jobs *jobs, const struct fp__job_start *s, fp_job **out)
 	err = fp__jobs_journal_job(jobs, job, s);
 	if (err) {
 		jobs->stats.submitted--;
+		/* Cancels the call: a tombstone, freed (ext and all) at its done callback. */
 		fp__jobs_unlink_quiet(jobs, job);
 		return err;
 	}

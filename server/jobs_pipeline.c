@@ -283,14 +283,15 @@ int fp_jobs_submit_pipeline_idem(fp_jobs *jobs, const fp_stage *stages, size_t n
 	name = pipeline_name(stages, nstages, reduce);
 	if (!name)
 		goto err;
-	/* On failure x is still ours; on success the job frees it. */
+	/*
+	 * x is fp__jobs_submit()'s whatever the outcome: a call refused by the
+	 * journal after it started still reads x until its done callback.
+	 */
 	s.name = name;
 	s.ext = x;
 	err = fp__jobs_submit(jobs, &s, out);
-	if (err)
-		goto err;
 	free(name);
-	return 0;
+	return err;
 
 err:
 	free(name);
