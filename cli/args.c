@@ -45,6 +45,8 @@ static const struct opt_info opt_infos[OPT_COUNT_] = {
 			  " times" },
 	[OPT_CHUNKSIZE] = { "chunksize", 0, "N", "items handed to a worker at a time (default 0:"
 			    " the server picks)" },
+	[OPT_CONCURRENCY] = { "concurrency", 0, "N", "at most N of the job's items at once (a"
+			      " pipeline: N caps every stage's workers)" },
 	[OPT_REDUCE] = { "reduce", 0, "TASK", "fold every output with TASK (associative, like"
 			 " sum); its value is the one result" },
 	[OPT_BATCH] = { "batch", 0, "N", "outputs the reduce folds per call" },
@@ -201,6 +203,7 @@ static int set_opt(const struct cli_command *cmd, enum cli_opt id, const char *v
 	}
 	case OPT_RETRIES: return parse_count(cmd, name, v, 0, &a->retries);
 	case OPT_CHUNKSIZE: return parse_count(cmd, name, v, 0, &a->chunksize);
+	case OPT_CONCURRENCY: return parse_count(cmd, name, v, 1, &a->concurrency);
 	case OPT_BATCH: return parse_count(cmd, name, v, 2, &a->batch);
 	case OPT_LIMIT: return parse_count(cmd, name, v, 1, &a->limit);
 	case OPT_REDUCE: a->reduce = v; break;
@@ -239,7 +242,7 @@ int cli_args_parse(const struct cli_command *cmd, int argc, char **argv, struct 
 	a->url = env_url && *env_url ? env_url : DEFAULT_URL;
 	a->token_file = env_token && *env_token ? env_token : NULL;
 	a->timeout_ms = a->task_timeout_ms = -1;
-	a->retries = a->chunksize = a->batch = a->limit = -1;
+	a->retries = a->chunksize = a->batch = a->limit = a->concurrency = -1;
 	a->interval_ms = 1000;
 
 	for (i = 0; i < argc; i++) {

@@ -34,6 +34,7 @@ enum cli_opt {
 	OPT_TASK_TIMEOUT,
 	OPT_RETRIES,
 	OPT_CHUNKSIZE,
+	OPT_CONCURRENCY,
 	OPT_REDUCE,
 	OPT_BATCH,
 	OPT_WORKERS,
@@ -54,7 +55,7 @@ struct cli_args {
 	const char *idempotency_key;
 	bool quiet, detach, completion, values, json;
 	int64_t task_timeout_ms;      /* -1: the server's */
-	int64_t retries, chunksize, batch, limit;   /* -1: not given */
+	int64_t retries, chunksize, batch, limit, concurrency;   /* -1: not given */
 	const char *reduce, *workers, *buffer, *state;
 	int64_t interval_ms;
 	const char *pos[CLI_POS_MAX]; /* positional arguments */

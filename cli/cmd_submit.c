@@ -118,6 +118,8 @@ static int common_query(const struct cli_args *a, char **path)
 		return -ENOMEM;
 	if (a->retries >= 0 && cli_path_addi(path, "retries", a->retries) < 0)
 		return -ENOMEM;
+	if (a->concurrency >= 0 && cli_path_addi(path, "concurrency", a->concurrency) < 0)
+		return -ENOMEM;
 	return 0;
 }
 
@@ -216,6 +218,8 @@ static int run_apply(const struct cli_args *a)
 		json_object_set_new(body, "timeout_ms", json_integer(a->task_timeout_ms));
 	if (body && a->retries >= 0)
 		json_object_set_new(body, "retries", json_integer(a->retries));
+	if (body && a->concurrency >= 0)
+		json_object_set_new(body, "concurrency", json_integer(a->concurrency));
 	if ((rc = cli_http_init(&h, a, "apply")) != 0) {
 		json_decref(body);
 		return rc;
@@ -239,7 +243,7 @@ static int run_apply(const struct cli_args *a)
 
 static const enum cli_opt map_opts[] = {
 	OPT_COMPLETION, OPT_VALUES, OPT_QUIET, OPT_DETACH, OPT_TASK_TIMEOUT, OPT_RETRIES,
-	OPT_CHUNKSIZE, OPT_IDEMPOTENCY_KEY, OPT_END
+	OPT_CHUNKSIZE, OPT_CONCURRENCY, OPT_IDEMPOTENCY_KEY, OPT_END
 };
 
 const struct cli_command cli_cmd_map = {
@@ -260,7 +264,7 @@ const struct cli_command cli_cmd_map = {
 
 static const enum cli_opt pipeline_opts[] = {
 	OPT_COMPLETION, OPT_VALUES, OPT_QUIET, OPT_DETACH, OPT_REDUCE, OPT_BATCH, OPT_WORKERS,
-	OPT_BUFFER, OPT_TASK_TIMEOUT, OPT_RETRIES, OPT_IDEMPOTENCY_KEY, OPT_END
+	OPT_BUFFER, OPT_TASK_TIMEOUT, OPT_RETRIES, OPT_CONCURRENCY, OPT_IDEMPOTENCY_KEY, OPT_END
 };
 
 const struct cli_command cli_cmd_pipeline = {
@@ -278,7 +282,7 @@ const struct cli_command cli_cmd_pipeline = {
 };
 
 static const enum cli_opt apply_opts[] = {
-	OPT_DETACH, OPT_TASK_TIMEOUT, OPT_RETRIES, OPT_IDEMPOTENCY_KEY, OPT_END
+	OPT_DETACH, OPT_TASK_TIMEOUT, OPT_RETRIES, OPT_CONCURRENCY, OPT_IDEMPOTENCY_KEY, OPT_END
 };
 
 const struct cli_command cli_cmd_apply = {

@@ -22,15 +22,15 @@ static void call_name(const struct fp_call *c, uint32_t index, unsigned hop, cha
 }
 
 /* Handed to a worker: the call has started (attempts count at the item's start). */
-static void call_sent(struct fp_call *c, fp_pool *p, unsigned hops, uint32_t count)
+static void call_sent(struct fp_call *c, struct fp_group *g, unsigned hops, uint32_t count)
 {
 	if (!c->start.started)
-		fp__start_note(p, &c->start);
+		fp__start_note(g->pool, &c->start);
 }
 
 static void call_item_end(struct fp_call *c, unsigned hop, const struct fp_result *r)
 {
-	fp_pool *root = c->pool->root;
+	fp_pool *root = c->group->pool;
 
 	c->finished++;
 	if (r->status == FP_ITEM_OK)
@@ -50,7 +50,7 @@ static void call_item_end(struct fp_call *c, unsigned hop, const struct fp_resul
 /* A run answered OK together: one callback for it all when the caller takes runs. */
 static void call_items_end(struct fp_call *c, const struct fp_result *r, size_t n)
 {
-	fp_pool *root = c->pool->root;
+	fp_pool *root = c->group->pool;
 
 	c->finished += n;
 	c->ok += n;
@@ -66,11 +66,11 @@ static void call_items_end(struct fp_call *c, const struct fp_result *r, size_t 
 
 /*
  * A new call of task t (NULL: an exec pool's, by its full name `task`) on
- * pool p, its items copied into its arena or, with spec->borrow, pointing
+ * group g, its items copied into its arena or, with spec->borrow, pointing
  * at the caller's text (those over max_payload left empty: the caller
- * fails them), linked into p->calls. -ENOMEM.
+ * fails them), linked into g->calls. -ENOMEM.
  */
-int fp__call_new(struct fp_call **out, fp_pool *p, const struct fp_registry_task *t,
+int fp__call_new(struct fp_call **out, struct fp_group *g, const struct fp_registry_task *t,
 		 const char *task, const struct fp_buf *items, size_t n,
 		 const fp_call_options *o, const struct fp_call_spec *spec)
 {
@@ -78,7 +78,7 @@ int fp__call_new(struct fp_call **out, fp_pool *p, const struct fp_registry_task
 	size_t i, bytes = 0, off = 0, name_len, label_len;
 
 	for (i = 0; i < n && !spec->borrow; i++)
-		if (items[i].len <= p->opts.max_payload)
+		if (items[i].len <= g->opts.max_payload)
 			bytes += items[i].len;
 
 	c = calloc(1, sizeof(*c));
@@ -106,59 +106,59 @@ int fp__call_new(struct fp_call **out, fp_pool *p, const struct fp_registry_task
 		fp__call_free(c);
 		return -ENOMEM;
 	}
-	c->id = p->root->next_call_id++;
-	c->pool = p;
+	c->id = g->pool->next_call_id++;
+	c->group = g;
 	c->ops = &fp__call_ops;
 	/* An exec task has no duration record: its calls are never joined. */
-	c->task_ix = t ? (uint32_t)(t - p->reg.tasks) : UINT32_MAX;
-	c->reg_gen = p->reg_gen;
-	fp__task_us_sync(p);
+	c->task_ix = t ? (uint32_t)(t - g->pool->reg.tasks) : UINT32_MAX;
+	c->reg_gen = g->pool->reg_gen;
+	fp__task_us_sync(g);
 	c->name_len = (uint32_t)name_len;
 	c->on_item = spec->on_item;
 	c->on_items = spec->on_items;
 	c->on_done = spec->on_done;
 	c->data = spec->data;
 	c->start = (struct fp_start_note){ .cb = o->on_start, .data = spec->data, .id = c->id };
-	c->timeout_ms = o->timeout_ms < 0 ? p->opts.timeout_ms : (uint64_t)o->timeout_ms;
+	c->timeout_ms = o->timeout_ms < 0 ? g->opts.timeout_ms : (uint64_t)o->timeout_ms;
 	c->retries = o->retries;
 	c->retry_on = o->retry_on ? o->retry_on : FP_RETRY_DEFAULT;
-	c->chunksize = o->chunksize ? o->chunksize : fp__default_chunksize(p, n);
+	c->chunksize = o->chunksize ? o->chunksize : fp__default_chunksize(g, n);
 	c->concurrency = o->concurrency;
 	c->n = n;
 	for (i = 0; i < n && !spec->borrow; i++) {
-		if (items[i].len > p->opts.max_payload)
+		if (items[i].len > g->opts.max_payload)
 			continue;
 		memcpy(c->arena + off, items[i].base, items[i].len);
 		c->items[i] = (struct fp_buf){ c->arena + off, items[i].len };
 		off += items[i].len;
 	}
 
-	c->next = p->calls;
-	if (p->calls)
-		p->calls->prev = c;
-	p->calls = c;
+	c->next = g->calls;
+	if (g->calls)
+		g->calls->prev = c;
+	g->calls = c;
 	*out = c;
 	return 0;
 }
 
 void fp__call_maybe_finish(struct fp_call *c)
 {
-	fp_pool *p = c->pool;
+	struct fp_group *g = c->group;
 	struct fp_call_summary s;
 
 	if (c->finished < c->n)
 		return;
 	/* Its items' callbacks told it already; this is only ever a no-op. */
-	fp__start_tell(p, &c->start, false);
+	fp__start_tell(g->pool, &c->start, false);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
-		p->calls = c->next;
+		g->calls = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
 	s = (struct fp_call_summary){ c->id, c->n, c->ok, c->failed, c->cancelled };
 	if (c->on_done)
-		c->on_done(p->root, &s, c->data);
+		c->on_done(g->pool, &s, c->data);
 	fp__call_free(c);
 }
 

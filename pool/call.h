@@ -39,7 +39,7 @@ struct fp_item_mark {
  * submit that dispatched it, and before the call's first result.
  */
 struct fp_start_note {
-	struct fp_start_note *prev, *next;   /* root->starting while queued */
+	struct fp_start_note *prev, *next;   /* pool->starting while queued */
 	fp_start_cb cb;            /* NULL: nobody asked */
 	void *data;
 	uint64_t id;
@@ -49,7 +49,7 @@ struct fp_start_note {
 
 struct fp_call {
 	uint64_t id;
-	fp_pool *pool;
+	struct fp_group *group;   /* the group whose workers run it */
 	struct fp_call *prev, *next;          /* pool->calls, or its pipeline's batches */
 	char *task;                /* its own copy: the registry may be reloaded */
 	uint32_t name_len;

@@ -15,6 +15,7 @@
 #include "forkpool.h"
 
 struct fp_call;
+struct fp_group;
 
 /*
  * What dispatch (dispatch.c, chunk.c) asks of a call and tells it. A
@@ -32,7 +33,7 @@ struct fp_call_ops {
 	void (*name)(const struct fp_call *c, uint32_t index, unsigned hop, char *buf,
 		     size_t len);
 	/* `count` items went to a worker of pool p as one segment, with a chain of `hops`. */
-	void (*sent)(struct fp_call *c, fp_pool *p, unsigned hops, uint32_t count);
+	void (*sent)(struct fp_call *c, struct fp_group *g, unsigned hops, uint32_t count);
 	/* Item `index` ended at stage `hop` of its chain, as r says. */
 	void (*item_end)(struct fp_call *c, unsigned hop, const struct fp_result *r);
 	/*
@@ -59,7 +60,7 @@ struct fp_call_ops {
 	 */
 	bool (*may_wait)(const struct fp_call *c);
 	/* Optional: pool p sent a chunk of it and took it off its queue. */
-	void (*taken)(struct fp_call *c, fp_pool *p);
+	void (*taken)(struct fp_call *c, struct fp_group *g);
 	/* Optional: a segment of it is over on its worker (answered, or the worker gone). */
 	void (*seg_end)(struct fp_call *c);
 	/*

@@ -20,7 +20,7 @@ static void grace_over(fp_timer *t)
 
 void fp__worker_stop(struct fp_worker *w, enum fp_kill_reason why, bool tell)
 {
-	fp_pool *p = w->pool;
+	struct fp_group *g = w->group;
 
 	if (fp__worker_exited(w))
 		return;
@@ -30,7 +30,7 @@ void fp__worker_stop(struct fp_worker *w, enum fp_kill_reason why, bool tell)
 				      memory_order_release);
 	fp__worker_kill(w, SIGTERM, why);
 	if (!w->sigkilled)
-		fp_timer_start(p->loop, &w->deadline, p->opts.kill_grace_ms, grace_over);
+		fp_timer_start(g->loop, &w->deadline, g->opts.kill_grace_ms, grace_over);
 }
 
 /*

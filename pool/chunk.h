@@ -16,6 +16,7 @@
 #include "frame.h"
 
 struct fp_call;
+struct fp_group;
 struct fp_worker;
 
 /*
@@ -58,17 +59,17 @@ struct fp_seg {
  * Plan w's next chunk from the first queue entry that may run, at *at
  * (taking nothing off); segments, 0 when every entry is held back.
  */
-uint32_t fp__chunk_plan(fp_pool *p, struct fp_worker *w, struct fp_seg *segs, size_t *at);
+uint32_t fp__chunk_plan(struct fp_group *g, struct fp_worker *w, struct fp_seg *segs, size_t *at);
 /* The shortest timeout of w's unanswered segments; 0 when none has one. */
 uint64_t fp__chunk_timeout_ms(const struct fp_worker *w);
 /* Size pool->task_us for the registry as it is now; false without memory. */
-bool fp__task_us_sync(fp_pool *p);
+bool fp__task_us_sync(struct fp_group *g);
 /* Whether c's task has lately run quickly (at most FP_BATCH_QUICK_US). */
-bool fp__task_quick(fp_pool *p, const struct fp_call *c);
+bool fp__task_quick(struct fp_group *g, const struct fp_call *c);
 /* A run time (µs) of one of c's items. */
-void fp__task_us_record(fp_pool *p, const struct fp_call *c, uint64_t us);
+void fp__task_us_record(struct fp_group *g, const struct fp_call *c, uint64_t us);
 /* c's task's record, for a run of answers to update in turn (NULL: none is kept). */
-uint32_t *fp__task_us_slot(fp_pool *p, const struct fp_call *c);
+uint32_t *fp__task_us_slot(struct fp_group *g, const struct fp_call *c);
 /* A run time into a record: up at once when slower, down by half the gap when quicker. */
 static inline void fp__task_us_update(uint32_t *e, uint64_t us)
 {
@@ -80,8 +81,8 @@ static inline void fp__task_us_update(uint32_t *e, uint64_t us)
 		*e -= (*e - v) / 2;
 }
 /* The same for task task_ix of registry generation reg_gen, and what is known of it. */
-void fp__task_ix_us_record(fp_pool *p, uint64_t reg_gen, uint32_t task_ix, uint64_t us);
-uint32_t fp__task_us(fp_pool *p, uint64_t reg_gen, uint32_t task_ix);
+void fp__task_ix_us_record(struct fp_group *g, uint64_t reg_gen, uint32_t task_ix, uint64_t us);
+uint32_t fp__task_us(struct fp_group *g, uint64_t reg_gen, uint32_t task_ix);
 /*
  * The call (and item index) of frame `id` if w has it unanswered, else NULL;
  * *hop: for an item sent with a chain, the stage of it the shared page says
@@ -100,6 +101,6 @@ bool fp__worker_holds(const struct fp_worker *w, const struct fp_call *c);
 int fp__chunk_encode(struct fp_worker *w, const struct fp_seg *segs, uint32_t nsegs,
 		     uint64_t base, struct iovec iov[2]);
 /* Whether every segment is of a task that has lately run quickly, none cancelled. */
-bool fp__chunk_quick(fp_pool *p, const struct fp_seg *segs, uint32_t n);
+bool fp__chunk_quick(struct fp_group *g, const struct fp_seg *segs, uint32_t n);
 
 #endif

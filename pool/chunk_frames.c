@@ -50,9 +50,9 @@ static int wbuf_reserve(struct fp_worker *w, size_t len)
  * The name a segment's TASKS frame carries: its task's, or for a chain its
  * tasks' names, one after the other, NUL-separated, from call->task on.
  */
-static uint32_t seg_name_len(const struct fp_seg *g)
+static uint32_t seg_name_len(const struct fp_seg *sg)
 {
-	return g->hops ? g->call->ops->chain_name_len(g->call, g->hops) : g->call->name_len;
+	return sg->hops ? sg->call->ops->chain_name_len(sg->call, sg->hops) : sg->call->name_len;
 }
 
 /*
@@ -60,16 +60,16 @@ static uint32_t seg_name_len(const struct fp_seg *g)
  * (chunk.c made sure it fits), to a worker that reads them (an exec pool's
  * shim speaks per-item frames), within what the worker's reader takes.
  */
-static bool seg_packed(const fp_pool *p, const struct fp_seg *g, size_t args_total)
+static bool seg_packed(const struct fp_group *g, const struct fp_seg *sg, size_t args_total)
 {
-	return (g->count >= 2 || g->hops) && !p->exec && g->call->name_len > 0 &&
-	       fp_frame_tasks_len(g->count, seg_name_len(g), args_total) <= p->opts.max_payload;
+	return (sg->count >= 2 || sg->hops) && !g->exec && sg->call->name_len > 0 &&
+	       fp_frame_tasks_len(sg->count, seg_name_len(sg), args_total) <= g->opts.max_payload;
 }
 
 int fp__chunk_encode(struct fp_worker *w, const struct fp_seg *segs, uint32_t nsegs,
 		     uint64_t base, struct iovec iov[2])
 {
-	fp_pool *p = w->pool;
+	struct fp_group *g = w->group;
 	uint64_t id = base;
 	size_t total = 0, i, args_total[FP_BATCH_MAX];
 	uint32_t s, count = 0;
@@ -82,7 +82,7 @@ int fp__chunk_encode(struct fp_worker *w, const struct fp_seg *segs, uint32_t ns
 		args_total[s] = 0;
 		for (i = 0; i < segs[s].count; i++)
 			args_total[s] += call->items[segs[s].first + i].len;
-		if (seg_packed(p, &segs[s], args_total[s]))
+		if (seg_packed(g, &segs[s], args_total[s]))
 			total += FP_FRAME_HEADER_SIZE +
 				 fp_frame_tasks_len(segs[s].count, seg_name_len(&segs[s]),
 						    args_total[s]);
@@ -110,7 +110,7 @@ int fp__chunk_encode(struct fp_worker *w, const struct fp_seg *segs, uint32_t ns
 		for (s = 0; s < nsegs; s++) {
 			const struct fp_call *call = segs[s].call;
 
-			if (seg_packed(p, &segs[s], args_total[s])) {
+			if (seg_packed(g, &segs[s], args_total[s])) {
 				uint32_t name_len = seg_name_len(&segs[s]);
 
 				dst = fp_frame_put_tasks(

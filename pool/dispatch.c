@@ -24,23 +24,23 @@ const double fp_duration_bounds[FP_DURATION_BUCKETS] = {
 	0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 60, 1e300,
 };
 
-static void count_duration(fp_pool *p, uint64_t us)
+static void count_duration(struct fp_group *g, uint64_t us)
 {
 	unsigned i = 0;
 
 	while (i < FP_DURATION_BUCKETS - 1 && (double)us > fp_duration_bounds[i] * 1e6)
 		i++;
-	p->duration_counts[i]++;
-	p->duration_sum_us += us;
+	g->duration_counts[i]++;
+	g->duration_sum_us += us;
 }
 
 /* --- sending chunks ------------------------------------------------------ */
 
-static struct fp_worker *find_idle(fp_pool *p)
+static struct fp_worker *find_idle(struct fp_group *g)
 {
 	struct fp_worker *w;
 
-	for (w = p->workers; w; w = w->next)
+	for (w = g->workers; w; w = w->next)
 		if (fp__worker_can_take(w))
 			return w;
 	return NULL;
@@ -52,7 +52,7 @@ static void deadline_cb(fp_timer *t);
 static uint64_t chunk_held(struct fp_worker *w, const struct fp_seg *segs, uint32_t nsegs,
 		       uint64_t base, uint32_t count)
 {
-	fp_pool *p = w->pool;
+	struct fp_group *g = w->group;
 	uint64_t id = base, tasks = 0;
 	uint32_t s;
 
@@ -70,12 +70,12 @@ static uint64_t chunk_held(struct fp_worker *w, const struct fp_seg *segs, uint3
 		w->seg = 0;
 	}
 	for (s = 0; s < nsegs; s++) {
-		struct fp_seg *g = &w->segs[w->nsegs + s];
+		struct fp_seg *sg = &w->segs[w->nsegs + s];
 
-		segs[s].call->ops->sent(segs[s].call, p, segs[s].hops, segs[s].count);
-		*g = segs[s];
-		g->id0 = id;
-		g->chunk_end = s + 1 == nsegs;
+		segs[s].call->ops->sent(segs[s].call, g, segs[s].hops, segs[s].count);
+		*sg = segs[s];
+		sg->id0 = id;
+		sg->chunk_end = s + 1 == nsegs;
 		id += segs[s].count;
 		tasks += (uint64_t)segs[s].count * (1u + segs[s].hops);
 	}
@@ -88,9 +88,9 @@ static uint64_t chunk_held(struct fp_worker *w, const struct fp_seg *segs, uint3
 
 static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t nsegs)
 {
-	fp_pool *p = w->pool;
+	struct fp_group *g = w->group;
 	struct iovec iov[2];
-	uint64_t base = p->next_frame_id, timeout, tasks;
+	uint64_t base = g->next_frame_id, timeout, tasks;
 	uint32_t count = 0;
 	int iovcnt, err;
 
@@ -99,16 +99,16 @@ static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t n
 	iovcnt = fp__chunk_encode(w, segs, nsegs, base, iov);
 	if (iovcnt < 0)
 		return iovcnt;
-	err = fp_io_write(p->loop, &w->wio, w->fd, iov, iovcnt, fp__worker_write_cb);
+	err = fp_io_write(g->loop, &w->wio, w->fd, iov, iovcnt, fp__worker_write_cb);
 	if (err)
 		return err;
-	p->next_frame_id += count;
+	g->next_frame_id += count;
 	tasks = chunk_held(w, segs, nsegs, base, count);
 	if (w->nchunks == 1) {
 		w->mark_ns = fp_now_ns();
 		timeout = fp__chunk_timeout_ms(w);
 		if (timeout)
-			fp_timer_start(p->loop, &w->deadline, timeout, deadline_cb);
+			fp_timer_start(g->loop, &w->deadline, timeout, deadline_cb);
 	} else if (!fp_timer_active(&w->deadline) && (timeout = fp__chunk_timeout_ms(w))) {
 		/*
 		 * The chunk it runs has no timeout; this one's items start
@@ -116,7 +116,7 @@ static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t n
 		 * chunk's timeout is never shorter than its period
 		 * (may_prefetch()), and deadline_cb() times each item by its own.
 		 */
-		fp_timer_start(p->loop, &w->deadline, timeout, deadline_cb);
+		fp_timer_start(g->loop, &w->deadline, timeout, deadline_cb);
 	}
 	w->life = FP_LIFE_BUSY;
 	fp__worker_gave(w, tasks);
@@ -124,15 +124,15 @@ static int send_chunk(struct fp_worker *w, const struct fp_seg *segs, uint32_t n
 }
 
 /* The segments are the queue entries from `at` on, in order: take them off. */
-static void queue_take(fp_pool *p, size_t at, const struct fp_seg *segs, uint32_t n)
+static void queue_take(struct fp_group *g, size_t at, const struct fp_seg *segs, uint32_t n)
 {
 	for (uint32_t s = 0; s < n; s++) {
-		struct fp_qent *e = fp__queue_at(&p->queue, at);
+		struct fp_qent *e = fp__queue_at(&g->queue, at);
 		e->first += segs[s].count;
 		e->count -= segs[s].count;
-		p->queue.items -= segs[s].count;
+		g->queue.items -= segs[s].count;
 		if (!e->count)
-			fp__queue_remove(&p->queue, at);
+			fp__queue_remove(&g->queue, at);
 	}
 }
 
@@ -156,10 +156,10 @@ static bool segs_may_queue(const struct fp_seg *segs, uint32_t n)
  * and not for an exec pool, whose program's per-item cost dwarfs the round
  * trip.
  */
-static bool may_prefetch(fp_pool *p, const struct fp_worker *w)
+static bool may_prefetch(struct fp_group *g, const struct fp_worker *w)
 {
-	return fp__worker_can_prefetch(w) && !p->exec &&
-	       fp__chunk_quick(p, w->segs + w->seg, w->nsegs - w->seg) &&
+	return fp__worker_can_prefetch(w) && !g->exec &&
+	       fp__chunk_quick(g, w->segs + w->seg, w->nsegs - w->seg) &&
 	       segs_may_queue(w->segs + w->seg, w->nsegs - w->seg);
 }
 
@@ -168,13 +168,13 @@ static bool may_prefetch(fp_pool *p, const struct fp_worker *w)
  * and no item of it with a shorter timeout than w's timer period (a running
  * timer is not rearmed for it; see send_chunk()).
  */
-static bool prefetch_fits(fp_pool *p, const struct fp_worker *w, const struct fp_seg *segs,
+static bool prefetch_fits(struct fp_group *g, const struct fp_worker *w, const struct fp_seg *segs,
 			  uint32_t n)
 {
 	uint64_t period = fp__chunk_timeout_ms(w);
 	size_t items = 0;
 
-	if (!fp__chunk_quick(p, segs, n) || !segs_may_queue(segs, n))
+	if (!fp__chunk_quick(g, segs, n) || !segs_may_queue(segs, n))
 		return false;
 	for (uint32_t s = 0; s < n; s++) {
 		uint64_t t = segs[s].call->timeout_ms;
@@ -186,7 +186,7 @@ static bool prefetch_fits(fp_pool *p, const struct fp_worker *w, const struct fp
 	return items <= FP_PREFETCH_ITEMS_MAX;
 }
 
-static void dispatch_pool(fp_pool *p)
+static void dispatch_group(struct fp_group *g)
 {
 	struct fp_seg segs[FP_BATCH_MAX];
 	struct fp_worker *w;
@@ -194,25 +194,25 @@ static void dispatch_pool(fp_pool *p)
 	uint32_t n;
 	int err;
 
-	if (p->state != FP_POOL_RUNNING)
+	if (g->state != FP_POOL_RUNNING)
 		return;
 	/* No worker will start to run them (worker.c): they end now, saying why. */
-	if (p->unavailable && p->queue.len)
-		fp__queue_fail(p, NULL, FP_ITEM_START_FAILURE, p->start_error);
-	while (p->queue.len && (w = find_idle(p))) {
-		n = fp__chunk_plan(p, w, segs, &at);
+	if (g->unavailable && g->queue.len)
+		fp__queue_fail(g, NULL, FP_ITEM_START_FAILURE, g->start_error);
+	while (g->queue.len && (w = find_idle(g))) {
+		n = fp__chunk_plan(g, w, segs, &at);
 		if (!n)
 			return;    /* all that is queued is held back */
 		err = send_chunk(w, segs, n);
 		if (err) {
-			fp_log_error(&p->log, "cannot send work to worker %u: %s",
+			fp_log_error(&g->log, "cannot send work to worker %u: %s",
 				     w->slot, fp_strerror(err));
 			fp__worker_kill(w, SIGKILL, FP_KILL_PROTOCOL);
 			continue;
 		}
 		if (segs[0].call->ops->taken)
-			segs[0].call->ops->taken(segs[0].call, p);
-		queue_take(p, at, segs, n);
+			segs[0].call->ops->taken(segs[0].call, g);
+		queue_take(g, at, segs, n);
 	}
 	/*
 	 * No worker is idle: busy ones running quick work may take their next
@@ -221,62 +221,63 @@ static void dispatch_pool(fp_pool *p)
 	 * what is left (a worker coming free finds nothing, the slow worker
 	 * holds the rest), with a long one every worker stays busy anyway.
 	 */
-	if (p->queue.items < FP_PREFETCH_BACKLOG)
+	if (g->queue.items < FP_PREFETCH_BACKLOG)
 		return;
-	for (w = p->workers; w && p->queue.len; w = w->next) {
-		if (!may_prefetch(p, w))
+	for (w = g->workers; w && g->queue.len; w = w->next) {
+		if (!may_prefetch(g, w))
 			continue;
-		n = fp__chunk_plan(p, w, segs, &at);
+		n = fp__chunk_plan(g, w, segs, &at);
 		if (!n)
 			return;
-		if (!prefetch_fits(p, w, segs, n) || send_chunk(w, segs, n) < 0)
+		if (!prefetch_fits(g, w, segs, n) || send_chunk(w, segs, n) < 0)
 			/* Not sent: it waits in the queue for a worker to come free. */
 			continue;
 		if (segs[0].call->ops->taken)
-			segs[0].call->ops->taken(segs[0].call, p);
-		queue_take(p, at, segs, n);
+			segs[0].call->ops->taken(segs[0].call, g);
+		queue_take(g, at, segs, n);
 	}
 }
 
-void fp__dispatch(fp_pool *p)
+void fp__dispatch(struct fp_group *g)
 {
-	fp_pool *root = p->root, *g;
+	fp_pool *pool = g->pool;
+	struct fp_group *q;
 	bool all;
 	unsigned i;
 
-	if (p->state != FP_POOL_RUNNING)
+	if (g->state != FP_POOL_RUNNING)
 		return;
 	/*
 	 * What was gathered this turn (a pipeline's outputs: pipelines are
-	 * the root's) may go to any group (exec stages): queue it, and then
+	 * the pool's) may go to any group (exec stages): queue it, and then
 	 * the other groups get their share too. So may an item that a limit
 	 * shared across the groups held back (limit.c).
 	 */
-	all = root->feed_flush || fp__limits_shared(&root->limits, root->ngroups);
-	if (root->feed_flush)
-		root->feed_flush(root);
-	if (all && root->ngroups > 1)
-		FP_FOR_GROUPS(g, root, i)
-			if (g != p && g->queue.len)
-				dispatch_pool(g);
-	dispatch_pool(p);
+	all = pool->feed_flush || fp__limits_shared(&pool->limits, pool->ngroups);
+	if (pool->feed_flush)
+		pool->feed_flush(pool);
+	if (all && pool->ngroups > 1)
+		FP_FOR_GROUPS(q, pool, i)
+			if (q != g && q->queue.len)
+				dispatch_group(q);
+	dispatch_group(g);
 }
 
 void fp__worker_write_cb(fp_io *io, ssize_t res, const char *buf)
 {
 	struct fp_worker *w = io->data;
-	fp_pool *p = w->pool;
+	struct fp_group *g = w->group;
 
 	if (res < 0 && !fp__worker_exited(w) && w->kill_reason == FP_KILL_NONE && !w->quit_sent) {
 		/* A live worker that cannot be written to is of no use. */
-		fp_log_warn(&p->log, "worker %u (pid %d): write failed: %s", w->slot,
+		fp_log_warn(&g->log, "worker %u (pid %d): write failed: %s", w->slot,
 			    (int)w->pid, fp_strerror((int)res));
 		fp__worker_kill(w, SIGKILL, FP_KILL_PROTOCOL);
 	}
 	if (fp__worker_exited(w))
 		fp__worker_maybe_free(w);
 	else if (!fp__kv_reply_flush(w))
-		fp__dispatch(p);
+		fp__dispatch(g);
 }
 
 /* --- timeouts ------------------------------------------------------------ */
@@ -284,7 +285,7 @@ void fp__worker_write_cb(fp_io *io, ssize_t res, const char *buf)
 static void deadline_cb(fp_timer *t)
 {
 	struct fp_worker *w = t->data;
-	fp_pool *p = w->pool;
+	struct fp_group *g = w->group;
 	struct fp_call *c;
 	uint64_t cur, started, limit_ns, now, period;
 	uint32_t index;
@@ -309,7 +310,7 @@ static void deadline_cb(fp_timer *t)
 		 * Blocked by back-pressure, not by its own slowness: a task that
 		 * waits for the next stage to drain is not timed out for it.
 		 */
-		fp_timer_start(p->loop, t, period, deadline_cb);
+		fp_timer_start(g->loop, t, period, deadline_cb);
 		return;
 	}
 	cur = atomic_load_explicit(&w->shm->current, memory_order_acquire);
@@ -321,7 +322,7 @@ static void deadline_cb(fp_timer *t)
 		 * Between two items of the chunk, or running one without a
 		 * timeout: check again a full period on.
 		 */
-		fp_timer_start(p->loop, t, period, deadline_cb);
+		fp_timer_start(g->loop, t, period, deadline_cb);
 		return;
 	}
 	/* The start may be stamped early by up to the slack: never time out early. */
@@ -330,11 +331,11 @@ static void deadline_cb(fp_timer *t)
 	if (now < started + limit_ns) {
 		/* Its end, or sooner: an item behind it may have a shorter timeout. */
 		uint64_t ms = (started + limit_ns - now) / 1000000u + 1;
-		fp_timer_start(p->loop, t, ms < period ? ms : period, deadline_cb);
+		fp_timer_start(g->loop, t, ms < period ? ms : period, deadline_cb);
 		return;
 	}
 	fp__item_name(name, sizeof(name), c, index, hop);
-	fp_log_warn(&p->log, "worker %u (pid %d): task %s ran past its %llu ms timeout; "
+	fp_log_warn(&g->log, "worker %u (pid %d): task %s ran past its %llu ms timeout; "
 		    "stopping it (%s)", w->slot, (int)w->pid, fp__item_task(c, hop),
 		    (unsigned long long)c->timeout_ms, name);
 	/* The task may see fp_cancelled() and stop by itself within the grace. */
@@ -345,7 +346,7 @@ static void deadline_cb(fp_timer *t)
 
 static void worker_broken(struct fp_worker *w, const char *what, int err)
 {
-	fp_log_error(&w->pool->log, "worker %u (pid %d) %s: %s; killing it", w->slot,
+	fp_log_error(&w->group->log, "worker %u (pid %d) %s: %s; killing it", w->slot,
 		     (int)w->pid, what, fp_strerror(err));
 	fp__worker_kill(w, SIGKILL, FP_KILL_PROTOCOL);
 }
@@ -371,9 +372,9 @@ static void task_error_end(struct fp_worker *w, struct fp_call *call, uint32_t i
 			   unsigned hops, unsigned hop, const char *msg, const char *tb,
 			   uint64_t us)
 {
-	fp_pool *p = w->pool;
+	struct fp_group *g = w->group;
 	unsigned attempts = fp__item_starts(call, index) + 1;
-	bool retry = p->state == FP_POOL_RUNNING && !call->cancelled &&
+	bool retry = g->state == FP_POOL_RUNNING && !call->cancelled &&
 		     fp__item_retry_wanted(call, index, attempts, FP_RETRY_TASK_ERROR, hop);
 	char name[160], note[128], *full = NULL;
 
@@ -381,7 +382,7 @@ static void task_error_end(struct fp_worker *w, struct fp_call *call, uint32_t i
 			      retry);
 	if (retry) {
 		fp__item_name(name, sizeof(name), call, index, hop);
-		fp_log_info(&p->log, "worker %u (pid %d): task %s failed (%s, %s): %.200s",
+		fp_log_info(&g->log, "worker %u (pid %d): task %s failed (%s, %s): %.200s",
 			    w->slot, (int)w->pid, fp__item_task(call, hop), name, note, msg);
 	}
 	/* A retry waits at the chain's first stage again; else it ends where it failed. */
@@ -390,7 +391,7 @@ static void task_error_end(struct fp_worker *w, struct fp_call *call, uint32_t i
 	if (retry) {
 		/* Its next run is its next attempt. */
 		fp__item_started(call, index);
-		fp__item_requeue(p, call, index, 1);
+		fp__item_requeue(g, call, index, 1);
 		if (call->ops->requeued)
 			call->ops->requeued(call, 0);
 		return;
@@ -398,7 +399,7 @@ static void task_error_end(struct fp_worker *w, struct fp_call *call, uint32_t i
 	if ((attempts > 1 || fp__item_retries(call, hop)) &&
 	    (full = malloc(strlen(msg) + strlen(note) + 4)))
 		sprintf(full, "%s (%s)", msg, note);
-	fp__item_end_tb(p, call, index, FP_ITEM_TASK_ERROR, NULL, 0, full ? full : msg, tb,
+	fp__item_end_tb(g, call, index, FP_ITEM_TASK_ERROR, NULL, 0, full ? full : msg, tb,
 			fp__worker_answer_pid(w), us, hop, attempts);
 	free(full);
 }
@@ -427,7 +428,7 @@ static uint64_t answer_us(struct fp_worker *w, uint64_t now)
 	uint64_t us = now > w->mark_ns ? (now - w->mark_ns) / 1000u : 0;
 
 	w->mark_ns = now;
-	count_duration(w->pool, us);
+	count_duration(w->group, us);
 	return us;
 }
 
@@ -477,7 +478,7 @@ static bool chain_time_wanted(unsigned hops, bool seg_end, uint64_t ran_us)
 static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 			  const char *payload, uint64_t now)
 {
-	fp_pool *p = w->pool;
+	struct fp_group *g = w->group;
 	struct fp_call *call = w->call;
 	uint32_t index;
 	fp_item_status status;
@@ -495,7 +496,7 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 	if (chain_time_wanted(hops, seg_end, ran_us))
 		call->ops->chain_us(call, hops, ran_us);
 	else if (!hops)
-		fp__task_us_record(p, call, ran_us);
+		fp__task_us_record(g, call, ran_us);
 
 	status = h->type == FP_FRAME_RESULT ? FP_ITEM_OK : (fp_item_status)(h->flags & 0xff);
 	if (status == FP_ITEM_OK && h->type != FP_FRAME_RESULT)
@@ -514,7 +515,7 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 				  fp__item_starts(call, index) + 1);
 	if (call->ops->ran)
 		call->ops->ran(call, hops, hop, 1);
-	fp__item_end(p, call, index, status, payload, h->len, payload, fp__worker_answer_pid(w), us, hop,
+	fp__item_end(g, call, index, status, payload, h->len, payload, fp__worker_answer_pid(w), us, hop,
 		     fp__item_starts(call, index) + 1);
 }
 
@@ -531,10 +532,10 @@ static void handle_result(struct fp_worker *w, const struct fp_frame_header *h,
 static void handle_results(struct fp_worker *w, const struct fp_frame_header *h,
 			   char *payload, uint32_t n, uint64_t now)
 {
-	fp_pool *p = w->pool;
+	struct fp_group *g = w->group;
 	struct fp_call *call = w->call;
 	struct fp_frame_results_walk k;
-	struct fp_result *r = p->answers;
+	struct fp_result *r = g->answers;
 	uint32_t i, first, flags, len, *task_us = NULL;
 	unsigned hops, hop = h->hop;
 	uint64_t us;
@@ -548,9 +549,9 @@ static void handle_results(struct fp_worker *w, const struct fp_frame_header *h,
 	first = w->segs[w->seg].first + w->seg_acked;
 	seg_end = w->seg_acked + n == w->segs[w->seg].count;
 	us = answer_us(w, now);
-	p->duration_counts[0] += n - 1;
+	g->duration_counts[0] += n - 1;
 	if (!hops)
-		task_us = fp__task_us_slot(p, call);
+		task_us = fp__task_us_slot(g, call);
 	pid = fp__worker_answer_pid(w);
 	fp_frame_results_walk_init(&k, payload, n);
 	for (i = 0; i < n; i++) {
@@ -579,7 +580,7 @@ static void handle_results(struct fp_worker *w, const struct fp_frame_header *h,
 	if (call->ops->items_end && !call->ops->output && !hops) {
 		if (call->ops->ran)
 			call->ops->ran(call, 0, 0, n);
-		fp__items_ok(p, call, r, n);
+		fp__items_ok(g, call, r, n);
 		return;
 	}
 	/* The last end may free the call: nothing of it is read after. */
@@ -589,7 +590,7 @@ static void handle_results(struct fp_worker *w, const struct fp_frame_header *h,
 					  r[i].attempts);
 		if (call->ops->ran)
 			call->ops->ran(call, hops, hop, 1);
-		fp__item_end(p, call, first + i, FP_ITEM_OK, r[i].value ? r[i].value : "",
+		fp__item_end(g, call, first + i, FP_ITEM_OK, r[i].value ? r[i].value : "",
 			     r[i].value_len, NULL, pid, r[i].duration_us, hop, r[i].attempts);
 	}
 }
@@ -602,19 +603,19 @@ static void handle_results(struct fp_worker *w, const struct fp_frame_header *h,
 static uint32_t answers_run_max(struct fp_worker *w)
 {
 	const struct fp_call *c = w->call;
-	const struct fp_seg *g;
+	const struct fp_seg *sg;
 	uint32_t left;
 
 	if (!c)
 		return 1;
-	g = &w->segs[w->seg];
-	if (!(c->ops->items_end && !c->ops->output && !c->ops->blocked && !g->hops) &&
-	    !(c->ops->runs && c->ops->runs(c, g->hops)))
+	sg = &w->segs[w->seg];
+	if (!(c->ops->items_end && !c->ops->output && !c->ops->blocked && !sg->hops) &&
+	    !(c->ops->runs && c->ops->runs(c, sg->hops)))
 		return 1;
-	if (!w->pool->answers &&
-	    !(w->pool->answers = malloc(FP_ANSWERS_MAX * sizeof(*w->pool->answers))))
+	if (!w->group->answers &&
+	    !(w->group->answers = malloc(FP_ANSWERS_MAX * sizeof(*w->group->answers))))
 		return 1;   /* one at a time is as right */
-	left = g->count - w->seg_acked;
+	left = sg->count - w->seg_acked;
 	return left < FP_ANSWERS_MAX ? left : FP_ANSWERS_MAX;
 }
 
@@ -642,7 +643,7 @@ static void handle_emit(struct fp_worker *w, const struct fp_frame_header *h,
 static void handle_frame(struct fp_worker *w, const struct fp_frame_header *h,
 			 char *payload, uint32_t count, uint64_t now)
 {
-	fp_pool *p = w->pool;
+	struct fp_group *g = w->group;
 
 	switch (h->type) {
 	case FP_FRAME_RESULTS:
@@ -651,20 +652,20 @@ static void handle_frame(struct fp_worker *w, const struct fp_frame_header *h,
 		break;
 	case FP_FRAME_READY:
 		/* An exec worker's READY lists the tasks its program announced. */
-		if (p->exec && fp__exec_set_tasks(p->exec, payload, h->len) < 0) {
+		if (g->exec && fp__exec_set_tasks(g->exec, payload, h->len) < 0) {
 			worker_broken(w, "said ready without a task list", FP_EPROTOCOL);
 			break;
 		}
 		w->ready = true;
 		fp__worker_ready(w);
 		w->rss_kib = h->rss_kib;
-		p->start_failures = 0;
-		p->slots[w->slot].start_failures = 0;
+		g->start_failures = 0;
+		g->slots[w->slot].start_failures = 0;
 		if (w->life == FP_LIFE_STARTING)
 			w->life = FP_LIFE_IDLE;
 		/* It wrote its pid first thing: known now, whatever its zygote says. */
 		fp__worker_learn_pid(w);
-		if (p->state != FP_POOL_RUNNING)
+		if (g->state != FP_POOL_RUNNING)
 			fp__worker_quit(w);
 		else
 			fp__spawn_standby(w);
@@ -696,14 +697,14 @@ static void handle_frame(struct fp_worker *w, const struct fp_frame_header *h,
  */
 static bool must_pause(struct fp_worker *w)
 {
-	fp_pool *p = w->pool;
+	struct fp_group *g = w->group;
 	struct fp_worker *o;
 
 	if (!w->call || !w->call->ops->blocked || fp__worker_exited(w) || w->read_done ||
 	    w->kill_reason != FP_KILL_NONE ||
 	    !w->call->ops->blocked(w->call, w->segs[w->seg].hops))
 		return false;
-	for (o = p->workers; o; o = o->next)
+	for (o = g->workers; o; o = o->next)
 		if (o != w && !o->paused && fp__worker_able(o))
 			return true;
 	return false;
@@ -712,7 +713,7 @@ static bool must_pause(struct fp_worker *w)
 static void pause_reading(struct fp_worker *w)
 {
 	w->paused = true;
-	w->pool->npaused++;
+	w->group->npaused++;
 	if (fp_io_active(&w->rio) && !w->rpause) {
 		/* Bytes that still arrive are kept in the reader, unread. */
 		w->rpause = true;
@@ -746,7 +747,7 @@ static void process_frames(struct fp_worker *w, uint64_t now)
 void fp__worker_read_cb(fp_io *io, ssize_t res, const char *buf)
 {
 	struct fp_worker *w = io->data;
-	fp_pool *p = w->pool;
+	struct fp_group *g = w->group;
 	int rc;
 
 	if (res > 0 && w->kill_reason != FP_KILL_PROTOCOL) {
@@ -767,7 +768,7 @@ void fp__worker_read_cb(fp_io *io, ssize_t res, const char *buf)
 			w->rpause = false;
 			if (!w->paused) {
 				fp__worker_resume(w);
-				fp__dispatch(p);
+				fp__dispatch(g);
 			}
 			return;
 		}
@@ -776,31 +777,31 @@ void fp__worker_read_cb(fp_io *io, ssize_t res, const char *buf)
 		w->read_done = true;
 		if (w->paused) {
 			w->paused = false;
-			p->npaused--;
+			g->npaused--;
 		}
 		process_frames(w, fp_now_ns());
 		fp__worker_read_done(w);
-		fp__dispatch(p);
+		fp__dispatch(g);
 		return;
 	}
-	fp__dispatch(p);
+	fp__dispatch(g);
 }
 
 void fp__worker_resume(struct fp_worker *w)
 {
-	fp_pool *p = w->pool;
+	struct fp_group *g = w->group;
 	int err;
 
 	if (w->paused) {
 		w->paused = false;
-		p->npaused--;
+		g->npaused--;
 	}
 	process_frames(w, fp_now_ns());
 	if (w->paused || w->rpause || w->read_done || fp_io_active(&w->rio))
 		return;
-	err = fp_io_read_start(p->loop, &w->rio, w->fd, fp__worker_read_cb);
+	err = fp_io_read_start(g->loop, &w->rio, w->fd, fp__worker_read_cb);
 	if (err) {
-		fp_log_error(&p->log, "worker %u (pid %d): cannot read again: %s", w->slot,
+		fp_log_error(&g->log, "worker %u (pid %d): cannot read again: %s", w->slot,
 			     (int)w->pid, fp_strerror(err));
 		fp__worker_kill(w, SIGKILL, FP_KILL_PROTOCOL);
 		/* Nothing more will be read: its end is accounted when it is reaped. */
@@ -810,21 +811,21 @@ void fp__worker_resume(struct fp_worker *w)
 
 static void resume_cb(fp_timer *t)
 {
-	fp_pool *p = t->data;
+	struct fp_group *g = t->data;
 	struct fp_worker *w, *next;
 
-	for (w = p->workers; w && p->npaused; w = next) {
+	for (w = g->workers; w && g->npaused; w = next) {
 		next = w->next;
 		if (w->paused && (!w->call || !w->call->ops->blocked ||
 				  !w->call->ops->blocked(w->call, w->segs[w->seg].hops) ||
 				  fp__worker_exited(w) || w->kill_reason != FP_KILL_NONE))
 			fp__worker_resume(w);
 	}
-	fp__dispatch(p);
+	fp__dispatch(g);
 }
 
-void fp__resume_later(fp_pool *p)
+void fp__resume_later(struct fp_group *g)
 {
-	if (!fp_timer_active(&p->resume))
-		fp_timer_start(p->loop, &p->resume, 0, resume_cb);
+	if (!fp_timer_active(&g->resume))
+		fp_timer_start(g->loop, &g->resume, 0, resume_cb);
 }

@@ -17,21 +17,21 @@ static void defer_cb(fp_timer *t)
 	fp__dispatch(t->data);
 }
 
-int fp__fail_later(fp_pool *p, struct fp_call *call, uint32_t first,
+int fp__fail_later(struct fp_group *g, struct fp_call *call, uint32_t first,
 		   uint32_t count, fp_item_status status, const char *why)
 {
 	struct fp_qent e = { call, first, count, status, why };
-	int err = fp__queue_push_ent(&p->failing, &e, false);
+	int err = fp__queue_push_ent(&g->failing, &e, false);
 
-	if (!err && !fp_timer_active(&p->defer))
-		err = fp_timer_start(p->loop, &p->defer, 0, defer_cb);
+	if (!err && !fp_timer_active(&g->defer))
+		err = fp_timer_start(g->loop, &g->defer, 0, defer_cb);
 	return err;
 }
 
-void fp__queue_fail(fp_pool *p, struct fp_call *call, fp_item_status status,
+void fp__queue_fail(struct fp_group *g, struct fp_call *call, fp_item_status status,
 		    const char *why)
 {
-	struct fp_queue *q = &p->queue;
+	struct fp_queue *q = &g->queue;
 	size_t i, kept = 0, len = q->len;
 
 	/* Compact in place, keeping the order of what stays. */
@@ -40,7 +40,7 @@ void fp__queue_fail(fp_pool *p, struct fp_call *call, fp_item_status status,
 		if (!call || e.call == call) {
 			/* Moving to another queue can only fail for memory; the
 			 * item would then be lost, so keep it queued instead. */
-			if (fp__fail_later(p, e.call, e.first, e.count, status, why) == 0) {
+			if (fp__fail_later(g, e.call, e.first, e.count, status, why) == 0) {
 				q->items -= e.count;
 				continue;
 			}
@@ -48,6 +48,8 @@ void fp__queue_fail(fp_pool *p, struct fp_call *call, fp_item_status status,
 		*fp__queue_at(q, kept++) = e;
 	}
 	q->len = kept;
+	/* The entries held back may be among those gone. */
+	q->held_back = 0;
 }
 
 /*
@@ -146,40 +148,40 @@ void fp__item_attempt_note(char *buf, size_t len, const struct fp_call *c, uint3
 			 retry_kind_name(kind));
 }
 
-void fp__deliver_failing(fp_pool *p)
+void fp__deliver_failing(struct fp_group *g)
 {
-	struct fp_queue *q = &p->failing;
+	struct fp_queue *q = &g->failing;
 	struct fp_call *c, *next;
 
-	fp_timer_stop(&p->defer);
+	fp_timer_stop(&g->defer);
 	for (;;) {
 		struct fp_qent e;
 
 		/* Work gathered for the queues fails here too once the pool stops. */
-		if (p->root->feed_flush)
-			p->root->feed_flush(p->root);
+		if (g->pool->feed_flush)
+			g->pool->feed_flush(g->pool);
 		if (!q->len)
 			break;
 		e = q->buf[q->head];
 		fp__queue_pop(q);
 		for (uint32_t i = 0; i < e.count; i++)
-			fp__item_end(p, e.call, e.first + i, e.status, NULL, 0, e.why, 0, 0, 0,
+			fp__item_end(g, e.call, e.first + i, e.status, NULL, 0, e.why, 0, 0, 0,
 				     fp__item_starts(e.call, e.first + i));
 	}
 	/* Calls with no items finish here too. */
-	for (c = p->calls; c; c = next) {
+	for (c = g->calls; c; c = next) {
 		next = c->next;
 		if (c->n == 0)
 			fp__call_maybe_finish(c);
 	}
 }
 
-void fp__item_requeue(fp_pool *p, struct fp_call *call, uint32_t first, uint32_t count)
+void fp__item_requeue(struct fp_group *g, struct fp_call *call, uint32_t first, uint32_t count)
 {
-	if (fp__queue_push(&p->queue, call, first, count, true) < 0) {
+	if (fp__queue_push(&g->queue, call, first, count, true) < 0) {
 		/* Out of memory for the queue: failing beats losing them. */
 		for (uint32_t i = 0; i < count; i++)
-			fp__item_end(p, call, first + i, FP_ITEM_CRASH, NULL, 0,
+			fp__item_end(g, call, first + i, FP_ITEM_CRASH, NULL, 0,
 				     "could not requeue the item: out of memory", 0, 0, 0,
 				     fp__item_starts(call, first + i));
 	}

@@ -48,7 +48,7 @@ void fp__item_attempt_note(char *buf, size_t len, const struct fp_call *c, uint3
  * ran, and count as done), started `attempts` times: count it, and tell
  * its call. Inline: it is on every answer's path.
  */
-static inline void fp__item_end_tb(fp_pool *p, struct fp_call *call, uint32_t index,
+static inline void fp__item_end_tb(struct fp_group *g, struct fp_call *call, uint32_t index,
 				   fp_item_status status, const char *value, size_t len,
 				   const char *msg, const char *traceback, pid_t pid,
 				   uint64_t duration_us, unsigned hop, unsigned attempts)
@@ -65,13 +65,13 @@ static inline void fp__item_end_tb(fp_pool *p, struct fp_call *call, uint32_t in
 		.traceback = status == FP_ITEM_TASK_ERROR ? traceback : NULL,
 	};
 
-	p->done += hop;
+	g->done += hop;
 	if (status == FP_ITEM_OK) {
-		p->done++;
+		g->done++;
 	} else {
-		p->failed++;
+		g->failed++;
 		if (status == FP_ITEM_CANCELLED)
-			p->ncancelled++;
+			g->ncancelled++;
 	}
 	call->ops->item_end(call, hop, &r);
 }
@@ -80,10 +80,10 @@ static inline void fp__item_end_tb(fp_pool *p, struct fp_call *call, uint32_t in
  * n items of call ended OK at its own task, answered together (r[0..n)):
  * counted, and handed over whole when the call takes runs.
  */
-static inline void fp__items_ok(fp_pool *p, struct fp_call *call, const struct fp_result *r,
+static inline void fp__items_ok(struct fp_group *g, struct fp_call *call, const struct fp_result *r,
 				size_t n)
 {
-	p->done += n;
+	g->done += n;
 	if (call->ops->items_end) {
 		call->ops->items_end(call, r, n);
 		return;
@@ -93,15 +93,15 @@ static inline void fp__items_ok(fp_pool *p, struct fp_call *call, const struct f
 }
 
 /* Every end but a task error's has no traceback. */
-static inline void fp__item_end(fp_pool *p, struct fp_call *call, uint32_t index,
+static inline void fp__item_end(struct fp_group *g, struct fp_call *call, uint32_t index,
 				fp_item_status status, const char *value, size_t len,
 				const char *msg, pid_t pid, uint64_t duration_us, unsigned hop,
 				unsigned attempts)
 {
-	fp__item_end_tb(p, call, index, status, value, len, msg, NULL, pid, duration_us, hop,
+	fp__item_end_tb(g, call, index, status, value, len, msg, NULL, pid, duration_us, hop,
 			attempts);
 }
-/* Put items back at the head of p's queue; without memory for it they fail. */
-void fp__item_requeue(fp_pool *p, struct fp_call *call, uint32_t first, uint32_t count);
+/* Put items back at the head of g's queue; without memory for it they fail. */
+void fp__item_requeue(struct fp_group *g, struct fp_call *call, uint32_t first, uint32_t count);
 
 #endif

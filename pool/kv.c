@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -369,14 +368,32 @@ static int parse_int(const char *s, size_t len, int64_t *out)
 	return 0;
 }
 
+size_t fp__kv_int_text(int64_t v, char out[FP_KV_INT_TEXT])
+{
+	char digits[FP_KV_INT_TEXT];
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+	size_t n = 0, len = 0;
+
+	do {
+		digits[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		out[len++] = '-';
+	while (n)
+		out[len++] = digits[--n];
+	return len;
+}
+
 int fp__kv_incr(fp_kv *kv, const char *key, size_t klen, int64_t by, uint64_t now_ms,
 		int64_t *out)
 {
 	struct kv_ent **link;
 	uint64_t hash, expires = 0;
 	int64_t v = 0;
-	char text[24];
-	int rc = check_key(kv, klen), n;
+	char text[FP_KV_INT_TEXT];
+	int rc = check_key(kv, klen);
+	size_t n;
 
 	if (rc)
 		return rc;
@@ -392,8 +409,8 @@ int fp__kv_incr(fp_kv *kv, const char *key, size_t klen, int64_t by, uint64_t no
 	if ((by > 0 && v > INT64_MAX - by) || (by < 0 && v < INT64_MIN - by))
 		return -ERANGE;
 	v += by;
-	n = snprintf(text, sizeof(text), "%lld", (long long)v);
-	rc = put(kv, link, key, klen, hash, text, (size_t)n, expires, now_ms);
+	n = fp__kv_int_text(v, text);
+	rc = put(kv, link, key, klen, hash, text, n, expires, now_ms);
 	if (rc == 0)
 		*out = v;
 	return rc;

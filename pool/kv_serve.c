@@ -27,15 +27,15 @@
  * slot and generation, never by a pointer that may dangle.
  */
 struct kv_call {
-	fp_pool *pool;
+	struct fp_group *group;
 	unsigned slot;
 	uint64_t generation;
 	uint64_t id;
 };
 
-static struct fp_worker *find_worker(fp_pool *p, unsigned slot, uint64_t generation)
+static struct fp_worker *find_worker(struct fp_group *g, unsigned slot, uint64_t generation)
 {
-	for (struct fp_worker *w = p->workers; w; w = w->next)
+	for (struct fp_worker *w = g->workers; w; w = w->next)
 		if (w->slot == slot && w->generation == generation)
 			return w;
 	return NULL;
@@ -57,9 +57,9 @@ bool fp__kv_reply_flush(struct fp_worker *w)
 	w->kv_reply_due = false;
 	iov.iov_base = w->kv_reply;
 	iov.iov_len = w->kv_reply_len;
-	err = fp_io_write(w->pool->loop, &w->wio, w->fd, &iov, 1, kv_write_cb);
+	err = fp_io_write(w->group->loop, &w->wio, w->fd, &iov, 1, kv_write_cb);
 	if (err) {
-		fp_log_warn(&w->pool->log, "worker %u (pid %d): cannot answer its shared-value call: %s",
+		fp_log_warn(&w->group->log, "worker %u (pid %d): cannot answer its shared-value call: %s",
 			    w->slot, (int)w->pid, fp_strerror(err));
 		fp__worker_kill(w, SIGKILL, FP_KILL_PROTOCOL);
 		return false;
@@ -67,11 +67,11 @@ bool fp__kv_reply_flush(struct fp_worker *w)
 	return true;
 }
 
-/* Answer call `id` of the worker (pool, slot, generation), if it is still there to hear it. */
-static void answer(fp_pool *pool, unsigned slot, uint64_t generation, uint64_t id,
+/* Answer call `id` of the worker (group, slot, generation), if it is still there to hear it. */
+static void answer(struct fp_group *g, unsigned slot, uint64_t generation, uint64_t id,
 		   const struct fp_kv_reply *r)
 {
-	struct fp_worker *w = find_worker(pool, slot, generation);
+	struct fp_worker *w = find_worker(g, slot, generation);
 	struct fp_kv_wire_reply wr = {
 		.err = r->err,
 		.swapped = r->swapped,
@@ -112,17 +112,17 @@ static void answered(fp_pool *pool, const struct fp_kv_reply *r, void *data)
 	struct kv_call *call = data;
 
 	(void)pool;
-	answer(call->pool, call->slot, call->generation, call->id, r);
+	answer(call->group, call->slot, call->generation, call->id, r);
 	free(call);
 }
 
 /* A lock's answer (locks.h), now or when it is free or the wait is over. */
-static void lock_answered(fp_pool *pool, unsigned slot, uint64_t generation, uint64_t id,
+static void lock_answered(struct fp_group *g, unsigned slot, uint64_t generation, uint64_t id,
 			  int err, const char *msg)
 {
 	struct fp_kv_reply r = { .err = err, .value = msg, .value_len = msg ? strlen(msg) : 0 };
 
-	answer(pool, slot, generation, id, &r);
+	answer(g, slot, generation, id, &r);
 }
 
 /* LOCK, UNLOCK, UNLOCK_ALL: the lock table, not the store. */
@@ -137,7 +137,7 @@ static int serve_lock(struct fp_worker *w, uint64_t id, const struct fp_kv_wire_
 		r.err = -EINVAL;
 		r.value = "a lock's name is 1 to 256 bytes";
 		r.value_len = strlen(r.value);
-		answer(w->pool, w->slot, w->generation, id, &r);
+		answer(w->group, w->slot, w->generation, id, &r);
 		return 0;
 	}
 	switch (wr->op) {
@@ -159,7 +159,7 @@ static int serve_lock(struct fp_worker *w, uint64_t id, const struct fp_kv_wire_
 		r.number = fp__unlock_all(w);
 		break;
 	}
-	answer(w->pool, w->slot, w->generation, id, &r);
+	answer(w->group, w->slot, w->generation, id, &r);
 	return 0;
 }
 
@@ -195,8 +195,8 @@ int fp__kv_serve(struct fp_worker *w, const struct fp_frame_header *h, const cha
 		fp__worker_kill(w, SIGKILL, FP_KILL_PROTOCOL);
 		return 0;
 	}
-	*call = (struct kv_call){ w->pool, w->slot, w->generation, h->id };
-	err = fp_pool_kv(w->pool, &req, answered, call);
+	*call = (struct kv_call){ w->group, w->slot, w->generation, h->id };
+	err = fp_pool_kv(w->group->pool, &req, answered, call);
 	if (err) {
 		free(call);
 		fp__worker_kill(w, SIGKILL, FP_KILL_PROTOCOL);

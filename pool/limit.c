@@ -69,7 +69,7 @@ static int limit_add(struct fp_limits *l, const char *name, unsigned max, bool o
 
 int fp_pool_limit_set(fp_pool *pool, const char *name, unsigned max)
 {
-	struct fp_limits *l = &pool->root->limits;
+	struct fp_limits *l = &pool->limits;
 	long i;
 
 	if (!name || !name_ok(name) || !max)
@@ -80,7 +80,7 @@ int fp_pool_limit_set(fp_pool *pool, const char *name, unsigned max)
 	if (i >= 0) {
 		l->v[i].max = max;
 		/* A higher max may let waiting items start. */
-		fp__dispatch(pool->root);
+		fp__dispatch(pool->groups[0]);
 		return 0;
 	}
 	return limit_add(l, name, max, false);
@@ -90,6 +90,7 @@ static void task_drop(struct fp_limits *l, size_t t)
 {
 	free(l->t[t].task);
 	l->t[t] = l->t[--l->nt];
+	l->gen++;
 }
 
 static int task_add(struct fp_limits *l, const char *task, size_t limit)
@@ -103,12 +104,13 @@ static int task_add(struct fp_limits *l, const char *task, size_t limit)
 	if (!(copy = strdup(task)))
 		return -ENOMEM;
 	t[l->nt++] = (struct fp_limit_task){ copy, limit };
+	l->gen++;
 	return 0;
 }
 
 int fp_pool_task_limit(fp_pool *pool, const char *task, const char *limit)
 {
-	struct fp_limits *l = &pool->root->limits;
+	struct fp_limits *l = &pool->limits;
 	long i, t;
 
 	if (!task || !*task)
@@ -117,7 +119,7 @@ int fp_pool_task_limit(fp_pool *pool, const char *task, const char *limit)
 	if (!limit) {
 		if (t >= 0) {
 			task_drop(l, (size_t)t);
-			fp__dispatch(pool->root);
+			fp__dispatch(pool->groups[0]);
 		}
 		return 0;
 	}
@@ -130,7 +132,7 @@ int fp_pool_task_limit(fp_pool *pool, const char *task, const char *limit)
 
 int fp_pool_task_concurrency(fp_pool *pool, const char *task, unsigned max)
 {
-	struct fp_limits *l = &pool->root->limits;
+	struct fp_limits *l = &pool->limits;
 	long i, t;
 	int err;
 
@@ -143,7 +145,7 @@ int fp_pool_task_concurrency(fp_pool *pool, const char *task, unsigned max)
 			task_drop(l, (size_t)t);
 		if (i >= 0 && l->v[i].own)
 			l->v[i].max = UINT32_MAX;   /* kept: its index may be in use */
-		fp__dispatch(pool->root);
+		fp__dispatch(pool->groups[0]);
 		return 0;
 	}
 	if (i >= 0 && !l->v[i].own)
@@ -158,7 +160,7 @@ int fp_pool_task_concurrency(fp_pool *pool, const char *task, unsigned max)
 	l->v[i].max = max;
 	if (t < 0 && (err = task_add(l, task, (size_t)i)) < 0)
 		return err;
-	fp__dispatch(pool->root);
+	fp__dispatch(pool->groups[0]);
 	return 0;
 }
 
@@ -181,7 +183,7 @@ static uint64_t seg_left(const struct fp_worker *w, uint32_t s)
 	return w->segs[s].count - (s == w->seg ? w->seg_acked : 0);
 }
 
-/* Items of limit `lim` (or, lim < 0, of call c) that the family's workers hold. */
+/* Items of limit `lim` (or, lim < 0, of call c) that the workers of every group hold. */
 static uint64_t held(fp_pool *root, long lim, const struct fp_call *c)
 {
 	uint64_t n = 0;
@@ -214,14 +216,71 @@ static uint64_t queued(fp_pool *root, long lim)
 	return n;
 }
 
+/* Whether limit `lim` has no place free, counted once per plan. */
+static bool limit_full(fp_pool *root, size_t lim)
+{
+	struct fp_limits *l = &root->limits;
+	struct fp_limit *v = &l->v[lim];
+
+	if (v->held_plan != l->plan) {
+		v->held = held(root, (long)lim, NULL);
+		v->held_plan = l->plan;
+	}
+	return v->held >= v->max;
+}
+
+size_t fp__limit_held_back(struct fp_group *g)
+{
+	struct fp_queue *q = &g->queue;
+	struct fp_limits *l = &g->pool->limits;
+	uint64_t bits = q->held_back_limits;
+
+	if (!q->held_back)
+		return 0;
+	if (q->held_back_gen != l->gen) {
+		/* Which limit an entry is under may have changed: forget them. */
+		q->held_back = 0;
+		return 0;
+	}
+	/*
+	 * A place free in any of them: the walk starts at the head, and the
+	 * entries stay counted (what they are under has not changed), so that
+	 * once the place is taken the next plan skips them again.
+	 */
+	for (size_t i = 0; bits; i++, bits >>= 1)
+		if ((bits & 1) && !limit_full(g->pool, i))
+			return 0;
+	return q->held_back;
+}
+
+void fp__limit_held_back_note(struct fp_group *g, size_t at, const struct fp_call *c)
+{
+	struct fp_queue *q = &g->queue;
+	struct fp_limits *l = &g->pool->limits;
+	long lim;
+
+	if (at != q->held_back)
+		return;
+	lim = limit_of(l, c->task);
+	/* Only a full limit holds an entry back whatever worker asks (fp__limit_room()). */
+	if (lim < 0 || lim >= 64 || !limit_full(g->pool, (size_t)lim))
+		return;
+	if (!q->held_back) {
+		q->held_back_limits = 0;
+		q->held_back_gen = l->gen;
+	}
+	q->held_back++;
+	q->held_back_limits |= UINT64_C(1) << lim;
+}
+
 /*
  * Of `max` places, those free now, and at most a worker's share of them
  * in one chunk (rounded down, at least 1): a limit of 3 over 4 workers runs
  * its items on 3 of them, not 3 in a row on one, and a limit of 5 on all 4.
  */
-static size_t places(const fp_pool *p, unsigned max, uint64_t used, size_t want)
+static size_t places(const struct fp_group *g, unsigned max, uint64_t used, size_t want)
 {
-	unsigned nw = p->opts.workers ? p->opts.workers : 1;
+	unsigned nw = g->opts.workers ? g->opts.workers : 1;
 	uint64_t share = max / nw ? max / nw : 1;
 	uint64_t room = used >= max ? 0 : max - used;
 
@@ -230,10 +289,10 @@ static size_t places(const fp_pool *p, unsigned max, uint64_t used, size_t want)
 	return room < want ? (size_t)room : want;
 }
 
-size_t fp__limit_room(fp_pool *p, const struct fp_worker *w, const struct fp_call *c,
+size_t fp__limit_room(struct fp_group *g, const struct fp_worker *w, const struct fp_call *c,
 		      unsigned *hops, const struct fp_seg *planned, uint32_t n, size_t want)
 {
-	fp_pool *root = p->root;
+	fp_pool *root = g->pool;
 	struct fp_limits *l = &root->limits;
 	long lim;
 
@@ -254,16 +313,13 @@ size_t fp__limit_room(fp_pool *p, const struct fp_worker *w, const struct fp_cal
 		struct fp_limit *v = &l->v[lim];
 		uint64_t used;
 
-		if (v->held_plan != l->plan) {
-			v->held = held(root, lim, NULL);
-			v->held_plan = l->plan;
-		}
+		limit_full(root, (size_t)lim);
 		used = v->held;
 
 		for (uint32_t s = 0; s < n; s++)
 			if (limit_of(l, planned[s].call->task) == lim)
 				used += planned[s].count;
-		want = places(p, l->v[lim].max, used, want);
+		want = places(g, l->v[lim].max, used, want);
 	}
 	if (c->concurrency && want) {
 		uint64_t used = held(root, -1, c);
@@ -271,7 +327,7 @@ size_t fp__limit_room(fp_pool *p, const struct fp_worker *w, const struct fp_cal
 		for (uint32_t s = 0; s < n; s++)
 			if (planned[s].call == c)
 				used += planned[s].count;
-		want = places(p, c->concurrency, used, want);
+		want = places(g, c->concurrency, used, want);
 	}
 	return want;
 }
@@ -280,8 +336,7 @@ size_t fp__limit_room(fp_pool *p, const struct fp_worker *w, const struct fp_cal
 
 size_t fp_pool_limits(fp_pool *pool, struct fp_limit_stats *out, size_t max)
 {
-	fp_pool *root = pool->root;
-	const struct fp_limits *l = &root->limits;
+	const struct fp_limits *l = &pool->limits;
 	size_t k = 0;
 
 	for (size_t i = 0; i < l->n; i++) {
@@ -292,8 +347,8 @@ size_t fp_pool_limits(fp_pool *pool, struct fp_limit_stats *out, size_t max)
 			out[k] = (struct fp_limit_stats){
 				.name = l->v[i].name,
 				.max = l->v[i].max,
-				.running = (unsigned)held(root, (long)i, NULL),
-				.waiting = queued(root, (long)i),
+				.running = (unsigned)held(pool, (long)i, NULL),
+				.waiting = queued(pool, (long)i),
 			};
 		k++;
 	}
@@ -302,7 +357,7 @@ size_t fp_pool_limits(fp_pool *pool, struct fp_limit_stats *out, size_t max)
 
 const char *fp_pool_task_limit_name(fp_pool *pool, const char *task)
 {
-	const struct fp_limits *l = &pool->root->limits;
+	const struct fp_limits *l = &pool->limits;
 	long lim = limit_of(l, task);
 
 	return lim < 0 ? NULL : l->v[lim].name;

@@ -2,7 +2,7 @@
  * Concurrency limits (the semaphore): named limits, the tasks each one
  * covers, and dispatch's question "how many items of this call may start
  * now". A limit's running count is never kept: it is read from what the
- * family's workers hold unanswered, so no path by which an item ends (an
+ * workers of every group hold unanswered, so no path by which an item ends (an
  * answer, a crash, a kill, a requeue) can leave it wrong.
  */
 #ifndef FP_LIMIT_H
@@ -15,10 +15,11 @@
 #include "forkpool.h"
 
 struct fp_call;
+struct fp_group;
 struct fp_seg;
 struct fp_worker;
 
-/* The root pool's limits, shared by its exec pools. */
+/* The pool's limits, shared by all its groups. */
 struct fp_limits {
 	struct fp_limit {
 		char *name;
@@ -40,6 +41,8 @@ struct fp_limits {
 	 * limit is walked entry by entry on every dispatch).
 	 */
 	uint64_t plan;
+	/* Counts changes of which task is under which limit (a queue's held_back). */
+	uint64_t gen;
 };
 
 /*
@@ -51,7 +54,7 @@ struct fp_limits {
  * already holds a chunk is sent none of a limited task: an item waiting
  * behind another would hold a place of the limit without running.
  */
-size_t fp__limit_room(fp_pool *p, const struct fp_worker *w, const struct fp_call *c,
+size_t fp__limit_room(struct fp_group *g, const struct fp_worker *w, const struct fp_call *c,
 		      unsigned *hops, const struct fp_seg *planned, uint32_t n, size_t want);
 /*
  * Whether fp__limit_room() may say less than `want` for a call with this
@@ -62,6 +65,18 @@ static inline bool fp__limits_may_apply(const struct fp_limits *l, unsigned conc
 {
 	return l->nt || concurrency;
 }
+/*
+ * Where pool p's chunk plan may start its walk of the queue: after the
+ * leading entries it found held back by full limits (queue.h's held_back),
+ * while all of those limits are still full; else 0, forgetting them.
+ */
+size_t fp__limit_held_back(struct fp_group *g);
+/*
+ * Entry `at` of p's queue, of call c, had no room: counted among the
+ * leading entries held back when it is the next of them and its task's
+ * limit is full.
+ */
+void fp__limit_held_back_note(struct fp_group *g, size_t at, const struct fp_call *c);
 /* A chunk plan begins: counts read before it are stale. */
 static inline void fp__limit_plan_begin(struct fp_limits *l)
 {

@@ -1,5 +1,5 @@
 /*
- * The lock table (locks.h): a short list of named locks in the root pool,
+ * The lock table (locks.h): a short list of named locks in the pool,
  * each with its holder and its queue of waiters. Locks are few and held
  * briefly (a task's critical section), so a list searched by name is enough.
  */
@@ -16,7 +16,7 @@
 struct waiter {
 	struct waiter *next;
 	struct lock *lock;
-	fp_pool *pool;             /* the worker's (an exec pool's slots are its own) */
+	struct fp_group *group;    /* the worker's (each group's slots are its own) */
 	unsigned slot;
 	uint64_t generation;
 	uint64_t id;               /* its call */
@@ -27,7 +27,7 @@ struct waiter {
 
 struct lock {
 	struct lock *next;
-	fp_pool *pool;             /* the holder's */
+	struct fp_group *group;    /* the holder's */
 	unsigned slot;
 	uint64_t generation;
 	struct waiter *waiters, **tail;
@@ -39,14 +39,9 @@ struct fp_locks {
 	struct lock *head;
 };
 
-static fp_pool *root_of(fp_pool *p)
+static struct fp_locks *table(struct fp_group *g)
 {
-	return p->root ? p->root : p;
-}
-
-static struct fp_locks *table(fp_pool *p)
-{
-	fp_pool *root = root_of(p);
+	fp_pool *root = g->pool;
 
 	if (!root->locks)
 		root->locks = calloc(1, sizeof(*root->locks));
@@ -55,7 +50,7 @@ static struct fp_locks *table(fp_pool *p)
 
 static bool holds(const struct lock *k, const struct fp_worker *w)
 {
-	return k->pool == w->pool && k->slot == w->slot && k->generation == w->generation;
+	return k->group == w->group && k->slot == w->slot && k->generation == w->generation;
 }
 
 static struct lock **find(struct fp_locks *t, const char *name, size_t len)
@@ -93,10 +88,10 @@ static void release(struct lock **kp)
 		return;
 	}
 	waiter_unlink(wt);
-	k->pool = wt->pool;
+	k->group = wt->group;
 	k->slot = wt->slot;
 	k->generation = wt->generation;
-	wt->answer(wt->pool, wt->slot, wt->generation, wt->id, 0, NULL);
+	wt->answer(wt->group, wt->slot, wt->generation, wt->id, 0, NULL);
 	free(wt);
 }
 
@@ -108,14 +103,14 @@ static void waited_too_long(fp_timer *t)
 	snprintf(msg, sizeof(msg), "lock '%.*s' was not free within its %llu ms timeout",
 		 (int)wt->lock->len, wt->lock->name, (unsigned long long)wt->timeout_ms);
 	waiter_unlink(wt);
-	wt->answer(wt->pool, wt->slot, wt->generation, wt->id, -ETIMEDOUT, msg);
+	wt->answer(wt->group, wt->slot, wt->generation, wt->id, -ETIMEDOUT, msg);
 	free(wt);
 }
 
 int fp__lock(struct fp_worker *w, uint64_t id, const char *name, size_t len, uint64_t timeout_ms,
 	     fp_lock_answer_fn answer)
 {
-	struct fp_locks *t = table(w->pool);
+	struct fp_locks *t = table(w->group);
 	struct lock **kp, *k;
 	struct waiter *wt;
 	char msg[FP_KV_KEY_MAX + 128];
@@ -129,38 +124,38 @@ int fp__lock(struct fp_worker *w, uint64_t id, const char *name, size_t len, uin
 			return -ENOMEM;
 		memcpy(k->name, name, len);
 		k->len = len;
-		k->pool = w->pool;
+		k->group = w->group;
 		k->slot = w->slot;
 		k->generation = w->generation;
 		k->waiters = NULL;
 		k->tail = &k->waiters;
 		k->next = NULL;
 		*kp = k;
-		answer(w->pool, w->slot, w->generation, id, 0, NULL);
+		answer(w->group, w->slot, w->generation, id, 0, NULL);
 		return 0;
 	}
 	k = *kp;
 	if (holds(k, w)) {
 		snprintf(msg, sizeof(msg), "lock '%.*s' is held by this task already",
 			 (int)len, name);
-		answer(w->pool, w->slot, w->generation, id, -EDEADLK, msg);
+		answer(w->group, w->slot, w->generation, id, -EDEADLK, msg);
 		return 0;
 	}
 	if (!timeout_ms) {
 		snprintf(msg, sizeof(msg), "lock '%.*s' was not free within its 0 ms timeout",
 			 (int)len, name);
-		answer(w->pool, w->slot, w->generation, id, -ETIMEDOUT, msg);
+		answer(w->group, w->slot, w->generation, id, -ETIMEDOUT, msg);
 		return 0;
 	}
 	wt = calloc(1, sizeof(*wt));
 	if (!wt)
 		return -ENOMEM;
 	*wt = (struct waiter){
-		.lock = k, .pool = w->pool, .slot = w->slot, .generation = w->generation,
+		.lock = k, .group = w->group, .slot = w->slot, .generation = w->generation,
 		.id = id, .timeout_ms = timeout_ms, .answer = answer,
 	};
 	wt->timer.data = wt;
-	if (fp_timer_start(w->pool->loop, &wt->timer, timeout_ms, waited_too_long) < 0) {
+	if (fp_timer_start(w->group->loop, &wt->timer, timeout_ms, waited_too_long) < 0) {
 		free(wt);
 		return -ENOMEM;
 	}
@@ -171,7 +166,7 @@ int fp__lock(struct fp_worker *w, uint64_t id, const char *name, size_t len, uin
 
 int fp__unlock(struct fp_worker *w, const char *name, size_t len)
 {
-	struct fp_locks *t = root_of(w->pool)->locks;
+	struct fp_locks *t = w->group->pool->locks;
 	struct lock **kp;
 
 	if (!t)
@@ -185,7 +180,7 @@ int fp__unlock(struct fp_worker *w, const char *name, size_t len)
 
 unsigned fp__unlock_all(struct fp_worker *w)
 {
-	struct fp_locks *t = root_of(w->pool)->locks;
+	struct fp_locks *t = w->group->pool->locks;
 	struct lock **kp;
 	unsigned n = 0;
 
@@ -211,7 +206,7 @@ unsigned fp__unlock_all(struct fp_worker *w)
 
 void fp__locks_worker_gone(struct fp_worker *w)
 {
-	struct fp_locks *t = root_of(w->pool)->locks;
+	struct fp_locks *t = w->group->pool->locks;
 	unsigned n;
 
 	if (!t)
@@ -221,7 +216,7 @@ void fp__locks_worker_gone(struct fp_worker *w)
 
 		for (; wt; wt = next) {
 			next = wt->next;
-			if (wt->pool == w->pool && wt->slot == w->slot &&
+			if (wt->group == w->group && wt->slot == w->slot &&
 			    wt->generation == w->generation) {
 				waiter_unlink(wt);
 				free(wt);
@@ -230,7 +225,7 @@ void fp__locks_worker_gone(struct fp_worker *w)
 	}
 	n = fp__unlock_all(w);
 	if (n)
-		fp_log_info(&w->pool->log, "worker %u (pid %d) is gone: %u lock%s it held %s free",
+		fp_log_info(&w->group->log, "worker %u (pid %d) is gone: %u lock%s it held %s free",
 			    w->slot, (int)w->pid, n, n == 1 ? "" : "s", n == 1 ? "is" : "are");
 }
 

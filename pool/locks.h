@@ -18,11 +18,13 @@
 
 #include "forkpool.h"
 
+struct fp_group;
+
 struct fp_worker;
 struct fp_locks;
 
 /* Where an answer goes: kv_serve.c's reply to the worker's call `id`. */
-typedef void (*fp_lock_answer_fn)(fp_pool *pool, unsigned slot, uint64_t generation,
+typedef void (*fp_lock_answer_fn)(struct fp_group *g, unsigned slot, uint64_t generation,
 				  uint64_t id, int err, const char *msg);
 
 void fp__locks_free(struct fp_locks *l);

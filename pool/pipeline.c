@@ -5,11 +5,12 @@
  * pipeline_order.c.
  */
 #include <errno.h>
-#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cancel.h"
 #include "forkpool/loop.h"
 #include "pipeline_impl.h"
 
@@ -94,7 +95,7 @@ bool fp__pipe_runs(const struct fp_call *b, unsigned hops)
 
 static bool stage_slow(const struct fp_pipe_stage *s)
 {
-	uint32_t us = fp__task_us(s->pool, s->pipe->reg_gen, s->task_ix);
+	uint32_t us = fp__task_us(s->group, s->pipe->reg_gen, s->task_ix);
 
 	return us != FP_TASK_US_UNKNOWN && us > FP_BATCH_QUICK_US;
 }
@@ -102,7 +103,7 @@ static bool stage_slow(const struct fp_pipe_stage *s)
 /* Whether stage k's chain may go on into nx, the stage after it. */
 static bool chain_link(const struct fp_pipe_stage *k, const struct fp_pipe_stage *nx)
 {
-	return nx->pool == k->pool && !nx->cap && !nx->generator && !nx->emits &&
+	return nx->group == k->group && !nx->cap && !nx->generator && !nx->emits &&
 	       !nx->retries && nx->timeout_ms == k->timeout_ms && !stage_slow(nx);
 }
 
@@ -112,7 +113,7 @@ unsigned fp__pipe_hops(const struct fp_call *b)
 	const struct fp_pipe *pipe = s->pipe;
 	unsigned h = 0;
 
-	if (s == pipe->reduce || s->pool->exec || s->cap || s->generator || s->emits ||
+	if (s == pipe->reduce || s->group->exec || s->cap || s->generator || s->emits ||
 	    b->cancelled || stage_slow(s))
 		return 0;
 	while (h < FP_FRAME_HOPS_MAX && s->index + h + 1 < pipe->nstages &&
@@ -156,7 +157,7 @@ void fp__pipe_chain_us_record(struct fp_call *b, unsigned hops, uint64_t us)
 	const struct fp_pipe_stage *s = fp__batch(b)->stage;
 
 	for (unsigned j = 0; j <= hops; j++)
-		fp__task_ix_us_record(s[j].pool, s->pipe->reg_gen, s[j].task_ix, us / (hops + 1));
+		fp__task_ix_us_record(s[j].group, s->pipe->reg_gen, s[j].task_ix, us / (hops + 1));
 }
 
 /* --- delivery and the end ------------------------------------------------ */
@@ -252,7 +253,7 @@ static void later_cb(fp_timer *t)
 	fp_pool *p = pipe->pool;
 
 	fp__pipe_check_end(pipe);
-	fp__dispatch(p);
+	fp__dispatch(p->groups[0]);
 }
 
 void fp__pipes_free_all(fp_pool *p)
@@ -264,12 +265,12 @@ void fp__pipes_free_all(fp_pool *p)
 /* --- submit -------------------------------------------------------------- */
 
 /*
- * Who runs `task` and whether it is there: the pool itself for a module's
- * task, or the exec pool of NAME.task, which knows its tasks once one of its
- * workers said ready (until then its worker decides, as for apply). Sets
+ * Which group runs `task` and whether it is there: group 0 for a module's
+ * task, or the exec group of NAME.task, which knows its tasks once one of
+ * its workers said ready (until then its worker decides, as for apply). Sets
  * *gen when the task is declared a generator.
  */
-static int stage_task(fp_pool *p, const char *task, fp_pool **by,
+static int stage_task(fp_pool *p, const char *task, struct fp_group **by,
 		      const struct fp_registry_task **t, bool *gen)
 {
 	const struct fp_exec_task *xt;
@@ -279,7 +280,7 @@ static int stage_task(fp_pool *p, const char *task, fp_pool **by,
 	if (!task)
 		return FP_EUNKNOWN_TASK;
 	*by = fp__group_of(p, task);
-	if (*by == p) {
+	if (!(*by)->exec) {
 		if (!(*t = fp_registry_find(&p->reg, task)))
 			return FP_EUNKNOWN_TASK;
 		*gen = (*t)->generator;
@@ -298,7 +299,7 @@ static int stages_init(fp_pool *p, struct fp_pipe *pipe, const fp_stage *stages,
 {
 	const struct fp_registry_task *t;
 	size_t i, total = nstages + (o->reduce ? 1 : 0), names = 0, off = 0;
-	fp_pool *by;
+	struct fp_group *by;
 	bool gen;
 	int err;
 
@@ -323,7 +324,7 @@ static int stages_init(fp_pool *p, struct fp_pipe *pipe, const fp_stage *stages,
 		stage_task(p, task, &by, &t, &gen);
 		s->pipe = pipe;
 		s->index = (unsigned)i;
-		s->pool = by;
+		s->group = by;
 		s->name_len = (uint32_t)strlen(task);
 		/* An exec task has no run-time record: never a quick task. */
 		s->task_ix = t ? (uint32_t)(t - p->reg.tasks) : UINT32_MAX;
@@ -348,7 +349,7 @@ static int stages_init(fp_pool *p, struct fp_pipe *pipe, const fp_stage *stages,
 		const struct fp_pipe_stage *nx = next_stage(s);
 		size_t b = nx ? nx->buffer : s->buffer;
 
-		s->chunk = b / (size_t)s->pool->opts.workers;
+		s->chunk = b / (size_t)s->group->opts.workers;
 		if (s->chunk < 1)
 			s->chunk = 1;
 		if (s->chunk > STAGE_CHUNK_MAX)
@@ -390,7 +391,7 @@ static int inputs_init(fp_pool *p, struct fp_pipe *pipe, const struct fp_buf *it
 	}
 	b->n = n;
 	fp__batch(b)->closed = true;
-	per = fp__default_chunksize(s0->pool, n);
+	per = fp__default_chunksize(s0->group, n);
 	b->chunksize = per < s0->chunk ? per : s0->chunk;
 	s0->st.in = n;
 	pipe->live = n;
@@ -411,7 +412,7 @@ static int inputs_queue(fp_pool *p, struct fp_pipe *pipe, const struct fp_buf *i
 			err = fp__stage_work_submit(p, b->task, b, (uint32_t)run_start,
 						    (uint32_t)(i - run_start));
 		if (!err && i < n)
-			err = fp__fail_later(b->pool, b, (uint32_t)i, 1, FP_ITEM_TOO_LARGE,
+			err = fp__fail_later(b->group, b, (uint32_t)i, 1, FP_ITEM_TOO_LARGE,
 					     "argument is over the pool's max_payload");
 		run_start = i + 1;
 	}
@@ -444,7 +445,7 @@ static int pipeline_submit(fp_pool *p, const fp_stage *stages, size_t nstages,
 	pipe->pool = p;
 	pipe->later.data = pipe;
 	pipe->reg_gen = p->reg_gen;
-	fp__task_us_sync(p);
+	fp__task_us_sync(p->groups[0]);
 	pipe->ninputs = n;
 	pipe->reduce_batch = opts->reduce_batch ? opts->reduce_batch : REDUCE_BATCH_DEFAULT;
 	err = stages_init(p, pipe, stages, nstages, opts);
@@ -492,7 +493,7 @@ static int pipeline_submit(fp_pool *p, const fp_stage *stages, size_t nstages,
 		err = fp_timer_start(p->loop, &pipe->later, 0, later_cb);
 	if (err) {
 		/* Undo: nothing of it may stay queued, and nothing is told. */
-		fp__queue_fail(pipe->batches->pool, pipe->batches, FP_ITEM_CANCELLED, "cancelled");
+		fp__queue_fail(pipe->batches->group, pipe->batches, FP_ITEM_CANCELLED, "cancelled");
 		pipe->on_item = NULL;
 		pipe->on_done = NULL;
 		pipe->start.cb = NULL;
@@ -502,9 +503,9 @@ static int pipeline_submit(fp_pool *p, const fp_stage *stages, size_t nstages,
 	}
 	if (call_id)
 		*call_id = pipe->id;
-	fp__dispatch(p);
-	if (pipe->stages[0].pool != p)
-		fp__dispatch(pipe->stages[0].pool);
+	fp__dispatch(p->groups[0]);
+	if (pipe->stages[0].group != p->groups[0])
+		fp__dispatch(pipe->stages[0].group);
 	return 0;
 
 err_free:
@@ -546,6 +547,17 @@ static bool worker_holds_pipe(const struct fp_worker *w, const struct fp_pipe *p
 	return false;
 }
 
+/* Whether the item w runs now is of one of pipe's batches (it may run another call's). */
+static bool running_pipe(struct fp_worker *w, const struct fp_pipe *pipe)
+{
+	uint64_t cur = atomic_load_explicit(&w->shm->current, memory_order_acquire);
+	uint32_t index;
+	unsigned hop;
+	struct fp_call *c = fp__worker_item(w, cur, &index, &hop);
+
+	return c && c->ops == &fp__batch_ops && fp__batch(c)->stage->pipe == pipe;
+}
+
 static struct fp_pipe *pipe_find(fp_pool *p, uint64_t id)
 {
 	struct fp_pipe *pipe;
@@ -560,7 +572,7 @@ int fp__pipe_cancel(fp_pool *p, uint64_t id)
 {
 	struct fp_pipe *pipe = pipe_find(p, id);
 	struct fp_worker *w;
-	fp_pool *g;
+	struct fp_group *g;
 	unsigned i;
 	struct fp_call *b;
 
@@ -572,13 +584,17 @@ int fp__pipe_cancel(fp_pool *p, uint64_t id)
 	/* Each batch is queued in the pool that runs its stage. */
 	for (b = pipe->batches; b; b = b->next) {
 		b->cancelled = true;
-		fp__queue_fail(b->pool, b, FP_ITEM_CANCELLED, "cancelled");
+		fp__queue_fail(b->group, b, FP_ITEM_CANCELLED, "cancelled");
 	}
-	/* As for a call: only workers still running one of its chunks, in any group. */
+	/*
+	 * As for a call: only workers still running one of its chunks, in any
+	 * group, stopped as a call's are (cancel.h), so that a stage's task may
+	 * see fp_cancelled() and end within the grace.
+	 */
 	FP_FOR_GROUPS(g, p, i) {
 		for (w = g->workers; w; w = w->next)
 			if (!fp__worker_exited(w) && worker_holds_pipe(w, pipe))
-				fp__worker_kill(w, SIGKILL, FP_KILL_CANCEL);
+				fp__worker_stop(w, FP_KILL_CANCEL, running_pipe(w, pipe));
 	}
 	/* Nothing owed (e.g. no inputs): end it from the loop. */
 	if (!pipe->live && !fp_timer_active(&pipe->later))

@@ -63,10 +63,10 @@ struct fp_pipe_stage {
 	char *task;                /* in the pipeline's name block */
 	uint32_t name_len;
 	/*
-	 * The pool whose queue and workers run its items: the pipeline's own,
-	 * or the exec group of a NAME.task (fp__group_of()).
+	 * The group whose queue and workers run its items: group 0, or the
+	 * exec group of a NAME.task (fp__group_of()).
 	 */
-	fp_pool *pool;
+	struct fp_group *group;
 	uint32_t task_ix;          /* its place in pool->task_us (chunk.c); UINT32_MAX: none */
 	unsigned cap;              /* most workers at once; 0: no cap */
 	bool generator;            /* its task is a declared generator */

@@ -26,12 +26,12 @@ static void batch_name(const struct fp_call *c, uint32_t index, unsigned hop, ch
  * Handed to a worker: the pipeline has started, and the worker is one more
  * of the stage's (a batch's chunk is its only segment: chunk.c).
  */
-static void batch_sent(struct fp_call *c, fp_pool *p, unsigned hops, uint32_t count)
+static void batch_sent(struct fp_call *c, struct fp_group *g, unsigned hops, uint32_t count)
 {
 	struct fp_pipe_stage *st = fp__batch(c)->stage;
 
 	if (!st->pipe->start.started)
-		fp__start_note(p, &st->pipe->start);
+		fp__start_note(g->pool, &st->pipe->start);
 	st->nworkers++;
 	st->st.running += count;
 	fp__pipe_chain_sent(c, hops, count);
@@ -77,22 +77,23 @@ static bool batch_may_wait(const struct fp_call *c)
 }
 
 /*
- * The stage ran items of group p's queue: room in the buffer before it may
+ * The stage ran items of group g's queue: room in the buffer before it may
  * let a paused worker go on, or a stage held back for that buffer run, in
  * this group or, when stages run in exec groups, in another one. Each is
  * looked at again from the loop.
  */
-static void batch_taken(struct fp_call *c, fp_pool *p)
+static void batch_taken(struct fp_call *c, struct fp_group *g)
 {
-	fp_pool *root = p->root, *g;
+	fp_pool *p = g->pool;
+	struct fp_group *q;
 	unsigned i;
 
-	if (p->npaused)
-		fp__resume_later(p);
-	if (root->ngroups > 1)
-		FP_FOR_GROUPS(g, root, i)
-			if (g != p && (g->npaused || g->queue.len))
-				fp__resume_later(g);
+	if (g->npaused)
+		fp__resume_later(g);
+	if (p->ngroups > 1)
+		FP_FOR_GROUPS(q, p, i)
+			if (q != g && (q->npaused || q->queue.len))
+				fp__resume_later(q);
 }
 
 /* Its worker holds the stage's place no more. */
@@ -126,7 +127,7 @@ static void batch_hop_us(struct fp_call *c, unsigned hop, uint64_t us)
 {
 	const struct fp_pipe_stage *s = &fp__batch(c)->stage[hop];
 
-	fp__task_ix_us_record(s->pool, c->reg_gen, s->task_ix, us);
+	fp__task_ix_us_record(s->group, c->reg_gen, s->task_ix, us);
 }
 
 const struct fp_call_ops fp__batch_ops = {

@@ -18,20 +18,20 @@
 /* --- batches ------------------------------------------------------------- */
 
 /*
- * Every stage's work is queued here, in the pool that serves the task: the
- * pipeline's own, or the exec pool of a NAME.task. The pipeline stays with
- * its own pool; the batch is one more call in the other pool's queue, run
- * by its workers (fp__dispatch() of any pool of the family flushes what the
- * pipelines gathered, then dispatches the whole family).
+ * Every stage's work is queued here, in the group that serves the task:
+ * group 0, or the exec group of a NAME.task. The pipeline is the pool's;
+ * the batch is one more call in that group's queue, run by its workers
+ * (fp__dispatch() of any group flushes what the pipelines gathered, then
+ * dispatches every group).
  */
 int fp__stage_work_submit(fp_pool *p, const char *task, struct fp_call *b,
 			  uint32_t first, uint32_t count)
 {
-	fp_pool *by;
+	struct fp_group *by;
 	int err;
 
 	if (p->ngroups == 1)
-		return fp__queue_push(&p->queue, b, first, count, false);
+		return fp__queue_push(&p->groups[0]->queue, b, first, count, false);
 	by = fp__group_of(p, task);
 	err = fp__queue_push(&by->queue, b, first, count, false);
 	/*
@@ -74,7 +74,7 @@ struct fp_call *fp__batch_new(struct fp_pipe *pipe, struct fp_pipe_stage *s,
 	fp__batch(b)->arena_cap = bytes;
 	b->id = pipe->id;
 	/* The pool whose queue holds it: items fail and are requeued there. */
-	b->pool = s->pool;
+	b->group = s->group;
 	b->task = s->task;
 	b->name_len = s->name_len;
 	b->task_ix = s->task_ix;
@@ -224,15 +224,15 @@ static void stage_close(struct fp_pipe *pipe, struct fp_pipe_stage *s)
 	 * quick ones go a whole stage chunk at a time, since there a worker's
 	 * round trip to the master, not the work, is what costs.
 	 */
-	per = fp__task_quick(p, b) ? b->n : (b->n + s->pool->opts.workers - 1) /
-						  s->pool->opts.workers;
+	per = fp__task_quick(s->group, b) ? b->n : (b->n + s->group->opts.workers - 1) /
+						  s->group->opts.workers;
 	b->chunksize = per < s->chunk ? (per ? per : 1) : s->chunk;
 	if (pipe->cancelled || p->state != FP_POOL_RUNNING)
 		err = -ECANCELED;
 	else
 		err = fp__stage_work_submit(p, s->task, b, 0, (uint32_t)b->n);
 	if (err)
-		fp__fail_later(b->pool, b, 0, (uint32_t)b->n, FP_ITEM_CANCELLED,
+		fp__fail_later(b->group, b, 0, (uint32_t)b->n, FP_ITEM_CANCELLED,
 			       err == -ECANCELED ? "cancelled" : "cancelled: out of memory to queue it");
 }
 

@@ -34,27 +34,27 @@ void fp_options_init(fp_options *o)
 	o->log_level = FP_LOG_WARN;
 }
 
-static void calls_free_all(fp_pool *p);
+static void calls_free_all(struct fp_group *g);
 
-static int slots_new(fp_pool *p)
+static int slots_new(struct fp_group *g)
 {
-	p->slots = calloc(p->opts.workers, sizeof(*p->slots));
-	if (!p->slots)
+	g->slots = calloc(g->opts.workers, sizeof(*g->slots));
+	if (!g->slots)
 		return -ENOMEM;
-	for (unsigned i = 0; i < p->opts.workers; i++) {
-		p->slots[i].pool = p;
-		p->slots[i].index = i;
-		p->slots[i].respawn.data = &p->slots[i];
+	for (unsigned i = 0; i < g->opts.workers; i++) {
+		g->slots[i].group = g;
+		g->slots[i].index = i;
+		g->slots[i].respawn.data = &g->slots[i];
 	}
 	return 0;
 }
 
-static int spawn_all(fp_pool *p)
+static int spawn_all(struct fp_group *g)
 {
 	int err = 0;
 
-	for (unsigned i = 0; !err && i < p->opts.workers; i++)
-		err = fp__spawn(p, i);
+	for (unsigned i = 0; !err && i < g->opts.workers; i++)
+		err = fp__spawn(g, i);
 	return err;
 }
 
@@ -88,75 +88,83 @@ static int exec_check(fp_pool *p, char *msg, size_t len)
 	return 0;
 }
 
-static void exec_group_free(fp_pool *c)
+static void group_free(struct fp_group *g)
 {
-	if (!c)
+	if (!g)
 		return;
-	for (unsigned i = 0; c->slots && i < c->opts.workers; i++)
-		fp_timer_stop(&c->slots[i].respawn);
-	fp_timer_stop(&c->defer);
-	fp_timer_stop(&c->resume);
-	calls_free_all(c);
-	fp__queue_deinit(&c->queue);
-	fp__queue_deinit(&c->failing);
-	fp__exec_free(c->exec);
-	free(c->task_us);
-	free(c->answers);
-	free(c->slots);
-	free(c);
+	for (unsigned i = 0; g->slots && i < g->opts.workers; i++)
+		fp_timer_stop(&g->slots[i].respawn);
+	fp_timer_stop(&g->defer);
+	fp_timer_stop(&g->resume);
+	calls_free_all(g);
+	fp__queue_deinit(&g->queue);
+	fp__queue_deinit(&g->failing);
+	fp__exec_free(g->exec);
+	free(g->task_us);
+	free(g->answers);
+	free(g->slots);
+	free(g);
 }
 
 /*
- * An exec group, root->groups[root->ngroups]: its own slots, queue, calls
- * and workers on the root's loop, with the root's options but for its
- * workers and the limits it sets itself, and no modules. Made before the
- * zygote, which clones its workers too and so must hold it; its loop is the
- * root's once that is attached (loop_attach()), its workers are started
- * later, with the root's.
+ * Group p->groups[p->ngroups], with p's options (modules and exec programs
+ * aside: those are the pool's) and `workers` slots; an exec group's program
+ * and limits are its caller's to set before its workers start. At most
+ * FP_EXEC_MAX + 1 of them: fp_options has room for no more exec programs.
  */
-static int exec_group_new(fp_pool *root, const fp_exec_options *xo, char *msg, size_t len)
+static struct fp_group *group_new(fp_pool *p, unsigned workers)
 {
-	fp_pool *c = calloc(1, sizeof(*c));
+	struct fp_group *g = calloc(1, sizeof(*g));
+
+	if (!g)
+		return NULL;
+	g->pool = p;
+	g->index = p->ngroups;
+	g->loop = p->loop;
+	g->opts = p->opts;
+	memset(g->opts.exec, 0, sizeof(g->opts.exec));
+	memset(g->opts.modules, 0, sizeof(g->opts.modules));
+	if (workers)
+		g->opts.workers = workers;
+	g->log = p->log;
+	g->rng = g->index ? p->rng ^ (uintptr_t)g : p->rng;
+	if (!g->rng)
+		g->rng = 1;
+	g->next_frame_id = 1;
+	g->defer.data = g;
+	g->resume.data = g;
+	if (slots_new(g) < 0) {
+		free(g);
+		return NULL;
+	}
+	p->groups[p->ngroups++] = g;
+	return g;
+}
+
+/*
+ * An exec group: its own slots, queue, calls and workers on the pool's
+ * loop, with the pool's options but for its workers and the limits it sets
+ * itself. Made before the zygote, which clones its workers too and so must
+ * hold it; its loop is the pool's once that is attached (loop_attach()),
+ * its workers are started later, with group 0's.
+ */
+static int exec_group_new(fp_pool *p, const fp_exec_options *xo, char *msg, size_t len)
+{
+	struct fp_group *g = group_new(p, xo->workers);
 	int err;
 
-	if (!c)
+	if (!g)
 		return -ENOMEM;
-	err = fp__exec_new(&c->exec, xo, msg, len);
-	if (err)
-		goto err_free;
-	c->root = root;
-	c->opts = root->opts;
-	memset(c->opts.exec, 0, sizeof(c->opts.exec));
-	memset(c->opts.modules, 0, sizeof(c->opts.modules));
-	if (xo->workers)
-		c->opts.workers = xo->workers;
-	err = fp__exec_limits(xo, &c->opts, msg, len);
-	if (err)
-		goto err_free;
-	c->log = root->log;
-	c->log.prefix = c->exec->prefix;
-	c->master_pid = root->master_pid;
-	c->rng = root->rng ^ (uintptr_t)c;
-	if (!c->rng)
-		c->rng = 1;
-	c->next_frame_id = 1;
-	/* The root's zygote forks its workers (fp__zygote_spawn()): none of its own. */
-	c->zygote_off = true;
-	c->defer.data = c;
-	c->resume.data = c;
-	c->shutdown_timer.data = c;
-	fp_registry_init(&c->reg);
-	err = slots_new(c);
-	if (err)
-		goto err_free;
-	/* At most FP_EXEC_MAX of them: fp_options has room for no more. */
-	c->group = root->ngroups;
-	root->groups[root->ngroups++] = c;
+	err = fp__exec_new(&g->exec, xo, msg, len);
+	if (!err)
+		err = fp__exec_limits(xo, &g->opts, msg, len);
+	if (err) {
+		p->groups[--p->ngroups] = NULL;
+		group_free(g);
+		return err;
+	}
+	g->log.prefix = g->exec->prefix;
 	return 0;
-
-err_free:
-	exec_group_free(c);
-	return err;
 }
 
 /* A pool with its options' defaults, nothing acquired yet but itself. */
@@ -167,9 +175,6 @@ static fp_pool *pool_alloc(const fp_options *opts)
 
 	if (!p)
 		return NULL;
-	p->root = p;
-	p->groups[0] = p;
-	p->ngroups = 1;
 	p->opts = *opts;
 	p->log = (struct fp_logger){ opts->log, opts->log_data, opts->log_level, NULL };
 	p->master_pid = getpid();
@@ -177,10 +182,7 @@ static fp_pool *pool_alloc(const fp_options *opts)
 	if (!p->rng)
 		p->rng = 1;
 	p->next_call_id = 1;
-	p->next_frame_id = 1;
 	fp_registry_init(&p->reg);
-	p->defer.data = p;
-	p->resume.data = p;
 	p->sigchld.data = p;
 	p->shutdown_timer.data = p;
 	p->start_timer.data = p;
@@ -190,6 +192,11 @@ static fp_pool *pool_alloc(const fp_options *opts)
 	}
 	if (!p->opts.max_payload)
 		p->opts.max_payload = DEFAULT_MAX_PAYLOAD;
+	/* Group 0: the C modules' workers. */
+	if (!group_new(p, 0)) {
+		free(p);
+		return NULL;
+	}
 	return p;
 }
 
@@ -252,7 +259,7 @@ static int loop_attach(fp_pool *p, fp_loop *loop, char *errbuf, size_t errlen)
 		/* A loop the caller made is the caller's to name: each fact once. */
 		fp_log_info(&p->log, "event loop backend: %s", fp_loop_backend_name(p->loop));
 	}
-	for (unsigned i = 1; i < p->ngroups; i++)
+	for (unsigned i = 0; i < p->ngroups; i++)
 		p->groups[i]->loop = p->loop;
 	return 0;
 }
@@ -284,15 +291,14 @@ static int exec_groups_new(fp_pool *p, const fp_options *opts, char *errbuf, siz
 
 static void exec_groups_free(fp_pool *p)
 {
-	for (unsigned i = 1; i < p->ngroups; i++)
-		exec_group_free(p->groups[i]);
-	p->ngroups = 1;
+	while (p->ngroups > 1)
+		group_free(p->groups[--p->ngroups]);
 }
 
 /* Every group's workers. On failure the caller frees p. */
 static int workers_start(fp_pool *p, const fp_options *opts, char *errbuf, size_t errlen)
 {
-	fp_pool *c;
+	struct fp_group *c;
 	unsigned i;
 	int err = 0;
 
@@ -320,7 +326,6 @@ int fp_pool_new(fp_pool **out, fp_loop *loop, const fp_options *opts,
 		char *errbuf, size_t errlen)
 {
 	fp_pool *p;
-	char msg[512] = "";
 	int err;
 
 	*out = NULL;
@@ -342,7 +347,7 @@ int fp_pool_new(fp_pool **out, fp_loop *loop, const fp_options *opts,
 
 	/*
 	 * The zygote now, while the master is small: the modules are loaded
-	 * and the exec pools made, and nothing else is here yet (no loop of
+	 * and the exec groups made, and nothing else is here yet (no loop of
 	 * our own, no workers, no calls). Without one, workers are forked by
 	 * the master.
 	 */
@@ -359,11 +364,6 @@ int fp_pool_new(fp_pool **out, fp_loop *loop, const fp_options *opts,
 		fp_errbuf_printf(errbuf, errlen, err, "cannot watch SIGCHLD: %s", fp_strerror(err));
 		goto err_loop;
 	}
-	err = slots_new(p);
-	if (err) {
-		fail_with(p, err, msg, errbuf, errlen);
-		goto err_signal;
-	}
 	err = workers_start(p, opts, errbuf, errlen);
 	if (err) {
 		/* Take down the ones that started. */
@@ -379,8 +379,6 @@ int fp_pool_new(fp_pool **out, fp_loop *loop, const fp_options *opts,
 	*out = p;
 	return 0;
 
-err_signal:
-	fp_signal_stop(&p->sigchld);
 err_loop:
 	if (p->own_loop)
 		fp_loop_free(p->loop);
@@ -390,6 +388,7 @@ err_groups:
 err_modules:
 	modules_free(p);
 err_free:
+	group_free(p->groups[0]);
 	free(p);
 	return err;
 }
@@ -399,12 +398,12 @@ fp_loop *fp_pool_loop(fp_pool *p)
 	return p->loop;
 }
 
-static void calls_free_all(fp_pool *p)
+static void calls_free_all(struct fp_group *g)
 {
-	while (p->calls) {
-		struct fp_call *c = p->calls;
-		p->calls = c->next;
-		fp__start_tell(p, &c->start, true);
+	while (g->calls) {
+		struct fp_call *c = g->calls;
+		g->calls = c->next;
+		fp__start_tell(g->pool, &c->start, true);
 		fp__call_free(c);
 	}
 }
@@ -423,29 +422,21 @@ void fp_pool_free(fp_pool *p)
 	fp__kv_free(p->kv);
 	fp__limits_deinit(&p->limits);
 	fp__locks_free(p->locks);
-	for (i = 0; i < p->opts.workers && p->slots; i++)
-		fp_timer_stop(&p->slots[i].respawn);
-	fp_timer_stop(&p->defer);
-	fp_timer_stop(&p->resume);
 	fp_timer_stop(&p->shutdown_timer);
 	fp_timer_stop(&p->start_timer);
 	p->starting = p->starting_tail = NULL;
 	fp_signal_stop(&p->sigchld);
 	/* Nothing is left after a shutdown; this only settles a failed fp_pool_new. */
 	fp__zygote_free_all(p);
-	calls_free_all(p);
-	free(p->task_us);
-	free(p->answers);
+	calls_free_all(p->groups[0]);
 	fp__pipes_free_all(p);
-	fp__queue_deinit(&p->queue);
-	fp__queue_deinit(&p->failing);
+	group_free(p->groups[0]);
 	fp_registry_deinit(&p->reg);
 	if (p->own_loop)
 		fp_loop_free(p->loop);
 	for (i = 0; p->module_paths && p->module_paths[i]; i++)
 		free(p->module_paths[i]);
 	free(p->module_paths);
-	free(p->slots);
 	free(p);
 }
 
@@ -459,72 +450,63 @@ void fp_pool_stop(fp_pool *p)
 	fp_loop_stop(p->loop);
 }
 
-bool fp__groups_have_zygotes(fp_pool *root)
+bool fp__groups_have_workers(fp_pool *p)
 {
-	fp_pool *q;
+	struct fp_group *g;
 	unsigned i;
 
-	FP_FOR_GROUPS(q, root, i)
-		if (q->zygotes)
-			return true;
-	return false;
-}
-
-bool fp__groups_have_workers(fp_pool *root)
-{
-	fp_pool *q;
-	unsigned i;
-
-	FP_FOR_GROUPS(q, root, i)
-		if (q->workers)
+	FP_FOR_GROUPS(g, p, i)
+		if (g->workers)
 			return true;
 	return false;
 }
 
 static void shutdown_deadline_cb(fp_timer *t)
 {
-	fp_pool *root = t->data, *p;
+	fp_pool *p = t->data;
+	struct fp_group *g;
 	struct fp_worker *w;
 	unsigned i;
 
-	FP_FOR_GROUPS(p, root, i) {
-		for (w = p->workers; w; w = w->next)
+	FP_FOR_GROUPS(g, p, i)
+		for (w = g->workers; w; w = w->next)
 			if (!fp__worker_exited(w) && !w->sigkilled)
 				fp__worker_kill(w, SIGKILL, FP_KILL_SHUTDOWN);
-		fp__zygote_kill_all(p);
-	}
+	fp__zygote_kill_all(p);
 }
 
-int fp_pool_shutdown(fp_pool *root, uint64_t deadline_ms)
+int fp_pool_shutdown(fp_pool *p, uint64_t deadline_ms)
 {
 	struct fp_worker *w;
-	fp_pool *p;
+	struct fp_group *g;
 	unsigned i, k;
 
-	if (root->state == FP_POOL_STOPPED)
+	if (p->state == FP_POOL_STOPPED)
 		return 0;
-	FP_FOR_GROUPS(p, root, k) {
-		p->state = FP_POOL_STOPPING;
-		for (i = 0; i < p->opts.workers; i++)
-			fp_timer_stop(&p->slots[i].respawn);
-		fp__queue_fail(p, NULL, FP_ITEM_CANCELLED,
+	p->state = FP_POOL_STOPPING;
+	FP_FOR_GROUPS(g, p, k) {
+		g->state = FP_POOL_STOPPING;
+		for (i = 0; i < g->opts.workers; i++)
+			fp_timer_stop(&g->slots[i].respawn);
+		fp__queue_fail(g, NULL, FP_ITEM_CANCELLED,
 			       "cancelled: the pool shut down before the item started");
-		for (w = p->workers; w; w = w->next)
+		for (w = g->workers; w; w = w->next)
 			fp__worker_quit(w);
-		/* It answers what it was asked, then leaves; the answers are waited for. */
-		fp__zygote_retire(p);
 	}
+	/* It answers what it was asked, then leaves; the answers are waited for. */
+	fp__zygote_retire(p);
 	if (deadline_ms)
-		fp_timer_start(root->loop, &root->shutdown_timer, deadline_ms, shutdown_deadline_cb);
+		fp_timer_start(p->loop, &p->shutdown_timer, deadline_ms, shutdown_deadline_cb);
 	else
-		shutdown_deadline_cb(&root->shutdown_timer);
-	while (fp__groups_have_workers(root) || fp__groups_have_zygotes(root))
-		fp_loop_run(root->loop);
-	fp_timer_stop(&root->shutdown_timer);
-	FP_FOR_GROUPS(p, root, k) {
-		fp__deliver_failing(p);
-		p->state = FP_POOL_STOPPED;
+		shutdown_deadline_cb(&p->shutdown_timer);
+	while (fp__groups_have_workers(p) || p->zygotes)
+		fp_loop_run(p->loop);
+	fp_timer_stop(&p->shutdown_timer);
+	FP_FOR_GROUPS(g, p, k) {
+		fp__deliver_failing(g);
+		g->state = FP_POOL_STOPPED;
 	}
+	p->state = FP_POOL_STOPPED;
 	return 0;
 }
 
@@ -532,6 +514,7 @@ int fp_pool_reload(fp_pool *root)
 {
 	struct fp_registry fresh, old;
 	struct fp_worker *w;
+	struct fp_group *g;
 	char msg[512] = "";
 	fp_pool *p = root;
 	unsigned i;
@@ -564,10 +547,10 @@ int fp_pool_reload(fp_pool *root)
 	/*
 	 * Successors first, then ask the old ones to leave after their
 	 * current item: never fewer than N able workers meanwhile. An exec
-	 * pool's successors start its program again from its file.
+	 * group's successors start its program again from its file.
 	 */
-	FP_FOR_GROUPS(p, root, i) {
-		for (w = p->workers; w; w = w->next) {
+	FP_FOR_GROUPS(g, root, i) {
+		for (w = g->workers; w; w = w->next) {
 			if (!fp__worker_able(w))
 				continue;
 			fp__worker_leave(w);
@@ -592,10 +575,8 @@ static void starts_cb(fp_timer *t)
 		fp__start_tell(root, root->starting, false);
 }
 
-void fp__start_note(fp_pool *p, struct fp_start_note *sn)
+void fp__start_note(fp_pool *root, struct fp_start_note *sn)
 {
-	fp_pool *root = p->root;
-
 	sn->started = true;
 	if (!sn->cb)
 		return;
@@ -613,10 +594,8 @@ void fp__start_note(fp_pool *p, struct fp_start_note *sn)
 		fp_timer_start(root->loop, &root->start_timer, 0, starts_cb);
 }
 
-void fp__start_tell(fp_pool *p, struct fp_start_note *sn, bool forget)
+void fp__start_tell(fp_pool *root, struct fp_start_note *sn, bool forget)
 {
-	fp_pool *root = p->root;
-
 	if (!sn->queued)
 		return;
 	if (sn->prev)
@@ -633,10 +612,10 @@ void fp__start_tell(fp_pool *p, struct fp_start_note *sn, bool forget)
 		sn->cb(root, sn->id, sn->data);
 }
 
-size_t fp__default_chunksize(const fp_pool *p, size_t n)
+size_t fp__default_chunksize(const struct fp_group *g, size_t n)
 {
 	/* As Python's Pool.map: about four chunks per worker. */
-	size_t per = (size_t)p->opts.workers * 4;
+	size_t per = (size_t)g->opts.workers * 4;
 	size_t k = n / per + (n % per ? 1 : 0);
 
 	return k ? k : 1;
@@ -648,17 +627,17 @@ size_t fp__default_chunksize(const fp_pool *p, size_t n)
  * dot, so the name alone says which group serves it, before any of that
  * group's workers announced its tasks.
  */
-fp_pool *fp__group_of(fp_pool *root, const char *task)
+struct fp_group *fp__group_of(fp_pool *p, const char *task)
 {
 	const char *dot = strchr(task, '.');
 
-	for (unsigned i = 1; dot && i < root->ngroups; i++) {
-		struct fp_exec *x = root->groups[i]->exec;
+	for (unsigned i = 1; dot && i < p->ngroups; i++) {
+		struct fp_exec *x = p->groups[i]->exec;
 
 		if (x->name_len == (size_t)(dot - task) && !memcmp(task, x->name, x->name_len))
-			return root->groups[i];
+			return p->groups[i];
 	}
-	return root;
+	return p->groups[0];
 }
 
 static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
@@ -667,24 +646,21 @@ static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 {
 	static const fp_call_options defaults = FP_CALL_OPTIONS_DEFAULT;
 	const struct fp_registry_task *t;
+	struct fp_group *g;
 	struct fp_call *c;
 	size_t i, run_start = 0, max = p->opts.max_payload;
 	int err = 0;
 
 	if (!task)
 		return FP_EUNKNOWN_TASK;
-	if (p->ngroups > 1) {
-		fp_pool *g = fp__group_of(p, task);
-		if (g != p)
-			return call_submit(g, task, items, n, o, spec, call_id);
-	}
-	if (p->state != FP_POOL_RUNNING)
+	g = fp__group_of(p, task);
+	if (g->state != FP_POOL_RUNNING)
 		return FP_ESTOPPED;
-	if (p->unavailable)
+	if (g->unavailable)
 		return FP_EUNAVAILABLE;
-	if (p->exec) {
+	if (g->exec) {
 		/* Known once a worker said ready; until then its worker decides. */
-		if (fp__exec_has_task(p->exec, task + p->exec->name_len + 1) == 0)
+		if (fp__exec_has_task(g->exec, task + g->exec->name_len + 1) == 0)
 			return FP_EUNKNOWN_TASK;
 		t = NULL;
 	} else if (!(t = fp_registry_find(&p->reg, task))) {
@@ -694,7 +670,7 @@ static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 		return -E2BIG;
 	if (!o)
 		o = &defaults;
-	err = fp__call_new(&c, p, t, task, items, n, o, spec);
+	err = fp__call_new(&c, g, t, task, items, n, o, spec);
 	if (err)
 		return err;
 
@@ -703,18 +679,18 @@ static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 		/* The common case in a tight loop: a million items pass it. */
 		while (i < n && items[i].len <= max)
 			i++;
-		err = fp__queue_push(&p->queue, c, (uint32_t)run_start,
+		err = fp__queue_push(&g->queue, c, (uint32_t)run_start,
 				     (uint32_t)(i - run_start), false);
 		if (!err && i < n)
-			err = fp__fail_later(p, c, (uint32_t)i, 1, FP_ITEM_TOO_LARGE,
+			err = fp__fail_later(g, c, (uint32_t)i, 1, FP_ITEM_TOO_LARGE,
 					     "argument is over the pool's max_payload");
 		run_start = i + 1;
 	}
-	if (!err && n == 0 && !fp_timer_active(&p->defer))
-		err = fp__fail_later(p, c, 0, 0, FP_ITEM_OK, NULL);
+	if (!err && n == 0 && !fp_timer_active(&g->defer))
+		err = fp__fail_later(g, c, 0, 0, FP_ITEM_OK, NULL);
 	if (err) {
 		/* Undo: nothing of this call may stay queued. */
-		fp__queue_fail(p, c, FP_ITEM_CANCELLED, "cancelled");
+		fp__queue_fail(g, c, FP_ITEM_CANCELLED, "cancelled");
 		c->on_item = NULL;
 		c->on_items = NULL;
 		c->on_done = NULL;
@@ -724,7 +700,7 @@ static int call_submit(fp_pool *p, const char *task, const struct fp_buf *items,
 	}
 	if (call_id)
 		*call_id = c->id;
-	fp__dispatch(p);
+	fp__dispatch(g);
 	return 0;
 }
 
@@ -758,33 +734,33 @@ int fp_pool_map_borrow_async(fp_pool *p, const char *task, const struct fp_buf *
 	return call_submit(p, task, items, n, opts, &spec, call_id);
 }
 
-int fp_pool_cancel(fp_pool *root, uint64_t call_id)
+int fp_pool_cancel(fp_pool *p, uint64_t call_id)
 {
 	struct fp_call *c = NULL;
 	struct fp_worker *w;
-	fp_pool *p;
+	struct fp_group *g;
 	unsigned i;
 
-	FP_FOR_GROUPS(p, root, i) {
-		for (c = p->calls; c && c->id != call_id; c = c->next)
+	FP_FOR_GROUPS(g, p, i) {
+		for (c = g->calls; c && c->id != call_id; c = c->next)
 			;
 		if (c)
 			break;
 	}
 	if (!c)
-		return fp__pipe_cancel(root, call_id);
+		return fp__pipe_cancel(p, call_id);
 	if (c->cancelled)
 		return -ENOENT;
-	p = c->pool;
+	g = c->group;
 	c->cancelled = true;
-	fp__queue_fail(p, c, FP_ITEM_CANCELLED, "cancelled");
+	fp__queue_fail(g, c, FP_ITEM_CANCELLED, "cancelled");
 	/*
 	 * Only workers with items of this call still unanswered (a chunk may
 	 * hold several calls; the others' items go back to the queue), and a
 	 * worker is never reaped before we stop signalling it, so the pid is
 	 * the one we mean.
 	 */
-	for (w = p->workers; w; w = w->next) {
+	for (w = g->workers; w; w = w->next) {
 		uint64_t cur;
 		uint32_t index;
 		unsigned hop;
@@ -1019,14 +995,14 @@ void fp_results_free(struct fp_result *r, size_t n)
 void fp_pool_stats(fp_pool *root, struct fp_pool_stats *s)
 {
 	struct fp_worker *w;
-	fp_pool *p;
+	struct fp_group *g;
 	unsigned i, k;
 
 	memset(s, 0, sizeof(*s));
 	s->healthy = 1;
-	FP_FOR_GROUPS(p, root, k) {
-		s->workers += p->opts.workers;
-		for (w = p->workers; w; w = w->next) {
+	FP_FOR_GROUPS(g, root, k) {
+		s->workers += g->opts.workers;
+		for (w = g->workers; w; w = w->next) {
 			if (!fp__worker_exited(w))
 				s->alive++;
 			/*
@@ -1042,19 +1018,19 @@ void fp_pool_stats(fp_pool *root, struct fp_pool_stats *s)
 			if (w->call)
 				s->running += w->count - w->acked;
 		}
-		s->queued += p->queue.items;
-		s->done += p->done;
-		s->failed += p->failed;
-		s->crashes += p->crashes;
-		s->timeouts += p->timeouts;
-		s->recycles += p->recycles;
-		s->cancelled += p->ncancelled;
-		s->init_failures += p->init_failures;
-		if (!(p->state == FP_POOL_RUNNING && p->start_failures < FP_UNHEALTHY_AFTER))
+		s->queued += g->queue.items;
+		s->done += g->done;
+		s->failed += g->failed;
+		s->crashes += g->crashes;
+		s->timeouts += g->timeouts;
+		s->recycles += g->recycles;
+		s->cancelled += g->ncancelled;
+		s->init_failures += g->init_failures;
+		if (!(g->state == FP_POOL_RUNNING && g->start_failures < FP_UNHEALTHY_AFTER))
 			s->healthy = 0;
 		for (i = 0; i < FP_DURATION_BUCKETS; i++)
-			s->duration_counts[i] += p->duration_counts[i];
-		s->duration_sum_s += (double)p->duration_sum_us / 1e6;
+			s->duration_counts[i] += g->duration_counts[i];
+		s->duration_sum_s += (double)g->duration_sum_us / 1e6;
 	}
 }
 
@@ -1062,11 +1038,11 @@ size_t fp_pool_workers(fp_pool *root, struct fp_worker_stats *out, size_t max)
 {
 	struct fp_worker *w;
 	size_t n = 0;
-	fp_pool *p;
+	struct fp_group *g;
 	unsigned k;
 
-	FP_FOR_GROUPS(p, root, k) {
-		for (w = p->workers; w; w = w->next) {
+	FP_FOR_GROUPS(g, root, k) {
+		for (w = g->workers; w; w = w->next) {
 			if (fp__worker_exited(w))
 				continue;
 			if (n < max) {
@@ -1078,7 +1054,7 @@ size_t fp_pool_workers(fp_pool *root, struct fp_worker_stats *out, size_t max)
 				 * itself; an exec worker is known by its program's pid.
 				 */
 				s->pid = prog > 0 ? (pid_t)prog : fp__worker_learn_pid(w) ? w->pid : 0;
-				s->pool = p->exec ? p->exec->name : NULL;
+				s->pool = g->exec ? g->exec->name : NULL;
 				s->slot = w->slot;
 				s->generation = w->generation;
 				s->state = fp__worker_shown_state(w);
@@ -1108,18 +1084,18 @@ size_t fp_pool_workers(fp_pool *root, struct fp_worker_stats *out, size_t max)
 
 int fp_pool_has_task(fp_pool *p, const char *task)
 {
-	fp_pool *by = fp__group_of(p, task);
+	struct fp_group *g = fp__group_of(p, task);
 
-	if (by == p)
+	if (!g->exec)
 		return fp_registry_find(&p->reg, task) != NULL;
-	return fp__exec_has_task(by->exec, task + by->exec->name_len + 1);
+	return fp__exec_has_task(g->exec, task + g->exec->name_len + 1);
 }
 
 const char *fp_pool_unavailable(fp_pool *p, const char *task)
 {
-	fp_pool *by = task ? fp__group_of(p, task) : p;
+	struct fp_group *g = task ? fp__group_of(p, task) : p->groups[0];
 
-	return by->unavailable ? by->start_error : NULL;
+	return g->unavailable ? g->start_error : NULL;
 }
 
 /*

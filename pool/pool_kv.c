@@ -1,7 +1,7 @@
 /*
  * The pool's shared values as the embedding API gives them (fp_pool_kv in
  * <forkpool.h>): the rules every caller shares — what a key may be, that a
- * value is JSON — checked once here, over the root pool's store (kv.c), so
+ * value is JSON — checked once here, over the pool's store (kv.c), so
  * that HTTP clients, the embedding program and tasks see one store with one
  * set of rules.
  *
@@ -16,7 +16,6 @@
  */
 #include <errno.h>
 #include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -29,11 +28,9 @@
 
 static fp_kv *store(fp_pool *pool)
 {
-	fp_pool *root = pool->root ? pool->root : pool;
-
-	if (!root->kv)
-		root->kv = fp__kv_new(NULL);
-	return root->kv;
+	if (!pool->kv)
+		pool->kv = fp__kv_new(NULL);
+	return pool->kv;
 }
 
 static bool key_ok(const char *key, size_t len)
@@ -82,11 +79,6 @@ static void current(fp_kv *kv, const struct fp_kv_request *req, uint64_t now,
 	}
 }
 
-static fp_pool *root_of(fp_pool *pool)
-{
-	return pool->root ? pool->root : pool;
-}
-
 static uint64_t wall_ms(void)
 {
 	struct timespec ts;
@@ -131,13 +123,12 @@ static void persisted(void *token, int status)
 static int persist(fp_pool *pool, const struct fp_kv_request *req, const struct fp_kv_reply *r,
 		   fp_kv_cb cb, void *data, uint64_t now)
 {
-	fp_pool *root = root_of(pool);
 	struct fp_kv_change c = { .key = req->key, .key_len = req->key_len };
 	struct kv_pending *p;
 	uint64_t exp = 0;
 	int rc;
 
-	if (!root->kv_persist) {
+	if (!pool->kv_persist) {
 		cb(pool, r, data);
 		return 0;
 	}
@@ -154,10 +145,10 @@ static int persist(fp_pool *pool, const struct fp_kv_request *req, const struct 
 		p->r.value = p->value;
 	}
 	if (req->op != FP_KV_DEL &&
-	    fp__kv_get(root->kv, req->key, req->key_len, now, &c.value, &c.value_len) == 0 &&
-	    fp__kv_expiry(root->kv, req->key, req->key_len, now, &exp) == 0 && exp)
+	    fp__kv_get(pool->kv, req->key, req->key_len, now, &c.value, &c.value_len) == 0 &&
+	    fp__kv_expiry(pool->kv, req->key, req->key_len, now, &exp) == 0 && exp)
 		c.expires_ms = wall_ms() + (exp > now ? exp - now : 0);
-	rc = root->kv_persist(root->kv_persist_data, &c, persisted, p);
+	rc = pool->kv_persist(pool->kv_persist_data, &c, persisted, p);
 	if (rc < 0)
 		persisted(p, rc);
 	return 0;
@@ -166,7 +157,6 @@ static int persist(fp_pool *pool, const struct fp_kv_request *req, const struct 
 /* `req` with its values in canonical form, to the backend; the rules' refusals answered here. */
 static int to_backend(fp_pool *pool, const struct fp_kv_request *req, fp_kv_cb cb, void *data)
 {
-	fp_pool *root = root_of(pool);
 	struct fp_kv_request c = *req;
 	struct fp_kv_reply r = { 0 };
 	char *val = NULL, *expect = NULL;
@@ -186,7 +176,7 @@ static int to_backend(fp_pool *pool, const struct fp_kv_request *req, fp_kv_cb c
 		}
 	}
 	if (r.err == 0)
-		rc = root->kv_backend->run(root->kv_backend_data, pool, &c, cb, data);
+		rc = pool->kv_backend->run(pool->kv_backend_data, pool, &c, cb, data);
 	else
 		cb(pool, &r, data);
 	free(val);
@@ -196,18 +186,16 @@ static int to_backend(fp_pool *pool, const struct fp_kv_request *req, fp_kv_cb c
 
 void fp_pool_kv_backend(fp_pool *pool, const struct fp_kv_backend *b, void *data)
 {
-	fp_pool *root = root_of(pool);
 
-	root->kv_backend = b;
-	root->kv_backend_data = data;
+	pool->kv_backend = b;
+	pool->kv_backend_data = data;
 }
 
 void fp_pool_kv_persist(fp_pool *pool, fp_kv_persist_fn fn, void *data)
 {
-	fp_pool *root = root_of(pool);
 
-	root->kv_persist = fn;
-	root->kv_persist_data = data;
+	pool->kv_persist = fn;
+	pool->kv_persist_data = data;
 }
 
 int fp_pool_kv_restore(fp_pool *pool, const struct fp_kv_change *c)
@@ -244,7 +232,7 @@ int fp_pool_kv(fp_pool *pool, const struct fp_kv_request *req, fp_kv_cb cb, void
 	fp_kv *kv = store(pool);
 	struct fp_kv_reply r = { 0 };
 	uint64_t now = fp_now_ms();
-	char num[24], *val = NULL, *expect = NULL;
+	char num[FP_KV_INT_TEXT], *val = NULL, *expect = NULL;
 	int rc;
 
 	if (!kv)
@@ -253,7 +241,7 @@ int fp_pool_kv(fp_pool *pool, const struct fp_kv_request *req, fp_kv_cb cb, void
 		r.err = -EINVAL;
 		goto out;
 	}
-	if (root_of(pool)->kv_backend)
+	if (pool->kv_backend)
 		return to_backend(pool, req, cb, data);
 	switch (req->op) {
 	case FP_KV_GET:
@@ -271,7 +259,7 @@ int fp_pool_kv(fp_pool *pool, const struct fp_kv_request *req, fp_kv_cb cb, void
 	case FP_KV_INCR:
 		r.err = fp__kv_incr(kv, req->key, req->key_len, req->by, now, &r.number);
 		if (r.err == 0) {
-			r.value_len = (size_t)snprintf(num, sizeof(num), "%lld", (long long)r.number);
+			r.value_len = fp__kv_int_text(r.number, num);
 			r.value = num;
 		}
 		break;
@@ -328,13 +316,12 @@ int fp_pool_kv_list(fp_pool *pool, const char *prefix, size_t prefix_len, size_t
 		    fp_kv_list_cb cb, void *data)
 {
 	fp_kv *kv = store(pool);
-	fp_pool *root = root_of(pool);
 	struct fp_kv_stats st;
 	struct list_ctx c = { .now = fp_now_ms() };
 	int rc;
 
-	if (root->kv_backend)
-		return root->kv_backend->list(root->kv_backend_data, pool, prefix, prefix_len, max,
+	if (pool->kv_backend)
+		return pool->kv_backend->list(pool->kv_backend_data, pool, prefix, prefix_len, max,
 					      cb, data);
 	if (!kv)
 		return -ENOMEM;

@@ -33,6 +33,7 @@ int fp__queue_push_ent(struct fp_queue *q, const struct fp_qent *e, bool front)
 	if (front) {
 		q->head = (q->head + q->cap - 1) % q->cap;
 		q->buf[q->head] = *e;
+		q->held_back = 0;
 	} else {
 		q->buf[(q->head + q->len) % q->cap] = *e;
 	}
@@ -56,10 +57,26 @@ void fp__queue_pop(struct fp_queue *q)
 	q->items -= q->buf[q->head].count;
 	q->head = (q->head + 1) % q->cap;
 	q->len--;
+	if (q->held_back)
+		q->held_back--;
 }
 
 void fp__queue_remove(struct fp_queue *q, size_t i)
 {
+	/* Whichever side moves, the entries behind it end one place lower. */
+	if (i < q->held_back)
+		q->held_back--;
+	if (i >= q->len / 2) {
+		/*
+		 * Nearer the tail: move those behind it one place back. An
+		 * entry taken from behind many held back ones costs what lies
+		 * behind it, not all of them.
+		 */
+		for (; i + 1 < q->len; i++)
+			*fp__queue_at(q, i) = *fp__queue_at(q, i + 1);
+		q->len--;
+		return;
+	}
 	/* Move the i entries before it one place on: O(i), as finding it was. */
 	for (; i > 0; i--)
 		*fp__queue_at(q, i) = *fp__queue_at(q, i - 1);

@@ -18,8 +18,8 @@
  * one item running, so crashes and timeouts are accounted per item.
  *
  * Calls of other kinds feed the same queue: a pipeline's batches (pipeline.h)
- * are calls whose items are one stage's inputs, queued in the pool that runs
- * the stage (an exec pool's for a NAME.task). Dispatch reaches every call
+ * are calls whose items are one stage's inputs, queued in the group that
+ * runs the stage (an exec group's for a NAME.task). Dispatch reaches every call
  * through its ops (call.h) and takes the first entry that may run, not
  * always the head: an entry whose call has no room now (a stage at its
  * worker cap, or whose next stage's buffer is full) is skipped and the
@@ -50,6 +50,18 @@ struct fp_queue {
 	struct fp_qent *buf;
 	size_t head, len, cap;
 	uint64_t items;            /* sum of counts */
+	/*
+	 * Leading entries that dispatch found held back by full concurrency
+	 * limits: each is under one of the limits whose bits (their indexes)
+	 * are in held_back_limits, as the limits were at generation
+	 * held_back_gen (limit.c). While those limits are all full, the next
+	 * chunk plan starts its walk after them instead of asking each again
+	 * (a queue of many single-item applies of a full limit made every
+	 * dispatch walk them all). The queue keeps the count true: an entry
+	 * pushed at the front clears it, one taken from among them lowers it.
+	 */
+	size_t held_back;
+	uint64_t held_back_limits, held_back_gen;
 };
 
 static inline struct fp_qent *fp__queue_at(struct fp_queue *q, size_t i)

@@ -37,27 +37,27 @@ static void worker_log_cb(fp_io *io, ssize_t res, const char *buf);
 
 /* --- in the child, forked by the master itself ---------------------------- */
 
-struct fp_worker_args fp__worker_args(fp_pool *p, unsigned slot, uint64_t generation,
+struct fp_worker_args fp__worker_args(struct fp_group *g, unsigned slot, uint64_t generation,
 				     uint64_t task_limit, int fd)
 {
 	return (struct fp_worker_args){
-		.registry = &p->reg,
+		.registry = &g->pool->reg,
 		.fd = fd,
 		.slot = slot,
 		.generation = generation,
 		.task_limit = task_limit,
-		.max_rss_bytes = p->opts.max_rss_bytes,
-		.max_payload = p->opts.max_payload,
-		.exec = p->exec,
+		.max_rss_bytes = g->opts.max_rss_bytes,
+		.max_payload = g->opts.max_payload,
+		.exec = g->exec,
 	};
 }
 
-static _Noreturn void child_main(fp_pool *p, struct fp_worker *w, int fd, int log_wr)
+static _Noreturn void child_main(struct fp_group *g, struct fp_worker *w, int fd, int log_wr)
 {
 	struct fp_child c = {
-		.master_pid = p->master_pid,
+		.master_pid = g->pool->master_pid,
 		.log_fd = log_wr,
-		.args = fp__worker_args(p, w->slot, w->generation, w->tasks_limit, fd),
+		.args = fp__worker_args(g, w->slot, w->generation, w->tasks_limit, fd),
 	};
 
 	c.args.shm = w->shm;
@@ -66,29 +66,29 @@ static _Noreturn void child_main(fp_pool *p, struct fp_worker *w, int fd, int lo
 
 /* --- in the master ------------------------------------------------------- */
 
-static uint64_t next_rand(fp_pool *p)
+static uint64_t next_rand(struct fp_group *g)
 {
 	/* xorshift64*: spreading retirements needs no better randomness. */
-	p->rng ^= p->rng >> 12;
-	p->rng ^= p->rng << 25;
-	p->rng ^= p->rng >> 27;
-	return p->rng * 2685821657736338717ull;
+	g->rng ^= g->rng >> 12;
+	g->rng ^= g->rng << 25;
+	g->rng ^= g->rng >> 27;
+	return g->rng * 2685821657736338717ull;
 }
 
-static void worker_unlink(fp_pool *p, struct fp_worker *w)
+static void worker_unlink(struct fp_group *g, struct fp_worker *w)
 {
 	if (w->prev)
 		w->prev->next = w->next;
 	else
-		p->workers = w->next;
+		g->workers = w->next;
 	if (w->next)
 		w->next->prev = w->prev;
-	p->nworkers--;
+	g->nworkers--;
 }
 
 void fp__worker_maybe_free(struct fp_worker *w)
 {
-	fp_pool *p = w->pool;
+	struct fp_group *g = w->group;
 
 	/* w->zygote: its zygote's list of requests still holds it. */
 	if (!fp__worker_exited(w) || !w->accounted || w->zygote || fp_io_active(&w->rio) ||
@@ -109,15 +109,14 @@ void fp__worker_maybe_free(struct fp_worker *w)
 		w->successor->predecessor = NULL;
 	if (w->predecessor)
 		w->predecessor->successor = NULL;
-	worker_unlink(p, w);
+	worker_unlink(g, w);
 	free(w);
-	fp__pool_check_stopped(p);
+	fp__pool_check_stopped(g->pool);
 }
 
 void fp__pool_check_stopped(fp_pool *p)
 {
-	if (p->state == FP_POOL_STOPPING && !fp__groups_have_workers(p->root) &&
-	    !fp__groups_have_zygotes(p->root))
+	if (p->state == FP_POOL_STOPPING && !fp__groups_have_workers(p) && !p->zygotes)
 		fp_loop_stop(p->loop);
 }
 
@@ -148,34 +147,34 @@ fail:
 }
 
 /* The old way, when there is no zygote: fork here. The pid, or -errno. */
-static pid_t fork_here(fp_pool *p, struct fp_worker *w, int sock, int log_wr)
+static pid_t fork_here(struct fp_group *g, struct fp_worker *w, int sock, int log_wr)
 {
 	pid_t pid = fp__child_fork();
 
 	if (pid == 0)
-		child_main(p, w, sock, log_wr);
+		child_main(g, w, sock, log_wr);
 	return pid;
 }
 
 /* A new worker struct for `slot`, nothing acquired but itself; NULL: no memory. */
-static struct fp_worker *worker_alloc(fp_pool *p, unsigned slot)
+static struct fp_worker *worker_alloc(struct fp_group *g, unsigned slot)
 {
 	struct fp_worker *w = calloc(1, sizeof(*w));
 
 	if (!w)
 		return NULL;
-	w->pool = p;
+	w->group = g;
 	w->fd = w->log_fd = -1;
 	w->slot = slot;
-	w->generation = ++p->slots[slot].generation;
+	w->generation = ++g->slots[slot].generation;
 	w->life = FP_LIFE_STARTING;
 	w->rio.data = w->wio.data = w->lio.data = w;
 	w->deadline.data = w->drain.data = w;
-	fp_frame_reader_init(&w->reader, p->opts.max_payload + 256);
-	if (p->opts.max_tasks_per_child)
-		w->tasks_limit = p->opts.max_tasks_per_child +
-			(p->opts.max_tasks_jitter ?
-			 next_rand(p) % ((uint64_t)p->opts.max_tasks_jitter + 1) : 0);
+	fp_frame_reader_init(&w->reader, g->opts.max_payload + 256);
+	if (g->opts.max_tasks_per_child)
+		w->tasks_limit = g->opts.max_tasks_per_child +
+			(g->opts.max_tasks_jitter ?
+			 next_rand(g) % ((uint64_t)g->opts.max_tasks_jitter + 1) : 0);
 	return w;
 }
 
@@ -185,7 +184,7 @@ static struct fp_worker *worker_alloc(fp_pool *p, unsigned slot)
  * success w holds the master's ends; on failure nothing is left open but
  * w->shm, which the caller unmaps.
  */
-static int worker_fork(fp_pool *p, struct fp_worker *w)
+static int worker_fork(struct fp_group *g, struct fp_worker *w)
 {
 	int sv[2] = { -1, -1 }, lp[2] = { -1, -1 }, shm_fd = -1;
 	pid_t pid = 0;
@@ -199,8 +198,8 @@ static int worker_fork(fp_pool *p, struct fp_worker *w)
 		err = -errno;
 		goto err_fds;
 	}
-	if (!p->root->zygote || fp__zygote_spawn(p, w, sv[1], lp[1], shm_fd) < 0) {
-		pid = fork_here(p, w, sv[1], lp[1]);
+	if (!g->pool->zygote || fp__zygote_spawn(g, w, sv[1], lp[1], shm_fd) < 0) {
+		pid = fork_here(g, w, sv[1], lp[1]);
 		if (pid < 0) {
 			err = pid;
 			goto err_fds;
@@ -229,40 +228,40 @@ err_fds:
 	return err;
 }
 
-static int spawn_worker(fp_pool *p, unsigned slot, struct fp_worker **out)
+static int spawn_worker(struct fp_group *g, unsigned slot, struct fp_worker **out)
 {
 	struct fp_worker *w;
 	pid_t pid;
 	int err;
 
-	w = worker_alloc(p, slot);
+	w = worker_alloc(g, slot);
 	if (!w)
 		return -ENOMEM;
-	err = worker_fork(p, w);
+	err = worker_fork(g, w);
 	if (err)
 		goto err_free;
 	pid = w->pid;             /* 0: the zygote's answer tells it */
 	w->started_ms = fp_now_ms();
 	w->spawn_ns = fp_now_ns();
 
-	w->next = p->workers;
-	if (p->workers)
-		p->workers->prev = w;
-	p->workers = w;
-	p->nworkers++;
+	w->next = g->workers;
+	if (g->workers)
+		g->workers->prev = w;
+	g->workers = w;
+	g->nworkers++;
 
-	err = fp_io_read_start(p->loop, &w->rio, w->fd, fp__worker_read_cb);
+	err = fp_io_read_start(g->loop, &w->rio, w->fd, fp__worker_read_cb);
 	if (!err)
-		err = fp_io_read_start(p->loop, &w->lio, w->log_fd, worker_log_cb);
+		err = fp_io_read_start(g->loop, &w->lio, w->log_fd, worker_log_cb);
 	if (err) {
 		/* Without a way to hear from it the worker is useless. */
-		fp_log_error(&p->log, "worker %u: cannot watch its socket: %s", slot, fp_strerror(err));
+		fp_log_error(&g->log, "worker %u: cannot watch its socket: %s", slot, fp_strerror(err));
 		fp__worker_kill(w, SIGKILL, FP_KILL_PROTOCOL);
 		if (!fp_io_active(&w->rio))
 			w->read_done = true;
 	}
 	if (pid)
-		fp_log_debug(&p->log, "worker %u gen %llu started, pid %d", slot,
+		fp_log_debug(&g->log, "worker %u gen %llu started, pid %d", slot,
 			     (unsigned long long)w->generation, (int)pid);
 	if (out)
 		*out = w;
@@ -273,13 +272,13 @@ err_free:
 		munmap(w->shm, sizeof(*w->shm));
 	fp_frame_reader_deinit(&w->reader);
 	free(w);
-	fp_log_error(&p->log, "cannot start worker %u: %s", slot, fp_strerror(err));
+	fp_log_error(&g->log, "cannot start worker %u: %s", slot, fp_strerror(err));
 	return err;
 }
 
-int fp__spawn(fp_pool *p, unsigned slot)
+int fp__spawn(struct fp_group *g, unsigned slot)
 {
-	return spawn_worker(p, slot, NULL);
+	return spawn_worker(g, slot, NULL);
 }
 
 void fp__worker_set_pid(struct fp_worker *w, pid_t pid)
@@ -354,12 +353,12 @@ fp_worker_state fp__worker_shown_state(const struct fp_worker *w)
 /* Fork the one that takes w's place before w leaves. */
 void fp__spawn_successor(struct fp_worker *w)
 {
-	fp_pool *p = w->pool;
+	struct fp_group *g = w->group;
 
-	if (w->has_successor || p->state != FP_POOL_RUNNING)
+	if (w->has_successor || g->state != FP_POOL_RUNNING)
 		return;
 	w->has_successor = true;
-	fp__spawn(p, w->slot);
+	fp__spawn(g, w->slot);
 }
 
 /*
@@ -370,16 +369,16 @@ void fp__spawn_successor(struct fp_worker *w)
  */
 static bool standby_due(const struct fp_worker *w)
 {
-	const fp_pool *p = w->pool;
+	const struct fp_group *g = w->group;
 	uint64_t left = w->tasks_limit - w->tasks_dispatched, now, per_task;
 
 	if (left <= (w->tasks_limit + 1) / 2)
 		return true;
-	if (!w->tasks_done || !p->start_ns_avg)
+	if (!w->tasks_done || !g->start_ns_avg)
 		return false;
 	now = fp_now_ns();
 	per_task = (now - w->ready_ns) / w->tasks_done;
-	return left * per_task <= 2 * p->start_ns_avg;
+	return left * per_task <= 2 * g->start_ns_avg;
 }
 
 /*
@@ -391,15 +390,15 @@ static bool standby_due(const struct fp_worker *w)
  */
 void fp__spawn_standby(struct fp_worker *w)
 {
-	fp_pool *p = w->pool;
+	struct fp_group *g = w->group;
 	struct fp_worker *s;
 
 	/* A standby gets its own once it takes over: one spare per slot. */
 	if (!w->tasks_limit || w->has_successor || !fp__worker_serving(w) ||
-	    p->state != FP_POOL_RUNNING || p->slots[w->slot].start_failures ||
+	    g->state != FP_POOL_RUNNING || g->slots[w->slot].start_failures ||
 	    !standby_due(w))
 		return;
-	if (spawn_worker(p, w->slot, &s) < 0)
+	if (spawn_worker(g, w->slot, &s) < 0)
 		return;
 	w->has_successor = true;
 	w->successor = s;
@@ -432,35 +431,35 @@ void fp__worker_gave(struct fp_worker *w, uint64_t tasks)
 
 void fp__worker_retiring(struct fp_worker *w)
 {
-	fp_pool *p = w->pool;
+	struct fp_group *g = w->group;
 
-	p->recycles++;
+	g->recycles++;
 	fp__worker_leave(w);
 	/* One line per worker event: operators grep these for "recycled". */
 	if (w->tasks_limit && w->tasks_done >= w->tasks_limit)
-		fp_log_info(&p->log, "worker %u (pid %d) recycled: %llu tasks done (max %llu)",
+		fp_log_info(&g->log, "worker %u (pid %d) recycled: %llu tasks done (max %llu)",
 			    w->slot, (int)w->pid, (unsigned long long)w->tasks_done,
 			    (unsigned long long)w->tasks_limit);
 	else
-		fp_log_info(&p->log, "worker %u (pid %d) recycled: rss %zu MiB over the %zu MiB limit",
+		fp_log_info(&g->log, "worker %u (pid %d) recycled: rss %zu MiB over the %zu MiB limit",
 			    w->slot, (int)w->pid, w->rss_kib / 1024,
-			    p->opts.max_rss_bytes >> 20);
+			    g->opts.max_rss_bytes >> 20);
 	fp__spawn_successor(w);
 }
 
 void fp__worker_ready(struct fp_worker *w)
 {
-	fp_pool *p = w->pool;
+	struct fp_group *g = w->group;
 	uint64_t now = fp_now_ns(), took = now - w->spawn_ns;
 
 	w->ready_ns = now;
 	/* A moving average: the machine's load changes what a start costs. */
-	p->start_ns_avg = p->start_ns_avg ? (3 * p->start_ns_avg + took) / 4 : took;
+	g->start_ns_avg = g->start_ns_avg ? (3 * g->start_ns_avg + took) / 4 : took;
 	w->start_output_len = 0;
-	if (p->unavailable) {
-		p->unavailable = false;
-		fp_log_info(&p->log, "worker %u (pid %d) started after %u failed starts: "
-			    "calls are taken again", w->slot, (int)w->pid, p->start_failures);
+	if (g->unavailable) {
+		g->unavailable = false;
+		fp_log_info(&g->log, "worker %u (pid %d) started after %u failed starts: "
+			    "calls are taken again", w->slot, (int)w->pid, g->start_failures);
 	}
 }
 
@@ -481,7 +480,7 @@ void fp__worker_kill(struct fp_worker *w, int signum, enum fp_kill_reason why)
 	}
 	/* A paused worker's socket must be read again to see it end. */
 	if (w->paused)
-		fp__resume_later(w->pool);
+		fp__resume_later(w->group);
 }
 
 /* Ask a worker to exit before its next task; an idle one wakes on EOF. */
@@ -518,17 +517,17 @@ void fp__describe_status(int status, char *buf, size_t len)
  */
 static void start_failure_note(struct fp_worker *w, const char *how)
 {
-	fp_pool *p = w->pool;
+	struct fp_group *g = w->group;
 	size_t len = w->start_output_len;
 	int n;
 
-	n = snprintf(p->start_error, sizeof(p->start_error),
-		     "%s%u start%s in a row failed, the last: %s", p->exec ? p->exec->prefix : "",
-		     p->start_failures, p->start_failures == 1 ? "" : "s",
+	n = snprintf(g->start_error, sizeof(g->start_error),
+		     "%s%u start%s in a row failed, the last: %s", g->exec ? g->exec->prefix : "",
+		     g->start_failures, g->start_failures == 1 ? "" : "s",
 		     w->initfail[0] ? w->initfail : how);
 	/* Without its last '\n'. */
-	if (len && n > 0 && (size_t)n < sizeof(p->start_error))
-		snprintf(p->start_error + n, sizeof(p->start_error) - (size_t)n,
+	if (len && n > 0 && (size_t)n < sizeof(g->start_error))
+		snprintf(g->start_error + n, sizeof(g->start_error) - (size_t)n,
 			 "; its last output:\n%.*s", (int)len - 1, w->start_output);
 }
 
@@ -538,36 +537,36 @@ static void start_failure_note(struct fp_worker *w, const char *how)
  * (FP_EUNAVAILABLE), rather than keep them waiting, maybe forever, for a
  * program that never says ready. A worker's READY ends it.
  */
-static void unavailable_check(fp_pool *p)
+static void unavailable_check(struct fp_group *g)
 {
 	struct fp_worker *w;
 
-	if (p->unavailable || p->state != FP_POOL_RUNNING ||
-	    p->start_failures < FP_UNHEALTHY_AFTER)
+	if (g->unavailable || g->state != FP_POOL_RUNNING ||
+	    g->start_failures < FP_UNHEALTHY_AFTER)
 		return;
-	for (w = p->workers; w; w = w->next)
+	for (w = g->workers; w; w = w->next)
 		if (w->ready && !fp__worker_exited(w))
 			return;
-	p->unavailable = true;
-	fp_log_error(&p->log, "%u starts in a row failed and no worker is running: calls are "
+	g->unavailable = true;
+	fp_log_error(&g->log, "%u starts in a row failed and no worker is running: calls are "
 		     "refused until one starts; %llu queued item%s fail%s with start_failure",
-		     p->start_failures, (unsigned long long)p->queue.items,
-		     p->queue.items == 1 ? "" : "s", p->queue.items == 1 ? "s" : "");
+		     g->start_failures, (unsigned long long)g->queue.items,
+		     g->queue.items == 1 ? "" : "s", g->queue.items == 1 ? "s" : "");
 }
 
 static void respawn_cb(fp_timer *t)
 {
 	struct fp_slot *s = t->data;
 
-	if (s->pool->state == FP_POOL_RUNNING)
-		fp__spawn(s->pool, s->index);
+	if (s->group->state == FP_POOL_RUNNING)
+		fp__spawn(s->group, s->index);
 }
 
 /* The process is gone and its output read: account, then replace. */
 static void worker_gone(struct fp_worker *w)
 {
-	fp_pool *p = w->pool;
-	struct fp_slot *s = &p->slots[w->slot];
+	struct fp_group *g = w->group;
+	struct fp_slot *s = &g->slots[w->slot];
 	char how[64];
 
 	if (w->pid)
@@ -589,21 +588,21 @@ static void worker_gone(struct fp_worker *w)
 		w->predecessor = NULL;
 	}
 
-	if (!w->ready && p->state == FP_POOL_RUNNING && w->kill_reason == FP_KILL_NONE &&
+	if (!w->ready && g->state == FP_POOL_RUNNING && w->kill_reason == FP_KILL_NONE &&
 	    !w->lost) {
 		/* It died before it could take a task: a start-up failure. */
-		p->init_failures++;
-		p->start_failures++;
+		g->init_failures++;
+		g->start_failures++;
 		s->start_failures++;
 		start_failure_note(w, how);
 	}
 
-	if (p->state == FP_POOL_RUNNING && !w->has_successor && !spare) {
+	if (g->state == FP_POOL_RUNNING && !w->has_successor && !spare) {
 		if (w->lost) {
 			/* Not its fault, nor the modules': the zygote died first. */
-			fp_log_info(&p->log, "worker %u gen %llu: its zygote died before forking it; "
+			fp_log_info(&g->log, "worker %u gen %llu: its zygote died before forking it; "
 				    "starting it again", w->slot, (unsigned long long)w->generation);
-			fp__spawn(p, w->slot);
+			fp__spawn(g, w->slot);
 		} else if (!w->ready) {
 			uint64_t delay = BACKOFF_MIN_MS;
 			unsigned k;
@@ -616,23 +615,23 @@ static void worker_gone(struct fp_worker *w)
 			 * goes with it (each line was logged at info as it came),
 			 * so a traceback shows at the default level.
 			 */
-			fp_log_warn(&p->log, "worker %u (pid %d) failed to start: %s%s%s; "
+			fp_log_warn(&g->log, "worker %u (pid %d) failed to start: %s%s%s; "
 				    "retrying in %llu ms%s%s%.*s", w->slot, (int)w->pid,
 				    w->initfail[0] ? w->initfail : how,
 				    w->initfail[0] ? ", " : "", w->initfail[0] ? how : "",
 				    (unsigned long long)delay,
-				    p->start_failures >= FP_UNHEALTHY_AFTER ? " (pool unhealthy)" : "",
+				    g->start_failures >= FP_UNHEALTHY_AFTER ? " (pool unhealthy)" : "",
 				    w->start_output_len ? "; its last output:\n" : "",
 				    w->start_output_len ? (int)w->start_output_len - 1 : 0,
 				    w->start_output);
-			fp_timer_start(p->loop, &s->respawn, delay, respawn_cb);
+			fp_timer_start(g->loop, &s->respawn, delay, respawn_cb);
 		} else {
-			fp__spawn(p, w->slot);
+			fp__spawn(g, w->slot);
 		}
 	}
-	unavailable_check(p);
+	unavailable_check(g);
 	fp__worker_maybe_free(w);
-	fp__dispatch(p);
+	fp__dispatch(g);
 }
 
 static void drain_cb(fp_timer *t)
@@ -715,8 +714,8 @@ static void kill_exec_group(struct fp_worker *w)
 	kill(-w->pid, SIGKILL);
 }
 
-/* One pool's share of a SIGCHLD. */
-static void reap_pool(fp_pool *p)
+/* One group's share of a SIGCHLD. */
+static void reap_group(struct fp_group *g)
 {
 	struct fp_worker *w, *next;
 	int status;
@@ -726,13 +725,13 @@ static void reap_pool(fp_pool *p)
 	 * worker must not be mistaken for one that has just died. Only our own
 	 * pids are waited for, so an embedding program keeps its children.
 	 */
-	for (w = p->workers; w; w = w->next) {
+	for (w = g->workers; w; w = w->next) {
 		pid_t r;
 
 		/* Without a pid there is nothing to wait for: waitpid(0) is any child. */
 		if (fp__worker_exited(w) || !fp__worker_learn_pid(w))
 			continue;
-		if (p->exec)
+		if (g->exec)
 			kill_exec_group(w);
 		do
 			r = waitpid(w->pid, &status, WNOHANG);
@@ -743,29 +742,32 @@ static void reap_pool(fp_pool *p)
 			fp_timer_stop(&w->deadline);
 		}
 	}
-	fp__zygote_reap(p);
-	for (w = p->workers; w; w = next) {
+	/* The pool's zygote (its clones' parent, by CLONE_PARENT, is the master) with group 0's. */
+	if (g->index == 0)
+		fp__zygote_reap(g->pool);
+	for (w = g->workers; w; w = next) {
 		next = w->next;
 		if (!fp__worker_exited(w) || w->accounted || fp_timer_active(&w->drain))
 			continue;
 		if (w->paused)
-			fp__resume_later(p);
+			fp__resume_later(g);
 		if (!worker_heard(w)) {
-			fp_timer_start(p->loop, &w->drain, DRAIN_MS, drain_cb);
+			fp_timer_start(g->loop, &w->drain, DRAIN_MS, drain_cb);
 			continue;
 		}
 		worker_gone(w);
 	}
 }
 
-/* Every group shares the root's SIGCHLD watcher. */
+/* Every group shares the pool's SIGCHLD watcher. */
 void fp__reap(fp_signal *sig, int signum)
 {
-	fp_pool *root = sig->data, *g;
+	fp_pool *pool = sig->data;
+	struct fp_group *q;
 	unsigned i;
 
-	FP_FOR_GROUPS(g, root, i)
-		reap_pool(g);
+	FP_FOR_GROUPS(q, pool, i)
+		reap_group(q);
 }
 
 /* --- worker output ------------------------------------------------------- */
@@ -800,7 +802,7 @@ static void log_line(struct fp_worker *w)
 	if (!w->ready)
 		start_output_add(w, w->line, w->line_len);
 	/* An exec worker's output is its program's stderr: name that pid. */
-	fp_log_info(&w->pool->log, "worker %u (%spid %d): %.*s", w->slot,
+	fp_log_info(&w->group->log, "worker %u (%spid %d): %.*s", w->slot,
 		    prog ? "program " : "", prog ? (int)prog : (int)w->pid,
 		    (int)w->line_len, w->line);
 	w->line_len = 0;

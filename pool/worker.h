@@ -18,10 +18,11 @@
 #include "worker_life.h"
 #include "worker_main.h"
 
+struct fp_group;
 struct fp_zygote;
 
 struct fp_worker {
-	fp_pool *pool;
+	struct fp_group *group;
 	struct fp_worker *prev, *next;        /* pool->workers */
 	unsigned slot;
 	uint64_t generation;
@@ -156,6 +157,6 @@ void fp__worker_write_cb(fp_io *io, ssize_t res, const char *buf);
 /* Let a paused worker's frames be read again (they are handled from the loop). */
 void fp__worker_resume(struct fp_worker *w);
 /* From the loop: resume p's paused workers that may go on, then dispatch p. */
-void fp__resume_later(fp_pool *p);
+void fp__resume_later(struct fp_group *g);
 
 #endif

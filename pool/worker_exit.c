@@ -19,20 +19,20 @@
  * can fail in chunk order and requeue from the back (each push goes to the
  * head, so the queue ends up in chunk order).
  */
-static void leftover(fp_pool *p, struct fp_worker *w, struct fp_call *call, uint32_t from,
+static void leftover(struct fp_group *g, struct fp_worker *w, struct fp_call *call, uint32_t from,
 		     uint32_t count, bool requeue_pass)
 {
 	bool cancel = call->cancelled || w->kill_reason == FP_KILL_SHUTDOWN ||
-		      p->state != FP_POOL_RUNNING;
+		      g->state != FP_POOL_RUNNING;
 
 	if (!count || cancel == requeue_pass)
 		return;
 	if (!cancel)
-		fp__item_requeue(p, call, from, count);
+		fp__item_requeue(g, call, from, count);
 	else if (call->cancelled)
-		fp__fail_later(p, call, from, count, FP_ITEM_CANCELLED, "cancelled");
+		fp__fail_later(g, call, from, count, FP_ITEM_CANCELLED, "cancelled");
 	else
-		fp__fail_later(p, call, from, count, FP_ITEM_CANCELLED,
+		fp__fail_later(g, call, from, count, FP_ITEM_CANCELLED,
 			       "cancelled: the pool shut down before the item finished");
 }
 
@@ -60,7 +60,7 @@ struct exit_blame {
 static void exit_blame(struct fp_worker *w, bool crashed, uint32_t fate, const char *how,
 		       struct exit_blame *b)
 {
-	fp_pool *p = w->pool;
+	struct fp_group *g = w->group;
 	uint64_t cur = atomic_load_explicit(&w->shm->current, memory_order_acquire);
 
 	b->call = fp__worker_item(w, cur, &b->run, &b->hop);
@@ -68,15 +68,15 @@ static void exit_blame(struct fp_worker *w, bool crashed, uint32_t fate, const c
 	if (b->call)
 		b->attempts = fp__item_started(b->call, b->run);
 	if (b->call && (b->call->cancelled || w->kill_reason == FP_KILL_SHUTDOWN ||
-			w->kill_reason == FP_KILL_CANCEL || p->state != FP_POOL_RUNNING))
+			w->kill_reason == FP_KILL_CANCEL || g->state != FP_POOL_RUNNING))
 		b->call = NULL;
-	if (!b->call && crashed && p->state == FP_POOL_RUNNING)
+	if (!b->call && crashed && g->state == FP_POOL_RUNNING)
 		/*
 		 * It died between two items (told to quit, or killed from
 		 * outside at that moment): no item is to blame. Results it
 		 * had gathered but not sent are lost, so those run again.
 		 */
-		fp_log_warn(&p->log, "worker %u (pid %d) %s between tasks; "
+		fp_log_warn(&g->log, "worker %u (pid %d) %s between tasks; "
 			    "requeueing %u items", w->slot, (int)w->pid, how, w->count - w->acked);
 	if (!b->call)
 		return;
@@ -91,22 +91,22 @@ static void exit_blame(struct fp_worker *w, bool crashed, uint32_t fate, const c
 static void exit_release(struct fp_worker *w, const struct exit_blame *b)
 {
 	for (uint32_t k = w->seg; k < w->nsegs; k++) {
-		struct fp_seg *g = &w->segs[k];
-		const struct fp_call_ops *ops = g->call->ops;
-		uint32_t from = g->first + (k == w->seg ? w->seg_acked : 0);
-		uint32_t left = g->first + g->count - from, ends = 0;
+		struct fp_seg *sg = &w->segs[k];
+		const struct fp_call_ops *ops = sg->call->ops;
+		uint32_t from = sg->first + (k == w->seg ? w->seg_acked : 0);
+		uint32_t left = sg->first + sg->count - from, ends = 0;
 
 		if (ops->seg_end)
-			ops->seg_end(g->call);
+			ops->seg_end(sg->call);
 		if (!ops->ran)
 			continue;
 		/* The blamed item ends where it died; the rest never ran their chain. */
-		if (g->hops && g->call == b->call && !b->retry && b->run >= from &&
+		if (sg->hops && sg->call == b->call && !b->retry && b->run >= from &&
 		    b->run < from + left)
 			ends = 1;
-		ops->ran(g->call, g->hops, 0, left - ends);
+		ops->ran(sg->call, sg->hops, 0, left - ends);
 		if (ends)
-			ops->ran(g->call, g->hops, b->hop, 1);
+			ops->ran(sg->call, sg->hops, b->hop, 1);
 	}
 }
 
@@ -114,7 +114,7 @@ static void exit_release(struct fp_worker *w, const struct exit_blame *b)
 static void exit_message(struct fp_worker *w, struct exit_blame *b, uint32_t fate,
 			 const char *how)
 {
-	fp_pool *p = w->pool;
+	struct fp_group *g = w->group;
 	struct fp_call *c = b->call;
 	const char *task = fp__item_task(c, b->hop);
 	char name[160];
@@ -133,12 +133,12 @@ static void exit_message(struct fp_worker *w, struct exit_blame *b, uint32_t fat
 	fp__item_name(name, sizeof(name), c, b->run, b->hop);
 	fp__item_attempt_note(b->note, sizeof(b->note), c, b->run, b->attempts, b->kind, b->hop,
 			      b->retry);
-	fp_log_warn(&p->log, "worker %u: %s (%s, %s)", w->slot, b->msg, name, b->note);
+	fp_log_warn(&g->log, "worker %u: %s (%s, %s)", w->slot, b->msg, name, b->note);
 	/* A task that crashes or overruns is not one to share a chunk. */
 	if (c->ops->hop_us)
 		c->ops->hop_us(c, b->hop, FP_FRAME_US_MAX);
 	else
-		fp__task_us_record(p, c, FP_FRAME_US_MAX);
+		fp__task_us_record(g, c, FP_FRAME_US_MAX);
 }
 
 /*
@@ -149,30 +149,30 @@ static void exit_message(struct fp_worker *w, struct exit_blame *b, uint32_t fat
  */
 static void exit_requeue(struct fp_worker *w, const struct exit_blame *b)
 {
-	fp_pool *p = w->pool;
+	struct fp_group *g = w->group;
 
 	for (uint32_t pass = 0; pass < 2; pass++) {
 		for (uint32_t k = 0; k < w->nsegs - w->seg; k++) {
-			struct fp_seg *g = &w->segs[pass ? w->nsegs - 1 - k : w->seg + k];
-			uint32_t from = g->first + (g == &w->segs[w->seg] ? w->seg_acked : 0);
-			uint32_t end = g->first + g->count, run = b->run;
-			struct fp_call *call = g->call;
+			struct fp_seg *sg = &w->segs[pass ? w->nsegs - 1 - k : w->seg + k];
+			uint32_t from = sg->first + (sg == &w->segs[w->seg] ? w->seg_acked : 0);
+			uint32_t end = sg->first + sg->count, run = b->run;
+			struct fp_call *call = sg->call;
 
 			if (call != b->call || run < from || run >= end) {
-				leftover(p, w, call, from, end - from, pass == 1);
+				leftover(g, w, call, from, end - from, pass == 1);
 			} else if (pass == 1 && b->retry) {
-				fp__item_requeue(p, call, from, end - from);
+				fp__item_requeue(g, call, from, end - from);
 			} else if (pass == 1) {
-				fp__item_requeue(p, call, run + 1, end - run - 1);
-				fp__item_requeue(p, call, from, run - from);
+				fp__item_requeue(g, call, run + 1, end - run - 1);
+				fp__item_requeue(g, call, from, run - from);
 			}
 		}
 	}
 	for (uint32_t k = w->seg; k < w->nsegs; k++) {
-		struct fp_seg *g = &w->segs[k];
+		struct fp_seg *sg = &w->segs[k];
 
-		if (g->call->ops->requeued)
-			g->call->ops->requeued(g->call, g->call == b->call && !b->retry ? 1 : 0);
+		if (sg->call->ops->requeued)
+			sg->call->ops->requeued(sg->call, sg->call == b->call && !b->retry ? 1 : 0);
 	}
 }
 
@@ -183,7 +183,7 @@ static void exit_requeue(struct fp_worker *w, const struct exit_blame *b)
  */
 void fp__worker_account_exit(struct fp_worker *w)
 {
-	fp_pool *p = w->pool;
+	struct fp_group *g = w->group;
 	struct exit_blame b = { 0 };
 	uint32_t fate;
 	char how[256];
@@ -205,16 +205,16 @@ void fp__worker_account_exit(struct fp_worker *w)
 	crashed = w->kill_reason == FP_KILL_NONE && !w->quit_sent &&
 		  !(WIFEXITED(w->status) && WEXITSTATUS(w->status) == FP_WORKER_EXIT_OK);
 	if (crashed && w->ready)
-		p->crashes++;
+		g->crashes++;
 	if (w->kill_reason == FP_KILL_TIMEOUT)
-		p->timeouts++;
+		g->timeouts++;
 
 	if (!w->call || w->acked >= w->count) {
 		if (crashed && w->ready)
-			fp_log_warn(&p->log, "worker %u (pid %d) %s between tasks",
+			fp_log_warn(&g->log, "worker %u (pid %d) %s between tasks",
 				    w->slot, (int)w->pid, how);
 		else
-			fp_log_debug(&p->log, "worker %u (pid %d) %s", w->slot, (int)w->pid, how);
+			fp_log_debug(&g->log, "worker %u (pid %d) %s", w->slot, (int)w->pid, how);
 		w->call = NULL;
 		w->nchunks = 0;
 		return;
@@ -232,7 +232,7 @@ void fp__worker_account_exit(struct fp_worker *w)
 			size_t l = strlen(b.msg);
 			snprintf(b.msg + l, sizeof(b.msg) - l, " (%s)", b.note);
 		}
-		fp__item_end(p, b.call, b.run, b.status, NULL, 0, b.msg, fp__worker_answer_pid(w),
+		fp__item_end(g, b.call, b.run, b.status, NULL, 0, b.msg, fp__worker_answer_pid(w),
 			     (fp_now_ns() - atomic_load(&w->shm->started_ns)) / 1000u, b.hop,
 			     b.attempts);
 	}

@@ -72,7 +72,7 @@ struct fp_slot {
 	uint64_t generation;
 	unsigned start_failures;   /* consecutive deaths before READY */
 	fp_timer respawn;          /* backoff after start failures */
-	fp_pool *pool;
+	struct fp_group *group;
 	unsigned index;
 };
 
@@ -84,9 +84,9 @@ void fp__worker_leave(struct fp_worker *w);
 /* The state the API shows for w (fp_pool_workers()). */
 fp_worker_state fp__worker_shown_state(const struct fp_worker *w);
 /* What a new worker of pool p runs with (its shared page aside), in the master or a zygote. */
-struct fp_worker_args fp__worker_args(fp_pool *p, unsigned slot, uint64_t generation,
+struct fp_worker_args fp__worker_args(struct fp_group *g, unsigned slot, uint64_t generation,
 				     uint64_t task_limit, int fd);
-int fp__spawn(fp_pool *p, unsigned slot);
+int fp__spawn(struct fp_group *g, unsigned slot);
 void fp__spawn_successor(struct fp_worker *w);
 /* Start w's successor as a standby once half of w's task budget is given out. */
 void fp__spawn_standby(struct fp_worker *w);

@@ -474,6 +474,18 @@ static int json_plain_scalar(const char *p, size_t len)
 {
 	const char *s = p, *end = p + len;
 
+	/*
+	 * The answer quick tasks give most, an integer with no sign and no
+	 * space, in one tight loop: the general walk below cost a trivial
+	 * map's worker about 125 instructions an answer, a tenth of its time.
+	 */
+	if (s < end && *s >= '1' && *s <= '9') {
+		while (++s < end && (unsigned char)(*s - '0') < 10)
+			;
+		if (s == end)
+			return 1;
+		s = p;
+	}
 	while (s < end && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r'))
 		s++;
 	while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' ||

@@ -173,14 +173,15 @@ static bool zygote_recv(int fd, unsigned ngroups, struct zygote_req *rq, int fds
 }
 
 /*
- * In the new worker, cloned for request rq: become it, a C worker of the
- * root p or a worker of one of its exec pools, which were made before this
- * zygote was forked (fp_pool_new()), with that pool's limits and program.
+ * In the new worker, cloned for request rq: become it, a worker of group
+ * rq->group of pool p (the C modules' or an exec program's), which were
+ * made before this zygote was forked (fp_pool_new()), with that group's
+ * limits and program.
  */
 static _Noreturn void zygote_child(fp_pool *p, int fd, const struct zygote_req *rq,
 				   const int fds[3], const struct fp_title_area *area)
 {
-	fp_pool *q = p->groups[rq->group];
+	struct fp_group *q = p->groups[rq->group];
 	const struct fp_zygote_child zc = {
 		.shm_fd = fds[2],
 		.close_fds = { fd, fds[1] },
@@ -510,19 +511,19 @@ static void zygote_read_cb(fp_io *io, ssize_t res, const char *buf)
 		fp__reap(&p->sigchld, SIGCHLD);
 	z->in_cb = false;
 	zygote_maybe_free(z);
-	fp__dispatch(p);
+	fp__dispatch(p->groups[0]);
 }
 
-int fp__zygote_spawn(fp_pool *p, struct fp_worker *w, int sock, int log_wr, int shm_fd)
+int fp__zygote_spawn(struct fp_group *g, struct fp_worker *w, int sock, int log_wr, int shm_fd)
 {
-	/* The root's zygote forks every pool's workers, its exec pools' too. */
-	struct fp_zygote *z = p->root->zygote;
+	/* The pool's zygote clones every group's workers, the exec groups' too. */
+	struct fp_zygote *z = g->pool->zygote;
 	struct zygote_req rq = {
 		.magic = ZYGOTE_MAGIC,
 		.slot = w->slot,
 		.generation = w->generation,
 		.task_limit = w->tasks_limit,
-		.group = p->group,
+		.group = g->index,
 	};
 	union {
 		char buf[CMSG_SPACE(3 * sizeof(int))];
@@ -559,7 +560,7 @@ int fp__zygote_spawn(fp_pool *p, struct fp_worker *w, int sock, int log_wr, int 
 		z->head = w;
 	z->tail = w;
 	if (!fp_timer_active(&z->stall))
-		fp_timer_start(p->loop, &z->stall, ZYGOTE_STALL_MS, stall_cb);
+		fp_timer_start(g->loop, &z->stall, ZYGOTE_STALL_MS, stall_cb);
 	return 0;
 }
 

@@ -19,6 +19,7 @@
 
 #include "forkpool.h"
 
+struct fp_group;
 struct fp_worker;
 struct fp_zygote;
 
@@ -36,7 +37,7 @@ int fp__zygote_watch(fp_pool *p);
  * socket and log pipe and its shared page. 0: asked, the pid comes later and
  * the caller closes its copies of the fds; < 0: not asked, fork directly.
  */
-int fp__zygote_spawn(fp_pool *p, struct fp_worker *w, int sock, int log_wr, int shm_fd);
+int fp__zygote_spawn(struct fp_group *g, struct fp_worker *w, int sock, int log_wr, int shm_fd);
 /*
  * Before the zygote is watched: wait up to timeout_ms for the answers to
  * what it was asked, so that a new pool's workers have their pids when

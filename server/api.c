@@ -781,9 +781,13 @@ out:
 	json_decref(body);
 }
 
-/* `ndjson`: the items are fp_ndjson_split()'s array, given to the job (or freed). */
+/*
+ * `text` non-NULL: the items are fp__api_ndjson_items()'s array pointing
+ * into `text`, both taken by the job (lent to the pool: no copy of a
+ * million items) or freed here.
+ */
 static void submit_map(fp_api *api, fp_http_request *req, const char *task,
-		       struct fp_buf *items, size_t n, const fp_call_options *co, bool ndjson,
+		       struct fp_buf *items, size_t n, const fp_call_options *co, char *text,
 		       const struct fp_job_idem *idem)
 {
 	fp_job *job;
@@ -791,16 +795,16 @@ static void submit_map(fp_api *api, fp_http_request *req, const char *task,
 
 	if (api->cjobs) {
 		fp__api_cluster_submit(api, req, FP_JOB_MAP, task, items, n, co, idem);
-		if (ndjson)
+		if (text) {
 			fp_ndjson_free(items);
+			fp_mem_free(text);
+		}
 		return;
 	}
-	err = fp_jobs_submit_idem(api->jobs, FP_JOB_MAP, task, items, n, co, idem, &job);
-
-	if (ndjson && !err)
-		fp_job_give_block(job, items, n * sizeof(*items));
-	else if (ndjson)
-		fp_ndjson_free(items);
+	if (text)
+		err = fp_jobs_submit_map_taking(api->jobs, task, items, n, text, co, idem, &job);
+	else
+		err = fp_jobs_submit_idem(api->jobs, FP_JOB_MAP, task, items, n, co, idem, &job);
 	if (err)
 		fp__api_submit_error(api, req, task, err);
 	else
@@ -844,7 +848,7 @@ static void post_map_json(fp_api *api, fp_http_request *req, const struct fp_job
 	co.retries = (unsigned)retries;
 	co.chunksize = (size_t)chunksize;
 	co.concurrency = (unsigned)concurrency;
-	submit_map(api, req, json_string_value(task), bufs, n, &co, false, idem);
+	submit_map(api, req, json_string_value(task), bufs, n, &co, NULL, idem);
 out:
 	fp__api_json_items_free(bufs, n);
 	json_decref(body);
@@ -887,13 +891,27 @@ void fp__api_json_items_free(struct fp_buf *bufs, size_t n)
  * The items point into the body; release *out with fp_ndjson_free(). On
  * error the answer is sent.
  */
-int fp__api_ndjson_items(fp_http_request *req, struct fp_buf **out, size_t *nout)
+int fp__api_ndjson_items(fp_http_request *req, struct fp_buf **out, size_t *nout, char **text)
 {
 	struct fp_ndjson_error e;
 	size_t len;
 	const char *body = fp_http_body(req, &len);
-	int err = fp_ndjson_split(body, len, out, nout, &e);
+	int err = -ENOMEM;
 
+	/*
+	 * One copy of the whole body, which the job can keep for as long as
+	 * the pool reads the items: cheaper than the pool's copy of each item.
+	 */
+	*out = NULL;
+	*text = fp_mem_alloc(len + 1);
+	if (*text) {
+		memcpy(*text, body, len + 1);
+		err = fp_ndjson_split(*text, len, out, nout, &e);
+	}
+	if (err) {
+		fp_mem_free(*text);
+		*text = NULL;
+	}
 	if (err == -EINVAL)
 		fp__api_error(req, 400, "bad_json", "line %zu is not JSON (column %d): %s",
 			      e.line, e.column, e.text);
@@ -913,6 +931,7 @@ static void post_map_ndjson(fp_api *api, fp_http_request *req, const struct fp_j
 	const char *task = fp_http_query(req, "task");
 	int64_t timeout, retries, chunksize, concurrency;
 	struct fp_buf *bufs;
+	char *text;
 	size_t n;
 
 	if (fp__api_only_params(req, map_ndjson_params))
@@ -928,13 +947,13 @@ static void post_map_ndjson(fp_api *api, fp_http_request *req, const struct fp_j
 	    query_uint(req, "concurrency", 0, FP_API_CONCURRENCY_MAX, &concurrency) ||
 	    fp__api_concurrency_here(api, req, concurrency) ||
 	    fp__api_retry_on_query(req, &co.retry_on) ||
-	    fp__api_ndjson_items(req, &bufs, &n))
+	    fp__api_ndjson_items(req, &bufs, &n, &text))
 		return;
 	co.timeout_ms = timeout;
 	co.retries = (unsigned)retries;
 	co.chunksize = (size_t)chunksize;
 	co.concurrency = (unsigned)concurrency;
-	submit_map(api, req, task, bufs, n, &co, true, idem);
+	submit_map(api, req, task, bufs, n, &co, text, idem);
 }
 
 /* --- routing ------------------------------------------------------------- */

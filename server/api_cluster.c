@@ -275,7 +275,8 @@ static void wait_timeout(fp_timer *t)
 }
 
 static void wait_follow_cb(struct fp_cluster_follow *f, const struct fp_cluster_landed *l,
-			   size_t n, bool end, const char *state, void *data)
+			   size_t n, bool end, const char *state,
+			   const struct fp_cluster_doc *doc, void *data)
 {
 	struct api_creq *c = data;
 	size_t i;
@@ -286,10 +287,17 @@ static void wait_follow_cb(struct fp_cluster_follow *f, const struct fp_cluster_
 			fail(c, -ENOMEM);
 			return;
 		}
-	if (end)
+	if (end && doc) {
+		/* The end carries the document as it ended: no second read (a round trip). */
+		fp_cluster_follow_stop(c->follow);
+		c->follow = NULL;
+		fp_timer_stop(&c->timer);
+		answer_doc(c, doc);
+	} else if (end) {
 		answer_now(c);
-	else
+	} else {
 		fp_cluster_follow_more(f);
+	}
 }
 
 /* Follow the job's results to their end (collected with ?results=1), or until wait_ms. */
@@ -343,12 +351,14 @@ static int write_lines(struct api_creq *c, const char *s, size_t len)
 }
 
 static void results_cb(struct fp_cluster_follow *f, const struct fp_cluster_landed *l,
-		       size_t n, bool end, const char *state, void *data)
+		       size_t n, bool end, const char *state,
+		       const struct fp_cluster_doc *doc, void *data)
 {
 	struct api_creq *c = data;
 	size_t i;
 
 	(void)state;
+	(void)doc;
 	for (i = 0; i < n; i++) {
 		if (!c->input_order) {
 			if (write_lines(c, l[i].lines, l[i].len) < 0)

@@ -82,8 +82,12 @@ json_t *fp__api_parse_body(fp_http_request *req);
  */
 int fp__api_json_items(fp_http_request *req, json_t *items, struct fp_buf **out, size_t *n);
 void fp__api_json_items_free(struct fp_buf *bufs, size_t n);
-/* NDJSON items (pointing into the body; fp_ndjson_free() *out); -EINVAL after answering. */
-int fp__api_ndjson_items(fp_http_request *req, struct fp_buf **out, size_t *n);
+/*
+ * NDJSON items, pointing into *text, a copy of the body (both fp_mem_alloc()
+ * memory, for a job to take, or to release with fp_ndjson_free() and
+ * fp_mem_free()); -EINVAL after answering.
+ */
+int fp__api_ndjson_items(fp_http_request *req, struct fp_buf **out, size_t *n, char **text);
 /* 400 unknown_task naming `task` (and `where`, e.g. " in stage 2") and the known ones. */
 void fp__api_unknown_task(fp_api *api, fp_http_request *req, const char *task,
 			  const char *where);

@@ -79,9 +79,12 @@ static const char *refused_task(fp_api *api, const struct pipeline_req *p, int e
 	return p->stages[0].task;
 }
 
-/* `ndjson`: the items are fp_ndjson_split()'s array, given to the job (or freed). */
+/*
+ * `text` non-NULL: the items are fp__api_ndjson_items()'s array pointing
+ * into `text`, both taken by the job (lent to the pool) or freed.
+ */
 static void submit(fp_api *api, fp_http_request *req, struct pipeline_req *p,
-		   struct fp_buf *items, size_t n, bool ndjson)
+		   struct fp_buf *items, size_t n, char *text)
 {
 	fp_job *job;
 	bool answered;
@@ -100,12 +103,19 @@ static void submit(fp_api *api, fp_http_request *req, struct pipeline_req *p,
 			p->stages[i].workers = (unsigned)p->concurrency;
 	}
 	answered = check_tasks(api, req, p) != 0;
-	err = answered ? -EINVAL : fp_jobs_submit_pipeline_idem(api->jobs, p->stages, p->nstages,
-								items, n, &p->po, p->idem, &job);
-	if (ndjson && !err)
-		fp_job_give_block(job, items, n * sizeof(*items));
-	else if (ndjson)
-		fp_ndjson_free(items);
+	if (answered) {
+		err = -EINVAL;
+		if (text) {
+			fp_ndjson_free(items);
+			fp_mem_free(text);
+		}
+	} else if (text) {
+		err = fp_jobs_submit_pipeline_taking(api->jobs, p->stages, p->nstages, items, n,
+						     text, &p->po, p->idem, &job);
+	} else {
+		err = fp_jobs_submit_pipeline_idem(api->jobs, p->stages, p->nstages, items, n,
+						   &p->po, p->idem, &job);
+	}
 	if (answered)
 		return;
 	if (err == -EINVAL)
@@ -263,7 +273,7 @@ static void post_json(fp_api *api, fp_http_request *req, const struct fp_job_ide
 	p.nstages = json_array_size(stages);
 	if (fp__api_json_items(req, items, &bufs, &n))
 		goto out;
-	submit(api, req, &p, bufs, n, false);
+	submit(api, req, &p, bufs, n, NULL);
 out:
 	fp__api_json_items_free(bufs, n);
 	json_decref(body);
@@ -358,6 +368,7 @@ static void post_ndjson(fp_api *api, fp_http_request *req, const struct fp_job_i
 	int64_t workers, buffer, timeout, retries, batch;
 	char *names = NULL, *c;
 	struct fp_buf *bufs = NULL;
+	char *text;
 	size_t i, n;
 
 	if (fp__api_only_params(req, ndjson_params))
@@ -420,9 +431,9 @@ static void post_ndjson(fp_api *api, fp_http_request *req, const struct fp_job_i
 		p.stages[i].retries = (unsigned)retries;
 		c = comma ? comma + 1 : c + strlen(c);
 	}
-	if (fp__api_ndjson_items(req, &bufs, &n))
+	if (fp__api_ndjson_items(req, &bufs, &n, &text))
 		goto out;
-	submit(api, req, &p, bufs, n, true);
+	submit(api, req, &p, bufs, n, text);
 out:
 	free(names);
 }

@@ -115,6 +115,33 @@ static const redisReply *field(const redisReply *fields, const char *name)
 	return NULL;
 }
 
+/*
+ * The document an end entry carries (land_script's "d:" fields), for the
+ * job whose results stream is `key`. -ENOENT: an end without it (an empty
+ * job's, written at submission).
+ */
+static int end_doc(const fp_cluster_jobs *cj, const redisReply *key, const redisReply *fields,
+		   struct fp_cluster_doc *d)
+{
+	size_t skip = strlen(cj->prefix) + sizeof("results:") - 1, i;
+	redisReply *e[FP_CJ_DOC_FIELDS];
+	char id[FP_CLUSTER_ID_MAX + 1], name[32];
+
+	if (key->len <= skip || key->len - skip > FP_CLUSTER_ID_MAX)
+		return -ENOENT;
+	memcpy(id, key->str + skip, key->len - skip);
+	id[key->len - skip] = '\0';
+	for (i = 0; i < FP_CJ_DOC_FIELDS; i++) {
+		const redisReply *v;
+
+		snprintf(name, sizeof(name), "d:%s", fp__cj_doc_fields[i]);
+		if (!(v = field(fields, name)) || v->type != REDIS_REPLY_STRING)
+			return -ENOENT;
+		e[i] = (redisReply *)v;
+	}
+	return fp__cj_doc_parse(e, id, d);
+}
+
 /* Give a stream's entries to every follower that asked for them. */
 static void deliver(fp_cluster_jobs *cj, const struct cj_round *rd, const redisReply *stream)
 {
@@ -122,8 +149,9 @@ static void deliver(fp_cluster_jobs *cj, const struct cj_round *rd, const redisR
 	struct fp_cluster_landed *l;
 	const char *asked = NULL, *state = NULL, *last_id = NULL;
 	struct fp_cluster_follow *f;
+	struct fp_cluster_doc doc;
 	size_t i, n = 0;
-	bool end = false;
+	bool end = false, have_doc = false;
 
 	if (key->type != REDIS_REPLY_STRING || entries->type != REDIS_REPLY_ARRAY)
 		return;
@@ -145,6 +173,7 @@ static void deliver(fp_cluster_jobs *cj, const struct cj_round *rd, const redisR
 		if ((v = field(fields, "end")) && v->type == REDIS_REPLY_STRING) {
 			end = true;
 			state = v->str;
+			have_doc = end_doc(cj, key, fields, &doc) == 0;
 			break;
 		}
 		if (!(v = field(fields, "o")) || v->type != REDIS_REPLY_STRING)
@@ -166,7 +195,7 @@ static void deliver(fp_cluster_jobs *cj, const struct cj_round *rd, const redisR
 		snprintf(f->last, sizeof(f->last), "%s", last_id);
 		if (end)
 			f->ended = true;
-		f->cb(f, l, n, end, state, f->data);
+		f->cb(f, l, n, end, state, have_doc ? &doc : NULL, f->data);
 	}
 	free(l);
 }

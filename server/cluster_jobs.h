@@ -155,7 +155,9 @@ int fp_cluster_jobs_list(fp_cluster_jobs *cj, const char *after, size_t max,
  * in the order they landed, each given once. After each batch the follower
  * asks for more with fp_cluster_follow_more() when it can take it (a slow
  * HTTP client slows the reading, nothing piles up). The last batch has the
- * end (`end` set, the job's final state). Reads block in Redis: no
+ * end (`end` set, the job's final state, and `doc` its document as it
+ * ended, when the landing that ended it wrote it: NULL otherwise, and
+ * valid during the callback only). Reads block in Redis: no
  * polling. fp_cluster_follow_stop() frees the follower (not from inside
  * another follower's callback... it may be its own).
  */
@@ -169,7 +171,8 @@ struct fp_cluster_landed {
 struct fp_cluster_follow;
 typedef void (*fp_cluster_follow_cb)(struct fp_cluster_follow *f,
 				     const struct fp_cluster_landed *l, size_t n,
-				     bool end, const char *state, void *data);
+				     bool end, const char *state,
+				     const struct fp_cluster_doc *doc, void *data);
 int fp_cluster_follow_start(fp_cluster_jobs *cj, const char *id, fp_cluster_follow_cb cb,
 			    void *data, struct fp_cluster_follow **out);
 void fp_cluster_follow_more(struct fp_cluster_follow *f);

@@ -93,18 +93,30 @@ struct cj_run {
 	uint64_t call_id;
 	bool calling;                  /* the pool call is not done yet */
 	bool left;                     /* cancelled by a leave: not to be written */
+	bool marking;                  /* started from its entry: the mark (fetch_script) is out */
+	bool skip;                     /* its job gone or the chunk landed elsewhere: not written */
 	char *body;                    /* the chunk's items (fp_ndjson_split points into it) */
 	struct fp_buf *items;
-	char **lines;                  /* per item, its outcome line */
+	struct sbuf raw;               /* the outcome lines as they came, one after the other */
+	size_t *offs, *lens;           /* per item, its line in raw (len 0: none yet) */
 	unsigned *attempts;            /* per item, how many times it was started */
-	size_t *lens;
 	uint64_t nok, nfailed;
 	struct sbuf out;               /* the lines, joined, once all are in */
 	struct sbuf att;               /* the attempts, "1,1,2,...", in the same order */
 };
 
+/*
+ * cluster_read.c: the job hash's fields a document is made of, and the
+ * document made of their values (e: FP_CJ_DOC_FIELDS replies in that
+ * order). -ENOENT: no job (its kind or state missing).
+ */
+#define FP_CJ_DOC_FIELDS 12
+extern const char *const fp__cj_doc_fields[FP_CJ_DOC_FIELDS];
+int fp__cj_doc_parse(redisReply *const *e, const char *id, struct fp_cluster_doc *d);
+
 /* cluster_run.c: a chunk's life once taken. */
-void fp__cj_take(fp_cluster_jobs *cj, const redisReply *entry);   /* XREADGROUP/XAUTOCLAIM's */
+/* An entry XREADGROUP (fresh: never delivered before) or XAUTOCLAIM gave. */
+void fp__cj_take(fp_cluster_jobs *cj, const redisReply *entry, bool fresh);
 void fp__cj_fetch(struct cj_run *run);
 void fp__cj_land_send(struct cj_run *run);
 void fp__cj_run_cancel(fp_cluster_jobs *cj, const char *id, size_t len);

@@ -76,7 +76,7 @@ static void pull_cb(fp_redis *r, int status, redisReply *reply, void *data)
 		const redisReply *entries = reply->element[0]->element[1];
 
 		for (i = 0; entries->type == REDIS_REPLY_ARRAY && i < entries->elements; i++)
-			fp__cj_take(cj, entries->element[i]);
+			fp__cj_take(cj, entries->element[i], true);
 	}
 	fp__cj_pull(cj);
 }
@@ -180,7 +180,7 @@ static void claim_cb(fp_redis *r, int status, redisReply *reply, void *data)
 		if (cj->log)
 			fp_dlog_info(cj->log, "cluster: took over work entry %s (its node stopped"
 				     " refreshing it)", e->element[0]->str);
-		fp__cj_take(cj, e);
+		fp__cj_take(cj, e, false);
 	}
 }
 

@@ -10,19 +10,19 @@
 
 #include "cluster_jobs_impl.h"
 
-static const char *const doc_fields[] = {
+const char *const fp__cj_doc_fields[FP_CJ_DOC_FIELDS] = {
 	"kind", "task", "state", "total", "done", "failed", "chunks",
 	"created_at", "started_at", "finished_at", "o", "a",
 };
-#define DOC_FIELDS (sizeof(doc_fields) / sizeof(doc_fields[0]))
+#define DOC_FIELDS FP_CJ_DOC_FIELDS
 
 static uint64_t reply_u64(const redisReply *e)
 {
 	return e->type == REDIS_REPLY_STRING ? strtoull(e->str, NULL, 10) : 0;
 }
 
-/* A job's fields (doc_fields' order) into *d. -ENOENT: no hash (no such job, or expired). */
-static int fields_parse(redisReply *const *e, const char *id, struct fp_cluster_doc *d)
+/* A job's fields (fp__cj_doc_fields' order) into *d. -ENOENT: no hash (no such job, or expired). */
+int fp__cj_doc_parse(redisReply *const *e, const char *id, struct fp_cluster_doc *d)
 {
 	if (e[0]->type != REDIS_REPLY_STRING || e[2]->type != REDIS_REPLY_STRING)
 		return -ENOENT;
@@ -52,7 +52,7 @@ static int doc_parse(const redisReply *reply, const char *id, struct fp_cluster_
 {
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != DOC_FIELDS)
 		return -EIO;
-	return fields_parse(reply->element, id, d);
+	return fp__cj_doc_parse(reply->element, id, d);
 }
 
 static void doc_cb(fp_redis *r, int status, redisReply *reply, void *data)
@@ -82,8 +82,8 @@ static int send_doc(fp_cluster_jobs *cj, struct fp_cluster_op *op)
 	argv[1] = key;
 	lens[1] = strlen(key);
 	for (i = 0; i < DOC_FIELDS; i++) {
-		argv[2 + i] = doc_fields[i];
-		lens[2 + i] = strlen(doc_fields[i]);
+		argv[2 + i] = fp__cj_doc_fields[i];
+		lens[2 + i] = strlen(fp__cj_doc_fields[i]);
 	}
 	r = fp_redis_command(cj->cmd, doc_cb, op, (int)(2 + DOC_FIELDS), argv, lens);
 	free(key);
@@ -116,7 +116,7 @@ int fp_cluster_jobs_get(fp_cluster_jobs *cj, const char *id, fp_cluster_doc_cb c
  * KEYS: P jobs. ARGV: the cursor (0: from the newest; a number: jobs before
  * that place; a job id: jobs before it), how many, a state ("" any), the
  * jobs' key prefix. Answers -1 for an id no job has, else a flat array:
- * per job its id, its place, and doc_fields' values ("" for none). Names
+ * per job its id, its place, and fp__cj_doc_fields' values ("" for none). Names
  * of jobs gone (expired) are dropped from the list on the way.
  */
 static const char list_script[] =
@@ -169,7 +169,7 @@ static void list_cb(fp_redis *r, int status, redisReply *reply, void *data)
 			redisReply *const *e = reply->element + i * per;
 
 			if (e[0]->type != REDIS_REPLY_STRING || e[0]->len > FP_CLUSTER_ID_MAX ||
-			    fields_parse(e + 2, e[0]->str, &docs[i]) < 0)
+			    fp__cj_doc_parse(e + 2, e[0]->str, &docs[i]) < 0)
 				status = -EIO;
 			seqs[i] = reply_u64(e[1]);
 		}

@@ -40,49 +40,69 @@ static void new_id(char out[33])
 }
 
 /*
- * A submission in one script, so that the idempotency key's check and the
- * job's writing are one atomic step (as MULTI/EXEC would write it, but
- * MULTI cannot write only when a key is free). KEYS: the job's hash, its
+ * A submission is one transaction: MSET of the chunks' items (plain
+ * command: Redis's Lua copies every string it is given, ~1 us a KiB, and a
+ * big map's items are megabytes), then this script, so that the
+ * idempotency key's check and the job's writing are one atomic step (MULTI
+ * alone cannot write only when a key is free). KEYS: the job's hash, its
  * results stream, the work stream, the idempotency key ("" for none), the
  * submission counter and the list of jobs (P seq, P jobs: the job's place
  * in submission order, the list's cursor).
  * ARGV: id, the key's value ("ID HASH"), the key's TTL, the job's TTL, the
  * number of hash fields, the fields and values, the number of chunks, and
- * per chunk its first item, its count and its items. Chunk K's key is the
- * hash's + ":chunk:K". Answers nil when written, or the key's value when a
- * job still kept holds it (a key whose job is gone is taken over).
+ * per chunk its first item and its count, then for a job of one small item
+ * (an apply, mostly) its task, timeout_ms, retries, retry_on, chunksize and
+ * chunk text, which its work entry carries too: the node that reads it
+ * starts at once, without a fetch's round trip (cluster_run.c,
+ * start_from_entry). Chunk K's key is the hash's +
+ * ":chunk:K". Answers nil when written, or the key's value when a job still
+ * kept holds it (a key whose job is gone is taken over); the chunks the
+ * MSET wrote are then deleted.
  */
 static const char submit_script[] =
+	"local nf = tonumber(ARGV[5])\n"
+	"local at = 6 + nf * 2\n"
+	"local nc = tonumber(ARGV[at])\n"
 	"if KEYS[4] ~= '' then\n"
 	"  local old = redis.call('GET', KEYS[4])\n"
 	"  if old then\n"
 	"    local j = string.match(old, '^(%x+) ')\n"
 	"    local base = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[1])\n"
-	"    if j and redis.call('EXISTS', base .. j) == 1 then return old end\n"
+	"    if j and redis.call('EXISTS', base .. j) == 1 then\n"
+	"      for k = 0, nc - 1 do redis.call('DEL', KEYS[1] .. ':chunk:' .. k) end\n"
+	"      return old\n"
+	"    end\n"
 	"  end\n"
 	"  redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[3])\n"
 	"end\n"
-	"local nf = tonumber(ARGV[5])\n"
 	"local h = {}\n"
 	"for i = 1, nf * 2 do h[i] = ARGV[5 + i] end\n"
 	"redis.call('HSET', KEYS[1], unpack(h))\n"
 	"local seq = redis.call('INCR', KEYS[5])\n"
 	"redis.call('HSET', KEYS[1], 'seq', seq)\n"
 	"redis.call('ZADD', KEYS[6], seq, ARGV[1])\n"
-	"local at = 6 + nf * 2\n"
-	"local nc = tonumber(ARGV[at])\n"
+	"local x = at + 1 + nc * 2\n"
 	"for k = 0, nc - 1 do\n"
-	"  local b = at + 1 + k * 3\n"
-	"  redis.call('SET', KEYS[1] .. ':chunk:' .. k, ARGV[b + 2])\n"
-	"  redis.call('XADD', KEYS[3], '*', 'job', ARGV[1], 'chunk', tostring(k),"
+	"  local b = at + 1 + k * 2\n"
+	"  if ARGV[x] then\n"
+	"    redis.call('XADD', KEYS[3], '*', 'job', ARGV[1], 'chunk', tostring(k),"
+	" 'first', ARGV[b], 'n', ARGV[b + 1], 'task', ARGV[x], 'timeout_ms', ARGV[x + 1],"
+	" 'retries', ARGV[x + 2], 'retry_on', ARGV[x + 3], 'chunksize', ARGV[x + 4],"
+	" 'items', ARGV[x + 5])\n"
+	"  else\n"
+	"    redis.call('XADD', KEYS[3], '*', 'job', ARGV[1], 'chunk', tostring(k),"
 	" 'first', ARGV[b], 'n', ARGV[b + 1])\n"
+	"  end\n"
 	"end\n"
-	"if nc == 0 then\n"
+"if nc == 0 then\n"
 	"  redis.call('XADD', KEYS[2], '*', 'end', 'done')\n"
 	"  redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
 	"  redis.call('PEXPIRE', KEYS[2], ARGV[4])\n"
 	"end\n"
 	"return false\n";
+
+/* A one-item job's chunk text up to this size rides in its work entry. */
+#define ENTRY_ITEMS_MAX 4096
 
 /* An idempotency key outlives its job's TTL by this much (a key whose job is gone is free). */
 #define IDEM_EXTRA_MS (24u * 3600 * 1000)
@@ -94,6 +114,9 @@ static void submit_cb(fp_redis *r, int status, redisReply *reply, void *data)
 	const char *id = op->id;
 
 	(void)r;
+	/* EXEC's answer: [MSET's,] the script's. */
+	if (status == 0 && reply->type == REDIS_REPLY_ARRAY && reply->elements)
+		reply = reply->element[reply->elements - 1];
 	if (status == 0 && reply->type == REDIS_REPLY_STRING) {
 		/* "ID HASH": the job that holds the key. */
 		char *sp = memchr(reply->str, ' ', reply->len);
@@ -152,21 +175,34 @@ static int arg_s(struct args *a, const char *s)
 	return arg(a, s, strlen(s));
 }
 
-/* A number, kept until the arguments are freed. */
-static int arg_u64(struct args *a, uint64_t v)
+/* s (malloc'd, or NULL: ENOMEM), kept until the arguments are freed. */
+static int arg_own(struct args *a, char *s)
 {
-	char buf[24], *s, **o;
+	char **o;
 
-	snprintf(buf, sizeof(buf), "%" PRIu64, v);
-	if (!(s = strdup(buf)))
-		return -ENOMEM;
-	if (!(o = realloc(a->owned, (a->nowned + 1) * sizeof(*o)))) {
+	if (!s || !(o = realloc(a->owned, (a->nowned + 1) * sizeof(*o)))) {
 		free(s);
 		return -ENOMEM;
 	}
 	a->owned = o;
 	a->owned[a->nowned++] = s;
 	return arg_s(a, s);
+}
+
+/* A number. */
+static int arg_u64(struct args *a, uint64_t v)
+{
+	char *s;
+
+	return arg_own(a, asprintf(&s, "%" PRIu64, v) < 0 ? NULL : s);
+}
+
+/* Chunk K's key: the job's + ":chunk:K". */
+static int arg_chunk_key(struct args *a, const char *job_key, size_t k)
+{
+	char *s;
+
+	return arg_own(a, asprintf(&s, "%s:chunk:%zu", job_key, k) < 0 ? NULL : s);
 }
 
 static void args_free(struct args *a)
@@ -190,7 +226,7 @@ int fp_cluster_jobs_submit(fp_cluster_jobs *cj, enum fp_job_kind kind, const cha
 	char id[33], timeout[24], idem_value[64], *idem_key = NULL;
 	char *job_key = NULL, *results_key = NULL;
 	struct fp_cluster_op *op;
-	struct args a = { 0 };
+	struct args a = { 0 }, m = { 0 };        /* the script's, MSET's */
 	struct sbuf body;
 	uint64_t now = wall_ms();
 	size_t first, k, cnt, *ends = NULL;
@@ -250,21 +286,37 @@ int fp_cluster_jobs_submit(fp_cluster_jobs *cj, enum fp_job_kind kind, const cha
 	    arg_s(&a, "idem") || arg_s(&a, idem_key ? idem_key : "") ||
 	    arg_u64(&a, chunks))
 		goto out;
+	if (arg_s(&m, "MSET"))
+		goto out;
 	for (first = 0, k = 0; k < chunks; k++) {
 		size_t from = k ? ends[k - 1] : 0;
 
 		cnt = fp_cluster_chunk_next(items, n, first, per, FP_CLUSTER_CHUNK_BYTES);
-		if (arg_u64(&a, first) || arg_u64(&a, cnt) ||
-		    arg(&a, body.data + from, ends[k] - from))
+		if (arg_u64(&a, first) || arg_u64(&a, cnt) || arg_chunk_key(&m, job_key, k) ||
+		    arg(&m, body.data + from, ends[k] - from))
 			goto out;
 		first += cnt;
 	}
-	r = fp_redis_command(cj->cmd, submit_cb, op, (int)a.n, a.v, a.len);
+	/* One small item: it travels in its work entry too (the script's ARGV[x]). */
+	if (n == 1 && body.len <= ENTRY_ITEMS_MAX &&
+	    (arg_s(&a, task) || arg_s(&a, timeout) || arg_u64(&a, co->retries) ||
+	     arg_u64(&a, co->retry_on) || arg_u64(&a, co->chunksize) ||
+	     arg(&a, body.data, body.len)))
+		goto out;
+	{
+		const struct fp_redis_cmdv cmds[] = { { (int)m.n, m.v, m.len },
+						      { (int)a.n, a.v, a.len } };
+
+		/* No chunks (an empty map): no MSET, which wants a key. */
+		r = fp_redis_transaction(cj->cmd, submit_cb, op, chunks ? 2 : 1,
+					 chunks ? cmds : cmds + 1);
+	}
 	if (r == 0) {
 		*opp = op;
 		op = NULL;
 	}
 out:
+	args_free(&m);
 	args_free(&a);
 	sbuf_free(&body);
 	free(ends);

@@ -343,11 +343,88 @@ void fp__job_item_cb(fp_pool *pool, uint64_t call_id, const struct fp_result *r,
 	fp__job_outcome(job, r->index, r);
 }
 
+/*
+ * A run of OK answers of a map, kept at once: room asked for the whole run,
+ * the values written one after the other into one piece of a text page, the
+ * counters and the journal told once; the watchers still hear each item.
+ * False, with nothing done, when the run must go item by item: an error in
+ * it, no room for all of it under max_results_bytes (the per-item path keeps
+ * what fits), no memory.
+ */
+static bool outcomes_ok_run(fp_job *job, const struct fp_result *r, size_t n)
+{
+	fp_jobs *jobs = job->jobs;
+	size_t k, need = 0, at = job->ndone + job->nfailed;
+	char *d;
+
+	for (k = 0; k < n; k++) {
+		if (r[k].status != FP_ITEM_OK || r[k].index >= job->total ||
+		    job->items[r[k].index].finished || r[k].value_len > UINT32_MAX)
+			return false;
+		need += r[k].value_len + 1;
+	}
+	if (jobs->opts.max_results_bytes && !fp__jobs_results_room(jobs, need))
+		return false;
+	d = fp__job_text_room(job, need);
+	if (!d)
+		return false;
+	for (k = 0; k < n; k++) {
+		struct job_item *it = &job->items[r[k].index];
+		size_t len = r[k].value_len;
+
+		if (len)
+			memcpy(d, r[k].value, len);
+		d[len] = '\0';
+		it->text = d;
+		it->len = (uint32_t)len;
+		it->status = FP_ITEM_OK;
+		it->attempts = r[k].attempts > UINT16_MAX ? UINT16_MAX : (uint16_t)r[k].attempts;
+		it->finished = 1;
+		job->order[at + k] = (uint32_t)r[k].index;
+		d += len + 1;
+	}
+	job->ndone += n;
+	jobs->stats.items_ok += n;
+	jobs->stats.items_pending -= n;
+	fp__jobs_journal_dirty(jobs, job);
+	/* A watcher may forget the job: the rest of the run then tells nobody. */
+	for (k = 0; k < n && !job->forgotten; k++)
+		fp__job_watchers_item(job, r[k].index);
+	return true;
+}
+
+/*
+ * The job struct outlives every callback of its call (a forgotten one stays
+ * a tombstone until the done callback), so a run that cannot be kept at
+ * once is walked item by item whatever the callbacks into watchers do.
+ */
+void fp__job_items_cb(fp_pool *pool, uint64_t call_id, const struct fp_result *r, size_t n,
+		      void *data)
+{
+	fp_job *job = data;
+
+	if (n > 1 && !job->forgotten && job->kind == FP_JOB_MAP && !job->resume_map &&
+	    outcomes_ok_run(job, r, n))
+		return;
+	for (size_t i = 0; i < n; i++)
+		fp__job_item_cb(pool, call_id, &r[i], data);
+}
+
+void fp__job_lent_free(fp_job *job)
+{
+	fp_mem_free(job->lent);
+	fp_mem_free(job->lent_text);
+	job->lent = NULL;
+	job->lent_text = NULL;
+}
+
 void fp__job_done_cb(fp_pool *pool, const struct fp_call_summary *s, void *data)
 {
 	fp_job *job = data;
 	fp_jobs *jobs = job->jobs;
 
+	/* The call is over: nothing reads its items any more. */
+	fp__job_lent_free(job);
 	if (job->kind == FP_JOB_PIPELINE && jobs)
 		jobs->stats.items_pending -= job->inputs;
 	job->pool_done = true;
@@ -491,6 +568,10 @@ int fp__job_start_apply_map(fp_pool *pool, fp_job *job, const void *arg, fp_item
 	if (s->kind == FP_JOB_APPLY)
 		return fp_pool_apply_async(pool, s->name, s->items[0].base, s->items[0].len,
 					   &o, on_item, on_done, job, call_id);
+	/* Items the job keeps are lent, and their outcomes come a run at a time. */
+	if (job->lent)
+		return fp_pool_map_borrow_async(pool, s->name, job->lent, s->n, &o,
+						fp__job_items_cb, on_done, job, call_id);
 	return fp_pool_map_async(pool, s->name, s->items, s->n, &o, on_item, on_done,
 				 job, call_id);
 }
@@ -520,20 +601,48 @@ int fp_jobs_submit_idem(fp_jobs *jobs, enum fp_job_kind kind, const char *task,
 	return fp__jobs_submit(jobs, &s, out);
 }
 
+int fp_jobs_submit_map_taking(fp_jobs *jobs, const char *task, struct fp_buf *items,
+			      size_t n, void *text, const fp_call_options *opts,
+			      const struct fp_job_idem *idem, fp_job **out)
+{
+	struct fp__job_start s = {
+		.kind = FP_JOB_MAP, .name = task, .n = n, .items = items, .opts = opts,
+		.start = fp__job_start_apply_map, .idem = idem, .lent = items,
+		.lent_text = text,
+	};
+
+	s.arg = &s;
+	if (out)
+		*out = NULL;
+	if (!task || (n && !items)) {
+		fp_mem_free(items);
+		fp_mem_free(text);
+		return -EINVAL;
+	}
+	return fp__jobs_submit(jobs, &s, out);
+}
+
 static int submit(fp_jobs *jobs, const struct fp__job_start *s, bool *took, fp_job **out);
 
-/* The ext is the job's from here, whatever the outcome (jobs_impl.h). */
+/* Lent items and the ext are the job's from here, whatever the outcome (jobs_impl.h). */
 int fp__jobs_submit(fp_jobs *jobs, const struct fp__job_start *s, fp_job **out)
 {
 	bool took = false;
 	int err = submit(jobs, s, &took, out);
 
-	if (!took && s->ext && s->ext_free)
-		s->ext_free(s->ext);
+	if (!took) {
+		fp_mem_free(s->lent);
+		fp_mem_free(s->lent_text);
+		if (s->ext && s->ext_free)
+			s->ext_free(s->ext);
+	}
 	return err;
 }
 
-/* *took: the job holds s's ext (its call started); else it is still s's. */
+/*
+ * *took: the job holds s's lent items and ext (its call started); else
+ * they are still s's.
+ */
 static int submit(fp_jobs *jobs, const struct fp__job_start *s, bool *took, fp_job **out)
 {
 	const struct fp_job_idem *idem = s->idem && s->idem->key ? s->idem : NULL;
@@ -591,14 +700,21 @@ static int submit(fp_jobs *jobs, const struct fp__job_start *s, bool *took, fp_j
 	job->created_at = wall_ms();
 	/* The start function may reach the ext; the job owns it only once started. */
 	job->ext = s->ext;
+	job->lent = s->lent;
+	job->lent_text = s->lent_text;
 	err = s->start(jobs->pool, job, s->arg, fp__job_item_cb, fp__job_done_cb, &job->call_id);
-	if (err)
+	if (err) {
+		/* The call failed up front: the items go back to fp__jobs_submit(). */
+		job->lent = NULL;
+		job->lent_text = NULL;
 		goto err_job;
+	}
 
 	/*
 	 * The pool calls back from its loop only: linking after it is safe.
-	 * The call's callbacks read the ext until its done callback, so from
-	 * here it is the job's, even if the journal refuses the job below.
+	 * The call's callbacks read the ext (and lent items) until its done
+	 * callback, so from here they are the job's, even if the journal
+	 * refuses the job below.
 	 */
 	job->ext_free = s->ext_free;
 	*took = true;

@@ -160,6 +160,22 @@ int fp_jobs_submit_pipeline_idem(fp_jobs *jobs, const fp_stage *stages, size_t n
 				 const struct fp_buf *items, size_t n,
 				 const fp_pipeline_options *opts,
 				 const struct fp_job_idem *idem, fp_job **out);
+
+/*
+ * Submit a map, or a pipeline, whose items the job keeps: `items` (n of
+ * them) and `text`, the block they point into, both fp_mem_alloc() memory,
+ * become the job's whatever the outcome. The pool borrows them for the
+ * life of the call (fp_pool_map_borrow_async()), so they are neither copied
+ * item by item nor given a second array, and the job frees them when the
+ * call ends. For big NDJSON bodies. Errors as the _idem forms.
+ */
+int fp_jobs_submit_map_taking(fp_jobs *jobs, const char *task, struct fp_buf *items,
+			      size_t n, void *text, const fp_call_options *opts,
+			      const struct fp_job_idem *idem, fp_job **out);
+int fp_jobs_submit_pipeline_taking(fp_jobs *jobs, const fp_stage *stages, size_t nstages,
+				   struct fp_buf *items, size_t n, void *text,
+				   const fp_pipeline_options *opts,
+				   const struct fp_job_idem *idem, fp_job **out);
 /*
  * Give a kept job that has none a key and hash afterwards: for a job
  * restored from the journal. -EALREADY when the job has a key, -EEXIST when
@@ -372,18 +388,6 @@ struct fp_job_value {
  */
 size_t fp_job_values(const fp_job *job, size_t k, bool completion,
 		     struct fp_job_value *out, size_t max);
-
-/*
- * Give a job that was just submitted (from the call that submitted it, before
- * the loop runs) a block of fp_mem_alloc() memory whose content is no longer
- * needed and whose first `bytes` have been written: the array an NDJSON body
- * was cut into. Its item records (a map's; a pipeline's first outputs) go
- * there when they fit, else it is freed. The job owns it either way. Memory
- * already written costs nothing more to use, where each fresh page is a fault
- * and a zeroing by the kernel: in this VM that was most of what keeping a
- * million results cost (docs/PROFILE-http-pipeline.md).
- */
-void fp_job_give_block(fp_job *job, void *block, size_t bytes);
 
 /*
  * What the job holds now: bytes, and how many blocks they are in (the job,

@@ -84,8 +84,13 @@ struct fp_job {
 	size_t cap, inputs, nlost;
 	void *ext;                 /* the kind's own state (jobs_pipeline.c) */
 	void (*ext_free)(void *ext);
-	void *spare;               /* a pipeline's given block, until its first records */
-	size_t spare_bytes;
+	/*
+	 * Items the job took (fp_jobs_submit_*_taking) and lent to the pool:
+	 * freed when the pool's done callback comes, never before, as the pool
+	 * reads them until then (a tombstone keeps them too).
+	 */
+	struct fp_buf *lent;
+	void *lent_text;
 	struct text_page *pages;   /* the open page first */
 	const char *last_msg;      /* for storing a repeated message once */
 	size_t last_msg_len;
@@ -209,6 +214,12 @@ struct fp__job_start {
 	 */
 	void *ext;
 	void (*ext_free)(void *ext);
+	/*
+	 * Items to lend to the pool (`items` is then this array) and the text
+	 * they point into: fp__jobs_submit() takes them whatever the outcome.
+	 */
+	struct fp_buf *lent;
+	void *lent_text;
 };
 
 /* Submit: the common part of every kind (limits, id, lists). */
@@ -278,6 +289,11 @@ void fp__job_release(fp_job *job);
 void fp__job_free(fp_job *job);
 /* Room for a pipeline's next output. */
 int fp__job_outputs_grow(fp_job *job);
+/*
+ * `bytes` of the job's text pages, counted in its `held`, for texts written
+ * in place (a run of values at once); NULL without memory. Not an apply's.
+ */
+char *fp__job_text_room(fp_job *job, size_t bytes);
 /* Keep an outcome in `it` (its text copied into the job's pages). */
 void fp__job_record(fp_job *job, struct job_item *it, const struct fp_result *r);
 /*
@@ -295,6 +311,11 @@ void fp__job_count(fp_job *job);
  * started again (jobs_journal.c); and what both record an outcome with.
  */
 void fp__job_item_cb(fp_pool *pool, uint64_t call_id, const struct fp_result *r, void *data);
+/* A run of a map's outcomes at once: the form a map on lent items is called back in. */
+void fp__job_items_cb(fp_pool *pool, uint64_t call_id, const struct fp_result *r, size_t n,
+		      void *data);
+/* The pool is done with the job's lent items (its done callback came, or it never started). */
+void fp__job_lent_free(fp_job *job);
 void fp__job_done_cb(fp_pool *pool, const struct fp_call_summary *s, void *data);
 /* The start function of applies and maps (fp__job_start's). */
 int fp__job_start_apply_map(fp_pool *pool, fp_job *job, const void *arg, fp_item_cb on_item,

@@ -58,6 +58,7 @@ struct jr_resume {
 	int64_t timeout_ms;
 	uint32_t retries, retry_on;
 	uint64_t chunksize;
+	uint32_t concurrency;
 	size_t n;
 	size_t *off;               /* n + 1 offsets into text */
 	char *text;
@@ -219,6 +220,7 @@ int fp__jobs_journal_job(fp_jobs *jobs, fp_job *job, const struct fp__job_start 
 	r.opts.retries = o->retries;
 	r.opts.retry_on = o->retry_on;
 	r.opts.chunksize = o->chunksize;
+	r.opts.concurrency = o->concurrency;
 	if (stages) {
 		static const fp_pipeline_options pdefaults = FP_PIPELINE_OPTIONS_DEFAULT;
 		const fp_pipeline_options *po = s->popts ? s->popts : &pdefaults;
@@ -485,6 +487,7 @@ static struct jr_resume *resume_new(const struct fp_jr_job *r)
 	rs->retries = r->opts.retries;
 	rs->retry_on = r->opts.retry_on;
 	rs->chunksize = r->opts.chunksize;
+	rs->concurrency = r->opts.concurrency;
 	return rs;
 }
 
@@ -1060,6 +1063,7 @@ static int resume_one(fp_jobs *jobs, fp_job *job)
 	co.retries = rs->retries;
 	co.retry_on = rs->retry_on;
 	co.chunksize = (size_t)rs->chunksize;
+	co.concurrency = rs->concurrency;
 	memset(&s, 0, sizeof(s));
 	s.kind = job->kind;
 	s.name = job->task;

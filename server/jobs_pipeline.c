@@ -138,6 +138,11 @@ static int start_pipeline(fp_pool *pool, fp_job *job, const void *arg, fp_item_c
 	 * has a use for it: a restart resumes from the inputs not done.
 	 */
 	o.on_input_done = !o.reduce && fp_jobs_journal(job->jobs) ? pipeline_input_cb : NULL;
+	/* Inputs the job keeps are lent for the call's life. */
+	if (job->lent)
+		return fp_pool_pipeline_borrow_async(pool, p->stages, p->nstages, job->lent, p->n,
+						     &o, pipeline_item_cb, pipeline_done_cb, job,
+						     call_id);
 	return fp_pool_pipeline_async(pool, p->stages, p->nstages, p->items, p->n, &o,
 				      pipeline_item_cb, pipeline_done_cb, job, call_id);
 }
@@ -240,6 +245,11 @@ int fp__job_pipeline_restart(fp_job *job, const fp_stage *stages, size_t nstages
 	return err;
 }
 
+static int submit_pipeline(fp_jobs *jobs, const fp_stage *stages, size_t nstages,
+			   const struct fp_buf *items, size_t n, struct fp_buf *lent,
+			   void *lent_text, const fp_pipeline_options *opts,
+			   const struct fp_job_idem *idem, fp_job **out);
+
 int fp_jobs_submit_pipeline(fp_jobs *jobs, const fp_stage *stages, size_t nstages,
 			    const struct fp_buf *items, size_t n,
 			    const fp_pipeline_options *opts, fp_job **out)
@@ -252,40 +262,60 @@ int fp_jobs_submit_pipeline_idem(fp_jobs *jobs, const fp_stage *stages, size_t n
 				 const fp_pipeline_options *opts,
 				 const struct fp_job_idem *idem, fp_job **out)
 {
+	return submit_pipeline(jobs, stages, nstages, items, n, NULL, NULL, opts, idem, out);
+}
+
+int fp_jobs_submit_pipeline_taking(fp_jobs *jobs, const fp_stage *stages, size_t nstages,
+				   struct fp_buf *items, size_t n, void *text,
+				   const fp_pipeline_options *opts,
+				   const struct fp_job_idem *idem, fp_job **out)
+{
+	return submit_pipeline(jobs, stages, nstages, items, n, items, text, opts, idem, out);
+}
+
+/* `lent` and `lent_text` (NULL: none) are taken whatever the outcome. */
+static int submit_pipeline(fp_jobs *jobs, const fp_stage *stages, size_t nstages,
+			   const struct fp_buf *items, size_t n, struct fp_buf *lent,
+			   void *lent_text, const fp_pipeline_options *opts,
+			   const struct fp_job_idem *idem, fp_job **out)
+{
 	const char *reduce = opts && opts->reduce ? opts->reduce : NULL;
 	struct pipeline_start p = { stages, nstages, items, n, opts };
 	struct fp__job_start s = {
 		.kind = FP_JOB_PIPELINE, .n = n, .items = items, .start = start_pipeline,
 		.arg = &p, .ext_free = ext_free, .idem = idem,
 		.stages = stages, .nstages = nstages, .popts = opts,
+		.lent = lent, .lent_text = lent_text,
 	};
-	struct pipeline_ext *x;
+	struct pipeline_ext *x = NULL;
 	char *name = NULL;
 	size_t i;
-	int err = -ENOMEM;
+	int err = -EINVAL;
 
 	if (out)
 		*out = NULL;
 	if (!jobs || !stages || !nstages || (n && !items))
-		return -EINVAL;
+		goto err_lent;
 	for (i = 0; i < nstages; i++)
 		if (!stages[i].task)
-			return -EINVAL;
+			goto err_lent;
+	err = -ENOMEM;
 	x = fp__pipeline_ext_new(jobs, nstages, reduce != NULL, opts && opts->ordered, false);
 	if (!x)
-		return -ENOMEM;
+		goto err_lent;
 	for (i = 0; i < x->nstages; i++) {
 		const char *task = i < nstages ? stages[i].task : reduce;
 
 		if (fp__pipeline_ext_name(x, i, task, strlen(task)) < 0)
-			goto err;
+			goto err_lent;
 	}
 	name = pipeline_name(stages, nstages, reduce);
 	if (!name)
-		goto err;
+		goto err_lent;
 	/*
-	 * x is fp__jobs_submit()'s whatever the outcome: a call refused by the
-	 * journal after it started still reads x until its done callback.
+	 * x and the lent items are fp__jobs_submit()'s whatever the outcome: a
+	 * call refused by the journal after it started still reads x until
+	 * its done callback.
 	 */
 	s.name = name;
 	s.ext = x;
@@ -293,9 +323,11 @@ int fp_jobs_submit_pipeline_idem(fp_jobs *jobs, const fp_stage *stages, size_t n
 	free(name);
 	return err;
 
-err:
+err_lent:
 	free(name);
 	ext_free(x);
+	fp_mem_free(lent);
+	fp_mem_free(lent_text);
 	return err;
 }
 

@@ -73,12 +73,25 @@ static const char *text_store(fp_job *job, const char *s, size_t len)
 			job->pages = pg;
 		}
 	}
-	if (!pg || pg->cap - pg->used < len + 1) {
+	d = fp__job_text_room(job, len + 1);
+	if (!d)
+		return NULL;
+	memcpy(d, s, len);
+	d[len] = '\0';
+	return d;
+}
+
+char *fp__job_text_room(fp_job *job, size_t bytes)
+{
+	struct text_page *pg = job->pages;
+	char *d;
+
+	if (!pg || pg->cap - pg->used < bytes) {
 		size_t cap = pg ? pg->cap * 2 : PAGE_MIN;
 		if (cap > PAGE_MAX)
 			cap = PAGE_MAX;
-		if (cap < len + 1)
-			cap = len + 1;
+		if (cap < bytes)
+			cap = bytes;
 		if (sizeof(*pg) + cap < cap)
 			return NULL;
 		struct text_page *np = fp_mem_alloc(sizeof(*np) + cap);
@@ -92,7 +105,7 @@ static const char *text_store(fp_job *job, const char *s, size_t len)
 		 * A page made for one big text is full at once: it goes behind
 		 * the open page, whose free space is still good for small ones.
 		 */
-		if (pg && cap == len + 1 && pg->cap - pg->used > 0) {
+		if (pg && cap == bytes && pg->cap - pg->used > 0) {
 			np->next = pg->next;
 			pg->next = np;
 		} else {
@@ -102,10 +115,8 @@ static const char *text_store(fp_job *job, const char *s, size_t len)
 		pg = np;
 	}
 	d = pg->data + pg->used;
-	pg->used += len + 1;
-	held_add(job, len + 1);
-	memcpy(d, s, len);
-	d[len] = '\0';
+	pg->used += bytes;
+	held_add(job, bytes);
 	return d;
 }
 
@@ -122,8 +133,6 @@ void fp__job_release(fp_job *job)
 		fp_mem_free(job->order);
 	}
 	fp_mem_free(job->origins);
-	fp_mem_free(job->spare);
-	job->spare = NULL;
 	job->items = NULL;
 	job->order = NULL;
 	job->origins = NULL;
@@ -139,6 +148,8 @@ void fp__job_release(fp_job *job)
 void fp__job_free(fp_job *job)
 {
 	fp__job_release(job);
+	/* Only ever a job whose call is over (or never began): the pool lets go first. */
+	fp__job_lent_free(job);
 	if (job->ext_free)
 		job->ext_free(job->ext);
 	free(job->idem_key);
@@ -173,15 +184,7 @@ int fp__job_outputs_grow(fp_job *job)
 		cap = (size_t)UINT32_MAX + 1;
 	if (cap <= job->cap || cap > SIZE_MAX / rec)
 		return -E2BIG;
-	/* Records are written whole before they are read: a given block needs no zeroing. */
-	if (!job->cap && job->spare && job->spare_bytes >= cap * sizeof(*items)) {
-		items = job->spare;
-		job->spare = NULL;
-	} else {
-		items = fp_mem_alloc(cap * sizeof(*items));
-	}
-	fp_mem_free(job->spare);
-	job->spare = NULL;
+	items = fp_mem_alloc(cap * sizeof(*items));
 	origins = fp_mem_alloc(cap * sizeof(*origins));
 	if (!items || !origins) {
 		fp_mem_free(items);
@@ -234,36 +237,6 @@ fp_job *fp__job_alloc(const char *task, size_t n)
 		job->mem_blocks += 2;
 	}
 	return job;
-}
-
-void fp_job_give_block(fp_job *job, void *block, size_t bytes)
-{
-	size_t need;
-
-	if (!block)
-		return;
-	if (!job || job->forgotten || job->ndone + job->nfailed || job->spare ||
-	    job->items == &job->apply_item)
-		goto unused;
-	if (job->kind == FP_JOB_PIPELINE) {
-		/* Its records are made at the first output, sized then. */
-		if (job->cap)
-			goto unused;
-		job->spare = block;
-		job->spare_bytes = bytes;
-		return;
-	}
-	need = job->total * sizeof(*job->items);
-	if (!job->items || bytes < need)
-		goto unused;
-	/* A map's records are read as unfinished until written: zeroed, as fp_mem_alloc's. */
-	memset(block, 0, need);
-	fp_mem_free(job->items);
-	job->items = block;
-	return;
-
-unused:
-	fp_mem_free(block);
 }
 
 void fp_job_memory(const fp_job *job, size_t *bytes, size_t *blocks)

@@ -160,6 +160,8 @@ int fp_jr_put_job(struct sbuf *b, const struct fp_jr_job *job)
 	}
 	fp_jrec_put_u64(b, job->n);
 	put_items(b, job->items, job->n);
+	if (!job->nstages && job->opts.concurrency)
+		fp_jrec_put_u32(b, job->opts.concurrency);
 	return b->oom ? -ENOMEM : 0;
 }
 
@@ -210,6 +212,9 @@ int fp_jr_get_job(const struct fp_jrec *r, struct fp_jr_job *out)
 	}
 	for (i = 0; i < out->n; i++)
 		out->items[i].text = fp_jcur_bytes(&c, &out->items[i].len);
+	/* Written only when set: a record without it has none. */
+	if (!c.err && !out->nstages && c.p < c.end)
+		out->opts.concurrency = fp_jcur_u32(&c);
 	if (fp_jcur_done(&c) < 0)
 		goto bad;
 	return 0;

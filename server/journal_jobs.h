@@ -6,7 +6,11 @@
  *
  *   JOB       accepted: id, kind, created_at, idempotency key and body
  *             hash, the call's options (a pipeline's stages and reduce),
- *             and every item as received (its JSON text)
+ *             and every item as received (its JSON text); then, for an
+ *             apply or a map with one, its own concurrency (a u32 after
+ *             the items, left out when 0, so that records written before
+ *             it was kept read as they did and a journal without any reads
+ *             in an older build)
  *   STARTED   its first item was handed to a worker: started_at
  *   OUTCOMES  some items' (a pipeline's outputs') values or errors, with
  *             attempts, and a pipeline output's input index and stage:
@@ -76,6 +80,7 @@ struct fp_jr_opts {
 	uint32_t retries;
 	uint32_t retry_on;
 	uint64_t chunksize;             /* apply, map */
+	uint32_t concurrency;           /* apply, map: 0 none */
 	uint32_t workers;               /* a stage */
 	uint64_t buffer;                /* a stage */
 };

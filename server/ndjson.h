@@ -27,7 +27,7 @@ struct fp_ndjson_error {
  * Split `body` at '\n'; each line is trimmed of spaces, tabs and CRs, and
  * empty lines are skipped. On success *out holds *n items pointing into
  * `body` (release with fp_ndjson_free(); it is fp_mem_alloc() memory, so a job may
- * take it with fp_job_give_block()). -EINVAL with `err` filled when a
+ * take it: fp_jobs_submit_map_taking()). -EINVAL with `err` filled when a
  * line is not JSON, -ENOMEM; *out is NULL then.
  */
 int fp_ndjson_split(const char *body, size_t len, struct fp_buf **out, size_t *n,

@@ -432,6 +432,31 @@ int fp_redis_command(fp_redis *r, fp_redis_cb cb, void *data, int argc,
 	return 0;
 }
 
+int fp_redis_transaction(fp_redis *r, fp_redis_cb cb, void *data, size_t n,
+			 const struct fp_redis_cmdv *cmds)
+{
+	static const char *const multi[] = { "MULTI" }, *const exec[] = { "EXEC" },
+			  *const discard[] = { "DISCARD" };
+	static const size_t multil[] = { 5 }, execl[] = { 4 }, discardl[] = { 7 };
+	size_t i;
+	int err;
+
+	if ((err = fp_redis_command(r, NULL, NULL, 1, (const char **)multi, multil)) < 0)
+		return err;
+	for (i = 0; i < n; i++)
+		if ((err = fp_redis_command(r, NULL, NULL, cmds[i].argc, cmds[i].argv,
+					    cmds[i].argvlen)) < 0)
+			goto discard;
+	if ((err = fp_redis_command(r, cb, data, 1, (const char **)exec, execl)) < 0)
+		goto discard;
+	return 0;
+
+discard:
+	/* Sent as far as it went: dropped whole (if this fails too, the connection is going). */
+	fp_redis_command(r, NULL, NULL, 1, (const char **)discard, discardl);
+	return err;
+}
+
 int fp_redis_subscribe(fp_redis *r, const char *channel, fp_redis_cb cb, void *data)
 {
 	const char *argv[] = { "SUBSCRIBE", channel };

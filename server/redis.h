@@ -103,6 +103,23 @@ typedef void (*fp_redis_cb)(fp_redis *r, int status, redisReply *reply, void *da
 int fp_redis_command(fp_redis *r, fp_redis_cb cb, void *data, int argc,
 		     const char **argv, const size_t *argvlen);
 
+/* One command of a transaction: argv[0..argc), binary-safe. */
+struct fp_redis_cmdv {
+	int argc;
+	const char **argv;
+	const size_t *argvlen;
+};
+
+/*
+ * MULTI, cmds[0..n), EXEC: Redis runs them as one step, no other client's
+ * command between them. cb gets EXEC's answer (an array of the commands'
+ * answers in order; an error reply if Redis refused one while queueing).
+ * -ENOTCONN when not READY, or -ENOMEM, with no callback: a transaction
+ * begun is then DISCARDed, so nothing of it runs.
+ */
+int fp_redis_transaction(fp_redis *r, fp_redis_cb cb, void *data, size_t n,
+			 const struct fp_redis_cmdv *cmds);
+
 /*
  * SUBSCRIBE to one channel: the connection is in pub/sub mode from then on
  * (no other command). cb gets the subscription's confirmation, then each

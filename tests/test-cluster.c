@@ -347,6 +347,68 @@ static void big_reply_arrives_whole(void **state)
 	server_stop(s);
 }
 
+/* EXEC's answer: SET's OK, then GET's value; then the key read after it. */
+static void exec_cb(fp_redis *r, int status, redisReply *reply, void *data)
+{
+	struct ctx *c = data;
+
+	(void)r;
+	c->status = status;
+	c->replies++;
+	c->got_ok = status == 0 && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+		    reply->element[0]->type == REDIS_REPLY_STATUS &&
+		    reply->element[1]->type == REDIS_REPLY_STRING &&
+		    !strcmp(reply->element[1]->str, "v1");
+}
+
+static void after_cb(fp_redis *r, int status, redisReply *reply, void *data)
+{
+	struct ctx *c = data;
+
+	(void)r;
+	c->replies++;
+	/* A plain command after the transaction is answered on its own, not queued. */
+	if (status == 0 && reply->type == REDIS_REPLY_STRING && !strcmp(reply->str, "v1"))
+		c->phase++;
+	fp_loop_stop(c->loop);
+}
+
+static void multi_state(fp_redis *r, enum fp_redis_state st, const char *why, void *data)
+{
+	struct ctx *c = data;
+	const char *set[] = { "SET", "t", "v1" }, *get[] = { "GET", "t" };
+	size_t setl[] = { 3, 1, 2 }, getl[] = { 3, 1 };
+	const struct fp_redis_cmdv cmds[] = { { 3, set, setl }, { 2, get, getl } };
+
+	(void)why;
+	if (st != FP_REDIS_READY)
+		return;
+	c->readies++;
+	assert_int_equal(fp_redis_transaction(r, exec_cb, c, 2, cmds), 0);
+	assert_int_equal(fp_redis_command(r, after_cb, c, 2, get, getl), 0);
+}
+
+static void transaction_answers_once_in_order(void **state)
+{
+	struct server *s = *state;
+	struct ctx c;
+
+	if (!s)
+		skip();
+	server_start(s);
+	ctx_init(&c, s);
+	ctx_connect(&c, multi_state, NULL);
+	assert_int_equal(fp_loop_run(c.loop), 0);
+	assert_false(c.wd_fired);
+	assert_int_equal(c.readies, 1);
+	assert_int_equal(c.status, 0);
+	assert_true(c.got_ok);
+	assert_int_equal(c.replies, 2);
+	assert_int_equal(c.phase, 1);
+	ctx_free(&c);
+	server_stop(s);
+}
+
 static void blpop_cb(fp_redis *r, int status, redisReply *reply, void *data)
 {
 	struct ctx *c = data;
@@ -654,6 +716,8 @@ int main(void)
 		cmocka_unit_test(work_entries_parse_or_are_refused),
 		cmocka_unit_test(outcome_lines_are_the_streams_lines),
 		cmocka_unit_test_setup_teardown(big_reply_arrives_whole, server_setup, server_teardown),
+		cmocka_unit_test_setup_teardown(transaction_answers_once_in_order, server_setup,
+						server_teardown),
 		cmocka_unit_test_setup_teardown(close_cancels_pending, server_setup, server_teardown),
 		cmocka_unit_test_setup_teardown(reconnects_after_redis_dies, server_setup,
 						server_teardown),

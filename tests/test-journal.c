@@ -1394,6 +1394,49 @@ static void job_records_round_trip(void **state)
 	sbuf_free(&b);
 }
 
+/*
+ * A job's own concurrency follows its items, only when set: a record
+ * without it (all those written before it was kept) reads as 0, and one
+ * cut inside it is refused.
+ */
+static void job_record_keeps_its_concurrency(void **state)
+{
+	struct fp_jr_item items[2] = { { "1", 1 }, { "2", 1 } };
+	struct fp_jr_job in, out;
+	struct fp_jrec r;
+	struct sbuf b;
+	size_t start;
+
+	(void)state;
+	sbuf_init(&b);
+	for (uint32_t conc = 0; conc < 8; conc += 7) {
+		memset(&in, 0, sizeof(in));
+		in.kind = 1;
+		in.n = 2;
+		in.items = items;
+		in.opts = (struct fp_jr_opts){ .task = "square", .task_len = 6, .concurrency = conc };
+		sbuf_reset(&b);
+		start = fp_jrec_begin(&b);
+		assert_int_equal(fp_jr_put_job(&b, &in), 0);
+		assert_int_equal(fp_jrec_end(&b, start, FP_JR_JOB, TEST_SALT), 0);
+		assert_int_equal(fp_jrec_parse(b.data, b.len, TEST_SALT, &r), 0);
+		assert_int_equal(fp_jr_get_job(&r, &out), 0);
+		assert_int_equal(out.opts.concurrency, conc);
+		assert_int_equal(out.n, 2);
+		fp_jr_job_clear(&out);
+		if (conc) {
+			/* Cut inside the u32: refused, not read as a smaller number. */
+			for (size_t cut = 1; cut < 4; cut++) {
+				struct fp_jrec t = r;
+
+				t.len -= (uint32_t)cut;
+				assert_int_equal(fp_jr_get_job(&t, &out), -EBADMSG);
+			}
+		}
+	}
+	sbuf_free(&b);
+}
+
 static void outcome_and_mark_records_round_trip(void **state)
 {
 	struct fp_jr_outcome e[6] = {
@@ -1783,6 +1826,7 @@ int main(void)
 		cmocka_unit_test(open_refuses_wrong_version),
 		cmocka_unit_test(open_fails_when_replay_refuses),
 		cmocka_unit_test(job_records_round_trip),
+		cmocka_unit_test(job_record_keeps_its_concurrency),
 		cmocka_unit_test(outcome_and_mark_records_round_trip),
 		cmocka_unit_test(inputs_record_round_trip),
 		cmocka_unit_test(compaction_rewrites_from_the_live_state),

@@ -143,6 +143,22 @@ static void incr_counts_and_refuses(void **state)
 	fp__kv_free(kv);
 }
 
+/* The integer text incr stores is printf's, at both ends of int64_t too. */
+static void int_text_is_decimal(void **state)
+{
+	const int64_t v[] = { 0, 1, -1, 9, 10, -10, 1234567890, INT64_MAX, INT64_MIN, INT64_MIN + 1 };
+	char got[FP_KV_INT_TEXT], want[32];
+	size_t n;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		n = fp__kv_int_text(v[i], got);
+		snprintf(want, sizeof(want), "%lld", (long long)v[i]);
+		assert_int_equal(n, strlen(want));
+		assert_memory_equal(got, want, n);
+	}
+}
+
 static void cas_sets_only_on_match(void **state)
 {
 	fp_kv *kv = fp__kv_new(NULL);
@@ -292,6 +308,7 @@ int main(void)
 		cmocka_unit_test(expiry_on_read_and_by_sweep),
 		cmocka_unit_test(expiry_is_told_and_kept_by_incr),
 		cmocka_unit_test(incr_counts_and_refuses),
+		cmocka_unit_test(int_text_is_decimal),
 		cmocka_unit_test(cas_sets_only_on_match),
 		cmocka_unit_test(caps_are_named),
 		cmocka_unit_test(expired_keys_do_not_fill_the_store),

@@ -22,6 +22,7 @@
 #include "forkpool.h"
 #include "fp_test.h"
 #include "fp_test_pool.h"
+#include "queue.h"
 
 #define WORKERS 4
 
@@ -159,6 +160,89 @@ static void task_limited_to_one_never_runs_two_while_others_pass(void **state)
 	fp_test_collect_free(&hold);
 	fp_test_collect_free(&other);
 	fixture_free(&f);
+}
+
+#define SINGLES 60
+
+struct singles {
+	struct fp_test_collect c[SINGLES];
+	size_t n;
+};
+
+static int singles_done(void *data)
+{
+	struct singles *s = data;
+
+	for (size_t i = 0; i < s->n; i++)
+		if (!s->c[i].done)
+			return 0;
+	return 1;
+}
+
+/*
+ * Many single-item calls of a full limit, each its own queue entry, with
+ * another task's between them: dispatch skips those it found held back
+ * (queue.h's held_back) while the limit stays full, and the limit still
+ * holds and every call ends.
+ */
+static void many_single_item_calls_of_a_full_limit(void **state)
+{
+	struct fixture f;
+	struct singles *s = calloc(1, sizeof(*s));
+	fp_call_options o = FP_CALL_OPTIONS_DEFAULT;
+
+	(void)state;
+	assert_non_null(s);
+	fixture_init(&f);
+	assert_int_equal(fp_pool_task_concurrency(f.pool, "overlap.hold", 1), 0);
+	o.chunksize = 1;
+	for (s->n = 0; s->n < SINGLES; s->n++) {
+		bool other = s->n % 6 == 5;
+
+		submit(&f, &s->c[s->n], other ? "overlap.free" : "overlap.hold", other, 1,
+		       other ? 30 : 5, &o);
+	}
+	assert_true(fp_test_run_until(f.pool, singles_done, s, 60000));
+	for (size_t i = 0; i < s->n; i++) {
+		all_ok(&s->c[i]);
+		fp_test_collect_free(&s->c[i]);
+	}
+	assert_int_equal(most_at_once(&f, 0), 1);
+	/* The other task's calls, queued behind held-back ones, ran beside them. */
+	assert_true(most_at_once(&f, 1) >= 2);
+	free(s);
+	fixture_free(&f);
+}
+
+/* The queue keeps its count of held-back leading entries true (queue.h). */
+static void queue_keeps_its_held_back_count_true(void **state)
+{
+	struct fp_queue q = { 0 };
+	struct fp_call *c = (struct fp_call *)&q;   /* never dereferenced by the queue */
+
+	(void)state;
+	for (uint32_t i = 0; i < 8; i++)
+		assert_int_equal(fp__queue_push(&q, c, i, 1, false), 0);
+	q.held_back = 4;
+	/* Taken from behind them, near the head and near the tail: unchanged. */
+	fp__queue_remove(&q, 5);
+	fp__queue_remove(&q, 4);
+	assert_int_equal(q.held_back, 4);
+	assert_int_equal(fp__queue_at(&q, 4)->first, 6);
+	/* From among them, on either side of the middle: one fewer each. */
+	fp__queue_remove(&q, 3);
+	assert_int_equal(q.held_back, 3);
+	fp__queue_remove(&q, 0);
+	assert_int_equal(q.held_back, 2);
+	assert_int_equal(fp__queue_at(&q, 0)->first, 1);
+	assert_int_equal(fp__queue_at(&q, 1)->first, 2);
+	assert_int_equal(fp__queue_at(&q, 2)->first, 6);
+	fp__queue_pop(&q);
+	assert_int_equal(q.held_back, 1);
+	/* One pushed at the front is not among them: none are known. */
+	assert_int_equal(fp__queue_push(&q, c, 9, 1, true), 0);
+	assert_int_equal(q.held_back, 0);
+	fp__queue_deinit(&q);
 }
 
 static void named_limit_holds_across_the_tasks_it_covers(void **state)
@@ -301,6 +385,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(task_limited_to_one_never_runs_two_while_others_pass),
+		cmocka_unit_test(many_single_item_calls_of_a_full_limit),
+		cmocka_unit_test(queue_keeps_its_held_back_count_true),
 		cmocka_unit_test(named_limit_holds_across_the_tasks_it_covers),
 		cmocka_unit_test(limit_above_the_workers_keeps_every_worker_busy),
 		cmocka_unit_test(named_limit_holds_across_a_c_task_and_an_exec_task),

@@ -103,7 +103,8 @@ static void warm_spin(fp_pool *p)
 		for (size_t i = 0; i < WARM; i++)
 			assert_int_equal(r[i].status, FP_ITEM_OK);
 		fp_results_free(r, WARM);
-		if (p->task_us && ix < p->ntask_us && p->task_us[ix] <= FP_BATCH_QUICK_US)
+		if (p->groups[0]->task_us && ix < p->groups[0]->ntask_us &&
+		    p->groups[0]->task_us[ix] <= FP_BATCH_QUICK_US)
 			break;
 	}
 	assert_true(tries < 50);

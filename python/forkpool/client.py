@@ -214,14 +214,16 @@ class Client:
     # --- one task --------------------------------------------------------
 
     def submit(self, task, args=None, timeout=None, retries=None, retry_on=None,
-               idempotency_key=None, _wait=None):
+               idempotency_key=None, _wait=None, concurrency=None):
         """Start task(args); returns its Job at once.
 
         timeout: the task's own time limit in seconds (the server's
-        --task-timeout by default); retries, retry_on: as the API's."""
+        --task-timeout by default); retries, retry_on, concurrency (at most
+        that many of the job's items at once): as the API's."""
         body = {"task": task, "args": args}
         for k, v in (("timeout_ms", _ms(timeout)), ("retries", retries),
-                     ("retry_on", list(retry_on) if retry_on is not None else None)):
+                     ("retry_on", list(retry_on) if retry_on is not None else None),
+                     ("concurrency", concurrency)):
             if v is not None:
                 body[k] = v
         query = {"wait": "%g" % _wait} if _wait else None
@@ -232,20 +234,22 @@ class Client:
     apply_async = submit
 
     def apply(self, task, args=None, timeout=None, retries=None, retry_on=None,
-              idempotency_key=None):
+              idempotency_key=None, concurrency=None):
         """Run task(args) and return its value; a failure raises TaskError."""
         # Waiting in the submission saves a round trip for quick tasks.
         return self.submit(task, args, timeout, retries, retry_on, idempotency_key,
-                           _wait=POLL_S).get()
+                           _wait=POLL_S, concurrency=concurrency).get()
 
     # --- many items ------------------------------------------------------
 
     def map_async(self, task, iterable, chunksize=None, timeout=None, retries=None,
-                  retry_on=None, idempotency_key=None):
+                  retry_on=None, idempotency_key=None, concurrency=None):
         """Submit task over every item of iterable (streamed up as NDJSON);
-        returns the Job once the server has taken them all."""
+        returns the Job once the server has taken them all. concurrency:
+        at most that many of its items run at once (None: as many as the
+        workers and the tasks' limits allow)."""
         query = {"task": task, "chunksize": chunksize, "timeout_ms": _ms(timeout),
-                 "retries": retries,
+                 "retries": retries, "concurrency": concurrency,
                  "retry_on": ",".join(retry_on) if retry_on is not None else None}
         headers = {"Content-Type": "application/x-ndjson"}
         headers.update(self._submit_headers(idempotency_key))
@@ -253,7 +257,8 @@ class Client:
         return Job(self, doc)
 
     def map(self, task, iterable, chunksize=None, ordered=True, return_exceptions=False,
-            timeout=None, retries=None, retry_on=None, idempotency_key=None):
+            timeout=None, retries=None, retry_on=None, idempotency_key=None,
+            concurrency=None):
         """Run task over every item; an iterator of the values, yielded as
         they finish: in input order (ordered=True) or completion order.
 
@@ -262,7 +267,7 @@ class Client:
         return_exceptions=True, is yielded as that TaskError (as
         asyncio.gather does). The iterator's .job is the Job."""
         job = self.map_async(task, iterable, chunksize, timeout, retries, retry_on,
-                             idempotency_key)
+                             idempotency_key, concurrency=concurrency)
         return _Results(job, job.results(ordered=ordered, return_exceptions=return_exceptions))
 
     def imap(self, task, iterable, chunksize=None, **kw):
@@ -276,16 +281,17 @@ class Client:
     # --- pipelines -------------------------------------------------------
 
     def pipeline_async(self, stages, iterable, reduce=None, ordered=False, timeout=None,
-                       retries=None, retry_on=None, idempotency_key=None):
+                       retries=None, retry_on=None, idempotency_key=None, concurrency=None):
         """Submit a pipeline; returns its Job.
 
         stages: task names, or dicts as the API takes them ({"task":
         "lower", "workers": 1, "buffer": 100, ...}); reduce: a task name or
         {"task", "batch"}. Names only: the items are streamed up as NDJSON;
-        with dicts they go in one JSON body."""
+        with dicts they go in one JSON body. concurrency caps every stage's
+        workers, as the API's does."""
         stages = list(stages)
         headers = self._submit_headers(idempotency_key)
-        common = {"timeout_ms": _ms(timeout), "retries": retries}
+        common = {"timeout_ms": _ms(timeout), "retries": retries, "concurrency": concurrency}
         if all(isinstance(s, str) for s in stages) and not isinstance(reduce, dict):
             query = dict(common, stages=",".join(stages), reduce=reduce,
                          ordered="1" if ordered else None,

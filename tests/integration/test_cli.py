@@ -377,6 +377,7 @@ class CliTest(DaemonTestCase):
             (("health", "--completion"), "unknown option --completion"),
             (("health", "--url", "ftp://x"), "the scheme must be http"),
             (("map", "square", "--idempotency-key", "k" * 300), "--idempotency-key must be"),
+            (("map", "square", "--concurrency", "0"), "--concurrency takes a whole number from 1"),
         ]
         for args, message in cases:
             r = self.run_cli(*args)
@@ -521,7 +522,13 @@ class Recorder(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_POST(self):
-        size = self.body_size()
+        if self.path.startswith("/v1/apply"):
+            # An apply's body is one small JSON document: kept whole.
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.server.bodies.append(json.loads(body))
+            size = len(body)
+        else:
+            size = self.body_size()
         self.server.seen.append((self.path, dict(self.headers), size))
         self.answer(202, json.dumps({"id": self.JOB, "state": "queued"}).encode())
 
@@ -536,6 +543,7 @@ class CliUploadTest(unittest.TestCase):
     def setUp(self):
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
         self.server.seen = []
+        self.server.bodies = []
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
         self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
@@ -557,6 +565,16 @@ class CliUploadTest(unittest.TestCase):
         self.assertEqual(posts[1][0], "/v1/map?task=square")
         self.assertEqual(posts[2][0], "/v1/pipelines?stages=range%2Csquare&ordered=true")
         self.assertEqual(posts[1][1]["Content-Type"], "application/x-ndjson")
+
+    def test_concurrency_is_sent_with_each_submission(self):
+        for args in (("apply", "square", "1"), ("map", "square"), ("pipeline", "range,square")):
+            r = cli(*args, "--concurrency", "3", url=self.url, stdin="1\n")
+            self.assertEqual(r.returncode, 0, r.stderr)
+        posts = [s for s in self.server.seen if s[2] or s[0].startswith("/v1/apply")]
+        self.assertEqual([p[0] for p in posts],
+                         ["/v1/apply", "/v1/map?task=square&concurrency=3",
+                          "/v1/pipelines?stages=range%2Csquare&ordered=true&concurrency=3"])
+        self.assertEqual(self.server.bodies[0].get("concurrency"), 3, self.server.bodies[0])
 
     def test_a_file_goes_with_its_length_a_pipe_chunked_and_neither_is_held(self):
         with tempfile.NamedTemporaryFile(suffix=".ndjson") as f:

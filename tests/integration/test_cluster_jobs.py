@@ -144,6 +144,14 @@ class ClusterJobsTest(unittest.TestCase):
         fail = a.post("/v1/apply?wait=30", {"task": "fail", "args": "no"})
         self.assertEqual(fail.json()["state"], "failed", fail)
         self.assertEqual(fail.json()["error"]["type"], "task_error")
+        # A ?wait= answer is made from the document the results stream's end
+        # carries (no second read of the hash): it is the job's document.
+        for x in (ap, fail, r2):
+            ended = r.command("XREVRANGE", "forkpool:results:" + x.json()["id"], "+", "-",
+                              "COUNT", "1")[0][1]
+            self.assertEqual(ended[:2], ["end", x.json()["state"]])
+            self.assertIn("d:finished_at", ended)
+            self.assertEqual(x.json(), a.get("/v1/jobs/" + x.json()["id"]).json())
         # The job's options travel with it: a timeout set on A holds on the node that runs it.
         slow = b.post("/v1/map?wait=30", {"task": "sleep", "items": [5000, 5000],
                                           "timeout_ms": 200})
@@ -204,6 +212,28 @@ class ClusterJobsTest(unittest.TestCase):
             self.assertEqual((doc["state"], doc["done"], doc["failed"]), ("done", n, 0), doc)
             self.assert_squares_once(self.results(b, job["id"], "completion"), n)
 
+    def test_apply_runs_from_its_work_entry(self):
+        """An apply's one item and options ride in its work entry: the node that
+        reads it starts at once (no fetch of its chunk: a round trip less), while
+        the job is still marked running and counted as any other."""
+        r = self.redis()
+        a = self.node(r.url, "a")
+
+        def gets():
+            m = re.search(r"cmdstat_get:calls=(\d+)", r.command("INFO", "commandstats"))
+            return int(m.group(1)) if m else 0
+        before = gets()
+        for i in range(5):
+            ap = a.post("/v1/apply?wait=30", {"task": "square", "args": i})
+            self.assertEqual((ap.status, ap.json()["state"], ap.json()["result"]),
+                             (200, "done", i * i), ap)
+            self.assertIsNotNone(ap.json()["started_at"], ap)
+        self.assertEqual(gets(), before)
+        # A map of more than one item is fetched as before.
+        self.assertEqual(a.post("/v1/map?wait=30", {"task": "square", "items": [1, 2]})
+                         .json()["state"], "done")
+        self.assertGreater(gets(), before)
+
     # --- a node dies -------------------------------------------------------
 
     def test_node_killed_mid_map_loses_nothing(self):
@@ -214,8 +244,11 @@ class ClusterJobsTest(unittest.TestCase):
 
         n = 100000
         # A chunk taken over counts as an attempt (its node may have been running
-        # it, as a dead worker's item): one retry lets it run again.
-        job = self.map_ndjson(a, "square", range(n), query="&retries=1")
+        # it, as a dead worker's item): one retry lets it run again. Small chunks
+        # (as in the frozen node's test below), so that the map is still running
+        # when C is caught holding some: with the default of n/64 a loaded machine
+        # could see the whole map land before C was ever stopped holding one.
+        job = self.map_ndjson(a, "square", range(n), query="&retries=1&chunksize=256")
         # C has taken chunks (it pulls as the others do): kill it mid-way,
         # frozen first at a moment it holds chunks not yet acknowledged.
         wait_until(lambda: (metric(c, "forkpool_cluster_chunks_run_total") or 0) >= 1, 30,
@@ -238,6 +271,44 @@ class ClusterJobsTest(unittest.TestCase):
         self.assertGreater(metric(a, "forkpool_cluster_chunks_claimed_total") +
                            metric(b, "forkpool_cluster_chunks_claimed_total"), 0)
         self.assertEqual(r.command("XPENDING", "forkpool:work", "workers")[0], 0)
+
+    def test_node_frozen_then_resumed_lands_nothing_twice(self):
+        """A node taken for dead too early (frozen past the visibility timeout
+        while it holds chunks, then resumed) lands chunks another node ran
+        already: its outcome entries are taken out again in the same step, so
+        the results stream holds each chunk once, and no reader ever sees a
+        second copy."""
+        r = self.redis()
+        a = self.node(r.url, "a")
+        b = self.node(r.url, "b")
+        c = self.node(r.url, "c")
+
+        n = 100000
+        job = self.map_ndjson(a, "square", range(n), query="&retries=1&chunksize=256")
+        chunks = int(r.command("HGET", "forkpool:job:" + job["id"], "chunks"))
+        wait_until(lambda: (metric(c, "forkpool_cluster_chunks_run_total") or 0) >= 1, 30,
+                   interval=0.005, what="node c running chunks")
+
+        def holding():
+            os.kill(c.pid, signal.SIGSTOP)
+            if r.command("XPENDING", "forkpool:work", "workers", "-", "+", "10", "c"):
+                return True
+            os.kill(c.pid, signal.SIGCONT)
+            return False
+        wait_until(holding, 30, interval=0.01, what="node c holding chunks")
+        try:
+            doc = b.wait_job(job["id"], timeout=90)
+        finally:
+            os.kill(c.pid, signal.SIGCONT)
+        self.assertEqual((doc["state"], doc["done"], doc["failed"]), ("done", n, 0), doc)
+        self.assertGreater(metric(a, "forkpool_cluster_chunks_claimed_total") +
+                           metric(b, "forkpool_cluster_chunks_claimed_total"), 0)
+        # C goes on and lands what it held: each a second landing.
+        wait_until(lambda: metric(c, "forkpool_cluster_chunks_running") == 0, 30,
+                   interval=0.02, what="node c landing what it held")
+        self.assertEqual(r.command("XLEN", "forkpool:results:" + job["id"]), chunks + 1)
+        self.assert_squares_once(self.results(c, job["id"], "completion"), n)
+        self.assertEqual(c.get("/v1/jobs/" + job["id"]).json()["done"], n)
 
     # --- Redis goes away ----------------------------------------------------
 

@@ -151,8 +151,46 @@ class JournalResumeTest(harness.DataDirTestCase):
         self.assertEqual(status, 0, d.log_text()[-3000:])
 
 
+class JournalConcurrencyTest(harness.DataDirTestCase):
+    """A job's own "concurrency" holds after its master is SIGKILLed and
+    restarted: the overlap task records the most items running at once."""
+
+    tmp_prefix = "fp-test-resume-conc-"
+
+    def start(self):
+        d = Daemon("--data-dir", self.data, "--module",
+                   os.path.join(MODULE_DIR, "libfp-overlap.so"), workers=4).start()
+        self.daemons.append(d)
+        d.wait_line(r"forkpoold .* ready", 20, fail_on_exit=True)
+        return d
+
+    def most_running(self, path):
+        with open(path) as f:
+            return int(f.read().split()[1])
+
+    def test_a_resumed_jobs_concurrency_still_holds(self):
+        path = os.path.join(self.dir, "overlap")
+        d = self.start()
+        r = d.post("/v1/map", {"task": "overlap.other", "concurrency": 1,
+                               "items": ["%s 50" % path] * 12})
+        self.assertEqual(r.status, 202, r)
+        job = r.json()["id"]
+        wait_until(lambda: d.get("/v1/jobs/" + job).json()["done"] >= 2, 20,
+                   interval=0.005, what="two items done")
+        d.stop(signal.SIGKILL)
+        # The killed workers' counts went with them: count afresh.
+        with open(path, "w") as f:
+            f.write("0 0\n")
+        d = self.start()
+        doc = d.wait_job(job, timeout=60)
+        self.assertEqual(doc["state"], "done", doc)
+        self.assertEqual(self.most_running(path), 1,
+                         "a limit of 1 ran more items at once after the restart")
+        status = d.stop()
+        self.assertEqual(status, 0, d.log_text()[-3000:])
+
 if __name__ == "__main__":
-    # --module-dir DIR: where libfp-attempts.so is (meson passes it).
+    # --module-dir DIR: where libfp-attempts.so and libfp-overlap.so are (meson passes it).
     if "--module-dir" in sys.argv:
         i = sys.argv.index("--module-dir")
         MODULE_DIR = sys.argv[i + 1]

@@ -49,6 +49,30 @@ def nap(ms):
     return ms
 
 @task
+def overlap(args):
+    """Count itself running in the file args["path"] (under flock) for
+    args["ms"]; returns the most seen running at once."""
+    import fcntl
+
+    def count(f, delta):
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        running, most = (int(x) for x in (f.read().split() or ["0", "0"]))
+        running += delta
+        most = max(most, running)
+        f.seek(0)
+        f.truncate()
+        f.write("%d %d\\n" % (running, most))
+        f.flush()
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return most
+
+    with open(args["path"], "a+") as f:
+        count(f, 1)
+        time.sleep(args["ms"] / 1000.0)
+        return count(f, -1)
+
+@task
 def where(args):
     import forkpool
     return {"file": forkpool.__file__, "pythonpath": os.environ.get("PYTHONPATH")}
@@ -292,6 +316,23 @@ class ClientTest(DaemonTestCase):
         with self.assertRaises(TaskError) as cm:
             list(self.fp.pipeline(["echo", "py.square"], [1, "x", 3], ordered=True))
         self.assertEqual((cm.exception.index, cm.exception.stage), (1, 1))
+
+    def test_concurrency_caps_a_map_an_apply_and_a_pipeline(self):
+        # Two programs serve py.*: without the cap, six items of 80 ms would
+        # run two at a time; each call's tasks record what they saw.
+        with tempfile.TemporaryDirectory() as tmp:
+            def items(name):
+                return [{"path": os.path.join(tmp, name), "ms": 80}] * 6
+
+            self.assertEqual(max(self.fp.map("py.overlap", items("map"), concurrency=1)), 1)
+            self.assertEqual(max(self.fp.map("py.overlap", items("ctl"))), 2,
+                             "the programs did not overlap without a cap")
+            self.assertEqual(self.fp.apply("py.overlap", items("apply")[0], concurrency=1), 1)
+            got = list(self.fp.pipeline(["py.overlap"], items("pipe"), concurrency=1))
+            self.assertEqual(max(got), 1)
+            got = list(self.fp.pipeline([{"task": "py.overlap"}], items("pipe2"),
+                                        concurrency=1))
+            self.assertEqual(max(got), 1)
 
     def test_server_errors_are_exceptions_named_for_their_codes(self):
         with self.assertRaises(forkpool.UnknownTask) as cm:

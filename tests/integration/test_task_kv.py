@@ -118,6 +118,20 @@ class CancelTest(DaemonTestCase):
         wait_until(lambda: pid not in self.daemon.worker_pids(), 10, what="worker replaced")
         self.assertEqual(self.apply("square", 7)["result"], 49)
 
+    def test_a_cancelled_pipelines_stage_task_sees_fp_cancelled_before_its_kill(self):
+        # A pipeline's cancel gives its running tasks the same warning and
+        # grace as a job's (it used to SIGKILL them at once).
+        pid = self.daemon.worker_pids()[0]
+        doc = self.submit("/v1/pipelines", {"stages": ["watch"],
+                                            "items": [{"ms": 60000, "key": "wp"}]})
+        wait_until(lambda: self.kv("wp") == "running", 20, what="watch running")
+        r = self.daemon.delete("/v1/jobs/%s" % doc["id"])
+        self.assertIn(r.status, (200, 202, 204), r)
+        wait_until(lambda: self.kv("wp") == "cancelled", 15, what="watch saw fp_cancelled")
+        self.assertEqual(self.daemon.wait_job(doc["id"])["state"], "cancelled")
+        wait_until(lambda: pid not in self.daemon.worker_pids(), 10, what="worker replaced")
+        self.assertEqual(self.apply("square", 7)["result"], 49)
+
     def test_a_timed_out_task_sees_fp_cancelled_and_its_item_is_a_timeout(self):
         doc = self.submit("/v1/apply?wait=30", {"task": "watch", "args": {"ms": 60000, "key": "w2"},
                                                 "timeout_ms": 300}, status=200)
