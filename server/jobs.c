@@ -624,7 +624,7 @@ int fp_jobs_submit_map_taking(fp_jobs *jobs, const char *task, struct fp_buf *it
 
 static int submit(fp_jobs *jobs, const struct fp__job_start *s, bool *took, fp_job **out);
 
-/* Lent items are the job's from here, whatever the outcome (jobs_impl.h). */
+/* Lent items and the ext are the job's from here, whatever the outcome (jobs_impl.h). */
 int fp__jobs_submit(fp_jobs *jobs, const struct fp__job_start *s, fp_job **out)
 {
 	bool took = false;
@@ -633,11 +633,16 @@ int fp__jobs_submit(fp_jobs *jobs, const struct fp__job_start *s, fp_job **out)
 	if (!took) {
 		fp_mem_free(s->lent);
 		fp_mem_free(s->lent_text);
+		if (s->ext && s->ext_free)
+			s->ext_free(s->ext);
 	}
 	return err;
 }
 
-/* *took: the job holds s's lent items (its call started); else they are still s's. */
+/*
+ * *took: the job holds s's lent items and ext (its call started); else
+ * they are still s's.
+ */
 static int submit(fp_jobs *jobs, const struct fp__job_start *s, bool *took, fp_job **out)
 {
 	const struct fp_job_idem *idem = s->idem && s->idem->key ? s->idem : NULL;
@@ -704,10 +709,15 @@ static int submit(fp_jobs *jobs, const struct fp__job_start *s, bool *took, fp_j
 		job->lent_text = NULL;
 		goto err_job;
 	}
-	*took = true;
 
-	/* The pool calls back from its loop only: linking after it is safe. */
+	/*
+	 * The pool calls back from its loop only: linking after it is safe.
+	 * The call's callbacks read the ext (and lent items) until its done
+	 * callback, so from here they are the job's, even if the journal
+	 * refuses the job below.
+	 */
 	job->ext_free = s->ext_free;
+	*took = true;
 	fp__jobs_link(jobs, job, n);
 	jobs->stats.submitted++;
 	/*
@@ -717,6 +727,7 @@ static int submit(fp_jobs *jobs, const struct fp__job_start *s, bool *took, fp_j
 	err = fp__jobs_journal_job(jobs, job, s);
 	if (err) {
 		jobs->stats.submitted--;
+		/* Cancels the call: a tombstone, freed (ext and all) at its done callback. */
 		fp__jobs_unlink_quiet(jobs, job);
 		return err;
 	}

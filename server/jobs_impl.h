@@ -207,7 +207,11 @@ struct fp__job_start {
 	const fp_stage *stages;
 	size_t nstages;
 	const fp_pipeline_options *popts;
-	/* The job's once submitted (freed with ext_free); the caller's on failure. */
+	/*
+	 * Taken by fp__jobs_submit() whatever the outcome (freed with ext_free):
+	 * once the call started, a refusal after it (the journal's) leaves the
+	 * job a tombstone whose done callback still reads it.
+	 */
 	void *ext;
 	void (*ext_free)(void *ext);
 	/*

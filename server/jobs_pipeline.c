@@ -312,13 +312,15 @@ static int submit_pipeline(fp_jobs *jobs, const fp_stage *stages, size_t nstages
 	name = pipeline_name(stages, nstages, reduce);
 	if (!name)
 		goto err_lent;
-	/* On failure x is still ours; on success the job frees it. The lent items it takes. */
+	/*
+	 * x and the lent items are fp__jobs_submit()'s whatever the outcome: a
+	 * call refused by the journal after it started still reads x until
+	 * its done callback.
+	 */
 	s.name = name;
 	s.ext = x;
 	err = fp__jobs_submit(jobs, &s, out);
 	free(name);
-	if (err)
-		ext_free(x);
 	return err;
 
 err_lent:

@@ -2827,6 +2827,56 @@ static void a_job_whose_record_fails_is_withdrawn(void **state)
 	fp_test_jobs_teardown(&f);
 }
 
+/*
+ * A journal that refuses a JOB record after the call started (broken by an
+ * ENOSPC on /dev/full: every later record is refused at once) fails the
+ * submission, and the call goes with the tombstone. A pipeline's own state
+ * is then the job's: its done callback reads it and the job frees it, so the
+ * submitter must not free it too (ASan: heap-use-after-free in
+ * pipeline_done_cb, then a double free). A map refused the same way leaves
+ * nothing behind either.
+ */
+static void a_started_call_whose_record_is_refused_goes_cleanly(void **state)
+{
+	static const char *const slow[] = { "300", "300", "300" };
+	fp_stage st[2] = { FP_STAGE_DEFAULT, FP_STAGE_DEFAULT };
+	struct fp_buf b[3];
+	struct fp_test_jobs f;
+	struct fp_jobs_stats stats;
+	fp_job *job, *first;
+	struct jr x;
+	int fd;
+
+	memset(&x, 0, sizeof(x));
+	fp_test_jobs_setup(&f, 1);
+	fd = open("/dev/full", O_WRONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(fp__journal_new(&x.j, fp_pool_loop(f.pool), fd, 0, 1, FP_FSYNC_NEVER, 0), 0);
+	fp_jobs_attach_journal(f.jobs, x.j);
+	first = submit_apply(&f, "sleep", "0");
+	assert_int_equal(jr_wait(&x, &f), -ENOSPC);
+	fp_jobs_withdraw(f.jobs, first);
+	assert_true(fp_test_run_until(f.pool, nothing_pending, f.jobs, 10000));
+
+	for (size_t i = 0; i < 3; i++)
+		b[i] = (struct fp_buf){ slow[i], strlen(slow[i]) };
+	st[0].task = "sleep";
+	st[1].task = "echo";
+	job = first;
+	assert_int_equal(fp_jobs_submit_pipeline(f.jobs, st, 2, b, 3, NULL, &job), -EIO);
+	assert_null(job);
+	job = first;
+	assert_int_equal(fp_jobs_submit(f.jobs, FP_JOB_MAP, "sleep", b, 3, NULL, &job), -EIO);
+	assert_null(job);
+	fp_jobs_stats(f.jobs, &stats);
+	assert_int_equal(stats.jobs, 0);
+	assert_int_equal(fp_jobs_unfinished(f.jobs), 0);
+	/* Both calls were cancelled; their done callbacks come and free the tombstones. */
+	assert_true(fp_test_run_until(f.pool, nothing_pending, f.jobs, 10000));
+	jr_close(&x, &f);
+	fp_test_jobs_teardown(&f);
+}
+
 /* Every job but `keep` has finished. */
 struct all_but {
 	fp_jobs *jobs;
@@ -3226,6 +3276,7 @@ int main(void)
 		cmocka_unit_test(pipeline_with_every_input_done_ends_at_restart),
 		cmocka_unit_test(pipeline_refused_at_restart_keeps_its_error),
 		cmocka_unit_test(a_job_whose_record_fails_is_withdrawn),
+		cmocka_unit_test(a_started_call_whose_record_is_refused_goes_cleanly),
 		cmocka_unit_test(a_retry_waits_for_the_first_requests_record),
 		cmocka_unit_test(a_submission_refused_at_shutdown_does_not_come_back),
 		cmocka_unit_test(compaction_keeps_the_journal_bounded),
