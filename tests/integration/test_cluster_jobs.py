@@ -264,6 +264,21 @@ class ClusterJobsTest(ClusterCase):
 
     # --- a node dies -------------------------------------------------------
 
+    def freeze_holding(self, r, d, name):
+        """Node d (named name) stopped (SIGSTOP) at a moment it holds chunks it
+        has not acknowledged: once it ran one, it is stopped and looked at
+        until Redis shows it holding some, and let go again while not."""
+        wait_until(lambda: (metric(d, "forkpool_cluster_chunks_run_total") or 0) >= 1, 30,
+                   interval=0.005, what="node %s running chunks" % name)
+
+        def holding():
+            os.kill(d.pid, signal.SIGSTOP)
+            if r.command("XPENDING", "forkpool:work", "workers", "-", "+", "10", name):
+                return True
+            os.kill(d.pid, signal.SIGCONT)
+            return False
+        wait_until(holding, 30, interval=0.01, what="node %s holding chunks" % name)
+
     def test_node_killed_mid_map_loses_nothing(self):
         r = self.redis()
         a = self.node(r.url, "a")
@@ -279,16 +294,7 @@ class ClusterJobsTest(ClusterCase):
         job = self.map_ndjson(a, "square", range(n), query="&retries=1&chunksize=256")
         # C has taken chunks (it pulls as the others do): kill it mid-way,
         # frozen first at a moment it holds chunks not yet acknowledged.
-        wait_until(lambda: (metric(c, "forkpool_cluster_chunks_run_total") or 0) >= 1, 30,
-                   interval=0.005, what="node c running chunks")
-
-        def holding():
-            os.kill(c.pid, signal.SIGSTOP)
-            if r.command("XPENDING", "forkpool:work", "workers", "-", "+", "10", "c"):
-                return True
-            os.kill(c.pid, signal.SIGCONT)
-            return False
-        wait_until(holding, 30, interval=0.01, what="node c holding chunks")
+        self.freeze_holding(r, c, "c")
         c.kill(signal.SIGKILL)
         c.wait_exit()
         self.assertNotEqual(r.command("HGET", "forkpool:job:" + job["id"], "state"), "done")
@@ -314,16 +320,7 @@ class ClusterJobsTest(ClusterCase):
         n = 100000
         job = self.map_ndjson(a, "square", range(n), query="&retries=1&chunksize=256")
         chunks = int(r.command("HGET", "forkpool:job:" + job["id"], "chunks"))
-        wait_until(lambda: (metric(c, "forkpool_cluster_chunks_run_total") or 0) >= 1, 30,
-                   interval=0.005, what="node c running chunks")
-
-        def holding():
-            os.kill(c.pid, signal.SIGSTOP)
-            if r.command("XPENDING", "forkpool:work", "workers", "-", "+", "10", "c"):
-                return True
-            os.kill(c.pid, signal.SIGCONT)
-            return False
-        wait_until(holding, 30, interval=0.01, what="node c holding chunks")
+        self.freeze_holding(r, c, "c")
         try:
             doc = b.wait_job(job["id"], timeout=90)
         finally:
