@@ -2094,6 +2094,20 @@ static void jr_open(struct jr *x, struct fp_test_jobs *f, struct fp_jobs_recover
 	assert_int_equal(fp_jobs_resume(f->jobs, rec), 0);
 }
 
+/*
+ * A journal on /dev/full for the store: its first record fails with ENOSPC,
+ * and every later one is refused at once (the journal is broken).
+ */
+static void jr_full(struct jr *x, struct fp_test_jobs *f)
+{
+	int fd = open("/dev/full", O_WRONLY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(fp__journal_new(&x->j, fp_pool_loop(f->pool), fd, 0, 1, FP_FSYNC_NEVER, 0),
+			 0);
+	fp_jobs_attach_journal(f->jobs, x->j);
+}
+
 /* Wait for what the store appended so far, as an answer would. */
 static int jr_wait(struct jr *x, struct fp_test_jobs *f)
 {
@@ -2805,14 +2819,10 @@ static void a_job_whose_record_fails_is_withdrawn(void **state)
 	uint64_t at;
 	char id[33];
 	struct jr x;
-	int fd;
 
 	memset(&x, 0, sizeof(x));
 	fp_test_jobs_setup(&f, 1);
-	fd = open("/dev/full", O_WRONLY | O_CLOEXEC);
-	assert_true(fd >= 0);
-	assert_int_equal(fp__journal_new(&x.j, fp_pool_loop(f.pool), fd, 0, 1, FP_FSYNC_NEVER, 0), 0);
-	fp_jobs_attach_journal(f.jobs, x.j);
+	jr_full(&x, &f);
 	job = submit_apply(&f, "sleep", "0");
 	strcpy(id, fp_job_id(job));
 	assert_int_equal(jr_wait(&x, &f), -ENOSPC);
@@ -2845,14 +2855,10 @@ static void a_started_call_whose_record_is_refused_goes_cleanly(void **state)
 	struct fp_jobs_stats stats;
 	fp_job *job, *first;
 	struct jr x;
-	int fd;
 
 	memset(&x, 0, sizeof(x));
 	fp_test_jobs_setup(&f, 1);
-	fd = open("/dev/full", O_WRONLY | O_CLOEXEC);
-	assert_true(fd >= 0);
-	assert_int_equal(fp__journal_new(&x.j, fp_pool_loop(f.pool), fd, 0, 1, FP_FSYNC_NEVER, 0), 0);
-	fp_jobs_attach_journal(f.jobs, x.j);
+	jr_full(&x, &f);
 	first = submit_apply(&f, "sleep", "0");
 	assert_int_equal(jr_wait(&x, &f), -ENOSPC);
 	fp_jobs_withdraw(f.jobs, first);
@@ -3144,14 +3150,10 @@ static void a_retry_waits_for_the_first_requests_record(void **state)
 	char bound[64], err[256];
 	fp_api *api;
 	struct jr x;
-	int fd;
 
 	memset(&x, 0, sizeof(x));
 	fp_test_jobs_setup(&f, 1);
-	fd = open("/dev/full", O_WRONLY | O_CLOEXEC);
-	assert_true(fd >= 0);
-	assert_int_equal(fp__journal_new(&x.j, fp_pool_loop(f.pool), fd, 0, 1, FP_FSYNC_NEVER, 0), 0);
-	fp_jobs_attach_journal(f.jobs, x.j);
+	jr_full(&x, &f);
 	fp_api_options_init(&ao);
 	assert_int_equal(fp_api_new(&api, f.pool, f.jobs, &ao), 0);
 	fp_http_limits_init(&lim);
